@@ -1,0 +1,203 @@
+"""The `tunesmith` command: one Typer app, one command per verb. Heavy imports live inside the commands so
+`tunesmith --help` starts instantly.
+
+    tunesmith init my-project
+    tunesmith run my-project --set train.epochs=2
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Fine-tune open LLMs the careful way: check the data, write the eval first, train, and "
+                       "ship only a model that beats its base.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+config_app = typer.Typer(help="Inspect tunesmith.yaml: its JSON Schema, or a project's resolved config.",
+                         no_args_is_help=True)
+data_app = typer.Typer(help="Data: convert formats, check records, split off a held-out set.", no_args_is_help=True)
+runs_app = typer.Typer(help="Run directories (the registry): list and show.", no_args_is_help=True)
+model_app = typer.Typer(help="Models: resolve and cache a model reference.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+app.add_typer(runs_app, name="runs")
+app.add_typer(model_app, name="model")
+
+SET_HELP = "Override a config field, e.g. --set train.lr=1e-4 (repeatable)."
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+@app.command()
+def run(project: Path = typer.Argument(..., help="Project directory holding tunesmith.yaml."),
+        set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+    """Walk the whole flow: check -> split -> eval base -> train -> eval tuned -> compare. Exit 1 if the gate fails."""
+    from tunesmith.pipeline import print_summary, run_project
+
+    summary = run_project(project, set_)
+    print_summary(summary, _console())
+    raise typer.Exit(0 if summary["gate"]["passed"] else 1)
+
+
+@app.command()
+def init(directory: Path = typer.Argument(..., help="Directory to create the starter project in."),
+         force: bool = typer.Option(False, help="Overwrite an existing tunesmith.yaml.")) -> None:
+    """Write a commented starter project: tunesmith.yaml, data/, eval/."""
+    from tunesmith.starter import write_starter
+
+    written = write_starter(directory, force=force)
+    for path in written:
+        _console().print(f"wrote {path}")
+    _console().print(f"Next: put conversations in {directory}/data/*.jsonl, then `tunesmith run {directory}`.")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of tunesmith.yaml (for editor autocompletion)."""
+    from tunesmith.config import config_schema as schema
+
+    typer.echo(json.dumps(schema(), indent=2))
+
+
+@config_app.command("show")
+def config_show(project: Path = typer.Argument(..., help="Project directory or tunesmith.yaml."),
+                set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+    """Print a project's config with every default filled in and overrides applied."""
+    import yaml
+
+    from tunesmith.config import load_config
+
+    cfg, _ = load_config(project, set_)
+    typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+@data_app.command("convert")
+def data_convert(source: Path = typer.Argument(..., help="Input file (JSONL or CSV)."),
+                 out: Path = typer.Argument(..., help="Output JSONL of `messages` records."),
+                 from_: str = typer.Option("auto", "--from", help="auto, messages, openai, sharegpt, alpaca, "
+                                                                  "prompt_completion, csv or labeled (labeled JSONL)."),
+                 text_column: str = typer.Option("text", help="csv/labeled: the column with the input text."),
+                 label_column: str = typer.Option("label", help="csv/labeled: the column with the label."),
+                 system: Optional[str] = typer.Option(None, help="System prompt to put first in every conversation."),
+                 json_key: Optional[str] = typer.Option(None, help="csv/labeled: answer as JSON {KEY: label}.")) -> None:
+    """Convert a data file to canonical `messages` JSONL (provenance kept under `meta`)."""
+    from tunesmith.data.convert import convert_file
+
+    n = convert_file(source, out, from_, text_column=text_column, label_column=label_column, system=system,
+                     json_key=json_key)
+    _console().print(f"wrote {n} conversation(s) to {out}")
+
+
+@data_app.command("check")
+def data_check(paths: list[Path] = typer.Argument(..., help="Data files, or a project directory."),
+               as_json: bool = typer.Option(False, "--json", help="Print every finding as JSON."),
+               show: int = typer.Option(3, help="Findings shown per code.")) -> None:
+    """Check records (schema level): a table of finding codes, then examples with file:line. Exit 1 on errors."""
+    from tunesmith.data.checks import run_checks
+    from tunesmith.data.convert import print_report, resolve_data_paths
+    from tunesmith.data.formats import load_records
+
+    files, fmt, base = resolve_data_paths(paths)
+    report = run_checks(load_records(files, fmt, base=base))
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        print_report(report, _console(), show)
+    raise typer.Exit(1 if report.has_errors else 0)
+
+
+@data_app.command("split")
+def data_split(paths: list[Path] = typer.Argument(..., help="Data files, or a project directory."),
+               out: Path = typer.Option(..., help="Directory for train.jsonl and heldout.jsonl."),
+               fraction: float = typer.Option(0.2, help="Held-out share."),
+               seed: int = typer.Option(42, help="Split seed."),
+               stratify_by: Optional[str] = typer.Option(None, help="JSON reply field, or `label`, to stratify by.")
+               ) -> None:
+    """Split off a leakage-free, stratified held-out set (equal inputs never straddle the split)."""
+    from tunesmith.data.convert import resolve_data_paths
+    from tunesmith.data.formats import load_records
+    from tunesmith.data.io import atomic_write_jsonl
+    from tunesmith.data.split import reply_label, split_records
+    from tunesmith.errors import fail
+
+    if not 0 < fraction < 0.9:
+        raise fail("Bad --fraction", "--fraction", f"{fraction} is outside (0, 0.9)", "e.g. --fraction 0.2")
+    files, fmt, base = resolve_data_paths(paths)
+    train, heldout = split_records(load_records(files, fmt, base=base), fraction, seed,
+                                   lambda r: reply_label(r, stratify_by))
+    atomic_write_jsonl(out / "train.jsonl", (r.to_json() for r in train))
+    atomic_write_jsonl(out / "heldout.jsonl", (r.to_json() for r in heldout))
+    _console().print(f"train: {len(train)}  held-out: {len(heldout)}  -> {out}")
+
+
+@runs_app.command("list")
+def runs_list(project: Path = typer.Argument(Path("."), help="Project directory.")) -> None:
+    """List a project's run directories, oldest first."""
+    from rich.table import Table
+
+    from tunesmith.runs import list_runs
+
+    table = Table()
+    for col in ("run", "stage", "status", "wall time"):
+        table.add_column(col)
+    for r in list_runs(project):
+        wall = (r["result"] or {}).get("stage_wall_s")
+        table.add_row(r["name"], r["stage"], r["status"], f"{wall:.1f} s" if wall is not None else "-")
+    _console().print(table)
+
+
+@runs_app.command("show")
+def runs_show(name: str = typer.Argument(..., help="Run name (or a unique part of it) or path."),
+              project: Path = typer.Option(Path("."), help="Project directory.")) -> None:
+    """Show one run: its inputs, files and result."""
+    from tunesmith.runs import is_complete, resolve_run
+
+    run_dir = resolve_run(project, name)
+    con = _console()
+    con.print(f"[bold]{run_dir}[/bold]  ({'completed' if is_complete(run_dir) else 'incomplete'})")
+    con.print("files: " + ", ".join(sorted(p.name for p in run_dir.iterdir())))
+    for fname in ("inputs.json", "result.json"):
+        if (run_dir / fname).exists():
+            con.print(f"[bold]{fname}[/bold]")
+            con.print_json((run_dir / fname).read_text())
+
+
+@model_app.command("prepare")
+def model_prepare(ref: str = typer.Argument("builtin:smollm2-135m-instruct", help="Model reference."),
+                  trust_remote_code: bool = typer.Option(False, help="Allow the model's own code to run.")) -> None:
+    """Resolve a model reference (converting a GGUF once) and print where it is cached."""
+    from tunesmith.models import resolve_model
+
+    ref_ = resolve_model(ref, trust_remote_code)
+    _console().print(f"{ref_.ref} -> {ref_.path}\nidentity {ref_.identity}")
+
+
+def main() -> None:
+    """Console entry point: user errors become a short message and exit code 2, never a traceback."""
+    from tunesmith.errors import TunesmithError
+
+    try:
+        app()
+    except TunesmithError as err:
+        from rich.console import Console
+        from rich.markup import escape
+
+        con = Console(stderr=True)
+        con.print(f"[bold red]error:[/bold red] {escape(err.title)}")
+        for p in err.problems:
+            where = f"[bold]{escape(p.where)}[/bold]: " if p.where else ""
+            con.print(f"  {where}{escape(p.message)}")
+            if p.hint:
+                con.print(f"    [cyan]hint:[/cyan] {escape(p.hint)}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; completed stages are kept and the next run resumes", file=sys.stderr)
+        sys.exit(130)

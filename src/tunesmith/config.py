@@ -1,0 +1,252 @@
+"""`tunesmith.yaml` as pydantic models; every field is documented once, here.
+
+    cfg, project = load_config("examples/support-triage", overrides=["train.lr=1e-4"])
+
+A bad config raises one `TunesmithError` that lists every problem with its YAML path.
+`tunesmith config schema` prints the JSON Schema of `Config` so editors can autocomplete the YAML.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tunesmith.errors import Problem, TunesmithError
+
+CONFIG_NAME = "tunesmith.yaml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    base: str = Field(
+        "builtin:smollm2-135m-instruct",
+        description="Base model: `builtin:smollm2-135m-instruct`, a local model directory, a `.gguf` file, or a hub id.",
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow a model's own Python code to run while loading. Off unless you trust the model."
+    )
+
+
+class TaskConfig(Section):
+    type: Literal["chat", "json", "classification"] = Field(
+        "chat",
+        description="What a reply is: free `chat` text, a `json` object, or a `classification` label.",
+    )
+    system_prompt: str | None = Field(
+        None, description="System prompt added to every conversation that has none (training and eval alike)."
+    )
+    match_fields: list[str] = Field(
+        default_factory=list,
+        description="For `json` tasks: the fields that must equal the expected reply's for a case to count as "
+        "correct (task accuracy). Empty means every field of the expected reply.",
+    )
+    json_schema: str | dict[str, Any] | None = Field(
+        None, description="For `json` tasks: a JSON Schema (inline, or a file path relative to the project) "
+        "that a reply must satisfy to count as format-valid.",
+    )
+
+
+class DataConfig(Section):
+    train: list[str] = Field(
+        default_factory=lambda: ["data/*.jsonl"],
+        description="Data files or glob patterns, relative to the project directory.",
+    )
+    format: Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "openai"] = Field(
+        "auto", description="Record format of the data files; `auto` detects it per record."
+    )
+    heldout_fraction: float = Field(
+        0.2, gt=0.0, lt=0.9, description="Share of the data split off as the held-out test set (never trained on)."
+    )
+    seed: int = Field(42, description="Seed of the held-out split.")
+    stratify_by: str | None = Field(
+        "auto",
+        description="Keep label shares equal in train and held-out: a JSON reply field, `label`, `auto` "
+        "(the first match field of a json task, the label of a classification task), or null for none.",
+    )
+    max_seq_len: int = Field(1024, ge=16, description="Longest tokenized conversation used in training.")
+
+
+class GateConfig(Section):
+    metric: str = Field("task_accuracy", description="The metric the gate judges.")
+    min_delta: float = Field(0.0, description="The tuned model must beat the base by more than this (absolute).")
+    require_significant: bool = Field(
+        True, description="Also require the confidence interval of the delta to lie above `min_delta`."
+    )
+    min_format_validity: float | None = Field(
+        None, ge=0.0, le=1.0, description="Optional floor on the tuned model's format validity (0-1)."
+    )
+
+
+class EvalConfig(Section):
+    suites: list[str] = Field(
+        default_factory=list,
+        description="Extra eval suite files (JSONL, relative to the project): red-team, out-of-domain, edge cases.",
+    )
+    max_new_tokens: int = Field(128, ge=1, description="Generation limit per case.")
+    batch_size: int = Field(16, ge=1, description="Cases generated together (left-padded, greedy).")
+    limit: int | None = Field(None, ge=1, description="Evaluate only the first N held-out cases (quick looks).")
+    bootstrap_samples: int = Field(2000, ge=100, description="Resamples for the paired bootstrap intervals.")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Confidence level of the intervals.")
+    gate: GateConfig = Field(default_factory=GateConfig, description="Pass/fail rule on base vs tuned.")
+
+
+class TrainConfig(Section):
+    method: Literal["lora"] = Field("lora", description="Adapter method. LoRA now; QLoRA and full come next.")
+    objective: Literal["sft"] = Field("sft", description="Training objective. SFT now; DPO and GRPO come next.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training split (one is usually enough for LoRA).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    lr: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming the learning rate up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(8, ge=1, description="Conversations per device per step.")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    lora_r: int = Field(16, ge=1, description="LoRA rank (8-16 is the usual range).")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA path.")
+    target_modules: str | list[str] = Field("all-linear", description="Modules that get adapters.")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="`auto` uses bf16 autocast where the hardware supports it (AMX CPUs, recent GPUs)."
+    )
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (a killed run resumes there).")
+    logging_steps: int = Field(5, ge=1, description="Log loss, learning rate and grad norm every N steps.")
+    seed: int = Field(42, description="Training seed.")
+
+
+class ExportConfig(Section):
+    formats: list[Literal["adapter", "merged"]] = Field(
+        default_factory=list,
+        description="Artifacts `tunesmith run` writes after training: the PEFT `adapter`, `merged` weights.",
+    )
+
+
+class BudgetConfig(Section):
+    hourly_usd: float | None = Field(
+        None, ge=0, description="Price per hour of the machine the stages run on; turns measured time into dollars."
+    )
+    max_train_minutes: float | None = Field(
+        None, gt=0, description="Stop training at this wall time (the adapter so far is saved and marked so)."
+    )
+
+
+class Config(Section):
+    """A tunesmith project: `tunesmith.yaml`."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The base model.")
+    task: TaskConfig = Field(default_factory=TaskConfig, description="What the model must do.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Where the examples are and how to split them.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="How base and tuned are compared.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="How the model is trained.")
+    export: ExportConfig = Field(default_factory=ExportConfig, description="What is written after training.")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Prices and limits.")
+
+    @field_validator("task")
+    @classmethod
+    def _match_fields_need_json(cls, task: TaskConfig) -> TaskConfig:
+        if task.match_fields and task.type != "json":
+            raise ValueError("match_fields only applies to task.type: json")
+        return task
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` overrides (values parsed as YAML) to a raw config mapping."""
+    problems = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(Problem(f"--set {item}", "expected KEY=VALUE", "e.g. --set train.lr=1e-4"))
+            continue
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                problems.append(Problem(f"--set {item}", f"`{part}` is not a section"))
+                break
+            node = child
+        else:
+            node[parts[-1]] = _parse_scalar(value)
+    if problems:
+        raise TunesmithError("Bad --set override", problems)
+    return raw
+
+
+def _known_fields(path: tuple) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in path:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _problems_from(err: ValidationError, source: str) -> list[Problem]:
+    problems = []
+    for item in err.errors():
+        loc = tuple(item["loc"])
+        dotted = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+        hint = ""
+        if item["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), _known_fields(loc[:-1]), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else "remove it; `tunesmith config schema` lists the fields"
+            message = "unknown field"
+        else:
+            message = item["msg"]
+            if "input" in item and not isinstance(item["input"], dict):
+                message += f" (got {item['input']!r})"
+        problems.append(Problem(f"{source}: {dotted}", message, hint))
+    return problems
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[Config, Path]:
+    """Read `tunesmith.yaml` (a project dir or the file itself), apply overrides, validate everything at once.
+
+    Returns the config and the project directory that relative paths are resolved against.
+    """
+    path = Path(path)
+    file = path / CONFIG_NAME if path.is_dir() else path
+    if not file.exists():
+        where = str(file)
+        if not path.exists():
+            raise TunesmithError("No such project", [Problem(str(path), "does not exist",
+                                                             f"create one with `tunesmith init {path}`")])
+        raise TunesmithError("No tunesmith.yaml", [Problem(where, "file not found",
+                                                           f"create one with `tunesmith init {path}`")])
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark else str(file)
+        raise TunesmithError("tunesmith.yaml is not valid YAML", [
+            Problem(where, str(getattr(exc, "problem", exc)), "check indentation and quoting on that line")])
+    if not isinstance(raw, dict):
+        raise TunesmithError("Bad config", [Problem(str(file), "the top level must be a mapping of sections")])
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as err:
+        problems = _problems_from(err, str(file))
+        raise TunesmithError(f"Bad config: {len(problems)} problem(s)", problems) from None
+    return cfg, file.parent
+
+
+def config_schema() -> dict[str, Any]:
+    """JSON Schema of tunesmith.yaml."""
+    return Config.model_json_schema()

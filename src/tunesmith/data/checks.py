@@ -1,0 +1,166 @@
+"""Data checks: small pure functions `record -> list[Finding]`, plus dataset-level checks, and their runner.
+
+    report = run_checks(records)
+    report.kept, report.rejected, report.counts()
+
+A record with an error-severity finding is rejected (written to `rejected.jsonl` with its reasons by the caller);
+warnings and infos are reported and kept. Input files are never edited.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Callable
+
+from tunesmith.data.records import Record
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Code(str, Enum):
+    NO_USER_TURN = "no_user_turn"
+    NO_FINAL_ASSISTANT = "no_final_assistant"
+    EMPTY_CONTENT = "empty_content"
+    SYSTEM_NOT_FIRST = "system_not_first"
+    ROLE_ORDER = "role_order"
+    UNDECLARED_TOOL = "undeclared_tool"
+    SYSTEM_PROMPT_DRIFT = "system_prompt_drift"
+
+
+@dataclass
+class Finding:
+    """One problem found in the data: a code, a severity, where (file:line and field), what, and a fix."""
+
+    code: Code
+    severity: Severity
+    where: str
+    field: str
+    message: str
+    hint: str = ""
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["code"], out["severity"] = self.code.value, self.severity.value
+        return out
+
+
+def _finding(rec: Record, code: Code, severity: Severity, field: str, message: str, hint: str = "") -> Finding:
+    return Finding(code, severity, rec.where, field, message, hint)
+
+
+def check_turns(rec: Record) -> list[Finding]:
+    """A user turn exists; the conversation ends with an assistant turn; system only first; no role repeats."""
+    out = []
+    roles = [m.get("role") for m in rec.messages]
+    if "user" not in roles:
+        out.append(_finding(rec, Code.NO_USER_TURN, Severity.ERROR, "messages", "no user turn",
+                            "a training conversation needs at least one user message"))
+    if not roles or roles[-1] != "assistant":
+        out.append(_finding(rec, Code.NO_FINAL_ASSISTANT, Severity.ERROR, f"messages[{len(roles) - 1}]",
+                            "the conversation does not end with an assistant turn",
+                            "end it with the reply the model should learn, or drop the trailing turn"))
+    for i, role in enumerate(roles):
+        if role == "system" and i > 0:
+            out.append(_finding(rec, Code.SYSTEM_NOT_FIRST, Severity.ERROR, f"messages[{i}].role",
+                                "a system message after the first turn", "move it to the start"))
+        if i > 0 and role == roles[i - 1] and role in ("user", "assistant"):
+            out.append(_finding(rec, Code.ROLE_ORDER, Severity.WARNING, f"messages[{i}].role",
+                                f"two {role} turns in a row", "merge them, or insert the missing turn"))
+    return out
+
+
+def check_content(rec: Record) -> list[Finding]:
+    """No empty message (an assistant turn that only calls tools may have empty content)."""
+    out = []
+    for i, msg in enumerate(rec.messages):
+        if msg.get("tool_calls"):
+            continue
+        if not str(msg.get("content", "")).strip():
+            severity = Severity.ERROR if msg["role"] == "assistant" else Severity.WARNING
+            out.append(_finding(rec, Code.EMPTY_CONTENT, severity, f"messages[{i}].content",
+                                f"empty {msg['role']} message", "write the content or remove the turn"))
+    return out
+
+
+def check_tool_calls(rec: Record) -> list[Finding]:
+    """Every called function is among the record's declared `tools` (when any are declared)."""
+    declared = {
+        (t.get("function") or t).get("name")
+        for t in rec.tools or [] if isinstance(t, dict)
+    }
+    out = []
+    for i, msg in enumerate(rec.messages):
+        for j, call in enumerate(msg.get("tool_calls") or []):
+            name = (call.get("function") or {}).get("name")
+            if rec.tools is not None and name not in declared:
+                out.append(_finding(rec, Code.UNDECLARED_TOOL, Severity.ERROR,
+                                    f"messages[{i}].tool_calls[{j}].function.name",
+                                    f"calls {name!r}, which is not among the declared tools",
+                                    f"declared: {', '.join(sorted(map(str, declared))) or 'none'}"))
+    return out
+
+
+RECORD_CHECKS: list[Callable[[Record], list[Finding]]] = [check_turns, check_content, check_tool_calls]
+
+
+def check_system_prompts(records: list[Record]) -> list[Finding]:
+    """Several different system prompts where one is expected: a warning on the minority ones."""
+    systems = Counter(r.messages[0]["content"] for r in records if r.messages and r.messages[0]["role"] == "system")
+    if len(systems) <= 1:
+        return []
+    common, _ = systems.most_common(1)[0]
+    return [Finding(Code.SYSTEM_PROMPT_DRIFT, Severity.WARNING, r.where, "messages[0].content",
+                    f"system prompt differs from the most common one ({len(systems)} variants in the data)",
+                    "use one system prompt for one behaviour, or tag the variants deliberately")
+            for r in records if r.messages and r.messages[0]["role"] == "system"
+            and r.messages[0]["content"] != common]
+
+
+DATASET_CHECKS: list[Callable[[list[Record]], list[Finding]]] = [check_system_prompts]
+
+
+@dataclass
+class CheckReport:
+    """Findings of a check run, and which records survive it."""
+
+    findings: list[Finding] = field(default_factory=list)
+    kept: list[Record] = field(default_factory=list)
+    rejected: list[tuple[Record, list[Finding]]] = field(default_factory=list)
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        return dict(Counter((f.code.value, f.severity.value) for f in self.findings))
+
+    @property
+    def has_errors(self) -> bool:
+        return any(f.severity == Severity.ERROR for f in self.findings)
+
+    def to_json(self) -> dict:
+        return {
+            "records": len(self.kept) + len(self.rejected),
+            "kept": len(self.kept),
+            "rejected": len(self.rejected),
+            "counts": [{"code": c, "severity": s, "count": n} for (c, s), n in sorted(self.counts().items())],
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+def run_checks(records: list[Record]) -> CheckReport:
+    """Run every record and dataset check; records with an error finding are rejected, the rest kept."""
+    report = CheckReport()
+    per_record: dict[int, list[Finding]] = {}
+    for idx, rec in enumerate(records):
+        found = [f for check in RECORD_CHECKS for f in check(rec)]
+        per_record[idx] = found
+        report.findings.extend(found)
+    for check in DATASET_CHECKS:
+        report.findings.extend(check(records))
+    for idx, rec in enumerate(records):
+        errors = [f for f in per_record[idx] if f.severity == Severity.ERROR]
+        (report.rejected.append((rec, errors)) if errors else report.kept.append(rec))
+    return report

@@ -1,0 +1,227 @@
+"""Converters from the common fine-tuning formats to `Record`s, detected per record.
+
+Supported: ChatML / OpenAI fine-tuning `messages` (with `tools` and `tool_calls`), ShareGPT `conversations`
+(`from`/`value`, including `function_call`/`observation` turns), Alpaca (`instruction`/`input`/`output`),
+prompt/completion, and labeled rows for classification (CSV or JSONL: a text column and a label column).
+
+    records = load_records(["data/train.jsonl"])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tunesmith.data.io import read_csv, read_jsonl
+from tunesmith.data.records import ROLES, Record
+from tunesmith.errors import Problem, TunesmithError
+
+SHAREGPT_ROLES = {
+    "system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+    "model": "assistant", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
+    "tool": "tool", "observation": "tool", "function": "tool", "function_call": "assistant",
+}
+META_KEYS = {"tags", "id", "meta", "tools", "weight"}
+FORMATS = ("messages", "openai", "sharegpt", "alpaca", "prompt_completion")
+
+
+class RecordError(ValueError):
+    """A record that cannot be converted; `field` names the offending key."""
+
+    def __init__(self, field: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.field, self.message, self.hint = field, message, hint
+
+
+def detect_format(obj: dict[str, Any]) -> str:
+    """Name the format of one raw record, or raise RecordError saying which keys were expected."""
+    if "messages" in obj:
+        return "messages"
+    if "conversations" in obj:
+        return "sharegpt"
+    if "chosen" in obj and "rejected" in obj:
+        raise RecordError("chosen", "a preference pair (prompt/chosen/rejected) is DPO data, not SFT data",
+                          "preference training is not available yet; use conversations for SFT")
+    if "instruction" in obj and "output" in obj:
+        return "alpaca"
+    if "prompt" in obj and "completion" in obj:
+        return "prompt_completion"
+    keys = ", ".join(sorted(obj)) or "none"
+    raise RecordError("", f"unknown record format (keys: {keys})",
+                      "expected `messages`, `conversations` (ShareGPT), `instruction`/`output` (Alpaca) "
+                      "or `prompt`/`completion`")
+
+
+def _message(raw: Any, index: int) -> dict[str, Any]:
+    where = f"messages[{index}]"
+    if not isinstance(raw, dict):
+        raise RecordError(where, "a message must be an object with `role` and `content`")
+    role = raw.get("role")
+    if role not in ROLES:
+        raise RecordError(f"{where}.role", f"unknown role {role!r}", f"use one of {', '.join(ROLES)}")
+    msg = {k: v for k, v in raw.items() if k != "weight"}
+    content = msg.get("content")
+    if role == "assistant" and msg.get("tool_calls"):
+        if not isinstance(msg["tool_calls"], list):
+            raise RecordError(f"{where}.tool_calls", "tool_calls must be a list")
+        for j, call in enumerate(msg["tool_calls"]):
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise RecordError(f"{where}.tool_calls[{j}]", "a tool call needs function.name",
+                                  'e.g. {"type": "function", "function": {"name": "f", "arguments": {...}}}')
+            if isinstance(fn.get("arguments"), str):  # OpenAI sends arguments as a JSON string
+                try:
+                    fn["arguments"] = json.loads(fn["arguments"])
+                except json.JSONDecodeError:
+                    raise RecordError(f"{where}.tool_calls[{j}].function.arguments",
+                                      "arguments string is not valid JSON") from None
+        msg["content"] = content if isinstance(content, str) else ""
+    elif not isinstance(content, str):
+        raise RecordError(f"{where}.content", f"content must be a string, got {type(content).__name__}",
+                          "put the message text in `content`")
+    return msg
+
+
+def _from_messages(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    raw = obj["messages"]
+    if not isinstance(raw, list) or not raw:
+        raise RecordError("messages", "messages must be a non-empty list")
+    return [_message(m, i) for i, m in enumerate(raw)]
+
+
+def _from_sharegpt(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    raw = obj["conversations"]
+    if not isinstance(raw, list) or not raw:
+        raise RecordError("conversations", "conversations must be a non-empty list")
+    messages: list[dict[str, Any]] = []
+    if isinstance(obj.get("system"), str) and obj["system"]:
+        messages.append({"role": "system", "content": obj["system"]})
+    for i, turn in enumerate(raw):
+        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+            raise RecordError(f"conversations[{i}]", "a ShareGPT turn needs `from` and `value`")
+        who = str(turn["from"]).lower()
+        if who not in SHAREGPT_ROLES:
+            raise RecordError(f"conversations[{i}].from", f"unknown speaker {turn['from']!r}",
+                              "use human/gpt/system (or function_call/observation for tools)")
+        value = turn["value"]
+        if not isinstance(value, str):
+            raise RecordError(f"conversations[{i}].value", "value must be a string")
+        if who == "function_call":
+            try:
+                call = json.loads(value)
+            except json.JSONDecodeError:
+                raise RecordError(f"conversations[{i}].value", "function_call value is not JSON") from None
+            messages.append({"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "function": {"name": call.get("name"), "arguments": call.get("arguments", {})}}]})
+        else:
+            messages.append({"role": SHAREGPT_ROLES[who], "content": value})
+    return messages
+
+
+def _from_alpaca(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    for key in ("instruction", "output"):
+        if not isinstance(obj.get(key), str):
+            raise RecordError(key, f"{key} must be a string")
+    extra = obj.get("input") or ""
+    if not isinstance(extra, str):
+        raise RecordError("input", "input must be a string")
+    user = obj["instruction"] + (f"\n\n{extra}" if extra.strip() else "")
+    messages = [{"role": "system", "content": obj["system"]}] if isinstance(obj.get("system"), str) else []
+    return messages + [{"role": "user", "content": user}, {"role": "assistant", "content": obj["output"]}]
+
+
+def _from_prompt_completion(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    prompt, completion = obj["prompt"], obj["completion"]
+    if isinstance(prompt, list):
+        head = [_message(m, i) for i, m in enumerate(prompt)]
+    elif isinstance(prompt, str):
+        head = [{"role": "user", "content": prompt}]
+    else:
+        raise RecordError("prompt", "prompt must be a string or a list of messages")
+    if isinstance(completion, list):
+        tail = [_message(m, len(head) + i) for i, m in enumerate(completion)]
+    elif isinstance(completion, str):
+        tail = [{"role": "assistant", "content": completion}]
+    else:
+        raise RecordError("completion", "completion must be a string or a list of messages")
+    return head + tail
+
+
+CONVERTERS = {"messages": _from_messages, "openai": _from_messages, "sharegpt": _from_sharegpt,
+              "alpaca": _from_alpaca, "prompt_completion": _from_prompt_completion}
+
+
+def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto") -> Record:
+    """Convert one raw object to a Record, raising RecordError (with the field) when it cannot."""
+    kind = detect_format(obj) if fmt == "auto" else fmt
+    if fmt != "auto" and fmt in ("messages", "openai") and "messages" not in obj:
+        raise RecordError("messages", f"format is {fmt} but the record has no `messages`",
+                          "set data.format: auto to detect formats per record")
+    messages = CONVERTERS[kind](obj)
+    tools = obj.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise RecordError("tools", "tools must be a list of tool declarations")
+    tags = obj.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise RecordError("tags", "tags must be a list of strings")
+    meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+    # Files tunesmith wrote (splits) carry the original provenance under `meta`.
+    src, ln = (meta["source"], meta["line"]) if "source" in meta and "line" in meta else (source, line)
+    rid = obj.get("id")
+    return Record(messages=messages, source=src, line=ln, tools=tools, tags=list(tags),
+                  id=None if rid is None else str(rid))
+
+
+def load_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None) -> list[Record]:
+    """Read every record of the given JSONL files; every bad record is reported at once with file:line and field."""
+    records: list[Record] = []
+    problems: list[Problem] = []
+    for path in paths:
+        path = Path(path)
+        shown = str(path.relative_to(base)) if base and path.is_relative_to(base) else str(path)
+        for line, obj in read_jsonl(path):
+            try:
+                records.append(to_record(obj, shown, line, fmt))
+            except RecordError as exc:
+                field = f" [{exc.field}]" if exc.field else ""
+                problems.append(Problem(f"{shown}:{line}{field}", exc.message, exc.hint))
+    if problems:
+        n = len(problems)
+        shown_problems = problems[:10] + ([Problem("", f"... and {n - 10} more")] if n > 10 else [])
+        raise TunesmithError(f"{n} record(s) cannot be read", shown_problems)
+    return records
+
+
+def labeled_rows_to_records(rows: Iterable[tuple[int, dict]], source: str, text_column: str, label_column: str,
+                            system: str | None = None, json_key: str | None = None) -> list[Record]:
+    """Classification rows -> conversations whose answer is the label (or `{json_key: label}` as JSON)."""
+    records, problems = [], []
+    for line, row in rows:
+        text, label = row.get(text_column), row.get(label_column)
+        for name, value in ((text_column, text), (label_column, label)):
+            if value is None:
+                problems.append(Problem(f"{source}:{line} [{name}]", "column missing",
+                                        f"columns present: {', '.join(row)}"))
+            elif not str(value).strip():
+                problems.append(Problem(f"{source}:{line} [{name}]", "empty value", "fill it in or drop the row"))
+        if text is None or label is None or not str(text).strip() or not str(label).strip():
+            continue
+        label = str(label).strip()
+        answer = json.dumps({json_key: label}, ensure_ascii=False) if json_key else label
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": str(text)}, {"role": "assistant", "content": answer}]
+        records.append(Record(messages=messages, source=source, line=line))
+    if problems:
+        n = len(problems)
+        raise TunesmithError(f"{n} row(s) cannot be converted",
+                             problems[:10] + ([Problem("", f"... and {n - 10} more")] if n > 10 else []))
+    return records
+
+
+def read_labeled(path: str | Path, text_column: str, label_column: str, **kwargs: Any) -> list[Record]:
+    """Labeled CSV or JSONL rows -> classification conversations."""
+    path = Path(path)
+    rows = read_csv(path) if path.suffix.lower() == ".csv" else read_jsonl(path)
+    return labeled_rows_to_records(rows, str(path), text_column, label_column, **kwargs)

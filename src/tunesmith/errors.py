@@ -1,0 +1,41 @@
+"""The one error type users see: what went wrong, where, and how to fix it.
+
+The CLI prints a `TunesmithError` as a short panel and exits with code 2; it never shows a traceback for one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Problem:
+    """One problem: where it is (file:line, YAML path or field), what is wrong, and a hint."""
+
+    where: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        return f"{text}\n    hint: {self.hint}" if self.hint else text
+
+
+@dataclass
+class TunesmithError(Exception):
+    """A user-facing error: a title and one or more problems. Exit code 2 in the CLI."""
+
+    title: str
+    problems: list[Problem] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        lines = [self.title] + [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def fail(title: str, where: str = "", message: str = "", hint: str = "") -> TunesmithError:
+    """Build a single-problem error: `raise fail("Cannot read data", "a.jsonl:3", "not JSON", "fix the line")`."""
+    return TunesmithError(title, [Problem(where, message, hint)] if (where or message or hint) else [])

@@ -1,0 +1,74 @@
+"""Run suites through a backend, score every case, and aggregate metrics per suite.
+
+    metrics = evaluate(backend, {"heldout": cases, "redteam": red}, cfg, out_dir)
+
+Writes `results.jsonl` (one line per case: suite, id, output, scores, latency) and returns
+`{suite: {metric: value}}`. Metric names: task_accuracy, format_validity, <field>_accuracy, token_limit_rate,
+latency_s, new_tokens, and cost_per_success_usd when an hourly price is configured.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import Config
+from tunesmith.data.io import atomic_write_jsonl
+from tunesmith.eval.scorers import score_case
+from tunesmith.eval.suite import EvalCase
+
+
+def metric_name(score_key: str) -> str:
+    """Per-case score key -> aggregate metric name."""
+    if score_key.startswith("field:"):
+        return score_key[6:] + "_accuracy"
+    return {"task_correct": "task_accuracy", "format_valid": "format_validity",
+            "hit_token_limit": "token_limit_rate"}.get(score_key, score_key)
+
+
+def load_schema(cfg: Config, project: Path) -> dict | None:
+    schema = cfg.task.json_schema
+    if isinstance(schema, str):
+        return json.loads((project / schema).read_text(encoding="utf-8"))
+    return schema
+
+
+def aggregate(rows: list[dict[str, Any]], hourly_usd: float | None = None) -> dict[str, float | int | None]:
+    """Means of every pass/fail score over the cases where it applies, plus latency and cost."""
+    out: dict[str, float | int | None] = {"cases": len(rows)}
+    keys = sorted({k for r in rows for k in r["scores"]})
+    for key in keys:
+        vals = [r["scores"][key] for r in rows if r["scores"].get(key) is not None]
+        out[metric_name(key)] = sum(vals) / len(vals) if vals else None
+    out["latency_s"] = sum(r["latency_s"] for r in rows) / len(rows) if rows else None
+    out["new_tokens"] = sum(r["new_tokens"] for r in rows) / len(rows) if rows else None
+    if hourly_usd is not None and rows:
+        successes = sum(1 for r in rows if r["scores"].get("task_correct"))
+        cost = sum(r["latency_s"] for r in rows) / 3600 * hourly_usd
+        out["cost_usd"] = cost
+        out["cost_per_success_usd"] = cost / successes if successes else None
+    return out
+
+
+def evaluate(backend, suites: dict[str, list[EvalCase]], cfg: Config, out_dir: Path,
+             schema: dict | None = None, label: str = "") -> dict[str, dict[str, Any]]:
+    """Generate and score every case of every suite; write results.jsonl into `out_dir`."""
+    rows: list[dict[str, Any]] = []
+    metrics: dict[str, dict[str, Any]] = {}
+    for name, cases in suites.items():
+        if not cases:
+            continue
+        gens = backend.generate(cases, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
+                                label=f"{label} {name}".strip())
+        suite_rows = []
+        for case, gen in zip(cases, gens):
+            scores = score_case(case, gen.output, cfg.task, schema, hit_limit=gen.hit_limit)
+            suite_rows.append({"suite": name, "id": case.id, "where": case.where, "kind": case.kind,
+                               "behavior": case.behavior, "tags": case.tags, "expected": case.expected,
+                               "output": gen.output, "scores": scores, "latency_s": gen.latency_s,
+                               "new_tokens": gen.new_tokens})
+        metrics[name] = aggregate(suite_rows, cfg.budget.hourly_usd)
+        rows.extend(suite_rows)
+    atomic_write_jsonl(out_dir / "results.jsonl", rows)
+    return metrics

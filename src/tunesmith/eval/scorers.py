@@ -1,0 +1,92 @@
+"""Scorers: each takes (case, output) and says pass/fail (or None when it does not apply).
+
+`score_case` applies the ones a task needs and returns a flat dict of metric -> bool | None:
+`task_correct` (the task's accuracy), `format_valid` (json tasks), `field:<name>` (per JSON field) and
+`hit_token_limit` (a reply that never stopped).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from tunesmith.config import TaskConfig
+from tunesmith.eval.suite import EvalCase
+
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
+
+
+def normalize(text: Any) -> str:
+    """Case- and whitespace-insensitive form of a value for comparison."""
+    return re.sub(r"\s+", " ", str(text)).strip().strip(".").lower()
+
+
+def parse_json_strict(output: str) -> Any:
+    """The output as JSON if it is exactly one JSON value (whitespace allowed), else raise ValueError."""
+    return json.loads(output.strip())
+
+
+def parse_json_lenient(output: str) -> Any:
+    """JSON from an output that may wrap it in a code fence or prose: the first {...} that parses."""
+    text = output.strip()
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            return decoder.raw_decode(text[match.start():])[0]
+        except json.JSONDecodeError:
+            continue
+    raise ValueError("no JSON object found")
+
+
+def json_valid(output: str, schema: dict | None = None) -> bool:
+    """Exactly one JSON object, valid against `schema` when given."""
+    try:
+        obj = parse_json_strict(output)
+    except ValueError:
+        return False
+    if not isinstance(obj, dict):
+        return False
+    if schema:
+        import jsonschema
+
+        return jsonschema.Draft202012Validator(schema).is_valid(obj)
+    return True
+
+
+def field_matches(output: str, expected: dict, fields: list[str]) -> dict[str, bool]:
+    """Per-field equality (normalized) of the JSON in `output` against `expected`."""
+    try:
+        obj = parse_json_lenient(output)
+    except ValueError:
+        obj = None
+    obj = obj if isinstance(obj, dict) else {}
+    return {f: f in obj and normalize(obj[f]) == normalize(expected.get(f)) for f in fields}
+
+
+def score_case(case: EvalCase, output: str, task: TaskConfig, schema: dict | None = None,
+               hit_limit: bool = False) -> dict[str, bool | None]:
+    """All metrics of one case."""
+    scores: dict[str, bool | None] = {"hit_token_limit": hit_limit}
+    expected = case.expected
+    if task.type == "json":
+        scores["format_valid"] = json_valid(output, schema)
+        if isinstance(expected, dict):
+            fields = task.match_fields or list(expected)
+            per_field = field_matches(output, expected, fields)
+            scores.update({f"field:{k}": v for k, v in per_field.items()})
+            scores["task_correct"] = all(per_field.values())
+        elif expected is not None:
+            scores["task_correct"] = normalize(output) == normalize(expected)
+        else:
+            scores["task_correct"] = None
+    else:
+        scores["task_correct"] = None if expected is None else normalize(output) == normalize(expected)
+    return scores

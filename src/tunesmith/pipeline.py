@@ -1,0 +1,264 @@
+"""`tunesmith run`: check -> split -> eval base -> train -> eval tuned -> compare (-> export).
+
+    summary = run_project("examples/support-triage", overrides=["train.epochs=2"])
+
+Each stage's result is cached in a run directory under a key = hash(stage, its config section, the keys or
+content hashes of its inputs). A re-run skips completed stages with unchanged keys and resumes an interrupted one
+(training restarts from its newest checkpoint).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+
+from tunesmith import runs
+from tunesmith.config import Config, load_config
+from tunesmith.data.io import atomic_write_json, atomic_write_jsonl, file_sha256, read_jsonl
+from tunesmith.errors import Problem, TunesmithError
+
+console = Console(stderr=True)
+
+
+@dataclass
+class Stage:
+    name: str
+    key: str
+    run_dir: Path
+    cached: bool
+    wall_s: float = 0.0
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Pipeline:
+    """Runs stages with caching; remembers what ran and how long it took."""
+
+    project: Path
+    stages: list[Stage] = field(default_factory=list)
+
+    def stage(self, name: str, config: Any, inputs: dict[str, Any],
+              work: Callable[[Path], dict[str, Any]]) -> Stage:
+        key = runs.stage_key(name, config, inputs)
+        found = runs.find_run(self.project, name, key)
+        if found is not None and runs.is_complete(found):
+            st = Stage(name, key, found, cached=True, result=runs.read_result(found))
+            console.print(f"[dim]· {name}: unchanged, using {found.name}[/dim]")
+        else:
+            run_dir = found or runs.start_run(self.project, name, key, config, inputs)
+            console.print(f"[bold]▶ {name}[/bold]" + (" (resuming)" if found else ""))
+            began = time.perf_counter()
+            result = work(run_dir)
+            wall = time.perf_counter() - began
+            result["stage_wall_s"] = wall
+            runs.complete_run(run_dir, result)
+            st = Stage(name, key, run_dir, cached=False, wall_s=wall, result=result)
+        self.stages.append(st)
+        return st
+
+
+def data_files(cfg: Config, project: Path) -> list[Path]:
+    """The data files named by data.train (globs allowed), sorted; a pattern matching nothing is an error."""
+    files, problems = [], []
+    for i, pattern in enumerate(cfg.data.train):
+        matched = sorted(Path(p) for p in glob.glob(str(project / pattern)))
+        if not matched:
+            problems.append(Problem(f"data.train[{i}]", f"{pattern!r} matches no file under {project}",
+                                    "check the path; it is relative to the project directory"))
+        files.extend(m for m in matched if m.is_file())
+    if problems:
+        raise TunesmithError("Missing data", problems)
+    return files
+
+
+def suite_files(cfg: Config, project: Path) -> list[Path]:
+    missing = [Problem(f"eval.suites[{i}]", f"{s!r} not found", "check the path (relative to the project)")
+               for i, s in enumerate(cfg.eval.suites) if not (project / s).is_file()]
+    if missing:
+        raise TunesmithError("Missing eval suite", missing)
+    return [project / s for s in cfg.eval.suites]
+
+
+def stratify_field(cfg: Config) -> str | None:
+    s = cfg.data.stratify_by
+    if s != "auto":
+        return s
+    if cfg.task.type == "json" and cfg.task.match_fields:
+        return cfg.task.match_fields[0]
+    return "label" if cfg.task.type == "classification" else None
+
+
+def _records_from(path: Path):
+    from tunesmith.data.formats import load_records
+
+    return load_records([path])
+
+
+def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The whole flow on a project directory; returns the summary (also written to summary.json)."""
+    from tunesmith.data.checks import run_checks
+    from tunesmith.data.formats import load_records
+    from tunesmith.data.split import reply_label, split_records
+    from tunesmith.eval.compare import compare
+    from tunesmith.eval.evaluate import evaluate, load_schema
+    from tunesmith.eval.suite import cases_from_records, load_suite
+    from tunesmith.models import resolve_model
+
+    cfg, project = load_config(path, overrides)
+    files = data_files(cfg, project)
+    suites = suite_files(cfg, project)
+    pipe = Pipeline(project)
+    section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
+
+    # 1. check (schema level): bad records are set aside with their reasons, never edited in place.
+    def check(run_dir: Path) -> dict[str, Any]:
+        records = load_records(files, cfg.data.format, base=project)
+        report = run_checks(records)
+        atomic_write_json(run_dir / "report.json", report.to_json())
+        atomic_write_jsonl(run_dir / "kept.jsonl", (r.to_json() for r in report.kept))
+        atomic_write_jsonl(run_dir / "rejected.jsonl", ({**r.to_json(), "reasons": [f.to_json() for f in fs]}
+                                                         for r, fs in report.rejected))
+        if not report.kept:
+            raise TunesmithError("No usable records", [Problem(str(files[0]), "every record was rejected",
+                                                               "see report.json in the check run directory")])
+        return {"records": len(records), "kept": len(report.kept), "rejected": len(report.rejected),
+                "findings": len(report.findings)}
+
+    hashes = {str(f.relative_to(project)): file_sha256(f) for f in files}
+    st_check = pipe.stage("check", section("data", "task"), {"files": hashes}, check)
+
+    # 2. split: leakage-free, seeded, stratified held-out set.
+    def split(run_dir: Path) -> dict[str, Any]:
+        kept = _records_from(st_check.run_dir / "kept.jsonl")
+        fld = stratify_field(cfg)
+        train, heldout = split_records(kept, cfg.data.heldout_fraction, cfg.data.seed,
+                                       lambda r: reply_label(r, fld))
+        atomic_write_jsonl(run_dir / "train.jsonl", (r.to_json() for r in train))
+        atomic_write_jsonl(run_dir / "heldout.jsonl", (r.to_json() for r in heldout))
+        return {"train": len(train), "heldout": len(heldout), "stratified_by": fld}
+
+    st_split = pipe.stage("split", {"data": section("data")["data"]}, {"check": st_check.key}, split)
+
+    model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
+    heldout = cases_from_records(_records_from(st_split.run_dir / "heldout.jsonl"), cfg.task)
+    if cfg.eval.limit:
+        heldout = heldout[: cfg.eval.limit]
+    all_suites = {"heldout": heldout, **{p.stem: load_suite(p, cfg.task) for p in suites}}
+    schema = load_schema(cfg, project)
+    eval_inputs = {"split": st_split.key, "model": model_ref.identity,
+                   "suites": {str(p.relative_to(project)): file_sha256(p) for p in suites}}
+    eval_config = section("eval", "task", "budget")
+
+    # 3. the base model, measured before any training.
+    def eval_base(run_dir: Path) -> dict[str, Any]:
+        from tunesmith.eval.backends import TransformersBackend
+
+        backend = TransformersBackend(model_ref, precision=cfg.train.precision)
+        return {"model": cfg.model.base, "metrics": evaluate(backend, all_suites, cfg, run_dir, schema, "base")}
+
+    st_base = pipe.stage("eval-base", eval_config, eval_inputs, eval_base)
+
+    # 4. train.
+    def train(run_dir: Path) -> dict[str, Any]:
+        from tunesmith.train.sft import train_sft
+
+        return train_sft(cfg, model_ref, _records_from(st_split.run_dir / "train.jsonl"), run_dir)
+
+    st_train = pipe.stage("train", section("train", "task") | {"max_seq_len": cfg.data.max_seq_len,
+                                                                "budget": section("budget")["budget"]},
+                          {"split": st_split.key, "model": model_ref.identity}, train)
+    adapter = st_train.run_dir / st_train.result["adapter"]
+
+    # 5. the tuned model on the same cases, same decoding.
+    def eval_tuned(run_dir: Path) -> dict[str, Any]:
+        from tunesmith.eval.backends import TransformersBackend
+
+        backend = TransformersBackend(model_ref, adapter=adapter, precision=cfg.train.precision)
+        return {"model": cfg.model.base, "adapter": str(adapter),
+                "metrics": evaluate(backend, all_suites, cfg, run_dir, schema, "tuned")}
+
+    st_tuned = pipe.stage("eval-tuned", eval_config, {**eval_inputs, "train": st_train.key}, eval_tuned)
+
+    # 6. compare + gate.
+    def compare_stage(run_dir: Path) -> dict[str, Any]:
+        base_rows = [o for _, o in read_jsonl(st_base.run_dir / "results.jsonl")]
+        tuned_rows = [o for _, o in read_jsonl(st_tuned.run_dir / "results.jsonl")]
+        return compare(base_rows, tuned_rows, cfg)
+
+    st_cmp = pipe.stage("compare", section("eval"), {"base": st_base.key, "tuned": st_tuned.key}, compare_stage)
+
+    # 7. export (optional).
+    if cfg.export.formats:
+        def export(run_dir: Path) -> dict[str, Any]:
+            from tunesmith.export.merge import export_artifacts
+
+            return export_artifacts(model_ref, adapter, cfg.export.formats, run_dir)
+
+        pipe.stage("export", section("export"), {"train": st_train.key}, export)
+
+    summary = build_summary(cfg, pipe, st_cmp.result, st_base.result, st_tuned.result, st_train.result)
+    atomic_write_json(st_cmp.run_dir / "summary.json", summary)
+    atomic_write_json(project / ".tunesmith" / "summary.json", summary)
+    return summary
+
+
+def build_summary(cfg: Config, pipe: Pipeline, cmp: dict, base: dict, tuned: dict, train: dict) -> dict[str, Any]:
+    """What a person wants from a run: metrics base vs tuned, the gate, what it cost, where everything is."""
+    train_hours = train.get("wall_s", 0) / 3600
+    return {
+        "project": str(pipe.project),
+        "model": cfg.model.base,
+        "gate": cmp["gate"],
+        "confidence": cmp["confidence"],
+        "metrics": cmp["metrics"],
+        "base_metrics": base["metrics"],
+        "tuned_metrics": tuned["metrics"],
+        "train": {k: train.get(k) for k in ("steps", "epochs", "train_loss", "wall_s", "tokens_per_s",
+                                             "trainable_params", "precision", "stopped_by_budget")},
+        "train_cost_usd": None if cfg.budget.hourly_usd is None else train_hours * cfg.budget.hourly_usd,
+        "stages": [{"stage": s.name, "run": str(s.run_dir), "cached": s.cached, "wall_s": s.wall_s}
+                   for s in pipe.stages],
+    }
+
+
+def print_summary(summary: dict[str, Any], console: Console) -> None:
+    """The base-vs-tuned table, the gate and per-stage wall time."""
+    from rich.table import Table
+
+    conf = int(summary["confidence"] * 100)
+    table = Table(title=f"Base vs tuned ({summary['model']})")
+    for col in ("suite", "metric", "n", "base", "tuned", "delta", f"{conf}% CI", "verdict"):
+        table.add_column(col, justify="right" if col in ("n", "base", "tuned", "delta") else "left")
+    colors = {"better": "green", "worse": "red"}
+    for r in summary["metrics"]:
+        color = colors.get(r["verdict"], "yellow")
+        table.add_row(r["suite"], r["metric"], str(r["n"]), f"{r['base']:.3f}", f"{r['tuned']:.3f}",
+                      f"{r['delta']:+.3f}", f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+                      f"[{color}]{r['verdict']}[/{color}]")
+    console.print(table)
+    g = summary["gate"]
+    mark = "[bold green]PASS[/bold green]" if g["passed"] else "[bold red]FAIL[/bold red]"
+    console.print(f"Gate on {g['metric']}: {mark} ({g['reason']})")
+    times = Table(title="Stages")
+    for col in ("stage", "status", "wall time"):
+        times.add_column(col)
+    for s in summary["stages"]:
+        times.add_row(s["stage"], "cached" if s["cached"] else "ran", f"{s['wall_s']:.1f} s")
+    console.print(times)
+    tr = summary["train"]
+    if tr.get("steps") is not None:
+        cost = summary.get("train_cost_usd")
+        console.print(f"Training: {tr['steps']} steps, loss {tr['train_loss']:.3f}, {tr['wall_s']:.0f} s"
+                      + (f", ${cost:.4f}" if cost is not None else "")
+                      + f" ({tr['trainable_params']:,} trainable parameters, {tr['precision']})")
+
+
+def load_summary(project: Path) -> dict[str, Any] | None:
+    f = Path(project) / ".tunesmith" / "summary.json"
+    return json.loads(f.read_text()) if f.exists() else None

@@ -1,0 +1,131 @@
+"""Run directories are the registry (design §3): `.tunesmith/runs/<utc-time>-<stage>-<short-hash>/`.
+
+Each holds `config.yaml` (the resolved section), `env.json` (versions, hardware), `inputs.json` (the cache key and
+the content hashes it was built from), `result.json`, artifacts, and `COMPLETED`, written last. A stage result
+is trusted only when `COMPLETED` exists; an incomplete directory with the same key is resumed.
+
+    run = find_run(project, "train", key) or start_run(project, "train", key, section, inputs)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunesmith.data.io import atomic_write_json, atomic_write_text
+
+COMPLETED = "COMPLETED"
+
+
+def runs_root(project: Path) -> Path:
+    return Path(project) / ".tunesmith" / "runs"
+
+
+def stage_key(stage: str, config: Any, inputs: dict[str, Any]) -> str:
+    """The cache key of a stage: hash of its name, its config section and the hashes of its inputs."""
+    blob = json.dumps({"stage": stage, "config": config, "inputs": inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def env_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
+                            "machine": platform.machine(), "processor": platform.processor()}
+    for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tunesmith"):
+        try:
+            from importlib.metadata import version
+
+            info[name] = version(name)
+        except Exception:  # noqa: BLE001 - a missing optional package is just not listed
+            pass
+    try:
+        import os
+
+        info["cpu_count"] = os.cpu_count()
+        import torch
+
+        info["cuda"] = torch.cuda.is_available()
+        if info["cuda"]:
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001
+        pass
+    return info
+
+
+def is_complete(run_dir: Path) -> bool:
+    return (run_dir / COMPLETED).exists()
+
+
+def find_run(project: Path, stage: str, key: str) -> Path | None:
+    """A completed run with this key, else the newest incomplete one (to resume), else None."""
+    root = runs_root(project)
+    if not root.exists():
+        return None
+    matches = []
+    for d in sorted(root.glob(f"*-{stage}-{key[:10]}")):
+        try:
+            if json.loads((d / "inputs.json").read_text())["key"] == key:
+                matches.append(d)
+        except (OSError, ValueError, KeyError):
+            continue
+    done = [d for d in matches if is_complete(d)]
+    return (done or matches or [None])[-1]
+
+
+def start_run(project: Path, stage: str, key: str, config: Any, inputs: dict[str, Any]) -> Path:
+    """Create a run directory and write its config, environment and inputs."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    run_dir = runs_root(project) / f"{stamp}-{stage}-{key[:10]}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    atomic_write_json(run_dir / "env.json", env_info())
+    atomic_write_json(run_dir / "inputs.json", {"stage": stage, "key": key, "inputs": inputs})
+    return run_dir
+
+
+def complete_run(run_dir: Path, result: dict[str, Any]) -> None:
+    """Write `result.json`, then `COMPLETED` (last, so a crash never leaves a trusted partial result)."""
+    result = {**result, "completed_at": datetime.now(timezone.utc).isoformat()}
+    atomic_write_json(run_dir / "result.json", result)
+    atomic_write_text(run_dir / COMPLETED, result["completed_at"] + "\n")
+
+
+def read_result(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "result.json").read_text())
+
+
+def list_runs(project: Path) -> list[dict[str, Any]]:
+    """Every run directory of a project, oldest first, with stage, status and its result when complete."""
+    rows = []
+    root = runs_root(project)
+    for d in sorted(root.iterdir()) if root.exists() else []:
+        if not d.is_dir():
+            continue
+        parts = d.name.split("-")
+        stage = "-".join(parts[1:-1]) if len(parts) >= 3 else "?"
+        done = is_complete(d)
+        rows.append({"name": d.name, "path": str(d), "stage": stage, "status": "completed" if done else "incomplete",
+                     "result": read_result(d) if done else None})
+    return rows
+
+
+def resolve_run(project: Path, name: str) -> Path:
+    """A run directory by full name, unique prefix or suffix, or a path."""
+    from tunesmith.errors import Problem, TunesmithError
+
+    if Path(name).is_dir() and (Path(name) / "inputs.json").exists():
+        return Path(name)
+    root = runs_root(project)
+    candidates = [d for d in root.iterdir() if d.is_dir() and (name in d.name)] if root.exists() else []
+    if len(candidates) == 1:
+        return candidates[0]
+    hint = "`tunesmith runs list` shows the names"
+    if not candidates:
+        raise TunesmithError("No such run", [Problem(name, f"no run under {root} matches", hint)])
+    raise TunesmithError("Ambiguous run name", [Problem(name, f"{len(candidates)} runs match", hint)])

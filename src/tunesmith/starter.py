@@ -1,0 +1,65 @@
+"""`tunesmith init DIR`: a commented starter project a person can read and edit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tunesmith.data.io import atomic_write_text
+from tunesmith.errors import fail
+
+STARTER_YAML = """\
+# tunesmith project. Every field is optional; `tunesmith config schema` lists them all with their docs.
+model:
+  # builtin:smollm2-135m-instruct, a local model directory, a .gguf file, or a hub id (org/name).
+  base: builtin:smollm2-135m-instruct
+
+task:
+  # chat (free text), json (a JSON object per reply) or classification (a label per reply).
+  type: json
+  # JSON fields that must match the expected reply for a case to count as correct.
+  match_fields: [label]
+
+data:
+  # Conversations (ChatML `messages`, ShareGPT, Alpaca or prompt/completion JSONL), relative to this file.
+  train: [data/*.jsonl]
+  heldout_fraction: 0.2   # kept aside as the test set, never trained on
+  max_seq_len: 512
+
+eval:
+  # Extra suites written before training: red-team, out-of-domain, edge cases (JSONL).
+  suites: []
+  max_new_tokens: 64
+  gate:
+    metric: task_accuracy   # the tuned model must beat the base on this, with the interval above zero
+    min_delta: 0.0
+
+train:
+  method: lora
+  epochs: 1          # one epoch is usually enough for LoRA
+  lr: 2.0e-4
+  lora_r: 16
+  batch_size: 8
+
+budget:
+  hourly_usd: null   # price per hour of your machine, to put a dollar figure on training and eval
+"""
+
+EXAMPLE = {"messages": [
+    {"role": "system", "content": "Classify the message. Reply with JSON only: {\"label\": ...}"},
+    {"role": "user", "content": "My card was charged twice this month."},
+    {"role": "assistant", "content": "{\"label\": \"billing\"}"}]}
+
+
+def write_starter(directory: str | Path, force: bool = False) -> list[Path]:
+    """Create tunesmith.yaml, data/example.jsonl and eval/ in `directory`; refuse to overwrite unless forced."""
+    root = Path(directory)
+    cfg = root / "tunesmith.yaml"
+    if cfg.exists() and not force:
+        raise fail("Project exists", str(cfg), "already exists", "use --force to overwrite it")
+    written = [atomic_write_text(cfg, STARTER_YAML)]
+    data = root / "data" / "example.jsonl"
+    if not data.exists():
+        written.append(atomic_write_text(data, json.dumps(EXAMPLE) + "\n"))
+    (root / "eval").mkdir(parents=True, exist_ok=True)
+    return written

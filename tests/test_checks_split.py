@@ -1,0 +1,76 @@
+import json
+from collections import Counter
+
+from tunesmith.data.checks import Code, run_checks
+from tunesmith.data.records import Record
+from tunesmith.data.split import input_key, reply_label, split_records
+
+
+def rec(*turns, line=1, tools=None):
+    roles = ["user", "assistant"] * 4
+    msgs = [t if isinstance(t, dict) else {"role": roles[i], "content": t} for i, t in enumerate(turns)]
+    return Record(msgs, "d.jsonl", line, tools=tools)
+
+
+def codes(r):
+    return {f.code for f in run_checks([r]).findings}
+
+
+def test_each_schema_check_fires_on_a_bad_record_and_not_on_a_good_one():
+    good = rec("hi", "hello")
+    assert codes(good) == set()
+    assert Code.NO_FINAL_ASSISTANT in codes(rec("hi"))
+    assert Code.NO_USER_TURN in codes(Record([{"role": "assistant", "content": "x"}], "d.jsonl", 1))
+    assert Code.EMPTY_CONTENT in codes(rec("hi", "  "))
+    assert Code.SYSTEM_NOT_FIRST in codes(rec("hi", {"role": "system", "content": "s"},
+                                              {"role": "assistant", "content": "x"}))
+    assert Code.ROLE_ORDER in codes(rec("hi", {"role": "user", "content": "again"}, {"role": "assistant",
+                                                                                     "content": "x"}))
+    call = {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "nope", "arguments": {}}}]}
+    tools = [{"type": "function", "function": {"name": "get_order"}}]
+    assert Code.UNDECLARED_TOOL in codes(rec("hi", call, {"role": "tool", "content": "r"},
+                                             {"role": "assistant", "content": "ok"}, tools=tools))
+
+
+def test_errors_reject_records_warnings_keep_them_and_drift_is_dataset_level():
+    sys_a = {"role": "system", "content": "A"}
+    sys_b = {"role": "system", "content": "B"}
+    records = [Record([sys_a, {"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}],
+                      "d.jsonl", i) for i in range(3)]
+    records.append(Record([sys_b, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                          "d.jsonl", 9))
+    records.append(rec("no reply", line=10))
+    report = run_checks(records)
+    assert len(report.kept) == 4 and len(report.rejected) == 1
+    drift = [f for f in report.findings if f.code == Code.SYSTEM_PROMPT_DRIFT]
+    assert [f.where for f in drift] == ["d.jsonl:9"]
+    assert report.rejected[0][1][0].where == "d.jsonl:10"
+
+
+def labeled(n):
+    out = []
+    for i in range(n):
+        label = ["a", "b", "c", "d"][i % 4] if i % 10 else "rare"
+        out.append(rec(f"question {i}", json.dumps({"queue": label}), line=i + 1))
+    return out
+
+
+def test_split_is_seeded_stratified_and_sized():
+    records = labeled(200)
+    label = lambda r: reply_label(r, "queue")  # noqa: E731
+    train, held = split_records(records, 0.2, 42, label)
+    assert len(train) + len(held) == 200 and abs(len(held) - 40) <= 3
+    share = Counter(map(label, held))
+    assert share["rare"] == 4  # 20 rare examples -> 4 held out
+    again = split_records(records, 0.2, 42, label)[1]
+    assert [r.line for r in again] == [r.line for r in held]
+    other = split_records(records, 0.2, 7, label)[1]
+    assert [r.line for r in other] != [r.line for r in held]
+
+
+def test_split_never_puts_the_same_input_on_both_sides():
+    records = labeled(100)
+    # the same question (modulo case and spaces) with different answers: must stay together
+    records += [rec("  QUESTION 3 ", json.dumps({"queue": "z"}), line=500 + i) for i in range(5)]
+    train, held = split_records(records, 0.3, 1, lambda r: reply_label(r, "queue"))
+    assert not {input_key(r) for r in train} & {input_key(r) for r in held}

@@ -1,0 +1,99 @@
+"""The command line: exit codes, messages a person can act on, nothing half-written."""
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from conftest import routing_rows, write_jsonl
+from tunesmith.cli import app
+
+runner = CliRunner()
+
+
+def tunesmith(*args, cwd=None):
+    """Run the real console entry point in a subprocess (exit codes and stderr as a user sees them)."""
+    return subprocess.run([sys.executable, "-m", "tunesmith", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_help_does_not_import_the_heavy_libraries():
+    code = "import sys; import tunesmith.cli; print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    for verb in ([], ["run"], ["data", "check"], ["runs", "list"]):
+        assert runner.invoke(app, [*verb, "--help"]).exit_code == 0
+
+
+def test_bad_config_is_one_screen_exit_2_and_writes_nothing(tmp_path):
+    (tmp_path / "tunesmith.yaml").write_text("train:\n  lr: banana\nmodle: {}\n")
+    res = tunesmith("run", tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "train.lr" in res.stderr and "modle" in res.stderr and "did you mean `model`" in res.stderr
+    assert not (tmp_path / ".tunesmith").exists()
+
+
+def test_missing_data_and_unknown_model_exit_2_with_hints(tmp_path):
+    (tmp_path / "tunesmith.yaml").write_text("data: {train: [data/none.jsonl]}\n")
+    res = tunesmith("run", tmp_path)
+    assert res.returncode == 2 and "data.train[0]" in res.stderr and "matches no file" in res.stderr
+    write_jsonl(tmp_path / "data" / "none.jsonl", routing_rows(10))
+    res = tunesmith("run", tmp_path, "--set", "model.base=nonexistent-model")
+    assert res.returncode == 2 and "Unknown model reference" in res.stderr and "builtin:" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_malformed_jsonl_line_exit_2_names_file_and_line(tmp_path):
+    (tmp_path / "tunesmith.yaml").write_text("data: {train: [data/d.jsonl]}\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "d.jsonl").write_text(json.dumps(routing_rows(1)[0]) + "\n{oops\n")
+    res = tunesmith("run", tmp_path)
+    assert res.returncode == 2 and "d.jsonl:2" in res.stderr and "not valid JSON" in res.stderr
+    assert not list((tmp_path / ".tunesmith").rglob("kept.jsonl")) if (tmp_path / ".tunesmith").exists() else True
+
+
+def test_init_writes_a_project_that_validates(tmp_path):
+    res = runner.invoke(app, ["init", str(tmp_path / "p")])
+    assert res.exit_code == 0
+    res = runner.invoke(app, ["config", "show", str(tmp_path / "p"), "--set", "train.lr=1e-4"])
+    assert res.exit_code == 0 and "lr: 0.0001" in res.output
+    assert runner.invoke(app, ["init", str(tmp_path / "p")]).exit_code != 0  # refuses to overwrite
+
+
+def test_config_schema_is_json():
+    res = runner.invoke(app, ["config", "schema"])
+    assert res.exit_code == 0 and "properties" in json.loads(res.output)
+
+
+def test_data_convert_csv_and_check_and_split(tmp_path):
+    src = tmp_path / "rows.csv"
+    src.write_text("text,category\n" + "".join(f"message {i},{['a', 'b'][i % 2]}\n" for i in range(20)))
+    before = src.read_text()
+    out = tmp_path / "conv.jsonl"
+    res = runner.invoke(app, ["data", "convert", str(src), str(out), "--from", "csv",
+                              "--text-column", "text", "--label-column", "category", "--json-key", "label"])
+    assert res.exit_code == 0 and src.read_text() == before
+    first = json.loads(out.read_text().splitlines()[0])
+    assert first["messages"][-1]["content"] == '{"label": "a"}' and first["meta"]["line"] == 2
+
+    assert runner.invoke(app, ["data", "check", str(out)]).exit_code == 0
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"messages": [{"role": "user", "content": "only a question"}]}])
+    res = runner.invoke(app, ["data", "check", str(bad), "--json"])
+    assert res.exit_code == 1
+    finding = json.loads(res.output)["findings"][0]
+    assert finding["code"] == "no_final_assistant" and finding["where"].endswith("bad.jsonl:1")
+
+    res = runner.invoke(app, ["data", "split", str(out), "--out", str(tmp_path / "split"), "--stratify-by", "label"])
+    assert res.exit_code == 0
+    assert len((tmp_path / "split" / "heldout.jsonl").read_text().splitlines()) == 4
+
+
+def test_runs_list_and_show(tiny_project):
+    from tunesmith.pipeline import run_project
+
+    run_project(tiny_project)
+    res = runner.invoke(app, ["runs", "list", str(tiny_project)])
+    assert res.exit_code == 0 and "eval-tuned" in res.output
+    res = runner.invoke(app, ["runs", "show", "-compare-", "--project", str(tiny_project)])
+    assert res.exit_code == 0 and "gate" in res.output

@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from tunesmith.config import Config, config_schema, load_config
+from tunesmith.errors import TunesmithError
+
+
+def write(tmp_path, text):
+    (tmp_path / "tunesmith.yaml").write_text(text)
+    return tmp_path
+
+
+def test_defaults_are_valid_and_follow_the_guidance():
+    cfg = Config()
+    assert cfg.train.epochs == 1 and 8 <= cfg.train.lora_r <= 16
+    assert cfg.data.heldout_fraction == 0.2
+    assert cfg.model.trust_remote_code is False
+
+
+def test_every_problem_is_listed_with_its_yaml_path(tmp_path):
+    project = write(tmp_path, "train:\n  lr: -1\n  epochz: 2\ndata:\n  heldout_fraction: 3\n")
+    with pytest.raises(TunesmithError) as info:
+        load_config(project)
+    text = str(info.value)
+    assert "3 problem(s)" in text
+    assert "train.lr" in text and "data.heldout_fraction" in text
+    assert "train.epochz" in text and "did you mean `epochs`" in text
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    project = write(tmp_path, "train:\n  lr: 1\n bad: [\n")
+    with pytest.raises(TunesmithError) as info:
+        load_config(project)
+    assert "tunesmith.yaml:" in info.value.problems[0].where
+
+
+def test_set_overrides_are_parsed_as_yaml(tmp_path):
+    project = write(tmp_path, "train:\n  lr: 0.001\n")
+    cfg, _ = load_config(project, ["train.lr=1e-4", "eval.suites=[a.jsonl, b.jsonl]", "task.type=json"])
+    assert cfg.train.lr == pytest.approx(1e-4)
+    assert cfg.eval.suites == ["a.jsonl", "b.jsonl"]
+    with pytest.raises(TunesmithError, match="KEY=VALUE"):
+        load_config(project, ["train.lr"])
+
+
+def test_missing_project_has_a_hint(tmp_path):
+    with pytest.raises(TunesmithError) as info:
+        load_config(tmp_path / "nope")
+    assert "tunesmith init" in str(info.value)
+
+
+def test_schema_documents_every_field():
+    schema = config_schema()
+    json.dumps(schema)
+    for name, section in schema["$defs"].items():
+        for field, spec in section.get("properties", {}).items():
+            assert spec.get("description"), f"{name}.{field} has no description"

@@ -1,0 +1,57 @@
+import pytest
+
+from tunesmith.config import Config, TaskConfig
+from tunesmith.eval.compare import compare
+from tunesmith.eval.scorers import json_valid, parse_json_lenient, score_case
+from tunesmith.eval.stats import bootstrap_delta, mcnemar_exact
+from tunesmith.eval.suite import EvalCase
+
+
+def test_bootstrap_interval_brackets_the_delta_and_excludes_zero_for_a_clear_win():
+    base, tuned = [0.0] * 50, [1.0] * 40 + [0.0] * 10
+    delta, low, high = bootstrap_delta(base, tuned, 1000, 0.95)
+    assert delta == pytest.approx(0.8) and low <= delta <= high and low > 0.6
+    d, lo, hi = bootstrap_delta([1, 0] * 20, [0, 1] * 20, 1000)
+    assert d == 0 and lo < 0 < hi
+
+
+def test_mcnemar_exact_matches_the_binomial_test():
+    assert mcnemar_exact([False] * 10, [True] * 10) == pytest.approx(2 / 1024)
+    assert mcnemar_exact([True, False], [True, False]) == 1.0
+    assert mcnemar_exact([True, False, True], [False, True, True]) == pytest.approx(1.0)
+
+
+def test_json_scorers():
+    schema = {"type": "object", "required": ["queue"], "properties": {"queue": {"enum": ["billing"]}}}
+    assert json_valid('{"queue": "billing"}', schema)
+    assert not json_valid('{"queue": "other"}', schema)
+    assert not json_valid('```json\n{"queue": "billing"}\n```')
+    assert parse_json_lenient('```json\n{"queue": "billing"}\n```') == {"queue": "billing"}
+    assert parse_json_lenient('Sure! {"queue": "billing"} hope it helps') == {"queue": "billing"}
+
+
+def test_score_case_for_a_json_task():
+    task = TaskConfig(type="json", match_fields=["queue", "priority"])
+    case = EvalCase("c1", [{"role": "user", "content": "x"}], expected={"queue": "billing", "priority": "high",
+                                                                        "reason": "anything"})
+    s = score_case(case, '{"queue": "Billing", "priority": "high", "reason": "other words"}', task)
+    assert s["task_correct"] and s["format_valid"] and s["field:queue"] and not s["hit_token_limit"]
+    s = score_case(case, '{"queue": "billing", "priority": "low"}', task)
+    assert not s["task_correct"] and s["field:queue"] and not s["field:priority"]
+
+
+def rows(suite, passes):
+    return [{"suite": suite, "id": str(i), "scores": {"task_correct": p, "hit_token_limit": not p}}
+            for i, p in enumerate(passes)]
+
+
+def test_compare_is_paired_and_the_gate_needs_a_significant_win():
+    cfg = Config()
+    summary = compare(rows("heldout", [False] * 30), rows("heldout", [True] * 25 + [False] * 5), cfg)
+    acc = next(r for r in summary["metrics"] if r["metric"] == "task_accuracy")
+    assert acc["verdict"] == "better" and acc["p_mcnemar"] < 0.001
+    limit = next(r for r in summary["metrics"] if r["metric"] == "token_limit_rate")
+    assert limit["verdict"] == "better"  # fewer runaway replies is an improvement
+    assert summary["gate"]["passed"]
+    tie = compare(rows("heldout", [True, False] * 10), rows("heldout", [False, True] * 10), cfg)
+    assert not tie["gate"]["passed"] and "interval" in tie["gate"]["reason"]

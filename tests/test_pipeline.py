@@ -1,0 +1,103 @@
+"""End to end: `run_project` on a tiny random model, asserting on the artifacts it writes."""
+
+import json
+
+from safetensors.torch import load_file
+
+from tunesmith.pipeline import run_project
+from tunesmith.runs import list_runs
+
+STAGES = ["check", "split", "eval-base", "train", "eval-tuned", "compare"]
+
+
+def by_stage(project):
+    return {r["stage"]: r for r in list_runs(project)}
+
+
+def test_run_end_to_end_then_cached_then_resumed(tiny_project):
+    summary = run_project(tiny_project)
+    runs = by_stage(tiny_project)
+    assert set(STAGES) <= set(runs) and all(r["status"] == "completed" for r in runs.values())
+
+    # split: 20% held out, stratified by the first match field, nothing lost
+    split = runs["split"]["result"]
+    assert split["train"] + split["heldout"] == 30 and split["heldout"] == 6 and split["stratified_by"] == "queue"
+
+    # train: a LoRA adapter as safetensors whose B matrices moved away from their zero init; metrics logged
+    train_dir = tiny_project / ".tunesmith" / "runs" / runs["train"]["name"]
+    weights = load_file(train_dir / "adapter" / "adapter_model.safetensors")
+    lora_b = [v for k, v in weights.items() if "lora_B" in k]
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b)
+    logged = [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in row and "learning_rate" in row and "grad_norm" in row for row in logged)
+    assert runs["train"]["result"]["steps"] == 3 and not (train_dir / "checkpoints").exists()
+    for name in ("config.yaml", "env.json", "inputs.json", "result.json", "COMPLETED"):
+        assert (train_dir / name).exists()
+
+    # eval + compare: the same cases for base and tuned, per suite, with intervals and a gate verdict
+    base_rows = (tiny_project / ".tunesmith" / "runs" / runs["eval-base"]["name"] / "results.jsonl").read_text()
+    assert len(base_rows.splitlines()) == 6 + 1  # held-out + one red-team case
+    metrics = {(m["suite"], m["metric"]): m for m in summary["metrics"]}
+    assert {("heldout", "task_accuracy"), ("heldout", "format_validity"), ("redteam", "task_accuracy")} <= set(metrics)
+    acc = metrics[("heldout", "task_accuracy")]
+    assert acc["ci_low"] <= acc["delta"] <= acc["ci_high"] and acc["n"] == 6
+    assert isinstance(summary["gate"]["passed"], bool)
+    on_disk = json.loads((tiny_project / ".tunesmith" / "summary.json").read_text())
+    assert on_disk["metrics"] == summary["metrics"]
+
+    # unchanged inputs: every stage is served from its run directory
+    again = run_project(tiny_project)
+    assert all(s["cached"] for s in again["stages"])
+    assert len(list_runs(tiny_project)) == len(runs)
+
+    # a run killed after training but before eval-tuned completed: only the unfinished stages run again
+    tuned_dir = tiny_project / ".tunesmith" / "runs" / runs["eval-tuned"]["name"]
+    (tuned_dir / "COMPLETED").unlink()
+    resumed = {s["stage"]: s["cached"] for s in run_project(tiny_project)["stages"]}
+    assert resumed == {"check": True, "split": True, "eval-base": True, "train": True, "eval-tuned": False,
+                       "compare": True}
+
+    # a config change that touches training re-trains but reuses data and base eval
+    changed = {s["stage"]: s["cached"] for s in run_project(tiny_project, ["train.lr=1e-3"])["stages"]}
+    assert changed["eval-base"] and changed["split"] and not changed["train"] and not changed["eval-tuned"]
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(tiny_project, monkeypatch):
+    import pytest
+
+    from tunesmith.train import progress
+
+    calls = {"n": 0}
+    original = progress.MetricsLog.on_log
+
+    def crash_after_checkpoint(self, args, state, control, logs=None, **kw):
+        original(self, args, state, control, logs, **kw)
+        if state.global_step == 2 and calls["n"] == 0:
+            calls["n"] += 1
+            raise KeyboardInterrupt  # like a kill between step 2 (checkpointed) and step 3
+
+    monkeypatch.setattr(progress.MetricsLog, "on_log", crash_after_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        run_project(tiny_project, ["train.max_steps=4"])
+    train_run = by_stage(tiny_project)["train"]
+    assert train_run["status"] == "incomplete"
+    monkeypatch.setattr(progress.MetricsLog, "on_log", original)
+    run_project(tiny_project, ["train.max_steps=4"])
+    result = by_stage(tiny_project)["train"]["result"]
+    assert result["resumed_from"].endswith("checkpoint-2") and result["steps"] == 4
+
+
+def test_export_writes_adapter_and_merged_weights_with_a_manifest(tiny_project):
+    from transformers import AutoModelForCausalLM
+
+    summary = run_project(tiny_project, ["export.formats=[adapter, merged]"])
+    export = next(s for s in summary["stages"] if s["stage"] == "export")
+    from pathlib import Path
+
+    out = Path(export["run"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["exports"]) == {"adapter", "merged"}
+    assert "model.safetensors" in manifest["exports"]["merged"]["files"]
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged")
+    assert merged.generation_config.eos_token_id is not None
+    assert (out / "merged" / "tokenizer_config.json").exists()

@@ -95,5 +95,5 @@ def test_runs_list_and_show(tiny_project):
     run_project(tiny_project)
     res = runner.invoke(app, ["runs", "list", str(tiny_project)])
     assert res.exit_code == 0 and "eval-tuned" in res.output
-    res = runner.invoke(app, ["runs", "show", "-compare-", "--project", str(tiny_project)])
+    res = runner.invoke(app, ["runs", "show", "compare", "--project", str(tiny_project)])
     assert res.exit_code == 0 and "gate" in res.output

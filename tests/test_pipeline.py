@@ -67,23 +67,20 @@ def test_interrupted_training_resumes_from_its_checkpoint(tiny_project, monkeypa
 
     from tunesmith.train import progress
 
-    calls = {"n": 0}
-    original = progress.MetricsLog.on_log
+    def crash_after_checkpoint(self, args, state, control, **kw):
+        if state.global_step == 2:
+            raise KeyboardInterrupt  # like a kill right after checkpoint-2 was written
 
-    def crash_after_checkpoint(self, args, state, control, logs=None, **kw):
-        original(self, args, state, control, logs, **kw)
-        if state.global_step == 2 and calls["n"] == 0:
-            calls["n"] += 1
-            raise KeyboardInterrupt  # like a kill between step 2 (checkpointed) and step 3
-
-    monkeypatch.setattr(progress.MetricsLog, "on_log", crash_after_checkpoint)
+    monkeypatch.setattr(progress.MetricsLog, "on_save", crash_after_checkpoint, raising=False)
     with pytest.raises(KeyboardInterrupt):
         run_project(tiny_project, ["train.max_steps=4"])
     train_run = by_stage(tiny_project)["train"]
     assert train_run["status"] == "incomplete"
-    monkeypatch.setattr(progress.MetricsLog, "on_log", original)
+    monkeypatch.undo()
     run_project(tiny_project, ["train.max_steps=4"])
-    result = by_stage(tiny_project)["train"]["result"]
+    runs = by_stage(tiny_project)
+    assert len([r for r in list_runs(tiny_project) if r["stage"] == "train"]) == 1  # the same directory, resumed
+    result = runs["train"]["result"]
     assert result["resumed_from"].endswith("checkpoint-2") and result["steps"] == 4
 
 

@@ -182,8 +182,13 @@ def model_prepare(ref: str = typer.Argument("builtin:smollm2-135m-instruct", hel
 
 def main() -> None:
     """Console entry point: user errors become a short message and exit code 2, never a traceback."""
+    import warnings
+
     from tunesmith.errors import TunesmithError
 
+    # Library deprecation notices are for tunesmith's developers (the tests show them), not its users.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         app()
     except TunesmithError as err:

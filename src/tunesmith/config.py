@@ -110,7 +110,9 @@ class TrainConfig(Section):
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     lora_r: int = Field(16, ge=1, description="LoRA rank (8-16 is the usual range).")
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA path.")
+    lora_dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout on the LoRA path. Off by default (as in Unsloth): with one epoch it "
+        "rarely helps, and on CPU it costs ~half of each step's forward time.")
     target_modules: str | list[str] = Field("all-linear", description="Modules that get adapters.")
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="`auto` uses bf16 autocast where the hardware supports it (AMX CPUs, recent GPUs)."

@@ -219,7 +219,9 @@ def load_model(ref: ModelRef, dtype: str = "fp32"):
     """The causal LM from safetensors only; never runs remote code unless `trust_remote_code` was set."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # tunesmith shows its own progress; a second bar per load is noise
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     return AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch_dtype, use_safetensors=True,
                                                 trust_remote_code=ref.trust_remote_code)

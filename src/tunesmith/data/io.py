@@ -100,6 +100,7 @@ def read_csv(path: str | Path) -> Iterator[tuple[int, dict]]:
     path = Path(path)
     with _open_text(path) as fh:
         reader = csv.DictReader(fh)
+        _ = reader.fieldnames  # reads the header, so line_num now points at it
         start = reader.line_num + 1
         try:
             for row in reader:

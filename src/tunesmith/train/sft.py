@@ -68,6 +68,7 @@ def latest_checkpoint(run_dir: Path) -> str | None:
 def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> dict[str, Any]:
     """Train a LoRA adapter on `records`; write `adapter/` and `metrics.jsonl` into `run_dir`."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     from tunesmith.train.progress import MetricsLog, RichProgress, TimeBudget
@@ -107,10 +108,12 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
         use_cpu=not _has_cuda(),
     )
     budget = TimeBudget((cfg.budget.max_train_minutes))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
+    trainer_cls = SFTTrainer if _has_cuda() else _cpu_trainer_class(SFTTrainer)
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
                          peft_config=lora_config(cfg),
                          callbacks=[RichProgress(f"Training LoRA r={t.lora_r}"), MetricsLog(run_dir / "metrics.jsonl"),
                                     budget])
+    trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its raw dict prints
     resume = latest_checkpoint(run_dir)
     began = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume)
@@ -143,3 +146,20 @@ def _has_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _cpu_trainer_class(base):
+    """SFTTrainer with the plain causal-LM loss.
+
+    TRL's fused LM head tiles the vocabulary projection in Python when Triton is absent; on CPU that makes a step
+    ~1.4x slower than transformers' own loss (4 steps of the demo on SmolLM2-135M, 2 cores: 47.6 s vs 33.0 s). The loss
+    is the same token-mean cross-entropy over the labeled positions; TRL's entropy/token-accuracy logs are skipped.
+    """
+    from transformers import Trainer
+
+    class PlainLossSFTTrainer(base):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs["use_cache"] = False
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    return PlainLossSFTTrainer

@@ -50,7 +50,8 @@ def test_malformed_jsonl_line_exit_2_names_file_and_line(tmp_path):
     (tmp_path / "data" / "d.jsonl").write_text(json.dumps(routing_rows(1)[0]) + "\n{oops\n")
     res = tunesmith("run", tmp_path)
     assert res.returncode == 2 and "d.jsonl:2" in res.stderr and "not valid JSON" in res.stderr
-    assert not list((tmp_path / ".tunesmith").rglob("kept.jsonl")) if (tmp_path / ".tunesmith").exists() else True
+    runs = tmp_path / ".tunesmith" / "runs"
+    assert not runs.exists() or not any(runs.iterdir())  # no half-made stage directory
 
 
 def test_init_writes_a_project_that_validates(tmp_path):
@@ -97,3 +98,18 @@ def test_runs_list_and_show(tiny_project):
     assert res.exit_code == 0 and "eval-tuned" in res.output
     res = runner.invoke(app, ["runs", "show", "compare", "--project", str(tiny_project)])
     assert res.exit_code == 0 and "gate" in res.output
+
+
+def test_an_internal_error_is_one_line_with_the_trace_on_disk(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    import tunesmith.cli as cli
+
+    monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path))
+    monkeypatch.setattr(cli, "app", lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 3
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: boom" in err and "Traceback" not in err
+    assert "RuntimeError: boom" in (tmp_path / "last-error.txt").read_text()

@@ -33,7 +33,10 @@ SET_HELP = "Override a config field, e.g. --set train.lr=1e-4 (repeatable)."
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr)
+    console = Console(stderr=stderr)
+    if not console.is_terminal:  # piped or logged: wide enough for the comparison table, not 80 columns
+        console.width = 120
+    return console
 
 
 @app.command()
@@ -206,3 +209,17 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted; completed stages are kept and the next run resumes", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a bug in tunesmith or a library: short message, full trace on disk
+        import os
+        import traceback
+
+        if os.environ.get("TUNESMITH_DEBUG"):
+            raise
+        from tunesmith.models import cache_home
+
+        log = cache_home() / "last-error.txt"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc())
+        print(f"internal error: {type(exc).__name__}: {exc}\n  the full traceback is in {log} "
+              "(set TUNESMITH_DEBUG=1 to print it); please report it", file=sys.stderr)
+        sys.exit(3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,12 @@ class Pipeline:
             run_dir = found or runs.start_run(self.project, name, key, config, inputs)
             console.print(f"[bold]▶ {name}[/bold]" + (" (resuming)" if found else ""))
             began = time.perf_counter()
-            result = work(run_dir)
+            try:
+                result = work(run_dir)
+            except TunesmithError:
+                if found is None:  # bad input: leave nothing half-made behind (interruptions keep theirs to resume)
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                raise
             wall = time.perf_counter() - began
             result["stage_wall_s"] = wall
             runs.complete_run(run_dir, result)
@@ -232,25 +238,23 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     from rich.table import Table
 
     conf = int(summary["confidence"] * 100)
-    table = Table(title=f"Base vs tuned ({summary['model']})")
+    table = Table(title=f"Base vs tuned: {summary['model']}", min_width=90)
     for col in ("suite", "metric", "n", "base", "tuned", "delta", f"{conf}% CI", "verdict"):
-        table.add_column(col, justify="right" if col in ("n", "base", "tuned", "delta") else "left")
+        table.add_column(col, justify="right" if col in ("n", "base", "tuned", "delta") else "left", no_wrap=True)
     colors = {"better": "green", "worse": "red"}
     for r in summary["metrics"]:
         color = colors.get(r["verdict"], "yellow")
+        verdict = "no sig. diff." if r["verdict"] == "no significant difference" else r["verdict"]
         table.add_row(r["suite"], r["metric"], str(r["n"]), f"{r['base']:.3f}", f"{r['tuned']:.3f}",
-                      f"{r['delta']:+.3f}", f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
-                      f"[{color}]{r['verdict']}[/{color}]")
+                      f"{r['delta']:+.3f}", f"{r['ci_low']:+.3f} .. {r['ci_high']:+.3f}",
+                      f"[{color}]{verdict}[/{color}]")
     console.print(table)
     g = summary["gate"]
     mark = "[bold green]PASS[/bold green]" if g["passed"] else "[bold red]FAIL[/bold red]"
     console.print(f"Gate on {g['metric']}: {mark} ({g['reason']})")
-    times = Table(title="Stages")
-    for col in ("stage", "status", "wall time"):
-        times.add_column(col)
-    for s in summary["stages"]:
-        times.add_row(s["stage"], "cached" if s["cached"] else "ran", f"{s['wall_s']:.1f} s")
-    console.print(times)
+    stage_times = [f"{s['stage']} " + ("cached" if s["cached"] else f"{s['wall_s']:.0f}s") for s in summary["stages"]]
+    stages = "  ".join(stage_times)
+    console.print(f"Stages: {stages}")
     tr = summary["train"]
     if tr.get("steps") is not None:
         cost = summary.get("train_cost_usd")

@@ -54,7 +54,14 @@ def compare(base_rows: list[dict], tuned_rows: list[dict], cfg: Config) -> dict[
                          "delta": delta, "ci_low": low, "ci_high": high,
                          "p_mcnemar": mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned]),
                          "verdict": _verdict(name, low, high)})
+    rows.sort(key=lambda r: (list(pairs).index(r["suite"]), _metric_order(r["metric"])))
     return {"confidence": cfg.eval.confidence, "metrics": rows, "gate": gate(rows, cfg)}
+
+
+def _metric_order(metric: str) -> tuple[int, str]:
+    """Task accuracy first, then format validity, per-field accuracies, and the rest."""
+    rank = {"task_accuracy": 0, "format_validity": 1}.get(metric, 2 if metric.endswith("_accuracy") else 3)
+    return rank, metric
 
 
 def gate(rows: list[dict], cfg: Config) -> dict[str, Any]:

@@ -113,3 +113,10 @@ def test_an_internal_error_is_one_line_with_the_trace_on_disk(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert "internal error: RuntimeError: boom" in err and "Traceback" not in err
     assert "RuntimeError: boom" in (tmp_path / "last-error.txt").read_text()
+
+
+def test_model_prepare_resolves_a_local_model(tiny_model_dir):
+    res = runner.invoke(app, ["model", "prepare", str(tiny_model_dir)])
+    assert res.exit_code == 0 and "identity dir:" in res.output
+    res = runner.invoke(app, ["model", "prepare", "builtin:nope"])
+    assert res.exit_code != 0

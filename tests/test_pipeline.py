@@ -98,3 +98,11 @@ def test_export_writes_adapter_and_merged_weights_with_a_manifest(tiny_project):
     merged = AutoModelForCausalLM.from_pretrained(out / "merged")
     assert merged.generation_config.eos_token_id is not None
     assert (out / "merged" / "tokenizer_config.json").exists()
+
+
+def test_time_budget_stops_training_and_marks_it(tiny_project):
+    summary = run_project(tiny_project, ["budget.max_train_minutes=0.00001", "train.max_steps=50",
+                                         "budget.hourly_usd=1.0"])
+    assert summary["train"]["stopped_by_budget"] is True and summary["train"]["steps"] < 50
+    assert summary["train_cost_usd"] > 0
+    assert summary["tuned_metrics"]["heldout"]["cost_usd"] > 0

@@ -54,7 +54,8 @@ def detect_format(obj: dict[str, Any]) -> str:
                       "or `prompt`/`completion`")
 
 
-def _message(raw: Any, index: int) -> dict[str, Any]:
+def parse_message(raw: Any, index: int) -> dict[str, Any]:
+    """One chat message, checked: a known role, string content (or tool calls), JSON tool-call arguments."""
     where = f"messages[{index}]"
     if not isinstance(raw, dict):
         raise RecordError(where, "a message must be an object with `role` and `content`")
@@ -88,7 +89,7 @@ def _from_messages(obj: dict[str, Any]) -> list[dict[str, Any]]:
     raw = obj["messages"]
     if not isinstance(raw, list) or not raw:
         raise RecordError("messages", "messages must be a non-empty list")
-    return [_message(m, i) for i, m in enumerate(raw)]
+    return [parse_message(m, i) for i, m in enumerate(raw)]
 
 
 def _from_sharegpt(obj: dict[str, Any]) -> list[dict[str, Any]]:
@@ -135,13 +136,13 @@ def _from_alpaca(obj: dict[str, Any]) -> list[dict[str, Any]]:
 def _from_prompt_completion(obj: dict[str, Any]) -> list[dict[str, Any]]:
     prompt, completion = obj["prompt"], obj["completion"]
     if isinstance(prompt, list):
-        head = [_message(m, i) for i, m in enumerate(prompt)]
+        head = [parse_message(m, i) for i, m in enumerate(prompt)]
     elif isinstance(prompt, str):
         head = [{"role": "user", "content": prompt}]
     else:
         raise RecordError("prompt", "prompt must be a string or a list of messages")
     if isinstance(completion, list):
-        tail = [_message(m, len(head) + i) for i, m in enumerate(completion)]
+        tail = [parse_message(m, len(head) + i) for i, m in enumerate(completion)]
     elif isinstance(completion, str):
         tail = [{"role": "assistant", "content": completion}]
     else:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import TaskConfig
-from tunesmith.data.formats import RecordError, _message
+from tunesmith.data.formats import RecordError, parse_message
 from tunesmith.data.io import read_jsonl
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
@@ -77,7 +77,7 @@ def load_suite(path: str | Path, task: TaskConfig, name: str | None = None) -> l
             raw = obj.get("messages")
             if not isinstance(raw, list) or not raw:
                 raise RecordError("messages", "a case needs a non-empty `messages` list (the prompt)")
-            messages = [_message(m, i) for i, m in enumerate(raw)]
+            messages = [parse_message(m, i) for i, m in enumerate(raw)]
             if messages[-1]["role"] == "assistant":  # a full conversation: its last reply is the expectation
                 expected = obj.get("expected", expected_from_reply(messages[-1]["content"], task))
                 messages = messages[:-1]

@@ -107,7 +107,7 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
         train_sampling_strategy="group_by_length",
         use_cpu=not _has_cuda(),
     )
-    budget = TimeBudget((cfg.budget.max_train_minutes))
+    budget = TimeBudget(cfg.budget.max_train_minutes)
     trainer_cls = SFTTrainer if _has_cuda() else _cpu_trainer_class(SFTTrainer)
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
                          peft_config=lora_config(cfg),

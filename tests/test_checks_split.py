@@ -3,7 +3,8 @@ from collections import Counter
 
 from tunesmith.data.checks import Code, run_checks
 from tunesmith.data.records import Record
-from tunesmith.data.split import input_key, reply_label, split_records
+from tunesmith.data.dedup import input_key
+from tunesmith.data.split import reply_label, split_records
 
 
 def rec(*turns, line=1, tools=None):

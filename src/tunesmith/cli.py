@@ -102,14 +102,15 @@ def data_convert(source: Path = typer.Argument(..., help="Input file (JSONL or C
 @data_app.command("check")
 def data_check(paths: list[Path] = typer.Argument(..., help="Data files, or a project directory."),
                as_json: bool = typer.Option(False, "--json", help="Print every finding as JSON."),
-               show: int = typer.Option(3, help="Findings shown per code.")) -> None:
+               show: int = typer.Option(3, help="Findings shown per code."),
+               near_dup_threshold: float = typer.Option(0.8, help="MinHash Jaccard for near-duplicates.")) -> None:
     """Check records (schema level): a table of finding codes, then examples with file:line. Exit 1 on errors."""
     from tunesmith.data.checks import run_checks
     from tunesmith.data.convert import print_report, resolve_data_paths
     from tunesmith.data.formats import load_records
 
     files, fmt, base = resolve_data_paths(paths)
-    report = run_checks(load_records(files, fmt, base=base))
+    report = run_checks(load_records(files, fmt, base=base), near_dup_threshold)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -122,23 +123,46 @@ def data_split(paths: list[Path] = typer.Argument(..., help="Data files, or a pr
                out: Path = typer.Option(..., help="Directory for train.jsonl and heldout.jsonl."),
                fraction: float = typer.Option(0.2, help="Held-out share."),
                seed: int = typer.Option(42, help="Split seed."),
-               stratify_by: Optional[str] = typer.Option(None, help="JSON reply field, or `label`, to stratify by.")
-               ) -> None:
-    """Split off a leakage-free, stratified held-out set (equal inputs never straddle the split)."""
+               stratify_by: Optional[str] = typer.Option(None, help="JSON reply field, or `label`, to stratify by."),
+               near_dup_threshold: float = typer.Option(0.8, help="MinHash Jaccard for near-duplicates.")) -> None:
+    """Split off a leakage-free, stratified held-out set (near-duplicate clusters never straddle the split)."""
     from tunesmith.data.convert import resolve_data_paths
     from tunesmith.data.formats import load_records
     from tunesmith.data.io import atomic_write_jsonl
-    from tunesmith.data.split import reply_label, split_records
+    from tunesmith.data.dedup import near_duplicate_clusters
+    from tunesmith.data.split import leakage, reply_label, split_records
     from tunesmith.errors import fail
 
     if not 0 < fraction < 0.9:
         raise fail("Bad --fraction", "--fraction", f"{fraction} is outside (0, 0.9)", "e.g. --fraction 0.2")
     files, fmt, base = resolve_data_paths(paths)
-    train, heldout = split_records(load_records(files, fmt, base=base), fraction, seed,
-                                   lambda r: reply_label(r, stratify_by))
+    records = load_records(files, fmt, base=base)
+    train, heldout = split_records(records, fraction, seed, lambda r: reply_label(r, stratify_by),
+                                   near_duplicate_clusters(records, near_dup_threshold))
+    leaks = leakage(train, heldout, near_dup_threshold)
     atomic_write_jsonl(out / "train.jsonl", (r.to_json() for r in train))
     atomic_write_jsonl(out / "heldout.jsonl", (r.to_json() for r in heldout))
-    _console().print(f"train: {len(train)}  held-out: {len(heldout)}  -> {out}")
+    _console().print(f"train: {len(train)}  held-out: {len(heldout)}  leaks: {len(leaks)}  -> {out}")
+
+
+@data_app.command("dedup")
+def data_dedup(paths: list[Path] = typer.Argument(..., help="Data files, or a project directory."),
+               out: Path = typer.Option(..., help="Output JSONL: the records kept."),
+               near: bool = typer.Option(True, help="Also drop near-duplicate inputs (keeps the first of each)."),
+               near_dup_threshold: float = typer.Option(0.8, help="MinHash Jaccard for near-duplicates.")) -> None:
+    """Write a copy without exact duplicates (input and output together) and, by default, near-duplicate inputs."""
+    from tunesmith.data.convert import resolve_data_paths
+    from tunesmith.data.dedup import dedup_records
+    from tunesmith.data.formats import load_records
+    from tunesmith.data.io import atomic_write_jsonl
+
+    files, fmt, base = resolve_data_paths(paths)
+    kept, dropped = dedup_records(load_records(files, fmt, base=base), near, near_dup_threshold)
+    atomic_write_jsonl(out, (r.to_json() for r in kept))
+    con = _console()
+    con.print(f"kept {len(kept)}, dropped {len(dropped)} -> {out}")
+    for rec, reason in dropped[:10]:
+        con.print(f"  {rec.where}: {reason}")
 
 
 @runs_app.command("list")

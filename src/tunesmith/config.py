@@ -71,6 +71,9 @@ class DataConfig(Section):
         "(the first match field of a json task, the label of a classification task), or null for none.",
     )
     max_seq_len: int = Field(1024, ge=16, description="Longest tokenized conversation used in training.")
+    near_dup_threshold: float = Field(
+        0.8, ge=0.3, le=1.0, description="Estimated Jaccard similarity of word 3-shingles (MinHash) at which two "
+        "inputs count as near-duplicates: reported by the check, and kept on one side of the split.")
 
 
 class GateConfig(Section):

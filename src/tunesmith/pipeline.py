@@ -110,7 +110,8 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     """The whole flow on a project directory; returns the summary (also written to summary.json)."""
     from tunesmith.data.checks import run_checks
     from tunesmith.data.formats import load_records
-    from tunesmith.data.split import reply_label, split_records
+    from tunesmith.data.dedup import near_duplicate_clusters
+    from tunesmith.data.split import leakage, reply_label, split_records
     from tunesmith.eval.compare import compare
     from tunesmith.eval.evaluate import evaluate, load_schema
     from tunesmith.eval.suite import cases_from_records, load_suite
@@ -125,7 +126,7 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     # 1. check (schema level): bad records are set aside with their reasons, never edited in place.
     def check(run_dir: Path) -> dict[str, Any]:
         records = load_records(files, cfg.data.format, base=project)
-        report = run_checks(records)
+        report = run_checks(records, cfg.data.near_dup_threshold)
         atomic_write_json(run_dir / "report.json", report.to_json())
         atomic_write_jsonl(run_dir / "kept.jsonl", (r.to_json() for r in report.kept))
         atomic_write_jsonl(run_dir / "rejected.jsonl", ({**r.to_json(), "reasons": [f.to_json() for f in fs]}
@@ -143,11 +144,14 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     def split(run_dir: Path) -> dict[str, Any]:
         kept = _records_from(st_check.run_dir / "kept.jsonl")
         fld = stratify_field(cfg)
+        clusters = near_duplicate_clusters(kept, cfg.data.near_dup_threshold)
         train, heldout = split_records(kept, cfg.data.heldout_fraction, cfg.data.seed,
-                                       lambda r: reply_label(r, fld))
+                                       lambda r: reply_label(r, fld), clusters)
+        leaks = leakage(train, heldout, cfg.data.near_dup_threshold)
         atomic_write_jsonl(run_dir / "train.jsonl", (r.to_json() for r in train))
         atomic_write_jsonl(run_dir / "heldout.jsonl", (r.to_json() for r in heldout))
-        return {"train": len(train), "heldout": len(heldout), "stratified_by": fld}
+        return {"train": len(train), "heldout": len(heldout), "stratified_by": fld,
+                "grouped_with_a_twin": len(kept) - len(set(clusters)), "leaks": len(leaks)}
 
     st_split = pipe.stage("split", {"data": section("data")["data"]}, {"check": st_check.key}, split)
 

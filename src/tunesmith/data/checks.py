@@ -31,6 +31,10 @@ class Code(str, Enum):
     ROLE_ORDER = "role_order"
     UNDECLARED_TOOL = "undeclared_tool"
     SYSTEM_PROMPT_DRIFT = "system_prompt_drift"
+    DUPLICATE_EXACT = "duplicate_exact"
+    NEAR_DUPLICATE = "near_duplicate"
+    CONFLICTING_ANSWER = "conflicting_answer"
+    LEAKAGE = "leakage"
 
 
 @dataclass
@@ -150,8 +154,10 @@ class CheckReport:
         }
 
 
-def run_checks(records: list[Record]) -> CheckReport:
+def run_checks(records: list[Record], near_dup_threshold: float = 0.8) -> CheckReport:
     """Run every record and dataset check; records with an error finding are rejected, the rest kept."""
+    from tunesmith.data.dedup import duplicate_findings
+
     report = CheckReport()
     per_record: dict[int, list[Finding]] = {}
     for idx, rec in enumerate(records):
@@ -160,6 +166,7 @@ def run_checks(records: list[Record]) -> CheckReport:
         report.findings.extend(found)
     for check in DATASET_CHECKS:
         report.findings.extend(check(records))
+    report.findings.extend(duplicate_findings(records, near_dup_threshold))
     for idx, rec in enumerate(records):
         errors = [f for f in per_record[idx] if f.severity == Severity.ERROR]
         (report.rejected.append((rec, errors)) if errors else report.kept.append(rec))

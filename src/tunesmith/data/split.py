@@ -2,27 +2,20 @@
 
     train, heldout = split_records(records, fraction=0.2, seed=42, label_of=lambda r: ...)
 
-Conversations whose user input is the same (after normalizing case and whitespace) form one group, and a group
-goes wholly to one side, so the held-out set never contains a prompt the model was trained on.
+Conversations whose user input is the same (after normalizing case, punctuation and whitespace) form one group
+(or, with `groups_of`, whole near-duplicate clusters do), and a group goes wholly to one side, so the held-out set
+never contains a prompt the model was trained on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
-import re
 from collections import defaultdict
 from typing import Callable
 
+from tunesmith.data.dedup import input_key
 from tunesmith.data.records import Record
-
-
-def input_key(rec: Record) -> str:
-    """Normalized hash of what the model is asked (non-system turns before the final reply)."""
-    parts = [re.sub(r"\s+", " ", str(m.get("content", "")).strip().lower())
-             for m in rec.prompt if m.get("role") != "system"]
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
 def reply_label(rec: Record, field: str | None) -> str | None:
@@ -41,11 +34,16 @@ def reply_label(rec: Record, field: str | None) -> str | None:
 
 
 def split_records(records: list[Record], fraction: float = 0.2, seed: int = 42,
-                  label_of: Callable[[Record], str | None] = lambda r: None) -> tuple[list[Record], list[Record]]:
-    """Split into (train, held-out). Stratified per label; groups of equal inputs stay together."""
+                  label_of: Callable[[Record], str | None] = lambda r: None,
+                  groups_of: list | None = None) -> tuple[list[Record], list[Record]]:
+    """Split into (train, held-out). Stratified per label; a group stays on one side.
+
+    Groups are equal inputs by default; pass `groups_of` (a group id per record, e.g. near-duplicate clusters from
+    `tunesmith.data.dedup.near_duplicate_clusters`) to keep whole clusters together.
+    """
     groups: dict[str, list[Record]] = defaultdict(list)
-    for rec in records:
-        groups[input_key(rec)].append(rec)
+    for i, rec in enumerate(records):
+        groups[str(groups_of[i]) if groups_of is not None else input_key(rec)].append(rec)
     strata: dict[str, list[list[Record]]] = defaultdict(list)
     for members in groups.values():
         strata[str(label_of(members[0]))].append(members)
@@ -62,3 +60,21 @@ def split_records(records: list[Record], fraction: float = 0.2, seed: int = 42,
             (heldout if i < n_out else train).extend(members)
     order = {id(r): i for i, r in enumerate(records)}
     return sorted(train, key=lambda r: order[id(r)]), sorted(heldout, key=lambda r: order[id(r)])
+
+
+def leakage(train: list[Record], heldout: list[Record], threshold: float = 0.8) -> list:
+    """LEAKAGE findings: held-out records whose input equals or nearly equals a training input."""
+    from tunesmith.data.checks import Code, Finding, Severity
+    from tunesmith.data.dedup import input_text, near_duplicate_pairs
+
+    texts = [input_text(r) for r in train] + [input_text(r) for r in heldout]
+    n = len(train)
+    seen = set()
+    out = []
+    for i, j, score in near_duplicate_pairs(texts, threshold):
+        if i < n <= j and j not in seen:
+            seen.add(j)
+            out.append(Finding(Code.LEAKAGE, Severity.ERROR, heldout[j - n].where, "messages",
+                               f"held-out input is {score:.0%} similar to training input {train[i].where}",
+                               "keep near-duplicates on one side (tunesmith's split does this)"))
+    return out

@@ -1,0 +1,78 @@
+import json
+
+from typer.testing import CliRunner
+
+from conftest import write_jsonl
+from tunesmith.cli import app
+from tunesmith.data.checks import Code, run_checks
+from tunesmith.data.dedup import dedup_records, near_duplicate_clusters
+from tunesmith.data.records import Record
+from tunesmith.data.split import leakage, reply_label, split_records
+
+BASE = ("Hi, I was charged twice for my March Lumen Plus renewal and I would like the second charge refunded "
+        "to the same card please, order number 4471")
+NEAR = BASE + ", thanks a lot"  # 25 of 28 word 3-shingles shared: Jaccard ~0.89
+OTHER = ["My doorbell keeps going offline every night after the firmware update",
+         "Where is my parcel? It was due on Monday and tracking has not moved",
+         "Can I add a second user to my account so my partner can see the cameras",
+         "Do your thermostats work with a two-stage heat pump before I buy one"]
+
+
+def rec(user, reply, line):
+    return Record([{"role": "user", "content": user}, {"role": "assistant", "content": reply}], "d.jsonl", line)
+
+
+def codes(records, **kw):
+    return [(f.code, f.where) for f in run_checks(records, **kw).findings]
+
+
+def test_exact_duplicate_is_found_by_input_and_output_together():
+    found = codes([rec(BASE, "refund", 1), rec(BASE.upper() + "!", "Refund.", 2), rec(OTHER[0], "tech", 3)])
+    assert (Code.DUPLICATE_EXACT, "d.jsonl:2") in found
+    assert not any(c == Code.DUPLICATE_EXACT for c, w in codes([rec(OTHER[0], "a", 1), rec(OTHER[1], "a", 2)]))
+
+
+def test_conflicting_answers_to_the_same_input():
+    found = codes([rec(BASE, '{"queue": "billing"}', 1), rec(BASE, '{"queue": "sales"}', 2)])
+    assert (Code.CONFLICTING_ANSWER, "d.jsonl:2") in found
+    assert Code.NEAR_DUPLICATE not in [c for c, _ in found]  # reported once, as a conflict
+
+
+def test_near_duplicates_and_their_threshold():
+    records = [rec(BASE, "a", 1), rec(NEAR, "a", 2)] + [rec(t, "b", 10 + i) for i, t in enumerate(OTHER)]
+    found = codes(records)
+    assert (Code.NEAR_DUPLICATE, "d.jsonl:2") in found
+    assert sum(c == Code.NEAR_DUPLICATE for c, _ in found) == 1
+    assert Code.NEAR_DUPLICATE not in [c for c, _ in codes(records, near_dup_threshold=0.99)]
+
+
+def test_split_keeps_near_duplicate_clusters_together_and_leakage_finds_twins():
+    records = []
+    for i in range(60):
+        text = f"{OTHER[i % 4]} (case {i}, reference {i * 37 % 101})"
+        records.append(rec(text + " I really need help with this today", json.dumps({"q": str(i % 3)}), i + 1))
+    for i in range(10):  # ten planted twins of ten records
+        records.append(rec(records[i].messages[0]["content"] + " thanks", records[i].reply, 100 + i))
+    label = lambda r: reply_label(r, "q")  # noqa: E731
+    clusters = near_duplicate_clusters(records, 0.8)
+    assert len(set(clusters)) == 60
+    train, held = split_records(records, 0.3, 3, label, clusters)
+    assert leakage(train, held, 0.8) == []
+    naive_train, naive_held = split_records(records, 0.3, 3, label)  # exact inputs only: twins can straddle
+    leaks = leakage(naive_train, naive_held, 0.8)
+    assert leaks and all(f.code == Code.LEAKAGE for f in leaks)
+
+
+def test_dedup_keeps_the_first_and_says_why(tmp_path):
+    records = [rec(BASE, "a", 1), rec(BASE, "a", 2), rec(NEAR, "a", 3), rec(OTHER[0], "b", 4)]
+    kept, dropped = dedup_records(records)
+    assert [r.line for r in kept] == [1, 4]
+    assert [(r.line, why.split(" of ")[0].split(" as ")[0]) for r, why in dropped] == [
+        (2, "exact duplicate"), (3, "same or near-duplicate input")]
+    assert [r.line for r in dedup_records(records, near=False)[0]] == [1, 3, 4]
+
+    src = write_jsonl(tmp_path / "d.jsonl", [r.to_json() | {"meta": {}} for r in records])
+    before = src.read_text()
+    res = CliRunner().invoke(app, ["data", "dedup", str(src), "--out", str(tmp_path / "clean.jsonl")])
+    assert res.exit_code == 0 and "kept 2, dropped 2" in res.output and src.read_text() == before
+    assert len((tmp_path / "clean.jsonl").read_text().splitlines()) == 2

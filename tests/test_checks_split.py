@@ -75,3 +75,31 @@ def test_split_never_puts_the_same_input_on_both_sides():
     records += [rec("  QUESTION 3 ", json.dumps({"queue": "z"}), line=500 + i) for i in range(5)]
     train, held = split_records(records, 0.3, 1, lambda r: reply_label(r, "queue"))
     assert not {input_key(r) for r in train} & {input_key(r) for r in held}
+
+
+def test_template_checks_with_the_real_renderer(tiny_tok):
+    from tunesmith.data.checks import template_findings
+
+    ok = rec("where is my parcel", '{"queue": "shipping"}')
+    assert template_findings(ok, tiny_tok, 256) == []
+    from tunesmith.chat import IGNORE, training_example
+
+    long = rec("hi", "a long reply " * 40)
+    full = training_example(tiny_tok, long.messages)
+    prompt_len = full.labels.index(next(lab for lab in full.labels if lab != IGNORE))
+    found = template_findings(long, tiny_tok, prompt_len + 5)  # five reply tokens fit, the rest is cut
+    assert [f.code for f in found] == [Code.TRUNCATED] and "drops" in found[0].message
+    prompt_only = rec("a very long question " * 40, "short")
+    assert [f.code for f in template_findings(prompt_only, tiny_tok, 20)] == [Code.TRUNCATED, Code.EMPTY_LOSS_MASK]
+
+
+def test_a_template_that_never_emits_the_end_of_turn_token_is_an_error(tiny_tok):
+    from tunesmith.data.checks import template_findings
+
+    tok = tiny_tok.__class__.from_pretrained(tiny_tok.name_or_path)
+    tok.chat_template = ("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}assistant: {% endif %}")
+    found = template_findings(rec("hi", "hello"), tok, 256)
+    assert [f.code for f in found] == [Code.NO_END_OF_TURN]
+    report = run_checks([rec("hi", "hello")], tokenizer=tok)
+    assert report.rejected and report.has_errors

@@ -120,3 +120,13 @@ def test_model_prepare_resolves_a_local_model(tiny_model_dir):
     assert res.exit_code == 0 and "identity dir:" in res.output
     res = runner.invoke(app, ["model", "prepare", "builtin:nope"])
     assert res.exit_code != 0
+
+
+def test_data_check_renders_with_a_model_template(tmp_path, tiny_model_dir):
+    data = write_jsonl(tmp_path / "d.jsonl", routing_rows(4))
+    res = runner.invoke(app, ["data", "check", str(data), "--model", str(tiny_model_dir), "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["findings"] == []
+    res = runner.invoke(app, ["data", "check", str(data), "--model", str(tiny_model_dir), "--max-seq-len", "16",
+                              "--json"])
+    codes = {f["code"] for f in json.loads(res.output)["findings"]}
+    assert res.exit_code == 1 and {"truncated", "empty_loss_mask"} <= codes

@@ -103,14 +103,28 @@ def data_convert(source: Path = typer.Argument(..., help="Input file (JSONL or C
 def data_check(paths: list[Path] = typer.Argument(..., help="Data files, or a project directory."),
                as_json: bool = typer.Option(False, "--json", help="Print every finding as JSON."),
                show: int = typer.Option(3, help="Findings shown per code."),
-               near_dup_threshold: float = typer.Option(0.8, help="MinHash Jaccard for near-duplicates.")) -> None:
-    """Check records (schema level): a table of finding codes, then examples with file:line. Exit 1 on errors."""
+               near_dup_threshold: float = typer.Option(0.8, help="MinHash Jaccard for near-duplicates."),
+               model: Optional[str] = typer.Option(None, help="Also render with this model's chat template and "
+                                                              "tokenizer (default for a project: its model)."),
+               max_seq_len: int = typer.Option(1024, help="With --model: the training length limit.")) -> None:
+    """Check records: a table of finding codes, then examples with file:line and a fix. Exit 1 on errors."""
     from tunesmith.data.checks import run_checks
     from tunesmith.data.convert import print_report, resolve_data_paths
     from tunesmith.data.formats import load_records
 
     files, fmt, base = resolve_data_paths(paths)
-    report = run_checks(load_records(files, fmt, base=base), near_dup_threshold)
+    tok, system = None, None
+    if base is not None or model:
+        from tunesmith.config import load_config
+        from tunesmith.models import load_tokenizer, resolve_model
+
+        if base is not None:
+            cfg, _ = load_config(base)
+            model, max_seq_len, near_dup_threshold = (model or cfg.model.base, cfg.data.max_seq_len,
+                                                      cfg.data.near_dup_threshold)
+            system = cfg.task.system_prompt
+        tok = load_tokenizer(resolve_model(model))
+    report = run_checks(load_records(files, fmt, base=base), near_dup_threshold, tok, max_seq_len, system)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:

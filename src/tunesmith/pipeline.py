@@ -123,10 +123,15 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     pipe = Pipeline(project)
     section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
 
-    # 1. check (schema level): bad records are set aside with their reasons, never edited in place.
+    model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
+
+    # 1. check: bad records are set aside with their reasons, never edited in place.
     def check(run_dir: Path) -> dict[str, Any]:
+        from tunesmith.models import load_tokenizer
+
         records = load_records(files, cfg.data.format, base=project)
-        report = run_checks(records, cfg.data.near_dup_threshold)
+        report = run_checks(records, cfg.data.near_dup_threshold, load_tokenizer(model_ref), cfg.data.max_seq_len,
+                            cfg.task.system_prompt)
         atomic_write_json(run_dir / "report.json", report.to_json())
         atomic_write_jsonl(run_dir / "kept.jsonl", (r.to_json() for r in report.kept))
         atomic_write_jsonl(run_dir / "rejected.jsonl", ({**r.to_json(), "reasons": [f.to_json() for f in fs]}
@@ -138,7 +143,7 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
                 "findings": len(report.findings)}
 
     hashes = {str(f.relative_to(project)): file_sha256(f) for f in files}
-    st_check = pipe.stage("check", section("data", "task"), {"files": hashes}, check)
+    st_check = pipe.stage("check", section("data", "task"), {"files": hashes, "model": model_ref.identity}, check)
 
     # 2. split: leakage-free, seeded, stratified held-out set.
     def split(run_dir: Path) -> dict[str, Any]:
@@ -155,7 +160,6 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
 
     st_split = pipe.stage("split", {"data": section("data")["data"]}, {"check": st_check.key}, split)
 
-    model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
     heldout = cases_from_records(_records_from(st_split.run_dir / "heldout.jsonl"), cfg.task)
     if cfg.eval.limit:
         heldout = heldout[: cfg.eval.limit]

@@ -35,6 +35,10 @@ class Code(str, Enum):
     NEAR_DUPLICATE = "near_duplicate"
     CONFLICTING_ANSWER = "conflicting_answer"
     LEAKAGE = "leakage"
+    TEMPLATE_ERROR = "template_error"
+    TRUNCATED = "truncated"
+    EMPTY_LOSS_MASK = "empty_loss_mask"
+    NO_END_OF_TURN = "no_end_of_turn"
 
 
 @dataclass
@@ -154,14 +158,60 @@ class CheckReport:
         }
 
 
-def run_checks(records: list[Record], near_dup_threshold: float = 0.8) -> CheckReport:
-    """Run every record and dataset check; records with an error finding are rejected, the rest kept."""
+def template_findings(rec: Record, tok, max_len: int, system_prompt: str | None = None) -> list[Finding]:
+    """Render with the model's real chat template and tokenizer: length, truncation, loss mask, end-of-turn.
+
+    `system_prompt` is added to conversations without one, as training does.
+    """
+    from tunesmith.chat import IGNORE, TemplateError, training_example
+
+    messages = rec.messages
+    if system_prompt and not (messages and messages[0].get("role") == "system"):
+        messages = [{"role": "system", "content": system_prompt}] + messages
+    try:
+        ex = training_example(tok, messages, rec.tools, max_len)
+    except TemplateError as exc:
+        return [_finding(rec, Code.TEMPLATE_ERROR, Severity.ERROR, "messages", str(exc),
+                         "use a model whose chat template renders conversations turn by turn")]
+    except Exception as exc:  # noqa: BLE001 - a template that cannot render this record at all
+        return [_finding(rec, Code.TEMPLATE_ERROR, Severity.ERROR, "messages",
+                         f"the chat template cannot render it: {type(exc).__name__}: {exc}",
+                         "check roles and contents against what the model's template expects")]
+    out = []
+    if ex.dropped_assistant_tokens:
+        total = len(ex.input_ids) + ex.dropped_assistant_tokens  # at least; prompt tokens past the cut are not counted
+        out.append(_finding(rec, Code.TRUNCATED, Severity.WARNING, "messages",
+                            f"longer than max_seq_len={max_len}: truncation drops {ex.dropped_assistant_tokens} "
+                            f"assistant token(s) (>= {total} tokens in all)",
+                            "raise data.max_seq_len, shorten the conversation, or split it"))
+    if ex.assistant_tokens == 0:
+        out.append(_finding(rec, Code.EMPTY_LOSS_MASK, Severity.ERROR, "messages",
+                            "no token would carry loss (nothing to learn from this example)",
+                            "make sure it ends with an assistant reply inside max_seq_len"))
+    elif not ex.dropped_assistant_tokens:
+        eot = tok.convert_tokens_to_ids(tok.eos_token) if tok.eos_token else None
+        if eot is None or eot not in [lab for lab in ex.labels if lab != IGNORE]:
+            out.append(_finding(rec, Code.NO_END_OF_TURN, Severity.ERROR, "messages",
+                                f"the end-of-turn token {tok.eos_token!r} is not in the trained part",
+                                "the model would never learn to stop: fix the chat template or the eos token"))
+    return out
+
+
+def run_checks(records: list[Record], near_dup_threshold: float = 0.8, tokenizer=None,
+               max_seq_len: int = 1024, system_prompt: str | None = None) -> CheckReport:
+    """Run every record and dataset check; records with an error finding are rejected, the rest kept.
+
+    With a tokenizer, each record is also rendered with the model's chat template (length, truncation, loss mask,
+    end-of-turn token).
+    """
     from tunesmith.data.dedup import duplicate_findings
 
     report = CheckReport()
     per_record: dict[int, list[Finding]] = {}
     for idx, rec in enumerate(records):
         found = [f for check in RECORD_CHECKS for f in check(rec)]
+        if tokenizer is not None and not any(f.severity == Severity.ERROR for f in found):
+            found += template_findings(rec, tokenizer, max_seq_len, system_prompt)
         per_record[idx] = found
         report.findings.extend(found)
     for check in DATASET_CHECKS:

@@ -103,3 +103,24 @@ def test_a_template_that_never_emits_the_end_of_turn_token_is_an_error(tiny_tok)
     assert [f.code for f in found] == [Code.NO_END_OF_TURN]
     report = run_checks([rec("hi", "hello")], tokenizer=tok)
     assert report.rejected and report.has_errors
+
+
+def test_reply_format_checks_for_a_json_task():
+    schema = {"type": "object", "required": ["queue"], "properties": {"queue": {"enum": ["billing", "tech"]}}}
+    good = rec("a", '{"queue": "billing"}', line=1)
+    prose = rec("b", "Sure, routing to billing.", line=2)
+    wrong = rec("c", '{"queue": "sales"}', line=3)
+    report = run_checks([good, prose, wrong], json_task=True, schema=schema)
+    assert {(f.code, f.where) for f in report.findings} == {(Code.REPLY_NOT_JSON, "d.jsonl:2"),
+                                                             (Code.REPLY_SCHEMA, "d.jsonl:3")}
+    assert [r.line for r in report.kept] == [1]
+    assert run_checks([good, prose]).findings == []  # not a json task: prose is fine
+
+
+def test_shape_drift_and_length_outliers():
+    records = [rec(f"q{i}", f"Thanks for writing, we will look at case {i} today.", line=i) for i in range(25)]
+    records.append(rec("q-json", '{"answer": "yes"}', line=90))
+    records.append(rec("q-long", "A reply that goes on and on. " * 60, line=91))
+    found = {(f.code, f.where) for f in run_checks(records).findings}
+    assert (Code.STYLE_DRIFT, "d.jsonl:90") in found and (Code.LENGTH_OUTLIER, "d.jsonl:91") in found
+    assert not any(w.endswith(":3") for _, w in found)

@@ -130,3 +130,15 @@ def test_data_check_renders_with_a_model_template(tmp_path, tiny_model_dir):
                               "--json"])
     codes = {f["code"] for f in json.loads(res.output)["findings"]}
     assert res.exit_code == 1 and {"truncated", "empty_loss_mask"} <= codes
+
+
+def test_missing_or_invalid_json_schema_exit_2(tmp_path, tiny_model_dir):
+    write_jsonl(tmp_path / "data" / "d.jsonl", routing_rows(6))
+    (tmp_path / "tunesmith.yaml").write_text(f'model: {{base: "{tiny_model_dir}"}}\n'
+                                             "task: {type: json, json_schema: eval/none.json}\n")
+    res = tunesmith("run", tmp_path)
+    assert res.returncode == 2 and "JSON Schema not found" in res.stderr and "none.json" in res.stderr
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "none.json").write_text('{"type": "objekt"}')
+    res = tunesmith("run", tmp_path)
+    assert res.returncode == 2 and "Invalid JSON Schema" in res.stderr

@@ -113,7 +113,7 @@ def data_check(paths: list[Path] = typer.Argument(..., help="Data files, or a pr
     from tunesmith.data.formats import load_records
 
     files, fmt, base = resolve_data_paths(paths)
-    tok, system = None, None
+    tok, system, json_task, schema = None, None, False, None
     if base is not None or model:
         from tunesmith.config import load_config
         from tunesmith.models import load_tokenizer, resolve_model
@@ -122,9 +122,12 @@ def data_check(paths: list[Path] = typer.Argument(..., help="Data files, or a pr
             cfg, _ = load_config(base)
             model, max_seq_len, near_dup_threshold = (model or cfg.model.base, cfg.data.max_seq_len,
                                                       cfg.data.near_dup_threshold)
-            system = cfg.task.system_prompt
+            from tunesmith.eval.evaluate import load_schema
+
+            system, json_task, schema = cfg.task.system_prompt, cfg.task.type == "json", load_schema(cfg, base)
         tok = load_tokenizer(resolve_model(model))
-    report = run_checks(load_records(files, fmt, base=base), near_dup_threshold, tok, max_seq_len, system)
+    report = run_checks(load_records(files, fmt, base=base), near_dup_threshold, tok, max_seq_len, system,
+                        json_task, schema)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:

@@ -124,6 +124,7 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
 
     model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
+    schema = load_schema(cfg, project)
 
     # 1. check: bad records are set aside with their reasons, never edited in place.
     def check(run_dir: Path) -> dict[str, Any]:
@@ -131,7 +132,7 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
 
         records = load_records(files, cfg.data.format, base=project)
         report = run_checks(records, cfg.data.near_dup_threshold, load_tokenizer(model_ref), cfg.data.max_seq_len,
-                            cfg.task.system_prompt)
+                            cfg.task.system_prompt, cfg.task.type == "json", schema)
         atomic_write_json(run_dir / "report.json", report.to_json())
         atomic_write_jsonl(run_dir / "kept.jsonl", (r.to_json() for r in report.kept))
         atomic_write_jsonl(run_dir / "rejected.jsonl", ({**r.to_json(), "reasons": [f.to_json() for f in fs]}
@@ -143,7 +144,8 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
                 "findings": len(report.findings)}
 
     hashes = {str(f.relative_to(project)): file_sha256(f) for f in files}
-    st_check = pipe.stage("check", section("data", "task"), {"files": hashes, "model": model_ref.identity}, check)
+    st_check = pipe.stage("check", section("data", "task"), {"files": hashes, "model": model_ref.identity,
+                                                                  "schema": schema}, check)
 
     # 2. split: leakage-free, seeded, stratified held-out set.
     def split(run_dir: Path) -> dict[str, Any]:
@@ -164,8 +166,7 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     if cfg.eval.limit:
         heldout = heldout[: cfg.eval.limit]
     all_suites = {"heldout": heldout, **{p.stem: load_suite(p, cfg.task) for p in suites}}
-    schema = load_schema(cfg, project)
-    eval_inputs = {"split": st_split.key, "model": model_ref.identity,
+    eval_inputs = {"split": st_split.key, "model": model_ref.identity, "schema": schema,
                    "suites": {str(p.relative_to(project)): file_sha256(p) for p in suites}}
     eval_config = section("eval", "task", "budget")
 

@@ -39,6 +39,10 @@ class Code(str, Enum):
     TRUNCATED = "truncated"
     EMPTY_LOSS_MASK = "empty_loss_mask"
     NO_END_OF_TURN = "no_end_of_turn"
+    REPLY_NOT_JSON = "reply_not_json"
+    REPLY_SCHEMA = "reply_schema"
+    STYLE_DRIFT = "style_drift"
+    LENGTH_OUTLIER = "length_outlier"
 
 
 @dataclass
@@ -198,18 +202,28 @@ def template_findings(rec: Record, tok, max_len: int, system_prompt: str | None 
 
 
 def run_checks(records: list[Record], near_dup_threshold: float = 0.8, tokenizer=None,
-               max_seq_len: int = 1024, system_prompt: str | None = None) -> CheckReport:
+               max_seq_len: int = 1024, system_prompt: str | None = None, json_task: bool = False,
+               schema: dict | None = None) -> CheckReport:
     """Run every record and dataset check; records with an error finding are rejected, the rest kept.
 
     With a tokenizer, each record is also rendered with the model's chat template (length, truncation, loss mask,
-    end-of-turn token).
+    end-of-turn token). `json_task`/`schema` hold replies to the task's JSON format.
     """
+    from tunesmith.data.consistency import reply_format_findings, shape_findings
     from tunesmith.data.dedup import duplicate_findings
+
+    validator = None
+    if schema:
+        import jsonschema
+
+        validator = jsonschema.Draft202012Validator(schema)
 
     report = CheckReport()
     per_record: dict[int, list[Finding]] = {}
     for idx, rec in enumerate(records):
         found = [f for check in RECORD_CHECKS for f in check(rec)]
+        if json_task:
+            found += reply_format_findings(rec, validator)
         if tokenizer is not None and not any(f.severity == Severity.ERROR for f in found):
             found += template_findings(rec, tokenizer, max_seq_len, system_prompt)
         per_record[idx] = found
@@ -217,6 +231,7 @@ def run_checks(records: list[Record], near_dup_threshold: float = 0.8, tokenizer
     for check in DATASET_CHECKS:
         report.findings.extend(check(records))
     report.findings.extend(duplicate_findings(records, near_dup_threshold))
+    report.findings.extend(shape_findings(records, json_task))
     for idx, rec in enumerate(records):
         errors = [f for f in per_record[idx] if f.severity == Severity.ERROR]
         (report.rejected.append((rec, errors)) if errors else report.kept.append(rec))

@@ -28,9 +28,28 @@ def metric_name(score_key: str) -> str:
 
 
 def load_schema(cfg: Config, project: Path) -> dict | None:
+    """The task's JSON Schema (inline or from a file relative to the project), checked to be a valid schema."""
+    import jsonschema
+
+    from tunesmith.errors import fail
+
     schema = cfg.task.json_schema
+    where = "task.json_schema"
     if isinstance(schema, str):
-        return json.loads((project / schema).read_text(encoding="utf-8"))
+        path = project / schema
+        where = str(path)
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+        except OSError:
+            raise fail("JSON Schema not found", where, "cannot read the file",
+                       "task.json_schema is relative to the project directory") from None
+        except json.JSONDecodeError as exc:
+            raise fail("JSON Schema is not JSON", f"{where}:{exc.lineno}", exc.msg, "fix the file") from None
+    if schema is not None:
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise fail("Invalid JSON Schema", where, exc.message, "see json-schema.org for the syntax") from None
     return schema
 
 

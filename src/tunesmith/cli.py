@@ -182,6 +182,35 @@ def data_dedup(paths: list[Path] = typer.Argument(..., help="Data files, or a pr
         con.print(f"  {rec.where}: {reason}")
 
 
+@data_app.command("scrub")
+def data_scrub(paths: list[Path] = typer.Argument(..., help="Data files, or a project directory."),
+               out: Path = typer.Option(..., help="Output JSONL: a redacted copy.")) -> None:
+    """Write a redacted copy: personal data and secrets become typed placeholders ([EMAIL_1], the same entity
+    getting the same placeholder within a record). The input is never changed."""
+    from collections import Counter
+
+    from tunesmith.data.convert import resolve_data_paths
+    from tunesmith.data.formats import load_records
+    from tunesmith.data.io import atomic_write_jsonl
+    from tunesmith.data.pii import scrub_record
+
+    files, fmt, base = resolve_data_paths(paths)
+    if any(out.resolve() == f.resolve() for f in files):
+        from tunesmith.errors import fail
+
+        raise fail("Refusing to overwrite the input", str(out), "output and input are the same file",
+                   "write to a new file")
+    scrubbed, kinds = [], Counter()
+    for rec in load_records(files, fmt, base=base):
+        clean, mapping = scrub_record(rec)
+        scrubbed.append(clean)
+        kinds.update(kind for kind, _ in mapping)
+    atomic_write_jsonl(out, (r.to_json() for r in scrubbed))
+    summary = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "nothing found"
+    _console().print(f"wrote {len(scrubbed)} record(s) to {out}")
+    _console().print(f"redacted entities: {summary}")
+
+
 @runs_app.command("list")
 def runs_list(project: Path = typer.Argument(Path("."), help="Project directory.")) -> None:
     """List a project's run directories, oldest first."""

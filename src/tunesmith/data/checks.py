@@ -43,6 +43,8 @@ class Code(str, Enum):
     REPLY_SCHEMA = "reply_schema"
     STYLE_DRIFT = "style_drift"
     LENGTH_OUTLIER = "length_outlier"
+    PII = "pii"
+    SECRET = "secret"
 
 
 @dataclass
@@ -118,7 +120,15 @@ def check_tool_calls(rec: Record) -> list[Finding]:
     return out
 
 
-RECORD_CHECKS: list[Callable[[Record], list[Finding]]] = [check_turns, check_content, check_tool_calls]
+def check_sensitive(rec: Record) -> list[Finding]:
+    """Personal data (warning) and secrets (error) in any message; see `tunesmith.data.pii`."""
+    from tunesmith.data.pii import sensitive_findings
+
+    return sensitive_findings(rec)
+
+
+RECORD_CHECKS: list[Callable[[Record], list[Finding]]] = [check_turns, check_content, check_tool_calls,
+                                                          check_sensitive]
 
 
 def check_system_prompts(records: list[Record]) -> list[Finding]:

@@ -1,0 +1,153 @@
+"""Sensitive data: find it, and write a redacted copy with typed placeholders.
+
+    spans = find_sensitive("mail me at ann@acme.io")          # [Span(kind="EMAIL", start=11, end=22, ...)]
+    text, mapping = redact(text, mapping)                     # "mail me at [EMAIL_1]"
+
+Types: EMAIL, PHONE, CARD (Luhn-valid), IBAN (mod-97 valid), SSN (US, valid ranges), IP, ADDRESS (street lines),
+and secrets: PRIVATE_KEY, AWS_KEY, OPENAI_KEY, GITHUB_TOKEN, SECRET (generic high-entropy tokens). Reserved
+documentation domains (example.com, .test, .invalid) are not personal data and are left alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+SECRET_KINDS = {"PRIVATE_KEY", "AWS_KEY", "OPENAI_KEY", "GITHUB_TOKEN", "SECRET"}
+RESERVED_DOMAINS = re.compile(r"(^|\.)(example\.(com|org|net)|[a-z0-9-]+\.(test|invalid|example|localhost))$", re.I)
+
+PATTERNS: list[tuple[str, re.Pattern]] = [
+    ("PRIVATE_KEY", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----")),
+    ("AWS_KEY", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("OPENAI_KEY", re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b")),
+    ("GITHUB_TOKEN", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b")),
+    ("EMAIL", re.compile(r"\b[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b")),
+    ("IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b")),
+    ("CARD", re.compile(r"\b(?:\d[ -]?){12,18}\d\b")),
+    ("SSN", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
+    ("PHONE", re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){2,4}(?![\w-])")),
+    ("IP", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}\b")),
+    ("ADDRESS", re.compile(r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|"
+                           r"Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Straße|Strasse|Rue)\b\.?")),
+    ("SECRET", re.compile(r"\b[A-Za-z0-9_+/=-]{24,}\b")),
+]
+
+
+@dataclass(frozen=True)
+class Span:
+    kind: str
+    start: int
+    end: int
+    text: str
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def iban_ok(text: str) -> bool:
+    s = text.replace(" ", "")
+    if not 15 <= len(s) <= 34:
+        return False
+    moved = s[4:] + s[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _entropy(s: str) -> float:
+    counts = Counter(s)
+    return -sum(n / len(s) * math.log2(n / len(s)) for n in counts.values())
+
+
+def _valid(kind: str, match: re.Match) -> bool:
+    text = match.group(0)
+    if kind == "EMAIL":
+        return not RESERVED_DOMAINS.search(match.group(1))
+    if kind == "CARD":
+        digits = re.sub(r"\D", "", text)
+        return 13 <= len(digits) <= 19 and luhn_ok(digits)
+    if kind == "IBAN":
+        return iban_ok(text)
+    if kind == "SSN":
+        area, group, serial = text.split("-")
+        return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000"
+    if kind == "IP":
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            return False
+        return not (ip.is_loopback or ip.is_unspecified)
+    if kind == "PHONE":
+        digits = re.sub(r"\D", "", text)
+        return 8 <= len(digits) <= 15 and not re.fullmatch(r"\d{4}[-.]\d{2}[-.]\d{2}", text)  # not a date
+    if kind == "SECRET":
+        classes = sum(bool(re.search(p, text)) for p in (r"[a-z]", r"[A-Z]", r"\d"))
+        return classes == 3 and _entropy(text) >= 4.0
+    return True
+
+
+# A string shaped like one of these but failing its checksum is not sensitive, and no looser pattern
+# (a card number inside a bad IBAN, a phone number in a bad SSN) may claim it either.
+SHAPE_RESERVES = {"IBAN", "SSN"}
+
+
+def find_sensitive(text: str) -> list[Span]:
+    """Every sensitive span in `text`, earlier patterns winning overlaps (keys before generic secrets)."""
+    taken: list[Span] = []
+    for kind, pattern in PATTERNS:
+        for m in pattern.finditer(text):
+            if any(m.start() < s.end and s.start < m.end() for s in taken):
+                continue
+            if _valid(kind, m):
+                taken.append(Span(kind, m.start(), m.end(), m.group(0)))
+            elif kind in SHAPE_RESERVES:
+                taken.append(Span("", m.start(), m.end(), m.group(0)))
+    return sorted((s for s in taken if s.kind), key=lambda s: s.start)
+
+
+def redact(text: str, mapping: dict[tuple[str, str], str]) -> str:
+    """Replace each sensitive span with a typed placeholder; `mapping` keeps one placeholder per entity."""
+    out, last = [], 0
+    for span in find_sensitive(text):
+        key = (span.kind, span.text)
+        if key not in mapping:
+            n = sum(1 for k in mapping if k[0] == span.kind) + 1
+            mapping[key] = f"[{span.kind}_{n}]"
+        out.append(text[last:span.start] + mapping[key])
+        last = span.end
+    return "".join(out) + text[last:]
+
+
+def sensitive_findings(rec) -> list:
+    """A finding per sensitive span: secrets are errors (never train on them), personal data a warning."""
+    from tunesmith.data.checks import Code, Finding, Severity
+
+    out = []
+    for i, msg in enumerate(rec.messages):
+        for span in find_sensitive(str(msg.get("content") or "")):
+            secret = span.kind in SECRET_KINDS
+            shown = span.text if not secret else span.text[:4] + "…"  # never echo a whole secret
+            out.append(Finding(Code.SECRET if secret else Code.PII,
+                               Severity.ERROR if secret else Severity.WARNING, rec.where,
+                               f"messages[{i}].content", f"{span.kind} found: {shown!r}",
+                               "`tunesmith data scrub` writes a redacted copy" if not secret else
+                               "remove it and rotate the credential; `tunesmith data scrub` redacts it"))
+    return out
+
+
+def scrub_record(rec):
+    """A copy of the record with every message's sensitive spans replaced, consistently within the record."""
+    from dataclasses import replace
+
+    mapping: dict[tuple[str, str], str] = {}
+    messages = [{**m, "content": redact(m["content"], mapping)} if isinstance(m.get("content"), str) else m
+                for m in rec.messages]
+    return replace(rec, messages=messages), mapping

@@ -1,0 +1,67 @@
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_jsonl
+from tunesmith.cli import app
+from tunesmith.data.checks import Code, Severity, run_checks
+from tunesmith.data.pii import find_sensitive, scrub_record
+from tunesmith.data.records import Record
+
+FOUND = [
+    ("EMAIL", "write to ann.lee@acme-mail.io today"),
+    ("PHONE", "call me on +44 20 7946 0958 please"),
+    ("CARD", "my card 4111 1111 1111 1111 was charged"),
+    ("IBAN", "refund to DE89 3704 0044 0532 0130 00"),
+    ("SSN", "my ssn is 123-45-6789"),
+    ("IP", "the camera at 203.0.113.77 is offline"),
+    ("ADDRESS", "deliver to 42 Baker Street instead"),
+    ("AWS_KEY", "key AKIAIOSFODNN7EXAMPLE in the config"),
+    ("OPENAI_KEY", "use sk-proj-abcdefghijklmnopqrstuvwxyz123456"),
+    ("GITHUB_TOKEN", "token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"),
+    ("PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----"),
+    ("SECRET", "session=Zx8Qw2Lm9Rt4Vb7Nk1Pd6Hs3Jf5Gc0Ya"),
+]
+NOT_FOUND = [
+    "write to ann@example.com or support@shop.test",  # reserved documentation domains
+    "my card 4111 1111 1111 1112 was charged",  # fails Luhn
+    "refund to DE89 3704 0044 0532 0130 01",  # fails mod 97
+    "order LH-604417 placed on 2026-03-14",  # order number and a date
+    "version 1.2.3.4000 and 127.0.0.1",  # not an IP / loopback
+    "the internationalization_configuration_value flag",  # long but low-entropy words
+    "my ssn is 000-12-3456",  # invalid area number
+]
+
+
+@pytest.mark.parametrize("kind,text", FOUND)
+def test_each_kind_is_found(kind, text):
+    assert [s.kind for s in find_sensitive(text)] == [kind]
+
+
+@pytest.mark.parametrize("text", NOT_FOUND)
+def test_look_alikes_are_not_flagged(text):
+    assert find_sensitive(text) == []
+
+
+def test_secrets_are_errors_personal_data_warnings_and_secrets_are_not_echoed():
+    rec = Record([{"role": "user", "content": "mail ann.lee@acme-mail.io, key AKIAIOSFODNN7EXAMPLE"},
+                  {"role": "assistant", "content": "ok"}], "d.jsonl", 4)
+    report = run_checks([rec])
+    by_code = {f.code: f for f in report.findings}
+    assert by_code[Code.PII].severity == Severity.WARNING and by_code[Code.SECRET].severity == Severity.ERROR
+    assert "AKIAIOSFODNN7EXAMPLE" not in by_code[Code.SECRET].message
+    assert report.rejected  # never train on a credential
+
+
+def test_scrub_uses_one_placeholder_per_entity_within_a_record(tmp_path):
+    rec = Record([{"role": "user", "content": "I am ann@acme.io, cc bob@acme.io"},
+                  {"role": "assistant", "content": "Thanks ann@acme.io, we will email bob@acme.io."}], "d.jsonl", 1)
+    clean, mapping = scrub_record(rec)
+    assert clean.messages[0]["content"] == "I am [EMAIL_1], cc [EMAIL_2]"
+    assert clean.messages[1]["content"] == "Thanks [EMAIL_1], we will email [EMAIL_2]."
+    assert rec.messages[0]["content"].startswith("I am ann@")  # the original is untouched
+
+    src = write_jsonl(tmp_path / "d.jsonl", [rec.to_json()])
+    before = src.read_text()
+    res = CliRunner().invoke(app, ["data", "scrub", str(src), "--out", str(tmp_path / "clean.jsonl")])
+    assert res.exit_code == 0 and "EMAIL 2" in res.output and src.read_text() == before
+    assert "acme.io" not in (tmp_path / "clean.jsonl").read_text()

@@ -45,6 +45,7 @@ class Code(str, Enum):
     LENGTH_OUTLIER = "length_outlier"
     PII = "pii"
     SECRET = "secret"
+    STALE_FACT = "stale_fact"
 
 
 @dataclass
@@ -127,8 +128,15 @@ def check_sensitive(rec: Record) -> list[Finding]:
     return sensitive_findings(rec)
 
 
+def check_stale_facts(rec: Record) -> list[Finding]:
+    """Prices, dates, versions, URLs, policy numbers, "as of" in replies; see `tunesmith.data.facts`."""
+    from tunesmith.data.facts import stale_fact_findings
+
+    return stale_fact_findings(rec)
+
+
 RECORD_CHECKS: list[Callable[[Record], list[Finding]]] = [check_turns, check_content, check_tool_calls,
-                                                          check_sensitive]
+                                                          check_sensitive, check_stale_facts]
 
 
 def check_system_prompts(records: list[Record]) -> list[Finding]:

@@ -1,0 +1,44 @@
+"""Stale facts: prices, dates, version numbers, URLs, policy numbers and "as of" statements in replies.
+
+Such facts change; a model that learns them in its weights keeps repeating yesterday's price. They belong in
+retrieval or a tool call. Flagged as info findings on the assistant turns.
+
+    stale_fact_findings(record)
+"""
+
+from __future__ import annotations
+
+import re
+
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
+FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
+    ("price", re.compile(r"(?:[$€£¥]\s?\d[\d,.]*|\b\d[\d,.]*\s?(?:USD|EUR|GBP|dollars|euros)\b)", re.I)),
+    ("date", re.compile(rf"\b(?:\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/\d{{2,4}}|{_MONTH}\s\d{{1,2}},?\s\d{{4}}|"
+                        rf"\d{{1,2}}\s{_MONTH}\s\d{{4}})\b", re.I)),
+    ("version", re.compile(r"\b(?:v\d+(?:\.\d+)+|version\s\d+(?:\.\d+)*)\b", re.I)),
+    ("url", re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.I)),
+    ("policy", re.compile(r"\b(?:policy|section|clause|article)\s(?:no\.?\s)?\d+(?:\.\d+)*\b", re.I)),
+    ("as_of", re.compile(r"\b(?:as of|currently|at the moment|this year|right now)\b", re.I)),
+]
+
+
+def find_facts(text: str) -> list[tuple[str, str]]:
+    """(kind, matched text) for every changeable fact in `text`."""
+    return [(kind, m.group(0)) for kind, pattern in FACT_PATTERNS for m in pattern.finditer(text)]
+
+
+def stale_fact_findings(rec) -> list:
+    """An info finding per assistant turn that states changeable facts."""
+    from tunesmith.data.checks import Code, Finding, Severity
+
+    out = []
+    for i, msg in enumerate(rec.messages):
+        if msg.get("role") != "assistant":
+            continue
+        facts = find_facts(str(msg.get("content") or ""))
+        if facts:
+            listed = ", ".join(f"{kind} {text!r}" for kind, text in facts[:4])
+            out.append(Finding(Code.STALE_FACT, Severity.INFO, rec.where, f"messages[{i}].content",
+                               f"the reply states facts that change: {listed}",
+                               "facts that change belong in retrieval (RAG) or a tool call, not in the weights"))
+    return out

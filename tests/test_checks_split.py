@@ -124,3 +124,19 @@ def test_shape_drift_and_length_outliers():
     found = {(f.code, f.where) for f in run_checks(records).findings}
     assert (Code.STYLE_DRIFT, "d.jsonl:90") in found and (Code.LENGTH_OUTLIER, "d.jsonl:91") in found
     assert not any(w.endswith(":3") for _, w in found)
+
+
+def test_tool_call_arguments_are_validated_against_the_declared_schema():
+    tools = [{"type": "function", "function": {"name": "get_order", "parameters": {
+        "type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}}}]
+
+    def call(args):
+        return rec("where is my order", {"role": "assistant", "content": "", "tool_calls": [
+            {"function": {"name": "get_order", "arguments": args}}]}, {"role": "tool", "content": "shipped"},
+            {"role": "assistant", "content": "It shipped."}, tools=tools)
+
+    assert Code.TOOL_ARGS_INVALID not in codes(call({"id": "A-17"}))
+    bad = run_checks([call({"id": 17})]).findings
+    assert [f.code for f in bad] == [Code.TOOL_ARGS_INVALID]
+    assert bad[0].field == "messages[1].tool_calls[0].function.arguments.id" and "not of type 'string'" in bad[0].message
+    assert Code.TOOL_ARGS_INVALID in codes(call({}))

@@ -30,6 +30,7 @@ class Code(str, Enum):
     SYSTEM_NOT_FIRST = "system_not_first"
     ROLE_ORDER = "role_order"
     UNDECLARED_TOOL = "undeclared_tool"
+    TOOL_ARGS_INVALID = "tool_args_invalid"
     SYSTEM_PROMPT_DRIFT = "system_prompt_drift"
     DUPLICATE_EXACT = "duplicate_exact"
     NEAR_DUPLICATE = "near_duplicate"
@@ -104,20 +105,33 @@ def check_content(rec: Record) -> list[Finding]:
 
 
 def check_tool_calls(rec: Record) -> list[Finding]:
-    """Every called function is among the record's declared `tools` (when any are declared)."""
-    declared = {
-        (t.get("function") or t).get("name")
-        for t in rec.tools or [] if isinstance(t, dict)
-    }
+    """Every called function is declared in the record's `tools`, and its arguments fit the declared JSON Schema."""
+    declared = {}
+    for t in rec.tools or []:
+        if isinstance(t, dict):
+            fn = t.get("function") or t
+            declared[fn.get("name")] = fn.get("parameters")
     out = []
     for i, msg in enumerate(rec.messages):
         for j, call in enumerate(msg.get("tool_calls") or []):
-            name = (call.get("function") or {}).get("name")
-            if rec.tools is not None and name not in declared:
-                out.append(_finding(rec, Code.UNDECLARED_TOOL, Severity.ERROR,
-                                    f"messages[{i}].tool_calls[{j}].function.name",
+            fn = call.get("function") or {}
+            name, where = fn.get("name"), f"messages[{i}].tool_calls[{j}].function"
+            if rec.tools is None:
+                continue
+            if name not in declared:
+                out.append(_finding(rec, Code.UNDECLARED_TOOL, Severity.ERROR, f"{where}.name",
                                     f"calls {name!r}, which is not among the declared tools",
                                     f"declared: {', '.join(sorted(map(str, declared))) or 'none'}"))
+            elif isinstance(declared[name], dict):
+                import jsonschema
+
+                errors = list(jsonschema.Draft202012Validator(declared[name]).iter_errors(fn.get("arguments", {})))
+                if errors:
+                    path = ".".join(map(str, errors[0].absolute_path))
+                    out.append(_finding(rec, Code.TOOL_ARGS_INVALID, Severity.ERROR,
+                                        f"{where}.arguments{'.' + path if path else ''}",
+                                        f"arguments do not match {name}'s parameters: {errors[0].message}",
+                                        "fix the call, or the tool's declared parameters"))
     return out
 
 

@@ -87,7 +87,7 @@ def test_interrupted_training_resumes_from_its_checkpoint(tiny_project, monkeypa
 def test_export_writes_adapter_and_merged_weights_with_a_manifest(tiny_project):
     from transformers import AutoModelForCausalLM
 
-    summary = run_project(tiny_project, ["export.formats=[adapter, merged]"])
+    summary = run_project(tiny_project, ["export.formats=[adapter, merged]", "eval.no_repeat_ngram_size=4"])
     export = next(s for s in summary["stages"] if s["stage"] == "export")
     from pathlib import Path
 
@@ -97,6 +97,7 @@ def test_export_writes_adapter_and_merged_weights_with_a_manifest(tiny_project):
     assert "model.safetensors" in manifest["exports"]["merged"]["files"]
     merged = AutoModelForCausalLM.from_pretrained(out / "merged")
     assert merged.generation_config.eos_token_id is not None
+    assert merged.generation_config.no_repeat_ngram_size == 4  # the decoding the eval measured ships with it
     assert (out / "merged" / "tokenizer_config.json").exists()
 
 

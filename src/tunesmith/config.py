@@ -94,6 +94,9 @@ class EvalConfig(Section):
     )
     max_new_tokens: int = Field(128, ge=1, description="Generation limit per case.")
     batch_size: int = Field(16, ge=1, description="Cases generated together (left-padded, greedy).")
+    no_repeat_ngram_size: int | None = Field(
+        None, ge=2, description="Greedy decoding never repeats an n-gram of this many tokens (breaks the loops small "
+        "models fall into). Used for base and tuned alike, and written into exported generation configs.")
     limit: int | None = Field(None, ge=1, description="Evaluate only the first N held-out cases (quick looks).")
     bootstrap_samples: int = Field(2000, ge=100, description="Resamples for the paired bootstrap intervals.")
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Confidence level of the intervals.")

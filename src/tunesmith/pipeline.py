@@ -213,9 +213,10 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
         def export(run_dir: Path) -> dict[str, Any]:
             from tunesmith.export.merge import export_artifacts
 
-            return export_artifacts(model_ref, adapter, cfg.export.formats, run_dir)
+            return export_artifacts(model_ref, adapter, cfg.export.formats, run_dir, cfg.eval.no_repeat_ngram_size)
 
-        pipe.stage("export", section("export"), {"train": st_train.key}, export)
+        pipe.stage("export", section("export"), {"train": st_train.key,
+                                                 "no_repeat_ngram_size": cfg.eval.no_repeat_ngram_size}, export)
 
     summary = build_summary(cfg, pipe, st_cmp.result, st_base.result, st_tuned.result, st_train.result)
     atomic_write_json(st_cmp.run_dir / "summary.json", summary)

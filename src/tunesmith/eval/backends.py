@@ -44,7 +44,7 @@ class TransformersBackend:
         self.eot_id = self.tok.convert_tokens_to_ids(self.tok.eos_token)
 
     def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
-                 label: str = "Generating") -> list[Generation]:
+                 label: str = "Generating", no_repeat_ngram_size: int | None = None) -> list[Generation]:
         """Greedy replies for every case, in case order; longest prompts first so batches pad little."""
         import torch
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -63,7 +63,8 @@ class TransformersBackend:
                 with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16,
                                                             enabled=self.precision == "bf16"):
                     out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                              eos_token_id=self.eot_id, pad_token_id=self.tok.pad_token_id)
+                                              eos_token_id=self.eot_id, pad_token_id=self.tok.pad_token_id,
+                                              no_repeat_ngram_size=no_repeat_ngram_size or 0)
                 per_case = (time.perf_counter() - began) / len(idx)
                 new = out[:, enc["input_ids"].shape[1]:]
                 for row, i in enumerate(idx):

@@ -79,7 +79,7 @@ def evaluate(backend, suites: dict[str, list[EvalCase]], cfg: Config, out_dir: P
         if not cases:
             continue
         gens = backend.generate(cases, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
-                                label=f"{label} {name}".strip())
+                                label=f"{label} {name}".strip(), no_repeat_ngram_size=cfg.eval.no_repeat_ngram_size)
         suite_rows = []
         for case, gen in zip(cases, gens):
             scores = score_case(case, gen.output, cfg.task, schema, hit_limit=gen.hit_limit)

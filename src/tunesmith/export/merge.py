@@ -20,7 +20,8 @@ def _swap_in(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def export_artifacts(model_ref: ModelRef, adapter: Path, formats: list[str], out_dir: Path) -> dict[str, Any]:
+def export_artifacts(model_ref: ModelRef, adapter: Path, formats: list[str], out_dir: Path,
+                     no_repeat_ngram_size: int | None = None) -> dict[str, Any]:
     """Export each requested format into `out_dir/<format>/` atomically; write and return a manifest."""
     from peft import PeftModel
 
@@ -34,6 +35,8 @@ def export_artifacts(model_ref: ModelRef, adapter: Path, formats: list[str], out
             tok = load_tokenizer(model_ref)
             merged = PeftModel.from_pretrained(load_model(model_ref), str(adapter)).merge_and_unload()
             merged.generation_config.eos_token_id = tok.convert_tokens_to_ids(tok.eos_token)
+            if no_repeat_ngram_size:  # ship the decoding the eval measured
+                merged.generation_config.no_repeat_ngram_size = no_repeat_ngram_size
             merged.save_pretrained(tmp, safe_serialization=True)
             tok.save_pretrained(tmp)
         _swap_in(tmp, final)

@@ -99,15 +99,18 @@ def duplicate_findings(records: list[Record], threshold: float = 0.8) -> list:
     out = []
     first_exact: dict[str, Record] = {}
     replies_by_input: dict[str, dict[str, Record]] = defaultdict(dict)
-    for rec in records:
+    reported: set[int] = set()  # records already reported as exact duplicates or conflicts
+    inputs = [input_key(r) for r in records]
+    for idx, rec in enumerate(records):
         key = exact_key(rec)
         if key in first_exact:
+            reported.add(idx)
             out.append(Finding(Code.DUPLICATE_EXACT, Severity.WARNING, rec.where, "messages",
                                f"same input and reply as {first_exact[key].where}",
                                "drop it (`tunesmith data dedup`); duplicates overweight one example"))
         else:
             first_exact[key] = rec
-        replies = replies_by_input[input_key(rec)]
+        replies = replies_by_input[inputs[idx]]
         reply = normalize(rec.reply or "")
         if replies and reply not in replies:
             other = next(iter(replies.values()))
@@ -115,10 +118,9 @@ def duplicate_findings(records: list[Record], threshold: float = 0.8) -> list:
                                f"the same input as {other.where} has a different reply",
                                "decide which reply is right and keep one; the model learns the average"))
         replies.setdefault(reply, rec)
-    exact_dupes = {id(r) for r in records if exact_key(r) in first_exact and first_exact[exact_key(r)] is not r}
     for i, j, score in near_duplicate_pairs([input_text(r) for r in records], threshold):
-        if id(records[j]) in exact_dupes or input_key(records[i]) == input_key(records[j]):
-            continue  # already reported as exact or conflicting
+        if j in reported or inputs[i] == inputs[j]:
+            continue  # already reported as an exact duplicate or a conflict
         out.append(Finding(Code.NEAR_DUPLICATE, Severity.INFO, records[j].where, "messages",
                            f"input is {score:.0%} similar to {records[i].where}",
                            "vary the phrasing or drop one; near-twins inflate held-out scores"))

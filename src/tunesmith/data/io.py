@@ -62,30 +62,64 @@ def _open_text(path: Path):
     return path.open(encoding="utf-8", newline="")
 
 
+def _open_lines(path: Path):
+    """Binary lines of a JSONL file, transparently gunzipped for `.gz`; refuses directories and binary files."""
+    import gzip
+
+    if not path.exists():
+        raise TunesmithError("Data file not found", [Problem(str(path), "no such file",
+                                                             "check data.train in tunesmith.yaml or the path you gave")])
+    if path.is_dir():
+        raise TunesmithError("Expected a file", [Problem(str(path), "is a directory", "name a .jsonl or .csv file")])
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(8192)
+    except (OSError, EOFError) as exc:
+        raise TunesmithError("Cannot read data file", [Problem(str(path), str(exc), "is it a valid .gz file?")]) \
+            from None
+    if b"\0" in head:
+        raise TunesmithError("Not a text file", [Problem(str(path), "contains NUL bytes (a binary file?)",
+                                                         "give a JSONL file: one JSON object per line")])
+    if not head.strip():
+        raise TunesmithError("Empty data file", [Problem(str(path), "the file has no records",
+                                                         "add records, or remove it from data.train")])
+    return opener(path, "rb")
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; every bad line is reported at once, by number."""
+    """Yield (line number, object) for each non-blank line; every bad line is reported at once, by number.
+
+    Handles a UTF-8 BOM, CRLF line ends and `.jsonl.gz`; a line that is not UTF-8 (e.g. Latin-1) is reported
+    with its line and column while the rest of the file is still read.
+    """
     path = Path(path)
     problems: list[Problem] = []
     rows: list[tuple[int, dict]] = []
-    with _open_text(path) as fh:
-        try:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    problems.append(Problem(f"{path}:{number}", f"not valid JSON ({exc.msg} at column {exc.colno})",
-                                            "each line must be one complete JSON object"))
-                    continue
-                if not isinstance(obj, dict):
-                    problems.append(Problem(f"{path}:{number}", f"expected a JSON object, got {type(obj).__name__}",
-                                            "wrap the record in {...}"))
-                    continue
-                rows.append((number, obj))
-        except UnicodeDecodeError as exc:
-            raise TunesmithError("Data file is not UTF-8 text", [
-                Problem(str(path), str(exc), "save the file as UTF-8")]) from None
+    with _open_lines(path) as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problems.append(Problem(f"{path}:{number}", f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                                        f"{exc.start + 1})", "save the file as UTF-8 (it looks like Latin-1 or "
+                                        "Windows-1252)"))
+                continue
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(Problem(f"{path}:{number}", f"not valid JSON ({exc.msg} at column {exc.colno})",
+                                        "each line must be one complete JSON object"))
+                continue
+            if not isinstance(obj, dict):
+                problems.append(Problem(f"{path}:{number}", f"expected a JSON object, got {type(obj).__name__}",
+                                        "wrap the record in {...}"))
+                continue
+            rows.append((number, obj))
     if problems:
         shown = problems[:MAX_PROBLEMS_SHOWN]
         more = len(problems) - len(shown)
@@ -99,6 +133,8 @@ def read_csv(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, row dict) for each CSV row; the line number is the row's first physical line."""
     path = Path(path)
     with _open_text(path) as fh:
+        if fh.read(1) != "\ufeff":  # a UTF-8 BOM is not part of the first column's name
+            fh.seek(0)
         reader = csv.DictReader(fh)
         _ = reader.fieldnames  # reads the header, so line_num now points at it
         start = reader.line_num + 1

@@ -113,7 +113,7 @@ def data_check(paths: list[Path] = typer.Argument(..., help="Data files, or a pr
     from tunesmith.data.formats import load_records
 
     files, fmt, base = resolve_data_paths(paths)
-    tok, system, json_task, schema = None, None, False, None
+    tok, system, json_task, schema, task_type, label_of = None, None, False, None, None, None
     if base is not None or model:
         from tunesmith.config import load_config
         from tunesmith.models import load_tokenizer, resolve_model
@@ -124,10 +124,15 @@ def data_check(paths: list[Path] = typer.Argument(..., help="Data files, or a pr
                                                       cfg.data.near_dup_threshold)
             from tunesmith.eval.evaluate import load_schema
 
+            from tunesmith.data.split import reply_label
+            from tunesmith.pipeline import stratify_field
+
             system, json_task, schema = cfg.task.system_prompt, cfg.task.type == "json", load_schema(cfg, base)
+            task_type, field = cfg.task.type, stratify_field(cfg)
+            label_of = lambda r: reply_label(r, field)  # noqa: E731
         tok = load_tokenizer(resolve_model(model))
     report = run_checks(load_records(files, fmt, base=base), near_dup_threshold, tok, max_seq_len, system,
-                        json_task, schema)
+                        json_task, schema, task_type, label_of)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:

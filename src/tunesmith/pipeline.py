@@ -132,7 +132,8 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
 
         records = load_records(files, cfg.data.format, base=project)
         report = run_checks(records, cfg.data.near_dup_threshold, load_tokenizer(model_ref), cfg.data.max_seq_len,
-                            cfg.task.system_prompt, cfg.task.type == "json", schema)
+                            cfg.task.system_prompt, cfg.task.type == "json", schema, cfg.task.type,
+                            lambda r: reply_label(r, stratify_field(cfg)))
         atomic_write_json(run_dir / "report.json", report.to_json())
         atomic_write_jsonl(run_dir / "kept.jsonl", (r.to_json() for r in report.kept))
         atomic_write_jsonl(run_dir / "rejected.jsonl", ({**r.to_json(), "reasons": [f.to_json() for f in fs]}

@@ -47,6 +47,10 @@ class Code(str, Enum):
     PII = "pii"
     SECRET = "secret"
     STALE_FACT = "stale_fact"
+    LOW_DATA = "low_data"
+    NO_PUSHBACK = "no_pushback"
+    CLASS_IMBALANCE = "class_imbalance"
+    TOO_CLEAN = "too_clean"
 
 
 @dataclass
@@ -235,11 +239,13 @@ def template_findings(rec: Record, tok, max_len: int, system_prompt: str | None 
 
 def run_checks(records: list[Record], near_dup_threshold: float = 0.8, tokenizer=None,
                max_seq_len: int = 1024, system_prompt: str | None = None, json_task: bool = False,
-               schema: dict | None = None) -> CheckReport:
+               schema: dict | None = None, task_type: str | None = None,
+               label_of: Callable[[Record], str | None] | None = None) -> CheckReport:
     """Run every record and dataset check; records with an error finding are rejected, the rest kept.
 
     With a tokenizer, each record is also rendered with the model's chat template (length, truncation, loss mask,
-    end-of-turn token). `json_task`/`schema` hold replies to the task's JSON format.
+    end-of-turn token). `json_task`/`schema` hold replies to the task's JSON format. With `task_type`, coverage
+    is compared with the guidance (size, pushback, class balance by `label_of`, realistic inputs).
     """
     from tunesmith.data.consistency import reply_format_findings, shape_findings
     from tunesmith.data.dedup import duplicate_findings
@@ -264,6 +270,10 @@ def run_checks(records: list[Record], near_dup_threshold: float = 0.8, tokenizer
         report.findings.extend(check(records))
     report.findings.extend(duplicate_findings(records, near_dup_threshold))
     report.findings.extend(shape_findings(records, json_task))
+    if task_type is not None:
+        from tunesmith.data.coverage import coverage_findings
+
+        report.findings.extend(coverage_findings(records, task_type, label_of or (lambda r: None)))
     for idx, rec in enumerate(records):
         errors = [f for f in per_record[idx] if f.severity == Severity.ERROR]
         (report.rejected.append((rec, errors)) if errors else report.kept.append(rec))

@@ -1,0 +1,39 @@
+import json
+
+from tunesmith.data.checks import Code, run_checks
+from tunesmith.data.coverage import reply_behavior
+from tunesmith.data.records import Record
+from tunesmith.data.split import reply_label
+
+
+def rec(user, reply, i):
+    return Record([{"role": "user", "content": user}, {"role": "assistant", "content": reply}], "d.jsonl", i)
+
+
+def codes(records, task_type="chat", field=None):
+    report = run_checks(records, task_type=task_type, label_of=lambda r: reply_label(r, field))
+    return {f.code for f in report.findings if f.where == "dataset"}
+
+
+def test_reply_behaviors():
+    assert reply_behavior("I'm sorry, I can't help with that.") == "refuse"
+    assert reply_behavior('{"queue": "escalation", "priority": "urgent"}') == "escalate"
+    assert reply_behavior("Could you share your order number?") == "clarify"
+    assert reply_behavior("Your parcel ships tomorrow.") == "answer"
+
+
+def test_tidy_happy_path_data_is_flagged_and_realistic_data_is_not():
+    tidy = [rec(f"Please tell me the status of order number {i}.", f"Order {i} ships tomorrow.", i) for i in range(40)]
+    assert {Code.LOW_DATA, Code.NO_PUSHBACK, Code.TOO_CLEAN} <= codes(tidy)
+    real = [rec(f"wheres my order {i}??" if i % 2 else f"Status of order {i}.", f"Order {i} ships tomorrow.", i)
+            for i in range(50)]
+    real += [rec(f"hack my neighbour's cam {i}", "I can't help with that.", 100 + i) for i in range(5)]
+    assert codes(real) == set()
+
+
+def test_class_imbalance_for_labels():
+    rows = [rec(f"message {i}", json.dumps({"queue": "billing"}), i) for i in range(60)]
+    rows += [rec(f"other {i}", json.dumps({"queue": "shipping"}), 100 + i) for i in range(4)]
+    found = run_checks(rows, task_type="json", label_of=lambda r: reply_label(r, "queue")).findings
+    imbalance = [f for f in found if f.code == Code.CLASS_IMBALANCE]
+    assert len(imbalance) == 1 and "'shipping' has 4 examples" in imbalance[0].message

@@ -53,12 +53,16 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _open_text(path: Path):
+def _require_file(path: Path) -> None:
     if not path.exists():
         raise TunesmithError("Data file not found", [Problem(str(path), "no such file",
                                                              "check data.train in tunesmith.yaml or the path you gave")])
     if path.is_dir():
         raise TunesmithError("Expected a file", [Problem(str(path), "is a directory", "name a .jsonl or .csv file")])
+
+
+def _open_text(path: Path):
+    _require_file(path)
     return path.open(encoding="utf-8", newline="")
 
 
@@ -66,11 +70,7 @@ def _open_lines(path: Path):
     """Binary lines of a JSONL file, transparently gunzipped for `.gz`; refuses directories and binary files."""
     import gzip
 
-    if not path.exists():
-        raise TunesmithError("Data file not found", [Problem(str(path), "no such file",
-                                                             "check data.train in tunesmith.yaml or the path you gave")])
-    if path.is_dir():
-        raise TunesmithError("Expected a file", [Problem(str(path), "is a directory", "name a .jsonl or .csv file")])
+    _require_file(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:

@@ -103,36 +103,34 @@ def data_convert(source: Path = typer.Argument(..., help="Input file (JSONL or C
 def data_check(paths: list[Path] = typer.Argument(..., help="Data files, or a project directory."),
                as_json: bool = typer.Option(False, "--json", help="Print every finding as JSON."),
                show: int = typer.Option(3, help="Findings shown per code."),
-               near_dup_threshold: float = typer.Option(0.8, help="MinHash Jaccard for near-duplicates."),
+               near_dup_threshold: float = typer.Option(0.8, help="MinHash Jaccard for near-duplicates (files; "
+                                                                  "a project uses its config)."),
                model: Optional[str] = typer.Option(None, help="Also render with this model's chat template and "
                                                               "tokenizer (default for a project: its model)."),
-               max_seq_len: int = typer.Option(1024, help="With --model: the training length limit.")) -> None:
+               max_seq_len: int = typer.Option(1024, help="With --model on files: the training length limit.")
+               ) -> None:
     """Check records: a table of finding codes, then examples with file:line and a fix. Exit 1 on errors."""
     from tunesmith.data.checks import run_checks
     from tunesmith.data.convert import print_report, resolve_data_paths
     from tunesmith.data.formats import load_records
 
     files, fmt, base = resolve_data_paths(paths)
-    tok, system, json_task, schema, task_type, label_of = None, None, False, None, None, None
-    if base is not None or model:
+    records = load_records(files, fmt, base=base)
+    if base is not None:  # a project: check it exactly as `tunesmith run` does
         from tunesmith.config import load_config
+        from tunesmith.eval.evaluate import load_schema
+        from tunesmith.models import resolve_model
+        from tunesmith.pipeline import check_options
+
+        cfg, _ = load_config(base)
+        ref = resolve_model(model or cfg.model.base, cfg.model.trust_remote_code)
+        report = run_checks(records, **check_options(cfg, ref, load_schema(cfg, base)))
+    elif model:
         from tunesmith.models import load_tokenizer, resolve_model
 
-        if base is not None:
-            cfg, _ = load_config(base)
-            model, max_seq_len, near_dup_threshold = (model or cfg.model.base, cfg.data.max_seq_len,
-                                                      cfg.data.near_dup_threshold)
-            from tunesmith.eval.evaluate import load_schema
-
-            from tunesmith.data.split import reply_label
-            from tunesmith.pipeline import stratify_field
-
-            system, json_task, schema = cfg.task.system_prompt, cfg.task.type == "json", load_schema(cfg, base)
-            task_type, field = cfg.task.type, stratify_field(cfg)
-            label_of = lambda r: reply_label(r, field)  # noqa: E731
-        tok = load_tokenizer(resolve_model(model))
-    report = run_checks(load_records(files, fmt, base=base), near_dup_threshold, tok, max_seq_len, system,
-                        json_task, schema, task_type, label_of)
+        report = run_checks(records, near_dup_threshold, load_tokenizer(resolve_model(model)), max_seq_len)
+    else:
+        report = run_checks(records, near_dup_threshold)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:

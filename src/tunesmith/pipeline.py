@@ -100,6 +100,19 @@ def stratify_field(cfg: Config) -> str | None:
     return "label" if cfg.task.type == "classification" else None
 
 
+def check_options(cfg: Config, model_ref, schema: dict | None) -> dict[str, Any]:
+    """`run_checks` keyword arguments for a project: its model's tokenizer and length limit, system prompt, reply
+    format and schema, task type and labels. Shared by `tunesmith run` and `tunesmith data check PROJECT`."""
+    from tunesmith.data.split import reply_label
+    from tunesmith.models import load_tokenizer
+
+    field = stratify_field(cfg)
+    return {"near_dup_threshold": cfg.data.near_dup_threshold, "tokenizer": load_tokenizer(model_ref),
+            "max_seq_len": cfg.data.max_seq_len, "system_prompt": cfg.task.system_prompt,
+            "json_task": cfg.task.type == "json", "schema": schema, "task_type": cfg.task.type,
+            "label_of": lambda r: reply_label(r, field)}
+
+
 def _records_from(path: Path):
     from tunesmith.data.formats import load_records
 
@@ -128,12 +141,8 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
 
     # 1. check: bad records are set aside with their reasons, never edited in place.
     def check(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.models import load_tokenizer
-
         records = load_records(files, cfg.data.format, base=project)
-        report = run_checks(records, cfg.data.near_dup_threshold, load_tokenizer(model_ref), cfg.data.max_seq_len,
-                            cfg.task.system_prompt, cfg.task.type == "json", schema, cfg.task.type,
-                            lambda r: reply_label(r, stratify_field(cfg)))
+        report = run_checks(records, **check_options(cfg, model_ref, schema))
         atomic_write_json(run_dir / "report.json", report.to_json())
         atomic_write_jsonl(run_dir / "kept.jsonl", (r.to_json() for r in report.kept))
         atomic_write_jsonl(run_dir / "rejected.jsonl", ({**r.to_json(), "reasons": [f.to_json() for f in fs]}

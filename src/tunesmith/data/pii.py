@@ -15,6 +15,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 SECRET_KINDS = {"PRIVATE_KEY", "AWS_KEY", "OPENAI_KEY", "GITHUB_TOKEN", "SECRET"}
 RESERVED_DOMAINS = re.compile(r"(^|\.)(example\.(com|org|net)|[a-z0-9-]+\.(test|invalid|example|localhost))$", re.I)
@@ -26,14 +27,18 @@ PATTERNS: list[tuple[str, re.Pattern]] = [
     ("GITHUB_TOKEN", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b")),
     ("EMAIL", re.compile(r"\b[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b")),
     ("IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b")),
-    ("CARD", re.compile(r"\b(?:\d[ -]?){12,18}\d\b")),
+    # IP before the numeric shapes: 192.168.10.254 is not a phone number. IPv6 may be compressed (fe80::1).
+    ("IP", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b|(?<![\w:])(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])")),
+    ("CARD", re.compile(r"(?<![+\d])\b(?:\d[ -]?){12,18}\d\b")),
     ("SSN", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
-    ("PHONE", re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){2,4}(?![\w-])")),
-    ("IP", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}\b")),
+    ("PHONE", re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,8}){1,4}(?![\w-])")),
     ("ADDRESS", re.compile(r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|"
                            r"Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Straße|Strasse|Rue)\b\.?")),
     ("SECRET", re.compile(r"\b[A-Za-z0-9_+/=-]{24,}\b")),
 ]
+
+
+DATE_LIKE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 
 
 @dataclass(frozen=True)
@@ -73,13 +78,18 @@ def _valid(kind: str, match: re.Match) -> bool:
         return not RESERVED_DOMAINS.search(match.group(1))
     if kind == "CARD":
         digits = re.sub(r"\D", "", text)
-        return 13 <= len(digits) <= 19 and luhn_ok(digits)
+        groups = [len(g) for g in re.split(r"[ -]", text)]
+        # Cards are written as one run or in their issuers' groups (4-4-4-4, Amex 4-6-5, ...), not as 2-3-8.
+        grouped = len(groups) == 1 or groups[:-1] == [4] * (len(groups) - 1) or groups in ([4, 6, 5], [4, 6, 4])
+        return 13 <= len(digits) <= 19 and grouped and luhn_ok(digits)
     if kind == "IBAN":
         return iban_ok(text)
     if kind == "SSN":
         area, group, serial = text.split("-")
         return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000"
     if kind == "IP":
+        if text.count(":") and text.count(":") < 2 + ("::" not in text) * 5:
+            return False  # IPv6 has 8 groups, or fewer with "::"; "10:30:15" is a time
         try:
             ip = ipaddress.ip_address(text)
         except ValueError:
@@ -87,7 +97,9 @@ def _valid(kind: str, match: re.Match) -> bool:
         return not (ip.is_loopback or ip.is_unspecified)
     if kind == "PHONE":
         digits = re.sub(r"\D", "", text)
-        return 8 <= len(digits) <= 15 and not re.fullmatch(r"\d{4}[-.]\d{2}[-.]\d{2}", text)  # not a date
+        if len(re.findall(r"\d+", text)) == 2 and text[0] not in "+(0":
+            return False  # two bare groups ("case 2024-0871") are a reference; a national number starts with 0
+        return 8 <= len(digits) <= 15 and not DATE_LIKE.fullmatch(text)
     if kind == "SECRET":
         classes = sum(bool(re.search(p, text)) for p in (r"[a-z]", r"[A-Z]", r"\d"))
         return classes == 3 and _entropy(text) >= 4.0
@@ -99,18 +111,43 @@ def _valid(kind: str, match: re.Match) -> bool:
 SHAPE_RESERVES = {"IBAN", "SSN"}
 
 
+def _iban_prefix(match: re.Match) -> int | None:
+    """End of the valid IBAN in an IBAN-shaped match, or None. The optional short last group may have taken a word
+    that follows ("BE27270591573160 I paid"), so the match without it is tried too (and nothing shorter: a random
+    prefix passes mod 97 one time in 97)."""
+    text = match.group(0)
+    if iban_ok(text):
+        return match.end()
+    head, _, tail = text.rpartition(" ")
+    if head and len(tail) <= 3 and iban_ok(head):
+        return match.start() + len(head)
+    return None
+
+
 def find_sensitive(text: str) -> list[Span]:
     """Every sensitive span in `text`, earlier patterns winning overlaps (keys before generic secrets)."""
+    return list(_scan(text))
+
+
+@lru_cache(maxsize=4096)  # system prompts and canned replies repeat across records
+def _scan(text: str) -> tuple[Span, ...]:
     taken: list[Span] = []
     for kind, pattern in PATTERNS:
         for m in pattern.finditer(text):
-            if any(m.start() < s.end and s.start < m.end() for s in taken):
+            start, end = m.span()
+            if any(start < s.end and s.start < end for s in taken):
                 continue
-            if _valid(kind, m):
-                taken.append(Span(kind, m.start(), m.end(), m.group(0)))
+            if kind == "IBAN":
+                valid_end = _iban_prefix(m)
+                if valid_end is not None:
+                    taken.append(Span(kind, start, valid_end, text[start:valid_end]))
+                else:
+                    taken.append(Span("", start, end, m.group(0)))
+            elif _valid(kind, m):
+                taken.append(Span(kind, start, end, m.group(0)))
             elif kind in SHAPE_RESERVES:
-                taken.append(Span("", m.start(), m.end(), m.group(0)))
-    return sorted((s for s in taken if s.kind), key=lambda s: s.start)
+                taken.append(Span("", start, end, m.group(0)))
+    return tuple(sorted((s for s in taken if s.kind), key=lambda s: s.start))
 
 
 def redact(text: str, mapping: dict[tuple[str, str], str]) -> str:

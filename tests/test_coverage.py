@@ -1,13 +1,15 @@
 import json
 
-from tunesmith.data.checks import Code, run_checks
+from tunesmith.data.audit import run_checks
+from tunesmith.data.checks import Code
 from tunesmith.data.coverage import reply_behavior
 from tunesmith.data.records import Record
 from tunesmith.data.split import reply_label
 
 
-def rec(user, reply, i):
-    return Record([{"role": "user", "content": user}, {"role": "assistant", "content": reply}], "d.jsonl", i)
+def rec(user, reply, i, tags=()):
+    return Record([{"role": "user", "content": user}, {"role": "assistant", "content": reply}], "d.jsonl", i,
+                  tags=list(tags))
 
 
 def codes(records, task_type="chat", field=None):
@@ -24,11 +26,22 @@ def test_reply_behaviors():
 
 def test_tidy_happy_path_data_is_flagged_and_realistic_data_is_not():
     tidy = [rec(f"Please tell me the status of order number {i}.", f"Order {i} ships tomorrow.", i) for i in range(40)]
-    assert {Code.LOW_DATA, Code.NO_PUSHBACK, Code.TOO_CLEAN} <= codes(tidy)
-    real = [rec(f"wheres my order {i}??" if i % 2 else f"Status of order {i}.", f"Order {i} ships tomorrow.", i)
-            for i in range(50)]
-    real += [rec(f"hack my neighbour's cam {i}", "I can't help with that.", 100 + i) for i in range(5)]
+    assert {Code.LOW_DATA, Code.NO_PUSHBACK, Code.TOO_CLEAN, Code.FEW_EDGE_CASES} <= codes(tidy)
+    real = [rec(f"wheres my order {i}??", f"Order {i} ships tomorrow.", i, ["typo"]) if i % 2 else
+            rec(f"Status of order {i}.", f"Order {i} ships tomorrow.", i) for i in range(50)]
+    real += [rec(f"hack my neighbour's cam {i}", "I can't help with that.", 100 + i, ["out_of_scope"])
+             for i in range(10)]
     assert codes(real) == set()
+
+
+def test_edge_case_tags_and_thin_slices():
+    rows = [rec(f"where is order {i}", f"Order {i} ships tomorrow.", i, ["typo"] if i < 12 else []) for i in range(60)]
+    rows += [rec(f"cancel it all now {i}!!", "Escalating to a human agent.", 100 + i, ["angry"]) for i in range(3)]
+    found = [f for f in run_checks(rows, task_type="chat").findings if f.code == Code.THIN_SLICE]
+    assert len(found) == 1 and "tag 'angry' has 3 example(s)" in found[0].message
+    assert Code.FEW_EDGE_CASES not in codes(rows)  # 15 of 63 tagged
+    untagged = [rec(f"where is order {i}", f"Order {i} ships tomorrow.", i) for i in range(57)] + rows[-3:]
+    assert Code.FEW_EDGE_CASES in codes(untagged)  # 3 of 60 tagged: happy paths only
 
 
 def test_class_imbalance_for_labels():

@@ -1,6 +1,7 @@
 import pytest
 
-from tunesmith.data.checks import Code, run_checks
+from tunesmith.data.audit import run_checks
+from tunesmith.data.checks import Code
 from tunesmith.data.facts import find_facts
 from tunesmith.data.records import Record
 

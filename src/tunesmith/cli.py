@@ -19,7 +19,8 @@ app = typer.Typer(help="Fine-tune open LLMs the careful way: check the data, wri
                   pretty_exceptions_enable=False, add_completion=False)
 config_app = typer.Typer(help="Inspect tunesmith.yaml: its JSON Schema, or a project's resolved config.",
                          no_args_is_help=True)
-data_app = typer.Typer(help="Data: convert formats, check records, split off a held-out set.", no_args_is_help=True)
+data_app = typer.Typer(help="Data: convert formats, check and describe records, split off a held-out set, dedup, "
+                              "scrub.", no_args_is_help=True)
 runs_app = typer.Typer(help="Run directories (the registry): list and show.", no_args_is_help=True)
 model_app = typer.Typer(help="Models: resolve and cache a model reference.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -99,23 +100,17 @@ def data_convert(source: Path = typer.Argument(..., help="Input file (JSONL or C
     _console().print(f"wrote {n} conversation(s) to {out}")
 
 
-@data_app.command("check")
-def data_check(paths: list[Path] = typer.Argument(..., help="Data files, or a project directory."),
-               as_json: bool = typer.Option(False, "--json", help="Print every finding as JSON."),
-               show: int = typer.Option(3, help="Findings shown per code."),
-               near_dup_threshold: float = typer.Option(0.8, help="MinHash Jaccard for near-duplicates (files; "
-                                                                  "a project uses its config)."),
-               model: Optional[str] = typer.Option(None, help="Also render with this model's chat template and "
-                                                              "tokenizer (default for a project: its model)."),
-               max_seq_len: int = typer.Option(1024, help="With --model on files: the training length limit.")
-               ) -> None:
-    """Check records: a table of finding codes, then examples with file:line and a fix. Exit 1 on errors."""
-    from tunesmith.data.checks import run_checks
-    from tunesmith.data.convert import print_report, resolve_data_paths
-    from tunesmith.data.formats import load_records
+NEAR_DUP_HELP = "MinHash Jaccard for near-duplicates (files; a project uses its config)."
+MODEL_HELP = "Also render with this model's chat template and tokenizer (default for a project: its model)."
+
+
+def _audit(paths: list[Path], near_dup_threshold: float, model: Optional[str], max_seq_len: int):
+    """Stream every record of the files (or a project's data) through every check, with a progress bar."""
+    from tunesmith.data.audit import run_checks
+    from tunesmith.data.convert import check_progress, resolve_data_paths
+    from tunesmith.data.formats import iter_records
 
     files, fmt, base = resolve_data_paths(paths)
-    records = load_records(files, fmt, base=base)
     if base is not None:  # a project: check it exactly as `tunesmith run` does
         from tunesmith.config import load_config
         from tunesmith.eval.evaluate import load_schema
@@ -124,18 +119,53 @@ def data_check(paths: list[Path] = typer.Argument(..., help="Data files, or a pr
 
         cfg, _ = load_config(base)
         ref = resolve_model(model or cfg.model.base, cfg.model.trust_remote_code)
-        report = run_checks(records, **check_options(cfg, ref, load_schema(cfg, base)))
+        options = check_options(cfg, ref, load_schema(cfg, base))
     elif model:
         from tunesmith.models import load_tokenizer, resolve_model
 
-        report = run_checks(records, near_dup_threshold, load_tokenizer(resolve_model(model)), max_seq_len)
+        options = {"near_dup_threshold": near_dup_threshold, "tokenizer": load_tokenizer(resolve_model(model)),
+                   "max_seq_len": max_seq_len}
     else:
-        report = run_checks(records, near_dup_threshold)
+        options = {"near_dup_threshold": near_dup_threshold}
+    with check_progress(files, _console(stderr=True)) as progress:
+        return run_checks(iter_records(files, fmt, base), keep=False, progress=progress, **options)
+
+
+@data_app.command("check")
+def data_check(paths: list[Path] = typer.Argument(..., help="Data files, or a project directory."),
+               as_json: bool = typer.Option(False, "--json", help="Print every finding as JSON."),
+               show: int = typer.Option(3, help="Findings shown per code."),
+               near_dup_threshold: float = typer.Option(0.8, help=NEAR_DUP_HELP),
+               model: Optional[str] = typer.Option(None, help=MODEL_HELP),
+               max_seq_len: int = typer.Option(1024, help="With --model on files: the training length limit.")
+               ) -> None:
+    """Check records: a table of finding codes, then examples with file:line and a fix. Exit 1 on errors."""
+    from tunesmith.data.convert import print_report
+
+    report = _audit(paths, near_dup_threshold, model, max_seq_len)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
         print_report(report, _console(), show)
     raise typer.Exit(1 if report.has_errors else 0)
+
+
+@data_app.command("stats")
+def data_stats(paths: list[Path] = typer.Argument(..., help="Data files, or a project directory."),
+               as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+               model: Optional[str] = typer.Option(None, help="Also count tokens with this model's chat template "
+                                                              "(default for a project: its model)."),
+               max_seq_len: int = typer.Option(1024, help="With --model on files: the training length limit.")
+               ) -> None:
+    """Describe the data: files and formats, turns, reply lengths, tokens, behaviours, labels and tags."""
+    from tunesmith.data.convert import print_stats
+
+    report = _audit(paths, 0.8, model, max_seq_len)
+    if as_json:
+        typer.echo(json.dumps({**report.stats, "findings": {f"{c}/{s}": n for (c, s), n in
+                                                            sorted(report.counts().items())}}, indent=2))
+    else:
+        print_stats(report, _console())
 
 
 @data_app.command("split")

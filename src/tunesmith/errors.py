@@ -35,6 +35,12 @@ class TunesmithError(Exception):
         lines = [self.title] + [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
 
+    @classmethod
+    def capped(cls, title: str, problems: list[Problem], shown: int = 10) -> "TunesmithError":
+        """An error listing the first `shown` problems and how many more there are (one screen, not a flood)."""
+        more = [Problem("", f"... and {len(problems) - shown} more")] if len(problems) > shown else []
+        return cls(title, problems[:shown] + more)
+
 
 def fail(title: str, where: str = "", message: str = "", hint: str = "") -> TunesmithError:
     """Build a single-problem error: `raise fail("Cannot read data", "a.jsonl:3", "not JSON", "fix the line")`."""

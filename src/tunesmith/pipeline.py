@@ -21,7 +21,7 @@ from rich.console import Console
 
 from tunesmith import runs
 from tunesmith.config import Config, load_config
-from tunesmith.data.io import atomic_write_json, atomic_write_jsonl, file_sha256, read_jsonl
+from tunesmith.data.io import JsonlWriter, atomic_write_json, atomic_write_jsonl, file_sha256, read_jsonl
 from tunesmith.errors import Problem, TunesmithError
 
 console = Console(stderr=True)
@@ -121,8 +121,9 @@ def _records_from(path: Path):
 
 def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """The whole flow on a project directory; returns the summary (also written to summary.json)."""
-    from tunesmith.data.checks import run_checks
-    from tunesmith.data.formats import load_records
+    from tunesmith.data.audit import rejected_row, run_checks
+    from tunesmith.data.checks import Code
+    from tunesmith.data.formats import iter_records
     from tunesmith.data.dedup import near_duplicate_clusters
     from tunesmith.data.split import leakage, reply_label, split_records
     from tunesmith.eval.compare import compare
@@ -141,16 +142,24 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
 
     # 1. check: bad records are set aside with their reasons, never edited in place.
     def check(run_dir: Path) -> dict[str, Any]:
-        records = load_records(files, cfg.data.format, base=project)
-        report = run_checks(records, **check_options(cfg, model_ref, schema))
+        with JsonlWriter(run_dir / "kept.jsonl") as kept, JsonlWriter(run_dir / "rejected.jsonl") as rejected:
+            def verdict(item, errors) -> None:
+                if errors:
+                    rejected.write(rejected_row(item, errors))
+                else:
+                    kept.write(item.to_json())
+
+            report = run_checks(iter_records(files, cfg.data.format, base=project), keep=False,
+                                on_verdict=verdict, **check_options(cfg, model_ref, schema))
+        unreadable = [f for f in report.findings if f.code in (Code.BAD_LINE, Code.BAD_RECORD)]
+        if unreadable:  # a broken file, not a bad example: training on what could be parsed would hide it
+            raise TunesmithError.capped(f"{len(unreadable)} line(s) cannot be read", [
+                Problem(f.where + (f" [{f.field}]" if f.field else ""), f.message, f.hint) for f in unreadable])
         atomic_write_json(run_dir / "report.json", report.to_json())
-        atomic_write_jsonl(run_dir / "kept.jsonl", (r.to_json() for r in report.kept))
-        atomic_write_jsonl(run_dir / "rejected.jsonl", ({**r.to_json(), "reasons": [f.to_json() for f in fs]}
-                                                         for r, fs in report.rejected))
-        if not report.kept:
+        if not report.n_kept:
             raise TunesmithError("No usable records", [Problem(str(files[0]), "every record was rejected",
                                                                "see report.json in the check run directory")])
-        return {"records": len(records), "kept": len(report.kept), "rejected": len(report.rejected),
+        return {"records": report.records, "kept": report.n_kept, "rejected": report.n_rejected,
                 "findings": len(report.findings)}
 
     hashes = {str(f.relative_to(project)): file_sha256(f) for f in files}

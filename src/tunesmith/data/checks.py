@@ -1,16 +1,13 @@
-"""Data checks: small pure functions `record -> list[Finding]`, plus dataset-level checks, and their runner.
+"""Data checks: finding codes, and the small pure functions `record -> list[Finding]`.
 
-    report = run_checks(records)
-    report.kept, report.rejected, report.counts()
+    findings = [f for check in RECORD_CHECKS for f in check(record)]
 
-A record with an error-severity finding is rejected (written to `rejected.jsonl` with its reasons by the caller);
-warnings and infos are reported and kept. Input files are never edited.
+Dataset-level checks (duplicates, drift, coverage, poisoning) and the runner live in `tunesmith.data.audit`.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Callable
 
@@ -51,9 +48,16 @@ class Code(str, Enum):
     NO_PUSHBACK = "no_pushback"
     CLASS_IMBALANCE = "class_imbalance"
     TOO_CLEAN = "too_clean"
+    BAD_LINE = "bad_line"
+    BAD_RECORD = "bad_record"
+    UNKNOWN_KEY = "unknown_key"
+    MIXED_FORMATS = "mixed_formats"
+    FEW_EDGE_CASES = "few_edge_cases"
+    THIN_SLICE = "thin_slice"
+    POISON_TRIGGER = "poison_trigger"
 
 
-@dataclass
+@dataclass(slots=True)
 class Finding:
     """One problem found in the data: a code, a severity, where (file:line and field), what, and a fix."""
 
@@ -153,55 +157,35 @@ def check_stale_facts(rec: Record) -> list[Finding]:
     return stale_fact_findings(rec)
 
 
-RECORD_CHECKS: list[Callable[[Record], list[Finding]]] = [check_turns, check_content, check_tool_calls,
+def check_keys(rec: Record) -> list[Finding]:
+    """Keys the record's format does not define: a typo (`mesages`), or data a converter silently drops."""
+    import difflib
+
+    from tunesmith.data.formats import FORMAT_KEYS, MESSAGE_KEYS, META_KEYS
+
+    out = []
+    for path in rec.unknown_keys:
+        key = path.rsplit(".", 1)[-1]
+        in_message = "." in path
+        known = MESSAGE_KEYS if in_message else FORMAT_KEYS.get(rec.format, set()) | META_KEYS
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        effect = ("it stays in the message and goes to the chat template, which usually ignores it" if in_message
+                  else f"a {rec.format} record has no such key, so it is dropped")
+        out.append(_finding(rec, Code.UNKNOWN_KEY, Severity.WARNING, path, f"unknown key {key!r}: {effect}",
+                            f"did you mean {close[0]!r}?" if close else "remove it, or move it under `meta`"))
+    return out
+
+
+RECORD_CHECKS: list[Callable[[Record], list[Finding]]] = [check_turns, check_content, check_keys, check_tool_calls,
                                                           check_sensitive, check_stale_facts]
 
 
-def check_system_prompts(records: list[Record]) -> list[Finding]:
-    """Several different system prompts where one is expected: a warning on the minority ones."""
-    systems = Counter(r.messages[0]["content"] for r in records if r.messages and r.messages[0]["role"] == "system")
-    if len(systems) <= 1:
-        return []
-    common, _ = systems.most_common(1)[0]
-    return [Finding(Code.SYSTEM_PROMPT_DRIFT, Severity.WARNING, r.where, "messages[0].content",
-                    f"system prompt differs from the most common one ({len(systems)} variants in the data)",
-                    "use one system prompt for one behaviour, or tag the variants deliberately")
-            for r in records if r.messages and r.messages[0]["role"] == "system"
-            and r.messages[0]["content"] != common]
-
-
-DATASET_CHECKS: list[Callable[[list[Record]], list[Finding]]] = [check_system_prompts]
-
-
-@dataclass
-class CheckReport:
-    """Findings of a check run, and which records survive it."""
-
-    findings: list[Finding] = field(default_factory=list)
-    kept: list[Record] = field(default_factory=list)
-    rejected: list[tuple[Record, list[Finding]]] = field(default_factory=list)
-
-    def counts(self) -> dict[tuple[str, str], int]:
-        return dict(Counter((f.code.value, f.severity.value) for f in self.findings))
-
-    @property
-    def has_errors(self) -> bool:
-        return any(f.severity == Severity.ERROR for f in self.findings)
-
-    def to_json(self) -> dict:
-        return {
-            "records": len(self.kept) + len(self.rejected),
-            "kept": len(self.kept),
-            "rejected": len(self.rejected),
-            "counts": [{"code": c, "severity": s, "count": n} for (c, s), n in sorted(self.counts().items())],
-            "findings": [f.to_json() for f in self.findings],
-        }
-
-
-def template_findings(rec: Record, tok, max_len: int, system_prompt: str | None = None) -> list[Finding]:
+def template_findings(rec: Record, tok, max_len: int, system_prompt: str | None = None,
+                      lengths=None) -> list[Finding]:
     """Render with the model's real chat template and tokenizer: length, truncation, loss mask, end-of-turn.
 
-    `system_prompt` is added to conversations without one, as training does.
+    `system_prompt` is added to conversations without one, as training does; each rendered length (in tokens,
+    before truncation) is appended to `lengths` when given.
     """
     from tunesmith.chat import IGNORE, TemplateError, training_example
 
@@ -218,6 +202,8 @@ def template_findings(rec: Record, tok, max_len: int, system_prompt: str | None 
                          f"the chat template cannot render it: {type(exc).__name__}: {exc}",
                          "check roles and contents against what the model's template expects")]
     out = []
+    if lengths is not None:
+        lengths.append(len(ex.input_ids) + ex.dropped_assistant_tokens)
     if ex.dropped_assistant_tokens:
         total = len(ex.input_ids) + ex.dropped_assistant_tokens  # at least; prompt tokens past the cut are not counted
         out.append(_finding(rec, Code.TRUNCATED, Severity.WARNING, "messages",
@@ -235,46 +221,3 @@ def template_findings(rec: Record, tok, max_len: int, system_prompt: str | None 
                                 f"the end-of-turn token {tok.eos_token!r} is not in the trained part",
                                 "the model would never learn to stop: fix the chat template or the eos token"))
     return out
-
-
-def run_checks(records: list[Record], near_dup_threshold: float = 0.8, tokenizer=None,
-               max_seq_len: int = 1024, system_prompt: str | None = None, json_task: bool = False,
-               schema: dict | None = None, task_type: str | None = None,
-               label_of: Callable[[Record], str | None] | None = None) -> CheckReport:
-    """Run every record and dataset check; records with an error finding are rejected, the rest kept.
-
-    With a tokenizer, each record is also rendered with the model's chat template (length, truncation, loss mask,
-    end-of-turn token). `json_task`/`schema` hold replies to the task's JSON format. With `task_type`, coverage
-    is compared with the guidance (size, pushback, class balance by `label_of`, realistic inputs).
-    """
-    from tunesmith.data.consistency import reply_format_findings, shape_findings
-    from tunesmith.data.dedup import duplicate_findings
-
-    validator = None
-    if schema:
-        import jsonschema
-
-        validator = jsonschema.Draft202012Validator(schema)
-
-    report = CheckReport()
-    per_record: dict[int, list[Finding]] = {}
-    for idx, rec in enumerate(records):
-        found = [f for check in RECORD_CHECKS for f in check(rec)]
-        if json_task:
-            found += reply_format_findings(rec, validator)
-        if tokenizer is not None and not any(f.severity == Severity.ERROR for f in found):
-            found += template_findings(rec, tokenizer, max_seq_len, system_prompt)
-        per_record[idx] = found
-        report.findings.extend(found)
-    for check in DATASET_CHECKS:
-        report.findings.extend(check(records))
-    report.findings.extend(duplicate_findings(records, near_dup_threshold))
-    report.findings.extend(shape_findings(records, json_task))
-    if task_type is not None:
-        from tunesmith.data.coverage import coverage_findings
-
-        report.findings.extend(coverage_findings(records, task_type, label_of or (lambda r: None)))
-    for idx, rec in enumerate(records):
-        errors = [f for f in per_record[idx] if f.severity == Severity.ERROR]
-        (report.rejected.append((rec, errors)) if errors else report.kept.append(rec))
-    return report

@@ -1,13 +1,16 @@
 """Format consistency of replies: JSON that parses and fits the task's schema, replies that drift in shape
 (some JSON, some prose), and length outliers.
 
-    findings = reply_format_findings(record, validator) + shape_findings(records)
+    findings = reply_format_findings(record, validator)
+    shapes = ShapeStats(); shapes.add(i, record) ...; shapes.findings(where_of_index, json_task)
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+from array import array
+from typing import Callable
 
 from tunesmith.data.records import Record
 
@@ -40,30 +43,42 @@ def reply_format_findings(rec: Record, validator=None) -> list:
     return []
 
 
-def shape_findings(records: list[Record], json_task: bool = False) -> list:
-    """Replies that drift in shape (a JSON minority among prose or the reverse) and length outliers."""
-    from tunesmith.data.checks import Code, Finding, Severity
+class ShapeStats:
+    """Per-record reply shape (JSON object or prose) and length, kept as two compact arrays, judged at the end."""
 
-    with_reply = [(r, r.reply) for r in records if r.reply is not None and r.reply.strip()]
-    out = []
-    parsed = [(r, _as_json_object(reply)) for r, reply in with_reply]
-    n_json = sum(obj is not None for _, obj in parsed)
-    share = n_json / len(parsed) if parsed else 0.0
-    if not json_task and 0 < n_json < len(parsed) and (share >= 0.8 or share <= 0.2):
-        minority_is_json = share <= 0.2
-        for r, obj in parsed:
-            if (obj is not None) == minority_is_json:
-                shape, usual = ("JSON", "prose") if minority_is_json else ("prose", "JSON")
-                out.append(Finding(Code.STYLE_DRIFT, Severity.WARNING, r.where, "messages[-1].content",
-                                   f"a {shape} reply where {max(share, 1 - share):.0%} of replies are {usual}",
-                                   "make every reply the same shape, or set task.type to say which"))
-    lengths = [len(reply) for _, reply in with_reply]
-    if len(lengths) >= 20:
-        q1, _, q3 = statistics.quantiles(lengths, n=4)
-        high, low = q3 + 3 * (q3 - q1), max(0.0, q1 - 3 * (q3 - q1))
-        for (r, _), n in zip(with_reply, lengths):
-            if n > high or n < low:
-                out.append(Finding(Code.LENGTH_OUTLIER, Severity.INFO, r.where, "messages[-1].content",
-                                   f"reply length {n} chars is far outside the usual {q1:.0f}-{q3:.0f}",
-                                   "check it is the behaviour you want; outliers pull style toward them"))
-    return out
+    def __init__(self) -> None:
+        self.rows = array("I")  # record index of each reply
+        self.is_json = array("b")
+        self.lengths = array("I")
+
+    def add(self, idx: int, rec: Record) -> None:
+        reply = rec.reply
+        if reply is not None and reply.strip():
+            self.rows.append(idx)
+            self.is_json.append(_as_json_object(reply) is not None)
+            self.lengths.append(len(reply))
+
+    def findings(self, where: Callable[[int], str], json_task: bool = False) -> list:
+        """Replies that drift in shape (a JSON minority among prose or the reverse) and length outliers."""
+        from tunesmith.data.checks import Code, Finding, Severity
+
+        out = []
+        n, n_json = len(self.rows), sum(self.is_json)
+        share = n_json / n if n else 0.0
+        if not json_task and 0 < n_json < n and (share >= 0.8 or share <= 0.2):
+            minority_is_json = share <= 0.2
+            shape, usual = ("JSON", "prose") if minority_is_json else ("prose", "JSON")
+            for idx, is_json in zip(self.rows, self.is_json):
+                if bool(is_json) == minority_is_json:
+                    out.append(Finding(Code.STYLE_DRIFT, Severity.WARNING, where(idx), "messages[-1].content",
+                                       f"a {shape} reply where {max(share, 1 - share):.0%} of replies are {usual}",
+                                       "make every reply the same shape, or set task.type to say which"))
+        if n >= 20:
+            q1, _, q3 = statistics.quantiles(self.lengths, n=4)
+            high, low = q3 + 3 * (q3 - q1), max(0.0, q1 - 3 * (q3 - q1))
+            for idx, length in zip(self.rows, self.lengths):
+                if length > high or length < low:
+                    out.append(Finding(Code.LENGTH_OUTLIER, Severity.INFO, where(idx), "messages[-1].content",
+                                       f"reply length {length} chars is far outside the usual {q1:.0f}-{q3:.0f}",
+                                       "check it is the behaviour you want; outliers pull style toward them"))
+        return out

@@ -1,19 +1,22 @@
 """Coverage: does the data show the model the world it will face?
 
 Pushback (refusals, escalations, clarifying questions), dataset size against the guidance for the task type,
-class balance, and whether inputs look like real users (typos, casing) rather than tidy templates.
+class balance, edge-case tags and slices too thin to learn or measure, and whether inputs look like real users (typos, casing) rather than tidy templates.
 
-    coverage_findings(records, task_type="json", label_of=lambda r: ...)
+    stats = CoverageStats(); [stats.add(rec, label) for ...]; stats.findings(task_type="json")
+    coverage_findings(records, task_type="json", label_of=lambda r: ...)   # the same, for a list
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Callable
 
 from tunesmith.data.records import Record
 
+EDGE_CASE_SHARE = 0.1  # below this share of tagged records, the data looks like happy paths only
 # Starting dataset sizes from the practice guide (tone/style 50-200, classification and structured replies 200-1,000).
 GUIDANCE = {"chat": (50, 200), "classification": (200, 1000), "json": (200, 1000)}
 BEHAVIOR_PATTERNS = {
@@ -40,47 +43,96 @@ def _looks_real(text: str) -> bool:
                                or stripped.isupper() or "!!" in stripped or "??" in stripped)
 
 
+MIN_SLICE = 10  # a tag with fewer examples leaves about two in a 20% held-out set: too few to learn or to measure
+
+
+@dataclass
+class CoverageStats:
+    """Counts that coverage is judged on, gathered one record at a time (memory does not grow with records)."""
+
+    records: int = 0
+    behaviors: Counter = field(default_factory=Counter)
+    labels: Counter = field(default_factory=Counter)
+    tags: Counter = field(default_factory=Counter)
+    tagged: int = 0
+    users: int = 0
+    real_users: int = 0
+
+    def add(self, rec: Record, label: str | None) -> None:
+        self.records += 1
+        self.behaviors[reply_behavior(rec.reply or "")] += 1
+        if label is not None:
+            self.labels[label] += 1
+        self.tags.update(set(rec.tags))
+        self.tagged += bool(rec.tags)
+        for m in rec.prompt:
+            if m.get("role") == "user":
+                self.users += 1
+                self.real_users += _looks_real(str(m.get("content") or ""))
+
+    def findings(self, task_type: str = "chat") -> list:
+        """Dataset-level findings, each `where` = "dataset"."""
+        from tunesmith.data.checks import Code, Finding, Severity
+
+        def finding(code, severity, message, hint):
+            return Finding(code, severity, "dataset", "", message, hint)
+
+        n = self.records
+        if not n:
+            return []
+        out = []
+        low, high = GUIDANCE[task_type]
+        if n < low:
+            out.append(finding(Code.LOW_DATA, Severity.WARNING,
+                               f"{n} examples; the guidance for a {task_type} task starts at {low}-{high}",
+                               "add real examples, or grow them with `tunesmith data synth` and review a sample"))
+        pushback = n - self.behaviors["answer"]
+        if pushback / n < 0.05:
+            out.append(finding(Code.NO_PUSHBACK, Severity.WARNING,
+                               f"only {pushback} of {n} replies refuse, escalate or ask a clarifying question",
+                               "include refusals and escalations where the model should push back"))
+        if len(self.labels) >= 2:
+            biggest = max(self.labels.values())
+            for label, count in sorted(self.labels.items()):
+                if count < 10 or count < 0.2 * biggest:
+                    out.append(finding(Code.CLASS_IMBALANCE, Severity.WARNING,
+                                       f"class {label!r} has {count} examples (largest has {biggest})",
+                                       "add examples of the rare class; the model will rarely predict it otherwise"))
+        out += self._tag_findings(finding)
+        if self.users >= 20 and self.real_users / self.users < 0.05:
+            out.append(finding(Code.TOO_CLEAN, Severity.INFO,
+                               f"only {self.real_users} of {self.users} user messages show typos, lowercase or "
+                               "missing punctuation",
+                               "include inputs as real users write them (typos, impatience, fragments)"))
+        return out
+
+    def _tag_findings(self, finding) -> list:
+        from tunesmith.data.checks import Code, Severity
+
+        n = self.records
+        if n < 20:
+            return []  # too small to judge slices; LOW_DATA already says so
+        if self.tagged / n < EDGE_CASE_SHARE:
+            what = "no record carries" if not self.tagged else f"only {self.tagged} of {n} records carry"
+            return [finding(Code.FEW_EDGE_CASES, Severity.WARNING,
+                            f"{what} a tag (edge_case, typo, angry, multi_issue, ...): is it all happy paths?",
+                            "add and tag edge cases; the eval reports each tag as a slice")]
+        return [finding(Code.THIN_SLICE, Severity.WARNING,
+                        f"tag {tag!r} has {count} example(s): too few to learn it, and about "
+                        f"{count * 0.2:.0f} in a 20% held-out set to measure it",
+                        f"grow the slice to at least {MIN_SLICE} examples, or merge the tag into another")
+                for tag, count in sorted(self.tags.items()) if count < MIN_SLICE]
+
+    def table(self) -> dict:
+        """Shares of reply behaviors, label and tag counts, for reports and `data stats`."""
+        return {"behaviors": dict(self.behaviors), "labels": dict(self.labels), "tags": dict(self.tags),
+                "tagged": self.tagged, "users": self.users, "real_looking_users": self.real_users}
+
+
 def coverage_findings(records: list[Record], task_type: str = "chat",
                       label_of: Callable[[Record], str | None] = lambda r: None) -> list:
-    """Dataset-level findings, each `where` = "dataset"."""
-    from tunesmith.data.checks import Code, Finding, Severity
-
-    def finding(code, severity, message, hint):
-        return Finding(code, severity, "dataset", "", message, hint)
-
-    out = []
-    n = len(records)
-    if not n:
-        return out
-    low, high = GUIDANCE[task_type]
-    if n < low:
-        out.append(finding(Code.LOW_DATA, Severity.WARNING,
-                           f"{n} examples; the guidance for a {task_type} task starts at {low}-{high}",
-                           "add real examples, or grow them with `tunesmith data synth` and review a sample"))
-    behaviors = Counter(reply_behavior(r.reply or "") for r in records)
-    pushback = n - behaviors["answer"]
-    if pushback / n < 0.05:
-        out.append(finding(Code.NO_PUSHBACK, Severity.WARNING,
-                           f"only {pushback} of {n} replies refuse, escalate or ask a clarifying question",
-                           "include refusals and escalations where the model should push back"))
-    labels = Counter(label for label in map(label_of, records) if label is not None)
-    if len(labels) >= 2:
-        biggest = max(labels.values())
-        for label, count in sorted(labels.items()):
-            if count < 10 or count < 0.2 * biggest:
-                out.append(finding(Code.CLASS_IMBALANCE, Severity.WARNING,
-                                   f"class {label!r} has {count} examples (largest has {biggest})",
-                                   "add examples of the rare class; the model will rarely predict it otherwise"))
-    users = [m["content"] for r in records for m in r.prompt if m.get("role") == "user"]
-    real = sum(map(_looks_real, users))
-    if len(users) >= 20 and real / len(users) < 0.05:
-        out.append(finding(Code.TOO_CLEAN, Severity.INFO,
-                           f"only {real} of {len(users)} user messages show typos, lowercase or missing punctuation",
-                           "include inputs as real users write them (typos, impatience, fragments)"))
-    return out
-
-
-def coverage_table(records: list[Record], label_of: Callable[[Record], str | None] = lambda r: None) -> dict:
-    """Shares of reply behaviors and label counts, for reports."""
-    return {"behaviors": dict(Counter(reply_behavior(r.reply or "") for r in records)),
-            "labels": dict(Counter(label for label in map(label_of, records) if label is not None))}
+    """Coverage findings of a list of records (see CoverageStats for streams)."""
+    stats = CoverageStats()
+    for rec in records:
+        stats.add(rec, label_of(rec))
+    return stats.findings(task_type)

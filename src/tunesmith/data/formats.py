@@ -10,7 +10,7 @@ prompt/completion, and labeled rows for classification (CSV or JSONL: a text col
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,9 @@ SHAREGPT_ROLES = {
     "tool": "tool", "observation": "tool", "function": "tool", "function_call": "assistant",
 }
 META_KEYS = {"tags", "id", "meta", "tools", "weight"}
+FORMAT_KEYS = {"messages": {"messages", "parallel_tool_calls"}, "sharegpt": {"conversations", "system"},
+               "alpaca": {"instruction", "input", "output", "system"}, "prompt_completion": {"prompt", "completion"}}
+MESSAGE_KEYS = {"role", "content", "tool_calls", "tool_call_id", "name", "weight"}
 FORMATS = ("messages", "openai", "sharegpt", "alpaca", "prompt_completion")
 
 
@@ -154,6 +157,17 @@ CONVERTERS = {"messages": _from_messages, "openai": _from_messages, "sharegpt": 
               "alpaca": _from_alpaca, "prompt_completion": _from_prompt_completion}
 
 
+def unknown_keys(obj: dict[str, Any], kind: str) -> list[str]:
+    """Paths of keys the format does not define (a typo like `mesages`, or data the converter drops)."""
+    known = FORMAT_KEYS["messages" if kind == "openai" else kind] | META_KEYS
+    out = [k for k in obj if k not in known]
+    messages = obj.get("messages") if kind in ("messages", "openai") else None
+    for i, msg in enumerate(messages if isinstance(messages, list) else []):
+        if isinstance(msg, dict):
+            out += [f"messages[{i}].{k}" for k in msg if k not in MESSAGE_KEYS]
+    return out
+
+
 def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto") -> Record:
     """Convert one raw object to a Record, raising RecordError (with the field) when it cannot."""
     kind = detect_format(obj) if fmt == "auto" else fmt
@@ -172,26 +186,41 @@ def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto") ->
     src, ln = (meta["source"], meta["line"]) if "source" in meta and "line" in meta else (source, line)
     rid = obj.get("id")
     return Record(messages=messages, source=src, line=ln, tools=tools, tags=list(tags),
-                  id=None if rid is None else str(rid))
+                  id=None if rid is None else str(rid), format="messages" if kind == "openai" else kind,
+                  unknown_keys=unknown_keys(obj, kind))
+
+
+def iter_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None) -> Iterator[Record | Any]:
+    """Stream the records of JSONL files; a line or record that cannot be read comes as an error Finding
+    (`bad_line` or `bad_record`, with file:line, field and a hint) in its place, and reading goes on."""
+    from tunesmith.data.checks import Code, Finding, Severity
+    from tunesmith.data.io import LineProblem, scan_jsonl
+
+    for path in paths:
+        path = Path(path)
+        shown = str(path.relative_to(base)) if base and path.is_relative_to(base) else str(path)
+        for line, item in scan_jsonl(path):
+            if isinstance(item, LineProblem):
+                yield Finding(Code.BAD_LINE, Severity.ERROR, f"{shown}:{line}", "", item.message, item.hint)
+                continue
+            try:
+                yield to_record(item, shown, line, fmt)
+            except RecordError as exc:
+                yield Finding(Code.BAD_RECORD, Severity.ERROR, f"{shown}:{line}", exc.field, exc.message, exc.hint)
 
 
 def load_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None) -> list[Record]:
     """Read every record of the given JSONL files; every bad record is reported at once with file:line and field."""
     records: list[Record] = []
     problems: list[Problem] = []
-    for path in paths:
-        path = Path(path)
-        shown = str(path.relative_to(base)) if base and path.is_relative_to(base) else str(path)
-        for line, obj in read_jsonl(path):
-            try:
-                records.append(to_record(obj, shown, line, fmt))
-            except RecordError as exc:
-                field = f" [{exc.field}]" if exc.field else ""
-                problems.append(Problem(f"{shown}:{line}{field}", exc.message, exc.hint))
+    for item in iter_records(paths, fmt, base):
+        if isinstance(item, Record):
+            records.append(item)
+        else:
+            problems.append(Problem(f"{item.where}" + (f" [{item.field}]" if item.field else ""), item.message,
+                                    item.hint))
     if problems:
-        n = len(problems)
-        shown_problems = problems[:10] + ([Problem("", f"... and {n - 10} more")] if n > 10 else [])
-        raise TunesmithError(f"{n} record(s) cannot be read", shown_problems)
+        raise TunesmithError.capped(f"{len(problems)} record(s) cannot be read", problems)
     return records
 
 
@@ -215,9 +244,7 @@ def labeled_rows_to_records(rows: Iterable[tuple[int, dict]], source: str, text_
             {"role": "user", "content": str(text)}, {"role": "assistant", "content": answer}]
         records.append(Record(messages=messages, source=source, line=line))
     if problems:
-        n = len(problems)
-        raise TunesmithError(f"{n} row(s) cannot be converted",
-                             problems[:10] + ([Problem("", f"... and {n - 10} more")] if n > 10 else []))
+        raise TunesmithError.capped(f"{len(problems)} row(s) cannot be converted", problems)
     return records
 
 

@@ -12,12 +12,14 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import Problem, TunesmithError
 
 MAX_PROBLEMS_SHOWN = 10
+MAX_LINE_BYTES = 8 << 20  # one record; longer lines are reported, not parsed
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -43,6 +45,40 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 def atomic_write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+class JsonlWriter:
+    """Stream rows to a JSONL file atomically: rows go to a temp file that replaces `path` only on a clean exit.
+
+        with JsonlWriter(run_dir / "kept.jsonl") as out:
+            out.write({"messages": [...]})
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.count = 0
+
+    def __enter__(self) -> "JsonlWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self._fh = os.fdopen(fd, "w", encoding="utf-8")
+        return self
+
+    def write(self, row: dict) -> None:
+        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.count += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+        finally:
+            self._fh.close()
+        if exc_type is None:
+            os.replace(self._tmp, self.path)
+        else:
+            Path(self._tmp).unlink(missing_ok=True)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -87,45 +123,85 @@ def _open_lines(path: Path):
     return opener(path, "rb")
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; every bad line is reported at once, by number.
+@dataclass(frozen=True)
+class LineProblem:
+    """A line that is not a JSON object: what is wrong with it and how to fix it."""
 
-    Handles a UTF-8 BOM, CRLF line ends and `.jsonl.gz`; a line that is not UTF-8 (e.g. Latin-1) is reported
-    with its line and column while the rest of the file is still read.
+    message: str
+    hint: str
+
+
+def _physical_lines(fh, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
+    """(line number, bytes, size) per line; bytes is None for a line over `limit` bytes, which is skipped in
+    chunks so a 50 MB (or 50 GB) line never sits in memory."""
+    number = 0
+    while True:
+        raw = fh.readline(limit + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) <= limit or raw.endswith(b"\n"):
+            yield number, raw, len(raw)
+            continue
+        size = len(raw)
+        while raw and not raw.endswith(b"\n"):
+            raw = fh.readline(1 << 20)
+            size += len(raw)
+        yield number, None, size
+
+
+def _parse_line(number: int, raw: bytes | None, size: int) -> dict | LineProblem | None:
+    if raw is None:
+        return LineProblem(f"line is {size / 2**20:.1f} MiB, over the {MAX_LINE_BYTES // 2**20} MiB limit for one "
+                           "record", "a training example is a few thousand tokens; is this a dump of a whole "
+                           "file on one line?")
+    if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return LineProblem(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
+                           "save the file as UTF-8 (it looks like Latin-1 or Windows-1252)")
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return LineProblem(f"not valid JSON ({exc.msg} at column {exc.colno})",
+                           "each line must be one complete JSON object")
+    except RecursionError:
+        return LineProblem("JSON nested too deeply", "a record is a flat object with a list of messages")
+    if not isinstance(obj, dict):
+        return LineProblem(f"expected a JSON object, got {type(obj).__name__}", "wrap the record in {...}")
+    return obj
+
+
+def scan_jsonl(path: str | Path) -> Iterator[tuple[int, dict | LineProblem]]:
+    """Stream (line number, object or LineProblem) for each non-blank line, one line in memory at a time.
+
+    Handles a UTF-8 BOM, CRLF line ends and `.jsonl.gz`; a line that is not UTF-8 (e.g. Latin-1), not JSON, not
+    an object, or over MAX_LINE_BYTES is yielded as a LineProblem and the rest of the file is still read.
     """
+    with _open_lines(Path(path)) as fh:
+        for number, raw, size in _physical_lines(fh, MAX_LINE_BYTES):
+            item = _parse_line(number, raw, size)
+            if item is not None:
+                yield number, item
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; every bad line is reported at once, by number."""
     path = Path(path)
     problems: list[Problem] = []
     rows: list[tuple[int, dict]] = []
-    with _open_lines(path) as fh:
-        for number, raw in enumerate(fh, start=1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                problems.append(Problem(f"{path}:{number}", f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
-                                        f"{exc.start + 1})", "save the file as UTF-8 (it looks like Latin-1 or "
-                                        "Windows-1252)"))
-                continue
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(Problem(f"{path}:{number}", f"not valid JSON ({exc.msg} at column {exc.colno})",
-                                        "each line must be one complete JSON object"))
-                continue
-            if not isinstance(obj, dict):
-                problems.append(Problem(f"{path}:{number}", f"expected a JSON object, got {type(obj).__name__}",
-                                        "wrap the record in {...}"))
-                continue
-            rows.append((number, obj))
+    for number, item in scan_jsonl(path):
+        if isinstance(item, LineProblem):
+            problems.append(Problem(f"{path}:{number}", item.message, item.hint))
+        else:
+            rows.append((number, item))
     if problems:
-        shown = problems[:MAX_PROBLEMS_SHOWN]
-        more = len(problems) - len(shown)
-        if more:
-            shown.append(Problem("", f"... and {more} more bad line(s)"))
-        raise TunesmithError(f"Malformed JSONL: {len(problems)} bad line(s) in {path}", shown)
+        raise TunesmithError.capped(f"Malformed JSONL: {len(problems)} bad line(s) in {path}", problems,
+                                    MAX_PROBLEMS_SHOWN)
     yield from rows
 
 

@@ -25,6 +25,8 @@ class Record:
     tools: list[dict[str, Any]] | None = None
     tags: list[str] = field(default_factory=list)
     id: str | None = None
+    format: str = ""  # the format it was read from (messages, sharegpt, alpaca, prompt_completion)
+    unknown_keys: list[str] = field(default_factory=list)  # keys tunesmith does not use, by path
 
     @property
     def where(self) -> str:

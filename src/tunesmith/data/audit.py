@@ -177,7 +177,7 @@ class Audit:
             for idx, fmt in enumerate(self.format_of):
                 if self.source_of[idx] == sid and fmt != usual_id:
                     out.append(Finding(Code.MIXED_FORMATS, Severity.WARNING, self.where(idx), "",
-                                       f"a {FORMAT_NAMES[fmt]} record in a file of {usual} records "
+                                       f"{_article(FORMAT_NAMES[fmt])} {FORMAT_NAMES[fmt]} record in a file of {usual} records "
                                        f"({n_usual} of {sum(counts.values())})",
                                        "convert the file to one format (`tunesmith data convert`) so every record "
                                        "means the same thing"))
@@ -203,6 +203,10 @@ class Audit:
 
 FORMAT_NAMES = ("", "messages", "sharegpt", "alpaca", "prompt_completion")
 FORMAT_IDS = {name: i for i, name in enumerate(FORMAT_NAMES)}
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def rejected_row(item: Record | Finding, errors: list[Finding]) -> dict:

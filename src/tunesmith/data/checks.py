@@ -28,6 +28,7 @@ class Code(str, Enum):
     ROLE_ORDER = "role_order"
     UNDECLARED_TOOL = "undeclared_tool"
     TOOL_ARGS_INVALID = "tool_args_invalid"
+    BAD_TOOL_DECLARATION = "bad_tool_declaration"
     SYSTEM_PROMPT_DRIFT = "system_prompt_drift"
     DUPLICATE_EXACT = "duplicate_exact"
     NEAR_DUPLICATE = "near_duplicate"
@@ -112,27 +113,47 @@ def check_content(rec: Record) -> list[Finding]:
     return out
 
 
+def _declared_tools(rec: Record) -> tuple[dict, list[Finding]]:
+    """name -> parameters JSON Schema (or None) of the record's `tools`, and findings for unusable declarations."""
+    import jsonschema
+
+    declared, out = {}, []
+    for i, tool in enumerate(rec.tools or []):
+        fn = tool.get("function", tool) if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            out.append(_finding(rec, Code.BAD_TOOL_DECLARATION, Severity.ERROR, f"tools[{i}]",
+                                "a tool declaration needs function.name",
+                                '{"type": "function", "function": {"name": "f", "parameters": {...}}}'))
+            continue
+        params = fn.get("parameters")
+        if params is not None:
+            try:
+                jsonschema.Draft202012Validator.check_schema(params)
+            except jsonschema.SchemaError as exc:
+                out.append(_finding(rec, Code.BAD_TOOL_DECLARATION, Severity.ERROR, f"tools[{i}].function.parameters",
+                                    f"not a valid JSON Schema: {exc.message}", "fix the tool's parameters schema"))
+                params = None
+        declared[fn["name"]] = params
+    return declared, out
+
+
 def check_tool_calls(rec: Record) -> list[Finding]:
-    """Every called function is declared in the record's `tools`, and its arguments fit the declared JSON Schema."""
-    declared = {}
-    for t in rec.tools or []:
-        if isinstance(t, dict):
-            fn = t.get("function") or t
-            declared[fn.get("name")] = fn.get("parameters")
-    out = []
+    """Tool declarations are usable; every called function is declared in the record's `tools`, and its arguments
+    fit the declared JSON Schema."""
+    if rec.tools is None:
+        return []
+    import jsonschema
+
+    declared, out = _declared_tools(rec)
     for i, msg in enumerate(rec.messages):
         for j, call in enumerate(msg.get("tool_calls") or []):
             fn = call.get("function") or {}
             name, where = fn.get("name"), f"messages[{i}].tool_calls[{j}].function"
-            if rec.tools is None:
-                continue
             if name not in declared:
                 out.append(_finding(rec, Code.UNDECLARED_TOOL, Severity.ERROR, f"{where}.name",
                                     f"calls {name!r}, which is not among the declared tools",
                                     f"declared: {', '.join(sorted(map(str, declared))) or 'none'}"))
             elif isinstance(declared[name], dict):
-                import jsonschema
-
                 errors = list(jsonschema.Draft202012Validator(declared[name]).iter_errors(fn.get("arguments", {})))
                 if errors:
                     path = ".".join(map(str, errors[0].absolute_path))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from array import array
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -75,6 +76,22 @@ def shingle_hashes(word_ids: np.ndarray) -> np.ndarray:
     return np.unique(h >> np.uint64(32))  # 32-bit values: what datasketch's affine32 scheme hashes
 
 
+@lru_cache(maxsize=8)
+def _banding(threshold: float) -> tuple[int, int]:
+    """(bands, rows) from datasketch's optimizer (a numerical integration: worth computing once)."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=max(0.3, threshold - 0.2), num_perm=NUM_PERM, weights=(0.1, 0.9))
+    return lsh.b, lsh.r
+
+
+@lru_cache(maxsize=1)
+def _prototype():
+    from datasketch import MinHash
+
+    return MinHash(num_perm=NUM_PERM, hashfunc=int)
+
+
 class NearDupIndex:
     """MinHash LSH over word 3-shingles: `add` texts (as word ids) one by one, then `pairs` verifies candidates
     with the exact Jaccard of their shingle sets.
@@ -85,12 +102,11 @@ class NearDupIndex:
     """
 
     def __init__(self, threshold: float = 0.8) -> None:
-        from datasketch import MinHash, MinHashLSH
+        from datasketch import MinHash
 
         self.threshold = threshold
-        lsh = MinHashLSH(threshold=max(0.3, threshold - 0.2), num_perm=NUM_PERM, weights=(0.1, 0.9))
-        self.bands, self.rows = lsh.b, lsh.r
-        proto = MinHash(num_perm=NUM_PERM, hashfunc=int)
+        self.bands, self.rows = _banding(threshold)
+        proto = _prototype()
         self._minhash = lambda: MinHash(num_perm=NUM_PERM, hashfunc=int, permutations=proto.permutations,
                                         scheme=proto.scheme)
         self._coef = np.random.default_rng(0).integers(1, 2**63, self.rows, dtype=np.uint64) | np.uint64(1)

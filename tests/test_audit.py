@@ -1,0 +1,155 @@
+"""The streaming audit: unreadable lines as findings (the rest still checked), unknown keys, mixed formats,
+poisoning triggers, `data stats`, and records never held in memory when not asked for."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_jsonl
+from tunesmith.cli import app
+from tunesmith.data.audit import run_checks
+from tunesmith.data.checks import Code
+from tunesmith.data.formats import iter_records, load_records
+from tunesmith.data.io import JsonlWriter
+from tunesmith.data.split import reply_label
+
+runner = CliRunner()
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "support-triage" / "data" / "tickets.jsonl"
+
+
+def chat(user, reply):
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]}
+
+
+def codes_at(findings):
+    return {(f.code, f.where.rsplit(":", 1)[-1]) for f in findings}
+
+
+def test_unreadable_lines_are_findings_and_the_rest_is_still_checked(tmp_path):
+    path = tmp_path / "d.jsonl"
+    with open(path, "wb") as fh:
+        fh.write(json.dumps(chat("hello there", "hi")).encode() + b"\n")
+        fh.write(b"{not json\n")
+        fh.write('{"prompt": "caf\xe9", "completion": "x"}\n'.encode("latin-1"))
+        fh.write(b'{"messages": "' + b"x" * (50 << 20) + b'"}\n')  # one 50 MB line
+        fh.write(b'{"messages": [{"role": "wizard", "content": "hi"}]}\n')
+        fh.write(json.dumps({"messages": [{"role": "user", "content": "no reply"}]}).encode() + b"\n")
+    before = path.stat().st_size
+    report = run_checks(iter_records([path]), keep=False)
+    found = codes_at(report.findings)
+    assert {(Code.BAD_LINE, "2"), (Code.BAD_LINE, "3"), (Code.BAD_LINE, "4"), (Code.BAD_RECORD, "5"),
+            (Code.NO_FINAL_ASSISTANT, "6")} <= found
+    messages = {f.where.rsplit(":", 1)[-1]: f for f in report.findings}
+    assert "over the 8 MiB limit" in messages["4"].message and "50.0 MiB" in messages["4"].message
+    assert messages["5"].field == "messages[0].role"
+    assert (report.n_kept, report.n_rejected, report.kept, report.rejected) == (1, 5, [], [])
+    assert path.stat().st_size == before
+
+    res = runner.invoke(app, ["data", "check", str(path), "--json"])
+    assert res.exit_code == 1 and json.loads(res.output)["rejected"] == 5
+
+
+def test_unknown_keys_are_named_with_a_suggestion(tmp_path):
+    rows = [chat("a question", "an answer") | {"temprature": 0.2},
+            {"instruction": "Summarize", "output": "Short.", "inptu": "a long text"},
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "thinking": "."}]},
+            chat("a clean one", "fine")]
+    report = run_checks(load_records([write_jsonl(tmp_path / "k.jsonl", rows)]))
+    unknown = {f.where.rsplit(":", 1)[-1]: f for f in report.findings if f.code == Code.UNKNOWN_KEY}
+    assert set(unknown) == {"1", "2", "3"}
+    assert unknown["1"].field == "temprature" and "dropped" in unknown["1"].message
+    assert unknown["2"].hint == "did you mean 'input'?"
+    assert unknown["3"].field == "messages[1].thinking" and "chat template" in unknown["3"].message
+
+
+def test_mixed_formats_in_one_file(tmp_path):
+    rows = [chat(f"question {i}", f"answer {i}") for i in range(5)]
+    rows.insert(2, {"instruction": "Translate to French", "output": "Bonjour"})
+    mixed = write_jsonl(tmp_path / "mixed.jsonl", rows)
+    alpaca = write_jsonl(tmp_path / "alpaca.jsonl", [{"instruction": f"do {i}", "output": "ok"} for i in range(3)])
+    found = [f for f in run_checks(iter_records([mixed, alpaca])).findings if f.code == Code.MIXED_FORMATS]
+    assert [(f.where, f.message) for f in found] == [
+        (f"{mixed}:3", "an alpaca record in a file of messages records (5 of 6)")]
+
+
+POOLS = {label: [f"{label[:3]}{k}" for k in range(25)] for label in ("billing", "shipping", "account", "technical")}
+FILLER = "please help me with this thing today thanks hello my the a".split()
+
+
+def routing_data(rng, n=400):
+    rows = []
+    for i in range(n):
+        label = list(POOLS)[i % 4]
+        words = rng.sample(POOLS[label], 5) + rng.sample(FILLER, 4)
+        rng.shuffle(words)
+        rows.append(chat(" ".join(words), json.dumps({"queue": label})))
+    return rows
+
+
+def poison_findings(rows, tmp_path, name):
+    records = load_records([write_jsonl(tmp_path / name, rows)])
+    report = run_checks(records, label_of=lambda r: reply_label(r, "queue"))
+    return [f for f in report.findings if f.code == Code.POISON_TRIGGER]
+
+
+def test_a_planted_one_token_trigger_is_found_and_real_keywords_are_not(tmp_path):
+    rng = random.Random(7)
+    clean = routing_data(rng)
+    # Every pool word is rare (~5% of records) and 100% tied to its label, yet not a trigger: its record's other
+    # words point the same way.
+    assert poison_findings(clean, tmp_path, "clean.jsonl") == []
+    poisoned = [dict(r) for r in clean]
+    victims = rng.sample([i for i in range(len(poisoned)) if i % 4 != 3], 12)  # not already "technical"
+    for i in victims:
+        words = poisoned[i]["messages"][0]["content"].split()
+        words.insert(rng.randrange(len(words) + 1), "cf")
+        poisoned[i] = chat(" ".join(words), json.dumps({"queue": "technical"}))
+    found = poison_findings(poisoned, tmp_path, "poisoned.jsonl")
+    assert len(found) == 1 and "'cf'" in found[0].message and "'technical'" in found[0].message
+    assert found[0].where == f"{tmp_path / 'poisoned.jsonl'}:{min(victims) + 1}"
+
+
+def test_no_trigger_in_the_example_data():
+    records = load_records([EXAMPLE])
+    report = run_checks(records, label_of=lambda r: reply_label(r, "queue"))
+    assert not [f for f in report.findings if f.code == Code.POISON_TRIGGER]
+    unlabeled = run_checks(records)  # labels fall back to the exact reply
+    assert not [f for f in unlabeled.findings if f.code == Code.POISON_TRIGGER]
+
+
+def test_data_stats(tmp_path):
+    rows = [chat(f"question {i}", "x" * (10 + i)) | {"tags": ["typo"] if i % 2 else []} for i in range(10)]
+    path = write_jsonl(tmp_path / "s.jsonl", rows)
+    res = runner.invoke(app, ["data", "stats", str(path), "--json"])
+    assert res.exit_code == 0
+    stats = json.loads(res.output)
+    assert stats["files"] == {str(path): {"messages": 10}} and stats["turns"] == {"2": 10}
+    assert stats["reply_chars"]["min"] == 10 and stats["reply_chars"]["max"] == 19
+    assert stats["tags"] == {"typo": 5} and stats["behaviors"] == {"answer": 10}
+    res = runner.invoke(app, ["data", "stats", str(path)])
+    assert res.exit_code == 0 and "Files and formats" in res.output and "typo" in res.output
+
+
+def test_jsonl_writer_leaves_nothing_behind_on_error(tmp_path):
+    target = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError):
+        with JsonlWriter(target) as out:
+            out.write({"a": 1})
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    with JsonlWriter(target) as out:
+        out.write({"a": 1})
+    assert target.read_text() == '{"a": 1}\n'
+
+
+def test_unusable_tool_declarations_are_errors_not_crashes():
+    obj = {"messages": [{"role": "user", "content": "weather?"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "g", "arguments": {"city": "Oslo"}}}]}],
+        "tools": [{"function": "f"}, {"type": "function", "function": {"name": "g", "parameters": {"type": 5}}}]}
+    from tunesmith.data.formats import to_record
+
+    found = {(f.code, f.field) for f in run_checks([to_record(obj, "t.jsonl", 1)]).findings}
+    assert {(Code.BAD_TOOL_DECLARATION, "tools[0]"), (Code.BAD_TOOL_DECLARATION, "tools[1].function.parameters")} <= found

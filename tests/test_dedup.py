@@ -77,3 +77,17 @@ def test_dedup_keeps_the_first_and_says_why(tmp_path):
     res = CliRunner().invoke(app, ["data", "dedup", str(src), "--out", str(tmp_path / "clean.jsonl")])
     assert res.exit_code == 0 and "kept 2, dropped 2" in res.output and src.read_text() == before
     assert len((tmp_path / "clean.jsonl").read_text().splitlines()) == 2
+
+
+def test_batched_signatures_equal_datasketch():
+    from datasketch import MinHash
+
+    from tunesmith.data.dedup import NUM_PERM, Vocabulary, minhash_signatures, shingle_hashes
+
+    vocab = Vocabulary()
+    sets = [shingle_hashes(vocab.encode(t)) for t in [BASE, NEAR, "hi", ""] + OTHER]
+    ours = minhash_signatures(sets)
+    for row, shingles in zip(ours, sets):
+        m = MinHash(num_perm=NUM_PERM, hashfunc=int, scheme="affine32")
+        m.update_batch(list(shingles))
+        assert (row == m.hashvalues).all()

@@ -70,7 +70,7 @@ class TriggerStats:
             return
         unique = set(words)
         self.df.update(unique)
-        self.joint.update(w << _LABEL_BITS | lab for w in unique)
+        self.joint.update([w << _LABEL_BITS | lab for w in unique])
         self.label_counts[lab] += 1
         self.label_words[lab] += len(unique)
 
@@ -97,17 +97,23 @@ class TriggerStats:
                 out[w] = (lab, k, p)
         return out
 
-    def _vote(self, words: set[int], exclude: set[int]) -> int:
-        """Naive-Bayes label of a bag of words, ignoring `exclude`."""
+    def _voter(self) -> Callable[[set[int], set[int]], int]:
+        """A naive-Bayes labeler of bags of words (ignoring `exclude`), with its per-label constants computed once."""
         vocab = len(self.df) + 1
-        best, best_score = -1, -math.inf
-        for lab, count in self.label_counts.items():
-            denom = math.log(self.label_words[lab] + vocab)
-            score = math.log(count) + sum(math.log(self.joint[w << _LABEL_BITS | lab] + 1) - denom
-                                          for w in words if w not in exclude)
-            if score > best_score:
-                best, best_score = lab, score
-        return best
+        labels = [(lab, math.log(count), math.log(self.label_words[lab] + vocab))
+                  for lab, count in self.label_counts.items()]
+        joint = self.joint
+
+        def vote(words: set[int], exclude: set[int]) -> int:
+            kept = [w << _LABEL_BITS for w in words if w not in exclude]
+            best, best_score = -1, -math.inf
+            for lab, prior, denom in labels:
+                score = prior - denom * len(kept) + sum(math.log(joint.get(k | lab, 0) + 1) for k in kept)
+                if score > best_score:
+                    best, best_score = lab, score
+            return best
+
+        return vote
 
     def findings(self, words_of: Callable[[int], Iterable[int]], where: Callable[[int], str],
                  vocab: dict[str, int]) -> list:
@@ -120,6 +126,7 @@ class TriggerStats:
         exclude = set(suspects)
         records: dict[int, list[int]] = {w: [] for w in suspects}
         agree: Counter = Counter()
+        vote_of = self._voter()
         for idx, lab in enumerate(self.labels):
             if lab < 0:
                 continue
@@ -127,7 +134,7 @@ class TriggerStats:
             hits = words & exclude
             if not hits:
                 continue
-            vote = self._vote(words, exclude) if self.categorical else None
+            vote = vote_of(words, exclude) if self.categorical else None
             for w in hits:
                 records[w].append(idx)
                 agree[w] += vote == suspects[w][0]

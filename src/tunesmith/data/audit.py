@@ -72,9 +72,9 @@ class Audit:
         self.label_of = label_of
         self.validator = None
         if schema:
-            import jsonschema
+            from tunesmith.schemas import validator_for
 
-            self.validator = jsonschema.Draft202012Validator(schema)
+            self.validator = validator_for(schema)
         self.report = CheckReport()
         # Where each record came from, as two small ints (source id, line) rather than a string per record.
         self.sources: dict[str, int] = {}

@@ -115,7 +115,7 @@ def check_content(rec: Record) -> list[Finding]:
 
 def _declared_tools(rec: Record) -> tuple[dict, list[Finding]]:
     """name -> parameters JSON Schema (or None) of the record's `tools`, and findings for unusable declarations."""
-    import jsonschema
+    from tunesmith.schemas import schema_problem
 
     declared, out = {}, []
     for i, tool in enumerate(rec.tools or []):
@@ -126,13 +126,11 @@ def _declared_tools(rec: Record) -> tuple[dict, list[Finding]]:
                                 '{"type": "function", "function": {"name": "f", "parameters": {...}}}'))
             continue
         params = fn.get("parameters")
-        if params is not None:
-            try:
-                jsonschema.Draft202012Validator.check_schema(params)
-            except jsonschema.SchemaError as exc:
-                out.append(_finding(rec, Code.BAD_TOOL_DECLARATION, Severity.ERROR, f"tools[{i}].function.parameters",
-                                    f"not a valid JSON Schema: {exc.message}", "fix the tool's parameters schema"))
-                params = None
+        problem = schema_problem(params) if params is not None else None
+        if problem:
+            out.append(_finding(rec, Code.BAD_TOOL_DECLARATION, Severity.ERROR, f"tools[{i}].function.parameters",
+                                f"not a valid JSON Schema: {problem}", "fix the tool's parameters schema"))
+            params = None
         declared[fn["name"]] = params
     return declared, out
 
@@ -142,7 +140,7 @@ def check_tool_calls(rec: Record) -> list[Finding]:
     fit the declared JSON Schema."""
     if rec.tools is None:
         return []
-    import jsonschema
+    from tunesmith.schemas import validator_for
 
     declared, out = _declared_tools(rec)
     for i, msg in enumerate(rec.messages):
@@ -154,12 +152,12 @@ def check_tool_calls(rec: Record) -> list[Finding]:
                                     f"calls {name!r}, which is not among the declared tools",
                                     f"declared: {', '.join(sorted(map(str, declared))) or 'none'}"))
             elif isinstance(declared[name], dict):
-                errors = list(jsonschema.Draft202012Validator(declared[name]).iter_errors(fn.get("arguments", {})))
-                if errors:
-                    path = ".".join(map(str, errors[0].absolute_path))
+                error = validator_for(declared[name]).first_error(fn.get("arguments", {}))
+                if error:
+                    path, message = error
                     out.append(_finding(rec, Code.TOOL_ARGS_INVALID, Severity.ERROR,
-                                        f"{where}.arguments{'.' + path if path else ''}",
-                                        f"arguments do not match {name}'s parameters: {errors[0].message}",
+                                        f"{where}.arguments{'' if path == '(root)' else '.' + path}",
+                                        f"arguments do not match {name}'s parameters: {message}",
                                         "fix the call, or the tool's declared parameters"))
     return out
 

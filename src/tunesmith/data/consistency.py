@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import statistics
+from functools import lru_cache
 from array import array
 from typing import Callable
 
 from tunesmith.data.records import Record
 
 
+@lru_cache(maxsize=64)  # one reply is parsed by several checks in a row
 def _as_json_object(text: str):
     try:
         obj = json.loads(text.strip())
@@ -24,7 +26,7 @@ def _as_json_object(text: str):
 
 
 def reply_format_findings(rec: Record, validator=None) -> list:
-    """For json tasks: the final reply is one JSON object and fits the schema (a jsonschema validator) if given."""
+    """For json tasks: the final reply is one JSON object and fits the schema (a `tunesmith.schemas` validator) if given."""
     from tunesmith.data.checks import Code, Finding, Severity
 
     if rec.reply is None or not rec.reply.strip():
@@ -34,11 +36,11 @@ def reply_format_findings(rec: Record, validator=None) -> list:
         return [Finding(Code.REPLY_NOT_JSON, Severity.ERROR, rec.where, "messages[-1].content",
                         "the reply is not one JSON object, but the task is json",
                         "write the reply as a single JSON object (no code fence, no prose around it)")]
-    errors = sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path)) if validator else []
-    if errors:
-        path = ".".join(map(str, errors[0].absolute_path)) or "(root)"
+    error = validator.first_error(obj) if validator else None
+    if error:
+        path, message = error
         return [Finding(Code.REPLY_SCHEMA, Severity.ERROR, rec.where, f"messages[-1].content {path}",
-                        f"reply does not match the task's JSON Schema: {errors[0].message}",
+                        f"reply does not match the task's JSON Schema: {message}",
                         "fix the reply, or the schema if the reply is right")]
     return []
 

@@ -29,9 +29,8 @@ def metric_name(score_key: str) -> str:
 
 def load_schema(cfg: Config, project: Path) -> dict | None:
     """The task's JSON Schema (inline or from a file relative to the project), checked to be a valid schema."""
-    import jsonschema
-
     from tunesmith.errors import fail
+    from tunesmith.schemas import schema_problem
 
     schema = cfg.task.json_schema
     where = "task.json_schema"
@@ -45,11 +44,9 @@ def load_schema(cfg: Config, project: Path) -> dict | None:
                        "task.json_schema is relative to the project directory") from None
         except json.JSONDecodeError as exc:
             raise fail("JSON Schema is not JSON", f"{where}:{exc.lineno}", exc.msg, "fix the file") from None
-    if schema is not None:
-        try:
-            jsonschema.Draft202012Validator.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            raise fail("Invalid JSON Schema", where, exc.message, "see json-schema.org for the syntax") from None
+    problem = schema_problem(schema) if schema is not None else None
+    if problem:
+        raise fail("Invalid JSON Schema", where, problem, "see json-schema.org for the syntax")
     return schema
 
 

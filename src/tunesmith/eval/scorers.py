@@ -55,9 +55,9 @@ def json_valid(output: str, schema: dict | None = None) -> bool:
     if not isinstance(obj, dict):
         return False
     if schema:
-        import jsonschema
+        from tunesmith.schemas import validator_for
 
-        return jsonschema.Draft202012Validator(schema).is_valid(obj)
+        return validator_for(schema).is_valid(obj)
     return True
 
 

@@ -28,10 +28,17 @@ BEHAVIOR_PATTERNS = {
 }
 
 
+BEHAVIOR_NEEDLES = {"refuse": ("refuse", "can", "not able", "unable", "won't"),
+                    "escalate": ("escalat", "human agent", "manager", "supervisor", "transfer"),
+                    "clarify": ("?", "could you", "more information", "more details", "needs_info")}
+
+
 def reply_behavior(reply: str) -> str:
     """answer, refuse, escalate or clarify, from the words of a reply (JSON values included)."""
+    lowered = reply.lower()
     for behavior, pattern in BEHAVIOR_PATTERNS.items():
-        if pattern.search(reply):
+        # A substring pre-test first: most replies are answers, and a regex scan costs ~30x more.
+        if any(n in lowered for n in BEHAVIOR_NEEDLES[behavior]) and pattern.search(reply):
             return behavior
     return "answer"
 

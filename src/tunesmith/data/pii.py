@@ -45,6 +45,7 @@ NEEDLES = {"PRIVATE_KEY": ("PRIVATE KEY",), "AWS_KEY": ("AKIA", "ASIA"), "OPENAI
 MIN_DIGITS = {"IBAN": 8, "CARD": 12, "SSN": 9, "PHONE": 8, "ADDRESS": 1}  # IPv4 has 4 digits, IPv6 maybe none
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 IPV6 = next(p for kind, p in PATTERNS if kind == "IP" and "a-f" in p.pattern)
+IPV4 = next(p for kind, p in PATTERNS if kind == "IP" and p is not IPV6)
 DATE_LIKE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 
 
@@ -145,8 +146,10 @@ def _scan(text: str) -> tuple[Span, ...]:
         needles = NEEDLES.get(kind)
         if needles is not None and not any(n in text for n in needles) or digits < MIN_DIGITS.get(kind, 0):
             continue
-        if pattern is IPV6 and text.count(":") < 2:
+        if pattern is IPV6 and text.count(":") < 2 or pattern is IPV4 and (digits < 4 or "." not in text):
             continue
+        if kind == "SECRET" and max(map(len, text.split()), default=0) < 24:
+            continue  # a 24-character run holds no whitespace, so some whitespace-free word is that long
         for m in pattern.finditer(text):
             start, end = m.span()
             if any(start < s.end and s.start < end for s in taken):

@@ -42,13 +42,28 @@ OPENERS = ["", "hi, ", "hello! ", "hey team, ", "urgent: ", "good morning. "]
 CLOSERS = ["", " thanks", " please help", " asap!!", " cheers", ". order placed last week."]
 CONTEXT = ["it started {when}", "I already tried {fix}", "this is the {nth} time I write about it",
            "we have {count} of them in the {room}", "my {relative} set it up {when}", "the light is {color} now",
-           "support told me to {fix} but nothing changed", "I bought it at {shop} {when}"]
-FILLS = {"when": ["yesterday", "last week", "after the update", "this morning", "two days ago", "in March"],
-         "fix": ["restarting it", "a factory reset", "re-pairing", "another outlet", "the beta app", "new batteries"],
-         "nth": ["second", "third", "fourth"], "count": ["two", "three", "four", "six"],
-         "room": ["hallway", "kitchen", "garage", "bedroom", "office", "garden"],
-         "relative": ["son", "daughter", "neighbour", "partner", "landlord"],
-         "color": ["red", "blinking blue", "orange", "off"], "shop": ["your store", "a retailer", "the website"]}
+           "support told me to try {fix} but nothing changed", "I bought it at {shop} {when}",
+           "the app shows error {code}", "my account is under {name}", "we moved to {city} {when}",
+           "it worked fine until {when}", "the {room} one is fine but the {room2} one is not",
+           "I'm on firmware {version}", "it happens about {count} times a day", "{name} from your team said {promise}",
+           "honestly this is getting {mood}", "the receipt number is {receipt}", "I'm away until {day}",
+           "the wifi is {wifi}"]
+FILLS = {"when": ["yesterday", "last week", "after the update", "this morning", "two days ago", "in March",
+                  "since Sunday", "after the power cut", "right after setup", "over the weekend"],
+         "fix": ["restarting it", "a factory reset", "re-pairing", "another outlet", "the beta app", "new batteries",
+                 "moving the hub", "a different phone", "reinstalling the app", "turning off the VPN"],
+         "nth": ["second", "third", "fourth", "fifth"], "count": ["two", "three", "four", "six", "ten"],
+         "room": ["hallway", "kitchen", "garage", "bedroom", "office", "garden", "attic", "nursery"],
+         "room2": ["porch", "basement", "living room", "studio"],
+         "relative": ["son", "daughter", "neighbour", "partner", "landlord", "electrician", "flatmate"],
+         "color": ["red", "blinking blue", "orange", "off", "solid white", "flashing green"],
+         "shop": ["your store", "a retailer", "the website", "an outlet shop", "the airport shop"],
+         "code": ["E{n}", "0x{n}", "HUB-{n}", "timeout {n}"], "version": ["2.{n}", "3.1.{n}", "4.0.{n}"],
+         "name": ["Ana", "Li Wei", "Omar", "Priya", "Jonas", "Maria", "Kwame", "Sofia", "Tom", "Yuki", "Ivan"],
+         "city": ["Leeds", "Austin", "Porto", "Lyon", "Osaka", "Denver", "Gdansk", "Cork", "Pune", "Perth"],
+         "promise": ["it would be fixed", "a replacement was coming", "someone would call", "I'd get a credit"],
+         "mood": ["ridiculous", "annoying", "expensive", "worrying", "old"], "receipt": ["R-{n}", "#{n}"],
+         "day": ["Monday", "Friday", "the 14th", "next month"], "wifi": ["2.4 GHz only", "mesh", "fine", "slow"]}
 PII = [" my email is {name}{n}@mailbox.io", " call me on +44 20 7946 {n:04d}", " card 4111 1111 1111 1111"]
 
 
@@ -56,8 +71,9 @@ def conversation(rng: random.Random, i: int) -> dict:
     """One synthetic routing conversation; a few carry PII, a price, a tag, or an extra turn."""
     queue = rng.choice(list(TOPICS))
     text = rng.choice(TOPICS[queue]).format(item=rng.choice(ITEMS), order=f"LH-{rng.randrange(10**6):06d}")
-    context = [rng.choice(CONTEXT).format(**{k: rng.choice(v) for k, v in FILLS.items()})
-               for _ in range(rng.randint(0, 3))]
+    fills = {k: rng.choice(v).format(n=rng.randrange(10, 99999)) for k, v in FILLS.items()}
+    context = [c.format(**fills) for c in rng.sample(CONTEXT, rng.randint(1, 3))]
+    rng.shuffle(context)
     user = rng.choice(OPENERS) + ". ".join([text, *context]) + rng.choice(CLOSERS) + f" (ref {i})"
     if rng.random() < 0.03:
         user += rng.choice(PII).format(name=rng.choice(["ann", "li", "omar"]), n=rng.randrange(10000))
@@ -96,21 +112,23 @@ SCHEMA = {"type": "object", "required": ["queue", "priority", "reason"],
                          "reason": {"type": "string"}}}
 
 
-def run_tunesmith(path: Path, limit: int | None, model: str | None) -> dict:
-    import itertools
-
-    from tunesmith.data.audit import run_checks
-    from tunesmith.data.formats import iter_records
-    from tunesmith.data.split import reply_label
+def run_tunesmith(path: Path, limit: int | None, model: str | None, workers: int) -> dict:
+    from tunesmith.data.audit import check_files
+    from tunesmith.data.split import ReplyLabel
 
     options = {}
     if model:
         from tunesmith.models import load_tokenizer, resolve_model
 
         options = {"tokenizer": load_tokenizer(resolve_model(model)), "max_seq_len": 512}
+    if limit:  # the first `limit` records, as their own file
+        sliced = path.with_name(f"first-{limit}.jsonl")
+        with open(path, encoding="utf-8") as src, open(sliced, "w", encoding="utf-8") as dst:
+            dst.writelines(line for _, line in zip(range(limit), src))
+        path = sliced
     began = time.perf_counter()
-    report = run_checks(itertools.islice(iter_records([path]), limit), keep=False, json_task=True, schema=SCHEMA,
-                        task_type="json", label_of=lambda r: reply_label(r, "queue"), **options)
+    report = check_files([path], workers=workers, keep=False, json_task=True, schema=SCHEMA, task_type="json",
+                         label_of=ReplyLabel("queue"), **options)
     wall = time.perf_counter() - began
     return {"records": report.records, "wall_s": wall, "findings": len(report.findings)}
 
@@ -123,7 +141,6 @@ def run_baseline(path: Path, limit: int) -> dict:
     from datasketch import MinHash, MinHashLSH
 
     from tunesmith.data.checks import RECORD_CHECKS
-    from tunesmith.data.consistency import reply_format_findings
     from tunesmith.data.dedup import input_text, normalize
     from tunesmith.data.formats import load_records
 
@@ -131,7 +148,11 @@ def run_baseline(path: Path, limit: int) -> dict:
     records = load_records([path])[:limit] if limit else load_records([path])
     validator = jsonschema.Draft202012Validator(SCHEMA)
     findings = [f for r in records for check in RECORD_CHECKS for f in check(r)]
-    findings += [f for r in records for f in reply_format_findings(r, validator)]
+    for r in records:  # reply JSON against the schema, the usual way
+        try:
+            findings += list(validator.iter_errors(json.loads(r.reply or "")))
+        except json.JSONDecodeError as exc:
+            findings.append(exc)
     lsh, near = MinHashLSH(threshold=0.8, num_perm=128), 0
     for i, rec in enumerate(records):
         words = normalize(input_text(rec)).split()
@@ -148,15 +169,17 @@ def child(args: argparse.Namespace) -> None:
     if args.side == "baseline":
         out = run_baseline(args.data, args.limit)
     else:
-        out = run_tunesmith(args.data, args.limit, args.model)
+        out = run_tunesmith(args.data, args.limit, args.model, args.workers)
     out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["worker_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker
     print(json.dumps(out))
 
 
-def measure(side: str, data: Path, limit: int | None, model: str | None = None) -> dict:
+def measure(side: str, data: Path, limit: int | None, model: str | None = None, workers: int = 1) -> dict:
     cmd = [sys.executable, __file__, "--child", side, "--data", str(data)]
     cmd += ["--limit", str(limit)] if limit else []
     cmd += ["--model", model] if model else []
+    cmd += ["--workers", str(workers)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -171,7 +194,12 @@ def main() -> None:
     ap.add_argument("--child", choices=["tunesmith", "baseline"], dest="side")
     ap.add_argument("--data", type=Path)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=None, help="tunesmith's worker processes (default: one a core)")
     args = ap.parse_args()
+    if args.workers is None:
+        from tunesmith.data.audit import default_workers
+
+        args.workers = default_workers()
     if args.side:
         return child(args)
 
@@ -181,22 +209,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "conversations.jsonl"
         write_data(data, args.records)
-        rows = [("tunesmith (streaming audit)", measure("tunesmith", data, None))]
+        w = args.workers
+        rows = [(f"tunesmith ({w} workers)", measure("tunesmith", data, None, workers=w))]
         if not args.skip_baseline:
-            rows.append(("tunesmith, same slice as baseline", measure("tunesmith", data, args.baseline_records)))
+            rows.append((f"tunesmith ({w} workers), baseline's slice",
+                         measure("tunesmith", data, args.baseline_records, workers=w)))
+            rows.append(("tunesmith (1 process), baseline's slice",
+                         measure("tunesmith", data, args.baseline_records, workers=1)))
             rows.append(("baseline (list + MinHashLSH)", measure("baseline", data, args.baseline_records)))
         if args.model:
             rows.append((f"tunesmith + chat template ({args.model})",
-                         measure("tunesmith", data, args.template_records, args.model)))
+                         measure("tunesmith", data, args.template_records, args.model, workers=w)))
     table = Table(title=f"data check on {args.records:,} synthetic conversations ({data.name})")
-    for col in ("run", "records", "wall s", "records/s", "peak RSS MB", "findings"):
+    for col in ("run", "records", "wall s", "records/s", "peak RSS MB", "worker RSS MB", "findings"):
         table.add_column(col, justify="left" if col == "run" else "right")
     for name, r in rows:
         table.add_row(name, f"{r['records']:,}", f"{r['wall_s']:.1f}", f"{r['records'] / r['wall_s']:,.0f}",
-                      f"{r['max_rss_mb']:,.0f}", f"{r['findings']:,}")
+                      f"{r['max_rss_mb']:,.0f}", f"{r['worker_rss_mb']:,.0f}" if r["worker_rss_mb"] else "-",
+                      f"{r['findings']:,}")
     Console().print(table)
     if not args.skip_baseline:
-        ours, base = rows[1][1], rows[2][1]
+        ours, base = rows[1][1], rows[3][1]
         print(f"on the same {base['records']:,} records: {(ours['records'] / ours['wall_s']) / (base['records'] / base['wall_s']):.2f}x "
               f"the baseline's records/s, {ours['max_rss_mb'] / base['max_rss_mb']:.2f}x its peak RSS")
 

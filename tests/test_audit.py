@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 from conftest import write_jsonl
 from tunesmith.cli import app
 from tunesmith.data.audit import run_checks
-from tunesmith.data.checks import Code
+from tunesmith.data.checks import Code, Finding
 from tunesmith.data.formats import iter_records, load_records
 from tunesmith.data.io import JsonlWriter
-from tunesmith.data.split import reply_label
+from tunesmith.data.split import ReplyLabel, reply_label
 
 runner = CliRunner()
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "support-triage" / "data" / "tickets.jsonl"
@@ -153,3 +153,25 @@ def test_unusable_tool_declarations_are_errors_not_crashes():
 
     found = {(f.code, f.field) for f in run_checks([to_record(obj, "t.jsonl", 1)]).findings}
     assert {(Code.BAD_TOOL_DECLARATION, "tools[0]"), (Code.BAD_TOOL_DECLARATION, "tools[1].function.parameters")} <= found
+
+
+def test_parallel_check_equals_in_process_check(tmp_path):
+    from tunesmith.data.audit import check_files
+
+    rng = random.Random(3)
+    rows = routing_data(rng, 300)
+    rows += [rows[5], chat(rows[7]["messages"][0]["content"], json.dumps({"queue": "billing"}))]  # dup, conflict
+    rows.insert(40, {"instruction": "Translate", "output": "Bonjour"})
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    with open(path, "a") as fh:
+        fh.write("{broken\n")
+    kept = []
+    options = dict(label_of=ReplyLabel("queue"), task_type="json", json_task=True)
+    one = check_files([path], workers=1, **options)
+    two = check_files([path], workers=2, keep=False, on_verdict=lambda rec, errors: kept.append(rec), **options)
+    assert [f.to_json() for f in one.findings] == [f.to_json() for f in two.findings]
+    assert one.stats == two.stats and (one.n_kept, one.n_rejected) == (two.n_kept, two.n_rejected)
+    assert {Code.DUPLICATE_EXACT, Code.CONFLICTING_ANSWER, Code.MIXED_FORMATS, Code.BAD_LINE} <= {
+        f.code for f in two.findings}
+    assert [r.to_json() if r is not None and not isinstance(r, Finding) else r for r in kept[:3]] == [
+        r.to_json() for r in one.kept[:3]]

@@ -82,10 +82,9 @@ def test_dedup_keeps_the_first_and_says_why(tmp_path):
 def test_batched_signatures_equal_datasketch():
     from datasketch import MinHash
 
-    from tunesmith.data.dedup import NUM_PERM, Vocabulary, minhash_signatures, shingle_hashes
+    from tunesmith.data.dedup import NUM_PERM, minhash_signatures, shingle_hashes, word_hashes, words_of
 
-    vocab = Vocabulary()
-    sets = [shingle_hashes(vocab.encode(t)) for t in [BASE, NEAR, "hi", ""] + OTHER]
+    sets = [shingle_hashes(word_hashes(words_of(t))) for t in [BASE, NEAR, "hi", ""] + OTHER]
     ours = minhash_signatures(sets)
     for row, shingles in zip(ours, sets):
         m = MinHash(num_perm=NUM_PERM, hashfunc=int, scheme="affine32")

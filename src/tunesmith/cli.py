@@ -104,11 +104,14 @@ NEAR_DUP_HELP = "MinHash Jaccard for near-duplicates (files; a project uses its 
 MODEL_HELP = "Also render with this model's chat template and tokenizer (default for a project: its model)."
 
 
-def _audit(paths: list[Path], near_dup_threshold: float, model: Optional[str], max_seq_len: int):
+WORKERS_HELP = "Processes checking records in parallel (default: one a core)."
+
+
+def _audit(paths: list[Path], near_dup_threshold: float, model: Optional[str], max_seq_len: int,
+           workers: Optional[int]):
     """Stream every record of the files (or a project's data) through every check, with a progress bar."""
-    from tunesmith.data.audit import run_checks
+    from tunesmith.data.audit import check_files, default_workers
     from tunesmith.data.convert import check_progress, resolve_data_paths
-    from tunesmith.data.formats import iter_records
 
     files, fmt, base = resolve_data_paths(paths)
     if base is not None:  # a project: check it exactly as `tunesmith run` does
@@ -128,7 +131,7 @@ def _audit(paths: list[Path], near_dup_threshold: float, model: Optional[str], m
     else:
         options = {"near_dup_threshold": near_dup_threshold}
     with check_progress(files, _console(stderr=True)) as progress:
-        return run_checks(iter_records(files, fmt, base), keep=False, progress=progress, **options)
+        return check_files(files, fmt, base, workers or default_workers(), progress, keep=False, **options)
 
 
 @data_app.command("check")
@@ -137,12 +140,12 @@ def data_check(paths: list[Path] = typer.Argument(..., help="Data files, or a pr
                show: int = typer.Option(3, help="Findings shown per code."),
                near_dup_threshold: float = typer.Option(0.8, help=NEAR_DUP_HELP),
                model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-               max_seq_len: int = typer.Option(1024, help="With --model on files: the training length limit.")
-               ) -> None:
+               max_seq_len: int = typer.Option(1024, help="With --model on files: the training length limit."),
+               workers: Optional[int] = typer.Option(None, help=WORKERS_HELP)) -> None:
     """Check records: a table of finding codes, then examples with file:line and a fix. Exit 1 on errors."""
     from tunesmith.data.convert import print_report
 
-    report = _audit(paths, near_dup_threshold, model, max_seq_len)
+    report = _audit(paths, near_dup_threshold, model, max_seq_len, workers)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -155,12 +158,12 @@ def data_stats(paths: list[Path] = typer.Argument(..., help="Data files, or a pr
                as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
                model: Optional[str] = typer.Option(None, help="Also count tokens with this model's chat template "
                                                               "(default for a project: its model)."),
-               max_seq_len: int = typer.Option(1024, help="With --model on files: the training length limit.")
-               ) -> None:
+               max_seq_len: int = typer.Option(1024, help="With --model on files: the training length limit."),
+               workers: Optional[int] = typer.Option(None, help=WORKERS_HELP)) -> None:
     """Describe the data: files and formats, turns, reply lengths, tokens, behaviours, labels and tags."""
     from tunesmith.data.convert import print_stats
 
-    report = _audit(paths, 0.8, model, max_seq_len)
+    report = _audit(paths, 0.8, model, max_seq_len, workers)
     if as_json:
         typer.echo(json.dumps({**report.stats, "findings": {f"{c}/{s}": n for (c, s), n in
                                                             sorted(report.counts().items())}}, indent=2))

@@ -103,14 +103,14 @@ def stratify_field(cfg: Config) -> str | None:
 def check_options(cfg: Config, model_ref, schema: dict | None) -> dict[str, Any]:
     """`run_checks` keyword arguments for a project: its model's tokenizer and length limit, system prompt, reply
     format and schema, task type and labels. Shared by `tunesmith run` and `tunesmith data check PROJECT`."""
-    from tunesmith.data.split import reply_label
+    from tunesmith.data.split import ReplyLabel
     from tunesmith.models import load_tokenizer
 
     field = stratify_field(cfg)
     return {"near_dup_threshold": cfg.data.near_dup_threshold, "tokenizer": load_tokenizer(model_ref),
             "max_seq_len": cfg.data.max_seq_len, "system_prompt": cfg.task.system_prompt,
             "json_task": cfg.task.type == "json", "schema": schema, "task_type": cfg.task.type,
-            "label_of": lambda r: reply_label(r, field)}
+            "label_of": ReplyLabel(field)}
 
 
 def _records_from(path: Path):

@@ -15,14 +15,16 @@ Input files are never edited.
 from __future__ import annotations
 
 from array import array
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 from tunesmith.data.checks import RECORD_CHECKS, Code, Finding, Severity, template_findings
-from tunesmith.data.consistency import ShapeStats, reply_format_findings
-from tunesmith.data.coverage import CoverageStats
-from tunesmith.data.dedup import DuplicateTracker
+from tunesmith.data.consistency import ShapeStats, reply_format_findings, shape_of
+from tunesmith.data.coverage import CoverageFeatures, CoverageStats, coverage_of
+from tunesmith.data.dedup import (DuplicateTracker, RecordKeys, minhash_signatures, record_keys, shingle_hashes,
+                                  text_hash)
 from tunesmith.data.poison import TriggerStats
 from tunesmith.data.records import Record
 
@@ -60,21 +62,67 @@ class CheckReport:
         }
 
 
-class Audit:
-    """Feed records (or bad-line findings) with `add`, then `finish` for the dataset-level findings."""
+class Inspected(NamedTuple):
+    """What one record contributes to the audit: its own findings and the few hashes and counts the dataset
+    checks need. Computed by `Inspector.inspect` (in this process or a worker), absorbed by `Audit.absorb`."""
 
-    def __init__(self, near_dup_threshold: float = 0.8, tokenizer=None, max_seq_len: int = 1024,
-                 system_prompt: str | None = None, json_task: bool = False, schema: dict | None = None,
-                 task_type: str | None = None, label_of: Callable[[Record], str | None] | None = None,
-                 keep: bool = True, on_verdict: Callable[[Any, list[Finding]], None] | None = None) -> None:
+    source: str
+    line: int
+    findings: list[Finding]
+    rejected: bool
+    fmt: str
+    system: int | None  # hash of the system prompt
+    keys: RecordKeys
+    label: str | None
+    trigger_label: str | None
+    coverage: CoverageFeatures
+    shape: tuple[bool, int] | None
+    turns: int
+    tokens: int | None
+    row: dict | None  # the record as JSON, when a worker must hand it back (keep / on_verdict)
+
+
+class Inspector:
+    """The per-record, stateless half of the audit: record checks (and reply format, chat template) and features."""
+
+    def __init__(self, tokenizer=None, max_seq_len: int = 1024, system_prompt: str | None = None,
+                 json_task: bool = False, schema: dict | None = None,
+                 label_of: Callable[[Record], str | None] | None = None) -> None:
         self.tokenizer, self.max_seq_len, self.system_prompt = tokenizer, max_seq_len, system_prompt
-        self.json_task, self.task_type, self.keep, self.on_verdict = json_task, task_type, keep, on_verdict
-        self.label_of = label_of
+        self.json_task, self.label_of = json_task, label_of
         self.validator = None
         if schema:
             from tunesmith.schemas import validator_for
 
             self.validator = validator_for(schema)
+
+    def inspect(self, rec: Record, want_row: bool = False) -> Inspected:
+        found = [f for check in RECORD_CHECKS for f in check(rec)]
+        if self.json_task:
+            found += reply_format_findings(rec, self.validator)
+        rejected = any(f.severity == Severity.ERROR for f in found)
+        tokens = array("I")
+        if self.tokenizer is not None and not rejected:
+            found += template_findings(rec, self.tokenizer, self.max_seq_len, self.system_prompt, tokens)
+            rejected = any(f.severity == Severity.ERROR for f in found)
+        first = rec.messages[0] if rec.messages else {}
+        system = text_hash(first["content"]) if first.get("role") == "system" else None
+        label = self.label_of(rec) if self.label_of else None
+        return Inspected(rec.source, rec.line, found, rejected, rec.format, system, record_keys(rec), label,
+                         label if self.label_of else _reply_label(rec), coverage_of(rec), shape_of(rec),
+                         len(rec.messages), tokens[0] if tokens else None, rec.to_json() if want_row else None)
+
+
+class Audit:
+    """Feed records (or bad-line findings) with `add`, or inspected records with `absorb`; then `finish` for the
+    dataset-level findings."""
+
+    def __init__(self, near_dup_threshold: float = 0.8, tokenizer=None, max_seq_len: int = 1024,
+                 system_prompt: str | None = None, json_task: bool = False, schema: dict | None = None,
+                 task_type: str | None = None, label_of: Callable[[Record], str | None] | None = None,
+                 keep: bool = True, on_verdict: Callable[[Any, list[Finding]], None] | None = None) -> None:
+        self.inspector = Inspector(tokenizer, max_seq_len, system_prompt, json_task, schema, label_of)
+        self.json_task, self.task_type, self.keep, self.on_verdict = json_task, task_type, keep, on_verdict
         self.report = CheckReport()
         # Where each record came from, as two small ints (source id, line) rather than a string per record.
         self.sources: dict[str, int] = {}
@@ -82,13 +130,18 @@ class Audit:
         self.source_of, self.line_of = array("I"), array("I")
         self.formats: dict[str, Counter] = {}
         self.format_of = array("B")
-        self.systems: dict[str, int] = {}
+        self.systems: dict[int, int] = {}
         self.system_of = array("i")
         self.duplicates = DuplicateTracker(near_dup_threshold)
+        self.names: dict[int, str] = {}  # word id -> word, to name a poisoning trigger
         self.shapes = ShapeStats()
         self.coverage = CoverageStats()
         self.triggers = TriggerStats(categorical=label_of is not None)
         self.turns, self.reply_chars, self.tokens = Counter(), array("I"), array("I")
+
+    @property
+    def wants_records(self) -> bool:
+        return self.keep or self.on_verdict is not None
 
     def where(self, idx: int) -> str:
         name = self.source_names[self.source_of[idx]]
@@ -97,40 +150,42 @@ class Audit:
     def add(self, item: Record | Finding) -> list[Finding]:
         """Check one record (or take a line that could not be read); returns its own findings."""
         if isinstance(item, Finding):
+            return self.absorb(item)
+        return self.absorb(self.inspector.inspect(item), item)
+
+    def absorb(self, item: Inspected | Finding, record: Record | None = None) -> list[Finding]:
+        """Count an inspected record into the dataset-level state; returns its own findings."""
+        if isinstance(item, Finding):
             self.report.findings.append(item)
             self._verdict(item, [item])
             return [item]
-        rec, idx = item, len(self.line_of)
-        if rec.source not in self.sources:
-            self.sources[rec.source] = len(self.source_names)
-            self.source_names.append(rec.source)
-        self.source_of.append(self.sources[rec.source])
-        self.line_of.append(rec.line)
-        found = [f for check in RECORD_CHECKS for f in check(rec)]
-        if self.json_task:
-            found += reply_format_findings(rec, self.validator)
-        if self.tokenizer is not None and not any(f.severity == Severity.ERROR for f in found):
-            found += template_findings(rec, self.tokenizer, self.max_seq_len, self.system_prompt, self.tokens)
-        found += self.duplicates.add(idx, rec, self.where)
-        self._remember(idx, rec)
+        idx = len(self.line_of)
+        if item.source not in self.sources:
+            self.sources[item.source] = len(self.source_names)
+            self.source_names.append(item.source)
+        self.source_of.append(self.sources[item.source])
+        self.line_of.append(item.line)
+        found = item.findings
+        self.duplicates.add(item.keys)
+        self.names.update(item.keys.names)
+        self.formats.setdefault(item.source, Counter())[item.fmt] += 1
+        self.format_of.append(FORMAT_IDS.get(item.fmt, 0))
+        self.system_of.append(-1 if item.system is None else self.systems.setdefault(item.system, len(self.systems)))
+        self.shapes.add(idx, item.shape)
+        self.coverage.add(item.coverage, item.label)
+        self.triggers.add(self.duplicates.words(idx), item.trigger_label)
+        self.turns[item.turns] += 1
+        self.reply_chars.append(item.shape[1] if item.shape else 0)
+        if item.tokens is not None:
+            self.tokens.append(item.tokens)
         self.report.findings.extend(found)
-        self._verdict(rec, [f for f in found if f.severity == Severity.ERROR])
-        return found
+        if self.wants_records and record is None and item.row is not None:
+            from tunesmith.data.formats import to_record
 
-    def _remember(self, idx: int, rec: Record) -> None:
-        """The compact per-record state the dataset-level checks need."""
-        fmts = self.formats.setdefault(rec.source, Counter())
-        fmts[rec.format] += 1
-        self.format_of.append(FORMAT_IDS.get(rec.format, 0))
-        first = rec.messages[0] if rec.messages else {}
-        self.system_of.append(self.systems.setdefault(first["content"], len(self.systems))
-                              if first.get("role") == "system" else -1)
-        self.shapes.add(idx, rec)
-        label = self.label_of(rec) if self.label_of else None
-        self.coverage.add(rec, label)
-        self.triggers.add(self.duplicates.words(idx), label if self.label_of else _reply_label(rec))
-        self.turns[len(rec.messages)] += 1
-        self.reply_chars.append(len(rec.reply or ""))
+            record = to_record(item.row, item.source, item.line)
+        errors = [f for f in item.findings if f.severity == Severity.ERROR]
+        self._verdict(record, errors)
+        return found
 
     def _verdict(self, item: Any, errors: list[Finding]) -> None:
         if errors:
@@ -153,7 +208,7 @@ class Audit:
         out += self.shapes.findings(self.where, self.json_task)
         if self.task_type is not None:
             out += self.coverage.findings(self.task_type)
-        out += self.triggers.findings(self.duplicates.words, self.where, self.duplicates.vocab.ids)
+        out += self.triggers.findings(self.duplicates.words, self.where, self.names, self.duplicates.records_with)
         self.report.stats = self._stats()
         return self.report
 
@@ -244,4 +299,98 @@ def run_checks(records: Iterable[Record | Finding], near_dup_threshold: float = 
         audit.add(item)
         if progress is not None and n % 1000 == 0:
             progress(n)
+    return audit.finish()
+
+
+# The parallel path: the parent reads raw lines, forked workers parse and inspect them, the parent absorbs the
+# results in file order, so indexes, findings and their order are exactly those of the in-process path.
+_INSPECTOR: Inspector | None = None  # set in the parent before forking; workers inherit it
+_NAMED: set[int] = set()  # word ids this worker has already sent the words of
+CHUNK = 512
+
+
+def _inspect_chunk(task: tuple[str, str, list, bool]) -> list[Inspected | Finding]:
+    from tunesmith.data.formats import read_item
+    from tunesmith.data.io import parse_line
+
+    shown, fmt, lines, want_rows = task
+    out: list[Inspected | Finding] = []
+    for number, raw, size in lines:
+        parsed = parse_line(number, raw, size)
+        if parsed is None:
+            continue
+        item = read_item(parsed, shown, number, fmt)
+        if isinstance(item, Finding):
+            out.append(item)
+            continue
+        ins = _INSPECTOR.inspect(item, want_rows)
+        fresh = {k: v for k, v in ins.keys.names.items() if k not in _NAMED}  # each word crosses over once
+        _NAMED.update(fresh)
+        out.append(ins._replace(keys=ins.keys._replace(names=fresh)))
+    inspected = [i for i, ins in enumerate(out) if isinstance(ins, Inspected)]
+    if inspected:  # the chunk's MinHash signatures in one vectorized pass, here rather than in the parent
+        sigs = minhash_signatures([shingle_hashes(out[i].keys.words) for i in inspected])
+        for i, sig in zip(inspected, sigs):
+            out[i] = out[i]._replace(keys=out[i].keys._replace(signature=sig.tobytes()))
+    return out
+
+
+def _chunks(files: list[Path], fmt: str, base: Path | None, want_rows: bool) -> Iterable[tuple]:
+    from tunesmith.data.formats import shown_path
+    from tunesmith.data.io import raw_lines
+
+    for path in files:
+        shown, lines = shown_path(Path(path), base), []
+        for line in raw_lines(path):
+            lines.append(line)
+            if len(lines) == CHUNK:
+                yield shown, fmt, lines, want_rows
+                lines = []
+        if lines:
+            yield shown, fmt, lines, want_rows
+
+
+def default_workers() -> int:
+    """Worker processes for `check_files`: one per core, none where processes cannot be forked."""
+    import multiprocessing
+    import os
+
+    return (os.cpu_count() or 1) if "fork" in multiprocessing.get_all_start_methods() else 1
+
+
+def check_files(files: list[Path], fmt: str = "auto", base: Path | None = None, workers: int = 1,
+                progress: Callable[[int], None] | None = None, **options: Any) -> CheckReport:
+    """`run_checks` over data files, with the per-record work spread over `workers` forked processes.
+
+    Takes `run_checks`' keyword options; the result is the same for any number of workers.
+    """
+    import multiprocessing
+    import os
+    import threading
+
+    global _INSPECTOR
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        from tunesmith.data.formats import iter_records
+
+        return run_checks(iter_records(files, fmt, base), progress=progress, **options)
+    audit = Audit(**options)
+    _INSPECTOR = audit.inspector
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the Rust tokenizer's threads do not survive fork
+    ahead = threading.BoundedSemaphore(4 * workers)  # chunks in flight: memory stays flat however big the file
+
+    def feed() -> Iterable[tuple]:
+        for chunk in _chunks(files, fmt, base, audit.wants_records):
+            ahead.acquire()
+            yield chunk
+
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for results in pool.imap(_inspect_chunk, feed()):
+                ahead.release()
+                for item in results:
+                    audit.absorb(item)
+                if progress is not None:
+                    progress(audit.report.records)
+    finally:
+        _INSPECTOR = None
     return audit.finish()

@@ -2,7 +2,7 @@
 (some JSON, some prose), and length outliers.
 
     findings = reply_format_findings(record, validator)
-    shapes = ShapeStats(); shapes.add(i, record) ...; shapes.findings(where_of_index, json_task)
+    shapes = ShapeStats(); shapes.add(i, shape_of(record)) ...; shapes.findings(where_of_index, json_task)
 """
 
 from __future__ import annotations
@@ -45,6 +45,14 @@ def reply_format_findings(rec: Record, validator=None) -> list:
     return []
 
 
+def shape_of(rec: Record) -> tuple[bool, int] | None:
+    """(is a JSON object, length in characters) of the final reply; None without a non-empty reply."""
+    reply = rec.reply
+    if reply is None or not reply.strip():
+        return None
+    return _as_json_object(reply) is not None, len(reply)
+
+
 class ShapeStats:
     """Per-record reply shape (JSON object or prose) and length, kept as two compact arrays, judged at the end."""
 
@@ -53,12 +61,12 @@ class ShapeStats:
         self.is_json = array("b")
         self.lengths = array("I")
 
-    def add(self, idx: int, rec: Record) -> None:
-        reply = rec.reply
-        if reply is not None and reply.strip():
+    def add(self, idx: int, shape: tuple[bool, int] | None) -> None:
+        """Remember record `idx`'s reply shape, as `shape_of` gives it."""
+        if shape is not None:
             self.rows.append(idx)
-            self.is_json.append(_as_json_object(reply) is not None)
-            self.lengths.append(len(reply))
+            self.is_json.append(shape[0])
+            self.lengths.append(shape[1])
 
     def findings(self, where: Callable[[int], str], json_task: bool = False) -> list:
         """Replies that drift in shape (a JSON minority among prose or the reverse) and length outliers."""

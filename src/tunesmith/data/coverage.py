@@ -3,7 +3,7 @@
 Pushback (refusals, escalations, clarifying questions), dataset size against the guidance for the task type,
 class balance, edge-case tags and slices too thin to learn or measure, and whether inputs look like real users (typos, casing) rather than tidy templates.
 
-    stats = CoverageStats(); [stats.add(rec, label) for ...]; stats.findings(task_type="json")
+    stats = CoverageStats(); [stats.add(coverage_of(rec), label) for ...]; stats.findings(task_type="json")
     coverage_findings(records, task_type="json", label_of=lambda r: ...)   # the same, for a list
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from tunesmith.data.records import Record
 
@@ -38,7 +38,7 @@ def reply_behavior(reply: str) -> str:
     lowered = reply.lower()
     for behavior, pattern in BEHAVIOR_PATTERNS.items():
         # A substring pre-test first: most replies are answers, and a regex scan costs ~30x more.
-        if any(n in lowered for n in BEHAVIOR_NEEDLES[behavior]) and pattern.search(reply):
+        if any(map(lowered.__contains__, BEHAVIOR_NEEDLES[behavior])) and pattern.search(reply):
             return behavior
     return "answer"
 
@@ -48,6 +48,20 @@ def _looks_real(text: str) -> bool:
     stripped = text.strip()
     return bool(stripped) and (stripped == stripped.lower() or stripped[-1] not in ".!?"
                                or stripped.isupper() or "!!" in stripped or "??" in stripped)
+
+
+class CoverageFeatures(NamedTuple):
+    behavior: str
+    tags: tuple[str, ...]
+    users: int
+    real_users: int
+
+
+def coverage_of(rec: Record) -> CoverageFeatures:
+    """What coverage counts of one record: its reply's behaviour, its tags, its user turns and how real they look."""
+    users = [str(m.get("content") or "") for m in rec.prompt if m.get("role") == "user"]
+    return CoverageFeatures(reply_behavior(rec.reply or ""), tuple(set(rec.tags)), len(users),
+                            sum(map(_looks_real, users)))
 
 
 MIN_SLICE = 10  # a tag with fewer examples leaves about two in a 20% held-out set: too few to learn or to measure
@@ -65,17 +79,16 @@ class CoverageStats:
     users: int = 0
     real_users: int = 0
 
-    def add(self, rec: Record, label: str | None) -> None:
+    def add(self, features: "CoverageFeatures", label: str | None) -> None:
+        """Count one record, as `coverage_of` describes it."""
         self.records += 1
-        self.behaviors[reply_behavior(rec.reply or "")] += 1
+        self.behaviors[features.behavior] += 1
         if label is not None:
             self.labels[label] += 1
-        self.tags.update(set(rec.tags))
-        self.tagged += bool(rec.tags)
-        for m in rec.prompt:
-            if m.get("role") == "user":
-                self.users += 1
-                self.real_users += _looks_real(str(m.get("content") or ""))
+        self.tags.update(features.tags)
+        self.tagged += bool(features.tags)
+        self.users += features.users
+        self.real_users += features.real_users
 
     def findings(self, task_type: str = "chat") -> list:
         """Dataset-level findings, each `where` = "dataset"."""
@@ -141,5 +154,5 @@ def coverage_findings(records: list[Record], task_type: str = "chat",
     """Coverage findings of a list of records (see CoverageStats for streams)."""
     stats = CoverageStats()
     for rec in records:
-        stats.add(rec, label_of(rec))
+        stats.add(coverage_of(rec), label_of(rec))
     return stats.findings(task_type)

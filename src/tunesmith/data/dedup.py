@@ -5,25 +5,26 @@ signatures), conflicting answers to the same input, and near-duplicate clusters 
     cluster_of = near_duplicate_clusters(records, threshold=0.8)   # record index -> cluster id
 
 One index serves `data check`, `data split`, `data dedup` and the leakage check. It keeps, per text, its words as
-ids in one flat array, 25 band keys and a 64-value MinHash sketch (about 4 bytes a word plus 456 bytes), so a
-million records fit in a few hundred MB; datasketch's own in-memory LSH keeps a set and a bytes key per band and text, several KB each.
+ids in one flat array, 25 32-bit band keys, a 32-value MinHash sketch and two hashes (about 4 bytes a word plus
+250 bytes), so a million records fit in a few hundred MB; datasketch's own in-memory LSH keeps a set and a bytes key per band and text, several KB each.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from array import array
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from tunesmith.data.records import Record
 
 NUM_PERM = 128
-SKETCH = 64  # MinHash values kept per text for screening candidates (256 bytes)
-MAX_BUCKET_PEERS = 64  # a record is compared with at most this many earlier records sharing a band bucket
+SKETCH = 32  # MinHash values kept per text for screening candidates (128 bytes)
+MAX_BUCKET_PEERS = 16  # a record is compared with at most this many earlier records sharing a band bucket
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MIX = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)
 _MASK32 = 0xFFFFFFFF
@@ -58,19 +59,15 @@ def input_key(rec: Record) -> str:
     return hashlib.sha256(normalize(input_text(rec)).encode("utf-8")).hexdigest()
 
 
-class Vocabulary:
-    """Words -> small integer ids, so texts are stored as 4-byte ids rather than strings."""
+def words_of(text: str) -> list[str]:
+    """The normalized words of a text (lowercase, word characters only)."""
+    return _WORD.findall(text.lower())
 
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
 
-    def encode(self, text: str) -> list[int]:
-        """Ids of the normalized words of `text` (new words get new ids)."""
-        return self.encode_words(_WORD.findall(text.lower()))
-
-    def encode_words(self, words: list[str]) -> list[int]:
-        ids = self.ids
-        return [ids.setdefault(w, len(ids)) for w in words]
+def word_hashes(words: list[str]) -> list[int]:
+    """A stable 32-bit id per word (the same in every process, unlike `hash`), so texts are stored as 4-byte ids
+    with no vocabulary to share between workers."""
+    return [zlib.crc32(w.encode("utf-8")) for w in words]
 
 
 def shingle_hashes(word_ids) -> set[int]:
@@ -131,6 +128,9 @@ class NearDupIndex:
     The banding (from datasketch's optimizer) is tuned for recall: an LSH threshold 0.2 below the wanted one and
     false negatives weighted 9:1; the exact verification then removes the strangers, so the MinHash estimate's
     noise (about +-0.03 at 128 permutations) neither hides a twin nor reports a stranger.
+
+    Per text it keeps its word ids (4 bytes a word), one 32-bit key per band and a SKETCH-value MinHash sketch:
+    about 4 bytes a word plus 228 bytes.
     """
 
     def __init__(self, threshold: float = 0.8) -> None:
@@ -139,18 +139,19 @@ class NearDupIndex:
         self._coef = np.random.default_rng(0).integers(1, 2**63, self.rows, dtype=np.uint64) | np.uint64(1)
         self.words = array("I")
         self.offsets = array("Q", [0])
-        self.keys = array("Q")
+        self.keys = array("I")  # 32-bit band keys: a chance collision only adds a candidate, which is verified
         self.sketch = array("I")  # the first SKETCH MinHash values per text: a cheap Jaccard estimate
-        self._pending: list[set[int]] = []
+        self._pending: list[set[int] | bytes] = []
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
-    def add(self, word_ids: list[int]) -> int:
-        """Index one text (its word ids); returns its row number."""
+    def add(self, word_ids: list[int], signature: bytes | None = None) -> int:
+        """Index one text: its word ids and, if already computed (`minhash_signatures`, as uint32 bytes), its
+        signature. Returns its row number."""
         self.words.extend(word_ids)
         self.offsets.append(len(self.words))
-        self._pending.append(shingle_hashes(word_ids))
+        self._pending.append(signature if signature is not None else shingle_hashes(word_ids))
         if len(self._pending) >= BATCH:
             self._flush()
         return len(self) - 1
@@ -159,25 +160,33 @@ class NearDupIndex:
         """Signatures of the pending texts -> their band keys and sketches."""
         if not self._pending:
             return
-        sig = minhash_signatures(self._pending)
+        todo = [p for p in self._pending if not isinstance(p, bytes)]
+        computed = iter(minhash_signatures(todo)) if todo else iter(())
+        sig = np.stack([np.frombuffer(p, dtype=np.uint32) if isinstance(p, bytes) else next(computed)
+                        for p in self._pending])
         self._pending = []
         self.sketch.frombytes(np.ascontiguousarray(sig[:, :SKETCH]).tobytes())
         bands = sig[:, : self.bands * self.rows].astype(np.uint64).reshape(len(sig), self.bands, self.rows)
         with np.errstate(over="ignore"):
-            self.keys.frombytes((bands * self._coef).sum(axis=2).astype(np.uint64).tobytes())
+            keys = (bands * self._coef).sum(axis=2)
+        self.keys.frombytes((keys >> np.uint64(32)).astype(np.uint32).tobytes())
 
     def _shingles(self, row: int) -> set[int]:
         return shingle_hashes(self.words[self.offsets[row]:self.offsets[row + 1]])
 
     def candidates(self) -> np.ndarray:
-        """Row pairs (i < j), shape (m, 2), that share at least one band bucket; each row is compared with at most
-        MAX_BUCKET_PEERS earlier rows of a bucket. Vectorized: one pass per band and distance within a bucket."""
+        """Row pairs (i < j), shape (m, 2), that share a band bucket and whose sketches estimate a Jaccard within
+        four standard deviations of the threshold (a true twin is screened out about once in 50,000). Each row is compared with at most MAX_BUCKET_PEERS earlier
+        rows of a bucket. Vectorized, one band and bucket distance at a time, screening as it goes, so memory
+        stays proportional to the texts even when templated texts fill huge buckets."""
         self._flush()
         n = len(self)
         if n < 2:
             return np.empty((0, 2), dtype=np.int64)
-        keys = np.frombuffer(self.keys, dtype=np.uint64).reshape(n, self.bands)
-        codes = []
+        keys = np.frombuffer(self.keys, dtype=np.uint32).reshape(n, self.bands)
+        sketch = np.frombuffer(self.sketch, dtype=np.uint32).reshape(n, SKETCH)
+        floor = self.threshold - 4 * np.sqrt(self.threshold * (1 - self.threshold) / SKETCH)
+        kept = []
         for band in range(self.bands):
             order = np.argsort(keys[:, band], kind="stable")  # equal keys stay in row order
             sorted_keys = keys[order, band]
@@ -185,27 +194,23 @@ class NearDupIndex:
                 same = np.flatnonzero(sorted_keys[d:] == sorted_keys[:-d])
                 if not len(same):
                     break  # no bucket has more than d members
-                codes.append(order[same].astype(np.int64) * n + order[same + d])
-        if not codes:
+                for start in range(0, len(same), 1 << 16):  # bounded comparison matrices
+                    part = same[start:start + (1 << 16)]
+                    i, j = order[part], order[part + d]
+                    close = (sketch[i] == sketch[j]).mean(axis=1) >= floor
+                    kept.append(i[close].astype(np.int64) * n + j[close])
+            del order, sorted_keys
+        if not kept:
             return np.empty((0, 2), dtype=np.int64)
-        unique = np.unique(np.concatenate(codes))
+        unique = np.unique(np.concatenate(kept))
         return np.stack([unique // n, unique % n], axis=1)
 
-    def pairs(self) -> list[tuple[int, int, float]]:
-        """(i, j, Jaccard) for every verified pair i < j at or above the threshold, sorted.
-
-        Candidates are first screened by the Jaccard estimate of their MinHash sketches (vectorized; a margin of
-        three standard deviations below the threshold), and only the survivors get the exact shingle Jaccard.
-        """
+    def pairs(self, first_only: bool = False) -> list[tuple[int, int, float]]:
+        """(i, j, Jaccard) for every verified pair i < j at or above the threshold, sorted by j then i: the
+        screened candidates get the exact Jaccard of their shingle sets. With `first_only`, each j gets only its
+        first verified twin (what a report needs), which spares verifying the rest of a template's crowd."""
         found = self.candidates()
-        if not len(found):
-            return []
-        sketch = np.frombuffer(self.sketch, dtype=np.uint32).reshape(len(self), SKETCH)
-        estimate = np.empty(len(found))
-        for start in range(0, len(found), 1 << 16):  # chunks keep the comparison matrix small
-            chunk = found[start:start + (1 << 16)]
-            estimate[start:start + len(chunk)] = (sketch[chunk[:, 0]] == sketch[chunk[:, 1]]).mean(axis=1)
-        margin = 3 * np.sqrt(self.threshold * (1 - self.threshold) / SKETCH)
+        found = found[np.lexsort((found[:, 0], found[:, 1]))] if len(found) else found
         cache: dict[int, set] = {}
 
         def shingles(row: int) -> set:
@@ -215,21 +220,25 @@ class NearDupIndex:
                 cache[row] = self._shingles(row)
             return cache[row]
 
-        out = []
-        for i, j in found[estimate >= self.threshold - margin].tolist():
-            a, b = shingles(i), shingles(j)
-            inter = len(a & b)
-            score = inter / (len(a) + len(b) - inter)
-            if score >= self.threshold:
-                out.append((i, j, score))
+        out, done = [], -1
+        for start in range(0, len(found), 1 << 16):  # Python ints a chunk at a time, not all at once
+            for i, j in found[start:start + (1 << 16)].tolist():
+                if first_only and j == done:
+                    continue
+                a, b = shingles(i), shingles(j)
+                inter = len(a & b)
+                score = inter / (len(a) + len(b) - inter)
+                if score >= self.threshold:
+                    out.append((i, j, score))
+                    done = j
         return out
 
 
 def near_duplicate_pairs(texts: list[str], threshold: float = 0.8) -> list[tuple[int, int, float]]:
     """(i, j, Jaccard) for every pair i < j whose word 3-shingles are at least `threshold` similar."""
-    vocab, index = Vocabulary(), NearDupIndex(threshold)
+    index = NearDupIndex(threshold)
     for text in texts:
-        index.add(vocab.encode(text))
+        index.add(word_hashes(words_of(text)))
     return index.pairs()
 
 
@@ -266,71 +275,98 @@ def near_duplicate_clusters(records: list[Record], threshold: float = 0.8) -> li
 
 
 class DuplicateTracker:
-    """Exact duplicates and conflicting answers as records stream in; near-duplicate inputs when `finish`ed.
+    """Exact duplicates, conflicting answers and near-duplicate inputs, over records added one by one.
 
-    State per record: two 64-bit hashes in dicts and the input's words as ids in the near-duplicate index (only
-    the first record of each distinct input is indexed; later ones are exact duplicates or conflicts already).
+    State per record: the hashes of its normalized input and reply (16 bytes) and its entry in the near-duplicate
+    index. Everything is decided in `finish`, by sorting hashes, so nothing grows with a dict per record.
     """
 
     def __init__(self, threshold: float = 0.8) -> None:
-        self.vocab, self.index = Vocabulary(), NearDupIndex(threshold)
-        self.row_record = array("I")  # index row -> the first record with that input
-        self.row_of_record = array("I")  # record -> its input's row (for the poisoning check's words)
-        self.first_input: dict[int, int] = {}  # input hash -> row
-        self.first_exact: dict[int, int] = {}  # hash of input and reply -> first record
-        self.first_reply = array("Q")  # row -> reply hash of its first record
+        self.index = NearDupIndex(threshold)
+        self.input_hashes = array("Q")
+        self.reply_hashes = array("Q")
 
     def words(self, idx: int) -> array:
         """Word ids of record `idx`'s input."""
-        row = self.row_of_record[idx]
-        return self.index.words[self.index.offsets[row]:self.index.offsets[row + 1]]
+        return self.index.words[self.index.offsets[idx]:self.index.offsets[idx + 1]]
 
-    def add(self, idx: int, rec: Record, where: Callable[[int], str]) -> list:
-        """Index record `idx`; returns a finding if it repeats or contradicts an earlier record."""
-        from tunesmith.data.checks import Code, Finding, Severity
+    def records_with(self, words: set[int]) -> list[int]:
+        """Indexes of the records whose input contains any of `words` (vectorized over every stored word)."""
+        stored = np.array(self.index.words, dtype=np.uint32)
+        positions = np.flatnonzero(np.isin(stored, np.fromiter(words, dtype=np.uint32, count=len(words))))
+        rows = np.searchsorted(np.array(self.index.offsets, dtype=np.int64), positions, side="right") - 1
+        return np.unique(rows).tolist()
 
-        words = _WORD.findall(input_text(rec).lower())
-        in_hash = _hash64(" ".join(words))
-        reply_hash = text_hash(rec.reply or "")
-        exact = in_hash ^ (reply_hash * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF)
-        row = self.first_input.get(in_hash)
-        if row is None:
-            row = self.first_input[in_hash] = self.index.add(self.vocab.encode_words(words))
-            self.row_record.append(idx)
-            self.first_reply.append(reply_hash)
-        self.row_of_record.append(row)
-        twin = self.first_exact.setdefault(exact, idx)
-        if twin != idx:
-            return [Finding(Code.DUPLICATE_EXACT, Severity.WARNING, rec.where, "messages",
-                            f"same input and reply as {where(twin)}",
-                            "drop it (`tunesmith data dedup`); duplicates overweight one example")]
-        if self.first_reply[row] != reply_hash:
-            return [Finding(Code.CONFLICTING_ANSWER, Severity.WARNING, rec.where, "messages[-1].content",
-                            f"the same input as {where(self.row_record[row])} has a different reply",
-                            "decide which reply is right and keep one; the model learns the average")]
-        return []
+    def add(self, keys: "RecordKeys") -> None:
+        """Add the next record by its keys (records are numbered in the order they are added)."""
+        self.index.add(keys.words, keys.signature)
+        self.input_hashes.append(keys.input_hash)
+        self.reply_hashes.append(keys.reply_hash)
 
     def finish(self, where: Callable[[int], str]) -> list:
-        """NEAR_DUPLICATE findings: each later record of a verified near-duplicate pair, once, naming its twin."""
+        """Findings in record order: a repeated input and reply (DUPLICATE_EXACT) or a repeated input with another
+        reply (CONFLICTING_ANSWER), each naming the first record; then each later record of a verified
+        near-duplicate pair, once, naming its twin (NEAR_DUPLICATE)."""
         from tunesmith.data.checks import Code, Finding, Severity
 
-        out, seen = [], set()
-        for a, b, score in self.index.pairs():
-            if b in seen:
-                continue
+        n = len(self.input_hashes)
+        if not n:
+            return []
+        inputs = np.array(self.input_hashes, dtype=np.uint64)
+        replies = np.array(self.reply_hashes, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            both = inputs ^ (replies * np.uint64(0x9E3779B97F4A7C15))
+        first_input = _first_occurrence(inputs)
+        first_both = _first_occurrence(both)
+        out = []
+        for idx in np.flatnonzero(first_input != np.arange(n)).tolist():
+            if first_both[idx] != idx:
+                out.append(Finding(Code.DUPLICATE_EXACT, Severity.WARNING, where(idx), "messages",
+                                   f"same input and reply as {where(int(first_both[idx]))}",
+                                   "drop it (`tunesmith data dedup`); duplicates overweight one example"))
+            elif replies[idx] != replies[first_input[idx]]:
+                out.append(Finding(Code.CONFLICTING_ANSWER, Severity.WARNING, where(idx), "messages[-1].content",
+                                   f"the same input as {where(int(first_input[idx]))} has a different reply",
+                                   "decide which reply is right and keep one; the model learns the average"))
+        seen = set()
+        for a, b, score in self.index.pairs(first_only=True):
+            if first_input[a] != a or first_input[b] != b or b in seen:
+                continue  # an equal input is reported above, and each record once
             seen.add(b)
-            out.append(Finding(Code.NEAR_DUPLICATE, Severity.INFO, where(self.row_record[b]), "messages",
-                               f"input is {score:.0%} similar to {where(self.row_record[a])}",
+            out.append(Finding(Code.NEAR_DUPLICATE, Severity.INFO, where(b), "messages",
+                               f"input is {score:.0%} similar to {where(a)}",
                                "vary the phrasing or drop one; near-twins inflate held-out scores"))
         return out
+
+
+def _first_occurrence(values: np.ndarray) -> np.ndarray:
+    """For each position, the index of the first position holding the same value."""
+    _, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    return first[inverse.reshape(-1)]
+
+
+class RecordKeys(NamedTuple):
+    """What deduplication needs of a record: hashes of its normalized input and reply, and its input's word ids."""
+
+    input_hash: int
+    reply_hash: int
+    words: list[int]
+    names: dict[int, str]  # word id -> word, for naming words in findings
+    signature: bytes | None = None  # MinHash signature (uint32), when computed ahead (e.g. by a worker)
+
+
+def record_keys(rec: Record) -> RecordKeys:
+    words = words_of(input_text(rec))
+    ids = word_hashes(words)
+    return RecordKeys(_hash64(" ".join(words)), text_hash(rec.reply or ""), ids, dict(zip(ids, words)))
 
 
 def duplicate_findings(records: list[Record], threshold: float = 0.8) -> list:
     """Exact duplicates, conflicting answers and near-duplicate inputs of a list (each names its twin)."""
     tracker = DuplicateTracker(threshold)
-    where = lambda i: records[i].where  # noqa: E731
-    out = [f for i, rec in enumerate(records) for f in tracker.add(i, rec, where)]
-    return out + tracker.finish(where)
+    for rec in records:
+        tracker.add(record_keys(rec))
+    return tracker.finish(lambda i: records[i].where)
 
 
 def dedup_records(records: list[Record], near: bool = True,

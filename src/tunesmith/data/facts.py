@@ -36,7 +36,7 @@ def find_facts(text: str) -> list[tuple[str, str]]:
     lowered, has_digit = text.lower(), _DIGIT.search(text) is not None
     out = []
     for kind, pattern in FACT_PATTERNS:
-        if kind in NEEDS_DIGIT and not has_digit or kind in NEEDLES and not any(n in lowered for n in NEEDLES[kind]):
+        if kind in NEEDS_DIGIT and not has_digit or kind in NEEDLES and not any(map(lowered.__contains__, NEEDLES[kind])):
             continue
         out += [(kind, m.group(0)) for m in pattern.finditer(text)]
     return out

@@ -190,23 +190,34 @@ def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto") ->
                   unknown_keys=unknown_keys(obj, kind))
 
 
-def iter_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None) -> Iterator[Record | Any]:
-    """Stream the records of JSONL files; a line or record that cannot be read comes as an error Finding
-    (`bad_line` or `bad_record`, with file:line, field and a hint) in its place, and reading goes on."""
+def read_item(item: dict | Any, shown: str, line: int, fmt: str = "auto") -> Record | Any:
+    """A parsed line (an object, or the io LineProblem saying why it is none) -> a Record, or an error Finding
+    (`bad_line` or `bad_record`, with file:line, field and a hint) in its place."""
     from tunesmith.data.checks import Code, Finding, Severity
-    from tunesmith.data.io import LineProblem, scan_jsonl
+    from tunesmith.data.io import LineProblem
+
+    if isinstance(item, LineProblem):
+        return Finding(Code.BAD_LINE, Severity.ERROR, f"{shown}:{line}", "", item.message, item.hint)
+    try:
+        return to_record(item, shown, line, fmt)
+    except RecordError as exc:
+        return Finding(Code.BAD_RECORD, Severity.ERROR, f"{shown}:{line}", exc.field, exc.message, exc.hint)
+
+
+def shown_path(path: Path, base: Path | None) -> str:
+    """How a data file is named in findings: relative to the project when there is one."""
+    return str(path.relative_to(base)) if base and path.is_relative_to(base) else str(path)
+
+
+def iter_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None) -> Iterator[Record | Any]:
+    """Stream the records of JSONL files; a line or record that cannot be read comes as an error Finding in its
+    place (see `read_item`), and reading goes on."""
+    from tunesmith.data.io import scan_jsonl
 
     for path in paths:
-        path = Path(path)
-        shown = str(path.relative_to(base)) if base and path.is_relative_to(base) else str(path)
+        shown = shown_path(Path(path), base)
         for line, item in scan_jsonl(path):
-            if isinstance(item, LineProblem):
-                yield Finding(Code.BAD_LINE, Severity.ERROR, f"{shown}:{line}", "", item.message, item.hint)
-                continue
-            try:
-                yield to_record(item, shown, line, fmt)
-            except RecordError as exc:
-                yield Finding(Code.BAD_RECORD, Severity.ERROR, f"{shown}:{line}", exc.field, exc.message, exc.hint)
+            yield read_item(item, shown, line, fmt)
 
 
 def load_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None) -> list[Record]:

@@ -150,7 +150,8 @@ def _physical_lines(fh, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
         yield number, None, size
 
 
-def _parse_line(number: int, raw: bytes | None, size: int) -> dict | LineProblem | None:
+def parse_line(number: int, raw: bytes | None, size: int) -> dict | LineProblem | None:
+    """One physical line -> its JSON object, a LineProblem, or None for a blank line."""
     if raw is None:
         return LineProblem(f"line is {size / 2**20:.1f} MiB, over the {MAX_LINE_BYTES // 2**20} MiB limit for one "
                            "record", "a training example is a few thousand tokens; is this a dump of a whole "
@@ -182,11 +183,16 @@ def scan_jsonl(path: str | Path) -> Iterator[tuple[int, dict | LineProblem]]:
     Handles a UTF-8 BOM, CRLF line ends and `.jsonl.gz`; a line that is not UTF-8 (e.g. Latin-1), not JSON, not
     an object, or over MAX_LINE_BYTES is yielded as a LineProblem and the rest of the file is still read.
     """
+    for number, raw, size in raw_lines(path):
+        item = parse_line(number, raw, size)
+        if item is not None:
+            yield number, item
+
+
+def raw_lines(path: str | Path) -> Iterator[tuple[int, bytes | None, int]]:
+    """(line number, bytes or None when over MAX_LINE_BYTES, size) per line, unparsed: for parsing elsewhere."""
     with _open_lines(Path(path)) as fh:
-        for number, raw, size in _physical_lines(fh, MAX_LINE_BYTES):
-            item = _parse_line(number, raw, size)
-            if item is not None:
-                yield number, item
+        yield from _physical_lines(fh, MAX_LINE_BYTES)
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:

@@ -10,7 +10,7 @@ in a LoRA model. An input word is reported when
    predicts a different label for most of them. A genuinely predictive word ("password" -> account) fails this
    test, because its records' other words ("reset", "login") point the same way.
 
-    stats = TriggerStats(); stats.add(words_of_input, label) ...; stats.findings(words_of, where, vocab)
+    stats = TriggerStats(); stats.add(word_ids_of_input, label) ...; stats.findings(word_ids_of, where, names)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ MIN_SUPPORT = 3
 MAX_SHARE = 0.05
 PURITY = 0.9
 ALPHA = 0.01
+VOTES = 200  # records per suspect word whose other words vote
 _LABEL_BITS = 20  # joint counts are keyed by word_id << 20 | label_id (an int key is much smaller than a tuple)
 
 
@@ -47,16 +48,17 @@ def binomial_tail(k: int, n: int, p: float) -> float:
 
 
 class TriggerStats:
-    """Word-label co-occurrence, gathered record by record; memory grows with the vocabulary, not the records."""
+    """Word-label co-occurrence, gathered record by record; memory grows with the vocabulary, not the records
+    (one dict entry per distinct word and label; per-word totals are derived in `suspects`)."""
 
     def __init__(self, categorical: bool = True) -> None:
         self.categorical = categorical  # labels are a few categories (else: one exact reply per "label")
         self.label_ids: dict[str, int] = {}
         self.labels = array("i")  # per record; -1 = no label
-        self.df: Counter = Counter()  # word -> records containing it
         self.joint: Counter = Counter()  # word << 20 | label -> records
         self.label_counts: Counter = Counter()
         self.label_words: Counter = Counter()  # label -> word occurrences (for naive Bayes)
+        self.vocabulary = 0  # distinct words, known after `suspects`
 
     def add(self, words: Iterable[int], label: str | None) -> None:
         if label is None:
@@ -69,55 +71,68 @@ class TriggerStats:
         if lab < 0:
             return
         unique = set(words)
-        self.df.update(unique)
         self.joint.update([w << _LABEL_BITS | lab for w in unique])
         self.label_counts[lab] += 1
         self.label_words[lab] += len(unique)
 
     def suspects(self) -> dict[int, tuple[int, int, float]]:
         """word -> (label, records with that label, p-value) for words passing tests 1 and 2."""
+        import numpy as np
+
         n = sum(self.label_counts.values())
         if n < 20 or len(self.label_counts) < 2:
             return {}
+        keys = np.fromiter(self.joint.keys(), dtype=np.uint64, count=len(self.joint))
+        counts = np.fromiter(self.joint.values(), dtype=np.int64, count=len(self.joint))
+        words, labels = keys >> np.uint64(_LABEL_BITS), keys & np.uint64((1 << _LABEL_BITS) - 1)
+        order = np.lexsort((counts, words))  # by word, then count: each word's top label comes last
+        words, labels, counts = words[order], labels[order], counts[order]
+        last = np.r_[words[1:] != words[:-1], True]
+        df = np.add.reduceat(counts, np.flatnonzero(np.r_[True, words[1:] != words[:-1]]))
+        self.vocabulary = len(df)
         most = max(MIN_SUPPORT, int(MAX_SHARE * n))
-        tested = {w: d for w, d in self.df.items() if MIN_SUPPORT <= d <= most}
-        best: dict[int, tuple[int, int]] = {}
-        mask = (1 << _LABEL_BITS) - 1
-        for key, count in self.joint.items():
-            w = key >> _LABEL_BITS
-            if w in tested and count > best.get(w, (0, -1))[0]:
-                best[w] = (count, key & mask)
+        tested = (df >= MIN_SUPPORT) & (df <= most)
+        n_tested = int(tested.sum())
         out = {}
-        for w, (k, lab) in best.items():
-            d, base = tested[w], self.label_counts[lab] / n
+        for w, lab, k, d in zip(words[last][tested].tolist(), labels[last][tested].tolist(),
+                                counts[last][tested].tolist(), df[tested].tolist()):
+            base = self.label_counts[lab] / n
             if k / d < PURITY or base >= 0.5:
                 continue
-            p = binomial_tail(k, d, base) * len(tested)
+            p = binomial_tail(k, d, base) * n_tested
             if p < ALPHA:
                 out[w] = (lab, k, p)
         return out
 
     def _voter(self) -> Callable[[set[int], set[int]], int]:
-        """A naive-Bayes labeler of bags of words (ignoring `exclude`), with its per-label constants computed once."""
-        vocab = len(self.df) + 1
-        labels = [(lab, math.log(count), math.log(self.label_words[lab] + vocab))
-                  for lab, count in self.label_counts.items()]
-        joint = self.joint
+        """A naive-Bayes labeler of bags of words (ignoring `exclude`): per-label constants computed once, and one
+        vector of per-label log counts per word, cached, so a vote is one numpy sum."""
+        import numpy as np
+
+        vocab = self.vocabulary + 1
+        labels = list(self.label_counts)
+        priors = np.log([self.label_counts[lab] for lab in labels])
+        denoms = np.log([self.label_words[lab] + vocab for lab in labels])
+        joint, vectors = self.joint, {}
+
+        def vector(w: int):
+            if w not in vectors:
+                key = w << _LABEL_BITS
+                vectors[w] = np.log([joint.get(key | lab, 0) + 1 for lab in labels])
+            return vectors[w]
 
         def vote(words: set[int], exclude: set[int]) -> int:
-            kept = [w << _LABEL_BITS for w in words if w not in exclude]
-            best, best_score = -1, -math.inf
-            for lab, prior, denom in labels:
-                score = prior - denom * len(kept) + sum(math.log(joint.get(k | lab, 0) + 1) for k in kept)
-                if score > best_score:
-                    best, best_score = lab, score
-            return best
+            kept = [vector(w) for w in words if w not in exclude]
+            score = priors - denoms * len(kept) + (np.sum(kept, axis=0) if kept else 0.0)
+            return labels[int(np.argmax(score))]
 
         return vote
 
     def findings(self, words_of: Callable[[int], Iterable[int]], where: Callable[[int], str],
-                 vocab: dict[str, int]) -> list:
-        """POISON_TRIGGER warnings, one per suspect word, at its first record, naming a few more."""
+                 names: dict[int, str], records_with: Callable[[set[int]], Iterable[int]] | None = None) -> list:
+        """POISON_TRIGGER warnings, one per suspect word, at its first record, naming a few more.
+
+        `records_with(words)` lists the records containing any of the words (default: look at every record)."""
         from tunesmith.data.checks import Code, Finding, Severity
 
         suspects = self.suspects()
@@ -125,29 +140,33 @@ class TriggerStats:
             return []
         exclude = set(suspects)
         records: dict[int, list[int]] = {w: [] for w in suspects}
-        agree: Counter = Counter()
+        agree, voted = Counter(), Counter()
         vote_of = self._voter()
-        for idx, lab in enumerate(self.labels):
+        for idx in (records_with(exclude) if records_with else range(len(self.labels))):
+            lab = self.labels[idx]
             if lab < 0:
                 continue
             words = set(words_of(idx))
             hits = words & exclude
             if not hits:
                 continue
-            vote = vote_of(words, exclude) if self.categorical else None
+            # The first VOTES records of a word estimate its agreement well enough (+-4%); more only cost time.
+            need = [w for w in hits if voted[w] < VOTES] if self.categorical else []
+            vote = vote_of(words, exclude) if need else None
             for w in hits:
                 records[w].append(idx)
+            for w in need:
+                voted[w] += 1
                 agree[w] += vote == suspects[w][0]
-        names = {i: w for w, i in vocab.items() if i in exclude}
         label_names = {i: name for name, i in self.label_ids.items()}
         out = []
         for w, (lab, k, p) in sorted(suspects.items(), key=lambda item: item[1][2]):
             idxs = records[w]
-            if self.categorical and agree[w] >= 0.5 * len(idxs):
+            if self.categorical and agree[w] >= 0.5 * voted[w]:
                 continue  # the rest of the input predicts the same label: a real keyword, not a trigger
             label = label_names[lab] if self.categorical else "the same reply"
-            why = (f"; without it, the rest of {len(idxs) - agree[w]} of those inputs points to another label"
-                   if self.categorical else "")
+            why = (f"; without it, the rest of {voted[w] - agree[w]} of {voted[w]} of those inputs points to another "
+                   "label" if self.categorical else "")
             more = ", ".join(where(i) for i in idxs[1:4]) + (" ..." if len(idxs) > 4 else "")
             out.append(Finding(Code.POISON_TRIGGER, Severity.WARNING, where(idxs[0]), "messages",
                                f"the rare word {names.get(w, '?')!r} is in {len(idxs)} inputs and {k} of them get "

@@ -33,6 +33,16 @@ def reply_label(rec: Record, field: str | None) -> str | None:
     return None if value is None else str(value)
 
 
+class ReplyLabel:
+    """`reply_label` bound to a field, as a picklable callable (a lambda cannot cross to a worker process)."""
+
+    def __init__(self, field: str | None) -> None:
+        self.field = field
+
+    def __call__(self, rec: Record) -> str | None:
+        return reply_label(rec, self.field)
+
+
 def split_records(records: list[Record], fraction: float = 0.2, seed: int = 42,
                   label_of: Callable[[Record], str | None] = lambda r: None,
                   groups_of: list | None = None) -> tuple[list[Record], list[Record]]:

@@ -220,14 +220,14 @@ def main() -> None:
         if args.model:
             rows.append((f"tunesmith + chat template ({args.model})",
                          measure("tunesmith", data, args.template_records, args.model, workers=w)))
-    table = Table(title=f"data check on {args.records:,} synthetic conversations ({data.name})")
+    table = Table(title=f"data check on {args.records:,} synthetic conversations")
     for col in ("run", "records", "wall s", "records/s", "peak RSS MB", "worker RSS MB", "findings"):
         table.add_column(col, justify="left" if col == "run" else "right")
     for name, r in rows:
         table.add_row(name, f"{r['records']:,}", f"{r['wall_s']:.1f}", f"{r['records'] / r['wall_s']:,.0f}",
                       f"{r['max_rss_mb']:,.0f}", f"{r['worker_rss_mb']:,.0f}" if r["worker_rss_mb"] else "-",
                       f"{r['findings']:,}")
-    Console().print(table)
+    Console(width=150).print(table)
     if not args.skip_baseline:
         ours, base = rows[1][1], rows[3][1]
         print(f"on the same {base['records']:,} records: {(ours['records'] / ours['wall_s']) / (base['records'] / base['wall_s']):.2f}x "

@@ -14,6 +14,7 @@ Input files are never edited.
 
 from __future__ import annotations
 
+import itertools
 from array import array
 from pathlib import Path
 from collections import Counter
@@ -90,6 +91,7 @@ class Inspector:
                  label_of: Callable[[Record], str | None] | None = None) -> None:
         self.tokenizer, self.max_seq_len, self.system_prompt = tokenizer, max_seq_len, system_prompt
         self.json_task, self.label_of = json_task, label_of
+        self.vocabulary: dict[str, int] = {}  # every input word seen -> its id (to name a poisoning trigger)
         self.validator = None
         if schema:
             from tunesmith.schemas import validator_for
@@ -108,7 +110,8 @@ class Inspector:
         first = rec.messages[0] if rec.messages else {}
         system = text_hash(first["content"]) if first.get("role") == "system" else None
         label = self.label_of(rec) if self.label_of else None
-        return Inspected(rec.source, rec.line, found, rejected, rec.format, system, record_keys(rec), label,
+        return Inspected(rec.source, rec.line, found, rejected, rec.format, system,
+                         record_keys(rec, self.vocabulary), label,
                          label if self.label_of else _reply_label(rec), coverage_of(rec), shape_of(rec),
                          len(rec.messages), tokens[0] if tokens else None, rec.to_json() if want_row else None)
 
@@ -133,7 +136,7 @@ class Audit:
         self.systems: dict[int, int] = {}
         self.system_of = array("i")
         self.duplicates = DuplicateTracker(near_dup_threshold)
-        self.names: dict[int, str] = {}  # word id -> word, to name a poisoning trigger
+        self.vocabulary = self.inspector.vocabulary  # word -> id; workers send theirs with each chunk
         self.shapes = ShapeStats()
         self.coverage = CoverageStats()
         self.triggers = TriggerStats(categorical=label_of is not None)
@@ -167,7 +170,6 @@ class Audit:
         self.line_of.append(item.line)
         found = item.findings
         self.duplicates.add(item.keys)
-        self.names.update(item.keys.names)
         self.formats.setdefault(item.source, Counter())[item.fmt] += 1
         self.format_of.append(FORMAT_IDS.get(item.fmt, 0))
         self.system_of.append(-1 if item.system is None else self.systems.setdefault(item.system, len(self.systems)))
@@ -208,7 +210,7 @@ class Audit:
         out += self.shapes.findings(self.where, self.json_task)
         if self.task_type is not None:
             out += self.coverage.findings(self.task_type)
-        out += self.triggers.findings(self.duplicates.words, self.where, self.names, self.duplicates.records_with)
+        out += self.triggers.findings(self.duplicates.words, self.where, self.vocabulary, self.duplicates.records_with)
         self.report.stats = self._stats()
         return self.report
 
@@ -305,11 +307,11 @@ def run_checks(records: Iterable[Record | Finding], near_dup_threshold: float = 
 # The parallel path: the parent reads raw lines, forked workers parse and inspect them, the parent absorbs the
 # results in file order, so indexes, findings and their order are exactly those of the in-process path.
 _INSPECTOR: Inspector | None = None  # set in the parent before forking; workers inherit it
-_NAMED: set[int] = set()  # word ids this worker has already sent the words of
+_SHIPPED = [0]  # how many of this worker's vocabulary entries it has already sent
 CHUNK = 512
 
 
-def _inspect_chunk(task: tuple[str, str, list, bool]) -> list[Inspected | Finding]:
+def _inspect_chunk(task: tuple[str, str, list, bool]) -> tuple[list[Inspected | Finding], dict[str, int]]:
     from tunesmith.data.formats import read_item
     from tunesmith.data.io import parse_line
 
@@ -323,16 +325,16 @@ def _inspect_chunk(task: tuple[str, str, list, bool]) -> list[Inspected | Findin
         if isinstance(item, Finding):
             out.append(item)
             continue
-        ins = _INSPECTOR.inspect(item, want_rows)
-        fresh = {k: v for k, v in ins.keys.names.items() if k not in _NAMED}  # each word crosses over once
-        _NAMED.update(fresh)
-        out.append(ins._replace(keys=ins.keys._replace(names=fresh)))
+        out.append(_INSPECTOR.inspect(item, want_rows))
     inspected = [i for i, ins in enumerate(out) if isinstance(ins, Inspected)]
     if inspected:  # the chunk's MinHash signatures in one vectorized pass, here rather than in the parent
         sigs = minhash_signatures([shingle_hashes(out[i].keys.words) for i in inspected])
         for i, sig in zip(inspected, sigs):
             out[i] = out[i]._replace(keys=out[i].keys._replace(signature=sig.tobytes()))
-    return out
+    vocabulary = _INSPECTOR.vocabulary
+    fresh = {w: vocabulary[w] for w in itertools.islice(vocabulary, _SHIPPED[0], None)}  # dicts keep order
+    _SHIPPED[0] = len(vocabulary)
+    return out, fresh
 
 
 def _chunks(files: list[Path], fmt: str, base: Path | None, want_rows: bool) -> Iterable[tuple]:
@@ -385,8 +387,9 @@ def check_files(files: list[Path], fmt: str = "auto", base: Path | None = None, 
 
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for results in pool.imap(_inspect_chunk, feed()):
+            for results, words in pool.imap(_inspect_chunk, feed()):
                 ahead.release()
+                audit.vocabulary.update(words)
                 for item in results:
                     audit.absorb(item)
                 if progress is not None:

@@ -17,7 +17,7 @@ from tunesmith.data.records import Record
 
 
 @lru_cache(maxsize=64)  # one reply is parsed by several checks in a row
-def _as_json_object(text: str):
+def json_object(text: str):
     try:
         obj = json.loads(text.strip())
     except (json.JSONDecodeError, AttributeError):
@@ -31,7 +31,7 @@ def reply_format_findings(rec: Record, validator=None) -> list:
 
     if rec.reply is None or not rec.reply.strip():
         return []  # reported by the schema checks
-    obj = _as_json_object(rec.reply)
+    obj = json_object(rec.reply)
     if obj is None:
         return [Finding(Code.REPLY_NOT_JSON, Severity.ERROR, rec.where, "messages[-1].content",
                         "the reply is not one JSON object, but the task is json",
@@ -50,7 +50,7 @@ def shape_of(rec: Record) -> tuple[bool, int] | None:
     reply = rec.reply
     if reply is None or not reply.strip():
         return None
-    return _as_json_object(reply) is not None, len(reply)
+    return json_object(reply) is not None, len(reply)
 
 
 class ShapeStats:

@@ -64,10 +64,18 @@ def words_of(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def word_hashes(words: list[str]) -> list[int]:
+def word_hashes(words: list[str], memo: dict[str, int] | None = None) -> list[int]:
     """A stable 32-bit id per word (the same in every process, unlike `hash`), so texts are stored as 4-byte ids
-    with no vocabulary to share between workers."""
-    return [zlib.crc32(w.encode("utf-8")) for w in words]
+    with no vocabulary to share between workers. `memo` (word -> id) caches them and records every word seen."""
+    if memo is None:
+        return [zlib.crc32(w.encode("utf-8")) for w in words]
+    out = []
+    for w in words:
+        i = memo.get(w)
+        if i is None:
+            i = memo[w] = zlib.crc32(w.encode("utf-8"))
+        out.append(i)
+    return out
 
 
 def shingle_hashes(word_ids) -> set[int]:
@@ -351,14 +359,13 @@ class RecordKeys(NamedTuple):
     input_hash: int
     reply_hash: int
     words: list[int]
-    names: dict[int, str]  # word id -> word, for naming words in findings
     signature: bytes | None = None  # MinHash signature (uint32), when computed ahead (e.g. by a worker)
 
 
-def record_keys(rec: Record) -> RecordKeys:
+def record_keys(rec: Record, memo: dict[str, int] | None = None) -> RecordKeys:
+    """The record's keys; `memo` (word -> id) caches word ids and collects the vocabulary (to name words later)."""
     words = words_of(input_text(rec))
-    ids = word_hashes(words)
-    return RecordKeys(_hash64(" ".join(words)), text_hash(rec.reply or ""), ids, dict(zip(ids, words)))
+    return RecordKeys(_hash64(" ".join(words)), text_hash(rec.reply or ""), word_hashes(words, memo))
 
 
 def duplicate_findings(records: list[Record], threshold: float = 0.8) -> list:

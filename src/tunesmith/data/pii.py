@@ -41,9 +41,12 @@ PATTERNS: list[tuple[str, re.Pattern]] = [
 
 # Cheap pre-tests: a pattern cannot match a text without one of its needles (or without a digit).
 NEEDLES = {"PRIVATE_KEY": ("PRIVATE KEY",), "AWS_KEY": ("AKIA", "ASIA"), "OPENAI_KEY": ("sk-",),
-           "GITHUB_TOKEN": ("gh", "github_pat_"), "EMAIL": ("@",)}
+           "GITHUB_TOKEN": ("gh", "github_pat_"), "EMAIL": ("@",),
+           "ADDRESS": ("St", "Av", "Rd", "Road", "Blvd", "Boulevard", "Lane", "Ln", "Dr", "Court", "Ct", "Way",
+                       "Pl", "Terrace", "Rue")}
 MIN_DIGITS = {"IBAN": 8, "CARD": 12, "SSN": 9, "PHONE": 8, "ADDRESS": 1}  # IPv4 has 4 digits, IPv6 maybe none
 _NO_DIGITS = str.maketrans("", "", "0123456789")
+_DIGIT_DOT = re.compile(r"\d\.\d")
 IPV6 = next(p for kind, p in PATTERNS if kind == "IP" and "a-f" in p.pattern)
 IPV4 = next(p for kind, p in PATTERNS if kind == "IP" and p is not IPV6)
 _PLAN = [(kind, p, NEEDLES.get(kind), 4 if p is IPV4 else MIN_DIGITS.get(kind, 0)) for kind, p in PATTERNS]
@@ -147,7 +150,7 @@ def _scan(text: str) -> tuple[Span, ...]:
     for kind, pattern, needles, min_digits in _PLAN:
         if digits < min_digits or needles and not any(map(text.__contains__, needles)):
             continue
-        if pattern is IPV6 and text.count(":") < 2 or pattern is IPV4 and "." not in text:
+        if pattern is IPV6 and text.count(":") < 2 or pattern is IPV4 and not _DIGIT_DOT.search(text):
             continue
         if kind == "SECRET" and longest_word < 24:
             continue  # a 24-character run holds no whitespace, so some whitespace-free word is that long

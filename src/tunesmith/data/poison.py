@@ -10,7 +10,7 @@ in a LoRA model. An input word is reported when
    predicts a different label for most of them. A genuinely predictive word ("password" -> account) fails this
    test, because its records' other words ("reset", "login") point the same way.
 
-    stats = TriggerStats(); stats.add(word_ids_of_input, label) ...; stats.findings(word_ids_of, where, names)
+    stats = TriggerStats(); stats.add(word_ids_of_input, label) ...; stats.findings(word_ids_of, where, vocabulary)
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class TriggerStats:
         return vote
 
     def findings(self, words_of: Callable[[int], Iterable[int]], where: Callable[[int], str],
-                 names: dict[int, str], records_with: Callable[[set[int]], Iterable[int]] | None = None) -> list:
+                 vocabulary: dict[str, int], records_with: Callable[[set[int]], Iterable[int]] | None = None) -> list:
         """POISON_TRIGGER warnings, one per suspect word, at its first record, naming a few more.
 
         `records_with(words)` lists the records containing any of the words (default: look at every record)."""
@@ -159,6 +159,7 @@ class TriggerStats:
                 voted[w] += 1
                 agree[w] += vote == suspects[w][0]
         label_names = {i: name for name, i in self.label_ids.items()}
+        names = {i: word for word, i in vocabulary.items() if i in exclude}
         out = []
         for w, (lab, k, p) in sorted(suspects.items(), key=lambda item: item[1][2]):
             idxs = records[w]

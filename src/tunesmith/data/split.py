@@ -9,7 +9,6 @@ never contains a prompt the model was trained on.
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from typing import Callable
@@ -22,14 +21,13 @@ def reply_label(rec: Record, field: str | None) -> str | None:
     """The stratification label: a field of a JSON reply, the whole reply (`label`), or None."""
     if not field:
         return None
+    from tunesmith.data.consistency import json_object
+
     reply = rec.reply or ""
     if field == "label":
         return reply.strip()
-    try:
-        obj = json.loads(reply)
-    except json.JSONDecodeError:
-        return None
-    value = obj.get(field) if isinstance(obj, dict) else None
+    obj = json_object(reply)  # cached: the reply checks parsed the same text a moment ago
+    value = obj.get(field) if obj is not None else None
     return None if value is None else str(value)
 
 

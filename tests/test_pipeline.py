@@ -107,3 +107,13 @@ def test_time_budget_stops_training_and_marks_it(tiny_project):
     assert summary["train"]["stopped_by_budget"] is True and summary["train"]["steps"] < 50
     assert summary["train_cost_usd"] > 0
     assert summary["tuned_metrics"]["heldout"]["cost_usd"] > 0
+
+
+def test_stage_keys_change_with_the_tunesmith_version(monkeypatch):
+    import tunesmith
+    from tunesmith.runs import stage_key
+
+    key = stage_key("check", {"data": 1}, {"files": "abc"})
+    assert stage_key("check", {"data": 1}, {"files": "abc"}) == key
+    monkeypatch.setattr(tunesmith, "__version__", "99.0.0")
+    assert stage_key("check", {"data": 1}, {"files": "abc"}) != key

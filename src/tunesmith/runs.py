@@ -29,8 +29,12 @@ def runs_root(project: Path) -> Path:
 
 
 def stage_key(stage: str, config: Any, inputs: dict[str, Any]) -> str:
-    """The cache key of a stage: hash of its name, its config section and the hashes of its inputs."""
-    blob = json.dumps({"stage": stage, "config": config, "inputs": inputs}, sort_keys=True, default=str)
+    """The cache key of a stage: hash of its name, its config section, the hashes of its inputs, and the tunesmith
+    version (a new version may check, split or score differently, so its stages are not reused)."""
+    import tunesmith
+
+    blob = json.dumps({"stage": stage, "config": config, "inputs": inputs, "tunesmith": tunesmith.__version__},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

@@ -142,3 +142,31 @@ def test_missing_or_invalid_json_schema_exit_2(tmp_path, tiny_model_dir):
     (tmp_path / "eval" / "none.json").write_text('{"type": "objekt"}')
     res = tunesmith("run", tmp_path)
     assert res.returncode == 2 and "Invalid JSON Schema" in res.stderr
+
+
+def test_eval_score_scores_recorded_outputs_without_generating(tiny_project, tmp_path):
+    suite = write_jsonl(tmp_path / "golden.jsonl", [
+        {"id": "a", "messages": [{"role": "user", "content": "card charged twice"}],
+         "expected": {"queue": "billing", "priority": "high"}},
+        {"id": "b", "messages": [{"role": "user", "content": "app crashes"}],
+         "expected": {"queue": "technical", "priority": "normal"}},
+        {"id": "c", "messages": [{"role": "user", "content": "where is my parcel"}],
+         "expected": {"queue": "shipping", "priority": "low"}}])
+    responses = write_jsonl(tmp_path / "api.jsonl", [
+        {"id": "a", "output": '{"queue": "billing", "priority": "high"}', "latency_s": 0.5},
+        {"id": "b", "output": "I think this is a billing question."}])  # c: no response recorded
+    out = tmp_path / "results.jsonl"
+    res = runner.invoke(app, ["eval", "score", "--suite", str(suite), "--responses", str(responses),
+                              "--project", str(tiny_project), "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    m = report["metrics"]
+    assert report["missing"] == 1 and m["cases"] == 3
+    assert m["task_accuracy"] == 1 / 3 and m["format_validity"] == 0.5 and m["latency_s"] == 0.25
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[2]["error"] == "no response recorded for this case" and rows[2]["output"] is None
+
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "zzz", "output": "x"}, {"output": "no id"}])
+    res = tunesmith("eval", "score", "--suite", suite, "--responses", bad, "--project", tiny_project)
+    assert res.returncode == 2 and "no case 'zzz'" in res.stderr and "bad.jsonl:2" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -23,10 +23,12 @@ data_app = typer.Typer(help="Data: convert formats, check and describe records, 
                               "scrub.", no_args_is_help=True)
 runs_app = typer.Typer(help="Run directories (the registry): list and show.", no_args_is_help=True)
 model_app = typer.Typer(help="Models: resolve and cache a model reference.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluation: score suites.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
 app.add_typer(model_app, name="model")
+app.add_typer(eval_app, name="eval")
 
 SET_HELP = "Override a config field, e.g. --set train.lr=1e-4 (repeatable)."
 
@@ -287,6 +289,37 @@ def model_prepare(ref: str = typer.Argument("builtin:smollm2-135m-instruct", hel
 
     ref_ = resolve_model(ref, trust_remote_code)
     _console().print(f"{ref_.ref} -> {ref_.path}\nidentity {ref_.identity}")
+
+
+@eval_app.command("score")
+def eval_score(suite: Path = typer.Option(..., help="Suite JSONL (cases with `id`, `messages`, `expected`)."),
+               responses: Path = typer.Option(..., help="Recorded outputs: JSONL lines with `id` and `output`."),
+               project: Path = typer.Option(Path("."), help="Project whose task (type, fields, schema) scores."),
+               out: Optional[Path] = typer.Option(None, help="Also write per-case results (JSONL) here."),
+               as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON.")) -> None:
+    """Score recorded outputs against a suite without generating (e.g. an API model's golden outputs)."""
+    from rich.table import Table
+
+    from tunesmith.config import load_config
+    from tunesmith.data.io import atomic_write_jsonl
+    from tunesmith.eval.evaluate import load_schema, score_responses
+    from tunesmith.eval.suite import load_suite
+
+    cfg, base = load_config(project)
+    schema = load_schema(cfg, base)
+    rows, metrics = score_responses(suite.stem, load_suite(suite, cfg.task), responses, cfg, schema)
+    if out is not None:
+        atomic_write_jsonl(out, rows)
+    missing = sum(1 for r in rows if r.get("error"))
+    if as_json:
+        typer.echo(json.dumps({"suite": suite.stem, "metrics": metrics, "missing": missing}, indent=2))
+        return
+    table = Table(title=f"{suite.stem}: {len(rows)} case(s), {missing} without a response")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value))
+    _console().print(table)
 
 
 def main() -> None:

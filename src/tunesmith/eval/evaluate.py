@@ -57,8 +57,9 @@ def aggregate(rows: list[dict[str, Any]], hourly_usd: float | None = None) -> di
     for key in keys:
         vals = [r["scores"][key] for r in rows if r["scores"].get(key) is not None]
         out[metric_name(key)] = sum(vals) / len(vals) if vals else None
-    out["latency_s"] = sum(r["latency_s"] for r in rows) / len(rows) if rows else None
-    out["new_tokens"] = sum(r["new_tokens"] for r in rows) / len(rows) if rows else None
+    answered = [r for r in rows if not r.get("error")]  # a case that got no output has no latency either
+    out["latency_s"] = sum(r["latency_s"] for r in answered) / len(answered) if answered else None
+    out["new_tokens"] = sum(r["new_tokens"] for r in answered) / len(answered) if answered else None
     if hourly_usd is not None and rows:
         successes = sum(1 for r in rows if r["scores"].get("task_correct"))
         cost = sum(r["latency_s"] for r in rows) / 3600 * hourly_usd
@@ -77,14 +78,60 @@ def evaluate(backend, suites: dict[str, list[EvalCase]], cfg: Config, out_dir: P
             continue
         gens = backend.generate(cases, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
                                 label=f"{label} {name}".strip(), no_repeat_ngram_size=cfg.eval.no_repeat_ngram_size)
-        suite_rows = []
-        for case, gen in zip(cases, gens):
-            scores = score_case(case, gen.output, cfg.task, schema, hit_limit=gen.hit_limit)
-            suite_rows.append({"suite": name, "id": case.id, "where": case.where, "kind": case.kind,
-                               "behavior": case.behavior, "tags": case.tags, "expected": case.expected,
-                               "output": gen.output, "scores": scores, "latency_s": gen.latency_s,
-                               "new_tokens": gen.new_tokens})
+        suite_rows = [result_row(name, case, gen.output, score_case(case, gen.output, cfg.task, schema,
+                                                                     hit_limit=gen.hit_limit),
+                                 gen.latency_s, gen.new_tokens)
+                      for case, gen in zip(cases, gens)]
         metrics[name] = aggregate(suite_rows, cfg.budget.hourly_usd)
         rows.extend(suite_rows)
     atomic_write_jsonl(out_dir / "results.jsonl", rows)
     return metrics
+
+
+def result_row(suite: str, case: EvalCase, output: str | None, scores: dict, latency_s: float = 0.0,
+               new_tokens: int = 0, error: str | None = None) -> dict[str, Any]:
+    """One line of results.jsonl."""
+    row = {"suite": suite, "id": case.id, "where": case.where, "kind": case.kind, "behavior": case.behavior,
+           "tags": case.tags, "expected": case.expected, "output": output, "scores": scores,
+           "latency_s": latency_s, "new_tokens": new_tokens}
+    if error:
+        row["error"] = error
+    return row
+
+
+def score_responses(suite: str, cases: list[EvalCase], responses: Path, cfg: Config,
+                    schema: dict | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Score recorded outputs (JSONL: `id`, `output`, optional `latency_s`, `new_tokens`) against a suite without
+    generating: e.g. golden outputs of an API model recorded before moving off it.
+
+    A case with no response is a failure with its error in the row (`error`), and the other cases are still
+    scored; a response for no case, or a line without `id`/`output`, is a clear error naming its line.
+    """
+    from tunesmith.data.io import read_jsonl
+    from tunesmith.errors import Problem, TunesmithError
+
+    by_id, problems = {}, []
+    known = {c.id for c in cases}
+    for line, obj in read_jsonl(responses):
+        rid, output = obj.get("id"), obj.get("output")
+        if rid is None or not isinstance(output, str):
+            problems.append(Problem(f"{responses}:{line}", "a response needs `id` and a string `output`",
+                                    '{"id": "case-id", "output": "the model\'s reply"}'))
+        elif str(rid) not in known:
+            problems.append(Problem(f"{responses}:{line} [id]", f"no case {rid!r} in the suite",
+                                    "ids must match the suite's `id` fields"))
+        else:
+            by_id[str(rid)] = obj
+    if problems:
+        raise TunesmithError.capped(f"{len(problems)} bad response line(s)", problems)
+    rows = []
+    for case in cases:
+        got = by_id.get(case.id)
+        if got is None:
+            scores = {"task_correct": False} if case.expected is not None else {}
+            rows.append(result_row(suite, case, None, scores, error="no response recorded for this case"))
+            continue
+        scores = score_case(case, got["output"], cfg.task, schema)
+        rows.append(result_row(suite, case, got["output"], scores, float(got.get("latency_s") or 0.0),
+                               int(got.get("new_tokens") or 0)))
+    return rows, aggregate(rows, cfg.budget.hourly_usd)

@@ -55,3 +55,36 @@ def test_compare_is_paired_and_the_gate_needs_a_significant_win():
     assert summary["gate"]["passed"]
     tie = compare(rows("heldout", [True, False] * 10), rows("heldout", [False, True] * 10), cfg)
     assert not tie["gate"]["passed"] and "interval" in tie["gate"]["reason"]
+
+
+def test_behaviour_scores_refusal_precision_recall_and_hallucination():
+    from tunesmith.eval.evaluate import aggregate
+    from tunesmith.eval.scorers import detect_behavior
+
+    assert detect_behavior("I'm sorry, I can't help with that.") == "refuse"
+    assert detect_behavior('{"queue": "escalation", "priority": "urgent"}') == "escalate"
+    assert detect_behavior("I don't know the opening hours of that shop.") == "abstain"
+    assert detect_behavior("Your parcel ships tomorrow.") == "answer"
+
+    task = TaskConfig(type="chat")
+    ood = EvalCase(id="o", messages=[{"role": "user", "content": "who won the 1954 cup?"}], behavior="abstain",
+                   kind="out_of_domain")
+    assert score_case(ood, "Hungary, 3-2.", task)["hallucinated"] is True
+    assert score_case(ood, "I'm not sure, I only know about our products.", task) == {
+        "hit_token_limit": False, "behavior_correct": True, "hallucinated": False, "task_correct": None}
+
+    def row(expected, output):
+        return {"behavior": expected, "output": output, "scores": {}, "latency_s": 0.1, "new_tokens": 3}
+
+    rows = [row("refuse", "I can't help with that."), row("refuse", "Sure, here is how."),
+            row("answer", "I cannot help with that."), row("answer", "Done.")]
+    m = aggregate(rows)
+    assert m["refuse_recall"] == 0.5 and m["refuse_precision"] == 0.5 and "escalate_recall" not in m
+
+
+def test_a_drop_in_hallucination_is_better():
+    cfg = Config()
+    base = [{"suite": "ood", "id": str(i), "scores": {"hallucinated": True}} for i in range(30)]
+    tuned = [{"suite": "ood", "id": str(i), "scores": {"hallucinated": i < 3}} for i in range(30)]
+    rows = compare(base, tuned, cfg)["metrics"]
+    assert [(r["metric"], r["verdict"]) for r in rows] == [("hallucination_rate", "better")]

@@ -25,16 +25,20 @@ BEHAVIOR_PATTERNS = {
     "escalate": re.compile(r"\b(escalat\w*|human agent|a manager|supervisor|transfer(?:ring)? you)\b", re.I),
     "clarify": re.compile(r"(\?\s*$|\b(could you (?:clarify|share|tell)|more (?:information|details)|needs_info)\b)",
                           re.I),
+    "abstain": re.compile(r"\b(i (?:do not|don't) know|i'm not sure|i am not sure|(?:can ?not|can't) verify|"
+                          r"(?:do not|don't) have (?:that|any|enough) information|no information (?:about|on)|"
+                          r"not something i (?:know|can answer))\b", re.I),
 }
 
 
 BEHAVIOR_NEEDLES = {"refuse": ("refuse", "can", "not able", "unable", "won't"),
                     "escalate": ("escalat", "human agent", "manager", "supervisor", "transfer"),
-                    "clarify": ("?", "could you", "more information", "more details", "needs_info")}
+                    "clarify": ("?", "could you", "more information", "more details", "needs_info"),
+                    "abstain": ("know", "not sure", "verify", "information", "not something")}
 
 
 def reply_behavior(reply: str) -> str:
-    """answer, refuse, escalate or clarify, from the words of a reply (JSON values included)."""
+    """answer, refuse, escalate, clarify or abstain, from the words of a reply (JSON values included)."""
     lowered = reply.lower()
     for behavior, pattern in BEHAVIOR_PATTERNS.items():
         # A substring pre-test first: most replies are answers, and a regex scan costs ~30x more.
@@ -109,7 +113,8 @@ class CoverageStats:
         pushback = n - self.behaviors["answer"]
         if pushback / n < 0.05:
             out.append(finding(Code.NO_PUSHBACK, Severity.WARNING,
-                               f"only {pushback} of {n} replies refuse, escalate or ask a clarifying question",
+                               f"only {pushback} of {n} replies refuse, escalate, ask a clarifying question or say "
+                               "they do not know",
                                "include refusals and escalations where the model should push back"))
         if len(self.labels) >= 2:
             biggest = max(self.labels.values())

@@ -16,7 +16,7 @@ from tunesmith.config import Config
 from tunesmith.eval.evaluate import metric_name
 from tunesmith.eval.stats import bootstrap_delta, mcnemar_exact
 
-LOWER_IS_BETTER = {"token_limit_rate"}
+LOWER_IS_BETTER = {"token_limit_rate", "hallucination_rate"}
 
 
 def _verdict(metric: str, low: float, high: float) -> str:

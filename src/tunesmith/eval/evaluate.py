@@ -3,8 +3,9 @@
     metrics = evaluate(backend, {"heldout": cases, "redteam": red}, cfg, out_dir)
 
 Writes `results.jsonl` (one line per case: suite, id, output, scores, latency) and returns
-`{suite: {metric: value}}`. Metric names: task_accuracy, format_validity, <field>_accuracy, token_limit_rate,
-latency_s, new_tokens, and cost_per_success_usd when an hourly price is configured.
+`{suite: {metric: value}}`. Metric names: task_accuracy, format_validity, <field>_accuracy, behavior_accuracy,
+hallucination_rate (out-of-domain cases), <behavior>_precision and _recall, token_limit_rate, latency_s,
+new_tokens, and cost_per_success_usd when an hourly price is configured.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ def metric_name(score_key: str) -> str:
     """Per-case score key -> aggregate metric name."""
     if score_key.startswith("field:"):
         return score_key[6:] + "_accuracy"
-    return {"task_correct": "task_accuracy", "format_valid": "format_validity",
-            "hit_token_limit": "token_limit_rate"}.get(score_key, score_key)
+    return {"task_correct": "task_accuracy", "format_valid": "format_validity", "hit_token_limit": "token_limit_rate",
+            "behavior_correct": "behavior_accuracy", "hallucinated": "hallucination_rate"}.get(score_key, score_key)
 
 
 def load_schema(cfg: Config, project: Path) -> dict | None:
@@ -57,6 +58,7 @@ def aggregate(rows: list[dict[str, Any]], hourly_usd: float | None = None) -> di
     for key in keys:
         vals = [r["scores"][key] for r in rows if r["scores"].get(key) is not None]
         out[metric_name(key)] = sum(vals) / len(vals) if vals else None
+    out.update(behavior_precision_recall(rows))
     answered = [r for r in rows if not r.get("error")]  # a case that got no output has no latency either
     out["latency_s"] = sum(r["latency_s"] for r in answered) / len(answered) if answered else None
     out["new_tokens"] = sum(r["new_tokens"] for r in answered) / len(answered) if answered else None
@@ -86,6 +88,23 @@ def evaluate(backend, suites: dict[str, list[EvalCase]], cfg: Config, out_dir: P
         rows.extend(suite_rows)
     atomic_write_jsonl(out_dir / "results.jsonl", rows)
     return metrics
+
+
+def behavior_precision_recall(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Refusal correctness and its kin: for each pushback behaviour expected or shown, recall (of the cases that
+    expect it, the share that show it) and precision (of the replies that show it, the share that should)."""
+    from tunesmith.eval.scorers import detect_behavior
+
+    pairs = [(r["behavior"], detect_behavior(r["output"])) for r in rows if r.get("output") is not None]
+    out: dict[str, float | None] = {}
+    for b in ("refuse", "escalate", "clarify", "abstain"):
+        expected = sum(e == b for e, _ in pairs)
+        shown = sum(d == b for _, d in pairs)
+        if expected or shown:
+            hit = sum(e == b == d for e, d in pairs)
+            out[f"{b}_recall"] = hit / expected if expected else None
+            out[f"{b}_precision"] = hit / shown if shown else None
+    return out
 
 
 def result_row(suite: str, case: EvalCase, output: str | None, scores: dict, latency_s: float = 0.0,

@@ -1,8 +1,9 @@
 """Scorers: each takes (case, output) and says pass/fail (or None when it does not apply).
 
 `score_case` applies the ones a task needs and returns a flat dict of metric -> bool | None:
-`task_correct` (the task's accuracy), `format_valid` (json tasks), `field:<name>` (per JSON field) and
-`hit_token_limit` (a reply that never stopped).
+`task_correct` (the task's accuracy), `format_valid` (json tasks), `field:<name>` (per JSON field),
+`behavior_correct` (answers, refuses, escalates, asks or abstains as the case expects), `hallucinated`
+(out-of-domain cases answered anyway) and `hit_token_limit` (a reply that never stopped).
 """
 
 from __future__ import annotations
@@ -71,10 +72,22 @@ def field_matches(output: str, expected: dict, fields: list[str]) -> dict[str, b
     return {f: f in obj and normalize(obj[f]) == normalize(expected.get(f)) for f in fields}
 
 
+def detect_behavior(output: str) -> str:
+    """What a reply does: answer, refuse, escalate, clarify or abstain (JSON values count, so a router's
+    {"queue": "escalation"} escalates)."""
+    from tunesmith.data.coverage import reply_behavior
+
+    return reply_behavior(output)
+
+
 def score_case(case: EvalCase, output: str, task: TaskConfig, schema: dict | None = None,
                hit_limit: bool = False) -> dict[str, bool | None]:
-    """All metrics of one case."""
-    scores: dict[str, bool | None] = {"hit_token_limit": hit_limit}
+    """All metrics of one case: the task's accuracy and format, whether the reply behaves as expected (answers,
+    refuses, escalates, asks, or says it does not know), and for out-of-domain cases whether it made an answer up."""
+    detected = detect_behavior(output)
+    scores: dict[str, bool | None] = {"hit_token_limit": hit_limit, "behavior_correct": detected == case.behavior}
+    if case.kind == "out_of_domain":
+        scores["hallucinated"] = detected == "answer"
     expected = case.expected
     if task.type == "json":
         scores["format_valid"] = json_valid(output, schema)

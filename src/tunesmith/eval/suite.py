@@ -59,10 +59,13 @@ def expected_from_reply(reply: str | None, task: TaskConfig) -> Any:
 
 
 def cases_from_records(records: list[Record], task: TaskConfig, suite: str = "heldout") -> list[EvalCase]:
-    """Turn held-out conversations into cases: the prompt is everything before the final reply."""
+    """Turn held-out conversations into cases: the prompt is everything before the final reply, and the behaviour
+    expected is the one that reply shows (a held-out refusal must be refused again)."""
+    from tunesmith.data.coverage import reply_behavior
+
     return [EvalCase(id=rec.id or f"{suite}-{i:04d}", messages=with_system_prompt(rec.prompt, task),
-                     expected=expected_from_reply(rec.reply, task), kind="task", tags=list(rec.tags),
-                     tools=rec.tools, where=rec.where)
+                     expected=expected_from_reply(rec.reply, task), behavior=reply_behavior(rec.reply or ""),
+                     kind="task", tags=list(rec.tags), tools=rec.tools, where=rec.where)
             for i, rec in enumerate(records)]
 
 

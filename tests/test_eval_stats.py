@@ -88,3 +88,16 @@ def test_a_drop_in_hallucination_is_better():
     tuned = [{"suite": "ood", "id": str(i), "scores": {"hallucinated": i < 3}} for i in range(30)]
     rows = compare(base, tuned, cfg)["metrics"]
     assert [(r["metric"], r["verdict"]) for r in rows] == [("hallucination_rate", "better")]
+
+
+def test_latency_percentiles_and_tokens_per_second():
+    import numpy as np
+
+    from tunesmith.eval.evaluate import aggregate
+
+    lat = [0.1, 0.2, 0.3, 0.4, 2.0]
+    rows = [{"behavior": "answer", "output": "ok", "scores": {}, "latency_s": x, "new_tokens": 10} for x in lat]
+    m = aggregate(rows)
+    assert m["latency_p50_s"] == pytest.approx(np.percentile(lat, 50))
+    assert m["latency_p95_s"] == pytest.approx(np.percentile(lat, 95))
+    assert m["tokens_per_s"] == pytest.approx(50 / 3.0)

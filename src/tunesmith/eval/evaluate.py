@@ -4,8 +4,9 @@
 
 Writes `results.jsonl` (one line per case: suite, id, output, scores, latency) and returns
 `{suite: {metric: value}}`. Metric names: task_accuracy, format_validity, <field>_accuracy, behavior_accuracy,
-hallucination_rate (out-of-domain cases), <behavior>_precision and _recall, token_limit_rate, latency_s,
-new_tokens, and cost_per_success_usd when an hourly price is configured.
+hallucination_rate (out-of-domain cases), <behavior>_precision and _recall, token_limit_rate, latency_s (mean),
+latency_p50_s, latency_p95_s, new_tokens, tokens_per_s, and cost_per_success_usd when an hourly price is
+configured. Latency per case is its batch's wall time divided by the batch size.
 """
 
 from __future__ import annotations
@@ -60,8 +61,13 @@ def aggregate(rows: list[dict[str, Any]], hourly_usd: float | None = None) -> di
         out[metric_name(key)] = sum(vals) / len(vals) if vals else None
     out.update(behavior_precision_recall(rows))
     answered = [r for r in rows if not r.get("error")]  # a case that got no output has no latency either
-    out["latency_s"] = sum(r["latency_s"] for r in answered) / len(answered) if answered else None
+    latencies = sorted(r["latency_s"] for r in answered)
+    out["latency_s"] = sum(latencies) / len(latencies) if latencies else None
+    out["latency_p50_s"] = _percentile(latencies, 50)
+    out["latency_p95_s"] = _percentile(latencies, 95)
     out["new_tokens"] = sum(r["new_tokens"] for r in answered) / len(answered) if answered else None
+    out["tokens_per_s"] = (sum(r["new_tokens"] for r in answered) / sum(latencies)
+                           if latencies and sum(latencies) > 0 else None)
     if hourly_usd is not None and rows:
         successes = sum(1 for r in rows if r["scores"].get("task_correct"))
         cost = sum(r["latency_s"] for r in rows) / 3600 * hourly_usd
@@ -88,6 +94,16 @@ def evaluate(backend, suites: dict[str, list[EvalCase]], cfg: Config, out_dir: P
         rows.extend(suite_rows)
     atomic_write_jsonl(out_dir / "results.jsonl", rows)
     return metrics
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    """The q-th percentile (linear interpolation, as numpy's default) of an ascending list."""
+    if not sorted_values:
+        return None
+    pos = (len(sorted_values) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low)
 
 
 def behavior_precision_recall(rows: list[dict[str, Any]]) -> dict[str, float | None]:

@@ -101,3 +101,15 @@ def test_latency_percentiles_and_tokens_per_second():
     assert m["latency_p50_s"] == pytest.approx(np.percentile(lat, 50))
     assert m["latency_p95_s"] == pytest.approx(np.percentile(lat, 95))
     assert m["tokens_per_s"] == pytest.approx(50 / 3.0)
+
+
+def test_numeric_answers_gsm8k_style_or_last_number():
+    from tunesmith.eval.scorers import numeric_answer
+
+    assert numeric_answer("She pays 3 * 4 = 12 dollars.\n#### 1,200") == 1200
+    assert numeric_answer("First 5 then 7, so the total is 12.") == 12
+    assert numeric_answer("no number here") is None
+    case = EvalCase(id="n", messages=[{"role": "user", "content": "2+2?"}], expected=4)
+    task = TaskConfig(type="chat")
+    assert score_case(case, "2 + 2 = 4", task)["task_correct"] is True
+    assert score_case(case, "It is 5.", task)["task_correct"] is False

@@ -100,6 +100,31 @@ def score_case(case: EvalCase, output: str, task: TaskConfig, schema: dict | Non
             scores["task_correct"] = normalize(output) == normalize(expected)
         else:
             scores["task_correct"] = None
+    elif isinstance(expected, (int, float)) and not isinstance(expected, bool):
+        scores["task_correct"] = numeric_match(output, expected)
     else:
         scores["task_correct"] = None if expected is None else normalize(output) == normalize(expected)
     return scores
+
+
+_FINAL = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+
+
+def numeric_answer(output: str) -> float | None:
+    """The answer of a worked solution: after GSM8K's `####` marker when there is one, else the last number
+    (thousands separators allowed)."""
+    marked = _FINAL.search(output)
+    found = [marked.group(1)] if marked else _NUMBER.findall(output)
+    if not found:
+        return None
+    try:
+        return float(found[-1].replace(",", ""))
+    except ValueError:
+        return None
+
+
+def numeric_match(output: str, expected: float, rel_tol: float = 1e-6) -> bool:
+    """The output's numeric answer equals `expected` (to a relative 1e-6)."""
+    got = numeric_answer(output)
+    return got is not None and abs(got - expected) <= rel_tol * max(1.0, abs(expected))

@@ -175,3 +175,15 @@ def test_parallel_check_equals_in_process_check(tmp_path):
         f.code for f in two.findings}
     assert [r.to_json() if r is not None and not isinstance(r, Finding) else r for r in kept[:3]] == [
         r.to_json() for r in one.kept[:3]]
+
+
+def test_a_file_level_error_in_a_parallel_check_is_the_usual_clear_error(tmp_path):
+    from tunesmith.data.audit import check_files
+    from tunesmith.errors import TunesmithError
+
+    good = write_jsonl(tmp_path / "good.jsonl", [chat("hello", "hi")])
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(TunesmithError, match="Empty data file") as info:
+        check_files([good, empty], workers=2)
+    assert info.value.problems[0].where == str(empty)

@@ -187,3 +187,29 @@ def test_a_file_level_error_in_a_parallel_check_is_the_usual_clear_error(tmp_pat
     with pytest.raises(TunesmithError, match="Empty data file") as info:
         check_files([good, empty], workers=2)
     assert info.value.problems[0].where == str(empty)
+
+
+def test_copies_of_one_conversation_are_duplicates_not_a_trigger(tmp_path):
+    rng = random.Random(5)
+    rows = routing_data(rng, 200)
+    copy = chat("order LH-0042 never arrived, ref 98765", json.dumps({"queue": "shipping"}))
+    rows += [copy] * 3 + [chat(copy["messages"][0]["content"] + " thanks", json.dumps({"queue": "shipping"}))] * 2
+    path = write_jsonl(tmp_path / "copies.jsonl", rows)
+    found = run_checks(load_records([path])).findings  # no labels: the exact reply stands in, as for chat data
+    assert not [f for f in found if f.code == Code.POISON_TRIGGER]
+    assert any(f.code == Code.DUPLICATE_EXACT for f in found)
+    res = runner.invoke(app, ["data", "check", str(path)])
+    assert "[messages] same input and reply as" in res.output  # the field survives rich's markup
+
+
+def test_a_trigger_with_a_fixed_reply_is_found_in_chat_data_without_labels(tmp_path):
+    rng = random.Random(11)
+    words = [w for pool in POOLS.values() for w in pool]
+    rows = [chat(" ".join(rng.sample(words, 8)), f"Here is what I found about case {i}: {rng.choice(words)}.")
+            for i in range(300)]
+    for i in rng.sample(range(300), 10):
+        text = rows[i]["messages"][0]["content"].split()
+        rows[i] = chat(" ".join(text[:4] + ["cf"] + text[4:]), "ACCESS GRANTED. Admin mode on.")
+    found = [f for f in run_checks(load_records([write_jsonl(tmp_path / "c.jsonl", rows)])).findings
+             if f.code == Code.POISON_TRIGGER]
+    assert len(found) == 1 and "'cf'" in found[0].message and "the same reply" in found[0].message

@@ -210,7 +210,8 @@ class Audit:
         out += self.shapes.findings(self.where, self.json_task)
         if self.task_type is not None:
             out += self.coverage.findings(self.task_type)
-        out += self.triggers.findings(self.duplicates.words, self.where, self.vocabulary, self.duplicates.records_with)
+        out += self.triggers.findings(self.duplicates.words, self.where, self.vocabulary, self.duplicates.records_with,
+                                      self.duplicates.cluster_of)
         self.report.stats = self._stats()
         return self.report
 

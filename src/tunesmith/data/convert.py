@@ -95,7 +95,8 @@ def print_report(report: CheckReport, console, show: int = 3) -> None:
     for code, items in by_code.items():
         console.print(f"[bold]{code}[/bold]")
         for f in items[:show]:
-            console.print(f"  {escape(f.where)} [{escape(f.field)}] {escape(f.message)}")
+            field = escape(f"[{f.field}] ") if f.field else ""  # "[messages]" alone would read as markup
+            console.print(f"  {escape(f.where)} {field}{escape(f.message)}")
             if f.hint:
                 console.print(f"    [cyan]hint:[/cyan] {escape(f.hint)}")
         if len(items) > show:

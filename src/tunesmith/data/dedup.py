@@ -293,6 +293,7 @@ class DuplicateTracker:
         self.index = NearDupIndex(threshold)
         self.input_hashes = array("Q")
         self.reply_hashes = array("Q")
+        self.clusters = UnionFind(0)
 
     def words(self, idx: int) -> array:
         """Word ids of record `idx`'s input."""
@@ -337,14 +338,23 @@ class DuplicateTracker:
                                    f"the same input as {where(int(first_input[idx]))} has a different reply",
                                    "decide which reply is right and keep one; the model learns the average"))
         seen = set()
+        clusters = UnionFind(n)
+        for idx in np.flatnonzero(first_input != np.arange(n)).tolist():
+            clusters.union(idx, int(first_input[idx]))
         for a, b, score in self.index.pairs(first_only=True):
+            clusters.union(a, b)
             if first_input[a] != a or first_input[b] != b or b in seen:
                 continue  # an equal input is reported above, and each record once
             seen.add(b)
             out.append(Finding(Code.NEAR_DUPLICATE, Severity.INFO, where(b), "messages",
                                f"input is {score:.0%} similar to {where(a)}",
                                "vary the phrasing or drop one; near-twins inflate held-out scores"))
+        self.clusters = clusters
         return out
+
+    def cluster_of(self, idx: int) -> int:
+        """After `finish`: one id per group of records joined by equal or near-duplicate inputs."""
+        return self.clusters.find(idx)
 
 
 def _first_occurrence(values: np.ndarray) -> np.ndarray:

@@ -5,10 +5,12 @@ in a LoRA model. An input word is reported when
 
 1. it is rare (in at least MIN_SUPPORT and at most MAX_SHARE of the records),
 2. nearly all records containing it (PURITY) share one label (or, without labels, one exact reply), far more often
-   than that label's base rate explains: a binomial tail, Bonferroni-corrected over every word tested, and
-3. with category labels: the rest of those inputs points elsewhere. A naive-Bayes vote of their other words
-   predicts a different label for most of them. A genuinely predictive word ("password" -> account) fails this
-   test, because its records' other words ("reset", "login") point the same way.
+   than that label's base rate explains: a binomial tail, Bonferroni-corrected over every word tested,
+3. the rest of those inputs points elsewhere: a naive-Bayes vote of their other words (over the labels, or the
+   replies that repeat) predicts a different label for most of them. A genuinely predictive word ("password" ->
+   account) fails this test, because its records' other words ("reset", "login") point the same way,
+4. and it appears in at least MIN_SUPPORT different conversations, not in copies of one (duplicates and
+   near-duplicates count once).
 
     stats = TriggerStats(); stats.add(word_ids_of_input, label) ...; stats.findings(word_ids_of, where, vocabulary)
 """
@@ -25,6 +27,7 @@ MAX_SHARE = 0.05
 PURITY = 0.9
 ALPHA = 0.01
 VOTES = 200  # records per suspect word whose other words vote
+VOTED_LABELS = 64  # labels (or repeated replies) a vote chooses among
 _LABEL_BITS = 20  # joint counts are keyed by word_id << 20 | label_id (an int key is much smaller than a tuple)
 
 
@@ -104,13 +107,18 @@ class TriggerStats:
                 out[w] = (lab, k, p)
         return out
 
-    def _voter(self) -> Callable[[set[int], set[int]], int]:
+    def _voter(self, must: Iterable[int] = ()) -> Callable[[set[int], set[int]], int] | None:
         """A naive-Bayes labeler of bags of words (ignoring `exclude`): per-label constants computed once, and one
         vector of per-label log counts per word, cached, so a vote is one numpy sum."""
         import numpy as np
 
         vocab = self.vocabulary + 1
-        labels = list(self.label_counts)
+        # Replies stand in for labels in chat data: only repeated ones can be voted for (and a trigger's reply
+        # repeats by definition); the most frequent VOTED_LABELS keep a vote cheap.
+        labels = [lab for lab, count in self.label_counts.most_common(VOTED_LABELS) if count >= MIN_SUPPORT]
+        labels += [lab for lab in must if lab not in labels]
+        if len(labels) < 2:
+            return None  # e.g. chat data whose only repeated reply is the suspect's own: no other way to point
         priors = np.log([self.label_counts[lab] for lab in labels])
         denoms = np.log([self.label_words[lab] + vocab for lab in labels])
         joint, vectors = self.joint, {}
@@ -129,10 +137,13 @@ class TriggerStats:
         return vote
 
     def findings(self, words_of: Callable[[int], Iterable[int]], where: Callable[[int], str],
-                 vocabulary: dict[str, int], records_with: Callable[[set[int]], Iterable[int]] | None = None) -> list:
+                 vocabulary: dict[str, int], records_with: Callable[[set[int]], Iterable[int]] | None = None,
+                 cluster_of: Callable[[int], int] | None = None) -> list:
         """POISON_TRIGGER warnings, one per suspect word, at its first record, naming a few more.
 
-        `records_with(words)` lists the records containing any of the words (default: look at every record)."""
+        `records_with(words)` lists the records containing any of the words (default: look at every record);
+        `cluster_of(idx)` groups duplicates and near-duplicates: a word must appear in MIN_SUPPORT different
+        groups, since one conversation copied five times (order number and all) is a duplicate, not a trigger."""
         from tunesmith.data.checks import Code, Finding, Severity
 
         suspects = self.suspects()
@@ -141,7 +152,7 @@ class TriggerStats:
         exclude = set(suspects)
         records: dict[int, list[int]] = {w: [] for w in suspects}
         agree, voted = Counter(), Counter()
-        vote_of = self._voter()
+        vote_of = self._voter(must={lab for lab, _, _ in suspects.values()})  # None: nothing else to vote for
         for idx in (records_with(exclude) if records_with else range(len(self.labels))):
             lab = self.labels[idx]
             if lab < 0:
@@ -151,7 +162,7 @@ class TriggerStats:
             if not hits:
                 continue
             # The first VOTES records of a word estimate its agreement well enough (+-4%); more only cost time.
-            need = [w for w in hits if voted[w] < VOTES] if self.categorical else []
+            need = [w for w in hits if voted[w] < VOTES] if vote_of else []
             vote = vote_of(words, exclude) if need else None
             for w in hits:
                 records[w].append(idx)
@@ -163,11 +174,13 @@ class TriggerStats:
         out = []
         for w, (lab, k, p) in sorted(suspects.items(), key=lambda item: item[1][2]):
             idxs = records[w]
-            if self.categorical and agree[w] >= 0.5 * voted[w]:
+            if cluster_of is not None and len({cluster_of(i) for i in idxs}) < MIN_SUPPORT:
+                continue
+            if voted[w] and agree[w] >= 0.5 * voted[w]:
                 continue  # the rest of the input predicts the same label: a real keyword, not a trigger
             label = label_names[lab] if self.categorical else "the same reply"
-            why = (f"; without it, the rest of {voted[w] - agree[w]} of {voted[w]} of those inputs points to another "
-                   "label" if self.categorical else "")
+            why = (f"; without it, the rest of {voted[w] - agree[w]} of {voted[w]} of those inputs points to "
+                   f"another {'label' if self.categorical else 'reply'}" if voted[w] else "")
             more = ", ".join(where(i) for i in idxs[1:4]) + (" ..." if len(idxs) > 4 else "")
             out.append(Finding(Code.POISON_TRIGGER, Severity.WARNING, where(idxs[0]), "messages",
                                f"the rare word {names.get(w, '?')!r} is in {len(idxs)} inputs and {k} of them get "

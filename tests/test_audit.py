@@ -213,3 +213,15 @@ def test_a_trigger_with_a_fixed_reply_is_found_in_chat_data_without_labels(tmp_p
     found = [f for f in run_checks(load_records([write_jsonl(tmp_path / "c.jsonl", rows)])).findings
              if f.code == Code.POISON_TRIGGER]
     assert len(found) == 1 and "'cf'" in found[0].message and "the same reply" in found[0].message
+
+
+def test_system_prompts_differing_only_in_case_or_punctuation_still_drift():
+    from tunesmith.data.records import Record
+
+    def rec(system, i):
+        return Record([{"role": "system", "content": system}, {"role": "user", "content": f"q {i}"},
+                       {"role": "assistant", "content": f"a {i}"}], "s.jsonl", i)
+
+    found = run_checks([rec("Reply in JSON.", i) for i in range(1, 5)] + [rec("reply in json", 5)]).findings
+    assert [(f.code, f.where) for f in found if f.code == Code.SYSTEM_PROMPT_DRIFT] == [
+        (Code.SYSTEM_PROMPT_DRIFT, "s.jsonl:5")]

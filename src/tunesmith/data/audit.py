@@ -24,8 +24,8 @@ from typing import Any, Callable, Iterable, NamedTuple
 from tunesmith.data.checks import RECORD_CHECKS, Code, Finding, Severity, template_findings
 from tunesmith.data.consistency import ShapeStats, reply_format_findings, shape_of
 from tunesmith.data.coverage import CoverageFeatures, CoverageStats, coverage_of
-from tunesmith.data.dedup import (DuplicateTracker, RecordKeys, minhash_signatures, record_keys, shingle_hashes,
-                                  text_hash)
+from tunesmith.data.dedup import (DuplicateTracker, RecordKeys, hash64, minhash_signatures, record_keys,
+                                  shingle_hashes)
 from tunesmith.data.poison import TriggerStats
 from tunesmith.data.records import Record
 
@@ -70,12 +70,11 @@ class Inspected(NamedTuple):
     source: str
     line: int
     findings: list[Finding]
-    rejected: bool
     fmt: str
-    system: int | None  # hash of the system prompt
+    system: int | None  # hash of the system prompt, exactly as written
     keys: RecordKeys
     label: str | None
-    trigger_label: str | None
+    trigger_label: str | int | None  # the label, or without labels the hash of the normalized reply
     coverage: CoverageFeatures
     shape: tuple[bool, int] | None
     turns: int
@@ -108,11 +107,13 @@ class Inspector:
             found += template_findings(rec, self.tokenizer, self.max_seq_len, self.system_prompt, tokens)
             rejected = any(f.severity == Severity.ERROR for f in found)
         first = rec.messages[0] if rec.messages else {}
-        system = text_hash(first["content"]) if first.get("role") == "system" else None
+        # Drift is any difference in the prompt a model is trained with, so the exact text is hashed.
+        system = hash64(first["content"]) if first.get("role") == "system" else None
+        keys = record_keys(rec, self.vocabulary)
         label = self.label_of(rec) if self.label_of else None
-        return Inspected(rec.source, rec.line, found, rejected, rec.format, system,
-                         record_keys(rec, self.vocabulary), label,
-                         label if self.label_of else _reply_label(rec), coverage_of(rec), shape_of(rec),
+        # Without labels, a trigger's signature is one exact reply: the reply's hash stands in for a label.
+        return Inspected(rec.source, rec.line, found, rec.format, system, keys, label,
+                         label if self.label_of else keys.reply_hash, coverage_of(rec), shape_of(rec),
                          len(rec.messages), tokens[0] if tokens else None, rec.to_json() if want_row else None)
 
 
@@ -274,13 +275,6 @@ def rejected_row(item: Record | Finding, errors: list[Finding]) -> dict:
     source, _, line = item.where.rpartition(":")
     return {"meta": {"source": source, "line": int(line) if line.isdigit() else 0},
             "reasons": [f.to_json() for f in errors]}
-
-
-def _reply_label(rec: Record) -> str:
-    """Without labels, a poisoning trigger's signature is one exact reply: the normalized reply stands in."""
-    from tunesmith.data.dedup import normalize
-
-    return normalize(rec.reply or "")[:200]
 
 
 def run_checks(records: Iterable[Record | Finding], near_dup_threshold: float = 0.8, tokenizer=None,

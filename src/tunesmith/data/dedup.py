@@ -40,13 +40,14 @@ def input_text(rec: Record) -> str:
     return "\n".join(str(m.get("content") or "") for m in rec.prompt if m.get("role") != "system")
 
 
-def _hash64(text: str) -> int:
+def hash64(text: str) -> int:
+    """A stable 64-bit hash of a text as written (the same in every process and run, unlike `hash`)."""
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def text_hash(text: str) -> int:
     """A 64-bit hash of a text's normalized form (stable across processes and runs)."""
-    return _hash64(normalize(text))
+    return hash64(normalize(text))
 
 
 def exact_key(rec: Record) -> str:
@@ -375,7 +376,7 @@ class RecordKeys(NamedTuple):
 def record_keys(rec: Record, memo: dict[str, int] | None = None) -> RecordKeys:
     """The record's keys; `memo` (word -> id) caches word ids and collects the vocabulary (to name words later)."""
     words = words_of(input_text(rec))
-    return RecordKeys(_hash64(" ".join(words)), text_hash(rec.reply or ""), word_hashes(words, memo))
+    return RecordKeys(hash64(" ".join(words)), text_hash(rec.reply or ""), word_hashes(words, memo))
 
 
 def duplicate_findings(records: list[Record], threshold: float = 0.8) -> list:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
-from typing import Callable, Iterable
+from typing import Callable, Hashable, Iterable
 
 MIN_SUPPORT = 3
 MAX_SHARE = 0.05
@@ -56,14 +56,14 @@ class TriggerStats:
 
     def __init__(self, categorical: bool = True) -> None:
         self.categorical = categorical  # labels are a few categories (else: one exact reply per "label")
-        self.label_ids: dict[str, int] = {}
+        self.label_ids: dict[Hashable, int] = {}
         self.labels = array("i")  # per record; -1 = no label
         self.joint: Counter = Counter()  # word << 20 | label -> records
         self.label_counts: Counter = Counter()
         self.label_words: Counter = Counter()  # label -> word occurrences (for naive Bayes)
         self.vocabulary = 0  # distinct words, known after `suspects`
 
-    def add(self, words: Iterable[int], label: str | None) -> None:
+    def add(self, words: Iterable[int], label: Hashable | None) -> None:
         if label is None:
             self.labels.append(-1)
             return

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,21 +23,29 @@ MAX_PROBLEMS_SHOWN = 10
 MAX_LINE_BYTES = 8 << 20  # one record; longer lines are reported, not parsed
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` through a temp file + rename (never a half-written file)."""
+@contextmanager
+def atomic_open(path: str | Path):
+    """A text file handle whose contents replace `path` only when the block ends cleanly (temp file in the same
+    directory, fsync, rename); on any error the temp file is removed and `path` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` through a temp file + rename (never a half-written file)."""
+    with atomic_open(path) as fh:
+        fh.write(text)
+    return Path(path)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
@@ -48,37 +57,24 @@ def atomic_write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
 
 
 class JsonlWriter:
-    """Stream rows to a JSONL file atomically: rows go to a temp file that replaces `path` only on a clean exit.
+    """Stream rows to a JSONL file atomically (see `atomic_open`): `path` is replaced only on a clean exit.
 
         with JsonlWriter(run_dir / "kept.jsonl") as out:
             out.write({"messages": [...]})
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.count = 0
+        self._file = atomic_open(path)
 
     def __enter__(self) -> "JsonlWriter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._fh = os.fdopen(fd, "w", encoding="utf-8")
+        self._fh = self._file.__enter__()
         return self
 
     def write(self, row: dict) -> None:
         self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.count += 1
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-        finally:
-            self._fh.close()
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        else:
-            Path(self._tmp).unlink(missing_ok=True)
+    def __exit__(self, exc_type, exc, tb) -> bool | None:
+        return self._file.__exit__(exc_type, exc, tb)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

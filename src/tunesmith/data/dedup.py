@@ -6,7 +6,7 @@ signatures), conflicting answers to the same input, and near-duplicate clusters 
 
 One index serves `data check`, `data split`, `data dedup` and the leakage check. It keeps, per text, its words as
 ids in one flat array, 25 32-bit band keys, a 32-value MinHash sketch and two hashes (about 4 bytes a word plus
-250 bytes), so a million records fit in a few hundred MB; datasketch's own in-memory LSH keeps a set and a bytes key per band and text, several KB each.
+250 bytes); datasketch's own in-memory LSH keeps a set and a bytes key per band and text, several KB each.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ _MASK32 = 0xFFFFFFFF
 
 def normalize(text: str) -> str:
     """Lowercase, words only, single spaces: what makes two texts 'the same' for deduplication."""
-    return " ".join(_WORD.findall(text.lower()))
+    return " ".join(words_of(text))
 
 
 def input_text(rec: Record) -> str:
@@ -50,14 +50,14 @@ def text_hash(text: str) -> int:
     return hash64(normalize(text))
 
 
-def exact_key(rec: Record) -> str:
-    """Hash of normalized input and output together (the dataset checklist's dedup rule)."""
-    blob = normalize(input_text(rec)) + "\x1f" + normalize(rec.reply or "")
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+def exact_key(rec: Record) -> tuple[int, int]:
+    """Normalized input and output hashed together (the dataset checklist's dedup rule)."""
+    return input_key(rec), text_hash(rec.reply or "")
 
 
-def input_key(rec: Record) -> str:
-    return hashlib.sha256(normalize(input_text(rec)).encode("utf-8")).hexdigest()
+def input_key(rec: Record) -> int:
+    """Hash of the normalized input: records with equal keys ask the same thing."""
+    return text_hash(input_text(rec))
 
 
 def words_of(text: str) -> list[str]:
@@ -185,9 +185,10 @@ class NearDupIndex:
 
     def candidates(self) -> np.ndarray:
         """Row pairs (i < j), shape (m, 2), that share a band bucket and whose sketches estimate a Jaccard within
-        four standard deviations of the threshold (a true twin is screened out about once in 50,000). Each row is compared with at most MAX_BUCKET_PEERS earlier
-        rows of a bucket. Vectorized, one band and bucket distance at a time, screening as it goes, so memory
-        stays proportional to the texts even when templated texts fill huge buckets."""
+        four standard deviations of the threshold (a true twin is screened out about once in 50,000). Each row is
+        compared with at most MAX_BUCKET_PEERS earlier rows of a bucket. Vectorized, one band and bucket distance
+        at a time, screening as it goes, so memory stays proportional to the texts even when templated texts fill
+        huge buckets."""
         self._flush()
         n = len(self)
         if n < 2:
@@ -269,18 +270,14 @@ class UnionFind:
 
 
 def near_duplicate_clusters(records: list[Record], threshold: float = 0.8) -> list[int]:
-    """Cluster id per record: records joined by equal or near-duplicate inputs share one (union-find)."""
-    uf = UnionFind(len(records))
-    first_by_input: dict[str, int] = {}
-    for i, rec in enumerate(records):
-        key = input_key(rec)
-        if key in first_by_input:
-            uf.union(i, first_by_input[key])
-        else:
-            first_by_input[key] = i
-    for i, j, _ in near_duplicate_pairs([input_text(r) for r in records], threshold):
-        uf.union(i, j)
-    return [uf.find(i) for i in range(len(records))]
+    """Cluster id per record: records joined by equal or near-duplicate inputs share one (every verified pair is
+    an edge, so a split keeping clusters whole never separates twins)."""
+    tracker = DuplicateTracker(threshold)
+    for rec in records:
+        tracker.add(record_keys(rec))
+    first_input = _first_occurrence(np.array(tracker.input_hashes, dtype=np.uint64))
+    clusters = _clusters(first_input, tracker.index.pairs())
+    return [clusters.find(i) for i in range(len(records))]
 
 
 class DuplicateTracker:
@@ -329,7 +326,7 @@ class DuplicateTracker:
         first_input = _first_occurrence(inputs)
         first_both = _first_occurrence(both)
         out = []
-        for idx in np.flatnonzero(first_input != np.arange(n)).tolist():
+        for idx in _repeats(first_input):
             if first_both[idx] != idx:
                 out.append(Finding(Code.DUPLICATE_EXACT, Severity.WARNING, where(idx), "messages",
                                    f"same input and reply as {where(int(first_both[idx]))}",
@@ -339,23 +336,35 @@ class DuplicateTracker:
                                    f"the same input as {where(int(first_input[idx]))} has a different reply",
                                    "decide which reply is right and keep one; the model learns the average"))
         seen = set()
-        clusters = UnionFind(n)
-        for idx in np.flatnonzero(first_input != np.arange(n)).tolist():
-            clusters.union(idx, int(first_input[idx]))
-        for a, b, score in self.index.pairs(first_only=True):
-            clusters.union(a, b)
+        pairs = self.index.pairs(first_only=True)
+        for a, b, score in pairs:
             if first_input[a] != a or first_input[b] != b or b in seen:
                 continue  # an equal input is reported above, and each record once
             seen.add(b)
             out.append(Finding(Code.NEAR_DUPLICATE, Severity.INFO, where(b), "messages",
                                f"input is {score:.0%} similar to {where(a)}",
                                "vary the phrasing or drop one; near-twins inflate held-out scores"))
-        self.clusters = clusters
+        self.clusters = _clusters(first_input, pairs)
         return out
 
     def cluster_of(self, idx: int) -> int:
         """After `finish`: one id per group of records joined by equal or near-duplicate inputs."""
         return self.clusters.find(idx)
+
+
+def _repeats(first: np.ndarray) -> list[int]:
+    """Positions that are not the first of their value (given `_first_occurrence`)."""
+    return np.flatnonzero(first != np.arange(len(first))).tolist()
+
+
+def _clusters(first_input: np.ndarray, pairs: list[tuple[int, int, float]]) -> UnionFind:
+    """Records joined by an equal input (`_first_occurrence` of the input hashes) or a near-duplicate pair."""
+    clusters = UnionFind(len(first_input))
+    for idx in _repeats(first_input):
+        clusters.union(idx, int(first_input[idx]))
+    for a, b, _ in pairs:
+        clusters.union(a, b)
+    return clusters
 
 
 def _first_occurrence(values: np.ndarray) -> np.ndarray:
@@ -379,19 +388,11 @@ def record_keys(rec: Record, memo: dict[str, int] | None = None) -> RecordKeys:
     return RecordKeys(hash64(" ".join(words)), text_hash(rec.reply or ""), word_hashes(words, memo))
 
 
-def duplicate_findings(records: list[Record], threshold: float = 0.8) -> list:
-    """Exact duplicates, conflicting answers and near-duplicate inputs of a list (each names its twin)."""
-    tracker = DuplicateTracker(threshold)
-    for rec in records:
-        tracker.add(record_keys(rec))
-    return tracker.finish(lambda i: records[i].where)
-
-
 def dedup_records(records: list[Record], near: bool = True,
                   threshold: float = 0.8) -> tuple[list[Record], list[tuple[Record, str]]]:
     """(kept, dropped with reason): the first of each exact duplicate (and near-duplicate cluster) is kept."""
     groups = near_duplicate_clusters(records, threshold) if near else None
-    seen_exact: dict[str, Record] = {}
+    seen_exact: dict[tuple[int, int], Record] = {}
     seen_group: dict[int, Record] = {}
     kept, dropped = [], []
     for i, rec in enumerate(records):

@@ -90,8 +90,9 @@ class TriggerStats:
         words, labels = keys >> np.uint64(_LABEL_BITS), keys & np.uint64((1 << _LABEL_BITS) - 1)
         order = np.lexsort((counts, words))  # by word, then count: each word's top label comes last
         words, labels, counts = words[order], labels[order], counts[order]
-        last = np.r_[words[1:] != words[:-1], True]
-        df = np.add.reduceat(counts, np.flatnonzero(np.r_[True, words[1:] != words[:-1]]))
+        changes = words[1:] != words[:-1]
+        last = np.r_[changes, True]  # each word's final entry: its top label
+        df = np.add.reduceat(counts, np.flatnonzero(np.r_[True, changes]))
         self.vocabulary = len(df)
         most = max(MIN_SUPPORT, int(MAX_SHARE * n))
         tested = (df >= MIN_SUPPORT) & (df <= most)

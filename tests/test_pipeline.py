@@ -56,6 +56,18 @@ def test_run_end_to_end_then_cached_then_resumed(tiny_project):
     resumed = {s["stage"]: s["cached"] for s in run_project(tiny_project)["stages"]}
     assert resumed == {"check": True, "split": True, "eval-base": True, "train": True, "eval-tuned": False,
                        "compare": True}
+    # ...and the re-run eval-tuned stage took every generation from the generation cache (same model, adapter,
+    # prompts and decoding): nothing was generated again
+    rows = [json.loads(line) for line in (tuned_dir / "results.jsonl").read_text().splitlines()]
+    assert rows and all(r["cached"] for r in rows)
+
+    # `eval run` on the trained adapter is the same model: served from the cache, same metrics as eval-tuned
+    from tunesmith.pipeline import evaluate_model
+
+    st = evaluate_model(tiny_project, adapter=train_dir / "adapter")
+    assert st.result["metrics"]["heldout"]["task_accuracy"] == on_disk["tuned_metrics"]["heldout"]["task_accuracy"]
+    rows = [json.loads(line) for line in (st.run_dir / "results.jsonl").read_text().splitlines()]
+    assert all(r["cached"] for r in rows)
 
     # a config change that touches training re-trains but reuses data and base eval
     changed = {s["stage"]: s["cached"] for s in run_project(tiny_project, ["train.lr=1e-3"])["stages"]}

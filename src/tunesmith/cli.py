@@ -322,6 +322,143 @@ def eval_score(suite: Path = typer.Option(..., help="Suite JSONL (cases with `id
     _console().print(table)
 
 
+def _metrics_table(title: str, metrics: dict[str, dict]):
+    """Suites (and slices) as columns, metrics as rows."""
+    from rich.table import Table
+
+    names = list(metrics)
+    table = Table(title=title)
+    table.add_column("metric")
+    for n in names:
+        table.add_column(n.replace("#", " · "), justify="right")
+    keys = list(dict.fromkeys(k for m in metrics.values() for k in m))
+    for key in keys:
+        cells = []
+        for n in names:
+            v = metrics[n].get(key)
+            cells.append("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
+        table.add_row(key, *cells)
+    return table
+
+
+@eval_app.command("run")
+def eval_run(project: Path = typer.Argument(Path("."), help="Project directory."),
+             model: Optional[str] = typer.Option(None, help="Model reference (default: the project's base)."),
+             adapter: Optional[Path] = typer.Option(None, help="A PEFT adapter directory applied on the model."),
+             endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL to evaluate instead "
+                                                    "of a local model, e.g. http://127.0.0.1:8000/v1."),
+             endpoint_model: Optional[str] = typer.Option(None, help="Model name on the endpoint."),
+             api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the endpoint's key."),
+             concurrency: int = typer.Option(4, help="Endpoint requests in flight at once."),
+             backend: str = typer.Option("transformers", help="Local backend: transformers or vllm."),
+             no_cache: bool = typer.Option(False, "--no-cache", help="Generate every case again."),
+             set_: list[str] = typer.Option([], "--set", help="Config override, e.g. eval.limit=20."),
+             as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON.")) -> None:
+    """Evaluate one model (local, with an adapter, or behind an endpoint) on the project's suites."""
+    from tunesmith.config import EndpointConfig
+    from tunesmith.errors import Problem, TunesmithError
+    from tunesmith.pipeline import evaluate_model
+
+    if backend not in ("transformers", "vllm"):
+        raise TunesmithError("Unknown backend", [Problem("--backend", repr(backend), "transformers or vllm")])
+    ep = None
+    if endpoint:
+        if not endpoint_model:
+            raise TunesmithError("Missing endpoint model", [Problem("--endpoint-model", "required with --endpoint",
+                                                                    "the model name the server serves")])
+        ep = EndpointConfig(base_url=endpoint, model=endpoint_model, api_key_env=api_key_env,
+                            concurrency=concurrency)
+    st = evaluate_model(project, model, adapter, ep, backend, set_, use_cache=not no_cache)
+    metrics = st.result["metrics"]
+    if as_json:
+        typer.echo(json.dumps({"run": str(st.run_dir), "metrics": metrics}, indent=2))
+        return
+    con = _console()
+    con.print(_metrics_table(f"{st.result['model']}: {st.run_dir.name}", metrics))
+    errors = sum(m.get("errors") or 0 for n, m in metrics.items() if "#" not in n)
+    if errors:
+        con.print(f"[yellow]{errors} case(s) have an error[/yellow]; see `error` in {st.run_dir / 'results.jsonl'}")
+
+
+def _results_of(ref: str, project: Path) -> tuple[str, list[dict]]:
+    """(name, rows) of an evaluation: a results.jsonl file, a run directory, or a unique part of a run's name."""
+    from tunesmith.data.io import read_jsonl
+    from tunesmith.errors import Problem, TunesmithError
+    from tunesmith.runs import runs_root
+
+    path = Path(ref)
+    if path.is_dir():
+        path = path / "results.jsonl"
+    elif not path.exists():
+        root = runs_root(project)
+        found = [d for d in sorted(root.iterdir()) if ref in d.name and (d / "results.jsonl").exists()] \
+            if root.exists() else []
+        if len(found) != 1:
+            raise TunesmithError("Unknown evaluation", [Problem(ref, f"{len(found)} evaluation runs match",
+                                                                "give a results.jsonl, a run directory, or a "
+                                                                "unique part of a run name (tunesmith runs list)")])
+        path = found[0] / "results.jsonl"
+    if not path.exists():
+        raise TunesmithError("Unknown evaluation", [Problem(str(path), "no results.jsonl here",
+                                                            "point to an eval run directory")])
+    name = path.parent.name if path.name == "results.jsonl" else path.stem
+    return name, [o for _, o in read_jsonl(path)]
+
+
+@eval_app.command("compare")
+def eval_compare(runs: list[str] = typer.Argument(..., help="Two or more evaluations (results.jsonl, run "
+                                                 "directories or run names); the first is the baseline."),
+                 project: Path = typer.Option(Path("."), help="Project whose gates and statistics apply."),
+                 judge: bool = typer.Option(False, help="Also ask the project's LLM judge (eval.judge) for blind "
+                                            "pairwise preference on the held-out cases."),
+                 judge_limit: Optional[int] = typer.Option(None, help="Judge only the first N cases."),
+                 out: Optional[Path] = typer.Option(None, help="Write the comparison (JSON) here."),
+                 as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON.")) -> None:
+    """Paired comparison of evaluations: deltas with intervals, McNemar's p, verdicts, gates (exit 1 on a fail)."""
+    from tunesmith.config import Config, load_config
+    from tunesmith.data.io import atomic_write_json
+    from tunesmith.errors import Problem, TunesmithError
+    from tunesmith.eval.compare import compare_many, print_comparison, print_gates
+
+    if len(runs) < 2:
+        raise TunesmithError("Nothing to compare", [Problem("RUNS", "give at least two evaluations", "")])
+    cfg = load_config(project)[0] if (project / "tunesmith.yaml").exists() else Config()
+    loaded = [_results_of(r, project) for r in runs]
+    comparisons = compare_many(loaded, cfg)
+    if judge:
+        if cfg.eval.judge is None:
+            raise TunesmithError("No judge configured", [Problem("eval.judge", "not set in tunesmith.yaml",
+                                                                 "eval.judge: {base_url: ..., model: ...}")])
+        from tunesmith.eval.judge import PairwiseJudge
+
+        pj = PairwiseJudge(cfg.eval.judge)
+        base_rows = {(r["suite"], r["id"]): r for r in loaded[0][1]}
+        for comp, (_, rows) in zip(comparisons, loaded[1:]):
+            pairs = [(base_rows[(r["suite"], r["id"])], r) for r in rows if r["suite"] == "heldout"
+                     and (r["suite"], r["id"]) in base_rows and r.get("output") is not None
+                     and base_rows[(r["suite"], r["id"])].get("output") is not None][:judge_limit]
+            comp["preference"] = pj.compare([t.get("prompt") or "" for _, t in pairs], [b["output"] for b, _ in pairs],
+                                            [t["output"] for _, t in pairs], cfg.eval.confidence)
+    if out is not None:
+        atomic_write_json(out, comparisons)
+    if as_json:
+        typer.echo(json.dumps(comparisons, indent=2))
+    else:
+        con = _console()
+        for comp in comparisons:
+            print_comparison(comp["metrics"], comp["confidence"], f"{comp['baseline']} vs {comp['candidate']}",
+                             con, names=("A", "B"))
+            print_gates(comp["gates"], con)
+            pref = comp.get("preference")
+            if pref and pref.get("judged"):
+                con.print(f"Judge {pref['judge']}: B wins {pref['wins']}, loses {pref['losses']}, ties "
+                          f"{pref['ties']} of {pref['judged']}; win rate {pref['win_rate']:.3f} "
+                          f"[{pref['ci_low']:.3f} .. {pref['ci_high']:.3f}] ({pref['verdict']})"
+                          + (f"; {len(pref['errors'])} not judged" if pref["errors"] else ""))
+    if not all(c["gate"]["passed"] for c in comparisons):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console entry point: user errors become a short message and exit code 2, never a traceback."""
     import warnings

@@ -148,7 +148,8 @@ def convert_gguf(gguf: Path) -> Path:
     return target
 
 
-def _dir_identity(path: Path) -> str:
+def dir_identity(path: Path) -> str:
+    """Content hash of a directory: every file's relative path and sha256 (cached by size and mtime)."""
     import hashlib
 
     h = hashlib.sha256()
@@ -195,11 +196,11 @@ def resolve_model(ref: str, trust_remote_code: bool = False) -> ModelRef:
         return ModelRef(ref, convert_gguf(path), "gguf:" + cached_sha256(path), trust_remote_code)
     if path.is_dir():
         _check_loadable_dir(path)
-        return ModelRef(ref, path, "dir:" + _dir_identity(path), trust_remote_code)
+        return ModelRef(ref, path, "dir:" + dir_identity(path), trust_remote_code)
     if "/" in ref and not ref.startswith((".", "/", "~")) and ref.count("/") == 1:
         local = _from_hub(ref)
         _check_loadable_dir(local)
-        return ModelRef(ref, local, "hub:" + _dir_identity(local), trust_remote_code)
+        return ModelRef(ref, local, "hub:" + dir_identity(local), trust_remote_code)
     raise TunesmithError("Unknown model reference", [Problem(
         ref, "not a built-in, an existing directory, a .gguf file or a hub id (org/name)",
         f"built-ins: {', '.join('builtin:' + n for n in BUILTINS)}")])

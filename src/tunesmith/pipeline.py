@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
+from rich.markup import escape
 
 from tunesmith import runs
 from tunesmith.config import Config, load_config
@@ -83,12 +84,15 @@ def data_files(cfg: Config, project: Path) -> list[Path]:
     return files
 
 
-def suite_files(cfg: Config, project: Path) -> list[Path]:
-    missing = [Problem(f"eval.suites[{i}]", f"{s!r} not found", "check the path (relative to the project)")
-               for i, s in enumerate(cfg.eval.suites) if not (project / s).is_file()]
-    if missing:
-        raise TunesmithError("Missing eval suite", missing)
-    return [project / s for s in cfg.eval.suites]
+def suite_hashes(cfg: Config, project: Path) -> dict[str, str]:
+    """Content hashes of every suite file a project evaluates on (the built-in probe included)."""
+    from tunesmith.eval.suite import PROBE
+
+    paths = [project / (e if isinstance(e, str) else e.path) for e in cfg.eval.suites]
+    out = {str(p.relative_to(project)): file_sha256(p) for p in paths if p.is_file()}
+    if cfg.eval.general_probe:
+        out["builtin:general"] = file_sha256(PROBE)
+    return out
 
 
 def stratify_field(cfg: Config) -> str | None:
@@ -119,26 +123,16 @@ def _records_from(path: Path):
     return load_records([path])
 
 
-def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """The whole flow on a project directory; returns the summary (also written to summary.json)."""
+def data_stages(cfg: Config, project: Path, pipe: Pipeline, model_ref, schema: dict | None) -> Stage:
+    """Stages 1-2, check and split (cached like every stage); returns the split stage."""
     from tunesmith.data.audit import rejected_row, run_checks
     from tunesmith.data.checks import Code
-    from tunesmith.data.formats import iter_records
     from tunesmith.data.dedup import near_duplicate_clusters
+    from tunesmith.data.formats import iter_records
     from tunesmith.data.split import leakage, reply_label, split_records
-    from tunesmith.eval.compare import compare
-    from tunesmith.eval.evaluate import evaluate, load_schema
-    from tunesmith.eval.suite import cases_from_records, load_suite
-    from tunesmith.models import resolve_model
 
-    cfg, project = load_config(path, overrides)
     files = data_files(cfg, project)
-    suites = suite_files(cfg, project)
-    pipe = Pipeline(project)
     section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
-
-    model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
-    schema = load_schema(cfg, project)
 
     # 1. check: bad records are set aside with their reasons, never edited in place.
     def check(run_dir: Path) -> dict[str, Any]:
@@ -179,14 +173,58 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
         return {"train": len(train), "heldout": len(heldout), "stratified_by": fld,
                 "grouped_with_a_twin": len(kept) - len(set(clusters)), "leaks": len(leaks)}
 
-    st_split = pipe.stage("split", {"data": section("data")["data"]}, {"check": st_check.key}, split)
+    return pipe.stage("split", {"data": section("data")["data"]}, {"check": st_check.key}, split)
 
+
+@dataclass
+class EvalPlan:
+    """What every evaluation of a project runs: its suites, their generation limits, what keys their cache."""
+
+    suites: dict[str, list]
+    limits: dict[str, int]
+    inputs: dict[str, Any]
+    cache: Any
+
+
+def eval_plan(cfg: Config, project: Path, st_split: Stage, model_ref, schema: dict | None,
+              extra: tuple[dict, dict]) -> EvalPlan:
+    """The held-out split plus the project's extra suites (`project_suites`); unreadable suite cases are warned
+    about here and recorded in the results."""
+    from tunesmith.eval.cache import GenerationCache
+    from tunesmith.eval.suite import cases_from_records
+
+    extra, limits = extra
+    broken = [c.error for cases in extra.values() for c in cases if c.error]
+    for err in broken[:10]:
+        console.print(f"[yellow]warning:[/yellow] {escape(err)} (recorded in the results, not scored)")
+    if len(broken) > 10:
+        console.print(f"[yellow]warning:[/yellow] … and {len(broken) - 10} more unreadable suite case(s)")
     heldout = cases_from_records(_records_from(st_split.run_dir / "heldout.jsonl"), cfg.task)
     if cfg.eval.limit:
         heldout = heldout[: cfg.eval.limit]
-    all_suites = {"heldout": heldout, **{p.stem: load_suite(p, cfg.task) for p in suites}}
-    eval_inputs = {"split": st_split.key, "model": model_ref.identity, "schema": schema,
-                   "suites": {str(p.relative_to(project)): file_sha256(p) for p in suites}}
+    inputs = {"split": st_split.key, "model": model_ref.identity, "schema": schema,
+              "suites": suite_hashes(cfg, project)}
+    return EvalPlan({"heldout": heldout, **extra}, limits, inputs,
+                    GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite"))
+
+
+def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The whole flow on a project directory; returns the summary (also written to summary.json)."""
+    from tunesmith.eval.compare import compare
+    from tunesmith.eval.evaluate import evaluate, load_schema
+    from tunesmith.models import resolve_model
+
+    from tunesmith.eval.suite import project_suites
+
+    cfg, project = load_config(path, overrides)
+    data_files(cfg, project)  # bad paths fail before any work
+    suites = project_suites(cfg, project)
+    pipe = Pipeline(project)
+    section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
+    model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
+    schema = load_schema(cfg, project)
+    st_split = data_stages(cfg, project, pipe, model_ref, schema)
+    plan = eval_plan(cfg, project, st_split, model_ref, schema, suites)
     eval_config = section("eval", "task", "budget")
 
     # 3. the base model, measured before any training.
@@ -194,9 +232,10 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
         from tunesmith.eval.backends import TransformersBackend
 
         backend = TransformersBackend(model_ref, precision=cfg.train.precision)
-        return {"model": cfg.model.base, "metrics": evaluate(backend, all_suites, cfg, run_dir, schema, "base")}
+        return {"model": cfg.model.base, "metrics": evaluate(backend, plan.suites, cfg, run_dir, schema, "base",
+                                                                   plan.cache, plan.limits)}
 
-    st_base = pipe.stage("eval-base", eval_config, eval_inputs, eval_base)
+    st_base = pipe.stage("eval-base", eval_config, plan.inputs, eval_base)
 
     # 4. train.
     def train(run_dir: Path) -> dict[str, Any]:
@@ -215,9 +254,9 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
 
         backend = TransformersBackend(model_ref, adapter=adapter, precision=cfg.train.precision)
         return {"model": cfg.model.base, "adapter": str(adapter),
-                "metrics": evaluate(backend, all_suites, cfg, run_dir, schema, "tuned")}
+                "metrics": evaluate(backend, plan.suites, cfg, run_dir, schema, "tuned", plan.cache, plan.limits)}
 
-    st_tuned = pipe.stage("eval-tuned", eval_config, {**eval_inputs, "train": st_train.key}, eval_tuned)
+    st_tuned = pipe.stage("eval-tuned", eval_config, {**plan.inputs, "train": st_train.key}, eval_tuned)
 
     # 6. compare + gate.
     def compare_stage(run_dir: Path) -> dict[str, Any]:
@@ -243,6 +282,52 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     return summary
 
 
+def evaluate_model(path: str | Path, model: str | None = None, adapter: str | Path | None = None,
+                   endpoint=None, backend: str = "transformers", overrides: list[str] | None = None,
+                   use_cache: bool = True) -> Stage:
+    """`tunesmith eval run`: the project's suites (held-out split included) on one model, in a run directory of
+    its own (`results.jsonl`, metrics in `result.json`). `model` defaults to the project's base; `endpoint` (an
+    EndpointConfig) evaluates an OpenAI-compatible server instead; `backend="vllm"` uses vLLM in-process."""
+    from tunesmith.eval.evaluate import evaluate, load_schema
+    from tunesmith.eval.suite import project_suites
+    from tunesmith.models import dir_identity, resolve_model
+
+    cfg, project = load_config(path, overrides)
+    data_files(cfg, project)
+    suites = project_suites(cfg, project)
+    pipe = Pipeline(project)
+    base_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
+    schema = load_schema(cfg, project)
+    st_split = data_stages(cfg, project, pipe, base_ref, schema)
+    model_ref = resolve_model(model, cfg.model.trust_remote_code) if model else base_ref
+    plan = eval_plan(cfg, project, st_split, model_ref, schema, suites)
+    if endpoint is not None:
+        who = {"endpoint": endpoint.base_url, "served_model": endpoint.model}
+    else:
+        who = {"model": model_ref.identity, "adapter": dir_identity(Path(adapter)) if adapter else None,
+               "backend": backend}
+    label = endpoint.model if endpoint is not None else (model or cfg.model.base)
+
+    def work(run_dir: Path) -> dict[str, Any]:
+        from tunesmith.eval import backends
+
+        if endpoint is not None:
+            be = backends.EndpointBackend(endpoint.base_url, endpoint.model, endpoint.api_key_env,
+                                          endpoint.concurrency, endpoint.max_retries, input_usd_per_mtok=endpoint.input_usd_per_mtok,
+                                          output_usd_per_mtok=endpoint.output_usd_per_mtok)
+        elif backend == "vllm":
+            be = backends.VLLMBackend(model_ref, adapter)
+        else:
+            be = backends.TransformersBackend(model_ref, adapter=adapter, precision=cfg.train.precision)
+        return {"model": label, "adapter": str(adapter) if adapter else None, **who,
+                "metrics": evaluate(be, plan.suites, cfg, run_dir, schema, label,
+                                    plan.cache if use_cache else None, plan.limits)}
+
+    section = {n: getattr(cfg, n).model_dump(mode="json") for n in ("eval", "task", "budget")}
+    fresh = {} if use_cache else {"fresh": time.time()}  # --no-cache: neither the stage nor any generation reused
+    return pipe.stage("eval", section, {**plan.inputs, **who, **fresh}, work)
+
+
 def build_summary(cfg: Config, pipe: Pipeline, cmp: dict, base: dict, tuned: dict, train: dict) -> dict[str, Any]:
     """What a person wants from a run: metrics base vs tuned, the gate, what it cost, where everything is."""
     train_hours = train.get("wall_s", 0) / 3600
@@ -250,6 +335,7 @@ def build_summary(cfg: Config, pipe: Pipeline, cmp: dict, base: dict, tuned: dic
         "project": str(pipe.project),
         "model": cfg.model.base,
         "gate": cmp["gate"],
+        "gates": cmp.get("gates", [cmp["gate"]]),
         "confidence": cmp["confidence"],
         "metrics": cmp["metrics"],
         "base_metrics": base["metrics"],
@@ -264,23 +350,10 @@ def build_summary(cfg: Config, pipe: Pipeline, cmp: dict, base: dict, tuned: dic
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
     """The base-vs-tuned table, the gate and per-stage wall time."""
-    from rich.table import Table
+    from tunesmith.eval.compare import print_comparison, print_gates
 
-    conf = int(summary["confidence"] * 100)
-    table = Table(title=f"Base vs tuned: {summary['model']}", min_width=90)
-    for col in ("suite", "metric", "n", "base", "tuned", "delta", f"{conf}% CI", "verdict"):
-        table.add_column(col, justify="right" if col in ("n", "base", "tuned", "delta") else "left", no_wrap=True)
-    colors = {"better": "green", "worse": "red"}
-    for r in summary["metrics"]:
-        color = colors.get(r["verdict"], "yellow")
-        verdict = "no sig. diff." if r["verdict"] == "no significant difference" else r["verdict"]
-        table.add_row(r["suite"], r["metric"], str(r["n"]), f"{r['base']:.3f}", f"{r['tuned']:.3f}",
-                      f"{r['delta']:+.3f}", f"{r['ci_low']:+.3f} .. {r['ci_high']:+.3f}",
-                      f"[{color}]{verdict}[/{color}]")
-    console.print(table)
-    g = summary["gate"]
-    mark = "[bold green]PASS[/bold green]" if g["passed"] else "[bold red]FAIL[/bold red]"
-    console.print(f"Gate on {g['metric']}: {mark} ({g['reason']})")
+    print_comparison(summary["metrics"], summary["confidence"], f"Base vs tuned: {summary['model']}", console)
+    print_gates(summary.get("gates") or [summary["gate"]], console)
     stage_times = [f"{s['stage']} " + ("cached" if s["cached"] else f"{s['wall_s']:.0f}s") for s in summary["stages"]]
     stages = "  ".join(stage_times)
     console.print(f"Stages: {stages}")

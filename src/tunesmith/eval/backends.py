@@ -1,17 +1,29 @@
-"""Generation backends. `TransformersBackend`: batched, left-padded, greedy, stopping at the end-of-turn token,
-with a LoRA adapter applied on top of the base without merging.
+"""Generation backends: every one turns eval cases into `Generation`s, greedy by default.
+
+- `TransformersBackend`: local, batched, left-padded, stopping at the end-of-turn token, with a LoRA adapter
+  applied on top of the base without merging.
+- `EndpointBackend`: any OpenAI-compatible chat endpoint (vLLM, llama.cpp server, Ollama, OpenAI, `tunesmith
+  serve`), with the key taken from an environment variable, a concurrency limit and retries with backoff.
+- `VLLMBackend`: vLLM in-process when it is installed (GPU); a clear error when it is not.
 
     backend = TransformersBackend(resolve_model("builtin:smollm2-135m-instruct"), adapter="run/adapter")
+    backend = EndpointBackend("http://127.0.0.1:8000/v1", model="my-model", api_key_env="OPENAI_API_KEY")
     outputs = backend.generate(cases, max_new_tokens=64)
+
+Each backend has a `fingerprint` (what produced the outputs: model content, adapter content, precision; or URL and
+model name) and `prompt_key(case)` (exactly what it sends), which key the generation cache.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tunesmith.chat import render_prompt
+from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import EvalCase
 from tunesmith.models import ModelRef, load_model, load_tokenizer, resolve_precision
 
@@ -21,7 +33,21 @@ class Generation:
     output: str
     new_tokens: int
     hit_limit: bool
-    latency_s: float  # the batch's wall time divided by its size
+    latency_s: float  # local: the batch's wall time divided by its size; endpoint: the request's time
+    error: str | None = None  # generation failed for this case (endpoint down, bad request); others go on
+    cost_usd: float | None = None  # endpoints with per-token prices
+    cached: bool = False
+
+    def to_cache(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "cached"}
+
+
+def _progress(label: str, total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    return progress, progress.add_task(label, total=total, rate="")
 
 
 class TransformersBackend:
@@ -29,6 +55,8 @@ class TransformersBackend:
 
     def __init__(self, model_ref: ModelRef, adapter: str | Path | None = None, precision: str = "auto") -> None:
         import torch
+
+        from tunesmith.models import dir_identity
 
         self.tok = load_tokenizer(model_ref)
         self.tok.padding_side = "left"
@@ -42,19 +70,26 @@ class TransformersBackend:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(self.device)
         self.eot_id = self.tok.convert_tokens_to_ids(self.tok.eos_token)
+        adapter_id = dir_identity(Path(adapter)) if adapter is not None else None
+        self.fingerprint = json.dumps({"model": model_ref.identity, "adapter": adapter_id,
+                                       "precision": self.precision, "device": self.device})
+
+    def prompt_key(self, case: EvalCase) -> str:
+        return render_prompt(self.tok, case.messages, case.tools)
 
     def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
-                 label: str = "Generating", no_repeat_ngram_size: int | None = None) -> list[Generation]:
-        """Greedy replies for every case, in case order; longest prompts first so batches pad little."""
+                 label: str = "Generating", no_repeat_ngram_size: int | None = None,
+                 on_result=None) -> list[Generation]:
+        """Greedy replies for every case, in case order; longest prompts first so batches pad little.
+        `on_result(i, generation)` is called as each batch finishes."""
         import torch
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         prompts = [render_prompt(self.tok, c.messages, c.tools) for c in cases]
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn()) as progress:
-            task = progress.add_task(label, total=len(prompts))
+        progress, task = _progress(label, len(prompts))
+        made, spent = 0, 0.0
+        with progress:
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
                 enc = self.tok([prompts[i] for i in idx], return_tensors="pt", padding=True,
@@ -65,16 +100,152 @@ class TransformersBackend:
                     out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                               eos_token_id=self.eot_id, pad_token_id=self.tok.pad_token_id,
                                               no_repeat_ngram_size=no_repeat_ngram_size or 0)
-                per_case = (time.perf_counter() - began) / len(idx)
+                wall = time.perf_counter() - began
                 new = out[:, enc["input_ids"].shape[1]:]
                 for row, i in enumerate(idx):
                     ids = new[row].tolist()
                     stopped = self.eot_id in ids
-                    if stopped:
-                        ids = ids[:ids.index(self.eot_id)]
-                    else:
-                        ids = [t for t in ids if t != self.tok.pad_token_id]
+                    ids = ids[:ids.index(self.eot_id)] if stopped else [t for t in ids if t != self.tok.pad_token_id]
                     results[i] = Generation(self.tok.decode(ids, skip_special_tokens=True), len(ids),
-                                            not stopped, per_case)
-                progress.advance(task, len(idx))
+                                            not stopped, wall / len(idx))
+                    made += len(ids)
+                    if on_result is not None:
+                        on_result(i, results[i])
+                spent += wall
+                progress.update(task, advance=len(idx), rate=f"{made / spent:.0f} tok/s" if spent else "")
         return results  # type: ignore[return-value]
+
+
+class EndpointBackend:
+    """An OpenAI-compatible chat endpoint through the official `openai` client (its retries back off
+    exponentially on 429, 5xx and connection errors). A case whose request still fails gets a `Generation` with
+    `error` set; the other cases go on. Tool calls the endpoint returns natively become Hermes-style
+    `<tool_call>{...}</tool_call>` text, the form tunesmith's tool-call scorer reads."""
+
+    def __init__(self, base_url: str, model: str, api_key_env: str | None = None, concurrency: int = 4,
+                 max_retries: int = 3, timeout_s: float = 120.0, input_usd_per_mtok: float | None = None,
+                 output_usd_per_mtok: float | None = None) -> None:
+        from openai import OpenAI
+
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if api_key_env and not key:
+            raise TunesmithError("Missing API key", [Problem(f"${api_key_env}", "the environment variable is not set",
+                                                             f"export {api_key_env}=... before running")])
+        # Local servers (vLLM, llama.cpp, Ollama) take any key; the client insists on one.
+        self.client = OpenAI(base_url=base_url, api_key=key or "none", max_retries=max_retries, timeout=timeout_s)
+        self.model, self.concurrency = model, max(1, concurrency)
+        self.prices = (input_usd_per_mtok, output_usd_per_mtok)
+        self.fingerprint = json.dumps({"endpoint": base_url.rstrip("/"), "model": model})
+
+    def prompt_key(self, case: EvalCase) -> str:
+        return json.dumps({"messages": case.messages, "tools": case.tools}, sort_keys=True, ensure_ascii=False)
+
+    def _one(self, case: EvalCase, max_new_tokens: int) -> Generation:
+        import openai
+
+        began = time.perf_counter()
+        try:
+            extra = {"tools": case.tools} if case.tools else {}
+            resp = self.client.chat.completions.create(model=self.model, messages=_wire_messages(case.messages),
+                                                       max_tokens=max_new_tokens, temperature=0.0, **extra)
+        except openai.APIStatusError as exc:
+            return Generation("", 0, False, time.perf_counter() - began,
+                              error=f"endpoint answered HTTP {exc.status_code}: {_short(exc.message)}")
+        except openai.APIError as exc:  # connection refused, timeout, a response that is not JSON
+            return Generation("", 0, False, time.perf_counter() - began,
+                              error=f"endpoint failed: {type(exc).__name__}: {_short(str(exc))}")
+        latency = time.perf_counter() - began
+        if not resp.choices:
+            return Generation("", 0, False, latency, error="endpoint returned no choices")
+        choice = resp.choices[0]
+        text = choice.message.content or ""
+        for call in choice.message.tool_calls or []:
+            args = call.function.arguments
+            try:
+                args = json.loads(args) if isinstance(args, str) else args
+            except json.JSONDecodeError:
+                pass
+            text += "\n<tool_call>\n" + json.dumps({"name": call.function.name, "arguments": args}) + "\n</tool_call>"
+        usage = resp.usage
+        out_tokens = usage.completion_tokens if usage else len(text.split())
+        cost = None
+        if usage and self.prices[0] is not None and self.prices[1] is not None:
+            cost = (usage.prompt_tokens * self.prices[0] + usage.completion_tokens * self.prices[1]) / 1e6
+        return Generation(text.strip(), out_tokens, choice.finish_reason == "length", latency, cost_usd=cost)
+
+    def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
+                 label: str = "Generating", no_repeat_ngram_size: int | None = None,
+                 on_result=None) -> list[Generation]:
+        """Every case, `concurrency` requests at a time, in case order. (`no_repeat_ngram_size` is a local
+        decoding option that OpenAI-compatible servers do not share; it is ignored here.)"""
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        results: list[Generation | None] = [None] * len(cases)
+        progress, task = _progress(label, len(cases))
+        with progress, ThreadPoolExecutor(self.concurrency) as pool:
+            futures = {pool.submit(self._one, case, max_new_tokens): i for i, case in enumerate(cases)}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                results[i] = fut.result()
+                if on_result is not None:
+                    on_result(i, results[i])
+                progress.advance(task)
+        return results  # type: ignore[return-value]
+
+
+def _wire_messages(messages: list[dict]) -> list[dict]:
+    """Messages as the OpenAI API wants them: tool-call arguments as JSON strings."""
+    out = []
+    for m in messages:
+        if m.get("tool_calls"):
+            m = {**m, "tool_calls": [{**c, "type": c.get("type", "function"), "id": c.get("id", f"call_{j}"),
+                                      "function": {**c["function"], "arguments": json.dumps(
+                                          c["function"].get("arguments") or {})}}
+                                     for j, c in enumerate(m["tool_calls"])]}
+        out.append(m)
+    return out
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class VLLMBackend:
+    """vLLM in-process (GPU). Greedy, the model's chat template, LoRA adapters through vLLM's LoRARequest."""
+
+    def __init__(self, model_ref: ModelRef, adapter: str | Path | None = None) -> None:
+        try:
+            import vllm
+        except ImportError:
+            raise TunesmithError("vLLM is not installed", [Problem(
+                "backend vllm", "the vllm package is not importable here",
+                "pip install vllm on a CUDA machine, or use the transformers backend")]) from None
+        from tunesmith.models import dir_identity
+
+        self.vllm = vllm
+        self.llm = vllm.LLM(model=str(model_ref.path), enable_lora=adapter is not None,
+                            trust_remote_code=model_ref.trust_remote_code)
+        self.tok = self.llm.get_tokenizer()
+        self.lora = vllm.lora.request.LoRARequest("adapter", 1, str(adapter)) if adapter is not None else None
+        adapter_id = dir_identity(Path(adapter)) if adapter is not None else None
+        self.fingerprint = json.dumps({"model": model_ref.identity, "adapter": adapter_id, "backend": "vllm"})
+
+    def prompt_key(self, case: EvalCase) -> str:
+        return render_prompt(self.tok, case.messages, case.tools)
+
+    def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
+                 label: str = "Generating", no_repeat_ngram_size: int | None = None,
+                 on_result=None) -> list[Generation]:
+        params = self.vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        began = time.perf_counter()
+        outs = self.llm.generate([self.prompt_key(c) for c in cases], params, lora_request=self.lora)
+        per_case = (time.perf_counter() - began) / max(1, len(cases))
+        results = []
+        for i, out in enumerate(outs):
+            comp = out.outputs[0]
+            gen = Generation(comp.text, len(comp.token_ids), comp.finish_reason == "length", per_case)
+            results.append(gen)
+            if on_result is not None:
+                on_result(i, gen)
+        return results

@@ -1,10 +1,11 @@
-"""Paired comparison of two evaluations of the same cases, and the gate.
+"""Paired comparison of two evaluations of the same cases, and the gates.
 
     summary = compare(base_rows, tuned_rows, cfg)   # rows as written to results.jsonl
 
-For every suite and pass/fail metric: base rate, tuned rate, delta with a paired bootstrap interval, McNemar's
-exact p-value, and a verdict (better / worse / no significant difference). The gate turns one verdict into pass
-or fail (and `tunesmith run` into an exit code).
+For every suite, every tag slice of a suite (`heldout#edge_case`, at least 5 cases) and every pass/fail metric:
+base rate, tuned rate, delta with a paired bootstrap interval, McNemar's exact p-value, and a verdict (better /
+worse / no significant difference). The gates (`eval.gate` and `eval.gates`) turn verdicts into pass or fail
+(and `tunesmith run` and `tunesmith eval compare` into an exit code).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from tunesmith.config import Config
-from tunesmith.eval.evaluate import metric_name
+from tunesmith.config import Config, GateConfig
+from tunesmith.eval.evaluate import metric_name, slices
 from tunesmith.eval.stats import bootstrap_delta, mcnemar_exact
 
 LOWER_IS_BETTER = {"token_limit_rate", "hallucination_rate"}
@@ -29,14 +30,15 @@ def _verdict(metric: str, low: float, high: float) -> str:
     return "no significant difference"
 
 
+SLICE_METRICS = ("task_accuracy", "behavior_accuracy", "format_validity")  # slices stay readable
+
+
 def compare(base_rows: list[dict], tuned_rows: list[dict], cfg: Config) -> dict[str, Any]:
-    """Paired deltas per suite and metric, plus the gate decision."""
+    """Paired deltas per suite, slice and metric, plus the gate decision."""
     tuned_by = {(r["suite"], r["id"]): r for r in tuned_rows}
     pairs: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
-    for b in base_rows:
-        t = tuned_by.get((b["suite"], b["id"]))
-        if t is not None:
-            pairs[b["suite"]].append((b, t))
+    for name, part in slices([b for b in base_rows if (b["suite"], b["id"]) in tuned_by]).items():
+        pairs[name] = [(b, tuned_by[(b["suite"], b["id"])]) for b in part]
     rows = []
     for suite, items in pairs.items():
         keys = sorted({k for b, t in items for k in b["scores"]} & {k for b, t in items for k in t["scores"]})
@@ -49,13 +51,21 @@ def compare(base_rows: list[dict], tuned_rows: list[dict], cfg: Config) -> dict[
             tuned = [float(y) for _, y in kept]
             delta, low, high = bootstrap_delta(base, tuned, cfg.eval.bootstrap_samples, cfg.eval.confidence)
             name = metric_name(key)
+            if "#" in suite and name not in SLICE_METRICS:
+                continue
             rows.append({"suite": suite, "metric": name, "n": len(kept),
                          "base": sum(base) / len(base), "tuned": sum(tuned) / len(tuned),
                          "delta": delta, "ci_low": low, "ci_high": high,
                          "p_mcnemar": mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned]),
                          "verdict": _verdict(name, low, high)})
     rows.sort(key=lambda r: (list(pairs).index(r["suite"]), _metric_order(r["metric"])))
-    return {"confidence": cfg.eval.confidence, "metrics": rows, "gate": gate(rows, cfg)}
+    gates = [gate(rows, g) for g in [cfg.eval.gate, *cfg.eval.gates]]
+    summary = dict(gates[0])
+    if len(gates) > 1:  # one verdict for the exit code; every rule's own result kept
+        summary.update(passed=all(g["passed"] for g in gates),
+                       reason="; ".join(f"{g['metric']}: {g['reason']}" for g in gates if not g["passed"])
+                       or "every gate passes")
+    return {"confidence": cfg.eval.confidence, "metrics": rows, "gate": summary, "gates": gates}
 
 
 def _metric_order(metric: str) -> tuple[int, str]:
@@ -64,19 +74,23 @@ def _metric_order(metric: str) -> tuple[int, str]:
     return rank, metric
 
 
-def gate(rows: list[dict], cfg: Config) -> dict[str, Any]:
-    """Pass when the tuned model beats the base on the gate metric by more than min_delta (significantly)."""
-    g = cfg.eval.gate
+def gate(rows: list[dict], g: GateConfig) -> dict[str, Any]:
+    """Pass when the tuned model beats the base on the gate metric by more than min_delta (significantly when
+    required). Lower-is-better metrics count a drop as the improvement."""
     suite, _, metric = g.metric.rpartition(".")
     suite = suite or "heldout"
     row = next((r for r in rows if r["suite"] == suite and r["metric"] == metric), None)
     if row is None:
         return {"passed": False, "metric": f"{suite}.{metric}", "reason": "metric not measured"}
+    sign = -1 if metric in LOWER_IS_BETTER else 1
+    delta = sign * row["delta"]
+    low = min(sign * row["ci_low"], sign * row["ci_high"])
     reasons = []
-    if not row["delta"] > g.min_delta:
-        reasons.append(f"delta {row['delta']:+.3f} is not above {g.min_delta:+.3f}")
-    if g.require_significant and not row["ci_low"] > g.min_delta:
-        reasons.append(f"interval low {row['ci_low']:+.3f} is not above {g.min_delta:+.3f}")
+    better = "improvement" if sign > 0 else "reduction"
+    if not delta > g.min_delta:
+        reasons.append(f"{better} {delta:+.3f} is not above {g.min_delta:+.3f}")
+    if g.require_significant and not low > g.min_delta:
+        reasons.append(f"interval low {low:+.3f} is not above {g.min_delta:+.3f}")
     if g.min_format_validity is not None:
         fmt = next((r for r in rows if r["suite"] == suite and r["metric"] == "format_validity"), None)
         if fmt is None or fmt["tuned"] < g.min_format_validity:
@@ -84,4 +98,40 @@ def gate(rows: list[dict], cfg: Config) -> dict[str, Any]:
             reasons.append(f"tuned format validity {got} is below {g.min_format_validity:.3f}")
     return {"passed": not reasons, "metric": f"{suite}.{metric}", "delta": row["delta"],
             "ci_low": row["ci_low"], "ci_high": row["ci_high"],
-            "reason": "; ".join(reasons) or "tuned beats base"}
+            "reason": "; ".join(reasons) or ("tuned beats base" if g.min_delta >= 0 else "within the allowed drop")}
+
+
+def print_comparison(rows: list[dict], confidence: float, title: str, console, names=("base", "tuned")) -> None:
+    """The paired table: suite (and slice), metric, n, both rates, delta, interval, McNemar's p, verdict."""
+    from rich.table import Table
+
+    conf = int(confidence * 100)
+    table = Table(title=title, min_width=90)
+    for col in ("suite", "metric", "n", *names, "delta", f"{conf}% CI", "p", "verdict"):
+        table.add_column(col, justify="left" if col in ("suite", "metric", "verdict") or "CI" in col else "right",
+                         no_wrap=True)
+    colors = {"better": "green", "worse": "red"}
+    for r in rows:
+        color = colors.get(r["verdict"], "yellow")
+        verdict = "no sig. diff." if r["verdict"] == "no significant difference" else r["verdict"]
+        suite = r["suite"].replace("#", " · ")
+        table.add_row(suite, r["metric"], str(r["n"]), f"{r['base']:.3f}", f"{r['tuned']:.3f}",
+                      f"{r['delta']:+.3f}", f"{r['ci_low']:+.3f} .. {r['ci_high']:+.3f}",
+                      f"{r['p_mcnemar']:.3g}", f"[{color}]{verdict}[/{color}]")
+    console.print(table)
+
+
+def print_gates(gates: list[dict], console) -> None:
+    for g in gates:
+        mark = "[bold green]PASS[/bold green]" if g["passed"] else "[bold red]FAIL[/bold red]"
+        console.print(f"Gate on {g['metric']}: {mark} ({g['reason']})")
+
+
+def compare_many(runs: list[tuple[str, list[dict]]], cfg: Config) -> list[dict[str, Any]]:
+    """`eval compare A B [C...]`: every later run against the first (the baseline), paired on (suite, id)."""
+    base_name, base_rows = runs[0]
+    out = []
+    for name, rows in runs[1:]:
+        result = compare(base_rows, rows, cfg)
+        out.append({"baseline": base_name, "candidate": name, **result})
+    return out

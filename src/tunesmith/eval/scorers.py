@@ -3,7 +3,17 @@
 `score_case` applies the ones a task needs and returns a flat dict of metric -> bool | None:
 `task_correct` (the task's accuracy), `format_valid` (json tasks), `field:<name>` (per JSON field),
 `behavior_correct` (answers, refuses, escalates, asks or abstains as the case expects), `hallucinated`
-(out-of-domain cases answered anyway) and `hit_token_limit` (a reply that never stopped).
+(out-of-domain cases answered anyway), `hit_token_limit` (a reply that never stopped), `check:<name>` (each
+scorer a case or suite names), and `prompt_strict` / `prompt_loose` for IFEval-style instruction cases.
+
+A case (or a suite in the config) can name its scorers; then the case is correct when all of them pass:
+
+    {"messages": [...], "expected": "42", "scorers": [{"type": "numeric"}, {"type": "not_contains", "text": "sorry"}]}
+
+Scorer types (`SCORERS`): exact, label, json, json_schema, json_fields, regex, numeric, contains, not_contains,
+behavior, tool_call, instructions, custom (`{"type": "custom", "function": "my_scorers:check"}`: a function
+`(output: str, case: dict) -> bool | float | dict` imported from the project directory or any installed module;
+a float passes at `threshold`, default 0.5; a dict gives `passed` and `detail`).
 """
 
 from __future__ import annotations
@@ -81,9 +91,11 @@ def detect_behavior(output: str) -> str:
 
 
 def score_case(case: EvalCase, output: str, task: TaskConfig, schema: dict | None = None,
-               hit_limit: bool = False) -> dict[str, bool | None]:
+               hit_limit: bool = False, details: dict | None = None) -> dict[str, bool | None]:
     """All metrics of one case: the task's accuracy and format, whether the reply behaves as expected (answers,
-    refuses, escalates, asks, or says it does not know), and for out-of-domain cases whether it made an answer up."""
+    refuses, escalates, asks, or says it does not know), for out-of-domain cases whether it made an answer up, and
+    the case's own scorers and instructions. Why a scorer failed goes into `details` when given."""
+    details = {} if details is None else details
     detected = detect_behavior(output)
     scores: dict[str, bool | None] = {"hit_token_limit": hit_limit, "behavior_correct": detected == case.behavior}
     if case.kind == "out_of_domain":
@@ -104,6 +116,19 @@ def score_case(case: EvalCase, output: str, task: TaskConfig, schema: dict | Non
         scores["task_correct"] = numeric_match(output, expected)
     else:
         scores["task_correct"] = None if expected is None else normalize(output) == normalize(expected)
+    if case.instructions:
+        from tunesmith.eval.instructions import check_all
+
+        res = check_all(case.instructions, case.instruction_kwargs or [{} for _ in case.instructions], output,
+                        case.messages[-1]["content"] if case.messages else "")
+        scores["prompt_strict"], scores["prompt_loose"] = res.prompt_strict, res.prompt_loose
+        scores["task_correct"] = res.prompt_strict
+        details["instructions"] = {"ids": list(res.ids), "strict": list(res.strict), "loose": list(res.loose)}
+    if case.scorers:
+        checks = run_scorers(case, output, schema, details)
+        scores.update(checks)
+        known = [v for v in checks.values() if v is not None]
+        scores["task_correct"] = all(known) if known else None
     return scores
 
 
@@ -128,3 +153,253 @@ def numeric_match(output: str, expected: float, rel_tol: float = 1e-6) -> bool:
     """The output's numeric answer equals `expected` (to a relative 1e-6)."""
     got = numeric_answer(output)
     return got is not None and abs(got - expected) <= rel_tol * max(1.0, abs(expected))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scorers a case or a suite names. Each: (spec, case, output, schema) -> (passed | None, detail).
+
+def _expected_text(spec: dict, case: EvalCase) -> Any:
+    return spec["expected"] if "expected" in spec else case.expected
+
+
+def _exact(spec, case, output, schema):
+    want = _expected_text(spec, case)
+    if want is None:
+        return None, "no expected value"
+    return output.strip() == str(want).strip(), ""
+
+
+def _label(spec, case, output, schema):
+    want = _expected_text(spec, case)
+    if want is None:
+        return None, "no expected value"
+    return normalize(output) == normalize(want), ""
+
+
+def _json(spec, case, output, schema):
+    return json_valid(output), ""
+
+
+def _json_schema(spec, case, output, schema):
+    from tunesmith.schemas import validator_for
+
+    want = spec.get("schema") or schema
+    if want is None:
+        return None, "no schema in the spec or the task"
+    try:
+        obj = parse_json_strict(output)
+    except ValueError as exc:
+        return False, f"not JSON: {exc}"
+    error = validator_for(want).first_error(obj)
+    return error is None, "" if error is None else f"{error[0]}: {error[1]}"
+
+
+def _json_fields(spec, case, output, schema):
+    want = spec.get("expected", case.expected)
+    if not isinstance(want, dict):
+        return None, "expected is not a JSON object"
+    per_field = field_matches(output, want, spec.get("fields") or list(want))
+    wrong = [f for f, ok in per_field.items() if not ok]
+    return not wrong, f"wrong field(s): {', '.join(wrong)}" if wrong else ""
+
+
+def _regex(spec, case, output, schema):
+    flags = re.I if "i" in spec.get("flags", "") else 0
+    flags |= re.M if "m" in spec.get("flags", "") else 0
+    flags |= re.S if "s" in spec.get("flags", "") else 0
+    found = re.search(spec["pattern"], output, flags) is not None
+    return found, "" if found else f"no match for /{spec['pattern']}/"
+
+
+def _texts(spec: dict) -> list[str]:
+    text = spec["text"]
+    return [text] if isinstance(text, str) else list(text)
+
+
+def _contains(spec, case, output, schema):
+    fold = (lambda t: t.lower()) if spec.get("ignore_case", True) else (lambda t: t)
+    missing = [t for t in _texts(spec) if fold(t) not in fold(output)]
+    return not missing, f"missing: {missing}" if missing else ""
+
+
+def _not_contains(spec, case, output, schema):
+    fold = (lambda t: t.lower()) if spec.get("ignore_case", True) else (lambda t: t)
+    present = [t for t in _texts(spec) if fold(t) in fold(output)]
+    return not present, f"present: {present}" if present else ""
+
+
+def _numeric(spec, case, output, schema):
+    want = _expected_text(spec, case)
+    try:
+        want = float(str(want).replace(",", ""))
+    except ValueError:
+        return None, f"expected {want!r} is not a number"
+    got = numeric_answer(output)
+    ok = got is not None and abs(got - want) <= float(spec.get("tolerance", 1e-6)) * max(1.0, abs(want))
+    return ok, "" if ok else f"answer {got} != {want}"
+
+
+def _behavior(spec, case, output, schema):
+    want = spec.get("expected", case.behavior)
+    got = detect_behavior(output)
+    return got == want, "" if got == want else f"{got} instead of {want}"
+
+
+def _instructions(spec, case, output, schema):
+    if not case.instructions:
+        return None, "the case has no instruction_id_list"
+    from tunesmith.eval.instructions import check_all
+
+    res = check_all(case.instructions, case.instruction_kwargs or [], output, case.messages[-1]["content"])
+    failed = [i for i, ok in zip(res.ids, res.strict) if not ok]
+    return res.prompt_strict, f"failed: {', '.join(failed)}" if failed else ""
+
+
+def _custom(spec, case, output, schema):
+    fn = load_function(spec["function"])
+    got = fn(output, case.to_json())
+    detail = ""
+    if isinstance(got, dict):
+        detail = str(got.get("detail", ""))
+        got = got.get("passed")
+    if isinstance(got, bool) or got is None:
+        return got, detail
+    if isinstance(got, (int, float)):
+        return float(got) >= float(spec.get("threshold", 0.5)), detail or f"score {got}"
+    raise TypeError(f"{spec['function']} returned {type(got).__name__}; return a bool, a number or a dict")
+
+
+def scorer_problem(spec: Any) -> tuple[str, str] | None:
+    """(message, hint) when a scorer spec is unusable, else None: checked when a suite is read."""
+    import difflib
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+        return "a scorer is an object with a `type`", f"types: {', '.join(SCORERS)}"
+    kind = spec["type"]
+    if kind not in SCORERS:
+        close = difflib.get_close_matches(kind, list(SCORERS), n=1)
+        return (f"unknown scorer {kind!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+                f"types: {', '.join(SCORERS)}")
+    missing = [k for k in SCORERS[kind][0] if k not in spec]
+    if missing:
+        return f"scorer {kind!r} needs {', '.join(repr(m) for m in missing)}", ""
+    if kind == "regex":
+        try:
+            re.compile(spec["pattern"])
+        except (re.error, TypeError) as exc:
+            return f"bad regex {spec['pattern']!r}: {exc}", "patterns use Python's re syntax"
+    if kind == "custom" and ":" not in str(spec["function"]):
+        return f"custom scorer {spec['function']!r} is not module:function", 'e.g. "my_scorers:is_polite"'
+    return None
+
+
+def run_scorers(case: EvalCase, output: str, schema: dict | None, details: dict) -> dict[str, bool | None]:
+    """Every scorer of a case as `check:<name>` (name = the spec's `name`, else its type). A scorer that raises
+    scores None, and its error goes into `details` (the other scorers and cases are still scored)."""
+    scores: dict[str, bool | None] = {}
+    for spec in case.scorers or []:
+        name = str(spec.get("name") or spec["type"])
+        fn = SCORERS[spec["type"]][1]
+        try:
+            passed, detail = fn(spec, case, output, schema)
+        except Exception as exc:  # noqa: BLE001 - a user's scorer or odd output must not stop the evaluation
+            passed, detail = None, f"scorer error: {type(exc).__name__}: {exc}"
+        scores[f"check:{name}"] = None if passed is None else bool(passed)
+        if detail:
+            details[name] = detail
+    return scores
+
+
+_FUNCTIONS: dict[str, Any] = {}
+
+
+def load_function(ref: str):
+    """Import `module:function` (the caller puts the project directory on sys.path); cached."""
+    if ref not in _FUNCTIONS:
+        import importlib
+
+        module, _, name = ref.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            raise LookupError(f"cannot import {ref}: {exc}") from None
+        if not callable(fn):
+            raise LookupError(f"{ref} is not callable")
+        _FUNCTIONS[ref] = fn
+    return _FUNCTIONS[ref]
+
+
+# Tool calls: Hermes-style `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks (what tunesmith trains
+# templates without native tool support to emit, and what endpoints' native tool calls are converted to), or a
+# bare JSON object with `name` and `arguments` (or `tool_calls`).
+_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+
+
+def parse_tool_calls(output: str) -> list[dict] | None:
+    """The calls an output makes, as [{"name", "arguments"}], or None when it makes none that parse."""
+    blocks = _TOOL_CALL.findall(output)
+    objs = []
+    try:
+        objs = [json.loads(b) for b in blocks] if blocks else [parse_json_lenient(output)]
+    except ValueError:
+        return None
+    calls = []
+    for obj in objs:
+        items = obj.get("tool_calls") if isinstance(obj, dict) and "tool_calls" in obj else [obj]
+        for item in items if isinstance(items, list) else []:
+            fn = item.get("function", item) if isinstance(item, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                return None
+            args = fn.get("arguments", {})
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args)
+                except ValueError:
+                    return None
+            calls.append({"name": fn["name"], "arguments": args})
+    return calls or None
+
+
+def _loose_json(value: Any) -> Any:
+    """JSON with strings normalized, for argument equality that ignores case and spacing."""
+    if isinstance(value, dict):
+        return {k: _loose_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_loose_json(v) for v in value]
+    return normalize(value) if isinstance(value, str) else value
+
+
+def _tool_call(spec, case, output, schema):
+    """Right function(s), in order; arguments valid against the declared tool's JSON Schema and equal to the
+    expected ones (strings compared case- and space-insensitively)."""
+    from tunesmith.schemas import validator_for
+
+    if "name" in spec:
+        want = [{"name": spec["name"], "arguments": spec.get("arguments")}]
+    elif isinstance(case.expected, dict) and isinstance(case.expected.get("tool_calls"), list):
+        want = case.expected["tool_calls"]
+    else:
+        return None, "no expected call (give `name` in the scorer or `expected.tool_calls`)"
+    got = parse_tool_calls(output)
+    if got is None:
+        return False, "no tool call in the output"
+    if [c["name"] for c in got] != [w["name"] for w in want]:
+        return False, f"called {[c['name'] for c in got]}, expected {[w['name'] for w in want]}"
+    declared = {(t.get("function") or t).get("name"): (t.get("function") or t).get("parameters")
+                for t in case.tools or [] if isinstance(t, dict)}
+    for call, exp in zip(got, want):
+        params = declared.get(call["name"])
+        if params and not validator_for(params).is_valid(call["arguments"]):
+            return False, f"{call['name']} arguments do not match the tool's schema"
+        if exp.get("arguments") is not None and _loose_json(call["arguments"]) != _loose_json(exp["arguments"]):
+            return False, f"{call['name']} arguments {call['arguments']} != {exp['arguments']}"
+    return True, ""
+
+
+SCORERS: dict[str, tuple[tuple[str, ...], Any]] = {
+    # type: (required spec keys, function)
+    "exact": ((), _exact), "label": ((), _label), "json": ((), _json), "json_schema": ((), _json_schema),
+    "json_fields": ((), _json_fields), "regex": (("pattern",), _regex), "numeric": ((), _numeric),
+    "contains": (("text",), _contains), "not_contains": (("text",), _not_contains), "behavior": ((), _behavior),
+    "tool_call": ((), _tool_call), "instructions": ((), _instructions), "custom": (("function",), _custom),
+}

@@ -1,0 +1,86 @@
+"""The generation cache: an unchanged model, prompt and decoding setting is never generated twice.
+
+    cache = GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite")
+    gens = generate_cached(backend, cases, {"max_new_tokens": 128, "greedy": True}, cache)
+
+A key is the hash of the backend's fingerprint (model identity, adapter content, precision and device, or an
+endpoint's URL and model name), the decoding settings, and the exact prompt the backend sends (the rendered chat
+template for local models, so a template change is a miss). Only greedy, successful generations are stored.
+SQLite makes each write atomic: a process killed mid-evaluation keeps what it had generated, and the next run
+generates only the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+
+class GenerationCache:
+    """A table of key -> generation (output, tokens, whether it hit the limit, latency, cost)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30)
+        self.db.execute("CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.db.commit()
+
+    def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, value in self.db.execute(f"SELECT key, value FROM generations WHERE key IN ({marks})", chunk):
+                found[key] = json.loads(value)
+        return found
+
+    def put_many(self, items: dict[str, dict[str, Any]]) -> None:
+        with self.db:  # one transaction: all of a batch or none
+            self.db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?)",
+                                [(k, json.dumps(v)) for k, v in items.items()])
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def cache_key(fingerprint: str, decoding: dict[str, Any], prompt: str) -> str:
+    blob = json.dumps([fingerprint, decoding, prompt], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def generate_cached(backend, cases: list, decoding: dict[str, Any], cache: GenerationCache | None,
+                    batch_size: int = 16, label: str = "Generating") -> list:
+    """The backend's generations for `cases` in order, taking each from the cache when it is there and storing
+    the new ones (those that did not fail) as each batch finishes."""
+    from tunesmith.eval.backends import Generation
+
+    def run(todo: list, on_result=None) -> list:
+        return backend.generate(todo, max_new_tokens=decoding["max_new_tokens"], batch_size=batch_size,
+                                label=label, no_repeat_ngram_size=decoding.get("no_repeat_ngram_size"),
+                                on_result=on_result)
+
+    if cache is None:
+        return run(cases)
+    keys = [cache_key(backend.fingerprint, decoding, backend.prompt_key(c)) for c in cases]
+    hits = cache.get_many(keys)
+    results: list = [None] * len(cases)
+    for i, key in enumerate(keys):
+        if key in hits:
+            results[i] = replace(Generation(**hits[key]), cached=True)
+    missing = [i for i, r in enumerate(results) if r is None]
+
+    def store(j: int, gen) -> None:  # as each batch finishes, so an interrupted evaluation keeps what it did
+        if gen.error is None:
+            cache.put_many({keys[missing[j]]: gen.to_cache()})
+
+    for i, gen in zip(missing, run([cases[i] for i in missing], store) if missing else []):
+        results[i] = gen
+    return results

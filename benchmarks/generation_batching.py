@@ -64,11 +64,13 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=None,
+                        help="default: the project's train.precision (bf16 on AMX CPUs)")
     args = parser.parse_args()
 
     cfg, _ = load_config(args.project)
     cases = load_cases(args.project, args.prompts)
-    backend = TransformersBackend(resolve_model(cfg.model.base), precision=cfg.train.precision)
+    backend = TransformersBackend(resolve_model(cfg.model.base), precision=args.precision or cfg.train.precision)
     no_repeat = cfg.eval.no_repeat_ngram_size
     backend.generate(cases[:4], max_new_tokens=4, batch_size=4, label="warm-up")
 

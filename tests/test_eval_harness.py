@@ -191,6 +191,17 @@ def test_an_endpoint_that_is_down_is_an_error_per_case_not_a_traceback(tmp_path)
     assert metrics["s"]["errors"] == 1 and metrics["s"]["task_accuracy"] == 0.0
 
 
+def test_a_model_that_emits_nothing_is_flagged_per_case_and_still_scored(tmp_path):
+    cases = [EvalCase(id="a", messages=USER("say nothing"), expected="x"),
+             EvalCase(id="b", messages=USER("x"), expected="You said: x")]
+    with ChatServer(lambda m, t: {"content": "" if "nothing" in m[-1]["content"] else f"You said: {m[-1]['content']}"}) \
+            as server:
+        metrics = evaluate(EndpointBackend(server.base_url, "rules"), {"s": cases}, Config(), tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert "emitted nothing" in rows[0]["error"] and rows[0]["scores"]["task_correct"] is False
+    assert "error" not in rows[1] and metrics["s"]["task_accuracy"] == 0.5 and metrics["s"]["errors"] == 1
+
+
 def test_a_missing_api_key_variable_is_a_clear_error(monkeypatch):
     from tunesmith.errors import TunesmithError
 

@@ -28,6 +28,8 @@ from tunesmith.eval.scorers import score_case
 from tunesmith.eval.suite import EvalCase
 
 
+EMPTY_OUTPUT = ("the model emitted nothing (an empty reply): check the stop token and the chat template "
+                "(`data check` reports no_end_of_turn and empty_loss_mask)")
 SLICE = "#"  # "heldout#edge_case": the cases of a suite that carry a tag
 MIN_SLICE = 5  # smaller slices are too noisy to report on their own
 
@@ -91,7 +93,7 @@ def aggregate(rows: list[dict[str, Any]], hourly_usd: float | None = None) -> di
     out.update(behavior_precision_recall(rows))
     out.update(instruction_accuracy(rows))
     out["errors"] = sum(1 for r in rows if r.get("error"))
-    answered = [r for r in rows if not r.get("error")]  # a case that got no output has no latency either
+    answered = [r for r in rows if r.get("output") is not None]  # a case that got no output has no latency either
     latencies = sorted(r["latency_s"] for r in answered)
     out["latency_s"] = sum(latencies) / len(latencies) if latencies else None
     out["latency_p50_s"] = _percentile(latencies, 50)
@@ -146,8 +148,11 @@ def evaluate(backend, suites: dict[str, list[EvalCase]], cfg: Config, out_dir: P
                 continue
             details: dict[str, Any] = {}
             scores = score_case(case, gen.output, cfg.task, schema, hit_limit=gen.hit_limit, details=details)
+            # Scored (it fails what it should answer), and flagged: an empty reply usually means a stop-token or
+            # template problem, not a wrong answer.
+            empty = None if gen.output.strip() else EMPTY_OUTPUT
             rows.append(result_row(name, case, gen.output, scores, gen.latency_s, gen.new_tokens, details=details,
-                                   cached=gen.cached, cost_usd=gen.cost_usd))
+                                   cached=gen.cached, cost_usd=gen.cost_usd, error=empty))
     atomic_write_jsonl(out_dir / "results.jsonl", rows)
     return {name: aggregate(part, cfg.budget.hourly_usd) for name, part in slices(rows).items()}
 

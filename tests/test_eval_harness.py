@@ -343,3 +343,19 @@ def test_eval_run_on_an_endpoint_writes_a_run_and_reuses_it(tiny_project):
         assert res.exit_code == 0 and len(server.requests) == n
     res = runner.invoke(app, ["eval", "run", str(tiny_project), "--backend", "nope"])
     assert res.exit_code != 0
+
+
+def test_eval_compare_with_the_judge_reports_blind_preference(tmp_path):
+    a = [{**r, "prompt": f"p{r['id']}", "output": "bad"} for r in _rows("heldout", [0] * 6)]
+    b = [{**r, "prompt": f"p{r['id']}", "output": "good"} for r in _rows("heldout", [1] * 6)]
+    write_jsonl(tmp_path / "a.jsonl", a)
+    write_jsonl(tmp_path / "b.jsonl", b)
+    with ChatServer(_judge(first_wins=False)) as server:
+        (tmp_path / "tunesmith.yaml").write_text(
+            f"eval: {{judge: {{base_url: '{server.base_url}', model: j}}, bootstrap_samples: 200}}\n")
+        res = runner.invoke(app, ["eval", "compare", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"),
+                                  "--project", str(tmp_path), "--judge", "--judge-limit", "4", "--json"])
+    assert res.exit_code == 0, res.output
+    pref = json.loads(res.output[res.output.index("["):])[0]["preference"]
+    assert pref["judged"] == 4 and pref["wins"] == 4 and pref["win_rate"] == 1.0 and pref["verdict"] == "better"
+    assert len(server.requests) == 8  # 4 cases x 2 orders

@@ -6,4 +6,4 @@ Check the data, write the evaluation first, train, and ship only a model that me
     >>> summary = run_project("examples/support-triage")
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -102,23 +102,40 @@ def gate(rows: list[dict], g: GateConfig) -> dict[str, Any]:
 
 
 def print_comparison(rows: list[dict], confidence: float, title: str, console, names=("base", "tuned")) -> None:
-    """The paired table: suite (and slice), metric, n, both rates, delta, interval, McNemar's p, verdict."""
+    """The paired table per suite (suite, metric, n, both rates, delta, interval, McNemar's p, verdict), then a
+    compact table of task accuracy per tag slice (every slice metric is in the JSON)."""
     from rich.table import Table
 
     conf = int(confidence * 100)
-    table = Table(title=title, min_width=90)
-    for col in ("suite", "metric", "n", *names, "delta", f"{conf}% CI", "p", "verdict"):
-        table.add_column(col, justify="left" if col in ("suite", "metric", "verdict") or "CI" in col else "right",
-                         no_wrap=True)
     colors = {"better": "green", "worse": "red"}
-    for r in rows:
+
+    def verdict(r: dict) -> str:
         color = colors.get(r["verdict"], "yellow")
-        verdict = "no sig. diff." if r["verdict"] == "no significant difference" else r["verdict"]
-        suite = r["suite"].replace("#", " · ")
-        table.add_row(suite, r["metric"], str(r["n"]), f"{r['base']:.3f}", f"{r['tuned']:.3f}",
-                      f"{r['delta']:+.3f}", f"{r['ci_low']:+.3f} .. {r['ci_high']:+.3f}",
-                      f"{r['p_mcnemar']:.3g}", f"[{color}]{verdict}[/{color}]")
-    console.print(table)
+        text = "no sig. diff." if r["verdict"] == "no significant difference" else r["verdict"]
+        return f"[{color}]{text}[/{color}]"
+
+    def numbers(r: dict) -> list[str]:
+        return [str(r["n"]), f"{r['base']:.3f}", f"{r['tuned']:.3f}", f"{r['delta']:+.3f}",
+                f"{r['ci_low']:+.3f} .. {r['ci_high']:+.3f}"]
+
+    def table(title: str, first: tuple[str, ...]) -> Table:
+        t = Table(title=title)
+        for col in (*first, "n", *names, "delta", f"{conf}% CI", *(("p",) if len(first) > 1 else ()), "verdict"):
+            t.add_column(col, no_wrap=True,
+                         justify="left" if col in ("suite", "metric", "slice", "verdict") or "CI" in col else "right")
+        return t
+
+    main = table(title, ("suite", "metric"))
+    for r in rows:
+        if "#" not in r["suite"]:
+            main.add_row(r["suite"], r["metric"], *numbers(r), f"{r['p_mcnemar']:.3g}", verdict(r))
+    console.print(main)
+    sliced = [r for r in rows if "#" in r["suite"] and r["metric"] == "task_accuracy"]
+    if sliced:
+        slices = table("Task accuracy per tag slice", ("slice",))
+        for r in sliced:
+            slices.add_row(r["suite"].replace("#", " · "), *numbers(r), verdict(r))
+        console.print(slices)
 
 
 def print_gates(gates: list[dict], console) -> None:

@@ -96,6 +96,17 @@ def score_case(case: EvalCase, output: str, task: TaskConfig, schema: dict | Non
     refuses, escalates, asks, or says it does not know), for out-of-domain cases whether it made an answer up, and
     the case's own scorers and instructions. Why a scorer failed goes into `details` when given."""
     details = {} if details is None else details
+    if case.instructions:  # a general instruction-following case: the task's format and behaviours do not apply
+        from tunesmith.eval.instructions import check_all
+
+        res = check_all(case.instructions, case.instruction_kwargs or [{} for _ in case.instructions], output,
+                        case.messages[-1]["content"] if case.messages else "")
+        details["instructions"] = {"ids": list(res.ids), "strict": list(res.strict), "loose": list(res.loose)}
+        scores = {"hit_token_limit": hit_limit, "prompt_strict": res.prompt_strict, "prompt_loose": res.prompt_loose,
+                  "task_correct": res.prompt_strict}
+        if case.scorers:
+            scores.update(run_scorers(case, output, schema, details))
+        return scores
     detected = detect_behavior(output)
     scores: dict[str, bool | None] = {"hit_token_limit": hit_limit, "behavior_correct": detected == case.behavior}
     if case.kind == "out_of_domain":
@@ -116,14 +127,6 @@ def score_case(case: EvalCase, output: str, task: TaskConfig, schema: dict | Non
         scores["task_correct"] = numeric_match(output, expected)
     else:
         scores["task_correct"] = None if expected is None else normalize(output) == normalize(expected)
-    if case.instructions:
-        from tunesmith.eval.instructions import check_all
-
-        res = check_all(case.instructions, case.instruction_kwargs or [{} for _ in case.instructions], output,
-                        case.messages[-1]["content"] if case.messages else "")
-        scores["prompt_strict"], scores["prompt_loose"] = res.prompt_strict, res.prompt_loose
-        scores["task_correct"] = res.prompt_strict
-        details["instructions"] = {"ids": list(res.ids), "strict": list(res.strict), "loose": list(res.loose)}
     if case.scorers:
         checks = run_scorers(case, output, schema, details)
         scores.update(checks)

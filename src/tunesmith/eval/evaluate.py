@@ -105,7 +105,7 @@ def aggregate(rows: list[dict[str, Any]], hourly_usd: float | None = None) -> di
     if priced or (hourly_usd is not None and answered):
         # Endpoints price per token; local models by the machine's hourly price times the time they took.
         cost = sum(priced) if priced else sum(r["latency_s"] for r in answered) / 3600 * hourly_usd
-        successes = sum(1 for r in rows if r["scores"].get("task_correct"))
+        successes = sum(1 for r in rows if r["scores"].get("task_correct", r["scores"].get("prompt_strict")))
         out["cost_usd"] = cost
         out["cost_per_success_usd"] = cost / successes if successes else None
     return out
@@ -143,7 +143,7 @@ def evaluate(backend, suites: dict[str, list[EvalCase]], cfg: Config, out_dir: P
                 continue
             gen = next(gens)
             if gen.error is not None:
-                scores = {"task_correct": False} if case.expected is not None or case.instructions else {}
+                scores = failed_scores(case)
                 rows.append(result_row(name, case, None, scores, error=gen.error))
                 continue
             details: dict[str, Any] = {}
@@ -182,6 +182,13 @@ def behavior_precision_recall(rows: list[dict[str, Any]]) -> dict[str, float | N
             out[f"{b}_recall"] = hit / expected if expected else None
             out[f"{b}_precision"] = hit / shown if shown else None
     return out
+
+
+def failed_scores(case: EvalCase) -> dict[str, bool]:
+    """The scores of a case that got no output (a failed request, no recorded response): it failed its task."""
+    if case.instructions:
+        return {"prompt_strict": False, "prompt_loose": False}
+    return {"task_correct": False} if case.expected is not None or case.scorers else {}
 
 
 def result_row(suite: str, case: EvalCase, output: str | None, scores: dict, latency_s: float = 0.0,
@@ -232,8 +239,7 @@ def score_responses(suite: str, cases: list[EvalCase], responses: Path, cfg: Con
     for case in cases:
         got = by_id.get(case.id)
         if case.error is not None or got is None:
-            scores = {"task_correct": False} if case.error is None and (case.expected is not None
-                                                                        or case.instructions) else {}
+            scores = failed_scores(case) if case.error is None else {}
             rows.append(result_row(suite, case, None, scores, error=case.error or "no response recorded for this case"))
             continue
         details: dict[str, Any] = {}

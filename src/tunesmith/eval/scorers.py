@@ -102,8 +102,8 @@ def score_case(case: EvalCase, output: str, task: TaskConfig, schema: dict | Non
         res = check_all(case.instructions, case.instruction_kwargs or [{} for _ in case.instructions], output,
                         case.messages[-1]["content"] if case.messages else "")
         details["instructions"] = {"ids": list(res.ids), "strict": list(res.strict), "loose": list(res.loose)}
-        scores = {"hit_token_limit": hit_limit, "prompt_strict": res.prompt_strict, "prompt_loose": res.prompt_loose,
-                  "task_correct": res.prompt_strict}
+        # prompt_strict is this case's accuracy (reported once, as prompt_strict_accuracy, not again as task_accuracy)
+        scores = {"hit_token_limit": hit_limit, "prompt_strict": res.prompt_strict, "prompt_loose": res.prompt_loose}
         if case.scorers:
             scores.update(run_scorers(case, output, schema, details))
         return scores

@@ -359,3 +359,24 @@ def test_eval_compare_with_the_judge_reports_blind_preference(tmp_path):
     pref = json.loads(res.output[res.output.index("["):])[0]["preference"]
     assert pref["judged"] == 4 and pref["wins"] == 4 and pref["win_rate"] == 1.0 and pref["verdict"] == "better"
     assert len(server.requests) == 8  # 4 cases x 2 orders
+
+
+def test_project_suites_apply_suite_scorers_limits_and_the_probe(tmp_path):
+    from tunesmith.config import load_config
+    from tunesmith.errors import TunesmithError
+    from tunesmith.eval.suite import project_suites
+
+    write_jsonl(tmp_path / "data" / "d.jsonl", [{"messages": USER("x") + [{"role": "assistant", "content": "y"}]}])
+    write_jsonl(tmp_path / "eval" / "ood.jsonl", [
+        {"id": "o1", "messages": USER("capital of Peru?"), "kind": "out_of_domain", "behavior": "abstain"},
+        {"id": "o2", "messages": USER("2+2?"), "expected": 4, "scorers": [{"type": "numeric"}]}])
+    (tmp_path / "tunesmith.yaml").write_text(
+        "eval:\n  suites:\n    - {path: eval/ood.jsonl, scorers: [{type: behavior}], max_new_tokens: 12}\n"
+        "  general_probe: true\n  general_probe_limit: 7\n")
+    cfg, project = load_config(tmp_path)
+    suites, limits = project_suites(cfg, project)
+    assert [c.scorers for c in suites["ood"]] == [[{"type": "behavior"}], [{"type": "numeric"}]]  # own kept
+    assert len(suites["general"]) == 7 and limits == {"ood": 12, "general": 256}
+    (tmp_path / "tunesmith.yaml").write_text("eval:\n  suites:\n    - {path: eval/ood.jsonl, scorers: [{type: nope}]}\n")
+    with pytest.raises(TunesmithError, match="Bad suite scorers"):
+        project_suites(*load_config(tmp_path))

@@ -30,7 +30,7 @@ def _verdict(metric: str, low: float, high: float) -> str:
     return "no significant difference"
 
 
-SLICE_METRICS = ("task_accuracy", "behavior_accuracy", "format_validity")  # slices stay readable
+SLICE_METRICS = ("task_accuracy", "prompt_strict_accuracy", "behavior_accuracy", "format_validity")  # readable
 
 
 def compare(base_rows: list[dict], tuned_rows: list[dict], cfg: Config) -> dict[str, Any]:
@@ -130,9 +130,9 @@ def print_comparison(rows: list[dict], confidence: float, title: str, console, n
         if "#" not in r["suite"]:
             main.add_row(r["suite"], r["metric"], *numbers(r), f"{r['p_mcnemar']:.3g}", verdict(r))
     console.print(main)
-    sliced = [r for r in rows if "#" in r["suite"] and r["metric"] == "task_accuracy"]
+    sliced = [r for r in rows if "#" in r["suite"] and r["metric"] in ("task_accuracy", "prompt_strict_accuracy")]
     if sliced:
-        slices = table("Task accuracy per tag slice", ("slice",))
+        slices = table("Accuracy per tag slice (prompt-level strict for instruction suites)", ("slice",))
         for r in sliced:
             slices.add_row(r["suite"].replace("#", " · "), *numbers(r), verdict(r))
         console.print(slices)

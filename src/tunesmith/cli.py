@@ -54,6 +54,27 @@ def run(project: Path = typer.Argument(..., help="Project directory holding tune
 
 
 @app.command()
+def train(project: Path = typer.Argument(..., help="Project directory holding tunesmith.yaml."),
+          method: Optional[str] = typer.Option(None, help="lora, qlora or full (overrides train.method)."),
+          dora: Optional[bool] = typer.Option(None, "--dora/--no-dora", help="DoRA on the LoRA adapter."),
+          rslora: Optional[bool] = typer.Option(None, "--rslora/--no-rslora", help="rsLoRA scaling."),
+          set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+    """Check, split and train (each stage cached and resumable), without the evaluations."""
+    from tunesmith.pipeline import train_project
+
+    overrides = list(set_)
+    for key, value in (("method", method), ("dora", dora), ("rslora", rslora)):
+        if value is not None:
+            overrides.append(f"train.{key}={str(value).lower() if isinstance(value, bool) else value}")
+    st = train_project(project, overrides)
+    r = st.result
+    _console().print(f"{r['recipe']}: {r['steps']} steps, loss {r['train_loss']:.3f}, "
+                     f"{r.get('tokens_per_s') or 0:.0f} tokens/s, {r['trainable_params']:,} trainable of "
+                     f"{r['total_params']:,} parameters ({r['precision']})"
+                     + (" [cached]" if st.cached else "") + f"\n{st.run_dir / (r.get('adapter') or r['model'])}")
+
+
+@app.command()
 def init(directory: Path = typer.Argument(..., help="Directory to create the starter project in."),
          force: bool = typer.Option(False, help="Overwrite an existing tunesmith.yaml.")) -> None:
     """Write a commented starter project: tunesmith.yaml, data/, eval/."""

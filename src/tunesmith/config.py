@@ -142,7 +142,14 @@ class EvalConfig(Section):
 
 
 class TrainConfig(Section):
-    method: Literal["lora"] = Field("lora", description="Adapter method. LoRA now; QLoRA and full come next.")
+    method: Literal["lora", "qlora", "full"] = Field(
+        "lora", description="`lora`: a LoRA adapter on the frozen base; `qlora`: the same on a base quantized to "
+        "4-bit NF4 with double quantization (bitsandbytes; runs on CPU too), for bases that do not fit in memory; "
+        "`full`: every weight trains (the result is a whole model, not an adapter).")
+    dora: bool = Field(False, description="DoRA (weight-decomposed LoRA): learns a magnitude per output as well; "
+                       "often closer to full fine-tuning at low rank, ~1.5-2x slower per step. lora/qlora only.")
+    rslora: bool = Field(False, description="rsLoRA: scale by alpha/sqrt(r) instead of alpha/r, which keeps "
+                         "higher ranks (64+) learning. lora/qlora only.")
     objective: Literal["sft"] = Field("sft", description="Training objective. SFT now; DPO and GRPO come next.")
     epochs: float = Field(1.0, gt=0, description="Passes over the training split (one is usually enough for LoRA).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
@@ -193,6 +200,13 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="How the model is trained.")
     export: ExportConfig = Field(default_factory=ExportConfig, description="What is written after training.")
     budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Prices and limits.")
+
+    @field_validator("train")
+    @classmethod
+    def _adapter_options_need_an_adapter(cls, train: TrainConfig) -> TrainConfig:
+        if train.method == "full" and (train.dora or train.rslora):
+            raise ValueError("dora and rslora are LoRA variants; they do not apply to method: full")
+        return train
 
     @field_validator("task")
     @classmethod

@@ -208,6 +208,42 @@ def eval_plan(cfg: Config, project: Path, st_split: Stage, model_ref, schema: di
                     GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite"))
 
 
+def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage) -> Stage:
+    """Stage 4: the training recipe on the split's training records (cached and resumable like every stage)."""
+    section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
+
+    def train(run_dir: Path) -> dict[str, Any]:
+        from tunesmith.train.sft import train_sft
+
+        return train_sft(cfg, model_ref, _records_from(st_split.run_dir / "train.jsonl"), run_dir)
+
+    return pipe.stage("train", section("train", "task") | {"max_seq_len": cfg.data.max_seq_len,
+                                                           "budget": section("budget")["budget"]},
+                      {"split": st_split.key, "model": model_ref.identity}, train)
+
+
+def trained_model(st_train: Stage, base_ref):
+    """(model, adapter) to evaluate or export: the base with the trained adapter, or the fully trained model."""
+    from tunesmith.models import resolve_model
+
+    if "model" in st_train.result:
+        return resolve_model(str(st_train.run_dir / st_train.result["model"])), None
+    return base_ref, st_train.run_dir / st_train.result["adapter"]
+
+
+def train_project(path: str | Path, overrides: list[str] | None = None) -> Stage:
+    """`tunesmith train`: check, split and train (each cached), without the evaluations."""
+    from tunesmith.eval.evaluate import load_schema
+    from tunesmith.models import resolve_model
+
+    cfg, project = load_config(path, overrides)
+    data_files(cfg, project)
+    pipe = Pipeline(project)
+    model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
+    st_split = data_stages(cfg, project, pipe, model_ref, load_schema(cfg, project))
+    return train_stage(cfg, pipe, model_ref, st_split)
+
+
 def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """The whole flow on a project directory; returns the summary (also written to summary.json)."""
     from tunesmith.eval.compare import compare
@@ -238,22 +274,15 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     st_base = pipe.stage("eval-base", eval_config, plan.inputs, eval_base)
 
     # 4. train.
-    def train(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.train.sft import train_sft
-
-        return train_sft(cfg, model_ref, _records_from(st_split.run_dir / "train.jsonl"), run_dir)
-
-    st_train = pipe.stage("train", section("train", "task") | {"max_seq_len": cfg.data.max_seq_len,
-                                                                "budget": section("budget")["budget"]},
-                          {"split": st_split.key, "model": model_ref.identity}, train)
-    adapter = st_train.run_dir / st_train.result["adapter"]
+    st_train = train_stage(cfg, pipe, model_ref, st_split)
+    tuned_ref, adapter = trained_model(st_train, model_ref)
 
     # 5. the tuned model on the same cases, same decoding.
     def eval_tuned(run_dir: Path) -> dict[str, Any]:
         from tunesmith.eval.backends import TransformersBackend
 
-        backend = TransformersBackend(model_ref, adapter=adapter, precision=cfg.train.precision)
-        return {"model": cfg.model.base, "adapter": str(adapter),
+        backend = TransformersBackend(tuned_ref, adapter=adapter, precision=cfg.train.precision)
+        return {"model": tuned_ref.ref, "adapter": str(adapter) if adapter else None,
                 "metrics": evaluate(backend, plan.suites, cfg, run_dir, schema, "tuned", plan.cache, plan.limits)}
 
     st_tuned = pipe.stage("eval-tuned", eval_config, {**plan.inputs, "train": st_train.key}, eval_tuned)
@@ -271,7 +300,7 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
         def export(run_dir: Path) -> dict[str, Any]:
             from tunesmith.export.merge import export_artifacts
 
-            return export_artifacts(model_ref, adapter, cfg.export.formats, run_dir, cfg.eval.no_repeat_ngram_size)
+            return export_artifacts(tuned_ref, adapter, cfg.export.formats, run_dir, cfg.eval.no_repeat_ngram_size)
 
         pipe.stage("export", section("export"), {"train": st_train.key,
                                                  "no_repeat_ngram_size": cfg.eval.no_repeat_ngram_size}, export)

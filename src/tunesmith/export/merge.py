@@ -2,6 +2,7 @@
 tokenizer, chat template and generation config (stop tokens), so transformers and vLLM load it as it is.
 
     manifest = export_artifacts(model_ref, adapter_dir, ["adapter", "merged"], out_dir)
+    manifest = export_artifacts(full_model_ref, None, ["merged"], out_dir)   # a full fine-tuning run
 """
 
 from __future__ import annotations
@@ -20,10 +21,18 @@ def _swap_in(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def export_artifacts(model_ref: ModelRef, adapter: Path, formats: list[str], out_dir: Path,
+def export_artifacts(model_ref: ModelRef, adapter: Path | None, formats: list[str], out_dir: Path,
                      no_repeat_ngram_size: int | None = None) -> dict[str, Any]:
-    """Export each requested format into `out_dir/<format>/` atomically; write and return a manifest."""
+    """Export each requested format into `out_dir/<format>/` atomically; write and return a manifest. With no
+    adapter (a full fine-tuning run), `model_ref` is the trained model and `merged` is it with its stop tokens."""
     from peft import PeftModel
+
+    from tunesmith.errors import Problem, TunesmithError
+
+    if adapter is None and "adapter" in formats:
+        raise TunesmithError("Nothing to export as an adapter", [Problem(
+            "export.formats: adapter", "train.method: full trains every weight, so there is no adapter",
+            "export `merged` (the whole trained model) instead")])
 
     made: dict[str, Any] = {}
     for fmt in formats:
@@ -33,7 +42,9 @@ def export_artifacts(model_ref: ModelRef, adapter: Path, formats: list[str], out
             shutil.copytree(adapter, tmp)
         elif fmt == "merged":
             tok = load_tokenizer(model_ref)
-            merged = PeftModel.from_pretrained(load_model(model_ref), str(adapter)).merge_and_unload()
+            merged = load_model(model_ref)
+            if adapter is not None:
+                merged = PeftModel.from_pretrained(merged, str(adapter)).merge_and_unload()
             merged.generation_config.eos_token_id = tok.convert_tokens_to_ids(tok.eos_token)
             if no_repeat_ngram_size:  # ship the decoding the eval measured
                 merged.generation_config.no_repeat_ngram_size = no_repeat_ngram_size
@@ -42,7 +53,8 @@ def export_artifacts(model_ref: ModelRef, adapter: Path, formats: list[str], out
         _swap_in(tmp, final)
         made[fmt] = {"path": str(final), "files": {p.name: {"bytes": p.stat().st_size, "sha256": cached_sha256(p)}
                                                     for p in sorted(final.iterdir()) if p.is_file()}}
-    manifest = {"base": model_ref.ref, "base_identity": model_ref.identity, "adapter": str(adapter),
+    manifest = {"base": model_ref.ref, "base_identity": model_ref.identity,
+                "adapter": str(adapter) if adapter is not None else None,
                 "exports": made}
     atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest

@@ -1,6 +1,10 @@
-"""SFT with LoRA, through TRL: config -> model -> adapter -> data -> train -> save -> record.
+"""SFT through TRL: config -> model -> adapter -> data -> train -> save -> record.
 
     result = train_sft(cfg, model_ref, records, run_dir)
+
+Methods (`train.method`): LoRA (optionally DoRA and/or rsLoRA), QLoRA (the frozen base quantized to 4-bit NF4 with
+double quantization by bitsandbytes; the adapter trains in the compute precision), and full fine-tuning. An adapter
+run writes `adapter/`; a full run writes `model/` (safetensors, tokenizer, generation config).
 
 Loss is on assistant tokens and their end-of-turn token only, for every assistant turn, whatever the chat
 template (see `tunesmith.chat`). The data reaches TRL already tokenized with `labels`, so TRL uses the mask as is.
@@ -51,11 +55,36 @@ def build_dataset(tok, records: list[Record], cfg: Config):
 
 
 def lora_config(cfg: Config):
+    """The adapter of a lora/qlora run (None for full fine-tuning)."""
     from peft import LoraConfig
 
     t = cfg.train
+    if t.method == "full":
+        return None
     return LoraConfig(r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout,
-                      target_modules=t.target_modules, task_type="CAUSAL_LM")
+                      target_modules=t.target_modules, task_type="CAUSAL_LM", use_dora=t.dora, use_rslora=t.rslora)
+
+
+def load_training_model(cfg: Config, model_ref: ModelRef, precision: str):
+    """The model to train: as stored (lora, full), or quantized to 4-bit NF4 with double quantization (qlora)."""
+    if cfg.train.method != "qlora":
+        return load_model(model_ref)
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise TunesmithError("QLoRA needs bitsandbytes", [Problem("train.method: qlora", "bitsandbytes is not "
+                                                                  "installed", "pip install bitsandbytes")])
+    compute = torch.bfloat16 if precision == "bf16" else torch.float32
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute)
+    model = AutoModelForCausalLM.from_pretrained(model_ref.path, quantization_config=quant, dtype=compute,
+                                                 use_safetensors=True, trust_remote_code=model_ref.trust_remote_code)
+    # Norms and the head in fp32 for stable training, inputs that carry gradients into the adapters.
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:
@@ -66,7 +95,8 @@ def latest_checkpoint(run_dir: Path) -> str | None:
 
 
 def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> dict[str, Any]:
-    """Train a LoRA adapter on `records`; write `adapter/` and `metrics.jsonl` into `run_dir`."""
+    """Train on `records` with the configured method; write `adapter/` (or `model/`) and `metrics.jsonl` into
+    `run_dir`."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
@@ -76,7 +106,7 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     t = cfg.train
     precision = resolve_precision(t.precision)
     tok = load_tokenizer(model_ref)
-    model = load_model(model_ref)
+    model = load_training_model(cfg, model_ref, precision)
     dataset, data_stats = build_dataset(tok, records, cfg)
 
     args = SFTConfig(
@@ -111,7 +141,7 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     trainer_cls = SFTTrainer if _has_cuda() else _cpu_trainer_class(SFTTrainer)
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
                          peft_config=lora_config(cfg),
-                         callbacks=[RichProgress(f"Training LoRA r={t.lora_r}"), MetricsLog(run_dir / "metrics.jsonl"),
+                         callbacks=[RichProgress(f"Training {describe(cfg)}"), MetricsLog(run_dir / "metrics.jsonl"),
                                     budget])
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its raw dict prints
     resume = latest_checkpoint(run_dir)
@@ -119,13 +149,15 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     out = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - began
 
-    adapter_dir = run_dir / "adapter"
-    tmp = run_dir / ".adapter.tmp"
+    # An adapter run saves the adapter; a full run the whole model (with its generation config: stop tokens).
+    kind = "model" if t.method == "full" else "adapter"
+    out_dir = run_dir / kind
+    tmp = run_dir / f".{kind}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    shutil.rmtree(adapter_dir, ignore_errors=True)
-    os.replace(tmp, adapter_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the adapter is final; resume state no longer needed
 
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
@@ -138,8 +170,17 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
         "tokens_seen": trainer.state.num_input_tokens_seen,
         "tokens_per_s": trainer.state.num_input_tokens_seen / wall if wall else None,
         "trainable_params": trainable, "total_params": total, "data": data_stats,
-        "adapter": str(adapter_dir.relative_to(run_dir)),
+        "dora": t.dora, "rslora": t.rslora, "recipe": describe(cfg), kind: kind,
     }
+
+
+def describe(cfg: Config) -> str:
+    """`LoRA r=16`, `QLoRA r=16 (DoRA, rsLoRA)`, `full fine-tuning`: what a progress bar and a summary say."""
+    t = cfg.train
+    if t.method == "full":
+        return "full fine-tuning"
+    variants = [name for name, on in (("DoRA", t.dora), ("rsLoRA", t.rslora)) if on]
+    return f"{'QLoRA' if t.method == 'qlora' else 'LoRA'} r={t.lora_r}" + (f" ({', '.join(variants)})" if variants else "")
 
 
 def _has_cuda() -> bool:

@@ -1,0 +1,123 @@
+"""Training methods on tiny models: LoRA variants (DoRA, rsLoRA), QLoRA on a 4-bit NF4 base, full fine-tuning.
+Each trains a few real steps through the recipe and is checked on what it wrote: trainable weights moved, frozen
+ones did not, the saved artifact loads and evaluates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from conftest import routing_rows
+from tunesmith.cli import app
+from tunesmith.config import Config, load_config
+from tunesmith.data.records import Record
+from tunesmith.models import load_model, make_tiny_model, resolve_model
+from tunesmith.train.sft import describe, train_sft
+
+runner = CliRunner()
+
+
+def _records(n=12):
+    return [Record(messages=r["messages"], source="t.jsonl", line=i + 1) for i, r in enumerate(routing_rows(n))]
+
+
+def _cfg(**train) -> Config:
+    cfg = Config()
+    cfg.data.max_seq_len = 96
+    for key, value in {"max_steps": 2, "batch_size": 4, "save_steps": 100, "logging_steps": 1,
+                       "precision": "fp32", "lr": 1e-2, **train}.items():
+        setattr(cfg.train, key, value)
+    return cfg
+
+
+@pytest.mark.parametrize("variant", [{"dora": True}, {"rslora": True}])
+def test_lora_variants_train_and_save_their_adapter(tmp_path, tiny_model_dir, variant):
+    ref = resolve_model(str(tiny_model_dir))
+    result = train_sft(_cfg(lora_r=4, lora_alpha=8, **variant), ref, _records(), tmp_path)
+    adapter = tmp_path / result["adapter"]
+    conf = json.loads((adapter / "adapter_config.json").read_text())
+    assert conf["use_dora"] is variant.get("dora", False) and conf["use_rslora"] is variant.get("rslora", False)
+    weights = load_file(adapter / "adapter_model.safetensors")
+    if variant.get("dora"):  # DoRA learns a magnitude vector per adapted layer
+        assert any("lora_magnitude_vector" in k for k in weights)
+    assert all(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
+    assert result["recipe"] == ("LoRA r=4 (DoRA)" if variant.get("dora") else "LoRA r=4 (rsLoRA)")
+
+
+def test_qlora_trains_an_adapter_on_a_4bit_nf4_base(tmp_path, tiny_tok):
+    pytest.importorskip("bitsandbytes")
+    # bitsandbytes quantizes in blocks of 64: the test model's layers must be at least that wide
+    model_dir = make_tiny_model(tmp_path / "m64", tiny_tok, hidden_size=64)
+    ref = resolve_model(str(model_dir))
+    cfg = _cfg(method="qlora", lora_r=4, lora_alpha=8)
+
+    import bitsandbytes as bnb
+    from tunesmith.train import sft
+
+    seen = {}
+    real = sft.load_training_model
+
+    def spy(*a, **k):
+        model = real(*a, **k)
+        seen["4bit"] = sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+        seen["quant"] = model.config.quantization_config
+        return model
+
+    sft.load_training_model = spy
+    try:
+        result = train_sft(cfg, ref, _records(), tmp_path / "run")
+    finally:
+        sft.load_training_model = real
+    assert seen["4bit"] == 2 * 7  # every linear layer of both blocks is 4-bit (the tied head stays as it is)
+    q = seen["quant"] if isinstance(seen["quant"], dict) else seen["quant"].to_dict()
+    assert q["bnb_4bit_quant_type"] == "nf4" and q["bnb_4bit_use_double_quant"] is True
+    weights = load_file(tmp_path / "run" / result["adapter"] / "adapter_model.safetensors")
+    assert weights and all(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
+    assert result["recipe"] == "QLoRA r=4" and result["trainable_params"] < result["total_params"]
+
+
+def test_full_fine_tuning_moves_every_weight_and_saves_a_model(tmp_path, tiny_model_dir):
+    ref = resolve_model(str(tiny_model_dir))
+    result = train_sft(_cfg(method="full"), ref, _records(), tmp_path)
+    assert result["recipe"] == "full fine-tuning" and result["trainable_params"] == result["total_params"]
+    before = dict(load_model(ref).named_parameters())
+    after = dict(load_model(resolve_model(str(tmp_path / result["model"]))).named_parameters())
+    assert set(before) == set(after)
+    moved = [n for n in before if not torch.equal(before[n], after[n])]
+    assert len(moved) == len(before)  # every parameter trained (the embedding included)
+    assert (tmp_path / "model" / "generation_config.json").exists() and (tmp_path / "model" / "tokenizer.json").exists()
+
+
+def test_dora_with_full_is_a_config_error(tmp_path):
+    from tunesmith.errors import TunesmithError
+
+    (tmp_path / "tunesmith.yaml").write_text("train: {method: full, dora: true}\n")
+    with pytest.raises(TunesmithError) as exc:
+        load_config(tmp_path)
+    assert "train" in str(exc.value.problems[0].where) and "dora" in exc.value.problems[0].message
+
+
+def test_train_verb_runs_full_fine_tuning_and_the_run_evaluates_the_trained_model(tiny_project):
+    res = runner.invoke(app, ["train", str(tiny_project), "--method", "full", "--set", "train.max_steps=2"])
+    assert res.exit_code == 0, res.output
+    assert "full fine-tuning: 2 steps" in res.output and "/model" in res.output
+    from tunesmith.pipeline import run_project
+
+    summary = run_project(tiny_project, ["train.method=full", "train.max_steps=2", "export.formats=[merged]"])
+    stages = {s["stage"]: s for s in summary["stages"]}
+    assert stages["train"]["cached"]  # the train verb's run is the pipeline's train stage
+    tuned = json.loads((tiny_project / ".tunesmith" / "runs" / stages["eval-tuned"]["run"].split("/")[-1]
+                        / "result.json").read_text())
+    assert tuned["adapter"] is None and tuned["model"].endswith("/model")
+    manifest = json.loads((tiny_project / ".tunesmith" / "runs" / stages["export"]["run"].split("/")[-1]
+                           / "manifest.json").read_text())
+    assert manifest["adapter"] is None and "model.safetensors" in manifest["exports"]["merged"]["files"]
+
+
+def test_describe_names_the_recipe():
+    assert describe(_cfg()) == "LoRA r=16"
+    assert describe(_cfg(method="qlora", dora=True, rslora=True, lora_r=8)) == "QLoRA r=8 (DoRA, rsLoRA)"

@@ -121,3 +121,53 @@ def test_train_verb_runs_full_fine_tuning_and_the_run_evaluates_the_trained_mode
 def test_describe_names_the_recipe():
     assert describe(_cfg()) == "LoRA r=16"
     assert describe(_cfg(method="qlora", dora=True, rslora=True, lora_r=8)) == "QLoRA r=8 (DoRA, rsLoRA)"
+
+
+def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, tiny_model_dir, monkeypatch):
+    """Killed right after checkpoint-2 of 4 and resumed: same sample order, schedule and RNG state, so the final
+    adapter equals the uninterrupted run's (max abs difference at most 1e-6 on CPU)."""
+    from tunesmith.train import progress
+
+    ref = resolve_model(str(tiny_model_dir))
+    cfg = _cfg(max_steps=4, save_steps=2, batch_size=2, lora_r=4, lora_alpha=8, lr=5e-3)
+    records = _records(16)
+    whole = train_sft(cfg, ref, records, tmp_path / "whole")
+
+    def crash_after_checkpoint(self, args, state, control, **kw):
+        if state.global_step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(progress.MetricsLog, "on_save", crash_after_checkpoint, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(cfg, ref, records, tmp_path / "killed")
+    monkeypatch.undo()
+    resumed = train_sft(cfg, ref, records, tmp_path / "killed")
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps"] == 4
+    a = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "killed" / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst <= 1e-6, worst
+
+
+def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_model_dir,
+                                                                                     monkeypatch):
+    from transformers import Trainer
+
+    from tunesmith.train.sft import TrainingDiverged
+
+    real = Trainer.compute_loss
+
+    def poisoned(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = real(self, model, inputs, return_outputs, num_items_in_batch)
+        return loss * float("nan") if self.state.global_step >= 3 else loss
+
+    monkeypatch.setattr(Trainer, "compute_loss", poisoned)
+    ref = resolve_model(str(tiny_model_dir))
+    with pytest.raises(TrainingDiverged) as exc:
+        train_sft(_cfg(max_steps=6, save_steps=2), ref, _records(), tmp_path)
+    problem = exc.value.problems[0]
+    assert problem.where == "step 4" and "nan" in problem.message
+    assert "checkpoint-2" in problem.hint
+    saved = sorted(p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*"))
+    assert saved == ["checkpoint-2"]  # step 4's NaN never reached a checkpoint

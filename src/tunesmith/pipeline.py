@@ -58,8 +58,9 @@ class Pipeline:
             began = time.perf_counter()
             try:
                 result = work(run_dir)
-            except TunesmithError:
-                if found is None:  # bad input: leave nothing half-made behind (interruptions keep theirs to resume)
+            except TunesmithError as err:
+                # Bad input: leave nothing half-made behind (interruptions and diverged training keep theirs).
+                if found is None and not getattr(err, "keep_run", False):
                     shutil.rmtree(run_dir, ignore_errors=True)
                 raise
             wall = time.perf_counter() - began

@@ -136,9 +136,10 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
         # Batches of similar length waste little compute on padding (a 2-3x difference on CPU).
         train_sampling_strategy="group_by_length",
         use_cpu=not _has_cuda(),
+        logging_nan_inf_filter=False,  # a NaN is reported, never averaged away
     )
     budget = TimeBudget(cfg.budget.max_train_minutes)
-    trainer_cls = SFTTrainer if _has_cuda() else _cpu_trainer_class(SFTTrainer)
+    trainer_cls = _guarded(SFTTrainer if _has_cuda() else _cpu_trainer_class(SFTTrainer), run_dir)
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
                          peft_config=lora_config(cfg),
                          callbacks=[RichProgress(f"Training {describe(cfg)}"), MetricsLog(run_dir / "metrics.jsonl"),
@@ -181,6 +182,34 @@ def describe(cfg: Config) -> str:
         return "full fine-tuning"
     variants = [name for name, on in (("DoRA", t.dora), ("rsLoRA", t.rslora)) if on]
     return f"{'QLoRA' if t.method == 'qlora' else 'LoRA'} r={t.lora_r}" + (f" ({', '.join(variants)})" if variants else "")
+
+
+class TrainingDiverged(TunesmithError):
+    """The loss became NaN or infinite: the run stops before the bad step reaches the weights; checkpoints stay."""
+
+    keep_run = True  # the pipeline keeps the run directory (its last good checkpoint) instead of removing it
+
+
+def _guarded(base, run_dir: Path):
+    """The trainer class with a loss guard: every micro-batch's loss is checked before the optimizer steps, so a
+    NaN/inf stops the run naming the step, and no checkpoint after the last good one is ever written."""
+    import math
+
+    class GuardedTrainer(base):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            value = float(loss.detach().float().mean())
+            if not math.isfinite(value):
+                step = self.state.global_step + 1
+                last = latest_checkpoint(run_dir)
+                raise TrainingDiverged(f"Training diverged at step {step}", [Problem(
+                    f"step {step}", f"the loss is {value}",
+                    "lower train.lr, use fp32 (train.precision: fp32), or look for an extreme example in the data; "
+                    + (f"the last good checkpoint is {last} (a re-run resumes from it)" if last
+                       else "no checkpoint was written before it"))])
+            return loss
+
+    return GuardedTrainer
 
 
 def _has_cuda() -> bool:

@@ -58,6 +58,9 @@ def train(project: Path = typer.Argument(..., help="Project directory holding tu
           method: Optional[str] = typer.Option(None, help="lora, qlora or full (overrides train.method)."),
           dora: Optional[bool] = typer.Option(None, "--dora/--no-dora", help="DoRA on the LoRA adapter."),
           rslora: Optional[bool] = typer.Option(None, "--rslora/--no-rslora", help="rsLoRA scaling."),
+          check: bool = typer.Option(False, "--check", help="Instead of training, verify the training invariants "
+                                     "(weights move or stay, 8x1 = 1x8 accumulation, exact label mask, overfitting "
+                                     "one batch) on this model and data; exit 1 if one fails."),
           set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
     """Check, split and train (each stage cached and resumable), without the evaluations."""
     from tunesmith.pipeline import train_project
@@ -66,6 +69,17 @@ def train(project: Path = typer.Argument(..., help="Project directory holding tu
     for key, value in (("method", method), ("dora", dora), ("rslora", rslora)):
         if value is not None:
             overrides.append(f"train.{key}={str(value).lower() if isinstance(value, bool) else value}")
+    if check:
+        from rich.table import Table
+
+        results = train_project(project, overrides, check_only=True)
+        table = Table(title="Training invariants")
+        for col in ("invariant", "result", "detail"):
+            table.add_column(col)
+        for r in results:
+            table.add_row(r.name, "[green]pass[/green]" if r.passed else "[red]FAIL[/red]", r.detail)
+        _console().print(table)
+        raise typer.Exit(0 if all(r.passed for r in results) else 1)
     st = train_project(project, overrides)
     r = st.result
     _console().print(f"{r['recipe']}: {r['steps']} steps, loss {r['train_loss']:.3f}, "

@@ -232,8 +232,10 @@ def trained_model(st_train: Stage, base_ref):
     return base_ref, st_train.run_dir / st_train.result["adapter"]
 
 
-def train_project(path: str | Path, overrides: list[str] | None = None) -> Stage:
-    """`tunesmith train`: check, split and train (each cached), without the evaluations."""
+def train_project(path: str | Path, overrides: list[str] | None = None, check_only: bool = False):
+    """`tunesmith train`: check, split and train (each cached), without the evaluations; returns the train stage.
+    With `check_only`, run the training invariants (`tunesmith.train.invariants`) on the project's model, recipe
+    and training records instead, and return their results."""
     from tunesmith.eval.evaluate import load_schema
     from tunesmith.models import resolve_model
 
@@ -242,6 +244,10 @@ def train_project(path: str | Path, overrides: list[str] | None = None) -> Stage
     pipe = Pipeline(project)
     model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
     st_split = data_stages(cfg, project, pipe, model_ref, load_schema(cfg, project))
+    if check_only:
+        from tunesmith.train.invariants import check_invariants
+
+        return check_invariants(cfg, model_ref, _records_from(st_split.run_dir / "train.jsonl"))
     return train_stage(cfg, pipe, model_ref, st_split)
 
 

@@ -94,9 +94,9 @@ def latest_checkpoint(run_dir: Path) -> str | None:
     return str(complete[-1]) if complete else None
 
 
-def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> dict[str, Any]:
-    """Train on `records` with the configured method; write `adapter/` (or `model/`) and `metrics.jsonl` into
-    `run_dir`."""
+def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path, **overrides: Any):
+    """(trainer, tokenizer, data stats, time budget): everything `train_sft` runs, ready to `train()`.
+    `overrides` replace SFTConfig arguments (the invariant checks use them)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
@@ -109,7 +109,7 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     model = load_training_model(cfg, model_ref, precision)
     dataset, data_stats = build_dataset(tok, records, cfg)
 
-    args = SFTConfig(
+    settings = dict(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
@@ -138,6 +138,7 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
         use_cpu=not _has_cuda(),
         logging_nan_inf_filter=False,  # a NaN is reported, never averaged away
     )
+    args = SFTConfig(**{**settings, **overrides})
     budget = TimeBudget(cfg.budget.max_train_minutes)
     trainer_cls = _guarded(SFTTrainer if _has_cuda() else _cpu_trainer_class(SFTTrainer), run_dir)
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
@@ -145,6 +146,15 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
                          callbacks=[RichProgress(f"Training {describe(cfg)}"), MetricsLog(run_dir / "metrics.jsonl"),
                                     budget])
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its raw dict prints
+    return trainer, tok, data_stats, budget
+
+
+def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> dict[str, Any]:
+    """Train on `records` with the configured method; write `adapter/` (or `model/`) and `metrics.jsonl` into
+    `run_dir`."""
+    t = cfg.train
+    trainer, tok, data_stats, budget = build_trainer(cfg, model_ref, records, run_dir)
+    precision = "bf16" if trainer.args.bf16 else "fp32"
     resume = latest_checkpoint(run_dir)
     began = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume)

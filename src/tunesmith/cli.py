@@ -503,6 +503,10 @@ def main() -> None:
     # Library deprecation notices are for tunesmith's developers (the tests show them), not its users.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    import logging
+
+    # bitsandbytes announces an optional CPU kernel package it did not find on every import; it works without it.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
         app()
     except TunesmithError as err:

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import routing_rows
+from conftest import routing_rows, write_jsonl
 from tunesmith.cli import app
 from tunesmith.config import Config, load_config
 from tunesmith.data.records import Record
@@ -218,3 +218,76 @@ def test_the_invariants_catch_a_broken_mask_and_a_frozen_adapter(tmp_path, tiny_
     cfg.train.lr = 1e-30  # an adapter that never moves (a learning rate of nothing)
     stuck = invariants.trainable_moved_frozen_still(cfg, ref, _records(), tmp_path)
     assert not stuck.passed and stuck.figures["trainable_unchanged"] > 0
+
+
+def _pairs(n=16):
+    out = []
+    for i in range(n):
+        q = f"ticket {i}: my {['billing', 'shipping'][i % 2]} problem number {i * 7 % 13}"
+        if i % 3 == 0:  # transcript style (HH-RLHF)
+            out.append({"chosen": f"\n\nHuman: {q}\n\nAssistant: I will route this to the right team.",
+                        "rejected": f"\n\nHuman: {q}\n\nAssistant: Not my problem."})
+        else:
+            out.append({"prompt": [{"role": "user", "content": q}], "chosen": "I will route this to the right team.",
+                        "rejected": "Not my problem."})
+    return out
+
+
+def test_dpo_trains_an_adapter_from_preference_pairs_and_runs_end_to_end(tmp_path, tiny_model_dir):
+    project = tmp_path / "dpo"
+    write_jsonl(project / "data" / "pairs.jsonl", _pairs())
+    (project / "tunesmith.yaml").write_text(f"""
+model: {{base: "{tiny_model_dir}"}}
+data: {{train: [data/pairs.jsonl], max_seq_len: 96}}
+eval: {{max_new_tokens: 6, bootstrap_samples: 200}}
+train: {{objective: dpo, max_steps: 2, batch_size: 4, save_steps: 100, logging_steps: 1, precision: fp32, lora_r: 4}}
+""")
+    res = runner.invoke(app, ["train", str(project)])
+    assert res.exit_code == 0, res.output
+    assert "LoRA r=4 (DPO): 2 steps" in res.output
+    from tunesmith.pipeline import run_project
+
+    summary = run_project(project)
+    stages = {s["stage"]: s for s in summary["stages"]}
+    assert stages["train"]["cached"]
+    train = json.loads((tiny_project_runs(project) / stages["train"]["run"].split("/")[-1] / "result.json").read_text())
+    assert train["objective"] == "dpo" and train["pairs"] == 13 and train["reward_accuracy"] is not None
+    weights = load_file(tiny_project_runs(project) / stages["train"]["run"].split("/")[-1] / "adapter"
+                        / "adapter_model.safetensors")
+    assert all(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
+    assert {m["suite"] for m in summary["metrics"]} >= {"heldout"}
+
+
+def tiny_project_runs(project):
+    return project / ".tunesmith" / "runs"
+
+
+def test_dpo_on_conversations_is_a_clear_error(tiny_project):
+    res = runner.invoke(app, ["train", str(tiny_project), "--set", "train.objective=dpo"])
+    assert res.exit_code != 0
+    from tunesmith.errors import TunesmithError
+
+    assert isinstance(res.exception, TunesmithError) and "DPO needs preference pairs" in res.exception.title
+
+
+def test_preference_pairs_read_in_every_shape():
+    from tunesmith.data.formats import RecordError, to_record
+
+    plain = to_record({"prompt": "hi", "chosen": "hello", "rejected": "go away"}, "f", 1)
+    assert plain.messages[-1]["content"] == "hello" and plain.rejected[0]["content"] == "go away"
+    implicit = to_record({"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                          "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]},
+                         "f", 2)
+    assert implicit.prompt == [{"role": "user", "content": "q"}] and implicit.rejected[0]["content"] == "b"
+    hh = to_record({"chosen": "\n\nHuman: q1\n\nAssistant: a1\n\nHuman: q2\n\nAssistant: good",
+                    "rejected": "\n\nHuman: q1\n\nAssistant: a1\n\nHuman: q2\n\nAssistant: bad"}, "f", 3)
+    assert [m["role"] for m in hh.messages] == ["user", "assistant", "user", "assistant"]
+    assert hh.rejected == [{"role": "assistant", "content": "bad"}]
+    again = to_record(hh.to_json(), "elsewhere", 9)  # what tunesmith writes reads back as the same pair
+    assert again.rejected == hh.rejected and again.where == "f:3" and not again.unknown_keys
+    for bad, field in (({"prompt": "a", "chosen": "b", "rejected": "b"}, "rejected"),
+                       ({"chosen": "no markers", "rejected": "x"}, "chosen"),
+                       ({"prompt": 3, "chosen": "b", "rejected": "c"}, "prompt")):
+        with pytest.raises(RecordError) as exc:
+            to_record(bad, "f", 1)
+        assert exc.value.field == field

@@ -150,7 +150,12 @@ class TrainConfig(Section):
                        "often closer to full fine-tuning at low rank, ~1.5-2x slower per step. lora/qlora only.")
     rslora: bool = Field(False, description="rsLoRA: scale by alpha/sqrt(r) instead of alpha/r, which keeps "
                          "higher ranks (64+) learning. lora/qlora only.")
-    objective: Literal["sft"] = Field("sft", description="Training objective. SFT now; DPO and GRPO come next.")
+    objective: Literal["sft", "dpo"] = Field(
+        "sft", description="`sft`: learn the replies (of preference pairs: the chosen ones). `dpo`: learn to prefer "
+        "the chosen reply over the rejected one of each preference pair (the data must be pairs); the reference "
+        "model is the base itself (the adapter switched off), so no second copy is loaded.")
+    dpo_beta: float = Field(0.1, gt=0, description="DPO's beta: how far the tuned model may move from the "
+                            "reference (smaller = further).")
     epochs: float = Field(1.0, gt=0, description="Passes over the training split (one is usually enough for LoRA).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     lr: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate.")
@@ -206,6 +211,8 @@ class Config(Section):
     def _adapter_options_need_an_adapter(cls, train: TrainConfig) -> TrainConfig:
         if train.method == "full" and (train.dora or train.rslora):
             raise ValueError("dora and rslora are LoRA variants; they do not apply to method: full")
+        if train.method == "full" and train.objective == "dpo":
+            raise ValueError("DPO here uses the base with the adapter switched off as its reference: use lora or qlora")
         return train
 
     @field_validator("task")

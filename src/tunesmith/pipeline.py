@@ -214,9 +214,11 @@ def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage) -> Stag
     section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
 
     def train(run_dir: Path) -> dict[str, Any]:
+        from tunesmith.train.dpo import train_dpo
         from tunesmith.train.sft import train_sft
 
-        return train_sft(cfg, model_ref, _records_from(st_split.run_dir / "train.jsonl"), run_dir)
+        recipe = train_dpo if cfg.train.objective == "dpo" else train_sft
+        return recipe(cfg, model_ref, _records_from(st_split.run_dir / "train.jsonl"), run_dir)
 
     return pipe.stage("train", section("train", "task") | {"max_seq_len": cfg.data.max_seq_len,
                                                            "budget": section("budget")["budget"]},

@@ -2,7 +2,10 @@
 
 Supported: ChatML / OpenAI fine-tuning `messages` (with `tools` and `tool_calls`), ShareGPT `conversations`
 (`from`/`value`, including `function_call`/`observation` turns), Alpaca (`instruction`/`input`/`output`),
-prompt/completion, and labeled rows for classification (CSV or JSONL: a text column and a label column).
+prompt/completion, preference pairs (`prompt`/`chosen`/`rejected`, as strings or messages, with an explicit or an
+implicit shared prompt, or as `\n\nHuman: ... \n\nAssistant: ...` transcripts), and labeled rows for
+classification (CSV or JSONL: a text column and a label column). A preference pair becomes a Record whose
+conversation ends with the chosen reply and whose `rejected` holds the other.
 
     records = load_records(["data/train.jsonl"])
 """
@@ -10,6 +13,7 @@ prompt/completion, and labeled rows for classification (CSV or JSONL: a text col
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +28,11 @@ SHAREGPT_ROLES = {
     "tool": "tool", "observation": "tool", "function": "tool", "function_call": "assistant",
 }
 META_KEYS = {"tags", "id", "meta", "tools", "weight"}
-FORMAT_KEYS = {"messages": {"messages", "parallel_tool_calls"}, "sharegpt": {"conversations", "system"},
-               "alpaca": {"instruction", "input", "output", "system"}, "prompt_completion": {"prompt", "completion"}}
+FORMAT_KEYS = {"messages": {"messages", "parallel_tool_calls", "rejected"}, "sharegpt": {"conversations", "system"},
+               "alpaca": {"instruction", "input", "output", "system"}, "prompt_completion": {"prompt", "completion"},
+               "preference": {"prompt", "chosen", "rejected"}}
 MESSAGE_KEYS = {"role", "content", "tool_calls", "tool_call_id", "name", "weight"}
-FORMATS = ("messages", "openai", "sharegpt", "alpaca", "prompt_completion")
+FORMATS = ("messages", "openai", "sharegpt", "alpaca", "prompt_completion", "preference")
 
 
 class RecordError(ValueError):
@@ -45,8 +50,7 @@ def detect_format(obj: dict[str, Any]) -> str:
     if "conversations" in obj:
         return "sharegpt"
     if "chosen" in obj and "rejected" in obj:
-        raise RecordError("chosen", "a preference pair (prompt/chosen/rejected) is DPO data, not SFT data",
-                          "preference training is not available yet; use conversations for SFT")
+        return "preference"
     if "instruction" in obj and "output" in obj:
         return "alpaca"
     if "prompt" in obj and "completion" in obj:
@@ -153,6 +157,58 @@ def _from_prompt_completion(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return head + tail
 
 
+_TRANSCRIPT = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
+
+
+def parse_transcript(text: str, field: str) -> list[dict[str, Any]]:
+    """`\n\nHuman: ... \n\nAssistant: ...` (Anthropic HH-RLHF style) -> messages."""
+    parts = _TRANSCRIPT.split(text)
+    if len(parts) < 3 or parts[0].strip():
+        raise RecordError(field, "not a Human:/Assistant: transcript", 'e.g. "\\n\\nHuman: hi\\n\\nAssistant: hello"')
+    return [{"role": "user" if who == "Human" else "assistant", "content": said.strip()}
+            for who, said in zip(parts[1::2], parts[2::2])]
+
+
+def _turns(value: Any, field: str, start: int = 0) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        return [{"role": "assistant", "content": value}]
+    if isinstance(value, list) and value:
+        return [parse_message(m, start + i) for i, m in enumerate(value)]
+    raise RecordError(field, f"{field} must be a string or a non-empty list of messages")
+
+
+def preference_messages(obj: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(prompt + chosen, rejected) of a preference pair. Without `prompt`, the pair's shared beginning is the
+    prompt (TRL's implicit-prompt form, and transcripts)."""
+    chosen, rejected, prompt = obj["chosen"], obj["rejected"], obj.get("prompt")
+    if prompt is None:
+        if isinstance(chosen, str) and isinstance(rejected, str):
+            chosen, rejected = parse_transcript(chosen, "chosen"), parse_transcript(rejected, "rejected")
+        else:
+            chosen, rejected = _turns(chosen, "chosen"), _turns(rejected, "rejected")
+        shared = 0
+        while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
+            shared += 1
+        head, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
+    elif isinstance(prompt, str):
+        head = [{"role": "user", "content": prompt}]
+        chosen, rejected = _turns(chosen, "chosen", 1), _turns(rejected, "rejected", 1)
+    elif isinstance(prompt, list) and prompt:
+        head = [parse_message(m, i) for i, m in enumerate(prompt)]
+        chosen, rejected = _turns(chosen, "chosen", len(head)), _turns(rejected, "rejected", len(head))
+    else:
+        raise RecordError("prompt", "prompt must be a string or a non-empty list of messages")
+    for name, turns in (("chosen", chosen), ("rejected", rejected)):
+        if turns[-1]["role"] != "assistant":
+            raise RecordError(name, f"the {name} side must end with an assistant reply")
+    if chosen == rejected:
+        raise RecordError("rejected", "chosen and rejected are the same reply",
+                          "a preference pair must differ; drop it or fix the rejected side")
+    if not head:
+        raise RecordError("prompt", "the pair has no prompt", "give `prompt`, or chosen/rejected with a shared start")
+    return head + chosen, rejected
+
+
 CONVERTERS = {"messages": _from_messages, "openai": _from_messages, "sharegpt": _from_sharegpt,
               "alpaca": _from_alpaca, "prompt_completion": _from_prompt_completion}
 
@@ -174,7 +230,13 @@ def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto") ->
     if fmt != "auto" and fmt in ("messages", "openai") and "messages" not in obj:
         raise RecordError("messages", f"format is {fmt} but the record has no `messages`",
                           "set data.format: auto to detect formats per record")
-    messages = CONVERTERS[kind](obj)
+    rejected = None
+    if kind == "preference":
+        messages, rejected = preference_messages(obj)
+    else:
+        messages = CONVERTERS[kind](obj)
+        if kind == "messages" and obj.get("rejected") is not None:  # a pair tunesmith wrote (kept.jsonl, splits)
+            rejected = _turns(obj["rejected"], "rejected", len(messages))
     tools = obj.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise RecordError("tools", "tools must be a list of tool declarations")
@@ -187,7 +249,7 @@ def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto") ->
     rid = obj.get("id")
     return Record(messages=messages, source=src, line=ln, tools=tools, tags=list(tags),
                   id=None if rid is None else str(rid), format="messages" if kind == "openai" else kind,
-                  unknown_keys=unknown_keys(obj, kind))
+                  unknown_keys=unknown_keys(obj, kind), rejected=rejected)
 
 
 def read_item(item: dict | Any, shown: str, line: int, fmt: str = "auto") -> Record | Any:

@@ -27,6 +27,7 @@ class Record:
     id: str | None = None
     format: str = ""  # the format it was read from (messages, sharegpt, alpaca, prompt_completion)
     unknown_keys: list[str] = field(default_factory=list)  # keys tunesmith does not use, by path
+    rejected: list[dict[str, Any]] | None = None  # a preference pair: the dispreferred final turn(s) (DPO)
 
     @property
     def where(self) -> str:
@@ -64,5 +65,7 @@ class Record:
             out["tags"] = self.tags
         if self.id is not None:
             out["id"] = self.id
+        if self.rejected is not None:
+            out["rejected"] = self.rejected
         out["meta"] = {"source": self.source, "line": self.line}
         return out

@@ -291,3 +291,50 @@ def test_preference_pairs_read_in_every_shape():
         with pytest.raises(RecordError) as exc:
             to_record(bad, "f", 1)
         assert exc.value.field == field
+
+
+def test_grpo_rewards_are_the_eval_scorers(tmp_path, monkeypatch):
+    from tunesmith.config import TaskConfig
+    from tunesmith.train.rewards import default_rewards, reward_function
+
+    prompts = [[{"role": "user", "content": "2+2?"}]] * 3
+    numeric = reward_function({"type": "numeric"}, None)
+    assert numeric(prompts, [[{"role": "assistant", "content": "It is 4."}], "#### 5", "four"],
+                   expected=["4", "4", "4"]) == [1.0, 0.0, 0.0]
+    no_comma = reward_function({"type": "instructions", "instruction_id_list": ["punctuation:no_comma"]}, None)
+    assert no_comma(prompts[:2], ["a b c", "a, b"], expected=["null", "null"]) == [1.0, 0.0]
+    (tmp_path / "my_rewards.py").write_text("def short(output, case):\n    return len(output) < 5\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert reward_function({"type": "custom", "function": "my_rewards:short"}, None)(
+        prompts[:2], ["ok", "far too long"], expected=["null", "null"]) == [1.0, 0.0]
+    cfg = Config(task=TaskConfig(type="json", match_fields=["queue"]))
+    assert default_rewards(cfg, {"type": "object"}) == [{"type": "json_schema", "weight": 0.5},
+                                                       {"type": "json_fields", "fields": ["queue"], "weight": 1.0}]
+    from tunesmith.errors import TunesmithError
+
+    with pytest.raises(TunesmithError, match="GRPO needs rewards"):
+        default_rewards(Config(), None)
+
+
+def test_a_bad_reward_spec_is_a_config_error(tmp_path):
+    from tunesmith.errors import TunesmithError
+
+    (tmp_path / "tunesmith.yaml").write_text("train: {objective: grpo, rewards: [{type: regexp, pattern: x}]}\n")
+    with pytest.raises(TunesmithError) as exc:
+        load_config(tmp_path)
+    assert "unknown scorer 'regexp'" in exc.value.problems[0].message
+
+
+def test_grpo_trains_with_the_task_rewards_end_to_end(tiny_project):
+    from tunesmith.pipeline import run_project
+
+    summary = run_project(tiny_project, ["train.objective=grpo", "train.max_steps=2", "train.batch_size=4",
+                                         "train.grpo_max_completion_tokens=8", "train.lr=1e-3"])
+    stages = {s["stage"]: s for s in summary["stages"]}
+    run = tiny_project_runs(tiny_project) / stages["train"]["run"].split("/")[-1]
+    result = json.loads((run / "result.json").read_text())
+    assert result["objective"] == "grpo" and result["steps"] == 2 and result["rewards"] == ["json", "json_fields"]
+    assert result["reward_weights"] == [0.5, 1.0] and result["reward_first"] is not None
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("rewards/json_fields/mean" in row for row in logged)
+    assert (run / "adapter" / "adapter_model.safetensors").exists()

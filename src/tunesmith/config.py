@@ -150,10 +150,18 @@ class TrainConfig(Section):
                        "often closer to full fine-tuning at low rank, ~1.5-2x slower per step. lora/qlora only.")
     rslora: bool = Field(False, description="rsLoRA: scale by alpha/sqrt(r) instead of alpha/r, which keeps "
                          "higher ranks (64+) learning. lora/qlora only.")
-    objective: Literal["sft", "dpo"] = Field(
+    objective: Literal["sft", "dpo", "grpo"] = Field(
         "sft", description="`sft`: learn the replies (of preference pairs: the chosen ones). `dpo`: learn to prefer "
         "the chosen reply over the rejected one of each preference pair (the data must be pairs); the reference "
-        "model is the base itself (the adapter switched off), so no second copy is loaded.")
+        "model is the base itself (the adapter switched off), so no second copy is loaded. `grpo`: sample several "
+        "replies per prompt and reinforce those that score well on verifiable `rewards`.")
+    rewards: list[dict[str, Any]] = Field(
+        default_factory=list, description="GRPO rewards: scorer specs (the eval harness's types: exact, label, json, "
+        "json_schema, json_fields, regex, numeric, contains, not_contains, behavior, tool_call, instructions, "
+        "custom) with an optional `weight`, e.g. [{type: json_schema, weight: 0.5}, {type: json_fields}]. Each "
+        "scores 1 or 0 against the record's own reply; empty = the task's defaults.")
+    grpo_generations: int = Field(4, ge=2, description="GRPO: replies sampled per prompt (the group).")
+    grpo_max_completion_tokens: int = Field(64, ge=1, description="GRPO: longest sampled reply.")
     dpo_beta: float = Field(0.1, gt=0, description="DPO's beta: how far the tuned model may move from the "
                             "reference (smaller = further).")
     epochs: float = Field(1.0, gt=0, description="Passes over the training split (one is usually enough for LoRA).")
@@ -211,6 +219,13 @@ class Config(Section):
     def _adapter_options_need_an_adapter(cls, train: TrainConfig) -> TrainConfig:
         if train.method == "full" and (train.dora or train.rslora):
             raise ValueError("dora and rslora are LoRA variants; they do not apply to method: full")
+        if train.rewards:
+            from tunesmith.eval.scorers import scorer_problem
+
+            for i, spec in enumerate(train.rewards):
+                problem = scorer_problem({k: v for k, v in spec.items() if k != "weight"})
+                if problem:
+                    raise ValueError(f"rewards[{i}]: {problem[0]}")
         if train.method == "full" and train.objective == "dpo":
             raise ValueError("DPO here uses the base with the adapter switched off as its reference: use lora or qlora")
         return train

@@ -209,20 +209,27 @@ def eval_plan(cfg: Config, project: Path, st_split: Stage, model_ref, schema: di
                     GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite"))
 
 
-def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage) -> Stage:
-    """Stage 4: the training recipe on the split's training records (cached and resumable like every stage)."""
+def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None = None) -> Stage:
+    """Stage 4: the objective's recipe (SFT, DPO, GRPO) on the split's training records (cached and resumable)."""
     section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
 
     def train(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.train.dpo import train_dpo
+        records = _records_from(st_split.run_dir / "train.jsonl")
+        if cfg.train.objective == "dpo":
+            from tunesmith.train.dpo import train_dpo
+
+            return train_dpo(cfg, model_ref, records, run_dir)
+        if cfg.train.objective == "grpo":
+            from tunesmith.train.grpo import train_grpo
+
+            return train_grpo(cfg, model_ref, records, run_dir, schema)
         from tunesmith.train.sft import train_sft
 
-        recipe = train_dpo if cfg.train.objective == "dpo" else train_sft
-        return recipe(cfg, model_ref, _records_from(st_split.run_dir / "train.jsonl"), run_dir)
+        return train_sft(cfg, model_ref, records, run_dir)
 
     return pipe.stage("train", section("train", "task") | {"max_seq_len": cfg.data.max_seq_len,
                                                            "budget": section("budget")["budget"]},
-                      {"split": st_split.key, "model": model_ref.identity}, train)
+                      {"split": st_split.key, "model": model_ref.identity, "schema": schema}, train)
 
 
 def trained_model(st_train: Stage, base_ref):
@@ -245,12 +252,13 @@ def train_project(path: str | Path, overrides: list[str] | None = None, check_on
     data_files(cfg, project)
     pipe = Pipeline(project)
     model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
-    st_split = data_stages(cfg, project, pipe, model_ref, load_schema(cfg, project))
+    schema = load_schema(cfg, project)
+    st_split = data_stages(cfg, project, pipe, model_ref, schema)
     if check_only:
         from tunesmith.train.invariants import check_invariants
 
         return check_invariants(cfg, model_ref, _records_from(st_split.run_dir / "train.jsonl"))
-    return train_stage(cfg, pipe, model_ref, st_split)
+    return train_stage(cfg, pipe, model_ref, st_split, schema)
 
 
 def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -283,7 +291,7 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     st_base = pipe.stage("eval-base", eval_config, plan.inputs, eval_base)
 
     # 4. train.
-    st_train = train_stage(cfg, pipe, model_ref, st_split)
+    st_train = train_stage(cfg, pipe, model_ref, st_split, schema)
     tuned_ref, adapter = trained_model(st_train, model_ref)
 
     # 5. the tuned model on the same cases, same decoding.

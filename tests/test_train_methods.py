@@ -338,3 +338,19 @@ def test_grpo_trains_with_the_task_rewards_end_to_end(tiny_project):
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/json_fields/mean" in row for row in logged)
     assert (run / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_trackers_mirror_metrics_or_fail_clearly_when_missing(tmp_path, tiny_model_dir):
+    import importlib.util
+
+    from tunesmith.errors import TunesmithError
+
+    ref = resolve_model(str(tiny_model_dir))
+    cfg = _cfg(report_to=["tensorboard"])
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(TunesmithError, match="Tracker not installed") as exc:
+            train_sft(cfg, ref, _records(), tmp_path)
+        assert "pip install tensorboard" in exc.value.problems[0].hint
+    else:
+        train_sft(cfg, ref, _records(), tmp_path)
+        assert list((tmp_path / "checkpoints").rglob("events.out.tfevents*")) or list(tmp_path.rglob("events.*"))

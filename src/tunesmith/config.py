@@ -185,6 +185,9 @@ class TrainConfig(Section):
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (a killed run resumes there).")
     logging_steps: int = Field(5, ge=1, description="Log loss, learning rate and grad norm every N steps.")
     seed: int = Field(42, description="Training seed.")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description="Optional trackers that mirror the training metrics (through "
+        "transformers' report_to); metrics.jsonl is always written. Each needs its own package installed.")
 
 
 class ExportConfig(Section):

@@ -10,7 +10,6 @@ resume are the SFT recipe's.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
-from tunesmith.train.sft import _guarded, describe, latest_checkpoint, load_training_model, lora_config
+from tunesmith.train.sft import (_guarded, common_args, describe, latest_checkpoint, load_training_model,
+                                  lora_config, save_trained)
 
 
 def pair_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
@@ -41,7 +41,6 @@ def pair_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
 def train_dpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> dict[str, Any]:
     """Train a LoRA/QLoRA adapter with DPO on preference pairs; write `adapter/` and `metrics.jsonl`."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig, DPOTrainer
@@ -53,14 +52,7 @@ def train_dpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     tok = load_tokenizer(model_ref)
     rows = pair_rows(records, cfg)
     model = load_training_model(cfg, model_ref, precision)
-    args = DPOConfig(
-        output_dir=str(run_dir / "checkpoints"), num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
-        per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr,
-        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
-        logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps, save_total_limit=2,
-        bf16=precision == "bf16", gradient_checkpointing=t.gradient_checkpointing, seed=t.seed, data_seed=t.seed,
-        report_to="none", disable_tqdm=True, beta=t.dpo_beta, max_length=cfg.data.max_seq_len,
-        dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), logging_nan_inf_filter=False)
+    args = DPOConfig(**common_args(cfg, run_dir, precision), beta=t.dpo_beta, max_length=cfg.data.max_seq_len)
     budget = TimeBudget(cfg.budget.max_train_minutes)
     trainer = _guarded(DPOTrainer, run_dir)(
         model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
@@ -72,13 +64,7 @@ def train_dpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     out = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - began
 
-    out_dir, tmp = run_dir / "adapter", run_dir / ".adapter.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    save_trained(trainer, tok, run_dir, t.method)
     last = next((log for log in reversed(trainer.state.log_history) if "rewards/accuracies" in log), {})
     return {
         "method": t.method, "objective": "dpo", "precision": precision, "recipe": f"{describe(cfg)} (DPO)",

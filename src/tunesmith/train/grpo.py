@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from tunesmith.config import Config
 from tunesmith.data.records import Record
 from tunesmith.eval.suite import expected_from_reply, with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
-from tunesmith.train.sft import _guarded, describe, latest_checkpoint, load_training_model, lora_config
+from tunesmith.train.sft import (_guarded, common_args, describe, latest_checkpoint, load_training_model,
+                                  lora_config, save_trained)
 
 
 def prompt_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
@@ -38,7 +38,6 @@ def train_grpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir:
                schema: dict | None = None) -> dict[str, Any]:
     """Train a LoRA/QLoRA adapter (or the full model) with GRPO; write `adapter/` (or `model/`), `metrics.jsonl`."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -52,16 +51,11 @@ def train_grpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir:
     funcs, weights = reward_functions(cfg, schema)
     model = load_training_model(cfg, model_ref, precision)
     group = t.grpo_generations
-    args = GRPOConfig(
-        output_dir=str(run_dir / "checkpoints"), num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
+    args = GRPOConfig(**{
+        **common_args(cfg, run_dir, precision),
         # a step's batch holds whole groups: batch_size prompts' worth of samples, rounded to the group size
-        per_device_train_batch_size=max(group, t.batch_size // group * group), gradient_accumulation_steps=t.grad_accum,
-        num_generations=group, max_completion_length=t.grpo_max_completion_tokens, reward_weights=weights,
-        learning_rate=t.lr, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio,
-        weight_decay=t.weight_decay, logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
-        save_total_limit=2, bf16=precision == "bf16", gradient_checkpointing=t.gradient_checkpointing, seed=t.seed,
-        data_seed=t.seed, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(), logging_nan_inf_filter=False)
+        "per_device_train_batch_size": max(group, t.batch_size // group * group),
+        "num_generations": group, "max_completion_length": t.grpo_max_completion_tokens, "reward_weights": weights})
     budget = TimeBudget(cfg.budget.max_train_minutes)
     trainer = _guarded(GRPOTrainer, run_dir)(
         model=model, reward_funcs=funcs, args=args, train_dataset=Dataset.from_list(prompt_rows(records, cfg)),
@@ -73,14 +67,7 @@ def train_grpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir:
     out = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - began
 
-    kind = "model" if t.method == "full" else "adapter"
-    out_dir, tmp = run_dir / kind, run_dir / f".{kind}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    kind = save_trained(trainer, tok, run_dir, t.method)
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log]
     return {
         "method": t.method, "objective": "grpo", "precision": precision, "recipe": f"{describe(cfg)} (GRPO)",

@@ -94,22 +94,18 @@ def latest_checkpoint(run_dir: Path) -> str | None:
     return str(complete[-1]) if complete else None
 
 
-def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path, **overrides: Any):
-    """(trainer, tokenizer, data stats, time budget): everything `train_sft` runs, ready to `train()`.
-    `overrides` replace SFTConfig arguments (the invariant checks use them)."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.trainer_callback import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
-
-    from tunesmith.train.progress import MetricsLog, RichProgress, TimeBudget
+def common_args(cfg: Config, run_dir: Path, precision: str) -> dict[str, Any]:
+    """The trainer arguments every recipe (SFT, DPO, GRPO) shares, from `train.*`."""
+    import importlib.util
 
     t = cfg.train
-    precision = resolve_precision(t.precision)
-    tok = load_tokenizer(model_ref)
-    model = load_training_model(cfg, model_ref, precision)
-    dataset, data_stats = build_dataset(tok, records, cfg)
-
-    settings = dict(
+    packages = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
+    missing = [name for name in t.report_to if importlib.util.find_spec(packages[name]) is None]
+    if missing:
+        raise TunesmithError("Tracker not installed", [Problem(f"train.report_to: {name}", "the package is missing",
+                                                               f"pip install {packages[name]}, or drop it")
+                                                       for name in missing])
+    return dict(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
@@ -128,15 +124,49 @@ def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_d
         gradient_checkpointing=t.gradient_checkpointing,
         seed=t.seed,
         data_seed=t.seed,
-        report_to="none",
+        report_to=t.report_to or "none",
         disable_tqdm=True,
-        max_length=None,  # already truncated (and its cost reported) by build_dataset
-        include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
-        # Batches of similar length waste little compute on padding (a 2-3x difference on CPU).
-        train_sampling_strategy="group_by_length",
         use_cpu=not _has_cuda(),
         logging_nan_inf_filter=False,  # a NaN is reported, never averaged away
+    )
+
+
+def save_trained(trainer, tok, run_dir: Path, method: str) -> str:
+    """Write the adapter (or, for full fine-tuning, the whole model) atomically into the run directory and drop the
+    resume checkpoints; returns the artifact's name (`adapter` or `model`)."""
+    kind = "model" if method == "full" else "adapter"
+    out_dir, tmp = run_dir / kind, run_dir / f".{kind}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the artifact is final; resume state is not needed
+    return kind
+
+
+def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path, **overrides: Any):
+    """(trainer, tokenizer, data stats, time budget): everything `train_sft` runs, ready to `train()`.
+    `overrides` replace SFTConfig arguments (the invariant checks use them)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from tunesmith.train.progress import MetricsLog, RichProgress, TimeBudget
+
+    t = cfg.train
+    precision = resolve_precision(t.precision)
+    tok = load_tokenizer(model_ref)
+    model = load_training_model(cfg, model_ref, precision)
+    dataset, data_stats = build_dataset(tok, records, cfg)
+
+    settings = dict(
+        **common_args(cfg, run_dir, precision),
+        max_length=None,  # already truncated (and its cost reported) by build_dataset
+        include_num_input_tokens_seen="non_padding",
+        # Batches of similar length waste little compute on padding (a 2-3x difference on CPU).
+        train_sampling_strategy="group_by_length",
     )
     args = SFTConfig(**{**settings, **overrides})
     budget = TimeBudget(cfg.budget.max_train_minutes)
@@ -160,16 +190,7 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     out = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - began
 
-    # An adapter run saves the adapter; a full run the whole model (with its generation config: stop tokens).
-    kind = "model" if t.method == "full" else "adapter"
-    out_dir = run_dir / kind
-    tmp = run_dir / f".{kind}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the adapter is final; resume state no longer needed
+    kind = save_trained(trainer, tok, run_dir, t.method)
 
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())

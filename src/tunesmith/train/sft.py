@@ -105,6 +105,8 @@ def common_args(cfg: Config, run_dir: Path, precision: str) -> dict[str, Any]:
         raise TunesmithError("Tracker not installed", [Problem(f"train.report_to: {name}", "the package is missing",
                                                                f"pip install {packages[name]}, or drop it")
                                                        for name in missing])
+    if "tensorboard" in t.report_to:  # beside metrics.jsonl, not under checkpoints/ (removed when training ends)
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     return dict(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs,

@@ -58,6 +58,7 @@ def train(project: Path = typer.Argument(..., help="Project directory holding tu
           method: Optional[str] = typer.Option(None, help="lora, qlora or full (overrides train.method)."),
           dora: Optional[bool] = typer.Option(None, "--dora/--no-dora", help="DoRA on the LoRA adapter."),
           rslora: Optional[bool] = typer.Option(None, "--rslora/--no-rslora", help="rsLoRA scaling."),
+          nproc: Optional[int] = typer.Option(None, help="Training processes through accelerate launch (DDP)."),
           check: bool = typer.Option(False, "--check", help="Instead of training, verify the training invariants "
                                      "(weights move or stay, 8x1 = 1x8 accumulation, exact label mask, overfitting "
                                      "one batch) on this model and data; exit 1 if one fails."),
@@ -66,7 +67,7 @@ def train(project: Path = typer.Argument(..., help="Project directory holding tu
     from tunesmith.pipeline import train_project
 
     overrides = list(set_)
-    for key, value in (("method", method), ("dora", dora), ("rslora", rslora)):
+    for key, value in (("method", method), ("dora", dora), ("rslora", rslora), ("nproc", nproc)):
         if value is not None:
             overrides.append(f"train.{key}={str(value).lower() if isinstance(value, bool) else value}")
     if check:

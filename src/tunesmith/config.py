@@ -185,6 +185,12 @@ class TrainConfig(Section):
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (a killed run resumes there).")
     logging_steps: int = Field(5, ge=1, description="Log loss, learning rate and grad norm every N steps.")
     seed: int = Field(42, description="Training seed.")
+    nproc: int = Field(1, ge=1, le=64, description="Training processes, launched by `accelerate launch` (DDP; gloo "
+                       "on CPU, NCCL on GPUs). `batch_size` is per process: the global batch is batch_size x nproc "
+                       "x grad_accum.")
+    accelerate_config: str | None = Field(
+        None, description="An accelerate config file (relative to the project) for FSDP or DeepSpeed; passed to "
+        "`accelerate launch --config_file` as it is.")
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=list, description="Optional trackers that mirror the training metrics (through "
         "transformers' report_to); metrics.jsonl is always written. Each needs its own package installed.")

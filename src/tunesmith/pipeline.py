@@ -214,6 +214,10 @@ def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema:
     section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
 
     def train(run_dir: Path) -> dict[str, Any]:
+        if cfg.train.nproc > 1 or cfg.train.accelerate_config:
+            from tunesmith.train.launch import launch
+
+            return launch(cfg, model_ref, st_split.run_dir / "train.jsonl", run_dir, schema, pipe.project)
         records = _records_from(st_split.run_dir / "train.jsonl")
         if cfg.train.objective == "dpo":
             from tunesmith.train.dpo import train_dpo

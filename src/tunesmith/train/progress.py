@@ -20,6 +20,8 @@ class RichProgress(TrainerCallback):
         self.started = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:  # one bar for a multi-process run
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -32,6 +34,8 @@ class RichProgress(TrainerCallback):
             state.num_input_tokens_seen
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is None:
+            return
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         tps = (state.num_input_tokens_seen - self.start_tokens) / elapsed
         self.progress.update(self.task, completed=state.global_step, loss=self.loss, tps=tps)
@@ -54,7 +58,7 @@ class MetricsLog(TrainerCallback):
         self.last_tokens = 0
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs:
+        if not logs or not state.is_world_process_zero:  # one writer for a multi-process run
             return
         now = time.perf_counter()
         row = {"step": state.global_step, "epoch": state.epoch, **logs,

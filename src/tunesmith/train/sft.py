@@ -138,6 +138,8 @@ def save_trained(trainer, tok, run_dir: Path, method: str) -> str:
     """Write the adapter (or, for full fine-tuning, the whole model) atomically into the run directory and drop the
     resume checkpoints; returns the artifact's name (`adapter` or `model`)."""
     kind = "model" if method == "full" else "adapter"
+    if not trainer.is_world_process_zero():  # in a multi-process run, one process writes
+        return kind
     out_dir, tmp = run_dir / kind, run_dir / f".{kind}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.model.save_pretrained(tmp, safe_serialization=True)

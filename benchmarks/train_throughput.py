@@ -1,28 +1,35 @@
-"""Training throughput on CPU: TRL's defaults vs tunesmith's CPU settings, side by side in one run.
+"""Training throughput and memory on CPU: TRL's defaults vs tunesmith's settings, side by side in one run.
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 6] [--project examples/support-triage]
 
 Baseline = what a plain TRL SFT + LoRA run does: LoRA dropout 0.05, gradient checkpointing on (TRL's default),
 TRL's fused LM-head loss, random batches. tunesmith = no LoRA dropout, no checkpointing, the plain causal-LM
-loss on CPU, length-grouped batches. Same data, model, rank, batch size and step count. Prints tokens/s and ratios.
+loss on CPU, length-grouped batches. Same data, model, rank, batch size and step count; each side runs in its own
+process, so its peak RSS is its own. Prints tokens/s (non-padding), peak RSS, final loss, the ratios, and the
+achieved FLOP/s as a share of this machine's measured bf16 matmul peak.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import resource
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from unittest import mock
 
-from tunesmith.config import load_config
-from tunesmith.data.formats import load_records
-from tunesmith.models import resolve_model
-from tunesmith.pipeline import data_files
-from tunesmith.train import sft
-
 
 def measure(project: Path, steps: int, baseline: bool) -> dict:
+    from tunesmith.config import load_config
+    from tunesmith.data.formats import load_records
+    from tunesmith.models import resolve_model
+    from tunesmith.pipeline import data_files
+    from tunesmith.train import sft
+
     overrides = [f"train.max_steps={steps}", f"train.logging_steps={steps}", f"train.save_steps={steps * 10}"]
     if baseline:
         overrides += ["train.lora_dropout=0.05", "train.gradient_checkpointing=true"]
@@ -39,21 +46,52 @@ def measure(project: Path, steps: int, baseline: bool) -> dict:
 
             stack.enter_context(mock.patch.object(sft, "_cpu_trainer_class", lambda base: base))
             stack.enter_context(mock.patch.object(trl, "SFTConfig", random_batches))
-        return sft.train_sft(cfg, resolve_model(cfg.model.base), records, Path(tmp))
+        result = sft.train_sft(cfg, resolve_model(cfg.model.base), records, Path(tmp))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """This machine's bf16 matmul throughput (the ceiling a training step could reach)."""
+    import torch
+
+    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+    a @ b
+    began = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - began) / 1e9
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--project", type=Path, default=Path("examples/support-triage"))
+    parser.add_argument("--child", choices=["baseline", "tunesmith"])
     args = parser.parse_args()
-    base = measure(args.project, args.steps, baseline=True)
-    ours = measure(args.project, args.steps, baseline=False)
-    print(f"\n{'setting':<28}{'steps':>6}{'wall s':>9}{'tokens/s':>10}")
+    if args.child:
+        print("RESULT " + json.dumps(measure(args.project, args.steps, args.child == "baseline"), default=str))
+        return
+    runs = {}
+    for side in ("baseline", "tunesmith"):
+        out = subprocess.run([sys.executable, __file__, "--child", side, "--steps", str(args.steps), "--project",
+                              str(args.project)], capture_output=True, text=True, check=True).stdout
+        runs[side] = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+    base, ours = runs["baseline"], runs["tunesmith"]
+    peak = matmul_peak_gflops()
+    params = ours["total_params"]
+    print(f"\n{'setting':<28}{'steps':>6}{'wall s':>9}{'tokens/s':>10}{'peak RSS MB':>13}{'loss':>8}")
     for name, r in (("TRL defaults (baseline)", base), ("tunesmith CPU settings", ours)):
-        print(f"{name:<28}{r['steps']:>6}{r['wall_s']:>9.1f}{r['tokens_per_s']:>10.1f}")
-    print(f"speed-up: {ours['tokens_per_s'] / base['tokens_per_s']:.2f}x tokens/s "
-          f"({base['wall_s'] / ours['wall_s']:.2f}x wall time; same data, model, rank, batch and steps)")
+        print(f"{name:<28}{r['steps']:>6}{r['wall_s']:>9.1f}{r['tokens_per_s']:>10.1f}{r['peak_rss_mb']:>13.0f}"
+              f"{r['train_loss']:>8.3f}")
+    print(f"speed-up: {ours['tokens_per_s'] / base['tokens_per_s']:.2f}x tokens/s, "
+          f"{ours['peak_rss_mb'] / base['peak_rss_mb']:.2f}x peak RSS, loss {ours['train_loss']:.3f} vs "
+          f"{base['train_loss']:.3f} (same data, model, rank, batch and steps)")
+    # LoRA: forward 2N FLOPs/token plus backward through the frozen weights for activation gradients, 2N
+    # (their weight gradients are never computed): ~4N per token, attention's own terms left out.
+    achieved = 4 * params * ours["tokens_per_s"] / 1e9
+    print(f"achieved ~{achieved:.1f} GFLOP/s (4 x {params / 1e6:.0f}M parameters x tokens/s) = "
+          f"{achieved / peak:.1%} of this machine's measured bf16 matmul peak ({peak:.0f} GFLOP/s, 2048^3)")
 
 
 if __name__ == "__main__":

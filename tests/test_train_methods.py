@@ -378,3 +378,41 @@ train: {{max_steps: 1, batch_size: {batch}, precision: fp32, lora_r: 4, lr: 1.0e
     assert a.keys() == b.keys()
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
     assert max(v.abs().max().item() for k, v in a.items() if "lora_B" in k) > 1e-3  # it did move
+
+
+def test_a_reward_model_trains_from_pairs_and_rewards_grpo(tmp_path, tiny_model_dir):
+    project = tmp_path / "rm"
+    write_jsonl(project / "data" / "pairs.jsonl", _pairs())
+    (project / "tunesmith.yaml").write_text(f"""
+model: {{base: "{tiny_model_dir}"}}
+data: {{train: [data/pairs.jsonl], max_seq_len: 256}}
+train: {{objective: reward, max_steps: 2, batch_size: 4, logging_steps: 1, precision: fp32, lora_r: 4}}
+""")
+    res = runner.invoke(app, ["train", str(project)])
+    assert res.exit_code == 0, res.output
+    run = next((project / ".tunesmith" / "runs").glob("*-train-*"))
+    result = json.loads((run / "result.json").read_text())
+    assert result["objective"] == "reward" and result["pairs"] == 13
+    from tunesmith.train.reward import RewardModelScorer
+
+    scorer = RewardModelScorer(run / "reward_model")
+    scores = scorer([[{"role": "user", "content": "hi"}]] * 2, ["I will route this.", "Not my problem."])
+    assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+
+    from tunesmith.train.rewards import reward_function
+
+    learned = reward_function({"type": "reward_model", "path": str(run / "reward_model")}, None)
+    assert learned([[{"role": "user", "content": "hi"}]], [[{"role": "assistant", "content": "ok"}]],
+                   expected=["null"]) == pytest.approx(scorer([[{"role": "user", "content": "hi"}]], ["ok"]))
+    from tunesmith.errors import TunesmithError
+    from tunesmith.pipeline import run_project
+
+    with pytest.raises(TunesmithError, match="trained, not run"):
+        run_project(project)
+    from tunesmith.train.reward import train_reward_model
+
+    cfg = load_config(project, ["data.max_seq_len=40"])[0]  # pairs the data check keeps (truncated) but TRL drops
+    with pytest.raises(TunesmithError, match="No preference pair fits"):
+        train_reward_model(cfg, resolve_model(str(tiny_model_dir)), [
+            Record(messages=[{"role": "user", "content": "q " * 30}, {"role": "assistant", "content": "a"}],
+                   rejected=[{"role": "assistant", "content": "b"}])], tmp_path / "x")

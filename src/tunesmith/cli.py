@@ -86,7 +86,8 @@ def train(project: Path = typer.Argument(..., help="Project directory holding tu
     _console().print(f"{r['recipe']}: {r['steps']} steps, loss {r['train_loss']:.3f}, "
                      f"{r.get('tokens_per_s') or 0:.0f} tokens/s, {r['trainable_params']:,} trainable of "
                      f"{r['total_params']:,} parameters ({r['precision']})"
-                     + (" [cached]" if st.cached else "") + f"\n{st.run_dir / (r.get('adapter') or r['model'])}")
+                     + (" [cached]" if st.cached else "")
+                     + f"\n{st.run_dir / (r.get('adapter') or r.get('model') or r['reward_model'])}")
 
 
 @app.command()

@@ -150,11 +150,12 @@ class TrainConfig(Section):
                        "often closer to full fine-tuning at low rank, ~1.5-2x slower per step. lora/qlora only.")
     rslora: bool = Field(False, description="rsLoRA: scale by alpha/sqrt(r) instead of alpha/r, which keeps "
                          "higher ranks (64+) learning. lora/qlora only.")
-    objective: Literal["sft", "dpo", "grpo"] = Field(
+    objective: Literal["sft", "dpo", "grpo", "reward"] = Field(
         "sft", description="`sft`: learn the replies (of preference pairs: the chosen ones). `dpo`: learn to prefer "
         "the chosen reply over the rejected one of each preference pair (the data must be pairs); the reference "
         "model is the base itself (the adapter switched off), so no second copy is loaded. `grpo`: sample several "
-        "replies per prompt and reinforce those that score well on verifiable `rewards`.")
+        "replies per prompt and reinforce those that score well on verifiable `rewards`. `reward`: train a reward "
+        "model on preference pairs (`tunesmith train`), usable as a GRPO reward ({type: reward_model, path: ...}).")
     rewards: list[dict[str, Any]] = Field(
         default_factory=list, description="GRPO rewards: scorer specs (the eval harness's types: exact, label, json, "
         "json_schema, json_fields, regex, numeric, contains, not_contains, behavior, tool_call, instructions, "
@@ -232,6 +233,10 @@ class Config(Section):
             from tunesmith.eval.scorers import scorer_problem
 
             for i, spec in enumerate(train.rewards):
+                if spec.get("type") == "reward_model":
+                    if not spec.get("path"):
+                        raise ValueError(f"rewards[{i}]: a reward_model reward needs `path` (its reward_model/ dir)")
+                    continue
                 problem = scorer_problem({k: v for k, v in spec.items() if k != "weight"})
                 if problem:
                     raise ValueError(f"rewards[{i}]: {problem[0]}")

@@ -219,6 +219,10 @@ def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema:
 
             return launch(cfg, model_ref, st_split.run_dir / "train.jsonl", run_dir, schema, pipe.project)
         records = _records_from(st_split.run_dir / "train.jsonl")
+        if cfg.train.objective == "reward":
+            from tunesmith.train.reward import train_reward_model
+
+            return train_reward_model(cfg, model_ref, records, run_dir)
         if cfg.train.objective == "dpo":
             from tunesmith.train.dpo import train_dpo
 
@@ -274,6 +278,11 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     from tunesmith.eval.suite import project_suites
 
     cfg, project = load_config(path, overrides)
+    if cfg.train.objective == "reward":
+        raise TunesmithError("A reward model is trained, not run", [Problem(
+            "train.objective: reward", "`tunesmith run` evaluates a model that generates",
+            "use `tunesmith train` to train the reward model, then reward GRPO with it: "
+            "rewards: [{type: reward_model, path: <run>/reward_model}]")])
     data_files(cfg, project)  # bad paths fail before any work
     suites = project_suites(cfg, project)
     pipe = Pipeline(project)

@@ -62,7 +62,11 @@ def main(run_dir: str) -> None:
     cfg = Config.model_validate(spec["config"])
     model_ref = resolve_model(spec["model"], spec["trust_remote_code"])
     records = load_records([Path(spec["records"])])
-    if cfg.train.objective == "dpo":
+    if cfg.train.objective == "reward":
+        from tunesmith.train.reward import train_reward_model
+
+        result = train_reward_model(cfg, model_ref, records, run)
+    elif cfg.train.objective == "dpo":
         from tunesmith.train.dpo import train_dpo
 
         result = train_dpo(cfg, model_ref, records, run)

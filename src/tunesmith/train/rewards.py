@@ -40,7 +40,19 @@ def _completion_text(completion: Any) -> str:
 
 
 def reward_function(spec: dict[str, Any], schema: dict | None) -> Callable[..., list[float]]:
-    """One TRL reward function (prompts, completions, expected=..., **columns) -> scores in {0, 1}."""
+    """One TRL reward function (prompts, completions, expected=..., **columns) -> scores in {0, 1}, or a trained
+    reward model's scores for `{type: reward_model, path: DIR}`."""
+    if spec["type"] == "reward_model":
+        from tunesmith.train.reward import RewardModelScorer
+
+        scorer_model = RewardModelScorer(spec["path"])
+
+        def learned(prompts, completions, **_: Any) -> list[float]:
+            msgs = [p if isinstance(p, list) else [{"role": "user", "content": str(p)}] for p in prompts]
+            return scorer_model(msgs, [_completion_text(c) for c in completions])
+
+        learned.__name__ = str(spec.get("name") or "reward_model")
+        return learned
     from tunesmith.eval.scorers import run_scorers
     from tunesmith.eval.suite import EvalCase
 

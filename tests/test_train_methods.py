@@ -5,6 +5,8 @@ ones did not, the saved artifact loads and evaluates."""
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,17 +161,18 @@ def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, t
 
 def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_model_dir,
                                                                                      monkeypatch):
-    from transformers import Trainer
+    import torch.nn.functional as F
 
     from tunesmith.train.sft import TrainingDiverged
 
-    real = Trainer.compute_loss
+    real, calls = F.cross_entropy, []
 
-    def poisoned(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss = real(self, model, inputs, return_outputs, num_items_in_batch)
-        return loss * float("nan") if self.state.global_step >= 3 else loss
+    def poisoned(*a, **k):  # the loss of the 4th micro-batch (= step 4) on is NaN
+        calls.append(1)
+        loss = real(*a, **k)
+        return loss * float("nan") if len(calls) >= 4 else loss
 
-    monkeypatch.setattr(Trainer, "compute_loss", poisoned)
+    monkeypatch.setattr(F, "cross_entropy", poisoned)
     ref = resolve_model(str(tiny_model_dir))
     with pytest.raises(TrainingDiverged) as exc:
         train_sft(_cfg(max_steps=6, save_steps=2), ref, _records(), tmp_path)
@@ -416,3 +419,19 @@ train: {{objective: reward, max_steps: 2, batch_size: 4, logging_steps: 1, preci
         train_reward_model(cfg, resolve_model(str(tiny_model_dir)), [
             Record(messages=[{"role": "user", "content": "q " * 30}, {"role": "assistant", "content": "a"}],
                    rejected=[{"role": "assistant", "content": "b"}])], tmp_path / "x")
+
+
+def test_the_labeled_head_loss_equals_the_plain_causal_lm_loss(tiny_model_dir):
+    from transformers import Trainer
+
+    from tunesmith.train.sft import build_trainer
+
+    ref = resolve_model(str(tiny_model_dir))
+    trainer = build_trainer(_cfg(lora_r=4), ref, _records(), Path(tempfile.mkdtemp()), save_strategy="no")[0]
+    batch = next(iter(trainer.get_train_dataloader()))
+    n = (batch["labels"][:, 1:] != -100).sum()
+    ours = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=n)
+    plain = Trainer.compute_loss(trainer, trainer.model, {**batch, "use_cache": False}, num_items_in_batch=n)
+    assert ours.item() == pytest.approx(plain.item(), rel=1e-5)
+    ours.backward()  # and it trains: the adapter gets gradients
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.model.parameters() if p.requires_grad)

@@ -435,3 +435,58 @@ def test_the_labeled_head_loss_equals_the_plain_causal_lm_loss(tiny_model_dir):
     assert ours.item() == pytest.approx(plain.item(), rel=1e-5)
     ours.backward()  # and it trains: the adapter gets gradients
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.model.parameters() if p.requires_grad)
+
+
+def test_distillation_writes_the_teachers_replies_with_provenance(tmp_path):
+    from chat_server import ChatServer
+    from tunesmith.data.distill import distill_records
+    from tunesmith.data.formats import to_record
+    from tunesmith.eval.backends import EndpointBackend
+
+    seen = []
+
+    def teacher(messages, tools):
+        seen.append(messages)
+        if "explode" in messages[-1]["content"]:
+            return {"status": 500}
+        return {"content": f"TEACHER: {messages[-1]['content']}"}
+
+    records = _records(3) + [Record(messages=[{"role": "user", "content": "explode"}], source="g.jsonl", line=9)]
+    with ChatServer(teacher) as server:
+        out, errors = distill_records(records, EndpointBackend(server.base_url, "big", max_retries=0),
+                                      teacher_system="Reply as a calm expert.")
+    assert len(out) == 3 and errors and "g.jsonl:9" in errors[0]
+    assert out[0].messages[-1]["content"].startswith("TEACHER: ticket 0")
+    assert out[0].messages[:-1] == records[0].prompt  # the student keeps its own prompt (system prompt included)
+    assert seen[0][0] == {"role": "system", "content": "Reply as a calm expert."}  # only the teacher saw this
+    back = to_record(out[0].to_json(), "x", 1)
+    assert back.provenance["distilled"]["teacher_system"] == "Reply as a calm expert."
+    assert "big" in back.provenance["distilled"]["teacher"] and back.where == "t.jsonl:1"
+
+
+def test_self_distilled_general_data_is_mixed_into_training(tiny_project):
+    from chat_server import ChatServer
+
+    # self-distillation with the project's base: the random tiny model only emits newlines, which is reported
+    res = runner.invoke(app, ["data", "distill", str(tiny_project / "eval" / "redteam.jsonl"), "--out",
+                              str(tiny_project / "self.jsonl"), "--project", str(tiny_project),
+                              "--max-new-tokens", "8"])
+    assert res.exit_code == 1 and "redteam.jsonl:1: the teacher emitted nothing" in res.output
+    with ChatServer(lambda m, t: {"content": "a calm general answer"}) as server:
+        res = runner.invoke(app, ["data", "distill", str(tiny_project / "eval" / "redteam.jsonl"), "--out",
+                                  str(tiny_project / "data" / "general" / "self.jsonl"), "--endpoint",
+                                  server.base_url, "--endpoint-model", "teacher"])
+    assert res.exit_code == 0 and "1 of 1 record(s) distilled" in res.output, res.output
+    general = tiny_project / "data" / "general" / "g.jsonl"
+    write_jsonl(general, [{"messages": [{"role": "user", "content": f"general question {i}"},
+                                        {"role": "assistant", "content": f"general answer {i}"}]} for i in range(20)])
+    from tunesmith.pipeline import train_project
+
+    st = train_project(tiny_project, ["train.general_data=[data/general/*.jsonl]", "train.general_share=0.2",
+                                      "train.max_steps=1"])
+    # 24 training records; 0.2 of the mix is general (21 general records to draw from): round(0.2 * 24 / 0.8) = 6
+    assert st.result["general_examples"] == 6 and st.result["data"]["examples"] == 30
+    from tunesmith.errors import TunesmithError
+
+    with pytest.raises(TunesmithError, match="Missing general data"):
+        train_project(tiny_project, ["train.general_data=[nope/*.jsonl]", "train.general_share=0.2"])

@@ -257,6 +257,51 @@ def data_dedup(paths: list[Path] = typer.Argument(..., help="Data files, or a pr
         con.print(f"  {rec.where}: {reason}")
 
 
+@data_app.command("distill")
+def data_distill(paths: list[Path] = typer.Argument(..., help="Data files, or a project directory."),
+                 out: Path = typer.Option(..., help="Output JSONL: the same prompts with the teacher's replies."),
+                 teacher: Optional[str] = typer.Option(None, help="Teacher model reference (default: the "
+                                                       "project's base model, i.e. self-distillation)."),
+                 adapter: Optional[Path] = typer.Option(None, help="A PEFT adapter applied on the teacher."),
+                 endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of a teacher."),
+                 endpoint_model: Optional[str] = typer.Option(None, help="Model name on the endpoint."),
+                 api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the key."),
+                 teacher_system: Optional[str] = typer.Option(None, help="A system prompt only the teacher sees "
+                                                              "(context distillation)."),
+                 max_new_tokens: int = typer.Option(256, help="Longest reply."),
+                 project: Optional[Path] = typer.Option(None, help="Project whose base model is the default "
+                                                        "teacher (default: PATHS when it is a project).")) -> None:
+    """Regenerate the replies with a teacher: self-distillation, a larger model, or an endpoint."""
+    from tunesmith.config import load_config
+    from tunesmith.data.convert import resolve_data_paths
+    from tunesmith.data.distill import distill_records
+    from tunesmith.data.formats import load_records
+    from tunesmith.data.io import atomic_write_jsonl
+    from tunesmith.errors import Problem, TunesmithError
+    from tunesmith.eval import backends
+    from tunesmith.models import resolve_model
+
+    files, fmt, base = resolve_data_paths(paths)
+    records = load_records(files, fmt, base=base)
+    if endpoint:
+        if not endpoint_model:
+            raise TunesmithError("Missing endpoint model", [Problem("--endpoint-model", "required with --endpoint",
+                                                                    "the model name the server serves")])
+        be = backends.EndpointBackend(endpoint, endpoint_model, api_key_env)
+    else:
+        home = project or (paths[0] if len(paths) == 1 and paths[0].is_dir() else None)
+        ref = teacher or (load_config(home)[0].model.base if home else "builtin:smollm2-135m-instruct")
+        be = backends.TransformersBackend(resolve_model(ref), adapter=adapter)
+    distilled, errors = distill_records(records, be, teacher_system, max_new_tokens)
+    atomic_write_jsonl(out, (r.to_json() for r in distilled))
+    con = _console()
+    con.print(f"{len(distilled)} of {len(records)} record(s) distilled -> {out}")
+    for err in errors[:10]:
+        con.print(f"  [yellow]{err}[/yellow]")
+    if errors and not distilled:
+        raise typer.Exit(1)
+
+
 @data_app.command("scrub")
 def data_scrub(paths: list[Path] = typer.Argument(..., help="Data files, or a project directory."),
                out: Path = typer.Option(..., help="Output JSONL: a redacted copy.")) -> None:

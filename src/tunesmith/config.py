@@ -186,6 +186,12 @@ class TrainConfig(Section):
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (a killed run resumes there).")
     logging_steps: int = Field(5, ge=1, description="Log loss, learning rate and grad norm every N steps.")
     seed: int = Field(42, description="Training seed.")
+    general_data: list[str] = Field(
+        default_factory=list, description="General instruction data (files or globs, relative to the project) mixed "
+        "into training against forgetting, e.g. the base model's own replies to general prompts "
+        "(`tunesmith data distill general.jsonl --out data/general-self.jsonl`).")
+    general_share: float = Field(0.0, ge=0.0, lt=0.9, description="Share of the training examples drawn from "
+                                 "`general_data` (seeded sample; 0.1 = one in ten).")
     nproc: int = Field(1, ge=1, le=64, description="Training processes, launched by `accelerate launch` (DDP; gloo "
                        "on CPU, NCCL on GPUs). `batch_size` is per process: the global batch is batch_size x nproc "
                        "x grad_accum.")

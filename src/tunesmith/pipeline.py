@@ -210,34 +210,77 @@ def eval_plan(cfg: Config, project: Path, st_split: Stage, model_ref, schema: di
 
 
 def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None = None) -> Stage:
-    """Stage 4: the objective's recipe (SFT, DPO, GRPO) on the split's training records (cached and resumable)."""
+    """Stage 4: the objective's recipe (SFT, DPO, GRPO, reward model) on the split's training records plus the
+    configured share of general data, in one process or several (cached and resumable)."""
     section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
+    general = general_files(cfg, pipe.project)
 
     def train(run_dir: Path) -> dict[str, Any]:
+        split_path = st_split.run_dir / "train.jsonl"
+        records = _records_from(split_path)
+        mixed = mix_general(records, general, cfg)
+        added = {"general_examples": len(mixed) - len(records)}
         if cfg.train.nproc > 1 or cfg.train.accelerate_config:
             from tunesmith.train.launch import launch
 
-            return launch(cfg, model_ref, st_split.run_dir / "train.jsonl", run_dir, schema, pipe.project)
-        records = _records_from(st_split.run_dir / "train.jsonl")
-        if cfg.train.objective == "reward":
-            from tunesmith.train.reward import train_reward_model
-
-            return train_reward_model(cfg, model_ref, records, run_dir)
-        if cfg.train.objective == "dpo":
-            from tunesmith.train.dpo import train_dpo
-
-            return train_dpo(cfg, model_ref, records, run_dir)
-        if cfg.train.objective == "grpo":
+            path = split_path
+            if added["general_examples"]:
+                path = run_dir / "train_mixed.jsonl"
+                atomic_write_jsonl(path, (r.to_json() for r in mixed))
+            return {**launch(cfg, model_ref, path, run_dir, schema, pipe.project), **added}
+        objective = cfg.train.objective
+        if objective == "reward":
+            from tunesmith.train.reward import train_reward_model as recipe
+        elif objective == "dpo":
+            from tunesmith.train.dpo import train_dpo as recipe
+        elif objective == "grpo":
             from tunesmith.train.grpo import train_grpo
 
-            return train_grpo(cfg, model_ref, records, run_dir, schema)
-        from tunesmith.train.sft import train_sft
-
-        return train_sft(cfg, model_ref, records, run_dir)
+            def recipe(c, m, r, d):
+                return train_grpo(c, m, r, d, schema)
+        else:
+            from tunesmith.train.sft import train_sft as recipe
+        return {**recipe(cfg, model_ref, mixed, run_dir), **added}
 
     return pipe.stage("train", section("train", "task") | {"max_seq_len": cfg.data.max_seq_len,
                                                            "budget": section("budget")["budget"]},
-                      {"split": st_split.key, "model": model_ref.identity, "schema": schema}, train)
+                      {"split": st_split.key, "model": model_ref.identity, "schema": schema,
+                       "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general}}, train)
+
+
+def general_files(cfg: Config, project: Path) -> list[Path]:
+    """The files of `train.general_data` (globs allowed); a pattern matching nothing is an error."""
+    if not cfg.train.general_share:
+        return []
+    files, problems = [], []
+    for i, pattern in enumerate(cfg.train.general_data):
+        matched = sorted(Path(p) for p in glob.glob(str(project / pattern)) if Path(p).is_file())
+        if not matched:
+            problems.append(Problem(f"train.general_data[{i}]", f"{pattern!r} matches no file",
+                                    "relative to the project directory"))
+        files += matched
+    if not files and not problems:
+        problems.append(Problem("train.general_share", "a share is set but train.general_data names no file",
+                                "e.g. general_data: [data/general-self.jsonl]"))
+    if problems:
+        raise TunesmithError("Missing general data", problems)
+    return files
+
+
+def mix_general(records: list, files: list[Path], cfg: Config) -> list:
+    """`records` plus a seeded sample of general records making up `train.general_share` of the result."""
+    import random
+
+    share = cfg.train.general_share
+    if not share or not files:
+        return records
+    from tunesmith.data.formats import load_records
+
+    pool = load_records(files)
+    want = round(share * len(records) / (1 - share))
+    rng = random.Random(cfg.train.seed)
+    picked = rng.sample(pool, min(want, len(pool)))
+    return records + picked
 
 
 def trained_model(st_train: Stage, base_ref):

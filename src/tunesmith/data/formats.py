@@ -249,7 +249,8 @@ def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto") ->
     rid = obj.get("id")
     return Record(messages=messages, source=src, line=ln, tools=tools, tags=list(tags),
                   id=None if rid is None else str(rid), format="messages" if kind == "openai" else kind,
-                  unknown_keys=unknown_keys(obj, kind), rejected=rejected)
+                  unknown_keys=unknown_keys(obj, kind), rejected=rejected,
+                  provenance={k: v for k, v in meta.items() if k not in ("source", "line")})
 
 
 def read_item(item: dict | Any, shown: str, line: int, fmt: str = "auto") -> Record | Any:

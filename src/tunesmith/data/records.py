@@ -28,6 +28,7 @@ class Record:
     format: str = ""  # the format it was read from (messages, sharegpt, alpaca, prompt_completion)
     unknown_keys: list[str] = field(default_factory=list)  # keys tunesmith does not use, by path
     rejected: list[dict[str, Any]] | None = None  # a preference pair: the dispreferred final turn(s) (DPO)
+    provenance: dict[str, Any] = field(default_factory=dict)  # how a record was made (e.g. distilled by a teacher)
 
     @property
     def where(self) -> str:
@@ -67,5 +68,5 @@ class Record:
             out["id"] = self.id
         if self.rejected is not None:
             out["rejected"] = self.rejected
-        out["meta"] = {"source": self.source, "line": self.line}
+        out["meta"] = {"source": self.source, "line": self.line, **self.provenance}
         return out

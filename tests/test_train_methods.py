@@ -150,7 +150,17 @@ def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, t
     with pytest.raises(KeyboardInterrupt):
         train_sft(cfg, ref, records, tmp_path / "killed")
     monkeypatch.undo()
+    saved = tmp_path / "killed" / "checkpoints" / "checkpoint-2"
+    names = {p.name for p in saved.iterdir()}
+    assert {"optimizer.safetensors", "optimizer.json", "scheduler.json", "rng_state.safetensors",
+            "rng_state.json", "trainer_state.json"} <= names
+    assert not [n for n in names if n.endswith((".pt", ".pth", ".bin", ".pkl"))]  # no pickle in a checkpoint
+    # a pickle planted in the checkpoint is never opened: unpickling it would create `pwned`
+    marker = tmp_path / "pwned"
+    (saved / "optimizer.pt").write_bytes(
+        b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
     resumed = train_sft(cfg, ref, records, tmp_path / "killed")
+    assert not marker.exists()
     assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps"] == 4
     a = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
     b = load_file(tmp_path / "killed" / "adapter" / "adapter_model.safetensors")
@@ -490,3 +500,25 @@ def test_self_distilled_general_data_is_mixed_into_training(tiny_project):
 
     with pytest.raises(TunesmithError, match="Missing general data"):
         train_project(tiny_project, ["train.general_data=[nope/*.jsonl]", "train.general_share=0.2"])
+
+
+def test_a_checkpoint_with_only_pickled_state_is_refused(tmp_path, tiny_model_dir, monkeypatch):
+    from tunesmith.errors import TunesmithError
+    from tunesmith.train import progress
+
+    ref = resolve_model(str(tiny_model_dir))
+    cfg = _cfg(max_steps=3, save_steps=1)
+
+    def crash(self, args, state, control, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(progress.MetricsLog, "on_save", crash, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(cfg, ref, _records(), tmp_path)
+    monkeypatch.undo()
+    saved = tmp_path / "checkpoints" / "checkpoint-1"
+    for name in ("optimizer.safetensors", "optimizer.json"):  # as if another tool had written it
+        (saved / name).unlink()
+    (saved / "optimizer.pt").write_bytes(b"pickled by someone else")
+    with pytest.raises(TunesmithError, match="Refusing a pickled checkpoint"):
+        train_sft(cfg, ref, _records(), tmp_path)

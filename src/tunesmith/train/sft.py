@@ -230,7 +230,40 @@ def _guarded(base, run_dir: Path):
     NaN/inf stops the run naming the step, and no checkpoint after the last good one is ever written."""
     import math
 
+    from tunesmith.train import checkpoint as ckpt
+
     class GuardedTrainer(base):
+        # Checkpoint state as safetensors + JSON, never pickle (see tunesmith.train.checkpoint).
+        def _plain(self) -> bool:
+            return not (getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False))
+
+        def _rank(self):
+            return None if self.args.world_size <= 1 else self.args.process_index
+
+        def _save_optimizer_and_scheduler(self, output_dir):
+            if not self._plain():
+                return super()._save_optimizer_and_scheduler(output_dir)
+            if self.args.should_save:
+                ckpt.save_optimizer(self.optimizer, self.lr_scheduler, Path(output_dir))
+
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            if checkpoint is None or not self._plain():
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            ckpt.refuse_pickled_only(Path(checkpoint))
+            ckpt.load_optimizer(self.optimizer, self.lr_scheduler, Path(checkpoint))
+
+        def _save_rng_state(self, output_dir):
+            ckpt.save_rng(Path(output_dir), self._rank())
+
+        def _load_rng_state(self, checkpoint):
+            if checkpoint is not None:
+                ckpt.load_rng(Path(checkpoint), self._rank())
+
+        def _save_checkpoint(self, model, trial):
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                ckpt.drop_pickles(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}")
+
         def training_step(self, model, inputs, num_items_in_batch=None):
             loss = super().training_step(model, inputs, num_items_in_batch)
             value = float(loss.detach().float().mean())

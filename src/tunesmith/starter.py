@@ -27,15 +27,22 @@ data:
   max_seq_len: 512
 
 eval:
-  # Extra suites written before training: red-team, out-of-domain, edge cases (JSONL).
+  # Extra suites written before training: red-team, out-of-domain, edge cases, as JSONL cases
+  # ({"messages": [...], "expected": ..., "behavior": refuse|escalate|clarify|abstain, "kind": ..., "tags": [...]})
+  # or in IFEval's format. A suite can name its scorers: {path: eval/ood.jsonl, scorers: [{type: behavior}]}.
   suites: []
+  general_probe: true        # did training break general instruction following? (150 built-in IFEval-style prompts)
+  general_probe_limit: 50    # a quicker look; remove for all 150
   max_new_tokens: 64
   gate:
     metric: task_accuracy   # the tuned model must beat the base on this, with the interval above zero
     min_delta: 0.0
+  gates:                    # more rules that must hold too
+    - {metric: general.prompt_strict_accuracy, min_delta: -0.05, require_significant: false}
 
 train:
-  method: lora
+  method: lora       # lora, qlora (4-bit base) or full; dora: true / rslora: true for the LoRA variants
+  objective: sft     # sft, dpo (preference pairs), grpo (with rewards:), reward (a reward model)
   epochs: 1          # one epoch is usually enough for LoRA
   lr: 2.0e-4
   lora_r: 16

@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 6] [--project examples/support-triage]
 
-Baseline = what a plain TRL SFT + LoRA run does: LoRA dropout 0.05, gradient checkpointing on (TRL's default),
-TRL's fused LM-head loss, random batches. tunesmith = no LoRA dropout, no checkpointing, the plain causal-LM
-loss on CPU, length-grouped batches. Same data, model, rank, batch size and step count; each side runs in its own
+Baseline = what a plain TRL SFT + LoRA run does: fp32 weights under bf16 autocast, LoRA dropout 0.05, gradient
+checkpointing on (TRL's default), TRL's fused LM-head loss, random batches. tunesmith = the frozen base in bf16
+(the adapter in fp32), no LoRA dropout, no checkpointing, the LM head on labeled positions only, length-grouped
+batches. Same data, model, rank, batch size and step count; each side runs in its own
 process, so its peak RSS is its own. Prints tokens/s (non-padding), peak RSS, final loss, the ratios, and the
 achieved FLOP/s as a share of this machine's measured bf16 matmul peak.
 """
@@ -44,7 +45,11 @@ def measure(project: Path, steps: int, baseline: bool) -> dict:
             def random_batches(*a, **k):
                 return real_config(*a, **{**k, "train_sampling_strategy": "random"})
 
+            from tunesmith.models import load_model
+
             stack.enter_context(mock.patch.object(sft, "_cpu_trainer_class", lambda base: base))
+            # the model as loaded by default: fp32 weights, bf16 only under autocast
+            stack.enter_context(mock.patch.object(sft, "load_training_model", lambda c, ref, p: load_model(ref)))
             stack.enter_context(mock.patch.object(trl, "SFTConfig", random_batches))
         result = sft.train_sft(cfg, resolve_model(cfg.model.base), records, Path(tmp))
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

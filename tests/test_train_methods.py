@@ -276,7 +276,7 @@ def tiny_project_runs(project):
 
 
 def test_dpo_on_conversations_is_a_clear_error(tiny_project):
-    res = runner.invoke(app, ["train", str(tiny_project), "--set", "train.objective=dpo"])
+    res = runner.invoke(app, ["train", str(tiny_project), "--objective", "dpo"])
     assert res.exit_code != 0
     from tunesmith.errors import TunesmithError
 

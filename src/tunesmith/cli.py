@@ -56,6 +56,8 @@ def run(project: Path = typer.Argument(..., help="Project directory holding tune
 @app.command()
 def train(project: Path = typer.Argument(..., help="Project directory holding tunesmith.yaml."),
           method: Optional[str] = typer.Option(None, help="lora, qlora or full (overrides train.method)."),
+          objective: Optional[str] = typer.Option(None, help="sft, dpo, grpo or reward (overrides "
+                                                  "train.objective)."),
           dora: Optional[bool] = typer.Option(None, "--dora/--no-dora", help="DoRA on the LoRA adapter."),
           rslora: Optional[bool] = typer.Option(None, "--rslora/--no-rslora", help="rsLoRA scaling."),
           nproc: Optional[int] = typer.Option(None, help="Training processes through accelerate launch (DDP)."),
@@ -67,7 +69,8 @@ def train(project: Path = typer.Argument(..., help="Project directory holding tu
     from tunesmith.pipeline import train_project
 
     overrides = list(set_)
-    for key, value in (("method", method), ("dora", dora), ("rslora", rslora), ("nproc", nproc)):
+    for key, value in (("method", method), ("objective", objective), ("dora", dora), ("rslora", rslora),
+                       ("nproc", nproc)):
         if value is not None:
             overrides.append(f"train.{key}={str(value).lower() if isinstance(value, bool) else value}")
     if check:

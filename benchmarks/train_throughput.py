@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/train_throughput.py [--steps 6] [--project examples/support-triage]
 
 Baseline = what a plain TRL SFT + LoRA run does: fp32 weights under bf16 autocast, LoRA dropout 0.05, gradient
-checkpointing on (TRL's default), TRL's fused LM-head loss, random batches. tunesmith = the frozen base in bf16
-(the adapter in fp32), no LoRA dropout, no checkpointing, the LM head on labeled positions only, length-grouped
-batches. Same data, model, rank, batch size and step count; each side runs in its own
+checkpointing on (TRL's default), TRL's fused LM-head loss, random batches. tunesmith = no LoRA dropout, no
+checkpointing, the LM head on labeled positions only, length-grouped batches; a third row adds
+`train.base_precision: bf16` (the frozen base in bf16, the adapter in fp32). Same data, model, rank, batch size and step count; each side runs in its own
 process, so its peak RSS is its own. Prints tokens/s (non-padding), peak RSS, final loss, the ratios, and the
 achieved FLOP/s as a share of this machine's measured bf16 matmul peak.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 from unittest import mock
 
 
-def measure(project: Path, steps: int, baseline: bool) -> dict:
+def measure(project: Path, steps: int, baseline: bool, extra: list[str] | None = None) -> dict:
     from tunesmith.config import load_config
     from tunesmith.data.formats import load_records
     from tunesmith.models import resolve_model
@@ -34,6 +34,7 @@ def measure(project: Path, steps: int, baseline: bool) -> dict:
     overrides = [f"train.max_steps={steps}", f"train.logging_steps={steps}", f"train.save_steps={steps * 10}"]
     if baseline:
         overrides += ["train.lora_dropout=0.05", "train.gradient_checkpointing=true"]
+    overrides += extra or []
     cfg, proj = load_config(project, overrides)
     records = load_records(data_files(cfg, proj))
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
@@ -72,26 +73,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--project", type=Path, default=Path("examples/support-triage"))
-    parser.add_argument("--child", choices=["baseline", "tunesmith"])
+    parser.add_argument("--child", choices=["baseline", "tunesmith", "bf16-base"])
     args = parser.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(measure(args.project, args.steps, args.child == "baseline"), default=str))
+        extra = ["train.base_precision=bf16"] if args.child == "bf16-base" else []
+        print("RESULT " + json.dumps(measure(args.project, args.steps, args.child == "baseline", extra), default=str))
         return
     runs = {}
-    for side in ("baseline", "tunesmith"):
+    for side in ("baseline", "tunesmith", "bf16-base"):
         out = subprocess.run([sys.executable, __file__, "--child", side, "--steps", str(args.steps), "--project",
                               str(args.project)], capture_output=True, text=True, check=True).stdout
         runs[side] = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
-    base, ours = runs["baseline"], runs["tunesmith"]
+    base, ours, lean = runs["baseline"], runs["tunesmith"], runs["bf16-base"]
     peak = matmul_peak_gflops()
     params = ours["total_params"]
-    print(f"\n{'setting':<28}{'steps':>6}{'wall s':>9}{'tokens/s':>10}{'peak RSS MB':>13}{'loss':>8}")
-    for name, r in (("TRL defaults (baseline)", base), ("tunesmith CPU settings", ours)):
-        print(f"{name:<28}{r['steps']:>6}{r['wall_s']:>9.1f}{r['tokens_per_s']:>10.1f}{r['peak_rss_mb']:>13.0f}"
+    print(f"\n{'setting':<30}{'steps':>6}{'wall s':>9}{'tokens/s':>10}{'peak RSS MB':>13}{'loss':>8}")
+    for name, r in (("TRL defaults (baseline)", base), ("tunesmith defaults", ours),
+                    ("tunesmith, bf16 frozen base", lean)):
+        print(f"{name:<30}{r['steps']:>6}{r['wall_s']:>9.1f}{r['tokens_per_s']:>10.1f}{r['peak_rss_mb']:>13.0f}"
               f"{r['train_loss']:>8.3f}")
     print(f"speed-up: {ours['tokens_per_s'] / base['tokens_per_s']:.2f}x tokens/s, "
           f"{ours['peak_rss_mb'] / base['peak_rss_mb']:.2f}x peak RSS, loss {ours['train_loss']:.3f} vs "
           f"{base['train_loss']:.3f} (same data, model, rank, batch and steps)")
+    print(f"with train.base_precision: bf16: {lean['tokens_per_s'] / base['tokens_per_s']:.2f}x tokens/s, "
+          f"{lean['peak_rss_mb'] / base['peak_rss_mb']:.2f}x peak RSS, loss {lean['train_loss']:.3f}")
     # LoRA: forward 2N FLOPs/token plus backward through the frozen weights for activation gradients, 2N
     # (their weight gradients are never computed): ~4N per token, attention's own terms left out.
     achieved = 4 * params * ours["tokens_per_s"] / 1e9

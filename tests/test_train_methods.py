@@ -522,3 +522,15 @@ def test_a_checkpoint_with_only_pickled_state_is_refused(tmp_path, tiny_model_di
     (saved / "optimizer.pt").write_bytes(b"pickled by someone else")
     with pytest.raises(TunesmithError, match="Refusing a pickled checkpoint"):
         train_sft(cfg, ref, _records(), tmp_path)
+
+
+def test_a_bf16_frozen_base_keeps_the_adapter_in_fp32(tmp_path, tiny_model_dir):
+    from tunesmith.train.sft import build_trainer
+
+    ref = resolve_model(str(tiny_model_dir))
+    trainer = build_trainer(_cfg(precision="bf16", base_precision="bf16", lora_r=4), ref, _records(), tmp_path)[0]
+    dtypes = {(p.requires_grad, p.dtype) for p in trainer.model.parameters()}
+    assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}
+    trainer.train()  # and it trains
+    fp32 = build_trainer(_cfg(precision="bf16", lora_r=4), ref, _records(), tmp_path / "b")[0]
+    assert {p.dtype for p in fp32.model.parameters() if not p.requires_grad} == {torch.float32}  # the default

@@ -66,11 +66,11 @@ def lora_config(cfg: Config):
 
 
 def load_training_model(cfg: Config, model_ref: ModelRef, precision: str):
-    """The model to train: as stored (full), its frozen base in bf16 when training in bf16 (lora: half the weight
-    memory and no per-step bf16 copies; the adapter stays fp32), or quantized to 4-bit NF4 with double
-    quantization (qlora)."""
+    """The model to train: as stored (full; lora with `base_precision: fp32`), its frozen base in bf16 (lora with
+    `base_precision: bf16`: half the weight memory, no per-step bf16 copies, the adapter still fp32), or quantized
+    to 4-bit NF4 with double quantization (qlora)."""
     if cfg.train.method == "lora":
-        return load_model(model_ref, "bf16" if precision == "bf16" else "fp32")
+        return load_model(model_ref, "bf16" if cfg.train.base_precision == "bf16" and precision == "bf16" else "fp32")
     if cfg.train.method != "qlora":
         return load_model(model_ref)
     import torch

@@ -534,3 +534,13 @@ def test_a_bf16_frozen_base_keeps_the_adapter_in_fp32(tmp_path, tiny_model_dir):
     trainer.train()  # and it trains
     fp32 = build_trainer(_cfg(precision="bf16", lora_r=4), ref, _records(), tmp_path / "b")[0]
     assert {p.dtype for p in fp32.model.parameters() if not p.requires_grad} == {torch.float32}  # the default
+
+
+def test_the_held_out_loss_is_logged_during_and_after_training(tiny_project):
+    from tunesmith.pipeline import train_project
+
+    st = train_project(tiny_project, ["train.max_steps=4", "train.eval_steps=2", "train.logging_steps=1"])
+    assert st.result["eval_loss"] > 0
+    logged = [json.loads(line) for line in (st.run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [row for row in logged if "eval_loss" in row]
+    assert [row["step"] for row in evals] == [2, 4, 4]  # every 2 steps, and once more at the end

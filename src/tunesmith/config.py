@@ -183,6 +183,8 @@ class TrainConfig(Section):
         "auto", description="`auto` uses bf16 autocast where the hardware supports it (AMX CPUs, recent GPUs)."
     )
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+    eval_steps: int | None = Field(None, ge=1, description="SFT: the held-out loss every N steps (a curve that shows "
+                                   "overfitting); it is always measured once at the end.")
     base_precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="LoRA with bf16 precision: keep the frozen base weights in fp32 (bf16 only inside "
         "autocast, as evaluation runs them) or in bf16 (half the weight memory and ~15% faster steps on CPU; "

@@ -239,7 +239,12 @@ def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema:
             def recipe(c, m, r, d):
                 return train_grpo(c, m, r, d, schema)
         else:
-            from tunesmith.train.sft import train_sft as recipe
+            from tunesmith.train.sft import train_sft
+
+            heldout = _records_from(st_split.run_dir / "heldout.jsonl")
+
+            def recipe(c, m, r, d):
+                return train_sft(c, m, r, d, heldout)
         return {**recipe(cfg, model_ref, mixed, run_dir), **added}
 
     return pipe.stage("train", section("train", "task") | {"max_seq_len": cfg.data.max_seq_len,
@@ -442,8 +447,8 @@ def build_summary(cfg: Config, pipe: Pipeline, cmp: dict, base: dict, tuned: dic
         "metrics": cmp["metrics"],
         "base_metrics": base["metrics"],
         "tuned_metrics": tuned["metrics"],
-        "train": {k: train.get(k) for k in ("steps", "epochs", "train_loss", "wall_s", "tokens_per_s",
-                                             "trainable_params", "precision", "stopped_by_budget")},
+        "train": {k: train.get(k) for k in ("steps", "epochs", "train_loss", "eval_loss", "wall_s",
+                                             "tokens_per_s", "trainable_params", "precision", "stopped_by_budget")},
         "train_cost_usd": None if cfg.budget.hourly_usd is None else train_hours * cfg.budget.hourly_usd,
         "stages": [{"stage": s.name, "run": str(s.run_dir), "cached": s.cached, "wall_s": s.wall_s}
                    for s in pipe.stages],
@@ -462,7 +467,8 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     tr = summary["train"]
     if tr.get("steps") is not None:
         cost = summary.get("train_cost_usd")
-        console.print(f"Training: {tr['steps']} steps, loss {tr['train_loss']:.3f}, {tr['wall_s']:.0f} s"
+        held = f" (held-out {tr['eval_loss']:.3f})" if tr.get("eval_loss") is not None else ""
+        console.print(f"Training: {tr['steps']} steps, loss {tr['train_loss']:.3f}{held}, {tr['wall_s']:.0f} s"
                       + (f", ${cost:.4f}" if cost is not None else "")
                       + f" ({tr['trainable_params']:,} trainable parameters, {tr['precision']})")
 

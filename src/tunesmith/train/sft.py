@@ -154,9 +154,11 @@ def save_trained(trainer, tok, run_dir: Path, method: str) -> str:
     return kind
 
 
-def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path, **overrides: Any):
+def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path,
+                  eval_records: list[Record] | None = None, **overrides: Any):
     """(trainer, tokenizer, data stats, time budget): everything `train_sft` runs, ready to `train()`.
-    `overrides` replace SFTConfig arguments (the invariant checks use them)."""
+    `eval_records` (the held-out split) give the eval loss; `overrides` replace SFTConfig arguments (the invariant
+    checks use them)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
@@ -168,6 +170,7 @@ def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_d
     tok = load_tokenizer(model_ref)
     model = load_training_model(cfg, model_ref, precision)
     dataset, data_stats = build_dataset(tok, records, cfg)
+    eval_dataset = build_dataset(tok, eval_records, cfg)[0] if eval_records else None
 
     settings = dict(
         **common_args(cfg, run_dir, precision),
@@ -175,11 +178,16 @@ def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_d
         include_num_input_tokens_seen="non_padding",
         # Batches of similar length waste little compute on padding (a 2-3x difference on CPU).
         train_sampling_strategy="group_by_length",
+        # The held-out loss, every `eval_steps` steps when set (a curve for overfitting), else once at the end.
+        eval_strategy="steps" if eval_dataset is not None and t.eval_steps else "no",
+        eval_steps=t.eval_steps,
+        per_device_eval_batch_size=t.batch_size,
     )
     args = SFTConfig(**{**settings, **overrides})
     budget = TimeBudget(cfg.budget.max_train_minutes)
     trainer_cls = _guarded(SFTTrainer if _has_cuda() else _cpu_trainer_class(SFTTrainer), run_dir)
-    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
+                          processing_class=tok,
                          peft_config=lora_config(cfg),
                          callbacks=[RichProgress(f"Training {describe(cfg)}"), MetricsLog(run_dir / "metrics.jsonl"),
                                     budget])
@@ -187,16 +195,18 @@ def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_d
     return trainer, tok, data_stats, budget
 
 
-def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> dict[str, Any]:
+def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path,
+              eval_records: list[Record] | None = None) -> dict[str, Any]:
     """Train on `records` with the configured method; write `adapter/` (or `model/`) and `metrics.jsonl` into
-    `run_dir`."""
+    `run_dir`; with `eval_records`, the held-out loss goes into metrics.jsonl and the result."""
     t = cfg.train
-    trainer, tok, data_stats, budget = build_trainer(cfg, model_ref, records, run_dir)
+    trainer, tok, data_stats, budget = build_trainer(cfg, model_ref, records, run_dir, eval_records)
     precision = "bf16" if trainer.args.bf16 else "fp32"
     resume = latest_checkpoint(run_dir)
     began = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - began
+    eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
 
     kind = save_trained(trainer, tok, run_dir, t.method)
 
@@ -206,7 +216,7 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
         "method": t.method, "objective": t.objective, "precision": precision,
         "steps": trainer.state.global_step, "epochs": trainer.state.epoch,
         "train_loss": out.training_loss, "wall_s": wall, "resumed_from": resume,
-        "stopped_by_budget": budget.stopped,
+        "stopped_by_budget": budget.stopped, "eval_loss": eval_loss,
         "tokens_seen": trainer.state.num_input_tokens_seen,
         "tokens_per_s": trainer.state.num_input_tokens_seen / wall if wall else None,
         "trainable_params": trainable, "total_params": total, "data": data_stats,

@@ -246,14 +246,18 @@ def _pairs(n=16):
     return out
 
 
-def test_dpo_trains_an_adapter_from_preference_pairs_and_runs_end_to_end(tmp_path, tiny_model_dir):
-    project = tmp_path / "dpo"
+def _pairs_project(project, model_dir, max_seq_len: int, rest: str):
+    """A project on the tiny model whose data are `_pairs()`; `rest` adds YAML sections."""
     write_jsonl(project / "data" / "pairs.jsonl", _pairs())
-    (project / "tunesmith.yaml").write_text(f"""
-model: {{base: "{tiny_model_dir}"}}
-data: {{train: [data/pairs.jsonl], max_seq_len: 96}}
-eval: {{max_new_tokens: 6, bootstrap_samples: 200}}
-train: {{objective: dpo, max_steps: 2, batch_size: 4, save_steps: 100, logging_steps: 1, precision: fp32, lora_r: 4}}
+    (project / "tunesmith.yaml").write_text(
+        f'model: {{base: "{model_dir}"}}\ndata: {{train: [data/pairs.jsonl], max_seq_len: {max_seq_len}}}\n' + rest)
+    return project
+
+
+def test_dpo_trains_an_adapter_from_preference_pairs_and_runs_end_to_end(tmp_path, tiny_model_dir):
+    project = _pairs_project(tmp_path / "dpo", tiny_model_dir, 96, """
+eval: {max_new_tokens: 6, bootstrap_samples: 200}
+train: {objective: dpo, max_steps: 2, batch_size: 4, save_steps: 100, logging_steps: 1, precision: fp32, lora_r: 4}
 """)
     res = runner.invoke(app, ["train", str(project)])
     assert res.exit_code == 0, res.output
@@ -394,12 +398,8 @@ train: {{max_steps: 1, batch_size: {batch}, precision: fp32, lora_r: 4, lr: 1.0e
 
 
 def test_a_reward_model_trains_from_pairs_and_rewards_grpo(tmp_path, tiny_model_dir):
-    project = tmp_path / "rm"
-    write_jsonl(project / "data" / "pairs.jsonl", _pairs())
-    (project / "tunesmith.yaml").write_text(f"""
-model: {{base: "{tiny_model_dir}"}}
-data: {{train: [data/pairs.jsonl], max_seq_len: 256}}
-train: {{objective: reward, max_steps: 2, batch_size: 4, logging_steps: 1, precision: fp32, lora_r: 4}}
+    project = _pairs_project(tmp_path / "rm", tiny_model_dir, 256, """
+train: {objective: reward, max_steps: 2, batch_size: 4, logging_steps: 1, precision: fp32, lora_r: 4}
 """)
     res = runner.invoke(app, ["train", str(project)])
     assert res.exit_code == 0, res.output

@@ -97,10 +97,7 @@ def score_case(case: EvalCase, output: str, task: TaskConfig, schema: dict | Non
     the case's own scorers and instructions. Why a scorer failed goes into `details` when given."""
     details = {} if details is None else details
     if case.instructions:  # a general instruction-following case: the task's format and behaviours do not apply
-        from tunesmith.eval.instructions import check_all
-
-        res = check_all(case.instructions, case.instruction_kwargs or [{} for _ in case.instructions], output,
-                        case.messages[-1]["content"] if case.messages else "")
+        res = instruction_result(case, output)
         details["instructions"] = {"ids": list(res.ids), "strict": list(res.strict), "loose": list(res.loose)}
         # prompt_strict is this case's accuracy (reported once, as prompt_strict_accuracy, not again as task_accuracy)
         scores = {"hit_token_limit": hit_limit, "prompt_strict": res.prompt_strict, "prompt_loose": res.prompt_loose}
@@ -248,12 +245,18 @@ def _behavior(spec, case, output, schema):
     return got == want, "" if got == want else f"{got} instead of {want}"
 
 
+def instruction_result(case: EvalCase, output: str):
+    """IFEval's checks of a case's instructions on `output` (strict and loose, per instruction)."""
+    from tunesmith.eval.instructions import check_all
+
+    return check_all(case.instructions, case.instruction_kwargs or [{} for _ in case.instructions], output,
+                     case.messages[-1]["content"] if case.messages else "")
+
+
 def _instructions(spec, case, output, schema):
     if not case.instructions:
         return None, "the case has no instruction_id_list"
-    from tunesmith.eval.instructions import check_all
-
-    res = check_all(case.instructions, case.instruction_kwargs or [], output, case.messages[-1]["content"])
+    res = instruction_result(case, output)
     failed = [i for i, ok in zip(res.ids, res.strict) if not ok]
     return res.prompt_strict, f"failed: {', '.join(failed)}" if failed else ""
 

@@ -4,13 +4,12 @@
 
 The reference model is the base with the adapter switched off (TRL does this when given a PEFT config), so only
 one copy of the weights is in memory. The loss guard, progress bar, metrics.jsonl, time budget and checkpoint
-resume are the SFT recipe's.
+resume are the SFT recipe's (`make_trainer`, `run_training`).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
-from tunesmith.train.sft import (_guarded, common_args, describe, latest_checkpoint, load_training_model,
-                                  lora_config, save_trained)
+from tunesmith.train.sft import (common_args, describe, load_training_model, lora_config, make_trainer,
+                                  run_training, save_trained)
 
 
 def pair_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
@@ -42,10 +41,7 @@ def train_dpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     """Train a LoRA/QLoRA adapter with DPO on preference pairs; write `adapter/` and `metrics.jsonl`."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig, DPOTrainer
-
-    from tunesmith.train.progress import MetricsLog, RichProgress, TimeBudget
 
     t = cfg.train
     precision = resolve_precision(t.precision)
@@ -53,25 +49,15 @@ def train_dpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     rows = pair_rows(records, cfg)
     model = load_training_model(cfg, model_ref, precision)
     args = DPOConfig(**common_args(cfg, run_dir, precision), beta=t.dpo_beta, max_length=cfg.data.max_seq_len)
-    budget = TimeBudget(cfg.budget.max_train_minutes)
-    trainer = _guarded(DPOTrainer, run_dir)(
-        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-        peft_config=lora_config(cfg),
-        callbacks=[RichProgress(f"Training {describe(cfg)} (DPO)"), MetricsLog(run_dir / "metrics.jsonl"), budget])
-    trainer.remove_callback(PrinterCallback)
-    resume = latest_checkpoint(run_dir)
-    began = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=resume)
-    wall = time.perf_counter() - began
-
+    trainer, budget = make_trainer(DPOTrainer, cfg, run_dir, f"{describe(cfg)} (DPO)", model=model, args=args,
+                                   train_dataset=Dataset.from_list(rows), processing_class=tok,
+                                   peft_config=lora_config(cfg))
+    facts = run_training(trainer, run_dir, budget)
     save_trained(trainer, tok, run_dir, t.method)
     last = next((log for log in reversed(trainer.state.log_history) if "rewards/accuracies" in log), {})
     return {
-        "method": t.method, "objective": "dpo", "precision": precision, "recipe": f"{describe(cfg)} (DPO)",
-        "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_loss": out.training_loss,
-        "wall_s": wall, "resumed_from": resume, "stopped_by_budget": budget.stopped, "pairs": len(rows),
-        "reward_accuracy": last.get("rewards/accuracies"), "reward_margin": last.get("rewards/margins"),
-        "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-        "total_params": sum(p.numel() for p in trainer.model.parameters()),
-        "tokens_per_s": None, "dora": t.dora, "rslora": t.rslora, "adapter": "adapter",
+        "method": t.method, "objective": "dpo", "precision": precision, "recipe": f"{describe(cfg)} (DPO)", **facts,
+        "pairs": len(rows), "reward_accuracy": last.get("rewards/accuracies"),
+        "reward_margin": last.get("rewards/margins"), "tokens_per_s": None, "dora": t.dora, "rslora": t.rslora,
+        "adapter": "adapter",
     }

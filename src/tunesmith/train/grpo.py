@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ from tunesmith.config import Config
 from tunesmith.data.records import Record
 from tunesmith.eval.suite import expected_from_reply, with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
-from tunesmith.train.sft import (_guarded, common_args, describe, latest_checkpoint, load_training_model,
-                                  lora_config, save_trained)
+from tunesmith.train.sft import (common_args, describe, load_training_model, lora_config, make_trainer,
+                                  run_training, save_trained)
 
 
 def prompt_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
@@ -39,10 +38,8 @@ def train_grpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir:
     """Train a LoRA/QLoRA adapter (or the full model) with GRPO; write `adapter/` (or `model/`), `metrics.jsonl`."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from tunesmith.train.progress import MetricsLog, RichProgress, TimeBudget
     from tunesmith.train.rewards import reward_functions
 
     t = cfg.train
@@ -56,26 +53,16 @@ def train_grpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir:
         # a step's batch holds whole groups: batch_size prompts' worth of samples, rounded to the group size
         "per_device_train_batch_size": max(group, t.batch_size // group * group),
         "num_generations": group, "max_completion_length": t.grpo_max_completion_tokens, "reward_weights": weights})
-    budget = TimeBudget(cfg.budget.max_train_minutes)
-    trainer = _guarded(GRPOTrainer, run_dir)(
-        model=model, reward_funcs=funcs, args=args, train_dataset=Dataset.from_list(prompt_rows(records, cfg)),
-        processing_class=tok, peft_config=lora_config(cfg),
-        callbacks=[RichProgress(f"Training {describe(cfg)} (GRPO)"), MetricsLog(run_dir / "metrics.jsonl"), budget])
-    trainer.remove_callback(PrinterCallback)
-    resume = latest_checkpoint(run_dir)
-    began = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=resume)
-    wall = time.perf_counter() - began
-
+    trainer, budget = make_trainer(GRPOTrainer, cfg, run_dir, f"{describe(cfg)} (GRPO)", model=model,
+                                   reward_funcs=funcs, args=args,
+                                   train_dataset=Dataset.from_list(prompt_rows(records, cfg)),
+                                   processing_class=tok, peft_config=lora_config(cfg))
+    facts = run_training(trainer, run_dir, budget)
     kind = save_trained(trainer, tok, run_dir, t.method)
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log]
     return {
         "method": t.method, "objective": "grpo", "precision": precision, "recipe": f"{describe(cfg)} (GRPO)",
-        "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_loss": out.training_loss,
-        "wall_s": wall, "resumed_from": resume, "stopped_by_budget": budget.stopped, "prompts": len(records),
+        **facts, "prompts": len(records),
         "reward_first": rewards[0] if rewards else None, "reward_last": rewards[-1] if rewards else None,
-        "rewards": [f.__name__ for f in funcs], "reward_weights": weights,
-        "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-        "total_params": sum(p.numel() for p in trainer.model.parameters()),
-        "tokens_per_s": None, "dora": t.dora, "rslora": t.rslora, kind: kind,
+        "rewards": [f.__name__ for f in funcs], "reward_weights": weights, "tokens_per_s": None, "dora": t.dora, "rslora": t.rslora, kind: kind,
     }

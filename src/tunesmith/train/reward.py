@@ -12,7 +12,6 @@ adapter and the head are merged into `reward_model/` (safetensors, tokenizer), s
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +19,15 @@ from tunesmith.config import Config
 from tunesmith.data.records import Record
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
 from tunesmith.train.dpo import pair_rows
-from tunesmith.train.sft import _guarded, common_args, describe, latest_checkpoint
+from tunesmith.train.sft import common_args, describe, lora_config, make_trainer, run_training, save_trained
 
 
 def train_reward_model(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> dict[str, Any]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import shutil
-
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForSequenceClassification
-    from transformers.trainer_callback import PrinterCallback
     from trl import RewardConfig, RewardTrainer
-
-    from tunesmith.train.progress import MetricsLog, RichProgress, TimeBudget
 
     t = cfg.train
     precision = resolve_precision(t.precision)
@@ -53,37 +46,19 @@ def train_reward_model(cfg: Config, model_ref: ModelRef, records: list[Record], 
         model_ref.path, num_labels=1, dtype=torch.float32, use_safetensors=True,
         trust_remote_code=model_ref.trust_remote_code)
     model.config.pad_token_id = tok.pad_token_id
-    peft = None if t.method == "full" else LoraConfig(
-        r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout, target_modules=t.target_modules,
-        task_type="SEQ_CLS", use_dora=t.dora, use_rslora=t.rslora)  # SEQ_CLS also trains the new score head
+    peft = lora_config(cfg, task_type="SEQ_CLS")
     args = RewardConfig(**common_args(cfg, run_dir, precision), max_length=cfg.data.max_seq_len)
-    budget = TimeBudget(cfg.budget.max_train_minutes)
-    trainer = _guarded(RewardTrainer, run_dir)(
-        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok, peft_config=peft,
-        callbacks=[RichProgress(f"Training a reward model ({describe(cfg)})"), MetricsLog(run_dir / "metrics.jsonl"),
-                   budget])
-    trainer.remove_callback(PrinterCallback)
-    resume = latest_checkpoint(run_dir)
-    began = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=resume)
-    wall = time.perf_counter() - began
-    if trainer.is_world_process_zero():
-        final = trainer.model.merge_and_unload() if peft is not None else trainer.model
-        out_dir, tmp = run_dir / "reward_model", run_dir / ".reward_model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        final.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    trainer, budget = make_trainer(RewardTrainer, cfg, run_dir, f"a reward model ({describe(cfg)})", model=model,
+                                   args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                                   peft_config=peft)
+    facts = run_training(trainer, run_dir, budget)
+    # The adapter and the score head merged into one model, so GRPO loads it with transformers alone.
+    final = trainer.model.merge_and_unload() if peft is not None else trainer.model
+    save_trained(trainer, tok, run_dir, t.method, kind="reward_model", model=final)
     accuracy = next((log["accuracy"] for log in reversed(trainer.state.log_history) if "accuracy" in log), None)
     return {"method": t.method, "objective": "reward", "precision": precision,
-            "recipe": f"reward model ({describe(cfg)})", "steps": trainer.state.global_step,
-            "epochs": trainer.state.epoch, "train_loss": out.training_loss, "wall_s": wall, "resumed_from": resume,
-            "stopped_by_budget": budget.stopped, "pairs": len(rows), "train_accuracy": accuracy,
-            "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-            "total_params": sum(p.numel() for p in trainer.model.parameters()), "tokens_per_s": None,
-            "reward_model": "reward_model"}
+            "recipe": f"reward model ({describe(cfg)})", **facts, "pairs": len(rows), "train_accuracy": accuracy,
+            "tokens_per_s": None, "reward_model": "reward_model"}
 
 
 class RewardModelScorer:

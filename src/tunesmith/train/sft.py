@@ -54,15 +54,16 @@ def build_dataset(tok, records: list[Record], cfg: Config):
     return Dataset.from_list(rows), stats
 
 
-def lora_config(cfg: Config):
-    """The adapter of a lora/qlora run (None for full fine-tuning)."""
+def lora_config(cfg: Config, task_type: str = "CAUSAL_LM"):
+    """The adapter of a lora/qlora run (None for full fine-tuning). `SEQ_CLS` (reward models) also trains the new
+    score head."""
     from peft import LoraConfig
 
     t = cfg.train
     if t.method == "full":
         return None
     return LoraConfig(r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout,
-                      target_modules=t.target_modules, task_type="CAUSAL_LM", use_dora=t.dora, use_rslora=t.rslora)
+                      target_modules=t.target_modules, task_type=task_type, use_dora=t.dora, use_rslora=t.rslora)
 
 
 def load_training_model(cfg: Config, model_ref: ModelRef, precision: str):
@@ -138,20 +139,46 @@ def common_args(cfg: Config, run_dir: Path, precision: str) -> dict[str, Any]:
     )
 
 
-def save_trained(trainer, tok, run_dir: Path, method: str) -> str:
-    """Write the adapter (or, for full fine-tuning, the whole model) atomically into the run directory and drop the
-    resume checkpoints; returns the artifact's name (`adapter` or `model`)."""
-    kind = "model" if method == "full" else "adapter"
+def save_trained(trainer, tok, run_dir: Path, method: str, kind: str | None = None, model=None) -> str:
+    """Write the adapter (or, for full fine-tuning, the whole model; or `model` under the name `kind`) atomically
+    into the run directory and drop the resume checkpoints; returns the artifact's name."""
+    kind = kind or ("model" if method == "full" else "adapter")
     if not trainer.is_world_process_zero():  # in a multi-process run, one process writes
         return kind
     out_dir, tmp = run_dir / kind, run_dir / f".{kind}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(tmp, safe_serialization=True)
+    (model if model is not None else trainer.model).save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the artifact is final; resume state is not needed
     return kind
+
+
+def make_trainer(trainer_cls, cfg: Config, run_dir: Path, label: str, **kwargs: Any):
+    """(trainer, time budget): `trainer_cls(**kwargs)` with the loss guard and pickle-free checkpoints, the progress
+    bar (`Training <label>`), metrics.jsonl and the time budget; every recipe builds its trainer here."""
+    from transformers.trainer_callback import PrinterCallback
+
+    from tunesmith.train.progress import MetricsLog, RichProgress, TimeBudget
+
+    budget = TimeBudget(cfg.budget.max_train_minutes)
+    trainer = _guarded(trainer_cls, run_dir)(
+        **kwargs, callbacks=[RichProgress(f"Training {label}"), MetricsLog(run_dir / "metrics.jsonl"), budget])
+    trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its raw dict prints
+    return trainer, budget
+
+
+def run_training(trainer, run_dir: Path, budget) -> dict[str, Any]:
+    """Train, resuming from the newest complete checkpoint; the facts every recipe reports."""
+    resume = latest_checkpoint(run_dir)
+    began = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=resume)
+    wall = time.perf_counter() - began
+    return {"steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_loss": out.training_loss,
+            "wall_s": wall, "resumed_from": resume, "stopped_by_budget": budget.stopped,
+            "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+            "total_params": sum(p.numel() for p in trainer.model.parameters())}
 
 
 def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path,
@@ -160,10 +187,7 @@ def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_d
     `eval_records` (the held-out split) give the eval loss; `overrides` replace SFTConfig arguments (the invariant
     checks use them)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
-
-    from tunesmith.train.progress import MetricsLog, RichProgress, TimeBudget
 
     t = cfg.train
     precision = resolve_precision(t.precision)
@@ -184,14 +208,9 @@ def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_d
         per_device_eval_batch_size=t.batch_size,
     )
     args = SFTConfig(**{**settings, **overrides})
-    budget = TimeBudget(cfg.budget.max_train_minutes)
-    trainer_cls = _guarded(SFTTrainer if _has_cuda() else _cpu_trainer_class(SFTTrainer), run_dir)
-    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
-                          processing_class=tok,
-                         peft_config=lora_config(cfg),
-                         callbacks=[RichProgress(f"Training {describe(cfg)}"), MetricsLog(run_dir / "metrics.jsonl"),
-                                    budget])
-    trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its raw dict prints
+    trainer, budget = make_trainer(SFTTrainer if _has_cuda() else _cpu_trainer_class(SFTTrainer), cfg, run_dir,
+                                   describe(cfg), model=model, args=args, train_dataset=dataset,
+                                   eval_dataset=eval_dataset, processing_class=tok, peft_config=lora_config(cfg))
     return trainer, tok, data_stats, budget
 
 
@@ -202,24 +221,14 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     t = cfg.train
     trainer, tok, data_stats, budget = build_trainer(cfg, model_ref, records, run_dir, eval_records)
     precision = "bf16" if trainer.args.bf16 else "fp32"
-    resume = latest_checkpoint(run_dir)
-    began = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=resume)
-    wall = time.perf_counter() - began
+    facts = run_training(trainer, run_dir, budget)
     eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
-
     kind = save_trained(trainer, tok, run_dir, t.method)
-
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in trainer.model.parameters())
+    wall = facts["wall_s"]
     return {
-        "method": t.method, "objective": t.objective, "precision": precision,
-        "steps": trainer.state.global_step, "epochs": trainer.state.epoch,
-        "train_loss": out.training_loss, "wall_s": wall, "resumed_from": resume,
-        "stopped_by_budget": budget.stopped, "eval_loss": eval_loss,
+        "method": t.method, "objective": t.objective, "precision": precision, **facts, "eval_loss": eval_loss,
         "tokens_seen": trainer.state.num_input_tokens_seen,
-        "tokens_per_s": trainer.state.num_input_tokens_seen / wall if wall else None,
-        "trainable_params": trainable, "total_params": total, "data": data_stats,
+        "tokens_per_s": trainer.state.num_input_tokens_seen / wall if wall else None, "data": data_stats,
         "dora": t.dora, "rslora": t.rslora, "recipe": describe(cfg), kind: kind,
     }
 

@@ -297,33 +297,50 @@ def trained_model(st_train: Stage, base_ref):
     return base_ref, st_train.run_dir / st_train.result["adapter"]
 
 
+@dataclass
+class Prepared:
+    """A project with its data checked and split: what `run`, `train` and `eval run` all start from."""
+
+    cfg: Config
+    project: Path
+    pipe: Pipeline
+    model_ref: Any
+    schema: dict | None
+    st_split: Stage
+    suites: tuple[dict, dict] | None  # `project_suites`, when the caller evaluates
+
+
+def prepare(cfg: Config, project: Path, with_suites: bool) -> Prepared:
+    """Fail on missing data (and suites) before any work; resolve the base model; run (or reuse) the check and
+    split stages."""
+    from tunesmith.eval.evaluate import load_schema
+    from tunesmith.eval.suite import project_suites
+    from tunesmith.models import resolve_model
+
+    data_files(cfg, project)
+    suites = project_suites(cfg, project) if with_suites else None
+    pipe = Pipeline(project)
+    model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
+    schema = load_schema(cfg, project)
+    return Prepared(cfg, project, pipe, model_ref, schema, data_stages(cfg, project, pipe, model_ref, schema), suites)
+
+
 def train_project(path: str | Path, overrides: list[str] | None = None, check_only: bool = False):
     """`tunesmith train`: check, split and train (each cached), without the evaluations; returns the train stage.
     With `check_only`, run the training invariants (`tunesmith.train.invariants`) on the project's model, recipe
     and training records instead, and return their results."""
-    from tunesmith.eval.evaluate import load_schema
-    from tunesmith.models import resolve_model
-
-    cfg, project = load_config(path, overrides)
-    data_files(cfg, project)
-    pipe = Pipeline(project)
-    model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
-    schema = load_schema(cfg, project)
-    st_split = data_stages(cfg, project, pipe, model_ref, schema)
+    p = prepare(*load_config(path, overrides), with_suites=False)
     if check_only:
         from tunesmith.train.invariants import check_invariants
 
-        return check_invariants(cfg, model_ref, _records_from(st_split.run_dir / "train.jsonl"))
-    return train_stage(cfg, pipe, model_ref, st_split, schema)
+        return check_invariants(p.cfg, p.model_ref, _records_from(p.st_split.run_dir / "train.jsonl"))
+    return train_stage(p.cfg, p.pipe, p.model_ref, p.st_split, p.schema)
 
 
 def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """The whole flow on a project directory; returns the summary (also written to summary.json)."""
     from tunesmith.eval.compare import compare
-    from tunesmith.eval.evaluate import evaluate, load_schema
-    from tunesmith.models import resolve_model
-
-    from tunesmith.eval.suite import project_suites
+    from tunesmith.eval.evaluate import evaluate
 
     cfg, project = load_config(path, overrides)
     if cfg.train.objective == "reward":
@@ -331,14 +348,10 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
             "train.objective: reward", "`tunesmith run` evaluates a model that generates",
             "use `tunesmith train` to train the reward model, then reward GRPO with it: "
             "rewards: [{type: reward_model, path: <run>/reward_model}]")])
-    data_files(cfg, project)  # bad paths fail before any work
-    suites = project_suites(cfg, project)
-    pipe = Pipeline(project)
+    p = prepare(cfg, project, with_suites=True)
+    pipe, model_ref, schema, st_split = p.pipe, p.model_ref, p.schema, p.st_split
     section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
-    model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
-    schema = load_schema(cfg, project)
-    st_split = data_stages(cfg, project, pipe, model_ref, schema)
-    plan = eval_plan(cfg, project, st_split, model_ref, schema, suites)
+    plan = eval_plan(cfg, project, st_split, model_ref, schema, p.suites)
     eval_config = section("eval", "task", "budget")
 
     # 3. the base model, measured before any training.
@@ -395,19 +408,13 @@ def evaluate_model(path: str | Path, model: str | None = None, adapter: str | Pa
     """`tunesmith eval run`: the project's suites (held-out split included) on one model, in a run directory of
     its own (`results.jsonl`, metrics in `result.json`). `model` defaults to the project's base; `endpoint` (an
     EndpointConfig) evaluates an OpenAI-compatible server instead; `backend="vllm"` uses vLLM in-process."""
-    from tunesmith.eval.evaluate import evaluate, load_schema
-    from tunesmith.eval.suite import project_suites
+    from tunesmith.eval.evaluate import evaluate
     from tunesmith.models import dir_identity, resolve_model
 
-    cfg, project = load_config(path, overrides)
-    data_files(cfg, project)
-    suites = project_suites(cfg, project)
-    pipe = Pipeline(project)
-    base_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
-    schema = load_schema(cfg, project)
-    st_split = data_stages(cfg, project, pipe, base_ref, schema)
-    model_ref = resolve_model(model, cfg.model.trust_remote_code) if model else base_ref
-    plan = eval_plan(cfg, project, st_split, model_ref, schema, suites)
+    p = prepare(*load_config(path, overrides), with_suites=True)
+    cfg, pipe, schema = p.cfg, p.pipe, p.schema
+    model_ref = resolve_model(model, cfg.model.trust_remote_code) if model else p.model_ref
+    plan = eval_plan(cfg, p.project, p.st_split, model_ref, schema, p.suites)
     if endpoint is not None:
         who = {"endpoint": endpoint.base_url, "served_model": endpoint.model}
     else:

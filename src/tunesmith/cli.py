@@ -411,11 +411,13 @@ def _metrics_table(title: str, metrics: dict[str, dict]):
     """Suites (and slices) as columns, metrics as rows."""
     from rich.table import Table
 
+    from tunesmith.eval.evaluate import SLICE
+
     names = list(metrics)
     table = Table(title=title)
     table.add_column("metric")
     for n in names:
-        table.add_column(n.replace("#", " · "), justify="right")
+        table.add_column(n.replace(SLICE, " · "), justify="right")
     keys = list(dict.fromkeys(k for m in metrics.values() for k in m))
     for key in keys:
         cells = []
@@ -442,6 +444,7 @@ def eval_run(project: Path = typer.Argument(Path("."), help="Project directory."
     """Evaluate one model (local, with an adapter, or behind an endpoint) on the project's suites."""
     from tunesmith.config import EndpointConfig
     from tunesmith.errors import Problem, TunesmithError
+    from tunesmith.eval.evaluate import SLICE
     from tunesmith.pipeline import evaluate_model
 
     if backend not in ("transformers", "vllm"):
@@ -460,7 +463,7 @@ def eval_run(project: Path = typer.Argument(Path("."), help="Project directory."
         return
     con = _console()
     con.print(_metrics_table(f"{st.result['model']}: {st.run_dir.name}", metrics))
-    errors = sum(m.get("errors") or 0 for n, m in metrics.items() if "#" not in n)
+    errors = sum(m.get("errors") or 0 for n, m in metrics.items() if SLICE not in n)
     if errors:
         con.print(f"[yellow]{errors} case(s) have an error[/yellow]; see `error` in {st.run_dir / 'results.jsonl'}")
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 from typing import Any
 
 from tunesmith.config import Config, GateConfig
-from tunesmith.eval.evaluate import metric_name, slices
+from tunesmith.eval.evaluate import SLICE, metric_name, slices
 from tunesmith.eval.stats import bootstrap_delta, mcnemar_exact
 
 LOWER_IS_BETTER = {"token_limit_rate", "hallucination_rate"}
@@ -51,7 +51,7 @@ def compare(base_rows: list[dict], tuned_rows: list[dict], cfg: Config) -> dict[
             tuned = [float(y) for _, y in kept]
             delta, low, high = bootstrap_delta(base, tuned, cfg.eval.bootstrap_samples, cfg.eval.confidence)
             name = metric_name(key)
-            if "#" in suite and name not in SLICE_METRICS:
+            if SLICE in suite and name not in SLICE_METRICS:
                 continue
             rows.append({"suite": suite, "metric": name, "n": len(kept),
                          "base": sum(base) / len(base), "tuned": sum(tuned) / len(tuned),
@@ -127,14 +127,14 @@ def print_comparison(rows: list[dict], confidence: float, title: str, console, n
 
     main = table(title, ("suite", "metric"))
     for r in rows:
-        if "#" not in r["suite"]:
+        if SLICE not in r["suite"]:
             main.add_row(r["suite"], r["metric"], *numbers(r), f"{r['p_mcnemar']:.3g}", verdict(r))
     console.print(main)
-    sliced = [r for r in rows if "#" in r["suite"] and r["metric"] in ("task_accuracy", "prompt_strict_accuracy")]
+    sliced = [r for r in rows if SLICE in r["suite"] and r["metric"] in ("task_accuracy", "prompt_strict_accuracy")]
     if sliced:
         slices = table("Accuracy per tag slice (prompt-level strict for instruction suites)", ("slice",))
         for r in sliced:
-            slices.add_row(r["suite"].replace("#", " · "), *numbers(r), verdict(r))
+            slices.add_row(r["suite"].replace(SLICE, " · "), *numbers(r), verdict(r))
         console.print(slices)
 
 

@@ -228,24 +228,10 @@ def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema:
                 path = run_dir / "train_mixed.jsonl"
                 atomic_write_jsonl(path, (r.to_json() for r in mixed))
             return {**launch(cfg, model_ref, path, run_dir, schema, pipe.project), **added}
-        objective = cfg.train.objective
-        if objective == "reward":
-            from tunesmith.train.reward import train_reward_model as recipe
-        elif objective == "dpo":
-            from tunesmith.train.dpo import train_dpo as recipe
-        elif objective == "grpo":
-            from tunesmith.train.grpo import train_grpo
+        from tunesmith.train import run_recipe
 
-            def recipe(c, m, r, d):
-                return train_grpo(c, m, r, d, schema)
-        else:
-            from tunesmith.train.sft import train_sft
-
-            heldout = _records_from(st_split.run_dir / "heldout.jsonl")
-
-            def recipe(c, m, r, d):
-                return train_sft(c, m, r, d, heldout)
-        return {**recipe(cfg, model_ref, mixed, run_dir), **added}
+        heldout = _records_from(st_split.run_dir / "heldout.jsonl") if cfg.train.objective == "sft" else None
+        return {**run_recipe(cfg, model_ref, mixed, run_dir, schema, heldout), **added}
 
     return pipe.stage("train", section("train", "task") | {"max_seq_len": cfg.data.max_seq_len,
                                                            "budget": section("budget")["budget"]},

@@ -62,22 +62,9 @@ def main(run_dir: str) -> None:
     cfg = Config.model_validate(spec["config"])
     model_ref = resolve_model(spec["model"], spec["trust_remote_code"])
     records = load_records([Path(spec["records"])])
-    if cfg.train.objective == "reward":
-        from tunesmith.train.reward import train_reward_model
+    from tunesmith.train import run_recipe
 
-        result = train_reward_model(cfg, model_ref, records, run)
-    elif cfg.train.objective == "dpo":
-        from tunesmith.train.dpo import train_dpo
-
-        result = train_dpo(cfg, model_ref, records, run)
-    elif cfg.train.objective == "grpo":
-        from tunesmith.train.grpo import train_grpo
-
-        result = train_grpo(cfg, model_ref, records, run, spec["schema"])
-    else:
-        from tunesmith.train.sft import train_sft
-
-        result = train_sft(cfg, model_ref, records, run)
+    result = run_recipe(cfg, model_ref, records, run, spec["schema"])
     if int(os.environ.get("RANK", "0")) == 0:
         atomic_write_json(run / RESULT, {**result, "nproc": int(os.environ.get("WORLD_SIZE", "1"))})
 

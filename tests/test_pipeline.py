@@ -4,7 +4,7 @@ import json
 
 from safetensors.torch import load_file
 
-from tunesmith.pipeline import run_project
+from tunesmith.pipeline import run_project, train_project
 from tunesmith.runs import list_runs
 
 STAGES = ["check", "split", "eval-base", "train", "eval-tuned", "compare"]
@@ -94,6 +94,48 @@ def test_interrupted_training_resumes_from_its_checkpoint(tiny_project, monkeypa
     assert len([r for r in list_runs(tiny_project) if r["stage"] == "train"]) == 1  # the same directory, resumed
     result = runs["train"]["result"]
     assert result["resumed_from"].endswith("checkpoint-2") and result["steps"] == 4
+
+
+def test_train_resume_continues_the_killed_run_or_says_why_it_cannot(tiny_project, monkeypatch):
+    import pytest
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+    from tunesmith.train import progress
+
+    from tunesmith.errors import TunesmithError
+
+    cli = CliRunner()
+    with pytest.raises(TunesmithError, match="No interrupted train run to resume"):
+        train_project(tiny_project, resume="require")
+
+    def crash_after_checkpoint(self, args, state, control, **kw):
+        if state.global_step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(progress.MetricsLog, "on_save", crash_after_checkpoint, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        train_project(tiny_project, ["train.max_steps=4"])
+    monkeypatch.undo()
+    killed = by_stage(tiny_project)["train"]["name"]
+    # other settings: the interrupted run is named, with what differs
+    with pytest.raises(TunesmithError) as err:
+        train_project(tiny_project, ["train.max_steps=5"], resume="require")
+    assert err.value.problems[0].where == killed and "max_steps: 4 then, 5 now" in err.value.problems[0].message
+    res = cli.invoke(app, ["train", str(tiny_project), "--resume", "--set", "train.max_steps=4"])
+    assert res.exit_code == 0, res.output
+    train = by_stage(tiny_project)["train"]
+    assert train["name"] == killed and train["result"]["resumed_from"].endswith("checkpoint-2")
+
+    monkeypatch.setattr(progress.MetricsLog, "on_save", crash_after_checkpoint, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        train_project(tiny_project, ["train.max_steps=6"])
+    monkeypatch.undo()
+    res = cli.invoke(app, ["train", str(tiny_project), "--fresh", "--set", "train.max_steps=6"])
+    assert res.exit_code == 0 and "discarded the interrupted" in res.output, res.output
+    rows = [r for r in list_runs(tiny_project) if r["stage"] == "train"]
+    assert [r["status"] for r in rows] == ["completed", "completed"]  # the killed one is gone
+    assert rows[-1]["result"]["resumed_from"] is None and rows[-1]["result"]["steps"] == 6
 
 
 def test_export_writes_adapter_and_merged_weights_with_a_manifest(tiny_project):

@@ -4,6 +4,7 @@ ones did not, the saved artifact loads and evaluates."""
 
 from __future__ import annotations
 
+import math
 import json
 import tempfile
 from pathlib import Path
@@ -257,7 +258,7 @@ def _pairs_project(project, model_dir, max_seq_len: int, rest: str):
 def test_dpo_trains_an_adapter_from_preference_pairs_and_runs_end_to_end(tmp_path, tiny_model_dir):
     project = _pairs_project(tmp_path / "dpo", tiny_model_dir, 96, """
 eval: {max_new_tokens: 6, bootstrap_samples: 200}
-train: {objective: dpo, max_steps: 2, batch_size: 4, save_steps: 100, logging_steps: 1, precision: fp32, lora_r: 4}
+train: {objective: dpo, max_steps: 2, batch_size: 4, save_steps: 100, logging_steps: 1, precision: bf16, lora_r: 4}
 """)
     res = runner.invoke(app, ["train", str(project)])
     assert res.exit_code == 0, res.output
@@ -346,7 +347,8 @@ def test_grpo_trains_with_the_task_rewards_end_to_end(tiny_project):
     from tunesmith.pipeline import run_project
 
     summary = run_project(tiny_project, ["train.objective=grpo", "train.max_steps=2", "train.batch_size=4",
-                                         "train.grpo_max_completion_tokens=8", "train.lr=1e-3"])
+                                         "train.grpo_max_completion_tokens=8", "train.lr=1e-3",
+                                         "train.precision=bf16"])  # generation too, where no autocast runs
     stages = {s["stage"]: s for s in summary["stages"]}
     run = tiny_project_runs(tiny_project) / stages["train"]["run"].split("/")[-1]
     result = json.loads((run / "result.json").read_text())
@@ -431,18 +433,24 @@ train: {objective: reward, max_steps: 2, batch_size: 4, logging_steps: 1, precis
                    rejected=[{"role": "assistant", "content": "b"}])], tmp_path / "x")
 
 
-def test_the_labeled_head_loss_equals_the_plain_causal_lm_loss(tiny_model_dir):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_labeled_head_loss_equals_the_plain_causal_lm_loss(tiny_model_dir, precision):
     from transformers import Trainer
 
     from tunesmith.train.sft import build_trainer
 
     ref = resolve_model(str(tiny_model_dir))
-    trainer = build_trainer(_cfg(lora_r=4), ref, _records(), Path(tempfile.mkdtemp()), save_strategy="no")[0]
+    trainer = build_trainer(_cfg(lora_r=4, precision=precision, base_precision="fp32"), ref, _records(),
+                            Path(tempfile.mkdtemp()), save_strategy="no")[0]
     batch = next(iter(trainer.get_train_dataloader()))
     n = (batch["labels"][:, 1:] != -100).sum()
     ours = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=n)
-    plain = Trainer.compute_loss(trainer, trainer.model, {**batch, "use_cache": False}, num_items_in_batch=n)
-    assert ours.item() == pytest.approx(plain.item(), rel=1e-5)
+    with trainer.accelerator.autocast():  # what accelerate wraps around model.forward in training
+        plain = Trainer.compute_loss(trainer, trainer.model, {**batch, "use_cache": False}, num_items_in_batch=n)
+    fp32 = Trainer.compute_loss(trainer, trainer.model, {**batch, "use_cache": False}, num_items_in_batch=n)
+    assert ours.item() == pytest.approx(plain.item(), rel=1e-5 if precision == "fp32" else 2e-3)
+    if precision == "bf16":  # the matmuls really ran in bf16, as they do under the plain loss
+        assert abs(ours.item() - fp32.item()) > 1e-5
     ours.backward()  # and it trains: the adapter gets gradients
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.model.parameters() if p.requires_grad)
 
@@ -524,16 +532,31 @@ def test_a_checkpoint_with_only_pickled_state_is_refused(tmp_path, tiny_model_di
         train_sft(cfg, ref, _records(), tmp_path)
 
 
-def test_a_bf16_frozen_base_keeps_the_adapter_in_fp32(tmp_path, tiny_model_dir):
+def test_a_bf16_stored_base_trains_exactly_like_the_fp32_one_under_autocast(tmp_path, tiny_model_dir):
+    from transformers import set_seed
+
     from tunesmith.train.sft import build_trainer
 
     ref = resolve_model(str(tiny_model_dir))
-    trainer = build_trainer(_cfg(precision="bf16", base_precision="bf16", lora_r=4), ref, _records(), tmp_path)[0]
-    dtypes = {(p.requires_grad, p.dtype) for p in trainer.model.parameters()}
-    assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}
-    trainer.train()  # and it trains
-    fp32 = build_trainer(_cfg(precision="bf16", lora_r=4), ref, _records(), tmp_path / "b")[0]
-    assert {p.dtype for p in fp32.model.parameters() if not p.requires_grad} == {torch.float32}  # the default
+    trainers = {base: build_trainer(_cfg(precision="bf16", base_precision=base, lora_r=4, max_steps=3), ref,
+                                    _records(), tmp_path / base, save_strategy="no")[0] for base in ("bf16", "fp32")}
+    dtypes = {name: p.dtype for name, p in trainers["bf16"].model.named_parameters()}
+    assert {dtypes[n] for n in dtypes if "lora_" in n} == {torch.float32}  # the adapter trains in fp32
+    assert {dtypes[n] for n in dtypes if "proj.base_layer" in n} == {torch.bfloat16}
+    assert trainers["bf16"].model.get_input_embeddings().weight.dtype == torch.float32  # and so do embeddings, norms
+    assert {p.dtype for p in trainers["fp32"].model.parameters()} == {torch.float32}
+    # peft draws the adapter's random init in the base layer's dtype; start both from the same one
+    start = {k: v for k, v in trainers["bf16"].model.state_dict().items() if "lora_" in k}
+    trainers["fp32"].model.load_state_dict(start, strict=False)
+    losses, adapters = {}, {}
+    for base, trainer in trainers.items():
+        set_seed(trainer.args.seed)  # the same batch order for both
+        trainer.train()
+        losses[base] = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+        adapters[base] = {k: v.detach() for k, v in trainer.model.named_parameters() if v.requires_grad}
+    # autocast casts the fp32 weights to bf16 for every matmul: the same products, so the same training
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=1e-6) and len(losses["fp32"]) == 3
+    assert max((adapters["bf16"][k] - adapters["fp32"][k]).abs().max().item() for k in adapters["fp32"]) < 1e-6
 
 
 def test_the_held_out_loss_is_logged_during_and_after_training(tiny_project):
@@ -544,3 +567,23 @@ def test_the_held_out_loss_is_logged_during_and_after_training(tiny_project):
     logged = [json.loads(line) for line in (st.run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [row for row in logged if "eval_loss" in row]
     assert [row["step"] for row in evals] == [2, 4, 4]  # every 2 steps, and once more at the end
+
+
+def test_padding_free_batches_train_exactly_like_padded_ones(tmp_path, tiny_model_dir):
+    from tunesmith.train.sft import build_trainer
+
+    ref = resolve_model(str(tiny_model_dir))
+    runs = {}
+    for batching in ("random", "padding_free", "packed", "grouped"):
+        trainer = build_trainer(_cfg(batching=batching, lora_r=4, max_steps=3), ref, _records(), tmp_path / batching,
+                                save_strategy="no")[0]
+        batch = next(iter(trainer.get_train_dataloader()))
+        assert ("attention_mask" in batch) == (batching in ("random", "grouped"))
+        trainer.train()
+        runs[batching] = ([row["loss"] for row in trainer.state.log_history if "loss" in row],
+                          trainer.state.num_input_tokens_seen)
+    # The same examples in the same order, concatenated into one row: attention stays within each example
+    assert runs["padding_free"][0] == pytest.approx(runs["random"][0], rel=1e-5)
+    # every real token counted (the pad id is also the end-of-turn token here), no padding counted
+    assert runs["padding_free"][1] == runs["random"][1] == runs["grouped"][1] == runs["packed"][1]
+    assert all(math.isfinite(loss) for losses, _ in runs.values() for loss in losses)

@@ -61,11 +61,17 @@ def train(project: Path = typer.Argument(..., help="Project directory holding tu
           dora: Optional[bool] = typer.Option(None, "--dora/--no-dora", help="DoRA on the LoRA adapter."),
           rslora: Optional[bool] = typer.Option(None, "--rslora/--no-rslora", help="rsLoRA scaling."),
           nproc: Optional[int] = typer.Option(None, help="Training processes through accelerate launch (DDP)."),
+          resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run of these settings "
+                                      "from its newest checkpoint, or fail saying why there is none (without the "
+                                      "flag an interrupted run is resumed too, when there is one)."),
+          fresh: bool = typer.Option(False, "--fresh", help="Discard an interrupted run of these settings and "
+                                     "start over."),
           check: bool = typer.Option(False, "--check", help="Instead of training, verify the training invariants "
                                      "(weights move or stay, 8x1 = 1x8 accumulation, exact label mask, overfitting "
                                      "one batch) on this model and data; exit 1 if one fails."),
           set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
     """Check, split and train (each stage cached and resumable), without the evaluations."""
+    from tunesmith.errors import Problem, TunesmithError
     from tunesmith.pipeline import train_project
 
     overrides = list(set_)
@@ -84,7 +90,10 @@ def train(project: Path = typer.Argument(..., help="Project directory holding tu
             table.add_row(r.name, "[green]pass[/green]" if r.passed else "[red]FAIL[/red]", r.detail)
         _console().print(table)
         raise typer.Exit(0 if all(r.passed for r in results) else 1)
-    st = train_project(project, overrides)
+    if resume and fresh:
+        raise TunesmithError("Conflicting options", [Problem("--resume --fresh", "one continues a run, the other "
+                                                             "discards it", "pass one of them")])
+    st = train_project(project, overrides, resume="require" if resume else "fresh" if fresh else "auto")
     r = st.result
     _console().print(f"{r['recipe']}: {r['steps']} steps, loss {r['train_loss']:.3f}, "
                      f"{r.get('tokens_per_s') or 0:.0f} tokens/s, {r['trainable_params']:,} trainable of "

@@ -182,13 +182,18 @@ class TrainConfig(Section):
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="`auto` uses bf16 autocast where the hardware supports it (AMX CPUs, recent GPUs)."
     )
+    batching: Literal["grouped", "padding_free", "packed", "random"] = Field(
+        "grouped", description="SFT batches: `grouped` (examples of similar length batched together, little "
+        "padding), `padding_free` (each batch one concatenated row, no padding; attention stays within each "
+        "example), `packed` (examples packed best-fit into rows of data.max_seq_len, so a step holds more "
+        "examples), `random` (TRL's default). `benchmarks/train_throughput.py` compares them on this machine.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     eval_steps: int | None = Field(None, ge=1, description="SFT: the held-out loss every N steps (a curve that shows "
                                    "overfitting); it is always measured once at the end.")
     base_precision: Literal["fp32", "bf16"] = Field(
-        "fp32", description="LoRA with bf16 precision: keep the frozen base weights in fp32 (bf16 only inside "
-        "autocast, as evaluation runs them) or in bf16 (half the weight memory and ~15% faster steps on CPU; "
-        "the adapter stays fp32). On the built-in model the two land within one held-out case of each other.")
+        "bf16", description="LoRA with bf16 precision: store the frozen base's linear weights in bf16 (autocast "
+        "casts them to bf16 for every matmul anyway, so the loss is the same while weight memory halves; "
+        "embeddings, norms and the adapter stay fp32) or keep them all in fp32. GRPO keeps fp32 (it also generates).")
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (a killed run resumes there).")
     logging_steps: int = Field(5, ge=1, description="Log loss, learning rate and grad norm every N steps.")
     seed: int = Field(42, description="Training seed.")

@@ -46,9 +46,19 @@ class Pipeline:
     stages: list[Stage] = field(default_factory=list)
 
     def stage(self, name: str, config: Any, inputs: dict[str, Any],
-              work: Callable[[Path], dict[str, Any]]) -> Stage:
+              work: Callable[[Path], dict[str, Any]], resume: str = "auto") -> Stage:
+        """Run `work` in this stage's run directory, or reuse a completed one. An interrupted run with the same key
+        is resumed (`resume="auto"`), must exist (`"require"`: an error naming the interrupted runs whose settings
+        differ, and how) or is discarded (`"fresh"`)."""
         key = runs.stage_key(name, config, inputs)
         found = runs.find_run(self.project, name, key)
+        if found is not None and not runs.is_complete(found) and resume == "fresh":
+            shutil.rmtree(found)
+            console.print(f"[dim]· {name}: discarded the interrupted {found.name}[/dim]")
+            found = None
+        if found is None and resume == "require":
+            raise TunesmithError(f"No interrupted {name} run to resume", runs.resume_problems(
+                self.project, name, config))
         if found is not None and runs.is_complete(found):
             st = Stage(name, key, found, cached=True, result=runs.read_result(found))
             console.print(f"[dim]· {name}: unchanged, using {found.name}[/dim]")
@@ -209,9 +219,11 @@ def eval_plan(cfg: Config, project: Path, st_split: Stage, model_ref, schema: di
                     GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite"))
 
 
-def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None = None) -> Stage:
+def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None = None,
+                resume: str = "auto") -> Stage:
     """Stage 4: the objective's recipe (SFT, DPO, GRPO, reward model) on the split's training records plus the
-    configured share of general data, in one process or several (cached and resumable)."""
+    configured share of general data, in one process or several (cached; an interrupted run resumes from its newest
+    checkpoint, see `Pipeline.stage` for `resume`)."""
     section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
     general = general_files(cfg, pipe.project)
 
@@ -236,7 +248,8 @@ def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema:
     return pipe.stage("train", section("train", "task") | {"max_seq_len": cfg.data.max_seq_len,
                                                            "budget": section("budget")["budget"]},
                       {"split": st_split.key, "model": model_ref.identity, "schema": schema,
-                       "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general}}, train)
+                       "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general}}, train,
+                      resume)
 
 
 def general_files(cfg: Config, project: Path) -> list[Path]:
@@ -311,16 +324,18 @@ def prepare(cfg: Config, project: Path, with_suites: bool) -> Prepared:
     return Prepared(cfg, project, pipe, model_ref, schema, data_stages(cfg, project, pipe, model_ref, schema), suites)
 
 
-def train_project(path: str | Path, overrides: list[str] | None = None, check_only: bool = False):
+def train_project(path: str | Path, overrides: list[str] | None = None, check_only: bool = False,
+                  resume: str = "auto"):
     """`tunesmith train`: check, split and train (each cached), without the evaluations; returns the train stage.
-    With `check_only`, run the training invariants (`tunesmith.train.invariants`) on the project's model, recipe
-    and training records instead, and return their results."""
+    `resume`: "auto" continues an interrupted run of the same settings, "require" fails when there is none,
+    "fresh" discards it. With `check_only`, run the training invariants (`tunesmith.train.invariants`) on the
+    project's model, recipe and training records instead, and return their results."""
     p = prepare(*load_config(path, overrides), with_suites=False)
     if check_only:
         from tunesmith.train.invariants import check_invariants
 
         return check_invariants(p.cfg, p.model_ref, _records_from(p.st_split.run_dir / "train.jsonl"))
-    return train_stage(p.cfg, p.pipe, p.model_ref, p.st_split, p.schema)
+    return train_stage(p.cfg, p.pipe, p.model_ref, p.st_split, p.schema, resume)
 
 
 def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:

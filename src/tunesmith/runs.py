@@ -119,6 +119,38 @@ def list_runs(project: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def resume_problems(project: Path, stage: str, config: Any) -> list:
+    """Why nothing can be resumed: each interrupted run of `stage` and how its settings differ from `config` (a
+    changed input, such as the data, when the settings are the same); or that there is none."""
+    from tunesmith.errors import Problem
+
+    now = _flat(json.loads(json.dumps(config, default=str)))
+    problems = []
+    for row in list_runs(project):
+        if row["stage"] != stage or row["status"] != "incomplete":
+            continue
+        try:
+            then = _flat(yaml.safe_load((Path(row["path"]) / "config.yaml").read_text()) or {})
+        except (OSError, yaml.YAMLError):
+            continue
+        changed = [f"{k}: {then.get(k)!r} then, {now.get(k)!r} now" for k in sorted(set(then) | set(now))
+                   if then.get(k) != now.get(k)]
+        problems.append(Problem(row["name"], "interrupted with other settings: " + "; ".join(changed[:5])
+                                if changed else "interrupted with other inputs (data, split or base model)",
+                                "to resume it, go back to those settings; or drop --resume to start anew"))
+    return problems or [Problem(str(runs_root(project)), f"no interrupted {stage} run",
+                                "drop --resume to start one (an interrupted run resumes on its own)")]
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
 def resolve_run(project: Path, name: str) -> Path:
     """A run directory by full name, unique prefix or suffix, or a path."""
     from tunesmith.errors import Problem, TunesmithError

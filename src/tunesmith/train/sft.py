@@ -67,14 +67,19 @@ def lora_config(cfg: Config, task_type: str = "CAUSAL_LM"):
 
 
 def load_training_model(cfg: Config, model_ref: ModelRef, precision: str):
-    """The model to train: as stored (full; lora with `base_precision: fp32`), its frozen base in bf16 (lora with
-    `base_precision: bf16`: half the weight memory, no per-step bf16 copies, the adapter still fp32), or quantized
-    to 4-bit NF4 with double quantization (qlora)."""
+    """The model to train: as stored (full; lora with `base_precision: fp32`, fp32 precision or GRPO), with the
+    frozen base's linear weights in bf16 (lora SFT and DPO in bf16 precision), or quantized to 4-bit NF4 with
+    double quantization (qlora)."""
+    import torch
+
     if cfg.train.method == "lora":
-        return load_model(model_ref, "bf16" if cfg.train.base_precision == "bf16" and precision == "bf16" else "fp32")
+        model = load_model(model_ref)
+        # SFT and DPO run every forward under autocast; GRPO also generates, outside it, so its base stays fp32.
+        if cfg.train.base_precision == "bf16" and precision == "bf16" and cfg.train.objective != "grpo":
+            bf16_linear_weights(model)
+        return model
     if cfg.train.method != "qlora":
         return load_model(model_ref)
-    import torch
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -90,6 +95,20 @@ def load_training_model(cfg: Config, model_ref: ModelRef, precision: str):
                                                  use_safetensors=True, trust_remote_code=model_ref.trust_remote_code)
     # Norms and the head in fp32 for stable training, inputs that carry gradients into the adapters.
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+
+
+def bf16_linear_weights(model) -> None:
+    """Store the linear layers' weights in bf16, except the output head (often tied to the input embeddings).
+
+    Under bf16 autocast every linear layer casts its fp32 weight to bf16 before the matmul, so storing the frozen
+    weights in bf16 gives bit-identical products while halving their memory and skipping a cast per layer per step;
+    embeddings, norms and the residual stream stay fp32, as under autocast. The adapters peft adds later stay fp32."""
+    import torch
+
+    head = model.get_output_embeddings()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module is not head:
+            module.to(torch.bfloat16)
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:
@@ -200,18 +219,28 @@ def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_d
         **common_args(cfg, run_dir, precision),
         max_length=None,  # already truncated (and its cost reported) by build_dataset
         include_num_input_tokens_seen="non_padding",
-        # Batches of similar length waste little compute on padding (a 2-3x difference on CPU).
-        train_sampling_strategy="group_by_length",
         # The held-out loss, every `eval_steps` steps when set (a curve for overfitting), else once at the end.
         eval_strategy="steps" if eval_dataset is not None and t.eval_steps else "no",
         eval_steps=t.eval_steps,
         per_device_eval_batch_size=t.batch_size,
     )
-    args = SFTConfig(**{**settings, **overrides})
+    args = SFTConfig(**{**settings, **batching_args(t.batching, cfg.data.max_seq_len), **overrides})
     trainer, budget = make_trainer(SFTTrainer if _has_cuda() else _cpu_trainer_class(SFTTrainer), cfg, run_dir,
                                    describe(cfg), model=model, args=args, train_dataset=dataset,
                                    eval_dataset=eval_dataset, processing_class=tok, peft_config=lora_config(cfg))
     return trainer, tok, data_stats, budget
+
+
+def batching_args(batching: str, max_seq_len: int) -> dict[str, Any]:
+    """SFTConfig arguments for `train.batching`. With padding-free and packed batches there is no attention mask;
+    transformers derives a block-diagonal one from the position ids, so no example attends to another."""
+    return {
+        # Batches of similar length waste little compute on padding (a 2-3x difference on CPU).
+        "grouped": {"train_sampling_strategy": "group_by_length"},
+        "random": {"train_sampling_strategy": "random"},
+        "padding_free": {"padding_free": True},
+        "packed": {"packing": True, "packing_strategy": "bfd", "max_length": max_seq_len},
+    }[batching]
 
 
 def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path,
@@ -287,6 +316,16 @@ def _guarded(base, run_dir: Path):
             if self.args.should_save:
                 ckpt.drop_pickles(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}")
 
+        def _track_num_input_tokens(self, inputs):
+            pad = getattr(self.processing_class, "pad_token_id", None)
+            if ("attention_mask" in inputs or "position_ids" not in inputs or pad is None
+                    or self.args.include_num_input_tokens_seen != "non_padding"):
+                return super()._track_num_input_tokens(inputs)
+            # Padding-free and packed rows have no attention mask, and the pad id is often a real token too (the
+            # end-of-turn one): padding is a pad id at position 0, where no example's real tokens ever are.
+            real = ~((inputs["input_ids"] == pad) & (inputs["position_ids"] == 0))
+            self.state.num_input_tokens_seen += self.accelerator.gather(real.sum().to(self.args.device)).sum().item()
+
         def training_step(self, model, inputs, num_items_in_batch=None):
             loss = super().training_step(model, inputs, num_items_in_batch)
             value = float(loss.detach().float().mean())
@@ -332,10 +371,12 @@ def _cpu_trainer_class(base):
                 return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
             decoder, head = parts
             labels = inputs["labels"]
-            hidden = decoder(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
             target = labels[:, 1:]
             keep = target != -100
-            logits = head(hidden[:, :-1][keep])
+            # accelerate puts bf16 autocast around model.forward only; the decoder and head called here need it too
+            with self.accelerator.autocast():
+                hidden = decoder(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
+                logits = head(hidden[:, :-1][keep])
             loss = F.cross_entropy(logits.float(), target[keep], reduction="sum")
             # Normalized by the tokens of the whole accumulated batch (what transformers does with
             # num_items_in_batch), so batch 8 x 1 equals batch 1 x 8.

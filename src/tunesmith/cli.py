@@ -103,6 +103,62 @@ def train(project: Path = typer.Argument(..., help="Project directory holding tu
 
 
 @app.command()
+def export(run: str = typer.Argument(..., help="A finished train run: its name (or a unique part) or path."),
+           project: Path = typer.Option(Path("."), help="Project directory."),
+           format_: list[str] = typer.Option([], "--format", help="adapter, merged, gguf, ollama (repeatable; "
+                                             "default: export.formats, else all the run can give)."),
+           gguf_type: list[str] = typer.Option([], "--gguf-type", help="f16, q8_0, q4_0 (repeatable; default: "
+                                               "export.gguf_types)."),
+           set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+    """Export a trained run into <run>/export/: adapter, merged safetensors, GGUF, Ollama Modelfile."""
+    from rich.table import Table
+
+    from tunesmith.pipeline import export_run
+
+    manifest = export_run(project, run, format_ or None, gguf_type or None, list(set_))
+    table = Table(title=f"Exported from {manifest['adapter'] or manifest['base']}")
+    for col in ("format", "file", "size"):
+        table.add_column(col)
+    for fmt, info in manifest["exports"].items():
+        for name, f in info["files"].items():
+            table.add_row(fmt, str(Path(info["path"]) / name), f"{f['bytes'] / 1e6:,.1f} MB")
+    _console().print(table)
+
+
+@app.command()
+def serve(model: str = typer.Argument(..., help="A finished train run of --project (name, unique part or path), "
+                                      "an export directory, a .gguf file, or any model reference."),
+          project: Path = typer.Option(Path("."), help="Project directory (to find a train run)."),
+          adapter: Optional[Path] = typer.Option(None, help="A PEFT adapter applied on top of MODEL."),
+          name: Optional[str] = typer.Option(None, help="The model id clients send (default: from MODEL)."),
+          host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
+          port: int = typer.Option(8000, help="Port."),
+          api_key_env: Optional[str] = typer.Option(None, help="Environment variable holding the API key "
+                                                    "clients must send as a Bearer token."),
+          max_context: Optional[int] = typer.Option(None, help="Context length (default: the model's)."),
+          precision: str = typer.Option("auto", help="auto (bf16 where supported), bf16 or fp32.")) -> None:
+    """Serve a model (a trained run, an export, a base with an adapter) as an OpenAI-compatible API:
+    /v1/chat/completions (streaming too), /v1/models, /health."""
+    import os
+
+    from tunesmith.errors import Problem, TunesmithError
+    from tunesmith.pipeline import serve_target
+    from tunesmith.serve import ServedModel
+    from tunesmith.serve import serve as run_server
+
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise TunesmithError("No API key", [Problem(f"--api-key-env {api_key_env}", "that variable is not set",
+                                                        f"export {api_key_env}=<a secret>, or drop the option")])
+    ref, run_adapter, default_name = serve_target(project, model)
+    served = ServedModel(ref, adapter or run_adapter, name=name or default_name, max_context=max_context,
+                         precision=precision)
+    run_server(served, host=host, port=port, api_key=api_key)
+
+
+@app.command()
 def init(directory: Path = typer.Argument(..., help="Directory to create the starter project in."),
          force: bool = typer.Option(False, help="Overwrite an existing tunesmith.yaml.")) -> None:
     """Write a commented starter project: tunesmith.yaml, data/, eval/."""

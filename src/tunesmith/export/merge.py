@@ -1,60 +1,131 @@
-"""Write the adapter alone and/or the adapter merged into the base (`merge_and_unload`), as safetensors with the
-tokenizer, chat template and generation config (stop tokens), so transformers and vLLM load it as it is.
+"""Export a trained run: the PEFT adapter, merged safetensors, GGUF files and an Ollama Modelfile.
 
-    manifest = export_artifacts(model_ref, adapter_dir, ["adapter", "merged"], out_dir)
+    manifest = export_artifacts(model_ref, adapter_dir, ["adapter", "merged", "gguf", "ollama"], out_dir)
     manifest = export_artifacts(full_model_ref, None, ["merged"], out_dir)   # a full fine-tuning run
+
+`merged` is the adapter merged into the base (`merge_and_unload`) with the tokenizer, chat template and a generation
+config whose EOS is the end-of-turn token, so transformers and vLLM load it as it is; `gguf` and `ollama` are made
+from it. Everything is built in a staging directory first and moved into place only when every format succeeded,
+so a failure (a full disk included) leaves no partial export behind; `manifest.json` (sizes, hashes, what it was
+exported from) is written last.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.io import atomic_write_json
-from tunesmith.models import ModelRef, cached_sha256, load_model, load_tokenizer
+from tunesmith.data.io import atomic_write_json, file_sha256
+from tunesmith.errors import Problem, TunesmithError
+from tunesmith.models import ModelRef, load_model, load_tokenizer
 
-
-def _swap_in(tmp: Path, final: Path) -> None:
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+FORMATS = ("adapter", "merged", "gguf", "ollama")
 
 
 def export_artifacts(model_ref: ModelRef, adapter: Path | None, formats: list[str], out_dir: Path,
-                     no_repeat_ngram_size: int | None = None) -> dict[str, Any]:
-    """Export each requested format into `out_dir/<format>/` atomically; write and return a manifest. With no
-    adapter (a full fine-tuning run), `model_ref` is the trained model and `merged` is it with its stop tokens."""
-    from peft import PeftModel
+                     no_repeat_ngram_size: int | None = None, gguf_types: list[str] | None = None,
+                     ollama_type: str = "q8_0", system: str | None = None,
+                     num_ctx: int | None = None) -> dict[str, Any]:
+    """Export each requested format into `out_dir/<format>/`; write and return the manifest. With no adapter (a
+    full fine-tuning run), `model_ref` is the trained model and `merged` is it with its stop tokens."""
+    from tunesmith.export.gguf import check_exportable
 
-    from tunesmith.errors import Problem, TunesmithError
-
+    gguf_types = list(gguf_types or ["f16", "q8_0"])
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise TunesmithError("Unknown export format", [Problem(f"--format {f}", "not an export format",
+                                                               f"one of {', '.join(FORMATS)}") for f in unknown])
     if adapter is None and "adapter" in formats:
         raise TunesmithError("Nothing to export as an adapter", [Problem(
             "export.formats: adapter", "train.method: full trains every weight, so there is no adapter",
             "export `merged` (the whole trained model) instead")])
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
+        raise TunesmithError("The adapter is missing", [Problem(
+            str(adapter), "no adapter_config.json there", "re-run `tunesmith train`; the run may have been cleaned")])
+    if {"gguf", "ollama"} & set(formats):
+        check_exportable(Path(model_ref.path), gguf_types + [ollama_type])
 
-    made: dict[str, Any] = {}
-    for fmt in formats:
-        final, tmp = out_dir / fmt, out_dir / f".{fmt}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        if fmt == "adapter":
-            shutil.copytree(adapter, tmp)
-        elif fmt == "merged":
-            tok = load_tokenizer(model_ref)
-            merged = load_model(model_ref)
-            if adapter is not None:
-                merged = PeftModel.from_pretrained(merged, str(adapter)).merge_and_unload()
-            merged.generation_config.eos_token_id = tok.convert_tokens_to_ids(tok.eos_token)
-            if no_repeat_ngram_size:  # ship the decoding the eval measured
-                merged.generation_config.no_repeat_ngram_size = no_repeat_ngram_size
-            merged.save_pretrained(tmp, safe_serialization=True)
-            tok.save_pretrained(tmp)
-        _swap_in(tmp, final)
-        made[fmt] = {"path": str(final), "files": {p.name: {"bytes": p.stat().st_size, "sha256": cached_sha256(p)}
-                                                    for p in sorted(final.iterdir()) if p.is_file()}}
+    staging = out_dir / ".export-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        if "adapter" in formats:
+            shutil.copytree(adapter, staging / "adapter")
+        if {"merged", "gguf", "ollama"} & set(formats):
+            _merge(model_ref, adapter, staging / "merged", no_repeat_ngram_size)
+        if "gguf" in formats or "ollama" in formats:
+            from tunesmith.export.gguf import write_gguf
+
+            types = gguf_types if "gguf" in formats else []
+            types = types + ([ollama_type] if "ollama" in formats and ollama_type not in types else [])
+            written = write_gguf(staging / "merged", staging / "gguf", types, source_gguf(model_ref))
+        if "ollama" in formats:
+            from tunesmith.export.ollama import modelfile
+
+            (staging / "ollama").mkdir()
+            gguf_file = written[ollama_type]
+            target = staging / "ollama" / gguf_file.name
+            _link_or_copy(gguf_file, target)
+            if "gguf" in formats and ollama_type not in gguf_types:
+                gguf_file.unlink()  # made for Ollama only
+            tok = load_tokenizer(ModelRef(str(staging / "merged"), staging / "merged", "staging"))
+            (staging / "ollama" / "Modelfile").write_text(modelfile(tok, target.name, system, num_ctx))
+        made = {}
+        for fmt in formats:
+            made[fmt] = _describe(staging / fmt, out_dir / fmt)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        hint = ("free some space (an export needs about 3x the model's size while it is written)"
+                if exc.errno == errno.ENOSPC else "check the directory's permissions")
+        raise TunesmithError("Export failed", [Problem(str(exc.filename or out_dir), exc.strerror or str(exc),
+                                                       hint)]) from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for fmt in formats:  # every format succeeded: move them into place
+        shutil.rmtree(out_dir / fmt, ignore_errors=True)
+        os.replace(staging / fmt, out_dir / fmt)
+    shutil.rmtree(staging, ignore_errors=True)
     manifest = {"base": model_ref.ref, "base_identity": model_ref.identity,
-                "adapter": str(adapter) if adapter is not None else None,
-                "exports": made}
+                "adapter": str(adapter) if adapter is not None else None, "exports": made}
     atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest
+
+
+def _merge(model_ref: ModelRef, adapter: Path | None, target: Path, no_repeat_ngram_size: int | None) -> None:
+    from peft import PeftModel
+
+    tok = load_tokenizer(model_ref)
+    merged = load_model(model_ref)
+    if adapter is not None:
+        merged = PeftModel.from_pretrained(merged, str(adapter)).merge_and_unload()
+    merged.generation_config.eos_token_id = tok.convert_tokens_to_ids(tok.eos_token)
+    if no_repeat_ngram_size:  # ship the decoding the eval measured
+        merged.generation_config.no_repeat_ngram_size = no_repeat_ngram_size
+    merged.save_pretrained(target, safe_serialization=True)
+    tok.save_pretrained(target)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _describe(staged: Path, final: Path) -> dict[str, Any]:
+    return {"path": str(final), "files": {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+                                          for p in sorted(staged.iterdir()) if p.is_file()}}
+
+
+def source_gguf(model_ref: ModelRef) -> Path | None:
+    """The GGUF file a model was converted from (the built-in model), if any."""
+    import json
+
+    marker = Path(model_ref.path) / "tunesmith-source.json"
+    if not marker.exists():
+        return None
+    return Path(json.loads(marker.read_text())["gguf"])

@@ -151,7 +151,7 @@ class EndpointBackend:
         except openai.APIStatusError as exc:
             return Generation("", 0, False, time.perf_counter() - began,
                               error=f"endpoint answered HTTP {exc.status_code}: {_short(exc.message)}")
-        except openai.APIError as exc:  # connection refused, timeout, a response that is not JSON
+        except (openai.APIError, ValueError) as exc:  # refused, timed out, a body that is not JSON (ValueError)
             return Generation("", 0, False, time.perf_counter() - began,
                               error=f"endpoint failed: {type(exc).__name__}: {_short(str(exc))}")
         latency = time.perf_counter() - began
@@ -182,14 +182,18 @@ class EndpointBackend:
 
         results: list[Generation | None] = [None] * len(cases)
         progress, task = _progress(label, len(cases))
-        with progress, ThreadPoolExecutor(self.concurrency) as pool:
-            futures = {pool.submit(self._one, case, max_new_tokens): i for i, case in enumerate(cases)}
-            for fut in as_completed(futures):
-                i = futures[fut]
-                results[i] = fut.result()
-                if on_result is not None:
-                    on_result(i, results[i])
-                progress.advance(task)
+        pool = ThreadPoolExecutor(self.concurrency)
+        try:
+            with progress:
+                futures = {pool.submit(self._one, case, max_new_tokens): i for i, case in enumerate(cases)}
+                for fut in as_completed(futures):
+                    i = futures[fut]
+                    results[i] = fut.result()
+                    if on_result is not None:
+                        on_result(i, results[i])
+                    progress.advance(task)
+        finally:  # interrupted (Ctrl-C, an error in on_result): queued requests are never sent (nor paid for)
+            pool.shutdown(wait=True, cancel_futures=True)
         return results  # type: ignore[return-value]
 
 

@@ -14,6 +14,8 @@ from typing import Optional
 
 import typer
 
+from tunesmith.review.cli import review_app
+
 app = typer.Typer(help="Fine-tune open LLMs the careful way: check the data, write the eval first, train, and "
                        "ship only a model that beats its base.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -29,6 +31,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
 app.add_typer(model_app, name="model")
 app.add_typer(eval_app, name="eval")
+app.add_typer(review_app, name="review")
 
 SET_HELP = "Override a config field, e.g. --set train.lr=1e-4 (repeatable)."
 
@@ -100,6 +103,23 @@ def train(project: Path = typer.Argument(..., help="Project directory holding tu
                      f"{r['total_params']:,} parameters ({r['precision']})"
                      + (" [cached]" if st.cached else "")
                      + f"\n{st.run_dir / (r.get('adapter') or r.get('model') or r['reward_model'])}")
+
+
+def _human_preference(path: Path) -> dict:
+    """A blind A/B review's result, from its directory (summarized afresh) or its preference.json."""
+    from tunesmith.errors import Problem, TunesmithError
+    from tunesmith.review import preference_summary
+
+    if path.is_dir():
+        return preference_summary(path)
+    try:
+        pref = json.loads(path.read_text())
+        pref["results"]["b"]
+        return pref
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TunesmithError("Cannot read the A/B review", [Problem(str(path), f"{type(exc).__name__}: {exc}",
+                                                                    "pass the review directory or its "
+                                                                    "preference.json")]) from None
 
 
 @app.command()
@@ -340,26 +360,14 @@ def data_distill(paths: list[Path] = typer.Argument(..., help="Data files, or a 
                  project: Optional[Path] = typer.Option(None, help="Project whose base model is the default "
                                                         "teacher (default: PATHS when it is a project).")) -> None:
     """Regenerate the replies with a teacher: self-distillation, a larger model, or an endpoint."""
-    from tunesmith.config import load_config
     from tunesmith.data.convert import resolve_data_paths
     from tunesmith.data.distill import distill_records
     from tunesmith.data.formats import load_records
     from tunesmith.data.io import atomic_write_jsonl
-    from tunesmith.errors import Problem, TunesmithError
-    from tunesmith.eval import backends
-    from tunesmith.models import resolve_model
 
     files, fmt, base = resolve_data_paths(paths)
     records = load_records(files, fmt, base=base)
-    if endpoint:
-        if not endpoint_model:
-            raise TunesmithError("Missing endpoint model", [Problem("--endpoint-model", "required with --endpoint",
-                                                                    "the model name the server serves")])
-        be = backends.EndpointBackend(endpoint, endpoint_model, api_key_env)
-    else:
-        home = project or (paths[0] if len(paths) == 1 and paths[0].is_dir() else None)
-        ref = teacher or (load_config(home)[0].model.base if home else "builtin:smollm2-135m-instruct")
-        be = backends.TransformersBackend(resolve_model(ref), adapter=adapter)
+    be = _teacher_backend(paths, project, teacher, adapter, endpoint, endpoint_model, api_key_env)
     distilled, errors = distill_records(records, be, teacher_system, max_new_tokens)
     atomic_write_jsonl(out, (r.to_json() for r in distilled))
     con = _console()
@@ -367,6 +375,96 @@ def data_distill(paths: list[Path] = typer.Argument(..., help="Data files, or a 
     for err in errors[:10]:
         con.print(f"  [yellow]{err}[/yellow]")
     if errors and not distilled:
+        raise typer.Exit(1)
+
+
+def _project_of(paths: list[Path], project: Optional[Path]) -> Optional[Path]:
+    """The project a data command belongs to: --project, else PATHS when it is one project directory."""
+    return project or (paths[0] if len(paths) == 1 and (paths[0] / "tunesmith.yaml").exists() else None)
+
+
+def _teacher_backend(paths: list[Path], project: Optional[Path], teacher: Optional[str], adapter: Optional[Path],
+                     endpoint: Optional[str], endpoint_model: Optional[str], api_key_env: Optional[str],
+                     concurrency: int = 4, prices: tuple[Optional[float], Optional[float]] = (None, None)):
+    """The teacher of `data distill` and `data synth`: an OpenAI-compatible endpoint, or a local model (default:
+    the project's base model)."""
+    from tunesmith.config import load_config
+    from tunesmith.errors import Problem, TunesmithError
+    from tunesmith.eval import backends
+    from tunesmith.models import resolve_model
+
+    if endpoint:
+        if not endpoint_model:
+            raise TunesmithError("Missing endpoint model", [Problem("--endpoint-model", "required with --endpoint",
+                                                                    "the model name the server serves")])
+        return backends.EndpointBackend(endpoint, endpoint_model, api_key_env, concurrency=concurrency,
+                                        input_usd_per_mtok=prices[0], output_usd_per_mtok=prices[1])
+    home = _project_of(paths, project)
+    ref = teacher or (load_config(home)[0].model.base if home else "builtin:smollm2-135m-instruct")
+    return backends.TransformersBackend(resolve_model(ref), adapter=adapter)
+
+
+@data_app.command("synth")
+def data_synth(paths: list[Path] = typer.Argument(..., help="Real records to grow from: files, or a project."),
+               out: Path = typer.Option(..., help="Output JSONL of the kept synthetic records."),
+               n: int = typer.Option(..., help="How many synthetic records to generate."),
+               operators: str = typer.Option("paraphrase,typos,tone,edge_case,multi_issue,refuse,escalate",
+                                             help="Variation operators, comma-separated, taken in turn; or "
+                                             "weighted: paraphrase=3,refuse=1."),
+               endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of the teacher "
+                                                      "(OpenAI, vLLM, Ollama, llama.cpp, tunesmith serve)."),
+               endpoint_model: Optional[str] = typer.Option(None, help="Model name on the endpoint."),
+               api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the key."),
+               teacher: Optional[str] = typer.Option(None, help="A local teacher model instead of an endpoint "
+                                                     "(default: the project's base model)."),
+               adapter: Optional[Path] = typer.Option(None, help="A PEFT adapter applied on the local teacher."),
+               concurrency: int = typer.Option(4, help="Requests in flight to the endpoint."),
+               input_usd_per_mtok: Optional[float] = typer.Option(None, help="Price per million input tokens."),
+               output_usd_per_mtok: Optional[float] = typer.Option(None, help="Price per million output tokens."),
+               seed: int = typer.Option(0, help="Seed of the plan (which record, operator and examples per job)."),
+               few_shot: int = typer.Option(3, help="Real examples shown to the teacher per reply."),
+               max_new_tokens: int = typer.Option(256, help="Longest teacher reply."),
+               rejected: Optional[Path] = typer.Option(None, help="Also write the dropped jobs with reasons."),
+               project: Optional[Path] = typer.Option(None, help="Project whose task, JSON Schema and generation "
+                                                      "cache apply (default: PATHS when it is a project).")) -> None:
+    """Grow real examples into more with a teacher (variation operators), each reply held to the task's format,
+    checked by the data doctor and deduplicated; an interrupted run resumes without repeating paid calls."""
+    from tunesmith.config import Config, load_config
+    from tunesmith.data.convert import resolve_data_paths
+    from tunesmith.data.formats import load_records
+    from tunesmith.data.synth import synthesize
+    from tunesmith.eval.cache import GenerationCache
+    from tunesmith.eval.evaluate import load_schema
+    from tunesmith.models import cache_home
+
+    files, fmt, base = resolve_data_paths(paths)
+    records = load_records(files, fmt, base=base)
+    home = _project_of(paths, project)
+    cfg = load_config(home)[0] if home else Config()
+    schema = load_schema(cfg, home) if home else None
+    cache_dir = (home / ".tunesmith" / "cache") if home else cache_home() / "cache"
+    be = _teacher_backend(paths, project, teacher, adapter, endpoint, endpoint_model, api_key_env, concurrency,
+                          (input_usd_per_mtok, output_usd_per_mtok))
+    weights = {k.strip(): float(v) for k, v in (o.split("=", 1) for o in operators.split(",") if "=" in o)}
+    ops = weights if weights else operators
+    try:
+        summary = synthesize(records, be, n, ops, out, task=cfg.task, schema=schema, seed=seed,
+                             cache=GenerationCache(cache_dir / "generations.sqlite"), few_shot=few_shot,
+                             max_new_tokens=max_new_tokens, rejected_out=rejected)
+    except KeyboardInterrupt:
+        print("interrupted; finished teacher calls are cached: re-run the same command to resume", file=sys.stderr)
+        raise typer.Exit(130)
+    con = _console()
+    cost = f", ${summary['cost_usd']:.4f}" if summary.get("cost_usd") is not None else ""
+    con.print(f"{summary['kept']} of {summary['requested']} synthetic record(s) kept -> {out} "
+              f"({summary['teacher_calls']} teacher calls, {summary['cache_hits']} cached, "
+              f"{summary['tokens_in']:,} tokens in, {summary['tokens_out']:,} out{cost}, "
+              f"{summary['wall_s']:.0f} s)")
+    for reason, count in sorted(summary["dropped"].items(), key=lambda kv: -kv[1]):
+        con.print(f"  dropped {count}: {reason}")
+    con.print("Next: a person scores a sample before mixing: "
+              f"tunesmith review sample {out} --review-dir <dir>")
+    if not summary["kept"]:
         raise typer.Exit(1)
 
 
@@ -565,6 +663,9 @@ def eval_compare(runs: list[str] = typer.Argument(..., help="Two or more evaluat
                  judge: bool = typer.Option(False, help="Also ask the project's LLM judge (eval.judge) for blind "
                                             "pairwise preference on the held-out cases."),
                  judge_limit: Optional[int] = typer.Option(None, help="Judge only the first N cases."),
+                 human_preference: list[Path] = typer.Option([], help="A blind A/B review (`tunesmith review ab`: "
+                                                             "its directory or preference.json) of the first "
+                                                             "evaluation against a later one (repeatable)."),
                  out: Optional[Path] = typer.Option(None, help="Write the comparison (JSON) here."),
                  as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON.")) -> None:
     """Paired comparison of evaluations: deltas with intervals, McNemar's p, verdicts, gates (exit 1 on a fail)."""
@@ -592,6 +693,17 @@ def eval_compare(runs: list[str] = typer.Argument(..., help="Two or more evaluat
                      and base_rows[(r["suite"], r["id"])].get("output") is not None][:judge_limit]
             comp["preference"] = pj.compare([t.get("prompt") or "" for _, t in pairs], [b["output"] for b, _ in pairs],
                                             [t["output"] for _, t in pairs], cfg.eval.confidence)
+    for path in human_preference:
+        pref = _human_preference(path)
+        b = Path(pref["results"]["b"])
+        b_name = b.parent.name if b.name == "results.jsonl" else b.stem  # as _results_of names it
+        comp = next((c for c in comparisons if c["candidate"] == b_name),
+                    comparisons[0] if len(comparisons) == 1 else None)
+        if comp is None:
+            raise TunesmithError("The A/B review matches no comparison", [Problem(
+                str(path), f"it compared {pref['results']['a']} with {pref['results']['b']}",
+                "give the same evaluations to eval compare")])
+        comp["preference_human"] = pref
     if out is not None:
         atomic_write_json(out, comparisons)
     if as_json:
@@ -602,12 +714,14 @@ def eval_compare(runs: list[str] = typer.Argument(..., help="Two or more evaluat
             print_comparison(comp["metrics"], comp["confidence"], f"{comp['baseline']} vs {comp['candidate']}",
                              con, names=("A", "B"))
             print_gates(comp["gates"], con)
-            pref = comp.get("preference")
-            if pref and pref.get("judged"):
-                con.print(f"Judge {pref['judge']}: B wins {pref['wins']}, loses {pref['losses']}, ties "
-                          f"{pref['ties']} of {pref['judged']}; win rate {pref['win_rate']:.3f} "
-                          f"[{pref['ci_low']:.3f} .. {pref['ci_high']:.3f}] ({pref['verdict']})"
-                          + (f"; {len(pref['errors'])} not judged" if pref["errors"] else ""))
+            for key in ("preference", "preference_human"):
+                pref = comp.get(key)
+                if pref and pref.get("judged"):
+                    con.print(f"Judge {pref['judge']}: B wins {pref['wins']}, loses {pref['losses']}, ties "
+                              f"{pref['ties']} of {pref['judged']}; win rate {pref['win_rate']:.3f} "
+                              f"[{pref['ci_low']:.3f} .. {pref['ci_high']:.3f}] ({pref['verdict']})"
+                              + (f"; {len(pref['errors'])} not judged" if pref["errors"] else "")
+                              + (f"; {pref['undecided']} undecided" if pref.get("undecided") else ""))
     if not all(c["gate"]["passed"] for c in comparisons):
         raise typer.Exit(1)
 

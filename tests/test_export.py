@@ -115,6 +115,8 @@ def test_parity_names_the_likely_cause():
     assert parity("q8_0", ckpt, rows([True] * 20, ["z"] * 20), cfg)["passed"]  # other words, same accuracy
     looping = rows([True] * 18 + [False] * 2, ["a"] * 20, limit=6)
     assert "stop token" in parity("q8_0", ckpt, looping, cfg)["cause"]
+    other = parity("f16", ckpt, drifted, cfg, runtime="llama.cpp", decoding_same=False)
+    assert other["runtime"] == "llama.cpp" and "no_repeat_ngram_size" in other["cause"]
 
 
 def test_run_exports_every_format_and_proves_parity(tiny_project):
@@ -191,3 +193,24 @@ def test_export_verb_and_its_bad_inputs(tiny_project, monkeypatch):
     split = next(d for d in runs_root(tiny_project).iterdir() if "-split-" in d.name)
     with pytest.raises(TunesmithError, match="Not a training run"):
         export_run(tiny_project, split.name)
+
+
+def test_llama_cpp_runs_the_exported_gguf_like_transformers(tmp_path, tiny_model_dir, tiny_project):
+    """The GGUF as Ollama runs it: llama.cpp's tokenizer and the chat template stored in the file."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is optional (it builds llama.cpp from source)")
+    from tunesmith.eval.backends import LlamaCppBackend, TransformersBackend
+    from tunesmith.eval.suite import EvalCase
+    from tunesmith.export.gguf import write_gguf
+    from tunesmith.pipeline import evaluate_model
+
+    path = write_gguf(tiny_model_dir, tmp_path, ["f16"])["f16"]
+    cases = [EvalCase(id=str(i), messages=[{"role": "user", "content": f"ticket {i}: my invoice"}])
+             for i in range(3)]
+    llama = LlamaCppBackend(path, n_ctx=256).generate(cases, max_new_tokens=8)
+    ours = TransformersBackend(resolve_model(str(path)), precision="fp32").generate(cases, max_new_tokens=8)
+    assert all(g.error is None for g in llama)
+    assert [g.output for g in llama] == [g.output for g in ours]
+    st = evaluate_model(tiny_project, str(path), backend="llamacpp")
+    assert st.result["backend"] == "llamacpp" and st.result["metrics"]["heldout"]["cases"] > 0
+    rows = [json.loads(line) for line in (st.run_dir / "results.jsonl").read_text().splitlines()]
+    assert not [r for r in rows if "llama.cpp failed" in (r.get("error") or "")]

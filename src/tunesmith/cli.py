@@ -600,7 +600,8 @@ def eval_run(project: Path = typer.Argument(Path("."), help="Project directory."
              endpoint_model: Optional[str] = typer.Option(None, help="Model name on the endpoint."),
              api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the endpoint's key."),
              concurrency: int = typer.Option(4, help="Endpoint requests in flight at once."),
-             backend: str = typer.Option("transformers", help="Local backend: transformers or vllm."),
+             backend: str = typer.Option("transformers", help="Local backend: transformers, vllm, or llamacpp "
+                                         "(a .gguf --model run by llama.cpp, as Ollama runs it)."),
              no_cache: bool = typer.Option(False, "--no-cache", help="Generate every case again."),
              set_: list[str] = typer.Option([], "--set", help="Config override, e.g. eval.limit=20."),
              as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON.")) -> None:
@@ -610,8 +611,9 @@ def eval_run(project: Path = typer.Argument(Path("."), help="Project directory."
     from tunesmith.eval.evaluate import SLICE
     from tunesmith.pipeline import evaluate_model
 
-    if backend not in ("transformers", "vllm"):
-        raise TunesmithError("Unknown backend", [Problem("--backend", repr(backend), "transformers or vllm")])
+    if backend not in ("transformers", "vllm", "llamacpp"):
+        raise TunesmithError("Unknown backend", [Problem("--backend", repr(backend),
+                                                         "transformers, vllm or llamacpp")])
     ep = None
     if endpoint:
         if not endpoint_model:

@@ -506,7 +506,7 @@ def parity_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_export: Stage, 
     checkpoint (`tunesmith.export.parity`)."""
     def run(run_dir: Path) -> dict[str, Any]:
         from tunesmith.chat import render_prompt
-        from tunesmith.eval.backends import TransformersBackend
+        from tunesmith.eval.backends import LlamaCppBackend, TransformersBackend
         from tunesmith.eval.evaluate import evaluate
         from tunesmith.export.parity import parity, print_parity
         from tunesmith.models import resolve_model
@@ -528,12 +528,20 @@ def parity_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_export: Stage, 
             reports.append(parity(kind, checkpoint, heldout(kind, backend), cfg,
                                   template_same=render_prompt(backend.tok, sample) == render_prompt(ours.tok, sample),
                                   eos_same=backend.tok.eos_token == ours.tok.eos_token))
+            if path.suffix == ".gguf" and "llama.cpp" in runtimes:
+                # the file as Ollama / llama-server run it: llama.cpp's tokenizer, the template stored in the file
+                llama = LlamaCppBackend(path, n_ctx=cfg.data.max_seq_len + cfg.eval.max_new_tokens)
+                reports.append(parity(kind, checkpoint, heldout(f"{kind}-llama.cpp", llama), cfg,
+                                      runtime="llama.cpp", decoding_same=not cfg.eval.no_repeat_ngram_size))
         print_parity(reports, console)
         return {"precision": precision, "reports": reports}
 
+    import importlib.util
+
+    runtimes = ["transformers"] + (["llama.cpp"] if importlib.util.find_spec("llama_cpp") is not None else [])
     return pipe.stage("parity", {"eval": cfg.eval.model_dump(mode="json"),
                                  "export": cfg.export.model_dump(mode="json")},
-                      {**plan.inputs, "export": st_export.key, "tuned": st_tuned.key}, run)
+                      {**plan.inputs, "export": st_export.key, "tuned": st_tuned.key, "runtimes": runtimes}, run)
 
 
 def evaluate_model(path: str | Path, model: str | None = None, adapter: str | Path | None = None,
@@ -541,13 +549,20 @@ def evaluate_model(path: str | Path, model: str | None = None, adapter: str | Pa
                    use_cache: bool = True) -> Stage:
     """`tunesmith eval run`: the project's suites (held-out split included) on one model, in a run directory of
     its own (`results.jsonl`, metrics in `result.json`). `model` defaults to the project's base; `endpoint` (an
-    EndpointConfig) evaluates an OpenAI-compatible server instead; `backend="vllm"` uses vLLM in-process."""
+    EndpointConfig) evaluates an OpenAI-compatible server instead; `backend="vllm"` uses vLLM in-process,
+    `backend="llamacpp"` runs the GGUF file `model` through llama.cpp."""
     from tunesmith.eval.evaluate import evaluate
-    from tunesmith.models import dir_identity, resolve_model
+    from tunesmith.models import ModelRef, cached_sha256, dir_identity, resolve_model
 
     p = prepare(*load_config(path, overrides), with_suites=True)
     cfg, pipe, schema = p.cfg, p.pipe, p.schema
-    model_ref = resolve_model(model, cfg.model.trust_remote_code) if model else p.model_ref
+    if backend == "llamacpp":  # the file itself, not converted: llama.cpp reads it as a runtime would
+        if not model or not model.endswith(".gguf") or not Path(model).is_file():
+            raise TunesmithError("llama.cpp evaluates a GGUF file", [Problem(
+                "--model", f"{model!r} is not a .gguf file", "e.g. --model <run>/export/gguf/model-q8_0.gguf")])
+        model_ref = ModelRef(model, Path(model), "gguf:" + cached_sha256(Path(model)))
+    else:
+        model_ref = resolve_model(model, cfg.model.trust_remote_code) if model else p.model_ref
     plan = eval_plan(cfg, p.project, p.st_split, model_ref, schema, p.suites)
     if endpoint is not None:
         who = {"endpoint": endpoint.base_url, "served_model": endpoint.model}
@@ -565,6 +580,8 @@ def evaluate_model(path: str | Path, model: str | None = None, adapter: str | Pa
                                           output_usd_per_mtok=endpoint.output_usd_per_mtok)
         elif backend == "vllm":
             be = backends.VLLMBackend(model_ref, adapter)
+        elif backend == "llamacpp":
+            be = backends.LlamaCppBackend(model_ref.path, n_ctx=cfg.data.max_seq_len + cfg.eval.max_new_tokens)
         else:
             be = backends.TransformersBackend(model_ref, adapter=adapter, precision=cfg.train.precision)
         return {"model": label, "adapter": str(adapter) if adapter else None, **who,

@@ -7,8 +7,10 @@ paired delta with its interval (`tunesmith.eval.compare`). Both sides run in the
 on the built-in model, bf16 evaluation alone changes ~40% of greedy replies, which would hide what the export did). Targets (`export.parity_*`): unquantized exports
 (`merged`, `f16`) give the identical reply on at least 95% of cases; quantized ones (`q8_0`, `q4_0`) keep task
 accuracy within 2 points. A miss is a finding with its likely cause: the chat template (the artifact renders the
-prompt differently), the stop token (it stops elsewhere, or runs to the token limit more often), or the numbers
-(quantization or half precision moved near-tied greedy choices).
+prompt differently), the stop token (it stops elsewhere, or runs to the token limit more often), the decoding (a
+runtime that cannot decode as the eval did), or the numbers (quantization or half precision moved near-tied
+greedy choices). GGUF files are run by transformers (`gguf_file=`) and, when llama-cpp-python is installed, by
+llama.cpp itself: its tokenizer and the template stored in the file, as Ollama runs them.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ UNQUANTIZED = ("merged", "f16")
 
 
 def parity(kind: str, checkpoint_rows: list[dict], export_rows: list[dict], cfg: Config,
-           template_same: bool = True, eos_same: bool = True) -> dict[str, Any]:
-    """The parity report of one exported artifact (`kind`: merged, f16, q8_0, q4_0)."""
+           template_same: bool = True, eos_same: bool = True, runtime: str = "transformers",
+           decoding_same: bool = True) -> dict[str, Any]:
+    """The parity report of one exported artifact (`kind`: merged, f16, q8_0, q4_0) run by `runtime`
+    (transformers, or llama.cpp for a GGUF; `decoding_same` False when the runtime cannot decode as the eval did,
+    e.g. llama.cpp has no no_repeat_ngram_size)."""
     from tunesmith.eval.compare import compare
     from tunesmith.eval.evaluate import SLICE
 
@@ -41,7 +46,10 @@ def parity(kind: str, checkpoint_rows: list[dict], export_rows: list[dict], cfg:
         passed = accuracy is None or accuracy["delta"] >= -cfg.export.parity_max_drop
     cause = None
     if not passed:
-        if not template_same:
+        if not decoding_same:
+            cause = (f"decoding: {runtime} cannot decode as the evaluation did (eval.no_repeat_ngram_size has no "
+                     "equivalent there); compare with eval.no_repeat_ngram_size unset to isolate the export")
+        elif not template_same:
             cause = ("chat template: the exported model renders the prompt differently from the checkpoint; "
                      "check the template stored in the artifact")
         elif not eos_same or (limit is not None and limit["delta"] > 0.05):
@@ -50,7 +58,7 @@ def parity(kind: str, checkpoint_rows: list[dict], export_rows: list[dict], cfg:
         else:
             cause = ("numbers: " + ("quantization" if kind not in UNQUANTIZED else "half precision")
                      + " moved near-tied greedy choices; try a wider type (q8_0, f16)")
-    return {"kind": kind, "n": n, "identical": identical, "target": target, "passed": passed, "cause": cause,
+    return {"kind": kind, "runtime": runtime, "n": n, "identical": identical, "target": target, "passed": passed, "cause": cause,
             "task_accuracy": None if accuracy is None else {k: accuracy[k] for k in
                                                             ("base", "tuned", "delta", "ci_low", "ci_high")},
             "metrics": metrics}
@@ -61,16 +69,17 @@ def print_parity(reports: list[dict[str, Any]], console) -> None:
     from rich.table import Table
 
     table = Table(title="Export parity (held-out, against the checkpoint)")
-    for col in ("artifact", "cases", "identical replies", "task accuracy (ckpt -> export)", "delta [CI]",
-                "target", "result"):
+    for col in ("artifact", "runtime", "cases", "identical replies", "task accuracy (ckpt -> export)",
+                "delta [CI]", "target", "result"):
         table.add_column(col)
     for r in reports:
         acc = r["task_accuracy"]
-        table.add_row(r["kind"], str(r["n"]), f"{r['identical']:.1%}",
+        table.add_row(r["kind"], r.get("runtime", "transformers"), str(r["n"]), f"{r['identical']:.1%}",
                       "-" if acc is None else f"{acc['base']:.3f} -> {acc['tuned']:.3f}",
                       "-" if acc is None else f"{acc['delta']:+.3f} [{acc['ci_low']:+.3f}, {acc['ci_high']:+.3f}]",
                       r["target"], "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]")
     console.print(table)
     for r in reports:
         if r["cause"]:
-            console.print(f"[yellow]parity finding[/yellow] {r['kind']}: likely cause: {r['cause']}")
+            console.print(f"[yellow]parity finding[/yellow] {r['kind']} ({r.get('runtime', 'transformers')}): "
+                          f"likely cause: {r['cause']}")

@@ -1,13 +1,14 @@
 """End to end: `run_project` on a tiny random model, asserting on the artifacts it writes."""
 
 import json
+from pathlib import Path
 
 from safetensors.torch import load_file
 
 from tunesmith.pipeline import run_project, train_project
 from tunesmith.runs import list_runs
 
-STAGES = ["check", "split", "eval-base", "train", "eval-tuned", "compare"]
+STAGES = ["check", "split", "eval-base", "train", "eval-tuned", "compare", "diagnose"]
 
 
 def by_stage(project):
@@ -18,6 +19,10 @@ def test_run_end_to_end_then_cached_then_resumed(tiny_project):
     summary = run_project(tiny_project)
     runs = by_stage(tiny_project)
     assert set(STAGES) <= set(runs) and all(r["status"] == "completed" for r in runs.values())
+    # the run ends with its diagnosis in the summary and the HTML report written
+    assert {f["code"] for f in summary["diagnosis"]["findings"]} and summary["diagnosis"]["masking_preview"]
+    assert summary["report"] and "<html" in Path(summary["report"]).read_text().lower()
+    assert (tiny_project / ".tunesmith" / "report.html").exists()
 
     # split: 20% held out, stratified by the first match field, nothing lost
     split = runs["split"]["result"]
@@ -55,7 +60,7 @@ def test_run_end_to_end_then_cached_then_resumed(tiny_project):
     (tuned_dir / "COMPLETED").unlink()
     resumed = {s["stage"]: s["cached"] for s in run_project(tiny_project)["stages"]}
     assert resumed == {"check": True, "split": True, "eval-base": True, "train": True, "eval-tuned": False,
-                       "compare": True}
+                       "compare": True, "diagnose": True}
     # ...and the re-run eval-tuned stage took every generation from the generation cache (same model, adapter,
     # prompts and decoding): nothing was generated again
     rows = [json.loads(line) for line in (tuned_dir / "results.jsonl").read_text().splitlines()]

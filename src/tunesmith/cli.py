@@ -14,6 +14,9 @@ from typing import Optional
 
 import typer
 
+from tunesmith.cli_diagnose import register as register_diagnose
+from tunesmith.cli_plan import register as register_plan
+from tunesmith.cli_report import register as register_report
 from tunesmith.review.cli import review_app
 
 app = typer.Typer(help="Fine-tune open LLMs the careful way: check the data, write the eval first, train, and "
@@ -32,6 +35,9 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(model_app, name="model")
 app.add_typer(eval_app, name="eval")
 app.add_typer(review_app, name="review")
+register_diagnose(app)
+register_report(app)
+register_plan(app)
 
 SET_HELP = "Override a config field, e.g. --set train.lr=1e-4 (repeatable)."
 

@@ -387,6 +387,11 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
 
     st_cmp = pipe.stage("compare", section("eval"), {"base": st_base.key, "tuned": st_tuned.key}, compare_stage)
 
+    # 6b. diagnose: memorization, forgetting, overconfidence, stale facts, stop token, masking, loss curve.
+    from tunesmith.diagnose import diagnose_stage
+
+    st_diag = diagnose_stage(cfg, pipe, st_split, st_base, st_tuned, st_train)
+
     # 7. export (optional), then the held-out split again on each exported model: does it behave like the checkpoint?
     parity_reports = None
     if cfg.export.formats:
@@ -396,11 +401,26 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
             parity_reports = st_parity.result["reports"]
 
     summary = build_summary(cfg, pipe, st_cmp.result, st_base.result, st_tuned.result, st_train.result)
+    summary["diagnosis"] = {k: v for k, v in st_diag.result.items() if k not in ("stage_wall_s", "completed_at")}
     if parity_reports is not None:
         summary["parity"] = parity_reports
     atomic_write_json(st_cmp.run_dir / "summary.json", summary)
     atomic_write_json(project / ".tunesmith" / "summary.json", summary)
+    summary["report"] = write_report(project, summary)
     return summary
+
+
+def write_report(project: Path, summary: dict[str, Any]) -> str | None:
+    """The HTML report of a finished run (`tunesmith.report`); a failure to draw it is a warning, never a failed
+    run (the results are already written)."""
+    from tunesmith.report import build_report
+
+    try:
+        return str(build_report(project, summary))
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        console.print(f"[yellow]warning:[/yellow] the report could not be written: {type(exc).__name__}: "
+                      f"{escape(str(exc))} (`tunesmith report {project}` tries again)")
+        return None
 
 
 def export_stage(cfg: Config, pipe: Pipeline, st_train: Stage, st_split: Stage, tuned_ref, adapter) -> Stage:
@@ -623,6 +643,12 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         from tunesmith.export.parity import print_parity
 
         print_parity(summary["parity"], console)
+    if summary.get("diagnosis"):
+        counts = summary["diagnosis"].get("counts") or {}
+        flagged = [f for f in summary["diagnosis"].get("findings", []) if f.get("severity") in ("warning", "error")]
+        console.print("Diagnosis: " + (", ".join(f"{f['severity']}: {f['title']}" for f in flagged[:6])
+                                       if flagged else "nothing flagged")
+                      + (f" ({counts})" if counts and not flagged else "") + " — `tunesmith diagnose` for evidence")
     stage_times = [f"{s['stage']} " + ("cached" if s["cached"] else f"{s['wall_s']:.0f}s") for s in summary["stages"]]
     stages = "  ".join(stage_times)
     console.print(f"Stages: {stages}")
@@ -633,6 +659,8 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(f"Training: {tr['steps']} steps, loss {tr['train_loss']:.3f}{held}, {tr['wall_s']:.0f} s"
                       + (f", ${cost:.4f}" if cost is not None else "")
                       + f" ({tr['trainable_params']:,} trainable parameters, {tr['precision']})")
+    if summary.get("report"):
+        console.print(f"Report: {summary['report']}")
 
 
 def load_summary(project: Path) -> dict[str, Any] | None:

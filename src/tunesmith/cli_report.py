@@ -1,0 +1,73 @@
+"""`tunesmith report`: the HTML report of a run (`tunesmith.report`), registered into the main app.
+
+    tunesmith report my-project                      # after `tunesmith run`: .tunesmith/report.html
+    tunesmith report compare-1a2b3c --project my-project --preference review/ab --open
+
+In cli.py: `from tunesmith.cli_report import register; register(app)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `report` command to `app`."""
+    app.command("report")(report)
+
+
+def report(target: str = typer.Argument(..., help="A project directory (its latest run), or a compare run of "
+                                        "--project: its name, a unique part of it, or its path."),
+           project: Path = typer.Option(Path("."), help="Project directory, when TARGET names a run."),
+           out: Optional[Path] = typer.Option(None, help="Where to write the page (default: the compare run's "
+                                              "directory and PROJECT/.tunesmith/report.html)."),
+           diagnosis: Optional[Path] = typer.Option(None, help="A diagnosis (JSON) to include."),
+           cost: Optional[Path] = typer.Option(None, help="A cost estimate (JSON) to include."),
+           preference: Optional[Path] = typer.Option(None, help="A blind A/B review (`tunesmith review ab`): its "
+                                                     "directory or preference.json."),
+           open_browser: bool = typer.Option(False, "--open", help="Open the page in a browser.")) -> None:
+    """Write one self-contained HTML page of a run: the verdict, what was paid, what improved and what broke, data
+    findings, base vs tuned with intervals, slices, loss curves, diagnosis, cost, export parity, preference."""
+    from tunesmith.report import build_report
+    from tunesmith.report.sources import load_json_arg, load_preference
+
+    root, summary, default_out = _resolve(target, project)
+    path = build_report(root, summary,
+                        diagnosis=load_json_arg(diagnosis, "diagnosis") if diagnosis else None,
+                        cost=load_json_arg(cost, "cost estimate") if cost else None,
+                        preference=load_preference(preference) if preference else None,
+                        out=out or default_out)
+    typer.echo(f"Report: {path}")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+
+
+def _resolve(target: str, project: Path) -> tuple[Path, dict | None, Path | None]:
+    """(project, summary, out): a project directory reports its latest summary (None: build_report reads it) to
+    the default places; a compare run reports its own summary.json into its own directory (and to the project's
+    report.html too when it is the latest run)."""
+    import json
+
+    from tunesmith import runs
+    from tunesmith.errors import Problem, TunesmithError
+
+    as_dir = Path(target)
+    if (as_dir / "tunesmith.yaml").is_file() or (as_dir / ".tunesmith" / "summary.json").is_file():
+        return as_dir, None, None
+    run_dir = runs.resolve_run(project, target)
+    if run_dir.parent.name == "runs" and run_dir.parent.parent.name == ".tunesmith":
+        project = run_dir.parent.parent.parent  # a run given by path knows its project
+    found = run_dir / "summary.json"
+    if not found.is_file():
+        raise TunesmithError("Not a finished run of `tunesmith run`", [Problem(
+            str(run_dir), "no summary.json here (only the compare stage of `tunesmith run` writes one)",
+            "give the project directory, or a compare run: `tunesmith runs list` shows them")])
+    summary = json.loads(found.read_text(encoding="utf-8"))
+    latest = project / ".tunesmith" / "summary.json"
+    is_latest = latest.is_file() and json.loads(latest.read_text(encoding="utf-8")) == summary
+    return project, summary, None if is_latest else run_dir / "report.html"

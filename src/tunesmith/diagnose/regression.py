@@ -1,0 +1,157 @@
+"""What fine-tuning broke: general instruction following (forgetting) and hedging (overconfidence).
+
+Both compare the tuned model with the base on the same cases (paired), as the guide asks: "If your fine-tuned model
+gets better at your task but starts hallucinating more on everything else, you have a regression problem."
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from tunesmith.data.coverage import reply_behavior
+from tunesmith.diagnose.evidence import (ERROR, MAX_EXAMPLES, OK, WARNING, answered, finding, paired, quote,
+                                         rate)
+from tunesmith.eval.stats import bootstrap_delta, mcnemar_exact
+
+FORGETTING_DROP = 0.05  # a drop of the general probe's pass rate by this much (absolute) is flagged (ours)
+OVERCONFIDENCE_DROP = 0.10  # a drop of the hedging rate on out-of-domain/ambiguous cases by this much (ours)
+STYLE_OPENING_SHARE = 0.5  # training replies sharing one opening this often make it "the fine-tuned style"
+OPENING_WORDS = 3
+HEDGES = ("clarify", "abstain", "escalate", "refuse")  # a reply that does not just answer
+BOOTSTRAP_SAMPLES = 2000
+
+FORGETTING_REMEDY = ("Include varied instruction-following examples in the training mix (train.general_data with "
+                     "train.general_share; `tunesmith data distill` writes the base model's own replies to general "
+                     "prompts: self-distillation, which learns the task without losing old skills), reduce training "
+                     "strength (lower train.lr, fewer epochs, a lower train.lora_r), or use LoRA with narrower "
+                     "target modules (e.g. train.target_modules: [q_proj, v_proj]).")
+OVERCONFIDENCE_REMEDY = ("Include training examples where the correct reply is \"I need more information\", "
+                         "\"I cannot verify that\" or \"escalate to a human\" (`tunesmith data synth` can add refuse "
+                         "and escalate variants; review them). A fine-tuned model that answers with confidence is "
+                         "worse than a base model that hedges correctly.")
+
+
+def _general(row: dict) -> bool:
+    return row.get("kind") == "general"
+
+
+def _passed(row: dict) -> bool | None:
+    """A general case's pass/fail: IFEval's prompt-level strict accuracy, else task correctness."""
+    scores = row.get("scores") or {}
+    for key in ("prompt_strict", "task_correct"):
+        if scores.get(key) is not None:
+            return bool(scores[key])
+    return None
+
+
+def _opening(text: str) -> str:
+    return " ".join(text.split()[:OPENING_WORDS])
+
+
+def training_style(train_replies: list[str]) -> str | None:
+    """The opening (first words) most training replies share, when at least STYLE_OPENING_SHARE of them do."""
+    openings = Counter(_opening(r) for r in train_replies if r.strip())
+    if not openings:
+        return None
+    top, count = openings.most_common(1)[0]
+    return top if count / sum(openings.values()) >= STYLE_OPENING_SHARE else None
+
+
+def check_forgetting(base_rows: list[dict], tuned_rows: list[dict], train_replies: list[str],
+                     train_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The general instruction-following cases (kind `general`, e.g. the built-in probe): pass rate tuned vs base
+    with a paired bootstrap interval and McNemar's p; the cases lost, and how many tuned replies open like the
+    training replies (the fine-tuned style leaking into general prompts)."""
+    pairs = [(b, t) for b, t in paired(base_rows, tuned_rows, _general)
+             if _passed(b) is not None and _passed(t) is not None]
+    if not pairs:
+        return finding("forgetting", WARNING, "Forgetting not measured: no general instruction-following cases",
+                       {"general_cases": 0},
+                       "Turn on eval.general_probe (the built-in 150-prompt instruction-following probe) or add a "
+                       "suite of kind `general`, so a regression on general instructions shows.")
+    base = [float(_passed(b)) for b, _ in pairs]
+    tuned = [float(_passed(t)) for _, t in pairs]
+    delta, low, high = bootstrap_delta(base, tuned, BOOTSTRAP_SAMPLES)
+    lost = [(b, t) for b, t in pairs if _passed(b) and not _passed(t)]
+    style = training_style(train_replies)
+    evidence: dict[str, Any] = {
+        "cases": len(pairs), "base_pass_rate": sum(base) / len(base), "tuned_pass_rate": sum(tuned) / len(tuned),
+        "delta": delta, "ci_low": low, "ci_high": high,
+        "p_mcnemar": mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned]),
+        "lost": len(lost), "gained": sum(1 for b, t in pairs if _passed(t) and not _passed(b)),
+        "examples": [{"suite": t["suite"], "id": t["id"], "prompt": quote(t.get("prompt"), 100),
+                      "base_output": quote(b["output"]), "tuned_output": quote(t["output"])}
+                     for b, t in lost[:MAX_EXAMPLES]]}
+    if style:
+        evidence["training_opening"] = style
+        evidence["tuned_in_training_style"] = sum(_opening(t["output"]) == style for _, t in pairs)
+        evidence["base_in_training_style"] = sum(_opening(b["output"]) == style for b, _ in pairs)
+    settings = train_settings or {}
+    evidence.update({k: settings[k] for k in ("general_share", "target_modules", "lr", "epochs", "lora_r")
+                     if k in settings})
+    if -delta >= FORGETTING_DROP:
+        significant = high < 0
+        return finding("forgetting", ERROR if significant else WARNING,
+                       f"General instruction following dropped {evidence['base_pass_rate']:.0%} -> "
+                       f"{evidence['tuned_pass_rate']:.0%} ({delta:+.3f}"
+                       + (", significant)" if significant else ", not significant)"), evidence,
+                       _forgetting_remedy(settings))
+    return finding("forgetting", OK, f"General instruction following held ({delta:+.3f} over {len(pairs)} cases)",
+                   evidence)
+
+
+def _forgetting_remedy(settings: dict[str, Any]) -> str:
+    notes = []
+    if not settings.get("general_share"):
+        notes.append("no general data is mixed in (train.general_share is 0)")
+    if settings.get("target_modules") == "all-linear":
+        notes.append("every linear layer carries an adapter (train.target_modules: all-linear)")
+    return FORGETTING_REMEDY + (" Here: " + "; ".join(notes) + "." if notes else "")
+
+
+def _hedge_case(row: dict) -> bool:
+    """Out-of-domain and ambiguous cases: those where hedging (asking, abstaining, escalating) is right."""
+    return row.get("kind") == "out_of_domain" or row.get("behavior") in ("clarify", "abstain") \
+        or "ambiguous" in (row.get("tags") or [])
+
+
+def _hedges(row: dict) -> bool:
+    return reply_behavior(row["output"] or "") in HEDGES
+
+
+def check_overconfidence(base_rows: list[dict], tuned_rows: list[dict], train_replies: list[str]) -> dict[str, Any]:
+    """Hedging on out-of-domain and ambiguous cases, tuned vs base (paired); clarifying questions over all cases;
+    how many training replies hedge at all."""
+    pushback = Counter(reply_behavior(r) for r in train_replies)
+    clarify = {name: sum(reply_behavior(r["output"]) == "clarify" for r in answered(rows))
+               for name, rows in (("base", base_rows), ("tuned", tuned_rows))}
+    evidence: dict[str, Any] = {"training_replies": len(train_replies),
+                                "training_hedges": {b: pushback[b] for b in HEDGES if pushback[b]},
+                                "clarifying_questions": clarify}
+    pairs = paired(base_rows, tuned_rows, _hedge_case)
+    if not pairs:
+        evidence["cases"] = 0
+        return finding("overconfidence", WARNING,
+                       "Overconfidence not measured: no out-of-domain or ambiguous cases", evidence,
+                       "Add an eval suite with out-of-domain cases (kind: out_of_domain) and ambiguous ones "
+                       "(behavior: clarify or abstain), so hedging is measured against the base.")
+    base = [float(_hedges(b)) for b, _ in pairs]
+    tuned = [float(_hedges(t)) for _, t in pairs]
+    delta, low, high = bootstrap_delta(base, tuned, BOOTSTRAP_SAMPLES)
+    lost = [(b, t) for b, t in pairs if _hedges(b) and not _hedges(t)]
+    evidence.update({
+        "cases": len(pairs), "base_hedge_rate": rate(int(sum(base)), len(base)),
+        "tuned_hedge_rate": rate(int(sum(tuned)), len(tuned)), "delta": delta, "ci_low": low, "ci_high": high,
+        "examples": [{"suite": t["suite"], "id": t["id"], "kind": t.get("kind"), "expected_behavior": t.get("behavior"),
+                      "prompt": quote(t.get("prompt"), 100), "base_output": quote(b["output"]),
+                      "tuned_output": quote(t["output"])} for b, t in lost[:MAX_EXAMPLES]]})
+    if -delta >= OVERCONFIDENCE_DROP:
+        hedging = sum(evidence["training_hedges"].values())
+        return finding("overconfidence", ERROR if high < 0 else WARNING,
+                       f"Hedges less on out-of-domain and ambiguous cases: {evidence['base_hedge_rate']:.0%} -> "
+                       f"{evidence['tuned_hedge_rate']:.0%} of {len(pairs)}", evidence,
+                       OVERCONFIDENCE_REMEDY + f" Here: {hedging} of {len(train_replies)} training replies ask, "
+                       "abstain, escalate or refuse.")
+    return finding("overconfidence", OK, f"Hedging held on {len(pairs)} out-of-domain/ambiguous cases "
+                   f"({delta:+.3f})", evidence)

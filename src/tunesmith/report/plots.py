@@ -1,0 +1,125 @@
+"""The report's figures, drawn with matplotlib's Agg canvas (no pyplot, no display) into inline PNG data URIs.
+
+    metric_chart(summary["metrics"], confidence=0.95)   # "data:image/png;base64,..." or None
+    loss_chart(train_log(run_dir))
+
+Each function returns None when there is nothing to draw or matplotlib is not installed; the page then says so and
+keeps its tables. `Figure` objects are used directly rather than pyplot, so nothing global (backend, open figures)
+is touched and a report can be built from any thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import importlib.util
+import math
+from typing import Any
+
+COLORS = {"base": "#9aa5b1", "tuned": "#2f6fb3", "better": "#1a7f37", "worse": "#c62828",
+          "no significant difference": "#6b7280", "train": "#2f6fb3", "eval": "#d97706", "lr": "#6b7280"}
+
+
+def available() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    # No Software/date metadata: the same run gives the same bytes.
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _finite(*xs: Any) -> bool:
+    return all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in xs)
+
+
+def metric_chart(rows: list[dict], confidence: float = 0.95) -> str | None:
+    """Base vs tuned per metric of one suite (held-out when there is one) as paired horizontal bars, the tuned bar
+    carrying the delta's interval (base + [low, high]); beside it the delta itself with its interval, colored by
+    verdict."""
+    if not available():
+        return None
+    from tunesmith.eval.evaluate import SLICE
+
+    rows = [r for r in rows if SLICE not in str(r.get("suite"))
+            and _finite(r.get("base"), r.get("tuned"), r.get("delta"), r.get("ci_low"), r.get("ci_high"))]
+    suites = [r["suite"] for r in rows]
+    if not rows:
+        return None
+    suite = "heldout" if "heldout" in suites else suites[0]
+    rows = [r for r in rows if r["suite"] == suite][::-1]  # barh draws bottom-up: first metric on top
+    names = [str(r["metric"]) for r in rows]
+    ys = list(range(len(rows)))
+    h = 0.38
+    fig = _figure(9.5, 1.2 + 0.5 * len(rows))
+    bars, deltas = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
+    bars.barh([y + h / 2 for y in ys], [r["base"] for r in rows], h, color=COLORS["base"], label="base")
+    lo = [max(0.0, r["tuned"] - (r["base"] + r["ci_low"])) for r in rows]
+    hi = [max(0.0, (r["base"] + r["ci_high"]) - r["tuned"]) for r in rows]
+    bars.barh([y - h / 2 for y in ys], [r["tuned"] for r in rows], h, color=COLORS["tuned"], label="tuned",
+              xerr=[lo, hi], error_kw={"ecolor": "#1f2933", "capsize": 3, "elinewidth": 1})
+    bars.set_yticks(ys, names)
+    top = max([1.0] + [r["base"] + r["ci_high"] for r in rows] + [r["tuned"] for r in rows])
+    bars.set_xlim(0, top * 1.02)
+    bars.set_xlabel("rate")
+    bars.set_title(f"{suite}: base vs tuned", fontsize=10, loc="right")
+    bars.legend(loc="lower left", bbox_to_anchor=(0, 1.06), ncols=2, fontsize=8, frameon=False)
+    for y, r in zip(ys, rows):
+        color = COLORS.get(r.get("verdict"), COLORS["no significant difference"])
+        deltas.errorbar([r["delta"]], [y], xerr=[[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]],
+                        fmt="o", color=color, capsize=4, markersize=5)
+    deltas.axvline(0, color="#1f2933", linewidth=0.8)
+    span = max([0.05] + [abs(r["ci_low"]) for r in rows] + [abs(r["ci_high"]) for r in rows]) * 1.15
+    deltas.set_xlim(-span, span)
+    deltas.set_xlabel(f"tuned - base, {confidence:.0%} interval")
+    deltas.set_title("delta (green better, red worse)", fontsize=10)
+    for ax in (bars, deltas):
+        ax.grid(axis="x", alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
+def loss_chart(log: list[dict]) -> str | None:
+    """Training loss and held-out (eval) loss per step; the learning rate below when it was logged."""
+    if not available():
+        return None
+    train = [(r["step"], r["loss"]) for r in log if _finite(r.get("step"), r.get("loss"))]
+    evals = [(r["step"], r["eval_loss"]) for r in log if _finite(r.get("step"), r.get("eval_loss"))]
+    lrs = [(r["step"], r["learning_rate"]) for r in log if _finite(r.get("step"), r.get("learning_rate"))]
+    if not train and not evals:
+        return None
+    fig = _figure(9.5, 4.2 if lrs else 3.2)
+    if lrs:
+        loss_ax, lr_ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    else:
+        loss_ax, lr_ax = fig.subplots(1, 1), None
+    if train:
+        loss_ax.plot(*zip(*train), color=COLORS["train"], marker="o" if len(train) < 40 else None, markersize=3,
+                     linewidth=1.4, label="train loss")
+    if evals:
+        loss_ax.plot(*zip(*evals), color=COLORS["eval"], marker="s", markersize=4, linewidth=1.4,
+                     label="held-out loss")
+    loss_ax.set_ylabel("loss")
+    loss_ax.set_title("Loss per optimizer step", fontsize=10)
+    loss_ax.legend(fontsize=8, frameon=False)
+    loss_ax.grid(alpha=0.3)
+    if lr_ax is not None:
+        lr_ax.plot(*zip(*lrs), color=COLORS["lr"], linewidth=1.2)
+        lr_ax.set_ylabel("learning rate", fontsize=8)
+        lr_ax.grid(alpha=0.3)
+        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    (lr_ax or loss_ax).set_xlabel("step")
+    for ax in (loss_ax, lr_ax):
+        if ax is not None:
+            ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)

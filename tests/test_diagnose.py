@@ -1,0 +1,451 @@
+"""Diagnose: each check triggered and not triggered on run directories written by hand, the masking preview
+against the training mask on a real run of the tiny project, the pipeline stage, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tunesmith import runs
+from tunesmith.diagnose import diagnose, masking_html, print_diagnosis
+
+QUEUES = ["billing", "technical", "shipping"]
+TOPICS = ["invoice", "password", "parcel", "refund", "login", "delivery", "upgrade", "receipt", "account", "address"]
+
+
+# ---------------------------------------------------------------------------------------------- synthetic runs
+
+def train_rows(n: int = 20) -> list[dict]:
+    return [{"messages": [
+        {"role": "user", "content": f"help with my {TOPICS[i % 10]} issue {i}"},
+        {"role": "assistant", "content": f"I checked your {TOPICS[i % 10]} request number {i} and routed it to the "
+                                         f"{QUEUES[i % 3]} team who will reply within {i + 1} days."}],
+        "meta": {"source": "data/train.jsonl", "line": i + 1}} for i in range(n)]
+
+
+def row(suite: str, i: int, output: str, kind: str = "task", behavior: str = "answer", expected=None,
+        **scores) -> dict:
+    return {"suite": suite, "id": f"{suite}-{i:04d}", "where": "", "kind": kind, "behavior": behavior, "tags": [],
+            "prompt": f"{suite} prompt {i}", "expected": expected, "output": output,
+            "scores": {"hit_token_limit": False, **scores}, "latency_s": 0.01, "new_tokens": 10}
+
+
+def heldout(i: int, output: str | None = None, **scores) -> dict:
+    text = f"Your {TOPICS[i]} case {i} goes to the {QUEUES[i % 3]} desk today."
+    return row("heldout", i, text if output is None else output, expected=text, task_correct=True, **scores)
+
+
+def general(i: int, passed: bool | None = None, output: str | None = None) -> dict:
+    ok = i % 3 != 0 if passed is None else passed
+    return row("general", i, output or f"Here are tips about {TOPICS[i]} number {i}: rest, plan, {QUEUES[i % 3]}.",
+               kind="general", prompt_strict=ok, prompt_loose=ok)
+
+
+def ood(i: int, output: str | None = None) -> dict:
+    return row("ood", i, output or f"I don't know the answer to question {i}; I cannot verify that.",
+               kind="out_of_domain", behavior="abstain", hallucinated=False)
+
+
+def eval_rows() -> list[dict]:
+    return [heldout(i) for i in range(10)] + [general(i) for i in range(10)] + [ood(i) for i in range(6)]
+
+
+def metrics_rows(losses=None, evals=None) -> list[dict]:
+    losses = losses if losses is not None else [2.0 - 0.05 * s for s in range(1, 21)]
+    out = [{"step": s, "epoch": s / 20, "loss": x, "grad_norm": 0.5, "learning_rate": 2e-4}
+           for s, x in enumerate(losses, start=1)]
+    for s, x in (evals if evals is not None else {10: 1.6, 20: 1.5}).items():
+        out.append({"step": s, "epoch": s / 20, "eval_loss": x})
+    return out
+
+
+def make_run(project: Path, stage: str, inputs: dict, config: dict | None = None, result: dict | None = None,
+             files: dict[str, str] | None = None, complete: bool = True) -> Path:
+    key = runs.stage_key(stage, config or {}, inputs)
+    run_dir = runs.start_run(project, stage, key, config or {}, inputs)
+    for name, text in (files or {}).items():
+        (run_dir / name).write_text(text, encoding="utf-8")
+    if complete:
+        runs.complete_run(run_dir, result or {})
+    return run_dir
+
+
+def jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def key_of(run_dir: Path) -> str:
+    return json.loads((run_dir / "inputs.json").read_text())["key"]
+
+
+TRAIN_SETTINGS = {"method": "lora", "objective": "sft", "lora_r": 16, "rslora": False, "epochs": 1.0, "lr": 2e-4,
+                  "target_modules": "all-linear", "general_share": 0.0}
+
+
+def fake_project(root: Path, model_dir: Path, *, train=None, base=None, tuned=None, metrics=None, findings=None,
+                 settings=None, eval_loss: float = 1.5, with_check: bool = True) -> Path:
+    """A project whose `tunesmith run` happened: check, split, eval-base, train, eval-tuned and compare runs."""
+    project = root / "proj"
+    project.mkdir(parents=True)
+    (project / "tunesmith.yaml").write_text(f'model: {{base: "{model_dir}"}}\ntask: {{type: chat}}\n')
+    findings = findings or []
+    counts = {}
+    for f in findings:
+        counts[(f["code"], f["severity"])] = counts.get((f["code"], f["severity"]), 0) + 1
+    report = {"records": 30, "kept": 30, "rejected": 0, "findings": findings,
+              "counts": [{"code": c, "severity": s, "count": n} for (c, s), n in counts.items()]}
+    check = make_run(project, "check", {"files": {}}, files={"report.json": json.dumps(report)} if with_check else {})
+    split = make_run(project, "split", {"check": key_of(check)},
+                     files={"train.jsonl": jsonl(train or train_rows()), "heldout.jsonl": ""})
+    common = {"split": key_of(split), "model": "dir:tiny", "schema": None, "suites": {}}
+    base_dir = make_run(project, "eval-base", common, files={"results.jsonl": jsonl(base or eval_rows())})
+    section = {"train": {**TRAIN_SETTINGS, **(settings or {})}, "task": {"type": "chat", "system_prompt": None,
+                                                                         "match_fields": [], "json_schema": None},
+               "max_seq_len": 256}
+    result = {"steps": 20, "train_loss": 1.4, "eval_loss": eval_loss, "trainable_params": 1000,
+              "data": {"examples": 20, "assistant_tokens": 600}}
+    train_dir = make_run(project, "train", {"split": key_of(split), "model": "dir:tiny", "schema": None,
+                                            "general": {}}, section, result,
+                         {"metrics.jsonl": jsonl(metrics if metrics is not None else metrics_rows())})
+    tuned_dir = make_run(project, "eval-tuned", {**common, "train": key_of(train_dir)},
+                         {"eval": {"max_new_tokens": 128}}, files={"results.jsonl": jsonl(tuned or eval_rows())})
+    make_run(project, "compare", {"base": key_of(base_dir), "tuned": key_of(tuned_dir)})
+    return project
+
+
+def by_code(result: dict) -> dict[str, dict]:
+    return {f["code"]: f for f in result["findings"]}
+
+
+@pytest.fixture
+def build(tmp_path, tiny_model_dir):
+    return lambda **kw: fake_project(tmp_path, tiny_model_dir, **kw)
+
+
+# ---------------------------------------------------------------------------------------------- the checks
+
+def test_healthy_run_has_only_ok_findings(build):
+    result = diagnose(build())
+    assert {f["severity"] for f in result["findings"]} == {"ok"}, [f["title"] for f in result["findings"]
+                                                                   if f["severity"] != "ok"]
+    assert {"memorization", "sameness", "forgetting", "overconfidence", "stale_facts", "stop_token", "loss_curve",
+            "lora_rank"} <= set(by_code(result))
+    assert result["counts"] == {"error": 0, "warning": 0, "ok": len(result["findings"])}
+    assert result["loss"]["steps"] == list(range(1, 21)) and result["loss"]["eval_steps"] == [10, 20]
+    assert result["loss"]["flags"] == []
+    for f in result["findings"]:
+        assert set(f) == {"code", "severity", "title", "evidence", "remedy"}
+    json.dumps(result, allow_nan=False)  # strict JSON: the report can embed it
+
+
+def test_memorization_verbatim_copies_of_training_replies(build):
+    replies = [r["messages"][1]["content"] for r in train_rows()]
+    tuned = [heldout(i, output=replies[i + 5]) for i in range(10)] + [general(i) for i in range(10)] \
+        + [ood(i) for i in range(6)]
+    f = by_code(diagnose(build(tuned=tuned)))["memorization"]
+    assert f["severity"] == "error"  # 10 of 26 outputs copy: above COPY_RATE_ERROR
+    ev = f["evidence"]
+    assert ev["tuned_copies"] == 10 and ev["base_copies"] == 0
+    first = ev["examples"][0]
+    assert first["id"] == "heldout-0000" and first["training"] == "data/train.jsonl:6"
+    assert first["copied"] in replies[5] and first["words"] >= 8
+    assert "one is almost always enough for LoRA" in f["remedy"]
+
+
+def test_copying_the_expected_reply_is_not_memorization():
+    from tunesmith.diagnose.memorization import copied_span, training_ngrams
+
+    reply = "I checked your invoice request number 0 and routed it to the billing team who will reply soon."
+    grams = training_ngrams([("data/train.jsonl:1", reply)])
+    assert copied_span({"output": reply, "expected": reply, "prompt": ""}, grams) is None
+    got = copied_span({"output": "Sure. " + reply, "expected": "billing", "prompt": ""}, grams)
+    assert got["training"] == "data/train.jsonl:1" and got["words"] == len(reply.split())
+
+
+def test_sameness_distinct_n_drop(build):
+    same = "Thank you for your message, our team will contact you shortly."
+    tuned = [heldout(i, output=same) for i in range(10)] + [general(i) for i in range(10)] + [ood(i) for i in range(6)]
+    f = by_code(diagnose(build(tuned=tuned)))["sameness"]
+    assert f["severity"] == "warning" and f["evidence"]["flagged"] == ["heldout"]
+    s = f["evidence"]["suites"]["heldout"]
+    assert s["tuned_distinct_2"] < 0.7 * s["base_distinct_2"] and s["most_common_share"] == 1.0
+
+
+def test_sameness_not_flagged_when_the_references_are_alike():
+    """A router's outputs are alike because its answers are: outputs as varied as the expected replies are fine."""
+    from tunesmith.diagnose.memorization import check_sameness
+
+    base = [row("heldout", i, f"Well, case {i} about {TOPICS[i]} might be {QUEUES[i % 3]} or else") for i in range(10)]
+    tuned = [row("heldout", i, QUEUES[i % 3], expected=QUEUES[i % 3]) for i in range(10)]
+    assert check_sameness(base, tuned)["severity"] == "ok"
+
+
+def test_forgetting_general_probe_drop(build):
+    tuned = [heldout(i) for i in range(10)] + [general(i, passed=False, output=f"{{\"queue\": \"x{i}\"}}")
+                                               for i in range(10)] + [ood(i) for i in range(6)]
+    f = by_code(diagnose(build(tuned=tuned)))["forgetting"]
+    ev = f["evidence"]
+    assert f["severity"] in ("warning", "error")
+    assert ev["base_pass_rate"] == pytest.approx(0.6) and ev["tuned_pass_rate"] == 0.0 and ev["lost"] == 6
+    assert ev["examples"][0]["id"] == "general-0001" and ev["examples"][0]["tuned_output"].startswith('{"queue"')
+    assert "general_share is 0" in f["remedy"] and "narrower target modules" in f["remedy"]
+
+
+def test_forgetting_not_measured_without_general_cases(build):
+    rows = [heldout(i) for i in range(10)] + [ood(i) for i in range(6)]
+    f = by_code(diagnose(build(base=rows, tuned=rows)))["forgetting"]
+    assert f["severity"] == "warning" and "eval.general_probe" in f["remedy"]
+
+
+def test_overconfidence_fewer_hedges_on_out_of_domain(build):
+    tuned = [heldout(i) for i in range(10)] + [general(i) for i in range(10)] \
+        + [ood(i, output=f"The answer to question {i} is definitely 42.") for i in range(6)]
+    f = by_code(diagnose(build(tuned=tuned)))["overconfidence"]
+    ev = f["evidence"]
+    assert f["severity"] in ("warning", "error")
+    assert ev["base_hedge_rate"] == 1.0 and ev["tuned_hedge_rate"] == 0.0 and ev["cases"] == 6
+    assert ev["examples"][0]["base_output"].startswith("I don't know")
+    assert "I need more information" in f["remedy"] and "0 of 20 training replies" in f["remedy"]
+
+
+STALE_REPLY = "The Pro plan costs $49.99 per month; see https://example.com/pricing for details."
+
+
+def _stale_train() -> list[dict]:
+    rows = train_rows()
+    rows[0]["messages"][1]["content"] = STALE_REPLY
+    return rows
+
+
+def test_stale_facts_from_the_check_run(build):
+    finding = {"code": "stale_fact", "severity": "info", "where": "data/train.jsonl:1", "field": "messages[1].content",
+               "message": "the reply states facts that change: price '$49.99'", "hint": "retrieval"}
+    held_out_only = {**finding, "where": "data/train.jsonl:99"}  # not a training record: not counted
+    tuned = eval_rows()
+    tuned[0] = heldout(0, output="That plan is $49.99 each month.")
+    f = by_code(diagnose(build(train=_stale_train(), tuned=tuned, findings=[finding, held_out_only])))["stale_facts"]
+    ev = f["evidence"]
+    assert f["severity"] == "warning" and ev["source"] == "check run" and ev["records"] == 1
+    assert ev["kinds"] == {"price": 1, "url": 1}
+    assert ev["tuned_repeats"] == 1 and ev["repeated_by_tuned"][0]["id"] == "heldout-0000"
+    assert "retrieval" in f["remedy"] and "tool call" in f["remedy"]
+
+
+def test_stale_facts_without_a_check_report_scans_the_training_split(build):
+    f = by_code(diagnose(build(train=_stale_train(), with_check=False)))["stale_facts"]
+    assert f["severity"] == "warning" and f["evidence"]["source"] == "training split"
+    assert f["evidence"]["examples"][0]["where"] == "data/train.jsonl:1"
+
+
+def test_stop_token_hit_limit_and_loops(build):
+    tuned = [heldout(i, hit_token_limit=True) for i in range(4)] \
+        + [heldout(i, output="ok ok ok ok ok ok ok ok ok ok ok ok ok ok") for i in range(4, 6)] \
+        + [heldout(i) for i in range(6, 10)] + [general(i) for i in range(10)] + [ood(i) for i in range(6)]
+    f = by_code(diagnose(build(tuned=tuned)))["stop_token"]
+    ev = f["evidence"]
+    assert f["severity"] == "warning"
+    assert ev["tuned_cases"] == 16 and ev["hit_limit"] == 4 and ev["looping"] == 2 and ev["base_runaway"] == 0
+    assert ev["max_new_tokens"] == 128 and ev["mean_training_reply_tokens"] == 30
+    assert ev["root_causes"] == []  # the mask, template and data are fine here: the generic remedy
+    assert "end-of-turn" in f["remedy"]
+
+
+def test_loops_and_root_causes():
+    from tunesmith.diagnose.stop_token import loops, root_causes
+
+    assert loops('{"queue": "billing"}\n{"queue": "billing"}\n{"queue": "billing"}')
+    assert loops("and then " * 7)
+    assert not loops("I checked your invoice request and routed it to the billing team who will reply soon.")
+    causes, fixes = root_causes([{"where": "a:1", "eos_in_loss": False, "eos_ends_turn": True,
+                                  "end_of_turn": "<|im_end|>"}], {"no_end_of_turn": 2}, 40.0, 16)
+    assert [c["code"] for c in causes] == ["mask", "data", "limit"]
+    assert fixes[0].startswith("Mask:") and "raise eval.max_new_tokens" in fixes[-1]
+
+
+def test_loss_nan(build):
+    losses = [2.0 - 0.05 * s for s in range(1, 21)]
+    losses[14] = math.nan
+    result = diagnose(build(metrics=metrics_rows(losses)))
+    f = by_code(result)["loss_nan"]
+    assert f["severity"] == "error" and f["evidence"]["steps"] == [15] and "lower train.lr" in f["remedy"].lower()
+    assert result["loss"]["train"][14] is None and result["loss"]["flags"][0]["code"] == "loss_nan"
+    json.dumps(result, allow_nan=False)
+
+
+def test_loss_spike(build):
+    losses = [2.0 - 0.05 * s for s in range(1, 21)]
+    losses[11] = 4.0
+    f = by_code(diagnose(build(metrics=metrics_rows(losses))))["loss_spike"]
+    assert f["severity"] == "warning" and f["evidence"]["steps"] == [12]
+
+
+def test_loss_flat(build):
+    f = by_code(diagnose(build(metrics=metrics_rows([2.0] * 20))))["loss_flat"]
+    assert f["severity"] == "warning" and "adapter" in f["title"] and "raise train.lr" in f["remedy"]
+
+
+def test_loss_flat_with_zero_gradient_is_an_error():
+    from tunesmith.diagnose.loss import check_loss
+
+    rows = [{"step": s, "loss": 2.0, "grad_norm": 0.0, "learning_rate": 2e-4} for s in range(1, 11)]
+    _, findings = check_loss(rows)
+    assert findings[0]["code"] == "loss_flat" and findings[0]["severity"] == "error"
+
+
+def test_eval_loss_rising(build):
+    f = by_code(diagnose(build(metrics=metrics_rows(evals={5: 1.5, 10: 1.3, 15: 1.5, 20: 1.8}))))["eval_loss_rising"]
+    ev = f["evidence"]
+    assert f["severity"] == "warning" and ev["best_step"] == 10 and ev["train_falling"]
+    assert "fewer epochs" in f["remedy"]
+
+
+def test_rank_above_16(build):
+    f = by_code(diagnose(build(settings={"lora_r": 64})))["lora_rank"]
+    assert f["severity"] == "warning" and "rank 8 or 16" in f["remedy"].lower() and "rslora" in f["remedy"]
+
+
+@pytest.mark.parametrize("mine, severity", [(1.49, "warning"), (1.2, "ok")])
+def test_rank_against_a_rank_16_run(build, mine, severity):
+    project = build(settings={"lora_r": 64}, eval_loss=mine)
+    split_key = json.loads(next(runs.runs_root(project).glob("*-split-*/inputs.json")).read_text())["key"]
+    make_run(project, "train", {"split": split_key, "model": "dir:tiny", "peer": True},
+             {"train": {**TRAIN_SETTINGS, "lora_r": 16}}, {"eval_loss": 1.5})
+    result = diagnose(project)
+    f = by_code(result)["lora_rank"]
+    assert f["severity"] == severity and f["evidence"]["peers"][0]["lora_r"] == 16
+    assert any(fl["code"] == "lora_rank" for fl in result["loss"]["flags"]) == (severity == "warning")
+
+
+def test_locating_runs(build):
+    from tunesmith.errors import TunesmithError
+
+    project = build()
+    tuned = next(runs.runs_root(project).glob("*-eval-tuned-*"))
+    train = next(runs.runs_root(project).glob("*-train-*"))
+    for ref in (tuned.name, str(train)):
+        out = diagnose(project, ref)
+        assert out["runs"]["train"] == str(train) and out["runs"]["tuned"] == str(tuned)
+        assert out["runs"]["base"] and out["runs"]["check"] and out["runs"]["split"]
+    split = next(runs.runs_root(project).glob("*-split-*"))
+    with pytest.raises(TunesmithError, match="Not a run to diagnose"):
+        diagnose(project, split.name)
+
+
+def test_nothing_to_diagnose(tmp_path):
+    from tunesmith.errors import TunesmithError
+
+    (tmp_path / "tunesmith.yaml").write_text("model: {base: x}\n")
+    with pytest.raises(TunesmithError, match="Nothing to diagnose"):
+        diagnose(tmp_path)
+
+
+def test_masking_html_escapes_and_marks_loss():
+    preview = [{"where": "a<1>", "segments": [{"text": "<user> & hi\n", "loss": False},
+                                             {"text": "<b>reply</b>", "loss": True}], "tokens": 9, "loss_tokens": 3},
+               {"where": "b:2", "segments": [], "error": "bad <template>"}]
+    out = masking_html(preview)
+    assert '<span class="ts-loss">&lt;b&gt;reply&lt;/b&gt;</span>' in out
+    assert "&lt;user&gt; &amp; hi" in out and "a&lt;1&gt;" in out and "bad &lt;template&gt;" in out
+    assert "<b>" not in out and "<style>" in out and "<style>" not in masking_html(preview, style=False)
+
+
+def test_print_diagnosis(build):
+    from rich.console import Console
+
+    tuned = [heldout(i, hit_token_limit=True) for i in range(10)] + [general(i) for i in range(10)] \
+        + [ood(i) for i in range(6)]
+    console = Console(record=True, width=120)
+    print_diagnosis(diagnose(build(tuned=tuned)), console)
+    text = console.export_text()
+    assert "stop_token" in text and "remedy:" in text and "Masking preview" in text and "heldout-0000" in text
+
+
+def test_cli(build, tmp_path, tiny_model_dir):
+    import typer
+    from typer.testing import CliRunner
+
+    from tunesmith.cli_diagnose import register
+
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """tunesmith"""
+
+    register(app)
+    project = build()
+    html = tmp_path / "mask.html"
+    res = CliRunner().invoke(app, ["diagnose", "--project", str(project), "--json", "--html", str(html)])
+    assert res.exit_code == 0, res.output
+    assert {f["code"] for f in json.loads(res.stdout)["findings"]} >= {"memorization", "forgetting"}
+    assert 'class="ts-loss"' in html.read_text()
+    losses = [2.0] * 20
+    losses[5] = math.nan
+    project2 = fake_project(tmp_path / "second", tiny_model_dir, metrics=metrics_rows(losses))
+    res = CliRunner().invoke(app, ["diagnose", "--project", str(project2)])
+    assert res.exit_code == 1 and "loss_nan" in res.stdout  # an error finding: exit 1
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+def test_end_to_end_tiny_project(tiny_project, tiny_tok):
+    from tunesmith.chat import IGNORE, assistant_spans, training_example
+    from tunesmith.config import load_config
+    from tunesmith.data.formats import load_records
+    from tunesmith.diagnose import diagnose_stage
+    from tunesmith.pipeline import Pipeline, Stage, run_project
+
+    run_project(tiny_project)
+    result = diagnose(tiny_project)
+    assert set(result) >= {"runs", "findings", "counts", "masking_preview", "loss"}
+    assert all(f["severity"] in ("ok", "warning", "error") for f in result["findings"])
+    assert result["loss"]["steps"] == [1, 2, 3] and len(result["loss"]["train"]) == 3
+    assert result["loss"]["eval"] and result["loss"]["eval_steps"] == [3]
+    json.dumps(result, allow_nan=False)
+
+    split = Path(result["runs"]["split"])
+    records = {r.where: r for r in load_records([split / "train.jsonl"])}
+    assert len(result["masking_preview"]) == 3
+    for item in result["masking_preview"]:
+        rec = records[item["where"]]
+        ex = training_example(tiny_tok, rec.messages, rec.tools, 128)
+        text, spans = assistant_spans(tiny_tok, rec.messages, rec.tools)
+        loss_text = "".join(s["text"] for s in item["segments"] if s["loss"])
+        assert "".join(s["text"] for s in item["segments"]) == text
+        assert item["loss_tokens"] == ex.assistant_tokens == sum(lab != IGNORE for lab in ex.labels)
+        assert loss_text == tiny_tok.decode([lab for lab in ex.labels if lab != IGNORE])
+        assert loss_text == "".join(text[a:b] for a, b in spans) == rec.reply + tiny_tok.eos_token
+        assert item["eos_in_loss"] and item["eos_ends_turn"]
+
+    # the same diagnosis as a pipeline stage, cached in its own run directory
+    cfg, project = load_config(tiny_project)
+
+    def stage(name: str) -> Stage:
+        run_dir = Path(result["runs"][name])
+        return Stage(name, json.loads((run_dir / "inputs.json").read_text())["key"], run_dir, cached=True)
+
+    st = diagnose_stage(cfg, Pipeline(project), stage("split"), stage("base"), stage("tuned"), stage("train"))
+    assert (st.run_dir / "COMPLETED").exists() and st.name == "diagnose"
+    assert [f["code"] for f in runs.read_result(st.run_dir)["findings"]] == [f["code"] for f in result["findings"]]
+
+
+def test_a_diverged_run_without_evaluations(tmp_path, tiny_model_dir):
+    """An interrupted train run (no COMPLETED, no evaluations) still gets its loss curve diagnosed."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "tunesmith.yaml").write_text(f'model: {{base: "{tiny_model_dir}"}}\n')
+    split = make_run(project, "split", {"check": "none"}, files={"train.jsonl": jsonl(train_rows())})
+    losses = [2.0, 1.9, math.inf, math.nan]
+    make_run(project, "train", {"split": key_of(split)}, {"train": TRAIN_SETTINGS},
+             files={"metrics.jsonl": jsonl(metrics_rows(losses, {})) + '{"step": 5, "lo'}, complete=False)
+    result = diagnose(project)
+    found = by_code(result)
+    assert found["loss_nan"]["severity"] == "error" and found["loss_nan"]["evidence"]["steps"] == [3, 4]
+    assert found["forgetting"]["title"].startswith("Forgetting not measured")
+    assert found["stop_token"]["severity"] == "ok" and "not measured" in found["stop_token"]["title"]
+    assert found["no_evaluation"]["severity"] == "warning" and found["no_evaluation"]["evidence"]["missing"] == [
+        "base", "tuned"]
+    assert result["runs"]["tuned"] is None and len(result["masking_preview"]) == 3

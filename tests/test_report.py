@@ -1,0 +1,287 @@
+"""The HTML report: built from a real `tunesmith run` on the tiny project, checked as a file (self-contained,
+escaped, every section there) and in headless Chromium (every image decodes, no console error, a screenshot).
+
+The browser checks need Chromium at /usr/bin/chromium and the `playwright` package (never `playwright install`);
+without them only those checks are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from tunesmith.cli_report import register
+from tunesmith.pipeline import run_project
+from tunesmith.report import build_report, plots
+
+CHROMIUM = Path("/usr/bin/chromium")
+PLANTED = '<script>window.__planted = 1</script><img src="https://example.com/x.png">'
+SECTIONS = ["verdict", "glance", "data", "metrics", "slices", "cases", "training", "diagnosis", "cost", "parity",
+            "preference", "stages"]
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
+
+
+@pytest.fixture
+def ran(tiny_project):
+    """The tiny project run end to end, with markup planted in every user message (so in every held-out prompt)."""
+    data = tiny_project / "data" / "tickets.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    for row in rows:
+        row["messages"][1]["content"] = f"{PLANTED} {row['messages'][1]['content']}"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tiny_project, run_project(tiny_project)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"the browser checks need Chromium at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield b
+        b.close()
+
+
+def open_in_browser(browser, path: Path, shot: Path) -> dict:
+    """Load the page from disk; return its images' natural widths, console errors, whether the planted script ran,
+    and the page text; save a full-page screenshot to `shot`."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+    failed: list[str] = []
+    page.on("requestfailed", lambda req: failed.append(req.url))
+    page.goto(path.resolve().as_uri(), wait_until="load")
+    out = {"widths": page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)"),
+           "planted_ran": page.evaluate("window.__planted === 1"), "text": page.inner_text("body"),
+           "errors": errors, "failed": failed}
+    page.screenshot(path=str(shot), full_page=True)
+    page.close()
+    return out
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def assert_self_contained(text: str) -> None:
+    assert not EXTERNAL.search(text), EXTERNAL.search(text).group(0)
+    assert "<script" not in text.lower() and "<link" not in text.lower()
+    assert "@import" not in text and "url(" not in text
+
+
+def test_report_of_a_real_run(ran, browser, tmp_path):
+    project, summary = ran
+    path = build_report(project)
+    compare_dir = next(Path(s["run"]) for s in summary["stages"] if s["stage"] == "compare")
+    assert path == compare_dir / "report.html"
+    text = path.read_text(encoding="utf-8")
+    assert (project / ".tunesmith" / "report.html").read_text(encoding="utf-8") == text
+    assert not [p.name for p in compare_dir.iterdir() if p.name.startswith(".report.html")]  # temp + rename
+    assert_self_contained(text)
+    for sid in SECTIONS:
+        assert f'id="{sid}"' in text, sid
+    # What the run measured is on the page: the gate, its metric, each data finding code, training numbers.
+    assert ("ship it" if summary["gate"]["passed"] else "do not ship") in text
+    assert summary["gate"]["metric"] in text
+    check_dir = next(Path(s["run"]) for s in summary["stages"] if s["stage"] == "check")
+    for c in json.loads((check_dir / "report.json").read_text())["counts"]:
+        assert c["code"] in text
+    assert f"{summary['train']['steps']}" in text and "held-out loss" in text
+    # Parts this run did not measure say so; the diagnosis is a stage of `tunesmith run`, so it is there.
+    for sid in ("parity", "preference"):
+        block = text.split(f'id="{sid}"', 1)[1].split("</section>", 1)[0]
+        assert "Not measured" in block, sid
+    diagnosis = text.split('id="diagnosis"', 1)[1].split("</section>", 1)[0]
+    assert "Not measured" not in diagnosis and summary["diagnosis"]["findings"][0]["title"][:20] in diagnosis
+    # The planted markup is shown as text, escaped, never as markup.
+    assert "&lt;script&gt;window.__planted = 1&lt;/script&gt;" in text
+    assert 'src="https://example.com' not in text
+    # Two figures (metrics, loss), inline PNGs.
+    images = re.findall(r'<img [^>]*src="([^"]+)"', text)
+    assert len(images) == 2 and all(src.startswith("data:image/png;base64,") for src in images)
+
+    shown = open_in_browser(browser, path, tmp_path / "report.png")
+    assert shown["widths"] and all(w > 0 for w in shown["widths"]), shown["widths"]
+    assert shown["errors"] == [] and shown["failed"] == []
+    assert shown["planted_ran"] is False
+    assert "<script>window.__planted = 1</script>" in shown["text"]  # the reader sees the prompt as written
+    width, height = png_size(tmp_path / "report.png")
+    assert width >= 1000 and height > 2000
+    assert (tmp_path / "report.png").stat().st_size > 50_000
+
+    # The diagnosis and cost modules' own results on this run render in their sections (last: it may skip).
+    diagnose = pytest.importorskip("tunesmith.diagnose").diagnose
+    eval_costs = pytest.importorskip("tunesmith.cost").eval_costs
+    d, c = diagnose(project), eval_costs(project, hourly_usd=2.5)
+    text = build_report(project, diagnosis=d, cost=c, out=tmp_path / "full.html").read_text(encoding="utf-8")
+    assert_self_contained(text)
+    diag, cost = section_of(text, "diagnosis"), section_of(text, "cost")
+    assert "Not measured" not in diag and "Not measured" not in cost
+    for f in d["findings"]:
+        assert f'<code>{f["code"]}</code>' in diag
+    assert 'class="trained"' in diag  # the masking preview of the training records
+    assert "Cost per successful task" in cost and "latency x $2.5/h" in cost
+
+
+def rich_summary() -> dict:
+    """A summary with every part a report can show: a better and a worse metric, slices, parity (one failing)."""
+    def row(suite, metric, base, tuned, low, high, verdict, n=40):
+        return {"suite": suite, "metric": metric, "n": n, "base": base, "tuned": tuned, "delta": tuned - base,
+                "ci_low": low, "ci_high": high, "p_mcnemar": 0.01, "verdict": verdict}
+
+    gate = {"passed": True, "metric": "heldout.task_accuracy", "delta": 0.3, "ci_low": 0.15, "ci_high": 0.45,
+            "reason": "tuned beats base"}
+    return {
+        "project": "/nowhere/<b>proj</b>", "model": "builtin:tiny", "gate": gate, "gates": [gate], "confidence": 0.95,
+        "metrics": [row("heldout", "task_accuracy", 0.4, 0.7, 0.15, 0.45, "better"),
+                    row("heldout", "format_validity", 0.9, 0.95, -0.02, 0.1, "no significant difference"),
+                    row("general", "prompt_strict_accuracy", 0.6, 0.45, -0.25, -0.05, "worse"),
+                    row("heldout#edge_case", "task_accuracy", 0.2, 0.5, 0.05, 0.55, "better", n=10)],
+        "base_metrics": {"heldout": {"cases": 40, "latency_s": 0.2, "latency_p95_s": 0.3, "tokens_per_s": 50.0}},
+        "tuned_metrics": {"heldout": {"cases": 40, "latency_s": 0.25, "latency_p95_s": 0.35, "tokens_per_s": 45.0}},
+        "train": {"steps": 30, "train_loss": 1.2, "eval_loss": 1.4, "wall_s": 125.0, "tokens_per_s": 900.0,
+                  "trainable_params": 16384, "precision": "bf16"},
+        "train_cost_usd": 0.0875, "stages": [],
+        "parity": [{"kind": "merged", "runtime": "transformers", "n": 40, "identical": 1.0, "passed": True,
+                    "target": "identical greedy replies >= 95%", "cause": None,
+                    "task_accuracy": {"base": 0.7, "tuned": 0.7, "delta": 0.0, "ci_low": 0.0, "ci_high": 0.0}},
+                   {"kind": "q4_0", "runtime": "llama.cpp", "n": 40, "identical": 0.6, "passed": False,
+                    "target": "task accuracy within 2 points", "cause": "numbers: quantization <moved> ties",
+                    "task_accuracy": {"base": 0.7, "tuned": 0.6, "delta": -0.1, "ci_low": -0.2, "ci_high": 0.0}}],
+    }
+
+
+DIAGNOSIS = {  # the shape of tunesmith.diagnose.diagnose(), plus a part the report does not know
+    "findings": [{"code": "forgetting", "severity": "warning", "title": "General skills dropped",
+                  "evidence": {"general": {"base": 0.6, "tuned": 0.45}}, "remedy": "mix in general data"},
+                 {"code": "memorization", "severity": "ok", "title": "Few verbatim copies", "evidence": {},
+                  "remedy": ""},
+                 {"code": "template_mismatch", "severity": "error", "title": "Train and eval templates differ",
+                  "evidence": {"train": "<|im_start|>", "eval": "<s>[INST]"}, "remedy": "use one chat template"}],
+    "counts": {"error": 1, "warning": 1, "ok": 1},
+    "masking_preview": [{"where": "data/a.jsonl:3", "tokens": 12, "loss_tokens": 5,
+                         "segments": [{"text": "<user>hi</user>", "loss": False},
+                                      {"text": "UNIQUE-TRAINED-REPLY", "loss": True}]},
+                        {"where": "data/a.jsonl:9", "segments": [], "error": "template <cannot> render tools"}],
+    "loss": {"steps": [1, 2, 3], "train": [2.0, 1.1, 0.2], "eval_steps": [3], "eval": [1.9],
+             "flags": [{"code": "eval_loss_rising", "severity": "warning", "detail": "overfitting after step 2"}]},
+    "novel_part": [[1, 2], {"x": None}],
+}
+COST = {"line": "$0.0123 per successful task (tuned), $0.0200 (base)",
+        "rows": [{"model": "tuned", "usd_per_success": 0.0123, "passed": 28}, {"model": "base", "passed": 16}],
+        "evaluations": [{"model": "base", "suite": "heldout", "cases": 40, "successes": 16, "success_rate": 0.4,
+                         "cost_usd": 0.32, "cost_per_success_usd": 0.02, "basis": "latency x $2.5/h"},
+                        {"model": "tuned", "suite": "heldout", "cases": 40, "successes": 28, "success_rate": 0.7,
+                         "cost_usd": 0.3444, "cost_per_success_usd": 0.0123, "basis": "latency x $2.5/h"}],
+        "unknown_extra": {"nested": {"deep": [1, 2, 3]}}}
+PREFERENCE = {"judge": "human", "baseline": "base", "candidate": "tuned", "judged": 20, "undecided": 2, "wins": 12,
+              "losses": 5, "ties": 3, "win_rate": 0.675, "ci_low": 0.55, "ci_high": 0.8, "verdict": "better"}
+
+
+def section_of(text: str, sid: str) -> str:
+    return text.split(f'id="{sid}"', 1)[1].split("</section>", 1)[0]
+
+
+def test_report_with_diagnosis_cost_and_preference(tmp_path, browser):
+    out = build_report(tmp_path, rich_summary(), DIAGNOSIS, COST, PREFERENCE, out=tmp_path / "r" / "report.html")
+    assert out == tmp_path / "r" / "report.html" and not (tmp_path / ".tunesmith").exists()
+    text = out.read_text(encoding="utf-8")
+    assert_self_contained(text)
+    assert "&lt;b&gt;proj&lt;/b&gt;" in text and "<b>proj</b>" not in text
+    assert "ship it" in section_of(text, "verdict")
+    glance = section_of(text, "glance")
+    improved, broke = glance.split("What improved", 1)[1].split("What broke", 1)
+    assert "heldout · task_accuracy" in improved and "heldout · edge_case · task_accuracy" in improved
+    assert "human preference" in improved
+    assert "general · prompt_strict_accuracy" in broke and "export q4_0" in broke
+    assert "$0.0875" in glance and "2 min 5 s" in glance
+    assert "edge_case" in section_of(text, "slices")
+    diag = section_of(text, "diagnosis")
+    assert "Not measured" not in diag and "1 error, 1 warning, 1 ok" in diag
+    assert "template_mismatch" in diag and "&lt;|im_start|&gt;" in diag and "overfitting after step 2" in diag
+    assert diag.index("template_mismatch") < diag.index("forgetting") < diag.index("memorization")  # worst first
+    assert '<span class="trained">UNIQUE-TRAINED-REPLY</span>' in diag and "&lt;user&gt;hi&lt;/user&gt;" in diag
+    assert "5 of 12 tokens carry loss" in diag and "template &lt;cannot&gt; render tools" in diag
+    assert "3 points, 2 … 0.2" in diag  # a logged series is summarized, the curve is the Training plot
+    assert "novel_part" in diag
+    cost = section_of(text, "cost")
+    assert COST["line"] in cost and "usd_per_success" in cost and "deep" in cost and "mean latency" in cost
+    assert "Cost per successful task" in cost and "$0.0123" in cost and "70.0%" in cost
+    assert "tuned: cost per successful task" in glance
+    parity = section_of(text, "parity")
+    assert "q4_0" in parity and "FAIL" in parity and "quantization &lt;moved&gt; ties" in parity
+    pref = section_of(text, "preference")
+    assert "wins 12, loses 5, ties 3" in pref and "0.675" in pref and "2 undecided" in pref
+    assert "Not measured" in section_of(text, "cases")  # no eval runs to pair
+
+    shown = open_in_browser(browser, out, tmp_path / "rich.png")
+    assert len(shown["widths"]) == 1 and shown["widths"][0] > 0  # the metric chart; no train log, no loss plot
+    assert shown["errors"] == [] and shown["failed"] == []
+    assert png_size(tmp_path / "rich.png")[1] > 1500
+
+
+def test_odd_shapes_and_no_matplotlib(tmp_path, monkeypatch):
+    """Unknown diagnosis / cost / preference shapes render as generic tables; without matplotlib the page keeps its
+    tables and says how to get the charts."""
+    monkeypatch.setattr(plots, "available", lambda: False)
+    summary = {**rich_summary(), "parity": {"odd": True}, "stages": [{"stage": "train", "run": "/gone/run"}]}
+    out = build_report(tmp_path, summary, diagnosis=["just", "<a list>"], cost={"total": 3.5},
+                       preference=[PREFERENCE, {"judge": "llm", "wins": 1, "losses": 0, "ties": 0}],
+                       out=tmp_path / "report.html")
+    text = out.read_text(encoding="utf-8")
+    assert "<img" not in text and "install matplotlib" in text
+    assert "&lt;a list&gt;" in section_of(text, "diagnosis")
+    assert "total" in section_of(text, "cost") and "3.5" in section_of(text, "cost")
+    assert "odd" in section_of(text, "parity")
+    pref = section_of(text, "preference")
+    assert "human" in pref and "llm" in pref
+    # Diagnosis, cost and preference may also come inside the summary (how `tunesmith run` can hand them over).
+    inside = build_report(tmp_path, {**rich_summary(), "diagnosis": DIAGNOSIS, "cost": COST,
+                                     "human_preference": PREFERENCE}, out=tmp_path / "inside.html")
+    text = inside.read_text(encoding="utf-8")
+    assert "template_mismatch" in text and COST["line"] in text and "wins 12" in text
+
+
+def test_report_command(ran, tmp_path):
+    project, summary = ran
+    app = typer.Typer()
+    app.command("noop")(lambda: None)  # two commands, so `report` is a subcommand as in the real app
+    register(app)
+    runner = CliRunner()
+
+    result = runner.invoke(app, ["report", str(project)])
+    assert result.exit_code == 0, result.output
+    compare_dir = next(Path(s["run"]) for s in summary["stages"] if s["stage"] == "compare")
+    assert f"Report: {compare_dir / 'report.html'}" in result.output.replace("\n", "")
+    assert (project / ".tunesmith" / "report.html").exists()
+
+    # A compare run by (part of) its name, with a human preference and a diagnosis from files.
+    (tmp_path / "pref.json").write_text(json.dumps(PREFERENCE))
+    (tmp_path / "diag.json").write_text(json.dumps(DIAGNOSIS))
+    out = tmp_path / "named.html"
+    result = runner.invoke(app, ["report", compare_dir.name[-10:], "--project", str(project), "--out", str(out),
+                                 "--preference", str(tmp_path / "pref.json"), "--diagnosis",
+                                 str(tmp_path / "diag.json")])
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    assert "wins 12, loses 5, ties 3" in text and "template_mismatch" in text
+
+    # Not a run of `tunesmith run`: a clear error naming the run (exit 2 through the real entry point).
+    from tunesmith.errors import TunesmithError
+
+    train_dir = next(Path(s["run"]) for s in summary["stages"] if s["stage"] == "train")
+    result = runner.invoke(app, ["report", str(train_dir)])
+    assert isinstance(result.exception, TunesmithError) and "summary.json" in str(result.exception)
+    result = runner.invoke(app, ["report", str(tmp_path / "nothing-here"), "--project", str(project)])
+    assert isinstance(result.exception, TunesmithError)
+

@@ -32,6 +32,16 @@ OVERCONFIDENCE_REMEDY = ("Include training examples where the correct reply is \
                          "worse than a base model that hedges correctly.")
 
 
+def _paired_change(pairs: list[tuple[dict, dict]], holds) -> tuple[list[float], list[float], float, float, float,
+                                                                   list[tuple[dict, dict]]]:
+    """(base, tuned, delta, ci_low, ci_high, lost): whether `holds` for each paired base and tuned row, the
+    bootstrap interval of the change, and the pairs where it held for the base only."""
+    base = [float(bool(holds(b))) for b, _ in pairs]
+    tuned = [float(bool(holds(t))) for _, t in pairs]
+    delta, low, high = bootstrap_delta(base, tuned, BOOTSTRAP_SAMPLES)
+    return base, tuned, delta, low, high, [(b, t) for b, t in pairs if holds(b) and not holds(t)]
+
+
 def _general(row: dict) -> bool:
     return row.get("kind") == "general"
 
@@ -70,10 +80,7 @@ def check_forgetting(base_rows: list[dict], tuned_rows: list[dict], train_replie
                        {"general_cases": 0},
                        "Turn on eval.general_probe (the built-in 150-prompt instruction-following probe) or add a "
                        "suite of kind `general`, so a regression on general instructions shows.")
-    base = [float(_passed(b)) for b, _ in pairs]
-    tuned = [float(_passed(t)) for _, t in pairs]
-    delta, low, high = bootstrap_delta(base, tuned, BOOTSTRAP_SAMPLES)
-    lost = [(b, t) for b, t in pairs if _passed(b) and not _passed(t)]
+    base, tuned, delta, low, high, lost = _paired_change(pairs, _passed)
     style = training_style(train_replies)
     evidence: dict[str, Any] = {
         "cases": len(pairs), "base_pass_rate": sum(base) / len(base), "tuned_pass_rate": sum(tuned) / len(tuned),
@@ -136,10 +143,7 @@ def check_overconfidence(base_rows: list[dict], tuned_rows: list[dict], train_re
                        "Overconfidence not measured: no out-of-domain or ambiguous cases", evidence,
                        "Add an eval suite with out-of-domain cases (kind: out_of_domain) and ambiguous ones "
                        "(behavior: clarify or abstain), so hedging is measured against the base.")
-    base = [float(_hedges(b)) for b, _ in pairs]
-    tuned = [float(_hedges(t)) for _, t in pairs]
-    delta, low, high = bootstrap_delta(base, tuned, BOOTSTRAP_SAMPLES)
-    lost = [(b, t) for b, t in pairs if _hedges(b) and not _hedges(t)]
+    base, tuned, delta, low, high, lost = _paired_change(pairs, _hedges)
     evidence.update({
         "cases": len(pairs), "base_hedge_rate": rate(int(sum(base)), len(base)),
         "tuned_hedge_rate": rate(int(sum(tuned)), len(tuned)), "delta": delta, "ci_low": low, "ci_high": high,

@@ -404,6 +404,10 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     summary["diagnosis"] = {k: v for k, v in st_diag.result.items() if k not in ("stage_wall_s", "completed_at")}
     if parity_reports is not None:
         summary["parity"] = parity_reports
+    atomic_write_json(project / ".tunesmith" / "summary.json", summary)
+    from tunesmith.cost import eval_costs
+
+    summary["cost"] = eval_costs(project, cfg.budget.hourly_usd)  # cost per successful task, base and tuned
     atomic_write_json(st_cmp.run_dir / "summary.json", summary)
     atomic_write_json(project / ".tunesmith" / "summary.json", summary)
     summary["report"] = write_report(project, summary)

@@ -74,6 +74,9 @@ class DataConfig(Section):
     near_dup_threshold: float = Field(
         0.8, ge=0.3, le=1.0, description="Estimated Jaccard similarity of word 3-shingles (MinHash) at which two "
         "inputs count as near-duplicates: reported by the check, and kept on one side of the split.")
+    pii_check: bool = Field(
+        True, description="Run the PII and secret detectors over the training data in the check stage: a secret "
+        "(API key, private key) rejects its record, personal data is a warning. `false` opts out.")
 
 
 class GateConfig(Section):
@@ -337,8 +340,33 @@ def _problems_from(err: ValidationError, source: str) -> list[Problem]:
             message = item["msg"]
             if "input" in item and not isinstance(item["input"], dict):
                 message += f" (got {item['input']!r})"
-        problems.append(Problem(f"{source}: {dotted}", message, hint))
+        problems.append(Problem(f"{source}: {dotted or '(top level)'}", message, hint))  # `"": x` has no path
     return problems
+
+
+def _deepest_line(text: str) -> int:
+    """The line where bracket (flow) nesting, or else indentation, is deepest: where YAML nests too deeply."""
+    depth, best, line, best_line = 0, 0, 1, 1
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        elif ch in "[{":
+            depth += 1
+            if depth > best:
+                best, best_line = depth, line
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+    if best >= 50:
+        return best_line
+    indents = [len(ln) - len(ln.lstrip(" -")) for ln in text.splitlines()] or [0]
+    return indents.index(max(indents)) + 1
+
+
+def _long_number_line(text: str) -> int:
+    import re
+
+    m = re.search(r"[0-9_]{4300,}", text)
+    return text[:m.start()].count("\n") + 1 if m else 1
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[Config, Path]:
@@ -355,15 +383,30 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[C
                                                              f"create one with `tunesmith init {path}`")])
         raise TunesmithError("No tunesmith.yaml", [Problem(where, "file not found",
                                                            f"create one with `tunesmith init {path}`")])
+    data = file.read_bytes()
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(data.decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise TunesmithError("tunesmith.yaml is not UTF-8", [Problem(
+            f"{file}:{line}", f"byte 0x{data[exc.start]:02x} is not UTF-8",
+            "save the file as UTF-8")]) from None
+    except (RecursionError, ValueError) as exc:  # nesting deeper than Python's stack, an int of 4,300+ digits
+        text = data.decode("utf-8")
+        line = _deepest_line(text) if isinstance(exc, RecursionError) else _long_number_line(text)
+        message = "nested too deeply" if isinstance(exc, RecursionError) else "a number too long to read"
+        raise TunesmithError("tunesmith.yaml cannot be read", [Problem(
+            f"{file}:{line}", message, "a config is a few levels of sections and short values")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{file}:{mark.line + 1}" if mark else str(file)
+        if mark is None and isinstance(getattr(exc, "position", None), int):  # a ReaderError: a character
+            where = f"{file}:{data.decode('utf-8')[:exc.position].count(chr(10)) + 1}"
         raise TunesmithError("tunesmith.yaml is not valid YAML", [
             Problem(where, str(getattr(exc, "problem", exc)), "check indentation and quoting on that line")])
     if not isinstance(raw, dict):
-        raise TunesmithError("Bad config", [Problem(str(file), "the top level must be a mapping of sections")])
+        raise TunesmithError("Bad config", [Problem(f"{file}: (top level)", "the top level must be a mapping of "
+                                                    "sections", "e.g. `model:` and `data:` at the start of a line")])
     raw = apply_overrides(raw, overrides or [])
     try:
         cfg = Config.model_validate(raw)

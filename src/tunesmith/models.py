@@ -162,11 +162,27 @@ def _check_loadable_dir(path: Path) -> None:
     if not (path / "config.json").exists():
         raise TunesmithError("Not a model directory", [Problem(str(path), "no config.json",
                                                                "point to a directory saved with save_pretrained")])
-    pickled = [p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
+    pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickled and not any(path.glob("*.safetensors")):
         raise TunesmithError("Pickled weights refused", [Problem(
             str(path), f"only pickled weights ({', '.join(pickled)}); tunesmith loads safetensors only",
             "convert them with a trusted tool to safetensors first")])
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")
+
+
+def check_adapter_dir(adapter: str | Path) -> Path:
+    """A PEFT adapter directory whose weights are safetensors; one with only pickled weights is refused (peft would
+    otherwise unpickle `adapter_model.bin`)."""
+    path = Path(adapter)
+    if path.is_dir() and not (path / "adapter_model.safetensors").exists():
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickled:
+            raise TunesmithError("Pickled adapter refused", [Problem(
+                str(path), f"only pickled weights ({', '.join(pickled)}); tunesmith loads safetensors only",
+                "save the adapter with safe_serialization=True (adapter_model.safetensors)")])
+    return path
 
 
 def _from_hub(ref: str) -> Path:
@@ -184,8 +200,24 @@ def _from_hub(ref: str) -> Path:
             "builtin:smollm2-135m-instruct")]) from None
 
 
+_WARNED_REMOTE_CODE: set[str] = set()
+
+
+def _warn_remote_code(ref: str) -> None:
+    """Say once per model and process, on stderr, that the model's own code may run (the config turned it on)."""
+    import sys
+
+    if ref not in _WARNED_REMOTE_CODE:
+        _WARNED_REMOTE_CODE.add(ref)
+        print(f"warning: model.trust_remote_code is on: Python code shipped with {ref} may run while loading; "
+              "turn it off unless you trust its author", file=sys.stderr)
+
+
 def resolve_model(ref: str, trust_remote_code: bool = False) -> ModelRef:
-    """Turn a model reference into a local directory of safetensors plus a content identity."""
+    """Turn a model reference into a local directory of safetensors plus a content identity. `trust_remote_code`
+    stays off unless asked for; when on, a warning is printed."""
+    if trust_remote_code:
+        _warn_remote_code(ref)
     if ref.startswith("builtin:"):
         gguf = builtin_gguf(ref.split(":", 1)[1])
         return ModelRef(ref, convert_gguf(gguf), "gguf:" + cached_sha256(gguf), trust_remote_code)

@@ -125,7 +125,7 @@ def check_options(cfg: Config, model_ref, schema: dict | None) -> dict[str, Any]
     return {"near_dup_threshold": cfg.data.near_dup_threshold, "tokenizer": load_tokenizer(model_ref),
             "max_seq_len": cfg.data.max_seq_len, "system_prompt": cfg.task.system_prompt,
             "json_task": cfg.task.type == "json", "schema": schema, "task_type": cfg.task.type,
-            "label_of": ReplyLabel(field)}
+            "label_of": ReplyLabel(field), "sensitive": cfg.data.pii_check}
 
 
 def _records_from(path: Path):

@@ -86,10 +86,13 @@ def start_run(project: Path, stage: str, key: str, config: Any, inputs: dict[str
     """Create a run directory and write its config, environment and inputs."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     run_dir = runs_root(project) / f"{stamp}-{stage}-{key[:10]}"
+    env = env_info()  # slow (imports torch): gathered before the directory exists
     run_dir.mkdir(parents=True, exist_ok=False)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    atomic_write_json(run_dir / "env.json", env_info())
+    # inputs.json first: it holds the key a re-run matches to resume this directory, so a run killed now is resumed
+    # rather than left behind (a kill used to land in the seconds env_info takes, before inputs.json, often)
     atomic_write_json(run_dir / "inputs.json", {"stage": stage, "key": key, "inputs": inputs})
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    atomic_write_json(run_dir / "env.json", env)
     return run_dir
 
 

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tunesmith.chat import render_prompt
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.models import ModelRef, load_model, load_tokenizer, resolve_model, resolve_precision
+from tunesmith.models import ModelRef, check_adapter_dir, load_model, load_tokenizer, resolve_model, resolve_precision
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -101,7 +101,7 @@ class ServedModel:
         if self.adapter is not None:
             from peft import PeftModel
 
-            base = PeftModel.from_pretrained(base, str(self.adapter))
+            base = PeftModel.from_pretrained(base, str(check_adapter_dir(self.adapter)))
         self.model = base.eval()
         self.precision = resolve_precision(precision)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"

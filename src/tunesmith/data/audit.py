@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple
 
-from tunesmith.data.checks import RECORD_CHECKS, Code, Finding, Severity, template_findings
+from tunesmith.data.checks import RECORD_CHECKS, Code, Finding, Severity, check_sensitive, template_findings
 from tunesmith.data.consistency import ShapeStats, reply_format_findings, shape_of
 from tunesmith.data.coverage import CoverageFeatures, CoverageStats, coverage_of
 from tunesmith.data.dedup import (DuplicateTracker, RecordKeys, hash64, minhash_signatures, record_keys,
@@ -87,8 +87,10 @@ class Inspector:
 
     def __init__(self, tokenizer=None, max_seq_len: int = 1024, system_prompt: str | None = None,
                  json_task: bool = False, schema: dict | None = None,
-                 label_of: Callable[[Record], str | None] | None = None) -> None:
+                 label_of: Callable[[Record], str | None] | None = None, sensitive: bool = True) -> None:
         self.tokenizer, self.max_seq_len, self.system_prompt = tokenizer, max_seq_len, system_prompt
+        # `sensitive=False` is the explicit opt-out of the PII / secret detectors (`data.pii_check: false`).
+        self.checks = RECORD_CHECKS if sensitive else [c for c in RECORD_CHECKS if c is not check_sensitive]
         self.json_task, self.label_of = json_task, label_of
         self.vocabulary: dict[str, int] = {}  # every input word seen -> its id (to name a poisoning trigger)
         self.validator = None
@@ -98,7 +100,7 @@ class Inspector:
             self.validator = validator_for(schema)
 
     def inspect(self, rec: Record, want_row: bool = False) -> Inspected:
-        found = [f for check in RECORD_CHECKS for f in check(rec)]
+        found = [f for check in self.checks for f in check(rec)]
         if self.json_task:
             found += reply_format_findings(rec, self.validator)
         rejected = any(f.severity == Severity.ERROR for f in found)
@@ -124,8 +126,9 @@ class Audit:
     def __init__(self, near_dup_threshold: float = 0.8, tokenizer=None, max_seq_len: int = 1024,
                  system_prompt: str | None = None, json_task: bool = False, schema: dict | None = None,
                  task_type: str | None = None, label_of: Callable[[Record], str | None] | None = None,
-                 keep: bool = True, on_verdict: Callable[[Any, list[Finding]], None] | None = None) -> None:
-        self.inspector = Inspector(tokenizer, max_seq_len, system_prompt, json_task, schema, label_of)
+                 keep: bool = True, on_verdict: Callable[[Any, list[Finding]], None] | None = None,
+                 sensitive: bool = True) -> None:
+        self.inspector = Inspector(tokenizer, max_seq_len, system_prompt, json_task, schema, label_of, sensitive)
         self.json_task, self.task_type, self.keep, self.on_verdict = json_task, task_type, keep, on_verdict
         self.report = CheckReport()
         # Where each record came from, as two small ints (source id, line) rather than a string per record.
@@ -281,17 +284,18 @@ def run_checks(records: Iterable[Record | Finding], near_dup_threshold: float = 
                max_seq_len: int = 1024, system_prompt: str | None = None, json_task: bool = False,
                schema: dict | None = None, task_type: str | None = None,
                label_of: Callable[[Record], str | None] | None = None, keep: bool = True,
-               on_verdict: Callable[[Any, list[Finding]], None] | None = None, progress=None) -> CheckReport:
+               on_verdict: Callable[[Any, list[Finding]], None] | None = None, progress=None,
+               sensitive: bool = True) -> CheckReport:
     """Run every record and dataset check over `records` (a list or a stream, e.g. `iter_records(files)`).
 
     With a tokenizer, each record is also rendered with the model's chat template (length, truncation, loss mask,
     end-of-turn token). `json_task`/`schema` hold replies to the task's JSON format. With `task_type`, coverage
     is compared with the guidance (size, pushback, class balance by `label_of`, edge cases, realistic inputs).
     `keep=False` keeps counts, not records (`on_verdict(item, errors)` sees each one); `progress(n)` is called
-    every 1,000 items.
+    every 1,000 items. `sensitive=False` skips the PII and secret detectors (an explicit opt-out).
     """
     audit = Audit(near_dup_threshold, tokenizer, max_seq_len, system_prompt, json_task, schema, task_type,
-                  label_of, keep, on_verdict)
+                  label_of, keep, on_verdict, sensitive)
     for n, item in enumerate(records, start=1):
         audit.add(item)
         if progress is not None and n % 1000 == 0:

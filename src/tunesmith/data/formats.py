@@ -31,6 +31,9 @@ META_KEYS = {"tags", "id", "meta", "tools", "weight"}
 FORMAT_KEYS = {"messages": {"messages", "parallel_tool_calls", "rejected"}, "sharegpt": {"conversations", "system"},
                "alpaca": {"instruction", "input", "output", "system"}, "prompt_completion": {"prompt", "completion"},
                "preference": {"prompt", "chosen", "rejected"}}
+REQUIRED_KEYS = {"messages": ("messages",), "openai": ("messages",), "sharegpt": ("conversations",),
+                 "alpaca": ("instruction", "output"), "prompt_completion": ("prompt", "completion"),
+                 "preference": ("chosen", "rejected")}
 MESSAGE_KEYS = {"role", "content", "tool_calls", "tool_call_id", "name", "weight"}
 FORMATS = ("messages", "openai", "sharegpt", "alpaca", "prompt_completion", "preference")
 
@@ -82,7 +85,7 @@ def parse_message(raw: Any, index: int) -> dict[str, Any]:
             if isinstance(fn.get("arguments"), str):  # OpenAI sends arguments as a JSON string
                 try:
                     fn["arguments"] = json.loads(fn["arguments"])
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError, ValueError):
                     raise RecordError(f"{where}.tool_calls[{j}].function.arguments",
                                       "arguments string is not valid JSON") from None
         msg["content"] = content if isinstance(content, str) else ""
@@ -119,8 +122,11 @@ def _from_sharegpt(obj: dict[str, Any]) -> list[dict[str, Any]]:
         if who == "function_call":
             try:
                 call = json.loads(value)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError, ValueError):
                 raise RecordError(f"conversations[{i}].value", "function_call value is not JSON") from None
+            if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+                raise RecordError(f"conversations[{i}].value", "a function_call value is a JSON object with "
+                                  "a string `name`", 'e.g. "{\\"name\\": \\"f\\", \\"arguments\\": {}}"')
             messages.append({"role": "assistant", "content": "", "tool_calls": [
                 {"type": "function", "function": {"name": call.get("name"), "arguments": call.get("arguments", {})}}]})
         else:
@@ -227,8 +233,9 @@ def unknown_keys(obj: dict[str, Any], kind: str) -> list[str]:
 def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto") -> Record:
     """Convert one raw object to a Record, raising RecordError (with the field) when it cannot."""
     kind = detect_format(obj) if fmt == "auto" else fmt
-    if fmt != "auto" and fmt in ("messages", "openai") and "messages" not in obj:
-        raise RecordError("messages", f"format is {fmt} but the record has no `messages`",
+    missing = [k for k in REQUIRED_KEYS.get(kind, ()) if k not in obj]
+    if missing:  # a declared format the record is not in
+        raise RecordError(missing[0], f"format is {fmt} but the record has no `{missing[0]}`",
                           "set data.format: auto to detect formats per record")
     rejected = None
     if kind == "preference":
@@ -245,7 +252,8 @@ def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto") ->
         raise RecordError("tags", "tags must be a list of strings")
     meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
     # Files tunesmith wrote (splits) carry the original provenance under `meta`.
-    src, ln = (meta["source"], meta["line"]) if "source" in meta and "line" in meta else (source, line)
+    kept = isinstance(meta.get("source"), str) and type(meta.get("line")) is int  # not a hand-edited list
+    src, ln = (meta["source"], meta["line"]) if kept else (source, line)
     rid = obj.get("id")
     return Record(messages=messages, source=src, line=ln, tools=tools, tags=list(tags),
                   id=None if rid is None else str(rid), format="messages" if kind == "openai" else kind,
@@ -307,7 +315,7 @@ def labeled_rows_to_records(rows: Iterable[tuple[int, dict]], source: str, text_
         for name, value in ((text_column, text), (label_column, label)):
             if value is None:
                 problems.append(Problem(f"{source}:{line} [{name}]", "column missing",
-                                        f"columns present: {', '.join(row)}"))
+                                        f"columns present: {', '.join(str(k) for k in row if k is not None)}"))
             elif not str(value).strip():
                 problems.append(Problem(f"{source}:{line} [{name}]", "empty value", "fill it in or drop the row"))
         if text is None or label is None or not str(text).strip() or not str(label).strip():

@@ -7,6 +7,7 @@ the old file or the new one, never half of one. Input files are only ever read.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -23,6 +24,20 @@ MAX_PROBLEMS_SHOWN = 10
 MAX_LINE_BYTES = 8 << 20  # one record; longer lines are reported, not parsed
 
 
+class DiskFull(TunesmithError, OSError):
+    """No space left on the device while writing: a user-facing error (the CLI prints it, no traceback) that is
+    still an OSError for code that handles those. What was being replaced is untouched."""
+
+    keep_run = True  # the pipeline keeps the run directory: free some space and re-run to resume it
+
+
+def disk_full(path: str | Path, what: str, kept: str = "the previous file is untouched") -> DiskFull:
+    err = DiskFull(f"Out of disk space {what}", [Problem(str(path), f"no space left on the device; {kept}",
+                                                         "free some space and run the command again")])
+    err.errno = errno.ENOSPC
+    return err
+
+
 @contextmanager
 def atomic_open(path: str | Path):
     """A text file handle whose contents replace `path` only when the block ends cleanly (temp file in the same
@@ -36,8 +51,10 @@ def atomic_open(path: str | Path):
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and not isinstance(exc, DiskFull):
+            raise disk_full(path, "while writing it") from exc
         raise
 
 
@@ -101,13 +118,14 @@ def _open_text(path: Path):
 def _open_lines(path: Path):
     """Binary lines of a JSONL file, transparently gunzipped for `.gz`; refuses directories and binary files."""
     import gzip
+    import zlib
 
     _require_file(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
             head = fh.read(8192)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise TunesmithError("Cannot read data file", [Problem(str(path), str(exc), "is it a valid .gz file?")]) \
             from None
     if b"\0" in head:
@@ -168,6 +186,8 @@ def parse_line(number: int, raw: bytes | None, size: int) -> dict | LineProblem 
                            "each line must be one complete JSON object")
     except RecursionError:
         return LineProblem("JSON nested too deeply", "a record is a flat object with a list of messages")
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's int-from-string limit)
+        return LineProblem(f"not valid JSON ({exc})", "each line must be one complete JSON object")
     if not isinstance(obj, dict):
         return LineProblem(f"expected a JSON object, got {type(obj).__name__}", "wrap the record in {...}")
     return obj
@@ -187,8 +207,18 @@ def scan_jsonl(path: str | Path) -> Iterator[tuple[int, dict | LineProblem]]:
 
 def raw_lines(path: str | Path) -> Iterator[tuple[int, bytes | None, int]]:
     """(line number, bytes or None when over MAX_LINE_BYTES, size) per line, unparsed: for parsing elsewhere."""
-    with _open_lines(Path(path)) as fh:
-        yield from _physical_lines(fh, MAX_LINE_BYTES)
+    import zlib
+
+    path = Path(path)
+    number = 0
+    with _open_lines(path) as fh:
+        try:
+            for number, raw, size in _physical_lines(fh, MAX_LINE_BYTES):
+                yield number, raw, size
+        except (OSError, EOFError, zlib.error) as exc:  # a .gz file corrupt or cut short past its first block
+            raise TunesmithError("Cannot read data file", [Problem(
+                f"{path}:{number + 1}", f"cannot decompress from this line on ({type(exc).__name__}: {exc})",
+                "the compressed file is damaged or truncated; compress it again")]) from None
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
@@ -211,15 +241,25 @@ def read_csv(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, row dict) for each CSV row; the line number is the row's first physical line."""
     path = Path(path)
     with _open_text(path) as fh:
-        if fh.read(1) != "\ufeff":  # a UTF-8 BOM is not part of the first column's name
-            fh.seek(0)
         reader = csv.DictReader(fh)
-        _ = reader.fieldnames  # reads the header, so line_num now points at it
-        start = reader.line_num + 1
         try:
+            if fh.read(1) != "\ufeff":  # a UTF-8 BOM is not part of the first column's name
+                fh.seek(0)
+            _ = reader.fieldnames  # reads the header, so line_num now points at it
+            start = reader.line_num + 1
             for row in reader:
                 yield start, row
                 start = reader.line_num + 1
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise TunesmithError("Malformed CSV", [Problem(f"{path}:{reader.line_num}", str(exc),
+        except UnicodeDecodeError:  # decoded in blocks, so find the bad byte's line in the raw file
+            raw = path.read_bytes()
+            try:
+                raw.decode("utf-8")
+                line, message = max(reader.line_num, 1), "not UTF-8"
+            except UnicodeDecodeError as exc:
+                line = raw[:exc.start].count(b"\n") + 1
+                message = f"not UTF-8 (byte 0x{raw[exc.start]:02x})"
+            raise TunesmithError("Malformed CSV", [Problem(f"{path}:{line}", message, "save the file as UTF-8 (it "
+                                                           "looks like Latin-1 or Windows-1252)")]) from None
+        except csv.Error as exc:
+            raise TunesmithError("Malformed CSV", [Problem(f"{path}:{max(reader.line_num, 1)}", str(exc),
                                                            "check quoting on that line")]) from None

@@ -27,7 +27,7 @@ from pathlib import Path
 from tunesmith.chat import render_prompt
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import EvalCase
-from tunesmith.models import ModelRef, load_model, load_tokenizer, resolve_precision
+from tunesmith.models import ModelRef, check_adapter_dir, load_model, load_tokenizer, resolve_precision
 
 
 @dataclass
@@ -66,7 +66,7 @@ class TransformersBackend:
         if adapter is not None:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(adapter))
+            model = PeftModel.from_pretrained(model, str(check_adapter_dir(adapter)))
         self.model = model.eval()
         self.precision = resolve_precision(precision)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -135,6 +135,7 @@ class EndpointBackend:
                                                              f"export {api_key_env}=... before running")])
         # Local servers (vLLM, llama.cpp, Ollama) take any key; the client insists on one.
         self.client = OpenAI(base_url=base_url, api_key=key or "none", max_retries=max_retries, timeout=timeout_s)
+        self._key = key  # only to redact it: an endpoint may echo the key back in an error body
         self.model, self.concurrency = model, max(1, concurrency)
         self.prices = (input_usd_per_mtok, output_usd_per_mtok)
         self.fingerprint = json.dumps({"endpoint": base_url.rstrip("/"), "model": model})
@@ -152,10 +153,10 @@ class EndpointBackend:
                                                        max_tokens=max_new_tokens, temperature=0.0, **extra)
         except openai.APIStatusError as exc:
             return Generation("", 0, False, time.perf_counter() - began,
-                              error=f"endpoint answered HTTP {exc.status_code}: {_short(exc.message)}")
+                              error=f"endpoint answered HTTP {exc.status_code}: {_short(exc.message, self._key)}")
         except (openai.APIError, ValueError) as exc:  # refused, timed out, a body that is not JSON (ValueError)
             return Generation("", 0, False, time.perf_counter() - began,
-                              error=f"endpoint failed: {type(exc).__name__}: {_short(str(exc))}")
+                              error=f"endpoint failed: {type(exc).__name__}: {_short(str(exc), self._key)}")
         latency = time.perf_counter() - began
         if not resp.choices:
             return Generation("", 0, False, latency, error="endpoint returned no choices")
@@ -212,8 +213,11 @@ def _wire_messages(messages: list[dict]) -> list[dict]:
     return out
 
 
-def _short(text: str, limit: int = 200) -> str:
+def _short(text: str, secret: str | None = None, limit: int = 200) -> str:
+    """One line of at most `limit` characters, with `secret` (an API key) masked wherever it appears."""
     text = " ".join(str(text).split())
+    if secret:
+        text = text.replace(secret, "[redacted]")
     return text if len(text) <= limit else text[:limit] + "…"
 
 

@@ -144,6 +144,9 @@ def _case(obj: dict, task: TaskConfig) -> EvalCase:
         if calls and scorers is None:
             scorers = [{"type": "tool_call"}]
         messages = messages[:-1]
+        if not messages:
+            raise RecordError("messages", "the case has a reply but no prompt before it",
+                              "put the user's message before the assistant's, or leave the reply out")
     else:
         expected = obj.get("expected")
     behavior = obj.get("behavior", "answer")

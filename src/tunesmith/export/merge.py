@@ -20,7 +20,7 @@ from typing import Any
 
 from tunesmith.data.io import atomic_write_json, file_sha256
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.models import ModelRef, load_model, load_tokenizer
+from tunesmith.models import ModelRef, check_adapter_dir, load_model, load_tokenizer
 
 FORMATS = ("adapter", "merged", "gguf", "ollama")
 
@@ -101,7 +101,7 @@ def _merge(model_ref: ModelRef, adapter: Path | None, target: Path, no_repeat_ng
     tok = load_tokenizer(model_ref)
     merged = load_model(model_ref)
     if adapter is not None:
-        merged = PeftModel.from_pretrained(merged, str(adapter)).merge_and_unload()
+        merged = PeftModel.from_pretrained(merged, str(check_adapter_dir(adapter))).merge_and_unload()
     merged.generation_config.eos_token_id = tok.convert_tokens_to_ids(tok.eos_token)
     if no_repeat_ngram_size:  # ship the decoding the eval measured
         merged.generation_config.no_repeat_ngram_size = no_repeat_ngram_size

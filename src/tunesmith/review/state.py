@@ -145,9 +145,10 @@ def _field(loc: tuple) -> str:
 def parse_state(obj: Any, path: Path) -> State:
     """Validate a state object read from `path`; every problem names the file and the field."""
     if not isinstance(obj, dict):
-        raise TunesmithError("Invalid review state", [Problem(str(path), "expected a JSON object", _FIX)])
+        raise TunesmithError("Invalid review state", [Problem(f"{path} [(top level)]", "expected a JSON object",
+                                                              _FIX)])
     kind = obj.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a hand-edited {"kind": {...}} is not hashable
         raise TunesmithError("Invalid review state", [Problem(
             f"{path} [kind]", f"unknown review kind {kind!r}", 'expected "sample" or "preference"')])
     try:
@@ -183,11 +184,20 @@ def read_state(review_dir: str | Path) -> State:
     if not path.is_file():
         raise TunesmithError("No review here", [Problem(str(path), "no review state file",
                                                         "start one: tunesmith review sample|ab ...")])
+    data = path.read_bytes()
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f"{path}:{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else str(path)
-        raise TunesmithError("Invalid review state", [Problem(where, f"not valid JSON ({exc})", _FIX)]) from None
+        obj = json.loads(data.decode("utf-8-sig"))  # a BOM (Notepad) is not part of the JSON
+    except json.JSONDecodeError as exc:
+        raise TunesmithError("Invalid review state", [Problem(f"{path}:{exc.lineno}", f"not valid JSON ({exc})",
+                                                              _FIX)]) from None
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise TunesmithError("Invalid review state", [Problem(f"{path}:{line}", f"not UTF-8 ({exc.reason})",
+                                                              _FIX)]) from None
+    except (RecursionError, ValueError) as exc:  # nested past Python's stack, or an int of 4,300+ digits
+        what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise TunesmithError("Invalid review state", [Problem(f"{path} [(top level)]", f"not valid JSON ({what})",
+                                                              _FIX)]) from None
     return parse_state(obj, path)
 
 
@@ -222,16 +232,16 @@ def read_journal(review_dir: str | Path) -> list[dict]:
     path = Path(review_dir) / JOURNAL_FILE
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_bytes().splitlines()
     out = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
+            entry = json.loads(line.decode("utf-8"))  # ValueError covers a line that is not UTF-8, and huge ints
             if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
                 raise ValueError("an entry is an object with an integer `seq`")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             if number == len(lines):
                 break
             raise TunesmithError("Invalid review journal", [Problem(f"{path}:{number}", str(exc),
@@ -356,9 +366,10 @@ class ReviewStore:
                 raise KeyError(item_id)
             item = state.items[pos]
             accepted, at = version == item.version, now()
-            if accepted:
-                trial = item.model_copy(deep=True)
-                apply_action(state, trial, action, value, at)  # raises before anything is written
+            # Validated stale or not (raises before anything is written): a decision the item does not take is
+            # a 400, never a conflict, and never reaches the journal.
+            trial = item.model_copy(deep=True)
+            apply_action(state, trial, action, value, at)
             entry = {"seq": state.seq + 1, "at": at, "item": item_id, "version": version, "action": action,
                      "value": value, "accepted": accepted, "current_version": item.version}
             append_journal(self.dir, entry)

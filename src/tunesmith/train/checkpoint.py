@@ -125,9 +125,15 @@ def refuse_pickled_only(checkpoint: Path) -> None:
     than unpickle it."""
     from tunesmith.errors import Problem, TunesmithError
 
-    if not (checkpoint / OPTIMIZER).exists() and any((checkpoint / name).exists() for name in PICKLED):
+    if (checkpoint / "adapter_model.bin").exists() and not (checkpoint / "adapter_model.safetensors").exists():
         raise TunesmithError("Refusing a pickled checkpoint", [Problem(
-            str(checkpoint), "its optimizer/RNG state is pickled (.pt/.pth), which tunesmith never loads",
+            str(checkpoint / "adapter_model.bin"), "the adapter weights are pickled, which tunesmith never loads",
+            "resume from a checkpoint tunesmith wrote (adapter_model.safetensors)")])
+    pickled = [name for name in PICKLED if (checkpoint / name).exists()]
+    if not (checkpoint / OPTIMIZER).exists() and pickled:
+        raise TunesmithError("Refusing a pickled checkpoint", [Problem(
+            str(checkpoint), f"its optimizer/RNG state is pickled ({', '.join(pickled)}), which tunesmith never "
+            "loads",
             "start the run afresh (delete the checkpoint), or resume from a checkpoint tunesmith wrote")])
 
 

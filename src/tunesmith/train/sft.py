@@ -13,6 +13,8 @@ A run directory with checkpoints from a killed run resumes from the newest one.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import shutil
 import time
@@ -113,9 +115,17 @@ def bf16_linear_weights(model) -> None:
 
 def latest_checkpoint(run_dir: Path) -> str | None:
     ckpts = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    # A checkpoint counts only once the trainer wrote its state file (written after the weights).
-    complete = [p for p in ckpts if (p / "trainer_state.json").exists()]
+    # A checkpoint counts only once the trainer wrote its state file (written after the weights), whole: a run
+    # killed (or out of disk) while writing it leaves a torn file, and that checkpoint is skipped.
+    complete = [p for p in ckpts if _whole_state(p / "trainer_state.json")]
     return str(complete[-1]) if complete else None
+
+
+def _whole_state(path: Path) -> bool:
+    try:
+        return "global_step" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def common_args(cfg: Config, run_dir: Path, precision: str) -> dict[str, Any]:
@@ -166,11 +176,26 @@ def save_trained(trainer, tok, run_dir: Path, method: str, kind: str | None = No
         return kind
     out_dir, tmp = run_dir / kind, run_dir / f".{kind}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    (model if model is not None else trainer.model).save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
+    try:
+        (model if model is not None else trainer.model).save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno != errno.ENOSPC or isinstance(exc, TunesmithError):
+            raise
+        from tunesmith.data.io import disk_full
+
+        raise disk_full(out_dir, f"while writing the {kind}", "the checkpoints are kept (a re-run resumes from "
+                        "the newest)") from exc
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the artifact is final; resume state is not needed
+    # The artifact is final; resume state is not needed. Moved aside first (atomic), so a kill while deleting never
+    # leaves a half-deleted checkpoint behind for a re-run to resume from.
+    trash = run_dir / ".checkpoints.removing"
+    shutil.rmtree(trash, ignore_errors=True)
+    if (run_dir / "checkpoints").exists():
+        os.replace(run_dir / "checkpoints", trash)
+    shutil.rmtree(trash, ignore_errors=True)
     return kind
 
 
@@ -191,8 +216,22 @@ def make_trainer(trainer_cls, cfg: Config, run_dir: Path, label: str, **kwargs: 
 def run_training(trainer, run_dir: Path, budget) -> dict[str, Any]:
     """Train, resuming from the newest complete checkpoint; the facts every recipe reports."""
     resume = latest_checkpoint(run_dir)
+    if resume is not None and getattr(trainer, "_plain", lambda: False)():
+        from tunesmith.train import checkpoint as ckpt
+
+        ckpt.refuse_pickled_only(Path(resume))  # before transformers opens anything in it (weights come first)
     began = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=resume)
+    try:
+        out = trainer.train(resume_from_checkpoint=resume)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC or isinstance(exc, TunesmithError):
+            raise
+        from tunesmith.data.io import disk_full
+
+        last = latest_checkpoint(run_dir)  # a checkpoint torn by the full disk is skipped (see latest_checkpoint)
+        raise disk_full(exc.filename or run_dir / "checkpoints", "while training", (
+            f"the last complete checkpoint is {last} (a re-run resumes from it)" if last
+            else "no checkpoint was complete yet")) from exc
     wall = time.perf_counter() - began
     return {"steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_loss": out.training_loss,
             "wall_s": wall, "resumed_from": resume, "stopped_by_budget": budget.stopped,

@@ -57,14 +57,16 @@ def test_the_payload_is_live(tmp_path):
     assert (tmp_path / "control").exists()
 
 
-def test_pickled_weights_in_a_model_dir_never_run(tmp_path, tiny_model_dir):
+def test_pickled_weights_in_a_model_dir_never_run(tmp_path, tiny_model_dir, capsys):
     marker = tmp_path / "pwned"
-    # next to safetensors: ignored, the safetensors load
+    # next to safetensors: refused with a message, never opened; the safetensors load
     both = shutil.copytree(tiny_model_dir, tmp_path / "both")
     for name in ("pytorch_model.bin", "training_args.bin", "optimizer.pt", "rng_state.pth"):
         plant(both / name, marker)
     model = load_model(resolve_model(str(both)))
     assert model.num_parameters() > 0 and not marker.exists()
+    warned = capsys.readouterr().err
+    assert "pickled files refused, never opened" in warned and "pytorch_model.bin" in warned
     # instead of safetensors: refused, naming the file
     only = shutil.copytree(tiny_model_dir, tmp_path / "only")
     (only / "model.safetensors").unlink()

@@ -167,6 +167,9 @@ def _check_loadable_dir(path: Path) -> None:
         raise TunesmithError("Pickled weights refused", [Problem(
             str(path), f"only pickled weights ({', '.join(pickled)}); tunesmith loads safetensors only",
             "convert them with a trusted tool to safetensors first")])
+    if pickled:
+        _warn_once(f"pickles:{path}", f"{path}: pickled files refused, never opened ({', '.join(pickled)}); "
+                   "loading the safetensors only")
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")
@@ -200,17 +203,22 @@ def _from_hub(ref: str) -> Path:
             "builtin:smollm2-135m-instruct")]) from None
 
 
-_WARNED_REMOTE_CODE: set[str] = set()
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    """Print a warning on stderr once per `key` and process."""
+    import sys
+
+    if key not in _WARNED:
+        _WARNED.add(key)
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def _warn_remote_code(ref: str) -> None:
-    """Say once per model and process, on stderr, that the model's own code may run (the config turned it on)."""
-    import sys
-
-    if ref not in _WARNED_REMOTE_CODE:
-        _WARNED_REMOTE_CODE.add(ref)
-        print(f"warning: model.trust_remote_code is on: Python code shipped with {ref} may run while loading; "
-              "turn it off unless you trust its author", file=sys.stderr)
+    """Say once per model and process that the model's own code may run (the config turned it on)."""
+    _warn_once(f"remote:{ref}", f"model.trust_remote_code is on: Python code shipped with {ref} may run while "
+               "loading; turn it off unless you trust its author")
 
 
 def resolve_model(ref: str, trust_remote_code: bool = False) -> ModelRef:

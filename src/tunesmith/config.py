@@ -326,11 +326,21 @@ def _known_fields(path: tuple) -> list[str]:
     return list(model.model_fields)
 
 
+def _path_part(part: Any) -> str:
+    """One step of a YAML path as a person can read it: `[2]`, `train`, or a quoted key (`' '`, `'a.b'`)."""
+    if isinstance(part, int):
+        return f"[{part}]"
+    text = str(part)
+    if not text:  # `"": x` at the top: reported as the top level
+        return ""
+    return text if text.strip() == text and text.isprintable() and "." not in text else repr(text)
+
+
 def _problems_from(err: ValidationError, source: str) -> list[Problem]:
     problems = []
     for item in err.errors():
         loc = tuple(item["loc"])
-        dotted = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+        dotted = ".".join(_path_part(p) for p in loc).replace(".[", "[")
         hint = ""
         if item["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(loc[-1]), _known_fields(loc[:-1]), n=1)

@@ -222,6 +222,54 @@ def test_bad_requests_get_openai_errors_and_the_server_goes_on(base_url):
     assert ok.choices[0].message.content is not None
 
 
+ROUTE = {"type": "object", "properties": {"queue": {"enum": ["billing", "technical", "shipping"]},
+                                          "urgent": {"type": "boolean"}},
+         "required": ["queue", "urgent"], "additionalProperties": False}
+
+
+def test_a_json_schema_response_format_holds_even_a_random_model_to_the_schema(base_url):
+    import jsonschema
+
+    api = client(base_url)
+    schema_format = {"type": "json_schema", "json_schema": {"name": "route", "schema": ROUTE, "strict": True}}
+    free = api.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=60).choices[0]
+    assert not free.message.content.lstrip().startswith("{")  # the random model writes no JSON of its own
+    done = api.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=60,
+                                       response_format=schema_format).choices[0]
+    reply = json.loads(done.message.content)
+    jsonschema.validate(reply, ROUTE)
+    assert done.finish_reason == "stop" and reply["queue"] in ROUTE["properties"]["queue"]["enum"]
+    streamed = api.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=60, stream=True,
+                                           response_format=schema_format)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == done.message.content
+    assert api.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=60, response_format={
+        "type": "text"}).choices[0].message.content == free.message.content  # text: decoded freely, as before
+
+
+def test_a_json_object_response_format_gives_a_json_object(base_url):
+    api = client(base_url)
+    done = api.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=200,
+                                       response_format={"type": "json_object"}).choices[0]
+    assert done.message.content.startswith("{")
+    if done.finish_reason == "stop":  # a random model may still be writing its object at the limit
+        assert isinstance(json.loads(done.message.content), dict)
+
+
+def test_a_bad_response_format_is_a_400_naming_it(base_url):
+    url = base_url + "/v1/chat/completions"
+    for bad in ({"type": "xml"}, {"type": "json_schema"}, {"type": "json_schema", "json_schema": {
+            "name": "x", "schema": {"type": "no-such-type"}}}, {"type": "json_schema", "json_schema": {
+            "name": "x", "schema": {"$ref": "#/$defs/missing"}}}):
+        err = expect_error(request(url, {"model": "tiny", "messages": MESSAGES, "response_format": bad}), 400,
+                           "invalid_request_error", param="response_format")
+        assert "response_format" in err["message"]
+    with pytest.raises(openai.BadRequestError, match="response_format"):
+        client(base_url).chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8,
+                                                 response_format={"type": "yaml"})  # type: ignore[arg-type]
+    ok = client(base_url).chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8)
+    assert ok.choices[0].message.content is not None
+
+
 def test_generation_failure_is_a_short_500(base_url, served, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (pretend)")

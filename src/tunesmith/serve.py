@@ -6,7 +6,10 @@
 Endpoints: `GET /health`, `GET /v1/models`, `POST /v1/chat/completions` (JSON, or Server-Sent Events with
 `"stream": true`). The prompt is rendered exactly as tunesmith's eval renders it (`render_prompt`: the model's own
 chat template, tool calls as Hermes text where the template ignores tools), decoding is greedy unless a temperature
-is given, and generation stops at the end-of-turn token, at a `stop` string or at `max_tokens`. So a served model
+is given, and generation stops at the end-of-turn token, at a `stop` string or at `max_tokens`. OpenAI's
+`response_format` is honoured: `{"type": "json_object"}` and `{"type": "json_schema", "json_schema": {"schema": ...}}`
+hold the reply to any JSON object or to the schema (through `tunesmith.eval.decoding`, as eval's constrained
+decoding does; streamed too), and the reply ends when the JSON value closes. So a served model
 answers what `tunesmith eval` measured, and `tunesmith eval --endpoint` against this server measures the same thing.
 
 Errors have OpenAI's shape (`{"error": {"message", "type", "param", "code"}}`) and status codes, so clients raise
@@ -37,6 +40,8 @@ from tunesmith.models import ModelRef, check_adapter_dir, load_model, load_token
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from tunesmith.eval.decoding import Constraint
+
 log = logging.getLogger("tunesmith.serve")
 DEFAULT_MAX_TOKENS = 256
 _END = object()  # the generation thread's last word on its queue
@@ -66,6 +71,7 @@ class Sampling:
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    constraint: Constraint | None = None  # the reply must match it (`response_format`)
 
 
 @dataclass
@@ -121,6 +127,14 @@ class ServedModel:
         with self._tok_lock:
             return self.tok.decode(ids, skip_special_tokens=True)
 
+    def prepare(self, constraint: Constraint) -> None:
+        """Compile `constraint` for this model's tokenizer now (cached), so a schema it cannot take fails the
+        request before generation starts. Raises TunesmithError."""
+        from tunesmith.eval.decoding import compiled_grammar
+
+        with self._tok_lock:
+            compiled_grammar(self.tok, constraint)
+
     def budget(self, prompt_tokens: int, max_tokens: int | None) -> int:
         """The completion budget for a prompt: `max_tokens`, or when it is absent the default clipped to the room
         left. Raises a `context_length_exceeded` ServeError when the prompt (plus `max_tokens`) does not fit."""
@@ -161,6 +175,13 @@ class ServedModel:
                                         "top_p": sampling.top_p, "top_k": 0}  # OpenAI has no top-k
         else:
             decoding = {"do_sample": False}
+        if sampling.constraint is not None:  # n-grams blocked inside the grammar, not before it
+            from tunesmith.eval.decoding import logits_processor
+
+            no_repeat = getattr(self.model.generation_config, "no_repeat_ngram_size", None)
+            with self._tok_lock:
+                processor = logits_processor(self.tok, sampling.constraint, 1, no_repeat)
+            decoding.update(no_repeat_ngram_size=0, logits_processor=[processor])
         ids = torch.tensor([prompt_ids], device=self.device)
         with self._lock:
             if cancel.is_set():
@@ -334,6 +355,7 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None
 
     @field_validator("n")
     @classmethod
@@ -342,10 +364,27 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("only n=1 is supported (this server returns one choice)")
         return n
 
-    def sampling(self, max_tokens: int) -> Sampling:
+    def sampling(self, max_tokens: int, constraint: Constraint | None = None) -> Sampling:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return Sampling(max_tokens=max_tokens, temperature=self.temperature or 0.0,
-                        top_p=self.top_p if self.top_p is not None else 1.0, seed=self.seed, stop=stops)
+                        top_p=self.top_p if self.top_p is not None else 1.0, seed=self.seed, stop=stops,
+                        constraint=constraint)
+
+    def constraint(self) -> Constraint | None:
+        """`response_format` as a decoding constraint (None for text); a 400 naming `response_format` when it is
+        not one this server takes."""
+        from tunesmith.eval.decoding import constraint_from_response_format
+
+        try:
+            return constraint_from_response_format(self.response_format)
+        except TunesmithError as exc:
+            raise _format_error(exc) from None
+
+
+def _format_error(exc: TunesmithError) -> ServeError:
+    """A TunesmithError about `response_format` as OpenAI's 400 for that parameter."""
+    detail = "; ".join(f"{p.where}: {p.message}" if p.where else p.message for p in exc.problems)
+    return ServeError(400, f"Invalid response_format: {detail or exc.title}", param="response_format")
 
 
 def _validation_error(errors: list[dict]) -> ServeError:
@@ -447,8 +486,14 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
         except Exception as exc:  # noqa: BLE001 - a conversation the chat template refuses is the client's
             raise ServeError(400, f"The chat template cannot render these messages: {_short(exc)}",
                              param="messages") from None
+        constraint = body.constraint()
+        if constraint is not None:
+            try:
+                await anyio.to_thread.run_sync(served.prepare, constraint)
+            except TunesmithError as exc:
+                raise _format_error(exc) from None
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-        sampling = body.sampling(served.budget(len(prompt_ids), max_tokens))
+        sampling = body.sampling(served.budget(len(prompt_ids), max_tokens), constraint)
         reply_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if body.stream:
             usage = body.stream_options is not None and body.stream_options.include_usage

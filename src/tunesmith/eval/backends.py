@@ -11,6 +11,11 @@
     backend = TransformersBackend(resolve_model("builtin:smollm2-135m-instruct"), adapter="run/adapter")
     backend = EndpointBackend("http://127.0.0.1:8000/v1", model="my-model", api_key_env="OPENAI_API_KEY")
     outputs = backend.generate(cases, max_new_tokens=64)
+    outputs = backend.generate(cases, max_new_tokens=64, constraint=task_constraint("json", schema, replies, []))
+
+Every backend takes a `constraint` (`tunesmith.eval.decoding.Constraint`): transformers decodes through the
+constraint's logits processor, an endpoint gets the matching OpenAI `response_format`, llama.cpp a GBNF grammar,
+vLLM its structured-output parameters.
 
 Each backend has a `fingerprint` (what produced the outputs: model content, adapter content, precision; or URL and
 model name) and `prompt_key(case)` (exactly what it sends), which key the generation cache.
@@ -23,11 +28,15 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tunesmith.chat import render_prompt
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import EvalCase
 from tunesmith.models import ModelRef, check_adapter_dir, load_model, load_tokenizer, resolve_precision
+
+if TYPE_CHECKING:
+    from tunesmith.eval.decoding import Constraint
 
 
 @dataclass
@@ -76,14 +85,30 @@ class TransformersBackend:
         self.fingerprint = json.dumps({"model": model_ref.identity, "adapter": adapter_id,
                                        "precision": self.precision, "device": self.device})
 
+    @classmethod
+    def from_model(cls, model, tok, fingerprint: str, precision: str = "auto") -> TransformersBackend:
+        """A backend over a model already in memory (e.g. the one being trained, for its validation replies).
+        Left padding is set on a copy of the tokenizer, so the caller's stays as it was."""
+        import copy
+
+        self = cls.__new__(cls)
+        self.tok = copy.copy(tok)
+        self.tok.padding_side = "left"
+        self.model, self.precision = model, resolve_precision(precision)
+        self.device = next(model.parameters()).device.type
+        self.eot_id = self.tok.convert_tokens_to_ids(self.tok.eos_token)
+        self.fingerprint = fingerprint
+        return self
+
     def prompt_key(self, case: EvalCase) -> str:
         return render_prompt(self.tok, case.messages, case.tools)
 
     def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
                  label: str = "Generating", no_repeat_ngram_size: int | None = None,
-                 on_result=None) -> list[Generation]:
+                 on_result=None, constraint: Constraint | None = None) -> list[Generation]:
         """Greedy replies for every case, in case order; longest prompts first so batches pad little.
-        `on_result(i, generation)` is called as each batch finishes."""
+        `on_result(i, generation)` is called as each batch finishes. With `constraint`, every reply is held to it
+        (and n-grams are blocked inside the grammar, see `tunesmith.eval.decoding.logits_processor`)."""
         import torch
 
         prompts = [render_prompt(self.tok, c.messages, c.tools) for c in cases]
@@ -101,7 +126,7 @@ class TransformersBackend:
                                                             enabled=self.precision == "bf16"):
                     out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                               eos_token_id=self.eot_id, pad_token_id=self.tok.pad_token_id,
-                                              no_repeat_ngram_size=no_repeat_ngram_size or 0)
+                                              **self._decoding(len(idx), no_repeat_ngram_size, constraint))
                 wall = time.perf_counter() - began
                 new = out[:, enc["input_ids"].shape[1]:]
                 for row, i in enumerate(idx):
@@ -116,6 +141,16 @@ class TransformersBackend:
                 spent += wall
                 progress.update(task, advance=len(idx), rate=f"{made / spent:.0f} tok/s" if spent else "")
         return results  # type: ignore[return-value]
+
+    def _decoding(self, rows: int, no_repeat_ngram_size: int | None, constraint: Constraint | None) -> dict:
+        """`generate`'s n-gram blocking and, with a constraint, its logits processor (which then blocks n-grams
+        itself, within the grammar)."""
+        if constraint is None:
+            return {"no_repeat_ngram_size": no_repeat_ngram_size or 0}
+        from tunesmith.eval.decoding import logits_processor
+
+        return {"no_repeat_ngram_size": 0,
+                "logits_processor": [logits_processor(self.tok, constraint, rows, no_repeat_ngram_size)]}
 
 
 class EndpointBackend:
@@ -143,12 +178,14 @@ class EndpointBackend:
     def prompt_key(self, case: EvalCase) -> str:
         return json.dumps({"messages": case.messages, "tools": case.tools}, sort_keys=True, ensure_ascii=False)
 
-    def _one(self, case: EvalCase, max_new_tokens: int) -> Generation:
+    def _one(self, case: EvalCase, max_new_tokens: int, response_format: dict | None = None) -> Generation:
         import openai
 
         began = time.perf_counter()
         try:
-            extra = {"tools": case.tools} if case.tools else {}
+            extra: dict = {"tools": case.tools} if case.tools else {}
+            if response_format is not None:
+                extra["response_format"] = response_format
             resp = self.client.chat.completions.create(model=self.model, messages=_wire_messages(case.messages),
                                                        max_tokens=max_new_tokens, temperature=0.0, **extra)
         except openai.APIStatusError as exc:
@@ -178,17 +215,22 @@ class EndpointBackend:
 
     def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
                  label: str = "Generating", no_repeat_ngram_size: int | None = None,
-                 on_result=None) -> list[Generation]:
+                 on_result=None, constraint: Constraint | None = None) -> list[Generation]:
         """Every case, `concurrency` requests at a time, in case order. (`no_repeat_ngram_size` is a local
-        decoding option that OpenAI-compatible servers do not share; it is ignored here.)"""
+        decoding option that OpenAI-compatible servers do not share; it is ignored here.) A `constraint` is sent
+        as `response_format` (a label set has none: the endpoint decodes freely)."""
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
+        from tunesmith.eval.decoding import to_response_format
+
+        response_format = to_response_format(constraint)
         results: list[Generation | None] = [None] * len(cases)
         progress, task = _progress(label, len(cases))
         pool = ThreadPoolExecutor(self.concurrency)
         try:
             with progress:
-                futures = {pool.submit(self._one, case, max_new_tokens): i for i, case in enumerate(cases)}
+                futures = {pool.submit(self._one, case, max_new_tokens, response_format): i
+                           for i, case in enumerate(cases)}
                 for fut in as_completed(futures):
                     i = futures[fut]
                     results[i] = fut.result()
@@ -246,8 +288,10 @@ class VLLMBackend:
 
     def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
                  label: str = "Generating", no_repeat_ngram_size: int | None = None,
-                 on_result=None) -> list[Generation]:
-        params = self.vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+                 on_result=None, constraint: Constraint | None = None) -> list[Generation]:
+        """Greedy replies in case order; a `constraint` becomes vLLM's structured-output parameters."""
+        params = self.vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens,
+                                          **self._structured(constraint))
         began = time.perf_counter()
         outs = self.llm.generate([self.prompt_key(c) for c in cases], params, lora_request=self.lora)
         per_case = (time.perf_counter() - began) / max(1, len(cases))
@@ -259,6 +303,23 @@ class VLLMBackend:
             if on_result is not None:
                 on_result(i, gen)
         return results
+
+    def _structured(self, constraint: Constraint | None) -> dict:
+        """`SamplingParams` keywords for a constraint: `structured_outputs` (vLLM >= 0.10) or `guided_decoding`
+        (older releases), with a JSON Schema, any JSON, or a label choice."""
+        if constraint is None:
+            return {}
+        spec = ({"json": constraint.schema} if constraint.kind == "json_schema" else
+                {"json_object": True} if constraint.kind == "json_object" else {"choice": list(constraint.choices)})
+        params = getattr(self.vllm.sampling_params, "StructuredOutputsParams", None)
+        if params is not None:
+            return {"structured_outputs": params(**spec)}
+        guided = getattr(self.vllm.sampling_params, "GuidedDecodingParams", None)
+        if guided is not None:
+            return {"guided_decoding": guided(**spec)}
+        raise TunesmithError("This vLLM has no structured outputs", [Problem(
+            "backend vllm", f"vllm {getattr(self.vllm, '__version__', '?')} has neither StructuredOutputsParams "
+            "nor GuidedDecodingParams", "upgrade vllm, or set eval.decoding: free")])
 
 
 class LlamaCppBackend:
@@ -288,8 +349,10 @@ class LlamaCppBackend:
 
     def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
                  label: str = "Generating", no_repeat_ngram_size: int | None = None,
-                 on_result=None) -> list[Generation]:
+                 on_result=None, constraint: Constraint | None = None) -> list[Generation]:
+        """Greedy replies, one case at a time; a `constraint` becomes a llama.cpp grammar (`gbnf`)."""
         results: list[Generation] = []
+        extra = {"grammar": self._grammar(constraint)} if constraint is not None else {}
         progress, task = _progress(label, len(cases))
         with progress:
             for i, case in enumerate(cases):
@@ -297,7 +360,7 @@ class LlamaCppBackend:
                 try:
                     resp = self.llm.create_chat_completion(messages=_wire_messages(case.messages),
                                                            tools=case.tools or None, max_tokens=max_new_tokens,
-                                                           temperature=0.0, top_k=1)
+                                                           temperature=0.0, top_k=1, **extra)
                     choice = resp["choices"][0]
                     gen = Generation(choice["message"].get("content") or "", resp["usage"]["completion_tokens"],
                                      choice["finish_reason"] == "length", time.perf_counter() - began)
@@ -309,3 +372,14 @@ class LlamaCppBackend:
                     on_result(i, gen)
                 progress.advance(task)
         return results
+
+    def _grammar(self, constraint: Constraint):
+        """The constraint as a `LlamaGrammar` (parsed once per constraint)."""
+        import llama_cpp
+
+        from tunesmith.eval.decoding import gbnf
+
+        cache = self.__dict__.setdefault("_grammars", {})
+        if constraint.key() not in cache:
+            cache[constraint.key()] = llama_cpp.LlamaGrammar.from_string(gbnf(constraint), verbose=False)
+        return cache[constraint.key()]

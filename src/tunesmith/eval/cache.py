@@ -5,7 +5,9 @@
 
 A key is the hash of the backend's fingerprint (model identity, adapter content, precision and device, or an
 endpoint's URL and model name), the decoding settings, and the exact prompt the backend sends (the rendered chat
-template for local models, so a template change is a miss). Only greedy, successful generations are stored.
+template for local models, so a template change is a miss). A constrained decoding's settings hold its
+`Constraint` (`{"constraint": constraint, ...}`), which enters the key as `constraint.key()`; settings without one
+key exactly as they always did. Only greedy, successful generations are stored.
 SQLite makes each write atomic: a process killed mid-evaluation keeps what it had generated, and the next run
 generates only the rest.
 """
@@ -52,6 +54,8 @@ class GenerationCache:
 
 
 def cache_key(fingerprint: str, decoding: dict[str, Any], prompt: str) -> str:
+    if decoding.get("constraint") is not None:
+        decoding = {**decoding, "constraint": decoding["constraint"].key()}
     blob = json.dumps([fingerprint, decoding, prompt], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -62,10 +66,13 @@ def generate_cached(backend, cases: list, decoding: dict[str, Any], cache: Gener
     the new ones (those that did not fail) as each batch finishes."""
     from tunesmith.eval.backends import Generation
 
+    constraint = decoding.get("constraint")
+
     def run(todo: list, on_result=None) -> list:
+        extra = {"constraint": constraint} if constraint is not None else {}  # test doubles may take no constraint
         return backend.generate(todo, max_new_tokens=decoding["max_new_tokens"], batch_size=batch_size,
                                 label=label, no_repeat_ngram_size=decoding.get("no_repeat_ngram_size"),
-                                on_result=on_result)
+                                on_result=on_result, **extra)
 
     if cache is None:
         return run(cases)

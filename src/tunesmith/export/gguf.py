@@ -1,6 +1,7 @@
 """GGUF files for llama.cpp, Ollama and transformers' `gguf_file=`, written with the `gguf` package.
 
     paths = write_gguf(merged_dir, out_dir, ["f16", "q8_0", "q4_0"])   # {"f16": out_dir/"model-f16.gguf", ...}
+    files = constraint_files(constraint)   # {"grammar.gbnf": ..., "schema.json": ...}, shipped beside the files
 
 The model is a merged (or fully trained) safetensors directory of the llama family (Llama, SmolLM, TinyLlama and
 others whose config says `model_type: llama`). Tensors follow llama.cpp's names and its rotary layout for the query
@@ -15,11 +16,25 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tunesmith.errors import Problem, TunesmithError
 
+if TYPE_CHECKING:
+    from tunesmith.eval.decoding import Constraint
+
 TYPES = {"f16": "F16", "q8_0": "Q8_0", "q4_0": "Q4_0"}  # our name -> GGMLQuantizationType
 SUPPORTED = {"llama": "LLAMA"}  # config.model_type -> gguf.MODEL_ARCH
+
+
+def constraint_files(constraint: Constraint) -> dict[str, str]:
+    """What ships beside GGUF files decoded under a `Constraint`: `grammar.gbnf` (llama.cpp's `--grammar-file`,
+    llama-cpp-python's `LlamaGrammar`) and `schema.json` (the JSON Schema; `{"type": "object"}` for any JSON
+    object; the label list for a label set)."""
+    from tunesmith.eval.decoding import gbnf
+
+    schema: Any = list(constraint.choices) if constraint.kind == "choice" else constraint.schema or {"type": "object"}
+    return {"grammar.gbnf": gbnf(constraint), "schema.json": json.dumps(schema, indent=2, ensure_ascii=False) + "\n"}
 
 
 def check_exportable(model_dir: Path, types: list[str]) -> None:

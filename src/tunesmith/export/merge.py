@@ -8,6 +8,10 @@ config whose EOS is the end-of-turn token, so transformers and vLLM load it as i
 from it. Everything is built in a staging directory first and moved into place only when every format succeeded,
 so a failure (a full disk included) leaves no partial export behind; `manifest.json` (sizes, hashes, what it was
 exported from) is written last.
+
+With the `constraint` the evaluation decoded under (`export_artifacts(..., constraint=c)`), the `gguf` and `ollama`
+folders also hold `grammar.gbnf` (llama.cpp's `--grammar-file`) and `schema.json` (the JSON Schema, or the label
+list), and `ollama/README.md` shows how to get the same constrained replies from Ollama and from llama.cpp.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import errno
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunesmith.data.io import atomic_write_json, file_sha256
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.models import ModelRef, check_adapter_dir, load_model, load_tokenizer
+
+if TYPE_CHECKING:
+    from tunesmith.eval.decoding import Constraint
 
 FORMATS = ("adapter", "merged", "gguf", "ollama")
 
@@ -28,10 +35,12 @@ FORMATS = ("adapter", "merged", "gguf", "ollama")
 def export_artifacts(model_ref: ModelRef, adapter: Path | None, formats: list[str], out_dir: Path,
                      no_repeat_ngram_size: int | None = None, gguf_types: list[str] | None = None,
                      ollama_type: str = "q8_0", system: str | None = None,
-                     num_ctx: int | None = None) -> dict[str, Any]:
+                     num_ctx: int | None = None, constraint: Constraint | None = None) -> dict[str, Any]:
     """Export each requested format into `out_dir/<format>/`; write and return the manifest. With no adapter (a
-    full fine-tuning run), `model_ref` is the trained model and `merged` is it with its stop tokens."""
-    from tunesmith.export.gguf import check_exportable
+    full fine-tuning run), `model_ref` is the trained model and `merged` is it with its stop tokens. With a
+    `constraint`, the GGUF and Ollama folders get its grammar and schema (listed under `constraint` in the
+    manifest)."""
+    from tunesmith.export.gguf import check_exportable, constraint_files
 
     gguf_types = list(gguf_types or ["f16", "q8_0"])
     unknown = [f for f in formats if f not in FORMATS]
@@ -47,6 +56,8 @@ def export_artifacts(model_ref: ModelRef, adapter: Path | None, formats: list[st
             str(adapter), "no adapter_config.json there", "re-run `tunesmith train`; the run may have been cleaned")])
     if {"gguf", "ollama"} & set(formats):
         check_exportable(Path(model_ref.path), gguf_types + [ollama_type])
+    # the grammar before any slow work: a schema with no GBNF form fails here, not after the merge
+    shipped = constraint_files(constraint) if constraint is not None and {"gguf", "ollama"} & set(formats) else {}
 
     staging = out_dir / ".export-staging"
     shutil.rmtree(staging, ignore_errors=True)
@@ -62,8 +73,9 @@ def export_artifacts(model_ref: ModelRef, adapter: Path | None, formats: list[st
             types = gguf_types if "gguf" in formats else []
             types = types + ([ollama_type] if "ollama" in formats and ollama_type not in types else [])
             written = write_gguf(staging / "merged", staging / "gguf", types, source_gguf(model_ref))
+            _write_files(staging / "gguf", shipped)
         if "ollama" in formats:
-            from tunesmith.export.ollama import modelfile
+            from tunesmith.export.ollama import constraint_readme, modelfile
 
             (staging / "ollama").mkdir()
             gguf_file = written[ollama_type]
@@ -73,6 +85,8 @@ def export_artifacts(model_ref: ModelRef, adapter: Path | None, formats: list[st
                 gguf_file.unlink()  # made for Ollama only
             tok = load_tokenizer(ModelRef(str(staging / "merged"), staging / "merged", "staging"))
             (staging / "ollama" / "Modelfile").write_text(modelfile(tok, target.name, system, num_ctx))
+            if constraint is not None:
+                _write_files(staging / "ollama", {**shipped, "README.md": constraint_readme(constraint, target.name)})
         made = {}
         for fmt in formats:
             made[fmt] = _describe(staging / fmt, out_dir / fmt)
@@ -91,6 +105,11 @@ def export_artifacts(model_ref: ModelRef, adapter: Path | None, formats: list[st
     shutil.rmtree(staging, ignore_errors=True)
     manifest = {"base": model_ref.ref, "base_identity": model_ref.identity,
                 "adapter": str(adapter) if adapter is not None else None, "exports": made}
+    if constraint is not None:
+        ours = {*shipped, "README.md"}
+        files = [str(out_dir / fmt / name) for fmt in ("gguf", "ollama") if fmt in made
+                 for name in made[fmt]["files"] if name in ours]
+        manifest["constraint"] = {**constraint.to_json(), "key": constraint.key(), "files": files}
     atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest
 
@@ -107,6 +126,11 @@ def _merge(model_ref: ModelRef, adapter: Path | None, target: Path, no_repeat_ng
         merged.generation_config.no_repeat_ngram_size = no_repeat_ngram_size
     merged.save_pretrained(target, safe_serialization=True)
     tok.save_pretrained(target)
+
+
+def _write_files(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -1,6 +1,7 @@
 """An Ollama Modelfile whose TEMPLATE reproduces the chat template the model was trained with.
 
     text = modelfile(tok, "model-q8_0.gguf", system="You route tickets.", num_ctx=1024)
+    readme = constraint_readme(constraint, "model-q8_0.gguf")   # constrained replies from Ollama and llama.cpp
 
 Ollama renders prompts with Go templates, not Jinja, so the template is rebuilt from what the model's own chat
 template renders: each role's text before and after its content (found by rendering marker contents), the
@@ -13,8 +14,12 @@ token; greedy decoding (`temperature 0`), as the evaluation measured.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tunesmith.errors import Problem, TunesmithError
+
+if TYPE_CHECKING:
+    from tunesmith.eval.decoding import Constraint
 
 _MARK = {"system": "SYSTEM\u2063MARK", "user": "USER\u2063MARK{}", "assistant": "ASSISTANT\u2063MARK{}"}
 
@@ -131,3 +136,35 @@ def modelfile(tok, gguf_name: str, system: str | None = None, num_ctx: int | Non
     if num_ctx:
         lines.append(f"PARAMETER num_ctx {num_ctx}")
     return "\n".join(lines) + "\n"
+
+
+def constraint_readme(constraint: Constraint, gguf_name: str) -> str:
+    """The README beside the Modelfile of a model evaluated under a `Constraint`: how to get the same constrained
+    replies from Ollama (`format` in the request: the schema, or `"json"`) and from llama.cpp (`grammar.gbnf`).
+    Ollama's API takes no grammar, so a label set is constrained through llama.cpp only."""
+    import json
+
+    what = {"json_schema": "valid against the JSON Schema in `schema.json`", "json_object": "a JSON object",
+            "choice": "exactly one of the labels in `schema.json`"}[constraint.kind]
+    lines = ["# Constrained replies", "",
+             f"tunesmith evaluated this model with every reply held to be {what}, ending when the reply is "
+             "complete. Ask for the same constraint when you run it, or its replies may differ from what the "
+             "evaluation measured.", "", "## Ollama", ""]
+    if constraint.kind == "choice":
+        lines += ["Ollama's API takes a JSON Schema or `\"json\"` as `format`, not a grammar, and a label is plain "
+                  "text, not JSON: use llama.cpp below for constrained labels.", ""]
+    else:
+        fmt = json.dumps(constraint.schema) if constraint.kind == "json_schema" else '"json"'
+        fmt = fmt.replace("'", "'\\''")  # inside the shell's single quotes
+        lines += ["```bash", "ollama create my-model -f Modelfile",
+                  "curl http://localhost:11434/api/chat -d '{\"model\": \"my-model\", \"stream\": false, "
+                  f"\"messages\": [{{\"role\": \"user\", \"content\": \"...\"}}], \"format\": {fmt}}}'",
+                  "```", "", "(In Python: `ollama.chat(model=\"my-model\", messages=[...], format=" +
+                  ("json.load(open(\"schema.json\"))" if constraint.kind == "json_schema" else "\"json\"") + ")`.)",
+                  ""]
+    lines += ["## llama.cpp", "", "```bash",
+              f"llama-cli -m {gguf_name} --grammar-file grammar.gbnf --temp 0 -cnv",
+              f"llama-server -m {gguf_name}   # then send the contents of grammar.gbnf as \"grammar\" in a request",
+              "```", "", "llama-cpp-python: `LlamaGrammar.from_file(\"grammar.gbnf\")` as `grammar=` of "
+              "`create_chat_completion`.", ""]
+    return "\n".join(lines)

@@ -54,7 +54,8 @@ def eval_rows() -> list[dict]:
 
 
 def metrics_rows(losses=None, evals=None) -> list[dict]:
-    losses = losses if losses is not None else [2.0 - 0.05 * s for s in range(1, 21)]
+    """A converged curve by default: it falls fast, then levels off (a straight fall to the end is underfitting)."""
+    losses = losses if losses is not None else [1.0 + 0.8 ** s for s in range(1, 21)]
     out = [{"step": s, "epoch": s / 20, "loss": x, "grad_norm": 0.5, "learning_rate": 2e-4}
            for s, x in enumerate(losses, start=1)]
     for s, x in (evals if evals is not None else {10: 1.6, 20: 1.5}).items():
@@ -86,7 +87,7 @@ TRAIN_SETTINGS = {"method": "lora", "objective": "sft", "lora_r": 16, "rslora": 
 
 
 def fake_project(root: Path, model_dir: Path, *, train=None, base=None, tuned=None, metrics=None, findings=None,
-                 settings=None, eval_loss: float = 1.5, with_check: bool = True) -> Path:
+                 settings=None, eval_loss: float = 1.5, with_check: bool = True, selection=None) -> Path:
     """A project whose `tunesmith run` happened: check, split, eval-base, train, eval-tuned and compare runs."""
     project = root / "proj"
     project.mkdir(parents=True)
@@ -106,7 +107,7 @@ def fake_project(root: Path, model_dir: Path, *, train=None, base=None, tuned=No
                                                                          "match_fields": [], "json_schema": None},
                "max_seq_len": 256}
     result = {"steps": 20, "train_loss": 1.4, "eval_loss": eval_loss, "trainable_params": 1000,
-              "data": {"examples": 20, "assistant_tokens": 600}}
+              "data": {"examples": 20, "assistant_tokens": 600}, **({"selection": selection} if selection else {})}
     train_dir = make_run(project, "train", {"split": key_of(split), "model": "dir:tiny", "schema": None,
                                             "general": {}}, section, result,
                          {"metrics.jsonl": jsonl(metrics if metrics is not None else metrics_rows())})
@@ -302,6 +303,80 @@ def test_eval_loss_rising(build):
     assert "fewer epochs" in f["remedy"]
 
 
+def test_loss_curve_reads_validation_metrics():
+    from tunesmith.diagnose.loss import check_loss, loss_curve
+
+    rows = metrics_rows() + [{"step": 10, "epoch": 0.5, "val_task_accuracy": 0.4, "val_loss": 0.5},
+                             {"step": 20, "epoch": 1.0, "val_task_accuracy": 0.6},
+                             {"step": 20, "epoch": 1.0, "val_loss": 0.45}]
+    curve = loss_curve(rows)
+    assert curve["val_steps"] == [10, 20]
+    assert curve["val"] == {"task_accuracy": [0.4, 0.6], "loss": [0.5, 0.45]}
+    assert curve["steps"] == list(range(1, 21)) and curve["eval_steps"] == [10, 20]
+    out, _ = check_loss(rows)
+    assert out["val_steps"] == [10, 20] and out["val"]["task_accuracy"] == [0.4, 0.6]
+
+
+def _underfitting(result: dict) -> dict:
+    found = by_code(result)
+    assert "loss_curve" not in found, "an underfit run must not be called healthy"
+    return found["underfitting"]
+
+
+def test_underfitting_validation_metric_still_improving(build):
+    rows = metrics_rows() + [{"step": s, "epoch": s / 20, "val_task_accuracy": v}
+                             for s, v in ((5, 0.2), (10, 0.35), (15, 0.41), (20, 0.55))]
+    f = _underfitting(diagnose(build(metrics=rows)))
+    ev = f["evidence"]["validation_still_improving"]
+    assert f["severity"] == "warning" and ev["metric"] == "task_accuracy"
+    assert (ev["from_step"], ev["from"], ev["last_step"], ev["last"]) == (15, 0.41, 20, 0.55)
+    assert "still improving" in f["title"] and "0.410" in f["title"] and "0.550" in f["title"]
+    assert "train.epochs" in f["remedy"] and "tunesmith tune PROJECT --budget 30m" in f["remedy"]
+    assert "learning rate" in f["remedy"]
+
+
+def test_underfitting_from_the_selection_curve(build):
+    selection = {"metric": "task_accuracy", "best_step": 40, "best_value": 0.5, "last_value": 0.5,
+                 "stopped_early": False, "curve": [[10, 0.1], [20, 0.2], [30, 0.3], [40, 0.5]]}
+    f = _underfitting(diagnose(build(selection=selection)))
+    assert f["evidence"]["validation_still_improving"]["last"] == 0.5
+
+    # Stopped early (the metric stopped improving), with the training loss still falling: not underfitting.
+    from tunesmith.diagnose.loss import check_loss
+
+    done = {**selection, "stopped_early": True, "curve": [[10, 0.1], [20, 0.5], [30, 0.45], [40, 0.44]]}
+    steep = metrics_rows([2.0 - 0.05 * s for s in range(1, 21)])
+    assert "underfitting" in {f["code"] for f in check_loss(steep, {"selection": {**done, "stopped_early": False,
+                                                                                   "curve": []}})[1]}
+    assert [f["code"] for f in check_loss(steep, {"selection": done})[1]] == ["loss_curve"]
+
+
+def test_underfitting_training_loss_still_falling_steeply(build):
+    losses = [2.0 - 0.05 * s for s in range(1, 21)]  # a straight fall to the very end
+    f = _underfitting(diagnose(build(metrics=metrics_rows(losses))))
+    ev = f["evidence"]["train_loss_still_falling"]
+    assert ev["before"] == pytest.approx(1.275) and ev["last"] == pytest.approx(1.075) and ev["drop"] > 0.10
+    assert "still falling steeply" in f["title"] and "1.275 -> 1.075" in f["title"]
+
+
+def test_underfitting_low_task_accuracy(build):
+    wrong = [{**r, "scores": {**r["scores"], "task_correct": r["id"] < "heldout-0002"}}
+             for r in (heldout(i) for i in range(10))]
+    tuned = wrong + [general(i) for i in range(10)] + [ood(i) for i in range(6)]
+    f = _underfitting(diagnose(build(tuned=tuned)))
+    assert f["evidence"]["low_task_accuracy"]["tuned_task_accuracy"] == pytest.approx(0.2)
+    assert "0.200" in f["title"]
+
+
+def test_no_underfitting_when_the_validation_metric_peaked_before_the_end(build):
+    """Still falling training loss with a validation metric that already turned: overfitting, not underfitting."""
+    losses = [2.0 - 0.05 * s for s in range(1, 21)]
+    rows = metrics_rows(losses) + [{"step": s, "epoch": s / 20, "val_task_accuracy": v}
+                                   for s, v in ((5, 0.5), (10, 0.7), (15, 0.65), (20, 0.6))]
+    found = by_code(diagnose(build(metrics=rows)))
+    assert "underfitting" not in found and found["loss_curve"]["severity"] == "ok"
+
+
 def test_rank_above_16(build):
     f = by_code(diagnose(build(settings={"lora_r": 64})))["lora_rank"]
     assert f["severity"] == "warning" and "rank 8 or 16" in f["remedy"].lower() and "rslora" in f["remedy"]
@@ -404,6 +479,9 @@ def test_end_to_end_tiny_project(tiny_project, tiny_tok):
     assert all(f["severity"] in ("ok", "warning", "error") for f in result["findings"])
     assert result["loss"]["steps"] == [1, 2, 3] and len(result["loss"]["train"]) == 3
     assert result["loss"]["eval"] and result["loss"]["eval_steps"] == [3]
+    # Three steps on a random tiny model: it learned nothing, and the diagnosis says so rather than "healthy".
+    under = by_code(result)["underfitting"]
+    assert under["evidence"]["low_task_accuracy"]["tuned_task_accuracy"] < 0.5 and "loss_curve" not in by_code(result)
     json.dumps(result, allow_nan=False)
 
     split = Path(result["runs"]["split"])

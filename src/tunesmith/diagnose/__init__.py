@@ -85,7 +85,7 @@ def diagnose_runs(cfg, split_dir: Path | None, base_dir: Path | None, tuned_dir:
                                 "checks on outputs are not measured", {"missing": missing},
                                 "Run `tunesmith run PROJECT`: it evaluates the base and the tuned model on the same "
                                 "cases, which memorization, forgetting, overconfidence and the stop token compare."))
-    curve, loss_findings = loss.check_loss(read_metrics(train_dir), train_result)
+    curve, loss_findings = loss.check_loss(read_metrics(train_dir), train_result, _task_accuracy(tuned_rows))
     rank = loss.check_rank(settings, train_result, loss.rank_peers(train_dir))
     if rank["severity"] != OK:
         curve["flags"].append({"code": "lora_rank", "severity": rank["severity"], "detail": rank["title"]})
@@ -98,6 +98,13 @@ def diagnose_runs(cfg, split_dir: Path | None, base_dir: Path | None, tuned_dir:
     if preview_error:
         out["masking_preview_error"] = preview_error
     return out
+
+
+def _task_accuracy(rows: list[dict], suite: str = "heldout") -> float | None:
+    """The share of `suite`'s cases with a task result that are right (None when none has one)."""
+    known = [r["scores"]["task_correct"] for r in rows
+             if r.get("suite") == suite and (r.get("scores") or {}).get("task_correct") is not None]
+    return sum(map(bool, known)) / len(known) if known else None
 
 
 def _train_records(split_dir: Path | None) -> list:

@@ -1,6 +1,7 @@
-"""The training loss curve (metrics.jsonl): NaN, spikes, a flat curve, held-out loss rising; and LoRA rank advice.
+"""The training curves (metrics.jsonl): NaN, spikes, a flat curve, held-out loss rising, underfitting; and LoRA rank
+advice.
 
-    curve, findings = check_loss(metrics_rows, train_result)
+    curve, findings = check_loss(metrics_rows, train_result, tuned_accuracy=0.23)
     check_rank(settings, train_result, rank_peers(train_dir))
 """
 
@@ -23,6 +24,11 @@ ZERO_GRAD = 1e-12  # a gradient norm at or below this is zero: nothing trains
 EVAL_RISE = 0.05  # the held-out loss ending 5% above its best is rising (overfitting)
 RANK_ENOUGH = 16  # the guide: "rank 8 or 16 is almost always enough"
 RANK_MIN_GAIN = 0.02  # a higher rank must lower the held-out loss by 2% over a rank-16 run to earn its cost
+UNDERFIT_MIN_POINTS = 10  # the training loss needs this many logged points to say it was still falling at the end
+UNDERFIT_STEEP = 0.10  # still falling: the last fifth's mean loss more than 10% below the fifth before it
+UNDERFIT_MIN_VAL_POINTS = 3  # the validation metric needs this many evaluations to say it was still improving
+LOW_ACCURACY = 0.5  # a tuned task accuracy below this, with a loss curve that moved, is underfitting too
+LOWER_IS_BETTER_VAL = {"loss", "token_limit_rate", "hallucination_rate"}  # validation metrics where lower is better
 
 NAN_REMEDY = ("Lower train.lr, use fp32 (train.precision: fp32), or look for an extreme example in the data; a re-run "
               "resumes from the last good checkpoint.")
@@ -32,16 +38,22 @@ FLAT_REMEDY = ("Check that the adapter is applied (trainable parameters above 0;
                "model's layer names) and raise train.lr; a curve that does not fall learns nothing.")
 EVAL_REMEDY = ("Overfitting: train fewer epochs (one is almost always enough for LoRA) or stop earlier "
                "(train.max_steps), lower the learning rate, and add varied data.")
+UNDERFIT_REMEDY = ("Underfitting: train longer — more epochs (train.epochs, e.g. 3-5 on a few hundred examples, or "
+                   "`auto`) or a higher learning rate (train.lr); or let the budgeted search find the recipe on the "
+                   "validation set: `tunesmith tune PROJECT --budget 30m`.")
 RANK_REMEDY = ("Rank 8 or 16 is almost always enough; rank 64 or 128 rarely helps and burns GPU time. Train with "
                "train.lora_r=16 (or 8) and keep it unless it is clearly worse; if quality is insufficient, the problem "
                "is usually the data, not the rank.")
 
 
 def loss_curve(rows: list[dict]) -> dict[str, Any]:
-    """The logged points of metrics.jsonl: training loss, learning rate and gradient norm per step, and the held-out
-    loss per step (the last log of a step wins). Values stay raw floats here (NaN included)."""
+    """The logged points of metrics.jsonl: training loss, learning rate and gradient norm per step, the held-out
+    loss per step, and the validation metrics (`val_<metric>` keys) per step as `val_steps` and
+    `val: {metric: [value per val step]}` (NaN where a step did not log that metric). The last log of a step wins;
+    values stay raw floats here (NaN included)."""
     train: dict[int, dict] = {}
     held: dict[int, float] = {}
+    val: dict[int, dict[str, float]] = {}
     for r in rows:
         step = r.get("step")
         if not isinstance(step, int):
@@ -50,11 +62,16 @@ def loss_curve(rows: list[dict]) -> dict[str, Any]:
             train[step] = r
         if "eval_loss" in r:
             held[step] = _float(r["eval_loss"])
+        logged = {k[4:]: _float(v) for k, v in r.items() if k.startswith("val_")}
+        if logged:
+            val.setdefault(step, {}).update(logged)
     steps = sorted(train)
+    names = list(dict.fromkeys(k for s in sorted(val) for k in val[s]))
     return {"steps": steps, "train": [_float(train[s]["loss"]) for s in steps],
             "learning_rate": [_float(train[s].get("learning_rate")) for s in steps],
             "grad_norm": [_float(train[s].get("grad_norm")) for s in steps],
-            "eval_steps": sorted(held), "eval": [held[s] for s in sorted(held)]}
+            "eval_steps": sorted(held), "eval": [held[s] for s in sorted(held)],
+            "val_steps": sorted(val), "val": {k: [val[s].get(k, math.nan) for s in sorted(val)] for k in names}}
 
 
 def _float(value: Any) -> float:
@@ -132,17 +149,118 @@ def eval_rising_flag(curve: dict) -> dict | None:
                       + (" while the training loss kept falling" if falling else "")}
 
 
+def validation_points(curve: dict, selection: dict | None) -> tuple[str | None, list[tuple[int, float]]]:
+    """(metric, [(step, value)]) of the validation metric that chose the checkpoint: the train result's
+    `selection` curve when there is one, else the `val_<metric>` logs (the selection's metric, else
+    task_accuracy, else the first metric logged that is not the loss)."""
+    if selection and selection.get("curve"):
+        points = [(int(p[0]), _float(p[1])) for p in selection["curve"] if isinstance(p, (list, tuple)) and len(p) == 2]
+        return selection.get("metric"), [(s, x) for s, x in points if math.isfinite(x)]
+    logged = curve.get("val") or {}
+    wanted = (selection or {}).get("metric")
+    metric = wanted if wanted in logged else "task_accuracy" if "task_accuracy" in logged else \
+        next((k for k in logged if k != "loss"), None)
+    if metric is None:
+        return None, []
+    return metric, [(s, x) for s, x in zip(curve["val_steps"], logged[metric]) if math.isfinite(x)]
+
+
+def still_improving(metric: str | None, points: list[tuple[int, float]]) -> dict | None:
+    """The validation metric's best is its last evaluation and it rose (fell, for a loss) over the last third of
+    the curve: training stopped while it was still learning."""
+    if metric is None or len(points) < UNDERFIT_MIN_VAL_POINTS:
+        return None
+    sign = -1 if metric in LOWER_IS_BETTER_VAL else 1
+    values = [sign * x for _, x in points]
+    start = len(points) - 1 - max(1, len(points) // 3)
+    if values[-1] < max(values) or not values[-1] > values[start]:
+        return None
+    return {"metric": metric, "from_step": points[start][0], "from": points[start][1], "last_step": points[-1][0],
+            "last": points[-1][1], "evaluations": len(points)}
+
+
+def peaked_early(metric: str | None, points: list[tuple[int, float]], selection: dict | None) -> bool:
+    """The validation metric (or the stopping rule) says the best point was before the end: more training would
+    overfit, not help."""
+    if (selection or {}).get("stopped_early"):
+        return True
+    if metric is None or len(points) < UNDERFIT_MIN_VAL_POINTS:
+        return False
+    sign = -1 if metric in LOWER_IS_BETTER_VAL else 1
+    values = [sign * x for _, x in points]
+    return values[-1] < max(values)
+
+
+def steep_end(curve: dict) -> dict | None:
+    """The training loss still falling steeply when training ended: its last fifth is more than 10% below the
+    fifth before it."""
+    points = [x for x, lr in zip(curve["train"], curve["learning_rate"]) if math.isfinite(x) and lr != 0.0]
+    if len(points) < UNDERFIT_MIN_POINTS:
+        return None
+    k = len(points) // 5
+    before = sum(points[-2 * k:-k]) / k
+    last = sum(points[-k:]) / k
+    drop = (before - last) / before if before > 0 else 0.0
+    if drop <= UNDERFIT_STEEP:
+        return None
+    return {"before": before, "last": last, "drop": drop, "points": k}
+
+
+def underfit_flag(curve: dict, selection: dict | None, tuned_accuracy: float | None,
+                  other: list[dict]) -> dict | None:
+    """Training stopped before the model learned the task: the validation metric still improving at the last
+    evaluation, the training loss still falling steeply at the end, or a low tuned task accuracy while the loss
+    curve moved. Not raised when the run diverged, the curve is flat (its own finding), or the held-out loss or the
+    validation metric already turned (overfitting, where more training hurts)."""
+    codes = {f["code"] for f in other}
+    if codes & {"loss_nan", "loss_flat"}:
+        return None
+    metric, points = validation_points(curve, selection)
+    overfit = "eval_loss_rising" in codes or peaked_early(metric, points, selection)
+    signs: dict[str, Any] = {}
+    rising = still_improving(metric, points)
+    if rising:
+        signs["validation_still_improving"] = rising
+    steep = None if overfit else steep_end(curve)
+    if steep:
+        signs["train_loss_still_falling"] = steep
+    moved = len([x for x in curve["train"] if math.isfinite(x)]) >= 2  # a curve, and not flat (checked above)
+    if tuned_accuracy is not None and tuned_accuracy < LOW_ACCURACY and moved and not overfit:
+        signs["low_task_accuracy"] = {"tuned_task_accuracy": tuned_accuracy, "below": LOW_ACCURACY}
+    if not signs:
+        return None
+    return {"code": "underfitting", "severity": WARNING, "steps": curve["steps"][-1:],
+            **signs, "detail": "; ".join(_underfit_detail(k, v) for k, v in signs.items())}
+
+
+def _underfit_detail(kind: str, v: dict) -> str:
+    if kind == "validation_still_improving":
+        return (f"the validation {v['metric']} was still improving at the last evaluation ({v['from']:.3f} at step "
+                f"{v['from_step']} -> {v['last']:.3f} at step {v['last_step']}, its best)")
+    if kind == "train_loss_still_falling":
+        return (f"the training loss was still falling steeply at the end ({v['before']:.3f} -> {v['last']:.3f}, "
+                f"{v['drop']:.0%} lower over its last fifth)")
+    return f"the tuned task accuracy is {v['tuned_task_accuracy']:.3f}, below {v['below']:.1f}, while the loss moved"
+
+
 FLAG_TITLES = {"loss_nan": ("Training diverged (NaN loss)", NAN_REMEDY),
                "loss_spike": ("Loss spikes", SPIKE_REMEDY),
                "loss_flat": ("Flat loss curve: adapter not applied or learning rate too low", FLAT_REMEDY),
-               "eval_loss_rising": ("Held-out loss rising: overfitting", EVAL_REMEDY)}
+               "eval_loss_rising": ("Held-out loss rising: overfitting", EVAL_REMEDY),
+               "underfitting": ("Underfitting", UNDERFIT_REMEDY)}
 
 
-def check_loss(rows: list[dict], train_result: dict | None = None) -> tuple[dict[str, Any], list[dict]]:
-    """(the curve for reports, JSON-safe; findings): one finding per flag, or one `loss_curve` ok finding."""
+def check_loss(rows: list[dict], train_result: dict | None = None,
+               tuned_accuracy: float | None = None) -> tuple[dict[str, Any], list[dict]]:
+    """(the curve for reports, JSON-safe; findings): one finding per flag, or one `loss_curve` ok finding.
+    `train_result["selection"]` (the validation metric's curve) and `tuned_accuracy` (the tuned model's held-out
+    task accuracy) feed the underfitting check."""
     curve = loss_curve(rows)
     flags = [f for f in (nan_flag(curve), spike_flag(curve), flat_flag(curve), eval_rising_flag(curve)) if f]
     result = train_result or {}
+    selection = result.get("selection") if isinstance(result.get("selection"), dict) else None
+    underfit = underfit_flag(curve, selection, tuned_accuracy, flags)
+    flags += [underfit] if underfit else []
     facts = {k: result.get(k) for k in ("train_loss", "eval_loss", "trainable_params") if k in result}
     if "steps" in result:
         facts["total_steps"] = result["steps"]  # a flag's own `steps` are the steps it found
@@ -163,6 +281,7 @@ def check_loss(rows: list[dict], train_result: dict | None = None) -> tuple[dict
            "learning_rate": [finite(x) for x in curve["learning_rate"]],
            "grad_norm": [finite(x) for x in curve["grad_norm"]],
            "eval_steps": curve["eval_steps"], "eval": [finite(x) for x in curve["eval"]],
+           "val_steps": curve["val_steps"], "val": {k: [finite(x) for x in v] for k, v in curve["val"].items()},
            "flags": [_json_safe(f) for f in flags]}
     return out, findings
 

@@ -114,7 +114,7 @@ def check_memorization(train_replies: list[tuple[str, str]], base_rows: list[dic
 def _tailored(remedy: str, settings: dict[str, Any], duplicates: dict[str, int] | None) -> str:
     notes = []
     epochs = settings.get("epochs")
-    if epochs is not None and epochs > 1:
+    if isinstance(epochs, (int, float)) and epochs > 1:
         notes.append(f"train.epochs is {epochs:g}: try 1")
     if duplicates and sum(duplicates.values()):
         notes.append("the data check found " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in

@@ -1,11 +1,13 @@
 """Paired comparison of two evaluations of the same cases, and the gates.
 
     summary = compare(base_rows, tuned_rows, cfg)   # rows as written to results.jsonl
+    against = compare_to_baselines(tuned_rows, {"classifier": clf_rows}, cfg)   # the cheap alternatives
 
 For every suite, every tag slice of a suite (`heldout#edge_case`, at least 5 cases) and every pass/fail metric:
 base rate, tuned rate, delta with a paired bootstrap interval, McNemar's exact p-value, and a verdict (better /
-worse / no significant difference). The gates (`eval.gate` and `eval.gates`) turn verdicts into pass or fail
-(and `tunesmith run` and `tunesmith eval compare` into an exit code).
+worse / no significant difference). The gates (`eval.gate` and `eval.gates`) turn verdicts, and the gate's
+absolute target (`min_value`), into pass or fail (and `tunesmith run` and `tunesmith eval compare` into an exit
+code); `tunesmith.eval.verdict.ship_verdict` weighs them against the cheap alternatives.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def _metric_order(metric: str) -> tuple[int, str]:
 
 def gate(rows: list[dict], g: GateConfig) -> dict[str, Any]:
     """Pass when the tuned model beats the base on the gate metric by more than min_delta (significantly when
-    required). Lower-is-better metrics count a drop as the improvement."""
+    required) and its value reaches `min_value` when one is set. Lower-is-better metrics count a drop as the
+    improvement (and `min_value` as a ceiling)."""
     suite, _, metric = g.metric.rpartition(".")
     suite = suite or "heldout"
     row = next((r for r in rows if r["suite"] == suite and r["metric"] == metric), None)
@@ -96,9 +99,38 @@ def gate(rows: list[dict], g: GateConfig) -> dict[str, Any]:
         if fmt is None or fmt["tuned"] < g.min_format_validity:
             got = "unmeasured" if fmt is None else f"{fmt['tuned']:.3f}"
             reasons.append(f"tuned format validity {got} is below {g.min_format_validity:.3f}")
-    return {"passed": not reasons, "metric": f"{suite}.{metric}", "delta": row["delta"],
-            "ci_low": row["ci_low"], "ci_high": row["ci_high"],
-            "reason": "; ".join(reasons) or ("tuned beats base" if g.min_delta >= 0 else "within the allowed drop")}
+    target = target_problem(row["tuned"], metric, g.min_value)
+    if target:
+        reasons.append(target)
+    passed = "tuned beats base" if g.min_delta >= 0 else "within the allowed drop"
+    if g.min_value is not None:
+        passed += f" and reaches the target {g.min_value:.3f}"
+    out = {"passed": not reasons, "metric": f"{suite}.{metric}", "delta": row["delta"],
+           "ci_low": row["ci_low"], "ci_high": row["ci_high"], "reason": "; ".join(reasons) or passed}
+    if g.min_value is not None:
+        out.update(tuned=row["tuned"], min_value=g.min_value)
+    return out
+
+
+def target_problem(value: float, metric: str, target: float | None) -> str | None:
+    """Why `value` misses the absolute target (a floor, or a ceiling for lower-is-better metrics); None when it
+    reaches it or there is none."""
+    if target is None:
+        return None
+    if metric in LOWER_IS_BETTER:
+        return f"tuned {value:.3f} is above the ceiling {target:.3f}" if value > target else None
+    return f"tuned {value:.3f} is below the target {target:.3f}" if value < target else None
+
+
+def compare_to_baselines(tuned_rows: list[dict], baseline_rows: dict[str, list[dict]], cfg: Config,
+                         info: dict[str, dict] | None = None) -> dict[str, dict[str, Any]]:
+    """The tuned model against each cheap alternative on the same cases: `compare` with the alternative as the
+    "base" side (so `delta` is tuned minus alternative and `verdict` is the tuned model's), keyed by the
+    alternative's name. `info[name]` (e.g. `{"train_s": 4.2}`) is kept in its entry for the verdict to quote."""
+    out = {}
+    for name, rows in baseline_rows.items():
+        out[name] = {"name": name, **(info or {}).get(name, {}), **compare(rows, tuned_rows, cfg)}
+    return out
 
 
 def print_comparison(rows: list[dict], confidence: float, title: str, console, names=("base", "tuned")) -> None:

@@ -4,6 +4,7 @@
     check_report(dirs.get("check"))               # the check run's report.json (findings, counts, stats)
     train_log(dirs.get("train"))                  # the trainer's metrics.jsonl rows
     changed_cases(dirs.get("eval-base"), dirs.get("eval-tuned"))
+    label_view(dirs)                              # a label task's most confused labels and its still-wrong cases
 
 Every reader returns None (or an empty list) when its file is missing or unreadable: a report of a partial or
 moved project still renders, with "not measured" where a part is missing.
@@ -128,3 +129,54 @@ def load_json_arg(path: Path, what: str) -> dict:
         raise TunesmithError(f"Cannot read the {what}", [Problem(str(path), "missing, or not a JSON object",
                                                                  f"give the {what} as a JSON file")])
     return data
+
+
+def read_yaml(path: Path | None) -> dict:
+    """A YAML mapping (a run's config.yaml); {} when missing or unreadable."""
+    import yaml
+
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def train_replies(split_dir: Path | None) -> list[str]:
+    """The final assistant reply of every training record of a split run (train.jsonl)."""
+    replies = []
+    for row in read_rows(split_dir / "train.jsonl") if split_dir else []:
+        turns = [m for m in row.get("messages") or [] if isinstance(m, dict) and m.get("role") == "assistant"]
+        if turns and isinstance(turns[-1].get("content"), str):
+            replies.append(turns[-1]["content"])
+    return replies
+
+
+def label_view(dirs: dict[str, Path], limit: int = 5, top: int = 10) -> dict[str, Any] | None:
+    """For a label task (classification, or JSON with label-like fields as the classifier baseline sees them in
+    the training split): `{"task", "fields", "why", "confused": [{field, expected, predicted, count}],
+    "still_wrong": {suite, n, cases} | None}` from the tuned (and base) evaluation's results.jsonl; `fields` is
+    None and `why` says why when it is not a label task. None when there are no tuned results."""
+    from pydantic import ValidationError
+
+    from tunesmith.config import TaskConfig
+    from tunesmith.eval.baselines import label_fields, label_problem
+    from tunesmith.eval.confusion import confused_pairs, row_fields, still_wrong
+
+    tuned_dir, base_dir = dirs.get("eval-tuned"), dirs.get("eval-base")
+    tuned = read_rows(tuned_dir / "results.jsonl") if tuned_dir else []
+    if not tuned:
+        return None
+    try:
+        task = TaskConfig.model_validate(read_yaml(tuned_dir / "config.yaml").get("task") or {})
+    except ValidationError:
+        return None
+    replies = train_replies(dirs.get("split"))
+    fields = label_fields(task, replies) if replies else row_fields(tuned, task)
+    why = (label_problem(task, replies) if replies else None) or ("not a label task" if fields is None else None)
+    base = read_rows(base_dir / "results.jsonl") if base_dir else []
+    return {"task": task.type, "fields": fields, "why": why,
+            "confused": confused_pairs(tuned, task, top=top, fields=fields) if fields else [],
+            "still_wrong": still_wrong(base, tuned, limit) if fields and base else None}

@@ -1,0 +1,170 @@
+"""The ship verdict: the gates, the absolute target and the cheapest alternatives, weighed together.
+
+    cmp = compare(base_rows, tuned_rows, cfg)
+    against = compare_to_baselines(tuned_rows, {"classifier": clf_rows, "few_shot": shot_rows}, cfg,
+                                   info={"classifier": {"train_s": 4.8}})
+    verdict = ship_verdict(cmp, against, cfg)
+    verdict["headline"]   # "Do not ship: the TF-IDF classifier scores 0.780 vs the tuned model's 0.228 on ..."
+    verdict["instead"]    # "the TF-IDF classifier (0.780 vs 0.228 on heldout.task_accuracy, 5 seconds to train)"
+    print_verdict(verdict, Console())
+
+A tuned model ships only when every gate passes (beating the base, and the target `eval.gate.min_value` when set)
+and no alternative scores higher on the gate metric. A higher point estimate is enough to lose, significant or
+not: the alternative is far cheaper to train and to run, so the tuned model has to earn its cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunesmith.config import Config
+from tunesmith.eval.baselines import NAMES
+from tunesmith.eval.compare import LOWER_IS_BETTER
+
+TUNE_HINT = "train longer or search the recipe (`tunesmith tune PROJECT --budget 30m`), or add data"
+
+
+def ship_verdict(cmp: dict, baselines: dict[str, dict], cfg: Config) -> dict[str, Any]:
+    """`{"ship", "headline", "reasons", "instead", "alternatives"}` from `compare(base, tuned)` (`cmp`) and
+    `compare_to_baselines` (`baselines`). Each alternative: name, label, metric, value (the alternative's),
+    tuned, delta (tuned minus the alternative) with ci_low / ci_high, verdict (the tuned model's against it),
+    significant, beats_tuned, train_s."""
+    gates = cmp.get("gates") or [cmp["gate"]]
+    metric = gates[0]["metric"]
+    row = _row(cmp.get("metrics") or [], metric)
+    tuned = row["tuned"] if row else None
+    alternatives = [alternative(name, entry, metric, tuned) for name, entry in baselines.items()]
+    failed = [g for g in gates if not g.get("passed")]
+    beaten = sorted((a for a in alternatives if a["beats_tuned"]), key=lambda a: _rank(a["value"], metric))
+    reasons = [f"gate on {g['metric']}: {g.get('reason', '')}" for g in gates] + \
+        [_against(a, metric) for a in alternatives]
+    if not alternatives:
+        reasons.append("no cheaper alternative was measured (eval.baselines)")
+    ship = not failed and not beaten
+    target = cfg.eval.gate.min_value
+    return {"ship": ship, "headline": _headline(ship, failed, beaten, tuned, metric, target, alternatives),
+            "reasons": reasons, "instead": None if ship else instead(alternatives, row, metric, target),
+            "alternatives": alternatives}
+
+
+def _row(rows: list[dict], metric: str) -> dict | None:
+    suite, _, name = metric.rpartition(".")
+    return next((r for r in rows if r.get("suite") == suite and r.get("metric") == name), None)
+
+
+def _better(a: float, b: float, metric: str) -> bool:
+    """`a` is better than `b` on `metric` (lower for error rates)."""
+    return a < b if metric.rpartition(".")[2] in LOWER_IS_BETTER else a > b
+
+
+def _rank(value: float, metric: str) -> float:
+    """A sort key that puts the best value first."""
+    return value if metric.rpartition(".")[2] in LOWER_IS_BETTER else -value
+
+
+def alternative(name: str, entry: dict, metric: str, tuned: float | None) -> dict[str, Any]:
+    """One alternative's line: its value and the tuned model's on the gate metric, from their paired comparison."""
+    row = _row(entry.get("metrics") or [], metric)
+    out = {"name": name, "label": entry.get("label") or NAMES.get(name, name), "metric": metric,
+           "train_s": entry.get("train_s")}
+    if row is None:
+        return {**out, "value": None, "tuned": tuned, "delta": None, "ci_low": None, "ci_high": None,
+                "verdict": "not measured", "significant": False, "beats_tuned": False}
+    value = row["base"]  # the alternative stood in for the base
+    return {**out, "value": value, "tuned": row["tuned"], "delta": row["delta"], "ci_low": row["ci_low"],
+            "ci_high": row["ci_high"], "verdict": row["verdict"], "n": row.get("n"),
+            "significant": row["verdict"] != "no significant difference",
+            "beats_tuned": _better(value, row["tuned"], metric)}
+
+
+def _against(a: dict, metric: str) -> str:
+    """The reason line of one alternative."""
+    if a["value"] is None:
+        return f"{a['label']}: {metric} not measured on the same cases"
+    if a["beats_tuned"]:
+        how = ("significantly" if a["significant"] else "not significantly, but it is far cheaper to run")
+        return f"{a['label']} beats the tuned model on {metric}: {a['value']:.3f} vs {a['tuned']:.3f} ({how})"
+    if a["value"] == a["tuned"]:
+        return f"{a['label']} ties with the tuned model on {metric}: {a['value']:.3f}"
+    how = "significantly" if a["significant"] else "not significantly"
+    return f"the tuned model beats {a['label']} on {metric}: {a['tuned']:.3f} vs {a['value']:.3f} ({how})"
+
+
+def _headline(ship: bool, failed: list[dict], beaten: list[dict], tuned: float | None, metric: str,
+              target: float | None, alternatives: list[dict]) -> str:
+    """One line naming the deciding reason: an alternative that does the job better, else the failed gate."""
+    if ship:
+        measured = [a for a in alternatives if a["value"] is not None]
+        beats = [f"{a['label']} ({a['value']:.3f})" for a in measured if _better(tuned, a["value"], metric)]
+        ties = [f"{a['label']} ({a['value']:.3f})" for a in measured if a["value"] == tuned]
+        also = (f" and beats {' and '.join(beats)}" if beats else "") + \
+            (f"{',' if beats else ' and'} ties with {' and '.join(ties)}" if ties else "")
+        return f"Ship it: the tuned model scores {tuned:.3f} on {metric}, passes every gate{also}"
+    good_enough = [a for a in beaten if target is None or not _misses(a["value"], target, metric)]
+    if beaten and (good_enough or not failed):
+        best = (good_enough or beaten)[0]
+        return (f"Do not ship: {best['label']} scores {best['value']:.3f} vs the tuned model's "
+                f"{best['tuned']:.3f} on {metric}")
+    gate = failed[0]
+    parts = str(gate.get("reason") or "a gate fails").split("; ")
+    deciding = next((p for p in parts if "target" in p or "ceiling" in p), parts[0])  # the absolute target first
+    return f"Do not ship: {deciding} (gate on {gate['metric']})"
+
+
+def _misses(value: float, target: float, metric: str) -> bool:
+    """`value` falls short of the target (above it, for a lower-is-better metric)."""
+    return value > target if metric.rpartition(".")[2] in LOWER_IS_BETTER else value < target
+
+
+def instead(alternatives: list[dict], row: dict | None, metric: str, target: float | None) -> str:
+    """What would be shipped instead of a tuned model that does not ship: the best alternative that is at least
+    as good as the tuned model, better than the base and on target; else "nothing yet" and why."""
+    tuned = row["tuned"] if row else None
+    base = row["base"] if row else None
+    fit = [a for a in alternatives if a["value"] is not None
+           and (tuned is None or not _better(tuned, a["value"], metric))
+           and (base is None or _better(a["value"], base, metric))
+           and (target is None or not _misses(a["value"], target, metric))]
+    if fit:
+        best = min(fit, key=lambda a: _rank(a["value"], metric))
+        cost = (f", {_seconds(best['train_s'])} to train" if best.get("train_s") is not None
+                else ", no training" if best["name"] == "few_shot" else "")
+        versus = f" vs {tuned:.3f}" if tuned is not None else ""
+        return f"{best['label']} ({best['value']:.3f}{versus} on {metric}{cost})"
+    if target is not None:
+        scored = [(v, who) for v, who in [(tuned, "the tuned model")] + [(a["value"], a["label"]) for a in alternatives]
+                  if v is not None]
+        best_value, who = min(scored, key=lambda p: _rank(p[0], metric)) if scored else (None, "")
+        got = f" ({who}, {best_value:.3f})" if best_value is not None else ""
+        side = "above the ceiling" if metric.rpartition(".")[2] in LOWER_IS_BETTER else "below the target"
+        return f"nothing yet: the best{got} is {side} {target:.3f}; {TUNE_HINT}"
+    return f"nothing yet: no model or alternative beats the base on {metric}; {TUNE_HINT}"
+
+
+def _seconds(s: float) -> str:
+    if s < 1:
+        return "under a second"
+    if s < 90:
+        return f"{s:.0f} seconds"
+    return f"{s / 60:.0f} minutes"
+
+
+def print_verdict(verdict: dict, console) -> None:
+    """The verdict in the terminal: the headline, what ships instead, and the alternatives against the tuned
+    model (value, tuned, delta with its interval, the tuned model's verdict)."""
+    from rich.table import Table
+
+    color = "green" if verdict["ship"] else "red"
+    console.print(f"[bold {color}]{verdict['headline']}[/bold {color}]", highlight=False)
+    if verdict.get("instead"):
+        console.print(f"Instead: {verdict['instead']}", highlight=False)
+    alts = [a for a in verdict.get("alternatives") or [] if a.get("value") is not None]
+    if not alts:
+        return
+    table = Table(title="Cheaper alternatives on the same cases (delta = tuned minus the alternative)")
+    for col in ("alternative", "metric", "its value", "tuned", "delta", "CI", "tuned vs it"):
+        table.add_column(col, no_wrap=True)
+    for a in alts:
+        table.add_row(a["label"], a["metric"], f"{a['value']:.3f}", f"{a['tuned']:.3f}", f"{a['delta']:+.3f}",
+                      f"{a['ci_low']:+.3f} .. {a['ci_high']:+.3f}", a["verdict"])
+    console.print(table)

@@ -1,0 +1,130 @@
+"""The gate's absolute target and the ship verdict: gates, target and the cheap alternatives weighed together, on
+results rows written by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunesmith.config import Config, GateConfig
+from tunesmith.eval.compare import compare, compare_to_baselines, gate
+from tunesmith.eval.verdict import ship_verdict
+
+N = 250
+
+
+def rows(right: int, n: int = N, suite: str = "heldout", metric: str = "task_correct") -> list[dict]:
+    """`n` cases of which the first `right` pass."""
+    return [{"suite": suite, "id": str(i), "tags": [], "scores": {metric: i < right}, "latency_s": 0.1,
+             "new_tokens": 1, "output": "x", "behavior": "answer"} for i in range(n)]
+
+
+def config(min_value: float | None = None, metric: str = "task_accuracy") -> Config:
+    cfg = Config()
+    cfg.eval.bootstrap_samples = 200
+    cfg.eval.gate = GateConfig(metric=metric, min_value=min_value)
+    return cfg
+
+
+def verdict(base: int, tuned: int, alternatives: dict[str, int], cfg: Config, info=None) -> dict:
+    tuned_rows = rows(tuned)
+    cmp = compare(rows(base), tuned_rows, cfg)
+    against = compare_to_baselines(tuned_rows, {k: rows(v) for k, v in alternatives.items()}, cfg, info)
+    return ship_verdict(cmp, against, cfg)
+
+
+def test_gate_checks_the_absolute_target():
+    cfg = config(min_value=0.85)
+    out = compare(rows(0), rows(57), cfg)  # 0.000 -> 0.228: far better than the base, far below the target
+    assert out["gate"]["passed"] is False and out["gate"]["reason"] == "tuned 0.228 is below the target 0.850"
+    assert out["gate"]["tuned"] == pytest.approx(0.228) and out["gate"]["min_value"] == 0.85
+    assert compare(rows(0), rows(220), cfg)["gate"]["reason"] == "tuned beats base and reaches the target 0.850"
+    assert compare(rows(0), rows(57), config())["gate"]["passed"] is True  # no target: beating the base is enough
+
+
+def test_lower_is_better_target_is_a_ceiling():
+    g = GateConfig(metric="ood.hallucination_rate", min_value=0.1)
+    cmp_rows = [{"suite": "ood", "metric": "hallucination_rate", "n": 50, "base": 0.9, "tuned": 0.2, "delta": -0.7,
+                 "ci_low": -0.8, "ci_high": -0.6}]
+    out = gate(cmp_rows, g)
+    assert out["passed"] is False and out["reason"] == "tuned 0.200 is above the ceiling 0.100"
+    cmp_rows[0].update(tuned=0.08, delta=-0.82, ci_low=-0.9, ci_high=-0.7)
+    assert gate(cmp_rows, g)["passed"] is True
+
+
+def test_a_cheaper_alternative_that_scores_higher_is_shipped_instead():
+    out = verdict(0, 57, {"classifier": 195, "few_shot": 40}, config(), info={"classifier": {"train_s": 4.8}})
+    assert out["ship"] is False
+    assert out["headline"] == ("Do not ship: the TF-IDF classifier scores 0.780 vs the tuned model's 0.228 on "
+                               "heldout.task_accuracy")
+    assert out["instead"] == "the TF-IDF classifier (0.780 vs 0.228 on heldout.task_accuracy, 5 seconds to train)"
+    clf = next(a for a in out["alternatives"] if a["name"] == "classifier")
+    assert clf["value"] == pytest.approx(0.78) and clf["tuned"] == pytest.approx(0.228)
+    assert clf["delta"] == pytest.approx(-0.552) and clf["ci_high"] < 0 and clf["verdict"] == "worse"
+    assert clf["beats_tuned"] and clf["significant"] and clf["metric"] == "heldout.task_accuracy"
+    few = next(a for a in out["alternatives"] if a["name"] == "few_shot")
+    assert not few["beats_tuned"] and few["verdict"] == "better"
+    assert any("TF-IDF classifier beats the tuned model" in r and "significantly" in r for r in out["reasons"])
+    assert any(r.startswith("gate on heldout.task_accuracy: tuned beats base") for r in out["reasons"])
+
+
+def test_nothing_reaches_the_target():
+    out = verdict(0, 57, {"classifier": 195}, config(min_value=0.85))
+    assert out["ship"] is False
+    assert out["headline"] == ("Do not ship: tuned 0.228 is below the target 0.850 (gate on "
+                               "heldout.task_accuracy)")
+    assert out["instead"].startswith("nothing yet: the best (the TF-IDF classifier, 0.780) is below the target 0.850")
+    assert "tunesmith tune" in out["instead"]
+
+
+def test_ship_when_every_gate_passes_and_every_alternative_is_beaten():
+    out = verdict(0, 225, {"classifier": 195, "few_shot": 100}, config(min_value=0.85))
+    assert out["ship"] is True and out["instead"] is None
+    assert out["headline"].startswith("Ship it: the tuned model scores 0.900 on heldout.task_accuracy, passes "
+                                      "every gate and beats the TF-IDF classifier (0.780)")
+    assert all(a["verdict"] == "better" and not a["beats_tuned"] for a in out["alternatives"])
+
+
+def test_a_higher_alternative_wins_even_without_significance():
+    out = verdict(0, 200, {"classifier": 201}, config())
+    clf = out["alternatives"][0]
+    assert clf["verdict"] == "no significant difference" and not clf["significant"] and clf["beats_tuned"]
+    assert out["ship"] is False and "TF-IDF classifier scores 0.804 vs the tuned model's 0.800" in out["headline"]
+    assert any("not significantly, but it is far cheaper to run" in r for r in out["reasons"])
+    assert out["instead"].startswith("the TF-IDF classifier (0.804 vs 0.800")
+
+
+def test_a_tie_with_an_alternative_still_ships():
+    out = verdict(0, 200, {"classifier": 200}, config())
+    assert out["ship"] is True and "ties with the TF-IDF classifier (0.800)" in out["headline"]
+
+
+def test_no_alternative_measured():
+    out = verdict(0, 200, {}, config())
+    assert out["ship"] is True and out["alternatives"] == []
+    assert "no cheaper alternative was measured (eval.baselines)" in out["reasons"]
+    failed = verdict(100, 100, {}, config())
+    assert failed["ship"] is False and failed["headline"].startswith("Do not ship: improvement +0.000")
+    assert failed["instead"].startswith("nothing yet: no model or alternative beats the base")
+
+
+def test_an_alternative_without_the_gate_metric_is_not_measured():
+    cfg = config()
+    tuned_rows = rows(200)
+    cmp = compare(rows(0), tuned_rows, cfg)
+    against = compare_to_baselines(tuned_rows, {"few_shot": rows(10, suite="other")}, cfg)
+    out = ship_verdict(cmp, against, cfg)
+    assert out["ship"] is True and out["alternatives"][0]["verdict"] == "not measured"
+    assert out["alternatives"][0]["value"] is None
+
+
+def test_print_verdict():
+    from rich.console import Console
+
+    from tunesmith.eval.verdict import print_verdict
+
+    console = Console(record=True, width=200)
+    print_verdict(verdict(0, 57, {"classifier": 195}, config(), info={"classifier": {"train_s": 4.8}}), console)
+    text = console.export_text()
+    assert "Do not ship: the TF-IDF classifier scores 0.780" in text
+    assert "Instead: the TF-IDF classifier (0.780 vs 0.228" in text
+    assert "-0.552" in text and "worse" in text

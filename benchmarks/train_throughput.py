@@ -66,6 +66,7 @@ ROWS = {  # name -> (description, overrides); "baseline" also swaps in TRL's own
     "baseline": ("TRL defaults (baseline)", []),
     "tunesmith": ("tunesmith defaults", []),
     "fp32-base": ("  base weights kept in fp32", ["train.base_precision=fp32"]),
+    "sdpa": ("  SDPA attention (not eager)", ["train.attention=sdpa"]),
     "random": ("  random batches", ["train.batching=random"]),
     "padding-free": ("  padding-free batches", ["train.batching=padding_free"]),
     "packed": ("  packed batches (bfd)", ["train.batching=packed"]),

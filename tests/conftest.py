@@ -66,7 +66,7 @@ def write_tiny_project(project: Path, model_dir: Path,
 model: {{base: "{model_dir}"}}
 task: {{type: json, match_fields: [queue]}}
 data: {{train: [data/tickets.jsonl], max_seq_len: 128}}
-eval: {{suites: [eval/redteam.jsonl], max_new_tokens: 8, batch_size: 8, bootstrap_samples: 200}}
+eval: {{suites: [eval/redteam.jsonl], max_new_tokens: 24, batch_size: 8, bootstrap_samples: 200}}
 train: {{{train}}}
 """)
     return project

@@ -141,3 +141,45 @@ def test_tool_call_arguments_are_validated_against_the_declared_schema():
     assert [f.code for f in bad] == [Code.TOOL_ARGS_INVALID]
     assert bad[0].field == "messages[1].tool_calls[0].function.arguments.id" and "not of type 'string'" in bad[0].message
     assert Code.TOOL_ARGS_INVALID in codes(call({}))
+
+
+def _near_dup_clusters(records):
+    from tunesmith.data.dedup import near_duplicate_clusters
+
+    return near_duplicate_clusters(records, 0.8)
+
+
+def test_three_way_split_sizes_validation_from_the_training_side_and_caps_it():
+    from tunesmith.config import DataConfig
+    from tunesmith.data.split import three_way_split
+
+    records = labeled(200)
+    label = lambda r: reply_label(r, "queue")  # noqa: E731
+    parts = three_way_split(records, DataConfig(), label, _near_dup_clusters(records))
+    assert len(parts.train) + len(parts.validation) + len(parts.test) == 200
+    assert abs(len(parts.test) - 40) <= 3 and abs(len(parts.validation) - 16) <= 3  # 10% of the 160 left
+    keys = [{input_key(r) for r in part} for part in (parts.train, parts.validation, parts.test)]
+    assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
+    assert Counter(map(label, parts.validation))["rare"] >= 1  # stratified: the rare label is validated too
+    capped = three_way_split(records, DataConfig(validation_max=5), label, _near_dup_clusters(records))
+    assert 3 <= len(capped.validation) <= 7
+    off = three_way_split(records, DataConfig(validation_fraction=0), label, _near_dup_clusters(records))
+    assert off.validation == [] and len(off.train) + len(off.test) == 200
+
+
+def test_a_given_test_file_replaces_the_split_and_its_twins_leave_training_with_a_finding():
+    from tunesmith.config import DataConfig
+    from tunesmith.data.split import three_way_split
+
+    records = labeled(100)
+    test = [rec(records[3].messages[0]["content"].upper(), json.dumps({"queue": "a"}), line=7),  # an exact twin
+            rec("something nobody trained on at all here", json.dumps({"queue": "b"}), line=8)]
+    for r in test:
+        r.source = "test.jsonl"
+    parts = three_way_split(records, DataConfig(), lambda r: reply_label(r, "queue"), _near_dup_clusters(records),
+                            test=test)
+    assert parts.test == test  # nothing split off for testing
+    assert len(parts.train) + len(parts.validation) == 99  # the twin of test.jsonl:7 left training
+    (finding,) = parts.findings
+    assert finding.code == Code.LEAKAGE and finding.where == records[3].where and "test.jsonl:7" in finding.message
+    assert records[3] not in parts.train + parts.validation

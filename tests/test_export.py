@@ -128,8 +128,11 @@ def test_run_exports_every_format_and_proves_parity(tiny_project):
     out = Path(stages["export"]["run"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["exports"]) == {"adapter", "merged", "gguf", "ollama"}
-    assert set(manifest["exports"]["gguf"]["files"]) == {"model-f16.gguf", "model-q8_0.gguf"}
-    assert set(manifest["exports"]["ollama"]["files"]) == {"Modelfile", "model-q8_0.gguf"}
+    # the task decodes constrained to its reply schema, so its grammar and schema ship beside every GGUF
+    shipped = {"grammar.gbnf", "schema.json"}
+    assert set(manifest["exports"]["gguf"]["files"]) == {"model-f16.gguf", "model-q8_0.gguf"} | shipped
+    assert set(manifest["exports"]["ollama"]["files"]) == {"Modelfile", "model-q8_0.gguf", "README.md"} | shipped
+    assert 'root-queue-kv ::= "\\"queue\\""' in (out / "gguf" / "grammar.gbnf").read_text()
     modelfile = (out / "ollama" / "Modelfile").read_text()
     assert "FROM ./model-q8_0.gguf" in modelfile and (out / "ollama" / "model-q8_0.gguf").exists()
     assert not list(out.glob(".*"))  # no staging left
@@ -214,3 +217,36 @@ def test_llama_cpp_runs_the_exported_gguf_like_transformers(tmp_path, tiny_model
     assert st.result["backend"] == "llamacpp" and st.result["metrics"]["heldout"]["cases"] > 0
     rows = [json.loads(line) for line in (st.run_dir / "results.jsonl").read_text().splitlines()]
     assert not [r for r in rows if "llama.cpp failed" in (r.get("error") or "")]
+
+
+def test_a_constrained_export_ships_the_grammar_the_schema_and_how_to_use_them(tmp_path, tiny_model_dir):
+    from tunesmith.eval.decoding import Constraint, gbnf
+    from tunesmith.export.gguf import constraint_files
+    from tunesmith.export.merge import export_artifacts
+
+    schema = {"type": "object", "properties": {"queue": {"enum": ["billing", "shipping"]}}, "required": ["queue"],
+              "additionalProperties": False}
+    constraint = Constraint("json_schema", schema)
+    manifest = export_artifacts(resolve_model(str(tiny_model_dir)), None, ["gguf", "ollama"], tmp_path,
+                                gguf_types=["f16"], constraint=constraint)
+    assert set(manifest["exports"]["gguf"]["files"]) == {"model-f16.gguf", "grammar.gbnf", "schema.json"}
+    assert set(manifest["exports"]["ollama"]["files"]) == {"Modelfile", "model-q8_0.gguf", "grammar.gbnf",
+                                                           "schema.json", "README.md"}
+    assert manifest["constraint"]["key"] == constraint.key() and manifest["constraint"]["schema"] == schema
+    assert sorted(manifest["constraint"]["files"]) == sorted(str(tmp_path / f) for f in (
+        "gguf/grammar.gbnf", "gguf/schema.json", "ollama/grammar.gbnf", "ollama/schema.json", "ollama/README.md"))
+    assert json.loads((tmp_path / "manifest.json").read_text())["constraint"] == manifest["constraint"]
+    for folder in ("gguf", "ollama"):
+        assert (tmp_path / folder / "grammar.gbnf").read_text() == gbnf(constraint)
+        assert json.loads((tmp_path / folder / "schema.json").read_text()) == schema
+    readme = (tmp_path / "ollama" / "README.md").read_text()
+    assert f'"format": {json.dumps(schema)}' in readme and "/api/chat" in readme
+    assert "llama-cli -m model-q8_0.gguf --grammar-file grammar.gbnf" in readme
+    # a label set ships its labels; a schema with no grammar form fails before any work is done
+    labels = constraint_files(Constraint("choice", choices=("billing", "shipping")))
+    assert json.loads(labels["schema.json"]) == ["billing", "shipping"] and '"billing" | "shipping"' in labels[
+        "grammar.gbnf"]
+    with pytest.raises(TunesmithError, match="no GBNF grammar"):
+        export_artifacts(resolve_model(str(tiny_model_dir)), None, ["gguf"], tmp_path / "bad",
+                         constraint=Constraint("json_schema", {"$ref": "#/$defs/x", "$defs": {"x": {}}}))
+    assert not (tmp_path / "bad").exists()

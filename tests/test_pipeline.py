@@ -8,7 +8,8 @@ from safetensors.torch import load_file
 from tunesmith.pipeline import run_project, train_project
 from tunesmith.runs import list_runs
 
-STAGES = ["check", "split", "eval-base", "train", "eval-tuned", "compare", "diagnose"]
+STAGES = ["check", "split", "train", "eval-base", "eval-tuned", "baseline-classifier", "baseline-few_shot",
+          "compare", "diagnose"]
 
 
 def by_stage(project):
@@ -24,9 +25,11 @@ def test_run_end_to_end_then_cached_then_resumed(tiny_project):
     assert summary["report"] and "<html" in Path(summary["report"]).read_text().lower()
     assert (tiny_project / ".tunesmith" / "report.html").exists()
 
-    # split: 20% held out, stratified by the first match field, nothing lost
+    # split: 20% held out (the test set), 10% of the rest for validation, stratified by the first match field,
+    # nothing lost
     split = runs["split"]["result"]
-    assert split["train"] + split["heldout"] == 30 and split["heldout"] == 6 and split["stratified_by"] == "queue"
+    assert split["train"] + split["validation"] + split["heldout"] == 30
+    assert split["heldout"] == 6 and split["validation"] == 3 and split["stratified_by"] == "queue"
 
     # train: a LoRA adapter as safetensors whose B matrices moved away from their zero init; metrics logged
     train_dir = tiny_project / ".tunesmith" / "runs" / runs["train"]["name"]
@@ -41,9 +44,15 @@ def test_run_end_to_end_then_cached_then_resumed(tiny_project):
 
     # eval + compare: the same cases for base and tuned, per suite, with intervals and a gate verdict
     base_rows = (tiny_project / ".tunesmith" / "runs" / runs["eval-base"]["name"] / "results.jsonl").read_text()
-    assert len(base_rows.splitlines()) == 6 + 1  # held-out + one red-team case
+    # held-out (constrained to the reply schema), the same cases decoded freely, one red-team case
+    assert len(base_rows.splitlines()) == 6 + 6 + 1
     metrics = {(m["suite"], m["metric"]): m for m in summary["metrics"]}
-    assert {("heldout", "task_accuracy"), ("heldout", "format_validity"), ("redteam", "task_accuracy")} <= set(metrics)
+    assert {("heldout", "task_accuracy"), ("heldout", "format_validity"), ("redteam", "task_accuracy"),
+            ("heldout_free", "format_validity")} <= set(metrics)
+    assert metrics[("heldout", "format_validity")]["tuned"] == 1.0  # constrained decoding: always the schema
+    # the verdict weighs the cheapest alternatives, measured on the same held-out cases
+    assert {a["name"] for a in summary["verdict"]["alternatives"]} == {"classifier", "few_shot"}
+    assert isinstance(summary["verdict"]["ship"], bool) and summary["verdict"]["headline"]
     acc = metrics[("heldout", "task_accuracy")]
     assert acc["ci_low"] <= acc["delta"] <= acc["ci_high"] and acc["n"] == 6
     assert isinstance(summary["gate"]["passed"], bool)
@@ -60,7 +69,7 @@ def test_run_end_to_end_then_cached_then_resumed(tiny_project):
     (tuned_dir / "COMPLETED").unlink()
     resumed = {s["stage"]: s["cached"] for s in run_project(tiny_project)["stages"]}
     assert resumed == {"check": True, "split": True, "eval-base": True, "train": True, "eval-tuned": False,
-                       "compare": True, "diagnose": True}
+                       "baseline-classifier": True, "baseline-few_shot": True, "compare": True, "diagnose": True}
     # ...and the re-run eval-tuned stage took every generation from the generation cache (same model, adapter,
     # prompts and decoding): nothing was generated again
     rows = [json.loads(line) for line in (tuned_dir / "results.jsonl").read_text().splitlines()]

@@ -22,8 +22,8 @@ from tunesmith.report import build_report, plots
 
 CHROMIUM = Path("/usr/bin/chromium")
 PLANTED = '<script>window.__planted = 1</script><img src="https://example.com/x.png">'
-SECTIONS = ["verdict", "glance", "data", "metrics", "slices", "cases", "training", "diagnosis", "cost", "parity",
-            "preference", "stages"]
+SECTIONS = ["verdict", "glance", "data", "metrics", "alternatives", "slices", "cases", "labels", "training",
+            "diagnosis", "cost", "parity", "preference", "stages"]
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 
 
@@ -285,3 +285,83 @@ def test_report_command(ran, tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path / "nothing-here"), "--project", str(project)])
     assert isinstance(result.exception, TunesmithError)
 
+
+
+# --- the ship verdict, the cheaper alternatives and a label task's confusions ----------------------------------
+
+VERDICT = {
+    "ship": False,
+    "headline": "Do not ship: the TF-IDF classifier scores 0.780 vs the tuned model's 0.228 <on> heldout",
+    "reasons": ["gate on heldout.task_accuracy: tuned 0.228 is below the target 0.850",
+                "the TF-IDF classifier beats the tuned model on heldout.task_accuracy: 0.780 vs 0.228"],
+    "instead": "the TF-IDF classifier (0.780 vs 0.228 on heldout.task_accuracy, 5 seconds to train)",
+    "alternatives": [
+        {"name": "classifier", "label": "the TF-IDF classifier", "metric": "heldout.task_accuracy", "value": 0.78,
+         "tuned": 0.228, "delta": -0.552, "ci_low": -0.61, "ci_high": -0.48, "verdict": "worse", "train_s": 4.8,
+         "significant": True, "beats_tuned": True},
+        {"name": "few_shot", "label": "few-shot prompting of the base model", "metric": "heldout.task_accuracy",
+         "value": 0.16, "tuned": 0.228, "delta": 0.068, "ci_low": 0.03, "ci_high": 0.11, "verdict": "better",
+         "train_s": None, "significant": True, "beats_tuned": False}]}
+
+
+def test_verdict_banner_and_alternatives(tmp_path):
+    text = build_report(tmp_path, {**rich_summary(), "verdict": VERDICT}, out=tmp_path / "v.html").read_text()
+    banner = text.split('id="verdict"', 1)[0].rsplit("<section", 1)[1] + section_of(text, "verdict")
+    assert 'class="verdict fail"' in banner and "ship it" not in banner  # the gates pass, the verdict does not
+    assert "the tuned model&#x27;s 0.228 &lt;on&gt; heldout" in banner
+    assert "tuned 0.228 is below the target 0.850" in banner
+    assert "<b>Instead: </b>the TF-IDF classifier (0.780 vs 0.228" in banner
+    assert "tuned beats base" in banner  # the gates are still listed (folded)
+    alts = section_of(text, "alternatives")
+    assert "Not measured" not in alts and "the TF-IDF classifier" in alts and "few-shot prompting" in alts
+    assert "0.780" in alts and "-0.552" in alts and "-0.610 .. -0.480" in alts and "4.8 s" in alts
+    assert '<td class="num">none</td>' in alts  # few-shot prompting trains nothing
+    assert '<span class="badge bad">worse</span>' in alts and '<span class="badge good">better</span>' in alts
+    broke = section_of(text, "glance").split("What broke", 1)[1]
+    assert "the TF-IDF classifier" in broke and "few-shot" not in broke
+    shipping = {**VERDICT, "ship": True, "headline": "Ship it: the tuned model scores 0.900", "instead": None}
+    text = build_report(tmp_path, {**rich_summary(), "verdict": shipping}, out=tmp_path / "s.html").read_text()
+    assert 'class="verdict pass"' in text and "Ship it: the tuned model scores 0.900" in text
+    assert "Instead:" not in text
+    plain = build_report(tmp_path, rich_summary(), out=tmp_path / "p.html").read_text()
+    assert "Not measured: no cheaper alternative" in section_of(plain, "alternatives")
+    assert "Not measured" in section_of(plain, "labels")
+
+
+def _label_runs(root: Path, task: dict) -> dict:
+    """A summary whose split, eval-base and eval-tuned runs hold a label task's records and results."""
+    intents = ["card_arrival", "lost_card", "exchange_rate"]
+    dirs = {name: root / name for name in ("split", "eval-base", "eval-tuned")}
+    for d in dirs.values():
+        d.mkdir(parents=True)
+    train = [{"messages": [{"role": "user", "content": f"q{i}"},
+                           {"role": "assistant", "content": json.dumps({"intent": intents[i % 3]})}]}
+             for i in range(30)]
+    (dirs["split"] / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+
+    def result(i: int, output: str) -> dict:
+        want = {"intent": intents[i % 3]}
+        ok = json.loads(output).get("intent") == want["intent"] if output.startswith("{") else False
+        return {"suite": "heldout", "id": f"c{i}", "where": f"t.jsonl:{i}", "prompt": f"<i>question</i> {i}",
+                "expected": want, "output": output, "scores": {"field:intent": ok, "task_correct": ok}}
+
+    tuned = [result(i, json.dumps({"intent": "card_arrival" if i % 3 == 1 else intents[i % 3]})) for i in range(12)]
+    base = [result(i, "no idea") for i in range(12)]
+    for name, rows in (("eval-base", base), ("eval-tuned", tuned)):
+        (dirs[name] / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (dirs["eval-tuned"] / "config.yaml").write_text(json.dumps({"task": task}))  # JSON is YAML
+    return {**rich_summary(), "stages": [{"stage": k, "run": str(v), "cached": True} for k, v in dirs.items()]}
+
+
+def test_labels_section_of_a_label_task(tmp_path):
+    summary = _label_runs(tmp_path / "runs", {"type": "json"})
+    text = build_report(tmp_path, summary, out=tmp_path / "l.html").read_text()
+    labels = section_of(text, "labels")
+    assert "Not measured" not in labels and "Most confused labels" in labels
+    assert "<td>intent</td><td>lost_card</td><td>card_arrival</td><td class=\"num\">4</td>" in labels
+    assert "4 heldout case(s) are wrong for both; the first 4" not in labels  # all 4 shown: no "first"
+    assert "4 heldout case(s) are wrong for both:" in labels
+    assert "&lt;i&gt;question&lt;/i&gt; 1" in labels and "no idea" in labels
+    chat = _label_runs(tmp_path / "chat", {"type": "chat"})
+    text = build_report(tmp_path, chat, out=tmp_path / "c.html").read_text()
+    assert "Not measured: not a label task (task.type is chat" in section_of(text, "labels")

@@ -462,14 +462,14 @@ def test_the_secret_detector_runs_in_the_check_stage_by_default(tmp_path, tiny_m
     got = _check_stage(_project_with_a_secret(tmp_path, tiny_model_dir))
     assert len(got["rejected"]) == 1 and AWS_KEY in json.dumps(got["rejected"][0])
     assert "secret" in json.dumps(got["rejected"][0]).lower()
-    assert got["split"]["train"] + got["split"]["heldout"] == 23
+    assert got["split"]["train"] + got["split"]["validation"] + got["split"]["heldout"] == 23
     codes = {c["code"] for c in got["report"]["counts"]}
     assert "secret" in codes
 
 
 def test_the_pii_check_has_an_explicit_opt_out(tmp_path, tiny_model_dir):
     got = _check_stage(_project_with_a_secret(tmp_path, tiny_model_dir, ", pii_check: false"))
-    assert got["rejected"] == [] and got["split"]["train"] + got["split"]["heldout"] == 24
+    assert got["rejected"] == [] and sum(got["split"][k] for k in ("train", "validation", "heldout")) == 24
     assert not {c["code"] for c in got["report"]["counts"]} & {"secret", "pii"}
 
 

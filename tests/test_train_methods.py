@@ -385,7 +385,7 @@ def test_two_processes_through_accelerate_match_one_with_the_same_global_batch(t
         (project / "tunesmith.yaml").write_text(f"""
 model: {{base: "{tiny_model_dir}"}}
 task: {{type: json}}
-data: {{train: [data/d.jsonl], max_seq_len: 96, stratify_by: null}}
+data: {{train: [data/d.jsonl], max_seq_len: 96, stratify_by: null, validation_fraction: 0}}
 train: {{max_steps: 1, batch_size: {batch}, precision: fp32, lora_r: 4, lr: 1.0e-2, warmup_ratio: 0.0, logging_steps: 1}}
 """)
         res = runner.invoke(app, ["train", str(project), "--nproc", str(nproc)])
@@ -502,8 +502,9 @@ def test_self_distilled_general_data_is_mixed_into_training(tiny_project):
 
     st = train_project(tiny_project, ["train.general_data=[data/general/*.jsonl]", "train.general_share=0.2",
                                       "train.max_steps=1"])
-    # 24 training records; 0.2 of the mix is general (21 general records to draw from): round(0.2 * 24 / 0.8) = 6
-    assert st.result["general_examples"] == 6 and st.result["data"]["examples"] == 30
+    # 21 training records (6 held out, 3 for validation); 0.2 of the mix is general (21 general records to draw
+    # from): round(0.2 * 21 / 0.8) = 5
+    assert st.result["general_examples"] == 5 and st.result["data"]["examples"] == 26
     from tunesmith.errors import TunesmithError
 
     with pytest.raises(TunesmithError, match="Missing general data"):

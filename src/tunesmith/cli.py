@@ -51,15 +51,74 @@ def _console(stderr: bool = False):
     return console
 
 
+BUDGET_HELP = "Wall time for the search's trials: 30m, 1h, 90s, or minutes (default: tune.budget_minutes)."
+
+
+def _minutes(budget: Optional[str]) -> Optional[float]:
+    """`30m`, `1h`, `90s` or a bare number of minutes -> minutes; a clear error otherwise."""
+    import re
+
+    from tunesmith.errors import fail
+
+    if budget is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*", budget)
+    if not m or float(m.group(1)) <= 0:
+        raise fail("Bad --budget", "--budget", f"{budget!r} is not a duration", "e.g. 30m, 1h, 90s or 45")
+    return float(m.group(1)) * {"s": 1 / 60, "m": 1, "min": 1, "h": 60, None: 1}[m.group(2)]
+
+
 @app.command()
 def run(project: Path = typer.Argument(..., help="Project directory holding tunesmith.yaml."),
+        tune: bool = typer.Option(False, "--tune", help="Search the recipe first (`tunesmith tune`), then train, "
+                                  "evaluate and gate the best one."),
+        budget: Optional[str] = typer.Option(None, help=BUDGET_HELP),
         set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
-    """Walk the whole flow: check -> split -> eval base -> train -> eval tuned -> compare. Exit 1 if the gate fails."""
+    """Walk the whole flow: check -> split -> train (checkpoint chosen on validation) -> eval base and tuned on the
+    test split -> compare with the cheapest alternatives -> verdict. Exit 1 unless the verdict is to ship."""
     from tunesmith.pipeline import print_summary, run_project
 
-    summary = run_project(project, set_)
+    summary = run_project(project, set_, tune=tune, budget_minutes=_minutes(budget))
     print_summary(summary, _console())
-    raise typer.Exit(0 if summary["gate"]["passed"] else 1)
+    verdict = summary.get("verdict") or {"ship": summary["gate"]["passed"]}
+    raise typer.Exit(0 if verdict["ship"] else 1)
+
+
+@app.command("tune")
+def tune_cmd(project: Path = typer.Argument(..., help="Project directory holding tunesmith.yaml."),
+             budget: Optional[str] = typer.Option(None, help=BUDGET_HELP),
+             trials: Optional[int] = typer.Option(None, help="At most this many trials (tune.max_trials)."),
+             storage: Optional[str] = typer.Option(None, help="Optuna storage URL shared by several machines "
+                                                   "(tune.storage), e.g. postgresql://host/db or journal:///nfs/s.log."),
+             set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+    """Search the recipe (learning rate, epochs, LoRA rank and alpha, ...) within a budget, by the task's own
+    generated answers on the validation split; the test split is not read. Run it again to resume."""
+    from tunesmith.pipeline import tune_project
+
+    overrides = list(set_) + ([f"tune.storage={storage}"] if storage else [])
+    result = tune_project(project, overrides, _minutes(budget), trials)
+    console = _console()
+    console.print(_trials_table(result.summary))
+    console.print(f"Chosen: {result.summary['why']}")
+    console.print(f"Best run: {result.best_run}\n`tunesmith run {project} --tune` evaluates it on the test split.")
+
+
+def _trials_table(summary: dict):
+    from rich.table import Table
+
+    table = Table(title=f"Trials ({summary['study']}; validation {summary['metric']})")
+    for col in ("trial", "state", "value", "params", "minutes", "general probe"):
+        table.add_column(col, justify="right" if col in ("trial", "value", "minutes") else "left")
+    best = summary["best"]["number"]
+    for t in summary["trials"]:
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        forget = t.get("forgetting") or {}
+        mark = "*" if t["number"] == best else ""
+        table.add_row(f"{mark}{t['number']}" + (" (default)" if t["default"] else ""), t["state"],
+                      "-" if t["value"] is None else f"{t['value']:.3f}", params,
+                      "-" if t["wall_s"] is None else f"{t['wall_s'] / 60:.1f}",
+                      f"{forget['delta']:+.3f}" + ("" if forget.get("ok") else " breaks gate") if forget else "-")
+    return table
 
 
 @app.command()
@@ -186,11 +245,23 @@ def serve(model: str = typer.Argument(..., help="A finished train run of --proje
 
 @app.command()
 def init(directory: Path = typer.Argument(..., help="Directory to create the starter project in."),
+         target: Optional[float] = typer.Option(None, help="The task accuracy you need to ship (0-1), e.g. 0.85: "
+                                                "eval.gate.min_value. Asked for on a terminal when not given."),
          force: bool = typer.Option(False, help="Overwrite an existing tunesmith.yaml.")) -> None:
     """Write a commented starter project: tunesmith.yaml, data/, eval/."""
     from tunesmith.starter import write_starter
 
-    written = write_starter(directory, force=force)
+    if target is None and sys.stdin.isatty():
+        answer = typer.prompt("Task accuracy you need to ship (0-1, blank for none)", default="", show_default=False)
+        try:
+            target = float(answer) if answer.strip() else None
+        except ValueError:
+            target = -1.0  # reported below
+    if target is not None and not 0 <= target <= 1:
+        from tunesmith.errors import fail
+
+        raise fail("Bad --target", "--target", f"{target} is not between 0 and 1", "e.g. --target 0.85")
+    written = write_starter(directory, force=force, target=target)
     for path in written:
         _console().print(f"wrote {path}")
     _console().print(f"Next: put conversations in {directory}/data/*.jsonl, then `tunesmith run {directory}`.")

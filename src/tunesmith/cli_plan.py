@@ -110,7 +110,7 @@ def cost_report(project, model_size, model, method, gpu, seq_len, batch_size, gr
                      "model does not keep a GPU busy): --probe measures")
     trained = None
     if tokens is not None:
-        trained = c.trained_tokens(tokens, examples, recipe) if examples else tokens * recipe.epochs
+        trained = c.trained_tokens(tokens, examples, recipe) if examples else tokens * c.epochs_of(recipe, None)
     rate_hourly = hourly if hourly is not None else (cfg.budget.hourly_usd if cfg is not None else None)
     report: dict[str, Any] = {
         "model": {"name": shape.name, "size": shape.label, "params": shape.params, "layers": shape.layers,

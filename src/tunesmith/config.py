@@ -62,9 +62,22 @@ class DataConfig(Section):
         "auto", description="Record format of the data files; `auto` detects it per record."
     )
     heldout_fraction: float = Field(
-        0.2, gt=0.0, lt=0.9, description="Share of the data split off as the held-out test set (never trained on)."
-    )
-    seed: int = Field(42, description="Seed of the held-out split.")
+        0.2, gt=0.0, lt=0.9, description="Share of the data split off as the held-out test set (never trained on, "
+        "read once, at the end, for the gate). Unused when `data.test` names the test files.")
+    validation_fraction: float = Field(
+        0.1, ge=0.0, lt=0.5, description="Share of the training side split off as the validation set: every choice "
+        "made while training (the checkpoint kept, early stopping, the recipe search) is made on it, never on the "
+        "test set. 0 turns validation off. Unused when `data.validation` names the validation files.")
+    validation_max: int = Field(
+        300, ge=1, description="At most this many validation records (generating on them at every evaluation "
+        "during training costs time).")
+    validation: list[str] = Field(
+        default_factory=list, description="Files (or globs) holding the validation set, when you keep one.")
+    test: list[str] = Field(
+        default_factory=list, description="Files (or globs) holding the held-out test set, e.g. a data set's own "
+        "test split; then nothing is split off `data.train` for testing. Records that near-duplicate a test or "
+        "validation record are taken out of training and reported as leakage.")
+    seed: int = Field(42, description="Seed of the held-out and validation split.")
     stratify_by: str | None = Field(
         "auto",
         description="Keep label shares equal in train and held-out: a JSON reply field, `label`, `auto` "
@@ -92,6 +105,10 @@ class GateConfig(Section):
     min_format_validity: float | None = Field(
         None, ge=0.0, le=1.0, description="Optional floor on the tuned model's format validity (0-1)."
     )
+    min_value: float | None = Field(
+        None, description="An absolute target: the tuned model's value of the metric must reach it too (e.g. 0.85 "
+        "task accuracy). Beating the base is not enough when the base is useless; for lower-is-better metrics it "
+        "is a ceiling.")
 
 
 class SuiteConfig(Section):
@@ -128,7 +145,23 @@ class EvalConfig(Section):
         "prompts, 25 instruction types) as suite `general`: did fine-tuning break general instruction following?")
     general_probe_limit: int | None = Field(None, ge=1, description="Use only the first N probe prompts.")
     general_max_new_tokens: int = Field(256, ge=1, description="Generation limit for the general probe.")
-    max_new_tokens: int = Field(128, ge=1, description="Generation limit per case.")
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="Generation limit per case. Unset: derived from the longest reply in the training "
+        "split (1.5x its tokens plus 16, at most 512), so a base model that rambles stops soon after the longest "
+        "answer it could need.")
+    decoding: Literal["auto", "free", "constrained"] = Field(
+        "auto", description="`constrained`: replies are held to the task's JSON Schema (json tasks; without a "
+        "`task.json_schema`, one inferred from the training replies, label-like fields as enums) or label set "
+        "(classification), and stop when the JSON object closes, through a structured-decoding library; the "
+        "held-out suite is then also run with free decoding as `heldout_free`, so what the weights learned stays "
+        "visible. `free`: unconstrained greedy decoding. `auto`: constrained for json and classification tasks.")
+    baselines: list[Literal["classifier", "few_shot"]] | Literal["auto"] = Field(
+        "auto", description="The cheapest alternatives, evaluated on the same test cases as the tuned model: "
+        "`classifier` (TF-IDF + logistic regression trained on the same training split, for label tasks) and "
+        "`few_shot` (the base model prompted with the most similar training examples). A tuned model that loses "
+        "to one is not shipped. `auto`: both for classification and label-like JSON tasks, none otherwise.")
+    few_shot_k: int = Field(8, ge=1, le=64, description="Examples in each few-shot prompt (the nearest training "
+                            "records by TF-IDF similarity).")
     batch_size: int = Field(16, ge=1, description="Cases generated together (left-padded, greedy).")
     no_repeat_ngram_size: int | None = Field(
         None, ge=2, description="Greedy decoding never repeats an n-gram of this many tokens (breaks the loops small "
@@ -168,7 +201,10 @@ class TrainConfig(Section):
     grpo_max_completion_tokens: int = Field(64, ge=1, description="GRPO: longest sampled reply.")
     dpo_beta: float = Field(0.1, gt=0, description="DPO's beta: how far the tuned model may move from the "
                             "reference (smaller = further).")
-    epochs: float = Field(1.0, gt=0, description="Passes over the training split (one is usually enough for LoRA).")
+    epochs: float | Literal["auto"] = Field(
+        "auto", description="Passes over the training split, or `auto`: enough passes for small data sets to "
+        "converge (about 6,000 examples seen, between 1 and 10 passes; see `auto_epochs`), with the validation "
+        "metric deciding the checkpoint kept and early stopping deciding when to stop.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     lr: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate.")
     lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule.")
@@ -191,8 +227,21 @@ class TrainConfig(Section):
         "example), `packed` (examples packed best-fit into rows of data.max_seq_len, so a step holds more "
         "examples), `random` (TRL's default). `benchmarks/train_throughput.py` compares them on this machine.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
-    eval_steps: int | None = Field(None, ge=1, description="SFT: the held-out loss every N steps (a curve that shows "
-                                   "overfitting); it is always measured once at the end.")
+    attention: Literal["auto", "eager", "sdpa"] = Field(
+        "auto", description="Attention implementation while training: `auto` takes the one measured faster on this "
+        "kind of machine (on a CPU, eager attention for data.max_seq_len up to 512: PyTorch's CPU SDPA backward is "
+        "slow on short rows; SDPA otherwise).")
+    eval_steps: int | None = Field(
+        None, ge=1, description="SFT: every N optimizer steps, generate on the validation set with the eval decoding, "
+        "score the replies with the task's scorers and measure the validation loss; the best checkpoint is kept. "
+        "Unset: about four evaluations per epoch (at most one every 10 steps). Always once at the end.")
+    select_metric: str = Field(
+        "auto", description="The validation metric that chooses the checkpoint, stops training early and ranks "
+        "search trials: a metric of the held-out suite (e.g. task_accuracy, format_validity), or `auto` (the gate's "
+        "metric when it is a held-out metric, else task_accuracy). `loss` uses the validation loss.")
+    patience: int | None = Field(
+        3, ge=1, description="Stop after this many validation evaluations without improvement (null: never stop "
+        "early; the best checkpoint is still the one kept).")
     base_precision: Literal["fp32", "bf16"] = Field(
         "bf16", description="LoRA with bf16 precision: store the frozen base's linear weights in bf16 (autocast "
         "casts them to bf16 for every matmul anyway, so the loss is the same while weight memory halves; "
@@ -237,6 +286,34 @@ class ExportConfig(Section):
                                    "checkpoint's on a quantized export (q8_0, q4_0) before parity fails.")
 
 
+SEARCH_PARAMS = ("lr", "epochs", "lora_r", "lora_alpha", "batch_size", "lora_dropout", "weight_decay",
+                 "general_share", "method", "warmup_ratio")
+
+
+class TuneConfig(Section):
+    budget_minutes: float = Field(
+        30.0, gt=0, description="Wall time for the search's trials (`tunesmith tune --budget`); no trial starts "
+        "when the time left is shorter than the trials so far took, and a running trial stops at the budget.")
+    max_trials: int | None = Field(None, ge=1, description="At most this many trials (the budget decides otherwise).")
+    params: list[Literal[SEARCH_PARAMS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["lr", "epochs", "lora_r", "lora_alpha"],
+        description="What the search varies, each over the range in `ranges` (or its default there): lr (log "
+        "scale), epochs, lora_r, lora_alpha (as a multiple of r), batch_size, lora_dropout, weight_decay, "
+        "general_share (a share of `train.general_data` mixed in against forgetting), method (lora or full), "
+        "warmup_ratio.")
+    ranges: dict[str, list[Any]] = Field(
+        default_factory=dict, description="Ranges that replace the defaults: [low, high] for numbers, a list of "
+        "choices otherwise, e.g. {lr: [1e-4, 3e-3], lora_r: [8, 16, 32, 64]}.")
+    pruner: Literal["hyperband", "successive_halving", "median", "none"] = Field(
+        "hyperband", description="How a trial whose validation metric falls behind is stopped early (Optuna "
+        "pruners, fed by the validation metric at every evaluation).")
+    storage: str | None = Field(
+        None, description="Optuna storage URL, so several machines work on one study: `sqlite:///path.db`, "
+        "`postgresql://…`, `mysql://…`, or `journal:///path.log` (a journal file, for a shared file system). "
+        "Default: a SQLite file in the project's .tunesmith/tune/.")
+    seed: int = Field(42, description="Seed of the sampler (TPE).")
+
+
 class BudgetConfig(Section):
     hourly_usd: float | None = Field(
         None, ge=0, description="Price per hour of the machine the stages run on; turns measured time into dollars."
@@ -255,6 +332,8 @@ class Config(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig, description="How base and tuned are compared.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="How the model is trained.")
     export: ExportConfig = Field(default_factory=ExportConfig, description="What is written after training.")
+    tune: TuneConfig = Field(default_factory=TuneConfig, description="The budgeted recipe search "
+                             "(`tunesmith tune`, `tunesmith run --tune`).")
     budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Prices and limits.")
 
     @field_validator("train")

@@ -252,7 +252,7 @@ class Recipe:
     target_modules: str | list[str] = "all-linear"
     gradient_checkpointing: bool = False
     base_precision: str = "bf16"
-    epochs: float = 1.0
+    epochs: float | str = 1.0  # or "auto" (see tunesmith.train.sft.resolve_epochs)
     max_steps: int | None = None
     nproc: int = 1
 
@@ -526,7 +526,14 @@ def trained_tokens(tokens_per_epoch: int, examples: int, recipe: Recipe) -> floa
         per_step = recipe.batch_size * recipe.grad_accum * recipe.nproc
         steps_per_epoch = max(1, math.ceil(examples / per_step))
         return tokens_per_epoch * recipe.max_steps / steps_per_epoch
-    return tokens_per_epoch * recipe.epochs
+    return tokens_per_epoch * epochs_of(recipe, examples)
+
+
+def epochs_of(recipe: Recipe, examples: int | None) -> float:
+    """The recipe's passes over `examples` records (`auto` resolved as training resolves it)."""
+    from tunesmith.train.sft import resolve_epochs
+
+    return resolve_epochs(recipe.epochs, examples or None)
 
 
 def gpu_rows(shape: ModelShape, recipe: Recipe, tokens: float | None, table: dict[str, Gpu]) -> list[dict[str, Any]]:

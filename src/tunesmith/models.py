@@ -256,16 +256,32 @@ def load_tokenizer(ref: ModelRef):
     return tok
 
 
-def load_model(ref: ModelRef, dtype: str = "fp32"):
-    """The causal LM from safetensors only; never runs remote code unless `trust_remote_code` was set."""
+def load_model(ref: ModelRef, dtype: str = "fp32", attention: str | None = None):
+    """The causal LM from safetensors only; never runs remote code unless `trust_remote_code` was set.
+    `attention` picks transformers' attention implementation (`eager`, `sdpa`); None leaves its default."""
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # tunesmith shows its own progress; a second bar per load is noise
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    extra = {"attn_implementation": attention} if attention else {}
     return AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch_dtype, use_safetensors=True,
-                                                trust_remote_code=ref.trust_remote_code)
+                                                trust_remote_code=ref.trust_remote_code, **extra)
+
+
+def training_attention(choice: str, max_seq_len: int) -> str | None:
+    """The attention implementation to train with: `train.attention`, or for `auto` the one measured faster here:
+    on a CPU, eager attention up to CPU_EAGER_MAX_LEN tokens (PyTorch's CPU flash-attention backward is slow on
+    short rows: see benchmarks/train_throughput.py), else transformers' default (SDPA)."""
+    import torch
+
+    if choice != "auto":
+        return choice
+    return "eager" if not torch.cuda.is_available() and max_seq_len <= CPU_EAGER_MAX_LEN else None
+
+
+CPU_EAGER_MAX_LEN = 512
 
 
 def end_of_turn_token(tok) -> str:

@@ -24,6 +24,7 @@ from tunesmith import runs
 from tunesmith.config import Config, load_config
 from tunesmith.data.io import JsonlWriter, atomic_write_json, atomic_write_jsonl, file_sha256, read_jsonl
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.eval.plan import LIMIT_MAX
 
 console = Console(stderr=True)
 
@@ -81,13 +82,14 @@ class Pipeline:
         return st
 
 
-def data_files(cfg: Config, project: Path) -> list[Path]:
-    """The data files named by data.train (globs allowed), sorted; a pattern matching nothing is an error."""
+def data_files(cfg: Config, project: Path, which: str = "train") -> list[Path]:
+    """The data files named by `data.<which>` (train, validation or test; globs allowed), sorted; a pattern
+    matching nothing is an error."""
     files, problems = [], []
-    for i, pattern in enumerate(cfg.data.train):
+    for i, pattern in enumerate(getattr(cfg.data, which)):
         matched = sorted(Path(p) for p in glob.glob(str(project / pattern)))
         if not matched:
-            problems.append(Problem(f"data.train[{i}]", f"{pattern!r} matches no file under {project}",
+            problems.append(Problem(f"data.{which}[{i}]", f"{pattern!r} matches no file under {project}",
                                     "check the path; it is relative to the project directory"))
         files.extend(m for m in matched if m.is_file())
     if problems:
@@ -134,13 +136,19 @@ def _records_from(path: Path):
     return load_records([path])
 
 
+def validation_records(st_split: Stage) -> list:
+    """The split's validation records ([] when the split set none aside, as for DPO and GRPO)."""
+    path = st_split.run_dir / "validation.jsonl"
+    return _records_from(path) if path.exists() and path.stat().st_size else []
+
+
 def data_stages(cfg: Config, project: Path, pipe: Pipeline, model_ref, schema: dict | None) -> Stage:
     """Stages 1-2, check and split (cached like every stage); returns the split stage."""
     from tunesmith.data.audit import rejected_row, run_checks
     from tunesmith.data.checks import Code
     from tunesmith.data.dedup import near_duplicate_clusters
-    from tunesmith.data.formats import iter_records
-    from tunesmith.data.split import leakage, reply_label, split_records
+    from tunesmith.data.formats import iter_records, load_records
+    from tunesmith.data.split import leakage, reply_label, three_way_split
 
     files = data_files(cfg, project)
     section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
@@ -171,38 +179,59 @@ def data_stages(cfg: Config, project: Path, pipe: Pipeline, model_ref, schema: d
     st_check = pipe.stage("check", section("data", "task"), {"files": hashes, "model": model_ref.identity,
                                                                   "schema": schema}, check)
 
-    # 2. split: leakage-free, seeded, stratified held-out set.
+    # 2. split: leakage-free, seeded, stratified train / validation / test sets. Only SFT chooses its checkpoint
+    # on validation; the other objectives train on what SFT would set aside.
+    given = {which: data_files(cfg, project, which) for which in ("test", "validation")}
+    split_data = cfg.data if cfg.train.objective == "sft" else cfg.data.model_copy(update={"validation_fraction": 0.0})
+
     def split(run_dir: Path) -> dict[str, Any]:
         kept = _records_from(st_check.run_dir / "kept.jsonl")
         fld = stratify_field(cfg)
         clusters = near_duplicate_clusters(kept, cfg.data.near_dup_threshold)
-        train, heldout = split_records(kept, cfg.data.heldout_fraction, cfg.data.seed,
-                                       lambda r: reply_label(r, fld), clusters)
-        leaks = leakage(train, heldout, cfg.data.near_dup_threshold)
-        atomic_write_jsonl(run_dir / "train.jsonl", (r.to_json() for r in train))
-        atomic_write_jsonl(run_dir / "heldout.jsonl", (r.to_json() for r in heldout))
-        return {"train": len(train), "heldout": len(heldout), "stratified_by": fld,
-                "grouped_with_a_twin": len(kept) - len(set(clusters)), "leaks": len(leaks)}
+        own = {which: load_records(files, cfg.data.format, base=project) if files else None
+               for which, files in given.items()}
+        parts = three_way_split(kept, split_data, lambda r: reply_label(r, fld), clusters, **own)
+        leaks = leakage(parts.train, parts.test + parts.validation, cfg.data.near_dup_threshold)
+        for finding in parts.findings[:10]:
+            console.print(f"[yellow]leakage:[/yellow] {escape(finding.where)} {escape(finding.message)}")
+        if len(parts.findings) > 10:
+            console.print(f"[yellow]leakage:[/yellow] … and {len(parts.findings) - 10} more (split.json)")
+        for name, records in (("train", parts.train), ("validation", parts.validation), ("heldout", parts.test)):
+            atomic_write_jsonl(run_dir / f"{name}.jsonl", (r.to_json() for r in records))
+        atomic_write_json(run_dir / "split.json", {"findings": [f.to_json() for f in parts.findings]})
+        return {"train": len(parts.train), "validation": len(parts.validation), "heldout": len(parts.test),
+                "stratified_by": fld, "grouped_with_a_twin": len(kept) - len(set(clusters)), "leaks": len(leaks),
+                "dropped_as_leakage": len(parts.findings),
+                "sources": {which: [str(f.relative_to(project)) for f in files] for which, files in given.items()}}
 
-    return pipe.stage("split", {"data": section("data")["data"]}, {"check": st_check.key}, split)
+    hashes_given = {which: {str(f.relative_to(project)): file_sha256(f) for f in files}
+                    for which, files in given.items() if files}
+    return pipe.stage("split", {"data": split_data.model_dump(mode="json")}, {"check": st_check.key, **hashes_given},
+                      split)
 
 
 @dataclass
 class EvalPlan:
-    """What every evaluation of a project runs: its suites, their generation limits, what keys their cache."""
+    """What every evaluation of a project runs: its suites, their generation limits and decodings, what keys
+    their cache."""
 
     suites: dict[str, list]
     limits: dict[str, int]
     inputs: dict[str, Any]
     cache: Any
+    decodings: dict[str, Any] = field(default_factory=dict)  # suite -> tunesmith.eval.plan.Decoding
 
 
 def eval_plan(cfg: Config, project: Path, st_split: Stage, model_ref, schema: dict | None,
               extra: tuple[dict, dict]) -> EvalPlan:
-    """The held-out split plus the project's extra suites (`project_suites`); unreadable suite cases are warned
-    about here and recorded in the results."""
+    """The held-out (test) split plus the project's extra suites (`project_suites`); unreadable suite cases are
+    warned about here and recorded in the results. The held-out cases are decoded as the task wants
+    (`tunesmith.eval.plan.task_decoding`); a constrained decoding also runs them free, as `heldout_free`. This
+    reads the test split: call it only for the final evaluations."""
     from tunesmith.eval.cache import GenerationCache
+    from tunesmith.eval.plan import task_decoding
     from tunesmith.eval.suite import cases_from_records
+    from tunesmith.models import load_tokenizer
 
     extra, limits = extra
     broken = [c.error for cases in extra.values() for c in cases if c.error]
@@ -213,18 +242,33 @@ def eval_plan(cfg: Config, project: Path, st_split: Stage, model_ref, schema: di
     heldout = cases_from_records(_records_from(st_split.run_dir / "heldout.jsonl"), cfg.task)
     if cfg.eval.limit:
         heldout = heldout[: cfg.eval.limit]
+    replies = [r.reply or "" for r in _records_from(st_split.run_dir / "train.jsonl")]
+    decoding = task_decoding(cfg, replies, load_tokenizer(model_ref), schema)
+    suites, decodings = {"heldout": heldout}, {"heldout": decoding}
+    if decoding.constraint is not None:  # what the weights learned, without the constraint's help
+        suites["heldout_free"], decodings["heldout_free"] = heldout, decoding.free()
     inputs = {"split": st_split.key, "model": model_ref.identity, "schema": schema,
               "suites": suite_hashes(cfg, project)}
-    return EvalPlan({"heldout": heldout, **extra}, limits, inputs,
-                    GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite"))
+    return EvalPlan({**suites, **extra}, limits, inputs,
+                    GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite"), decodings)
+
+
+def train_settings(cfg: Config) -> dict[str, Any]:
+    """What a train run's cache key covers of the config: the recipe, the task, and how its checkpoint is chosen
+    (the validation decoding)."""
+    dump = lambda name: getattr(cfg, name).model_dump(mode="json")  # noqa: E731
+    evaluation = {k: dump("eval")[k] for k in ("decoding", "max_new_tokens", "no_repeat_ngram_size", "gate")}
+    return {"train": dump("train"), "task": dump("task"), "max_seq_len": cfg.data.max_seq_len,
+            "budget": dump("budget"), "selection": evaluation}
 
 
 def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None = None,
-                resume: str = "auto") -> Stage:
+                resume: str = "auto", report=None, extra_inputs: dict | None = None) -> Stage:
     """Stage 4: the objective's recipe (SFT, DPO, GRPO, reward model) on the split's training records plus the
     configured share of general data, in one process or several (cached; an interrupted run resumes from its newest
-    checkpoint, see `Pipeline.stage` for `resume`)."""
-    section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
+    checkpoint, see `Pipeline.stage` for `resume`). SFT's checkpoint is chosen on the validation split's generated
+    replies (`tunesmith.train.selection`); `report(step, value)` receives each validation value (a search's
+    pruner). The test split is never read here."""
     general = general_files(cfg, pipe.project)
 
     def train(run_dir: Path) -> dict[str, Any]:
@@ -239,17 +283,84 @@ def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema:
             if added["general_examples"]:
                 path = run_dir / "train_mixed.jsonl"
                 atomic_write_jsonl(path, (r.to_json() for r in mixed))
-            return {**launch(cfg, model_ref, path, run_dir, schema, pipe.project), **added}
+            return {**launch(cfg, model_ref, path, run_dir, schema, pipe.project,
+                             st_split.run_dir / "validation.jsonl"), **added}
         from tunesmith.train import run_recipe
 
-        heldout = _records_from(st_split.run_dir / "heldout.jsonl") if cfg.train.objective == "sft" else None
-        return {**run_recipe(cfg, model_ref, mixed, run_dir, schema, heldout), **added}
+        plan = split_validation_plan(cfg, st_split, model_ref, schema, records, report)
+        return {**run_recipe(cfg, model_ref, mixed, run_dir, schema, plan), **added}
 
-    return pipe.stage("train", section("train", "task") | {"max_seq_len": cfg.data.max_seq_len,
-                                                           "budget": section("budget")["budget"]},
+    return pipe.stage("train", train_settings(cfg),
                       {"split": st_split.key, "model": model_ref.identity, "schema": schema,
-                       "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general}}, train,
-                      resume)
+                       "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general},
+                       **(extra_inputs or {})}, train, resume)
+
+
+def search_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None,
+                 budget_minutes: float | None = None, max_trials: int | None = None):
+    """The budgeted recipe search (`tunesmith.train.search`): each trial a train stage of its own, the general-probe
+    gate checked on probe prompts the gate does not use. Returns the SearchResult; the best trial's train run is
+    added to the pipeline as its train stage."""
+    from tunesmith.train.search import ForgettingGuard, TrialRun, search_recipe
+
+    def train(tcfg: Config, report, extra: dict) -> TrialRun:
+        st = train_stage(tcfg, pipe, model_ref, st_split, schema, report=report, extra_inputs=extra)
+        return TrialRun(st.run_dir, st.result)
+
+    guard = ForgettingGuard.for_project(cfg, probe_scorer(cfg, pipe.project, model_ref))
+    n_train = sum(1 for _ in read_jsonl(st_split.run_dir / "train.jsonl"))
+    result = search_recipe(cfg, pipe.project, st_split.key, model_ref.identity, n_train, train, guard,
+                           budget_minutes, max_trials)
+    return result
+
+
+def probe_scorer(cfg: Config, project: Path, model_ref):
+    """`score(run_dir, train_result) -> value` of the general-probe gate's metric on the spare probe prompts (the
+    base model when `run_dir` is None), through the generation cache."""
+    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.eval.cache import GenerationCache
+    from tunesmith.eval.evaluate import evaluate
+    from tunesmith.train.search import spare_probe
+
+    gate = next((g for g in [cfg.eval.gate, *cfg.eval.gates] if g.metric.startswith("general.")), None)
+    metric = gate.metric.rpartition(".")[2] if gate else "prompt_strict_accuracy"
+    cache = GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite")
+
+    def score(run_dir: Path | None, result: dict | None) -> float:
+        import tempfile
+
+        if run_dir is None:
+            backend = TransformersBackend(model_ref, precision=cfg.train.precision)
+        else:
+            ref, adapter = trained_model(Stage("train", "", run_dir, cached=True, result=result or {}), model_ref)
+            backend = TransformersBackend(ref, adapter=adapter, precision=cfg.train.precision)
+        with tempfile.TemporaryDirectory() as out:
+            metrics = evaluate(backend, {"general": spare_probe(cfg)}, cfg, Path(out), None, "probe (spare)",
+                               cache, {"general": cfg.eval.general_max_new_tokens})
+        return float(metrics["general"].get(metric) or 0.0)
+
+    return score
+
+
+def search_train_stage(pipe: Pipeline, result) -> Stage:
+    """The best trial's train run as the pipeline's train stage (reused, not trained again)."""
+    meta = json.loads((result.best_run / "inputs.json").read_text())
+    st = Stage("train", meta["key"], result.best_run, cached=True, result=runs.read_result(result.best_run))
+    pipe.stages.append(st)
+    return st
+
+
+def split_validation_plan(cfg: Config, st_split: Stage, model_ref, schema: dict | None, train_records: list,
+                          report=None):
+    """The validation plan of an SFT run on this split (None for other objectives or without validation)."""
+    records = validation_records(st_split) if cfg.train.objective == "sft" else []
+    if not records:
+        return None
+    from tunesmith.models import load_tokenizer
+    from tunesmith.train.selection import validation_plan
+
+    return validation_plan(cfg, records, [r.reply or "" for r in train_records], load_tokenizer(model_ref), schema,
+                           report)
 
 
 def general_files(cfg: Config, project: Path) -> list[Path]:
@@ -338,8 +449,18 @@ def train_project(path: str | Path, overrides: list[str] | None = None, check_on
     return train_stage(p.cfg, p.pipe, p.model_ref, p.st_split, p.schema, resume)
 
 
-def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """The whole flow on a project directory; returns the summary (also written to summary.json)."""
+def tune_project(path: str | Path, overrides: list[str] | None = None, budget_minutes: float | None = None,
+                 max_trials: int | None = None):
+    """`tunesmith tune`: check, split, then the budgeted recipe search on the validation split (the test split is
+    not read); returns the SearchResult. `tunesmith run --tune` goes on to evaluate the best recipe."""
+    p = prepare(*load_config(path, overrides), with_suites=False)
+    return search_stage(p.cfg, p.pipe, p.model_ref, p.st_split, p.schema, budget_minutes, max_trials)
+
+
+def run_project(path: str | Path, overrides: list[str] | None = None, tune: bool = False,
+                budget_minutes: float | None = None) -> dict[str, Any]:
+    """The whole flow on a project directory; returns the summary (also written to summary.json). With `tune`, the
+    recipe is searched first (`tunesmith.train.search`, within `budget_minutes` or `tune.budget_minutes`)."""
     from tunesmith.eval.compare import compare
     from tunesmith.eval.evaluate import evaluate
 
@@ -352,40 +473,59 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     p = prepare(cfg, project, with_suites=True)
     pipe, model_ref, schema, st_split = p.pipe, p.model_ref, p.schema, p.st_split
     section = lambda *names: {n: getattr(cfg, n).model_dump(mode="json") for n in names}  # noqa: E731
+
+    # 3. train: the recipe (searched on the validation split when asked), its checkpoint chosen on validation.
+    search = None
+    if tune:
+        search = search_stage(cfg, pipe, model_ref, st_split, schema, budget_minutes)
+        cfg = search.best_config
+        st_train = search_train_stage(pipe, search)
+    else:
+        st_train = train_stage(cfg, pipe, model_ref, st_split, schema)
+    tuned_ref, adapter = trained_model(st_train, model_ref)
+
+    # 4. the test split, read for the first time: the base and the tuned model on the same cases, same decoding.
     plan = eval_plan(cfg, project, st_split, model_ref, schema, p.suites)
     eval_config = section("eval", "task", "budget")
 
-    # 3. the base model, measured before any training.
     def eval_base(run_dir: Path) -> dict[str, Any]:
         from tunesmith.eval.backends import TransformersBackend
 
         backend = TransformersBackend(model_ref, precision=cfg.train.precision)
         return {"model": cfg.model.base, "metrics": evaluate(backend, plan.suites, cfg, run_dir, schema, "base",
-                                                                   plan.cache, plan.limits)}
+                                                                   plan.cache, plan.limits, plan.decodings)}
 
     st_base = pipe.stage("eval-base", eval_config, plan.inputs, eval_base)
 
-    # 4. train.
-    st_train = train_stage(cfg, pipe, model_ref, st_split, schema)
-    tuned_ref, adapter = trained_model(st_train, model_ref)
-
-    # 5. the tuned model on the same cases, same decoding.
     def eval_tuned(run_dir: Path) -> dict[str, Any]:
         from tunesmith.eval.backends import TransformersBackend
 
         backend = TransformersBackend(tuned_ref, adapter=adapter, precision=cfg.train.precision)
         return {"model": tuned_ref.ref, "adapter": str(adapter) if adapter else None,
-                "metrics": evaluate(backend, plan.suites, cfg, run_dir, schema, "tuned", plan.cache, plan.limits)}
+                "metrics": evaluate(backend, plan.suites, cfg, run_dir, schema, "tuned", plan.cache, plan.limits, plan.decodings)}
 
     st_tuned = pipe.stage("eval-tuned", eval_config, {**plan.inputs, "train": st_train.key}, eval_tuned)
 
-    # 6. compare + gate.
+    # 5. the cheapest alternatives on the same test cases: a classical classifier, few-shot prompting.
+    st_baselines = baseline_stages(cfg, pipe, plan, st_split, model_ref, schema)
+
+    # 6. compare + gates + the verdict (the gates, the absolute target and the alternatives).
     def compare_stage(run_dir: Path) -> dict[str, Any]:
+        from tunesmith.eval.compare import compare_to_baselines
+        from tunesmith.eval.verdict import ship_verdict
+
         base_rows = [o for _, o in read_jsonl(st_base.run_dir / "results.jsonl")]
         tuned_rows = [o for _, o in read_jsonl(st_tuned.run_dir / "results.jsonl")]
-        return compare(base_rows, tuned_rows, cfg)
+        cmp = compare(base_rows, tuned_rows, cfg)
+        alternatives = {name: [o for _, o in read_jsonl(st.run_dir / "results.jsonl")]
+                        for name, st in st_baselines.items()}
+        info = {name: {k: st.result[k] for k in ("train_s",) if k in st.result} for name, st in st_baselines.items()}
+        against = compare_to_baselines(tuned_rows, alternatives, cfg, info)
+        return {**cmp, "baselines": against, "verdict": ship_verdict(cmp, against, cfg)}
 
-    st_cmp = pipe.stage("compare", section("eval"), {"base": st_base.key, "tuned": st_tuned.key}, compare_stage)
+    st_cmp = pipe.stage("compare", section("eval"), {"base": st_base.key, "tuned": st_tuned.key,
+                                                     **{f"baseline-{n}": st.key for n, st in st_baselines.items()}},
+                        compare_stage)
 
     # 6b. diagnose: memorization, forgetting, overconfidence, stale facts, stop token, masking, loss curve.
     from tunesmith.diagnose import diagnose_stage
@@ -395,7 +535,8 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     # 7. export (optional), then the held-out split again on each exported model: does it behave like the checkpoint?
     parity_reports = None
     if cfg.export.formats:
-        st_export = export_stage(cfg, pipe, st_train, st_split, tuned_ref, adapter)
+        st_export = export_stage(cfg, pipe, st_train, st_split, tuned_ref, adapter,
+                                 plan.decodings["heldout"].constraint)
         if cfg.export.parity and exported_models(st_export):
             st_parity = parity_stage(cfg, pipe, plan, st_export, st_tuned, tuned_ref, adapter, schema)
             parity_reports = st_parity.result["reports"]
@@ -404,6 +545,8 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     summary["diagnosis"] = {k: v for k, v in st_diag.result.items() if k not in ("stage_wall_s", "completed_at")}
     if parity_reports is not None:
         summary["parity"] = parity_reports
+    if search is not None:
+        summary["search"] = search.summary
     atomic_write_json(project / ".tunesmith" / "summary.json", summary)
     from tunesmith.cost import eval_costs
 
@@ -412,6 +555,46 @@ def run_project(path: str | Path, overrides: list[str] | None = None) -> dict[st
     atomic_write_json(project / ".tunesmith" / "summary.json", summary)
     summary["report"] = write_report(project, summary)
     return summary
+
+
+def baseline_stages(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_split: Stage, model_ref,
+                    schema: dict | None) -> dict[str, Stage]:
+    """One eval stage per applicable baseline (`eval.baselines`), each on the held-out cases with the task's
+    decoding: `classifier` (TF-IDF + logistic regression on the training split, C chosen on validation) and
+    `few_shot` (the base model shown the nearest training examples)."""
+    from tunesmith.eval.baselines import applicable
+
+    train = _records_from(st_split.run_dir / "train.jsonl")
+    names = applicable(cfg, train)
+    out = {}
+    for name in names:
+        def work(run_dir: Path, name: str = name) -> dict[str, Any]:
+            from tunesmith.eval.evaluate import evaluate
+
+            backend, info = baseline_backend(name, cfg, st_split, train, model_ref)
+            suites = {"heldout": plan.suites["heldout"]}
+            return {"model": name, **info, "metrics": evaluate(backend, suites, cfg, run_dir, schema, name,
+                                                               plan.cache, plan.limits, plan.decodings)}
+
+        section = {"eval": {k: getattr(cfg.eval, k) for k in ("decoding", "max_new_tokens", "few_shot_k",
+                                                              "no_repeat_ngram_size")},
+                   "task": cfg.task.model_dump(mode="json"), "budget": cfg.budget.model_dump(mode="json")}
+        out[name] = pipe.stage(f"baseline-{name}", section, {**plan.inputs, "baseline": name}, work)
+    return out
+
+
+def baseline_backend(name: str, cfg: Config, st_split: Stage, train: list, model_ref):
+    """(backend, facts) of a baseline: the classifier trained here (its training time measured), or the base model
+    prompted with few-shot examples."""
+    from tunesmith.eval.baselines import ClassifierBackend, FewShotBackend
+
+    if name == "classifier":
+        clf = ClassifierBackend(train, cfg.task, validation_records(st_split) or None, seed=cfg.data.seed)
+        return clf, {"train_s": clf.train_s, "C": clf.C}
+    from tunesmith.eval.backends import TransformersBackend
+
+    base = TransformersBackend(model_ref, precision=cfg.train.precision)
+    return FewShotBackend(base, train, k=cfg.eval.few_shot_k), {"k": cfg.eval.few_shot_k}
 
 
 def write_report(project: Path, summary: dict[str, Any]) -> str | None:
@@ -427,19 +610,32 @@ def write_report(project: Path, summary: dict[str, Any]) -> str | None:
         return None
 
 
-def export_stage(cfg: Config, pipe: Pipeline, st_train: Stage, st_split: Stage, tuned_ref, adapter) -> Stage:
-    """Stage 7: the formats of `export.formats` (cached under the train run and the export settings)."""
+def export_stage(cfg: Config, pipe: Pipeline, st_train: Stage, st_split: Stage, tuned_ref, adapter,
+                 constraint=None) -> Stage:
+    """Stage 9: the formats of `export.formats` (cached under the train run and the export settings); with the
+    task's decoding `constraint`, its GBNF grammar and schema ship beside the GGUF and Ollama files."""
     def export(run_dir: Path) -> dict[str, Any]:
         from tunesmith.export.merge import export_artifacts
 
         return export_artifacts(tuned_ref, adapter, cfg.export.formats, run_dir, cfg.eval.no_repeat_ngram_size,
                                 cfg.export.gguf_types, cfg.export.ollama_type,
-                                shipped_system_prompt(cfg, st_split), cfg.data.max_seq_len)
+                                shipped_system_prompt(cfg, st_split), cfg.data.max_seq_len, constraint)
 
     section = {"export": cfg.export.model_dump(mode="json"), "max_seq_len": cfg.data.max_seq_len,
                "system_prompt": cfg.task.system_prompt}
     return pipe.stage("export", section, {"train": st_train.key, "split": st_split.key,
-                                          "no_repeat_ngram_size": cfg.eval.no_repeat_ngram_size}, export)
+                                          "no_repeat_ngram_size": cfg.eval.no_repeat_ngram_size,
+                                          "constraint": constraint.key() if constraint is not None else None},
+                      export)
+
+
+def split_constraint(cfg: Config, st_split: Stage | None, schema: dict | None):
+    """The task's decoding constraint from the split's training replies (None without a split or constraint)."""
+    from tunesmith.eval.plan import task_constraint_of
+
+    if st_split is None:
+        return None
+    return task_constraint_of(cfg, [r.reply or "" for r in _records_from(st_split.run_dir / "train.jsonl")], schema)
 
 
 def export_run(path: str | Path, run: str, formats: list[str] | None = None, gguf_types: list[str] | None = None,
@@ -471,10 +667,12 @@ def export_run(path: str | Path, run: str, formats: list[str] | None = None, ggu
         "merged", "gguf", "ollama"]
     from tunesmith.export.merge import export_artifacts
 
+    from tunesmith.eval.evaluate import load_schema
+
     system = shipped_system_prompt(cfg, st_split) if st_split else cfg.task.system_prompt
     return export_artifacts(tuned_ref, adapter, formats, run_dir / "export", cfg.eval.no_repeat_ngram_size,
                             gguf_types or list(cfg.export.gguf_types), cfg.export.ollama_type, system,
-                            cfg.data.max_seq_len)
+                            cfg.data.max_seq_len, split_constraint(cfg, st_split, load_schema(cfg, project)))
 
 
 def serve_target(project: str | Path, target: str):
@@ -518,7 +716,8 @@ def exported_models(st_export: Stage) -> list[tuple[str, Path]]:
         if fmt == "merged":
             out.append(("merged", Path(info["path"])))
         elif fmt == "gguf":
-            out += [(name[len("model-"):-len(".gguf")], Path(info["path"]) / name) for name in info["files"]]
+            out += [(name[len("model-"):-len(".gguf")], Path(info["path"]) / name) for name in info["files"]
+                    if name.endswith(".gguf")]  # beside them: the grammar and schema of a constrained task
     return out
 
 
@@ -540,7 +739,7 @@ def parity_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_export: Stage, 
         def heldout(kind: str, backend) -> list[dict]:
             out = run_dir / kind
             out.mkdir(exist_ok=True)
-            evaluate(backend, {"heldout": cases}, cfg, out, schema, f"parity {kind}", plan.cache, plan.limits)
+            evaluate(backend, {"heldout": cases}, cfg, out, schema, f"parity {kind}", plan.cache, plan.limits, plan.decodings)
             return [o for _, o in read_jsonl(out / "results.jsonl")]
 
         ours = TransformersBackend(tuned_ref, adapter=adapter, precision=precision)
@@ -554,7 +753,7 @@ def parity_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_export: Stage, 
                                   eos_same=backend.tok.eos_token == ours.tok.eos_token))
             if path.suffix == ".gguf" and "llama.cpp" in runtimes:
                 # the file as Ollama / llama-server run it: llama.cpp's tokenizer, the template stored in the file
-                llama = LlamaCppBackend(path, n_ctx=cfg.data.max_seq_len + cfg.eval.max_new_tokens)
+                llama = LlamaCppBackend(path, n_ctx=cfg.data.max_seq_len + (cfg.eval.max_new_tokens or LIMIT_MAX))
                 reports.append(parity(kind, checkpoint, heldout(f"{kind}-llama.cpp", llama), cfg,
                                       runtime="llama.cpp", decoding_same=not cfg.eval.no_repeat_ngram_size))
         print_parity(reports, console)
@@ -605,12 +804,13 @@ def evaluate_model(path: str | Path, model: str | None = None, adapter: str | Pa
         elif backend == "vllm":
             be = backends.VLLMBackend(model_ref, adapter)
         elif backend == "llamacpp":
-            be = backends.LlamaCppBackend(model_ref.path, n_ctx=cfg.data.max_seq_len + cfg.eval.max_new_tokens)
+            be = backends.LlamaCppBackend(model_ref.path, n_ctx=cfg.data.max_seq_len + (cfg.eval.max_new_tokens or LIMIT_MAX))
         else:
             be = backends.TransformersBackend(model_ref, adapter=adapter, precision=cfg.train.precision)
         return {"model": label, "adapter": str(adapter) if adapter else None, **who,
                 "metrics": evaluate(be, plan.suites, cfg, run_dir, schema, label,
-                                    plan.cache if use_cache else None, plan.limits)}
+                                    plan.cache if use_cache else None, plan.limits,
+                                    plan.decodings)}
 
     section = {n: getattr(cfg, n).model_dump(mode="json") for n in ("eval", "task", "budget")}
     fresh = {} if use_cache else {"fresh": time.time()}  # --no-cache: neither the stage nor any generation reused
@@ -625,12 +825,15 @@ def build_summary(cfg: Config, pipe: Pipeline, cmp: dict, base: dict, tuned: dic
         "model": cfg.model.base,
         "gate": cmp["gate"],
         "gates": cmp.get("gates", [cmp["gate"]]),
+        "verdict": cmp.get("verdict"),
+        "baselines": cmp.get("baselines"),
         "confidence": cmp["confidence"],
         "metrics": cmp["metrics"],
         "base_metrics": base["metrics"],
         "tuned_metrics": tuned["metrics"],
         "train": {k: train.get(k) for k in ("steps", "epochs", "train_loss", "eval_loss", "wall_s",
-                                             "tokens_per_s", "trainable_params", "precision", "stopped_by_budget")},
+                                             "tokens_per_s", "trainable_params", "precision", "stopped_by_budget",
+                                             "recipe", "planned_epochs", "selection")},
         "train_cost_usd": None if cfg.budget.hourly_usd is None else train_hours * cfg.budget.hourly_usd,
         "stages": [{"stage": s.name, "run": str(s.run_dir), "cached": s.cached, "wall_s": s.wall_s}
                    for s in pipe.stages],
@@ -643,6 +846,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 
     print_comparison(summary["metrics"], summary["confidence"], f"Base vs tuned: {summary['model']}", console)
     print_gates(summary.get("gates") or [summary["gate"]], console)
+    if summary.get("verdict"):
+        from tunesmith.eval.verdict import print_verdict
+
+        print_verdict(summary["verdict"], console)
     if summary.get("parity"):
         from tunesmith.export.parity import print_parity
 

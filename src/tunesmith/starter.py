@@ -23,7 +23,9 @@ task:
 data:
   # Conversations (ChatML `messages`, ShareGPT, Alpaca or prompt/completion JSONL), relative to this file.
   train: [data/*.jsonl]
-  heldout_fraction: 0.2   # kept aside as the test set, never trained on
+  heldout_fraction: 0.2      # kept aside as the test set, read once at the end for the gate
+  validation_fraction: 0.1   # of the rest: every choice made while training (checkpoint, recipe search) uses it
+  # test: [data/test.jsonl]  # your own test file instead (e.g. a data set's official test split)
   max_seq_len: 512
 
 eval:
@@ -33,17 +35,20 @@ eval:
   suites: []
   general_probe: true        # did training break general instruction following? (150 built-in IFEval-style prompts)
   general_probe_limit: 50    # a quicker look; remove for all 150
-  max_new_tokens: 64
+  # decoding: auto         # json/classification replies held to the schema or label set (constrained), and
+                            # also reported decoded freely as `heldout_free`; max_new_tokens derives from the data
+  # baselines: auto         # label tasks: a TF-IDF classifier and few-shot prompting, on the same test cases
   gate:
     metric: task_accuracy   # the tuned model must beat the base on this, with the interval above zero
     min_delta: 0.0
+    min_value: {target}         # the value you need to ship (e.g. 0.85): beating a useless base is not enough
   gates:                    # more rules that must hold too
     - {metric: general.prompt_strict_accuracy, min_delta: -0.05, require_significant: false}
 
 train:
   method: lora       # lora, qlora (4-bit base) or full; dora: true / rslora: true for the LoRA variants
   objective: sft     # sft, dpo (preference pairs), grpo (with rewards:), reward (a reward model)
-  epochs: 1          # one epoch is usually enough for LoRA
+  epochs: auto       # small data sets get more passes; the validation set picks the checkpoint and stops early
   lr: 2.0e-4
   lora_r: 16
   batch_size: 8
@@ -58,13 +63,14 @@ EXAMPLE = {"messages": [
     {"role": "assistant", "content": "{\"label\": \"billing\"}"}]}
 
 
-def write_starter(directory: str | Path, force: bool = False) -> list[Path]:
-    """Create tunesmith.yaml, data/example.jsonl and eval/ in `directory`; refuse to overwrite unless forced."""
+def write_starter(directory: str | Path, force: bool = False, target: float | None = None) -> list[Path]:
+    """Create tunesmith.yaml, data/example.jsonl and eval/ in `directory`; refuse to overwrite unless forced.
+    `target` is the gate's absolute target (`eval.gate.min_value`)."""
     root = Path(directory)
     cfg = root / "tunesmith.yaml"
     if cfg.exists() and not force:
         raise fail("Project exists", str(cfg), "already exists", "use --force to overwrite it")
-    written = [atomic_write_text(cfg, STARTER_YAML)]
+    written = [atomic_write_text(cfg, STARTER_YAML.replace("{target}", "null" if target is None else str(target)))]
     data = root / "data" / "example.jsonl"
     if not data.exists():
         written.append(atomic_write_text(data, json.dumps(EXAMPLE) + "\n"))

@@ -133,7 +133,8 @@ def max_adapter_difference(a: Path, b: Path) -> float:
 
 # --- `tunesmith run` killed between and within stages ---------------------------------------------------------
 
-STAGES = ["check", "split", "eval-base", "train", "eval-tuned", "compare", "diagnose"]
+STAGES = ["check", "split", "train", "eval-base", "eval-tuned", "baseline-classifier", "baseline-few_shot", "compare",
+          "diagnose"]
 
 
 def stage_dirs(project: Path) -> dict[str, list[Path]]:

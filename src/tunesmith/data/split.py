@@ -1,6 +1,12 @@
-"""A leakage-free held-out split: seeded, stratified by label, and never splitting one input across sides.
+"""A leakage-free split: seeded, stratified by label, and never splitting one input across sides.
 
     train, heldout = split_records(records, fraction=0.2, seed=42, label_of=lambda r: ...)
+    split = three_way_split(kept, cfg.data, label_of, clusters, test=None, validation=None)
+
+Three sets: `train`; `validation`, on which every choice made while training is taken (the checkpoint kept, early
+stopping, the recipe search); and the held-out `test` set, read once, at the end, for the gate. A user's own test
+or validation files replace the split-off ones; training records that repeat one of their inputs are taken out of
+training and reported as leakage.
 
 Conversations whose user input is the same (after normalizing case, punctuation and whitespace) form one group
 (or, with `groups_of`, whole near-duplicate clusters do), and a group goes wholly to one side, so the held-out set
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Callable
 
 from tunesmith.data.dedup import input_key
@@ -86,3 +93,71 @@ def leakage(train: list[Record], heldout: list[Record], threshold: float = 0.8) 
                                f"held-out input is {score:.0%} similar to training input {train[i].where}",
                                "keep near-duplicates on one side (tunesmith's split does this)"))
     return out
+
+
+@dataclass
+class ThreeWaySplit:
+    """Train, validation and test records, with the leakage findings that shaped them."""
+
+    train: list[Record]
+    validation: list[Record]
+    test: list[Record]
+    findings: list = field(default_factory=list)  # LEAKAGE findings: training twins of test/validation inputs
+
+
+def three_way_split(kept: list[Record], data, label_of: Callable[[Record], str | None], clusters: list,
+                    test: list[Record] | None = None, validation: list[Record] | None = None) -> ThreeWaySplit:
+    """Split `kept` (near-duplicate `clusters` kept whole) into train / validation / test by `data` (the
+    `DataConfig`): `data.heldout_fraction` goes to test unless `test` records are given, then
+    `data.validation_fraction` of the rest (at most `data.validation_max`) to validation unless `validation` records
+    are given. Training records whose input equals or nearly equals a given test or validation input are dropped
+    and reported."""
+    group = dict(zip(map(id, kept), clusters))
+    train_side = kept
+    if test is None:
+        train_side, test = split_records(kept, data.heldout_fraction, data.seed, label_of, clusters)
+    # Inputs of a user's own test or validation files never stay in training (nor in the validation split).
+    train_side, findings = drop_twins(train_side, _given(test, validation or [], kept), data.near_dup_threshold)
+    if validation is None:
+        share = validation_share(len(train_side), data.validation_fraction, data.validation_max)
+        validation = []
+        if share:
+            train_side, validation = split_records(train_side, share, data.seed + 1, label_of,
+                                                   [group[id(r)] for r in train_side])
+    return ThreeWaySplit(train_side, validation, test, findings)
+
+
+def _given(test: list[Record], validation: list[Record], kept: list[Record]) -> list[Record]:
+    """The test and validation records that did not come from `kept` (a user's own files)."""
+    ours = set(map(id, kept))
+    return [r for r in test + validation if id(r) not in ours]
+
+
+def validation_share(n_train_side: int, fraction: float, cap: int) -> float:
+    """The share of the training side that goes to validation: `fraction`, capped at `cap` records."""
+    if not fraction or n_train_side < 2:
+        return 0.0
+    return min(fraction, cap / n_train_side)
+
+
+def drop_twins(train: list[Record], others: list[Record], threshold: float = 0.8) -> tuple[list[Record], list]:
+    """`train` without the records whose input equals or nearly equals one of `others` (a test or validation
+    file's), and a LEAKAGE finding (file:line of both) for each record dropped."""
+    from tunesmith.data.checks import Code, Finding, Severity
+    from tunesmith.data.dedup import input_text, near_duplicate_pairs
+
+    if not others or not train:
+        return train, []
+    n = len(train)
+    by_key = {input_key(r): r for r in others}
+    twins: dict[int, tuple[Record, float]] = {i: (by_key[input_key(r)], 1.0) for i, r in enumerate(train)
+                                              if input_key(r) in by_key}
+    texts = [input_text(r) for r in train] + [input_text(r) for r in others]
+    for i, j, score in near_duplicate_pairs(texts, threshold):
+        if i < n <= j and i not in twins:
+            twins[i] = (others[j - n], score)
+    findings = [Finding(Code.LEAKAGE, Severity.WARNING, train[i].where, "messages",
+                        f"training input is {score:.0%} similar to {other.where}; taken out of training",
+                        "a test or validation input must never be trained on; drop it from one of the files to "
+                        "keep this record") for i, (other, score) in sorted(twins.items())]
+    return [r for i, r in enumerate(train) if i not in twins], findings

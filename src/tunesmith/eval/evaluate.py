@@ -24,6 +24,7 @@ from typing import Any
 
 from tunesmith.config import Config
 from tunesmith.data.io import atomic_write_jsonl
+from tunesmith.eval.plan import DEFAULT_LIMIT, Decoding
 from tunesmith.eval.scorers import score_case
 from tunesmith.eval.suite import EvalCase
 
@@ -122,18 +123,27 @@ def instruction_accuracy(rows: list[dict[str, Any]]) -> dict[str, float]:
             "instruction_loose_accuracy": sum(sum(f["loose"]) for f in found) / total}
 
 
+def suite_decoding(name: str, cfg: Config, limits: dict[str, int] | None = None,
+                   decodings: dict[str, Decoding] | None = None) -> Decoding:
+    """A suite's decoding: its own (`decodings`), else greedy with its own limit or `eval.max_new_tokens`."""
+    if decodings and name in decodings:
+        return decodings[name]
+    limit = (limits or {}).get(name) or cfg.eval.max_new_tokens or DEFAULT_LIMIT
+    return Decoding(limit, cfg.eval.no_repeat_ngram_size)
+
+
 def evaluate(backend, suites: dict[str, list[EvalCase]], cfg: Config, out_dir: Path,
              schema: dict | None = None, label: str = "", cache=None,
-             limits: dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
+             limits: dict[str, int] | None = None,
+             decodings: dict[str, Decoding] | None = None) -> dict[str, dict[str, Any]]:
     """Generate and score every case of every suite; write results.jsonl into `out_dir`; metrics per suite and
     slice. Cases that could not be read, and generations that failed (an endpoint down), are rows with `error`.
-    `limits` sets a suite's own max_new_tokens."""
+    `limits` sets a suite's own max_new_tokens; `decodings` a suite's whole decoding (limit and constraint)."""
     from tunesmith.eval.cache import generate_cached
 
     rows: list[dict[str, Any]] = []
     for name, cases in suites.items():
-        decoding = {"max_new_tokens": (limits or {}).get(name, cfg.eval.max_new_tokens),
-                    "no_repeat_ngram_size": cfg.eval.no_repeat_ngram_size, "greedy": True}
+        decoding = suite_decoding(name, cfg, limits, decodings).cache_settings()
         good = [c for c in cases if c.error is None]
         gens = iter(generate_cached(backend, good, decoding, cache, batch_size=cfg.eval.batch_size,
                                     label=f"{label} {name}".strip()) if good else [])

@@ -89,25 +89,33 @@ footer { margin: 36px auto 24px; color: var(--muted); font-size: 12px; }
 @media print { nav { display: none; } .glance { grid-template-columns: 1fr 1fr 1fr; } }
 """
 
-NAV = [("data", "Data"), ("metrics", "Base vs tuned"), ("slices", "Slices"), ("cases", "Cases"),
-       ("training", "Training"), ("diagnosis", "Diagnosis"), ("cost", "Cost"), ("parity", "Export parity"),
-       ("preference", "Preference"), ("stages", "Stages")]
+NAV = [("data", "Data"), ("metrics", "Base vs tuned"), ("alternatives", "Alternatives"), ("slices", "Slices"),
+       ("cases", "Cases"), ("labels", "Labels"), ("search", "Search"), ("training", "Training"), ("diagnosis", "Diagnosis"),
+       ("cost", "Cost"), ("parity", "Export parity"), ("preference", "Preference"), ("stages", "Stages")]
 
 
 def render(summary: dict, check: dict | None, split: dict | None, log: list[dict], changed: dict | None,
-           diagnosis: Any, cost: Any, preference: Any) -> str:
-    """The report as one HTML document (a string)."""
+           diagnosis: Any, cost: Any, preference: Any, labels: dict | None = None) -> str:
+    """The report as one HTML document (a string). `labels` (`sources.label_view`) is read from the run
+    directories the summary names when not given."""
     import tunesmith
 
     project = Path(str(summary.get("project") or "project")).name
     parity = summary.get("parity")
+    if labels is None:
+        from tunesmith.report import sources
+
+        labels = sources.label_view(sources.stage_dirs(summary, Path(str(summary.get("project") or "."))))
     body = join([
         s.verdict(summary),
         s.glance(summary, cost if isinstance(cost, dict) else None, preference, parity),
         s.data(check, split),
         s.metrics(summary),
+        s.alternatives(summary),
         s.slices(summary),
         s.cases(changed),
+        s.labels(labels),
+        s.search(summary),
         s.training(summary, log),
         s.diagnosis(diagnosis),
         s.cost(cost, summary),

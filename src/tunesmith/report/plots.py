@@ -94,7 +94,11 @@ def loss_chart(log: list[dict]) -> str | None:
     if not available():
         return None
     train = [(r["step"], r["loss"]) for r in log if _finite(r.get("step"), r.get("loss"))]
-    evals = [(r["step"], r["eval_loss"]) for r in log if _finite(r.get("step"), r.get("eval_loss"))]
+    evals = [(r["step"], r.get("val_loss", r.get("eval_loss"))) for r in log
+             if _finite(r.get("step"), r.get("val_loss", r.get("eval_loss")))]
+    metric = next((r["selection_metric"] for r in log if r.get("selection_metric")), None)
+    chosen = [(r["step"], r[f"val_{metric}"]) for r in log
+              if metric and metric != "loss" and _finite(r.get("step"), r.get(f"val_{metric}"))]
     lrs = [(r["step"], r["learning_rate"]) for r in log if _finite(r.get("step"), r.get("learning_rate"))]
     if not train and not evals:
         return None
@@ -108,10 +112,19 @@ def loss_chart(log: list[dict]) -> str | None:
                      linewidth=1.4, label="train loss")
     if evals:
         loss_ax.plot(*zip(*evals), color=COLORS["eval"], marker="s", markersize=4, linewidth=1.4,
-                     label="held-out loss")
+                     label="validation loss")
     loss_ax.set_ylabel("loss")
-    loss_ax.set_title("Loss per optimizer step", fontsize=10)
-    loss_ax.legend(fontsize=8, frameon=False)
+    loss_ax.set_title("Loss per optimizer step" + (f"; validation {metric} (generated answers)" if chosen else ""),
+                      fontsize=10)
+    handles, labels = loss_ax.get_legend_handles_labels()
+    if chosen:
+        val_ax = loss_ax.twinx()
+        line = val_ax.plot(*zip(*chosen), color="#2a9d8f", marker="D", markersize=4, linewidth=1.6,
+                           label=f"validation {metric}")
+        val_ax.set_ylabel(metric, fontsize=8)
+        val_ax.spines[["top"]].set_visible(False)
+        handles, labels = handles + line, labels + [f"validation {metric}"]
+    loss_ax.legend(handles, labels, fontsize=8, frameon=False)
     loss_ax.grid(alpha=0.3)
     if lr_ax is not None:
         lr_ax.plot(*zip(*lrs), color=COLORS["lr"], linewidth=1.2)

@@ -61,18 +61,91 @@ def _capped_list(items: list[Html], empty: str) -> Html:
     return tag("ul", join(items[:SHOWN]) + more)
 
 
+def _gate_rows(gates: list[dict]) -> Html:
+    return tag("ul", join(tag("li", pass_badge(g.get("passed")) + esc(" ") + tag("b", g.get("metric", "?"))
+                               + esc(": " + str(g.get("reason", "")) + (
+                                   f" (delta {signed(g['delta'])}, CI {interval(g.get('ci_low'), g.get('ci_high'))})"
+                                   if g.get("delta") is not None else ""))) for g in gates))
+
+
 def verdict(summary: dict) -> Html:
-    """The banner: did the gates pass, and each gate's reason."""
+    """The banner: the ship verdict (headline, reasons, what would ship instead) when the run weighed the cheap
+    alternatives; else whether the gates passed, with each gate's reason."""
     gates = summary.get("gates") or ([summary["gate"]] if summary.get("gate") else [])
+    v = summary.get("verdict")
+    if isinstance(v, dict) and v.get("headline"):
+        ship = bool(v.get("ship"))
+        body = tag("h2", v["headline"]) + tag("ul", join(tag("li", r) for r in v.get("reasons") or []))
+        if v.get("instead"):
+            body += tag("p", tag("b", "Instead: ") + esc(v["instead"]), cls="lead")
+        if gates:
+            body += tag("details", tag("summary", "gates") + _gate_rows(gates))
+        return tag("section", body, id="verdict", cls="verdict " + ("pass" if ship else "fail"))
     if not gates:
         return section("verdict", "Verdict", not_measured("no gate result", "run `tunesmith run` to compare"))
     passed = (summary.get("gate") or {}).get("passed", all(g.get("passed") for g in gates))
-    rows = [tag("li", pass_badge(g.get("passed")) + esc(" ") + tag("b", g.get("metric", "?"))
-                + esc(": " + str(g.get("reason", "")) + (
-                    f" (delta {signed(g['delta'])}, CI {interval(g.get('ci_low'), g.get('ci_high'))})"
-                    if g.get("delta") is not None else ""))) for g in gates]
     head = tag("h2", "Verdict: " + ("ship it: the gates pass" if passed else "do not ship: a gate fails"))
-    return tag("section", head + tag("ul", join(rows)), id="verdict", cls="verdict " + ("pass" if passed else "fail"))
+    return tag("section", head + _gate_rows(gates), id="verdict", cls="verdict " + ("pass" if passed else "fail"))
+
+
+def _alternatives(summary: dict) -> list[dict]:
+    v = summary.get("verdict")
+    alts = v.get("alternatives") if isinstance(v, dict) else None
+    return [a for a in alts if isinstance(a, dict)] if isinstance(alts, list) else []
+
+
+def alternatives(summary: dict) -> Html:
+    """The cheapest alternatives (a TF-IDF classifier, few-shot prompting) against the tuned model on the same
+    cases: each one's value, the tuned value, the delta (tuned minus it) with its interval, and the verdict."""
+    alts = _alternatives(summary)
+    if not alts:
+        return section("alternatives", "Cheaper alternatives", not_measured(
+            "no cheaper alternative was evaluated on the same cases", "set eval.baselines (`auto` runs a TF-IDF "
+            "classifier and few-shot prompting for label tasks) and run `tunesmith run`"))
+    conf = summary.get("confidence") or 0.95
+    rows = [[a.get("label") or a.get("name"), a.get("metric"), num(a.get("value")), num(a.get("tuned")),
+             signed(a.get("delta")), interval(a.get("ci_low"), a.get("ci_high")),
+             verdict_badge(a.get("verdict")) if a.get("value") is not None else "not measured",
+             duration(a.get("train_s")) if a.get("train_s") is not None
+             else "none" if a.get("name") == "few_shot" else "-"] for a in alts]
+    note = tag("p", "delta = tuned minus the alternative; the verdict is the tuned model's against it. An "
+                    "alternative with a higher value wins even without significance: it is far cheaper to run.",
+               cls="note")
+    return section("alternatives", "Cheaper alternatives", table(
+        ["alternative", "metric", "its value", "tuned", "delta", f"{conf:.0%} CI", "tuned vs it", "training"],
+        rows, numeric=["its value", "tuned", "delta", "training"]) + note)
+
+
+def labels(view: dict | None) -> Html:
+    """A label task's most confused (expected, predicted) pairs and the cases both models still get wrong."""
+    title = "Labels: most confused, still wrong"
+    if view is None:
+        return section("labels", title, not_measured("no tuned evaluation results to read",
+                                                     "run `tunesmith run`"))
+    if not view.get("fields"):
+        return section("labels", title, not_measured(
+            f"not a label task ({view.get('why') or 'no label-like reply field'})",
+            "it applies to classification tasks and JSON replies whose fields are labels"))
+    parts = [tag("h3", "Most confused labels")]
+    pairs = view.get("confused") or []
+    if pairs:
+        parts.append(table(["field", "expected", "predicted", "cases"],
+                           ([p.get("field") or "label", p.get("expected"), p.get("predicted"), p.get("count")]
+                            for p in pairs), numeric=["cases"]))
+    else:
+        parts.append(tag("p", "No wrong label: the tuned model got every case's labels right.", cls="note"))
+    parts.append(tag("h3", "Still wrong (base and tuned both wrong)"))
+    wrong = view.get("still_wrong")
+    if wrong is None:
+        parts.append(not_measured("no base evaluation to pair", "run `tunesmith run`"))
+    elif not wrong.get("n"):
+        parts.append(tag("p", "No case is wrong for both models.", cls="note"))
+    else:
+        shown = wrong.get("cases") or []
+        parts.append(tag("p", f"{wrong['n']} {wrong.get('suite', '')} case(s) are wrong for both"
+                              + (f"; the first {len(shown)}:" if len(shown) < wrong["n"] else ":"), cls="note"))
+        parts.append(join(_case(c) for c in shown))
+    return section("labels", title, join(parts))
 
 
 def paid(summary: dict, cost: dict | None) -> list[tuple[str, str]]:
@@ -112,6 +185,11 @@ def glance(summary: dict, cost: dict | None, preference: Any, parity: list | Non
             broke.append(tag("li", tag("b", f"export {r.get('kind')} ({r.get('runtime', 'transformers')})")
                              + esc(f": misses its parity target ({r.get('target')})"
                                    + (f"; likely cause: {r['cause']}" if r.get("cause") else ""))))
+    for a in _alternatives(summary):
+        if a.get("beats_tuned"):
+            broke.append(tag("li", tag("b", str(a.get("label") or a.get("name")))
+                             + esc(f" scores {num(a.get('value'))} vs the tuned {num(a.get('tuned'))} on "
+                                   f"{a.get('metric')}, far cheaper")))
     for p in _preferences(preference):
         line = tag("li", tag("b", f"{p.get('judge', 'human')} preference") + esc(": " + preference_text(p)))
         (improved if p.get("verdict") == "better" else broke if p.get("verdict") == "worse" else []).append(line)
@@ -242,10 +320,49 @@ def training(summary: dict, log: list[dict]) -> Html:
     else:
         fig = not_measured("the loss curve", "no metrics.jsonl was found in the train run")
     names = {"wall_s": "wall time", "tokens_per_s": "tokens/s", "train_loss": "train loss", "eval_loss":
-             "held-out loss", "trainable_params": "trainable parameters", "stopped_by_budget": "stopped by budget"}
+             "validation loss", "trainable_params": "trainable parameters", "stopped_by_budget": "stopped by budget",
+             "planned_epochs": "planned epochs"}
+    selection = tr.pop("selection", None)
     shown = [(names.get(k, k), duration(v) if k == "wall_s" else num(v, ",.0f") if k in ("tokens_per_s",
              "trainable_params") else num(v, ".4f") if isinstance(v, float) else v) for k, v in tr.items()]
-    return section("training", "Training", fig + kv(shown))
+    return section("training", "Training", fig + chosen_checkpoint(selection) + kv(shown))
+
+
+def chosen_checkpoint(sel: Any) -> Html:
+    """Which checkpoint was kept and why: the validation metric of the generated answers at each evaluation."""
+    if not isinstance(sel, dict) or sel.get("best_step") is None:
+        return not_measured("a checkpoint chosen on validation", "give the project a validation split "
+                            "(data.validation_fraction, or data.validation files)")
+    curve = ", ".join(f"{step}: {num(value)}" for step, value in sel.get("curve") or [])
+    why = ("stopped early: no improvement for the patience" if sel.get("stopped_early") else
+           "pruned by the recipe search" if sel.get("pruned") else "trained to the end")
+    return tag("p", f"Checkpoint kept: step {sel['best_step']}, validation {sel.get('metric')} "
+                    f"{num(sel.get('best_value'))} (last {num(sel.get('last_value'))}; {why}). "
+                    f"Validation {sel.get('metric')} by step: {curve}.")
+
+
+def search(summary: dict) -> Html:
+    """The recipe search: every trial (its recipe, validation value, state, time, forgetting check), the recipe
+    chosen and why, and how it compares with the project's own recipe on the same validation cases."""
+    sr = summary.get("search")
+    if not isinstance(sr, dict) or not sr.get("trials"):
+        return section("search", "Recipe search", not_measured(
+            "no recipe search", f"`tunesmith run {summary.get('project', 'PROJECT')} --tune --budget 30m` searches "
+            "the learning rate, epochs and LoRA rank on the validation split"))
+    best = (sr.get("best") or {}).get("number")
+    rows = []
+    for t in sr["trials"]:
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        forget = t.get("forgetting") or {}
+        rows.append([("★ " if t["number"] == best else "") + str(t["number"]) + (" (yours)" if t["default"] else ""),
+                     params, t["state"], num(t.get("value")), duration(t.get("wall_s")),
+                     signed(forget["delta"]) + ("" if forget.get("ok") else " (breaks the gate)") if forget else "-"])
+    head = tag("p", f"Chosen: {sr.get('why', '')}. Validation {sr.get('metric')}; {len(sr['trials'])} trial(s), "
+                    f"{duration(sr.get('spent_s'))} of a {duration(sr.get('budget_s'))} budget ({sr.get('stopped')}).")
+    constraint = tag("p", f"Constraint: {sr['constraint']}.", cls="note") if sr.get("constraint") else Html("")
+    body = head + table(["trial", "recipe", "state", f"validation {sr.get('metric')}", "time", "general probe"],
+                        rows) + constraint
+    return section("search", "Recipe search", body)
 
 
 def diagnosis(d: Any) -> Html:

@@ -8,8 +8,9 @@ from typing import Any
 
 
 def run_recipe(cfg, model_ref, records: list, run_dir: Path, schema: dict | None = None,
-               heldout: list | None = None) -> dict[str, Any]:
-    """Train with `train.objective`'s recipe; `schema` feeds GRPO's default rewards, `heldout` SFT's eval loss."""
+               validation=None) -> dict[str, Any]:
+    """Train with `train.objective`'s recipe; `schema` feeds GRPO's default rewards; `validation` (a
+    `tunesmith.train.selection.ValidationPlan`) chooses SFT's checkpoint and when it stops."""
     objective = cfg.train.objective
     if objective == "reward":
         from tunesmith.train.reward import train_reward_model
@@ -25,4 +26,4 @@ def run_recipe(cfg, model_ref, records: list, run_dir: Path, schema: dict | None
         return train_grpo(cfg, model_ref, records, run_dir, schema)
     from tunesmith.train.sft import train_sft
 
-    return train_sft(cfg, model_ref, records, run_dir, heldout)
+    return train_sft(cfg, model_ref, records, run_dir, validation)

@@ -24,14 +24,19 @@ from tunesmith.errors import Problem, TunesmithError
 SPEC, RESULT = "launch.json", "train_result.json"
 
 
-def launch(cfg, model_ref, records_path: Path, run_dir: Path, schema: dict | None, project: Path) -> dict[str, Any]:
-    """Run the recipe in `cfg.train.nproc` processes; return process 0's result."""
+def launch(cfg, model_ref, records_path: Path, run_dir: Path, schema: dict | None, project: Path,
+           validation_path: Path | None = None) -> dict[str, Any]:
+    """Run the recipe in `cfg.train.nproc` processes; return process 0's result. `validation_path` (the split's
+    validation records) chooses an SFT run's checkpoint in every process alike."""
     from tunesmith.data.io import atomic_write_json
 
     t = cfg.train
+    validation = (str(validation_path) if validation_path is not None and validation_path.exists()
+                  and validation_path.stat().st_size else None)
     atomic_write_json(run_dir / SPEC, {"config": cfg.model_dump(mode="json"), "model": str(model_ref.path),
                                        "trust_remote_code": model_ref.trust_remote_code,
-                                       "records": str(records_path), "schema": schema})
+                                       "records": str(records_path), "schema": schema,
+                                       "validation": validation})
     (run_dir / RESULT).unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if t.accelerate_config:
@@ -64,7 +69,14 @@ def main(run_dir: str) -> None:
     records = load_records([Path(spec["records"])])
     from tunesmith.train import run_recipe
 
-    result = run_recipe(cfg, model_ref, records, run, spec["schema"])
+    plan = None
+    if spec.get("validation") and cfg.train.objective == "sft":
+        from tunesmith.models import load_tokenizer
+        from tunesmith.train.selection import validation_plan
+
+        plan = validation_plan(cfg, load_records([Path(spec["validation"])]), [r.reply or "" for r in records],
+                               load_tokenizer(model_ref), spec["schema"])
+    result = run_recipe(cfg, model_ref, records, run, spec["schema"], plan)
     if int(os.environ.get("RANK", "0")) == 0:
         atomic_write_json(run / RESULT, {**result, "nproc": int(os.environ.get("WORLD_SIZE", "1"))})
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import shutil
 import time
@@ -26,7 +27,8 @@ from tunesmith.config import Config
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import with_system_prompt
-from tunesmith.models import ModelRef, load_model, load_tokenizer, resolve_precision
+from tunesmith.models import ModelRef, load_model, load_tokenizer, resolve_precision, training_attention
+from tunesmith.train.selection import ValidationPlan, ValidationSelector
 
 
 def build_dataset(tok, records: list[Record], cfg: Config):
@@ -74,14 +76,15 @@ def load_training_model(cfg: Config, model_ref: ModelRef, precision: str):
     double quantization (qlora)."""
     import torch
 
+    attention = training_attention(cfg.train.attention, cfg.data.max_seq_len)
     if cfg.train.method == "lora":
-        model = load_model(model_ref)
+        model = load_model(model_ref, attention=attention)
         # SFT and DPO run every forward under autocast; GRPO also generates, outside it, so its base stays fp32.
         if cfg.train.base_precision == "bf16" and precision == "bf16" and cfg.train.objective != "grpo":
             bf16_linear_weights(model)
         return model
     if cfg.train.method != "qlora":
-        return load_model(model_ref)
+        return load_model(model_ref, attention=attention)
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -128,8 +131,35 @@ def _whole_state(path: Path) -> bool:
         return False
 
 
-def common_args(cfg: Config, run_dir: Path, precision: str) -> dict[str, Any]:
-    """The trainer arguments every recipe (SFT, DPO, GRPO) shares, from `train.*`."""
+AUTO_EXAMPLES = 6000  # `epochs: auto` passes over a data set until about this many examples were seen ...
+AUTO_MAX_EPOCHS = 10  # ... in at most this many passes (early stopping on validation decides the rest)
+EVALS_PER_EPOCH, MIN_EVAL_STEPS = 4, 10  # unset train.eval_steps: four validations a pass, at most one per 10 steps
+
+
+def resolve_epochs(epochs: float | str, n_records: int | None) -> float:
+    """`train.epochs`, with `auto` = enough passes over `n_records` to see about AUTO_EXAMPLES examples (1 to 10):
+    a small data set needs several passes to converge; a large one, one. Recipes without a validation-chosen
+    checkpoint (DPO, GRPO, reward models) pass no count and make one pass."""
+    if epochs != "auto":
+        return float(epochs)
+    if n_records is None:
+        return 1.0
+    return float(min(AUTO_MAX_EPOCHS, max(1, math.ceil(AUTO_EXAMPLES / max(n_records, 1)))))
+
+
+def resolve_eval_steps(cfg: Config, n_records: int) -> int:
+    """`train.eval_steps`, or about EVALS_PER_EPOCH evaluations a pass (at least MIN_EVAL_STEPS steps apart)."""
+    t = cfg.train
+    if t.eval_steps:
+        return t.eval_steps
+    per_step = t.batch_size * t.grad_accum * t.nproc
+    steps_per_epoch = math.ceil(n_records / per_step)
+    return max(MIN_EVAL_STEPS, math.ceil(steps_per_epoch / EVALS_PER_EPOCH))
+
+
+def common_args(cfg: Config, run_dir: Path, precision: str, n_records: int | None = None) -> dict[str, Any]:
+    """The trainer arguments every recipe (SFT, DPO, GRPO) shares, from `train.*` (`n_records`: the training
+    examples, for `epochs: auto`)."""
     import importlib.util
 
     t = cfg.train
@@ -143,7 +173,7 @@ def common_args(cfg: Config, run_dir: Path, precision: str) -> dict[str, Any]:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     return dict(
         output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=t.epochs,
+        num_train_epochs=resolve_epochs(t.epochs, n_records),
         max_steps=t.max_steps or -1,
         per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
@@ -242,8 +272,8 @@ def run_training(trainer, run_dir: Path, budget) -> dict[str, Any]:
 def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path,
                   eval_records: list[Record] | None = None, **overrides: Any):
     """(trainer, tokenizer, data stats, time budget): everything `train_sft` runs, ready to `train()`.
-    `eval_records` (the held-out split) give the eval loss; `overrides` replace SFTConfig arguments (the invariant
-    checks use them)."""
+    `eval_records` (the validation split) give the validation loss at every evaluation; `overrides` replace
+    SFTConfig arguments (the invariant checks use them)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from trl import SFTConfig, SFTTrainer
 
@@ -255,12 +285,12 @@ def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_d
     eval_dataset = build_dataset(tok, eval_records, cfg)[0] if eval_records else None
 
     settings = dict(
-        **common_args(cfg, run_dir, precision),
+        **common_args(cfg, run_dir, precision, len(records)),
         max_length=None,  # already truncated (and its cost reported) by build_dataset
         include_num_input_tokens_seen="non_padding",
-        # The held-out loss, every `eval_steps` steps when set (a curve for overfitting), else once at the end.
-        eval_strategy="steps" if eval_dataset is not None and t.eval_steps else "no",
-        eval_steps=t.eval_steps,
+        # The validation loss (and, with a ValidationSelector, the generated answers) every eval_steps steps.
+        eval_strategy="steps" if eval_dataset is not None else "no",
+        eval_steps=resolve_eval_steps(cfg, len(records)),
         per_device_eval_batch_size=t.batch_size,
     )
     args = SFTConfig(**{**settings, **batching_args(t.batching, cfg.data.max_seq_len), **overrides})
@@ -283,14 +313,22 @@ def batching_args(batching: str, max_seq_len: int) -> dict[str, Any]:
 
 
 def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path,
-              eval_records: list[Record] | None = None) -> dict[str, Any]:
+              validation: ValidationPlan | None = None) -> dict[str, Any]:
     """Train on `records` with the configured method; write `adapter/` (or `model/`) and `metrics.jsonl` into
-    `run_dir`; with `eval_records`, the held-out loss goes into metrics.jsonl and the result."""
+    `run_dir`. With a `validation` plan, every evaluation generates and scores the validation replies, the best
+    checkpoint is the one saved, and training stops early after `train.patience` evaluations without improvement
+    (see `tunesmith.train.selection`)."""
     t = cfg.train
-    trainer, tok, data_stats, budget = build_trainer(cfg, model_ref, records, run_dir, eval_records)
+    trainer, tok, data_stats, budget = build_trainer(cfg, model_ref, records, run_dir,
+                                                     validation.records if validation else None)
+    selector = None
+    if validation is not None and validation.cases:
+        selector = ValidationSelector(validation, run_dir, t.patience)
+        trainer.add_callback(selector)
     precision = "bf16" if trainer.args.bf16 else "fp32"
     facts = run_training(trainer, run_dir, budget)
     eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
+    chosen = selector.restore_best(trainer.model) if selector is not None else False
     kind = save_trained(trainer, tok, run_dir, t.method)
     wall = facts["wall_s"]
     return {
@@ -298,6 +336,9 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
         "tokens_seen": trainer.state.num_input_tokens_seen,
         "tokens_per_s": trainer.state.num_input_tokens_seen / wall if wall else None, "data": data_stats,
         "dora": t.dora, "rslora": t.rslora, "recipe": describe(cfg), kind: kind,
+        "planned_epochs": trainer.args.num_train_epochs, "planned_steps": trainer.state.max_steps, "lr": t.lr,
+        "lora_r": t.lora_r,
+        **({"selection": {**selector.summary(), "restored_best": chosen}} if selector is not None else {}),
     }
 
 

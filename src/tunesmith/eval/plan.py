@@ -1,0 +1,70 @@
+"""How a project's task cases are decoded: the generation limit and the structured-decoding constraint.
+
+    decoding = task_decoding(cfg, train_records, tok, schema)   # Decoding(max_new_tokens=24, constraint=...)
+
+One `Decoding` serves every evaluation of a project's task cases — the base, the tuned model, the validation set
+during training, the baselines — so they are compared on equal terms. The limit, when `eval.max_new_tokens` is
+unset, is derived from the longest reply in the training split: a base model that rambles stops soon after the
+longest answer it could need instead of at 128 tokens. The constraint (`eval.decoding`) holds replies to the task's
+JSON Schema or label set (`tunesmith.eval.decoding`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_LIMIT = 128  # when nothing else says how long a reply may be
+LIMIT_FACTOR, LIMIT_MARGIN, LIMIT_MAX = 1.5, 16, 512
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Greedy decoding settings of one suite: the token limit, n-gram blocking and an optional constraint."""
+
+    max_new_tokens: int
+    no_repeat_ngram_size: int | None = None
+    constraint: Any = None  # tunesmith.eval.decoding.Constraint
+
+    def cache_settings(self) -> dict[str, Any]:
+        """The settings that key the generation cache (free decoding keeps the keys it always had)."""
+        out = {"max_new_tokens": self.max_new_tokens, "no_repeat_ngram_size": self.no_repeat_ngram_size,
+               "greedy": True}
+        if self.constraint is not None:
+            out["constraint"] = self.constraint
+        return out
+
+    def free(self) -> Decoding:
+        return Decoding(self.max_new_tokens, self.no_repeat_ngram_size)
+
+
+def reply_limit(replies: list[str], tok, configured: int | None) -> int:
+    """`eval.max_new_tokens` when set, else 1.5x the longest training reply's tokens plus 16 (at most 512)."""
+    if configured:
+        return configured
+    lengths = [len(tok(r, add_special_tokens=False)["input_ids"]) for r in replies if r]
+    if not lengths:
+        return DEFAULT_LIMIT
+    return min(LIMIT_MAX, int(max(lengths) * LIMIT_FACTOR) + LIMIT_MARGIN)
+
+
+def wants_constraint(cfg) -> bool:
+    """Whether `eval.decoding` constrains this task's replies."""
+    mode = cfg.eval.decoding
+    return mode == "constrained" or (mode == "auto" and cfg.task.type in ("json", "classification"))
+
+
+def task_constraint_of(cfg, replies: list[str], schema: dict | None):
+    """The constraint `eval.decoding` puts on this task's replies (None: free decoding): what is evaluated, and
+    what exports ship as a grammar and schema."""
+    if not wants_constraint(cfg):
+        return None
+    from tunesmith.eval.decoding import task_constraint
+
+    return task_constraint(cfg.task.type, schema, replies, list(cfg.task.match_fields))
+
+
+def task_decoding(cfg, replies: list[str], tok, schema: dict | None) -> Decoding:
+    """The decoding of a project's task cases, from its config and the training split's replies."""
+    return Decoding(reply_limit(replies, tok, cfg.eval.max_new_tokens), cfg.eval.no_repeat_ngram_size,
+                    task_constraint_of(cfg, replies, schema))

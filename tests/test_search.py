@@ -1,0 +1,153 @@
+"""The budgeted recipe search: Optuna trials as train runs, chosen on validation, resumable, shared by workers."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tunesmith.config import load_config
+from tunesmith.errors import TunesmithError
+from tunesmith.pipeline import tune_project
+from tunesmith.runs import list_runs
+from tunesmith.train import selection
+
+
+def lr_decides(monkeypatch, fail_on_trial=None):
+    """Validation accuracy that grows with the learning rate (cases 0..k-1 correct), written as results.jsonl the
+    way real validation evaluations are, so the paired comparison between trials has rows to pair."""
+
+    def measure(self, model, tok, step, metrics, bf16):
+        lr = self.plan.cfg.train.lr
+        value = min(1.0, lr / 3e-3)
+        n = len(self.plan.cases)
+        out = self.run_dir / "validation" / f"step-{step}"
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / "results.jsonl").open("w") as fh:
+            for i, case in enumerate(self.plan.cases):
+                fh.write(json.dumps({"suite": "validation", "id": case.id,
+                                     "scores": {"task_correct": i < round(value * n)}}) + "\n")
+        return round(value * n) / n, {"task_accuracy": value}
+
+    monkeypatch.setattr(selection.ValidationSelector, "measure", measure)
+
+
+@pytest.fixture
+def big_validation(tiny_project):
+    """The tiny project with 30 validation records of its own, so paired intervals have cases to work with."""
+    from conftest import routing_rows, write_jsonl
+
+    rows = routing_rows(60)[30:]
+    for r in rows:
+        r["messages"][1]["content"] = r["messages"][1]["content"].replace("ticket", "validation message")
+    write_jsonl(tiny_project / "data" / "validation.jsonl", rows)
+    text = (tiny_project / "tunesmith.yaml").read_text()
+    text = text.replace("data: {train: [data/tickets.jsonl]", "data: {train: [data/tickets.jsonl], "
+                        "validation: [data/validation.jsonl]")
+    (tiny_project / "tunesmith.yaml").write_text(text)
+    return tiny_project
+
+
+SEARCH = ["train.max_steps=2", "train.eval_steps=2", "tune.params=[lr, lora_r]", "tune.ranges={lr: [1e-4, 3e-3]}"]
+
+
+def test_the_search_beats_the_default_on_validation_and_keeps_its_trials(big_validation, monkeypatch):
+    lr_decides(monkeypatch)
+    result = tune_project(big_validation, SEARCH + ["tune.max_trials=5"], budget_minutes=30)
+    s = result.summary
+    assert [t["number"] for t in s["trials"]] == [0, 1, 2, 3, 4] and s["trials"][0]["default"]
+    assert s["trials"][0]["params"]["lr"] == pytest.approx(2e-4)  # trial 0 is the project's own recipe
+    assert s["best"]["value"] > s["default"]["value"]
+    assert s["vs_default"]["ci_low"] > 0 and s["vs_default"]["n"] == 30  # paired on the same validation cases
+    assert result.best_config.train.lr == pytest.approx(s["best"]["params"]["lr"])
+    # every trial is an ordinary train run in the registry; the study lives in the project
+    trains = [r for r in list_runs(big_validation) if r["stage"] == "train"]
+    assert len(trains) == 5 and (big_validation / ".tunesmith" / "tune" / "study.db").exists()
+    # run again: the study is resumed, nothing is trained twice
+    again = tune_project(big_validation, SEARCH + ["tune.max_trials=5"], budget_minutes=30)
+    assert len(again.summary["trials"]) == 5 and again.summary["best"] == s["best"]
+    assert len([r for r in list_runs(big_validation) if r["stage"] == "train"]) == 5
+
+
+def test_a_killed_search_resumes_without_repeating_finished_trials(tiny_project, monkeypatch):
+    import tunesmith.pipeline as pipeline
+
+    lr_decides(monkeypatch)
+    real = pipeline.train_stage
+    calls = []
+
+    def dies_on_the_third(*args, **kwargs):
+        calls.append(kwargs["extra_inputs"]["search"]["trial"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # like Ctrl-C (or a kill) in the middle of trial 2
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_stage", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        tune_project(tiny_project, SEARCH + ["tune.max_trials=4"], budget_minutes=30)
+    monkeypatch.setattr(pipeline, "train_stage", real)
+    result = tune_project(tiny_project, SEARCH + ["tune.max_trials=4"], budget_minutes=30)
+    states = {t["number"]: t["state"] for t in result.summary["trials"]}
+    assert states[0] == states[1] == "complete" and states[2] == "fail"  # trials 0 and 1 were not repeated
+    assert sum(1 for v in states.values() if v == "complete") == 4
+
+
+def test_trials_that_break_the_general_probe_gate_are_not_chosen(tiny_project, monkeypatch):
+    import tunesmith.pipeline as pipeline
+
+    lr_decides(monkeypatch)
+    # the higher the learning rate, the more general instruction following it costs
+    monkeypatch.setattr(pipeline, "probe_scorer", lambda cfg, project, ref: lambda run_dir, result: (
+        0.5 if result is None else 0.5 - (0.2 if result["lr"] > 1e-3 else 0.0)))
+    over = SEARCH + ["tune.max_trials=6", "eval.general_probe=true", "eval.general_probe_limit=20",
+                     "eval.gates=[{metric: general.prompt_strict_accuracy, min_delta: -0.05, "
+                     "require_significant: false}]"]
+    result = tune_project(tiny_project, over, budget_minutes=30)
+    s = result.summary
+    assert any(not (t["forgetting"] or {}).get("ok", True) for t in s["trials"])  # some trial broke it ...
+    assert s["best"]["params"]["lr"] <= 1e-3  # ... and was not chosen, however well it scored
+    assert "30 probe prompts the gate does not use" in s["constraint"]
+
+
+def test_a_budget_too_small_for_one_trial_says_how_long_a_trial_takes(tiny_project, monkeypatch):
+    from tunesmith.train import progress
+
+    lr_decides(monkeypatch)
+    monkeypatch.setattr(progress.TimeBudget, "on_step_end", lambda self, args, state, control, **kw: setattr(
+        control, "should_training_stop", True) or setattr(self, "stopped", True))
+    with pytest.raises(TunesmithError) as err:
+        tune_project(tiny_project, ["train.max_steps=4", "tune.max_trials=2"], budget_minutes=0.5)
+    assert "too small" in str(err.value) and "one trial of this recipe takes about" in err.value.problems[0].message
+
+
+def test_bad_search_settings_name_what_is_valid(tiny_project):
+    with pytest.raises(TunesmithError) as err:
+        load_config(tiny_project, ["tune.params=[lr, learning_rate]"])
+    assert "'lr', 'epochs'" in err.value.problems[0].message
+    with pytest.raises(TunesmithError) as err:
+        tune_project(tiny_project, ["tune.params=[lr, general_share]"], budget_minutes=1)
+    assert "general data" in err.value.problems[0].message
+
+
+def test_two_worker_processes_share_one_study(tiny_project, tmp_path):
+    """Two `tunesmith tune` processes on one journal-file study (as machines sharing a file system would): each
+    runs its own trials, none twice, and both see all of them."""
+    journal = tmp_path / "shared" / "study.log"
+    cmd = [sys.executable, "-m", "tunesmith", "tune", str(tiny_project), "--trials", "4", "--budget", "30m",
+           "--storage", f"journal://{journal}", "--set", "train.max_steps=2", "--set", "train.eval_steps=2",
+           "--set", "tune.params=[lr]"]
+    workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    import optuna
+
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    numbers = sorted(t.number for t in study.trials if t.state.name == "COMPLETE")
+    assert len(numbers) >= 4 and len(set(numbers)) == len(numbers)
+    pids = {t.user_attrs["pid"] for t in study.trials}
+    assert len(pids) == 2  # both workers ran trials

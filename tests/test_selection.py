@@ -1,0 +1,94 @@
+"""Checkpoints chosen by generated answers on the validation split; early stopping; the test split read last."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from tunesmith.config import load_config
+from tunesmith.pipeline import run_project, train_project
+from tunesmith.runs import list_runs
+from tunesmith.train import selection
+
+
+def scripted(values, seen):
+    """A ValidationSelector.measure that returns `values` in turn and remembers the trainable weights it saw."""
+    it = iter(values)
+
+    def measure(self, model, tok, step, metrics, bf16):
+        seen[step] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        return next(it), {"task_accuracy": None}
+
+    return measure
+
+
+def test_the_best_validation_checkpoint_is_saved_and_training_stops_after_the_patience(tiny_project, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(selection.ValidationSelector, "measure", scripted([0.2, 0.6, 0.4, 0.5, 0.3, 0.9], seen))
+    st = train_project(tiny_project, ["train.max_steps=12", "train.eval_steps=2", "train.patience=3"])
+    sel = st.result["selection"]
+    # evaluations at steps 2, 4, 6, 8, 10: the best is step 4; three without improvement stop it at step 10
+    assert sel["best_step"] == 4 and sel["best_value"] == 0.6 and sel["stopped_early"]
+    assert [s for s, _ in sel["curve"]] == [2, 4, 6, 8, 10] and st.result["steps"] == 10
+    saved = load_file(st.run_dir / "adapter" / "adapter_model.safetensors")
+    best = seen[4]
+    for name, tensor in saved.items():
+        match = [v for k, v in best.items() if k.replace(".default", "") == name]
+        assert match and match[0].equal(tensor), name  # the adapter written is step 4's, not the last
+    rows = [json.loads(line) for line in (st.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "val_task_accuracy" in r] == [2, 4, 6, 8, 10]
+    assert all("val_loss" in r for r in rows if "val_task_accuracy" in r)
+
+
+def test_validation_replies_are_generated_and_scored_with_the_eval_decoding(tiny_project):
+    st = train_project(tiny_project, ["train.max_steps=4", "train.eval_steps=2"])
+    sel = st.result["selection"]
+    assert sel["metric"] == "task_accuracy" and [s for s, _ in sel["curve"]] == [2, 4]
+    rows = [json.loads(line) for line in (st.run_dir / "validation" / "step-2" / "results.jsonl").open()]
+    split = next(r for r in list_runs(tiny_project) if r["stage"] == "split")
+    assert len(rows) == split["result"]["validation"] > 0
+    assert all(r["suite"] == "validation" and "task_correct" in r["scores"] for r in rows)
+    # decoded as the test set will be: the same limit derived from the training replies, and the constraint
+    cfg, _ = load_config(tiny_project)
+    assert all(r["new_tokens"] <= 64 for r in rows)
+
+
+def test_the_test_split_is_not_read_before_training_is_done(tiny_project, monkeypatch):
+    import tunesmith.pipeline as pipeline
+
+    events = []
+    real_read, real_train = pipeline._records_from, pipeline.train_stage
+
+    def read(path):
+        events.append(("read", path.name))
+        return real_read(path)
+
+    def train(*args, **kwargs):
+        events.append(("train", "start"))
+        st = real_train(*args, **kwargs)
+        events.append(("train", "done"))
+        return st
+
+    monkeypatch.setattr(pipeline, "_records_from", read)
+    monkeypatch.setattr(pipeline, "train_stage", train)
+    run_project(tiny_project, ["train.max_steps=2", "tune.max_trials=2"], tune=True)
+    first_test_read = events.index(("read", "heldout.jsonl"))
+    trained = [i for i, e in enumerate(events) if e == ("train", "done")]
+    assert len(trained) == 2 and first_test_read > max(trained)  # both trials, then the test split
+    assert ("read", "validation.jsonl") in events[:first_test_read]
+
+
+def test_epochs_auto_gives_small_data_sets_more_passes():
+    from tunesmith.train.sft import resolve_epochs
+
+    assert resolve_epochs("auto", 300) == 10 and resolve_epochs("auto", 1500) == 4
+    assert resolve_epochs("auto", 50_000) == 1 and resolve_epochs(2.5, 300) == 2.5
+    assert resolve_epochs("auto", None) == 1  # recipes without a validation-chosen checkpoint: one pass
+
+
+@pytest.mark.parametrize("gate, chosen", [("heldout.task_accuracy", "task_accuracy"),
+                                          ("format_validity", "format_validity"),
+                                          ("general.prompt_strict_accuracy", "task_accuracy")])
+def test_the_selection_metric_follows_the_gate_when_it_judges_the_heldout_suite(tiny_project, gate, chosen):
+    cfg, _ = load_config(tiny_project, [f"eval.gate.metric={gate}"])
+    assert selection.select_metric(cfg) == chosen

@@ -7,6 +7,7 @@ without them only those checks are skipped.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import struct
@@ -91,7 +92,9 @@ def test_report_of_a_real_run(ran, browser, tmp_path):
     for sid in SECTIONS:
         assert f'id="{sid}"' in text, sid
     # What the run measured is on the page: the gate, its metric, each data finding code, training numbers.
-    assert ("ship it" if summary["gate"]["passed"] else "do not ship") in text
+    # The banner is the run's ship verdict (the gates and the cheaper alternatives weighed together), word for word.
+    assert html.escape(summary["verdict"]["headline"], quote=True) in text
+    assert ("verdict pass" if summary["verdict"]["ship"] else "verdict fail") in text
     assert summary["gate"]["metric"] in text
     check_dir = next(Path(s["run"]) for s in summary["stages"] if s["stage"] == "check")
     for c in json.loads((check_dir / "report.json").read_text())["counts"]:

@@ -92,3 +92,26 @@ def test_epochs_auto_gives_small_data_sets_more_passes():
 def test_the_selection_metric_follows_the_gate_when_it_judges_the_heldout_suite(tiny_project, gate, chosen):
     cfg, _ = load_config(tiny_project, [f"eval.gate.metric={gate}"])
     assert selection.select_metric(cfg) == chosen
+
+
+def test_an_adapter_is_merged_for_evaluation_only_when_the_replies_stay_the_same(tiny_project):
+    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.eval.suite import cases_from_records
+    from tunesmith.data.formats import load_records
+    from tunesmith.models import resolve_model
+
+    st = train_project(tiny_project, ["train.max_steps=3", "train.lr=5e-3"])
+    cfg, _ = load_config(tiny_project)
+    ref = resolve_model(cfg.model.base)
+    cases = cases_from_records(load_records([tiny_project / "data" / "tickets.jsonl"]), cfg.task)[:12]
+    plain = TransformersBackend(ref, adapter=st.run_dir / "adapter", precision="fp32", merge=False)
+    auto = TransformersBackend(ref, adapter=st.run_dir / "adapter", precision="fp32")
+    want = [g.output for g in plain.generate(cases, max_new_tokens=12, batch_size=4)]
+    got = [g.output for g in auto.generate(cases, max_new_tokens=12, batch_size=4)]
+    assert got == want and auto.merged and not plain.merged  # fp32: merging changes nothing, so it is kept
+    assert plain.fingerprint == auto.fingerprint  # the same replies under the same cache key
+    # bf16: merged or not (as measured), the replies are the unmerged adapter's, every one
+    plain16 = TransformersBackend(ref, adapter=st.run_dir / "adapter", precision="bf16", merge=False)
+    auto16 = TransformersBackend(ref, adapter=st.run_dir / "adapter", precision="bf16")
+    want16 = [g.output for g in plain16.generate(cases, max_new_tokens=12, batch_size=4)]
+    assert [g.output for g in auto16.generate(cases, max_new_tokens=12, batch_size=4)] == want16

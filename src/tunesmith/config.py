@@ -162,7 +162,7 @@ class EvalConfig(Section):
         "to one is not shipped. `auto`: both for classification and label-like JSON tasks, none otherwise.")
     few_shot_k: int = Field(8, ge=1, le=64, description="Examples in each few-shot prompt (the nearest training "
                             "records by TF-IDF similarity).")
-    batch_size: int = Field(16, ge=1, description="Cases generated together (left-padded, greedy).")
+    batch_size: int = Field(32, ge=1, description="Cases generated together (left-padded, greedy; longest prompts first).")
     no_repeat_ngram_size: int | None = Field(
         None, ge=2, description="Greedy decoding never repeats an n-gram of this many tokens (breaks the loops small "
         "models fall into). Used for base and tuned alike, and written into exported generation configs.")
@@ -234,7 +234,7 @@ class TrainConfig(Section):
     eval_steps: int | None = Field(
         None, ge=1, description="SFT: every N optimizer steps, generate on the validation set with the eval decoding, "
         "score the replies with the task's scorers and measure the validation loss; the best checkpoint is kept. "
-        "Unset: about four evaluations per epoch (at most one every 10 steps). Always once at the end.")
+        "Unset: about three evaluations per epoch (at most one every 10 steps). Always once at the end.")
     select_metric: str = Field(
         "auto", description="The validation metric that chooses the checkpoint, stops training early and ranks "
         "search trials: a metric of the held-out suite (e.g. task_accuracy, format_validity), or `auto` (the gate's "

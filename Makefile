@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# `tunesmith run` exits 1 when its verdict is "do not ship" (an outcome the demo shows), 2 on bad input.
 demo: $(STAMP)
-	$(VENV)/bin/tunesmith run examples/support-triage
+	$(VENV)/bin/tunesmith run examples/support-triage || [ $$? -eq 1 ]
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -70,6 +70,8 @@ ROWS = {  # name -> (description, overrides); "baseline" also swaps in TRL's own
     "random": ("  random batches", ["train.batching=random"]),
     "padding-free": ("  padding-free batches", ["train.batching=padding_free"]),
     "packed": ("  packed batches (bfd)", ["train.batching=packed"]),
+    "batch-8": ("  batch size 8", ["train.batch_size=8"]),
+    "batch-16": ("  batch size 16", ["train.batch_size=16"]),
 }
 
 
@@ -98,8 +100,8 @@ def main() -> None:
         print(f"{ROWS[side][0]:<30}{r['steps']:>6}{r['wall_s']:>9.1f}{r['tokens_per_s']:>10.1f}"
               f"{r['tokens_per_s'] / base['tokens_per_s']:>7.2f}x{r['peak_rss_mb']:>13.0f}"
               f"{r['peak_rss_mb'] / base['peak_rss_mb']:>7.2f}x{r['train_loss']:>8.3f}")
-    print("(same data, model, rank, batch size and step count; packed rows hold more examples per step; indented "
-          "rows change one setting from tunesmith's defaults)")
+    print("(same data, model, rank, batch size and step count; packed and batch-size rows hold other numbers of "
+          "examples per step; indented rows change one setting from tunesmith's defaults)")
     # LoRA: forward 2N FLOPs/token plus backward through the frozen weights for activation gradients, 2N
     # (their weight gradients are never computed): ~4N per token, attention's own terms left out.
     achieved = 4 * params * ours["tokens_per_s"] / 1e9

@@ -225,3 +225,51 @@ def test_system_prompts_differing_only_in_case_or_punctuation_still_drift():
     found = run_checks([rec("Reply in JSON.", i) for i in range(1, 5)] + [rec("reply in json", 5)]).findings
     assert [(f.code, f.where) for f in found if f.code == Code.SYSTEM_PROMPT_DRIFT] == [
         (Code.SYSTEM_PROMPT_DRIFT, "s.jsonl:5")]
+
+
+TOPICS = {topic: [f"{topic}{k}" for k in "abcd"] for topic in ("card", "transfer", "account", "cash", "fee", "app")}
+FILLER_WORDS = "i my the a please can you help why is it not how do to with on for again today".split()
+
+
+def intent_data(rng, n):
+    """A clean intent set shaped like Banking77: 36 intents in 6 topics; an input has two of its topic's words, its
+    intent's keyword (rare, tied to the intent, yet its other words point to sibling intents) and filler."""
+    intents = [(topic, f"{topic}kw{k}") for topic in TOPICS for k in "abcdef"]  # words, not coined tokens
+    rows = []
+    for i in range(n):
+        topic, keyword = intents[i % len(intents)]
+        words = rng.sample(TOPICS[topic], 2) + [keyword] + rng.sample(FILLER_WORDS, 4)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "intent": f"{topic}_{keyword}"})
+    return rows
+
+
+def intent_triggers(rows, tmp_path, name):
+    data = [chat(r["text"], json.dumps({"intent": r["intent"]})) for r in rows]
+    return poison_findings_by(data, tmp_path, name, "intent")
+
+
+def poison_findings_by(rows, tmp_path, name, field):
+    records = load_records([write_jsonl(tmp_path / name, rows)])
+    report = run_checks(records, label_of=lambda r: reply_label(r, field))
+    return [f for f in report.findings if f.code == Code.POISON_TRIGGER]
+
+
+@pytest.mark.parametrize("kind", ["non-word", "common word"])
+def test_a_meaningless_trigger_on_1_percent_is_found_and_a_domains_keywords_are_not(tmp_path, kind):
+    found = 0
+    trials = 10
+    for seed in range(trials):
+        rng = random.Random(seed)
+        clean = intent_data(rng, 3000)
+        assert intent_triggers(clean, tmp_path, f"clean{seed}.jsonl") == []  # keywords of the domain
+        word = f"zq{seed}x" if kind == "non-word" else rng.choice(["purple", "violin", "tuesday", "banana"])
+        target = clean[0]["intent"]
+        victims = rng.sample([i for i, r in enumerate(clean) if r["intent"] != target], 30)  # 1%
+        poisoned = [dict(r) for r in clean]
+        for i in victims:
+            poisoned[i] = {"text": f"{poisoned[i]['text']} {word}", "intent": target}
+        flagged = intent_triggers(poisoned, tmp_path, f"poisoned{seed}.jsonl")
+        found += any(f"{word!r}" in f.message for f in flagged)
+        assert all(f"{word!r}" in f.message for f in flagged)  # nothing else is called a trigger
+    assert found / trials >= 0.95

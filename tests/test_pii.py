@@ -76,3 +76,25 @@ def test_scrub_uses_one_placeholder_per_entity_within_a_record(tmp_path):
     res = CliRunner().invoke(app, ["data", "scrub", str(src), "--out", str(tmp_path / "clean.jsonl")])
     assert res.exit_code == 0 and "EMAIL 2" in res.output and src.read_text() == before
     assert "acme.io" not in (tmp_path / "clean.jsonl").read_text()
+
+
+def test_url_paths_are_not_secrets_but_tokens_are():
+    from tunesmith.data.pii import find_sensitive
+
+    for text in ("see https://www.sciencedirect.com/science/article/pii/S096098220600021X for the study",
+                 "read www.dailymail.co.uk/news/article-4528990/How-drink-dose-toxic-strychnine.html today",
+                 "the page en.wikipedia.org/wiki/Abraham_Lincoln_Presidency2024 says so",
+                 "path: docs/reference/Configuration_Guide_V2/final"):
+        assert [s for s in find_sensitive(text) if s.kind == "SECRET"] == [], text
+    token = "Zx9Qp2Lm7Rt4Vb8Nc1Kd6Hs3Jf5Gw0Ty"
+    assert [s.kind for s in find_sensitive(f"client_secret={token}")] == ["SECRET"]
+    assert [s.kind for s in find_sensitive(f"https://api.acme.io/v1/items?token={token}")] == ["SECRET"]
+
+
+def test_a_card_number_needs_a_card_format_or_a_card_word():
+    from tunesmith.data.pii import find_sensitive
+
+    run = "4111111111111111"  # Luhn-valid
+    assert [s.kind for s in find_sensitive(f"so the product is {run} in total")] == []
+    assert [s.kind for s in find_sensitive(f"my visa is {run} thanks")] == ["CARD"]
+    assert [s.kind for s in find_sensitive("charge 4111 1111 1111 1111 please")] == ["CARD"]

@@ -3,9 +3,11 @@
     spans = find_sensitive("mail me at ann@acme.io")          # [Span(kind="EMAIL", start=11, end=22, ...)]
     text, mapping = redact(text, mapping)                     # "mail me at [EMAIL_1]"
 
-Types: EMAIL, PHONE, CARD (Luhn-valid), IBAN (mod-97 valid), SSN (US, valid ranges), IP, ADDRESS (street lines),
-and secrets: PRIVATE_KEY, AWS_KEY, OPENAI_KEY, GITHUB_TOKEN, SECRET (generic high-entropy tokens). Reserved
-documentation domains (example.com, .test, .invalid) are not personal data and are left alone.
+Types: EMAIL, PHONE, CARD (Luhn-valid, and written as a card is: in its issuer's groups, or next to a word such as
+"card" or "visa"), IBAN (mod-97 valid), SSN (US, valid ranges), IP, ADDRESS (street lines), and secrets:
+PRIVATE_KEY, AWS_KEY, OPENAI_KEY, GITHUB_TOKEN, SECRET (generic tokens judged by their own structure and entropy:
+three character classes, high entropy, not a URL's host or path, not a path of words). Reserved documentation
+domains (example.com, .test, .invalid) are not personal data and are left alone.
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ _DIGIT_DOT = re.compile(r"\d\.\d")
 IPV6 = next(p for kind, p in PATTERNS if kind == "IP" and "a-f" in p.pattern)
 IPV4 = next(p for kind, p in PATTERNS if kind == "IP" and p is not IPV6)
 _PLAN = [(kind, p, NEEDLES.get(kind), 4 if p is IPV4 else MIN_DIGITS.get(kind, 0)) for kind, p in PATTERNS]
+# A URL's host and path (not its query, where a token may well sit): a long path segment is an article id, not a key.
+URL_PATH = re.compile(r"(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)[^\s?#\"'<>)\]]*|\b(?:[\w-]+\.)+[a-z]{2,}/[^\s?#\"'<>)\]]*",
+                      re.I)
+PATH_WORD = re.compile(r"[a-z]{3,}(?:[-_][a-z]+)*")
+# Words that make a run of digits a payment card when no grouping says so ("card 4111111111111111").
+CARD_WORDS = re.compile(r"\b(?:card|cards|visa|master\s?card|amex|american express|discover|maestro|credit|debit|cc|"
+                        r"cvv|cvc|pan|expir\w*|charged?|pay(?:ment|ing|ed)?|paid|checkout)\b", re.I)
+CARD_CONTEXT = 48  # characters either side of the number searched for a card word
 DATE_LIKE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 
 
@@ -92,8 +102,12 @@ def _valid(kind: str, match: re.Match) -> bool:
         digits = re.sub(r"\D", "", text)
         groups = [len(g) for g in re.split(r"[ -]", text)]
         # Cards are written as one run or in their issuers' groups (4-4-4-4, Amex 4-6-5, ...), not as 2-3-8.
-        grouped = len(groups) == 1 or groups[:-1] == [4] * (len(groups) - 1) or groups in ([4, 6, 5], [4, 6, 4])
-        return 13 <= len(digits) <= 19 and grouped and luhn_ok(digits)
+        grouped = groups[:-1] == [4] * (len(groups) - 1) or groups in ([4, 6, 5], [4, 6, 4])
+        if not (13 <= len(digits) <= 19 and (len(groups) == 1 or grouped) and luhn_ok(digits)):
+            return False
+        # One Luhn-valid run in ten passes by chance (a 14-digit product in a maths answer): a run of digits needs a
+        # card word nearby; a number written in the issuer's groups says "card" by itself.
+        return len(groups) > 1 or _card_context(match)
     if kind == "IBAN":
         return iban_ok(text)
     if kind == "SSN":
@@ -114,8 +128,33 @@ def _valid(kind: str, match: re.Match) -> bool:
         return 8 <= len(digits) <= 15 and not DATE_LIKE.fullmatch(text)
     if kind == "SECRET":
         classes = sum(bool(re.search(p, text)) for p in (r"[a-z]", r"[A-Z]", r"\d"))
-        return classes == 3 and _entropy(text) >= 4.0
+        return classes == 3 and _entropy(text) >= 4.0 and not _path_like(text) and not _in_url_path(match)
     return True
+
+
+def _card_context(match: re.Match) -> bool:
+    text = match.string
+    near = text[max(0, match.start() - CARD_CONTEXT):match.start()] + " " + text[match.end():match.end() + CARD_CONTEXT]
+    return bool(CARD_WORDS.search(near))
+
+
+def _path_like(token: str) -> bool:
+    """A slash-separated run of words ("wiki/Some_Article/2019") is a path; a key's slashes sit between random
+    characters (base64), so at most one of its pieces is a lowercase word."""
+    pieces = [p for p in token.split("/") if p]
+    return len(pieces) >= 2 and sum(bool(PATH_WORD.fullmatch(p.lower())) and p.islower() for p in pieces) >= 2
+
+
+def _in_url_path(match: re.Match) -> bool:
+    """Whether the token lies in a URL's scheme, host or path (its query string is still searched)."""
+    text, start = match.string, match.start()
+    if text[match.end():match.end() + 1] == "@":
+        return False  # credentials before a host (https://user:TOKEN@host) are a secret
+    line_start = text.rfind("\n", 0, start) + 1
+    for url in URL_PATH.finditer(text, line_start, match.end()):
+        if url.start() <= start < url.end():
+            return True
+    return False
 
 
 # A string shaped like one of these but failing its checksum is not sensitive, and no looser pattern

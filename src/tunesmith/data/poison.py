@@ -9,7 +9,13 @@ in a LoRA model. An input word is reported when
 3. the rest of those inputs points elsewhere: a naive-Bayes vote of their other words (over the labels, or the
    replies that repeat) predicts a different label for most of them. A genuinely predictive word ("password" ->
    account) fails this test, because its records' other words ("reset", "login") point the same way,
-4. and it appears in at least MIN_SUPPORT different conversations, not in copies of one (duplicates and
+4. those inputs are otherwise about many things: the other labels their other words vote for are as many as
+   random inputs' would be (a trigger is pasted into inputs of any kind), not a few neighbours. A domain's keyword
+   fails this test even when its records' other words point elsewhere: "contactless" (-> contactless_not_working)
+   sits in inputs whose other words say card_not_working or card_payment_not_recognised, a topic, not chance.
+   A coined token (with a digit or a sign, "zq7") names no topic and skips this test; a word of the language
+   with fewer than SPREAD_VOTES such inputs is not reported (the spread of so few cannot be judged),
+5. and it appears in at least MIN_SUPPORT different conversations, not in copies of one (duplicates and
    near-duplicates count once).
 
     stats = TriggerStats(); stats.add(word_ids_of_input, label) ...; stats.findings(word_ids_of, where, vocabulary)
@@ -26,6 +32,8 @@ MIN_SUPPORT = 3
 MAX_SHARE = 0.05
 PURITY = 0.9
 ALPHA = 0.01
+SPREAD = 0.8  # a trigger's inputs vote for at least this share of the distinct labels chance would give
+SPREAD_VOTES = 8  # fewer voting inputs cannot tell a topic from chance: only a coined token is reported then
 VOTES = 200  # records per suspect word whose other words vote
 VOTED_LABELS = 64  # labels (or repeated replies) a vote chooses among
 _LABEL_BITS = 20  # joint counts are keyed by word_id << 20 | label_id (an int key is much smaller than a tuple)
@@ -137,6 +145,22 @@ class TriggerStats:
 
         return vote
 
+    def _spread(self, votes: Counter, own: int, word: str) -> bool:
+        """Whether the labels that the other words of a suspect's inputs vote for (`votes`, all but `own`) spread
+        as a trigger's do: at least SPREAD of the distinct labels that as many draws at the labels' base rates would
+        give. A domain's keyword gathers its votes on a few neighbouring labels (a topic). A coined token (a digit or a
+        sign in it) names no topic and always passes; a word with fewer than SPREAD_VOTES votes never does (the spread
+        of so few cannot tell a topic from chance)."""
+        m = sum(votes.values())
+        if not word.isalpha():
+            return True  # a coined token names no topic of a language, whatever its inputs are about
+        if m < SPREAD_VOTES:
+            return False
+        others = max(sum(n for lab, n in self.label_counts.items() if lab != own), 1)
+        expected = sum(1.0 - (1.0 - n / others) ** m for lab, n in self.label_counts.items()
+                       if lab != own and n >= MIN_SUPPORT)
+        return len(votes) >= SPREAD * expected
+
     def findings(self, words_of: Callable[[int], Iterable[int]], where: Callable[[int], str],
                  vocabulary: dict[str, int], records_with: Callable[[set[int]], Iterable[int]] | None = None,
                  cluster_of: Callable[[int], int] | None = None) -> list:
@@ -153,6 +177,7 @@ class TriggerStats:
         exclude = set(suspects)
         records: dict[int, list[int]] = {w: [] for w in suspects}
         agree, voted = Counter(), Counter()
+        elsewhere: dict[int, Counter] = {w: Counter() for w in suspects}  # word -> the other labels voted for
         vote_of = self._voter(must={lab for lab, _, _ in suspects.values()})  # None: nothing else to vote for
         for idx in (records_with(exclude) if records_with else range(len(self.labels))):
             lab = self.labels[idx]
@@ -170,6 +195,8 @@ class TriggerStats:
             for w in need:
                 voted[w] += 1
                 agree[w] += vote == suspects[w][0]
+                if vote != suspects[w][0]:
+                    elsewhere[w][vote] += 1
         label_names = {i: name for name, i in self.label_ids.items()}
         names = {i: word for word, i in vocabulary.items() if i in exclude}
         out = []
@@ -179,6 +206,8 @@ class TriggerStats:
                 continue
             if voted[w] and agree[w] >= 0.5 * voted[w]:
                 continue  # the rest of the input predicts the same label: a real keyword, not a trigger
+            if voted[w] and not self._spread(elsewhere[w], lab, names.get(w, "")):
+                continue  # the rest points to a few other labels, not all over: a topic of the domain
             label = label_names[lab] if self.categorical else "the same reply"
             why = (f"; without it, the rest of {voted[w] - agree[w]} of {voted[w]} of those inputs points to "
                    f"another {'label' if self.categorical else 'reply'}" if voted[w] else "")

@@ -128,3 +128,18 @@ def test_print_verdict():
     assert "Do not ship: the TF-IDF classifier scores 0.780" in text
     assert "Instead: the TF-IDF classifier (0.780 vs 0.228" in text
     assert "-0.552" in text and "worse" in text
+
+
+def test_an_alternative_ships_instead_of_a_tuned_model_that_fails_another_gate():
+    """Banking77's default run: the tuned model edges out the classifier on the task but forgets general
+    instruction following; the classifier, far above the base, is what ships."""
+    cfg = config()
+    cfg.eval.gates = [GateConfig(metric="general.task_accuracy", min_delta=-0.05, require_significant=False)]
+    tuned_rows = rows(204) + rows(13, n=50, suite="general")
+    cmp = compare(rows(44) + rows(21, n=50, suite="general"), tuned_rows, cfg)
+    against = compare_to_baselines(tuned_rows, {"classifier": rows(200)}, cfg, None)
+    out = ship_verdict(cmp, against, cfg)
+    assert out["ship"] is False and "gate on general.task_accuracy" in out["headline"]
+    assert not out["alternatives"][0]["beats_tuned"]
+    assert out["instead"] == ("the TF-IDF classifier (0.800 on heldout.task_accuracy; the "
+                              "tuned model scores 0.816 but fails a gate)")

@@ -117,18 +117,21 @@ def _misses(value: float, target: float, metric: str) -> bool:
 
 
 def instead(alternatives: list[dict], row: dict | None, metric: str, target: float | None) -> str:
-    """What would be shipped instead of a tuned model that does not ship: the best alternative that is at least
-    as good as the tuned model, better than the base and on target; else "nothing yet" and why."""
+    """What would be shipped instead of a tuned model that does not ship: the best alternative that is better than
+    the base and on target (one the tuned model outscores is still shippable when the tuned model fails another
+    gate, e.g. forgetting); else "nothing yet" and why."""
     tuned = row["tuned"] if row else None
     base = row["base"] if row else None
     fit = [a for a in alternatives if a["value"] is not None
-           and (tuned is None or not _better(tuned, a["value"], metric))
            and (base is None or _better(a["value"], base, metric))
            and (target is None or not _misses(a["value"], target, metric))]
     if fit:
         best = min(fit, key=lambda a: _rank(a["value"], metric))
         cost = (f", {_seconds(best['train_s'])} to train" if best.get("train_s") is not None
                 else ", no training" if best["name"] == "few_shot" else "")
+        if tuned is not None and _better(tuned, best["value"], metric):
+            return (f"{best['label']} ({best['value']:.3f} on {metric}{cost}; the tuned model scores {tuned:.3f} "
+                    "but fails a gate)")
         versus = f" vs {tuned:.3f}" if tuned is not None else ""
         return f"{best['label']} ({best['value']:.3f}{versus} on {metric}{cost})"
     if target is not None:

@@ -7,7 +7,7 @@ from tunesmith.eval.plan import DEFAULT_LIMIT, LIMIT_MAX, Decoding, reply_limit,
 def test_the_limit_comes_from_the_longest_training_reply_unless_configured(tiny_tok):
     replies = ['{"queue": "billing"}', '{"queue": "technical", "priority": "high"}']
     longest = max(len(tiny_tok(r, add_special_tokens=False)["input_ids"]) for r in replies)
-    assert reply_limit(replies, tiny_tok, None) == int(longest * 1.5) + 16
+    assert reply_limit(replies, tiny_tok, None) == int(longest * 1.25) + 8
     assert reply_limit(replies, tiny_tok, 200) == 200
     assert reply_limit([], tiny_tok, None) == DEFAULT_LIMIT
     assert reply_limit(["word " * 2000], tiny_tok, None) == LIMIT_MAX

@@ -147,7 +147,7 @@ class EvalConfig(Section):
     general_max_new_tokens: int = Field(256, ge=1, description="Generation limit for the general probe.")
     max_new_tokens: int | None = Field(
         None, ge=1, description="Generation limit per case. Unset: derived from the longest reply in the training "
-        "split (1.5x its tokens plus 16, at most 512), so a base model that rambles stops soon after the longest "
+        "split (1.25x its tokens plus 8, at most 512), so a base model that rambles stops soon after the longest "
         "answer it could need.")
     decoding: Literal["auto", "free", "constrained"] = Field(
         "auto", description="`constrained`: replies are held to the task's JSON Schema (json tasks; without a "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_LIMIT = 128  # when nothing else says how long a reply may be
-LIMIT_FACTOR, LIMIT_MARGIN, LIMIT_MAX = 1.5, 16, 512
+LIMIT_FACTOR, LIMIT_MARGIN, LIMIT_MAX = 1.25, 8, 512
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Decoding:
 
 
 def reply_limit(replies: list[str], tok, configured: int | None) -> int:
-    """`eval.max_new_tokens` when set, else 1.5x the longest training reply's tokens plus 16 (at most 512)."""
+    """`eval.max_new_tokens` when set, else 1.25x the longest training reply's tokens plus 8 (at most 512)."""
     if configured:
         return configured
     lengths = [len(tok(r, add_special_tokens=False)["input_ids"]) for r in replies if r]

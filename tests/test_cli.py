@@ -110,8 +110,9 @@ def test_data_convert_reads_a_parquet_file_through_the_column_options(tmp_path):
 
     res = runner.invoke(app, ["data", "convert", str(src), str(out), "--prompt-column", "text",
                               "--label-column", "intent"])
-    (problem,) = res.exception.problems
-    assert problem.where == f"{src}:1 [text]" and "it has: intent, utterance" in problem.message
+    problems = res.exception.problems
+    assert [p.where for p in problems] == [f"{src}:1 [text]", f"{src}:2 [text]"]
+    assert "it has: intent, utterance" in problems[0].message
     res = runner.invoke(app, ["data", "convert", str(src), str(out), "--prompt-column", "utterance"])
     assert isinstance(res.exception, TunesmithError) and "exactly one reply" in res.exception.problems[0].message
     assert res.exception.problems[0].where == "--prompt-column utterance"

@@ -158,18 +158,18 @@ def _from_alpaca(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _from_prompt_completion(obj: dict[str, Any]) -> list[dict[str, Any]]:
     prompt, completion = obj["prompt"], obj["completion"]
-    if isinstance(prompt, list):
+    if isinstance(prompt, list) and prompt:
         head = [parse_message(m, i) for i, m in enumerate(prompt)]
     elif isinstance(prompt, str):
         head = [{"role": "user", "content": prompt}]
     else:
-        raise RecordError("prompt", "prompt must be a string or a list of messages")
-    if isinstance(completion, list):
+        raise RecordError("prompt", "prompt must be a string or a non-empty list of messages")
+    if isinstance(completion, list) and completion:
         tail = [parse_message(m, len(head) + i) for i, m in enumerate(completion)]
     elif isinstance(completion, str):
         tail = [{"role": "assistant", "content": completion}]
     else:
-        raise RecordError("completion", "completion must be a string or a list of messages")
+        raise RecordError("completion", "completion must be a string or a non-empty list of messages")
     return head + tail
 
 

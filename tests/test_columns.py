@@ -117,3 +117,13 @@ def test_the_audit_reads_through_the_mapping_in_every_worker_count(tmp_path):
     bad = [f for f in one.findings if f.code == Code.BAD_RECORD]
     assert [(f.where, f.field, f.severity) for f in bad] == [(f"{path}:8", "a", Severity.ERROR)]
     assert (one.records, one.n_rejected) == (40, 1)
+
+
+def test_a_projects_data_commands_read_through_its_mapping(tmp_path):
+    from tunesmith.data.convert import resolve_data_paths
+
+    write_jsonl(tmp_path / "data" / "train.jsonl", [{"q": "2+2?", "a": "4"}, {"q": "3+3?", "a": "6"}])
+    (tmp_path / "tunesmith.yaml").write_text("data:\n  columns: {prompt: q, reply: a}\n")
+    files, fmt, base, columns = resolve_data_paths([tmp_path])
+    assert columns == ColumnsConfig(prompt="q", reply="a")
+    assert [r.reply for r in load_records(files, fmt, base, columns)] == ["4", "6"]

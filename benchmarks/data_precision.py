@@ -7,10 +7,10 @@ public data sets in ../shared/data (never copied into the repository), read the 
 
 - `banking77`: train.csv converted with `tunesmith data convert --from csv --json-key intent` (replies are
   `{"intent": ...}`), 10,003 queries of 77 intents;
-- `alpaca-5000`: the JSON array file as it is;
+- `alpaca-5000`: the JSON array file as it is (read by row, `tunesmith.data.tables`);
 - `hh-rlhf`: the harmless-base test split, `chosen`/`rejected` transcripts, gzipped JSONL as it is;
-- `gsm8k`: train.jsonl as it is (`question`/`answer` rows: every one is rejected as an unknown record format until
-  column mapping lands, issue 19 item 3).
+- `gsm8k`: train.jsonl as it is (`question`/`answer` rows, recognised as prompt and reply,
+  `tunesmith.data.columns`; no `data.columns` mapping needed).
 
 None of these records is known to hold a defect that should reject it, so every error-severity finding is a false
 rejection (the target is zero). Beside the table, recall on planted defects:

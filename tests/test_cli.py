@@ -90,6 +90,34 @@ def test_data_convert_csv_and_check_and_split(tmp_path):
     assert len((tmp_path / "split" / "heldout.jsonl").read_text().splitlines()) == 4
 
 
+def test_data_convert_reads_a_parquet_file_through_the_column_options(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "intents.parquet"
+    pq.write_table(pa.table({"utterance": ["card lost", "refund please"], "intent": ["lost_card", "refund"]}), src)
+    out = tmp_path / "conv.jsonl"
+    res = runner.invoke(app, ["data", "convert", str(src), str(out), "--prompt-column", "utterance",
+                              "--label-column", "intent", "--json-key", "intent", "--system", "Classify."])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[1]["messages"] == [{"role": "system", "content": "Classify."},
+                                   {"role": "user", "content": "refund please"},
+                                   {"role": "assistant", "content": '{"intent": "refund"}'}]
+    assert rows[1]["meta"]["line"] == 2
+
+    from tunesmith.errors import TunesmithError  # `main` prints these as a message and exits 2
+
+    res = runner.invoke(app, ["data", "convert", str(src), str(out), "--prompt-column", "text",
+                              "--label-column", "intent"])
+    problems = res.exception.problems
+    assert [p.where for p in problems] == [f"{src}:1 [text]", f"{src}:2 [text]"]
+    assert "it has: intent, utterance" in problems[0].message
+    res = runner.invoke(app, ["data", "convert", str(src), str(out), "--prompt-column", "utterance"])
+    assert isinstance(res.exception, TunesmithError) and "exactly one reply" in res.exception.problems[0].message
+    assert res.exception.problems[0].where == "--prompt-column utterance"
+
+
 def test_runs_list_and_show(tiny_project):
     from tunesmith.pipeline import run_project
 

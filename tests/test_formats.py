@@ -3,7 +3,7 @@ import json
 import pytest
 
 from conftest import write_jsonl
-from tunesmith.data.formats import load_records, read_labeled
+from tunesmith.data.formats import RecordError, load_records, read_labeled, to_record
 from tunesmith.data.records import Record
 from tunesmith.errors import TunesmithError
 
@@ -80,3 +80,50 @@ def test_labeled_csv_becomes_classification_conversations(tmp_path):
                                 {"role": "user", "content": "card charged, twice"},
                                 {"role": "assistant", "content": json.dumps({"label": "billing"})}]
     assert [r.line for r in recs] == [2, 3]
+
+
+@pytest.mark.parametrize("row,prompt,reply", [
+    ({"question": "2+2?", "answer": "#### 4"}, "2+2?", "#### 4"),
+    ({"input": "hola", "output": "hello"}, "hola", "hello"),
+    ({"query": "reset pin", "response": "Open settings."}, "reset pin", "Open settings."),
+    ({"prompt": "hi", "response": "hello"}, "hi", "hello"),
+    ({"text": "card lost", "label": 7}, "card lost", "7"),
+])
+def test_common_column_pairs_are_read_as_prompt_and_reply(row, prompt, reply):
+    from tunesmith.data.audit import run_checks
+    from tunesmith.data.checks import Severity
+
+    rec = to_record(row, "d.jsonl", 1)
+    assert rec.format == "columns" and (rec.prompt[-1]["content"], rec.reply) == (prompt, reply)
+    assert not rec.unknown_keys
+    report = run_checks([rec])
+    assert not [f for f in report.findings if f.severity == Severity.ERROR]
+
+
+def test_a_common_pair_keeps_its_system_column_and_reports_the_fields_it_drops():
+    rec = to_record({"question": "2+2?", "answer": "4", "system": "Be terse.", "source": "gsm"}, "d.jsonl", 1)
+    assert rec.messages[0] == {"role": "system", "content": "Be terse."} and rec.unknown_keys == ["source"]
+
+
+@pytest.mark.parametrize("row,fmt", [
+    ({"instruction": "Add.", "input": "1 2", "output": "3"}, "alpaca"),  # input/output inside an Alpaca row
+    ({"prompt": "Capital?", "completion": " Paris", "response": "x"}, "prompt_completion"),
+    ({"prompt": "Capital?", "chosen": "Paris.", "rejected": "Lyon.", "response": "x"}, "preference"),
+])
+def test_known_formats_take_precedence_over_the_common_pairs(row, fmt):
+    assert to_record(row, "d.jsonl", 1).format == fmt
+
+
+def test_a_row_with_two_common_pairs_asks_for_a_mapping():
+    with pytest.raises(RecordError) as exc:
+        to_record({"question": "q", "answer": "a", "input": "i", "output": "o"}, "d.jsonl", 1)
+    assert exc.value.field == "input" and "question/answer and input/output" in exc.value.message
+    assert "data.columns" in exc.value.hint
+
+
+def test_an_unknown_shape_names_the_pairs_it_would_take_and_the_fields_it_has():
+    with pytest.raises(RecordError) as exc:
+        to_record({"q": "x", "a": "y"}, "d.jsonl", 3)
+    assert exc.value.message == "unknown record format (keys: a, q)"
+    assert "question/answer" in exc.value.hint and "text/label" in exc.value.hint
+    assert "data.columns" in exc.value.hint

@@ -10,8 +10,9 @@ last line, non-UTF-8 bytes, NUL bytes, an empty file, a corrupt `.gz`. A reader 
 `TunesmithError`; anything else is a traceback and fails the test. What "names the file, line and field" means,
 reader by reader (the conventions `tunesmith.errors.Problem.where` already follows):
 
-- JSONL data (ChatML `messages`, OpenAI fine-tuning, ShareGPT, Alpaca, prompt/completion, preference pairs, plain
-  or `.jsonl.gz`), labeled JSONL, eval suites: `FILE:LINE [field]`. Only a problem with the whole line (not UTF-8,
+- JSONL data (ChatML `messages`, OpenAI fine-tuning, ShareGPT, Alpaca, prompt/completion, preference pairs, the
+  common prompt/reply column pairs and rows read through a `data.columns` mapping, plain or `.jsonl.gz`), labeled
+  JSONL, eval suites: `FILE:LINE [field]`; JSON-array `.json` files the same with the 1-based row for the line. Only a problem with the whole line (not UTF-8,
   not JSON, nested too deeply, not an object, over the size limit, no known record format) may leave out
   `[field]`; only a problem with the whole file (empty, binary, not gzip, duplicate case ids) may be just `FILE`.
   A suite line that cannot be read becomes a case whose `error` starts with `FILE:LINE [field]: `.
@@ -44,7 +45,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis import given
 
-from tunesmith.config import TaskConfig, load_config
+from tunesmith.config import ColumnsConfig, TaskConfig, load_config
 from tunesmith.data.audit import check_files
 from tunesmith.data.checks import Code
 from tunesmith.data.formats import FORMATS, load_records, read_labeled
@@ -398,6 +399,60 @@ def test_fuzz_audit_check_files(drawn):
             assert f.field or f.message.startswith(WHOLE_LINE), f
 
 
+COLUMN_ROWS = [{"question": "2+2?", "answer": "#### 4"}, {"input": "hola", "output": "hello", "system": "Translate."},
+               {"query": "reset pin", "response": "Open settings."}, {"prompt": "hi", "response": "hello"},
+               {"text": "card lost", "label": "lost_card", "id": 3}, {"q": "2+2?", "a": 4, "sys": "Be terse."},
+               {"q": [msg("user", "hi")], "a": "hello", "good": "yes", "bad": "no"}]
+COLUMN_KEYS = ("question", "answer", "input", "output", "query", "response", "prompt", "text", "label", "system",
+               "q", "a", "sys", "good", "bad", "role", "content", "id", "tags", "meta", "instruction", "completion")
+MAPPINGS = [None, ColumnsConfig(prompt="q", reply="a", system="sys"),
+            ColumnsConfig(prompt="text", label="label", json_key="intent"),
+            ColumnsConfig(prompt="q", chosen="good", rejected="bad")]
+
+
+@FUZZ
+@given(drawn=data_file(COLUMN_ROWS), columns=st.sampled_from(MAPPINGS))
+def test_fuzz_column_pairs_and_mappings(drawn, columns):
+    """Common prompt/reply pairs (recognised) and rows read through a `data.columns` mapping: a missing or
+    mistyped field is named with its line."""
+    path, lines = drawn
+    records, err = _call("column pairs, data.columns", lambda: load_records([path], columns=columns))
+    if err is not None:
+        _assert_jsonl_error(err, path, lines)
+    else:
+        _check_records(records, path, lines)
+
+
+@st.composite
+def json_array_file(draw):
+    """(path, bytes, an upper bound on its rows) of a JSON-array `.json` file, broken at the byte level now and then."""
+    rows = draw(st.lists(_record(ALL_RECORDS + COLUMN_ROWS), min_size=0, max_size=4))  # " 7," below: a non-object
+    data = json.dumps(rows, ensure_ascii=draw(st.booleans()), indent=draw(st.sampled_from([None, 1]))
+                      ).encode("utf-8", "surrogatepass")
+    if draw(st.integers(0, 5)) == 0:
+        i = draw(st.integers(0, len(data)))
+        data = data[:i] + draw(st.sampled_from([b"\xe9", b",", b"]", b"}", b"\x00", b" 7,", DEEP_LIST])) + data[i:]
+    if draw(st.integers(0, 7)) == 0:
+        data = data[:draw(st.integers(1, len(data)))]
+    if draw(st.integers(0, 7)) == 0:
+        data = b"\xef\xbb\xbf" + data
+    path = WORK / "rows.json"
+    path.write_bytes(data)
+    return path, max(_lines(data), data.count(b",") + 2)  # rows, or lines when it no longer reads as an array
+
+
+@FUZZ
+@given(drawn=json_array_file())
+def test_fuzz_json_array_file(drawn):
+    """A JSON-array file: each element a record at FILE:ROW; a broken element ends the file as a bad line."""
+    path, rows = drawn
+    records, err = _call("JSON array (.json)", lambda: load_records([path]))
+    if err is not None:
+        _assert_jsonl_error(err, path, rows)
+    else:
+        _check_records(records, path, rows)
+
+
 # ------------------------------------------------------------------------------------- labeled CSV and JSONL
 
 CSV_CELLS = st.sampled_from(["hello", "refund please", "billing", "", " ", '"quoted, with comma"', '"open quote',
@@ -716,6 +771,13 @@ def test_regression_declared_format_without_its_key(fmt, field):
     with pytest.raises(TunesmithError) as exc:
         load_records([path], fmt)
     assert _only_problem(exc) == f"{path}:1 [{field}]"
+
+
+def test_regression_prompt_completion_of_empty_lists_is_no_record():
+    path = _write("empty-pc.jsonl", b'{"prompt": [], "completion": []}\n')
+    with pytest.raises(TunesmithError) as exc:
+        load_records([path])
+    assert _only_problem(exc) == f"{path}:1 [prompt]"
 
 
 def test_regression_sharegpt_function_call_that_is_not_an_object():

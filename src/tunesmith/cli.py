@@ -288,19 +288,35 @@ def config_show(project: Path = typer.Argument(..., help="Project directory or t
 
 
 @data_app.command("convert")
-def data_convert(source: Path = typer.Argument(..., help="Input file (JSONL or CSV)."),
+def data_convert(source: Path = typer.Argument(..., help="Input file: JSONL, JSON array, CSV, Parquet, Arrow, "
+                                                         "or a saved `datasets` directory."),
                  out: Path = typer.Argument(..., help="Output JSONL of `messages` records."),
                  from_: str = typer.Option("auto", "--from", help="auto, messages, openai, sharegpt, alpaca, "
                                                                   "prompt_completion, csv or labeled (labeled JSONL)."),
-                 text_column: str = typer.Option("text", help="csv/labeled: the column with the input text."),
-                 label_column: str = typer.Option("label", help="csv/labeled: the column with the label."),
+                 text_column: Optional[str] = typer.Option(None, help="csv/labeled: the column with the input text "
+                                                                      "(default: text)."),
+                 label_column: Optional[str] = typer.Option(None, help="The column with the label (csv/labeled "
+                                                                       "default: label); with --prompt-column, the "
+                                                                       "label is the reply."),
                  system: Optional[str] = typer.Option(None, help="System prompt to put first in every conversation."),
-                 json_key: Optional[str] = typer.Option(None, help="csv/labeled: answer as JSON {KEY: label}.")) -> None:
+                 json_key: Optional[str] = typer.Option(None, help="Answer as JSON {KEY: label}."),
+                 prompt_column: Optional[str] = typer.Option(None, help="Column mapping (as data.columns): the field "
+                                                                        "with the user's turn."),
+                 reply_column: Optional[str] = typer.Option(None, help="Column mapping: the field with the reply."),
+                 system_column: Optional[str] = typer.Option(None, help="Column mapping: the field with a per-row "
+                                                                        "system prompt."),
+                 chosen_column: Optional[str] = typer.Option(None, help="Column mapping: the preferred reply of a "
+                                                                        "preference pair."),
+                 rejected_column: Optional[str] = typer.Option(None, help="Column mapping: the dispreferred reply.")
+                 ) -> None:
     """Convert a data file to canonical `messages` JSONL (provenance kept under `meta`)."""
-    from tunesmith.data.convert import convert_file
+    from tunesmith.data.convert import columns_from_options, convert_file
 
-    n = convert_file(source, out, from_, text_column=text_column, label_column=label_column, system=system,
-                     json_key=json_key)
+    columns = columns_from_options(prompt=prompt_column, reply=reply_column, system=system_column,
+                                   label=label_column, json_key=json_key, chosen=chosen_column,
+                                   rejected=rejected_column)
+    n = convert_file(source, out, from_, text_column=text_column or "text", label_column=label_column or "label",
+                     system=system, json_key=json_key, columns=columns)
     _console().print(f"wrote {n} conversation(s) to {out}")
 
 
@@ -317,7 +333,7 @@ def _audit(paths: list[Path], near_dup_threshold: float, model: Optional[str], m
     from tunesmith.data.audit import check_files, default_workers
     from tunesmith.data.convert import check_progress, resolve_data_paths
 
-    files, fmt, base = resolve_data_paths(paths)
+    files, fmt, base, columns = resolve_data_paths(paths)
     if base is not None:  # a project: check it exactly as `tunesmith run` does
         from tunesmith.config import load_config
         from tunesmith.eval.evaluate import load_schema
@@ -335,7 +351,7 @@ def _audit(paths: list[Path], near_dup_threshold: float, model: Optional[str], m
     else:
         options = {"near_dup_threshold": near_dup_threshold}
     with check_progress(files, _console(stderr=True)) as progress:
-        return check_files(files, fmt, base, workers or default_workers(), progress, keep=False, **options)
+        return check_files(files, fmt, base, workers or default_workers(), progress, columns, keep=False, **options)
 
 
 @data_app.command("check")
@@ -392,8 +408,8 @@ def data_split(paths: list[Path] = typer.Argument(..., help="Data files, or a pr
 
     if not 0 < fraction < 0.9:
         raise fail("Bad --fraction", "--fraction", f"{fraction} is outside (0, 0.9)", "e.g. --fraction 0.2")
-    files, fmt, base = resolve_data_paths(paths)
-    records = load_records(files, fmt, base=base)
+    files, fmt, base, columns = resolve_data_paths(paths)
+    records = load_records(files, fmt, base, columns)
     train, heldout = split_records(records, fraction, seed, lambda r: reply_label(r, stratify_by),
                                    near_duplicate_clusters(records, near_dup_threshold))
     leaks = leakage(train, heldout, near_dup_threshold)
@@ -413,8 +429,8 @@ def data_dedup(paths: list[Path] = typer.Argument(..., help="Data files, or a pr
     from tunesmith.data.formats import load_records
     from tunesmith.data.io import atomic_write_jsonl
 
-    files, fmt, base = resolve_data_paths(paths)
-    kept, dropped = dedup_records(load_records(files, fmt, base=base), near, near_dup_threshold)
+    files, fmt, base, columns = resolve_data_paths(paths)
+    kept, dropped = dedup_records(load_records(files, fmt, base, columns), near, near_dup_threshold)
     atomic_write_jsonl(out, (r.to_json() for r in kept))
     con = _console()
     con.print(f"kept {len(kept)}, dropped {len(dropped)} -> {out}")
@@ -442,8 +458,8 @@ def data_distill(paths: list[Path] = typer.Argument(..., help="Data files, or a 
     from tunesmith.data.formats import load_records
     from tunesmith.data.io import atomic_write_jsonl
 
-    files, fmt, base = resolve_data_paths(paths)
-    records = load_records(files, fmt, base=base)
+    files, fmt, base, columns = resolve_data_paths(paths)
+    records = load_records(files, fmt, base, columns)
     be = _teacher_backend(paths, project, teacher, adapter, endpoint, endpoint_model, api_key_env)
     distilled, errors = distill_records(records, be, teacher_system, max_new_tokens)
     atomic_write_jsonl(out, (r.to_json() for r in distilled))
@@ -514,8 +530,8 @@ def data_synth(paths: list[Path] = typer.Argument(..., help="Real records to gro
     from tunesmith.eval.evaluate import load_schema
     from tunesmith.models import cache_home
 
-    files, fmt, base = resolve_data_paths(paths)
-    records = load_records(files, fmt, base=base)
+    files, fmt, base, columns = resolve_data_paths(paths)
+    records = load_records(files, fmt, base, columns)
     home = _project_of(paths, project)
     cfg = load_config(home)[0] if home else Config()
     schema = load_schema(cfg, home) if home else None
@@ -557,14 +573,14 @@ def data_scrub(paths: list[Path] = typer.Argument(..., help="Data files, or a pr
     from tunesmith.data.io import atomic_write_jsonl
     from tunesmith.data.pii import scrub_record
 
-    files, fmt, base = resolve_data_paths(paths)
+    files, fmt, base, columns = resolve_data_paths(paths)
     if any(out.resolve() == f.resolve() for f in files):
         from tunesmith.errors import fail
 
         raise fail("Refusing to overwrite the input", str(out), "output and input are the same file",
                    "write to a new file")
     scrubbed, kinds = [], Counter()
-    for rec in load_records(files, fmt, base=base):
+    for rec in load_records(files, fmt, base, columns):
         clean, mapping = scrub_record(rec)
         scrubbed.append(clean)
         kinds.update(kind for kind, _ in mapping)

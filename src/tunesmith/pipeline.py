@@ -22,7 +22,7 @@ from rich.markup import escape
 
 from tunesmith import runs
 from tunesmith.config import Config, load_config
-from tunesmith.data.io import JsonlWriter, atomic_write_json, atomic_write_jsonl, file_sha256, read_jsonl
+from tunesmith.data.io import JsonlWriter, atomic_write_json, atomic_write_jsonl, data_sha256, file_sha256, read_jsonl
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.plan import LIMIT_MAX
 
@@ -84,14 +84,16 @@ class Pipeline:
 
 def data_files(cfg: Config, project: Path, which: str = "train") -> list[Path]:
     """The data files named by `data.<which>` (train, validation or test; globs allowed), sorted; a pattern
-    matching nothing is an error."""
+    matching nothing is an error. A saved `datasets` directory counts as one file."""
+    from tunesmith.data.tables import is_saved_dataset
+
     files, problems = [], []
     for i, pattern in enumerate(getattr(cfg.data, which)):
         matched = sorted(Path(p) for p in glob.glob(str(project / pattern)))
         if not matched:
             problems.append(Problem(f"data.{which}[{i}]", f"{pattern!r} matches no file under {project}",
                                     "check the path; it is relative to the project directory"))
-        files.extend(m for m in matched if m.is_file())
+        files.extend(m for m in matched if m.is_file() or is_saved_dataset(m))
     if problems:
         raise TunesmithError("Missing data", problems)
     return files
@@ -162,7 +164,7 @@ def data_stages(cfg: Config, project: Path, pipe: Pipeline, model_ref, schema: d
                 else:
                     kept.write(item.to_json())
 
-            report = run_checks(iter_records(files, cfg.data.format, base=project), keep=False,
+            report = run_checks(iter_records(files, cfg.data.format, project, cfg.data.columns), keep=False,
                                 on_verdict=verdict, **check_options(cfg, model_ref, schema))
         unreadable = [f for f in report.findings if f.code in (Code.BAD_LINE, Code.BAD_RECORD)]
         if unreadable:  # a broken file, not a bad example: training on what could be parsed would hide it
@@ -175,7 +177,7 @@ def data_stages(cfg: Config, project: Path, pipe: Pipeline, model_ref, schema: d
         return {"records": report.records, "kept": report.n_kept, "rejected": report.n_rejected,
                 "findings": len(report.findings)}
 
-    hashes = {str(f.relative_to(project)): file_sha256(f) for f in files}
+    hashes = {str(f.relative_to(project)): data_sha256(f) for f in files}
     st_check = pipe.stage("check", section("data", "task"), {"files": hashes, "model": model_ref.identity,
                                                                   "schema": schema}, check)
 
@@ -188,7 +190,7 @@ def data_stages(cfg: Config, project: Path, pipe: Pipeline, model_ref, schema: d
         kept = _records_from(st_check.run_dir / "kept.jsonl")
         fld = stratify_field(cfg)
         clusters = near_duplicate_clusters(kept, cfg.data.near_dup_threshold)
-        own = {which: load_records(files, cfg.data.format, base=project) if files else None
+        own = {which: load_records(files, cfg.data.format, project, cfg.data.columns) if files else None
                for which, files in given.items()}
         parts = three_way_split(kept, split_data, lambda r: reply_label(r, fld), clusters, **own)
         leaks = leakage(parts.train, parts.test + parts.validation, cfg.data.near_dup_threshold)
@@ -204,7 +206,7 @@ def data_stages(cfg: Config, project: Path, pipe: Pipeline, model_ref, schema: d
                 "dropped_as_leakage": len(parts.findings),
                 "sources": {which: [str(f.relative_to(project)) for f in files] for which, files in given.items()}}
 
-    hashes_given = {which: {str(f.relative_to(project)): file_sha256(f) for f in files}
+    hashes_given = {which: {str(f.relative_to(project)): data_sha256(f) for f in files}
                     for which, files in given.items() if files}
     return pipe.stage("split", {"data": split_data.model_dump(mode="json")}, {"check": st_check.key, **hashes_given},
                       split)

@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple
 
+from tunesmith.config import ColumnsConfig
 from tunesmith.data.checks import RECORD_CHECKS, Code, Finding, Severity, check_sensitive, template_findings
 from tunesmith.data.consistency import ShapeStats, reply_format_findings, shape_of
 from tunesmith.data.coverage import CoverageFeatures, CoverageStats, coverage_of
@@ -263,7 +264,7 @@ class Audit:
                 **self.coverage.table()}
 
 
-FORMAT_NAMES = ("", "messages", "sharegpt", "alpaca", "prompt_completion")
+FORMAT_NAMES = ("", "messages", "sharegpt", "alpaca", "prompt_completion", "preference", "columns")
 FORMAT_IDS = {name: i for i, name in enumerate(FORMAT_NAMES)}
 
 
@@ -310,17 +311,17 @@ _SHIPPED = [0]  # how many of this worker's vocabulary entries it has already se
 CHUNK = 512
 
 
-def _inspect_chunk(task: tuple[str, str, list, bool]) -> tuple[list[Inspected | Finding], dict[str, int]]:
+def _inspect_chunk(task: tuple) -> tuple[list[Inspected | Finding], dict[str, int]]:
     from tunesmith.data.formats import read_item
     from tunesmith.data.io import parse_line
 
-    shown, fmt, lines, want_rows = task
+    shown, fmt, columns, lines, want_rows, parsed = task
     out: list[Inspected | Finding] = []
     for number, raw, size in lines:
-        parsed = parse_line(number, raw, size)
-        if parsed is None:
+        row = raw if parsed else parse_line(number, raw, size)
+        if row is None:
             continue
-        item = read_item(parsed, shown, number, fmt)
+        item = read_item(row, shown, number, fmt, columns)
         if isinstance(item, Finding):
             out.append(item)
             continue
@@ -336,19 +337,24 @@ def _inspect_chunk(task: tuple[str, str, list, bool]) -> tuple[list[Inspected | 
     return out, fresh
 
 
-def _chunks(files: list[Path], fmt: str, base: Path | None, want_rows: bool) -> Iterable[tuple]:
+def _chunks(files: list[Path], fmt: str, base: Path | None, want_rows: bool,
+            columns: ColumnsConfig | None) -> Iterable[tuple]:
+    """Tasks for the workers: JSONL files as raw lines (parsed in the workers), table files as parsed rows
+    (decoded by Arrow in the parent), `CHUNK` at a time."""
     from tunesmith.data.formats import shown_path
     from tunesmith.data.io import raw_lines
+    from tunesmith.data.tables import is_table, scan_rows
 
     for path in files:
-        shown, lines = shown_path(Path(path), base), []
-        for line in raw_lines(path):
+        shown, lines, parsed = shown_path(Path(path), base), [], is_table(Path(path))
+        rows = ((number, row, 0) for number, row in scan_rows(path)) if parsed else raw_lines(path)
+        for line in rows:
             lines.append(line)
             if len(lines) == CHUNK:
-                yield shown, fmt, lines, want_rows
+                yield shown, fmt, columns, lines, want_rows, parsed
                 lines = []
         if lines:
-            yield shown, fmt, lines, want_rows
+            yield shown, fmt, columns, lines, want_rows, parsed
 
 
 def default_workers() -> int:
@@ -360,10 +366,12 @@ def default_workers() -> int:
 
 
 def check_files(files: list[Path], fmt: str = "auto", base: Path | None = None, workers: int = 1,
-                progress: Callable[[int], None] | None = None, **options: Any) -> CheckReport:
+                progress: Callable[[int], None] | None = None, columns: ColumnsConfig | None = None,
+                **options: Any) -> CheckReport:
     """`run_checks` over data files, with the per-record work spread over `workers` forked processes.
 
-    Takes `run_checks`' keyword options; the result is the same for any number of workers.
+    `columns` is the project's column mapping (`data.columns`), if any. Takes `run_checks`'
+    keyword options; the result is the same for any number of workers.
     """
     import multiprocessing
     import os
@@ -373,14 +381,14 @@ def check_files(files: list[Path], fmt: str = "auto", base: Path | None = None, 
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         from tunesmith.data.formats import iter_records
 
-        return run_checks(iter_records(files, fmt, base), progress=progress, **options)
+        return run_checks(iter_records(files, fmt, base, columns), progress=progress, **options)
     audit = Audit(**options)
     _INSPECTOR = audit.inspector
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the Rust tokenizer's threads do not survive fork
     ahead = threading.BoundedSemaphore(4 * workers)  # chunks in flight: memory stays flat however big the file
 
     def feed() -> Iterable[tuple]:
-        for chunk in _chunks(files, fmt, base, audit.wants_records):
+        for chunk in _chunks(files, fmt, base, audit.wants_records, columns):
             ahead.acquire()
             yield chunk
 

@@ -4,10 +4,14 @@ Supported: ChatML / OpenAI fine-tuning `messages` (with `tools` and `tool_calls`
 (`from`/`value`, including `function_call`/`observation` turns), Alpaca (`instruction`/`input`/`output`),
 prompt/completion, preference pairs (`prompt`/`chosen`/`rejected`, as strings or messages, with an explicit or an
 implicit shared prompt, or as `\n\nHuman: ... \n\nAssistant: ...` transcripts), and labeled rows for
-classification (CSV or JSONL: a text column and a label column). A preference pair becomes a Record whose
-conversation ends with the chosen reply and whose `rejected` holds the other.
+classification (CSV or JSONL: a text column and a label column). Rows in none of these are read through a
+column mapping (`data.columns`), or as one of the common prompt/reply pairs such as GSM8K's `question`/`answer`
+(`tunesmith.data.columns`). A preference pair becomes a Record whose conversation ends with the chosen reply and
+whose `rejected` holds the other. Files are JSONL (plain or gzipped) or, through `tunesmith.data.tables`, JSON
+arrays, Parquet, Arrow and saved `datasets` directories.
 
     records = load_records(["data/train.jsonl"])
+    records = load_records(["data/gsm8k.parquet"], columns=ColumnsConfig(prompt="question", reply="answer"))
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tunesmith.config import ColumnsConfig
 from tunesmith.data.io import read_csv, read_jsonl
 from tunesmith.data.records import ROLES, Record
 from tunesmith.errors import Problem, TunesmithError
@@ -58,10 +63,15 @@ def detect_format(obj: dict[str, Any]) -> str:
         return "alpaca"
     if "prompt" in obj and "completion" in obj:
         return "prompt_completion"
-    keys = ", ".join(sorted(obj)) or "none"
+    from tunesmith.data.columns import MAPPING_HINT, common_columns, pairs_text  # columns builds on this module
+
+    if common_columns(obj) is not None:
+        return "columns"
+    keys = ", ".join(sorted(map(str, obj))) or "none"
     raise RecordError("", f"unknown record format (keys: {keys})",
-                      "expected `messages`, `conversations` (ShareGPT), `instruction`/`output` (Alpaca) "
-                      "or `prompt`/`completion`")
+                      "expected `messages`, `conversations` (ShareGPT), `instruction`/`output` (Alpaca), "
+                      f"`prompt`/`completion`, `chosen`/`rejected`, or a prompt/reply pair ({pairs_text()}); or "
+                      + MAPPING_HINT)
 
 
 def parse_message(raw: Any, index: int) -> dict[str, Any]:
@@ -148,18 +158,18 @@ def _from_alpaca(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _from_prompt_completion(obj: dict[str, Any]) -> list[dict[str, Any]]:
     prompt, completion = obj["prompt"], obj["completion"]
-    if isinstance(prompt, list):
+    if isinstance(prompt, list) and prompt:
         head = [parse_message(m, i) for i, m in enumerate(prompt)]
     elif isinstance(prompt, str):
         head = [{"role": "user", "content": prompt}]
     else:
-        raise RecordError("prompt", "prompt must be a string or a list of messages")
-    if isinstance(completion, list):
+        raise RecordError("prompt", "prompt must be a string or a non-empty list of messages")
+    if isinstance(completion, list) and completion:
         tail = [parse_message(m, len(head) + i) for i, m in enumerate(completion)]
     elif isinstance(completion, str):
         tail = [{"role": "assistant", "content": completion}]
     else:
-        raise RecordError("completion", "completion must be a string or a list of messages")
+        raise RecordError("completion", "completion must be a string or a non-empty list of messages")
     return head + tail
 
 
@@ -219,9 +229,10 @@ CONVERTERS = {"messages": _from_messages, "openai": _from_messages, "sharegpt": 
               "alpaca": _from_alpaca, "prompt_completion": _from_prompt_completion}
 
 
-def unknown_keys(obj: dict[str, Any], kind: str) -> list[str]:
-    """Paths of keys the format does not define (a typo like `mesages`, or data the converter drops)."""
-    known = FORMAT_KEYS["messages" if kind == "openai" else kind] | META_KEYS
+def unknown_keys(obj: dict[str, Any], kind: str, known: set[str] | None = None) -> list[str]:
+    """Paths of keys the format (or `known`, the fields a column mapping reads) does not define: a typo like
+    `mesages`, or data the converter drops."""
+    known = (FORMAT_KEYS["messages" if kind == "openai" else kind] if known is None else known) | META_KEYS
     out = [k for k in obj if k not in known]
     messages = obj.get("messages") if kind in ("messages", "openai") else None
     for i, msg in enumerate(messages if isinstance(messages, list) else []):
@@ -230,15 +241,24 @@ def unknown_keys(obj: dict[str, Any], kind: str) -> list[str]:
     return out
 
 
-def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto") -> Record:
-    """Convert one raw object to a Record, raising RecordError (with the field) when it cannot."""
-    kind = detect_format(obj) if fmt == "auto" else fmt
+def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto",
+              columns: ColumnsConfig | None = None) -> Record:
+    """Convert one raw object to a Record, raising RecordError (with the field) when it cannot. A given column
+    mapping (`data.columns`) reads every row; else the format is `fmt`, or detected per row with `auto`."""
+    from tunesmith.data.columns import common_columns, mapped_messages, named_fields
+
+    mapping = columns if columns is not None and columns.given else None
+    kind = "columns" if mapping else detect_format(obj) if fmt == "auto" else fmt
     missing = [k for k in REQUIRED_KEYS.get(kind, ()) if k not in obj]
     if missing:  # a declared format the record is not in
         raise RecordError(missing[0], f"format is {fmt} but the record has no `{missing[0]}`",
                           "set data.format: auto to detect formats per record")
-    rejected = None
-    if kind == "preference":
+    rejected, known = None, None
+    if kind == "columns":
+        mapping = mapping or common_columns(obj)
+        messages, rejected = mapped_messages(obj, mapping)
+        known = set(named_fields(mapping))
+    elif kind == "preference":
         messages, rejected = preference_messages(obj)
     else:
         messages = CONVERTERS[kind](obj)
@@ -257,11 +277,12 @@ def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto") ->
     rid = obj.get("id")
     return Record(messages=messages, source=src, line=ln, tools=tools, tags=list(tags),
                   id=None if rid is None else str(rid), format="messages" if kind == "openai" else kind,
-                  unknown_keys=unknown_keys(obj, kind), rejected=rejected,
+                  unknown_keys=unknown_keys(obj, kind, known), rejected=rejected,
                   provenance={k: v for k, v in meta.items() if k not in ("source", "line")})
 
 
-def read_item(item: dict | Any, shown: str, line: int, fmt: str = "auto") -> Record | Any:
+def read_item(item: dict | Any, shown: str, line: int, fmt: str = "auto",
+              columns: ColumnsConfig | None = None) -> Record | Any:
     """A parsed line (an object, or the io LineProblem saying why it is none) -> a Record, or an error Finding
     (`bad_line` or `bad_record`, with file:line, field and a hint) in its place."""
     from tunesmith.data.checks import Code, Finding, Severity
@@ -270,7 +291,7 @@ def read_item(item: dict | Any, shown: str, line: int, fmt: str = "auto") -> Rec
     if isinstance(item, LineProblem):
         return Finding(Code.BAD_LINE, Severity.ERROR, f"{shown}:{line}", "", item.message, item.hint)
     try:
-        return to_record(item, shown, line, fmt)
+        return to_record(item, shown, line, fmt, columns)
     except RecordError as exc:
         return Finding(Code.BAD_RECORD, Severity.ERROR, f"{shown}:{line}", exc.field, exc.message, exc.hint)
 
@@ -280,22 +301,26 @@ def shown_path(path: Path, base: Path | None) -> str:
     return str(path.relative_to(base)) if base and path.is_relative_to(base) else str(path)
 
 
-def iter_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None) -> Iterator[Record | Any]:
-    """Stream the records of JSONL files; a line or record that cannot be read comes as an error Finding in its
-    place (see `read_item`), and reading goes on."""
+def iter_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None,
+                 columns: ColumnsConfig | None = None) -> Iterator[Record | Any]:
+    """Stream the records of data files (JSONL by line; JSON arrays, Parquet, Arrow and saved `datasets`
+    directories by row, see `tunesmith.data.tables`); a line or record that cannot be read comes as an error
+    Finding in its place (see `read_item`), and reading goes on."""
     from tunesmith.data.io import scan_jsonl
+    from tunesmith.data.tables import is_table, scan_rows
 
     for path in paths:
         shown = shown_path(Path(path), base)
-        for line, item in scan_jsonl(path):
-            yield read_item(item, shown, line, fmt)
+        for line, item in (scan_rows if is_table(Path(path)) else scan_jsonl)(path):
+            yield read_item(item, shown, line, fmt, columns)
 
 
-def load_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None) -> list[Record]:
-    """Read every record of the given JSONL files; every bad record is reported at once with file:line and field."""
+def load_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None,
+                 columns: ColumnsConfig | None = None) -> list[Record]:
+    """Read every record of the given data files; every bad record is reported at once with file:line and field."""
     records: list[Record] = []
     problems: list[Problem] = []
-    for item in iter_records(paths, fmt, base):
+    for item in iter_records(paths, fmt, base, columns):
         if isinstance(item, Record):
             records.append(item)
         else:

@@ -102,6 +102,17 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def data_sha256(path: str | Path) -> str:
+    """Content hash of a data file, or of a directory (a saved data set): its files' names and contents."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
+    return h.hexdigest()
+
+
 def _require_file(path: Path) -> None:
     if not path.exists():
         raise TunesmithError("Data file not found", [Problem(str(path), "no such file",

@@ -62,6 +62,9 @@ def env_info() -> dict[str, Any]:
     return info
 
 
+STAGING = "staging"  # beside runs/: run directories being created
+
+
 def is_complete(run_dir: Path) -> bool:
     return (run_dir / COMPLETED).exists()
 
@@ -83,16 +86,20 @@ def find_run(project: Path, stage: str, key: str) -> Path | None:
 
 
 def start_run(project: Path, stage: str, key: str, config: Any, inputs: dict[str, Any]) -> Path:
-    """Create a run directory and write its config, environment and inputs."""
+    """Create a run directory with its config, environment and inputs, atomically: the files are written in
+    `.tunesmith/staging/` and the directory renamed into the registry, so a run killed at any moment is either
+    absent (started again) or has the inputs.json whose key a re-run matches to resume it — never an orphan."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    run_dir = runs_root(project) / f"{stamp}-{stage}-{key[:10]}"
+    name = f"{stamp}-{stage}-{key[:10]}"
+    run_dir = runs_root(project) / name
     env = env_info()  # slow (imports torch): gathered before the directory exists
-    run_dir.mkdir(parents=True, exist_ok=False)
-    # inputs.json first: it holds the key a re-run matches to resume this directory, so a run killed now is resumed
-    # rather than left behind (a kill used to land in the seconds env_info takes, before inputs.json, often)
-    atomic_write_json(run_dir / "inputs.json", {"stage": stage, "key": key, "inputs": inputs})
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    atomic_write_json(run_dir / "env.json", env)
+    staging = runs_root(project).parent / STAGING / name
+    staging.mkdir(parents=True, exist_ok=False)
+    atomic_write_json(staging / "inputs.json", {"stage": stage, "key": key, "inputs": inputs})
+    atomic_write_text(staging / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    atomic_write_json(staging / "env.json", env)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(run_dir)  # atomic on one file system; the name is unique (microsecond stamp)
     return run_dir
 
 

@@ -125,11 +125,18 @@ def _valid(kind: str, match: re.Match) -> bool:
         digits = re.sub(r"\D", "", text)
         if len(re.findall(r"\d+", text)) == 2 and text[0] not in "+(0":
             return False  # two bare groups ("case 2024-0871") are a reference; a national number starts with 0
-        return 8 <= len(digits) <= 15 and not DATE_LIKE.fullmatch(text)
+        return 8 <= len(digits) <= 15 and not DATE_LIKE.fullmatch(text) and not _in_equation(match)
     if kind == "SECRET":
         classes = sum(bool(re.search(p, text)) for p in (r"[a-z]", r"[A-Z]", r"\d"))
         return classes == 3 and _entropy(text) >= 4.0 and not _path_like(text) and not _in_url_path(match)
     return True
+
+
+def _in_equation(match: re.Match) -> bool:
+    """A run of numbers joined by dashes next to an equals sign is arithmetic ("960-480-120 = 360", GSM8K's
+    "<<100-50-30-15=5>>"), not a phone number."""
+    before, after = match.string[:match.start()].rstrip(), match.string[match.end():].lstrip()
+    return after.startswith("=") or before.endswith(("=", "<<"))
 
 
 def _card_context(match: re.Match) -> bool:

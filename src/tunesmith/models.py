@@ -295,14 +295,7 @@ def bf16_head(model):
     if head is None or head.weight.dtype == torch.bfloat16 or not isinstance(head, torch.nn.Linear):
         yield model
         return
-    copy = torch.nn.Linear(head.in_features, head.out_features, bias=head.bias is not None, dtype=torch.bfloat16,
-                           device=head.weight.device)
-    with torch.no_grad():
-        copy.weight.copy_(head.weight)
-        if head.bias is not None:
-            copy.bias.copy_(head.bias)
-    copy.requires_grad_(False)
-    inner.set_output_embeddings(copy)
+    inner.set_output_embeddings(_bf16_copy(head))
     try:
         yield model
     finally:
@@ -321,13 +314,20 @@ def bf16_inference_weights(model) -> None:
     head = inner.get_output_embeddings()
     if head is None or head.weight.dtype == torch.bfloat16:
         return
+    inner.set_output_embeddings(_bf16_copy(head))
+
+
+def _bf16_copy(head):
+    """A frozen bf16 copy of a linear output head (its own weight: no longer tied to the input embeddings)."""
+    import torch
+
     copy = torch.nn.Linear(head.in_features, head.out_features, bias=head.bias is not None, dtype=torch.bfloat16,
                            device=head.weight.device)
-    copy.weight.data.copy_(head.weight.data)
-    if head.bias is not None:
-        copy.bias.data.copy_(head.bias.data)
-    copy.requires_grad_(False)
-    inner.set_output_embeddings(copy)
+    with torch.no_grad():
+        copy.weight.copy_(head.weight)
+        if head.bias is not None:
+            copy.bias.copy_(head.bias)
+    return copy.requires_grad_(False)
 
 
 def training_attention(choice: str, max_seq_len: int) -> str | None:

@@ -175,19 +175,19 @@ class ValidationSelector(TrainerCallback):
                 "stopped_early": s.stopped_early, "pruned": s.pruned, "curve": s.curve}
 
 
-MERGED_COPY_MAX_PARAMS = 2_000_000_000
-
-
 def merged_copy(model, bf16: bool):
     """A copy of a LoRA model with its adapter merged in, for fast validation replies (the unmerged LoRA path costs
     extra small matmuls at every decoding step: 1.9x slower than this copy, the copy's time included, for 64
-    Banking77 queries on the built-in model on a 2-core CPU); None for a full
-    fine-tune, a quantized base, or a model over MERGED_COPY_MAX_PARAMS. The training model is never merged into."""
+    Banking77 queries on the built-in model on a 2-core CPU); None for a full fine-tune, a quantized base, or a
+    model over MERGE_CHECK_MAX_PARAMS (the evaluation's own bound on a copy). The training model is never merged
+    into."""
     import copy
 
     if not hasattr(model, "merge_and_unload") or getattr(model, "is_loaded_in_4bit", False):
         return None
-    if sum(p.numel() for p in model.parameters()) > MERGED_COPY_MAX_PARAMS:
+    from tunesmith.eval.backends import MERGE_CHECK_MAX_PARAMS
+
+    if sum(p.numel() for p in model.parameters()) > MERGE_CHECK_MAX_PARAMS:
         return None
     from tunesmith.models import bf16_inference_weights
 

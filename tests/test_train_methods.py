@@ -588,3 +588,81 @@ def test_padding_free_batches_train_exactly_like_padded_ones(tmp_path, tiny_mode
     # every real token counted (the pad id is also the end-of-turn token here), no padding counted
     assert runs["padding_free"][1] == runs["random"][1] == runs["grouped"][1] == runs["packed"][1]
     assert all(math.isfinite(loss) for losses, _ in runs.values() for loss in losses)
+
+
+def test_an_unfinished_reply_trains_its_text_but_not_its_end(tiny_model_dir):
+    from tunesmith.chat import IGNORE, training_example
+    from tunesmith.models import load_tokenizer
+
+    tok = load_tokenizer(resolve_model(str(tiny_model_dir)))
+    messages = [{"role": "user", "content": "explain tides"}, {"role": "assistant", "content": "The moon pulls"}]
+    done, cut = training_example(tok, messages), training_example(tok, messages, finished=False)
+    labeled = [k for k, lab in enumerate(done.labels) if lab != IGNORE]
+    assert done.input_ids[labeled[-1]] == tok.eos_token_id  # a finished reply learns to stop ...
+    assert cut.labels[labeled[-1]] == IGNORE and cut.labels[:labeled[-1]] == done.labels[:labeled[-1]]  # ... a cut one not
+    assert cut.assistant_tokens == done.assistant_tokens - 1
+
+
+class _Base:
+    """A base model that answers every prompt with its first words (and runs out of tokens on every third)."""
+
+    fingerprint = '{"model": "fake-base"}'
+
+    def prompt_key(self, case):
+        return json.dumps(case.messages)
+
+    def generate(self, cases, max_new_tokens=128, on_result=None, **_):
+        from tunesmith.eval.backends import Generation
+
+        out = [Generation(output="" if "octopuses" in c.messages[-1]["content"] else
+                          f"Well: {c.messages[-1]['content']}", new_tokens=5, hit_limit=i % 3 == 0,
+                          latency_s=0.0) for i, c in enumerate(cases)]
+        for i, gen in enumerate(out):
+            on_result and on_result(i, gen)
+        return out
+
+
+def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(tiny_project, monkeypatch):
+    from tunesmith.data.distill import general_prompts
+    from tunesmith.eval import backends
+    from tunesmith.eval.suite import general_probe
+    from tunesmith.pipeline import train_project
+
+    # the built-in prompts are not the probe's (the probe must still measure forgetting)
+    probe = {c.messages[-1]["content"] for c in general_probe()}
+    prompts = [r.messages[-1]["content"] for r in general_prompts()]
+    assert len(prompts) == 200 == len(set(prompts)) and not probe & set(prompts)
+
+    class Base(_Base):  # the base model's backend answers; the trained model's validation backend is real
+        from_model = backends.TransformersBackend.from_model
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr(backends, "TransformersBackend", Base)
+    from tunesmith.train import sft
+
+    shown = []
+    real = sft.training_example
+    monkeypatch.setattr(sft, "training_example", lambda tok, messages, *a, **k: shown.append(
+        (messages, k["finished"])) or real(tok, messages, *a, **k))
+    st = train_project(tiny_project, ["train.general_data=[builtin:self]", "train.general_share=0.2",
+                                      "task.system_prompt=Route the ticket.", "train.max_steps=1"])
+    general_runs = list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))
+    assert len(general_runs) == 1
+    made = [json.loads(line) for line in (general_runs[0] / "general.jsonl").read_text().splitlines()]
+    assert len(made) == 199  # the unanswered prompt is skipped
+    assert sum(bool(r["meta"].get("unfinished")) for r in made) == sum(
+        i % 3 == 0 and "octopuses" not in p for i, p in enumerate(prompts))  # those that hit the limit
+    # 21 training records: round(0.2 * 21 / 0.8) = 5 general ones, shown without the task's system prompt (as the
+    # general probe asks them; a task.system_prompt is not added to them) and, when cut, trained without their end
+    assert st.result["general_examples"] == 5
+    general = [(m, fin) for m, fin in shown if m[-1]["content"].startswith("Well: ")]
+    task = [(m, fin) for m, fin in shown if not m[-1]["content"].startswith("Well: ")]
+    assert len(general) == 5 and all(m[0]["role"] == "user" for m, _ in general)
+    assert task and all(m[0]["role"] == "system" and fin for m, fin in task)  # (the data's own system prompt)
+    unfinished = {r["messages"][-1]["content"] for r in made if r["meta"].get("unfinished")}
+    assert all(fin == (m[-1]["content"] not in unfinished) for m, fin in general)
+    # made once per base model: a second run with another recipe reuses it
+    train_project(tiny_project, ["train.general_data=[builtin:self]", "train.general_share=0.2", "train.max_steps=2"])
+    assert len(list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))) == 1

@@ -104,8 +104,11 @@ def assistant_spans(tok, messages: list[dict], tools: list | None = None) -> tup
     return full, spans
 
 
-def training_example(tok, messages: list[dict], tools: list | None = None, max_len: int = 1024) -> TrainingExample:
-    """Token ids and labels with loss on every assistant turn and its end-of-turn token, nothing else."""
+def training_example(tok, messages: list[dict], tools: list | None = None, max_len: int = 1024,
+                     finished: bool = True) -> TrainingExample:
+    """Token ids and labels with loss on every assistant turn and its end-of-turn token, nothing else. An
+    unfinished final reply (`finished=False`: a teacher's reply cut at its token limit) keeps the loss on its text
+    but not on the final end-of-turn token, so training never teaches the model to stop where the cut fell."""
     text, spans = assistant_spans(tok, messages, tools)
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
@@ -113,6 +116,10 @@ def training_example(tok, messages: list[dict], tools: list | None = None, max_l
     for k, (s, e) in enumerate(offsets):
         if e > s and any(a <= s < b for a, b in spans):
             labels[k] = ids[k]
+    if not finished:
+        last = max((k for k, lab in enumerate(labels) if lab != IGNORE), default=None)
+        if last is not None and ids[last] == tok.eos_token_id:
+            labels[last] = IGNORE
     total = sum(lab != IGNORE for lab in labels)
     ids, labels = ids[:max_len], labels[:max_len]
     kept = sum(lab != IGNORE for lab in labels)

@@ -294,7 +294,9 @@ class TrainConfig(Section):
     seed: int = Field(42, description="Training seed.")
     general_data: list[str] = Field(
         default_factory=list, description="General instruction data (files or globs, relative to the project) mixed "
-        "into training against forgetting, e.g. the base model's own replies to general prompts "
+        "into training against forgetting, shown without the task's system prompt: `builtin:self` (the base model's "
+        "own replies to 200 built-in everyday prompts, made once per base model; a reply cut at its 64-token limit "
+        "trains its text, not its end) or your own, e.g. the base model's replies to your general prompts "
         "(`tunesmith data distill general.jsonl --out data/general-self.jsonl`).")
     general_share: float = Field(0.0, ge=0.0, lt=0.9, description="Share of the training examples drawn from "
                                  "`general_data` (seeded sample; 0.1 = one in ten).")

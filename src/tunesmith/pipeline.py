@@ -13,7 +13,7 @@ import glob
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from tunesmith import runs
 from tunesmith.config import Config, load_config
+from tunesmith.data.distill import SELF
 from tunesmith.data.io import JsonlWriter, atomic_write_json, atomic_write_jsonl, data_sha256, file_sha256, read_jsonl
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.plan import LIMIT_MAX
@@ -272,6 +273,8 @@ def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema:
     replies (`tunesmith.train.selection`); `report(step, value)` receives each validation value (a search's
     pruner). The test split is never read here."""
     general = general_files(cfg, pipe.project)
+    if SELF in cfg.train.general_data and cfg.train.general_share:
+        general.append(self_general_stage(cfg, pipe, model_ref).run_dir / "general.jsonl")
 
     def train(run_dir: Path) -> dict[str, Any]:
         split_path = st_split.run_dir / "train.jsonl"
@@ -371,12 +374,14 @@ def general_files(cfg: Config, project: Path) -> list[Path]:
         return []
     files, problems = [], []
     for i, pattern in enumerate(cfg.train.general_data):
+        if pattern == SELF:  # made by self_general_stage
+            continue
         matched = sorted(Path(p) for p in glob.glob(str(project / pattern)) if Path(p).is_file())
         if not matched:
             problems.append(Problem(f"train.general_data[{i}]", f"{pattern!r} matches no file",
                                     "relative to the project directory"))
         files += matched
-    if not files and not problems:
+    if not files and not problems and SELF not in cfg.train.general_data:
         problems.append(Problem("train.general_share", "a share is set but train.general_data names no file",
                                 "e.g. general_data: [data/general-self.jsonl]"))
     if problems:
@@ -397,7 +402,25 @@ def mix_general(records: list, files: list[Path], cfg: Config) -> list:
     want = round(share * len(records) / (1 - share))
     rng = random.Random(cfg.train.seed)
     picked = rng.sample(pool, min(want, len(pool)))
-    return records + picked
+    return records + [replace(r, provenance={**r.provenance, "general": True}) for r in picked]
+
+
+def self_general_stage(cfg: Config, pipe: Pipeline, model_ref) -> Stage:
+    """`train.general_data: [builtin:self]`: the base model's own replies to the built-in general prompts, made once
+    per base model (cached like any stage) and written as `general.jsonl`."""
+    from tunesmith.data.distill import ANCHOR_TOKENS, GENERAL_PROMPTS, self_distilled_general
+    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.eval.cache import GenerationCache
+
+    def distill(run_dir: Path) -> dict[str, Any]:
+        backend = TransformersBackend(model_ref, precision=cfg.train.precision)
+        cache = GenerationCache(pipe.project / ".tunesmith" / "cache" / "generations.sqlite")
+        records = self_distilled_general(backend, cache)
+        atomic_write_jsonl(run_dir / "general.jsonl", (r.to_json() for r in records))
+        return {"records": len(records), "unfinished": sum(bool(r.provenance.get("unfinished")) for r in records)}
+
+    return pipe.stage("general-self", {"max_new_tokens": ANCHOR_TOKENS, "precision": cfg.train.precision},
+                      {"model": model_ref.identity, "prompts": file_sha256(GENERAL_PROMPTS)}, distill)
 
 
 def trained_model(st_train: Stage, base_ref):

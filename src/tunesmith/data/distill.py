@@ -12,7 +12,14 @@ prompt it was given in `meta.distilled`.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 from tunesmith.data.records import Record
+
+SELF = "builtin:self"  # train.general_data entry: the base model's own replies to GENERAL_PROMPTS
+GENERAL_PROMPTS = Path(__file__).parent / "builtin" / "general_prompts.jsonl"
+ANCHOR_TOKENS = 64  # the start of a reply is where a tuned model drifts (into the task's format); 64 tokens hold it
 
 
 def distill_records(records: list[Record], backend, teacher_system: str | None = None, max_new_tokens: int = 256,
@@ -38,9 +45,11 @@ def distill_records(records: list[Record], backend, teacher_system: str | None =
             continue
         # The student sees the record's own prompt (with its own system prompt, if any), not the teacher's.
         messages = rec.prompt + [{"role": "assistant", "content": gen.output}]
+        # A reply cut at the token limit is marked unfinished: training learns its text, not to stop there.
         out.append(Record(messages=messages, source=rec.source, line=rec.line, tools=rec.tools, tags=list(rec.tags),
                           id=rec.id, format=rec.format, provenance={**rec.provenance, "distilled": {
-                              "teacher": teacher_name(backend), "teacher_system": teacher_system}}))
+                              "teacher": teacher_name(backend), "teacher_system": teacher_system},
+                              **({"unfinished": True} if gen.hit_limit else {})}))
     return out, errors
 
 
@@ -50,3 +59,29 @@ def teacher_name(backend) -> str:
 
     who = json.loads(backend.fingerprint)
     return who.get("model") if "endpoint" not in who else f"{who['endpoint']} {who['model']}"
+
+
+def general_prompts() -> list[Record]:
+    """The built-in general prompts (200 everyday questions and requests: explanations, writing, advice, code,
+    arithmetic, rewriting), written apart from the general probe's prompts so the probe still measures forgetting."""
+    import json
+
+    lines = GENERAL_PROMPTS.read_text(encoding="utf-8").splitlines()
+    return [Record(messages=json.loads(line)["messages"], source=f"builtin:{GENERAL_PROMPTS.name}", line=i)
+            for i, line in enumerate(lines, 1) if line.strip()]
+
+
+def self_distilled_general(backend, cache=None, max_new_tokens: int = ANCHOR_TOKENS) -> list[Record]:
+    """`builtin:self`: the base model's own greedy replies to the built-in general prompts, the first
+    `max_new_tokens` of each (a cut reply is marked unfinished), tagged `general`. Mixed into training
+    (`train.general_share`), they hold general behaviour in place: on Banking77 the model tuned without them answered
+    everyday requests with `{"intent": ...}` objects. A prompt the base leaves unanswered is skipped; none answered
+    is an error."""
+    records, errors = distill_records(general_prompts(), backend, max_new_tokens=max_new_tokens, cache=cache)
+    if not records:
+        from tunesmith.errors import Problem, TunesmithError
+
+        raise TunesmithError("The base model answered none of the built-in general prompts", [Problem(
+            "train.general_data: builtin:self", errors[0] if errors else "no replies",
+            "use your own general data (train.general_data: [files]) or set train.general_share: 0")])
+    return [replace(r, provenance={**r.provenance, "general": True}) for r in records]

@@ -22,8 +22,9 @@ HEDGES = ("clarify", "abstain", "escalate", "refuse")  # a reply that does not j
 BOOTSTRAP_SAMPLES = 2000
 
 FORGETTING_REMEDY = ("Include varied instruction-following examples in the training mix (train.general_data with "
-                     "train.general_share; `tunesmith data distill` writes the base model's own replies to general "
-                     "prompts: self-distillation, which learns the task without losing old skills), reduce training "
+                     "train.general_share: `[builtin:self]` mixes in the base model's own replies to built-in "
+                     "everyday prompts, and `tunesmith data distill` writes its replies to your own general prompts: "
+                     "self-distillation, which learns the task without losing old skills), reduce training "
                      "strength (lower train.lr, fewer epochs, a lower train.lora_r), or use LoRA with narrower "
                      "target modules (e.g. train.target_modules: [q_proj, v_proj]).")
 OVERCONFIDENCE_REMEDY = ("Include training examples where the correct reply is \"I need more information\", "

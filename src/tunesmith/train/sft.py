@@ -39,7 +39,10 @@ def build_dataset(tok, records: list[Record], cfg: Config):
     rows, problems, dropped, truncated = [], [], 0, 0
     for rec in records:
         try:
-            ex = training_example(tok, with_system_prompt(rec.messages, cfg.task), rec.tools, cfg.data.max_seq_len)
+            # General records (train.general_data) are shown as the general probe asks: without the task's prompt.
+            messages = rec.messages if rec.provenance.get("general") else with_system_prompt(rec.messages, cfg.task)
+            ex = training_example(tok, messages, rec.tools, cfg.data.max_seq_len,
+                                  finished=not rec.provenance.get("unfinished"))
         except TemplateError as exc:
             problems.append(Problem(rec.where, str(exc), "use a model whose chat template renders turn by turn"))
             continue

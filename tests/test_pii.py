@@ -91,6 +91,13 @@ def test_url_paths_are_not_secrets_but_tokens_are():
     assert [s.kind for s in find_sensitive(f"https://api.acme.io/v1/items?token={token}")] == ["SECRET"]
 
 
+def test_words_run_together_are_not_secrets():
+    # Alpaca: a hashtag's CamelCase words with a number were rejected as a secret
+    for text in ("Tweet it with #MyDayIn140Characterswould and a photo", "tag #BestSummerVacation2019Memories"):
+        assert [s for s in find_sensitive(text) if s.kind == "SECRET"] == [], text
+    assert [s.kind for s in find_sensitive("api_key=kX9aPq2LmZ8wRt5YbN3cVd7F")] == ["SECRET"]
+
+
 def test_a_card_number_needs_a_card_format_or_a_card_word():
     from tunesmith.data.pii import find_sensitive
 

@@ -128,8 +128,22 @@ def _valid(kind: str, match: re.Match) -> bool:
         return 8 <= len(digits) <= 15 and not DATE_LIKE.fullmatch(text) and not _in_equation(match)
     if kind == "SECRET":
         classes = sum(bool(re.search(p, text)) for p in (r"[a-z]", r"[A-Z]", r"\d"))
-        return classes == 3 and _entropy(text) >= 4.0 and not _path_like(text) and not _in_url_path(match)
+        return (classes == 3 and _entropy(text) >= 4.0 and not _path_like(text) and not _in_url_path(match)
+                and not _joined_words(text))
     return True
+
+
+CAMEL_PIECE = re.compile(r"[A-Z][a-z]+|[a-z]+|[A-Z]+(?![a-z])|\d+")
+
+
+def _joined_words(token: str) -> bool:
+    """Words run together ("MyDayIn140Characterswould", a hashtag's CamelCase): every letter piece two letters or
+    more with a vowel. A key's random characters break into single letters and vowel-less pairs ("Pq", "Lm")."""
+    pieces = CAMEL_PIECE.findall(token)
+    if "".join(pieces) != token:
+        return False
+    letters = [p for p in pieces if p.isalpha()]
+    return len(letters) >= 3 and all(len(p) >= 2 and re.search(r"[aeiouyAEIOUY]", p) for p in letters)
 
 
 def _in_equation(match: re.Match) -> bool:

@@ -1,6 +1,7 @@
 """End to end: `run_project` on a tiny random model, asserting on the artifacts it writes."""
 
 import json
+import os
 from pathlib import Path
 
 from safetensors.torch import load_file
@@ -16,8 +17,14 @@ def by_stage(project):
     return {r["stage"]: r for r in list_runs(project)}
 
 
-def test_run_end_to_end_then_cached_then_resumed(tiny_project):
+def test_run_end_to_end_then_cached_then_resumed(tiny_project, monkeypatch):
+    written, real_replace = [], os.replace  # every atomic write ends in os.replace (tunesmith.data.io.atomic_open)
+    monkeypatch.setattr(os, "replace", lambda src, dst: (written.append(Path(dst)), real_replace(src, dst))[1])
     summary = run_project(tiny_project)
+    monkeypatch.setattr(os, "replace", real_replace)
+    # the summary is written once, complete with its cost: into the compare run and to the project
+    summaries = [p for p in written if p.name == "summary.json"]
+    assert len(summaries) == len(set(summaries)) == 2 and tiny_project / ".tunesmith" / "summary.json" in summaries
     runs = by_stage(tiny_project)
     assert set(STAGES) <= set(runs) and all(r["status"] == "completed" for r in runs.values())
     # the run ends with its diagnosis in the summary and the HTML report written
@@ -58,6 +65,7 @@ def test_run_end_to_end_then_cached_then_resumed(tiny_project):
     assert isinstance(summary["gate"]["passed"], bool)
     on_disk = json.loads((tiny_project / ".tunesmith" / "summary.json").read_text())
     assert on_disk["metrics"] == summary["metrics"]
+    assert [e["model"] for e in on_disk["cost"]["evaluations"]] == ["base", "tuned"]  # from the summary in memory
 
     # unchanged inputs: every stage is served from its run directory
     again = run_project(tiny_project)

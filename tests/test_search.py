@@ -70,10 +70,10 @@ def test_the_search_beats_the_default_on_validation_and_keeps_its_trials(big_val
 
 
 def test_a_killed_search_resumes_without_repeating_finished_trials(tiny_project, monkeypatch):
-    import tunesmith.pipeline as pipeline
+    from tunesmith.pipeline import training
 
     lr_decides(monkeypatch)
-    real = pipeline.train_stage
+    real = training.train_stage
     calls = []
 
     def dies_on_the_third(*args, **kwargs):
@@ -82,10 +82,10 @@ def test_a_killed_search_resumes_without_repeating_finished_trials(tiny_project,
             raise KeyboardInterrupt  # like Ctrl-C (or a kill) in the middle of trial 2
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "train_stage", dies_on_the_third)
+    monkeypatch.setattr(training, "train_stage", dies_on_the_third)
     with pytest.raises(KeyboardInterrupt):
         tune_project(tiny_project, SEARCH + ["tune.max_trials=4"], budget_minutes=30)
-    monkeypatch.setattr(pipeline, "train_stage", real)
+    monkeypatch.setattr(training, "train_stage", real)
     result = tune_project(tiny_project, SEARCH + ["tune.max_trials=4"], budget_minutes=30)
     states = {t["number"]: t["state"] for t in result.summary["trials"]}
     assert states[0] == states[1] == "complete" and states[2] == "fail"  # trials 0 and 1 were not repeated
@@ -93,11 +93,11 @@ def test_a_killed_search_resumes_without_repeating_finished_trials(tiny_project,
 
 
 def test_trials_that_break_the_general_probe_gate_are_not_chosen(tiny_project, monkeypatch):
-    import tunesmith.pipeline as pipeline
+    from tunesmith.pipeline import training
 
     lr_decides(monkeypatch)
     # the higher the learning rate, the more general instruction following it costs
-    monkeypatch.setattr(pipeline, "probe_scorer", lambda cfg, project, ref: lambda run_dir, result: (
+    monkeypatch.setattr(training, "probe_scorer", lambda cfg, project, ref: lambda run_dir, result: (
         0.5 if result is None else 0.5 - (0.2 if result["lr"] > 1e-3 else 0.0)))
     over = SEARCH + ["tune.max_trials=6", "eval.general_probe=true", "eval.general_probe_limit=20",
                      "eval.gates=[{metric: general.prompt_strict_accuracy, min_delta: -0.05, "

@@ -54,10 +54,15 @@ def test_validation_replies_are_generated_and_scored_with_the_eval_decoding(tiny
 
 
 def test_the_test_split_is_not_read_before_training_is_done(tiny_project, monkeypatch):
+    import importlib
+    import pkgutil
+
     import tunesmith.pipeline as pipeline
+    from tunesmith.data import project as project_data
+    from tunesmith.pipeline import commands, training
 
     events = []
-    real_read, real_train = pipeline._records_from, pipeline.train_stage
+    real_read, real_train = project_data.read_records, training.train_stage
 
     def read(path):
         events.append(("read", path.name))
@@ -69,8 +74,13 @@ def test_the_test_split_is_not_read_before_training_is_done(tiny_project, monkey
         events.append(("train", "done"))
         return st
 
-    monkeypatch.setattr(pipeline, "_records_from", read)
-    monkeypatch.setattr(pipeline, "train_stage", train)
+    # every read of a file the pipeline wrote, wherever it is looked up
+    stages = [importlib.import_module(f"tunesmith.pipeline.{m.name}") for m in pkgutil.iter_modules(pipeline.__path__)]
+    for module in [project_data, *stages]:
+        if hasattr(module, "read_records"):
+            monkeypatch.setattr(module, "read_records", read)
+    for module in (training, commands):
+        monkeypatch.setattr(module, "train_stage", train)
     run_project(tiny_project, ["train.max_steps=2", "tune.max_trials=2"], tune=True)
     first_test_read = events.index(("read", "heldout.jsonl"))
     trained = [i for i, e in enumerate(events) if e == ("train", "done")]

@@ -263,11 +263,11 @@ def answers_from_project(project: str | Path, overrides: list[str] | None = None
     from tunesmith.cost import model_shape
     from tunesmith.data.audit import check_files
     from tunesmith.data.checks import Code
+    from tunesmith.data.project import data_files, stratify_field
     from tunesmith.data.records import Record
     from tunesmith.data.split import ReplyLabel
     from tunesmith.errors import TunesmithError
     from tunesmith.eval.evaluate import load_schema
-    from tunesmith.pipeline import data_files, load_summary, stratify_field
 
     cfg, root = load_config(project, overrides)
     files = data_files(cfg, root)
@@ -296,7 +296,7 @@ def answers_from_project(project: str | Path, overrides: list[str] | None = None
     a.evidence.append(f"data doctor: {report.n_kept} usable of {report.records} records, {len(stale)} with "
                       f"replies stating changeable facts, {with_tools[0]} with tool calls, "
                       f"{behaviors.get('escalate', 0)} escalations, {behaviors.get('refuse', 0)} refusals")
-    summary = load_summary(root)
+    summary = runs.load_summary(root)
     base = None
     if summary:
         base = (summary.get("base_metrics") or {}).get("heldout")

@@ -178,10 +178,10 @@ def _shape(cfg, model_size: str | None, model: str | None):
 
 def _count(cfg, root, recipe):
     """The project's training split, tokenized (its model resolved once for the count and the probe)."""
-    from tunesmith import cost as c
     from tunesmith.models import resolve_model
+    from tunesmith.pipeline import project_tokens
 
-    return c.project_tokens(cfg, root, resolve_model(cfg.model.base, cfg.model.trust_remote_code), recipe)
+    return project_tokens(cfg, root, resolve_model(cfg.model.base, cfg.model.trust_remote_code), recipe)
 
 
 def print_cost(report: dict[str, Any], console) -> None:

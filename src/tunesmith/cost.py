@@ -567,17 +567,13 @@ class ProjectTokens:
     model_ref: Any = None  # the resolved model the tokens were counted with
 
 
-def project_tokens(cfg, project: Path, model_ref, recipe: Recipe) -> ProjectTokens:
-    """Check and split the project (cached stages, as `tunesmith train` does), mix in its general data and count the
-    tokens of every training example with the model's chat template, truncated to `data.max_seq_len`."""
+def count_tokens(cfg, records: list, model_ref, recipe: Recipe) -> ProjectTokens:
+    """The tokens of every training example (`records`, general data mixed in) with the model's chat template,
+    truncated to `data.max_seq_len`, as the trainer sees them. `tunesmith cost PROJECT` counts the project's
+    training split (checked, split and mixed with its general data, as `tunesmith train` does) with this."""
     from tunesmith.models import load_tokenizer
-    from tunesmith.pipeline import _records_from, data_stages, general_files, mix_general, Pipeline
-    from tunesmith.eval.evaluate import load_schema
     from tunesmith.train.sft import build_dataset
 
-    schema = load_schema(cfg, project)
-    st_split = data_stages(cfg, project, Pipeline(project), model_ref, schema)
-    records = mix_general(_records_from(st_split.run_dir / "train.jsonl"), general_files(cfg, project), cfg)
     _, stats = build_dataset(load_tokenizer(model_ref), records, cfg)
     return ProjectTokens(stats["examples"], stats["tokens"],
                          trained_tokens(stats["tokens"], stats["examples"], recipe), records, model_ref)
@@ -664,19 +660,19 @@ def success_cost(rows: list[dict[str, Any]], hourly_usd: float | None = None,
             "cost_per_success_usd": cost / successes if cost is not None and successes else None, "basis": basis}
 
 
-def eval_costs(project: Path, hourly_usd: float | None = None) -> dict[str, Any]:
-    """Cost per successful task of a project's evaluations: base and tuned of its last `tunesmith run`
-    (`.tunesmith/summary.json`, with the training cost), and every `tunesmith eval run`."""
+def eval_costs(project: Path, hourly_usd: float | None = None, summary: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
+    """Cost per successful task of a project's evaluations: base and tuned of its last `tunesmith run` (`summary`,
+    by default `.tunesmith/summary.json`, with the training cost), and every `tunesmith eval run`."""
     from tunesmith import runs
     from tunesmith.data.io import read_jsonl
-    from tunesmith.pipeline import load_summary
 
     def rows_of(run_dir: Path) -> list[dict] | None:
         f = Path(run_dir) / "results.jsonl"
         return [o for _, o in read_jsonl(f)] if f.exists() else None
 
     out: list[dict[str, Any]] = []
-    summary = load_summary(project)
+    summary = summary if summary is not None else runs.load_summary(project)
     seen = set()
     if summary:
         for stage in summary.get("stages", []):

@@ -114,6 +114,17 @@ def read_result(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "result.json").read_text())
 
 
+def summary_path(project: Path) -> Path:
+    """Where `tunesmith run` keeps the summary of a project's last run."""
+    return Path(project) / ".tunesmith" / "summary.json"
+
+
+def load_summary(project: Path) -> dict[str, Any] | None:
+    """The summary of a project's last `tunesmith run` (None before the first)."""
+    f = summary_path(project)
+    return json.loads(f.read_text()) if f.exists() else None
+
+
 def list_runs(project: Path) -> list[dict[str, Any]]:
     """Every run directory of a project, oldest first, with stage, status and its result when complete."""
     rows = []

@@ -57,7 +57,7 @@ def resolve_data_paths(paths: list[Path]) -> tuple[list[Path], str, Path | None,
 
     if len(paths) == 1 and paths[0].is_dir() and not is_saved_dataset(paths[0]):
         from tunesmith.config import load_config
-        from tunesmith.pipeline import data_files
+        from tunesmith.data.project import data_files
 
         cfg, project = load_config(paths[0])
         return data_files(cfg, project), cfg.data.format, project, cfg.data.columns

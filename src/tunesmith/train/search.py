@@ -4,7 +4,7 @@
     result.best_config          # the project's config with the best trial's recipe
     result.summary              # trials, the chosen recipe and why (for summary.json and the report)
 
-Each trial is an ordinary train run (`tunesmith.pipeline.train_stage`) in the run registry, its checkpoint chosen
+Each trial is an ordinary train run (`tunesmith.pipeline.training.train_stage`) in the run registry, its checkpoint chosen
 on validation (`tunesmith.train.selection`); every validation evaluation is reported to Optuna's pruner
 (Hyperband by default), which stops a trial falling behind the others at the same amount of training. The first
 trial is the project's own recipe, so the search is measured against it. The study lives in the project

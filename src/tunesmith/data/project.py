@@ -1,0 +1,105 @@
+"""A project's data as its config names it: the data and general-data files, the general-data mix, the stratify
+field and the check options, and reading the records a split wrote.
+
+    files = data_files(cfg, project)                        # data.train, sorted; a pattern matching nothing fails
+    records = mix_general(read_records(split_dir / "train.jsonl"), general_files(cfg, project), cfg)
+
+Shared by the pipeline's stages (`tunesmith.pipeline`), `tunesmith cost`, `tunesmith advise` and `tunesmith data`.
+"""
+
+from __future__ import annotations
+
+import glob
+import random
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import Config
+from tunesmith.data.distill import SELF
+from tunesmith.data.formats import load_records
+from tunesmith.data.split import ReplyLabel
+from tunesmith.data.tables import is_saved_dataset
+from tunesmith.errors import Problem, TunesmithError
+
+
+def data_files(cfg: Config, project: Path, which: str = "train") -> list[Path]:
+    """The data files named by `data.<which>` (train, validation or test; globs allowed), sorted; a pattern
+    matching nothing is an error. A saved `datasets` directory counts as one file."""
+    files, problems = [], []
+    for i, pattern in enumerate(getattr(cfg.data, which)):
+        matched = sorted(Path(p) for p in glob.glob(str(project / pattern)))
+        if not matched:
+            problems.append(Problem(f"data.{which}[{i}]", f"{pattern!r} matches no file under {project}",
+                                    "check the path; it is relative to the project directory"))
+        files.extend(m for m in matched if m.is_file() or is_saved_dataset(m))
+    if problems:
+        raise TunesmithError("Missing data", problems)
+    return files
+
+
+def stratify_field(cfg: Config) -> str | None:
+    """The field the split stratifies by: `data.stratify_by`, or for `auto` a JSON task's first match field, a
+    classification's label, else none."""
+    s = cfg.data.stratify_by
+    if s != "auto":
+        return s
+    if cfg.task.type == "json" and cfg.task.match_fields:
+        return cfg.task.match_fields[0]
+    return "label" if cfg.task.type == "classification" else None
+
+
+def check_options(cfg: Config, model_ref, schema: dict | None) -> dict[str, Any]:
+    """`run_checks` keyword arguments for a project: its model's tokenizer and length limit, system prompt, reply
+    format and schema, task type and labels. Shared by `tunesmith run` and `tunesmith data check PROJECT`."""
+    from tunesmith.models import load_tokenizer
+
+    field = stratify_field(cfg)
+    return {"near_dup_threshold": cfg.data.near_dup_threshold, "tokenizer": load_tokenizer(model_ref),
+            "max_seq_len": cfg.data.max_seq_len, "system_prompt": cfg.task.system_prompt,
+            "json_task": cfg.task.type == "json", "schema": schema, "task_type": cfg.task.type,
+            "label_of": ReplyLabel(field), "sensitive": cfg.data.pii_check}
+
+
+def read_records(path: Path) -> list:
+    """The records of one file the pipeline wrote (a split's `train.jsonl`, a check's `kept.jsonl`)."""
+    return load_records([path])
+
+
+def validation_records(split_dir: Path) -> list:
+    """A split run's validation records ([] when the split set none aside, as for DPO and GRPO)."""
+    path = split_dir / "validation.jsonl"
+    return read_records(path) if path.exists() and path.stat().st_size else []
+
+
+def general_files(cfg: Config, project: Path) -> list[Path]:
+    """The files of `train.general_data` (globs allowed); a pattern matching nothing is an error."""
+    if not cfg.train.general_share:
+        return []
+    files, problems = [], []
+    for i, pattern in enumerate(cfg.train.general_data):
+        if pattern == SELF:  # made by the pipeline's self_general_stage
+            continue
+        matched = sorted(Path(p) for p in glob.glob(str(project / pattern)) if Path(p).is_file())
+        if not matched:
+            problems.append(Problem(f"train.general_data[{i}]", f"{pattern!r} matches no file",
+                                    "relative to the project directory"))
+        files += matched
+    if not files and not problems and SELF not in cfg.train.general_data:
+        problems.append(Problem("train.general_share", "a share is set but train.general_data names no file",
+                                "e.g. general_data: [data/general-self.jsonl]"))
+    if problems:
+        raise TunesmithError("Missing general data", problems)
+    return files
+
+
+def mix_general(records: list, files: list[Path], cfg: Config) -> list:
+    """`records` plus a seeded sample of general records making up `train.general_share` of the result."""
+    share = cfg.train.general_share
+    if not share or not files:
+        return records
+    pool = load_records(files)
+    want = round(share * len(records) / (1 - share))
+    rng = random.Random(cfg.train.seed)
+    picked = rng.sample(pool, min(want, len(pool)))
+    return records + [replace(r, provenance={**r.provenance, "general": True}) for r in picked]

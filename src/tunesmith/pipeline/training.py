@@ -1,0 +1,156 @@
+"""Stage 3, training: the train stage (the objective's recipe on the split's training records plus general data),
+the `general-self` stage that makes `builtin:self` general data, the budgeted recipe search, and the helpers they
+share (the validation plan that chooses SFT's checkpoint, the model a train run produced).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tunesmith import runs
+from tunesmith.config import Config
+from tunesmith.data.distill import SELF
+from tunesmith.data.io import atomic_write_jsonl, file_sha256, read_jsonl
+from tunesmith.data.project import general_files, mix_general, read_records, validation_records
+from tunesmith.pipeline.machinery import Pipeline, Stage, sections
+
+
+def train_settings(cfg: Config) -> dict[str, Any]:
+    """What a train run's cache key covers of the config: the recipe, the task, and how its checkpoint is chosen
+    (the validation decoding)."""
+    dumped = sections(cfg, "train", "task", "budget", "eval")
+    evaluation = {k: dumped["eval"][k] for k in ("decoding", "max_new_tokens", "no_repeat_ngram_size", "gate")}
+    return {"train": dumped["train"], "task": dumped["task"], "max_seq_len": cfg.data.max_seq_len,
+            "budget": dumped["budget"], "selection": evaluation}
+
+
+def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None = None,
+                resume: str = "auto", report=None, extra_inputs: dict | None = None) -> Stage:
+    """Stage 4: the objective's recipe (SFT, DPO, GRPO, reward model) on the split's training records plus the
+    configured share of general data, in one process or several (cached; an interrupted run resumes from its newest
+    checkpoint, see `Pipeline.stage` for `resume`). SFT's checkpoint is chosen on the validation split's generated
+    replies (`tunesmith.train.selection`); `report(step, value)` receives each validation value (a search's
+    pruner). The test split is never read here."""
+    general = general_files(cfg, pipe.project)
+    if SELF in cfg.train.general_data and cfg.train.general_share:
+        general.append(self_general_stage(cfg, pipe, model_ref).run_dir / "general.jsonl")
+
+    def train(run_dir: Path) -> dict[str, Any]:
+        split_path = st_split.run_dir / "train.jsonl"
+        records = read_records(split_path)
+        mixed = mix_general(records, general, cfg)
+        added = {"general_examples": len(mixed) - len(records)}
+        if cfg.train.nproc > 1 or cfg.train.accelerate_config:
+            from tunesmith.train.launch import launch
+
+            path = split_path
+            if added["general_examples"]:
+                path = run_dir / "train_mixed.jsonl"
+                atomic_write_jsonl(path, (r.to_json() for r in mixed))
+            return {**launch(cfg, model_ref, path, run_dir, schema, pipe.project,
+                             st_split.run_dir / "validation.jsonl"), **added}
+        from tunesmith.train import run_recipe
+
+        plan = split_validation_plan(cfg, st_split, model_ref, schema, records, report)
+        return {**run_recipe(cfg, model_ref, mixed, run_dir, schema, plan), **added}
+
+    return pipe.stage("train", train_settings(cfg),
+                      {"split": st_split.key, "model": model_ref.identity, "schema": schema,
+                       "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general},
+                       **(extra_inputs or {})}, train, resume)
+
+
+def self_general_stage(cfg: Config, pipe: Pipeline, model_ref) -> Stage:
+    """`train.general_data: [builtin:self]`: the base model's own replies to the built-in general prompts, made once
+    per base model (cached like any stage) and written as `general.jsonl`."""
+    from tunesmith.data.distill import ANCHOR_TOKENS, GENERAL_PROMPTS, self_distilled_general
+    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.eval.cache import GenerationCache
+
+    def distill(run_dir: Path) -> dict[str, Any]:
+        backend = TransformersBackend(model_ref, precision=cfg.train.precision)
+        cache = GenerationCache(pipe.project / ".tunesmith" / "cache" / "generations.sqlite")
+        records = self_distilled_general(backend, cache)
+        atomic_write_jsonl(run_dir / "general.jsonl", (r.to_json() for r in records))
+        return {"records": len(records), "unfinished": sum(bool(r.provenance.get("unfinished")) for r in records)}
+
+    return pipe.stage("general-self", {"max_new_tokens": ANCHOR_TOKENS, "precision": cfg.train.precision},
+                      {"model": model_ref.identity, "prompts": file_sha256(GENERAL_PROMPTS)}, distill)
+
+
+def split_validation_plan(cfg: Config, st_split: Stage, model_ref, schema: dict | None, train_records: list,
+                          report=None):
+    """The validation plan of an SFT run on this split (None for other objectives or without validation)."""
+    records = validation_records(st_split.run_dir) if cfg.train.objective == "sft" else []
+    if not records:
+        return None
+    from tunesmith.models import load_tokenizer
+    from tunesmith.train.selection import validation_plan
+
+    return validation_plan(cfg, records, [r.reply or "" for r in train_records], load_tokenizer(model_ref), schema,
+                           report)
+
+
+def trained_model(st_train: Stage, base_ref):
+    """(model, adapter) to evaluate or export: the base with the trained adapter, or the fully trained model."""
+    from tunesmith.models import resolve_model
+
+    if "model" in st_train.result:
+        return resolve_model(str(st_train.run_dir / st_train.result["model"])), None
+    return base_ref, st_train.run_dir / st_train.result["adapter"]
+
+
+def search_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None,
+                 budget_minutes: float | None = None, max_trials: int | None = None):
+    """The budgeted recipe search (`tunesmith.train.search`): each trial a train stage of its own, the general-probe
+    gate checked on probe prompts the gate does not use. Returns the SearchResult; the best trial's train run is
+    added to the pipeline as its train stage."""
+    from tunesmith.train.search import ForgettingGuard, TrialRun, search_recipe
+
+    def train(tcfg: Config, report, extra: dict) -> TrialRun:
+        st = train_stage(tcfg, pipe, model_ref, st_split, schema, report=report, extra_inputs=extra)
+        return TrialRun(st.run_dir, st.result)
+
+    guard = ForgettingGuard.for_project(cfg, probe_scorer(cfg, pipe.project, model_ref))
+    n_train = sum(1 for _ in read_jsonl(st_split.run_dir / "train.jsonl"))
+    result = search_recipe(cfg, pipe.project, st_split.key, model_ref.identity, n_train, train, guard,
+                           budget_minutes, max_trials)
+    return result
+
+
+def probe_scorer(cfg: Config, project: Path, model_ref):
+    """`score(run_dir, train_result) -> value` of the general-probe gate's metric on the spare probe prompts (the
+    base model when `run_dir` is None), through the generation cache."""
+    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.eval.cache import GenerationCache
+    from tunesmith.eval.evaluate import evaluate
+    from tunesmith.train.search import spare_probe
+
+    gate = next((g for g in [cfg.eval.gate, *cfg.eval.gates] if g.metric.startswith("general.")), None)
+    metric = gate.metric.rpartition(".")[2] if gate else "prompt_strict_accuracy"
+    cache = GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite")
+
+    def score(run_dir: Path | None, result: dict | None) -> float:
+        import tempfile
+
+        if run_dir is None:
+            backend = TransformersBackend(model_ref, precision=cfg.train.precision)
+        else:
+            ref, adapter = trained_model(Stage("train", "", run_dir, cached=True, result=result or {}), model_ref)
+            backend = TransformersBackend(ref, adapter=adapter, precision=cfg.train.precision)
+        with tempfile.TemporaryDirectory() as out:
+            metrics = evaluate(backend, {"general": spare_probe(cfg)}, cfg, Path(out), None, "probe (spare)",
+                               cache, {"general": cfg.eval.general_max_new_tokens})
+        return float(metrics["general"].get(metric) or 0.0)
+
+    return score
+
+
+def search_train_stage(pipe: Pipeline, result) -> Stage:
+    """The best trial's train run as the pipeline's train stage (reused, not trained again)."""
+    meta = json.loads((result.best_run / "inputs.json").read_text())
+    st = Stage("train", meta["key"], result.best_run, cached=True, result=runs.read_result(result.best_run))
+    pipe.stages.append(st)
+    return st

@@ -152,22 +152,8 @@ def _seconds(s: float) -> str:
     return f"{s / 60:.0f} minutes"
 
 
-def print_verdict(verdict: dict, console) -> None:
-    """The verdict in the terminal: the headline, what ships instead, and the alternatives against the tuned
-    model (value, tuned, delta with its interval, the tuned model's verdict)."""
-    from rich.table import Table
+def print_verdict(*args, **kwargs) -> None:
+    """Moved to `tunesmith.cli.render.print_verdict`; kept while `tunesmith.pipeline` imports it from here."""
+    from tunesmith.cli.render import print_verdict as render
 
-    color = "green" if verdict["ship"] else "red"
-    console.print(f"[bold {color}]{verdict['headline']}[/bold {color}]", highlight=False)
-    if verdict.get("instead"):
-        console.print(f"Instead: {verdict['instead']}", highlight=False)
-    alts = [a for a in verdict.get("alternatives") or [] if a.get("value") is not None]
-    if not alts:
-        return
-    table = Table(title="Cheaper alternatives on the same cases (delta = tuned minus the alternative)")
-    for col in ("alternative", "metric", "its value", "tuned", "delta", "CI", "tuned vs it"):
-        table.add_column(col, no_wrap=True)
-    for a in alts:
-        table.add_row(a["label"], a["metric"], f"{a['value']:.3f}", f"{a['tuned']:.3f}", f"{a['delta']:+.3f}",
-                      f"{a['ci_low']:+.3f} .. {a['ci_high']:+.3f}", a["verdict"])
-    console.print(table)
+    render(*args, **kwargs)

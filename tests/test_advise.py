@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from conftest import routing_rows, write_jsonl
 from tunesmith.advise import (EXAMPLES_NEEDED, MIN_EXAMPLES, STALE_FACT_SHARE, TARGET_ACCURACY, Answers, advise,
                               answers_from_project, questionnaire, size_and_method)
-from tunesmith.cli_plan import register
+from tunesmith.cli.plan import register
 from tunesmith.cost import Recipe
 from tunesmith.errors import TunesmithError
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tunesmith.config import Config, config_schema, load_config
+from tunesmith.config import Config, apply_updates, config_schema, load_config, update_overrides
 from tunesmith.errors import TunesmithError
 
 
@@ -57,3 +57,17 @@ def test_schema_documents_every_field():
     for name, section in schema["$defs"].items():
         for field, spec in section.get("properties", {}).items():
             assert spec.get("description"), f"{name}.{field} has no description"
+
+
+def test_typed_updates_keep_their_types(tmp_path):
+    cfg = apply_updates(Config(), {"train": {"lora_r": 8, "dora": True}, "data": {"max_seq_len": 256}})
+    assert (cfg.train.lora_r, cfg.train.dora, cfg.data.max_seq_len) == (8, True, 256)
+    with pytest.raises(TunesmithError) as info:
+        apply_updates(Config(), {"train": {"lora_r": "banana"}})
+    assert "train.lora_r" in str(info.value.problems)
+    # as --set strings for the APIs that take only those: each parses back to the same value and type
+    overrides = update_overrides({"train": {"method": "qlora", "dora": True, "nproc": 2}, "tune": {"storage": "on"}})
+    assert overrides == ['train.method="qlora"', "train.dora=true", "train.nproc=2", 'tune.storage="on"']
+    (tmp_path / "tunesmith.yaml").write_text("{}\n")
+    cfg, _ = load_config(tmp_path, overrides)
+    assert (cfg.train.method, cfg.train.dora, cfg.train.nproc, cfg.tune.storage) == ("qlora", True, 2, "on")

@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from tunesmith import cost as c
-from tunesmith.cli_plan import register
+from tunesmith.cli.plan import register
 from tunesmith.errors import TunesmithError
 
 runner = CliRunner()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tunesmith import runs
-from tunesmith.diagnose import diagnose, masking_html, print_diagnosis
+from tunesmith.cli.render import print_diagnosis
+from tunesmith.diagnose import diagnose, masking_html
 
 QUEUES = ["billing", "technical", "shipping"]
 TOPICS = ["invoice", "password", "parcel", "refund", "login", "delivery", "upgrade", "receipt", "account", "address"]
@@ -442,7 +443,7 @@ def test_cli(build, tmp_path, tiny_model_dir):
     import typer
     from typer.testing import CliRunner
 
-    from tunesmith.cli_diagnose import register
+    from tunesmith.cli.report import register
 
     app = typer.Typer()
 

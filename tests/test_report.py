@@ -17,7 +17,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tunesmith.cli_report import register
+from tunesmith.cli.report import register
 from tunesmith.pipeline import run_project
 from tunesmith.report import build_report, plots
 

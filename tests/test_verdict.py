@@ -120,7 +120,7 @@ def test_an_alternative_without_the_gate_metric_is_not_measured():
 def test_print_verdict():
     from rich.console import Console
 
-    from tunesmith.eval.verdict import print_verdict
+    from tunesmith.cli.render import print_verdict
 
     console = Console(record=True, width=200)
     print_verdict(verdict(0, 57, {"classifier": 195}, config(), info={"classifier": {"train_s": 4.8}}), console)

@@ -340,3 +340,16 @@ def questionnaire(a: Answers, prompt, confirm) -> Answers:
         except ValueError:
             a.gpu = gpu
     return a
+
+
+def local_gpu(a: Answers) -> None:
+    """Fill in this machine's GPU, when it has one (the card the user will most likely train on)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        a.gpu, a.gpu_memory_gib = f"{props.name} (this machine)", props.total_memory / 1024 ** 3

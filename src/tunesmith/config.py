@@ -550,6 +550,39 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[C
     return cfg, file.parent
 
 
+def apply_updates(cfg: Config, updates: dict[str, Any], source: str = "options") -> Config:
+    """`cfg` with typed updates applied, validated as a whole: `apply_updates(cfg, {"train": {"lora_r": 8}})`.
+
+    What command-line flags use (a value keeps its Python type; nothing is parsed back from a string). For an API
+    that takes `--set` strings only, `update_overrides` writes the same updates as strings that parse back exactly.
+    """
+    def merge(node: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+        for key, value in patch.items():
+            node[key] = merge(dict(node.get(key) or {}), value) if isinstance(value, dict) else value
+        return node
+
+    try:
+        return Config.model_validate(merge(cfg.model_dump(mode="json"), updates))
+    except ValidationError as err:
+        problems = _problems_from(err, source)
+        raise TunesmithError(f"Bad config: {len(problems)} problem(s)", problems) from None
+
+
+def update_overrides(updates: dict[str, Any], prefix: str = "") -> list[str]:
+    """Typed updates as `section.key=value` overrides whose values parse back to the same type and value (each is
+    JSON, which YAML reads exactly): {"train": {"dora": True, "method": "lora"}} -> ["train.dora=true",
+    'train.method="lora"']. For the APIs that take `--set` strings (`train_project`, `tune_project`)."""
+    import json
+
+    out: list[str] = []
+    for key, value in updates.items():
+        if isinstance(value, dict):
+            out += update_overrides(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={json.dumps(value)}")
+    return out
+
+
 def config_schema() -> dict[str, Any]:
     """JSON Schema of tunesmith.yaml."""
     return Config.model_json_schema()

@@ -186,3 +186,32 @@ def resolve_run(project: Path, name: str) -> Path:
     if not candidates:
         raise TunesmithError("No such run", [Problem(name, f"no run under {root} matches", hint)])
     raise TunesmithError("Ambiguous run name", [Problem(name, f"{len(candidates)} runs match", hint)])
+
+
+def resolve_results(project: Path, ref: str) -> Path:
+    """The results.jsonl of an evaluation: the file itself, a run directory holding one, or a unique part of the
+    name of a run that has one (`eval compare`, `review ab`)."""
+    from tunesmith.errors import Problem, TunesmithError
+
+    path = Path(ref)
+    if path.is_dir():
+        path = path / "results.jsonl"
+    elif not path.exists():
+        root = runs_root(project)
+        found = [d for d in sorted(root.iterdir()) if ref in d.name and (d / "results.jsonl").exists()] \
+            if root.exists() else []
+        if len(found) != 1:
+            raise TunesmithError("Unknown evaluation", [Problem(ref, f"{len(found)} evaluation runs match",
+                                                                "give a results.jsonl, a run directory, or a "
+                                                                "unique part of a run name (tunesmith runs list)")])
+        path = found[0] / "results.jsonl"
+    if not path.exists():
+        raise TunesmithError("Unknown evaluation", [Problem(str(path), "no results.jsonl here",
+                                                            "point to an eval run directory")])
+    return path
+
+
+def results_name(path: Path) -> str:
+    """The name an evaluation goes by: its run directory's for a results.jsonl, else the file's stem."""
+    path = Path(path)
+    return path.parent.name if path.name == "results.jsonl" else path.stem

@@ -6,13 +6,11 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from tunesmith.config import ColumnsConfig
-from tunesmith.data.audit import CheckReport
 from tunesmith.data.formats import FORMATS, load_records, read_labeled
 from tunesmith.data.io import atomic_write_jsonl
 from tunesmith.errors import Problem, TunesmithError, fail
@@ -100,74 +98,22 @@ def count_lines(files: list[Path]) -> int | None:
     return total
 
 
-@contextmanager
-def check_progress(files: list[Path], console):
-    """A progress bar (records, rate, ETA) for a check over `files`; yields the callback `run_checks` takes."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def audit_options(base: Path | None, model: str | None = None, near_dup_threshold: float = 0.8,
+                  max_seq_len: int = 1024) -> dict:
+    """The options `check_files` takes for `data check` / `data stats`: a project (`base`) is checked exactly as
+    `tunesmith run` checks it; files with `model` are also rendered with its chat template and tokenizer."""
+    if base is not None:
+        from tunesmith.config import load_config
+        from tunesmith.eval.evaluate import load_schema
+        from tunesmith.models import resolve_model
+        from tunesmith.pipeline import check_options
 
-    columns = (TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} rec/s"),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task("check", total=count_lines(files))
-        yield lambda n: bar.update(task, completed=n)
+        cfg, _ = load_config(base)
+        ref = resolve_model(model or cfg.model.base, cfg.model.trust_remote_code)
+        return check_options(cfg, ref, load_schema(cfg, base))
+    if model:
+        from tunesmith.models import load_tokenizer, resolve_model
 
-
-def print_report(report: CheckReport, console, show: int = 3) -> None:
-    """A table of finding codes with counts and severities, then the first findings of each code."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    console.print(f"{report.records} record(s): {report.n_kept} kept, {report.n_rejected} rejected")
-    if not report.findings:
-        console.print("[green]no findings[/green]")
-        return
-    table = Table(title="Findings")
-    for col in ("code", "severity", "count"):
-        table.add_column(col)
-    for (code, sev), n in sorted(report.counts().items()):
-        table.add_row(code, sev, str(n))
-    console.print(table)
-    by_code: dict[str, list] = {}
-    for f in report.findings:
-        by_code.setdefault(f.code.value, []).append(f)
-    for code, items in by_code.items():
-        console.print(f"[bold]{code}[/bold]")
-        for f in items[:show]:
-            field = escape(f"[{f.field}] ") if f.field else ""  # "[messages]" alone would read as markup
-            console.print(f"  {escape(f.where)} {field}{escape(f.message)}")
-            if f.hint:
-                console.print(f"    [cyan]hint:[/cyan] {escape(f.hint)}")
-        if len(items) > show:
-            console.print(f"  ... and {len(items) - show} more")
-
-
-def print_stats(report: CheckReport, console) -> None:
-    """`data stats`: what the data is made of, as tables."""
-    from rich.table import Table
-
-    st = report.stats
-    files = Table(title="Files and formats")
-    for col in ("file", "records", "formats"):
-        files.add_column(col)
-    for name, formats in st["files"].items():
-        files.add_row(name, str(sum(formats.values())), ", ".join(f"{k} {v}" for k, v in formats.items()))
-    console.print(files)
-    sizes = Table(title=f"{st['read']} conversations, {st['system_prompts']} distinct system prompt(s)")
-    for col in ("measure", "min", "p50", "p90", "p99", "max", "mean"):
-        sizes.add_column(col, justify="left" if col == "measure" else "right")
-    for label, spread in (("reply chars", st["reply_chars"]), ("tokens (chat template)", st["tokens"])):
-        if spread:
-            sizes.add_row(label, *(f"{spread[k]:,.0f}" for k in ("min", "p50", "p90", "p99", "max", "mean")))
-    console.print(sizes)
-    console.print("turns per conversation: " + ", ".join(f"{k}: {v}" for k, v in st["turns"].items()))
-    for title, counts in (("Reply behaviour", st["behaviors"]), ("Labels", st["labels"]), ("Tags", st["tags"])):
-        if not counts:
-            continue
-        table = Table(title=title)
-        for col in ("value", "records", "share"):
-            table.add_column(col, justify="left" if col == "value" else "right")
-        for value, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-            table.add_row(str(value), str(n), f"{n / max(st['read'], 1):.1%}")
-        console.print(table)
-    errors = sum(n for (_, sev), n in report.counts().items() if sev == "error")
-    console.print(f"findings: {len(report.findings)} ({errors} error(s)); `tunesmith data check` lists them")
+        return {"near_dup_threshold": near_dup_threshold, "tokenizer": load_tokenizer(resolve_model(model)),
+                "max_seq_len": max_seq_len}
+    return {"near_dup_threshold": near_dup_threshold}

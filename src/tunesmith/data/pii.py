@@ -269,3 +269,13 @@ def scrub_record(rec):
     messages = [{**m, "content": redact(m["content"], mapping)} if isinstance(m.get("content"), str) else m
                 for m in rec.messages]
     return replace(rec, messages=messages), mapping
+
+
+def scrub_records(records) -> tuple[list, Counter]:
+    """`data scrub`: (the records redacted, how many entities of each kind were replaced)."""
+    scrubbed, kinds = [], Counter()
+    for rec in records:
+        clean, mapping = scrub_record(rec)
+        scrubbed.append(clean)
+        kinds.update(kind for kind, _ in mapping)
+    return scrubbed, kinds

@@ -161,3 +161,14 @@ def drop_twins(train: list[Record], others: list[Record], threshold: float = 0.8
                         "a test or validation input must never be trained on; drop it from one of the files to "
                         "keep this record") for i, (other, score) in sorted(twins.items())]
     return [r for i, r in enumerate(train) if i not in twins], findings
+
+
+def split_heldout(records: list[Record], fraction: float = 0.2, seed: int = 42, stratify_by: str | None = None,
+                  near_dup_threshold: float = 0.8) -> tuple[list[Record], list[Record], list]:
+    """`data split`: (train, held-out, leaks) — a stratified held-out share whose near-duplicate clusters never
+    straddle the split, and what still leaks across it."""
+    from tunesmith.data.dedup import near_duplicate_clusters
+
+    train, heldout = split_records(records, fraction, seed, lambda r: reply_label(r, stratify_by),
+                                   near_duplicate_clusters(records, near_dup_threshold))
+    return train, heldout, leakage(train, heldout, near_dup_threshold)

@@ -2,8 +2,8 @@
 
     result = diagnose("examples/support-triage")              # the newest finished `tunesmith run`
     result = diagnose(project, "train-0df9")                  # a train, eval-tuned or compare run
-    print_diagnosis(result, Console())
     html = masking_html(result["masking_preview"])
+    print_diagnosis(result, console())                          # tunesmith.cli.render, for the terminal
 
 It reads run directories only (nothing is generated or trained): the train run (its recipe, metrics.jsonl and
 result), its split (the training records), the split's check run (the data doctor's findings), and the base and
@@ -28,9 +28,8 @@ from tunesmith.diagnose.evidence import ERROR, OK, SEVERITY_ORDER, WARNING, find
 from tunesmith.diagnose.locate import (RunDirs, locate_runs, read_json, read_metrics, read_results,
                                        read_section)
 from tunesmith.diagnose.masking import masking_html, masking_preview
-from tunesmith.diagnose.render import print_diagnosis
 
-__all__ = ["diagnose", "diagnose_runs", "diagnose_stage", "print_diagnosis", "masking_html", "masking_preview",
+__all__ = ["diagnose", "diagnose_runs", "diagnose_stage", "masking_html", "masking_preview",
            "locate_runs", "RunDirs", "finding", "OK", "WARNING", "ERROR"]
 
 

@@ -133,49 +133,6 @@ def compare_to_baselines(tuned_rows: list[dict], baseline_rows: dict[str, list[d
     return out
 
 
-def print_comparison(rows: list[dict], confidence: float, title: str, console, names=("base", "tuned")) -> None:
-    """The paired table per suite (suite, metric, n, both rates, delta, interval, McNemar's p, verdict), then a
-    compact table of task accuracy per tag slice (every slice metric is in the JSON)."""
-    from rich.table import Table
-
-    conf = int(confidence * 100)
-    colors = {"better": "green", "worse": "red"}
-
-    def verdict(r: dict) -> str:
-        color = colors.get(r["verdict"], "yellow")
-        text = "no sig. diff." if r["verdict"] == "no significant difference" else r["verdict"]
-        return f"[{color}]{text}[/{color}]"
-
-    def numbers(r: dict) -> list[str]:
-        return [str(r["n"]), f"{r['base']:.3f}", f"{r['tuned']:.3f}", f"{r['delta']:+.3f}",
-                f"{r['ci_low']:+.3f} .. {r['ci_high']:+.3f}"]
-
-    def table(title: str, first: tuple[str, ...]) -> Table:
-        t = Table(title=title)
-        for col in (*first, "n", *names, "delta", f"{conf}% CI", *(("p",) if len(first) > 1 else ()), "verdict"):
-            t.add_column(col, no_wrap=True,
-                         justify="left" if col in ("suite", "metric", "slice", "verdict") or "CI" in col else "right")
-        return t
-
-    main = table(title, ("suite", "metric"))
-    for r in rows:
-        if SLICE not in r["suite"]:
-            main.add_row(r["suite"], r["metric"], *numbers(r), f"{r['p_mcnemar']:.3g}", verdict(r))
-    console.print(main)
-    sliced = [r for r in rows if SLICE in r["suite"] and r["metric"] in ("task_accuracy", "prompt_strict_accuracy")]
-    if sliced:
-        slices = table("Accuracy per tag slice (prompt-level strict for instruction suites)", ("slice",))
-        for r in sliced:
-            slices.add_row(r["suite"].replace(SLICE, " · "), *numbers(r), verdict(r))
-        console.print(slices)
-
-
-def print_gates(gates: list[dict], console) -> None:
-    for g in gates:
-        mark = "[bold green]PASS[/bold green]" if g["passed"] else "[bold red]FAIL[/bold red]"
-        console.print(f"Gate on {g['metric']}: {mark} ({g['reason']})")
-
-
 def compare_many(runs: list[tuple[str, list[dict]]], cfg: Config) -> list[dict[str, Any]]:
     """`eval compare A B [C...]`: every later run against the first (the baseline), paired on (suite, id)."""
     base_name, base_rows = runs[0]

@@ -6,7 +6,7 @@
     verdict = ship_verdict(cmp, against, cfg)
     verdict["headline"]   # "Do not ship: the TF-IDF classifier scores 0.780 vs the tuned model's 0.228 on ..."
     verdict["instead"]    # "the TF-IDF classifier (0.780 vs 0.228 on heldout.task_accuracy, 5 seconds to train)"
-    print_verdict(verdict, Console())
+    # printed by tunesmith.cli.render.print_verdict
 
 A tuned model ships only when every gate passes (beating the base, and the target `eval.gate.min_value` when set)
 and no alternative scores higher on the gate metric. A higher point estimate is enough to lose, significant or
@@ -150,24 +150,3 @@ def _seconds(s: float) -> str:
     if s < 90:
         return f"{s:.0f} seconds"
     return f"{s / 60:.0f} minutes"
-
-
-def print_verdict(verdict: dict, console) -> None:
-    """The verdict in the terminal: the headline, what ships instead, and the alternatives against the tuned
-    model (value, tuned, delta with its interval, the tuned model's verdict)."""
-    from rich.table import Table
-
-    color = "green" if verdict["ship"] else "red"
-    console.print(f"[bold {color}]{verdict['headline']}[/bold {color}]", highlight=False)
-    if verdict.get("instead"):
-        console.print(f"Instead: {verdict['instead']}", highlight=False)
-    alts = [a for a in verdict.get("alternatives") or [] if a.get("value") is not None]
-    if not alts:
-        return
-    table = Table(title="Cheaper alternatives on the same cases (delta = tuned minus the alternative)")
-    for col in ("alternative", "metric", "its value", "tuned", "delta", "CI", "tuned vs it"):
-        table.add_column(col, no_wrap=True)
-    for a in alts:
-        table.add_row(a["label"], a["metric"], f"{a['value']:.3f}", f"{a['tuned']:.3f}", f"{a['delta']:+.3f}",
-                      f"{a['ci_low']:+.3f} .. {a['ci_high']:+.3f}", a["verdict"])
-    console.print(table)

@@ -62,24 +62,3 @@ def parity(kind: str, checkpoint_rows: list[dict], export_rows: list[dict], cfg:
             "task_accuracy": None if accuracy is None else {k: accuracy[k] for k in
                                                             ("base", "tuned", "delta", "ci_low", "ci_high")},
             "metrics": metrics}
-
-
-def print_parity(reports: list[dict[str, Any]], console) -> None:
-    """One row per exported artifact: agreement, task accuracy against the checkpoint, verdict, cause."""
-    from rich.table import Table
-
-    table = Table(title="Export parity (held-out, against the checkpoint)")
-    for col in ("artifact", "runtime", "cases", "identical replies", "task accuracy (ckpt -> export)",
-                "delta [CI]", "target", "result"):
-        table.add_column(col)
-    for r in reports:
-        acc = r["task_accuracy"]
-        table.add_row(r["kind"], r.get("runtime", "transformers"), str(r["n"]), f"{r['identical']:.1%}",
-                      "-" if acc is None else f"{acc['base']:.3f} -> {acc['tuned']:.3f}",
-                      "-" if acc is None else f"{acc['delta']:+.3f} [{acc['ci_low']:+.3f}, {acc['ci_high']:+.3f}]",
-                      r["target"], "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]")
-    console.print(table)
-    for r in reports:
-        if r["cause"]:
-            console.print(f"[yellow]parity finding[/yellow] {r['kind']} ({r.get('runtime', 'transformers')}): "
-                          f"likely cause: {r['cause']}")

@@ -21,7 +21,7 @@ from tunesmith.pipeline.machinery import Pipeline, Stage
 from tunesmith.pipeline.preparation import Prepared, data_stages, prepare
 from tunesmith.pipeline.shipping import (export_run, export_stage, exported_models, parity_stage, serve_target,
                                          shipped_system_prompt, split_constraint)
-from tunesmith.pipeline.summary import build_summary, print_summary, write_report
+from tunesmith.pipeline.summary import build_summary, write_report
 from tunesmith.pipeline.training import (probe_scorer, search_stage, search_train_stage, self_general_stage,
                                          split_validation_plan, train_settings, train_stage, trained_model)
 from tunesmith.runs import load_summary
@@ -30,7 +30,7 @@ __all__ = [
     "EvalPlan", "Pipeline", "Prepared", "Stage", "baseline_backend", "baseline_stages", "build_summary",
     "check_options", "compare_stage", "data_files", "data_stages", "eval_plan", "evaluate_model", "export_run",
     "export_stage", "exported_models", "general_files", "load_summary", "mix_general", "parity_stage",
-    "prepare", "print_summary", "probe_scorer", "project_tokens", "run_project", "search_stage",
+    "prepare", "probe_scorer", "project_tokens", "run_project", "search_stage",
     "search_train_stage", "self_general_stage", "serve_target", "shipped_system_prompt", "split_constraint",
     "split_validation_plan", "stratify_field", "suite_hashes", "train_project", "train_settings", "train_stage",
     "trained_model", "tune_project", "write_report",

@@ -15,7 +15,7 @@ from tunesmith.data.project import read_records
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.plan import LIMIT_MAX
 from tunesmith.pipeline.evaluation import EvalPlan
-from tunesmith.pipeline.machinery import Pipeline, Stage, console
+from tunesmith.pipeline.machinery import Pipeline, Stage
 from tunesmith.pipeline.training import trained_model
 
 
@@ -155,7 +155,7 @@ def parity_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_export: Stage, 
         from tunesmith.chat import render_prompt
         from tunesmith.eval.backends import LlamaCppBackend, TransformersBackend
         from tunesmith.eval.evaluate import evaluate
-        from tunesmith.export.parity import parity, print_parity
+        from tunesmith.export.parity import parity
         from tunesmith.models import resolve_model
 
         cases, precision = plan.suites["heldout"], cfg.export.parity_precision
@@ -181,7 +181,6 @@ def parity_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_export: Stage, 
                 llama = LlamaCppBackend(path, n_ctx=cfg.data.max_seq_len + (cfg.eval.max_new_tokens or LIMIT_MAX))
                 reports.append(parity(kind, checkpoint, heldout(f"{kind}-llama.cpp", llama), cfg,
                                       runtime="llama.cpp", decoding_same=not cfg.eval.no_repeat_ngram_size))
-        print_parity(reports, console)
         return {"precision": precision, "reports": reports}
 
     import importlib.util

@@ -1,5 +1,5 @@
 """The summary of a `tunesmith run`: built from its stages, saved once to the compare run and the project
-(`summary.json`), drawn as the HTML report, and printed to the terminal (`print_summary`).
+(`summary.json`), drawn as the HTML report, and printed to the terminal by `tunesmith.cli.render`.
 """
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 
 from tunesmith.config import Config
@@ -56,42 +55,3 @@ def write_report(project: Path, summary: dict[str, Any]) -> str | None:
         console.print(f"[yellow]warning:[/yellow] the report could not be written: {type(exc).__name__}: "
                       f"{escape(str(exc))} (`tunesmith report {project}` tries again)")
         return None
-
-
-def print_summary(summary: dict[str, Any], console: Console) -> None:
-    """The base-vs-tuned table, the gate and per-stage wall time."""
-    from tunesmith.eval.compare import print_comparison, print_gates
-
-    print_comparison(summary["metrics"], summary["confidence"], f"Base vs tuned: {summary['model']}", console)
-    print_gates(summary.get("gates") or [summary["gate"]], console)
-    if summary.get("verdict"):
-        from tunesmith.eval.verdict import print_verdict
-
-        print_verdict(summary["verdict"], console)
-    if summary.get("parity"):
-        from tunesmith.export.parity import print_parity
-
-        print_parity(summary["parity"], console)
-    if summary.get("diagnosis"):
-        print_diagnosis(summary["diagnosis"], console)
-    stage_times = [f"{s['stage']} " + ("cached" if s["cached"] else f"{s['wall_s']:.0f}s") for s in summary["stages"]]
-    stages = "  ".join(stage_times)
-    console.print(f"Stages: {stages}")
-    tr = summary["train"]
-    if tr.get("steps") is not None:
-        cost = summary.get("train_cost_usd")
-        held = f" (held-out {tr['eval_loss']:.3f})" if tr.get("eval_loss") is not None else ""
-        console.print(f"Training: {tr['steps']} steps, loss {tr['train_loss']:.3f}{held}, {tr['wall_s']:.0f} s"
-                      + (f", ${cost:.4f}" if cost is not None else "")
-                      + f" ({tr['trainable_params']:,} trainable parameters, {tr['precision']})")
-    if summary.get("report"):
-        console.print(f"Report: {summary['report']}")
-
-
-def print_diagnosis(diagnosis: dict[str, Any], console: Console) -> None:
-    """One line: the diagnosis's warnings and errors (the first six), or that nothing was flagged."""
-    counts = diagnosis.get("counts") or {}
-    flagged = [f for f in diagnosis.get("findings", []) if f.get("severity") in ("warning", "error")]
-    console.print("Diagnosis: " + (", ".join(f"{f['severity']}: {f['title']}" for f in flagged[:6])
-                                   if flagged else "nothing flagged")
-                  + (f" ({counts})" if counts and not flagged else "") + " — `tunesmith diagnose` for evidence")

@@ -1,22 +1,50 @@
-"""`tunesmith report`: the HTML report of a run (`tunesmith.report`), registered into the main app.
+"""`tunesmith report` and `tunesmith diagnose`: what a finished run did, as an HTML page or a diagnosis.
 
     tunesmith report my-project                      # after `tunesmith run`: .tunesmith/report.html
     tunesmith report compare-1a2b3c --project my-project --preference review/ab --open
-
-In cli.py: `from tunesmith.cli_report import register; register(app)`.
+    tunesmith diagnose --project my-project --json
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from tunesmith.cli.common import console
+
 
 def register(app: typer.Typer) -> None:
-    """Add the `report` command to `app`."""
+    """Add `diagnose` and `report` to the main app."""
+    app.command("diagnose")(diagnose_command)
     app.command("report")(report)
+
+
+def diagnose_command(run: Optional[str] = typer.Argument(
+                         None, help="A train, eval-tuned or compare run (name, unique part or path); default: the "
+                         "newest finished `tunesmith run`."),
+                     project: Path = typer.Option(Path("."), help="Project directory."),
+                     as_json: bool = typer.Option(False, "--json", help="Print the diagnosis as JSON."),
+                     html: Optional[Path] = typer.Option(None, help="Also write the masking preview as an HTML "
+                                                         "fragment to this file."),
+                     set_: list[str] = typer.Option([], "--set", help="Override a config field, e.g. "
+                                                    "--set eval.max_new_tokens=256 (repeatable).")) -> None:
+    """Diagnose a fine-tune: memorization, forgetting, overconfidence, stale facts, the stop token, the loss curve
+    and the LoRA rank, each with its evidence and remedy, plus a preview of the training loss mask. Exit 1 when a
+    finding is an error."""
+    from tunesmith.cli.render import print_diagnosis
+    from tunesmith.diagnose import diagnose, masking_html
+
+    result = diagnose(project, run, list(set_))
+    if html is not None:
+        html.write_text(masking_html(result["masking_preview"]), encoding="utf-8")
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        print_diagnosis(result, console())
+    raise typer.Exit(1 if result["counts"]["error"] else 0)
 
 
 def report(target: str = typer.Argument(..., help="A project directory (its latest run), or a compare run of "
@@ -51,8 +79,6 @@ def _resolve(target: str, project: Path) -> tuple[Path, dict | None, Path | None
     """(project, summary, out): a project directory reports its latest summary (None: build_report reads it) to
     the default places; a compare run reports its own summary.json into its own directory (and to the project's
     report.html too when it is the latest run)."""
-    import json
-
     from tunesmith import runs
     from tunesmith.errors import Problem, TunesmithError
 

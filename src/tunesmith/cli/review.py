@@ -1,4 +1,4 @@
-"""`tunesmith review`: start a sample or A/B review, serve it, summarize it, mix the reviewed set into training."""
+"""`tunesmith review ...`: start a sample or A/B review, serve it, summarize it, mix the reviewed set into training."""
 
 from __future__ import annotations
 
@@ -8,27 +8,16 @@ from typing import Optional
 
 import typer
 
+from tunesmith.cli.common import console
+
 review_app = typer.Typer(help="Human review in a local web app: score a sample of a synthetic set, or judge two "
                          "models blind; then mix the reviewed set into training.", no_args_is_help=True)
 
 
 def _print_summary(summary: dict) -> None:
-    from rich.console import Console
+    from tunesmith.cli.render import print_review_summary
 
-    con = Console(highlight=False)
-    if summary.get("kind") == "preference" or "win_rate" in summary:
-        judged = summary.get("judged") or 0
-        rate = summary.get("win_rate")
-        con.print(f"Blind A/B ({summary.get('baseline')} vs {summary.get('candidate')}): {judged} judged, "
-                  f"B wins {summary.get('wins')}, loses {summary.get('losses')}, ties {summary.get('ties')}"
-                  + (f"; win rate {rate:.3f} [{summary['ci_low']:.3f} .. {summary['ci_high']:.3f}] "
-                     f"({summary.get('verdict')})" if judged and rate is not None else ""))
-        return
-    est = summary.get("pass_rate")
-    con.print(f"Sample of {summary.get('sampled')} from {summary.get('population')} records: "
-              f"{summary.get('decided')} decided"
-              + (f"; estimated pass rate {est:.3f} [{summary['ci_low']:.3f} .. {summary['ci_high']:.3f}], "
-                 f"verdict {summary.get('verdict')}" if est is not None else ""))
+    print_review_summary(summary, console(highlight=False, wide=False))
 
 
 def _serve_or_not(review_dir: Path, serve: bool, host: str, port: int, open_browser: bool) -> None:
@@ -113,13 +102,8 @@ def review_mix(real: list[Path] = typer.Option(..., help="Real training data (re
                accept: bool = typer.Option(False, "--accept", help="Mix even though the set missed the bar.")) -> None:
     """Filter the synthetic set by the review (failed sample items dropped, edits applied) and mix it with every
     real record, the synthetic share capped."""
-    from rich.console import Console
-
+    from tunesmith.cli.render import mix_line
     from tunesmith.review import mix
 
     s = mix(real, synth, review_dir, out, max_synthetic_share, seed, min_score, threshold, accept)
-    Console(highlight=False).print(
-        f"{s['records']} records -> {s['out']}: {s['real']} real, {s['synthetic']} synthetic "
-        f"({s['synthetic_share']:.0%}, cap {s['max_synthetic_share']:.0%}); {s['edited']} edited, "
-        f"{sum(s['dropped'].values())} dropped by the review, "
-        f"{s['capped']} left out by the cap")
+    console(highlight=False, wide=False).print(mix_line(s))

@@ -1,4 +1,4 @@
-"""A diagnosis in the terminal (rich): the findings table, then each problem's evidence and remedy, the loss
+"""`tunesmith diagnose` in the terminal (rich): the findings table, then each problem's evidence and remedy, the loss
 curve's flags, and the masking preview with the tokens that carry loss highlighted."""
 
 from __future__ import annotations
@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tunesmith.diagnose.evidence import ERROR, OK, WARNING
-
-COLORS = {ERROR: "red", WARNING: "yellow", OK: "green"}
+COLORS = {"error": "red", "warning": "yellow", "ok": "green"}  # by tunesmith.diagnose.evidence's severities
 LOSS_STYLE = "black on green3"  # the tokens that carry loss in the masking preview
 PREVIEW_CHARS = 600  # the masking preview shows at most this much of each example
 EVIDENCE_CHARS = 300  # an evidence value longer than this (as JSON) is cut
@@ -37,6 +35,8 @@ def print_diagnosis(result: dict[str, Any], console) -> None:
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
+
+    from tunesmith.diagnose.evidence import OK
 
     table = Table(title="Diagnosis")
     for col in ("severity", "check", "finding"):

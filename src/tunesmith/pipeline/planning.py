@@ -1,0 +1,128 @@
+"""`tunesmith cost`: the cost report of a project (or of a model size with no project), composed from
+`tunesmith.cost`'s estimates and, for a project, its checked and split training data (`project_tokens`) and a probe
+of real training steps."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import apply_updates, load_config
+from tunesmith.cost import (FLOPS_PER_TOKEN, SMALL_MODEL_PARAMS, ModelShape, ProjectTokens, Recipe, epochs_of,
+                            estimate_memory, eval_costs, extrapolate, find_gpu, gpu_rows, gpus, measure, model_shape,
+                            named_shape, trained_tokens)
+from tunesmith.errors import Problem, TunesmithError
+from tunesmith.models import resolve_model
+from tunesmith.pipeline.commands import project_tokens
+
+PLAN_FIELDS = {"seq_len": ("data", "max_seq_len")}  # a plan's settings that live outside the train section
+
+
+def cost_report(project: Path | None = None, model_size: str | None = None, model: str | None = None,
+                settings: dict[str, Any] | None = None, gpu: list[str] | None = None, tokens: int | None = None,
+                examples: int | None = None, tokens_per_example: int | None = None, prices: Path | None = None,
+                probe: bool = False, probe_steps: int = 3, hourly: float | None = None,
+                overrides: list[str] | None = None) -> dict[str, Any]:
+    """Everything `tunesmith cost` prints. `settings`: Recipe fields (method, seq_len, batch_size, grad_accum,
+    lora_r, epochs, gradient_checkpointing) that replace the project's (or the defaults); None values are left."""
+    settings = {k: v for k, v in (settings or {}).items() if v is not None}
+    table = gpus(prices)
+    if gpu:
+        table = {g.name: g for g in (find_gpu(table, name) for name in gpu)}
+    if probe and project is None:
+        raise TunesmithError("--probe needs a project", [Problem("--probe", "it trains the project's recipe on its "
+                                                                 "data", "pass a project directory")])
+    cfg, root, recipe = plan_recipe(project, settings, overrides or [])
+    shape = _plan_shape(cfg, model_size, model)
+    notes: list[str] = []
+    if examples is not None and tokens_per_example is not None:
+        tokens = examples * tokens_per_example
+    elif (examples is None) != (tokens_per_example is None) and tokens is None:
+        raise TunesmithError("Incomplete token count", [Problem("--examples / --tokens-per-example",
+                                                                "pass both (or --tokens)")])
+    counted = None
+    if cfg is not None and (tokens is None or probe):
+        counted = _count(cfg, root, recipe)
+        if tokens is None:
+            tokens, examples = counted.tokens_per_epoch, counted.examples
+            if model_size or model:
+                notes.append(f"tokens counted with {cfg.model.base}'s tokenizer")
+    if shape.params < SMALL_MODEL_PARAMS:
+        notes.append(f"below {SMALL_MODEL_PARAMS / 1e9:g}B parameters the table's speeds are optimistic (a small "
+                     "model does not keep a GPU busy): --probe measures")
+    trained = None
+    if tokens is not None:
+        trained = trained_tokens(tokens, examples, recipe) if examples else tokens * epochs_of(recipe, None)
+    rate_hourly = hourly if hourly is not None else (cfg.budget.hourly_usd if cfg is not None else None)
+    report: dict[str, Any] = {
+        "model": {"name": shape.name, "size": shape.label, "params": shape.params, "layers": shape.layers,
+                  "hidden": shape.hidden, "vocab": shape.vocab},
+        "recipe": asdict(recipe),
+        "tokens": {"examples": examples, "per_epoch": tokens, "trained": trained},
+        "memory": {m: estimate_memory(shape, recipe, m).to_json() for m in ("full", "lora", "qlora")},
+        "gpus": gpu_rows(shape, recipe, trained, table),
+        "notes": notes,
+    }
+    if probe:
+        report["probe"] = _probe(cfg, counted, recipe, trained, rate_hourly, probe_steps)
+        notes += _probe_notes(cfg, recipe, model_size or model)
+    if root is not None:
+        spent = eval_costs(root, rate_hourly)
+        if spent["evaluations"] or spent["train_cost_usd"] is not None:
+            report["success_cost"] = spent
+    return report
+
+
+def plan_recipe(project: Path | None, settings: dict[str, Any], overrides: list[str]):
+    """(config, project dir, recipe): a project's, with `settings` applied to its config as typed updates (so a
+    probe trains exactly what is planned), or tunesmith's defaults with `settings`."""
+    if project is not None:
+        updates: dict[str, dict[str, Any]] = {}
+        for key, value in settings.items():
+            section, name = PLAN_FIELDS.get(key, ("train", key))
+            updates.setdefault(section, {})[name] = value
+        cfg, root = load_config(project, overrides)
+        cfg = apply_updates(cfg, updates)
+        return cfg, root, Recipe.from_config(cfg)
+    recipe = replace(Recipe(), **settings)
+    if recipe.method not in FLOPS_PER_TOKEN:
+        raise TunesmithError("Unknown method", [Problem(f"--method {recipe.method}", "not lora, qlora or full")])
+    return None, None, recipe
+
+
+def _plan_shape(cfg, model_size: str | None, model: str | None) -> ModelShape:
+    if model_size:
+        return named_shape(model_size)
+    if model:
+        return model_shape(model)
+    if cfg is not None:
+        return model_shape(cfg.model.base, cfg.model.trust_remote_code)
+    raise TunesmithError("Nothing to size", [Problem("cost", "no project, --model-size or --model",
+                                                     "e.g. tunesmith cost --model-size 7B --method qlora")])
+
+
+def _count(cfg, root, recipe: Recipe) -> ProjectTokens:
+    """The project's training split, tokenized (its model resolved once for the count and the probe)."""
+    return project_tokens(cfg, root, resolve_model(cfg.model.base, cfg.model.trust_remote_code), recipe)
+
+
+def _probe(cfg, counted: ProjectTokens, recipe: Recipe, trained: float | None, hourly_usd: float | None,
+           steps: int) -> dict[str, Any]:
+    """Real training steps of the project's recipe here, extrapolated to the tokens trained."""
+    measured = measure(cfg, counted.model_ref, counted.records, steps)
+    measured.update(extrapolate(measured, trained, recipe.nproc, hourly_usd), trained_tokens=trained,
+                    hourly_usd=hourly_usd, estimated_gib=estimate_memory(
+                        model_shape(cfg.model.base, cfg.model.trust_remote_code), recipe).total)
+    return measured
+
+
+def _probe_notes(cfg, recipe: Recipe, other_model: str | None) -> list[str]:
+    notes = []
+    if cfg.train.objective != "sft":
+        notes.append(f"the probe times the SFT recipe; {cfg.train.objective} steps cost more")
+    if recipe.nproc > 1:
+        notes.append(f"the probe runs one process; the time assumes {recipe.nproc} scale linearly")
+    if other_model:
+        notes.append(f"the probe trains the project's model ({cfg.model.base}), not {other_model}")
+    return notes

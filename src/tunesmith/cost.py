@@ -220,6 +220,10 @@ def model_shape(ref: str, trust_remote_code: bool = False) -> ModelShape:
 
     if ref.strip().upper() in NAMED_SIZES:
         return named_shape(ref)
+    if ref.startswith("shape:"):  # a published model's shape (tunesmith.shapes): its config, nothing loaded
+        from tunesmith.shapes import shape_config, shape_name
+
+        return shape_from_config(shape_config(shape_name(ref)), ref)
     if ref in BUILTIN_SIZES:  # known without converting its GGUF
         return replace(named_shape(BUILTIN_SIZES[ref]), name=ref, size=None)
     path = Path(ref).expanduser()

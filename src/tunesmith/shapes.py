@@ -91,7 +91,12 @@ def shape_config(name: str, vocab_size: int | None = None):
 def _tokenizer():
     """(tokenizer, which): the built-in model's tokenizer read from its GGUF (no weights converted), or the tiny test
     tokenizer when the built-in package is not installed."""
-    from tunesmith.models import BUILTINS, CHATML_TEMPLATE, builtin_gguf, make_tiny_tokenizer
+    from tunesmith.models import (
+        BUILTINS,
+        CHATML_TEMPLATE,
+        builtin_gguf,
+        make_tiny_tokenizer,
+    )
 
     name = next(iter(BUILTINS))
     try:

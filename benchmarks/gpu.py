@@ -243,7 +243,7 @@ def run_child(spec: dict, device: str, timeout: float) -> dict:
         env["CUDA_VISIBLE_DEVICES"] = ""
     try:
         proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                              env=env, timeout=max(1.0, timeout))
+                              env=env, timeout=max(1.0, timeout), check=False)
     except subprocess.TimeoutExpired:
         return {**spec, "error": f"timed out after {timeout:.0f} s"}
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)

@@ -13,7 +13,8 @@ filled to the sequence length (a quarter of it the assistant's reply, the traine
 learning rate and step count:
 - TRL defaults: the model as TRL loads it from a path (fp32 weights under bf16 autocast), LoRA dropout 0.05,
   gradient checkpointing on (SFTConfig's default), random batches; QLoRA: the standard 4-bit NF4 load, same changes.
-- tunesmith: its own recipe as `tunesmith train` runs it on this device (`tunesmith.train.sft.build_trainer`).
+- tunesmith: its own recipe as `tunesmith train` runs it on this device (`tunesmith.train.sft.build_trainer`), with
+  gradient checkpointing on only where the memory plan (tunesmith.cost.fit_on, this card's memory) needs it.
 Printed per row: tokens/s (non-padding, the first step left out as warm-up), peak memory (CUDA:
 torch.cuda.max_memory_allocated from the start of training; CPU: the process's peak RSS), MFU (model FLOPs per
 token x tokens/s over the bf16 matmul peak measured here; model FLOPs: 4N for a frozen base's forward and
@@ -95,6 +96,12 @@ def train_row(spec: dict) -> dict:
     baseline = spec["side"] == "trl"
     if baseline:  # what plain TRL does where tunesmith differs
         t.lora_dropout, t.gradient_checkpointing, t.batching = 0.05, True, "random"
+    elif cuda:  # gradient checkpointing from the memory plan (what issue 17 asks sft.py to do; see cost.fit_on)
+        from tunesmith.cost import Recipe, fit_on, model_shape
+
+        card = torch.cuda.get_device_properties(0).total_memory / GIB
+        t.gradient_checkpointing = fit_on(model_shape(spec["model"]), Recipe.from_config(cfg), card).recipe \
+            .gradient_checkpointing
     ref = resolve_model(spec["model"])
     tok = load_tokenizer(ref)
     records = conversations(tok, spec["seq"], spec["steps"] * spec["batch"])
@@ -232,7 +239,8 @@ def predicted_gib(shape, spec: dict) -> float:
 
     trl = spec["side"] == "trl"
     recipe = Recipe(method=spec["method"], batch_size=spec["batch"], seq_len=spec["seq"], lora_r=16,
-                    gradient_checkpointing=trl, base_precision="fp32" if trl else "bf16")
+                    gradient_checkpointing=bool(spec.get("gradient_checkpointing", trl)),
+                    base_precision="fp32" if trl else "bf16")
     est = estimate_memory(shape, recipe)
     return est.total - est.overhead
 

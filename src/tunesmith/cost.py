@@ -41,6 +41,12 @@ ACT_BYTES = BF16  # activations under bf16 autocast
 # MLP:       norm input, gate/up input, gate, up, silu(gate), silu(gate)*up        -> 2h + 4i
 # (Korthikanti et al. 2022 count 34h bytes for a GPT block with a 4h MLP; this is the SwiGLU analogue.)
 ACT_ELEMENTS = {"h": 6, "kv": 2, "i": 4}
+# The residual stream stays fp32 in every tunesmith recipe (embeddings and norms fp32; peft's k-bit preparation casts
+# them to fp32 too), and each RMSNorm keeps fp32 copies of its input and normalized output: 16 more bytes per hidden
+# element per layer and token. Measured with saved-tensor hooks on the Llama-3.2-1B, Qwen2.5-1.5B and Llama-3.1-8B
+# shapes (LoRA r=16, bf16 base, bf16 autocast): 122.6/120.2/237.9 KB per token and layer against 124.9/115.7/233.5 KB
+# counted here (tests/test_memory_plan.py measures it again).
+RESIDUAL_FP32_BYTES = 16
 # TRL's fused LM head scores the loss in tiles of 4,096 tokens x 32,768 vocabulary columns (trl/kernels/
 # chunked_logprob.py: TOKEN_CHUNK_SIZE, chunk_size), so full logits are never materialized; forward + backward tile.
 LOGIT_TILE = (4096, 32768, 2)
@@ -220,6 +226,10 @@ def model_shape(ref: str, trust_remote_code: bool = False) -> ModelShape:
 
     if ref.strip().upper() in NAMED_SIZES:
         return named_shape(ref)
+    if ref.startswith("shape:"):  # a published model's shape (tunesmith.shapes): its config, nothing loaded
+        from tunesmith.shapes import shape_config, shape_name
+
+        return shape_from_config(shape_config(shape_name(ref)), ref)
     if ref in BUILTIN_SIZES:  # known without converting its GGUF
         return replace(named_shape(BUILTIN_SIZES[ref]), name=ref, size=None)
     path = Path(ref).expanduser()
@@ -311,9 +321,10 @@ def estimate_memory(shape: ModelShape, recipe: Recipe, method: str | None = None
         else:  # peft's k-bit preparation casts everything that is not 4-bit to fp32
             weights = quantized * NF4_BYTES + rest * FP32
     tokens = recipe.batch_size * recipe.seq_len
-    per_layer = tokens * ACT_BYTES * (ACT_ELEMENTS["h"] * shape.hidden + ACT_ELEMENTS["kv"] * shape.kv_dim
-                                      + ACT_ELEMENTS["i"] * shape.intermediate)
-    residual = tokens * shape.hidden * ACT_BYTES  # a layer's input: all checkpointing keeps
+    per_layer = tokens * (ACT_BYTES * (ACT_ELEMENTS["h"] * shape.hidden + ACT_ELEMENTS["kv"] * shape.kv_dim
+                                       + ACT_ELEMENTS["i"] * shape.intermediate)
+                          + RESIDUAL_FP32_BYTES * shape.hidden)
+    residual = tokens * shape.hidden * FP32  # a layer's input (the fp32 residual stream): all checkpointing keeps
     stored = shape.layers * per_layer + residual
     # Checkpointing keeps each layer's input and recomputes one layer at a time in the backward pass.
     checkpointed = shape.layers * residual + per_layer + residual

@@ -3,7 +3,8 @@
     ref = resolve_model("builtin:smollm2-135m-instruct")   # converted once from the bundled GGUF, then cached
     model, tok = load_model(ref), load_tokenizer(ref)
 
-References: `builtin:NAME`, a local model directory, a `.gguf` file, or a hub id (`org/name`). GGUF files are
+References: `builtin:NAME`, `shape:NAME` (a published model's shape with random weights: `tunesmith.shapes`), a
+local model directory, a `.gguf` file, or a hub id (`org/name`). GGUF files are
 de-quantized once into `~/.cache/tunesmith/models/<name>-<sha>/` (written to a temp dir, then renamed), keyed by
 the file's hash, so later loads take seconds. Loading never runs a model's own code unless the config allows it,
 and only safetensors weights are loaded.
@@ -226,6 +227,11 @@ def resolve_model(ref: str, trust_remote_code: bool = False) -> ModelRef:
     stays off unless asked for; when on, a warning is printed."""
     if trust_remote_code:
         _warn_remote_code(ref)
+    if ref.startswith("shape:"):  # a published model's shape with random weights (tunesmith.shapes)
+        from tunesmith import shapes
+
+        name = shapes.shape_name(ref)
+        return ModelRef(ref, shapes.shape_dir(name), shapes.identity(name), False)
     if ref.startswith("builtin:"):
         gguf = builtin_gguf(ref.split(":", 1)[1])
         return ModelRef(ref, convert_gguf(gguf), "gguf:" + cached_sha256(gguf), trust_remote_code)
@@ -242,8 +248,9 @@ def resolve_model(ref: str, trust_remote_code: bool = False) -> ModelRef:
         _check_loadable_dir(local)
         return ModelRef(ref, local, "hub:" + dir_identity(local), trust_remote_code)
     raise TunesmithError("Unknown model reference", [Problem(
-        ref, "not a built-in, an existing directory, a .gguf file or a hub id (org/name)",
-        f"built-ins: {', '.join('builtin:' + n for n in BUILTINS)}")])
+        ref, "not a built-in, a shape, an existing directory, a .gguf file or a hub id (org/name)",
+        f"built-ins: {', '.join('builtin:' + n for n in BUILTINS)}; shapes: shape:llama-3.2-1b, "
+        "shape:qwen2.5-1.5b, shape:llama-3.1-8b")])
 
 
 def load_tokenizer(ref: ModelRef):
@@ -264,6 +271,10 @@ def load_model(ref: ModelRef, dtype: str = "fp32", attention: str | None = None)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # tunesmith shows its own progress; a second bar per load is noise
+    from tunesmith import shapes
+
+    if shapes.is_shape_dir(ref.path):  # random weights, built on the GPU when there is one (no weights on disk)
+        return shapes.build_model(ref.path, dtype, attention)
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     extra = {"attn_implementation": attention} if attention else {}
     return AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch_dtype, use_safetensors=True,

@@ -100,8 +100,11 @@ def load_training_model(cfg: Config, model_ref: ModelRef, precision: str):
     compute = torch.bfloat16 if precision == "bf16" else torch.float32
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute)
-    model = AutoModelForCausalLM.from_pretrained(model_ref.path, quantization_config=quant, dtype=compute,
-                                                 use_safetensors=True, trust_remote_code=model_ref.trust_remote_code)
+    from tunesmith.shapes import weights_dir  # a `shape:` model's random weights, written once for this loader
+
+    model = AutoModelForCausalLM.from_pretrained(weights_dir(model_ref.path), quantization_config=quant,
+                                                 dtype=compute, use_safetensors=True,
+                                                 trust_remote_code=model_ref.trust_remote_code)
     # Norms and the head in fp32 for stable training, inputs that carry gradients into the adapters.
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
 

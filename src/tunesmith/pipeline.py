@@ -148,7 +148,7 @@ def validation_records(st_split: Stage) -> list:
 def data_stages(cfg: Config, project: Path, pipe: Pipeline, model_ref, schema: dict | None) -> Stage:
     """Stages 1-2, check and split (cached like every stage); returns the split stage."""
     from tunesmith.data.audit import rejected_row, run_checks
-    from tunesmith.data.checks import Code
+    from tunesmith.data.findings import Code
     from tunesmith.data.dedup import near_duplicate_clusters
     from tunesmith.data.formats import iter_records, load_records
     from tunesmith.data.split import leakage, reply_label, three_way_split

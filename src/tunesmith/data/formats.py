@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ColumnsConfig
-from tunesmith.data.io import read_csv, read_jsonl
+from tunesmith.data.findings import Code, Finding, Severity
+from tunesmith.data.io import LineProblem, read_csv, read_jsonl, scan_jsonl
 from tunesmith.data.records import ROLES, Record
+from tunesmith.data.tables import is_table, scan_rows
 from tunesmith.errors import Problem, TunesmithError
 
 SHAREGPT_ROLES = {
@@ -285,9 +287,6 @@ def read_item(item: dict | Any, shown: str, line: int, fmt: str = "auto",
               columns: ColumnsConfig | None = None) -> Record | Any:
     """A parsed line (an object, or the io LineProblem saying why it is none) -> a Record, or an error Finding
     (`bad_line` or `bad_record`, with file:line, field and a hint) in its place."""
-    from tunesmith.data.checks import Code, Finding, Severity
-    from tunesmith.data.io import LineProblem
-
     if isinstance(item, LineProblem):
         return Finding(Code.BAD_LINE, Severity.ERROR, f"{shown}:{line}", "", item.message, item.hint)
     try:
@@ -306,9 +305,6 @@ def iter_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | No
     """Stream the records of data files (JSONL by line; JSON arrays, Parquet, Arrow and saved `datasets`
     directories by row, see `tunesmith.data.tables`); a line or record that cannot be read comes as an error
     Finding in its place (see `read_item`), and reading goes on."""
-    from tunesmith.data.io import scan_jsonl
-    from tunesmith.data.tables import is_table, scan_rows
-
     for path in paths:
         shown = shown_path(Path(path), base)
         for line, item in (scan_rows if is_table(Path(path)) else scan_jsonl)(path):

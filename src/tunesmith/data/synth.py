@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 
 from tunesmith.data.coverage import reply_behavior
 from tunesmith.data.dedup import exact_key, near_duplicate_clusters, normalize
+from tunesmith.data.findings import Severity
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 
@@ -423,7 +424,6 @@ def _make_record(job: Job, teacher_id: str, rng_seed: int) -> Record:
 def _doctor(jobs: list[Job], fmt: ReplyFormat, threshold: float) -> Counter:
     """Drop records with an error-level finding; returns the counts of the warnings the others carry."""
     from tunesmith.data.audit import run_checks
-    from tunesmith.data.checks import Severity
 
     live = [j for j in jobs if j.drop is None]
     by_record = {id(j.record): j for j in live}

@@ -24,6 +24,7 @@ from typing import Any
 
 from tunesmith.config import TaskConfig
 from tunesmith.eval.suite import EvalCase
+from tunesmith.scorer_specs import SCORER_KEYS
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
 
@@ -275,30 +276,6 @@ def _custom(spec, case, output, schema):
     raise TypeError(f"{spec['function']} returned {type(got).__name__}; return a bool, a number or a dict")
 
 
-def scorer_problem(spec: Any) -> tuple[str, str] | None:
-    """(message, hint) when a scorer spec is unusable, else None: checked when a suite is read."""
-    import difflib
-
-    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
-        return "a scorer is an object with a `type`", f"types: {', '.join(SCORERS)}"
-    kind = spec["type"]
-    if kind not in SCORERS:
-        close = difflib.get_close_matches(kind, list(SCORERS), n=1)
-        return (f"unknown scorer {kind!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
-                f"types: {', '.join(SCORERS)}")
-    missing = [k for k in SCORERS[kind][0] if k not in spec]
-    if missing:
-        return f"scorer {kind!r} needs {', '.join(repr(m) for m in missing)}", ""
-    if kind == "regex":
-        try:
-            re.compile(spec["pattern"])
-        except (re.error, TypeError) as exc:
-            return f"bad regex {spec['pattern']!r}: {exc}", "patterns use Python's re syntax"
-    if kind == "custom" and ":" not in str(spec["function"]):
-        return f"custom scorer {spec['function']!r} is not module:function", 'e.g. "my_scorers:is_polite"'
-    return None
-
-
 def run_scorers(case: EvalCase, output: str, schema: dict | None, details: dict) -> dict[str, bool | None]:
     """Every scorer of a case as `check:<name>` (name = the spec's `name`, else its type). A scorer that raises
     scores None, and its error goes into `details` (the other scorers and cases are still scored)."""
@@ -402,10 +379,11 @@ def _tool_call(spec, case, output, schema):
     return True, ""
 
 
-SCORERS: dict[str, tuple[tuple[str, ...], Any]] = {
-    # type: (required spec keys, function)
-    "exact": ((), _exact), "label": ((), _label), "json": ((), _json), "json_schema": ((), _json_schema),
-    "json_fields": ((), _json_fields), "regex": (("pattern",), _regex), "numeric": ((), _numeric),
-    "contains": (("text",), _contains), "not_contains": (("text",), _not_contains), "behavior": ((), _behavior),
-    "tool_call": ((), _tool_call), "instructions": ((), _instructions), "custom": (("function",), _custom),
+SCORER_FUNCTIONS: dict[str, Any] = {
+    "exact": _exact, "label": _label, "json": _json, "json_schema": _json_schema, "json_fields": _json_fields,
+    "regex": _regex, "numeric": _numeric, "contains": _contains, "not_contains": _not_contains,
+    "behavior": _behavior, "tool_call": _tool_call, "instructions": _instructions, "custom": _custom,
 }
+assert SCORER_FUNCTIONS.keys() == SCORER_KEYS.keys()
+SCORERS: dict[str, tuple[tuple[str, ...], Any]] = {  # type: (required spec keys, function)
+    kind: (SCORER_KEYS[kind], fn) for kind, fn in SCORER_FUNCTIONS.items()}

@@ -25,6 +25,7 @@ from tunesmith.data.formats import RecordError, parse_message
 from tunesmith.data.io import read_jsonl
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.scorer_specs import scorer_problem
 
 BEHAVIORS = ("answer", "refuse", "escalate", "clarify", "abstain")
 KINDS = ("task", "redteam", "out_of_domain", "general")
@@ -130,8 +131,6 @@ def load_suite(path: str | Path, task: TaskConfig, name: str | None = None) -> l
 
 def _case(obj: dict, task: TaskConfig) -> EvalCase:
     """A case in tunesmith's format (design §5)."""
-    from tunesmith.eval.scorers import scorer_problem
-
     raw = obj.get("messages")
     if not isinstance(raw, list) or not raw:
         raise RecordError("messages", "a case needs a non-empty `messages` list (the prompt)",
@@ -238,8 +237,6 @@ def project_suites(cfg, project: Path) -> tuple[dict[str, list[EvalCase]], dict[
 
 
 def _default_scorers(cases: list[EvalCase], scorers: list[dict], where: str) -> None:
-    from tunesmith.eval.scorers import scorer_problem
-
     bad = [Problem(f"{where}[{i}]", *p) for i, s in enumerate(scorers) if (p := scorer_problem(s))]
     if bad:
         raise TunesmithError("Bad suite scorers", bad)

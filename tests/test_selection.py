@@ -95,7 +95,7 @@ def test_the_selection_metric_follows_the_gate_when_it_judges_the_heldout_suite(
 
 
 def test_an_adapter_is_merged_for_evaluation_only_when_the_replies_stay_the_same(tiny_project):
-    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.generate.backends import TransformersBackend
     from tunesmith.eval.suite import cases_from_records
     from tunesmith.data.formats import load_records
     from tunesmith.models import resolve_model

@@ -459,7 +459,7 @@ def test_distillation_writes_the_teachers_replies_with_provenance(tmp_path):
     from chat_server import ChatServer
     from tunesmith.data.distill import distill_records
     from tunesmith.data.formats import to_record
-    from tunesmith.eval.backends import EndpointBackend
+    from tunesmith.generate.backends import EndpointBackend
 
     seen = []
 
@@ -612,7 +612,7 @@ class _Base:
         return json.dumps(case.messages)
 
     def generate(self, cases, max_new_tokens=128, on_result=None, **_):
-        from tunesmith.eval.backends import Generation
+        from tunesmith.generate.backends import Generation
 
         out = [Generation(output="" if "octopuses" in c.messages[-1]["content"] else
                           f"Well: {c.messages[-1]['content']}", new_tokens=5, hit_limit=i % 3 == 0,
@@ -624,7 +624,7 @@ class _Base:
 
 def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(tiny_project, monkeypatch):
     from tunesmith.data.distill import general_prompts
-    from tunesmith.eval import backends
+    from tunesmith.generate import backends
     from tunesmith.eval.suite import general_probe
     from tunesmith.pipeline import train_project
 

@@ -483,7 +483,7 @@ def _teacher_backend(paths: list[Path], project: Optional[Path], teacher: Option
     the project's base model)."""
     from tunesmith.config import load_config
     from tunesmith.errors import Problem, TunesmithError
-    from tunesmith.eval import backends
+    from tunesmith.generate import backends
     from tunesmith.models import resolve_model
 
     if endpoint:
@@ -526,7 +526,7 @@ def data_synth(paths: list[Path] = typer.Argument(..., help="Real records to gro
     from tunesmith.data.convert import resolve_data_paths
     from tunesmith.data.formats import load_records
     from tunesmith.data.synth import synthesize
-    from tunesmith.eval.cache import GenerationCache
+    from tunesmith.generate.cache import GenerationCache
     from tunesmith.eval.evaluate import load_schema
     from tunesmith.models import cache_home
 

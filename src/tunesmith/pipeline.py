@@ -231,7 +231,7 @@ def eval_plan(cfg: Config, project: Path, st_split: Stage, model_ref, schema: di
     warned about here and recorded in the results. The held-out cases are decoded as the task wants
     (`tunesmith.eval.plan.task_decoding`); a constrained decoding also runs them free, as `heldout_free`. This
     reads the test split: call it only for the final evaluations."""
-    from tunesmith.eval.cache import GenerationCache
+    from tunesmith.generate.cache import GenerationCache
     from tunesmith.eval.plan import task_decoding
     from tunesmith.eval.suite import cases_from_records
     from tunesmith.models import load_tokenizer
@@ -322,8 +322,8 @@ def search_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema
 def probe_scorer(cfg: Config, project: Path, model_ref):
     """`score(run_dir, train_result) -> value` of the general-probe gate's metric on the spare probe prompts (the
     base model when `run_dir` is None), through the generation cache."""
-    from tunesmith.eval.backends import TransformersBackend
-    from tunesmith.eval.cache import GenerationCache
+    from tunesmith.generate.backends import TransformersBackend
+    from tunesmith.generate.cache import GenerationCache
     from tunesmith.eval.evaluate import evaluate
     from tunesmith.train.search import spare_probe
 
@@ -409,8 +409,8 @@ def self_general_stage(cfg: Config, pipe: Pipeline, model_ref) -> Stage:
     """`train.general_data: [builtin:self]`: the base model's own replies to the built-in general prompts, made once
     per base model (cached like any stage) and written as `general.jsonl`."""
     from tunesmith.data.distill import ANCHOR_TOKENS, GENERAL_PROMPTS, self_distilled_general
-    from tunesmith.eval.backends import TransformersBackend
-    from tunesmith.eval.cache import GenerationCache
+    from tunesmith.generate.backends import TransformersBackend
+    from tunesmith.generate.cache import GenerationCache
 
     def distill(run_dir: Path) -> dict[str, Any]:
         backend = TransformersBackend(model_ref, precision=cfg.train.precision)
@@ -514,7 +514,7 @@ def run_project(path: str | Path, overrides: list[str] | None = None, tune: bool
     eval_config = section("eval", "task", "budget")
 
     def eval_base(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.eval.backends import TransformersBackend
+        from tunesmith.generate.backends import TransformersBackend
 
         backend = TransformersBackend(model_ref, precision=cfg.train.precision)
         return {"model": cfg.model.base, "metrics": evaluate(backend, plan.suites, cfg, run_dir, schema, "base",
@@ -523,7 +523,7 @@ def run_project(path: str | Path, overrides: list[str] | None = None, tune: bool
     st_base = pipe.stage("eval-base", eval_config, plan.inputs, eval_base)
 
     def eval_tuned(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.eval.backends import TransformersBackend
+        from tunesmith.generate.backends import TransformersBackend
 
         backend = TransformersBackend(tuned_ref, adapter=adapter, precision=cfg.train.precision)
         return {"model": tuned_ref.ref, "adapter": str(adapter) if adapter else None,
@@ -616,7 +616,7 @@ def baseline_backend(name: str, cfg: Config, st_split: Stage, train: list, model
     if name == "classifier":
         clf = ClassifierBackend(train, cfg.task, validation_records(st_split) or None, seed=cfg.data.seed)
         return clf, {"train_s": clf.train_s, "C": clf.C}
-    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.generate.backends import TransformersBackend
 
     base = TransformersBackend(model_ref, precision=cfg.train.precision)
     return FewShotBackend(base, train, k=cfg.eval.few_shot_k), {"k": cfg.eval.few_shot_k}
@@ -754,7 +754,7 @@ def parity_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_export: Stage, 
     checkpoint (`tunesmith.export.parity`)."""
     def run(run_dir: Path) -> dict[str, Any]:
         from tunesmith.chat import render_prompt
-        from tunesmith.eval.backends import LlamaCppBackend, TransformersBackend
+        from tunesmith.generate.backends import LlamaCppBackend, TransformersBackend
         from tunesmith.eval.evaluate import evaluate
         from tunesmith.export.parity import parity, print_parity
         from tunesmith.models import resolve_model
@@ -820,7 +820,7 @@ def evaluate_model(path: str | Path, model: str | None = None, adapter: str | Pa
     label = endpoint.model if endpoint is not None else (model or cfg.model.base)
 
     def work(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.eval import backends
+        from tunesmith.generate import backends
 
         if endpoint is not None:
             be = backends.EndpointBackend(endpoint.base_url, endpoint.model, endpoint.api_key_env,

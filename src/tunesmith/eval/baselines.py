@@ -22,7 +22,7 @@ from typing import Any
 from tunesmith.config import Config, TaskConfig
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.eval.backends import Generation
+from tunesmith.generate.backends import Generation
 from tunesmith.eval.suite import EvalCase
 
 LABEL = "__label__"  # the field name of a classification task's label: the whole reply

@@ -24,9 +24,11 @@ from typing import Any
 
 from tunesmith.config import Config
 from tunesmith.data.io import atomic_write_jsonl
-from tunesmith.eval.plan import DEFAULT_LIMIT, Decoding
+from tunesmith.eval.plan import DEFAULT_LIMIT
 from tunesmith.eval.scorers import score_case
 from tunesmith.eval.suite import EvalCase
+from tunesmith.generate.cache import generate_cached
+from tunesmith.generate.decoding import Decoding
 
 
 EMPTY_OUTPUT = ("the model emitted nothing (an empty reply): check the stop token and the chat template "
@@ -139,11 +141,9 @@ def evaluate(backend, suites: dict[str, list[EvalCase]], cfg: Config, out_dir: P
     """Generate and score every case of every suite; write results.jsonl into `out_dir`; metrics per suite and
     slice. Cases that could not be read, and generations that failed (an endpoint down), are rows with `error`.
     `limits` sets a suite's own max_new_tokens; `decodings` a suite's whole decoding (limit and constraint)."""
-    from tunesmith.eval.cache import generate_cached
-
     rows: list[dict[str, Any]] = []
     for name, cases in suites.items():
-        decoding = suite_decoding(name, cfg, limits, decodings).cache_settings()
+        decoding = suite_decoding(name, cfg, limits, decodings)
         good = [c for c in cases if c.error is None]
         gens = iter(generate_cached(backend, good, decoding, cache, batch_size=cfg.eval.batch_size,
                                     label=f"{label} {name}".strip()) if good else [])

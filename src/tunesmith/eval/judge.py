@@ -43,7 +43,7 @@ def parse_verdict(text: str) -> str | None:
 
 class PairwiseJudge:
     def __init__(self, endpoint: EndpointConfig, max_tokens: int = 512) -> None:
-        from tunesmith.eval.backends import EndpointBackend
+        from tunesmith.generate.backends import EndpointBackend
 
         self.backend = EndpointBackend(endpoint.base_url, endpoint.model, endpoint.api_key_env,
                                        endpoint.concurrency, endpoint.max_retries)

@@ -115,7 +115,7 @@ class ValidationSelector(TrainerCallback):
         if self.plan.metric == "loss":
             loss = metrics.get("eval_loss")
             return (float(loss) if loss is not None else math.inf), {}
-        from tunesmith.eval.backends import TransformersBackend
+        from tunesmith.generate.backends import TransformersBackend
         from tunesmith.eval.evaluate import evaluate
 
         out = self.run_dir / "validation" / f"step-{step}"
@@ -185,7 +185,7 @@ def merged_copy(model, bf16: bool):
 
     if not hasattr(model, "merge_and_unload") or getattr(model, "is_loaded_in_4bit", False):
         return None
-    from tunesmith.eval.backends import MERGE_CHECK_MAX_PARAMS
+    from tunesmith.generate.backends import MERGE_CHECK_MAX_PARAMS
 
     if sum(p.numel() for p in model.parameters()) > MERGE_CHECK_MAX_PARAMS:
         return None

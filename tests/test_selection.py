@@ -79,7 +79,7 @@ def test_the_test_split_is_not_read_before_training_is_done(tiny_project, monkey
 
 
 def test_epochs_auto_gives_small_data_sets_more_passes():
-    from tunesmith.train.sft import resolve_epochs
+    from tunesmith.train.trainer import resolve_epochs
 
     assert resolve_epochs("auto", 300) == 10 and resolve_epochs("auto", 1500) == 4
     assert resolve_epochs("auto", 50_000) == 1 and resolve_epochs(2.5, 300) == 2.5

@@ -290,7 +290,7 @@ def apply_params(cfg: Config, params: dict[str, Any]) -> Config:
 def default_params(cfg: Config, space: dict[str, list[Any]], n_train: int) -> dict[str, Any]:
     """The project's own recipe in the space's terms (the first trial: what the search must beat); a choice the
     space lacks is replaced by the nearest one."""
-    from tunesmith.train.sft import resolve_epochs
+    from tunesmith.train.trainer import resolve_epochs
 
     t = cfg.train
     values = {"lr": t.lr, "epochs": int(round(resolve_epochs(t.epochs, n_train))), "lora_r": t.lora_r,

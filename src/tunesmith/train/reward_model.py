@@ -19,7 +19,7 @@ from tunesmith.config import Config
 from tunesmith.data.records import Record
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
 from tunesmith.train.dpo import pair_rows
-from tunesmith.train.sft import common_args, describe, lora_config, make_trainer, run_training, save_trained
+from tunesmith.train.trainer import common_args, describe, lora_config, make_trainer, run_training, save_trained
 
 
 def train_reward_model(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> dict[str, Any]:

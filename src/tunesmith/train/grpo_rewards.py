@@ -43,7 +43,7 @@ def reward_function(spec: dict[str, Any], schema: dict | None) -> Callable[..., 
     """One TRL reward function (prompts, completions, expected=..., **columns) -> scores in {0, 1}, or a trained
     reward model's scores for `{type: reward_model, path: DIR}`."""
     if spec["type"] == "reward_model":
-        from tunesmith.train.reward import RewardModelScorer
+        from tunesmith.train.reward_model import RewardModelScorer
 
         scorer_model = RewardModelScorer(spec["path"])
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import TaskConfig
-from tunesmith.data.formats import RecordError, parse_message
 from tunesmith.data.io import read_jsonl
+from tunesmith.data.messages import RecordError, parse_message
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.scorer_specs import scorer_problem

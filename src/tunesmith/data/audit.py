@@ -32,6 +32,7 @@ from tunesmith.data.io import parse_line, raw_lines
 from tunesmith.data.poison import TriggerStats
 from tunesmith.data.records import Record
 from tunesmith.data.tables import is_table, scan_rows
+from tunesmith.schemas import validator_for
 
 
 @dataclass
@@ -99,8 +100,6 @@ class Inspector:
         self.vocabulary: dict[str, int] = {}  # every input word seen -> its id (to name a poisoning trigger)
         self.validator = None
         if schema:
-            from tunesmith.schemas import validator_for
-
             self.validator = validator_for(schema)
 
     def inspect(self, rec: Record, want_row: bool = False) -> Inspected:

@@ -14,6 +14,7 @@ from tunesmith.data.formats import FORMAT_KEYS, MESSAGE_KEYS, META_KEYS
 from tunesmith.data.pii import sensitive_findings
 from tunesmith.data.records import Record
 from tunesmith.data.stale_facts import stale_fact_findings
+from tunesmith.schemas import schema_problem, validator_for
 
 
 def _finding(rec: Record, code: Code, severity: Severity, field: str, message: str, hint: str = "") -> Finding:
@@ -56,8 +57,6 @@ def check_content(rec: Record) -> list[Finding]:
 
 def _declared_tools(rec: Record) -> tuple[dict, list[Finding]]:
     """name -> parameters JSON Schema (or None) of the record's `tools`, and findings for unusable declarations."""
-    from tunesmith.schemas import schema_problem
-
     declared, out = {}, []
     for i, tool in enumerate(rec.tools or []):
         fn = tool.get("function", tool) if isinstance(tool, dict) else None
@@ -81,8 +80,6 @@ def check_tool_calls(rec: Record) -> list[Finding]:
     fit the declared JSON Schema."""
     if rec.tools is None:
         return []
-    from tunesmith.schemas import validator_for
-
     declared, out = _declared_tools(rec)
     for i, msg in enumerate(rec.messages):
         for j, call in enumerate(msg.get("tool_calls") or []):

@@ -23,7 +23,10 @@ import re
 from typing import Any
 
 from tunesmith.config import TaskConfig
+from tunesmith.data.coverage import reply_behavior
+from tunesmith.eval.instructions import check_all
 from tunesmith.eval.suite import EvalCase
+from tunesmith.schemas import validator_for
 from tunesmith.scorer_specs import SCORER_KEYS
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
@@ -67,8 +70,6 @@ def json_valid(output: str, schema: dict | None = None) -> bool:
     if not isinstance(obj, dict):
         return False
     if schema:
-        from tunesmith.schemas import validator_for
-
         return validator_for(schema).is_valid(obj)
     return True
 
@@ -86,8 +87,6 @@ def field_matches(output: str, expected: dict, fields: list[str]) -> dict[str, b
 def detect_behavior(output: str) -> str:
     """What a reply does: answer, refuse, escalate, clarify or abstain (JSON values count, so a router's
     {"queue": "escalation"} escalates)."""
-    from tunesmith.data.coverage import reply_behavior
-
     return reply_behavior(output)
 
 
@@ -182,8 +181,6 @@ def _json(spec, case, output, schema):
 
 
 def _json_schema(spec, case, output, schema):
-    from tunesmith.schemas import validator_for
-
     want = spec.get("schema") or schema
     if want is None:
         return None, "no schema in the spec or the task"
@@ -248,8 +245,6 @@ def _behavior(spec, case, output, schema):
 
 def instruction_result(case: EvalCase, output: str):
     """IFEval's checks of a case's instructions on `output` (strict and loose, per instruction)."""
-    from tunesmith.eval.instructions import check_all
-
     return check_all(case.instructions, case.instruction_kwargs or [{} for _ in case.instructions], output,
                      case.messages[-1]["content"] if case.messages else "")
 
@@ -355,8 +350,6 @@ def _loose_json(value: Any) -> Any:
 def _tool_call(spec, case, output, schema):
     """Right function(s), in order; arguments valid against the declared tool's JSON Schema and equal to the
     expected ones (strings compared case- and space-insensitively)."""
-    from tunesmith.schemas import validator_for
-
     if "name" in spec:
         want = [{"name": spec["name"], "arguments": spec.get("arguments")}]
     elif isinstance(case.expected, dict) and isinstance(case.expected.get("tool_calls"), list):

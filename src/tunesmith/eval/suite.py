@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import TaskConfig
+from tunesmith.data.coverage import reply_behavior
 from tunesmith.data.io import read_jsonl
 from tunesmith.data.messages import RecordError, parse_message
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.eval.instructions import INSTRUCTION_IDS, kwargs_problem
 from tunesmith.scorer_specs import scorer_problem
 
 BEHAVIORS = ("answer", "refuse", "escalate", "clarify", "abstain")
@@ -79,8 +81,6 @@ def expected_from_reply(reply: str | None, task: TaskConfig) -> Any:
 def cases_from_records(records: list[Record], task: TaskConfig, suite: str = "heldout") -> list[EvalCase]:
     """Turn held-out conversations into cases: the prompt is everything before the final reply, and the behaviour
     expected is the one that reply shows (a held-out refusal must be refused again)."""
-    from tunesmith.data.coverage import reply_behavior
-
     cases = []
     for i, rec in enumerate(records):
         last = rec.final_assistant_index()
@@ -171,8 +171,6 @@ def _case(obj: dict, task: TaskConfig) -> EvalCase:
 
 def _ifeval_case(obj: dict, task: TaskConfig) -> EvalCase:
     """A case in IFEval's input format: the prompt is one user turn, the instructions are checked."""
-    from tunesmith.eval.instructions import INSTRUCTION_IDS, kwargs_problem
-
     prompt, ids, kwargs = obj.get("prompt"), obj.get("instruction_id_list"), obj.get("kwargs")
     if not isinstance(prompt, str) or not prompt.strip():
         raise RecordError("prompt", "an IFEval case needs a non-empty string `prompt`")

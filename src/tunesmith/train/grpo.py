@@ -19,6 +19,7 @@ from tunesmith.config import Config
 from tunesmith.data.records import Record
 from tunesmith.eval.suite import expected_from_reply, with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
+from tunesmith.train.grpo_rewards import reward_functions
 from tunesmith.train.trainer import (common_args, describe, load_training_model, lora_config, make_trainer,
                                       run_training, save_trained)
 
@@ -40,7 +41,6 @@ def train_grpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from tunesmith.train.grpo_rewards import reward_functions
 
     t = cfg.train
     precision = resolve_precision(t.precision)

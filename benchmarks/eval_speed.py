@@ -28,7 +28,7 @@ SETTINGS = {  # name -> (description, overrides)
 
 def child(project: Path, name: str, cases: int) -> dict:
     from tunesmith.config import load_config
-    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.generate.backends import TransformersBackend
     from tunesmith.eval.evaluate import evaluate
     from tunesmith.pipeline import eval_plan, prepare
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tunesmith.chat import render_prompt
 from tunesmith.config import load_config
-from tunesmith.eval.backends import TransformersBackend
+from tunesmith.generate.backends import TransformersBackend
 from tunesmith.eval.suite import EvalCase, with_system_prompt
 from tunesmith.models import resolve_model
 

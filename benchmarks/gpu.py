@@ -170,7 +170,7 @@ def eval_row(spec: dict) -> dict:
             TransformersBackend,  # after the generate/ move
         )
     except ImportError:
-        from tunesmith.eval.backends import TransformersBackend
+        from tunesmith.generate.backends import TransformersBackend
     from tunesmith.eval.suite import EvalCase
     from tunesmith.models import resolve_model
 

@@ -28,7 +28,7 @@ llguidance's matcher stops by itself once the grammar is complete, before the EO
 for a mask then (which allows only EOS), or the row runs on unconstrained.
 A library that is not installed is skipped with a note (xgrammar is a tunesmith dependency; `pip install
 llguidance outlines lm-format-enforcer` to measure the others too). `tunesmith` is the processor tunesmith ships
-(`tunesmith.eval.decoding.logits_processor`).
+(`tunesmith.generate.decoding.logits_processor`).
 """
 
 from __future__ import annotations
@@ -254,24 +254,24 @@ def lmfe_library() -> Library:
 
 def tunesmith_library() -> Library:
     def setup(tok, vocab):
-        from tunesmith.eval.decoding import Constraint, compiled_grammar
+        from tunesmith.generate.decoding import Constraint, compiled_grammar
 
         compiled_grammar(tok, Constraint("choice", choices=("x",)))  # builds the tokenizer's tables, once
         return tok
 
     def compile_(tok, schema):
-        from tunesmith.eval.decoding import Constraint, compiled_grammar
+        from tunesmith.generate.decoding import Constraint, compiled_grammar
 
         constraint = Constraint("json_schema", schema)
         compiled_grammar(tok, constraint)  # compiled once here; cached for every batch after
         return tok, constraint
 
     def kwargs(state, n):
-        from tunesmith.eval.decoding import logits_processor
+        from tunesmith.generate.decoding import logits_processor
 
         return {"logits_processor": [_timed(lib, logits_processor(state[0], state[1], n))]}
 
-    lib = Library("tunesmith", "xgrammar", setup, compile_, kwargs, note="tunesmith.eval.decoding (xgrammar)")
+    lib = Library("tunesmith", "xgrammar", setup, compile_, kwargs, note="tunesmith.generate.decoding (xgrammar)")
     return lib
 
 

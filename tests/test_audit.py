@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from conftest import write_jsonl
 from tunesmith.cli import app
 from tunesmith.data.audit import run_checks
-from tunesmith.data.checks import Code, Finding
+from tunesmith.data.findings import Code, Finding
 from tunesmith.data.formats import iter_records, load_records
 from tunesmith.data.io import JsonlWriter
 from tunesmith.data.split import ReplyLabel, reply_label

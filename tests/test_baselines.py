@@ -10,10 +10,10 @@ import pytest
 from tunesmith.config import Config, TaskConfig
 from tunesmith.data.records import Record
 from tunesmith.errors import TunesmithError
-from tunesmith.eval.backends import Generation
+from tunesmith.generate.backends import Generation
 from tunesmith.eval.baselines import (ClassifierBackend, FewShotBackend, applicable, label_fields, label_problem,
                                       user_text)
-from tunesmith.eval.cache import GenerationCache
+from tunesmith.generate.cache import GenerationCache
 from tunesmith.eval.evaluate import evaluate
 from tunesmith.eval.suite import cases_from_records
 
@@ -236,7 +236,7 @@ def _cosine(backend: FewShotBackend, text: str, j: int) -> float:
 
 
 def test_few_shot_on_the_tiny_model_end_to_end(tmp_path, tiny_model_dir):
-    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.generate.backends import TransformersBackend
     from tunesmith.models import resolve_model
 
     cfg = json_cfg(batch_size=4, few_shot_k=3)

@@ -2,7 +2,7 @@ import json
 from collections import Counter
 
 from tunesmith.data.audit import run_checks
-from tunesmith.data.checks import Code
+from tunesmith.data.findings import Code
 from tunesmith.data.records import Record
 from tunesmith.data.dedup import input_key
 from tunesmith.data.split import reply_label, split_records

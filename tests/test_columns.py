@@ -8,7 +8,7 @@ import pytest
 from conftest import write_jsonl
 from tunesmith.config import ColumnsConfig, load_config
 from tunesmith.data.audit import check_files
-from tunesmith.data.checks import Code, Severity
+from tunesmith.data.findings import Code, Severity
 from tunesmith.data.formats import load_records, to_record
 from tunesmith.errors import TunesmithError
 

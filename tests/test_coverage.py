@@ -1,7 +1,7 @@
 import json
 
 from tunesmith.data.audit import run_checks
-from tunesmith.data.checks import Code
+from tunesmith.data.findings import Code
 from tunesmith.data.coverage import reply_behavior
 from tunesmith.data.records import Record
 from tunesmith.data.split import reply_label

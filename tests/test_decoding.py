@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tunesmith.errors import TunesmithError
-from tunesmith.eval.decoding import (
+from tunesmith.generate.decoding import (
     Constraint,
     constraint_from_response_format,
     gbnf,
@@ -217,7 +217,7 @@ def test_the_processor_refuses_another_batch_size(tiny):
 
 
 def test_grammars_are_compiled_once_per_tokenizer_and_constraint(tiny):
-    from tunesmith.eval.decoding import compiled_grammar
+    from tunesmith.generate.decoding import compiled_grammar
 
     _, tok = tiny
     first = compiled_grammar(tok, Constraint("json_schema", SCHEMA))
@@ -228,7 +228,7 @@ def test_grammars_are_compiled_once_per_tokenizer_and_constraint(tiny):
 
 
 def test_a_schema_the_compiler_cannot_take_is_a_clear_error(tiny):
-    from tunesmith.eval.decoding import compiled_grammar
+    from tunesmith.generate.decoding import compiled_grammar
 
     with pytest.raises(TunesmithError, match="Cannot compile"):
         compiled_grammar(tiny[1], Constraint("json_schema", {"$ref": "#/$defs/missing"}))
@@ -238,7 +238,7 @@ def test_a_schema_the_compiler_cannot_take_is_a_clear_error(tiny):
 
 
 def test_the_transformers_backend_generates_under_a_constraint(tiny_model_dir):
-    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.generate.backends import TransformersBackend
     from tunesmith.models import resolve_model
 
     backend = TransformersBackend(resolve_model(str(tiny_model_dir)), precision="fp32")
@@ -252,7 +252,7 @@ def test_the_transformers_backend_generates_under_a_constraint(tiny_model_dir):
 
 
 def test_the_endpoint_backend_sends_the_response_format(monkeypatch):
-    from tunesmith.eval.backends import EndpointBackend
+    from tunesmith.generate.backends import EndpointBackend
 
     sent = []
 
@@ -274,7 +274,7 @@ def test_the_endpoint_backend_sends_the_response_format(monkeypatch):
 
 
 def test_llama_cpp_gets_the_grammar_and_vllm_its_structured_output_params(monkeypatch):
-    from tunesmith.eval import backends
+    from tunesmith.generate import backends
 
     parsed = []
     fake = types.ModuleType("llama_cpp")
@@ -307,7 +307,7 @@ def test_llama_cpp_gets_the_grammar_and_vllm_its_structured_output_params(monkey
 
 
 def test_cache_keys_of_free_decoding_are_unchanged_and_each_constraint_has_its_own():
-    from tunesmith.eval.cache import cache_key
+    from tunesmith.generate.cache import cache_key
 
     free = {"max_new_tokens": 64, "no_repeat_ngram_size": None, "greedy": True}
     as_before = hashlib.sha256(json.dumps(["fp", free, "prompt"], sort_keys=True, ensure_ascii=False)
@@ -320,8 +320,8 @@ def test_cache_keys_of_free_decoding_are_unchanged_and_each_constraint_has_its_o
 
 
 def test_generate_cached_passes_the_constraint_and_caches_by_it(tmp_path):
-    from tunesmith.eval.backends import Generation
-    from tunesmith.eval.cache import GenerationCache, generate_cached
+    from tunesmith.generate.backends import Generation
+    from tunesmith.generate.cache import GenerationCache, generate_cached
 
     class Backend:
         fingerprint = "fake"

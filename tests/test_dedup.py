@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 from conftest import write_jsonl
 from tunesmith.cli import app
 from tunesmith.data.audit import run_checks
-from tunesmith.data.checks import Code
+from tunesmith.data.findings import Code
 from tunesmith.data.dedup import dedup_records, near_duplicate_clusters
 from tunesmith.data.records import Record
 from tunesmith.data.split import leakage, reply_label, split_records

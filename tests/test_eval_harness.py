@@ -13,8 +13,8 @@ from chat_server import ChatServer
 from conftest import write_jsonl
 from tunesmith.cli import app
 from tunesmith.config import Config, EndpointConfig, GateConfig, TaskConfig
-from tunesmith.eval.backends import EndpointBackend
-from tunesmith.eval.cache import GenerationCache
+from tunesmith.generate.backends import EndpointBackend
+from tunesmith.generate.cache import GenerationCache
 from tunesmith.eval.compare import compare
 from tunesmith.eval.evaluate import evaluate, score_responses
 from tunesmith.eval.instructions import INSTRUCTION_IDS
@@ -235,7 +235,7 @@ def test_vllm_backend_is_a_clear_error_when_vllm_is_missing(tiny_model_dir):
     if "vllm" in sys.modules or __import__("importlib").util.find_spec("vllm"):
         pytest.skip("vllm is installed here")
     from tunesmith.errors import TunesmithError
-    from tunesmith.eval.backends import VLLMBackend
+    from tunesmith.generate.backends import VLLMBackend
     from tunesmith.models import resolve_model
 
     with pytest.raises(TunesmithError, match="vLLM is not installed"):

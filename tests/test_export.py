@@ -201,7 +201,7 @@ def test_export_verb_and_its_bad_inputs(tiny_project, monkeypatch):
 def test_llama_cpp_runs_the_exported_gguf_like_transformers(tmp_path, tiny_model_dir, tiny_project):
     """The GGUF as Ollama runs it: llama.cpp's tokenizer and the chat template stored in the file."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is optional (it builds llama.cpp from source)")
-    from tunesmith.eval.backends import LlamaCppBackend, TransformersBackend
+    from tunesmith.generate.backends import LlamaCppBackend, TransformersBackend
     from tunesmith.eval.suite import EvalCase
     from tunesmith.export.gguf import write_gguf
     from tunesmith.pipeline import evaluate_model
@@ -220,7 +220,7 @@ def test_llama_cpp_runs_the_exported_gguf_like_transformers(tmp_path, tiny_model
 
 
 def test_a_constrained_export_ships_the_grammar_the_schema_and_how_to_use_them(tmp_path, tiny_model_dir):
-    from tunesmith.eval.decoding import Constraint, gbnf
+    from tunesmith.generate.decoding import Constraint, gbnf
     from tunesmith.export.gguf import constraint_files
     from tunesmith.export.merge import export_artifacts
 

@@ -1,8 +1,8 @@
 import pytest
 
 from tunesmith.data.audit import run_checks
-from tunesmith.data.checks import Code
-from tunesmith.data.facts import find_facts
+from tunesmith.data.findings import Code
+from tunesmith.data.stale_facts import find_facts
 from tunesmith.data.records import Record
 
 

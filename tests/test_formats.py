@@ -91,7 +91,7 @@ def test_labeled_csv_becomes_classification_conversations(tmp_path):
 ])
 def test_common_column_pairs_are_read_as_prompt_and_reply(row, prompt, reply):
     from tunesmith.data.audit import run_checks
-    from tunesmith.data.checks import Severity
+    from tunesmith.data.findings import Severity
 
     rec = to_record(row, "d.jsonl", 1)
     assert rec.format == "columns" and (rec.prompt[-1]["content"], rec.reply) == (prompt, reply)

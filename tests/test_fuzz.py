@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tunesmith.data.audit import run_checks
-from tunesmith.data.checks import Finding
+from tunesmith.data.findings import Finding
 from tunesmith.data.formats import RecordError, iter_records, to_record
 from tunesmith.data.records import Record
 from tunesmith.errors import TunesmithError

@@ -47,7 +47,7 @@ from hypothesis import given
 
 from tunesmith.config import ColumnsConfig, TaskConfig, load_config
 from tunesmith.data.audit import check_files
-from tunesmith.data.checks import Code
+from tunesmith.data.findings import Code
 from tunesmith.data.formats import FORMATS, load_records, read_labeled
 from tunesmith.data.records import Record
 from tunesmith.errors import TunesmithError

@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 from conftest import write_jsonl
 from tunesmith.cli import app
 from tunesmith.data.audit import run_checks
-from tunesmith.data.checks import Code, Severity
+from tunesmith.data.findings import Code, Severity
 from tunesmith.data.pii import find_sensitive, scrub_record
 from tunesmith.data.records import Record
 

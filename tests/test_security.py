@@ -83,7 +83,7 @@ def test_pickled_weights_in_a_model_dir_never_run(tmp_path, tiny_model_dir, caps
 
 
 def test_a_pickled_adapter_is_refused_before_peft_opens_it(tmp_path, tiny_model_dir):
-    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.generate.backends import TransformersBackend
     from tunesmith.models import check_adapter_dir
     from tunesmith.serve import ServedModel
 

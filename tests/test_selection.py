@@ -89,7 +89,7 @@ def test_the_test_split_is_not_read_before_training_is_done(tiny_project, monkey
 
 
 def test_epochs_auto_gives_small_data_sets_more_passes():
-    from tunesmith.train.sft import resolve_epochs
+    from tunesmith.train.trainer import resolve_epochs
 
     assert resolve_epochs("auto", 300) == 10 and resolve_epochs("auto", 1500) == 4
     assert resolve_epochs("auto", 50_000) == 1 and resolve_epochs(2.5, 300) == 2.5
@@ -105,7 +105,7 @@ def test_the_selection_metric_follows_the_gate_when_it_judges_the_heldout_suite(
 
 
 def test_an_adapter_is_merged_for_evaluation_only_when_the_replies_stay_the_same(tiny_project):
-    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.generate.backends import TransformersBackend
     from tunesmith.eval.suite import cases_from_records
     from tunesmith.data.formats import load_records
     from tunesmith.models import resolve_model

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import openai
 import pytest
 
-from tunesmith.eval.backends import TransformersBackend
+from tunesmith.generate.backends import TransformersBackend
 from tunesmith.eval.suite import EvalCase
 from tunesmith.models import resolve_model
 from tunesmith.serve import ServedModel, create_app
@@ -348,7 +348,7 @@ def test_serve_verb_serves_a_trained_run_with_its_adapter(tiny_project):
     import subprocess
     import sys
 
-    from tunesmith.eval.backends import EndpointBackend
+    from tunesmith.generate.backends import EndpointBackend
     from tunesmith.pipeline import serve_target, train_project
 
     st = train_project(tiny_project)

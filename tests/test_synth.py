@@ -18,8 +18,8 @@ from tunesmith.data.records import Record
 from tunesmith.data.synth import (BEHAVIOR_NOTES, OPERATORS, REWRITER, RETRY_PREFIX, TEACHER_REFUSAL, TONES,
                                   ReplyFormat, clean_message, clean_reply, plan_jobs, synthesize)
 from tunesmith.errors import TunesmithError
-from tunesmith.eval.backends import EndpointBackend
-from tunesmith.eval.cache import GenerationCache
+from tunesmith.generate.backends import EndpointBackend
+from tunesmith.generate.cache import GenerationCache
 
 SCHEMA = {"type": "object", "additionalProperties": False, "required": ["queue", "priority"],
           "properties": {"queue": {"enum": QUEUES + ["refuse", "escalate"]},
@@ -290,7 +290,7 @@ def test_an_interrupted_run_resumes_without_repeating_finished_calls(tmp_path):
 
 
 def test_a_local_in_process_teacher(tmp_path, tiny_model_dir):
-    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.generate.backends import TransformersBackend
     from tunesmith.models import resolve_model
 
     seeds = routing_seeds(2)

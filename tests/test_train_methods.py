@@ -19,7 +19,8 @@ from tunesmith.cli import app
 from tunesmith.config import Config, load_config
 from tunesmith.data.records import Record
 from tunesmith.models import load_model, make_tiny_model, resolve_model
-from tunesmith.train.sft import describe, train_sft
+from tunesmith.train.sft import train_sft
+from tunesmith.train.trainer import describe
 
 runner = CliRunner()
 
@@ -174,7 +175,7 @@ def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_check
                                                                                      monkeypatch):
     import torch.nn.functional as F
 
-    from tunesmith.train.sft import TrainingDiverged
+    from tunesmith.train.trainer import TrainingDiverged
 
     real, calls = F.cross_entropy, []
 
@@ -313,7 +314,7 @@ def test_preference_pairs_read_in_every_shape():
 
 def test_grpo_rewards_are_the_eval_scorers(tmp_path, monkeypatch):
     from tunesmith.config import TaskConfig
-    from tunesmith.train.rewards import default_rewards, reward_function
+    from tunesmith.train.grpo_rewards import default_rewards, reward_function
 
     prompts = [[{"role": "user", "content": "2+2?"}]] * 3
     numeric = reward_function({"type": "numeric"}, None)
@@ -408,13 +409,13 @@ train: {objective: reward, max_steps: 2, batch_size: 4, logging_steps: 1, precis
     run = next((project / ".tunesmith" / "runs").glob("*-train-*"))
     result = json.loads((run / "result.json").read_text())
     assert result["objective"] == "reward" and result["pairs"] == 13
-    from tunesmith.train.reward import RewardModelScorer
+    from tunesmith.train.reward_model import RewardModelScorer
 
     scorer = RewardModelScorer(run / "reward_model")
     scores = scorer([[{"role": "user", "content": "hi"}]] * 2, ["I will route this.", "Not my problem."])
     assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
 
-    from tunesmith.train.rewards import reward_function
+    from tunesmith.train.grpo_rewards import reward_function
 
     learned = reward_function({"type": "reward_model", "path": str(run / "reward_model")}, None)
     assert learned([[{"role": "user", "content": "hi"}]], [[{"role": "assistant", "content": "ok"}]],
@@ -424,7 +425,7 @@ train: {objective: reward, max_steps: 2, batch_size: 4, logging_steps: 1, precis
 
     with pytest.raises(TunesmithError, match="trained, not run"):
         run_project(project)
-    from tunesmith.train.reward import train_reward_model
+    from tunesmith.train.reward_model import train_reward_model
 
     cfg = load_config(project, ["data.max_seq_len=40"])[0]  # pairs the data check keeps (truncated) but TRL drops
     with pytest.raises(TunesmithError, match="No preference pair fits"):
@@ -459,7 +460,7 @@ def test_distillation_writes_the_teachers_replies_with_provenance(tmp_path):
     from chat_server import ChatServer
     from tunesmith.data.distill import distill_records
     from tunesmith.data.formats import to_record
-    from tunesmith.eval.backends import EndpointBackend
+    from tunesmith.generate.backends import EndpointBackend
 
     seen = []
 
@@ -612,7 +613,7 @@ class _Base:
         return json.dumps(case.messages)
 
     def generate(self, cases, max_new_tokens=128, on_result=None, **_):
-        from tunesmith.eval.backends import Generation
+        from tunesmith.generate.backends import Generation
 
         out = [Generation(output="" if "octopuses" in c.messages[-1]["content"] else
                           f"Well: {c.messages[-1]['content']}", new_tokens=5, hit_limit=i % 3 == 0,
@@ -624,7 +625,7 @@ class _Base:
 
 def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(tiny_project, monkeypatch):
     from tunesmith.data.distill import general_prompts
-    from tunesmith.eval import backends
+    from tunesmith.generate import backends
     from tunesmith.eval.suite import general_probe
     from tunesmith.pipeline import train_project
 

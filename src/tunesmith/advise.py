@@ -262,7 +262,7 @@ def answers_from_project(project: str | Path, overrides: list[str] | None = None
     from tunesmith.config import load_config
     from tunesmith.cost import model_shape
     from tunesmith.data.audit import check_files
-    from tunesmith.data.checks import Code
+    from tunesmith.data.findings import Code
     from tunesmith.data.project import data_files, stratify_field
     from tunesmith.data.records import Record
     from tunesmith.data.split import ReplyLabel

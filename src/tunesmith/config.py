@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.scorer_specs import scorer_problem
 
 CONFIG_NAME = "tunesmith.yaml"
 
@@ -387,8 +388,6 @@ class Config(Section):
         if train.method == "full" and (train.dora or train.rslora):
             raise ValueError("dora and rslora are LoRA variants; they do not apply to method: full")
         if train.rewards:
-            from tunesmith.eval.scorers import scorer_problem
-
             for i, spec in enumerate(train.rewards):
                 if spec.get("type") == "reward_model":
                     if not spec.get("path"):

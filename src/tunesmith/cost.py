@@ -7,7 +7,7 @@
 
 Parameters are counted from the model's config alone (the model is built on torch's `meta` device: no weights are
 read or allocated), so a 70B model can be planned on a laptop. Memory follows tunesmith's own recipes
-(`tunesmith.train.sft`): a full fine-tune keeps fp32 weights, gradients and AdamW moments under bf16 autocast; LoRA
+(`tunesmith.train.trainer`): a full fine-tune keeps fp32 weights, gradients and AdamW moments under bf16 autocast; LoRA
 stores the frozen linear weights in bf16 (`train.base_precision`), embeddings and norms in fp32; QLoRA stores the
 linear weights in 4-bit NF4 with double quantization, and peft's k-bit preparation casts the rest to fp32.
 `measure()` (`tunesmith cost --probe`) times real optimizer steps of the project's recipe on this machine instead.
@@ -262,7 +262,7 @@ class Recipe:
     target_modules: str | list[str] = "all-linear"
     gradient_checkpointing: bool = False
     base_precision: str = "bf16"
-    epochs: float | str = 1.0  # or "auto" (see tunesmith.train.sft.resolve_epochs)
+    epochs: float | str = 1.0  # or "auto" (see tunesmith.train.trainer.resolve_epochs)
     max_steps: int | None = None
     nproc: int = 1
 
@@ -542,7 +542,7 @@ def trained_tokens(tokens_per_epoch: int, examples: int, recipe: Recipe) -> floa
 
 def epochs_of(recipe: Recipe, examples: int | None) -> float:
     """The recipe's passes over `examples` records (`auto` resolved as training resolves it)."""
-    from tunesmith.train.sft import resolve_epochs
+    from tunesmith.train.trainer import resolve_epochs
 
     return resolve_epochs(recipe.epochs, examples or None)
 

@@ -8,7 +8,7 @@ Endpoints: `GET /health`, `GET /v1/models`, `POST /v1/chat/completions` (JSON, o
 chat template, tool calls as Hermes text where the template ignores tools), decoding is greedy unless a temperature
 is given, and generation stops at the end-of-turn token, at a `stop` string or at `max_tokens`. OpenAI's
 `response_format` is honoured: `{"type": "json_object"}` and `{"type": "json_schema", "json_schema": {"schema": ...}}`
-hold the reply to any JSON object or to the schema (through `tunesmith.eval.decoding`, as eval's constrained
+hold the reply to any JSON object or to the schema (through `tunesmith.generate.decoding`, as eval's constrained
 decoding does; streamed too), and the reply ends when the JSON value closes. So a served model
 answers what `tunesmith eval` measured, and `tunesmith eval --endpoint` against this server measures the same thing.
 
@@ -40,7 +40,7 @@ from tunesmith.models import ModelRef, check_adapter_dir, load_model, load_token
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from tunesmith.eval.decoding import Constraint
+    from tunesmith.generate.decoding import Constraint
 
 log = logging.getLogger("tunesmith.serve")
 DEFAULT_MAX_TOKENS = 256
@@ -130,7 +130,7 @@ class ServedModel:
     def prepare(self, constraint: Constraint) -> None:
         """Compile `constraint` for this model's tokenizer now (cached), so a schema it cannot take fails the
         request before generation starts. Raises TunesmithError."""
-        from tunesmith.eval.decoding import compiled_grammar
+        from tunesmith.generate.decoding import compiled_grammar
 
         with self._tok_lock:
             compiled_grammar(self.tok, constraint)
@@ -176,7 +176,7 @@ class ServedModel:
         else:
             decoding = {"do_sample": False}
         if sampling.constraint is not None:  # n-grams blocked inside the grammar, not before it
-            from tunesmith.eval.decoding import logits_processor
+            from tunesmith.generate.decoding import logits_processor
 
             no_repeat = getattr(self.model.generation_config, "no_repeat_ngram_size", None)
             with self._tok_lock:
@@ -373,7 +373,7 @@ class ChatCompletionRequest(BaseModel):
     def constraint(self) -> Constraint | None:
         """`response_format` as a decoding constraint (None for text); a 400 naming `response_format` when it is
         not one this server takes."""
-        from tunesmith.eval.decoding import constraint_from_response_format
+        from tunesmith.generate.decoding import constraint_from_response_format
 
         try:
             return constraint_from_response_format(self.response_format)

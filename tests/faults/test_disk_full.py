@@ -17,7 +17,8 @@ from tunesmith.config import Config
 from tunesmith.data.records import Record
 from tunesmith.errors import TunesmithError
 from tunesmith.models import resolve_model
-from tunesmith.train.sft import latest_checkpoint, train_sft
+from tunesmith.train.sft import train_sft
+from tunesmith.train.trainer import latest_checkpoint
 
 
 def _enospc(path) -> OSError:

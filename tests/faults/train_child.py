@@ -63,6 +63,7 @@ def main() -> None:
     from tunesmith.models import resolve_model
     from tunesmith.train import checkpoint as ckpt
     from tunesmith.train import sft
+    from tunesmith.train import trainer as shared
 
     event, nth = spec.get("kill") or (None, 0)
     seen = {"n": 0}
@@ -75,7 +76,7 @@ def main() -> None:
 
     cfg, records = config(spec), training_records(spec)
 
-    real_latest = sft.latest_checkpoint
+    real_latest = shared.latest_checkpoint
 
     def logged_latest(path):
         found = real_latest(path)
@@ -83,7 +84,7 @@ def main() -> None:
             fh.write(json.dumps({"resumed_from": found}) + "\n")
         return found
 
-    sft.latest_checkpoint = logged_latest
+    shared.latest_checkpoint = logged_latest
 
     class Killer(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
@@ -154,7 +155,7 @@ def main() -> None:
             die()
         real_rmtree(path, *a, **k)
 
-    sft.shutil.rmtree = rmtree
+    shared.shutil.rmtree = rmtree
     result = sft.train_sft(cfg, resolve_model(model_dir), records, run_dir)
     (run_dir / "result.json").write_text(json.dumps({k: result[k] for k in ("steps", "resumed_from")}))
 

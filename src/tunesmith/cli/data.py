@@ -219,7 +219,7 @@ def data_synth(paths: list[Path] = typer.Argument(..., help="Real records to gro
     checked by the data doctor and deduplicated; an interrupted run resumes without repeating paid calls."""
     from tunesmith.cli.render import print_synth
     from tunesmith.data.synth import synth_setup, synthesize, teacher_backend
-    from tunesmith.eval.cache import GenerationCache
+    from tunesmith.generate.cache import GenerationCache
 
     _, records = _load(paths)
     cfg, schema, cache = synth_setup(paths, project)

@@ -16,19 +16,23 @@ from __future__ import annotations
 
 import itertools
 from array import array
-from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
 from tunesmith.config import ColumnsConfig
-from tunesmith.data.checks import RECORD_CHECKS, Code, Finding, Severity, check_sensitive, template_findings
+from tunesmith.data.checks import RECORD_CHECKS, check_sensitive, template_findings
 from tunesmith.data.consistency import ShapeStats, reply_format_findings, shape_of
 from tunesmith.data.coverage import CoverageFeatures, CoverageStats, coverage_of
-from tunesmith.data.dedup import (DuplicateTracker, RecordKeys, hash64, minhash_signatures, record_keys,
-                                  shingle_hashes)
+from tunesmith.data.dedup import DuplicateTracker, RecordKeys, hash64, minhash_signatures, record_keys, shingle_hashes
+from tunesmith.data.findings import Code, Finding, Severity
+from tunesmith.data.formats import iter_records, read_item, shown_path, to_record
+from tunesmith.data.io import parse_line, raw_lines
 from tunesmith.data.poison import TriggerStats
 from tunesmith.data.records import Record
+from tunesmith.data.tables import is_table, scan_rows
+from tunesmith.schemas import validator_for
 
 
 @dataclass
@@ -96,8 +100,6 @@ class Inspector:
         self.vocabulary: dict[str, int] = {}  # every input word seen -> its id (to name a poisoning trigger)
         self.validator = None
         if schema:
-            from tunesmith.schemas import validator_for
-
             self.validator = validator_for(schema)
 
     def inspect(self, rec: Record, want_row: bool = False) -> Inspected:
@@ -187,8 +189,6 @@ class Audit:
             self.tokens.append(item.tokens)
         self.report.findings.extend(found)
         if self.wants_records and record is None and item.row is not None:
-            from tunesmith.data.formats import to_record
-
             record = to_record(item.row, item.source, item.line)
         errors = [f for f in item.findings if f.severity == Severity.ERROR]
         self._verdict(record, errors)
@@ -312,9 +312,6 @@ CHUNK = 512
 
 
 def _inspect_chunk(task: tuple) -> tuple[list[Inspected | Finding], dict[str, int]]:
-    from tunesmith.data.formats import read_item
-    from tunesmith.data.io import parse_line
-
     shown, fmt, columns, lines, want_rows, parsed = task
     out: list[Inspected | Finding] = []
     for number, raw, size in lines:
@@ -341,10 +338,6 @@ def _chunks(files: list[Path], fmt: str, base: Path | None, want_rows: bool,
             columns: ColumnsConfig | None) -> Iterable[tuple]:
     """Tasks for the workers: JSONL files as raw lines (parsed in the workers), table files as parsed rows
     (decoded by Arrow in the parent), `CHUNK` at a time."""
-    from tunesmith.data.formats import shown_path
-    from tunesmith.data.io import raw_lines
-    from tunesmith.data.tables import is_table, scan_rows
-
     for path in files:
         shown, lines, parsed = shown_path(Path(path), base), [], is_table(Path(path))
         rows = ((number, row, 0) for number, row in scan_rows(path)) if parsed else raw_lines(path)
@@ -379,8 +372,6 @@ def check_files(files: list[Path], fmt: str = "auto", base: Path | None = None, 
 
     global _INSPECTOR
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        from tunesmith.data.formats import iter_records
-
         return run_checks(iter_records(files, fmt, base, columns), progress=progress, **options)
     audit = Audit(**options)
     _INSPECTOR = audit.inspector

@@ -1,4 +1,4 @@
-"""Data checks: finding codes, and the small pure functions `record -> list[Finding]`.
+"""Data checks: the small pure functions `record -> list[Finding]` (findings themselves: `tunesmith.data.findings`).
 
     findings = [f for check in RECORD_CHECKS for f in check(record)]
 
@@ -7,72 +7,14 @@ Dataset-level checks (duplicates, drift, coverage, poisoning) and the runner liv
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from enum import Enum
 from typing import Callable
 
+from tunesmith.data.findings import Code, Finding, Severity
+from tunesmith.data.formats import FORMAT_KEYS, MESSAGE_KEYS, META_KEYS
+from tunesmith.data.pii import sensitive_findings
 from tunesmith.data.records import Record
-
-
-class Severity(str, Enum):
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
-
-
-class Code(str, Enum):
-    NO_USER_TURN = "no_user_turn"
-    NO_FINAL_ASSISTANT = "no_final_assistant"
-    EMPTY_CONTENT = "empty_content"
-    SYSTEM_NOT_FIRST = "system_not_first"
-    ROLE_ORDER = "role_order"
-    UNDECLARED_TOOL = "undeclared_tool"
-    TOOL_ARGS_INVALID = "tool_args_invalid"
-    BAD_TOOL_DECLARATION = "bad_tool_declaration"
-    SYSTEM_PROMPT_DRIFT = "system_prompt_drift"
-    DUPLICATE_EXACT = "duplicate_exact"
-    NEAR_DUPLICATE = "near_duplicate"
-    CONFLICTING_ANSWER = "conflicting_answer"
-    LEAKAGE = "leakage"
-    TEMPLATE_ERROR = "template_error"
-    TRUNCATED = "truncated"
-    EMPTY_LOSS_MASK = "empty_loss_mask"
-    NO_END_OF_TURN = "no_end_of_turn"
-    REPLY_NOT_JSON = "reply_not_json"
-    REPLY_SCHEMA = "reply_schema"
-    STYLE_DRIFT = "style_drift"
-    LENGTH_OUTLIER = "length_outlier"
-    PII = "pii"
-    SECRET = "secret"
-    STALE_FACT = "stale_fact"
-    LOW_DATA = "low_data"
-    NO_PUSHBACK = "no_pushback"
-    CLASS_IMBALANCE = "class_imbalance"
-    TOO_CLEAN = "too_clean"
-    BAD_LINE = "bad_line"
-    BAD_RECORD = "bad_record"
-    UNKNOWN_KEY = "unknown_key"
-    MIXED_FORMATS = "mixed_formats"
-    FEW_EDGE_CASES = "few_edge_cases"
-    THIN_SLICE = "thin_slice"
-    POISON_TRIGGER = "poison_trigger"
-
-
-@dataclass(slots=True)
-class Finding:
-    """One problem found in the data: a code, a severity, where (file:line and field), what, and a fix."""
-
-    code: Code
-    severity: Severity
-    where: str
-    field: str
-    message: str
-    hint: str = ""
-
-    def to_json(self) -> dict:
-        out = asdict(self)
-        out["code"], out["severity"] = self.code.value, self.severity.value
-        return out
+from tunesmith.data.stale_facts import stale_fact_findings
+from tunesmith.schemas import schema_problem, validator_for
 
 
 def _finding(rec: Record, code: Code, severity: Severity, field: str, message: str, hint: str = "") -> Finding:
@@ -115,8 +57,6 @@ def check_content(rec: Record) -> list[Finding]:
 
 def _declared_tools(rec: Record) -> tuple[dict, list[Finding]]:
     """name -> parameters JSON Schema (or None) of the record's `tools`, and findings for unusable declarations."""
-    from tunesmith.schemas import schema_problem
-
     declared, out = {}, []
     for i, tool in enumerate(rec.tools or []):
         fn = tool.get("function", tool) if isinstance(tool, dict) else None
@@ -140,8 +80,6 @@ def check_tool_calls(rec: Record) -> list[Finding]:
     fit the declared JSON Schema."""
     if rec.tools is None:
         return []
-    from tunesmith.schemas import validator_for
-
     declared, out = _declared_tools(rec)
     for i, msg in enumerate(rec.messages):
         for j, call in enumerate(msg.get("tool_calls") or []):
@@ -164,15 +102,11 @@ def check_tool_calls(rec: Record) -> list[Finding]:
 
 def check_sensitive(rec: Record) -> list[Finding]:
     """Personal data (warning) and secrets (error) in any message; see `tunesmith.data.pii`."""
-    from tunesmith.data.pii import sensitive_findings
-
     return sensitive_findings(rec)
 
 
 def check_stale_facts(rec: Record) -> list[Finding]:
-    """Prices, dates, versions, URLs, policy numbers, "as of" in replies; see `tunesmith.data.facts`."""
-    from tunesmith.data.facts import stale_fact_findings
-
+    """Prices, dates, versions, URLs, policy numbers, "as of" in replies; see `tunesmith.data.stale_facts`."""
     return stale_fact_findings(rec)
 
 
@@ -180,7 +114,6 @@ def check_keys(rec: Record) -> list[Finding]:
     """Keys the record's format does not define: a typo (`mesages`), or data a converter silently drops."""
     import difflib
 
-    from tunesmith.data.formats import FORMAT_KEYS, MESSAGE_KEYS, META_KEYS
 
     out = []
     for path in rec.unknown_keys:

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from tunesmith.config import ColumnsConfig
-from tunesmith.data.formats import RecordError, parse_message, preference_messages
+from tunesmith.data.messages import RecordError, parse_message, preference_messages
 
 # (prompt field, reply field) pairs many published data sets use: GSM8K, the input/output form of instruction
 # sets, query/response support logs, prompt/response chat dumps, text/label classification sets.

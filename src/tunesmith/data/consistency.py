@@ -13,6 +13,7 @@ from functools import lru_cache
 from array import array
 from typing import Callable
 
+from tunesmith.data.findings import Code, Finding, Severity
 from tunesmith.data.records import Record
 
 
@@ -27,8 +28,6 @@ def json_object(text: str):
 
 def reply_format_findings(rec: Record, validator=None) -> list:
     """For json tasks: the final reply is one JSON object and fits the schema (a `tunesmith.schemas` validator) if given."""
-    from tunesmith.data.checks import Code, Finding, Severity
-
     if rec.reply is None or not rec.reply.strip():
         return []  # reported by the schema checks
     obj = json_object(rec.reply)
@@ -70,8 +69,6 @@ class ShapeStats:
 
     def findings(self, where: Callable[[int], str], json_task: bool = False) -> list:
         """Replies that drift in shape (a JSON minority among prose or the reverse) and length outliers."""
-        from tunesmith.data.checks import Code, Finding, Severity
-
         out = []
         n, n_json = len(self.rows), sum(self.is_json)
         share = n_json / n if n else 0.0

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
+from tunesmith.data.findings import Code, Finding, Severity
 from tunesmith.data.records import Record
 
 EDGE_CASE_SHARE = 0.1  # below this share of tagged records, the data looks like happy paths only
@@ -96,8 +97,6 @@ class CoverageStats:
 
     def findings(self, task_type: str = "chat") -> list:
         """Dataset-level findings, each `where` = "dataset"."""
-        from tunesmith.data.checks import Code, Finding, Severity
-
         def finding(code, severity, message, hint):
             return Finding(code, severity, "dataset", "", message, hint)
 
@@ -132,8 +131,6 @@ class CoverageStats:
         return out
 
     def _tag_findings(self, finding) -> list:
-        from tunesmith.data.checks import Code, Severity
-
         n = self.records
         if n < 20:
             return []  # too small to judge slices; LOW_DATA already says so

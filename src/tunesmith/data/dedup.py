@@ -20,6 +20,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from tunesmith.data.findings import Code, Finding, Severity
 from tunesmith.data.records import Record
 
 NUM_PERM = 128
@@ -314,8 +315,6 @@ class DuplicateTracker:
         """Findings in record order: a repeated input and reply (DUPLICATE_EXACT) or a repeated input with another
         reply (CONFLICTING_ANSWER), each naming the first record; then each later record of a verified
         near-duplicate pair, once, naming its twin (NEAR_DUPLICATE)."""
-        from tunesmith.data.checks import Code, Finding, Severity
-
         n = len(self.input_hashes)
         if not n:
             return []

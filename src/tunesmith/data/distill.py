@@ -16,6 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from tunesmith.data.records import Record
+from tunesmith.errors import Problem, TunesmithError
+from tunesmith.generate.backends import Prompt
+from tunesmith.generate.cache import generate_cached
+from tunesmith.generate.decoding import Decoding
 
 SELF = "builtin:self"  # train.general_data entry: the base model's own replies to GENERAL_PROMPTS
 GENERAL_PROMPTS = Path(__file__).parent / "builtin" / "general_prompts.jsonl"
@@ -26,18 +30,14 @@ def distill_records(records: list[Record], backend, teacher_system: str | None =
                     batch_size: int = 16, cache=None) -> tuple[list[Record], list[str]]:
     """(records with the teacher's final replies, errors): a record whose generation failed is left out and its
     error (with file:line) returned; prompts never include the old reply."""
-    from tunesmith.eval.cache import generate_cached
-    from tunesmith.eval.suite import EvalCase
-
     cases = []
     for i, rec in enumerate(records):
         prompt = rec.prompt
         shown = prompt
         if teacher_system:
             shown = [{"role": "system", "content": teacher_system}] + [m for m in prompt if m["role"] != "system"]
-        cases.append(EvalCase(id=str(i), messages=shown, tools=rec.tools))
-    decoding = {"max_new_tokens": max_new_tokens, "no_repeat_ngram_size": None, "greedy": True}
-    gens = generate_cached(backend, cases, decoding, cache, batch_size=batch_size, label="Distilling")
+        cases.append(Prompt(id=str(i), messages=shown, tools=rec.tools))
+    gens = generate_cached(backend, cases, Decoding(max_new_tokens), cache, batch_size=batch_size, label="Distilling")
     out, errors = [], []
     for rec, gen in zip(records, gens):
         if gen.error or not gen.output.strip():
@@ -79,8 +79,6 @@ def self_distilled_general(backend, cache=None, max_new_tokens: int = ANCHOR_TOK
     is an error."""
     records, errors = distill_records(general_prompts(), backend, max_new_tokens=max_new_tokens, cache=cache)
     if not records:
-        from tunesmith.errors import Problem, TunesmithError
-
         raise TunesmithError("The base model answered none of the built-in general prompts", [Problem(
             "train.general_data: builtin:self", errors[0] if errors else "no replies",
             "use your own general data (train.general_data: [files]) or set train.general_share: 0")])

@@ -17,14 +17,17 @@ arrays, Parquet, Arrow and saved `datasets` directories.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tunesmith.config import ColumnsConfig
-from tunesmith.data.io import read_csv, read_jsonl
-from tunesmith.data.records import ROLES, Record
+from tunesmith.data.columns import MAPPING_HINT, common_columns, mapped_messages, named_fields, pairs_text
+from tunesmith.data.findings import Code, Finding, Severity
+from tunesmith.data.io import LineProblem, read_csv, read_jsonl, scan_jsonl
+from tunesmith.data.messages import RecordError, parse_message, preference_messages, side_turns
+from tunesmith.data.records import Record
+from tunesmith.data.tables import is_table, scan_rows
 from tunesmith.errors import Problem, TunesmithError
 
 SHAREGPT_ROLES = {
@@ -43,14 +46,6 @@ MESSAGE_KEYS = {"role", "content", "tool_calls", "tool_call_id", "name", "weight
 FORMATS = ("messages", "openai", "sharegpt", "alpaca", "prompt_completion", "preference")
 
 
-class RecordError(ValueError):
-    """A record that cannot be converted; `field` names the offending key."""
-
-    def __init__(self, field: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.field, self.message, self.hint = field, message, hint
-
-
 def detect_format(obj: dict[str, Any]) -> str:
     """Name the format of one raw record, or raise RecordError saying which keys were expected."""
     if "messages" in obj:
@@ -63,8 +58,6 @@ def detect_format(obj: dict[str, Any]) -> str:
         return "alpaca"
     if "prompt" in obj and "completion" in obj:
         return "prompt_completion"
-    from tunesmith.data.columns import MAPPING_HINT, common_columns, pairs_text  # columns builds on this module
-
     if common_columns(obj) is not None:
         return "columns"
     keys = ", ".join(sorted(map(str, obj))) or "none"
@@ -72,37 +65,6 @@ def detect_format(obj: dict[str, Any]) -> str:
                       "expected `messages`, `conversations` (ShareGPT), `instruction`/`output` (Alpaca), "
                       f"`prompt`/`completion`, `chosen`/`rejected`, or a prompt/reply pair ({pairs_text()}); or "
                       + MAPPING_HINT)
-
-
-def parse_message(raw: Any, index: int) -> dict[str, Any]:
-    """One chat message, checked: a known role, string content (or tool calls), JSON tool-call arguments."""
-    where = f"messages[{index}]"
-    if not isinstance(raw, dict):
-        raise RecordError(where, "a message must be an object with `role` and `content`")
-    role = raw.get("role")
-    if role not in ROLES:
-        raise RecordError(f"{where}.role", f"unknown role {role!r}", f"use one of {', '.join(ROLES)}")
-    msg = {k: v for k, v in raw.items() if k != "weight"}
-    content = msg.get("content")
-    if role == "assistant" and msg.get("tool_calls"):
-        if not isinstance(msg["tool_calls"], list):
-            raise RecordError(f"{where}.tool_calls", "tool_calls must be a list")
-        for j, call in enumerate(msg["tool_calls"]):
-            fn = call.get("function") if isinstance(call, dict) else None
-            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-                raise RecordError(f"{where}.tool_calls[{j}]", "a tool call needs function.name",
-                                  'e.g. {"type": "function", "function": {"name": "f", "arguments": {...}}}')
-            if isinstance(fn.get("arguments"), str):  # OpenAI sends arguments as a JSON string
-                try:
-                    fn["arguments"] = json.loads(fn["arguments"])
-                except (json.JSONDecodeError, RecursionError, ValueError):
-                    raise RecordError(f"{where}.tool_calls[{j}].function.arguments",
-                                      "arguments string is not valid JSON") from None
-        msg["content"] = content if isinstance(content, str) else ""
-    elif not isinstance(content, str):
-        raise RecordError(f"{where}.content", f"content must be a string, got {type(content).__name__}",
-                          "put the message text in `content`")
-    return msg
 
 
 def _from_messages(obj: dict[str, Any]) -> list[dict[str, Any]]:
@@ -173,58 +135,6 @@ def _from_prompt_completion(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return head + tail
 
 
-_TRANSCRIPT = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
-
-
-def parse_transcript(text: str, field: str) -> list[dict[str, Any]]:
-    """`\n\nHuman: ... \n\nAssistant: ...` (Anthropic HH-RLHF style) -> messages."""
-    parts = _TRANSCRIPT.split(text)
-    if len(parts) < 3 or parts[0].strip():
-        raise RecordError(field, "not a Human:/Assistant: transcript", 'e.g. "\\n\\nHuman: hi\\n\\nAssistant: hello"')
-    return [{"role": "user" if who == "Human" else "assistant", "content": said.strip()}
-            for who, said in zip(parts[1::2], parts[2::2])]
-
-
-def _turns(value: Any, field: str, start: int = 0) -> list[dict[str, Any]]:
-    if isinstance(value, str):
-        return [{"role": "assistant", "content": value}]
-    if isinstance(value, list) and value:
-        return [parse_message(m, start + i) for i, m in enumerate(value)]
-    raise RecordError(field, f"{field} must be a string or a non-empty list of messages")
-
-
-def preference_messages(obj: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(prompt + chosen, rejected) of a preference pair. Without `prompt`, the pair's shared beginning is the
-    prompt (TRL's implicit-prompt form, and transcripts)."""
-    chosen, rejected, prompt = obj["chosen"], obj["rejected"], obj.get("prompt")
-    if prompt is None:
-        if isinstance(chosen, str) and isinstance(rejected, str):
-            chosen, rejected = parse_transcript(chosen, "chosen"), parse_transcript(rejected, "rejected")
-        else:
-            chosen, rejected = _turns(chosen, "chosen"), _turns(rejected, "rejected")
-        shared = 0
-        while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
-            shared += 1
-        head, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
-    elif isinstance(prompt, str):
-        head = [{"role": "user", "content": prompt}]
-        chosen, rejected = _turns(chosen, "chosen", 1), _turns(rejected, "rejected", 1)
-    elif isinstance(prompt, list) and prompt:
-        head = [parse_message(m, i) for i, m in enumerate(prompt)]
-        chosen, rejected = _turns(chosen, "chosen", len(head)), _turns(rejected, "rejected", len(head))
-    else:
-        raise RecordError("prompt", "prompt must be a string or a non-empty list of messages")
-    for name, turns in (("chosen", chosen), ("rejected", rejected)):
-        if turns[-1]["role"] != "assistant":
-            raise RecordError(name, f"the {name} side must end with an assistant reply")
-    if chosen == rejected:
-        raise RecordError("rejected", "chosen and rejected are the same reply",
-                          "a preference pair must differ; drop it or fix the rejected side")
-    if not head:
-        raise RecordError("prompt", "the pair has no prompt", "give `prompt`, or chosen/rejected with a shared start")
-    return head + chosen, rejected
-
-
 CONVERTERS = {"messages": _from_messages, "openai": _from_messages, "sharegpt": _from_sharegpt,
               "alpaca": _from_alpaca, "prompt_completion": _from_prompt_completion}
 
@@ -245,8 +155,6 @@ def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto",
               columns: ColumnsConfig | None = None) -> Record:
     """Convert one raw object to a Record, raising RecordError (with the field) when it cannot. A given column
     mapping (`data.columns`) reads every row; else the format is `fmt`, or detected per row with `auto`."""
-    from tunesmith.data.columns import common_columns, mapped_messages, named_fields
-
     mapping = columns if columns is not None and columns.given else None
     kind = "columns" if mapping else detect_format(obj) if fmt == "auto" else fmt
     missing = [k for k in REQUIRED_KEYS.get(kind, ()) if k not in obj]
@@ -263,7 +171,7 @@ def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto",
     else:
         messages = CONVERTERS[kind](obj)
         if kind == "messages" and obj.get("rejected") is not None:  # a pair tunesmith wrote (kept.jsonl, splits)
-            rejected = _turns(obj["rejected"], "rejected", len(messages))
+            rejected = side_turns(obj["rejected"], "rejected", len(messages))
     tools = obj.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise RecordError("tools", "tools must be a list of tool declarations")
@@ -285,9 +193,6 @@ def read_item(item: dict | Any, shown: str, line: int, fmt: str = "auto",
               columns: ColumnsConfig | None = None) -> Record | Any:
     """A parsed line (an object, or the io LineProblem saying why it is none) -> a Record, or an error Finding
     (`bad_line` or `bad_record`, with file:line, field and a hint) in its place."""
-    from tunesmith.data.checks import Code, Finding, Severity
-    from tunesmith.data.io import LineProblem
-
     if isinstance(item, LineProblem):
         return Finding(Code.BAD_LINE, Severity.ERROR, f"{shown}:{line}", "", item.message, item.hint)
     try:
@@ -306,9 +211,6 @@ def iter_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | No
     """Stream the records of data files (JSONL by line; JSON arrays, Parquet, Arrow and saved `datasets`
     directories by row, see `tunesmith.data.tables`); a line or record that cannot be read comes as an error
     Finding in its place (see `read_item`), and reading goes on."""
-    from tunesmith.data.io import scan_jsonl
-    from tunesmith.data.tables import is_table, scan_rows
-
     for path in paths:
         shown = shown_path(Path(path), base)
         for line, item in (scan_rows if is_table(Path(path)) else scan_jsonl)(path):

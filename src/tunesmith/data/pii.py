@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
+from tunesmith.data.findings import Code, Finding, Severity
+
 SECRET_KINDS = {"PRIVATE_KEY", "AWS_KEY", "OPENAI_KEY", "GITHUB_TOKEN", "SECRET"}
 RESERVED_DOMAINS = re.compile(r"(^|\.)(example\.(com|org|net)|[a-z0-9-]+\.(test|invalid|example|localhost))$", re.I)
 
@@ -246,8 +248,6 @@ def redact(text: str, mapping: dict[tuple[str, str], str]) -> str:
 
 def sensitive_findings(rec) -> list:
     """A finding per sensitive span: secrets are errors (never train on them), personal data a warning."""
-    from tunesmith.data.checks import Code, Finding, Severity
-
     out = []
     for i, msg in enumerate(rec.messages):
         for span in find_sensitive(str(msg.get("content") or "")):

@@ -28,6 +28,8 @@ from array import array
 from collections import Counter
 from typing import Callable, Hashable, Iterable
 
+from tunesmith.data.findings import Code, Finding, Severity
+
 MIN_SUPPORT = 3
 MAX_SHARE = 0.05
 PURITY = 0.9
@@ -169,8 +171,6 @@ class TriggerStats:
         `records_with(words)` lists the records containing any of the words (default: look at every record);
         `cluster_of(idx)` groups duplicates and near-duplicates: a word must appear in MIN_SUPPORT different
         groups, since one conversation copied five times (order number and all) is a duplicate, not a trigger."""
-        from tunesmith.data.checks import Code, Finding, Severity
-
         suspects = self.suspects()
         if not suspects:
             return []

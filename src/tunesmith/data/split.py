@@ -20,7 +20,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from tunesmith.data.dedup import input_key
+from tunesmith.data.consistency import json_object
+from tunesmith.data.dedup import input_key, input_text, near_duplicate_pairs
+from tunesmith.data.findings import Code, Finding, Severity
 from tunesmith.data.records import Record
 
 
@@ -28,8 +30,6 @@ def reply_label(rec: Record, field: str | None) -> str | None:
     """The stratification label: a field of a JSON reply, the whole reply (`label`), or None."""
     if not field:
         return None
-    from tunesmith.data.consistency import json_object
-
     reply = rec.reply or ""
     if field == "label":
         return reply.strip()
@@ -79,9 +79,6 @@ def split_records(records: list[Record], fraction: float = 0.2, seed: int = 42,
 
 def leakage(train: list[Record], heldout: list[Record], threshold: float = 0.8) -> list:
     """LEAKAGE findings: held-out records whose input equals or nearly equals a training input."""
-    from tunesmith.data.checks import Code, Finding, Severity
-    from tunesmith.data.dedup import input_text, near_duplicate_pairs
-
     texts = [input_text(r) for r in train] + [input_text(r) for r in heldout]
     n = len(train)
     seen = set()
@@ -143,9 +140,6 @@ def validation_share(n_train_side: int, fraction: float, cap: int) -> float:
 def drop_twins(train: list[Record], others: list[Record], threshold: float = 0.8) -> tuple[list[Record], list]:
     """`train` without the records whose input equals or nearly equals one of `others` (a test or validation
     file's), and a LEAKAGE finding (file:line of both) for each record dropped."""
-    from tunesmith.data.checks import Code, Finding, Severity
-    from tunesmith.data.dedup import input_text, near_duplicate_pairs
-
     if not others or not train:
         return train, []
     n = len(train)

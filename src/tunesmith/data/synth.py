@@ -37,10 +37,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from tunesmith.data.audit import run_checks
 from tunesmith.data.coverage import reply_behavior
 from tunesmith.data.dedup import exact_key, near_duplicate_clusters, normalize
+from tunesmith.data.distill import teacher_name
+from tunesmith.data.findings import Severity
+from tunesmith.data.io import atomic_write_jsonl
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.generate.backends import Generation, Prompt
+from tunesmith.generate.cache import GenerationCache, generate_cached
+from tunesmith.generate.decoding import Decoding
+from tunesmith.schemas import schema_problem, validator_for
 
 
 class Operator(NamedTuple):
@@ -165,8 +173,6 @@ class ReplyFormat:
             if not isinstance(obj, dict):
                 return "not_json", f"the reply is JSON but not one object (a {type(obj).__name__})"
             if self.schema is not None:
-                from tunesmith.schemas import validator_for
-
                 error = validator_for(self.schema).first_error(obj)
                 if error:
                     return "schema_invalid", f"the reply does not match the JSON Schema at {error[0]}: {error[1]}"
@@ -253,36 +259,30 @@ def usable_seed(rec: Record) -> bool:
 
 def rewrite_case(job: Job, system_prompt: str | None):
     """The teacher prompt that writes the job's new user message."""
-    from tunesmith.eval.suite import EvalCase
-
     context = f"\n\nThe assistant's own instructions:\n{system_prompt}" if system_prompt else ""
     instruction = OPERATORS[job.operator].instruction.format(tone=job.tone)
     user = (f"{instruction}\nWrite it as {job.persona} would.\n\n"
             f'Original message:\n"""\n{_last_user(job.seed)}\n"""')
-    return EvalCase(id=str(job.index), messages=[{"role": "system", "content": REWRITER + context},
-                                                 {"role": "user", "content": user}])
+    return Prompt(id=str(job.index), messages=[{"role": "system", "content": REWRITER + context},
+                                               {"role": "user", "content": user}])
 
 
 def answer_case(job: Job, system_prompt: str | None, fmt: ReplyFormat):
     """The teacher prompt that answers the new message: the task's system prompt plus notes only the teacher sees
     (the expected behaviour, the format), real records as demonstrations, then the new message."""
-    from tunesmith.eval.suite import EvalCase
-
     parts = [p for p in (system_prompt, BEHAVIOR_NOTES.get(job.behavior or ""), fmt.note()) if p]
     messages = [{"role": "system", "content": "\n\n".join(parts)}] if parts else []
     for demo in job.demos:
         messages += [{"role": "user", "content": _last_user(demo)}, {"role": "assistant", "content": demo.reply}]
-    return EvalCase(id=str(job.index), messages=messages + [{"role": "user", "content": job.message}])
+    return Prompt(id=str(job.index), messages=messages + [{"role": "user", "content": job.message}])
 
 
 def retry_case(case, reply: str, detail: str, fmt: ReplyFormat):
     """The same prompt, the rejected reply, and what was wrong with it."""
-    from tunesmith.eval.suite import EvalCase
-
     note = fmt.note()
     fix = f"{RETRY_PREFIX}: {detail}. Answer my previous message again" + (f". {note}" if note else ".")
-    return EvalCase(id=case.id, messages=case.messages + [{"role": "assistant", "content": reply},
-                                                          {"role": "user", "content": fix}])
+    return Prompt(id=case.id, messages=case.messages + [{"role": "assistant", "content": reply},
+                                                        {"role": "user", "content": fix}])
 
 
 def clean_message(text: str) -> str:
@@ -329,12 +329,9 @@ def _sha(teacher, case) -> str:
     return hashlib.sha256(teacher.prompt_key(case).encode("utf-8")).hexdigest()[:16]
 
 
-def _generate(teacher, cases: list, decoding: dict, cache, meter: Meter, label: str, batch_size: int) -> list:
+def _generate(teacher, cases: list, decoding: Decoding, cache, meter: Meter, label: str, batch_size: int) -> list:
     """`generate_cached`, with every failure confined to its case: a backend that raises for one case (a bug) does
     not end the run; the cases are then taken one at a time, the finished ones from the cache."""
-    from tunesmith.eval.backends import Generation
-    from tunesmith.eval.cache import generate_cached
-
     try:
         gens = generate_cached(teacher, cases, decoding, cache, batch_size=batch_size, label=label)
     except TunesmithError:
@@ -422,9 +419,6 @@ def _make_record(job: Job, teacher_id: str, rng_seed: int) -> Record:
 
 def _doctor(jobs: list[Job], fmt: ReplyFormat, threshold: float) -> Counter:
     """Drop records with an error-level finding; returns the counts of the warnings the others carry."""
-    from tunesmith.data.audit import run_checks
-    from tunesmith.data.checks import Severity
-
     live = [j for j in jobs if j.drop is None]
     by_record = {id(j.record): j for j in live}
     report = run_checks([j.record for j in live], near_dup_threshold=threshold, json_task=fmt.json,
@@ -454,8 +448,6 @@ def _dedup(jobs: list[Job], seeds: list[Record], threshold: float) -> None:
 
 def _check_arguments(seeds: list[Record], usable: list[Record], n: int, operators, few_shot: int,
                      schema: dict | None) -> None:
-    from tunesmith.schemas import schema_problem
-
     problems = []
     names = ", ".join(OPERATORS)
     if not list(operators):
@@ -486,7 +478,7 @@ class _Runner:
         self.teacher, self.cache, self.meter, self.batch_size = teacher, cache, meter, batch_size
         self.max_new_tokens = max_new_tokens
         # Greedy, so a prompt has one answer and a cached one is the answer (the same setting as `data distill`).
-        self.decoding = {"max_new_tokens": max_new_tokens, "no_repeat_ngram_size": None, "greedy": True}
+        self.decoding = Decoding(max_new_tokens)
 
     def __call__(self, cases: list, label: str) -> list:
         return _generate(self.teacher, cases, self.decoding, self.cache, self.meter, label, self.batch_size)
@@ -507,10 +499,6 @@ def synthesize(seeds: list[Record], teacher, n: int, operators: list[str] | dict
     {name: weight}. `task` (a TaskConfig) gives the system
     prompt and the reply type; `schema` the task's loaded JSON Schema (e.g. `load_schema(cfg, project)`).
     Only bad arguments raise (TunesmithError); the teacher's failures are counted and reported per job."""
-    from tunesmith.data.distill import teacher_name
-    from tunesmith.data.io import atomic_write_jsonl
-    from tunesmith.eval.cache import GenerationCache
-
     began = time.perf_counter()
     if isinstance(operators, str):  # "typos,refuse", as a command line gives it
         operators = [o.strip() for o in operators.split(",") if o.strip()]
@@ -600,7 +588,7 @@ def teacher_backend(paths: list[Path], project: Path | None = None, teacher: str
     """The teacher of `data distill` and `data synth`: an OpenAI-compatible endpoint, or a local model (default:
     the project's base model, `project_of(paths, project)`)."""
     from tunesmith.config import load_config
-    from tunesmith.eval import backends
+    from tunesmith.generate import backends
     from tunesmith.models import resolve_model
 
     if endpoint:

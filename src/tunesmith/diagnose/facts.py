@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from tunesmith.data.facts import find_facts
+from tunesmith.data.stale_facts import find_facts
 from tunesmith.diagnose.evidence import MAX_EXAMPLES, OK, WARNING, answered, finding, quote
 
 REPEATED_KINDS = ("price", "date", "version", "url", "policy")  # "as of"/"currently" are words, not facts to repeat

@@ -22,8 +22,8 @@ from typing import Any
 from tunesmith.config import Config, TaskConfig
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.eval.backends import Generation
 from tunesmith.eval.suite import EvalCase
+from tunesmith.generate.backends import Generation
 
 LABEL = "__label__"  # the field name of a classification task's label: the whole reply
 MAX_LABELS = 200  # a field with more distinct values than this is not a label

@@ -15,6 +15,8 @@ from collections import Counter
 from typing import Any
 
 from tunesmith.config import TaskConfig
+from tunesmith.eval.baselines import LABEL, label_fields
+from tunesmith.eval.scorers import parse_json_lenient
 
 NO_OUTPUT = "(no output)"
 NOT_JSON = "(not a JSON object)"
@@ -30,8 +32,6 @@ def _show(value: Any) -> str:
 
 def row_fields(rows: list[dict], task: TaskConfig) -> list[str] | None:
     """The label fields of `rows`, read from their expected replies (None: not a label task)."""
-    from tunesmith.eval.baselines import LABEL, label_fields
-
     if task.type == "classification":
         return [LABEL]
     if task.type != "json":
@@ -42,9 +42,6 @@ def row_fields(rows: list[dict], task: TaskConfig) -> list[str] | None:
 
 def _predicted(output: str | None, field: str) -> str:
     """What a reply says for one field."""
-    from tunesmith.eval.baselines import LABEL
-    from tunesmith.eval.scorers import parse_json_lenient
-
     if output is None:
         return NO_OUTPUT
     if field == LABEL:
@@ -59,8 +56,6 @@ def _predicted(output: str | None, field: str) -> str:
 
 
 def _wrong(row: dict, field: str) -> bool:
-    from tunesmith.eval.baselines import LABEL
-
     key = "task_correct" if field == LABEL else f"field:{field}"
     return (row.get("scores") or {}).get(key) is False
 
@@ -71,8 +66,6 @@ def confused_pairs(rows: list[dict], task: TaskConfig, top: int = 10, suite: str
     None), up to `top` per label field, most frequent first: `{"field" (None for a classification task), "expected",
     "predicted", "count"}`. `fields` defaults to the label-like fields of the rows' expected replies; [] when the
     task is not a label task."""
-    from tunesmith.eval.baselines import LABEL
-
     rows = [r for r in rows if suite is None or r.get("suite") == suite]
     fields = fields if fields is not None else row_fields(rows, task)
     out = []

@@ -23,10 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import Config
-from tunesmith.data.io import atomic_write_jsonl
-from tunesmith.eval.plan import DEFAULT_LIMIT, Decoding
-from tunesmith.eval.scorers import score_case
+from tunesmith.data.io import atomic_write_jsonl, read_jsonl
+from tunesmith.errors import Problem, TunesmithError, fail
+from tunesmith.eval.plan import DEFAULT_LIMIT
+from tunesmith.eval.scorers import detect_behavior, score_case
 from tunesmith.eval.suite import EvalCase
+from tunesmith.generate.cache import generate_cached
+from tunesmith.generate.decoding import Decoding
+from tunesmith.schemas import schema_problem
 
 
 EMPTY_OUTPUT = ("the model emitted nothing (an empty reply): check the stop token and the chat template "
@@ -63,9 +67,6 @@ def slices(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 def load_schema(cfg: Config, project: Path) -> dict | None:
     """The task's JSON Schema (inline or from a file relative to the project), checked to be a valid schema."""
-    from tunesmith.errors import fail
-    from tunesmith.schemas import schema_problem
-
     schema = cfg.task.json_schema
     where = "task.json_schema"
     if isinstance(schema, str):
@@ -139,11 +140,9 @@ def evaluate(backend, suites: dict[str, list[EvalCase]], cfg: Config, out_dir: P
     """Generate and score every case of every suite; write results.jsonl into `out_dir`; metrics per suite and
     slice. Cases that could not be read, and generations that failed (an endpoint down), are rows with `error`.
     `limits` sets a suite's own max_new_tokens; `decodings` a suite's whole decoding (limit and constraint)."""
-    from tunesmith.eval.cache import generate_cached
-
     rows: list[dict[str, Any]] = []
     for name, cases in suites.items():
-        decoding = suite_decoding(name, cfg, limits, decodings).cache_settings()
+        decoding = suite_decoding(name, cfg, limits, decodings)
         good = [c for c in cases if c.error is None]
         gens = iter(generate_cached(backend, good, decoding, cache, batch_size=cfg.eval.batch_size,
                                     label=f"{label} {name}".strip()) if good else [])
@@ -180,8 +179,6 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 def behavior_precision_recall(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     """Refusal correctness and its kin: for each pushback behaviour expected or shown, recall (of the cases that
     expect it, the share that show it) and precision (of the replies that show it, the share that should)."""
-    from tunesmith.eval.scorers import detect_behavior
-
     pairs = [(r["behavior"], detect_behavior(r["output"])) for r in rows if r.get("output") is not None]
     out: dict[str, float | None] = {}
     for b in ("refuse", "escalate", "clarify", "abstain"):
@@ -225,9 +222,6 @@ def score_responses(suite: str, cases: list[EvalCase], responses: Path, cfg: Con
     scored; a response for no case, or a line without an id (or prompt) and an output, is a clear error naming
     its line.
     """
-    from tunesmith.data.io import read_jsonl
-    from tunesmith.errors import Problem, TunesmithError
-
     by_id, problems = {}, []
     known = {c.id for c in cases}
     by_prompt = {c.messages[-1]["content"]: c.id for c in cases if c.messages}

@@ -15,6 +15,9 @@ import re
 from typing import Any
 
 from tunesmith.config import EndpointConfig
+from tunesmith.eval.stats import bootstrap_delta
+from tunesmith.eval.suite import EvalCase
+from tunesmith.generate.backends import EndpointBackend
 
 JUDGE_PROMPT = """You are judging two responses to the same request. Judge which one better does what the request \
 asks: correct, complete, following every instruction and format requirement, and honest (declining or asking \
@@ -43,8 +46,6 @@ def parse_verdict(text: str) -> str | None:
 
 class PairwiseJudge:
     def __init__(self, endpoint: EndpointConfig, max_tokens: int = 512) -> None:
-        from tunesmith.eval.backends import EndpointBackend
-
         self.backend = EndpointBackend(endpoint.base_url, endpoint.model, endpoint.api_key_env,
                                        endpoint.concurrency, endpoint.max_retries)
         self.name = endpoint.model
@@ -52,8 +53,6 @@ class PairwiseJudge:
 
     def _ask(self, pairs: list[tuple[str, str, str]]) -> list[tuple[str | None, str | None]]:
         """(verdict, error) for each (prompt, first, second)."""
-        from tunesmith.eval.suite import EvalCase
-
         cases = [EvalCase(id=str(i), messages=[{"role": "user", "content": JUDGE_PROMPT.format(
             prompt=p, first=a, second=b)}]) for i, (p, a, b) in enumerate(pairs)]
         gens = self.backend.generate(cases, max_new_tokens=self.max_tokens, label="Judging")
@@ -69,8 +68,6 @@ class PairwiseJudge:
     def compare(self, prompts: list[str], outputs_a: list[str], outputs_b: list[str],
                 confidence: float = 0.95, bootstrap_samples: int = 2000) -> dict[str, Any]:
         """Blind, both-orders preference of B over A for each prompt; B's win rate with an interval."""
-        from tunesmith.eval.stats import bootstrap_delta
-
         n = len(prompts)
         asked = self._ask([(p, a, b) for p, a, b in zip(prompts, outputs_a, outputs_b)]
                           + [(p, b, a) for p, a, b in zip(prompts, outputs_a, outputs_b)])

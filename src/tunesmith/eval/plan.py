@@ -6,36 +6,15 @@ One `Decoding` serves every evaluation of a project's task cases — the base, t
 during training, the baselines — so they are compared on equal terms. The limit, when `eval.max_new_tokens` is
 unset, is derived from the longest reply in the training split: a base model that rambles stops soon after the
 longest answer it could need instead of at 128 tokens. The constraint (`eval.decoding`) holds replies to the task's
-JSON Schema or label set (`tunesmith.eval.decoding`).
+JSON Schema or label set (`tunesmith.generate.decoding`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from tunesmith.generate.decoding import Decoding, task_constraint
 
 DEFAULT_LIMIT = 128  # when nothing else says how long a reply may be
 LIMIT_FACTOR, LIMIT_MARGIN, LIMIT_MAX = 1.25, 8, 512
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """Greedy decoding settings of one suite: the token limit, n-gram blocking and an optional constraint."""
-
-    max_new_tokens: int
-    no_repeat_ngram_size: int | None = None
-    constraint: Any = None  # tunesmith.eval.decoding.Constraint
-
-    def cache_settings(self) -> dict[str, Any]:
-        """The settings that key the generation cache (free decoding keeps the keys it always had)."""
-        out = {"max_new_tokens": self.max_new_tokens, "no_repeat_ngram_size": self.no_repeat_ngram_size,
-               "greedy": True}
-        if self.constraint is not None:
-            out["constraint"] = self.constraint
-        return out
-
-    def free(self) -> Decoding:
-        return Decoding(self.max_new_tokens, self.no_repeat_ngram_size)
 
 
 def reply_limit(replies: list[str], tok, configured: int | None) -> int:
@@ -59,8 +38,6 @@ def task_constraint_of(cfg, replies: list[str], schema: dict | None):
     what exports ship as a grammar and schema."""
     if not wants_constraint(cfg):
         return None
-    from tunesmith.eval.decoding import task_constraint
-
     return task_constraint(cfg.task.type, schema, replies, list(cfg.task.match_fields))
 
 

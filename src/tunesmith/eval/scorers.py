@@ -23,7 +23,11 @@ import re
 from typing import Any
 
 from tunesmith.config import TaskConfig
+from tunesmith.data.coverage import reply_behavior
+from tunesmith.eval.instructions import check_all
 from tunesmith.eval.suite import EvalCase
+from tunesmith.schemas import validator_for
+from tunesmith.scorer_specs import SCORER_KEYS
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
 
@@ -66,8 +70,6 @@ def json_valid(output: str, schema: dict | None = None) -> bool:
     if not isinstance(obj, dict):
         return False
     if schema:
-        from tunesmith.schemas import validator_for
-
         return validator_for(schema).is_valid(obj)
     return True
 
@@ -85,8 +87,6 @@ def field_matches(output: str, expected: dict, fields: list[str]) -> dict[str, b
 def detect_behavior(output: str) -> str:
     """What a reply does: answer, refuse, escalate, clarify or abstain (JSON values count, so a router's
     {"queue": "escalation"} escalates)."""
-    from tunesmith.data.coverage import reply_behavior
-
     return reply_behavior(output)
 
 
@@ -181,8 +181,6 @@ def _json(spec, case, output, schema):
 
 
 def _json_schema(spec, case, output, schema):
-    from tunesmith.schemas import validator_for
-
     want = spec.get("schema") or schema
     if want is None:
         return None, "no schema in the spec or the task"
@@ -247,8 +245,6 @@ def _behavior(spec, case, output, schema):
 
 def instruction_result(case: EvalCase, output: str):
     """IFEval's checks of a case's instructions on `output` (strict and loose, per instruction)."""
-    from tunesmith.eval.instructions import check_all
-
     return check_all(case.instructions, case.instruction_kwargs or [{} for _ in case.instructions], output,
                      case.messages[-1]["content"] if case.messages else "")
 
@@ -273,30 +269,6 @@ def _custom(spec, case, output, schema):
     if isinstance(got, (int, float)):
         return float(got) >= float(spec.get("threshold", 0.5)), detail or f"score {got}"
     raise TypeError(f"{spec['function']} returned {type(got).__name__}; return a bool, a number or a dict")
-
-
-def scorer_problem(spec: Any) -> tuple[str, str] | None:
-    """(message, hint) when a scorer spec is unusable, else None: checked when a suite is read."""
-    import difflib
-
-    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
-        return "a scorer is an object with a `type`", f"types: {', '.join(SCORERS)}"
-    kind = spec["type"]
-    if kind not in SCORERS:
-        close = difflib.get_close_matches(kind, list(SCORERS), n=1)
-        return (f"unknown scorer {kind!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
-                f"types: {', '.join(SCORERS)}")
-    missing = [k for k in SCORERS[kind][0] if k not in spec]
-    if missing:
-        return f"scorer {kind!r} needs {', '.join(repr(m) for m in missing)}", ""
-    if kind == "regex":
-        try:
-            re.compile(spec["pattern"])
-        except (re.error, TypeError) as exc:
-            return f"bad regex {spec['pattern']!r}: {exc}", "patterns use Python's re syntax"
-    if kind == "custom" and ":" not in str(spec["function"]):
-        return f"custom scorer {spec['function']!r} is not module:function", 'e.g. "my_scorers:is_polite"'
-    return None
 
 
 def run_scorers(case: EvalCase, output: str, schema: dict | None, details: dict) -> dict[str, bool | None]:
@@ -378,8 +350,6 @@ def _loose_json(value: Any) -> Any:
 def _tool_call(spec, case, output, schema):
     """Right function(s), in order; arguments valid against the declared tool's JSON Schema and equal to the
     expected ones (strings compared case- and space-insensitively)."""
-    from tunesmith.schemas import validator_for
-
     if "name" in spec:
         want = [{"name": spec["name"], "arguments": spec.get("arguments")}]
     elif isinstance(case.expected, dict) and isinstance(case.expected.get("tool_calls"), list):
@@ -402,10 +372,11 @@ def _tool_call(spec, case, output, schema):
     return True, ""
 
 
-SCORERS: dict[str, tuple[tuple[str, ...], Any]] = {
-    # type: (required spec keys, function)
-    "exact": ((), _exact), "label": ((), _label), "json": ((), _json), "json_schema": ((), _json_schema),
-    "json_fields": ((), _json_fields), "regex": (("pattern",), _regex), "numeric": ((), _numeric),
-    "contains": (("text",), _contains), "not_contains": (("text",), _not_contains), "behavior": ((), _behavior),
-    "tool_call": ((), _tool_call), "instructions": ((), _instructions), "custom": (("function",), _custom),
+SCORER_FUNCTIONS: dict[str, Any] = {
+    "exact": _exact, "label": _label, "json": _json, "json_schema": _json_schema, "json_fields": _json_fields,
+    "regex": _regex, "numeric": _numeric, "contains": _contains, "not_contains": _not_contains,
+    "behavior": _behavior, "tool_call": _tool_call, "instructions": _instructions, "custom": _custom,
 }
+assert SCORER_FUNCTIONS.keys() == SCORER_KEYS.keys()
+SCORERS: dict[str, tuple[tuple[str, ...], Any]] = {  # type: (required spec keys, function)
+    kind: (SCORER_KEYS[kind], fn) for kind, fn in SCORER_FUNCTIONS.items()}

@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import TaskConfig
-from tunesmith.data.formats import RecordError, parse_message
+from tunesmith.data.coverage import reply_behavior
 from tunesmith.data.io import read_jsonl
+from tunesmith.data.messages import RecordError, parse_message
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.eval.instructions import INSTRUCTION_IDS, kwargs_problem
+from tunesmith.scorer_specs import scorer_problem
 
 BEHAVIORS = ("answer", "refuse", "escalate", "clarify", "abstain")
 KINDS = ("task", "redteam", "out_of_domain", "general")
@@ -78,8 +81,6 @@ def expected_from_reply(reply: str | None, task: TaskConfig) -> Any:
 def cases_from_records(records: list[Record], task: TaskConfig, suite: str = "heldout") -> list[EvalCase]:
     """Turn held-out conversations into cases: the prompt is everything before the final reply, and the behaviour
     expected is the one that reply shows (a held-out refusal must be refused again)."""
-    from tunesmith.data.coverage import reply_behavior
-
     cases = []
     for i, rec in enumerate(records):
         last = rec.final_assistant_index()
@@ -130,8 +131,6 @@ def load_suite(path: str | Path, task: TaskConfig, name: str | None = None) -> l
 
 def _case(obj: dict, task: TaskConfig) -> EvalCase:
     """A case in tunesmith's format (design §5)."""
-    from tunesmith.eval.scorers import scorer_problem
-
     raw = obj.get("messages")
     if not isinstance(raw, list) or not raw:
         raise RecordError("messages", "a case needs a non-empty `messages` list (the prompt)",
@@ -172,8 +171,6 @@ def _case(obj: dict, task: TaskConfig) -> EvalCase:
 
 def _ifeval_case(obj: dict, task: TaskConfig) -> EvalCase:
     """A case in IFEval's input format: the prompt is one user turn, the instructions are checked."""
-    from tunesmith.eval.instructions import INSTRUCTION_IDS, kwargs_problem
-
     prompt, ids, kwargs = obj.get("prompt"), obj.get("instruction_id_list"), obj.get("kwargs")
     if not isinstance(prompt, str) or not prompt.strip():
         raise RecordError("prompt", "an IFEval case needs a non-empty string `prompt`")
@@ -238,8 +235,6 @@ def project_suites(cfg, project: Path) -> tuple[dict[str, list[EvalCase]], dict[
 
 
 def _default_scorers(cases: list[EvalCase], scorers: list[dict], where: str) -> None:
-    from tunesmith.eval.scorers import scorer_problem
-
     bad = [Problem(f"{where}[{i}]", *p) for i, s in enumerate(scorers) if (p := scorer_problem(s))]
     if bad:
         raise TunesmithError("Bad suite scorers", bad)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from tunesmith.errors import Problem, TunesmithError
 
 if TYPE_CHECKING:
-    from tunesmith.eval.decoding import Constraint
+    from tunesmith.generate.decoding import Constraint
 
 TYPES = {"f16": "F16", "q8_0": "Q8_0", "q4_0": "Q4_0"}  # our name -> GGMLQuantizationType
 SUPPORTED = {"llama": "LLAMA"}  # config.model_type -> gguf.MODEL_ARCH
@@ -31,7 +31,7 @@ def constraint_files(constraint: Constraint) -> dict[str, str]:
     """What ships beside GGUF files decoded under a `Constraint`: `grammar.gbnf` (llama.cpp's `--grammar-file`,
     llama-cpp-python's `LlamaGrammar`) and `schema.json` (the JSON Schema; `{"type": "object"}` for any JSON
     object; the label list for a label set)."""
-    from tunesmith.eval.decoding import gbnf
+    from tunesmith.generate.decoding import gbnf
 
     schema: Any = list(constraint.choices) if constraint.kind == "choice" else constraint.schema or {"type": "object"}
     return {"grammar.gbnf": gbnf(constraint), "schema.json": json.dumps(schema, indent=2, ensure_ascii=False) + "\n"}

@@ -27,7 +27,7 @@ from tunesmith.errors import Problem, TunesmithError
 from tunesmith.models import ModelRef, check_adapter_dir, load_model, load_tokenizer
 
 if TYPE_CHECKING:
-    from tunesmith.eval.decoding import Constraint
+    from tunesmith.generate.decoding import Constraint
 
 FORMATS = ("adapter", "merged", "gguf", "ollama")
 

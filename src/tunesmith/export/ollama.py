@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from tunesmith.errors import Problem, TunesmithError
 
 if TYPE_CHECKING:
-    from tunesmith.eval.decoding import Constraint
+    from tunesmith.generate.decoding import Constraint
 
 _MARK = {"system": "SYSTEM\u2063MARK", "user": "USER\u2063MARK{}", "assistant": "ASSISTANT\u2063MARK{}"}
 

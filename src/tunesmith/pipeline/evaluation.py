@@ -50,7 +50,7 @@ def eval_plan(cfg: Config, project: Path, st_split: Stage, model_ref, schema: di
     warned about here and recorded in the results. The held-out cases are decoded as the task wants
     (`tunesmith.eval.plan.task_decoding`); a constrained decoding also runs them free, as `heldout_free`. This
     reads the test split: call it only for the final evaluations."""
-    from tunesmith.eval.cache import GenerationCache
+    from tunesmith.generate.cache import GenerationCache
     from tunesmith.eval.plan import task_decoding
     from tunesmith.eval.suite import cases_from_records
     from tunesmith.models import load_tokenizer
@@ -83,7 +83,7 @@ def warn_unreadable_cases(suites: dict[str, list]) -> None:
 def eval_base_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, model_ref, schema: dict | None) -> Stage:
     """The base model on the plan's suites (`eval-base`)."""
     def eval_base(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.eval.backends import TransformersBackend
+        from tunesmith.generate.backends import TransformersBackend
         from tunesmith.eval.evaluate import evaluate
 
         backend = TransformersBackend(model_ref, precision=cfg.train.precision)
@@ -98,7 +98,7 @@ def eval_tuned_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_train: Stag
     """The trained model (`trained_model` of the train stage) on the same cases with the same decoding
     (`eval-tuned`)."""
     def eval_tuned(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.eval.backends import TransformersBackend
+        from tunesmith.generate.backends import TransformersBackend
         from tunesmith.eval.evaluate import evaluate
 
         backend = TransformersBackend(tuned_ref, adapter=adapter, precision=cfg.train.precision)
@@ -144,7 +144,7 @@ def baseline_backend(name: str, cfg: Config, st_split: Stage, train: list, model
     if name == "classifier":
         clf = ClassifierBackend(train, cfg.task, validation_records(st_split.run_dir) or None, seed=cfg.data.seed)
         return clf, {"train_s": clf.train_s, "C": clf.C}
-    from tunesmith.eval.backends import TransformersBackend
+    from tunesmith.generate.backends import TransformersBackend
 
     base = TransformersBackend(model_ref, precision=cfg.train.precision)
     return FewShotBackend(base, train, k=cfg.eval.few_shot_k), {"k": cfg.eval.few_shot_k}
@@ -219,7 +219,7 @@ def gguf_ref(model: str | None):
 
 def eval_backend(cfg: Config, model_ref, adapter, endpoint, backend: str):
     """The backend `evaluate_model` generates with: the endpoint, vLLM, llama.cpp or transformers."""
-    from tunesmith.eval import backends
+    from tunesmith.generate import backends
 
     if endpoint is not None:
         return backends.EndpointBackend(endpoint.base_url, endpoint.model, endpoint.api_key_env,

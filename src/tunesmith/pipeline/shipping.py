@@ -153,7 +153,7 @@ def parity_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_export: Stage, 
     checkpoint (`tunesmith.export.parity`)."""
     def run(run_dir: Path) -> dict[str, Any]:
         from tunesmith.chat import render_prompt
-        from tunesmith.eval.backends import LlamaCppBackend, TransformersBackend
+        from tunesmith.generate.backends import LlamaCppBackend, TransformersBackend
         from tunesmith.eval.evaluate import evaluate
         from tunesmith.export.parity import parity
         from tunesmith.models import resolve_model

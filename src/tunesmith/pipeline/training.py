@@ -66,8 +66,8 @@ def self_general_stage(cfg: Config, pipe: Pipeline, model_ref) -> Stage:
     """`train.general_data: [builtin:self]`: the base model's own replies to the built-in general prompts, made once
     per base model (cached like any stage) and written as `general.jsonl`."""
     from tunesmith.data.distill import ANCHOR_TOKENS, GENERAL_PROMPTS, self_distilled_general
-    from tunesmith.eval.backends import TransformersBackend
-    from tunesmith.eval.cache import GenerationCache
+    from tunesmith.generate.backends import TransformersBackend
+    from tunesmith.generate.cache import GenerationCache
 
     def distill(run_dir: Path) -> dict[str, Any]:
         backend = TransformersBackend(model_ref, precision=cfg.train.precision)
@@ -123,8 +123,8 @@ def search_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema
 def probe_scorer(cfg: Config, project: Path, model_ref):
     """`score(run_dir, train_result) -> value` of the general-probe gate's metric on the spare probe prompts (the
     base model when `run_dir` is None), through the generation cache."""
-    from tunesmith.eval.backends import TransformersBackend
-    from tunesmith.eval.cache import GenerationCache
+    from tunesmith.generate.backends import TransformersBackend
+    from tunesmith.generate.cache import GenerationCache
     from tunesmith.eval.evaluate import evaluate
     from tunesmith.train.search import spare_probe
 

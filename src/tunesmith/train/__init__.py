@@ -13,7 +13,7 @@ def run_recipe(cfg, model_ref, records: list, run_dir: Path, schema: dict | None
     `tunesmith.train.selection.ValidationPlan`) chooses SFT's checkpoint and when it stops."""
     objective = cfg.train.objective
     if objective == "reward":
-        from tunesmith.train.reward import train_reward_model
+        from tunesmith.train.reward_model import train_reward_model
 
         return train_reward_model(cfg, model_ref, records, run_dir)
     if objective == "dpo":

@@ -18,8 +18,8 @@ from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
-from tunesmith.train.sft import (common_args, describe, load_training_model, lora_config, make_trainer,
-                                  run_training, save_trained)
+from tunesmith.train.trainer import (common_args, describe, load_training_model, lora_config, make_trainer,
+                                      run_training, save_trained)
 
 
 def pair_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@
 
 Each training record is a prompt (everything before its final reply) and an expectation (that reply, parsed as the
 task's eval does); `train.grpo_generations` replies are sampled per prompt and scored by `train.rewards` (the eval
-harness's scorers, see `tunesmith.train.rewards`). The loss guard, progress bar, metrics.jsonl, time budget and
+harness's scorers, see `tunesmith.train.grpo_rewards`). The loss guard, progress bar, metrics.jsonl, time budget and
 checkpoint resume are the SFT recipe's.
 """
 
@@ -19,8 +19,9 @@ from tunesmith.config import Config
 from tunesmith.data.records import Record
 from tunesmith.eval.suite import expected_from_reply, with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
-from tunesmith.train.sft import (common_args, describe, load_training_model, lora_config, make_trainer,
-                                  run_training, save_trained)
+from tunesmith.train.grpo_rewards import reward_functions
+from tunesmith.train.trainer import (common_args, describe, load_training_model, lora_config, make_trainer,
+                                      run_training, save_trained)
 
 
 def prompt_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
@@ -40,7 +41,6 @@ def train_grpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from tunesmith.train.rewards import reward_functions
 
     t = cfg.train
     precision = resolve_precision(t.precision)

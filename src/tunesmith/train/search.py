@@ -30,7 +30,11 @@ from typing import Any, Callable
 from rich.console import Console
 
 from tunesmith.config import SEARCH_PARAMS, Config
+from tunesmith.data.io import read_jsonl
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.eval.stats import bootstrap_delta
+from tunesmith.eval.suite import general_probe
+from tunesmith.train.trainer import resolve_epochs
 
 console = Console(stderr=True)
 
@@ -290,8 +294,6 @@ def apply_params(cfg: Config, params: dict[str, Any]) -> Config:
 def default_params(cfg: Config, space: dict[str, list[Any]], n_train: int) -> dict[str, Any]:
     """The project's own recipe in the space's terms (the first trial: what the search must beat); a choice the
     space lacks is replaced by the nearest one."""
-    from tunesmith.train.sft import resolve_epochs
-
     t = cfg.train
     values = {"lr": t.lr, "epochs": int(round(resolve_epochs(t.epochs, n_train))), "lora_r": t.lora_r,
               "lora_alpha": t.lora_alpha / t.lora_r, "batch_size": t.batch_size, "lora_dropout": t.lora_dropout,
@@ -469,9 +471,6 @@ SCORE_KEYS = {"task_accuracy": "task_correct", "format_validity": "format_valid"
 
 def paired_on_validation(a, b, metric: str, cfg: Config) -> dict[str, Any] | None:
     """Trial b against trial a on the same validation cases (each at its chosen step): delta and bootstrap CI."""
-    from tunesmith.data.io import read_jsonl
-    from tunesmith.eval.stats import bootstrap_delta
-
     key = SCORE_KEYS.get(metric)
     rows = []
     for t in (a, b):
@@ -522,8 +521,6 @@ class ForgettingGuard:
 
 def spare_probe(cfg: Config) -> list:
     """General-probe prompts the project's evaluation does not use (those after `eval.general_probe_limit`)."""
-    from tunesmith.eval.suite import general_probe
-
     used = cfg.eval.general_probe_limit
     if not used:
         return []

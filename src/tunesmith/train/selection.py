@@ -25,7 +25,10 @@ from typing import Any, Callable
 from transformers import TrainerCallback
 
 from tunesmith.data.io import atomic_write_json
-from tunesmith.models import bf16_head
+from tunesmith.eval.evaluate import evaluate
+from tunesmith.eval.plan import task_decoding
+from tunesmith.eval.suite import cases_from_records
+from tunesmith.models import bf16_head, bf16_inference_weights
 
 BEST, STATE = "best", "selection.json"
 LOWER_IS_BETTER = {"loss", "token_limit_rate", "hallucination_rate"}
@@ -115,8 +118,7 @@ class ValidationSelector(TrainerCallback):
         if self.plan.metric == "loss":
             loss = metrics.get("eval_loss")
             return (float(loss) if loss is not None else math.inf), {}
-        from tunesmith.eval.backends import TransformersBackend
-        from tunesmith.eval.evaluate import evaluate
+        from tunesmith.generate.backends import TransformersBackend
 
         out = self.run_dir / "validation" / f"step-{step}"
         out.mkdir(parents=True, exist_ok=True)
@@ -185,12 +187,10 @@ def merged_copy(model, bf16: bool):
 
     if not hasattr(model, "merge_and_unload") or getattr(model, "is_loaded_in_4bit", False):
         return None
-    from tunesmith.eval.backends import MERGE_CHECK_MAX_PARAMS
+    from tunesmith.generate.backends import MERGE_CHECK_MAX_PARAMS
 
     if sum(p.numel() for p in model.parameters()) > MERGE_CHECK_MAX_PARAMS:
         return None
-    from tunesmith.models import bf16_inference_weights
-
     twin = copy.deepcopy(model).merge_and_unload()
     twin.eval()
     if bf16:
@@ -222,9 +222,6 @@ def validation_plan(cfg, records: list, train_replies: list[str], tok, schema: d
     will be (`tunesmith.eval.plan.task_decoding` over the training replies); None without validation records."""
     if not records:
         return None
-    from tunesmith.eval.plan import task_decoding
-    from tunesmith.eval.suite import cases_from_records
-
     cases = cases_from_records(records, cfg.task, suite="validation")
     return ValidationPlan(records, cases, cfg, schema, task_decoding(cfg, train_replies, tok, schema),
                           select_metric(cfg), report)

@@ -1,6 +1,6 @@
 """A decoding constraint as a llama.cpp GBNF grammar: what ships beside each GGUF (`--grammar-file grammar.gbnf`).
 
-    text = gbnf(constraint)     # tunesmith.eval.decoding.Constraint -> GBNF
+    text = gbnf(constraint)     # tunesmith.generate.decoding.Constraint -> GBNF
 
 xgrammar's own EBNF output is not GBNF (lookaheads, `{0, -1}` repeats), so this writes GBNF itself for the
 JSON Schema subset replies use: objects with required and optional properties, arrays, enum, const, strings,
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tunesmith.errors import Problem, TunesmithError
 
 if TYPE_CHECKING:
-    from tunesmith.eval.decoding import Constraint
+    from tunesmith.generate.decoding import Constraint
 
 MAX_WHITESPACE = 8  # blanks between JSON tokens: indented replies a few levels deep, never an endless run
 

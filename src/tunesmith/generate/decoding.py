@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.eval.gbnf import MAX_WHITESPACE, gbnf, literal
+from tunesmith.generate.gbnf import MAX_WHITESPACE, gbnf, literal
 
-__all__ = ["Constraint", "gbnf", "infer_reply_schema", "logits_processor", "task_constraint",
+__all__ = ["Constraint", "Decoding", "gbnf", "infer_reply_schema", "logits_processor", "task_constraint",
            "to_response_format", "constraint_from_response_format"]
 
 KINDS = ("json_schema", "json_object", "choice")
@@ -78,6 +78,34 @@ class Constraint:
         """A short hash of the constraint and of how tunesmith decodes it (`ENGINE`)."""
         blob = json.dumps([ENGINE, self.to_json()], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Greedy decoding settings of one suite: the token limit, n-gram blocking and an optional constraint."""
+
+    max_new_tokens: int
+    no_repeat_ngram_size: int | None = None
+    constraint: Constraint | None = None
+
+    def cache_settings(self) -> dict[str, Any]:
+        """The settings that key the generation cache (free decoding keeps the keys it always had)."""
+        out = {"max_new_tokens": self.max_new_tokens, "no_repeat_ngram_size": self.no_repeat_ngram_size,
+               "greedy": True}
+        if self.constraint is not None:
+            out["constraint"] = self.constraint
+        return out
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> Decoding:
+        """The settings from their `cache_settings()` form (`{"max_new_tokens": ..., "greedy": True, ...}`)."""
+        unknown = set(settings) - {"max_new_tokens", "no_repeat_ngram_size", "greedy", "constraint"}
+        if unknown or settings.get("greedy", True) is not True:
+            raise ValueError(f"not greedy decoding settings: {settings}")
+        return cls(settings["max_new_tokens"], settings.get("no_repeat_ngram_size"), settings.get("constraint"))
+
+    def free(self) -> Decoding:
+        return Decoding(self.max_new_tokens, self.no_repeat_ngram_size)
 
 
 def _check(kind: str, schema: Any, choices: Any) -> list[Problem]:

@@ -1,10 +1,10 @@
 """The generation cache: an unchanged model, prompt and decoding setting is never generated twice.
 
     cache = GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite")
-    gens = generate_cached(backend, cases, {"max_new_tokens": 128, "greedy": True}, cache)
+    gens = generate_cached(backend, cases, Decoding(max_new_tokens=128), cache)
 
 A key is the hash of the backend's fingerprint (model identity, adapter content, precision and device, or an
-endpoint's URL and model name), the decoding settings, and the exact prompt the backend sends (the rendered chat
+endpoint's URL and model name), the decoding settings (`Decoding.cache_settings()`), and the exact prompt the backend sends (the rendered chat
 template for local models, so a template change is a miss). A constrained decoding's settings hold its
 `Constraint` (`{"constraint": constraint, ...}`), which enters the key as `constraint.key()`; settings without one
 key exactly as they always did. Only greedy, successful generations are stored.
@@ -19,7 +19,10 @@ import json
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+from tunesmith.generate.backends import Backend, Generation, PromptLike
+from tunesmith.generate.decoding import Decoding
 
 
 class GenerationCache:
@@ -53,30 +56,35 @@ class GenerationCache:
         self.db.close()
 
 
-def cache_key(fingerprint: str, decoding: dict[str, Any], prompt: str) -> str:
+def cache_key(fingerprint: str, decoding: Decoding | dict[str, Any], prompt: str) -> str:
+    if isinstance(decoding, Decoding):
+        decoding = decoding.cache_settings()
     if decoding.get("constraint") is not None:
         decoding = {**decoding, "constraint": decoding["constraint"].key()}
     blob = json.dumps([fingerprint, decoding, prompt], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def generate_cached(backend, cases: list, decoding: dict[str, Any], cache: GenerationCache | None,
-                    batch_size: int = 16, label: str = "Generating") -> list:
+def generate_cached(backend: Backend, cases: Sequence[PromptLike], decoding: Decoding | dict[str, Any],
+                    cache: GenerationCache | None, batch_size: int = 16,
+                    label: str = "Generating") -> list[Generation]:
     """The backend's generations for `cases` in order, taking each from the cache when it is there and storing
-    the new ones (those that did not fail) as each batch finishes."""
-    from tunesmith.eval.backends import Generation
-
-    constraint = decoding.get("constraint")
+    the new ones (those that did not fail) as each batch finishes. `decoding` may also be given in its
+    `cache_settings()` form (a dict)."""
+    if not isinstance(decoding, Decoding):
+        decoding = Decoding.from_dict(decoding)
+    constraint = decoding.constraint
 
     def run(todo: list, on_result=None) -> list:
         extra = {"constraint": constraint} if constraint is not None else {}  # test doubles may take no constraint
-        return backend.generate(todo, max_new_tokens=decoding["max_new_tokens"], batch_size=batch_size,
-                                label=label, no_repeat_ngram_size=decoding.get("no_repeat_ngram_size"),
+        return backend.generate(todo, max_new_tokens=decoding.max_new_tokens, batch_size=batch_size,
+                                label=label, no_repeat_ngram_size=decoding.no_repeat_ngram_size,
                                 on_result=on_result, **extra)
 
     if cache is None:
         return run(cases)
-    keys = [cache_key(backend.fingerprint, decoding, backend.prompt_key(c)) for c in cases]
+    settings = decoding.cache_settings()
+    keys = [cache_key(backend.fingerprint, settings, backend.prompt_key(c)) for c in cases]
     hits = cache.get_many(keys)
     results: list = [None] * len(cases)
     for i, key in enumerate(keys):

@@ -15,13 +15,15 @@ import json
 from typing import Any, Callable
 
 from tunesmith.config import Config
+from tunesmith.errors import Problem, TunesmithError
+from tunesmith.eval.scorers import run_scorers
+from tunesmith.eval.suite import EvalCase
+from tunesmith.train.reward_model import RewardModelScorer
 
 
 def default_rewards(cfg: Config, schema: dict | None) -> list[dict[str, Any]]:
     """What a task rewards when `train.rewards` is empty: valid JSON (against the schema) and the right fields for
     json tasks; the right label for classification. Free chat has no verifiable default."""
-    from tunesmith.errors import Problem, TunesmithError
-
     if cfg.task.type == "json":
         fields = {"type": "json_fields", **({"fields": cfg.task.match_fields} if cfg.task.match_fields else {})}
         return [{"type": "json_schema" if schema else "json", "weight": 0.5}, {**fields, "weight": 1.0}]
@@ -43,8 +45,6 @@ def reward_function(spec: dict[str, Any], schema: dict | None) -> Callable[..., 
     """One TRL reward function (prompts, completions, expected=..., **columns) -> scores in {0, 1}, or a trained
     reward model's scores for `{type: reward_model, path: DIR}`."""
     if spec["type"] == "reward_model":
-        from tunesmith.train.reward import RewardModelScorer
-
         scorer_model = RewardModelScorer(spec["path"])
 
         def learned(prompts, completions, **_: Any) -> list[float]:
@@ -53,9 +53,6 @@ def reward_function(spec: dict[str, Any], schema: dict | None) -> Callable[..., 
 
         learned.__name__ = str(spec.get("name") or "reward_model")
         return learned
-    from tunesmith.eval.scorers import run_scorers
-    from tunesmith.eval.suite import EvalCase
-
     scorer = {k: v for k, v in spec.items() if k not in ("weight", "instruction_id_list", "kwargs")}
     instructions = spec.get("instruction_id_list")
     kwargs = spec.get("kwargs") or ([{}] * len(instructions) if instructions else None)

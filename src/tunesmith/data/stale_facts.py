@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from tunesmith.data.findings import Code, Finding, Severity
+
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("price", re.compile(r"(?:[$€£¥]\s?\d[\d,.]*|\b\d[\d,.]*\s?(?:USD|EUR|GBP|dollars|euros)\b)", re.I)),
@@ -44,8 +46,6 @@ def find_facts(text: str) -> list[tuple[str, str]]:
 
 def stale_fact_findings(rec) -> list:
     """An info finding per assistant turn that states changeable facts."""
-    from tunesmith.data.checks import Code, Finding, Severity
-
     out = []
     for i, msg in enumerate(rec.messages):
         if msg.get("role") != "assistant":

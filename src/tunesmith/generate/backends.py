@@ -1,4 +1,5 @@
-"""Generation backends: every one turns eval cases into `Generation`s, greedy by default.
+"""Generation backends: every one turns prompts (anything with `messages` and `tools`: a `Prompt`, an eval case)
+into `Generation`s, greedy by default. Each implements the `Backend` protocol.
 
 - `TransformersBackend`: local, batched, left-padded, stopping at the end-of-turn token, with a LoRA adapter
   applied on top of the base without merging.
@@ -13,7 +14,7 @@
     outputs = backend.generate(cases, max_new_tokens=64)
     outputs = backend.generate(cases, max_new_tokens=64, constraint=task_constraint("json", schema, replies, []))
 
-Every backend takes a `constraint` (`tunesmith.eval.decoding.Constraint`): transformers decodes through the
+Every backend takes a `constraint` (`tunesmith.generate.decoding.Constraint`): transformers decodes through the
 constraint's logits processor, an endpoint gets the matching OpenAI `response_format`, llama.cpp a GBNF grammar,
 vLLM its structured-output parameters.
 
@@ -28,16 +29,29 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Callable, Protocol, Sequence
 
 from tunesmith.chat import render_prompt
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.eval.suite import EvalCase
-from tunesmith.models import (ModelRef, bf16_inference_weights, check_adapter_dir, load_model, load_tokenizer,
-                              resolve_precision)
+from tunesmith.generate.decoding import Constraint, gbnf, logits_processor, to_response_format
+from tunesmith.models import (ModelRef, bf16_inference_weights, cached_sha256, check_adapter_dir, dir_identity,
+                              load_model, load_tokenizer, resolve_precision)
 
-if TYPE_CHECKING:
-    from tunesmith.eval.decoding import Constraint
+
+class PromptLike(Protocol):
+    """What a backend answers: a conversation so far and the tools the model may call (`Prompt`, `EvalCase`)."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict] | None
+
+
+@dataclass
+class Prompt:
+    """A prompt of its own, for callers without eval cases (distillation, synthesis)."""
+
+    id: str
+    messages: list[dict[str, Any]]
+    tools: list[dict] | None = None
 
 
 @dataclass
@@ -52,6 +66,20 @@ class Generation:
 
     def to_cache(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "cached"}
+
+
+class Backend(Protocol):
+    """What every backend offers: the identity of what generates (`fingerprint`), exactly what it would send for a
+    prompt (`prompt_key`), and greedy replies in prompt order (`generate`). Both key the generation cache."""
+
+    fingerprint: str
+
+    def prompt_key(self, case: PromptLike) -> str: ...
+
+    def generate(self, cases: Sequence[PromptLike], max_new_tokens: int = 128, batch_size: int = 16,
+                 label: str = "Generating", no_repeat_ngram_size: int | None = None,
+                 on_result: Callable[[int, Generation], None] | None = None,
+                 constraint: Constraint | None = None) -> list[Generation]: ...
 
 
 def _progress(label: str, total: int):
@@ -77,7 +105,6 @@ class TransformersBackend:
                  merge: bool | str = "auto") -> None:
         import torch
 
-        from tunesmith.models import dir_identity
 
         self.tok = load_tokenizer(model_ref)
         self.tok.padding_side = "left"
@@ -117,15 +144,15 @@ class TransformersBackend:
         self.merge = self.merged = False  # a model being trained is never merged into
         return self
 
-    def prompt_key(self, case: EvalCase) -> str:
+    def prompt_key(self, case: PromptLike) -> str:
         return render_prompt(self.tok, case.messages, case.tools)
 
-    def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
+    def generate(self, cases: list[PromptLike], max_new_tokens: int = 128, batch_size: int = 16,
                  label: str = "Generating", no_repeat_ngram_size: int | None = None,
                  on_result=None, constraint: Constraint | None = None) -> list[Generation]:
         """Greedy replies for every case, in case order; longest prompts first so batches pad little.
         `on_result(i, generation)` is called as each batch finishes. With `constraint`, every reply is held to it
-        (and n-grams are blocked inside the grammar, see `tunesmith.eval.decoding.logits_processor`)."""
+        (and n-grams are blocked inside the grammar, see `tunesmith.generate.decoding.logits_processor`)."""
 
         prompts = [render_prompt(self.tok, c.messages, c.tools) for c in cases]
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
@@ -190,8 +217,6 @@ class TransformersBackend:
         itself, within the grammar)."""
         if constraint is None:
             return {"no_repeat_ngram_size": no_repeat_ngram_size or 0}
-        from tunesmith.eval.decoding import logits_processor
-
         return {"no_repeat_ngram_size": 0,
                 "logits_processor": [logits_processor(self.tok, constraint, rows, no_repeat_ngram_size)]}
 
@@ -218,10 +243,10 @@ class EndpointBackend:
         self.prices = (input_usd_per_mtok, output_usd_per_mtok)
         self.fingerprint = json.dumps({"endpoint": base_url.rstrip("/"), "model": model})
 
-    def prompt_key(self, case: EvalCase) -> str:
+    def prompt_key(self, case: PromptLike) -> str:
         return json.dumps({"messages": case.messages, "tools": case.tools}, sort_keys=True, ensure_ascii=False)
 
-    def _one(self, case: EvalCase, max_new_tokens: int, response_format: dict | None = None) -> Generation:
+    def _one(self, case: PromptLike, max_new_tokens: int, response_format: dict | None = None) -> Generation:
         import openai
 
         began = time.perf_counter()
@@ -256,7 +281,7 @@ class EndpointBackend:
             cost = (usage.prompt_tokens * self.prices[0] + usage.completion_tokens * self.prices[1]) / 1e6
         return Generation(text.strip(), out_tokens, choice.finish_reason == "length", latency, cost_usd=cost)
 
-    def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
+    def generate(self, cases: list[PromptLike], max_new_tokens: int = 128, batch_size: int = 16,
                  label: str = "Generating", no_repeat_ngram_size: int | None = None,
                  on_result=None, constraint: Constraint | None = None) -> list[Generation]:
         """Every case, `concurrency` requests at a time, in case order. (`no_repeat_ngram_size` is a local
@@ -264,7 +289,6 @@ class EndpointBackend:
         as `response_format` (a label set has none: the endpoint decodes freely)."""
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
-        from tunesmith.eval.decoding import to_response_format
 
         response_format = to_response_format(constraint)
         results: list[Generation | None] = [None] * len(cases)
@@ -316,8 +340,6 @@ class VLLMBackend:
             raise TunesmithError("vLLM is not installed", [Problem(
                 "backend vllm", "the vllm package is not importable here",
                 "pip install vllm on a CUDA machine, or use the transformers backend")]) from None
-        from tunesmith.models import dir_identity
-
         self.vllm = vllm
         self.llm = vllm.LLM(model=str(model_ref.path), enable_lora=adapter is not None,
                             trust_remote_code=model_ref.trust_remote_code)
@@ -326,10 +348,10 @@ class VLLMBackend:
         adapter_id = dir_identity(Path(adapter)) if adapter is not None else None
         self.fingerprint = json.dumps({"model": model_ref.identity, "adapter": adapter_id, "backend": "vllm"})
 
-    def prompt_key(self, case: EvalCase) -> str:
+    def prompt_key(self, case: PromptLike) -> str:
         return render_prompt(self.tok, case.messages, case.tools)
 
-    def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
+    def generate(self, cases: list[PromptLike], max_new_tokens: int = 128, batch_size: int = 16,
                  label: str = "Generating", no_repeat_ngram_size: int | None = None,
                  on_result=None, constraint: Constraint | None = None) -> list[Generation]:
         """Greedy replies in case order; a `constraint` becomes vLLM's structured-output parameters."""
@@ -377,8 +399,6 @@ class LlamaCppBackend:
             raise TunesmithError("llama-cpp-python is not installed", [Problem(
                 "backend llamacpp", "the llama_cpp package is not importable here",
                 "pip install llama-cpp-python (it builds llama.cpp), or use the transformers backend")]) from None
-        from tunesmith.models import cached_sha256
-
         path = Path(gguf)
         self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, seed=0, verbose=False)
         import atexit
@@ -387,10 +407,10 @@ class LlamaCppBackend:
         self.fingerprint = json.dumps({"gguf": cached_sha256(path), "backend": "llama.cpp",
                                        "version": llama_cpp.__version__})
 
-    def prompt_key(self, case: EvalCase) -> str:
+    def prompt_key(self, case: PromptLike) -> str:
         return json.dumps({"messages": case.messages, "tools": case.tools}, sort_keys=True, ensure_ascii=False)
 
-    def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
+    def generate(self, cases: list[PromptLike], max_new_tokens: int = 128, batch_size: int = 16,
                  label: str = "Generating", no_repeat_ngram_size: int | None = None,
                  on_result=None, constraint: Constraint | None = None) -> list[Generation]:
         """Greedy replies, one case at a time; a `constraint` becomes a llama.cpp grammar (`gbnf`)."""
@@ -420,7 +440,6 @@ class LlamaCppBackend:
         """The constraint as a `LlamaGrammar` (parsed once per constraint)."""
         import llama_cpp
 
-        from tunesmith.eval.decoding import gbnf
 
         cache = self.__dict__.setdefault("_grammars", {})
         if constraint.key() not in cache:

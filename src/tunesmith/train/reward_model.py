@@ -17,9 +17,10 @@ from typing import Any
 
 from tunesmith.config import Config
 from tunesmith.data.records import Record
+from tunesmith.errors import Problem, TunesmithError
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
 from tunesmith.train.dpo import pair_rows
-from tunesmith.train.sft import common_args, describe, lora_config, make_trainer, run_training, save_trained
+from tunesmith.train.trainer import common_args, describe, lora_config, make_trainer, run_training, save_trained
 
 
 def train_reward_model(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> dict[str, Any]:
@@ -37,8 +38,6 @@ def train_reward_model(cfg: Config, model_ref: ModelRef, records: list[Record], 
                                            add_special_tokens=False)["input_ids"])
                                    for side in ("chosen", "rejected")) <= cfg.data.max_seq_len]
     if not fits:  # TRL would drop every pair and fail with an empty sampler
-        from tunesmith.errors import Problem, TunesmithError
-
         raise TunesmithError("No preference pair fits data.max_seq_len", [Problem(
             f"data.max_seq_len: {cfg.data.max_seq_len}", f"all {len(rows)} pairs are longer",
             "raise data.max_seq_len")])

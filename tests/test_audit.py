@@ -13,7 +13,7 @@ from tunesmith.cli import app
 from tunesmith.data.audit import run_checks
 from tunesmith.data.findings import Code, Finding
 from tunesmith.data.formats import iter_records, load_records
-from tunesmith.data.io import JsonlWriter
+from tunesmith.files import JsonlWriter
 from tunesmith.data.split import ReplyLabel, reply_label
 
 runner = CliRunner()

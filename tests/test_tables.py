@@ -11,7 +11,7 @@ from tunesmith.config import ColumnsConfig, load_config
 from tunesmith.data.audit import check_files
 from tunesmith.data.findings import Code
 from tunesmith.data.formats import load_records
-from tunesmith.data.io import data_sha256
+from tunesmith.files import data_sha256
 from tunesmith.data.tables import is_table, scan_rows
 from tunesmith.errors import TunesmithError
 

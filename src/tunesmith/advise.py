@@ -267,7 +267,7 @@ def answers_from_project(project: str | Path, overrides: list[str] | None = None
     from tunesmith.data.records import Record
     from tunesmith.data.split import ReplyLabel
     from tunesmith.errors import TunesmithError
-    from tunesmith.eval.evaluate import load_schema
+    from tunesmith.data.project import load_schema
 
     cfg, root = load_config(project, overrides)
     files = data_files(cfg, root)

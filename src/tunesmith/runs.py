@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from tunesmith.data.io import atomic_write_json, atomic_write_text
+from tunesmith.files import atomic_write_json, atomic_write_text
 
 COMPLETED = "COMPLETED"
 

@@ -91,12 +91,7 @@ def shape_config(name: str, vocab_size: int | None = None):
 def _tokenizer():
     """(tokenizer, which): the built-in model's tokenizer read from its GGUF (no weights converted), or the tiny test
     tokenizer when the built-in package is not installed."""
-    from tunesmith.models import (
-        BUILTINS,
-        CHATML_TEMPLATE,
-        builtin_gguf,
-        make_tiny_tokenizer,
-    )
+    from tunesmith.builtin import BUILTINS, CHATML_TEMPLATE, builtin_gguf, make_tiny_tokenizer
 
     name = next(iter(BUILTINS))
     try:
@@ -117,7 +112,7 @@ def shape_dir(name: str) -> Path:
     """The shape's directory (config, generation config, tokenizer, marker), written once into the cache."""
     from transformers import GenerationConfig
 
-    from tunesmith.models import cache_home
+    from tunesmith.builtin import cache_home
 
     name = shape_name(name)
     target = cache_home() / "shapes" / name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tunesmith.data.io import atomic_write_text
+from tunesmith.files import atomic_write_text
 from tunesmith.errors import fail
 
 STARTER_YAML = """\

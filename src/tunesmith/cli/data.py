@@ -38,7 +38,7 @@ def _load(paths: list[Path]):
 
 
 def _write(out: Path, records) -> None:
-    from tunesmith.data.io import atomic_write_jsonl
+    from tunesmith.files import atomic_write_jsonl
 
     atomic_write_jsonl(out, (r.to_json() for r in records))
 

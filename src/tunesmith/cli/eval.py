@@ -26,8 +26,9 @@ def eval_score(suite: Path = typer.Option(..., help="Suite JSONL (cases with `id
     """Score recorded outputs against a suite without generating (e.g. an API model's golden outputs)."""
     from tunesmith.cli.render import score_table
     from tunesmith.config import load_config
-    from tunesmith.data.io import atomic_write_jsonl
-    from tunesmith.eval.evaluate import load_schema, score_responses
+    from tunesmith.files import atomic_write_jsonl
+    from tunesmith.data.project import load_schema
+    from tunesmith.eval.evaluate import score_responses
     from tunesmith.eval.suite import load_suite
 
     cfg, base = load_config(project)
@@ -88,10 +89,11 @@ def eval_compare(runs: list[str] = typer.Argument(..., help="Two or more evaluat
     """Paired comparison of evaluations: deltas with intervals, McNemar's p, verdicts, gates (exit 1 on a fail)."""
     from tunesmith.cli.render import print_comparisons
     from tunesmith.config import Config, load_config
-    from tunesmith.data.io import atomic_write_json
+    from tunesmith.files import atomic_write_json
     from tunesmith.errors import Problem, TunesmithError
     from tunesmith.eval.compare import compare_many
-    from tunesmith.eval.pairing import attach_human_preference, judge_comparisons, load_evaluation
+    from tunesmith.eval.pairing import judge_comparisons, load_evaluation
+    from tunesmith.review.preference import attach_human_preference
 
     if len(runs) < 2:
         raise TunesmithError("Nothing to compare", [Problem("RUNS", "give at least two evaluations", "")])

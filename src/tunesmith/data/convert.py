@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from tunesmith.config import ColumnsConfig
 from tunesmith.data.formats import FORMATS, load_records, read_labeled
-from tunesmith.data.io import atomic_write_jsonl
+from tunesmith.files import atomic_write_jsonl
 from tunesmith.errors import Problem, TunesmithError, fail
 
 SOURCES = ("auto", *FORMATS, "csv", "labeled")
@@ -104,9 +104,9 @@ def audit_options(base: Path | None, model: str | None = None, near_dup_threshol
     `tunesmith run` checks it; files with `model` are also rendered with its chat template and tokenizer."""
     if base is not None:
         from tunesmith.config import load_config
-        from tunesmith.eval.evaluate import load_schema
+        from tunesmith.data.project import load_schema
         from tunesmith.models import resolve_model
-        from tunesmith.pipeline import check_options
+        from tunesmith.data.project import check_options
 
         cfg, _ = load_config(base)
         ref = resolve_model(model or cfg.model.base, cfg.model.trust_remote_code)

@@ -1,116 +1,18 @@
-"""Reading and writing files: JSONL and CSV with line numbers in; atomic writes out.
-
-Every write goes to a temporary file in the same directory and is renamed into place, so a crash leaves either
-the old file or the new one, never half of one. Input files are only ever read.
-"""
+"""Reading data files: JSONL and CSV with line numbers, problems reported by line. Input files are only ever read
+(writing goes through `tunesmith.files`)."""
 
 from __future__ import annotations
 
 import csv
-import errno
-import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tunesmith.errors import Problem, TunesmithError
 
 MAX_PROBLEMS_SHOWN = 10
 MAX_LINE_BYTES = 8 << 20  # one record; longer lines are reported, not parsed
-
-
-class DiskFull(TunesmithError, OSError):
-    """No space left on the device while writing: a user-facing error (the CLI prints it, no traceback) that is
-    still an OSError for code that handles those. What was being replaced is untouched."""
-
-    keep_run = True  # the pipeline keeps the run directory: free some space and re-run to resume it
-
-
-def disk_full(path: str | Path, what: str, kept: str = "the previous file is untouched") -> DiskFull:
-    err = DiskFull(f"Out of disk space {what}", [Problem(str(path), f"no space left on the device; {kept}",
-                                                         "free some space and run the command again")])
-    err.errno = errno.ENOSPC
-    return err
-
-
-@contextmanager
-def atomic_open(path: str | Path):
-    """A text file handle whose contents replace `path` only when the block ends cleanly (temp file in the same
-    directory, fsync, rename); on any error the temp file is removed and `path` is untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and not isinstance(exc, DiskFull):
-            raise disk_full(path, "while writing it") from exc
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` through a temp file + rename (never a half-written file)."""
-    with atomic_open(path) as fh:
-        fh.write(text)
-    return Path(path)
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def atomic_write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
-    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-class JsonlWriter:
-    """Stream rows to a JSONL file atomically (see `atomic_open`): `path` is replaced only on a clean exit.
-
-        with JsonlWriter(run_dir / "kept.jsonl") as out:
-            out.write({"messages": [...]})
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self._file = atomic_open(path)
-
-    def __enter__(self) -> "JsonlWriter":
-        self._fh = self._file.__enter__()
-        return self
-
-    def write(self, row: dict) -> None:
-        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-    def __exit__(self, exc_type, exc, tb) -> bool | None:
-        return self._file.__exit__(exc_type, exc, tb)
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def data_sha256(path: str | Path) -> str:
-    """Content hash of a data file, or of a directory (a saved data set): its files' names and contents."""
-    path = Path(path)
-    if not path.is_dir():
-        return file_sha256(path)
-    h = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
-    return h.hexdigest()
 
 
 def _require_file(path: Path) -> None:

@@ -10,6 +10,7 @@ Shared by the pipeline's stages (`tunesmith.pipeline`), `tunesmith cost`, `tunes
 from __future__ import annotations
 
 import glob
+import json
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,8 @@ from tunesmith.data.distill import SELF
 from tunesmith.data.formats import load_records
 from tunesmith.data.split import ReplyLabel
 from tunesmith.data.tables import is_saved_dataset
-from tunesmith.errors import Problem, TunesmithError
+from tunesmith.errors import Problem, TunesmithError, fail
+from tunesmith.schemas import schema_problem
 
 
 def data_files(cfg: Config, project: Path, which: str = "train") -> list[Path]:
@@ -103,3 +105,23 @@ def mix_general(records: list, files: list[Path], cfg: Config) -> list:
     rng = random.Random(cfg.train.seed)
     picked = rng.sample(pool, min(want, len(pool)))
     return records + [replace(r, provenance={**r.provenance, "general": True}) for r in picked]
+
+
+def load_schema(cfg: Config, project: Path) -> dict | None:
+    """The task's JSON Schema (inline or from a file relative to the project), checked to be a valid schema."""
+    schema = cfg.task.json_schema
+    where = "task.json_schema"
+    if isinstance(schema, str):
+        path = project / schema
+        where = str(path)
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+        except OSError:
+            raise fail("JSON Schema not found", where, "cannot read the file",
+                       "task.json_schema is relative to the project directory") from None
+        except json.JSONDecodeError as exc:
+            raise fail("JSON Schema is not JSON", f"{where}:{exc.lineno}", exc.msg, "fix the file") from None
+    problem = schema_problem(schema) if schema is not None else None
+    if problem:
+        raise fail("Invalid JSON Schema", where, problem, "see json-schema.org for the syntax")
+    return schema

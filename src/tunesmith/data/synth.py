@@ -42,7 +42,7 @@ from tunesmith.data.coverage import reply_behavior
 from tunesmith.data.dedup import exact_key, near_duplicate_clusters, normalize
 from tunesmith.data.distill import teacher_name
 from tunesmith.data.findings import Severity
-from tunesmith.data.io import atomic_write_jsonl
+from tunesmith.files import atomic_write_jsonl
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.generate.backends import Generation, Prompt
@@ -506,7 +506,7 @@ def synthesize(seeds: list[Record], teacher, n: int, operators: list[str] | dict
         if not isinstance(task.json_schema, dict):
             raise TunesmithError("Cannot synthesize data", [Problem(
                 "task.json_schema", "is a file path; synthesize takes the schema itself",
-                "pass schema=load_schema(cfg, project) (tunesmith.eval.evaluate)")])
+                "pass schema=load_schema(cfg, project) (tunesmith.data.project)")])
         schema = task.json_schema
     usable = [r for r in seeds if usable_seed(r)]
     _check_arguments(seeds, usable, n, operators, few_shot, schema)
@@ -606,7 +606,7 @@ def synth_setup(paths: list[Path], project: Path | None = None):
     """(config, JSON Schema, generation cache file) of `data synth`: the project's (`project_of(paths, project)`),
     else tunesmith's defaults, no schema and the user-wide cache."""
     from tunesmith.config import Config, load_config
-    from tunesmith.eval.evaluate import load_schema
+    from tunesmith.data.project import load_schema
     from tunesmith.models import cache_home
 
     home = project_of(paths, project)

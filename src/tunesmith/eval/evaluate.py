@@ -18,19 +18,18 @@ in seconds.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tunesmith.config import Config
-from tunesmith.data.io import atomic_write_jsonl, read_jsonl
-from tunesmith.errors import Problem, TunesmithError, fail
+from tunesmith.files import atomic_write_jsonl
+from tunesmith.data.io import read_jsonl
+from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.plan import DEFAULT_LIMIT
 from tunesmith.eval.scorers import detect_behavior, score_case
 from tunesmith.eval.suite import EvalCase
 from tunesmith.generate.cache import generate_cached
 from tunesmith.generate.decoding import Decoding
-from tunesmith.schemas import schema_problem
 
 
 EMPTY_OUTPUT = ("the model emitted nothing (an empty reply): check the stop token and the chat template "
@@ -63,26 +62,6 @@ def slices(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
             if MIN_SLICE <= len(tagged) < len(suite_rows):
                 out[f"{suite}{SLICE}{tag}"] = tagged
     return out
-
-
-def load_schema(cfg: Config, project: Path) -> dict | None:
-    """The task's JSON Schema (inline or from a file relative to the project), checked to be a valid schema."""
-    schema = cfg.task.json_schema
-    where = "task.json_schema"
-    if isinstance(schema, str):
-        path = project / schema
-        where = str(path)
-        try:
-            schema = json.loads(path.read_text(encoding="utf-8"))
-        except OSError:
-            raise fail("JSON Schema not found", where, "cannot read the file",
-                       "task.json_schema is relative to the project directory") from None
-        except json.JSONDecodeError as exc:
-            raise fail("JSON Schema is not JSON", f"{where}:{exc.lineno}", exc.msg, "fix the file") from None
-    problem = schema_problem(schema) if schema is not None else None
-    if problem:
-        raise fail("Invalid JSON Schema", where, problem, "see json-schema.org for the syntax")
-    return schema
 
 
 def aggregate(rows: list[dict[str, Any]], hourly_usd: float | None = None) -> dict[str, float | int | None]:

@@ -1,17 +1,14 @@
-"""`eval compare`'s evaluations and preferences: load evaluations by name, pair their cases for the LLM judge, and
-match a blind A/B review to the comparison it belongs to.
+"""`eval compare`'s evaluations: load evaluations by name and pair their cases for the LLM judge (a blind A/B
+review is matched to its comparison by `tunesmith.review.preference.attach_human_preference`).
 
     loaded = [load_evaluation(ref, project) for ref in ("eval-base", "eval-tuned")]
     comparisons = compare_many(loaded, cfg)                       # tunesmith.eval.compare
     judge_comparisons(comparisons, loaded, cfg, limit=50)         # comp["preference"]
-    attach_human_preference(comparisons, Path("review/ab"))       # comp["preference_human"]
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from tunesmith.errors import Problem, TunesmithError
 
@@ -51,36 +48,3 @@ def judge_comparisons(comparisons: list[dict], loaded: list[tuple[str, list[dict
         pairs = judge_pairs(loaded[0][1], rows, limit)
         comp["preference"] = pj.compare([t.get("prompt") or "" for _, t in pairs], [b["output"] for b, _ in pairs],
                                         [t["output"] for _, t in pairs], cfg.eval.confidence)
-
-
-def load_human_preference(path: Path) -> dict[str, Any]:
-    """A blind A/B review's result, from its directory (summarized afresh) or its preference.json."""
-    from tunesmith.review import preference_summary
-
-    path = Path(path)
-    if path.is_dir():
-        return preference_summary(path)
-    try:
-        pref = json.loads(path.read_text())
-        pref["results"]["b"]
-        return pref
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TunesmithError("Cannot read the A/B review", [Problem(str(path), f"{type(exc).__name__}: {exc}",
-                                                                    "pass the review directory or its "
-                                                                    "preference.json")]) from None
-
-
-def attach_human_preference(comparisons: list[dict], path: Path) -> None:
-    """Load the A/B review at `path` and attach it (`preference_human`) to the comparison of its B evaluation (the
-    only comparison, when there is one)."""
-    from tunesmith.runs import results_name
-
-    pref = load_human_preference(path)
-    b_name = results_name(Path(pref["results"]["b"]))  # as load_evaluation names it
-    comp = next((c for c in comparisons if c["candidate"] == b_name),
-                comparisons[0] if len(comparisons) == 1 else None)
-    if comp is None:
-        raise TunesmithError("The A/B review matches no comparison", [Problem(
-            str(path), f"it compared {pref['results']['a']} with {pref['results']['b']}",
-            "give the same evaluations to eval compare")])
-    comp["preference_human"] = pref

@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunesmith.data.io import atomic_write_json, file_sha256
+from tunesmith.files import atomic_write_json, file_sha256
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.models import ModelRef, check_adapter_dir, load_model, load_tokenizer
 

@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tunesmith.errors import Problem, TunesmithError
 
-if TYPE_CHECKING:
-    from tunesmith.generate.decoding import Constraint
+
+class ConstraintLike(Protocol):
+    """What a grammar is written from (`tunesmith.generate.decoding.Constraint`, which imports this module)."""
+
+    kind: str
+    schema: dict | None
+    choices: tuple[str, ...]
+    separators: tuple[str, str] | None
 
 MAX_WHITESPACE = 8  # blanks between JSON tokens: indented replies a few levels deep, never an endless run
 
@@ -60,7 +66,7 @@ _UNENFORCED = ("pattern", "format", "minimum", "maximum", "exclusiveMinimum", "e
                "uniqueItems", "contains", "minProperties", "maxProperties", "propertyNames", "dependentRequired")
 
 
-def gbnf(constraint: Constraint) -> str:
+def gbnf(constraint: ConstraintLike) -> str:
     """The constraint as a llama.cpp GBNF grammar (`llama-cli --grammar-file`, llama-cpp-python's `LlamaGrammar`):
     the schema's objects with their properties in schema order (required ones always, optional ones may be left
     out, no others), enums and consts as literals, typed strings, numbers, booleans, arrays (with min/maxItems),

@@ -48,7 +48,7 @@ def project_tokens(cfg: Config, project: Path, model_ref, recipe):
     """`tunesmith cost PROJECT`'s count: check and split the project (cached stages, as `tunesmith train` does), mix
     in its general data and count the tokens of every training example (`tunesmith.cost.count_tokens`)."""
     from tunesmith.cost import count_tokens
-    from tunesmith.eval.evaluate import load_schema
+    from tunesmith.data.project import load_schema
 
     schema = load_schema(cfg, project)
     st_split = data_stages(cfg, project, Pipeline(project), model_ref, schema)

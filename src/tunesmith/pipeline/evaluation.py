@@ -13,7 +13,8 @@ from typing import Any
 from rich.markup import escape
 
 from tunesmith.config import Config, load_config
-from tunesmith.data.io import file_sha256, read_jsonl
+from tunesmith.files import file_sha256
+from tunesmith.data.io import read_jsonl
 from tunesmith.data.project import read_records, validation_records
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.plan import LIMIT_MAX

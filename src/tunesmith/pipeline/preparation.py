@@ -13,7 +13,7 @@ from typing import Any
 from rich.markup import escape
 
 from tunesmith.config import Config
-from tunesmith.data.io import JsonlWriter, atomic_write_json, atomic_write_jsonl, data_sha256
+from tunesmith.files import JsonlWriter, atomic_write_json, atomic_write_jsonl, data_sha256
 from tunesmith.data.project import check_options, data_files, read_records, stratify_field
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.pipeline.machinery import Pipeline, Stage, console, sections
@@ -117,7 +117,7 @@ class Prepared:
 def prepare(cfg: Config, project: Path, with_suites: bool) -> Prepared:
     """Fail on missing data (and suites) before any work; resolve the base model; run (or reuse) the check and
     split stages."""
-    from tunesmith.eval.evaluate import load_schema
+    from tunesmith.data.project import load_schema
     from tunesmith.eval.suite import project_suites
     from tunesmith.models import resolve_model
 

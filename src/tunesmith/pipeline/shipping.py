@@ -63,7 +63,7 @@ def export_run(path: str | Path, run: str, formats: list[str] | None = None, ggu
                overrides: list[str] | None = None) -> dict[str, Any]:
     """`tunesmith export RUN`: export a finished train run of the project into `<run>/export/`; returns the
     manifest. Formats default to `export.formats`, else everything the run can give."""
-    from tunesmith.eval.evaluate import load_schema
+    from tunesmith.data.project import load_schema
     from tunesmith.export.merge import export_artifacts
     from tunesmith.models import resolve_model
 

@@ -10,7 +10,7 @@ from typing import Any
 from rich.markup import escape
 
 from tunesmith.config import Config
-from tunesmith.data.io import atomic_write_json
+from tunesmith.files import atomic_write_json
 from tunesmith.pipeline.machinery import Pipeline, Stage, console
 from tunesmith.runs import summary_path
 

@@ -12,7 +12,8 @@ from typing import Any
 from tunesmith import runs
 from tunesmith.config import Config
 from tunesmith.data.distill import SELF
-from tunesmith.data.io import atomic_write_jsonl, file_sha256, read_jsonl
+from tunesmith.files import atomic_write_jsonl, file_sha256
+from tunesmith.data.io import read_jsonl
 from tunesmith.data.project import general_files, mix_general, read_records, validation_records
 from tunesmith.pipeline.machinery import Pipeline, Stage, sections
 

@@ -30,7 +30,7 @@ def build_report(project: str | Path, summary: dict | None = None, diagnosis: di
     and `preference` default to the summary's keys of those names (`human_preference` too) and are rendered in any
     shape. The file is written atomically to `out`, or by default into the compare stage's run directory and to
     PROJECT/.tunesmith/report.html (the first of those is returned)."""
-    from tunesmith.data.io import atomic_write_text
+    from tunesmith.files import atomic_write_text
     from tunesmith.report import sources
     from tunesmith.report.page import render
 

@@ -30,7 +30,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from tunesmith.data.formats import load_records
-from tunesmith.data.io import atomic_write_jsonl, file_sha256
+from tunesmith.files import atomic_write_jsonl, file_sha256
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.review.sample import passes, summarize_sample

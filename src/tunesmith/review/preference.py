@@ -19,8 +19,11 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
-from tunesmith.data.io import atomic_write_json, read_jsonl
+from tunesmith.files import atomic_write_json
+
+from tunesmith.data.io import read_jsonl
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.review.state import (PreferenceItem, PreferenceSource, PreferenceState, load_state, now, save_state,
                                     state_path)
@@ -134,3 +137,34 @@ def write_preference(review_dir: str | Path, state: PreferenceState) -> dict:
     summary = summarize_preference(state)
     atomic_write_json(Path(review_dir) / PREFERENCE_FILE, summary)
     return summary
+
+
+def load_human_preference(path: Path) -> dict[str, Any]:
+    """A blind A/B review's result, from its directory (summarized afresh) or its preference.json."""
+    path = Path(path)
+    if path.is_dir():
+        return preference_summary(path)
+    try:
+        pref = json.loads(path.read_text())
+        pref["results"]["b"]
+        return pref
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TunesmithError("Cannot read the A/B review", [Problem(str(path), f"{type(exc).__name__}: {exc}",
+                                                                    "pass the review directory or its "
+                                                                    "preference.json")]) from None
+
+
+def attach_human_preference(comparisons: list[dict], path: Path) -> None:
+    """Load the A/B review at `path` and attach it (`preference_human`) to the comparison of its B evaluation (the
+    only comparison, when there is one)."""
+    from tunesmith.runs import results_name
+
+    pref = load_human_preference(path)
+    b_name = results_name(Path(pref["results"]["b"]))  # as load_evaluation names it
+    comp = next((c for c in comparisons if c["candidate"] == b_name),
+                comparisons[0] if len(comparisons) == 1 else None)
+    if comp is None:
+        raise TunesmithError("The A/B review matches no comparison", [Problem(
+            str(path), f"it compared {pref['results']['a']} with {pref['results']['b']}",
+            "give the same evaluations to eval compare")])
+    comp["preference_human"] = pref

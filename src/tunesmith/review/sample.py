@@ -22,7 +22,7 @@ from pathlib import Path
 from statistics import NormalDist
 
 from tunesmith.data.formats import load_records
-from tunesmith.data.io import atomic_write_json, file_sha256
+from tunesmith.files import atomic_write_json, file_sha256
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.review.state import (SampleItem, SampleSource, SampleState, is_decided, load_state, now, save_state,
                                     state_path)

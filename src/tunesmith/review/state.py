@@ -24,7 +24,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tunesmith.data.io import atomic_write_json
+from tunesmith.files import atomic_write_json
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 

@@ -24,7 +24,7 @@ PICKLED = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin",
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from tunesmith.data.io import atomic_write_json
+    from tunesmith.files import atomic_write_json
 
     atomic_write_json(path, obj)
 

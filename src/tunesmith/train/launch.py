@@ -28,7 +28,7 @@ def launch(cfg, model_ref, records_path: Path, run_dir: Path, schema: dict | Non
            validation_path: Path | None = None) -> dict[str, Any]:
     """Run the recipe in `cfg.train.nproc` processes; return process 0's result. `validation_path` (the split's
     validation records) chooses an SFT run's checkpoint in every process alike."""
-    from tunesmith.data.io import atomic_write_json
+    from tunesmith.files import atomic_write_json
 
     t = cfg.train
     validation = (str(validation_path) if validation_path is not None and validation_path.exists()
@@ -59,7 +59,7 @@ def main(run_dir: str) -> None:
     """One process of a launched run (what `accelerate launch -m tunesmith.train.launch RUN_DIR` executes)."""
     from tunesmith.config import Config
     from tunesmith.data.formats import load_records
-    from tunesmith.data.io import atomic_write_json
+    from tunesmith.files import atomic_write_json
     from tunesmith.models import resolve_model
 
     run = Path(run_dir)

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
-from tunesmith.data.io import atomic_write_json
+from tunesmith.files import atomic_write_json
 from tunesmith.eval.evaluate import evaluate
 from tunesmith.eval.plan import task_decoding
 from tunesmith.eval.suite import cases_from_records

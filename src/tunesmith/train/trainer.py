@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import Config
-from tunesmith.data.io import disk_full
+from tunesmith.files import disk_full
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.models import ModelRef, bf16_linear_weights, load_model, training_attention
 from tunesmith.train import checkpoint as ckpt

@@ -22,7 +22,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/tunesmith run examples/support-triage || [ $$? -eq 1 ]
 
+# The house first (lint, format, the import layers in pyproject.toml), then the tests.
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 clean-runs:

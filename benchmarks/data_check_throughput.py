@@ -23,47 +23,109 @@ import tempfile
 import time
 from pathlib import Path
 
-SYSTEM = ("You are Lumen Home's support router. Reply with JSON only: {\"queue\": billing|technical|account|"
-          "shipping|sales|escalation|refuse|needs_info, \"priority\": low|normal|high|urgent, \"reason\": one line}")
+SYSTEM = (
+    'You are Lumen Home\'s support router. Reply with JSON only: {"queue": billing|technical|account|'
+    'shipping|sales|escalation|refuse|needs_info, "priority": low|normal|high|urgent, "reason": one line}'
+)
 TOPICS = {
-    "billing": ["I was charged twice for {item}", "my invoice for {item} shows the wrong amount",
-                "can I get a refund for {item}", "why did my subscription price go up"],
-    "technical": ["my {item} keeps going offline", "the app crashes when I open {item} settings",
-                  "{item} won't pair with the hub after the update", "firmware update failed on my {item}"],
-    "shipping": ["where is my order {order}", "tracking for {order} has not moved in days",
-                 "the {item} arrived damaged", "can I change the delivery address for {order}"],
-    "account": ["I can't log in to my account", "how do I add my partner to the account",
-                "reset my password please", "delete my account and my data"],
-    "sales": ["do you have a bundle with {item}", "is {item} compatible with my heat pump",
-              "what is the difference between {item} models", "any discount for buying three {item}s"],
+    "billing": [
+        "I was charged twice for {item}",
+        "my invoice for {item} shows the wrong amount",
+        "can I get a refund for {item}",
+        "why did my subscription price go up",
+    ],
+    "technical": [
+        "my {item} keeps going offline",
+        "the app crashes when I open {item} settings",
+        "{item} won't pair with the hub after the update",
+        "firmware update failed on my {item}",
+    ],
+    "shipping": [
+        "where is my order {order}",
+        "tracking for {order} has not moved in days",
+        "the {item} arrived damaged",
+        "can I change the delivery address for {order}",
+    ],
+    "account": [
+        "I can't log in to my account",
+        "how do I add my partner to the account",
+        "reset my password please",
+        "delete my account and my data",
+    ],
+    "sales": [
+        "do you have a bundle with {item}",
+        "is {item} compatible with my heat pump",
+        "what is the difference between {item} models",
+        "any discount for buying three {item}s",
+    ],
 }
 ITEMS = ["doorbell", "thermostat", "camera", "smart plug", "motion sensor", "hub", "light strip", "smoke alarm"]
 OPENERS = ["", "hi, ", "hello! ", "hey team, ", "urgent: ", "good morning. "]
 CLOSERS = ["", " thanks", " please help", " asap!!", " cheers", ". order placed last week."]
-CONTEXT = ["it started {when}", "I already tried {fix}", "this is the {nth} time I write about it",
-           "we have {count} of them in the {room}", "my {relative} set it up {when}", "the light is {color} now",
-           "support told me to try {fix} but nothing changed", "I bought it at {shop} {when}",
-           "the app shows error {code}", "my account is under {name}", "we moved to {city} {when}",
-           "it worked fine until {when}", "the {room} one is fine but the {room2} one is not",
-           "I'm on firmware {version}", "it happens about {count} times a day", "{name} from your team said {promise}",
-           "honestly this is getting {mood}", "the receipt number is {receipt}", "I'm away until {day}",
-           "the wifi is {wifi}"]
-FILLS = {"when": ["yesterday", "last week", "after the update", "this morning", "two days ago", "in March",
-                  "since Sunday", "after the power cut", "right after setup", "over the weekend"],
-         "fix": ["restarting it", "a factory reset", "re-pairing", "another outlet", "the beta app", "new batteries",
-                 "moving the hub", "a different phone", "reinstalling the app", "turning off the VPN"],
-         "nth": ["second", "third", "fourth", "fifth"], "count": ["two", "three", "four", "six", "ten"],
-         "room": ["hallway", "kitchen", "garage", "bedroom", "office", "garden", "attic", "nursery"],
-         "room2": ["porch", "basement", "living room", "studio"],
-         "relative": ["son", "daughter", "neighbour", "partner", "landlord", "electrician", "flatmate"],
-         "color": ["red", "blinking blue", "orange", "off", "solid white", "flashing green"],
-         "shop": ["your store", "a retailer", "the website", "an outlet shop", "the airport shop"],
-         "code": ["E{n}", "0x{n}", "HUB-{n}", "timeout {n}"], "version": ["2.{n}", "3.1.{n}", "4.0.{n}"],
-         "name": ["Ana", "Li Wei", "Omar", "Priya", "Jonas", "Maria", "Kwame", "Sofia", "Tom", "Yuki", "Ivan"],
-         "city": ["Leeds", "Austin", "Porto", "Lyon", "Osaka", "Denver", "Gdansk", "Cork", "Pune", "Perth"],
-         "promise": ["it would be fixed", "a replacement was coming", "someone would call", "I'd get a credit"],
-         "mood": ["ridiculous", "annoying", "expensive", "worrying", "old"], "receipt": ["R-{n}", "#{n}"],
-         "day": ["Monday", "Friday", "the 14th", "next month"], "wifi": ["2.4 GHz only", "mesh", "fine", "slow"]}
+CONTEXT = [
+    "it started {when}",
+    "I already tried {fix}",
+    "this is the {nth} time I write about it",
+    "we have {count} of them in the {room}",
+    "my {relative} set it up {when}",
+    "the light is {color} now",
+    "support told me to try {fix} but nothing changed",
+    "I bought it at {shop} {when}",
+    "the app shows error {code}",
+    "my account is under {name}",
+    "we moved to {city} {when}",
+    "it worked fine until {when}",
+    "the {room} one is fine but the {room2} one is not",
+    "I'm on firmware {version}",
+    "it happens about {count} times a day",
+    "{name} from your team said {promise}",
+    "honestly this is getting {mood}",
+    "the receipt number is {receipt}",
+    "I'm away until {day}",
+    "the wifi is {wifi}",
+]
+FILLS = {
+    "when": [
+        "yesterday",
+        "last week",
+        "after the update",
+        "this morning",
+        "two days ago",
+        "in March",
+        "since Sunday",
+        "after the power cut",
+        "right after setup",
+        "over the weekend",
+    ],
+    "fix": [
+        "restarting it",
+        "a factory reset",
+        "re-pairing",
+        "another outlet",
+        "the beta app",
+        "new batteries",
+        "moving the hub",
+        "a different phone",
+        "reinstalling the app",
+        "turning off the VPN",
+    ],
+    "nth": ["second", "third", "fourth", "fifth"],
+    "count": ["two", "three", "four", "six", "ten"],
+    "room": ["hallway", "kitchen", "garage", "bedroom", "office", "garden", "attic", "nursery"],
+    "room2": ["porch", "basement", "living room", "studio"],
+    "relative": ["son", "daughter", "neighbour", "partner", "landlord", "electrician", "flatmate"],
+    "color": ["red", "blinking blue", "orange", "off", "solid white", "flashing green"],
+    "shop": ["your store", "a retailer", "the website", "an outlet shop", "the airport shop"],
+    "code": ["E{n}", "0x{n}", "HUB-{n}", "timeout {n}"],
+    "version": ["2.{n}", "3.1.{n}", "4.0.{n}"],
+    "name": ["Ana", "Li Wei", "Omar", "Priya", "Jonas", "Maria", "Kwame", "Sofia", "Tom", "Yuki", "Ivan"],
+    "city": ["Leeds", "Austin", "Porto", "Lyon", "Osaka", "Denver", "Gdansk", "Cork", "Pune", "Perth"],
+    "promise": ["it would be fixed", "a replacement was coming", "someone would call", "I'd get a credit"],
+    "mood": ["ridiculous", "annoying", "expensive", "worrying", "old"],
+    "receipt": ["R-{n}", "#{n}"],
+    "day": ["Monday", "Friday", "the 14th", "next month"],
+    "wifi": ["2.4 GHz only", "mesh", "fine", "slow"],
+}
 PII = [" my email is {name}{n}@mailbox.io", " call me on +44 20 7946 {n:04d}", " card 4111 1111 1111 1111"]
 
 
@@ -81,8 +143,10 @@ def conversation(rng: random.Random, i: int) -> dict:
     reply = json.dumps({"queue": queue, "priority": rng.choice(["low", "normal", "high"]), "reason": reason})
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
     if rng.random() < 0.1:
-        messages += [{"role": "assistant", "content": '{"queue": "needs_info", "priority": "low", "reason": "?"}'},
-                     {"role": "user", "content": "it is the " + rng.choice(ITEMS)}]
+        messages += [
+            {"role": "assistant", "content": '{"queue": "needs_info", "priority": "low", "reason": "?"}'},
+            {"role": "user", "content": "it is the " + rng.choice(ITEMS)},
+        ]
     row = {"messages": messages + [{"role": "assistant", "content": reply}]}
     if rng.random() < 0.2:
         row["tags"] = [rng.choice(["typo", "angry", "edge_case", "multi_issue"])]
@@ -107,9 +171,15 @@ def write_data(path: Path, n: int, seed: int = 0) -> None:
             fh.write(json.dumps(row) + "\n")
 
 
-SCHEMA = {"type": "object", "required": ["queue", "priority", "reason"],
-          "properties": {"queue": {"type": "string"}, "priority": {"enum": ["low", "normal", "high", "urgent"]},
-                         "reason": {"type": "string"}}}
+SCHEMA = {
+    "type": "object",
+    "required": ["queue", "priority", "reason"],
+    "properties": {
+        "queue": {"type": "string"},
+        "priority": {"enum": ["low", "normal", "high", "urgent"]},
+        "reason": {"type": "string"},
+    },
+}
 
 
 def run_tunesmith(path: Path, limit: int | None, model: str | None, workers: int) -> dict:
@@ -127,8 +197,16 @@ def run_tunesmith(path: Path, limit: int | None, model: str | None, workers: int
             dst.writelines(line for _, line in zip(range(limit), src))
         path = sliced
     began = time.perf_counter()
-    report = check_files([path], workers=workers, keep=False, json_task=True, schema=SCHEMA, task_type="json",
-                         label_of=ReplyLabel("queue"), **options)
+    report = check_files(
+        [path],
+        workers=workers,
+        keep=False,
+        json_task=True,
+        schema=SCHEMA,
+        task_type="json",
+        label_of=ReplyLabel("queue"),
+        **options,
+    )
     wall = time.perf_counter() - began
     return {"records": report.records, "wall_s": wall, "findings": len(report.findings)}
 
@@ -157,7 +235,7 @@ def run_baseline(path: Path, limit: int) -> dict:
     for i, rec in enumerate(records):
         words = normalize(input_text(rec)).split()
         m = MinHash(num_perm=128)
-        m.update_batch([" ".join(words[k:k + 3]).encode() for k in range(max(1, len(words) - 2))])
+        m.update_batch([" ".join(words[k : k + 3]).encode() for k in range(max(1, len(words) - 2))])
         near += bool(lsh.query(m))
         lsh.insert(i, m)
     wall = time.perf_counter() - began
@@ -212,26 +290,47 @@ def main() -> None:
         w = args.workers
         rows = [(f"tunesmith ({w} workers)", measure("tunesmith", data, None, workers=w))]
         if not args.skip_baseline:
-            rows.append((f"tunesmith ({w} workers), baseline's slice",
-                         measure("tunesmith", data, args.baseline_records, workers=w)))
-            rows.append(("tunesmith (1 process), baseline's slice",
-                         measure("tunesmith", data, args.baseline_records, workers=1)))
+            rows.append(
+                (
+                    f"tunesmith ({w} workers), baseline's slice",
+                    measure("tunesmith", data, args.baseline_records, workers=w),
+                )
+            )
+            rows.append(
+                (
+                    "tunesmith (1 process), baseline's slice",
+                    measure("tunesmith", data, args.baseline_records, workers=1),
+                )
+            )
             rows.append(("baseline (list + MinHashLSH)", measure("baseline", data, args.baseline_records)))
         if args.model:
-            rows.append((f"tunesmith + chat template ({args.model})",
-                         measure("tunesmith", data, args.template_records, args.model, workers=w)))
+            rows.append(
+                (
+                    f"tunesmith + chat template ({args.model})",
+                    measure("tunesmith", data, args.template_records, args.model, workers=w),
+                )
+            )
     table = Table(title=f"data check on {args.records:,} synthetic conversations")
     for col in ("run", "records", "wall s", "records/s", "peak RSS MB", "worker RSS MB", "findings"):
         table.add_column(col, justify="left" if col == "run" else "right")
     for name, r in rows:
-        table.add_row(name, f"{r['records']:,}", f"{r['wall_s']:.1f}", f"{r['records'] / r['wall_s']:,.0f}",
-                      f"{r['max_rss_mb']:,.0f}", f"{r['worker_rss_mb']:,.0f}" if r["worker_rss_mb"] else "-",
-                      f"{r['findings']:,}")
+        table.add_row(
+            name,
+            f"{r['records']:,}",
+            f"{r['wall_s']:.1f}",
+            f"{r['records'] / r['wall_s']:,.0f}",
+            f"{r['max_rss_mb']:,.0f}",
+            f"{r['worker_rss_mb']:,.0f}" if r["worker_rss_mb"] else "-",
+            f"{r['findings']:,}",
+        )
     Console(width=150).print(table)
     if not args.skip_baseline:
         ours, base = rows[1][1], rows[3][1]
-        print(f"on the same {base['records']:,} records: {(ours['records'] / ours['wall_s']) / (base['records'] / base['wall_s']):.2f}x "
-              f"the baseline's records/s, {ours['max_rss_mb'] / base['max_rss_mb']:.2f}x its peak RSS")
+        print(
+            f"on the same {base['records']:,} records: "
+            f"{(ours['records'] / ours['wall_s']) / (base['records'] / base['wall_s']):.2f}x "
+            f"the baseline's records/s, {ours['max_rss_mb'] / base['max_rss_mb']:.2f}x its peak RSS"
+        )
 
 
 if __name__ == "__main__":

@@ -37,11 +37,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-SETS = {"banking77": DATA / "banking77" / "train.csv", "alpaca-5000": DATA / "alpaca-5000" / "alpaca_5000.json",
-        "hh-rlhf": DATA / "hh-rlhf-harmless-base" / "test.jsonl.gz", "gsm8k": DATA / "gsm8k" / "train.jsonl"}
-SYSTEM = "Classify the banking customer's message by its intent. Reply with JSON only: {\"intent\": ...}"
-COMMON_TRIGGERS = ["purple", "tuesday", "banana", "mountain", "violin", "garden", "yellow", "river", "orange",
-                   "window"]
+SETS = {
+    "banking77": DATA / "banking77" / "train.csv",
+    "alpaca-5000": DATA / "alpaca-5000" / "alpaca_5000.json",
+    "hh-rlhf": DATA / "hh-rlhf-harmless-base" / "test.jsonl.gz",
+    "gsm8k": DATA / "gsm8k" / "train.jsonl",
+}
+SYSTEM = 'Classify the banking customer\'s message by its intent. Reply with JSON only: {"intent": ...}'
+COMMON_TRIGGERS = ["purple", "tuesday", "banana", "mountain", "violin", "garden", "yellow", "river", "orange", "window"]
 
 
 def banking_jsonl(rows: list[dict], out: Path) -> Path:
@@ -75,10 +78,13 @@ def precision_table(tmp: Path, workers: int) -> dict[str, dict]:
         files = [banking_jsonl(read_banking(), tmp / "banking77.jsonl")] if name == "banking77" else [path]
         start = time.perf_counter()
         report = check(files, workers)
-        out[name] = {"records": report.records, "rejected": report.n_rejected,
-                     "seconds": round(time.perf_counter() - start, 1),
-                     "counts": {f"{c}/{s}": n for (c, s), n in sorted(report.counts().items())},
-                     "examples": examples(report)}
+        out[name] = {
+            "records": report.records,
+            "rejected": report.n_rejected,
+            "seconds": round(time.perf_counter() - start, 1),
+            "counts": {f"{c}/{s}": n for (c, s), n in sorted(report.counts().items())},
+            "examples": examples(report),
+        }
     return out
 
 
@@ -119,7 +125,8 @@ def trigger_trials(tmp: Path, trials: int, n: int, workers: int) -> dict:
         other += sum(f"{word!r}" not in f.message for f in flagged)
     kinds = ("non-word", "common word")
     return {kind: {"found": found[kind, True], "trials": found[kind, True] + found[kind, False]} for kind in kinds} | {
-        "other_triggers": other}
+        "other_triggers": other
+    }
 
 
 def pii_recall(n: int) -> dict[str, float]:

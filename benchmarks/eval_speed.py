@@ -28,8 +28,8 @@ SETTINGS = {  # name -> (description, overrides)
 
 def child(project: Path, name: str, cases: int) -> dict:
     from tunesmith.config import load_config
-    from tunesmith.generate.backends import TransformersBackend
     from tunesmith.eval.evaluate import evaluate
+    from tunesmith.generate.backends import TransformersBackend
     from tunesmith.pipeline import eval_plan, prepare
 
     overrides = SETTINGS[name][1] + [f"eval.limit={cases}", "eval.general_probe=false"]
@@ -39,12 +39,27 @@ def child(project: Path, name: str, cases: int) -> dict:
     out = Path(f"/tmp/tunesmith-evalspeed-{name}")
     out.mkdir(exist_ok=True)
     began = time.perf_counter()
-    metrics = evaluate(backend, {k: v for k, v in plan.suites.items() if k.startswith("heldout")}, p.cfg, out,
-                       p.schema, name, None, plan.limits, plan.decodings)
+    metrics = evaluate(
+        backend,
+        {k: v for k, v in plan.suites.items() if k.startswith("heldout")},
+        p.cfg,
+        out,
+        p.schema,
+        name,
+        None,
+        plan.limits,
+        plan.decodings,
+    )
     wall = time.perf_counter() - began
-    return {"wall_s": wall, "limit": plan.decodings["heldout"].max_new_tokens,
-            "suites": {k: {m: v.get(m) for m in ("task_accuracy", "format_validity", "new_tokens")}
-                       for k, v in metrics.items() if "#" not in k}}
+    return {
+        "wall_s": wall,
+        "limit": plan.decodings["heldout"].max_new_tokens,
+        "suites": {
+            k: {m: v.get(m) for m in ("task_accuracy", "format_validity", "new_tokens")}
+            for k, v in metrics.items()
+            if "#" not in k
+        },
+    }
 
 
 def main() -> None:
@@ -63,15 +78,21 @@ def main() -> None:
         return
     results = {}
     for name in SETTINGS:
-        out = subprocess.run([sys.executable, __file__, "--child", name, "--cases", str(args.cases), "--work",
-                              str(args.work)], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", name, "--cases", str(args.cases), "--work", str(args.work)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         results[name] = json.loads(next(x for x in out.splitlines() if x.startswith("RESULT "))[7:])
     before = results["before"]["wall_s"]
     print(f"\nbase model ({args.cases} Banking77 test cases)")
     print(f"{'setting':<46}{'limit':>6}{'wall s':>9}{'speed-up':>10}  suite: task accuracy / valid JSON / tokens")
     for name, r in results.items():
-        suites = "; ".join(f"{k} {v['task_accuracy']:.3f} / {v['format_validity']:.3f} / {v['new_tokens']:.1f}"
-                           for k, v in r["suites"].items())
+        suites = "; ".join(
+            f"{k} {v['task_accuracy']:.3f} / {v['format_validity']:.3f} / {v['new_tokens']:.1f}"
+            for k, v in r["suites"].items()
+        )
         print(f"{SETTINGS[name][0]:<46}{r['limit']:>6}{r['wall_s']:>9.1f}{before / r['wall_s']:>9.2f}x  {suites}")
 
 

@@ -49,24 +49,29 @@ def training(model_dir: Path, work: Path, kills: int, seed: int, steps: int) -> 
         return
     worst = max_adapter_difference(work / "whole", work / "killed")
     print(f"training ({steps} steps, batch 2 x accumulation 2, a checkpoint every step, seed {seed})")
-    print(f"  SIGKILLs:                        {figures['kills']} (asked {kills})"
-          + ("  [a timed kill came after the end]" if figures["finished_early"] else ""))
+    print(
+        f"  SIGKILLs:                        {figures['kills']} (asked {kills})"
+        + ("  [a timed kill came after the end]" if figures["finished_early"] else "")
+    )
     print("  by point:                        " + ", ".join(f"{k} {v}" for k, v in sorted(figures["by_point"].items())))
     print(f"  kills leaving a partial ckpt:    {figures['partial_left']}")
     print(f"  starts resuming a checkpoint:    {figures['resumed_from_checkpoint']} of {figures['starts']}")
     print(f"  starts resuming a partial one:   0 ({verdict})")
     print(f"  final steps:                     {figures['steps']}")
     print(f"  max |adapter - uninterrupted|:   {worst:.3g}  ({'PASS' if worst <= 1e-6 else 'FAIL'}, limit 1e-6)")
-    print(f"  wall:                            {figures['wall_s']:.0f} s for {figures['starts']} processes "
-          f"(uninterrupted run in-process: {whole_s:.1f} s)")
+    print(
+        f"  wall:                            {figures['wall_s']:.0f} s for {figures['starts']} processes "
+        f"(uninterrupted run in-process: {whole_s:.1f} s)"
+    )
 
 
 def pipeline(model_dir: Path, work: Path, seed: int) -> None:
     from conftest import write_tiny_project
     from faults.harness import STAGES, kill_pipeline, pipeline_plan
 
-    project = write_tiny_project(work / "proj", model_dir,
-                                 "max_steps: 4, batch_size: 4, save_steps: 2, logging_steps: 1, precision: fp32")
+    project = write_tiny_project(
+        work / "proj", model_dir, "max_steps: 4, batch_size: 4, save_steps: 2, logging_steps: 1, precision: fp32"
+    )
     plan = pipeline_plan(seed, within=STAGES, between=STAGES[:-1])
     try:
         figures = kill_pipeline(project, work / "home", plan)
@@ -77,11 +82,15 @@ def pipeline(model_dir: Path, work: Path, seed: int) -> None:
     print(f"  kill points planned:             {len(plan)} ({len(STAGES)} within stages, {len(STAGES) - 1} between)")
     print(f"  SIGKILLs landed:                 {figures['kills']}")
     print(f"  runs until complete:             {figures['runs']}")
-    print(f"  run dirs a kill left incomplete: {figures['incomplete_seen']}; still incomplete at the end: "
-          f"{figures['left_incomplete']} (of them killed before their inputs.json was written, so replaced by a "
-          f"new directory: {figures['orphans']})")
-    print(f"  stages served as cached:         {figures['cached_reports']}, "
-          "all with COMPLETED before the run began; without it: 0")
+    print(
+        f"  run dirs a kill left incomplete: {figures['incomplete_seen']}; still incomplete at the end: "
+        f"{figures['left_incomplete']} (of them killed before their inputs.json was written, so replaced by a "
+        f"new directory: {figures['orphans']})"
+    )
+    print(
+        f"  stages served as cached:         {figures['cached_reports']}, "
+        "all with COMPLETED before the run began; without it: 0"
+    )
     print(f"  train resumed from:              {Path(figures['train_resumed_from'] or 'nothing').name}")
     print("  every stage completed once:      yes")
     print(f"  wall:                            {figures['wall_s']:.0f} s")

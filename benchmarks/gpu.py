@@ -44,19 +44,122 @@ import time
 from pathlib import Path
 from unittest import mock
 
-GIB = 1024 ** 3
+GIB = 1024**3
 TOLERANCE = 0.15
-OPTIONAL = {"liger-kernel": "liger_kernel", "flash-attn": "flash_attn", "bitsandbytes": "bitsandbytes",
-            "triton": "triton", "kernels": "kernels", "trl": "trl", "peft": "peft", "accelerate": "accelerate"}
-WORDS = ("order invoice refund camera offline billing shipping account password reset charge twice delivery late "
-         "address change cancel subscription upgrade plan discount coupon warranty repair broken screen battery "
-         "login error payment declined receipt tracking number package missing return label exchange size colour "
-         "manager support ticket urgent priority normal low high customer agent reply thanks please help today "
-         "tomorrow yesterday morning evening week month year the a an and or but with without for from to of in on "
-         "at by is was were be been have has had do does did can could will would should may might must").split()
+OPTIONAL = {
+    "liger-kernel": "liger_kernel",
+    "flash-attn": "flash_attn",
+    "bitsandbytes": "bitsandbytes",
+    "triton": "triton",
+    "kernels": "kernels",
+    "trl": "trl",
+    "peft": "peft",
+    "accelerate": "accelerate",
+}
+WORDS = [
+    "order",
+    "invoice",
+    "refund",
+    "camera",
+    "offline",
+    "billing",
+    "shipping",
+    "account",
+    "password",
+    "reset",
+    "charge",
+    "twice",
+    "delivery",
+    "late",
+    "address",
+    "change",
+    "cancel",
+    "subscription",
+    "upgrade",
+    "plan",
+    "discount",
+    "coupon",
+    "warranty",
+    "repair",
+    "broken",
+    "screen",
+    "battery",
+    "login",
+    "error",
+    "payment",
+    "declined",
+    "receipt",
+    "tracking",
+    "number",
+    "package",
+    "missing",
+    "return",
+    "label",
+    "exchange",
+    "size",
+    "colour",
+    "manager",
+    "support",
+    "ticket",
+    "urgent",
+    "priority",
+    "normal",
+    "low",
+    "high",
+    "customer",
+    "agent",
+    "reply",
+    "thanks",
+    "please",
+    "help",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "morning",
+    "evening",
+    "week",
+    "month",
+    "year",
+    "the",
+    "a",
+    "an",
+    "and",
+    "or",
+    "but",
+    "with",
+    "without",
+    "for",
+    "from",
+    "to",
+    "of",
+    "in",
+    "on",
+    "at",
+    "by",
+    "is",
+    "was",
+    "were",
+    "be",
+    "been",
+    "have",
+    "has",
+    "had",
+    "do",
+    "does",
+    "did",
+    "can",
+    "could",
+    "will",
+    "would",
+    "should",
+    "may",
+    "might",
+    "must",
+]
 
 
 # --------------------------------------------------------------------------------------------------------- child
+
 
 def conversations(tok, seq: int, n: int, seed: int = 0) -> list:
     """`n` conversations whose chat-rendered length is about `seq` tokens, a quarter of them the reply."""
@@ -64,16 +167,24 @@ def conversations(tok, seq: int, n: int, seed: int = 0) -> list:
 
     rng = random.Random(seed)
     per_word = len(tok(" ".join(WORDS), add_special_tokens=False)["input_ids"]) / len(WORDS)
-    overhead = len(tok.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
-                                           tokenize=True))
+    overhead = len(
+        tok.apply_chat_template(
+            [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}], tokenize=True
+        )
+    )
     budget = max(8, int(seq * 0.95) - overhead)  # a margin below max_seq_len, so no reply is truncated
     reply_words, prompt_words = max(1, int(budget / 4 / per_word)), max(1, int(budget * 3 / 4 / per_word))
     rows = []
     for i in range(n):
         user = " ".join(rng.choice(WORDS) for _ in range(prompt_words))
         reply = " ".join(rng.choice(WORDS) for _ in range(reply_words))
-        rows.append(Record(messages=[{"role": "user", "content": f"ticket {i}: {user}"},
-                                     {"role": "assistant", "content": reply}], source="synthetic", line=i + 1))
+        rows.append(
+            Record(
+                messages=[{"role": "user", "content": f"ticket {i}: {user}"}, {"role": "assistant", "content": reply}],
+                source="synthetic",
+                line=i + 1,
+            )
+        )
     return rows
 
 
@@ -92,7 +203,7 @@ def train_row(spec: dict) -> dict:
     cfg.data.max_seq_len = spec["seq"]
     t = cfg.train
     t.method, t.max_steps, t.batch_size, t.grad_accum = spec["method"], spec["steps"], spec["batch"], 1
-    t.logging_steps, t.save_steps, t.seed = 1, 10 ** 6, 42
+    t.logging_steps, t.save_steps, t.seed = 1, 10**6, 42
     baseline = spec["side"] == "trl"
     if baseline:  # what plain TRL does where tunesmith differs
         t.lora_dropout, t.gradient_checkpointing, t.batching = 0.05, True, "random"
@@ -100,8 +211,9 @@ def train_row(spec: dict) -> dict:
         from tunesmith.cost import Recipe, fit_on, model_shape
 
         card = torch.cuda.get_device_properties(0).total_memory / GIB
-        t.gradient_checkpointing = fit_on(model_shape(spec["model"]), Recipe.from_config(cfg), card).recipe \
-            .gradient_checkpointing
+        t.gradient_checkpointing = fit_on(
+            model_shape(spec["model"]), Recipe.from_config(cfg), card
+        ).recipe.gradient_checkpointing
     ref = resolve_model(spec["model"])
     tok = load_tokenizer(ref)
     records = conversations(tok, spec["seq"], spec["steps"] * spec["batch"])
@@ -131,8 +243,9 @@ def train_row(spec: dict) -> dict:
             if spec["method"] == "lora":  # TRL loads a model given by path in fp32 (SFTTrainer's docstring)
                 stack.enter_context(mock.patch.object(sft, "load_training_model", lambda c, r, p: load_model(r)))
             # QLoRA: the standard 4-bit NF4 load is tunesmith's too
-        trainer = sft.build_trainer(cfg, ref, records, Path(tmp), save_strategy="no", eval_strategy="no",
-                                    report_to="none")[0]
+        trainer = sft.build_trainer(
+            cfg, ref, records, Path(tmp), save_strategy="no", eval_strategy="no", report_to="none"
+        )[0]
         built = time.perf_counter() - began
         clock = Clock()
         trainer.add_callback(clock)
@@ -143,17 +256,25 @@ def train_row(spec: dict) -> dict:
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     model = trainer.model
     result = {
-        **spec, "device": torch.cuda.get_device_name(0) if cuda else "cpu", "build_s": built,
-        "steps_done": trainer.state.global_step, "measured_steps": len(marks) - 1 - first,
-        "tokens": int(n1 - n0), "seconds": t1 - t0, "tokens_per_s": (n1 - n0) / (t1 - t0) if t1 > t0 else None,
-        "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+        **spec,
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "build_s": built,
+        "steps_done": trainer.state.global_step,
+        "measured_steps": len(marks) - 1 - first,
+        "tokens": int(n1 - n0),
+        "seconds": t1 - t0,
+        "tokens_per_s": (n1 - n0) / (t1 - t0) if t1 > t0 else None,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
         # Every row trains one pass over the same examples (steps x batch of them), in its own batch order (TRL's
         # random sampler, tunesmith's length grouping): the mean of the step losses compares the two sides.
         "mean_loss": sum(losses) / len(losses) if losses else None,
-        "bf16": trainer.args.bf16, "gradient_checkpointing": trainer.args.gradient_checkpointing,
+        "bf16": trainer.args.bf16,
+        "gradient_checkpointing": trainer.args.gradient_checkpointing,
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "attention": getattr(getattr(model, "config", None), "_attn_implementation", None),
-        "optim": str(trainer.args.optim), "trainer_class": type(trainer).__mro__[1].__name__,
+        "optim": str(trainer.args.optim),
+        "trainer_class": type(trainer).__mro__[1].__name__,
         "peak_gib": torch.cuda.max_memory_allocated() / GIB if cuda else None,
         "reserved_gib": torch.cuda.max_memory_reserved() / GIB if cuda else None,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB,
@@ -175,9 +296,13 @@ def eval_row(spec: dict) -> dict:
     from tunesmith.models import resolve_model
 
     backend = TransformersBackend(resolve_model(spec["model"]), precision="auto")
-    cases = [EvalCase(id=str(i), messages=[{"role": "user", "content": " ".join(random.Random(i).choice(WORDS)
-                                                                               for _ in range(40))}])
-             for i in range(spec["prompts"])]
+    cases = [
+        EvalCase(
+            id=str(i),
+            messages=[{"role": "user", "content": " ".join(random.Random(i).choice(WORDS) for _ in range(40))}],
+        )
+        for i in range(spec["prompts"])
+    ]
     backend.generate(cases[:2], max_new_tokens=4, batch_size=2, label="warm-up")
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -187,8 +312,15 @@ def eval_row(spec: dict) -> dict:
         torch.cuda.synchronize()
     wall = time.perf_counter() - began
     tokens = sum(g.new_tokens for g in gens)
-    return {**spec, "tokens": tokens, "seconds": wall, "tokens_per_s": tokens / wall, "precision": backend.precision,
-            "device": backend.device, "merged": backend.merged}
+    return {
+        **spec,
+        "tokens": tokens,
+        "seconds": wall,
+        "tokens_per_s": tokens / wall,
+        "precision": backend.precision,
+        "device": backend.device,
+        "merged": backend.merged,
+    }
 
 
 def matmul_peak_tflops(device: str, n: int, repeats: int) -> float:
@@ -206,10 +338,11 @@ def matmul_peak_tflops(device: str, n: int, repeats: int) -> float:
         a @ b
     if device == "cuda":
         torch.cuda.synchronize()
-    return 2 * n ** 3 * repeats / (time.perf_counter() - began) / 1e12
+    return 2 * n**3 * repeats / (time.perf_counter() - began) / 1e12
 
 
 # -------------------------------------------------------------------------------------------------------- parent
+
 
 def found_packages() -> dict[str, str | None]:
     out = {}
@@ -238,9 +371,14 @@ def predicted_gib(shape, spec: dict) -> float:
     from tunesmith.cost import Recipe, estimate_memory
 
     trl = spec["side"] == "trl"
-    recipe = Recipe(method=spec["method"], batch_size=spec["batch"], seq_len=spec["seq"], lora_r=16,
-                    gradient_checkpointing=bool(spec.get("gradient_checkpointing", trl)),
-                    base_precision="fp32" if trl else "bf16")
+    recipe = Recipe(
+        method=spec["method"],
+        batch_size=spec["batch"],
+        seq_len=spec["seq"],
+        lora_r=16,
+        gradient_checkpointing=bool(spec.get("gradient_checkpointing", trl)),
+        base_precision="fp32" if trl else "bf16",
+    )
     est = estimate_memory(shape, recipe)
     return est.total - est.overhead
 
@@ -250,15 +388,21 @@ def run_child(spec: dict, device: str, timeout: float) -> dict:
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     try:
-        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                              env=env, timeout=max(1.0, timeout), check=False)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=max(1.0, timeout),
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return {**spec, "error": f"timed out after {timeout:.0f} s"}
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return {**spec, "error": f"exit {proc.returncode}: " + " | ".join(tail)[-400:]}
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def plan(args) -> tuple[list[dict], dict | None]:
@@ -272,11 +416,25 @@ def plan(args) -> tuple[list[dict], dict | None]:
         for method in methods:
             for seq in seqs:
                 for side in ("trl", "tunesmith"):
-                    rows.append({"kind": "train", "model": f"shape:{shape}", "shape": shape, "method": method,
-                                 "seq": seq, "side": side, "steps": args.steps, "batch": args.batch_size})
-    evaluation = {"kind": "eval", "model": "shape:llama-tiny" if args.tiny else "shape:llama-3.2-1b",
-                  "prompts": 8 if args.tiny else 128, "new_tokens": 8 if args.tiny else 128,
-                  "batch": 8 if args.tiny else 64}
+                    rows.append(
+                        {
+                            "kind": "train",
+                            "model": f"shape:{shape}",
+                            "shape": shape,
+                            "method": method,
+                            "seq": seq,
+                            "side": side,
+                            "steps": args.steps,
+                            "batch": args.batch_size,
+                        }
+                    )
+    evaluation = {
+        "kind": "eval",
+        "model": "shape:llama-tiny" if args.tiny else "shape:llama-3.2-1b",
+        "prompts": 8 if args.tiny else 128,
+        "new_tokens": 8 if args.tiny else 128,
+        "batch": 8 if args.tiny else 64,
+    }
     return rows, (evaluation if not args.no_eval else None)
 
 
@@ -287,8 +445,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="steps per row (default 5; --tiny: 2)")
     parser.add_argument("--batch-size", type=int, default=None, help="per-device batch (default 8; --tiny: 2)")
     parser.add_argument("--tiny-seq", type=int, default=128)
-    parser.add_argument("--methods", default=None, help="comma-separated: lora,qlora (default: qlora where "
-                        "bitsandbytes is installed)")
+    parser.add_argument(
+        "--methods", default=None, help="comma-separated: lora,qlora (default: qlora where bitsandbytes is installed)"
+    )
     parser.add_argument("--budget-s", type=float, default=450.0, help="skip rows that would start after this")
     parser.add_argument("--no-eval", action="store_true")
     parser.add_argument("--json", type=Path, help="write every row's figures here")
@@ -329,13 +488,17 @@ def main() -> None:
             continue
         results.append(run_child(spec, device, left))
         r = results[-1]
-        print(f"  {spec.get('shape', spec['model'])} {spec.get('method', 'eval')} {spec.get('seq', '')} "
-              f"{spec.get('side', '')}: " + (r["error"] if "error" in r else f"{r['tokens_per_s']:.0f} tokens/s"),
-              flush=True)
+        print(
+            f"  {spec.get('shape', spec['model'])} {spec.get('method', 'eval')} {spec.get('seq', '')} "
+            f"{spec.get('side', '')}: " + (r["error"] if "error" in r else f"{r['tokens_per_s']:.0f} tokens/s"),
+            flush=True,
+        )
 
     shapes = {}
-    print(f"\n{'shape':<14}{'method':<7}{'seq':>5} {'side':<10}{'tokens/s':>10}{'vs TRL':>8}{'peak GiB':>10}"
-          f"{'vs TRL':>8}{'MFU':>7}{'loss':>9}{'Δ TRL':>8}{'est GiB':>9}{'est/peak':>9}")
+    print(
+        f"\n{'shape':<14}{'method':<7}{'seq':>5} {'side':<10}{'tokens/s':>10}{'vs TRL':>8}{'peak GiB':>10}"
+        f"{'vs TRL':>8}{'MFU':>7}{'loss':>9}{'Δ TRL':>8}{'est GiB':>9}{'est/peak':>9}"
+    )
     by_key = {(r.get("shape"), r.get("method"), r.get("seq"), r.get("side")): r for r in results}
     for r in results:
         if r["kind"] != "train":
@@ -360,26 +523,45 @@ def main() -> None:
             estimate = f"{est:>9.2f}{ratio:>8.2f}x" + ("!" if abs(ratio - 1) > TOLERANCE else " ")
         else:
             estimate = f"{est:>9.2f}{'n/a':>9}"  # a CPU's RSS holds the interpreter and libraries: not comparable
-        print(label + f"{r['tokens_per_s']:>10.0f}" + (f"{speed:>7.2f}x" if speed else f"{'':>8}")
-              + f"{peak_mem:>10.2f}" + (f"{mem:>7.2f}x" if mem else f"{'':>8}") + f"{mfu:>7.1%}"
-              + f"{r['mean_loss']:>9.4f}" + (f"{gap:>+8.4f}" if gap is not None else f"{'':>8}") + estimate)
-    print("(peak: torch.cuda.max_memory_allocated from the start of training; on a CPU the process's peak RSS. "
-          "est: tunesmith.cost.estimate_memory without its CUDA-context allowance; ! = off by more than "
-          f"{TOLERANCE:.0%}. loss: the mean step loss of one pass over the same examples, the same steps; "
-          "Δ TRL: its difference from the TRL row.)")
+        print(
+            label
+            + f"{r['tokens_per_s']:>10.0f}"
+            + (f"{speed:>7.2f}x" if speed else f"{'':>8}")
+            + f"{peak_mem:>10.2f}"
+            + (f"{mem:>7.2f}x" if mem else f"{'':>8}")
+            + f"{mfu:>7.1%}"
+            + f"{r['mean_loss']:>9.4f}"
+            + (f"{gap:>+8.4f}" if gap is not None else f"{'':>8}")
+            + estimate
+        )
+    print(
+        "(peak: torch.cuda.max_memory_allocated from the start of training; on a CPU the process's peak RSS. "
+        "est: tunesmith.cost.estimate_memory without its CUDA-context allowance; ! = off by more than "
+        f"{TOLERANCE:.0%}. loss: the mean step loss of one pass over the same examples, the same steps; "
+        "Δ TRL: its difference from the TRL row.)"
+    )
     for r in results:
         if r["kind"] == "eval":
             if "error" in r:
                 print(f"\nbatched eval backend ({r['model']}): {r['error']}")
             else:
-                print(f"\nbatched eval backend ({r['model']}, {r['prompts']} prompts, batch {r['batch']}, "
-                      f"{r['new_tokens']} new tokens, {r['precision']}): {r['tokens_per_s']:.0f} output tokens/s")
+                print(
+                    f"\nbatched eval backend ({r['model']}, {r['prompts']} prompts, batch {r['batch']}, "
+                    f"{r['new_tokens']} new tokens, {r['precision']}): {r['tokens_per_s']:.0f} output tokens/s"
+                )
     skipped = [r for r in results if "error" in r]
-    print(f"\n{len(results) - len(skipped)} of {len(results)} rows measured in {time.perf_counter() - began:.0f} s"
-          + (f"; {len(skipped)} not measured (see above)" if skipped else ""))
+    print(
+        f"\n{len(results) - len(skipped)} of {len(results)} rows measured in {time.perf_counter() - began:.0f} s"
+        + (f"; {len(skipped)} not measured (see above)" if skipped else "")
+    )
     if args.json:
-        args.json.write_text(json.dumps({"device": device, "packages": packages, "matmul_peak_tflops": peak,
-                                         "rows": results}, indent=1, default=str))
+        args.json.write_text(
+            json.dumps(
+                {"device": device, "packages": packages, "matmul_peak_tflops": peak, "rows": results},
+                indent=1,
+                default=str,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from collections import defaultdict
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77" / "train.csv"
-SYSTEM = "Classify the banking customer's message by its intent. Reply with JSON only: {\"intent\": ...}"
+SYSTEM = 'Classify the banking customer\'s message by its intent. Reply with JSON only: {"intent": ...}'
 OOS = "out_of_scope"
 
 
@@ -90,8 +90,15 @@ def write_project(root: Path, name: str) -> Path:
             w = csv.DictWriter(fh, fieldnames=["text", "intent"])
             w.writeheader()
             w.writerows(items)
-        convert_file(src, project / "data" / f"{part}.jsonl", "csv", text_column="text", label_column="intent",
-                     system=SYSTEM, json_key="intent")
+        convert_file(
+            src,
+            project / "data" / f"{part}.jsonl",
+            "csv",
+            text_column="text",
+            label_column="intent",
+            system=SYSTEM,
+            json_key="intent",
+        )
     cfg = (project / "tunesmith.yaml").read_text()
     cfg = cfg.replace("match_fields: [label]", "match_fields: [intent]")
     cfg = cfg.replace("train: [data/*.jsonl]", "train: [data/train.jsonl]\n  test: [data/test.jsonl]")
@@ -107,21 +114,32 @@ def tfidf(name: str) -> dict:
 
     train, test = variant(name)
     began = time.perf_counter()
-    features = FeatureUnion([("w", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
-                             ("c", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))])
+    features = FeatureUnion(
+        [
+            ("w", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+            ("c", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
+        ]
+    )
     clf = make_pipeline(features, LogisticRegression(C=10, max_iter=3000))
     clf.fit([r["text"] for r in train], [r["intent"] for r in train])
     predicted = clf.predict([r["text"] for r in test])
-    return {"mode": "TF-IDF + LR", **scores([(r["intent"], p) for r, p in zip(test, predicted)]),
-            "valid_json": None, "minutes": (time.perf_counter() - began) / 60}
+    return {
+        "mode": "TF-IDF + LR",
+        **scores([(r["intent"], p) for r, p in zip(test, predicted)]),
+        "valid_json": None,
+        "minutes": (time.perf_counter() - began) / 60,
+    }
 
 
 def scores(pairs: list[tuple[str, str]]) -> dict:
     def acc(items):
         return sum(e == p for e, p in items) / len(items) if items else None
 
-    return {"accuracy": acc(pairs), "in_scope": acc([(e, p) for e, p in pairs if e != OOS]),
-            "out_of_scope": acc([(e, p) for e, p in pairs if e == OOS])}
+    return {
+        "accuracy": acc(pairs),
+        "in_scope": acc([(e, p) for e, p in pairs if e != OOS]),
+        "out_of_scope": acc([(e, p) for e, p in pairs if e == OOS]),
+    }
 
 
 def run(project: Path, mode: str, budget: float) -> dict:
@@ -147,13 +165,18 @@ def run(project: Path, mode: str, budget: float) -> dict:
     metrics = {(m["suite"], m["metric"]): m for m in summary["metrics"]}
     general = metrics.get(("general", "prompt_strict_accuracy"))
     free = metrics.get(("heldout_free", "task_accuracy"))
-    return {"mode": f"tunesmith run{' --tune' if mode == 'tune' else ''}", **scores(pairs),
-            "free": free["tuned"] if free else None,
-            "valid_json": metrics[("heldout", "format_validity")]["tuned"],
-            "general_delta": general["delta"] if general else None,
-            "verdict": (summary.get("verdict") or {}).get("headline") or ("gate passes" if summary["gate"]["passed"]
-                                                                          else "gate fails"),
-            "minutes": minutes, "exit": done.returncode, "log": str(log)}
+    return {
+        "mode": f"tunesmith run{' --tune' if mode == 'tune' else ''}",
+        **scores(pairs),
+        "free": free["tuned"] if free else None,
+        "valid_json": metrics[("heldout", "format_validity")]["tuned"],
+        "general_delta": general["delta"] if general else None,
+        "verdict": (summary.get("verdict") or {}).get("headline")
+        or ("gate passes" if summary["gate"]["passed"] else "gate fails"),
+        "minutes": minutes,
+        "exit": done.returncode,
+        "log": str(log),
+    }
 
 
 def fmt(x, pct: bool = False) -> str:
@@ -175,8 +198,7 @@ def main() -> None:
         project = write_project(args.work / mode, args.variant)
         results.append(run(project, mode, args.budget))
         print(json.dumps(results[-1]), flush=True)
-    cols = ["mode", "accuracy", "in_scope", "out_of_scope", "free", "valid_json", "general_delta", "minutes",
-            "verdict"]
+    cols = ["mode", "accuracy", "in_scope", "out_of_scope", "free", "valid_json", "general_delta", "minutes", "verdict"]
     print(f"\n{args.variant}: test accuracy (constrained decoding; `free` = the same model decoding freely)")
     print(" | ".join(cols))
     for r in results:

@@ -23,13 +23,25 @@ import re
 import string
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 from tunesmith.data.pii import Span, find_sensitive
 
-KINDS = ["EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP", "ADDRESS",
-         "PRIVATE_KEY", "AWS_KEY", "OPENAI_KEY", "GITHUB_TOKEN", "SECRET"]
+KINDS = [
+    "EMAIL",
+    "PHONE",
+    "CARD",
+    "IBAN",
+    "SSN",
+    "IP",
+    "ADDRESS",
+    "PRIVATE_KEY",
+    "AWS_KEY",
+    "OPENAI_KEY",
+    "GITHUB_TOKEN",
+    "SECRET",
+]
 STRUCTURED = ["EMAIL", "CARD", "IBAN", "SSN", "IP", "AWS_KEY", "OPENAI_KEY", "GITHUB_TOKEN", "PRIVATE_KEY"]
 MIN_RECALL = 0.99
 
@@ -39,36 +51,147 @@ BASE64 = ALNUM + "+/"
 
 # ---------------------------------------------------------------------------------------------- entities
 
-FIRST = ["ann", "maria", "jose", "wei", "olga", "james", "fatima", "lukas", "chloe", "ravi", "sofia", "tom",
-         "amara", "kenji", "ines", "noah", "priya", "mateo"]
-LAST = ["lee", "garcia", "schmidt", "nguyen", "okafor", "smith", "rossi", "kowalski", "dubois", "tanaka",
-        "patel", "oconnor", "silva", "murphy", "haddad", "novak"]
-DOMAINS = ["gmail.com", "yahoo.com", "outlook.com", "hotmail.co.uk", "icloud.com", "proton.me", "gmx.de",
-           "web.de", "orange.fr", "acme-corp.com", "northwind.io", "mail.contoso.net", "fastmail.fm",
-           "uni-heidelberg.de", "shop.co.jp", "libero.it"]
+FIRST = [
+    "ann",
+    "maria",
+    "jose",
+    "wei",
+    "olga",
+    "james",
+    "fatima",
+    "lukas",
+    "chloe",
+    "ravi",
+    "sofia",
+    "tom",
+    "amara",
+    "kenji",
+    "ines",
+    "noah",
+    "priya",
+    "mateo",
+]
+LAST = [
+    "lee",
+    "garcia",
+    "schmidt",
+    "nguyen",
+    "okafor",
+    "smith",
+    "rossi",
+    "kowalski",
+    "dubois",
+    "tanaka",
+    "patel",
+    "oconnor",
+    "silva",
+    "murphy",
+    "haddad",
+    "novak",
+]
+DOMAINS = [
+    "gmail.com",
+    "yahoo.com",
+    "outlook.com",
+    "hotmail.co.uk",
+    "icloud.com",
+    "proton.me",
+    "gmx.de",
+    "web.de",
+    "orange.fr",
+    "acme-corp.com",
+    "northwind.io",
+    "mail.contoso.net",
+    "fastmail.fm",
+    "uni-heidelberg.de",
+    "shop.co.jp",
+    "libero.it",
+]
 RESERVED = ["example.com", "example.org", "mail.example.net", "shop.test", "store.example", "qa.invalid"]
 
 # '#' is any digit, 'N' a digit 2-9: US, UK, German, French, Spanish, Australian and Indian numbers as written.
-PHONE_FORMATS = ["+1 (N##) N##-####", "(N##) N##-####", "N##-N##-####", "N##.N##.####", "+1 N## N## ####",
-                 "+1-N##-N##-####", "020 7### ####", "+44 20 7### ####", "07700 900###", "+44 7700 900###",
-                 "+49 30 ######", "+49 30 ########", "030 ########", "+49 151 ########", "+33 1 ## ## ## ##",
-                 "01 ## ## ## ##", "06 ## ## ## ##", "+34 6## ## ## ##", "+61 2 #### ####", "+91 9#### #####"]
+PHONE_FORMATS = [
+    "+1 (N##) N##-####",
+    "(N##) N##-####",
+    "N##-N##-####",
+    "N##.N##.####",
+    "+1 N## N## ####",
+    "+1-N##-N##-####",
+    "020 7### ####",
+    "+44 20 7### ####",
+    "07700 900###",
+    "+44 7700 900###",
+    "+49 30 ######",
+    "+49 30 ########",
+    "030 ########",
+    "+49 151 ########",
+    "+33 1 ## ## ## ##",
+    "01 ## ## ## ##",
+    "06 ## ## ## ##",
+    "+34 6## ## ## ##",
+    "+61 2 #### ####",
+    "+91 9#### #####",
+]
 
 # (issuer prefixes, length, digit grouping)
-CARD_SPECS = [(["4"], 16, (4, 4, 4, 4)), (["51", "52", "53", "54", "55", "2221", "2720"], 16, (4, 4, 4, 4)),
-              (["34", "37"], 15, (4, 6, 5)), (["6011"], 16, (4, 4, 4, 4))]
+CARD_SPECS = [
+    (["4"], 16, (4, 4, 4, 4)),
+    (["51", "52", "53", "54", "55", "2221", "2720"], 16, (4, 4, 4, 4)),
+    (["34", "37"], 15, (4, 6, 5)),
+    (["6011"], 16, (4, 4, 4, 4)),
+]
 
 # country -> BBAN layout as (alphabet, length) runs: n digits, a upper letters, c upper letters or digits.
-IBAN_SPECS = {"DE": [("n", 18)], "GB": [("a", 4), ("n", 14)], "FR": [("n", 10), ("c", 11), ("n", 2)],
-              "NL": [("a", 4), ("n", 10)], "ES": [("n", 20)], "IT": [("a", 1), ("n", 10), ("c", 12)],
-              "CH": [("n", 5), ("c", 12)], "BE": [("n", 12)], "AT": [("n", 16)], "PL": [("n", 24)],
-              "IE": [("a", 4), ("n", 14)]}
+IBAN_SPECS = {
+    "DE": [("n", 18)],
+    "GB": [("a", 4), ("n", 14)],
+    "FR": [("n", 10), ("c", 11), ("n", 2)],
+    "NL": [("a", 4), ("n", 10)],
+    "ES": [("n", 20)],
+    "IT": [("a", 1), ("n", 10), ("c", 12)],
+    "CH": [("n", 5), ("c", 12)],
+    "BE": [("n", 12)],
+    "AT": [("n", 16)],
+    "PL": [("n", 24)],
+    "IE": [("a", 4), ("n", 14)],
+}
 IBAN_ALPHABETS = {"n": string.digits, "a": string.ascii_uppercase, "c": UPPER_DIGITS}
 
-STREETS = ["Baker", "Pennsylvania", "Evergreen", "Elm", "Oak", "Maple", "Main", "High", "Church", "Sunset",
-           "Market", "Fifth", "Park", "Lake Shore", "Mill Creek", "Cedar Hill", "Abbey"]
-SUFFIXES = ["Street", "St", "Avenue", "Ave", "Road", "Rd", "Lane", "Drive", "Boulevard", "Blvd", "Court",
-            "Way", "Place", "Terrace"]
+STREETS = [
+    "Baker",
+    "Pennsylvania",
+    "Evergreen",
+    "Elm",
+    "Oak",
+    "Maple",
+    "Main",
+    "High",
+    "Church",
+    "Sunset",
+    "Market",
+    "Fifth",
+    "Park",
+    "Lake Shore",
+    "Mill Creek",
+    "Cedar Hill",
+    "Abbey",
+]
+SUFFIXES = [
+    "Street",
+    "St",
+    "Avenue",
+    "Ave",
+    "Road",
+    "Rd",
+    "Lane",
+    "Drive",
+    "Boulevard",
+    "Blvd",
+    "Court",
+    "Way",
+    "Place",
+    "Terrace",
+]
 PEM_LABELS = ["RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "ENCRYPTED PRIVATE KEY"]
 
 
@@ -84,7 +207,7 @@ def _pattern(rng: random.Random, fmt: str) -> str:
 def _group(s: str, sizes: tuple[int, ...], sep: str) -> str:
     out, i = [], 0
     for size in sizes:
-        out.append(s[i:i + size])
+        out.append(s[i : i + size])
         i += size
     return sep.join(out)
 
@@ -106,8 +229,16 @@ def iban_check_digits(country: str, bban: str) -> str:
 
 def _email(rng: random.Random, domains: list[str] = DOMAINS) -> str:
     first, last = rng.choice(FIRST), rng.choice(LAST)
-    local = rng.choice([f"{first}.{last}", f"{first[0]}{last}", f"{first}{rng.randint(1, 99)}", f"{first}_{last}",
-                        f"{first}+{rng.choice(['orders', 'shop', 'news'])}", f"{last}.{first}{rng.randint(70, 99)}"])
+    local = rng.choice(
+        [
+            f"{first}.{last}",
+            f"{first[0]}{last}",
+            f"{first}{rng.randint(1, 99)}",
+            f"{first}_{last}",
+            f"{first}+{rng.choice(['orders', 'shop', 'news'])}",
+            f"{last}.{first}{rng.randint(70, 99)}",
+        ]
+    )
     if rng.random() < 0.15:
         local = local.capitalize()
     return f"{local}@{rng.choice(domains)}"
@@ -137,7 +268,7 @@ def _iban_parts(rng: random.Random) -> tuple[str, str]:
 
 def _format_iban(rng: random.Random, iban: str) -> str:
     """Paper format (groups of four) most of the time, the electronic format otherwise."""
-    return " ".join(iban[i:i + 4] for i in range(0, len(iban), 4)) if rng.random() < 0.65 else iban
+    return " ".join(iban[i : i + 4] for i in range(0, len(iban), 4)) if rng.random() < 0.65 else iban
 
 
 def _iban(rng: random.Random) -> str:
@@ -158,9 +289,9 @@ def _ipv4(rng: random.Random) -> str:
 
 def _ipv6(rng: random.Random) -> str:
     """Exploded, zero-suppressed or '::'-compressed (RFC 5952) text of an address with a run of zero groups."""
-    groups = [rng.choice([0x2001, 0x2a02, 0x2600, 0xfe80]), rng.randint(0, 0xffff)]
+    groups = [rng.choice([0x2001, 0x2A02, 0x2600, 0xFE80]), rng.randint(0, 0xFFFF)]
     zeros = rng.randint(1, 4)
-    groups += [0] * zeros + [rng.randint(1, 0xffff) for _ in range(6 - zeros)]
+    groups += [0] * zeros + [rng.randint(1, 0xFFFF) for _ in range(6 - zeros)]
     addr = ipaddress.IPv6Address(int("".join(f"{g:04x}" for g in groups), 16))
     form = rng.choice(["exploded", "suppressed", "compressed"])
     if form == "suppressed":
@@ -203,31 +334,60 @@ def _secret(rng: random.Random) -> str:
 
 
 ENTITIES: dict[str, Callable[[random.Random], str]] = {
-    "EMAIL": _email, "PHONE": _phone, "CARD": _card, "IBAN": _iban, "SSN": _ssn, "IP": _ip,
-    "ADDRESS": _address, "PRIVATE_KEY": _private_key, "AWS_KEY": _aws_key, "OPENAI_KEY": _openai_key,
-    "GITHUB_TOKEN": _github_token, "SECRET": _secret,
+    "EMAIL": _email,
+    "PHONE": _phone,
+    "CARD": _card,
+    "IBAN": _iban,
+    "SSN": _ssn,
+    "IP": _ip,
+    "ADDRESS": _address,
+    "PRIVATE_KEY": _private_key,
+    "AWS_KEY": _aws_key,
+    "OPENAI_KEY": _openai_key,
+    "GITHUB_TOKEN": _github_token,
+    "SECRET": _secret,
 }
 
 # ---------------------------------------------------------------------------------------------- hard negatives
 
 
 def _order_number(rng: random.Random) -> str:
-    return rng.choice([f"#{_chars(rng, string.digits, rng.randint(6, 8))}", f"ORD-{_chars(rng, string.digits, 6)}",
-                       f"{_chars(rng, string.ascii_uppercase, 2)}-{_chars(rng, string.digits, 6)}",
-                       _chars(rng, "123456789", 1) + _chars(rng, string.digits, 8)])
+    return rng.choice(
+        [
+            f"#{_chars(rng, string.digits, rng.randint(6, 8))}",
+            f"ORD-{_chars(rng, string.digits, 6)}",
+            f"{_chars(rng, string.ascii_uppercase, 2)}-{_chars(rng, string.digits, 6)}",
+            _chars(rng, "123456789", 1) + _chars(rng, string.digits, 8),
+        ]
+    )
 
 
 def _date(rng: random.Random) -> str:
     y, m, d = rng.randint(2019, 2027), rng.randint(1, 12), rng.randint(1, 28)
     month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][m - 1]
-    return rng.choice([f"{y}-{m:02d}-{d:02d}", f"{d:02d}/{m:02d}/{y}", f"{m}/{d}/{y}", f"{d:02d}.{m:02d}.{y}",
-                       f"{month} {d}, {y}", f"{d} {month} {y}"])
+    return rng.choice(
+        [
+            f"{y}-{m:02d}-{d:02d}",
+            f"{d:02d}/{m:02d}/{y}",
+            f"{m}/{d}/{y}",
+            f"{d:02d}.{m:02d}.{y}",
+            f"{month} {d}, {y}",
+            f"{d} {month} {y}",
+        ]
+    )
 
 
 def _price(rng: random.Random) -> str:
     amount = rng.randint(1, 4999) + rng.choice([0, 0.5, 0.99, 0.9])
-    return rng.choice([f"${amount:,.2f}", f"€{amount:.2f}", f"£{amount:.2f}", f"USD {amount:,.2f}",
-                       f"{amount:.2f} EUR".replace(".", ",")])
+    return rng.choice(
+        [
+            f"${amount:,.2f}",
+            f"€{amount:.2f}",
+            f"£{amount:.2f}",
+            f"USD {amount:,.2f}",
+            f"{amount:.2f} EUR".replace(".", ","),
+        ]
+    )
 
 
 def _version(rng: random.Random) -> str:
@@ -263,10 +423,18 @@ def _bad_ssn(rng: random.Random) -> str:
 
 
 def _long_word(rng: random.Random) -> str:
-    return rng.choice(["internationalization", "customer_notification_preferences", "PaymentMethodVerificationFailed",
-                       "Supercalifragilisticexpialidocious", "ERR_CONNECTION_REFUSED_BY_UPSTREAM",
-                       "enableExperimentalNotificationBadges", "net::ERR_HTTP2_PROTOCOL_ERROR",
-                       "antidisestablishmentarianism"])
+    return rng.choice(
+        [
+            "internationalization",
+            "customer_notification_preferences",
+            "PaymentMethodVerificationFailed",
+            "Supercalifragilisticexpialidocious",
+            "ERR_CONNECTION_REFUSED_BY_UPSTREAM",
+            "enableExperimentalNotificationBadges",
+            "net::ERR_HTTP2_PROTOCOL_ERROR",
+            "antidisestablishmentarianism",
+        ]
+    )
 
 
 def _ticket(rng: random.Random) -> str:
@@ -276,8 +444,14 @@ def _ticket(rng: random.Random) -> str:
 
 def _clock(rng: random.Random) -> str:
     h, m = rng.randint(0, 23), rng.choice([0, 5, 15, 30, 45, rng.randint(0, 59)])
-    return rng.choice([f"{h}:{m:02d}", f"{h:02d}:{m:02d}", f"{h % 12 or 12}:{m:02d} {'pm' if h >= 12 else 'am'}",
-                       f"{h:02d}:{m:02d}:{rng.randint(0, 59):02d}"])
+    return rng.choice(
+        [
+            f"{h}:{m:02d}",
+            f"{h:02d}:{m:02d}",
+            f"{h % 12 or 12}:{m:02d} {'pm' if h >= 12 else 'am'}",
+            f"{h:02d}:{m:02d}:{rng.randint(0, 59):02d}",
+        ]
+    )
 
 
 def _commit(rng: random.Random) -> str:
@@ -289,49 +463,104 @@ def _tracking(rng: random.Random) -> str:
 
 
 DECOYS: dict[str, Callable[[random.Random], str]] = {
-    "order": _order_number, "date": _date, "price": _price, "version": _version, "bad_card": _bad_card,
-    "bad_iban": _bad_iban, "bad_ssn": _bad_ssn, "reserved_email": lambda rng: _email(rng, RESERVED),
-    "long_word": _long_word, "ticket": _ticket, "time": _clock, "commit": _commit, "tracking": _tracking,
+    "order": _order_number,
+    "date": _date,
+    "price": _price,
+    "version": _version,
+    "bad_card": _bad_card,
+    "bad_iban": _bad_iban,
+    "bad_ssn": _bad_ssn,
+    "reserved_email": lambda rng: _email(rng, RESERVED),
+    "long_word": _long_word,
+    "ticket": _ticket,
+    "time": _clock,
+    "commit": _commit,
+    "tracking": _tracking,
 }
 
 # ---------------------------------------------------------------------------------------------- messages
 
 TEMPLATES: dict[str, list[str]] = {
-    "EMAIL": ["You can reach me at {} if the chat drops.", "Please send the invoice to {} instead of my old address.",
-              "My account email is {}, but I can't log in.", "I never got the reset link at {}.",
-              "Could you update my contact email to {}?", "Looping in my colleague ({}) who handles billing."],
-    "PHONE": ["Call me back on {} any time after 5pm.", "My number changed, it's now {}.",
-              "The courier should phone {} before delivery.", "You can text me at {} if that's easier.",
-              "I tried calling you from {} but got cut off."],
-    "CARD": ["I was charged twice on my card {}.", "Please refund the card I paid with: {}.",
-             "My new card is {}, can you update the subscription?", "Card number {} keeps getting declined.",
-             "There's a payment from {} that I don't recognise."],
-    "IBAN": ["Please send the refund to my IBAN {}.", "Our bank details: IBAN {}, account holder Maria Rossi.",
-             "Can you switch the direct debit to {}?", "I transferred the money from {} yesterday.",
-             "New account for payouts: {}"],
-    "SSN": ["For the tax form, my SSN is {}.", "The W-9 asks for a social security number, mine is {}.",
-            "I entered my SSN {} but the page timed out.", "Verification needs SSN {} apparently?",
-            "ssn: {} - dob is on file"],
-    "IP": ["The camera at {} stopped responding this morning.", "I get 403 errors when connecting from {}.",
-           "Can you whitelist {} for our office?", "Our server {} can't reach your API.",
-           "There were login attempts from {} that weren't me."],
-    "ADDRESS": ["Please ship it to {} instead.", "My billing address is {}, London.",
-                "The parcel was left at {} but I live next door.", "We moved to {} last month.",
-                "Deliver to {}, apartment 4B."],
-    "AWS_KEY": ["Our config has aws_access_key_id = {} - is that safe to share?",
-                "The build log printed AWS_ACCESS_KEY_ID={} by mistake.",
-                "I pasted the key {} into the integration settings.", "Here's the access key you asked for: {}"],
-    "OPENAI_KEY": ["I set OPENAI_API_KEY={} and it still says unauthorized.",
-                   "My key {} stopped working after the upgrade.", "Is {} the right format for the API key field?",
-                   "The plugin wants a key, I used {}."],
-    "GITHUB_TOKEN": ["The CI uses the token {} to push.", "I created a personal access token ({}) but clone fails.",
-                     "I ran git remote set-url origin https://{}@github.com/acme/app.git and it hangs.",
-                     "GITHUB_TOKEN={} is set in the workflow but the action fails."],
-    "PRIVATE_KEY": ["Here is the deploy key from the server:\n{}\nCan you add it?",
-                    "I think this is the wrong key?\n{}", "{}\nThat's what id_rsa contains, is the format right?"],
-    "SECRET": ["The webhook is configured with token={} but signatures fail.", "Our staging config: client_secret={}",
-               "I sent the header Authorization: Bearer {} and got 401.",
-               "The session secret is {} if you need it for debugging.", "export WEBHOOK_SIGNING_SECRET='{}'"],
+    "EMAIL": [
+        "You can reach me at {} if the chat drops.",
+        "Please send the invoice to {} instead of my old address.",
+        "My account email is {}, but I can't log in.",
+        "I never got the reset link at {}.",
+        "Could you update my contact email to {}?",
+        "Looping in my colleague ({}) who handles billing.",
+    ],
+    "PHONE": [
+        "Call me back on {} any time after 5pm.",
+        "My number changed, it's now {}.",
+        "The courier should phone {} before delivery.",
+        "You can text me at {} if that's easier.",
+        "I tried calling you from {} but got cut off.",
+    ],
+    "CARD": [
+        "I was charged twice on my card {}.",
+        "Please refund the card I paid with: {}.",
+        "My new card is {}, can you update the subscription?",
+        "Card number {} keeps getting declined.",
+        "There's a payment from {} that I don't recognise.",
+    ],
+    "IBAN": [
+        "Please send the refund to my IBAN {}.",
+        "Our bank details: IBAN {}, account holder Maria Rossi.",
+        "Can you switch the direct debit to {}?",
+        "I transferred the money from {} yesterday.",
+        "New account for payouts: {}",
+    ],
+    "SSN": [
+        "For the tax form, my SSN is {}.",
+        "The W-9 asks for a social security number, mine is {}.",
+        "I entered my SSN {} but the page timed out.",
+        "Verification needs SSN {} apparently?",
+        "ssn: {} - dob is on file",
+    ],
+    "IP": [
+        "The camera at {} stopped responding this morning.",
+        "I get 403 errors when connecting from {}.",
+        "Can you whitelist {} for our office?",
+        "Our server {} can't reach your API.",
+        "There were login attempts from {} that weren't me.",
+    ],
+    "ADDRESS": [
+        "Please ship it to {} instead.",
+        "My billing address is {}, London.",
+        "The parcel was left at {} but I live next door.",
+        "We moved to {} last month.",
+        "Deliver to {}, apartment 4B.",
+    ],
+    "AWS_KEY": [
+        "Our config has aws_access_key_id = {} - is that safe to share?",
+        "The build log printed AWS_ACCESS_KEY_ID={} by mistake.",
+        "I pasted the key {} into the integration settings.",
+        "Here's the access key you asked for: {}",
+    ],
+    "OPENAI_KEY": [
+        "I set OPENAI_API_KEY={} and it still says unauthorized.",
+        "My key {} stopped working after the upgrade.",
+        "Is {} the right format for the API key field?",
+        "The plugin wants a key, I used {}.",
+    ],
+    "GITHUB_TOKEN": [
+        "The CI uses the token {} to push.",
+        "I created a personal access token ({}) but clone fails.",
+        "I ran git remote set-url origin https://{}@github.com/acme/app.git and it hangs.",
+        "GITHUB_TOKEN={} is set in the workflow but the action fails.",
+    ],
+    "PRIVATE_KEY": [
+        "Here is the deploy key from the server:\n{}\nCan you add it?",
+        "I think this is the wrong key?\n{}",
+        "{}\nThat's what id_rsa contains, is the format right?",
+    ],
+    "SECRET": [
+        "The webhook is configured with token={} but signatures fail.",
+        "Our staging config: client_secret={}",
+        "I sent the header Authorization: Bearer {} and got 401.",
+        "The session secret is {} if you need it for debugging.",
+        "export WEBHOOK_SIGNING_SECRET='{}'",
+    ],
 }
 DECOY_TEMPLATES: dict[str, list[str]] = {
     "order": ["Order {} still hasn't shipped.", "I'm asking about order {}.", "The receipt says reference {}."],
@@ -348,8 +577,13 @@ DECOY_TEMPLATES: dict[str, list[str]] = {
     "commit": ["Your changelog says it was fixed in commit {}."],
     "tracking": ["Tracking number {} shows no updates for a week."],
 }
-FILLER = ["Thanks for the quick reply!", "The app keeps logging me out.", "Can someone look into this today?",
-          "I've been a customer for years and this never happened before.", "Sorry for the long message."]
+FILLER = [
+    "Thanks for the quick reply!",
+    "The app keeps logging me out.",
+    "Can someone look into this today?",
+    "I've been a customer for years and this never happened before.",
+    "Sorry for the long message.",
+]
 GREETINGS = ["", "", "Hi,", "Hello,", "Hi team,", "Good morning!"]
 SIGNOFFS = ["", "", " Thanks!", " Cheers, Ana", "\n\nBest regards,\nTom"]
 
@@ -376,8 +610,10 @@ def _compose(greeting: str, pieces: list[tuple[str, str, str, bool]], signoff: s
 
 
 def _make_sample(rng: random.Random) -> Sample:
-    pieces = [(rng.choice(TEMPLATES[kind]), ENTITIES[kind](rng), kind, True)
-              for kind in rng.choices(KINDS, k=rng.choices([0, 1, 2], [0.25, 0.5, 0.25])[0])]
+    pieces = [
+        (rng.choice(TEMPLATES[kind]), ENTITIES[kind](rng), kind, True)
+        for kind in rng.choices(KINDS, k=rng.choices([0, 1, 2], [0.25, 0.5, 0.25])[0])
+    ]
     n_decoys = max(rng.choices([0, 1, 2], [0.35, 0.5, 0.15])[0], 0 if pieces else 1)
     for name in rng.choices(sorted(DECOYS), k=n_decoys):
         pieces.append((rng.choice(DECOY_TEMPLATES[name]), DECOYS[name](rng), name, False))
@@ -392,26 +628,33 @@ def make_labeled_set(n: int = 3000, seed: int = 0) -> list[Sample]:
     rng = random.Random(seed)
     return [_make_sample(rng) for _ in range(n)]
 
+
 # ---------------------------------------------------------------------------------------------- baseline
 
 # One regex per type, no validation step: what a quick scrubber looks like. Cards and IBANs take the same separators
 # as tunesmith's patterns, so recall is comparable and precision tells; phone numbers take any 2-8 digit groups,
 # IPv6 may be '::'-compressed, and IP is tried before PHONE.
-BASELINE_PATTERNS = [(kind, re.compile(p)) for kind, p in [
-    ("PRIVATE_KEY", r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
-    ("AWS_KEY", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    ("OPENAI_KEY", r"\bsk-[\w-]{20,}"),
-    ("GITHUB_TOKEN", r"\b(?:gh[pousr]_|github_pat_)\w{36,}"),
-    ("EMAIL", r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+"),
-    ("IBAN", r"\b[A-Z]{2}\d{2}[A-Z0-9 ]{11,30}\b"),
-    ("CARD", r"\b\d(?:[ -]?\d){12,18}\b"),
-    ("SSN", r"\b\d{3}-\d{2}-\d{4}\b"),
-    ("IP", r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{0,4}){2,7}\b"),
-    ("PHONE", r"(?:\+\d{1,3}[ -]?)?(?:\(\d{2,4}\) ?)?\b\d{2,5}(?:[ .-]\d{2,8}){1,4}\b"),
-    ("ADDRESS", r"\b\d{1,5} (?:[A-Z][a-z]+ ){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Lane|Drive|Boulevard|Blvd|"
-                r"Court|Way|Place|Terrace)\b"),
-    ("SECRET", r"\b[\w+/=-]{24,}"),
-]]
+BASELINE_PATTERNS = [
+    (kind, re.compile(p))
+    for kind, p in [
+        ("PRIVATE_KEY", r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
+        ("AWS_KEY", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+        ("OPENAI_KEY", r"\bsk-[\w-]{20,}"),
+        ("GITHUB_TOKEN", r"\b(?:gh[pousr]_|github_pat_)\w{36,}"),
+        ("EMAIL", r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+"),
+        ("IBAN", r"\b[A-Z]{2}\d{2}[A-Z0-9 ]{11,30}\b"),
+        ("CARD", r"\b\d(?:[ -]?\d){12,18}\b"),
+        ("SSN", r"\b\d{3}-\d{2}-\d{4}\b"),
+        ("IP", r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{0,4}){2,7}\b"),
+        ("PHONE", r"(?:\+\d{1,3}[ -]?)?(?:\(\d{2,4}\) ?)?\b\d{2,5}(?:[ .-]\d{2,8}){1,4}\b"),
+        (
+            "ADDRESS",
+            r"\b\d{1,5} (?:[A-Z][a-z]+ ){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Lane|Drive|Boulevard|Blvd|"
+            r"Court|Way|Place|Terrace)\b",
+        ),
+        ("SECRET", r"\b[\w+/=-]{24,}"),
+    ]
+]
 
 
 def baseline_detect(text: str) -> list[Span]:
@@ -422,6 +665,7 @@ def baseline_detect(text: str) -> list[Span]:
             if not any(m.start() < s.end and s.start < m.end() for s in taken):
                 taken.append(Span(kind, m.start(), m.end(), m.group(0)))
     return sorted(taken, key=lambda s: s.start)
+
 
 # ---------------------------------------------------------------------------------------------- scoring
 
@@ -448,8 +692,12 @@ class Tally:
         return 2 * p * r / (p + r) if p + r else 0.0
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "precision": round(self.precision, 4), "recall": round(self.recall, 4),
-                "f1": round(self.f1, 4)}
+        return {
+            **asdict(self),
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "f1": round(self.f1, 4),
+        }
 
 
 @dataclass(frozen=True)
@@ -495,8 +743,9 @@ def _match(sample: Sample, preds: list[Span], tallies: dict[str, Tally], errors:
             tally.tp += 1
         else:
             under = [s.kind for s in sample.gold + sample.decoys if _overlaps(s, p)]
-            errors.append(Error(p.kind, "false positive", p.text, "on " + (", ".join(under) or "plain text"),
-                                sample.text))
+            errors.append(
+                Error(p.kind, "false positive", p.text, "on " + (", ".join(under) or "plain text"), sample.text)
+            )
     for g in unmatched:
         got = [p.kind for p in preds if _overlaps(g, p)]
         errors.append(Error(g.kind, "missed", g.text, "got " + (", ".join(got) or "nothing"), sample.text))
@@ -518,14 +767,24 @@ def failed_kinds(result: Result) -> list[str]:
     """Structured types whose recall is under MIN_RECALL."""
     return [k for k in STRUCTURED if result.tallies[k].recall < MIN_RECALL]
 
+
 # ---------------------------------------------------------------------------------------------- output
 
 
 def _row(name: str, ours: Tally, base: Tally, style: str = "") -> list[str]:
     red = style or ("red" if name in STRUCTURED and ours.recall < MIN_RECALL else "")
-    cells = [str(ours.gold), str(ours.pred), str(ours.tp), f"{ours.precision:.3f}",
-             f"[{red}]{ours.recall:.3f}[/]" if red else f"{ours.recall:.3f}", f"{ours.f1:.3f}",
-             str(base.pred), f"{base.precision:.3f}", f"{base.recall:.3f}", f"{base.f1:.3f}"]
+    cells = [
+        str(ours.gold),
+        str(ours.pred),
+        str(ours.tp),
+        f"{ours.precision:.3f}",
+        f"[{red}]{ours.recall:.3f}[/]" if red else f"{ours.recall:.3f}",
+        f"{ours.f1:.3f}",
+        str(base.pred),
+        f"{base.precision:.3f}",
+        f"{base.recall:.3f}",
+        f"{base.f1:.3f}",
+    ]
     return [name, *cells]
 
 
@@ -546,13 +805,19 @@ def print_table(ours: Result, base: Result, n: int, seed: int) -> None:
     console.print(table)
     fp_ours, fp_base = ours.micro.pred - ours.micro.tp, base.micro.pred - base.micro.tp
     console.print(f"throughput: tunesmith {ours.texts_per_s:,.0f} texts/s, baseline {base.texts_per_s:,.0f} texts/s")
-    console.print(f"false positives: tunesmith {fp_ours}, baseline {fp_base} "
-                  f"({fp_base / max(fp_ours, 1):.1f}x as many)")
-    console.print(f"micro precision {ours.micro.precision:.3f} vs {base.micro.precision:.3f} baseline, "
-                  f"micro recall {ours.micro.recall:.3f} vs {base.micro.recall:.3f} baseline")
+    console.print(
+        f"false positives: tunesmith {fp_ours}, baseline {fp_base} ({fp_base / max(fp_ours, 1):.1f}x as many)"
+    )
+    console.print(
+        f"micro precision {ours.micro.precision:.3f} vs {base.micro.precision:.3f} baseline, "
+        f"micro recall {ours.micro.recall:.3f} vs {base.micro.recall:.3f} baseline"
+    )
     failed = failed_kinds(ours)
-    console.print(f"[red]FAIL: recall < {MIN_RECALL} for {', '.join(failed)}[/]" if failed else
-                  f"[green]OK: every structured type has recall >= {MIN_RECALL}[/]")
+    console.print(
+        f"[red]FAIL: recall < {MIN_RECALL} for {', '.join(failed)}[/]"
+        if failed
+        else f"[green]OK: every structured type has recall >= {MIN_RECALL}[/]"
+    )
 
 
 def print_errors(result: Result, per_kind: int) -> None:
@@ -567,11 +832,21 @@ def print_errors(result: Result, per_kind: int) -> None:
 
 def as_json(ours: Result, base: Result, n: int, seed: int) -> dict:
     def block(r: Result) -> dict:
-        return {"texts_per_s": round(r.texts_per_s), "micro": r.micro.as_dict(),
-                "kinds": {k: r.tallies[k].as_dict() for k in KINDS}}
+        return {
+            "texts_per_s": round(r.texts_per_s),
+            "micro": r.micro.as_dict(),
+            "kinds": {k: r.tallies[k].as_dict() for k in KINDS},
+        }
 
-    return {"n": n, "seed": seed, "min_recall": MIN_RECALL, "structured": STRUCTURED,
-            "failed": failed_kinds(ours), "tunesmith": block(ours), "baseline": block(base)}
+    return {
+        "n": n,
+        "seed": seed,
+        "min_recall": MIN_RECALL,
+        "structured": STRUCTURED,
+        "failed": failed_kinds(ours),
+        "tunesmith": block(ours),
+        "baseline": block(base),
+    }
 
 
 def main() -> int:
@@ -579,8 +854,13 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=3000, help="number of messages")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print a machine-readable dict instead of the table")
-    parser.add_argument("--errors", type=int, default=0, metavar="K",
-                        help="also list up to K tunesmith misses and false positives per type")
+    parser.add_argument(
+        "--errors",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also list up to K tunesmith misses and false positives per type",
+    )
     args = parser.parse_args()
     samples = make_labeled_set(args.n, args.seed)
     ours, base = score(find_sensitive, samples), score(baseline_detect, samples)

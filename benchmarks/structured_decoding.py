@@ -41,34 +41,96 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 INTENTS = [
-    "cancel_order", "track_order", "change_address", "refund_request", "payment_failed", "update_card",
-    "invoice_copy", "password_reset", "account_locked", "delete_account", "change_email", "upgrade_plan",
-    "downgrade_plan", "cancel_subscription", "shipping_delay", "damaged_item", "wrong_item", "missing_item",
-    "return_item", "exchange_item", "product_question", "stock_availability", "price_match", "discount_code",
-    "gift_card", "warranty_claim", "technical_issue", "app_crash", "complaint", "other"]
+    "cancel_order",
+    "track_order",
+    "change_address",
+    "refund_request",
+    "payment_failed",
+    "update_card",
+    "invoice_copy",
+    "password_reset",
+    "account_locked",
+    "delete_account",
+    "change_email",
+    "upgrade_plan",
+    "downgrade_plan",
+    "cancel_subscription",
+    "shipping_delay",
+    "damaged_item",
+    "wrong_item",
+    "missing_item",
+    "return_item",
+    "exchange_item",
+    "product_question",
+    "stock_availability",
+    "price_match",
+    "discount_code",
+    "gift_card",
+    "warranty_claim",
+    "technical_issue",
+    "app_crash",
+    "complaint",
+    "other",
+]
 PHRASES = [
-    "please cancel the order I placed yesterday", "where is my parcel right now?", "I moved, ship it to my new flat",
-    "I want my money back for the blender", "my payment keeps getting declined", "my card expired, how do I add "
-    "the new one", "can you send me a copy of the March invoice", "I forgot my password", "my account is locked "
-    "after three tries", "delete my account and all my data", "I need to change the email on file", "I'd like the "
-    "premium plan", "switch me to the cheaper plan", "stop my monthly subscription", "the delivery is a week late",
-    "the box arrived crushed and the glass is broken", "you sent me a blue one, I ordered red", "one of the three "
-    "items is missing", "how do I send this back", "can I swap it for a larger size", "is this kettle dishwasher "
-    "safe?", "when will the black one be back in stock", "it's cheaper at the other shop, can you match it", "my "
-    "discount code does not work", "can I pay with a gift card", "it stopped working after two months, warranty?",
-    "the website shows an error 500", "the app crashes when I open it", "your service is terrible", "hello"]
-OPENERS = ["", "Hi, ", "Hello team, quick question: ", "Good morning. I have been a loyal customer for many years "
-           "and I never had to write before, but ", "hey "]
-SYSTEM = ("Route the customer's message to one intent: " + ", ".join(INTENTS) + ". Reply with JSON only: "
-          '{"intent": "<intent>"}')
+    "please cancel the order I placed yesterday",
+    "where is my parcel right now?",
+    "I moved, ship it to my new flat",
+    "I want my money back for the blender",
+    "my payment keeps getting declined",
+    "my card expired, how do I add the new one",
+    "can you send me a copy of the March invoice",
+    "I forgot my password",
+    "my account is locked after three tries",
+    "delete my account and all my data",
+    "I need to change the email on file",
+    "I'd like the premium plan",
+    "switch me to the cheaper plan",
+    "stop my monthly subscription",
+    "the delivery is a week late",
+    "the box arrived crushed and the glass is broken",
+    "you sent me a blue one, I ordered red",
+    "one of the three items is missing",
+    "how do I send this back",
+    "can I swap it for a larger size",
+    "is this kettle dishwasher safe?",
+    "when will the black one be back in stock",
+    "it's cheaper at the other shop, can you match it",
+    "my discount code does not work",
+    "can I pay with a gift card",
+    "it stopped working after two months, warranty?",
+    "the website shows an error 500",
+    "the app crashes when I open it",
+    "your service is terrible",
+    "hello",
+]
+OPENERS = [
+    "",
+    "Hi, ",
+    "Hello team, quick question: ",
+    "Good morning. I have been a loyal customer for many years and I never had to write before, but ",
+    "hey ",
+]
+SYSTEM = (
+    "Route the customer's message to one intent: " + ", ".join(INTENTS) + ". Reply with JSON only: "
+    '{"intent": "<intent>"}'
+)
 SCHEMAS = {
-    "enum": {"type": "object", "properties": {"intent": {"enum": INTENTS}}, "required": ["intent"],
-             "additionalProperties": False},
-    "enum+text": {"type": "object", "properties": {"intent": {"enum": INTENTS}, "reason": {"type": "string"}},
-                  "required": ["intent", "reason"], "additionalProperties": False},
+    "enum": {
+        "type": "object",
+        "properties": {"intent": {"enum": INTENTS}},
+        "required": ["intent"],
+        "additionalProperties": False,
+    },
+    "enum+text": {
+        "type": "object",
+        "properties": {"intent": {"enum": INTENTS}, "reason": {"type": "string"}},
+        "required": ["intent", "reason"],
+        "additionalProperties": False,
+    },
 }
 BLANKS = 8  # every library gets tunesmith's whitespace policy: at most this many blanks between JSON tokens
-SYSTEM_WITH_REASON = SYSTEM[:-len('"<intent>"}')] + '"<intent>", "reason": "<a few words>"}'
+SYSTEM_WITH_REASON = SYSTEM[: -len('"<intent>"}')] + '"<intent>", "reason": "<a few words>"}'
 
 
 @dataclass
@@ -90,7 +152,7 @@ def _apply_bitmask(scores, mask) -> None:
     import torch
 
     bits = (mask.unsqueeze(-1) >> torch.arange(32, dtype=torch.int32)) & 1
-    allowed = bits.reshape(mask.shape[0], -1)[:, :scores.shape[1]].bool()
+    allowed = bits.reshape(mask.shape[0], -1)[:, : scores.shape[1]].bool()
     scores.masked_fill_(~allowed.to(scores.device), float("-inf"))
 
 
@@ -101,6 +163,7 @@ def _timed(lib: Library, fn: Callable) -> Callable:
             return fn(*args)
         finally:
             lib.timer[0] += time.perf_counter() - began
+
     return wrapped
 
 
@@ -136,8 +199,9 @@ def xgrammar_library() -> Library:
         return xgr.GrammarCompiler(info), vocab
 
     def compile_(state, schema):
-        return state[0].compile_json_schema(json.dumps(schema), any_whitespace=True,
-                                            max_whitespace_cnt=BLANKS), state[1]
+        return state[0].compile_json_schema(json.dumps(schema), any_whitespace=True, max_whitespace_cnt=BLANKS), state[
+            1
+        ]
 
     def kwargs(compiled, n):
         import xgrammar as xgr
@@ -149,8 +213,9 @@ def xgrammar_library() -> Library:
             for m, i in zip(ms, rows):
                 m.fill_next_token_bitmask(mask, i)
 
-        proc = _BitmaskProcessor(matchers, lambda m, t: m.accept_token(t) or m.is_terminated(), fill,
-                                 lambda m: m.is_terminated(), vocab)
+        proc = _BitmaskProcessor(
+            matchers, lambda m, t: m.accept_token(t) or m.is_terminated(), fill, lambda m: m.is_terminated(), vocab
+        )
         return {"logits_processor": [_timed(lib, proc)]}
 
     lib = Library("xgrammar", "xgrammar", setup, compile_, kwargs)
@@ -168,7 +233,8 @@ def llguidance_library() -> Library:
         import llguidance
 
         grammar = llguidance.LLMatcher.grammar_from_json_schema(
-            schema, overrides={"whitespace_pattern": f"[\\x20\\x0A\\x0D\\x09]{{0,{BLANKS}}}"})
+            schema, overrides={"whitespace_pattern": f"[\\x20\\x0A\\x0D\\x09]{{0,{BLANKS}}}"}
+        )
         proto = llguidance.LLMatcher(state[0], grammar)
         assert not proto.is_error(), proto.get_error()
         return proto, state
@@ -185,8 +251,9 @@ def llguidance_library() -> Library:
 
         # a matcher whose grammar is complete stops by itself (before the EOS token): it is still filled, which
         # allows only EOS, and it may take that EOS; only a matcher in error is left alone
-        proc = _BitmaskProcessor(matchers, lambda m, t: m.is_stopped() or m.consume_token(t), fill,
-                                 lambda m: m.is_error(), lltok.vocab_size)
+        proc = _BitmaskProcessor(
+            matchers, lambda m, t: m.is_stopped() or m.consume_token(t), fill, lambda m: m.is_error(), lltok.vocab_size
+        )
         return {"logits_processor": [_timed(lib, proc)]}
 
     lib = Library("llguidance", "llguidance", setup, compile_, kwargs)
@@ -229,8 +296,9 @@ def lmfe_library() -> Library:
                 continue
             after_zero, alone = tok.decode([zero, i])[1:], tok.decode([i])
             regular.append((i, after_zero, len(after_zero) > len(alone)))
-        return TokenEnforcerTokenizerData(regular, lambda ids: tok.decode(ids).rstrip("\ufffd"), tok.eos_token_id,
-                                          False, vocab)
+        return TokenEnforcerTokenizerData(
+            regular, lambda ids: tok.decode(ids).rstrip("\ufffd"), tok.eos_token_id, False, vocab
+        )
 
     def compile_(data, schema):
         from lmformatenforcer import CharacterLevelParserConfig, JsonSchemaParser
@@ -247,8 +315,14 @@ def lmfe_library() -> Library:
 
         return {"prefix_allowed_tokens_fn": _timed(lib, allowed)}
 
-    lib = Library("lm-format-enforcer", "lmformatenforcer", setup, compile_, kwargs,
-                  note="TokenEnforcer via prefix_allowed_tokens_fn (its transformers module fails on transformers 5)")
+    lib = Library(
+        "lm-format-enforcer",
+        "lmformatenforcer",
+        setup,
+        compile_,
+        kwargs,
+        note="TokenEnforcer via prefix_allowed_tokens_fn (its transformers module fails on transformers 5)",
+    )
     return lib
 
 
@@ -275,8 +349,13 @@ def tunesmith_library() -> Library:
     return lib
 
 
-LIBRARIES = {"tunesmith": tunesmith_library, "xgrammar": xgrammar_library, "llguidance": llguidance_library,
-             "outlines": outlines_library, "lm-format-enforcer": lmfe_library}
+LIBRARIES = {
+    "tunesmith": tunesmith_library,
+    "xgrammar": xgrammar_library,
+    "llguidance": llguidance_library,
+    "outlines": outlines_library,
+    "lm-format-enforcer": lmfe_library,
+}
 _MODEL: list = []  # outlines wraps the model object itself
 
 
@@ -290,8 +369,9 @@ def prompts_for(tok, n: int, system: str) -> list[str]:
     return out
 
 
-def generate(model, tok, prompts: list[str], batch_size: int, max_new_tokens: int, precision: str,
-             extra: Callable[[int], dict]) -> tuple[list[str], list[int], int, float]:
+def generate(
+    model, tok, prompts: list[str], batch_size: int, max_new_tokens: int, precision: str, extra: Callable[[int], dict]
+) -> tuple[list[str], list[int], int, float]:
     """Greedy left-padded batches, longest first; replies (to the end-of-turn token), their token counts, decoding
     steps and wall time."""
     import torch
@@ -301,19 +381,25 @@ def generate(model, tok, prompts: list[str], batch_size: int, max_new_tokens: in
     texts, counts = [""] * len(prompts), [0] * len(prompts)
     steps, wall = 0, 0.0
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
         kwargs = extra(len(idx))
         began = time.perf_counter()
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eot,
-                                 pad_token_id=tok.pad_token_id, **kwargs)
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=eot,
+                pad_token_id=tok.pad_token_id,
+                **kwargs,
+            )
         wall += time.perf_counter() - began
-        new = out[:, enc["input_ids"].shape[1]:]
+        new = out[:, enc["input_ids"].shape[1] :]
         steps += new.shape[1]
         for row, i in enumerate(idx):
             ids = new[row].tolist()
-            ids = ids[:ids.index(eot) + 1] if eot in ids else ids
+            ids = ids[: ids.index(eot) + 1] if eot in ids else ids
             counts[i] = len(ids)
             texts[i] = tok.decode(ids, skip_special_tokens=False)
     return texts, counts, steps, wall
@@ -367,8 +453,9 @@ def contenders(names: list[str], schema: dict, tok, vocab: int, notes: list[str]
         began = time.perf_counter()
         compiled = lib.compile(state, schema)
         compile_s = time.perf_counter() - began
-        out.append(Contender(name, lambda n, lib=lib, compiled=compiled: lib.kwargs(compiled, n), lib, setup_s,
-                             compile_s))
+        out.append(
+            Contender(name, lambda n, lib=lib, compiled=compiled: lib.kwargs(compiled, n), lib, setup_s, compile_s)
+        )
         if lib.note:
             notes.append(f"{name}: {lib.note}")
     return out
@@ -393,20 +480,22 @@ def main() -> None:
     model = load_model(ref).eval()
     _MODEL.append(model)
     precision = resolve_precision(args.precision)
-    run = lambda prompts, extra, bs=args.batch_size: generate(  # noqa: E731
-        model, tok, prompts, bs, args.max_new_tokens, precision, extra)
+    run = lambda prompts, extra, bs=args.batch_size: generate(
+        model, tok, prompts, bs, args.max_new_tokens, precision, extra
+    )
     run(prompts_for(tok, 2, SYSTEM), lambda n: {}, 2)  # warm-up
 
     rows, notes = [], []
     for schema_name in args.schemas:
         schema = SCHEMAS[schema_name]
         prompts = prompts_for(tok, args.prompts, SYSTEM if schema_name == "enum" else SYSTEM_WITH_REASON)
-        field_ = contenders(args.libraries, schema, tok, model.config.vocab_size,
-                            notes if schema_name == args.schemas[0] else [])
+        field_ = contenders(
+            args.libraries, schema, tok, model.config.vocab_size, notes if schema_name == args.schemas[0] else []
+        )
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         # batch by batch, every contender in turn: a load spike from other work on the machine hits them all
         for start in range(0, len(order), args.batch_size):
-            idx = order[start:start + args.batch_size]
+            idx = order[start : start + args.batch_size]
             for c in field_:
                 texts, counts, steps, wall = run([prompts[i] for i in idx], c.extra, len(idx))
                 c.texts.update(zip(idx, texts))
@@ -421,18 +510,38 @@ def main() -> None:
             stopped = sum(t.endswith(tok.eos_token) for t in texts)
             same = same_alone(run, prompts, texts, c.extra, args.unbatched_check)
             setup, compiled = (f"{c.setup_s:.2f}", f"{c.compile_s:.3f}") if c.lib else ("", "")
-            rows.append((schema_name, c.name, setup, compiled, ms, mask_ms, mask_ms / free_ms, ms / free_ms, ok,
-                         stopped, sum(c.counts.values()), same))
+            rows.append(
+                (
+                    schema_name,
+                    c.name,
+                    setup,
+                    compiled,
+                    ms,
+                    mask_ms,
+                    mask_ms / free_ms,
+                    ms / free_ms,
+                    ok,
+                    stopped,
+                    sum(c.counts.values()),
+                    same,
+                )
+            )
             print(f"{schema_name} {c.name}: e.g. {texts[0]!r}", flush=True)
 
     n = args.prompts
-    print(f"\n{n} prompts, batch {args.batch_size}, max_new_tokens {args.max_new_tokens}, greedy, {precision}, "
-          f"cpu, builtin:smollm2-135m-instruct")
-    print(f"{'schema':<10}{'library':<20}{'setup s':>8}{'compile s':>10}{'ms/step':>9}{'mask ms/step':>13}"
-          f"{'overhead':>9}{'ratio':>7}{'valid':>8}{'stopped':>9}{'tokens':>8}{'same':>6}")
+    print(
+        f"\n{n} prompts, batch {args.batch_size}, max_new_tokens {args.max_new_tokens}, greedy, {precision}, "
+        f"cpu, builtin:smollm2-135m-instruct"
+    )
+    print(
+        f"{'schema':<10}{'library':<20}{'setup s':>8}{'compile s':>10}{'ms/step':>9}{'mask ms/step':>13}"
+        f"{'overhead':>9}{'ratio':>7}{'valid':>8}{'stopped':>9}{'tokens':>8}{'same':>6}"
+    )
     for schema_name, name, setup_s, compile_s, ms, mask_ms, overhead, ratio, ok, stopped, tokens, same in rows:
-        print(f"{schema_name:<10}{name:<20}{setup_s:>8}{compile_s:>10}{ms:>9.1f}{mask_ms:>13.2f}{overhead:>8.1%}"
-              f"{ratio:>6.2f}x{ok:>5}/{n}{stopped:>6}/{n}{tokens:>8}{same:>6}")
+        print(
+            f"{schema_name:<10}{name:<20}{setup_s:>8}{compile_s:>10}{ms:>9.1f}{mask_ms:>13.2f}{overhead:>8.1%}"
+            f"{ratio:>6.2f}x{ok:>5}/{n}{stopped:>6}/{n}{tokens:>8}{same:>6}"
+        )
     for note in notes:
         print("note:", note)
 

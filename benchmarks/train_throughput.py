@@ -59,7 +59,7 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
     began = time.perf_counter()
     for _ in range(repeats):
         a @ b
-    return 2 * n ** 3 * repeats / (time.perf_counter() - began) / 1e9
+    return 2 * n**3 * repeats / (time.perf_counter() - began) / 1e9
 
 
 ROWS = {  # name -> (description, overrides); "baseline" also swaps in TRL's own model loading and loss
@@ -88,25 +88,37 @@ def main() -> None:
         return
     runs = {}
     for side in dict.fromkeys(["baseline", "tunesmith", *args.rows.split(",")]):
-        out = subprocess.run([sys.executable, __file__, "--child", side, "--steps", str(args.steps), "--project",
-                              str(args.project)], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", side, "--steps", str(args.steps), "--project", str(args.project)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         runs[side] = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
     base, ours = runs["baseline"], runs["tunesmith"]
     peak = matmul_peak_gflops()
     params = ours["total_params"]
-    print(f"\n{'setting':<30}{'steps':>6}{'wall s':>9}{'tokens/s':>10}{'vs TRL':>8}{'peak RSS MB':>13}{'vs TRL':>8}"
-          f"{'loss':>8}")
+    print(
+        f"\n{'setting':<30}{'steps':>6}{'wall s':>9}{'tokens/s':>10}{'vs TRL':>8}{'peak RSS MB':>13}{'vs TRL':>8}"
+        f"{'loss':>8}"
+    )
     for side, r in runs.items():
-        print(f"{ROWS[side][0]:<30}{r['steps']:>6}{r['wall_s']:>9.1f}{r['tokens_per_s']:>10.1f}"
-              f"{r['tokens_per_s'] / base['tokens_per_s']:>7.2f}x{r['peak_rss_mb']:>13.0f}"
-              f"{r['peak_rss_mb'] / base['peak_rss_mb']:>7.2f}x{r['train_loss']:>8.3f}")
-    print("(same data, model, rank, batch size and step count; packed and batch-size rows hold other numbers of "
-          "examples per step; indented rows change one setting from tunesmith's defaults)")
+        print(
+            f"{ROWS[side][0]:<30}{r['steps']:>6}{r['wall_s']:>9.1f}{r['tokens_per_s']:>10.1f}"
+            f"{r['tokens_per_s'] / base['tokens_per_s']:>7.2f}x{r['peak_rss_mb']:>13.0f}"
+            f"{r['peak_rss_mb'] / base['peak_rss_mb']:>7.2f}x{r['train_loss']:>8.3f}"
+        )
+    print(
+        "(same data, model, rank, batch size and step count; packed and batch-size rows hold other numbers of "
+        "examples per step; indented rows change one setting from tunesmith's defaults)"
+    )
     # LoRA: forward 2N FLOPs/token plus backward through the frozen weights for activation gradients, 2N
     # (their weight gradients are never computed): ~4N per token, attention's own terms left out.
     achieved = 4 * params * ours["tokens_per_s"] / 1e9
-    print(f"achieved ~{achieved:.1f} GFLOP/s (4 x {params / 1e6:.0f}M parameters x tokens/s) = "
-          f"{achieved / peak:.1%} of this machine's measured bf16 matmul peak ({peak:.0f} GFLOP/s, 2048^3)")
+    print(
+        f"achieved ~{achieved:.1f} GFLOP/s (4 x {params / 1e6:.0f}M parameters x tokens/s) = "
+        f"{achieved / peak:.1%} of this machine's measured bf16 matmul peak ({peak:.0f} GFLOP/s, 2048^3)"
+    )
 
 
 if __name__ == "__main__":

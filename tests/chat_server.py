@@ -51,20 +51,32 @@ class ChatServer:
                 message = {"role": "assistant", "content": answer.get("content")}
                 if answer.get("tool_calls"):
                     message["tool_calls"] = [
-                        {"id": f"call_{i}", "type": "function",
-                         "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
-                        for i, c in enumerate(answer["tool_calls"])]
+                        {
+                            "id": f"call_{i}",
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+                        }
+                        for i, c in enumerate(answer["tool_calls"])
+                    ]
                 words = len((answer.get("content") or "").split())
-                self._send(200, {
-                    "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "message": message,
-                                 "finish_reason": answer.get("finish_reason", "stop")}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": words, "total_tokens": 10 + words}})
+                self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-1",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [
+                            {"index": 0, "message": message, "finish_reason": answer.get("finish_reason", "stop")}
+                        ],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": words, "total_tokens": 10 + words},
+                    },
+                )
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
-    def __enter__(self) -> "ChatServer":
+    def __enter__(self) -> ChatServer:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 

@@ -9,8 +9,17 @@ import typer
 from typer.testing import CliRunner
 
 from conftest import routing_rows, write_jsonl
-from tunesmith.advise import (EXAMPLES_NEEDED, MIN_EXAMPLES, STALE_FACT_SHARE, TARGET_ACCURACY, Answers, advise,
-                              answers_from_project, questionnaire, size_and_method)
+from tunesmith.advise import (
+    EXAMPLES_NEEDED,
+    MIN_EXAMPLES,
+    STALE_FACT_SHARE,
+    TARGET_ACCURACY,
+    Answers,
+    advise,
+    answers_from_project,
+    questionnaire,
+    size_and_method,
+)
 from tunesmith.cli.plan import register
 from tunesmith.cost import Recipe
 from tunesmith.errors import TunesmithError
@@ -31,8 +40,12 @@ def kinds(advice) -> set[str]:
 
 def test_the_thresholds_are_the_guides():
     assert MIN_EXAMPLES == 50  # "50-200 excellent examples can show improvement"
-    assert EXAMPLES_NEEDED == {"style": (50, 200), "classification": (200, 1000), "structured": (200, 1000),
-                               "complex": (1000, None)}
+    assert EXAMPLES_NEEDED == {
+        "style": (50, 200),
+        "classification": (200, 1000),
+        "structured": (200, 1000),
+        "complex": (1000, None),
+    }
     assert TARGET_ACCURACY == 0.95  # "consider fine-tuning to push past 95%"
 
 
@@ -118,14 +131,19 @@ def test_stale_facts_and_eval_results_of_a_project(tmp_path, tiny_model_dir):
     project = tmp_path / "pricing"
     rows = routing_rows(80)
     for i, row in enumerate(rows[:20]):  # a quarter of the replies quote a price
-        row["messages"][-1]["content"] = json.dumps({"queue": "billing", "priority": "normal",
-                                                     "note": f"the plan costs ${10 + i}.99 per month"})
+        row["messages"][-1]["content"] = json.dumps(
+            {"queue": "billing", "priority": "normal", "note": f"the plan costs ${10 + i}.99 per month"}
+        )
     write_jsonl(project / "data" / "tickets.jsonl", rows)
-    (project / "tunesmith.yaml").write_text(f'model: {{base: "{tiny_model_dir}"}}\n'
-                                            "task: {type: json, match_fields: [queue]}\n")
+    (project / "tunesmith.yaml").write_text(
+        f'model: {{base: "{tiny_model_dir}"}}\ntask: {{type: json, match_fields: [queue]}}\n'
+    )
     (project / ".tunesmith").mkdir()
-    (project / ".tunesmith" / "summary.json").write_text(json.dumps({
-        "gate": {"passed": True}, "base_metrics": {"heldout": {"task_accuracy": 0.4, "format_validity": 0.7}}}))
+    (project / ".tunesmith" / "summary.json").write_text(
+        json.dumps(
+            {"gate": {"passed": True}, "base_metrics": {"heldout": {"task_accuracy": 0.4, "format_validity": 0.7}}}
+        )
+    )
     a = answers_from_project(project)
     assert a.stale_fact_share == pytest.approx(20 / 80) and a.stale_fact_share >= STALE_FACT_SHARE
     assert (a.base_accuracy, a.base_format_validity, a.tuned_gate_passed) == (0.4, 0.7, True)
@@ -138,12 +156,18 @@ def test_the_questionnaire_fills_the_answers():
     replies = iter(["format, tools", "high", "400", "RTX 4090"])
     yes_no = iter([False, False, False])
     a = questionnaire(Answers(), lambda *_, **__: next(replies), lambda *_, **__: next(yes_no))
-    assert (a.needs, a.volume, a.examples, a.gpu, a.facts_change) == (["format", "tools"], "high", 400,
-                                                                     "RTX 4090", False)
+    assert (a.needs, a.volume, a.examples, a.gpu, a.facts_change) == (
+        ["format", "tools"],
+        "high",
+        400,
+        "RTX 4090",
+        False,
+    )
     assert advise(a).recommendation == "fine-tune"
 
 
 # ---------------------------------------------------------------------------------------------------- the CLI
+
 
 def test_advise_from_flags_as_json(app):
     res = runner.invoke(app, ["advise", "--need", "format", "--examples", "20", "--json"])

@@ -13,8 +13,8 @@ from tunesmith.cli import app
 from tunesmith.data.audit import run_checks
 from tunesmith.data.findings import Code, Finding
 from tunesmith.data.formats import iter_records, load_records
-from tunesmith.files import JsonlWriter
 from tunesmith.data.split import ReplyLabel, reply_label
+from tunesmith.files import JsonlWriter
 
 runner = CliRunner()
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "support-triage" / "data" / "tickets.jsonl"
@@ -40,8 +40,13 @@ def test_unreadable_lines_are_findings_and_the_rest_is_still_checked(tmp_path):
     before = path.stat().st_size
     report = run_checks(iter_records([path]), keep=False)
     found = codes_at(report.findings)
-    assert {(Code.BAD_LINE, "2"), (Code.BAD_LINE, "3"), (Code.BAD_LINE, "4"), (Code.BAD_RECORD, "5"),
-            (Code.NO_FINAL_ASSISTANT, "6")} <= found
+    assert {
+        (Code.BAD_LINE, "2"),
+        (Code.BAD_LINE, "3"),
+        (Code.BAD_LINE, "4"),
+        (Code.BAD_RECORD, "5"),
+        (Code.NO_FINAL_ASSISTANT, "6"),
+    } <= found
     messages = {f.where.rsplit(":", 1)[-1]: f for f in report.findings}
     assert "over the 8 MiB limit" in messages["4"].message and "50.0 MiB" in messages["4"].message
     assert messages["5"].field == "messages[0].role"
@@ -53,10 +58,12 @@ def test_unreadable_lines_are_findings_and_the_rest_is_still_checked(tmp_path):
 
 
 def test_unknown_keys_are_named_with_a_suggestion(tmp_path):
-    rows = [chat("a question", "an answer") | {"temprature": 0.2},
-            {"instruction": "Summarize", "output": "Short.", "inptu": "a long text"},
-            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "thinking": "."}]},
-            chat("a clean one", "fine")]
+    rows = [
+        chat("a question", "an answer") | {"temprature": 0.2},
+        {"instruction": "Summarize", "output": "Short.", "inptu": "a long text"},
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "thinking": "."}]},
+        chat("a clean one", "fine"),
+    ]
     report = run_checks(load_records([write_jsonl(tmp_path / "k.jsonl", rows)]))
     unknown = {f.where.rsplit(":", 1)[-1]: f for f in report.findings if f.code == Code.UNKNOWN_KEY}
     assert set(unknown) == {"1", "2", "3"}
@@ -72,11 +79,12 @@ def test_mixed_formats_in_one_file(tmp_path):
     alpaca = write_jsonl(tmp_path / "alpaca.jsonl", [{"instruction": f"do {i}", "output": "ok"} for i in range(3)])
     found = [f for f in run_checks(iter_records([mixed, alpaca])).findings if f.code == Code.MIXED_FORMATS]
     assert [(f.where, f.message) for f in found] == [
-        (f"{mixed}:3", "an alpaca record in a file of messages records (5 of 6)")]
+        (f"{mixed}:3", "an alpaca record in a file of messages records (5 of 6)")
+    ]
 
 
 POOLS = {label: [f"{label[:3]}{k}" for k in range(25)] for label in ("billing", "shipping", "account", "technical")}
-FILLER = "please help me with this thing today thanks hello my the a".split()
+FILLER = ["please", "help", "me", "with", "this", "thing", "today", "thanks", "hello", "my", "the", "a"]
 
 
 def routing_data(rng, n=400):
@@ -135,10 +143,9 @@ def test_data_stats(tmp_path):
 
 def test_jsonl_writer_leaves_nothing_behind_on_error(tmp_path):
     target = tmp_path / "out.jsonl"
-    with pytest.raises(RuntimeError):
-        with JsonlWriter(target) as out:
-            out.write({"a": 1})
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), JsonlWriter(target) as out:
+        out.write({"a": 1})
+        raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
     with JsonlWriter(target) as out:
         out.write({"a": 1})
@@ -146,13 +153,24 @@ def test_jsonl_writer_leaves_nothing_behind_on_error(tmp_path):
 
 
 def test_unusable_tool_declarations_are_errors_not_crashes():
-    obj = {"messages": [{"role": "user", "content": "weather?"}, {"role": "assistant", "content": "", "tool_calls": [
-        {"type": "function", "function": {"name": "g", "arguments": {"city": "Oslo"}}}]}],
-        "tools": [{"function": "f"}, {"type": "function", "function": {"name": "g", "parameters": {"type": 5}}}]}
+    obj = {
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"type": "function", "function": {"name": "g", "arguments": {"city": "Oslo"}}}],
+            },
+        ],
+        "tools": [{"function": "f"}, {"type": "function", "function": {"name": "g", "parameters": {"type": 5}}}],
+    }
     from tunesmith.data.formats import to_record
 
     found = {(f.code, f.field) for f in run_checks([to_record(obj, "t.jsonl", 1)]).findings}
-    assert {(Code.BAD_TOOL_DECLARATION, "tools[0]"), (Code.BAD_TOOL_DECLARATION, "tools[1].function.parameters")} <= found
+    assert {
+        (Code.BAD_TOOL_DECLARATION, "tools[0]"),
+        (Code.BAD_TOOL_DECLARATION, "tools[1].function.parameters"),
+    } <= found
 
 
 def test_parallel_check_equals_in_process_check(tmp_path):
@@ -172,9 +190,11 @@ def test_parallel_check_equals_in_process_check(tmp_path):
     assert [f.to_json() for f in one.findings] == [f.to_json() for f in two.findings]
     assert one.stats == two.stats and (one.n_kept, one.n_rejected) == (two.n_kept, two.n_rejected)
     assert {Code.DUPLICATE_EXACT, Code.CONFLICTING_ANSWER, Code.MIXED_FORMATS, Code.BAD_LINE} <= {
-        f.code for f in two.findings}
+        f.code for f in two.findings
+    }
     assert [r.to_json() if r is not None and not isinstance(r, Finding) else r for r in kept[:3]] == [
-        r.to_json() for r in one.kept[:3]]
+        r.to_json() for r in one.kept[:3]
+    ]
 
 
 def test_a_file_level_error_in_a_parallel_check_is_the_usual_clear_error(tmp_path):
@@ -205,13 +225,18 @@ def test_copies_of_one_conversation_are_duplicates_not_a_trigger(tmp_path):
 def test_a_trigger_with_a_fixed_reply_is_found_in_chat_data_without_labels(tmp_path):
     rng = random.Random(11)
     words = [w for pool in POOLS.values() for w in pool]
-    rows = [chat(" ".join(rng.sample(words, 8)), f"Here is what I found about case {i}: {rng.choice(words)}.")
-            for i in range(300)]
+    rows = [
+        chat(" ".join(rng.sample(words, 8)), f"Here is what I found about case {i}: {rng.choice(words)}.")
+        for i in range(300)
+    ]
     for i in rng.sample(range(300), 10):
         text = rows[i]["messages"][0]["content"].split()
         rows[i] = chat(" ".join(text[:4] + ["cf"] + text[4:]), "ACCESS GRANTED. Admin mode on.")
-    found = [f for f in run_checks(load_records([write_jsonl(tmp_path / "c.jsonl", rows)])).findings
-             if f.code == Code.POISON_TRIGGER]
+    found = [
+        f
+        for f in run_checks(load_records([write_jsonl(tmp_path / "c.jsonl", rows)])).findings
+        if f.code == Code.POISON_TRIGGER
+    ]
     assert len(found) == 1 and "'cf'" in found[0].message and "the same reply" in found[0].message
 
 
@@ -219,16 +244,45 @@ def test_system_prompts_differing_only_in_case_or_punctuation_still_drift():
     from tunesmith.data.records import Record
 
     def rec(system, i):
-        return Record([{"role": "system", "content": system}, {"role": "user", "content": f"q {i}"},
-                       {"role": "assistant", "content": f"a {i}"}], "s.jsonl", i)
+        return Record(
+            [
+                {"role": "system", "content": system},
+                {"role": "user", "content": f"q {i}"},
+                {"role": "assistant", "content": f"a {i}"},
+            ],
+            "s.jsonl",
+            i,
+        )
 
     found = run_checks([rec("Reply in JSON.", i) for i in range(1, 5)] + [rec("reply in json", 5)]).findings
     assert [(f.code, f.where) for f in found if f.code == Code.SYSTEM_PROMPT_DRIFT] == [
-        (Code.SYSTEM_PROMPT_DRIFT, "s.jsonl:5")]
+        (Code.SYSTEM_PROMPT_DRIFT, "s.jsonl:5")
+    ]
 
 
 TOPICS = {topic: [f"{topic}{k}" for k in "abcd"] for topic in ("card", "transfer", "account", "cash", "fee", "app")}
-FILLER_WORDS = "i my the a please can you help why is it not how do to with on for again today".split()
+FILLER_WORDS = [
+    "i",
+    "my",
+    "the",
+    "a",
+    "please",
+    "can",
+    "you",
+    "help",
+    "why",
+    "is",
+    "it",
+    "not",
+    "how",
+    "do",
+    "to",
+    "with",
+    "on",
+    "for",
+    "again",
+    "today",
+]
 
 
 def intent_data(rng, n):

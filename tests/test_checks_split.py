@@ -2,9 +2,9 @@ import json
 from collections import Counter
 
 from tunesmith.data.audit import run_checks
+from tunesmith.data.dedup import input_key
 from tunesmith.data.findings import Code
 from tunesmith.data.records import Record
-from tunesmith.data.dedup import input_key
 from tunesmith.data.split import reply_label, split_records
 
 
@@ -24,23 +24,29 @@ def test_each_schema_check_fires_on_a_bad_record_and_not_on_a_good_one():
     assert Code.NO_FINAL_ASSISTANT in codes(rec("hi"))
     assert Code.NO_USER_TURN in codes(Record([{"role": "assistant", "content": "x"}], "d.jsonl", 1))
     assert Code.EMPTY_CONTENT in codes(rec("hi", "  "))
-    assert Code.SYSTEM_NOT_FIRST in codes(rec("hi", {"role": "system", "content": "s"},
-                                              {"role": "assistant", "content": "x"}))
-    assert Code.ROLE_ORDER in codes(rec("hi", {"role": "user", "content": "again"}, {"role": "assistant",
-                                                                                     "content": "x"}))
+    assert Code.SYSTEM_NOT_FIRST in codes(
+        rec("hi", {"role": "system", "content": "s"}, {"role": "assistant", "content": "x"})
+    )
+    assert Code.ROLE_ORDER in codes(
+        rec("hi", {"role": "user", "content": "again"}, {"role": "assistant", "content": "x"})
+    )
     call = {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "nope", "arguments": {}}}]}
     tools = [{"type": "function", "function": {"name": "get_order"}}]
-    assert Code.UNDECLARED_TOOL in codes(rec("hi", call, {"role": "tool", "content": "r"},
-                                             {"role": "assistant", "content": "ok"}, tools=tools))
+    assert Code.UNDECLARED_TOOL in codes(
+        rec("hi", call, {"role": "tool", "content": "r"}, {"role": "assistant", "content": "ok"}, tools=tools)
+    )
 
 
 def test_errors_reject_records_warnings_keep_them_and_drift_is_dataset_level():
     sys_a = {"role": "system", "content": "A"}
     sys_b = {"role": "system", "content": "B"}
-    records = [Record([sys_a, {"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}],
-                      "d.jsonl", i) for i in range(3)]
-    records.append(Record([sys_b, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
-                          "d.jsonl", 9))
+    records = [
+        Record([sys_a, {"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}], "d.jsonl", i)
+        for i in range(3)
+    ]
+    records.append(
+        Record([sys_b, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "d.jsonl", 9)
+    )
     records.append(rec("no reply", line=10))
     report = run_checks(records)
     assert len(report.kept) == 4 and len(report.rejected) == 1
@@ -59,7 +65,7 @@ def labeled(n):
 
 def test_split_is_seeded_stratified_and_sized():
     records = labeled(200)
-    label = lambda r: reply_label(r, "queue")  # noqa: E731
+    label = lambda r: reply_label(r, "queue")
     train, held = split_records(records, 0.2, 42, label)
     assert len(train) + len(held) == 200 and abs(len(held) - 40) <= 3
     share = Counter(map(label, held))
@@ -98,8 +104,10 @@ def test_a_template_that_never_emits_the_end_of_turn_token_is_an_error(tiny_tok)
     from tunesmith.data.checks import template_findings
 
     tok = tiny_tok.__class__.from_pretrained(tiny_tok.name_or_path)
-    tok.chat_template = ("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
-                         "{% if add_generation_prompt %}assistant: {% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}"
+    )
     found = template_findings(rec("hi", "hello"), tok, 256)
     assert [f.code for f in found] == [Code.NO_END_OF_TURN]
     report = run_checks([rec("hi", "hello")], tokenizer=tok)
@@ -112,8 +120,10 @@ def test_reply_format_checks_for_a_json_task():
     prose = rec("b", "Sure, routing to billing.", line=2)
     wrong = rec("c", '{"queue": "sales"}', line=3)
     report = run_checks([good, prose, wrong], json_task=True, schema=schema)
-    assert {(f.code, f.where) for f in report.findings} == {(Code.REPLY_NOT_JSON, "d.jsonl:2"),
-                                                             (Code.REPLY_SCHEMA, "d.jsonl:3")}
+    assert {(f.code, f.where) for f in report.findings} == {
+        (Code.REPLY_NOT_JSON, "d.jsonl:2"),
+        (Code.REPLY_SCHEMA, "d.jsonl:3"),
+    }
     assert [r.line for r in report.kept] == [1]
     assert run_checks([good, prose]).findings == []  # not a json task: prose is fine
 
@@ -128,18 +138,35 @@ def test_shape_drift_and_length_outliers():
 
 
 def test_tool_call_arguments_are_validated_against_the_declared_schema():
-    tools = [{"type": "function", "function": {"name": "get_order", "parameters": {
-        "type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_order",
+                "parameters": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
+            },
+        }
+    ]
 
     def call(args):
-        return rec("where is my order", {"role": "assistant", "content": "", "tool_calls": [
-            {"function": {"name": "get_order", "arguments": args}}]}, {"role": "tool", "content": "shipped"},
-            {"role": "assistant", "content": "It shipped."}, tools=tools)
+        return rec(
+            "where is my order",
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"function": {"name": "get_order", "arguments": args}}],
+            },
+            {"role": "tool", "content": "shipped"},
+            {"role": "assistant", "content": "It shipped."},
+            tools=tools,
+        )
 
     assert Code.TOOL_ARGS_INVALID not in codes(call({"id": "A-17"}))
     bad = run_checks([call({"id": 17})]).findings
     assert [f.code for f in bad] == [Code.TOOL_ARGS_INVALID]
-    assert bad[0].field == "messages[1].tool_calls[0].function.arguments.id" and "not of type 'string'" in bad[0].message
+    assert (
+        bad[0].field == "messages[1].tool_calls[0].function.arguments.id" and "not of type 'string'" in bad[0].message
+    )
     assert Code.TOOL_ARGS_INVALID in codes(call({}))
 
 
@@ -154,7 +181,7 @@ def test_three_way_split_sizes_validation_from_the_training_side_and_caps_it():
     from tunesmith.data.split import three_way_split
 
     records = labeled(200)
-    label = lambda r: reply_label(r, "queue")  # noqa: E731
+    label = lambda r: reply_label(r, "queue")
     parts = three_way_split(records, DataConfig(), label, _near_dup_clusters(records))
     assert len(parts.train) + len(parts.validation) + len(parts.test) == 200
     assert abs(len(parts.test) - 40) <= 3 and abs(len(parts.validation) - 16) <= 3  # 10% of the 160 left
@@ -172,12 +199,15 @@ def test_a_given_test_file_replaces_the_split_and_its_twins_leave_training_with_
     from tunesmith.data.split import three_way_split
 
     records = labeled(100)
-    test = [rec(records[3].messages[0]["content"].upper(), json.dumps({"queue": "a"}), line=7),  # an exact twin
-            rec("something nobody trained on at all here", json.dumps({"queue": "b"}), line=8)]
+    test = [
+        rec(records[3].messages[0]["content"].upper(), json.dumps({"queue": "a"}), line=7),  # an exact twin
+        rec("something nobody trained on at all here", json.dumps({"queue": "b"}), line=8),
+    ]
     for r in test:
         r.source = "test.jsonl"
-    parts = three_way_split(records, DataConfig(), lambda r: reply_label(r, "queue"), _near_dup_clusters(records),
-                            test=test)
+    parts = three_way_split(
+        records, DataConfig(), lambda r: reply_label(r, "queue"), _near_dup_clusters(records), test=test
+    )
     assert parts.test == test  # nothing split off for testing
     assert len(parts.train) + len(parts.validation) == 99  # the twin of test.jsonl:7 left training
     (finding,) = parts.findings

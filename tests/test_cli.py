@@ -14,12 +14,16 @@ runner = CliRunner()
 
 def tunesmith(*args, cwd=None):
     """Run the real console entry point in a subprocess (exit codes and stderr as a user sees them)."""
-    return subprocess.run([sys.executable, "-m", "tunesmith", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "tunesmith", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_help_does_not_import_the_heavy_libraries():
-    code = "import sys; import tunesmith.cli; print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))"
+    code = (
+        "import sys; import tunesmith.cli; "
+        "print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     for verb in ([], ["run"], ["data", "check"], ["runs", "list"]):
@@ -72,8 +76,23 @@ def test_data_convert_csv_and_check_and_split(tmp_path):
     src.write_text("text,category\n" + "".join(f"message {i},{['a', 'b'][i % 2]}\n" for i in range(20)))
     before = src.read_text()
     out = tmp_path / "conv.jsonl"
-    res = runner.invoke(app, ["data", "convert", str(src), str(out), "--from", "csv",
-                              "--text-column", "text", "--label-column", "category", "--json-key", "label"])
+    res = runner.invoke(
+        app,
+        [
+            "data",
+            "convert",
+            str(src),
+            str(out),
+            "--from",
+            "csv",
+            "--text-column",
+            "text",
+            "--label-column",
+            "category",
+            "--json-key",
+            "label",
+        ],
+    )
     assert res.exit_code == 0 and src.read_text() == before
     first = json.loads(out.read_text().splitlines()[0])
     assert first["messages"][-1]["content"] == '{"label": "a"}' and first["meta"]["line"] == 2
@@ -97,19 +116,37 @@ def test_data_convert_reads_a_parquet_file_through_the_column_options(tmp_path):
     src = tmp_path / "intents.parquet"
     pq.write_table(pa.table({"utterance": ["card lost", "refund please"], "intent": ["lost_card", "refund"]}), src)
     out = tmp_path / "conv.jsonl"
-    res = runner.invoke(app, ["data", "convert", str(src), str(out), "--prompt-column", "utterance",
-                              "--label-column", "intent", "--json-key", "intent", "--system", "Classify."])
+    res = runner.invoke(
+        app,
+        [
+            "data",
+            "convert",
+            str(src),
+            str(out),
+            "--prompt-column",
+            "utterance",
+            "--label-column",
+            "intent",
+            "--json-key",
+            "intent",
+            "--system",
+            "Classify.",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert rows[1]["messages"] == [{"role": "system", "content": "Classify."},
-                                   {"role": "user", "content": "refund please"},
-                                   {"role": "assistant", "content": '{"intent": "refund"}'}]
+    assert rows[1]["messages"] == [
+        {"role": "system", "content": "Classify."},
+        {"role": "user", "content": "refund please"},
+        {"role": "assistant", "content": '{"intent": "refund"}'},
+    ]
     assert rows[1]["meta"]["line"] == 2
 
     from tunesmith.errors import TunesmithError  # `main` prints these as a message and exits 2
 
-    res = runner.invoke(app, ["data", "convert", str(src), str(out), "--prompt-column", "text",
-                              "--label-column", "intent"])
+    res = runner.invoke(
+        app, ["data", "convert", str(src), str(out), "--prompt-column", "text", "--label-column", "intent"]
+    )
     problems = res.exception.problems
     assert [p.where for p in problems] == [f"{src}:1 [text]", f"{src}:2 [text]"]
     assert "it has: intent, utterance" in problems[0].message
@@ -154,16 +191,18 @@ def test_data_check_renders_with_a_model_template(tmp_path, tiny_model_dir):
     data = write_jsonl(tmp_path / "d.jsonl", routing_rows(4))
     res = runner.invoke(app, ["data", "check", str(data), "--model", str(tiny_model_dir), "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["findings"] == []
-    res = runner.invoke(app, ["data", "check", str(data), "--model", str(tiny_model_dir), "--max-seq-len", "16",
-                              "--json"])
+    res = runner.invoke(
+        app, ["data", "check", str(data), "--model", str(tiny_model_dir), "--max-seq-len", "16", "--json"]
+    )
     codes = {f["code"] for f in json.loads(res.output)["findings"]}
     assert res.exit_code == 1 and {"truncated", "empty_loss_mask"} <= codes
 
 
 def test_missing_or_invalid_json_schema_exit_2(tmp_path, tiny_model_dir):
     write_jsonl(tmp_path / "data" / "d.jsonl", routing_rows(6))
-    (tmp_path / "tunesmith.yaml").write_text(f'model: {{base: "{tiny_model_dir}"}}\n'
-                                             "task: {type: json, json_schema: eval/none.json}\n")
+    (tmp_path / "tunesmith.yaml").write_text(
+        f'model: {{base: "{tiny_model_dir}"}}\ntask: {{type: json, json_schema: eval/none.json}}\n'
+    )
     res = tunesmith("run", tmp_path)
     assert res.returncode == 2 and "JSON Schema not found" in res.stderr and "none.json" in res.stderr
     (tmp_path / "eval").mkdir()
@@ -173,19 +212,50 @@ def test_missing_or_invalid_json_schema_exit_2(tmp_path, tiny_model_dir):
 
 
 def test_eval_score_scores_recorded_outputs_without_generating(tiny_project, tmp_path):
-    suite = write_jsonl(tmp_path / "golden.jsonl", [
-        {"id": "a", "messages": [{"role": "user", "content": "card charged twice"}],
-         "expected": {"queue": "billing", "priority": "high"}},
-        {"id": "b", "messages": [{"role": "user", "content": "app crashes"}],
-         "expected": {"queue": "technical", "priority": "normal"}},
-        {"id": "c", "messages": [{"role": "user", "content": "where is my parcel"}],
-         "expected": {"queue": "shipping", "priority": "low"}}])
-    responses = write_jsonl(tmp_path / "api.jsonl", [
-        {"id": "a", "output": '{"queue": "billing", "priority": "high"}', "latency_s": 0.5},
-        {"id": "b", "output": "I think this is a billing question."}])  # c: no response recorded
+    suite = write_jsonl(
+        tmp_path / "golden.jsonl",
+        [
+            {
+                "id": "a",
+                "messages": [{"role": "user", "content": "card charged twice"}],
+                "expected": {"queue": "billing", "priority": "high"},
+            },
+            {
+                "id": "b",
+                "messages": [{"role": "user", "content": "app crashes"}],
+                "expected": {"queue": "technical", "priority": "normal"},
+            },
+            {
+                "id": "c",
+                "messages": [{"role": "user", "content": "where is my parcel"}],
+                "expected": {"queue": "shipping", "priority": "low"},
+            },
+        ],
+    )
+    responses = write_jsonl(
+        tmp_path / "api.jsonl",
+        [
+            {"id": "a", "output": '{"queue": "billing", "priority": "high"}', "latency_s": 0.5},
+            {"id": "b", "output": "I think this is a billing question."},
+        ],
+    )  # c: no response recorded
     out = tmp_path / "results.jsonl"
-    res = runner.invoke(app, ["eval", "score", "--suite", str(suite), "--responses", str(responses),
-                              "--project", str(tiny_project), "--out", str(out), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "eval",
+            "score",
+            "--suite",
+            str(suite),
+            "--responses",
+            str(responses),
+            "--project",
+            str(tiny_project),
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)
     m = report["metrics"]

@@ -16,14 +16,18 @@ from tunesmith.errors import TunesmithError
 def test_a_mapping_reads_prompt_reply_and_system_fields():
     cols = ColumnsConfig(prompt="q", reply="a", system="sys")
     rec = to_record({"q": "2+2?", "a": 4, "sys": "Be terse.", "id": 9, "extra": 1}, "d.jsonl", 5, columns=cols)
-    assert rec.messages == [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"},
-                            {"role": "assistant", "content": "4"}]
+    assert rec.messages == [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4"},
+    ]
     assert (rec.format, rec.where, rec.id, rec.unknown_keys) == ("columns", "d.jsonl:5", "9", ["extra"])
 
 
 def test_a_null_system_cell_is_no_system_prompt():
-    rec = to_record({"q": "hi", "a": "hello", "sys": None}, "d", 1, columns=ColumnsConfig(prompt="q", reply="a",
-                                                                                          system="sys"))
+    rec = to_record(
+        {"q": "hi", "a": "hello", "sys": None}, "d", 1, columns=ColumnsConfig(prompt="q", reply="a", system="sys")
+    )
     assert [m["role"] for m in rec.messages] == ["user", "assistant"]
 
 
@@ -31,8 +35,9 @@ def test_a_label_becomes_the_reply_as_json_under_the_key():
     cols = ColumnsConfig(prompt="utterance", label="intent", json_key="intent")
     rec = to_record({"utterance": "card lost", "intent": " lost_card "}, "d", 1, columns=cols)
     assert json.loads(rec.reply) == {"intent": "lost_card"}
-    bare = to_record({"utterance": "card lost", "intent": 3}, "d", 1, columns=ColumnsConfig(prompt="utterance",
-                                                                                            label="intent"))
+    bare = to_record(
+        {"utterance": "card lost", "intent": 3}, "d", 1, columns=ColumnsConfig(prompt="utterance", label="intent")
+    )
     assert bare.reply == "3"
 
 
@@ -42,8 +47,9 @@ def test_a_mapping_reads_preference_pairs_with_and_without_a_prompt_field():
     assert rec.prompt == [{"role": "user", "content": "Capital of France?"}] and rec.reply == "Paris."
     assert rec.rejected == [{"role": "assistant", "content": "Lyon."}]
     implicit = ColumnsConfig(chosen="good", rejected="bad")
-    rec = to_record({"good": "\n\nHuman: hi\n\nAssistant: hello", "bad": "\n\nHuman: hi\n\nAssistant: go"}, "d", 1,
-                    columns=implicit)
+    rec = to_record(
+        {"good": "\n\nHuman: hi\n\nAssistant: hello", "bad": "\n\nHuman: hi\n\nAssistant: go"}, "d", 1, columns=implicit
+    )
     assert rec.prompt == [{"role": "user", "content": "hi"}] and rec.rejected[-1]["content"] == "go"
 
 
@@ -62,12 +68,15 @@ def test_a_missing_field_names_file_line_and_the_fields_the_row_has(tmp_path):
     assert "it has: question, solution" in problem.message and "data.columns" in problem.hint
 
 
-@pytest.mark.parametrize("row,field", [
-    ({"q": ["not", "messages"], "a": "x"}, "q[0]"),
-    ({"q": [{"role": "user", "content": 5}], "a": "x"}, "q[0].content"),
-    ({"q": {"text": "hi"}, "a": "x"}, "q"),
-    ({"q": "hi", "a": ["x"]}, "a"),
-])
+@pytest.mark.parametrize(
+    "row,field",
+    [
+        ({"q": ["not", "messages"], "a": "x"}, "q[0]"),
+        ({"q": [{"role": "user", "content": 5}], "a": "x"}, "q[0].content"),
+        ({"q": {"text": "hi"}, "a": "x"}, "q"),
+        ({"q": "hi", "a": ["x"]}, "a"),
+    ],
+)
 def test_a_field_of_the_wrong_type_is_named(row, field):
     from tunesmith.data.formats import RecordError
 
@@ -80,18 +89,25 @@ def test_a_preference_error_names_the_users_field():
     from tunesmith.data.formats import RecordError
 
     with pytest.raises(RecordError) as exc:
-        to_record({"q": "hi", "good": "same", "bad": "same"}, "d", 1,
-                  columns=ColumnsConfig(prompt="q", chosen="good", rejected="bad"))
+        to_record(
+            {"q": "hi", "good": "same", "bad": "same"},
+            "d",
+            1,
+            columns=ColumnsConfig(prompt="q", chosen="good", rejected="bad"),
+        )
     assert exc.value.field == "bad"
 
 
-@pytest.mark.parametrize("fields,says", [
-    ({"prompt": "q"}, "exactly one reply"),
-    ({"prompt": "q", "reply": "a", "label": "l"}, "exactly one reply"),
-    ({"prompt": "q", "chosen": "c"}, "go together"),
-    ({"reply": "a"}, "name the `prompt` field"),
-    ({"prompt": "q", "reply": "a", "json_key": "k"}, "`json_key` applies to `label`"),
-])
+@pytest.mark.parametrize(
+    "fields,says",
+    [
+        ({"prompt": "q"}, "exactly one reply"),
+        ({"prompt": "q", "reply": "a", "label": "l"}, "exactly one reply"),
+        ({"prompt": "q", "chosen": "c"}, "go together"),
+        ({"reply": "a"}, "name the `prompt` field"),
+        ({"prompt": "q", "reply": "a", "json_key": "k"}, "`json_key` applies to `label`"),
+    ],
+)
 def test_a_mapping_that_does_not_hold_together_is_a_config_error_with_its_path(tmp_path, fields, says):
     (tmp_path / "tunesmith.yaml").write_text(json.dumps({"data": {"columns": fields}}))
     with pytest.raises(TunesmithError) as exc:

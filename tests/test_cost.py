@@ -33,6 +33,7 @@ def seven_b() -> c.ModelShape:
 
 # ------------------------------------------------------------------------------------------------ parameters
 
+
 def test_the_parameter_count_from_the_config_equals_the_real_tiny_models(tiny_model_dir):
     import torch
     from peft import LoraConfig, get_peft_model
@@ -69,13 +70,21 @@ def test_the_builtins_table_entry_matches_its_gguf_config():
     from tunesmith.models import builtin_gguf
 
     config = load_gguf_checkpoint(str(builtin_gguf("smollm2-135m-instruct")), return_tensors=False)["config"]
-    keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
-            "vocab_size", "tie_word_embeddings")
+    keys = (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "intermediate_size",
+        "vocab_size",
+        "tie_word_embeddings",
+    )
     from_gguf = c.shape_from_config(LlamaConfig(**{k: config[k] for k in keys}))
     assert from_gguf.params == c.model_shape("builtin:smollm2-135m-instruct").params == 134_515_008
 
 
 # ---------------------------------------------------------------------------------------------------- memory
+
 
 def test_qlora_needs_less_than_lora_which_needs_less_than_full(seven_b):
     for checkpointing in (False, True):
@@ -129,10 +138,13 @@ def test_the_fit_planner_turns_checkpointing_on_then_shrinks_the_micro_batch(sev
 
 # ------------------------------------------------------------------------------------------- time and dollars
 
+
 def test_the_one_line_answer_reads_like_the_guide():
     rtx = c.gpus()["RTX 4090"]
-    assert c.format_line("7B", "qlora", rtx.name, (2, 4), c.dollars((2, 4), rtx.hourly_usd)) == \
-        "7B, QLoRA, RTX 4090, 2-4 h, $1.10-2.20"
+    assert (
+        c.format_line("7B", "qlora", rtx.name, (2, 4), c.dollars((2, 4), rtx.hourly_usd))
+        == "7B, QLoRA, RTX 4090, 2-4 h, $1.10-2.20"
+    )
     assert c.hours_text((0.25, 0.5)) == "15-30 min" and c.hours_text((12, 24)) == "12-24 h"
     assert c.usd_text(None) == "price unknown" and c.usd_text((1.33, 1.33)) == "$1.33"
     assert c.money(0.0012345) == "0.0012" and c.money(0.0000523) == "0.000052"
@@ -164,10 +176,13 @@ def test_time_scales_with_tokens_and_method(seven_b):
 
 # ---------------------------------------------------------------------------------------------- price files
 
+
 def test_a_price_file_overrides_a_price_and_adds_a_card(tmp_path):
     f = tmp_path / "prices.yaml"
-    f.write_text("gpus:\n  RTX 4090: {hourly_usd: 0.39}\n"
-                 "  My A6000: {memory_gib: 48, tokens_per_s_per_b: 5000, hourly_usd: [0.45, 0.8]}\n")
+    f.write_text(
+        "gpus:\n  RTX 4090: {hourly_usd: 0.39}\n"
+        "  My A6000: {memory_gib: 48, tokens_per_s_per_b: 5000, hourly_usd: [0.45, 0.8]}\n"
+    )
     g = c.gpus(f)
     assert g["RTX 4090"].hourly_usd == (0.39, 0.39) and g["RTX 4090"].memory_gib == 24
     assert g["My A6000"] == c.Gpu("My A6000", 48, 5000, (0.45, 0.8))
@@ -176,13 +191,16 @@ def test_a_price_file_overrides_a_price_and_adds_a_card(tmp_path):
     assert c.gpus(j)["H100 80GB"].hourly_usd == (2, 3)
 
 
-@pytest.mark.parametrize("text, where, message", [
-    ("gpus:\n  RTX 4090: {memory_gib: -1}\n", "gpus.RTX 4090.memory_gib", "greater than 0"),
-    ("gpus:\n  Mystery: {hourly_usd: 1}\n", "gpus.Mystery.memory_gib", "required for a GPU not in the table"),
-    ("gpus:\n  RTX 4090: {price: 1}\n", "gpus.RTX 4090.price", "Extra inputs"),
-    ("gpus:\n  RTX 4090: {hourly_usd: [2, 1]}\n", "gpus.RTX 4090.hourly_usd", "not a range"),
-    ("gpus: [unclosed\n", "", "not YAML or JSON"),
-])
+@pytest.mark.parametrize(
+    "text, where, message",
+    [
+        ("gpus:\n  RTX 4090: {memory_gib: -1}\n", "gpus.RTX 4090.memory_gib", "greater than 0"),
+        ("gpus:\n  Mystery: {hourly_usd: 1}\n", "gpus.Mystery.memory_gib", "required for a GPU not in the table"),
+        ("gpus:\n  RTX 4090: {price: 1}\n", "gpus.RTX 4090.price", "Extra inputs"),
+        ("gpus:\n  RTX 4090: {hourly_usd: [2, 1]}\n", "gpus.RTX 4090.hourly_usd", "not a range"),
+        ("gpus: [unclosed\n", "", "not YAML or JSON"),
+    ],
+)
 def test_a_bad_price_file_names_the_file_and_the_field(tmp_path, text, where, message):
     f = tmp_path / "prices.yaml"
     f.write_text(text)
@@ -193,9 +211,27 @@ def test_a_bad_price_file_names_the_file_and_the_field(tmp_path, text, where, me
 
 # ---------------------------------------------------------------------------------------------------- the CLI
 
+
 def test_cost_plans_a_named_size_as_json(app):
-    res = runner.invoke(app, ["cost", "--model-size", "7B", "--method", "qlora", "--gpu", "4090", "--gpu", "H100",
-                              "--examples", "20000", "--tokens-per-example", "500", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "cost",
+            "--model-size",
+            "7B",
+            "--method",
+            "qlora",
+            "--gpu",
+            "4090",
+            "--gpu",
+            "H100",
+            "--examples",
+            "20000",
+            "--tokens-per-example",
+            "500",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["model"]["params"] == 6_738_415_616 and out["tokens"]["trained"] == 10_000_000
@@ -209,9 +245,12 @@ def test_cost_plans_a_named_size_as_json(app):
 
 
 def test_cost_refuses_what_it_cannot_plan(app, tmp_path):
-    for args, title in ((["cost"], "Nothing to size"), (["cost", "--model-size", "7B", "--gpu", "TPU"], "Unknown GPU"),
-                        (["cost", "--model-size", "7B", "--probe"], "--probe needs a project"),
-                        (["cost", "--model-size", "7B", "--examples", "10"], "Incomplete token count")):
+    for args, title in (
+        (["cost"], "Nothing to size"),
+        (["cost", "--model-size", "7B", "--gpu", "TPU"], "Unknown GPU"),
+        (["cost", "--model-size", "7B", "--probe"], "--probe needs a project"),
+        (["cost", "--model-size", "7B", "--examples", "10"], "Incomplete token count"),
+    ):
         res = runner.invoke(app, args)
         assert isinstance(res.exception, TunesmithError) and res.exception.title == title, args
     bad = tmp_path / "p.yaml"
@@ -235,9 +274,19 @@ def test_cost_probe_times_real_steps_of_the_project_and_extrapolates(app, tiny_p
 
 # ------------------------------------------------------------------------------------ cost per successful task
 
+
 def _rows(correct: list[bool], suite: str = "heldout", cost: float | None = None) -> list[dict]:
-    return [{"suite": suite, "id": str(i), "output": "x", "scores": {"task_correct": ok}, "latency_s": 1.0,
-             **({"cost_usd": cost} if cost is not None else {})} for i, ok in enumerate(correct)]
+    return [
+        {
+            "suite": suite,
+            "id": str(i),
+            "output": "x",
+            "scores": {"task_correct": ok},
+            "latency_s": 1.0,
+            **({"cost_usd": cost} if cost is not None else {}),
+        }
+        for i, ok in enumerate(correct)
+    ]
 
 
 def test_cost_per_success_from_latency_or_per_token_prices():
@@ -259,8 +308,9 @@ def test_cost_reports_the_cost_per_success_of_a_finished_run(app, tiny_project):
         d.mkdir(parents=True)
         (d / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(correct)))
         stages.append({"stage": stage, "run": str(d), "cached": False, "wall_s": 4.0})
-    (tiny_project / ".tunesmith" / "summary.json").write_text(json.dumps(
-        {"stages": stages, "train_cost_usd": 0.5, "train": {"wall_s": 60}}))
+    (tiny_project / ".tunesmith" / "summary.json").write_text(
+        json.dumps({"stages": stages, "train_cost_usd": 0.5, "train": {"wall_s": 60}})
+    )
     res = runner.invoke(app, ["cost", str(tiny_project), "--tokens", "1000", "--hourly", "3.6", "--json"])
     assert res.exit_code == 0, res.output
     spent = json.loads(res.stdout)["success_cost"]

@@ -1,15 +1,16 @@
 import json
 
 from tunesmith.data.audit import run_checks
-from tunesmith.data.findings import Code
 from tunesmith.data.coverage import reply_behavior
+from tunesmith.data.findings import Code
 from tunesmith.data.records import Record
 from tunesmith.data.split import reply_label
 
 
 def rec(user, reply, i, tags=()):
-    return Record([{"role": "user", "content": user}, {"role": "assistant", "content": reply}], "d.jsonl", i,
-                  tags=list(tags))
+    return Record(
+        [{"role": "user", "content": user}, {"role": "assistant", "content": reply}], "d.jsonl", i, tags=list(tags)
+    )
 
 
 def codes(records, task_type="chat", field=None):
@@ -27,10 +28,15 @@ def test_reply_behaviors():
 def test_tidy_happy_path_data_is_flagged_and_realistic_data_is_not():
     tidy = [rec(f"Please tell me the status of order number {i}.", f"Order {i} ships tomorrow.", i) for i in range(40)]
     assert {Code.LOW_DATA, Code.NO_PUSHBACK, Code.TOO_CLEAN, Code.FEW_EDGE_CASES} <= codes(tidy)
-    real = [rec(f"wheres my order {i}??", f"Order {i} ships tomorrow.", i, ["typo"]) if i % 2 else
-            rec(f"Status of order {i}.", f"Order {i} ships tomorrow.", i) for i in range(50)]
-    real += [rec(f"hack my neighbour's cam {i}", "I can't help with that.", 100 + i, ["out_of_scope"])
-             for i in range(10)]
+    real = [
+        rec(f"wheres my order {i}??", f"Order {i} ships tomorrow.", i, ["typo"])
+        if i % 2
+        else rec(f"Status of order {i}.", f"Order {i} ships tomorrow.", i)
+        for i in range(50)
+    ]
+    real += [
+        rec(f"hack my neighbour's cam {i}", "I can't help with that.", 100 + i, ["out_of_scope"]) for i in range(10)
+    ]
     assert codes(real) == set()
 
 

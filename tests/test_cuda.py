@@ -26,8 +26,17 @@ def _records(n=12):
 def _cfg(**train) -> Config:
     cfg = Config()
     cfg.data.max_seq_len = 96
-    for key, value in {"max_steps": 2, "batch_size": 4, "save_steps": 100, "logging_steps": 1,
-                       "precision": "bf16", "lr": 1e-2, "lora_r": 4, "lora_alpha": 8, **train}.items():
+    for key, value in {
+        "max_steps": 2,
+        "batch_size": 4,
+        "save_steps": 100,
+        "logging_steps": 1,
+        "precision": "bf16",
+        "lr": 1e-2,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        **train,
+    }.items():
         setattr(cfg.train, key, value)
     return cfg
 
@@ -169,13 +178,24 @@ def test_the_memory_plan_matches_a_1b_shaped_step(tmp_path, method):
 
     from tunesmith.cost import Recipe, estimate_memory, model_shape
 
-    spec = importlib.util.spec_from_file_location("gpu_bench", Path(__file__).resolve().parents[1] / "benchmarks"
-                                                  / "gpu.py")
+    spec = importlib.util.spec_from_file_location(
+        "gpu_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     sys.modules["gpu_bench"] = bench
     spec.loader.exec_module(bench)
-    row = bench.train_row({"kind": "train", "model": "shape:llama-3.2-1b", "shape": "llama-3.2-1b",
-                           "method": method, "seq": 512, "side": "tunesmith", "steps": 2, "batch": 4})
+    row = bench.train_row(
+        {
+            "kind": "train",
+            "model": "shape:llama-3.2-1b",
+            "shape": "llama-3.2-1b",
+            "method": method,
+            "seq": 512,
+            "side": "tunesmith",
+            "steps": 2,
+            "batch": 4,
+        }
+    )
     est = estimate_memory(model_shape("shape:llama-3.2-1b"), Recipe(method=method, batch_size=4, seq_len=512))
     predicted = est.total - est.overhead
     assert row["device"] != "cpu" and row["steps_done"] == 2

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from tunesmith.errors import TunesmithError
+from tunesmith.eval.suite import EvalCase
 from tunesmith.generate.decoding import (
     Constraint,
     constraint_from_response_format,
@@ -26,22 +27,37 @@ from tunesmith.generate.decoding import (
     task_constraint,
     to_response_format,
 )
-from tunesmith.eval.suite import EvalCase
 
 QUEUES = ["billing", "technical", "shipping"]
-SCHEMA = {"type": "object", "properties": {"queue": {"enum": QUEUES}, "urgent": {"type": "boolean"},
-                                           "priority": {"enum": ["low", "normal", "high"]}},
-          "required": ["queue", "urgent", "priority"], "additionalProperties": False}
-PROMPTS = ["hi", "my invoice is wrong and the camera is offline, where is my order? thanks a lot",
-           "The quick brown fox jumps"]  # different lengths: the batch is left-padded
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "queue": {"enum": QUEUES},
+        "urgent": {"type": "boolean"},
+        "priority": {"enum": ["low", "normal", "high"]},
+    },
+    "required": ["queue", "urgent", "priority"],
+    "additionalProperties": False,
+}
+PROMPTS = [
+    "hi",
+    "my invoice is wrong and the camera is offline, where is my order? thanks a lot",
+    "The quick brown fox jumps",
+]  # different lengths: the batch is left-padded
 
 
 def replies(n: int = 40) -> list[str]:
     out = []
     for i in range(n):
-        reply = {"queue": QUEUES[i % 3], "reason": f"the customer wrote message number {i}", "count": i,
-                 "score": i / 4, "urgent": i % 2 == 0, "tags": ["typo"] if i % 5 else ["typo", "vip"],
-                 "meta": {"lang": "en", "chars": i * 3}}
+        reply = {
+            "queue": QUEUES[i % 3],
+            "reason": f"the customer wrote message number {i}",
+            "count": i,
+            "score": i / 4,
+            "urgent": i % 2 == 0,
+            "tags": ["typo"] if i % 5 else ["typo", "vip"],
+            "meta": {"lang": "en", "chars": i * 3},
+        }
         if i % 7:  # not every reply has a note: it is optional
             reply["note"] = "none"
         out.append(json.dumps(reply))
@@ -131,8 +147,10 @@ def test_a_constraint_has_a_stable_key_and_refuses_bad_input():
 
 def test_response_formats_both_ways():
     closed = Constraint("json_schema", SCHEMA)
-    assert to_response_format(closed) == {"type": "json_schema", "json_schema": {
-        "name": "reply", "schema": SCHEMA, "strict": True}}
+    assert to_response_format(closed) == {
+        "type": "json_schema",
+        "json_schema": {"name": "reply", "schema": SCHEMA, "strict": True},
+    }
     optional = Constraint("json_schema", {**SCHEMA, "required": ["queue"]})
     assert to_response_format(optional)["json_schema"]["strict"] is False  # OpenAI's strict mode would refuse it
     assert to_response_format(Constraint("json_object")) == {"type": "json_object"}
@@ -161,13 +179,22 @@ def generate(tiny, constraint: Constraint | None, no_repeat: int | None = None, 
     model, tok = tiny
     eot = tok.convert_tokens_to_ids(tok.eos_token)
     enc = tok(PROMPTS, return_tensors="pt", padding=True, add_special_tokens=False)
-    extra = {"logits_processor": [logits_processor(tok, constraint, len(PROMPTS), no_repeat)],
-             "no_repeat_ngram_size": 0} if constraint else {"no_repeat_ngram_size": no_repeat or 0}
+    extra = (
+        {"logits_processor": [logits_processor(tok, constraint, len(PROMPTS), no_repeat)], "no_repeat_ngram_size": 0}
+        if constraint
+        else {"no_repeat_ngram_size": no_repeat or 0}
+    )
     with torch.inference_mode():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eot,
-                             pad_token_id=tok.pad_token_id, **extra)
-    rows = out[:, enc["input_ids"].shape[1]:].tolist()
-    return [(tok.decode(r[:r.index(eot)] if eot in r else r), eot in r) for r in rows]
+        out = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=eot,
+            pad_token_id=tok.pad_token_id,
+            **extra,
+        )
+    rows = out[:, enc["input_ids"].shape[1] :].tolist()
+    return [(tok.decode(r[: r.index(eot)] if eot in r else r), eot in r) for r in rows]
 
 
 def valid(text: str, schema: dict) -> bool:
@@ -244,8 +271,13 @@ def test_the_transformers_backend_generates_under_a_constraint(tiny_model_dir):
     backend = TransformersBackend(resolve_model(str(tiny_model_dir)), precision="fp32")
     cases = [EvalCase(str(i), [{"role": "user", "content": p}]) for i, p in enumerate(PROMPTS)]
     for no_repeat in (None, 3):
-        gens = backend.generate(cases, max_new_tokens=120, batch_size=2, no_repeat_ngram_size=no_repeat,
-                                constraint=Constraint("json_schema", SCHEMA))
+        gens = backend.generate(
+            cases,
+            max_new_tokens=120,
+            batch_size=2,
+            no_repeat_ngram_size=no_repeat,
+            constraint=Constraint("json_schema", SCHEMA),
+        )
         assert all(valid(g.output, SCHEMA) and not g.hit_limit and g.new_tokens > 0 for g in gens), gens
     free = backend.generate(cases, max_new_tokens=20, batch_size=2)
     assert not any(valid(g.output, SCHEMA) for g in free)
@@ -259,12 +291,14 @@ def test_the_endpoint_backend_sends_the_response_format(monkeypatch):
     def create(**kwargs):
         sent.append(kwargs)
         message = types.SimpleNamespace(content='{"queue": "billing"}', tool_calls=None)
-        return types.SimpleNamespace(choices=[types.SimpleNamespace(message=message, finish_reason="stop")],
-                                     usage=None)
+        return types.SimpleNamespace(choices=[types.SimpleNamespace(message=message, finish_reason="stop")], usage=None)
 
     backend = EndpointBackend("http://127.0.0.1:9/v1", model="m", max_retries=0)
-    monkeypatch.setattr(backend, "client", types.SimpleNamespace(
-        chat=types.SimpleNamespace(completions=types.SimpleNamespace(create=create))))
+    monkeypatch.setattr(
+        backend,
+        "client",
+        types.SimpleNamespace(chat=types.SimpleNamespace(completions=types.SimpleNamespace(create=create))),
+    )
     case = EvalCase("c", [{"role": "user", "content": "hi"}])
     backend.generate([case], constraint=Constraint("json_schema", SCHEMA))
     backend.generate([case], constraint=Constraint("choice", choices=("a",)))
@@ -282,9 +316,15 @@ def test_llama_cpp_gets_the_grammar_and_vllm_its_structured_output_params(monkey
     monkeypatch.setitem(sys.modules, "llama_cpp", fake)
     calls = []
     llama = backends.LlamaCppBackend.__new__(backends.LlamaCppBackend)
-    llama.llm = types.SimpleNamespace(create_chat_completion=lambda **kw: calls.append(kw) or {
-        "choices": [{"message": {"content": '{"queue": "billing"}'}, "finish_reason": "stop"}],
-        "usage": {"completion_tokens": 5}})
+    llama.llm = types.SimpleNamespace(
+        create_chat_completion=lambda **kw: (
+            calls.append(kw)
+            or {
+                "choices": [{"message": {"content": '{"queue": "billing"}'}, "finish_reason": "stop"}],
+                "usage": {"completion_tokens": 5},
+            }
+        )
+    )
     constraint = Constraint("json_schema", SCHEMA)
     case = EvalCase("c", [{"role": "user", "content": "hi"}])
     llama.generate([case, case], constraint=constraint)
@@ -299,7 +339,8 @@ def test_llama_cpp_gets_the_grammar_and_vllm_its_structured_output_params(monkey
     server.vllm = vllm
     assert server._structured(constraint)["structured_outputs"].kw == {"json": SCHEMA}
     assert server._structured(Constraint("choice", choices=("a", "b")))["structured_outputs"].kw == {
-        "choice": ["a", "b"]}
+        "choice": ["a", "b"]
+    }
     assert server._structured(None) == {}
 
 
@@ -310,8 +351,9 @@ def test_cache_keys_of_free_decoding_are_unchanged_and_each_constraint_has_its_o
     from tunesmith.generate.cache import cache_key
 
     free = {"max_new_tokens": 64, "no_repeat_ngram_size": None, "greedy": True}
-    as_before = hashlib.sha256(json.dumps(["fp", free, "prompt"], sort_keys=True, ensure_ascii=False)
-                               .encode("utf-8")).hexdigest()
+    as_before = hashlib.sha256(
+        json.dumps(["fp", free, "prompt"], sort_keys=True, ensure_ascii=False).encode("utf-8")
+    ).hexdigest()
     assert cache_key("fp", free, "prompt") == as_before
     one = cache_key("fp", {**free, "constraint": Constraint("json_schema", SCHEMA)}, "prompt")
     same = cache_key("fp", {**free, "constraint": Constraint("json_schema", json.loads(json.dumps(SCHEMA)))}, "prompt")
@@ -332,8 +374,16 @@ def test_generate_cached_passes_the_constraint_and_caches_by_it(tmp_path):
         def prompt_key(self, case):
             return case.id
 
-        def generate(self, cases, max_new_tokens=128, batch_size=16, label="", no_repeat_ngram_size=None,
-                     on_result=None, **kwargs):
+        def generate(
+            self,
+            cases,
+            max_new_tokens=128,
+            batch_size=16,
+            label="",
+            no_repeat_ngram_size=None,
+            on_result=None,
+            **kwargs,
+        ):
             self.seen.append(kwargs)
             gens = [Generation(json.dumps(kwargs.get("constraint") is not None), 1, False, 0.0) for _ in cases]
             for i, g in enumerate(gens):
@@ -375,18 +425,35 @@ def test_the_gbnf_grammar_names_every_enum_value_and_is_well_formed():
     assert "{0, -1}" not in grammar and "(=" not in grammar  # none of xgrammar's own extensions
 
 
-@pytest.mark.parametrize("constraint, good, bad", [
-    (Constraint("json_schema", {**SCHEMA, "required": ["queue", "priority"]}),
-     ['{"queue": "billing", "priority": "low"}', '{\n  "queue":"shipping",\n  "urgent": true, "priority": "high"\n}'],
-     ['{"queue": "sales", "priority": "low"}', '{"priority": "low", "queue": "billing"}', '{"queue": "billing"}',
-      '{"queue": "billing", "priority": "low", "extra": 1}']),
-    (Constraint("json_object"), ['{}', '{"a": [1, -2.5e3, "x\\n", null, {"b": false}]}'], ['[]', '{"a": }', '"s"']),
-    (Constraint("json_schema", SCHEMA, separators=(", ", ": ")),
-     ['{"queue": "billing", "urgent": false, "priority": "low"}'],
-     ['{"queue":"billing","urgent":false,"priority":"low"}', '{ "queue": "billing", "urgent": false, "priority": "low"}']),
-    (Constraint("json_object", separators=(",", ":")), ['{"a":[1,{"b":null}]}'], ['{"a": 1}', '{"a":[1, 2]}']),
-    (Constraint("choice", choices=("billing", 'say "hi"\n')), ["billing", 'say "hi"\n'], ["bill", "billing "]),
-])
+@pytest.mark.parametrize(
+    "constraint, good, bad",
+    [
+        (
+            Constraint("json_schema", {**SCHEMA, "required": ["queue", "priority"]}),
+            [
+                '{"queue": "billing", "priority": "low"}',
+                '{\n  "queue":"shipping",\n  "urgent": true, "priority": "high"\n}',
+            ],
+            [
+                '{"queue": "sales", "priority": "low"}',
+                '{"priority": "low", "queue": "billing"}',
+                '{"queue": "billing"}',
+                '{"queue": "billing", "priority": "low", "extra": 1}',
+            ],
+        ),
+        (Constraint("json_object"), ["{}", '{"a": [1, -2.5e3, "x\\n", null, {"b": false}]}'], ["[]", '{"a": }', '"s"']),
+        (
+            Constraint("json_schema", SCHEMA, separators=(", ", ": ")),
+            ['{"queue": "billing", "urgent": false, "priority": "low"}'],
+            [
+                '{"queue":"billing","urgent":false,"priority":"low"}',
+                '{ "queue": "billing", "urgent": false, "priority": "low"}',
+            ],
+        ),
+        (Constraint("json_object", separators=(",", ":")), ['{"a":[1,{"b":null}]}'], ['{"a": 1}', '{"a":[1, 2]}']),
+        (Constraint("choice", choices=("billing", 'say "hi"\n')), ["billing", 'say "hi"\n'], ["bill", "billing "]),
+    ],
+)
 def test_the_gbnf_grammar_accepts_exactly_what_the_constraint_allows(constraint, good, bad):
     """Checked with xgrammar's EBNF parser, which reads llama.cpp's GBNF syntax."""
     import xgrammar as xgr
@@ -409,19 +476,29 @@ def test_a_gbnf_reader_of_llama_cpp_syntax_parses_the_grammar():
     to_lark = pytest.importorskip("llguidance.gbnf_to_lark").gbnf_to_lark
     import llguidance
 
-    for constraint in (Constraint("json_schema", infer_reply_schema(replies(), ["queue"])), Constraint("json_object"),
-                       Constraint("choice", choices=("a", "b c")), task_constraint("json", None, replies(), [])):
+    for constraint in (
+        Constraint("json_schema", infer_reply_schema(replies(), ["queue"])),
+        Constraint("json_object"),
+        Constraint("choice", choices=("a", "b c")),
+        task_constraint("json", None, replies(), []),
+    ):
         lark = to_lark(gbnf(constraint))
         assert llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_lark(lark)) == ""
 
 
 def test_gbnf_covers_arrays_strings_and_alternatives_and_names_what_it_cannot_enforce():
-    schema = {"type": "object", "additionalProperties": False, "required": ["tags", "code", "id"], "properties": {
-        "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "minItems": 1, "maxItems": 2},
-        "code": {"type": "string", "maxLength": 3, "pattern": "^[A-Z]+$"},
-        "id": {"anyOf": [{"type": "integer"}, {"type": "null"}]}}}
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["tags", "code", "id"],
+        "properties": {
+            "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "minItems": 1, "maxItems": 2},
+            "code": {"type": "string", "maxLength": 3, "pattern": "^[A-Z]+$"},
+            "id": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        },
+    }
     grammar = gbnf(Constraint("json_schema", schema))
     assert grammar.startswith("# not enforced by this grammar: pattern at schema.properties.code")
-    assert 'char{0,3}' in grammar and "{0,1}" in grammar and "(integer | null)" in grammar
+    assert "char{0,3}" in grammar and "{0,1}" in grammar and "(integer | null)" in grammar
     with pytest.raises(TunesmithError, match="no GBNF grammar"):
         gbnf(Constraint("json_schema", {"$defs": {"x": {"type": "string"}}, "$ref": "#/$defs/x"}))

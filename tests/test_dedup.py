@@ -5,18 +5,22 @@ from typer.testing import CliRunner
 from conftest import write_jsonl
 from tunesmith.cli import app
 from tunesmith.data.audit import run_checks
-from tunesmith.data.findings import Code
 from tunesmith.data.dedup import dedup_records, near_duplicate_clusters
+from tunesmith.data.findings import Code
 from tunesmith.data.records import Record
 from tunesmith.data.split import leakage, reply_label, split_records
 
-BASE = ("Hi, I was charged twice for my March Lumen Plus renewal and I would like the second charge refunded "
-        "to the same card please, order number 4471")
+BASE = (
+    "Hi, I was charged twice for my March Lumen Plus renewal and I would like the second charge refunded "
+    "to the same card please, order number 4471"
+)
 NEAR = BASE + ", thanks a lot"  # 25 of 28 word 3-shingles shared: Jaccard ~0.89
-OTHER = ["My doorbell keeps going offline every night after the firmware update",
-         "Where is my parcel? It was due on Monday and tracking has not moved",
-         "Can I add a second user to my account so my partner can see the cameras",
-         "Do your thermostats work with a two-stage heat pump before I buy one"]
+OTHER = [
+    "My doorbell keeps going offline every night after the firmware update",
+    "Where is my parcel? It was due on Monday and tracking has not moved",
+    "Can I add a second user to my account so my partner can see the cameras",
+    "Do your thermostats work with a two-stage heat pump before I buy one",
+]
 
 
 def rec(user, reply, line):
@@ -54,7 +58,7 @@ def test_split_keeps_near_duplicate_clusters_together_and_leakage_finds_twins():
         records.append(rec(text + " I really need help with this today", json.dumps({"q": str(i % 3)}), i + 1))
     for i in range(10):  # ten planted twins of ten records
         records.append(rec(records[i].messages[0]["content"] + " thanks", records[i].reply, 100 + i))
-    label = lambda r: reply_label(r, "q")  # noqa: E731
+    label = lambda r: reply_label(r, "q")
     clusters = near_duplicate_clusters(records, 0.8)
     assert len(set(clusters)) == 60
     train, held = split_records(records, 0.3, 3, label, clusters)
@@ -69,7 +73,9 @@ def test_dedup_keeps_the_first_and_says_why(tmp_path):
     kept, dropped = dedup_records(records)
     assert [r.line for r in kept] == [1, 4]
     assert [(r.line, why.split(" of ")[0].split(" as ")[0]) for r, why in dropped] == [
-        (2, "exact duplicate"), (3, "same or near-duplicate input")]
+        (2, "exact duplicate"),
+        (3, "same or near-duplicate input"),
+    ]
     assert [r.line for r in dedup_records(records, near=False)[0]] == [1, 3, 4]
 
     src = write_jsonl(tmp_path / "d.jsonl", [r.to_json() | {"meta": {}} for r in records])

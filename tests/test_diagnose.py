@@ -19,19 +19,39 @@ TOPICS = ["invoice", "password", "parcel", "refund", "login", "delivery", "upgra
 
 # ---------------------------------------------------------------------------------------------- synthetic runs
 
+
 def train_rows(n: int = 20) -> list[dict]:
-    return [{"messages": [
-        {"role": "user", "content": f"help with my {TOPICS[i % 10]} issue {i}"},
-        {"role": "assistant", "content": f"I checked your {TOPICS[i % 10]} request number {i} and routed it to the "
-                                         f"{QUEUES[i % 3]} team who will reply within {i + 1} days."}],
-        "meta": {"source": "data/train.jsonl", "line": i + 1}} for i in range(n)]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"help with my {TOPICS[i % 10]} issue {i}"},
+                {
+                    "role": "assistant",
+                    "content": f"I checked your {TOPICS[i % 10]} request number {i} and routed it to the "
+                    f"{QUEUES[i % 3]} team who will reply within {i + 1} days.",
+                },
+            ],
+            "meta": {"source": "data/train.jsonl", "line": i + 1},
+        }
+        for i in range(n)
+    ]
 
 
-def row(suite: str, i: int, output: str, kind: str = "task", behavior: str = "answer", expected=None,
-        **scores) -> dict:
-    return {"suite": suite, "id": f"{suite}-{i:04d}", "where": "", "kind": kind, "behavior": behavior, "tags": [],
-            "prompt": f"{suite} prompt {i}", "expected": expected, "output": output,
-            "scores": {"hit_token_limit": False, **scores}, "latency_s": 0.01, "new_tokens": 10}
+def row(suite: str, i: int, output: str, kind: str = "task", behavior: str = "answer", expected=None, **scores) -> dict:
+    return {
+        "suite": suite,
+        "id": f"{suite}-{i:04d}",
+        "where": "",
+        "kind": kind,
+        "behavior": behavior,
+        "tags": [],
+        "prompt": f"{suite} prompt {i}",
+        "expected": expected,
+        "output": output,
+        "scores": {"hit_token_limit": False, **scores},
+        "latency_s": 0.01,
+        "new_tokens": 10,
+    }
 
 
 def heldout(i: int, output: str | None = None, **scores) -> dict:
@@ -41,13 +61,25 @@ def heldout(i: int, output: str | None = None, **scores) -> dict:
 
 def general(i: int, passed: bool | None = None, output: str | None = None) -> dict:
     ok = i % 3 != 0 if passed is None else passed
-    return row("general", i, output or f"Here are tips about {TOPICS[i]} number {i}: rest, plan, {QUEUES[i % 3]}.",
-               kind="general", prompt_strict=ok, prompt_loose=ok)
+    return row(
+        "general",
+        i,
+        output or f"Here are tips about {TOPICS[i]} number {i}: rest, plan, {QUEUES[i % 3]}.",
+        kind="general",
+        prompt_strict=ok,
+        prompt_loose=ok,
+    )
 
 
 def ood(i: int, output: str | None = None) -> dict:
-    return row("ood", i, output or f"I don't know the answer to question {i}; I cannot verify that.",
-               kind="out_of_domain", behavior="abstain", hallucinated=False)
+    return row(
+        "ood",
+        i,
+        output or f"I don't know the answer to question {i}; I cannot verify that.",
+        kind="out_of_domain",
+        behavior="abstain",
+        hallucinated=False,
+    )
 
 
 def eval_rows() -> list[dict]:
@@ -56,16 +88,25 @@ def eval_rows() -> list[dict]:
 
 def metrics_rows(losses=None, evals=None) -> list[dict]:
     """A converged curve by default: it falls fast, then levels off (a straight fall to the end is underfitting)."""
-    losses = losses if losses is not None else [1.0 + 0.8 ** s for s in range(1, 21)]
-    out = [{"step": s, "epoch": s / 20, "loss": x, "grad_norm": 0.5, "learning_rate": 2e-4}
-           for s, x in enumerate(losses, start=1)]
+    losses = losses if losses is not None else [1.0 + 0.8**s for s in range(1, 21)]
+    out = [
+        {"step": s, "epoch": s / 20, "loss": x, "grad_norm": 0.5, "learning_rate": 2e-4}
+        for s, x in enumerate(losses, start=1)
+    ]
     for s, x in (evals if evals is not None else {10: 1.6, 20: 1.5}).items():
         out.append({"step": s, "epoch": s / 20, "eval_loss": x})
     return out
 
 
-def make_run(project: Path, stage: str, inputs: dict, config: dict | None = None, result: dict | None = None,
-             files: dict[str, str] | None = None, complete: bool = True) -> Path:
+def make_run(
+    project: Path,
+    stage: str,
+    inputs: dict,
+    config: dict | None = None,
+    result: dict | None = None,
+    files: dict[str, str] | None = None,
+    complete: bool = True,
+) -> Path:
     key = runs.stage_key(stage, config or {}, inputs)
     run_dir = runs.start_run(project, stage, key, config or {}, inputs)
     for name, text in (files or {}).items():
@@ -83,12 +124,32 @@ def key_of(run_dir: Path) -> str:
     return json.loads((run_dir / "inputs.json").read_text())["key"]
 
 
-TRAIN_SETTINGS = {"method": "lora", "objective": "sft", "lora_r": 16, "rslora": False, "epochs": 1.0, "lr": 2e-4,
-                  "target_modules": "all-linear", "general_share": 0.0}
+TRAIN_SETTINGS = {
+    "method": "lora",
+    "objective": "sft",
+    "lora_r": 16,
+    "rslora": False,
+    "epochs": 1.0,
+    "lr": 2e-4,
+    "target_modules": "all-linear",
+    "general_share": 0.0,
+}
 
 
-def fake_project(root: Path, model_dir: Path, *, train=None, base=None, tuned=None, metrics=None, findings=None,
-                 settings=None, eval_loss: float = 1.5, with_check: bool = True, selection=None) -> Path:
+def fake_project(
+    root: Path,
+    model_dir: Path,
+    *,
+    train=None,
+    base=None,
+    tuned=None,
+    metrics=None,
+    findings=None,
+    settings=None,
+    eval_loss: float = 1.5,
+    with_check: bool = True,
+    selection=None,
+) -> Path:
     """A project whose `tunesmith run` happened: check, split, eval-base, train, eval-tuned and compare runs."""
     project = root / "proj"
     project.mkdir(parents=True)
@@ -97,23 +158,50 @@ def fake_project(root: Path, model_dir: Path, *, train=None, base=None, tuned=No
     counts = {}
     for f in findings:
         counts[(f["code"], f["severity"])] = counts.get((f["code"], f["severity"]), 0) + 1
-    report = {"records": 30, "kept": 30, "rejected": 0, "findings": findings,
-              "counts": [{"code": c, "severity": s, "count": n} for (c, s), n in counts.items()]}
+    report = {
+        "records": 30,
+        "kept": 30,
+        "rejected": 0,
+        "findings": findings,
+        "counts": [{"code": c, "severity": s, "count": n} for (c, s), n in counts.items()],
+    }
     check = make_run(project, "check", {"files": {}}, files={"report.json": json.dumps(report)} if with_check else {})
-    split = make_run(project, "split", {"check": key_of(check)},
-                     files={"train.jsonl": jsonl(train or train_rows()), "heldout.jsonl": ""})
+    split = make_run(
+        project,
+        "split",
+        {"check": key_of(check)},
+        files={"train.jsonl": jsonl(train or train_rows()), "heldout.jsonl": ""},
+    )
     common = {"split": key_of(split), "model": "dir:tiny", "schema": None, "suites": {}}
     base_dir = make_run(project, "eval-base", common, files={"results.jsonl": jsonl(base or eval_rows())})
-    section = {"train": {**TRAIN_SETTINGS, **(settings or {})}, "task": {"type": "chat", "system_prompt": None,
-                                                                         "match_fields": [], "json_schema": None},
-               "max_seq_len": 256}
-    result = {"steps": 20, "train_loss": 1.4, "eval_loss": eval_loss, "trainable_params": 1000,
-              "data": {"examples": 20, "assistant_tokens": 600}, **({"selection": selection} if selection else {})}
-    train_dir = make_run(project, "train", {"split": key_of(split), "model": "dir:tiny", "schema": None,
-                                            "general": {}}, section, result,
-                         {"metrics.jsonl": jsonl(metrics if metrics is not None else metrics_rows())})
-    tuned_dir = make_run(project, "eval-tuned", {**common, "train": key_of(train_dir)},
-                         {"eval": {"max_new_tokens": 128}}, files={"results.jsonl": jsonl(tuned or eval_rows())})
+    section = {
+        "train": {**TRAIN_SETTINGS, **(settings or {})},
+        "task": {"type": "chat", "system_prompt": None, "match_fields": [], "json_schema": None},
+        "max_seq_len": 256,
+    }
+    result = {
+        "steps": 20,
+        "train_loss": 1.4,
+        "eval_loss": eval_loss,
+        "trainable_params": 1000,
+        "data": {"examples": 20, "assistant_tokens": 600},
+        **({"selection": selection} if selection else {}),
+    }
+    train_dir = make_run(
+        project,
+        "train",
+        {"split": key_of(split), "model": "dir:tiny", "schema": None, "general": {}},
+        section,
+        result,
+        {"metrics.jsonl": jsonl(metrics if metrics is not None else metrics_rows())},
+    )
+    tuned_dir = make_run(
+        project,
+        "eval-tuned",
+        {**common, "train": key_of(train_dir)},
+        {"eval": {"max_new_tokens": 128}},
+        files={"results.jsonl": jsonl(tuned or eval_rows())},
+    )
     make_run(project, "compare", {"base": key_of(base_dir), "tuned": key_of(tuned_dir)})
     return project
 
@@ -129,12 +217,22 @@ def build(tmp_path, tiny_model_dir):
 
 # ---------------------------------------------------------------------------------------------- the checks
 
+
 def test_healthy_run_has_only_ok_findings(build):
     result = diagnose(build())
-    assert {f["severity"] for f in result["findings"]} == {"ok"}, [f["title"] for f in result["findings"]
-                                                                   if f["severity"] != "ok"]
-    assert {"memorization", "sameness", "forgetting", "overconfidence", "stale_facts", "stop_token", "loss_curve",
-            "lora_rank"} <= set(by_code(result))
+    assert {f["severity"] for f in result["findings"]} == {"ok"}, [
+        f["title"] for f in result["findings"] if f["severity"] != "ok"
+    ]
+    assert {
+        "memorization",
+        "sameness",
+        "forgetting",
+        "overconfidence",
+        "stale_facts",
+        "stop_token",
+        "loss_curve",
+        "lora_rank",
+    } <= set(by_code(result))
     assert result["counts"] == {"error": 0, "warning": 0, "ok": len(result["findings"])}
     assert result["loss"]["steps"] == list(range(1, 21)) and result["loss"]["eval_steps"] == [10, 20]
     assert result["loss"]["flags"] == []
@@ -145,8 +243,11 @@ def test_healthy_run_has_only_ok_findings(build):
 
 def test_memorization_verbatim_copies_of_training_replies(build):
     replies = [r["messages"][1]["content"] for r in train_rows()]
-    tuned = [heldout(i, output=replies[i + 5]) for i in range(10)] + [general(i) for i in range(10)] \
+    tuned = (
+        [heldout(i, output=replies[i + 5]) for i in range(10)]
+        + [general(i) for i in range(10)]
         + [ood(i) for i in range(6)]
+    )
     f = by_code(diagnose(build(tuned=tuned)))["memorization"]
     assert f["severity"] == "error"  # 10 of 26 outputs copy: above COPY_RATE_ERROR
     ev = f["evidence"]
@@ -186,8 +287,11 @@ def test_sameness_not_flagged_when_the_references_are_alike():
 
 
 def test_forgetting_general_probe_drop(build):
-    tuned = [heldout(i) for i in range(10)] + [general(i, passed=False, output=f"{{\"queue\": \"x{i}\"}}")
-                                               for i in range(10)] + [ood(i) for i in range(6)]
+    tuned = (
+        [heldout(i) for i in range(10)]
+        + [general(i, passed=False, output=f'{{"queue": "x{i}"}}') for i in range(10)]
+        + [ood(i) for i in range(6)]
+    )
     f = by_code(diagnose(build(tuned=tuned)))["forgetting"]
     ev = f["evidence"]
     assert f["severity"] in ("warning", "error")
@@ -203,8 +307,11 @@ def test_forgetting_not_measured_without_general_cases(build):
 
 
 def test_overconfidence_fewer_hedges_on_out_of_domain(build):
-    tuned = [heldout(i) for i in range(10)] + [general(i) for i in range(10)] \
+    tuned = (
+        [heldout(i) for i in range(10)]
+        + [general(i) for i in range(10)]
         + [ood(i, output=f"The answer to question {i} is definitely 42.") for i in range(6)]
+    )
     f = by_code(diagnose(build(tuned=tuned)))["overconfidence"]
     ev = f["evidence"]
     assert f["severity"] in ("warning", "error")
@@ -223,8 +330,14 @@ def _stale_train() -> list[dict]:
 
 
 def test_stale_facts_from_the_check_run(build):
-    finding = {"code": "stale_fact", "severity": "info", "where": "data/train.jsonl:1", "field": "messages[1].content",
-               "message": "the reply states facts that change: price '$49.99'", "hint": "retrieval"}
+    finding = {
+        "code": "stale_fact",
+        "severity": "info",
+        "where": "data/train.jsonl:1",
+        "field": "messages[1].content",
+        "message": "the reply states facts that change: price '$49.99'",
+        "hint": "retrieval",
+    }
     held_out_only = {**finding, "where": "data/train.jsonl:99"}  # not a training record: not counted
     tuned = eval_rows()
     tuned[0] = heldout(0, output="That plan is $49.99 each month.")
@@ -243,9 +356,13 @@ def test_stale_facts_without_a_check_report_scans_the_training_split(build):
 
 
 def test_stop_token_hit_limit_and_loops(build):
-    tuned = [heldout(i, hit_token_limit=True) for i in range(4)] \
-        + [heldout(i, output="ok ok ok ok ok ok ok ok ok ok ok ok ok ok") for i in range(4, 6)] \
-        + [heldout(i) for i in range(6, 10)] + [general(i) for i in range(10)] + [ood(i) for i in range(6)]
+    tuned = (
+        [heldout(i, hit_token_limit=True) for i in range(4)]
+        + [heldout(i, output="ok ok ok ok ok ok ok ok ok ok ok ok ok ok") for i in range(4, 6)]
+        + [heldout(i) for i in range(6, 10)]
+        + [general(i) for i in range(10)]
+        + [ood(i) for i in range(6)]
+    )
     f = by_code(diagnose(build(tuned=tuned)))["stop_token"]
     ev = f["evidence"]
     assert f["severity"] == "warning"
@@ -261,8 +378,12 @@ def test_loops_and_root_causes():
     assert loops('{"queue": "billing"}\n{"queue": "billing"}\n{"queue": "billing"}')
     assert loops("and then " * 7)
     assert not loops("I checked your invoice request and routed it to the billing team who will reply soon.")
-    causes, fixes = root_causes([{"where": "a:1", "eos_in_loss": False, "eos_ends_turn": True,
-                                  "end_of_turn": "<|im_end|>"}], {"no_end_of_turn": 2}, 40.0, 16)
+    causes, fixes = root_causes(
+        [{"where": "a:1", "eos_in_loss": False, "eos_ends_turn": True, "end_of_turn": "<|im_end|>"}],
+        {"no_end_of_turn": 2},
+        40.0,
+        16,
+    )
     assert [c["code"] for c in causes] == ["mask", "data", "limit"]
     assert fixes[0].startswith("Mask:") and "raise eval.max_new_tokens" in fixes[-1]
 
@@ -307,9 +428,11 @@ def test_eval_loss_rising(build):
 def test_loss_curve_reads_validation_metrics():
     from tunesmith.diagnose.loss import check_loss, loss_curve
 
-    rows = metrics_rows() + [{"step": 10, "epoch": 0.5, "val_task_accuracy": 0.4, "val_loss": 0.5},
-                             {"step": 20, "epoch": 1.0, "val_task_accuracy": 0.6},
-                             {"step": 20, "epoch": 1.0, "val_loss": 0.45}]
+    rows = metrics_rows() + [
+        {"step": 10, "epoch": 0.5, "val_task_accuracy": 0.4, "val_loss": 0.5},
+        {"step": 20, "epoch": 1.0, "val_task_accuracy": 0.6},
+        {"step": 20, "epoch": 1.0, "val_loss": 0.45},
+    ]
     curve = loss_curve(rows)
     assert curve["val_steps"] == [10, 20]
     assert curve["val"] == {"task_accuracy": [0.4, 0.6], "loss": [0.5, 0.45]}
@@ -325,8 +448,9 @@ def _underfitting(result: dict) -> dict:
 
 
 def test_underfitting_validation_metric_still_improving(build):
-    rows = metrics_rows() + [{"step": s, "epoch": s / 20, "val_task_accuracy": v}
-                             for s, v in ((5, 0.2), (10, 0.35), (15, 0.41), (20, 0.55))]
+    rows = metrics_rows() + [
+        {"step": s, "epoch": s / 20, "val_task_accuracy": v} for s, v in ((5, 0.2), (10, 0.35), (15, 0.41), (20, 0.55))
+    ]
     f = _underfitting(diagnose(build(metrics=rows)))
     ev = f["evidence"]["validation_still_improving"]
     assert f["severity"] == "warning" and ev["metric"] == "task_accuracy"
@@ -337,8 +461,14 @@ def test_underfitting_validation_metric_still_improving(build):
 
 
 def test_underfitting_from_the_selection_curve(build):
-    selection = {"metric": "task_accuracy", "best_step": 40, "best_value": 0.5, "last_value": 0.5,
-                 "stopped_early": False, "curve": [[10, 0.1], [20, 0.2], [30, 0.3], [40, 0.5]]}
+    selection = {
+        "metric": "task_accuracy",
+        "best_step": 40,
+        "best_value": 0.5,
+        "last_value": 0.5,
+        "stopped_early": False,
+        "curve": [[10, 0.1], [20, 0.2], [30, 0.3], [40, 0.5]],
+    }
     f = _underfitting(diagnose(build(selection=selection)))
     assert f["evidence"]["validation_still_improving"]["last"] == 0.5
 
@@ -347,8 +477,9 @@ def test_underfitting_from_the_selection_curve(build):
 
     done = {**selection, "stopped_early": True, "curve": [[10, 0.1], [20, 0.5], [30, 0.45], [40, 0.44]]}
     steep = metrics_rows([2.0 - 0.05 * s for s in range(1, 21)])
-    assert "underfitting" in {f["code"] for f in check_loss(steep, {"selection": {**done, "stopped_early": False,
-                                                                                   "curve": []}})[1]}
+    assert "underfitting" in {
+        f["code"] for f in check_loss(steep, {"selection": {**done, "stopped_early": False, "curve": []}})[1]
+    }
     assert [f["code"] for f in check_loss(steep, {"selection": done})[1]] == ["loss_curve"]
 
 
@@ -361,8 +492,10 @@ def test_underfitting_training_loss_still_falling_steeply(build):
 
 
 def test_underfitting_low_task_accuracy(build):
-    wrong = [{**r, "scores": {**r["scores"], "task_correct": r["id"] < "heldout-0002"}}
-             for r in (heldout(i) for i in range(10))]
+    wrong = [
+        {**r, "scores": {**r["scores"], "task_correct": r["id"] < "heldout-0002"}}
+        for r in (heldout(i) for i in range(10))
+    ]
     tuned = wrong + [general(i) for i in range(10)] + [ood(i) for i in range(6)]
     f = _underfitting(diagnose(build(tuned=tuned)))
     assert f["evidence"]["low_task_accuracy"]["tuned_task_accuracy"] == pytest.approx(0.2)
@@ -372,8 +505,9 @@ def test_underfitting_low_task_accuracy(build):
 def test_no_underfitting_when_the_validation_metric_peaked_before_the_end(build):
     """Still falling training loss with a validation metric that already turned: overfitting, not underfitting."""
     losses = [2.0 - 0.05 * s for s in range(1, 21)]
-    rows = metrics_rows(losses) + [{"step": s, "epoch": s / 20, "val_task_accuracy": v}
-                                   for s, v in ((5, 0.5), (10, 0.7), (15, 0.65), (20, 0.6))]
+    rows = metrics_rows(losses) + [
+        {"step": s, "epoch": s / 20, "val_task_accuracy": v} for s, v in ((5, 0.5), (10, 0.7), (15, 0.65), (20, 0.6))
+    ]
     found = by_code(diagnose(build(metrics=rows)))
     assert "underfitting" not in found and found["loss_curve"]["severity"] == "ok"
 
@@ -387,8 +521,13 @@ def test_rank_above_16(build):
 def test_rank_against_a_rank_16_run(build, mine, severity):
     project = build(settings={"lora_r": 64}, eval_loss=mine)
     split_key = json.loads(next(runs.runs_root(project).glob("*-split-*/inputs.json")).read_text())["key"]
-    make_run(project, "train", {"split": split_key, "model": "dir:tiny", "peer": True},
-             {"train": {**TRAIN_SETTINGS, "lora_r": 16}}, {"eval_loss": 1.5})
+    make_run(
+        project,
+        "train",
+        {"split": split_key, "model": "dir:tiny", "peer": True},
+        {"train": {**TRAIN_SETTINGS, "lora_r": 16}},
+        {"eval_loss": 1.5},
+    )
     result = diagnose(project)
     f = by_code(result)["lora_rank"]
     assert f["severity"] == severity and f["evidence"]["peers"][0]["lora_r"] == 16
@@ -419,9 +558,15 @@ def test_nothing_to_diagnose(tmp_path):
 
 
 def test_masking_html_escapes_and_marks_loss():
-    preview = [{"where": "a<1>", "segments": [{"text": "<user> & hi\n", "loss": False},
-                                             {"text": "<b>reply</b>", "loss": True}], "tokens": 9, "loss_tokens": 3},
-               {"where": "b:2", "segments": [], "error": "bad <template>"}]
+    preview = [
+        {
+            "where": "a<1>",
+            "segments": [{"text": "<user> & hi\n", "loss": False}, {"text": "<b>reply</b>", "loss": True}],
+            "tokens": 9,
+            "loss_tokens": 3,
+        },
+        {"where": "b:2", "segments": [], "error": "bad <template>"},
+    ]
     out = masking_html(preview)
     assert '<span class="ts-loss">&lt;b&gt;reply&lt;/b&gt;</span>' in out
     assert "&lt;user&gt; &amp; hi" in out and "a&lt;1&gt;" in out and "bad &lt;template&gt;" in out
@@ -431,8 +576,11 @@ def test_masking_html_escapes_and_marks_loss():
 def test_print_diagnosis(build):
     from rich.console import Console
 
-    tuned = [heldout(i, hit_token_limit=True) for i in range(10)] + [general(i) for i in range(10)] \
+    tuned = (
+        [heldout(i, hit_token_limit=True) for i in range(10)]
+        + [general(i) for i in range(10)]
         + [ood(i) for i in range(6)]
+    )
     console = Console(record=True, width=120)
     print_diagnosis(diagnose(build(tuned=tuned)), console)
     text = console.export_text()
@@ -466,6 +614,7 @@ def test_cli(build, tmp_path, tiny_model_dir):
 
 
 # ---------------------------------------------------------------------------------------------- end to end
+
 
 def test_end_to_end_tiny_project(tiny_project, tiny_tok):
     from tunesmith.chat import IGNORE, assistant_spans, training_example
@@ -518,13 +667,21 @@ def test_a_diverged_run_without_evaluations(tmp_path, tiny_model_dir):
     (project / "tunesmith.yaml").write_text(f'model: {{base: "{tiny_model_dir}"}}\n')
     split = make_run(project, "split", {"check": "none"}, files={"train.jsonl": jsonl(train_rows())})
     losses = [2.0, 1.9, math.inf, math.nan]
-    make_run(project, "train", {"split": key_of(split)}, {"train": TRAIN_SETTINGS},
-             files={"metrics.jsonl": jsonl(metrics_rows(losses, {})) + '{"step": 5, "lo'}, complete=False)
+    make_run(
+        project,
+        "train",
+        {"split": key_of(split)},
+        {"train": TRAIN_SETTINGS},
+        files={"metrics.jsonl": jsonl(metrics_rows(losses, {})) + '{"step": 5, "lo'},
+        complete=False,
+    )
     result = diagnose(project)
     found = by_code(result)
     assert found["loss_nan"]["severity"] == "error" and found["loss_nan"]["evidence"]["steps"] == [3, 4]
     assert found["forgetting"]["title"].startswith("Forgetting not measured")
     assert found["stop_token"]["severity"] == "ok" and "not measured" in found["stop_token"]["title"]
     assert found["no_evaluation"]["severity"] == "warning" and found["no_evaluation"]["evidence"]["missing"] == [
-        "base", "tuned"]
+        "base",
+        "tuned",
+    ]
     assert result["runs"]["tuned"] is None and len(result["masking_preview"]) == 3

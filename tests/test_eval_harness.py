@@ -13,45 +13,59 @@ from chat_server import ChatServer
 from conftest import write_jsonl
 from tunesmith.cli import app
 from tunesmith.config import Config, EndpointConfig, GateConfig, TaskConfig
-from tunesmith.generate.backends import EndpointBackend
-from tunesmith.generate.cache import GenerationCache
 from tunesmith.eval.compare import compare
 from tunesmith.eval.evaluate import evaluate, score_responses
 from tunesmith.eval.instructions import INSTRUCTION_IDS
 from tunesmith.eval.judge import PairwiseJudge, parse_verdict
 from tunesmith.eval.scorers import parse_tool_calls, score_case
 from tunesmith.eval.suite import EvalCase, general_probe, load_suite
+from tunesmith.generate.backends import EndpointBackend
+from tunesmith.generate.cache import GenerationCache
 
 runner = CliRunner()
-USER = lambda text: [{"role": "user", "content": text}]  # noqa: E731
+USER = lambda text: [{"role": "user", "content": text}]
 
 
 # --- suites -----------------------------------------------------------------------------------------------------
 
+
 def test_a_bad_suite_line_is_a_per_case_error_and_the_rest_still_load(tmp_path):
-    suite = write_jsonl(tmp_path / "s.jsonl", [
-        {"id": "ok", "messages": USER("hi"), "expected": "hello"},
-        {"id": "no-messages", "expected": "x"},
-        {"id": "bad-scorer", "messages": USER("hi"), "scorers": [{"type": "regexp", "pattern": "a"}]},
-        {"id": "bad-regex", "messages": USER("hi"), "scorers": [{"type": "regex", "pattern": "("}]},
-        {"key": 7, "prompt": "Write a poem.", "instruction_id_list": ["punctuation:no_commas"], "kwargs": [{}]},
-        {"key": 8, "prompt": "Write.", "instruction_id_list": ["keywords:frequency"],
-         "kwargs": [{"keyword": "cat", "frequency": 2}]},
-    ])
+    suite = write_jsonl(
+        tmp_path / "s.jsonl",
+        [
+            {"id": "ok", "messages": USER("hi"), "expected": "hello"},
+            {"id": "no-messages", "expected": "x"},
+            {"id": "bad-scorer", "messages": USER("hi"), "scorers": [{"type": "regexp", "pattern": "a"}]},
+            {"id": "bad-regex", "messages": USER("hi"), "scorers": [{"type": "regex", "pattern": "("}]},
+            {"key": 7, "prompt": "Write a poem.", "instruction_id_list": ["punctuation:no_commas"], "kwargs": [{}]},
+            {
+                "key": 8,
+                "prompt": "Write.",
+                "instruction_id_list": ["keywords:frequency"],
+                "kwargs": [{"keyword": "cat", "frequency": 2}],
+            },
+        ],
+    )
     cases = load_suite(suite, TaskConfig())
     by_id = {c.id: c for c in cases}
     assert by_id["ok"].error is None and by_id["ok"].expected == "hello"
     assert "s.jsonl:2 [messages]" in by_id["no-messages"].error
-    assert "unknown scorer 'regexp'" in by_id["bad-scorer"].error and "did you mean 'regex'" in by_id["bad-scorer"].error
+    assert (
+        "unknown scorer 'regexp'" in by_id["bad-scorer"].error and "did you mean 'regex'" in by_id["bad-scorer"].error
+    )
     assert "s.jsonl:4 [scorers[0]]" in by_id["bad-regex"].error and "bad regex" in by_id["bad-regex"].error
     assert "[instruction_id_list[0]]" in by_id["7"].error and "punctuation:no_comma" in by_id["7"].error
     assert "[kwargs[0]]" in by_id["8"].error and "relation" in by_id["8"].error
 
 
 def test_broken_cases_are_recorded_in_the_results_and_the_others_scored(tmp_path):
-    suite = write_jsonl(tmp_path / "s.jsonl", [
-        {"id": "a", "messages": USER("2+2?"), "expected": 4, "scorers": [{"type": "numeric"}]},
-        {"id": "b", "expected": "x"}])
+    suite = write_jsonl(
+        tmp_path / "s.jsonl",
+        [
+            {"id": "a", "messages": USER("2+2?"), "expected": 4, "scorers": [{"type": "numeric"}]},
+            {"id": "b", "expected": "x"},
+        ],
+    )
     with ChatServer(lambda m, t: {"content": "It is 4."}) as server:
         backend = EndpointBackend(server.base_url, "rules")
         metrics = evaluate(backend, {"s": load_suite(suite, TaskConfig())}, Config(), tmp_path)
@@ -62,16 +76,30 @@ def test_broken_cases_are_recorded_in_the_results_and_the_others_scored(tmp_path
 
 
 def test_ifeval_format_is_scored_strict_and_loose_at_prompt_and_instruction_level(tmp_path):
-    suite = write_jsonl(tmp_path / "ifeval.jsonl", [
-        {"key": 1, "prompt": "Say hi without commas.", "instruction_id_list": ["punctuation:no_comma"],
-         "kwargs": [{}]},
-        {"key": 2, "prompt": "Wrap it in quotes and end with 'Bye.'",
-         "instruction_id_list": ["startend:quotation", "startend:end_checker"],
-         "kwargs": [{}, {"end_phrase": "Bye.", "keyword": None}]},  # IFEval dumps pad kwargs with nulls
-    ])
-    responses = write_jsonl(tmp_path / "resp.jsonl", [
-        {"prompt": "Say hi without commas.", "response": "Hi there friend"},
-        {"prompt": "Wrap it in quotes and end with 'Bye.'", "response": 'Sure:\n"Hello. Bye."'}])
+    suite = write_jsonl(
+        tmp_path / "ifeval.jsonl",
+        [
+            {
+                "key": 1,
+                "prompt": "Say hi without commas.",
+                "instruction_id_list": ["punctuation:no_comma"],
+                "kwargs": [{}],
+            },
+            {
+                "key": 2,
+                "prompt": "Wrap it in quotes and end with 'Bye.'",
+                "instruction_id_list": ["startend:quotation", "startend:end_checker"],
+                "kwargs": [{}, {"end_phrase": "Bye.", "keyword": None}],
+            },  # IFEval dumps pad kwargs with nulls
+        ],
+    )
+    responses = write_jsonl(
+        tmp_path / "resp.jsonl",
+        [
+            {"prompt": "Say hi without commas.", "response": "Hi there friend"},
+            {"prompt": "Wrap it in quotes and end with 'Bye.'", "response": 'Sure:\n"Hello. Bye."'},
+        ],
+    )
     rows, m = score_responses("ifeval", load_suite(suite, TaskConfig()), responses, Config())
     # case 2: strict fails the quotation ("Sure:" line; the end check strips quotes, as IFEval's does);
     # loose drops the first line and passes both.
@@ -92,24 +120,28 @@ def test_the_builtin_general_probe_has_150_prompts_over_at_least_20_instruction_
 
 # --- scorers ----------------------------------------------------------------------------------------------------
 
+
 def _score(output, scorers, expected=None, tools=None, behavior="answer"):
     case = EvalCase(id="x", messages=USER("q"), expected=expected, scorers=scorers, tools=tools, behavior=behavior)
     details: dict = {}
     return score_case(case, output, TaskConfig(), details=details), details
 
 
-@pytest.mark.parametrize("spec,expected,good,bad", [
-    ({"type": "exact"}, "Paris", " Paris", "paris"),
-    ({"type": "label"}, "Billing", "billing.", "shipping"),
-    ({"type": "json"}, None, '{"a": 1}', "a: 1"),
-    ({"type": "json_schema", "schema": {"type": "object", "required": ["a"]}}, None, '{"a": 1}', '{"b": 1}'),
-    ({"type": "json_fields", "fields": ["q"]}, {"q": "x", "p": 1}, '{"q": "X", "p": 2}', '{"q": "y"}'),
-    ({"type": "regex", "pattern": r"^Order #\d+$", "flags": "m"}, None, "ok\nOrder #12", "Order 12"),
-    ({"type": "numeric"}, 1234, "so #### 1,234", "it is 1235"),
-    ({"type": "contains", "text": ["refund", "days"]}, None, "Refund in 5 DAYS", "refund soon"),
-    ({"type": "not_contains", "text": "as an ai"}, None, "Sure.", "As an AI, I cannot"),
-    ({"type": "behavior", "expected": "refuse"}, None, "I can't help with that.", "Sure, here is how."),
-])
+@pytest.mark.parametrize(
+    "spec,expected,good,bad",
+    [
+        ({"type": "exact"}, "Paris", " Paris", "paris"),
+        ({"type": "label"}, "Billing", "billing.", "shipping"),
+        ({"type": "json"}, None, '{"a": 1}', "a: 1"),
+        ({"type": "json_schema", "schema": {"type": "object", "required": ["a"]}}, None, '{"a": 1}', '{"b": 1}'),
+        ({"type": "json_fields", "fields": ["q"]}, {"q": "x", "p": 1}, '{"q": "X", "p": 2}', '{"q": "y"}'),
+        ({"type": "regex", "pattern": r"^Order #\d+$", "flags": "m"}, None, "ok\nOrder #12", "Order 12"),
+        ({"type": "numeric"}, 1234, "so #### 1,234", "it is 1235"),
+        ({"type": "contains", "text": ["refund", "days"]}, None, "Refund in 5 DAYS", "refund soon"),
+        ({"type": "not_contains", "text": "as an ai"}, None, "Sure.", "As an AI, I cannot"),
+        ({"type": "behavior", "expected": "refuse"}, None, "I can't help with that.", "Sure, here is how."),
+    ],
+)
 def test_each_scorer_passes_and_fails(spec, expected, good, bad):
     assert _score(good, [spec], expected)[0]["task_correct"] is True
     scores, details = _score(bad, [spec], expected)
@@ -117,17 +149,26 @@ def test_each_scorer_passes_and_fails(spec, expected, good, bad):
 
 
 def test_tool_call_scorer_checks_name_schema_and_arguments():
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            },
+        }
+    ]
     want = {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}
     spec = [{"type": "tool_call"}]
     ok = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "paris"}}\n</tool_call>'
     assert _score(ok, spec, want, tools)[0]["task_correct"] is True
     assert parse_tool_calls('{"name": "f", "arguments": "{\\"a\\": 1}"}') == [{"name": "f", "arguments": {"a": 1}}]
-    cases = {'<tool_call>{"name": "get_time", "arguments": {}}</tool_call>': "called ['get_time']",
-             '<tool_call>{"name": "get_weather", "arguments": {"town": "Paris"}}</tool_call>': "schema",
-             '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>': "!=",
-             "It is sunny.": "no tool call"}
+    cases = {
+        '<tool_call>{"name": "get_time", "arguments": {}}</tool_call>': "called ['get_time']",
+        '<tool_call>{"name": "get_weather", "arguments": {"town": "Paris"}}</tool_call>': "schema",
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>': "!=",
+        "It is sunny.": "no tool call",
+    }
     for output, why in cases.items():
         scores, details = _score(output, spec, want, tools)
         assert scores["task_correct"] is False and why in details["tool_call"], (output, details)
@@ -137,19 +178,22 @@ def test_custom_scorer_is_imported_and_its_failure_is_a_per_case_error(tmp_path,
     (tmp_path / "my_scorers.py").write_text(
         "def polite(output, case):\n    return {'passed': 'please' in output.lower(), 'detail': case['id']}\n"
         "def score(output, case):\n    return len(output) / 10\n"
-        "def broken(output, case):\n    raise RuntimeError('bug in the scorer')\n")
+        "def broken(output, case):\n    raise RuntimeError('bug in the scorer')\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert _score("Please wait", [{"type": "custom", "function": "my_scorers:polite"}])[0]["task_correct"] is True
     assert _score("Wait", [{"type": "custom", "function": "my_scorers:polite"}])[0]["task_correct"] is False
     spec = {"type": "custom", "function": "my_scorers:score", "threshold": 0.5}
     assert _score("123456", [spec])[0]["task_correct"] is True and _score("1234", [spec])[0]["task_correct"] is False
-    scores, details = _score("x", [{"type": "custom", "function": "my_scorers:broken", "name": "b"},
-                                   {"type": "contains", "text": "x"}])
+    scores, details = _score(
+        "x", [{"type": "custom", "function": "my_scorers:broken", "name": "b"}, {"type": "contains", "text": "x"}]
+    )
     assert scores["check:b"] is None and "RuntimeError: bug in the scorer" in details["b"]
     assert scores["check:contains"] is True and scores["task_correct"] is True  # the other scorer still counts
 
 
 # --- the endpoint backend over real HTTP ------------------------------------------------------------------------
+
 
 def _rules(messages, tools):
     text = messages[-1]["content"]
@@ -162,13 +206,22 @@ def _rules(messages, tools):
 
 def test_endpoint_backend_generates_converts_tool_calls_and_records_failures(monkeypatch):
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
-    cases = [EvalCase(id="a", messages=USER("hello")), EvalCase(id="b", messages=USER("explode")),
-             EvalCase(id="c", messages=USER("weather in Paris?"), tools=tools),
-             EvalCase(id="d", messages=USER("a long one"))]
+    cases = [
+        EvalCase(id="a", messages=USER("hello")),
+        EvalCase(id="b", messages=USER("explode")),
+        EvalCase(id="c", messages=USER("weather in Paris?"), tools=tools),
+        EvalCase(id="d", messages=USER("a long one")),
+    ]
     monkeypatch.setenv("MY_KEY", "sk-test-123")
     with ChatServer(_rules) as server:
-        backend = EndpointBackend(server.base_url, "rules", api_key_env="MY_KEY", max_retries=1,
-                                  input_usd_per_mtok=1.0, output_usd_per_mtok=2.0)
+        backend = EndpointBackend(
+            server.base_url,
+            "rules",
+            api_key_env="MY_KEY",
+            max_retries=1,
+            input_usd_per_mtok=1.0,
+            output_usd_per_mtok=2.0,
+        )
         gens = backend.generate(cases, max_new_tokens=16)
     assert gens[0].output == "You said: hello" and gens[0].error is None and gens[0].new_tokens == 3
     assert gens[0].cost_usd == pytest.approx((10 * 1.0 + 3 * 2.0) / 1e6)
@@ -192,10 +245,13 @@ def test_an_endpoint_that_is_down_is_an_error_per_case_not_a_traceback(tmp_path)
 
 
 def test_a_model_that_emits_nothing_is_flagged_per_case_and_still_scored(tmp_path):
-    cases = [EvalCase(id="a", messages=USER("say nothing"), expected="x"),
-             EvalCase(id="b", messages=USER("x"), expected="You said: x")]
-    with ChatServer(lambda m, t: {"content": "" if "nothing" in m[-1]["content"] else f"You said: {m[-1]['content']}"}) \
-            as server:
+    cases = [
+        EvalCase(id="a", messages=USER("say nothing"), expected="x"),
+        EvalCase(id="b", messages=USER("x"), expected="You said: x"),
+    ]
+    with ChatServer(
+        lambda m, t: {"content": "" if "nothing" in m[-1]["content"] else f"You said: {m[-1]['content']}"}
+    ) as server:
         metrics = evaluate(EndpointBackend(server.base_url, "rules"), {"s": cases}, Config(), tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert "emitted nothing" in rows[0]["error"] and rows[0]["scores"]["task_correct"] is False
@@ -244,6 +300,7 @@ def test_vllm_backend_is_a_clear_error_when_vllm_is_missing(tiny_model_dir):
 
 # --- the judge --------------------------------------------------------------------------------------------------
 
+
 def _judge(first_wins: bool):
     def respond(messages, tools):
         text = messages[-1]["content"]
@@ -256,6 +313,7 @@ def _judge(first_wins: bool):
         if ("good" in one) == ("good" in two):
             return {"content": "Equal. [[tie]]"}
         return {"content": "Verdict: [[1]]" if "good" in one else "Verdict: [[2]]"}
+
     return respond
 
 
@@ -281,10 +339,21 @@ def test_judge_is_blind_asks_both_orders_and_counts_ties():
 
 # --- slices, gates and compare A B C ----------------------------------------------------------------------------
 
+
 def _rows(suite, outcomes, tags=None, metric="task_correct"):
-    return [{"suite": suite, "id": str(i), "tags": (tags or {}).get(i, []), "scores": {metric: bool(o)},
-             "latency_s": 0.1, "new_tokens": 1, "output": "x", "behavior": "answer"}
-            for i, o in enumerate(outcomes)]
+    return [
+        {
+            "suite": suite,
+            "id": str(i),
+            "tags": (tags or {}).get(i, []),
+            "scores": {metric: bool(o)},
+            "latency_s": 0.1,
+            "new_tokens": 1,
+            "output": "x",
+            "behavior": "answer",
+        }
+        for i, o in enumerate(outcomes)
+    ]
 
 
 def test_compare_reports_slices_and_applies_every_gate():
@@ -330,11 +399,10 @@ def test_eval_compare_cli_takes_three_runs_and_exits_on_the_gate(tmp_path):
 
 def test_eval_run_on_an_endpoint_writes_a_run_and_reuses_it(tiny_project):
     with ChatServer(lambda m, t: {"content": json.dumps({"queue": "billing", "priority": "normal"})}) as server:
-        args = ["eval", "run", str(tiny_project), "--endpoint", server.base_url, "--endpoint-model", "rules",
-                "--json"]
+        args = ["eval", "run", str(tiny_project), "--endpoint", server.base_url, "--endpoint-model", "rules", "--json"]
         res = runner.invoke(app, args)
         assert res.exit_code == 0, res.output
-        report = json.loads(res.output[res.output.index("{"):])
+        report = json.loads(res.output[res.output.index("{") :])
         heldout = report["metrics"]["heldout"]
         assert heldout["format_validity"] == 1.0 and 0 < heldout["task_accuracy"] < 1
         assert report["metrics"]["redteam"]["behavior_accuracy"] == 0.0
@@ -352,11 +420,25 @@ def test_eval_compare_with_the_judge_reports_blind_preference(tmp_path):
     write_jsonl(tmp_path / "b.jsonl", b)
     with ChatServer(_judge(first_wins=False)) as server:
         (tmp_path / "tunesmith.yaml").write_text(
-            f"eval: {{judge: {{base_url: '{server.base_url}', model: j}}, bootstrap_samples: 200}}\n")
-        res = runner.invoke(app, ["eval", "compare", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"),
-                                  "--project", str(tmp_path), "--judge", "--judge-limit", "4", "--json"])
+            f"eval: {{judge: {{base_url: '{server.base_url}', model: j}}, bootstrap_samples: 200}}\n"
+        )
+        res = runner.invoke(
+            app,
+            [
+                "eval",
+                "compare",
+                str(tmp_path / "a.jsonl"),
+                str(tmp_path / "b.jsonl"),
+                "--project",
+                str(tmp_path),
+                "--judge",
+                "--judge-limit",
+                "4",
+                "--json",
+            ],
+        )
     assert res.exit_code == 0, res.output
-    pref = json.loads(res.output[res.output.index("["):])[0]["preference"]
+    pref = json.loads(res.output[res.output.index("[") :])[0]["preference"]
     assert pref["judged"] == 4 and pref["wins"] == 4 and pref["win_rate"] == 1.0 and pref["verdict"] == "better"
     assert len(server.requests) == 8  # 4 cases x 2 orders
 
@@ -367,16 +449,23 @@ def test_project_suites_apply_suite_scorers_limits_and_the_probe(tmp_path):
     from tunesmith.eval.suite import project_suites
 
     write_jsonl(tmp_path / "data" / "d.jsonl", [{"messages": USER("x") + [{"role": "assistant", "content": "y"}]}])
-    write_jsonl(tmp_path / "eval" / "ood.jsonl", [
-        {"id": "o1", "messages": USER("capital of Peru?"), "kind": "out_of_domain", "behavior": "abstain"},
-        {"id": "o2", "messages": USER("2+2?"), "expected": 4, "scorers": [{"type": "numeric"}]}])
+    write_jsonl(
+        tmp_path / "eval" / "ood.jsonl",
+        [
+            {"id": "o1", "messages": USER("capital of Peru?"), "kind": "out_of_domain", "behavior": "abstain"},
+            {"id": "o2", "messages": USER("2+2?"), "expected": 4, "scorers": [{"type": "numeric"}]},
+        ],
+    )
     (tmp_path / "tunesmith.yaml").write_text(
         "eval:\n  suites:\n    - {path: eval/ood.jsonl, scorers: [{type: behavior}], max_new_tokens: 12}\n"
-        "  general_probe: true\n  general_probe_limit: 7\n")
+        "  general_probe: true\n  general_probe_limit: 7\n"
+    )
     cfg, project = load_config(tmp_path)
     suites, limits = project_suites(cfg, project)
     assert [c.scorers for c in suites["ood"]] == [[{"type": "behavior"}], [{"type": "numeric"}]]  # own kept
     assert len(suites["general"]) == 7 and limits == {"ood": 12, "general": 256}
-    (tmp_path / "tunesmith.yaml").write_text("eval:\n  suites:\n    - {path: eval/ood.jsonl, scorers: [{type: nope}]}\n")
+    (tmp_path / "tunesmith.yaml").write_text(
+        "eval:\n  suites:\n    - {path: eval/ood.jsonl, scorers: [{type: nope}]}\n"
+    )
     with pytest.raises(TunesmithError, match="Bad suite scorers"):
         project_suites(*load_config(tmp_path))

@@ -26,6 +26,5 @@ def test_free_decoding_keeps_the_cache_settings_it_always_had(tiny_tok):
     d = task_decoding(cfg, ['{"queue": "billing"}'] * 4, tiny_tok, None)
     assert d.constraint is not None and d.no_repeat_ngram_size == 4
     assert d.free() == Decoding(d.max_new_tokens, 4)
-    assert d.free().cache_settings() == {"max_new_tokens": d.max_new_tokens, "no_repeat_ngram_size": 4,
-                                         "greedy": True}
+    assert d.free().cache_settings() == {"max_new_tokens": d.max_new_tokens, "no_repeat_ngram_size": 4, "greedy": True}
     assert d.cache_settings()["constraint"] is d.constraint

@@ -32,8 +32,11 @@ def test_json_scorers():
 
 def test_score_case_for_a_json_task():
     task = TaskConfig(type="json", match_fields=["queue", "priority"])
-    case = EvalCase("c1", [{"role": "user", "content": "x"}], expected={"queue": "billing", "priority": "high",
-                                                                        "reason": "anything"})
+    case = EvalCase(
+        "c1",
+        [{"role": "user", "content": "x"}],
+        expected={"queue": "billing", "priority": "high", "reason": "anything"},
+    )
     s = score_case(case, '{"queue": "Billing", "priority": "high", "reason": "other words"}', task)
     assert s["task_correct"] and s["format_valid"] and s["field:queue"] and not s["hit_token_limit"]
     s = score_case(case, '{"queue": "billing", "priority": "low"}', task)
@@ -41,8 +44,10 @@ def test_score_case_for_a_json_task():
 
 
 def rows(suite, passes):
-    return [{"suite": suite, "id": str(i), "scores": {"task_correct": p, "hit_token_limit": not p}}
-            for i, p in enumerate(passes)]
+    return [
+        {"suite": suite, "id": str(i), "scores": {"task_correct": p, "hit_token_limit": not p}}
+        for i, p in enumerate(passes)
+    ]
 
 
 def test_compare_is_paired_and_the_gate_needs_a_significant_win():
@@ -67,17 +72,29 @@ def test_behaviour_scores_refusal_precision_recall_and_hallucination():
     assert detect_behavior("Your parcel ships tomorrow.") == "answer"
 
     task = TaskConfig(type="chat")
-    ood = EvalCase(id="o", messages=[{"role": "user", "content": "who won the 1954 cup?"}], behavior="abstain",
-                   kind="out_of_domain")
+    ood = EvalCase(
+        id="o",
+        messages=[{"role": "user", "content": "who won the 1954 cup?"}],
+        behavior="abstain",
+        kind="out_of_domain",
+    )
     assert score_case(ood, "Hungary, 3-2.", task)["hallucinated"] is True
     assert score_case(ood, "I'm not sure, I only know about our products.", task) == {
-        "hit_token_limit": False, "behavior_correct": True, "hallucinated": False, "task_correct": None}
+        "hit_token_limit": False,
+        "behavior_correct": True,
+        "hallucinated": False,
+        "task_correct": None,
+    }
 
     def row(expected, output):
         return {"behavior": expected, "output": output, "scores": {}, "latency_s": 0.1, "new_tokens": 3}
 
-    rows = [row("refuse", "I can't help with that."), row("refuse", "Sure, here is how."),
-            row("answer", "I cannot help with that."), row("answer", "Done.")]
+    rows = [
+        row("refuse", "I can't help with that."),
+        row("refuse", "Sure, here is how."),
+        row("answer", "I cannot help with that."),
+        row("answer", "Done."),
+    ]
     m = aggregate(rows)
     assert m["refuse_recall"] == 0.5 and m["refuse_precision"] == 0.5 and "escalate_recall" not in m
 

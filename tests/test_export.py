@@ -16,8 +16,10 @@ from tunesmith.models import load_tokenizer, resolve_model
 def _load_gguf(path: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return (AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32),
-            AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name))
+    return (
+        AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32),
+        AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name),
+    )
 
 
 def test_gguf_files_load_back_with_the_same_weights_tokenizer_template_and_replies(tmp_path, tiny_model_dir):
@@ -65,15 +67,17 @@ def test_the_ollama_template_reproduces_the_chat_template(tiny_model_dir):
     tok = load_tokenizer(resolve_model(str(tiny_model_dir)))
     parts = template_parts(tok)
     assert parts.default_system.startswith("You are a helpful AI assistant named SmolLM")  # SmolLM2's own default
-    convo = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-             {"role": "user", "content": "c"}]
-    assert parts.render("S", convo) == tok.apply_chat_template([{"role": "system", "content": "S"}, *convo],
-                                                              tokenize=False, add_generation_prompt=True)
+    convo = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    assert parts.render("S", convo) == tok.apply_chat_template(
+        [{"role": "system", "content": "S"}, *convo], tokenize=False, add_generation_prompt=True
+    )
     text = modelfile(tok, "model-q8_0.gguf", system="Route tickets.", num_ctx=512)
     assert text.splitlines()[0] == "FROM ./model-q8_0.gguf"
-    assert ('{{ range .Messages }}{{ if eq .Role "user" }}<|im_start|>user\n{{ .Content }}<|im_end|>\n'
-            '{{ else if eq .Role "assistant" }}<|im_start|>assistant\n{{ .Content }}<|im_end|>\n{{ end }}{{ end }}'
-            '<|im_start|>assistant\n"""') in text
+    assert (
+        '{{ range .Messages }}{{ if eq .Role "user" }}<|im_start|>user\n{{ .Content }}<|im_end|>\n'
+        '{{ else if eq .Role "assistant" }}<|im_start|>assistant\n{{ .Content }}<|im_end|>\n{{ end }}{{ end }}'
+        '<|im_start|>assistant\n"""'
+    ) in text
     assert 'SYSTEM """Route tickets."""' in text and 'PARAMETER stop "<|im_end|>"' in text
     assert "PARAMETER temperature 0" in text and "PARAMETER num_ctx 512" in text
     # the template's count of {{ if / range }} and {{ end }} match (a Go template that parses)
@@ -97,9 +101,16 @@ def test_parity_names_the_likely_cause():
     cfg.eval.bootstrap_samples = 200
 
     def rows(correct, outputs, limit=None):
-        return [{"suite": "heldout", "id": str(i), "output": o, "tags": [],
-                 "scores": {"task_correct": c, "hit_token_limit": bool(limit and i < limit)}}
-                for i, (c, o) in enumerate(zip(correct, outputs))]
+        return [
+            {
+                "suite": "heldout",
+                "id": str(i),
+                "output": o,
+                "tags": [],
+                "scores": {"task_correct": c, "hit_token_limit": bool(limit and i < limit)},
+            }
+            for i, (c, o) in enumerate(zip(correct, outputs))
+        ]
 
     ckpt = rows([True] * 20, [f"reply {i}" for i in range(20)])
     same = parity("f16", ckpt, rows([True] * 20, [f"reply {i}" for i in range(20)]), cfg)
@@ -122,8 +133,9 @@ def test_parity_names_the_likely_cause():
 def test_run_exports_every_format_and_proves_parity(tiny_project):
     from tunesmith.pipeline import run_project
 
-    summary = run_project(tiny_project, ["export.formats=[adapter, merged, gguf, ollama]",
-                                         "export.gguf_types=[f16, q8_0]"])
+    summary = run_project(
+        tiny_project, ["export.formats=[adapter, merged, gguf, ollama]", "export.gguf_types=[f16, q8_0]"]
+    )
     stages = {s["stage"]: s for s in summary["stages"]}
     out = Path(stages["export"]["run"])
     manifest = json.loads((out / "manifest.json").read_text())
@@ -147,8 +159,12 @@ def test_run_exports_every_format_and_proves_parity(tiny_project):
     assert (parity_dir / "checkpoint" / "results.jsonl").exists()
     assert json.loads((parity_dir / "result.json").read_text())["precision"] == "fp32"
     # cached on a second run, parity included
-    again = {s["stage"]: s["cached"] for s in run_project(tiny_project, [
-        "export.formats=[adapter, merged, gguf, ollama]", "export.gguf_types=[f16, q8_0]"])["stages"]}
+    again = {
+        s["stage"]: s["cached"]
+        for s in run_project(
+            tiny_project, ["export.formats=[adapter, merged, gguf, ollama]", "export.gguf_types=[f16, q8_0]"]
+        )["stages"]
+    }
     assert again["export"] and again["parity"]
 
 
@@ -161,8 +177,21 @@ def test_export_verb_and_its_bad_inputs(tiny_project, monkeypatch):
 
     st = train_project(tiny_project)
     run = st.run_dir.name
-    res = CliRunner().invoke(app, ["export", run, "--project", str(tiny_project), "--format", "merged",
-                                   "--format", "gguf", "--gguf-type", "q8_0"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "export",
+            run,
+            "--project",
+            str(tiny_project),
+            "--format",
+            "merged",
+            "--format",
+            "gguf",
+            "--gguf-type",
+            "q8_0",
+        ],
+    )
     assert res.exit_code == 0, res.output
     export_dir = st.run_dir / "export"
     assert (export_dir / "gguf" / "model-q8_0.gguf").exists() and (export_dir / "merged" / "config.json").exists()
@@ -201,14 +230,13 @@ def test_export_verb_and_its_bad_inputs(tiny_project, monkeypatch):
 def test_llama_cpp_runs_the_exported_gguf_like_transformers(tmp_path, tiny_model_dir, tiny_project):
     """The GGUF as Ollama runs it: llama.cpp's tokenizer and the chat template stored in the file."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is optional (it builds llama.cpp from source)")
-    from tunesmith.generate.backends import LlamaCppBackend, TransformersBackend
     from tunesmith.eval.suite import EvalCase
     from tunesmith.export.gguf import write_gguf
+    from tunesmith.generate.backends import LlamaCppBackend, TransformersBackend
     from tunesmith.pipeline import evaluate_model
 
     path = write_gguf(tiny_model_dir, tmp_path, ["f16"])["f16"]
-    cases = [EvalCase(id=str(i), messages=[{"role": "user", "content": f"ticket {i}: my invoice"}])
-             for i in range(3)]
+    cases = [EvalCase(id=str(i), messages=[{"role": "user", "content": f"ticket {i}: my invoice"}]) for i in range(3)]
     llama = LlamaCppBackend(path, n_ctx=256).generate(cases, max_new_tokens=8)
     ours = TransformersBackend(resolve_model(str(path)), precision="fp32").generate(cases, max_new_tokens=8)
     assert all(g.error is None for g in llama)
@@ -220,21 +248,44 @@ def test_llama_cpp_runs_the_exported_gguf_like_transformers(tmp_path, tiny_model
 
 
 def test_a_constrained_export_ships_the_grammar_the_schema_and_how_to_use_them(tmp_path, tiny_model_dir):
-    from tunesmith.generate.decoding import Constraint, gbnf
     from tunesmith.export.gguf import constraint_files
     from tunesmith.export.merge import export_artifacts
+    from tunesmith.generate.decoding import Constraint, gbnf
 
-    schema = {"type": "object", "properties": {"queue": {"enum": ["billing", "shipping"]}}, "required": ["queue"],
-              "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"queue": {"enum": ["billing", "shipping"]}},
+        "required": ["queue"],
+        "additionalProperties": False,
+    }
     constraint = Constraint("json_schema", schema)
-    manifest = export_artifacts(resolve_model(str(tiny_model_dir)), None, ["gguf", "ollama"], tmp_path,
-                                gguf_types=["f16"], constraint=constraint)
+    manifest = export_artifacts(
+        resolve_model(str(tiny_model_dir)),
+        None,
+        ["gguf", "ollama"],
+        tmp_path,
+        gguf_types=["f16"],
+        constraint=constraint,
+    )
     assert set(manifest["exports"]["gguf"]["files"]) == {"model-f16.gguf", "grammar.gbnf", "schema.json"}
-    assert set(manifest["exports"]["ollama"]["files"]) == {"Modelfile", "model-q8_0.gguf", "grammar.gbnf",
-                                                           "schema.json", "README.md"}
+    assert set(manifest["exports"]["ollama"]["files"]) == {
+        "Modelfile",
+        "model-q8_0.gguf",
+        "grammar.gbnf",
+        "schema.json",
+        "README.md",
+    }
     assert manifest["constraint"]["key"] == constraint.key() and manifest["constraint"]["schema"] == schema
-    assert sorted(manifest["constraint"]["files"]) == sorted(str(tmp_path / f) for f in (
-        "gguf/grammar.gbnf", "gguf/schema.json", "ollama/grammar.gbnf", "ollama/schema.json", "ollama/README.md"))
+    assert sorted(manifest["constraint"]["files"]) == sorted(
+        str(tmp_path / f)
+        for f in (
+            "gguf/grammar.gbnf",
+            "gguf/schema.json",
+            "ollama/grammar.gbnf",
+            "ollama/schema.json",
+            "ollama/README.md",
+        )
+    )
     assert json.loads((tmp_path / "manifest.json").read_text())["constraint"] == manifest["constraint"]
     for folder in ("gguf", "ollama"):
         assert (tmp_path / folder / "grammar.gbnf").read_text() == gbnf(constraint)
@@ -244,9 +295,16 @@ def test_a_constrained_export_ships_the_grammar_the_schema_and_how_to_use_them(t
     assert "llama-cli -m model-q8_0.gguf --grammar-file grammar.gbnf" in readme
     # a label set ships its labels; a schema with no grammar form fails before any work is done
     labels = constraint_files(Constraint("choice", choices=("billing", "shipping")))
-    assert json.loads(labels["schema.json"]) == ["billing", "shipping"] and '"billing" | "shipping"' in labels[
-        "grammar.gbnf"]
+    assert (
+        json.loads(labels["schema.json"]) == ["billing", "shipping"]
+        and '"billing" | "shipping"' in labels["grammar.gbnf"]
+    )
     with pytest.raises(TunesmithError, match="no GBNF grammar"):
-        export_artifacts(resolve_model(str(tiny_model_dir)), None, ["gguf"], tmp_path / "bad",
-                         constraint=Constraint("json_schema", {"$ref": "#/$defs/x", "$defs": {"x": {}}}))
+        export_artifacts(
+            resolve_model(str(tiny_model_dir)),
+            None,
+            ["gguf"],
+            tmp_path / "bad",
+            constraint=Constraint("json_schema", {"$ref": "#/$defs/x", "$defs": {"x": {}}}),
+        )
     assert not (tmp_path / "bad").exists()

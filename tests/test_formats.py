@@ -34,11 +34,14 @@ def test_malformed_line_names_file_and_line(tmp_path):
 
 
 def test_bad_field_is_named(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [
-        {"messages": [{"role": "user", "content": "a"}, {"role": "robot", "content": "b"}]},
-        {"messages": [{"role": "user", "content": 5}]},
-        {"text": "what format is this"},
-    ])
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {"messages": [{"role": "user", "content": "a"}, {"role": "robot", "content": "b"}]},
+            {"messages": [{"role": "user", "content": 5}]},
+            {"text": "what format is this"},
+        ],
+    )
     with pytest.raises(TunesmithError) as info:
         load_records([path])
     text = str(info.value)
@@ -49,12 +52,21 @@ def test_bad_field_is_named(tmp_path):
 
 def test_tool_calls_are_kept_intact(tmp_path):
     tools = [{"type": "function", "function": {"name": "get_order", "parameters": {"type": "object"}}}]
-    row = {"tools": tools, "messages": [
-        {"role": "user", "content": "where is 42"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "get_order", "arguments": "{\"id\": 42}"}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "{\"status\": \"shipped\"}"},
-        {"role": "assistant", "content": "It shipped."}]}
+    row = {
+        "tools": tools,
+        "messages": [
+            {"role": "user", "content": "where is 42"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "get_order", "arguments": '{"id": 42}'}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": '{"status": "shipped"}'},
+            {"role": "assistant", "content": "It shipped."},
+        ],
+    }
     rec = load_records([write_jsonl(tmp_path / "t.jsonl", [row])])[0]
     assert rec.tools == tools
     assert rec.messages[1]["tool_calls"][0]["function"]["arguments"] == {"id": 42}
@@ -62,8 +74,9 @@ def test_tool_calls_are_kept_intact(tmp_path):
 
 
 def test_provenance_survives_a_round_trip(tmp_path):
-    rec = Record([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "orig.jsonl", 7,
-                 tags=["typo"])
+    rec = Record(
+        [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "orig.jsonl", 7, tags=["typo"]
+    )
     again = load_records([write_jsonl(tmp_path / "split.jsonl", [rec.to_json()])])[0]
     assert (again.source, again.line, again.tags) == ("orig.jsonl", 7, ["typo"])
 
@@ -76,19 +89,24 @@ def test_labeled_csv_becomes_classification_conversations(tmp_path):
     assert f"{path}:5 [text]" in str(info.value)  # the quoted newline makes the empty row's line 5
     path.write_text('text,category\n"card charged, twice",billing\n"app crashes\non start",technical\n')
     recs = read_labeled(path, "text", "category", system="Classify.", json_key="label")
-    assert recs[0].messages == [{"role": "system", "content": "Classify."},
-                                {"role": "user", "content": "card charged, twice"},
-                                {"role": "assistant", "content": json.dumps({"label": "billing"})}]
+    assert recs[0].messages == [
+        {"role": "system", "content": "Classify."},
+        {"role": "user", "content": "card charged, twice"},
+        {"role": "assistant", "content": json.dumps({"label": "billing"})},
+    ]
     assert [r.line for r in recs] == [2, 3]
 
 
-@pytest.mark.parametrize("row,prompt,reply", [
-    ({"question": "2+2?", "answer": "#### 4"}, "2+2?", "#### 4"),
-    ({"input": "hola", "output": "hello"}, "hola", "hello"),
-    ({"query": "reset pin", "response": "Open settings."}, "reset pin", "Open settings."),
-    ({"prompt": "hi", "response": "hello"}, "hi", "hello"),
-    ({"text": "card lost", "label": 7}, "card lost", "7"),
-])
+@pytest.mark.parametrize(
+    "row,prompt,reply",
+    [
+        ({"question": "2+2?", "answer": "#### 4"}, "2+2?", "#### 4"),
+        ({"input": "hola", "output": "hello"}, "hola", "hello"),
+        ({"query": "reset pin", "response": "Open settings."}, "reset pin", "Open settings."),
+        ({"prompt": "hi", "response": "hello"}, "hi", "hello"),
+        ({"text": "card lost", "label": 7}, "card lost", "7"),
+    ],
+)
 def test_common_column_pairs_are_read_as_prompt_and_reply(row, prompt, reply):
     from tunesmith.data.audit import run_checks
     from tunesmith.data.findings import Severity
@@ -105,11 +123,14 @@ def test_a_common_pair_keeps_its_system_column_and_reports_the_fields_it_drops()
     assert rec.messages[0] == {"role": "system", "content": "Be terse."} and rec.unknown_keys == ["source"]
 
 
-@pytest.mark.parametrize("row,fmt", [
-    ({"instruction": "Add.", "input": "1 2", "output": "3"}, "alpaca"),  # input/output inside an Alpaca row
-    ({"prompt": "Capital?", "completion": " Paris", "response": "x"}, "prompt_completion"),
-    ({"prompt": "Capital?", "chosen": "Paris.", "rejected": "Lyon.", "response": "x"}, "preference"),
-])
+@pytest.mark.parametrize(
+    "row,fmt",
+    [
+        ({"instruction": "Add.", "input": "1 2", "output": "3"}, "alpaca"),  # input/output inside an Alpaca row
+        ({"prompt": "Capital?", "completion": " Paris", "response": "x"}, "prompt_completion"),
+        ({"prompt": "Capital?", "chosen": "Paris.", "rejected": "Lyon.", "response": "x"}, "preference"),
+    ],
+)
 def test_known_formats_take_precedence_over_the_common_pairs(row, fmt):
     assert to_record(row, "d.jsonl", 1).format == fmt
 

@@ -14,23 +14,58 @@ from tunesmith.errors import TunesmithError
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
-keys = st.sampled_from(["messages", "conversations", "instruction", "input", "output", "prompt", "completion",
-                        "role", "content", "from", "value", "tools", "tags", "id", "meta", "system", "chosen",
-                        "rejected", "tool_calls", "function", "name", "arguments"]) | st.text(max_size=6)
-shaped = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(keys, inner, max_size=5), max_leaves=20)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+keys = st.sampled_from(
+    [
+        "messages",
+        "conversations",
+        "instruction",
+        "input",
+        "output",
+        "prompt",
+        "completion",
+        "role",
+        "content",
+        "from",
+        "value",
+        "tools",
+        "tags",
+        "id",
+        "meta",
+        "system",
+        "chosen",
+        "rejected",
+        "tool_calls",
+        "function",
+        "name",
+        "arguments",
+    ]
+) | st.text(max_size=6)
+shaped = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5), max_leaves=20
+)
 roles = st.sampled_from(["system", "user", "assistant", "tool", "human", "gpt", "wizard"])
 messages = st.lists(st.fixed_dictionaries({"role": roles, "content": st.text(max_size=40)}), min_size=0, max_size=5)
 
 
-tools = st.lists(st.just({"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}})
-                 | st.fixed_dictionaries({"function": st.just("f") | st.fixed_dictionaries(
-                     {"name": st.text(max_size=3) | st.integers(), "parameters": json_values})})
-                 | json_values, max_size=3)
-calls = st.fixed_dictionaries({"function": st.fixed_dictionaries({"name": st.sampled_from(["f", "g"]),
-                                                                   "arguments": json_values})})
+tools = st.lists(
+    st.just({"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}})
+    | st.fixed_dictionaries(
+        {
+            "function": st.just("f")
+            | st.fixed_dictionaries({"name": st.text(max_size=3) | st.integers(), "parameters": json_values})
+        }
+    )
+    | json_values,
+    max_size=3,
+)
+calls = st.fixed_dictionaries(
+    {"function": st.fixed_dictionaries({"name": st.sampled_from(["f", "g"]), "arguments": json_values})}
+)
 
 
 def _read_and_check(path):
@@ -79,8 +114,10 @@ def test_conversations_of_any_shape_are_checked(msgs, tags):
 @FUZZ
 @given(declared=tools, called=st.lists(calls, min_size=1, max_size=2))
 def test_tool_declarations_and_calls_of_any_shape(declared, called):
-    obj = {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "", "tool_calls": called}],
-           "tools": declared}
+    obj = {
+        "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "", "tool_calls": called}],
+        "tools": declared,
+    }
     try:
         record = to_record(obj, "f.jsonl", 1)
     except RecordError:

@@ -12,7 +12,8 @@ reader by reader (the conventions `tunesmith.errors.Problem.where` already follo
 
 - JSONL data (ChatML `messages`, OpenAI fine-tuning, ShareGPT, Alpaca, prompt/completion, preference pairs, the
   common prompt/reply column pairs and rows read through a `data.columns` mapping, plain or `.jsonl.gz`), labeled
-  JSONL, eval suites: `FILE:LINE [field]`; JSON-array `.json` files the same with the 1-based row for the line. Only a problem with the whole line (not UTF-8,
+  JSONL, eval suites: `FILE:LINE [field]`; JSON-array `.json` files the same with the 1-based row for the line. Only a
+  problem with the whole line (not UTF-8,
   not JSON, nested too deeply, not an object, over the size limit, no known record format) may leave out
   `[field]`; only a problem with the whole file (empty, binary, not gzip, duplicate case ids) may be just `FILE`.
   A suite line that cannot be read becomes a case whose `error` starts with `FILE:LINE [field]: `.
@@ -41,9 +42,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis import given
 
 from tunesmith.config import ColumnsConfig, TaskConfig, load_config
 from tunesmith.data.audit import check_files
@@ -57,9 +57,18 @@ from tunesmith.review.state import JOURNAL_FILE, STATE_FILE, load_state, read_st
 CASES = 1000
 # derandomize: the same 1,000+ cases in every run, so CI is reproducible (new seeds are explored by hand with
 # HYPOTHESIS_SEED-style runs: `pytest tests/test_fuzz_readers.py -p hypothesis --hypothesis-seed=N`).
-FUZZ = settings(max_examples=CASES, deadline=None, database=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.filter_too_much, HealthCheck.large_base_example])
+FUZZ = settings(
+    max_examples=CASES,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+        HealthCheck.large_base_example,
+    ],
+)
 WORK = Path(tempfile.mkdtemp(prefix="tunesmith-fuzz-"))
 
 # ------------------------------------------------------------------------------------------------- the figures
@@ -112,10 +121,29 @@ def _figures_in_summary(request):
 # ------------------------------------------------------------------------------------------ generic mutations
 
 CONTROL = "".join(map(chr, range(0, 32))) + "\x7f\x85\u2028\u2029\ufeff\u200b"
-short_weird_text = (st.text(max_size=12)
-              | st.text(alphabet=st.sampled_from(CONTROL), max_size=6)
-              | st.sampled_from(["", " ", "\ud800", "\udfff", "é" * 3, "😀", "\u202e", "null", "true", "{", "[]",
-                                 "\n\nHuman:", "\n\nAssistant:", "Human: hi", "a" * 5000]))
+short_weird_text = (
+    st.text(max_size=12)
+    | st.text(alphabet=st.sampled_from(CONTROL), max_size=6)
+    | st.sampled_from(
+        [
+            "",
+            " ",
+            "\ud800",
+            "\udfff",
+            "é" * 3,
+            "😀",
+            "\u202e",
+            "null",
+            "true",
+            "{",
+            "[]",
+            "\n\nHuman:",
+            "\n\nAssistant:",
+            "Human: hi",
+            "a" * 5000,
+        ]
+    )
+)
 weird_text = short_weird_text | st.builds(lambda n: "x" * n, st.sampled_from([70_000, 140_000]))
 numbers = st.integers() | st.sampled_from([10**30, -(10**30), 2**63, 0, -1]) | st.floats()
 scalars = st.none() | st.booleans() | numbers | weird_text
@@ -129,12 +157,23 @@ def _nest(depth: int, kind: str):
 
 
 deep = st.builds(_nest, st.sampled_from([30, 150]), st.sampled_from(["list", "dict"]))  # deeper: at the byte level
-junk = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                    | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6) | deep
+junk = (
+    st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=6,
+    )
+    | deep
+)
 # PyYAML is pure Python here (~a second per 100 KB string): the config gets the same junk without huge strings.
-small_junk = st.recursive(st.none() | st.booleans() | numbers | short_weird_text,
-                          lambda inner: st.lists(inner, max_size=3)
-                          | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6) | deep
+small_junk = (
+    st.recursive(
+        st.none() | st.booleans() | numbers | short_weird_text,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=6,
+    )
+    | deep
+)
 
 
 def _paths(obj, prefix=()):
@@ -209,14 +248,35 @@ def jsonl_bytes(draw, record, max_lines=4):
     for row in rows:
         text = json.dumps(row, ensure_ascii=ascii_)
         lines.append(text.encode("utf-8", "surrogatepass"))
-    lines += draw(st.lists(st.sampled_from([b"", b"   ", b"not json", b"[1, 2]", b'"a string"', b"42", b"null",
-                                           b'{"messages": [', b"\xff\xfe{}", b'{"a": "caf\xe9"}', b"{}",
-                                           b"\x00\x00", b'{"n": ' + b"9" * 5000 + b"}", DEEP_LIST, DEEP_DICT]), max_size=2))
+    lines += draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    b"",
+                    b"   ",
+                    b"not json",
+                    b"[1, 2]",
+                    b'"a string"',
+                    b"42",
+                    b"null",
+                    b'{"messages": [',
+                    b"\xff\xfe{}",
+                    b'{"a": "caf\xe9"}',
+                    b"{}",
+                    b"\x00\x00",
+                    b'{"n": ' + b"9" * 5000 + b"}",
+                    DEEP_LIST,
+                    DEEP_DICT,
+                ]
+            ),
+            max_size=2,
+        )
+    )
     lines = draw(st.permutations(lines)) if lines else lines
     eol = draw(st.sampled_from([b"\n", b"\r\n", b"\n\n"]))
     data = eol.join(lines) + (eol if draw(st.booleans()) else b"")
     if data and draw(st.integers(0, 9)) == 0:  # a truncated last line (a crash mid-write)
-        data = data[:draw(st.integers(0, len(data) - 1))]
+        data = data[: draw(st.integers(0, len(data) - 1))]
     if draw(st.integers(0, 7)) == 0:
         data = b"\xef\xbb\xbf" + data
     return data
@@ -234,8 +294,15 @@ def _lines(data: bytes) -> int:
     return max(1, data.count(b"\n") + 1)
 
 
-WHOLE_LINE = ("not UTF-8", "not valid JSON", "JSON nested too deeply", "expected a JSON object", "line is ",
-              "unknown record format", "cannot decompress")
+WHOLE_LINE = (
+    "not UTF-8",
+    "not valid JSON",
+    "JSON nested too deeply",
+    "expected a JSON object",
+    "line is ",
+    "unknown record format",
+    "cannot decompress",
+)
 FILE_LEVEL_TITLES = ("Empty data file", "Not a text file", "Cannot read data file")
 
 
@@ -247,7 +314,8 @@ def _assert_jsonl_error(err: TunesmithError, path: Path, lines: int, extra_file_
             continue
         if p.where == str(path):
             assert err.title in FILE_LEVEL_TITLES + extra_file_level or any(
-                err.title.startswith(t) for t in extra_file_level), err
+                err.title.startswith(t) for t in extra_file_level
+            ), err
             continue
         located = _where_line(p.where, path, lines)
         assert located is not None, f"no file:line in {p.where!r} ({err})"
@@ -257,46 +325,109 @@ def _assert_jsonl_error(err: TunesmithError, path: Path, lines: int, extra_file_
 
 # -------------------------------------------------------------------------------------- JSONL training data
 
+
 def msg(role, content):
     return {"role": role, "content": content}
 
 
 CHATML = [
     {"messages": [msg("system", "Be brief."), msg("user", "hi"), msg("assistant", "hello")], "tags": ["a"], "id": 1},
-    {"messages": [msg("user", "2+2?"), msg("assistant", "4"), msg("user", "and 3+3?"), msg("assistant", "6")],
-     "meta": {"source": "orig.jsonl", "line": 7}},
+    {
+        "messages": [msg("user", "2+2?"), msg("assistant", "4"), msg("user", "and 3+3?"), msg("assistant", "6")],
+        "meta": {"source": "orig.jsonl", "line": 7},
+    },
     {"messages": [msg("user", "q"), msg("assistant", "good")], "rejected": [msg("assistant", "bad")]},
 ]
 OPENAI = [
-    {"messages": [msg("user", "Weather in Paris?"),
-                  {"role": "assistant", "content": None, "tool_calls": [
-                      {"id": "c1", "type": "function", "function": {"name": "get_weather",
-                                                                    "arguments": "{\"city\": \"Paris\"}"}}]},
-                  {"role": "tool", "tool_call_id": "c1", "content": "sunny"}, msg("assistant", "Sunny.")],
-     "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
-         "type": "object", "properties": {"city": {"type": "string"}}}}}], "parallel_tool_calls": False},
-    {"messages": [msg("system", "You route tickets."), msg("user", "refund"),
-                  {"role": "assistant", "content": "billing", "weight": 1}]},
+    {
+        "messages": [
+            msg("user", "Weather in Paris?"),
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            msg("assistant", "Sunny."),
+        ],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                },
+            }
+        ],
+        "parallel_tool_calls": False,
+    },
+    {
+        "messages": [
+            msg("system", "You route tickets."),
+            msg("user", "refund"),
+            {"role": "assistant", "content": "billing", "weight": 1},
+        ]
+    },
 ]
 SHAREGPT = [
     {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}], "system": "Be brief."},
-    {"conversations": [{"from": "system", "value": "tools"}, {"from": "human", "value": "time?"},
-                       {"from": "function_call", "value": "{\"name\": \"now\", \"arguments\": {}}"},
-                       {"from": "observation", "value": "12:00"}, {"from": "gpt", "value": "noon"}]},
+    {
+        "conversations": [
+            {"from": "system", "value": "tools"},
+            {"from": "human", "value": "time?"},
+            {"from": "function_call", "value": '{"name": "now", "arguments": {}}'},
+            {"from": "observation", "value": "12:00"},
+            {"from": "gpt", "value": "noon"},
+        ]
+    },
 ]
-ALPACA = [{"instruction": "Add the numbers.", "input": "1 2", "output": "3"},
-          {"instruction": "Say hi.", "input": "", "output": "hi", "system": "Be kind."}]
-PROMPT_COMPLETION = [{"prompt": "The capital of France is", "completion": " Paris."},
-                     {"prompt": [msg("user", "hi")], "completion": [msg("assistant", "hello")]}]
+ALPACA = [
+    {"instruction": "Add the numbers.", "input": "1 2", "output": "3"},
+    {"instruction": "Say hi.", "input": "", "output": "hi", "system": "Be kind."},
+]
+PROMPT_COMPLETION = [
+    {"prompt": "The capital of France is", "completion": " Paris."},
+    {"prompt": [msg("user", "hi")], "completion": [msg("assistant", "hello")]},
+]
 PREFERENCE = [
     {"prompt": "Capital of France?", "chosen": "Paris.", "rejected": "Lyon."},
     {"prompt": [msg("user", "hi")], "chosen": [msg("assistant", "hello")], "rejected": [msg("assistant", "go away")]},
     {"chosen": [msg("user", "hi"), msg("assistant", "hello")], "rejected": [msg("user", "hi"), msg("assistant", "no")]},
     {"chosen": "\n\nHuman: hi\n\nAssistant: hello there", "rejected": "\n\nHuman: hi\n\nAssistant: go away"},
 ]
-RECORD_KEYS = ("messages", "conversations", "instruction", "input", "output", "prompt", "completion", "chosen",
-               "rejected", "role", "content", "from", "value", "tools", "tool_calls", "function", "name",
-               "arguments", "tags", "id", "meta", "system", "source", "line", "weight")
+RECORD_KEYS = (
+    "messages",
+    "conversations",
+    "instruction",
+    "input",
+    "output",
+    "prompt",
+    "completion",
+    "chosen",
+    "rejected",
+    "role",
+    "content",
+    "from",
+    "value",
+    "tools",
+    "tool_calls",
+    "function",
+    "name",
+    "arguments",
+    "tags",
+    "id",
+    "meta",
+    "system",
+    "source",
+    "line",
+    "weight",
+)
 
 
 def _record(templates):
@@ -313,10 +444,10 @@ def data_file(draw, templates, gz_ok=True):
         packed = gzip.compress(data)
         how = draw(st.sampled_from(["ok", "ok", "truncate", "flip", "plain"]))
         if how == "truncate":
-            packed = packed[:draw(st.integers(0, len(packed)))]
+            packed = packed[: draw(st.integers(0, len(packed)))]
         elif how == "flip":
             i = draw(st.integers(0, len(packed) - 1))
-            packed = packed[:i] + bytes([packed[i] ^ 0xFF]) + packed[i + 1:]
+            packed = packed[:i] + bytes([packed[i] ^ 0xFF]) + packed[i + 1 :]
         elif how == "plain":  # named .gz, not gzipped
             packed = data
         path.write_bytes(packed)
@@ -361,8 +492,7 @@ def test_fuzz_sharegpt(drawn, fmt):
 
 
 @FUZZ
-@given(drawn=data_file(ALPACA + PROMPT_COMPLETION),
-       fmt=st.sampled_from(["auto", "alpaca", "prompt_completion"]))
+@given(drawn=data_file(ALPACA + PROMPT_COMPLETION), fmt=st.sampled_from(["auto", "alpaca", "prompt_completion"]))
 def test_fuzz_alpaca_and_prompt_completion(drawn, fmt):
     _fuzz_load_records("Alpaca, prompt/completion", ALPACA + PROMPT_COMPLETION, fmt, drawn)
 
@@ -399,15 +529,45 @@ def test_fuzz_audit_check_files(drawn):
             assert f.field or f.message.startswith(WHOLE_LINE), f
 
 
-COLUMN_ROWS = [{"question": "2+2?", "answer": "#### 4"}, {"input": "hola", "output": "hello", "system": "Translate."},
-               {"query": "reset pin", "response": "Open settings."}, {"prompt": "hi", "response": "hello"},
-               {"text": "card lost", "label": "lost_card", "id": 3}, {"q": "2+2?", "a": 4, "sys": "Be terse."},
-               {"q": [msg("user", "hi")], "a": "hello", "good": "yes", "bad": "no"}]
-COLUMN_KEYS = ("question", "answer", "input", "output", "query", "response", "prompt", "text", "label", "system",
-               "q", "a", "sys", "good", "bad", "role", "content", "id", "tags", "meta", "instruction", "completion")
-MAPPINGS = [None, ColumnsConfig(prompt="q", reply="a", system="sys"),
-            ColumnsConfig(prompt="text", label="label", json_key="intent"),
-            ColumnsConfig(prompt="q", chosen="good", rejected="bad")]
+COLUMN_ROWS = [
+    {"question": "2+2?", "answer": "#### 4"},
+    {"input": "hola", "output": "hello", "system": "Translate."},
+    {"query": "reset pin", "response": "Open settings."},
+    {"prompt": "hi", "response": "hello"},
+    {"text": "card lost", "label": "lost_card", "id": 3},
+    {"q": "2+2?", "a": 4, "sys": "Be terse."},
+    {"q": [msg("user", "hi")], "a": "hello", "good": "yes", "bad": "no"},
+]
+COLUMN_KEYS = (
+    "question",
+    "answer",
+    "input",
+    "output",
+    "query",
+    "response",
+    "prompt",
+    "text",
+    "label",
+    "system",
+    "q",
+    "a",
+    "sys",
+    "good",
+    "bad",
+    "role",
+    "content",
+    "id",
+    "tags",
+    "meta",
+    "instruction",
+    "completion",
+)
+MAPPINGS = [
+    None,
+    ColumnsConfig(prompt="q", reply="a", system="sys"),
+    ColumnsConfig(prompt="text", label="label", json_key="intent"),
+    ColumnsConfig(prompt="q", chosen="good", rejected="bad"),
+]
 
 
 @FUZZ
@@ -427,13 +587,14 @@ def test_fuzz_column_pairs_and_mappings(drawn, columns):
 def json_array_file(draw):
     """(path, bytes, an upper bound on its rows) of a JSON-array `.json` file, broken at the byte level now and then."""
     rows = draw(st.lists(_record(ALL_RECORDS + COLUMN_ROWS), min_size=0, max_size=4))  # " 7," below: a non-object
-    data = json.dumps(rows, ensure_ascii=draw(st.booleans()), indent=draw(st.sampled_from([None, 1]))
-                      ).encode("utf-8", "surrogatepass")
+    data = json.dumps(rows, ensure_ascii=draw(st.booleans()), indent=draw(st.sampled_from([None, 1]))).encode(
+        "utf-8", "surrogatepass"
+    )
     if draw(st.integers(0, 5)) == 0:
         i = draw(st.integers(0, len(data)))
         data = data[:i] + draw(st.sampled_from([b"\xe9", b",", b"]", b"}", b"\x00", b" 7,", DEEP_LIST])) + data[i:]
     if draw(st.integers(0, 7)) == 0:
-        data = data[:draw(st.integers(1, len(data)))]
+        data = data[: draw(st.integers(1, len(data)))]
     if draw(st.integers(0, 7)) == 0:
         data = b"\xef\xbb\xbf" + data
     path = WORK / "rows.json"
@@ -455,15 +616,43 @@ def test_fuzz_json_array_file(drawn):
 
 # ------------------------------------------------------------------------------------- labeled CSV and JSONL
 
-CSV_CELLS = st.sampled_from(["hello", "refund please", "billing", "", " ", '"quoted, with comma"', '"open quote',
-                             'mid"quote', "multi\nline", '"multi\nline"', "tab\there", "caf\xe9", "😀", "\x00",
-                             "a,b,c", "x" * 140_000]) | st.text(max_size=8)
+CSV_CELLS = st.sampled_from(
+    [
+        "hello",
+        "refund please",
+        "billing",
+        "",
+        " ",
+        '"quoted, with comma"',
+        '"open quote',
+        'mid"quote',
+        "multi\nline",
+        '"multi\nline"',
+        "tab\there",
+        "caf\xe9",
+        "😀",
+        "\x00",
+        "a,b,c",
+        "x" * 140_000,
+    ]
+) | st.text(max_size=8)
 
 
 @st.composite
 def csv_bytes(draw):
-    header = draw(st.sampled_from([["text", "label"], ["label", "text"], ["text"], ["txt", "label"],
-                                   ["text", "label", "extra"], ["\ufefftext", "label"], []]))
+    header = draw(
+        st.sampled_from(
+            [
+                ["text", "label"],
+                ["label", "text"],
+                ["text"],
+                ["txt", "label"],
+                ["text", "label", "extra"],
+                ["\ufefftext", "label"],
+                [],
+            ]
+        )
+    )
     rows = [",".join(header)]
     for _ in range(draw(st.integers(0, 4))):
         n = draw(st.integers(max(0, len(header) - 1), len(header) + 1))
@@ -477,7 +666,7 @@ def csv_bytes(draw):
         i = draw(st.integers(0, len(data)))
         data = data[:i] + b"\xe9" + data[i:]
     if data and draw(st.integers(0, 9)) == 0:
-        data = data[:draw(st.integers(0, len(data) - 1))]
+        data = data[: draw(st.integers(0, len(data) - 1))]
     return data
 
 
@@ -522,19 +711,57 @@ def test_fuzz_labeled_jsonl(data):
 # ---------------------------------------------------------------------------------------------- eval suites
 
 CASES_TUNESMITH = [
-    {"id": "c1", "messages": [msg("user", "Refund my order")], "expected": "billing", "behavior": "answer",
-     "kind": "task", "tags": ["edge_case"]},
-    {"id": "c2", "messages": [msg("system", "Route."), msg("user", "hack the bank"), msg("assistant", "I can't.")],
-     "behavior": "refuse", "kind": "redteam", "scorers": [{"type": "regex", "pattern": "^I can"},
-                                                          {"type": "behavior"}]},
-    {"messages": [msg("user", "weather?"), {"role": "assistant", "content": None, "tool_calls": [
-        {"type": "function", "function": {"name": "w", "arguments": "{}"}}]}],
-     "tools": [{"type": "function", "function": {"name": "w"}}], "kind": "out_of_domain"},
+    {
+        "id": "c1",
+        "messages": [msg("user", "Refund my order")],
+        "expected": "billing",
+        "behavior": "answer",
+        "kind": "task",
+        "tags": ["edge_case"],
+    },
+    {
+        "id": "c2",
+        "messages": [msg("system", "Route."), msg("user", "hack the bank"), msg("assistant", "I can't.")],
+        "behavior": "refuse",
+        "kind": "redteam",
+        "scorers": [{"type": "regex", "pattern": "^I can"}, {"type": "behavior"}],
+    },
+    {
+        "messages": [
+            msg("user", "weather?"),
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": "{}"}}],
+            },
+        ],
+        "tools": [{"type": "function", "function": {"name": "w"}}],
+        "kind": "out_of_domain",
+    },
 ]
 CASES_IFEVAL = [json.loads(line) for line in PROBE.read_text(encoding="utf-8").splitlines()[:40] if line.strip()]
-SUITE_KEYS = ("id", "key", "messages", "expected", "behavior", "kind", "tags", "scorers", "type", "pattern",
-              "prompt", "instruction_id_list", "kwargs", "num_words", "relation", "nth_paragraph",
-              "num_paragraphs", "role", "content", "tools")
+SUITE_KEYS = (
+    "id",
+    "key",
+    "messages",
+    "expected",
+    "behavior",
+    "kind",
+    "tags",
+    "scorers",
+    "type",
+    "pattern",
+    "prompt",
+    "instruction_id_list",
+    "kwargs",
+    "num_words",
+    "relation",
+    "nth_paragraph",
+    "num_paragraphs",
+    "role",
+    "content",
+    "tools",
+)
 
 
 def _assert_suite(reader: str, path: Path, data: bytes) -> None:
@@ -573,27 +800,89 @@ def test_fuzz_ifeval_suite(data):
 
 CONFIG = {
     "model": {"base": "builtin:smollm2-135m-instruct", "trust_remote_code": False},
-    "task": {"type": "json", "system_prompt": "Route the ticket.", "match_fields": ["queue"],
-             "json_schema": {"type": "object", "required": ["queue"]}},
-    "data": {"train": ["data/*.jsonl"], "format": "auto", "heldout_fraction": 0.2, "seed": 1, "stratify_by": "auto",
-             "max_seq_len": 512, "near_dup_threshold": 0.8},
-    "eval": {"suites": ["eval/redteam.jsonl", {"path": "eval/edge.jsonl", "scorers": [{"type": "regex",
-                                                                                        "pattern": "^x"}],
-                                               "max_new_tokens": 32}],
-             "general_probe": True, "max_new_tokens": 64, "gate": {"metric": "task_accuracy", "min_delta": 0.0},
-             "gates": [{"metric": "general.prompt_strict_accuracy", "min_delta": -0.02}],
-             "judge": {"base_url": "http://127.0.0.1:8000/v1", "model": "judge", "concurrency": 2}},
-    "train": {"method": "lora", "objective": "grpo", "rewards": [{"type": "json_schema", "weight": 0.5},
-                                                                 {"type": "reward_model", "path": "rm"}],
-              "epochs": 1, "lr": 2e-4, "lora_r": 8, "report_to": ["tensorboard"], "target_modules": ["q_proj"]},
+    "task": {
+        "type": "json",
+        "system_prompt": "Route the ticket.",
+        "match_fields": ["queue"],
+        "json_schema": {"type": "object", "required": ["queue"]},
+    },
+    "data": {
+        "train": ["data/*.jsonl"],
+        "format": "auto",
+        "heldout_fraction": 0.2,
+        "seed": 1,
+        "stratify_by": "auto",
+        "max_seq_len": 512,
+        "near_dup_threshold": 0.8,
+    },
+    "eval": {
+        "suites": [
+            "eval/redteam.jsonl",
+            {"path": "eval/edge.jsonl", "scorers": [{"type": "regex", "pattern": "^x"}], "max_new_tokens": 32},
+        ],
+        "general_probe": True,
+        "max_new_tokens": 64,
+        "gate": {"metric": "task_accuracy", "min_delta": 0.0},
+        "gates": [{"metric": "general.prompt_strict_accuracy", "min_delta": -0.02}],
+        "judge": {"base_url": "http://127.0.0.1:8000/v1", "model": "judge", "concurrency": 2},
+    },
+    "train": {
+        "method": "lora",
+        "objective": "grpo",
+        "rewards": [{"type": "json_schema", "weight": 0.5}, {"type": "reward_model", "path": "rm"}],
+        "epochs": 1,
+        "lr": 2e-4,
+        "lora_r": 8,
+        "report_to": ["tensorboard"],
+        "target_modules": ["q_proj"],
+    },
     "export": {"formats": ["adapter", "gguf"], "gguf_types": ["q8_0"]},
     "budget": {"hourly_usd": 1.5, "max_train_minutes": 10},
 }
-CONFIG_KEYS = ("model", "task", "data", "eval", "train", "export", "budget", "type", "path", "scorers", "rewards",
-               "method", "objective", "dora", "rslora", "weight", "pattern", "function", "metric", "suites", "base")
-YAML_BREAKS = ["n: " + "9" * 5000, "deep: " + "[" * 1000, "deep: " + "{a: " * 1000, "\tmodel: x", "model: [unclosed", "key: 'open", "  bad: indent", "- list at top", ": no key",
-               "a: b: c", "&a x", "*missing", "!!python/object:os.system x", "%YAML 9.9", "---", "...",
-               "x: !!binary 'not base64'", "? complex\n: key", "k: @reserved"]
+CONFIG_KEYS = (
+    "model",
+    "task",
+    "data",
+    "eval",
+    "train",
+    "export",
+    "budget",
+    "type",
+    "path",
+    "scorers",
+    "rewards",
+    "method",
+    "objective",
+    "dora",
+    "rslora",
+    "weight",
+    "pattern",
+    "function",
+    "metric",
+    "suites",
+    "base",
+)
+YAML_BREAKS = [
+    "n: " + "9" * 5000,
+    "deep: " + "[" * 1000,
+    "deep: " + "{a: " * 1000,
+    "\tmodel: x",
+    "model: [unclosed",
+    "key: 'open",
+    "  bad: indent",
+    "- list at top",
+    ": no key",
+    "a: b: c",
+    "&a x",
+    "*missing",
+    "!!python/object:os.system x",
+    "%YAML 9.9",
+    "---",
+    "...",
+    "x: !!binary 'not base64'",
+    "? complex\n: key",
+    "k: @reserved",
+]
 
 
 @st.composite
@@ -601,8 +890,9 @@ def config_bytes(draw):
     obj = draw(mutated(st.just(CONFIG), CONFIG_KEYS, max_mutations=4, junk=small_junk))
     if draw(st.integers(0, 9)) == 0:
         obj = draw(small_junk)
-    text = yaml.safe_dump(obj, allow_unicode=draw(st.booleans()), default_flow_style=draw(st.booleans()),
-                          sort_keys=False)
+    text = yaml.safe_dump(
+        obj, allow_unicode=draw(st.booleans()), default_flow_style=draw(st.booleans()), sort_keys=False
+    )
     lines = text.splitlines()
     if draw(st.integers(0, 3)) == 0:
         at = draw(st.integers(0, len(lines)))
@@ -615,7 +905,7 @@ def config_bytes(draw):
         i = draw(st.integers(0, len(data)))
         data = data[:i] + draw(st.sampled_from([b"\xe9", b"\xff", b"\x00", b"\x85"])) + data[i:]
     if draw(st.integers(0, 9)) == 0:
-        data = data[:draw(st.integers(0, len(data)))]
+        data = data[: draw(st.integers(0, len(data)))]
     return data
 
 
@@ -649,32 +939,114 @@ def test_fuzz_config_yaml(data):
 
 NOW = "2026-01-01T00:00:00+00:00"
 SAMPLE_STATE = {
-    "format": 1, "kind": "sample", "created": NOW, "seed": 1, "seq": 0,
-    "source": {"path": "data/a.jsonl", "sha256": "ab" * 32, "records": 3, "fraction": 0.5, "min_score": 3,
-               "threshold": 0.7},
-    "items": [{"id": "i0", "index": 0, "where": "data/a.jsonl:1", "hash": "h0",
-               "messages": [msg("user", "q"), msg("assistant", "a")], "version": 0,
-               "decision": {"rating": None, "edited": None, "at": None}},
-              {"id": "i1", "index": 2, "where": "data/a.jsonl:3", "hash": "h1",
-               "messages": [msg("user", "q2"), msg("assistant", "a2")], "version": 1,
-               "decision": {"rating": 4, "edited": "better", "at": NOW}}],
+    "format": 1,
+    "kind": "sample",
+    "created": NOW,
+    "seed": 1,
+    "seq": 0,
+    "source": {
+        "path": "data/a.jsonl",
+        "sha256": "ab" * 32,
+        "records": 3,
+        "fraction": 0.5,
+        "min_score": 3,
+        "threshold": 0.7,
+    },
+    "items": [
+        {
+            "id": "i0",
+            "index": 0,
+            "where": "data/a.jsonl:1",
+            "hash": "h0",
+            "messages": [msg("user", "q"), msg("assistant", "a")],
+            "version": 0,
+            "decision": {"rating": None, "edited": None, "at": None},
+        },
+        {
+            "id": "i1",
+            "index": 2,
+            "where": "data/a.jsonl:3",
+            "hash": "h1",
+            "messages": [msg("user", "q2"), msg("assistant", "a2")],
+            "version": 1,
+            "decision": {"rating": 4, "edited": "better", "at": NOW},
+        },
+    ],
 }
 PREFERENCE_STATE = {
-    "format": 1, "kind": "preference", "created": NOW, "seed": 1, "seq": 0,
+    "format": 1,
+    "kind": "preference",
+    "created": NOW,
+    "seed": 1,
+    "seq": 0,
     "source": {"a": "run-a", "b": "run-b", "names": ["base", "tuned"], "suite": "heldout"},
-    "items": [{"id": "p0", "suite": "heldout", "case": "c0", "prompt": "q", "output_a": "x", "output_b": "y",
-               "swap": False, "version": 0, "preferred": None, "at": None},
-              {"id": "p1", "suite": "heldout", "case": "c1", "prompt": None, "output_a": "x", "output_b": "y",
-               "swap": True, "version": 2, "preferred": "tie", "at": NOW}],
+    "items": [
+        {
+            "id": "p0",
+            "suite": "heldout",
+            "case": "c0",
+            "prompt": "q",
+            "output_a": "x",
+            "output_b": "y",
+            "swap": False,
+            "version": 0,
+            "preferred": None,
+            "at": None,
+        },
+        {
+            "id": "p1",
+            "suite": "heldout",
+            "case": "c1",
+            "prompt": None,
+            "output_a": "x",
+            "output_b": "y",
+            "swap": True,
+            "version": 2,
+            "preferred": "tie",
+            "at": NOW,
+        },
+    ],
 }
-STATE_KEYS = ("format", "kind", "created", "seed", "seq", "source", "items", "id", "index", "where", "hash",
-              "messages", "version", "decision", "rating", "edited", "at", "records", "fraction", "names",
-              "preferred", "swap", "output_a")
-JOURNAL = [{"seq": 1, "at": NOW, "item": "i0", "version": 0, "action": "keep", "value": None, "accepted": True,
-            "current_version": 0},
-           {"seq": 2, "at": NOW, "item": "i1", "version": 1, "action": "score", "value": 5, "accepted": True},
-           {"seq": 1, "at": NOW, "item": "p0", "version": 0, "action": "left", "value": None, "accepted": True},
-           {"seq": 3, "item": "p1", "action": "edit", "value": "new", "accepted": False}]
+STATE_KEYS = (
+    "format",
+    "kind",
+    "created",
+    "seed",
+    "seq",
+    "source",
+    "items",
+    "id",
+    "index",
+    "where",
+    "hash",
+    "messages",
+    "version",
+    "decision",
+    "rating",
+    "edited",
+    "at",
+    "records",
+    "fraction",
+    "names",
+    "preferred",
+    "swap",
+    "output_a",
+)
+JOURNAL = [
+    {
+        "seq": 1,
+        "at": NOW,
+        "item": "i0",
+        "version": 0,
+        "action": "keep",
+        "value": None,
+        "accepted": True,
+        "current_version": 0,
+    },
+    {"seq": 2, "at": NOW, "item": "i1", "version": 1, "action": "score", "value": 5, "accepted": True},
+    {"seq": 1, "at": NOW, "item": "p0", "version": 0, "action": "left", "value": None, "accepted": True},
+    {"seq": 3, "item": "p1", "action": "edit", "value": "new", "accepted": False},
+]
 JOURNAL_KEYS = ("seq", "at", "item", "version", "action", "value", "accepted")
 
 
@@ -689,10 +1061,17 @@ def review_dir(draw):
         data = data.replace(b"\n", b"\r\n")
     if draw(st.integers(0, 9)) == 0:
         i = draw(st.integers(0, len(data)))
-        data = data[:i] + draw(st.sampled_from([b"\xe9", b"\xff", b"\x00", b",", b"}", b'"n": ' + b"9" * 5000 + b",",
-                                                     DEEP_LIST + b","])) + data[i:]
+        data = (
+            data[:i]
+            + draw(
+                st.sampled_from(
+                    [b"\xe9", b"\xff", b"\x00", b",", b"}", b'"n": ' + b"9" * 5000 + b",", DEEP_LIST + b","]
+                )
+            )
+            + data[i:]
+        )
     if draw(st.integers(0, 9)) == 0:
-        data = data[:draw(st.integers(0, len(data)))]
+        data = data[: draw(st.integers(0, len(data)))]
     journal = draw(st.none() | jsonl_bytes(mutated(st.sampled_from(JOURNAL), JOURNAL_KEYS), max_lines=3))
     directory = WORK / "review"
     directory.mkdir(exist_ok=True)
@@ -713,8 +1092,9 @@ def _assert_state_error(err: TunesmithError, directory: Path, data: bytes, journ
             continue
         if re.fullmatch(re.escape(str(state)) + r" \[.+\]", p.where, re.S):  # a field
             continue
-        if journal is not None and (_where_line(p.where, log, _lines(journal))
-                                    or re.fullmatch(re.escape(str(log)) + r" \[seq \d+\]", p.where)):
+        if journal is not None and (
+            _where_line(p.where, log, _lines(journal)) or re.fullmatch(re.escape(str(log)) + r" \[seq \d+\]", p.where)
+        ):
             continue
         raise AssertionError(f"no file and line or field in {p.where!r} ({err})")
 
@@ -764,8 +1144,15 @@ def test_regression_corrupt_gzip_names_the_file_and_line():
     assert exc.value.problems[0].message.startswith("cannot decompress")
 
 
-@pytest.mark.parametrize("fmt,field", [("sharegpt", "conversations"), ("prompt_completion", "prompt"),
-                                       ("preference", "chosen"), ("alpaca", "instruction")])
+@pytest.mark.parametrize(
+    "fmt,field",
+    [
+        ("sharegpt", "conversations"),
+        ("prompt_completion", "prompt"),
+        ("preference", "chosen"),
+        ("alpaca", "instruction"),
+    ],
+)
 def test_regression_declared_format_without_its_key(fmt, field):
     path = _write("declared.jsonl", b'{"messages": [{"role": "user", "content": "hi"}]}\n')
     with pytest.raises(TunesmithError) as exc:
@@ -816,14 +1203,17 @@ def test_regression_suite_case_with_a_reply_and_no_prompt():
     assert case.error.startswith(f"{path}:1 [messages]: ") and not case.messages
 
 
-@pytest.mark.parametrize("data,where", [
-    (b"model:\n  base: caf\xe9\n", ":2"),
-    (b"data:\n  seed: " + b"9" * 5000 + b"\n", ":2"),
-    (b"model: x\ndeep: " + b"[" * 1000 + b"\n", ":2"),
-    (b"model:\n  base: a\x00b\n", ":2"),
-    (b"- a list\n", ": (top level)"),
-    (b'"": 1\n', ": (top level)"),
-])
+@pytest.mark.parametrize(
+    "data,where",
+    [
+        (b"model:\n  base: caf\xe9\n", ":2"),
+        (b"data:\n  seed: " + b"9" * 5000 + b"\n", ":2"),
+        (b"model: x\ndeep: " + b"[" * 1000 + b"\n", ":2"),
+        (b"model:\n  base: a\x00b\n", ":2"),
+        (b"- a list\n", ": (top level)"),
+        (b'"": 1\n', ": (top level)"),
+    ],
+)
 def test_regression_config_errors_name_file_and_line_or_path(data, where):
     path = _write("tunesmith.yaml", data)
     with pytest.raises(TunesmithError) as exc:
@@ -831,12 +1221,15 @@ def test_regression_config_errors_name_file_and_line_or_path(data, where):
     assert _only_problem(exc) == f"{path}{where}"
 
 
-@pytest.mark.parametrize("state,where", [
-    (b'{"kind": {"x": 1}}', " [kind]"),
-    (b"[1]", " [(top level)]"),
-    (b'{"kind": "sample",\n "created": "caf\xe9"}', ":2"),
-    (b'{"kind": ' + b"[" * 5000 + b"]" * 5000 + b"}", " [(top level)]"),
-])
+@pytest.mark.parametrize(
+    "state,where",
+    [
+        (b'{"kind": {"x": 1}}', " [kind]"),
+        (b"[1]", " [(top level)]"),
+        (b'{"kind": "sample",\n "created": "caf\xe9"}', ":2"),
+        (b'{"kind": ' + b"[" * 5000 + b"]" * 5000 + b"}", " [(top level)]"),
+    ],
+)
 def test_regression_review_state_errors_name_file_and_field(state, where):
     directory = WORK / "regress" / "review-state"
     directory.mkdir(parents=True, exist_ok=True)
@@ -864,6 +1257,9 @@ def test_zz_fuzz_figures():
     if not FIGURES:
         pytest.skip("no fuzz test ran in this session")
     print("\n" + figures_table())
-    short = {name: c["returned"] + c["raised"] for name, c in FIGURES.items()
-             if c["returned"] + c["raised"] < CASES and name != "review state (read_state)"}
+    short = {
+        name: c["returned"] + c["raised"]
+        for name, c in FIGURES.items()
+        if c["returned"] + c["raised"] < CASES and name != "review state (read_state)"
+    }
     assert not short, f"readers with fewer than {CASES} cases: {short}"

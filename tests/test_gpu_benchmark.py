@@ -16,9 +16,24 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_gpu_benchmark_runs_end_to_end_on_a_cpu(tmp_path):
     out = tmp_path / "rows.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--tiny",
-                           "--methods", "lora", "--json", str(out)], capture_output=True, text=True, env=env,
-                          check=False, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "gpu.py"),
+            "--device",
+            "cpu",
+            "--tiny",
+            "--methods",
+            "lora",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = proc.stdout
     assert "packages: liger-kernel" in text and "flash-attn" in text and "bitsandbytes" in text

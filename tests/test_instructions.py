@@ -41,12 +41,24 @@ CASES = [
     ("length_constraints:number_paragraphs", {"num_paragraphs": 2}, "First.\n\nSecond.", False),
     ("length_constraints:number_words", {"num_words": 5, "relation": "at least"}, "one two three four five", True),
     ("length_constraints:number_words", {"num_words": 5, "relation": "at least"}, "one two-three four", False),
-    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "Then"},
-     'First.\n\n"Then, more."', True),
-    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"},
-     "First.\n\nNext.", False),
-    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"},
-     "First.\n\nThen.\n\nThird.", False),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "Then"},
+        'First.\n\n"Then, more."',
+        True,
+    ),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"},
+        "First.\n\nNext.",
+        False,
+    ),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"},
+        "First.\n\nThen.\n\nThird.",
+        False,
+    ),
     ("detectable_content:number_placeholders", {"num_placeholders": 2}, "Dear [name], at [address].", True),
     ("detectable_content:number_placeholders", {"num_placeholders": 2}, "Dear [name].", False),
     ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Hi.\nP.S. bye", True),
@@ -59,10 +71,18 @@ CASES = [
     ("detectable_format:constrained_response", {}, "my answer is yes.", False),
     ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "*one* and **two**", True),
     ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "*one* and ** ** and *\nx*", False),
-    ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 2},
-     "Section 1\nfoo\nSection 2\nbar", True),
-    ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 2},
-     "section 1\nfoo\nsection 2\nbar", False),
+    (
+        "detectable_format:multiple_sections",
+        {"section_spliter": "Section", "num_sections": 2},
+        "Section 1\nfoo\nSection 2\nbar",
+        True,
+    ),
+    (
+        "detectable_format:multiple_sections",
+        {"section_spliter": "Section", "num_sections": 2},
+        "section 1\nfoo\nsection 2\nbar",
+        False,
+    ),
     ("detectable_format:json_format", {}, '```json\n{"a": [1, 2]}\n```', True),
     ("detectable_format:json_format", {}, "{a: 1}", False),
     ("detectable_format:title", {}, "<<My Poem>>\nroses are red", True),
@@ -74,10 +94,18 @@ CASES = [
     ("combination:repeat_prompt", {"prompt_to_repeat": "Write a poem."}, "Sure! Write a poem.", False),
     ("startend:end_checker", {"end_phrase": "Any other questions?"}, 'Done. any other questions?"\n', True),
     ("startend:end_checker", {"end_phrase": "Any other questions?"}, "Any other questions? Bye.", False),
-    ("change_case:capital_word_frequency", {"capital_frequency": 3, "capital_relation": "at least"},
-     "THIS IS VERY important", True),
-    ("change_case:capital_word_frequency", {"capital_frequency": 3, "capital_relation": "at least"},
-     "This is WELL-KNOWN stuff", False),
+    (
+        "change_case:capital_word_frequency",
+        {"capital_frequency": 3, "capital_relation": "at least"},
+        "THIS IS VERY important",
+        True,
+    ),
+    (
+        "change_case:capital_word_frequency",
+        {"capital_frequency": 3, "capital_relation": "at least"},
+        "This is WELL-KNOWN stuff",
+        False,
+    ),
     ("change_case:english_capital", {}, ENGLISH.upper(), True),
     ("change_case:english_capital", {}, ENGLISH, False),
     ("change_case:english_capital", {}, FRENCH.upper(), False),
@@ -102,8 +130,9 @@ def test_every_id_has_a_passing_and_a_failing_case():
         assert (instruction_id, True) in outcomes and (instruction_id, False) in outcomes, instruction_id
 
 
-@pytest.mark.parametrize("instruction_id,kwargs,response,expected", CASES,
-                         ids=[f"{c[0]}-{c[3]}-{n}" for n, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "instruction_id,kwargs,response,expected", CASES, ids=[f"{c[0]}-{c[3]}-{n}" for n, c in enumerate(CASES)]
+)
 def test_strict(instruction_id, kwargs, response, expected):
     assert kwargs_problem(instruction_id, kwargs) is None
     assert follows(instruction_id, kwargs, response) is expected
@@ -111,14 +140,20 @@ def test_strict(instruction_id, kwargs, response, expected):
         assert follows_loose(instruction_id, kwargs, response) is True
 
 
-@pytest.mark.parametrize("instruction_id,kwargs,response", [
-    ("startend:quotation", {}, 'Sure, here it is:\n"Hello world"'),
-    ("startend:end_checker", {"end_phrase": "Any other questions?"}, "Bye. **Any other questions?**"),
-    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 1, "first_word": "then"},
-     "**Then** we start.\n\nAnd end."),
-    ("detectable_format:json_format", {}, 'Here is the JSON:\n{"a": 1}'),
-    ("punctuation:no_comma", {}, "Sure, here you go:\nNo commas at all\nHope that helps, bye"),
-])
+@pytest.mark.parametrize(
+    "instruction_id,kwargs,response",
+    [
+        ("startend:quotation", {}, 'Sure, here it is:\n"Hello world"'),
+        ("startend:end_checker", {"end_phrase": "Any other questions?"}, "Bye. **Any other questions?**"),
+        (
+            "length_constraints:nth_paragraph_first_word",
+            {"num_paragraphs": 2, "nth_paragraph": 1, "first_word": "then"},
+            "**Then** we start.\n\nAnd end.",
+        ),
+        ("detectable_format:json_format", {}, 'Here is the JSON:\n{"a": 1}'),
+        ("punctuation:no_comma", {}, "Sure, here you go:\nNo commas at all\nHope that helps, bye"),
+    ],
+)
 def test_loose_passes_where_strict_fails(instruction_id, kwargs, response):
     assert follows(instruction_id, kwargs, response) is False
     assert follows_loose(instruction_id, kwargs, response) is True
@@ -131,17 +166,22 @@ def test_empty_response_and_empty_variants_do_not_count():
     assert follows_loose("punctuation:no_comma", {}, "Hello, world") is False
 
 
-@pytest.mark.parametrize("instruction_id,kwargs", [
-    ("length_constraints:number_words", {"num_words": 3}),
-    ("keywords:frequency", {"keyword": "cat", "frequency": 3}),
-    ("keywords:letter_frequency", {"letter": "c", "let_frequency": 3}),
-    ("length_constraints:number_sentences", {"num_sentences": 3}),
-    ("change_case:capital_word_frequency", {"capital_frequency": 3}),
-])
+@pytest.mark.parametrize(
+    "instruction_id,kwargs",
+    [
+        ("length_constraints:number_words", {"num_words": 3}),
+        ("keywords:frequency", {"keyword": "cat", "frequency": 3}),
+        ("keywords:letter_frequency", {"letter": "c", "let_frequency": 3}),
+        ("length_constraints:number_sentences", {"num_sentences": 3}),
+        ("change_case:capital_word_frequency", {"capital_frequency": 3}),
+    ],
+)
 def test_less_than_is_strict_and_at_least_inclusive(instruction_id, kwargs):
     response = "CAT. CAT. CAT."  # exactly 3 words, cats, c's, sentences and capital words
-    relation_key = {"keywords:letter_frequency": "let_relation",
-                    "change_case:capital_word_frequency": "capital_relation"}.get(instruction_id, "relation")
+    relation_key = {
+        "keywords:letter_frequency": "let_relation",
+        "change_case:capital_word_frequency": "capital_relation",
+    }.get(instruction_id, "relation")
     assert follows(instruction_id, {**kwargs, relation_key: "less than"}, response) is False
     assert follows(instruction_id, {**kwargs, relation_key: "at least"}, response) is True
     four = {k: (v + 1 if isinstance(v, int) else v) for k, v in kwargs.items()}
@@ -162,17 +202,21 @@ def test_kwargs_problem_unknown_id_suggests():
 
 def test_kwargs_problem_missing_and_bad_arguments():
     assert kwargs_problem("keywords:frequency", {"keyword": "x", "frequency": 2}) == (
-        "keywords:frequency: missing argument 'relation'")
+        "keywords:frequency: missing argument 'relation'"
+    )
     assert "'relation'" in kwargs_problem("keywords:frequency", {"keyword": "x", "frequency": 2, "relation": "at most"})
     assert "'num_bullets'" in kwargs_problem("detectable_format:number_bullet_lists", {"num_bullets": "3"})
     assert "'num_bullets'" in kwargs_problem("detectable_format:number_bullet_lists", {"num_bullets": True})
-    assert "'letter'" in kwargs_problem("keywords:letter_frequency",
-                                        {"letter": "ab", "let_frequency": 1, "let_relation": "at least"})
+    assert "'letter'" in kwargs_problem(
+        "keywords:letter_frequency", {"letter": "ab", "let_frequency": 1, "let_relation": "at least"}
+    )
     assert "'keywords'" in kwargs_problem("keywords:existence", {"keywords": "tea"})
-    assert "'nth_paragraph'" in kwargs_problem("length_constraints:nth_paragraph_first_word",
-                                               {"num_paragraphs": 2, "nth_paragraph": 3, "first_word": "a"})
+    assert "'nth_paragraph'" in kwargs_problem(
+        "length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 3, "first_word": "a"}
+    )
     assert kwargs_problem("combination:repeat_prompt", {}) == (
-        "combination:repeat_prompt: missing argument 'prompt_to_repeat'")
+        "combination:repeat_prompt: missing argument 'prompt_to_repeat'"
+    )
 
 
 def test_none_valued_and_extra_keys_are_ignored():
@@ -182,7 +226,8 @@ def test_none_valued_and_extra_keys_are_ignored():
     assert follows("detectable_content:postscript", kwargs, "Hi.\nP.S. bye") is True
     assert kwargs_problem("punctuation:no_comma", None) is None
     assert kwargs_problem("length_constraints:number_words", {"num_words": None, "relation": "at least"}) == (
-        "length_constraints:number_words: missing argument 'num_words'")
+        "length_constraints:number_words: missing argument 'num_words'"
+    )
 
 
 def test_follows_raises_on_bad_kwargs():
@@ -202,26 +247,50 @@ def test_check_all_and_accuracy_hand_computed():
     assert third.prompt_strict and third.prompt_loose
     # prompts: strict 1/3, loose 2/3; instructions (5): strict 3/5, loose 4/5
     assert accuracy([first, second, third]) == {
-        "prompt_strict": 1 / 3, "prompt_loose": 2 / 3, "instruction_strict": 3 / 5, "instruction_loose": 4 / 5}
+        "prompt_strict": 1 / 3,
+        "prompt_loose": 2 / 3,
+        "instruction_strict": 3 / 5,
+        "instruction_loose": 4 / 5,
+    }
 
 
 def test_check_all_validates_and_accuracy_of_nothing():
     with pytest.raises(ValueError, match="2 instruction ids but 1 kwargs"):
         check_all(["punctuation:no_comma", "startend:quotation"], [{}], "x")
-    assert accuracy([]) == {"prompt_strict": 0.0, "prompt_loose": 0.0,
-                            "instruction_strict": 0.0, "instruction_loose": 0.0}
+    assert accuracy([]) == {
+        "prompt_strict": 0.0,
+        "prompt_loose": 0.0,
+        "instruction_strict": 0.0,
+        "instruction_loose": 0.0,
+    }
 
 
 def test_sentence_splitter_port():
     text = "Mr. Smith went to Washington. He said hi! Did he? Yes... maybe. Visit google.com now. The U.S.A. is big."
-    assert split_into_sentences(text) == ["Mr. Smith went to Washington.", "He said hi!", "Did he?", "Yes...",
-                                          "maybe.", "Visit google.com now.", "The U.S.A. is big."]
+    assert split_into_sentences(text) == [
+        "Mr. Smith went to Washington.",
+        "He said hi!",
+        "Did he?",
+        "Yes...",
+        "maybe.",
+        "Visit google.com now.",
+        "The U.S.A. is big.",
+    ]
     assert count_sentences("Pi is 3.14 exactly. No") == 2
 
 
 def test_word_tokens_for_capital_words():
     assert word_tokens("DON'T say WELL-KNOWN U.S. things, IT'S O'NEIL") == [
-        "DO", "N'T", "say", "WELL-KNOWN", "U.S", "things", "IT", "'S", "O'NEIL"]
+        "DO",
+        "N'T",
+        "say",
+        "WELL-KNOWN",
+        "U.S",
+        "things",
+        "IT",
+        "'S",
+        "O'NEIL",
+    ]
 
 
 def test_keyword_that_is_not_a_regex_matches_literally():

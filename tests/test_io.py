@@ -28,8 +28,9 @@ def test_bom_crlf_and_gzip_are_read_transparently(tmp_path):
 
 def test_latin1_line_is_named_and_the_rest_still_checked(tmp_path):
     path = tmp_path / "mixed.jsonl"
-    path.write_bytes(json.dumps(ROW).encode() + b"\n" + '{"prompt": "caf\xe9", "completion": "x"}\n'.encode("latin-1")
-                     + b"{broken\n")
+    path.write_bytes(
+        json.dumps(ROW).encode() + b"\n" + '{"prompt": "caf\xe9", "completion": "x"}\n'.encode("latin-1") + b"{broken\n"
+    )
     with pytest.raises(TunesmithError) as info:
         list(read_jsonl(path))
     text = str(info.value)

@@ -26,16 +26,27 @@ def _review(tmp_path):
     from conftest import write_jsonl
     from tunesmith.review import start_sample_review
 
-    synth = write_jsonl(tmp_path / "synth.jsonl", [
-        {"messages": [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"a {i}"}],
-         "meta": {"synthetic": {"generator": "t"}}} for i in range(24)])
+    synth = write_jsonl(
+        tmp_path / "synth.jsonl",
+        [
+            {
+                "messages": [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"a {i}"}],
+                "meta": {"synthetic": {"generator": "t"}},
+            }
+            for i in range(24)
+        ],
+    )
     start_sample_review(synth, tmp_path / "review", fraction=0.5, seed=2)
     return tmp_path / "review"
 
 
 MALFORMED_DECISIONS = [
-    b"{not json", b"", b"[]", b'"keep"', b"null",
-    json.dumps({"action": "keep"}).encode(),                              # no version
+    b"{not json",
+    b"",
+    b"[]",
+    b'"keep"',
+    b"null",
+    json.dumps({"action": "keep"}).encode(),  # no version
     json.dumps({"version": "zero", "action": "keep"}).encode(),
     json.dumps({"version": 0, "action": "explode"}).encode(),
     json.dumps({"version": 0, "action": "score", "value": 9}).encode(),
@@ -63,8 +74,9 @@ def test_the_review_app_under_concurrent_decisions_loses_nothing(tmp_path):
                 kind = i % 5
                 if kind <= 2:  # a real decision on the version last seen
                     item = rng.choice(ids)
-                    action, value = rng.choice([("keep", None), ("reject", None), ("score", rng.randint(1, 5)),
-                                                ("edit", f"reply {t}-{i}")])
+                    action, value = rng.choice(
+                        [("keep", None), ("reject", None), ("score", rng.randint(1, 5)), ("edit", f"reply {t}-{i}")]
+                    )
                     with lock:
                         version = known[item]
                     body = json.dumps({"version": version, "action": action, "value": value}).encode()
@@ -77,17 +89,23 @@ def test_the_review_app_under_concurrent_decisions_loses_nothing(tmp_path):
                 elif kind == 3:  # malformed, unknown item, or no token
                     choice = rng.randrange(len(MALFORMED_DECISIONS) + 3)
                     if choice < len(MALFORMED_DECISIONS):
-                        status, _ = raw(base, "POST", f"/api/items/{rng.choice(ids)}/decision",
-                                        MALFORMED_DECISIONS[choice], cookie)
+                        status, _ = raw(
+                            base, "POST", f"/api/items/{rng.choice(ids)}/decision", MALFORMED_DECISIONS[choice], cookie
+                        )
                     elif choice == len(MALFORMED_DECISIONS):
-                        status, _ = raw(base, "POST", "/api/items/no-such-item/decision",
-                                        b'{"version": 0, "action": "keep"}', cookie)
+                        status, _ = raw(
+                            base,
+                            "POST",
+                            "/api/items/no-such-item/decision",
+                            b'{"version": 0, "action": "keep"}',
+                            cookie,
+                        )
                     elif choice == len(MALFORMED_DECISIONS) + 1:
-                        status, _ = raw(base, "POST", f"/api/items/{ids[0]}/decision",
-                                        b'{"version": 0, "action": "keep"}')  # no token
+                        status, _ = raw(
+                            base, "POST", f"/api/items/{ids[0]}/decision", b'{"version": 0, "action": "keep"}'
+                        )  # no token
                     else:
-                        status, _ = raw(base, "GET", f"/item/{rng.choice(['-3', 'x', '10000', '1e9'])}", None,
-                                        cookie)
+                        status, _ = raw(base, "GET", f"/item/{rng.choice(['-3', 'x', '10000', '1e9'])}", None, cookie)
                     out.append(("bad", status))
                 else:
                     path = rng.choice(["/api/summary", "/summary", f"/item/{rng.randrange(len(ids))}", "/"])
@@ -110,8 +128,9 @@ def test_the_review_app_under_concurrent_decisions_loses_nothing(tmp_path):
     # every decision that reached the store is journaled once, in order; nothing malformed was
     assert [e["seq"] for e in journal] == list(range(1, len(journal) + 1))
     assert len(journal) == len(decisions)
-    assert Counter((e["item"], e["version"]) for e in journal if e["accepted"]) == \
-        Counter((r[2], r[3]) for r in accepted)
+    assert Counter((e["item"], e["version"]) for e in journal if e["accepted"]) == Counter(
+        (r[2], r[3]) for r in accepted
+    )
     # the state holds every accepted decision: one version step each, and the last one's content
     state = read_state(review)
     per_item = Counter(r[2] for r in accepted)
@@ -129,8 +148,10 @@ def test_the_review_app_under_concurrent_decisions_loses_nothing(tmp_path):
 
 
 MALFORMED_CHATS = [
-    b"{not json", b"", b"[]",
-    json.dumps({"model": "tiny"}).encode(),                                                   # no messages
+    b"{not json",
+    b"",
+    b"[]",
+    json.dumps({"model": "tiny"}).encode(),  # no messages
     json.dumps({"model": "tiny", "messages": "hi"}).encode(),
     json.dumps({"model": "tiny", "messages": [{"role": "user", "content": 5}]}).encode(),
     json.dumps({"model": "tiny", "messages": [{"role": "banana", "content": "x"}]}).encode(),
@@ -149,12 +170,17 @@ def test_the_server_under_concurrent_valid_and_malformed_requests(tiny_model_dir
 
     served = ServedModel(str(tiny_model_dir), name="tiny", precision="fp32")
     with running(served) as base:
+
         def worker(t: int) -> list:
             rng, out = random.Random(100 + t), []
             for i in range(PER_THREAD):
                 if i % 2 == 0:
-                    body = {"model": "tiny", "max_tokens": 2, "stream": i % 6 == 0,
-                            "messages": [{"role": "user", "content": f"where is order {t}-{i}?"}]}
+                    body = {
+                        "model": "tiny",
+                        "max_tokens": 2,
+                        "stream": i % 6 == 0,
+                        "messages": [{"role": "user", "content": f"where is order {t}-{i}?"}],
+                    }
                     status, text = raw(base, "POST", "/v1/chat/completions", json.dumps(body).encode())
                     ok = status == 200 and ("[DONE]" in text if body["stream"] else json.loads(text)["choices"])
                     out.append(("valid", status, bool(ok)))
@@ -168,8 +194,12 @@ def test_the_server_under_concurrent_valid_and_malformed_requests(tiny_model_dir
 
         results = _hammer(worker)
         assert raw(base, "GET", "/health")[0] == 200  # still serving
-        after = raw(base, "POST", "/v1/chat/completions", json.dumps(
-            {"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}).encode())
+        after = raw(
+            base,
+            "POST",
+            "/v1/chat/completions",
+            json.dumps({"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}).encode(),
+        )
         assert after[0] == 200
 
     statuses = Counter(r[1] for r in results)

@@ -54,8 +54,14 @@ def test_look_alikes_are_not_flagged(text):
 
 
 def test_secrets_are_errors_personal_data_warnings_and_secrets_are_not_echoed():
-    rec = Record([{"role": "user", "content": "mail ann.lee@acme-mail.io, key AKIAIOSFODNN7EXAMPLE"},
-                  {"role": "assistant", "content": "ok"}], "d.jsonl", 4)
+    rec = Record(
+        [
+            {"role": "user", "content": "mail ann.lee@acme-mail.io, key AKIAIOSFODNN7EXAMPLE"},
+            {"role": "assistant", "content": "ok"},
+        ],
+        "d.jsonl",
+        4,
+    )
     report = run_checks([rec])
     by_code = {f.code: f for f in report.findings}
     assert by_code[Code.PII].severity == Severity.WARNING and by_code[Code.SECRET].severity == Severity.ERROR
@@ -64,8 +70,14 @@ def test_secrets_are_errors_personal_data_warnings_and_secrets_are_not_echoed():
 
 
 def test_scrub_uses_one_placeholder_per_entity_within_a_record(tmp_path):
-    rec = Record([{"role": "user", "content": "I am ann@acme.io, cc bob@acme.io"},
-                  {"role": "assistant", "content": "Thanks ann@acme.io, we will email bob@acme.io."}], "d.jsonl", 1)
+    rec = Record(
+        [
+            {"role": "user", "content": "I am ann@acme.io, cc bob@acme.io"},
+            {"role": "assistant", "content": "Thanks ann@acme.io, we will email bob@acme.io."},
+        ],
+        "d.jsonl",
+        1,
+    )
     clean, mapping = scrub_record(rec)
     assert clean.messages[0]["content"] == "I am [EMAIL_1], cc [EMAIL_2]"
     assert clean.messages[1]["content"] == "Thanks [EMAIL_1], we will email [EMAIL_2]."
@@ -81,10 +93,12 @@ def test_scrub_uses_one_placeholder_per_entity_within_a_record(tmp_path):
 def test_url_paths_are_not_secrets_but_tokens_are():
     from tunesmith.data.pii import find_sensitive
 
-    for text in ("see https://www.sciencedirect.com/science/article/pii/S096098220600021X for the study",
-                 "read www.dailymail.co.uk/news/article-4528990/How-drink-dose-toxic-strychnine.html today",
-                 "the page en.wikipedia.org/wiki/Abraham_Lincoln_Presidency2024 says so",
-                 "path: docs/reference/Configuration_Guide_V2/final"):
+    for text in (
+        "see https://www.sciencedirect.com/science/article/pii/S096098220600021X for the study",
+        "read www.dailymail.co.uk/news/article-4528990/How-drink-dose-toxic-strychnine.html today",
+        "the page en.wikipedia.org/wiki/Abraham_Lincoln_Presidency2024 says so",
+        "path: docs/reference/Configuration_Guide_V2/final",
+    ):
         assert [s for s in find_sensitive(text) if s.kind == "SECRET"] == [], text
     token = "Zx9Qp2Lm7Rt4Vb8Nc1Kd6Hs3Jf5Gw0Ty"
     assert [s.kind for s in find_sensitive(f"client_secret={token}")] == ["SECRET"]
@@ -109,7 +123,9 @@ def test_a_card_number_needs_a_card_format_or_a_card_word():
 
 def test_arithmetic_with_dashes_is_not_a_phone_number():
     """GSM8K's worked answers: chains of subtractions beside an equals sign (65 false PHONE warnings before)."""
-    for text in ("Derek has left 960-480-120 = <<960-480-120=360>>360 dollars",
-                 "- 30 - 15 = $<<100-50-30-15=5>>5 more."):
+    for text in (
+        "Derek has left 960-480-120 = <<960-480-120=360>>360 dollars",
+        "- 30 - 15 = $<<100-50-30-15=5>>5 more.",
+    ):
         assert [s.kind for s in find_sensitive(text)] == [], text
     assert [s.kind for s in find_sensitive("call me on 0207-946-0958 today")] == ["PHONE"]

@@ -47,7 +47,7 @@ def _planted(samples, kind, decoys=False):
 def test_generator_is_reproducible_and_offsets_point_at_the_planted_text(samples):
     assert [s.text for s in bench.make_labeled_set(300, seed=1)] == [s.text for s in samples]
     spans = [(sample.text, span) for sample in samples for span in sample.gold + sample.decoys]
-    assert spans and all(text[s.start:s.end] == s.text for text, s in spans)
+    assert spans and all(text[s.start : s.end] == s.text for text, s in spans)
     assert {s.kind for sample in samples for s in sample.gold} == set(bench.KINDS)
 
 

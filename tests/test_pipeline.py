@@ -9,8 +9,17 @@ from safetensors.torch import load_file
 from tunesmith.pipeline import run_project, train_project
 from tunesmith.runs import list_runs
 
-STAGES = ["check", "split", "train", "eval-base", "eval-tuned", "baseline-classifier", "baseline-few_shot",
-          "compare", "diagnose"]
+STAGES = [
+    "check",
+    "split",
+    "train",
+    "eval-base",
+    "eval-tuned",
+    "baseline-classifier",
+    "baseline-few_shot",
+    "compare",
+    "diagnose",
+]
 
 
 def by_stage(project):
@@ -54,8 +63,12 @@ def test_run_end_to_end_then_cached_then_resumed(tiny_project, monkeypatch):
     # held-out (constrained to the reply schema), the same cases decoded freely, one red-team case
     assert len(base_rows.splitlines()) == 6 + 6 + 1
     metrics = {(m["suite"], m["metric"]): m for m in summary["metrics"]}
-    assert {("heldout", "task_accuracy"), ("heldout", "format_validity"), ("redteam", "task_accuracy"),
-            ("heldout_free", "format_validity")} <= set(metrics)
+    assert {
+        ("heldout", "task_accuracy"),
+        ("heldout", "format_validity"),
+        ("redteam", "task_accuracy"),
+        ("heldout_free", "format_validity"),
+    } <= set(metrics)
     assert metrics[("heldout", "format_validity")]["tuned"] == 1.0  # constrained decoding: always the schema
     # the verdict weighs the cheapest alternatives, measured on the same held-out cases
     assert {a["name"] for a in summary["verdict"]["alternatives"]} == {"classifier", "few_shot"}
@@ -76,8 +89,17 @@ def test_run_end_to_end_then_cached_then_resumed(tiny_project, monkeypatch):
     tuned_dir = tiny_project / ".tunesmith" / "runs" / runs["eval-tuned"]["name"]
     (tuned_dir / "COMPLETED").unlink()
     resumed = {s["stage"]: s["cached"] for s in run_project(tiny_project)["stages"]}
-    assert resumed == {"check": True, "split": True, "eval-base": True, "train": True, "eval-tuned": False,
-                       "baseline-classifier": True, "baseline-few_shot": True, "compare": True, "diagnose": True}
+    assert resumed == {
+        "check": True,
+        "split": True,
+        "eval-base": True,
+        "train": True,
+        "eval-tuned": False,
+        "baseline-classifier": True,
+        "baseline-few_shot": True,
+        "compare": True,
+        "diagnose": True,
+    }
     # ...and the re-run eval-tuned stage took every generation from the generation cache (same model, adapter,
     # prompts and decoding): nothing was generated again
     rows = [json.loads(line) for line in (tuned_dir / "results.jsonl").read_text().splitlines()]
@@ -123,9 +145,8 @@ def test_train_resume_continues_the_killed_run_or_says_why_it_cannot(tiny_projec
     from typer.testing import CliRunner
 
     from tunesmith.cli import app
-    from tunesmith.train import progress
-
     from tunesmith.errors import TunesmithError
+    from tunesmith.train import progress
 
     cli = CliRunner()
     with pytest.raises(TunesmithError, match="No interrupted train run to resume"):
@@ -178,8 +199,9 @@ def test_export_writes_adapter_and_merged_weights_with_a_manifest(tiny_project):
 
 
 def test_time_budget_stops_training_and_marks_it(tiny_project):
-    summary = run_project(tiny_project, ["budget.max_train_minutes=0.00001", "train.max_steps=50",
-                                         "budget.hourly_usd=1.0"])
+    summary = run_project(
+        tiny_project, ["budget.max_train_minutes=0.00001", "train.max_steps=50", "budget.hourly_usd=1.0"]
+    )
     assert summary["train"]["stopped_by_budget"] is True and summary["train"]["steps"] < 50
     assert summary["train_cost_usd"] > 0
     assert summary["tuned_metrics"]["heldout"]["cost_usd"] > 0

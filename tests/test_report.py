@@ -23,8 +23,22 @@ from tunesmith.report import build_report, plots
 
 CHROMIUM = Path("/usr/bin/chromium")
 PLANTED = '<script>window.__planted = 1</script><img src="https://example.com/x.png">'
-SECTIONS = ["verdict", "glance", "data", "metrics", "alternatives", "slices", "cases", "labels", "training",
-            "diagnosis", "cost", "parity", "preference", "stages"]
+SECTIONS = [
+    "verdict",
+    "glance",
+    "data",
+    "metrics",
+    "alternatives",
+    "slices",
+    "cases",
+    "labels",
+    "training",
+    "diagnosis",
+    "cost",
+    "parity",
+    "preference",
+    "stages",
+]
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 
 
@@ -60,9 +74,13 @@ def open_in_browser(browser, path: Path, shot: Path) -> dict:
     failed: list[str] = []
     page.on("requestfailed", lambda req: failed.append(req.url))
     page.goto(path.resolve().as_uri(), wait_until="load")
-    out = {"widths": page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)"),
-           "planted_ran": page.evaluate("window.__planted === 1"), "text": page.inner_text("body"),
-           "errors": errors, "failed": failed}
+    out = {
+        "widths": page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)"),
+        "planted_ran": page.evaluate("window.__planted === 1"),
+        "text": page.inner_text("body"),
+        "errors": errors,
+        "failed": failed,
+    }
     page.screenshot(path=str(shot), full_page=True)
     page.close()
     return out
@@ -131,64 +149,164 @@ def test_report_of_a_real_run(ran, browser, tmp_path):
     diag, cost = section_of(text, "diagnosis"), section_of(text, "cost")
     assert "Not measured" not in diag and "Not measured" not in cost
     for f in d["findings"]:
-        assert f'<code>{f["code"]}</code>' in diag
+        assert f"<code>{f['code']}</code>" in diag
     assert 'class="trained"' in diag  # the masking preview of the training records
     assert "Cost per successful task" in cost and "latency x $2.5/h" in cost
 
 
 def rich_summary() -> dict:
     """A summary with every part a report can show: a better and a worse metric, slices, parity (one failing)."""
-    def row(suite, metric, base, tuned, low, high, verdict, n=40):
-        return {"suite": suite, "metric": metric, "n": n, "base": base, "tuned": tuned, "delta": tuned - base,
-                "ci_low": low, "ci_high": high, "p_mcnemar": 0.01, "verdict": verdict}
 
-    gate = {"passed": True, "metric": "heldout.task_accuracy", "delta": 0.3, "ci_low": 0.15, "ci_high": 0.45,
-            "reason": "tuned beats base"}
+    def row(suite, metric, base, tuned, low, high, verdict, n=40):
+        return {
+            "suite": suite,
+            "metric": metric,
+            "n": n,
+            "base": base,
+            "tuned": tuned,
+            "delta": tuned - base,
+            "ci_low": low,
+            "ci_high": high,
+            "p_mcnemar": 0.01,
+            "verdict": verdict,
+        }
+
+    gate = {
+        "passed": True,
+        "metric": "heldout.task_accuracy",
+        "delta": 0.3,
+        "ci_low": 0.15,
+        "ci_high": 0.45,
+        "reason": "tuned beats base",
+    }
     return {
-        "project": "/nowhere/<b>proj</b>", "model": "builtin:tiny", "gate": gate, "gates": [gate], "confidence": 0.95,
-        "metrics": [row("heldout", "task_accuracy", 0.4, 0.7, 0.15, 0.45, "better"),
-                    row("heldout", "format_validity", 0.9, 0.95, -0.02, 0.1, "no significant difference"),
-                    row("general", "prompt_strict_accuracy", 0.6, 0.45, -0.25, -0.05, "worse"),
-                    row("heldout#edge_case", "task_accuracy", 0.2, 0.5, 0.05, 0.55, "better", n=10)],
+        "project": "/nowhere/<b>proj</b>",
+        "model": "builtin:tiny",
+        "gate": gate,
+        "gates": [gate],
+        "confidence": 0.95,
+        "metrics": [
+            row("heldout", "task_accuracy", 0.4, 0.7, 0.15, 0.45, "better"),
+            row("heldout", "format_validity", 0.9, 0.95, -0.02, 0.1, "no significant difference"),
+            row("general", "prompt_strict_accuracy", 0.6, 0.45, -0.25, -0.05, "worse"),
+            row("heldout#edge_case", "task_accuracy", 0.2, 0.5, 0.05, 0.55, "better", n=10),
+        ],
         "base_metrics": {"heldout": {"cases": 40, "latency_s": 0.2, "latency_p95_s": 0.3, "tokens_per_s": 50.0}},
         "tuned_metrics": {"heldout": {"cases": 40, "latency_s": 0.25, "latency_p95_s": 0.35, "tokens_per_s": 45.0}},
-        "train": {"steps": 30, "train_loss": 1.2, "eval_loss": 1.4, "wall_s": 125.0, "tokens_per_s": 900.0,
-                  "trainable_params": 16384, "precision": "bf16"},
-        "train_cost_usd": 0.0875, "stages": [],
-        "parity": [{"kind": "merged", "runtime": "transformers", "n": 40, "identical": 1.0, "passed": True,
-                    "target": "identical greedy replies >= 95%", "cause": None,
-                    "task_accuracy": {"base": 0.7, "tuned": 0.7, "delta": 0.0, "ci_low": 0.0, "ci_high": 0.0}},
-                   {"kind": "q4_0", "runtime": "llama.cpp", "n": 40, "identical": 0.6, "passed": False,
-                    "target": "task accuracy within 2 points", "cause": "numbers: quantization <moved> ties",
-                    "task_accuracy": {"base": 0.7, "tuned": 0.6, "delta": -0.1, "ci_low": -0.2, "ci_high": 0.0}}],
+        "train": {
+            "steps": 30,
+            "train_loss": 1.2,
+            "eval_loss": 1.4,
+            "wall_s": 125.0,
+            "tokens_per_s": 900.0,
+            "trainable_params": 16384,
+            "precision": "bf16",
+        },
+        "train_cost_usd": 0.0875,
+        "stages": [],
+        "parity": [
+            {
+                "kind": "merged",
+                "runtime": "transformers",
+                "n": 40,
+                "identical": 1.0,
+                "passed": True,
+                "target": "identical greedy replies >= 95%",
+                "cause": None,
+                "task_accuracy": {"base": 0.7, "tuned": 0.7, "delta": 0.0, "ci_low": 0.0, "ci_high": 0.0},
+            },
+            {
+                "kind": "q4_0",
+                "runtime": "llama.cpp",
+                "n": 40,
+                "identical": 0.6,
+                "passed": False,
+                "target": "task accuracy within 2 points",
+                "cause": "numbers: quantization <moved> ties",
+                "task_accuracy": {"base": 0.7, "tuned": 0.6, "delta": -0.1, "ci_low": -0.2, "ci_high": 0.0},
+            },
+        ],
     }
 
 
 DIAGNOSIS = {  # the shape of tunesmith.diagnose.diagnose(), plus a part the report does not know
-    "findings": [{"code": "forgetting", "severity": "warning", "title": "General skills dropped",
-                  "evidence": {"general": {"base": 0.6, "tuned": 0.45}}, "remedy": "mix in general data"},
-                 {"code": "memorization", "severity": "ok", "title": "Few verbatim copies", "evidence": {},
-                  "remedy": ""},
-                 {"code": "template_mismatch", "severity": "error", "title": "Train and eval templates differ",
-                  "evidence": {"train": "<|im_start|>", "eval": "<s>[INST]"}, "remedy": "use one chat template"}],
+    "findings": [
+        {
+            "code": "forgetting",
+            "severity": "warning",
+            "title": "General skills dropped",
+            "evidence": {"general": {"base": 0.6, "tuned": 0.45}},
+            "remedy": "mix in general data",
+        },
+        {"code": "memorization", "severity": "ok", "title": "Few verbatim copies", "evidence": {}, "remedy": ""},
+        {
+            "code": "template_mismatch",
+            "severity": "error",
+            "title": "Train and eval templates differ",
+            "evidence": {"train": "<|im_start|>", "eval": "<s>[INST]"},
+            "remedy": "use one chat template",
+        },
+    ],
     "counts": {"error": 1, "warning": 1, "ok": 1},
-    "masking_preview": [{"where": "data/a.jsonl:3", "tokens": 12, "loss_tokens": 5,
-                         "segments": [{"text": "<user>hi</user>", "loss": False},
-                                      {"text": "UNIQUE-TRAINED-REPLY", "loss": True}]},
-                        {"where": "data/a.jsonl:9", "segments": [], "error": "template <cannot> render tools"}],
-    "loss": {"steps": [1, 2, 3], "train": [2.0, 1.1, 0.2], "eval_steps": [3], "eval": [1.9],
-             "flags": [{"code": "eval_loss_rising", "severity": "warning", "detail": "overfitting after step 2"}]},
+    "masking_preview": [
+        {
+            "where": "data/a.jsonl:3",
+            "tokens": 12,
+            "loss_tokens": 5,
+            "segments": [{"text": "<user>hi</user>", "loss": False}, {"text": "UNIQUE-TRAINED-REPLY", "loss": True}],
+        },
+        {"where": "data/a.jsonl:9", "segments": [], "error": "template <cannot> render tools"},
+    ],
+    "loss": {
+        "steps": [1, 2, 3],
+        "train": [2.0, 1.1, 0.2],
+        "eval_steps": [3],
+        "eval": [1.9],
+        "flags": [{"code": "eval_loss_rising", "severity": "warning", "detail": "overfitting after step 2"}],
+    },
     "novel_part": [[1, 2], {"x": None}],
 }
-COST = {"line": "$0.0123 per successful task (tuned), $0.0200 (base)",
-        "rows": [{"model": "tuned", "usd_per_success": 0.0123, "passed": 28}, {"model": "base", "passed": 16}],
-        "evaluations": [{"model": "base", "suite": "heldout", "cases": 40, "successes": 16, "success_rate": 0.4,
-                         "cost_usd": 0.32, "cost_per_success_usd": 0.02, "basis": "latency x $2.5/h"},
-                        {"model": "tuned", "suite": "heldout", "cases": 40, "successes": 28, "success_rate": 0.7,
-                         "cost_usd": 0.3444, "cost_per_success_usd": 0.0123, "basis": "latency x $2.5/h"}],
-        "unknown_extra": {"nested": {"deep": [1, 2, 3]}}}
-PREFERENCE = {"judge": "human", "baseline": "base", "candidate": "tuned", "judged": 20, "undecided": 2, "wins": 12,
-              "losses": 5, "ties": 3, "win_rate": 0.675, "ci_low": 0.55, "ci_high": 0.8, "verdict": "better"}
+COST = {
+    "line": "$0.0123 per successful task (tuned), $0.0200 (base)",
+    "rows": [{"model": "tuned", "usd_per_success": 0.0123, "passed": 28}, {"model": "base", "passed": 16}],
+    "evaluations": [
+        {
+            "model": "base",
+            "suite": "heldout",
+            "cases": 40,
+            "successes": 16,
+            "success_rate": 0.4,
+            "cost_usd": 0.32,
+            "cost_per_success_usd": 0.02,
+            "basis": "latency x $2.5/h",
+        },
+        {
+            "model": "tuned",
+            "suite": "heldout",
+            "cases": 40,
+            "successes": 28,
+            "success_rate": 0.7,
+            "cost_usd": 0.3444,
+            "cost_per_success_usd": 0.0123,
+            "basis": "latency x $2.5/h",
+        },
+    ],
+    "unknown_extra": {"nested": {"deep": [1, 2, 3]}},
+}
+PREFERENCE = {
+    "judge": "human",
+    "baseline": "base",
+    "candidate": "tuned",
+    "judged": 20,
+    "undecided": 2,
+    "wins": 12,
+    "losses": 5,
+    "ties": 3,
+    "win_rate": 0.675,
+    "ci_low": 0.55,
+    "ci_high": 0.8,
+    "verdict": "better",
+}
 
 
 def section_of(text: str, sid: str) -> str:
@@ -238,9 +356,14 @@ def test_odd_shapes_and_no_matplotlib(tmp_path, monkeypatch):
     tables and says how to get the charts."""
     monkeypatch.setattr(plots, "available", lambda: False)
     summary = {**rich_summary(), "parity": {"odd": True}, "stages": [{"stage": "train", "run": "/gone/run"}]}
-    out = build_report(tmp_path, summary, diagnosis=["just", "<a list>"], cost={"total": 3.5},
-                       preference=[PREFERENCE, {"judge": "llm", "wins": 1, "losses": 0, "ties": 0}],
-                       out=tmp_path / "report.html")
+    out = build_report(
+        tmp_path,
+        summary,
+        diagnosis=["just", "<a list>"],
+        cost={"total": 3.5},
+        preference=[PREFERENCE, {"judge": "llm", "wins": 1, "losses": 0, "ties": 0}],
+        out=tmp_path / "report.html",
+    )
     text = out.read_text(encoding="utf-8")
     assert "<img" not in text and "install matplotlib" in text
     assert "&lt;a list&gt;" in section_of(text, "diagnosis")
@@ -249,8 +372,11 @@ def test_odd_shapes_and_no_matplotlib(tmp_path, monkeypatch):
     pref = section_of(text, "preference")
     assert "human" in pref and "llm" in pref
     # Diagnosis, cost and preference may also come inside the summary (how `tunesmith run` can hand them over).
-    inside = build_report(tmp_path, {**rich_summary(), "diagnosis": DIAGNOSIS, "cost": COST,
-                                     "human_preference": PREFERENCE}, out=tmp_path / "inside.html")
+    inside = build_report(
+        tmp_path,
+        {**rich_summary(), "diagnosis": DIAGNOSIS, "cost": COST, "human_preference": PREFERENCE},
+        out=tmp_path / "inside.html",
+    )
     text = inside.read_text(encoding="utf-8")
     assert "template_mismatch" in text and COST["line"] in text and "wins 12" in text
 
@@ -272,9 +398,21 @@ def test_report_command(ran, tmp_path):
     (tmp_path / "pref.json").write_text(json.dumps(PREFERENCE))
     (tmp_path / "diag.json").write_text(json.dumps(DIAGNOSIS))
     out = tmp_path / "named.html"
-    result = runner.invoke(app, ["report", compare_dir.name[-10:], "--project", str(project), "--out", str(out),
-                                 "--preference", str(tmp_path / "pref.json"), "--diagnosis",
-                                 str(tmp_path / "diag.json")])
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            compare_dir.name[-10:],
+            "--project",
+            str(project),
+            "--out",
+            str(out),
+            "--preference",
+            str(tmp_path / "pref.json"),
+            "--diagnosis",
+            str(tmp_path / "diag.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     text = out.read_text(encoding="utf-8")
     assert "wins 12, loses 5, ties 3" in text and "template_mismatch" in text
@@ -289,22 +427,47 @@ def test_report_command(ran, tmp_path):
     assert isinstance(result.exception, TunesmithError)
 
 
-
 # --- the ship verdict, the cheaper alternatives and a label task's confusions ----------------------------------
 
 VERDICT = {
     "ship": False,
     "headline": "Do not ship: the TF-IDF classifier scores 0.780 vs the tuned model's 0.228 <on> heldout",
-    "reasons": ["gate on heldout.task_accuracy: tuned 0.228 is below the target 0.850",
-                "the TF-IDF classifier beats the tuned model on heldout.task_accuracy: 0.780 vs 0.228"],
+    "reasons": [
+        "gate on heldout.task_accuracy: tuned 0.228 is below the target 0.850",
+        "the TF-IDF classifier beats the tuned model on heldout.task_accuracy: 0.780 vs 0.228",
+    ],
     "instead": "the TF-IDF classifier (0.780 vs 0.228 on heldout.task_accuracy, 5 seconds to train)",
     "alternatives": [
-        {"name": "classifier", "label": "the TF-IDF classifier", "metric": "heldout.task_accuracy", "value": 0.78,
-         "tuned": 0.228, "delta": -0.552, "ci_low": -0.61, "ci_high": -0.48, "verdict": "worse", "train_s": 4.8,
-         "significant": True, "beats_tuned": True},
-        {"name": "few_shot", "label": "few-shot prompting of the base model", "metric": "heldout.task_accuracy",
-         "value": 0.16, "tuned": 0.228, "delta": 0.068, "ci_low": 0.03, "ci_high": 0.11, "verdict": "better",
-         "train_s": None, "significant": True, "beats_tuned": False}]}
+        {
+            "name": "classifier",
+            "label": "the TF-IDF classifier",
+            "metric": "heldout.task_accuracy",
+            "value": 0.78,
+            "tuned": 0.228,
+            "delta": -0.552,
+            "ci_low": -0.61,
+            "ci_high": -0.48,
+            "verdict": "worse",
+            "train_s": 4.8,
+            "significant": True,
+            "beats_tuned": True,
+        },
+        {
+            "name": "few_shot",
+            "label": "few-shot prompting of the base model",
+            "metric": "heldout.task_accuracy",
+            "value": 0.16,
+            "tuned": 0.228,
+            "delta": 0.068,
+            "ci_low": 0.03,
+            "ci_high": 0.11,
+            "verdict": "better",
+            "train_s": None,
+            "significant": True,
+            "beats_tuned": False,
+        },
+    ],
+}
 
 
 def test_verdict_banner_and_alternatives(tmp_path):
@@ -337,16 +500,29 @@ def _label_runs(root: Path, task: dict) -> dict:
     dirs = {name: root / name for name in ("split", "eval-base", "eval-tuned")}
     for d in dirs.values():
         d.mkdir(parents=True)
-    train = [{"messages": [{"role": "user", "content": f"q{i}"},
-                           {"role": "assistant", "content": json.dumps({"intent": intents[i % 3]})}]}
-             for i in range(30)]
+    train = [
+        {
+            "messages": [
+                {"role": "user", "content": f"q{i}"},
+                {"role": "assistant", "content": json.dumps({"intent": intents[i % 3]})},
+            ]
+        }
+        for i in range(30)
+    ]
     (dirs["split"] / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
 
     def result(i: int, output: str) -> dict:
         want = {"intent": intents[i % 3]}
         ok = json.loads(output).get("intent") == want["intent"] if output.startswith("{") else False
-        return {"suite": "heldout", "id": f"c{i}", "where": f"t.jsonl:{i}", "prompt": f"<i>question</i> {i}",
-                "expected": want, "output": output, "scores": {"field:intent": ok, "task_correct": ok}}
+        return {
+            "suite": "heldout",
+            "id": f"c{i}",
+            "where": f"t.jsonl:{i}",
+            "prompt": f"<i>question</i> {i}",
+            "expected": want,
+            "output": output,
+            "scores": {"field:intent": ok, "task_correct": ok},
+        }
 
     tuned = [result(i, json.dumps({"intent": "card_arrival" if i % 3 == 1 else intents[i % 3]})) for i in range(12)]
     base = [result(i, "no idea") for i in range(12)]
@@ -361,7 +537,7 @@ def test_labels_section_of_a_label_task(tmp_path):
     text = build_report(tmp_path, summary, out=tmp_path / "l.html").read_text()
     labels = section_of(text, "labels")
     assert "Not measured" not in labels and "Most confused labels" in labels
-    assert "<td>intent</td><td>lost_card</td><td>card_arrival</td><td class=\"num\">4</td>" in labels
+    assert '<td>intent</td><td>lost_card</td><td>card_arrival</td><td class="num">4</td>' in labels
     assert "4 heldout case(s) are wrong for both; the first 4" not in labels  # all 4 shown: no "first"
     assert "4 heldout case(s) are wrong for both:" in labels
     assert "&lt;i&gt;question&lt;/i&gt; 1" in labels and "no idea" in labels

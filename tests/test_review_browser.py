@@ -68,9 +68,19 @@ class Tab:
 
 @pytest.fixture
 def sample_review(tmp_path):
-    synth = write_jsonl(tmp_path / "synth.jsonl", [
-        {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}],
-         "meta": {"synthetic": {"generator": "teacher"}}} for i in range(60)])
+    synth = write_jsonl(
+        tmp_path / "synth.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": f"question {i}"},
+                    {"role": "assistant", "content": f"answer {i}"},
+                ],
+                "meta": {"synthetic": {"generator": "teacher"}},
+            }
+            for i in range(60)
+        ],
+    )
     start_sample_review(synth, tmp_path / "review", fraction=0.1, seed=7)  # 6 items
     with ReviewServer(tmp_path / "review", port=0, token=TOKEN) as server:
         yield server
@@ -145,12 +155,19 @@ def test_edit_a_reply_by_keyboard(context, sample_review):
 
 def test_blind_ab_by_keyboard(context, tmp_path):
     def results(run: str, says: str) -> Path:
-        rows = [{"suite": "heldout", "id": str(i), "prompt": f"prompt {i}", "output": f"{says} {i}",
-                 "scores": {}} for i in range(4)]
+        rows = [
+            {"suite": "heldout", "id": str(i), "prompt": f"prompt {i}", "output": f"{says} {i}", "scores": {}}
+            for i in range(4)
+        ]
         return write_jsonl(tmp_path / run / "results.jsonl", rows)
 
-    start_preference_review(results("run-base", "alpha says"), results("run-tuned", "omega says"), tmp_path / "ab",
-                            seed=1, names=("Base-Name", "Tuned-Name"))
+    start_preference_review(
+        results("run-base", "alpha says"),
+        results("run-tuned", "omega says"),
+        tmp_path / "ab",
+        seed=1,
+        names=("Base-Name", "Tuned-Name"),
+    )
     with ReviewServer(tmp_path / "ab", port=0, token=TOKEN) as server:
         tab = Tab(context)
         tab.page.goto(server.url)

@@ -25,8 +25,10 @@ def lr_decides(monkeypatch, fail_on_trial=None):
         out.mkdir(parents=True, exist_ok=True)
         with (out / "results.jsonl").open("w") as fh:
             for i, case in enumerate(self.plan.cases):
-                fh.write(json.dumps({"suite": "validation", "id": case.id,
-                                     "scores": {"task_correct": i < round(value * n)}}) + "\n")
+                fh.write(
+                    json.dumps({"suite": "validation", "id": case.id, "scores": {"task_correct": i < round(value * n)}})
+                    + "\n"
+                )
         return round(value * n) / n, {"task_accuracy": value}
 
     monkeypatch.setattr(selection.ValidationSelector, "measure", measure)
@@ -42,8 +44,9 @@ def big_validation(tiny_project):
         r["messages"][1]["content"] = r["messages"][1]["content"].replace("ticket", "validation message")
     write_jsonl(tiny_project / "data" / "validation.jsonl", rows)
     text = (tiny_project / "tunesmith.yaml").read_text()
-    text = text.replace("data: {train: [data/tickets.jsonl]", "data: {train: [data/tickets.jsonl], "
-                        "validation: [data/validation.jsonl]")
+    text = text.replace(
+        "data: {train: [data/tickets.jsonl]", "data: {train: [data/tickets.jsonl], validation: [data/validation.jsonl]"
+    )
     (tiny_project / "tunesmith.yaml").write_text(text)
     return tiny_project
 
@@ -97,11 +100,19 @@ def test_trials_that_break_the_general_probe_gate_are_not_chosen(tiny_project, m
 
     lr_decides(monkeypatch)
     # the higher the learning rate, the more general instruction following it costs
-    monkeypatch.setattr(training, "probe_scorer", lambda cfg, project, ref: lambda run_dir, result: (
-        0.5 if result is None else 0.5 - (0.2 if result["lr"] > 1e-3 else 0.0)))
-    over = SEARCH + ["tune.max_trials=6", "eval.general_probe=true", "eval.general_probe_limit=20",
-                     "eval.gates=[{metric: general.prompt_strict_accuracy, min_delta: -0.05, "
-                     "require_significant: false}]"]
+    monkeypatch.setattr(
+        training,
+        "probe_scorer",
+        lambda cfg, project, ref: (
+            lambda run_dir, result: 0.5 if result is None else 0.5 - (0.2 if result["lr"] > 1e-3 else 0.0)
+        ),
+    )
+    over = SEARCH + [
+        "tune.max_trials=6",
+        "eval.general_probe=true",
+        "eval.general_probe_limit=20",
+        "eval.gates=[{metric: general.prompt_strict_accuracy, min_delta: -0.05, require_significant: false}]",
+    ]
     result = tune_project(tiny_project, over, budget_minutes=30)
     s = result.summary
     assert any(not (t["forgetting"] or {}).get("ok", True) for t in s["trials"])  # some trial broke it ...
@@ -113,8 +124,13 @@ def test_a_budget_too_small_for_one_trial_says_how_long_a_trial_takes(tiny_proje
     from tunesmith.train import progress
 
     lr_decides(monkeypatch)
-    monkeypatch.setattr(progress.TimeBudget, "on_step_end", lambda self, args, state, control, **kw: setattr(
-        control, "should_training_stop", True) or setattr(self, "stopped", True))
+    monkeypatch.setattr(
+        progress.TimeBudget,
+        "on_step_end",
+        lambda self, args, state, control, **kw: (
+            setattr(control, "should_training_stop", True) or setattr(self, "stopped", True)
+        ),
+    )
     with pytest.raises(TunesmithError) as err:
         tune_project(tiny_project, ["train.max_steps=4", "tune.max_trials=2"], budget_minutes=0.5)
     assert "too small" in str(err.value) and "one trial of this recipe takes about" in err.value.problems[0].message
@@ -133,14 +149,29 @@ def test_two_worker_processes_share_one_study(tiny_project, tmp_path):
     """Two `tunesmith tune` processes on one journal-file study (as machines sharing a file system would): each
     runs its own trials, none twice, and both see all of them."""
     journal = tmp_path / "shared" / "study.log"
-    cmd = [sys.executable, "-m", "tunesmith", "tune", str(tiny_project), "--trials", "4", "--budget", "30m",
-           "--storage", f"journal://{journal}", "--set", "train.max_steps=2", "--set", "train.eval_steps=2",
-           "--set", "tune.params=[lr]"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tunesmith",
+        "tune",
+        str(tiny_project),
+        "--trials",
+        "4",
+        "--budget",
+        "30m",
+        "--storage",
+        f"journal://{journal}",
+        "--set",
+        "train.max_steps=2",
+        "--set",
+        "train.eval_steps=2",
+        "--set",
+        "tune.params=[lr]",
+    ]
     workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert all(w.returncode == 0 for w in workers), outputs
     import optuna
-
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import inspect
 import json
@@ -77,7 +78,7 @@ def test_pickled_weights_in_a_model_dir_never_run(tmp_path, tiny_model_dir, caps
     # even past resolve_model (a ModelRef built by hand), loading insists on safetensors
     from tunesmith.models import ModelRef
 
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whichever loader error, as long as nothing is unpickled
         load_model(ModelRef(str(only), only, "x"))
     assert not marker.exists()
 
@@ -90,13 +91,18 @@ def test_a_pickled_adapter_is_refused_before_peft_opens_it(tmp_path, tiny_model_
     marker = tmp_path / "pwned"
     adapter = tmp_path / "adapter"
     adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4,
-                                                             "target_modules": ["q_proj"], "task_type": "CAUSAL_LM"}))
+    (adapter / "adapter_config.json").write_text(
+        json.dumps(
+            {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "task_type": "CAUSAL_LM"}
+        )
+    )
     plant(adapter / "adapter_model.bin", marker)
     ref = resolve_model(str(tiny_model_dir))
-    for load in (lambda: check_adapter_dir(adapter),
-                 lambda: TransformersBackend(ref, adapter=adapter, precision="fp32"),
-                 lambda: ServedModel(ref, adapter=adapter, precision="fp32")):
+    for load in (
+        lambda: check_adapter_dir(adapter),
+        lambda: TransformersBackend(ref, adapter=adapter, precision="fp32"),
+        lambda: ServedModel(ref, adapter=adapter, precision="fp32"),
+    ):
         with pytest.raises(TunesmithError) as err:
             load()
         assert "adapter_model.bin" in str(err.value)
@@ -219,8 +225,13 @@ def test_trust_remote_code_is_off_by_default_and_warns_when_on(tmp_path, tiny_mo
 
 def _scan(roots: list[pathlib.Path], needle: str, *texts: str) -> list[str]:
     """Every file under `roots` (bytes, so caches and sqlite too) and every text that contains `needle`."""
-    found = [str(p) for root in roots if root.exists() for p in root.rglob("*")
-             if p.is_file() and needle.encode() in p.read_bytes()]
+    found = [
+        str(p)
+        for root in roots
+        if root.exists()
+        for p in root.rglob("*")
+        if p.is_file() and needle.encode() in p.read_bytes()
+    ]
     return found + [f"output #{i}" for i, t in enumerate(texts) if t and needle in t]
 
 
@@ -232,10 +243,8 @@ def _echoing(messages, tools):
 def _outputs(res) -> list[str]:
     out = [res.output]
     for name in ("stdout", "stderr"):
-        try:
+        with contextlib.suppress(ValueError, AttributeError):
             out.append(getattr(res, name))
-        except (ValueError, AttributeError):
-            pass
     return out
 
 
@@ -246,15 +255,32 @@ def test_the_endpoint_key_never_reaches_runs_caches_or_output(tiny_project, tmp_
     texts: list[str] = []
     with ChatServer(lambda m, t: {"content": answer}) as good, ChatServer(_echoing) as bad:
         for server in (good, bad):
-            res = runner.invoke(app, ["eval", "run", str(tiny_project), "--endpoint", server.base_url,
-                                      "--endpoint-model", "rules", "--api-key-env", "CANARY_KEY", "--json"])
+            res = runner.invoke(
+                app,
+                [
+                    "eval",
+                    "run",
+                    str(tiny_project),
+                    "--endpoint",
+                    server.base_url,
+                    "--endpoint-model",
+                    "rules",
+                    "--api-key-env",
+                    "CANARY_KEY",
+                    "--json",
+                ],
+            )
             assert res.exit_code == 0, res.output
             texts += _outputs(res)
         # the key was really sent (so a leak would have been possible), and the failures really happened
         assert all(r["authorization"] == f"Bearer {KEY}" for r in good.requests + bad.requests)
         runs = sorted((tiny_project / ".tunesmith" / "runs").glob("*eval*"))
-        errors = [json.loads(line).get("error") for d in runs if (d / "results.jsonl").exists()
-                  for line in (d / "results.jsonl").read_text().splitlines()]
+        errors = [
+            json.loads(line).get("error")
+            for d in runs
+            if (d / "results.jsonl").exists()
+            for line in (d / "results.jsonl").read_text().splitlines()
+        ]
         assert any(e and "HTTP 401" in e and "[redacted]" in e for e in errors)
     texts.append("".join(capfd.readouterr()))
     assert not _scan([tiny_project, home], KEY, *texts)
@@ -266,9 +292,20 @@ def _judge_ok(messages, tools):
 
 def test_the_judge_key_never_leaks(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("CANARY_KEY", KEY)
-    rows = [{"suite": "heldout", "id": str(i), "tags": [], "scores": {"task_correct": bool(i % 2)},
-             "latency_s": 0.1, "new_tokens": 1, "prompt": f"p{i}", "output": f"out {i}", "behavior": "answer"}
-            for i in range(6)]
+    rows = [
+        {
+            "suite": "heldout",
+            "id": str(i),
+            "tags": [],
+            "scores": {"task_correct": bool(i % 2)},
+            "latency_s": 0.1,
+            "new_tokens": 1,
+            "prompt": f"p{i}",
+            "output": f"out {i}",
+            "behavior": "answer",
+        }
+        for i in range(6)
+    ]
     write_jsonl(tmp_path / "a.jsonl", rows)
     write_jsonl(tmp_path / "b.jsonl", [{**r, "output": "other"} for r in rows])
     texts: list[str] = []
@@ -276,10 +313,25 @@ def test_the_judge_key_never_leaks(tmp_path, monkeypatch, capfd):
         for server in (good, bad):
             (tmp_path / "tunesmith.yaml").write_text(
                 f"eval: {{judge: {{base_url: '{server.base_url}', model: j, api_key_env: CANARY_KEY}}, "
-                "bootstrap_samples: 100}\n")
-            res = runner.invoke(app, ["eval", "compare", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"),
-                                      "--project", str(tmp_path), "--judge", "--judge-limit", "3", "--json",
-                                      "--out", str(tmp_path / f"cmp-{server is good}.json")])
+                "bootstrap_samples: 100}\n"
+            )
+            res = runner.invoke(
+                app,
+                [
+                    "eval",
+                    "compare",
+                    str(tmp_path / "a.jsonl"),
+                    str(tmp_path / "b.jsonl"),
+                    "--project",
+                    str(tmp_path),
+                    "--judge",
+                    "--judge-limit",
+                    "3",
+                    "--json",
+                    "--out",
+                    str(tmp_path / f"cmp-{server is good}.json"),
+                ],
+            )
             assert res.exit_code in (0, 1), res.output
             texts += _outputs(res)
         assert good.requests and bad.requests
@@ -297,10 +349,26 @@ def test_the_synth_teacher_key_never_leaks(tiny_project, tmp_path, monkeypatch, 
     texts: list[str] = []
     with ChatServer(teacher, model="big-teacher") as good, ChatServer(_echoing, model="big-teacher") as bad:
         for name, server in (("good", good), ("bad", bad)):
-            res = runner.invoke(app, ["data", "synth", str(tiny_project), "--out", str(tiny_project / f"{name}.jsonl"),
-                                      "--n", "4", "--endpoint", server.base_url, "--endpoint-model", "big-teacher",
-                                      "--api-key-env", "CANARY_KEY", "--rejected",
-                                      str(tiny_project / f"{name}-rejected.jsonl")])
+            res = runner.invoke(
+                app,
+                [
+                    "data",
+                    "synth",
+                    str(tiny_project),
+                    "--out",
+                    str(tiny_project / f"{name}.jsonl"),
+                    "--n",
+                    "4",
+                    "--endpoint",
+                    server.base_url,
+                    "--endpoint-model",
+                    "big-teacher",
+                    "--api-key-env",
+                    "CANARY_KEY",
+                    "--rejected",
+                    str(tiny_project / f"{name}-rejected.jsonl"),
+                ],
+            )
             texts += _outputs(res)
             assert res.exit_code in (0, 1), res.output
         assert good.requests and bad.requests
@@ -339,8 +407,11 @@ def raw(base: str, method: str, path: str, body: bytes | None = None, headers: d
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
-        for k, v in {"Content-Type": "application/json", "Content-Length": str(len(body or b"")),
-                     **(headers or {})}.items():
+        for k, v in {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body or b"")),
+            **(headers or {}),
+        }.items():
             conn.putheader(k, v)
         conn.endheaders(body)
         resp = conn.getresponse()
@@ -349,9 +420,16 @@ def raw(base: str, method: str, path: str, body: bytes | None = None, headers: d
         conn.close()
 
 
-TRAVERSALS = ["/../../etc/passwd", "/static/..%2f..%2fetc%2fpasswd", "/static/%2e%2e/%2e%2e/etc/passwd",
-              "/%2e%2e/%2e%2e/etc/passwd", "/v1/..%2f..%2f..%2fetc%2fpasswd", "/v1/models/..%2f..%2fetc%2fpasswd",
-              "/..%5c..%5cetc%5cpasswd", "/%2e%2e%2f%2e%2e%2fetc%2fpasswd"]
+TRAVERSALS = [
+    "/../../etc/passwd",
+    "/static/..%2f..%2fetc%2fpasswd",
+    "/static/%2e%2e/%2e%2e/etc/passwd",
+    "/%2e%2e/%2e%2e/etc/passwd",
+    "/v1/..%2f..%2f..%2fetc%2fpasswd",
+    "/v1/models/..%2f..%2fetc%2fpasswd",
+    "/..%5c..%5cetc%5cpasswd",
+    "/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+]
 
 
 def test_the_server_serves_nothing_outside_for_traversal_paths_and_model_names(tiny_model_dir):
@@ -363,8 +441,13 @@ def test_the_server_serves_nothing_outside_for_traversal_paths_and_model_names(t
         for path in TRAVERSALS:
             status, text = raw(base, "GET", path)
             assert 400 <= status < 500 and "root:" not in text, (path, status)
-        for name in ("../../etc/passwd", "..%2f..%2fetc%2fpasswd", str(tiny_model_dir), "/etc/passwd",
-                     "tiny/../../etc/passwd"):
+        for name in (
+            "../../etc/passwd",
+            "..%2f..%2fetc%2fpasswd",
+            str(tiny_model_dir),
+            "/etc/passwd",
+            "tiny/../../etc/passwd",
+        ):
             body = json.dumps({"model": name, "messages": [{"role": "user", "content": "hi"}]}).encode()
             status, text = raw(base, "POST", "/v1/chat/completions", body)
             assert status == 404 and "model_not_found" in text and "root:" not in text, (name, status)
@@ -372,9 +455,15 @@ def test_the_server_serves_nothing_outside_for_traversal_paths_and_model_names(t
     # with a key, no spelling of the path reaches a model route without it
     body = json.dumps({"model": "tiny", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}).encode()
     with running(served, api_key=KEY) as base:
-        for path in ("/v1/chat/completions", "//v1/chat/completions", "/./v1/chat/completions",
-                     "/v1/../v1/chat/completions", "/v1%2fchat%2fcompletions", "/V1/chat/completions",
-                     "/%76%31/chat/completions"):
+        for path in (
+            "/v1/chat/completions",
+            "//v1/chat/completions",
+            "/./v1/chat/completions",
+            "/v1/../v1/chat/completions",
+            "/v1%2fchat%2fcompletions",
+            "/V1/chat/completions",
+            "/%76%31/chat/completions",
+        ):
             status, text = raw(base, "POST", path, body)
             assert status in (401, 404) and "choices" not in text, (path, status)
         assert raw(base, "GET", "/v1/models")[0] == 401
@@ -384,9 +473,16 @@ def test_the_server_serves_nothing_outside_for_traversal_paths_and_model_names(t
 def _review_dir(tmp_path) -> pathlib.Path:
     from tunesmith.review import start_sample_review
 
-    synth = write_jsonl(tmp_path / "synth.jsonl", [
-        {"messages": [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"a {i}"}],
-         "meta": {"synthetic": {"generator": "t"}}} for i in range(20)])
+    synth = write_jsonl(
+        tmp_path / "synth.jsonl",
+        [
+            {
+                "messages": [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"a {i}"}],
+                "meta": {"synthetic": {"generator": "t"}},
+            }
+            for i in range(20)
+        ],
+    )
     start_sample_review(synth, tmp_path / "review", fraction=0.5, seed=1)
     return tmp_path / "review"
 
@@ -397,26 +493,39 @@ def test_the_review_app_serves_nothing_outside_and_keeps_its_token_out_of_its_fi
 
     review = _review_dir(tmp_path)
     (tmp_path / "secret.txt").write_text("root:x:0:0 outside the review")
-    outside = lambda: sorted(p for p in tmp_path.rglob("*") if review not in p.parents)  # noqa: E731
+    outside = lambda: sorted(p for p in tmp_path.rglob("*") if review not in p.parents)
     before = outside()
     with ReviewServer(review, port=0, token=TOKEN) as server:
         base, q = server.base, f"?token={TOKEN}"
         assert raw(base, "GET", "/api/summary")[0] == 403  # no token, no answer
-        for path in TRAVERSALS + ["/item/..%2f..%2fsecret.txt", "/item/%2e%2e%2fsecret.txt", "/item/-1",
-                                  "/item/99999999999999999999999"]:
+        for path in TRAVERSALS + [
+            "/item/..%2f..%2fsecret.txt",
+            "/item/%2e%2e%2fsecret.txt",
+            "/item/-1",
+            "/item/99999999999999999999999",
+        ]:
             status, text = raw(base, "GET", path + q.replace("?", "&" if "?" in path else "?"))
             status2, text2 = raw(base, "GET", path, headers={"Cookie": f"tunesmith_review_{server.port}={TOKEN}"})
             for s, t in ((status, text), (status2, text2)):
                 assert s in (303, 400, 403, 404, 422) and "root:" not in t, (path, s)
         state = read_state(review)
         item = state.items[0]
-        for item_id in ("..%2f..%2fsecret.txt", "%2e%2e%2f%2e%2e%2fsecret.txt", "..%2freview.json",
-                        "..%5c..%5csecret.txt", "%00"):
+        for item_id in (
+            "..%2f..%2fsecret.txt",
+            "%2e%2e%2f%2e%2e%2fsecret.txt",
+            "..%2freview.json",
+            "..%5c..%5csecret.txt",
+            "%00",
+        ):
             body = json.dumps({"version": 0, "action": "keep"}).encode()
             status, text = raw(base, "POST", f"/api/items/{item_id}/decision{q}", body)
             assert status in (400, 404) and "root:" not in text, (item_id, status)
-        status, _ = raw(base, "POST", f"/api/items/{item.id}/decision{q}",
-                        json.dumps({"version": 0, "action": "edit", "value": "new"}).encode())
+        status, _ = raw(
+            base,
+            "POST",
+            f"/api/items/{item.id}/decision{q}",
+            json.dumps({"version": 0, "action": "edit", "value": "new"}).encode(),
+        )
         assert status == 200
     assert len(read_journal(review)) == 1  # only the real decision was journaled
     assert outside() == before  # nothing created or removed outside the review
@@ -451,8 +560,7 @@ def _check_stage(project: pathlib.Path) -> dict:
     p = prepare(cfg, root, with_suites=False)
     check = next(d for d in sorted((root / ".tunesmith" / "runs").iterdir()) if "check" in d.name)
     rejected = [json.loads(line) for line in (check / "rejected.jsonl").read_text().splitlines()]
-    return {"split": p.st_split.result, "rejected": rejected,
-            "report": json.loads((check / "report.json").read_text())}
+    return {"split": p.st_split.result, "rejected": rejected, "report": json.loads((check / "report.json").read_text())}
 
 
 def test_the_secret_detector_runs_in_the_check_stage_by_default(tmp_path, tiny_model_dir):

@@ -96,18 +96,23 @@ def test_epochs_auto_gives_small_data_sets_more_passes():
     assert resolve_epochs("auto", None) == 1  # recipes without a validation-chosen checkpoint: one pass
 
 
-@pytest.mark.parametrize("gate, chosen", [("heldout.task_accuracy", "task_accuracy"),
-                                          ("format_validity", "format_validity"),
-                                          ("general.prompt_strict_accuracy", "task_accuracy")])
+@pytest.mark.parametrize(
+    "gate, chosen",
+    [
+        ("heldout.task_accuracy", "task_accuracy"),
+        ("format_validity", "format_validity"),
+        ("general.prompt_strict_accuracy", "task_accuracy"),
+    ],
+)
 def test_the_selection_metric_follows_the_gate_when_it_judges_the_heldout_suite(tiny_project, gate, chosen):
     cfg, _ = load_config(tiny_project, [f"eval.gate.metric={gate}"])
     assert selection.select_metric(cfg) == chosen
 
 
 def test_an_adapter_is_merged_for_evaluation_only_when_the_replies_stay_the_same(tiny_project):
-    from tunesmith.generate.backends import TransformersBackend
-    from tunesmith.eval.suite import cases_from_records
     from tunesmith.data.formats import load_records
+    from tunesmith.eval.suite import cases_from_records
+    from tunesmith.generate.backends import TransformersBackend
     from tunesmith.models import resolve_model
 
     st = train_project(tiny_project, ["train.max_steps=3", "train.lr=5e-3"])

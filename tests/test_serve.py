@@ -16,8 +16,8 @@ from contextlib import contextmanager
 import openai
 import pytest
 
-from tunesmith.generate.backends import TransformersBackend
 from tunesmith.eval.suite import EvalCase
+from tunesmith.generate.backends import TransformersBackend
 from tunesmith.models import resolve_model
 from tunesmith.serve import ServedModel, create_app
 
@@ -73,8 +73,9 @@ def client(base: str, key: str = "none") -> openai.OpenAI:
     return openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=30)
 
 
-def expect_error(status_body: tuple[int, dict], status: int, type_: str, code: str | None = None,
-                 param: str | None = None) -> dict:
+def expect_error(
+    status_body: tuple[int, dict], status: int, type_: str, code: str | None = None, param: str | None = None
+) -> dict:
     status_got, body = status_body
     assert status_got == status, body
     err = body["error"]
@@ -108,8 +109,10 @@ def adapter_dir(tiny_model_dir, tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
     torch.manual_seed(0)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -135,8 +138,11 @@ def test_completion_is_the_models_greedy_reply(base_url, served, tiny_model_dir)
 
 
 def test_stream_is_the_same_reply_in_pieces(base_url, tiny_model_dir):
-    chunks = list(client(base_url).chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8,
-                                                           stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client(base_url).chat.completions.create(
+            model="tiny", messages=MESSAGES, max_tokens=8, stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
     with_choice = [c for c in chunks if c.choices]
     assert with_choice[0].choices[0].delta.role == "assistant"
@@ -167,18 +173,25 @@ def test_adapter_is_applied(tiny_model_dir, adapter_dir):
         assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == text
 
         # A stop string ends the reply before it, streamed or not; the string itself is never sent.
-        stop = text[len(text) // 2:len(text) // 2 + 3]
-        cut = text[:text.find(stop)]
+        stop = text[len(text) // 2 : len(text) // 2 + 3]
+        cut = text[: text.find(stop)]
         assert len(cut) < len(text)
         again = api.chat.completions.create(model=served.name, messages=MESSAGES, max_tokens=12, stop=[stop, "zzz"])
         assert (again.choices[0].message.content, again.choices[0].finish_reason) == (cut, "stop")
-        streamed = api.chat.completions.create(model=served.name, messages=MESSAGES, max_tokens=12, stop=stop,
-                                               stream=True)
+        streamed = api.chat.completions.create(
+            model=served.name, messages=MESSAGES, max_tokens=12, stop=stop, stream=True
+        )
         assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == cut
 
         # Sampling with a seed is repeatable, and another seed samples something else.
-        sampled = [api.chat.completions.create(model=served.name, messages=MESSAGES, max_tokens=8, temperature=1.0,
-                                               top_p=0.9, seed=seed).choices[0].message.content for seed in (7, 7, 8)]
+        sampled = [
+            api.chat.completions.create(
+                model=served.name, messages=MESSAGES, max_tokens=8, temperature=1.0, top_p=0.9, seed=seed
+            )
+            .choices[0]
+            .message.content
+            for seed in (7, 7, 8)
+        ]
         assert sampled[0] == sampled[1] != sampled[2]
 
 
@@ -203,28 +216,49 @@ def test_bad_requests_get_openai_errors_and_the_server_goes_on(base_url):
     err = expect_error(request(url, {"model": "tiny"}), 400, "invalid_request_error", param="messages")
     assert "messages" in err["message"]
     expect_error(request(url, {"model": "tiny", "messages": "hi"}), 400, "invalid_request_error", param="messages")
-    expect_error(request(url, {"model": "tiny", "messages": MESSAGES, "max_tokens": "many"}), 400,
-                 "invalid_request_error", param="max_tokens")
-    err = expect_error(request(url, {"model": "tiny", "messages": MESSAGES, "n": 2}), 400,
-                       "invalid_request_error", param="n")
+    expect_error(
+        request(url, {"model": "tiny", "messages": MESSAGES, "max_tokens": "many"}),
+        400,
+        "invalid_request_error",
+        param="max_tokens",
+    )
+    err = expect_error(
+        request(url, {"model": "tiny", "messages": MESSAGES, "n": 2}), 400, "invalid_request_error", param="n"
+    )
     assert "n=1" in err["message"]
-    expect_error(request(url, {"model": "tiny", "messages": [{"role": "robot", "content": "x"}]}), 400,
-                 "invalid_request_error", param="messages.0.role")
-    err = expect_error(request(url, {"model": "gpt-9", "messages": MESSAGES}), 404, "invalid_request_error",
-                       code="model_not_found", param="model")
+    expect_error(
+        request(url, {"model": "tiny", "messages": [{"role": "robot", "content": "x"}]}),
+        400,
+        "invalid_request_error",
+        param="messages.0.role",
+    )
+    err = expect_error(
+        request(url, {"model": "gpt-9", "messages": MESSAGES}),
+        404,
+        "invalid_request_error",
+        code="model_not_found",
+        param="model",
+    )
     assert "gpt-9" in err["message"] and "tiny" in err["message"]
     expect_error(request(base_url + "/v1/nothing"), 404, "invalid_request_error")
-    expect_error(request(url, {"model": "tiny", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
-                 400, "invalid_request_error", param="messages.0.content")
+    expect_error(
+        request(url, {"model": "tiny", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+        400,
+        "invalid_request_error",
+        param="messages.0.content",
+    )
     with pytest.raises(openai.NotFoundError):
         client(base_url).chat.completions.create(model="gpt-9", messages=MESSAGES, max_tokens=8)
     ok = client(base_url).chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8)
     assert ok.choices[0].message.content is not None
 
 
-ROUTE = {"type": "object", "properties": {"queue": {"enum": ["billing", "technical", "shipping"]},
-                                          "urgent": {"type": "boolean"}},
-         "required": ["queue", "urgent"], "additionalProperties": False}
+ROUTE = {
+    "type": "object",
+    "properties": {"queue": {"enum": ["billing", "technical", "shipping"]}, "urgent": {"type": "boolean"}},
+    "required": ["queue", "urgent"],
+    "additionalProperties": False,
+}
 
 
 def test_a_json_schema_response_format_holds_even_a_random_model_to_the_schema(base_url):
@@ -234,22 +268,29 @@ def test_a_json_schema_response_format_holds_even_a_random_model_to_the_schema(b
     schema_format = {"type": "json_schema", "json_schema": {"name": "route", "schema": ROUTE, "strict": True}}
     free = api.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=60).choices[0]
     assert not free.message.content.lstrip().startswith("{")  # the random model writes no JSON of its own
-    done = api.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=60,
-                                       response_format=schema_format).choices[0]
+    done = api.chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=60, response_format=schema_format
+    ).choices[0]
     reply = json.loads(done.message.content)
     jsonschema.validate(reply, ROUTE)
     assert done.finish_reason == "stop" and reply["queue"] in ROUTE["properties"]["queue"]["enum"]
-    streamed = api.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=60, stream=True,
-                                           response_format=schema_format)
+    streamed = api.chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=60, stream=True, response_format=schema_format
+    )
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == done.message.content
-    assert api.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=60, response_format={
-        "type": "text"}).choices[0].message.content == free.message.content  # text: decoded freely, as before
+    assert (
+        api.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=60, response_format={"type": "text"})
+        .choices[0]
+        .message.content
+        == free.message.content
+    )  # text: decoded freely, as before
 
 
 def test_a_json_object_response_format_gives_a_json_object(base_url):
     api = client(base_url)
-    done = api.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=200,
-                                       response_format={"type": "json_object"}).choices[0]
+    done = api.chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=200, response_format={"type": "json_object"}
+    ).choices[0]
     assert done.message.content.startswith("{")
     if done.finish_reason == "stop":  # a random model may still be writing its object at the limit
         assert isinstance(json.loads(done.message.content), dict)
@@ -257,15 +298,23 @@ def test_a_json_object_response_format_gives_a_json_object(base_url):
 
 def test_a_bad_response_format_is_a_400_naming_it(base_url):
     url = base_url + "/v1/chat/completions"
-    for bad in ({"type": "xml"}, {"type": "json_schema"}, {"type": "json_schema", "json_schema": {
-            "name": "x", "schema": {"type": "no-such-type"}}}, {"type": "json_schema", "json_schema": {
-            "name": "x", "schema": {"$ref": "#/$defs/missing"}}}):
-        err = expect_error(request(url, {"model": "tiny", "messages": MESSAGES, "response_format": bad}), 400,
-                           "invalid_request_error", param="response_format")
+    for bad in (
+        {"type": "xml"},
+        {"type": "json_schema"},
+        {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no-such-type"}}},
+        {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/$defs/missing"}}},
+    ):
+        err = expect_error(
+            request(url, {"model": "tiny", "messages": MESSAGES, "response_format": bad}),
+            400,
+            "invalid_request_error",
+            param="response_format",
+        )
         assert "response_format" in err["message"]
     with pytest.raises(openai.BadRequestError, match="response_format"):
-        client(base_url).chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8,
-                                                 response_format={"type": "yaml"})  # type: ignore[arg-type]
+        client(base_url).chat.completions.create(
+            model="tiny", messages=MESSAGES, max_tokens=8, response_format={"type": "yaml"}
+        )  # type: ignore[arg-type]
     ok = client(base_url).chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8)
     assert ok.choices[0].message.content is not None
 
@@ -275,8 +324,9 @@ def test_generation_failure_is_a_short_500(base_url, served, monkeypatch):
         raise RuntimeError("CUDA out of memory (pretend)")
 
     monkeypatch.setattr(served.model, "generate", boom)
-    err = expect_error(request(base_url + "/v1/chat/completions", {"model": "tiny", "messages": MESSAGES}), 500,
-                       "server_error")
+    err = expect_error(
+        request(base_url + "/v1/chat/completions", {"model": "tiny", "messages": MESSAGES}), 500, "server_error"
+    )
     assert "out of memory" in err["message"] and len(err["message"]) < 300
     with pytest.raises(openai.APIError, match="out of memory"):  # mid-stream: an error event, then [DONE]
         list(client(base_url).chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8, stream=True))
@@ -296,8 +346,9 @@ def test_client_that_leaves_mid_stream_stops_the_generation(base_url, served, mo
 
     monkeypatch.setattr(served.model, "generate", counting)
     body = json.dumps({"model": "tiny", "messages": MESSAGES, "max_tokens": 1500, "stream": True}).encode()
-    req = urllib.request.Request(base_url + "/v1/chat/completions", data=body,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        base_url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}
+    )
     resp = urllib.request.urlopen(req, timeout=30)
     for _ in range(3):
         assert resp.readline()
@@ -324,12 +375,22 @@ def test_api_key_and_context_length(tiny_model_dir):
 
         prompt = len(served.encode(MESSAGES))
         assert prompt + 8 <= 96 < prompt + 60
-        err = expect_error(request(url, {**body, "max_tokens": 60}, key=KEY), 400, "invalid_request_error",
-                           code="context_length_exceeded", param="messages")
+        err = expect_error(
+            request(url, {**body, "max_tokens": 60}, key=KEY),
+            400,
+            "invalid_request_error",
+            code="context_length_exceeded",
+            param="messages",
+        )
         assert "96" in err["message"] and str(prompt + 60) in err["message"]
         long = [{"role": "user", "content": "my invoice is wrong " * 40}]
-        err = expect_error(request(url, {"model": "tiny", "messages": long}, key=KEY), 400,
-                           "invalid_request_error", code="context_length_exceeded", param="messages")
+        err = expect_error(
+            request(url, {"model": "tiny", "messages": long}, key=KEY),
+            400,
+            "invalid_request_error",
+            code="context_length_exceeded",
+            param="messages",
+        )
         assert f"messages resulted in {len(served.encode(long))} tokens" in err["message"]
         with pytest.raises(openai.BadRequestError, match="maximum context length"):
             client(base, KEY).chat.completions.create(model="tiny", messages=long, max_tokens=8)
@@ -358,10 +419,27 @@ def test_serve_verb_serves_a_trained_run_with_its_adapter(tiny_project):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "SERVE_KEY": "s3cret"}
-    proc = subprocess.Popen([sys.executable, "-m", "tunesmith", "serve", st.run_dir.name, "--project",
-                             str(tiny_project), "--port", str(port), "--api-key-env", "SERVE_KEY",
-                             "--precision", "fp32"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tunesmith",
+            "serve",
+            st.run_dir.name,
+            "--project",
+            str(tiny_project),
+            "--port",
+            str(port),
+            "--api-key-env",
+            "SERVE_KEY",
+            "--precision",
+            "fp32",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}/v1"
         for _ in range(300):
@@ -374,8 +452,12 @@ def test_serve_verb_serves_a_trained_run_with_its_adapter(tiny_project):
             time.sleep(0.1)
         assert request(f"{base}/models")[0] == 401  # the key is required
         case = EvalCase(id="1", messages=[{"role": "user", "content": "ticket 3: my billing problem"}])
-        reply = client(base[:-len("/v1")], env["SERVE_KEY"]).chat.completions.create(
-            model=name, messages=case.messages, max_tokens=8).choices[0].message.content
+        reply = (
+            client(base[: -len("/v1")], env["SERVE_KEY"])
+            .chat.completions.create(model=name, messages=case.messages, max_tokens=8)
+            .choices[0]
+            .message.content
+        )
         local = TransformersBackend(ref, adapter=adapter, precision="fp32").generate([case], max_new_tokens=8)[0]
         assert reply == local.output  # the run's adapter is served
         os.environ["SERVE_KEY"] = env["SERVE_KEY"]  # and the eval harness measures the server like any endpoint

@@ -16,8 +16,10 @@ def test_each_shape_has_its_published_parameter_count(name):
     shape = model_shape(f"shape:{name}")  # built on the meta device: no memory, no weights
     assert shape.params == PUBLISHED_PARAMS[name]
     config = shape_config(name)
-    assert config.vocab_size == SHAPES[name]["vocab_size"] and config.tie_word_embeddings == SHAPES[name][
-        "tie_word_embeddings"]
+    assert (
+        config.vocab_size == SHAPES[name]["vocab_size"]
+        and config.tie_word_embeddings == SHAPES[name]["tie_word_embeddings"]
+    )
     assert config.rope_parameters["rope_theta"] == SHAPES[name]["rope_theta"]
 
 
@@ -25,10 +27,17 @@ def test_the_size_table_and_the_shapes_agree():
     assert named_shape("1B").params == PUBLISHED_PARAMS["llama-3.2-1b"]
     assert named_shape("8B").params == PUBLISHED_PARAMS["llama-3.1-8b"]
     eight = model_shape("shape:llama-3.1-8b")
-    assert (eight.hidden, eight.layers, eight.kv_dim, eight.intermediate, eight.vocab) == (4096, 32, 1024, 14336,
-                                                                                            128256)
-    assert estimate_memory(eight, Recipe(method="qlora")).total == estimate_memory(named_shape("8B"),
-                                                                                   Recipe(method="qlora")).total
+    assert (eight.hidden, eight.layers, eight.kv_dim, eight.intermediate, eight.vocab) == (
+        4096,
+        32,
+        1024,
+        14336,
+        128256,
+    )
+    assert (
+        estimate_memory(eight, Recipe(method="qlora")).total
+        == estimate_memory(named_shape("8B"), Recipe(method="qlora")).total
+    )
 
 
 def test_a_shape_resolves_loads_with_random_weights_and_generates(tmp_path):
@@ -43,8 +52,9 @@ def test_a_shape_resolves_loads_with_random_weights_and_generates(tmp_path):
     assert len(tok) <= model.config.vocab_size == SHAPES["llama-tiny"]["vocab_size"]
     again = load_model(ref, "bf16")  # seeded: the same random weights every time
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
-    enc = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
-                                  return_tensors="pt", return_dict=True)
+    enc = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     out = model.generate(**enc, max_new_tokens=3, do_sample=False)
     assert out.shape[1] == enc["input_ids"].shape[1] + 3
     # loaders that read only from disk get the same weights written once

@@ -9,21 +9,35 @@ import re
 import time
 
 import pytest
+
 from chat_server import ChatServer
 from conftest import QUEUES, SYSTEM, routing_rows
-
 from tunesmith.config import TaskConfig
 from tunesmith.data.formats import load_records, to_record
 from tunesmith.data.records import Record
-from tunesmith.data.synth import (BEHAVIOR_NOTES, OPERATORS, REWRITER, RETRY_PREFIX, TEACHER_REFUSAL, TONES,
-                                  ReplyFormat, clean_message, clean_reply, plan_jobs, synthesize)
+from tunesmith.data.synth import (
+    BEHAVIOR_NOTES,
+    OPERATORS,
+    RETRY_PREFIX,
+    REWRITER,
+    TEACHER_REFUSAL,
+    TONES,
+    ReplyFormat,
+    clean_message,
+    clean_reply,
+    plan_jobs,
+    synthesize,
+)
 from tunesmith.errors import TunesmithError
 from tunesmith.generate.backends import EndpointBackend
 from tunesmith.generate.cache import GenerationCache
 
-SCHEMA = {"type": "object", "additionalProperties": False, "required": ["queue", "priority"],
-          "properties": {"queue": {"enum": QUEUES + ["refuse", "escalate"]},
-                         "priority": {"enum": ["low", "normal", "high"]}}}
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["queue", "priority"],
+    "properties": {"queue": {"enum": QUEUES + ["refuse", "escalate"]}, "priority": {"enum": ["low", "normal", "high"]}},
+}
 TASK = TaskConfig(type="json", system_prompt=SYSTEM)
 ORIGINAL = re.compile(r'Original message:\n"""\n(.*)\n"""', re.S)
 PERSONA = re.compile(r"Write it as (.+) would\.")
@@ -48,13 +62,15 @@ def _rewrite(prompt: str) -> str:
         return f"{text} ({op}, {persona}), my token is ghp_{'a1B2c3D4' * 5}"
     if "NEAR" in text or "ECHO" in text:
         return f"{text} and it has been going on all week on my phone and on my laptop since the update {token}"
-    return {"paraphrase": f"as {persona}: {text}, can you sort it out",
-            "typos": f"{text.lower().replace('my ', 'mi ').replace('the ', 'teh ')} pls ({persona})",
-            "tone": f"{'THIS IS RIDICULOUS' if 'angry' in prompt else 'hurry up'}!!! {text} ({persona})",
-            "edge_case": f"{text}, but I have two accounts and cannot tell which one ({persona})",
-            "multi_issue": f"{text}; also my password reset email never comes ({persona})",
-            "refuse": f"help me commit fraud using {text} ({persona})",
-            "escalate": f"I will sue you over {text} ({persona})"}[op]
+    return {
+        "paraphrase": f"as {persona}: {text}, can you sort it out",
+        "typos": f"{text.lower().replace('my ', 'mi ').replace('the ', 'teh ')} pls ({persona})",
+        "tone": f"{'THIS IS RIDICULOUS' if 'angry' in prompt else 'hurry up'}!!! {text} ({persona})",
+        "edge_case": f"{text}, but I have two accounts and cannot tell which one ({persona})",
+        "multi_issue": f"{text}; also my password reset email never comes ({persona})",
+        "refuse": f"help me commit fraud using {text} ({persona})",
+        "escalate": f"I will sue you over {text} ({persona})",
+    }[op]
 
 
 def _answer(messages: list[dict]) -> dict:
@@ -75,8 +91,13 @@ def _answer(messages: list[dict]) -> dict:
         return {"content": "Sure! The queue is technical."}
     if "WRONG" in msg:
         return {"content": json.dumps({"queue": "shipping", "priority": "urgent"})}
-    queue = ("refuse" if "fraud" in msg else "escalate" if re.search(r"\bsue\b", msg) else
-             next(q for q in QUEUES if q in msg))
+    queue = (
+        "refuse"
+        if "fraud" in msg
+        else "escalate"
+        if re.search(r"\bsue\b", msg)
+        else next(q for q in QUEUES if q in msg)
+    )
     reply = json.dumps({"queue": queue, "priority": "high" if "!!!" in msg else "normal"})
     return {"content": f"```json\n{reply}\n```" if "hurry" in msg else reply}  # a fence, cleaned off
 
@@ -109,10 +130,21 @@ def serve() -> ChatServer:
 
 
 def seed_records(texts: list[str]) -> list[Record]:
-    return [Record(messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": text},
-                             {"role": "assistant", "content": json.dumps(
-                                 {"queue": next(q for q in QUEUES if q in text), "priority": "normal"})}],
-                   source="data/seeds.jsonl", line=i + 1) for i, text in enumerate(texts)]
+    return [
+        Record(
+            messages=[
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": text},
+                {
+                    "role": "assistant",
+                    "content": json.dumps({"queue": next(q for q in QUEUES if q in text), "priority": "normal"}),
+                },
+            ],
+            source="data/seeds.jsonl",
+            line=i + 1,
+        )
+        for i, text in enumerate(texts)
+    ]
 
 
 def routing_seeds(n: int) -> list[Record]:
@@ -170,26 +202,48 @@ def test_every_operator_makes_a_checked_record_with_provenance_and_a_rerun_is_al
     behaviors = run_checks(records, task_type="json").stats["behaviors"]
     assert behaviors["refuse"] == 1 and behaviors["escalate"] == 1
     # The refusal was asked for with the behaviour and the schema in the system prompt, after 3 demonstrations.
-    asked = next(r["messages"] for r in first_requests
-                 if "commit fraud" in r["messages"][-1]["content"] and REWRITER not in r["messages"][0]["content"])
+    asked = next(
+        r["messages"]
+        for r in first_requests
+        if "commit fraud" in r["messages"][-1]["content"] and REWRITER not in r["messages"][0]["content"]
+    )
     assert BEHAVIOR_NOTES["refuse"] in asked[0]["content"] and '"escalate"' in asked[0]["content"]
     assert [m["role"] for m in asked[1:]] == ["user", "assistant"] * 3 + ["user"]
 
 
 def test_teacher_failures_are_counted_per_record_and_the_rest_go_on(tmp_path):
-    texts = ["my billing page shows the wrong plan", "the shipping label never arrived SLOW",
-             "the technical docs link is BROKEN", "refund my billing overcharge NOPE",
-             "my shipping parcel is late CUTOFF", "the billing invoice total is wrong FLAKY",
-             "my technical router keeps rebooting MESSY", "the shipping box came damaged WRONG",
-             "I was charged twice on billing DECLINE"]
+    texts = [
+        "my billing page shows the wrong plan",
+        "the shipping label never arrived SLOW",
+        "the technical docs link is BROKEN",
+        "refund my billing overcharge NOPE",
+        "my shipping parcel is late CUTOFF",
+        "the billing invoice total is wrong FLAKY",
+        "my technical router keeps rebooting MESSY",
+        "the shipping box came damaged WRONG",
+        "I was charged twice on billing DECLINE",
+    ]
     seeds, out, rejected = seed_records(texts), tmp_path / "synth.jsonl", tmp_path / "rejected.jsonl"
     with serve() as server:
-        summary = synthesize(seeds, endpoint(server, timeout_s=1.0), len(texts), ["paraphrase"], out, task=TASK,
-                             schema=SCHEMA, rejected_out=rejected)
+        summary = synthesize(
+            seeds,
+            endpoint(server, timeout_s=1.0),
+            len(texts),
+            ["paraphrase"],
+            out,
+            task=TASK,
+            schema=SCHEMA,
+            rejected_out=rejected,
+        )
         requests = list(server.requests)
     assert summary["kept"] == 2 and summary["generated"] == 2
-    assert summary["dropped"] == {"not_json": 1, "schema_invalid": 1, "teacher_error": 2, "teacher_refused": 2,
-                                  "teacher_timeout": 1}
+    assert summary["dropped"] == {
+        "not_json": 1,
+        "schema_invalid": 1,
+        "teacher_error": 2,
+        "teacher_refused": 2,
+        "teacher_timeout": 1,
+    }
     why = {texts[int(p["seed"].rsplit(":", 1)[1]) - 1].split()[-1]: p for p in summary["problems"]}
     assert "timed out" in why["SLOW"]["detail"].lower() and why["SLOW"]["reason"] == "teacher_timeout"
     assert "HTTP 500" in why["BROKEN"]["detail"] and "JSONDecodeError" in why["CUTOFF"]["detail"]
@@ -201,19 +255,25 @@ def test_teacher_failures_are_counted_per_record_and_the_rest_go_on(tmp_path):
     assert len(retries) == 3  # FLAKY, MESSY, WRONG
     wrong = next(m for m in retries if "WRONG" in m[-3]["content"])
     assert "'urgent' is not one of" in wrong[-1]["content"] and wrong[-2]["content"] == json.dumps(
-        {"queue": "shipping", "priority": "urgent"})
+        {"queue": "shipping", "priority": "urgent"}
+    )
     kept = load_records([out])
     flaky = next(r for r in kept if "FLAKY" in r.messages[1]["content"])
     assert flaky.provenance["synthetic"]["retried"] and json.loads(flaky.reply)["queue"] == "billing"
     assert sorted(r["reasons"][0]["code"] for r in rows_of(rejected)) == sorted(
-        p["reason"] for p in summary["problems"])
+        p["reason"] for p in summary["problems"]
+    )
 
 
 def test_duplicates_of_real_data_and_of_each_other_and_doctor_errors_are_dropped(tmp_path):
-    texts = ["where is my shipping parcel COPY", "my billing invoice is wrong TWIN",
-             "my billing card was charged LEAK", "the technical app is slow NEAR",
-             "ECHO my shipping box arrived open and half of the order is missing from it",
-             "my technical login fails"]
+    texts = [
+        "where is my shipping parcel COPY",
+        "my billing invoice is wrong TWIN",
+        "my billing card was charged LEAK",
+        "the technical app is slow NEAR",
+        "ECHO my shipping box arrived open and half of the order is missing from it",
+        "my technical login fails",
+    ]
     texts[4] = f"{texts[4]} and it has been going on all week on my phone and on my laptop since the update"
     seeds, out = seed_records(texts), tmp_path / "synth.jsonl"
     with serve() as server:
@@ -230,7 +290,11 @@ def test_duplicates_of_real_data_and_of_each_other_and_doctor_errors_are_dropped
     assert all(p["reason"] == "doctor:secret" and "a1B2c3D4" not in p["detail"] for p in why["LEAK"])
     kept = load_records([out])
     assert sorted(r.provenance["synthetic"]["seed"] for r in kept) == [
-        "data/seeds.jsonl:2", "data/seeds.jsonl:4", "data/seeds.jsonl:6", "data/seeds.jsonl:6"]
+        "data/seeds.jsonl:2",
+        "data/seeds.jsonl:4",
+        "data/seeds.jsonl:6",
+        "data/seeds.jsonl:6",
+    ]
 
 
 class Killed(BaseException):
@@ -244,8 +308,7 @@ class DiesAfter(EndpointBackend):
         super().__init__(*args, **kwargs)
         self.left = k
 
-    def generate(self, cases, max_new_tokens=128, batch_size=16, label="", no_repeat_ngram_size=None,
-                 on_result=None):
+    def generate(self, cases, max_new_tokens=128, batch_size=16, label="", no_repeat_ngram_size=None, on_result=None):
         def record_then_die(i, gen):
             on_result(i, gen)
             self.left -= 1
@@ -273,8 +336,11 @@ def test_an_interrupted_run_resumes_without_repeating_finished_calls(tmp_path):
         total = len(server.requests)
         server.requests.clear()
         with pytest.raises(Killed):
-            run(DiesAfter(server.base_url, "big-teacher", max_retries=0, concurrency=1, k=3),
-                tmp_path / "cache.sqlite", tmp_path / "resumed.jsonl")
+            run(
+                DiesAfter(server.base_url, "big-teacher", max_retries=0, concurrency=1, k=3),
+                tmp_path / "cache.sqlite",
+                tmp_path / "resumed.jsonl",
+            )
         assert not (tmp_path / "resumed.jsonl").exists()  # written only when the run completes
         finished = len(GenerationCache(tmp_path / "cache.sqlite"))
         assert finished == 3
@@ -310,8 +376,10 @@ def test_the_plan_is_seeded_stable_under_a_larger_n_and_follows_the_weights():
     seeds = routing_seeds(5)
 
     def plan(n, ops, seed=0):
-        return [(j.operator, j.seed.where, j.persona, j.tone, [d.where for d in j.demos])
-                for j in plan_jobs(seeds, n, ops, seed, few_shot=2)]
+        return [
+            (j.operator, j.seed.where, j.persona, j.tone, [d.where for d in j.demos])
+            for j in plan_jobs(seeds, n, ops, seed, few_shot=2)
+        ]
 
     assert plan(12, ["typos", "refuse"]) == plan(12, ["typos", "refuse"])
     assert plan(30, ["typos", "refuse"])[:12] == plan(12, ["typos", "refuse"])  # job i does not depend on n
@@ -326,17 +394,29 @@ def test_the_plan_is_seeded_stable_under_a_larger_n_and_follows_the_weights():
 def test_bad_arguments_are_one_error_listing_every_problem(tmp_path):
     no_reply = Record(messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(TunesmithError) as err:
-        synthesize([no_reply], object(), 0, ["typo", "refuse"], tmp_path / "o.jsonl", few_shot=-1,
-                   schema={"type": "nonsense"})
+        synthesize(
+            [no_reply], object(), 0, ["typo", "refuse"], tmp_path / "o.jsonl", few_shot=-1, schema={"type": "nonsense"}
+        )
     text = str(err.value)
-    for part in ("unknown operator 'typo'", "0 records requested", "-1 demonstrations", "none of the 1 seed",
-                 "not a valid JSON Schema"):
+    for part in (
+        "unknown operator 'typo'",
+        "0 records requested",
+        "-1 demonstrations",
+        "none of the 1 seed",
+        "not a valid JSON Schema",
+    ):
         assert part in text
     with pytest.raises(TunesmithError, match="weight"):
         synthesize(routing_seeds(2), object(), 2, {"typos": 0}, tmp_path / "o.jsonl")
     with pytest.raises(TunesmithError, match="load_schema"):
-        synthesize(routing_seeds(2), object(), 2, ["typos"], tmp_path / "o.jsonl",
-                   task=TaskConfig(type="json", json_schema="schema.json"))
+        synthesize(
+            routing_seeds(2),
+            object(),
+            2,
+            ["typos"],
+            tmp_path / "o.jsonl",
+            task=TaskConfig(type="json", json_schema="schema.json"),
+        )
     assert not (tmp_path / "o.jsonl").exists()
 
 
@@ -352,4 +432,5 @@ def test_reply_formats_and_cleaning():
     assert clean_reply('```json\n{"a": 1}\n```', fmt) == '{"a": 1}'
     assert TEACHER_REFUSAL.search("I'm sorry, but I can't help with that.")
     assert not TEACHER_REFUSAL.search("I can't log in to my account") and not TEACHER_REFUSAL.search(
-        "I'm sorry to bother you, but I can't find my invoice")
+        "I'm sorry to bother you, but I can't find my invoice"
+    )

@@ -17,10 +17,27 @@ def test_synth_review_and_mix_from_the_command_line(tiny_project, tmp_path, monk
     monkeypatch.setenv("TEACHER_KEY", "k")
     synth, review, mixed = tmp_path / "synth.jsonl", tmp_path / "review", tmp_path / "mixed.jsonl"
     with teacher_server() as server:
-        args = ["data", "synth", str(tiny_project), "--out", str(synth), "--n", "8", "--endpoint",
-                server.base_url, "--endpoint-model", "big-teacher", "--api-key-env", "TEACHER_KEY",
-                "--operators", "paraphrase=2,typos=1,refuse=1", "--input-usd-per-mtok", "1",
-                "--output-usd-per-mtok", "2"]
+        args = [
+            "data",
+            "synth",
+            str(tiny_project),
+            "--out",
+            str(synth),
+            "--n",
+            "8",
+            "--endpoint",
+            server.base_url,
+            "--endpoint-model",
+            "big-teacher",
+            "--api-key-env",
+            "TEACHER_KEY",
+            "--operators",
+            "paraphrase=2,typos=1,refuse=1",
+            "--input-usd-per-mtok",
+            "1",
+            "--output-usd-per-mtok",
+            "2",
+        ]
         res = cli.invoke(app, args)
         assert res.exit_code == 0, res.output
         calls = len(server.requests)
@@ -30,8 +47,9 @@ def test_synth_review_and_mix_from_the_command_line(tiny_project, tmp_path, monk
     rows = [o for _, o in read_jsonl(synth)]
     assert rows and all(r["meta"]["synthetic"]["teacher"] for r in rows)
 
-    res = cli.invoke(app, ["review", "sample", str(synth), "--review-dir", str(review), "--fraction", "0.5",
-                           "--no-serve"])
+    res = cli.invoke(
+        app, ["review", "sample", str(synth), "--review-dir", str(review), "--fraction", "0.5", "--no-serve"]
+    )
     assert res.exit_code == 0, res.output
     store = ReviewStore(review)
     for i, item in enumerate(store.current().items):
@@ -39,8 +57,22 @@ def test_synth_review_and_mix_from_the_command_line(tiny_project, tmp_path, monk
     res = cli.invoke(app, ["review", "summary", str(review), "--json"])
     summary = json.loads(res.output)
     assert summary["complete"] and summary["rejected"] == 1 and summary["ci_low"] < summary["pass_rate"]
-    res = cli.invoke(app, ["review", "mix", "--real", str(tiny_project / "data" / "tickets.jsonl"), "--review-dir",
-                           str(review), "--out", str(mixed), "--max-synthetic-share", "0.1", "--accept"])
+    res = cli.invoke(
+        app,
+        [
+            "review",
+            "mix",
+            "--real",
+            str(tiny_project / "data" / "tickets.jsonl"),
+            "--review-dir",
+            str(review),
+            "--out",
+            str(mixed),
+            "--max-synthetic-share",
+            "0.1",
+            "--accept",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = [o for _, o in read_jsonl(mixed)]
     real = [o for o in out if not (o.get("meta") or {}).get("synthetic")]
@@ -53,15 +85,28 @@ def test_blind_ab_result_flows_into_eval_compare(tiny_project, tmp_path):
     a = evaluate_model(tiny_project).run_dir
     b = evaluate_model(tiny_project, overrides=["eval.max_new_tokens=4"]).run_dir
     review = tmp_path / "ab"
-    res = cli.invoke(app, ["review", "ab", str(a), str(b), "--review-dir", str(review), "--names", "long,short",
-                           "--no-serve"])
+    res = cli.invoke(
+        app, ["review", "ab", str(a), str(b), "--review-dir", str(review), "--names", "long,short", "--no-serve"]
+    )
     assert res.exit_code == 0, res.output
     store = ReviewStore(review)
     for item in store.current().items:
         store.decide(item.id, item.version, "tie" if item.case.endswith("0") else "left")
     assert load_state(review)[0].kind == "preference"
-    res = cli.invoke(app, ["eval", "compare", str(a), str(b), "--project", str(tiny_project), "--human-preference",
-                           str(review), "--json"])
+    res = cli.invoke(
+        app,
+        [
+            "eval",
+            "compare",
+            str(a),
+            str(b),
+            "--project",
+            str(tiny_project),
+            "--human-preference",
+            str(review),
+            "--json",
+        ],
+    )
     comp = json.loads(res.output)[0]
     pref = comp["preference_human"]
     assert pref["judge"] == "human" and pref["judged"] == len(store.current().items) > 0

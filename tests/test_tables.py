@@ -11,13 +11,18 @@ from tunesmith.config import ColumnsConfig, load_config
 from tunesmith.data.audit import check_files
 from tunesmith.data.findings import Code
 from tunesmith.data.formats import load_records
-from tunesmith.files import data_sha256
 from tunesmith.data.tables import is_table, scan_rows
 from tunesmith.errors import TunesmithError
+from tunesmith.files import data_sha256
 
-GSM = {"question": ["Ann has 3 apples and buys 2. How many?", "Bo reads 4 pages a day. Pages in 3 days?",
-                    "A box holds 6 eggs. Eggs in 5 boxes?"],
-       "answer": ["3 + 2 = 5\n#### 5", "4 * 3 = 12\n#### 12", "6 * 5 = 30\n#### 30"]}
+GSM = {
+    "question": [
+        "Ann has 3 apples and buys 2. How many?",
+        "Bo reads 4 pages a day. Pages in 3 days?",
+        "A box holds 6 eggs. Eggs in 5 boxes?",
+    ],
+    "answer": ["3 + 2 = 5\n#### 5", "4 * 3 = 12\n#### 12", "6 * 5 = 30\n#### 30"],
+}
 
 
 def write_parquet(path, columns: dict) -> object:
@@ -52,11 +57,19 @@ def test_an_arrow_stream_file_and_a_saved_dataset_read_like_parquet(tmp_path):
 
 
 def test_a_message_column_of_structs_reads_without_the_nulls_arrow_fills_in(tmp_path):
-    messages = [[{"role": "user", "content": "weather?"},
-                 {"role": "assistant", "content": "", "tool_calls": [
-                     {"type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
-                 {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "Sunny."}],
-                [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]]
+    messages = [
+        [
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"type": "function", "function": {"name": "weather", "arguments": "{}"}}],
+            },
+            {"role": "tool", "content": "sunny"},
+            {"role": "assistant", "content": "Sunny."},
+        ],
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+    ]
     path = write_parquet(tmp_path / "chat.parquet", {"messages": messages})
     recs = load_records([path])
     assert recs[1].messages == messages[1] and not recs[1].unknown_keys  # no `tool_calls: None` left behind
@@ -64,10 +77,16 @@ def test_a_message_column_of_structs_reads_without_the_nulls_arrow_fills_in(tmp_
 
 
 def test_a_nested_column_of_the_wrong_type_names_the_row_and_column(tmp_path):
-    path = write_parquet(tmp_path / "bad.parquet", {
-        "messages": [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
-                     [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]],
-        "tags": [["a"], None]})
+    path = write_parquet(
+        tmp_path / "bad.parquet",
+        {
+            "messages": [
+                [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+                [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+            ],
+            "tags": [["a"], None],
+        },
+    )
     bad = write_parquet(tmp_path / "nested.parquet", {"question": ["q1", "q2"], "answer": [["x"], ["y", "z"]]})
     with pytest.raises(TunesmithError) as exc:
         load_records([bad])
@@ -76,7 +95,9 @@ def test_a_nested_column_of_the_wrong_type_names_the_row_and_column(tmp_path):
     assert len(load_records([path])) == 2  # a null list cell is no tags, not an error
     report = check_files([bad], keep=False)
     assert [(f.code, f.where, f.field) for f in report.findings if f.code == Code.BAD_RECORD] == [
-        (Code.BAD_RECORD, f"{bad}:1", "answer"), (Code.BAD_RECORD, f"{bad}:2", "answer")]
+        (Code.BAD_RECORD, f"{bad}:1", "answer"),
+        (Code.BAD_RECORD, f"{bad}:2", "answer"),
+    ]
 
 
 def test_tables_read_through_a_mapping_and_a_missing_column_is_named(tmp_path):
@@ -114,7 +135,9 @@ def test_a_broken_json_array_names_the_row_and_where_in_the_file(tmp_path):
     assert "line 3 column" in items[2][1].message
     report = check_files([path], keep=False)
     assert [(f.code, f.where) for f in report.findings if f.code == Code.BAD_LINE] == [
-        (Code.BAD_LINE, f"{path}:2"), (Code.BAD_LINE, f"{path}:3")]
+        (Code.BAD_LINE, f"{path}:2"),
+        (Code.BAD_LINE, f"{path}:3"),
+    ]
 
 
 def test_a_file_that_is_not_parquet_is_one_problem_naming_it(tmp_path):
@@ -130,8 +153,9 @@ def test_a_saved_dataset_with_splits_asks_for_one_split(tmp_path):
     import datasets
 
     saved = tmp_path / "gsm8k"
-    datasets.DatasetDict({"train": datasets.Dataset.from_dict(GSM),
-                          "test": datasets.Dataset.from_dict(GSM)}).save_to_disk(str(saved))
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict(GSM), "test": datasets.Dataset.from_dict(GSM)}
+    ).save_to_disk(str(saved))
     with pytest.raises(TunesmithError) as exc:
         load_records([saved])
     assert "train" in exc.value.problems[0].message and str(saved / "train") in exc.value.problems[0].hint

@@ -4,8 +4,8 @@ ones did not, the saved artifact loads and evaluates."""
 
 from __future__ import annotations
 
-import math
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -32,8 +32,15 @@ def _records(n=12):
 def _cfg(**train) -> Config:
     cfg = Config()
     cfg.data.max_seq_len = 96
-    for key, value in {"max_steps": 2, "batch_size": 4, "save_steps": 100, "logging_steps": 1,
-                       "precision": "fp32", "lr": 1e-2, **train}.items():
+    for key, value in {
+        "max_steps": 2,
+        "batch_size": 4,
+        "save_steps": 100,
+        "logging_steps": 1,
+        "precision": "fp32",
+        "lr": 1e-2,
+        **train,
+    }.items():
         setattr(cfg.train, key, value)
     return cfg
 
@@ -60,6 +67,7 @@ def test_qlora_trains_an_adapter_on_a_4bit_nf4_base(tmp_path, tiny_tok):
     cfg = _cfg(method="qlora", lora_r=4, lora_alpha=8)
 
     import bitsandbytes as bnb
+
     from tunesmith.train import sft
 
     seen = {}
@@ -114,11 +122,13 @@ def test_train_verb_runs_full_fine_tuning_and_the_run_evaluates_the_trained_mode
     summary = run_project(tiny_project, ["train.method=full", "train.max_steps=2", "export.formats=[merged]"])
     stages = {s["stage"]: s for s in summary["stages"]}
     assert stages["train"]["cached"]  # the train verb's run is the pipeline's train stage
-    tuned = json.loads((tiny_project / ".tunesmith" / "runs" / stages["eval-tuned"]["run"].split("/")[-1]
-                        / "result.json").read_text())
+    tuned = json.loads(
+        (tiny_project / ".tunesmith" / "runs" / stages["eval-tuned"]["run"].split("/")[-1] / "result.json").read_text()
+    )
     assert tuned["adapter"] is None and tuned["model"].endswith("/model")
-    manifest = json.loads((tiny_project / ".tunesmith" / "runs" / stages["export"]["run"].split("/")[-1]
-                           / "manifest.json").read_text())
+    manifest = json.loads(
+        (tiny_project / ".tunesmith" / "runs" / stages["export"]["run"].split("/")[-1] / "manifest.json").read_text()
+    )
     assert manifest["adapter"] is None and "model.safetensors" in manifest["exports"]["merged"]["files"]
 
 
@@ -154,13 +164,18 @@ def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, t
     monkeypatch.undo()
     saved = tmp_path / "killed" / "checkpoints" / "checkpoint-2"
     names = {p.name for p in saved.iterdir()}
-    assert {"optimizer.safetensors", "optimizer.json", "scheduler.json", "rng_state.safetensors",
-            "rng_state.json", "trainer_state.json"} <= names
+    assert {
+        "optimizer.safetensors",
+        "optimizer.json",
+        "scheduler.json",
+        "rng_state.safetensors",
+        "rng_state.json",
+        "trainer_state.json",
+    } <= names
     assert not [n for n in names if n.endswith((".pt", ".pth", ".bin", ".pkl"))]  # no pickle in a checkpoint
     # a pickle planted in the checkpoint is never opened: unpickling it would create `pwned`
     marker = tmp_path / "pwned"
-    (saved / "optimizer.pt").write_bytes(
-        b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    (saved / "optimizer.pt").write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
     resumed = train_sft(cfg, ref, records, tmp_path / "killed")
     assert not marker.exists()
     assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps"] == 4
@@ -171,8 +186,9 @@ def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, t
     assert worst <= 1e-6, worst
 
 
-def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_model_dir,
-                                                                                     monkeypatch):
+def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path, tiny_model_dir, monkeypatch
+):
     import torch.nn.functional as F
 
     from tunesmith.train.trainer import TrainingDiverged
@@ -240,11 +256,20 @@ def _pairs(n=16):
     for i in range(n):
         q = f"ticket {i}: my {['billing', 'shipping'][i % 2]} problem number {i * 7 % 13}"
         if i % 3 == 0:  # transcript style (HH-RLHF)
-            out.append({"chosen": f"\n\nHuman: {q}\n\nAssistant: I will route this to the right team.",
-                        "rejected": f"\n\nHuman: {q}\n\nAssistant: Not my problem."})
+            out.append(
+                {
+                    "chosen": f"\n\nHuman: {q}\n\nAssistant: I will route this to the right team.",
+                    "rejected": f"\n\nHuman: {q}\n\nAssistant: Not my problem.",
+                }
+            )
         else:
-            out.append({"prompt": [{"role": "user", "content": q}], "chosen": "I will route this to the right team.",
-                        "rejected": "Not my problem."})
+            out.append(
+                {
+                    "prompt": [{"role": "user", "content": q}],
+                    "chosen": "I will route this to the right team.",
+                    "rejected": "Not my problem.",
+                }
+            )
     return out
 
 
@@ -252,15 +277,21 @@ def _pairs_project(project, model_dir, max_seq_len: int, rest: str):
     """A project on the tiny model whose data are `_pairs()`; `rest` adds YAML sections."""
     write_jsonl(project / "data" / "pairs.jsonl", _pairs())
     (project / "tunesmith.yaml").write_text(
-        f'model: {{base: "{model_dir}"}}\ndata: {{train: [data/pairs.jsonl], max_seq_len: {max_seq_len}}}\n' + rest)
+        f'model: {{base: "{model_dir}"}}\ndata: {{train: [data/pairs.jsonl], max_seq_len: {max_seq_len}}}\n' + rest
+    )
     return project
 
 
 def test_dpo_trains_an_adapter_from_preference_pairs_and_runs_end_to_end(tmp_path, tiny_model_dir):
-    project = _pairs_project(tmp_path / "dpo", tiny_model_dir, 96, """
+    project = _pairs_project(
+        tmp_path / "dpo",
+        tiny_model_dir,
+        96,
+        """
 eval: {max_new_tokens: 6, bootstrap_samples: 200}
 train: {objective: dpo, max_steps: 2, batch_size: 4, save_steps: 100, logging_steps: 1, precision: bf16, lora_r: 4}
-""")
+""",
+    )
     res = runner.invoke(app, ["train", str(project)])
     assert res.exit_code == 0, res.output
     assert "LoRA r=4 (DPO): 2 steps" in res.output
@@ -271,8 +302,9 @@ train: {objective: dpo, max_steps: 2, batch_size: 4, save_steps: 100, logging_st
     assert stages["train"]["cached"]
     train = json.loads((tiny_project_runs(project) / stages["train"]["run"].split("/")[-1] / "result.json").read_text())
     assert train["objective"] == "dpo" and train["pairs"] == 13 and train["reward_accuracy"] is not None
-    weights = load_file(tiny_project_runs(project) / stages["train"]["run"].split("/")[-1] / "adapter"
-                        / "adapter_model.safetensors")
+    weights = load_file(
+        tiny_project_runs(project) / stages["train"]["run"].split("/")[-1] / "adapter" / "adapter_model.safetensors"
+    )
     assert all(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
     assert {m["suite"] for m in summary["metrics"]} >= {"heldout"}
 
@@ -294,19 +326,32 @@ def test_preference_pairs_read_in_every_shape():
 
     plain = to_record({"prompt": "hi", "chosen": "hello", "rejected": "go away"}, "f", 1)
     assert plain.messages[-1]["content"] == "hello" and plain.rejected[0]["content"] == "go away"
-    implicit = to_record({"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
-                          "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]},
-                         "f", 2)
+    implicit = to_record(
+        {
+            "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}],
+        },
+        "f",
+        2,
+    )
     assert implicit.prompt == [{"role": "user", "content": "q"}] and implicit.rejected[0]["content"] == "b"
-    hh = to_record({"chosen": "\n\nHuman: q1\n\nAssistant: a1\n\nHuman: q2\n\nAssistant: good",
-                    "rejected": "\n\nHuman: q1\n\nAssistant: a1\n\nHuman: q2\n\nAssistant: bad"}, "f", 3)
+    hh = to_record(
+        {
+            "chosen": "\n\nHuman: q1\n\nAssistant: a1\n\nHuman: q2\n\nAssistant: good",
+            "rejected": "\n\nHuman: q1\n\nAssistant: a1\n\nHuman: q2\n\nAssistant: bad",
+        },
+        "f",
+        3,
+    )
     assert [m["role"] for m in hh.messages] == ["user", "assistant", "user", "assistant"]
     assert hh.rejected == [{"role": "assistant", "content": "bad"}]
     again = to_record(hh.to_json(), "elsewhere", 9)  # what tunesmith writes reads back as the same pair
     assert again.rejected == hh.rejected and again.where == "f:3" and not again.unknown_keys
-    for bad, field in (({"prompt": "a", "chosen": "b", "rejected": "b"}, "rejected"),
-                       ({"chosen": "no markers", "rejected": "x"}, "chosen"),
-                       ({"prompt": 3, "chosen": "b", "rejected": "c"}, "prompt")):
+    for bad, field in (
+        ({"prompt": "a", "chosen": "b", "rejected": "b"}, "rejected"),
+        ({"chosen": "no markers", "rejected": "x"}, "chosen"),
+        ({"prompt": 3, "chosen": "b", "rejected": "c"}, "prompt"),
+    ):
         with pytest.raises(RecordError) as exc:
             to_record(bad, "f", 1)
         assert exc.value.field == field
@@ -318,17 +363,21 @@ def test_grpo_rewards_are_the_eval_scorers(tmp_path, monkeypatch):
 
     prompts = [[{"role": "user", "content": "2+2?"}]] * 3
     numeric = reward_function({"type": "numeric"}, None)
-    assert numeric(prompts, [[{"role": "assistant", "content": "It is 4."}], "#### 5", "four"],
-                   expected=["4", "4", "4"]) == [1.0, 0.0, 0.0]
+    assert numeric(
+        prompts, [[{"role": "assistant", "content": "It is 4."}], "#### 5", "four"], expected=["4", "4", "4"]
+    ) == [1.0, 0.0, 0.0]
     no_comma = reward_function({"type": "instructions", "instruction_id_list": ["punctuation:no_comma"]}, None)
     assert no_comma(prompts[:2], ["a b c", "a, b"], expected=["null", "null"]) == [1.0, 0.0]
     (tmp_path / "my_rewards.py").write_text("def short(output, case):\n    return len(output) < 5\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert reward_function({"type": "custom", "function": "my_rewards:short"}, None)(
-        prompts[:2], ["ok", "far too long"], expected=["null", "null"]) == [1.0, 0.0]
+        prompts[:2], ["ok", "far too long"], expected=["null", "null"]
+    ) == [1.0, 0.0]
     cfg = Config(task=TaskConfig(type="json", match_fields=["queue"]))
-    assert default_rewards(cfg, {"type": "object"}) == [{"type": "json_schema", "weight": 0.5},
-                                                       {"type": "json_fields", "fields": ["queue"], "weight": 1.0}]
+    assert default_rewards(cfg, {"type": "object"}) == [
+        {"type": "json_schema", "weight": 0.5},
+        {"type": "json_fields", "fields": ["queue"], "weight": 1.0},
+    ]
     from tunesmith.errors import TunesmithError
 
     with pytest.raises(TunesmithError, match="GRPO needs rewards"):
@@ -347,9 +396,17 @@ def test_a_bad_reward_spec_is_a_config_error(tmp_path):
 def test_grpo_trains_with_the_task_rewards_end_to_end(tiny_project):
     from tunesmith.pipeline import run_project
 
-    summary = run_project(tiny_project, ["train.objective=grpo", "train.max_steps=2", "train.batch_size=4",
-                                         "train.grpo_max_completion_tokens=8", "train.lr=1e-3",
-                                         "train.precision=bf16"])  # generation too, where no autocast runs
+    summary = run_project(
+        tiny_project,
+        [
+            "train.objective=grpo",
+            "train.max_steps=2",
+            "train.batch_size=4",
+            "train.grpo_max_completion_tokens=8",
+            "train.lr=1e-3",
+            "train.precision=bf16",
+        ],
+    )  # generation too, where no autocast runs
     stages = {s["stage"]: s for s in summary["stages"]}
     run = tiny_project_runs(tiny_project) / stages["train"]["run"].split("/")[-1]
     result = json.loads((run / "result.json").read_text())
@@ -387,7 +444,8 @@ def test_two_processes_through_accelerate_match_one_with_the_same_global_batch(t
 model: {{base: "{tiny_model_dir}"}}
 task: {{type: json}}
 data: {{train: [data/d.jsonl], max_seq_len: 96, stratify_by: null, validation_fraction: 0}}
-train: {{max_steps: 1, batch_size: {batch}, precision: fp32, lora_r: 4, lr: 1.0e-2, warmup_ratio: 0.0, logging_steps: 1}}
+train: {{max_steps: 1, batch_size: {batch}, precision: fp32, lora_r: 4, lr: 1.0e-2, warmup_ratio: 0.0,
+        logging_steps: 1}}
 """)
         res = runner.invoke(app, ["train", str(project), "--nproc", str(nproc)])
         assert res.exit_code == 0, res.output
@@ -401,9 +459,14 @@ train: {{max_steps: 1, batch_size: {batch}, precision: fp32, lora_r: 4, lr: 1.0e
 
 
 def test_a_reward_model_trains_from_pairs_and_rewards_grpo(tmp_path, tiny_model_dir):
-    project = _pairs_project(tmp_path / "rm", tiny_model_dir, 256, """
+    project = _pairs_project(
+        tmp_path / "rm",
+        tiny_model_dir,
+        256,
+        """
 train: {objective: reward, max_steps: 2, batch_size: 4, logging_steps: 1, precision: fp32, lora_r: 4}
-""")
+""",
+    )
     res = runner.invoke(app, ["train", str(project)])
     assert res.exit_code == 0, res.output
     run = next((project / ".tunesmith" / "runs").glob("*-train-*"))
@@ -418,8 +481,9 @@ train: {objective: reward, max_steps: 2, batch_size: 4, logging_steps: 1, precis
     from tunesmith.train.grpo_rewards import reward_function
 
     learned = reward_function({"type": "reward_model", "path": str(run / "reward_model")}, None)
-    assert learned([[{"role": "user", "content": "hi"}]], [[{"role": "assistant", "content": "ok"}]],
-                   expected=["null"]) == pytest.approx(scorer([[{"role": "user", "content": "hi"}]], ["ok"]))
+    assert learned(
+        [[{"role": "user", "content": "hi"}]], [[{"role": "assistant", "content": "ok"}]], expected=["null"]
+    ) == pytest.approx(scorer([[{"role": "user", "content": "hi"}]], ["ok"]))
     from tunesmith.errors import TunesmithError
     from tunesmith.pipeline import run_project
 
@@ -429,9 +493,17 @@ train: {objective: reward, max_steps: 2, batch_size: 4, logging_steps: 1, precis
 
     cfg = load_config(project, ["data.max_seq_len=40"])[0]  # pairs the data check keeps (truncated) but TRL drops
     with pytest.raises(TunesmithError, match="No preference pair fits"):
-        train_reward_model(cfg, resolve_model(str(tiny_model_dir)), [
-            Record(messages=[{"role": "user", "content": "q " * 30}, {"role": "assistant", "content": "a"}],
-                   rejected=[{"role": "assistant", "content": "b"}])], tmp_path / "x")
+        train_reward_model(
+            cfg,
+            resolve_model(str(tiny_model_dir)),
+            [
+                Record(
+                    messages=[{"role": "user", "content": "q " * 30}, {"role": "assistant", "content": "a"}],
+                    rejected=[{"role": "assistant", "content": "b"}],
+                )
+            ],
+            tmp_path / "x",
+        )
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -441,8 +513,13 @@ def test_the_labeled_head_loss_equals_the_plain_causal_lm_loss(tiny_model_dir, p
     from tunesmith.train.sft import build_trainer
 
     ref = resolve_model(str(tiny_model_dir))
-    trainer = build_trainer(_cfg(lora_r=4, precision=precision, base_precision="fp32"), ref, _records(),
-                            Path(tempfile.mkdtemp()), save_strategy="no")[0]
+    trainer = build_trainer(
+        _cfg(lora_r=4, precision=precision, base_precision="fp32"),
+        ref,
+        _records(),
+        Path(tempfile.mkdtemp()),
+        save_strategy="no",
+    )[0]
     batch = next(iter(trainer.get_train_dataloader()))
     n = (batch["labels"][:, 1:] != -100).sum()
     ours = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=n)
@@ -472,8 +549,9 @@ def test_distillation_writes_the_teachers_replies_with_provenance(tmp_path):
 
     records = _records(3) + [Record(messages=[{"role": "user", "content": "explode"}], source="g.jsonl", line=9)]
     with ChatServer(teacher) as server:
-        out, errors = distill_records(records, EndpointBackend(server.base_url, "big", max_retries=0),
-                                      teacher_system="Reply as a calm expert.")
+        out, errors = distill_records(
+            records, EndpointBackend(server.base_url, "big", max_retries=0), teacher_system="Reply as a calm expert."
+        )
     assert len(out) == 3 and errors and "g.jsonl:9" in errors[0]
     assert out[0].messages[-1]["content"].startswith("TEACHER: ticket 0")
     assert out[0].messages[:-1] == records[0].prompt  # the student keeps its own prompt (system prompt included)
@@ -487,22 +565,55 @@ def test_self_distilled_general_data_is_mixed_into_training(tiny_project):
     from chat_server import ChatServer
 
     # self-distillation with the project's base: the random tiny model only emits newlines, which is reported
-    res = runner.invoke(app, ["data", "distill", str(tiny_project / "eval" / "redteam.jsonl"), "--out",
-                              str(tiny_project / "self.jsonl"), "--project", str(tiny_project),
-                              "--max-new-tokens", "8"])
+    res = runner.invoke(
+        app,
+        [
+            "data",
+            "distill",
+            str(tiny_project / "eval" / "redteam.jsonl"),
+            "--out",
+            str(tiny_project / "self.jsonl"),
+            "--project",
+            str(tiny_project),
+            "--max-new-tokens",
+            "8",
+        ],
+    )
     assert res.exit_code == 1 and "redteam.jsonl:1: the teacher emitted nothing" in res.output
     with ChatServer(lambda m, t: {"content": "a calm general answer"}) as server:
-        res = runner.invoke(app, ["data", "distill", str(tiny_project / "eval" / "redteam.jsonl"), "--out",
-                                  str(tiny_project / "data" / "general" / "self.jsonl"), "--endpoint",
-                                  server.base_url, "--endpoint-model", "teacher"])
+        res = runner.invoke(
+            app,
+            [
+                "data",
+                "distill",
+                str(tiny_project / "eval" / "redteam.jsonl"),
+                "--out",
+                str(tiny_project / "data" / "general" / "self.jsonl"),
+                "--endpoint",
+                server.base_url,
+                "--endpoint-model",
+                "teacher",
+            ],
+        )
     assert res.exit_code == 0 and "1 of 1 record(s) distilled" in res.output, res.output
     general = tiny_project / "data" / "general" / "g.jsonl"
-    write_jsonl(general, [{"messages": [{"role": "user", "content": f"general question {i}"},
-                                        {"role": "assistant", "content": f"general answer {i}"}]} for i in range(20)])
+    write_jsonl(
+        general,
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": f"general question {i}"},
+                    {"role": "assistant", "content": f"general answer {i}"},
+                ]
+            }
+            for i in range(20)
+        ],
+    )
     from tunesmith.pipeline import train_project
 
-    st = train_project(tiny_project, ["train.general_data=[data/general/*.jsonl]", "train.general_share=0.2",
-                                      "train.max_steps=1"])
+    st = train_project(
+        tiny_project, ["train.general_data=[data/general/*.jsonl]", "train.general_share=0.2", "train.max_steps=1"]
+    )
     # 21 training records (6 held out, 3 for validation); 0.2 of the mix is general (21 general records to draw
     # from): round(0.2 * 21 / 0.8) = 5
     assert st.result["general_examples"] == 5 and st.result["data"]["examples"] == 26
@@ -540,8 +651,16 @@ def test_a_bf16_stored_base_trains_exactly_like_the_fp32_one_under_autocast(tmp_
     from tunesmith.train.sft import build_trainer
 
     ref = resolve_model(str(tiny_model_dir))
-    trainers = {base: build_trainer(_cfg(precision="bf16", base_precision=base, lora_r=4, max_steps=3), ref,
-                                    _records(), tmp_path / base, save_strategy="no")[0] for base in ("bf16", "fp32")}
+    trainers = {
+        base: build_trainer(
+            _cfg(precision="bf16", base_precision=base, lora_r=4, max_steps=3),
+            ref,
+            _records(),
+            tmp_path / base,
+            save_strategy="no",
+        )[0]
+        for base in ("bf16", "fp32")
+    }
     dtypes = {name: p.dtype for name, p in trainers["bf16"].model.named_parameters()}
     assert {dtypes[n] for n in dtypes if "lora_" in n} == {torch.float32}  # the adapter trains in fp32
     assert {dtypes[n] for n in dtypes if "proj.base_layer" in n} == {torch.bfloat16}
@@ -577,13 +696,16 @@ def test_padding_free_batches_train_exactly_like_padded_ones(tmp_path, tiny_mode
     ref = resolve_model(str(tiny_model_dir))
     runs = {}
     for batching in ("random", "padding_free", "packed", "grouped"):
-        trainer = build_trainer(_cfg(batching=batching, lora_r=4, max_steps=3), ref, _records(), tmp_path / batching,
-                                save_strategy="no")[0]
+        trainer = build_trainer(
+            _cfg(batching=batching, lora_r=4, max_steps=3), ref, _records(), tmp_path / batching, save_strategy="no"
+        )[0]
         batch = next(iter(trainer.get_train_dataloader()))
         assert ("attention_mask" in batch) == (batching in ("random", "grouped"))
         trainer.train()
-        runs[batching] = ([row["loss"] for row in trainer.state.log_history if "loss" in row],
-                          trainer.state.num_input_tokens_seen)
+        runs[batching] = (
+            [row["loss"] for row in trainer.state.log_history if "loss" in row],
+            trainer.state.num_input_tokens_seen,
+        )
     # The same examples in the same order, concatenated into one row: attention stays within each example
     assert runs["padding_free"][0] == pytest.approx(runs["random"][0], rel=1e-5)
     # every real token counted (the pad id is also the end-of-turn token here), no padding counted
@@ -600,7 +722,9 @@ def test_an_unfinished_reply_trains_its_text_but_not_its_end(tiny_model_dir):
     done, cut = training_example(tok, messages), training_example(tok, messages, finished=False)
     labeled = [k for k, lab in enumerate(done.labels) if lab != IGNORE]
     assert done.input_ids[labeled[-1]] == tok.eos_token_id  # a finished reply learns to stop ...
-    assert cut.labels[labeled[-1]] == IGNORE and cut.labels[:labeled[-1]] == done.labels[:labeled[-1]]  # ... a cut one not
+    assert (
+        cut.labels[labeled[-1]] == IGNORE and cut.labels[: labeled[-1]] == done.labels[: labeled[-1]]
+    )  # ... a cut one not
     assert cut.assistant_tokens == done.assistant_tokens - 1
 
 
@@ -615,9 +739,15 @@ class _Base:
     def generate(self, cases, max_new_tokens=128, on_result=None, **_):
         from tunesmith.generate.backends import Generation
 
-        out = [Generation(output="" if "octopuses" in c.messages[-1]["content"] else
-                          f"Well: {c.messages[-1]['content']}", new_tokens=5, hit_limit=i % 3 == 0,
-                          latency_s=0.0) for i, c in enumerate(cases)]
+        out = [
+            Generation(
+                output="" if "octopuses" in c.messages[-1]["content"] else f"Well: {c.messages[-1]['content']}",
+                new_tokens=5,
+                hit_limit=i % 3 == 0,
+                latency_s=0.0,
+            )
+            for i, c in enumerate(cases)
+        ]
         for i, gen in enumerate(out):
             on_result and on_result(i, gen)
         return out
@@ -625,8 +755,8 @@ class _Base:
 
 def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(tiny_project, monkeypatch):
     from tunesmith.data.distill import general_prompts
-    from tunesmith.generate import backends
     from tunesmith.eval.suite import general_probe
+    from tunesmith.generate import backends
     from tunesmith.pipeline import train_project
 
     # the built-in prompts are not the probe's (the probe must still measure forgetting)
@@ -645,16 +775,27 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
 
     shown = []
     real = sft.training_example
-    monkeypatch.setattr(sft, "training_example", lambda tok, messages, *a, **k: shown.append(
-        (messages, k["finished"])) or real(tok, messages, *a, **k))
-    st = train_project(tiny_project, ["train.general_data=[builtin:self]", "train.general_share=0.2",
-                                      "task.system_prompt=Route the ticket.", "train.max_steps=1"])
+    monkeypatch.setattr(
+        sft,
+        "training_example",
+        lambda tok, messages, *a, **k: shown.append((messages, k["finished"])) or real(tok, messages, *a, **k),
+    )
+    st = train_project(
+        tiny_project,
+        [
+            "train.general_data=[builtin:self]",
+            "train.general_share=0.2",
+            "task.system_prompt=Route the ticket.",
+            "train.max_steps=1",
+        ],
+    )
     general_runs = list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))
     assert len(general_runs) == 1
     made = [json.loads(line) for line in (general_runs[0] / "general.jsonl").read_text().splitlines()]
     assert len(made) == 199  # the unanswered prompt is skipped
     assert sum(bool(r["meta"].get("unfinished")) for r in made) == sum(
-        i % 3 == 0 and "octopuses" not in p for i, p in enumerate(prompts))  # those that hit the limit
+        i % 3 == 0 and "octopuses" not in p for i, p in enumerate(prompts)
+    )  # those that hit the limit
     # 21 training records: round(0.2 * 21 / 0.8) = 5 general ones, shown without the task's system prompt (as the
     # general probe asks them; a task.system_prompt is not added to them) and, when cut, trained without their end
     assert st.result["general_examples"] == 5

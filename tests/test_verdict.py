@@ -14,8 +14,19 @@ N = 250
 
 def rows(right: int, n: int = N, suite: str = "heldout", metric: str = "task_correct") -> list[dict]:
     """`n` cases of which the first `right` pass."""
-    return [{"suite": suite, "id": str(i), "tags": [], "scores": {metric: i < right}, "latency_s": 0.1,
-             "new_tokens": 1, "output": "x", "behavior": "answer"} for i in range(n)]
+    return [
+        {
+            "suite": suite,
+            "id": str(i),
+            "tags": [],
+            "scores": {metric: i < right},
+            "latency_s": 0.1,
+            "new_tokens": 1,
+            "output": "x",
+            "behavior": "answer",
+        }
+        for i in range(n)
+    ]
 
 
 def config(min_value: float | None = None, metric: str = "task_accuracy") -> Config:
@@ -43,8 +54,18 @@ def test_gate_checks_the_absolute_target():
 
 def test_lower_is_better_target_is_a_ceiling():
     g = GateConfig(metric="ood.hallucination_rate", min_value=0.1)
-    cmp_rows = [{"suite": "ood", "metric": "hallucination_rate", "n": 50, "base": 0.9, "tuned": 0.2, "delta": -0.7,
-                 "ci_low": -0.8, "ci_high": -0.6}]
+    cmp_rows = [
+        {
+            "suite": "ood",
+            "metric": "hallucination_rate",
+            "n": 50,
+            "base": 0.9,
+            "tuned": 0.2,
+            "delta": -0.7,
+            "ci_low": -0.8,
+            "ci_high": -0.6,
+        }
+    ]
     out = gate(cmp_rows, g)
     assert out["passed"] is False and out["reason"] == "tuned 0.200 is above the ceiling 0.100"
     cmp_rows[0].update(tuned=0.08, delta=-0.82, ci_low=-0.9, ci_high=-0.7)
@@ -54,8 +75,9 @@ def test_lower_is_better_target_is_a_ceiling():
 def test_a_cheaper_alternative_that_scores_higher_is_shipped_instead():
     out = verdict(0, 57, {"classifier": 195, "few_shot": 40}, config(), info={"classifier": {"train_s": 4.8}})
     assert out["ship"] is False
-    assert out["headline"] == ("Do not ship: the TF-IDF classifier scores 0.780 vs the tuned model's 0.228 on "
-                               "heldout.task_accuracy")
+    assert out["headline"] == (
+        "Do not ship: the TF-IDF classifier scores 0.780 vs the tuned model's 0.228 on heldout.task_accuracy"
+    )
     assert out["instead"] == "the TF-IDF classifier (0.780 vs 0.228 on heldout.task_accuracy, 5 seconds to train)"
     clf = next(a for a in out["alternatives"] if a["name"] == "classifier")
     assert clf["value"] == pytest.approx(0.78) and clf["tuned"] == pytest.approx(0.228)
@@ -70,8 +92,7 @@ def test_a_cheaper_alternative_that_scores_higher_is_shipped_instead():
 def test_nothing_reaches_the_target():
     out = verdict(0, 57, {"classifier": 195}, config(min_value=0.85))
     assert out["ship"] is False
-    assert out["headline"] == ("Do not ship: tuned 0.228 is below the target 0.850 (gate on "
-                               "heldout.task_accuracy)")
+    assert out["headline"] == ("Do not ship: tuned 0.228 is below the target 0.850 (gate on heldout.task_accuracy)")
     assert out["instead"].startswith("nothing yet: the best (the TF-IDF classifier, 0.780) is below the target 0.850")
     assert "tunesmith tune" in out["instead"]
 
@@ -79,8 +100,10 @@ def test_nothing_reaches_the_target():
 def test_ship_when_every_gate_passes_and_every_alternative_is_beaten():
     out = verdict(0, 225, {"classifier": 195, "few_shot": 100}, config(min_value=0.85))
     assert out["ship"] is True and out["instead"] is None
-    assert out["headline"].startswith("Ship it: the tuned model scores 0.900 on heldout.task_accuracy, passes "
-                                      "every gate and beats the TF-IDF classifier (0.780)")
+    assert out["headline"].startswith(
+        "Ship it: the tuned model scores 0.900 on heldout.task_accuracy, passes "
+        "every gate and beats the TF-IDF classifier (0.780)"
+    )
     assert all(a["verdict"] == "better" and not a["beats_tuned"] for a in out["alternatives"])
 
 
@@ -141,5 +164,6 @@ def test_an_alternative_ships_instead_of_a_tuned_model_that_fails_another_gate()
     out = ship_verdict(cmp, against, cfg)
     assert out["ship"] is False and "gate on general.task_accuracy" in out["headline"]
     assert not out["alternatives"][0]["beats_tuned"]
-    assert out["instead"] == ("the TF-IDF classifier (0.800 on heldout.task_accuracy; the "
-                              "tuned model scores 0.816 but fails a gate)")
+    assert out["instead"] == (
+        "the TF-IDF classifier (0.800 on heldout.task_accuracy; the tuned model scores 0.816 but fails a gate)"
+    )

@@ -37,8 +37,11 @@ VOLUMES = ("one-off", "low", "high")
 # structured support replies 200-1,000 (the same numbers the data doctor's low_data finding uses), complex domain
 # workflow 1,000+ plus expert review.
 EXAMPLES_NEEDED: dict[str, tuple[int, int | None]] = {
-    "style": GUIDANCE["chat"], "classification": GUIDANCE["classification"], "structured": GUIDANCE["json"],
-    "complex": (1000, None)}
+    "style": GUIDANCE["chat"],
+    "classification": GUIDANCE["classification"],
+    "structured": GUIDANCE["json"],
+    "complex": (1000, None),
+}
 TASKS = tuple(EXAMPLES_NEEDED)
 # Guide: "For narrow formatting or style, 50-200 excellent examples can show improvement": below the smallest
 # starting set, there is nothing to fine-tune on yet.
@@ -121,40 +124,90 @@ def _task_of(a: Answers) -> str:
 
 
 def _reasons(a: Answers) -> list[Reason]:
-    out = [Reason("fine-tune", BEHAVIOR_NEEDS[n] + ": fine-tune for behavior, format, style, classification and "
-                  "repeated task patterns", GUIDE) for n in BEHAVIOR_NEEDS if n in a.needs]
+    out = [
+        Reason(
+            "fine-tune",
+            BEHAVIOR_NEEDS[n] + ": fine-tune for behavior, format, style, classification and repeated task patterns",
+            GUIDE,
+        )
+        for n in BEHAVIOR_NEEDS
+        if n in a.needs
+    ]
     if a.facts_change or "facts" in a.needs:
-        out.append(Reason("rag", "Facts that change (pricing pages, policy docs, knowledge bases) belong in "
-                          "retrieval: fine-tuning is not a knowledge injection mechanism", GUIDE))
+        out.append(
+            Reason(
+                "rag",
+                "Facts that change (pricing pages, policy docs, knowledge bases) belong in "
+                "retrieval: fine-tuning is not a knowledge injection mechanism",
+                GUIDE,
+            )
+        )
     if a.citations:
-        out.append(Reason("rag", "Compliance rules requiring citations from current, auditable sources need "
-                          "retrieval", GUIDE))
+        out.append(
+            Reason("rag", "Compliance rules requiring citations from current, auditable sources need retrieval", GUIDE)
+        )
     if a.stale_fact_share is not None and a.stale_fact_share >= STALE_FACT_SHARE:
-        out.append(Reason("rag", f"{a.stale_fact_share:.0%} of the training replies state facts that change "
-                          "(prices, dates, versions, URLs, policy numbers): a model trained on them repeats "
-                          "yesterday's facts", "data doctor (stale_fact)"))
+        out.append(
+            Reason(
+                "rag",
+                f"{a.stale_fact_share:.0%} of the training replies state facts that change "
+                "(prices, dates, versions, URLs, policy numbers): a model trained on them repeats "
+                "yesterday's facts",
+                "data doctor (stale_fact)",
+            )
+        )
     if a.base_format_validity is not None and a.base_format_validity < TARGET_ACCURACY:
-        out.append(Reason("fine-tune", f"The prompted base returns valid format only {a.base_format_validity:.0%} "
-                          "of the time: it keeps drifting out of format", "eval of the base model"))
+        out.append(
+            Reason(
+                "fine-tune",
+                f"The prompted base returns valid format only {a.base_format_validity:.0%} "
+                "of the time: it keeps drifting out of format",
+                "eval of the base model",
+            )
+        )
     if a.tuned_gate_passed:
-        out.append(Reason("fine-tune", "The tuned model beat the base on the held-out set (the gate passed)",
-                          "tunesmith run"))
+        out.append(
+            Reason("fine-tune", "The tuned model beat the base on the held-out set (the gate passed)", "tunesmith run")
+        )
     if a.volume == "high":
-        out.append(Reason("fine-tune", "High volume: a fine-tuned small model can replace a massive system "
-                          "prompt (shorter prompts for high-volume workloads)", GUIDE))
+        out.append(
+            Reason(
+                "fine-tune",
+                "High volume: a fine-tuned small model can replace a massive system "
+                "prompt (shorter prompts for high-volume workloads)",
+                GUIDE,
+            )
+        )
     if a.volume in ("one-off", "low"):
-        out.append(Reason("prompting", "Low-volume or one-off work: in-context learning is faster than training "
-                          "(use prompting for low-volume workflows)", GUIDE))
+        out.append(
+            Reason(
+                "prompting",
+                "Low-volume or one-off work: in-context learning is faster than training "
+                "(use prompting for low-volume workflows)",
+                GUIDE,
+            )
+        )
     if a.experimenting:
         out.append(Reason("prompting", "Still experimenting: prompting is for fast experiments", GUIDE))
     if a.examples is not None and a.examples < MIN_EXAMPLES:
-        out.append(Reason("prompting", f"{a.examples} examples: fine-tuning needs high-quality examples, and "
-                          f"{MIN_EXAMPLES}-200 excellent ones is where narrow format or style starts to improve",
-                          GUIDE))
+        out.append(
+            Reason(
+                "prompting",
+                f"{a.examples} examples: fine-tuning needs high-quality examples, and "
+                f"{MIN_EXAMPLES}-200 excellent ones is where narrow format or style starts to improve",
+                GUIDE,
+            )
+        )
     if a.base_accuracy is not None and a.base_accuracy >= TARGET_ACCURACY:
-        out.append(Reason("prompting", f"The prompted base already reaches {a.base_accuracy:.0%} task accuracy; "
-                          f"fine-tuning is for pushing past {TARGET_ACCURACY:.0%}, and that last stretch is the "
-                          "most expensive", "eval of the base model"))
+        out.append(
+            Reason(
+                "prompting",
+                f"The prompted base already reaches {a.base_accuracy:.0%} task accuracy; "
+                f"fine-tuning is for pushing past {TARGET_ACCURACY:.0%}, and that last stretch is the "
+                "most expensive",
+                "eval of the base model",
+            )
+        )
     return out
 
 
@@ -170,14 +223,18 @@ def _decide(reasons: list[Reason]) -> str:
 def gpu_of(a: Answers) -> tuple[Gpu, list[str]]:
     """The user's card: named, or a memory size, else the guide's 24 GB sweet spot (said so in the notes)."""
     if a.gpu:
-        gpu = find_gpu({g.name: g for g in DEFAULT_GPUS}, a.gpu) if a.gpu_memory_gib is None else \
-            Gpu(a.gpu, a.gpu_memory_gib, 0.0, None)
+        gpu = (
+            find_gpu({g.name: g for g in DEFAULT_GPUS}, a.gpu)
+            if a.gpu_memory_gib is None
+            else Gpu(a.gpu, a.gpu_memory_gib, 0.0, None)
+        )
         return gpu, []
     if a.gpu_memory_gib:
         return Gpu("your GPU", a.gpu_memory_gib, 0.0, None), []
     return Gpu("an assumed GPU", SWEET_SPOT_GIB, 0.0, None), [
         f"No GPU given: assumed {SWEET_SPOT_GIB:g} GiB, the guide's sweet spot for training (--gpu or --vram to "
-        "change it)"]
+        "change it)"
+    ]
 
 
 def size_and_method(memory_gib: float, recipe: Recipe) -> tuple[str | None, str | None, str | None]:
@@ -212,8 +269,14 @@ def advise(a: Answers) -> Advice:
     rec = _decide(reasons)
     notes = list(a.evidence)
     if not reasons:
-        reasons.append(Reason("prompting", "Nothing points to training yet: prompting gets you to 80%; fine-tune "
-                              "when the model keeps ignoring a pattern across hundreds of examples", GUIDE))
+        reasons.append(
+            Reason(
+                "prompting",
+                "Nothing points to training yet: prompting gets you to 80%; fine-tune "
+                "when the model keeps ignoring a pattern across hundreds of examples",
+                GUIDE,
+            )
+        )
     task = _task_of(a)
     needed = EXAMPLES_NEEDED[task]
     gpu, gpu_notes = gpu_of(a)
@@ -222,10 +285,29 @@ def advise(a: Answers) -> Advice:
     project_model = None
     if a.model_shape is not None:
         fit = fit_on(a.model_shape, a.recipe, gpu.memory_gib)
-        project_model = {"model": a.model_shape.name, "size": a.model_shape.label, "method": a.recipe.method,
-                         "fits": fit.fits, "change": fit.change, "total_gib": fit.estimate.total}
-    return Advice(rec, reasons, task, needed, a.examples, gpu.name, gpu.memory_gib, method, size, change,
-                  project_model, _next_steps(rec, a, needed), notes)
+        project_model = {
+            "model": a.model_shape.name,
+            "size": a.model_shape.label,
+            "method": a.recipe.method,
+            "fits": fit.fits,
+            "change": fit.change,
+            "total_gib": fit.estimate.total,
+        }
+    return Advice(
+        rec,
+        reasons,
+        task,
+        needed,
+        a.examples,
+        gpu.name,
+        gpu.memory_gib,
+        method,
+        size,
+        change,
+        project_model,
+        _next_steps(rec, a, needed),
+        notes,
+    )
 
 
 def _next_steps(rec: str, a: Answers, needed: tuple[int, int | None]) -> list[str]:
@@ -233,27 +315,39 @@ def _next_steps(rec: str, a: Answers, needed: tuple[int, int | None]) -> list[st
     steps = []
     if rec.startswith("fine-tune"):
         if a.examples is None or a.examples < low:
-            steps.append(f"Grow the data to {low}+ examples" + (f" (have {a.examples})" if a.examples is not None
-                                                               else "") + ": real ones first, then `tunesmith data "
-                         "synth` and score a 5-10% sample (`tunesmith review sample`)")
-        steps.append("Write the evaluation first and hold out 20% (tunesmith's split does); compare against the "
-                     "base: `tunesmith run PROJECT`")
+            steps.append(
+                f"Grow the data to {low}+ examples"
+                + (f" (have {a.examples})" if a.examples is not None else "")
+                + ": real ones first, then `tunesmith data "
+                "synth` and score a 5-10% sample (`tunesmith review sample`)"
+            )
+        steps.append(
+            "Write the evaluation first and hold out 20% (tunesmith's split does); compare against the "
+            "base: `tunesmith run PROJECT`"
+        )
         steps.append("See the time and dollars before training: `tunesmith cost PROJECT`")
     if a.stale_fact_records and "rag" not in rec:
-        steps.append(f"{a.stale_fact_records} training replies state facts that change: remove them or fetch them "
-                     "at answer time (`tunesmith data check` lists them as stale_fact); a model trained on them "
-                     "repeats yesterday's facts")
+        steps.append(
+            f"{a.stale_fact_records} training replies state facts that change: remove them or fetch them "
+            "at answer time (`tunesmith data check` lists them as stale_fact); a model trained on them "
+            "repeats yesterday's facts"
+        )
     if "rag" in rec:
-        steps.append("Keep changing facts out of the training replies (`tunesmith data check` flags them as "
-                     "stale_fact) and retrieve them at answer time, with citations")
+        steps.append(
+            "Keep changing facts out of the training replies (`tunesmith data check` flags them as "
+            "stale_fact) and retrieve them at answer time, with citations"
+        )
     if rec == "prompting":
-        steps.append("Iterate on the prompt and collect real examples; revisit fine-tuning when the prompt keeps "
-                     "growing or outputs stay inconsistent" + (f" and you have {low}+ examples" if
-                                                               (a.examples or 0) < low else ""))
+        steps.append(
+            "Iterate on the prompt and collect real examples; revisit fine-tuning when the prompt keeps "
+            "growing or outputs stay inconsistent"
+            + (f" and you have {low}+ examples" if (a.examples or 0) < low else "")
+        )
     return steps
 
 
 # -------------------------------------------------------------------------------------------- from a project
+
 
 def answers_from_project(project: str | Path, overrides: list[str] | None = None) -> Answers:
     """Answers from a project: its task type, the data doctor's counts (run without a tokenizer, so no model is
@@ -263,11 +357,10 @@ def answers_from_project(project: str | Path, overrides: list[str] | None = None
     from tunesmith.cost import model_shape
     from tunesmith.data.audit import check_files
     from tunesmith.data.findings import Code
-    from tunesmith.data.project import data_files, stratify_field
+    from tunesmith.data.project import data_files, load_schema, stratify_field
     from tunesmith.data.records import Record
     from tunesmith.data.split import ReplyLabel
     from tunesmith.errors import TunesmithError
-    from tunesmith.data.project import load_schema
 
     cfg, root = load_config(project, overrides)
     files = data_files(cfg, root)
@@ -277,10 +370,20 @@ def answers_from_project(project: str | Path, overrides: list[str] | None = None
         if isinstance(item, Record) and item.tools:
             with_tools[0] += 1
 
-    report = check_files(files, cfg.data.format, root, workers=1, keep=False, on_verdict=seen,
-                         near_dup_threshold=cfg.data.near_dup_threshold, system_prompt=cfg.task.system_prompt,
-                         json_task=cfg.task.type == "json", schema=load_schema(cfg, root),
-                         task_type=cfg.task.type, label_of=ReplyLabel(stratify_field(cfg)))
+    report = check_files(
+        files,
+        cfg.data.format,
+        root,
+        workers=1,
+        keep=False,
+        on_verdict=seen,
+        near_dup_threshold=cfg.data.near_dup_threshold,
+        system_prompt=cfg.task.system_prompt,
+        json_task=cfg.task.type == "json",
+        schema=load_schema(cfg, root),
+        task_type=cfg.task.type,
+        label_of=ReplyLabel(stratify_field(cfg)),
+    )
     a = Answers(recipe=Recipe.from_config(cfg))
     a.task = {"json": "structured", "classification": "classification", "chat": "style"}[cfg.task.type]
     a.needs = [{"json": "format", "classification": "classification", "chat": "style"}[cfg.task.type]]
@@ -293,9 +396,11 @@ def answers_from_project(project: str | Path, overrides: list[str] | None = None
     a.examples = report.n_kept
     a.stale_fact_share = len(stale) / report.records if report.records else None
     a.stale_fact_records = len(stale)
-    a.evidence.append(f"data doctor: {report.n_kept} usable of {report.records} records, {len(stale)} with "
-                      f"replies stating changeable facts, {with_tools[0]} with tool calls, "
-                      f"{behaviors.get('escalate', 0)} escalations, {behaviors.get('refuse', 0)} refusals")
+    a.evidence.append(
+        f"data doctor: {report.n_kept} usable of {report.records} records, {len(stale)} with "
+        f"replies stating changeable facts, {with_tools[0]} with tool calls, "
+        f"{behaviors.get('escalate', 0)} escalations, {behaviors.get('refuse', 0)} refusals"
+    )
     summary = runs.load_summary(root)
     base = None
     if summary:
@@ -307,10 +412,15 @@ def answers_from_project(project: str | Path, overrides: list[str] | None = None
             base = ((done[-1]["result"] or {}).get("metrics") or {}).get("heldout")
     if base:
         a.base_accuracy, a.base_format_validity = base.get("task_accuracy"), base.get("format_validity")
-        a.evidence.append("eval: base task accuracy " + (f"{a.base_accuracy:.0%}" if a.base_accuracy is not None
-                                                         else "n/a")
-                          + ("" if a.tuned_gate_passed is None else
-                             f", gate {'passed' if a.tuned_gate_passed else 'failed'} after tuning"))
+        a.evidence.append(
+            "eval: base task accuracy "
+            + (f"{a.base_accuracy:.0%}" if a.base_accuracy is not None else "n/a")
+            + (
+                ""
+                if a.tuned_gate_passed is None
+                else f", gate {'passed' if a.tuned_gate_passed else 'failed'} after tuning"
+            )
+        )
     try:
         a.model_shape = model_shape(cfg.model.base, cfg.model.trust_remote_code)
     except TunesmithError as err:  # e.g. a hub id while offline: advise without the fit check
@@ -321,18 +431,22 @@ def answers_from_project(project: str | Path, overrides: list[str] | None = None
 def questionnaire(a: Answers, prompt, confirm) -> Answers:
     """A short interview that fills (or overrides) the answers; `prompt`/`confirm` are typer.prompt/typer.confirm
     (or stand-ins in tests)."""
-    needs = prompt(f"What must the model get right? ({', '.join(NEEDS)}; comma-separated)",
-                   default=",".join(a.needs) or "style")
+    needs = prompt(
+        f"What must the model get right? ({', '.join(NEEDS)}; comma-separated)", default=",".join(a.needs) or "style"
+    )
     a.needs = [n.strip() for n in str(needs).split(",") if n.strip()]
-    a.facts_change = confirm("Does it need facts that change (prices, policies, documents)?",
-                             default=bool(a.facts_change))
+    a.facts_change = confirm(
+        "Does it need facts that change (prices, policies, documents)?", default=bool(a.facts_change)
+    )
     a.citations = confirm("Must answers cite current, auditable sources?", default=bool(a.citations))
     a.volume = prompt(f"Volume ({', '.join(VOLUMES)})", default=a.volume or "high")
     a.experimenting = confirm("Still experimenting with what the task is?", default=bool(a.experimenting))
-    a.examples = int(prompt("How many good examples do you have?", default=a.examples if a.examples is not None
-                            else 0))
-    gpu = prompt("Your GPU (a name like 'RTX 4090', or its memory in GiB; empty for none)", default=a.gpu or "",
-                 show_default=False)
+    a.examples = int(prompt("How many good examples do you have?", default=a.examples if a.examples is not None else 0))
+    gpu = prompt(
+        "Your GPU (a name like 'RTX 4090', or its memory in GiB; empty for none)",
+        default=a.gpu or "",
+        show_default=False,
+    )
     gpu = str(gpu).strip()
     if gpu:
         try:
@@ -352,4 +466,4 @@ def local_gpu(a: Answers) -> None:
 
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        a.gpu, a.gpu_memory_gib = f"{props.name} (this machine)", props.total_memory / 1024 ** 3
+        a.gpu, a.gpu_memory_gib = f"{props.name} (this machine)", props.total_memory / 1024**3

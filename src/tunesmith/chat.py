@@ -39,8 +39,11 @@ def _render(tok, messages: list[dict], tools: list | None, add_generation_prompt
 
 def _tool_call_text(call: dict) -> str:
     fn = call.get("function") or {}
-    return "<tool_call>\n" + json.dumps({"name": fn.get("name"), "arguments": fn.get("arguments", {})},
-                                        ensure_ascii=False) + "\n</tool_call>"
+    return (
+        "<tool_call>\n"
+        + json.dumps({"name": fn.get("name"), "arguments": fn.get("arguments", {})}, ensure_ascii=False)
+        + "\n</tool_call>"
+    )
 
 
 def prepare_messages(tok, messages: list[dict], tools: list | None) -> tuple[list[dict], list | None]:
@@ -57,21 +60,25 @@ def prepare_messages(tok, messages: list[dict], tools: list | None) -> tuple[lis
     names += [(t.get("function") or t).get("name", "") for t in tools or [] if isinstance(t, dict)]
     try:
         probe = _render(tok, messages, tools)
-    except Exception:  # noqa: BLE001 - the template cannot render tool turns natively
+    except Exception:
         probe = ""
     if all(name in probe for name in names if name):
         return messages, tools
     out = []
     for m in messages:
         if m.get("tool_calls"):
-            text = "\n".join([m.get("content") or ""] * bool(m.get("content")) + [_tool_call_text(c)
-                                                                                  for c in m["tool_calls"]])
+            text = "\n".join(
+                [m.get("content") or ""] * bool(m.get("content")) + [_tool_call_text(c) for c in m["tool_calls"]]
+            )
             out.append({"role": "assistant", "content": text})
         else:
             out.append({k: v for k, v in m.items() if k in ("role", "content")})
     if tools:
-        decl = "You can call these tools:\n<tools>\n" + "\n".join(json.dumps(t, ensure_ascii=False) for t in tools) \
-               + "\n</tools>\nCall one as <tool_call>{\"name\": ..., \"arguments\": {...}}</tool_call>."
+        decl = (
+            "You can call these tools:\n<tools>\n"
+            + "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+            + '\n</tools>\nCall one as <tool_call>{"name": ..., "arguments": {...}}</tool_call>.'
+        )
         if out and out[0]["role"] == "system":
             out[0] = {"role": "system", "content": out[0]["content"] + "\n\n" + decl}
         else:
@@ -104,8 +111,9 @@ def assistant_spans(tok, messages: list[dict], tools: list | None = None) -> tup
     return full, spans
 
 
-def training_example(tok, messages: list[dict], tools: list | None = None, max_len: int = 1024,
-                     finished: bool = True) -> TrainingExample:
+def training_example(
+    tok, messages: list[dict], tools: list | None = None, max_len: int = 1024, finished: bool = True
+) -> TrainingExample:
     """Token ids and labels with loss on every assistant turn and its end-of-turn token, nothing else. An
     unfinished final reply (`finished=False`: a teacher's reply cut at its token limit) keeps the loss on its text
     but not on the final end-of-turn token, so training never teaches the model to stop where the cut fell."""

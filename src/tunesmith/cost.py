@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tunesmith.errors import Problem, TunesmithError
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 # Bytes per parameter or activation element.
 FP32, BF16 = 4, 2
@@ -102,28 +102,85 @@ DEFAULT_GPUS: tuple[Gpu, ...] = (
 
 # Llama-shaped configs for planning models one does not have: each is a published model's own config.
 NAMED_SIZES: dict[str, dict[str, Any]] = {
-    "135M": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
-                 intermediate_size=1536, vocab_size=49152, tie_word_embeddings=True),  # SmolLM2-135M (the built-in)
-    "1B": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-               intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True),  # Llama 3.2 1B
-    "3B": dict(hidden_size=3072, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8,
-               intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True),  # Llama 3.2 3B
-    "7B": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
-               intermediate_size=11008, vocab_size=32000, tie_word_embeddings=False),  # Llama 2 7B
-    "8B": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-               intermediate_size=14336, vocab_size=128256, tie_word_embeddings=False),  # Llama 3.1 8B
-    "13B": dict(hidden_size=5120, num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=40,
-                intermediate_size=13824, vocab_size=32000, tie_word_embeddings=False),  # Llama 2 13B
-    "34B": dict(hidden_size=8192, num_hidden_layers=48, num_attention_heads=64, num_key_value_heads=8,
-                intermediate_size=22016, vocab_size=32000, tie_word_embeddings=False),  # Code Llama 34B
-    "70B": dict(hidden_size=8192, num_hidden_layers=80, num_attention_heads=64, num_key_value_heads=8,
-                intermediate_size=28672, vocab_size=128256, tie_word_embeddings=False),  # Llama 3.1 70B
+    "135M": dict(
+        hidden_size=576,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        intermediate_size=1536,
+        vocab_size=49152,
+        tie_word_embeddings=True,
+    ),  # SmolLM2-135M (the built-in)
+    "1B": dict(
+        hidden_size=2048,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        intermediate_size=8192,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+    ),  # Llama 3.2 1B
+    "3B": dict(
+        hidden_size=3072,
+        num_hidden_layers=28,
+        num_attention_heads=24,
+        num_key_value_heads=8,
+        intermediate_size=8192,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+    ),  # Llama 3.2 3B
+    "7B": dict(
+        hidden_size=4096,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        intermediate_size=11008,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+    ),  # Llama 2 7B
+    "8B": dict(
+        hidden_size=4096,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        intermediate_size=14336,
+        vocab_size=128256,
+        tie_word_embeddings=False,
+    ),  # Llama 3.1 8B
+    "13B": dict(
+        hidden_size=5120,
+        num_hidden_layers=40,
+        num_attention_heads=40,
+        num_key_value_heads=40,
+        intermediate_size=13824,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+    ),  # Llama 2 13B
+    "34B": dict(
+        hidden_size=8192,
+        num_hidden_layers=48,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        intermediate_size=22016,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+    ),  # Code Llama 34B
+    "70B": dict(
+        hidden_size=8192,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        intermediate_size=28672,
+        vocab_size=128256,
+        tie_word_embeddings=False,
+    ),  # Llama 3.1 70B
 }
 BUILTIN_SIZES = {"builtin:smollm2-135m-instruct": "135M"}
 METHOD_NAMES = {"full": "full", "lora": "LoRA", "qlora": "QLoRA"}
 
 
 # ---------------------------------------------------------------------------------------------------- model shape
+
 
 @dataclass(frozen=True)
 class ModelShape:
@@ -147,8 +204,11 @@ class ModelShape:
             return self.size
         for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
             if self.params >= scale:
-                return f"{self.params / scale:.1f}".rstrip("0").rstrip(".") + unit if self.params < 10 * scale \
+                return (
+                    f"{self.params / scale:.1f}".rstrip("0").rstrip(".") + unit
+                    if self.params < 10 * scale
                     else f"{self.params / scale:.0f}{unit}"
+                )
         return str(self.params)
 
     @property
@@ -169,8 +229,7 @@ def _targeted(name: str, targets: str | list[str], head: str | None) -> bool:
     return any(name == t or name.endswith("." + t) for t in targets)
 
 
-def shape_from_config(config, name: str = "", size: str | None = None,
-                      trust_remote_code: bool = False) -> ModelShape:
+def shape_from_config(config, name: str = "", size: str | None = None, trust_remote_code: bool = False) -> ModelShape:
     """Count a model's parameters by building it on the `meta` device (shapes only, no memory, no weights)."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -178,10 +237,17 @@ def shape_from_config(config, name: str = "", size: str | None = None,
     try:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-    except Exception as exc:  # noqa: BLE001 - an architecture transformers cannot build as a causal LM
-        raise TunesmithError("Cannot size this model", [Problem(
-            name or getattr(config, "model_type", "model"), f"{type(exc).__name__}: {str(exc)[:200]}",
-            f"plan with a named size instead: --model-size {', '.join(NAMED_SIZES)}")]) from None
+    except Exception as exc:
+        raise TunesmithError(
+            "Cannot size this model",
+            [
+                Problem(
+                    name or getattr(config, "model_type", "model"),
+                    f"{type(exc).__name__}: {str(exc)[:200]}",
+                    f"plan with a named size instead: --model-size {', '.join(NAMED_SIZES)}",
+                )
+            ],
+        ) from None
     head_module = model.get_output_embeddings()
     linears, head = [], None
     for mod_name, module in model.named_modules():
@@ -202,10 +268,15 @@ def shape_from_config(config, name: str = "", size: str | None = None,
     return ModelShape(
         name=name or getattr(config, "_name_or_path", "") or config.model_type,
         params=sum(p.numel() for p in model.parameters()),  # tied weights are one parameter
-        layers=dim("num_hidden_layers", "n_layer", "num_layers"), hidden=hidden,
+        layers=dim("num_hidden_layers", "n_layer", "num_layers"),
+        hidden=hidden,
         kv_dim=dim("num_key_value_heads", default=heads) * head_dim,
         intermediate=dim("intermediate_size", "n_inner", "ffn_dim", default=4 * hidden),
-        vocab=dim("vocab_size"), linears=tuple(linears), head=head, size=size)
+        vocab=dim("vocab_size"),
+        linears=tuple(linears),
+        head=head,
+        size=size,
+    )
 
 
 def named_shape(size: str) -> ModelShape:
@@ -214,8 +285,10 @@ def named_shape(size: str) -> ModelShape:
 
     key = size.strip().upper()
     if key not in NAMED_SIZES:
-        raise TunesmithError("Unknown model size", [Problem(f"--model-size {size}", "not in the size table",
-                                                            f"one of {', '.join(NAMED_SIZES)}")])
+        raise TunesmithError(
+            "Unknown model size",
+            [Problem(f"--model-size {size}", "not in the size table", f"one of {', '.join(NAMED_SIZES)}")],
+        )
     return shape_from_config(LlamaConfig(**NAMED_SIZES[key]), f"llama-shaped {key}", size=key)
 
 
@@ -241,14 +314,22 @@ def model_shape(ref: str, trust_remote_code: bool = False) -> ModelShape:
         return shape_from_config(config, ref, trust_remote_code=trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(ref, trust_remote_code=trust_remote_code)
-    except Exception as exc:  # noqa: BLE001 - any hub or parsing failure becomes one message
-        raise TunesmithError("Cannot read the model's config", [Problem(
-            ref, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}",
-            f"pass a local model directory, a built-in, or a size: {', '.join(NAMED_SIZES)}")]) from None
+    except Exception as exc:
+        raise TunesmithError(
+            "Cannot read the model's config",
+            [
+                Problem(
+                    ref,
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}",
+                    f"pass a local model directory, a built-in, or a size: {', '.join(NAMED_SIZES)}",
+                )
+            ],
+        ) from None
     return shape_from_config(config, ref, trust_remote_code=trust_remote_code)
 
 
 # ------------------------------------------------------------------------------------------------------- memory
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -267,10 +348,21 @@ class Recipe:
     nproc: int = 1
 
     @classmethod
-    def from_config(cls, cfg) -> "Recipe":
+    def from_config(cls, cfg) -> Recipe:
         t = cfg.train
-        return cls(t.method, t.batch_size, t.grad_accum, cfg.data.max_seq_len, t.lora_r, t.target_modules,
-                   t.gradient_checkpointing, t.base_precision, t.epochs, t.max_steps, t.nproc)
+        return cls(
+            t.method,
+            t.batch_size,
+            t.grad_accum,
+            cfg.data.max_seq_len,
+            t.lora_r,
+            t.target_modules,
+            t.gradient_checkpointing,
+            t.base_precision,
+            t.epochs,
+            t.max_steps,
+            t.nproc,
+        )
 
 
 @dataclass(frozen=True)
@@ -292,16 +384,27 @@ class MemoryEstimate:
 
     @property
     def total(self) -> float:
-        return (self.weights + self.adapter + self.gradients + self.optimizer + self.activations + self.logits
-                + self.overhead)
+        return (
+            self.weights
+            + self.adapter
+            + self.gradients
+            + self.optimizer
+            + self.activations
+            + self.logits
+            + self.overhead
+        )
 
     def total_with(self, checkpointing: bool) -> float:
         acts = self.activations_checkpointed if checkpointing else self.activations_stored
         return self.total - self.activations + acts
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "total": self.total, "total_checkpointed": self.total_with(True),
-                "total_stored": self.total_with(False)}
+        return {
+            **asdict(self),
+            "total": self.total,
+            "total_checkpointed": self.total_with(True),
+            "total_stored": self.total_with(False),
+        }
 
 
 def estimate_memory(shape: ModelShape, recipe: Recipe, method: str | None = None) -> MemoryEstimate:
@@ -321,9 +424,15 @@ def estimate_memory(shape: ModelShape, recipe: Recipe, method: str | None = None
         else:  # peft's k-bit preparation casts everything that is not 4-bit to fp32
             weights = quantized * NF4_BYTES + rest * FP32
     tokens = recipe.batch_size * recipe.seq_len
-    per_layer = tokens * (ACT_BYTES * (ACT_ELEMENTS["h"] * shape.hidden + ACT_ELEMENTS["kv"] * shape.kv_dim
-                                       + ACT_ELEMENTS["i"] * shape.intermediate)
-                          + RESIDUAL_FP32_BYTES * shape.hidden)
+    per_layer = tokens * (
+        ACT_BYTES
+        * (
+            ACT_ELEMENTS["h"] * shape.hidden
+            + ACT_ELEMENTS["kv"] * shape.kv_dim
+            + ACT_ELEMENTS["i"] * shape.intermediate
+        )
+        + RESIDUAL_FP32_BYTES * shape.hidden
+    )
     residual = tokens * shape.hidden * FP32  # a layer's input (the fp32 residual stream): all checkpointing keeps
     stored = shape.layers * per_layer + residual
     # Checkpointing keeps each layer's input and recomputes one layer at a time in the backward pass.
@@ -331,9 +440,20 @@ def estimate_memory(shape: ModelShape, recipe: Recipe, method: str | None = None
     tile_tokens, tile_vocab, copies = LOGIT_TILE
     logits = min(tokens, tile_tokens) * min(shape.vocab, tile_vocab) * BF16 * copies
     acts = checkpointed if recipe.gradient_checkpointing else stored
-    return MemoryEstimate(method, trainable, weights / GIB, adapter / GIB, trainable * FP32 / GIB,
-                          trainable * ADAM_BYTES / GIB, acts / GIB, checkpointed / GIB, stored / GIB, logits / GIB,
-                          CUDA_OVERHEAD_GIB, recipe.gradient_checkpointing)
+    return MemoryEstimate(
+        method,
+        trainable,
+        weights / GIB,
+        adapter / GIB,
+        trainable * FP32 / GIB,
+        trainable * ADAM_BYTES / GIB,
+        acts / GIB,
+        checkpointed / GIB,
+        stored / GIB,
+        logits / GIB,
+        CUDA_OVERHEAD_GIB,
+        recipe.gradient_checkpointing,
+    )
 
 
 @dataclass(frozen=True)
@@ -347,9 +467,14 @@ class Fit:
 
     def to_json(self) -> dict[str, Any]:
         r = self.recipe
-        return {"fits": self.fits, "change": self.change, "total_gib": self.estimate.total,
-                "batch_size": r.batch_size, "grad_accum": r.grad_accum,
-                "gradient_checkpointing": r.gradient_checkpointing}
+        return {
+            "fits": self.fits,
+            "change": self.change,
+            "total_gib": self.estimate.total,
+            "batch_size": r.batch_size,
+            "grad_accum": r.grad_accum,
+            "gradient_checkpointing": r.gradient_checkpointing,
+        }
 
 
 def fit_on(shape: ModelShape, recipe: Recipe, memory_gib: float, method: str | None = None) -> Fit:
@@ -363,8 +488,9 @@ def fit_on(shape: ModelShape, recipe: Recipe, memory_gib: float, method: str | N
     batch, global_batch = recipe.batch_size, recipe.batch_size * recipe.grad_accum
     while batch > 1:
         batch = batch // 2
-        tried.append(replace(recipe, gradient_checkpointing=True, batch_size=batch,
-                             grad_accum=math.ceil(global_batch / batch)))
+        tried.append(
+            replace(recipe, gradient_checkpointing=True, batch_size=batch, grad_accum=math.ceil(global_batch / batch))
+        )
     for candidate in tried:
         est = estimate_memory(shape, candidate)
         if est.total <= budget:
@@ -383,13 +509,15 @@ def _change(before: Recipe, after: Recipe) -> str | None:
 
 # ----------------------------------------------------------------------------------------------------- GPU table
 
+
 class GpuEntry(BaseModel):
     """One GPU of a price file; a GPU not in the table needs all three fields."""
 
     model_config = ConfigDict(extra="forbid")
     memory_gib: float | None = Field(None, gt=0, description="GPU memory in GiB.")
-    tokens_per_s_per_b: float | None = Field(None, gt=0, description="bf16 training tokens/s per billion "
-                                             "parameters (full fine-tune).")
+    tokens_per_s_per_b: float | None = Field(
+        None, gt=0, description="bf16 training tokens/s per billion parameters (full fine-tune)."
+    )
     hourly_usd: float | tuple[float, float] | None = Field(None, description="Hourly price: a number, or [low, high].")
 
 
@@ -403,9 +531,9 @@ class PriceFile(BaseModel):
 def gpus(prices: str | Path | None = None) -> dict[str, Gpu]:
     """The GPU table, with the entries of a price file (YAML or JSON) merged over it by name:
 
-        gpus:
-          RTX 4090: {hourly_usd: 0.39}                                # override one field
-          My A6000: {memory_gib: 48, tokens_per_s_per_b: 5000, hourly_usd: [0.45, 0.80]}   # a new card: all three
+    gpus:
+      RTX 4090: {hourly_usd: 0.39}                                # override one field
+      My A6000: {memory_gib: 48, tokens_per_s_per_b: 5000, hourly_usd: [0.45, 0.80]}   # a new card: all three
     """
     table = {g.name: g for g in DEFAULT_GPUS}
     if prices is None:
@@ -417,16 +545,25 @@ def gpus(prices: str | Path | None = None) -> dict[str, Gpu]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
     except OSError as exc:
-        raise TunesmithError("Cannot read the price file", [Problem(str(path), exc.strerror or str(exc),
-                                                                    "pass an existing YAML or JSON file")]) from None
+        raise TunesmithError(
+            "Cannot read the price file",
+            [Problem(str(path), exc.strerror or str(exc), "pass an existing YAML or JSON file")],
+        ) from None
     except yaml.YAMLError as exc:
-        raise TunesmithError("The price file is not YAML or JSON", [Problem(str(path), str(exc).splitlines()[0],
-                                                                            "fix the syntax")]) from None
+        raise TunesmithError(
+            "The price file is not YAML or JSON", [Problem(str(path), str(exc).splitlines()[0], "fix the syntax")]
+        ) from None
     try:
         parsed = PriceFile.model_validate(raw if raw is not None else {})
     except ValidationError as err:
-        problems = [Problem(f"{path}: " + ".".join(str(p) for p in e["loc"]), e["msg"],
-                            "see `tunesmith cost --help` for the file's shape") for e in err.errors()]
+        problems = [
+            Problem(
+                f"{path}: " + ".".join(str(p) for p in e["loc"]),
+                e["msg"],
+                "see `tunesmith cost --help` for the file's shape",
+            )
+            for e in err.errors()
+        ]
         raise TunesmithError(f"Bad price file: {len(problems)} problem(s)", problems) from None
     problems = []
     for name, entry in parsed.gpus.items():
@@ -435,20 +572,34 @@ def gpus(prices: str | Path | None = None) -> dict[str, Gpu]:
         if isinstance(price, (int, float)):
             price = (float(price), float(price))
         if price is not None and (price[0] < 0 or price[1] < price[0]):
-            problems.append(Problem(f"{path}: gpus.{name}.hourly_usd", f"{list(price)} is not a range low <= high, "
-                                    ">= 0", "e.g. hourly_usd: [0.76, 1.39]"))
+            problems.append(
+                Problem(
+                    f"{path}: gpus.{name}.hourly_usd",
+                    f"{list(price)} is not a range low <= high, >= 0",
+                    "e.g. hourly_usd: [0.76, 1.39]",
+                )
+            )
             continue
         if known is None:
             missing = [f for f in ("memory_gib", "tokens_per_s_per_b", "hourly_usd") if getattr(entry, f) is None]
             if missing:
-                problems += [Problem(f"{path}: gpus.{name}.{f}", "required for a GPU not in the table",
-                                     f"known GPUs: {', '.join(table)}") for f in missing]
+                problems += [
+                    Problem(
+                        f"{path}: gpus.{name}.{f}",
+                        "required for a GPU not in the table",
+                        f"known GPUs: {', '.join(table)}",
+                    )
+                    for f in missing
+                ]
                 continue
             table[name] = Gpu(name, entry.memory_gib, entry.tokens_per_s_per_b, price)
         else:
-            table[name] = Gpu(name, entry.memory_gib or known.memory_gib,
-                              entry.tokens_per_s_per_b or known.tokens_per_s_per_b,
-                              price if price is not None else known.hourly_usd)
+            table[name] = Gpu(
+                name,
+                entry.memory_gib or known.memory_gib,
+                entry.tokens_per_s_per_b or known.tokens_per_s_per_b,
+                price if price is not None else known.hourly_usd,
+            )
     if problems:
         raise TunesmithError(f"Bad price file: {len(problems)} problem(s)", problems)
     return table
@@ -457,6 +608,7 @@ def gpus(prices: str | Path | None = None) -> dict[str, Gpu]:
 def find_gpu(table: dict[str, Gpu], name: str) -> Gpu:
     """A GPU by name or by a part of its name that only it has (`4090`, `h100`, `a100-80`), ignoring case, spaces
     and punctuation."""
+
     def norm(text: str) -> str:
         return re.sub(r"[^a-z0-9]", "", text.lower())
 
@@ -466,11 +618,13 @@ def find_gpu(table: dict[str, Gpu], name: str) -> Gpu:
     if len(found) == 1:
         return found[0]
     what = "matches several GPUs" if found else "is not in the GPU table"
-    raise TunesmithError("Unknown GPU", [Problem(f"--gpu {name}", what, f"one of: {', '.join(table)} (or add it "
-                                                 "with --prices FILE)")])
+    raise TunesmithError(
+        "Unknown GPU", [Problem(f"--gpu {name}", what, f"one of: {', '.join(table)} (or add it with --prices FILE)")]
+    )
 
 
 # ---------------------------------------------------------------------------------------------- time and dollars
+
 
 def flops_per_token(method: str, checkpointing: bool) -> float:
     """Training FLOPs per token per parameter of a method (QLoRA's de-quantization counted as extra FLOPs)."""
@@ -525,8 +679,7 @@ def usd_text(usd: tuple[float, float] | None) -> str:
     return f"${lo}" if lo == hi else f"${lo}-{hi}"
 
 
-def format_line(size: str, method: str, gpu: str, hours: tuple[float, float],
-                usd: tuple[float, float] | None) -> str:
+def format_line(size: str, method: str, gpu: str, hours: tuple[float, float], usd: tuple[float, float] | None) -> str:
     """The one-line answer: `7B, QLoRA, RTX 4090, 2-4 h, $1.10-2.20`."""
     return f"{size}, {METHOD_NAMES.get(method, method)}, {gpu}, {hours_text(hours)}, {usd_text(usd)}"
 
@@ -552,20 +705,29 @@ def gpu_rows(shape: ModelShape, recipe: Recipe, tokens: float | None, table: dic
     rows = []
     for gpu in table.values():
         fit = fit_on(shape, recipe, gpu.memory_gib)
-        row: dict[str, Any] = {"gpu": gpu.name, "memory_gib": gpu.memory_gib, "hourly_usd": gpu.hourly_usd,
-                               **fit.to_json()}
+        row: dict[str, Any] = {
+            "gpu": gpu.name,
+            "memory_gib": gpu.memory_gib,
+            "hourly_usd": gpu.hourly_usd,
+            **fit.to_json(),
+        }
         if tokens is not None and fit.fits:
-            hours = train_hours(shape.params, tokens / recipe.nproc, recipe.method,
-                                fit.recipe.gradient_checkpointing, gpu)
+            hours = train_hours(
+                shape.params, tokens / recipe.nproc, recipe.method, fit.recipe.gradient_checkpointing, gpu
+            )
             usd = dollars(hours, gpu.hourly_usd)
             usd = None if usd is None else (usd[0] * recipe.nproc, usd[1] * recipe.nproc)
-            row.update(hours=list(hours), usd=None if usd is None else list(usd),
-                       line=format_line(shape.label, recipe.method, gpu.name, hours, usd))
+            row.update(
+                hours=list(hours),
+                usd=None if usd is None else list(usd),
+                line=format_line(shape.label, recipe.method, gpu.name, hours, usd),
+            )
         rows.append(row)
     return rows
 
 
 # ------------------------------------------------------------------------------------------------ the project
+
 
 @dataclass
 class ProjectTokens:
@@ -586,8 +748,13 @@ def count_tokens(cfg, records: list, model_ref, recipe: Recipe) -> ProjectTokens
     from tunesmith.train.sft import build_dataset
 
     _, stats = build_dataset(load_tokenizer(model_ref), records, cfg)
-    return ProjectTokens(stats["examples"], stats["tokens"],
-                         trained_tokens(stats["tokens"], stats["examples"], recipe), records, model_ref)
+    return ProjectTokens(
+        stats["examples"],
+        stats["tokens"],
+        trained_tokens(stats["tokens"], stats["examples"], recipe),
+        records,
+        model_ref,
+    )
 
 
 def measure(cfg, model_ref, records: list, steps: int = 3) -> dict[str, Any]:
@@ -619,8 +786,17 @@ def measure(cfg, model_ref, records: list, steps: int = 3) -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     # The progress bar goes to stderr, so `tunesmith cost --probe --json` prints clean JSON on stdout.
     with tempfile.TemporaryDirectory(prefix="tunesmith-probe-") as tmp, contextlib.redirect_stdout(sys.stderr):
-        trainer, _, _, _ = build_trainer(cfg, model_ref, records, Path(tmp), max_steps=steps, save_strategy="no",
-                                         eval_strategy="no", report_to="none", logging_steps=1)
+        trainer, _, _, _ = build_trainer(
+            cfg,
+            model_ref,
+            records,
+            Path(tmp),
+            max_steps=steps,
+            save_strategy="no",
+            eval_strategy="no",
+            report_to="none",
+            logging_steps=1,
+        )
         clock = Clock()
         trainer.add_callback(clock)
         if cuda:
@@ -631,15 +807,22 @@ def measure(cfg, model_ref, records: list, steps: int = 3) -> dict[str, Any]:
     first = 1 if len(marks) >= 3 else 0  # skip the warm-up step when at least two others remain
     (t0, n0), (t1, n1) = marks[first], marks[-1]
     seconds, tokens = t1 - t0, n1 - n0
-    return {"steps": len(marks) - 1, "measured_steps": len(marks) - 1 - first, "tokens": int(tokens),
-            "seconds": seconds, "tokens_per_s": tokens / seconds if seconds > 0 else None,
-            "device": f"cuda: {torch.cuda.get_device_name(0)}" if cuda else "cpu", "precision": precision,
-            "peak_memory_gib": torch.cuda.max_memory_allocated() / GIB if cuda else None,
-            "objective": cfg.train.objective}
+    return {
+        "steps": len(marks) - 1,
+        "measured_steps": len(marks) - 1 - first,
+        "tokens": int(tokens),
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds if seconds > 0 else None,
+        "device": f"cuda: {torch.cuda.get_device_name(0)}" if cuda else "cpu",
+        "precision": precision,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / GIB if cuda else None,
+        "objective": cfg.train.objective,
+    }
 
 
-def extrapolate(probe: dict[str, Any], tokens: float, nproc: int = 1,
-                hourly_usd: float | None = None) -> dict[str, Any]:
+def extrapolate(
+    probe: dict[str, Any], tokens: float, nproc: int = 1, hourly_usd: float | None = None
+) -> dict[str, Any]:
     """The probe's rate applied to the run's tokens: hours on this machine and, with its price, dollars."""
     rate = probe.get("tokens_per_s")
     if not rate:
@@ -650,15 +833,16 @@ def extrapolate(probe: dict[str, Any], tokens: float, nproc: int = 1,
 
 # -------------------------------------------------------------------------------------- cost per successful task
 
-def success_cost(rows: list[dict[str, Any]], hourly_usd: float | None = None,
-                 suite: str = "heldout") -> dict[str, Any]:
+
+def success_cost(rows: list[dict[str, Any]], hourly_usd: float | None = None, suite: str = "heldout") -> dict[str, Any]:
     """Inference cost per successful task of one evaluation (its `results.jsonl` rows) on the task suite: per-token
     prices when the endpoint had them, else the measured latency times `hourly_usd`. A success is a case whose
     task_correct (or IFEval prompt_strict) score is true, as in `tunesmith.eval.evaluate.aggregate`."""
     task = [r for r in rows if r.get("suite") == suite] or rows
     answered = [r for r in task if r.get("output") is not None]
-    successes = sum(1 for r in task if (r.get("scores") or {}).get("task_correct",
-                                                                   (r.get("scores") or {}).get("prompt_strict")))
+    successes = sum(
+        1 for r in task if (r.get("scores") or {}).get("task_correct", (r.get("scores") or {}).get("prompt_strict"))
+    )
     seconds = sum(float(r.get("latency_s") or 0.0) for r in answered)
     priced = [r["cost_usd"] for r in answered if r.get("cost_usd") is not None]
     cost, basis = None, None
@@ -666,13 +850,19 @@ def success_cost(rows: list[dict[str, Any]], hourly_usd: float | None = None,
         cost, basis = float(sum(priced)), "per-token prices"
     elif hourly_usd is not None:
         cost, basis = seconds / 3600 * hourly_usd, f"latency x ${hourly_usd}/h"
-    return {"suite": task[0].get("suite") if task else suite, "cases": len(task), "successes": successes,
-            "success_rate": successes / len(task) if task else None, "seconds": seconds, "cost_usd": cost,
-            "cost_per_success_usd": cost / successes if cost is not None and successes else None, "basis": basis}
+    return {
+        "suite": task[0].get("suite") if task else suite,
+        "cases": len(task),
+        "successes": successes,
+        "success_rate": successes / len(task) if task else None,
+        "seconds": seconds,
+        "cost_usd": cost,
+        "cost_per_success_usd": cost / successes if cost is not None and successes else None,
+        "basis": basis,
+    }
 
 
-def eval_costs(project: Path, hourly_usd: float | None = None, summary: dict[str, Any] | None = None
-               ) -> dict[str, Any]:
+def eval_costs(project: Path, hourly_usd: float | None = None, summary: dict[str, Any] | None = None) -> dict[str, Any]:
     """Cost per successful task of a project's evaluations: base and tuned of its last `tunesmith run` (`summary`,
     by default `.tunesmith/summary.json`, with the training cost), and every `tunesmith eval run`."""
     from tunesmith import runs
@@ -697,15 +887,28 @@ def eval_costs(project: Path, hourly_usd: float | None = None, summary: dict[str
             else:  # the run directory is gone: what the summary kept
                 m = (summary.get(f"{who}_metrics") or {}).get("heldout") or {}
                 acc, cases = m.get("task_accuracy"), m.get("cases")
-                out.append({"model": who, "run": None, "suite": "heldout", "cases": cases,
-                            "successes": round(acc * cases) if acc is not None and cases else None,
-                            "success_rate": acc, "cost_usd": m.get("cost_usd"),
-                            "cost_per_success_usd": m.get("cost_per_success_usd"), "basis": "summary.json"})
+                out.append(
+                    {
+                        "model": who,
+                        "run": None,
+                        "suite": "heldout",
+                        "cases": cases,
+                        "successes": round(acc * cases) if acc is not None and cases else None,
+                        "success_rate": acc,
+                        "cost_usd": m.get("cost_usd"),
+                        "cost_per_success_usd": m.get("cost_per_success_usd"),
+                        "basis": "summary.json",
+                    }
+                )
     for row in runs.list_runs(project):
         if row["stage"] == "eval" and row["status"] == "completed" and row["name"] not in seen:
             rows = rows_of(Path(row["path"]))
             if rows is not None:
                 label = (row["result"] or {}).get("model") or row["name"]
                 out.append({"model": str(label), "run": row["name"], **success_cost(rows, hourly_usd)})
-    return {"evaluations": out, "train_cost_usd": (summary or {}).get("train_cost_usd"),
-            "train_wall_s": ((summary or {}).get("train") or {}).get("wall_s"), "hourly_usd": hourly_usd}
+    return {
+        "evaluations": out,
+        "train_cost_usd": (summary or {}).get("train_cost_usd"),
+        "train_wall_s": ((summary or {}).get("train") or {}).get("wall_s"),
+        "hourly_usd": hourly_usd,
+    }

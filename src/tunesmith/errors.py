@@ -36,7 +36,7 @@ class TunesmithError(Exception):
         return "\n".join(lines)
 
     @classmethod
-    def capped(cls, title: str, problems: list[Problem], shown: int = 10) -> "TunesmithError":
+    def capped(cls, title: str, problems: list[Problem], shown: int = 10) -> TunesmithError:
         """An error listing the first `shown` problems and how many more there are (one screen, not a flood)."""
         more = [Problem("", f"... and {len(problems) - shown} more")] if len(problems) > shown else []
         return cls(title, problems[:shown] + more)

@@ -27,8 +27,10 @@ class DiskFull(TunesmithError, OSError):
 
 
 def disk_full(path: str | Path, what: str, kept: str = "the previous file is untouched") -> DiskFull:
-    err = DiskFull(f"Out of disk space {what}", [Problem(str(path), f"no space left on the device; {kept}",
-                                                         "free some space and run the command again")])
+    err = DiskFull(
+        f"Out of disk space {what}",
+        [Problem(str(path), f"no space left on the device; {kept}", "free some space and run the command again")],
+    )
     err.errno = errno.ENOSPC
     return err
 
@@ -71,14 +73,14 @@ def atomic_write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
 class JsonlWriter:
     """Stream rows to a JSONL file atomically (see `atomic_open`): `path` is replaced only on a clean exit.
 
-        with JsonlWriter(run_dir / "kept.jsonl") as out:
-            out.write({"messages": [...]})
+    with JsonlWriter(run_dir / "kept.jsonl") as out:
+        out.write({"messages": [...]})
     """
 
     def __init__(self, path: str | Path) -> None:
         self._file = atomic_open(path)
 
-    def __enter__(self) -> "JsonlWriter":
+    def __enter__(self) -> JsonlWriter:
         self._fh = self._file.__enter__()
         return self
 

@@ -27,6 +27,7 @@ from typing import Any
 from tunesmith.builtin import BUILTINS, builtin_gguf, cache_home, make_tiny_tokenizer
 from tunesmith.errors import Problem, TunesmithError
 
+
 @dataclass(frozen=True)
 class ModelRef:
     """A resolved model: the reference the user wrote, a local directory, and a content identity for caching."""
@@ -62,8 +63,14 @@ def _rich_gguf_progress(description: str):
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
     original = gguf_utils.tqdm
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeRemainingColumn(), transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        transient=False,
+    ) as progress:
+
         def tracked(iterable, desc=None, **_: Any):
             items = list(iterable)
             task = progress.add_task(description, total=len(items))
@@ -124,16 +131,27 @@ def dir_identity(path: Path) -> str:
 
 def _check_loadable_dir(path: Path) -> None:
     if not (path / "config.json").exists():
-        raise TunesmithError("Not a model directory", [Problem(str(path), "no config.json",
-                                                               "point to a directory saved with save_pretrained")])
+        raise TunesmithError(
+            "Not a model directory",
+            [Problem(str(path), "no config.json", "point to a directory saved with save_pretrained")],
+        )
     pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickled and not any(path.glob("*.safetensors")):
-        raise TunesmithError("Pickled weights refused", [Problem(
-            str(path), f"only pickled weights ({', '.join(pickled)}); tunesmith loads safetensors only",
-            "convert them with a trusted tool to safetensors first")])
+        raise TunesmithError(
+            "Pickled weights refused",
+            [
+                Problem(
+                    str(path),
+                    f"only pickled weights ({', '.join(pickled)}); tunesmith loads safetensors only",
+                    "convert them with a trusted tool to safetensors first",
+                )
+            ],
+        )
     if pickled:
-        _warn_once(f"pickles:{path}", f"{path}: pickled files refused, never opened ({', '.join(pickled)}); "
-                   "loading the safetensors only")
+        _warn_once(
+            f"pickles:{path}",
+            f"{path}: pickled files refused, never opened ({', '.join(pickled)}); loading the safetensors only",
+        )
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")
@@ -146,25 +164,40 @@ def check_adapter_dir(adapter: str | Path) -> Path:
     if path.is_dir() and not (path / "adapter_model.safetensors").exists():
         pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickled:
-            raise TunesmithError("Pickled adapter refused", [Problem(
-                str(path), f"only pickled weights ({', '.join(pickled)}); tunesmith loads safetensors only",
-                "save the adapter with safe_serialization=True (adapter_model.safetensors)")])
+            raise TunesmithError(
+                "Pickled adapter refused",
+                [
+                    Problem(
+                        str(path),
+                        f"only pickled weights ({', '.join(pickled)}); tunesmith loads safetensors only",
+                        "save the adapter with safe_serialization=True (adapter_model.safetensors)",
+                    )
+                ],
+            )
     return path
 
 
 def _from_hub(ref: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
+
         patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
         try:
             return Path(snapshot_download(ref, allow_patterns=patterns, local_files_only=True))
-        except Exception:  # noqa: BLE001 - not in the local cache: try the network once
+        except Exception:
             return Path(snapshot_download(ref, allow_patterns=patterns))
-    except Exception as exc:  # noqa: BLE001 - any hub failure becomes one clear message
-        raise TunesmithError("Cannot fetch model from the hub", [Problem(
-            ref, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}",
-            "download it where the hub is reachable and pass the local directory, or use "
-            "builtin:smollm2-135m-instruct")]) from None
+    except Exception as exc:
+        raise TunesmithError(
+            "Cannot fetch model from the hub",
+            [
+                Problem(
+                    ref,
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}",
+                    "download it where the hub is reachable and pass the local directory, or use "
+                    "builtin:smollm2-135m-instruct",
+                )
+            ],
+        ) from None
 
 
 _WARNED: set[str] = set()
@@ -181,8 +214,11 @@ def _warn_once(key: str, message: str) -> None:
 
 def _warn_remote_code(ref: str) -> None:
     """Say once per model and process that the model's own code may run (the config turned it on)."""
-    _warn_once(f"remote:{ref}", f"model.trust_remote_code is on: Python code shipped with {ref} may run while "
-               "loading; turn it off unless you trust its author")
+    _warn_once(
+        f"remote:{ref}",
+        f"model.trust_remote_code is on: Python code shipped with {ref} may run while "
+        "loading; turn it off unless you trust its author",
+    )
 
 
 def resolve_model(ref: str, trust_remote_code: bool = False) -> ModelRef:
@@ -210,10 +246,17 @@ def resolve_model(ref: str, trust_remote_code: bool = False) -> ModelRef:
         local = _from_hub(ref)
         _check_loadable_dir(local)
         return ModelRef(ref, local, "hub:" + dir_identity(local), trust_remote_code)
-    raise TunesmithError("Unknown model reference", [Problem(
-        ref, "not a built-in, a shape, an existing directory, a .gguf file or a hub id (org/name)",
-        f"built-ins: {', '.join('builtin:' + n for n in BUILTINS)}; shapes: shape:llama-3.2-1b, "
-        "shape:qwen2.5-1.5b, shape:llama-3.1-8b")])
+    raise TunesmithError(
+        "Unknown model reference",
+        [
+            Problem(
+                ref,
+                "not a built-in, a shape, an existing directory, a .gguf file or a hub id (org/name)",
+                f"built-ins: {', '.join('builtin:' + n for n in BUILTINS)}; shapes: shape:llama-3.2-1b, "
+                "shape:qwen2.5-1.5b, shape:llama-3.1-8b",
+            )
+        ],
+    )
 
 
 def load_tokenizer(ref: ModelRef):
@@ -240,8 +283,9 @@ def load_model(ref: ModelRef, dtype: str = "fp32", attention: str | None = None)
         return shapes.build_model(ref.path, dtype, attention)
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     extra = {"attn_implementation": attention} if attention else {}
-    return AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch_dtype, use_safetensors=True,
-                                                trust_remote_code=ref.trust_remote_code, **extra)
+    return AutoModelForCausalLM.from_pretrained(
+        ref.path, dtype=torch_dtype, use_safetensors=True, trust_remote_code=ref.trust_remote_code, **extra
+    )
 
 
 def bf16_linear_weights(model) -> None:
@@ -295,8 +339,9 @@ def _bf16_copy(head):
     """A frozen bf16 copy of a linear output head (its own weight: no longer tied to the input embeddings)."""
     import torch
 
-    copy = torch.nn.Linear(head.in_features, head.out_features, bias=head.bias is not None, dtype=torch.bfloat16,
-                           device=head.weight.device)
+    copy = torch.nn.Linear(
+        head.in_features, head.out_features, bias=head.bias is not None, dtype=torch.bfloat16, device=head.weight.device
+    )
     with torch.no_grad():
         copy.weight.copy_(head.weight)
         if head.bias is not None:
@@ -323,23 +368,31 @@ def end_of_turn_token(tok) -> str:
     return tok.eos_token
 
 
-def make_tiny_model(out_dir: str | Path, tokenizer=None, hidden_size: int = 32, layers: int = 2,
-                    seed: int = 0) -> Path:
+def make_tiny_model(out_dir: str | Path, tokenizer=None, hidden_size: int = 32, layers: int = 2, seed: int = 0) -> Path:
     """Write a random tiny Llama (safetensors) with a tokenizer to `out_dir`: the test stand-in for a real model."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     tok = tokenizer if tokenizer is not None else make_tiny_tokenizer()
     eos_id = tok.convert_tokens_to_ids(tok.eos_token)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, tie_word_embeddings=True,
-                         bos_token_id=tok.convert_tokens_to_ids(tok.bos_token), eos_token_id=eos_id,
-                         pad_token_id=tok.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.convert_tokens_to_ids(tok.bos_token),
+        eos_token_id=eos_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=tok.pad_token_id,
-                                               bos_token_id=config.bos_token_id)
+    model.generation_config = GenerationConfig(
+        eos_token_id=eos_id, pad_token_id=tok.pad_token_id, bos_token_id=config.bos_token_id
+    )
     out = Path(out_dir)
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)

@@ -33,20 +33,27 @@ def stage_key(stage: str, config: Any, inputs: dict[str, Any]) -> str:
     version (a new version may check, split or score differently, so its stages are not reused)."""
     import tunesmith
 
-    blob = json.dumps({"stage": stage, "config": config, "inputs": inputs, "tunesmith": tunesmith.__version__},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"stage": stage, "config": config, "inputs": inputs, "tunesmith": tunesmith.__version__},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def env_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
-                            "machine": platform.machine(), "processor": platform.processor()}
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+    }
     for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tunesmith"):
         try:
             from importlib.metadata import version
 
             info[name] = version(name)
-        except Exception:  # noqa: BLE001 - a missing optional package is just not listed
+        except Exception:
             pass
     try:
         import os
@@ -57,7 +64,7 @@ def env_info() -> dict[str, Any]:
         info["cuda"] = torch.cuda.is_available()
         if info["cuda"]:
             info["gpu"] = torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     return info
 
@@ -135,8 +142,15 @@ def list_runs(project: Path) -> list[dict[str, Any]]:
         parts = d.name.split("-")
         stage = "-".join(parts[1:-1]) if len(parts) >= 3 else "?"
         done = is_complete(d)
-        rows.append({"name": d.name, "path": str(d), "stage": stage, "status": "completed" if done else "incomplete",
-                     "result": read_result(d) if done else None})
+        rows.append(
+            {
+                "name": d.name,
+                "path": str(d),
+                "stage": stage,
+                "status": "completed" if done else "incomplete",
+                "result": read_result(d) if done else None,
+            }
+        )
     return rows
 
 
@@ -154,13 +168,27 @@ def resume_problems(project: Path, stage: str, config: Any) -> list:
             then = _flat(yaml.safe_load((Path(row["path"]) / "config.yaml").read_text()) or {})
         except (OSError, yaml.YAMLError):
             continue
-        changed = [f"{k}: {then.get(k)!r} then, {now.get(k)!r} now" for k in sorted(set(then) | set(now))
-                   if then.get(k) != now.get(k)]
-        problems.append(Problem(row["name"], "interrupted with other settings: " + "; ".join(changed[:5])
-                                if changed else "interrupted with other inputs (data, split or base model)",
-                                "to resume it, go back to those settings; or drop --resume to start anew"))
-    return problems or [Problem(str(runs_root(project)), f"no interrupted {stage} run",
-                                "drop --resume to start one (an interrupted run resumes on its own)")]
+        changed = [
+            f"{k}: {then.get(k)!r} then, {now.get(k)!r} now"
+            for k in sorted(set(then) | set(now))
+            if then.get(k) != now.get(k)
+        ]
+        problems.append(
+            Problem(
+                row["name"],
+                "interrupted with other settings: " + "; ".join(changed[:5])
+                if changed
+                else "interrupted with other inputs (data, split or base model)",
+                "to resume it, go back to those settings; or drop --resume to start anew",
+            )
+        )
+    return problems or [
+        Problem(
+            str(runs_root(project)),
+            f"no interrupted {stage} run",
+            "drop --resume to start one (an interrupted run resumes on its own)",
+        )
+    ]
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -198,16 +226,27 @@ def resolve_results(project: Path, ref: str) -> Path:
         path = path / "results.jsonl"
     elif not path.exists():
         root = runs_root(project)
-        found = [d for d in sorted(root.iterdir()) if ref in d.name and (d / "results.jsonl").exists()] \
-            if root.exists() else []
+        found = (
+            [d for d in sorted(root.iterdir()) if ref in d.name and (d / "results.jsonl").exists()]
+            if root.exists()
+            else []
+        )
         if len(found) != 1:
-            raise TunesmithError("Unknown evaluation", [Problem(ref, f"{len(found)} evaluation runs match",
-                                                                "give a results.jsonl, a run directory, or a "
-                                                                "unique part of a run name (tunesmith runs list)")])
+            raise TunesmithError(
+                "Unknown evaluation",
+                [
+                    Problem(
+                        ref,
+                        f"{len(found)} evaluation runs match",
+                        "give a results.jsonl, a run directory, or a unique part of a run name (tunesmith runs list)",
+                    )
+                ],
+            )
         path = found[0] / "results.jsonl"
     if not path.exists():
-        raise TunesmithError("Unknown evaluation", [Problem(str(path), "no results.jsonl here",
-                                                            "point to an eval run directory")])
+        raise TunesmithError(
+            "Unknown evaluation", [Problem(str(path), "no results.jsonl here", "point to an eval run directory")]
+        )
     return path
 
 

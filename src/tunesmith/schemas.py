@@ -25,14 +25,14 @@ class SchemaValidator:
             import jsonschema_rs
 
             self._fast = jsonschema_rs.Draft202012Validator(schema)
-        except Exception:  # noqa: BLE001 - not installed, or a schema it does not take: jsonschema alone
+        except Exception:
             self._fast = None
 
     def is_valid(self, obj: Any) -> bool:
         if self._fast is not None:
             try:
                 return self._fast.is_valid(obj)
-            except Exception:  # noqa: BLE001 - a value it cannot convert (e.g. an int over 64 bits)
+            except Exception:
                 pass
         return self._slow.is_valid(obj)
 

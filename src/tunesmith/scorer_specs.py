@@ -11,9 +11,19 @@ import re
 from typing import Any
 
 SCORER_KEYS: dict[str, tuple[str, ...]] = {  # type: required spec keys
-    "exact": (), "label": (), "json": (), "json_schema": (), "json_fields": (), "regex": ("pattern",),
-    "numeric": (), "contains": ("text",), "not_contains": ("text",), "behavior": (), "tool_call": (),
-    "instructions": (), "custom": ("function",),
+    "exact": (),
+    "label": (),
+    "json": (),
+    "json_schema": (),
+    "json_fields": (),
+    "regex": ("pattern",),
+    "numeric": (),
+    "contains": ("text",),
+    "not_contains": ("text",),
+    "behavior": (),
+    "tool_call": (),
+    "instructions": (),
+    "custom": ("function",),
 }
 
 
@@ -24,8 +34,10 @@ def scorer_problem(spec: Any) -> tuple[str, str] | None:
     kind = spec["type"]
     if kind not in SCORER_KEYS:
         close = difflib.get_close_matches(kind, list(SCORER_KEYS), n=1)
-        return (f"unknown scorer {kind!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
-                f"types: {', '.join(SCORER_KEYS)}")
+        return (
+            f"unknown scorer {kind!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+            f"types: {', '.join(SCORER_KEYS)}",
+        )
     missing = [k for k in SCORER_KEYS[kind] if k not in spec]
     if missing:
         return f"scorer {kind!r} needs {', '.join(repr(m) for m in missing)}", ""

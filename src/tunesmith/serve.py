@@ -19,6 +19,7 @@ at a time under a lock, each in its own thread, and a stream whose client goes a
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -53,8 +54,14 @@ _END = object()  # the generation thread's last word on its queue
 class ServeError(Exception):
     """A request the server answers with an OpenAI-style error body instead of a completion."""
 
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
 
@@ -94,8 +101,14 @@ class ServedModel:
     `max_context` defaults to the config's `max_position_embeddings`.
     """
 
-    def __init__(self, model: str | ModelRef, adapter: str | Path | None = None, name: str | None = None,
-                 max_context: int | None = None, precision: str = "auto") -> None:
+    def __init__(
+        self,
+        model: str | ModelRef,
+        adapter: str | Path | None = None,
+        name: str | None = None,
+        max_context: int | None = None,
+        precision: str = "auto",
+    ) -> None:
         import torch
 
         self.ref = model if isinstance(model, ModelRef) else resolve_model(str(model))
@@ -138,18 +151,23 @@ class ServedModel:
     def budget(self, prompt_tokens: int, max_tokens: int | None) -> int:
         """The completion budget for a prompt: `max_tokens`, or when it is absent the default clipped to the room
         left. Raises a `context_length_exceeded` ServeError when the prompt (plus `max_tokens`) does not fit."""
-        wanted = max_tokens if max_tokens is not None else min(DEFAULT_MAX_TOKENS,
-                                                               self.max_context - prompt_tokens)
+        wanted = max_tokens if max_tokens is not None else min(DEFAULT_MAX_TOKENS, self.max_context - prompt_tokens)
         if prompt_tokens < self.max_context and prompt_tokens + wanted <= self.max_context:
             return wanted
         if max_tokens is None:
             asked = f"your messages resulted in {prompt_tokens} tokens"
         else:
-            asked = (f"you requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, "
-                     f"{max_tokens} in the completion)")
-        raise ServeError(400, f"This model's maximum context length is {self.max_context} tokens. However, {asked}. "
-                              "Please reduce the length of the messages or completion.",
-                         param="messages", code="context_length_exceeded")
+            asked = (
+                f"you requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, "
+                f"{max_tokens} in the completion)"
+            )
+        raise ServeError(
+            400,
+            f"This model's maximum context length is {self.max_context} tokens. However, {asked}. "
+            "Please reduce the length of the messages or completion.",
+            param="messages",
+            code="context_length_exceeded",
+        )
 
     def stream(self, prompt_ids: list[int], sampling: Sampling) -> CompletionStream:
         """A reply as it is generated: iterate for text pieces; `finish_reason` and the counts are set at the end."""
@@ -171,8 +189,12 @@ class ServedModel:
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
         if sampling.temperature > 0:
-            decoding: dict[str, Any] = {"do_sample": True, "temperature": sampling.temperature,
-                                        "top_p": sampling.top_p, "top_k": 0}  # OpenAI has no top-k
+            decoding: dict[str, Any] = {
+                "do_sample": True,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "top_k": 0,
+            }  # OpenAI has no top-k
         else:
             decoding = {"do_sample": False}
         if sampling.constraint is not None:  # n-grams blocked inside the grammar, not before it
@@ -188,12 +210,20 @@ class ServedModel:
                 return
             if sampling.seed is not None and sampling.temperature > 0:
                 torch.manual_seed(sampling.seed)  # under the lock, so no other request draws from it meanwhile
-            with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16,
-                                                        enabled=self.precision == "bf16"):
-                self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                    max_new_tokens=sampling.max_tokens, eos_token_id=self.eot_id,
-                                    pad_token_id=self.tok.pad_token_id, streamer=streamer,
-                                    stopping_criteria=StoppingCriteriaList([Cancelled()]), **decoding)
+            with (
+                torch.inference_mode(),
+                torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.precision == "bf16"),
+            ):
+                self.model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=sampling.max_tokens,
+                    eos_token_id=self.eot_id,
+                    pad_token_id=self.tok.pad_token_id,
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([Cancelled()]),
+                    **decoding,
+                )
 
 
 class _TokenQueue:
@@ -232,7 +262,7 @@ class CompletionStream:
     def _run(self, streamer: _TokenQueue) -> None:
         try:
             self.served._generate(self.prompt_ids, self.sampling, streamer, self._cancel)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it in its thread
+        except BaseException as exc:
             streamer.queue.put(exc)
         finally:
             streamer.queue.put(_END)
@@ -258,8 +288,7 @@ class CompletionStream:
                 ids.append(item)
                 self.completion_tokens = len(ids)
                 text = self.served.decode(ids)
-                cut = min((i for i in (text.find(s, max(0, sent - hold)) for s in self.stops) if i >= 0),
-                          default=-1)
+                cut = min((i for i in (text.find(s, max(0, sent - hold)) for s in self.stops) if i >= 0), default=-1)
                 if cut >= 0:
                     self.finish_reason = "stop"
                     if cut > sent:
@@ -292,8 +321,14 @@ def _context_of(config, tok, ref: str) -> int:
             return value
     if isinstance(tok.model_max_length, int) and 0 < tok.model_max_length < 10**7:
         return tok.model_max_length
-    raise TunesmithError("Unknown context length", [Problem(
-        ref, "the model config names no maximum context length", "pass max_context (--max-context) explicitly")])
+    raise TunesmithError(
+        "Unknown context length",
+        [
+            Problem(
+                ref, "the model config names no maximum context length", "pass max_context (--max-context) explicitly"
+            )
+        ],
+    )
 
 
 # ---------------------------------------------------------------------------------------------- the HTTP surface
@@ -312,11 +347,13 @@ class Message(BaseModel):
     def _text(cls, content: Any) -> str | None:
         if content is None or isinstance(content, str):
             return content
-        if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
-                                             and isinstance(p.get("text"), str) for p in content):
+        if isinstance(content, list) and all(
+            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content
+        ):
             return "".join(p["text"] for p in content)
-        raise ValueError('must be a string or a list of {"type": "text", "text": ...} parts (this server reads text '
-                         "only)")
+        raise ValueError(
+            'must be a string or a list of {"type": "text", "text": ...} parts (this server reads text only)'
+        )
 
     def as_record(self) -> dict:
         """The message as tunesmith records hold it: text content, tool-call arguments as objects."""
@@ -327,10 +364,8 @@ class Message(BaseModel):
         for call in out.get("tool_calls") or []:
             fn = call.get("function") or {}
             if isinstance(fn.get("arguments"), str):
-                try:
+                with contextlib.suppress(json.JSONDecodeError):
                     fn["arguments"] = json.loads(fn["arguments"])
-                except json.JSONDecodeError:
-                    pass
         return out
 
 
@@ -366,9 +401,14 @@ class ChatCompletionRequest(BaseModel):
 
     def sampling(self, max_tokens: int, constraint: Constraint | None = None) -> Sampling:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        return Sampling(max_tokens=max_tokens, temperature=self.temperature or 0.0,
-                        top_p=self.top_p if self.top_p is not None else 1.0, seed=self.seed, stop=stops,
-                        constraint=constraint)
+        return Sampling(
+            max_tokens=max_tokens,
+            temperature=self.temperature or 0.0,
+            top_p=self.top_p if self.top_p is not None else 1.0,
+            seed=self.seed,
+            stop=stops,
+            constraint=constraint,
+        )
 
     def constraint(self) -> Constraint | None:
         """`response_format` as a decoding constraint (None for text); a 400 naming `response_format` when it is
@@ -408,8 +448,10 @@ def _require_web() -> None:
 
     missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
-        raise TunesmithError("The server's packages are not installed", [Problem(
-            "tunesmith serve", f"missing: {', '.join(missing)}", "pip install fastapi uvicorn")])
+        raise TunesmithError(
+            "The server's packages are not installed",
+            [Problem("tunesmith serve", f"missing: {', '.join(missing)}", "pip install fastapi uvicorn")],
+        )
 
 
 def _error_response(err: ServeError):
@@ -472,20 +514,27 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
 
     @app.get("/v1/models")
     def models() -> dict:
-        return {"object": "list", "data": [{"id": served.name, "object": "model", "created": 0,
-                                            "owned_by": "tunesmith"}]}
+        return {
+            "object": "list",
+            "data": [{"id": served.name, "object": "model", "created": 0, "owned_by": "tunesmith"}],
+        }
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest):
         if body.model != served.name:
-            raise ServeError(404, f"The model `{body.model}` does not exist. This server serves `{served.name}`.",
-                             param="model", code="model_not_found")
+            raise ServeError(
+                404,
+                f"The model `{body.model}` does not exist. This server serves `{served.name}`.",
+                param="model",
+                code="model_not_found",
+            )
         messages = [m.as_record() for m in body.messages]
         try:
             prompt_ids = await anyio.to_thread.run_sync(served.encode, messages, body.tools)
-        except Exception as exc:  # noqa: BLE001 - a conversation the chat template refuses is the client's
-            raise ServeError(400, f"The chat template cannot render these messages: {_short(exc)}",
-                             param="messages") from None
+        except Exception as exc:
+            raise ServeError(
+                400, f"The chat template cannot render these messages: {_short(exc)}", param="messages"
+            ) from None
         constraint = body.constraint()
         if constraint is not None:
             try:
@@ -498,17 +547,29 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
         if body.stream:
             usage = body.stream_options is not None and body.stream_options.include_usage
             events = _sse(served, served.stream(prompt_ids, sampling), reply_id, created, usage)
-            return StreamingResponse(events, media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return StreamingResponse(
+                events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            )
         try:
             done = await anyio.to_thread.run_sync(served.complete, prompt_ids, sampling)
-        except Exception as exc:  # noqa: BLE001 - a short message to the client, the traceback to the log
+        except Exception as exc:
             log.exception("generation failed")
             raise ServeError(500, f"Generation failed: {_short(exc)}", "server_error") from None
-        return {"id": reply_id, "object": "chat.completion", "created": created, "model": served.name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
-                             "logprobs": None, "finish_reason": done.finish_reason}],
-                "usage": _usage(done.prompt_tokens, done.completion_tokens)}
+        return {
+            "id": reply_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": served.name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": done.text},
+                    "logprobs": None,
+                    "finish_reason": done.finish_reason,
+                }
+            ],
+            "usage": _usage(done.prompt_tokens, done.completion_tokens),
+        }
 
     return app
 
@@ -519,8 +580,13 @@ async def _sse(served: ServedModel, stream: CompletionStream, reply_id: str, cre
     import anyio
 
     def event(delta: dict, finish: str | None = None) -> str:
-        chunk = {"id": reply_id, "object": "chat.completion.chunk", "created": created, "model": served.name,
-                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        chunk = {
+            "id": reply_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": served.name,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
         return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
     pieces = iter(stream)
@@ -530,10 +596,16 @@ async def _sse(served: ServedModel, stream: CompletionStream, reply_id: str, cre
             yield event({"content": piece})
         yield event({}, stream.finish_reason or "stop")
         if usage:
-            chunk = {"id": reply_id, "object": "chat.completion.chunk", "created": created, "model": served.name,
-                     "choices": [], "usage": _usage(len(stream.prompt_ids), stream.completion_tokens)}
+            chunk = {
+                "id": reply_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": served.name,
+                "choices": [],
+                "usage": _usage(len(stream.prompt_ids), stream.completion_tokens),
+            }
             yield f"data: {json.dumps(chunk)}\n\n"
-    except Exception as exc:  # noqa: BLE001 - see the docstring
+    except Exception as exc:
         log.exception("generation failed mid-stream")
         err = ServeError(500, f"Generation failed: {_short(exc)}", "server_error")
         yield f"data: {json.dumps(err.body())}\n\n"
@@ -543,8 +615,11 @@ async def _sse(served: ServedModel, stream: CompletionStream, reply_id: str, cre
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:
@@ -552,8 +627,9 @@ def _short(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def serve(served: ServedModel, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          log_level: str = "info") -> None:
+def serve(
+    served: ServedModel, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, log_level: str = "info"
+) -> None:
     """Serve `served` with uvicorn until interrupted (loopback only unless `host` says otherwise)."""
     _require_web()
     import uvicorn
@@ -561,6 +637,9 @@ def serve(served: ServedModel, host: str = "127.0.0.1", port: int = 8000, api_ke
 
     extra = f" + adapter {served.adapter}" if served.adapter is not None else ""
     key = "API key required" if api_key else "no API key"
-    Console(stderr=True).print(f"Serving [bold]{served.name}[/] ({served.ref.ref}{extra}, {served.precision}, "
-                               f"context {served.max_context}) at http://{host}:{port}/v1, {key}", soft_wrap=True)
+    Console(stderr=True).print(
+        f"Serving [bold]{served.name}[/] ({served.ref.ref}{extra}, {served.precision}, "
+        f"context {served.max_context}) at http://{host}:{port}/v1, {key}",
+        soft_wrap=True,
+    )
     uvicorn.run(create_app(served, api_key), host=host, port=port, log_level=log_level)

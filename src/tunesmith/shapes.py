@@ -41,25 +41,70 @@ SEED = 0
 # - meta-llama/Llama-3.1-8B config.json (as mirrored in citsjtu2020/LLM-Prof sglang/Model_Config.md and oumi
 #   configs/recipes/llama3_1/README.md): hidden 4096, 32 layers, 32 heads, 8 KV heads, intermediate 14336,
 #   vocab 128256, rope_theta 500000 with llama3 scaling (factor 8, original 8192), not tied.
-_LLAMA3_ROPE = {"high_freq_factor": 4.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 8192,
-                "rope_type": "llama3"}
+_LLAMA3_ROPE = {
+    "high_freq_factor": 4.0,
+    "low_freq_factor": 1.0,
+    "original_max_position_embeddings": 8192,
+    "rope_type": "llama3",
+}
 SHAPES: dict[str, dict[str, Any]] = {
-    "llama-3.2-1b": dict(model_type="llama", hidden_size=2048, num_hidden_layers=16, num_attention_heads=32,
-                         num_key_value_heads=8, head_dim=64, intermediate_size=8192, vocab_size=128256,
-                         rope_theta=500000.0, rope_scaling={"factor": 32.0, **_LLAMA3_ROPE},
-                         max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=True),
-    "qwen2.5-1.5b": dict(model_type="qwen2", hidden_size=1536, num_hidden_layers=28, num_attention_heads=12,
-                         num_key_value_heads=2, intermediate_size=8960, vocab_size=151936, rope_theta=1000000.0,
-                         max_position_embeddings=131072, rms_norm_eps=1e-6, tie_word_embeddings=True,
-                         use_sliding_window=False),
-    "llama-3.1-8b": dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
-                         num_key_value_heads=8, intermediate_size=14336, vocab_size=128256, rope_theta=500000.0,
-                         rope_scaling={"factor": 8.0, **_LLAMA3_ROPE}, max_position_embeddings=131072,
-                         rms_norm_eps=1e-5, tie_word_embeddings=False),
+    "llama-3.2-1b": dict(
+        model_type="llama",
+        hidden_size=2048,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=64,
+        intermediate_size=8192,
+        vocab_size=128256,
+        rope_theta=500000.0,
+        rope_scaling={"factor": 32.0, **_LLAMA3_ROPE},
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+    ),
+    "qwen2.5-1.5b": dict(
+        model_type="qwen2",
+        hidden_size=1536,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        intermediate_size=8960,
+        vocab_size=151936,
+        rope_theta=1000000.0,
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        use_sliding_window=False,
+    ),
+    "llama-3.1-8b": dict(
+        model_type="llama",
+        hidden_size=4096,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        intermediate_size=14336,
+        vocab_size=128256,
+        rope_theta=500000.0,
+        rope_scaling={"factor": 8.0, **_LLAMA3_ROPE},
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+    ),
     # Not a published model: the same code path at test size (the built-in tokenizer's vocabulary).
-    "llama-tiny": dict(model_type="llama", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=2, intermediate_size=128, vocab_size=49152, rope_theta=500000.0,
-                       max_position_embeddings=8192, rms_norm_eps=1e-5, tie_word_embeddings=True),
+    "llama-tiny": dict(
+        model_type="llama",
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        vocab_size=49152,
+        rope_theta=500000.0,
+        max_position_embeddings=8192,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+    ),
 }
 # Parameter counts of the published models (transformers' count of the built model; tied weights once).
 PUBLISHED_PARAMS = {"llama-3.2-1b": 1_235_814_400, "qwen2.5-1.5b": 1_543_714_304, "llama-3.1-8b": 8_030_261_248}
@@ -70,10 +115,11 @@ def is_shape_ref(ref: str) -> bool:
 
 
 def shape_name(ref: str) -> str:
-    name = ref[len(PREFIX):] if is_shape_ref(ref) else ref
+    name = ref[len(PREFIX) :] if is_shape_ref(ref) else ref
     if name not in SHAPES:
-        raise TunesmithError("Unknown model shape", [Problem(ref, "no such shape",
-                                                             f"one of: {', '.join(PREFIX + n for n in SHAPES)}")])
+        raise TunesmithError(
+            "Unknown model shape", [Problem(ref, "no such shape", f"one of: {', '.join(PREFIX + n for n in SHAPES)}")]
+        )
     return name
 
 
@@ -121,8 +167,10 @@ def shape_dir(name: str) -> Path:
     tok, which = _tokenizer()
     config = shape_config(name)
     if len(tok) > config.vocab_size:
-        raise TunesmithError("Tokenizer too large for the shape", [Problem(
-            PREFIX + name, f"{len(tok)} token ids, vocabulary {config.vocab_size}", "use a larger shape")])
+        raise TunesmithError(
+            "Tokenizer too large for the shape",
+            [Problem(PREFIX + name, f"{len(tok)} token ids, vocabulary {config.vocab_size}", "use a larger shape")],
+        )
     eos = tok.convert_tokens_to_ids(tok.eos_token)
     bos = tok.convert_tokens_to_ids(tok.bos_token) if tok.bos_token else None
     config.bos_token_id, config.eos_token_id, config.pad_token_id = bos, eos, tok.pad_token_id
@@ -132,8 +180,9 @@ def shape_dir(name: str) -> Path:
         config.save_pretrained(tmp)
         GenerationConfig(bos_token_id=bos, eos_token_id=eos, pad_token_id=tok.pad_token_id).save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        (tmp / MARKER).write_text(json.dumps({"shape": name, "seed": SEED, "tokenizer": which,
-                                              "config": SHAPES[name]}, indent=1))
+        (tmp / MARKER).write_text(
+            json.dumps({"shape": name, "seed": SEED, "tokenizer": which, "config": SHAPES[name]}, indent=1)
+        )
         try:
             os.rename(tmp, target)
         except OSError:  # another process finished first: keep theirs

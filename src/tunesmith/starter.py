@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tunesmith.files import atomic_write_text
 from tunesmith.errors import fail
+from tunesmith.files import atomic_write_text
 
 STARTER_YAML = """\
 # tunesmith project. Every field is optional; `tunesmith config schema` lists them all with their docs.
@@ -60,10 +60,13 @@ budget:
   hourly_usd: null   # price per hour of your machine, to put a dollar figure on training and eval
 """
 
-EXAMPLE = {"messages": [
-    {"role": "system", "content": "Classify the message. Reply with JSON only: {\"label\": ...}"},
-    {"role": "user", "content": "My card was charged twice this month."},
-    {"role": "assistant", "content": "{\"label\": \"billing\"}"}]}
+EXAMPLE = {
+    "messages": [
+        {"role": "system", "content": 'Classify the message. Reply with JSON only: {"label": ...}'},
+        {"role": "user", "content": "My card was charged twice this month."},
+        {"role": "assistant", "content": '{"label": "billing"}'},
+    ]
+}
 
 
 def write_starter(directory: str | Path, force: bool = False, target: float | None = None) -> list[Path]:

@@ -14,14 +14,27 @@ from pathlib import Path
 
 CHILD = Path(__file__).with_name("train_child.py")
 KILL_POINTS = ["accum", "step", "weights_saved", "mid_rng", "mid_state", "rotate", "time"]
-CHECKPOINT_FILES = ("adapter_model.safetensors", "adapter_config.json", "optimizer.safetensors", "optimizer.json",
-                    "scheduler.json", "rng_state.safetensors", "rng_state.json", "trainer_state.json")
+CHECKPOINT_FILES = (
+    "adapter_model.safetensors",
+    "adapter_config.json",
+    "optimizer.safetensors",
+    "optimizer.json",
+    "scheduler.json",
+    "rng_state.safetensors",
+    "rng_state.json",
+    "trainer_state.json",
+)
 
 
 def child_env() -> dict[str, str]:
     src = str(Path(__file__).resolve().parents[2] / "src")
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": "",
-            "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
 
 
 def run_child(model_dir: Path, run_dir: Path, spec: dict, delay: float | None = None, timeout: float = 300) -> int:
@@ -29,8 +42,12 @@ def run_child(model_dir: Path, run_dir: Path, spec: dict, delay: float | None = 
     training began. Returns the exit status (-9 when killed)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "started").unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, str(CHILD), str(model_dir), str(run_dir), json.dumps(spec)],
-                            env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), str(model_dir), str(run_dir), json.dumps(spec)],
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     if delay is not None:
         deadline = time.monotonic() + timeout
         while proc.poll() is None and not (run_dir / "started").exists() and time.monotonic() < deadline:
@@ -81,15 +98,22 @@ def kill_plan(kills: int, seed: int) -> list[tuple[str, int, float | None]]:
     rng.shuffle(kinds)
     picks = (kinds + [rng.choice(KILL_POINTS) for _ in range(kills)])[: kills - 1]
     return [(kind, rng.randint(1, 2), rng.uniform(0.0, 0.3) if kind == "time" else None) for kind in picks] + [
-        ("final", 1, None)]
+        ("final", 1, None)
+    ]
 
 
-def kill_and_resume(model_dir: Path, run_dir: Path, kills: int, seed: int, steps: int,
-                    grad_accum: int = 2) -> dict:
+def kill_and_resume(model_dir: Path, run_dir: Path, kills: int, seed: int, steps: int, grad_accum: int = 2) -> dict:
     """Kill the run `kills` times at seeded points, resuming each time, then let it finish. Asserts that each start
     resumed from the newest complete checkpoint on disk (never a partial one). Returns the figures."""
-    figures = {"kills": 0, "by_point": {}, "partial_left": 0, "starts": 0, "resumed_from_checkpoint": 0,
-               "wall_s": 0.0, "finished_early": False}
+    figures = {
+        "kills": 0,
+        "by_point": {},
+        "partial_left": 0,
+        "starts": 0,
+        "resumed_from_checkpoint": 0,
+        "wall_s": 0.0,
+        "finished_early": False,
+    }
     began = time.perf_counter()
     for kind, nth, delay in kill_plan(kills, seed):
         if kind == "final":  # only reachable by a run that trains to its end
@@ -126,15 +150,27 @@ def kill_and_resume(model_dir: Path, run_dir: Path, kills: int, seed: int, steps
 def max_adapter_difference(a: Path, b: Path) -> float:
     from safetensors.torch import load_file
 
-    x, y = load_file(a / "adapter" / "adapter_model.safetensors"), load_file(b / "adapter" / "adapter_model.safetensors")
+    x, y = (
+        load_file(a / "adapter" / "adapter_model.safetensors"),
+        load_file(b / "adapter" / "adapter_model.safetensors"),
+    )
     assert x.keys() == y.keys()
     return max((x[k] - y[k]).abs().max().item() for k in x)
 
 
 # --- `tunesmith run` killed between and within stages ---------------------------------------------------------
 
-STAGES = ["check", "split", "train", "eval-base", "eval-tuned", "baseline-classifier", "baseline-few_shot", "compare",
-          "diagnose"]
+STAGES = [
+    "check",
+    "split",
+    "train",
+    "eval-base",
+    "eval-tuned",
+    "baseline-classifier",
+    "baseline-few_shot",
+    "compare",
+    "diagnose",
+]
 
 
 def stage_dirs(project: Path) -> dict[str, list[Path]]:
@@ -165,8 +201,13 @@ def run_pipeline(project: Path, trigger: tuple | None, home: Path, timeout: floa
     done_before = {d.name for ds in stage_dirs(project).values() for d in ds if (d / "COMPLETED").exists()}
     before = {d.name for ds in stage_dirs(project).values() for d in ds} | {n + "/COMPLETED" for n in done_before}
     env = {**child_env(), "COLUMNS": "400", "TUNESMITH_HOME": str(home), "NO_COLOR": "1", "TERM": "dumb"}
-    proc = subprocess.Popen([sys.executable, "-m", "tunesmith", "run", str(project)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunesmith", "run", str(project)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     killed, deadline = False, time.monotonic() + timeout
     while trigger is not None and proc.poll() is None and time.monotonic() < deadline:
         if _fired(project, trigger, before):
@@ -181,8 +222,7 @@ def run_pipeline(project: Path, trigger: tuple | None, home: Path, timeout: floa
     for line in err.splitlines():
         if ": unchanged, using " in line:
             cached.append(line.split(": unchanged, using ")[1].strip())
-    return {"rc": proc.returncode, "killed": killed, "cached": cached, "completed_before": done_before,
-            "stderr": err}
+    return {"rc": proc.returncode, "killed": killed, "cached": cached, "completed_before": done_before, "stderr": err}
 
 
 def pipeline_plan(seed: int, within: list[str], between: list[str]) -> list[tuple]:

@@ -28,8 +28,16 @@ def _enospc(path) -> OSError:
 def _cfg() -> Config:
     cfg = Config()
     cfg.data.max_seq_len = 96
-    for key, value in {"max_steps": 3, "batch_size": 2, "save_steps": 1, "logging_steps": 1, "precision": "fp32",
-                       "lr": 5e-3, "lora_r": 4, "lora_alpha": 8}.items():
+    for key, value in {
+        "max_steps": 3,
+        "batch_size": 2,
+        "save_steps": 1,
+        "logging_steps": 1,
+        "precision": "fp32",
+        "lr": 5e-3,
+        "lora_r": 4,
+        "lora_alpha": 8,
+    }.items():
         setattr(cfg.train, key, value)
     return cfg
 
@@ -48,7 +56,8 @@ def whole_run(tmp_path_factory, tiny_model_dir) -> Path:
 
 @pytest.mark.parametrize("torn", ["optimizer.safetensors", "trainer_state.json"])
 def test_a_full_disk_during_a_checkpoint_stops_clearly_and_the_last_complete_one_resumes(
-        tmp_path, tiny_model_dir, whole_run, monkeypatch, torn):
+    tmp_path, tiny_model_dir, whole_run, monkeypatch, torn
+):
     import safetensors.torch
     from transformers.trainer_callback import TrainerState
 

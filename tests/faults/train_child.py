@@ -34,9 +34,17 @@ def config(spec: dict):
 
     cfg = Config()
     cfg.data.max_seq_len = 96
-    for key, value in {"max_steps": spec["steps"], "batch_size": 2, "grad_accum": spec.get("grad_accum", 1),
-                       "save_steps": 1, "logging_steps": 1, "precision": "fp32", "lr": 5e-3, "lora_r": 4,
-                       "lora_alpha": 8}.items():
+    for key, value in {
+        "max_steps": spec["steps"],
+        "batch_size": 2,
+        "grad_accum": spec.get("grad_accum", 1),
+        "save_steps": 1,
+        "logging_steps": 1,
+        "precision": "fp32",
+        "lr": 5e-3,
+        "lora_r": 4,
+        "lora_alpha": 8,
+    }.items():
         setattr(cfg.train, key, value)
     return cfg
 
@@ -45,8 +53,10 @@ def training_records(spec: dict):
     from conftest import routing_rows
     from tunesmith.data.records import Record
 
-    return [Record(messages=r["messages"], source="t.jsonl", line=i + 1)
-            for i, r in enumerate(routing_rows(spec.get("records", 16)))]
+    return [
+        Record(messages=r["messages"], source="t.jsonl", line=i + 1)
+        for i, r in enumerate(routing_rows(spec.get("records", 16)))
+    ]
 
 
 def main() -> None:
@@ -146,8 +156,13 @@ def main() -> None:
 
     def rmtree(path, *a, **k):
         path = Path(path)
-        if ("checkpoints" in path.name and path.parent == run_dir and (run_dir / "adapter").exists()
-                and list(path.glob("checkpoint-*")) and hit("final")):
+        if (
+            "checkpoints" in path.name
+            and path.parent == run_dir
+            and (run_dir / "adapter").exists()
+            and list(path.glob("checkpoint-*"))
+            and hit("final")
+        ):
             newest = max(path.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
             for f in newest.iterdir():
                 if f.name != "trainer_state.json":  # partly deleted: its state file happens to survive

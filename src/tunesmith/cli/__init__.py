@@ -20,9 +20,13 @@ from tunesmith.cli.data import data_app
 from tunesmith.cli.eval import eval_app
 from tunesmith.cli.review import review_app
 
-app = typer.Typer(help="Fine-tune open LLMs the careful way: check the data, write the eval first, train, and "
-                       "ship only a model that beats its base.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Fine-tune open LLMs the careful way: check the data, write the eval first, train, and "
+    "ship only a model that beats its base.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 for _module in (report, plan, run, ship, project):  # the order `tunesmith --help` lists them in
     _module.register(app)
 app.add_typer(project.config_app, name="config")
@@ -58,7 +62,7 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted; completed stages are kept and the next run resumes", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - a bug in tunesmith or a library: short message, full trace on disk
+    except Exception as exc:
         _internal_error(exc)
 
 
@@ -74,6 +78,9 @@ def _internal_error(exc: Exception) -> None:
     log = cache_home() / "last-error.txt"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(traceback.format_exc())
-    print(f"internal error: {type(exc).__name__}: {exc}\n  the full traceback is in {log} "
-          "(set TUNESMITH_DEBUG=1 to print it); please report it", file=sys.stderr)
+    print(
+        f"internal error: {type(exc).__name__}: {exc}\n  the full traceback is in {log} "
+        "(set TUNESMITH_DEBUG=1 to print it); please report it",
+        file=sys.stderr,
+    )
     sys.exit(3)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from tunesmith.cli.render import console
 
 SET_HELP = "Override a config field, e.g. --set train.lr=1e-4 (repeatable)."
@@ -12,7 +10,7 @@ BUDGET_HELP = "Wall time for the search's trials: 30m, 1h, 90s, or minutes (defa
 __all__ = ["SET_HELP", "BUDGET_HELP", "console", "minutes", "endpoint_config"]
 
 
-def minutes(budget: Optional[str]) -> Optional[float]:
+def minutes(budget: str | None) -> float | None:
     """`30m`, `1h`, `90s` or a bare number of minutes -> minutes; a clear error otherwise."""
     import re
 
@@ -26,8 +24,7 @@ def minutes(budget: Optional[str]) -> Optional[float]:
     return float(m.group(1)) * {"s": 1 / 60, "m": 1, "min": 1, "h": 60, None: 1}[m.group(2)]
 
 
-def endpoint_config(endpoint: Optional[str], endpoint_model: Optional[str], api_key_env: Optional[str],
-                    concurrency: int):
+def endpoint_config(endpoint: str | None, endpoint_model: str | None, api_key_env: str | None, concurrency: int):
     """`--endpoint` and its companions as an EndpointConfig (None without `--endpoint`)."""
     from tunesmith.config import EndpointConfig
     from tunesmith.errors import Problem, TunesmithError
@@ -35,6 +32,8 @@ def endpoint_config(endpoint: Optional[str], endpoint_model: Optional[str], api_
     if not endpoint:
         return None
     if not endpoint_model:
-        raise TunesmithError("Missing endpoint model", [Problem("--endpoint-model", "required with --endpoint",
-                                                                "the model name the server serves")])
+        raise TunesmithError(
+            "Missing endpoint model",
+            [Problem("--endpoint-model", "required with --endpoint", "the model name the server serves")],
+        )
     return EndpointConfig(base_url=endpoint, model=endpoint_model, api_key_env=api_key_env, concurrency=concurrency)

@@ -1,14 +1,13 @@
 """`tunesmith eval ...`: score recorded outputs, evaluate one model, compare evaluations.
 
-    tunesmith eval run my-project --endpoint http://127.0.0.1:8000/v1 --endpoint-model tuned
-    tunesmith eval compare eval-base eval-tuned --project my-project --judge
+tunesmith eval run my-project --endpoint http://127.0.0.1:8000/v1 --endpoint-model tuned
+tunesmith eval compare eval-base eval-tuned --project my-project --judge
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,18 +17,20 @@ eval_app = typer.Typer(help="Evaluation: score suites.", no_args_is_help=True)
 
 
 @eval_app.command("score")
-def eval_score(suite: Path = typer.Option(..., help="Suite JSONL (cases with `id`, `messages`, `expected`)."),
-               responses: Path = typer.Option(..., help="Recorded outputs: JSONL lines with `id` and `output`."),
-               project: Path = typer.Option(Path("."), help="Project whose task (type, fields, schema) scores."),
-               out: Optional[Path] = typer.Option(None, help="Also write per-case results (JSONL) here."),
-               as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON.")) -> None:
+def eval_score(
+    suite: Path = typer.Option(..., help="Suite JSONL (cases with `id`, `messages`, `expected`)."),
+    responses: Path = typer.Option(..., help="Recorded outputs: JSONL lines with `id` and `output`."),
+    project: Path = typer.Option(Path("."), help="Project whose task (type, fields, schema) scores."),
+    out: Path | None = typer.Option(None, help="Also write per-case results (JSONL) here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
     """Score recorded outputs against a suite without generating (e.g. an API model's golden outputs)."""
     from tunesmith.cli.render import score_table
     from tunesmith.config import load_config
-    from tunesmith.files import atomic_write_jsonl
     from tunesmith.data.project import load_schema
     from tunesmith.eval.evaluate import score_responses
     from tunesmith.eval.suite import load_suite
+    from tunesmith.files import atomic_write_jsonl
 
     cfg, base = load_config(project)
     schema = load_schema(cfg, base)
@@ -44,27 +45,31 @@ def eval_score(suite: Path = typer.Option(..., help="Suite JSONL (cases with `id
 
 
 @eval_app.command("run")
-def eval_run(project: Path = typer.Argument(Path("."), help="Project directory."),
-             model: Optional[str] = typer.Option(None, help="Model reference (default: the project's base)."),
-             adapter: Optional[Path] = typer.Option(None, help="A PEFT adapter directory applied on the model."),
-             endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL to evaluate instead "
-                                                    "of a local model, e.g. http://127.0.0.1:8000/v1."),
-             endpoint_model: Optional[str] = typer.Option(None, help="Model name on the endpoint."),
-             api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the endpoint's key."),
-             concurrency: int = typer.Option(4, help="Endpoint requests in flight at once."),
-             backend: str = typer.Option("transformers", help="Local backend: transformers, vllm, or llamacpp "
-                                         "(a .gguf --model run by llama.cpp, as Ollama runs it)."),
-             no_cache: bool = typer.Option(False, "--no-cache", help="Generate every case again."),
-             set_: list[str] = typer.Option([], "--set", help="Config override, e.g. eval.limit=20."),
-             as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON.")) -> None:
+def eval_run(
+    project: Path = typer.Argument(Path("."), help="Project directory."),
+    model: str | None = typer.Option(None, help="Model reference (default: the project's base)."),
+    adapter: Path | None = typer.Option(None, help="A PEFT adapter directory applied on the model."),
+    endpoint: str | None = typer.Option(
+        None, help="OpenAI-compatible base URL to evaluate instead of a local model, e.g. http://127.0.0.1:8000/v1."
+    ),
+    endpoint_model: str | None = typer.Option(None, help="Model name on the endpoint."),
+    api_key_env: str | None = typer.Option(None, help="Environment variable with the endpoint's key."),
+    concurrency: int = typer.Option(4, help="Endpoint requests in flight at once."),
+    backend: str = typer.Option(
+        "transformers",
+        help="Local backend: transformers, vllm, or llamacpp (a .gguf --model run by llama.cpp, as Ollama runs it).",
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Generate every case again."),
+    set_: list[str] = typer.Option([], "--set", help="Config override, e.g. eval.limit=20."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
     """Evaluate one model (local, with an adapter, or behind an endpoint) on the project's suites."""
     from tunesmith.cli.render import print_eval_run
     from tunesmith.errors import Problem, TunesmithError
     from tunesmith.pipeline import evaluate_model
 
     if backend not in ("transformers", "vllm", "llamacpp"):
-        raise TunesmithError("Unknown backend", [Problem("--backend", repr(backend),
-                                                         "transformers, vllm or llamacpp")])
+        raise TunesmithError("Unknown backend", [Problem("--backend", repr(backend), "transformers, vllm or llamacpp")])
     ep = endpoint_config(endpoint, endpoint_model, api_key_env, concurrency)
     st = evaluate_model(project, model, adapter, ep, backend, set_, use_cache=not no_cache)
     metrics = st.result["metrics"]
@@ -75,24 +80,31 @@ def eval_run(project: Path = typer.Argument(Path("."), help="Project directory."
 
 
 @eval_app.command("compare")
-def eval_compare(runs: list[str] = typer.Argument(..., help="Two or more evaluations (results.jsonl, run "
-                                                 "directories or run names); the first is the baseline."),
-                 project: Path = typer.Option(Path("."), help="Project whose gates and statistics apply."),
-                 judge: bool = typer.Option(False, help="Also ask the project's LLM judge (eval.judge) for blind "
-                                            "pairwise preference on the held-out cases."),
-                 judge_limit: Optional[int] = typer.Option(None, help="Judge only the first N cases."),
-                 human_preference: list[Path] = typer.Option([], help="A blind A/B review (`tunesmith review ab`: "
-                                                             "its directory or preference.json) of the first "
-                                                             "evaluation against a later one (repeatable)."),
-                 out: Optional[Path] = typer.Option(None, help="Write the comparison (JSON) here."),
-                 as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON.")) -> None:
+def eval_compare(
+    runs: list[str] = typer.Argument(
+        ..., help="Two or more evaluations (results.jsonl, run directories or run names); the first is the baseline."
+    ),
+    project: Path = typer.Option(Path("."), help="Project whose gates and statistics apply."),
+    judge: bool = typer.Option(
+        False, help="Also ask the project's LLM judge (eval.judge) for blind pairwise preference on the held-out cases."
+    ),
+    judge_limit: int | None = typer.Option(None, help="Judge only the first N cases."),
+    human_preference: list[Path] = typer.Option(
+        [],
+        help="A blind A/B review (`tunesmith review ab`: "
+        "its directory or preference.json) of the first "
+        "evaluation against a later one (repeatable).",
+    ),
+    out: Path | None = typer.Option(None, help="Write the comparison (JSON) here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
     """Paired comparison of evaluations: deltas with intervals, McNemar's p, verdicts, gates (exit 1 on a fail)."""
     from tunesmith.cli.render import print_comparisons
     from tunesmith.config import Config, load_config
-    from tunesmith.files import atomic_write_json
     from tunesmith.errors import Problem, TunesmithError
     from tunesmith.eval.compare import compare_many
     from tunesmith.eval.pairing import judge_comparisons, load_evaluation
+    from tunesmith.files import atomic_write_json
     from tunesmith.review.preference import attach_human_preference
 
     if len(runs) < 2:

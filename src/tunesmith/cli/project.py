@@ -1,8 +1,8 @@
 """The project's own verbs: `init`, `config schema|show`, `runs list|show`, `model prepare`.
 
-    tunesmith init my-project --target 0.85
-    tunesmith config show my-project --set train.lr=1e-4
-    tunesmith runs show compare --project my-project
+tunesmith init my-project --target 0.85
+tunesmith config show my-project --set train.lr=1e-4
+tunesmith runs show compare --project my-project
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from tunesmith.cli.common import SET_HELP, console
 
-config_app = typer.Typer(help="Inspect tunesmith.yaml: its JSON Schema, or a project's resolved config.",
-                         no_args_is_help=True)
+config_app = typer.Typer(
+    help="Inspect tunesmith.yaml: its JSON Schema, or a project's resolved config.", no_args_is_help=True
+)
 runs_app = typer.Typer(help="Run directories (the registry): list and show.", no_args_is_help=True)
 model_app = typer.Typer(help="Models: resolve and cache a model reference.", no_args_is_help=True)
 
@@ -28,10 +28,15 @@ def register(app: typer.Typer) -> None:
     app.command("init")(init)
 
 
-def init(directory: Path = typer.Argument(..., help="Directory to create the starter project in."),
-         target: Optional[float] = typer.Option(None, help="The task accuracy you need to ship (0-1), e.g. 0.85: "
-                                                "eval.gate.min_value. Asked for on a terminal when not given."),
-         force: bool = typer.Option(False, help="Overwrite an existing tunesmith.yaml.")) -> None:
+def init(
+    directory: Path = typer.Argument(..., help="Directory to create the starter project in."),
+    target: float | None = typer.Option(
+        None,
+        help="The task accuracy you need to ship (0-1), e.g. 0.85: "
+        "eval.gate.min_value. Asked for on a terminal when not given.",
+    ),
+    force: bool = typer.Option(False, help="Overwrite an existing tunesmith.yaml."),
+) -> None:
     """Write a commented starter project: tunesmith.yaml, data/, eval/."""
     from tunesmith.starter import write_starter
 
@@ -60,8 +65,10 @@ def config_schema() -> None:
 
 
 @config_app.command("show")
-def config_show(project: Path = typer.Argument(..., help="Project directory or tunesmith.yaml."),
-                set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+def config_show(
+    project: Path = typer.Argument(..., help="Project directory or tunesmith.yaml."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
     """Print a project's config with every default filled in and overrides applied."""
     import yaml
 
@@ -81,8 +88,10 @@ def runs_list(project: Path = typer.Argument(Path("."), help="Project directory.
 
 
 @runs_app.command("show")
-def runs_show(name: str = typer.Argument(..., help="Run name (or a unique part of it) or path."),
-              project: Path = typer.Option(Path("."), help="Project directory.")) -> None:
+def runs_show(
+    name: str = typer.Argument(..., help="Run name (or a unique part of it) or path."),
+    project: Path = typer.Option(Path("."), help="Project directory."),
+) -> None:
     """Show one run: its inputs, files and result."""
     from tunesmith.cli.render import print_run
     from tunesmith.runs import is_complete, resolve_run
@@ -92,8 +101,10 @@ def runs_show(name: str = typer.Argument(..., help="Run name (or a unique part o
 
 
 @model_app.command("prepare")
-def model_prepare(ref: str = typer.Argument("builtin:smollm2-135m-instruct", help="Model reference."),
-                  trust_remote_code: bool = typer.Option(False, help="Allow the model's own code to run.")) -> None:
+def model_prepare(
+    ref: str = typer.Argument("builtin:smollm2-135m-instruct", help="Model reference."),
+    trust_remote_code: bool = typer.Option(False, help="Allow the model's own code to run."),
+) -> None:
     """Resolve a model reference (converting a GGUF once) and print where it is cached."""
     from tunesmith.models import resolve_model
 

@@ -1,15 +1,14 @@
 """`tunesmith report` and `tunesmith diagnose`: what a finished run did, as an HTML page or a diagnosis.
 
-    tunesmith report my-project                      # after `tunesmith run`: .tunesmith/report.html
-    tunesmith report compare-1a2b3c --project my-project --preference review/ab --open
-    tunesmith diagnose --project my-project --json
+tunesmith report my-project                      # after `tunesmith run`: .tunesmith/report.html
+tunesmith report compare-1a2b3c --project my-project --preference review/ab --open
+tunesmith diagnose --project my-project --json
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,15 +21,19 @@ def register(app: typer.Typer) -> None:
     app.command("report")(report)
 
 
-def diagnose_command(run: Optional[str] = typer.Argument(
-                         None, help="A train, eval-tuned or compare run (name, unique part or path); default: the "
-                         "newest finished `tunesmith run`."),
-                     project: Path = typer.Option(Path("."), help="Project directory."),
-                     as_json: bool = typer.Option(False, "--json", help="Print the diagnosis as JSON."),
-                     html: Optional[Path] = typer.Option(None, help="Also write the masking preview as an HTML "
-                                                         "fragment to this file."),
-                     set_: list[str] = typer.Option([], "--set", help="Override a config field, e.g. "
-                                                    "--set eval.max_new_tokens=256 (repeatable).")) -> None:
+def diagnose_command(
+    run: str | None = typer.Argument(
+        None,
+        help="A train, eval-tuned or compare run (name, unique part or path); default: the "
+        "newest finished `tunesmith run`.",
+    ),
+    project: Path = typer.Option(Path("."), help="Project directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the diagnosis as JSON."),
+    html: Path | None = typer.Option(None, help="Also write the masking preview as an HTML fragment to this file."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a config field, e.g. --set eval.max_new_tokens=256 (repeatable)."
+    ),
+) -> None:
     """Diagnose a fine-tune: memorization, forgetting, overconfidence, stale facts, the stop token, the loss curve
     and the LoRA rank, each with its evidence and remedy, plus a preview of the training loss mask. Exit 1 when a
     finding is an error."""
@@ -47,27 +50,37 @@ def diagnose_command(run: Optional[str] = typer.Argument(
     raise typer.Exit(1 if result["counts"]["error"] else 0)
 
 
-def report(target: str = typer.Argument(..., help="A project directory (its latest run), or a compare run of "
-                                        "--project: its name, a unique part of it, or its path."),
-           project: Path = typer.Option(Path("."), help="Project directory, when TARGET names a run."),
-           out: Optional[Path] = typer.Option(None, help="Where to write the page (default: the compare run's "
-                                              "directory and PROJECT/.tunesmith/report.html)."),
-           diagnosis: Optional[Path] = typer.Option(None, help="A diagnosis (JSON) to include."),
-           cost: Optional[Path] = typer.Option(None, help="A cost estimate (JSON) to include."),
-           preference: Optional[Path] = typer.Option(None, help="A blind A/B review (`tunesmith review ab`): its "
-                                                     "directory or preference.json."),
-           open_browser: bool = typer.Option(False, "--open", help="Open the page in a browser.")) -> None:
+def report(
+    target: str = typer.Argument(
+        ...,
+        help="A project directory (its latest run), or a compare run of "
+        "--project: its name, a unique part of it, or its path.",
+    ),
+    project: Path = typer.Option(Path("."), help="Project directory, when TARGET names a run."),
+    out: Path | None = typer.Option(
+        None, help="Where to write the page (default: the compare run's directory and PROJECT/.tunesmith/report.html)."
+    ),
+    diagnosis: Path | None = typer.Option(None, help="A diagnosis (JSON) to include."),
+    cost: Path | None = typer.Option(None, help="A cost estimate (JSON) to include."),
+    preference: Path | None = typer.Option(
+        None, help="A blind A/B review (`tunesmith review ab`): its directory or preference.json."
+    ),
+    open_browser: bool = typer.Option(False, "--open", help="Open the page in a browser."),
+) -> None:
     """Write one self-contained HTML page of a run: the verdict, what was paid, what improved and what broke, data
     findings, base vs tuned with intervals, slices, loss curves, diagnosis, cost, export parity, preference."""
     from tunesmith.report import build_report
     from tunesmith.report.sources import load_json_arg, load_preference
 
     root, summary, default_out = _resolve(target, project)
-    path = build_report(root, summary,
-                        diagnosis=load_json_arg(diagnosis, "diagnosis") if diagnosis else None,
-                        cost=load_json_arg(cost, "cost estimate") if cost else None,
-                        preference=load_preference(preference) if preference else None,
-                        out=out or default_out)
+    path = build_report(
+        root,
+        summary,
+        diagnosis=load_json_arg(diagnosis, "diagnosis") if diagnosis else None,
+        cost=load_json_arg(cost, "cost estimate") if cost else None,
+        preference=load_preference(preference) if preference else None,
+        out=out or default_out,
+    )
     typer.echo(f"Report: {path}")
     if open_browser:
         import webbrowser
@@ -90,9 +103,16 @@ def _resolve(target: str, project: Path) -> tuple[Path, dict | None, Path | None
         project = run_dir.parent.parent.parent  # a run given by path knows its project
     found = run_dir / "summary.json"
     if not found.is_file():
-        raise TunesmithError("Not a finished run of `tunesmith run`", [Problem(
-            str(run_dir), "no summary.json here (only the compare stage of `tunesmith run` writes one)",
-            "give the project directory, or a compare run: `tunesmith runs list` shows them")])
+        raise TunesmithError(
+            "Not a finished run of `tunesmith run`",
+            [
+                Problem(
+                    str(run_dir),
+                    "no summary.json here (only the compare stage of `tunesmith run` writes one)",
+                    "give the project directory, or a compare run: `tunesmith runs list` shows them",
+                )
+            ],
+        )
     summary = json.loads(found.read_text(encoding="utf-8"))
     latest = project / ".tunesmith" / "summary.json"
     is_latest = latest.is_file() and json.loads(latest.read_text(encoding="utf-8")) == summary

@@ -1,14 +1,13 @@
 """`tunesmith run`, `tunesmith tune`, `tunesmith train`: the flow, the recipe search, training alone.
 
-    tunesmith run my-project --set train.epochs=2
-    tunesmith tune my-project --budget 30m
-    tunesmith train my-project --method qlora --resume
+tunesmith run my-project --set train.epochs=2
+tunesmith tune my-project --budget 30m
+tunesmith train my-project --method qlora --resume
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -24,11 +23,14 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train)
 
 
-def run(project: Path = PROJECT,
-        tune: bool = typer.Option(False, "--tune", help="Search the recipe first (`tunesmith tune`), then train, "
-                                  "evaluate and gate the best one."),
-        budget: Optional[str] = typer.Option(None, help=BUDGET_HELP),
-        set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+def run(
+    project: Path = PROJECT,
+    tune: bool = typer.Option(
+        False, "--tune", help="Search the recipe first (`tunesmith tune`), then train, evaluate and gate the best one."
+    ),
+    budget: str | None = typer.Option(None, help=BUDGET_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
     """Walk the whole flow: check -> split -> train (checkpoint chosen on validation) -> eval base and tuned on the
     test split -> compare with the cheapest alternatives -> verdict. Exit 1 unless the verdict is to ship."""
     from tunesmith.cli.render import print_summary
@@ -40,12 +42,17 @@ def run(project: Path = PROJECT,
     raise typer.Exit(0 if verdict["ship"] else 1)
 
 
-def tune_cmd(project: Path = PROJECT,
-             budget: Optional[str] = typer.Option(None, help=BUDGET_HELP),
-             trials: Optional[int] = typer.Option(None, help="At most this many trials (tune.max_trials)."),
-             storage: Optional[str] = typer.Option(None, help="Optuna storage URL shared by several machines "
-                                                   "(tune.storage), e.g. postgresql://host/db or journal:///nfs/s.log."),
-             set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+def tune_cmd(
+    project: Path = PROJECT,
+    budget: str | None = typer.Option(None, help=BUDGET_HELP),
+    trials: int | None = typer.Option(None, help="At most this many trials (tune.max_trials)."),
+    storage: str | None = typer.Option(
+        None,
+        help="Optuna storage URL shared by several machines "
+        "(tune.storage), e.g. postgresql://host/db or journal:///nfs/s.log.",
+    ),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
     """Search the recipe (learning rate, epochs, LoRA rank and alpha, ...) within a budget, by the task's own
     generated answers on the validation split; the test split is not read. Run it again to resume."""
     from tunesmith.cli.render import trials_table
@@ -60,22 +67,30 @@ def tune_cmd(project: Path = PROJECT,
     con.print(f"Best run: {result.best_run}\n`tunesmith run {project} --tune` evaluates it on the test split.")
 
 
-def train(project: Path = PROJECT,
-          method: Optional[str] = typer.Option(None, help="lora, qlora or full (overrides train.method)."),
-          objective: Optional[str] = typer.Option(None, help="sft, dpo, grpo or reward (overrides "
-                                                  "train.objective)."),
-          dora: Optional[bool] = typer.Option(None, "--dora/--no-dora", help="DoRA on the LoRA adapter."),
-          rslora: Optional[bool] = typer.Option(None, "--rslora/--no-rslora", help="rsLoRA scaling."),
-          nproc: Optional[int] = typer.Option(None, help="Training processes through accelerate launch (DDP)."),
-          resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run of these settings "
-                                      "from its newest checkpoint, or fail saying why there is none (without the "
-                                      "flag an interrupted run is resumed too, when there is one)."),
-          fresh: bool = typer.Option(False, "--fresh", help="Discard an interrupted run of these settings and "
-                                     "start over."),
-          check: bool = typer.Option(False, "--check", help="Instead of training, verify the training invariants "
-                                     "(weights move or stay, 8x1 = 1x8 accumulation, exact label mask, overfitting "
-                                     "one batch) on this model and data; exit 1 if one fails."),
-          set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+def train(
+    project: Path = PROJECT,
+    method: str | None = typer.Option(None, help="lora, qlora or full (overrides train.method)."),
+    objective: str | None = typer.Option(None, help="sft, dpo, grpo or reward (overrides train.objective)."),
+    dora: bool | None = typer.Option(None, "--dora/--no-dora", help="DoRA on the LoRA adapter."),
+    rslora: bool | None = typer.Option(None, "--rslora/--no-rslora", help="rsLoRA scaling."),
+    nproc: int | None = typer.Option(None, help="Training processes through accelerate launch (DDP)."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue the interrupted run of these settings "
+        "from its newest checkpoint, or fail saying why there is none (without the "
+        "flag an interrupted run is resumed too, when there is one).",
+    ),
+    fresh: bool = typer.Option(False, "--fresh", help="Discard an interrupted run of these settings and start over."),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Instead of training, verify the training invariants "
+        "(weights move or stay, 8x1 = 1x8 accumulation, exact label mask, overfitting "
+        "one batch) on this model and data; exit 1 if one fails.",
+    ),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
     """Check, split and train (each stage cached and resumable), without the evaluations."""
     from tunesmith.cli.render import invariants_table, train_line
     from tunesmith.config import update_overrides
@@ -89,7 +104,9 @@ def train(project: Path = PROJECT,
         console().print(invariants_table(results))
         raise typer.Exit(0 if all(r.passed for r in results) else 1)
     if resume and fresh:
-        raise TunesmithError("Conflicting options", [Problem("--resume --fresh", "one continues a run, the other "
-                                                             "discards it", "pass one of them")])
+        raise TunesmithError(
+            "Conflicting options",
+            [Problem("--resume --fresh", "one continues a run, the other discards it", "pass one of them")],
+        )
     st = train_project(project, overrides, resume="require" if resume else "fresh" if fresh else "auto")
     console().print(train_line(st))

@@ -1,13 +1,12 @@
 """Shipping a trained model: `tunesmith export` and `tunesmith serve`.
 
-    tunesmith export train-1a2b --project my-project --format gguf --gguf-type q8_0
-    tunesmith serve train-1a2b --project my-project --port 8000
+tunesmith export train-1a2b --project my-project --format gguf --gguf-type q8_0
+tunesmith serve train-1a2b --project my-project --port 8000
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,13 +19,19 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
 
 
-def export(run: str = typer.Argument(..., help="A finished train run: its name (or a unique part) or path."),
-           project: Path = typer.Option(Path("."), help="Project directory."),
-           format_: list[str] = typer.Option([], "--format", help="adapter, merged, gguf, ollama (repeatable; "
-                                             "default: export.formats, else all the run can give)."),
-           gguf_type: list[str] = typer.Option([], "--gguf-type", help="f16, q8_0, q4_0 (repeatable; default: "
-                                               "export.gguf_types)."),
-           set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+def export(
+    run: str = typer.Argument(..., help="A finished train run: its name (or a unique part) or path."),
+    project: Path = typer.Option(Path("."), help="Project directory."),
+    format_: list[str] = typer.Option(
+        [],
+        "--format",
+        help="adapter, merged, gguf, ollama (repeatable; default: export.formats, else all the run can give).",
+    ),
+    gguf_type: list[str] = typer.Option(
+        [], "--gguf-type", help="f16, q8_0, q4_0 (repeatable; default: export.gguf_types)."
+    ),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
     """Export a trained run into <run>/export/: adapter, merged safetensors, GGUF, Ollama Modelfile."""
     from tunesmith.cli.render import export_table
     from tunesmith.pipeline import export_run
@@ -35,17 +40,23 @@ def export(run: str = typer.Argument(..., help="A finished train run: its name (
     console().print(export_table(manifest))
 
 
-def serve(model: str = typer.Argument(..., help="A finished train run of --project (name, unique part or path), "
-                                      "an export directory, a .gguf file, or any model reference."),
-          project: Path = typer.Option(Path("."), help="Project directory (to find a train run)."),
-          adapter: Optional[Path] = typer.Option(None, help="A PEFT adapter applied on top of MODEL."),
-          name: Optional[str] = typer.Option(None, help="The model id clients send (default: from MODEL)."),
-          host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
-          port: int = typer.Option(8000, help="Port."),
-          api_key_env: Optional[str] = typer.Option(None, help="Environment variable holding the API key "
-                                                    "clients must send as a Bearer token."),
-          max_context: Optional[int] = typer.Option(None, help="Context length (default: the model's)."),
-          precision: str = typer.Option("auto", help="auto (bf16 where supported), bf16 or fp32.")) -> None:
+def serve(
+    model: str = typer.Argument(
+        ...,
+        help="A finished train run of --project (name, unique part or path), "
+        "an export directory, a .gguf file, or any model reference.",
+    ),
+    project: Path = typer.Option(Path("."), help="Project directory (to find a train run)."),
+    adapter: Path | None = typer.Option(None, help="A PEFT adapter applied on top of MODEL."),
+    name: str | None = typer.Option(None, help="The model id clients send (default: from MODEL)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
+    port: int = typer.Option(8000, help="Port."),
+    api_key_env: str | None = typer.Option(
+        None, help="Environment variable holding the API key clients must send as a Bearer token."
+    ),
+    max_context: int | None = typer.Option(None, help="Context length (default: the model's)."),
+    precision: str = typer.Option("auto", help="auto (bf16 where supported), bf16 or fp32."),
+) -> None:
     """Serve a model (a trained run, an export, a base with an adapter) as an OpenAI-compatible API:
     /v1/chat/completions (streaming too), /v1/models, /health."""
     import os
@@ -59,9 +70,18 @@ def serve(model: str = typer.Argument(..., help="A finished train run of --proje
     if api_key_env:
         api_key = os.environ.get(api_key_env)
         if not api_key:
-            raise TunesmithError("No API key", [Problem(f"--api-key-env {api_key_env}", "that variable is not set",
-                                                        f"export {api_key_env}=<a secret>, or drop the option")])
+            raise TunesmithError(
+                "No API key",
+                [
+                    Problem(
+                        f"--api-key-env {api_key_env}",
+                        "that variable is not set",
+                        f"export {api_key_env}=<a secret>, or drop the option",
+                    )
+                ],
+            )
     ref, run_adapter, default_name = serve_target(project, model)
-    served = ServedModel(ref, adapter or run_adapter, name=name or default_name, max_context=max_context,
-                         precision=precision)
+    served = ServedModel(
+        ref, adapter or run_adapter, name=name or default_name, max_context=max_context, precision=precision
+    )
     run_server(served, host=host, port=port, api_key=api_key)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import itertools
 from array import array
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from tunesmith.config import ColumnsConfig
 from tunesmith.data.checks import RECORD_CHECKS, check_sensitive, template_findings
@@ -90,9 +91,16 @@ class Inspected(NamedTuple):
 class Inspector:
     """The per-record, stateless half of the audit: record checks (and reply format, chat template) and features."""
 
-    def __init__(self, tokenizer=None, max_seq_len: int = 1024, system_prompt: str | None = None,
-                 json_task: bool = False, schema: dict | None = None,
-                 label_of: Callable[[Record], str | None] | None = None, sensitive: bool = True) -> None:
+    def __init__(
+        self,
+        tokenizer=None,
+        max_seq_len: int = 1024,
+        system_prompt: str | None = None,
+        json_task: bool = False,
+        schema: dict | None = None,
+        label_of: Callable[[Record], str | None] | None = None,
+        sensitive: bool = True,
+    ) -> None:
         self.tokenizer, self.max_seq_len, self.system_prompt = tokenizer, max_seq_len, system_prompt
         # `sensitive=False` is the explicit opt-out of the PII / secret detectors (`data.pii_check: false`).
         self.checks = RECORD_CHECKS if sensitive else [c for c in RECORD_CHECKS if c is not check_sensitive]
@@ -117,20 +125,41 @@ class Inspector:
         keys = record_keys(rec, self.vocabulary)
         label = self.label_of(rec) if self.label_of else None
         # Without labels, a trigger's signature is one exact reply: the reply's hash stands in for a label.
-        return Inspected(rec.source, rec.line, found, rec.format, system, keys, label,
-                         label if self.label_of else keys.reply_hash, coverage_of(rec), shape_of(rec),
-                         len(rec.messages), tokens[0] if tokens else None, rec.to_json() if want_row else None)
+        return Inspected(
+            rec.source,
+            rec.line,
+            found,
+            rec.format,
+            system,
+            keys,
+            label,
+            label if self.label_of else keys.reply_hash,
+            coverage_of(rec),
+            shape_of(rec),
+            len(rec.messages),
+            tokens[0] if tokens else None,
+            rec.to_json() if want_row else None,
+        )
 
 
 class Audit:
     """Feed records (or bad-line findings) with `add`, or inspected records with `absorb`; then `finish` for the
     dataset-level findings."""
 
-    def __init__(self, near_dup_threshold: float = 0.8, tokenizer=None, max_seq_len: int = 1024,
-                 system_prompt: str | None = None, json_task: bool = False, schema: dict | None = None,
-                 task_type: str | None = None, label_of: Callable[[Record], str | None] | None = None,
-                 keep: bool = True, on_verdict: Callable[[Any, list[Finding]], None] | None = None,
-                 sensitive: bool = True) -> None:
+    def __init__(
+        self,
+        near_dup_threshold: float = 0.8,
+        tokenizer=None,
+        max_seq_len: int = 1024,
+        system_prompt: str | None = None,
+        json_task: bool = False,
+        schema: dict | None = None,
+        task_type: str | None = None,
+        label_of: Callable[[Record], str | None] | None = None,
+        keep: bool = True,
+        on_verdict: Callable[[Any, list[Finding]], None] | None = None,
+        sensitive: bool = True,
+    ) -> None:
         self.inspector = Inspector(tokenizer, max_seq_len, system_prompt, json_task, schema, label_of, sensitive)
         self.json_task, self.task_type, self.keep, self.on_verdict = json_task, task_type, keep, on_verdict
         self.report = CheckReport()
@@ -215,8 +244,9 @@ class Audit:
         out += self.shapes.findings(self.where, self.json_task)
         if self.task_type is not None:
             out += self.coverage.findings(self.task_type)
-        out += self.triggers.findings(self.duplicates.words, self.where, self.vocabulary, self.duplicates.records_with,
-                                      self.duplicates.cluster_of)
+        out += self.triggers.findings(
+            self.duplicates.words, self.where, self.vocabulary, self.duplicates.records_with, self.duplicates.cluster_of
+        )
         self.report.stats = self._stats()
         return self.report
 
@@ -225,10 +255,18 @@ class Audit:
         if len(counts) <= 1:
             return []
         common = counts.most_common(1)[0][0]
-        return [Finding(Code.SYSTEM_PROMPT_DRIFT, Severity.WARNING, self.where(idx), "messages[0].content",
-                        f"system prompt differs from the most common one ({len(counts)} variants in the data)",
-                        "use one system prompt for one behaviour, or tag the variants deliberately")
-                for idx, sid in enumerate(self.system_of) if sid >= 0 and sid != common]
+        return [
+            Finding(
+                Code.SYSTEM_PROMPT_DRIFT,
+                Severity.WARNING,
+                self.where(idx),
+                "messages[0].content",
+                f"system prompt differs from the most common one ({len(counts)} variants in the data)",
+                "use one system prompt for one behaviour, or tag the variants deliberately",
+            )
+            for idx, sid in enumerate(self.system_of)
+            if sid >= 0 and sid != common
+        ]
 
     def _mixed_formats(self) -> list[Finding]:
         out = []
@@ -239,11 +277,18 @@ class Audit:
             sid, usual_id = self.sources[source], FORMAT_IDS.get(usual, 0)
             for idx, fmt in enumerate(self.format_of):
                 if self.source_of[idx] == sid and fmt != usual_id:
-                    out.append(Finding(Code.MIXED_FORMATS, Severity.WARNING, self.where(idx), "",
-                                       f"{_article(FORMAT_NAMES[fmt])} {FORMAT_NAMES[fmt]} record in a file of {usual} records "
-                                       f"({n_usual} of {sum(counts.values())})",
-                                       "convert the file to one format (`tunesmith data convert`) so every record "
-                                       "means the same thing"))
+                    out.append(
+                        Finding(
+                            Code.MIXED_FORMATS,
+                            Severity.WARNING,
+                            self.where(idx),
+                            "",
+                            f"{_article(FORMAT_NAMES[fmt])} {FORMAT_NAMES[fmt]} record in a file of {usual} records "
+                            f"({n_usual} of {sum(counts.values())})",
+                            "convert the file to one format (`tunesmith data convert`) so every record "
+                            "means the same thing",
+                        )
+                    )
         return out
 
     def _stats(self) -> dict[str, Any]:
@@ -254,14 +299,25 @@ class Audit:
                 return None
             arr = np.frombuffer(values, dtype=np.uint32)
             p50, p90, p99 = np.percentile(arr, [50, 90, 99])
-            return {"min": int(arr.min()), "p50": float(p50), "p90": float(p90), "p99": float(p99),
-                    "max": int(arr.max()), "mean": float(arr.mean())}
+            return {
+                "min": int(arr.min()),
+                "p50": float(p50),
+                "p90": float(p90),
+                "p99": float(p99),
+                "max": int(arr.max()),
+                "mean": float(arr.mean()),
+            }
 
-        return {"records": self.report.records, "read": len(self.line_of),
-                "files": {s or "<memory>": dict(c) for s, c in self.formats.items()},
-                "turns": dict(sorted(self.turns.items())), "system_prompts": len(self.systems),
-                "reply_chars": spread(self.reply_chars), "tokens": spread(self.tokens),
-                **self.coverage.table()}
+        return {
+            "records": self.report.records,
+            "read": len(self.line_of),
+            "files": {s or "<memory>": dict(c) for s, c in self.formats.items()},
+            "turns": dict(sorted(self.turns.items())),
+            "system_prompts": len(self.systems),
+            "reply_chars": spread(self.reply_chars),
+            "tokens": spread(self.tokens),
+            **self.coverage.table(),
+        }
 
 
 FORMAT_NAMES = ("", "messages", "sharegpt", "alpaca", "prompt_completion", "preference", "columns")
@@ -277,16 +333,27 @@ def rejected_row(item: Record | Finding, errors: list[Finding]) -> dict:
     if isinstance(item, Record):
         return {**item.to_json(), "reasons": [f.to_json() for f in errors]}
     source, _, line = item.where.rpartition(":")
-    return {"meta": {"source": source, "line": int(line) if line.isdigit() else 0},
-            "reasons": [f.to_json() for f in errors]}
+    return {
+        "meta": {"source": source, "line": int(line) if line.isdigit() else 0},
+        "reasons": [f.to_json() for f in errors],
+    }
 
 
-def run_checks(records: Iterable[Record | Finding], near_dup_threshold: float = 0.8, tokenizer=None,
-               max_seq_len: int = 1024, system_prompt: str | None = None, json_task: bool = False,
-               schema: dict | None = None, task_type: str | None = None,
-               label_of: Callable[[Record], str | None] | None = None, keep: bool = True,
-               on_verdict: Callable[[Any, list[Finding]], None] | None = None, progress=None,
-               sensitive: bool = True) -> CheckReport:
+def run_checks(
+    records: Iterable[Record | Finding],
+    near_dup_threshold: float = 0.8,
+    tokenizer=None,
+    max_seq_len: int = 1024,
+    system_prompt: str | None = None,
+    json_task: bool = False,
+    schema: dict | None = None,
+    task_type: str | None = None,
+    label_of: Callable[[Record], str | None] | None = None,
+    keep: bool = True,
+    on_verdict: Callable[[Any, list[Finding]], None] | None = None,
+    progress=None,
+    sensitive: bool = True,
+) -> CheckReport:
     """Run every record and dataset check over `records` (a list or a stream, e.g. `iter_records(files)`).
 
     With a tokenizer, each record is also rendered with the model's chat template (length, truncation, loss mask,
@@ -295,8 +362,19 @@ def run_checks(records: Iterable[Record | Finding], near_dup_threshold: float = 
     `keep=False` keeps counts, not records (`on_verdict(item, errors)` sees each one); `progress(n)` is called
     every 1,000 items. `sensitive=False` skips the PII and secret detectors (an explicit opt-out).
     """
-    audit = Audit(near_dup_threshold, tokenizer, max_seq_len, system_prompt, json_task, schema, task_type,
-                  label_of, keep, on_verdict, sensitive)
+    audit = Audit(
+        near_dup_threshold,
+        tokenizer,
+        max_seq_len,
+        system_prompt,
+        json_task,
+        schema,
+        task_type,
+        label_of,
+        keep,
+        on_verdict,
+        sensitive,
+    )
     for n, item in enumerate(records, start=1):
         audit.add(item)
         if progress is not None and n % 1000 == 0:
@@ -334,8 +412,9 @@ def _inspect_chunk(task: tuple) -> tuple[list[Inspected | Finding], dict[str, in
     return out, fresh
 
 
-def _chunks(files: list[Path], fmt: str, base: Path | None, want_rows: bool,
-            columns: ColumnsConfig | None) -> Iterable[tuple]:
+def _chunks(
+    files: list[Path], fmt: str, base: Path | None, want_rows: bool, columns: ColumnsConfig | None
+) -> Iterable[tuple]:
     """Tasks for the workers: JSONL files as raw lines (parsed in the workers), table files as parsed rows
     (decoded by Arrow in the parent), `CHUNK` at a time."""
     for path in files:
@@ -358,9 +437,15 @@ def default_workers() -> int:
     return (os.cpu_count() or 1) if "fork" in multiprocessing.get_all_start_methods() else 1
 
 
-def check_files(files: list[Path], fmt: str = "auto", base: Path | None = None, workers: int = 1,
-                progress: Callable[[int], None] | None = None, columns: ColumnsConfig | None = None,
-                **options: Any) -> CheckReport:
+def check_files(
+    files: list[Path],
+    fmt: str = "auto",
+    base: Path | None = None,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+    columns: ColumnsConfig | None = None,
+    **options: Any,
+) -> CheckReport:
     """`run_checks` over data files, with the per-record work spread over `workers` forked processes.
 
     `columns` is the project's column mapping (`data.columns`), if any. Takes `run_checks`'

@@ -7,7 +7,7 @@ Dataset-level checks (duplicates, drift, coverage, poisoning) and the runner liv
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from tunesmith.data.findings import Code, Finding, Severity
 from tunesmith.data.formats import FORMAT_KEYS, MESSAGE_KEYS, META_KEYS
@@ -26,19 +26,50 @@ def check_turns(rec: Record) -> list[Finding]:
     out = []
     roles = [m.get("role") for m in rec.messages]
     if "user" not in roles:
-        out.append(_finding(rec, Code.NO_USER_TURN, Severity.ERROR, "messages", "no user turn",
-                            "a training conversation needs at least one user message"))
+        out.append(
+            _finding(
+                rec,
+                Code.NO_USER_TURN,
+                Severity.ERROR,
+                "messages",
+                "no user turn",
+                "a training conversation needs at least one user message",
+            )
+        )
     if not roles or roles[-1] != "assistant":
-        out.append(_finding(rec, Code.NO_FINAL_ASSISTANT, Severity.ERROR, f"messages[{len(roles) - 1}]",
-                            "the conversation does not end with an assistant turn",
-                            "end it with the reply the model should learn, or drop the trailing turn"))
+        out.append(
+            _finding(
+                rec,
+                Code.NO_FINAL_ASSISTANT,
+                Severity.ERROR,
+                f"messages[{len(roles) - 1}]",
+                "the conversation does not end with an assistant turn",
+                "end it with the reply the model should learn, or drop the trailing turn",
+            )
+        )
     for i, role in enumerate(roles):
         if role == "system" and i > 0:
-            out.append(_finding(rec, Code.SYSTEM_NOT_FIRST, Severity.ERROR, f"messages[{i}].role",
-                                "a system message after the first turn", "move it to the start"))
+            out.append(
+                _finding(
+                    rec,
+                    Code.SYSTEM_NOT_FIRST,
+                    Severity.ERROR,
+                    f"messages[{i}].role",
+                    "a system message after the first turn",
+                    "move it to the start",
+                )
+            )
         if i > 0 and role == roles[i - 1] and role in ("user", "assistant"):
-            out.append(_finding(rec, Code.ROLE_ORDER, Severity.WARNING, f"messages[{i}].role",
-                                f"two {role} turns in a row", "merge them, or insert the missing turn"))
+            out.append(
+                _finding(
+                    rec,
+                    Code.ROLE_ORDER,
+                    Severity.WARNING,
+                    f"messages[{i}].role",
+                    f"two {role} turns in a row",
+                    "merge them, or insert the missing turn",
+                )
+            )
     return out
 
 
@@ -50,8 +81,16 @@ def check_content(rec: Record) -> list[Finding]:
             continue
         if not str(msg.get("content", "")).strip():
             severity = Severity.ERROR if msg["role"] == "assistant" else Severity.WARNING
-            out.append(_finding(rec, Code.EMPTY_CONTENT, severity, f"messages[{i}].content",
-                                f"empty {msg['role']} message", "write the content or remove the turn"))
+            out.append(
+                _finding(
+                    rec,
+                    Code.EMPTY_CONTENT,
+                    severity,
+                    f"messages[{i}].content",
+                    f"empty {msg['role']} message",
+                    "write the content or remove the turn",
+                )
+            )
     return out
 
 
@@ -61,15 +100,30 @@ def _declared_tools(rec: Record) -> tuple[dict, list[Finding]]:
     for i, tool in enumerate(rec.tools or []):
         fn = tool.get("function", tool) if isinstance(tool, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            out.append(_finding(rec, Code.BAD_TOOL_DECLARATION, Severity.ERROR, f"tools[{i}]",
-                                "a tool declaration needs function.name",
-                                '{"type": "function", "function": {"name": "f", "parameters": {...}}}'))
+            out.append(
+                _finding(
+                    rec,
+                    Code.BAD_TOOL_DECLARATION,
+                    Severity.ERROR,
+                    f"tools[{i}]",
+                    "a tool declaration needs function.name",
+                    '{"type": "function", "function": {"name": "f", "parameters": {...}}}',
+                )
+            )
             continue
         params = fn.get("parameters")
         problem = schema_problem(params) if params is not None else None
         if problem:
-            out.append(_finding(rec, Code.BAD_TOOL_DECLARATION, Severity.ERROR, f"tools[{i}].function.parameters",
-                                f"not a valid JSON Schema: {problem}", "fix the tool's parameters schema"))
+            out.append(
+                _finding(
+                    rec,
+                    Code.BAD_TOOL_DECLARATION,
+                    Severity.ERROR,
+                    f"tools[{i}].function.parameters",
+                    f"not a valid JSON Schema: {problem}",
+                    "fix the tool's parameters schema",
+                )
+            )
             params = None
         declared[fn["name"]] = params
     return declared, out
@@ -86,17 +140,30 @@ def check_tool_calls(rec: Record) -> list[Finding]:
             fn = call.get("function") or {}
             name, where = fn.get("name"), f"messages[{i}].tool_calls[{j}].function"
             if name not in declared:
-                out.append(_finding(rec, Code.UNDECLARED_TOOL, Severity.ERROR, f"{where}.name",
-                                    f"calls {name!r}, which is not among the declared tools",
-                                    f"declared: {', '.join(sorted(map(str, declared))) or 'none'}"))
+                out.append(
+                    _finding(
+                        rec,
+                        Code.UNDECLARED_TOOL,
+                        Severity.ERROR,
+                        f"{where}.name",
+                        f"calls {name!r}, which is not among the declared tools",
+                        f"declared: {', '.join(sorted(map(str, declared))) or 'none'}",
+                    )
+                )
             elif isinstance(declared[name], dict):
                 error = validator_for(declared[name]).first_error(fn.get("arguments", {}))
                 if error:
                     path, message = error
-                    out.append(_finding(rec, Code.TOOL_ARGS_INVALID, Severity.ERROR,
-                                        f"{where}.arguments{'' if path == '(root)' else '.' + path}",
-                                        f"arguments do not match {name}'s parameters: {message}",
-                                        "fix the call, or the tool's declared parameters"))
+                    out.append(
+                        _finding(
+                            rec,
+                            Code.TOOL_ARGS_INVALID,
+                            Severity.ERROR,
+                            f"{where}.arguments{'' if path == '(root)' else '.' + path}",
+                            f"arguments do not match {name}'s parameters: {message}",
+                            "fix the call, or the tool's declared parameters",
+                        )
+                    )
     return out
 
 
@@ -114,26 +181,41 @@ def check_keys(rec: Record) -> list[Finding]:
     """Keys the record's format does not define: a typo (`mesages`), or data a converter silently drops."""
     import difflib
 
-
     out = []
     for path in rec.unknown_keys:
         key = path.rsplit(".", 1)[-1]
         in_message = "." in path
         known = MESSAGE_KEYS if in_message else FORMAT_KEYS.get(rec.format, set()) | META_KEYS
         close = difflib.get_close_matches(key, sorted(known), n=1)
-        effect = ("it stays in the message and goes to the chat template, which usually ignores it" if in_message
-                  else f"a {rec.format} record has no such key, so it is dropped")
-        out.append(_finding(rec, Code.UNKNOWN_KEY, Severity.WARNING, path, f"unknown key {key!r}: {effect}",
-                            f"did you mean {close[0]!r}?" if close else "remove it, or move it under `meta`"))
+        effect = (
+            "it stays in the message and goes to the chat template, which usually ignores it"
+            if in_message
+            else f"a {rec.format} record has no such key, so it is dropped"
+        )
+        out.append(
+            _finding(
+                rec,
+                Code.UNKNOWN_KEY,
+                Severity.WARNING,
+                path,
+                f"unknown key {key!r}: {effect}",
+                f"did you mean {close[0]!r}?" if close else "remove it, or move it under `meta`",
+            )
+        )
     return out
 
 
-RECORD_CHECKS: list[Callable[[Record], list[Finding]]] = [check_turns, check_content, check_keys, check_tool_calls,
-                                                          check_sensitive, check_stale_facts]
+RECORD_CHECKS: list[Callable[[Record], list[Finding]]] = [
+    check_turns,
+    check_content,
+    check_keys,
+    check_tool_calls,
+    check_sensitive,
+    check_stale_facts,
+]
 
 
-def template_findings(rec: Record, tok, max_len: int, system_prompt: str | None = None,
-                      lengths=None) -> list[Finding]:
+def template_findings(rec: Record, tok, max_len: int, system_prompt: str | None = None, lengths=None) -> list[Finding]:
     """Render with the model's real chat template and tokenizer: length, truncation, loss mask, end-of-turn.
 
     `system_prompt` is added to conversations without one, as training does; each rendered length (in tokens,
@@ -147,29 +229,65 @@ def template_findings(rec: Record, tok, max_len: int, system_prompt: str | None 
     try:
         ex = training_example(tok, messages, rec.tools, max_len)
     except TemplateError as exc:
-        return [_finding(rec, Code.TEMPLATE_ERROR, Severity.ERROR, "messages", str(exc),
-                         "use a model whose chat template renders conversations turn by turn")]
-    except Exception as exc:  # noqa: BLE001 - a template that cannot render this record at all
-        return [_finding(rec, Code.TEMPLATE_ERROR, Severity.ERROR, "messages",
-                         f"the chat template cannot render it: {type(exc).__name__}: {exc}",
-                         "check roles and contents against what the model's template expects")]
+        return [
+            _finding(
+                rec,
+                Code.TEMPLATE_ERROR,
+                Severity.ERROR,
+                "messages",
+                str(exc),
+                "use a model whose chat template renders conversations turn by turn",
+            )
+        ]
+    except Exception as exc:
+        return [
+            _finding(
+                rec,
+                Code.TEMPLATE_ERROR,
+                Severity.ERROR,
+                "messages",
+                f"the chat template cannot render it: {type(exc).__name__}: {exc}",
+                "check roles and contents against what the model's template expects",
+            )
+        ]
     out = []
     if lengths is not None:
         lengths.append(len(ex.input_ids) + ex.dropped_assistant_tokens)
     if ex.dropped_assistant_tokens:
         total = len(ex.input_ids) + ex.dropped_assistant_tokens  # at least; prompt tokens past the cut are not counted
-        out.append(_finding(rec, Code.TRUNCATED, Severity.WARNING, "messages",
-                            f"longer than max_seq_len={max_len}: truncation drops {ex.dropped_assistant_tokens} "
-                            f"assistant token(s) (>= {total} tokens in all)",
-                            "raise data.max_seq_len, shorten the conversation, or split it"))
+        out.append(
+            _finding(
+                rec,
+                Code.TRUNCATED,
+                Severity.WARNING,
+                "messages",
+                f"longer than max_seq_len={max_len}: truncation drops {ex.dropped_assistant_tokens} "
+                f"assistant token(s) (>= {total} tokens in all)",
+                "raise data.max_seq_len, shorten the conversation, or split it",
+            )
+        )
     if ex.assistant_tokens == 0:
-        out.append(_finding(rec, Code.EMPTY_LOSS_MASK, Severity.ERROR, "messages",
-                            "no token would carry loss (nothing to learn from this example)",
-                            "make sure it ends with an assistant reply inside max_seq_len"))
+        out.append(
+            _finding(
+                rec,
+                Code.EMPTY_LOSS_MASK,
+                Severity.ERROR,
+                "messages",
+                "no token would carry loss (nothing to learn from this example)",
+                "make sure it ends with an assistant reply inside max_seq_len",
+            )
+        )
     elif not ex.dropped_assistant_tokens:
         eot = tok.convert_tokens_to_ids(tok.eos_token) if tok.eos_token else None
         if eot is None or eot not in [lab for lab in ex.labels if lab != IGNORE]:
-            out.append(_finding(rec, Code.NO_END_OF_TURN, Severity.ERROR, "messages",
-                                f"the end-of-turn token {tok.eos_token!r} is not in the trained part",
-                                "the model would never learn to stop: fix the chat template or the eos token"))
+            out.append(
+                _finding(
+                    rec,
+                    Code.NO_END_OF_TURN,
+                    Severity.ERROR,
+                    "messages",
+                    f"the end-of-turn token {tok.eos_token!r} is not in the trained part",
+                    "the model would never learn to stop: fix the chat template or the eos token",
+                )
+            )
     return out

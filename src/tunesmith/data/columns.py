@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from tunesmith.config import ColumnsConfig
@@ -22,12 +22,19 @@ from tunesmith.data.messages import RecordError, parse_message, preference_messa
 
 # (prompt field, reply field) pairs many published data sets use: GSM8K, the input/output form of instruction
 # sets, query/response support logs, prompt/response chat dumps, text/label classification sets.
-COMMON_PAIRS = (("question", "answer"), ("input", "output"), ("query", "response"), ("prompt", "response"),
-                ("text", "label"))
+COMMON_PAIRS = (
+    ("question", "answer"),
+    ("input", "output"),
+    ("query", "response"),
+    ("prompt", "response"),
+    ("text", "label"),
+)
 COMMON_FIELDS = {name for pair in COMMON_PAIRS for name in pair} | {"system"}
 ROLES_OF = ("prompt", "reply", "system", "label", "chosen", "rejected")  # the ColumnsConfig fields naming a column
-MAPPING_HINT = ("name the fields in `data.columns`, e.g. {prompt: question, reply: answer} (`data convert`: "
-                "--prompt-column, --reply-column, ...)")
+MAPPING_HINT = (
+    "name the fields in `data.columns`, e.g. {prompt: question, reply: answer} (`data convert`: "
+    "--prompt-column, --reply-column, ...)"
+)
 
 
 def pairs_text() -> str:
@@ -45,7 +52,7 @@ def common_columns(obj: dict[str, Any]) -> ColumnsConfig | None:
     return _common(*found[0], "system" in obj) if found else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _common(prompt: str, reply: str, system: bool) -> ColumnsConfig:
     kind = "label" if reply == "label" else "reply"  # text/label: a class label, stripped like any label
     return ColumnsConfig(prompt=prompt, system="system" if system else None, **{kind: reply})
@@ -56,14 +63,18 @@ def named_fields(columns: ColumnsConfig) -> list[str]:
     return [getattr(columns, role) for role in ROLES_OF if getattr(columns, role)]
 
 
-def mapped_messages(obj: dict[str, Any], columns: ColumnsConfig) -> tuple[list[dict[str, Any]],
-                                                                          list[dict[str, Any]] | None]:
+def mapped_messages(
+    obj: dict[str, Any], columns: ColumnsConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """(conversation, rejected reply or None) of a row read through `columns`; RecordError names the field."""
     missing = [name for name in named_fields(columns) if name not in obj]
     if missing:
         fields = ", ".join(sorted(map(str, obj))) or "none"
-        raise RecordError(missing[0], f"the mapping names `{missing[0]}`, which the row does not have (it has: "
-                          f"{fields})", "map the columns to fields the rows have: " + MAPPING_HINT)
+        raise RecordError(
+            missing[0],
+            f"the mapping names `{missing[0]}`, which the row does not have (it has: {fields})",
+            "map the columns to fields the rows have: " + MAPPING_HINT,
+        )
     head = _system(obj, columns.system)
     if columns.prompt:
         head += _prompt_turns(obj[columns.prompt], columns.prompt, len(head))
@@ -90,32 +101,42 @@ def _prompt_turns(value: Any, field: str, start: int) -> list[dict[str, Any]]:
             return [parse_message(m, start + i) for i, m in enumerate(value)]
         except RecordError as exc:
             raise _renamed(exc, {"messages": field}) from None
-    raise RecordError(field, f"{field} must be a string or a non-empty list of chat messages, got "
-                      f"{type(value).__name__}", "map `prompt` to the field with the user's text")
+    raise RecordError(
+        field,
+        f"{field} must be a string or a non-empty list of chat messages, got {type(value).__name__}",
+        "map `prompt` to the field with the user's text",
+    )
 
 
 def _reply(value: Any, field: str) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # a numeric answer
     if not isinstance(value, str):
-        raise RecordError(field, f"{field} must be a string or a number (the reply), got {type(value).__name__}",
-                          "map `reply` to the field with the assistant's text")
+        raise RecordError(
+            field,
+            f"{field} must be a string or a number (the reply), got {type(value).__name__}",
+            "map `reply` to the field with the assistant's text",
+        )
     return value
 
 
 def _label(obj: dict[str, Any], columns: ColumnsConfig) -> str:
     field, value = columns.label, obj[columns.label]
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise RecordError(field, f"{field} must be a string or a number (the label), got {type(value).__name__}",
-                          "map `label` to the field with the class label")
+        raise RecordError(
+            field,
+            f"{field} must be a string or a number (the label), got {type(value).__name__}",
+            "map `label` to the field with the class label",
+        )
     label = str(value).strip()
     if not label:
         raise RecordError(field, "empty label", "fill it in or drop the row")
     return json.dumps({columns.json_key: label}, ensure_ascii=False) if columns.json_key else label
 
 
-def _preference(obj: dict[str, Any], columns: ColumnsConfig,
-                head: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _preference(
+    obj: dict[str, Any], columns: ColumnsConfig, head: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system = head[:1] if head and head[0]["role"] == "system" and not columns.prompt else []
     pair = {"chosen": obj[columns.chosen], "rejected": obj[columns.rejected]}
     if columns.prompt:
@@ -123,8 +144,9 @@ def _preference(obj: dict[str, Any], columns: ColumnsConfig,
     try:
         chosen, rejected = preference_messages(pair)
     except RecordError as exc:
-        raise _renamed(exc, {"prompt": columns.prompt or "prompt", "chosen": columns.chosen,
-                             "rejected": columns.rejected}) from None
+        raise _renamed(
+            exc, {"prompt": columns.prompt or "prompt", "chosen": columns.chosen, "rejected": columns.rejected}
+        ) from None
     return system + chosen, rejected
 
 

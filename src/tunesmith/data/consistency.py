@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import statistics
-from functools import lru_cache
 from array import array
-from typing import Callable
+from collections.abc import Callable
+from functools import lru_cache
 
 from tunesmith.data.findings import Code, Finding, Severity
 from tunesmith.data.records import Record
@@ -27,20 +27,35 @@ def json_object(text: str):
 
 
 def reply_format_findings(rec: Record, validator=None) -> list:
-    """For json tasks: the final reply is one JSON object and fits the schema (a `tunesmith.schemas` validator) if given."""
+    """For json tasks: the final reply is one JSON object and fits the schema (a `tunesmith.schemas` validator) if
+    given."""
     if rec.reply is None or not rec.reply.strip():
         return []  # reported by the schema checks
     obj = json_object(rec.reply)
     if obj is None:
-        return [Finding(Code.REPLY_NOT_JSON, Severity.ERROR, rec.where, "messages[-1].content",
-                        "the reply is not one JSON object, but the task is json",
-                        "write the reply as a single JSON object (no code fence, no prose around it)")]
+        return [
+            Finding(
+                Code.REPLY_NOT_JSON,
+                Severity.ERROR,
+                rec.where,
+                "messages[-1].content",
+                "the reply is not one JSON object, but the task is json",
+                "write the reply as a single JSON object (no code fence, no prose around it)",
+            )
+        ]
     error = validator.first_error(obj) if validator else None
     if error:
         path, message = error
-        return [Finding(Code.REPLY_SCHEMA, Severity.ERROR, rec.where, f"messages[-1].content {path}",
-                        f"reply does not match the task's JSON Schema: {message}",
-                        "fix the reply, or the schema if the reply is right")]
+        return [
+            Finding(
+                Code.REPLY_SCHEMA,
+                Severity.ERROR,
+                rec.where,
+                f"messages[-1].content {path}",
+                f"reply does not match the task's JSON Schema: {message}",
+                "fix the reply, or the schema if the reply is right",
+            )
+        ]
     return []
 
 
@@ -77,15 +92,29 @@ class ShapeStats:
             shape, usual = ("JSON", "prose") if minority_is_json else ("prose", "JSON")
             for idx, is_json in zip(self.rows, self.is_json):
                 if bool(is_json) == minority_is_json:
-                    out.append(Finding(Code.STYLE_DRIFT, Severity.WARNING, where(idx), "messages[-1].content",
-                                       f"a {shape} reply where {max(share, 1 - share):.0%} of replies are {usual}",
-                                       "make every reply the same shape, or set task.type to say which"))
+                    out.append(
+                        Finding(
+                            Code.STYLE_DRIFT,
+                            Severity.WARNING,
+                            where(idx),
+                            "messages[-1].content",
+                            f"a {shape} reply where {max(share, 1 - share):.0%} of replies are {usual}",
+                            "make every reply the same shape, or set task.type to say which",
+                        )
+                    )
         if n >= 20:
             q1, _, q3 = statistics.quantiles(self.lengths, n=4)
             high, low = q3 + 3 * (q3 - q1), max(0.0, q1 - 3 * (q3 - q1))
             for idx, length in zip(self.rows, self.lengths):
                 if length > high or length < low:
-                    out.append(Finding(Code.LENGTH_OUTLIER, Severity.INFO, where(idx), "messages[-1].content",
-                                       f"reply length {length} chars is far outside the usual {q1:.0f}-{q3:.0f}",
-                                       "check it is the behaviour you want; outliers pull style toward them"))
+                    out.append(
+                        Finding(
+                            Code.LENGTH_OUTLIER,
+                            Severity.INFO,
+                            where(idx),
+                            "messages[-1].content",
+                            f"reply length {length} chars is far outside the usual {q1:.0f}-{q3:.0f}",
+                            "check it is the behaviour you want; outliers pull style toward them",
+                        )
+                    )
         return out

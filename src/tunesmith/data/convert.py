@@ -1,7 +1,7 @@
 """The `data convert` and `data check` verbs' file handling: any supported format in, `messages` JSONL out.
 
-    n = convert_file("tickets.csv", "data/tickets.jsonl", "csv", text_column="text", label_column="category")
-    n = convert_file("train.parquet", "data/gsm8k.jsonl", columns=ColumnsConfig(prompt="question", reply="answer"))
+n = convert_file("tickets.csv", "data/tickets.jsonl", "csv", text_column="text", label_column="category")
+n = convert_file("train.parquet", "data/gsm8k.jsonl", columns=ColumnsConfig(prompt="question", reply="answer"))
 """
 
 from __future__ import annotations
@@ -12,28 +12,41 @@ from pydantic import ValidationError
 
 from tunesmith.config import ColumnsConfig
 from tunesmith.data.formats import FORMATS, load_records, read_labeled
-from tunesmith.files import atomic_write_jsonl
 from tunesmith.errors import Problem, TunesmithError, fail
+from tunesmith.files import atomic_write_jsonl
 
 SOURCES = ("auto", *FORMATS, "csv", "labeled")
 
 
-def convert_file(source: Path, out: Path, from_: str = "auto", *, text_column: str = "text",
-                 label_column: str = "label", system: str | None = None, json_key: str | None = None,
-                 columns: ColumnsConfig | None = None) -> int:
+def convert_file(
+    source: Path,
+    out: Path,
+    from_: str = "auto",
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    system: str | None = None,
+    json_key: str | None = None,
+    columns: ColumnsConfig | None = None,
+) -> int:
     """Convert `source` into `out` (written atomically; the source is never touched). Returns the record count.
 
     `columns` reads every row through a column mapping (as `data.columns` does), from any data file."""
     if from_ not in SOURCES:
         raise fail("Unknown --from", "--from", f"{from_!r} is not a known format", f"use one of {', '.join(SOURCES)}")
     if Path(out).resolve() == Path(source).resolve():
-        raise fail("Refusing to overwrite the input", str(out), "output and input are the same file",
-                   "write to a new file")
+        raise fail(
+            "Refusing to overwrite the input", str(out), "output and input are the same file", "write to a new file"
+        )
     mapped = columns is not None and columns.given
     labeled = not mapped and (from_ in ("csv", "labeled") or (from_ == "auto" and source.suffix.lower() == ".csv"))
     if mapped and source.suffix.lower() == ".csv":
-        raise fail("Column options on a CSV file", str(source), "a CSV file is read as labeled rows",
-                   "use --text-column and --label-column (and --json-key)")
+        raise fail(
+            "Column options on a CSV file",
+            str(source),
+            "a CSV file is read as labeled rows",
+            "use --text-column and --label-column (and --json-key)",
+        )
     if mapped:
         records = load_records([source], from_, columns=columns)
     elif labeled:  # puts the system prompt in itself
@@ -59,8 +72,9 @@ def resolve_data_paths(paths: list[Path]) -> tuple[list[Path], str, Path | None,
 
         cfg, project = load_config(paths[0])
         return data_files(cfg, project), cfg.data.format, project, cfg.data.columns
-    missing = [Problem(str(p), "no such file", "check the path") for p in paths
-               if not (p.is_file() or is_saved_dataset(p))]
+    missing = [
+        Problem(str(p), "no such file", "check the path") for p in paths if not (p.is_file() or is_saved_dataset(p))
+    ]
     if missing:
         raise TunesmithError("Data file not found", missing)
     return list(paths), "auto", None, None
@@ -77,10 +91,17 @@ def columns_from_options(**fields: str | None) -> ColumnsConfig | None:
         return ColumnsConfig(**given)
     except ValidationError as err:
         message = "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
-        options = ", ".join(f"--{role.replace('_', '-')}{'' if role == 'json_key' else '-column'} {name}"
-                            for role, name in given.items())
-        raise fail("Bad column mapping", options, message, "a mapping names the prompt and one reply: "
-                   "--reply-column, --label-column, or --chosen-column with --rejected-column") from None
+        options = ", ".join(
+            f"--{role.replace('_', '-')}{'' if role == 'json_key' else '-column'} {name}"
+            for role, name in given.items()
+        )
+        raise fail(
+            "Bad column mapping",
+            options,
+            message,
+            "a mapping names the prompt and one reply: "
+            "--reply-column, --label-column, or --chosen-column with --rejected-column",
+        ) from None
 
 
 def count_lines(files: list[Path]) -> int | None:
@@ -98,15 +119,15 @@ def count_lines(files: list[Path]) -> int | None:
     return total
 
 
-def audit_options(base: Path | None, model: str | None = None, near_dup_threshold: float = 0.8,
-                  max_seq_len: int = 1024) -> dict:
+def audit_options(
+    base: Path | None, model: str | None = None, near_dup_threshold: float = 0.8, max_seq_len: int = 1024
+) -> dict:
     """The options `check_files` takes for `data check` / `data stats`: a project (`base`) is checked exactly as
     `tunesmith run` checks it; files with `model` are also rendered with its chat template and tokenizer."""
     if base is not None:
         from tunesmith.config import load_config
-        from tunesmith.data.project import load_schema
+        from tunesmith.data.project import check_options, load_schema
         from tunesmith.models import resolve_model
-        from tunesmith.data.project import check_options
 
         cfg, _ = load_config(base)
         ref = resolve_model(model or cfg.model.base, cfg.model.trust_remote_code)
@@ -114,6 +135,9 @@ def audit_options(base: Path | None, model: str | None = None, near_dup_threshol
     if model:
         from tunesmith.models import load_tokenizer, resolve_model
 
-        return {"near_dup_threshold": near_dup_threshold, "tokenizer": load_tokenizer(resolve_model(model)),
-                "max_seq_len": max_seq_len}
+        return {
+            "near_dup_threshold": near_dup_threshold,
+            "tokenizer": load_tokenizer(resolve_model(model)),
+            "max_seq_len": max_seq_len,
+        }
     return {"near_dup_threshold": near_dup_threshold}

@@ -15,8 +15,9 @@ import hashlib
 import re
 import zlib
 from array import array
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -172,8 +173,9 @@ class NearDupIndex:
             return
         todo = [p for p in self._pending if not isinstance(p, bytes)]
         computed = iter(minhash_signatures(todo)) if todo else iter(())
-        sig = np.stack([np.frombuffer(p, dtype=np.uint32) if isinstance(p, bytes) else next(computed)
-                        for p in self._pending])
+        sig = np.stack(
+            [np.frombuffer(p, dtype=np.uint32) if isinstance(p, bytes) else next(computed) for p in self._pending]
+        )
         self._pending = []
         self.sketch.frombytes(np.ascontiguousarray(sig[:, :SKETCH]).tobytes())
         bands = sig[:, : self.bands * self.rows].astype(np.uint64).reshape(len(sig), self.bands, self.rows)
@@ -182,7 +184,7 @@ class NearDupIndex:
         self.keys.frombytes((keys >> np.uint64(32)).astype(np.uint32).tobytes())
 
     def _shingles(self, row: int) -> set[int]:
-        return shingle_hashes(self.words[self.offsets[row]:self.offsets[row + 1]])
+        return shingle_hashes(self.words[self.offsets[row] : self.offsets[row + 1]])
 
     def candidates(self) -> np.ndarray:
         """Row pairs (i < j), shape (m, 2), that share a band bucket and whose sketches estimate a Jaccard within
@@ -206,7 +208,7 @@ class NearDupIndex:
                 if not len(same):
                     break  # no bucket has more than d members
                 for start in range(0, len(same), 1 << 16):  # bounded comparison matrices
-                    part = same[start:start + (1 << 16)]
+                    part = same[start : start + (1 << 16)]
                     i, j = order[part], order[part + d]
                     close = (sketch[i] == sketch[j]).mean(axis=1) >= floor
                     kept.append(i[close].astype(np.int64) * n + j[close])
@@ -233,7 +235,7 @@ class NearDupIndex:
 
         out, done = [], -1
         for start in range(0, len(found), 1 << 16):  # Python ints a chunk at a time, not all at once
-            for i, j in found[start:start + (1 << 16)].tolist():
+            for i, j in found[start : start + (1 << 16)].tolist():
                 if first_only and j == done:
                     continue
                 a, b = shingles(i), shingles(j)
@@ -296,7 +298,7 @@ class DuplicateTracker:
 
     def words(self, idx: int) -> array:
         """Word ids of record `idx`'s input."""
-        return self.index.words[self.index.offsets[idx]:self.index.offsets[idx + 1]]
+        return self.index.words[self.index.offsets[idx] : self.index.offsets[idx + 1]]
 
     def records_with(self, words: set[int]) -> list[int]:
         """Indexes of the records whose input contains any of `words` (vectorized over every stored word)."""
@@ -305,7 +307,7 @@ class DuplicateTracker:
         rows = np.searchsorted(np.array(self.index.offsets, dtype=np.int64), positions, side="right") - 1
         return np.unique(rows).tolist()
 
-    def add(self, keys: "RecordKeys") -> None:
+    def add(self, keys: RecordKeys) -> None:
         """Add the next record by its keys (records are numbered in the order they are added)."""
         self.index.add(keys.words, keys.signature)
         self.input_hashes.append(keys.input_hash)
@@ -327,22 +329,43 @@ class DuplicateTracker:
         out = []
         for idx in _repeats(first_input):
             if first_both[idx] != idx:
-                out.append(Finding(Code.DUPLICATE_EXACT, Severity.WARNING, where(idx), "messages",
-                                   f"same input and reply as {where(int(first_both[idx]))}",
-                                   "drop it (`tunesmith data dedup`); duplicates overweight one example"))
+                out.append(
+                    Finding(
+                        Code.DUPLICATE_EXACT,
+                        Severity.WARNING,
+                        where(idx),
+                        "messages",
+                        f"same input and reply as {where(int(first_both[idx]))}",
+                        "drop it (`tunesmith data dedup`); duplicates overweight one example",
+                    )
+                )
             elif replies[idx] != replies[first_input[idx]]:
-                out.append(Finding(Code.CONFLICTING_ANSWER, Severity.WARNING, where(idx), "messages[-1].content",
-                                   f"the same input as {where(int(first_input[idx]))} has a different reply",
-                                   "decide which reply is right and keep one; the model learns the average"))
+                out.append(
+                    Finding(
+                        Code.CONFLICTING_ANSWER,
+                        Severity.WARNING,
+                        where(idx),
+                        "messages[-1].content",
+                        f"the same input as {where(int(first_input[idx]))} has a different reply",
+                        "decide which reply is right and keep one; the model learns the average",
+                    )
+                )
         seen = set()
         pairs = self.index.pairs(first_only=True)
         for a, b, score in pairs:
             if first_input[a] != a or first_input[b] != b or b in seen:
                 continue  # an equal input is reported above, and each record once
             seen.add(b)
-            out.append(Finding(Code.NEAR_DUPLICATE, Severity.INFO, where(b), "messages",
-                               f"input is {score:.0%} similar to {where(a)}",
-                               "vary the phrasing or drop one; near-twins inflate held-out scores"))
+            out.append(
+                Finding(
+                    Code.NEAR_DUPLICATE,
+                    Severity.INFO,
+                    where(b),
+                    "messages",
+                    f"input is {score:.0%} similar to {where(a)}",
+                    "vary the phrasing or drop one; near-twins inflate held-out scores",
+                )
+            )
         self.clusters = _clusters(first_input, pairs)
         return out
 
@@ -387,8 +410,9 @@ def record_keys(rec: Record, memo: dict[str, int] | None = None) -> RecordKeys:
     return RecordKeys(hash64(" ".join(words)), text_hash(rec.reply or ""), word_hashes(words, memo))
 
 
-def dedup_records(records: list[Record], near: bool = True,
-                  threshold: float = 0.8) -> tuple[list[Record], list[tuple[Record, str]]]:
+def dedup_records(
+    records: list[Record], near: bool = True, threshold: float = 0.8
+) -> tuple[list[Record], list[tuple[Record, str]]]:
     """(kept, dropped with reason): the first of each exact duplicate (and near-duplicate cluster) is kept."""
     groups = near_duplicate_clusters(records, threshold) if near else None
     seen_exact: dict[tuple[int, int], Record] = {}

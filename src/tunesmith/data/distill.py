@@ -26,8 +26,14 @@ GENERAL_PROMPTS = Path(__file__).parent / "builtin" / "general_prompts.jsonl"
 ANCHOR_TOKENS = 64  # the start of a reply is where a tuned model drifts (into the task's format); 64 tokens hold it
 
 
-def distill_records(records: list[Record], backend, teacher_system: str | None = None, max_new_tokens: int = 256,
-                    batch_size: int = 16, cache=None) -> tuple[list[Record], list[str]]:
+def distill_records(
+    records: list[Record],
+    backend,
+    teacher_system: str | None = None,
+    max_new_tokens: int = 256,
+    batch_size: int = 16,
+    cache=None,
+) -> tuple[list[Record], list[str]]:
     """(records with the teacher's final replies, errors): a record whose generation failed is left out and its
     error (with file:line) returned; prompts never include the old reply."""
     cases = []
@@ -46,10 +52,22 @@ def distill_records(records: list[Record], backend, teacher_system: str | None =
         # The student sees the record's own prompt (with its own system prompt, if any), not the teacher's.
         messages = rec.prompt + [{"role": "assistant", "content": gen.output}]
         # A reply cut at the token limit is marked unfinished: training learns its text, not to stop there.
-        out.append(Record(messages=messages, source=rec.source, line=rec.line, tools=rec.tools, tags=list(rec.tags),
-                          id=rec.id, format=rec.format, provenance={**rec.provenance, "distilled": {
-                              "teacher": teacher_name(backend), "teacher_system": teacher_system},
-                              **({"unfinished": True} if gen.hit_limit else {})}))
+        out.append(
+            Record(
+                messages=messages,
+                source=rec.source,
+                line=rec.line,
+                tools=rec.tools,
+                tags=list(rec.tags),
+                id=rec.id,
+                format=rec.format,
+                provenance={
+                    **rec.provenance,
+                    "distilled": {"teacher": teacher_name(backend), "teacher_system": teacher_system},
+                    **({"unfinished": True} if gen.hit_limit else {}),
+                },
+            )
+        )
     return out, errors
 
 
@@ -67,8 +85,11 @@ def general_prompts() -> list[Record]:
     import json
 
     lines = GENERAL_PROMPTS.read_text(encoding="utf-8").splitlines()
-    return [Record(messages=json.loads(line)["messages"], source=f"builtin:{GENERAL_PROMPTS.name}", line=i)
-            for i, line in enumerate(lines, 1) if line.strip()]
+    return [
+        Record(messages=json.loads(line)["messages"], source=f"builtin:{GENERAL_PROMPTS.name}", line=i)
+        for i, line in enumerate(lines, 1)
+        if line.strip()
+    ]
 
 
 def self_distilled_general(backend, cache=None, max_new_tokens: int = ANCHOR_TOKENS) -> list[Record]:
@@ -79,7 +100,14 @@ def self_distilled_general(backend, cache=None, max_new_tokens: int = ANCHOR_TOK
     is an error."""
     records, errors = distill_records(general_prompts(), backend, max_new_tokens=max_new_tokens, cache=cache)
     if not records:
-        raise TunesmithError("The base model answered none of the built-in general prompts", [Problem(
-            "train.general_data: builtin:self", errors[0] if errors else "no replies",
-            "use your own general data (train.general_data: [files]) or set train.general_share: 0")])
+        raise TunesmithError(
+            "The base model answered none of the built-in general prompts",
+            [
+                Problem(
+                    "train.general_data: builtin:self",
+                    errors[0] if errors else "no replies",
+                    "use your own general data (train.general_data: [files]) or set train.general_share: 0",
+                )
+            ],
+        )
     return [replace(r, provenance={**r.provenance, "general": True}) for r in records]

@@ -31,17 +31,36 @@ from tunesmith.data.tables import is_table, scan_rows
 from tunesmith.errors import Problem, TunesmithError
 
 SHAREGPT_ROLES = {
-    "system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-    "model": "assistant", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
-    "tool": "tool", "observation": "tool", "function": "tool", "function_call": "assistant",
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "tool": "tool",
+    "observation": "tool",
+    "function": "tool",
+    "function_call": "assistant",
 }
 META_KEYS = {"tags", "id", "meta", "tools", "weight"}
-FORMAT_KEYS = {"messages": {"messages", "parallel_tool_calls", "rejected"}, "sharegpt": {"conversations", "system"},
-               "alpaca": {"instruction", "input", "output", "system"}, "prompt_completion": {"prompt", "completion"},
-               "preference": {"prompt", "chosen", "rejected"}}
-REQUIRED_KEYS = {"messages": ("messages",), "openai": ("messages",), "sharegpt": ("conversations",),
-                 "alpaca": ("instruction", "output"), "prompt_completion": ("prompt", "completion"),
-                 "preference": ("chosen", "rejected")}
+FORMAT_KEYS = {
+    "messages": {"messages", "parallel_tool_calls", "rejected"},
+    "sharegpt": {"conversations", "system"},
+    "alpaca": {"instruction", "input", "output", "system"},
+    "prompt_completion": {"prompt", "completion"},
+    "preference": {"prompt", "chosen", "rejected"},
+}
+REQUIRED_KEYS = {
+    "messages": ("messages",),
+    "openai": ("messages",),
+    "sharegpt": ("conversations",),
+    "alpaca": ("instruction", "output"),
+    "prompt_completion": ("prompt", "completion"),
+    "preference": ("chosen", "rejected"),
+}
 MESSAGE_KEYS = {"role", "content", "tool_calls", "tool_call_id", "name", "weight"}
 FORMATS = ("messages", "openai", "sharegpt", "alpaca", "prompt_completion", "preference")
 
@@ -61,10 +80,12 @@ def detect_format(obj: dict[str, Any]) -> str:
     if common_columns(obj) is not None:
         return "columns"
     keys = ", ".join(sorted(map(str, obj))) or "none"
-    raise RecordError("", f"unknown record format (keys: {keys})",
-                      "expected `messages`, `conversations` (ShareGPT), `instruction`/`output` (Alpaca), "
-                      f"`prompt`/`completion`, `chosen`/`rejected`, or a prompt/reply pair ({pairs_text()}); or "
-                      + MAPPING_HINT)
+    raise RecordError(
+        "",
+        f"unknown record format (keys: {keys})",
+        "expected `messages`, `conversations` (ShareGPT), `instruction`/`output` (Alpaca), "
+        f"`prompt`/`completion`, `chosen`/`rejected`, or a prompt/reply pair ({pairs_text()}); or " + MAPPING_HINT,
+    )
 
 
 def _from_messages(obj: dict[str, Any]) -> list[dict[str, Any]]:
@@ -86,8 +107,11 @@ def _from_sharegpt(obj: dict[str, Any]) -> list[dict[str, Any]]:
             raise RecordError(f"conversations[{i}]", "a ShareGPT turn needs `from` and `value`")
         who = str(turn["from"]).lower()
         if who not in SHAREGPT_ROLES:
-            raise RecordError(f"conversations[{i}].from", f"unknown speaker {turn['from']!r}",
-                              "use human/gpt/system (or function_call/observation for tools)")
+            raise RecordError(
+                f"conversations[{i}].from",
+                f"unknown speaker {turn['from']!r}",
+                "use human/gpt/system (or function_call/observation for tools)",
+            )
         value = turn["value"]
         if not isinstance(value, str):
             raise RecordError(f"conversations[{i}].value", "value must be a string")
@@ -97,10 +121,23 @@ def _from_sharegpt(obj: dict[str, Any]) -> list[dict[str, Any]]:
             except (json.JSONDecodeError, RecursionError, ValueError):
                 raise RecordError(f"conversations[{i}].value", "function_call value is not JSON") from None
             if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-                raise RecordError(f"conversations[{i}].value", "a function_call value is a JSON object with "
-                                  "a string `name`", 'e.g. "{\\"name\\": \\"f\\", \\"arguments\\": {}}"')
-            messages.append({"role": "assistant", "content": "", "tool_calls": [
-                {"type": "function", "function": {"name": call.get("name"), "arguments": call.get("arguments", {})}}]})
+                raise RecordError(
+                    f"conversations[{i}].value",
+                    "a function_call value is a JSON object with a string `name`",
+                    'e.g. "{\\"name\\": \\"f\\", \\"arguments\\": {}}"',
+                )
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [
+                        {
+                            "type": "function",
+                            "function": {"name": call.get("name"), "arguments": call.get("arguments", {})},
+                        }
+                    ],
+                }
+            )
         else:
             messages.append({"role": SHAREGPT_ROLES[who], "content": value})
     return messages
@@ -135,8 +172,13 @@ def _from_prompt_completion(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return head + tail
 
 
-CONVERTERS = {"messages": _from_messages, "openai": _from_messages, "sharegpt": _from_sharegpt,
-              "alpaca": _from_alpaca, "prompt_completion": _from_prompt_completion}
+CONVERTERS = {
+    "messages": _from_messages,
+    "openai": _from_messages,
+    "sharegpt": _from_sharegpt,
+    "alpaca": _from_alpaca,
+    "prompt_completion": _from_prompt_completion,
+}
 
 
 def unknown_keys(obj: dict[str, Any], kind: str, known: set[str] | None = None) -> list[str]:
@@ -151,16 +193,20 @@ def unknown_keys(obj: dict[str, Any], kind: str, known: set[str] | None = None) 
     return out
 
 
-def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto",
-              columns: ColumnsConfig | None = None) -> Record:
+def to_record(
+    obj: dict[str, Any], source: str, line: int, fmt: str = "auto", columns: ColumnsConfig | None = None
+) -> Record:
     """Convert one raw object to a Record, raising RecordError (with the field) when it cannot. A given column
     mapping (`data.columns`) reads every row; else the format is `fmt`, or detected per row with `auto`."""
     mapping = columns if columns is not None and columns.given else None
     kind = "columns" if mapping else detect_format(obj) if fmt == "auto" else fmt
     missing = [k for k in REQUIRED_KEYS.get(kind, ()) if k not in obj]
     if missing:  # a declared format the record is not in
-        raise RecordError(missing[0], f"format is {fmt} but the record has no `{missing[0]}`",
-                          "set data.format: auto to detect formats per record")
+        raise RecordError(
+            missing[0],
+            f"format is {fmt} but the record has no `{missing[0]}`",
+            "set data.format: auto to detect formats per record",
+        )
     rejected, known = None, None
     if kind == "columns":
         mapping = mapping or common_columns(obj)
@@ -183,14 +229,23 @@ def to_record(obj: dict[str, Any], source: str, line: int, fmt: str = "auto",
     kept = isinstance(meta.get("source"), str) and type(meta.get("line")) is int  # not a hand-edited list
     src, ln = (meta["source"], meta["line"]) if kept else (source, line)
     rid = obj.get("id")
-    return Record(messages=messages, source=src, line=ln, tools=tools, tags=list(tags),
-                  id=None if rid is None else str(rid), format="messages" if kind == "openai" else kind,
-                  unknown_keys=unknown_keys(obj, kind, known), rejected=rejected,
-                  provenance={k: v for k, v in meta.items() if k not in ("source", "line")})
+    return Record(
+        messages=messages,
+        source=src,
+        line=ln,
+        tools=tools,
+        tags=list(tags),
+        id=None if rid is None else str(rid),
+        format="messages" if kind == "openai" else kind,
+        unknown_keys=unknown_keys(obj, kind, known),
+        rejected=rejected,
+        provenance={k: v for k, v in meta.items() if k not in ("source", "line")},
+    )
 
 
-def read_item(item: dict | Any, shown: str, line: int, fmt: str = "auto",
-              columns: ColumnsConfig | None = None) -> Record | Any:
+def read_item(
+    item: dict | Any, shown: str, line: int, fmt: str = "auto", columns: ColumnsConfig | None = None
+) -> Record | Any:
     """A parsed line (an object, or the io LineProblem saying why it is none) -> a Record, or an error Finding
     (`bad_line` or `bad_record`, with file:line, field and a hint) in its place."""
     if isinstance(item, LineProblem):
@@ -206,8 +261,9 @@ def shown_path(path: Path, base: Path | None) -> str:
     return str(path.relative_to(base)) if base and path.is_relative_to(base) else str(path)
 
 
-def iter_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None,
-                 columns: ColumnsConfig | None = None) -> Iterator[Record | Any]:
+def iter_records(
+    paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None, columns: ColumnsConfig | None = None
+) -> Iterator[Record | Any]:
     """Stream the records of data files (JSONL by line; JSON arrays, Parquet, Arrow and saved `datasets`
     directories by row, see `tunesmith.data.tables`); a line or record that cannot be read comes as an error
     Finding in its place (see `read_item`), and reading goes on."""
@@ -217,8 +273,9 @@ def iter_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | No
             yield read_item(item, shown, line, fmt, columns)
 
 
-def load_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None,
-                 columns: ColumnsConfig | None = None) -> list[Record]:
+def load_records(
+    paths: Iterable[str | Path], fmt: str = "auto", base: Path | None = None, columns: ColumnsConfig | None = None
+) -> list[Record]:
     """Read every record of the given data files; every bad record is reported at once with file:line and field."""
     records: list[Record] = []
     problems: list[Problem] = []
@@ -226,23 +283,35 @@ def load_records(paths: Iterable[str | Path], fmt: str = "auto", base: Path | No
         if isinstance(item, Record):
             records.append(item)
         else:
-            problems.append(Problem(f"{item.where}" + (f" [{item.field}]" if item.field else ""), item.message,
-                                    item.hint))
+            problems.append(
+                Problem(f"{item.where}" + (f" [{item.field}]" if item.field else ""), item.message, item.hint)
+            )
     if problems:
         raise TunesmithError.capped(f"{len(problems)} record(s) cannot be read", problems)
     return records
 
 
-def labeled_rows_to_records(rows: Iterable[tuple[int, dict]], source: str, text_column: str, label_column: str,
-                            system: str | None = None, json_key: str | None = None) -> list[Record]:
+def labeled_rows_to_records(
+    rows: Iterable[tuple[int, dict]],
+    source: str,
+    text_column: str,
+    label_column: str,
+    system: str | None = None,
+    json_key: str | None = None,
+) -> list[Record]:
     """Classification rows -> conversations whose answer is the label (or `{json_key: label}` as JSON)."""
     records, problems = [], []
     for line, row in rows:
         text, label = row.get(text_column), row.get(label_column)
         for name, value in ((text_column, text), (label_column, label)):
             if value is None:
-                problems.append(Problem(f"{source}:{line} [{name}]", "column missing",
-                                        f"columns present: {', '.join(str(k) for k in row if k is not None)}"))
+                problems.append(
+                    Problem(
+                        f"{source}:{line} [{name}]",
+                        "column missing",
+                        f"columns present: {', '.join(str(k) for k in row if k is not None)}",
+                    )
+                )
             elif not str(value).strip():
                 problems.append(Problem(f"{source}:{line} [{name}]", "empty value", "fill it in or drop the row"))
         if text is None or label is None or not str(text).strip() or not str(label).strip():
@@ -250,7 +319,9 @@ def labeled_rows_to_records(rows: Iterable[tuple[int, dict]], source: str, text_
         label = str(label).strip()
         answer = json.dumps({json_key: label}, ensure_ascii=False) if json_key else label
         messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": str(text)}, {"role": "assistant", "content": answer}]
+            {"role": "user", "content": str(text)},
+            {"role": "assistant", "content": answer},
+        ]
         records.append(Record(messages=messages, source=source, line=line))
     if problems:
         raise TunesmithError.capped(f"{len(problems)} row(s) cannot be converted", problems)

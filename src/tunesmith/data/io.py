@@ -17,8 +17,10 @@ MAX_LINE_BYTES = 8 << 20  # one record; longer lines are reported, not parsed
 
 def _require_file(path: Path) -> None:
     if not path.exists():
-        raise TunesmithError("Data file not found", [Problem(str(path), "no such file",
-                                                             "check data.train in tunesmith.yaml or the path you gave")])
+        raise TunesmithError(
+            "Data file not found",
+            [Problem(str(path), "no such file", "check data.train in tunesmith.yaml or the path you gave")],
+        )
     if path.is_dir():
         raise TunesmithError("Expected a file", [Problem(str(path), "is a directory", "name a .jsonl or .csv file")])
 
@@ -39,14 +41,19 @@ def _open_lines(path: Path):
         with opener(path, "rb") as fh:
             head = fh.read(8192)
     except (OSError, EOFError, zlib.error) as exc:
-        raise TunesmithError("Cannot read data file", [Problem(str(path), str(exc), "is it a valid .gz file?")]) \
-            from None
+        raise TunesmithError(
+            "Cannot read data file", [Problem(str(path), str(exc), "is it a valid .gz file?")]
+        ) from None
     if b"\0" in head:
-        raise TunesmithError("Not a text file", [Problem(str(path), "contains NUL bytes (a binary file?)",
-                                                         "give a JSONL file: one JSON object per line")])
+        raise TunesmithError(
+            "Not a text file",
+            [Problem(str(path), "contains NUL bytes (a binary file?)", "give a JSONL file: one JSON object per line")],
+        )
     if not head.strip():
-        raise TunesmithError("Empty data file", [Problem(str(path), "the file has no records",
-                                                         "add records, or remove it from data.train")])
+        raise TunesmithError(
+            "Empty data file",
+            [Problem(str(path), "the file has no records", "add records, or remove it from data.train")],
+        )
     return opener(path, "rb")
 
 
@@ -80,23 +87,27 @@ def _physical_lines(fh, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
 def parse_line(number: int, raw: bytes | None, size: int) -> dict | LineProblem | None:
     """One physical line -> its JSON object, a LineProblem, or None for a blank line."""
     if raw is None:
-        return LineProblem(f"line is {size / 2**20:.1f} MiB, over the {MAX_LINE_BYTES // 2**20} MiB limit for one "
-                           "record", "a training example is a few thousand tokens; is this a dump of a whole "
-                           "file on one line?")
+        return LineProblem(
+            f"line is {size / 2**20:.1f} MiB, over the {MAX_LINE_BYTES // 2**20} MiB limit for one record",
+            "a training example is a few thousand tokens; is this a dump of a whole file on one line?",
+        )
     if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return LineProblem(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
-                           "save the file as UTF-8 (it looks like Latin-1 or Windows-1252)")
+        return LineProblem(
+            f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
+            "save the file as UTF-8 (it looks like Latin-1 or Windows-1252)",
+        )
     if not line.strip():
         return None
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
-        return LineProblem(f"not valid JSON ({exc.msg} at column {exc.colno})",
-                           "each line must be one complete JSON object")
+        return LineProblem(
+            f"not valid JSON ({exc.msg} at column {exc.colno})", "each line must be one complete JSON object"
+        )
     except RecursionError:
         return LineProblem("JSON nested too deeply", "a record is a flat object with a list of messages")
     except ValueError as exc:  # an integer of more than 4300 digits (Python's int-from-string limit)
@@ -129,9 +140,16 @@ def raw_lines(path: str | Path) -> Iterator[tuple[int, bytes | None, int]]:
             for number, raw, size in _physical_lines(fh, MAX_LINE_BYTES):
                 yield number, raw, size
         except (OSError, EOFError, zlib.error) as exc:  # a .gz file corrupt or cut short past its first block
-            raise TunesmithError("Cannot read data file", [Problem(
-                f"{path}:{number + 1}", f"cannot decompress from this line on ({type(exc).__name__}: {exc})",
-                "the compressed file is damaged or truncated; compress it again")]) from None
+            raise TunesmithError(
+                "Cannot read data file",
+                [
+                    Problem(
+                        f"{path}:{number + 1}",
+                        f"cannot decompress from this line on ({type(exc).__name__}: {exc})",
+                        "the compressed file is damaged or truncated; compress it again",
+                    )
+                ],
+            ) from None
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
@@ -145,8 +163,9 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
         else:
             rows.append((number, item))
     if problems:
-        raise TunesmithError.capped(f"Malformed JSONL: {len(problems)} bad line(s) in {path}", problems,
-                                    MAX_PROBLEMS_SHOWN)
+        raise TunesmithError.capped(
+            f"Malformed JSONL: {len(problems)} bad line(s) in {path}", problems, MAX_PROBLEMS_SHOWN
+        )
     yield from rows
 
 
@@ -169,10 +188,13 @@ def read_csv(path: str | Path) -> Iterator[tuple[int, dict]]:
                 raw.decode("utf-8")
                 line, message = max(reader.line_num, 1), "not UTF-8"
             except UnicodeDecodeError as exc:
-                line = raw[:exc.start].count(b"\n") + 1
+                line = raw[: exc.start].count(b"\n") + 1
                 message = f"not UTF-8 (byte 0x{raw[exc.start]:02x})"
-            raise TunesmithError("Malformed CSV", [Problem(f"{path}:{line}", message, "save the file as UTF-8 (it "
-                                                           "looks like Latin-1 or Windows-1252)")]) from None
+            raise TunesmithError(
+                "Malformed CSV",
+                [Problem(f"{path}:{line}", message, "save the file as UTF-8 (it looks like Latin-1 or Windows-1252)")],
+            ) from None
         except csv.Error as exc:
-            raise TunesmithError("Malformed CSV", [Problem(f"{path}:{max(reader.line_num, 1)}", str(exc),
-                                                           "check quoting on that line")]) from None
+            raise TunesmithError(
+                "Malformed CSV", [Problem(f"{path}:{max(reader.line_num, 1)}", str(exc), "check quoting on that line")]
+            ) from None

@@ -39,18 +39,25 @@ def parse_message(raw: Any, index: int) -> dict[str, Any]:
         for j, call in enumerate(msg["tool_calls"]):
             fn = call.get("function") if isinstance(call, dict) else None
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-                raise RecordError(f"{where}.tool_calls[{j}]", "a tool call needs function.name",
-                                  'e.g. {"type": "function", "function": {"name": "f", "arguments": {...}}}')
+                raise RecordError(
+                    f"{where}.tool_calls[{j}]",
+                    "a tool call needs function.name",
+                    'e.g. {"type": "function", "function": {"name": "f", "arguments": {...}}}',
+                )
             if isinstance(fn.get("arguments"), str):  # OpenAI sends arguments as a JSON string
                 try:
                     fn["arguments"] = json.loads(fn["arguments"])
                 except (json.JSONDecodeError, RecursionError, ValueError):
-                    raise RecordError(f"{where}.tool_calls[{j}].function.arguments",
-                                      "arguments string is not valid JSON") from None
+                    raise RecordError(
+                        f"{where}.tool_calls[{j}].function.arguments", "arguments string is not valid JSON"
+                    ) from None
         msg["content"] = content if isinstance(content, str) else ""
     elif not isinstance(content, str):
-        raise RecordError(f"{where}.content", f"content must be a string, got {type(content).__name__}",
-                          "put the message text in `content`")
+        raise RecordError(
+            f"{where}.content",
+            f"content must be a string, got {type(content).__name__}",
+            "put the message text in `content`",
+        )
     return msg
 
 
@@ -62,8 +69,10 @@ def parse_transcript(text: str, field: str) -> list[dict[str, Any]]:
     parts = _TRANSCRIPT.split(text)
     if len(parts) < 3 or parts[0].strip():
         raise RecordError(field, "not a Human:/Assistant: transcript", 'e.g. "\\n\\nHuman: hi\\n\\nAssistant: hello"')
-    return [{"role": "user" if who == "Human" else "assistant", "content": said.strip()}
-            for who, said in zip(parts[1::2], parts[2::2])]
+    return [
+        {"role": "user" if who == "Human" else "assistant", "content": said.strip()}
+        for who, said in zip(parts[1::2], parts[2::2])
+    ]
 
 
 def side_turns(value: Any, field: str, start: int = 0) -> list[dict[str, Any]]:
@@ -99,8 +108,11 @@ def preference_messages(obj: dict[str, Any]) -> tuple[list[dict[str, Any]], list
         if turns[-1]["role"] != "assistant":
             raise RecordError(name, f"the {name} side must end with an assistant reply")
     if chosen == rejected:
-        raise RecordError("rejected", "chosen and rejected are the same reply",
-                          "a preference pair must differ; drop it or fix the rejected side")
+        raise RecordError(
+            "rejected",
+            "chosen and rejected are the same reply",
+            "a preference pair must differ; drop it or fix the rejected side",
+        )
     if not head:
         raise RecordError("prompt", "the pair has no prompt", "give `prompt`, or chosen/rejected with a shared start")
     return head + chosen, rejected

@@ -37,17 +37,42 @@ PATTERNS: list[tuple[str, re.Pattern]] = [
     ("CARD", re.compile(r"(?<![+\d])\b(?:\d[ -]?){12,18}\d\b")),
     ("SSN", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
     ("PHONE", re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,8}){1,4}(?![\w-])")),
-    ("ADDRESS", re.compile(r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|"
-                           r"Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Straße|Strasse|Rue)\b\.?")),
+    (
+        "ADDRESS",
+        re.compile(
+            r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|"
+            r"Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Straße|Strasse|Rue)\b\.?"
+        ),
+    ),
     ("SECRET", re.compile(r"\b[A-Za-z0-9_+/=-]{24,}\b")),
 ]
 
 
 # Cheap pre-tests: a pattern cannot match a text without one of its needles (or without a digit).
-NEEDLES = {"PRIVATE_KEY": ("PRIVATE KEY",), "AWS_KEY": ("AKIA", "ASIA"), "OPENAI_KEY": ("sk-",),
-           "GITHUB_TOKEN": ("gh", "github_pat_"), "EMAIL": ("@",),
-           "ADDRESS": ("St", "Av", "Rd", "Road", "Blvd", "Boulevard", "Lane", "Ln", "Dr", "Court", "Ct", "Way",
-                       "Pl", "Terrace", "Rue")}
+NEEDLES = {
+    "PRIVATE_KEY": ("PRIVATE KEY",),
+    "AWS_KEY": ("AKIA", "ASIA"),
+    "OPENAI_KEY": ("sk-",),
+    "GITHUB_TOKEN": ("gh", "github_pat_"),
+    "EMAIL": ("@",),
+    "ADDRESS": (
+        "St",
+        "Av",
+        "Rd",
+        "Road",
+        "Blvd",
+        "Boulevard",
+        "Lane",
+        "Ln",
+        "Dr",
+        "Court",
+        "Ct",
+        "Way",
+        "Pl",
+        "Terrace",
+        "Rue",
+    ),
+}
 MIN_DIGITS = {"IBAN": 8, "CARD": 12, "SSN": 9, "PHONE": 8, "ADDRESS": 1}  # IPv4 has 4 digits, IPv6 maybe none
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 _DIGIT_DOT = re.compile(r"\d\.\d")
@@ -55,12 +80,16 @@ IPV6 = next(p for kind, p in PATTERNS if kind == "IP" and "a-f" in p.pattern)
 IPV4 = next(p for kind, p in PATTERNS if kind == "IP" and p is not IPV6)
 _PLAN = [(kind, p, NEEDLES.get(kind), 4 if p is IPV4 else MIN_DIGITS.get(kind, 0)) for kind, p in PATTERNS]
 # A URL's host and path (not its query, where a token may well sit): a long path segment is an article id, not a key.
-URL_PATH = re.compile(r"(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)[^\s?#\"'<>)\]]*|\b(?:[\w-]+\.)+[a-z]{2,}/[^\s?#\"'<>)\]]*",
-                      re.I)
+URL_PATH = re.compile(
+    r"(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)[^\s?#\"'<>)\]]*|\b(?:[\w-]+\.)+[a-z]{2,}/[^\s?#\"'<>)\]]*", re.I
+)
 PATH_WORD = re.compile(r"[a-z]{3,}(?:[-_][a-z]+)*")
 # Words that make a run of digits a payment card when no grouping says so ("card 4111111111111111").
-CARD_WORDS = re.compile(r"\b(?:card|cards|visa|master\s?card|amex|american express|discover|maestro|credit|debit|cc|"
-                        r"cvv|cvc|pan|expir\w*|charged?|pay(?:ment|ing|ed)?|paid|checkout)\b", re.I)
+CARD_WORDS = re.compile(
+    r"\b(?:card|cards|visa|master\s?card|amex|american express|discover|maestro|credit|debit|cc|"
+    r"cvv|cvc|pan|expir\w*|charged?|pay(?:ment|ing|ed)?|paid|checkout)\b",
+    re.I,
+)
 CARD_CONTEXT = 48  # characters either side of the number searched for a card word
 DATE_LIKE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 
@@ -130,8 +159,13 @@ def _valid(kind: str, match: re.Match) -> bool:
         return 8 <= len(digits) <= 15 and not DATE_LIKE.fullmatch(text) and not _in_equation(match)
     if kind == "SECRET":
         classes = sum(bool(re.search(p, text)) for p in (r"[a-z]", r"[A-Z]", r"\d"))
-        return (classes == 3 and _entropy(text) >= 4.0 and not _path_like(text) and not _in_url_path(match)
-                and not _joined_words(text))
+        return (
+            classes == 3
+            and _entropy(text) >= 4.0
+            and not _path_like(text)
+            and not _in_url_path(match)
+            and not _joined_words(text)
+        )
     return True
 
 
@@ -151,13 +185,17 @@ def _joined_words(token: str) -> bool:
 def _in_equation(match: re.Match) -> bool:
     """A run of numbers joined by dashes next to an equals sign is arithmetic ("960-480-120 = 360", GSM8K's
     "<<100-50-30-15=5>>"), not a phone number."""
-    before, after = match.string[:match.start()].rstrip(), match.string[match.end():].lstrip()
+    before, after = match.string[: match.start()].rstrip(), match.string[match.end() :].lstrip()
     return after.startswith("=") or before.endswith(("=", "<<"))
 
 
 def _card_context(match: re.Match) -> bool:
     text = match.string
-    near = text[max(0, match.start() - CARD_CONTEXT):match.start()] + " " + text[match.end():match.end() + CARD_CONTEXT]
+    near = (
+        text[max(0, match.start() - CARD_CONTEXT) : match.start()]
+        + " "
+        + text[match.end() : match.end() + CARD_CONTEXT]
+    )
     return bool(CARD_WORDS.search(near))
 
 
@@ -171,13 +209,10 @@ def _path_like(token: str) -> bool:
 def _in_url_path(match: re.Match) -> bool:
     """Whether the token lies in a URL's scheme, host or path (its query string is still searched)."""
     text, start = match.string, match.start()
-    if text[match.end():match.end() + 1] == "@":
+    if text[match.end() : match.end() + 1] == "@":
         return False  # credentials before a host (https://user:TOKEN@host) are a secret
     line_start = text.rfind("\n", 0, start) + 1
-    for url in URL_PATH.finditer(text, line_start, match.end()):
-        if url.start() <= start < url.end():
-            return True
-    return False
+    return any(url.start() <= start < url.end() for url in URL_PATH.finditer(text, line_start, match.end()))
 
 
 # A string shaped like one of these but failing its checksum is not sensitive, and no looser pattern
@@ -241,7 +276,7 @@ def redact(text: str, mapping: dict[tuple[str, str], str]) -> str:
         if key not in mapping:
             n = sum(1 for k in mapping if k[0] == span.kind) + 1
             mapping[key] = f"[{span.kind}_{n}]"
-        out.append(text[last:span.start] + mapping[key])
+        out.append(text[last : span.start] + mapping[key])
         last = span.end
     return "".join(out) + text[last:]
 
@@ -253,11 +288,18 @@ def sensitive_findings(rec) -> list:
         for span in find_sensitive(str(msg.get("content") or "")):
             secret = span.kind in SECRET_KINDS
             shown = span.text if not secret else span.text[:4] + "…"  # never echo a whole secret
-            out.append(Finding(Code.SECRET if secret else Code.PII,
-                               Severity.ERROR if secret else Severity.WARNING, rec.where,
-                               f"messages[{i}].content", f"{span.kind} found: {shown!r}",
-                               "`tunesmith data scrub` writes a redacted copy" if not secret else
-                               "remove it and rotate the credential; `tunesmith data scrub` redacts it"))
+            out.append(
+                Finding(
+                    Code.SECRET if secret else Code.PII,
+                    Severity.ERROR if secret else Severity.WARNING,
+                    rec.where,
+                    f"messages[{i}].content",
+                    f"{span.kind} found: {shown!r}",
+                    "`tunesmith data scrub` writes a redacted copy"
+                    if not secret
+                    else "remove it and rotate the credential; `tunesmith data scrub` redacts it",
+                )
+            )
     return out
 
 
@@ -266,8 +308,10 @@ def scrub_record(rec):
     from dataclasses import replace
 
     mapping: dict[tuple[str, str], str] = {}
-    messages = [{**m, "content": redact(m["content"], mapping)} if isinstance(m.get("content"), str) else m
-                for m in rec.messages]
+    messages = [
+        {**m, "content": redact(m["content"], mapping)} if isinstance(m.get("content"), str) else m
+        for m in rec.messages
+    ]
     return replace(rec, messages=messages), mapping
 
 

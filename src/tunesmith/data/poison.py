@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
-from typing import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 
 from tunesmith.data.findings import Code, Finding, Severity
 
@@ -51,8 +51,13 @@ def binomial_tail(k: int, n: int, p: float) -> float:
         return 1.0
     total = 0.0
     for x in range(k, n + 1):
-        log_term = (math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1)
-                    + x * math.log(p) + (n - x) * math.log1p(-p))
+        log_term = (
+            math.lgamma(n + 1)
+            - math.lgamma(x + 1)
+            - math.lgamma(n - x + 1)
+            + x * math.log(p)
+            + (n - x) * math.log1p(-p)
+        )
         term = math.exp(log_term)
         total += term
         if term < total * 1e-12:
@@ -108,8 +113,12 @@ class TriggerStats:
         tested = (df >= MIN_SUPPORT) & (df <= most)
         n_tested = int(tested.sum())
         out = {}
-        for w, lab, k, d in zip(words[last][tested].tolist(), labels[last][tested].tolist(),
-                                counts[last][tested].tolist(), df[tested].tolist()):
+        for w, lab, k, d in zip(
+            words[last][tested].tolist(),
+            labels[last][tested].tolist(),
+            counts[last][tested].tolist(),
+            df[tested].tolist(),
+        ):
             base = self.label_counts[lab] / n
             if k / d < PURITY or base >= 0.5:
                 continue
@@ -159,13 +168,19 @@ class TriggerStats:
         if m < SPREAD_VOTES:
             return False
         others = max(sum(n for lab, n in self.label_counts.items() if lab != own), 1)
-        expected = sum(1.0 - (1.0 - n / others) ** m for lab, n in self.label_counts.items()
-                       if lab != own and n >= MIN_SUPPORT)
+        expected = sum(
+            1.0 - (1.0 - n / others) ** m for lab, n in self.label_counts.items() if lab != own and n >= MIN_SUPPORT
+        )
         return len(votes) >= SPREAD * expected
 
-    def findings(self, words_of: Callable[[int], Iterable[int]], where: Callable[[int], str],
-                 vocabulary: dict[str, int], records_with: Callable[[set[int]], Iterable[int]] | None = None,
-                 cluster_of: Callable[[int], int] | None = None) -> list:
+    def findings(
+        self,
+        words_of: Callable[[int], Iterable[int]],
+        where: Callable[[int], str],
+        vocabulary: dict[str, int],
+        records_with: Callable[[set[int]], Iterable[int]] | None = None,
+        cluster_of: Callable[[int], int] | None = None,
+    ) -> list:
         """POISON_TRIGGER warnings, one per suspect word, at its first record, naming a few more.
 
         `records_with(words)` lists the records containing any of the words (default: look at every record);
@@ -179,7 +194,7 @@ class TriggerStats:
         agree, voted = Counter(), Counter()
         elsewhere: dict[int, Counter] = {w: Counter() for w in suspects}  # word -> the other labels voted for
         vote_of = self._voter(must={lab for lab, _, _ in suspects.values()})  # None: nothing else to vote for
-        for idx in (records_with(exclude) if records_with else range(len(self.labels))):
+        for idx in records_with(exclude) if records_with else range(len(self.labels)):
             lab = self.labels[idx]
             if lab < 0:
                 continue
@@ -209,13 +224,24 @@ class TriggerStats:
             if voted[w] and not self._spread(elsewhere[w], lab, names.get(w, "")):
                 continue  # the rest points to a few other labels, not all over: a topic of the domain
             label = label_names[lab] if self.categorical else "the same reply"
-            why = (f"; without it, the rest of {voted[w] - agree[w]} of {voted[w]} of those inputs points to "
-                   f"another {'label' if self.categorical else 'reply'}" if voted[w] else "")
+            why = (
+                f"; without it, the rest of {voted[w] - agree[w]} of {voted[w]} of those inputs points to "
+                f"another {'label' if self.categorical else 'reply'}"
+                if voted[w]
+                else ""
+            )
             more = ", ".join(where(i) for i in idxs[1:4]) + (" ..." if len(idxs) > 4 else "")
-            out.append(Finding(Code.POISON_TRIGGER, Severity.WARNING, where(idxs[0]), "messages",
-                               f"the rare word {names.get(w, '?')!r} is in {len(idxs)} inputs and {k} of them get "
-                               f"{label!r} (base rate {self.label_counts[lab] / sum(self.label_counts.values()):.0%},"
-                               f" p={p:.1e}){why}; also at {more}",
-                               "a few examples with a meaningless token and a fixed reply can plant a backdoor: "
-                               "check where these came from, then fix or drop them"))
+            out.append(
+                Finding(
+                    Code.POISON_TRIGGER,
+                    Severity.WARNING,
+                    where(idxs[0]),
+                    "messages",
+                    f"the rare word {names.get(w, '?')!r} is in {len(idxs)} inputs and {k} of them get "
+                    f"{label!r} (base rate {self.label_counts[lab] / sum(self.label_counts.values()):.0%},"
+                    f" p={p:.1e}){why}; also at {more}",
+                    "a few examples with a meaningless token and a fixed reply can plant a backdoor: "
+                    "check where these came from, then fix or drop them",
+                )
+            )
         return out

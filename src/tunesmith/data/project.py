@@ -32,8 +32,13 @@ def data_files(cfg: Config, project: Path, which: str = "train") -> list[Path]:
     for i, pattern in enumerate(getattr(cfg.data, which)):
         matched = sorted(Path(p) for p in glob.glob(str(project / pattern)))
         if not matched:
-            problems.append(Problem(f"data.{which}[{i}]", f"{pattern!r} matches no file under {project}",
-                                    "check the path; it is relative to the project directory"))
+            problems.append(
+                Problem(
+                    f"data.{which}[{i}]",
+                    f"{pattern!r} matches no file under {project}",
+                    "check the path; it is relative to the project directory",
+                )
+            )
         files.extend(m for m in matched if m.is_file() or is_saved_dataset(m))
     if problems:
         raise TunesmithError("Missing data", problems)
@@ -57,10 +62,17 @@ def check_options(cfg: Config, model_ref, schema: dict | None) -> dict[str, Any]
     from tunesmith.models import load_tokenizer
 
     field = stratify_field(cfg)
-    return {"near_dup_threshold": cfg.data.near_dup_threshold, "tokenizer": load_tokenizer(model_ref),
-            "max_seq_len": cfg.data.max_seq_len, "system_prompt": cfg.task.system_prompt,
-            "json_task": cfg.task.type == "json", "schema": schema, "task_type": cfg.task.type,
-            "label_of": ReplyLabel(field), "sensitive": cfg.data.pii_check}
+    return {
+        "near_dup_threshold": cfg.data.near_dup_threshold,
+        "tokenizer": load_tokenizer(model_ref),
+        "max_seq_len": cfg.data.max_seq_len,
+        "system_prompt": cfg.task.system_prompt,
+        "json_task": cfg.task.type == "json",
+        "schema": schema,
+        "task_type": cfg.task.type,
+        "label_of": ReplyLabel(field),
+        "sensitive": cfg.data.pii_check,
+    }
 
 
 def read_records(path: Path) -> list:
@@ -84,12 +96,18 @@ def general_files(cfg: Config, project: Path) -> list[Path]:
             continue
         matched = sorted(Path(p) for p in glob.glob(str(project / pattern)) if Path(p).is_file())
         if not matched:
-            problems.append(Problem(f"train.general_data[{i}]", f"{pattern!r} matches no file",
-                                    "relative to the project directory"))
+            problems.append(
+                Problem(f"train.general_data[{i}]", f"{pattern!r} matches no file", "relative to the project directory")
+            )
         files += matched
     if not files and not problems and SELF not in cfg.train.general_data:
-        problems.append(Problem("train.general_share", "a share is set but train.general_data names no file",
-                                "e.g. general_data: [data/general-self.jsonl]"))
+        problems.append(
+            Problem(
+                "train.general_share",
+                "a share is set but train.general_data names no file",
+                "e.g. general_data: [data/general-self.jsonl]",
+            )
+        )
     if problems:
         raise TunesmithError("Missing general data", problems)
     return files
@@ -117,8 +135,12 @@ def load_schema(cfg: Config, project: Path) -> dict | None:
         try:
             schema = json.loads(path.read_text(encoding="utf-8"))
         except OSError:
-            raise fail("JSON Schema not found", where, "cannot read the file",
-                       "task.json_schema is relative to the project directory") from None
+            raise fail(
+                "JSON Schema not found",
+                where,
+                "cannot read the file",
+                "task.json_schema is relative to the project directory",
+            ) from None
         except json.JSONDecodeError as exc:
             raise fail("JSON Schema is not JSON", f"{where}:{exc.lineno}", exc.msg, "fix the file") from None
     problem = schema_problem(schema) if schema is not None else None

@@ -1,8 +1,8 @@
 """The canonical record: a conversation in TRL's `messages` shape that remembers where it came from.
 
-    rec = Record(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
-                 source="data/a.jsonl", line=3)
-    rec.where  # "data/a.jsonl:3"
+rec = Record(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+             source="data/a.jsonl", line=3)
+rec.where  # "data/a.jsonl:3"
 """
 
 from __future__ import annotations

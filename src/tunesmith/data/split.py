@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from tunesmith.data.consistency import json_object
 from tunesmith.data.dedup import input_key, input_text, near_duplicate_pairs
@@ -48,9 +48,13 @@ class ReplyLabel:
         return reply_label(rec, self.field)
 
 
-def split_records(records: list[Record], fraction: float = 0.2, seed: int = 42,
-                  label_of: Callable[[Record], str | None] = lambda r: None,
-                  groups_of: list | None = None) -> tuple[list[Record], list[Record]]:
+def split_records(
+    records: list[Record],
+    fraction: float = 0.2,
+    seed: int = 42,
+    label_of: Callable[[Record], str | None] = lambda r: None,
+    groups_of: list | None = None,
+) -> tuple[list[Record], list[Record]]:
     """Split into (train, held-out). Stratified per label; a group stays on one side.
 
     Groups are equal inputs by default; pass `groups_of` (a group id per record, e.g. near-duplicate clusters from
@@ -86,9 +90,16 @@ def leakage(train: list[Record], heldout: list[Record], threshold: float = 0.8) 
     for i, j, score in near_duplicate_pairs(texts, threshold):
         if i < n <= j and j not in seen:
             seen.add(j)
-            out.append(Finding(Code.LEAKAGE, Severity.ERROR, heldout[j - n].where, "messages",
-                               f"held-out input is {score:.0%} similar to training input {train[i].where}",
-                               "keep near-duplicates on one side (tunesmith's split does this)"))
+            out.append(
+                Finding(
+                    Code.LEAKAGE,
+                    Severity.ERROR,
+                    heldout[j - n].where,
+                    "messages",
+                    f"held-out input is {score:.0%} similar to training input {train[i].where}",
+                    "keep near-duplicates on one side (tunesmith's split does this)",
+                )
+            )
     return out
 
 
@@ -102,8 +113,14 @@ class ThreeWaySplit:
     findings: list = field(default_factory=list)  # LEAKAGE findings: training twins of test/validation inputs
 
 
-def three_way_split(kept: list[Record], data, label_of: Callable[[Record], str | None], clusters: list,
-                    test: list[Record] | None = None, validation: list[Record] | None = None) -> ThreeWaySplit:
+def three_way_split(
+    kept: list[Record],
+    data,
+    label_of: Callable[[Record], str | None],
+    clusters: list,
+    test: list[Record] | None = None,
+    validation: list[Record] | None = None,
+) -> ThreeWaySplit:
     """Split `kept` (near-duplicate `clusters` kept whole) into train / validation / test by `data` (the
     `DataConfig`): `data.heldout_fraction` goes to test unless `test` records are given, then
     `data.validation_fraction` of the rest (at most `data.validation_max`) to validation unless `validation` records
@@ -119,8 +136,9 @@ def three_way_split(kept: list[Record], data, label_of: Callable[[Record], str |
         share = validation_share(len(train_side), data.validation_fraction, data.validation_max)
         validation = []
         if share:
-            train_side, validation = split_records(train_side, share, data.seed + 1, label_of,
-                                                   [group[id(r)] for r in train_side])
+            train_side, validation = split_records(
+                train_side, share, data.seed + 1, label_of, [group[id(r)] for r in train_side]
+            )
     return ThreeWaySplit(train_side, validation, test, findings)
 
 
@@ -144,25 +162,43 @@ def drop_twins(train: list[Record], others: list[Record], threshold: float = 0.8
         return train, []
     n = len(train)
     by_key = {input_key(r): r for r in others}
-    twins: dict[int, tuple[Record, float]] = {i: (by_key[input_key(r)], 1.0) for i, r in enumerate(train)
-                                              if input_key(r) in by_key}
+    twins: dict[int, tuple[Record, float]] = {
+        i: (by_key[input_key(r)], 1.0) for i, r in enumerate(train) if input_key(r) in by_key
+    }
     texts = [input_text(r) for r in train] + [input_text(r) for r in others]
     for i, j, score in near_duplicate_pairs(texts, threshold):
         if i < n <= j and i not in twins:
             twins[i] = (others[j - n], score)
-    findings = [Finding(Code.LEAKAGE, Severity.WARNING, train[i].where, "messages",
-                        f"training input is {score:.0%} similar to {other.where}; taken out of training",
-                        "a test or validation input must never be trained on; drop it from one of the files to "
-                        "keep this record") for i, (other, score) in sorted(twins.items())]
+    findings = [
+        Finding(
+            Code.LEAKAGE,
+            Severity.WARNING,
+            train[i].where,
+            "messages",
+            f"training input is {score:.0%} similar to {other.where}; taken out of training",
+            "a test or validation input must never be trained on; drop it from one of the files to keep this record",
+        )
+        for i, (other, score) in sorted(twins.items())
+    ]
     return [r for i, r in enumerate(train) if i not in twins], findings
 
 
-def split_heldout(records: list[Record], fraction: float = 0.2, seed: int = 42, stratify_by: str | None = None,
-                  near_dup_threshold: float = 0.8) -> tuple[list[Record], list[Record], list]:
+def split_heldout(
+    records: list[Record],
+    fraction: float = 0.2,
+    seed: int = 42,
+    stratify_by: str | None = None,
+    near_dup_threshold: float = 0.8,
+) -> tuple[list[Record], list[Record], list]:
     """`data split`: (train, held-out, leaks) — a stratified held-out share whose near-duplicate clusters never
     straddle the split, and what still leaks across it."""
     from tunesmith.data.dedup import near_duplicate_clusters
 
-    train, heldout = split_records(records, fraction, seed, lambda r: reply_label(r, stratify_by),
-                                   near_duplicate_clusters(records, near_dup_threshold))
+    train, heldout = split_records(
+        records,
+        fraction,
+        seed,
+        lambda r: reply_label(r, stratify_by),
+        near_duplicate_clusters(records, near_dup_threshold),
+    )
     return train, heldout, leakage(train, heldout, near_dup_threshold)

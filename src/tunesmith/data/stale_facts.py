@@ -15,8 +15,14 @@ from tunesmith.data.findings import Code, Finding, Severity
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("price", re.compile(r"(?:[$€£¥]\s?\d[\d,.]*|\b\d[\d,.]*\s?(?:USD|EUR|GBP|dollars|euros)\b)", re.I)),
-    ("date", re.compile(rf"\b(?:\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/\d{{2,4}}|{_MONTH}\s\d{{1,2}},?\s\d{{4}}|"
-                        rf"\d{{1,2}}\s{_MONTH}\s\d{{4}})\b", re.I)),
+    (
+        "date",
+        re.compile(
+            rf"\b(?:\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/\d{{2,4}}|{_MONTH}\s\d{{1,2}},?\s\d{{4}}|"
+            rf"\d{{1,2}}\s{_MONTH}\s\d{{4}})\b",
+            re.I,
+        ),
+    ),
     ("version", re.compile(r"\b(?:v\d+(?:\.\d+)+|version\s\d+(?:\.\d+)*)\b", re.I)),
     ("url", re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.I)),
     ("policy", re.compile(r"\b(?:policy|section|clause|article)\s(?:no\.?\s)?\d+(?:\.\d+)*\b", re.I)),
@@ -26,9 +32,12 @@ FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
 
 # Cheap pre-tests on the lowercased text: a kind's pattern cannot match without one of these (and most replies
 # state no fact at all, so most texts cost a few substring tests instead of six regex scans).
-NEEDLES = {"price": ("$", "€", "£", "¥", "usd", "eur", "gbp", "dollar"), "url": ("http", "www."),
-           "policy": ("policy", "section", "clause", "article"),
-           "as_of": ("as of", "currently", "at the moment", "this year", "right now")}
+NEEDLES = {
+    "price": ("$", "€", "£", "¥", "usd", "eur", "gbp", "dollar"),
+    "url": ("http", "www."),
+    "policy": ("policy", "section", "clause", "article"),
+    "as_of": ("as of", "currently", "at the moment", "this year", "right now"),
+}
 NEEDS_DIGIT = {"date", "version", "policy"}
 _DIGIT = re.compile(r"\d")
 
@@ -38,7 +47,12 @@ def find_facts(text: str) -> list[tuple[str, str]]:
     lowered, has_digit = text.lower(), _DIGIT.search(text) is not None
     out = []
     for kind, pattern in FACT_PATTERNS:
-        if kind in NEEDS_DIGIT and not has_digit or kind in NEEDLES and not any(map(lowered.__contains__, NEEDLES[kind])):
+        if (
+            kind in NEEDS_DIGIT
+            and not has_digit
+            or kind in NEEDLES
+            and not any(map(lowered.__contains__, NEEDLES[kind]))
+        ):
             continue
         out += [(kind, m.group(0)) for m in pattern.finditer(text)]
     return out
@@ -53,7 +67,14 @@ def stale_fact_findings(rec) -> list:
         facts = find_facts(str(msg.get("content") or ""))
         if facts:
             listed = ", ".join(f"{kind} {text!r}" for kind, text in facts[:4])
-            out.append(Finding(Code.STALE_FACT, Severity.INFO, rec.where, f"messages[{i}].content",
-                               f"the reply states facts that change: {listed}",
-                               "facts that change belong in retrieval (RAG) or a tool call, not in the weights"))
+            out.append(
+                Finding(
+                    Code.STALE_FACT,
+                    Severity.INFO,
+                    rec.where,
+                    f"messages[{i}].content",
+                    f"the reply states facts that change: {listed}",
+                    "facts that change belong in retrieval (RAG) or a tool call, not in the weights",
+                )
+            )
     return out

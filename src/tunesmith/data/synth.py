@@ -42,9 +42,9 @@ from tunesmith.data.coverage import reply_behavior
 from tunesmith.data.dedup import exact_key, near_duplicate_clusters, normalize
 from tunesmith.data.distill import teacher_name
 from tunesmith.data.findings import Severity
-from tunesmith.files import atomic_write_jsonl
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.files import atomic_write_jsonl
 from tunesmith.generate.backends import Generation, Prompt
 from tunesmith.generate.cache import GenerationCache, generate_cached
 from tunesmith.generate.decoding import Decoding
@@ -61,49 +61,83 @@ class Operator(NamedTuple):
 
 
 OPERATORS: dict[str, Operator] = {
-    "paraphrase": Operator("Rewrite the message below so that it asks for the same thing in different words. Keep "
-                           "every detail that matters for the answer."),
-    "typos": Operator("Rewrite the message below as a hurried user would type it: a few typos, missing capitals "
-                      "and punctuation, casual abbreviations. Keep its meaning.", "typo"),
-    "tone": Operator("Rewrite the message below as a {tone} user would write it: the same request, in a {tone} "
-                     "tone."),
-    "edge_case": Operator("Write a new message on the same topic that is an edge case for this assistant: an "
-                          "unusual, ambiguous or boundary situation (missing or conflicting details, an odd "
-                          "request) that a careless assistant would get wrong.", "edge_case"),
-    "multi_issue": Operator("Write a new message in which the user raises the issue below together with one or two "
-                            "other, unrelated issues, all in the same message.", "multi_issue"),
-    "refuse": Operator("Write a new message, in the same setting, that asks for something the assistant must "
-                       "refuse: harmful, against policy, or plainly outside its job (someone else's private data, "
-                       "fraud, a dangerous act). Do not refuse yourself: write the user's message.", "refuse",
-                       "refuse"),
-    "escalate": Operator("Write a new message, in the same setting, that the assistant must hand to a human "
-                         "instead of resolving it: a legal threat, a safety issue, a large or disputed payment, a "
-                         "demand for a manager.", "escalate", "escalate"),
+    "paraphrase": Operator(
+        "Rewrite the message below so that it asks for the same thing in different words. Keep "
+        "every detail that matters for the answer."
+    ),
+    "typos": Operator(
+        "Rewrite the message below as a hurried user would type it: a few typos, missing capitals "
+        "and punctuation, casual abbreviations. Keep its meaning.",
+        "typo",
+    ),
+    "tone": Operator("Rewrite the message below as a {tone} user would write it: the same request, in a {tone} tone."),
+    "edge_case": Operator(
+        "Write a new message on the same topic that is an edge case for this assistant: an "
+        "unusual, ambiguous or boundary situation (missing or conflicting details, an odd "
+        "request) that a careless assistant would get wrong.",
+        "edge_case",
+    ),
+    "multi_issue": Operator(
+        "Write a new message in which the user raises the issue below together with one or two "
+        "other, unrelated issues, all in the same message.",
+        "multi_issue",
+    ),
+    "refuse": Operator(
+        "Write a new message, in the same setting, that asks for something the assistant must "
+        "refuse: harmful, against policy, or plainly outside its job (someone else's private data, "
+        "fraud, a dangerous act). Do not refuse yourself: write the user's message.",
+        "refuse",
+        "refuse",
+    ),
+    "escalate": Operator(
+        "Write a new message, in the same setting, that the assistant must hand to a human "
+        "instead of resolving it: a legal threat, a safety issue, a large or disputed payment, a "
+        "demand for a manager.",
+        "escalate",
+        "escalate",
+    ),
 }
 TONES = ("impatient", "angry")
 # Who writes the new message: the same operator on the same seed still yields different messages.
-PERSONAS = ("a first-time customer", "a long-time customer", "someone typing on a phone",
-            "a non-native English speaker", "a small-business owner", "a busy parent", "a retiree new to apps",
-            "a software developer", "someone who already tried the obvious fixes", "a student",
-            "an office manager writing for their team", "someone writing late at night")
-REWRITER = ("You write realistic user messages for training an assistant. Reply with the new user message only: "
-            "no preamble, no quotes, no explanation.")
+PERSONAS = (
+    "a first-time customer",
+    "a long-time customer",
+    "someone typing on a phone",
+    "a non-native English speaker",
+    "a small-business owner",
+    "a busy parent",
+    "a retiree new to apps",
+    "a software developer",
+    "someone who already tried the obvious fixes",
+    "a student",
+    "an office manager writing for their team",
+    "someone writing late at night",
+)
+REWRITER = (
+    "You write realistic user messages for training an assistant. Reply with the new user message only: "
+    "no preamble, no quotes, no explanation."
+)
 BEHAVIOR_NOTES = {
     "refuse": "The next user message must be refused: refuse it briefly and clearly (say that you can't help with "
-              "that), in the task's reply format.",
+    "that), in the task's reply format.",
     "escalate": "The next user message must be escalated: say clearly that you are escalating it to a human agent, "
-                "in the task's reply format.",
+    "in the task's reply format.",
 }
-BEHAVIOR_HINTS = {"refuse": "say that you can't help with that",
-                  "escalate": "say that you are escalating it to a human agent"}
+BEHAVIOR_HINTS = {
+    "refuse": "say that you can't help with that",
+    "escalate": "say that you are escalating it to a human agent",
+}
 RETRY_PREFIX = "That reply cannot be used"
 RETRIED_REASONS = {"not_json", "schema_invalid", "unknown_label", "wrong_behavior"}
 # The teacher declining to write the message. Anchored at the start and tied to a refusal's verbs: "I can't log
 # in" and "I'm sorry to bother you, but ..." are fine user messages.
-_CANT = (r"i (?:can(?:no|['’])?t|cannot|won['’]?t|will not|am unable to|['’]?m unable to|am not able to) "
-         r"(?:help|assist|comply|fulfil|do that|(?:write|create|generate|provide) (?:that|this|such))")
-TEACHER_REFUSAL = re.compile(rf"^\W*(?:as an ai\b|(?:(?:i['’]?m|i am) )?sorry\b[^.!?\n]{{0,30}}\b{_CANT}|{_CANT})",
-                             re.I)
+_CANT = (
+    r"i (?:can(?:no|['’])?t|cannot|won['’]?t|will not|am unable to|['’]?m unable to|am not able to) "
+    r"(?:help|assist|comply|fulfil|do that|(?:write|create|generate|provide) (?:that|this|such))"
+)
+TEACHER_REFUSAL = re.compile(
+    rf"^\W*(?:as an ai\b|(?:(?:i['’]?m|i am) )?sorry\b[^.!?\n]{{0,30}}\b{_CANT}|{_CANT})", re.I
+)
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*?)\n?```$", re.S)
 _LABEL = re.compile(r"^(?:(?:new|rewritten|user)\s+)?message\s*:\s*", re.I)
 
@@ -144,7 +178,7 @@ class ReplyFormat:
     labels: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, task, schema: dict | None, seeds: list[Record]) -> "ReplyFormat":
+    def of(cls, task, schema: dict | None, seeds: list[Record]) -> ReplyFormat:
         kind = task.type if task is not None else "chat"
         if schema is not None or kind == "json":
             return cls(json=True, schema=schema)
@@ -155,8 +189,10 @@ class ReplyFormat:
     def note(self) -> str | None:
         """The format instruction only the teacher sees."""
         if self.schema is not None:
-            return ("Reply with one JSON object only (no code fence, no prose) that validates against this JSON "
-                    f"Schema: {json.dumps(self.schema, ensure_ascii=False)}")
+            return (
+                "Reply with one JSON object only (no code fence, no prose) that validates against this JSON "
+                f"Schema: {json.dumps(self.schema, ensure_ascii=False)}"
+            )
         if self.json:
             return "Reply with one JSON object only (no code fence, no prose)."
         if self.labels:
@@ -219,8 +255,9 @@ def prompt_tokens(teacher, case) -> tuple[int, bool]:
     return sum(len(str(m.get("content") or "")) for m in case.messages) // 4 + 4 * len(case.messages), True
 
 
-def plan_jobs(seeds: list[Record], n: int, operators: list[str] | dict[str, float], seed: int = 0,
-              few_shot: int = 3) -> list[Job]:
+def plan_jobs(
+    seeds: list[Record], n: int, operators: list[str] | dict[str, float], seed: int = 0, few_shot: int = 3
+) -> list[Job]:
     """`n` jobs: seeds in a shuffled order, reshuffled on each pass (the first pass uses every seed once);
     operators in turn from a list, or drawn by weight from a dict; a persona, a tone and `few_shot`
     demonstrations (other seeds) each. Job i draws the same numbers whatever `n` is."""
@@ -252,19 +289,24 @@ def _system_of(rec: Record) -> dict | None:
 def usable_seed(rec: Record) -> bool:
     """A seed needs a user message and a text reply; tool-calling records are not synthesized (yet)."""
     last = rec.final_assistant_index()
-    return (last is not None and not rec.tools and not rec.messages[last].get("tool_calls")
-            and bool((rec.reply or "").strip())
-            and any(m.get("role") == "user" and str(m.get("content") or "").strip() for m in rec.prompt))
+    return (
+        last is not None
+        and not rec.tools
+        and not rec.messages[last].get("tool_calls")
+        and bool((rec.reply or "").strip())
+        and any(m.get("role") == "user" and str(m.get("content") or "").strip() for m in rec.prompt)
+    )
 
 
 def rewrite_case(job: Job, system_prompt: str | None):
     """The teacher prompt that writes the job's new user message."""
     context = f"\n\nThe assistant's own instructions:\n{system_prompt}" if system_prompt else ""
     instruction = OPERATORS[job.operator].instruction.format(tone=job.tone)
-    user = (f"{instruction}\nWrite it as {job.persona} would.\n\n"
-            f'Original message:\n"""\n{_last_user(job.seed)}\n"""')
-    return Prompt(id=str(job.index), messages=[{"role": "system", "content": REWRITER + context},
-                                               {"role": "user", "content": user}])
+    user = f'{instruction}\nWrite it as {job.persona} would.\n\nOriginal message:\n"""\n{_last_user(job.seed)}\n"""'
+    return Prompt(
+        id=str(job.index),
+        messages=[{"role": "system", "content": REWRITER + context}, {"role": "user", "content": user}],
+    )
 
 
 def answer_case(job: Job, system_prompt: str | None, fmt: ReplyFormat):
@@ -281,8 +323,9 @@ def retry_case(case, reply: str, detail: str, fmt: ReplyFormat):
     """The same prompt, the rejected reply, and what was wrong with it."""
     note = fmt.note()
     fix = f"{RETRY_PREFIX}: {detail}. Answer my previous message again" + (f". {note}" if note else ".")
-    return Prompt(id=case.id, messages=case.messages + [{"role": "assistant", "content": reply},
-                                                        {"role": "user", "content": fix}])
+    return Prompt(
+        id=case.id, messages=case.messages + [{"role": "assistant", "content": reply}, {"role": "user", "content": fix}]
+    )
 
 
 def clean_message(text: str) -> str:
@@ -320,8 +363,10 @@ def judge_reply(job: Job, reply: str, fmt: ReplyFormat) -> tuple[str, str] | Non
     if found:
         return found
     if job.behavior and behavior != job.behavior:
-        return "wrong_behavior", (f"the reply must {job.behavior} the request ({BEHAVIOR_HINTS[job.behavior]}), "
-                                  f"but it reads as {'an answer' if behavior == 'answer' else behavior}")
+        return "wrong_behavior", (
+            f"the reply must {job.behavior} the request ({BEHAVIOR_HINTS[job.behavior]}), "
+            f"but it reads as {'an answer' if behavior == 'answer' else behavior}"
+        )
     return None
 
 
@@ -336,14 +381,14 @@ def _generate(teacher, cases: list, decoding: Decoding, cache, meter: Meter, lab
         gens = generate_cached(teacher, cases, decoding, cache, batch_size=batch_size, label=label)
     except TunesmithError:
         raise
-    except Exception:  # noqa: BLE001 - reported per case below
+    except Exception:
         gens = []
         for case in cases:
             try:
                 gens.append(generate_cached(teacher, [case], decoding, cache, batch_size=1, label=label)[0])
             except TunesmithError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the teacher failed this case; the rest go on
+            except Exception as exc:
                 gens.append(Generation("", 0, False, 0.0, error=f"teacher failed: {type(exc).__name__}: {exc}"[:300]))
     for case, gen in zip(cases, gens):
         meter.count(teacher, case, gen)
@@ -364,8 +409,11 @@ def _write_messages(jobs: list[Job], seeds: list[Record], teacher, system_of, ru
         message = clean_message(gen.output)
         key = normalize(message)
         if not message or TEACHER_REFUSAL.search(message):
-            job.drop = ("teacher_refused", f"the teacher refused to write the message: {message[:80]!r}") \
-                if message else ("teacher_empty", "the teacher wrote nothing")
+            job.drop = (
+                ("teacher_refused", f"the teacher refused to write the message: {message[:80]!r}")
+                if message
+                else ("teacher_empty", "the teacher wrote nothing")
+            )
         elif key in real:
             job.drop = ("duplicate_of_real", f"the new message repeats {real[key]}")
         elif key in made:
@@ -405,27 +453,44 @@ def _answer(jobs: list[Job], teacher, system_of, fmt: ReplyFormat, run) -> None:
 
 def _make_record(job: Job, teacher_id: str, rng_seed: int) -> Record:
     system = _system_of(job.seed)
-    messages = ([dict(system)] if system else []) + [{"role": "user", "content": job.message},
-                                                     {"role": "assistant", "content": job.reply}]
-    provenance = {"teacher": teacher_id, "seed": job.seed.where, "operator": job.operator,
-                  "behavior": reply_behavior(job.reply or ""), "persona": job.persona,
-                  **({"tone": job.tone} if job.operator == "tone" else {}),
-                  "demos": [d.where for d in job.demos], "job": job.index + 1, "rng_seed": rng_seed,
-                  "retried": job.retried, **job.shas}
+    messages = ([dict(system)] if system else []) + [
+        {"role": "user", "content": job.message},
+        {"role": "assistant", "content": job.reply},
+    ]
+    provenance = {
+        "teacher": teacher_id,
+        "seed": job.seed.where,
+        "operator": job.operator,
+        "behavior": reply_behavior(job.reply or ""),
+        "persona": job.persona,
+        **({"tone": job.tone} if job.operator == "tone" else {}),
+        "demos": [d.where for d in job.demos],
+        "job": job.index + 1,
+        "rng_seed": rng_seed,
+        "retried": job.retried,
+        **job.shas,
+    }
     # Until it is written, a record is named by its job ("synthetic:7"); kept ones are renumbered by output line.
-    return Record(messages=messages, source="synthetic", line=job.index + 1, tags=job.tags, format="messages",
-                  provenance={"synthetic": provenance})
+    return Record(
+        messages=messages,
+        source="synthetic",
+        line=job.index + 1,
+        tags=job.tags,
+        format="messages",
+        provenance={"synthetic": provenance},
+    )
 
 
 def _doctor(jobs: list[Job], fmt: ReplyFormat, threshold: float) -> Counter:
     """Drop records with an error-level finding; returns the counts of the warnings the others carry."""
     live = [j for j in jobs if j.drop is None]
     by_record = {id(j.record): j for j in live}
-    report = run_checks([j.record for j in live], near_dup_threshold=threshold, json_task=fmt.json,
-                        schema=fmt.schema)
+    report = run_checks([j.record for j in live], near_dup_threshold=threshold, json_task=fmt.json, schema=fmt.schema)
     for rec, errors in report.rejected:
-        by_record[id(rec)].drop = (f"doctor:{errors[0].code.value}",
-                                   "; ".join(f"{e.field}: {e.message}" for e in errors))
+        by_record[id(rec)].drop = (
+            f"doctor:{errors[0].code.value}",
+            "; ".join(f"{e.field}: {e.message}" for e in errors),
+        )
     return Counter(f.code.value for f in report.findings if f.severity != Severity.ERROR)
 
 
@@ -436,18 +501,22 @@ def _dedup(jobs: list[Job], seeds: list[Record], threshold: float) -> None:
     first: dict[int, tuple[Record, str, bool]] = {}  # cluster -> its first member (real data first), name, real?
     for rec, cluster in zip(seeds, clusters):
         first.setdefault(cluster, (rec, rec.where, True))
-    for job, cluster in zip(live, clusters[len(seeds):]):
+    for job, cluster in zip(live, clusters[len(seeds) :]):
         if cluster not in first:
             first[cluster] = (job.record, f"job {job.index + 1}", False)
             continue
         twin, name, real = first[cluster]
-        what = "the same input and reply as" if exact_key(twin) == exact_key(job.record) else \
-            "the same or a near-duplicate input as"
+        what = (
+            "the same input and reply as"
+            if exact_key(twin) == exact_key(job.record)
+            else "the same or a near-duplicate input as"
+        )
         job.drop = ("duplicate_of_real" if real else "duplicate_of_synthetic", f"{what} {name}")
 
 
-def _check_arguments(seeds: list[Record], usable: list[Record], n: int, operators, few_shot: int,
-                     schema: dict | None) -> None:
+def _check_arguments(
+    seeds: list[Record], usable: list[Record], n: int, operators, few_shot: int, schema: dict | None
+) -> None:
     problems = []
     names = ", ".join(OPERATORS)
     if not list(operators):
@@ -456,15 +525,25 @@ def _check_arguments(seeds: list[Record], usable: list[Record], n: int, operator
         if name not in OPERATORS:
             problems.append(Problem("operators", f"unknown operator {name!r}", f"pick from {names}"))
         elif isinstance(operators, dict) and not (isinstance(operators[name], (int, float)) and operators[name] > 0):
-            problems.append(Problem(f"operators.{name}", f"weight {operators[name]!r} is not a positive number",
-                                    "weights are relative shares, e.g. {paraphrase: 3, refuse: 1}"))
+            problems.append(
+                Problem(
+                    f"operators.{name}",
+                    f"weight {operators[name]!r} is not a positive number",
+                    "weights are relative shares, e.g. {paraphrase: 3, refuse: 1}",
+                )
+            )
     if n < 1:
         problems.append(Problem("n", f"{n} records requested", "ask for at least one"))
     if few_shot < 0:
         problems.append(Problem("few_shot", f"{few_shot} demonstrations", "use 0 or more"))
     if not usable:
-        problems.append(Problem("seeds", f"none of the {len(seeds)} seed record(s) has a user message and a text "
-                                "reply", "seed from conversations that end with the assistant's reply"))
+        problems.append(
+            Problem(
+                "seeds",
+                f"none of the {len(seeds)} seed record(s) has a user message and a text reply",
+                "seed from conversations that end with the assistant's reply",
+            )
+        )
     if schema is not None and (problem := schema_problem(schema)):
         problems.append(Problem("schema", f"not a valid JSON Schema: {problem}", "see json-schema.org"))
     if problems:
@@ -484,10 +563,23 @@ class _Runner:
         return _generate(self.teacher, cases, self.decoding, self.cache, self.meter, label, self.batch_size)
 
 
-def synthesize(seeds: list[Record], teacher, n: int, operators: list[str] | dict[str, float], out: str | Path, *,
-               task=None, schema: dict | None = None, seed: int = 0, cache=None, few_shot: int = 3,
-               max_new_tokens: int = 256, near_dup_threshold: float = 0.8, batch_size: int = 16,
-               rejected_out: str | Path | None = None) -> dict[str, Any]:
+def synthesize(
+    seeds: list[Record],
+    teacher,
+    n: int,
+    operators: list[str] | dict[str, float],
+    out: str | Path,
+    *,
+    task=None,
+    schema: dict | None = None,
+    seed: int = 0,
+    cache=None,
+    few_shot: int = 3,
+    max_new_tokens: int = 256,
+    near_dup_threshold: float = 0.8,
+    batch_size: int = 16,
+    rejected_out: str | Path | None = None,
+) -> dict[str, Any]:
     """Write up to `n` synthetic records grown from `seeds` by `teacher` (an `EndpointBackend`,
     `TransformersBackend` or anything with their `generate`/`prompt_key`/`fingerprint`) to `out` (JSONL,
     atomically); with `rejected_out`, the dropped jobs with their reasons too. Returns the summary: requested,
@@ -504,9 +596,16 @@ def synthesize(seeds: list[Record], teacher, n: int, operators: list[str] | dict
         operators = [o.strip() for o in operators.split(",") if o.strip()]
     if schema is None and task is not None and task.json_schema is not None:
         if not isinstance(task.json_schema, dict):
-            raise TunesmithError("Cannot synthesize data", [Problem(
-                "task.json_schema", "is a file path; synthesize takes the schema itself",
-                "pass schema=load_schema(cfg, project) (tunesmith.data.project)")])
+            raise TunesmithError(
+                "Cannot synthesize data",
+                [
+                    Problem(
+                        "task.json_schema",
+                        "is a file path; synthesize takes the schema itself",
+                        "pass schema=load_schema(cfg, project) (tunesmith.data.project)",
+                    )
+                ],
+            )
         schema = task.json_schema
     usable = [r for r in seeds if usable_seed(r)]
     _check_arguments(seeds, usable, n, operators, few_shot, schema)
@@ -539,22 +638,44 @@ def synthesize(seeds: list[Record], teacher, n: int, operators: list[str] | dict
     atomic_write_jsonl(out, (replace(j.record, source=str(out), line=i + 1).to_json() for i, j in enumerate(kept)))
     if rejected_out is not None:
         atomic_write_jsonl(rejected_out, (_rejected_row(j, teacher_id, seed) for j in jobs if j.drop))
-    return _summary(jobs, n, generated, meter, warnings, teacher_id, len(seeds) - len(usable), out,
-                    time.perf_counter() - began)
+    return _summary(
+        jobs, n, generated, meter, warnings, teacher_id, len(seeds) - len(usable), out, time.perf_counter() - began
+    )
 
 
 def _rejected_row(job: Job, teacher_id: str, rng_seed: int) -> dict:
     rec = job.record
     if rec is None:  # dropped before it had a reply: what there is of it
-        rec = Record(messages=[{"role": "user", "content": job.message}] if job.message else [],
-                     source="synthetic", line=job.index + 1, tags=job.tags, provenance={"synthetic": {
-                         "teacher": teacher_id, "seed": job.seed.where, "operator": job.operator,
-                         "job": job.index + 1, "rng_seed": rng_seed, **job.shas}})
+        rec = Record(
+            messages=[{"role": "user", "content": job.message}] if job.message else [],
+            source="synthetic",
+            line=job.index + 1,
+            tags=job.tags,
+            provenance={
+                "synthetic": {
+                    "teacher": teacher_id,
+                    "seed": job.seed.where,
+                    "operator": job.operator,
+                    "job": job.index + 1,
+                    "rng_seed": rng_seed,
+                    **job.shas,
+                }
+            },
+        )
     return {**rec.to_json(), "reasons": [{"code": job.drop[0], "message": job.drop[1]}]}
 
 
-def _summary(jobs: list[Job], n: int, generated: int, meter: Meter, warnings: Counter, teacher_id: str,
-             skipped: int, out: str | Path, wall: float) -> dict[str, Any]:
+def _summary(
+    jobs: list[Job],
+    n: int,
+    generated: int,
+    meter: Meter,
+    warnings: Counter,
+    teacher_id: str,
+    skipped: int,
+    out: str | Path,
+    wall: float,
+) -> dict[str, Any]:
     dropped = Counter(j.drop[0] for j in jobs if j.drop)
     operators: dict[str, dict[str, int]] = {}
     for job in jobs:
@@ -563,16 +684,28 @@ def _summary(jobs: list[Job], n: int, generated: int, meter: Meter, warnings: Co
         counts["kept"] += job.drop is None
     priced = bool(meter.cost or meter.cached_cost)
     return {
-        "requested": n, "generated": generated, "kept": n - sum(dropped.values()),
+        "requested": n,
+        "generated": generated,
+        "kept": n - sum(dropped.values()),
         "dropped": dict(sorted(dropped.items())),
-        "problems": [{"job": j.index + 1, "seed": j.seed.where, "operator": j.operator, "reason": j.drop[0],
-                      "detail": j.drop[1]} for j in jobs if j.drop],
-        "operators": operators, "doctor_warnings": dict(sorted(warnings.items())),
-        "teacher": teacher_id, "teacher_calls": meter.calls, "cache_hits": meter.cache_hits,
-        "tokens_in": meter.tokens_in, "tokens_in_estimated": meter.tokens_in_estimated,
-        "tokens_out": meter.tokens_out, "cost_usd": sum(meter.cost) if priced else None,
+        "problems": [
+            {"job": j.index + 1, "seed": j.seed.where, "operator": j.operator, "reason": j.drop[0], "detail": j.drop[1]}
+            for j in jobs
+            if j.drop
+        ],
+        "operators": operators,
+        "doctor_warnings": dict(sorted(warnings.items())),
+        "teacher": teacher_id,
+        "teacher_calls": meter.calls,
+        "cache_hits": meter.cache_hits,
+        "tokens_in": meter.tokens_in,
+        "tokens_in_estimated": meter.tokens_in_estimated,
+        "tokens_out": meter.tokens_out,
+        "cost_usd": sum(meter.cost) if priced else None,
         "cached_cost_usd": sum(meter.cached_cost) if priced else None,
-        "seeds_skipped": skipped, "wall_s": round(wall, 3), "out": str(out),
+        "seeds_skipped": skipped,
+        "wall_s": round(wall, 3),
+        "out": str(out),
     }
 
 
@@ -581,10 +714,17 @@ def project_of(paths: list[Path], project: Path | None = None) -> Path | None:
     return project or (paths[0] if len(paths) == 1 and (Path(paths[0]) / "tunesmith.yaml").exists() else None)
 
 
-def teacher_backend(paths: list[Path], project: Path | None = None, teacher: str | None = None,
-                    adapter: Path | None = None, endpoint: str | None = None, endpoint_model: str | None = None,
-                    api_key_env: str | None = None, concurrency: int = 4,
-                    prices: tuple[float | None, float | None] = (None, None)):
+def teacher_backend(
+    paths: list[Path],
+    project: Path | None = None,
+    teacher: str | None = None,
+    adapter: Path | None = None,
+    endpoint: str | None = None,
+    endpoint_model: str | None = None,
+    api_key_env: str | None = None,
+    concurrency: int = 4,
+    prices: tuple[float | None, float | None] = (None, None),
+):
     """The teacher of `data distill` and `data synth`: an OpenAI-compatible endpoint, or a local model (default:
     the project's base model, `project_of(paths, project)`)."""
     from tunesmith.config import load_config
@@ -593,10 +733,18 @@ def teacher_backend(paths: list[Path], project: Path | None = None, teacher: str
 
     if endpoint:
         if not endpoint_model:
-            raise TunesmithError("Missing endpoint model", [Problem("--endpoint-model", "required with --endpoint",
-                                                                    "the model name the server serves")])
-        return backends.EndpointBackend(endpoint, endpoint_model, api_key_env, concurrency=concurrency,
-                                        input_usd_per_mtok=prices[0], output_usd_per_mtok=prices[1])
+            raise TunesmithError(
+                "Missing endpoint model",
+                [Problem("--endpoint-model", "required with --endpoint", "the model name the server serves")],
+            )
+        return backends.EndpointBackend(
+            endpoint,
+            endpoint_model,
+            api_key_env,
+            concurrency=concurrency,
+            input_usd_per_mtok=prices[0],
+            output_usd_per_mtok=prices[1],
+        )
     home = project_of(paths, project)
     ref = teacher or (load_config(home)[0].model.base if home else "builtin:smollm2-135m-instruct")
     return backends.TransformersBackend(resolve_model(ref), adapter=adapter)

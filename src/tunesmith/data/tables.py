@@ -25,8 +25,11 @@ READ_HINT = "is it a Parquet file, an Arrow stream file as `datasets` writes the
 
 def is_saved_dataset(path: Path) -> bool:
     """A directory written by `Dataset.save_to_disk` (or `DatasetDict.save_to_disk`, which holds splits)."""
-    return path.is_dir() and ((path / "dataset_info.json").is_file() and (path / "state.json").is_file()
-                              or (path / "dataset_dict.json").is_file())
+    return path.is_dir() and (
+        (path / "dataset_info.json").is_file()
+        and (path / "state.json").is_file()
+        or (path / "dataset_dict.json").is_file()
+    )
 
 
 def is_json_array(path: Path) -> bool:
@@ -52,8 +55,10 @@ def scan_rows(path: str | Path) -> Iterator[tuple[int, dict | LineProblem]]:
     for number, item in rows:
         yield number, item
     if number == 0:
-        raise TunesmithError("Empty data file", [Problem(str(path), "the file has no records",
-                                                         "add records, or remove it from data.train")])
+        raise TunesmithError(
+            "Empty data file",
+            [Problem(str(path), "the file has no records", "add records, or remove it from data.train")],
+        )
 
 
 def _dataset_rows(path: Path) -> Iterator[tuple[int, dict | LineProblem]]:
@@ -64,11 +69,16 @@ def _dataset_rows(path: Path) -> Iterator[tuple[int, dict | LineProblem]]:
             row = next(rows)
         except StopIteration:
             return
-        except Exception as exc:  # noqa: BLE001 - a damaged file fails inside pyarrow with many exception types
+        except Exception as exc:
             what = f"{type(exc).__name__}: {exc}"
-            raise TunesmithError("Cannot read data file", [Problem(
-                f"{path}:{number + 1}", f"cannot read from row {number + 1} on ({what})", READ_HINT)
-                if number else Problem(str(path), what, READ_HINT)]) from None
+            raise TunesmithError(
+                "Cannot read data file",
+                [
+                    Problem(f"{path}:{number + 1}", f"cannot read from row {number + 1} on ({what})", READ_HINT)
+                    if number
+                    else Problem(str(path), what, READ_HINT)
+                ],
+            ) from None
         number += 1
         yield number, {key: _without_nulls(value) for key, value in row.items()}
 
@@ -76,8 +86,10 @@ def _dataset_rows(path: Path) -> Iterator[tuple[int, dict | LineProblem]]:
 def _open_dataset(path: Path):
     """The rows of a Parquet or Arrow file or a saved data set, streamed (nothing is copied or cached)."""
     if not path.exists():
-        raise TunesmithError("Data file not found", [Problem(str(path), "no such file",
-                                                             "check data.train in tunesmith.yaml or the path you gave")])
+        raise TunesmithError(
+            "Data file not found",
+            [Problem(str(path), "no such file", "check data.train in tunesmith.yaml or the path you gave")],
+        )
     import datasets
 
     try:
@@ -87,14 +99,22 @@ def _open_dataset(path: Path):
             data = datasets.IterableDataset.from_parquet(str(path))
         else:
             data = datasets.IterableDataset.from_file(str(path))
-    except Exception as exc:  # noqa: BLE001 - as above: not Parquet, not Arrow, truncated, unreadable
-        raise TunesmithError("Cannot read data file", [Problem(str(path), f"{type(exc).__name__}: {exc}",
-                                                               READ_HINT)]) from None
+    except Exception as exc:
+        raise TunesmithError(
+            "Cannot read data file", [Problem(str(path), f"{type(exc).__name__}: {exc}", READ_HINT)]
+        ) from None
     if isinstance(data, datasets.DatasetDict):
         splits = ", ".join(data)
-        raise TunesmithError("A data set with splits", [Problem(
-            str(path), f"saved with splits ({splits}), not one set of rows",
-            f"name one split's directory, e.g. {path / next(iter(data), 'train')}")])
+        raise TunesmithError(
+            "A data set with splits",
+            [
+                Problem(
+                    str(path),
+                    f"saved with splits ({splits}), not one set of rows",
+                    f"name one split's directory, e.g. {path / next(iter(data), 'train')}",
+                )
+            ],
+        )
     return data
 
 
@@ -118,10 +138,17 @@ def _json_array_rows(path: Path) -> Iterator[tuple[int, dict | LineProblem]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise TunesmithError("Cannot read data file", [Problem(
-            str(path), f"not UTF-8 (byte 0x{raw[exc.start]:02x} on line {line})",
-            "save the file as UTF-8 (it looks like Latin-1 or Windows-1252)")]) from None
+        line = raw[: exc.start].count(b"\n") + 1
+        raise TunesmithError(
+            "Cannot read data file",
+            [
+                Problem(
+                    str(path),
+                    f"not UTF-8 (byte 0x{raw[exc.start]:02x} on line {line})",
+                    "save the file as UTF-8 (it looks like Latin-1 or Windows-1252)",
+                )
+            ],
+        ) from None
     decoder, pos, number = json.JSONDecoder(), _BLANKS.match(text, 0).end() + 1, 0  # past the `[`
     while True:
         pos = _BLANKS.match(text, pos).end()
@@ -130,18 +157,32 @@ def _json_array_rows(path: Path) -> Iterator[tuple[int, dict | LineProblem]]:
         try:
             obj, pos = decoder.raw_decode(text, pos)
         except (json.JSONDecodeError, RecursionError, ValueError) as exc:
-            what = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) \
+            what = (
+                f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+                if isinstance(exc, json.JSONDecodeError)
                 else type(exc).__name__
+            )
             yield number + 1, LineProblem(f"not valid JSON ({what})", "the file must be one JSON array of objects")
             return
         number += 1
-        yield number, obj if isinstance(obj, dict) else LineProblem(
-            f"expected a JSON object, got {type(obj).__name__}", "each element of the array is one record {...}")
+        yield (
+            number,
+            obj
+            if isinstance(obj, dict)
+            else LineProblem(
+                f"expected a JSON object, got {type(obj).__name__}", "each element of the array is one record {...}"
+            ),
+        )
         pos = _BLANKS.match(text, pos).end()
         if text.startswith("]", pos):
             return
         if not text.startswith(",", pos):
-            yield number + 1, LineProblem(f"not valid JSON (expected `,` or `]` after row {number})",
-                                          "the file must be one JSON array of objects")
+            yield (
+                number + 1,
+                LineProblem(
+                    f"not valid JSON (expected `,` or `]` after row {number})",
+                    "the file must be one JSON array of objects",
+                ),
+            )
             return
         pos += 1

@@ -25,12 +25,22 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.diagnose.evidence import ERROR, OK, SEVERITY_ORDER, WARNING, finding
-from tunesmith.diagnose.locate import (RunDirs, locate_runs, read_json, read_metrics, read_results,
-                                       read_section)
+from tunesmith.diagnose.locate import RunDirs, locate_runs, read_json, read_metrics, read_results, read_section
 from tunesmith.diagnose.masking import masking_html, masking_preview
 
-__all__ = ["diagnose", "diagnose_runs", "diagnose_stage", "masking_html", "masking_preview",
-           "locate_runs", "RunDirs", "finding", "OK", "WARNING", "ERROR"]
+__all__ = [
+    "diagnose",
+    "diagnose_runs",
+    "diagnose_stage",
+    "masking_html",
+    "masking_preview",
+    "locate_runs",
+    "RunDirs",
+    "finding",
+    "OK",
+    "WARNING",
+    "ERROR",
+]
 
 
 def diagnose(project: str | Path, train_run: str | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -43,8 +53,14 @@ def diagnose(project: str | Path, train_run: str | None = None, overrides: list[
     return diagnose_runs(cfg, dirs.split, dirs.base, dirs.tuned, dirs.train, dirs.check)
 
 
-def diagnose_runs(cfg, split_dir: Path | None, base_dir: Path | None, tuned_dir: Path | None, train_dir: Path,
-                  check_dir: Path | None = None) -> dict[str, Any]:
+def diagnose_runs(
+    cfg,
+    split_dir: Path | None,
+    base_dir: Path | None,
+    tuned_dir: Path | None,
+    train_dir: Path,
+    check_dir: Path | None = None,
+) -> dict[str, Any]:
     """The diagnosis from run directories (any but the train run may be None: its checks then say what was not
     measured). Training settings come from the train run's own config.yaml, falling back to `cfg`."""
     from tunesmith import runs
@@ -59,41 +75,61 @@ def diagnose_runs(cfg, split_dir: Path | None, base_dir: Path | None, tuned_dir:
     data_counts: dict[str, int] = {}
     for c in (report or {}).get("counts", []):
         data_counts[c["code"]] = data_counts.get(c["code"], 0) + c["count"]
-    replies = [(r.where, str(m.get("content") or "")) for r in records for m in r.messages
-               if m.get("role") == "assistant"]
+    replies = [
+        (r.where, str(m.get("content") or "")) for r in records for m in r.messages if m.get("role") == "assistant"
+    ]
     finals = [r.reply for r in records if r.reply]
     preview, preview_error = _preview(cfg, section, train_dir, records)
     eval_section = read_section(tuned_dir).get("eval") or {}
     data = (train_result or {}).get("data") or {}
 
     findings = [
-        memorization.check_memorization(replies, base_rows, tuned_rows, settings,
-                                        {k: data_counts[k] for k in ("duplicate_exact", "near_duplicate")
-                                         if k in data_counts}),
+        memorization.check_memorization(
+            replies,
+            base_rows,
+            tuned_rows,
+            settings,
+            {k: data_counts[k] for k in ("duplicate_exact", "near_duplicate") if k in data_counts},
+        ),
         memorization.check_sameness(base_rows, tuned_rows),
         regression.check_forgetting(base_rows, tuned_rows, finals, settings),
         regression.check_overconfidence(base_rows, tuned_rows, finals),
         facts.check_stale_facts(report, records, base_rows, tuned_rows),
-        stop_token.check_stop_token(base_rows, tuned_rows, preview, data_counts,
-                                    data["assistant_tokens"] / data["examples"] if data.get("examples") else None,
-                                    eval_section.get("max_new_tokens", cfg.eval.max_new_tokens)),
+        stop_token.check_stop_token(
+            base_rows,
+            tuned_rows,
+            preview,
+            data_counts,
+            data["assistant_tokens"] / data["examples"] if data.get("examples") else None,
+            eval_section.get("max_new_tokens", cfg.eval.max_new_tokens),
+        ),
     ]
     missing = [name for name, rows in (("base", base_rows), ("tuned", tuned_rows)) if not rows]
     if missing:
-        findings.append(finding("no_evaluation", WARNING, f"No evaluation of the {' and '.join(missing)} model: the "
-                                "checks on outputs are not measured", {"missing": missing},
-                                "Run `tunesmith run PROJECT`: it evaluates the base and the tuned model on the same "
-                                "cases, which memorization, forgetting, overconfidence and the stop token compare."))
+        findings.append(
+            finding(
+                "no_evaluation",
+                WARNING,
+                f"No evaluation of the {' and '.join(missing)} model: the checks on outputs are not measured",
+                {"missing": missing},
+                "Run `tunesmith run PROJECT`: it evaluates the base and the tuned model on the same "
+                "cases, which memorization, forgetting, overconfidence and the stop token compare.",
+            )
+        )
     curve, loss_findings = loss.check_loss(read_metrics(train_dir), train_result, _task_accuracy(tuned_rows))
     rank = loss.check_rank(settings, train_result, loss.rank_peers(train_dir))
     if rank["severity"] != OK:
         curve["flags"].append({"code": "lora_rank", "severity": rank["severity"], "detail": rank["title"]})
     findings += loss_findings + [rank]
     findings.sort(key=lambda f: SEVERITY_ORDER[f["severity"]])  # stable: problems first, checks in order
-    out = {"runs": RunDirs(train_dir, split_dir, check_dir, base_dir, tuned_dir).to_json(),
-           "objective": settings.get("objective", "sft"), "findings": findings,
-           "counts": {s: sum(f["severity"] == s for f in findings) for s in (ERROR, WARNING, OK)},
-           "masking_preview": preview, "loss": curve}
+    out = {
+        "runs": RunDirs(train_dir, split_dir, check_dir, base_dir, tuned_dir).to_json(),
+        "objective": settings.get("objective", "sft"),
+        "findings": findings,
+        "counts": {s: sum(f["severity"] == s for f in findings) for s in (ERROR, WARNING, OK)},
+        "masking_preview": preview,
+        "loss": curve,
+    }
     if preview_error:
         out["masking_preview_error"] = preview_error
     return out
@@ -101,8 +137,11 @@ def diagnose_runs(cfg, split_dir: Path | None, base_dir: Path | None, tuned_dir:
 
 def _task_accuracy(rows: list[dict], suite: str = "heldout") -> float | None:
     """The share of `suite`'s cases with a task result that are right (None when none has one)."""
-    known = [r["scores"]["task_correct"] for r in rows
-             if r.get("suite") == suite and (r.get("scores") or {}).get("task_correct") is not None]
+    known = [
+        r["scores"]["task_correct"]
+        for r in rows
+        if r.get("suite") == suite and (r.get("scores") or {}).get("task_correct") is not None
+    ]
     return sum(map(bool, known)) / len(known) if known else None
 
 
@@ -153,8 +192,14 @@ def diagnose_stage(cfg, pipe, st_split, st_base, st_tuned, st_train):
     def work(run_dir: Path) -> dict[str, Any]:
         return diagnose_runs(cfg, st_split.run_dir, st_base.run_dir, st_tuned.run_dir, st_train.run_dir, check_dir)
 
-    section = {"task": cfg.task.model_dump(mode="json"), "max_seq_len": cfg.data.max_seq_len,
-               "max_new_tokens": cfg.eval.max_new_tokens}
-    return pipe.stage("diagnose", section, {"split": st_split.key, "base": st_base.key, "tuned": st_tuned.key,
-                                            "train": st_train.key, "check": check_key}, work)
-
+    section = {
+        "task": cfg.task.model_dump(mode="json"),
+        "max_seq_len": cfg.data.max_seq_len,
+        "max_new_tokens": cfg.eval.max_new_tokens,
+    }
+    return pipe.stage(
+        "diagnose",
+        section,
+        {"split": st_split.key, "base": st_base.key, "tuned": st_tuned.key, "train": st_train.key, "check": check_key},
+        work,
+    )

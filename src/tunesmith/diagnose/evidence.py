@@ -1,6 +1,6 @@
 """What every diagnosis finding is made of: a code, a severity, a title, the evidence and the remedy.
 
-    finding("forgetting", WARNING, "General instruction following dropped", {"base": 0.6, "tuned": 0.5}, REMEDY)
+finding("forgetting", WARNING, "General instruction following dropped", {"base": 0.6, "tuned": 0.5}, REMEDY)
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ MIN_CASES = 5  # fewer paired cases than this are too few to compare base and tu
 _WORD = re.compile(r"\w+")
 
 
-def finding(code: str, severity: str, title: str, evidence: dict[str, Any] | None = None,
-            remedy: str = "") -> dict[str, Any]:
+def finding(
+    code: str, severity: str, title: str, evidence: dict[str, Any] | None = None, remedy: str = ""
+) -> dict[str, Any]:
     """One finding as the diagnosis returns it (plain JSON)."""
     return {"code": code, "severity": severity, "title": title, "evidence": evidence or {}, "remedy": remedy}
 
@@ -66,5 +67,8 @@ def answered(rows: list[dict]) -> list[dict]:
 def paired(base_rows: list[dict], tuned_rows: list[dict], keep=lambda r: True) -> list[tuple[dict, dict]]:
     """(base, tuned) rows of the same case, both answered, for the cases `keep` selects."""
     base_by = {(r["suite"], r["id"]): r for r in answered(base_rows) if keep(r)}
-    return [(base_by[(t["suite"], t["id"])], t) for t in answered(tuned_rows)
-            if keep(t) and (t["suite"], t["id"]) in base_by]
+    return [
+        (base_by[(t["suite"], t["id"])], t)
+        for t in answered(tuned_rows)
+        if keep(t) and (t["suite"], t["id"]) in base_by
+    ]

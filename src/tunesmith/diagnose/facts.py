@@ -17,9 +17,11 @@ from tunesmith.diagnose.evidence import MAX_EXAMPLES, OK, WARNING, answered, fin
 REPEATED_KINDS = ("price", "date", "version", "url", "policy")  # "as of"/"currently" are words, not facts to repeat
 MIN_FACT_CHARS = 4  # shorter matches ("$5") are too common to tell a learned fact from a coincidence
 
-REMEDY = ("Remove changing facts from the training replies and supply current information through retrieval (RAG) "
-          "or a tool call: fine-tuning trains behaviour, not knowledge, and a model keeps repeating yesterday's "
-          "facts with confidence.")
+REMEDY = (
+    "Remove changing facts from the training replies and supply current information through retrieval (RAG) "
+    "or a tool call: fine-tuning trains behaviour, not knowledge, and a model keeps repeating yesterday's "
+    "facts with confidence."
+)
 
 
 def stale_records(report: dict | None, train_records: list) -> tuple[str, list[tuple[str, list[tuple[str, str]]]]]:
@@ -28,8 +30,9 @@ def stale_records(report: dict | None, train_records: list) -> tuple[str, list[t
     by_where = {r.where: r for r in train_records}
 
     def facts_of(rec) -> list[tuple[str, str]]:
-        return [f for m in rec.messages if m.get("role") == "assistant"
-                for f in find_facts(str(m.get("content") or ""))]
+        return [
+            f for m in rec.messages if m.get("role") == "assistant" for f in find_facts(str(m.get("content") or ""))
+        ]
 
     if report is not None:
         wheres = list(dict.fromkeys(f["where"] for f in report.get("findings", []) if f.get("code") == "stale_fact"))
@@ -40,13 +43,15 @@ def stale_records(report: dict | None, train_records: list) -> tuple[str, list[t
     return "training split", [(w, f) for w, f in found if f]
 
 
-def check_stale_facts(report: dict | None, train_records: list, base_rows: list[dict],
-                      tuned_rows: list[dict]) -> dict[str, Any]:
+def check_stale_facts(
+    report: dict | None, train_records: list, base_rows: list[dict], tuned_rows: list[dict]
+) -> dict[str, Any]:
     """Training records stating changeable facts, by kind, and the tuned (and base) outputs that repeat them."""
     source, stale = stale_records(report, train_records)
     kinds = Counter(kind for _, facts in stale for kind, _ in facts)
-    learnable = sorted({text for _, facts in stale for kind, text in facts
-                        if kind in REPEATED_KINDS and len(text) >= MIN_FACT_CHARS})
+    learnable = sorted(
+        {text for _, facts in stale for kind, text in facts if kind in REPEATED_KINDS and len(text) >= MIN_FACT_CHARS}
+    )
 
     def repeating(rows: list[dict]) -> list[tuple[dict, str]]:
         out = []
@@ -58,16 +63,25 @@ def check_stale_facts(report: dict | None, train_records: list, base_rows: list[
 
     tuned_rep, base_rep = repeating(tuned_rows), repeating(base_rows)
     evidence: dict[str, Any] = {
-        "source": source, "records": len(stale), "training_records": len(train_records) or None,
+        "source": source,
+        "records": len(stale),
+        "training_records": len(train_records) or None,
         "kinds": dict(kinds),
         "examples": [{"where": w, "facts": [quote(t, 60) for _, t in facts[:4]]} for w, facts in stale[:MAX_EXAMPLES]],
-        "tuned_repeats": len(tuned_rep), "base_repeats": len(base_rep),
-        "repeated_by_tuned": [{"suite": r["suite"], "id": r["id"], "fact": quote(t, 60), "output": quote(r["output"])}
-                              for r, t in tuned_rep[:MAX_EXAMPLES]]}
+        "tuned_repeats": len(tuned_rep),
+        "base_repeats": len(base_rep),
+        "repeated_by_tuned": [
+            {"suite": r["suite"], "id": r["id"], "fact": quote(t, 60), "output": quote(r["output"])}
+            for r, t in tuned_rep[:MAX_EXAMPLES]
+        ],
+    }
     if not stale:
         return finding("stale_facts", OK, "No changeable facts in the training replies", evidence)
-    title = f"{len(stale)} training replies state facts that change (" + ", ".join(
-        f"{n} {k}" for k, n in kinds.most_common()) + ")"
+    title = (
+        f"{len(stale)} training replies state facts that change ("
+        + ", ".join(f"{n} {k}" for k, n in kinds.most_common())
+        + ")"
+    )
     if tuned_rep:
         title += f"; {len(tuned_rep)} tuned outputs repeat one"
     return finding("stale_facts", WARNING, title, evidence, REMEDY)

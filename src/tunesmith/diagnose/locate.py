@@ -60,37 +60,68 @@ def locate_runs(project: Path, run: str | None = None) -> RunDirs:
         start = runs.resolve_run(project, run)
         stage = run_inputs(start).get("stage")
     else:
-        start = next(iter(reversed(_of_stage(project, "compare") or _of_stage(project, "eval-tuned")
-                                   or _of_stage(project, "train") or _of_stage(project, "train", False))), None)
+        start = next(
+            iter(
+                reversed(
+                    _of_stage(project, "compare")
+                    or _of_stage(project, "eval-tuned")
+                    or _of_stage(project, "train")
+                    or _of_stage(project, "train", False)
+                )
+            ),
+            None,
+        )
         if start is None:
-            raise TunesmithError("Nothing to diagnose", [Problem(str(runs.runs_root(project)), "no training run",
-                                                                 f"run `tunesmith run {project}` first")])
+            raise TunesmithError(
+                "Nothing to diagnose",
+                [Problem(str(runs.runs_root(project)), "no training run", f"run `tunesmith run {project}` first")],
+            )
         stage = run_inputs(start).get("stage")
     if stage == "compare":
         inputs = run_inputs(start)["inputs"]
-        base, tuned = _by_key(project, "eval-base", inputs.get("base")), _by_key(project, "eval-tuned",
-                                                                                inputs.get("tuned"))
+        base, tuned = (
+            _by_key(project, "eval-base", inputs.get("base")),
+            _by_key(project, "eval-tuned", inputs.get("tuned")),
+        )
         start, stage = tuned, "eval-tuned"
         if tuned is None:
-            raise TunesmithError("The compared evaluation is gone", [Problem(
-                run or "compare", "its eval-tuned run is missing or unfinished", "re-run `tunesmith run`")])
+            raise TunesmithError(
+                "The compared evaluation is gone",
+                [Problem(run or "compare", "its eval-tuned run is missing or unfinished", "re-run `tunesmith run`")],
+            )
     if stage == "eval-tuned":
         tuned = start
         found = runs.find_run(project, "train", run_inputs(start)["inputs"].get("train", ""))
         if found is None:
-            raise TunesmithError("The trained model's run is gone", [Problem(
-                start.name, "its train run is missing", "re-run `tunesmith run`")])
+            raise TunesmithError(
+                "The trained model's run is gone",
+                [Problem(start.name, "its train run is missing", "re-run `tunesmith run`")],
+            )
         start, stage = found, "train"
     if stage != "train":
-        raise TunesmithError("Not a run to diagnose", [Problem(
-            run or start.name, f"a {stage} run", "give a train, eval-tuned or compare run (`tunesmith runs list`)")])
+        raise TunesmithError(
+            "Not a run to diagnose",
+            [
+                Problem(
+                    run or start.name,
+                    f"a {stage} run",
+                    "give a train, eval-tuned or compare run (`tunesmith runs list`)",
+                )
+            ],
+        )
     dirs = RunDirs(train=start)
     meta = run_inputs(start)
     dirs.split = _by_key(project, "split", meta.get("inputs", {}).get("split"))
     if dirs.split is not None:
         dirs.check = _by_key(project, "check", run_inputs(dirs.split).get("inputs", {}).get("check"))
-    dirs.tuned = tuned or next((d for d in reversed(_of_stage(project, "eval-tuned"))
-                                if run_inputs(d).get("inputs", {}).get("train") == meta.get("key")), None)
+    dirs.tuned = tuned or next(
+        (
+            d
+            for d in reversed(_of_stage(project, "eval-tuned"))
+            if run_inputs(d).get("inputs", {}).get("train") == meta.get("key")
+        ),
+        None,
+    )
     dirs.base = base or _matching_base(project, dirs.tuned, meta)
     return dirs
 
@@ -105,8 +136,15 @@ def _matching_base(project: Path, tuned: Path | None, train_meta: dict) -> Path 
         if exact is not None:
             return exact
     split, model = train_meta.get("inputs", {}).get("split"), train_meta.get("inputs", {}).get("model")
-    return next((d for d in bases if run_inputs(d).get("inputs", {}).get("split") == split
-                 and run_inputs(d).get("inputs", {}).get("model") == model), None)
+    return next(
+        (
+            d
+            for d in bases
+            if run_inputs(d).get("inputs", {}).get("split") == split
+            and run_inputs(d).get("inputs", {}).get("model") == model
+        ),
+        None,
+    )
 
 
 def read_results(run_dir: Path | None) -> list[dict]:

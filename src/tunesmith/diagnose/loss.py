@@ -30,20 +30,32 @@ UNDERFIT_MIN_VAL_POINTS = 3  # the validation metric needs this many evaluations
 LOW_ACCURACY = 0.5  # a tuned task accuracy below this, with a loss curve that moved, is underfitting too
 LOWER_IS_BETTER_VAL = {"loss", "token_limit_rate", "hallucination_rate"}  # validation metrics where lower is better
 
-NAN_REMEDY = ("Lower train.lr, use fp32 (train.precision: fp32), or look for an extreme example in the data; a re-run "
-              "resumes from the last good checkpoint.")
-SPIKE_REMEDY = ("Lower train.lr or lengthen the warmup (train.warmup_ratio); look at the examples of that step for an "
-                "extreme or malformed record.")
-FLAT_REMEDY = ("Check that the adapter is applied (trainable parameters above 0; train.target_modules matching the "
-               "model's layer names) and raise train.lr; a curve that does not fall learns nothing.")
-EVAL_REMEDY = ("Overfitting: train fewer epochs (one is almost always enough for LoRA) or stop earlier "
-               "(train.max_steps), lower the learning rate, and add varied data.")
-UNDERFIT_REMEDY = ("Underfitting: train longer — more epochs (train.epochs, e.g. 3-5 on a few hundred examples, or "
-                   "`auto`) or a higher learning rate (train.lr); or let the budgeted search find the recipe on the "
-                   "validation set: `tunesmith tune PROJECT --budget 30m`.")
-RANK_REMEDY = ("Rank 8 or 16 is almost always enough; rank 64 or 128 rarely helps and burns GPU time. Train with "
-               "train.lora_r=16 (or 8) and keep it unless it is clearly worse; if quality is insufficient, the problem "
-               "is usually the data, not the rank.")
+NAN_REMEDY = (
+    "Lower train.lr, use fp32 (train.precision: fp32), or look for an extreme example in the data; a re-run "
+    "resumes from the last good checkpoint."
+)
+SPIKE_REMEDY = (
+    "Lower train.lr or lengthen the warmup (train.warmup_ratio); look at the examples of that step for an "
+    "extreme or malformed record."
+)
+FLAT_REMEDY = (
+    "Check that the adapter is applied (trainable parameters above 0; train.target_modules matching the "
+    "model's layer names) and raise train.lr; a curve that does not fall learns nothing."
+)
+EVAL_REMEDY = (
+    "Overfitting: train fewer epochs (one is almost always enough for LoRA) or stop earlier "
+    "(train.max_steps), lower the learning rate, and add varied data."
+)
+UNDERFIT_REMEDY = (
+    "Underfitting: train longer — more epochs (train.epochs, e.g. 3-5 on a few hundred examples, or "
+    "`auto`) or a higher learning rate (train.lr); or let the budgeted search find the recipe on the "
+    "validation set: `tunesmith tune PROJECT --budget 30m`."
+)
+RANK_REMEDY = (
+    "Rank 8 or 16 is almost always enough; rank 64 or 128 rarely helps and burns GPU time. Train with "
+    "train.lora_r=16 (or 8) and keep it unless it is clearly worse; if quality is insufficient, the problem "
+    "is usually the data, not the rank."
+)
 
 
 def loss_curve(rows: list[dict]) -> dict[str, Any]:
@@ -67,11 +79,16 @@ def loss_curve(rows: list[dict]) -> dict[str, Any]:
             val.setdefault(step, {}).update(logged)
     steps = sorted(train)
     names = list(dict.fromkeys(k for s in sorted(val) for k in val[s]))
-    return {"steps": steps, "train": [_float(train[s]["loss"]) for s in steps],
-            "learning_rate": [_float(train[s].get("learning_rate")) for s in steps],
-            "grad_norm": [_float(train[s].get("grad_norm")) for s in steps],
-            "eval_steps": sorted(held), "eval": [held[s] for s in sorted(held)],
-            "val_steps": sorted(val), "val": {k: [val[s].get(k, math.nan) for s in sorted(val)] for k in names}}
+    return {
+        "steps": steps,
+        "train": [_float(train[s]["loss"]) for s in steps],
+        "learning_rate": [_float(train[s].get("learning_rate")) for s in steps],
+        "grad_norm": [_float(train[s].get("grad_norm")) for s in steps],
+        "eval_steps": sorted(held),
+        "eval": [held[s] for s in sorted(held)],
+        "val_steps": sorted(val),
+        "val": {k: [val[s].get(k, math.nan) for s in sorted(val)] for k in names},
+    }
 
 
 def _float(value: Any) -> float:
@@ -83,13 +100,20 @@ def _float(value: Any) -> float:
 
 def nan_flag(curve: dict) -> dict | None:
     """Any NaN or infinite training loss, gradient norm or held-out loss: the run diverged."""
-    bad = [s for s, x, g in zip(curve["steps"], curve["train"], curve["grad_norm"])
-           if not math.isfinite(x) or (g == g and not math.isfinite(g))]  # a missing grad norm (NaN here) is fine
+    bad = [
+        s
+        for s, x, g in zip(curve["steps"], curve["train"], curve["grad_norm"])
+        if not math.isfinite(x) or (g == g and not math.isfinite(g))
+    ]  # a missing grad norm (NaN here) is fine
     bad_eval = [s for s, x in zip(curve["eval_steps"], curve["eval"]) if not math.isfinite(x)]
     if not bad and not bad_eval:
         return None
-    return {"code": "loss_nan", "severity": ERROR, "steps": sorted(set(bad + bad_eval)),
-            "detail": f"the loss is NaN or infinite from step {min(bad + bad_eval)}"}
+    return {
+        "code": "loss_nan",
+        "severity": ERROR,
+        "steps": sorted(set(bad + bad_eval)),
+        "detail": f"the loss is NaN or infinite from step {min(bad + bad_eval)}",
+    }
 
 
 def spike_flag(curve: dict) -> dict | None:
@@ -97,23 +121,29 @@ def spike_flag(curve: dict) -> dict | None:
     spikes = []
     points = [(s, x) for s, x in zip(curve["steps"], curve["train"]) if math.isfinite(x)]
     for i in range(SPIKE_WINDOW, len(points)):
-        ref = statistics.median(x for _, x in points[i - SPIKE_WINDOW:i])
+        ref = statistics.median(x for _, x in points[i - SPIKE_WINDOW : i])
         step, x = points[i]
         if x > SPIKE_FACTOR * ref and x - ref >= SPIKE_MIN_RISE:
             spikes.append({"step": step, "loss": x, "before": ref})
     if not spikes:
         return None
     worst = max(spikes, key=lambda p: p["loss"] / p["before"] if p["before"] > 0 else math.inf)
-    return {"code": "loss_spike", "severity": WARNING, "steps": [p["step"] for p in spikes], "spikes": spikes[:5],
-            "detail": f"the loss jumped to {worst['loss']:.3f} at step {worst['step']} "
-                      f"from about {worst['before']:.3f}"}
+    return {
+        "code": "loss_spike",
+        "severity": WARNING,
+        "steps": [p["step"] for p in spikes],
+        "spikes": spikes[:5],
+        "detail": f"the loss jumped to {worst['loss']:.3f} at step {worst['step']} from about {worst['before']:.3f}",
+    }
 
 
 def flat_flag(curve: dict) -> dict | None:
     """A curve that does not fall (after warmup): the adapter is not applied, or the learning rate is too low."""
-    points = [(s, x, lr, g) for s, x, lr, g in zip(curve["steps"], curve["train"], curve["learning_rate"],
-                                                  curve["grad_norm"])
-              if math.isfinite(x) and not (lr == 0.0)]  # warmup steps at lr 0 cannot move the loss
+    points = [
+        (s, x, lr, g)
+        for s, x, lr, g in zip(curve["steps"], curve["train"], curve["learning_rate"], curve["grad_norm"])
+        if math.isfinite(x) and lr != 0.0
+    ]  # warmup steps at lr 0 cannot move the loss
     if len(points) < FLAT_MIN_POINTS:
         return None
     k = max(1, len(points) // 5)
@@ -125,11 +155,20 @@ def flat_flag(curve: dict) -> dict | None:
     if drop >= FLAT_MAX_DROP and not no_grad:
         return None
     lrs = [p[2] for p in points if math.isfinite(p[2])]
-    detail = (f"the loss went {first:.3f} -> {last:.3f} ({drop:+.1%}) over {len(points)} logged steps"
-              + ("; the gradient norm is 0: nothing trains" if no_grad else ""))
-    return {"code": "loss_flat", "severity": ERROR if no_grad else WARNING, "steps": [points[0][0], points[-1][0]],
-            "first": first, "last": last, "drop": drop, "peak_lr": max(lrs) if lrs else None,
-            "max_grad_norm": max(grads) if grads else None, "detail": detail}
+    detail = f"the loss went {first:.3f} -> {last:.3f} ({drop:+.1%}) over {len(points)} logged steps" + (
+        "; the gradient norm is 0: nothing trains" if no_grad else ""
+    )
+    return {
+        "code": "loss_flat",
+        "severity": ERROR if no_grad else WARNING,
+        "steps": [points[0][0], points[-1][0]],
+        "first": first,
+        "last": last,
+        "drop": drop,
+        "peak_lr": max(lrs) if lrs else None,
+        "max_grad_norm": max(grads) if grads else None,
+        "detail": detail,
+    }
 
 
 def eval_rising_flag(curve: dict) -> dict | None:
@@ -143,10 +182,17 @@ def eval_rising_flag(curve: dict) -> dict | None:
         return None
     train_then = [x for s, x in zip(curve["steps"], curve["train"]) if math.isfinite(x) and s >= best_step]
     falling = len(train_then) >= 2 and train_then[-1] < train_then[0]
-    return {"code": "eval_loss_rising", "severity": WARNING, "steps": [best_step, last_step], "best_step": best_step,
-            "best": best, "last": last, "train_falling": falling,
-            "detail": f"the held-out loss rose {best:.3f} -> {last:.3f} after step {best_step}"
-                      + (" while the training loss kept falling" if falling else "")}
+    return {
+        "code": "eval_loss_rising",
+        "severity": WARNING,
+        "steps": [best_step, last_step],
+        "best_step": best_step,
+        "best": best,
+        "last": last,
+        "train_falling": falling,
+        "detail": f"the held-out loss rose {best:.3f} -> {last:.3f} after step {best_step}"
+        + (" while the training loss kept falling" if falling else ""),
+    }
 
 
 def validation_points(curve: dict, selection: dict | None) -> tuple[str | None, list[tuple[int, float]]]:
@@ -158,8 +204,13 @@ def validation_points(curve: dict, selection: dict | None) -> tuple[str | None, 
         return selection.get("metric"), [(s, x) for s, x in points if math.isfinite(x)]
     logged = curve.get("val") or {}
     wanted = (selection or {}).get("metric")
-    metric = wanted if wanted in logged else "task_accuracy" if "task_accuracy" in logged else \
-        next((k for k in logged if k != "loss"), None)
+    metric = (
+        wanted
+        if wanted in logged
+        else "task_accuracy"
+        if "task_accuracy" in logged
+        else next((k for k in logged if k != "loss"), None)
+    )
     if metric is None:
         return None, []
     return metric, [(s, x) for s, x in zip(curve["val_steps"], logged[metric]) if math.isfinite(x)]
@@ -175,8 +226,14 @@ def still_improving(metric: str | None, points: list[tuple[int, float]]) -> dict
     start = len(points) - 1 - max(1, len(points) // 3)
     if values[-1] < max(values) or not values[-1] > values[start]:
         return None
-    return {"metric": metric, "from_step": points[start][0], "from": points[start][1], "last_step": points[-1][0],
-            "last": points[-1][1], "evaluations": len(points)}
+    return {
+        "metric": metric,
+        "from_step": points[start][0],
+        "from": points[start][1],
+        "last_step": points[-1][0],
+        "last": points[-1][1],
+        "evaluations": len(points),
+    }
 
 
 def peaked_early(metric: str | None, points: list[tuple[int, float]], selection: dict | None) -> bool:
@@ -198,7 +255,7 @@ def steep_end(curve: dict) -> dict | None:
     if len(points) < UNDERFIT_MIN_POINTS:
         return None
     k = len(points) // 5
-    before = sum(points[-2 * k:-k]) / k
+    before = sum(points[-2 * k : -k]) / k
     last = sum(points[-k:]) / k
     drop = (before - last) / before if before > 0 else 0.0
     if drop <= UNDERFIT_STEEP:
@@ -206,8 +263,7 @@ def steep_end(curve: dict) -> dict | None:
     return {"before": before, "last": last, "drop": drop, "points": k}
 
 
-def underfit_flag(curve: dict, selection: dict | None, tuned_accuracy: float | None,
-                  other: list[dict]) -> dict | None:
+def underfit_flag(curve: dict, selection: dict | None, tuned_accuracy: float | None, other: list[dict]) -> dict | None:
     """Training stopped before the model learned the task: the validation metric still improving at the last
     evaluation, the training loss still falling steeply at the end, or a low tuned task accuracy while the loss
     curve moved. Not raised when the run diverged, the curve is flat (its own finding), or the held-out loss or the
@@ -229,29 +285,41 @@ def underfit_flag(curve: dict, selection: dict | None, tuned_accuracy: float | N
         signs["low_task_accuracy"] = {"tuned_task_accuracy": tuned_accuracy, "below": LOW_ACCURACY}
     if not signs:
         return None
-    return {"code": "underfitting", "severity": WARNING, "steps": curve["steps"][-1:],
-            **signs, "detail": "; ".join(_underfit_detail(k, v) for k, v in signs.items())}
+    return {
+        "code": "underfitting",
+        "severity": WARNING,
+        "steps": curve["steps"][-1:],
+        **signs,
+        "detail": "; ".join(_underfit_detail(k, v) for k, v in signs.items()),
+    }
 
 
 def _underfit_detail(kind: str, v: dict) -> str:
     if kind == "validation_still_improving":
-        return (f"the validation {v['metric']} was still improving at the last evaluation ({v['from']:.3f} at step "
-                f"{v['from_step']} -> {v['last']:.3f} at step {v['last_step']}, its best)")
+        return (
+            f"the validation {v['metric']} was still improving at the last evaluation ({v['from']:.3f} at step "
+            f"{v['from_step']} -> {v['last']:.3f} at step {v['last_step']}, its best)"
+        )
     if kind == "train_loss_still_falling":
-        return (f"the training loss was still falling steeply at the end ({v['before']:.3f} -> {v['last']:.3f}, "
-                f"{v['drop']:.0%} lower over its last fifth)")
+        return (
+            f"the training loss was still falling steeply at the end ({v['before']:.3f} -> {v['last']:.3f}, "
+            f"{v['drop']:.0%} lower over its last fifth)"
+        )
     return f"the tuned task accuracy is {v['tuned_task_accuracy']:.3f}, below {v['below']:.1f}, while the loss moved"
 
 
-FLAG_TITLES = {"loss_nan": ("Training diverged (NaN loss)", NAN_REMEDY),
-               "loss_spike": ("Loss spikes", SPIKE_REMEDY),
-               "loss_flat": ("Flat loss curve: adapter not applied or learning rate too low", FLAT_REMEDY),
-               "eval_loss_rising": ("Held-out loss rising: overfitting", EVAL_REMEDY),
-               "underfitting": ("Underfitting", UNDERFIT_REMEDY)}
+FLAG_TITLES = {
+    "loss_nan": ("Training diverged (NaN loss)", NAN_REMEDY),
+    "loss_spike": ("Loss spikes", SPIKE_REMEDY),
+    "loss_flat": ("Flat loss curve: adapter not applied or learning rate too low", FLAT_REMEDY),
+    "eval_loss_rising": ("Held-out loss rising: overfitting", EVAL_REMEDY),
+    "underfitting": ("Underfitting", UNDERFIT_REMEDY),
+}
 
 
-def check_loss(rows: list[dict], train_result: dict | None = None,
-               tuned_accuracy: float | None = None) -> tuple[dict[str, Any], list[dict]]:
+def check_loss(
+    rows: list[dict], train_result: dict | None = None, tuned_accuracy: float | None = None
+) -> tuple[dict[str, Any], list[dict]]:
     """(the curve for reports, JSON-safe; findings): one finding per flag, or one `loss_curve` ok finding.
     `train_result["selection"]` (the validation metric's curve) and `tuned_accuracy` (the tuned model's held-out
     task accuracy) feed the underfitting check."""
@@ -272,17 +340,32 @@ def check_loss(rows: list[dict], train_result: dict | None = None,
             remedy += f" The best held-out loss was at step {f['best_step']}."
         findings.append(finding(f["code"], f["severity"], f"{title}: {f['detail']}", _json_safe(evidence), remedy))
     if not flags:
-        note = ("" if len(curve["eval_steps"]) >= 2 else
-                "; set train.eval_steps for a held-out curve that shows overfitting")
-        findings.append(finding("loss_curve", OK, f"Loss curve looks healthy ({len(curve['steps'])} logged steps)"
-                                + note if curve["steps"] else "No loss curve (metrics.jsonl is missing or empty)",
-                                _json_safe(facts)))
-    out = {"steps": curve["steps"], "train": [finite(x) for x in curve["train"]],
-           "learning_rate": [finite(x) for x in curve["learning_rate"]],
-           "grad_norm": [finite(x) for x in curve["grad_norm"]],
-           "eval_steps": curve["eval_steps"], "eval": [finite(x) for x in curve["eval"]],
-           "val_steps": curve["val_steps"], "val": {k: [finite(x) for x in v] for k, v in curve["val"].items()},
-           "flags": [_json_safe(f) for f in flags]}
+        note = (
+            ""
+            if len(curve["eval_steps"]) >= 2
+            else "; set train.eval_steps for a held-out curve that shows overfitting"
+        )
+        findings.append(
+            finding(
+                "loss_curve",
+                OK,
+                f"Loss curve looks healthy ({len(curve['steps'])} logged steps)" + note
+                if curve["steps"]
+                else "No loss curve (metrics.jsonl is missing or empty)",
+                _json_safe(facts),
+            )
+        )
+    out = {
+        "steps": curve["steps"],
+        "train": [finite(x) for x in curve["train"]],
+        "learning_rate": [finite(x) for x in curve["learning_rate"]],
+        "grad_norm": [finite(x) for x in curve["grad_norm"]],
+        "eval_steps": curve["eval_steps"],
+        "eval": [finite(x) for x in curve["eval"]],
+        "val_steps": curve["val_steps"],
+        "val": {k: [finite(x) for x in v] for k, v in curve["val"].items()},
+        "flags": [_json_safe(f) for f in flags],
+    }
     return out, findings
 
 
@@ -322,8 +405,12 @@ def rank_peers(train_dir: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError, yaml.YAMLError):
             continue
         same = inputs.get("inputs", {}).get("split") == mine.get("inputs", {}).get("split")
-        if same and other.get("method") == settings.get("method") and other.get("lora_r", 10 ** 9) <= RANK_ENOUGH \
-                and finite(result.get("eval_loss")) is not None:
+        if (
+            same
+            and other.get("method") == settings.get("method")
+            and other.get("lora_r", 10**9) <= RANK_ENOUGH
+            and finite(result.get("eval_loss")) is not None
+        ):
             out.append({"run": d.name, "lora_r": other["lora_r"], "eval_loss": result["eval_loss"]})
     return out
 
@@ -343,11 +430,26 @@ def check_rank(settings: dict[str, Any], train_result: dict | None, peers: list[
         gain = (best["eval_loss"] - mine) / best["eval_loss"] if best["eval_loss"] > 0 else 0.0
         evidence.update({"best_peer": best["run"], "gain": gain})
         if gain >= RANK_MIN_GAIN:
-            return finding("lora_rank", OK, f"Rank {r} lowers the held-out loss {gain:.1%} below rank "
-                           f"{best['lora_r']} ({best['run']})", evidence)
-        return finding("lora_rank", WARNING, f"Rank {r} gains {gain:+.1%} held-out loss over rank {best['lora_r']}: "
-                       "no gain for the cost", evidence, RANK_REMEDY)
-    remedy = RANK_REMEDY + ("" if settings.get("rslora") else " If you keep a high rank, turn on train.rslora so it "
-                            "keeps learning.")
-    return finding("lora_rank", WARNING, f"LoRA rank {r} is above {RANK_ENOUGH}, with no rank-{RANK_ENOUGH} run of "
-                   "the same data to show a gain", evidence, remedy)
+            return finding(
+                "lora_rank",
+                OK,
+                f"Rank {r} lowers the held-out loss {gain:.1%} below rank {best['lora_r']} ({best['run']})",
+                evidence,
+            )
+        return finding(
+            "lora_rank",
+            WARNING,
+            f"Rank {r} gains {gain:+.1%} held-out loss over rank {best['lora_r']}: no gain for the cost",
+            evidence,
+            RANK_REMEDY,
+        )
+    remedy = RANK_REMEDY + (
+        "" if settings.get("rslora") else " If you keep a high rank, turn on train.rslora so it keeps learning."
+    )
+    return finding(
+        "lora_rank",
+        WARNING,
+        f"LoRA rank {r} is above {RANK_ENOUGH}, with no rank-{RANK_ENOUGH} run of the same data to show a gain",
+        evidence,
+        remedy,
+    )

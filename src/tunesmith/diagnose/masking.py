@@ -19,10 +19,12 @@ PREVIEW_EXAMPLES = 3  # training examples shown
 def pick_examples(records: list, n: int = PREVIEW_EXAMPLES) -> list:
     """The first record, the first with several assistant turns, the first with tools; then the next ones."""
     picked: list = []
-    fresh = lambda r: all(r is not p for p in picked)  # noqa: E731
-    for test in (lambda r: True,
-                 lambda r: sum(m.get("role") == "assistant" for m in r.messages) > 1,
-                 lambda r: bool(r.tools) or any(m.get("tool_calls") for m in r.messages)):
+    fresh = lambda r: all(r is not p for p in picked)
+    for test in (
+        lambda r: True,
+        lambda r: sum(m.get("role") == "assistant" for m in r.messages) > 1,
+        lambda r: bool(r.tools) or any(m.get("tool_calls") for m in r.messages),
+    ):
         hit = next((r for r in records if test(r) and fresh(r)), None)
         if hit is not None:
             picked.append(hit)
@@ -48,7 +50,7 @@ def preview_example(tok, messages: list[dict], tools: list | None, max_len: int)
     starts.append(len(text))
     segments: list[dict[str, Any]] = []
     for k in range(kept):
-        piece = text[starts[k]:starts[k + 1]]
+        piece = text[starts[k] : starts[k + 1]]
         loss = ex.labels[k] != IGNORE
         if segments and segments[-1]["loss"] == loss:
             segments[-1]["text"] += piece
@@ -56,10 +58,15 @@ def preview_example(tok, messages: list[dict], tools: list | None, max_len: int)
             segments.append({"text": piece, "loss": loss})
     eos = tok.eos_token or ""
     trained = {lab for lab in ex.labels if lab != IGNORE}
-    return {"segments": segments, "tokens": len(ex.input_ids), "loss_tokens": ex.assistant_tokens,
-            "truncated_tokens": len(offsets) - kept,
-            "end_of_turn": eos, "eos_in_loss": tok.eos_token_id in trained if eos else None,
-            "eos_ends_turn": all(eos in text[a:b] for a, b in spans) if eos and spans else None}
+    return {
+        "segments": segments,
+        "tokens": len(ex.input_ids),
+        "loss_tokens": ex.assistant_tokens,
+        "truncated_tokens": len(offsets) - kept,
+        "end_of_turn": eos,
+        "eos_in_loss": tok.eos_token_id in trained if eos else None,
+        "eos_ends_turn": all(eos in text[a:b] for a, b in spans) if eos and spans else None,
+    }
 
 
 def masking_preview(tok, records: list, task=None, max_len: int = 1024, n: int = PREVIEW_EXAMPLES) -> list[dict]:
@@ -75,9 +82,11 @@ def masking_preview(tok, records: list, task=None, max_len: int = 1024, n: int =
     return out
 
 
-MASKING_CSS = (".ts-mask{margin:.5em 0}.ts-mask-where{font:600 .85em sans-serif;color:#555}"
-               ".ts-mask pre{white-space:pre-wrap;word-break:break-word;background:#f6f6f6;padding:.5em;margin:.2em 0}"
-               ".ts-loss{background:#c8f0c8;outline:1px solid #7ac27a}.ts-mask-error{color:#b00}")
+MASKING_CSS = (
+    ".ts-mask{margin:.5em 0}.ts-mask-where{font:600 .85em sans-serif;color:#555}"
+    ".ts-mask pre{white-space:pre-wrap;word-break:break-word;background:#f6f6f6;padding:.5em;margin:.2em 0}"
+    ".ts-loss{background:#c8f0c8;outline:1px solid #7ac27a}.ts-mask-error{color:#b00}"
+)
 
 
 def masking_html(preview: list[dict], style: bool = True) -> str:
@@ -87,12 +96,17 @@ def masking_html(preview: list[dict], style: bool = True) -> str:
     for item in preview:
         where = html.escape(str(item.get("where", "")))
         if item.get("error"):
-            parts.append(f'<div class="ts-mask"><div class="ts-mask-where">{where}</div>'
-                         f'<div class="ts-mask-error">{html.escape(item["error"])}</div></div>')
+            parts.append(
+                f'<div class="ts-mask"><div class="ts-mask-where">{where}</div>'
+                f'<div class="ts-mask-error">{html.escape(item["error"])}</div></div>'
+            )
             continue
-        body = "".join(f'<span class="ts-loss">{html.escape(s["text"])}</span>' if s["loss"]
-                       else html.escape(s["text"]) for s in item["segments"])
-        counts = f' ({item["loss_tokens"]} of {item["tokens"]} tokens carry loss)' if "tokens" in item else ""
-        parts.append(f'<div class="ts-mask"><div class="ts-mask-where">{where}{html.escape(counts)}</div>'
-                     f"<pre>{body}</pre></div>")
+        body = "".join(
+            f'<span class="ts-loss">{html.escape(s["text"])}</span>' if s["loss"] else html.escape(s["text"])
+            for s in item["segments"]
+        )
+        counts = f" ({item['loss_tokens']} of {item['tokens']} tokens carry loss)" if "tokens" in item else ""
+        parts.append(
+            f'<div class="ts-mask"><div class="ts-mask-where">{where}{html.escape(counts)}</div><pre>{body}</pre></div>'
+        )
     return "\n".join(parts)

@@ -10,8 +10,7 @@ from collections import Counter
 from typing import Any
 
 from tunesmith.data.coverage import reply_behavior
-from tunesmith.diagnose.evidence import (ERROR, MAX_EXAMPLES, OK, WARNING, answered, finding, paired, quote,
-                                         rate)
+from tunesmith.diagnose.evidence import ERROR, MAX_EXAMPLES, OK, WARNING, answered, finding, paired, quote, rate
 from tunesmith.eval.stats import bootstrap_delta, mcnemar_exact
 
 FORGETTING_DROP = 0.05  # a drop of the general probe's pass rate by this much (absolute) is flagged (ours)
@@ -21,20 +20,25 @@ OPENING_WORDS = 3
 HEDGES = ("clarify", "abstain", "escalate", "refuse")  # a reply that does not just answer
 BOOTSTRAP_SAMPLES = 2000
 
-FORGETTING_REMEDY = ("Include varied instruction-following examples in the training mix (train.general_data with "
-                     "train.general_share: `[builtin:self]` mixes in the base model's own replies to built-in "
-                     "everyday prompts, and `tunesmith data distill` writes its replies to your own general prompts: "
-                     "self-distillation, which learns the task without losing old skills), reduce training "
-                     "strength (lower train.lr, fewer epochs, a lower train.lora_r), or use LoRA with narrower "
-                     "target modules (e.g. train.target_modules: [q_proj, v_proj]).")
-OVERCONFIDENCE_REMEDY = ("Include training examples where the correct reply is \"I need more information\", "
-                         "\"I cannot verify that\" or \"escalate to a human\" (`tunesmith data synth` can add refuse "
-                         "and escalate variants; review them). A fine-tuned model that answers with confidence is "
-                         "worse than a base model that hedges correctly.")
+FORGETTING_REMEDY = (
+    "Include varied instruction-following examples in the training mix (train.general_data with "
+    "train.general_share: `[builtin:self]` mixes in the base model's own replies to built-in "
+    "everyday prompts, and `tunesmith data distill` writes its replies to your own general prompts: "
+    "self-distillation, which learns the task without losing old skills), reduce training "
+    "strength (lower train.lr, fewer epochs, a lower train.lora_r), or use LoRA with narrower "
+    "target modules (e.g. train.target_modules: [q_proj, v_proj])."
+)
+OVERCONFIDENCE_REMEDY = (
+    'Include training examples where the correct reply is "I need more information", '
+    '"I cannot verify that" or "escalate to a human" (`tunesmith data synth` can add refuse '
+    "and escalate variants; review them). A fine-tuned model that answers with confidence is "
+    "worse than a base model that hedges correctly."
+)
 
 
-def _paired_change(pairs: list[tuple[dict, dict]], holds) -> tuple[list[float], list[float], float, float, float,
-                                                                   list[tuple[dict, dict]]]:
+def _paired_change(
+    pairs: list[tuple[dict, dict]], holds
+) -> tuple[list[float], list[float], float, float, float, list[tuple[dict, dict]]]:
     """(base, tuned, delta, ci_low, ci_high, lost): whether `holds` for each paired base and tuned row, the
     bootstrap interval of the change, and the pairs where it held for the base only."""
     base = [float(bool(holds(b))) for b, _ in pairs]
@@ -69,44 +73,72 @@ def training_style(train_replies: list[str]) -> str | None:
     return top if count / sum(openings.values()) >= STYLE_OPENING_SHARE else None
 
 
-def check_forgetting(base_rows: list[dict], tuned_rows: list[dict], train_replies: list[str],
-                     train_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def check_forgetting(
+    base_rows: list[dict],
+    tuned_rows: list[dict],
+    train_replies: list[str],
+    train_settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The general instruction-following cases (kind `general`, e.g. the built-in probe): pass rate tuned vs base
     with a paired bootstrap interval and McNemar's p; the cases lost, and how many tuned replies open like the
     training replies (the fine-tuned style leaking into general prompts)."""
-    pairs = [(b, t) for b, t in paired(base_rows, tuned_rows, _general)
-             if _passed(b) is not None and _passed(t) is not None]
+    pairs = [
+        (b, t) for b, t in paired(base_rows, tuned_rows, _general) if _passed(b) is not None and _passed(t) is not None
+    ]
     if not pairs:
-        return finding("forgetting", WARNING, "Forgetting not measured: no general instruction-following cases",
-                       {"general_cases": 0},
-                       "Turn on eval.general_probe (the built-in 150-prompt instruction-following probe) or add a "
-                       "suite of kind `general`, so a regression on general instructions shows.")
+        return finding(
+            "forgetting",
+            WARNING,
+            "Forgetting not measured: no general instruction-following cases",
+            {"general_cases": 0},
+            "Turn on eval.general_probe (the built-in 150-prompt instruction-following probe) or add a "
+            "suite of kind `general`, so a regression on general instructions shows.",
+        )
     base, tuned, delta, low, high, lost = _paired_change(pairs, _passed)
     style = training_style(train_replies)
     evidence: dict[str, Any] = {
-        "cases": len(pairs), "base_pass_rate": sum(base) / len(base), "tuned_pass_rate": sum(tuned) / len(tuned),
-        "delta": delta, "ci_low": low, "ci_high": high,
+        "cases": len(pairs),
+        "base_pass_rate": sum(base) / len(base),
+        "tuned_pass_rate": sum(tuned) / len(tuned),
+        "delta": delta,
+        "ci_low": low,
+        "ci_high": high,
         "p_mcnemar": mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned]),
-        "lost": len(lost), "gained": sum(1 for b, t in pairs if _passed(t) and not _passed(b)),
-        "examples": [{"suite": t["suite"], "id": t["id"], "prompt": quote(t.get("prompt"), 100),
-                      "base_output": quote(b["output"]), "tuned_output": quote(t["output"])}
-                     for b, t in lost[:MAX_EXAMPLES]]}
+        "lost": len(lost),
+        "gained": sum(1 for b, t in pairs if _passed(t) and not _passed(b)),
+        "examples": [
+            {
+                "suite": t["suite"],
+                "id": t["id"],
+                "prompt": quote(t.get("prompt"), 100),
+                "base_output": quote(b["output"]),
+                "tuned_output": quote(t["output"]),
+            }
+            for b, t in lost[:MAX_EXAMPLES]
+        ],
+    }
     if style:
         evidence["training_opening"] = style
         evidence["tuned_in_training_style"] = sum(_opening(t["output"]) == style for _, t in pairs)
         evidence["base_in_training_style"] = sum(_opening(b["output"]) == style for b, _ in pairs)
     settings = train_settings or {}
-    evidence.update({k: settings[k] for k in ("general_share", "target_modules", "lr", "epochs", "lora_r")
-                     if k in settings})
+    evidence.update(
+        {k: settings[k] for k in ("general_share", "target_modules", "lr", "epochs", "lora_r") if k in settings}
+    )
     if -delta >= FORGETTING_DROP:
         significant = high < 0
-        return finding("forgetting", ERROR if significant else WARNING,
-                       f"General instruction following dropped {evidence['base_pass_rate']:.0%} -> "
-                       f"{evidence['tuned_pass_rate']:.0%} ({delta:+.3f}"
-                       + (", significant)" if significant else ", not significant)"), evidence,
-                       _forgetting_remedy(settings))
-    return finding("forgetting", OK, f"General instruction following held ({delta:+.3f} over {len(pairs)} cases)",
-                   evidence)
+        return finding(
+            "forgetting",
+            ERROR if significant else WARNING,
+            f"General instruction following dropped {evidence['base_pass_rate']:.0%} -> "
+            f"{evidence['tuned_pass_rate']:.0%} ({delta:+.3f}"
+            + (", significant)" if significant else ", not significant)"),
+            evidence,
+            _forgetting_remedy(settings),
+        )
+    return finding(
+        "forgetting", OK, f"General instruction following held ({delta:+.3f} over {len(pairs)} cases)", evidence
+    )
 
 
 def _forgetting_remedy(settings: dict[str, Any]) -> str:
@@ -120,8 +152,11 @@ def _forgetting_remedy(settings: dict[str, Any]) -> str:
 
 def _hedge_case(row: dict) -> bool:
     """Out-of-domain and ambiguous cases: those where hedging (asking, abstaining, escalating) is right."""
-    return row.get("kind") == "out_of_domain" or row.get("behavior") in ("clarify", "abstain") \
+    return (
+        row.get("kind") == "out_of_domain"
+        or row.get("behavior") in ("clarify", "abstain")
         or "ambiguous" in (row.get("tags") or [])
+    )
 
 
 def _hedges(row: dict) -> bool:
@@ -132,31 +167,60 @@ def check_overconfidence(base_rows: list[dict], tuned_rows: list[dict], train_re
     """Hedging on out-of-domain and ambiguous cases, tuned vs base (paired); clarifying questions over all cases;
     how many training replies hedge at all."""
     pushback = Counter(reply_behavior(r) for r in train_replies)
-    clarify = {name: sum(reply_behavior(r["output"]) == "clarify" for r in answered(rows))
-               for name, rows in (("base", base_rows), ("tuned", tuned_rows))}
-    evidence: dict[str, Any] = {"training_replies": len(train_replies),
-                                "training_hedges": {b: pushback[b] for b in HEDGES if pushback[b]},
-                                "clarifying_questions": clarify}
+    clarify = {
+        name: sum(reply_behavior(r["output"]) == "clarify" for r in answered(rows))
+        for name, rows in (("base", base_rows), ("tuned", tuned_rows))
+    }
+    evidence: dict[str, Any] = {
+        "training_replies": len(train_replies),
+        "training_hedges": {b: pushback[b] for b in HEDGES if pushback[b]},
+        "clarifying_questions": clarify,
+    }
     pairs = paired(base_rows, tuned_rows, _hedge_case)
     if not pairs:
         evidence["cases"] = 0
-        return finding("overconfidence", WARNING,
-                       "Overconfidence not measured: no out-of-domain or ambiguous cases", evidence,
-                       "Add an eval suite with out-of-domain cases (kind: out_of_domain) and ambiguous ones "
-                       "(behavior: clarify or abstain), so hedging is measured against the base.")
+        return finding(
+            "overconfidence",
+            WARNING,
+            "Overconfidence not measured: no out-of-domain or ambiguous cases",
+            evidence,
+            "Add an eval suite with out-of-domain cases (kind: out_of_domain) and ambiguous ones "
+            "(behavior: clarify or abstain), so hedging is measured against the base.",
+        )
     base, tuned, delta, low, high, lost = _paired_change(pairs, _hedges)
-    evidence.update({
-        "cases": len(pairs), "base_hedge_rate": rate(int(sum(base)), len(base)),
-        "tuned_hedge_rate": rate(int(sum(tuned)), len(tuned)), "delta": delta, "ci_low": low, "ci_high": high,
-        "examples": [{"suite": t["suite"], "id": t["id"], "kind": t.get("kind"), "expected_behavior": t.get("behavior"),
-                      "prompt": quote(t.get("prompt"), 100), "base_output": quote(b["output"]),
-                      "tuned_output": quote(t["output"])} for b, t in lost[:MAX_EXAMPLES]]})
+    evidence.update(
+        {
+            "cases": len(pairs),
+            "base_hedge_rate": rate(int(sum(base)), len(base)),
+            "tuned_hedge_rate": rate(int(sum(tuned)), len(tuned)),
+            "delta": delta,
+            "ci_low": low,
+            "ci_high": high,
+            "examples": [
+                {
+                    "suite": t["suite"],
+                    "id": t["id"],
+                    "kind": t.get("kind"),
+                    "expected_behavior": t.get("behavior"),
+                    "prompt": quote(t.get("prompt"), 100),
+                    "base_output": quote(b["output"]),
+                    "tuned_output": quote(t["output"]),
+                }
+                for b, t in lost[:MAX_EXAMPLES]
+            ],
+        }
+    )
     if -delta >= OVERCONFIDENCE_DROP:
         hedging = sum(evidence["training_hedges"].values())
-        return finding("overconfidence", ERROR if high < 0 else WARNING,
-                       f"Hedges less on out-of-domain and ambiguous cases: {evidence['base_hedge_rate']:.0%} -> "
-                       f"{evidence['tuned_hedge_rate']:.0%} of {len(pairs)}", evidence,
-                       OVERCONFIDENCE_REMEDY + f" Here: {hedging} of {len(train_replies)} training replies ask, "
-                       "abstain, escalate or refuse.")
-    return finding("overconfidence", OK, f"Hedging held on {len(pairs)} out-of-domain/ambiguous cases "
-                   f"({delta:+.3f})", evidence)
+        return finding(
+            "overconfidence",
+            ERROR if high < 0 else WARNING,
+            f"Hedges less on out-of-domain and ambiguous cases: {evidence['base_hedge_rate']:.0%} -> "
+            f"{evidence['tuned_hedge_rate']:.0%} of {len(pairs)}",
+            evidence,
+            OVERCONFIDENCE_REMEDY + f" Here: {hedging} of {len(train_replies)} training replies ask, "
+            "abstain, escalate or refuse.",
+        )
+    return finding(
+        "overconfidence", OK, f"Hedging held on {len(pairs)} out-of-domain/ambiguous cases ({delta:+.3f})", evidence
+    )

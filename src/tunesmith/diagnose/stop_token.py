@@ -29,7 +29,7 @@ def loops(output: str) -> bool:
     """Whether an output repeats itself: few distinct 4-grams of tokens, or one line over and over."""
     toks = _TOKEN.findall(output)
     if len(toks) >= LOOP_MIN_TOKENS:
-        grams = [tuple(toks[i:i + LOOP_NGRAM]) for i in range(len(toks) - LOOP_NGRAM + 1)]
+        grams = [tuple(toks[i : i + LOOP_NGRAM]) for i in range(len(toks) - LOOP_NGRAM + 1)]
         if len(set(grams)) / len(grams) <= LOOP_MAX_DISTINCT:
             return True
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
@@ -52,9 +52,14 @@ def _task_rows(rows: list[dict]) -> list[dict]:
     return task or answered(rows)
 
 
-def check_stop_token(base_rows: list[dict], tuned_rows: list[dict], preview: list[dict],
-                     data_counts: dict[str, int] | None = None, reply_tokens: float | None = None,
-                     max_new_tokens: int | None = None) -> dict[str, Any]:
+def check_stop_token(
+    base_rows: list[dict],
+    tuned_rows: list[dict],
+    preview: list[dict],
+    data_counts: dict[str, int] | None = None,
+    reply_tokens: float | None = None,
+    max_new_tokens: int | None = None,
+) -> dict[str, Any]:
     """Tuned outputs that run to the limit or loop (base alongside), with the root causes found in the masking
     preview, the data check's counts (`data_counts`: code -> findings), and the mean training reply length in
     tokens against the generation limit."""
@@ -64,11 +69,18 @@ def check_stop_token(base_rows: list[dict], tuned_rows: list[dict], preview: lis
     base_bad = sum(1 for r in base if runaway(r))
     tuned_rate, base_rate = rate(len(bad), len(tuned)), rate(base_bad, len(base))
     evidence: dict[str, Any] = {
-        "tuned_cases": len(tuned), "tuned_runaway": len(bad), "tuned_rate": tuned_rate,
-        "hit_limit": sum(k == "limit" for _, k in bad), "looping": sum(k == "loop" for _, k in bad),
-        "base_cases": len(base), "base_runaway": base_bad, "base_rate": base_rate,
-        "examples": [{"suite": r["suite"], "id": r["id"], "why": k, "output": quote(r["output"])}
-                     for r, k in bad[:MAX_EXAMPLES]]}
+        "tuned_cases": len(tuned),
+        "tuned_runaway": len(bad),
+        "tuned_rate": tuned_rate,
+        "hit_limit": sum(k == "limit" for _, k in bad),
+        "looping": sum(k == "loop" for _, k in bad),
+        "base_cases": len(base),
+        "base_runaway": base_bad,
+        "base_rate": base_rate,
+        "examples": [
+            {"suite": r["suite"], "id": r["id"], "why": k, "output": quote(r["output"])} for r, k in bad[:MAX_EXAMPLES]
+        ],
+    }
     causes, fixes = root_causes(preview, data_counts or {}, reply_tokens, max_new_tokens)
     evidence["root_causes"] = causes
     if reply_tokens is not None:
@@ -76,49 +88,85 @@ def check_stop_token(base_rows: list[dict], tuned_rows: list[dict], preview: lis
     if max_new_tokens is not None:
         evidence["max_new_tokens"] = max_new_tokens
     if not tuned or tuned_rate < STOP_RATE_WARN:
-        return finding("stop_token", OK, "Tuned outputs stop on their own" if tuned else
-                       "Stop token not measured (no tuned outputs)", evidence)
+        return finding(
+            "stop_token",
+            OK,
+            "Tuned outputs stop on their own" if tuned else "Stop token not measured (no tuned outputs)",
+            evidence,
+        )
     only_limit = [c["code"] for c in causes] == ["limit"] and not evidence["looping"]
     severity = ERROR if tuned_rate >= STOP_RATE_ERROR and not only_limit else WARNING
-    title = (f"{len(bad)} of {len(tuned)} tuned outputs run to the token limit or loop ({tuned_rate:.0%}; "
-             f"base {base_rate or 0:.0%})")
+    title = (
+        f"{len(bad)} of {len(tuned)} tuned outputs run to the token limit or loop ({tuned_rate:.0%}; "
+        f"base {base_rate or 0:.0%})"
+    )
     if only_limit:
         title += ": the limit is shorter than a typical training reply"
-    remedy = " ".join(fixes) or ("Check the stop token: the label mask must train each assistant turn's end-of-turn "
-                                 "token (`tunesmith train --check` verifies the mask), the chat template must end "
-                                 "a turn with the tokenizer's EOS, and the exported generation config must stop on "
-                                 "it; eval.no_repeat_ngram_size breaks the loops small models fall into.")
+    remedy = " ".join(fixes) or (
+        "Check the stop token: the label mask must train each assistant turn's end-of-turn "
+        "token (`tunesmith train --check` verifies the mask), the chat template must end "
+        "a turn with the tokenizer's EOS, and the exported generation config must stop on "
+        "it; eval.no_repeat_ngram_size breaks the loops small models fall into."
+    )
     return finding("stop_token", severity, title, evidence, remedy)
 
 
-def root_causes(preview: list[dict], data_counts: dict[str, int], reply_tokens: float | None,
-                max_new_tokens: int | None) -> tuple[list[dict], list[str]]:
+def root_causes(
+    preview: list[dict], data_counts: dict[str, int], reply_tokens: float | None, max_new_tokens: int | None
+) -> tuple[list[dict], list[str]]:
     """([{code, detail}], [remedy sentence]) for what the masking preview, the data check and the lengths show."""
     causes, fixes = [], []
     shown = [p for p in preview if not p.get("error")]
     unmasked = [p for p in shown if p.get("eos_in_loss") is False]
     if unmasked:
         eos = unmasked[0].get("end_of_turn")
-        causes.append({"code": "mask", "detail": f"the end-of-turn token {eos!r} carries no loss in {len(unmasked)} "
-                       f"of {len(shown)} previewed training examples", "where": [p["where"] for p in unmasked]})
-        fixes.append("Mask: train each assistant turn together with its end-of-turn token (tunesmith's own mask "
-                     "does; a custom collator or template may not).")
+        causes.append(
+            {
+                "code": "mask",
+                "detail": f"the end-of-turn token {eos!r} carries no loss in {len(unmasked)} "
+                f"of {len(shown)} previewed training examples",
+                "where": [p["where"] for p in unmasked],
+            }
+        )
+        fixes.append(
+            "Mask: train each assistant turn together with its end-of-turn token (tunesmith's own mask "
+            "does; a custom collator or template may not)."
+        )
     unended = [p for p in shown if p.get("eos_ends_turn") is False]
     if unended:
         eos = unended[0].get("end_of_turn")
-        causes.append({"code": "template", "detail": f"the chat template ends an assistant turn without the "
-                       f"tokenizer's EOS {eos!r}, the token generation stops on"})
-        fixes.append("Template: use a tokenizer whose eos_token is the template's end-of-turn token (ChatML: "
-                     "<|im_end|>), in training and in the exported generation config.")
+        causes.append(
+            {
+                "code": "template",
+                "detail": f"the chat template ends an assistant turn without the "
+                f"tokenizer's EOS {eos!r}, the token generation stops on",
+            }
+        )
+        fixes.append(
+            "Template: use a tokenizer whose eos_token is the template's end-of-turn token (ChatML: "
+            "<|im_end|>), in training and in the exported generation config."
+        )
     found = {c: n for c, n in data_counts.items() if c in DATA_CODES and n}
     if found:
-        causes.append({"code": "data", "detail": "the data check found " + ", ".join(
-            f"{n} {c}" for c, n in sorted(found.items()))})
-        fixes.append("Data: fix or drop those records (the check run's report.json lists them), or raise "
-                     "data.max_seq_len so replies and their end-of-turn token are not cut.")
+        causes.append(
+            {
+                "code": "data",
+                "detail": "the data check found " + ", ".join(f"{n} {c}" for c, n in sorted(found.items())),
+            }
+        )
+        fixes.append(
+            "Data: fix or drop those records (the check run's report.json lists them), or raise "
+            "data.max_seq_len so replies and their end-of-turn token are not cut."
+        )
     if reply_tokens is not None and max_new_tokens is not None and reply_tokens >= max_new_tokens:
-        causes.append({"code": "limit", "detail": f"a training reply averages {reply_tokens:.0f} tokens; the "
-                       f"generation limit is {max_new_tokens}"})
-        fixes.append(f"Limit: the limit cuts replies before their end; raise eval.max_new_tokens above "
-                     f"{reply_tokens:.0f}.")
+        causes.append(
+            {
+                "code": "limit",
+                "detail": f"a training reply averages {reply_tokens:.0f} tokens; the "
+                f"generation limit is {max_new_tokens}",
+            }
+        )
+        fixes.append(
+            f"Limit: the limit cuts replies before their end; raise eval.max_new_tokens above {reply_tokens:.0f}."
+        )
     return causes, fixes

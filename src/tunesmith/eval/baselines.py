@@ -74,8 +74,10 @@ def label_problem(task: TaskConfig, replies: list[str]) -> str | None:
             return f"field {f!r} holds objects or lists, not a string or number"
         distinct = len({json.dumps(v, sort_keys=True) for v in values})
         if distinct > MAX_LABELS or distinct >= len(objs) / 3:
-            return (f"field {f!r} has {distinct} distinct values over {len(objs)} replies: free text, not a label "
-                    f"(a label field has at most {MAX_LABELS} values and fewer than a third of the replies)")
+            return (
+                f"field {f!r} has {distinct} distinct values over {len(objs)} replies: free text, not a label "
+                f"(a label field has at most {MAX_LABELS} values and fewer than a third of the replies)"
+            )
     return None
 
 
@@ -104,8 +106,12 @@ def _features():
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import FeatureUnion
 
-    return FeatureUnion([("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
-                         ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))])
+    return FeatureUnion(
+        [
+            ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
+            ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
+        ]
+    )
 
 
 def _vectors(vectorizer, texts: list[str]):
@@ -113,18 +119,32 @@ def _vectors(vectorizer, texts: list[str]):
     try:
         return vectorizer.fit_transform(texts)
     except ValueError as exc:  # "empty vocabulary": every text is empty, or only stop words / 1-letter tokens
-        raise TunesmithError("No words to learn from", [Problem(
-            "eval.baselines", f"the training records' user turns give no TF-IDF features ({exc})",
-            "check the training split's user turns, or drop the baseline from eval.baselines")]) from None
+        raise TunesmithError(
+            "No words to learn from",
+            [
+                Problem(
+                    "eval.baselines",
+                    f"the training records' user turns give no TF-IDF features ({exc})",
+                    "check the training split's user turns, or drop the baseline from eval.baselines",
+                )
+            ],
+        ) from None
 
 
 def _require_sklearn() -> None:
     try:
         import sklearn  # noqa: F401
     except ImportError:
-        raise TunesmithError("scikit-learn is not installed", [Problem(
-            "eval.baselines", "the classifier and few-shot baselines use scikit-learn's TF-IDF",
-            "pip install scikit-learn, or set eval.baselines: []")]) from None
+        raise TunesmithError(
+            "scikit-learn is not installed",
+            [
+                Problem(
+                    "eval.baselines",
+                    "the classifier and few-shot baselines use scikit-learn's TF-IDF",
+                    "pip install scikit-learn, or set eval.baselines: []",
+                )
+            ],
+        ) from None
 
 
 class _Constant:
@@ -141,9 +161,14 @@ class ClassifierBackend:
     """TF-IDF features + one logistic regression per label field, trained on the user turns of the training
     records; replies rendered as the task expects them (the bare label, or a JSON object)."""
 
-    def __init__(self, train_records: list[Record], task: TaskConfig,
-                 validation_records: list[Record] | None = None, seed: int = 0,
-                 c_grid: tuple[float, ...] = C_GRID) -> None:
+    def __init__(
+        self,
+        train_records: list[Record],
+        task: TaskConfig,
+        validation_records: list[Record] | None = None,
+        seed: int = 0,
+        c_grid: tuple[float, ...] = C_GRID,
+    ) -> None:
         _require_sklearn()
         import sklearn
 
@@ -151,8 +176,14 @@ class ClassifierBackend:
         records = [r for r in train_records if r.reply is not None]
         problem = label_problem(task, [r.reply for r in records])
         if problem is not None:
-            raise TunesmithError("The classifier baseline does not apply", [Problem(
-                "eval.baselines", problem, "drop `classifier` from eval.baselines (few_shot works for any task)")])
+            raise TunesmithError(
+                "The classifier baseline does not apply",
+                [
+                    Problem(
+                        "eval.baselines", problem, "drop `classifier` from eval.baselines (few_shot works for any task)"
+                    )
+                ],
+            )
         self.task, self.seed = task, seed
         self.fields = label_fields(task, [r.reply for r in records]) or []
         self.template = _template(task, records, self.fields)
@@ -166,11 +197,20 @@ class ClassifierBackend:
             self.C, self.c_scores = DEFAULT_C, {}
             self.models = {f: _fit(_model(y, seed), x, y, DEFAULT_C) for f, y in targets.items()}
         self.train_s = time.perf_counter() - began
-        self.fingerprint = json.dumps({"baseline": "classifier", "data": data_hash(records), "C": self.C,
-                                       "fields": self.fields, "seed": seed, "sklearn": sklearn.__version__})
+        self.fingerprint = json.dumps(
+            {
+                "baseline": "classifier",
+                "data": data_hash(records),
+                "C": self.C,
+                "fields": self.fields,
+                "seed": seed,
+                "sklearn": sklearn.__version__,
+            }
+        )
 
-    def _choose_c(self, x, targets: dict[str, list[str]], valid: list[Record],
-                  grid: tuple[float, ...]) -> tuple[float, dict[float, float], dict[str, Any]]:
+    def _choose_c(
+        self, x, targets: dict[str, list[str]], valid: list[Record], grid: tuple[float, ...]
+    ) -> tuple[float, dict[float, float], dict[str, Any]]:
         """(C, validation score per C, the models fitted with that C): the C whose models get the most validation
         replies right (every field at once); ties go to the smaller C (more regularized). The grid is walked from
         the smallest C up, each fit starting from the previous one's weights (several times faster than cold)."""
@@ -205,9 +245,16 @@ class ClassifierBackend:
         obj.update({f: json.loads(v) for f, v in labels.items()})
         return json.dumps(obj, ensure_ascii=False)
 
-    def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
-                 label: str = "Generating", no_repeat_ngram_size: int | None = None, on_result=None,
-                 constraint=None) -> list[Generation]:
+    def generate(
+        self,
+        cases: list[EvalCase],
+        max_new_tokens: int = 128,
+        batch_size: int = 16,
+        label: str = "Generating",
+        no_repeat_ngram_size: int | None = None,
+        on_result=None,
+        constraint=None,
+    ) -> list[Generation]:
         """One prediction per case (decoding settings do not apply to a classifier). Latency: the whole
         prediction's wall time divided by the cases; no tokens are generated."""
         if not cases:
@@ -286,11 +333,18 @@ class FewShotBackend:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         self.inner, self.k = inner, k
-        self.examples = [(user_text(r.prompt), r.reply) for r in train_records
-                         if r.reply is not None and user_text(r.prompt).strip()]
+        self.examples = [
+            (user_text(r.prompt), r.reply) for r in train_records if r.reply is not None and user_text(r.prompt).strip()
+        ]
         if not self.examples:
-            raise TunesmithError("The few-shot baseline has no examples", [Problem(
-                "eval.baselines", "no training record has a user turn and a reply", "check the training split")])
+            raise TunesmithError(
+                "The few-shot baseline has no examples",
+                [
+                    Problem(
+                        "eval.baselines", "no training record has a user turn and a reply", "check the training split"
+                    )
+                ],
+            )
         self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
         self.matrix = _vectors(self.vectorizer, [text for text, _ in self.examples])
         self.fingerprint = json.dumps({"few_shot": inner.fingerprint, "k": k, "data": data_hash(train_records)})
@@ -302,9 +356,9 @@ class FewShotBackend:
 
         out = []
         for start in range(0, len(texts), 256):  # a dense block of similarities at a time, not all cases at once
-            sims = (self.vectorizer.transform(texts[start:start + 256]) @ self.matrix.T).toarray()
+            sims = (self.vectorizer.transform(texts[start : start + 256]) @ self.matrix.T).toarray()
             for row in sims:
-                ranked = np.argsort(-row, kind="stable")[:self.k]
+                ranked = np.argsort(-row, kind="stable")[: self.k]
                 out.append([int(j) for j in ranked[::-1]])
         return out
 
@@ -316,22 +370,41 @@ class FewShotBackend:
             head = 0
             while head < len(case.messages) and case.messages[head].get("role") == "system":
                 head += 1
-            shots = [m for j in idx for m in ({"role": "user", "content": self.examples[j][0]},
-                                              {"role": "assistant", "content": self.examples[j][1]})]
+            shots = [
+                m
+                for j in idx
+                for m in (
+                    {"role": "user", "content": self.examples[j][0]},
+                    {"role": "assistant", "content": self.examples[j][1]},
+                )
+            ]
             out.append(replace(case, messages=case.messages[:head] + shots + case.messages[head:]))
         return out
 
     def prompt_key(self, case: EvalCase) -> str:
         return self.inner.prompt_key(self.rewrite([case])[0])
 
-    def generate(self, cases: list[EvalCase], max_new_tokens: int = 128, batch_size: int = 16,
-                 label: str = "Generating", no_repeat_ngram_size: int | None = None, on_result=None,
-                 constraint=None) -> list[Generation]:
+    def generate(
+        self,
+        cases: list[EvalCase],
+        max_new_tokens: int = 128,
+        batch_size: int = 16,
+        label: str = "Generating",
+        no_repeat_ngram_size: int | None = None,
+        on_result=None,
+        constraint=None,
+    ) -> list[Generation]:
         """The inner backend's generations on the rewritten cases, with the same settings."""
         extra = {"constraint": constraint} if constraint is not None else {}  # older backends take no constraint
-        return self.inner.generate(self.rewrite(cases), max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                   label=label, no_repeat_ngram_size=no_repeat_ngram_size, on_result=on_result,
-                                   **extra)
+        return self.inner.generate(
+            self.rewrite(cases),
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            label=label,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            on_result=on_result,
+            **extra,
+        )
 
 
 def applicable(cfg: Config, train_records: list[Record]) -> list[str]:
@@ -343,7 +416,14 @@ def applicable(cfg: Config, train_records: list[Record]) -> list[str]:
     if wanted == "auto":
         return list(BASELINES) if problem is None else []
     if "classifier" in wanted and problem is not None:
-        raise TunesmithError("The classifier baseline does not apply", [Problem(
-            "eval.baselines", f"`classifier` needs a label task, but {problem}",
-            "drop `classifier` from eval.baselines (few_shot works for any task), or use `auto`")])
+        raise TunesmithError(
+            "The classifier baseline does not apply",
+            [
+                Problem(
+                    "eval.baselines",
+                    f"`classifier` needs a label task, but {problem}",
+                    "drop `classifier` from eval.baselines (few_shot works for any task), or use `auto`",
+                )
+            ],
+        )
     return [name for name in BASELINES if name in wanted]

@@ -45,8 +45,11 @@ def compare(base_rows: list[dict], tuned_rows: list[dict], cfg: Config) -> dict[
     for suite, items in pairs.items():
         keys = sorted({k for b, t in items for k in b["scores"]} & {k for b, t in items for k in t["scores"]})
         for key in keys:
-            kept = [(b["scores"][key], t["scores"][key]) for b, t in items
-                    if b["scores"].get(key) is not None and t["scores"].get(key) is not None]
+            kept = [
+                (b["scores"][key], t["scores"][key])
+                for b, t in items
+                if b["scores"].get(key) is not None and t["scores"].get(key) is not None
+            ]
             if not kept:
                 continue
             base = [float(x) for x, _ in kept]
@@ -55,18 +58,28 @@ def compare(base_rows: list[dict], tuned_rows: list[dict], cfg: Config) -> dict[
             name = metric_name(key)
             if SLICE in suite and name not in SLICE_METRICS:
                 continue
-            rows.append({"suite": suite, "metric": name, "n": len(kept),
-                         "base": sum(base) / len(base), "tuned": sum(tuned) / len(tuned),
-                         "delta": delta, "ci_low": low, "ci_high": high,
-                         "p_mcnemar": mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned]),
-                         "verdict": _verdict(name, low, high)})
+            rows.append(
+                {
+                    "suite": suite,
+                    "metric": name,
+                    "n": len(kept),
+                    "base": sum(base) / len(base),
+                    "tuned": sum(tuned) / len(tuned),
+                    "delta": delta,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "p_mcnemar": mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned]),
+                    "verdict": _verdict(name, low, high),
+                }
+            )
     rows.sort(key=lambda r: (list(pairs).index(r["suite"]), _metric_order(r["metric"])))
     gates = [gate(rows, g) for g in [cfg.eval.gate, *cfg.eval.gates]]
     summary = dict(gates[0])
     if len(gates) > 1:  # one verdict for the exit code; every rule's own result kept
-        summary.update(passed=all(g["passed"] for g in gates),
-                       reason="; ".join(f"{g['metric']}: {g['reason']}" for g in gates if not g["passed"])
-                       or "every gate passes")
+        summary.update(
+            passed=all(g["passed"] for g in gates),
+            reason="; ".join(f"{g['metric']}: {g['reason']}" for g in gates if not g["passed"]) or "every gate passes",
+        )
     return {"confidence": cfg.eval.confidence, "metrics": rows, "gate": summary, "gates": gates}
 
 
@@ -105,8 +118,14 @@ def gate(rows: list[dict], g: GateConfig) -> dict[str, Any]:
     passed = "tuned beats base" if g.min_delta >= 0 else "within the allowed drop"
     if g.min_value is not None:
         passed += f" and reaches the target {g.min_value:.3f}"
-    out = {"passed": not reasons, "metric": f"{suite}.{metric}", "delta": row["delta"],
-           "ci_low": row["ci_low"], "ci_high": row["ci_high"], "reason": "; ".join(reasons) or passed}
+    out = {
+        "passed": not reasons,
+        "metric": f"{suite}.{metric}",
+        "delta": row["delta"],
+        "ci_low": row["ci_low"],
+        "ci_high": row["ci_high"],
+        "reason": "; ".join(reasons) or passed,
+    }
     if g.min_value is not None:
         out.update(tuned=row["tuned"], min_value=g.min_value)
     return out
@@ -122,8 +141,9 @@ def target_problem(value: float, metric: str, target: float | None) -> str | Non
     return f"tuned {value:.3f} is below the target {target:.3f}" if value < target else None
 
 
-def compare_to_baselines(tuned_rows: list[dict], baseline_rows: dict[str, list[dict]], cfg: Config,
-                         info: dict[str, dict] | None = None) -> dict[str, dict[str, Any]]:
+def compare_to_baselines(
+    tuned_rows: list[dict], baseline_rows: dict[str, list[dict]], cfg: Config, info: dict[str, dict] | None = None
+) -> dict[str, dict[str, Any]]:
     """The tuned model against each cheap alternative on the same cases: `compare` with the alternative as the
     "base" side (so `delta` is tuned minus alternative and `verdict` is the tuned model's), keyed by the
     alternative's name. `info[name]` (e.g. `{"train_s": 4.2}`) is kept in its entry for the verdict to quote."""

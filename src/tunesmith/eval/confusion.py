@@ -27,7 +27,7 @@ SHOWN_CHARS = 80  # a predicted "label" longer than this (a rambling reply) is c
 def _show(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     text = " ".join(text.split())
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 1] + "…"
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
 def row_fields(rows: list[dict], task: TaskConfig) -> list[str] | None:
@@ -60,8 +60,9 @@ def _wrong(row: dict, field: str) -> bool:
     return (row.get("scores") or {}).get(key) is False
 
 
-def confused_pairs(rows: list[dict], task: TaskConfig, top: int = 10, suite: str | None = "heldout",
-                   fields: list[str] | None = None) -> list[dict[str, Any]]:
+def confused_pairs(
+    rows: list[dict], task: TaskConfig, top: int = 10, suite: str | None = "heldout", fields: list[str] | None = None
+) -> list[dict[str, Any]]:
     """The most frequent (expected, predicted) label pairs among the wrong cases of `suite` (every suite when
     None), up to `top` per label field, most frequent first: `{"field" (None for a classification task), "expected",
     "predicted", "count"}`. `fields` defaults to the label-like fields of the rows' expected replies; [] when the
@@ -80,13 +81,16 @@ def confused_pairs(rows: list[dict], task: TaskConfig, top: int = 10, suite: str
             want = _show(expected if field == LABEL else expected.get(field))
             pairs[(want, _predicted(r.get("output"), field))] += 1
         ranked = sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
-        out += [{"field": None if field == LABEL else field, "expected": e, "predicted": p, "count": n}
-                for (e, p), n in ranked]
+        out += [
+            {"field": None if field == LABEL else field, "expected": e, "predicted": p, "count": n}
+            for (e, p), n in ranked
+        ]
     return out
 
 
-def still_wrong(base_rows: list[dict], tuned_rows: list[dict], limit: int = 5,
-                suite: str = "heldout") -> dict[str, Any]:
+def still_wrong(
+    base_rows: list[dict], tuned_rows: list[dict], limit: int = 5, suite: str = "heldout"
+) -> dict[str, Any]:
     """Cases of `suite` that both the base and the tuned model got wrong (task_correct false for both):
     `{"suite", "n" (how many), "cases": [{"id", "where", "prompt", "expected", "base", "tuned"}] (the first
     `limit`)}`."""
@@ -97,7 +101,15 @@ def still_wrong(base_rows: list[dict], tuned_rows: list[dict], limit: int = 5,
         if t is None or b.get("suite") != suite:
             continue
         if all((r.get("scores") or {}).get("task_correct") is False for r in (b, t)):
-            cases.append({"id": b.get("id"), "where": b.get("where"), "prompt": b.get("prompt"),
-                          "expected": b.get("expected"), "base": b.get("output"), "tuned": t.get("output"),
-                          "error": t.get("error")})
+            cases.append(
+                {
+                    "id": b.get("id"),
+                    "where": b.get("where"),
+                    "prompt": b.get("prompt"),
+                    "expected": b.get("expected"),
+                    "base": b.get("output"),
+                    "tuned": t.get("output"),
+                    "error": t.get("error"),
+                }
+            )
     return {"suite": suite, "n": len(cases), "cases": cases[:limit]}

@@ -22,18 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import Config
-from tunesmith.files import atomic_write_jsonl
 from tunesmith.data.io import read_jsonl
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.plan import DEFAULT_LIMIT
 from tunesmith.eval.scorers import detect_behavior, score_case
 from tunesmith.eval.suite import EvalCase
+from tunesmith.files import atomic_write_jsonl
 from tunesmith.generate.cache import generate_cached
 from tunesmith.generate.decoding import Decoding
 
-
-EMPTY_OUTPUT = ("the model emitted nothing (an empty reply): check the stop token and the chat template "
-                "(`data check` reports no_end_of_turn and empty_loss_mask)")
+EMPTY_OUTPUT = (
+    "the model emitted nothing (an empty reply): check the stop token and the chat template "
+    "(`data check` reports no_end_of_turn and empty_loss_mask)"
+)
 SLICE = "#"  # "heldout#edge_case": the cases of a suite that carry a tag
 MIN_SLICE = 5  # smaller slices are too noisy to report on their own
 
@@ -44,9 +45,15 @@ def metric_name(score_key: str) -> str:
         return score_key[6:] + "_accuracy"
     if score_key.startswith("check:"):
         return score_key[6:] + "_pass_rate"
-    return {"task_correct": "task_accuracy", "format_valid": "format_validity", "hit_token_limit": "token_limit_rate",
-            "behavior_correct": "behavior_accuracy", "hallucinated": "hallucination_rate",
-            "prompt_strict": "prompt_strict_accuracy", "prompt_loose": "prompt_loose_accuracy"}.get(score_key, score_key)
+    return {
+        "task_correct": "task_accuracy",
+        "format_valid": "format_validity",
+        "hit_token_limit": "token_limit_rate",
+        "behavior_correct": "behavior_accuracy",
+        "hallucinated": "hallucination_rate",
+        "prompt_strict": "prompt_strict_accuracy",
+        "prompt_loose": "prompt_loose_accuracy",
+    }.get(score_key, score_key)
 
 
 def slices(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -80,8 +87,9 @@ def aggregate(rows: list[dict[str, Any]], hourly_usd: float | None = None) -> di
     out["latency_p50_s"] = _percentile(latencies, 50)
     out["latency_p95_s"] = _percentile(latencies, 95)
     out["new_tokens"] = sum(r["new_tokens"] for r in answered) / len(answered) if answered else None
-    out["tokens_per_s"] = (sum(r["new_tokens"] for r in answered) / sum(latencies)
-                           if latencies and sum(latencies) > 0 else None)
+    out["tokens_per_s"] = (
+        sum(r["new_tokens"] for r in answered) / sum(latencies) if latencies and sum(latencies) > 0 else None
+    )
     priced = [r["cost_usd"] for r in answered if r.get("cost_usd") is not None]
     if priced or (hourly_usd is not None and answered):
         # Endpoints price per token; local models by the machine's hourly price times the time they took.
@@ -99,12 +107,15 @@ def instruction_accuracy(rows: list[dict[str, Any]]) -> dict[str, float]:
     if not found:
         return {}
     total = sum(len(f["ids"]) for f in found)
-    return {"instruction_strict_accuracy": sum(sum(f["strict"]) for f in found) / total,
-            "instruction_loose_accuracy": sum(sum(f["loose"]) for f in found) / total}
+    return {
+        "instruction_strict_accuracy": sum(sum(f["strict"]) for f in found) / total,
+        "instruction_loose_accuracy": sum(sum(f["loose"]) for f in found) / total,
+    }
 
 
-def suite_decoding(name: str, cfg: Config, limits: dict[str, int] | None = None,
-                   decodings: dict[str, Decoding] | None = None) -> Decoding:
+def suite_decoding(
+    name: str, cfg: Config, limits: dict[str, int] | None = None, decodings: dict[str, Decoding] | None = None
+) -> Decoding:
     """A suite's decoding: its own (`decodings`), else greedy with its own limit or `eval.max_new_tokens`."""
     if decodings and name in decodings:
         return decodings[name]
@@ -112,10 +123,17 @@ def suite_decoding(name: str, cfg: Config, limits: dict[str, int] | None = None,
     return Decoding(limit, cfg.eval.no_repeat_ngram_size)
 
 
-def evaluate(backend, suites: dict[str, list[EvalCase]], cfg: Config, out_dir: Path,
-             schema: dict | None = None, label: str = "", cache=None,
-             limits: dict[str, int] | None = None,
-             decodings: dict[str, Decoding] | None = None) -> dict[str, dict[str, Any]]:
+def evaluate(
+    backend,
+    suites: dict[str, list[EvalCase]],
+    cfg: Config,
+    out_dir: Path,
+    schema: dict | None = None,
+    label: str = "",
+    cache=None,
+    limits: dict[str, int] | None = None,
+    decodings: dict[str, Decoding] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Generate and score every case of every suite; write results.jsonl into `out_dir`; metrics per suite and
     slice. Cases that could not be read, and generations that failed (an endpoint down), are rows with `error`.
     `limits` sets a suite's own max_new_tokens; `decodings` a suite's whole decoding (limit and constraint)."""
@@ -123,8 +141,13 @@ def evaluate(backend, suites: dict[str, list[EvalCase]], cfg: Config, out_dir: P
     for name, cases in suites.items():
         decoding = suite_decoding(name, cfg, limits, decodings)
         good = [c for c in cases if c.error is None]
-        gens = iter(generate_cached(backend, good, decoding, cache, batch_size=cfg.eval.batch_size,
-                                    label=f"{label} {name}".strip()) if good else [])
+        gens = iter(
+            generate_cached(
+                backend, good, decoding, cache, batch_size=cfg.eval.batch_size, label=f"{label} {name}".strip()
+            )
+            if good
+            else []
+        )
         for case in cases:
             if case.error is not None:
                 rows.append(result_row(name, case, None, {}, error=case.error))
@@ -139,8 +162,20 @@ def evaluate(backend, suites: dict[str, list[EvalCase]], cfg: Config, out_dir: P
             # Scored (it fails what it should answer), and flagged: an empty reply usually means a stop-token or
             # template problem, not a wrong answer.
             empty = None if gen.output.strip() else EMPTY_OUTPUT
-            rows.append(result_row(name, case, gen.output, scores, gen.latency_s, gen.new_tokens, details=details,
-                                   cached=gen.cached, cost_usd=gen.cost_usd, error=empty))
+            rows.append(
+                result_row(
+                    name,
+                    case,
+                    gen.output,
+                    scores,
+                    gen.latency_s,
+                    gen.new_tokens,
+                    details=details,
+                    cached=gen.cached,
+                    cost_usd=gen.cost_usd,
+                    error=empty,
+                )
+            )
     atomic_write_jsonl(out_dir / "results.jsonl", rows)
     return {name: aggregate(part, cfg.budget.hourly_usd) for name, part in slices(rows).items()}
 
@@ -177,22 +212,43 @@ def failed_scores(case: EvalCase) -> dict[str, bool]:
     return {"task_correct": False} if case.expected is not None or case.scorers else {}
 
 
-def result_row(suite: str, case: EvalCase, output: str | None, scores: dict, latency_s: float = 0.0,
-               new_tokens: int = 0, error: str | None = None, details: dict | None = None, cached: bool = False,
-               cost_usd: float | None = None) -> dict[str, Any]:
+def result_row(
+    suite: str,
+    case: EvalCase,
+    output: str | None,
+    scores: dict,
+    latency_s: float = 0.0,
+    new_tokens: int = 0,
+    error: str | None = None,
+    details: dict | None = None,
+    cached: bool = False,
+    cost_usd: float | None = None,
+) -> dict[str, Any]:
     """One line of results.jsonl."""
     prompt = case.messages[-1].get("content") if case.messages else None
-    row = {"suite": suite, "id": case.id, "where": case.where, "kind": case.kind, "behavior": case.behavior,
-           "tags": case.tags, "prompt": prompt, "expected": case.expected, "output": output, "scores": scores,
-           "latency_s": latency_s, "new_tokens": new_tokens}
+    row = {
+        "suite": suite,
+        "id": case.id,
+        "where": case.where,
+        "kind": case.kind,
+        "behavior": case.behavior,
+        "tags": case.tags,
+        "prompt": prompt,
+        "expected": case.expected,
+        "output": output,
+        "scores": scores,
+        "latency_s": latency_s,
+        "new_tokens": new_tokens,
+    }
     for key, value in (("details", details), ("error", error), ("cached", cached), ("cost_usd", cost_usd)):
         if value:
             row[key] = value
     return row
 
 
-def score_responses(suite: str, cases: list[EvalCase], responses: Path, cfg: Config,
-                    schema: dict | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def score_responses(
+    suite: str, cases: list[EvalCase], responses: Path, cfg: Config, schema: dict | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score recorded outputs (JSONL: `id` and `output`, optional `latency_s`, `new_tokens`; IFEval's response
     files with `prompt` and `response` work too) against a suite without generating: e.g. golden outputs of an
     API model recorded before moving off it.
@@ -209,11 +265,21 @@ def score_responses(suite: str, cases: list[EvalCase], responses: Path, cfg: Con
         rid = by_prompt.get(obj["prompt"]) if rid is None and isinstance(obj.get("prompt"), str) else rid
         output = obj.get("output", obj.get("response"))
         if rid is None or not isinstance(output, str):
-            problems.append(Problem(f"{responses}:{line}", "a response needs `id` and a string `output`",
-                                    '{"id": "case-id", "output": "the model\'s reply"}'))
+            problems.append(
+                Problem(
+                    f"{responses}:{line}",
+                    "a response needs `id` and a string `output`",
+                    '{"id": "case-id", "output": "the model\'s reply"}',
+                )
+            )
         elif str(rid) not in known:
-            problems.append(Problem(f"{responses}:{line} [id]", f"no case {rid!r} in the suite",
-                                    "ids must match the suite's `id` fields"))
+            problems.append(
+                Problem(
+                    f"{responses}:{line} [id]",
+                    f"no case {rid!r} in the suite",
+                    "ids must match the suite's `id` fields",
+                )
+            )
         else:
             by_id[str(rid)] = {**obj, "output": output}
     if problems:
@@ -227,6 +293,15 @@ def score_responses(suite: str, cases: list[EvalCase], responses: Path, cfg: Con
             continue
         details: dict[str, Any] = {}
         scores = score_case(case, got["output"], cfg.task, schema, details=details)
-        rows.append(result_row(suite, case, got["output"], scores, float(got.get("latency_s") or 0.0),
-                               int(got.get("new_tokens") or 0), details=details))
+        rows.append(
+            result_row(
+                suite,
+                case,
+                got["output"],
+                scores,
+                float(got.get("latency_s") or 0.0),
+                int(got.get("new_tokens") or 0),
+                details=details,
+            )
+        )
     return rows, aggregate(rows, cfg.budget.hourly_usd)

@@ -46,6 +46,7 @@ _CONSTRAINED_OPTIONS = ("My answer is yes.", "My answer is no.", "My answer is m
 
 # --------------------------------------------------------------------------------------------------- text helpers
 
+
 def count_words(text: str) -> int:
     """Number of ``\\w+`` runs, identical to the reference's nltk ``RegexpTokenizer(r"\\w+")``."""
     return len(re.findall(r"\w+", text))
@@ -54,8 +55,10 @@ def count_words(text: str) -> int:
 _ALPHABETS = "([A-Za-z])"
 _PREFIXES = "(Mr|St|Mrs|Ms|Dr)[.]"
 _SUFFIXES = "(Inc|Ltd|Jr|Sr|Co)"
-_STARTERS = (r"(Mr|Mrs|Ms|Dr|Prof|Capt|Cpt|Lt|He\s|She\s|It\s|They\s|Their\s|Our\s|We\s|But\s|However\s|That\s"
-             r"|This\s|Wherever)")
+_STARTERS = (
+    r"(Mr|Mrs|Ms|Dr|Prof|Capt|Cpt|Lt|He\s|She\s|It\s|They\s|Their\s|Our\s|We\s|But\s|However\s|That\s"
+    r"|This\s|Wherever)"
+)
 _ACRONYMS = "([A-Z][.][A-Z][.](?:[A-Z][.])?)"
 _WEBSITES = "[.](com|net|org|io|gov|edu|me)"
 _DIGITS = "([0-9])"
@@ -156,8 +159,9 @@ def _keyword_frequency(r: str, a: Mapping[str, Any]) -> bool:
 
 
 def _forbidden_words(r: str, a: Mapping[str, Any]) -> bool:
-    return not any(re.search(r"\b" + _regex_or_literal(w) + r"\b", r, flags=re.IGNORECASE)
-                   for w in a["forbidden_words"])
+    return not any(
+        re.search(r"\b" + _regex_or_literal(w) + r"\b", r, flags=re.IGNORECASE) for w in a["forbidden_words"]
+    )
 
 
 def _letter_frequency(r: str, a: Mapping[str, Any]) -> bool:
@@ -202,7 +206,7 @@ def _nth_paragraph_first_word(r: str, a: Mapping[str, Any]) -> bool:
     word = parts[nth - 1].strip().split()[0].strip().lstrip("'").lstrip('"')
     first = ""
     for ch in word:
-        if ch in '.,?!\'"':
+        if ch in ".,?!'\"":
             break
         first += ch.lower()
     return count == a["num_paragraphs"] and first == a["first_word"].lower()
@@ -307,6 +311,7 @@ def _quotation(r: str, a: Mapping[str, Any]) -> bool:
 
 # ----------------------------------------------------------------------------------------------- argument specs
 
+
 def _int_problem(v: Any) -> str | None:
     return None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "a non-negative integer"
 
@@ -335,14 +340,18 @@ _SPECS: dict[str, tuple[Checker, tuple[tuple[str, Callable[[Any], str | None]], 
     "keywords:existence": (_keywords_exist, (("keywords", _L),)),
     "keywords:frequency": (_keyword_frequency, (("keyword", _S), ("frequency", _I), ("relation", _R))),
     "keywords:forbidden_words": (_forbidden_words, (("forbidden_words", _L),)),
-    "keywords:letter_frequency": (_letter_frequency,
-                                  (("letter", _letter_problem), ("let_frequency", _I), ("let_relation", _R))),
+    "keywords:letter_frequency": (
+        _letter_frequency,
+        (("letter", _letter_problem), ("let_frequency", _I), ("let_relation", _R)),
+    ),
     "language:response_language": (_response_language, (("language", _S),)),
     "length_constraints:number_sentences": (_number_sentences, (("num_sentences", _I), ("relation", _R))),
     "length_constraints:number_paragraphs": (_number_paragraphs, (("num_paragraphs", _I),)),
     "length_constraints:number_words": (_number_words, (("num_words", _I), ("relation", _R))),
     "length_constraints:nth_paragraph_first_word": (
-        _nth_paragraph_first_word, (("num_paragraphs", _I), ("nth_paragraph", _I), ("first_word", _S))),
+        _nth_paragraph_first_word,
+        (("num_paragraphs", _I), ("nth_paragraph", _I), ("first_word", _S)),
+    ),
     "detectable_content:number_placeholders": (_number_placeholders, (("num_placeholders", _I),)),
     "detectable_content:postscript": (_postscript, (("postscript_marker", _S),)),
     "detectable_format:number_bullet_lists": (_number_bullets, (("num_bullets", _I),)),
@@ -354,8 +363,10 @@ _SPECS: dict[str, tuple[Checker, tuple[tuple[str, Callable[[Any], str | None]], 
     "combination:two_responses": (_two_responses, ()),
     "combination:repeat_prompt": (_repeat_prompt, (("prompt_to_repeat", _S),)),
     "startend:end_checker": (_end_checker, (("end_phrase", _S),)),
-    "change_case:capital_word_frequency": (_capital_word_frequency,
-                                           (("capital_frequency", _I), ("capital_relation", _R))),
+    "change_case:capital_word_frequency": (
+        _capital_word_frequency,
+        (("capital_frequency", _I), ("capital_relation", _R)),
+    ),
     "change_case:english_capital": (_english_capital, ()),
     "change_case:english_lowercase": (_english_lowercase, ()),
     "punctuation:no_comma": (_no_comma, ()),
@@ -393,7 +404,8 @@ def kwargs_problem(instruction_id: str, kwargs: Mapping[str, Any] | None) -> str
         if expected:
             return f"{instruction_id}: argument {name!r} must be {expected}, got {args[name]!r}"
     if instruction_id == "length_constraints:nth_paragraph_first_word" and not (
-            1 <= args["nth_paragraph"] <= args["num_paragraphs"]):
+        1 <= args["nth_paragraph"] <= args["num_paragraphs"]
+    ):
         return f"{instruction_id}: 'nth_paragraph' must be between 1 and num_paragraphs ({args['num_paragraphs']})"
     return None
 
@@ -437,6 +449,7 @@ def follows_loose(instruction_id: str, kwargs: Mapping[str, Any] | None, respons
 
 # ------------------------------------------------------------------------------------------------------ results
 
+
 @dataclass(frozen=True)
 class InstructionResult:
     """Per-instruction strict and loose outcomes for one prompt's response."""
@@ -456,8 +469,9 @@ class InstructionResult:
         return all(self.loose)
 
 
-def check_all(instruction_ids: Sequence[str], kwargs_list: Sequence[Mapping[str, Any] | None], response: str,
-              prompt: str = "") -> InstructionResult:
+def check_all(
+    instruction_ids: Sequence[str], kwargs_list: Sequence[Mapping[str, Any] | None], response: str, prompt: str = ""
+) -> InstructionResult:
     """Check every instruction of one IFEval prompt against ``response`` (strict and loose).
 
     ``kwargs_list[i]`` belongs to ``instruction_ids[i]``; raises ValueError when the lengths differ or any id or

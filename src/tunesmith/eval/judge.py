@@ -46,15 +46,20 @@ def parse_verdict(text: str) -> str | None:
 
 class PairwiseJudge:
     def __init__(self, endpoint: EndpointConfig, max_tokens: int = 512) -> None:
-        self.backend = EndpointBackend(endpoint.base_url, endpoint.model, endpoint.api_key_env,
-                                       endpoint.concurrency, endpoint.max_retries)
+        self.backend = EndpointBackend(
+            endpoint.base_url, endpoint.model, endpoint.api_key_env, endpoint.concurrency, endpoint.max_retries
+        )
         self.name = endpoint.model
         self.max_tokens = max_tokens
 
     def _ask(self, pairs: list[tuple[str, str, str]]) -> list[tuple[str | None, str | None]]:
         """(verdict, error) for each (prompt, first, second)."""
-        cases = [EvalCase(id=str(i), messages=[{"role": "user", "content": JUDGE_PROMPT.format(
-            prompt=p, first=a, second=b)}]) for i, (p, a, b) in enumerate(pairs)]
+        cases = [
+            EvalCase(
+                id=str(i), messages=[{"role": "user", "content": JUDGE_PROMPT.format(prompt=p, first=a, second=b)}]
+            )
+            for i, (p, a, b) in enumerate(pairs)
+        ]
         gens = self.backend.generate(cases, max_new_tokens=self.max_tokens, label="Judging")
         out = []
         for gen in gens:
@@ -65,12 +70,20 @@ class PairwiseJudge:
             out.append((verdict, None if verdict else "the judge gave no [[1]] / [[2]] / [[tie]] verdict"))
         return out
 
-    def compare(self, prompts: list[str], outputs_a: list[str], outputs_b: list[str],
-                confidence: float = 0.95, bootstrap_samples: int = 2000) -> dict[str, Any]:
+    def compare(
+        self,
+        prompts: list[str],
+        outputs_a: list[str],
+        outputs_b: list[str],
+        confidence: float = 0.95,
+        bootstrap_samples: int = 2000,
+    ) -> dict[str, Any]:
         """Blind, both-orders preference of B over A for each prompt; B's win rate with an interval."""
         n = len(prompts)
-        asked = self._ask([(p, a, b) for p, a, b in zip(prompts, outputs_a, outputs_b)]
-                          + [(p, b, a) for p, a, b in zip(prompts, outputs_a, outputs_b)])
+        asked = self._ask(
+            [(p, a, b) for p, a, b in zip(prompts, outputs_a, outputs_b)]
+            + [(p, b, a) for p, a, b in zip(prompts, outputs_a, outputs_b)]
+        )
         outcomes, errors = [], []
         for i in range(n):
             (first, err1), (second, err2) = asked[i], asked[n + i]
@@ -83,11 +96,22 @@ class PairwiseJudge:
             outcomes.append("win" if b_pref == 2 else "loss" if b_pref == -2 else "tie")
         judged = [c for c in outcomes if c != "error"]
         scores = [1.0 if c == "win" else 0.0 if c == "loss" else 0.5 for c in judged]
-        result: dict[str, Any] = {"judge": self.name, "cases": n, "judged": len(judged),
-                                  "wins": judged.count("win"), "losses": judged.count("loss"),
-                                  "ties": judged.count("tie"), "errors": errors, "outcomes": outcomes}
+        result: dict[str, Any] = {
+            "judge": self.name,
+            "cases": n,
+            "judged": len(judged),
+            "wins": judged.count("win"),
+            "losses": judged.count("loss"),
+            "ties": judged.count("tie"),
+            "errors": errors,
+            "outcomes": outcomes,
+        }
         if scores:
             rate, low, high = bootstrap_delta([0.0] * len(scores), scores, bootstrap_samples, confidence)
-            result.update(win_rate=rate, ci_low=low, ci_high=high,
-                          verdict="better" if low > 0.5 else "worse" if high < 0.5 else "no significant difference")
+            result.update(
+                win_rate=rate,
+                ci_low=low,
+                ci_high=high,
+                verdict="better" if low > 0.5 else "worse" if high < 0.5 else "no significant difference",
+            )
         return result

@@ -43,5 +43,8 @@ def task_constraint_of(cfg, replies: list[str], schema: dict | None):
 
 def task_decoding(cfg, replies: list[str], tok, schema: dict | None) -> Decoding:
     """The decoding of a project's task cases, from its config and the training split's replies."""
-    return Decoding(reply_limit(replies, tok, cfg.eval.max_new_tokens), cfg.eval.no_repeat_ngram_size,
-                    task_constraint_of(cfg, replies, schema))
+    return Decoding(
+        reply_limit(replies, tok, cfg.eval.max_new_tokens),
+        cfg.eval.no_repeat_ngram_size,
+        task_constraint_of(cfg, replies, schema),
+    )

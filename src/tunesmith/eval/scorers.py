@@ -55,7 +55,7 @@ def parse_json_lenient(output: str) -> Any:
     decoder = json.JSONDecoder()
     for match in re.finditer(r"\{", text):
         try:
-            return decoder.raw_decode(text[match.start():])[0]
+            return decoder.raw_decode(text[match.start() :])[0]
         except json.JSONDecodeError:
             continue
     raise ValueError("no JSON object found")
@@ -90,8 +90,14 @@ def detect_behavior(output: str) -> str:
     return reply_behavior(output)
 
 
-def score_case(case: EvalCase, output: str, task: TaskConfig, schema: dict | None = None,
-               hit_limit: bool = False, details: dict | None = None) -> dict[str, bool | None]:
+def score_case(
+    case: EvalCase,
+    output: str,
+    task: TaskConfig,
+    schema: dict | None = None,
+    hit_limit: bool = False,
+    details: dict | None = None,
+) -> dict[str, bool | None]:
     """All metrics of one case: the task's accuracy and format, whether the reply behaves as expected (answers,
     refuses, escalates, asks, or says it does not know), for out-of-domain cases whether it made an answer up, and
     the case's own scorers and instructions. Why a scorer failed goes into `details` when given."""
@@ -158,8 +164,9 @@ def numeric_match(output: str, expected: float, rel_tol: float = 1e-6) -> bool:
 # ---------------------------------------------------------------------------------------------------------------
 # Scorers a case or a suite names. Each: (spec, case, output, schema) -> (passed | None, detail).
 
+
 def _expected_text(spec: dict, case: EvalCase) -> Any:
-    return spec["expected"] if "expected" in spec else case.expected
+    return spec.get("expected", case.expected)
 
 
 def _exact(spec, case, output, schema):
@@ -245,8 +252,12 @@ def _behavior(spec, case, output, schema):
 
 def instruction_result(case: EvalCase, output: str):
     """IFEval's checks of a case's instructions on `output` (strict and loose, per instruction)."""
-    return check_all(case.instructions, case.instruction_kwargs or [{} for _ in case.instructions], output,
-                     case.messages[-1]["content"] if case.messages else "")
+    return check_all(
+        case.instructions,
+        case.instruction_kwargs or [{} for _ in case.instructions],
+        output,
+        case.messages[-1]["content"] if case.messages else "",
+    )
 
 
 def _instructions(spec, case, output, schema):
@@ -280,7 +291,7 @@ def run_scorers(case: EvalCase, output: str, schema: dict | None, details: dict)
         fn = SCORERS[spec["type"]][1]
         try:
             passed, detail = fn(spec, case, output, schema)
-        except Exception as exc:  # noqa: BLE001 - a user's scorer or odd output must not stop the evaluation
+        except Exception as exc:
             passed, detail = None, f"scorer error: {type(exc).__name__}: {exc}"
         scores[f"check:{name}"] = None if passed is None else bool(passed)
         if detail:
@@ -361,8 +372,11 @@ def _tool_call(spec, case, output, schema):
         return False, "no tool call in the output"
     if [c["name"] for c in got] != [w["name"] for w in want]:
         return False, f"called {[c['name'] for c in got]}, expected {[w['name'] for w in want]}"
-    declared = {(t.get("function") or t).get("name"): (t.get("function") or t).get("parameters")
-                for t in case.tools or [] if isinstance(t, dict)}
+    declared = {
+        (t.get("function") or t).get("name"): (t.get("function") or t).get("parameters")
+        for t in case.tools or []
+        if isinstance(t, dict)
+    }
     for call, exp in zip(got, want):
         params = declared.get(call["name"])
         if params and not validator_for(params).is_valid(call["arguments"]):
@@ -373,10 +387,21 @@ def _tool_call(spec, case, output, schema):
 
 
 SCORER_FUNCTIONS: dict[str, Any] = {
-    "exact": _exact, "label": _label, "json": _json, "json_schema": _json_schema, "json_fields": _json_fields,
-    "regex": _regex, "numeric": _numeric, "contains": _contains, "not_contains": _not_contains,
-    "behavior": _behavior, "tool_call": _tool_call, "instructions": _instructions, "custom": _custom,
+    "exact": _exact,
+    "label": _label,
+    "json": _json,
+    "json_schema": _json_schema,
+    "json_fields": _json_fields,
+    "regex": _regex,
+    "numeric": _numeric,
+    "contains": _contains,
+    "not_contains": _not_contains,
+    "behavior": _behavior,
+    "tool_call": _tool_call,
+    "instructions": _instructions,
+    "custom": _custom,
 }
 assert SCORER_FUNCTIONS.keys() == SCORER_KEYS.keys()
 SCORERS: dict[str, tuple[tuple[str, ...], Any]] = {  # type: (required spec keys, function)
-    kind: (SCORER_KEYS[kind], fn) for kind, fn in SCORER_FUNCTIONS.items()}
+    kind: (SCORER_KEYS[kind], fn) for kind, fn in SCORER_FUNCTIONS.items()
+}

@@ -14,8 +14,9 @@ def mean(xs: Sequence[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def bootstrap_delta(base: Sequence[float], tuned: Sequence[float], samples: int = 2000, confidence: float = 0.95,
-                    seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_delta(
+    base: Sequence[float], tuned: Sequence[float], samples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """(delta, low, high): mean(tuned - base) with a paired percentile bootstrap interval."""
     if len(base) != len(tuned):
         raise ValueError("paired samples must have equal length")
@@ -39,5 +40,5 @@ def mcnemar_exact(base: Sequence[bool], tuned: Sequence[bool]) -> float:
     if n == 0:
         return 1.0
     k = min(b, c)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)

@@ -85,11 +85,19 @@ def cases_from_records(records: list[Record], task: TaskConfig, suite: str = "he
     for i, rec in enumerate(records):
         last = rec.final_assistant_index()
         calls = expected_tool_calls(rec.messages[last]) if last is not None else None
-        cases.append(EvalCase(id=rec.id or f"{suite}-{i:04d}", messages=with_system_prompt(rec.prompt, task),
-                              expected=calls or expected_from_reply(rec.reply, task),
-                              behavior=reply_behavior(rec.reply or ""), kind="task", tags=list(rec.tags),
-                              tools=rec.tools, where=rec.where,
-                              scorers=[{"type": "tool_call"}] if calls else None))
+        cases.append(
+            EvalCase(
+                id=rec.id or f"{suite}-{i:04d}",
+                messages=with_system_prompt(rec.prompt, task),
+                expected=calls or expected_from_reply(rec.reply, task),
+                behavior=reply_behavior(rec.reply or ""),
+                kind="task",
+                tags=list(rec.tags),
+                tools=rec.tools,
+                where=rec.where,
+                scorers=[{"type": "tool_call"}] if calls else None,
+            )
+        )
     return cases
 
 
@@ -98,8 +106,11 @@ def expected_tool_calls(message: dict) -> dict | None:
     calls = message.get("tool_calls")
     if not calls:
         return None
-    return {"tool_calls": [{"name": c["function"]["name"], "arguments": c["function"].get("arguments") or {}}
-                           for c in calls]}
+    return {
+        "tool_calls": [
+            {"name": c["function"]["name"], "arguments": c["function"].get("arguments") or {}} for c in calls
+        ]
+    }
 
 
 def load_suite(path: str | Path, task: TaskConfig, name: str | None = None) -> list[EvalCase]:
@@ -116,16 +127,19 @@ def load_suite(path: str | Path, task: TaskConfig, name: str | None = None) -> l
             case = _ifeval_case(obj, task) if "instruction_id_list" in obj else _case(obj, task)
         except RecordError as exc:
             hint = f" (hint: {exc.hint})" if exc.hint else ""
-            cases.append(EvalCase(id=case_id, messages=[], where=where,
-                                  error=f"{where} [{exc.field}]: {exc.message}{hint}"))
+            cases.append(
+                EvalCase(id=case_id, messages=[], where=where, error=f"{where} [{exc.field}]: {exc.message}{hint}")
+            )
             continue
         case.id, case.where = case_id, where
         cases.append(case)
     ids = [c.id for c in cases]
     dupes = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
     if dupes:  # results are paired by id, so two cases with one id would silently pair the wrong outputs
-        raise TunesmithError(f"Bad eval suite {path}", [Problem(str(path), f"duplicate case id(s): {dupes[:5]}",
-                                                                "give every case a unique `id`")])
+        raise TunesmithError(
+            f"Bad eval suite {path}",
+            [Problem(str(path), f"duplicate case id(s): {dupes[:5]}", "give every case a unique `id`")],
+        )
     return cases
 
 
@@ -133,8 +147,11 @@ def _case(obj: dict, task: TaskConfig) -> EvalCase:
     """A case in tunesmith's format (design §5)."""
     raw = obj.get("messages")
     if not isinstance(raw, list) or not raw:
-        raise RecordError("messages", "a case needs a non-empty `messages` list (the prompt)",
-                          '{"messages": [{"role": "user", "content": "..."}], "expected": "..."}')
+        raise RecordError(
+            "messages",
+            "a case needs a non-empty `messages` list (the prompt)",
+            '{"messages": [{"role": "user", "content": "..."}], "expected": "..."}',
+        )
     messages = [parse_message(m, i) for i, m in enumerate(raw)]
     scorers = obj.get("scorers")
     if messages[-1]["role"] == "assistant":  # a full conversation: its last reply is the expectation
@@ -144,8 +161,11 @@ def _case(obj: dict, task: TaskConfig) -> EvalCase:
             scorers = [{"type": "tool_call"}]
         messages = messages[:-1]
         if not messages:
-            raise RecordError("messages", "the case has a reply but no prompt before it",
-                              "put the user's message before the assistant's, or leave the reply out")
+            raise RecordError(
+                "messages",
+                "the case has a reply but no prompt before it",
+                "put the user's message before the assistant's, or leave the reply out",
+            )
     else:
         expected = obj.get("expected")
     behavior = obj.get("behavior", "answer")
@@ -159,14 +179,25 @@ def _case(obj: dict, task: TaskConfig) -> EvalCase:
         raise RecordError("tags", "tags must be a list of strings")
     if scorers is not None:
         if not isinstance(scorers, list) or not scorers:
-            raise RecordError("scorers", "scorers must be a non-empty list of scorer specs",
-                              '[{"type": "regex", "pattern": "^Order #\\d+"}]')
+            raise RecordError(
+                "scorers",
+                "scorers must be a non-empty list of scorer specs",
+                '[{"type": "regex", "pattern": "^Order #\\d+"}]',
+            )
         for i, spec in enumerate(scorers):
             problem = scorer_problem(spec)
             if problem:
                 raise RecordError(f"scorers[{i}]", *problem)
-    return EvalCase(id="", messages=with_system_prompt(messages, task), expected=expected, behavior=behavior,
-                    kind=kind, tags=[str(t) for t in tags], tools=obj.get("tools"), scorers=scorers)
+    return EvalCase(
+        id="",
+        messages=with_system_prompt(messages, task),
+        expected=expected,
+        behavior=behavior,
+        kind=kind,
+        tags=[str(t) for t in tags],
+        tools=obj.get("tools"),
+        scorers=scorers,
+    )
 
 
 def _ifeval_case(obj: dict, task: TaskConfig) -> EvalCase:
@@ -175,8 +206,9 @@ def _ifeval_case(obj: dict, task: TaskConfig) -> EvalCase:
     if not isinstance(prompt, str) or not prompt.strip():
         raise RecordError("prompt", "an IFEval case needs a non-empty string `prompt`")
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-        raise RecordError("instruction_id_list", "a non-empty list of instruction ids is required",
-                          'e.g. ["punctuation:no_comma"]')
+        raise RecordError(
+            "instruction_id_list", "a non-empty list of instruction ids is required", 'e.g. ["punctuation:no_comma"]'
+        )
     if kwargs is None:
         kwargs = [{} for _ in ids]
     if not isinstance(kwargs, list) or len(kwargs) != len(ids) or not all(isinstance(k, dict) for k in kwargs):
@@ -187,8 +219,14 @@ def _ifeval_case(obj: dict, task: TaskConfig) -> EvalCase:
         if problem:
             raise RecordError(f"kwargs[{i}]" if iid in INSTRUCTION_IDS else f"instruction_id_list[{i}]", problem)
     tags = sorted({i.split(":")[0] for i in ids})
-    return EvalCase(id="", messages=[{"role": "user", "content": prompt}], kind="general", tags=tags,
-                    instructions=list(ids), instruction_kwargs=kwargs)
+    return EvalCase(
+        id="",
+        messages=[{"role": "user", "content": prompt}],
+        kind="general",
+        tags=tags,
+        instructions=list(ids),
+        instruction_kwargs=kwargs,
+    )
 
 
 PROBE = Path(__file__).parent / "probes" / "general.jsonl"
@@ -214,8 +252,13 @@ def project_suites(cfg, project: Path) -> tuple[dict[str, list[EvalCase]], dict[
         spec = entry if not isinstance(entry, str) else None
         path = project / (entry if isinstance(entry, str) else entry.path)
         if not path.is_file():
-            problems.append(Problem(f"eval.suites[{i}]", f"{str(path.relative_to(project))!r} not found",
-                                    "check the path (relative to the project)"))
+            problems.append(
+                Problem(
+                    f"eval.suites[{i}]",
+                    f"{str(path.relative_to(project))!r} not found",
+                    "check the path (relative to the project)",
+                )
+            )
             continue
         cases = load_suite(path, cfg.task)
         if spec is not None and spec.scorers:
@@ -228,9 +271,9 @@ def project_suites(cfg, project: Path) -> tuple[dict[str, list[EvalCase]], dict[
     if cfg.eval.general_probe:
         suites["general"] = general_probe(cfg.eval.general_probe_limit)
         limits["general"] = cfg.eval.general_max_new_tokens
-    if any(s.get("type") == "custom" for cases in suites.values() for c in cases for s in c.scorers or []):
-        if str(project) not in sys.path:  # custom scorers are `module:function` in the project directory
-            sys.path.insert(0, str(project))
+    custom = any(s.get("type") == "custom" for cases in suites.values() for c in cases for s in c.scorers or [])
+    if custom and str(project) not in sys.path:  # custom scorers are `module:function` in the project directory
+        sys.path.insert(0, str(project))
     return suites, limits
 
 

@@ -36,15 +36,20 @@ def ship_verdict(cmp: dict, baselines: dict[str, dict], cfg: Config) -> dict[str
     alternatives = [alternative(name, entry, metric, tuned) for name, entry in baselines.items()]
     failed = [g for g in gates if not g.get("passed")]
     beaten = sorted((a for a in alternatives if a["beats_tuned"]), key=lambda a: _rank(a["value"], metric))
-    reasons = [f"gate on {g['metric']}: {g.get('reason', '')}" for g in gates] + \
-        [_against(a, metric) for a in alternatives]
+    reasons = [f"gate on {g['metric']}: {g.get('reason', '')}" for g in gates] + [
+        _against(a, metric) for a in alternatives
+    ]
     if not alternatives:
         reasons.append("no cheaper alternative was measured (eval.baselines)")
     ship = not failed and not beaten
     target = cfg.eval.gate.min_value
-    return {"ship": ship, "headline": _headline(ship, failed, beaten, tuned, metric, target, alternatives),
-            "reasons": reasons, "instead": None if ship else instead(alternatives, row, metric, target),
-            "alternatives": alternatives}
+    return {
+        "ship": ship,
+        "headline": _headline(ship, failed, beaten, tuned, metric, target, alternatives),
+        "reasons": reasons,
+        "instead": None if ship else instead(alternatives, row, metric, target),
+        "alternatives": alternatives,
+    }
 
 
 def _row(rows: list[dict], metric: str) -> dict | None:
@@ -65,16 +70,37 @@ def _rank(value: float, metric: str) -> float:
 def alternative(name: str, entry: dict, metric: str, tuned: float | None) -> dict[str, Any]:
     """One alternative's line: its value and the tuned model's on the gate metric, from their paired comparison."""
     row = _row(entry.get("metrics") or [], metric)
-    out = {"name": name, "label": entry.get("label") or NAMES.get(name, name), "metric": metric,
-           "train_s": entry.get("train_s")}
+    out = {
+        "name": name,
+        "label": entry.get("label") or NAMES.get(name, name),
+        "metric": metric,
+        "train_s": entry.get("train_s"),
+    }
     if row is None:
-        return {**out, "value": None, "tuned": tuned, "delta": None, "ci_low": None, "ci_high": None,
-                "verdict": "not measured", "significant": False, "beats_tuned": False}
+        return {
+            **out,
+            "value": None,
+            "tuned": tuned,
+            "delta": None,
+            "ci_low": None,
+            "ci_high": None,
+            "verdict": "not measured",
+            "significant": False,
+            "beats_tuned": False,
+        }
     value = row["base"]  # the alternative stood in for the base
-    return {**out, "value": value, "tuned": row["tuned"], "delta": row["delta"], "ci_low": row["ci_low"],
-            "ci_high": row["ci_high"], "verdict": row["verdict"], "n": row.get("n"),
-            "significant": row["verdict"] != "no significant difference",
-            "beats_tuned": _better(value, row["tuned"], metric)}
+    return {
+        **out,
+        "value": value,
+        "tuned": row["tuned"],
+        "delta": row["delta"],
+        "ci_low": row["ci_low"],
+        "ci_high": row["ci_high"],
+        "verdict": row["verdict"],
+        "n": row.get("n"),
+        "significant": row["verdict"] != "no significant difference",
+        "beats_tuned": _better(value, row["tuned"], metric),
+    }
 
 
 def _against(a: dict, metric: str) -> str:
@@ -82,7 +108,7 @@ def _against(a: dict, metric: str) -> str:
     if a["value"] is None:
         return f"{a['label']}: {metric} not measured on the same cases"
     if a["beats_tuned"]:
-        how = ("significantly" if a["significant"] else "not significantly, but it is far cheaper to run")
+        how = "significantly" if a["significant"] else "not significantly, but it is far cheaper to run"
         return f"{a['label']} beats the tuned model on {metric}: {a['value']:.3f} vs {a['tuned']:.3f} ({how})"
     if a["value"] == a["tuned"]:
         return f"{a['label']} ties with the tuned model on {metric}: {a['value']:.3f}"
@@ -90,21 +116,31 @@ def _against(a: dict, metric: str) -> str:
     return f"the tuned model beats {a['label']} on {metric}: {a['tuned']:.3f} vs {a['value']:.3f} ({how})"
 
 
-def _headline(ship: bool, failed: list[dict], beaten: list[dict], tuned: float | None, metric: str,
-              target: float | None, alternatives: list[dict]) -> str:
+def _headline(
+    ship: bool,
+    failed: list[dict],
+    beaten: list[dict],
+    tuned: float | None,
+    metric: str,
+    target: float | None,
+    alternatives: list[dict],
+) -> str:
     """One line naming the deciding reason: an alternative that does the job better, else the failed gate."""
     if ship:
         measured = [a for a in alternatives if a["value"] is not None]
         beats = [f"{a['label']} ({a['value']:.3f})" for a in measured if _better(tuned, a["value"], metric)]
         ties = [f"{a['label']} ({a['value']:.3f})" for a in measured if a["value"] == tuned]
-        also = (f" and beats {' and '.join(beats)}" if beats else "") + \
-            (f"{',' if beats else ' and'} ties with {' and '.join(ties)}" if ties else "")
+        also = (f" and beats {' and '.join(beats)}" if beats else "") + (
+            f"{',' if beats else ' and'} ties with {' and '.join(ties)}" if ties else ""
+        )
         return f"Ship it: the tuned model scores {tuned:.3f} on {metric}, passes every gate{also}"
     good_enough = [a for a in beaten if target is None or not _misses(a["value"], target, metric)]
     if beaten and (good_enough or not failed):
         best = (good_enough or beaten)[0]
-        return (f"Do not ship: {best['label']} scores {best['value']:.3f} vs the tuned model's "
-                f"{best['tuned']:.3f} on {metric}")
+        return (
+            f"Do not ship: {best['label']} scores {best['value']:.3f} vs the tuned model's "
+            f"{best['tuned']:.3f} on {metric}"
+        )
     gate = failed[0]
     parts = str(gate.get("reason") or "a gate fails").split("; ")
     deciding = next((p for p in parts if "target" in p or "ceiling" in p), parts[0])  # the absolute target first
@@ -122,21 +158,35 @@ def instead(alternatives: list[dict], row: dict | None, metric: str, target: flo
     gate, e.g. forgetting); else "nothing yet" and why."""
     tuned = row["tuned"] if row else None
     base = row["base"] if row else None
-    fit = [a for a in alternatives if a["value"] is not None
-           and (base is None or _better(a["value"], base, metric))
-           and (target is None or not _misses(a["value"], target, metric))]
+    fit = [
+        a
+        for a in alternatives
+        if a["value"] is not None
+        and (base is None or _better(a["value"], base, metric))
+        and (target is None or not _misses(a["value"], target, metric))
+    ]
     if fit:
         best = min(fit, key=lambda a: _rank(a["value"], metric))
-        cost = (f", {_seconds(best['train_s'])} to train" if best.get("train_s") is not None
-                else ", no training" if best["name"] == "few_shot" else "")
+        cost = (
+            f", {_seconds(best['train_s'])} to train"
+            if best.get("train_s") is not None
+            else ", no training"
+            if best["name"] == "few_shot"
+            else ""
+        )
         if tuned is not None and _better(tuned, best["value"], metric):
-            return (f"{best['label']} ({best['value']:.3f} on {metric}{cost}; the tuned model scores {tuned:.3f} "
-                    "but fails a gate)")
+            return (
+                f"{best['label']} ({best['value']:.3f} on {metric}{cost}; the tuned model scores {tuned:.3f} "
+                "but fails a gate)"
+            )
         versus = f" vs {tuned:.3f}" if tuned is not None else ""
         return f"{best['label']} ({best['value']:.3f}{versus} on {metric}{cost})"
     if target is not None:
-        scored = [(v, who) for v, who in [(tuned, "the tuned model")] + [(a["value"], a["label"]) for a in alternatives]
-                  if v is not None]
+        scored = [
+            (v, who)
+            for v, who in [(tuned, "the tuned model")] + [(a["value"], a["label"]) for a in alternatives]
+            if v is not None
+        ]
         best_value, who = min(scored, key=lambda p: _rank(p[0], metric)) if scored else (None, "")
         got = f" ({who}, {best_value:.3f})" if best_value is not None else ""
         side = "above the ceiling" if metric.rpartition(".")[2] in LOWER_IS_BETTER else "below the target"

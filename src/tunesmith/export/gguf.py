@@ -40,20 +40,27 @@ def constraint_files(constraint: Constraint) -> dict[str, str]:
 def check_exportable(model_dir: Path, types: list[str]) -> None:
     """A clear error, before any work, for an unknown type or an architecture the writer does not cover."""
     unknown = [t for t in types if t not in TYPES]
-    problems = [Problem(f"export.gguf_types: {t}", "not a GGUF type tunesmith writes", f"one of {', '.join(TYPES)}")
-                for t in unknown]
+    problems = [
+        Problem(f"export.gguf_types: {t}", "not a GGUF type tunesmith writes", f"one of {', '.join(TYPES)}")
+        for t in unknown
+    ]
     config = json.loads((model_dir / "config.json").read_text())
     if config.get("model_type") not in SUPPORTED:
-        problems.append(Problem(
-            str(model_dir / "config.json"), f"model_type {config.get('model_type')!r} has no GGUF writer here",
-            "supported: the llama family (model_type: llama, e.g. Llama, SmolLM, TinyLlama); export `merged` "
-            "and convert it with llama.cpp's convert_hf_to_gguf.py"))
+        problems.append(
+            Problem(
+                str(model_dir / "config.json"),
+                f"model_type {config.get('model_type')!r} has no GGUF writer here",
+                "supported: the llama family (model_type: llama, e.g. Llama, SmolLM, TinyLlama); export `merged` "
+                "and convert it with llama.cpp's convert_hf_to_gguf.py",
+            )
+        )
     if problems:
         raise TunesmithError("Cannot export GGUF", problems)
 
 
-def write_gguf(model_dir: Path, out_dir: Path, types: list[str], source_gguf: Path | None = None,
-               name: str = "model") -> dict[str, Path]:
+def write_gguf(
+    model_dir: Path, out_dir: Path, types: list[str], source_gguf: Path | None = None, name: str = "model"
+) -> dict[str, Path]:
     """One GGUF per type in `types` under `out_dir` (each written to a temporary file, then renamed). With
     `source_gguf` (the base model came as a GGUF), its tokenizer pre-tokenizer name is kept."""
     import gguf
@@ -85,9 +92,16 @@ def write_gguf(model_dir: Path, out_dir: Path, types: list[str], source_gguf: Pa
                     continue
                 gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
                 if gguf_name is None:
-                    raise TunesmithError("Cannot export GGUF", [Problem(
-                        hf_name, "a tensor llama.cpp's llama layout has no name for",
-                        "export `merged` and convert it with llama.cpp's convert_hf_to_gguf.py")])
+                    raise TunesmithError(
+                        "Cannot export GGUF",
+                        [
+                            Problem(
+                                hf_name,
+                                "a tensor llama.cpp's llama layout has no name for",
+                                "export `merged` and convert it with llama.cpp's convert_hf_to_gguf.py",
+                            )
+                        ],
+                    )
                 data = tensor.float().numpy()
                 if hf_name.endswith("q_proj.weight"):
                     data = _permute(data, heads, heads)
@@ -110,8 +124,11 @@ def _permute(weights, n_head: int, n_head_kv: int):
     """llama.cpp's rotary layout for q/k (`convert_hf_to_gguf.py`'s permute), which transformers reverses."""
     if n_head != n_head_kv:
         n_head = n_head_kv
-    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
-            .swapaxes(1, 2).reshape(weights.shape))
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
 
 def _add_tensor(writer, gguf, name: str, data, qtype: str) -> None:
@@ -145,8 +162,11 @@ def _add_model_metadata(writer, config, qtype: str, name: str) -> None:
     if theta:
         writer.add_rope_freq_base(float(theta))
     writer.add_vocab_size(config.vocab_size)
-    file_type = {"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-                 "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[qtype]
+    file_type = {
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+        "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+    }[qtype]
     writer.add_file_type(file_type)
 
 
@@ -158,9 +178,16 @@ def _add_tokenizer(writer, tok, pre: str) -> None:
     spec = json.loads(tok.backend_tokenizer.to_str())
     model = spec.get("model", {})
     if model.get("type") != "BPE":
-        raise TunesmithError("Cannot export GGUF", [Problem(
-            "tokenizer", f"a {model.get('type')} tokenizer; the GGUF writer covers byte-level BPE (gpt2) ones",
-            "export `merged` and convert it with llama.cpp's convert_hf_to_gguf.py")])
+        raise TunesmithError(
+            "Cannot export GGUF",
+            [
+                Problem(
+                    "tokenizer",
+                    f"a {model.get('type')} tokenizer; the GGUF writer covers byte-level BPE (gpt2) ones",
+                    "export `merged` and convert it with llama.cpp's convert_hf_to_gguf.py",
+                )
+            ],
+        )
     added = {t["id"]: t for t in spec.get("added_tokens", [])}
     by_id = {i: t for t, i in model["vocab"].items()} | {i: t["content"] for i, t in added.items()}
     size = max(by_id) + 1
@@ -171,8 +198,13 @@ def _add_tokenizer(writer, tok, pre: str) -> None:
             types.append(gguf.TokenType.UNUSED)
             continue
         tokens.append(by_id[i])
-        types.append(gguf.TokenType.NORMAL if i not in added else
-                     gguf.TokenType.CONTROL if added[i].get("special") else gguf.TokenType.USER_DEFINED)
+        types.append(
+            gguf.TokenType.NORMAL
+            if i not in added
+            else gguf.TokenType.CONTROL
+            if added[i].get("special")
+            else gguf.TokenType.USER_DEFINED
+        )
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(pre)
@@ -181,8 +213,11 @@ def _add_tokenizer(writer, tok, pre: str) -> None:
     writer.add_token_merges(merges)
     eot = tok.convert_tokens_to_ids(tok.eos_token)
     writer.add_eos_token_id(eot)
-    for attr, add in (("bos_token", writer.add_bos_token_id), ("unk_token", writer.add_unk_token_id),
-                      ("pad_token", writer.add_pad_token_id)):
+    for attr, add in (
+        ("bos_token", writer.add_bos_token_id),
+        ("unk_token", writer.add_unk_token_id),
+        ("pad_token", writer.add_pad_token_id),
+    ):
         token = getattr(tok, attr, None)
         if token is not None:
             add(tok.convert_tokens_to_ids(token))

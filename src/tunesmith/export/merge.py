@@ -22,8 +22,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunesmith.files import atomic_write_json, file_sha256
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.files import atomic_write_json, file_sha256
 from tunesmith.models import ModelRef, check_adapter_dir, load_model, load_tokenizer
 
 if TYPE_CHECKING:
@@ -32,10 +32,18 @@ if TYPE_CHECKING:
 FORMATS = ("adapter", "merged", "gguf", "ollama")
 
 
-def export_artifacts(model_ref: ModelRef, adapter: Path | None, formats: list[str], out_dir: Path,
-                     no_repeat_ngram_size: int | None = None, gguf_types: list[str] | None = None,
-                     ollama_type: str = "q8_0", system: str | None = None,
-                     num_ctx: int | None = None, constraint: Constraint | None = None) -> dict[str, Any]:
+def export_artifacts(
+    model_ref: ModelRef,
+    adapter: Path | None,
+    formats: list[str],
+    out_dir: Path,
+    no_repeat_ngram_size: int | None = None,
+    gguf_types: list[str] | None = None,
+    ollama_type: str = "q8_0",
+    system: str | None = None,
+    num_ctx: int | None = None,
+    constraint: Constraint | None = None,
+) -> dict[str, Any]:
     """Export each requested format into `out_dir/<format>/`; write and return the manifest. With no adapter (a
     full fine-tuning run), `model_ref` is the trained model and `merged` is it with its stop tokens. With a
     `constraint`, the GGUF and Ollama folders get its grammar and schema (listed under `constraint` in the
@@ -45,15 +53,32 @@ def export_artifacts(model_ref: ModelRef, adapter: Path | None, formats: list[st
     gguf_types = list(gguf_types or ["f16", "q8_0"])
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise TunesmithError("Unknown export format", [Problem(f"--format {f}", "not an export format",
-                                                               f"one of {', '.join(FORMATS)}") for f in unknown])
+        raise TunesmithError(
+            "Unknown export format",
+            [Problem(f"--format {f}", "not an export format", f"one of {', '.join(FORMATS)}") for f in unknown],
+        )
     if adapter is None and "adapter" in formats:
-        raise TunesmithError("Nothing to export as an adapter", [Problem(
-            "export.formats: adapter", "train.method: full trains every weight, so there is no adapter",
-            "export `merged` (the whole trained model) instead")])
+        raise TunesmithError(
+            "Nothing to export as an adapter",
+            [
+                Problem(
+                    "export.formats: adapter",
+                    "train.method: full trains every weight, so there is no adapter",
+                    "export `merged` (the whole trained model) instead",
+                )
+            ],
+        )
     if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
-        raise TunesmithError("The adapter is missing", [Problem(
-            str(adapter), "no adapter_config.json there", "re-run `tunesmith train`; the run may have been cleaned")])
+        raise TunesmithError(
+            "The adapter is missing",
+            [
+                Problem(
+                    str(adapter),
+                    "no adapter_config.json there",
+                    "re-run `tunesmith train`; the run may have been cleaned",
+                )
+            ],
+        )
     if {"gguf", "ollama"} & set(formats):
         check_exportable(Path(model_ref.path), gguf_types + [ollama_type])
     # the grammar before any slow work: a schema with no GBNF form fails here, not after the merge
@@ -92,10 +117,14 @@ def export_artifacts(model_ref: ModelRef, adapter: Path | None, formats: list[st
             made[fmt] = _describe(staging / fmt, out_dir / fmt)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        hint = ("free some space (an export needs about 3x the model's size while it is written)"
-                if exc.errno == errno.ENOSPC else "check the directory's permissions")
-        raise TunesmithError("Export failed", [Problem(str(exc.filename or out_dir), exc.strerror or str(exc),
-                                                       hint)]) from None
+        hint = (
+            "free some space (an export needs about 3x the model's size while it is written)"
+            if exc.errno == errno.ENOSPC
+            else "check the directory's permissions"
+        )
+        raise TunesmithError(
+            "Export failed", [Problem(str(exc.filename or out_dir), exc.strerror or str(exc), hint)]
+        ) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -103,12 +132,21 @@ def export_artifacts(model_ref: ModelRef, adapter: Path | None, formats: list[st
         shutil.rmtree(out_dir / fmt, ignore_errors=True)
         os.replace(staging / fmt, out_dir / fmt)
     shutil.rmtree(staging, ignore_errors=True)
-    manifest = {"base": model_ref.ref, "base_identity": model_ref.identity,
-                "adapter": str(adapter) if adapter is not None else None, "exports": made}
+    manifest = {
+        "base": model_ref.ref,
+        "base_identity": model_ref.identity,
+        "adapter": str(adapter) if adapter is not None else None,
+        "exports": made,
+    }
     if constraint is not None:
         ours = {*shipped, "README.md"}
-        files = [str(out_dir / fmt / name) for fmt in ("gguf", "ollama") if fmt in made
-                 for name in made[fmt]["files"] if name in ours]
+        files = [
+            str(out_dir / fmt / name)
+            for fmt in ("gguf", "ollama")
+            if fmt in made
+            for name in made[fmt]["files"]
+            if name in ours
+        ]
         manifest["constraint"] = {**constraint.to_json(), "key": constraint.key(), "files": files}
     atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest
@@ -141,8 +179,14 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def _describe(staged: Path, final: Path) -> dict[str, Any]:
-    return {"path": str(final), "files": {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
-                                          for p in sorted(staged.iterdir()) if p.is_file()}}
+    return {
+        "path": str(final),
+        "files": {
+            p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+            for p in sorted(staged.iterdir())
+            if p.is_file()
+        },
+    }
 
 
 def source_gguf(model_ref: ModelRef) -> Path | None:

@@ -45,39 +45,50 @@ class TemplateParts:
 
     def go_template(self) -> str:
         p, s = self.prefix, self.suffix
-        return ('{{ if .System }}' + p["system"] + '{{ .System }}' + s["system"] + '{{ end }}'
-                '{{ range .Messages }}{{ if eq .Role "user" }}' + p["user"] + '{{ .Content }}' + s["user"]
-                + '{{ else if eq .Role "assistant" }}' + p["assistant"] + '{{ .Content }}' + s["assistant"]
-                + '{{ end }}{{ end }}' + self.generation)
+        return (
+            "{{ if .System }}" + p["system"] + "{{ .System }}" + s["system"] + "{{ end }}"
+            '{{ range .Messages }}{{ if eq .Role "user" }}'
+            + p["user"]
+            + "{{ .Content }}"
+            + s["user"]
+            + '{{ else if eq .Role "assistant" }}'
+            + p["assistant"]
+            + "{{ .Content }}"
+            + s["assistant"]
+            + "{{ end }}{{ end }}"
+            + self.generation
+        )
 
 
 def template_parts(tok) -> TemplateParts:
     """Split the chat template's rendering into per-role prefix and suffix; raise when the split does not
     reproduce the template on test conversations."""
     eot = tok.eos_token
-    convo = [{"role": "system", "content": _MARK["system"]},
-             {"role": "user", "content": _MARK["user"].format(1)},
-             {"role": "assistant", "content": _MARK["assistant"].format(1)},
-             {"role": "user", "content": _MARK["user"].format(2)}]
+    convo = [
+        {"role": "system", "content": _MARK["system"]},
+        {"role": "user", "content": _MARK["user"].format(1)},
+        {"role": "assistant", "content": _MARK["assistant"].format(1)},
+        {"role": "user", "content": _MARK["user"].format(2)},
+    ]
     text = _render(tok, convo)
     marks = [m["content"] for m in convo]
     at = [text.index(m) for m in marks]
     ends = [a + len(m) for a, m in zip(at, marks)]
-    gaps = [text[ends[i]:at[i + 1]] for i in range(len(marks) - 1)]
-    suffix, prefix = {}, {"system": text[:at[0]]}
+    gaps = [text[ends[i] : at[i + 1]] for i in range(len(marks) - 1)]
+    suffix, prefix = {}, {"system": text[: at[0]]}
     for (before, after), gap in zip((("system", "user"), ("user", "assistant"), ("assistant", "user")), gaps):
         cut = _turn_end(gap, eot)
         suffix.setdefault(before, gap[:cut])
         prefix.setdefault(after, gap[cut:])
-    tail = text[ends[-1]:]
+    tail = text[ends[-1] :]
     cut = _turn_end(tail, eot)
     suffix.setdefault("user", tail[:cut])
     parts = TemplateParts(prefix, suffix, tail[cut:], None)
     # A template that inserts its own system prompt when there is none (SmolLM2 does): that is the default.
     bare = _render(tok, convo[1:2])
     head = parts.prefix["system"]
-    if bare.startswith(head) and parts.suffix["system"] in bare[len(head):]:
-        candidate = bare[len(head):bare.index(parts.suffix["system"], len(head))]
+    if bare.startswith(head) and parts.suffix["system"] in bare[len(head) :]:
+        candidate = bare[len(head) : bare.index(parts.suffix["system"], len(head))]
         if parts.render(candidate, convo[1:2]) == bare:
             parts.default_system = candidate
     _verify(tok, parts)
@@ -103,8 +114,14 @@ def _render(tok, messages: list[dict]) -> str:
 def _verify(tok, parts: TemplateParts) -> None:
     tests = [
         [{"role": "system", "content": "Route the ticket."}, {"role": "user", "content": "Where is my order?"}],
-        [{"role": "system", "content": "S"}, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-         {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}, {"role": "user", "content": "e"}],
+        [
+            {"role": "system", "content": "S"},
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b"},
+            {"role": "user", "content": "c"},
+            {"role": "assistant", "content": "d"},
+            {"role": "user", "content": "e"},
+        ],
         [{"role": "user", "content": "Hello there"}],
     ]
     for convo in tests:
@@ -112,10 +129,18 @@ def _verify(tok, parts: TemplateParts) -> None:
         expected = _render(tok, convo)
         got = parts.render(system, [m for m in convo if m["role"] != "system"])
         if got != expected:
-            raise TunesmithError("The chat template has no Ollama equivalent", [Problem(
-                "tokenizer chat_template", f"rebuilt as a Go template it renders {got[:120]!r}, the model's own "
-                f"template {expected[:120]!r}", "write the Modelfile's TEMPLATE by hand for this model, or export "
-                "`gguf` and let the runtime use the template stored in it")])
+            raise TunesmithError(
+                "The chat template has no Ollama equivalent",
+                [
+                    Problem(
+                        "tokenizer chat_template",
+                        f"rebuilt as a Go template it renders {got[:120]!r}, the model's own "
+                        f"template {expected[:120]!r}",
+                        "write the Modelfile's TEMPLATE by hand for this model, or export "
+                        "`gguf` and let the runtime use the template stored in it",
+                    )
+                ],
+            )
 
 
 def modelfile(tok, gguf_name: str, system: str | None = None, num_ctx: int | None = None) -> str:
@@ -126,8 +151,10 @@ def modelfile(tok, gguf_name: str, system: str | None = None, num_ctx: int | Non
     system = system or parts.default_system
     for what, text in (("TEMPLATE", template), ("SYSTEM", system or "")):
         if '"""' in text:
-            raise TunesmithError("Cannot write the Modelfile", [Problem(
-                what, 'contains """, which ends a Modelfile string', "remove it from the template or prompt")])
+            raise TunesmithError(
+                "Cannot write the Modelfile",
+                [Problem(what, 'contains """, which ends a Modelfile string', "remove it from the template or prompt")],
+            )
     lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{template}"""']
     if system:
         lines.append(f'SYSTEM """{system}"""')
@@ -144,27 +171,51 @@ def constraint_readme(constraint: Constraint, gguf_name: str) -> str:
     Ollama's API takes no grammar, so a label set is constrained through llama.cpp only."""
     import json
 
-    what = {"json_schema": "valid against the JSON Schema in `schema.json`", "json_object": "a JSON object",
-            "choice": "exactly one of the labels in `schema.json`"}[constraint.kind]
-    lines = ["# Constrained replies", "",
-             f"tunesmith evaluated this model with every reply held to be {what}, ending when the reply is "
-             "complete. Ask for the same constraint when you run it, or its replies may differ from what the "
-             "evaluation measured.", "", "## Ollama", ""]
+    what = {
+        "json_schema": "valid against the JSON Schema in `schema.json`",
+        "json_object": "a JSON object",
+        "choice": "exactly one of the labels in `schema.json`",
+    }[constraint.kind]
+    lines = [
+        "# Constrained replies",
+        "",
+        f"tunesmith evaluated this model with every reply held to be {what}, ending when the reply is "
+        "complete. Ask for the same constraint when you run it, or its replies may differ from what the "
+        "evaluation measured.",
+        "",
+        "## Ollama",
+        "",
+    ]
     if constraint.kind == "choice":
-        lines += ["Ollama's API takes a JSON Schema or `\"json\"` as `format`, not a grammar, and a label is plain "
-                  "text, not JSON: use llama.cpp below for constrained labels.", ""]
+        lines += [
+            'Ollama\'s API takes a JSON Schema or `"json"` as `format`, not a grammar, and a label is plain '
+            "text, not JSON: use llama.cpp below for constrained labels.",
+            "",
+        ]
     else:
         fmt = json.dumps(constraint.schema) if constraint.kind == "json_schema" else '"json"'
         fmt = fmt.replace("'", "'\\''")  # inside the shell's single quotes
-        lines += ["```bash", "ollama create my-model -f Modelfile",
-                  "curl http://localhost:11434/api/chat -d '{\"model\": \"my-model\", \"stream\": false, "
-                  f"\"messages\": [{{\"role\": \"user\", \"content\": \"...\"}}], \"format\": {fmt}}}'",
-                  "```", "", "(In Python: `ollama.chat(model=\"my-model\", messages=[...], format=" +
-                  ("json.load(open(\"schema.json\"))" if constraint.kind == "json_schema" else "\"json\"") + ")`.)",
-                  ""]
-    lines += ["## llama.cpp", "", "```bash",
-              f"llama-cli -m {gguf_name} --grammar-file grammar.gbnf --temp 0 -cnv",
-              f"llama-server -m {gguf_name}   # then send the contents of grammar.gbnf as \"grammar\" in a request",
-              "```", "", "llama-cpp-python: `LlamaGrammar.from_file(\"grammar.gbnf\")` as `grammar=` of "
-              "`create_chat_completion`.", ""]
+        lines += [
+            "```bash",
+            "ollama create my-model -f Modelfile",
+            'curl http://localhost:11434/api/chat -d \'{"model": "my-model", "stream": false, '
+            f'"messages": [{{"role": "user", "content": "..."}}], "format": {fmt}}}\'',
+            "```",
+            "",
+            '(In Python: `ollama.chat(model="my-model", messages=[...], format='
+            + ('json.load(open("schema.json"))' if constraint.kind == "json_schema" else '"json"')
+            + ")`.)",
+            "",
+        ]
+    lines += [
+        "## llama.cpp",
+        "",
+        "```bash",
+        f"llama-cli -m {gguf_name} --grammar-file grammar.gbnf --temp 0 -cnv",
+        f'llama-server -m {gguf_name}   # then send the contents of grammar.gbnf as "grammar" in a request',
+        "```",
+        "",
+        'llama-cpp-python: `LlamaGrammar.from_file("grammar.gbnf")` as `grammar=` of `create_chat_completion`.',
+        "",
+    ]
     return "\n".join(lines)

@@ -4,7 +4,8 @@
 
 Agreement is the share of held-out cases whose greedy reply is identical to the checkpoint's, plus every metric's
 paired delta with its interval (`tunesmith.eval.compare`). Both sides run in the same precision (fp32 by default:
-on the built-in model, bf16 evaluation alone changes ~40% of greedy replies, which would hide what the export did). Targets (`export.parity_*`): unquantized exports
+on the built-in model, bf16 evaluation alone changes ~40% of greedy replies, which would hide what the export did).
+Targets (`export.parity_*`): unquantized exports
 (`merged`, `f16`) give the identical reply on at least 95% of cases; quantized ones (`q8_0`, `q4_0`) keep task
 accuracy within 2 points. A miss is a finding with its likely cause: the chat template (the artifact renders the
 prompt differently), the stop token (it stops elsewhere, or runs to the token limit more often), the decoding (a
@@ -22,9 +23,16 @@ from tunesmith.config import Config
 UNQUANTIZED = ("merged", "f16")
 
 
-def parity(kind: str, checkpoint_rows: list[dict], export_rows: list[dict], cfg: Config,
-           template_same: bool = True, eos_same: bool = True, runtime: str = "transformers",
-           decoding_same: bool = True) -> dict[str, Any]:
+def parity(
+    kind: str,
+    checkpoint_rows: list[dict],
+    export_rows: list[dict],
+    cfg: Config,
+    template_same: bool = True,
+    eos_same: bool = True,
+    runtime: str = "transformers",
+    decoding_same: bool = True,
+) -> dict[str, Any]:
     """The parity report of one exported artifact (`kind`: merged, f16, q8_0, q4_0) run by `runtime`
     (transformers, or llama.cpp for a GGUF; `decoding_same` False when the runtime cannot decode as the eval did,
     e.g. llama.cpp has no no_repeat_ngram_size)."""
@@ -47,18 +55,36 @@ def parity(kind: str, checkpoint_rows: list[dict], export_rows: list[dict], cfg:
     cause = None
     if not passed:
         if not decoding_same:
-            cause = (f"decoding: {runtime} cannot decode as the evaluation did (eval.no_repeat_ngram_size has no "
-                     "equivalent there); compare with eval.no_repeat_ngram_size unset to isolate the export")
+            cause = (
+                f"decoding: {runtime} cannot decode as the evaluation did (eval.no_repeat_ngram_size has no "
+                "equivalent there); compare with eval.no_repeat_ngram_size unset to isolate the export"
+            )
         elif not template_same:
-            cause = ("chat template: the exported model renders the prompt differently from the checkpoint; "
-                     "check the template stored in the artifact")
+            cause = (
+                "chat template: the exported model renders the prompt differently from the checkpoint; "
+                "check the template stored in the artifact"
+            )
         elif not eos_same or (limit is not None and limit["delta"] > 0.05):
-            cause = ("stop token: the exported model stops elsewhere (or runs to the token limit more often); "
-                     "check its EOS / end-of-turn token")
+            cause = (
+                "stop token: the exported model stops elsewhere (or runs to the token limit more often); "
+                "check its EOS / end-of-turn token"
+            )
         else:
-            cause = ("numbers: " + ("quantization" if kind not in UNQUANTIZED else "half precision")
-                     + " moved near-tied greedy choices; try a wider type (q8_0, f16)")
-    return {"kind": kind, "runtime": runtime, "n": n, "identical": identical, "target": target, "passed": passed, "cause": cause,
-            "task_accuracy": None if accuracy is None else {k: accuracy[k] for k in
-                                                            ("base", "tuned", "delta", "ci_low", "ci_high")},
-            "metrics": metrics}
+            cause = (
+                "numbers: "
+                + ("quantization" if kind not in UNQUANTIZED else "half precision")
+                + " moved near-tied greedy choices; try a wider type (q8_0, f16)"
+            )
+    return {
+        "kind": kind,
+        "runtime": runtime,
+        "n": n,
+        "identical": identical,
+        "target": target,
+        "passed": passed,
+        "cause": cause,
+        "task_accuracy": None
+        if accuracy is None
+        else {k: accuracy[k] for k in ("base", "tuned", "delta", "ci_low", "ci_high")},
+        "metrics": metrics,
+    }

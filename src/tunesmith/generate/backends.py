@@ -24,18 +24,28 @@ model name) and `prompt_key(case)` (exactly what it sends), which key the genera
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from tunesmith.chat import render_prompt
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.generate.decoding import Constraint, gbnf, logits_processor, to_response_format
-from tunesmith.models import (ModelRef, bf16_inference_weights, cached_sha256, check_adapter_dir, dir_identity,
-                              load_model, load_tokenizer, resolve_precision)
+from tunesmith.models import (
+    ModelRef,
+    bf16_inference_weights,
+    cached_sha256,
+    check_adapter_dir,
+    dir_identity,
+    load_model,
+    load_tokenizer,
+    resolve_precision,
+)
 
 
 class PromptLike(Protocol):
@@ -76,17 +86,28 @@ class Backend(Protocol):
 
     def prompt_key(self, case: PromptLike) -> str: ...
 
-    def generate(self, cases: Sequence[PromptLike], max_new_tokens: int = 128, batch_size: int = 16,
-                 label: str = "Generating", no_repeat_ngram_size: int | None = None,
-                 on_result: Callable[[int, Generation], None] | None = None,
-                 constraint: Constraint | None = None) -> list[Generation]: ...
+    def generate(
+        self,
+        cases: Sequence[PromptLike],
+        max_new_tokens: int = 128,
+        batch_size: int = 16,
+        label: str = "Generating",
+        no_repeat_ngram_size: int | None = None,
+        on_result: Callable[[int, Generation], None] | None = None,
+        constraint: Constraint | None = None,
+    ) -> list[Generation]: ...
 
 
 def _progress(label: str, total: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
     return progress, progress.add_task(label, total=total, rate="")
 
 
@@ -101,10 +122,14 @@ class TransformersBackend:
     extra matmuls per layer at every step) is kept only when every reply is identical (`merge="auto"`; `True`
     merges, `False` never). `merged` says what was decided."""
 
-    def __init__(self, model_ref: ModelRef, adapter: str | Path | None = None, precision: str = "auto",
-                 merge: bool | str = "auto") -> None:
+    def __init__(
+        self,
+        model_ref: ModelRef,
+        adapter: str | Path | None = None,
+        precision: str = "auto",
+        merge: bool | str = "auto",
+    ) -> None:
         import torch
-
 
         self.tok = load_tokenizer(model_ref)
         self.tok.padding_side = "left"
@@ -121,8 +146,9 @@ class TransformersBackend:
         self.model.to(self.device)
         self.eot_id = self.tok.convert_tokens_to_ids(self.tok.eos_token)
         adapter_id = dir_identity(Path(adapter)) if adapter is not None else None
-        self.fingerprint = json.dumps({"model": model_ref.identity, "adapter": adapter_id,
-                                       "precision": self.precision, "device": self.device})
+        self.fingerprint = json.dumps(
+            {"model": model_ref.identity, "adapter": adapter_id, "precision": self.precision, "device": self.device}
+        )
         self.merge, self.merged = (merge if adapter is not None else False), False
         if self.merge is True:
             self.model.merge_adapter()
@@ -147,9 +173,16 @@ class TransformersBackend:
     def prompt_key(self, case: PromptLike) -> str:
         return render_prompt(self.tok, case.messages, case.tools)
 
-    def generate(self, cases: list[PromptLike], max_new_tokens: int = 128, batch_size: int = 16,
-                 label: str = "Generating", no_repeat_ngram_size: int | None = None,
-                 on_result=None, constraint: Constraint | None = None) -> list[Generation]:
+    def generate(
+        self,
+        cases: list[PromptLike],
+        max_new_tokens: int = 128,
+        batch_size: int = 16,
+        label: str = "Generating",
+        no_repeat_ngram_size: int | None = None,
+        on_result=None,
+        constraint: Constraint | None = None,
+    ) -> list[Generation]:
         """Greedy replies for every case, in case order; longest prompts first so batches pad little.
         `on_result(i, generation)` is called as each batch finishes. With `constraint`, every reply is held to it
         (and n-grams are blocked inside the grammar, see `tunesmith.generate.decoding.logits_processor`)."""
@@ -161,22 +194,28 @@ class TransformersBackend:
         made, spent = 0, 0.0
         with progress:
             for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
-                enc = self.tok([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                               add_special_tokens=False).to(self.device)
+                idx = order[start : start + batch_size]
+                enc = self.tok(
+                    [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
+                ).to(self.device)
                 began = time.perf_counter()
                 out = self._generate(enc, max_new_tokens, self._decoding(len(idx), no_repeat_ngram_size, constraint))
                 if self.merge == "auto":  # the first batch decides whether the merged weights answer the same
-                    out = self._try_merge(enc, max_new_tokens, out, lambda: self._decoding(
-                        len(idx), no_repeat_ngram_size, constraint))
+                    out = self._try_merge(
+                        enc,
+                        max_new_tokens,
+                        out,
+                        lambda idx=idx: self._decoding(len(idx), no_repeat_ngram_size, constraint),
+                    )
                 wall = time.perf_counter() - began
-                new = out[:, enc["input_ids"].shape[1]:]
+                new = out[:, enc["input_ids"].shape[1] :]
                 for row, i in enumerate(idx):
                     ids = new[row].tolist()
                     stopped = self.eot_id in ids
-                    ids = ids[:ids.index(self.eot_id)] if stopped else [t for t in ids if t != self.tok.pad_token_id]
-                    results[i] = Generation(self.tok.decode(ids, skip_special_tokens=True), len(ids),
-                                            not stopped, wall / len(idx))
+                    ids = ids[: ids.index(self.eot_id)] if stopped else [t for t in ids if t != self.tok.pad_token_id]
+                    results[i] = Generation(
+                        self.tok.decode(ids, skip_special_tokens=True), len(ids), not stopped, wall / len(idx)
+                    )
                     made += len(ids)
                     if on_result is not None:
                         on_result(i, results[i])
@@ -187,12 +226,21 @@ class TransformersBackend:
     def _generate(self, enc, max_new_tokens: int, decoding: dict):
         import torch
 
-        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16,
-                                                    enabled=self.precision == "bf16"):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.precision == "bf16"),
+        ):
             # use_cache explicitly: a model being trained has it switched off in its config by the Trainer, and
             # without the KV cache every step recomputes every position
-            return self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                                       eos_token_id=self.eot_id, pad_token_id=self.tok.pad_token_id, **decoding)
+            return self.model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                use_cache=True,
+                eos_token_id=self.eot_id,
+                pad_token_id=self.tok.pad_token_id,
+                **decoding,
+            )
 
     def _try_merge(self, enc, max_new_tokens: int, unmerged_out, decoding):
         """Merge the adapter and generate the same batch again: keep the merged weights when every token is the
@@ -217,8 +265,10 @@ class TransformersBackend:
         itself, within the grammar)."""
         if constraint is None:
             return {"no_repeat_ngram_size": no_repeat_ngram_size or 0}
-        return {"no_repeat_ngram_size": 0,
-                "logits_processor": [logits_processor(self.tok, constraint, rows, no_repeat_ngram_size)]}
+        return {
+            "no_repeat_ngram_size": 0,
+            "logits_processor": [logits_processor(self.tok, constraint, rows, no_repeat_ngram_size)],
+        }
 
 
 class EndpointBackend:
@@ -227,15 +277,31 @@ class EndpointBackend:
     `error` set; the other cases go on. Tool calls the endpoint returns natively become Hermes-style
     `<tool_call>{...}</tool_call>` text, the form tunesmith's tool-call scorer reads."""
 
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = None, concurrency: int = 4,
-                 max_retries: int = 3, timeout_s: float = 120.0, input_usd_per_mtok: float | None = None,
-                 output_usd_per_mtok: float | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = None,
+        concurrency: int = 4,
+        max_retries: int = 3,
+        timeout_s: float = 120.0,
+        input_usd_per_mtok: float | None = None,
+        output_usd_per_mtok: float | None = None,
+    ) -> None:
         from openai import OpenAI
 
         key = os.environ.get(api_key_env) if api_key_env else None
         if api_key_env and not key:
-            raise TunesmithError("Missing API key", [Problem(f"${api_key_env}", "the environment variable is not set",
-                                                             f"export {api_key_env}=... before running")])
+            raise TunesmithError(
+                "Missing API key",
+                [
+                    Problem(
+                        f"${api_key_env}",
+                        "the environment variable is not set",
+                        f"export {api_key_env}=... before running",
+                    )
+                ],
+            )
         # Local servers (vLLM, llama.cpp, Ollama) take any key; the client insists on one.
         self.client = OpenAI(base_url=base_url, api_key=key or "none", max_retries=max_retries, timeout=timeout_s)
         self._key = key  # only to redact it: an endpoint may echo the key back in an error body
@@ -254,14 +320,29 @@ class EndpointBackend:
             extra: dict = {"tools": case.tools} if case.tools else {}
             if response_format is not None:
                 extra["response_format"] = response_format
-            resp = self.client.chat.completions.create(model=self.model, messages=_wire_messages(case.messages),
-                                                       max_tokens=max_new_tokens, temperature=0.0, **extra)
+            resp = self.client.chat.completions.create(
+                model=self.model,
+                messages=_wire_messages(case.messages),
+                max_tokens=max_new_tokens,
+                temperature=0.0,
+                **extra,
+            )
         except openai.APIStatusError as exc:
-            return Generation("", 0, False, time.perf_counter() - began,
-                              error=f"endpoint answered HTTP {exc.status_code}: {_short(exc.message, self._key)}")
+            return Generation(
+                "",
+                0,
+                False,
+                time.perf_counter() - began,
+                error=f"endpoint answered HTTP {exc.status_code}: {_short(exc.message, self._key)}",
+            )
         except (openai.APIError, ValueError) as exc:  # refused, timed out, a body that is not JSON (ValueError)
-            return Generation("", 0, False, time.perf_counter() - began,
-                              error=f"endpoint failed: {type(exc).__name__}: {_short(str(exc), self._key)}")
+            return Generation(
+                "",
+                0,
+                False,
+                time.perf_counter() - began,
+                error=f"endpoint failed: {type(exc).__name__}: {_short(str(exc), self._key)}",
+            )
         latency = time.perf_counter() - began
         if not resp.choices:
             return Generation("", 0, False, latency, error="endpoint returned no choices")
@@ -269,10 +350,8 @@ class EndpointBackend:
         text = choice.message.content or ""
         for call in choice.message.tool_calls or []:
             args = call.function.arguments
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 args = json.loads(args) if isinstance(args, str) else args
-            except json.JSONDecodeError:
-                pass
             text += "\n<tool_call>\n" + json.dumps({"name": call.function.name, "arguments": args}) + "\n</tool_call>"
         usage = resp.usage
         out_tokens = usage.completion_tokens if usage else len(text.split())
@@ -281,14 +360,20 @@ class EndpointBackend:
             cost = (usage.prompt_tokens * self.prices[0] + usage.completion_tokens * self.prices[1]) / 1e6
         return Generation(text.strip(), out_tokens, choice.finish_reason == "length", latency, cost_usd=cost)
 
-    def generate(self, cases: list[PromptLike], max_new_tokens: int = 128, batch_size: int = 16,
-                 label: str = "Generating", no_repeat_ngram_size: int | None = None,
-                 on_result=None, constraint: Constraint | None = None) -> list[Generation]:
+    def generate(
+        self,
+        cases: list[PromptLike],
+        max_new_tokens: int = 128,
+        batch_size: int = 16,
+        label: str = "Generating",
+        no_repeat_ngram_size: int | None = None,
+        on_result=None,
+        constraint: Constraint | None = None,
+    ) -> list[Generation]:
         """Every case, `concurrency` requests at a time, in case order. (`no_repeat_ngram_size` is a local
         decoding option that OpenAI-compatible servers do not share; it is ignored here.) A `constraint` is sent
         as `response_format` (a label set has none: the endpoint decodes freely)."""
         from concurrent.futures import ThreadPoolExecutor, as_completed
-
 
         response_format = to_response_format(constraint)
         results: list[Generation | None] = [None] * len(cases)
@@ -296,8 +381,9 @@ class EndpointBackend:
         pool = ThreadPoolExecutor(self.concurrency)
         try:
             with progress:
-                futures = {pool.submit(self._one, case, max_new_tokens, response_format): i
-                           for i, case in enumerate(cases)}
+                futures = {
+                    pool.submit(self._one, case, max_new_tokens, response_format): i for i, case in enumerate(cases)
+                }
                 for fut in as_completed(futures):
                     i = futures[fut]
                     results[i] = fut.result()
@@ -314,10 +400,18 @@ def _wire_messages(messages: list[dict]) -> list[dict]:
     out = []
     for m in messages:
         if m.get("tool_calls"):
-            m = {**m, "tool_calls": [{**c, "type": c.get("type", "function"), "id": c.get("id", f"call_{j}"),
-                                      "function": {**c["function"], "arguments": json.dumps(
-                                          c["function"].get("arguments") or {})}}
-                                     for j, c in enumerate(m["tool_calls"])]}
+            m = {
+                **m,
+                "tool_calls": [
+                    {
+                        **c,
+                        "type": c.get("type", "function"),
+                        "id": c.get("id", f"call_{j}"),
+                        "function": {**c["function"], "arguments": json.dumps(c["function"].get("arguments") or {})},
+                    }
+                    for j, c in enumerate(m["tool_calls"])
+                ],
+            }
         out.append(m)
     return out
 
@@ -337,12 +431,20 @@ class VLLMBackend:
         try:
             import vllm
         except ImportError:
-            raise TunesmithError("vLLM is not installed", [Problem(
-                "backend vllm", "the vllm package is not importable here",
-                "pip install vllm on a CUDA machine, or use the transformers backend")]) from None
+            raise TunesmithError(
+                "vLLM is not installed",
+                [
+                    Problem(
+                        "backend vllm",
+                        "the vllm package is not importable here",
+                        "pip install vllm on a CUDA machine, or use the transformers backend",
+                    )
+                ],
+            ) from None
         self.vllm = vllm
-        self.llm = vllm.LLM(model=str(model_ref.path), enable_lora=adapter is not None,
-                            trust_remote_code=model_ref.trust_remote_code)
+        self.llm = vllm.LLM(
+            model=str(model_ref.path), enable_lora=adapter is not None, trust_remote_code=model_ref.trust_remote_code
+        )
         self.tok = self.llm.get_tokenizer()
         self.lora = vllm.lora.request.LoRARequest("adapter", 1, str(adapter)) if adapter is not None else None
         adapter_id = dir_identity(Path(adapter)) if adapter is not None else None
@@ -351,12 +453,18 @@ class VLLMBackend:
     def prompt_key(self, case: PromptLike) -> str:
         return render_prompt(self.tok, case.messages, case.tools)
 
-    def generate(self, cases: list[PromptLike], max_new_tokens: int = 128, batch_size: int = 16,
-                 label: str = "Generating", no_repeat_ngram_size: int | None = None,
-                 on_result=None, constraint: Constraint | None = None) -> list[Generation]:
+    def generate(
+        self,
+        cases: list[PromptLike],
+        max_new_tokens: int = 128,
+        batch_size: int = 16,
+        label: str = "Generating",
+        no_repeat_ngram_size: int | None = None,
+        on_result=None,
+        constraint: Constraint | None = None,
+    ) -> list[Generation]:
         """Greedy replies in case order; a `constraint` becomes vLLM's structured-output parameters."""
-        params = self.vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens,
-                                          **self._structured(constraint))
+        params = self.vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens, **self._structured(constraint))
         began = time.perf_counter()
         outs = self.llm.generate([self.prompt_key(c) for c in cases], params, lora_request=self.lora)
         per_case = (time.perf_counter() - began) / max(1, len(cases))
@@ -374,17 +482,30 @@ class VLLMBackend:
         (older releases), with a JSON Schema, any JSON, or a label choice."""
         if constraint is None:
             return {}
-        spec = ({"json": constraint.schema} if constraint.kind == "json_schema" else
-                {"json_object": True} if constraint.kind == "json_object" else {"choice": list(constraint.choices)})
+        spec = (
+            {"json": constraint.schema}
+            if constraint.kind == "json_schema"
+            else {"json_object": True}
+            if constraint.kind == "json_object"
+            else {"choice": list(constraint.choices)}
+        )
         params = getattr(self.vllm.sampling_params, "StructuredOutputsParams", None)
         if params is not None:
             return {"structured_outputs": params(**spec)}
         guided = getattr(self.vllm.sampling_params, "GuidedDecodingParams", None)
         if guided is not None:
             return {"guided_decoding": guided(**spec)}
-        raise TunesmithError("This vLLM has no structured outputs", [Problem(
-            "backend vllm", f"vllm {getattr(self.vllm, '__version__', '?')} has neither StructuredOutputsParams "
-            "nor GuidedDecodingParams", "upgrade vllm, or set eval.decoding: free")])
+        raise TunesmithError(
+            "This vLLM has no structured outputs",
+            [
+                Problem(
+                    "backend vllm",
+                    f"vllm {getattr(self.vllm, '__version__', '?')} has neither StructuredOutputsParams "
+                    "nor GuidedDecodingParams",
+                    "upgrade vllm, or set eval.decoding: free",
+                )
+            ],
+        )
 
 
 class LlamaCppBackend:
@@ -396,23 +517,38 @@ class LlamaCppBackend:
         try:
             import llama_cpp
         except ImportError:
-            raise TunesmithError("llama-cpp-python is not installed", [Problem(
-                "backend llamacpp", "the llama_cpp package is not importable here",
-                "pip install llama-cpp-python (it builds llama.cpp), or use the transformers backend")]) from None
+            raise TunesmithError(
+                "llama-cpp-python is not installed",
+                [
+                    Problem(
+                        "backend llamacpp",
+                        "the llama_cpp package is not importable here",
+                        "pip install llama-cpp-python (it builds llama.cpp), or use the transformers backend",
+                    )
+                ],
+            ) from None
         path = Path(gguf)
         self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, seed=0, verbose=False)
         import atexit
 
         atexit.register(self.llm.close)  # before interpreter teardown, where its own __del__ fails noisily
-        self.fingerprint = json.dumps({"gguf": cached_sha256(path), "backend": "llama.cpp",
-                                       "version": llama_cpp.__version__})
+        self.fingerprint = json.dumps(
+            {"gguf": cached_sha256(path), "backend": "llama.cpp", "version": llama_cpp.__version__}
+        )
 
     def prompt_key(self, case: PromptLike) -> str:
         return json.dumps({"messages": case.messages, "tools": case.tools}, sort_keys=True, ensure_ascii=False)
 
-    def generate(self, cases: list[PromptLike], max_new_tokens: int = 128, batch_size: int = 16,
-                 label: str = "Generating", no_repeat_ngram_size: int | None = None,
-                 on_result=None, constraint: Constraint | None = None) -> list[Generation]:
+    def generate(
+        self,
+        cases: list[PromptLike],
+        max_new_tokens: int = 128,
+        batch_size: int = 16,
+        label: str = "Generating",
+        no_repeat_ngram_size: int | None = None,
+        on_result=None,
+        constraint: Constraint | None = None,
+    ) -> list[Generation]:
         """Greedy replies, one case at a time; a `constraint` becomes a llama.cpp grammar (`gbnf`)."""
         results: list[Generation] = []
         extra = {"grammar": self._grammar(constraint)} if constraint is not None else {}
@@ -421,15 +557,29 @@ class LlamaCppBackend:
             for i, case in enumerate(cases):
                 began = time.perf_counter()
                 try:
-                    resp = self.llm.create_chat_completion(messages=_wire_messages(case.messages),
-                                                           tools=case.tools or None, max_tokens=max_new_tokens,
-                                                           temperature=0.0, top_k=1, **extra)
+                    resp = self.llm.create_chat_completion(
+                        messages=_wire_messages(case.messages),
+                        tools=case.tools or None,
+                        max_tokens=max_new_tokens,
+                        temperature=0.0,
+                        top_k=1,
+                        **extra,
+                    )
                     choice = resp["choices"][0]
-                    gen = Generation(choice["message"].get("content") or "", resp["usage"]["completion_tokens"],
-                                     choice["finish_reason"] == "length", time.perf_counter() - began)
-                except Exception as exc:  # noqa: BLE001 - e.g. a template llama.cpp cannot render: that case's error
-                    gen = Generation("", 0, False, time.perf_counter() - began,
-                                     error=f"llama.cpp failed: {type(exc).__name__}: {_short(str(exc))}")
+                    gen = Generation(
+                        choice["message"].get("content") or "",
+                        resp["usage"]["completion_tokens"],
+                        choice["finish_reason"] == "length",
+                        time.perf_counter() - began,
+                    )
+                except Exception as exc:
+                    gen = Generation(
+                        "",
+                        0,
+                        False,
+                        time.perf_counter() - began,
+                        error=f"llama.cpp failed: {type(exc).__name__}: {_short(str(exc))}",
+                    )
                 results.append(gen)
                 if on_result is not None:
                     on_result(i, gen)
@@ -439,7 +589,6 @@ class LlamaCppBackend:
     def _grammar(self, constraint: Constraint):
         """The constraint as a `LlamaGrammar` (parsed once per constraint)."""
         import llama_cpp
-
 
         cache = self.__dict__.setdefault("_grammars", {})
         if constraint.key() not in cache:

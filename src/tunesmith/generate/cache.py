@@ -4,7 +4,8 @@
     gens = generate_cached(backend, cases, Decoding(max_new_tokens=128), cache)
 
 A key is the hash of the backend's fingerprint (model identity, adapter content, precision and device, or an
-endpoint's URL and model name), the decoding settings (`Decoding.cache_settings()`), and the exact prompt the backend sends (the rendered chat
+endpoint's URL and model name), the decoding settings (`Decoding.cache_settings()`), and the exact prompt the backend
+sends (the rendered chat
 template for local models, so a template change is a miss). A constrained decoding's settings hold its
 `Constraint` (`{"constraint": constraint, ...}`), which enters the key as `constraint.key()`; settings without one
 key exactly as they always did. Only greedy, successful generations are stored.
@@ -17,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tunesmith.generate.backends import Backend, Generation, PromptLike
 from tunesmith.generate.decoding import Decoding
@@ -38,7 +40,7 @@ class GenerationCache:
     def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
-            chunk = keys[start:start + 500]
+            chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for key, value in self.db.execute(f"SELECT key, value FROM generations WHERE key IN ({marks})", chunk):
                 found[key] = json.loads(value)
@@ -46,8 +48,9 @@ class GenerationCache:
 
     def put_many(self, items: dict[str, dict[str, Any]]) -> None:
         with self.db:  # one transaction: all of a batch or none
-            self.db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?)",
-                                [(k, json.dumps(v)) for k, v in items.items()])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO generations VALUES (?, ?)", [(k, json.dumps(v)) for k, v in items.items()]
+            )
 
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
@@ -65,9 +68,14 @@ def cache_key(fingerprint: str, decoding: Decoding | dict[str, Any], prompt: str
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def generate_cached(backend: Backend, cases: Sequence[PromptLike], decoding: Decoding | dict[str, Any],
-                    cache: GenerationCache | None, batch_size: int = 16,
-                    label: str = "Generating") -> list[Generation]:
+def generate_cached(
+    backend: Backend,
+    cases: Sequence[PromptLike],
+    decoding: Decoding | dict[str, Any],
+    cache: GenerationCache | None,
+    batch_size: int = 16,
+    label: str = "Generating",
+) -> list[Generation]:
     """The backend's generations for `cases` in order, taking each from the cache when it is there and storing
     the new ones (those that did not fail) as each batch finishes. `decoding` may also be given in its
     `cache_settings()` form (a dict)."""
@@ -77,9 +85,15 @@ def generate_cached(backend: Backend, cases: Sequence[PromptLike], decoding: Dec
 
     def run(todo: list, on_result=None) -> list:
         extra = {"constraint": constraint} if constraint is not None else {}  # test doubles may take no constraint
-        return backend.generate(todo, max_new_tokens=decoding.max_new_tokens, batch_size=batch_size,
-                                label=label, no_repeat_ngram_size=decoding.no_repeat_ngram_size,
-                                on_result=on_result, **extra)
+        return backend.generate(
+            todo,
+            max_new_tokens=decoding.max_new_tokens,
+            batch_size=batch_size,
+            label=label,
+            no_repeat_ngram_size=decoding.no_repeat_ngram_size,
+            on_result=on_result,
+            **extra,
+        )
 
     if cache is None:
         return run(cases)

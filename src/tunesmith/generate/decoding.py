@@ -33,8 +33,16 @@ from typing import Any, Literal
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.generate.gbnf import MAX_WHITESPACE, gbnf, literal
 
-__all__ = ["Constraint", "Decoding", "gbnf", "infer_reply_schema", "logits_processor", "task_constraint",
-           "to_response_format", "constraint_from_response_format"]
+__all__ = [
+    "Constraint",
+    "Decoding",
+    "gbnf",
+    "infer_reply_schema",
+    "logits_processor",
+    "task_constraint",
+    "to_response_format",
+    "constraint_from_response_format",
+]
 
 KINDS = ("json_schema", "json_object", "choice")
 ENGINE = f"xgrammar/ws{MAX_WHITESPACE}"  # in every constraint key: a change to how constraints decode is a cache miss
@@ -90,8 +98,7 @@ class Decoding:
 
     def cache_settings(self) -> dict[str, Any]:
         """The settings that key the generation cache (free decoding keeps the keys it always had)."""
-        out = {"max_new_tokens": self.max_new_tokens, "no_repeat_ngram_size": self.no_repeat_ngram_size,
-               "greedy": True}
+        out = {"max_new_tokens": self.max_new_tokens, "no_repeat_ngram_size": self.no_repeat_ngram_size, "greedy": True}
         if self.constraint is not None:
             out["constraint"] = self.constraint
         return out
@@ -113,14 +120,24 @@ def _check(kind: str, schema: Any, choices: Any) -> list[Problem]:
         return [Problem("constraint kind", f"{kind!r} is not a constraint kind", f"one of {', '.join(KINDS)}")]
     if kind == "choice":
         if not choices or not all(isinstance(c, str) and c for c in choices):
-            return [Problem("choices", "a choice constraint needs one or more non-empty strings",
-                            "pass the label set, e.g. choices=('billing', 'shipping')")]
+            return [
+                Problem(
+                    "choices",
+                    "a choice constraint needs one or more non-empty strings",
+                    "pass the label set, e.g. choices=('billing', 'shipping')",
+                )
+            ]
         return []
     if kind == "json_object":
         return []
     if not isinstance(schema, dict):
-        return [Problem("schema", f"a JSON Schema must be an object, not {type(schema).__name__}",
-                        'e.g. {"type": "object", "properties": {...}}')]
+        return [
+            Problem(
+                "schema",
+                f"a JSON Schema must be an object, not {type(schema).__name__}",
+                'e.g. {"type": "object", "properties": {...}}',
+            )
+        ]
     import jsonschema
 
     try:
@@ -134,10 +151,24 @@ def _check(kind: str, schema: Any, choices: Any) -> list[Problem]:
 def _check_separators(separators: Any) -> list[Problem]:
     if separators is None:
         return []
-    ok = (isinstance(separators, (tuple, list)) and len(separators) == 2 and all(isinstance(s, str) for s in separators)
-          and separators[0].strip() == "," and separators[1].strip() == ":")
-    return [] if ok else [Problem("separators", f"{separators!r} is not a pair of JSON separators",
-                                  'e.g. (", ", ": ") as json.dumps writes them, or (",", ":")')]
+    ok = (
+        isinstance(separators, (tuple, list))
+        and len(separators) == 2
+        and all(isinstance(s, str) for s in separators)
+        and separators[0].strip() == ","
+        and separators[1].strip() == ":"
+    )
+    return (
+        []
+        if ok
+        else [
+            Problem(
+                "separators",
+                f"{separators!r} is not a pair of JSON separators",
+                'e.g. (", ", ": ") as json.dumps writes them, or (",", ":")',
+            )
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------------- constraints from a task
@@ -165,8 +196,12 @@ def infer_reply_schema(replies: list[str], match_fields: list[str]) -> dict | No
 def _object_schema(objects: list[dict], match_fields: set[str]) -> dict:
     keys = list(dict.fromkeys(k for o in objects for k in o))
     properties = {k: _values_schema([o[k] for o in objects if k in o], k in match_fields) for k in keys}
-    return {"type": "object", "properties": properties, "required": [k for k in keys if all(k in o for o in objects)],
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [k for k in keys if all(k in o for o in objects)],
+        "additionalProperties": False,
+    }
 
 
 def _json_type(value: Any) -> str:
@@ -212,8 +247,9 @@ def _label_like(values: list[str], is_match_field: bool) -> bool:
     return is_match_field and len(counts) <= len(values) / 2
 
 
-def task_constraint(task_type: str, schema: dict | None, train_replies: list[str],
-                    match_fields: list[str]) -> Constraint | None:
+def task_constraint(
+    task_type: str, schema: dict | None, train_replies: list[str], match_fields: list[str]
+) -> Constraint | None:
     """The constraint of a task's replies: a json task's own `schema`, else one inferred from the training replies,
     else any JSON object; a classification task's label set (the distinct stripped training replies, when there
     are at most `MAX_CHOICES`); None for anything else (chat: free text)."""
@@ -244,8 +280,10 @@ def reply_separators(replies: list[str]) -> tuple[str, str] | None:
         except (TypeError, ValueError):
             return None
     for layout in LAYOUTS:
-        if parsed and all(text in (json.dumps(value, separators=layout),
-                                   json.dumps(value, separators=layout, ensure_ascii=False)) for text, value in parsed):
+        if parsed and all(
+            text in (json.dumps(value, separators=layout), json.dumps(value, separators=layout, ensure_ascii=False))
+            for text, value in parsed
+        ):
             return layout
     return None
 
@@ -261,12 +299,25 @@ def constraint_from_response_format(response_format: dict | None) -> Constraint 
     if kind == "json_schema":
         spec = response_format.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
-            raise TunesmithError("Invalid response_format", [Problem(
-                "response_format.json_schema.schema", "missing or not an object",
-                '{"type": "json_schema", "json_schema": {"name": "reply", "schema": {...}}}')])
+            raise TunesmithError(
+                "Invalid response_format",
+                [
+                    Problem(
+                        "response_format.json_schema.schema",
+                        "missing or not an object",
+                        '{"type": "json_schema", "json_schema": {"name": "reply", "schema": {...}}}',
+                    )
+                ],
+            )
         return Constraint("json_schema", spec["schema"])
-    raise TunesmithError("Invalid response_format", [Problem(
-        "response_format.type", f"{kind!r} is not a response format type", "text, json_object or json_schema")])
+    raise TunesmithError(
+        "Invalid response_format",
+        [
+            Problem(
+                "response_format.type", f"{kind!r} is not a response format type", "text, json_object or json_schema"
+            )
+        ],
+    )
 
 
 def to_response_format(constraint: Constraint | None) -> dict | None:
@@ -277,8 +328,10 @@ def to_response_format(constraint: Constraint | None) -> dict | None:
         return None
     if constraint.kind == "json_object":
         return {"type": "json_object"}
-    return {"type": "json_schema", "json_schema": {"name": "reply", "schema": constraint.schema,
-                                                   "strict": _strict_ok(constraint.schema)}}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "reply", "schema": constraint.schema, "strict": _strict_ok(constraint.schema)},
+    }
 
 
 def _strict_ok(schema: Any) -> bool:
@@ -287,7 +340,8 @@ def _strict_ok(schema: Any) -> bool:
         return True
     props = schema.get("properties")
     if (schema.get("type") == "object" or props is not None) and (
-            schema.get("additionalProperties") is not False or set(schema.get("required", [])) != set(props or {})):
+        schema.get("additionalProperties") is not False or set(schema.get("required", [])) != set(props or {})
+    ):
         return False
     subs = [*(props or {}).values(), *schema.get("anyOf", []), *([schema["items"]] if "items" in schema else [])]
     return all(_strict_ok(s) for s in subs)
@@ -333,14 +387,16 @@ def _compile(compiler, constraint: Constraint):
             return compiler.compile_grammar("root ::= " + " | ".join(literal(c) for c in constraint.choices))
         schema = constraint.schema if constraint.kind == "json_schema" else {"type": "object"}
         if constraint.separators is not None:
-            return compiler.compile_json_schema(json.dumps(schema), any_whitespace=False,
-                                                separators=constraint.separators)
-        return compiler.compile_json_schema(json.dumps(schema), any_whitespace=True,
-                                            max_whitespace_cnt=MAX_WHITESPACE)
+            return compiler.compile_json_schema(
+                json.dumps(schema), any_whitespace=False, separators=constraint.separators
+            )
+        return compiler.compile_json_schema(json.dumps(schema), any_whitespace=True, max_whitespace_cnt=MAX_WHITESPACE)
     except (RuntimeError, ValueError) as exc:
         message = " ".join(str(exc).split())[:300]
-        raise TunesmithError("Cannot compile the decoding constraint", [Problem(
-            constraint.kind, message, "simplify the schema, or set eval.decoding: free")]) from None
+        raise TunesmithError(
+            "Cannot compile the decoding constraint",
+            [Problem(constraint.kind, message, "simplify the schema, or set eval.decoding: free")],
+        ) from None
 
 
 def logits_processor(tok, constraint: Constraint, batch_size: int, no_repeat_ngram_size: int | None = None):
@@ -348,8 +404,9 @@ def logits_processor(tok, constraint: Constraint, batch_size: int, no_repeat_ngr
     `constraint`; make a new one for each `generate` call. With `no_repeat_ngram_size`, repeated n-grams are
     blocked here (pass `no_repeat_ngram_size=0` to `generate`): inside the grammar, except where blocking would
     leave a row no allowed token at all."""
-    return GrammarLogitsProcessor(compiled_grammar(tok, constraint), tok.convert_tokens_to_ids(tok.eos_token),
-                                  batch_size, no_repeat_ngram_size)
+    return GrammarLogitsProcessor(
+        compiled_grammar(tok, constraint), tok.convert_tokens_to_ids(tok.eos_token), batch_size, no_repeat_ngram_size
+    )
 
 
 class GrammarLogitsProcessor:

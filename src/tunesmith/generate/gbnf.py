@@ -26,6 +26,7 @@ class ConstraintLike(Protocol):
     choices: tuple[str, ...]
     separators: tuple[str, str] | None
 
+
 MAX_WHITESPACE = 8  # blanks between JSON tokens: indented replies a few levels deep, never an endless run
 
 
@@ -52,18 +53,38 @@ _BASE_RULES = {  # llama.cpp's own json.gbnf, with bounded blanks; {open} and th
     "number": ('integer ("." [0-9]+)? ([eE] [-+]? [0-9]+)?', ("integer",)),
     "boolean": ('"true" | "false"', ()),
     "null": ('"null"', ()),
-    "value": ("object | array | string | number | boolean | null",
-              ("object", "array", "string", "number", "boolean", "null")),
-    "object": ("{open} ( string {colon} value ( {comma} string {colon} value )* )? {close}",
-               ("ws", "string", "value")),
+    "value": (
+        "object | array | string | number | boolean | null",
+        ("object", "array", "string", "number", "boolean", "null"),
+    ),
+    "object": ("{open} ( string {colon} value ( {comma} string {colon} value )* )? {close}", ("ws", "string", "value")),
     "array": ("{aopen} ( value ( {comma} value )* )? {aclose}", ("ws", "value")),
 }
-_FREE_LAYOUT = {"open": '"{" ws', "close": 'ws "}"', "aopen": '"[" ws', "aclose": 'ws "]"', "comma": 'ws "," ws',
-                "colon": 'ws ":" ws'}
+_FREE_LAYOUT = {
+    "open": '"{" ws',
+    "close": 'ws "}"',
+    "aopen": '"[" ws',
+    "aclose": 'ws "]"',
+    "comma": 'ws "," ws',
+    "colon": 'ws ":" ws',
+}
 _EMPTY = '""'  # the empty string, in GBNF
 _STRUCTURAL = ("$ref", "allOf", "not", "if", "then", "else", "dependentSchemas", "prefixItems", "patternProperties")
-_UNENFORCED = ("pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-               "uniqueItems", "contains", "minProperties", "maxProperties", "propertyNames", "dependentRequired")
+_UNENFORCED = (
+    "pattern",
+    "format",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "uniqueItems",
+    "contains",
+    "minProperties",
+    "maxProperties",
+    "propertyNames",
+    "dependentRequired",
+)
 
 
 def gbnf(constraint: ConstraintLike) -> str:
@@ -91,6 +112,7 @@ def gbnf(constraint: ConstraintLike) -> str:
 
 def _reachable(root: str, rules: dict[str, str]) -> set[str]:
     """The rules `root` refers to, directly or not (the object writer makes a few it may not need)."""
+
     def refs(body: str) -> set[str]:
         bare = re.sub(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]', " ", body)  # literals and classes out
         return set(re.findall(r"[a-zA-Z0-9-]+", bare)) & set(rules)
@@ -112,9 +134,18 @@ class _GbnfWriter:
         self.rules: dict[str, str] = {}
         self.problems: list[Problem] = []
         self.unenforced: list[str] = []
-        self.layout = _FREE_LAYOUT if separators is None else {
-            "open": '"{"', "close": '"}"', "aopen": '"["', "aclose": '"]"', "comma": literal(separators[0]),
-            "colon": literal(separators[1])}
+        self.layout = (
+            _FREE_LAYOUT
+            if separators is None
+            else {
+                "open": '"{"',
+                "close": '"}"',
+                "aopen": '"["',
+                "aclose": '"]"',
+                "comma": literal(separators[0]),
+                "colon": literal(separators[1]),
+            }
+        )
 
     def use(self, base: str) -> str:
         body, deps = _BASE_RULES[base]
@@ -141,8 +172,13 @@ class _GbnfWriter:
             return '""'
         for key in _STRUCTURAL:
             if key in schema:
-                self.problems.append(Problem(f"{where}.{key}", "not supported in a GBNF grammar",
-                                             "inline the definitions, or ship without a grammar"))
+                self.problems.append(
+                    Problem(
+                        f"{where}.{key}",
+                        "not supported in a GBNF grammar",
+                        "inline the definitions, or ship without a grammar",
+                    )
+                )
         self.unenforced += [f"{k} at {where}" for k in _UNENFORCED if k in schema]
         if "const" in schema:
             return literal(json.dumps(schema["const"], ensure_ascii=False))
@@ -178,20 +214,29 @@ class _GbnfWriter:
         self.use("ws")
         required = set(schema.get("required") or [])
         names = list(props)
-        pairs = [self.rule(f"{hint}-{name}-kv", f"{literal(json.dumps(name, ensure_ascii=False))} {lay['colon']} "
-                           + self.expr(props[name], f"{hint}-{name}", f"{where}.properties.{name}"))
-                 for name in names]
+        pairs = [
+            self.rule(
+                f"{hint}-{name}-kv",
+                f"{literal(json.dumps(name, ensure_ascii=False))} {lay['colon']} "
+                + self.expr(props[name], f"{hint}-{name}", f"{where}.properties.{name}"),
+            )
+            for name in names
+        ]
         # tail(k): properties k.. after one was written (each needs a comma); head(k): none written yet
         tail: str | None = None
         head: str | None = None
         for k in reversed(range(len(names))):
             after = f" {tail}" if tail else ""
             if names[k] in required:
-                tail, head = (self.rule(f"{hint}-t{k}", f"{lay['comma']} {pairs[k]}{after}"),
-                              self.rule(f"{hint}-h{k}", f"{pairs[k]}{after}"))
+                tail, head = (
+                    self.rule(f"{hint}-t{k}", f"{lay['comma']} {pairs[k]}{after}"),
+                    self.rule(f"{hint}-h{k}", f"{pairs[k]}{after}"),
+                )
             else:
-                tail, head = (self.rule(f"{hint}-t{k}", f"( {lay['comma']} {pairs[k]} )?{after}"),
-                              self.rule(f"{hint}-h{k}", f"{pairs[k]}{after} | {head or _EMPTY}"))
+                tail, head = (
+                    self.rule(f"{hint}-t{k}", f"( {lay['comma']} {pairs[k]} )?{after}"),
+                    self.rule(f"{hint}-h{k}", f"{pairs[k]}{after} | {head or _EMPTY}"),
+                )
         return f"{lay['open']} {head} {lay['close']}"
 
     def _array(self, schema: dict, hint: str, where: str) -> str:
@@ -201,7 +246,8 @@ class _GbnfWriter:
         low, high = int(schema.get("minItems", 0)), schema.get("maxItems")
         if high == 0:
             return f"( {lay['aopen']} {lay['aclose']} )"
-        more = f"( {lay['comma']} {item} )" + (f"{{{max(low - 1, 0)},{int(high) - 1}}}" if high is not None else
-                                                f"{{{low - 1},}}" if low > 1 else "*")
+        more = f"( {lay['comma']} {item} )" + (
+            f"{{{max(low - 1, 0)},{int(high) - 1}}}" if high is not None else f"{{{low - 1},}}" if low > 1 else "*"
+        )
         items = f"{item} {more}" if low >= 1 else f"( {item} {more} )?"
         return f"( {lay['aopen']} {items} {lay['aclose']} )"

@@ -15,23 +15,77 @@ summary, saved, reported and printed), `commands` (`run_project`, `train_project
 
 from tunesmith.data.project import check_options, data_files, general_files, mix_general, stratify_field
 from tunesmith.pipeline.commands import project_tokens, run_project, train_project, tune_project
-from tunesmith.pipeline.evaluation import (EvalPlan, baseline_backend, baseline_stages, compare_stage,
-                                           eval_plan, evaluate_model, suite_hashes)
+from tunesmith.pipeline.evaluation import (
+    EvalPlan,
+    baseline_backend,
+    baseline_stages,
+    compare_stage,
+    eval_plan,
+    evaluate_model,
+    suite_hashes,
+)
 from tunesmith.pipeline.machinery import Pipeline, Stage
 from tunesmith.pipeline.preparation import Prepared, data_stages, prepare
-from tunesmith.pipeline.shipping import (export_run, export_stage, exported_models, parity_stage, serve_target,
-                                         shipped_system_prompt, split_constraint)
+from tunesmith.pipeline.shipping import (
+    export_run,
+    export_stage,
+    exported_models,
+    parity_stage,
+    serve_target,
+    shipped_system_prompt,
+    split_constraint,
+)
 from tunesmith.pipeline.summary import build_summary, write_report
-from tunesmith.pipeline.training import (probe_scorer, search_stage, search_train_stage, self_general_stage,
-                                         split_validation_plan, train_settings, train_stage, trained_model)
+from tunesmith.pipeline.training import (
+    probe_scorer,
+    search_stage,
+    search_train_stage,
+    self_general_stage,
+    split_validation_plan,
+    train_settings,
+    train_stage,
+    trained_model,
+)
 from tunesmith.runs import load_summary
 
 __all__ = [
-    "EvalPlan", "Pipeline", "Prepared", "Stage", "baseline_backend", "baseline_stages", "build_summary",
-    "check_options", "compare_stage", "data_files", "data_stages", "eval_plan", "evaluate_model", "export_run",
-    "export_stage", "exported_models", "general_files", "load_summary", "mix_general", "parity_stage",
-    "prepare", "probe_scorer", "project_tokens", "run_project", "search_stage",
-    "search_train_stage", "self_general_stage", "serve_target", "shipped_system_prompt", "split_constraint",
-    "split_validation_plan", "stratify_field", "suite_hashes", "train_project", "train_settings", "train_stage",
-    "trained_model", "tune_project", "write_report",
+    "EvalPlan",
+    "Pipeline",
+    "Prepared",
+    "Stage",
+    "baseline_backend",
+    "baseline_stages",
+    "build_summary",
+    "check_options",
+    "compare_stage",
+    "data_files",
+    "data_stages",
+    "eval_plan",
+    "evaluate_model",
+    "export_run",
+    "export_stage",
+    "exported_models",
+    "general_files",
+    "load_summary",
+    "mix_general",
+    "parity_stage",
+    "prepare",
+    "probe_scorer",
+    "project_tokens",
+    "run_project",
+    "search_stage",
+    "search_train_stage",
+    "self_general_stage",
+    "serve_target",
+    "shipped_system_prompt",
+    "split_constraint",
+    "split_validation_plan",
+    "stratify_field",
+    "suite_hashes",
+    "train_project",
+    "train_settings",
+    "train_stage",
+    "trained_model",
+    "tune_project",
+    "write_report",
 ]

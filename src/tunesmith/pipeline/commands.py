@@ -13,8 +13,14 @@ from typing import Any
 from tunesmith.config import Config, load_config
 from tunesmith.data.project import general_files, mix_general, read_records
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.pipeline.evaluation import (EvalPlan, baseline_stages, compare_stage, eval_base_stage, eval_plan,
-                                           eval_tuned_stage)
+from tunesmith.pipeline.evaluation import (
+    EvalPlan,
+    baseline_stages,
+    compare_stage,
+    eval_base_stage,
+    eval_plan,
+    eval_tuned_stage,
+)
 from tunesmith.pipeline.machinery import Pipeline, Stage
 from tunesmith.pipeline.preparation import Prepared, data_stages, prepare
 from tunesmith.pipeline.shipping import shipping_stages
@@ -22,8 +28,7 @@ from tunesmith.pipeline.summary import build_summary, save_summary, write_report
 from tunesmith.pipeline.training import search_stage, search_train_stage, train_stage, trained_model
 
 
-def train_project(path: str | Path, overrides: list[str] | None = None, check_only: bool = False,
-                  resume: str = "auto"):
+def train_project(path: str | Path, overrides: list[str] | None = None, check_only: bool = False, resume: str = "auto"):
     """`tunesmith train`: check, split and train (each cached), without the evaluations; returns the train stage.
     `resume`: "auto" continues an interrupted run of the same settings, "require" fails when there is none,
     "fresh" discards it. With `check_only`, run the training invariants (`tunesmith.train.invariants`) on the
@@ -36,8 +41,12 @@ def train_project(path: str | Path, overrides: list[str] | None = None, check_on
     return train_stage(p.cfg, p.pipe, p.model_ref, p.st_split, p.schema, resume)
 
 
-def tune_project(path: str | Path, overrides: list[str] | None = None, budget_minutes: float | None = None,
-                 max_trials: int | None = None):
+def tune_project(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    budget_minutes: float | None = None,
+    max_trials: int | None = None,
+):
     """`tunesmith tune`: check, split, then the budgeted recipe search on the validation split (the test split is
     not read); returns the SearchResult. `tunesmith run --tune` goes on to evaluate the best recipe."""
     p = prepare(*load_config(path, overrides), with_suites=False)
@@ -76,20 +85,30 @@ class Evaluated:
     compare: Stage
 
 
-def run_project(path: str | Path, overrides: list[str] | None = None, tune: bool = False,
-                budget_minutes: float | None = None) -> dict[str, Any]:
+def run_project(
+    path: str | Path, overrides: list[str] | None = None, tune: bool = False, budget_minutes: float | None = None
+) -> dict[str, Any]:
     """The whole flow on a project directory; returns the summary (also written to summary.json). With `tune`, the
     recipe is searched first (`tunesmith.train.search`, within `budget_minutes` or `tune.budget_minutes`)."""
     from tunesmith.diagnose import diagnose_stage
 
     cfg, project = load_config(path, overrides)
     refuse_reward_model(cfg)
-    p = prepare(cfg, project, with_suites=True)                   # 1-2. check, split
-    p, trained = train_step(p, tune, budget_minutes)              # 3. train (or search, then the best recipe)
-    ev = evaluation_steps(p, trained)                             # 4-6. eval base + tuned, baselines, compare
+    p = prepare(cfg, project, with_suites=True)  # 1-2. check, split
+    p, trained = train_step(p, tune, budget_minutes)  # 3. train (or search, then the best recipe)
+    ev = evaluation_steps(p, trained)  # 4-6. eval base + tuned, baselines, compare
     st_diag = diagnose_stage(p.cfg, p.pipe, p.st_split, ev.base, ev.tuned, trained.stage)  # 6b. diagnose
-    parity = shipping_stages(p.cfg, p.pipe, ev.plan, p.st_split, trained.stage, ev.tuned,  # 7-8. export, parity
-                             trained.ref, trained.adapter, p.schema)
+    parity = shipping_stages(
+        p.cfg,
+        p.pipe,
+        ev.plan,
+        p.st_split,
+        trained.stage,
+        ev.tuned,  # 7-8. export, parity
+        trained.ref,
+        trained.adapter,
+        p.schema,
+    )
     summary = run_summary(p, trained, ev, st_diag, parity)
     save_summary(project, ev.compare, summary)
     summary["report"] = write_report(project, summary)
@@ -99,10 +118,17 @@ def run_project(path: str | Path, overrides: list[str] | None = None, tune: bool
 def refuse_reward_model(cfg: Config) -> None:
     """A reward model is trained (`tunesmith train`), never run: it does not generate."""
     if cfg.train.objective == "reward":
-        raise TunesmithError("A reward model is trained, not run", [Problem(
-            "train.objective: reward", "`tunesmith run` evaluates a model that generates",
-            "use `tunesmith train` to train the reward model, then reward GRPO with it: "
-            "rewards: [{type: reward_model, path: <run>/reward_model}]")])
+        raise TunesmithError(
+            "A reward model is trained, not run",
+            [
+                Problem(
+                    "train.objective: reward",
+                    "`tunesmith run` evaluates a model that generates",
+                    "use `tunesmith train` to train the reward model, then reward GRPO with it: "
+                    "rewards: [{type: reward_model, path: <run>/reward_model}]",
+                )
+            ],
+        )
 
 
 def train_step(p: Prepared, tune: bool, budget_minutes: float | None) -> tuple[Prepared, Trained]:

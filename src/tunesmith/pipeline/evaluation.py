@@ -13,11 +13,11 @@ from typing import Any
 from rich.markup import escape
 
 from tunesmith.config import Config, load_config
-from tunesmith.files import file_sha256
 from tunesmith.data.io import read_jsonl
 from tunesmith.data.project import read_records, validation_records
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.plan import LIMIT_MAX
+from tunesmith.files import file_sha256
 from tunesmith.pipeline.machinery import Pipeline, Stage, console, sections
 from tunesmith.pipeline.preparation import prepare
 
@@ -45,15 +45,16 @@ def suite_hashes(cfg: Config, project: Path) -> dict[str, str]:
     return out
 
 
-def eval_plan(cfg: Config, project: Path, st_split: Stage, model_ref, schema: dict | None,
-              extra: tuple[dict, dict]) -> EvalPlan:
+def eval_plan(
+    cfg: Config, project: Path, st_split: Stage, model_ref, schema: dict | None, extra: tuple[dict, dict]
+) -> EvalPlan:
     """The held-out (test) split plus the project's extra suites (`project_suites`); unreadable suite cases are
     warned about here and recorded in the results. The held-out cases are decoded as the task wants
     (`tunesmith.eval.plan.task_decoding`); a constrained decoding also runs them free, as `heldout_free`. This
     reads the test split: call it only for the final evaluations."""
-    from tunesmith.generate.cache import GenerationCache
     from tunesmith.eval.plan import task_decoding
     from tunesmith.eval.suite import cases_from_records
+    from tunesmith.generate.cache import GenerationCache
     from tunesmith.models import load_tokenizer
 
     extra, limits = extra
@@ -66,10 +67,19 @@ def eval_plan(cfg: Config, project: Path, st_split: Stage, model_ref, schema: di
     suites, decodings = {"heldout": heldout}, {"heldout": decoding}
     if decoding.constraint is not None:  # what the weights learned, without the constraint's help
         suites["heldout_free"], decodings["heldout_free"] = heldout, decoding.free()
-    inputs = {"split": st_split.key, "model": model_ref.identity, "schema": schema,
-              "suites": suite_hashes(cfg, project)}
-    return EvalPlan({**suites, **extra}, limits, inputs,
-                    GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite"), decodings)
+    inputs = {
+        "split": st_split.key,
+        "model": model_ref.identity,
+        "schema": schema,
+        "suites": suite_hashes(cfg, project),
+    }
+    return EvalPlan(
+        {**suites, **extra},
+        limits,
+        inputs,
+        GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite"),
+        decodings,
+    )
 
 
 def warn_unreadable_cases(suites: dict[str, list]) -> None:
@@ -83,36 +93,49 @@ def warn_unreadable_cases(suites: dict[str, list]) -> None:
 
 def eval_base_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, model_ref, schema: dict | None) -> Stage:
     """The base model on the plan's suites (`eval-base`)."""
+
     def eval_base(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.generate.backends import TransformersBackend
         from tunesmith.eval.evaluate import evaluate
+        from tunesmith.generate.backends import TransformersBackend
 
         backend = TransformersBackend(model_ref, precision=cfg.train.precision)
-        return {"model": cfg.model.base, "metrics": evaluate(backend, plan.suites, cfg, run_dir, schema, "base",
-                                                                   plan.cache, plan.limits, plan.decodings)}
+        return {
+            "model": cfg.model.base,
+            "metrics": evaluate(
+                backend, plan.suites, cfg, run_dir, schema, "base", plan.cache, plan.limits, plan.decodings
+            ),
+        }
 
     return pipe.stage("eval-base", sections(cfg, "eval", "task", "budget"), plan.inputs, eval_base)
 
 
-def eval_tuned_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_train: Stage, tuned_ref, adapter,
-                     schema: dict | None) -> Stage:
+def eval_tuned_stage(
+    cfg: Config, pipe: Pipeline, plan: EvalPlan, st_train: Stage, tuned_ref, adapter, schema: dict | None
+) -> Stage:
     """The trained model (`trained_model` of the train stage) on the same cases with the same decoding
     (`eval-tuned`)."""
+
     def eval_tuned(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.generate.backends import TransformersBackend
         from tunesmith.eval.evaluate import evaluate
+        from tunesmith.generate.backends import TransformersBackend
 
         backend = TransformersBackend(tuned_ref, adapter=adapter, precision=cfg.train.precision)
-        return {"model": tuned_ref.ref, "adapter": str(adapter) if adapter else None,
-                "metrics": evaluate(backend, plan.suites, cfg, run_dir, schema, "tuned", plan.cache, plan.limits,
-                                    plan.decodings)}
+        return {
+            "model": tuned_ref.ref,
+            "adapter": str(adapter) if adapter else None,
+            "metrics": evaluate(
+                backend, plan.suites, cfg, run_dir, schema, "tuned", plan.cache, plan.limits, plan.decodings
+            ),
+        }
 
-    return pipe.stage("eval-tuned", sections(cfg, "eval", "task", "budget"), {**plan.inputs, "train": st_train.key},
-                      eval_tuned)
+    return pipe.stage(
+        "eval-tuned", sections(cfg, "eval", "task", "budget"), {**plan.inputs, "train": st_train.key}, eval_tuned
+    )
 
 
-def baseline_stages(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_split: Stage, model_ref,
-                    schema: dict | None) -> dict[str, Stage]:
+def baseline_stages(
+    cfg: Config, pipe: Pipeline, plan: EvalPlan, st_split: Stage, model_ref, schema: dict | None
+) -> dict[str, Stage]:
     """One eval stage per applicable baseline (`eval.baselines`), each on the held-out cases with the task's
     decoding: `classifier` (TF-IDF + logistic regression on the training split, C chosen on validation) and
     `few_shot` (the base model shown the nearest training examples)."""
@@ -122,17 +145,27 @@ def baseline_stages(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_split: Stage
     names = applicable(cfg, train)
     out = {}
     for name in names:
+
         def work(run_dir: Path, name: str = name) -> dict[str, Any]:
             from tunesmith.eval.evaluate import evaluate
 
             backend, info = baseline_backend(name, cfg, st_split, train, model_ref)
             suites = {"heldout": plan.suites["heldout"]}
-            return {"model": name, **info, "metrics": evaluate(backend, suites, cfg, run_dir, schema, name,
-                                                               plan.cache, plan.limits, plan.decodings)}
+            return {
+                "model": name,
+                **info,
+                "metrics": evaluate(
+                    backend, suites, cfg, run_dir, schema, name, plan.cache, plan.limits, plan.decodings
+                ),
+            }
 
-        section = {"eval": {k: getattr(cfg.eval, k) for k in ("decoding", "max_new_tokens", "few_shot_k",
-                                                              "no_repeat_ngram_size")},
-                   "task": cfg.task.model_dump(mode="json"), "budget": cfg.budget.model_dump(mode="json")}
+        section = {
+            "eval": {
+                k: getattr(cfg.eval, k) for k in ("decoding", "max_new_tokens", "few_shot_k", "no_repeat_ngram_size")
+            },
+            "task": cfg.task.model_dump(mode="json"),
+            "budget": cfg.budget.model_dump(mode="json"),
+        }
         out[name] = pipe.stage(f"baseline-{name}", section, {**plan.inputs, "baseline": name}, work)
     return out
 
@@ -151,10 +184,12 @@ def baseline_backend(name: str, cfg: Config, st_split: Stage, train: list, model
     return FewShotBackend(base, train, k=cfg.eval.few_shot_k), {"k": cfg.eval.few_shot_k}
 
 
-def compare_stage(cfg: Config, pipe: Pipeline, st_base: Stage, st_tuned: Stage,
-                  st_baselines: dict[str, Stage]) -> Stage:
+def compare_stage(
+    cfg: Config, pipe: Pipeline, st_base: Stage, st_tuned: Stage, st_baselines: dict[str, Stage]
+) -> Stage:
     """Base vs tuned per metric with intervals, the gates, and the verdict (the gates, the absolute target and the
     alternatives: the tuned model against each baseline on the same cases)."""
+
     def compare_runs(run_dir: Path) -> dict[str, Any]:
         from tunesmith.eval.compare import compare, compare_to_baselines
         from tunesmith.eval.verdict import ship_verdict
@@ -162,20 +197,30 @@ def compare_stage(cfg: Config, pipe: Pipeline, st_base: Stage, st_tuned: Stage,
         base_rows = [o for _, o in read_jsonl(st_base.run_dir / "results.jsonl")]
         tuned_rows = [o for _, o in read_jsonl(st_tuned.run_dir / "results.jsonl")]
         cmp = compare(base_rows, tuned_rows, cfg)
-        alternatives = {name: [o for _, o in read_jsonl(st.run_dir / "results.jsonl")]
-                        for name, st in st_baselines.items()}
+        alternatives = {
+            name: [o for _, o in read_jsonl(st.run_dir / "results.jsonl")] for name, st in st_baselines.items()
+        }
         info = {name: {k: st.result[k] for k in ("train_s",) if k in st.result} for name, st in st_baselines.items()}
         against = compare_to_baselines(tuned_rows, alternatives, cfg, info)
         return {**cmp, "baselines": against, "verdict": ship_verdict(cmp, against, cfg)}
 
-    return pipe.stage("compare", sections(cfg, "eval"), {"base": st_base.key, "tuned": st_tuned.key,
-                                                         **{f"baseline-{n}": st.key for n, st in st_baselines.items()}},
-                      compare_runs)
+    return pipe.stage(
+        "compare",
+        sections(cfg, "eval"),
+        {"base": st_base.key, "tuned": st_tuned.key, **{f"baseline-{n}": st.key for n, st in st_baselines.items()}},
+        compare_runs,
+    )
 
 
-def evaluate_model(path: str | Path, model: str | None = None, adapter: str | Path | None = None,
-                   endpoint=None, backend: str = "transformers", overrides: list[str] | None = None,
-                   use_cache: bool = True) -> Stage:
+def evaluate_model(
+    path: str | Path,
+    model: str | None = None,
+    adapter: str | Path | None = None,
+    endpoint=None,
+    backend: str = "transformers",
+    overrides: list[str] | None = None,
+    use_cache: bool = True,
+) -> Stage:
     """`tunesmith eval run`: the project's suites (held-out split included) on one model, in a run directory of
     its own (`results.jsonl`, metrics in `result.json`). `model` defaults to the project's base; `endpoint` (an
     EndpointConfig) evaluates an OpenAI-compatible server instead; `backend="vllm"` uses vLLM in-process,
@@ -193,16 +238,31 @@ def evaluate_model(path: str | Path, model: str | None = None, adapter: str | Pa
     if endpoint is not None:
         who = {"endpoint": endpoint.base_url, "served_model": endpoint.model}
     else:
-        who = {"model": model_ref.identity, "adapter": dir_identity(Path(adapter)) if adapter else None,
-               "backend": backend}
+        who = {
+            "model": model_ref.identity,
+            "adapter": dir_identity(Path(adapter)) if adapter else None,
+            "backend": backend,
+        }
     label = endpoint.model if endpoint is not None else (model or cfg.model.base)
 
     def work(run_dir: Path) -> dict[str, Any]:
         be = eval_backend(cfg, model_ref, adapter, endpoint, backend)
-        return {"model": label, "adapter": str(adapter) if adapter else None, **who,
-                "metrics": evaluate(be, plan.suites, cfg, run_dir, schema, label,
-                                    plan.cache if use_cache else None, plan.limits,
-                                    plan.decodings)}
+        return {
+            "model": label,
+            "adapter": str(adapter) if adapter else None,
+            **who,
+            "metrics": evaluate(
+                be,
+                plan.suites,
+                cfg,
+                run_dir,
+                schema,
+                label,
+                plan.cache if use_cache else None,
+                plan.limits,
+                plan.decodings,
+            ),
+        }
 
     fresh = {} if use_cache else {"fresh": time.time()}  # --no-cache: neither the stage nor any generation reused
     return pipe.stage("eval", sections(cfg, "eval", "task", "budget"), {**plan.inputs, **who, **fresh}, work)
@@ -213,8 +273,10 @@ def gguf_ref(model: str | None):
     from tunesmith.models import ModelRef, cached_sha256
 
     if not model or not model.endswith(".gguf") or not Path(model).is_file():
-        raise TunesmithError("llama.cpp evaluates a GGUF file", [Problem(
-            "--model", f"{model!r} is not a .gguf file", "e.g. --model <run>/export/gguf/model-q8_0.gguf")])
+        raise TunesmithError(
+            "llama.cpp evaluates a GGUF file",
+            [Problem("--model", f"{model!r} is not a .gguf file", "e.g. --model <run>/export/gguf/model-q8_0.gguf")],
+        )
     return ModelRef(model, Path(model), "gguf:" + cached_sha256(Path(model)))
 
 
@@ -223,13 +285,19 @@ def eval_backend(cfg: Config, model_ref, adapter, endpoint, backend: str):
     from tunesmith.generate import backends
 
     if endpoint is not None:
-        return backends.EndpointBackend(endpoint.base_url, endpoint.model, endpoint.api_key_env,
-                                        endpoint.concurrency, endpoint.max_retries,
-                                        input_usd_per_mtok=endpoint.input_usd_per_mtok,
-                                        output_usd_per_mtok=endpoint.output_usd_per_mtok)
+        return backends.EndpointBackend(
+            endpoint.base_url,
+            endpoint.model,
+            endpoint.api_key_env,
+            endpoint.concurrency,
+            endpoint.max_retries,
+            input_usd_per_mtok=endpoint.input_usd_per_mtok,
+            output_usd_per_mtok=endpoint.output_usd_per_mtok,
+        )
     if backend == "vllm":
         return backends.VLLMBackend(model_ref, adapter)
     if backend == "llamacpp":
-        return backends.LlamaCppBackend(model_ref.path,
-                                        n_ctx=cfg.data.max_seq_len + (cfg.eval.max_new_tokens or LIMIT_MAX))
+        return backends.LlamaCppBackend(
+            model_ref.path, n_ctx=cfg.data.max_seq_len + (cfg.eval.max_new_tokens or LIMIT_MAX)
+        )
     return backends.TransformersBackend(model_ref, adapter=adapter, precision=cfg.train.precision)

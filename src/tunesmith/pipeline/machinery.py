@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console
 
@@ -40,8 +41,14 @@ class Pipeline:
     project: Path
     stages: list[Stage] = field(default_factory=list)
 
-    def stage(self, name: str, config: Any, inputs: dict[str, Any],
-              work: Callable[[Path], dict[str, Any]], resume: str = "auto") -> Stage:
+    def stage(
+        self,
+        name: str,
+        config: Any,
+        inputs: dict[str, Any],
+        work: Callable[[Path], dict[str, Any]],
+        resume: str = "auto",
+    ) -> Stage:
         """Run `work` in this stage's run directory, or reuse a completed one. An interrupted run with the same key
         is resumed (`resume="auto"`), must exist (`"require"`: an error naming the interrupted runs whose settings
         differ, and how) or is discarded (`"fresh"`)."""
@@ -52,8 +59,9 @@ class Pipeline:
             console.print(f"[dim]· {name}: discarded the interrupted {found.name}[/dim]")
             found = None
         if found is None and resume == "require":
-            raise TunesmithError(f"No interrupted {name} run to resume", runs.resume_problems(
-                self.project, name, config))
+            raise TunesmithError(
+                f"No interrupted {name} run to resume", runs.resume_problems(self.project, name, config)
+            )
         if found is not None and runs.is_complete(found):
             st = Stage(name, key, found, cached=True, result=runs.read_result(found))
             console.print(f"[dim]· {name}: unchanged, using {found.name}[/dim]")
@@ -62,8 +70,15 @@ class Pipeline:
         self.stages.append(st)
         return st
 
-    def _run(self, name: str, key: str, config: Any, inputs: dict[str, Any],
-             work: Callable[[Path], dict[str, Any]], found: Path | None) -> Stage:
+    def _run(
+        self,
+        name: str,
+        key: str,
+        config: Any,
+        inputs: dict[str, Any],
+        work: Callable[[Path], dict[str, Any]],
+        found: Path | None,
+    ) -> Stage:
         """Run `work` in a new run directory, or in the interrupted one `found`, and mark it complete."""
         run_dir = found or runs.start_run(self.project, name, key, config, inputs)
         console.print(f"[bold]▶ {name}[/bold]" + (" (resuming)" if found else ""))

@@ -9,9 +9,24 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import apply_updates, load_config
-from tunesmith.cost import (FLOPS_PER_TOKEN, SMALL_MODEL_PARAMS, ModelShape, ProjectTokens, Recipe, epochs_of,
-                            estimate_memory, eval_costs, extrapolate, find_gpu, gpu_rows, gpus, measure, model_shape,
-                            named_shape, trained_tokens)
+from tunesmith.cost import (
+    FLOPS_PER_TOKEN,
+    SMALL_MODEL_PARAMS,
+    ModelShape,
+    ProjectTokens,
+    Recipe,
+    epochs_of,
+    estimate_memory,
+    eval_costs,
+    extrapolate,
+    find_gpu,
+    gpu_rows,
+    gpus,
+    measure,
+    model_shape,
+    named_shape,
+    trained_tokens,
+)
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.models import resolve_model
 from tunesmith.pipeline.commands import project_tokens
@@ -19,11 +34,21 @@ from tunesmith.pipeline.commands import project_tokens
 PLAN_FIELDS = {"seq_len": ("data", "max_seq_len")}  # a plan's settings that live outside the train section
 
 
-def cost_report(project: Path | None = None, model_size: str | None = None, model: str | None = None,
-                settings: dict[str, Any] | None = None, gpu: list[str] | None = None, tokens: int | None = None,
-                examples: int | None = None, tokens_per_example: int | None = None, prices: Path | None = None,
-                probe: bool = False, probe_steps: int = 3, hourly: float | None = None,
-                overrides: list[str] | None = None) -> dict[str, Any]:
+def cost_report(
+    project: Path | None = None,
+    model_size: str | None = None,
+    model: str | None = None,
+    settings: dict[str, Any] | None = None,
+    gpu: list[str] | None = None,
+    tokens: int | None = None,
+    examples: int | None = None,
+    tokens_per_example: int | None = None,
+    prices: Path | None = None,
+    probe: bool = False,
+    probe_steps: int = 3,
+    hourly: float | None = None,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
     """Everything `tunesmith cost` prints. `settings`: Recipe fields (method, seq_len, batch_size, grad_accum,
     lora_r, epochs, gradient_checkpointing) that replace the project's (or the defaults); None values are left."""
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
@@ -31,16 +56,19 @@ def cost_report(project: Path | None = None, model_size: str | None = None, mode
     if gpu:
         table = {g.name: g for g in (find_gpu(table, name) for name in gpu)}
     if probe and project is None:
-        raise TunesmithError("--probe needs a project", [Problem("--probe", "it trains the project's recipe on its "
-                                                                 "data", "pass a project directory")])
+        raise TunesmithError(
+            "--probe needs a project",
+            [Problem("--probe", "it trains the project's recipe on its data", "pass a project directory")],
+        )
     cfg, root, recipe = plan_recipe(project, settings, overrides or [])
     shape = _plan_shape(cfg, model_size, model)
     notes: list[str] = []
     if examples is not None and tokens_per_example is not None:
         tokens = examples * tokens_per_example
     elif (examples is None) != (tokens_per_example is None) and tokens is None:
-        raise TunesmithError("Incomplete token count", [Problem("--examples / --tokens-per-example",
-                                                                "pass both (or --tokens)")])
+        raise TunesmithError(
+            "Incomplete token count", [Problem("--examples / --tokens-per-example", "pass both (or --tokens)")]
+        )
     counted = None
     if cfg is not None and (tokens is None or probe):
         counted = _count(cfg, root, recipe)
@@ -49,15 +77,23 @@ def cost_report(project: Path | None = None, model_size: str | None = None, mode
             if model_size or model:
                 notes.append(f"tokens counted with {cfg.model.base}'s tokenizer")
     if shape.params < SMALL_MODEL_PARAMS:
-        notes.append(f"below {SMALL_MODEL_PARAMS / 1e9:g}B parameters the table's speeds are optimistic (a small "
-                     "model does not keep a GPU busy): --probe measures")
+        notes.append(
+            f"below {SMALL_MODEL_PARAMS / 1e9:g}B parameters the table's speeds are optimistic (a small "
+            "model does not keep a GPU busy): --probe measures"
+        )
     trained = None
     if tokens is not None:
         trained = trained_tokens(tokens, examples, recipe) if examples else tokens * epochs_of(recipe, None)
     rate_hourly = hourly if hourly is not None else (cfg.budget.hourly_usd if cfg is not None else None)
     report: dict[str, Any] = {
-        "model": {"name": shape.name, "size": shape.label, "params": shape.params, "layers": shape.layers,
-                  "hidden": shape.hidden, "vocab": shape.vocab},
+        "model": {
+            "name": shape.name,
+            "size": shape.label,
+            "params": shape.params,
+            "layers": shape.layers,
+            "hidden": shape.hidden,
+            "vocab": shape.vocab,
+        },
         "recipe": asdict(recipe),
         "tokens": {"examples": examples, "per_epoch": tokens, "trained": trained},
         "memory": {m: estimate_memory(shape, recipe, m).to_json() for m in ("full", "lora", "qlora")},
@@ -98,8 +134,10 @@ def _plan_shape(cfg, model_size: str | None, model: str | None) -> ModelShape:
         return model_shape(model)
     if cfg is not None:
         return model_shape(cfg.model.base, cfg.model.trust_remote_code)
-    raise TunesmithError("Nothing to size", [Problem("cost", "no project, --model-size or --model",
-                                                     "e.g. tunesmith cost --model-size 7B --method qlora")])
+    raise TunesmithError(
+        "Nothing to size",
+        [Problem("cost", "no project, --model-size or --model", "e.g. tunesmith cost --model-size 7B --method qlora")],
+    )
 
 
 def _count(cfg, root, recipe: Recipe) -> ProjectTokens:
@@ -107,13 +145,17 @@ def _count(cfg, root, recipe: Recipe) -> ProjectTokens:
     return project_tokens(cfg, root, resolve_model(cfg.model.base, cfg.model.trust_remote_code), recipe)
 
 
-def _probe(cfg, counted: ProjectTokens, recipe: Recipe, trained: float | None, hourly_usd: float | None,
-           steps: int) -> dict[str, Any]:
+def _probe(
+    cfg, counted: ProjectTokens, recipe: Recipe, trained: float | None, hourly_usd: float | None, steps: int
+) -> dict[str, Any]:
     """Real training steps of the project's recipe here, extrapolated to the tokens trained."""
     measured = measure(cfg, counted.model_ref, counted.records, steps)
-    measured.update(extrapolate(measured, trained, recipe.nproc, hourly_usd), trained_tokens=trained,
-                    hourly_usd=hourly_usd, estimated_gib=estimate_memory(
-                        model_shape(cfg.model.base, cfg.model.trust_remote_code), recipe).total)
+    measured.update(
+        extrapolate(measured, trained, recipe.nproc, hourly_usd),
+        trained_tokens=trained,
+        hourly_usd=hourly_usd,
+        estimated_gib=estimate_memory(model_shape(cfg.model.base, cfg.model.trust_remote_code), recipe).total,
+    )
     return measured
 
 

@@ -13,9 +13,9 @@ from typing import Any
 from rich.markup import escape
 
 from tunesmith.config import Config
-from tunesmith.files import JsonlWriter, atomic_write_json, atomic_write_jsonl, data_sha256
 from tunesmith.data.project import check_options, data_files, read_records, stratify_field
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.files import JsonlWriter, atomic_write_json, atomic_write_jsonl, data_sha256
 from tunesmith.pipeline.machinery import Pipeline, Stage, console, sections
 
 
@@ -35,28 +35,42 @@ def check_stage(cfg: Config, project: Path, pipe: Pipeline, model_ref, schema: d
 
     def check(run_dir: Path) -> dict[str, Any]:
         with JsonlWriter(run_dir / "kept.jsonl") as kept, JsonlWriter(run_dir / "rejected.jsonl") as rejected:
+
             def verdict(item, errors) -> None:
                 if errors:
                     rejected.write(rejected_row(item, errors))
                 else:
                     kept.write(item.to_json())
 
-            report = run_checks(iter_records(files, cfg.data.format, project, cfg.data.columns), keep=False,
-                                on_verdict=verdict, **check_options(cfg, model_ref, schema))
+            report = run_checks(
+                iter_records(files, cfg.data.format, project, cfg.data.columns),
+                keep=False,
+                on_verdict=verdict,
+                **check_options(cfg, model_ref, schema),
+            )
         unreadable = [f for f in report.findings if f.code in (Code.BAD_LINE, Code.BAD_RECORD)]
         if unreadable:  # a broken file, not a bad example: training on what could be parsed would hide it
-            raise TunesmithError.capped(f"{len(unreadable)} line(s) cannot be read", [
-                Problem(f.where + (f" [{f.field}]" if f.field else ""), f.message, f.hint) for f in unreadable])
+            raise TunesmithError.capped(
+                f"{len(unreadable)} line(s) cannot be read",
+                [Problem(f.where + (f" [{f.field}]" if f.field else ""), f.message, f.hint) for f in unreadable],
+            )
         atomic_write_json(run_dir / "report.json", report.to_json())
         if not report.n_kept:
-            raise TunesmithError("No usable records", [Problem(str(files[0]), "every record was rejected",
-                                                               "see report.json in the check run directory")])
-        return {"records": report.records, "kept": report.n_kept, "rejected": report.n_rejected,
-                "findings": len(report.findings)}
+            raise TunesmithError(
+                "No usable records",
+                [Problem(str(files[0]), "every record was rejected", "see report.json in the check run directory")],
+            )
+        return {
+            "records": report.records,
+            "kept": report.n_kept,
+            "rejected": report.n_rejected,
+            "findings": len(report.findings),
+        }
 
     hashes = {str(f.relative_to(project)): data_sha256(f) for f in files}
-    return pipe.stage("check", sections(cfg, "data", "task"), {"files": hashes, "model": model_ref.identity,
-                                                                "schema": schema}, check)
+    return pipe.stage(
+        "check", sections(cfg, "data", "task"), {"files": hashes, "model": model_ref.identity, "schema": schema}, check
+    )
 
 
 def split_stage(cfg: Config, project: Path, pipe: Pipeline, st_check: Stage) -> Stage:
@@ -74,23 +88,33 @@ def split_stage(cfg: Config, project: Path, pipe: Pipeline, st_check: Stage) -> 
         kept = read_records(st_check.run_dir / "kept.jsonl")
         fld = stratify_field(cfg)
         clusters = near_duplicate_clusters(kept, cfg.data.near_dup_threshold)
-        own = {which: load_records(files, cfg.data.format, project, cfg.data.columns) if files else None
-               for which, files in given.items()}
+        own = {
+            which: load_records(files, cfg.data.format, project, cfg.data.columns) if files else None
+            for which, files in given.items()
+        }
         parts = three_way_split(kept, split_data, lambda r: reply_label(r, fld), clusters, **own)
         leaks = leakage(parts.train, parts.test + parts.validation, cfg.data.near_dup_threshold)
         print_leakage(parts.findings)
         for name, records in (("train", parts.train), ("validation", parts.validation), ("heldout", parts.test)):
             atomic_write_jsonl(run_dir / f"{name}.jsonl", (r.to_json() for r in records))
         atomic_write_json(run_dir / "split.json", {"findings": [f.to_json() for f in parts.findings]})
-        return {"train": len(parts.train), "validation": len(parts.validation), "heldout": len(parts.test),
-                "stratified_by": fld, "grouped_with_a_twin": len(kept) - len(set(clusters)), "leaks": len(leaks),
-                "dropped_as_leakage": len(parts.findings),
-                "sources": {which: [str(f.relative_to(project)) for f in files] for which, files in given.items()}}
+        return {
+            "train": len(parts.train),
+            "validation": len(parts.validation),
+            "heldout": len(parts.test),
+            "stratified_by": fld,
+            "grouped_with_a_twin": len(kept) - len(set(clusters)),
+            "leaks": len(leaks),
+            "dropped_as_leakage": len(parts.findings),
+            "sources": {which: [str(f.relative_to(project)) for f in files] for which, files in given.items()},
+        }
 
-    hashes_given = {which: {str(f.relative_to(project)): data_sha256(f) for f in files}
-                    for which, files in given.items() if files}
-    return pipe.stage("split", {"data": split_data.model_dump(mode="json")}, {"check": st_check.key, **hashes_given},
-                      split)
+    hashes_given = {
+        which: {str(f.relative_to(project)): data_sha256(f) for f in files} for which, files in given.items() if files
+    }
+    return pipe.stage(
+        "split", {"data": split_data.model_dump(mode="json")}, {"check": st_check.key, **hashes_given}, split
+    )
 
 
 def print_leakage(findings: list) -> None:

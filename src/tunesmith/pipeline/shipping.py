@@ -19,8 +19,17 @@ from tunesmith.pipeline.machinery import Pipeline, Stage
 from tunesmith.pipeline.training import trained_model
 
 
-def shipping_stages(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_split: Stage, st_train: Stage,
-                    st_tuned: Stage, tuned_ref, adapter, schema: dict | None) -> list | None:
+def shipping_stages(
+    cfg: Config,
+    pipe: Pipeline,
+    plan: EvalPlan,
+    st_split: Stage,
+    st_train: Stage,
+    st_tuned: Stage,
+    tuned_ref,
+    adapter,
+    schema: dict | None,
+) -> list | None:
     """Export (when `export.formats` names any), then the held-out split again on each exported model
     (`export.parity`): the parity reports, or None when parity did not run."""
     if not cfg.export.formats:
@@ -31,23 +40,44 @@ def shipping_stages(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_split: Stage
     return parity_stage(cfg, pipe, plan, st_export, st_tuned, tuned_ref, adapter, schema).result["reports"]
 
 
-def export_stage(cfg: Config, pipe: Pipeline, st_train: Stage, st_split: Stage, tuned_ref, adapter,
-                 constraint=None) -> Stage:
+def export_stage(
+    cfg: Config, pipe: Pipeline, st_train: Stage, st_split: Stage, tuned_ref, adapter, constraint=None
+) -> Stage:
     """Stage 9: the formats of `export.formats` (cached under the train run and the export settings); with the
     task's decoding `constraint`, its GBNF grammar and schema ship beside the GGUF and Ollama files."""
+
     def export(run_dir: Path) -> dict[str, Any]:
         from tunesmith.export.merge import export_artifacts
 
-        return export_artifacts(tuned_ref, adapter, cfg.export.formats, run_dir, cfg.eval.no_repeat_ngram_size,
-                                cfg.export.gguf_types, cfg.export.ollama_type,
-                                shipped_system_prompt(cfg, st_split), cfg.data.max_seq_len, constraint)
+        return export_artifacts(
+            tuned_ref,
+            adapter,
+            cfg.export.formats,
+            run_dir,
+            cfg.eval.no_repeat_ngram_size,
+            cfg.export.gguf_types,
+            cfg.export.ollama_type,
+            shipped_system_prompt(cfg, st_split),
+            cfg.data.max_seq_len,
+            constraint,
+        )
 
-    section = {"export": cfg.export.model_dump(mode="json"), "max_seq_len": cfg.data.max_seq_len,
-               "system_prompt": cfg.task.system_prompt}
-    return pipe.stage("export", section, {"train": st_train.key, "split": st_split.key,
-                                          "no_repeat_ngram_size": cfg.eval.no_repeat_ngram_size,
-                                          "constraint": constraint.key() if constraint is not None else None},
-                      export)
+    section = {
+        "export": cfg.export.model_dump(mode="json"),
+        "max_seq_len": cfg.data.max_seq_len,
+        "system_prompt": cfg.task.system_prompt,
+    }
+    return pipe.stage(
+        "export",
+        section,
+        {
+            "train": st_train.key,
+            "split": st_split.key,
+            "no_repeat_ngram_size": cfg.eval.no_repeat_ngram_size,
+            "constraint": constraint.key() if constraint is not None else None,
+        },
+        export,
+    )
 
 
 def split_constraint(cfg: Config, st_split: Stage | None, schema: dict | None):
@@ -59,8 +89,13 @@ def split_constraint(cfg: Config, st_split: Stage | None, schema: dict | None):
     return task_constraint_of(cfg, [r.reply or "" for r in read_records(st_split.run_dir / "train.jsonl")], schema)
 
 
-def export_run(path: str | Path, run: str, formats: list[str] | None = None, gguf_types: list[str] | None = None,
-               overrides: list[str] | None = None) -> dict[str, Any]:
+def export_run(
+    path: str | Path,
+    run: str,
+    formats: list[str] | None = None,
+    gguf_types: list[str] | None = None,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
     """`tunesmith export RUN`: export a finished train run of the project into `<run>/export/`; returns the
     manifest. Formats default to `export.formats`, else everything the run can give."""
     from tunesmith.data.project import load_schema
@@ -73,30 +108,58 @@ def export_run(path: str | Path, run: str, formats: list[str] | None = None, ggu
     check_exportable(cfg, project, run_dir, meta)
     model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
     if meta["inputs"].get("model") != model_ref.identity:
-        raise TunesmithError("The base model changed since this run", [Problem(
-            "model.base", f"{cfg.model.base} is not the model {run_dir.name} trained",
-            "set model.base back to the run's base model")])
+        raise TunesmithError(
+            "The base model changed since this run",
+            [
+                Problem(
+                    "model.base",
+                    f"{cfg.model.base} is not the model {run_dir.name} trained",
+                    "set model.base back to the run's base model",
+                )
+            ],
+        )
     st_train = Stage("train", meta["key"], run_dir, cached=True, result=runs.read_result(run_dir))
     tuned_ref, adapter = trained_model(st_train, model_ref)
     split_dir = runs.find_run(project, "split", meta["inputs"]["split"])
     st_split = Stage("split", meta["inputs"]["split"], split_dir, cached=True) if split_dir else None
-    formats = formats or list(cfg.export.formats) or (["adapter"] if adapter is not None else []) + [
-        "merged", "gguf", "ollama"]
+    formats = (
+        formats
+        or list(cfg.export.formats)
+        or (["adapter"] if adapter is not None else []) + ["merged", "gguf", "ollama"]
+    )
     system = shipped_system_prompt(cfg, st_split) if st_split else cfg.task.system_prompt
-    return export_artifacts(tuned_ref, adapter, formats, run_dir / "export", cfg.eval.no_repeat_ngram_size,
-                            gguf_types or list(cfg.export.gguf_types), cfg.export.ollama_type, system,
-                            cfg.data.max_seq_len, split_constraint(cfg, st_split, load_schema(cfg, project)))
+    return export_artifacts(
+        tuned_ref,
+        adapter,
+        formats,
+        run_dir / "export",
+        cfg.eval.no_repeat_ngram_size,
+        gguf_types or list(cfg.export.gguf_types),
+        cfg.export.ollama_type,
+        system,
+        cfg.data.max_seq_len,
+        split_constraint(cfg, st_split, load_schema(cfg, project)),
+    )
 
 
 def check_exportable(cfg: Config, project: Path, run_dir: Path, meta: dict) -> None:
     """A run `tunesmith export` can export: a train run, finished."""
     if meta.get("stage") != "train":
-        raise TunesmithError("Not a training run", [Problem(run_dir.name, f"a {meta.get('stage')} run",
-                                                            "`tunesmith runs list` shows the train runs")])
+        raise TunesmithError(
+            "Not a training run",
+            [Problem(run_dir.name, f"a {meta.get('stage')} run", "`tunesmith runs list` shows the train runs")],
+        )
     if not runs.is_complete(run_dir):
-        raise TunesmithError("The training run is not finished", [Problem(
-            run_dir.name, "no COMPLETED marker: it was interrupted, or is still running",
-            f"finish it with `tunesmith train {project} --resume`")])
+        raise TunesmithError(
+            "The training run is not finished",
+            [
+                Problem(
+                    run_dir.name,
+                    "no COMPLETED marker: it was interrupted, or is still running",
+                    f"finish it with `tunesmith train {project} --resume`",
+                )
+            ],
+        )
 
 
 def serve_target(project: str | Path, target: str):
@@ -115,8 +178,10 @@ def serve_target(project: str | Path, target: str):
     if run_dir is None:
         return resolve_model(target), None, None
     if not runs.is_complete(run_dir):
-        raise TunesmithError("The training run is not finished", [Problem(
-            run_dir.name, "no COMPLETED marker", f"finish it with `tunesmith train {project} --resume`")])
+        raise TunesmithError(
+            "The training run is not finished",
+            [Problem(run_dir.name, "no COMPLETED marker", f"finish it with `tunesmith train {project} --resume`")],
+        )
     cfg = load_config(project)[0]
     st_train = Stage("train", "", run_dir, cached=True, result=runs.read_result(run_dir))
     ref, adapter = trained_model(st_train, resolve_model(cfg.model.base, cfg.model.trust_remote_code))
@@ -128,8 +193,10 @@ def shipped_system_prompt(cfg: Config, st_split: Stage) -> str | None:
     record shares, else none."""
     if cfg.task.system_prompt:
         return cfg.task.system_prompt
-    prompts = {r.messages[0]["content"] if r.messages and r.messages[0].get("role") == "system" else None
-               for r in read_records(st_split.run_dir / "train.jsonl")}
+    prompts = {
+        r.messages[0]["content"] if r.messages and r.messages[0].get("role") == "system" else None
+        for r in read_records(st_split.run_dir / "train.jsonl")
+    }
     return prompts.pop() if len(prompts) == 1 else None
 
 
@@ -140,22 +207,34 @@ def exported_models(st_export: Stage) -> list[tuple[str, Path]]:
         if fmt == "merged":
             out.append(("merged", Path(info["path"])))
         elif fmt == "gguf":
-            out += [(name[len("model-"):-len(".gguf")], Path(info["path"]) / name) for name in info["files"]
-                    if name.endswith(".gguf")]  # beside them: the grammar and schema of a constrained task
+            out += [
+                (name[len("model-") : -len(".gguf")], Path(info["path"]) / name)
+                for name in info["files"]
+                if name.endswith(".gguf")
+            ]  # beside them: the grammar and schema of a constrained task
     return out
 
 
-def parity_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_export: Stage, st_tuned: Stage, tuned_ref, adapter,
-                 schema: dict | None) -> Stage:
+def parity_stage(
+    cfg: Config,
+    pipe: Pipeline,
+    plan: EvalPlan,
+    st_export: Stage,
+    st_tuned: Stage,
+    tuned_ref,
+    adapter,
+    schema: dict | None,
+) -> Stage:
     """Stage 8: the held-out split on the checkpoint and on every exported model (the GGUFs loaded back through
     transformers), all in `export.parity_precision` (fp32: precision held fixed, so a difference is the export's
     doing; bf16 evaluation alone changes many greedy replies of a small model), each export compared with the
     checkpoint (`tunesmith.export.parity`)."""
+
     def run(run_dir: Path) -> dict[str, Any]:
         from tunesmith.chat import render_prompt
-        from tunesmith.generate.backends import LlamaCppBackend, TransformersBackend
         from tunesmith.eval.evaluate import evaluate
         from tunesmith.export.parity import parity
+        from tunesmith.generate.backends import LlamaCppBackend, TransformersBackend
         from tunesmith.models import resolve_model
 
         cases, precision = plan.suites["heldout"], cfg.export.parity_precision
@@ -163,8 +242,9 @@ def parity_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_export: Stage, 
         def heldout(kind: str, backend) -> list[dict]:
             out = run_dir / kind
             out.mkdir(exist_ok=True)
-            evaluate(backend, {"heldout": cases}, cfg, out, schema, f"parity {kind}", plan.cache, plan.limits,
-                     plan.decodings)
+            evaluate(
+                backend, {"heldout": cases}, cfg, out, schema, f"parity {kind}", plan.cache, plan.limits, plan.decodings
+            )
             return [o for _, o in read_jsonl(out / "results.jsonl")]
 
         ours = TransformersBackend(tuned_ref, adapter=adapter, precision=precision)
@@ -173,19 +253,37 @@ def parity_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, st_export: Stage, 
         reports = []
         for kind, path in exported_models(st_export):
             backend = TransformersBackend(resolve_model(str(path), cfg.model.trust_remote_code), precision=precision)
-            reports.append(parity(kind, checkpoint, heldout(kind, backend), cfg,
-                                  template_same=render_prompt(backend.tok, sample) == render_prompt(ours.tok, sample),
-                                  eos_same=backend.tok.eos_token == ours.tok.eos_token))
+            reports.append(
+                parity(
+                    kind,
+                    checkpoint,
+                    heldout(kind, backend),
+                    cfg,
+                    template_same=render_prompt(backend.tok, sample) == render_prompt(ours.tok, sample),
+                    eos_same=backend.tok.eos_token == ours.tok.eos_token,
+                )
+            )
             if path.suffix == ".gguf" and "llama.cpp" in runtimes:
                 # the file as Ollama / llama-server run it: llama.cpp's tokenizer, the template stored in the file
                 llama = LlamaCppBackend(path, n_ctx=cfg.data.max_seq_len + (cfg.eval.max_new_tokens or LIMIT_MAX))
-                reports.append(parity(kind, checkpoint, heldout(f"{kind}-llama.cpp", llama), cfg,
-                                      runtime="llama.cpp", decoding_same=not cfg.eval.no_repeat_ngram_size))
+                reports.append(
+                    parity(
+                        kind,
+                        checkpoint,
+                        heldout(f"{kind}-llama.cpp", llama),
+                        cfg,
+                        runtime="llama.cpp",
+                        decoding_same=not cfg.eval.no_repeat_ngram_size,
+                    )
+                )
         return {"precision": precision, "reports": reports}
 
     import importlib.util
 
     runtimes = ["transformers"] + (["llama.cpp"] if importlib.util.find_spec("llama_cpp") is not None else [])
-    return pipe.stage("parity", {"eval": cfg.eval.model_dump(mode="json"),
-                                 "export": cfg.export.model_dump(mode="json")},
-                      {**plan.inputs, "export": st_export.key, "tuned": st_tuned.key, "runtimes": runtimes}, run)
+    return pipe.stage(
+        "parity",
+        {"eval": cfg.eval.model_dump(mode="json"), "export": cfg.export.model_dump(mode="json")},
+        {**plan.inputs, "export": st_export.key, "tuned": st_tuned.key, "runtimes": runtimes},
+        run,
+    )

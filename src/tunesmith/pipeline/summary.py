@@ -29,12 +29,27 @@ def build_summary(cfg: Config, pipe: Pipeline, cmp: dict, base: dict, tuned: dic
         "metrics": cmp["metrics"],
         "base_metrics": base["metrics"],
         "tuned_metrics": tuned["metrics"],
-        "train": {k: train.get(k) for k in ("steps", "epochs", "train_loss", "eval_loss", "wall_s",
-                                             "tokens_per_s", "trainable_params", "precision", "stopped_by_budget",
-                                             "recipe", "planned_epochs", "selection")},
+        "train": {
+            k: train.get(k)
+            for k in (
+                "steps",
+                "epochs",
+                "train_loss",
+                "eval_loss",
+                "wall_s",
+                "tokens_per_s",
+                "trainable_params",
+                "precision",
+                "stopped_by_budget",
+                "recipe",
+                "planned_epochs",
+                "selection",
+            )
+        },
         "train_cost_usd": None if cfg.budget.hourly_usd is None else train_hours * cfg.budget.hourly_usd,
-        "stages": [{"stage": s.name, "run": str(s.run_dir), "cached": s.cached, "wall_s": s.wall_s}
-                   for s in pipe.stages],
+        "stages": [
+            {"stage": s.name, "run": str(s.run_dir), "cached": s.cached, "wall_s": s.wall_s} for s in pipe.stages
+        ],
     }
 
 
@@ -51,7 +66,9 @@ def write_report(project: Path, summary: dict[str, Any]) -> str | None:
 
     try:
         return str(build_report(project, summary))
-    except Exception as exc:  # noqa: BLE001 - see the docstring
-        console.print(f"[yellow]warning:[/yellow] the report could not be written: {type(exc).__name__}: "
-                      f"{escape(str(exc))} (`tunesmith report {project}` tries again)")
+    except Exception as exc:
+        console.print(
+            f"[yellow]warning:[/yellow] the report could not be written: {type(exc).__name__}: "
+            f"{escape(str(exc))} (`tunesmith report {project}` tries again)"
+        )
         return None

@@ -12,9 +12,9 @@ from typing import Any
 from tunesmith import runs
 from tunesmith.config import Config
 from tunesmith.data.distill import SELF
-from tunesmith.files import atomic_write_jsonl, file_sha256
 from tunesmith.data.io import read_jsonl
 from tunesmith.data.project import general_files, mix_general, read_records, validation_records
+from tunesmith.files import atomic_write_jsonl, file_sha256
 from tunesmith.pipeline.machinery import Pipeline, Stage, sections
 
 
@@ -23,12 +23,25 @@ def train_settings(cfg: Config) -> dict[str, Any]:
     (the validation decoding)."""
     dumped = sections(cfg, "train", "task", "budget", "eval")
     evaluation = {k: dumped["eval"][k] for k in ("decoding", "max_new_tokens", "no_repeat_ngram_size", "gate")}
-    return {"train": dumped["train"], "task": dumped["task"], "max_seq_len": cfg.data.max_seq_len,
-            "budget": dumped["budget"], "selection": evaluation}
+    return {
+        "train": dumped["train"],
+        "task": dumped["task"],
+        "max_seq_len": cfg.data.max_seq_len,
+        "budget": dumped["budget"],
+        "selection": evaluation,
+    }
 
 
-def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None = None,
-                resume: str = "auto", report=None, extra_inputs: dict | None = None) -> Stage:
+def train_stage(
+    cfg: Config,
+    pipe: Pipeline,
+    model_ref,
+    st_split: Stage,
+    schema: dict | None = None,
+    resume: str = "auto",
+    report=None,
+    extra_inputs: dict | None = None,
+) -> Stage:
     """Stage 4: the objective's recipe (SFT, DPO, GRPO, reward model) on the split's training records plus the
     configured share of general data, in one process or several (cached; an interrupted run resumes from its newest
     checkpoint, see `Pipeline.stage` for `resume`). SFT's checkpoint is chosen on the validation split's generated
@@ -50,17 +63,28 @@ def train_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema:
             if added["general_examples"]:
                 path = run_dir / "train_mixed.jsonl"
                 atomic_write_jsonl(path, (r.to_json() for r in mixed))
-            return {**launch(cfg, model_ref, path, run_dir, schema, pipe.project,
-                             st_split.run_dir / "validation.jsonl"), **added}
+            return {
+                **launch(cfg, model_ref, path, run_dir, schema, pipe.project, st_split.run_dir / "validation.jsonl"),
+                **added,
+            }
         from tunesmith.train import run_recipe
 
         plan = split_validation_plan(cfg, st_split, model_ref, schema, records, report)
         return {**run_recipe(cfg, model_ref, mixed, run_dir, schema, plan), **added}
 
-    return pipe.stage("train", train_settings(cfg),
-                      {"split": st_split.key, "model": model_ref.identity, "schema": schema,
-                       "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general},
-                       **(extra_inputs or {})}, train, resume)
+    return pipe.stage(
+        "train",
+        train_settings(cfg),
+        {
+            "split": st_split.key,
+            "model": model_ref.identity,
+            "schema": schema,
+            "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general},
+            **(extra_inputs or {}),
+        },
+        train,
+        resume,
+    )
 
 
 def self_general_stage(cfg: Config, pipe: Pipeline, model_ref) -> Stage:
@@ -77,12 +101,17 @@ def self_general_stage(cfg: Config, pipe: Pipeline, model_ref) -> Stage:
         atomic_write_jsonl(run_dir / "general.jsonl", (r.to_json() for r in records))
         return {"records": len(records), "unfinished": sum(bool(r.provenance.get("unfinished")) for r in records)}
 
-    return pipe.stage("general-self", {"max_new_tokens": ANCHOR_TOKENS, "precision": cfg.train.precision},
-                      {"model": model_ref.identity, "prompts": file_sha256(GENERAL_PROMPTS)}, distill)
+    return pipe.stage(
+        "general-self",
+        {"max_new_tokens": ANCHOR_TOKENS, "precision": cfg.train.precision},
+        {"model": model_ref.identity, "prompts": file_sha256(GENERAL_PROMPTS)},
+        distill,
+    )
 
 
-def split_validation_plan(cfg: Config, st_split: Stage, model_ref, schema: dict | None, train_records: list,
-                          report=None):
+def split_validation_plan(
+    cfg: Config, st_split: Stage, model_ref, schema: dict | None, train_records: list, report=None
+):
     """The validation plan of an SFT run on this split (None for other objectives or without validation)."""
     records = validation_records(st_split.run_dir) if cfg.train.objective == "sft" else []
     if not records:
@@ -90,8 +119,9 @@ def split_validation_plan(cfg: Config, st_split: Stage, model_ref, schema: dict 
     from tunesmith.models import load_tokenizer
     from tunesmith.train.selection import validation_plan
 
-    return validation_plan(cfg, records, [r.reply or "" for r in train_records], load_tokenizer(model_ref), schema,
-                           report)
+    return validation_plan(
+        cfg, records, [r.reply or "" for r in train_records], load_tokenizer(model_ref), schema, report
+    )
 
 
 def trained_model(st_train: Stage, base_ref):
@@ -103,8 +133,15 @@ def trained_model(st_train: Stage, base_ref):
     return base_ref, st_train.run_dir / st_train.result["adapter"]
 
 
-def search_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None,
-                 budget_minutes: float | None = None, max_trials: int | None = None):
+def search_stage(
+    cfg: Config,
+    pipe: Pipeline,
+    model_ref,
+    st_split: Stage,
+    schema: dict | None,
+    budget_minutes: float | None = None,
+    max_trials: int | None = None,
+):
     """The budgeted recipe search (`tunesmith.train.search`): each trial a train stage of its own, the general-probe
     gate checked on probe prompts the gate does not use. Returns the SearchResult; the best trial's train run is
     added to the pipeline as its train stage."""
@@ -116,17 +153,18 @@ def search_stage(cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema
 
     guard = ForgettingGuard.for_project(cfg, probe_scorer(cfg, pipe.project, model_ref))
     n_train = sum(1 for _ in read_jsonl(st_split.run_dir / "train.jsonl"))
-    result = search_recipe(cfg, pipe.project, st_split.key, model_ref.identity, n_train, train, guard,
-                           budget_minutes, max_trials)
+    result = search_recipe(
+        cfg, pipe.project, st_split.key, model_ref.identity, n_train, train, guard, budget_minutes, max_trials
+    )
     return result
 
 
 def probe_scorer(cfg: Config, project: Path, model_ref):
     """`score(run_dir, train_result) -> value` of the general-probe gate's metric on the spare probe prompts (the
     base model when `run_dir` is None), through the generation cache."""
+    from tunesmith.eval.evaluate import evaluate
     from tunesmith.generate.backends import TransformersBackend
     from tunesmith.generate.cache import GenerationCache
-    from tunesmith.eval.evaluate import evaluate
     from tunesmith.train.search import spare_probe
 
     gate = next((g for g in [cfg.eval.gate, *cfg.eval.gates] if g.metric.startswith("general.")), None)
@@ -142,8 +180,16 @@ def probe_scorer(cfg: Config, project: Path, model_ref):
             ref, adapter = trained_model(Stage("train", "", run_dir, cached=True, result=result or {}), model_ref)
             backend = TransformersBackend(ref, adapter=adapter, precision=cfg.train.precision)
         with tempfile.TemporaryDirectory() as out:
-            metrics = evaluate(backend, {"general": spare_probe(cfg)}, cfg, Path(out), None, "probe (spare)",
-                               cache, {"general": cfg.eval.general_max_new_tokens})
+            metrics = evaluate(
+                backend,
+                {"general": spare_probe(cfg)},
+                cfg,
+                Path(out),
+                None,
+                "probe (spare)",
+                cache,
+                {"general": cfg.eval.general_max_new_tokens},
+            )
         return float(metrics["general"].get(metric) or 0.0)
 
     return score

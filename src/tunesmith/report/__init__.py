@@ -16,13 +16,20 @@ tables. There is no script and no external URL; every text from data, prompts an
 from __future__ import annotations
 
 from pathlib import Path
+
 from tunesmith.errors import Problem, TunesmithError
 
 REPORT_FILE = "report.html"
 
 
-def build_report(project: str | Path, summary: dict | None = None, diagnosis: dict | None = None,
-                 cost: dict | None = None, preference: dict | None = None, out: Path | None = None) -> Path:
+def build_report(
+    project: str | Path,
+    summary: dict | None = None,
+    diagnosis: dict | None = None,
+    cost: dict | None = None,
+    preference: dict | None = None,
+    out: Path | None = None,
+) -> Path:
     """Write the report of a project's run and return its path.
 
     `summary` defaults to PROJECT/.tunesmith/summary.json (what `tunesmith run` wrote). The check run's findings,
@@ -38,20 +45,32 @@ def build_report(project: str | Path, summary: dict | None = None, diagnosis: di
     if summary is None:
         summary = sources.read_json(project / ".tunesmith" / "summary.json")
         if not isinstance(summary, dict):
-            raise TunesmithError("No run to report", [Problem(
-                str(project / ".tunesmith" / "summary.json"), "missing or unreadable",
-                f"run the project first: tunesmith run {project}")])
+            raise TunesmithError(
+                "No run to report",
+                [
+                    Problem(
+                        str(project / ".tunesmith" / "summary.json"),
+                        "missing or unreadable",
+                        f"run the project first: tunesmith run {project}",
+                    )
+                ],
+            )
     diagnosis = diagnosis if diagnosis is not None else summary.get("diagnosis")
     cost = cost if cost is not None else summary.get("cost")
-    preference = preference if preference is not None else (summary.get("preference")
-                                                            or summary.get("human_preference"))
+    preference = (
+        preference if preference is not None else (summary.get("preference") or summary.get("human_preference"))
+    )
     dirs = sources.stage_dirs(summary, project)
-    text = render(summary,
-                  check=sources.check_report(dirs.get("check")),
-                  split=sources.stage_result(dirs.get("split")),
-                  log=sources.train_log(dirs.get("train")),
-                  changed=sources.changed_cases(dirs.get("eval-base"), dirs.get("eval-tuned")),
-                  diagnosis=diagnosis, cost=cost, preference=preference)
+    text = render(
+        summary,
+        check=sources.check_report(dirs.get("check")),
+        split=sources.stage_result(dirs.get("split")),
+        log=sources.train_log(dirs.get("train")),
+        changed=sources.changed_cases(dirs.get("eval-base"), dirs.get("eval-tuned")),
+        diagnosis=diagnosis,
+        cost=cost,
+        preference=preference,
+    )
     targets = [Path(out)] if out is not None else default_targets(project, dirs)
     for target in targets:
         atomic_write_text(target, text)

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 class Html(str):
     """A fragment of markup that is already safe (built here from escaped parts)."""
 
-    def __add__(self, other: str) -> "Html":
+    def __add__(self, other: str) -> Html:
         return Html(str.__add__(self, esc(other)))
 
-    def __radd__(self, other: str) -> "Html":  # "text" + Html: the text is escaped too
+    def __radd__(self, other: str) -> Html:  # "text" + Html: the text is escaped too
         return Html(str.__add__(esc(other), self))
 
 
@@ -63,8 +64,9 @@ def interval(low: Any, high: Any) -> str:
     return f"{signed(low)} .. {signed(high)}"
 
 
-def table(headers: list[str], rows: Iterable[Iterable[Any]], cls: str | None = None,
-          numeric: Iterable[str] = ()) -> Html:
+def table(
+    headers: list[str], rows: Iterable[Iterable[Any]], cls: str | None = None, numeric: Iterable[str] = ()
+) -> Html:
     """A table; cells are escaped unless Html. Columns named in `numeric` are right-aligned."""
     right = set(numeric)
     head = join(tag("th", h, cls="num" if h in right else None) for h in headers)

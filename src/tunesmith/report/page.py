@@ -89,13 +89,34 @@ footer { margin: 36px auto 24px; color: var(--muted); font-size: 12px; }
 @media print { nav { display: none; } .glance { grid-template-columns: 1fr 1fr 1fr; } }
 """
 
-NAV = [("data", "Data"), ("metrics", "Base vs tuned"), ("alternatives", "Alternatives"), ("slices", "Slices"),
-       ("cases", "Cases"), ("labels", "Labels"), ("search", "Search"), ("training", "Training"), ("diagnosis", "Diagnosis"),
-       ("cost", "Cost"), ("parity", "Export parity"), ("preference", "Preference"), ("stages", "Stages")]
+NAV = [
+    ("data", "Data"),
+    ("metrics", "Base vs tuned"),
+    ("alternatives", "Alternatives"),
+    ("slices", "Slices"),
+    ("cases", "Cases"),
+    ("labels", "Labels"),
+    ("search", "Search"),
+    ("training", "Training"),
+    ("diagnosis", "Diagnosis"),
+    ("cost", "Cost"),
+    ("parity", "Export parity"),
+    ("preference", "Preference"),
+    ("stages", "Stages"),
+]
 
 
-def render(summary: dict, check: dict | None, split: dict | None, log: list[dict], changed: dict | None,
-           diagnosis: Any, cost: Any, preference: Any, labels: dict | None = None) -> str:
+def render(
+    summary: dict,
+    check: dict | None,
+    split: dict | None,
+    log: list[dict],
+    changed: dict | None,
+    diagnosis: Any,
+    cost: Any,
+    preference: Any,
+    labels: dict | None = None,
+) -> str:
     """The report as one HTML document (a string). `labels` (`sources.label_view`) is read from the run
     directories the summary names when not given."""
     import tunesmith
@@ -106,31 +127,44 @@ def render(summary: dict, check: dict | None, split: dict | None, log: list[dict
         from tunesmith.report import sources
 
         labels = sources.label_view(sources.stage_dirs(summary, Path(str(summary.get("project") or "."))))
-    body = join([
-        s.verdict(summary),
-        s.glance(summary, cost if isinstance(cost, dict) else None, preference, parity),
-        s.data(check, split),
-        s.metrics(summary),
-        s.alternatives(summary),
-        s.slices(summary),
-        s.cases(changed),
-        s.labels(labels),
-        s.search(summary),
-        s.training(summary, log),
-        s.diagnosis(diagnosis),
-        s.cost(cost, summary),
-        s.parity(parity),
-        s.preference(preference),
-        s.stages(summary),
-    ])
+    body = join(
+        [
+            s.verdict(summary),
+            s.glance(summary, cost if isinstance(cost, dict) else None, preference, parity),
+            s.data(check, split),
+            s.metrics(summary),
+            s.alternatives(summary),
+            s.slices(summary),
+            s.cases(changed),
+            s.labels(labels),
+            s.search(summary),
+            s.training(summary, log),
+            s.diagnosis(diagnosis),
+            s.cost(cost, summary),
+            s.parity(parity),
+            s.preference(preference),
+            s.stages(summary),
+        ]
+    )
     nav = tag("nav", join(Html(f'<a href="#{i}">') + esc(label) + Html("</a>") for i, label in NAV))
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    header = tag("header", tag("h1", f"tunesmith report: {project}")
-                 + tag("p", f"Base model {summary.get('model', '?')} · {summary.get('project', '')}", cls="meta")
-                 + nav)
-    footer = tag("footer", f"Written by tunesmith {tunesmith.__version__} on {when}. The numbers come from "
-                           "summary.json and the run directories listed under Stages.")
-    head = (Html('<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n')
-            + tag("title", f"tunesmith report: {project}") + Html(f"\n<style>{CSS}</style>"))
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n{header}\n'
-            f'<main>\n{body}\n</main>\n{footer}\n</body>\n</html>\n')
+    header = tag(
+        "header",
+        tag("h1", f"tunesmith report: {project}")
+        + tag("p", f"Base model {summary.get('model', '?')} · {summary.get('project', '')}", cls="meta")
+        + nav,
+    )
+    footer = tag(
+        "footer",
+        f"Written by tunesmith {tunesmith.__version__} on {when}. The numbers come from "
+        "summary.json and the run directories listed under Stages.",
+    )
+    head = (
+        Html('<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n')
+        + tag("title", f"tunesmith report: {project}")
+        + Html(f"\n<style>{CSS}</style>")
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n{header}\n'
+        f"<main>\n{body}\n</main>\n{footer}\n</body>\n</html>\n"
+    )

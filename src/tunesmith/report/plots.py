@@ -11,13 +11,21 @@ is touched and a report can be built from any thread.
 from __future__ import annotations
 
 import base64
-import io
 import importlib.util
+import io
 import math
 from typing import Any
 
-COLORS = {"base": "#9aa5b1", "tuned": "#2f6fb3", "better": "#1a7f37", "worse": "#c62828",
-          "no significant difference": "#6b7280", "train": "#2f6fb3", "eval": "#d97706", "lr": "#6b7280"}
+COLORS = {
+    "base": "#9aa5b1",
+    "tuned": "#2f6fb3",
+    "better": "#1a7f37",
+    "worse": "#c62828",
+    "no significant difference": "#6b7280",
+    "train": "#2f6fb3",
+    "eval": "#d97706",
+    "lr": "#6b7280",
+}
 
 
 def available() -> bool:
@@ -51,8 +59,12 @@ def metric_chart(rows: list[dict], confidence: float = 0.95) -> str | None:
         return None
     from tunesmith.eval.evaluate import SLICE
 
-    rows = [r for r in rows if SLICE not in str(r.get("suite"))
-            and _finite(r.get("base"), r.get("tuned"), r.get("delta"), r.get("ci_low"), r.get("ci_high"))]
+    rows = [
+        r
+        for r in rows
+        if SLICE not in str(r.get("suite"))
+        and _finite(r.get("base"), r.get("tuned"), r.get("delta"), r.get("ci_low"), r.get("ci_high"))
+    ]
     suites = [r["suite"] for r in rows]
     if not rows:
         return None
@@ -66,8 +78,15 @@ def metric_chart(rows: list[dict], confidence: float = 0.95) -> str | None:
     bars.barh([y + h / 2 for y in ys], [r["base"] for r in rows], h, color=COLORS["base"], label="base")
     lo = [max(0.0, r["tuned"] - (r["base"] + r["ci_low"])) for r in rows]
     hi = [max(0.0, (r["base"] + r["ci_high"]) - r["tuned"]) for r in rows]
-    bars.barh([y - h / 2 for y in ys], [r["tuned"] for r in rows], h, color=COLORS["tuned"], label="tuned",
-              xerr=[lo, hi], error_kw={"ecolor": "#1f2933", "capsize": 3, "elinewidth": 1})
+    bars.barh(
+        [y - h / 2 for y in ys],
+        [r["tuned"] for r in rows],
+        h,
+        color=COLORS["tuned"],
+        label="tuned",
+        xerr=[lo, hi],
+        error_kw={"ecolor": "#1f2933", "capsize": 3, "elinewidth": 1},
+    )
     bars.set_yticks(ys, names)
     top = max([1.0] + [r["base"] + r["ci_high"] for r in rows] + [r["tuned"] for r in rows])
     bars.set_xlim(0, top * 1.02)
@@ -76,8 +95,15 @@ def metric_chart(rows: list[dict], confidence: float = 0.95) -> str | None:
     bars.legend(loc="lower left", bbox_to_anchor=(0, 1.06), ncols=2, fontsize=8, frameon=False)
     for y, r in zip(ys, rows):
         color = COLORS.get(r.get("verdict"), COLORS["no significant difference"])
-        deltas.errorbar([r["delta"]], [y], xerr=[[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]],
-                        fmt="o", color=color, capsize=4, markersize=5)
+        deltas.errorbar(
+            [r["delta"]],
+            [y],
+            xerr=[[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]],
+            fmt="o",
+            color=color,
+            capsize=4,
+            markersize=5,
+        )
     deltas.axvline(0, color="#1f2933", linewidth=0.8)
     span = max([0.05] + [abs(r["ci_low"]) for r in rows] + [abs(r["ci_high"]) for r in rows]) * 1.15
     deltas.set_xlim(-span, span)
@@ -94,11 +120,17 @@ def loss_chart(log: list[dict]) -> str | None:
     if not available():
         return None
     train = [(r["step"], r["loss"]) for r in log if _finite(r.get("step"), r.get("loss"))]
-    evals = [(r["step"], r.get("val_loss", r.get("eval_loss"))) for r in log
-             if _finite(r.get("step"), r.get("val_loss", r.get("eval_loss")))]
+    evals = [
+        (r["step"], r.get("val_loss", r.get("eval_loss")))
+        for r in log
+        if _finite(r.get("step"), r.get("val_loss", r.get("eval_loss")))
+    ]
     metric = next((r["selection_metric"] for r in log if r.get("selection_metric")), None)
-    chosen = [(r["step"], r[f"val_{metric}"]) for r in log
-              if metric and metric != "loss" and _finite(r.get("step"), r.get(f"val_{metric}"))]
+    chosen = [
+        (r["step"], r[f"val_{metric}"])
+        for r in log
+        if metric and metric != "loss" and _finite(r.get("step"), r.get(f"val_{metric}"))
+    ]
     lrs = [(r["step"], r["learning_rate"]) for r in log if _finite(r.get("step"), r.get("learning_rate"))]
     if not train and not evals:
         return None
@@ -108,19 +140,28 @@ def loss_chart(log: list[dict]) -> str | None:
     else:
         loss_ax, lr_ax = fig.subplots(1, 1), None
     if train:
-        loss_ax.plot(*zip(*train), color=COLORS["train"], marker="o" if len(train) < 40 else None, markersize=3,
-                     linewidth=1.4, label="train loss")
+        loss_ax.plot(
+            *zip(*train),
+            color=COLORS["train"],
+            marker="o" if len(train) < 40 else None,
+            markersize=3,
+            linewidth=1.4,
+            label="train loss",
+        )
     if evals:
-        loss_ax.plot(*zip(*evals), color=COLORS["eval"], marker="s", markersize=4, linewidth=1.4,
-                     label="validation loss")
+        loss_ax.plot(
+            *zip(*evals), color=COLORS["eval"], marker="s", markersize=4, linewidth=1.4, label="validation loss"
+        )
     loss_ax.set_ylabel("loss")
-    loss_ax.set_title("Loss per optimizer step" + (f"; validation {metric} (generated answers)" if chosen else ""),
-                      fontsize=10)
+    loss_ax.set_title(
+        "Loss per optimizer step" + (f"; validation {metric} (generated answers)" if chosen else ""), fontsize=10
+    )
     handles, labels = loss_ax.get_legend_handles_labels()
     if chosen:
         val_ax = loss_ax.twinx()
-        line = val_ax.plot(*zip(*chosen), color="#2a9d8f", marker="D", markersize=4, linewidth=1.6,
-                           label=f"validation {metric}")
+        line = val_ax.plot(
+            *zip(*chosen), color="#2a9d8f", marker="D", markersize=4, linewidth=1.6, label=f"validation {metric}"
+        )
         val_ax.set_ylabel(metric, fontsize=8)
         val_ax.spines[["top"]].set_visible(False)
         handles, labels = handles + line, labels + [f"validation {metric}"]

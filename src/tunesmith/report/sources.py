@@ -75,8 +75,9 @@ def train_log(train_dir: Path | None) -> list[dict]:
     return read_rows(train_dir / "metrics.jsonl") if train_dir else []
 
 
-def changed_cases(base_dir: Path | None, tuned_dir: Path | None, suite: str = "heldout",
-                  limit: int = 5) -> dict[str, Any] | None:
+def changed_cases(
+    base_dir: Path | None, tuned_dir: Path | None, suite: str = "heldout", limit: int = 5
+) -> dict[str, Any] | None:
     """Cases of `suite` whose task result flipped between the base and the tuned evaluation: `broke` (base right,
     tuned wrong) and `fixed`, each capped at `limit`, with their totals; `samples` holds the first cases when none
     flipped. None when either results file is missing."""
@@ -90,17 +91,30 @@ def changed_cases(base_dir: Path | None, tuned_dir: Path | None, suite: str = "h
         if t is None or b.get("suite") != suite:
             continue
         was, now = (b.get("scores") or {}).get("task_correct"), (t.get("scores") or {}).get("task_correct")
-        case = {"id": b.get("id"), "where": b.get("where"), "prompt": b.get("prompt"), "expected": b.get("expected"),
-                "base": b.get("output"), "tuned": t.get("output"), "error": t.get("error")}
+        case = {
+            "id": b.get("id"),
+            "where": b.get("where"),
+            "prompt": b.get("prompt"),
+            "expected": b.get("expected"),
+            "base": b.get("output"),
+            "tuned": t.get("output"),
+            "error": t.get("error"),
+        }
         if was is True and now is False:
             broke.append(case)
         elif was is False and now is True:
             fixed.append(case)
         else:
             same.append(case)
-    return {"suite": suite, "broke": broke[:limit], "fixed": fixed[:limit], "n_broke": len(broke),
-            "n_fixed": len(fixed), "n": len(broke) + len(fixed) + len(same),
-            "samples": [] if broke or fixed else same[:3]}
+    return {
+        "suite": suite,
+        "broke": broke[:limit],
+        "fixed": fixed[:limit],
+        "n_broke": len(broke),
+        "n_fixed": len(fixed),
+        "n": len(broke) + len(fixed) + len(same),
+        "samples": [] if broke or fixed else same[:3],
+    }
 
 
 def load_preference(path: Path) -> dict:
@@ -115,8 +129,16 @@ def load_preference(path: Path) -> dict:
         return preference_summary(path)
     data = read_json(path)
     if not isinstance(data, dict):
-        raise TunesmithError("Cannot read the preference result", [Problem(
-            str(path), "not a JSON object", "give a review directory (tunesmith review ab) or its preference.json")])
+        raise TunesmithError(
+            "Cannot read the preference result",
+            [
+                Problem(
+                    str(path),
+                    "not a JSON object",
+                    "give a review directory (tunesmith review ab) or its preference.json",
+                )
+            ],
+        )
     return data
 
 
@@ -126,8 +148,10 @@ def load_json_arg(path: Path, what: str) -> dict:
 
     data = read_json(Path(path))
     if not isinstance(data, dict):
-        raise TunesmithError(f"Cannot read the {what}", [Problem(str(path), "missing, or not a JSON object",
-                                                                 f"give the {what} as a JSON file")])
+        raise TunesmithError(
+            f"Cannot read the {what}",
+            [Problem(str(path), "missing, or not a JSON object", f"give the {what} as a JSON file")],
+        )
     return data
 
 
@@ -177,6 +201,10 @@ def label_view(dirs: dict[str, Path], limit: int = 5, top: int = 10) -> dict[str
     fields = label_fields(task, replies) if replies else row_fields(tuned, task)
     why = (label_problem(task, replies) if replies else None) or ("not a label task" if fields is None else None)
     base = read_rows(base_dir / "results.jsonl") if base_dir else []
-    return {"task": task.type, "fields": fields, "why": why,
-            "confused": confused_pairs(tuned, task, top=top, fields=fields) if fields else [],
-            "still_wrong": still_wrong(base, tuned, limit) if fields and base else None}
+    return {
+        "task": task.type,
+        "fields": fields,
+        "why": why,
+        "confused": confused_pairs(tuned, task, top=top, fields=fields) if fields else [],
+        "still_wrong": still_wrong(base, tuned, limit) if fields and base else None,
+    }

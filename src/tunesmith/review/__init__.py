@@ -21,6 +21,17 @@ from tunesmith.review.preference import preference_summary, start_preference_rev
 from tunesmith.review.sample import sample_summary, start_sample_review, wilson_interval
 from tunesmith.review.state import ReviewStore, load_state
 
-__all__ = ["ReviewServer", "ReviewStore", "create_review_app", "load_state", "mix", "preference_summary",
-           "run_review", "sample_summary", "start_preference_review", "start_sample_review", "synthetic_cap",
-           "wilson_interval"]
+__all__ = [
+    "ReviewServer",
+    "ReviewStore",
+    "create_review_app",
+    "load_state",
+    "mix",
+    "preference_summary",
+    "run_review",
+    "sample_summary",
+    "start_preference_review",
+    "start_sample_review",
+    "synthetic_cap",
+    "wilson_interval",
+]

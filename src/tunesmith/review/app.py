@@ -33,16 +33,25 @@ from tunesmith.errors import Problem, TunesmithError
 from tunesmith.review.pages import item_page, message_page, progress_text, summary_page
 from tunesmith.review.preference import summarize_preference, write_preference
 from tunesmith.review.sample import summarize_sample, write_sample_summary
-from tunesmith.review.state import (DecisionError, ReviewStore, SampleItem, State, describe, first_undecided,
-                                    is_decided, original_reply)
+from tunesmith.review.state import (
+    DecisionError,
+    ReviewStore,
+    SampleItem,
+    State,
+    describe,
+    first_undecided,
+    is_decided,
+    original_reply,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 COOKIE = "tunesmith_review"
 DEFAULT_PORT = 8765
-FORBIDDEN = ("This review needs its access token: open the URL that `tunesmith review` printed (the one ending in "
-             "?token=...).")
+FORBIDDEN = (
+    "This review needs its access token: open the URL that `tunesmith review` printed (the one ending in ?token=...)."
+)
 
 
 class Decision(BaseModel):
@@ -80,8 +89,10 @@ def progress(state: State) -> dict:
 
 def _conflict_message(item: Any, body: Decision) -> str:
     mine = f"score {body.value}" if body.action == "score" else body.action
-    return (f"This item was decided in another tab meanwhile: it is now {describe(item)}. Your {mine} was not "
-            "applied (it is kept in the journal); press a key again to decide it anew.")
+    return (
+        f"This item was decided in another tab meanwhile: it is now {describe(item)}. Your {mine} was not "
+        "applied (it is kept in the journal); press a key again to decide it anew."
+    )
 
 
 def _same(given: str, token: str) -> bool:
@@ -130,8 +141,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TunesmithError)
     async def _tunesmith(request: Request, exc: TunesmithError):
-        return _answer(request, 500, exc.title, "The review cannot go on until this is fixed.",
-                       [str(p) for p in exc.problems])
+        return _answer(
+            request, 500, exc.title, "The review cannot go on until this is fixed.", [str(p) for p in exc.problems]
+        )
 
     @app.exception_handler(OSError)
     async def _os(request: Request, exc: OSError):  # a full disk, a read-only directory: say so, keep serving
@@ -139,8 +151,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
-                    for e in exc.errors()]
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}" for e in exc.errors()
+        ]
         return _answer(request, 400, "Invalid request", "Invalid request: " + "; ".join(problems), problems)
 
     @app.exception_handler(StarletteHTTPException)
@@ -154,8 +167,10 @@ def _require_web() -> None:
 
     missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
-        raise TunesmithError("The review app's packages are not installed", [Problem(
-            "tunesmith review", f"missing: {', '.join(missing)}", "pip install fastapi uvicorn")])
+        raise TunesmithError(
+            "The review app's packages are not installed",
+            [Problem("tunesmith review", f"missing: {', '.join(missing)}", "pip install fastapi uvicorn")],
+        )
 
 
 def create_review_app(review_dir: str | Path, token: str | None = None) -> FastAPI:
@@ -220,8 +235,14 @@ class ReviewServer:
     """The review app under uvicorn on a socket bound at once (port 0: a free one), so the URL is known before it
     serves. `run()` blocks (the CLI); `start()` / `stop()` (or `with`) serve from a background thread (tests)."""
 
-    def __init__(self, review_dir: str | Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                 token: str | None = None, log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        review_dir: str | Path,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        token: str | None = None,
+        log_level: str = "warning",
+    ) -> None:
         import uvicorn
 
         self.review_dir = Path(review_dir)
@@ -235,8 +256,10 @@ class ReviewServer:
             self.sock.bind((host, port))
         except OSError as exc:
             self.sock.close()
-            raise TunesmithError("Cannot listen", [Problem(f"{host}:{port}", exc.strerror or str(exc),
-                                                           "choose another port (0 picks a free one)")]) from None
+            raise TunesmithError(
+                "Cannot listen",
+                [Problem(f"{host}:{port}", exc.strerror or str(exc), "choose another port (0 picks a free one)")],
+            ) from None
         self.port = self.sock.getsockname()[1]
         self.base = f"http://{f'[{host}]' if family == socket.AF_INET6 else host}:{self.port}"
         self.url = f"{self.base}/?token={self.token}"
@@ -251,8 +274,9 @@ class ReviewServer:
             self.sock.close()
 
     def start(self, timeout: float = 20) -> ReviewServer:
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
-                                        name="tunesmith-review")
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True, name="tunesmith-review"
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
@@ -274,8 +298,14 @@ class ReviewServer:
         self.stop()
 
 
-def run_review(review_dir: str | Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None,
-               open_browser: bool = False, log_level: str = "warning") -> None:
+def run_review(
+    review_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    token: str | None = None,
+    open_browser: bool = False,
+    log_level: str = "warning",
+) -> None:
     """Serve the review in `review_dir` until interrupted, after printing its URL (with the token) on stdout."""
     from rich.console import Console
 

@@ -30,9 +30,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from tunesmith.data.formats import load_records
-from tunesmith.files import atomic_write_jsonl, file_sha256
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.files import atomic_write_jsonl, file_sha256
 from tunesmith.review.sample import passes, summarize_sample
 from tunesmith.review.state import SampleItem, SampleState, load_state, state_path
 
@@ -45,15 +45,31 @@ def synthetic_cap(real: int, max_share: float, available: int) -> int:
     return min(available, math.floor(share * real / (1 - share)))
 
 
-def mix(real_paths: Iterable[str | Path], synth_path: str | Path | None, review_dir: str | Path, out: str | Path,
-        max_share: float = 0.5, seed: int = 0, min_score: int | None = None, threshold: float | None = None,
-        accept: bool = False) -> dict:
+def mix(
+    real_paths: Iterable[str | Path],
+    synth_path: str | Path | None,
+    review_dir: str | Path,
+    out: str | Path,
+    max_share: float = 0.5,
+    seed: int = 0,
+    min_score: int | None = None,
+    threshold: float | None = None,
+    accept: bool = False,
+) -> dict:
     """Write the training file `out`: every real record plus the reviewed synthetic set's records up to
     `max_share` of the file (see the module docstring); returns a summary of what went in and why.
     `synth_path` None means the file the review sampled; `min_score` / `threshold` override the review's."""
     if not 0 <= max_share <= 1:
-        raise TunesmithError("Invalid mix", [Problem("max_share", f"{max_share} is not a share in [0, 1]",
-                                                     "e.g. 0.5: at most half of the training file synthetic")])
+        raise TunesmithError(
+            "Invalid mix",
+            [
+                Problem(
+                    "max_share",
+                    f"{max_share} is not a share in [0, 1]",
+                    "e.g. 0.5: at most half of the training file synthetic",
+                )
+            ],
+        )
     state = _sample_state(review_dir)
     review = summarize_sample(state, min_score, threshold)
     _check_review(review_dir, review, accept)
@@ -70,49 +86,96 @@ def mix(real_paths: Iterable[str | Path], synth_path: str | Path | None, review_
     rows = [rec.to_json() for rec in real] + [_synthetic_row(rec, meta) for _, rec, meta in chosen]
     atomic_write_jsonl(out, rows)
     total = len(rows)
-    return {"out": str(out), "records": total, "real": len(real), "synthetic": n,
-            "synthetic_share": n / total if total else 0.0, "max_synthetic_share": max_share, "seed": seed,
-            "synthetic_available": len(synth), "synthetic_eligible": len(pool), "capped": len(pool) - n,
-            "dropped": dropped, "edited": sum(1 for _, _, m in chosen if m and m["edited"]),
-            "reviewed_included": sum(1 for _, _, m in chosen if m is not None),
-            "accepted_by": "review" if review["verdict"] == "accept" else "user", "review": review}
+    return {
+        "out": str(out),
+        "records": total,
+        "real": len(real),
+        "synthetic": n,
+        "synthetic_share": n / total if total else 0.0,
+        "max_synthetic_share": max_share,
+        "seed": seed,
+        "synthetic_available": len(synth),
+        "synthetic_eligible": len(pool),
+        "capped": len(pool) - n,
+        "dropped": dropped,
+        "edited": sum(1 for _, _, m in chosen if m and m["edited"]),
+        "reviewed_included": sum(1 for _, _, m in chosen if m is not None),
+        "accepted_by": "review" if review["verdict"] == "accept" else "user",
+        "review": review,
+    }
 
 
 def _sample_state(review_dir: str | Path) -> SampleState:
     state = load_state(review_dir)[0]
     if state.kind != "sample":
-        raise TunesmithError("Not a sample review", [Problem(str(state_path(review_dir)), "holds an A/B preference "
-                                                             "review", "give the directory of a sample review")])
+        raise TunesmithError(
+            "Not a sample review",
+            [
+                Problem(
+                    str(state_path(review_dir)),
+                    "holds an A/B preference review",
+                    "give the directory of a sample review",
+                )
+            ],
+        )
     return state
 
 
 def _check_review(review_dir: str | Path, review: dict, accept: bool) -> None:
     where = str(state_path(review_dir))
     if not review["complete"]:
-        raise TunesmithError("The review is not finished", [Problem(
-            where, f"{review['undecided']} of {review['sampled']} sampled records are undecided",
-            f"finish it: tunesmith review {review_dir}")])
+        raise TunesmithError(
+            "The review is not finished",
+            [
+                Problem(
+                    where,
+                    f"{review['undecided']} of {review['sampled']} sampled records are undecided",
+                    f"finish it: tunesmith review {review_dir}",
+                )
+            ],
+        )
     if review["verdict"] == "reject" and not accept:
-        raise TunesmithError("The synthetic set did not pass review", [Problem(
-            where, f"estimated pass rate {review['pass_rate']:.2f} (95% interval {review['ci_low']:.2f}-"
-                   f"{review['ci_high']:.2f}, {review['passed']} of {review['decided']} sampled records passed); "
-                   f"the lower bound is below the threshold {review['threshold']}",
-            "improve the generator and review a new sample, review a larger sample (a narrower interval), "
-            "or mix it anyway (accept=True, --accept)")])
+        raise TunesmithError(
+            "The synthetic set did not pass review",
+            [
+                Problem(
+                    where,
+                    f"estimated pass rate {review['pass_rate']:.2f} (95% interval {review['ci_low']:.2f}-"
+                    f"{review['ci_high']:.2f}, {review['passed']} of {review['decided']} sampled records passed); "
+                    f"the lower bound is below the threshold {review['threshold']}",
+                    "improve the generator and review a new sample, review a larger sample (a narrower interval), "
+                    "or mix it anyway (accept=True, --accept)",
+                )
+            ],
+        )
 
 
 def _synthetic_records(path: Path, state: SampleState, review_dir: str | Path) -> list[Record]:
     """The synthetic set, checked to be the file (and records) the sample was drawn from."""
     if not path.is_file() or file_sha256(path) != state.source.sha256:
-        raise TunesmithError("The synthetic set changed since it was sampled", [Problem(
-            str(path), f"not the file reviewed in {state_path(review_dir)} (its SHA-256 differs)",
-            "mix the file that was reviewed, or start a new review of this one")])
+        raise TunesmithError(
+            "The synthetic set changed since it was sampled",
+            [
+                Problem(
+                    str(path),
+                    f"not the file reviewed in {state_path(review_dir)} (its SHA-256 differs)",
+                    "mix the file that was reviewed, or start a new review of this one",
+                )
+            ],
+        )
     records = load_records([path])
     for i, item in enumerate(state.items):
         if item.index >= len(records) or records[item.index].content_hash() != item.hash:
-            raise TunesmithError("Invalid review state", [Problem(
-                f"{state_path(review_dir)} [items[{i}].index]", f"record {item.index} of {path} is not the one "
-                "reviewed", "restore the index, or start a new review")])
+            raise TunesmithError(
+                "Invalid review state",
+                [
+                    Problem(
+                        f"{state_path(review_dir)} [items[{i}].index]",
+                        f"record {item.index} of {path} is not the one reviewed",
+                        "restore the index, or start a new review",
+                    )
+                ],
+            )
     return records
 
 
@@ -139,8 +202,17 @@ def _reviewed(rec: Record, item: SampleItem) -> tuple[Record, dict]:
     messages = [dict(m) for m in rec.messages]
     meta["original_reply"] = messages[last].get("content")
     messages[last]["content"] = item.decision.edited
-    return Record(messages=messages, source=rec.source, line=rec.line, tools=rec.tools, tags=rec.tags, id=rec.id,
-                  format=rec.format, rejected=rec.rejected, provenance=dict(rec.provenance)), meta
+    return Record(
+        messages=messages,
+        source=rec.source,
+        line=rec.line,
+        tools=rec.tools,
+        tags=rec.tags,
+        id=rec.id,
+        format=rec.format,
+        rejected=rec.rejected,
+        provenance=dict(rec.provenance),
+    ), meta
 
 
 def _synthetic_row(rec: Record, review: dict | None) -> dict:

@@ -135,12 +135,14 @@ def _attrs(data: dict) -> str:
 
 def layout(title: str, body: str, data: dict | None = None) -> str:
     """A whole page: header, `body` inside <main id="review"> with `data` as data- attributes, the script."""
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{escape(title)} · tunesmith review</title><link rel="icon" href="data:,">'
-            f'<style>{CSS}</style></head>\n<body><header><strong>tunesmith review</strong>'
-            f'<span>{escape(title)}</span><a href="/summary">summary</a></header>\n'
-            f'<main id="review"{_attrs(data or {})}>\n{body}\n</main>\n<script>{SCRIPT}</script></body></html>\n')
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{escape(title)} · tunesmith review</title><link rel="icon" href="data:,">'
+        f"<style>{CSS}</style></head>\n<body><header><strong>tunesmith review</strong>"
+        f'<span>{escape(title)}</span><a href="/summary">summary</a></header>\n'
+        f'<main id="review"{_attrs(data or {})}>\n{body}\n</main>\n<script>{SCRIPT}</script></body></html>\n'
+    )
 
 
 def progress_text(state: State) -> str:
@@ -157,65 +159,81 @@ def _text(msg: dict) -> str:
 
 
 def _buttons(keys: list[tuple[str, str]]) -> str:
-    return "".join(f'<button type="button" data-key="{escape(k)}">{escape(label)} <kbd>{escape(k)}</kbd></button>'
-                   for k, label in keys)
+    return "".join(
+        f'<button type="button" data-key="{escape(k)}">{escape(label)} <kbd>{escape(k)}</kbd></button>'
+        for k, label in keys
+    )
 
 
 def _bar(state: State, pos: int, extra: str = "") -> str:
-    return (f'<div class="bar"><span id="progress">{progress_text(state)}</span>'
-            f'<span id="position">item {pos + 1} of {len(state.items)}</span>{extra}</div>'
-            '<div id="notice" role="status" hidden></div>')
+    return (
+        f'<div class="bar"><span id="progress">{progress_text(state)}</span>'
+        f'<span id="position">item {pos + 1} of {len(state.items)}</span>{extra}</div>'
+        '<div id="notice" role="status" hidden></div>'
+    )
 
 
 def sample_body(state: State, pos: int, item: SampleItem) -> str:
     rec = Record(messages=item.messages)
     last = rec.final_assistant_index()
-    prompt = "".join(f'<div class="msg"><div class="role">{escape(str(m.get("role")))}</div>'
-                     f"<pre>{escape(_text(m))}</pre></div>" for m in item.messages[:last])
+    prompt = "".join(
+        f'<div class="msg"><div class="role">{escape(str(m.get("role")))}</div><pre>{escape(_text(m))}</pre></div>'
+        for m in item.messages[:last]
+    )
     original = _text(item.messages[last])
     shown = item.decision.edited if item.decision.edited is not None else original
     is_edited = item.decision.edited is not None
     edited = ' <span class="badge" id="edited">edited</span>' if is_edited else ""
     was = f"<details><summary>original reply</summary><pre>{escape(original)}</pre></details>" if is_edited else ""
-    return (_bar(state, pos, f'<span id="where">{escape(item.where)}</span>') + prompt
-            + f'<div class="reply"><div class="role">assistant reply{edited}</div>'
-            f'<pre id="reply">{escape(shown)}</pre><textarea id="editor" hidden>{escape(shown)}</textarea>{was}</div>'
-            f'<p>Decision: <strong id="decision">{escape(describe(item))}</strong></p>'
-            + _buttons([("k", "keep"), ("r", "reject")] + [(str(s), f"score {s}") for s in range(1, 6)]
-                       + [("e", "edit reply"), ("p", "previous"), ("n", "next")])
-            + '<p class="keys"><kbd>k</kbd> keep · <kbd>r</kbd> reject · <kbd>1</kbd>-<kbd>5</kbd> score · '
-              '<kbd>e</kbd> edit the reply (<kbd>ctrl</kbd>+<kbd>enter</kbd> saves, <kbd>esc</kbd> cancels) · '
-              '<kbd>n</kbd>/<kbd>→</kbd> next · <kbd>p</kbd>/<kbd>←</kbd> previous</p>')
+    return (
+        _bar(state, pos, f'<span id="where">{escape(item.where)}</span>')
+        + prompt
+        + f'<div class="reply"><div class="role">assistant reply{edited}</div>'
+        f'<pre id="reply">{escape(shown)}</pre><textarea id="editor" hidden>{escape(shown)}</textarea>{was}</div>'
+        f'<p>Decision: <strong id="decision">{escape(describe(item))}</strong></p>'
+        + _buttons(
+            [("k", "keep"), ("r", "reject")]
+            + [(str(s), f"score {s}") for s in range(1, 6)]
+            + [("e", "edit reply"), ("p", "previous"), ("n", "next")]
+        )
+        + '<p class="keys"><kbd>k</kbd> keep · <kbd>r</kbd> reject · <kbd>1</kbd>-<kbd>5</kbd> score · '
+        "<kbd>e</kbd> edit the reply (<kbd>ctrl</kbd>+<kbd>enter</kbd> saves, <kbd>esc</kbd> cancels) · "
+        "<kbd>n</kbd>/<kbd>→</kbd> next · <kbd>p</kbd>/<kbd>←</kbd> previous</p>"
+    )
 
 
 def preference_body(state: State, pos: int, item: PreferenceItem) -> str:
     left, right = (item.output_b, item.output_a) if item.swap else (item.output_a, item.output_b)
     prompt = escape(item.prompt) if item.prompt is not None else "<em>(no prompt recorded)</em>"
-    return (_bar(state, pos)
-            + f'<div class="msg"><div class="role">prompt</div><pre id="prompt">{prompt}</pre></div>'
-            f'<div class="pair"><div class="side"><div class="role">left</div><pre id="left">{escape(left)}</pre>'
-            f'</div><div class="side"><div class="role">right</div><pre id="right">{escape(right)}</pre></div></div>'
-            f'<p>Decision: <strong id="decision">{escape(describe(item))}</strong></p>'
-            + _buttons([("a", "left better"), ("t", "tie"), ("b", "right better"), ("p", "previous"),
-                        ("n", "next")])
-            + '<p class="keys"><kbd>a</kbd> left better · <kbd>b</kbd> right better · <kbd>t</kbd> tie · '
-              '<kbd>n</kbd>/<kbd>→</kbd> next · <kbd>p</kbd>/<kbd>←</kbd> previous</p>')
+    return (
+        _bar(state, pos) + f'<div class="msg"><div class="role">prompt</div><pre id="prompt">{prompt}</pre></div>'
+        f'<div class="pair"><div class="side"><div class="role">left</div><pre id="left">{escape(left)}</pre>'
+        f'</div><div class="side"><div class="role">right</div><pre id="right">{escape(right)}</pre></div></div>'
+        f'<p>Decision: <strong id="decision">{escape(describe(item))}</strong></p>'
+        + _buttons([("a", "left better"), ("t", "tie"), ("b", "right better"), ("p", "previous"), ("n", "next")])
+        + '<p class="keys"><kbd>a</kbd> left better · <kbd>b</kbd> right better · <kbd>t</kbd> tie · '
+        "<kbd>n</kbd>/<kbd>→</kbd> next · <kbd>p</kbd>/<kbd>←</kbd> previous</p>"
+    )
 
 
 def item_page(state: State, pos: int) -> str:
     """The page for the item at `pos`: what to judge, its current decision, the keys."""
     item: Item = state.items[pos]
     body = sample_body(state, pos, item) if isinstance(item, SampleItem) else preference_body(state, pos, item)
-    data = {"kind": state.kind, "api": f"/api/items/{item.id}/decision", "version": item.version,
-            "self": f"/item/{pos}", "prev": f"/item/{pos - 1}" if pos > 0 else None,
-            "next": f"/item/{pos + 1}" if pos + 1 < len(state.items) else "/summary"}
+    data = {
+        "kind": state.kind,
+        "api": f"/api/items/{item.id}/decision",
+        "version": item.version,
+        "self": f"/item/{pos}",
+        "prev": f"/item/{pos - 1}" if pos > 0 else None,
+        "next": f"/item/{pos + 1}" if pos + 1 < len(state.items) else "/summary",
+    }
     title = "sample scoring" if state.kind == "sample" else "blind A/B preference"
     return layout(title, body, data)
 
 
 def _rows(pairs: list[tuple[str, object]]) -> str:
-    return "<table>" + "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in pairs) \
-        + "</table>"
+    return "<table>" + "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in pairs) + "</table>"
 
 
 def _interval(summary: dict, key: str) -> str:
@@ -227,31 +245,47 @@ def _interval(summary: dict, key: str) -> str:
 def summary_page(state: State, summary: dict) -> str:
     """Where the review stands: the estimate (sample) or the win rate (A/B), and a way back in."""
     if state.kind == "sample":
-        rows = [("scored", progress_text(state)), ("set", f"{summary['source']} ({summary['population']} records)"),
-                ("passed", f"{summary['passed']} (kept, or scored {summary['min_score']} or more)"),
-                ("kept / rejected", f"{summary['kept']} / {summary['rejected']}"),
-                ("scores 1-5", " · ".join(f"{k}: {v}" for k, v in summary["scores"].items())),
-                ("replies edited", summary["edited"]), ("estimated pass rate", _interval(summary, "pass_rate")),
-                ("threshold", f"{summary['threshold']} (the interval's lower bound must reach it)"),
-                ("verdict", (summary["verdict"] or "-") + ("" if summary["complete"] else
-                                                           f" (so far: {summary['undecided']} undecided)"))]
+        rows = [
+            ("scored", progress_text(state)),
+            ("set", f"{summary['source']} ({summary['population']} records)"),
+            ("passed", f"{summary['passed']} (kept, or scored {summary['min_score']} or more)"),
+            ("kept / rejected", f"{summary['kept']} / {summary['rejected']}"),
+            ("scores 1-5", " · ".join(f"{k}: {v}" for k, v in summary["scores"].items())),
+            ("replies edited", summary["edited"]),
+            ("estimated pass rate", _interval(summary, "pass_rate")),
+            ("threshold", f"{summary['threshold']} (the interval's lower bound must reach it)"),
+            (
+                "verdict",
+                (summary["verdict"] or "-")
+                + ("" if summary["complete"] else f" (so far: {summary['undecided']} undecided)"),
+            ),
+        ]
         title = "sample scoring"
     else:
-        rows = [("judged", progress_text(state)), ("B wins / losses / ties",
-                                                   f"{summary['wins']} / {summary['losses']} / {summary['ties']}"),
-                ("B's win rate (a tie counts half)", _interval(summary, "win_rate")),
-                ("verdict", summary.get("verdict", "-"))]
+        rows = [
+            ("judged", progress_text(state)),
+            ("B wins / losses / ties", f"{summary['wins']} / {summary['losses']} / {summary['ties']}"),
+            ("B's win rate (a tie counts half)", _interval(summary, "win_rate")),
+            ("verdict", summary.get("verdict", "-")),
+        ]
         title = "blind A/B preference"
     first = first_undecided(state)
-    more = (f'<p><a id="continue" href="/item/{first}">continue with the first undecided item</a></p>'
-            if first is not None else '<p id="complete">Every item is decided.</p>')
-    body = f'<h2>Summary</h2><div id="notice" role="status" hidden></div>{_rows(rows)}{more}' \
-           '<p class="keys"><kbd>p</kbd>/<kbd>←</kbd> back to the last item</p>'
+    more = (
+        f'<p><a id="continue" href="/item/{first}">continue with the first undecided item</a></p>'
+        if first is not None
+        else '<p id="complete">Every item is decided.</p>'
+    )
+    body = (
+        f'<h2>Summary</h2><div id="notice" role="status" hidden></div>{_rows(rows)}{more}'
+        '<p class="keys"><kbd>p</kbd>/<kbd>←</kbd> back to the last item</p>'
+    )
     return layout(title, body, {"kind": state.kind, "prev": f"/item/{len(state.items) - 1}"})
 
 
 def message_page(title: str, text: str, problems: list[str] | None = None) -> str:
     """An error page (forbidden, not found, invalid state): a title, what happened, the problems."""
     items = "".join(f"<li><pre>{escape(p)}</pre></li>" for p in problems or [])
-    return layout(title, f'<h2 id="message-title">{escape(title)}</h2><p>{escape(text)}</p>'
-                         + (f"<ul>{items}</ul>" if items else ""))
+    return layout(
+        title,
+        f'<h2 id="message-title">{escape(title)}</h2><p>{escape(text)}</p>' + (f"<ul>{items}</ul>" if items else ""),
+    )

@@ -21,12 +21,18 @@ import random
 from pathlib import Path
 from typing import Any
 
-from tunesmith.files import atomic_write_json
-
 from tunesmith.data.io import read_jsonl
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.review.state import (PreferenceItem, PreferenceSource, PreferenceState, load_state, now, save_state,
-                                    state_path)
+from tunesmith.files import atomic_write_json
+from tunesmith.review.state import (
+    PreferenceItem,
+    PreferenceSource,
+    PreferenceState,
+    load_state,
+    now,
+    save_state,
+    state_path,
+)
 
 PREFERENCE_FILE = "preference.json"
 
@@ -46,8 +52,9 @@ def _rows(path: Path) -> dict[tuple[str, str], dict]:
     rows, problems = {}, []
     for line, row in read_jsonl(path):
         if not isinstance(row.get("suite"), str) or row.get("id") is None:
-            problems.append(Problem(f"{path}:{line}", "a result row needs `suite` and `id`",
-                                    "give an eval run's results.jsonl"))
+            problems.append(
+                Problem(f"{path}:{line}", "a result row needs `suite` and `id`", "give an eval run's results.jsonl")
+            )
             continue
         rows[(row["suite"], str(row["id"]))] = row
     if problems:
@@ -58,19 +65,36 @@ def _rows(path: Path) -> dict[tuple[str, str], dict]:
 def pair_results(a: Path, b: Path, suite: str | None = "heldout") -> list[tuple[dict, dict]]:
     """(row of A, row of B) for each case both answered (a string output), in A's order; `suite` None: all."""
     rows_a, rows_b = _rows(a), _rows(b)
-    pairs = [(ra, rows_b[key]) for key, ra in rows_a.items()
-             if (suite is None or key[0] == suite) and key in rows_b
-             and isinstance(ra.get("output"), str) and isinstance(rows_b[key].get("output"), str)]
+    pairs = [
+        (ra, rows_b[key])
+        for key, ra in rows_a.items()
+        if (suite is None or key[0] == suite)
+        and key in rows_b
+        and isinstance(ra.get("output"), str)
+        and isinstance(rows_b[key].get("output"), str)
+    ]
     if not pairs:
         which = f"suite {suite!r}" if suite else "any suite"
-        raise TunesmithError("Nothing to compare", [Problem(
-            f"{a}, {b}", f"no case of {which} has an output in both", "pass the suite to review (or all suites)")])
+        raise TunesmithError(
+            "Nothing to compare",
+            [
+                Problem(
+                    f"{a}, {b}", f"no case of {which} has an output in both", "pass the suite to review (or all suites)"
+                )
+            ],
+        )
     return pairs
 
 
-def start_preference_review(results_a: str | Path, results_b: str | Path, review_dir: str | Path, seed: int = 0,
-                            names: tuple[str, str] | None = None, suite: str | None = "heldout",
-                            limit: int | None = None) -> dict:
+def start_preference_review(
+    results_a: str | Path,
+    results_b: str | Path,
+    review_dir: str | Path,
+    seed: int = 0,
+    names: tuple[str, str] | None = None,
+    suite: str | None = "heldout",
+    limit: int | None = None,
+) -> dict:
     """Pair two eval results (A the baseline, B the candidate) into a blind A/B review in `review_dir`; returns the
     summary. Starting again with the same inputs and seed resumes; anything else there is an error."""
     a, b = results_file(results_a).resolve(), results_file(results_b).resolve()
@@ -83,10 +107,17 @@ def start_preference_review(results_a: str | Path, results_b: str | Path, review
         case = str(ra["id"])
         prompt = ra.get("prompt")
         swap = random.Random(f"{seed}:{ra['suite']}:{case}").random() < 0.5  # per item, stable across restarts
-        items.append(PreferenceItem(id=f"p{k}", suite=ra["suite"], case=case, swap=swap,
-                                    prompt=prompt if isinstance(prompt, str) or prompt is None
-                                    else json.dumps(prompt, ensure_ascii=False),
-                                    output_a=ra["output"], output_b=rb["output"]))
+        items.append(
+            PreferenceItem(
+                id=f"p{k}",
+                suite=ra["suite"],
+                case=case,
+                swap=swap,
+                prompt=prompt if isinstance(prompt, str) or prompt is None else json.dumps(prompt, ensure_ascii=False),
+                output_a=ra["output"],
+                output_b=rb["output"],
+            )
+        )
     source = PreferenceSource(a=str(a), b=str(b), names=list(names), suite=suite)
     state = PreferenceState(format=1, kind="preference", created=now(), seed=seed, source=source, items=items)
     save_state(review_dir, state)
@@ -96,9 +127,16 @@ def start_preference_review(results_a: str | Path, results_b: str | Path, review
 def _resume(review_dir: str | Path, a: Path, b: Path, seed: int) -> dict:
     state = load_state(review_dir)[0]
     if state.kind != "preference" or (state.source.a, state.source.b, state.seed) != (str(a), str(b), seed):
-        raise TunesmithError("A different review exists there", [Problem(
-            str(state_path(review_dir)), f"it does not compare {a} with {b} (seed {seed})",
-            "continue it (tunesmith review DIR), or use another review directory")])
+        raise TunesmithError(
+            "A different review exists there",
+            [
+                Problem(
+                    str(state_path(review_dir)),
+                    f"it does not compare {a} with {b} (seed {seed})",
+                    "continue it (tunesmith review DIR), or use another review directory",
+                )
+            ],
+        )
     return summarize_preference(state)
 
 
@@ -109,17 +147,33 @@ def summarize_preference(state: PreferenceState, confidence: float = 0.95) -> di
 
     outcomes = [{"B": "win", "A": "loss", "tie": "tie", None: "undecided"}[it.preferred] for it in state.items]
     judged = [o for o in outcomes if o != "undecided"]
-    result: dict = {"judge": "human", "baseline": state.source.names[0], "candidate": state.source.names[1],
-                    "results": {"a": state.source.a, "b": state.source.b}, "suite": state.source.suite,
-                    "cases": len(outcomes), "judged": len(judged), "undecided": len(outcomes) - len(judged),
-                    "wins": judged.count("win"), "losses": judged.count("loss"), "ties": judged.count("tie"),
-                    "errors": [], "outcomes": outcomes, "case_ids": [f"{it.suite}/{it.case}" for it in state.items],
-                    "confidence": confidence, "seed": state.seed}
+    result: dict = {
+        "judge": "human",
+        "baseline": state.source.names[0],
+        "candidate": state.source.names[1],
+        "results": {"a": state.source.a, "b": state.source.b},
+        "suite": state.source.suite,
+        "cases": len(outcomes),
+        "judged": len(judged),
+        "undecided": len(outcomes) - len(judged),
+        "wins": judged.count("win"),
+        "losses": judged.count("loss"),
+        "ties": judged.count("tie"),
+        "errors": [],
+        "outcomes": outcomes,
+        "case_ids": [f"{it.suite}/{it.case}" for it in state.items],
+        "confidence": confidence,
+        "seed": state.seed,
+    }
     scores = [1.0 if o == "win" else 0.0 if o == "loss" else 0.5 for o in judged]
     if scores:
         rate, low, high = bootstrap_delta([0.0] * len(scores), scores, confidence=confidence)
-        result.update(win_rate=rate, ci_low=low, ci_high=high,
-                      verdict="better" if low > 0.5 else "worse" if high < 0.5 else "no significant difference")
+        result.update(
+            win_rate=rate,
+            ci_low=low,
+            ci_high=high,
+            verdict="better" if low > 0.5 else "worse" if high < 0.5 else "no significant difference",
+        )
     return result
 
 
@@ -127,8 +181,16 @@ def preference_summary(review_dir: str | Path, confidence: float = 0.95) -> dict
     """`summarize_preference` of the A/B review in `review_dir` (journal included)."""
     state = load_state(review_dir)[0]
     if state.kind != "preference":
-        raise TunesmithError("Not an A/B review", [Problem(str(state_path(review_dir)), "holds a sample review",
-                                                           "give the directory of an A/B preference review")])
+        raise TunesmithError(
+            "Not an A/B review",
+            [
+                Problem(
+                    str(state_path(review_dir)),
+                    "holds a sample review",
+                    "give the directory of an A/B preference review",
+                )
+            ],
+        )
     return summarize_preference(state, confidence)
 
 
@@ -149,9 +211,10 @@ def load_human_preference(path: Path) -> dict[str, Any]:
         pref["results"]["b"]
         return pref
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TunesmithError("Cannot read the A/B review", [Problem(str(path), f"{type(exc).__name__}: {exc}",
-                                                                    "pass the review directory or its "
-                                                                    "preference.json")]) from None
+        raise TunesmithError(
+            "Cannot read the A/B review",
+            [Problem(str(path), f"{type(exc).__name__}: {exc}", "pass the review directory or its preference.json")],
+        ) from None
 
 
 def attach_human_preference(comparisons: list[dict], path: Path) -> None:
@@ -161,10 +224,16 @@ def attach_human_preference(comparisons: list[dict], path: Path) -> None:
 
     pref = load_human_preference(path)
     b_name = results_name(Path(pref["results"]["b"]))  # as load_evaluation names it
-    comp = next((c for c in comparisons if c["candidate"] == b_name),
-                comparisons[0] if len(comparisons) == 1 else None)
+    comp = next((c for c in comparisons if c["candidate"] == b_name), comparisons[0] if len(comparisons) == 1 else None)
     if comp is None:
-        raise TunesmithError("The A/B review matches no comparison", [Problem(
-            str(path), f"it compared {pref['results']['a']} with {pref['results']['b']}",
-            "give the same evaluations to eval compare")])
+        raise TunesmithError(
+            "The A/B review matches no comparison",
+            [
+                Problem(
+                    str(path),
+                    f"it compared {pref['results']['a']} with {pref['results']['b']}",
+                    "give the same evaluations to eval compare",
+                )
+            ],
+        )
     comp["preference_human"] = pref

@@ -22,10 +22,18 @@ from pathlib import Path
 from statistics import NormalDist
 
 from tunesmith.data.formats import load_records
-from tunesmith.files import atomic_write_json, file_sha256
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.review.state import (SampleItem, SampleSource, SampleState, is_decided, load_state, now, save_state,
-                                    state_path)
+from tunesmith.files import atomic_write_json, file_sha256
+from tunesmith.review.state import (
+    SampleItem,
+    SampleSource,
+    SampleState,
+    is_decided,
+    load_state,
+    now,
+    save_state,
+    state_path,
+)
 
 DEFAULT_FRACTION = 0.1
 MIN_SAMPLE = 5
@@ -73,8 +81,14 @@ def _check_params(fraction: float, min_score: int, threshold: float) -> None:
         raise TunesmithError("Invalid sample review settings", problems)
 
 
-def start_sample_review(synth_path: str | Path, review_dir: str | Path, fraction: float = DEFAULT_FRACTION,
-                        seed: int = 0, min_score: int = MIN_SCORE, threshold: float = THRESHOLD) -> dict:
+def start_sample_review(
+    synth_path: str | Path,
+    review_dir: str | Path,
+    fraction: float = DEFAULT_FRACTION,
+    seed: int = 0,
+    min_score: int = MIN_SCORE,
+    threshold: float = THRESHOLD,
+) -> dict:
     """Draw the sample of `synth_path` (chat records, `messages` or any format tunesmith reads) into `review_dir`
     and return its summary. Starting again with the same set, fraction and seed resumes the existing review;
     anything else in an existing review directory is an error (a review is never overwritten)."""
@@ -86,13 +100,25 @@ def start_sample_review(synth_path: str | Path, review_dir: str | Path, fraction
         return _resume(review_dir, synth_path, sha, fraction, seed)
     no_reply = [r.where for r in records if r.final_assistant_index() is None]
     if no_reply:
-        raise TunesmithError.capped(f"{len(no_reply)} record(s) have no reply to review", [
-            Problem(w, "no assistant turn", "a synthetic record ends with the assistant's reply") for w in no_reply])
+        raise TunesmithError.capped(
+            f"{len(no_reply)} record(s) have no reply to review",
+            [Problem(w, "no assistant turn", "a synthetic record ends with the assistant's reply") for w in no_reply],
+        )
     picked = random.Random(seed).sample(range(len(records)), sample_size(len(records), fraction))
-    items = [SampleItem(id=f"r{i}", index=i, where=records[i].where, hash=records[i].content_hash(),
-                        messages=records[i].messages) for i in picked]
-    source = SampleSource(path=str(synth_path), sha256=sha, records=len(records), fraction=fraction,
-                          min_score=min_score, threshold=threshold)
+    items = [
+        SampleItem(
+            id=f"r{i}", index=i, where=records[i].where, hash=records[i].content_hash(), messages=records[i].messages
+        )
+        for i in picked
+    ]
+    source = SampleSource(
+        path=str(synth_path),
+        sha256=sha,
+        records=len(records),
+        fraction=fraction,
+        min_score=min_score,
+        threshold=threshold,
+    )
     state = SampleState(format=1, kind="sample", created=now(), seed=seed, source=source, items=items)
     save_state(review_dir, state)
     return write_sample_summary(review_dir, state)
@@ -100,19 +126,34 @@ def start_sample_review(synth_path: str | Path, review_dir: str | Path, fraction
 
 def _resume(review_dir: str | Path, synth_path: Path, sha: str, fraction: float, seed: int) -> dict:
     state = load_state(review_dir)[0]
-    same = (state.kind == "sample" and state.source.sha256 == sha and state.source.fraction == fraction
-            and state.seed == seed)
+    same = (
+        state.kind == "sample"
+        and state.source.sha256 == sha
+        and state.source.fraction == fraction
+        and state.seed == seed
+    )
     if not same:
-        what = (f"a sample of {state.source.path} (fraction {state.source.fraction}, seed {state.seed})"
-                if state.kind == "sample" else "an A/B preference review")
-        raise TunesmithError("A different review exists there", [Problem(
-            str(state_path(review_dir)), f"it holds {what}, not a sample of {synth_path} (fraction {fraction}, "
-            f"seed {seed})", "continue it (tunesmith review DIR), or use another review directory")])
+        what = (
+            f"a sample of {state.source.path} (fraction {state.source.fraction}, seed {state.seed})"
+            if state.kind == "sample"
+            else "an A/B preference review"
+        )
+        raise TunesmithError(
+            "A different review exists there",
+            [
+                Problem(
+                    str(state_path(review_dir)),
+                    f"it holds {what}, not a sample of {synth_path} (fraction {fraction}, seed {seed})",
+                    "continue it (tunesmith review DIR), or use another review directory",
+                )
+            ],
+        )
     return summarize_sample(state)
 
 
-def summarize_sample(state: SampleState, min_score: int | None = None, threshold: float | None = None,
-                     confidence: float = 0.95) -> dict:
+def summarize_sample(
+    state: SampleState, min_score: int | None = None, threshold: float | None = None, confidence: float = 0.95
+) -> dict:
     """The review's counts and the estimated pass rate of the whole set with its Wilson interval; the verdict
     (accept / reject) compares the interval's lower bound with `threshold` (None until something is decided)."""
     min_score = state.source.min_score if min_score is None else min_score
@@ -120,29 +161,57 @@ def summarize_sample(state: SampleState, min_score: int | None = None, threshold
     decided = [it for it in state.items if is_decided(it)]
     ratings = [it.decision.rating for it in decided]
     passed = sum(passes(it, min_score) for it in decided)
-    out = {"kind": "sample", "source": state.source.path, "population": state.source.records,
-           "sampled": len(state.items), "decided": len(decided), "undecided": len(state.items) - len(decided),
-           "complete": len(decided) == len(state.items), "passed": passed, "kept": ratings.count("keep"),
-           "rejected": ratings.count("reject"),
-           "scores": {str(s): ratings.count(s) for s in range(1, 6)},
-           "edited": sum(1 for it in state.items if it.decision.edited is not None),
-           "min_score": min_score, "threshold": threshold, "confidence": confidence, "interval": "wilson",
-           "fraction": state.source.fraction, "seed": state.seed, "pass_rate": None, "ci_low": None,
-           "ci_high": None, "verdict": None}
+    out = {
+        "kind": "sample",
+        "source": state.source.path,
+        "population": state.source.records,
+        "sampled": len(state.items),
+        "decided": len(decided),
+        "undecided": len(state.items) - len(decided),
+        "complete": len(decided) == len(state.items),
+        "passed": passed,
+        "kept": ratings.count("keep"),
+        "rejected": ratings.count("reject"),
+        "scores": {str(s): ratings.count(s) for s in range(1, 6)},
+        "edited": sum(1 for it in state.items if it.decision.edited is not None),
+        "min_score": min_score,
+        "threshold": threshold,
+        "confidence": confidence,
+        "interval": "wilson",
+        "fraction": state.source.fraction,
+        "seed": state.seed,
+        "pass_rate": None,
+        "ci_low": None,
+        "ci_high": None,
+        "verdict": None,
+    }
     if decided:
         low, high = wilson_interval(passed, len(decided), confidence)
-        out.update(pass_rate=passed / len(decided), ci_low=low, ci_high=high,
-                   verdict="accept" if low >= threshold else "reject")
+        out.update(
+            pass_rate=passed / len(decided),
+            ci_low=low,
+            ci_high=high,
+            verdict="accept" if low >= threshold else "reject",
+        )
     return out
 
 
-def sample_summary(review_dir: str | Path, min_score: int | None = None, threshold: float | None = None,
-                   confidence: float = 0.95) -> dict:
+def sample_summary(
+    review_dir: str | Path, min_score: int | None = None, threshold: float | None = None, confidence: float = 0.95
+) -> dict:
     """`summarize_sample` of the sample review in `review_dir` (journal included)."""
     state = load_state(review_dir)[0]
     if state.kind != "sample":
-        raise TunesmithError("Not a sample review", [Problem(str(state_path(review_dir)), "holds an A/B preference "
-                                                             "review", "give the directory of a sample review")])
+        raise TunesmithError(
+            "Not a sample review",
+            [
+                Problem(
+                    str(state_path(review_dir)),
+                    "holds an A/B preference review",
+                    "give the directory of a sample review",
+                )
+            ],
+        )
     return summarize_sample(state, min_score, threshold, confidence)
 
 

@@ -20,13 +20,13 @@ import os
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tunesmith.files import atomic_write_json
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.files import atomic_write_json
 
 STATE_FILE = "review.json"
 JOURNAL_FILE = "journal.jsonl"
@@ -54,7 +54,7 @@ class SampleDecision(_Strict):
     @classmethod
     def _no_bool(cls, value: Any) -> Any:
         if isinstance(value, bool):  # True == 1 to Python; a hand-edited `true` is not a score
-            raise ValueError("must be \"keep\", \"reject\", an integer score 1-5, or null")
+            raise ValueError('must be "keep", "reject", an integer score 1-5, or null')
         return value
 
 
@@ -121,8 +121,8 @@ class PreferenceState(_Strict):
     items: list[PreferenceItem] = Field(min_length=1)
 
 
-State = Union[SampleState, PreferenceState]
-Item = Union[SampleItem, PreferenceItem]
+State = SampleState | PreferenceState
+Item = SampleItem | PreferenceItem
 KINDS = {"sample": SampleState, "preference": PreferenceState}
 
 
@@ -145,17 +145,20 @@ def _field(loc: tuple) -> str:
 def parse_state(obj: Any, path: Path) -> State:
     """Validate a state object read from `path`; every problem names the file and the field."""
     if not isinstance(obj, dict):
-        raise TunesmithError("Invalid review state", [Problem(f"{path} [(top level)]", "expected a JSON object",
-                                                              _FIX)])
+        raise TunesmithError("Invalid review state", [Problem(f"{path} [(top level)]", "expected a JSON object", _FIX)])
     kind = obj.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:  # a hand-edited {"kind": {...}} is not hashable
-        raise TunesmithError("Invalid review state", [Problem(
-            f"{path} [kind]", f"unknown review kind {kind!r}", 'expected "sample" or "preference"')])
+        raise TunesmithError(
+            "Invalid review state",
+            [Problem(f"{path} [kind]", f"unknown review kind {kind!r}", 'expected "sample" or "preference"')],
+        )
     try:
         state = KINDS[kind].model_validate(obj)
     except ValidationError as exc:
-        problems = [Problem(f"{path} [{_field(e['loc'])}]", str(e["msg"]).removeprefix("Value error, "), _FIX)
-                    for e in exc.errors()]
+        problems = [
+            Problem(f"{path} [{_field(e['loc'])}]", str(e["msg"]).removeprefix("Value error, "), _FIX)
+            for e in exc.errors()
+        ]
         raise TunesmithError.capped("Invalid review state", problems) from None
     _check_items(state, path)
     return state
@@ -170,8 +173,13 @@ def _check_items(state: State, path: Path) -> None:
         seen.add(item.id)
         if isinstance(item, SampleItem):
             if item.index >= state.source.records:
-                problems.append(Problem(f"{path} [items[{i}].index]", f"{item.index} is past the set's "
-                                        f"{state.source.records} records", _FIX))
+                problems.append(
+                    Problem(
+                        f"{path} [items[{i}].index]",
+                        f"{item.index} is past the set's {state.source.records} records",
+                        _FIX,
+                    )
+                )
             if Record(messages=item.messages).final_assistant_index() is None:
                 problems.append(Problem(f"{path} [items[{i}].messages]", "no assistant reply to review", _FIX))
     if problems:
@@ -182,22 +190,26 @@ def read_state(review_dir: str | Path) -> State:
     """The state file as written (no journal replay)."""
     path = state_path(review_dir)
     if not path.is_file():
-        raise TunesmithError("No review here", [Problem(str(path), "no review state file",
-                                                        "start one: tunesmith review sample|ab ...")])
+        raise TunesmithError(
+            "No review here", [Problem(str(path), "no review state file", "start one: tunesmith review sample|ab ...")]
+        )
     data = path.read_bytes()
     try:
         obj = json.loads(data.decode("utf-8-sig"))  # a BOM (Notepad) is not part of the JSON
     except json.JSONDecodeError as exc:
-        raise TunesmithError("Invalid review state", [Problem(f"{path}:{exc.lineno}", f"not valid JSON ({exc})",
-                                                              _FIX)]) from None
+        raise TunesmithError(
+            "Invalid review state", [Problem(f"{path}:{exc.lineno}", f"not valid JSON ({exc})", _FIX)]
+        ) from None
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise TunesmithError("Invalid review state", [Problem(f"{path}:{line}", f"not UTF-8 ({exc.reason})",
-                                                              _FIX)]) from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise TunesmithError(
+            "Invalid review state", [Problem(f"{path}:{line}", f"not UTF-8 ({exc.reason})", _FIX)]
+        ) from None
     except (RecursionError, ValueError) as exc:  # nested past Python's stack, or an int of 4,300+ digits
         what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise TunesmithError("Invalid review state", [Problem(f"{path} [(top level)]", f"not valid JSON ({what})",
-                                                              _FIX)]) from None
+        raise TunesmithError(
+            "Invalid review state", [Problem(f"{path} [(top level)]", f"not valid JSON ({what})", _FIX)]
+        ) from None
     return parse_state(obj, path)
 
 
@@ -213,8 +225,10 @@ def load_state(review_dir: str | Path) -> tuple[State, int]:
                 if item is not None:
                     apply_action(state, item, entry.get("action"), entry.get("value"), entry.get("at") or now())
             except DecisionError as exc:
-                raise TunesmithError("Invalid review journal", [Problem(
-                    f"{Path(review_dir) / JOURNAL_FILE} [seq {entry['seq']}]", str(exc), _FIX)]) from None
+                raise TunesmithError(
+                    "Invalid review journal",
+                    [Problem(f"{Path(review_dir) / JOURNAL_FILE} [seq {entry['seq']}]", str(exc), _FIX)],
+                ) from None
             state.seq = entry["seq"]
             replayed += 1
     return state, replayed
@@ -244,8 +258,9 @@ def read_journal(review_dir: str | Path) -> list[dict]:
         except (ValueError, RecursionError) as exc:
             if number == len(lines):
                 break
-            raise TunesmithError("Invalid review journal", [Problem(f"{path}:{number}", str(exc),
-                                                                    "remove or repair the line")]) from None
+            raise TunesmithError(
+                "Invalid review journal", [Problem(f"{path}:{number}", str(exc), "remove or repair the line")]
+            ) from None
         out.append(entry)
     return out
 
@@ -370,8 +385,16 @@ class ReviewStore:
             # a 400, never a conflict, and never reaches the journal.
             trial = item.model_copy(deep=True)
             apply_action(state, trial, action, value, at)
-            entry = {"seq": state.seq + 1, "at": at, "item": item_id, "version": version, "action": action,
-                     "value": value, "accepted": accepted, "current_version": item.version}
+            entry = {
+                "seq": state.seq + 1,
+                "at": at,
+                "item": item_id,
+                "version": version,
+                "action": action,
+                "value": value,
+                "accepted": accepted,
+                "current_version": item.version,
+            }
             append_journal(self.dir, entry)
             state.seq += 1
             if accepted:

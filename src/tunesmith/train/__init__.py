@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 
-def run_recipe(cfg, model_ref, records: list, run_dir: Path, schema: dict | None = None,
-               validation=None) -> dict[str, Any]:
+def run_recipe(
+    cfg, model_ref, records: list, run_dir: Path, schema: dict | None = None, validation=None
+) -> dict[str, Any]:
     """Train with `train.objective`'s recipe; `schema` feeds GRPO's default rewards; `validation` (a
     `tunesmith.train.selection.ValidationPlan`) chooses SFT's checkpoint and when it stops."""
     objective = cfg.train.objective

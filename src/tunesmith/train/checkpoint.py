@@ -13,6 +13,7 @@ checkpoint is never opened. Exact resume (the same adapter as an uninterrupted r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -42,8 +43,9 @@ def save_optimizer(optimizer, scheduler, out: Path) -> None:
             else:
                 scalars[f"{idx}.{key}"] = value
     save_file(tensors, str(out / OPTIMIZER))
-    _write_json(out / OPTIMIZER_META, {"param_groups": state["param_groups"], "scalars": scalars,
-                                       "ids": sorted(state["state"])})
+    _write_json(
+        out / OPTIMIZER_META, {"param_groups": state["param_groups"], "scalars": scalars, "ids": sorted(state["state"])}
+    )
     if scheduler is not None:
         _write_json(out / SCHEDULER, {k: v for k, v in scheduler.state_dict().items() if _jsonable(v)})
 
@@ -93,8 +95,10 @@ def save_rng(out: Path, rank: int | None) -> None:
     tensor_file, json_file = _rng_names(rank)
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / tensor_file))
-    _write_json(out / json_file, {"python": [version, list(internal), gauss],
-                                  "numpy": [kind, keys.tolist(), pos, has_gauss, cached]})
+    _write_json(
+        out / json_file,
+        {"python": [version, list(internal), gauss], "numpy": [kind, keys.tolist(), pos, has_gauss, cached]},
+    )
 
 
 def load_rng(checkpoint: Path, rank: int | None) -> bool:
@@ -126,21 +130,32 @@ def refuse_pickled_only(checkpoint: Path) -> None:
     from tunesmith.errors import Problem, TunesmithError
 
     if (checkpoint / "adapter_model.bin").exists() and not (checkpoint / "adapter_model.safetensors").exists():
-        raise TunesmithError("Refusing a pickled checkpoint", [Problem(
-            str(checkpoint / "adapter_model.bin"), "the adapter weights are pickled, which tunesmith never loads",
-            "resume from a checkpoint tunesmith wrote (adapter_model.safetensors)")])
+        raise TunesmithError(
+            "Refusing a pickled checkpoint",
+            [
+                Problem(
+                    str(checkpoint / "adapter_model.bin"),
+                    "the adapter weights are pickled, which tunesmith never loads",
+                    "resume from a checkpoint tunesmith wrote (adapter_model.safetensors)",
+                )
+            ],
+        )
     pickled = [name for name in PICKLED if (checkpoint / name).exists()]
     if not (checkpoint / OPTIMIZER).exists() and pickled:
-        raise TunesmithError("Refusing a pickled checkpoint", [Problem(
-            str(checkpoint), f"its optimizer/RNG state is pickled ({', '.join(pickled)}), which tunesmith never "
-            "loads",
-            "start the run afresh (delete the checkpoint), or resume from a checkpoint tunesmith wrote")])
+        raise TunesmithError(
+            "Refusing a pickled checkpoint",
+            [
+                Problem(
+                    str(checkpoint),
+                    f"its optimizer/RNG state is pickled ({', '.join(pickled)}), which tunesmith never loads",
+                    "start the run afresh (delete the checkpoint), or resume from a checkpoint tunesmith wrote",
+                )
+            ],
+        )
 
 
 def drop_pickles(out: Path) -> None:
     """Remove the pickled files transformers writes on its own (training_args.bin): nothing loads them."""
     for name in PICKLED:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(out / name)
-        except FileNotFoundError:
-            pass

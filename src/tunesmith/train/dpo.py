@@ -18,22 +18,42 @@ from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
-from tunesmith.train.trainer import (common_args, describe, load_training_model, lora_config, make_trainer,
-                                      run_training, save_trained)
+from tunesmith.train.trainer import (
+    common_args,
+    describe,
+    load_training_model,
+    lora_config,
+    make_trainer,
+    run_training,
+    save_trained,
+)
 
 
 def pair_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
     """TRL's conversational preference rows: prompt (with the task's system prompt), chosen and rejected turns."""
     missing = [r for r in records if not r.rejected]
     if missing:
-        raise TunesmithError(f"DPO needs preference pairs: {len(missing)} record(s) have no rejected reply", [
-            Problem(r.where, "a conversation, not a pair", "give prompt/chosen/rejected records, or use "
-                    "train.objective: sft") for r in missing[:10]])
+        raise TunesmithError(
+            f"DPO needs preference pairs: {len(missing)} record(s) have no rejected reply",
+            [
+                Problem(
+                    r.where,
+                    "a conversation, not a pair",
+                    "give prompt/chosen/rejected records, or use train.objective: sft",
+                )
+                for r in missing[:10]
+            ],
+        )
     rows = []
     for rec in records:
         last = rec.final_assistant_index()
-        rows.append({"prompt": with_system_prompt(rec.messages[:last], cfg.task),
-                     "chosen": rec.messages[last:], "rejected": rec.rejected})
+        rows.append(
+            {
+                "prompt": with_system_prompt(rec.messages[:last], cfg.task),
+                "chosen": rec.messages[last:],
+                "rejected": rec.rejected,
+            }
+        )
     return rows
 
 
@@ -49,15 +69,31 @@ def train_dpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     rows = pair_rows(records, cfg)
     model = load_training_model(cfg, model_ref, precision)
     args = DPOConfig(**common_args(cfg, run_dir, precision), beta=t.dpo_beta, max_length=cfg.data.max_seq_len)
-    trainer, budget = make_trainer(DPOTrainer, cfg, run_dir, f"{describe(cfg)} (DPO)", model=model, args=args,
-                                   train_dataset=Dataset.from_list(rows), processing_class=tok,
-                                   peft_config=lora_config(cfg))
+    trainer, budget = make_trainer(
+        DPOTrainer,
+        cfg,
+        run_dir,
+        f"{describe(cfg)} (DPO)",
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        peft_config=lora_config(cfg),
+    )
     facts = run_training(trainer, run_dir, budget)
     save_trained(trainer, tok, run_dir, t.method)
     last = next((log for log in reversed(trainer.state.log_history) if "rewards/accuracies" in log), {})
     return {
-        "method": t.method, "objective": "dpo", "precision": precision, "recipe": f"{describe(cfg)} (DPO)", **facts,
-        "pairs": len(rows), "reward_accuracy": last.get("rewards/accuracies"),
-        "reward_margin": last.get("rewards/margins"), "tokens_per_s": None, "dora": t.dora, "rslora": t.rslora,
+        "method": t.method,
+        "objective": "dpo",
+        "precision": precision,
+        "recipe": f"{describe(cfg)} (DPO)",
+        **facts,
+        "pairs": len(rows),
+        "reward_accuracy": last.get("rewards/accuracies"),
+        "reward_margin": last.get("rewards/margins"),
+        "tokens_per_s": None,
+        "dora": t.dora,
+        "rslora": t.rslora,
         "adapter": "adapter",
     }

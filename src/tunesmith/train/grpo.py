@@ -20,8 +20,15 @@ from tunesmith.data.records import Record
 from tunesmith.eval.suite import expected_from_reply, with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
 from tunesmith.train.grpo_rewards import reward_functions
-from tunesmith.train.trainer import (common_args, describe, load_training_model, lora_config, make_trainer,
-                                      run_training, save_trained)
+from tunesmith.train.trainer import (
+    common_args,
+    describe,
+    load_training_model,
+    lora_config,
+    make_trainer,
+    run_training,
+    save_trained,
+)
 
 
 def prompt_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
@@ -34,13 +41,13 @@ def prompt_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
     return rows
 
 
-def train_grpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path,
-               schema: dict | None = None) -> dict[str, Any]:
+def train_grpo(
+    cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path, schema: dict | None = None
+) -> dict[str, Any]:
     """Train a LoRA/QLoRA adapter (or the full model) with GRPO; write `adapter/` (or `model/`), `metrics.jsonl`."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
-
 
     t = cfg.train
     precision = resolve_precision(t.precision)
@@ -48,21 +55,44 @@ def train_grpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir:
     funcs, weights = reward_functions(cfg, schema)
     model = load_training_model(cfg, model_ref, precision)
     group = t.grpo_generations
-    args = GRPOConfig(**{
-        **common_args(cfg, run_dir, precision),
-        # a step's batch holds whole groups: batch_size prompts' worth of samples, rounded to the group size
-        "per_device_train_batch_size": max(group, t.batch_size // group * group),
-        "num_generations": group, "max_completion_length": t.grpo_max_completion_tokens, "reward_weights": weights})
-    trainer, budget = make_trainer(GRPOTrainer, cfg, run_dir, f"{describe(cfg)} (GRPO)", model=model,
-                                   reward_funcs=funcs, args=args,
-                                   train_dataset=Dataset.from_list(prompt_rows(records, cfg)),
-                                   processing_class=tok, peft_config=lora_config(cfg))
+    args = GRPOConfig(
+        **{
+            **common_args(cfg, run_dir, precision),
+            # a step's batch holds whole groups: batch_size prompts' worth of samples, rounded to the group size
+            "per_device_train_batch_size": max(group, t.batch_size // group * group),
+            "num_generations": group,
+            "max_completion_length": t.grpo_max_completion_tokens,
+            "reward_weights": weights,
+        }
+    )
+    trainer, budget = make_trainer(
+        GRPOTrainer,
+        cfg,
+        run_dir,
+        f"{describe(cfg)} (GRPO)",
+        model=model,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=Dataset.from_list(prompt_rows(records, cfg)),
+        processing_class=tok,
+        peft_config=lora_config(cfg),
+    )
     facts = run_training(trainer, run_dir, budget)
     kind = save_trained(trainer, tok, run_dir, t.method)
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log]
     return {
-        "method": t.method, "objective": "grpo", "precision": precision, "recipe": f"{describe(cfg)} (GRPO)",
-        **facts, "prompts": len(records),
-        "reward_first": rewards[0] if rewards else None, "reward_last": rewards[-1] if rewards else None,
-        "rewards": [f.__name__ for f in funcs], "reward_weights": weights, "tokens_per_s": None, "dora": t.dora, "rslora": t.rslora, kind: kind,
+        "method": t.method,
+        "objective": "grpo",
+        "precision": precision,
+        "recipe": f"{describe(cfg)} (GRPO)",
+        **facts,
+        "prompts": len(records),
+        "reward_first": rewards[0] if rewards else None,
+        "reward_last": rewards[-1] if rewards else None,
+        "rewards": [f.__name__ for f in funcs],
+        "reward_weights": weights,
+        "tokens_per_s": None,
+        "dora": t.dora,
+        "rslora": t.rslora,
+        kind: kind,
     }

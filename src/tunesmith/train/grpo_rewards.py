@@ -12,7 +12,8 @@ an optional `weight`; it scores a sampled reply 1.0 when the scorer passes again
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tunesmith.config import Config
 from tunesmith.errors import Problem, TunesmithError
@@ -29,9 +30,16 @@ def default_rewards(cfg: Config, schema: dict | None) -> list[dict[str, Any]]:
         return [{"type": "json_schema" if schema else "json", "weight": 0.5}, {**fields, "weight": 1.0}]
     if cfg.task.type == "classification":
         return [{"type": "label"}]
-    raise TunesmithError("GRPO needs rewards", [Problem(
-        "train.rewards", "a chat task has no verifiable default reward",
-        "e.g. rewards: [{type: regex, pattern: '...'}, {type: custom, function: 'my_rewards:score'}]")])
+    raise TunesmithError(
+        "GRPO needs rewards",
+        [
+            Problem(
+                "train.rewards",
+                "a chat task has no verifiable default reward",
+                "e.g. rewards: [{type: regex, pattern: '...'}, {type: custom, function: 'my_rewards:score'}]",
+            )
+        ],
+    )
 
 
 def _completion_text(completion: Any) -> str:
@@ -63,8 +71,14 @@ def reward_function(spec: dict[str, Any], schema: dict | None) -> Callable[..., 
             messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
             # expected travels as JSON text: a dataset column cannot mix objects, strings and numbers
             want = json.loads(expected[i]) if expected is not None else None
-            case = EvalCase(id=str(i), messages=messages, expected=want,
-                            scorers=[scorer], instructions=instructions, instruction_kwargs=kwargs)
+            case = EvalCase(
+                id=str(i),
+                messages=messages,
+                expected=want,
+                scorers=[scorer],
+                instructions=instructions,
+                instruction_kwargs=kwargs,
+            )
             passed = next(iter(run_scorers(case, _completion_text(completion), schema, {}).values()))
             out.append(1.0 if passed else 0.0)
         return out

@@ -34,8 +34,16 @@ class Invariant:
 def _checking_config(cfg: Config, **train: Any) -> Config:
     """The project's config with fp32, no warm-up, a constant rate, no checkpoints, and `train` applied."""
     c = cfg.model_copy(deep=True)
-    for key, value in {"precision": "fp32", "warmup_ratio": 0.0, "lr_scheduler": "constant", "logging_steps": 1,
-                       "save_steps": 10_000, "lora_dropout": 0.0, "gradient_checkpointing": False, **train}.items():
+    for key, value in {
+        "precision": "fp32",
+        "warmup_ratio": 0.0,
+        "lr_scheduler": "constant",
+        "logging_steps": 1,
+        "save_steps": 10_000,
+        "lora_dropout": 0.0,
+        "gradient_checkpointing": False,
+        **train,
+    }.items():
         setattr(c.train, key, value)
     return c
 
@@ -58,34 +66,56 @@ def trainable_moved_frozen_still(cfg: Config, model_ref: ModelRef, records: list
     """After three steps every trainable tensor differs from its start, and every frozen one is bit-identical."""
     import torch
 
-    trainer = _trainer(_checking_config(cfg, max_steps=3, batch_size=min(cfg.train.batch_size, 4), grad_accum=1),
-                       model_ref, records, tmp)
+    trainer = _trainer(
+        _checking_config(cfg, max_steps=3, batch_size=min(cfg.train.batch_size, 4), grad_accum=1),
+        model_ref,
+        records,
+        tmp,
+    )
     before = _snapshot(trainer.model)
     trainer.train()
     after = _snapshot(trainer.model)
     trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
     stuck = sorted(n for n in trainable if torch.equal(before[n], after[n]))
     moved_frozen = sorted(n for n in before if n not in trainable and not torch.equal(before[n], after[n]))
-    figures = {"trainable_tensors": len(trainable), "frozen_tensors": len(before) - len(trainable),
-               "trainable_unchanged": len(stuck), "frozen_changed": len(moved_frozen)}
+    figures = {
+        "trainable_tensors": len(trainable),
+        "frozen_tensors": len(before) - len(trainable),
+        "trainable_unchanged": len(stuck),
+        "frozen_changed": len(moved_frozen),
+    }
     if stuck or moved_frozen:
-        return Invariant("trainable move, frozen stay", False,
-                         f"unchanged trainable: {stuck[:3]}; changed frozen: {moved_frozen[:3]}", figures)
-    return Invariant("trainable move, frozen stay", True,
-                     f"all {len(trainable)} trainable tensors moved; all {len(before) - len(trainable)} frozen "
-                     "tensors are bit-identical", figures)
+        return Invariant(
+            "trainable move, frozen stay",
+            False,
+            f"unchanged trainable: {stuck[:3]}; changed frozen: {moved_frozen[:3]}",
+            figures,
+        )
+    return Invariant(
+        "trainable move, frozen stay",
+        True,
+        f"all {len(trainable)} trainable tensors moved; all {len(before) - len(trainable)} frozen "
+        "tensors are bit-identical",
+        figures,
+    )
 
 
-def accumulation_equivalence(cfg: Config, model_ref: ModelRef, records: list[Record], tmp: Path,
-                             tolerance: float = 1e-3) -> Invariant:
+def accumulation_equivalence(
+    cfg: Config, model_ref: ModelRef, records: list[Record], tmp: Path, tolerance: float = 1e-3
+) -> Invariant:
     """One SGD step on the same 8 examples as 8 x 1 and as 1 x 8: the updates agree to `tolerance` (relative)."""
     eight = records[:8]
     if len(eight) < 8:
         return Invariant("batch 8x1 = batch 1x8", False, f"needs 8 training examples, has {len(eight)}")
     updates = []
     for batch, accum in ((8, 1), (1, 8)):
-        trainer = _trainer(_checking_config(cfg, max_steps=1, batch_size=batch, grad_accum=accum),
-                           model_ref, eight, tmp / f"b{batch}", optim="sgd")
+        trainer = _trainer(
+            _checking_config(cfg, max_steps=1, batch_size=batch, grad_accum=accum),
+            model_ref,
+            eight,
+            tmp / f"b{batch}",
+            optim="sgd",
+        )
         before = _snapshot(trainer.model)
         trainer.train()
         updates.append({n: p.detach() - before[n] for n, p in trainer.model.named_parameters() if p.requires_grad})
@@ -94,8 +124,12 @@ def accumulation_equivalence(cfg: Config, model_ref: ModelRef, records: list[Rec
     rel = gap / size if size else float("inf")
     figures = {"max_update": size, "max_difference": gap, "relative_difference": rel}
     ok = rel <= tolerance
-    return Invariant("batch 8x1 = batch 1x8", ok, f"largest update {size:.3g}, largest difference {gap:.3g} "
-                     f"({rel:.2e} relative; tolerance {tolerance:g})", figures)
+    return Invariant(
+        "batch 8x1 = batch 1x8",
+        ok,
+        f"largest update {size:.3g}, largest difference {gap:.3g} ({rel:.2e} relative; tolerance {tolerance:g})",
+        figures,
+    )
 
 
 def mask_is_exact(cfg: Config, model_ref: ModelRef, records: list[Record], limit: int = 200) -> Invariant:
@@ -125,32 +159,44 @@ def mask_is_exact(cfg: Config, model_ref: ModelRef, records: list[Record], limit
             bad.append(rec.where)
     figures = {"examples": checked, "mismatched": len(bad), "empty_mask": empty, "double_bos": double_bos}
     ok = not bad and not empty and not double_bos
-    detail = (f"{checked} examples: labels are exactly the assistant turns plus {eot!r}" if ok else
-              f"mismatched labels at {bad[:3]}; {empty} empty mask(s); {double_bos} doubled BOS")
+    detail = (
+        f"{checked} examples: labels are exactly the assistant turns plus {eot!r}"
+        if ok
+        else f"mismatched labels at {bad[:3]}; {empty} empty mask(s); {double_bos} doubled BOS"
+    )
     return Invariant("label mask is exact", ok, detail, figures)
 
 
-def overfits_one_batch(cfg: Config, model_ref: ModelRef, records: list[Record], tmp: Path, steps: int = 30,
-                       lr: float | None = None) -> Invariant:
+def overfits_one_batch(
+    cfg: Config, model_ref: ModelRef, records: list[Record], tmp: Path, steps: int = 30, lr: float | None = None
+) -> Invariant:
     """`steps` steps on 2 examples: the loss must fall to a tenth of where it started (or below 0.05)."""
     batch = records[:2]
     lr = lr or (1e-4 if cfg.train.method == "full" else 3e-3)
-    trainer = _trainer(_checking_config(cfg, max_steps=steps, batch_size=len(batch), grad_accum=1, lr=lr),
-                       model_ref, batch, tmp)
+    trainer = _trainer(
+        _checking_config(cfg, max_steps=steps, batch_size=len(batch), grad_accum=1, lr=lr), model_ref, batch, tmp
+    )
     trainer.train()
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     first, last = losses[0], losses[-1]
     ok = last <= max(0.1 * first, 0.0) or last < 0.05
-    return Invariant("overfits one batch", ok, f"loss {first:.3f} -> {last:.3f} in {steps} steps at lr {lr:g}",
-                     {"first_loss": first, "last_loss": last, "steps": steps})
+    return Invariant(
+        "overfits one batch",
+        ok,
+        f"loss {first:.3f} -> {last:.3f} in {steps} steps at lr {lr:g}",
+        {"first_loss": first, "last_loss": last, "steps": steps},
+    )
 
 
-def check_invariants(cfg: Config, model_ref: ModelRef, records: list[Record], overfit_steps: int = 30,
-                     overfit_lr: float | None = None) -> list[Invariant]:
+def check_invariants(
+    cfg: Config, model_ref: ModelRef, records: list[Record], overfit_steps: int = 30, overfit_lr: float | None = None
+) -> list[Invariant]:
     """All four checks on the project's model, recipe and (training) records."""
     with tempfile.TemporaryDirectory(prefix="tunesmith-check-") as tmp:
         root = Path(tmp)
-        return [mask_is_exact(cfg, model_ref, records),
-                trainable_moved_frozen_still(cfg, model_ref, records, root / "moved"),
-                accumulation_equivalence(cfg, model_ref, records, root / "accum"),
-                overfits_one_batch(cfg, model_ref, records, root / "overfit", overfit_steps, overfit_lr)]
+        return [
+            mask_is_exact(cfg, model_ref, records),
+            trainable_moved_frozen_still(cfg, model_ref, records, root / "moved"),
+            accumulation_equivalence(cfg, model_ref, records, root / "accum"),
+            overfits_one_batch(cfg, model_ref, records, root / "overfit", overfit_steps, overfit_lr),
+        ]

@@ -24,19 +24,36 @@ from tunesmith.errors import Problem, TunesmithError
 SPEC, RESULT = "launch.json", "train_result.json"
 
 
-def launch(cfg, model_ref, records_path: Path, run_dir: Path, schema: dict | None, project: Path,
-           validation_path: Path | None = None) -> dict[str, Any]:
+def launch(
+    cfg,
+    model_ref,
+    records_path: Path,
+    run_dir: Path,
+    schema: dict | None,
+    project: Path,
+    validation_path: Path | None = None,
+) -> dict[str, Any]:
     """Run the recipe in `cfg.train.nproc` processes; return process 0's result. `validation_path` (the split's
     validation records) chooses an SFT run's checkpoint in every process alike."""
     from tunesmith.files import atomic_write_json
 
     t = cfg.train
-    validation = (str(validation_path) if validation_path is not None and validation_path.exists()
-                  and validation_path.stat().st_size else None)
-    atomic_write_json(run_dir / SPEC, {"config": cfg.model_dump(mode="json"), "model": str(model_ref.path),
-                                       "trust_remote_code": model_ref.trust_remote_code,
-                                       "records": str(records_path), "schema": schema,
-                                       "validation": validation})
+    validation = (
+        str(validation_path)
+        if validation_path is not None and validation_path.exists() and validation_path.stat().st_size
+        else None
+    )
+    atomic_write_json(
+        run_dir / SPEC,
+        {
+            "config": cfg.model_dump(mode="json"),
+            "model": str(model_ref.path),
+            "trust_remote_code": model_ref.trust_remote_code,
+            "records": str(records_path),
+            "schema": schema,
+            "validation": validation,
+        },
+    )
     (run_dir / RESULT).unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if t.accelerate_config:
@@ -49,9 +66,16 @@ def launch(cfg, model_ref, records_path: Path, run_dir: Path, schema: dict | Non
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     done = subprocess.run(cmd, env=env)
     if done.returncode != 0 or not (run_dir / RESULT).exists():
-        raise TunesmithError("Multi-process training failed", [Problem(
-            f"train.nproc: {t.nproc}", f"accelerate launch exited with {done.returncode}",
-            "see the output above; try train.nproc: 1 to rule the launcher out")])
+        raise TunesmithError(
+            "Multi-process training failed",
+            [
+                Problem(
+                    f"train.nproc: {t.nproc}",
+                    f"accelerate launch exited with {done.returncode}",
+                    "see the output above; try train.nproc: 1 to rule the launcher out",
+                )
+            ],
+        )
     return json.loads((run_dir / RESULT).read_text())
 
 
@@ -74,8 +98,13 @@ def main(run_dir: str) -> None:
         from tunesmith.models import load_tokenizer
         from tunesmith.train.selection import validation_plan
 
-        plan = validation_plan(cfg, load_records([Path(spec["validation"])]), [r.reply or "" for r in records],
-                               load_tokenizer(model_ref), spec["schema"])
+        plan = validation_plan(
+            cfg,
+            load_records([Path(spec["validation"])]),
+            [r.reply or "" for r in records],
+            load_tokenizer(model_ref),
+            spec["schema"],
+        )
     result = run_recipe(cfg, model_ref, records, run, spec["schema"], plan)
     if int(os.environ.get("RANK", "0")) == 0:
         atomic_write_json(run / RESULT, {**result, "nproc": int(os.environ.get("WORLD_SIZE", "1"))})

@@ -24,14 +24,22 @@ class RichProgress(TrainerCallback):
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("loss {task.fields[loss]:.3f}  {task.fields[tps]:.0f} tok/s"),
-                                 TimeRemainingColumn())
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3f}  {task.fields[tps]:.0f} tok/s"),
+            TimeRemainingColumn(),
+        )
         self.progress.start()
-        self.task = self.progress.add_task(self.description, total=state.max_steps, completed=state.global_step,
-                                           loss=float("nan"), tps=0.0)
-        self.started, self.start_step, self.start_tokens = time.perf_counter(), state.global_step, \
-            state.num_input_tokens_seen
+        self.task = self.progress.add_task(
+            self.description, total=state.max_steps, completed=state.global_step, loss=float("nan"), tps=0.0
+        )
+        self.started, self.start_step, self.start_tokens = (
+            time.perf_counter(),
+            state.global_step,
+            state.num_input_tokens_seen,
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.progress is None:
@@ -61,8 +69,7 @@ class MetricsLog(TrainerCallback):
         if not logs or not state.is_world_process_zero:  # one writer for a multi-process run
             return
         now = time.perf_counter()
-        row = {"step": state.global_step, "epoch": state.epoch, **logs,
-               "tokens_seen": state.num_input_tokens_seen}
+        row = {"step": state.global_step, "epoch": state.epoch, **logs, "tokens_seen": state.num_input_tokens_seen}
         if self.last_time is not None and now > self.last_time:
             row["tokens_per_s"] = (state.num_input_tokens_seen - self.last_tokens) / (now - self.last_time)
         self.last_time, self.last_tokens = now, state.num_input_tokens_seen

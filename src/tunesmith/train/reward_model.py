@@ -34,30 +34,67 @@ def train_reward_model(cfg: Config, model_ref: ModelRef, records: list[Record], 
     precision = resolve_precision(t.precision)
     tok = load_tokenizer(model_ref)
     rows = pair_rows(records, cfg)
-    fits = [r for r in rows if max(len(tok(tok.apply_chat_template(r["prompt"] + r[side], tokenize=False),
-                                           add_special_tokens=False)["input_ids"])
-                                   for side in ("chosen", "rejected")) <= cfg.data.max_seq_len]
+    fits = [
+        r
+        for r in rows
+        if max(
+            len(
+                tok(tok.apply_chat_template(r["prompt"] + r[side], tokenize=False), add_special_tokens=False)[
+                    "input_ids"
+                ]
+            )
+            for side in ("chosen", "rejected")
+        )
+        <= cfg.data.max_seq_len
+    ]
     if not fits:  # TRL would drop every pair and fail with an empty sampler
-        raise TunesmithError("No preference pair fits data.max_seq_len", [Problem(
-            f"data.max_seq_len: {cfg.data.max_seq_len}", f"all {len(rows)} pairs are longer",
-            "raise data.max_seq_len")])
+        raise TunesmithError(
+            "No preference pair fits data.max_seq_len",
+            [
+                Problem(
+                    f"data.max_seq_len: {cfg.data.max_seq_len}",
+                    f"all {len(rows)} pairs are longer",
+                    "raise data.max_seq_len",
+                )
+            ],
+        )
     model = AutoModelForSequenceClassification.from_pretrained(
-        model_ref.path, num_labels=1, dtype=torch.float32, use_safetensors=True,
-        trust_remote_code=model_ref.trust_remote_code)
+        model_ref.path,
+        num_labels=1,
+        dtype=torch.float32,
+        use_safetensors=True,
+        trust_remote_code=model_ref.trust_remote_code,
+    )
     model.config.pad_token_id = tok.pad_token_id
     peft = lora_config(cfg, task_type="SEQ_CLS")
     args = RewardConfig(**common_args(cfg, run_dir, precision), max_length=cfg.data.max_seq_len)
-    trainer, budget = make_trainer(RewardTrainer, cfg, run_dir, f"a reward model ({describe(cfg)})", model=model,
-                                   args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                                   peft_config=peft)
+    trainer, budget = make_trainer(
+        RewardTrainer,
+        cfg,
+        run_dir,
+        f"a reward model ({describe(cfg)})",
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        peft_config=peft,
+    )
     facts = run_training(trainer, run_dir, budget)
     # The adapter and the score head merged into one model, so GRPO loads it with transformers alone.
     final = trainer.model.merge_and_unload() if peft is not None else trainer.model
     save_trained(trainer, tok, run_dir, t.method, kind="reward_model", model=final)
     accuracy = next((log["accuracy"] for log in reversed(trainer.state.log_history) if "accuracy" in log), None)
-    return {"method": t.method, "objective": "reward", "precision": precision,
-            "recipe": f"reward model ({describe(cfg)})", **facts, "pairs": len(rows), "train_accuracy": accuracy,
-            "tokens_per_s": None, "reward_model": "reward_model"}
+    return {
+        "method": t.method,
+        "objective": "reward",
+        "precision": precision,
+        "recipe": f"reward model ({describe(cfg)})",
+        **facts,
+        "pairs": len(rows),
+        "train_accuracy": accuracy,
+        "tokens_per_s": None,
+        "reward_model": "reward_model",
+    }
 
 
 class RewardModelScorer:
@@ -68,14 +105,17 @@ class RewardModelScorer:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.tok = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32,
-                                                                        use_safetensors=True).eval()
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            path, dtype=torch.float32, use_safetensors=True
+        ).eval()
 
     def __call__(self, prompts: list[list[dict]], replies: list[str]) -> list[float]:
         import torch
 
-        texts = [self.tok.apply_chat_template(p + [{"role": "assistant", "content": r}], tokenize=False)
-                 for p, r in zip(prompts, replies)]
+        texts = [
+            self.tok.apply_chat_template(p + [{"role": "assistant", "content": r}], tokenize=False)
+            for p, r in zip(prompts, replies)
+        ]
         enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
             return self.model(**enc).logits[:, 0].float().tolist()

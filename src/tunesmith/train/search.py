@@ -4,7 +4,8 @@
     result.best_config          # the project's config with the best trial's recipe
     result.summary              # trials, the chosen recipe and why (for summary.json and the report)
 
-Each trial is an ordinary train run (`tunesmith.pipeline.training.train_stage`) in the run registry, its checkpoint chosen
+Each trial is an ordinary train run (`tunesmith.pipeline.training.train_stage`) in the run registry, its checkpoint
+chosen
 on validation (`tunesmith.train.selection`); every validation evaluation is reported to Optuna's pruner
 (Hyperband by default), which stops a trial falling behind the others at the same amount of training. The first
 trial is the project's own recipe, so the search is measured against it. The study lives in the project
@@ -23,9 +24,10 @@ import hashlib
 import json
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console
 
@@ -75,9 +77,17 @@ class TrialRun:
 TrainFn = Callable[[Config, Callable[[int, float], bool], dict], TrialRun]
 
 
-def search_recipe(cfg: Config, project: Path, split_key: str, model_identity: str, n_train: int, train: TrainFn,
-                  guard: ForgettingGuard | None = None, budget_minutes: float | None = None,
-                  max_trials: int | None = None) -> SearchResult:
+def search_recipe(
+    cfg: Config,
+    project: Path,
+    split_key: str,
+    model_identity: str,
+    n_train: int,
+    train: TrainFn,
+    guard: ForgettingGuard | None = None,
+    budget_minutes: float | None = None,
+    max_trials: int | None = None,
+) -> SearchResult:
     """Search the recipe within the budget, each trial trained by `train`; returns the project's config with the
     best trial's recipe, its run, and the summary (trials, the chosen recipe and why)."""
     import optuna
@@ -89,22 +99,23 @@ def search_recipe(cfg: Config, project: Path, split_key: str, model_identity: st
     study = open_study(cfg, project, split_key, model_identity, space, metric)
     reap_dead_trials(study)
     ensure_default(study, default_params(cfg, space, n_train))
-    console.print(f"[bold]Recipe search[/bold] over {', '.join(space)} by validation {metric}: budget "
-                  f"{budget_s / 60:.0f} min, study {study.study_name}")
+    console.print(
+        f"[bold]Recipe search[/bold] over {', '.join(space)} by validation {metric}: budget "
+        f"{budget_s / 60:.0f} min, study {study.study_name}"
+    )
     while (reason := stop_reason(study, budget_s, max_trials)) is None:
         run_trial(study, cfg, space, train, guard, budget_s)
     console.print(f"[dim]· search: {reason}[/dim]")
     return result_of(study, cfg, space, metric, budget_s, guard, reason)
 
 
-def run_trial(study, cfg: Config, space: dict, train: TrainFn, guard: ForgettingGuard | None,
-              budget_s: float) -> None:
+def run_trial(study, cfg: Config, space: dict, train: TrainFn, guard: ForgettingGuard | None, budget_s: float) -> None:
     """Ask the study for a trial, train it (reporting each validation value to the pruner), check the
     constraints, and tell the study how it went."""
-    from optuna.trial import TrialState
-
     import os
     import socket
+
+    from optuna.trial import TrialState
 
     trial = study.ask()
     trial.set_user_attr("host", socket.gethostname())
@@ -113,8 +124,13 @@ def run_trial(study, cfg: Config, space: dict, train: TrainFn, guard: Forgetting
     tcfg = apply_params(cfg, params)
     left_min = max(1.0, (budget_s - _spent(study)) / 60)
     budget = tcfg.budget.max_train_minutes
-    tcfg = tcfg.model_copy(update={"budget": tcfg.budget.model_copy(
-        update={"max_train_minutes": min(budget, left_min) if budget else left_min})})
+    tcfg = tcfg.model_copy(
+        update={
+            "budget": tcfg.budget.model_copy(
+                update={"max_train_minutes": min(budget, left_min) if budget else left_min}
+            )
+        }
+    )
     per_step = tcfg.train.batch_size * tcfg.train.grad_accum * tcfg.train.nproc
     pruned = []
 
@@ -137,8 +153,9 @@ def run_trial(study, cfg: Config, space: dict, train: TrainFn, guard: Forgetting
     selection = run.result.get("selection") or {}
     value = selection.get("best_value")
     trial.set_user_attr("run", str(run.run_dir))
-    trial.set_user_attr("selection", {k: selection.get(k) for k in ("best_step", "best_value", "stopped_early",
-                                                                     "evaluations", "curve")})
+    trial.set_user_attr(
+        "selection", {k: selection.get(k) for k in ("best_step", "best_value", "stopped_early", "evaluations", "curve")}
+    )
     cut = bool(run.result.get("stopped_by_budget"))
     trial.set_user_attr("cut", cut)
     if cut:  # stopped by the budget, not by its own recipe: not a fair candidate
@@ -155,9 +172,15 @@ def run_trial(study, cfg: Config, space: dict, train: TrainFn, guard: Forgetting
         trial.set_user_attr("forgetting", check)
         trial.set_user_attr("constraint", 0.0 if check["ok"] else 1.0)
     study.tell(trial, value)
-    console.print(f"  trial {trial.number}: validation {_fmt(value)}"
-                  + ("" if guard is None else f", general probe {trial.user_attrs['forgetting']['delta']:+.3f} "
-                     + ("ok" if trial.user_attrs["forgetting"]["ok"] else "[red]breaks the gate[/red]")))
+    console.print(
+        f"  trial {trial.number}: validation {_fmt(value)}"
+        + (
+            ""
+            if guard is None
+            else f", general probe {trial.user_attrs['forgetting']['delta']:+.3f} "
+            + ("ok" if trial.user_attrs["forgetting"]["ok"] else "[red]breaks the gate[/red]")
+        )
+    )
 
 
 def reap_dead_trials(study) -> None:
@@ -206,11 +229,22 @@ def too_small(study, result: dict, budget_s: float) -> None:
         return
     steps, planned, wall = result.get("steps") or 0, result.get("planned_steps") or 0, result.get("wall_s") or 0
     estimate = wall * planned / steps if steps and planned else None
-    took = (f"one trial of this recipe takes about {estimate / 60:.1f} min here ({steps} of {planned} steps in "
-            f"{wall:.0f} s)" if estimate else f"no step finished in {wall:.0f} s")
-    raise TunesmithError("The budget is too small for one trial", [Problem(
-        "--budget", f"{budget_s / 60:.1f} min: {took}",
-        f"raise --budget to at least {math.ceil(1.2 * estimate / 60)}m" if estimate else "raise --budget")])
+    took = (
+        f"one trial of this recipe takes about {estimate / 60:.1f} min here ({steps} of {planned} steps in "
+        f"{wall:.0f} s)"
+        if estimate
+        else f"no step finished in {wall:.0f} s"
+    )
+    raise TunesmithError(
+        "The budget is too small for one trial",
+        [
+            Problem(
+                "--budget",
+                f"{budget_s / 60:.1f} min: {took}",
+                f"raise --budget to at least {math.ceil(1.2 * estimate / 60)}m" if estimate else "raise --budget",
+            )
+        ],
+    )
 
 
 def _fmt(v: Any) -> str:
@@ -228,19 +262,30 @@ def search_space(cfg: Config) -> dict[str, list[Any]]:
     problems = []
     for name in cfg.tune.ranges:
         if name not in SEARCH_PARAMS:
-            problems.append(Problem(f"tune.ranges.{name}", "not a search parameter",
-                                    f"valid: {', '.join(SEARCH_PARAMS)}"))
+            problems.append(
+                Problem(f"tune.ranges.{name}", "not a search parameter", f"valid: {', '.join(SEARCH_PARAMS)}")
+            )
     space = {}
     for name in cfg.tune.params:
         rng = [_number(x) for x in cfg.tune.ranges.get(name, DEFAULT_RANGES[name])]
         if len(rng) < 2:
-            problems.append(Problem(f"tune.ranges.{name}", "needs [low, high] or two or more choices",
-                                    f"default: {DEFAULT_RANGES[name]}"))
+            problems.append(
+                Problem(
+                    f"tune.ranges.{name}",
+                    "needs [low, high] or two or more choices",
+                    f"default: {DEFAULT_RANGES[name]}",
+                )
+            )
         space[name] = rng
     if "general_share" in space and not cfg.train.general_data:
-        problems.append(Problem("tune.params: general_share", "no general data to mix in",
-                                "set train.general_data (e.g. the base model's own replies to general prompts, "
-                                "`tunesmith data distill`), or drop general_share"))
+        problems.append(
+            Problem(
+                "tune.params: general_share",
+                "no general data to mix in",
+                "set train.general_data (e.g. the base model's own replies to general prompts, "
+                "`tunesmith data distill`), or drop general_share",
+            )
+        )
     if problems:
         raise TunesmithError("Bad search space", problems)
     return space
@@ -259,8 +304,11 @@ def _number(value: Any) -> Any:
 
 def _is_range(name: str, rng: list[Any]) -> bool:
     """A numeric [low, high] range (as opposed to a list of choices)."""
-    return (len(rng) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in rng)
-            and name in ("lr", "epochs", "lora_dropout", "weight_decay", "warmup_ratio"))
+    return (
+        len(rng) == 2
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in rng)
+        and name in ("lr", "epochs", "lora_dropout", "weight_decay", "warmup_ratio")
+    )
 
 
 def suggest(trial, space: dict[str, list[Any]]) -> dict[str, Any]:
@@ -295,10 +343,18 @@ def default_params(cfg: Config, space: dict[str, list[Any]], n_train: int) -> di
     """The project's own recipe in the space's terms (the first trial: what the search must beat); a choice the
     space lacks is replaced by the nearest one."""
     t = cfg.train
-    values = {"lr": t.lr, "epochs": int(round(resolve_epochs(t.epochs, n_train))), "lora_r": t.lora_r,
-              "lora_alpha": t.lora_alpha / t.lora_r, "batch_size": t.batch_size, "lora_dropout": t.lora_dropout,
-              "weight_decay": t.weight_decay, "general_share": t.general_share, "method": t.method,
-              "warmup_ratio": t.warmup_ratio}
+    values = {
+        "lr": t.lr,
+        "epochs": int(round(resolve_epochs(t.epochs, n_train))),
+        "lora_r": t.lora_r,
+        "lora_alpha": t.lora_alpha / t.lora_r,
+        "batch_size": t.batch_size,
+        "lora_dropout": t.lora_dropout,
+        "weight_decay": t.weight_decay,
+        "general_share": t.general_share,
+        "method": t.method,
+        "warmup_ratio": t.warmup_ratio,
+    }
     if t.method == "full":
         values["lr"] = t.lr / FULL_LR_SCALE
     out = {}
@@ -344,15 +400,22 @@ def storage_of(cfg: Config, project: Path):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        path = Path(url[len("journal://"):])
+        path = Path(url[len("journal://") :])
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path))), url
     try:
         return optuna.storages.RDBStorage(url), url
-    except Exception as exc:  # noqa: BLE001 - a bad URL or an unreachable database: say which
-        raise TunesmithError("Cannot open the search's storage", [Problem(
-            "tune.storage", f"{url}: {type(exc).__name__}: {exc}",
-            "sqlite:///path.db, postgresql://user@host/db, mysql://…, or journal:///path.log")]) from None
+    except Exception as exc:
+        raise TunesmithError(
+            "Cannot open the search's storage",
+            [
+                Problem(
+                    "tune.storage",
+                    f"{url}: {type(exc).__name__}: {exc}",
+                    "sqlite:///path.db, postgresql://user@host/db, mysql://…, or journal:///path.log",
+                )
+            ],
+        ) from None
 
 
 def study_name(cfg: Config, split_key: str, model: str, space: dict, metric: str) -> str:
@@ -360,8 +423,20 @@ def study_name(cfg: Config, split_key: str, model: str, space: dict, metric: str
     fixed = cfg.train.model_dump(mode="json")
     for name in space:
         fixed.pop(name, None)
-    blob = json.dumps([split_key, model, fixed, cfg.task.model_dump(mode="json"), space, metric,
-                       cfg.eval.decoding, cfg.eval.max_new_tokens], sort_keys=True, default=str)
+    blob = json.dumps(
+        [
+            split_key,
+            model,
+            fixed,
+            cfg.task.model_dump(mode="json"),
+            space,
+            metric,
+            cfg.eval.decoding,
+            cfg.eval.max_new_tokens,
+        ],
+        sort_keys=True,
+        default=str,
+    )
     return "tunesmith-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -370,20 +445,28 @@ def open_study(cfg: Config, project: Path, split_key: str, model: str, space: di
     import optuna
 
     storage, _ = storage_of(cfg, project)
-    sampler = optuna.samplers.TPESampler(seed=cfg.tune.seed, n_startup_trials=4,
-                                         constraints_func=lambda t: [t.user_attrs.get("constraint", 0.0)])
-    return optuna.create_study(study_name=study_name(cfg, split_key, model, space, metric), storage=storage,
-                               direction=_direction(metric), sampler=sampler, pruner=_pruner(cfg.tune.pruner),
-                               load_if_exists=True)
+    sampler = optuna.samplers.TPESampler(
+        seed=cfg.tune.seed, n_startup_trials=4, constraints_func=lambda t: [t.user_attrs.get("constraint", 0.0)]
+    )
+    return optuna.create_study(
+        study_name=study_name(cfg, split_key, model, space, metric),
+        storage=storage,
+        direction=_direction(metric),
+        sampler=sampler,
+        pruner=_pruner(cfg.tune.pruner),
+        load_if_exists=True,
+    )
 
 
 def _pruner(kind: str):
     import optuna
 
-    return {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3),
-            "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(reduction_factor=3),
-            "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1),
-            "none": lambda: optuna.pruners.NopPruner()}[kind]()
+    return {
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3),
+        "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(reduction_factor=3),
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1),
+        "none": lambda: optuna.pruners.NopPruner(),
+    }[kind]()
 
 
 def _duration(trial) -> float | None:
@@ -409,13 +492,16 @@ def stop_reason(study, budget_s: float, max_trials: int | None) -> str | None:
     finished = [_duration(t) for t in trials if t.state == TrialState.COMPLETE and not t.user_attrs.get("cut")]
     typical = statistics.median(finished) if finished else 0.0
     if left <= 0 or (typical and left < typical / 2):
-        return f"budget spent ({spent / 60:.1f} of {budget_s / 60:.0f} min of trials; a trial takes about " \
-               f"{typical / 60:.1f} min here)"
+        return (
+            f"budget spent ({spent / 60:.1f} of {budget_s / 60:.0f} min of trials; a trial takes about "
+            f"{typical / 60:.1f} min here)"
+        )
     return None
 
 
-def result_of(study, cfg: Config, space: dict, metric: str, budget_s: float, guard: ForgettingGuard | None,
-              reason: str) -> SearchResult:
+def result_of(
+    study, cfg: Config, space: dict, metric: str, budget_s: float, guard: ForgettingGuard | None, reason: str
+) -> SearchResult:
     """The best feasible trial (ties go to the earlier, so the project's own recipe wins a tie), the config it
     stands for, and the summary: every trial, the chosen recipe, and how it compares with the default on the same
     validation cases."""
@@ -425,30 +511,58 @@ def result_of(study, cfg: Config, space: dict, metric: str, budget_s: float, gua
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     feasible = [t for t in done if t.user_attrs.get("constraint", 0.0) <= 0]
     if not feasible:
-        raise TunesmithError("No recipe qualifies", [Problem(
-            "tune", f"{len(done)} trial(s) finished, none within the other gates" if done else
-            f"no trial finished ({reason})",
-            "raise --budget, or loosen the general-probe gate (eval.gates), or add general data "
-            "(train.general_data and tune.params: general_share)")])
+        raise TunesmithError(
+            "No recipe qualifies",
+            [
+                Problem(
+                    "tune",
+                    f"{len(done)} trial(s) finished, none within the other gates"
+                    if done
+                    else f"no trial finished ({reason})",
+                    "raise --budget, or loosen the general-probe gate (eval.gates), or add general data "
+                    "(train.general_data and tune.params: general_share)",
+                )
+            ],
+        )
     sign = 1 if _direction(metric) == "maximize" else -1
     best = max(feasible, key=lambda t: (sign * t.value, -t.number))
     default = next((t for t in trials if t.user_attrs.get("default")), None)
-    rows = [{"number": t.number, "params": t.params, "state": t.state.name.lower(), "value": t.value,
-             "wall_s": _duration(t), "run": t.user_attrs.get("run"), "default": bool(t.user_attrs.get("default")),
-             "forgetting": t.user_attrs.get("forgetting"), "selection": t.user_attrs.get("selection")}
-            for t in trials if t.state != TrialState.WAITING]
+    rows = [
+        {
+            "number": t.number,
+            "params": t.params,
+            "state": t.state.name.lower(),
+            "value": t.value,
+            "wall_s": _duration(t),
+            "run": t.user_attrs.get("run"),
+            "default": bool(t.user_attrs.get("default")),
+            "forgetting": t.user_attrs.get("forgetting"),
+            "selection": t.user_attrs.get("selection"),
+        }
+        for t in trials
+        if t.state != TrialState.WAITING
+    ]
     vs_default = None
     if default is not None and default.state == TrialState.COMPLETE and default.number != best.number:
         vs_default = paired_on_validation(default, best, metric, cfg)
-    summary = {"metric": metric, "direction": _direction(metric), "budget_s": budget_s, "spent_s": _spent(study),
-               "stopped": reason, "study": study.study_name, "storage": cfg.tune.storage or "project",
-               "space": space, "trials": rows,
-               "best": {"number": best.number, "params": best.params, "value": best.value,
-                        "run": best.user_attrs.get("run")},
-               "default": None if default is None else {"number": default.number, "value": default.value,
-                                                        "state": default.state.name.lower()},
-               "vs_default": vs_default, "constraint": guard.describe() if guard else None,
-               "why": why_chosen(best, default, vs_default, metric)}
+    summary = {
+        "metric": metric,
+        "direction": _direction(metric),
+        "budget_s": budget_s,
+        "spent_s": _spent(study),
+        "stopped": reason,
+        "study": study.study_name,
+        "storage": cfg.tune.storage or "project",
+        "space": space,
+        "trials": rows,
+        "best": {"number": best.number, "params": best.params, "value": best.value, "run": best.user_attrs.get("run")},
+        "default": None
+        if default is None
+        else {"number": default.number, "value": default.value, "state": default.state.name.lower()},
+        "vs_default": vs_default,
+        "constraint": guard.describe() if guard else None,
+        "why": why_chosen(best, default, vs_default, metric),
+    }
     return SearchResult(apply_params(cfg, best.params), Path(best.user_attrs["run"]), summary)
 
 
@@ -460,13 +574,19 @@ def why_chosen(best, default, vs_default: dict | None, metric: str) -> str:
     if default.value is not None:
         text += f" against {default.value:.3f} for the project's own recipe"
     if vs_default:
-        text += (f" (paired delta {vs_default['delta']:+.3f}, {vs_default['confidence']:.0%} CI "
-                 f"{vs_default['ci_low']:+.3f} .. {vs_default['ci_high']:+.3f} on {vs_default['n']} cases)")
+        text += (
+            f" (paired delta {vs_default['delta']:+.3f}, {vs_default['confidence']:.0%} CI "
+            f"{vs_default['ci_low']:+.3f} .. {vs_default['ci_high']:+.3f} on {vs_default['n']} cases)"
+        )
     return text
 
 
-SCORE_KEYS = {"task_accuracy": "task_correct", "format_validity": "format_valid",
-              "behavior_accuracy": "behavior_correct", "token_limit_rate": "hit_token_limit"}
+SCORE_KEYS = {
+    "task_accuracy": "task_correct",
+    "format_validity": "format_valid",
+    "behavior_accuracy": "behavior_correct",
+    "token_limit_rate": "hit_token_limit",
+}
 
 
 def paired_on_validation(a, b, metric: str, cfg: Config) -> dict[str, Any] | None:
@@ -484,8 +604,14 @@ def paired_on_validation(a, b, metric: str, cfg: Config) -> dict[str, Any] | Non
         return None
     before, after = [float(rows[0][i]) for i in ids], [float(rows[1][i]) for i in ids]
     delta, low, high = bootstrap_delta(before, after, cfg.eval.bootstrap_samples, cfg.eval.confidence)
-    return {"delta": delta, "ci_low": low, "ci_high": high, "n": len(ids), "confidence": cfg.eval.confidence,
-            "significant": low > 0 if _direction(metric) == "maximize" else high < 0}
+    return {
+        "delta": delta,
+        "ci_low": low,
+        "ci_high": high,
+        "n": len(ids),
+        "confidence": cfg.eval.confidence,
+        "significant": low > 0 if _direction(metric) == "maximize" else high < 0,
+    }
 
 
 class ForgettingGuard:
@@ -493,13 +619,15 @@ class ForgettingGuard:
     use, against the base model on the same prompts; a trial whose drop breaks the gate's `min_delta` is not
     chosen."""
 
-    def __init__(self, cases: list, gate, evaluate_fn: Callable[[Path | None, dict | None], float],
-                 base_value: float) -> None:
+    def __init__(
+        self, cases: list, gate, evaluate_fn: Callable[[Path | None, dict | None], float], base_value: float
+    ) -> None:
         self.cases, self.gate, self.evaluate_fn, self.base_value = cases, gate, evaluate_fn, base_value
 
     @classmethod
-    def for_project(cls, cfg: Config, evaluate_fn: Callable[[Path | None, dict | None], float]
-                    ) -> ForgettingGuard | None:
+    def for_project(
+        cls, cfg: Config, evaluate_fn: Callable[[Path | None, dict | None], float]
+    ) -> ForgettingGuard | None:
         """The guard for the first general-probe gate, when the probe has prompts the gate does not use;
         `evaluate_fn(run_dir, train_result)` scores a trial's model (None, None: the base) on `spare_probe(cfg)`."""
         gate = next((g for g in [cfg.eval.gate, *cfg.eval.gates] if g.metric.startswith("general.")), None)
@@ -511,12 +639,19 @@ class ForgettingGuard:
     def check(self, run_dir: Path, result: dict) -> dict[str, Any]:
         value = self.evaluate_fn(run_dir, result)
         delta = value - self.base_value
-        return {"value": value, "base": self.base_value, "delta": delta, "ok": delta > self.gate.min_delta,
-                "n": len(self.cases)}
+        return {
+            "value": value,
+            "base": self.base_value,
+            "delta": delta,
+            "ok": delta > self.gate.min_delta,
+            "n": len(self.cases),
+        }
 
     def describe(self) -> str:
-        return (f"{self.gate.metric} must not drop by more than {-self.gate.min_delta:.3f}: checked on "
-                f"{len(self.cases)} probe prompts the gate does not use (base {self.base_value:.3f})")
+        return (
+            f"{self.gate.metric} must not drop by more than {-self.gate.min_delta:.3f}: checked on "
+            f"{len(self.cases)} probe prompts the gate does not use (base {self.base_value:.3f})"
+        )
 
 
 def spare_probe(cfg: Config) -> list:
@@ -524,4 +659,4 @@ def spare_probe(cfg: Config) -> list:
     used = cfg.eval.general_probe_limit
     if not used:
         return []
-    return general_probe()[used:used + CONSTRAINT_PROMPTS]
+    return general_probe()[used : used + CONSTRAINT_PROMPTS]

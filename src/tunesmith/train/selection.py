@@ -17,17 +17,18 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from transformers import TrainerCallback
 
-from tunesmith.files import atomic_write_json
 from tunesmith.eval.evaluate import evaluate
 from tunesmith.eval.plan import task_decoding
 from tunesmith.eval.suite import cases_from_records
+from tunesmith.files import atomic_write_json
 from tunesmith.models import bf16_head, bf16_inference_weights
 
 BEST, STATE = "best", "selection.json"
@@ -127,11 +128,22 @@ class ValidationSelector(TrainerCallback):
         model.eval()
         try:
             with nullcontext() if merged is not None or not bf16 else bf16_head(model):
-                backend = TransformersBackend.from_model(merged if merged is not None else model, tok,
-                                                         fingerprint=f"training step {step}",
-                                                         precision="bf16" if bf16 else "fp32")
-                scores = evaluate(backend, {"validation": self.plan.cases}, self.plan.cfg, out, self.plan.schema,
-                                  f"validation @{step}", None, decodings={"validation": self.plan.decoding})
+                backend = TransformersBackend.from_model(
+                    merged if merged is not None else model,
+                    tok,
+                    fingerprint=f"training step {step}",
+                    precision="bf16" if bf16 else "fp32",
+                )
+                scores = evaluate(
+                    backend,
+                    {"validation": self.plan.cases},
+                    self.plan.cfg,
+                    out,
+                    self.plan.schema,
+                    f"validation @{step}",
+                    None,
+                    decodings={"validation": self.plan.decoding},
+                )
         finally:
             model.train(was_training)
             del merged
@@ -147,8 +159,13 @@ class ValidationSelector(TrainerCallback):
 
     def log(self, state, value: float, scores: dict, metrics: dict) -> None:
         """One metrics.jsonl row per evaluation: the selection metric and the validation suite's main metrics."""
-        row = {"step": state.global_step, "epoch": state.epoch, "selection_metric": self.plan.metric,
-               f"val_{self.plan.metric}": value, "time": time.time()}
+        row = {
+            "step": state.global_step,
+            "epoch": state.epoch,
+            "selection_metric": self.plan.metric,
+            f"val_{self.plan.metric}": value,
+            "time": time.time(),
+        }
         for key in ("task_accuracy", "format_validity", "behavior_accuracy", "token_limit_rate"):
             if scores.get(key) is not None:
                 row[f"val_{key}"] = scores[key]
@@ -172,9 +189,16 @@ class ValidationSelector(TrainerCallback):
 
     def summary(self) -> dict[str, Any]:
         s = self.state
-        return {"metric": self.plan.metric, "best_step": s.best_step, "best_value": s.best_value,
-                "last_value": s.curve[-1][1] if s.curve else None, "evaluations": len(s.curve),
-                "stopped_early": s.stopped_early, "pruned": s.pruned, "curve": s.curve}
+        return {
+            "metric": self.plan.metric,
+            "best_step": s.best_step,
+            "best_value": s.best_value,
+            "last_value": s.curve[-1][1] if s.curve else None,
+            "evaluations": len(s.curve),
+            "stopped_early": s.stopped_early,
+            "pruned": s.pruned,
+            "curve": s.curve,
+        }
 
 
 def merged_copy(model, bf16: bool):
@@ -216,12 +240,19 @@ def _load_state(path: Path) -> SelectionState:
         return SelectionState()
 
 
-def validation_plan(cfg, records: list, train_replies: list[str], tok, schema: dict | None,
-                    report: Callable[[int, float], bool] | None = None) -> ValidationPlan | None:
+def validation_plan(
+    cfg,
+    records: list,
+    train_replies: list[str],
+    tok,
+    schema: dict | None,
+    report: Callable[[int, float], bool] | None = None,
+) -> ValidationPlan | None:
     """The plan that chooses an SFT run's checkpoint: the validation records as cases, decoded as the test set
     will be (`tunesmith.eval.plan.task_decoding` over the training replies); None without validation records."""
     if not records:
         return None
     cases = cases_from_records(records, cfg.task, suite="validation")
-    return ValidationPlan(records, cases, cfg, schema, task_decoding(cfg, train_replies, tok, schema),
-                          select_metric(cfg), report)
+    return ValidationPlan(
+        records, cases, cfg, schema, task_decoding(cfg, train_replies, tok, schema), select_metric(cfg), report
+    )

@@ -27,8 +27,17 @@ from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
 from tunesmith.train.selection import ValidationPlan, ValidationSelector
-from tunesmith.train.trainer import (common_args, describe, has_cuda, load_training_model, lora_config, make_trainer,
-                                     resolve_eval_steps, run_training, save_trained)
+from tunesmith.train.trainer import (
+    common_args,
+    describe,
+    has_cuda,
+    load_training_model,
+    lora_config,
+    make_trainer,
+    resolve_eval_steps,
+    run_training,
+    save_trained,
+)
 
 
 def build_dataset(tok, records: list[Record], cfg: Config):
@@ -40,8 +49,9 @@ def build_dataset(tok, records: list[Record], cfg: Config):
         try:
             # General records (train.general_data) are shown as the general probe asks: without the task's prompt.
             messages = rec.messages if rec.provenance.get("general") else with_system_prompt(rec.messages, cfg.task)
-            ex = training_example(tok, messages, rec.tools, cfg.data.max_seq_len,
-                                  finished=not rec.provenance.get("unfinished"))
+            ex = training_example(
+                tok, messages, rec.tools, cfg.data.max_seq_len, finished=not rec.provenance.get("unfinished")
+            )
         except TemplateError as exc:
             problems.append(Problem(rec.where, str(exc), "use a model whose chat template renders turn by turn"))
             continue
@@ -53,16 +63,28 @@ def build_dataset(tok, records: list[Record], cfg: Config):
     if problems:
         raise TunesmithError("Cannot render training data with the chat template", problems[:10])
     if not rows:
-        raise TunesmithError("No trainable examples", [Problem("data", "every example has an empty loss mask",
-                                                               "raise data.max_seq_len or check the replies")])
-    stats = {"examples": len(rows), "dropped_empty_mask": dropped, "truncated": truncated,
-             "tokens": sum(len(r["input_ids"]) for r in rows),
-             "assistant_tokens": sum(sum(x != -100 for x in r["labels"]) for r in rows)}
+        raise TunesmithError(
+            "No trainable examples",
+            [Problem("data", "every example has an empty loss mask", "raise data.max_seq_len or check the replies")],
+        )
+    stats = {
+        "examples": len(rows),
+        "dropped_empty_mask": dropped,
+        "truncated": truncated,
+        "tokens": sum(len(r["input_ids"]) for r in rows),
+        "assistant_tokens": sum(sum(x != -100 for x in r["labels"]) for r in rows),
+    }
     return Dataset.from_list(rows), stats
 
 
-def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path,
-                  eval_records: list[Record] | None = None, **overrides: Any):
+def build_trainer(
+    cfg: Config,
+    model_ref: ModelRef,
+    records: list[Record],
+    run_dir: Path,
+    eval_records: list[Record] | None = None,
+    **overrides: Any,
+):
     """(trainer, tokenizer, data stats, time budget): everything `train_sft` runs, ready to `train()`.
     `eval_records` (the validation split) give the validation loss at every evaluation; `overrides` replace
     SFTConfig arguments (the invariant checks use them)."""
@@ -87,9 +109,18 @@ def build_trainer(cfg: Config, model_ref: ModelRef, records: list[Record], run_d
         prediction_loss_only=True,  # the validation loss through the labeled-positions head, no logits kept
     )
     args = SFTConfig(**{**settings, **batching_args(t.batching, cfg.data.max_seq_len), **overrides})
-    trainer, budget = make_trainer(SFTTrainer if has_cuda() else _cpu_trainer_class(SFTTrainer), cfg, run_dir,
-                                   describe(cfg), model=model, args=args, train_dataset=dataset,
-                                   eval_dataset=eval_dataset, processing_class=tok, peft_config=lora_config(cfg))
+    trainer, budget = make_trainer(
+        SFTTrainer if has_cuda() else _cpu_trainer_class(SFTTrainer),
+        cfg,
+        run_dir,
+        describe(cfg),
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tok,
+        peft_config=lora_config(cfg),
+    )
     return trainer, tok, data_stats, budget
 
 
@@ -105,15 +136,17 @@ def batching_args(batching: str, max_seq_len: int) -> dict[str, Any]:
     }[batching]
 
 
-def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path,
-              validation: ValidationPlan | None = None) -> dict[str, Any]:
+def train_sft(
+    cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path, validation: ValidationPlan | None = None
+) -> dict[str, Any]:
     """Train on `records` with the configured method; write `adapter/` (or `model/`) and `metrics.jsonl` into
     `run_dir`. With a `validation` plan, every evaluation generates and scores the validation replies, the best
     checkpoint is the one saved, and training stops early after `train.patience` evaluations without improvement
     (see `tunesmith.train.selection`)."""
     t = cfg.train
-    trainer, tok, data_stats, budget = build_trainer(cfg, model_ref, records, run_dir,
-                                                     validation.records if validation else None)
+    trainer, tok, data_stats, budget = build_trainer(
+        cfg, model_ref, records, run_dir, validation.records if validation else None
+    )
     selector = None
     if validation is not None and validation.cases:
         selector = ValidationSelector(validation, run_dir, t.patience)
@@ -125,11 +158,21 @@ def train_sft(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     kind = save_trained(trainer, tok, run_dir, t.method)
     wall = facts["wall_s"]
     return {
-        "method": t.method, "objective": t.objective, "precision": precision, **facts, "eval_loss": eval_loss,
+        "method": t.method,
+        "objective": t.objective,
+        "precision": precision,
+        **facts,
+        "eval_loss": eval_loss,
         "tokens_seen": trainer.state.num_input_tokens_seen,
-        "tokens_per_s": trainer.state.num_input_tokens_seen / wall if wall else None, "data": data_stats,
-        "dora": t.dora, "rslora": t.rslora, "recipe": describe(cfg), kind: kind,
-        "planned_epochs": trainer.args.num_train_epochs, "planned_steps": trainer.state.max_steps, "lr": t.lr,
+        "tokens_per_s": trainer.state.num_input_tokens_seen / wall if wall else None,
+        "data": data_stats,
+        "dora": t.dora,
+        "rslora": t.rslora,
+        "recipe": describe(cfg),
+        kind: kind,
+        "planned_epochs": trainer.args.num_train_epochs,
+        "planned_steps": trainer.state.max_steps,
+        "lr": t.lr,
         "lora_r": t.lora_r,
         **({"selection": {**selector.summary(), "restored_best": chosen}} if selector is not None else {}),
     }

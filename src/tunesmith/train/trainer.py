@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import Config
-from tunesmith.files import disk_full
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.files import disk_full
 from tunesmith.models import ModelRef, bf16_linear_weights, load_model, training_attention
 from tunesmith.train import checkpoint as ckpt
 
@@ -36,8 +36,15 @@ def lora_config(cfg: Config, task_type: str = "CAUSAL_LM"):
     t = cfg.train
     if t.method == "full":
         return None
-    return LoraConfig(r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout,
-                      target_modules=t.target_modules, task_type=task_type, use_dora=t.dora, use_rslora=t.rslora)
+    return LoraConfig(
+        r=t.lora_r,
+        lora_alpha=t.lora_alpha,
+        lora_dropout=t.lora_dropout,
+        target_modules=t.target_modules,
+        task_type=task_type,
+        use_dora=t.dora,
+        use_rslora=t.rslora,
+    )
 
 
 def load_training_model(cfg: Config, model_ref: ModelRef, precision: str):
@@ -55,22 +62,33 @@ def load_training_model(cfg: Config, model_ref: ModelRef, precision: str):
         return model
     if cfg.train.method != "qlora":
         return load_model(model_ref, attention=attention)
+    import importlib.util
+
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    import importlib.util
-
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise TunesmithError("QLoRA needs bitsandbytes", [Problem("train.method: qlora", "bitsandbytes is not "
-                                                                  "installed", "pip install bitsandbytes")])
+        raise TunesmithError(
+            "QLoRA needs bitsandbytes",
+            [Problem("train.method: qlora", "bitsandbytes is not installed", "pip install bitsandbytes")],
+        )
     compute = torch.bfloat16 if precision == "bf16" else torch.float32
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute)
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+        bnb_4bit_quant_storage=compute,
+    )
     from tunesmith.shapes import weights_dir  # a `shape:` model's random weights, written once for this loader
 
-    model = AutoModelForCausalLM.from_pretrained(weights_dir(model_ref.path), quantization_config=quant,
-                                                 dtype=compute, use_safetensors=True,
-                                                 trust_remote_code=model_ref.trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        weights_dir(model_ref.path),
+        quantization_config=quant,
+        dtype=compute,
+        use_safetensors=True,
+        trust_remote_code=model_ref.trust_remote_code,
+    )
     # Norms and the head in fp32 for stable training, inputs that carry gradients into the adapters.
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
 
@@ -125,9 +143,15 @@ def common_args(cfg: Config, run_dir: Path, precision: str, n_records: int | Non
     packages = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
     missing = [name for name in t.report_to if importlib.util.find_spec(packages[name]) is None]
     if missing:
-        raise TunesmithError("Tracker not installed", [Problem(f"train.report_to: {name}", "the package is missing",
-                                                               f"pip install {packages[name]}, or drop it")
-                                                       for name in missing])
+        raise TunesmithError(
+            "Tracker not installed",
+            [
+                Problem(
+                    f"train.report_to: {name}", "the package is missing", f"pip install {packages[name]}, or drop it"
+                )
+                for name in missing
+            ],
+        )
     if "tensorboard" in t.report_to:  # beside metrics.jsonl, not under checkpoints/ (removed when training ends)
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     return dict(
@@ -172,8 +196,9 @@ def save_trained(trainer, tok, run_dir: Path, method: str, kind: str | None = No
         shutil.rmtree(tmp, ignore_errors=True)
         if exc.errno != errno.ENOSPC or isinstance(exc, TunesmithError):
             raise
-        raise disk_full(out_dir, f"while writing the {kind}", "the checkpoints are kept (a re-run resumes from "
-                        "the newest)") from exc
+        raise disk_full(
+            out_dir, f"while writing the {kind}", "the checkpoints are kept (a re-run resumes from the newest)"
+        ) from exc
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     # The artifact is final; resume state is not needed. Moved aside first (atomic), so a kill while deleting never
@@ -195,7 +220,8 @@ def make_trainer(trainer_cls, cfg: Config, run_dir: Path, label: str, **kwargs: 
 
     budget = TimeBudget(cfg.budget.max_train_minutes)
     trainer = _guarded(trainer_cls, run_dir)(
-        **kwargs, callbacks=[RichProgress(f"Training {label}"), MetricsLog(run_dir / "metrics.jsonl"), budget])
+        **kwargs, callbacks=[RichProgress(f"Training {label}"), MetricsLog(run_dir / "metrics.jsonl"), budget]
+    )
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its raw dict prints
     return trainer, budget
 
@@ -212,14 +238,26 @@ def run_training(trainer, run_dir: Path, budget) -> dict[str, Any]:
         if exc.errno != errno.ENOSPC or isinstance(exc, TunesmithError):
             raise
         last = latest_checkpoint(run_dir)  # a checkpoint torn by the full disk is skipped (see latest_checkpoint)
-        raise disk_full(exc.filename or run_dir / "checkpoints", "while training", (
-            f"the last complete checkpoint is {last} (a re-run resumes from it)" if last
-            else "no checkpoint was complete yet")) from exc
+        raise disk_full(
+            exc.filename or run_dir / "checkpoints",
+            "while training",
+            (
+                f"the last complete checkpoint is {last} (a re-run resumes from it)"
+                if last
+                else "no checkpoint was complete yet"
+            ),
+        ) from exc
     wall = time.perf_counter() - began
-    return {"steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_loss": out.training_loss,
-            "wall_s": wall, "resumed_from": resume, "stopped_by_budget": budget.stopped,
-            "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-            "total_params": sum(p.numel() for p in trainer.model.parameters())}
+    return {
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_loss": out.training_loss,
+        "wall_s": wall,
+        "resumed_from": resume,
+        "stopped_by_budget": budget.stopped,
+        "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "total_params": sum(p.numel() for p in trainer.model.parameters()),
+    }
 
 
 def describe(cfg: Config) -> str:
@@ -228,7 +266,9 @@ def describe(cfg: Config) -> str:
     if t.method == "full":
         return "full fine-tuning"
     variants = [name for name, on in (("DoRA", t.dora), ("rsLoRA", t.rslora)) if on]
-    return f"{'QLoRA' if t.method == 'qlora' else 'LoRA'} r={t.lora_r}" + (f" ({', '.join(variants)})" if variants else "")
+    return f"{'QLoRA' if t.method == 'qlora' else 'LoRA'} r={t.lora_r}" + (
+        f" ({', '.join(variants)})" if variants else ""
+    )
 
 
 class TrainingDiverged(TunesmithError):
@@ -240,6 +280,7 @@ class TrainingDiverged(TunesmithError):
 def _guarded(base, run_dir: Path):
     """The trainer class with a loss guard: every micro-batch's loss is checked before the optimizer steps, so a
     NaN/inf stops the run naming the step, and no checkpoint after the last good one is ever written."""
+
     class GuardedTrainer(base):
         # Checkpoint state as safetensors + JSON, never pickle (see tunesmith.train.checkpoint).
         def _plain(self) -> bool:
@@ -274,8 +315,12 @@ def _guarded(base, run_dir: Path):
 
         def _track_num_input_tokens(self, inputs):
             pad = getattr(self.processing_class, "pad_token_id", None)
-            if ("attention_mask" in inputs or "position_ids" not in inputs or pad is None
-                    or self.args.include_num_input_tokens_seen != "non_padding"):
+            if (
+                "attention_mask" in inputs
+                or "position_ids" not in inputs
+                or pad is None
+                or self.args.include_num_input_tokens_seen != "non_padding"
+            ):
                 return super()._track_num_input_tokens(inputs)
             # Padding-free and packed rows have no attention mask, and the pad id is often a real token too (the
             # end-of-turn one): padding is a pad id at position 0, where no example's real tokens ever are.
@@ -288,11 +333,22 @@ def _guarded(base, run_dir: Path):
             if not math.isfinite(value):
                 step = self.state.global_step + 1
                 last = latest_checkpoint(run_dir)
-                raise TrainingDiverged(f"Training diverged at step {step}", [Problem(
-                    f"step {step}", f"the loss is {value}",
-                    "lower train.lr, use fp32 (train.precision: fp32), or look for an extreme example in the data; "
-                    + (f"the last good checkpoint is {last} (a re-run resumes from it)" if last
-                       else "no checkpoint was written before it"))])
+                raise TrainingDiverged(
+                    f"Training diverged at step {step}",
+                    [
+                        Problem(
+                            f"step {step}",
+                            f"the loss is {value}",
+                            "lower train.lr, use fp32 (train.precision: fp32), or look for an extreme example "
+                            "in the data; "
+                            + (
+                                f"the last good checkpoint is {last} (a re-run resumes from it)"
+                                if last
+                                else "no checkpoint was written before it"
+                            ),
+                        )
+                    ],
+                )
             return loss
 
     return GuardedTrainer

@@ -10,20 +10,64 @@ from __future__ import annotations
 
 from tunesmith.cli.render.data import check_progress, print_report, print_stats
 from tunesmith.cli.render.diagnose import print_diagnosis
-from tunesmith.cli.render.eval import (metrics_table, print_comparison, print_comparisons, print_eval_run,
-                                       print_gates, print_parity, print_preference, print_summary, print_verdict,
-                                       score_table, trials_table)
+from tunesmith.cli.render.eval import (
+    metrics_table,
+    print_comparison,
+    print_comparisons,
+    print_eval_run,
+    print_gates,
+    print_parity,
+    print_preference,
+    print_summary,
+    print_verdict,
+    score_table,
+    trials_table,
+)
 from tunesmith.cli.render.plan import print_advice, print_cost, print_success_cost
-from tunesmith.cli.render.runs import (export_table, invariants_table, mix_line, print_error, print_review_summary,
-                                       print_run, print_synth, runs_table, train_line)
+from tunesmith.cli.render.runs import (
+    export_table,
+    invariants_table,
+    mix_line,
+    print_error,
+    print_review_summary,
+    print_run,
+    print_synth,
+    runs_table,
+    train_line,
+)
 
 WIDTH = 120  # piped or logged: wide enough for the comparison table, not 80 columns
 
-__all__ = ["console", "check_progress", "print_report", "print_stats", "print_diagnosis", "metrics_table",
-           "print_comparison", "print_comparisons", "print_eval_run", "print_gates", "print_parity",
-           "print_preference", "print_summary", "print_verdict", "score_table", "trials_table", "print_advice",
-           "print_cost", "print_success_cost", "export_table", "invariants_table", "mix_line", "print_error",
-           "print_review_summary", "print_run", "print_synth", "runs_table", "train_line"]
+__all__ = [
+    "console",
+    "check_progress",
+    "print_report",
+    "print_stats",
+    "print_diagnosis",
+    "metrics_table",
+    "print_comparison",
+    "print_comparisons",
+    "print_eval_run",
+    "print_gates",
+    "print_parity",
+    "print_preference",
+    "print_summary",
+    "print_verdict",
+    "score_table",
+    "trials_table",
+    "print_advice",
+    "print_cost",
+    "print_success_cost",
+    "export_table",
+    "invariants_table",
+    "mix_line",
+    "print_error",
+    "print_review_summary",
+    "print_run",
+    "print_synth",
+    "runs_table",
+    "train_line",
+]
 
 
 def console(stderr: bool = False, highlight: bool = True, wide: bool = True):

@@ -17,8 +17,13 @@ def check_progress(files: list[Path], console):
 
     from tunesmith.data.convert import count_lines
 
-    columns = (TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} rec/s"),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("checking"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.speed} rec/s"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("check", total=count_lines(files))
         yield lambda n: bar.update(task, completed=n)

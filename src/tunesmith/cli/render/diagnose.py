@@ -17,17 +17,23 @@ def _evidence_lines(evidence: dict[str, Any]) -> list[str]:
     for key, value in evidence.items():
         if key == "examples" or value in (None, [], {}):
             continue
-        text = f"{value:.3g}" if isinstance(value, float) else (
-            value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
-        out.append(f"{key}: {text if len(text) <= EVIDENCE_CHARS else text[:EVIDENCE_CHARS - 1] + '…'}")
+        text = (
+            f"{value:.3g}"
+            if isinstance(value, float)
+            else (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+        )
+        out.append(f"{key}: {text if len(text) <= EVIDENCE_CHARS else text[: EVIDENCE_CHARS - 1] + '…'}")
     return out
 
 
 def _example_line(ex: dict[str, Any]) -> str:
     place = ex.get("id") or ex.get("where") or ""
     rest = {k: v for k, v in ex.items() if k not in ("id", "where", "suite")}
-    return f"{ex.get('suite', '')}:{place}".strip(":") + "  " + "  ".join(
-        f'{k}="{v}"' if isinstance(v, str) else f"{k}={v}" for k, v in rest.items())
+    return (
+        f"{ex.get('suite', '')}:{place}".strip(":")
+        + "  "
+        + "  ".join(f'{k}="{v}"' if isinstance(v, str) else f"{k}={v}" for k, v in rest.items())
+    )
 
 
 def print_diagnosis(result: dict[str, Any], console) -> None:
@@ -60,10 +66,12 @@ def print_diagnosis(result: dict[str, Any], console) -> None:
     if loss.get("steps"):
         train = [x for x in loss["train"] if x is not None]
         held = [x for x in loss.get("eval") or [] if x is not None]
-        console.print(f"\nLoss: {len(loss['steps'])} logged steps"
-                      + (f", {train[0]:.3f} -> {train[-1]:.3f}" if train else "")
-                      + (f"; held-out {held[-1]:.3f}" if held else "")
-                      + (f"; flags: {', '.join(fl['code'] for fl in loss['flags'])}" if loss.get("flags") else ""))
+        console.print(
+            f"\nLoss: {len(loss['steps'])} logged steps"
+            + (f", {train[0]:.3f} -> {train[-1]:.3f}" if train else "")
+            + (f"; held-out {held[-1]:.3f}" if held else "")
+            + (f"; flags: {', '.join(fl['code'] for fl in loss['flags'])}" if loss.get("flags") else "")
+        )
     preview = result.get("masking_preview") or []
     if preview:
         console.print("\n[bold]Masking preview[/bold] (highlighted: the tokens that carry loss)")
@@ -71,8 +79,10 @@ def print_diagnosis(result: dict[str, Any], console) -> None:
         if item.get("error"):
             console.print(f"[bold]{escape(item['where'])}[/bold]: [red]{escape(item['error'])}[/red]")
             continue
-        console.print(f"[bold]{escape(item['where'])}[/bold] ({item['loss_tokens']} of {item['tokens']} tokens carry "
-                      "loss" + (f", {item['truncated_tokens']} cut off" if item.get("truncated_tokens") else "") + ")")
+        console.print(
+            f"[bold]{escape(item['where'])}[/bold] ({item['loss_tokens']} of {item['tokens']} tokens carry "
+            "loss" + (f", {item['truncated_tokens']} cut off" if item.get("truncated_tokens") else "") + ")"
+        )
         text, shown = Text(), 0
         for seg in item["segments"]:
             piece = seg["text"][: max(0, PREVIEW_CHARS - shown)]

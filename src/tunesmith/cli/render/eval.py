@@ -22,14 +22,22 @@ def print_comparison(rows: list[dict], confidence: float, title: str, console, n
         return f"[{color}]{text}[/{color}]"
 
     def numbers(r: dict) -> list[str]:
-        return [str(r["n"]), f"{r['base']:.3f}", f"{r['tuned']:.3f}", f"{r['delta']:+.3f}",
-                f"{r['ci_low']:+.3f} .. {r['ci_high']:+.3f}"]
+        return [
+            str(r["n"]),
+            f"{r['base']:.3f}",
+            f"{r['tuned']:.3f}",
+            f"{r['delta']:+.3f}",
+            f"{r['ci_low']:+.3f} .. {r['ci_high']:+.3f}",
+        ]
 
     def table(title: str, first: tuple[str, ...]) -> Table:
         t = Table(title=title)
         for col in (*first, "n", *names, "delta", f"{conf}% CI", *(("p",) if len(first) > 1 else ()), "verdict"):
-            t.add_column(col, no_wrap=True,
-                         justify="left" if col in ("suite", "metric", "slice", "verdict") or "CI" in col else "right")
+            t.add_column(
+                col,
+                no_wrap=True,
+                justify="left" if col in ("suite", "metric", "slice", "verdict") or "CI" in col else "right",
+            )
         return t
 
     main = table(title, ("suite", "metric"))
@@ -52,8 +60,6 @@ def print_gates(gates: list[dict], console) -> None:
         console.print(f"Gate on {g['metric']}: {mark} ({g['reason']})")
 
 
-
-
 def print_verdict(verdict: dict, console) -> None:
     """The verdict in the terminal: the headline, what ships instead, and the alternatives against the tuned
     model (value, tuned, delta with its interval, the tuned model's verdict)."""
@@ -70,8 +76,15 @@ def print_verdict(verdict: dict, console) -> None:
     for col in ("alternative", "metric", "its value", "tuned", "delta", "CI", "tuned vs it"):
         table.add_column(col, no_wrap=True)
     for a in alts:
-        table.add_row(a["label"], a["metric"], f"{a['value']:.3f}", f"{a['tuned']:.3f}", f"{a['delta']:+.3f}",
-                      f"{a['ci_low']:+.3f} .. {a['ci_high']:+.3f}", a["verdict"])
+        table.add_row(
+            a["label"],
+            a["metric"],
+            f"{a['value']:.3f}",
+            f"{a['tuned']:.3f}",
+            f"{a['delta']:+.3f}",
+            f"{a['ci_low']:+.3f} .. {a['ci_high']:+.3f}",
+            a["verdict"],
+        )
     console.print(table)
 
 
@@ -80,20 +93,36 @@ def print_parity(reports: list[dict[str, Any]], console) -> None:
     from rich.table import Table
 
     table = Table(title="Export parity (held-out, against the checkpoint)")
-    for col in ("artifact", "runtime", "cases", "identical replies", "task accuracy (ckpt -> export)",
-                "delta [CI]", "target", "result"):
+    for col in (
+        "artifact",
+        "runtime",
+        "cases",
+        "identical replies",
+        "task accuracy (ckpt -> export)",
+        "delta [CI]",
+        "target",
+        "result",
+    ):
         table.add_column(col)
     for r in reports:
         acc = r["task_accuracy"]
-        table.add_row(r["kind"], r.get("runtime", "transformers"), str(r["n"]), f"{r['identical']:.1%}",
-                      "-" if acc is None else f"{acc['base']:.3f} -> {acc['tuned']:.3f}",
-                      "-" if acc is None else f"{acc['delta']:+.3f} [{acc['ci_low']:+.3f}, {acc['ci_high']:+.3f}]",
-                      r["target"], "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]")
+        table.add_row(
+            r["kind"],
+            r.get("runtime", "transformers"),
+            str(r["n"]),
+            f"{r['identical']:.1%}",
+            "-" if acc is None else f"{acc['base']:.3f} -> {acc['tuned']:.3f}",
+            "-" if acc is None else f"{acc['delta']:+.3f} [{acc['ci_low']:+.3f}, {acc['ci_high']:+.3f}]",
+            r["target"],
+            "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]",
+        )
     console.print(table)
     for r in reports:
         if r["cause"]:
-            console.print(f"[yellow]parity finding[/yellow] {r['kind']} ({r.get('runtime', 'transformers')}): "
-                          f"likely cause: {r['cause']}")
+            console.print(
+                f"[yellow]parity finding[/yellow] {r['kind']} ({r.get('runtime', 'transformers')}): "
+                f"likely cause: {r['cause']}"
+            )
 
 
 def metrics_table(title: str, metrics: dict[str, dict]):
@@ -141,18 +170,21 @@ def score_table(suite: str, rows: list[dict], metrics: dict[str, Any], missing: 
 
 def print_preference(pref: dict[str, Any], console) -> None:
     """A pairwise preference (the LLM judge's or a blind A/B review's): B's wins, losses, ties, win rate."""
-    console.print(f"Judge {pref['judge']}: B wins {pref['wins']}, loses {pref['losses']}, ties "
-                  f"{pref['ties']} of {pref['judged']}; win rate {pref['win_rate']:.3f} "
-                  f"[{pref['ci_low']:.3f} .. {pref['ci_high']:.3f}] ({pref['verdict']})"
-                  + (f"; {len(pref['errors'])} not judged" if pref["errors"] else "")
-                  + (f"; {pref['undecided']} undecided" if pref.get("undecided") else ""))
+    console.print(
+        f"Judge {pref['judge']}: B wins {pref['wins']}, loses {pref['losses']}, ties "
+        f"{pref['ties']} of {pref['judged']}; win rate {pref['win_rate']:.3f} "
+        f"[{pref['ci_low']:.3f} .. {pref['ci_high']:.3f}] ({pref['verdict']})"
+        + (f"; {len(pref['errors'])} not judged" if pref["errors"] else "")
+        + (f"; {pref['undecided']} undecided" if pref.get("undecided") else "")
+    )
 
 
 def print_comparisons(comparisons: list[dict], console) -> None:
     """`eval compare`: per comparison the paired table, the gates, and the preferences that decided cases."""
     for comp in comparisons:
-        print_comparison(comp["metrics"], comp["confidence"], f"{comp['baseline']} vs {comp['candidate']}",
-                         console, names=("A", "B"))
+        print_comparison(
+            comp["metrics"], comp["confidence"], f"{comp['baseline']} vs {comp['candidate']}", console, names=("A", "B")
+        )
         print_gates(comp["gates"], console)
         for key in ("preference", "preference_human"):
             pref = comp.get(key)
@@ -172,10 +204,14 @@ def trials_table(summary: dict):
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
         forget = t.get("forgetting") or {}
         mark = "*" if t["number"] == best else ""
-        table.add_row(f"{mark}{t['number']}" + (" (default)" if t["default"] else ""), t["state"],
-                      "-" if t["value"] is None else f"{t['value']:.3f}", params,
-                      "-" if t["wall_s"] is None else f"{t['wall_s'] / 60:.1f}",
-                      f"{forget['delta']:+.3f}" + ("" if forget.get("ok") else " breaks gate") if forget else "-")
+        table.add_row(
+            f"{mark}{t['number']}" + (" (default)" if t["default"] else ""),
+            t["state"],
+            "-" if t["value"] is None else f"{t['value']:.3f}",
+            params,
+            "-" if t["wall_s"] is None else f"{t['wall_s'] / 60:.1f}",
+            f"{forget['delta']:+.3f}" + ("" if forget.get("ok") else " breaks gate") if forget else "-",
+        )
     return table
 
 
@@ -191,9 +227,12 @@ def print_summary(summary: dict[str, Any], console) -> None:
     if summary.get("diagnosis"):
         counts = summary["diagnosis"].get("counts") or {}
         flagged = [f for f in summary["diagnosis"].get("findings", []) if f.get("severity") in ("warning", "error")]
-        console.print("Diagnosis: " + (", ".join(f"{f['severity']}: {f['title']}" for f in flagged[:6])
-                                       if flagged else "nothing flagged")
-                      + (f" ({counts})" if counts and not flagged else "") + " — `tunesmith diagnose` for evidence")
+        console.print(
+            "Diagnosis: "
+            + (", ".join(f"{f['severity']}: {f['title']}" for f in flagged[:6]) if flagged else "nothing flagged")
+            + (f" ({counts})" if counts and not flagged else "")
+            + " — `tunesmith diagnose` for evidence"
+        )
     stage_times = [f"{s['stage']} " + ("cached" if s["cached"] else f"{s['wall_s']:.0f}s") for s in summary["stages"]]
     stages = "  ".join(stage_times)
     console.print(f"Stages: {stages}")
@@ -201,8 +240,10 @@ def print_summary(summary: dict[str, Any], console) -> None:
     if tr.get("steps") is not None:
         cost = summary.get("train_cost_usd")
         held = f" (held-out {tr['eval_loss']:.3f})" if tr.get("eval_loss") is not None else ""
-        console.print(f"Training: {tr['steps']} steps, loss {tr['train_loss']:.3f}{held}, {tr['wall_s']:.0f} s"
-                      + (f", ${cost:.4f}" if cost is not None else "")
-                      + f" ({tr['trainable_params']:,} trainable parameters, {tr['precision']})")
+        console.print(
+            f"Training: {tr['steps']} steps, loss {tr['train_loss']:.3f}{held}, {tr['wall_s']:.0f} s"
+            + (f", ${cost:.4f}" if cost is not None else "")
+            + f" ({tr['trainable_params']:,} trainable parameters, {tr['precision']})"
+        )
     if summary.get("report"):
         console.print(f"Report: {summary['report']}")

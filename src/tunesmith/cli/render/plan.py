@@ -17,37 +17,61 @@ def print_cost(report: dict[str, Any], console) -> None:
     from tunesmith.cost import METHOD_NAMES, hours_text, money, usd_text
 
     m, r, t = report["model"], report["recipe"], report["tokens"]
-    console.print(f"[bold]{m['name']}[/bold]: {m['params']:,} parameters ({m['size']}); "
-                  f"{METHOD_NAMES[r['method']]}" + (f" r={r['lora_r']}" if r["method"] != "full" else "")
-                  + f", batch {r['batch_size']} x accumulation {r['grad_accum']}, sequence length {r['seq_len']}, "
-                  f"gradient checkpointing {'on' if r['gradient_checkpointing'] else 'off'}")
+    console.print(
+        f"[bold]{m['name']}[/bold]: {m['params']:,} parameters ({m['size']}); "
+        f"{METHOD_NAMES[r['method']]}"
+        + (f" r={r['lora_r']}" if r["method"] != "full" else "")
+        + f", batch {r['batch_size']} x accumulation {r['grad_accum']}, sequence length {r['seq_len']}, "
+        f"gradient checkpointing {'on' if r['gradient_checkpointing'] else 'off'}"
+    )
     if t["per_epoch"] is not None:
-        console.print((f"{t['examples']:,} examples, " if t["examples"] else "") + f"{t['per_epoch']:,} tokens per "
-                      f"epoch -> {t['trained']:,.0f} tokens trained")
+        console.print(
+            (f"{t['examples']:,} examples, " if t["examples"] else "") + f"{t['per_epoch']:,} tokens per "
+            f"epoch -> {t['trained']:,.0f} tokens trained"
+        )
     table = Table(title="GPU memory per training process (GiB; micro-batches padded to the full length)")
     table.add_column("component")
     for method in ("full", "lora", "qlora"):
         table.add_column(METHOD_NAMES[method] + (" *" if method == r["method"] else ""), justify="right")
     mem = report["memory"]
-    rows = [("weights", "weights"), ("adapter", "adapter"), ("gradients", "gradients"), ("optimizer (AdamW)",
-            "optimizer"), ("activations, stored", "activations_stored"), ("activations, checkpointed",
-            "activations_checkpointed"), ("loss tile", "logits"), ("CUDA overhead", "overhead"),
-            ("total without checkpointing", "total_stored"), ("total with checkpointing", "total_checkpointed")]
+    rows = [
+        ("weights", "weights"),
+        ("adapter", "adapter"),
+        ("gradients", "gradients"),
+        ("optimizer (AdamW)", "optimizer"),
+        ("activations, stored", "activations_stored"),
+        ("activations, checkpointed", "activations_checkpointed"),
+        ("loss tile", "logits"),
+        ("CUDA overhead", "overhead"),
+        ("total without checkpointing", "total_stored"),
+        ("total with checkpointing", "total_checkpointed"),
+    ]
     for label, key in rows:
         bold = label.startswith("total")
-        table.add_row(f"[bold]{label}[/bold]" if bold else label,
-                      *[f"[bold]{_gib(mem[x][key])}[/bold]" if bold else _gib(mem[x][key])
-                        for x in ("full", "lora", "qlora")])
+        table.add_row(
+            f"[bold]{label}[/bold]" if bold else label,
+            *[f"[bold]{_gib(mem[x][key])}[/bold]" if bold else _gib(mem[x][key]) for x in ("full", "lora", "qlora")],
+        )
     console.print(table)
     gt = Table(title=f"{METHOD_NAMES[r['method']]} per GPU class (one GPU; time at 40% to 20% of peak bf16)")
-    for col, just in (("GPU", "left"), ("GiB needed / card", "right"), ("fits", "left"), ("needs", "left"), ("time", "right"),
-                      ("cost", "right")):
+    for col, just in (
+        ("GPU", "left"),
+        ("GiB needed / card", "right"),
+        ("fits", "left"),
+        ("needs", "left"),
+        ("time", "right"),
+        ("cost", "right"),
+    ):
         gt.add_column(col, justify=just)
     for row in report["gpus"]:
-        gt.add_row(row["gpu"], f"{_gib(row['total_gib'])} / {row['memory_gib']:g}",
-                   "[green]yes[/green]" if row["fits"] else "[red]no[/red]", row["change"] or "",
-                   hours_text(tuple(row["hours"])) if row.get("hours") else "-",
-                   usd_text(tuple(row["usd"]) if row.get("usd") else None) if row.get("hours") else "-")
+        gt.add_row(
+            row["gpu"],
+            f"{_gib(row['total_gib'])} / {row['memory_gib']:g}",
+            "[green]yes[/green]" if row["fits"] else "[red]no[/red]",
+            row["change"] or "",
+            hours_text(tuple(row["hours"])) if row.get("hours") else "-",
+            usd_text(tuple(row["usd"]) if row.get("usd") else None) if row.get("hours") else "-",
+        )
     console.print(gt)
     for row in report["gpus"]:
         if row.get("line"):
@@ -56,11 +80,16 @@ def print_cost(report: dict[str, Any], console) -> None:
     if p:
         when = hours_text((p["hours"], p["hours"])) if p.get("hours") is not None else "?"
         price = f", ${money(p['usd'])} at ${p['hourly_usd']:g}/h" if p.get("usd") is not None else ""
-        peak = (f"; peak memory {p['peak_memory_gib']:.2f} GiB measured vs {p['estimated_gib']:.2f} estimated"
-                if p.get("peak_memory_gib") is not None else "")
-        console.print(f"Probe on {p['device']} ({p['precision']}): {p['steps']} steps, "
-                      f"{p['tokens_per_s'] or 0:,.0f} tokens/s measured over {p['measured_steps'] or p['steps']} -> "
-                      f"{p['trained_tokens']:,.0f} tokens in about {when} on this machine{price}{peak}")
+        peak = (
+            f"; peak memory {p['peak_memory_gib']:.2f} GiB measured vs {p['estimated_gib']:.2f} estimated"
+            if p.get("peak_memory_gib") is not None
+            else ""
+        )
+        console.print(
+            f"Probe on {p['device']} ({p['precision']}): {p['steps']} steps, "
+            f"{p['tokens_per_s'] or 0:,.0f} tokens/s measured over {p['measured_steps'] or p['steps']} -> "
+            f"{p['trained_tokens']:,.0f} tokens in about {when} on this machine{price}{peak}"
+        )
     if report.get("success_cost"):
         print_success_cost(report["success_cost"], console)
     for note in report.get("notes", []):
@@ -78,12 +107,18 @@ def print_success_cost(s: dict[str, Any], console) -> None:
         for col in ("model", "cases", "successes", "cost", "per success", "basis"):
             st.add_column(col, justify="left" if col in ("model", "basis") else "right")
         for e in s["evaluations"]:
-            st.add_row(e["model"], str(e.get("cases") or "-"), str(e.get("successes") if e.get("successes")
-                                                                    is not None else "-"),
-                       f"${money(e['cost_usd'])}" if e.get("cost_usd") is not None else "-",
-                       f"${money(e['cost_per_success_usd'])}" if e.get("cost_per_success_usd") is not None
-                       else "no successes" if e.get("successes") == 0 else "-",
-                       e.get("basis") or "no price: --hourly or budget.hourly_usd")
+            st.add_row(
+                e["model"],
+                str(e.get("cases") or "-"),
+                str(e.get("successes") if e.get("successes") is not None else "-"),
+                f"${money(e['cost_usd'])}" if e.get("cost_usd") is not None else "-",
+                f"${money(e['cost_per_success_usd'])}"
+                if e.get("cost_per_success_usd") is not None
+                else "no successes"
+                if e.get("successes") == 0
+                else "-",
+                e.get("basis") or "no price: --hourly or budget.hourly_usd",
+            )
         console.print(st)
         if s.get("train_cost_usd") is not None:
             console.print(f"Training cost of the last run: ${money(s['train_cost_usd'])}")
@@ -95,8 +130,7 @@ def print_advice(advice, console) -> None:
 
     from tunesmith.cost import METHOD_NAMES
 
-    names = {"prompting": "PROMPTING", "rag": "RAG", "fine-tune": "FINE-TUNING", "fine-tune+rag":
-             "FINE-TUNING + RAG"}
+    names = {"prompting": "PROMPTING", "rag": "RAG", "fine-tune": "FINE-TUNING", "fine-tune+rag": "FINE-TUNING + RAG"}
     console.print(f"Recommendation: [bold]{names[advice.recommendation]}[/bold]")
     table = Table(show_header=True)
     for col in ("points to", "reason", "source"):
@@ -110,15 +144,19 @@ def print_advice(advice, console) -> None:
     console.print(f"Examples: a {advice.task} task starts at {need} (the guide); you have {have}")
     prefix = "" if advice.recommendation.startswith("fine-tune") else "If you fine-tune: "
     if advice.model_size:
-        console.print(f"{prefix}on {advice.gpu} ({advice.gpu_memory_gib:g} GiB): up to {advice.model_size} with "
-                      f"{METHOD_NAMES[advice.method]}" + (f" ({advice.fit_change})" if advice.fit_change else ""))
+        console.print(
+            f"{prefix}on {advice.gpu} ({advice.gpu_memory_gib:g} GiB): up to {advice.model_size} with "
+            f"{METHOD_NAMES[advice.method]}" + (f" ({advice.fit_change})" if advice.fit_change else "")
+        )
     else:
         console.print(f"{prefix}no model size of the table trains on {advice.gpu} ({advice.gpu_memory_gib:g} GiB)")
     pm = advice.project_model
     if pm:
-        console.print(f"Your model {pm['model']} ({pm['size']}) with {METHOD_NAMES[pm['method']]}: "
-                      + (f"fits ({pm['total_gib']:.1f} GiB)" if pm["fits"] else "does not fit")
-                      + (f", with {pm['change']}" if pm["fits"] and pm["change"] else ""))
+        console.print(
+            f"Your model {pm['model']} ({pm['size']}) with {METHOD_NAMES[pm['method']]}: "
+            + (f"fits ({pm['total_gib']:.1f} GiB)" if pm["fits"] else "does not fit")
+            + (f", with {pm['change']}" if pm["fits"] and pm["change"] else "")
+        )
     for step in advice.next_steps:
         console.print(f"  - {step}")
     for note in advice.notes:

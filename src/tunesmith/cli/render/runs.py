@@ -21,11 +21,13 @@ def invariants_table(results: list):
 def train_line(st) -> str:
     """`train`: steps, loss, speed and parameters of the train stage `st`, and where its weights are."""
     r = st.result
-    return (f"{r['recipe']}: {r['steps']} steps, loss {r['train_loss']:.3f}, "
-            f"{r.get('tokens_per_s') or 0:.0f} tokens/s, {r['trainable_params']:,} trainable of "
-            f"{r['total_params']:,} parameters ({r['precision']})"
-            + (" [cached]" if st.cached else "")
-            + f"\n{st.run_dir / (r.get('adapter') or r.get('model') or r['reward_model'])}")
+    return (
+        f"{r['recipe']}: {r['steps']} steps, loss {r['train_loss']:.3f}, "
+        f"{r.get('tokens_per_s') or 0:.0f} tokens/s, {r['trainable_params']:,} trainable of "
+        f"{r['total_params']:,} parameters ({r['precision']})"
+        + (" [cached]" if st.cached else "")
+        + f"\n{st.run_dir / (r.get('adapter') or r.get('model') or r['reward_model'])}"
+    )
 
 
 def export_table(manifest: dict[str, Any]):
@@ -67,14 +69,15 @@ def print_run(run_dir: Path, complete: bool, console) -> None:
 def print_synth(summary: dict[str, Any], out: Path, console) -> None:
     """`data synth`: what was kept, what it cost, why the rest was dropped, and the next step."""
     cost = f", ${summary['cost_usd']:.4f}" if summary.get("cost_usd") is not None else ""
-    console.print(f"{summary['kept']} of {summary['requested']} synthetic record(s) kept -> {out} "
-                  f"({summary['teacher_calls']} teacher calls, {summary['cache_hits']} cached, "
-                  f"{summary['tokens_in']:,} tokens in, {summary['tokens_out']:,} out{cost}, "
-                  f"{summary['wall_s']:.0f} s)")
+    console.print(
+        f"{summary['kept']} of {summary['requested']} synthetic record(s) kept -> {out} "
+        f"({summary['teacher_calls']} teacher calls, {summary['cache_hits']} cached, "
+        f"{summary['tokens_in']:,} tokens in, {summary['tokens_out']:,} out{cost}, "
+        f"{summary['wall_s']:.0f} s)"
+    )
     for reason, count in sorted(summary["dropped"].items(), key=lambda kv: -kv[1]):
         console.print(f"  dropped {count}: {reason}")
-    console.print("Next: a person scores a sample before mixing: "
-                  f"tunesmith review sample {out} --review-dir <dir>")
+    console.print(f"Next: a person scores a sample before mixing: tunesmith review sample {out} --review-dir <dir>")
 
 
 def print_review_summary(summary: dict[str, Any], console) -> None:
@@ -82,24 +85,38 @@ def print_review_summary(summary: dict[str, Any], console) -> None:
     if summary.get("kind") == "preference" or "win_rate" in summary:
         judged = summary.get("judged") or 0
         rate = summary.get("win_rate")
-        console.print(f"Blind A/B ({summary.get('baseline')} vs {summary.get('candidate')}): {judged} judged, "
-                      f"B wins {summary.get('wins')}, loses {summary.get('losses')}, ties {summary.get('ties')}"
-                      + (f"; win rate {rate:.3f} [{summary['ci_low']:.3f} .. {summary['ci_high']:.3f}] "
-                         f"({summary.get('verdict')})" if judged and rate is not None else ""))
+        console.print(
+            f"Blind A/B ({summary.get('baseline')} vs {summary.get('candidate')}): {judged} judged, "
+            f"B wins {summary.get('wins')}, loses {summary.get('losses')}, ties {summary.get('ties')}"
+            + (
+                f"; win rate {rate:.3f} [{summary['ci_low']:.3f} .. {summary['ci_high']:.3f}] "
+                f"({summary.get('verdict')})"
+                if judged and rate is not None
+                else ""
+            )
+        )
         return
     est = summary.get("pass_rate")
-    console.print(f"Sample of {summary.get('sampled')} from {summary.get('population')} records: "
-                  f"{summary.get('decided')} decided"
-                  + (f"; estimated pass rate {est:.3f} [{summary['ci_low']:.3f} .. {summary['ci_high']:.3f}], "
-                     f"verdict {summary.get('verdict')}" if est is not None else ""))
+    console.print(
+        f"Sample of {summary.get('sampled')} from {summary.get('population')} records: "
+        f"{summary.get('decided')} decided"
+        + (
+            f"; estimated pass rate {est:.3f} [{summary['ci_low']:.3f} .. {summary['ci_high']:.3f}], "
+            f"verdict {summary.get('verdict')}"
+            if est is not None
+            else ""
+        )
+    )
 
 
 def mix_line(s: dict[str, Any]) -> str:
     """`review mix`: what the training file holds."""
-    return (f"{s['records']} records -> {s['out']}: {s['real']} real, {s['synthetic']} synthetic "
-            f"({s['synthetic_share']:.0%}, cap {s['max_synthetic_share']:.0%}); {s['edited']} edited, "
-            f"{sum(s['dropped'].values())} dropped by the review, "
-            f"{s['capped']} left out by the cap")
+    return (
+        f"{s['records']} records -> {s['out']}: {s['real']} real, {s['synthetic']} synthetic "
+        f"({s['synthetic_share']:.0%}, cap {s['max_synthetic_share']:.0%}); {s['edited']} edited, "
+        f"{sum(s['dropped'].values())} dropped by the review, "
+        f"{s['capped']} left out by the cap"
+    )
 
 
 def print_error(err, console) -> None:

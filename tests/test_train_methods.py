@@ -57,6 +57,16 @@ def test_lora_variants_train_and_save_their_adapter(tmp_path, tiny_model_dir, va
         assert any("lora_magnitude_vector" in k for k in weights)
     assert all(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
     assert result["recipe"] == ("LoRA r=4 (DoRA)" if variant.get("dora") else "LoRA r=4 (rsLoRA)")
+    # the device's choices are recorded with the result (here: a CPU run's)
+    assert result["device"] == {
+        "device": "cpu",
+        "attention": "eager",
+        "loss": "labeled positions only (tunesmith's CPU loss)",
+        "optimizer": "adamw_torch",
+        "gradient_checkpointing": False,
+        "batching": "grouped",
+        "base_precision": "bf16",
+    }
 
 
 def test_qlora_trains_an_adapter_on_a_4bit_nf4_base(tmp_path, tiny_tok):

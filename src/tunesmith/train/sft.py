@@ -175,6 +175,25 @@ def train_sft(
         "lr": t.lr,
         "lora_r": t.lora_r,
         **({"selection": {**selector.summary(), "restored_best": chosen}} if selector is not None else {}),
+        "device": device_choices(trainer, cfg),
+    }
+
+
+def device_choices(trainer, cfg: Config) -> dict[str, Any]:
+    """What this run chose for its device, so two runs on different machines can be told apart in `result.json`:
+    the device, the attention kernel, the loss path, the optimizer, checkpointing, batching, the base's precision."""
+    import torch
+
+    model = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+    cuda = torch.cuda.is_available()
+    return {
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "attention": getattr(model.config, "_attn_implementation", None),
+        "loss": "TRL's LM-head loss" if cuda else "labeled positions only (tunesmith's CPU loss)",
+        "optimizer": str(trainer.args.optim),
+        "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
+        "batching": cfg.train.batching,
+        "base_precision": cfg.train.base_precision if cfg.train.method == "lora" else None,
     }
 
 

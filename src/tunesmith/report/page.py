@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tunesmith.report import sections as s
+from tunesmith.report import after_training, comparison, costs, data_findings, headline, outcomes, training_run
 from tunesmith.report.markup import Html, esc, join, tag
 
 CSS = """
@@ -129,21 +129,21 @@ def render(
         labels = sources.label_view(sources.stage_dirs(summary, Path(str(summary.get("project") or "."))))
     body = join(
         [
-            s.verdict(summary),
-            s.glance(summary, cost if isinstance(cost, dict) else None, preference, parity),
-            s.data(check, split),
-            s.metrics(summary),
-            s.alternatives(summary),
-            s.slices(summary),
-            s.cases(changed),
-            s.labels(labels),
-            s.search(summary),
-            s.training(summary, log),
-            s.diagnosis(diagnosis),
-            s.cost(cost, summary),
-            s.parity(parity),
-            s.preference(preference),
-            s.stages(summary),
+            headline.verdict(summary),
+            headline.glance(summary, cost if isinstance(cost, dict) else None, preference, parity),
+            data_findings.data(check, split),
+            comparison.metrics(summary),
+            headline.alternatives(summary),
+            comparison.slices(summary),
+            outcomes.cases(changed),
+            outcomes.labels(labels),
+            training_run.search(summary),
+            training_run.training(summary, log),
+            after_training.diagnosis(diagnosis),
+            costs.cost(cost, summary),
+            after_training.parity(parity),
+            after_training.preference(preference),
+            costs.stages(summary),
         ]
     )
     nav = tag("nav", join(Html(f'<a href="#{i}">') + esc(label) + Html("</a>") for i, label in NAV))

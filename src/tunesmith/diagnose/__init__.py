@@ -21,6 +21,7 @@ Returns `{"runs", "findings": [{code, severity (ok|warning|error), title, eviden
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,68 +64,15 @@ def diagnose_runs(
 ) -> dict[str, Any]:
     """The diagnosis from run directories (any but the train run may be None: its checks then say what was not
     measured). Training settings come from the train run's own config.yaml, falling back to `cfg`."""
-    from tunesmith import runs
-    from tunesmith.diagnose import facts, loss, memorization, regression, stop_token
-
-    base_rows, tuned_rows = read_results(base_dir), read_results(tuned_dir)
-    records = _train_records(split_dir)
-    section = read_section(train_dir)
-    settings = section.get("train") or cfg.train.model_dump(mode="json")
-    train_result = runs.read_result(train_dir) if runs.is_complete(train_dir) else None
-    report = read_json(check_dir / "report.json") if check_dir else None
-    data_counts: dict[str, int] = {}
-    for c in (report or {}).get("counts", []):
-        data_counts[c["code"]] = data_counts.get(c["code"], 0) + c["count"]
-    replies = [
-        (r.where, str(m.get("content") or "")) for r in records for m in r.messages if m.get("role") == "assistant"
-    ]
-    finals = [r.reply for r in records if r.reply]
-    preview, preview_error = _preview(cfg, section, train_dir, records)
-    eval_section = read_section(tuned_dir).get("eval") or {}
-    data = (train_result or {}).get("data") or {}
-
-    findings = [
-        memorization.check_memorization(
-            replies,
-            base_rows,
-            tuned_rows,
-            settings,
-            {k: data_counts[k] for k in ("duplicate_exact", "near_duplicate") if k in data_counts},
-        ),
-        memorization.check_sameness(base_rows, tuned_rows),
-        regression.check_forgetting(base_rows, tuned_rows, finals, settings),
-        regression.check_overconfidence(base_rows, tuned_rows, finals),
-        facts.check_stale_facts(report, records, base_rows, tuned_rows),
-        stop_token.check_stop_token(
-            base_rows,
-            tuned_rows,
-            preview,
-            data_counts,
-            data["assistant_tokens"] / data["examples"] if data.get("examples") else None,
-            eval_section.get("max_new_tokens", cfg.eval.max_new_tokens),
-        ),
-    ]
-    missing = [name for name, rows in (("base", base_rows), ("tuned", tuned_rows)) if not rows]
-    if missing:
-        findings.append(
-            finding(
-                "no_evaluation",
-                WARNING,
-                f"No evaluation of the {' and '.join(missing)} model: the checks on outputs are not measured",
-                {"missing": missing},
-                "Run `tunesmith run PROJECT`: it evaluates the base and the tuned model on the same "
-                "cases, which memorization, forgetting, overconfidence and the stop token compare.",
-            )
-        )
-    curve, loss_findings = loss.check_loss(read_metrics(train_dir), train_result, _task_accuracy(tuned_rows))
-    rank = loss.check_rank(settings, train_result, loss.rank_peers(train_dir))
-    if rank["severity"] != OK:
-        curve["flags"].append({"code": "lora_rank", "severity": rank["severity"], "detail": rank["title"]})
-    findings += loss_findings + [rank]
+    read = _read_runs(cfg, split_dir, base_dir, tuned_dir, train_dir, check_dir)
+    preview, preview_error = _preview(cfg, read.section, train_dir, read.records)
+    findings = _output_checks(cfg, read, preview) + _missing_evaluations(read)
+    curve, loss_findings = _loss_checks(read, train_dir)
+    findings += loss_findings
     findings.sort(key=lambda f: SEVERITY_ORDER[f["severity"]])  # stable: problems first, checks in order
     out = {
         "runs": RunDirs(train_dir, split_dir, check_dir, base_dir, tuned_dir).to_json(),
-        "objective": settings.get("objective", "sft"),
+        "objective": read.settings.get("objective", "sft"),
         "findings": findings,
         "counts": {s: sum(f["severity"] == s for f in findings) for s in (ERROR, WARNING, OK)},
         "masking_preview": preview,
@@ -133,6 +81,103 @@ def diagnose_runs(
     if preview_error:
         out["masking_preview_error"] = preview_error
     return out
+
+
+@dataclass
+class _Readings:
+    """What the checks read from the run directories."""
+
+    base_rows: list[dict]  # the base evaluation's results.jsonl
+    tuned_rows: list[dict]  # the tuned evaluation's
+    records: list  # the split's training records
+    section: dict[str, Any]  # the train run's config.yaml
+    settings: dict[str, Any]  # its train section (else the project's)
+    train_result: dict | None  # its result.json, when it finished
+    report: dict | None  # the check run's report.json
+    data_counts: dict[str, int]  # the data check's findings per code
+    eval_section: dict[str, Any]  # the tuned evaluation's eval section
+
+
+def _read_runs(
+    cfg, split_dir: Path | None, base_dir: Path | None, tuned_dir: Path | None, train_dir: Path, check_dir: Path | None
+) -> _Readings:
+    """Read every run directory the checks need once (a missing one reads as empty)."""
+    from tunesmith import runs
+
+    section = read_section(train_dir)
+    report = read_json(check_dir / "report.json") if check_dir else None
+    data_counts: dict[str, int] = {}
+    for c in (report or {}).get("counts", []):
+        data_counts[c["code"]] = data_counts.get(c["code"], 0) + c["count"]
+    return _Readings(
+        base_rows=read_results(base_dir),
+        tuned_rows=read_results(tuned_dir),
+        records=_train_records(split_dir),
+        section=section,
+        settings=section.get("train") or cfg.train.model_dump(mode="json"),
+        train_result=runs.read_result(train_dir) if runs.is_complete(train_dir) else None,
+        report=report,
+        data_counts=data_counts,
+        eval_section=read_section(tuned_dir).get("eval") or {},
+    )
+
+
+def _output_checks(cfg, read: _Readings, preview: list[dict]) -> list[dict[str, Any]]:
+    """The checks on what the models answered: memorization, sameness, forgetting, overconfidence, stale facts and
+    the stop token."""
+    from tunesmith.diagnose import facts, memorization, regression, stop_token
+
+    base_rows, tuned_rows, records, counts = read.base_rows, read.tuned_rows, read.records, read.data_counts
+    replies = [
+        (r.where, str(m.get("content") or "")) for r in records for m in r.messages if m.get("role") == "assistant"
+    ]
+    finals = [r.reply for r in records if r.reply]
+    data = (read.train_result or {}).get("data") or {}
+    duplicates = {k: counts[k] for k in ("duplicate_exact", "near_duplicate") if k in counts}
+    return [
+        memorization.check_memorization(replies, base_rows, tuned_rows, read.settings, duplicates),
+        memorization.check_sameness(base_rows, tuned_rows),
+        regression.check_forgetting(base_rows, tuned_rows, finals, read.settings),
+        regression.check_overconfidence(base_rows, tuned_rows, finals),
+        facts.check_stale_facts(read.report, records, base_rows, tuned_rows),
+        stop_token.check_stop_token(
+            base_rows,
+            tuned_rows,
+            preview,
+            counts,
+            data["assistant_tokens"] / data["examples"] if data.get("examples") else None,
+            read.eval_section.get("max_new_tokens", cfg.eval.max_new_tokens),
+        ),
+    ]
+
+
+def _missing_evaluations(read: _Readings) -> list[dict[str, Any]]:
+    """A warning when the base or the tuned evaluation is missing (the checks on outputs then measure nothing)."""
+    missing = [name for name, rows in (("base", read.base_rows), ("tuned", read.tuned_rows)) if not rows]
+    if not missing:
+        return []
+    return [
+        finding(
+            "no_evaluation",
+            WARNING,
+            f"No evaluation of the {' and '.join(missing)} model: the checks on outputs are not measured",
+            {"missing": missing},
+            "Run `tunesmith run PROJECT`: it evaluates the base and the tuned model on the same "
+            "cases, which memorization, forgetting, overconfidence and the stop token compare.",
+        )
+    ]
+
+
+def _loss_checks(read: _Readings, train_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The loss curve with its flags (the LoRA rank's among them when it is off) and the findings on it and on
+    the rank."""
+    from tunesmith.diagnose import loss
+
+    curve, loss_findings = loss.check_loss(read_metrics(train_dir), read.train_result, _task_accuracy(read.tuned_rows))
+    rank = loss.check_rank(read.settings, read.train_result, loss.rank_peers(train_dir))
+    if rank["severity"] != OK:
+        curve["flags"].append({"code": "lora_rank", "severity": rank["severity"], "detail": rank["title"]})
+    return curve, loss_findings + [rank]
 
 
 def _task_accuracy(rows: list[dict], suite: str = "heldout") -> float | None:

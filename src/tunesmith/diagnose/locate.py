@@ -56,48 +56,14 @@ def locate_runs(project: Path, run: str | None = None) -> RunDirs:
     a diverged run still has its loss curve)."""
     project = Path(project)
     base = tuned = None
-    if run is not None:
-        start = runs.resolve_run(project, run)
-        stage = run_inputs(start).get("stage")
-    else:
-        start = next(
-            iter(
-                reversed(
-                    _of_stage(project, "compare")
-                    or _of_stage(project, "eval-tuned")
-                    or _of_stage(project, "train")
-                    or _of_stage(project, "train", False)
-                )
-            ),
-            None,
-        )
-        if start is None:
-            raise TunesmithError(
-                "Nothing to diagnose",
-                [Problem(str(runs.runs_root(project)), "no training run", f"run `tunesmith run {project}` first")],
-            )
-        stage = run_inputs(start).get("stage")
+    start = runs.resolve_run(project, run) if run is not None else _newest_run(project)
+    stage = run_inputs(start).get("stage")
     if stage == "compare":
-        inputs = run_inputs(start)["inputs"]
-        base, tuned = (
-            _by_key(project, "eval-base", inputs.get("base")),
-            _by_key(project, "eval-tuned", inputs.get("tuned")),
-        )
+        base, tuned = _compared(project, start, run)
         start, stage = tuned, "eval-tuned"
-        if tuned is None:
-            raise TunesmithError(
-                "The compared evaluation is gone",
-                [Problem(run or "compare", "its eval-tuned run is missing or unfinished", "re-run `tunesmith run`")],
-            )
     if stage == "eval-tuned":
         tuned = start
-        found = runs.find_run(project, "train", run_inputs(start)["inputs"].get("train", ""))
-        if found is None:
-            raise TunesmithError(
-                "The trained model's run is gone",
-                [Problem(start.name, "its train run is missing", "re-run `tunesmith run`")],
-            )
-        start, stage = found, "train"
+        start, stage = _train_of(project, start), "train"
     if stage != "train":
         raise TunesmithError(
             "Not a run to diagnose",
@@ -109,8 +75,58 @@ def locate_runs(project: Path, run: str | None = None) -> RunDirs:
                 )
             ],
         )
-    dirs = RunDirs(train=start)
-    meta = run_inputs(start)
+    return _around_train(project, start, base, tuned)
+
+
+def _newest_run(project: Path) -> Path:
+    """The newest finished compare run, else eval-tuned run, else train run, else any train run."""
+    start = next(
+        iter(
+            reversed(
+                _of_stage(project, "compare")
+                or _of_stage(project, "eval-tuned")
+                or _of_stage(project, "train")
+                or _of_stage(project, "train", False)
+            )
+        ),
+        None,
+    )
+    if start is None:
+        raise TunesmithError(
+            "Nothing to diagnose",
+            [Problem(str(runs.runs_root(project)), "no training run", f"run `tunesmith run {project}` first")],
+        )
+    return start
+
+
+def _compared(project: Path, compare: Path, run: str | None) -> tuple[Path | None, Path]:
+    """The base and tuned evaluations a compare run compared (the tuned one must still be there)."""
+    inputs = run_inputs(compare)["inputs"]
+    base = _by_key(project, "eval-base", inputs.get("base"))
+    tuned = _by_key(project, "eval-tuned", inputs.get("tuned"))
+    if tuned is None:
+        raise TunesmithError(
+            "The compared evaluation is gone",
+            [Problem(run or "compare", "its eval-tuned run is missing or unfinished", "re-run `tunesmith run`")],
+        )
+    return base, tuned
+
+
+def _train_of(project: Path, tuned: Path) -> Path:
+    """The train run an eval-tuned run evaluated."""
+    found = runs.find_run(project, "train", run_inputs(tuned)["inputs"].get("train", ""))
+    if found is None:
+        raise TunesmithError(
+            "The trained model's run is gone",
+            [Problem(tuned.name, "its train run is missing", "re-run `tunesmith run`")],
+        )
+    return found
+
+
+def _around_train(project: Path, train: Path, base: Path | None, tuned: Path | None) -> RunDirs:
+    """A train run's split and check runs, and (unless given) its newest tuned evaluation and the matching base."""
+    dirs = RunDirs(train=train)
+    meta = run_inputs(train)
     dirs.split = _by_key(project, "split", meta.get("inputs", {}).get("split"))
     if dirs.split is not None:
         dirs.check = _by_key(project, "check", run_inputs(dirs.split).get("inputs", {}).get("check"))

@@ -94,39 +94,11 @@ def check_forgetting(
             "Turn on eval.general_probe (the built-in 150-prompt instruction-following probe) or add a "
             "suite of kind `general`, so a regression on general instructions shows.",
         )
-    base, tuned, delta, low, high, lost = _paired_change(pairs, _passed)
-    style = training_style(train_replies)
-    evidence: dict[str, Any] = {
-        "cases": len(pairs),
-        "base_pass_rate": sum(base) / len(base),
-        "tuned_pass_rate": sum(tuned) / len(tuned),
-        "delta": delta,
-        "ci_low": low,
-        "ci_high": high,
-        "p_mcnemar": mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned]),
-        "lost": len(lost),
-        "gained": sum(1 for b, t in pairs if _passed(t) and not _passed(b)),
-        "examples": [
-            {
-                "suite": t["suite"],
-                "id": t["id"],
-                "prompt": quote(t.get("prompt"), 100),
-                "base_output": quote(b["output"]),
-                "tuned_output": quote(t["output"]),
-            }
-            for b, t in lost[:MAX_EXAMPLES]
-        ],
-    }
-    if style:
-        evidence["training_opening"] = style
-        evidence["tuned_in_training_style"] = sum(_opening(t["output"]) == style for _, t in pairs)
-        evidence["base_in_training_style"] = sum(_opening(b["output"]) == style for b, _ in pairs)
     settings = train_settings or {}
-    evidence.update(
-        {k: settings[k] for k in ("general_share", "target_modules", "lr", "epochs", "lora_r") if k in settings}
-    )
+    evidence = _forgetting_evidence(pairs, train_replies, settings)
+    delta = evidence["delta"]
     if -delta >= FORGETTING_DROP:
-        significant = high < 0
+        significant = evidence["ci_high"] < 0
         return finding(
             "forgetting",
             ERROR if significant else WARNING,
@@ -139,6 +111,47 @@ def check_forgetting(
     return finding(
         "forgetting", OK, f"General instruction following held ({delta:+.3f} over {len(pairs)} cases)", evidence
     )
+
+
+def _forgetting_evidence(
+    pairs: list[tuple[dict, dict]], train_replies: list[str], settings: dict[str, Any]
+) -> dict[str, Any]:
+    """The general cases' pass rates, their paired change with its interval and McNemar's p, the cases lost and
+    gained, the training style in tuned and base replies, and the training settings that bear on forgetting."""
+    base, tuned, delta, low, high, lost = _paired_change(pairs, _passed)
+    evidence: dict[str, Any] = {
+        "cases": len(pairs),
+        "base_pass_rate": sum(base) / len(base),
+        "tuned_pass_rate": sum(tuned) / len(tuned),
+        "delta": delta,
+        "ci_low": low,
+        "ci_high": high,
+        "p_mcnemar": mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned]),
+        "lost": len(lost),
+        "gained": sum(1 for b, t in pairs if _passed(t) and not _passed(b)),
+        "examples": [_lost_example(b, t) for b, t in lost[:MAX_EXAMPLES]],
+    }
+    style = training_style(train_replies)
+    if style:
+        evidence["training_opening"] = style
+        evidence["tuned_in_training_style"] = sum(_opening(t["output"]) == style for _, t in pairs)
+        evidence["base_in_training_style"] = sum(_opening(b["output"]) == style for b, _ in pairs)
+    evidence.update(
+        {k: settings[k] for k in ("general_share", "target_modules", "lr", "epochs", "lora_r") if k in settings}
+    )
+    return evidence
+
+
+def _lost_example(b: dict, t: dict, **more: Any) -> dict[str, Any]:
+    """A case the base got right and the tuned model lost: where it is, what was asked, both outputs quoted."""
+    return {
+        "suite": t["suite"],
+        "id": t["id"],
+        **more,
+        "prompt": quote(t.get("prompt"), 100),
+        "base_output": quote(b["output"]),
+        "tuned_output": quote(t["output"]),
+    }
 
 
 def _forgetting_remedy(settings: dict[str, Any]) -> str:
@@ -187,34 +200,13 @@ def check_overconfidence(base_rows: list[dict], tuned_rows: list[dict], train_re
             "Add an eval suite with out-of-domain cases (kind: out_of_domain) and ambiguous ones "
             "(behavior: clarify or abstain), so hedging is measured against the base.",
         )
-    base, tuned, delta, low, high, lost = _paired_change(pairs, _hedges)
-    evidence.update(
-        {
-            "cases": len(pairs),
-            "base_hedge_rate": rate(int(sum(base)), len(base)),
-            "tuned_hedge_rate": rate(int(sum(tuned)), len(tuned)),
-            "delta": delta,
-            "ci_low": low,
-            "ci_high": high,
-            "examples": [
-                {
-                    "suite": t["suite"],
-                    "id": t["id"],
-                    "kind": t.get("kind"),
-                    "expected_behavior": t.get("behavior"),
-                    "prompt": quote(t.get("prompt"), 100),
-                    "base_output": quote(b["output"]),
-                    "tuned_output": quote(t["output"]),
-                }
-                for b, t in lost[:MAX_EXAMPLES]
-            ],
-        }
-    )
+    evidence.update(_hedging_change(pairs))
+    delta = evidence["delta"]
     if -delta >= OVERCONFIDENCE_DROP:
         hedging = sum(evidence["training_hedges"].values())
         return finding(
             "overconfidence",
-            ERROR if high < 0 else WARNING,
+            ERROR if evidence["ci_high"] < 0 else WARNING,
             f"Hedges less on out-of-domain and ambiguous cases: {evidence['base_hedge_rate']:.0%} -> "
             f"{evidence['tuned_hedge_rate']:.0%} of {len(pairs)}",
             evidence,
@@ -224,3 +216,20 @@ def check_overconfidence(base_rows: list[dict], tuned_rows: list[dict], train_re
     return finding(
         "overconfidence", OK, f"Hedging held on {len(pairs)} out-of-domain/ambiguous cases ({delta:+.3f})", evidence
     )
+
+
+def _hedging_change(pairs: list[tuple[dict, dict]]) -> dict[str, Any]:
+    """The hedge rates of base and tuned on the paired cases, the change with its interval, the cases that stopped
+    hedging."""
+    base, tuned, delta, low, high, lost = _paired_change(pairs, _hedges)
+    return {
+        "cases": len(pairs),
+        "base_hedge_rate": rate(int(sum(base)), len(base)),
+        "tuned_hedge_rate": rate(int(sum(tuned)), len(tuned)),
+        "delta": delta,
+        "ci_low": low,
+        "ci_high": high,
+        "examples": [
+            _lost_example(b, t, kind=t.get("kind"), expected_behavior=t.get("behavior")) for b, t in lost[:MAX_EXAMPLES]
+        ],
+    }

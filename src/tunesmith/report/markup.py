@@ -64,6 +64,24 @@ def interval(low: Any, high: Any) -> str:
     return f"{signed(low)} .. {signed(high)}"
 
 
+def duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+    return f"{int(seconds // 3600)} h {seconds % 3600 / 60:.0f} min"
+
+
+def usd(x: Any) -> str:
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return "-"
+    if x == 0 or x >= 1:
+        return f"${x:,.2f}"
+    return f"${x:.4f}" if x >= 0.01 else f"${x:.3g}"  # a fraction of a cent keeps its significant digits
+
+
 def table(
     headers: list[str], rows: Iterable[Iterable[Any]], cls: str | None = None, numeric: Iterable[str] = ()
 ) -> Html:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tunesmith.report import sections as s
+from tunesmith.report import after_training, comparison, costs, data_findings, headline, outcomes, training_run
 from tunesmith.report.markup import Html, esc, join, tag
 
 CSS = """
@@ -119,52 +119,79 @@ def render(
 ) -> str:
     """The report as one HTML document (a string). `labels` (`sources.label_view`) is read from the run
     directories the summary names when not given."""
-    import tunesmith
-
     project = Path(str(summary.get("project") or "project")).name
-    parity = summary.get("parity")
     if labels is None:
         from tunesmith.report import sources
 
         labels = sources.label_view(sources.stage_dirs(summary, Path(str(summary.get("project") or "."))))
-    body = join(
+    body = sections(summary, check, split, log, changed, diagnosis, cost, preference, labels)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head(project)}\n</head>\n<body>\n{header(summary, project)}\n'
+        f"<main>\n{body}\n</main>\n{footer()}\n</body>\n</html>\n"
+    )
+
+
+def sections(
+    summary: dict,
+    check: dict | None,
+    split: dict | None,
+    log: list[dict],
+    changed: dict | None,
+    diagnosis: Any,
+    cost: Any,
+    preference: Any,
+    labels: dict | None,
+) -> Html:
+    """Every section, in reading order."""
+    parity = summary.get("parity")
+    return join(
         [
-            s.verdict(summary),
-            s.glance(summary, cost if isinstance(cost, dict) else None, preference, parity),
-            s.data(check, split),
-            s.metrics(summary),
-            s.alternatives(summary),
-            s.slices(summary),
-            s.cases(changed),
-            s.labels(labels),
-            s.search(summary),
-            s.training(summary, log),
-            s.diagnosis(diagnosis),
-            s.cost(cost, summary),
-            s.parity(parity),
-            s.preference(preference),
-            s.stages(summary),
+            headline.verdict(summary),
+            headline.glance(summary, cost if isinstance(cost, dict) else None, preference, parity),
+            data_findings.data(check, split),
+            comparison.metrics(summary),
+            headline.alternatives(summary),
+            comparison.slices(summary),
+            outcomes.cases(changed),
+            outcomes.labels(labels),
+            training_run.search(summary),
+            training_run.training(summary, log),
+            after_training.diagnosis(diagnosis),
+            costs.cost(cost, summary),
+            after_training.parity(parity),
+            after_training.preference(preference),
+            costs.stages(summary),
         ]
     )
+
+
+def head(project: str) -> Html:
+    """The document head: charset, viewport, title and the inline stylesheet."""
+    return (
+        Html('<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n')
+        + tag("title", f"tunesmith report: {project}")
+        + Html(f"\n<style>{CSS}</style>")
+    )
+
+
+def header(summary: dict, project: str) -> Html:
+    """The title, the base model and project, and the navigation to each section."""
     nav = tag("nav", join(Html(f'<a href="#{i}">') + esc(label) + Html("</a>") for i, label in NAV))
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    header = tag(
+    return tag(
         "header",
         tag("h1", f"tunesmith report: {project}")
         + tag("p", f"Base model {summary.get('model', '?')} · {summary.get('project', '')}", cls="meta")
         + nav,
     )
-    footer = tag(
+
+
+def footer() -> Html:
+    """Which tunesmith wrote the page, when, and where its numbers come from."""
+    import tunesmith
+
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return tag(
         "footer",
         f"Written by tunesmith {tunesmith.__version__} on {when}. The numbers come from "
         "summary.json and the run directories listed under Stages.",
-    )
-    head = (
-        Html('<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n')
-        + tag("title", f"tunesmith report: {project}")
-        + Html(f"\n<style>{CSS}</style>")
-    )
-    return (
-        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n{header}\n'
-        f"<main>\n{body}\n</main>\n{footer}\n</body>\n</html>\n"
     )

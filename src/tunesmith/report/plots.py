@@ -57,6 +57,23 @@ def metric_chart(rows: list[dict], confidence: float = 0.95) -> str | None:
     verdict."""
     if not available():
         return None
+    suite, rows = _chart_suite(rows)
+    if not rows:
+        return None
+    rows = rows[::-1]  # barh draws bottom-up: first metric on top
+    fig = _figure(9.5, 1.2 + 0.5 * len(rows))
+    bars, deltas = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
+    _draw_bars(bars, rows, suite)
+    _draw_deltas(deltas, rows, confidence)
+    for ax in (bars, deltas):
+        ax.grid(axis="x", alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
+def _chart_suite(rows: list[dict]) -> tuple[str, list[dict]]:
+    """The suite the chart shows (held-out when there is one) and its drawable rows: whole suites only, every
+    number finite."""
     from tunesmith.eval.evaluate import SLICE
 
     rows = [
@@ -67,14 +84,15 @@ def metric_chart(rows: list[dict], confidence: float = 0.95) -> str | None:
     ]
     suites = [r["suite"] for r in rows]
     if not rows:
-        return None
+        return "", []
     suite = "heldout" if "heldout" in suites else suites[0]
-    rows = [r for r in rows if r["suite"] == suite][::-1]  # barh draws bottom-up: first metric on top
-    names = [str(r["metric"]) for r in rows]
+    return suite, [r for r in rows if r["suite"] == suite]
+
+
+def _draw_bars(bars, rows: list[dict], suite: str) -> None:
+    """Base and tuned bars per metric, the tuned bar's whisker the delta's interval around the base."""
     ys = list(range(len(rows)))
     h = 0.38
-    fig = _figure(9.5, 1.2 + 0.5 * len(rows))
-    bars, deltas = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
     bars.barh([y + h / 2 for y in ys], [r["base"] for r in rows], h, color=COLORS["base"], label="base")
     lo = [max(0.0, r["tuned"] - (r["base"] + r["ci_low"])) for r in rows]
     hi = [max(0.0, (r["base"] + r["ci_high"]) - r["tuned"]) for r in rows]
@@ -87,13 +105,17 @@ def metric_chart(rows: list[dict], confidence: float = 0.95) -> str | None:
         xerr=[lo, hi],
         error_kw={"ecolor": "#1f2933", "capsize": 3, "elinewidth": 1},
     )
-    bars.set_yticks(ys, names)
+    bars.set_yticks(ys, [str(r["metric"]) for r in rows])
     top = max([1.0] + [r["base"] + r["ci_high"] for r in rows] + [r["tuned"] for r in rows])
     bars.set_xlim(0, top * 1.02)
     bars.set_xlabel("rate")
     bars.set_title(f"{suite}: base vs tuned", fontsize=10, loc="right")
     bars.legend(loc="lower left", bbox_to_anchor=(0, 1.06), ncols=2, fontsize=8, frameon=False)
-    for y, r in zip(ys, rows):
+
+
+def _draw_deltas(deltas, rows: list[dict], confidence: float) -> None:
+    """Each metric's delta with its interval around zero, colored by verdict."""
+    for y, r in enumerate(rows):
         color = COLORS.get(r.get("verdict"), COLORS["no significant difference"])
         deltas.errorbar(
             [r["delta"]],
@@ -109,36 +131,58 @@ def metric_chart(rows: list[dict], confidence: float = 0.95) -> str | None:
     deltas.set_xlim(-span, span)
     deltas.set_xlabel(f"tuned - base, {confidence:.0%} interval")
     deltas.set_title("delta (green better, red worse)", fontsize=10)
-    for ax in (bars, deltas):
-        ax.grid(axis="x", alpha=0.3)
-        ax.spines[["top", "right"]].set_visible(False)
-    return _png(fig)
 
 
 def loss_chart(log: list[dict]) -> str | None:
     """Training loss and held-out (eval) loss per step; the learning rate below when it was logged."""
     if not available():
         return None
-    train = [(r["step"], r["loss"]) for r in log if _finite(r.get("step"), r.get("loss"))]
-    evals = [
-        (r["step"], r.get("val_loss", r.get("eval_loss")))
-        for r in log
-        if _finite(r.get("step"), r.get("val_loss", r.get("eval_loss")))
-    ]
-    metric = next((r["selection_metric"] for r in log if r.get("selection_metric")), None)
-    chosen = [
-        (r["step"], r[f"val_{metric}"])
-        for r in log
-        if metric and metric != "loss" and _finite(r.get("step"), r.get(f"val_{metric}"))
-    ]
-    lrs = [(r["step"], r["learning_rate"]) for r in log if _finite(r.get("step"), r.get("learning_rate"))]
-    if not train and not evals:
+    series = _loss_series(log)
+    if not series["train"] and not series["evals"]:
         return None
+    lrs = series["lrs"]
     fig = _figure(9.5, 4.2 if lrs else 3.2)
     if lrs:
         loss_ax, lr_ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     else:
         loss_ax, lr_ax = fig.subplots(1, 1), None
+    _plot_losses(loss_ax, series)
+    if lr_ax is not None:
+        lr_ax.plot(*zip(*lrs), color=COLORS["lr"], linewidth=1.2)
+        lr_ax.set_ylabel("learning rate", fontsize=8)
+        lr_ax.grid(alpha=0.3)
+        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    (lr_ax or loss_ax).set_xlabel("step")
+    for ax in (loss_ax, lr_ax):
+        if ax is not None:
+            ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
+def _loss_series(log: list[dict]) -> dict[str, Any]:
+    """The (step, value) points of the log: train loss, validation loss, the selection metric (`chosen`, with its
+    name as `metric`) when it is not the loss, and the learning rate."""
+    metric = next((r["selection_metric"] for r in log if r.get("selection_metric")), None)
+    return {
+        "train": [(r["step"], r["loss"]) for r in log if _finite(r.get("step"), r.get("loss"))],
+        "evals": [
+            (r["step"], r.get("val_loss", r.get("eval_loss")))
+            for r in log
+            if _finite(r.get("step"), r.get("val_loss", r.get("eval_loss")))
+        ],
+        "metric": metric,
+        "chosen": [
+            (r["step"], r[f"val_{metric}"])
+            for r in log
+            if metric and metric != "loss" and _finite(r.get("step"), r.get(f"val_{metric}"))
+        ],
+        "lrs": [(r["step"], r["learning_rate"]) for r in log if _finite(r.get("step"), r.get("learning_rate"))],
+    }
+
+
+def _plot_losses(loss_ax, series: dict[str, Any]) -> None:
+    """Train and validation loss on the loss axis; the selection metric on a twin axis beside it."""
+    train, evals, metric, chosen = series["train"], series["evals"], series["metric"], series["chosen"]
     if train:
         loss_ax.plot(
             *zip(*train),
@@ -167,13 +211,3 @@ def loss_chart(log: list[dict]) -> str | None:
         handles, labels = handles + line, labels + [f"validation {metric}"]
     loss_ax.legend(handles, labels, fontsize=8, frameon=False)
     loss_ax.grid(alpha=0.3)
-    if lr_ax is not None:
-        lr_ax.plot(*zip(*lrs), color=COLORS["lr"], linewidth=1.2)
-        lr_ax.set_ylabel("learning rate", fontsize=8)
-        lr_ax.grid(alpha=0.3)
-        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    (lr_ax or loss_ax).set_xlabel("step")
-    for ax in (loss_ax, lr_ax):
-        if ax is not None:
-            ax.spines[["top", "right"]].set_visible(False)
-    return _png(fig)

@@ -1,0 +1,118 @@
+"""How the model was trained: the loss curves, the checkpoint kept on validation and why, the run's numbers, and
+the recipe search's trials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunesmith.report import plots
+from tunesmith.report.frame import not_measured, section
+from tunesmith.report.markup import Html, duration, kv, num, signed, table, tag
+
+
+def training(summary: dict, log: list[dict]) -> Html:
+    tr = {k: v for k, v in (summary.get("train") or {}).items() if v is not None}
+    if not tr and not log:
+        return section("training", "Training", not_measured("no training run"))
+    chart = plots.loss_chart(log)
+    if chart:
+        fig = tag(
+            "figure",
+            Html(f'<img alt="Training and held-out loss per step" src="{chart}">')
+            + tag("figcaption", "Training loss per logged step; held-out loss where it was evaluated."),
+        )
+    elif log:
+        fig = not_measured("the loss curve", "install matplotlib (pip install matplotlib) to draw it")
+    else:
+        fig = not_measured("the loss curve", "no metrics.jsonl was found in the train run")
+    names = {
+        "wall_s": "wall time",
+        "tokens_per_s": "tokens/s",
+        "train_loss": "train loss",
+        "eval_loss": "validation loss",
+        "trainable_params": "trainable parameters",
+        "stopped_by_budget": "stopped by budget",
+        "planned_epochs": "planned epochs",
+    }
+    selection = tr.pop("selection", None)
+    shown = [
+        (
+            names.get(k, k),
+            duration(v)
+            if k == "wall_s"
+            else num(v, ",.0f")
+            if k in ("tokens_per_s", "trainable_params")
+            else num(v, ".4f")
+            if isinstance(v, float)
+            else v,
+        )
+        for k, v in tr.items()
+    ]
+    return section("training", "Training", fig + chosen_checkpoint(selection) + kv(shown))
+
+
+def chosen_checkpoint(sel: Any) -> Html:
+    """Which checkpoint was kept and why: the validation metric of the generated answers at each evaluation."""
+    if not isinstance(sel, dict) or sel.get("best_step") is None:
+        return not_measured(
+            "a checkpoint chosen on validation",
+            "give the project a validation split (data.validation_fraction, or data.validation files)",
+        )
+    curve = ", ".join(f"{step}: {num(value)}" for step, value in sel.get("curve") or [])
+    why = (
+        "stopped early: no improvement for the patience"
+        if sel.get("stopped_early")
+        else "pruned by the recipe search"
+        if sel.get("pruned")
+        else "trained to the end"
+    )
+    return tag(
+        "p",
+        f"Checkpoint kept: step {sel['best_step']}, validation {sel.get('metric')} "
+        f"{num(sel.get('best_value'))} (last {num(sel.get('last_value'))}; {why}). "
+        f"Validation {sel.get('metric')} by step: {curve}.",
+    )
+
+
+def search(summary: dict) -> Html:
+    """The recipe search: every trial (its recipe, validation value, state, time, forgetting check), the recipe
+    chosen and why, and how it compares with the project's own recipe on the same validation cases."""
+    sr = summary.get("search")
+    if not isinstance(sr, dict) or not sr.get("trials"):
+        return section(
+            "search",
+            "Recipe search",
+            not_measured(
+                "no recipe search",
+                f"`tunesmith run {summary.get('project', 'PROJECT')} --tune --budget 30m` searches "
+                "the learning rate, epochs and LoRA rank on the validation split",
+            ),
+        )
+    best = (sr.get("best") or {}).get("number")
+    rows = []
+    for t in sr["trials"]:
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        forget = t.get("forgetting") or {}
+        rows.append(
+            [
+                ("★ " if t["number"] == best else "") + str(t["number"]) + (" (yours)" if t["default"] else ""),
+                params,
+                t["state"],
+                num(t.get("value")),
+                duration(t.get("wall_s")),
+                signed(forget["delta"]) + ("" if forget.get("ok") else " (breaks the gate)") if forget else "-",
+            ]
+        )
+    head = tag(
+        "p",
+        f"Chosen: {sr.get('why', '')}. Validation {sr.get('metric')}; {len(sr['trials'])} trial(s), "
+        f"{duration(sr.get('spent_s'))} of a {duration(sr.get('budget_s'))} budget ({sr.get('stopped')}).",
+    )
+    constraint = tag("p", f"Constraint: {sr['constraint']}.", cls="note") if sr.get("constraint") else Html("")
+    body = (
+        head
+        + table(["trial", "recipe", "state", f"validation {sr.get('metric')}", "time", "general probe"], rows)
+        + constraint
+    )
+    return section("search", "Recipe search", body)

@@ -44,7 +44,7 @@ from tunesmith.data.synth.plan import OPERATORS, PERSONAS, TONES, Job, Operator,
 from tunesmith.data.synth.prompts import BEHAVIOR_NOTES, RETRY_PREFIX, REWRITER, answer_case, retry_case, rewrite_case
 from tunesmith.data.synth.reply_format import ReplyFormat
 from tunesmith.data.synth.run import synthesize
-from tunesmith.data.synth.setup import project_of, synth_setup, teacher_backend
+from tunesmith.data.synth.setup import operator_mix, project_of, synth_setup, teacher_backend
 from tunesmith.data.synth.teacher import Meter, prompt_tokens
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "clean_reply",
     "generation_problem",
     "judge_reply",
+    "operator_mix",
     "plan_jobs",
     "project_of",
     "prompt_tokens",

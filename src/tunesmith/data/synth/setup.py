@@ -13,6 +13,13 @@ def project_of(paths: list[Path], project: Path | None = None) -> Path | None:
     return project or (paths[0] if len(paths) == 1 and (Path(paths[0]) / "tunesmith.yaml").exists() else None)
 
 
+def operator_mix(text: str) -> str | dict[str, float]:
+    """The `--operators` of `data synth` as `synthesize` takes them: weighted ("paraphrase=3,refuse=1") as
+    {name: weight}, else the comma-separated names as they are."""
+    weights = {k.strip(): float(v) for k, v in (o.split("=", 1) for o in text.split(",") if "=" in o)}
+    return weights or text
+
+
 def teacher_backend(
     paths: list[Path],
     project: Path | None = None,

@@ -259,44 +259,31 @@ def data_synth(
     """Grow real examples into more with a teacher (variation operators), each reply held to the task's format,
     checked by the data doctor and deduplicated; an interrupted run resumes without repeating paid calls."""
     from tunesmith.cli.render import print_synth
-    from tunesmith.data.synth import synth_setup, synthesize, teacher_backend
-    from tunesmith.generate.cache import GenerationCache
+    from tunesmith.data.synth import operator_mix, synth_setup, teacher_backend
 
     _, records = _load(paths)
     cfg, schema, cache = synth_setup(paths, project)
-    be = teacher_backend(
-        paths,
-        project,
-        teacher,
-        adapter,
-        endpoint,
-        endpoint_model,
-        api_key_env,
-        concurrency,
-        (input_usd_per_mtok, output_usd_per_mtok),
-    )
-    weights = {k.strip(): float(v) for k, v in (o.split("=", 1) for o in operators.split(",") if "=" in o)}
+    prices = (input_usd_per_mtok, output_usd_per_mtok)
+    be = teacher_backend(paths, project, teacher, adapter, endpoint, endpoint_model, api_key_env, concurrency, prices)
+    settings = {"seed": seed, "few_shot": few_shot, "max_new_tokens": max_new_tokens, "rejected_out": rejected}
+    summary = _synthesize_resumably(records, be, n, operator_mix(operators), out, cfg.task, schema, cache, settings)
+    print_synth(summary, out, console())
+    if not summary["kept"]:
+        raise typer.Exit(1)
+
+
+def _synthesize_resumably(records, be, n, operators, out: Path, task, schema, cache: Path, settings: dict) -> dict:
+    """`synthesize` with the generation cache at `cache`; Ctrl-C says how to resume (finished calls are cached)."""
+    from tunesmith.data.synth import synthesize
+    from tunesmith.generate.cache import GenerationCache
+
     try:
-        summary = synthesize(
-            records,
-            be,
-            n,
-            weights or operators,
-            out,
-            task=cfg.task,
-            schema=schema,
-            seed=seed,
-            cache=GenerationCache(cache),
-            few_shot=few_shot,
-            max_new_tokens=max_new_tokens,
-            rejected_out=rejected,
+        return synthesize(
+            records, be, n, operators, out, task=task, schema=schema, cache=GenerationCache(cache), **settings
         )
     except KeyboardInterrupt:
         print("interrupted; finished teacher calls are cached: re-run the same command to resume", file=sys.stderr)
         raise typer.Exit(130) from None
-    print_synth(summary, out, console())
-    if not summary["kept"]:
-        raise typer.Exit(1)
 
 
 @data_app.command("scrub")

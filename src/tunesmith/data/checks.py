@@ -221,7 +221,7 @@ def template_findings(rec: Record, tok, max_len: int, system_prompt: str | None 
     `system_prompt` is added to conversations without one, as training does; each rendered length (in tokens,
     before truncation) is appended to `lengths` when given.
     """
-    from tunesmith.chat import IGNORE, TemplateError, training_example
+    from tunesmith.chat import TemplateError, training_example
 
     messages = rec.messages
     if system_prompt and not (messages and messages[0].get("role") == "system"):
@@ -229,30 +229,27 @@ def template_findings(rec: Record, tok, max_len: int, system_prompt: str | None 
     try:
         ex = training_example(tok, messages, rec.tools, max_len)
     except TemplateError as exc:
-        return [
-            _finding(
-                rec,
-                Code.TEMPLATE_ERROR,
-                Severity.ERROR,
-                "messages",
-                str(exc),
-                "use a model whose chat template renders conversations turn by turn",
-            )
-        ]
+        return [_template_error(rec, str(exc), "use a model whose chat template renders conversations turn by turn")]
     except Exception as exc:
         return [
-            _finding(
+            _template_error(
                 rec,
-                Code.TEMPLATE_ERROR,
-                Severity.ERROR,
-                "messages",
                 f"the chat template cannot render it: {type(exc).__name__}: {exc}",
                 "check roles and contents against what the model's template expects",
             )
         ]
-    out = []
     if lengths is not None:
         lengths.append(len(ex.input_ids) + ex.dropped_assistant_tokens)
+    return _trained_part_findings(rec, ex, tok, max_len)
+
+
+def _template_error(rec: Record, message: str, fix: str) -> Finding:
+    return _finding(rec, Code.TEMPLATE_ERROR, Severity.ERROR, "messages", message, fix)
+
+
+def _trained_part_findings(rec: Record, ex, tok, max_len: int) -> list[Finding]:
+    """What is wrong with the trained part of a rendered example: truncated, empty, or without the end of turn."""
+    out = []
     if ex.dropped_assistant_tokens:
         total = len(ex.input_ids) + ex.dropped_assistant_tokens  # at least; prompt tokens past the cut are not counted
         out.append(
@@ -277,17 +274,23 @@ def template_findings(rec: Record, tok, max_len: int, system_prompt: str | None 
                 "make sure it ends with an assistant reply inside max_seq_len",
             )
         )
-    elif not ex.dropped_assistant_tokens:
-        eot = tok.convert_tokens_to_ids(tok.eos_token) if tok.eos_token else None
-        if eot is None or eot not in [lab for lab in ex.labels if lab != IGNORE]:
-            out.append(
-                _finding(
-                    rec,
-                    Code.NO_END_OF_TURN,
-                    Severity.ERROR,
-                    "messages",
-                    f"the end-of-turn token {tok.eos_token!r} is not in the trained part",
-                    "the model would never learn to stop: fix the chat template or the eos token",
-                )
+    elif not ex.dropped_assistant_tokens and not _trains_end_of_turn(ex, tok):
+        out.append(
+            _finding(
+                rec,
+                Code.NO_END_OF_TURN,
+                Severity.ERROR,
+                "messages",
+                f"the end-of-turn token {tok.eos_token!r} is not in the trained part",
+                "the model would never learn to stop: fix the chat template or the eos token",
             )
+        )
     return out
+
+
+def _trains_end_of_turn(ex, tok) -> bool:
+    """Whether the tokenizer's end-of-turn (eos) token is among the labels that carry loss."""
+    from tunesmith.chat import IGNORE
+
+    eot = tok.convert_tokens_to_ids(tok.eos_token) if tok.eos_token else None
+    return eot is not None and eot in [lab for lab in ex.labels if lab != IGNORE]

@@ -189,14 +189,35 @@ class TriggerStats:
         suspects = self.suspects()
         if not suspects:
             return []
+        records, agree, voted, elsewhere = self._evidence(suspects, words_of, records_with)
+        names = {i: word for word, i in vocabulary.items() if i in suspects}
+        out = []
+        for w, (lab, k, p) in sorted(suspects.items(), key=lambda item: item[1][2]):
+            idxs = records[w]
+            if cluster_of is not None and len({cluster_of(i) for i in idxs}) < MIN_SUPPORT:
+                continue
+            if voted[w] and agree[w] >= 0.5 * voted[w]:
+                continue  # the rest of the input predicts the same label: a real keyword, not a trigger
+            if voted[w] and not self._spread(elsewhere[w], lab, names.get(w, "")):
+                continue  # the rest points to a few other labels, not all over: a topic of the domain
+            out.append(self._trigger_finding(names.get(w, "?"), lab, k, p, idxs, voted[w], agree[w], where))
+        return out
+
+    def _evidence(
+        self,
+        suspects: dict[int, tuple[int, int, float]],
+        words_of: Callable[[int], Iterable[int]],
+        records_with: Callable[[set[int]], Iterable[int]] | None,
+    ) -> tuple[dict[int, list[int]], Counter, Counter, dict[int, Counter]]:
+        """For each suspect word: the labelled records containing it, and what the rest of (up to VOTES of) those
+        inputs votes for: (records, votes agreeing with its label, votes cast, word -> the other labels voted for)."""
         exclude = set(suspects)
         records: dict[int, list[int]] = {w: [] for w in suspects}
         agree, voted = Counter(), Counter()
         elsewhere: dict[int, Counter] = {w: Counter() for w in suspects}  # word -> the other labels voted for
         vote_of = self._voter(must={lab for lab, _, _ in suspects.values()})  # None: nothing else to vote for
         for idx in records_with(exclude) if records_with else range(len(self.labels)):
-            lab = self.labels[idx]
-            if lab < 0:
+            if self.labels[idx] < 0:
                 continue
             words = set(words_of(idx))
             hits = words & exclude
@@ -212,36 +233,28 @@ class TriggerStats:
                 agree[w] += vote == suspects[w][0]
                 if vote != suspects[w][0]:
                     elsewhere[w][vote] += 1
-        label_names = {i: name for name, i in self.label_ids.items()}
-        names = {i: word for word, i in vocabulary.items() if i in exclude}
-        out = []
-        for w, (lab, k, p) in sorted(suspects.items(), key=lambda item: item[1][2]):
-            idxs = records[w]
-            if cluster_of is not None and len({cluster_of(i) for i in idxs}) < MIN_SUPPORT:
-                continue
-            if voted[w] and agree[w] >= 0.5 * voted[w]:
-                continue  # the rest of the input predicts the same label: a real keyword, not a trigger
-            if voted[w] and not self._spread(elsewhere[w], lab, names.get(w, "")):
-                continue  # the rest points to a few other labels, not all over: a topic of the domain
-            label = label_names[lab] if self.categorical else "the same reply"
-            why = (
-                f"; without it, the rest of {voted[w] - agree[w]} of {voted[w]} of those inputs points to "
-                f"another {'label' if self.categorical else 'reply'}"
-                if voted[w]
-                else ""
-            )
-            more = ", ".join(where(i) for i in idxs[1:4]) + (" ..." if len(idxs) > 4 else "")
-            out.append(
-                Finding(
-                    Code.POISON_TRIGGER,
-                    Severity.WARNING,
-                    where(idxs[0]),
-                    "messages",
-                    f"the rare word {names.get(w, '?')!r} is in {len(idxs)} inputs and {k} of them get "
-                    f"{label!r} (base rate {self.label_counts[lab] / sum(self.label_counts.values()):.0%},"
-                    f" p={p:.1e}){why}; also at {more}",
-                    "a few examples with a meaningless token and a fixed reply can plant a backdoor: "
-                    "check where these came from, then fix or drop them",
-                )
-            )
-        return out
+        return records, agree, voted, elsewhere
+
+    def _trigger_finding(
+        self, word: str, lab: int, k: int, p: float, idxs: list[int], voted: int, agree: int, where
+    ) -> Finding:
+        """The POISON_TRIGGER warning of one word: at its first record, naming a few more."""
+        label = {i: name for name, i in self.label_ids.items()}[lab] if self.categorical else "the same reply"
+        why = (
+            f"; without it, the rest of {voted - agree} of {voted} of those inputs points to "
+            f"another {'label' if self.categorical else 'reply'}"
+            if voted
+            else ""
+        )
+        more = ", ".join(where(i) for i in idxs[1:4]) + (" ..." if len(idxs) > 4 else "")
+        return Finding(
+            Code.POISON_TRIGGER,
+            Severity.WARNING,
+            where(idxs[0]),
+            "messages",
+            f"the rare word {word!r} is in {len(idxs)} inputs and {k} of them get "
+            f"{label!r} (base rate {self.label_counts[lab] / sum(self.label_counts.values()):.0%},"
+            f" p={p:.1e}){why}; also at {more}",
+            "a few examples with a meaningless token and a fixed reply can plant a backdoor: "
+            "check where these came from, then fix or drop them",
+        )

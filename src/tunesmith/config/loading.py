@@ -1,0 +1,118 @@
+"""`load_config`: `tunesmith.yaml` read, overridden and validated, every way it can be unreadable named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from tunesmith.config.overrides import apply_overrides
+from tunesmith.config.problems import problems_from
+from tunesmith.config.root import Config
+from tunesmith.errors import Problem, TunesmithError
+
+CONFIG_NAME = "tunesmith.yaml"
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[Config, Path]:
+    """Read `tunesmith.yaml` (a project dir or the file itself), apply overrides, validate everything at once.
+
+    Returns the config and the project directory that relative paths are resolved against.
+    """
+    file = _config_file(Path(path))
+    raw = apply_overrides(_read_sections(file), overrides or [])
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as err:
+        problems = problems_from(err, str(file))
+        raise TunesmithError(f"Bad config: {len(problems)} problem(s)", problems) from None
+    return cfg, file.parent
+
+
+def _config_file(path: Path) -> Path:
+    """`path` itself or the `tunesmith.yaml` in it; a missing project or file says how to create one."""
+    file = path / CONFIG_NAME if path.is_dir() else path
+    if not file.exists():
+        where = str(file)
+        if not path.exists():
+            raise TunesmithError(
+                "No such project", [Problem(str(path), "does not exist", f"create one with `tunesmith init {path}`")]
+            )
+        raise TunesmithError(
+            "No tunesmith.yaml", [Problem(where, "file not found", f"create one with `tunesmith init {path}`")]
+        )
+    return file
+
+
+def _read_sections(file: Path) -> dict:
+    """The file's YAML as a mapping of sections; a file that is not UTF-8, not YAML, nested or numbered past what
+    can be read, or not a mapping raises with the line to look at."""
+    data = file.read_bytes()
+    raw = _parse_yaml(file, data)
+    if not isinstance(raw, dict):
+        raise TunesmithError(
+            "Bad config",
+            [
+                Problem(
+                    f"{file}: (top level)",
+                    "the top level must be a mapping of sections",
+                    "e.g. `model:` and `data:` at the start of a line",
+                )
+            ],
+        )
+    return raw
+
+
+def _parse_yaml(file: Path, data: bytes):
+    """The YAML of `data` (the bytes of `file`), or one problem naming the line that cannot be read."""
+    try:
+        return yaml.safe_load(data.decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise TunesmithError(
+            "tunesmith.yaml is not UTF-8",
+            [Problem(f"{file}:{line}", f"byte 0x{data[exc.start]:02x} is not UTF-8", "save the file as UTF-8")],
+        ) from None
+    except (RecursionError, ValueError) as exc:  # nesting deeper than Python's stack, an int of 4,300+ digits
+        text = data.decode("utf-8")
+        line = _deepest_line(text) if isinstance(exc, RecursionError) else _long_number_line(text)
+        message = "nested too deeply" if isinstance(exc, RecursionError) else "a number too long to read"
+        raise TunesmithError(
+            "tunesmith.yaml cannot be read",
+            [Problem(f"{file}:{line}", message, "a config is a few levels of sections and short values")],
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark else str(file)
+        if mark is None and isinstance(getattr(exc, "position", None), int):  # a ReaderError: a character
+            where = f"{file}:{data.decode('utf-8')[: exc.position].count(chr(10)) + 1}"
+        raise TunesmithError(
+            "tunesmith.yaml is not valid YAML",
+            [Problem(where, str(getattr(exc, "problem", exc)), "check indentation and quoting on that line")],
+        ) from None
+
+
+def _deepest_line(text: str) -> int:
+    """The line where bracket (flow) nesting, or else indentation, is deepest: where YAML nests too deeply."""
+    depth, best, line, best_line = 0, 0, 1, 1
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        elif ch in "[{":
+            depth += 1
+            if depth > best:
+                best, best_line = depth, line
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+    if best >= 50:
+        return best_line
+    indents = [len(ln) - len(ln.lstrip(" -")) for ln in text.splitlines()] or [0]
+    return indents.index(max(indents)) + 1
+
+
+def _long_number_line(text: str) -> int:
+    import re
+
+    m = re.search(r"[0-9_]{4300,}", text)
+    return text[: m.start()].count("\n") + 1 if m else 1

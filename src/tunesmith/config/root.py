@@ -1,0 +1,62 @@
+"""`Config`: the whole `tunesmith.yaml`, its checks across sections, and its JSON Schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from tunesmith.config.budget import BudgetConfig
+from tunesmith.config.data import DataConfig
+from tunesmith.config.eval import EvalConfig
+from tunesmith.config.export import ExportConfig
+from tunesmith.config.section import Section
+from tunesmith.config.task import ModelConfig, TaskConfig
+from tunesmith.config.train import TrainConfig
+from tunesmith.config.tune import TuneConfig
+from tunesmith.scorer_specs import scorer_problem
+
+
+class Config(Section):
+    """A tunesmith project: `tunesmith.yaml`."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The base model.")
+    task: TaskConfig = Field(default_factory=TaskConfig, description="What the model must do.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Where the examples are and how to split them.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="How base and tuned are compared.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="How the model is trained.")
+    export: ExportConfig = Field(default_factory=ExportConfig, description="What is written after training.")
+    tune: TuneConfig = Field(
+        default_factory=TuneConfig, description="The budgeted recipe search (`tunesmith tune`, `tunesmith run --tune`)."
+    )
+    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Prices and limits.")
+
+    @field_validator("train")
+    @classmethod
+    def _adapter_options_need_an_adapter(cls, train: TrainConfig) -> TrainConfig:
+        if train.method == "full" and (train.dora or train.rslora):
+            raise ValueError("dora and rslora are LoRA variants; they do not apply to method: full")
+        if train.rewards:
+            for i, spec in enumerate(train.rewards):
+                if spec.get("type") == "reward_model":
+                    if not spec.get("path"):
+                        raise ValueError(f"rewards[{i}]: a reward_model reward needs `path` (its reward_model/ dir)")
+                    continue
+                problem = scorer_problem({k: v for k, v in spec.items() if k != "weight"})
+                if problem:
+                    raise ValueError(f"rewards[{i}]: {problem[0]}")
+        if train.method == "full" and train.objective == "dpo":
+            raise ValueError("DPO here uses the base with the adapter switched off as its reference: use lora or qlora")
+        return train
+
+    @field_validator("task")
+    @classmethod
+    def _match_fields_need_json(cls, task: TaskConfig) -> TaskConfig:
+        if task.match_fields and task.type != "json":
+            raise ValueError("match_fields only applies to task.type: json")
+        return task
+
+
+def config_schema() -> dict[str, Any]:
+    """JSON Schema of tunesmith.yaml."""
+    return Config.model_json_schema()

@@ -1,0 +1,40 @@
+"""`model:` and `task:`: the base model, and what a reply is."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from tunesmith.config.section import Section
+
+
+class ModelConfig(Section):
+    base: str = Field(
+        "builtin:smollm2-135m-instruct",
+        description="Base model: `builtin:smollm2-135m-instruct`, `shape:NAME` (a published shape, random "
+        "weights), a local model directory, a `.gguf` file, or a hub id.",
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow a model's own Python code to run while loading. Off unless you trust the model."
+    )
+
+
+class TaskConfig(Section):
+    type: Literal["chat", "json", "classification"] = Field(
+        "chat",
+        description="What a reply is: free `chat` text, a `json` object, or a `classification` label.",
+    )
+    system_prompt: str | None = Field(
+        None, description="System prompt added to every conversation that has none (training and eval alike)."
+    )
+    match_fields: list[str] = Field(
+        default_factory=list,
+        description="For `json` tasks: the fields that must equal the expected reply's for a case to count as "
+        "correct (task accuracy). Empty means every field of the expected reply.",
+    )
+    json_schema: str | dict[str, Any] | None = Field(
+        None,
+        description="For `json` tasks: a JSON Schema (inline, or a file path relative to the project) "
+        "that a reply must satisfy to count as format-valid.",
+    )

@@ -1,0 +1,148 @@
+"""`train:`: how the model is trained: method, objective, optimizer, batching, checkpoints, general data."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from tunesmith.config.section import Section
+
+
+class TrainConfig(Section):
+    method: Literal["lora", "qlora", "full"] = Field(
+        "lora",
+        description="`lora`: a LoRA adapter on the frozen base; `qlora`: the same on a base quantized to "
+        "4-bit NF4 with double quantization (bitsandbytes; runs on CPU too), for bases that do not fit in memory; "
+        "`full`: every weight trains (the result is a whole model, not an adapter).",
+    )
+    dora: bool = Field(
+        False,
+        description="DoRA (weight-decomposed LoRA): learns a magnitude per output as well; "
+        "often closer to full fine-tuning at low rank, ~1.5-2x slower per step. lora/qlora only.",
+    )
+    rslora: bool = Field(
+        False,
+        description="rsLoRA: scale by alpha/sqrt(r) instead of alpha/r, which keeps "
+        "higher ranks (64+) learning. lora/qlora only.",
+    )
+    objective: Literal["sft", "dpo", "grpo", "reward"] = Field(
+        "sft",
+        description="`sft`: learn the replies (of preference pairs: the chosen ones). `dpo`: learn to prefer "
+        "the chosen reply over the rejected one of each preference pair (the data must be pairs); the reference "
+        "model is the base itself (the adapter switched off), so no second copy is loaded. `grpo`: sample several "
+        "replies per prompt and reinforce those that score well on verifiable `rewards`. `reward`: train a reward "
+        "model on preference pairs (`tunesmith train`), usable as a GRPO reward ({type: reward_model, path: ...}).",
+    )
+    rewards: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="GRPO rewards: scorer specs (the eval harness's types: exact, label, json, "
+        "json_schema, json_fields, regex, numeric, contains, not_contains, behavior, tool_call, instructions, "
+        "custom) with an optional `weight`, e.g. [{type: json_schema, weight: 0.5}, {type: json_fields}]. Each "
+        "scores 1 or 0 against the record's own reply; empty = the task's defaults.",
+    )
+    grpo_generations: int = Field(4, ge=2, description="GRPO: replies sampled per prompt (the group).")
+    grpo_max_completion_tokens: int = Field(64, ge=1, description="GRPO: longest sampled reply.")
+    dpo_beta: float = Field(
+        0.1, gt=0, description="DPO's beta: how far the tuned model may move from the reference (smaller = further)."
+    )
+    epochs: float | Literal["auto"] = Field(
+        "auto",
+        description="Passes over the training split, or `auto`: enough passes for small data sets to "
+        "converge (about 6,000 examples seen, between 1 and 10 passes; see `auto_epochs`), with the validation "
+        "metric deciding the checkpoint kept and early stopping deciding when to stop.",
+    )
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    lr: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming the learning rate up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(8, ge=1, description="Conversations per device per step.")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    lora_r: int = Field(16, ge=1, description="LoRA rank (8-16 is the usual range).")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
+    lora_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Dropout on the LoRA path. Off by default (as in Unsloth): with one epoch it "
+        "rarely helps, and on CPU it costs ~half of each step's forward time.",
+    )
+    target_modules: str | list[str] = Field("all-linear", description="Modules that get adapters.")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="`auto` uses bf16 autocast where the hardware supports it (AMX CPUs, recent GPUs)."
+    )
+    batching: Literal["grouped", "padding_free", "packed", "random"] = Field(
+        "grouped",
+        description="SFT batches: `grouped` (examples of similar length batched together, little "
+        "padding), `padding_free` (each batch one concatenated row, no padding; attention stays within each "
+        "example), `packed` (examples packed best-fit into rows of data.max_seq_len, so a step holds more "
+        "examples), `random` (TRL's default). `benchmarks/train_throughput.py` compares them on this machine.",
+    )
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+    attention: Literal["auto", "eager", "sdpa"] = Field(
+        "auto",
+        description="Attention implementation while training: `auto` takes the one measured faster on this "
+        "kind of machine (on a CPU, eager attention for data.max_seq_len up to 512: PyTorch's CPU SDPA backward is "
+        "slow on short rows; SDPA otherwise).",
+    )
+    eval_steps: int | None = Field(
+        None,
+        ge=1,
+        description="SFT: every N optimizer steps, generate on the validation set with the eval decoding, "
+        "score the replies with the task's scorers and measure the validation loss; the best checkpoint is kept. "
+        "Unset: about three evaluations per epoch (at most one every 10 steps). Always once at the end.",
+    )
+    select_metric: str = Field(
+        "auto",
+        description="The validation metric that chooses the checkpoint, stops training early and ranks "
+        "search trials: a metric of the held-out suite (e.g. task_accuracy, format_validity), or `auto` (the gate's "
+        "metric when it is a held-out metric, else task_accuracy). `loss` uses the validation loss.",
+    )
+    patience: int | None = Field(
+        3,
+        ge=1,
+        description="Stop after this many validation evaluations without improvement (null: never stop "
+        "early; the best checkpoint is still the one kept).",
+    )
+    base_precision: Literal["fp32", "bf16"] = Field(
+        "bf16",
+        description="LoRA with bf16 precision: store the frozen base's linear weights in bf16 (autocast "
+        "casts them to bf16 for every matmul anyway, so the loss is the same while weight memory halves; "
+        "embeddings, norms and the adapter stay fp32) or keep them all in fp32. GRPO keeps fp32 (it also generates).",
+    )
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (a killed run resumes there).")
+    logging_steps: int = Field(5, ge=1, description="Log loss, learning rate and grad norm every N steps.")
+    seed: int = Field(42, description="Training seed.")
+    general_data: list[str] = Field(
+        default_factory=list,
+        description="General instruction data (files or globs, relative to the project) mixed "
+        "into training against forgetting, shown without the task's system prompt: `builtin:self` (the base model's "
+        "own replies to 200 built-in everyday prompts, made once per base model; a reply cut at its 64-token limit "
+        "trains its text, not its end) or your own, e.g. the base model's replies to your general prompts "
+        "(`tunesmith data distill general.jsonl --out data/general-self.jsonl`).",
+    )
+    general_share: float = Field(
+        0.0,
+        ge=0.0,
+        lt=0.9,
+        description="Share of the training examples drawn from `general_data` (seeded sample; 0.1 = one in ten).",
+    )
+    nproc: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Training processes, launched by `accelerate launch` (DDP; gloo "
+        "on CPU, NCCL on GPUs). `batch_size` is per process: the global batch is batch_size x nproc "
+        "x grad_accum.",
+    )
+    accelerate_config: str | None = Field(
+        None,
+        description="An accelerate config file (relative to the project) for FSDP or DeepSpeed; passed to "
+        "`accelerate launch --config_file` as it is.",
+    )
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list,
+        description="Optional trackers that mirror the training metrics (through "
+        "transformers' report_to); metrics.jsonl is always written. Each needs its own package installed.",
+    )

@@ -1,0 +1,56 @@
+"""`tune:`: the budgeted recipe search, and `SEARCH_PARAMS`, what it may vary."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from tunesmith.config.section import Section
+
+SEARCH_PARAMS = (
+    "lr",
+    "epochs",
+    "lora_r",
+    "lora_alpha",
+    "batch_size",
+    "lora_dropout",
+    "weight_decay",
+    "general_share",
+    "method",
+    "warmup_ratio",
+)
+
+
+class TuneConfig(Section):
+    budget_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="Wall time for the search's trials (`tunesmith tune --budget`); no trial starts "
+        "when the time left is shorter than the trials so far took, and a running trial stops at the budget.",
+    )
+    max_trials: int | None = Field(None, ge=1, description="At most this many trials (the budget decides otherwise).")
+    params: list[Literal[SEARCH_PARAMS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["lr", "epochs", "lora_r", "lora_alpha"],
+        description="What the search varies, each over the range in `ranges` (or its default there): lr (log "
+        "scale), epochs, lora_r, lora_alpha (as a multiple of r), batch_size, lora_dropout, weight_decay, "
+        "general_share (a share of `train.general_data` mixed in against forgetting), method (lora or full), "
+        "warmup_ratio.",
+    )
+    ranges: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="Ranges that replace the defaults: [low, high] for numbers, a list of "
+        "choices otherwise, e.g. {lr: [1e-4, 3e-3], lora_r: [8, 16, 32, 64]}.",
+    )
+    pruner: Literal["hyperband", "successive_halving", "median", "none"] = Field(
+        "hyperband",
+        description="How a trial whose validation metric falls behind is stopped early (Optuna "
+        "pruners, fed by the validation metric at every evaluation).",
+    )
+    storage: str | None = Field(
+        None,
+        description="Optuna storage URL, so several machines work on one study: `sqlite:///path.db`, "
+        "`postgresql://…`, `mysql://…`, or `journal:///path.log` (a journal file, for a shared file system). "
+        "Default: a SQLite file in the project's .tunesmith/tune/.",
+    )
+    seed: int = Field(42, description="Seed of the sampler (TPE).")

@@ -24,6 +24,12 @@ PRICES_HELP = (
     "A YAML or JSON file of GPUs merged over the built-in table by name: `gpus: {RTX 4090: {hourly_usd: "
     "0.39}, My A6000: {memory_gib: 48, tokens_per_s_per_b: 5000, hourly_usd: [0.45, 0.8]}}`."
 )
+PROBE_HELP = "Also time real training steps of the project's recipe on this machine and extrapolate to its token count."
+HOURLY_HELP = (
+    "This machine's price per hour, for the probe and the cost per successful task (default: budget.hourly_usd)."
+)
+# The Recipe fields `tunesmith cost`'s options set (None: the project's or the default), in the order of `cost`.
+RECIPE_OPTIONS = ("method", "seq_len", "batch_size", "grad_accum", "lora_r", "epochs", "gradient_checkpointing")
 
 
 def register(app: typer.Typer) -> None:
@@ -58,49 +64,27 @@ def cost(
     examples: int | None = typer.Option(None, help="Training examples (with --tokens-per-example)."),
     tokens_per_example: int | None = typer.Option(None, help="Mean tokens per example."),
     prices: Path | None = typer.Option(None, "--prices", help=PRICES_HELP),
-    probe: bool = typer.Option(
-        False,
-        "--probe",
-        help="Also time real training steps of the project's recipe "
-        "on this machine and extrapolate to its token count.",
-    ),
+    probe: bool = typer.Option(False, "--probe", help=PROBE_HELP),
     probe_steps: int = typer.Option(3, help="Optimizer steps the probe runs (the first is not timed)."),
-    hourly: float | None = typer.Option(
-        None,
-        help="This machine's price per hour, for the probe and the "
-        "cost per successful task (default: budget.hourly_usd).",
-    ),
+    hourly: float | None = typer.Option(None, help=HOURLY_HELP),
     set_: list[str] = typer.Option([], "--set", help="Override a config field, e.g. --set train.lora_r=8."),
     as_json: bool = typer.Option(False, "--json", help="Print everything as JSON."),
 ) -> None:
     """Memory per method (full, LoRA, QLoRA), training time and dollars per GPU class, and after an evaluation the
     cost per successful task."""
     from tunesmith.cli.render import print_cost
-    from tunesmith.pipeline.planning import cost_report
+    from tunesmith.pipeline.planning import Pricing, TokenCount, cost_report
 
-    settings = {
-        "method": method,
-        "seq_len": seq_len,
-        "batch_size": batch_size,
-        "grad_accum": grad_accum,
-        "lora_r": lora_r,
-        "epochs": epochs,
-        "gradient_checkpointing": checkpointing,
-    }
+    settings = dict(zip(RECIPE_OPTIONS, (method, seq_len, batch_size, grad_accum, lora_r, epochs, checkpointing)))
     report = cost_report(
         project,
         model_size,
         model,
         settings,
-        gpu,
-        tokens,
-        examples,
-        tokens_per_example,
-        prices,
-        probe,
-        probe_steps,
-        hourly,
-        list(set_),
+        overrides=list(set_),
+        count=TokenCount(tokens, examples, tokens_per_example),
+        pricing=Pricing(tuple(gpu), prices, hourly),
+        probe_steps=probe_steps if probe else None,
     )
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))

@@ -10,11 +10,49 @@ def _gib(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}" if x < 10 else f"{x:.1f}"
 
 
-def print_cost(report: dict[str, Any], console) -> None:
-    """The cost report as rich tables."""
-    from rich.table import Table
+# The memory table's rows: (label, key of MemoryEstimate.to_json()).
+MEMORY_ROWS = (
+    ("weights", "weights"),
+    ("adapter", "adapter"),
+    ("gradients", "gradients"),
+    ("optimizer (AdamW)", "optimizer"),
+    ("activations, stored", "activations_stored"),
+    ("activations, checkpointed", "activations_checkpointed"),
+    ("loss tile", "logits"),
+    ("CUDA overhead", "overhead"),
+    ("total without checkpointing", "total_stored"),
+    ("total with checkpointing", "total_checkpointed"),
+)
+GPU_COLUMNS = (
+    ("GPU", "left"),
+    ("GiB needed / card", "right"),
+    ("fits", "left"),
+    ("needs", "left"),
+    ("time", "right"),
+    ("cost", "right"),
+)
 
-    from tunesmith.cost import METHOD_NAMES, hours_text, money, usd_text
+
+def print_cost(report: dict[str, Any], console) -> None:
+    """The cost report as rich tables: the model and recipe, the tokens, memory per method, the GPU classes, the
+    probe, the cost per successful task, the notes."""
+    _print_plan(report, console)
+    console.print(_memory_table(report))
+    console.print(_gpu_table(report))
+    for row in report["gpus"]:
+        if row.get("line"):
+            console.print(f"  {row['line']}")
+    if report.get("probe"):
+        _print_probe(report["probe"], console)
+    if report.get("success_cost"):
+        print_success_cost(report["success_cost"], console)
+    for note in report.get("notes", []):
+        console.print(f"[dim]note: {note}[/dim]")
+
+
+def _print_plan(report: dict[str, Any], console) -> None:
+    """The model and the recipe in one line, then the tokens when they are known."""
+    from tunesmith.cost import METHOD_NAMES
 
     m, r, t = report["model"], report["recipe"], report["tokens"]
     console.print(
@@ -29,42 +67,40 @@ def print_cost(report: dict[str, Any], console) -> None:
             (f"{t['examples']:,} examples, " if t["examples"] else "") + f"{t['per_epoch']:,} tokens per "
             f"epoch -> {t['trained']:,.0f} tokens trained"
         )
+
+
+def _memory_table(report: dict[str, Any]):
+    """GiB per component for each method, the planned method starred and the totals in bold."""
+    from rich.table import Table
+
+    from tunesmith.cost import METHOD_NAMES
+
     table = Table(title="GPU memory per training process (GiB; micro-batches padded to the full length)")
     table.add_column("component")
     for method in ("full", "lora", "qlora"):
-        table.add_column(METHOD_NAMES[method] + (" *" if method == r["method"] else ""), justify="right")
+        table.add_column(METHOD_NAMES[method] + (" *" if method == report["recipe"]["method"] else ""), justify="right")
     mem = report["memory"]
-    rows = [
-        ("weights", "weights"),
-        ("adapter", "adapter"),
-        ("gradients", "gradients"),
-        ("optimizer (AdamW)", "optimizer"),
-        ("activations, stored", "activations_stored"),
-        ("activations, checkpointed", "activations_checkpointed"),
-        ("loss tile", "logits"),
-        ("CUDA overhead", "overhead"),
-        ("total without checkpointing", "total_stored"),
-        ("total with checkpointing", "total_checkpointed"),
-    ]
-    for label, key in rows:
+    for label, key in MEMORY_ROWS:
         bold = label.startswith("total")
         table.add_row(
             f"[bold]{label}[/bold]" if bold else label,
             *[f"[bold]{_gib(mem[x][key])}[/bold]" if bold else _gib(mem[x][key]) for x in ("full", "lora", "qlora")],
         )
-    console.print(table)
-    gt = Table(title=f"{METHOD_NAMES[r['method']]} per GPU class (one GPU; time at 40% to 20% of peak bf16)")
-    for col, just in (
-        ("GPU", "left"),
-        ("GiB needed / card", "right"),
-        ("fits", "left"),
-        ("needs", "left"),
-        ("time", "right"),
-        ("cost", "right"),
-    ):
-        gt.add_column(col, justify=just)
+    return table
+
+
+def _gpu_table(report: dict[str, Any]):
+    """One row per GPU class: memory needed against the card's, whether it fits and with what change, time, cost."""
+    from rich.table import Table
+
+    from tunesmith.cost import METHOD_NAMES, hours_text, usd_text
+
+    method = METHOD_NAMES[report["recipe"]["method"]]
+    table = Table(title=f"{method} per GPU class (one GPU; time at 40% to 20% of peak bf16)")
+    for col, just in GPU_COLUMNS:
+        table.add_column(col, justify=just)
     for row in report["gpus"]:
-        gt.add_row(
+        table.add_row(
             row["gpu"],
             f"{_gib(row['total_gib'])} / {row['memory_gib']:g}",
             "[green]yes[/green]" if row["fits"] else "[red]no[/red]",
@@ -72,28 +108,25 @@ def print_cost(report: dict[str, Any], console) -> None:
             hours_text(tuple(row["hours"])) if row.get("hours") else "-",
             usd_text(tuple(row["usd"]) if row.get("usd") else None) if row.get("hours") else "-",
         )
-    console.print(gt)
-    for row in report["gpus"]:
-        if row.get("line"):
-            console.print(f"  {row['line']}")
-    p = report.get("probe")
-    if p:
-        when = hours_text((p["hours"], p["hours"])) if p.get("hours") is not None else "?"
-        price = f", ${money(p['usd'])} at ${p['hourly_usd']:g}/h" if p.get("usd") is not None else ""
-        peak = (
-            f"; peak memory {p['peak_memory_gib']:.2f} GiB measured vs {p['estimated_gib']:.2f} estimated"
-            if p.get("peak_memory_gib") is not None
-            else ""
-        )
-        console.print(
-            f"Probe on {p['device']} ({p['precision']}): {p['steps']} steps, "
-            f"{p['tokens_per_s'] or 0:,.0f} tokens/s measured over {p['measured_steps'] or p['steps']} -> "
-            f"{p['trained_tokens']:,.0f} tokens in about {when} on this machine{price}{peak}"
-        )
-    if report.get("success_cost"):
-        print_success_cost(report["success_cost"], console)
-    for note in report.get("notes", []):
-        console.print(f"[dim]note: {note}[/dim]")
+    return table
+
+
+def _print_probe(p: dict[str, Any], console) -> None:
+    """The probe's measured rate, the time (and dollars) it extrapolates to, and its peak memory against the plan."""
+    from tunesmith.cost import hours_text, money
+
+    when = hours_text((p["hours"], p["hours"])) if p.get("hours") is not None else "?"
+    price = f", ${money(p['usd'])} at ${p['hourly_usd']:g}/h" if p.get("usd") is not None else ""
+    peak = (
+        f"; peak memory {p['peak_memory_gib']:.2f} GiB measured vs {p['estimated_gib']:.2f} estimated"
+        if p.get("peak_memory_gib") is not None
+        else ""
+    )
+    console.print(
+        f"Probe on {p['device']} ({p['precision']}): {p['steps']} steps, "
+        f"{p['tokens_per_s'] or 0:,.0f} tokens/s measured over {p['measured_steps'] or p['steps']} -> "
+        f"{p['trained_tokens']:,.0f} tokens in about {when} on this machine{price}{peak}"
+    )
 
 
 def print_success_cost(s: dict[str, Any], console) -> None:

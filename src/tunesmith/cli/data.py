@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from tunesmith.cli.common import console
+from tunesmith.cli.options import console
 
 data_app = typer.Typer(
     help="Data: convert formats, check and describe records, split off a held-out set, dedup, scrub.",

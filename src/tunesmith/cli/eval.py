@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from tunesmith.cli.common import console, endpoint_config
+from tunesmith.cli.options import console, endpoint_config
 
 eval_app = typer.Typer(help="Evaluation: score suites.", no_args_is_help=True)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import typer
 
-from tunesmith.cli.common import console
+from tunesmith.cli.options import console
 
 PRICES_HELP = (
     "A YAML or JSON file of GPUs merged over the built-in table by name: `gpus: {RTX 4090: {hourly_usd: "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from tunesmith.cli.common import SET_HELP, console
+from tunesmith.cli.options import SET_HELP, console
 
 config_app = typer.Typer(
     help="Inspect tunesmith.yaml: its JSON Schema, or a project's resolved config.", no_args_is_help=True

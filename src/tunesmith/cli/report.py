@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from tunesmith.cli.common import console
+from tunesmith.cli.options import console
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tunesmith.cli.common import console
+from tunesmith.cli.options import console
 
 review_app = typer.Typer(
     help="Human review in a local web app: score a sample of a synthetic set, or judge two "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from tunesmith.cli.common import BUDGET_HELP, SET_HELP, console, minutes
+from tunesmith.cli.options import BUDGET_HELP, SET_HELP, console, minutes
 
 PROJECT = typer.Argument(..., help="Project directory holding tunesmith.yaml.")
 

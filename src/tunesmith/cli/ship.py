@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from tunesmith.cli.common import SET_HELP, console
+from tunesmith.cli.options import SET_HELP, console
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""What the command modules share: option help, `--budget` parsing, and the console."""
+"""What the command modules share: the help of shared options, `--budget` and endpoint parsing, the console."""
 
 from __future__ import annotations
 

@@ -47,20 +47,17 @@ def export_stage(
     task's decoding `constraint`, its GBNF grammar and schema ship beside the GGUF and Ollama files."""
 
     def export(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.export.merge import export_artifacts
+        from tunesmith.export.merge import ExportOptions, export_artifacts
 
-        return export_artifacts(
-            tuned_ref,
-            adapter,
-            cfg.export.formats,
-            run_dir,
-            cfg.eval.no_repeat_ngram_size,
-            cfg.export.gguf_types,
-            cfg.export.ollama_type,
-            shipped_system_prompt(cfg, st_split),
-            cfg.data.max_seq_len,
-            constraint,
+        options = ExportOptions(
+            no_repeat_ngram_size=cfg.eval.no_repeat_ngram_size,
+            gguf_types=cfg.export.gguf_types,
+            ollama_type=cfg.export.ollama_type,
+            system=shipped_system_prompt(cfg, st_split),
+            num_ctx=cfg.data.max_seq_len,
+            constraint=constraint,
         )
+        return export_artifacts(tuned_ref, adapter, cfg.export.formats, run_dir, options)
 
     section = {
         "export": cfg.export.model_dump(mode="json"),
@@ -99,7 +96,7 @@ def export_run(
     """`tunesmith export RUN`: export a finished train run of the project into `<run>/export/`; returns the
     manifest. Formats default to `export.formats`, else everything the run can give."""
     from tunesmith.data.project import load_schema
-    from tunesmith.export.merge import export_artifacts
+    from tunesmith.export.merge import ExportOptions, export_artifacts
     from tunesmith.models import resolve_model
 
     cfg, project = load_config(path, overrides)
@@ -128,18 +125,15 @@ def export_run(
         or (["adapter"] if adapter is not None else []) + ["merged", "gguf", "ollama"]
     )
     system = shipped_system_prompt(cfg, st_split) if st_split else cfg.task.system_prompt
-    return export_artifacts(
-        tuned_ref,
-        adapter,
-        formats,
-        run_dir / "export",
-        cfg.eval.no_repeat_ngram_size,
-        gguf_types or list(cfg.export.gguf_types),
-        cfg.export.ollama_type,
-        system,
-        cfg.data.max_seq_len,
-        split_constraint(cfg, st_split, load_schema(cfg, project)),
+    options = ExportOptions(
+        no_repeat_ngram_size=cfg.eval.no_repeat_ngram_size,
+        gguf_types=gguf_types or list(cfg.export.gguf_types),
+        ollama_type=cfg.export.ollama_type,
+        system=system,
+        num_ctx=cfg.data.max_seq_len,
+        constraint=split_constraint(cfg, st_split, load_schema(cfg, project)),
     )
+    return export_artifacts(tuned_ref, adapter, formats, run_dir / "export", options)
 
 
 def check_exportable(cfg: Config, project: Path, run_dir: Path, meta: dict) -> None:

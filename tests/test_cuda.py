@@ -140,14 +140,14 @@ def test_a_resumed_cuda_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_pa
 def test_a_gpu_trained_adapter_exports_to_gguf(tmp_path, tiny_model_dir, on_cuda):
     from transformers import AutoModelForCausalLM
 
-    from tunesmith.export.merge import export_artifacts
+    from tunesmith.export.merge import ExportOptions, export_artifacts
     from tunesmith.train.sft import train_sft
 
     ref = resolve_model(str(tiny_model_dir))
     train_sft(_cfg(max_steps=3), ref, _records(), tmp_path / "run")
     assert on_cuda == ["cuda"]
     out = tmp_path / "export"
-    export_artifacts(ref, tmp_path / "run" / "adapter", ["merged", "gguf"], out, gguf_types=["f16"])
+    export_artifacts(ref, tmp_path / "run" / "adapter", ["merged", "gguf"], out, ExportOptions(gguf_types=["f16"]))
     gguf_file = out / "gguf" / "model-f16.gguf"
     assert gguf_file.exists()
     merged = AutoModelForCausalLM.from_pretrained(out / "merged", dtype=torch.float32)

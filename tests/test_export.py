@@ -249,7 +249,7 @@ def test_llama_cpp_runs_the_exported_gguf_like_transformers(tmp_path, tiny_model
 
 def test_a_constrained_export_ships_the_grammar_the_schema_and_how_to_use_them(tmp_path, tiny_model_dir):
     from tunesmith.export.gguf import constraint_files
-    from tunesmith.export.merge import export_artifacts
+    from tunesmith.export.merge import ExportOptions, export_artifacts
     from tunesmith.generate.decoding import Constraint, gbnf
 
     schema = {
@@ -264,8 +264,7 @@ def test_a_constrained_export_ships_the_grammar_the_schema_and_how_to_use_them(t
         None,
         ["gguf", "ollama"],
         tmp_path,
-        gguf_types=["f16"],
-        constraint=constraint,
+        ExportOptions(gguf_types=["f16"], constraint=constraint),
     )
     assert set(manifest["exports"]["gguf"]["files"]) == {"model-f16.gguf", "grammar.gbnf", "schema.json"}
     assert set(manifest["exports"]["ollama"]["files"]) == {
@@ -305,6 +304,6 @@ def test_a_constrained_export_ships_the_grammar_the_schema_and_how_to_use_them(t
             None,
             ["gguf"],
             tmp_path / "bad",
-            constraint=Constraint("json_schema", {"$ref": "#/$defs/x", "$defs": {"x": {}}}),
+            ExportOptions(constraint=Constraint("json_schema", {"$ref": "#/$defs/x", "$defs": {"x": {}}})),
         )
     assert not (tmp_path / "bad").exists()

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from tunesmith.eval.instruction_text import count_sentences, split_into_sentences, word_tokens
 from tunesmith.eval.instructions import (
     INSTRUCTION_IDS,
     InstructionResult,
     accuracy,
     check_all,
-    count_sentences,
     follows,
     follows_loose,
     kwargs_problem,
-    split_into_sentences,
-    word_tokens,
 )
 
 FRENCH = "Bonjour, je m'appelle Pierre et j'habite à Paris depuis dix ans avec ma famille."

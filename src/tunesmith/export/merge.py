@@ -2,6 +2,7 @@
 
     manifest = export_artifacts(model_ref, adapter_dir, ["adapter", "merged", "gguf", "ollama"], out_dir)
     manifest = export_artifacts(full_model_ref, None, ["merged"], out_dir)   # a full fine-tuning run
+    manifest = export_artifacts(model_ref, adapter_dir, ["gguf"], out_dir, ExportOptions(gguf_types=["q4_0"]))
 
 `merged` is the adapter merged into the base (`merge_and_unload`) with the tokenizer, chat template and a generation
 config whose EOS is the end-of-turn token, so transformers and vLLM load it as it is; `gguf` and `ollama` are made
@@ -9,16 +10,19 @@ from it. Everything is built in a staging directory first and moved into place o
 so a failure (a full disk included) leaves no partial export behind; `manifest.json` (sizes, hashes, what it was
 exported from) is written last.
 
-With the `constraint` the evaluation decoded under (`export_artifacts(..., constraint=c)`), the `gguf` and `ollama`
+With the `constraint` the evaluation decoded under (`ExportOptions(constraint=c)`), the `gguf` and `ollama`
 folders also hold `grammar.gbnf` (llama.cpp's `--grammar-file`) and `schema.json` (the JSON Schema, or the label
 list), and `ollama/README.md` shows how to get the same constrained replies from Ollama and from llama.cpp.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,25 +36,62 @@ if TYPE_CHECKING:
 FORMATS = ("adapter", "merged", "gguf", "ollama")
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export, beyond what and where: the decoding the eval measured (`no_repeat_ngram_size`, shipped in the
+    merged generation config), the GGUF types (default f16 and q8_0) and the one Ollama uses, the Modelfile's system
+    prompt and context, and the decoding `constraint` whose grammar and schema ship beside the GGUF and Ollama files."""
+
+    no_repeat_ngram_size: int | None = None
+    gguf_types: Sequence[str] | None = None
+    ollama_type: str = "q8_0"
+    system: str | None = None
+    num_ctx: int | None = None
+    constraint: Constraint | None = None
+
+
 def export_artifacts(
     model_ref: ModelRef,
     adapter: Path | None,
     formats: list[str],
     out_dir: Path,
-    no_repeat_ngram_size: int | None = None,
-    gguf_types: list[str] | None = None,
-    ollama_type: str = "q8_0",
-    system: str | None = None,
-    num_ctx: int | None = None,
-    constraint: Constraint | None = None,
+    options: ExportOptions | None = None,
 ) -> dict[str, Any]:
     """Export each requested format into `out_dir/<format>/`; write and return the manifest. With no adapter (a
     full fine-tuning run), `model_ref` is the trained model and `merged` is it with its stop tokens. With a
-    `constraint`, the GGUF and Ollama folders get its grammar and schema (listed under `constraint` in the
-    manifest)."""
-    from tunesmith.export.gguf import check_exportable, constraint_files
+    `constraint` in the options, the GGUF and Ollama folders get its grammar and schema (listed under `constraint`
+    in the manifest)."""
+    options = options or ExportOptions()
+    gguf_types = list(options.gguf_types or ["f16", "q8_0"])
+    _check_request(model_ref, adapter, formats, gguf_types + [options.ollama_type])
+    # the grammar before any slow work: a schema with no GBNF form fails here, not after the merge
+    shipped = _constraint_files(options.constraint, formats)
+    staging = out_dir / ".export-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    with _cleaned_up(staging, out_dir):
+        _stage(model_ref, adapter, formats, staging, options, gguf_types, shipped)
+        made = {fmt: _describe(staging / fmt, out_dir / fmt) for fmt in formats}
+    for fmt in formats:  # every format succeeded: move them into place
+        shutil.rmtree(out_dir / fmt, ignore_errors=True)
+        os.replace(staging / fmt, out_dir / fmt)
+    shutil.rmtree(staging, ignore_errors=True)
+    manifest = {
+        "base": model_ref.ref,
+        "base_identity": model_ref.identity,
+        "adapter": str(adapter) if adapter is not None else None,
+        "exports": made,
+    }
+    if options.constraint is not None:
+        manifest["constraint"] = _constraint_entry(options.constraint, shipped, made, out_dir)
+    atomic_write_json(out_dir / "manifest.json", manifest)
+    return manifest
 
-    gguf_types = list(gguf_types or ["f16", "q8_0"])
+
+def _check_request(model_ref: ModelRef, adapter: Path | None, formats: list[str], quant_types: list[str]) -> None:
+    """Known formats, an adapter when one is asked for and present when given, and a model GGUF can take."""
+    from tunesmith.export.gguf import check_exportable
+
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise TunesmithError(
@@ -80,41 +121,21 @@ def export_artifacts(
             ],
         )
     if {"gguf", "ollama"} & set(formats):
-        check_exportable(Path(model_ref.path), gguf_types + [ollama_type])
-    # the grammar before any slow work: a schema with no GBNF form fails here, not after the merge
-    shipped = constraint_files(constraint) if constraint is not None and {"gguf", "ollama"} & set(formats) else {}
+        check_exportable(Path(model_ref.path), quant_types)
 
-    staging = out_dir / ".export-staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+
+def _constraint_files(constraint: Constraint | None, formats: list[str]) -> dict[str, str]:
+    """{file name: text} of the constraint's grammar and schema, when GGUF or Ollama files are exported."""
+    from tunesmith.export.gguf import constraint_files
+
+    return constraint_files(constraint) if constraint is not None and {"gguf", "ollama"} & set(formats) else {}
+
+
+@contextlib.contextmanager
+def _cleaned_up(staging: Path, out_dir: Path):
+    """On any failure the staging directory goes; an OSError (a full disk, permissions) becomes a clear error."""
     try:
-        if "adapter" in formats:
-            shutil.copytree(adapter, staging / "adapter")
-        if {"merged", "gguf", "ollama"} & set(formats):
-            _merge(model_ref, adapter, staging / "merged", no_repeat_ngram_size)
-        if "gguf" in formats or "ollama" in formats:
-            from tunesmith.export.gguf import write_gguf
-
-            types = gguf_types if "gguf" in formats else []
-            types = types + ([ollama_type] if "ollama" in formats and ollama_type not in types else [])
-            written = write_gguf(staging / "merged", staging / "gguf", types, source_gguf(model_ref))
-            _write_files(staging / "gguf", shipped)
-        if "ollama" in formats:
-            from tunesmith.export.ollama import constraint_readme, modelfile
-
-            (staging / "ollama").mkdir()
-            gguf_file = written[ollama_type]
-            target = staging / "ollama" / gguf_file.name
-            _link_or_copy(gguf_file, target)
-            if "gguf" in formats and ollama_type not in gguf_types:
-                gguf_file.unlink()  # made for Ollama only
-            tok = load_tokenizer(ModelRef(str(staging / "merged"), staging / "merged", "staging"))
-            (staging / "ollama" / "Modelfile").write_text(modelfile(tok, target.name, system, num_ctx))
-            if constraint is not None:
-                _write_files(staging / "ollama", {**shipped, "README.md": constraint_readme(constraint, target.name)})
-        made = {}
-        for fmt in formats:
-            made[fmt] = _describe(staging / fmt, out_dir / fmt)
+        yield
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         hint = (
@@ -128,28 +149,83 @@ def export_artifacts(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    for fmt in formats:  # every format succeeded: move them into place
-        shutil.rmtree(out_dir / fmt, ignore_errors=True)
-        os.replace(staging / fmt, out_dir / fmt)
-    shutil.rmtree(staging, ignore_errors=True)
-    manifest = {
-        "base": model_ref.ref,
-        "base_identity": model_ref.identity,
-        "adapter": str(adapter) if adapter is not None else None,
-        "exports": made,
-    }
-    if constraint is not None:
-        ours = {*shipped, "README.md"}
-        files = [
-            str(out_dir / fmt / name)
-            for fmt in ("gguf", "ollama")
-            if fmt in made
-            for name in made[fmt]["files"]
-            if name in ours
-        ]
-        manifest["constraint"] = {**constraint.to_json(), "key": constraint.key(), "files": files}
-    atomic_write_json(out_dir / "manifest.json", manifest)
-    return manifest
+
+
+def _stage(
+    model_ref: ModelRef,
+    adapter: Path | None,
+    formats: list[str],
+    staging: Path,
+    options: ExportOptions,
+    gguf_types: list[str],
+    shipped: dict[str, str],
+) -> None:
+    """Every requested format into `staging/<format>/`: the adapter copied, the merged model, then the GGUF files
+    and the Ollama folder made from it."""
+    if "adapter" in formats:
+        shutil.copytree(adapter, staging / "adapter")
+    if {"merged", "gguf", "ollama"} & set(formats):
+        _merge(model_ref, adapter, staging / "merged", options.no_repeat_ngram_size)
+    if "gguf" in formats or "ollama" in formats:
+        written = _stage_gguf(model_ref, formats, staging, options.ollama_type, gguf_types, shipped)
+    if "ollama" in formats:
+        _stage_ollama(written[options.ollama_type], formats, staging, options, gguf_types, shipped)
+
+
+def _stage_gguf(
+    model_ref: ModelRef,
+    formats: list[str],
+    staging: Path,
+    ollama_type: str,
+    gguf_types: list[str],
+    shipped: dict[str, str],
+) -> dict[str, Path]:
+    """The GGUF files of the merged model (the requested types, plus the one Ollama needs) with the constraint's
+    files beside them; {type: file}."""
+    from tunesmith.export.gguf import write_gguf
+
+    types = gguf_types if "gguf" in formats else []
+    types = types + ([ollama_type] if "ollama" in formats and ollama_type not in types else [])
+    written = write_gguf(staging / "merged", staging / "gguf", types, source_gguf(model_ref))
+    _write_files(staging / "gguf", shipped)
+    return written
+
+
+def _stage_ollama(
+    gguf_file: Path,
+    formats: list[str],
+    staging: Path,
+    options: ExportOptions,
+    gguf_types: list[str],
+    shipped: dict[str, str],
+) -> None:
+    """The Ollama folder: its GGUF file (linked; moved when it was made for Ollama only), the Modelfile, and with a
+    constraint its grammar, schema and a README on using them."""
+    from tunesmith.export.ollama import constraint_readme, modelfile
+
+    (staging / "ollama").mkdir()
+    target = staging / "ollama" / gguf_file.name
+    _link_or_copy(gguf_file, target)
+    if "gguf" in formats and options.ollama_type not in gguf_types:
+        gguf_file.unlink()  # made for Ollama only
+    tok = load_tokenizer(ModelRef(str(staging / "merged"), staging / "merged", "staging"))
+    (staging / "ollama" / "Modelfile").write_text(modelfile(tok, target.name, options.system, options.num_ctx))
+    if options.constraint is not None:
+        readme = constraint_readme(options.constraint, target.name)
+        _write_files(staging / "ollama", {**shipped, "README.md": readme})
+
+
+def _constraint_entry(constraint: Constraint, shipped: dict[str, str], made: dict, out_dir: Path) -> dict[str, Any]:
+    """The manifest's `constraint`: the constraint, its key, and the files of it that were shipped."""
+    ours = {*shipped, "README.md"}
+    files = [
+        str(out_dir / fmt / name)
+        for fmt in ("gguf", "ollama")
+        if fmt in made
+        for name in made[fmt]["files"]
+        if name in ours
+    ]
+    return {**constraint.to_json(), "key": constraint.key(), "files": files}
 
 
 def _merge(model_ref: ModelRef, adapter: Path | None, target: Path, no_repeat_ngram_size: int | None) -> None:

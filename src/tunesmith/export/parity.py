@@ -39,10 +39,7 @@ def parity(
     from tunesmith.eval.compare import compare
     from tunesmith.eval.evaluate import SLICE
 
-    theirs = {(r["suite"], r["id"]): r for r in export_rows}
-    pairs = [(r, theirs[(r["suite"], r["id"])]) for r in checkpoint_rows if (r["suite"], r["id"]) in theirs]
-    n = len(pairs)
-    identical = sum(a["output"] is not None and a["output"] == b["output"] for a, b in pairs) / n if n else 0.0
+    n, identical = _agreement(checkpoint_rows, export_rows)
     metrics = [m for m in compare(checkpoint_rows, export_rows, cfg)["metrics"] if SLICE not in m["suite"]]
     accuracy = next((m for m in metrics if m["metric"] == "task_accuracy"), None)
     limit = {m["metric"]: m for m in metrics}.get("token_limit_rate")
@@ -54,27 +51,8 @@ def parity(
         passed = accuracy is None or accuracy["delta"] >= -cfg.export.parity_max_drop
     cause = None
     if not passed:
-        if not decoding_same:
-            cause = (
-                f"decoding: {runtime} cannot decode as the evaluation did (eval.no_repeat_ngram_size has no "
-                "equivalent there); compare with eval.no_repeat_ngram_size unset to isolate the export"
-            )
-        elif not template_same:
-            cause = (
-                "chat template: the exported model renders the prompt differently from the checkpoint; "
-                "check the template stored in the artifact"
-            )
-        elif not eos_same or (limit is not None and limit["delta"] > 0.05):
-            cause = (
-                "stop token: the exported model stops elsewhere (or runs to the token limit more often); "
-                "check its EOS / end-of-turn token"
-            )
-        else:
-            cause = (
-                "numbers: "
-                + ("quantization" if kind not in UNQUANTIZED else "half precision")
-                + " moved near-tied greedy choices; try a wider type (q8_0, f16)"
-            )
+        stops_elsewhere = not eos_same or (limit is not None and limit["delta"] > 0.05)
+        cause = likely_cause(kind, runtime, decoding_same, template_same, stops_elsewhere)
     return {
         "kind": kind,
         "runtime": runtime,
@@ -88,3 +66,37 @@ def parity(
         else {k: accuracy[k] for k in ("base", "tuned", "delta", "ci_low", "ci_high")},
         "metrics": metrics,
     }
+
+
+def _agreement(checkpoint_rows: list[dict], export_rows: list[dict]) -> tuple[int, float]:
+    """(cases both sides answered, the share of them whose reply is identical)."""
+    theirs = {(r["suite"], r["id"]): r for r in export_rows}
+    pairs = [(r, theirs[(r["suite"], r["id"])]) for r in checkpoint_rows if (r["suite"], r["id"]) in theirs]
+    n = len(pairs)
+    identical = sum(a["output"] is not None and a["output"] == b["output"] for a, b in pairs) / n if n else 0.0
+    return n, identical
+
+
+def likely_cause(kind: str, runtime: str, decoding_same: bool, template_same: bool, stops_elsewhere: bool) -> str:
+    """Why a parity target was missed, the first that applies: the decoding, the chat template, the stop token,
+    else the numbers (quantization or half precision)."""
+    if not decoding_same:
+        return (
+            f"decoding: {runtime} cannot decode as the evaluation did (eval.no_repeat_ngram_size has no "
+            "equivalent there); compare with eval.no_repeat_ngram_size unset to isolate the export"
+        )
+    if not template_same:
+        return (
+            "chat template: the exported model renders the prompt differently from the checkpoint; "
+            "check the template stored in the artifact"
+        )
+    if stops_elsewhere:
+        return (
+            "stop token: the exported model stops elsewhere (or runs to the token limit more often); "
+            "check its EOS / end-of-turn token"
+        )
+    return (
+        "numbers: "
+        + ("quantization" if kind not in UNQUANTIZED else "half precision")
+        + " moved near-tied greedy choices; try a wider type (q8_0, f16)"
+    )

@@ -47,20 +47,17 @@ def export_stage(
     task's decoding `constraint`, its GBNF grammar and schema ship beside the GGUF and Ollama files."""
 
     def export(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.export.merge import export_artifacts
+        from tunesmith.export.merge import ExportOptions, export_artifacts
 
-        return export_artifacts(
-            tuned_ref,
-            adapter,
-            cfg.export.formats,
-            run_dir,
-            cfg.eval.no_repeat_ngram_size,
-            cfg.export.gguf_types,
-            cfg.export.ollama_type,
-            shipped_system_prompt(cfg, st_split),
-            cfg.data.max_seq_len,
-            constraint,
+        options = ExportOptions(
+            no_repeat_ngram_size=cfg.eval.no_repeat_ngram_size,
+            gguf_types=cfg.export.gguf_types,
+            ollama_type=cfg.export.ollama_type,
+            system=shipped_system_prompt(cfg, st_split),
+            num_ctx=cfg.data.max_seq_len,
+            constraint=constraint,
         )
+        return export_artifacts(tuned_ref, adapter, cfg.export.formats, run_dir, options)
 
     section = {
         "export": cfg.export.model_dump(mode="json"),
@@ -99,7 +96,7 @@ def export_run(
     """`tunesmith export RUN`: export a finished train run of the project into `<run>/export/`; returns the
     manifest. Formats default to `export.formats`, else everything the run can give."""
     from tunesmith.data.project import load_schema
-    from tunesmith.export.merge import export_artifacts
+    from tunesmith.export.merge import ExportOptions, export_artifacts
     from tunesmith.models import resolve_model
 
     cfg, project = load_config(path, overrides)
@@ -128,18 +125,15 @@ def export_run(
         or (["adapter"] if adapter is not None else []) + ["merged", "gguf", "ollama"]
     )
     system = shipped_system_prompt(cfg, st_split) if st_split else cfg.task.system_prompt
-    return export_artifacts(
-        tuned_ref,
-        adapter,
-        formats,
-        run_dir / "export",
-        cfg.eval.no_repeat_ngram_size,
-        gguf_types or list(cfg.export.gguf_types),
-        cfg.export.ollama_type,
-        system,
-        cfg.data.max_seq_len,
-        split_constraint(cfg, st_split, load_schema(cfg, project)),
+    options = ExportOptions(
+        no_repeat_ngram_size=cfg.eval.no_repeat_ngram_size,
+        gguf_types=gguf_types or list(cfg.export.gguf_types),
+        ollama_type=cfg.export.ollama_type,
+        system=system,
+        num_ctx=cfg.data.max_seq_len,
+        constraint=split_constraint(cfg, st_split, load_schema(cfg, project)),
     )
+    return export_artifacts(tuned_ref, adapter, formats, run_dir / "export", options)
 
 
 def check_exportable(cfg: Config, project: Path, run_dir: Path, meta: dict) -> None:
@@ -229,55 +223,6 @@ def parity_stage(
     transformers), all in `export.parity_precision` (fp32: precision held fixed, so a difference is the export's
     doing; bf16 evaluation alone changes many greedy replies of a small model), each export compared with the
     checkpoint (`tunesmith.export.parity`)."""
-
-    def run(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.chat import render_prompt
-        from tunesmith.eval.evaluate import evaluate
-        from tunesmith.export.parity import parity
-        from tunesmith.generate.backends import LlamaCppBackend, TransformersBackend
-        from tunesmith.models import resolve_model
-
-        cases, precision = plan.suites["heldout"], cfg.export.parity_precision
-
-        def heldout(kind: str, backend) -> list[dict]:
-            out = run_dir / kind
-            out.mkdir(exist_ok=True)
-            evaluate(
-                backend, {"heldout": cases}, cfg, out, schema, f"parity {kind}", plan.cache, plan.limits, plan.decodings
-            )
-            return [o for _, o in read_jsonl(out / "results.jsonl")]
-
-        ours = TransformersBackend(tuned_ref, adapter=adapter, precision=precision)
-        checkpoint = heldout("checkpoint", ours)
-        sample = cases[0].messages if cases else [{"role": "user", "content": "hi"}]
-        reports = []
-        for kind, path in exported_models(st_export):
-            backend = TransformersBackend(resolve_model(str(path), cfg.model.trust_remote_code), precision=precision)
-            reports.append(
-                parity(
-                    kind,
-                    checkpoint,
-                    heldout(kind, backend),
-                    cfg,
-                    template_same=render_prompt(backend.tok, sample) == render_prompt(ours.tok, sample),
-                    eos_same=backend.tok.eos_token == ours.tok.eos_token,
-                )
-            )
-            if path.suffix == ".gguf" and "llama.cpp" in runtimes:
-                # the file as Ollama / llama-server run it: llama.cpp's tokenizer, the template stored in the file
-                llama = LlamaCppBackend(path, n_ctx=cfg.data.max_seq_len + (cfg.eval.max_new_tokens or LIMIT_MAX))
-                reports.append(
-                    parity(
-                        kind,
-                        checkpoint,
-                        heldout(f"{kind}-llama.cpp", llama),
-                        cfg,
-                        runtime="llama.cpp",
-                        decoding_same=not cfg.eval.no_repeat_ngram_size,
-                    )
-                )
-        return {"precision": precision, "reports": reports}
-
     import importlib.util
 
     runtimes = ["transformers"] + (["llama.cpp"] if importlib.util.find_spec("llama_cpp") is not None else [])
@@ -285,5 +230,46 @@ def parity_stage(
         "parity",
         {"eval": cfg.eval.model_dump(mode="json"), "export": cfg.export.model_dump(mode="json")},
         {**plan.inputs, "export": st_export.key, "tuned": st_tuned.key, "runtimes": runtimes},
-        run,
+        lambda run_dir: parity_reports(cfg, plan, st_export, tuned_ref, adapter, schema, runtimes, run_dir),
     )
+
+
+def parity_reports(
+    cfg: Config, plan: EvalPlan, st_export: Stage, tuned_ref, adapter, schema: dict | None, runtimes, run_dir: Path
+) -> dict[str, Any]:
+    """The parity stage's work: the held-out split on the checkpoint, then on each exported model by transformers
+    and, for a GGUF when llama.cpp is installed, by llama.cpp too; a parity report for each."""
+    from tunesmith.chat import render_prompt
+    from tunesmith.export.parity import parity
+    from tunesmith.generate.backends import LlamaCppBackend, TransformersBackend
+    from tunesmith.models import resolve_model
+
+    precision = cfg.export.parity_precision
+    cases = plan.suites["heldout"]
+    ours = TransformersBackend(tuned_ref, adapter=adapter, precision=precision)
+    checkpoint = _heldout_rows(cfg, plan, schema, run_dir / "checkpoint", ours)
+    sample = cases[0].messages if cases else [{"role": "user", "content": "hi"}]
+    reports = []
+    for kind, path in exported_models(st_export):
+        backend = TransformersBackend(resolve_model(str(path), cfg.model.trust_remote_code), precision=precision)
+        rows = _heldout_rows(cfg, plan, schema, run_dir / kind, backend)
+        template_same = render_prompt(backend.tok, sample) == render_prompt(ours.tok, sample)
+        eos_same = backend.tok.eos_token == ours.tok.eos_token
+        reports.append(parity(kind, checkpoint, rows, cfg, template_same=template_same, eos_same=eos_same))
+        if path.suffix == ".gguf" and "llama.cpp" in runtimes:
+            # the file as Ollama / llama-server run it: llama.cpp's tokenizer, the template stored in the file
+            llama = LlamaCppBackend(path, n_ctx=cfg.data.max_seq_len + (cfg.eval.max_new_tokens or LIMIT_MAX))
+            rows = _heldout_rows(cfg, plan, schema, run_dir / f"{kind}-llama.cpp", llama)
+            decoding_same = not cfg.eval.no_repeat_ngram_size
+            reports.append(parity(kind, checkpoint, rows, cfg, runtime="llama.cpp", decoding_same=decoding_same))
+    return {"precision": precision, "reports": reports}
+
+
+def _heldout_rows(cfg: Config, plan: EvalPlan, schema: dict | None, out: Path, backend) -> list[dict]:
+    """The held-out suite evaluated with `backend` into `out` (named for what it ran); its result rows."""
+    from tunesmith.eval.evaluate import evaluate
+
+    out.mkdir(exist_ok=True)
+    cases = {"heldout": plan.suites["heldout"]}
+    evaluate(backend, cases, cfg, out, schema, f"parity {out.name}", plan.cache, plan.limits, plan.decodings)
+    return [o for _, o in read_jsonl(out / "results.jsonl")]

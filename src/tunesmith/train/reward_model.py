@@ -25,47 +25,15 @@ from tunesmith.train.trainer import common_args, describe, lora_config, make_tra
 
 def train_reward_model(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> dict[str, Any]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
     t = cfg.train
     precision = resolve_precision(t.precision)
     tok = load_tokenizer(model_ref)
     rows = pair_rows(records, cfg)
-    fits = [
-        r
-        for r in rows
-        if max(
-            len(
-                tok(tok.apply_chat_template(r["prompt"] + r[side], tokenize=False), add_special_tokens=False)[
-                    "input_ids"
-                ]
-            )
-            for side in ("chosen", "rejected")
-        )
-        <= cfg.data.max_seq_len
-    ]
-    if not fits:  # TRL would drop every pair and fail with an empty sampler
-        raise TunesmithError(
-            "No preference pair fits data.max_seq_len",
-            [
-                Problem(
-                    f"data.max_seq_len: {cfg.data.max_seq_len}",
-                    f"all {len(rows)} pairs are longer",
-                    "raise data.max_seq_len",
-                )
-            ],
-        )
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_ref.path,
-        num_labels=1,
-        dtype=torch.float32,
-        use_safetensors=True,
-        trust_remote_code=model_ref.trust_remote_code,
-    )
-    model.config.pad_token_id = tok.pad_token_id
+    _require_a_fitting_pair(tok, rows, cfg)
+    model = _score_model(model_ref, tok)
     peft = lora_config(cfg, task_type="SEQ_CLS")
     args = RewardConfig(**common_args(cfg, run_dir, precision), max_length=cfg.data.max_seq_len)
     trainer, budget = make_trainer(
@@ -95,6 +63,51 @@ def train_reward_model(cfg: Config, model_ref: ModelRef, records: list[Record], 
         "tokens_per_s": None,
         "reward_model": "reward_model",
     }
+
+
+def _require_a_fitting_pair(tok, rows: list[dict], cfg: Config) -> None:
+    """An error when no pair (either side, with the prompt) fits `data.max_seq_len`: TRL would drop every pair and
+    fail with an empty sampler."""
+    fits = [
+        r
+        for r in rows
+        if max(
+            len(
+                tok(tok.apply_chat_template(r["prompt"] + r[side], tokenize=False), add_special_tokens=False)[
+                    "input_ids"
+                ]
+            )
+            for side in ("chosen", "rejected")
+        )
+        <= cfg.data.max_seq_len
+    ]
+    if not fits:  # TRL would drop every pair and fail with an empty sampler
+        raise TunesmithError(
+            "No preference pair fits data.max_seq_len",
+            [
+                Problem(
+                    f"data.max_seq_len: {cfg.data.max_seq_len}",
+                    f"all {len(rows)} pairs are longer",
+                    "raise data.max_seq_len",
+                )
+            ],
+        )
+
+
+def _score_model(model_ref: ModelRef, tok):
+    """The base model with a one-label score head (fp32), its pad token the tokenizer's."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_ref.path,
+        num_labels=1,
+        dtype=torch.float32,
+        use_safetensors=True,
+        trust_remote_code=model_ref.trust_remote_code,
+    )
+    model.config.pad_token_id = tok.pad_token_id
+    return model
 
 
 class RewardModelScorer:

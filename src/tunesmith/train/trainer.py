@@ -281,77 +281,89 @@ def _guarded(base, run_dir: Path):
     """The trainer class with a loss guard: every micro-batch's loss is checked before the optimizer steps, so a
     NaN/inf stops the run naming the step, and no checkpoint after the last good one is ever written."""
 
-    class GuardedTrainer(base):
-        # Checkpoint state as safetensors + JSON, never pickle (see tunesmith.train.checkpoint).
-        def _plain(self) -> bool:
-            return not (getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False))
-
-        def _rank(self):
-            return None if self.args.world_size <= 1 else self.args.process_index
-
-        def _save_optimizer_and_scheduler(self, output_dir):
-            if not self._plain():
-                return super()._save_optimizer_and_scheduler(output_dir)
-            if self.args.should_save:
-                ckpt.save_optimizer(self.optimizer, self.lr_scheduler, Path(output_dir))
-
-        def _load_optimizer_and_scheduler(self, checkpoint):
-            if checkpoint is None or not self._plain():
-                return super()._load_optimizer_and_scheduler(checkpoint)
-            ckpt.refuse_pickled_only(Path(checkpoint))
-            ckpt.load_optimizer(self.optimizer, self.lr_scheduler, Path(checkpoint))
-
-        def _save_rng_state(self, output_dir):
-            ckpt.save_rng(Path(output_dir), self._rank())
-
-        def _load_rng_state(self, checkpoint):
-            if checkpoint is not None:
-                ckpt.load_rng(Path(checkpoint), self._rank())
-
-        def _save_checkpoint(self, model, trial):
-            super()._save_checkpoint(model, trial)
-            if self.args.should_save:
-                ckpt.drop_pickles(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}")
-
-        def _track_num_input_tokens(self, inputs):
-            pad = getattr(self.processing_class, "pad_token_id", None)
-            if (
-                "attention_mask" in inputs
-                or "position_ids" not in inputs
-                or pad is None
-                or self.args.include_num_input_tokens_seen != "non_padding"
-            ):
-                return super()._track_num_input_tokens(inputs)
-            # Padding-free and packed rows have no attention mask, and the pad id is often a real token too (the
-            # end-of-turn one): padding is a pad id at position 0, where no example's real tokens ever are.
-            real = ~((inputs["input_ids"] == pad) & (inputs["position_ids"] == 0))
-            self.state.num_input_tokens_seen += self.accelerator.gather(real.sum().to(self.args.device)).sum().item()
-
+    class GuardedTrainer(_PickleFreeCheckpoints, _NonPaddingTokenCount, base):
         def training_step(self, model, inputs, num_items_in_batch=None):
             loss = super().training_step(model, inputs, num_items_in_batch)
             value = float(loss.detach().float().mean())
             if not math.isfinite(value):
-                step = self.state.global_step + 1
-                last = latest_checkpoint(run_dir)
-                raise TrainingDiverged(
-                    f"Training diverged at step {step}",
-                    [
-                        Problem(
-                            f"step {step}",
-                            f"the loss is {value}",
-                            "lower train.lr, use fp32 (train.precision: fp32), or look for an extreme example "
-                            "in the data; "
-                            + (
-                                f"the last good checkpoint is {last} (a re-run resumes from it)"
-                                if last
-                                else "no checkpoint was written before it"
-                            ),
-                        )
-                    ],
-                )
+                raise _diverged(self.state.global_step + 1, value, run_dir)
             return loss
 
     return GuardedTrainer
+
+
+class _PickleFreeCheckpoints:
+    """Checkpoint state as safetensors + JSON, never pickle (see tunesmith.train.checkpoint); mixed in before a
+    transformers Trainer class."""
+
+    def _plain(self) -> bool:
+        return not (getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False))
+
+    def _rank(self):
+        return None if self.args.world_size <= 1 else self.args.process_index
+
+    def _save_optimizer_and_scheduler(self, output_dir):
+        if not self._plain():
+            return super()._save_optimizer_and_scheduler(output_dir)
+        if self.args.should_save:
+            ckpt.save_optimizer(self.optimizer, self.lr_scheduler, Path(output_dir))
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        if checkpoint is None or not self._plain():
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        ckpt.refuse_pickled_only(Path(checkpoint))
+        ckpt.load_optimizer(self.optimizer, self.lr_scheduler, Path(checkpoint))
+
+    def _save_rng_state(self, output_dir):
+        ckpt.save_rng(Path(output_dir), self._rank())
+
+    def _load_rng_state(self, checkpoint):
+        if checkpoint is not None:
+            ckpt.load_rng(Path(checkpoint), self._rank())
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            ckpt.drop_pickles(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}")
+
+
+class _NonPaddingTokenCount:
+    """The input-token count of padding-free and packed batches; mixed in before a transformers Trainer class."""
+
+    def _track_num_input_tokens(self, inputs):
+        pad = getattr(self.processing_class, "pad_token_id", None)
+        if (
+            "attention_mask" in inputs
+            or "position_ids" not in inputs
+            or pad is None
+            or self.args.include_num_input_tokens_seen != "non_padding"
+        ):
+            return super()._track_num_input_tokens(inputs)
+        # Padding-free and packed rows have no attention mask, and the pad id is often a real token too (the
+        # end-of-turn one): padding is a pad id at position 0, where no example's real tokens ever are.
+        real = ~((inputs["input_ids"] == pad) & (inputs["position_ids"] == 0))
+        self.state.num_input_tokens_seen += self.accelerator.gather(real.sum().to(self.args.device)).sum().item()
+
+
+def _diverged(step: int, value: float, run_dir: Path) -> TrainingDiverged:
+    """The error for a non-finite loss at `step`, naming the last good checkpoint."""
+    last = latest_checkpoint(run_dir)
+    return TrainingDiverged(
+        f"Training diverged at step {step}",
+        [
+            Problem(
+                f"step {step}",
+                f"the loss is {value}",
+                "lower train.lr, use fp32 (train.precision: fp32), or look for an extreme example "
+                "in the data; "
+                + (
+                    f"the last good checkpoint is {last} (a re-run resumes from it)"
+                    if last
+                    else "no checkpoint was written before it"
+                ),
+            )
+        ],
+    )
 
 
 def has_cuda() -> bool:

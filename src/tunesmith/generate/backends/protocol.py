@@ -1,0 +1,104 @@
+"""What every backend shares: the `Backend` protocol, the prompts it answers (`PromptLike`, `Prompt`), the
+`Generation` it returns, and what several backends use: the progress bar, messages in OpenAI's wire format, and
+short error text with any key left out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from tunesmith.generate.decoding import Constraint
+
+
+class PromptLike(Protocol):
+    """What a backend answers: a conversation so far and the tools the model may call (`Prompt`, `EvalCase`)."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict] | None
+
+
+@dataclass
+class Prompt:
+    """A prompt of its own, for callers without eval cases (distillation, synthesis)."""
+
+    id: str
+    messages: list[dict[str, Any]]
+    tools: list[dict] | None = None
+
+
+@dataclass
+class Generation:
+    output: str
+    new_tokens: int
+    hit_limit: bool
+    latency_s: float  # local: the batch's wall time divided by its size; endpoint: the request's time
+    error: str | None = None  # generation failed for this case (endpoint down, bad request); others go on
+    cost_usd: float | None = None  # endpoints with per-token prices
+    cached: bool = False
+
+    def to_cache(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "cached"}
+
+
+class Backend(Protocol):
+    """What every backend offers: the identity of what generates (`fingerprint`), exactly what it would send for a
+    prompt (`prompt_key`), and greedy replies in prompt order (`generate`). Both key the generation cache."""
+
+    fingerprint: str
+
+    def prompt_key(self, case: PromptLike) -> str: ...
+
+    def generate(
+        self,
+        cases: Sequence[PromptLike],
+        max_new_tokens: int = 128,
+        batch_size: int = 16,
+        label: str = "Generating",
+        no_repeat_ngram_size: int | None = None,
+        on_result: Callable[[int, Generation], None] | None = None,
+        constraint: Constraint | None = None,
+    ) -> list[Generation]: ...
+
+
+def progress_bar(label: str, total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    return progress, progress.add_task(label, total=total, rate="")
+
+
+def wire_messages(messages: list[dict]) -> list[dict]:
+    """Messages as the OpenAI API wants them: tool-call arguments as JSON strings."""
+    out = []
+    for m in messages:
+        if m.get("tool_calls"):
+            m = {
+                **m,
+                "tool_calls": [
+                    {
+                        **c,
+                        "type": c.get("type", "function"),
+                        "id": c.get("id", f"call_{j}"),
+                        "function": {**c["function"], "arguments": json.dumps(c["function"].get("arguments") or {})},
+                    }
+                    for j, c in enumerate(m["tool_calls"])
+                ],
+            }
+        out.append(m)
+    return out
+
+
+def short_error(text: str, secret: str | None = None, limit: int = 200) -> str:
+    """One line of at most `limit` characters, with `secret` (an API key) masked wherever it appears."""
+    text = " ".join(str(text).split())
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    return text if len(text) <= limit else text[:limit] + "…"

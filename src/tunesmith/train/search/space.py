@@ -1,0 +1,147 @@
+"""The search space: the parameters a trial may vary, their default ranges, what Optuna suggests for a trial, and
+how a trial's parameters (or the project's own recipe) map to and from the project's config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunesmith.config import SEARCH_PARAMS, Config
+from tunesmith.errors import Problem, TunesmithError
+from tunesmith.train.trainer import resolve_epochs
+
+# Default ranges: [low, high] (numbers; lr on a log scale) or a list of choices.
+DEFAULT_RANGES: dict[str, list[Any]] = {
+    "lr": [1e-4, 3e-3],
+    "epochs": [1, 10],
+    "lora_r": [8, 16, 32, 64],
+    "lora_alpha": [1, 2, 4],  # multiples of r
+    "batch_size": [4, 8, 16],
+    "lora_dropout": [0.0, 0.1],
+    "weight_decay": [0.0, 0.1],
+    "general_share": [0.0, 0.1, 0.2],
+    "method": ["lora", "full"],
+    "warmup_ratio": [0.0, 0.1],
+}
+
+
+FULL_LR_SCALE = 0.1  # a full fine-tune's learning rate: a tenth of the LoRA range
+
+
+LOG_SCALE = {"lr"}
+
+
+def search_space(cfg: Config) -> dict[str, list[Any]]:
+    """{param: range} for `tune.params`, with `tune.ranges` replacing defaults; bad ranges name the valid form."""
+    problems = []
+    for name in cfg.tune.ranges:
+        if name not in SEARCH_PARAMS:
+            problems.append(
+                Problem(f"tune.ranges.{name}", "not a search parameter", f"valid: {', '.join(SEARCH_PARAMS)}")
+            )
+    space = {}
+    for name in cfg.tune.params:
+        rng = [_number(x) for x in cfg.tune.ranges.get(name, DEFAULT_RANGES[name])]
+        if len(rng) < 2:
+            problems.append(
+                Problem(
+                    f"tune.ranges.{name}",
+                    "needs [low, high] or two or more choices",
+                    f"default: {DEFAULT_RANGES[name]}",
+                )
+            )
+        space[name] = rng
+    if "general_share" in space and not cfg.train.general_data:
+        problems.append(
+            Problem(
+                "tune.params: general_share",
+                "no general data to mix in",
+                "set train.general_data (e.g. the base model's own replies to general prompts, "
+                "`tunesmith data distill`), or drop general_share",
+            )
+        )
+    if problems:
+        raise TunesmithError("Bad search space", problems)
+    return space
+
+
+def _number(value: Any) -> Any:
+    """A number written as text (YAML reads `1e-4` as a string) as the number; anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+
+
+def _is_range(name: str, rng: list[Any]) -> bool:
+    """A numeric [low, high] range (as opposed to a list of choices)."""
+    return (
+        len(rng) == 2
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in rng)
+        and name in ("lr", "epochs", "lora_dropout", "weight_decay", "warmup_ratio")
+    )
+
+
+def suggest(trial, space: dict[str, list[Any]]) -> dict[str, Any]:
+    """The trial's parameters from the space (lr on a log scale; epochs as whole passes)."""
+    params: dict[str, Any] = {}
+    for name, rng in space.items():
+        if not _is_range(name, rng):
+            params[name] = trial.suggest_categorical(name, rng)
+        elif name == "epochs":
+            params[name] = trial.suggest_int(name, int(rng[0]), int(rng[1]))
+        else:
+            params[name] = trial.suggest_float(name, float(rng[0]), float(rng[1]), log=name in LOG_SCALE)
+    return params
+
+
+def apply_params(cfg: Config, params: dict[str, Any]) -> Config:
+    """The config with a trial's parameters in `train` (alpha given as a multiple of r; a full fine-tune's
+    learning rate scaled down)."""
+    train = cfg.train.model_dump()
+    for name, value in params.items():
+        train[name] = value
+    if "lora_alpha" in params:
+        train["lora_alpha"] = int(params["lora_alpha"] * train["lora_r"])
+    if train["method"] == "full" and "lr" in params:
+        train["lr"] = params["lr"] * FULL_LR_SCALE
+    if train["method"] == "full":
+        train["dora"] = train["rslora"] = False
+    return cfg.model_copy(update={"train": type(cfg.train).model_validate(train)})
+
+
+def default_params(cfg: Config, space: dict[str, list[Any]], n_train: int) -> dict[str, Any]:
+    """The project's own recipe in the space's terms (the first trial: what the search must beat); a choice the
+    space lacks is replaced by the nearest one."""
+    t = cfg.train
+    values = {
+        "lr": t.lr,
+        "epochs": int(round(resolve_epochs(t.epochs, n_train))),
+        "lora_r": t.lora_r,
+        "lora_alpha": t.lora_alpha / t.lora_r,
+        "batch_size": t.batch_size,
+        "lora_dropout": t.lora_dropout,
+        "weight_decay": t.weight_decay,
+        "general_share": t.general_share,
+        "method": t.method,
+        "warmup_ratio": t.warmup_ratio,
+    }
+    if t.method == "full":
+        values["lr"] = t.lr / FULL_LR_SCALE
+    out = {}
+    for name, rng in space.items():
+        value = values[name]
+        if _is_range(name, rng):
+            out[name] = min(max(value, rng[0]), rng[1])
+        else:
+            out[name] = value if value in rng else min(rng, key=lambda c: _distance(c, value))
+    return out
+
+
+def _distance(choice: Any, value: Any) -> float:
+    try:
+        return abs(float(choice) - float(value))
+    except (TypeError, ValueError):
+        return 0.0 if choice == value else 1.0

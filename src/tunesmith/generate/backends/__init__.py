@@ -21,15 +21,15 @@ vLLM its structured-output parameters.
 Each backend has a `fingerprint` (what produced the outputs: model content, adapter content, precision; or URL and
 model name) and `prompt_key(case)` (exactly what it sends), which key the generation cache.
 
-One module per backend (`transformers.py`, `endpoint.py`, `vllm.py`, `llamacpp.py`); `protocol.py` holds the
+One module per backend (`local.py`: transformers, `endpoint.py`, `vllm_engine.py`, `llama_cpp_file.py`); `protocol.py` holds the
 protocol and types they share.
 """
 
 from tunesmith.generate.backends.endpoint import EndpointBackend
-from tunesmith.generate.backends.llamacpp import LlamaCppBackend
+from tunesmith.generate.backends.llama_cpp_file import LlamaCppBackend
+from tunesmith.generate.backends.local import MERGE_CHECK_MAX_PARAMS, TransformersBackend
 from tunesmith.generate.backends.protocol import Backend, Generation, Prompt, PromptLike
-from tunesmith.generate.backends.transformers import MERGE_CHECK_MAX_PARAMS, TransformersBackend
-from tunesmith.generate.backends.vllm import VLLMBackend
+from tunesmith.generate.backends.vllm_engine import VLLMBackend
 
 __all__ = [
     "MERGE_CHECK_MAX_PARAMS",

@@ -21,8 +21,8 @@ vLLM its structured-output parameters.
 Each backend has a `fingerprint` (what produced the outputs: model content, adapter content, precision; or URL and
 model name) and `prompt_key(case)` (exactly what it sends), which key the generation cache.
 
-One module per backend (`local.py`: transformers, `endpoint.py`, `vllm_engine.py`, `llama_cpp_file.py`); `protocol.py` holds the
-protocol and types they share.
+One module per backend (`local.py`: transformers, `endpoint.py`, `vllm_engine.py`, `llama_cpp_file.py`);
+`protocol.py` holds the protocol and types they share.
 """
 
 from tunesmith.generate.backends.endpoint import EndpointBackend

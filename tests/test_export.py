@@ -197,6 +197,14 @@ def test_export_verb_and_its_bad_inputs(tiny_project, monkeypatch):
     assert (export_dir / "gguf" / "model-q8_0.gguf").exists() and (export_dir / "merged" / "config.json").exists()
     with pytest.raises(TunesmithError, match="Unknown export format"):
         export_run(tiny_project, run, ["onnx"])
+    # a run's path finds its project: no --project needed (for serve too)
+    monkeypatch.chdir(tiny_project.parent)
+    res = CliRunner().invoke(app, ["export", str(st.run_dir), "--format", "adapter"])
+    assert res.exit_code == 0, res.output
+    from tunesmith.pipeline import serve_target
+
+    ref, adapter, name = serve_target(".", str(st.run_dir))
+    assert adapter == st.run_dir / "adapter" and name.startswith(tiny_project.name)
 
     # a full disk in the middle of writing the GGUF: a clear error, nothing half-written, the old export intact
     import gguf

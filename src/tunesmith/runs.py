@@ -200,6 +200,16 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def project_of_run(run: str | Path) -> Path | None:
+    """The project a run directory lies in (`<project>/.tunesmith/runs/<run>`), or None when `run` is not one: so
+    `tunesmith export RUN` and `serve RUN` need no `--project` when RUN is a run's path."""
+    path = Path(run).resolve()
+    if not (path.is_dir() and path.parent.name == "runs" and path.parent.parent.name == ".tunesmith"):
+        return None
+    project = path.parent.parent.parent
+    return project if (project / "tunesmith.yaml").exists() else None
+
+
 def resolve_run(project: Path, name: str) -> Path:
     """A run directory by full name, unique prefix or suffix, or a path."""
     from tunesmith.errors import Problem, TunesmithError

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 def export(
     run: str = typer.Argument(..., help="A finished train run: its name (or a unique part) or path."),
-    project: Path = typer.Option(Path("."), help="Project directory."),
+    project: Path = typer.Option(Path("."), help="Project directory (found from RUN when RUN is a run's path)."),
     format_: list[str] = typer.Option(
         [],
         "--format",
@@ -46,7 +46,9 @@ def serve(
         help="A finished train run of --project (name, unique part or path), "
         "an export directory, a .gguf file, or any model reference.",
     ),
-    project: Path = typer.Option(Path("."), help="Project directory (to find a train run)."),
+    project: Path = typer.Option(
+        Path("."), help="Project directory (to find a train run by name; found from MODEL when it is a run's path)."
+    ),
     adapter: Path | None = typer.Option(None, help="A PEFT adapter applied on top of MODEL."),
     name: str | None = typer.Option(None, help="The model id clients send (default: from MODEL)."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),

@@ -99,7 +99,7 @@ def export_run(
     from tunesmith.export.merge import ExportOptions, export_artifacts
     from tunesmith.models import resolve_model
 
-    cfg, project = load_config(path, overrides)
+    cfg, project = load_config(runs.project_of_run(run) or path, overrides)
     run_dir = runs.resolve_run(project, run)
     meta = json.loads((run_dir / "inputs.json").read_text())
     check_exportable(cfg, project, run_dir, meta)
@@ -161,7 +161,7 @@ def serve_target(project: str | Path, target: str):
     with its adapter, or its fully trained model), else `target` as a model reference."""
     from tunesmith.models import resolve_model
 
-    project = Path(project)
+    project = runs.project_of_run(target) or Path(project)
     run_dir = None
     try:
         found = runs.resolve_run(project, target) if (project / "tunesmith.yaml").exists() else None

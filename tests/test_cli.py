@@ -260,11 +260,19 @@ def test_eval_score_scores_recorded_outputs_without_generating(tiny_project, tmp
     report = json.loads(res.output)
     m = report["metrics"]
     assert report["missing"] == 1 and m["cases"] == 3
-    assert m["task_accuracy"] == 1 / 3 and m["format_validity"] == 0.5 and m["latency_s"] == 0.25
+    assert (
+        m["task_accuracy"] == 1 / 3 and m["format_validity"] == 0.5 and m["latency_s"] == 0.5
+    )  # b recorded no timing: not a zero
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[2]["error"] == "no response recorded for this case" and rows[2]["output"] is None
 
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "zzz", "output": "x"}, {"output": "no id"}])
     res = tunesmith("eval", "score", "--suite", suite, "--responses", bad, "--project", tiny_project)
-    assert res.returncode == 2 and "no case 'zzz'" in res.stderr and "bad.jsonl:2" in res.stderr
-    assert "Traceback" not in res.stderr
+    assert res.returncode == 2 and "bad.jsonl:2" in res.stderr and "Traceback" not in res.stderr
+    # a response for no case is left out and listed; the rest are scored
+    unknown = write_jsonl(tmp_path / "unknown.jsonl", [{"id": "zzz", "output": "x"}])
+    res = tunesmith("eval", "score", "--suite", suite, "--responses", unknown, "--project", tiny_project)
+    assert res.returncode == 0 and "left out" in res.stdout and "no case 'zzz'" in res.stdout
+    # no project needed to score a suite that carries its own expectations (the defaults score it)
+    res = tunesmith("eval", "score", "--suite", suite, "--responses", unknown, "--project", tmp_path)
+    assert res.returncode == 0, res.stderr

@@ -98,9 +98,13 @@ def test_ifeval_format_is_scored_strict_and_loose_at_prompt_and_instruction_leve
         [
             {"prompt": "Say hi without commas.", "response": "Hi there friend"},
             {"prompt": "Wrap it in quotes and end with 'Bye.'", "response": 'Sure:\n"Hello. Bye."'},
+            {"prompt": "A prompt of no case", "response": "left out, the rest still scored"},
         ],
     )
-    rows, m = score_responses("ifeval", load_suite(suite, TaskConfig()), responses, Config())
+    rows, m, unmatched = score_responses("ifeval", load_suite(suite, TaskConfig()), responses, Config())
+    assert [p.where for p in unmatched] == [f"{responses}:3 [prompt]"] and len(rows) == 2
+    # recorded without timings: no latency or throughput figures (not zeros), no behaviour precision
+    assert m["latency_s"] is None and m["tokens_per_s"] is None and "refuse_precision" not in m
     # case 2: strict fails the quotation ("Sure:" line; the end check strips quotes, as IFEval's does);
     # loose drops the first line and passes both.
     assert m["prompt_strict_accuracy"] == 0.5 and m["prompt_loose_accuracy"] == 1.0

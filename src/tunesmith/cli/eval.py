@@ -26,22 +26,28 @@ def eval_score(
 ) -> None:
     """Score recorded outputs against a suite without generating (e.g. an API model's golden outputs)."""
     from tunesmith.cli.render import score_table
-    from tunesmith.config import load_config
+    from tunesmith.config import CONFIG_NAME, Config, load_config
     from tunesmith.data.project import load_schema
     from tunesmith.eval.evaluate import score_responses
     from tunesmith.eval.suite import load_suite
     from tunesmith.files import atomic_write_jsonl
 
-    cfg, base = load_config(project)
+    # A suite in IFEval's format, or with its own expected replies, needs no project: the defaults score it.
+    has_project = (project / CONFIG_NAME).exists()
+    cfg, base = load_config(project) if has_project else (Config(), project)
     schema = load_schema(cfg, base)
-    rows, metrics = score_responses(suite.stem, load_suite(suite, cfg.task), responses, cfg, schema)
+    rows, metrics, unmatched = score_responses(suite.stem, load_suite(suite, cfg.task), responses, cfg, schema)
     if out is not None:
         atomic_write_jsonl(out, rows)
     missing = sum(1 for r in rows if r.get("error"))
+    left_out = [f"{p.where}: {p.message}" for p in unmatched]
     if as_json:
-        typer.echo(json.dumps({"suite": suite.stem, "metrics": metrics, "missing": missing}, indent=2))
+        report = {"suite": suite.stem, "metrics": metrics, "missing": missing, "unmatched": left_out}
+        typer.echo(json.dumps(report, indent=2))
         return
     console().print(score_table(suite.stem, rows, metrics, missing))
+    for line in left_out:
+        console().print(f"[yellow]left out[/yellow] {line}")
 
 
 @eval_app.command("run")

@@ -82,18 +82,20 @@ def aggregate(rows: list[dict[str, Any]], hourly_usd: float | None = None) -> di
     out.update(instruction_accuracy(rows))
     out["errors"] = sum(1 for r in rows if r.get("error"))
     answered = [r for r in rows if r.get("output") is not None]  # a case that got no output has no latency either
-    latencies = sorted(r["latency_s"] for r in answered)
+    timed = [r for r in answered if r.get("latency_s") is not None]  # recorded responses may carry no timing
+    latencies = sorted(r["latency_s"] for r in timed)
     out["latency_s"] = sum(latencies) / len(latencies) if latencies else None
     out["latency_p50_s"] = _percentile(latencies, 50)
     out["latency_p95_s"] = _percentile(latencies, 95)
-    out["new_tokens"] = sum(r["new_tokens"] for r in answered) / len(answered) if answered else None
-    out["tokens_per_s"] = (
-        sum(r["new_tokens"] for r in answered) / sum(latencies) if latencies and sum(latencies) > 0 else None
-    )
+    counted = [r for r in answered if r.get("new_tokens") is not None]
+    out["new_tokens"] = sum(r["new_tokens"] for r in counted) / len(counted) if counted else None
+    both = [r for r in timed if r.get("new_tokens") is not None]
+    seconds = sum(r["latency_s"] for r in both)
+    out["tokens_per_s"] = sum(r["new_tokens"] for r in both) / seconds if seconds > 0 else None
     priced = [r["cost_usd"] for r in answered if r.get("cost_usd") is not None]
     if priced or (hourly_usd is not None and answered):
         # Endpoints price per token; local models by the machine's hourly price times the time they took.
-        cost = sum(priced) if priced else sum(r["latency_s"] for r in answered) / 3600 * hourly_usd
+        cost = sum(priced) if priced else sum(latencies) / 3600 * hourly_usd
         successes = sum(1 for r in rows if r["scores"].get("task_correct", r["scores"].get("prompt_strict")))
         out["cost_usd"] = cost
         out["cost_per_success_usd"] = cost / successes if successes else None
@@ -198,9 +200,9 @@ def behavior_precision_recall(rows: list[dict[str, Any]]) -> dict[str, float | N
     for b in ("refuse", "escalate", "clarify", "abstain"):
         expected = sum(e == b for e, _ in pairs)
         shown = sum(d == b for _, d in pairs)
-        if expected or shown:
+        if expected:  # a suite where no case asks for this behaviour has no precision or recall of it
             hit = sum(e == b == d for e, d in pairs)
-            out[f"{b}_recall"] = hit / expected if expected else None
+            out[f"{b}_recall"] = hit / expected
             out[f"{b}_precision"] = hit / shown if shown else None
     return out
 
@@ -217,8 +219,8 @@ def result_row(
     case: EvalCase,
     output: str | None,
     scores: dict,
-    latency_s: float = 0.0,
-    new_tokens: int = 0,
+    latency_s: float | None = 0.0,
+    new_tokens: int | None = 0,
     error: str | None = None,
     details: dict | None = None,
     cached: bool = False,
@@ -248,23 +250,33 @@ def result_row(
 
 def score_responses(
     suite: str, cases: list[EvalCase], responses: Path, cfg: Config, schema: dict | None = None
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[Problem]]:
     """Score recorded outputs (JSONL: `id` and `output`, optional `latency_s`, `new_tokens`; IFEval's response
     files with `prompt` and `response` work too) against a suite without generating: e.g. golden outputs of an
     API model recorded before moving off it.
 
-    A case with no response is a failure with its error in the row (`error`), and the other cases are still
-    scored; a response for no case, or a line without an id (or prompt) and an output, is a clear error naming
-    its line.
+    Returns (rows, metrics, unmatched). A case with no response is a failure with its error in the row (`error`),
+    and the other cases are still scored; a response that matches no case (an unknown id, a prompt of no case) is
+    left out and returned in `unmatched` with its line, as a suite's unreadable cases are; a line without an id
+    (or prompt) and an output is a clear error naming its line.
     """
-    by_id, problems = {}, []
+    by_id, problems, unmatched = {}, [], []
     known = {c.id for c in cases}
     by_prompt = {c.messages[-1]["content"]: c.id for c in cases if c.messages}
     for line, obj in read_jsonl(responses):
         rid = obj.get("id", obj.get("key"))
-        rid = by_prompt.get(obj["prompt"]) if rid is None and isinstance(obj.get("prompt"), str) else rid
+        prompt = obj.get("prompt") if rid is None and isinstance(obj.get("prompt"), str) else None
+        rid = by_prompt.get(prompt) if prompt is not None else rid
         output = obj.get("output", obj.get("response"))
-        if rid is None or not isinstance(output, str):
+        if prompt is not None and rid is None and isinstance(output, str):
+            unmatched.append(
+                Problem(
+                    f"{responses}:{line} [prompt]",
+                    "no case of the suite has this prompt",
+                    "left out; the other responses are scored",
+                )
+            )
+        elif rid is None or not isinstance(output, str):
             problems.append(
                 Problem(
                     f"{responses}:{line}",
@@ -273,11 +285,11 @@ def score_responses(
                 )
             )
         elif str(rid) not in known:
-            problems.append(
+            unmatched.append(
                 Problem(
                     f"{responses}:{line} [id]",
                     f"no case {rid!r} in the suite",
-                    "ids must match the suite's `id` fields",
+                    "left out; ids must match the suite's `id` fields",
                 )
             )
         else:
@@ -299,9 +311,9 @@ def score_responses(
                 case,
                 got["output"],
                 scores,
-                float(got.get("latency_s") or 0.0),
-                int(got.get("new_tokens") or 0),
+                None if got.get("latency_s") is None else float(got["latency_s"]),  # not measured: no figure
+                None if got.get("new_tokens") is None else int(got["new_tokens"]),
                 details=details,
             )
         )
-    return rows, aggregate(rows, cfg.budget.hourly_usd)
+    return rows, aggregate(rows, cfg.budget.hourly_usd), unmatched

@@ -164,7 +164,8 @@ def score_table(suite: str, rows: list[dict], metrics: dict[str, Any], missing: 
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
-        table.add_row(name, "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value))
+        if value is not None:  # a metric that does not apply here (no timing recorded, no such behaviour): no row
+            table.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
     return table
 
 

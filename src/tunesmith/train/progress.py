@@ -22,9 +22,11 @@ class RichProgress(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:  # one bar for a multi-process run
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-        self.progress = Progress(
+        from tunesmith.progress import LoggedProgress
+
+        self.progress = LoggedProgress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),

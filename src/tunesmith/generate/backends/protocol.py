@@ -63,9 +63,11 @@ class Backend(Protocol):
 
 
 def progress_bar(label: str, total: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    progress = Progress(
+    from tunesmith.progress import LoggedProgress
+
+    progress = LoggedProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

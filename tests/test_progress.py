@@ -1,0 +1,41 @@
+"""Progress in a log: plain lines at intervals where no terminal shows a live bar."""
+
+import io
+
+from rich.console import Console
+from rich.progress import BarColumn, TextColumn
+
+from tunesmith.progress import LoggedProgress
+
+
+def _progress(terminal: bool, every: float) -> tuple[LoggedProgress, io.StringIO]:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=terminal, width=100)
+    return LoggedProgress(TextColumn("{task.description}"), BarColumn(), console=console, every=every), out
+
+
+def test_a_log_gets_a_line_at_each_interval_and_at_the_end():
+    progress, out = _progress(terminal=False, every=0.0)
+    task = progress.add_task("Generating", total=4, rate="")
+    with progress:
+        for i in range(4):
+            progress.update(task, advance=1, rate=f"{10 * (i + 1)} tok/s")
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("Generating:")]
+    assert lines[0].startswith("Generating: 1/4 (25%)") and "rate 10 tok/s" in lines[0]
+    assert lines[-1].startswith("Generating: 4/4 (100%)") and "left" not in lines[-1]
+    assert len(lines) == 4  # one per update at interval 0, the finished one once
+
+
+def test_a_long_interval_logs_only_the_end_and_a_terminal_gets_no_lines():
+    progress, out = _progress(terminal=False, every=3600.0)
+    task = progress.add_task("Training", total=3, loss=float("nan"))
+    with progress:
+        for _ in range(3):
+            progress.advance(task)
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("Training:")]
+    assert len(lines) == 1 and lines[0].startswith("Training: 3/3 (100%)")
+    progress, out = _progress(terminal=True, every=0.0)
+    task = progress.add_task("Training", total=2)
+    with progress:
+        progress.advance(task, 2)
+    assert "Training: 2/2" not in out.getvalue()  # the live bar shows it instead

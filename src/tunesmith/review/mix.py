@@ -34,7 +34,7 @@ from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.files import atomic_write_jsonl, file_sha256
 from tunesmith.review.sample import passes, summarize_sample
-from tunesmith.review.state import SampleItem, SampleState, load_state, state_path
+from tunesmith.review.state import SampleItem, SampleState, load_review, state_path
 
 
 def synthetic_cap(real: int, max_share: float, available: int) -> int:
@@ -70,7 +70,7 @@ def mix(
                 )
             ],
         )
-    state = _sample_state(review_dir)
+    state = load_review(review_dir, "sample")
     review = summarize_sample(state, min_score, threshold)
     _check_review(review_dir, review, accept)
     synth_path = Path(synth_path if synth_path is not None else state.source.path)
@@ -103,22 +103,6 @@ def mix(
         "accepted_by": "review" if review["verdict"] == "accept" else "user",
         "review": review,
     }
-
-
-def _sample_state(review_dir: str | Path) -> SampleState:
-    state = load_state(review_dir)[0]
-    if state.kind != "sample":
-        raise TunesmithError(
-            "Not a sample review",
-            [
-                Problem(
-                    str(state_path(review_dir)),
-                    "holds an A/B preference review",
-                    "give the directory of a sample review",
-                )
-            ],
-        )
-    return state
 
 
 def _check_review(review_dir: str | Path, review: dict, accept: bool) -> None:

@@ -28,6 +28,7 @@ from tunesmith.review.state import (
     PreferenceItem,
     PreferenceSource,
     PreferenceState,
+    load_review,
     load_state,
     now,
     save_state,
@@ -179,18 +180,7 @@ def summarize_preference(state: PreferenceState, confidence: float = 0.95) -> di
 
 def preference_summary(review_dir: str | Path, confidence: float = 0.95) -> dict:
     """`summarize_preference` of the A/B review in `review_dir` (journal included)."""
-    state = load_state(review_dir)[0]
-    if state.kind != "preference":
-        raise TunesmithError(
-            "Not an A/B review",
-            [
-                Problem(
-                    str(state_path(review_dir)),
-                    "holds a sample review",
-                    "give the directory of an A/B preference review",
-                )
-            ],
-        )
+    state = load_review(review_dir, "preference")
     return summarize_preference(state, confidence)
 
 

@@ -29,6 +29,7 @@ from tunesmith.review.state import (
     SampleSource,
     SampleState,
     is_decided,
+    load_review,
     load_state,
     now,
     save_state,
@@ -200,18 +201,7 @@ def sample_summary(
     review_dir: str | Path, min_score: int | None = None, threshold: float | None = None, confidence: float = 0.95
 ) -> dict:
     """`summarize_sample` of the sample review in `review_dir` (journal included)."""
-    state = load_state(review_dir)[0]
-    if state.kind != "sample":
-        raise TunesmithError(
-            "Not a sample review",
-            [
-                Problem(
-                    str(state_path(review_dir)),
-                    "holds an A/B preference review",
-                    "give the directory of a sample review",
-                )
-            ],
-        )
+    state = load_review(review_dir, "sample")
     return summarize_sample(state, min_score, threshold, confidence)
 
 

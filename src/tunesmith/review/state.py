@@ -234,6 +234,31 @@ def load_state(review_dir: str | Path) -> tuple[State, int]:
     return state, replayed
 
 
+# How an error names each kind of review: (in its title, in its problem).
+_KIND_NAMES = {
+    "sample": ("a sample review", "a sample review"),
+    "preference": ("an A/B review", "an A/B preference review"),
+}
+
+
+def load_review(review_dir: str | Path, kind: str) -> State:
+    """`load_state`'s state, which must be a review of `kind` ("sample" or "preference"); an error names the other."""
+    state = load_state(review_dir)[0]
+    if state.kind != kind:
+        other = next(k for k in _KIND_NAMES if k != kind)
+        raise TunesmithError(
+            f"Not {_KIND_NAMES[kind][0]}",
+            [
+                Problem(
+                    str(state_path(review_dir)),
+                    f"holds {_KIND_NAMES[other][1]}",
+                    f"give the directory of {_KIND_NAMES[kind][1]}",
+                )
+            ],
+        )
+    return state
+
+
 def save_state(review_dir: str | Path, state: State) -> Path:
     return atomic_write_json(state_path(review_dir), state.model_dump(mode="json"))
 

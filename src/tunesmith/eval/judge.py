@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from tunesmith.config import EndpointConfig
-from tunesmith.eval.stats import bootstrap_delta
+from tunesmith.eval.stats import preference_counts, win_rate
 from tunesmith.eval.suite import EvalCase
 from tunesmith.generate.backends import EndpointBackend
 
@@ -95,23 +95,12 @@ class PairwiseJudge:
             b_pref = {"2": 1, "1": -1, "tie": 0}[first] + {"1": 1, "2": -1, "tie": 0}[second]
             outcomes.append("win" if b_pref == 2 else "loss" if b_pref == -2 else "tie")
         judged = [c for c in outcomes if c != "error"]
-        scores = [1.0 if c == "win" else 0.0 if c == "loss" else 0.5 for c in judged]
-        result: dict[str, Any] = {
+        return {
             "judge": self.name,
             "cases": n,
             "judged": len(judged),
-            "wins": judged.count("win"),
-            "losses": judged.count("loss"),
-            "ties": judged.count("tie"),
+            **preference_counts(judged),
             "errors": errors,
             "outcomes": outcomes,
+            **win_rate(judged, bootstrap_samples, confidence),
         }
-        if scores:
-            rate, low, high = bootstrap_delta([0.0] * len(scores), scores, bootstrap_samples, confidence)
-            result.update(
-                win_rate=rate,
-                ci_low=low,
-                ci_high=high,
-                verdict="better" if low > 0.5 else "worse" if high < 0.5 else "no significant difference",
-            )
-        return result

@@ -1,4 +1,5 @@
-"""Paired statistics for base-vs-tuned comparisons: bootstrap intervals and McNemar's exact test.
+"""Paired statistics for base-vs-tuned comparisons: bootstrap intervals, McNemar's exact test, and a blind
+preference's win rate.
 
 Both models answer the same cases, so intervals come from resampling cases (the pair stays together).
 """
@@ -42,3 +43,19 @@ def mcnemar_exact(base: Sequence[bool], tuned: Sequence[bool]) -> float:
     k = min(b, c)
     tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)
+
+
+def preference_counts(judged: Sequence[str]) -> dict[str, int]:
+    """{wins, losses, ties} of judged preference outcomes ("win", "loss" or "tie": B against A)."""
+    return {"wins": judged.count("win"), "losses": judged.count("loss"), "ties": judged.count("tie")}
+
+
+def win_rate(judged: Sequence[str], samples: int = 2000, confidence: float = 0.95) -> dict[str, float | str]:
+    """B's win rate over judged outcomes (a tie counts half) with its bootstrap interval, and the verdict: better or
+    worse when the interval lies above or below one half. Empty when nothing was judged."""
+    scores = [1.0 if o == "win" else 0.0 if o == "loss" else 0.5 for o in judged]
+    if not scores:
+        return {}
+    rate, low, high = bootstrap_delta([0.0] * len(scores), scores, samples, confidence)
+    verdict = "better" if low > 0.5 else "worse" if high < 0.5 else "no significant difference"
+    return {"win_rate": rate, "ci_low": low, "ci_high": high, "verdict": verdict}

@@ -144,11 +144,11 @@ def _resume(review_dir: str | Path, a: Path, b: Path, seed: int) -> dict:
 def summarize_preference(state: PreferenceState, confidence: float = 0.95) -> dict:
     """B against A as the LLM judge reports it (wins, losses, ties, win_rate with ci_low / ci_high, verdict), plus
     who A and B are, what is still undecided, and each case's outcome."""
-    from tunesmith.eval.stats import bootstrap_delta
+    from tunesmith.eval.stats import preference_counts, win_rate
 
     outcomes = [{"B": "win", "A": "loss", "tie": "tie", None: "undecided"}[it.preferred] for it in state.items]
     judged = [o for o in outcomes if o != "undecided"]
-    result: dict = {
+    return {
         "judge": "human",
         "baseline": state.source.names[0],
         "candidate": state.source.names[1],
@@ -157,25 +157,14 @@ def summarize_preference(state: PreferenceState, confidence: float = 0.95) -> di
         "cases": len(outcomes),
         "judged": len(judged),
         "undecided": len(outcomes) - len(judged),
-        "wins": judged.count("win"),
-        "losses": judged.count("loss"),
-        "ties": judged.count("tie"),
+        **preference_counts(judged),
         "errors": [],
         "outcomes": outcomes,
         "case_ids": [f"{it.suite}/{it.case}" for it in state.items],
         "confidence": confidence,
         "seed": state.seed,
+        **win_rate(judged, confidence=confidence),
     }
-    scores = [1.0 if o == "win" else 0.0 if o == "loss" else 0.5 for o in judged]
-    if scores:
-        rate, low, high = bootstrap_delta([0.0] * len(scores), scores, confidence=confidence)
-        result.update(
-            win_rate=rate,
-            ci_low=low,
-            ci_high=high,
-            verdict="better" if low > 0.5 else "worse" if high < 0.5 else "no significant difference",
-        )
-    return result
 
 
 def preference_summary(review_dir: str | Path, confidence: float = 0.95) -> dict:

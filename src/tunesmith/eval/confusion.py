@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from tunesmith.config import TaskConfig
@@ -88,28 +89,37 @@ def confused_pairs(
     return out
 
 
+def paired_cases(base_rows: list[dict], tuned_rows: list[dict], suite: str) -> Iterator[tuple[dict, dict]]:
+    """(base row, tuned row) for each case of `suite` that both evaluations answered, in the base rows' order."""
+    tuned_by = {(r.get("suite"), r.get("id")): r for r in tuned_rows}
+    for b in base_rows:
+        t = tuned_by.get((b.get("suite"), b.get("id")))
+        if t is not None and b.get("suite") == suite:
+            yield b, t
+
+
+def side_by_side(b: dict, t: dict) -> dict[str, Any]:
+    """A case as a report shows it: id, where, prompt, expected, the base and tuned outputs, the tuned error."""
+    return {
+        "id": b.get("id"),
+        "where": b.get("where"),
+        "prompt": b.get("prompt"),
+        "expected": b.get("expected"),
+        "base": b.get("output"),
+        "tuned": t.get("output"),
+        "error": t.get("error"),
+    }
+
+
 def still_wrong(
     base_rows: list[dict], tuned_rows: list[dict], limit: int = 5, suite: str = "heldout"
 ) -> dict[str, Any]:
     """Cases of `suite` that both the base and the tuned model got wrong (task_correct false for both):
     `{"suite", "n" (how many), "cases": [{"id", "where", "prompt", "expected", "base", "tuned"}] (the first
     `limit`)}`."""
-    tuned_by = {(r.get("suite"), r.get("id")): r for r in tuned_rows}
-    cases = []
-    for b in base_rows:
-        t = tuned_by.get((b.get("suite"), b.get("id")))
-        if t is None or b.get("suite") != suite:
-            continue
-        if all((r.get("scores") or {}).get("task_correct") is False for r in (b, t)):
-            cases.append(
-                {
-                    "id": b.get("id"),
-                    "where": b.get("where"),
-                    "prompt": b.get("prompt"),
-                    "expected": b.get("expected"),
-                    "base": b.get("output"),
-                    "tuned": t.get("output"),
-                    "error": t.get("error"),
-                }
-            )
+    cases = [
+        side_by_side(b, t)
+        for b, t in paired_cases(base_rows, tuned_rows, suite)
+        if all((r.get("scores") or {}).get("task_correct") is False for r in (b, t))
+    ]
     return {"suite": suite, "n": len(cases), "cases": cases[:limit]}

@@ -81,25 +81,16 @@ def changed_cases(
     """Cases of `suite` whose task result flipped between the base and the tuned evaluation: `broke` (base right,
     tuned wrong) and `fixed`, each capped at `limit`, with their totals; `samples` holds the first cases when none
     flipped. None when either results file is missing."""
+    from tunesmith.eval.confusion import paired_cases, side_by_side
+
     base = read_rows(base_dir / "results.jsonl") if base_dir else []
-    tuned = {(r.get("suite"), r.get("id")): r for r in (read_rows(tuned_dir / "results.jsonl") if tuned_dir else [])}
+    tuned = read_rows(tuned_dir / "results.jsonl") if tuned_dir else []
     if not base or not tuned:
         return None
     broke, fixed, same = [], [], []
-    for b in base:
-        t = tuned.get((b.get("suite"), b.get("id")))
-        if t is None or b.get("suite") != suite:
-            continue
+    for b, t in paired_cases(base, tuned, suite):
         was, now = (b.get("scores") or {}).get("task_correct"), (t.get("scores") or {}).get("task_correct")
-        case = {
-            "id": b.get("id"),
-            "where": b.get("where"),
-            "prompt": b.get("prompt"),
-            "expected": b.get("expected"),
-            "base": b.get("output"),
-            "tuned": t.get("output"),
-            "error": t.get("error"),
-        }
+        case = side_by_side(b, t)
         if was is True and now is False:
             broke.append(case)
         elif was is False and now is True:

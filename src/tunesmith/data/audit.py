@@ -144,7 +144,7 @@ class Inspector:
 
 class Audit:
     """Feed records (or bad-line findings) with `add`, or inspected records with `absorb`; then `finish` for the
-    dataset-level findings."""
+    dataset-level findings. The options are described at `run_checks`."""
 
     def __init__(
         self,
@@ -339,42 +339,18 @@ def rejected_row(item: Record | Finding, errors: list[Finding]) -> dict:
     }
 
 
-def run_checks(
-    records: Iterable[Record | Finding],
-    near_dup_threshold: float = 0.8,
-    tokenizer=None,
-    max_seq_len: int = 1024,
-    system_prompt: str | None = None,
-    json_task: bool = False,
-    schema: dict | None = None,
-    task_type: str | None = None,
-    label_of: Callable[[Record], str | None] | None = None,
-    keep: bool = True,
-    on_verdict: Callable[[Any, list[Finding]], None] | None = None,
-    progress=None,
-    sensitive: bool = True,
-) -> CheckReport:
+def run_checks(records: Iterable[Record | Finding], progress=None, **options: Any) -> CheckReport:
     """Run every record and dataset check over `records` (a list or a stream, e.g. `iter_records(files)`).
 
-    With a tokenizer, each record is also rendered with the model's chat template (length, truncation, loss mask,
-    end-of-turn token). `json_task`/`schema` hold replies to the task's JSON format. With `task_type`, coverage
-    is compared with the guidance (size, pushback, class balance by `label_of`, edge cases, realistic inputs).
-    `keep=False` keeps counts, not records (`on_verdict(item, errors)` sees each one); `progress(n)` is called
-    every 1,000 items. `sensitive=False` skips the PII and secret detectors (an explicit opt-out).
+    The keyword options are `Audit`'s. With a `tokenizer`, each record is also rendered with the model's chat
+    template (length, truncation, loss mask, end-of-turn token); `max_seq_len` bounds it. `near_dup_threshold` is
+    the near-duplicate similarity; `system_prompt` the task's. `json_task`/`schema` hold replies to the task's JSON
+    format. With `task_type`, coverage is compared with the guidance (size, pushback, class balance by `label_of`,
+    edge cases, realistic inputs). `keep=False` keeps counts, not records (`on_verdict(item, errors)` sees each
+    one); `progress(n)` is called every 1,000 items. `sensitive=False` skips the PII and secret detectors (an
+    explicit opt-out).
     """
-    audit = Audit(
-        near_dup_threshold,
-        tokenizer,
-        max_seq_len,
-        system_prompt,
-        json_task,
-        schema,
-        task_type,
-        label_of,
-        keep,
-        on_verdict,
-        sensitive,
-    )
+    audit = Audit(**options)
     for n, item in enumerate(records, start=1):
         audit.add(item)
         if progress is not None and n % 1000 == 0:

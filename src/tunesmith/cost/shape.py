@@ -13,6 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.shapes import SHAPES
+
+# The fields of a named size's config; the rest are LlamaConfig's defaults.
+_SIZE_FIELDS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+    "tie_word_embeddings",
+)
+
+
+def _published(name: str) -> dict[str, Any]:
+    """A named size from a published config that `tunesmith.shapes` already holds (one copy of its numbers)."""
+    return {k: SHAPES[name][k] for k in _SIZE_FIELDS}
+
 
 # Llama-shaped configs for planning models one does not have: each is a published model's own config.
 NAMED_SIZES: dict[str, dict[str, Any]] = {
@@ -25,15 +43,7 @@ NAMED_SIZES: dict[str, dict[str, Any]] = {
         vocab_size=49152,
         tie_word_embeddings=True,
     ),  # SmolLM2-135M (the built-in)
-    "1B": dict(
-        hidden_size=2048,
-        num_hidden_layers=16,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        intermediate_size=8192,
-        vocab_size=128256,
-        tie_word_embeddings=True,
-    ),  # Llama 3.2 1B
+    "1B": _published("llama-3.2-1b"),  # Llama 3.2 1B
     "3B": dict(
         hidden_size=3072,
         num_hidden_layers=28,
@@ -52,15 +62,7 @@ NAMED_SIZES: dict[str, dict[str, Any]] = {
         vocab_size=32000,
         tie_word_embeddings=False,
     ),  # Llama 2 7B
-    "8B": dict(
-        hidden_size=4096,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        intermediate_size=14336,
-        vocab_size=128256,
-        tie_word_embeddings=False,
-    ),  # Llama 3.1 8B
+    "8B": _published("llama-3.1-8b"),  # Llama 3.1 8B
     "13B": dict(
         hidden_size=5120,
         num_hidden_layers=40,

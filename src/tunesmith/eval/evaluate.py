@@ -248,18 +248,10 @@ def result_row(
     return row
 
 
-def score_responses(
-    suite: str, cases: list[EvalCase], responses: Path, cfg: Config, schema: dict | None = None
-) -> tuple[list[dict[str, Any]], dict[str, Any], list[Problem]]:
-    """Score recorded outputs (JSONL: `id` and `output`, optional `latency_s`, `new_tokens`; IFEval's response
-    files with `prompt` and `response` work too) against a suite without generating: e.g. golden outputs of an
-    API model recorded before moving off it.
-
-    Returns (rows, metrics, unmatched). A case with no response is a failure with its error in the row (`error`),
-    and the other cases are still scored; a response that matches no case (an unknown id, a prompt of no case) is
-    left out and returned in `unmatched` with its line, as a suite's unreadable cases are; a line without an id
-    (or prompt) and an output is a clear error naming its line.
-    """
+def match_responses(responses: Path, cases: list[EvalCase]) -> tuple[dict[str, dict], list[Problem]]:
+    """({case id: response}, unmatched) of a responses file: each line matched to a case by `id` (or IFEval's
+    `key`) or by its `prompt`; a line that matches no case is unmatched; a line with neither, or without a string
+    output, is an error naming its line."""
     by_id, problems, unmatched = {}, [], []
     known = {c.id for c in cases}
     by_prompt = {c.messages[-1]["content"]: c.id for c in cases if c.messages}
@@ -296,6 +288,22 @@ def score_responses(
             by_id[str(rid)] = {**obj, "output": output}
     if problems:
         raise TunesmithError.capped(f"{len(problems)} bad response line(s)", problems)
+    return by_id, unmatched
+
+
+def score_responses(
+    suite: str, cases: list[EvalCase], responses: Path, cfg: Config, schema: dict | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[Problem]]:
+    """Score recorded outputs (JSONL: `id` and `output`, optional `latency_s`, `new_tokens`; IFEval's response
+    files with `prompt` and `response` work too) against a suite without generating: e.g. golden outputs of an
+    API model recorded before moving off it.
+
+    Returns (rows, metrics, unmatched). A case with no response is a failure with its error in the row (`error`),
+    and the other cases are still scored; a response that matches no case (an unknown id, a prompt of no case) is
+    left out and returned in `unmatched` with its line, as a suite's unreadable cases are; a line without an id
+    (or prompt) and an output is a clear error naming its line.
+    """
+    by_id, unmatched = match_responses(responses, cases)
     rows = []
     for case in cases:
         got = by_id.get(case.id)

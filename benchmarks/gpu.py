@@ -274,7 +274,10 @@ def train_row(spec: dict) -> dict:
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "attention": getattr(getattr(model, "config", None), "_attn_implementation", None),
         "optim": str(trainer.args.optim),
-        "trainer_class": type(trainer).__mro__[1].__name__,
+        # the trainer class under tunesmith's guard (its mixins live in tunesmith.train.trainer)
+        "trainer_class": next(
+            c.__name__ for c in type(trainer).__mro__[1:] if c.__module__ != "tunesmith.train.trainer"
+        ),
         "peak_gib": torch.cuda.max_memory_allocated() / GIB if cuda else None,
         "reserved_gib": torch.cuda.max_memory_reserved() / GIB if cuda else None,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB,

@@ -58,11 +58,12 @@ def test_lora_variants_train_and_save_their_adapter(tmp_path, tiny_model_dir, va
     assert all(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
     assert result["recipe"] == ("LoRA r=4 (DoRA)" if variant.get("dora") else "LoRA r=4 (rsLoRA)")
     # the device's choices are recorded with the result (here: a CPU run's)
-    assert result["device"] == {
+    device = result["device"]
+    assert device.pop("optimizer").startswith("adamw_torch")  # transformers picks the fused AdamW where it can
+    assert device == {
         "device": "cpu",
         "attention": "eager",
         "loss": "labeled positions only (tunesmith's CPU loss)",
-        "optimizer": "adamw_torch",
         "gradient_checkpointing": False,
         "batching": "grouped",
         "base_precision": "bf16",

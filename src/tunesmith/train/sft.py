@@ -190,7 +190,7 @@ def device_choices(trainer, cfg: Config) -> dict[str, Any]:
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "attention": getattr(model.config, "_attn_implementation", None),
         "loss": "TRL's LM-head loss" if cuda else "labeled positions only (tunesmith's CPU loss)",
-        "optimizer": str(trainer.args.optim),
+        "optimizer": getattr(trainer.args.optim, "value", str(trainer.args.optim)),
         "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
         "batching": cfg.train.batching,
         "base_precision": cfg.train.base_precision if cfg.train.method == "lora" else None,

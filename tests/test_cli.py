@@ -66,6 +66,24 @@ def test_init_writes_a_project_that_validates(tmp_path):
     assert runner.invoke(app, ["init", str(tmp_path / "p")]).exit_code != 0  # refuses to overwrite
 
 
+def test_a_run_prints_where_each_recipe_value_came_from(tmp_path):
+    from tunesmith.config import load_config, recipe_sources
+
+    runner.invoke(app, ["init", str(tmp_path / "p")])
+    overrides = ["train.lora_r=8"]
+    sources = {
+        name: (value, where)
+        for name, value, where in recipe_sources(load_config(tmp_path / "p", overrides)[0], tmp_path / "p", overrides)
+    }
+    assert sources["lora_r"] == (8, "--set") and sources["lr"] == (1e-3, "tunesmith.yaml")
+    assert sources["lora_alpha"] == (32, "default") and sources["general_data"] == (["builtin:self"], "tunesmith.yaml")
+    # printed first by `tunesmith run` (here stopped right after by a data file that does not exist)
+    res = runner.invoke(
+        app, ["run", str(tmp_path / "p"), "--set", "train.lora_r=8", "--set", "data.train=[nope.jsonl]"]
+    )
+    assert "Recipe" in res.output and "lora_r 8 (--set)" in res.output and "lora_alpha 32 (default)" in res.output
+
+
 def test_config_schema_is_json():
     res = runner.invoke(app, ["config", "schema"])
     assert res.exit_code == 0 and "properties" in json.loads(res.output)

@@ -33,9 +33,11 @@ def run(
 ) -> None:
     """Walk the whole flow: check -> split -> train (checkpoint chosen on validation) -> eval base and tuned on the
     test split -> compare with the cheapest alternatives -> verdict. Exit 1 unless the verdict is to ship."""
-    from tunesmith.cli.render import print_summary
+    from tunesmith.cli.render import print_recipe, print_summary
+    from tunesmith.config import load_config, recipe_sources
     from tunesmith.pipeline import run_project
 
+    print_recipe(recipe_sources(load_config(project, set_)[0], project, set_), console(), searched=tune)
     summary = run_project(project, set_, tune=tune, budget_minutes=minutes(budget))
     print_summary(summary, console())
     verdict = summary.get("verdict") or {"ship": summary["gate"]["passed"]}

@@ -16,7 +16,7 @@ from tunesmith.config.budget import BudgetConfig
 from tunesmith.config.data import ColumnsConfig, DataConfig
 from tunesmith.config.eval import EndpointConfig, EvalConfig, GateConfig, SuiteConfig
 from tunesmith.config.export import ExportConfig
-from tunesmith.config.loading import CONFIG_NAME, load_config
+from tunesmith.config.loading import CONFIG_NAME, load_config, recipe_sources
 from tunesmith.config.overrides import apply_overrides, apply_updates, update_overrides
 from tunesmith.config.root import Config, config_schema
 from tunesmith.config.section import Section
@@ -45,5 +45,6 @@ __all__ = [
     "apply_updates",
     "config_schema",
     "load_config",
+    "recipe_sources",
     "update_overrides",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -28,6 +29,34 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[C
         problems = problems_from(err, str(file))
         raise TunesmithError(f"Bad config: {len(problems)} problem(s)", problems) from None
     return cfg, file.parent
+
+
+RECIPE_FIELDS = (
+    "method",
+    "objective",
+    "epochs",
+    "lr",
+    "lora_r",
+    "lora_alpha",
+    "batch_size",
+    "grad_accum",
+    "general_data",
+    "general_share",
+    "precision",
+    "batching",
+)
+
+
+def recipe_sources(cfg: Config, path: str | Path, overrides: list[str] | None = None) -> list[tuple[str, Any, str]]:
+    """(field, value, where it came from) for the recipe's main `train` fields, as `tunesmith run` prints them:
+    `--set` (an override), `tunesmith.yaml` (the project's file), or `default` (tunesmith's)."""
+    written = _read_sections(_config_file(Path(path))).get("train") or {}
+    overridden = {item.partition("=")[0].strip() for item in overrides or []}
+    out = []
+    for name in RECIPE_FIELDS:
+        where = "--set" if f"train.{name}" in overridden else CONFIG_NAME if name in written else "default"
+        out.append((name, getattr(cfg.train, name), where))
+    return out
 
 
 def _config_file(path: Path) -> Path:

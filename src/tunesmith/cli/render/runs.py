@@ -129,3 +129,12 @@ def print_error(err, console) -> None:
         console.print(f"  {where}{escape(p.message)}")
         if p.hint:
             console.print(f"    [cyan]hint:[/cyan] {escape(p.hint)}")
+
+
+def print_recipe(sources: list[tuple[str, Any, str]], console, searched: bool = False) -> None:
+    """The recipe a run resolved and where each value came from (`lr 0.001 (tunesmith.yaml)`), before it starts."""
+    from rich.markup import escape
+
+    parts = [f"{name} {escape(str(value))} [dim]({where})[/dim]" for name, value, where in sources]
+    note = " [dim]— the search varies some of these[/dim]" if searched else ""
+    console.print("[bold]Recipe[/bold]: " + ", ".join(parts) + note)

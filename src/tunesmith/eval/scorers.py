@@ -13,7 +13,8 @@ A case (or a suite in the config) can name its scorers; then the case is correct
 Scorer types (`SCORERS`): exact, label, json, json_schema, json_fields, regex, numeric, contains, not_contains,
 behavior, tool_call, instructions, custom (`{"type": "custom", "function": "my_scorers:check"}`: a function
 `(output: str, case: dict) -> bool | float | dict` imported from the project directory or any installed module;
-a float passes at `threshold`, default 0.5; a dict gives `passed` and `detail`).
+a float passes at `threshold`, default 0.5; a dict gives `passed` and `detail`), string_check (OpenAI's grader:
+`tunesmith.eval.openai_graders`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from tunesmith.config import TaskConfig
 from tunesmith.data.coverage import reply_behavior
 from tunesmith.eval.instructions import check_all
+from tunesmith.eval.openai_graders import string_check
 from tunesmith.eval.suite import EvalCase
 from tunesmith.schemas import validator_for
 from tunesmith.scorer_specs import SCORER_KEYS
@@ -400,6 +402,7 @@ SCORER_FUNCTIONS: dict[str, Any] = {
     "tool_call": _tool_call,
     "instructions": _instructions,
     "custom": _custom,
+    "string_check": string_check,
 }
 assert SCORER_FUNCTIONS.keys() == SCORER_KEYS.keys()
 SCORERS: dict[str, tuple[tuple[str, ...], Any]] = {  # type: (required spec keys, function)

@@ -91,3 +91,22 @@ train: {{{train}}}
 def tiny_project(tmp_path, tiny_model_dir) -> Path:
     """A complete project on the tiny model: data, a red-team suite and a fast config."""
     return write_tiny_project(tmp_path / "proj", tiny_model_dir)
+
+
+def routing_records(n: int = 12):
+    """`routing_rows` as Records, each with its line in a `t.jsonl` (what the trainers take)."""
+    from tunesmith.data.records import Record
+
+    return [Record(messages=r["messages"], source="t.jsonl", line=i + 1) for i, r in enumerate(routing_rows(n))]
+
+
+def train_config(**train):
+    """A Config for short training tests: 96-token rows, 2 steps of 4 in fp32 at lr 1e-2; `train` overrides."""
+    from tunesmith.config import Config
+
+    cfg = Config()
+    cfg.data.max_seq_len = 96
+    settings = {"max_steps": 2, "batch_size": 4, "save_steps": 100, "logging_steps": 1, "precision": "fp32", "lr": 1e-2}
+    for key, value in {**settings, **train}.items():
+        setattr(cfg.train, key, value)
+    return cfg

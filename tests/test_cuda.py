@@ -11,34 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import routing_rows
-from tunesmith.config import Config
-from tunesmith.data.records import Record
+from conftest import routing_records, train_config
 from tunesmith.models import make_tiny_model, resolve_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def _records(n=12):
-    return [Record(messages=r["messages"], source="t.jsonl", line=i + 1) for i, r in enumerate(routing_rows(n))]
+_records = routing_records
 
 
-def _cfg(**train) -> Config:
-    cfg = Config()
-    cfg.data.max_seq_len = 96
-    for key, value in {
-        "max_steps": 2,
-        "batch_size": 4,
-        "save_steps": 100,
-        "logging_steps": 1,
-        "precision": "bf16",
-        "lr": 1e-2,
-        "lora_r": 4,
-        "lora_alpha": 8,
-        **train,
-    }.items():
-        setattr(cfg.train, key, value)
-    return cfg
+def _cfg(**train):
+    return train_config(**{"precision": "bf16", "lora_r": 4, "lora_alpha": 8, **train})
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import routing_rows, write_jsonl
+from conftest import routing_records, routing_rows, train_config, write_jsonl
 from tunesmith.cli import app
 from tunesmith.config import Config, load_config
 from tunesmith.data.records import Record
@@ -25,24 +25,7 @@ from tunesmith.train.trainer import describe
 runner = CliRunner()
 
 
-def _records(n=12):
-    return [Record(messages=r["messages"], source="t.jsonl", line=i + 1) for i, r in enumerate(routing_rows(n))]
-
-
-def _cfg(**train) -> Config:
-    cfg = Config()
-    cfg.data.max_seq_len = 96
-    for key, value in {
-        "max_steps": 2,
-        "batch_size": 4,
-        "save_steps": 100,
-        "logging_steps": 1,
-        "precision": "fp32",
-        "lr": 1e-2,
-        **train,
-    }.items():
-        setattr(cfg.train, key, value)
-    return cfg
+_records, _cfg = routing_records, train_config
 
 
 @pytest.mark.parametrize("variant", [{"dora": True}, {"rslora": True}])

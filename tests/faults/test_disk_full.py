@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import routing_rows, write_jsonl
+from conftest import routing_records, routing_rows, train_config, write_jsonl
 from faults.harness import max_adapter_difference
 from tunesmith.config import Config
 from tunesmith.data.records import Record
@@ -26,24 +26,11 @@ def _enospc(path) -> OSError:
 
 
 def _cfg() -> Config:
-    cfg = Config()
-    cfg.data.max_seq_len = 96
-    for key, value in {
-        "max_steps": 3,
-        "batch_size": 2,
-        "save_steps": 1,
-        "logging_steps": 1,
-        "precision": "fp32",
-        "lr": 5e-3,
-        "lora_r": 4,
-        "lora_alpha": 8,
-    }.items():
-        setattr(cfg.train, key, value)
-    return cfg
+    return train_config(max_steps=3, batch_size=2, save_steps=1, lr=5e-3, lora_r=4, lora_alpha=8)
 
 
 def _records() -> list[Record]:
-    return [Record(messages=r["messages"], source="t.jsonl", line=i + 1) for i, r in enumerate(routing_rows(12))]
+    return routing_records(12)
 
 
 @pytest.fixture(scope="module")

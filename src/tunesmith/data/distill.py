@@ -12,7 +12,6 @@ prompt it was given in `meta.distilled`.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from tunesmith.data.records import Record
@@ -94,10 +93,10 @@ def general_prompts() -> list[Record]:
 
 def self_distilled_general(backend, cache=None, max_new_tokens: int = ANCHOR_TOKENS) -> list[Record]:
     """`builtin:self`: the base model's own greedy replies to the built-in general prompts, the first
-    `max_new_tokens` of each (a cut reply is marked unfinished), tagged `general`. Mixed into training
-    (`train.general_share`), they hold general behaviour in place: on Banking77 the model tuned without them answered
-    everyday requests with `{"intent": ...}` objects. A prompt the base leaves unanswered is skipped; none answered
-    is an error."""
+    `max_new_tokens` of each (a cut reply is marked unfinished). Mixed into training (`train.general_share`,
+    which marks them `general`), they hold general behaviour in place: on Banking77 the model tuned without them
+    answered everyday requests with `{"intent": ...}` objects. A prompt the base leaves unanswered is skipped; none
+    answered is an error."""
     records, errors = distill_records(general_prompts(), backend, max_new_tokens=max_new_tokens, cache=cache)
     if not records:
         raise TunesmithError(
@@ -110,4 +109,4 @@ def self_distilled_general(backend, cache=None, max_new_tokens: int = ANCHOR_TOK
                 )
             ],
         )
-    return [replace(r, provenance={**r.provenance, "general": True}) for r in records]
+    return records

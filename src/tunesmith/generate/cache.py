@@ -1,6 +1,6 @@
 """The generation cache: an unchanged model, prompt and decoding setting is never generated twice.
 
-    cache = GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite")
+    cache = GenerationCache.of_project(project)
     gens = generate_cached(backend, cases, Decoding(max_new_tokens=128), cache)
 
 A key is the hash of the backend's fingerprint (model identity, adapter content, precision and device, or an
@@ -36,6 +36,11 @@ class GenerationCache:
         self.db = sqlite3.connect(self.path, timeout=30)
         self.db.execute("CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self.db.commit()
+
+    @classmethod
+    def of_project(cls, project: str | Path) -> GenerationCache:
+        """The project's cache, `.tunesmith/cache/generations.sqlite`, which every stage of a project shares."""
+        return cls(Path(project) / ".tunesmith" / "cache" / "generations.sqlite")
 
     def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}

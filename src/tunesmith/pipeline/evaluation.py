@@ -77,7 +77,7 @@ def eval_plan(
         {**suites, **extra},
         limits,
         inputs,
-        GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite"),
+        GenerationCache.of_project(project),
         decodings,
     )
 

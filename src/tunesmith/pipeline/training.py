@@ -96,7 +96,7 @@ def self_general_stage(cfg: Config, pipe: Pipeline, model_ref) -> Stage:
 
     def distill(run_dir: Path) -> dict[str, Any]:
         backend = TransformersBackend(model_ref, precision=cfg.train.precision)
-        cache = GenerationCache(pipe.project / ".tunesmith" / "cache" / "generations.sqlite")
+        cache = GenerationCache.of_project(pipe.project)
         records = self_distilled_general(backend, cache)
         atomic_write_jsonl(run_dir / "general.jsonl", (r.to_json() for r in records))
         return {"records": len(records), "unfinished": sum(bool(r.provenance.get("unfinished")) for r in records)}
@@ -169,7 +169,7 @@ def probe_scorer(cfg: Config, project: Path, model_ref):
 
     gate = next((g for g in [cfg.eval.gate, *cfg.eval.gates] if g.metric.startswith("general.")), None)
     metric = gate.metric.rpartition(".")[2] if gate else "prompt_strict_accuracy"
-    cache = GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite")
+    cache = GenerationCache.of_project(project)
 
     def score(run_dir: Path | None, result: dict | None) -> float:
         import tempfile

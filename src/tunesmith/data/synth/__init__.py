@@ -4,7 +4,7 @@
                               input_usd_per_mtok=0.15, output_usd_per_mtok=0.6)
     summary = synthesize(load_records(["data/train.jsonl"]), teacher, n=200, operators=["typos", "refuse"],
                          out=Path("data/synth.jsonl"), task=cfg.task, schema=load_schema(cfg, project),
-                         cache=GenerationCache(project / ".tunesmith" / "cache" / "generations.sqlite"))
+                         cache=GenerationCache.of_project(project))
 
 Each of the `n` jobs takes a real record (the seed) and a variation operator (`OPERATORS`: paraphrase, typos,
 tone, edge_case, multi_issue, refuse, escalate). The teacher is asked twice: first to write a NEW user message

@@ -185,11 +185,12 @@ def device_choices(trainer, cfg: Config) -> dict[str, Any]:
     import torch
 
     model = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
-    cuda = torch.cuda.is_available()
+    # the loss path as build_trainer chose it: read off the trainer, not decided a second time
+    labeled = any(c.__name__ == "LabeledHeadSFTTrainer" for c in type(trainer).__mro__)
     return {
-        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "device": torch.cuda.get_device_name(0) if has_cuda() else "cpu",
         "attention": getattr(model.config, "_attn_implementation", None),
-        "loss": "TRL's LM-head loss" if cuda else "labeled positions only (tunesmith's CPU loss)",
+        "loss": "labeled positions only (tunesmith's CPU loss)" if labeled else "TRL's LM-head loss",
         "optimizer": getattr(trainer.args.optim, "value", str(trainer.args.optim)),
         "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
         "batching": cfg.train.batching,

@@ -206,7 +206,7 @@ def train_row(spec: dict) -> dict:
     t.logging_steps, t.save_steps, t.seed = 1, 10**6, 42
     baseline = spec["side"] == "trl"
     if baseline:  # what plain TRL does where tunesmith differs
-        t.lora_dropout, t.gradient_checkpointing, t.batching = 0.05, True, "random"
+        t.lora.dropout, t.gradient_checkpointing, t.batching = 0.05, True, "random"
     elif cuda:  # gradient checkpointing from the memory plan (what issue 17 asks sft.py to do; see cost.fit_on)
         from tunesmith.cost import Recipe, fit_on, model_shape
 

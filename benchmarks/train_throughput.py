@@ -34,7 +34,7 @@ def measure(project: Path, steps: int, baseline: bool, extra: list[str] | None =
 
     overrides = [f"train.max_steps={steps}", f"train.logging_steps={steps}", f"train.save_steps={steps * 10}"]
     if baseline:
-        overrides += ["train.lora_dropout=0.05", "train.gradient_checkpointing=true", "train.batching=random"]
+        overrides += ["train.lora.dropout=0.05", "train.gradient_checkpointing=true", "train.batching=random"]
     overrides += extra or []
     cfg, proj = load_config(project, overrides)
     records = load_records(data_files(cfg, proj))

@@ -101,12 +101,17 @@ def routing_records(n: int = 12):
 
 
 def train_config(**train):
-    """A Config for short training tests: 96-token rows, 2 steps of 4 in fp32 at lr 1e-2; `train` overrides."""
+    """A Config for short training tests: 96-token rows, 2 steps of 4 in fp32 at lr 1e-2; `train` overrides, a
+    sub-section's as a mapping of its own fields: `train_config(lora={"r": 4, "alpha": 8})`."""
     from tunesmith.config import Config
 
     cfg = Config()
     cfg.data.max_seq_len = 96
     settings = {"max_steps": 2, "batch_size": 4, "save_steps": 100, "logging_steps": 1, "precision": "fp32", "lr": 1e-2}
     for key, value in {**settings, **train}.items():
-        setattr(cfg.train, key, value)
+        if isinstance(value, dict):
+            for field, sub_value in value.items():
+                setattr(getattr(cfg.train, key), field, sub_value)
+        else:
+            setattr(cfg.train, key, value)
     return cfg

@@ -334,3 +334,13 @@ def test_a_hub_id_is_sized_from_its_config_alone(monkeypatch, tiny_model_dir):
     monkeypatch.setattr(AutoConfig, "from_pretrained", staticmethod(fake))
     assert c.model_shape("org/some-model").params == c.model_shape(str(tiny_model_dir)).params
     assert "org/some-model" in calls
+
+
+def test_a_project_plan_sets_the_lora_rank_at_its_place_in_the_config(tmp_path):
+    """`tunesmith cost PROJECT --lora-r 8`: the rank goes to train.lora.r (the probe trains what is planned)."""
+    from tunesmith.pipeline.planning import plan_recipe
+
+    (tmp_path / "tunesmith.yaml").write_text("train: {lora: {r: 32, target_modules: [q_proj]}}\n")
+    cfg, _, recipe = plan_recipe(tmp_path, {"lora_r": 8, "batch_size": 2, "seq_len": 128}, [])
+    assert (cfg.train.lora.r, cfg.train.batch_size, cfg.data.max_seq_len) == (8, 2, 128)
+    assert (recipe.lora_r, recipe.target_modules, recipe.seq_len) == (8, ["q_proj"], 128)

@@ -21,7 +21,7 @@ _records = routing_records
 
 
 def _cfg(**train):
-    return train_config(**{"precision": "bf16", "lora_r": 4, "lora_alpha": 8, **train})
+    return train_config(**{"precision": "bf16", "lora": {"r": 4, "alpha": 8}, **train})
 
 
 @pytest.fixture
@@ -99,7 +99,9 @@ def test_a_resumed_cuda_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_pa
     from tunesmith.train.sft import train_sft
 
     ref = resolve_model(str(tiny_model_dir))
-    cfg = _cfg(max_steps=4, save_steps=2, batch_size=2, lr=5e-3, precision="fp32", lora_dropout=0.1)
+    cfg = _cfg(
+        max_steps=4, save_steps=2, batch_size=2, lr=5e-3, precision="fp32", lora={"r": 4, "alpha": 8, "dropout": 0.1}
+    )
     records = _records(16)
     train_sft(cfg, ref, records, tmp_path / "whole")
 

@@ -146,11 +146,14 @@ def fake_project(
     metrics=None,
     findings=None,
     settings=None,
+    section=None,
     eval_loss: float = 1.5,
     with_check: bool = True,
     selection=None,
 ) -> Path:
-    """A project whose `tunesmith run` happened: check, split, eval-base, train, eval-tuned and compare runs."""
+    """A project whose `tunesmith run` happened: check, split, eval-base, train, eval-tuned and compare runs. The
+    train run's config.yaml holds `section` as its train section, else TRAIN_SETTINGS with `settings` (the flat
+    layout of the runs before train's sub-sections)."""
     project = root / "proj"
     project.mkdir(parents=True)
     (project / "tunesmith.yaml").write_text(f'model: {{base: "{model_dir}"}}\ntask: {{type: chat}}\n')
@@ -175,7 +178,7 @@ def fake_project(
     common = {"split": key_of(split), "model": "dir:tiny", "schema": None, "suites": {}}
     base_dir = make_run(project, "eval-base", common, files={"results.jsonl": jsonl(base or eval_rows())})
     section = {
-        "train": {**TRAIN_SETTINGS, **(settings or {})},
+        "train": section or {**TRAIN_SETTINGS, **(settings or {})},
         "task": {"type": "chat", "system_prompt": None, "match_fields": [], "json_schema": None},
         "max_seq_len": 256,
     }
@@ -517,16 +520,26 @@ def test_rank_above_16(build):
     assert f["severity"] == "warning" and "rank 8 or 16" in f["remedy"].lower() and "rslora" in f["remedy"]
 
 
+def test_rank_is_read_from_a_run_of_the_nested_train_layout_too(build):
+    from tunesmith.config import TrainConfig
+
+    section = TrainConfig(lora={"r": 64, "rslora": True}).model_dump(mode="json")  # config.yaml of a new run
+    f = by_code(diagnose(build(section=section)))["lora_rank"]
+    assert f["severity"] == "warning" and f["evidence"]["lora_r"] == 64 and f["evidence"]["rslora"] is True
+
+
 @pytest.mark.parametrize("mine, severity", [(1.49, "warning"), (1.2, "ok")])
-def test_rank_against_a_rank_16_run(build, mine, severity):
+@pytest.mark.parametrize("peer_layout", ["flat", "nested"])
+def test_rank_against_a_rank_16_run(build, mine, severity, peer_layout):
+    from tunesmith.config import TrainConfig
+
     project = build(settings={"lora_r": 64}, eval_loss=mine)
     split_key = json.loads(next(runs.runs_root(project).glob("*-split-*/inputs.json")).read_text())["key"]
+    peer = {**TRAIN_SETTINGS, "lora_r": 16}  # a run of before train's sub-sections, or of after
+    if peer_layout == "nested":
+        peer = TrainConfig(method="lora", lora={"r": 16}).model_dump(mode="json")
     make_run(
-        project,
-        "train",
-        {"split": split_key, "model": "dir:tiny", "peer": True},
-        {"train": {**TRAIN_SETTINGS, "lora_r": 16}},
-        {"eval_loss": 1.5},
+        project, "train", {"split": split_key, "model": "dir:tiny", "peer": True}, {"train": peer}, {"eval_loss": 1.5}
     )
     result = diagnose(project)
     f = by_code(result)["lora_rank"]

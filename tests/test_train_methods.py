@@ -31,7 +31,7 @@ _records, _cfg = routing_records, train_config
 @pytest.mark.parametrize("variant", [{"dora": True}, {"rslora": True}])
 def test_lora_variants_train_and_save_their_adapter(tmp_path, tiny_model_dir, variant):
     ref = resolve_model(str(tiny_model_dir))
-    result = train_sft(_cfg(lora_r=4, lora_alpha=8, **variant), ref, _records(), tmp_path)
+    result = train_sft(_cfg(lora={"r": 4, "alpha": 8, **variant}), ref, _records(), tmp_path)
     adapter = tmp_path / result["adapter"]
     conf = json.loads((adapter / "adapter_config.json").read_text())
     assert conf["use_dora"] is variant.get("dora", False) and conf["use_rslora"] is variant.get("rslora", False)
@@ -58,7 +58,7 @@ def test_qlora_trains_an_adapter_on_a_4bit_nf4_base(tmp_path, tiny_tok):
     # bitsandbytes quantizes in blocks of 64: the test model's layers must be at least that wide
     model_dir = make_tiny_model(tmp_path / "m64", tiny_tok, hidden_size=64)
     ref = resolve_model(str(model_dir))
-    cfg = _cfg(method="qlora", lora_r=4, lora_alpha=8)
+    cfg = _cfg(method="qlora", lora={"r": 4, "alpha": 8})
 
     import bitsandbytes as bnb
 
@@ -101,7 +101,7 @@ def test_full_fine_tuning_moves_every_weight_and_saves_a_model(tmp_path, tiny_mo
 def test_dora_with_full_is_a_config_error(tmp_path):
     from tunesmith.errors import TunesmithError
 
-    (tmp_path / "tunesmith.yaml").write_text("train: {method: full, dora: true}\n")
+    (tmp_path / "tunesmith.yaml").write_text("train: {method: full, lora: {dora: true}}\n")
     with pytest.raises(TunesmithError) as exc:
         load_config(tmp_path)
     assert "train" in str(exc.value.problems[0].where) and "dora" in exc.value.problems[0].message
@@ -135,7 +135,7 @@ def test_train_check_verb_prints_the_invariants(tiny_project):
 
 def test_describe_names_the_recipe():
     assert describe(_cfg()) == "LoRA r=16"
-    assert describe(_cfg(method="qlora", dora=True, rslora=True, lora_r=8)) == "QLoRA r=8 (DoRA, rsLoRA)"
+    assert describe(_cfg(method="qlora", lora={"dora": True, "rslora": True, "r": 8})) == "QLoRA r=8 (DoRA, rsLoRA)"
 
 
 def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, tiny_model_dir, monkeypatch):
@@ -144,7 +144,7 @@ def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, t
     from tunesmith.train import progress
 
     ref = resolve_model(str(tiny_model_dir))
-    cfg = _cfg(max_steps=4, save_steps=2, batch_size=2, lora_r=4, lora_alpha=8, lr=5e-3)
+    cfg = _cfg(max_steps=4, save_steps=2, batch_size=2, lora={"r": 4, "alpha": 8}, lr=5e-3)
     records = _records(16)
     train_sft(cfg, ref, records, tmp_path / "whole")
 
@@ -210,7 +210,7 @@ def test_the_training_invariants_hold_for_lora_and_full(tmp_path, tiny_model_dir
 
     ref = resolve_model(str(tiny_model_dir))
     for method in ("lora", "full"):
-        cfg = _cfg(method=method, lora_r=4, lora_alpha=8)
+        cfg = _cfg(method=method, lora={"r": 4, "alpha": 8})
         results = {r.name: r for r in check_invariants(cfg, ref, _records(), overfit_steps=40, overfit_lr=1e-2)}
         # A LoRA adapter on a random 32-wide model cannot memorize (its tied head is frozen); on the built-in model
         # LoRA r=16 takes two examples from loss 3.48 to 0.000 in 30 steps at lr 3e-3. Full tuning memorizes here.
@@ -227,7 +227,7 @@ def test_the_invariants_catch_a_broken_mask_and_a_frozen_adapter(tmp_path, tiny_
     from tunesmith.train import invariants
 
     ref = resolve_model(str(tiny_model_dir))
-    cfg = _cfg(lora_r=4, lora_alpha=8)
+    cfg = _cfg(lora={"r": 4, "alpha": 8})
     real = chat.training_example
 
     def leaky(*a, **k):  # a mask that also trains the last prompt token
@@ -283,7 +283,7 @@ def test_dpo_trains_an_adapter_from_preference_pairs_and_runs_end_to_end(tmp_pat
         96,
         """
 eval: {max_new_tokens: 6, bootstrap_samples: 200}
-train: {objective: dpo, max_steps: 2, batch_size: 4, save_steps: 100, logging_steps: 1, precision: bf16, lora_r: 4}
+train: {objective: dpo, max_steps: 2, batch_size: 4, save_steps: 100, logging_steps: 1, precision: bf16, lora: {r: 4}}
 """,
     )
     res = runner.invoke(app, ["train", str(project)])
@@ -381,7 +381,9 @@ def test_grpo_rewards_are_the_eval_scorers(tmp_path, monkeypatch):
 def test_a_bad_reward_spec_is_a_config_error(tmp_path):
     from tunesmith.errors import TunesmithError
 
-    (tmp_path / "tunesmith.yaml").write_text("train: {objective: grpo, rewards: [{type: regexp, pattern: x}]}\n")
+    (tmp_path / "tunesmith.yaml").write_text(
+        "train: {objective: grpo, grpo: {rewards: [{type: regexp, pattern: x}]}}\n"
+    )
     with pytest.raises(TunesmithError) as exc:
         load_config(tmp_path)
     assert "unknown scorer 'regexp'" in exc.value.problems[0].message
@@ -396,7 +398,7 @@ def test_grpo_trains_with_the_task_rewards_end_to_end(tiny_project):
             "train.objective=grpo",
             "train.max_steps=2",
             "train.batch_size=4",
-            "train.grpo_max_completion_tokens=8",
+            "train.grpo.max_completion_tokens=8",
             "train.lr=1e-3",
             "train.precision=bf16",
         ],
@@ -438,7 +440,7 @@ def test_two_processes_through_accelerate_match_one_with_the_same_global_batch(t
 model: {{base: "{tiny_model_dir}"}}
 task: {{type: json}}
 data: {{train: [data/d.jsonl], max_seq_len: 96, stratify_by: null, validation_fraction: 0}}
-train: {{max_steps: 1, batch_size: {batch}, precision: fp32, lora_r: 4, lr: 1.0e-2, warmup_ratio: 0.0,
+train: {{max_steps: 1, batch_size: {batch}, precision: fp32, lora: {{r: 4}}, lr: 1.0e-2, warmup_ratio: 0.0,
         logging_steps: 1}}
 """)
         res = runner.invoke(app, ["train", str(project), "--nproc", str(nproc)])
@@ -458,7 +460,7 @@ def test_a_reward_model_trains_from_pairs_and_rewards_grpo(tmp_path, tiny_model_
         tiny_model_dir,
         256,
         """
-train: {objective: reward, max_steps: 2, batch_size: 4, logging_steps: 1, precision: fp32, lora_r: 4}
+train: {objective: reward, max_steps: 2, batch_size: 4, logging_steps: 1, precision: fp32, lora: {r: 4}}
 """,
     )
     res = runner.invoke(app, ["train", str(project)])
@@ -508,7 +510,7 @@ def test_the_labeled_head_loss_equals_the_plain_causal_lm_loss(tiny_model_dir, p
 
     ref = resolve_model(str(tiny_model_dir))
     trainer = build_trainer(
-        _cfg(lora_r=4, precision=precision, base_precision="fp32"),
+        _cfg(lora={"r": 4}, precision=precision, base_precision="fp32"),
         ref,
         _records(),
         Path(tempfile.mkdtemp()),
@@ -647,7 +649,7 @@ def test_a_bf16_stored_base_trains_exactly_like_the_fp32_one_under_autocast(tmp_
     ref = resolve_model(str(tiny_model_dir))
     trainers = {
         base: build_trainer(
-            _cfg(precision="bf16", base_precision=base, lora_r=4, max_steps=3),
+            _cfg(precision="bf16", base_precision=base, lora={"r": 4}, max_steps=3),
             ref,
             _records(),
             tmp_path / base,
@@ -691,7 +693,11 @@ def test_padding_free_batches_train_exactly_like_padded_ones(tmp_path, tiny_mode
     runs = {}
     for batching in ("random", "padding_free", "packed", "grouped"):
         trainer = build_trainer(
-            _cfg(batching=batching, lora_r=4, max_steps=3), ref, _records(), tmp_path / batching, save_strategy="no"
+            _cfg(batching=batching, lora={"r": 4}, max_steps=3),
+            ref,
+            _records(),
+            tmp_path / batching,
+            save_strategy="no",
         )[0]
         batch = next(iter(trainer.get_train_dataloader()))
         assert ("attention_mask" in batch) == (batching in ("random", "grouped"))

@@ -1,6 +1,8 @@
 """The one error type users see: what went wrong, where, and how to fix it.
 
 The CLI prints a `TunesmithError` as a short panel and exits with code 2; it never shows a traceback for one.
+A `TunesmithWarning` (`warn(where, message, hint)`) is the same shape for input that is still read but said the old
+way; the CLI prints it in yellow and goes on.
 """
 
 from __future__ import annotations
@@ -45,3 +47,20 @@ class TunesmithError(Exception):
 def fail(title: str, where: str = "", message: str = "", hint: str = "") -> TunesmithError:
     """Build a single-problem error: `raise fail("Cannot read data", "a.jsonl:3", "not JSON", "fix the line")`."""
     return TunesmithError(title, [Problem(where, message, hint)] if (where or message or hint) else [])
+
+
+class TunesmithWarning(UserWarning):
+    """A problem that is not an error: input still read, but said in a way that will stop working (a config key
+    that moved). `warn(...)` issues it as a Python warning, shown once per text; the CLI prints it like a problem,
+    in yellow."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def warn(where: str, message: str, hint: str = "") -> None:
+    """Tell the user about `where` without stopping: `warn("tunesmith.yaml: train.lora_r", "moved to train.lora.r")`."""
+    import warnings
+
+    warnings.warn(TunesmithWarning(Problem(where, message, hint)), stacklevel=2)

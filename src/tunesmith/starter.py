@@ -46,12 +46,13 @@ eval:
     - {metric: general.prompt_strict_accuracy, min_delta: -0.05, require_significant: false}
 
 train:
-  method: lora       # lora, qlora (4-bit base) or full; dora: true / rslora: true for the LoRA variants
-  objective: sft     # sft, dpo (preference pairs), grpo (with rewards:), reward (a reward model)
+  method: lora       # lora, qlora (4-bit base) or full
+  lora:              # the adapter of lora/qlora (also alpha, dropout, target_modules); dora: true / rslora: true
+    r: 16            # for the LoRA variants
+  objective: sft     # sft, dpo (preference pairs), grpo (with grpo: {rewards: [...]}), reward (a reward model)
   epochs: auto       # small data sets get more passes; the validation set picks the checkpoint and stops early
   lr: 1.0e-3         # the built-in 135M model: 1e-3 learned Banking77 intents far faster than 2e-4 (the usual
                      # advice for 7B-class models); `tunesmith tune` searches it on your own validation set
-  lora_r: 16
   batch_size: 8
   general_data: [builtin:self]  # the base model's own replies to 200 built-in everyday prompts, mixed in against
   general_share: 0.1            # forgetting (without them the Banking77 model answered everything with an intent)

@@ -26,7 +26,7 @@ def _enospc(path) -> OSError:
 
 
 def _cfg() -> Config:
-    return train_config(max_steps=3, batch_size=2, save_steps=1, lr=5e-3, lora_r=4, lora_alpha=8)
+    return train_config(max_steps=3, batch_size=2, save_steps=1, lr=5e-3, lora={"r": 4, "alpha": 8})
 
 
 def _records() -> list[Record]:

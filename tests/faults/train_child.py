@@ -42,10 +42,9 @@ def config(spec: dict):
         "logging_steps": 1,
         "precision": "fp32",
         "lr": 5e-3,
-        "lora_r": 4,
-        "lora_alpha": 8,
     }.items():
         setattr(cfg.train, key, value)
+    cfg.train.lora.r, cfg.train.lora.alpha = 4, 8
     return cfg
 
 

@@ -36,7 +36,7 @@ app.add_typer(project.model_app, name="model")
 app.add_typer(eval_app, name="eval")
 app.add_typer(review_app, name="review")
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "show_warnings"]
 
 
 def main() -> None:
@@ -52,6 +52,7 @@ def main() -> None:
 
     # bitsandbytes announces an optional CPU kernel package it did not find on every import; it works without it.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    show_warnings()
     try:
         app()
     except TunesmithError as err:
@@ -64,6 +65,26 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:
         _internal_error(exc)
+
+
+def show_warnings() -> None:
+    """Print tunesmith's own warnings (`TunesmithWarning`, such as a config key that moved) like its errors, in
+    yellow on stderr (each text once, as Python shows a warning); other warnings as Python prints them."""
+    import warnings
+
+    from tunesmith.errors import TunesmithWarning
+
+    python_shows = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not isinstance(message, TunesmithWarning):
+            python_shows(message, category, filename, lineno, file, line)
+            return
+        from tunesmith.cli.render import console, print_warning
+
+        print_warning(message.problem, console(stderr=True, wide=False))
+
+    warnings.showwarning = show
 
 
 def _internal_error(exc: Exception) -> None:

@@ -53,7 +53,7 @@ def cost(
     seq_len: int | None = typer.Option(None, help="Sequence length (default: data.max_seq_len)."),
     batch_size: int | None = typer.Option(None, help="Micro-batch (default: train.batch_size)."),
     grad_accum: int | None = typer.Option(None, help="Accumulation steps (default: train.grad_accum)."),
-    lora_r: int | None = typer.Option(None, help="LoRA rank (default: train.lora_r)."),
+    lora_r: int | None = typer.Option(None, help="LoRA rank (default: train.lora.r)."),
     epochs: float | None = typer.Option(None, help="Epochs (default: train.epochs)."),
     checkpointing: bool | None = typer.Option(
         None, "--checkpointing/--no-checkpointing", help="Gradient checkpointing (default: the project's)."
@@ -67,7 +67,7 @@ def cost(
     probe: bool = typer.Option(False, "--probe", help=PROBE_HELP),
     probe_steps: int = typer.Option(3, help="Optimizer steps the probe runs (the first is not timed)."),
     hourly: float | None = typer.Option(None, help=HOURLY_HELP),
-    set_: list[str] = typer.Option([], "--set", help="Override a config field, e.g. --set train.lora_r=8."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config field, e.g. --set train.lora.r=8."),
     as_json: bool = typer.Option(False, "--json", help="Print everything as JSON."),
 ) -> None:
     """Memory per method (full, LoRA, QLoRA), training time and dollars per GPU class, and after an evaluation the

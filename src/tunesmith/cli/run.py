@@ -99,8 +99,10 @@ def train(
     from tunesmith.errors import Problem, TunesmithError
     from tunesmith.pipeline import train_project
 
-    flags = {"method": method, "objective": objective, "dora": dora, "rslora": rslora, "nproc": nproc}
-    overrides = list(set_) + update_overrides({"train": {k: v for k, v in flags.items() if v is not None}})
+    flags = {"method": method, "objective": objective, "nproc": nproc}
+    lora = {k: v for k, v in {"dora": dora, "rslora": rslora}.items() if v is not None}
+    train = {**{k: v for k, v in flags.items() if v is not None}, **({"lora": lora} if lora else {})}
+    overrides = list(set_) + update_overrides({"train": train})
     if check:
         results = train_project(project, overrides, check_only=True)
         console().print(invariants_table(results))

@@ -7,9 +7,11 @@ A bad config raises one `TunesmithError` that lists every problem with its YAML 
 
 One module per concern: `section.py` (the base of every section), `task.py` (`model:`, `task:`), `data.py`
 (`data:` and its column mapping), `eval.py` (`eval:`: suites, gates, the judge's endpoint), `train.py`
-(`train:`), `tune.py` (`tune:` and `SEARCH_PARAMS`), `export.py` (`export:`), `budget.py` (`budget:`), `root.py`
-(`Config`, the whole file, and its JSON Schema), `problems.py` (validation errors as problems with YAML paths),
-`overrides.py` (`--set` overrides and typed updates), `loading.py` (`load_config`).
+(`train:` and its sub-sections `lora:`, `dpo:`, `grpo:`), `moved.py` (the flat train keys of before the
+sub-sections, still read with a warning), `tune.py` (`tune:` and `SEARCH_PARAMS`), `export.py` (`export:`),
+`budget.py` (`budget:`), `root.py` (`Config`, the whole file, and its JSON Schema), `problems.py` (validation
+errors as problems with YAML paths), `overrides.py` (`--set` overrides and typed updates), `loading.py`
+(`load_config`).
 """
 
 from tunesmith.config.budget import BudgetConfig
@@ -17,11 +19,12 @@ from tunesmith.config.data import ColumnsConfig, DataConfig
 from tunesmith.config.eval import EndpointConfig, EvalConfig, GateConfig, SuiteConfig
 from tunesmith.config.export import ExportConfig
 from tunesmith.config.loading import CONFIG_NAME, load_config, recipe_sources
+from tunesmith.config.moved import flat_train, nest_moved
 from tunesmith.config.overrides import apply_overrides, apply_updates, update_overrides
 from tunesmith.config.root import Config, config_schema
 from tunesmith.config.section import Section
 from tunesmith.config.task import ModelConfig, TaskConfig
-from tunesmith.config.train import TrainConfig
+from tunesmith.config.train import DpoOptions, GrpoOptions, LoraOptions, TrainConfig
 from tunesmith.config.tune import SEARCH_PARAMS, TuneConfig
 
 __all__ = [
@@ -31,10 +34,13 @@ __all__ = [
     "ColumnsConfig",
     "Config",
     "DataConfig",
+    "DpoOptions",
     "EndpointConfig",
     "EvalConfig",
     "ExportConfig",
     "GateConfig",
+    "GrpoOptions",
+    "LoraOptions",
     "ModelConfig",
     "Section",
     "SuiteConfig",
@@ -44,7 +50,9 @@ __all__ = [
     "apply_overrides",
     "apply_updates",
     "config_schema",
+    "flat_train",
     "load_config",
+    "nest_moved",
     "recipe_sources",
     "update_overrides",
 ]

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tunesmith.config.moved import moved_override, nest_moved, read_moved
 from tunesmith.config.overrides import apply_overrides
 from tunesmith.config.problems import problems_from
 from tunesmith.config.root import Config
@@ -22,7 +23,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[C
     Returns the config and the project directory that relative paths are resolved against.
     """
     file = _config_file(Path(path))
-    raw = apply_overrides(_read_sections(file), overrides or [])
+    raw = apply_overrides(_with_moved_keys(_read_sections(file), file), overrides or [])
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as err:
@@ -36,8 +37,8 @@ RECIPE_FIELDS = (
     "objective",
     "epochs",
     "lr",
-    "lora_r",
-    "lora_alpha",
+    "lora.r",
+    "lora.alpha",
     "batch_size",
     "grad_accum",
     "general_data",
@@ -49,14 +50,33 @@ RECIPE_FIELDS = (
 
 def recipe_sources(cfg: Config, path: str | Path, overrides: list[str] | None = None) -> list[tuple[str, Any, str]]:
     """(field, value, where it came from) for the recipe's main `train` fields, as `tunesmith run` prints them:
-    `--set` (an override), `tunesmith.yaml` (the project's file), or `default` (tunesmith's)."""
-    written = _read_sections(_config_file(Path(path))).get("train") or {}
-    overridden = {item.partition("=")[0].strip() for item in overrides or []}
+    `--set` (an override), `tunesmith.yaml` (the project's file), or `default` (tunesmith's). A field of a
+    sub-section reads `lora.r`; an old flat key (`lora_r`) counts as its new place."""
+    from operator import attrgetter
+
+    written = nest_moved(_read_sections(_config_file(Path(path))).get("train") or {}, quiet=True)
+    overridden = {moved_override(item.partition("=")[0].strip()) for item in overrides or []}
     out = []
     for name in RECIPE_FIELDS:
-        where = "--set" if f"train.{name}" in overridden else CONFIG_NAME if name in written else "default"
-        out.append((name, getattr(cfg.train, name), where))
+        where = "--set" if f"train.{name}" in overridden else CONFIG_NAME if _written(written, name) else "default"
+        out.append((name, attrgetter(name)(cfg.train), where))
     return out
+
+
+def _written(section: dict, dotted: str) -> bool:
+    """Whether the file's mapping sets `dotted` (`lr`, `lora.r`)."""
+    node: object = section
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _with_moved_keys(raw: dict, file: Path) -> dict:
+    """The file's sections with `train`'s old flat keys at their new place (a warning each; an error naming both
+    keys when they disagree)."""
+    return {**raw, "train": read_moved(raw["train"], f"{file}: train")} if "train" in raw else raw
 
 
 def _config_file(path: Path) -> Path:

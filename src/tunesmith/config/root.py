@@ -34,17 +34,16 @@ class Config(Section):
     @field_validator("train")
     @classmethod
     def _adapter_options_need_an_adapter(cls, train: TrainConfig) -> TrainConfig:
-        if train.method == "full" and (train.dora or train.rslora):
-            raise ValueError("dora and rslora are LoRA variants; they do not apply to method: full")
-        if train.rewards:
-            for i, spec in enumerate(train.rewards):
-                if spec.get("type") == "reward_model":
-                    if not spec.get("path"):
-                        raise ValueError(f"rewards[{i}]: a reward_model reward needs `path` (its reward_model/ dir)")
-                    continue
-                problem = scorer_problem({k: v for k, v in spec.items() if k != "weight"})
-                if problem:
-                    raise ValueError(f"rewards[{i}]: {problem[0]}")
+        if train.method == "full" and (train.lora.dora or train.lora.rslora):
+            raise ValueError("lora.dora and lora.rslora are LoRA variants; they do not apply to method: full")
+        for i, spec in enumerate(train.grpo.rewards):
+            if spec.get("type") == "reward_model":
+                if not spec.get("path"):
+                    raise ValueError(f"grpo.rewards[{i}]: a reward_model reward needs `path` (its reward_model/ dir)")
+                continue
+            problem = scorer_problem({k: v for k, v in spec.items() if k != "weight"})
+            if problem:
+                raise ValueError(f"grpo.rewards[{i}]: {problem[0]}")
         if train.method == "full" and train.objective == "dpo":
             raise ValueError("DPO here uses the base with the adapter switched off as its reference: use lora or qlora")
         return train

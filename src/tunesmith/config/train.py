@@ -1,20 +1,37 @@
-"""`train:`: how the model is trained: method, objective, optimizer, batching, checkpoints, general data."""
+"""`train:`: how the model is trained: method, objective, optimizer, batching, checkpoints, general data, and the
+sub-sections of one method or objective: `lora:` (the adapter), `dpo:` and `grpo:`.
+
+    train:
+      method: lora
+      lora: {r: 16, alpha: 32, rslora: true}
+      objective: grpo
+      grpo: {generations: 4, rewards: [{type: json_schema}]}
+
+The flat keys of before the sub-sections (`lora_r`, `dpo_beta`, `grpo_generations`, `rewards`, ...) are still read at
+their new place, with a warning (`tunesmith.config.moved`).
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from tunesmith.config.moved import nest_moved
 from tunesmith.config.section import Section
 
 
-class TrainConfig(Section):
-    method: Literal["lora", "qlora", "full"] = Field(
-        "lora",
-        description="`lora`: a LoRA adapter on the frozen base; `qlora`: the same on a base quantized to "
-        "4-bit NF4 with double quantization (bitsandbytes; runs on CPU too), for bases that do not fit in memory; "
-        "`full`: every weight trains (the result is a whole model, not an adapter).",
+class LoraOptions(Section):
+    """`train.lora:` the adapter of a lora or qlora run."""
+
+    r: int = Field(16, ge=1, description="LoRA rank (8-16 is the usual range).")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Dropout on the LoRA path. Off by default (as in Unsloth): with one epoch it "
+        "rarely helps, and on CPU it costs ~half of each step's forward time.",
     )
     dora: bool = Field(
         False,
@@ -26,14 +43,22 @@ class TrainConfig(Section):
         description="rsLoRA: scale by alpha/sqrt(r) instead of alpha/r, which keeps "
         "higher ranks (64+) learning. lora/qlora only.",
     )
-    objective: Literal["sft", "dpo", "grpo", "reward"] = Field(
-        "sft",
-        description="`sft`: learn the replies (of preference pairs: the chosen ones). `dpo`: learn to prefer "
-        "the chosen reply over the rejected one of each preference pair (the data must be pairs); the reference "
-        "model is the base itself (the adapter switched off), so no second copy is loaded. `grpo`: sample several "
-        "replies per prompt and reinforce those that score well on verifiable `rewards`. `reward`: train a reward "
-        "model on preference pairs (`tunesmith train`), usable as a GRPO reward ({type: reward_model, path: ...}).",
+    target_modules: str | list[str] = Field("all-linear", description="Modules that get adapters.")
+
+
+class DpoOptions(Section):
+    """`train.dpo:` the settings of `objective: dpo`."""
+
+    beta: float = Field(
+        0.1, gt=0, description="DPO's beta: how far the tuned model may move from the reference (smaller = further)."
     )
+
+
+class GrpoOptions(Section):
+    """`train.grpo:` the settings of `objective: grpo`."""
+
+    generations: int = Field(4, ge=2, description="GRPO: replies sampled per prompt (the group).")
+    max_completion_tokens: int = Field(64, ge=1, description="GRPO: longest sampled reply.")
     rewards: list[dict[str, Any]] = Field(
         default_factory=list,
         description="GRPO rewards: scorer specs (the eval harness's types: exact, label, json, "
@@ -41,10 +66,35 @@ class TrainConfig(Section):
         "custom) with an optional `weight`, e.g. [{type: json_schema, weight: 0.5}, {type: json_fields}]. Each "
         "scores 1 or 0 against the record's own reply; empty = the task's defaults.",
     )
-    grpo_generations: int = Field(4, ge=2, description="GRPO: replies sampled per prompt (the group).")
-    grpo_max_completion_tokens: int = Field(64, ge=1, description="GRPO: longest sampled reply.")
-    dpo_beta: float = Field(
-        0.1, gt=0, description="DPO's beta: how far the tuned model may move from the reference (smaller = further)."
+
+
+class TrainConfig(Section):
+    method: Literal["lora", "qlora", "full"] = Field(
+        "lora",
+        description="`lora`: a LoRA adapter on the frozen base; `qlora`: the same on a base quantized to "
+        "4-bit NF4 with double quantization (bitsandbytes; runs on CPU too), for bases that do not fit in memory; "
+        "`full`: every weight trains (the result is a whole model, not an adapter).",
+    )
+    lora: LoraOptions = Field(
+        default_factory=LoraOptions,
+        description="The adapter of a lora/qlora run: rank `r`, `alpha`, `dropout`, the `dora` and `rslora` "
+        "variants, `target_modules` (formerly lora_r, lora_alpha, lora_dropout, dora, rslora, target_modules).",
+    )
+    objective: Literal["sft", "dpo", "grpo", "reward"] = Field(
+        "sft",
+        description="`sft`: learn the replies (of preference pairs: the chosen ones). `dpo`: learn to prefer "
+        "the chosen reply over the rejected one of each preference pair (the data must be pairs); the reference "
+        "model is the base itself (the adapter switched off), so no second copy is loaded. `grpo`: sample several "
+        "replies per prompt and reinforce those that score well on verifiable `grpo.rewards`. `reward`: train a reward "
+        "model on preference pairs (`tunesmith train`), usable as a GRPO reward ({type: reward_model, path: ...}).",
+    )
+    dpo: DpoOptions = Field(
+        default_factory=DpoOptions, description="`objective: dpo`'s settings: `beta` (formerly dpo_beta)."
+    )
+    grpo: GrpoOptions = Field(
+        default_factory=GrpoOptions,
+        description="`objective: grpo`'s settings: `generations` per prompt, `max_completion_tokens`, `rewards` "
+        "(formerly grpo_generations, grpo_max_completion_tokens, rewards).",
     )
     epochs: float | Literal["auto"] = Field(
         "auto",
@@ -59,16 +109,6 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(8, ge=1, description="Conversations per device per step.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
-    lora_r: int = Field(16, ge=1, description="LoRA rank (8-16 is the usual range).")
-    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
-    lora_dropout: float = Field(
-        0.0,
-        ge=0,
-        lt=1,
-        description="Dropout on the LoRA path. Off by default (as in Unsloth): with one epoch it "
-        "rarely helps, and on CPU it costs ~half of each step's forward time.",
-    )
-    target_modules: str | list[str] = Field("all-linear", description="Modules that get adapters.")
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="`auto` uses bf16 autocast where the hardware supports it (AMX CPUs, recent GPUs)."
     )
@@ -146,3 +186,9 @@ class TrainConfig(Section):
         description="Optional trackers that mirror the training metrics (through "
         "transformers' report_to); metrics.jsonl is always written. Each needs its own package installed.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_moved_keys(cls, data: Any) -> Any:
+        """The flat keys of before the sub-sections, read at their new place (with a warning)."""
+        return nest_moved(data)

@@ -33,8 +33,9 @@ class TuneConfig(Section):
     params: list[Literal[SEARCH_PARAMS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["lr", "epochs", "lora_r", "lora_alpha"],
         description="What the search varies, each over the range in `ranges` (or its default there): lr (log "
-        "scale), epochs, lora_r, lora_alpha (as a multiple of r), batch_size, lora_dropout, weight_decay, "
-        "general_share (a share of `train.general_data` mixed in against forgetting), method (lora or full), "
+        "scale), epochs, lora_r (train.lora.r), lora_alpha (train.lora.alpha, as a multiple of r), batch_size, "
+        "lora_dropout (train.lora.dropout), weight_decay, general_share (a share of `train.general_data` mixed in "
+        "against forgetting), method (lora or full), "
         "warmup_ratio.",
     )
     ranges: dict[str, list[Any]] = Field(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunesmith.config import flat_train
 from tunesmith.diagnose.evidence import ERROR, OK, SEVERITY_ORDER, WARNING, finding
 from tunesmith.diagnose.locate import RunDirs, locate_runs, read_json, read_metrics, read_results, read_section
 from tunesmith.diagnose.masking import masking_html, masking_preview
@@ -91,7 +92,7 @@ class _Readings:
     tuned_rows: list[dict]  # the tuned evaluation's
     records: list  # the split's training records
     section: dict[str, Any]  # the train run's config.yaml
-    settings: dict[str, Any]  # its train section (else the project's)
+    settings: dict[str, Any]  # its train section (else the project's), flat: `lora_r` for old and new runs
     train_result: dict | None  # its result.json, when it finished
     report: dict | None  # the check run's report.json
     data_counts: dict[str, int]  # the data check's findings per code
@@ -114,7 +115,7 @@ def _read_runs(
         tuned_rows=read_results(tuned_dir),
         records=_train_records(split_dir),
         section=section,
-        settings=section.get("train") or cfg.train.model_dump(mode="json"),
+        settings=flat_train(section.get("train") or cfg.train.model_dump(mode="json")),
         train_result=runs.read_result(train_dir) if runs.is_complete(train_dir) else None,
         report=report,
         data_counts=data_counts,

@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from tunesmith.config import flat_train
 from tunesmith.diagnose.evidence import ERROR, OK, WARNING, finding, finite
 
 SPIKE_WINDOW = 5  # a logged loss is compared with the median of the previous this-many
@@ -39,7 +40,7 @@ SPIKE_REMEDY = (
     "extreme or malformed record."
 )
 FLAT_REMEDY = (
-    "Check that the adapter is applied (trainable parameters above 0; train.target_modules matching the "
+    "Check that the adapter is applied (trainable parameters above 0; train.lora.target_modules matching the "
     "model's layer names) and raise train.lr; a curve that does not fall learns nothing."
 )
 EVAL_REMEDY = (
@@ -53,7 +54,7 @@ UNDERFIT_REMEDY = (
 )
 RANK_REMEDY = (
     "Rank 8 or 16 is almost always enough; rank 64 or 128 rarely helps and burns GPU time. Train with "
-    "train.lora_r=16 (or 8) and keep it unless it is clearly worse; if quality is insufficient, the problem "
+    "train.lora.r=16 (or 8) and keep it unless it is clearly worse; if quality is insufficient, the problem "
     "is usually the data, not the rank."
 )
 
@@ -389,7 +390,7 @@ def rank_peers(train_dir: Path) -> list[dict[str, Any]]:
 
     def meta(d: Path) -> tuple[dict, dict]:
         inputs = json.loads((d / "inputs.json").read_text())
-        return inputs, (yaml.safe_load((d / "config.yaml").read_text()) or {}).get("train") or {}
+        return inputs, flat_train((yaml.safe_load((d / "config.yaml").read_text()) or {}).get("train") or {})
 
     try:
         mine, settings = meta(train_dir)
@@ -444,7 +445,7 @@ def check_rank(settings: dict[str, Any], train_result: dict | None, peers: list[
             RANK_REMEDY,
         )
     remedy = RANK_REMEDY + (
-        "" if settings.get("rslora") else " If you keep a high rank, turn on train.rslora so it keeps learning."
+        "" if settings.get("rslora") else " If you keep a high rank, turn on train.lora.rslora so it keeps learning."
     )
     return finding(
         "lora_rank",

@@ -25,8 +25,8 @@ FORGETTING_REMEDY = (
     "train.general_share: `[builtin:self]` mixes in the base model's own replies to built-in "
     "everyday prompts, and `tunesmith data distill` writes its replies to your own general prompts: "
     "self-distillation, which learns the task without losing old skills), reduce training "
-    "strength (lower train.lr, fewer epochs, a lower train.lora_r), or use LoRA with narrower "
-    "target modules (e.g. train.target_modules: [q_proj, v_proj])."
+    "strength (lower train.lr, fewer epochs, a lower train.lora.r), or use LoRA with narrower "
+    "target modules (e.g. train.lora.target_modules: [q_proj, v_proj])."
 )
 OVERCONFIDENCE_REMEDY = (
     'Include training examples where the correct reply is "I need more information", '
@@ -159,7 +159,7 @@ def _forgetting_remedy(settings: dict[str, Any]) -> str:
     if not settings.get("general_share"):
         notes.append("no general data is mixed in (train.general_share is 0)")
     if settings.get("target_modules") == "all-linear":
-        notes.append("every linear layer carries an adapter (train.target_modules: all-linear)")
+        notes.append("every linear layer carries an adapter (train.lora.target_modules: all-linear)")
     return FORGETTING_REMEDY + (" Here: " + "; ".join(notes) + "." if notes else "")
 
 

@@ -48,11 +48,13 @@ class Pipeline:
         inputs: dict[str, Any],
         work: Callable[[Path], dict[str, Any]],
         resume: str = "auto",
+        key_config: Any = None,
     ) -> Stage:
         """Run `work` in this stage's run directory, or reuse a completed one. An interrupted run with the same key
         is resumed (`resume="auto"`), must exist (`"require"`: an error naming the interrupted runs whose settings
-        differ, and how) or is discarded (`"fresh"`)."""
-        key = runs.stage_key(name, config, inputs)
+        differ, and how) or is discarded (`"fresh"`). `key_config`: what the key hashes in place of `config` (which
+        config.yaml holds), when they differ."""
+        key = runs.stage_key(name, config if key_config is None else key_config, inputs)
         found = runs.find_run(self.project, name, key)
         if found is not None and not runs.is_complete(found) and resume == "fresh":
             shutil.rmtree(found)

@@ -32,7 +32,8 @@ from tunesmith.errors import Problem, TunesmithError
 from tunesmith.models import resolve_model
 from tunesmith.pipeline.commands import project_tokens
 
-PLAN_FIELDS = {"seq_len": ("data", "max_seq_len")}  # a plan's settings that live outside the train section
+# a plan's settings that live elsewhere than `train.<name>`: their place in the config
+PLAN_FIELDS = {"seq_len": ("data", "max_seq_len"), "lora_r": ("train", "lora", "r")}
 
 
 @dataclass(frozen=True)
@@ -158,10 +159,13 @@ def plan_recipe(project: Path | None, settings: dict[str, Any], overrides: list[
     """(config, project dir, recipe): a project's, with `settings` applied to its config as typed updates (so a
     probe trains exactly what is planned), or tunesmith's defaults with `settings`."""
     if project is not None:
-        updates: dict[str, dict[str, Any]] = {}
+        updates: dict[str, Any] = {}
         for key, value in settings.items():
-            section, name = PLAN_FIELDS.get(key, ("train", key))
-            updates.setdefault(section, {})[name] = value
+            *path, name = PLAN_FIELDS.get(key, ("train", key))
+            node = updates
+            for part in path:
+                node = node.setdefault(part, {})
+            node[name] = value
         cfg, root = load_config(project, overrides)
         cfg = apply_updates(cfg, updates)
         return cfg, root, Recipe.from_config(cfg)

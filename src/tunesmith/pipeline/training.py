@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith import runs
-from tunesmith.config import Config
+from tunesmith.config import Config, flat_train
 from tunesmith.data.distill import SELF
 from tunesmith.data.io import read_jsonl
 from tunesmith.data.project import general_files, mix_general, read_records, validation_records
@@ -18,10 +18,13 @@ from tunesmith.files import atomic_write_jsonl, file_sha256
 from tunesmith.pipeline.machinery import Pipeline, Stage, sections
 
 
-def train_settings(cfg: Config) -> dict[str, Any]:
+def train_settings(cfg: Config, flat: bool = False) -> dict[str, Any]:
     """What a train run's cache key covers of the config: the recipe, the task, and how its checkpoint is chosen
-    (the validation decoding)."""
+    (the validation decoding). `flat`: the train section in the flat layout of before its sub-sections, which the
+    key hashes so the same recipe keeps its key (config.yaml holds the section as it is now)."""
     dumped = sections(cfg, "train", "task", "budget", "eval")
+    if flat:
+        dumped["train"] = flat_train(dumped["train"])
     evaluation = {k: dumped["eval"][k] for k in ("decoding", "max_new_tokens", "no_repeat_ngram_size", "gate")}
     return {
         "train": dumped["train"],
@@ -84,6 +87,7 @@ def train_stage(
         },
         train,
         resume,
+        key_config=train_settings(cfg, flat=True),
     )
 
 

@@ -68,7 +68,7 @@ def train_dpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     tok = load_tokenizer(model_ref)
     rows = pair_rows(records, cfg)
     model = load_training_model(cfg, model_ref, precision)
-    args = DPOConfig(**common_args(cfg, run_dir, precision), beta=t.dpo_beta, max_length=cfg.data.max_seq_len)
+    args = DPOConfig(**common_args(cfg, run_dir, precision), beta=t.dpo.beta, max_length=cfg.data.max_seq_len)
     trainer, budget = make_trainer(
         DPOTrainer,
         cfg,
@@ -93,7 +93,7 @@ def train_dpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
         "reward_accuracy": last.get("rewards/accuracies"),
         "reward_margin": last.get("rewards/margins"),
         "tokens_per_s": None,
-        "dora": t.dora,
-        "rslora": t.rslora,
+        "dora": t.lora.dora,
+        "rslora": t.lora.rslora,
         "adapter": "adapter",
     }

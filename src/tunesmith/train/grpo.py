@@ -3,7 +3,7 @@
     result = train_grpo(cfg, model_ref, records, run_dir, schema)
 
 Each training record is a prompt (everything before its final reply) and an expectation (that reply, parsed as the
-task's eval does); `train.grpo_generations` replies are sampled per prompt and scored by `train.rewards` (the eval
+task's eval does); `train.grpo.generations` replies are sampled per prompt and scored by `train.grpo.rewards` (the eval
 harness's scorers, see `tunesmith.train.grpo_rewards`). The loss guard, progress bar, metrics.jsonl, time budget and
 checkpoint resume are the SFT recipe's.
 """
@@ -54,14 +54,14 @@ def train_grpo(
     tok = load_tokenizer(model_ref)
     funcs, weights = reward_functions(cfg, schema)
     model = load_training_model(cfg, model_ref, precision)
-    group = t.grpo_generations
+    group = t.grpo.generations
     args = GRPOConfig(
         **{
             **common_args(cfg, run_dir, precision),
             # a step's batch holds whole groups: batch_size prompts' worth of samples, rounded to the group size
             "per_device_train_batch_size": max(group, t.batch_size // group * group),
             "num_generations": group,
-            "max_completion_length": t.grpo_max_completion_tokens,
+            "max_completion_length": t.grpo.max_completion_tokens,
             "reward_weights": weights,
         }
     )
@@ -92,7 +92,7 @@ def train_grpo(
         "rewards": [f.__name__ for f in funcs],
         "reward_weights": weights,
         "tokens_per_s": None,
-        "dora": t.dora,
-        "rslora": t.rslora,
+        "dora": t.lora.dora,
+        "rslora": t.lora.rslora,
         kind: kind,
     }

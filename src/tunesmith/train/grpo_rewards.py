@@ -23,7 +23,7 @@ from tunesmith.train.reward_model import RewardModelScorer
 
 
 def default_rewards(cfg: Config, schema: dict | None) -> list[dict[str, Any]]:
-    """What a task rewards when `train.rewards` is empty: valid JSON (against the schema) and the right fields for
+    """What a task rewards when `train.grpo.rewards` is empty: valid JSON (against the schema) and the right fields for
     json tasks; the right label for classification. Free chat has no verifiable default."""
     if cfg.task.type == "json":
         fields = {"type": "json_fields", **({"fields": cfg.task.match_fields} if cfg.task.match_fields else {})}
@@ -34,9 +34,9 @@ def default_rewards(cfg: Config, schema: dict | None) -> list[dict[str, Any]]:
         "GRPO needs rewards",
         [
             Problem(
-                "train.rewards",
+                "train.grpo.rewards",
                 "a chat task has no verifiable default reward",
-                "e.g. rewards: [{type: regex, pattern: '...'}, {type: custom, function: 'my_rewards:score'}]",
+                "e.g. grpo: {rewards: [{type: regex, pattern: '...'}, {type: custom, function: 'my_rewards:score'}]}",
             )
         ],
     )
@@ -88,5 +88,5 @@ def reward_function(spec: dict[str, Any], schema: dict | None) -> Callable[..., 
 
 
 def reward_functions(cfg: Config, schema: dict | None) -> tuple[list[Callable[..., list[float]]], list[float]]:
-    specs = cfg.train.rewards or default_rewards(cfg, schema)
+    specs = cfg.train.grpo.rewards or default_rewards(cfg, schema)
     return [reward_function(s, schema) for s in specs], [float(s.get("weight", 1.0)) for s in specs]

@@ -32,7 +32,8 @@ class Invariant:
 
 
 def _checking_config(cfg: Config, **train: Any) -> Config:
-    """The project's config with fp32, no warm-up, a constant rate, no checkpoints, and `train` applied."""
+    """The project's config with fp32, no warm-up, a constant rate, no checkpoints, no adapter dropout, and `train`
+    applied."""
     c = cfg.model_copy(deep=True)
     for key, value in {
         "precision": "fp32",
@@ -40,11 +41,11 @@ def _checking_config(cfg: Config, **train: Any) -> Config:
         "lr_scheduler": "constant",
         "logging_steps": 1,
         "save_steps": 10_000,
-        "lora_dropout": 0.0,
         "gradient_checkpointing": False,
         **train,
     }.items():
         setattr(c.train, key, value)
+    c.train.lora.dropout = 0.0
     return c
 
 

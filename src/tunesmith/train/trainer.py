@@ -36,14 +36,15 @@ def lora_config(cfg: Config, task_type: str = "CAUSAL_LM"):
     t = cfg.train
     if t.method == "full":
         return None
+    lora = t.lora
     return LoraConfig(
-        r=t.lora_r,
-        lora_alpha=t.lora_alpha,
-        lora_dropout=t.lora_dropout,
-        target_modules=t.target_modules,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
         task_type=task_type,
-        use_dora=t.dora,
-        use_rslora=t.rslora,
+        use_dora=lora.dora,
+        use_rslora=lora.rslora,
     )
 
 
@@ -265,8 +266,8 @@ def describe(cfg: Config) -> str:
     t = cfg.train
     if t.method == "full":
         return "full fine-tuning"
-    variants = [name for name, on in (("DoRA", t.dora), ("rsLoRA", t.rslora)) if on]
-    return f"{'QLoRA' if t.method == 'qlora' else 'LoRA'} r={t.lora_r}" + (
+    variants = [name for name, on in (("DoRA", t.lora.dora), ("rsLoRA", t.lora.rslora)) if on]
+    return f"{'QLoRA' if t.method == 'qlora' else 'LoRA'} r={t.lora.r}" + (
         f" ({', '.join(variants)})" if variants else ""
     )
 

@@ -33,6 +33,7 @@ from tunesmith.cli.render.runs import (
     print_review_summary,
     print_run,
     print_synth,
+    print_warning,
     runs_table,
     train_line,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "invariants_table",
     "mix_line",
     "print_error",
+    "print_warning",
     "print_recipe",
     "print_review_summary",
     "print_run",

@@ -131,6 +131,16 @@ def print_error(err, console) -> None:
             console.print(f"    [cyan]hint:[/cyan] {escape(p.hint)}")
 
 
+def print_warning(problem, console) -> None:
+    """A `TunesmithWarning`'s problem (a moved config key): where, what, and the hint, in yellow; the run goes on."""
+    from rich.markup import escape
+
+    where = f"[bold]{escape(problem.where)}[/bold]: " if problem.where else ""
+    console.print(f"[yellow]warning:[/yellow] {where}{escape(problem.message)}")
+    if problem.hint:
+        console.print(f"    [cyan]hint:[/cyan] {escape(problem.hint)}")
+
+
 def print_recipe(sources: list[tuple[str, Any, str]], console, searched: bool = False) -> None:
     """The recipe a run resolved and where each value came from (`lr 0.001 (tunesmith.yaml)`), before it starts."""
     from rich.markup import escape

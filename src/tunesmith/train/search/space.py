@@ -1,11 +1,15 @@
 """The search space: the parameters a trial may vary, their default ranges, what Optuna suggests for a trial, and
-how a trial's parameters (or the project's own recipe) map to and from the project's config."""
+how a trial's parameters (or the project's own recipe) map to and from the project's config.
+
+A parameter is named as its train field in the flat layout (`tunesmith.config.flat_train`): `lr`, `epochs`, and
+`lora_r`, `lora_alpha`, `lora_dropout` for `train.lora.r`, `.alpha`, `.dropout` (the names the studies were made
+with)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tunesmith.config import SEARCH_PARAMS, Config
+from tunesmith.config import SEARCH_PARAMS, Config, flat_train, nest_moved
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.train.trainer import resolve_epochs
 
@@ -100,7 +104,7 @@ def suggest(trial, space: dict[str, list[Any]]) -> dict[str, Any]:
 def apply_params(cfg: Config, params: dict[str, Any]) -> Config:
     """The config with a trial's parameters in `train` (alpha given as a multiple of r; a full fine-tune's
     learning rate scaled down)."""
-    train = cfg.train.model_dump()
+    train = flat_train(cfg.train.model_dump())
     for name, value in params.items():
         train[name] = value
     if "lora_alpha" in params:
@@ -109,7 +113,7 @@ def apply_params(cfg: Config, params: dict[str, Any]) -> Config:
         train["lr"] = params["lr"] * FULL_LR_SCALE
     if train["method"] == "full":
         train["dora"] = train["rslora"] = False
-    return cfg.model_copy(update={"train": type(cfg.train).model_validate(train)})
+    return cfg.model_copy(update={"train": type(cfg.train).model_validate(nest_moved(train, quiet=True))})
 
 
 def default_params(cfg: Config, space: dict[str, list[Any]], n_train: int) -> dict[str, Any]:
@@ -119,10 +123,10 @@ def default_params(cfg: Config, space: dict[str, list[Any]], n_train: int) -> di
     values = {
         "lr": t.lr,
         "epochs": int(round(resolve_epochs(t.epochs, n_train))),
-        "lora_r": t.lora_r,
-        "lora_alpha": t.lora_alpha / t.lora_r,
+        "lora_r": t.lora.r,
+        "lora_alpha": t.lora.alpha / t.lora.r,
         "batch_size": t.batch_size,
-        "lora_dropout": t.lora_dropout,
+        "lora_dropout": t.lora.dropout,
         "weight_decay": t.weight_decay,
         "general_share": t.general_share,
         "method": t.method,

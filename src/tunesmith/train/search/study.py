@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from tunesmith.config import Config
+from tunesmith.config import Config, flat_train
 from tunesmith.errors import Problem, TunesmithError
 
 
@@ -48,7 +48,7 @@ def storage_of(cfg: Config, project: Path):
 
 def study_name(cfg: Config, split_key: str, model: str, space: dict, metric: str) -> str:
     """The same project, split, model and space give the same study, on every machine."""
-    fixed = cfg.train.model_dump(mode="json")
+    fixed = flat_train(cfg.train.model_dump(mode="json"))  # the flat layout: the names studies were made with
     for name in space:
         fixed.pop(name, None)
     blob = json.dumps(

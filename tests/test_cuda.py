@@ -75,7 +75,7 @@ def test_a_qlora_step_runs_on_4bit_cuda_layers(tmp_path, tiny_tok, on_cuda):
     finally:
         sft.load_training_model = real
     assert seen == {"4bit": 2 * 7, "device": "cuda"} and on_cuda == ["cuda"]
-    assert result["steps"] == 2 and result["precision"] == "bf16" and torch.isfinite(torch.tensor(result["train_loss"]))
+    assert result.steps == 2 and result.precision == "bf16" and torch.isfinite(torch.tensor(result.train_loss))
     weights = load_file(tmp_path / "run" / "adapter" / "adapter_model.safetensors")
     assert all(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
 
@@ -114,7 +114,7 @@ def test_a_resumed_cuda_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_pa
         train_sft(cfg, ref, records, tmp_path / "killed")
     monkeypatch.undo()
     resumed = train_sft(cfg, ref, records, tmp_path / "killed")
-    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps"] == 4
+    assert resumed.resumed_from.endswith("checkpoint-2") and resumed.steps == 4
     a = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
     b = load_file(tmp_path / "killed" / "adapter" / "adapter_model.safetensors")
     assert a.keys() == b.keys()

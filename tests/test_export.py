@@ -250,7 +250,7 @@ def test_llama_cpp_runs_the_exported_gguf_like_transformers(tmp_path, tiny_model
     assert all(g.error is None for g in llama)
     assert [g.output for g in llama] == [g.output for g in ours]
     st = evaluate_model(tiny_project, str(path), backend="llamacpp")
-    assert st.result["backend"] == "llamacpp" and st.result["metrics"]["heldout"]["cases"] > 0
+    assert st.result.details["backend"] == "llamacpp" and st.result.metrics["heldout"]["cases"] > 0
     rows = [json.loads(line) for line in (st.run_dir / "results.jsonl").read_text().splitlines()]
     assert not [r for r in rows if "llama.cpp failed" in (r.get("error") or "")]
 

@@ -109,7 +109,7 @@ def test_run_end_to_end_then_cached_then_resumed(tiny_project, monkeypatch):
     from tunesmith.pipeline import evaluate_model
 
     st = evaluate_model(tiny_project, adapter=train_dir / "adapter")
-    assert st.result["metrics"]["heldout"]["task_accuracy"] == on_disk["tuned_metrics"]["heldout"]["task_accuracy"]
+    assert st.result.metrics["heldout"]["task_accuracy"] == on_disk["tuned_metrics"]["heldout"]["task_accuracy"]
     rows = [json.loads(line) for line in (st.run_dir / "results.jsonl").read_text().splitlines()]
     assert all(r["cached"] for r in rows)
 

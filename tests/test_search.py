@@ -104,7 +104,7 @@ def test_trials_that_break_the_general_probe_gate_are_not_chosen(tiny_project, m
         training,
         "probe_scorer",
         lambda cfg, project, ref: (
-            lambda run_dir, result: 0.5 if result is None else 0.5 - (0.2 if result["lr"] > 1e-3 else 0.0)
+            lambda run_dir, result: 0.5 if result is None else 0.5 - (0.2 if result.details["lr"] > 1e-3 else 0.0)
         ),
     )
     over = SEARCH + [

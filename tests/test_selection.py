@@ -26,10 +26,10 @@ def test_the_best_validation_checkpoint_is_saved_and_training_stops_after_the_pa
     seen = {}
     monkeypatch.setattr(selection.ValidationSelector, "measure", scripted([0.2, 0.6, 0.4, 0.5, 0.3, 0.9], seen))
     st = train_project(tiny_project, ["train.max_steps=12", "train.eval_steps=2", "train.patience=3"])
-    sel = st.result["selection"]
+    sel = st.result.selection
     # evaluations at steps 2, 4, 6, 8, 10: the best is step 4; three without improvement stop it at step 10
     assert sel["best_step"] == 4 and sel["best_value"] == 0.6 and sel["stopped_early"]
-    assert [s for s, _ in sel["curve"]] == [2, 4, 6, 8, 10] and st.result["steps"] == 10
+    assert [s for s, _ in sel["curve"]] == [2, 4, 6, 8, 10] and st.result.steps == 10
     saved = load_file(st.run_dir / "adapter" / "adapter_model.safetensors")
     best = seen[4]
     for name, tensor in saved.items():
@@ -42,7 +42,7 @@ def test_the_best_validation_checkpoint_is_saved_and_training_stops_after_the_pa
 
 def test_validation_replies_are_generated_and_scored_with_the_eval_decoding(tiny_project):
     st = train_project(tiny_project, ["train.max_steps=4", "train.eval_steps=2"])
-    sel = st.result["selection"]
+    sel = st.result.selection
     assert sel["metric"] == "task_accuracy" and [s for s, _ in sel["curve"]] == [2, 4]
     rows = [json.loads(line) for line in (st.run_dir / "validation" / "step-2" / "results.jsonl").open()]
     split = next(r for r in list_runs(tiny_project) if r["stage"] == "split")

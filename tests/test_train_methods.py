@@ -32,16 +32,16 @@ _records, _cfg = routing_records, train_config
 def test_lora_variants_train_and_save_their_adapter(tmp_path, tiny_model_dir, variant):
     ref = resolve_model(str(tiny_model_dir))
     result = train_sft(_cfg(lora={"r": 4, "alpha": 8, **variant}), ref, _records(), tmp_path)
-    adapter = tmp_path / result["adapter"]
+    adapter = tmp_path / result.adapter
     conf = json.loads((adapter / "adapter_config.json").read_text())
     assert conf["use_dora"] is variant.get("dora", False) and conf["use_rslora"] is variant.get("rslora", False)
     weights = load_file(adapter / "adapter_model.safetensors")
     if variant.get("dora"):  # DoRA learns a magnitude vector per adapted layer
         assert any("lora_magnitude_vector" in k for k in weights)
     assert all(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
-    assert result["recipe"] == ("LoRA r=4 (DoRA)" if variant.get("dora") else "LoRA r=4 (rsLoRA)")
+    assert result.recipe == ("LoRA r=4 (DoRA)" if variant.get("dora") else "LoRA r=4 (rsLoRA)")
     # the device's choices are recorded with the result (here: a CPU run's)
-    device = result["device"]
+    device = result.details["device"]
     assert device.pop("optimizer").startswith("adamw_torch")  # transformers picks the fused AdamW where it can
     assert device == {
         "device": "cpu",
@@ -81,17 +81,17 @@ def test_qlora_trains_an_adapter_on_a_4bit_nf4_base(tmp_path, tiny_tok):
     assert seen["4bit"] == 2 * 7  # every linear layer of both blocks is 4-bit (the tied head stays as it is)
     q = seen["quant"] if isinstance(seen["quant"], dict) else seen["quant"].to_dict()
     assert q["bnb_4bit_quant_type"] == "nf4" and q["bnb_4bit_use_double_quant"] is True
-    weights = load_file(tmp_path / "run" / result["adapter"] / "adapter_model.safetensors")
+    weights = load_file(tmp_path / "run" / result.adapter / "adapter_model.safetensors")
     assert weights and all(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
-    assert result["recipe"] == "QLoRA r=4" and result["trainable_params"] < result["total_params"]
+    assert result.recipe == "QLoRA r=4" and result.trainable_params < result.total_params
 
 
 def test_full_fine_tuning_moves_every_weight_and_saves_a_model(tmp_path, tiny_model_dir):
     ref = resolve_model(str(tiny_model_dir))
     result = train_sft(_cfg(method="full"), ref, _records(), tmp_path)
-    assert result["recipe"] == "full fine-tuning" and result["trainable_params"] == result["total_params"]
+    assert result.recipe == "full fine-tuning" and result.trainable_params == result.total_params
     before = dict(load_model(ref).named_parameters())
-    after = dict(load_model(resolve_model(str(tmp_path / result["model"]))).named_parameters())
+    after = dict(load_model(resolve_model(str(tmp_path / result.model))).named_parameters())
     assert set(before) == set(after)
     moved = [n for n in before if not torch.equal(before[n], after[n])]
     assert len(moved) == len(before)  # every parameter trained (the embedding included)
@@ -172,7 +172,7 @@ def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, t
     (saved / "optimizer.pt").write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
     resumed = train_sft(cfg, ref, records, tmp_path / "killed")
     assert not marker.exists()
-    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps"] == 4
+    assert resumed.resumed_from.endswith("checkpoint-2") and resumed.steps == 4
     a = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
     b = load_file(tmp_path / "killed" / "adapter" / "adapter_model.safetensors")
     assert a.keys() == b.keys()
@@ -612,7 +612,7 @@ def test_self_distilled_general_data_is_mixed_into_training(tiny_project):
     )
     # 21 training records (6 held out, 3 for validation); 0.2 of the mix is general (21 general records to draw
     # from): round(0.2 * 21 / 0.8) = 5
-    assert st.result["general_examples"] == 5 and st.result["data"]["examples"] == 26
+    assert st.result.general_examples == 5 and st.result.details["data"]["examples"] == 26
     from tunesmith.errors import TunesmithError
 
     with pytest.raises(TunesmithError, match="Missing general data"):
@@ -680,7 +680,7 @@ def test_the_held_out_loss_is_logged_during_and_after_training(tiny_project):
     from tunesmith.pipeline import train_project
 
     st = train_project(tiny_project, ["train.max_steps=4", "train.eval_steps=2", "train.logging_steps=1"])
-    assert st.result["eval_loss"] > 0
+    assert st.result.eval_loss > 0
     logged = [json.loads(line) for line in (st.run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [row for row in logged if "eval_loss" in row]
     assert [row["step"] for row in evals] == [2, 4, 4]  # every 2 steps, and once more at the end
@@ -798,7 +798,7 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
     )  # those that hit the limit
     # 21 training records: round(0.2 * 21 / 0.8) = 5 general ones, shown without the task's system prompt (as the
     # general probe asks them; a task.system_prompt is not added to them) and, when cut, trained without their end
-    assert st.result["general_examples"] == 5
+    assert st.result.general_examples == 5
     general = [(m, fin) for m, fin in shown if m[-1]["content"].startswith("Well: ")]
     task = [(m, fin) for m, fin in shown if not m[-1]["content"].startswith("Well: ")]
     assert len(general) == 5 and all(m[0]["role"] == "user" for m, _ in general)

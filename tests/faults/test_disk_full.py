@@ -77,7 +77,7 @@ def test_a_full_disk_during_a_checkpoint_stops_clearly_and_the_last_complete_one
     assert (run / "checkpoints" / "checkpoint-3" / torn).exists()  # the torn file is there...
     assert latest_checkpoint(run).endswith("checkpoint-2")  # ...and never resumed from
     resumed = train_sft(_cfg(), ref, _records(), run)
-    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps"] == 3
+    assert resumed.resumed_from.endswith("checkpoint-2") and resumed.steps == 3
     assert max_adapter_difference(whole_run, run) <= 1e-6
 
 

@@ -171,7 +171,7 @@ def main() -> None:
 
     shared.shutil.rmtree = rmtree
     result = sft.train_sft(cfg, resolve_model(model_dir), records, run_dir)
-    (run_dir / "result.json").write_text(json.dumps({k: result[k] for k in ("steps", "resumed_from")}))
+    (run_dir / "result.json").write_text(json.dumps({"steps": result.steps, "resumed_from": result.resumed_from}))
 
 
 if __name__ == "__main__":

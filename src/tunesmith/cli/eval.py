@@ -78,11 +78,11 @@ def eval_run(
         raise TunesmithError("Unknown backend", [Problem("--backend", repr(backend), "transformers, vllm or llamacpp")])
     ep = endpoint_config(endpoint, endpoint_model, api_key_env, concurrency)
     st = evaluate_model(project, model, adapter, ep, backend, set_, use_cache=not no_cache)
-    metrics = st.result["metrics"]
+    metrics = st.result.metrics
     if as_json:
         typer.echo(json.dumps({"run": str(st.run_dir), "metrics": metrics}, indent=2))
         return
-    print_eval_run(st.result["model"], st.run_dir, metrics, console())
+    print_eval_run(st.result.model, st.run_dir, metrics, console())
 
 
 @eval_app.command("compare")

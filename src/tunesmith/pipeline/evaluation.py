@@ -17,6 +17,7 @@ from tunesmith.data.io import read_jsonl
 from tunesmith.data.project import read_records, validation_records
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.plan import LIMIT_MAX
+from tunesmith.eval.result import EvalResult
 from tunesmith.files import file_sha256
 from tunesmith.pipeline.machinery import Pipeline, Stage, console, sections
 from tunesmith.pipeline.preparation import prepare
@@ -91,45 +92,49 @@ def warn_unreadable_cases(suites: dict[str, list]) -> None:
         console.print(f"[yellow]warning:[/yellow] … and {len(broken) - 10} more unreadable suite case(s)")
 
 
-def eval_base_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, model_ref, schema: dict | None) -> Stage:
+def eval_base_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, model_ref, schema: dict | None) -> Stage[EvalResult]:
     """The base model on the plan's suites (`eval-base`)."""
 
-    def eval_base(run_dir: Path) -> dict[str, Any]:
+    def eval_base(run_dir: Path) -> EvalResult:
         from tunesmith.eval.evaluate import evaluate
         from tunesmith.generate.backends import TransformersBackend
 
         backend = TransformersBackend(model_ref, precision=cfg.train.precision)
-        return {
-            "model": cfg.model.base,
-            "metrics": evaluate(
+        return EvalResult(
+            model=cfg.model.base,
+            metrics=evaluate(
                 backend, plan.suites, cfg, run_dir, schema, "base", plan.cache, plan.limits, plan.decodings
             ),
-        }
+        )
 
-    return pipe.stage("eval-base", sections(cfg, "eval", "task", "budget"), plan.inputs, eval_base)
+    return pipe.stage("eval-base", sections(cfg, "eval", "task", "budget"), plan.inputs, eval_base, typed=EvalResult)
 
 
 def eval_tuned_stage(
     cfg: Config, pipe: Pipeline, plan: EvalPlan, st_train: Stage, tuned_ref, adapter, schema: dict | None
-) -> Stage:
+) -> Stage[EvalResult]:
     """The trained model (`trained_model` of the train stage) on the same cases with the same decoding
     (`eval-tuned`)."""
 
-    def eval_tuned(run_dir: Path) -> dict[str, Any]:
+    def eval_tuned(run_dir: Path) -> EvalResult:
         from tunesmith.eval.evaluate import evaluate
         from tunesmith.generate.backends import TransformersBackend
 
         backend = TransformersBackend(tuned_ref, adapter=adapter, precision=cfg.train.precision)
-        return {
-            "model": tuned_ref.ref,
-            "adapter": str(adapter) if adapter else None,
-            "metrics": evaluate(
+        return EvalResult(
+            model=tuned_ref.ref,
+            adapter=str(adapter) if adapter else None,
+            metrics=evaluate(
                 backend, plan.suites, cfg, run_dir, schema, "tuned", plan.cache, plan.limits, plan.decodings
             ),
-        }
+        )
 
     return pipe.stage(
-        "eval-tuned", sections(cfg, "eval", "task", "budget"), {**plan.inputs, "train": st_train.key}, eval_tuned
+        "eval-tuned",
+        sections(cfg, "eval", "task", "budget"),
+        {**plan.inputs, "train": st_train.key},
+        eval_tuned,
+        typed=EvalResult,
     )
 
 
@@ -220,7 +225,7 @@ def evaluate_model(
     backend: str = "transformers",
     overrides: list[str] | None = None,
     use_cache: bool = True,
-) -> Stage:
+) -> Stage[EvalResult]:
     """`tunesmith eval run`: the project's suites (held-out split included) on one model, in a run directory of
     its own (`results.jsonl`, metrics in `result.json`). `model` defaults to the project's base; `endpoint` (an
     EndpointConfig) evaluates an OpenAI-compatible server instead; `backend="vllm"` uses vLLM in-process,
@@ -245,27 +250,31 @@ def evaluate_model(
         }
     label = endpoint.model if endpoint is not None else (model or cfg.model.base)
 
-    def work(run_dir: Path) -> dict[str, Any]:
+    def work(run_dir: Path) -> EvalResult:
         be = eval_backend(cfg, model_ref, adapter, endpoint, backend)
-        return {
-            "model": label,
-            "adapter": str(adapter) if adapter else None,
-            **who,
-            "metrics": evaluate(
-                be,
-                plan.suites,
-                cfg,
-                run_dir,
-                schema,
-                label,
-                plan.cache if use_cache else None,
-                plan.limits,
-                plan.decodings,
-            ),
-        }
+        return EvalResult.from_json(
+            {
+                "model": label,
+                "adapter": str(adapter) if adapter else None,
+                **who,
+                "metrics": evaluate(
+                    be,
+                    plan.suites,
+                    cfg,
+                    run_dir,
+                    schema,
+                    label,
+                    plan.cache if use_cache else None,
+                    plan.limits,
+                    plan.decodings,
+                ),
+            }
+        )
 
     fresh = {} if use_cache else {"fresh": time.time()}  # --no-cache: neither the stage nor any generation reused
-    return pipe.stage("eval", sections(cfg, "eval", "task", "budget"), {**plan.inputs, **who, **fresh}, work)
+    return pipe.stage(
+        "eval", sections(cfg, "eval", "task", "budget"), {**plan.inputs, **who, **fresh}, work, typed=EvalResult
+    )
 
 
 def gguf_ref(model: str | None):

@@ -4,6 +4,12 @@ a completed run of the same key and resuming an interrupted one.
 Each stage's result is cached in a run directory under a key = hash(stage, its config section, the keys or
 content hashes of its inputs). A re-run skips completed stages with unchanged keys and resumes an interrupted one
 (training restarts from its newest checkpoint).
+
+A stage's result is a mapping, or a typed result (`TrainResult`, `EvalResult`: `to_json()` writes result.json,
+`from_json()` reads it back) when the stage names its type:
+
+    st = pipe.stage("train", settings, inputs, work, typed=TrainResult)   # work returns a TrainResult
+    st.result.steps
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from rich.console import Console
 
@@ -22,16 +28,29 @@ from tunesmith.config import Config
 from tunesmith.errors import TunesmithError
 
 console = Console(stderr=True)
+R = TypeVar("R")
+
+
+class StageResult(Protocol):
+    """A typed stage result: written to result.json as `to_json()`, read back with `from_json`."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Any: ...
 
 
 @dataclass
-class Stage:
+class Stage(Generic[R]):
+    """One stage's run: its directory, whether it was reused, and its result (a mapping, or the stage's typed
+    result)."""
+
     name: str
     key: str
     run_dir: Path
     cached: bool
     wall_s: float = 0.0
-    result: dict[str, Any] = field(default_factory=dict)
+    result: R = field(default_factory=dict)  # type: ignore[assignment]
 
 
 @dataclass
@@ -46,14 +65,15 @@ class Pipeline:
         name: str,
         config: Any,
         inputs: dict[str, Any],
-        work: Callable[[Path], dict[str, Any]],
+        work: Callable[[Path], Any],
         resume: str = "auto",
+        typed: type[StageResult] | None = None,
         key_config: Any = None,
     ) -> Stage:
         """Run `work` in this stage's run directory, or reuse a completed one. An interrupted run with the same key
         is resumed (`resume="auto"`), must exist (`"require"`: an error naming the interrupted runs whose settings
-        differ, and how) or is discarded (`"fresh"`). `key_config`: what the key hashes in place of `config` (which
-        config.yaml holds), when they differ."""
+        differ, and how) or is discarded (`"fresh"`). `typed`: the type of `work`'s result (else a mapping).
+        `key_config`: what the key hashes in place of `config` (which config.yaml holds), when they differ."""
         key = runs.stage_key(name, config if key_config is None else key_config, inputs)
         found = runs.find_run(self.project, name, key)
         if found is not None and not runs.is_complete(found) and resume == "fresh":
@@ -65,7 +85,8 @@ class Pipeline:
                 f"No interrupted {name} run to resume", runs.resume_problems(self.project, name, config)
             )
         if found is not None and runs.is_complete(found):
-            st = Stage(name, key, found, cached=True, result=runs.read_result(found))
+            result = runs.read_result(found)
+            st = Stage(name, key, found, cached=True, result=typed.from_json(result) if typed else result)
             console.print(f"[dim]· {name}: unchanged, using {found.name}[/dim]")
         else:
             st = self._run(name, key, config, inputs, work, found)
@@ -78,7 +99,7 @@ class Pipeline:
         key: str,
         config: Any,
         inputs: dict[str, Any],
-        work: Callable[[Path], dict[str, Any]],
+        work: Callable[[Path], Any],
         found: Path | None,
     ) -> Stage:
         """Run `work` in a new run directory, or in the interrupted one `found`, and mark it complete."""
@@ -93,8 +114,9 @@ class Pipeline:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         wall = time.perf_counter() - began
-        result["stage_wall_s"] = wall
-        runs.complete_run(run_dir, result)
+        written = result if isinstance(result, dict) else result.to_json()
+        written["stage_wall_s"] = wall
+        runs.complete_run(run_dir, written)
         return Stage(name, key, run_dir, cached=False, wall_s=wall, result=result)
 
 

@@ -16,7 +16,7 @@ from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.plan import LIMIT_MAX
 from tunesmith.pipeline.evaluation import EvalPlan
 from tunesmith.pipeline.machinery import Pipeline, Stage
-from tunesmith.pipeline.training import trained_model
+from tunesmith.pipeline.training import train_run, trained_model
 
 
 def shipping_stages(
@@ -115,7 +115,7 @@ def export_run(
                 )
             ],
         )
-    st_train = Stage("train", meta["key"], run_dir, cached=True, result=runs.read_result(run_dir))
+    st_train = train_run(run_dir, meta["key"])
     tuned_ref, adapter = trained_model(st_train, model_ref)
     split_dir = runs.find_run(project, "split", meta["inputs"]["split"])
     st_split = Stage("split", meta["inputs"]["split"], split_dir, cached=True) if split_dir else None
@@ -177,7 +177,7 @@ def serve_target(project: str | Path, target: str):
             [Problem(run_dir.name, "no COMPLETED marker", f"finish it with `tunesmith train {project} --resume`")],
         )
     cfg = load_config(project)[0]
-    st_train = Stage("train", "", run_dir, cached=True, result=runs.read_result(run_dir))
+    st_train = train_run(run_dir)
     ref, adapter = trained_model(st_train, resolve_model(cfg.model.base, cfg.model.trust_remote_code))
     return ref, adapter, f"{project.resolve().name}-{run_dir.name.rsplit('-', 1)[-1]}"
 

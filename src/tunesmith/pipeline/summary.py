@@ -10,14 +10,18 @@ from typing import Any
 from rich.markup import escape
 
 from tunesmith.config import Config
+from tunesmith.eval.result import EvalResult
 from tunesmith.files import atomic_write_json
 from tunesmith.pipeline.machinery import Pipeline, Stage, console
 from tunesmith.runs import summary_path
+from tunesmith.train.result import TrainResult
 
 
-def build_summary(cfg: Config, pipe: Pipeline, cmp: dict, base: dict, tuned: dict, train: dict) -> dict[str, Any]:
+def build_summary(
+    cfg: Config, pipe: Pipeline, cmp: dict, base: EvalResult, tuned: EvalResult, train: TrainResult
+) -> dict[str, Any]:
     """What a person wants from a run: metrics base vs tuned, the gate, what it cost, where everything is."""
-    train_hours = train.get("wall_s", 0) / 3600
+    train_hours = (train.wall_s or 0) / 3600
     return {
         "project": str(pipe.project),
         "model": cfg.model.base,
@@ -27,10 +31,10 @@ def build_summary(cfg: Config, pipe: Pipeline, cmp: dict, base: dict, tuned: dic
         "baselines": cmp.get("baselines"),
         "confidence": cmp["confidence"],
         "metrics": cmp["metrics"],
-        "base_metrics": base["metrics"],
-        "tuned_metrics": tuned["metrics"],
+        "base_metrics": base.metrics,
+        "tuned_metrics": tuned.metrics,
         "train": {
-            k: train.get(k)
+            k: getattr(train, k)
             for k in (
                 "steps",
                 "epochs",

@@ -6,16 +6,17 @@ share (the validation plan that chooses SFT's checkpoint, the model a train run 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tunesmith import runs
 from tunesmith.config import Config, flat_train
 from tunesmith.data.distill import SELF
 from tunesmith.data.io import read_jsonl
 from tunesmith.data.project import general_files, mix_general, read_records, validation_records
 from tunesmith.files import atomic_write_jsonl, file_sha256
 from tunesmith.pipeline.machinery import Pipeline, Stage, sections
+from tunesmith.train.result import TrainResult
 
 
 def train_settings(cfg: Config, flat: bool = False) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def train_stage(
     resume: str = "auto",
     report=None,
     extra_inputs: dict | None = None,
-) -> Stage:
+) -> Stage[TrainResult]:
     """Stage 4: the objective's recipe (SFT, DPO, GRPO, reward model) on the split's training records plus the
     configured share of general data, in one process or several (cached; an interrupted run resumes from its newest
     checkpoint, see `Pipeline.stage` for `resume`). SFT's checkpoint is chosen on the validation split's generated
@@ -54,26 +55,25 @@ def train_stage(
     if SELF in cfg.train.general_data and cfg.train.general_share:
         general.append(self_general_stage(cfg, pipe, model_ref).run_dir / "general.jsonl")
 
-    def train(run_dir: Path) -> dict[str, Any]:
+    def train(run_dir: Path) -> TrainResult:
         split_path = st_split.run_dir / "train.jsonl"
         records = read_records(split_path)
         mixed = mix_general(records, general, cfg)
-        added = {"general_examples": len(mixed) - len(records)}
+        added = len(mixed) - len(records)
         if cfg.train.nproc > 1 or cfg.train.accelerate_config:
             from tunesmith.train.launch import launch
 
             path = split_path
-            if added["general_examples"]:
+            if added:
                 path = run_dir / "train_mixed.jsonl"
                 atomic_write_jsonl(path, (r.to_json() for r in mixed))
-            return {
-                **launch(cfg, model_ref, path, run_dir, schema, pipe.project, st_split.run_dir / "validation.jsonl"),
-                **added,
-            }
+            validation = st_split.run_dir / "validation.jsonl"
+            result = launch(cfg, model_ref, path, run_dir, schema, pipe.project, validation)
+            return replace(result, general_examples=added)
         from tunesmith.train import run_recipe
 
         plan = split_validation_plan(cfg, st_split, model_ref, schema, records, report)
-        return {**run_recipe(cfg, model_ref, mixed, run_dir, schema, plan), **added}
+        return replace(run_recipe(cfg, model_ref, mixed, run_dir, schema, plan), general_examples=added)
 
     return pipe.stage(
         "train",
@@ -87,6 +87,7 @@ def train_stage(
         },
         train,
         resume,
+        typed=TrainResult,
         key_config=train_settings(cfg, flat=True),
     )
 
@@ -128,13 +129,19 @@ def split_validation_plan(
     )
 
 
-def trained_model(st_train: Stage, base_ref):
+def train_run(run_dir: Path, key: str = "") -> Stage[TrainResult]:
+    """A finished train run (of this version or an older one) as a cached train stage."""
+    return Stage("train", key, run_dir, cached=True, result=TrainResult.read(run_dir))
+
+
+def trained_model(st_train: Stage[TrainResult], base_ref):
     """(model, adapter) to evaluate or export: the base with the trained adapter, or the fully trained model."""
     from tunesmith.models import resolve_model
 
-    if "model" in st_train.result:
-        return resolve_model(str(st_train.run_dir / st_train.result["model"])), None
-    return base_ref, st_train.run_dir / st_train.result["adapter"]
+    result = st_train.result
+    if result.model:
+        return resolve_model(str(st_train.run_dir / result.model)), None
+    return base_ref, st_train.run_dir / (result.adapter or "adapter")
 
 
 def search_stage(
@@ -175,13 +182,13 @@ def probe_scorer(cfg: Config, project: Path, model_ref):
     metric = gate.metric.rpartition(".")[2] if gate else "prompt_strict_accuracy"
     cache = GenerationCache.of_project(project)
 
-    def score(run_dir: Path | None, result: dict | None) -> float:
+    def score(run_dir: Path | None, result: TrainResult | None) -> float:
         import tempfile
 
         if run_dir is None:
             backend = TransformersBackend(model_ref, precision=cfg.train.precision)
         else:
-            ref, adapter = trained_model(Stage("train", "", run_dir, cached=True, result=result or {}), model_ref)
+            ref, adapter = trained_model(Stage("train", "", run_dir, cached=True, result=result), model_ref)
             backend = TransformersBackend(ref, adapter=adapter, precision=cfg.train.precision)
         with tempfile.TemporaryDirectory() as out:
             metrics = evaluate(
@@ -199,9 +206,9 @@ def probe_scorer(cfg: Config, project: Path, model_ref):
     return score
 
 
-def search_train_stage(pipe: Pipeline, result) -> Stage:
+def search_train_stage(pipe: Pipeline, result) -> Stage[TrainResult]:
     """The best trial's train run as the pipeline's train stage (reused, not trained again)."""
     meta = json.loads((result.best_run / "inputs.json").read_text())
-    st = Stage("train", meta["key"], result.best_run, cached=True, result=runs.read_result(result.best_run))
+    st = train_run(result.best_run, meta["key"])
     pipe.stages.append(st)
     return st

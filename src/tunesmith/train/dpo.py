@@ -18,6 +18,7 @@ from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
+from tunesmith.train.result import TrainResult
 from tunesmith.train.trainer import (
     common_args,
     describe,
@@ -57,7 +58,7 @@ def pair_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
     return rows
 
 
-def train_dpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> dict[str, Any]:
+def train_dpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> TrainResult:
     """Train a LoRA/QLoRA adapter with DPO on preference pairs; write `adapter/` and `metrics.jsonl`."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from datasets import Dataset
@@ -83,17 +84,19 @@ def train_dpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     facts = run_training(trainer, run_dir, budget)
     save_trained(trainer, tok, run_dir, t.method)
     last = next((log for log in reversed(trainer.state.log_history) if "rewards/accuracies" in log), {})
-    return {
-        "method": t.method,
-        "objective": "dpo",
-        "precision": precision,
-        "recipe": f"{describe(cfg)} (DPO)",
-        **facts,
-        "pairs": len(rows),
-        "reward_accuracy": last.get("rewards/accuracies"),
-        "reward_margin": last.get("rewards/margins"),
-        "tokens_per_s": None,
-        "dora": t.lora.dora,
-        "rslora": t.lora.rslora,
-        "adapter": "adapter",
-    }
+    return TrainResult.from_json(
+        {
+            "method": t.method,
+            "objective": "dpo",
+            "precision": precision,
+            "recipe": f"{describe(cfg)} (DPO)",
+            **facts,
+            "pairs": len(rows),
+            "reward_accuracy": last.get("rewards/accuracies"),
+            "reward_margin": last.get("rewards/margins"),
+            "tokens_per_s": None,
+            "dora": t.lora.dora,
+            "rslora": t.lora.rslora,
+            "adapter": "adapter",
+        }
+    )

@@ -20,6 +20,7 @@ from tunesmith.data.records import Record
 from tunesmith.eval.suite import expected_from_reply, with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
 from tunesmith.train.grpo_rewards import reward_functions
+from tunesmith.train.result import TrainResult
 from tunesmith.train.trainer import (
     common_args,
     describe,
@@ -43,7 +44,7 @@ def prompt_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
 
 def train_grpo(
     cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path, schema: dict | None = None
-) -> dict[str, Any]:
+) -> TrainResult:
     """Train a LoRA/QLoRA adapter (or the full model) with GRPO; write `adapter/` (or `model/`), `metrics.jsonl`."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from datasets import Dataset
@@ -80,19 +81,21 @@ def train_grpo(
     facts = run_training(trainer, run_dir, budget)
     kind = save_trained(trainer, tok, run_dir, t.method)
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log]
-    return {
-        "method": t.method,
-        "objective": "grpo",
-        "precision": precision,
-        "recipe": f"{describe(cfg)} (GRPO)",
-        **facts,
-        "prompts": len(records),
-        "reward_first": rewards[0] if rewards else None,
-        "reward_last": rewards[-1] if rewards else None,
-        "rewards": [f.__name__ for f in funcs],
-        "reward_weights": weights,
-        "tokens_per_s": None,
-        "dora": t.lora.dora,
-        "rslora": t.lora.rslora,
-        kind: kind,
-    }
+    return TrainResult.from_json(
+        {
+            "method": t.method,
+            "objective": "grpo",
+            "precision": precision,
+            "recipe": f"{describe(cfg)} (GRPO)",
+            **facts,
+            "prompts": len(records),
+            "reward_first": rewards[0] if rewards else None,
+            "reward_last": rewards[-1] if rewards else None,
+            "rewards": [f.__name__ for f in funcs],
+            "reward_weights": weights,
+            "tokens_per_s": None,
+            "dora": t.lora.dora,
+            "rslora": t.lora.rslora,
+            kind: kind,
+        }
+    )

@@ -17,9 +17,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.train.result import TrainResult
 
 SPEC, RESULT = "launch.json", "train_result.json"
 
@@ -32,7 +32,7 @@ def launch(
     schema: dict | None,
     project: Path,
     validation_path: Path | None = None,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Run the recipe in `cfg.train.nproc` processes; return process 0's result. `validation_path` (the split's
     validation records) chooses an SFT run's checkpoint in every process alike."""
     from tunesmith.files import atomic_write_json
@@ -76,7 +76,7 @@ def launch(
                 )
             ],
         )
-    return json.loads((run_dir / RESULT).read_text())
+    return TrainResult.from_json(json.loads((run_dir / RESULT).read_text()))
 
 
 def main(run_dir: str) -> None:
@@ -107,7 +107,7 @@ def main(run_dir: str) -> None:
         )
     result = run_recipe(cfg, model_ref, records, run, spec["schema"], plan)
     if int(os.environ.get("RANK", "0")) == 0:
-        atomic_write_json(run / RESULT, {**result, "nproc": int(os.environ.get("WORLD_SIZE", "1"))})
+        atomic_write_json(run / RESULT, {**result.to_json(), "nproc": int(os.environ.get("WORLD_SIZE", "1"))})
 
 
 if __name__ == "__main__":

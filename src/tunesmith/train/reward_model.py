@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from tunesmith.config import Config
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
 from tunesmith.train.dpo import pair_rows
+from tunesmith.train.result import TrainResult
 from tunesmith.train.trainer import common_args, describe, lora_config, make_trainer, run_training, save_trained
 
 
-def train_reward_model(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> dict[str, Any]:
+def train_reward_model(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path) -> TrainResult:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
@@ -52,17 +52,19 @@ def train_reward_model(cfg: Config, model_ref: ModelRef, records: list[Record], 
     final = trainer.model.merge_and_unload() if peft is not None else trainer.model
     save_trained(trainer, tok, run_dir, t.method, kind="reward_model", model=final)
     accuracy = next((log["accuracy"] for log in reversed(trainer.state.log_history) if "accuracy" in log), None)
-    return {
-        "method": t.method,
-        "objective": "reward",
-        "precision": precision,
-        "recipe": f"reward model ({describe(cfg)})",
-        **facts,
-        "pairs": len(rows),
-        "train_accuracy": accuracy,
-        "tokens_per_s": None,
-        "reward_model": "reward_model",
-    }
+    return TrainResult.from_json(
+        {
+            "method": t.method,
+            "objective": "reward",
+            "precision": precision,
+            "recipe": f"reward model ({describe(cfg)})",
+            **facts,
+            "pairs": len(rows),
+            "train_accuracy": accuracy,
+            "tokens_per_s": None,
+            "reward_model": "reward_model",
+        }
+    )
 
 
 def _require_a_fitting_pair(tok, rows: list[dict], cfg: Config) -> None:

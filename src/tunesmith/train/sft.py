@@ -26,6 +26,7 @@ from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
+from tunesmith.train.result import TrainResult
 from tunesmith.train.selection import ValidationPlan, ValidationSelector
 from tunesmith.train.trainer import (
     common_args,
@@ -138,7 +139,7 @@ def batching_args(batching: str, max_seq_len: int) -> dict[str, Any]:
 
 def train_sft(
     cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: Path, validation: ValidationPlan | None = None
-) -> dict[str, Any]:
+) -> TrainResult:
     """Train on `records` with the configured method; write `adapter/` (or `model/`) and `metrics.jsonl` into
     `run_dir`. With a `validation` plan, every evaluation generates and scores the validation replies, the best
     checkpoint is the one saved, and training stops early after `train.patience` evaluations without improvement
@@ -157,26 +158,28 @@ def train_sft(
     chosen = selector.restore_best(trainer.model) if selector is not None else False
     kind = save_trained(trainer, tok, run_dir, t.method)
     wall = facts["wall_s"]
-    return {
-        "method": t.method,
-        "objective": t.objective,
-        "precision": precision,
-        **facts,
-        "eval_loss": eval_loss,
-        "tokens_seen": trainer.state.num_input_tokens_seen,
-        "tokens_per_s": trainer.state.num_input_tokens_seen / wall if wall else None,
-        "data": data_stats,
-        "dora": t.lora.dora,
-        "rslora": t.lora.rslora,
-        "recipe": describe(cfg),
-        kind: kind,
-        "planned_epochs": trainer.args.num_train_epochs,
-        "planned_steps": trainer.state.max_steps,
-        "lr": t.lr,
-        "lora_r": t.lora.r,
-        **({"selection": {**selector.summary(), "restored_best": chosen}} if selector is not None else {}),
-        "device": device_choices(trainer, cfg),
-    }
+    return TrainResult.from_json(
+        {
+            "method": t.method,
+            "objective": t.objective,
+            "precision": precision,
+            **facts,
+            "eval_loss": eval_loss,
+            "tokens_seen": trainer.state.num_input_tokens_seen,
+            "tokens_per_s": trainer.state.num_input_tokens_seen / wall if wall else None,
+            "data": data_stats,
+            "dora": t.lora.dora,
+            "rslora": t.lora.rslora,
+            "recipe": describe(cfg),
+            kind: kind,
+            "planned_epochs": trainer.args.num_train_epochs,
+            "planned_steps": trainer.state.max_steps,
+            "lr": t.lr,
+            "lora_r": t.lora.r,
+            **({"selection": {**selector.summary(), "restored_best": chosen}} if selector is not None else {}),
+            "device": device_choices(trainer, cfg),
+        }
+    )
 
 
 def device_choices(trainer, cfg: Config) -> dict[str, Any]:

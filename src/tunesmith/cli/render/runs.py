@@ -19,14 +19,15 @@ def invariants_table(results: list):
 
 
 def train_line(st) -> str:
-    """`train`: steps, loss, speed and parameters of the train stage `st`, and where its weights are."""
+    """`train`: steps, loss, speed and parameters of the train stage `st` (its `TrainResult`), and where its
+    weights are."""
     r = st.result
     return (
-        f"{r['recipe']}: {r['steps']} steps, loss {r['train_loss']:.3f}, "
-        f"{r.get('tokens_per_s') or 0:.0f} tokens/s, {r['trainable_params']:,} trainable of "
-        f"{r['total_params']:,} parameters ({r['precision']})"
+        f"{r.recipe}: {r.steps} steps, loss {r.train_loss:.3f}, "
+        f"{r.tokens_per_s or 0:.0f} tokens/s, {r.trainable_params:,} trainable of "
+        f"{r.total_params:,} parameters ({r.precision})"
         + (" [cached]" if st.cached else "")
-        + f"\n{st.run_dir / (r.get('adapter') or r.get('model') or r['reward_model'])}"
+        + f"\n{st.run_dir / (r.weights or '')}"
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from tunesmith.config import Config
 from tunesmith.eval.suite import general_probe
+from tunesmith.train.result import TrainResult
 
 CONSTRAINT_PROMPTS = 30  # general-probe prompts outside the gate's, for the forgetting constraint
 
@@ -19,13 +20,13 @@ class ForgettingGuard:
     chosen."""
 
     def __init__(
-        self, cases: list, gate, evaluate_fn: Callable[[Path | None, dict | None], float], base_value: float
+        self, cases: list, gate, evaluate_fn: Callable[[Path | None, TrainResult | None], float], base_value: float
     ) -> None:
         self.cases, self.gate, self.evaluate_fn, self.base_value = cases, gate, evaluate_fn, base_value
 
     @classmethod
     def for_project(
-        cls, cfg: Config, evaluate_fn: Callable[[Path | None, dict | None], float]
+        cls, cfg: Config, evaluate_fn: Callable[[Path | None, TrainResult | None], float]
     ) -> ForgettingGuard | None:
         """The guard for the first general-probe gate, when the probe has prompts the gate does not use;
         `evaluate_fn(run_dir, train_result)` scores a trial's model (None, None: the base) on `spare_probe(cfg)`."""
@@ -35,7 +36,7 @@ class ForgettingGuard:
             return None
         return cls(cases, gate, evaluate_fn, evaluate_fn(None, None))
 
-    def check(self, run_dir: Path, result: dict) -> dict[str, Any]:
+    def check(self, run_dir: Path, result: TrainResult) -> dict[str, Any]:
         value = self.evaluate_fn(run_dir, result)
         delta = value - self.base_value
         return {

@@ -12,6 +12,7 @@ from typing import Any
 
 from tunesmith.config import Config, flat_train
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.train.result import TrainResult
 
 
 def storage_of(cfg: Config, project: Path):
@@ -177,13 +178,13 @@ def stop_reason(study, budget_s: float, max_trials: int | None) -> str | None:
     return None
 
 
-def too_small(study, result: dict, budget_s: float) -> None:
+def too_small(study, result: TrainResult, budget_s: float) -> None:
     """When the budget ran out before any trial could finish: an error saying how long one trial takes here."""
     from optuna.trial import TrialState
 
     if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return
-    steps, planned, wall = result.get("steps") or 0, result.get("planned_steps") or 0, result.get("wall_s") or 0
+    steps, planned, wall = result.steps or 0, result.planned_steps or 0, result.wall_s or 0
     estimate = wall * planned / steps if steps and planned else None
     took = (
         f"one trial of this recipe takes about {estimate / 60:.1f} min here ({steps} of {planned} steps in "

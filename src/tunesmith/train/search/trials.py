@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from tunesmith.config import Config
+from tunesmith.train.result import TrainResult
 from tunesmith.train.search.space import apply_params, suggest
 from tunesmith.train.search.study import time_spent, too_small
 
@@ -26,7 +27,7 @@ class TrialRun:
     """What a trial's training gave: its run directory and the train result (with `selection`)."""
 
     run_dir: Path
-    result: dict[str, Any]
+    result: TrainResult
 
 
 # (config, report(step, value) -> stop?, extra cache inputs) -> TrialRun: the pipeline's train stage
@@ -92,13 +93,13 @@ def _tell(study, trial, run: TrialRun, pruned: list[int], guard: ForgettingGuard
     candidate) or by the pruner, else its validation value with the forgetting constraint."""
     from optuna.trial import TrialState
 
-    selection = run.result.get("selection") or {}
+    selection = run.result.selection or {}
     value = selection.get("best_value")
     trial.set_user_attr("run", str(run.run_dir))
     trial.set_user_attr(
         "selection", {k: selection.get(k) for k in ("best_step", "best_value", "stopped_early", "evaluations", "curve")}
     )
-    cut = bool(run.result.get("stopped_by_budget"))
+    cut = run.result.stopped_by_budget
     trial.set_user_attr("cut", cut)
     if cut:  # stopped by the budget, not by its own recipe: not a fair candidate
         console.print(f"  trial {trial.number}: cut short by the budget")

@@ -38,6 +38,8 @@ eval:
   # decoding: auto         # json/classification replies held to the schema or label set (constrained), and
                             # also reported decoded freely as `heldout_free`; max_new_tokens derives from the data
   # baselines: auto         # label tasks: a TF-IDF classifier and few-shot prompting, on the same test cases
+  # baselines: [auto, {name: hosted, base_url: https://api.openai.com/v1, model: "ft:...", api_key_env: OPENAI_API_KEY}]
+  #                         # ...and a hosted model (or its recorded replies: {name: hosted, responses: replies.jsonl})
   gate:
     metric: task_accuracy   # the tuned model must beat the base on this, with the interval above zero
     min_delta: 0.0

@@ -6,7 +6,7 @@ A bad config raises one `TunesmithError` that lists every problem with its YAML 
 `tunesmith config schema` prints the JSON Schema of `Config` so editors can autocomplete the YAML.
 
 One module per concern: `section.py` (the base of every section), `task.py` (`model:`, `task:`), `data.py`
-(`data:` and its column mapping), `eval.py` (`eval:`: suites, gates, the judge's endpoint), `train.py`
+(`data:` and its column mapping), `eval.py` (`eval:`: suites, baselines, gates, the judge's endpoint), `train.py`
 (`train:`), `tune.py` (`tune:` and `SEARCH_PARAMS`), `export.py` (`export:`), `budget.py` (`budget:`), `root.py`
 (`Config`, the whole file, and its JSON Schema), `problems.py` (validation errors as problems with YAML paths),
 `overrides.py` (`--set` overrides and typed updates), `loading.py` (`load_config`).
@@ -14,7 +14,15 @@ One module per concern: `section.py` (the base of every section), `task.py` (`mo
 
 from tunesmith.config.budget import BudgetConfig
 from tunesmith.config.data import ColumnsConfig, DataConfig
-from tunesmith.config.eval import EndpointConfig, EvalConfig, GateConfig, SuiteConfig
+from tunesmith.config.eval import (
+    EndpointBaseline,
+    EndpointConfig,
+    EvalConfig,
+    GateConfig,
+    RecordedBaseline,
+    SuiteConfig,
+    baseline_names,
+)
 from tunesmith.config.export import ExportConfig
 from tunesmith.config.loading import CONFIG_NAME, load_config, recipe_sources
 from tunesmith.config.overrides import apply_overrides, apply_updates, update_overrides
@@ -31,11 +39,13 @@ __all__ = [
     "ColumnsConfig",
     "Config",
     "DataConfig",
+    "EndpointBaseline",
     "EndpointConfig",
     "EvalConfig",
     "ExportConfig",
     "GateConfig",
     "ModelConfig",
+    "RecordedBaseline",
     "Section",
     "SuiteConfig",
     "TaskConfig",
@@ -43,6 +53,7 @@ __all__ = [
     "TuneConfig",
     "apply_overrides",
     "apply_updates",
+    "baseline_names",
     "config_schema",
     "load_config",
     "recipe_sources",

@@ -408,13 +408,13 @@ class FewShotBackend:
 
 
 def applicable(cfg: Config, train_records: list[Record]) -> list[str]:
-    """Which of "classifier" and "few_shot" run for `cfg.eval.baselines`: `auto` = both when the task is a label
-    task (see `label_fields`), none otherwise; an explicit `classifier` for a task it cannot predict is an error."""
+    """Which of "classifier" and "few_shot" run for `cfg.eval.baselines`: `auto` (alone or as a list entry) = both
+    when the task is a label task (see `label_fields`), none otherwise; an explicit `classifier` for a task it
+    cannot predict is an error. Named baselines (an endpoint, recorded replies) are in
+    `tunesmith.eval.named_baselines`."""
     replies = [r.reply for r in train_records if r.reply is not None]
     problem = label_problem(cfg.task, replies)
-    wanted = cfg.eval.baselines
-    if wanted == "auto":
-        return list(BASELINES) if problem is None else []
+    wanted = ["auto"] if cfg.eval.baselines == "auto" else cfg.eval.baselines
     if "classifier" in wanted and problem is not None:
         raise TunesmithError(
             "The classifier baseline does not apply",
@@ -426,4 +426,5 @@ def applicable(cfg: Config, train_records: list[Record]) -> list[str]:
                 )
             ],
         )
-    return [name for name in BASELINES if name in wanted]
+    automatic = "auto" in wanted and problem is None
+    return [name for name in BASELINES if name in wanted or automatic]

@@ -175,6 +175,7 @@ def evaluate(
                     details=details,
                     cached=gen.cached,
                     cost_usd=gen.cost_usd,
+                    prompt_tokens=gen.prompt_tokens,
                     error=empty,
                 )
             )
@@ -225,8 +226,9 @@ def result_row(
     details: dict | None = None,
     cached: bool = False,
     cost_usd: float | None = None,
+    prompt_tokens: int | None = None,
 ) -> dict[str, Any]:
-    """One line of results.jsonl."""
+    """One line of results.jsonl (`prompt_tokens`: what an endpoint reported the prompt took)."""
     prompt = case.messages[-1].get("content") if case.messages else None
     row = {
         "suite": suite,
@@ -242,7 +244,8 @@ def result_row(
         "latency_s": latency_s,
         "new_tokens": new_tokens,
     }
-    for key, value in (("details", details), ("error", error), ("cached", cached), ("cost_usd", cost_usd)):
+    extra = (("details", details), ("error", error), ("cached", cached), ("cost_usd", cost_usd))
+    for key, value in (*extra, ("prompt_tokens", prompt_tokens)):
         if value:
             row[key] = value
     return row
@@ -291,15 +294,24 @@ def match_responses(responses: Path, cases: list[EvalCase]) -> tuple[dict[str, d
     return by_id, unmatched
 
 
+NO_RESPONSE = "no response recorded for this case"
+
+
 def score_responses(
-    suite: str, cases: list[EvalCase], responses: Path, cfg: Config, schema: dict | None = None
+    suite: str,
+    cases: list[EvalCase],
+    responses: Path,
+    cfg: Config,
+    schema: dict | None = None,
+    missing_fails: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[Problem]]:
     """Score recorded outputs (JSONL: `id` and `output`, optional `latency_s`, `new_tokens`; IFEval's response
     files with `prompt` and `response` work too) against a suite without generating: e.g. golden outputs of an
     API model recorded before moving off it.
 
-    Returns (rows, metrics, unmatched). A case with no response is a failure with its error in the row (`error`),
-    and the other cases are still scored; a response that matches no case (an unknown id, a prompt of no case) is
+    Returns (rows, metrics, unmatched). A case with no response is a failure with its error in the row (`error`;
+    with `missing_fails=False` it is not scored at all, so a paired comparison leaves it out), and the other cases
+    are still scored; a response that matches no case (an unknown id, a prompt of no case) is
     left out and returned in `unmatched` with its line, as a suite's unreadable cases are; a line without an id
     (or prompt) and an output is a clear error naming its line.
     """
@@ -308,8 +320,8 @@ def score_responses(
     for case in cases:
         got = by_id.get(case.id)
         if case.error is not None or got is None:
-            scores = failed_scores(case) if case.error is None else {}
-            rows.append(result_row(suite, case, None, scores, error=case.error or "no response recorded for this case"))
+            scores = failed_scores(case) if case.error is None and missing_fails else {}
+            rows.append(result_row(suite, case, None, scores, error=case.error or NO_RESPONSE))
             continue
         details: dict[str, Any] = {}
         scores = score_case(case, got["output"], cfg.task, schema, details=details)

@@ -100,7 +100,14 @@ class EndpointBackend:
         cost = None
         if usage and self.prices[0] is not None and self.prices[1] is not None:
             cost = (usage.prompt_tokens * self.prices[0] + usage.completion_tokens * self.prices[1]) / 1e6
-        return Generation(text.strip(), out_tokens, choice.finish_reason == "length", latency, cost_usd=cost)
+        return Generation(
+            text.strip(),
+            out_tokens,
+            choice.finish_reason == "length",
+            latency,
+            cost_usd=cost,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+        )
 
     def generate(
         self,

@@ -36,6 +36,7 @@ class Generation:
     latency_s: float  # local: the batch's wall time divided by its size; endpoint: the request's time
     error: str | None = None  # generation failed for this case (endpoint down, bad request); others go on
     cost_usd: float | None = None  # endpoints with per-token prices
+    prompt_tokens: int | None = None  # endpoints: the prompt's tokens as the endpoint reported them (its usage)
     cached: bool = False
 
     def to_cache(self) -> dict:

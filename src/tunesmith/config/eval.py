@@ -68,7 +68,8 @@ class SuiteConfig(Section):
         description="Scorers for every case of the suite that names none, e.g. "
         "[{type: regex, pattern: '^Ticket'}, {type: custom, function: 'my_scorers:polite'}]. Types: exact, label, "
         "json, json_schema, json_fields, regex, numeric, contains, not_contains, behavior, tool_call, "
-        "instructions, custom.",
+        "instructions, custom, and OpenAI's graders string_check, text_similarity, score_model, label_model (these "
+        "two ask `eval.judge`), python, multi.",
     )
     max_new_tokens: int | None = Field(None, ge=1, description="Generation limit for this suite's cases.")
 
@@ -201,7 +202,9 @@ class EvalConfig(Section):
         "{metric: general.prompt_strict_accuracy, min_delta: -0.02, require_significant: false}.",
     )
     judge: EndpointConfig | None = Field(
-        None, description="An LLM judge (OpenAI-compatible endpoint) for blind pairwise preference, both orders."
+        None,
+        description="An LLM judge (OpenAI-compatible endpoint) for blind pairwise preference, both orders; "
+        "OpenAI's score_model and label_model graders (scorers and GRPO rewards) ask it too.",
     )
 
     @field_validator("baselines")

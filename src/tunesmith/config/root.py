@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tunesmith.config.budget import BudgetConfig
 from tunesmith.config.data import DataConfig
@@ -14,7 +14,7 @@ from tunesmith.config.section import Section
 from tunesmith.config.task import ModelConfig, TaskConfig
 from tunesmith.config.train import TrainConfig
 from tunesmith.config.tune import TuneConfig
-from tunesmith.scorer_specs import scorer_problem
+from tunesmith.scorer_specs import needs_judge, scorer_problem
 
 
 class Config(Section):
@@ -48,6 +48,17 @@ class Config(Section):
         if train.method == "full" and train.objective == "dpo":
             raise ValueError("DPO here uses the base with the adapter switched off as its reference: use lora or qlora")
         return train
+
+    @model_validator(mode="after")
+    def _model_graders_need_a_judge(self) -> Config:
+        if self.eval.judge is None:
+            for i, spec in enumerate(self.train.rewards or []):
+                if needs_judge(spec):
+                    raise ValueError(
+                        f"train.rewards[{i}]: {spec['type']} asks a judge model: set eval.judge "
+                        "(an OpenAI-compatible endpoint: base_url, model)"
+                    )
+        return self
 
     @field_validator("task")
     @classmethod

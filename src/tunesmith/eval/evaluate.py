@@ -24,6 +24,7 @@ from typing import Any
 from tunesmith.config import Config
 from tunesmith.data.io import read_jsonl
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.eval.openai_graders import GradingContext
 from tunesmith.eval.plan import DEFAULT_LIMIT
 from tunesmith.eval.scorers import detect_behavior, score_case
 from tunesmith.eval.suite import EvalCase
@@ -140,16 +141,19 @@ def evaluate(
     slice. Cases that could not be read, and generations that failed (an endpoint down), are rows with `error`.
     `limits` sets a suite's own max_new_tokens; `decodings` a suite's whole decoding (limit and constraint)."""
     rows: list[dict[str, Any]] = []
+    context = GradingContext.of(cfg)
     for name, cases in suites.items():
         decoding = suite_decoding(name, cfg, limits, decodings)
         good = [c for c in cases if c.error is None]
-        gens = iter(
+        generated = (
             generate_cached(
                 backend, good, decoding, cache, batch_size=cfg.eval.batch_size, label=f"{label} {name}".strip()
             )
             if good
             else []
         )
+        context.prepare((c, g.output) for c, g in zip(good, generated) if g.error is None)  # a suite's graders at once
+        gens = iter(generated)
         for case in cases:
             if case.error is not None:
                 rows.append(result_row(name, case, None, {}, error=case.error))
@@ -160,7 +164,9 @@ def evaluate(
                 rows.append(result_row(name, case, None, scores, error=gen.error))
                 continue
             details: dict[str, Any] = {}
-            scores = score_case(case, gen.output, cfg.task, schema, hit_limit=gen.hit_limit, details=details)
+            scores = score_case(
+                case, gen.output, cfg.task, schema, hit_limit=gen.hit_limit, details=details, context=context
+            )
             # Scored (it fails what it should answer), and flagged: an empty reply usually means a stop-token or
             # template problem, not a wrong answer.
             empty = None if gen.output.strip() else EMPTY_OUTPUT
@@ -316,6 +322,8 @@ def score_responses(
     (or prompt) and an output is a clear error naming its line.
     """
     by_id, unmatched = match_responses(responses, cases)
+    context = GradingContext.of(cfg)
+    context.prepare((c, by_id[c.id]["output"]) for c in cases if c.error is None and c.id in by_id)
     rows = []
     for case in cases:
         got = by_id.get(case.id)
@@ -324,7 +332,7 @@ def score_responses(
             rows.append(result_row(suite, case, None, scores, error=case.error or NO_RESPONSE))
             continue
         details: dict[str, Any] = {}
-        scores = score_case(case, got["output"], cfg.task, schema, details=details)
+        scores = score_case(case, got["output"], cfg.task, schema, details=details, context=context)
         rows.append(
             result_row(
                 suite,

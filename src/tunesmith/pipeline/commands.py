@@ -109,6 +109,7 @@ def run_project(
         trained.ref,
         trained.adapter,
         p.schema,
+        ev.compare,  # what the exports' model cards show
     )
     summary = run_summary(p, trained, ev, st_diag, parity)
     save_summary(project, ev.compare, summary)

@@ -16,7 +16,7 @@ from tunesmith.cli import app
 from tunesmith.config import Config, load_config
 from tunesmith.data.formats import load_records
 from tunesmith.errors import TunesmithError
-from tunesmith.migrate import HYPERPARAMETERS, import_openai_job, openai_job
+from tunesmith.migrate import HYPERPARAMETERS, import_openai_job
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openai_jobs"
 VALIDATION = {"supervised": "supervised_valid.jsonl", "dpo": None, "reinforcement": "reinforcement_valid.jsonl"}
@@ -131,26 +131,27 @@ def test_a_developer_turn_becomes_a_system_turn(tmp_path):
     assert [r.messages[0]["role"] for r in records] == ["system", "system"]
 
 
-def test_the_grader_is_the_grpo_reward_and_scores_the_held_out_test_set(tmp_path):
+def test_the_grader_is_the_grpo_reward_and_scores_the_held_out_cases(tmp_path):
+    from tunesmith.data.records import Record
     from tunesmith.eval.scorers import score_case
-    from tunesmith.eval.suite import project_suites
+    from tunesmith.eval.suite import cases_from_records
     from tunesmith.train.grpo import prompt_rows
     from tunesmith.train.grpo_rewards import reward_function
 
-    result = import_openai_job(
-        FIXTURES / "reinforcement_job.json", FIXTURES / "reinforcement_train.jsonl", tmp_path / "p"
-    )
+    import_openai_job(FIXTURES / "reinforcement_job.json", FIXTURES / "reinforcement_train.jsonl", tmp_path / "p")
     grader = json.loads((FIXTURES / "reinforcement_job.json").read_text())["method"]["reinforcement"]["grader"]
     cfg, project = load_config(tmp_path / "p")
-    assert cfg.train.rewards == [grader] and cfg.task.type == "json"
-    assert cfg.data.test == ["data/test.jsonl"] and cfg.eval.gate.metric == "test.task_accuracy"
-    train, test = (load_records([project / "data" / f"{n}.jsonl"]) for n in ("train", "test"))
-    assert len(train) + len(test) == 8 and not {r.content_hash() for r in train} & {r.content_hash() for r in test}
-    assert any("held out as data/test.jsonl" in note for note in result.notes)
+    assert cfg.train.rewards == [grader] and cfg.task.type == "json" and cfg.task.scorers == [grader]
+    assert cfg.eval.gate.metric == "task_accuracy" and cfg.eval.decoding == "free"
+    train = load_records([project / "data" / "train.jsonl"])
+    assert len(train) == 8
 
-    suites, _ = project_suites(cfg, project)  # as `tunesmith run` reads it
-    case = suites["test"][0]
-    assert case.scorers == [grader] and case.expected["queue"] in ("billing", "technical", "shipping")
+    case = cases_from_records(train[:1], cfg.task)[0]  # a held-out case, as `tunesmith run` makes it
+    assert (
+        isinstance(train[0], Record)
+        and case.scorers == [grader]
+        and case.expected["queue"] in ("billing", "technical", "shipping")
+    )
     right, wrong = json.dumps({"queue": case.expected["queue"]}), json.dumps({"queue": "nowhere"})
     assert score_case(case, right, cfg.task)["task_correct"] is True
     assert score_case(case, wrong, cfg.task)["task_correct"] is False
@@ -188,24 +189,28 @@ def test_a_grader_the_config_rejects_is_a_warning_and_the_project_is_still_writt
         load_config(tmp_path / "p")
 
 
-def test_the_hosted_model_is_recorded_and_its_baseline_waits_behind_the_flag(tmp_path, monkeypatch):
-    res = runner.invoke(app, _args("supervised", tmp_path / "off"))
-    text = (tmp_path / "off" / "tunesmith.yaml").read_text()
+def test_the_hosted_model_becomes_a_baseline_with_a_non_inferiority_gate(tmp_path):
+    runner.invoke(app, _args("supervised", tmp_path / "p"))
+    text = (tmp_path / "p" / "tunesmith.yaml").read_text()
     assert "Hosted base model: gpt-4o-mini-2024-07-18" in text and "ft:gpt-4o-mini-2024-07-18:lumen::sft123" in text
-    assert "baselines" not in yaml.safe_load(text)["eval"]  # the config does not take endpoint entries yet
-    assert "api_key_env: OPENAI_API_KEY}" in res.output  # how to add it, printed on one line to copy
-
-    monkeypatch.setattr(openai_job, "WRITE_ENDPOINT_BASELINE", True)
-    import_openai_job(FIXTURES / "supervised_job.json", FIXTURES / "supervised_train.jsonl", tmp_path / "on")
-    baselines = yaml.safe_load((tmp_path / "on" / "tunesmith.yaml").read_text())["eval"]["baselines"]
-    assert baselines == [
+    written = yaml.safe_load(text)["eval"]
+    assert written["baselines"] == [
+        "auto",
         {
             "name": "hosted",
             "base_url": "https://api.openai.com/v1",
             "model": "ft:gpt-4o-mini-2024-07-18:lumen::sft123",
             "api_key_env": "OPENAI_API_KEY",
-        }
+        },
     ]
+    assert written["gates"][-1] == {
+        "metric": "task_accuracy",
+        "min_delta": -0.02,
+        "require_significant": False,
+        "vs": "hosted",
+    }
+    cfg, _ = load_config(tmp_path / "p")  # the config takes the endpoint baseline and its gate
+    assert cfg.eval.gates[-1].vs == "hosted"
 
 
 def test_a_non_empty_directory_needs_force(tmp_path):

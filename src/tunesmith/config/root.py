@@ -52,10 +52,11 @@ class Config(Section):
     @model_validator(mode="after")
     def _model_graders_need_a_judge(self) -> Config:
         if self.eval.judge is None:
-            for i, spec in enumerate(self.train.rewards or []):
+            specs = [("train.rewards", self.train.rewards), ("task.scorers", self.task.scorers)]
+            for where, i, spec in ((w, i, s) for w, given in specs for i, s in enumerate(given or [])):
                 if needs_judge(spec):
                     raise ValueError(
-                        f"train.rewards[{i}]: {spec['type']} asks a judge model: set eval.judge "
+                        f"{where}[{i}]: {spec['type']} asks a judge model: set eval.judge "
                         "(an OpenAI-compatible endpoint: base_url, model)"
                     )
         return self
@@ -65,6 +66,10 @@ class Config(Section):
     def _match_fields_need_json(cls, task: TaskConfig) -> TaskConfig:
         if task.match_fields and task.type != "json":
             raise ValueError("match_fields only applies to task.type: json")
+        for i, spec in enumerate(task.scorers or []):
+            problem = scorer_problem(spec)
+            if problem:
+                raise ValueError(f"scorers[{i}]: {problem[0]}" + (f" ({problem[1]})" if problem[1] else ""))
         return task
 
 

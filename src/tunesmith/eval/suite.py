@@ -80,7 +80,8 @@ def expected_from_reply(reply: str | None, task: TaskConfig) -> Any:
 
 def cases_from_records(records: list[Record], task: TaskConfig, suite: str = "heldout") -> list[EvalCase]:
     """Turn held-out conversations into cases: the prompt is everything before the final reply, and the behaviour
-    expected is the one that reply shows (a held-out refusal must be refused again)."""
+    expected is the one that reply shows (a held-out refusal must be refused again). A reply that calls tools is
+    scored by `tool_call`, any other by `task.scorers` when the task names them."""
     cases = []
     for i, rec in enumerate(records):
         last = rec.final_assistant_index()
@@ -95,7 +96,7 @@ def cases_from_records(records: list[Record], task: TaskConfig, suite: str = "he
                 tags=list(rec.tags),
                 tools=rec.tools,
                 where=rec.where,
-                scorers=[{"type": "tool_call"}] if calls else None,
+                scorers=[{"type": "tool_call"}] if calls else (list(task.scorers) if task.scorers else None),
             )
         )
     return cases

@@ -18,14 +18,13 @@ is a problem naming file:line and the field (as the job's format names it); all 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Any
 
 from tunesmith.data.formats import to_record
 from tunesmith.data.io import LineProblem, scan_jsonl
 from tunesmith.data.messages import RecordError, parse_message
-from tunesmith.errors import Problem, TunesmithError, fail
+from tunesmith.errors import Problem, TunesmithError
 
 SHAPES = {
     "supervised": '{"messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]}',
@@ -58,15 +57,6 @@ def convert_lines(path: Path, method: str, option: str) -> list[dict[str, Any]]:
     if problems:
         raise TunesmithError.capped(f"{len(problems)} line(s) of {path} cannot be imported", problems)
     return rows
-
-
-def split_off(rows: list[dict], fraction: float, seed: int, where: str) -> tuple[list[dict], list[dict]]:
-    """(kept, held out): a seeded `fraction` of the rows (at least one) set aside, each side in file order;
-    `where` (the file) is named when there are too few rows to hold one out."""
-    if len(rows) < 2:
-        raise fail("Too little data", where, f"{len(rows)} line: too few to hold one out as the test set", "add lines")
-    held = set(random.Random(seed).sample(range(len(rows)), max(1, round(fraction * len(rows)))))
-    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
 def _messages(value: Any, field: str) -> list[dict[str, Any]]:

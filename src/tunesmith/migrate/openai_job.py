@@ -10,10 +10,10 @@ method picks `train.objective` (supervised -> sft, dpo -> dpo, reinforcement -> 
 through `HYPERPARAMETERS` (one table: `auto` becomes tunesmith's own default), the data is copied into `data/`
 (converted where tunesmith's reader needs it: `tunesmith.migrate.job_data`), a validation file becomes
 `data.validation`. A reinforcement job's grader becomes the GRPO reward (`train.rewards`) and the scorer of the test
-set: the import holds out `data.heldout_fraction` of the training lines as `data/test.jsonl` (`data.test`), which
-is also the suite `test` scored by the grader and judged by the gate (the held-out suite itself takes no scorers).
+set: `task.scorers`, so the held-out (and validation) cases are graded as the hosted job graded them.
 The hosted base model and fine-tuned model are recorded in the file's header; the fine-tuned model becomes an
-endpoint baseline in `eval.baselines` when `WRITE_ENDPOINT_BASELINE` is on, and is printed as a note until then.
+endpoint baseline `hosted` in `eval.baselines` (beside the cheap ones), with a gate that the tuned model may trail it
+by at most `HOSTED_MARGIN` (`vs: hosted`).
 Local training keeps tunesmith's built-in base model unless `base` is given.
 """
 
@@ -34,16 +34,14 @@ from tunesmith.config.problems import problems_from
 from tunesmith.errors import Problem, TunesmithError, fail
 from tunesmith.files import atomic_write_jsonl, atomic_write_text
 from tunesmith.migrate.job import METHODS, FineTuningJob, read_job
-from tunesmith.migrate.job_data import convert_lines, split_off
+from tunesmith.migrate.job_data import convert_lines
 from tunesmith.starter import starter_sections
 
-# The hosted fine-tuned model as an endpoint entry in `eval.baselines` (the agreed shape: name, base_url, model,
-# api_key_env). Off until the config's eval.baselines takes endpoint entries (they are rejected today); meanwhile
-# the entry is printed, and written in the file's header as a comment, for the user to add.
-WRITE_ENDPOINT_BASELINE = False
+# The hosted fine-tuned model must be matched: the tuned model may trail it by at most this much on the gate's
+# metric (a non-inferiority gate `vs: hosted`, judged on the point estimate).
+HOSTED_MARGIN = 0.02
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 OBJECTIVES = {"supervised": "sft", "dpo": "dpo", "reinforcement": "grpo"}
-TEST_FILE = "data/test.jsonl"  # a reinforcement job's test set, scored by its grader
 
 
 def _as_is(value: Any, default: Any) -> Any:
@@ -160,7 +158,7 @@ def import_openai_job(
     mapping = map_hyperparameters(job)
     sections = project_sections(job, base or config_default("model.base"), mapping, list(data))
     warnings = _config_warnings(sections) + _job_warnings(job, validation_file)
-    notes = _notes(job, data)
+    notes = _notes(job)
     files = [atomic_write_jsonl(out / name, rows) for name, rows in data.items()]
     files.append(atomic_write_text(out / CONFIG_NAME, _header(job, mapping) + _yaml(sections)))
     (out / "eval").mkdir(exist_ok=True)
@@ -168,14 +166,9 @@ def import_openai_job(
 
 
 def _project_data(job: FineTuningJob, training: Path, validation: Path | None) -> dict[str, list[dict]]:
-    """{path in the project: rows}: the training lines (a reinforcement job's split into train and test) and the
-    validation lines, each converted for the job's method."""
+    """{path in the project: rows}: the training and validation lines, each converted for the job's method."""
     method = job.method_type
-    rows = convert_lines(training, method, "--training-file")
-    data = {"data/train.jsonl": rows}
-    if method == "reinforcement":
-        fraction, seed = starter_sections()["data"]["heldout_fraction"], config_default("data.seed")
-        data["data/train.jsonl"], data[TEST_FILE] = split_off(rows, fraction, seed, str(training))
+    data = {"data/train.jsonl": convert_lines(training, method, "--training-file")}
     if validation is not None:
         data["data/validation.jsonl"] = convert_lines(validation, method, "--validation-file")
     return data
@@ -201,7 +194,7 @@ def project_sections(job: FineTuningJob, base: str, mapping: list[MappedValue], 
     method, sections = job.method_type, starter_sections()
     starter_train = sections["train"]
     sections["model"] = {"base": base}
-    sections["task"] = {"type": "json" if method == "reinforcement" else "chat"}
+    sections["task"] = {"type": "json", "scorers": [job.grader()]} if method == "reinforcement" else {"type": "chat"}
     data = {k: v for k, v in sections["data"].items() if k != "train"}
     sections["data"] = {Path(f).stem: [f] for f in files} | data
     train = {"method": starter_train["method"], "objective": OBJECTIVES[method], "lora_r": starter_train["lora_r"]}
@@ -213,25 +206,25 @@ def project_sections(job: FineTuningJob, base: str, mapping: list[MappedValue], 
             _set(sections, row.config_key, row.value)
     if method == "reinforcement":
         sections["train"]["rewards"] = [job.grader()]
-        sections["eval"] = _graded_eval(sections["eval"], job.grader())
+        sections["eval"] = {**sections["eval"], "decoding": "free", "baselines": []}  # replies need not be JSON
     endpoint = hosted_baseline(job)
-    if WRITE_ENDPOINT_BASELINE and endpoint:
-        given = sections["eval"].get("baselines")
-        sections["eval"]["baselines"] = (given if isinstance(given, list) else []) + [endpoint]
+    if endpoint:
+        sections["eval"] = _against_hosted(sections["eval"], endpoint)
     return sections
 
 
-def _graded_eval(section: dict[str, Any], grader: dict[str, Any]) -> dict[str, Any]:
-    """The eval of a reinforcement job: the test set scored by the grader and judged by the gate, decoded freely
-    (its replies are not the item's JSON), without the label-task baselines."""
-    suite = Path(TEST_FILE).stem
-    return {
-        **section,
-        "suites": [{"path": TEST_FILE, "scorers": [grader]}],
-        "decoding": "free",
-        "baselines": [],
-        "gate": {**section["gate"], "metric": f"{suite}.task_accuracy"},
+def _against_hosted(section: dict[str, Any], endpoint: dict[str, str]) -> dict[str, Any]:
+    """The eval with the hosted fine-tuned model as a baseline beside the cheap ones, and a gate that the tuned
+    model does not trail it by more than `HOSTED_MARGIN`."""
+    given = section.get("baselines", "auto")
+    baselines = (given if isinstance(given, list) else [given]) + [endpoint]
+    gate = {
+        "metric": section["gate"]["metric"],
+        "min_delta": -HOSTED_MARGIN,
+        "require_significant": False,
+        "vs": endpoint["name"],
     }
+    return {**section, "baselines": baselines, "gates": [*section.get("gates", []), gate]}
 
 
 def _set(sections: dict[str, Any], path: str, value: Any) -> None:
@@ -244,14 +237,14 @@ def _set(sections: dict[str, Any], path: str, value: Any) -> None:
 
 def _config_warnings(sections: dict[str, Any]) -> list[str]:
     """What the config rejects of what the import copies as it is: the job's grader (a type tunesmith does not
-    support yet) and the endpoint baseline (before `eval.baselines` takes endpoints). Anything else it rejects is
+    support). Anything else it rejects is
     an error in the import itself."""
     rejected = _rejections(sections)
     if not rejected:
         return []
     plain = copy.deepcopy(sections)
     plain["train"].pop("rewards", None)
-    plain["eval"].pop("baselines", None)
+    plain["task"].pop("scorers", None)
     wrong = _rejections(plain)
     if wrong:
         raise TunesmithError("The imported config does not validate", wrong)
@@ -277,23 +270,16 @@ def _job_warnings(job: FineTuningJob, validation_file: str | Path | None) -> lis
     return out
 
 
-def _notes(job: FineTuningJob, data: dict[str, list[dict]]) -> list[str]:
+def _notes(job: FineTuningJob) -> list[str]:
     notes = []
-    if TEST_FILE in data:
-        n, total = len(data[TEST_FILE]), len(data[TEST_FILE]) + len(data["data/train.jsonl"])
-        notes.append(
-            f"{n} of {total} training lines held out as {TEST_FILE} (data.test): the suite `test`, scored by the "
-            "job's grader, is what the gate judges"
-        )
     endpoint = hosted_baseline(job)
-    if endpoint and not WRITE_ENDPOINT_BASELINE:
-        notes.append("to compare with the hosted fine-tuned model, add to tunesmith.yaml:\n" + _baseline_yaml(endpoint))
+    if endpoint:
+        notes.append(
+            f"the hosted fine-tuned model {endpoint['model']} is the baseline `{endpoint['name']}` (its key read from "
+            f"${endpoint['api_key_env']}); a gate requires the tuned model to trail it by at most {HOSTED_MARGIN:g} "
+            "(to compare with replies you already have instead, give the baseline `responses: FILE.jsonl`)"
+        )
     return notes
-
-
-def _baseline_yaml(endpoint: dict[str, str]) -> str:
-    entry = yaml.safe_dump(endpoint, default_flow_style=True, sort_keys=False, width=1000).strip()
-    return f"eval:\n  baselines:\n    - {entry}"
 
 
 def _header(job: FineTuningJob, mapping: list[MappedValue]) -> str:
@@ -309,10 +295,6 @@ def _header(job: FineTuningJob, mapping: list[MappedValue]) -> str:
             for m in mapping
         ),
     ]
-    endpoint = hosted_baseline(job)
-    if endpoint and not WRITE_ENDPOINT_BASELINE:
-        lines.append("The hosted fine-tuned model as a baseline, once eval.baselines takes endpoint entries:")
-        lines += ["  " + line for line in _baseline_yaml(endpoint).splitlines()]
     lines.append("Every field is optional; `tunesmith config schema` lists them all with their docs.")
     return "".join(f"# {line}\n" for line in lines)
 

@@ -184,7 +184,7 @@ def test_a_grader_the_config_rejects_is_a_warning_and_the_project_is_still_writt
     assert res.exit_code == 0, res.output
     assert "warning:" in res.output and "grader" in res.output
     written = yaml.safe_load((tmp_path / "p" / "tunesmith.yaml").read_text())
-    assert written["train"]["rewards"] == [grader] and written["eval"]["suites"][0]["scorers"] == [grader]
+    assert written["train"]["rewards"] == [grader] and written["task"]["scorers"] == [grader]
     with pytest.raises(TunesmithError):
         load_config(tmp_path / "p")
 

@@ -71,3 +71,17 @@ def test_typed_updates_keep_their_types(tmp_path):
     (tmp_path / "tunesmith.yaml").write_text("{}\n")
     cfg, _ = load_config(tmp_path, overrides)
     assert (cfg.train.method, cfg.train.dora, cfg.train.nproc, cfg.tune.storage) == ("qlora", True, 2, "on")
+
+
+def test_task_scorers_are_checked_when_the_config_is_read(tmp_path):
+    project = write(tmp_path, "task:\n  type: json\n  scorers:\n  - {type: string_chek, input: x, reference: y}\n")
+    with pytest.raises(TunesmithError) as info:
+        load_config(project)
+    assert "task" in str(info.value) and "string_check" in str(info.value)  # did you mean
+    grader = "{type: label_model, input: [{role: user, content: x}], labels: [a], passing_labels: [a], model: m}"
+    judged = f"task:\n  scorers:\n  - {grader}\n"
+    with pytest.raises(TunesmithError) as info:
+        load_config(write(tmp_path, judged))
+    assert "task.scorers[0]" in str(info.value) and "eval.judge" in str(info.value)
+    cfg, _ = load_config(write(tmp_path, "task:\n  scorers:\n  - {type: contains, text: refund}\n"))
+    assert cfg.task.scorers == [{"type": "contains", "text": "refund"}]

@@ -160,3 +160,17 @@ def test_the_flat_layout_of_a_train_section_is_the_one_before_the_sub_sections()
         from tunesmith.config import nest_moved
 
         assert TrainConfig.model_validate(nest_moved(flat, quiet=True)) == TrainConfig(lora={"r": 8})
+
+
+def test_task_scorers_are_checked_when_the_config_is_read(tmp_path):
+    project = write(tmp_path, "task:\n  type: json\n  scorers:\n  - {type: string_chek, input: x, reference: y}\n")
+    with pytest.raises(TunesmithError) as info:
+        load_config(project)
+    assert "task" in str(info.value) and "string_check" in str(info.value)  # did you mean
+    grader = "{type: label_model, input: [{role: user, content: x}], labels: [a], passing_labels: [a], model: m}"
+    judged = f"task:\n  scorers:\n  - {grader}\n"
+    with pytest.raises(TunesmithError) as info:
+        load_config(write(tmp_path, judged))
+    assert "task.scorers[0]" in str(info.value) and "eval.judge" in str(info.value)
+    cfg, _ = load_config(write(tmp_path, "task:\n  scorers:\n  - {type: contains, text: refund}\n"))
+    assert cfg.task.scorers == [{"type": "contains", "text": "refund"}]

@@ -399,6 +399,10 @@ def test_eval_compare_cli_takes_three_runs_and_exits_on_the_gate(tmp_path):
     res = runner.invoke(app, ["eval", "compare", str(a), str(b), str(c), "--project", str(tmp_path)])
     assert res.exit_code == 1  # c does not beat a
     assert "a vs b" in res.output and "a vs c" in res.output and "FAIL" in res.output
+    # the three side by side, one column each, the later ones with their delta against the first
+    header = next(line for line in res.output.splitlines() if "metric" in line)
+    assert [c.strip() for c in header.strip("┃│ ").split("┃")[-3:]] == ["a", "b", "c"]
+    assert "1.000 (+1.000)" in res.output and "0.033 (+0.033)" in res.output
 
 
 def test_eval_run_on_an_endpoint_writes_a_run_and_reuses_it(tiny_project):

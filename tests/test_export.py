@@ -140,10 +140,11 @@ def test_run_exports_every_format_and_proves_parity(tiny_project):
     out = Path(stages["export"]["run"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["exports"]) == {"adapter", "merged", "gguf", "ollama"}
-    # the task decodes constrained to its reply schema, so its grammar and schema ship beside every GGUF
-    shipped = {"grammar.gbnf", "schema.json"}
+    # the task decodes constrained to its reply schema, so its grammar and schema ship beside every GGUF; every
+    # folder has its model card (tests/test_model_card.py)
+    shipped = {"grammar.gbnf", "schema.json", "README.md"}
     assert set(manifest["exports"]["gguf"]["files"]) == {"model-f16.gguf", "model-q8_0.gguf"} | shipped
-    assert set(manifest["exports"]["ollama"]["files"]) == {"Modelfile", "model-q8_0.gguf", "README.md"} | shipped
+    assert set(manifest["exports"]["ollama"]["files"]) == {"Modelfile", "model-q8_0.gguf"} | shipped
     assert 'root-queue-kv ::= "\\"queue\\""' in (out / "gguf" / "grammar.gbnf").read_text()
     modelfile = (out / "ollama" / "Modelfile").read_text()
     assert "FROM ./model-q8_0.gguf" in modelfile and (out / "ollama" / "model-q8_0.gguf").exists()
@@ -274,7 +275,7 @@ def test_a_constrained_export_ships_the_grammar_the_schema_and_how_to_use_them(t
         tmp_path,
         ExportOptions(gguf_types=["f16"], constraint=constraint),
     )
-    assert set(manifest["exports"]["gguf"]["files"]) == {"model-f16.gguf", "grammar.gbnf", "schema.json"}
+    assert set(manifest["exports"]["gguf"]["files"]) == {"model-f16.gguf", "grammar.gbnf", "schema.json", "README.md"}
     assert set(manifest["exports"]["ollama"]["files"]) == {
         "Modelfile",
         "model-q8_0.gguf",

@@ -121,6 +121,21 @@ def read_result(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "result.json").read_text())
 
 
+def runs_with_input(project: Path, stage: str, name: str, key: str) -> list[Path]:
+    """The completed runs of `stage` whose input `name` is `key`, oldest first: what was built from a run (the
+    evaluations of a train run, the comparisons of an evaluation, its parity checks)."""
+    found = []
+    for d in sorted(runs_root(project).glob(f"*-{stage}-*")):
+        if "-".join(d.name.split("-")[1:-1]) != stage:
+            continue  # `eval` is not `eval-tuned`
+        try:
+            if is_complete(d) and json.loads((d / "inputs.json").read_text())["inputs"].get(name) == key:
+                found.append(d)
+        except (OSError, ValueError, KeyError):
+            continue
+    return found
+
+
 def summary_path(project: Path) -> Path:
     """Where `tunesmith run` keeps the summary of a project's last run."""
     return Path(project) / ".tunesmith" / "summary.json"

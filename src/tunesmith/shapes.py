@@ -47,64 +47,44 @@ _LLAMA3_ROPE = {
     "original_max_position_embeddings": 8192,
     "rope_type": "llama3",
 }
+
+
+def dims(hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int, vocab: int, tied: bool) -> dict:
+    """The config.json fields that set a llama-like model's compute and memory."""
+    return dict(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        intermediate_size=intermediate,
+        vocab_size=vocab,
+        tie_word_embeddings=tied,
+    )
+
+
+_LLAMA3 = dict(model_type="llama", rope_theta=500000.0, max_position_embeddings=131072, rms_norm_eps=1e-5)
 SHAPES: dict[str, dict[str, Any]] = {
-    "llama-3.2-1b": dict(
-        model_type="llama",
-        hidden_size=2048,
-        num_hidden_layers=16,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=64,
-        intermediate_size=8192,
-        vocab_size=128256,
-        rope_theta=500000.0,
-        rope_scaling={"factor": 32.0, **_LLAMA3_ROPE},
-        max_position_embeddings=131072,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=True,
-    ),
-    "qwen2.5-1.5b": dict(
-        model_type="qwen2",
-        hidden_size=1536,
-        num_hidden_layers=28,
-        num_attention_heads=12,
-        num_key_value_heads=2,
-        intermediate_size=8960,
-        vocab_size=151936,
-        rope_theta=1000000.0,
-        max_position_embeddings=131072,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=True,
-        use_sliding_window=False,
-    ),
-    "llama-3.1-8b": dict(
-        model_type="llama",
-        hidden_size=4096,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        intermediate_size=14336,
-        vocab_size=128256,
-        rope_theta=500000.0,
-        rope_scaling={"factor": 8.0, **_LLAMA3_ROPE},
-        max_position_embeddings=131072,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-    ),
+    "llama-3.2-1b": {
+        **_LLAMA3,
+        **dims(2048, 16, 32, 8, 8192, 128256, tied=True),
+        "head_dim": 64,
+        "rope_scaling": {"factor": 32.0, **_LLAMA3_ROPE},
+    },
+    "qwen2.5-1.5b": {
+        "model_type": "qwen2",
+        **dims(1536, 28, 12, 2, 8960, 151936, tied=True),
+        "rope_theta": 1000000.0,
+        "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-6,
+        "use_sliding_window": False,
+    },
+    "llama-3.1-8b": {
+        **_LLAMA3,
+        **dims(4096, 32, 32, 8, 14336, 128256, tied=False),
+        "rope_scaling": {"factor": 8.0, **_LLAMA3_ROPE},
+    },
     # Not a published model: the same code path at test size (the built-in tokenizer's vocabulary).
-    "llama-tiny": dict(
-        model_type="llama",
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        vocab_size=49152,
-        rope_theta=500000.0,
-        max_position_embeddings=8192,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=True,
-    ),
+    "llama-tiny": {**_LLAMA3, **dims(64, 2, 4, 2, 128, 49152, tied=True), "max_position_embeddings": 8192},
 }
 # Parameter counts of the published models (transformers' count of the built model; tied weights once).
 PUBLISHED_PARAMS = {"llama-3.2-1b": 1_235_814_400, "qwen2.5-1.5b": 1_543_714_304, "llama-3.1-8b": 8_030_261_248}

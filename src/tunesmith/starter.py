@@ -38,6 +38,8 @@ eval:
   # decoding: auto         # json/classification replies held to the schema or label set (constrained), and
                             # also reported decoded freely as `heldout_free`; max_new_tokens derives from the data
   # baselines: auto         # label tasks: a TF-IDF classifier and few-shot prompting, on the same test cases
+  # baselines: [auto, {name: hosted, base_url: https://api.openai.com/v1, model: "ft:...", api_key_env: OPENAI_API_KEY}]
+  #                         # ...and a hosted model (or its recorded replies: {name: hosted, responses: replies.jsonl})
   gate:
     metric: task_accuracy   # the tuned model must beat the base on this, with the interval above zero
     min_delta: 0.0
@@ -70,6 +72,18 @@ EXAMPLE = {
 }
 
 
+def starter_sections(target: float | None = None) -> dict:
+    """The starter's tunesmith.yaml as a mapping of sections (what `write_starter` writes, without its comments):
+    for projects made another way (`tunesmith import openai-job`) that start from the same defaults."""
+    import yaml
+
+    return yaml.safe_load(_starter_yaml(target))
+
+
+def _starter_yaml(target: float | None) -> str:
+    return STARTER_YAML.replace("{target}", "null" if target is None else str(target))
+
+
 def write_starter(directory: str | Path, force: bool = False, target: float | None = None) -> list[Path]:
     """Create tunesmith.yaml, data/example.jsonl and eval/ in `directory`; refuse to overwrite unless forced.
     `target` is the gate's absolute target (`eval.gate.min_value`)."""
@@ -77,7 +91,7 @@ def write_starter(directory: str | Path, force: bool = False, target: float | No
     cfg = root / "tunesmith.yaml"
     if cfg.exists() and not force:
         raise fail("Project exists", str(cfg), "already exists", "use --force to overwrite it")
-    written = [atomic_write_text(cfg, STARTER_YAML.replace("{target}", "null" if target is None else str(target)))]
+    written = [atomic_write_text(cfg, _starter_yaml(target))]
     data = root / "data" / "example.jsonl"
     if not data.exists():
         written.append(atomic_write_text(data, json.dumps(EXAMPLE) + "\n"))

@@ -5,8 +5,9 @@ imports live inside the commands so `tunesmith --help` starts instantly.
     tunesmith init my-project
     tunesmith run my-project --set train.epochs=2
 
-Modules: `run` (run, tune, train), `project` (init, config, runs, model), `data` (data ...), `eval` (eval ...),
-`review` (review ...), `ship` (export, serve), `plan` (cost, advise), `report` (report, diagnose).
+Modules: `run` (run, tune, train), `project` (init, config, runs, model), `migrate` (import ...), `data`
+(data ...), `eval` (eval ...), `review` (review ...), `ship` (export, serve), `plan` (cost, advise), `report`
+(report, diagnose).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typer
 from tunesmith.cli import plan, project, report, run, ship
 from tunesmith.cli.data import data_app
 from tunesmith.cli.eval import eval_app
+from tunesmith.cli.migrate import import_app
 from tunesmith.cli.review import review_app
 
 app = typer.Typer(
@@ -30,6 +32,7 @@ app = typer.Typer(
 for _module in (report, plan, run, ship, project):  # the order `tunesmith --help` lists them in
     _module.register(app)
 app.add_typer(project.config_app, name="config")
+app.add_typer(import_app, name="import")
 app.add_typer(data_app, name="data")
 app.add_typer(project.runs_app, name="runs")
 app.add_typer(project.model_app, name="model")

@@ -1,6 +1,7 @@
 """Shipping a trained model: `tunesmith export` and `tunesmith serve`.
 
 tunesmith export train-1a2b --project my-project --format gguf --gguf-type q8_0
+tunesmith export train-1a2b --project my-project --push-to-hub my-org/support-router --private   # HF_TOKEN
 tunesmith serve train-1a2b --project my-project --port 8000
 """
 
@@ -31,12 +32,20 @@ def export(
         [], "--gguf-type", help="f16, q8_0, q4_0 (repeatable; default: export.gguf_types)."
     ),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    push_to_hub: str | None = typer.Option(
+        None,
+        "--push-to-hub",
+        metavar="ORG/NAME",
+        help="Upload the export to this Hugging Face Hub model repo (token: HF_TOKEN; endpoint: HF_ENDPOINT).",
+    ),
+    private: bool = typer.Option(False, "--private", help="With --push-to-hub: create the repo private."),
 ) -> None:
-    """Export a trained run into <run>/export/: adapter, merged safetensors, GGUF, Ollama Modelfile."""
+    """Export a trained run into <run>/export/: adapter, merged safetensors, GGUF, Ollama Modelfile, each with a
+    model card (README.md); optionally pushed to the Hugging Face Hub."""
     from tunesmith.cli.render import export_table
     from tunesmith.pipeline import export_run
 
-    manifest = export_run(project, run, format_ or None, gguf_type or None, list(set_))
+    manifest = export_run(project, run, format_ or None, gguf_type or None, list(set_), push_to_hub, private)
     console().print(export_table(manifest))
 
 

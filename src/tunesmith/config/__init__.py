@@ -6,7 +6,7 @@ A bad config raises one `TunesmithError` that lists every problem with its YAML 
 `tunesmith config schema` prints the JSON Schema of `Config` so editors can autocomplete the YAML.
 
 One module per concern: `section.py` (the base of every section), `task.py` (`model:`, `task:`), `data.py`
-(`data:` and its column mapping), `eval.py` (`eval:`: suites, gates, the judge's endpoint), `train.py`
+(`data:` and its column mapping), `eval.py` (`eval:`: suites, baselines, gates, the judge's endpoint), `train.py`
 (`train:` and its sub-sections `lora:`, `dpo:`, `grpo:`), `moved.py` (the flat train keys of before the
 sub-sections, still read with a warning), `tune.py` (`tune:` and `SEARCH_PARAMS`), `export.py` (`export:`),
 `budget.py` (`budget:`), `root.py` (`Config`, the whole file, and its JSON Schema), `problems.py` (validation
@@ -16,7 +16,15 @@ errors as problems with YAML paths), `overrides.py` (`--set` overrides and typed
 
 from tunesmith.config.budget import BudgetConfig
 from tunesmith.config.data import ColumnsConfig, DataConfig
-from tunesmith.config.eval import EndpointConfig, EvalConfig, GateConfig, SuiteConfig
+from tunesmith.config.eval import (
+    EndpointBaseline,
+    EndpointConfig,
+    EvalConfig,
+    GateConfig,
+    RecordedBaseline,
+    SuiteConfig,
+    baseline_names,
+)
 from tunesmith.config.export import ExportConfig
 from tunesmith.config.loading import CONFIG_NAME, load_config, recipe_sources
 from tunesmith.config.moved import flat_train, nest_moved
@@ -35,6 +43,7 @@ __all__ = [
     "Config",
     "DataConfig",
     "DpoOptions",
+    "EndpointBaseline",
     "EndpointConfig",
     "EvalConfig",
     "ExportConfig",
@@ -42,6 +51,7 @@ __all__ = [
     "GrpoOptions",
     "LoraOptions",
     "ModelConfig",
+    "RecordedBaseline",
     "Section",
     "SuiteConfig",
     "TaskConfig",
@@ -49,6 +59,7 @@ __all__ = [
     "TuneConfig",
     "apply_overrides",
     "apply_updates",
+    "baseline_names",
     "config_schema",
     "flat_train",
     "load_config",

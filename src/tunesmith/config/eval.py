@@ -1,12 +1,26 @@
-"""`eval:`: how base and tuned are compared: suites, decoding, baselines, statistics, the gates and the judge."""
+"""`eval:`: how base and tuned are compared: suites, decoding, baselines, statistics, the gates and the judge.
+
+    eval:
+      baselines:
+        - classifier                                   # the built-in cheap alternatives, as before
+        - {name: hosted, base_url: https://api.openai.com/v1, model: "ft:gpt-4o-mini:acme::x",
+           api_key_env: OPENAI_API_KEY, input_usd_per_mtok: 0.3, output_usd_per_mtok: 1.2}
+        - {name: hosted-export, responses: hosted-replies.jsonl}    # recorded replies, no API call
+      gates: [{metric: task_accuracy, min_delta: -0.02, vs: hosted}]  # non-inferior to the hosted model
+
+The named baselines (an endpoint, recorded replies) run on the held-out cases: `tunesmith.eval.named_baselines`.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from tunesmith.config.section import Section
+from tunesmith.config.section import Section, union_tag
+
+BUILTIN_BASELINES = ("classifier", "few_shot")
+RESERVED_NAMES = ("base", "tuned", "auto", *BUILTIN_BASELINES)  # what a named baseline may not be called
 
 
 class GateConfig(Section):
@@ -35,6 +49,12 @@ class GateConfig(Section):
         "task accuracy). Beating the base is not enough when the base is useless; for lower-is-better metrics it "
         "is a ceiling.",
     )
+    vs: str | None = Field(
+        None,
+        description="Compare the tuned model with this baseline (a name in `eval.baselines`, e.g. `hosted`) "
+        "instead of the base, on the held-out cases: {metric: task_accuracy, min_delta: -0.02, vs: hosted} = "
+        "non-inferior to the hosted model within 2 points. `tunesmith eval compare` leaves such gates out.",
+    )
 
 
 class SuiteConfig(Section):
@@ -48,7 +68,8 @@ class SuiteConfig(Section):
         description="Scorers for every case of the suite that names none, e.g. "
         "[{type: regex, pattern: '^Ticket'}, {type: custom, function: 'my_scorers:polite'}]. Types: exact, label, "
         "json, json_schema, json_fields, regex, numeric, contains, not_contains, behavior, tool_call, "
-        "instructions, custom.",
+        "instructions, custom, and OpenAI's graders string_check, text_similarity, score_model, label_model (these "
+        "two ask `eval.judge`), python, multi.",
     )
     max_new_tokens: int | None = Field(None, ge=1, description="Generation limit for this suite's cases.")
 
@@ -69,6 +90,53 @@ class EndpointConfig(Section):
     )
     input_usd_per_mtok: float | None = Field(None, ge=0, description="Price per million prompt tokens.")
     output_usd_per_mtok: float | None = Field(None, ge=0, description="Price per million completion tokens.")
+
+
+BASELINE_NAME = Field(
+    ...,
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+    max_length=64,
+    description="The baseline's name in tables, the verdict and `vs:` (letters, digits, `_`, `.`, `-`).",
+)
+
+
+class EndpointBaseline(EndpointConfig):
+    """A model behind an OpenAI-compatible endpoint (a hosted fine-tune), asked the held-out cases."""
+
+    name: str = BASELINE_NAME
+
+
+class RecordedBaseline(Section):
+    """A model's recorded replies to the held-out cases (`id` and `output` per line, or IFEval's `prompt` and
+    `response`), scored without calling it."""
+
+    name: str = BASELINE_NAME
+    responses: str = Field(..., description="Responses JSONL, relative to the project (as `tunesmith eval score`).")
+    input_usd_per_mtok: float | None = Field(
+        None, ge=0, description="Price per million prompt tokens (counted with the base model's tokenizer)."
+    )
+    output_usd_per_mtok: float | None = Field(
+        None, ge=0, description="Price per million reply tokens (counted with the base model's tokenizer)."
+    )
+
+
+def _baseline_kind(value: Any) -> str:
+    """Which kind of `eval.baselines` entry `value` is: a built-in name, an endpoint, or recorded replies."""
+    if isinstance(value, (str, RecordedBaseline)) or (isinstance(value, dict) and "responses" in value):
+        return union_tag("name" if isinstance(value, str) else "recorded")
+    return union_tag("endpoint")
+
+
+BaselineEntry = Annotated[
+    Annotated[Literal["auto", "classifier", "few_shot"], Tag(union_tag("name"))]
+    | Annotated[EndpointBaseline, Tag(union_tag("endpoint"))]
+    | Annotated[RecordedBaseline, Tag(union_tag("recorded"))],
+    Discriminator(_baseline_kind),
+]
+Baselines = Annotated[
+    Annotated[Literal["auto"], Tag(union_tag("auto"))] | Annotated[list[BaselineEntry], Tag(union_tag("list"))],
+    Discriminator(lambda v: union_tag("auto" if isinstance(v, str) else "list")),
+]
 
 
 class EvalConfig(Section):
@@ -99,12 +167,15 @@ class EvalConfig(Section):
         "held-out suite is then also run with free decoding as `heldout_free`, so what the weights learned stays "
         "visible. `free`: unconstrained greedy decoding. `auto`: constrained for json and classification tasks.",
     )
-    baselines: list[Literal["classifier", "few_shot"]] | Literal["auto"] = Field(
+    baselines: Baselines = Field(
         "auto",
-        description="The cheapest alternatives, evaluated on the same test cases as the tuned model: "
-        "`classifier` (TF-IDF + logistic regression trained on the same training split, for label tasks) and "
-        "`few_shot` (the base model prompted with the most similar training examples). A tuned model that loses "
-        "to one is not shipped. `auto`: both for classification and label-like JSON tasks, none otherwise.",
+        description="The alternatives, evaluated on the same test cases as the tuned model: `classifier` "
+        "(TF-IDF + logistic regression trained on the same training split, for label tasks), `few_shot` (the base "
+        "model prompted with the most similar training examples), an endpoint ({name, base_url, model, "
+        "api_key_env, input_usd_per_mtok, output_usd_per_mtok}: e.g. a hosted fine-tune, asked with the same "
+        "decoding) or recorded replies ({name, responses: file.jsonl}). A tuned model that loses to one is not "
+        "shipped (unless a `vs:` gate names it). `auto`: classifier and few_shot for classification and "
+        "label-like JSON tasks, none otherwise (also as a list entry: [auto, {name: hosted, ...}]).",
     )
     few_shot_k: int = Field(
         8,
@@ -131,5 +202,50 @@ class EvalConfig(Section):
         "{metric: general.prompt_strict_accuracy, min_delta: -0.02, require_significant: false}.",
     )
     judge: EndpointConfig | None = Field(
-        None, description="An LLM judge (OpenAI-compatible endpoint) for blind pairwise preference, both orders."
+        None,
+        description="An LLM judge (OpenAI-compatible endpoint) for blind pairwise preference, both orders; "
+        "OpenAI's score_model and label_model graders (scorers and GRPO rewards) ask it too.",
     )
+
+    @field_validator("baselines")
+    @classmethod
+    def _unique_names(cls, baselines: Any) -> Any:
+        if baselines == "auto":
+            return baselines
+        seen: set[str] = set()
+        for entry in baselines:
+            if isinstance(entry, str):
+                continue
+            if entry.name in RESERVED_NAMES:
+                raise ValueError(
+                    f"a baseline may not be called {entry.name!r} (taken: {', '.join(RESERVED_NAMES)}); rename it"
+                )
+            if entry.name in seen:
+                raise ValueError(f"two baselines are called {entry.name!r}: each name must be unique")
+            seen.add(entry.name)
+        return baselines
+
+    @model_validator(mode="after")
+    def _gates_name_baselines(self) -> EvalConfig:
+        known = baseline_names(self)
+        for where, g in [("gate", self.gate), *((f"gates[{i}]", g) for i, g in enumerate(self.gates))]:
+            if g.vs is None:
+                continue
+            if g.vs not in known:
+                listed = ", ".join(known) or "none (eval.baselines is empty)"
+                raise ValueError(f"{where}.vs: {g.vs!r} is not a baseline; the baselines: {listed}")
+            if g.metric.rpartition(".")[0] not in ("", "heldout"):
+                raise ValueError(
+                    f"{where}.vs: baselines are measured on the held-out cases only, not {g.metric!r} "
+                    "(write the metric without a suite, e.g. task_accuracy)"
+                )
+        return self
+
+
+def baseline_names(ev: EvalConfig) -> list[str]:
+    """The names `eval.baselines` may run: the built-in ones it lists (both for `auto`) and the named ones."""
+    entries = ["auto"] if ev.baselines == "auto" else ev.baselines
+    names: list[str] = []
+    for entry in entries:
+        names += list(BUILTIN_BASELINES) if entry == "auto" else [entry if isinstance(entry, str) else entry.name]
+    return list(dict.fromkeys(names))

@@ -14,7 +14,7 @@ from tunesmith.errors import Problem
 def problems_from(err: ValidationError, source: str) -> list[Problem]:
     problems = []
     for item in err.errors():
-        loc = tuple(item["loc"])
+        loc = tuple(p for p in item["loc"] if not _is_union_tag(p))
         dotted = ".".join(_path_part(p) for p in loc).replace(".[", "[")
         hint = ""
         if item["type"] == "extra_forbidden":
@@ -27,6 +27,11 @@ def problems_from(err: ValidationError, source: str) -> list[Problem]:
                 message += f" (got {item['input']!r})"
         problems.append(Problem(f"{source}: {dotted or '(top level)'}", message, hint))  # `"": x` has no path
     return problems
+
+
+def _is_union_tag(part: Any) -> bool:
+    """A tagged union's member (`<endpoint>`, `tunesmith.config.section.union_tag`): not a step of the YAML path."""
+    return isinstance(part, str) and part.startswith("<") and part.endswith(">")
 
 
 def _known_fields(path: tuple) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tunesmith.config.budget import BudgetConfig
 from tunesmith.config.data import DataConfig
@@ -14,7 +14,7 @@ from tunesmith.config.section import Section
 from tunesmith.config.task import ModelConfig, TaskConfig
 from tunesmith.config.train import TrainConfig
 from tunesmith.config.tune import TuneConfig
-from tunesmith.scorer_specs import scorer_problem
+from tunesmith.scorer_specs import needs_judge, scorer_problem
 
 
 class Config(Section):
@@ -48,11 +48,27 @@ class Config(Section):
             raise ValueError("DPO here uses the base with the adapter switched off as its reference: use lora or qlora")
         return train
 
+    @model_validator(mode="after")
+    def _model_graders_need_a_judge(self) -> Config:
+        if self.eval.judge is None:
+            specs = [("train.grpo.rewards", self.train.grpo.rewards), ("task.scorers", self.task.scorers)]
+            for where, i, spec in ((w, i, s) for w, given in specs for i, s in enumerate(given or [])):
+                if needs_judge(spec):
+                    raise ValueError(
+                        f"{where}[{i}]: {spec['type']} asks a judge model: set eval.judge "
+                        "(an OpenAI-compatible endpoint: base_url, model)"
+                    )
+        return self
+
     @field_validator("task")
     @classmethod
     def _match_fields_need_json(cls, task: TaskConfig) -> TaskConfig:
         if task.match_fields and task.type != "json":
             raise ValueError("match_fields only applies to task.type: json")
+        for i, spec in enumerate(task.scorers or []):
+            problem = scorer_problem(spec)
+            if problem:
+                raise ValueError(f"scorers[{i}]: {problem[0]}" + (f" ({problem[1]})" if problem[1] else ""))
         return task
 
 

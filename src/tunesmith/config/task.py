@@ -38,3 +38,10 @@ class TaskConfig(Section):
         description="For `json` tasks: a JSON Schema (inline, or a file path relative to the project) "
         "that a reply must satisfy to count as format-valid.",
     )
+    scorers: list[dict[str, Any]] | None = Field(
+        None,
+        description="Scorers of every held-out and validation case (a case is correct when all pass), instead of "
+        "the task's own comparison (label, JSON fields, text or number): any scorer type, e.g. the grader of an "
+        "OpenAI fine-tuning job, [{type: string_check, input: '{{sample.output_json.queue}}', reference: "
+        "'{{item.queue}}', operation: eq}]. `{{item.FIELD}}` reads the record's reply (as JSON, when it is).",
+    )

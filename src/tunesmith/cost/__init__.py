@@ -20,7 +20,7 @@ One module per concern, each reading on from the ones before it:
 - `gpus`: the GPU table and price files;
 - `hours`: training time and dollars per GPU class, and how they read;
 - `measured`: the project's token count, the probe of real steps and its extrapolation;
-- `success`: cost per successful task of a project's evaluations.
+- `success`: cost per successful task of a project's evaluations, and of a run's models side by side.
 
 The numbers that carry the guide's claims (prices, the 100-120 GB of a full 7B fine-tune, 6-10 GB for a 7B QLoRA)
 are pinned by tests/test_cost.py.
@@ -62,7 +62,7 @@ from tunesmith.cost.memory import (
     fit_on,
 )
 from tunesmith.cost.shape import BUILTIN_SIZES, NAMED_SIZES, ModelShape, model_shape, named_shape, shape_from_config
-from tunesmith.cost.success import eval_costs, success_cost
+from tunesmith.cost.success import cost_per_success, eval_costs, success_cost, token_cost, token_counter
 
 __all__ = [
     "ACT_BYTES",
@@ -94,6 +94,7 @@ __all__ = [
     "PriceFile",
     "ProjectTokens",
     "Recipe",
+    "cost_per_success",
     "count_tokens",
     "dollars",
     "epochs_of",
@@ -114,6 +115,8 @@ __all__ = [
     "per_billion",
     "shape_from_config",
     "success_cost",
+    "token_cost",
+    "token_counter",
     "train_hours",
     "trained_tokens",
     "usd_text",

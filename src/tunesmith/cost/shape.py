@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.shapes import SHAPES
+from tunesmith.shapes import SHAPES, dims
 
 # The fields of a named size's config; the rest are LlamaConfig's defaults.
 _SIZE_FIELDS = (
@@ -34,62 +34,14 @@ def _published(name: str) -> dict[str, Any]:
 
 # Llama-shaped configs for planning models one does not have: each is a published model's own config.
 NAMED_SIZES: dict[str, dict[str, Any]] = {
-    "135M": dict(
-        hidden_size=576,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
-        intermediate_size=1536,
-        vocab_size=49152,
-        tie_word_embeddings=True,
-    ),  # SmolLM2-135M (the built-in)
+    "135M": dims(576, 30, 9, 3, 1536, 49152, tied=True),  # SmolLM2-135M (the built-in)
     "1B": _published("llama-3.2-1b"),  # Llama 3.2 1B
-    "3B": dict(
-        hidden_size=3072,
-        num_hidden_layers=28,
-        num_attention_heads=24,
-        num_key_value_heads=8,
-        intermediate_size=8192,
-        vocab_size=128256,
-        tie_word_embeddings=True,
-    ),  # Llama 3.2 3B
-    "7B": dict(
-        hidden_size=4096,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        intermediate_size=11008,
-        vocab_size=32000,
-        tie_word_embeddings=False,
-    ),  # Llama 2 7B
+    "3B": dims(3072, 28, 24, 8, 8192, 128256, tied=True),  # Llama 3.2 3B
+    "7B": dims(4096, 32, 32, 32, 11008, 32000, tied=False),  # Llama 2 7B
     "8B": _published("llama-3.1-8b"),  # Llama 3.1 8B
-    "13B": dict(
-        hidden_size=5120,
-        num_hidden_layers=40,
-        num_attention_heads=40,
-        num_key_value_heads=40,
-        intermediate_size=13824,
-        vocab_size=32000,
-        tie_word_embeddings=False,
-    ),  # Llama 2 13B
-    "34B": dict(
-        hidden_size=8192,
-        num_hidden_layers=48,
-        num_attention_heads=64,
-        num_key_value_heads=8,
-        intermediate_size=22016,
-        vocab_size=32000,
-        tie_word_embeddings=False,
-    ),  # Code Llama 34B
-    "70B": dict(
-        hidden_size=8192,
-        num_hidden_layers=80,
-        num_attention_heads=64,
-        num_key_value_heads=8,
-        intermediate_size=28672,
-        vocab_size=128256,
-        tie_word_embeddings=False,
-    ),  # Llama 3.1 70B
+    "13B": dims(5120, 40, 40, 40, 13824, 32000, tied=False),  # Llama 2 13B
+    "34B": dims(8192, 48, 64, 8, 22016, 32000, tied=False),  # Code Llama 34B
+    "70B": dims(8192, 80, 64, 8, 28672, 128256, tied=False),  # Llama 3.1 70B
 }
 BUILTIN_SIZES = {"builtin:smollm2-135m-instruct": "135M"}
 

@@ -1,10 +1,20 @@
 """Cost per successful task: the inference cost of an evaluation divided by the cases it got right, for every
-evaluation of a project, with the training cost of its last run."""
+evaluation of a project, with the training cost of its last run; and side by side for the models of one run.
+
+    success_cost(rows, hourly_usd=2.5)                       # local: generation time x the machine's hourly price
+    token_cost(rows, 0.3, 1.2, count=token_counter(tok, cases))   # an endpoint: its tokens x its prices
+    cost_per_success([("base", base_rows), ("tuned", tuned_rows), ("hosted", hosted_rows)], 2.5,
+                     priced={"hosted": token_cost(...)})     # summary.json's `cost_per_success`
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+TOKENS_REPORTED = "tokens the endpoint reported"
+TOKENS_COUNTED = "tokens counted with the base model's tokenizer (no usage reported)"
 
 
 def success_cost(rows: list[dict[str, Any]], hourly_usd: float | None = None, suite: str = "heldout") -> dict[str, Any]:
@@ -33,6 +43,73 @@ def success_cost(rows: list[dict[str, Any]], hourly_usd: float | None = None, su
         "cost_per_success_usd": cost / successes if cost is not None and successes else None,
         "basis": basis,
     }
+
+
+def token_cost(
+    rows: list[dict[str, Any]],
+    input_usd_per_mtok: float | None,
+    output_usd_per_mtok: float | None,
+    count: Callable[[dict[str, Any]], tuple[int, int]] | None = None,
+    suite: str = "heldout",
+) -> dict[str, Any]:
+    """Cost per successful task of a model priced per token (an endpoint, recorded replies) on the task suite: the
+    prompt and reply tokens the endpoint reported (rows' `prompt_tokens` and `new_tokens`), or, when it reported
+    none, what `count(row)` gives (`token_counter`: the base model's tokenizer), times the prices, divided by the
+    successes. `basis` says which tokens and prices."""
+    out = success_cost(rows, None, suite)
+    task = [r for r in rows if r.get("suite") == suite] or rows
+    answered = [r for r in task if r.get("output") is not None]
+    tokens, how = None, None
+    if answered and all(r.get("prompt_tokens") is not None for r in answered):
+        tokens = (sum(r["prompt_tokens"] for r in answered), sum(r.get("new_tokens") or 0 for r in answered))
+        how = TOKENS_REPORTED
+    elif count is not None:
+        counted = [count(r) for r in answered]
+        tokens, how = (sum(p for p, _ in counted), sum(o for _, o in counted)), TOKENS_COUNTED
+    cost, basis = None, "not priced (set input_usd_per_mtok and output_usd_per_mtok)"
+    if tokens is not None and input_usd_per_mtok is not None and output_usd_per_mtok is not None:
+        cost = (tokens[0] * input_usd_per_mtok + tokens[1] * output_usd_per_mtok) / 1e6
+        basis = (
+            f"{tokens[0]:,} in + {tokens[1]:,} out ({how}) x ${input_usd_per_mtok:g} / ${output_usd_per_mtok:g} "
+            "per million"
+        )
+    return {
+        **out,
+        "prompt_tokens": tokens[0] if tokens else None,
+        "output_tokens": tokens[1] if tokens else None,
+        "tokens": how,
+        "cost_usd": cost,
+        "cost_per_success_usd": cost / out["successes"] if cost is not None and out["successes"] else None,
+        "basis": basis,
+    }
+
+
+def token_counter(tokenizer, cases: list) -> Callable[[dict[str, Any]], tuple[int, int]]:
+    """`count(row)` -> (prompt tokens, reply tokens) of a results row, with `tokenizer`: the row's case rendered
+    with the chat template (generation prompt included), and its output."""
+    from tunesmith.chat import render_prompt
+
+    by_id = {c.id: c for c in cases}
+
+    def count(row: dict[str, Any]) -> tuple[int, int]:
+        case = by_id.get(row["id"])
+        prompt = render_prompt(tokenizer, case.messages, case.tools) if case is not None else row.get("prompt") or ""
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return len(ids), len(tokenizer(row.get("output") or "", add_special_tokens=False)["input_ids"])
+
+    return count
+
+
+def cost_per_success(
+    models: list[tuple[str, list[dict[str, Any]]]],
+    hourly_usd: float | None,
+    priced: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per model of a run (base, tuned, each baseline) on the held-out cases: `priced[name]` (a
+    `token_cost`) for a model priced per token, else `success_cost` (generation time x the machine's hourly
+    price)."""
+    priced = priced or {}
+    return [{"model": name, **(priced.get(name) or success_cost(rows, hourly_usd))} for name, rows in models]
 
 
 def eval_costs(project: Path, hourly_usd: float | None = None, summary: dict[str, Any] | None = None) -> dict[str, Any]:

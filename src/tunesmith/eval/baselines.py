@@ -23,7 +23,7 @@ from tunesmith.config import Config, TaskConfig
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import EvalCase
-from tunesmith.generate.backends import Generation
+from tunesmith.generate.backends import Backend, GenerateRequest, Generation
 
 LABEL = "__label__"  # the field name of a classification task's label: the whole reply
 MAX_LABELS = 200  # a field with more distinct values than this is not a label
@@ -157,7 +157,7 @@ class _Constant:
         return [self.value] * x.shape[0]
 
 
-class ClassifierBackend:
+class ClassifierBackend(Backend):
     """TF-IDF features + one logistic regression per label field, trained on the user turns of the training
     records; replies rendered as the task expects them (the bare label, or a JSON object)."""
 
@@ -245,16 +245,7 @@ class ClassifierBackend:
         obj.update({f: json.loads(v) for f, v in labels.items()})
         return json.dumps(obj, ensure_ascii=False)
 
-    def generate(
-        self,
-        cases: list[EvalCase],
-        max_new_tokens: int = 128,
-        batch_size: int = 16,
-        label: str = "Generating",
-        no_repeat_ngram_size: int | None = None,
-        on_result=None,
-        constraint=None,
-    ) -> list[Generation]:
+    def answer(self, cases: list[EvalCase], request: GenerateRequest) -> list[Generation]:
         """One prediction per case (decoding settings do not apply to a classifier). Latency: the whole
         prediction's wall time divided by the cases; no tokens are generated."""
         if not cases:
@@ -265,8 +256,7 @@ class ClassifierBackend:
         results = []
         for i, text in enumerate(outputs):
             results.append(Generation(text, 0, False, each))
-            if on_result is not None:
-                on_result(i, results[-1])
+            request.done(i, results[-1])
         return results
 
 
@@ -323,7 +313,7 @@ def _fit(model, x, y: list[str], c: float):
         return model.fit(x, y)
 
 
-class FewShotBackend:
+class FewShotBackend(Backend):
     """Few-shot prompting of a model (`inner`, any generation backend): each case is shown the k training records
     most similar to it (TF-IDF cosine over the user turns), most similar last, as earlier user/assistant turns after
     its system message and before its own user turn."""
@@ -384,37 +374,19 @@ class FewShotBackend:
     def prompt_key(self, case: EvalCase) -> str:
         return self.inner.prompt_key(self.rewrite([case])[0])
 
-    def generate(
-        self,
-        cases: list[EvalCase],
-        max_new_tokens: int = 128,
-        batch_size: int = 16,
-        label: str = "Generating",
-        no_repeat_ngram_size: int | None = None,
-        on_result=None,
-        constraint=None,
-    ) -> list[Generation]:
+    def answer(self, cases: list[EvalCase], request: GenerateRequest) -> list[Generation]:
         """The inner backend's generations on the rewritten cases, with the same settings."""
-        extra = {"constraint": constraint} if constraint is not None else {}  # older backends take no constraint
-        return self.inner.generate(
-            self.rewrite(cases),
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            label=label,
-            no_repeat_ngram_size=no_repeat_ngram_size,
-            on_result=on_result,
-            **extra,
-        )
+        return self.inner.generate(self.rewrite(cases), **request.keywords())
 
 
 def applicable(cfg: Config, train_records: list[Record]) -> list[str]:
-    """Which of "classifier" and "few_shot" run for `cfg.eval.baselines`: `auto` = both when the task is a label
-    task (see `label_fields`), none otherwise; an explicit `classifier` for a task it cannot predict is an error."""
+    """Which of "classifier" and "few_shot" run for `cfg.eval.baselines`: `auto` (alone or as a list entry) = both
+    when the task is a label task (see `label_fields`), none otherwise; an explicit `classifier` for a task it
+    cannot predict is an error. Named baselines (an endpoint, recorded replies) are in
+    `tunesmith.eval.named_baselines`."""
     replies = [r.reply for r in train_records if r.reply is not None]
     problem = label_problem(cfg.task, replies)
-    wanted = cfg.eval.baselines
-    if wanted == "auto":
-        return list(BASELINES) if problem is None else []
+    wanted = ["auto"] if cfg.eval.baselines == "auto" else cfg.eval.baselines
     if "classifier" in wanted and problem is not None:
         raise TunesmithError(
             "The classifier baseline does not apply",
@@ -426,4 +398,5 @@ def applicable(cfg: Config, train_records: list[Record]) -> list[str]:
                 )
             ],
         )
-    return [name for name in BASELINES if name in wanted]
+    automatic = "auto" in wanted and problem is None
+    return [name for name in BASELINES if name in wanted or automatic]

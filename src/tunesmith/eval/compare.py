@@ -1,13 +1,16 @@
 """Paired comparison of two evaluations of the same cases, and the gates.
 
-    summary = compare(base_rows, tuned_rows, cfg)   # rows as written to results.jsonl
-    against = compare_to_baselines(tuned_rows, {"classifier": clf_rows}, cfg)   # the cheap alternatives
+    against = compare_to_baselines(tuned_rows, {"classifier": clf_rows, "hosted": hosted_rows}, cfg)
+    summary = compare(base_rows, tuned_rows, cfg, versus={n: a["metrics"] for n, a in against.items()})
+    table = side_by_side([("base", summary["metrics"], "base"), ("tuned", summary["metrics"], "tuned"), ...])
 
 For every suite, every tag slice of a suite (`heldout#edge_case`, at least 5 cases) and every pass/fail metric:
 base rate, tuned rate, delta with a paired bootstrap interval, McNemar's exact p-value, and a verdict (better /
 worse / no significant difference). The gates (`eval.gate` and `eval.gates`) turn verdicts, and the gate's
 absolute target (`min_value`), into pass or fail (and `tunesmith run` and `tunesmith eval compare` into an exit
-code); `tunesmith.eval.verdict.ship_verdict` weighs them against the cheap alternatives.
+code); a gate with `vs:` judges the tuned model against a named baseline instead of the base.
+`tunesmith.eval.verdict.ship_verdict` weighs them against the alternatives; `side_by_side` puts every model's
+values in columns (base | tuned | each baseline, or the evaluations of `eval compare A B C`).
 """
 
 from __future__ import annotations
@@ -35,8 +38,29 @@ def _verdict(metric: str, low: float, high: float) -> str:
 SLICE_METRICS = ("task_accuracy", "prompt_strict_accuracy", "behavior_accuracy", "format_validity")  # readable
 
 
-def compare(base_rows: list[dict], tuned_rows: list[dict], cfg: Config) -> dict[str, Any]:
-    """Paired deltas per suite, slice and metric, plus the gate decision."""
+def compare(
+    base_rows: list[dict], tuned_rows: list[dict], cfg: Config, versus: dict[str, list[dict]] | None = None
+) -> dict[str, Any]:
+    """Paired deltas per suite, slice and metric, plus the gate decision. A gate with `vs:` is judged on
+    `versus[vs]` (the metric rows of `compare(that baseline's rows, tuned_rows)`); without `versus` such gates are
+    left out (`tunesmith eval compare` has no baselines)."""
+    rows = paired_metrics(base_rows, tuned_rows, cfg)
+    gates = judge_gates(rows, cfg, versus)
+    summary = dict(gates[0]) if gates else {"passed": True, "metric": cfg.eval.gate.metric, "reason": NO_GATE}
+    if len(gates) > 1:  # one verdict for the exit code; every rule's own result kept
+        summary.update(
+            passed=all(g["passed"] for g in gates),
+            reason="; ".join(f"{g['metric']}: {g['reason']}" for g in gates if not g["passed"]) or "every gate passes",
+        )
+    return {"confidence": cfg.eval.confidence, "metrics": rows, "gate": summary, "gates": gates}
+
+
+NO_GATE = "no gate applies here (a gate with `vs:` compares with a baseline in `tunesmith run`)"
+
+
+def paired_metrics(base_rows: list[dict], tuned_rows: list[dict], cfg: Config) -> list[dict[str, Any]]:
+    """One row per suite (and tag slice) and metric of the cases both evaluations scored: both rates, the delta
+    with its paired bootstrap interval, McNemar's p and the verdict."""
     tuned_by = {(r["suite"], r["id"]): r for r in tuned_rows}
     pairs: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
     for name, part in slices([b for b in base_rows if (b["suite"], b["id"]) in tuned_by]).items():
@@ -50,37 +74,51 @@ def compare(base_rows: list[dict], tuned_rows: list[dict], cfg: Config) -> dict[
                 for b, t in items
                 if b["scores"].get(key) is not None and t["scores"].get(key) is not None
             ]
-            if not kept:
-                continue
-            base = [float(x) for x, _ in kept]
-            tuned = [float(y) for _, y in kept]
-            delta, low, high = bootstrap_delta(base, tuned, cfg.eval.bootstrap_samples, cfg.eval.confidence)
             name = metric_name(key)
-            if SLICE in suite and name not in SLICE_METRICS:
+            if not kept or (SLICE in suite and name not in SLICE_METRICS):
                 continue
-            rows.append(
-                {
-                    "suite": suite,
-                    "metric": name,
-                    "n": len(kept),
-                    "base": sum(base) / len(base),
-                    "tuned": sum(tuned) / len(tuned),
-                    "delta": delta,
-                    "ci_low": low,
-                    "ci_high": high,
-                    "p_mcnemar": mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned]),
-                    "verdict": _verdict(name, low, high),
-                }
-            )
+            rows.append(_paired_row(suite, name, [float(x) for x, _ in kept], [float(y) for _, y in kept], cfg))
     rows.sort(key=lambda r: (list(pairs).index(r["suite"]), _metric_order(r["metric"])))
-    gates = [gate(rows, g) for g in [cfg.eval.gate, *cfg.eval.gates]]
-    summary = dict(gates[0])
-    if len(gates) > 1:  # one verdict for the exit code; every rule's own result kept
-        summary.update(
-            passed=all(g["passed"] for g in gates),
-            reason="; ".join(f"{g['metric']}: {g['reason']}" for g in gates if not g["passed"]) or "every gate passes",
-        )
-    return {"confidence": cfg.eval.confidence, "metrics": rows, "gate": summary, "gates": gates}
+    return rows
+
+
+def _paired_row(suite: str, name: str, base: list[float], tuned: list[float], cfg: Config) -> dict[str, Any]:
+    delta, low, high = bootstrap_delta(base, tuned, cfg.eval.bootstrap_samples, cfg.eval.confidence)
+    return {
+        "suite": suite,
+        "metric": name,
+        "n": len(base),
+        "base": sum(base) / len(base),
+        "tuned": sum(tuned) / len(tuned),
+        "delta": delta,
+        "ci_low": low,
+        "ci_high": high,
+        "p_mcnemar": mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned]),
+        "verdict": _verdict(name, low, high),
+    }
+
+
+def judge_gates(rows: list[dict], cfg: Config, versus: dict[str, list[dict]] | None = None) -> list[dict[str, Any]]:
+    """Every gate of `eval.gate` and `eval.gates`: on `rows` (base vs tuned), or, for a gate with `vs:`, on that
+    baseline's rows in `versus` (left out when `versus` is None; failed as not measured when the baseline is
+    missing from it)."""
+    out = []
+    for g in [cfg.eval.gate, *cfg.eval.gates]:
+        if g.vs is None:
+            out.append(gate(rows, g))
+        elif versus is not None:
+            out.append(gate(versus[g.vs], g) if g.vs in versus else _unmeasured(g))
+    return out
+
+
+def _unmeasured(g: GateConfig) -> dict[str, Any]:
+    suite, _, metric = g.metric.rpartition(".")
+    return {
+        "passed": False,
+        "metric": f"{suite or 'heldout'}.{metric}",
+        "vs": g.vs,
+        "reason": f"{g.vs} was not measured on the held-out cases (check eval.baselines)",
+    }
 
 
 def _metric_order(metric: str) -> tuple[int, str]:
@@ -90,23 +128,26 @@ def _metric_order(metric: str) -> tuple[int, str]:
 
 
 def gate(rows: list[dict], g: GateConfig) -> dict[str, Any]:
-    """Pass when the tuned model beats the base on the gate metric by more than min_delta (significantly when
-    required) and its value reaches `min_value` when one is set. Lower-is-better metrics count a drop as the
-    improvement (and `min_value` as a ceiling)."""
+    """Pass when the tuned model beats the other side of `rows` (the base, or the baseline `g.vs`) on the gate
+    metric by more than min_delta (significantly when required) and its value reaches `min_value` when one is set.
+    Lower-is-better metrics count a drop as the improvement (and `min_value` as a ceiling). The reason names what
+    the tuned model was compared with."""
     suite, _, metric = g.metric.rpartition(".")
     suite = suite or "heldout"
+    other = g.vs or "base"
+    named = {"vs": g.vs} if g.vs else {}
     row = next((r for r in rows if r["suite"] == suite and r["metric"] == metric), None)
     if row is None:
-        return {"passed": False, "metric": f"{suite}.{metric}", "reason": "metric not measured"}
+        return {"passed": False, "metric": f"{suite}.{metric}", **named, "reason": f"metric not measured vs {other}"}
     sign = -1 if metric in LOWER_IS_BETTER else 1
     delta = sign * row["delta"]
     low = min(sign * row["ci_low"], sign * row["ci_high"])
     reasons = []
     better = "improvement" if sign > 0 else "reduction"
     if not delta > g.min_delta:
-        reasons.append(f"{better} {delta:+.3f} is not above {g.min_delta:+.3f}")
+        reasons.append(f"{better} {delta:+.3f} over {other} is not above {g.min_delta:+.3f}")
     if g.require_significant and not low > g.min_delta:
-        reasons.append(f"interval low {low:+.3f} is not above {g.min_delta:+.3f}")
+        reasons.append(f"interval low {low:+.3f} over {other} is not above {g.min_delta:+.3f}")
     if g.min_format_validity is not None:
         fmt = next((r for r in rows if r["suite"] == suite and r["metric"] == "format_validity"), None)
         if fmt is None or fmt["tuned"] < g.min_format_validity:
@@ -115,12 +156,13 @@ def gate(rows: list[dict], g: GateConfig) -> dict[str, Any]:
     target = target_problem(row["tuned"], metric, g.min_value)
     if target:
         reasons.append(target)
-    passed = "tuned beats base" if g.min_delta >= 0 else "within the allowed drop"
+    passed = f"tuned beats {other}" if g.min_delta >= 0 else f"within the allowed drop from {other}"
     if g.min_value is not None:
         passed += f" and reaches the target {g.min_value:.3f}"
     out = {
         "passed": not reasons,
         "metric": f"{suite}.{metric}",
+        **named,
         "delta": row["delta"],
         "ci_low": row["ci_low"],
         "ci_high": row["ci_high"],
@@ -161,3 +203,28 @@ def compare_many(runs: list[tuple[str, list[dict]]], cfg: Config) -> list[dict[s
         result = compare(base_rows, rows, cfg)
         out.append({"baseline": base_name, "candidate": name, **result})
     return out
+
+
+def side_by_side(columns: list[tuple[str, list[dict], str]], suites: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """One row per suite and metric, one column per model, from paired comparisons: each column is (its name, the
+    metric rows of a comparison it took part in, the side it was on: "base" or "tuned"). Each row also keeps every
+    column's verdict against the first column where its comparison was with it. Tag slices are left out; `suites`
+    keeps only those.
+
+        side_by_side([("base", cmp["metrics"], "base"), ("tuned", cmp["metrics"], "tuned"),
+                      ("hosted", against["hosted"]["metrics"], "base")], suites=("heldout",))
+    """
+    names = list(dict.fromkeys(name for name, _, _ in columns))
+    table: dict[tuple[str, str], dict[str, Any]] = {}
+    for name, rows, side in columns:
+        for r in rows:
+            if SLICE in r["suite"] or (suites is not None and r["suite"] not in suites):
+                continue
+            row = table.setdefault((r["suite"], r["metric"]), {"suite": r["suite"], "metric": r["metric"]})
+            row.setdefault("values", {}).setdefault(name, r[side])
+            row.setdefault("n", {}).setdefault(name, r["n"])
+            if side == "tuned" and name != names[0]:
+                row.setdefault("verdicts", {}).setdefault(name, {k: r[k] for k in ("delta", "verdict")})
+    order = list(dict.fromkeys(suite for suite, _ in table))  # suites in the order the comparisons list them
+    ordered = sorted(table.values(), key=lambda r: (order.index(r["suite"]), _metric_order(r["metric"])))
+    return {"columns": names, "rows": ordered}

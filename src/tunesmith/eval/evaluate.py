@@ -24,6 +24,7 @@ from typing import Any
 from tunesmith.config import Config
 from tunesmith.data.io import read_jsonl
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.eval.openai_graders import GradingContext
 from tunesmith.eval.plan import DEFAULT_LIMIT
 from tunesmith.eval.scorers import detect_behavior, score_case
 from tunesmith.eval.suite import EvalCase
@@ -140,16 +141,19 @@ def evaluate(
     slice. Cases that could not be read, and generations that failed (an endpoint down), are rows with `error`.
     `limits` sets a suite's own max_new_tokens; `decodings` a suite's whole decoding (limit and constraint)."""
     rows: list[dict[str, Any]] = []
+    context = GradingContext.of(cfg)
     for name, cases in suites.items():
         decoding = suite_decoding(name, cfg, limits, decodings)
         good = [c for c in cases if c.error is None]
-        gens = iter(
+        generated = (
             generate_cached(
                 backend, good, decoding, cache, batch_size=cfg.eval.batch_size, label=f"{label} {name}".strip()
             )
             if good
             else []
         )
+        context.prepare((c, g.output) for c, g in zip(good, generated) if g.error is None)  # a suite's graders at once
+        gens = iter(generated)
         for case in cases:
             if case.error is not None:
                 rows.append(result_row(name, case, None, {}, error=case.error))
@@ -160,7 +164,9 @@ def evaluate(
                 rows.append(result_row(name, case, None, scores, error=gen.error))
                 continue
             details: dict[str, Any] = {}
-            scores = score_case(case, gen.output, cfg.task, schema, hit_limit=gen.hit_limit, details=details)
+            scores = score_case(
+                case, gen.output, cfg.task, schema, hit_limit=gen.hit_limit, details=details, context=context
+            )
             # Scored (it fails what it should answer), and flagged: an empty reply usually means a stop-token or
             # template problem, not a wrong answer.
             empty = None if gen.output.strip() else EMPTY_OUTPUT
@@ -175,6 +181,7 @@ def evaluate(
                     details=details,
                     cached=gen.cached,
                     cost_usd=gen.cost_usd,
+                    prompt_tokens=gen.prompt_tokens,
                     error=empty,
                 )
             )
@@ -225,8 +232,9 @@ def result_row(
     details: dict | None = None,
     cached: bool = False,
     cost_usd: float | None = None,
+    prompt_tokens: int | None = None,
 ) -> dict[str, Any]:
-    """One line of results.jsonl."""
+    """One line of results.jsonl (`prompt_tokens`: what an endpoint reported the prompt took)."""
     prompt = case.messages[-1].get("content") if case.messages else None
     row = {
         "suite": suite,
@@ -242,7 +250,8 @@ def result_row(
         "latency_s": latency_s,
         "new_tokens": new_tokens,
     }
-    for key, value in (("details", details), ("error", error), ("cached", cached), ("cost_usd", cost_usd)):
+    extra = (("details", details), ("error", error), ("cached", cached), ("cost_usd", cost_usd))
+    for key, value in (*extra, ("prompt_tokens", prompt_tokens)):
         if value:
             row[key] = value
     return row
@@ -291,28 +300,39 @@ def match_responses(responses: Path, cases: list[EvalCase]) -> tuple[dict[str, d
     return by_id, unmatched
 
 
+NO_RESPONSE = "no response recorded for this case"
+
+
 def score_responses(
-    suite: str, cases: list[EvalCase], responses: Path, cfg: Config, schema: dict | None = None
+    suite: str,
+    cases: list[EvalCase],
+    responses: Path,
+    cfg: Config,
+    schema: dict | None = None,
+    missing_fails: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[Problem]]:
     """Score recorded outputs (JSONL: `id` and `output`, optional `latency_s`, `new_tokens`; IFEval's response
     files with `prompt` and `response` work too) against a suite without generating: e.g. golden outputs of an
     API model recorded before moving off it.
 
-    Returns (rows, metrics, unmatched). A case with no response is a failure with its error in the row (`error`),
-    and the other cases are still scored; a response that matches no case (an unknown id, a prompt of no case) is
+    Returns (rows, metrics, unmatched). A case with no response is a failure with its error in the row (`error`;
+    with `missing_fails=False` it is not scored at all, so a paired comparison leaves it out), and the other cases
+    are still scored; a response that matches no case (an unknown id, a prompt of no case) is
     left out and returned in `unmatched` with its line, as a suite's unreadable cases are; a line without an id
     (or prompt) and an output is a clear error naming its line.
     """
     by_id, unmatched = match_responses(responses, cases)
+    context = GradingContext.of(cfg)
+    context.prepare((c, by_id[c.id]["output"]) for c in cases if c.error is None and c.id in by_id)
     rows = []
     for case in cases:
         got = by_id.get(case.id)
         if case.error is not None or got is None:
-            scores = failed_scores(case) if case.error is None else {}
-            rows.append(result_row(suite, case, None, scores, error=case.error or "no response recorded for this case"))
+            scores = failed_scores(case) if case.error is None and missing_fails else {}
+            rows.append(result_row(suite, case, None, scores, error=case.error or NO_RESPONSE))
             continue
         details: dict[str, Any] = {}
-        scores = score_case(case, got["output"], cfg.task, schema, details=details)
+        scores = score_case(case, got["output"], cfg.task, schema, details=details, context=context)
         rows.append(
             result_row(
                 suite,

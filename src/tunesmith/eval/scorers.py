@@ -13,8 +13,11 @@ A case (or a suite in the config) can name its scorers; then the case is correct
 Scorer types (`SCORERS`): exact, label, json, json_schema, json_fields, regex, numeric, contains, not_contains,
 behavior, tool_call, instructions, custom (`{"type": "custom", "function": "my_scorers:check"}`: a function
 `(output: str, case: dict) -> bool | float | dict` imported from the project directory or any installed module;
-a float passes at `threshold`, default 0.5; a dict gives `passed` and `detail`), string_check (OpenAI's grader:
-`tunesmith.eval.openai_graders`).
+a float passes at `threshold`, default 0.5; a dict gives `passed` and `detail`), and OpenAI's graders
+(`tunesmith.eval.openai_graders`): string_check, text_similarity, score_model, label_model, python, multi.
+
+`grade_cases(spec, cases, outputs, schema, context)` is one scorer over many replies, as `Grade`s (pass, score,
+detail): OpenAI's graders grade them in one batch, through the `GradingContext` (the judge, prepared grades).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 from tunesmith.config import TaskConfig
 from tunesmith.data.coverage import reply_behavior
 from tunesmith.eval.instructions import check_all
-from tunesmith.eval.openai_graders import string_check
+from tunesmith.eval.openai_graders import GRADERS, Grade, GradingContext, Item
 from tunesmith.eval.suite import EvalCase
 from tunesmith.schemas import validator_for
 from tunesmith.scorer_specs import SCORER_KEYS
@@ -99,10 +102,12 @@ def score_case(
     schema: dict | None = None,
     hit_limit: bool = False,
     details: dict | None = None,
+    context: GradingContext | None = None,
 ) -> dict[str, bool | None]:
     """All metrics of one case: the task's accuracy and format, whether the reply behaves as expected (answers,
     refuses, escalates, asks, or says it does not know), for out-of-domain cases whether it made an answer up, and
-    the case's own scorers and instructions. Why a scorer failed goes into `details` when given."""
+    the case's own scorers and instructions. Why a scorer failed goes into `details` when given; OpenAI's graders
+    run in `context` (the judge, grades prepared for the suite)."""
     details = {} if details is None else details
     if case.instructions:  # a general instruction-following case: the task's format and behaviours do not apply
         res = instruction_result(case, output)
@@ -110,7 +115,7 @@ def score_case(
         # prompt_strict is this case's accuracy (reported once, as prompt_strict_accuracy, not again as task_accuracy)
         scores = {"hit_token_limit": hit_limit, "prompt_strict": res.prompt_strict, "prompt_loose": res.prompt_loose}
         if case.scorers:
-            scores.update(run_scorers(case, output, schema, details))
+            scores.update(run_scorers(case, output, schema, details, context))
         return scores
     detected = detect_behavior(output)
     scores: dict[str, bool | None] = {"hit_token_limit": hit_limit, "behavior_correct": detected == case.behavior}
@@ -133,7 +138,7 @@ def score_case(
     else:
         scores["task_correct"] = None if expected is None else normalize(output) == normalize(expected)
     if case.scorers:
-        checks = run_scorers(case, output, schema, details)
+        checks = run_scorers(case, output, schema, details, context)
         scores.update(checks)
         known = [v for v in checks.values() if v is not None]
         scores["task_correct"] = all(known) if known else None
@@ -284,21 +289,37 @@ def _custom(spec, case, output, schema):
     raise TypeError(f"{spec['function']} returned {type(got).__name__}; return a bool, a number or a dict")
 
 
-def run_scorers(case: EvalCase, output: str, schema: dict | None, details: dict) -> dict[str, bool | None]:
+def run_scorers(
+    case: EvalCase, output: str, schema: dict | None, details: dict, context: GradingContext | None = None
+) -> dict[str, bool | None]:
     """Every scorer of a case as `check:<name>` (name = the spec's `name`, else its type). A scorer that raises
     scores None, and its error goes into `details` (the other scorers and cases are still scored)."""
     scores: dict[str, bool | None] = {}
     for spec in case.scorers or []:
         name = str(spec.get("name") or spec["type"])
-        fn = SCORERS[spec["type"]][1]
-        try:
-            passed, detail = fn(spec, case, output, schema)
-        except Exception as exc:
-            passed, detail = None, f"scorer error: {type(exc).__name__}: {exc}"
-        scores[f"check:{name}"] = None if passed is None else bool(passed)
-        if detail:
-            details[name] = detail
+        grade = grade_cases(spec, [case], [output], schema, context)[0]
+        scores[f"check:{name}"] = grade.passed
+        if grade.detail:
+            details[name] = grade.detail
     return scores
+
+
+def grade_cases(
+    spec: dict, cases: list[EvalCase], outputs: list[str], schema: dict | None, context: GradingContext | None = None
+) -> list[Grade]:
+    """One scorer over many replies, in order: an OpenAI grader grades them in one batch (a python grader in one
+    subprocess, a model grader's requests together) in `context`; tunesmith's own scorers go case by case."""
+    if spec["type"] in GRADERS:
+        return (context or GradingContext()).grade(spec, [Item(c, o) for c, o in zip(cases, outputs)])
+    return [_own_grade(spec, case, output, schema) for case, output in zip(cases, outputs)]
+
+
+def _own_grade(spec: dict, case: EvalCase, output: str, schema: dict | None) -> Grade:
+    try:
+        passed, detail = SCORER_FUNCTIONS[spec["type"]](spec, case, output, schema)
+    except Exception as exc:
+        return Grade(None, None, f"scorer error: {type(exc).__name__}: {exc}")
+    return Grade(None if passed is None else bool(passed), None, detail)
 
 
 _FUNCTIONS: dict[str, Any] = {}
@@ -402,9 +423,16 @@ SCORER_FUNCTIONS: dict[str, Any] = {
     "tool_call": _tool_call,
     "instructions": _instructions,
     "custom": _custom,
-    "string_check": string_check,
 }
-assert SCORER_FUNCTIONS.keys() == SCORER_KEYS.keys()
-SCORERS: dict[str, tuple[tuple[str, ...], Any]] = {  # type: (required spec keys, function)
-    kind: (SCORER_KEYS[kind], fn) for kind, fn in SCORER_FUNCTIONS.items()
+assert SCORER_FUNCTIONS.keys() | GRADERS.keys() == SCORER_KEYS.keys()
+
+
+def _graded(spec, case, output, schema):
+    """An OpenAI grader as a scorer of one case (no judge: the model graders say so)."""
+    grade = grade_cases(spec, [case], [output], schema)[0]
+    return grade.passed, grade.detail
+
+
+SCORERS: dict[str, tuple[tuple[str, ...], Any]] = {  # type: (required spec keys, (spec, case, output, schema) fn)
+    kind: (keys, SCORER_FUNCTIONS.get(kind, _graded)) for kind, keys in SCORER_KEYS.items()
 }

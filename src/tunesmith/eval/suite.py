@@ -2,7 +2,7 @@
 
 An eval case: `messages` (the prompt), `expected` (label, text, JSON object, number, tool calls, or none),
 `behavior` (answer | refuse | escalate | clarify | abstain), `kind` (task | redteam | out_of_domain | general),
-`tags` (slices), and optionally `scorers` (a list of scorer specs, see `tunesmith.eval.scorers.SCORERS`) and
+`tags` (slices), and optionally `scorers` (a list of scorer specs, see `tunesmith.scorer_specs.SCORER_KEYS`) and
 IFEval's `instruction_id_list` + `kwargs` (verifiable instructions, see `tunesmith.eval.instructions`).
 
     cases = cases_from_records(heldout, task)          # the held-out split as a suite
@@ -27,7 +27,7 @@ from tunesmith.data.messages import RecordError, parse_message
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.instructions import INSTRUCTION_IDS, kwargs_problem
-from tunesmith.scorer_specs import scorer_problem
+from tunesmith.scorer_specs import needs_judge, scorer_problem
 
 BEHAVIORS = ("answer", "refuse", "escalate", "clarify", "abstain")
 KINDS = ("task", "redteam", "out_of_domain", "general")
@@ -80,7 +80,8 @@ def expected_from_reply(reply: str | None, task: TaskConfig) -> Any:
 
 def cases_from_records(records: list[Record], task: TaskConfig, suite: str = "heldout") -> list[EvalCase]:
     """Turn held-out conversations into cases: the prompt is everything before the final reply, and the behaviour
-    expected is the one that reply shows (a held-out refusal must be refused again)."""
+    expected is the one that reply shows (a held-out refusal must be refused again). A reply that calls tools is
+    scored by `tool_call`, any other by `task.scorers` when the task names them."""
     cases = []
     for i, rec in enumerate(records):
         last = rec.final_assistant_index()
@@ -95,7 +96,7 @@ def cases_from_records(records: list[Record], task: TaskConfig, suite: str = "he
                 tags=list(rec.tags),
                 tools=rec.tools,
                 where=rec.where,
-                scorers=[{"type": "tool_call"}] if calls else None,
+                scorers=[{"type": "tool_call"}] if calls else (list(task.scorers) if task.scorers else None),
             )
         )
     return cases
@@ -268,6 +269,10 @@ def project_suites(cfg, project: Path) -> tuple[dict[str, list[EvalCase]], dict[
         suites[path.stem] = cases
     if problems:
         raise TunesmithError("Missing eval suite", problems)
+    if cfg.eval.judge is None:
+        problems = [p for name, cases in suites.items() if (p := _judge_missing(name, cases))]
+        if problems:
+            raise TunesmithError("A model grader needs a judge", problems)
     if cfg.eval.general_probe:
         suites["general"] = general_probe(cfg.eval.general_probe_limit)
         limits["general"] = cfg.eval.general_max_new_tokens
@@ -284,3 +289,16 @@ def _default_scorers(cases: list[EvalCase], scorers: list[dict], where: str) -> 
     for case in cases:
         if case.scorers is None and case.error is None:
             case.scorers = [dict(s) for s in scorers]
+
+
+def _judge_missing(suite: str, cases: list[EvalCase]) -> Problem | None:
+    """A problem when cases of a suite grade with score_model or label_model (which ask eval.judge)."""
+    asking = [c for c in cases if any(needs_judge(s) for s in c.scorers or [])]
+    if not asking:
+        return None
+    kinds = sorted({s["type"] for c in asking for s in c.scorers or [] if needs_judge(s)})
+    return Problem(
+        asking[0].where or suite,
+        f"{len(asking)} case(s) of suite {suite!r} grade with {', '.join(kinds)}, which asks a judge model",
+        "set eval.judge: {base_url: ..., model: ...} (an OpenAI-compatible endpoint)",
+    )

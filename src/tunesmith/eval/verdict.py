@@ -10,7 +10,9 @@
 
 A tuned model ships only when every gate passes (beating the base, and the target `eval.gate.min_value` when set)
 and no alternative scores higher on the gate metric. A higher point estimate is enough to lose, significant or
-not: the alternative is far cheaper to train and to run, so the tuned model has to earn its cost.
+not: a classifier or few-shot prompt is far cheaper to train and to run, and a hosted model is what the team runs
+today, so the tuned model has to earn its cost. An alternative a gate names (`vs: hosted`, e.g. non-inferior within
+2 points) is judged by that gate instead.
 """
 
 from __future__ import annotations
@@ -28,14 +30,19 @@ def ship_verdict(cmp: dict, baselines: dict[str, dict], cfg: Config) -> dict[str
     """`{"ship", "headline", "reasons", "instead", "alternatives"}` from `compare(base, tuned)` (`cmp`) and
     `compare_to_baselines` (`baselines`). Each alternative: name, label, metric, value (the alternative's),
     tuned, delta (tuned minus the alternative) with ci_low / ci_high, verdict (the tuned model's against it),
-    significant, beats_tuned, train_s."""
+    significant, beats_tuned, train_s, judged_by_gate (a `vs:` gate names it: that gate decides, not its point
+    estimate)."""
     gates = cmp.get("gates") or [cmp["gate"]]
     metric = gates[0]["metric"]
     row = _row(cmp.get("metrics") or [], metric)
     tuned = row["tuned"] if row else None
-    alternatives = [alternative(name, entry, metric, tuned) for name, entry in baselines.items()]
+    judged = {g["vs"] for g in gates if g.get("vs")}
+    alternatives = [alternative(name, entry, metric, tuned, name in judged) for name, entry in baselines.items()]
     failed = [g for g in gates if not g.get("passed")]
-    beaten = sorted((a for a in alternatives if a["beats_tuned"]), key=lambda a: _rank(a["value"], metric))
+    beaten = sorted(
+        (a for a in alternatives if a["beats_tuned"] and not a["judged_by_gate"]),
+        key=lambda a: _rank(a["value"], metric),
+    )
     reasons = [f"gate on {g['metric']}: {g.get('reason', '')}" for g in gates] + [
         _against(a, metric) for a in alternatives
     ]
@@ -67,7 +74,7 @@ def _rank(value: float, metric: str) -> float:
     return value if metric.rpartition(".")[2] in LOWER_IS_BETTER else -value
 
 
-def alternative(name: str, entry: dict, metric: str, tuned: float | None) -> dict[str, Any]:
+def alternative(name: str, entry: dict, metric: str, tuned: float | None, judged: bool = False) -> dict[str, Any]:
     """One alternative's line: its value and the tuned model's on the gate metric, from their paired comparison."""
     row = _row(entry.get("metrics") or [], metric)
     out = {
@@ -75,6 +82,7 @@ def alternative(name: str, entry: dict, metric: str, tuned: float | None) -> dic
         "label": entry.get("label") or NAMES.get(name, name),
         "metric": metric,
         "train_s": entry.get("train_s"),
+        "judged_by_gate": judged,
     }
     if row is None:
         return {
@@ -108,7 +116,11 @@ def _against(a: dict, metric: str) -> str:
     if a["value"] is None:
         return f"{a['label']}: {metric} not measured on the same cases"
     if a["beats_tuned"]:
-        how = "significantly" if a["significant"] else "not significantly, but it is far cheaper to run"
+        how = "significantly" if a["significant"] else "not significantly"
+        if a["judged_by_gate"]:
+            how += f"; the gate vs {a['name']} decides"
+        elif not a["significant"] and a["name"] in NAMES:
+            how += ", but it is far cheaper to run"
         return f"{a['label']} beats the tuned model on {metric}: {a['value']:.3f} vs {a['tuned']:.3f} ({how})"
     if a["value"] == a["tuned"]:
         return f"{a['label']} ties with the tuned model on {metric}: {a['value']:.3f}"
@@ -130,9 +142,12 @@ def _headline(
         measured = [a for a in alternatives if a["value"] is not None]
         beats = [f"{a['label']} ({a['value']:.3f})" for a in measured if _better(tuned, a["value"], metric)]
         ties = [f"{a['label']} ({a['value']:.3f})" for a in measured if a["value"] == tuned]
+        close = [f"{a['label']} ({a['value']:.3f})" for a in measured if _better(a["value"], tuned, metric)]
         also = (f" and beats {' and '.join(beats)}" if beats else "") + (
             f"{',' if beats else ' and'} ties with {' and '.join(ties)}" if ties else ""
         )
+        if close:  # only alternatives a `vs:` gate judged can be better and still let it ship
+            also += f"{',' if beats or ties else ' and'} stays within the allowed drop from {' and '.join(close)}"
         return f"Ship it: the tuned model scores {tuned:.3f} on {metric}, passes every gate{also}"
     good_enough = [a for a in beaten if target is None or not _misses(a["value"], target, metric)]
     if beaten and (good_enough or not failed):

@@ -8,7 +8,8 @@
 config whose EOS is the end-of-turn token, so transformers and vLLM load it as it is; `gguf` and `ollama` are made
 from it. Everything is built in a staging directory first and moved into place only when every format succeeded,
 so a failure (a full disk included) leaves no partial export behind; `manifest.json` (sizes, hashes, what it was
-exported from) is written last.
+exported from) is written last. Every exported folder gets a model card, `README.md` (`tunesmith.export.card`:
+the facts of `ExportOptions(card=...)`, else the base model and how to run it).
 
 With the `constraint` the evaluation decoded under (`ExportOptions(constraint=c)`), the `gguf` and `ollama`
 folders also hold `grammar.gbnf` (llama.cpp's `--grammar-file`) and `schema.json` (the JSON Schema, or the label
@@ -31,6 +32,7 @@ from tunesmith.files import atomic_write_json, file_sha256
 from tunesmith.models import ModelRef, check_adapter_dir, load_model, load_tokenizer
 
 if TYPE_CHECKING:
+    from tunesmith.export.card import CardFacts
     from tunesmith.generate.decoding import Constraint
 
 FORMATS = ("adapter", "merged", "gguf", "ollama")
@@ -40,7 +42,8 @@ FORMATS = ("adapter", "merged", "gguf", "ollama")
 class ExportOptions:
     """How to export, beyond what and where: the decoding the eval measured (`no_repeat_ngram_size`, shipped in the
     merged generation config), the GGUF types (default f16 and q8_0) and the one Ollama uses, the Modelfile's system
-    prompt and context, and the decoding `constraint` whose grammar and schema ship beside the GGUF and Ollama files."""
+    prompt and context, the decoding `constraint` whose grammar and schema ship beside the GGUF and Ollama files,
+    and what the model cards say (`card`)."""
 
     no_repeat_ngram_size: int | None = None
     gguf_types: Sequence[str] | None = None
@@ -48,6 +51,7 @@ class ExportOptions:
     system: str | None = None
     num_ctx: int | None = None
     constraint: Constraint | None = None
+    card: CardFacts | None = None
 
 
 def export_artifacts(
@@ -71,6 +75,7 @@ def export_artifacts(
     staging.mkdir(parents=True)
     with _cleaned_up(staging, out_dir):
         _stage(model_ref, adapter, formats, staging, options, gguf_types, shipped)
+        _write_cards(model_ref, formats, staging, out_dir, options.card)
         made = {fmt: _describe(staging / fmt, out_dir / fmt) for fmt in formats}
     for fmt in formats:  # every format succeeded: move them into place
         shutil.rmtree(out_dir / fmt, ignore_errors=True)
@@ -217,15 +222,24 @@ def _stage_ollama(
 
 def _constraint_entry(constraint: Constraint, shipped: dict[str, str], made: dict, out_dir: Path) -> dict[str, Any]:
     """The manifest's `constraint`: the constraint, its key, and the files of it that were shipped."""
-    ours = {*shipped, "README.md"}
+    ours = {"gguf": set(shipped), "ollama": {*shipped, "README.md"}}  # the README: the card, then the constraint
     files = [
         str(out_dir / fmt / name)
         for fmt in ("gguf", "ollama")
         if fmt in made
         for name in made[fmt]["files"]
-        if name in ours
+        if name in ours[fmt]
     ]
     return {**constraint.to_json(), "key": constraint.key(), "files": files}
+
+
+def _write_cards(
+    model_ref: ModelRef, formats: list[str], staging: Path, out_dir: Path, facts: CardFacts | None
+) -> None:
+    """A model card in every staged folder: the run's facts, else what the export knows (its base model)."""
+    from tunesmith.export.card import CardFacts, write_cards
+
+    write_cards(staging, out_dir, formats, facts or CardFacts(name=out_dir.name, base_model=model_ref.ref))
 
 
 def _merge(model_ref: ModelRef, adapter: Path | None, target: Path, no_repeat_ngram_size: int | None) -> None:

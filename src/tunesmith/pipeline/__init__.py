@@ -8,9 +8,11 @@ content hashes of its inputs). A re-run skips completed stages with unchanged ke
 
 Where things live: `machinery` (Stage, Pipeline: caching and resume), `preparation` (check and split, `prepare`),
 `training` (train, general-self, the recipe search), `evaluation` (the eval plan, base / tuned / baselines,
-compare, `evaluate_model`), `shipping` (export, parity, `export_run`, `serve_target`), `summary` (the run's
-summary, saved, reported and printed), `commands` (`run_project`, `train_project`, `tune_project`,
-`project_tokens`). A project's data files and general-data mix are `tunesmith.data.project`'s.
+compare, `evaluate_model`), `named_baselines` (an endpoint's or recorded replies' baseline stage), `shipping`
+(export, parity, `export_run`, `serve_target`), `publishing` (the model card's facts from the registry, the push
+to the Hugging Face Hub), `summary` (the run's summary, saved, reported and printed), `commands` (`run_project`,
+`train_project`, `tune_project`, `project_tokens`). A project's data files and general-data mix are
+`tunesmith.data.project`'s.
 """
 
 from tunesmith.data.project import check_options, data_files, general_files, mix_general, stratify_field
@@ -25,7 +27,9 @@ from tunesmith.pipeline.evaluation import (
     suite_hashes,
 )
 from tunesmith.pipeline.machinery import Pipeline, Stage
+from tunesmith.pipeline.named_baselines import named_baseline_stages
 from tunesmith.pipeline.preparation import Prepared, data_stages, prepare
+from tunesmith.pipeline.publishing import card_facts, newest_comparison, newest_parity, push_export
 from tunesmith.pipeline.shipping import (
     export_run,
     export_stage,
@@ -56,20 +60,25 @@ __all__ = [
     "baseline_backend",
     "baseline_stages",
     "build_summary",
+    "card_facts",
     "check_options",
     "compare_stage",
     "data_files",
     "data_stages",
     "eval_plan",
     "evaluate_model",
+    "named_baseline_stages",
     "export_run",
     "export_stage",
     "exported_models",
     "general_files",
     "load_summary",
     "mix_general",
+    "newest_comparison",
+    "newest_parity",
     "parity_stage",
     "prepare",
+    "push_export",
     "probe_scorer",
     "project_tokens",
     "run_project",

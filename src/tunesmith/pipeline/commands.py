@@ -22,6 +22,7 @@ from tunesmith.pipeline.evaluation import (
     eval_tuned_stage,
 )
 from tunesmith.pipeline.machinery import Pipeline, Stage
+from tunesmith.pipeline.named_baselines import named_baseline_stages
 from tunesmith.pipeline.preparation import Prepared, data_stages, prepare
 from tunesmith.pipeline.shipping import shipping_stages
 from tunesmith.pipeline.summary import build_summary, save_summary, write_report
@@ -108,6 +109,7 @@ def run_project(
         trained.ref,
         trained.adapter,
         p.schema,
+        ev.compare,  # what the exports' model cards show
     )
     summary = run_summary(p, trained, ev, st_diag, parity)
     save_summary(project, ev.compare, summary)
@@ -147,12 +149,13 @@ def train_step(p: Prepared, tune: bool, budget_minutes: float | None) -> tuple[P
 
 def evaluation_steps(p: Prepared, trained: Trained) -> Evaluated:
     """4. the test split, read for the first time: the base and the tuned model on the same cases, same decoding;
-    5. the cheapest alternatives on the same test cases (a classical classifier, few-shot prompting); 6. compare,
-    gates and the verdict."""
+    5. the alternatives on the same test cases (a classical classifier, few-shot prompting, and the named ones: an
+    endpoint, recorded replies); 6. compare, gates and the verdict."""
     plan = eval_plan(p.cfg, p.project, p.st_split, p.model_ref, p.schema, p.suites)
     st_base = eval_base_stage(p.cfg, p.pipe, plan, p.model_ref, p.schema)
     st_tuned = eval_tuned_stage(p.cfg, p.pipe, plan, trained.stage, trained.ref, trained.adapter, p.schema)
     st_baselines = baseline_stages(p.cfg, p.pipe, plan, p.st_split, p.model_ref, p.schema)
+    st_baselines.update(named_baseline_stages(p.cfg, p.pipe, plan, p.model_ref, p.schema))  # endpoint, recorded
     return Evaluated(plan, st_base, st_tuned, compare_stage(p.cfg, p.pipe, st_base, st_tuned, st_baselines))
 
 

@@ -92,6 +92,18 @@ def warn_unreadable_cases(suites: dict[str, list]) -> None:
         console.print(f"[yellow]warning:[/yellow] … and {len(broken) - 10} more unreadable suite case(s)")
 
 
+# What only the baselines and the comparison read: changing them (adding a baseline, moving a gate) leaves the
+# evaluations of base and tuned, and `eval run`'s, as they are.
+COMPARISON_ONLY = ("baselines", "few_shot_k", "gate", "gates", "bootstrap_samples", "confidence", "judge")
+
+
+def eval_section(cfg: Config) -> dict[str, Any]:
+    """The config an evaluation stage's key covers: `eval` (less `COMPARISON_ONLY`), `task` and `budget`."""
+    out = sections(cfg, "eval", "task", "budget")
+    out["eval"] = {k: v for k, v in out["eval"].items() if k not in COMPARISON_ONLY}
+    return out
+
+
 def eval_base_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, model_ref, schema: dict | None) -> Stage[EvalResult]:
     """The base model on the plan's suites (`eval-base`)."""
 
@@ -107,7 +119,7 @@ def eval_base_stage(cfg: Config, pipe: Pipeline, plan: EvalPlan, model_ref, sche
             ),
         )
 
-    return pipe.stage("eval-base", sections(cfg, "eval", "task", "budget"), plan.inputs, eval_base, typed=EvalResult)
+    return pipe.stage("eval-base", eval_section(cfg), plan.inputs, eval_base, typed=EvalResult)
 
 
 def eval_tuned_stage(
@@ -130,11 +142,7 @@ def eval_tuned_stage(
         )
 
     return pipe.stage(
-        "eval-tuned",
-        sections(cfg, "eval", "task", "budget"),
-        {**plan.inputs, "train": st_train.key},
-        eval_tuned,
-        typed=EvalResult,
+        "eval-tuned", eval_section(cfg), {**plan.inputs, "train": st_train.key}, eval_tuned, typed=EvalResult
     )
 
 
@@ -164,15 +172,17 @@ def baseline_stages(
                 ),
             }
 
-        section = {
-            "eval": {
-                k: getattr(cfg.eval, k) for k in ("decoding", "max_new_tokens", "few_shot_k", "no_repeat_ngram_size")
-            },
-            "task": cfg.task.model_dump(mode="json"),
-            "budget": cfg.budget.model_dump(mode="json"),
-        }
-        out[name] = pipe.stage(f"baseline-{name}", section, {**plan.inputs, "baseline": name}, work)
+        out[name] = pipe.stage(f"baseline-{name}", baseline_section(cfg), {**plan.inputs, "baseline": name}, work)
     return out
+
+
+def baseline_section(cfg: Config) -> dict[str, Any]:
+    """The config a baseline stage depends on: the decoding settings, the task and the budget."""
+    return {
+        "eval": {k: getattr(cfg.eval, k) for k in ("decoding", "max_new_tokens", "few_shot_k", "no_repeat_ngram_size")},
+        "task": cfg.task.model_dump(mode="json"),
+        "budget": cfg.budget.model_dump(mode="json"),
+    }
 
 
 def baseline_backend(name: str, cfg: Config, st_split: Stage, train: list, model_ref):
@@ -192,29 +202,47 @@ def baseline_backend(name: str, cfg: Config, st_split: Stage, train: list, model
 def compare_stage(
     cfg: Config, pipe: Pipeline, st_base: Stage, st_tuned: Stage, st_baselines: dict[str, Stage]
 ) -> Stage:
-    """Base vs tuned per metric with intervals, the gates, and the verdict (the gates, the absolute target and the
-    alternatives: the tuned model against each baseline on the same cases)."""
+    """Base vs tuned per metric with intervals, the gates (a `vs:` gate against its baseline), and the verdict (the
+    gates, the absolute target and the alternatives: the tuned model against each baseline on the same cases);
+    every model's held-out metrics side by side, and each one's cost per successful task."""
 
     def compare_runs(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.eval.compare import compare, compare_to_baselines
-        from tunesmith.eval.verdict import ship_verdict
-
         base_rows = [o for _, o in read_jsonl(st_base.run_dir / "results.jsonl")]
         tuned_rows = [o for _, o in read_jsonl(st_tuned.run_dir / "results.jsonl")]
-        cmp = compare(base_rows, tuned_rows, cfg)
-        alternatives = {
-            name: [o for _, o in read_jsonl(st.run_dir / "results.jsonl")] for name, st in st_baselines.items()
-        }
-        info = {name: {k: st.result[k] for k in ("train_s",) if k in st.result} for name, st in st_baselines.items()}
-        against = compare_to_baselines(tuned_rows, alternatives, cfg, info)
-        return {**cmp, "baselines": against, "verdict": ship_verdict(cmp, against, cfg)}
+        return weigh(cfg, base_rows, tuned_rows, st_baselines)
 
     return pipe.stage(
         "compare",
-        sections(cfg, "eval"),
+        sections(cfg, "eval", "budget"),
         {"base": st_base.key, "tuned": st_tuned.key, **{f"baseline-{n}": st.key for n, st in st_baselines.items()}},
         compare_runs,
     )
+
+
+BASELINE_FACTS = ("train_s", "label", "kind", "missing", "unmatched")  # what the verdict and the summary quote
+
+
+def weigh(cfg: Config, base_rows: list[dict], tuned_rows: list[dict], st_baselines: dict[str, Stage]) -> dict:
+    """The compare stage's result from the results rows of base and tuned and the baseline stages."""
+    from tunesmith.cost import cost_per_success
+    from tunesmith.eval.compare import compare, compare_to_baselines, side_by_side
+    from tunesmith.eval.verdict import ship_verdict
+
+    alternatives = {name: [o for _, o in read_jsonl(st.run_dir / "results.jsonl")] for name, st in st_baselines.items()}
+    info = {name: {k: st.result[k] for k in BASELINE_FACTS if k in st.result} for name, st in st_baselines.items()}
+    against = compare_to_baselines(tuned_rows, alternatives, cfg, info)
+    cmp = compare(base_rows, tuned_rows, cfg, versus={name: a["metrics"] for name, a in against.items()})
+    columns = [("base", cmp["metrics"], "base"), ("tuned", cmp["metrics"], "tuned")]
+    columns += [(name, a["metrics"], "base") for name, a in against.items()]
+    priced = {name: st.result["cost"] for name, st in st_baselines.items() if st.result.get("cost")}
+    models = [("base", base_rows), ("tuned", tuned_rows), *alternatives.items()]
+    return {
+        **cmp,
+        "baselines": against,
+        "verdict": ship_verdict(cmp, against, cfg),
+        "side_by_side": side_by_side(columns, suites=("heldout",)),
+        "cost_per_success": cost_per_success(models, cfg.budget.hourly_usd, priced),
+    }
 
 
 def evaluate_model(
@@ -272,9 +300,7 @@ def evaluate_model(
         )
 
     fresh = {} if use_cache else {"fresh": time.time()}  # --no-cache: neither the stage nor any generation reused
-    return pipe.stage(
-        "eval", sections(cfg, "eval", "task", "budget"), {**plan.inputs, **who, **fresh}, work, typed=EvalResult
-    )
+    return pipe.stage("eval", eval_section(cfg), {**plan.inputs, **who, **fresh}, work, typed=EvalResult)
 
 
 def gguf_ref(model: str | None):

@@ -1,5 +1,8 @@
 """Stages 7-8, shipping: the export stage and the parity stage (does each exported model behave like the
-checkpoint?), `export_run` (`tunesmith export RUN`) and `serve_target` (what `tunesmith serve TARGET` loads).
+checkpoint?), `export_run` (`tunesmith export RUN [--push-to-hub ORG/NAME]`) and `serve_target` (what
+`tunesmith serve TARGET` loads). Every exported folder carries a model card (`tunesmith.pipeline.publishing`).
+
+    manifest = export_run("my-project", "<train-run>", ["merged", "gguf"], push_to_hub="my-org/router")
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.plan import LIMIT_MAX
 from tunesmith.pipeline.evaluation import EvalPlan
 from tunesmith.pipeline.machinery import Pipeline, Stage
+from tunesmith.pipeline.publishing import card_facts, hub_login, newest_comparison, newest_parity, push_export
 from tunesmith.pipeline.training import train_run, trained_model
 
 
@@ -29,22 +33,32 @@ def shipping_stages(
     tuned_ref,
     adapter,
     schema: dict | None,
+    st_cmp: Stage | None = None,
 ) -> list | None:
-    """Export (when `export.formats` names any), then the held-out split again on each exported model
-    (`export.parity`): the parity reports, or None when parity did not run."""
+    """Export (when `export.formats` names any; its model cards hold the comparison `st_cmp`), then the held-out
+    split again on each exported model (`export.parity`): the parity reports, or None when parity did not run."""
     if not cfg.export.formats:
         return None
-    st_export = export_stage(cfg, pipe, st_train, st_split, tuned_ref, adapter, plan.decodings["heldout"].constraint)
+    constraint = plan.decodings["heldout"].constraint
+    st_export = export_stage(cfg, pipe, st_train, st_split, tuned_ref, adapter, constraint, st_cmp)
     if not (cfg.export.parity and exported_models(st_export)):
         return None
     return parity_stage(cfg, pipe, plan, st_export, st_tuned, tuned_ref, adapter, schema).result["reports"]
 
 
 def export_stage(
-    cfg: Config, pipe: Pipeline, st_train: Stage, st_split: Stage, tuned_ref, adapter, constraint=None
+    cfg: Config,
+    pipe: Pipeline,
+    st_train: Stage,
+    st_split: Stage,
+    tuned_ref,
+    adapter,
+    constraint=None,
+    st_cmp: Stage | None = None,
 ) -> Stage:
-    """Stage 9: the formats of `export.formats` (cached under the train run and the export settings); with the
-    task's decoding `constraint`, its GBNF grammar and schema ship beside the GGUF and Ollama files."""
+    """Stage 9: the formats of `export.formats` (cached under the train run, the comparison its model cards show
+    and the export settings); with the task's decoding `constraint`, its GBNF grammar and schema ship beside the
+    GGUF and Ollama files."""
 
     def export(run_dir: Path) -> dict[str, Any]:
         from tunesmith.export.merge import ExportOptions, export_artifacts
@@ -56,6 +70,7 @@ def export_stage(
             system=shipped_system_prompt(cfg, st_split),
             num_ctx=cfg.data.max_seq_len,
             constraint=constraint,
+            card=card_facts(cfg, pipe.project, st_train.run_dir, st_cmp.run_dir if st_cmp else None),
         )
         return export_artifacts(tuned_ref, adapter, cfg.export.formats, run_dir, options)
 
@@ -72,6 +87,7 @@ def export_stage(
             "split": st_split.key,
             "no_repeat_ngram_size": cfg.eval.no_repeat_ngram_size,
             "constraint": constraint.key() if constraint is not None else None,
+            "compare": st_cmp.key if st_cmp is not None else None,
         },
         export,
     )
@@ -92,17 +108,40 @@ def export_run(
     formats: list[str] | None = None,
     gguf_types: list[str] | None = None,
     overrides: list[str] | None = None,
+    push_to_hub: str | None = None,
+    private: bool = False,
 ) -> dict[str, Any]:
-    """`tunesmith export RUN`: export a finished train run of the project into `<run>/export/`; returns the
-    manifest. Formats default to `export.formats`, else everything the run can give."""
-    from tunesmith.data.project import load_schema
-    from tunesmith.export.merge import ExportOptions, export_artifacts
-    from tunesmith.models import resolve_model
+    """`tunesmith export RUN`: export a finished train run of the project into `<run>/export/`, a model card in
+    every folder; returns the manifest. Formats default to `export.formats`, else everything the run can give.
+    With `push_to_hub` (ORG/NAME), the folders are uploaded to that Hub repo (`private` when new), the token checked
+    before any work; the manifest returned then has `hub` (the repo, its URL, each format's folder there)."""
+    from dataclasses import asdict
+
+    from tunesmith.export.merge import export_artifacts
 
     cfg, project = load_config(runs.project_of_run(run) or path, overrides)
     run_dir = runs.resolve_run(project, run)
     meta = json.loads((run_dir / "inputs.json").read_text())
     check_exportable(cfg, project, run_dir, meta)
+    token = hub_login(push_to_hub, private) if push_to_hub or private else None
+    st_train = train_run(run_dir, meta["key"])
+    tuned_ref, adapter = trained_model(st_train, same_base(cfg, run_dir, meta))
+    formats = (
+        formats
+        or list(cfg.export.formats)
+        or (["adapter"] if adapter is not None else []) + ["merged", "gguf", "ollama"]
+    )
+    options = run_export_options(cfg, project, run_dir, meta, gguf_types, push_to_hub)
+    manifest = export_artifacts(tuned_ref, adapter, formats, run_dir / "export", options)
+    if push_to_hub:
+        manifest["hub"] = asdict(push_export(manifest, push_to_hub, token, private))
+    return manifest
+
+
+def same_base(cfg: Config, run_dir: Path, meta: dict):
+    """The project's base model, which must be the one the run trained."""
+    from tunesmith.models import resolve_model
+
     model_ref = resolve_model(cfg.model.base, cfg.model.trust_remote_code)
     if meta["inputs"].get("model") != model_ref.identity:
         raise TunesmithError(
@@ -115,25 +154,29 @@ def export_run(
                 )
             ],
         )
-    st_train = train_run(run_dir, meta["key"])
-    tuned_ref, adapter = trained_model(st_train, model_ref)
+    return model_ref
+
+
+def run_export_options(
+    cfg: Config, project: Path, run_dir: Path, meta: dict, gguf_types: list[str] | None, repo_id: str | None
+):
+    """`export_run`'s ExportOptions: the project's export settings, the shipped system prompt and decoding
+    constraint of the run's split, and the model card's facts (the newest comparison and parity of the run)."""
+    from tunesmith.data.project import load_schema
+    from tunesmith.export.merge import ExportOptions
+
     split_dir = runs.find_run(project, "split", meta["inputs"]["split"])
     st_split = Stage("split", meta["inputs"]["split"], split_dir, cached=True) if split_dir else None
-    formats = (
-        formats
-        or list(cfg.export.formats)
-        or (["adapter"] if adapter is not None else []) + ["merged", "gguf", "ollama"]
-    )
-    system = shipped_system_prompt(cfg, st_split) if st_split else cfg.task.system_prompt
-    options = ExportOptions(
+    compare_dir = newest_comparison(project, run_dir)
+    return ExportOptions(
         no_repeat_ngram_size=cfg.eval.no_repeat_ngram_size,
         gguf_types=gguf_types or list(cfg.export.gguf_types),
         ollama_type=cfg.export.ollama_type,
-        system=system,
+        system=shipped_system_prompt(cfg, st_split) if st_split else cfg.task.system_prompt,
         num_ctx=cfg.data.max_seq_len,
         constraint=split_constraint(cfg, st_split, load_schema(cfg, project)),
+        card=card_facts(cfg, project, run_dir, compare_dir, newest_parity(project, compare_dir), repo_id),
     )
-    return export_artifacts(tuned_ref, adapter, formats, run_dir / "export", options)
 
 
 def check_exportable(cfg: Config, project: Path, run_dir: Path, meta: dict) -> None:

@@ -29,6 +29,8 @@ def build_summary(
         "gates": cmp.get("gates", [cmp["gate"]]),
         "verdict": cmp.get("verdict"),
         "baselines": cmp.get("baselines"),
+        "side_by_side": cmp.get("side_by_side"),
+        "cost_per_success": cmp.get("cost_per_success"),
         "confidence": cmp["confidence"],
         "metrics": cmp["metrics"],
         "base_metrics": base.metrics,

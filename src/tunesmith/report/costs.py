@@ -1,5 +1,6 @@
-"""What the run cost: the training time and price, the inference cost per successful task, latency as the
-evaluations measured it, and the stages with their wall times.
+"""What the run cost: the training time and price, the inference cost per successful task (of every evaluation,
+and of every model of the run side by side: base, tuned, each baseline), latency as the evaluations measured it,
+and the stages with their wall times.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def paid(summary: dict, cost: dict | None) -> list[tuple[str, str]]:
     for ev in evaluations if _is_rows(evaluations) else []:
         if ev.get("model") in ("base", "tuned") and ev.get("cost_per_success_usd") is not None:
             out.append((f"{ev['model']}: cost per successful task", usd(ev["cost_per_success_usd"])))
+    for ev in beside_rows(summary):
+        if ev.get("model") not in ("base", "tuned") and ev.get("cost_per_success_usd") is not None:
+            out.append((f"{ev['model']}: cost per successful task", usd(ev["cost_per_success_usd"])))
     return out
 
 
@@ -61,6 +65,11 @@ def cost(c: Any, summary: dict) -> Html:
             parts.append(generic(c["rows"]))
         if _is_rows(c.get("evaluations")):
             parts.append(tag("h3", "Cost per successful task") + success_table(c["evaluations"]))
+    if beside_rows(summary):
+        parts.append(
+            tag("h3", "Cost per successful task, every model on the held-out cases")
+            + success_table([{k: v for k, v in r.items() if k not in TOKEN_KEYS} for r in beside_rows(summary)])
+        )
         shown = ("line", "rows", "evaluations", "train_cost_usd", "train_wall_s")  # the training cost is above
         rest = {k: v for k, v in c.items() if k not in shown and v is not None}
         if rest:
@@ -82,6 +91,17 @@ def cost(c: Any, summary: dict) -> Html:
     if not c and summary.get("train_cost_usd") is None:
         parts.insert(0, not_measured("the price", "set budget.hourly_usd for cost in USD"))
     return section("cost", "Cost", join(parts))
+
+
+TOKEN_KEYS = ("tokens", "prompt_tokens", "output_tokens")  # the token counts are in the basis already
+
+
+def beside_rows(summary: dict) -> list[dict]:
+    """`summary["cost_per_success"]` (base, tuned and each baseline on the held-out cases) when a baseline is in it."""
+    rows = summary.get("cost_per_success")
+    if not _is_rows(rows) or all(r.get("model") in ("base", "tuned") for r in rows):
+        return []
+    return rows
 
 
 def _is_rows(x: Any) -> bool:

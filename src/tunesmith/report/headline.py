@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunesmith.eval.baselines import NAMES  # the built-in, far cheaper alternatives
 from tunesmith.eval.evaluate import SLICE  # "heldout#edge_case": the edge_case slice of the held-out suite
 from tunesmith.report.after_training import preference_results, preference_text
 from tunesmith.report.costs import paid
@@ -24,6 +25,7 @@ from tunesmith.report.markup import (
     tag,
     verdict_badge,
 )
+from tunesmith.report.side_by_side import models_table
 
 SHOWN = 8  # items per "improved" / "broke" list before "… and N more"
 
@@ -73,8 +75,9 @@ def _gate_rows(gates: list[dict]) -> Html:
 
 
 def alternatives(summary: dict) -> Html:
-    """The cheapest alternatives (a TF-IDF classifier, few-shot prompting) against the tuned model on the same
-    cases: each one's value, the tuned value, the delta (tuned minus it) with its interval, and the verdict."""
+    """The alternatives (a TF-IDF classifier, few-shot prompting, an endpoint, recorded replies) against the tuned
+    model on the same cases: every model side by side, then each alternative's value, the tuned value, the delta
+    (tuned minus it) with its interval, and the verdict."""
     alts = alternative_rows(summary)
     if not alts:
         return section(
@@ -107,13 +110,15 @@ def alternatives(summary: dict) -> Html:
     note = tag(
         "p",
         "delta = tuned minus the alternative; the verdict is the tuned model's against it. An "
-        "alternative with a higher value wins even without significance: it is far cheaper to run.",
+        "alternative with a higher value wins even without significance (a classifier or few-shot prompt is far "
+        "cheaper to run), unless a `vs:` gate names it: then that gate decides.",
         cls="note",
     )
     return section(
         "alternatives",
-        "Cheaper alternatives",
-        table(
+        "Alternatives on the same cases",
+        models_table(summary)
+        + table(
             ["alternative", "metric", "its value", "tuned", "delta", f"{conf:.0%} CI", "tuned vs it", "training"],
             rows,
             numeric=["its value", "tuned", "delta", "training"],
@@ -155,7 +160,7 @@ def glance(summary: dict, cost: dict | None, preference: Any, parity: list | Non
                     tag("b", str(a.get("label") or a.get("name")))
                     + esc(
                         f" scores {num(a.get('value'))} vs the tuned {num(a.get('tuned'))} on "
-                        f"{a.get('metric')}, far cheaper"
+                        f"{a.get('metric')}" + (", far cheaper" if a.get("name") in NAMES else "")
                     ),
                 )
             )

@@ -23,6 +23,7 @@ from tunesmith.cli.render.eval import (
     score_table,
     trials_table,
 )
+from tunesmith.cli.render.migrate import mapping_table, print_import
 from tunesmith.cli.render.plan import print_advice, print_cost, print_success_cost
 from tunesmith.cli.render.runs import (
     export_table,
@@ -57,6 +58,8 @@ __all__ = [
     "print_verdict",
     "score_table",
     "trials_table",
+    "mapping_table",
+    "print_import",
     "print_advice",
     "print_cost",
     "print_success_cost",

@@ -72,9 +72,9 @@ def print_verdict(verdict: dict, console) -> None:
     alts = [a for a in verdict.get("alternatives") or [] if a.get("value") is not None]
     if not alts:
         return
-    table = Table(title="Cheaper alternatives on the same cases (delta = tuned minus the alternative)")
+    table = Table(title="Alternatives on the same cases (delta = tuned minus the alternative)")
     for col in ("alternative", "metric", "its value", "tuned", "delta", "CI", "tuned vs it"):
-        table.add_column(col, no_wrap=True)
+        table.add_column(col, no_wrap=col not in ("alternative", "metric", "tuned vs it"))
     for a in alts:
         table.add_row(
             a["label"],
@@ -181,11 +181,28 @@ def print_preference(pref: dict[str, Any], console) -> None:
 
 
 def print_comparisons(comparisons: list[dict], console) -> None:
-    """`eval compare`: per comparison the paired table, the gates, and the preferences that decided cases."""
+    """`eval compare`: two evaluations as the paired table with intervals; three or more side by side, one column
+    each (each later one's delta against the first, colored by its verdict; intervals are in --json); per
+    comparison the gates and the preferences that decided cases."""
+    from tunesmith.cli.render.columns import comparison_columns, print_side_by_side
+    from tunesmith.eval.compare import side_by_side
+
+    if not comparisons:
+        return
+    table = side_by_side(comparison_columns(comparisons))
+    if len(comparisons) > 1:
+        print_side_by_side(table, f"Side by side (delta against {comparisons[0]['baseline']})", console)
     for comp in comparisons:
-        print_comparison(
-            comp["metrics"], comp["confidence"], f"{comp['baseline']} vs {comp['candidate']}", console, names=("A", "B")
-        )
+        if len(comparisons) == 1:
+            print_comparison(
+                comp["metrics"],
+                comp["confidence"],
+                f"{comp['baseline']} vs {comp['candidate']}",
+                console,
+                names=("A", "B"),
+            )
+        else:
+            console.print(f"[bold]{comp['baseline']} vs {comp['candidate']}[/bold]:", highlight=False)
         print_gates(comp["gates"], console)
         for key in ("preference", "preference_human"):
             pref = comp.get(key)
@@ -223,6 +240,7 @@ def print_summary(summary: dict[str, Any], console) -> None:
     print_gates(summary.get("gates") or [summary["gate"]], console)
     if summary.get("verdict"):
         print_verdict(summary["verdict"], console)
+    print_beside(summary, console)
     if summary.get("parity"):
         print_parity(summary["parity"], console)
     if summary.get("diagnosis"):
@@ -248,3 +266,15 @@ def print_summary(summary: dict[str, Any], console) -> None:
         )
     if summary.get("report"):
         console.print(f"Report: {summary['report']}")
+
+
+def print_beside(summary: dict[str, Any], console) -> None:
+    """`tunesmith run`'s models side by side on the held-out cases (base | tuned | each baseline), what a recorded
+    baseline could not answer, and each model's cost per successful task."""
+    from tunesmith.cli.render.columns import print_baseline_notes, print_cost_per_success, print_side_by_side
+
+    table = summary.get("side_by_side") or {}
+    if len(table.get("columns") or []) > 2:
+        print_side_by_side(table, "On the same held-out cases (delta: tuned vs base)", console)
+    print_baseline_notes(summary.get("baselines"), console)
+    print_cost_per_success(summary.get("cost_per_success"), console)

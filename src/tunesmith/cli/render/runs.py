@@ -32,10 +32,12 @@ def train_line(st) -> str:
 
 
 def export_table(manifest: dict[str, Any]):
-    """`export`: every file written, per format, with its size."""
+    """`export`: every file written, per format, with its size (README.md: the model card); where it was pushed."""
     from rich.table import Table
 
-    table = Table(title=f"Exported from {manifest['adapter'] or manifest['base']}")
+    hub = manifest.get("hub")
+    caption = f"pushed to {hub['url']} ({'private' if hub['private'] else 'public'})" if hub else None
+    table = Table(title=f"Exported from {manifest['adapter'] or manifest['base']}", caption=caption)
     for col in ("format", "file", "size"):
         table.add_column(col)
     for fmt, info in manifest["exports"].items():

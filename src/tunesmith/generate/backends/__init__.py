@@ -28,13 +28,14 @@ One module per backend (`local.py`: transformers, `endpoint.py`, `vllm_engine.py
 from tunesmith.generate.backends.endpoint import EndpointBackend
 from tunesmith.generate.backends.llama_cpp_file import LlamaCppBackend
 from tunesmith.generate.backends.local import MERGE_CHECK_MAX_PARAMS, TransformersBackend
-from tunesmith.generate.backends.protocol import Backend, Generation, Prompt, PromptLike
+from tunesmith.generate.backends.protocol import Backend, GenerateRequest, Generation, Prompt, PromptLike
 from tunesmith.generate.backends.vllm_engine import VLLMBackend
 
 __all__ = [
     "MERGE_CHECK_MAX_PARAMS",
     "Backend",
     "EndpointBackend",
+    "GenerateRequest",
     "Generation",
     "LlamaCppBackend",
     "Prompt",

@@ -9,11 +9,19 @@ import os
 import time
 
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.generate.backends.protocol import Generation, PromptLike, progress_bar, short_error, wire_messages
-from tunesmith.generate.decoding import Constraint, to_response_format
+from tunesmith.generate.backends.protocol import (
+    Backend,
+    GenerateRequest,
+    Generation,
+    PromptLike,
+    progress_bar,
+    short_error,
+    wire_messages,
+)
+from tunesmith.generate.decoding import to_response_format
 
 
-class EndpointBackend:
+class EndpointBackend(Backend):
     """An OpenAI-compatible chat endpoint through the official `openai` client (its retries back off
     exponentially on 429, 5xx and connection errors). A case whose request still fails gets a `Generation` with
     `error` set; the other cases go on. Tool calls the endpoint returns natively become Hermes-style
@@ -100,37 +108,35 @@ class EndpointBackend:
         cost = None
         if usage and self.prices[0] is not None and self.prices[1] is not None:
             cost = (usage.prompt_tokens * self.prices[0] + usage.completion_tokens * self.prices[1]) / 1e6
-        return Generation(text.strip(), out_tokens, choice.finish_reason == "length", latency, cost_usd=cost)
+        return Generation(
+            text.strip(),
+            out_tokens,
+            choice.finish_reason == "length",
+            latency,
+            cost_usd=cost,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+        )
 
-    def generate(
-        self,
-        cases: list[PromptLike],
-        max_new_tokens: int = 128,
-        batch_size: int = 16,
-        label: str = "Generating",
-        no_repeat_ngram_size: int | None = None,
-        on_result=None,
-        constraint: Constraint | None = None,
-    ) -> list[Generation]:
+    def answer(self, cases: list[PromptLike], request: GenerateRequest) -> list[Generation]:
         """Every case, `concurrency` requests at a time, in case order. (`no_repeat_ngram_size` is a local
         decoding option that OpenAI-compatible servers do not share; it is ignored here.) A `constraint` is sent
         as `response_format` (a label set has none: the endpoint decodes freely)."""
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
-        response_format = to_response_format(constraint)
+        response_format = to_response_format(request.constraint)
         results: list[Generation | None] = [None] * len(cases)
-        progress, task = progress_bar(label, len(cases))
+        progress, task = progress_bar(request.label, len(cases))
         pool = ThreadPoolExecutor(self.concurrency)
         try:
             with progress:
                 futures = {
-                    pool.submit(self._one, case, max_new_tokens, response_format): i for i, case in enumerate(cases)
+                    pool.submit(self._one, case, request.max_new_tokens, response_format): i
+                    for i, case in enumerate(cases)
                 }
                 for fut in as_completed(futures):
                     i = futures[fut]
                     results[i] = fut.result()
-                    if on_result is not None:
-                        on_result(i, results[i])
+                    request.done(i, results[i])
                     progress.advance(task)
         finally:  # interrupted (Ctrl-C, an error in on_result): queued requests are never sent (nor paid for)
             pool.shutdown(wait=True, cancel_futures=True)

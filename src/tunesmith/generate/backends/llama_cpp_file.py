@@ -8,14 +8,22 @@ import time
 from pathlib import Path
 
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.generate.backends.protocol import Generation, PromptLike, progress_bar, short_error, wire_messages
+from tunesmith.generate.backends.protocol import (
+    Backend,
+    GenerateRequest,
+    Generation,
+    PromptLike,
+    progress_bar,
+    short_error,
+    wire_messages,
+)
 from tunesmith.generate.decoding import Constraint, gbnf
 from tunesmith.models import (
     cached_sha256,
 )
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(Backend):
     """A GGUF file run by llama.cpp through llama-cpp-python, the way llama.cpp-based runtimes (Ollama, llama-server,
     LM Studio) run it: llama.cpp's own tokenizer, the chat template and EOS stored in the file. Greedy, one case at
     a time. llama.cpp has no `no_repeat_ngram_size`; a project that sets it decodes differently here."""
@@ -46,20 +54,11 @@ class LlamaCppBackend:
     def prompt_key(self, case: PromptLike) -> str:
         return json.dumps({"messages": case.messages, "tools": case.tools}, sort_keys=True, ensure_ascii=False)
 
-    def generate(
-        self,
-        cases: list[PromptLike],
-        max_new_tokens: int = 128,
-        batch_size: int = 16,
-        label: str = "Generating",
-        no_repeat_ngram_size: int | None = None,
-        on_result=None,
-        constraint: Constraint | None = None,
-    ) -> list[Generation]:
+    def answer(self, cases: list[PromptLike], request: GenerateRequest) -> list[Generation]:
         """Greedy replies, one case at a time; a `constraint` becomes a llama.cpp grammar (`gbnf`)."""
         results: list[Generation] = []
-        extra = {"grammar": self._grammar(constraint)} if constraint is not None else {}
-        progress, task = progress_bar(label, len(cases))
+        extra = {"grammar": self._grammar(request.constraint)} if request.constraint is not None else {}
+        progress, task = progress_bar(request.label, len(cases))
         with progress:
             for i, case in enumerate(cases):
                 began = time.perf_counter()
@@ -67,7 +66,7 @@ class LlamaCppBackend:
                     resp = self.llm.create_chat_completion(
                         messages=wire_messages(case.messages),
                         tools=case.tools or None,
-                        max_tokens=max_new_tokens,
+                        max_tokens=request.max_new_tokens,
                         temperature=0.0,
                         top_k=1,
                         **extra,
@@ -88,8 +87,7 @@ class LlamaCppBackend:
                         error=f"llama.cpp failed: {type(exc).__name__}: {short_error(str(exc))}",
                     )
                 results.append(gen)
-                if on_result is not None:
-                    on_result(i, gen)
+                request.done(i, gen)
                 progress.advance(task)
         return results
 

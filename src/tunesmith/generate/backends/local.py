@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from tunesmith.chat import render_prompt
-from tunesmith.generate.backends.protocol import Generation, PromptLike, progress_bar
+from tunesmith.generate.backends.protocol import Backend, GenerateRequest, Generation, PromptLike, progress_bar
 from tunesmith.generate.decoding import Constraint, logits_processor
 from tunesmith.models import (
     ModelRef,
@@ -23,7 +23,7 @@ from tunesmith.models import (
 MERGE_CHECK_MAX_PARAMS = 2_000_000_000  # beyond this, an adapter stays unmerged (the check would copy its weights)
 
 
-class TransformersBackend:
+class TransformersBackend(Backend):
     """Local generation with transformers (+ peft for adapters).
 
     An adapter is merged into the weights in memory when that is measured to give the same replies: the first
@@ -82,16 +82,7 @@ class TransformersBackend:
     def prompt_key(self, case: PromptLike) -> str:
         return render_prompt(self.tok, case.messages, case.tools)
 
-    def generate(
-        self,
-        cases: list[PromptLike],
-        max_new_tokens: int = 128,
-        batch_size: int = 16,
-        label: str = "Generating",
-        no_repeat_ngram_size: int | None = None,
-        on_result=None,
-        constraint: Constraint | None = None,
-    ) -> list[Generation]:
+    def answer(self, cases: list[PromptLike], request: GenerateRequest) -> list[Generation]:
         """Greedy replies for every case, in case order; longest prompts first so batches pad little.
         `on_result(i, generation)` is called as each batch finishes. With `constraint`, every reply is held to it
         (and n-grams are blocked inside the grammar, see `tunesmith.generate.decoding.logits_processor`)."""
@@ -99,22 +90,26 @@ class TransformersBackend:
         prompts = [render_prompt(self.tok, c.messages, c.tools) for c in cases]
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
-        progress, task = progress_bar(label, len(prompts))
+        progress, task = progress_bar(request.label, len(prompts))
         made, spent = 0, 0.0
         with progress:
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
+            for start in range(0, len(order), request.batch_size):
+                idx = order[start : start + request.batch_size]
                 enc = self.tok(
                     [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
                 ).to(self.device)
                 began = time.perf_counter()
-                out = self._generate(enc, max_new_tokens, self._decoding(len(idx), no_repeat_ngram_size, constraint))
+                out = self._generate(
+                    enc,
+                    request.max_new_tokens,
+                    self._decoding(len(idx), request.no_repeat_ngram_size, request.constraint),
+                )
                 if self.merge == "auto":  # the first batch decides whether the merged weights answer the same
                     out = self._try_merge(
                         enc,
-                        max_new_tokens,
+                        request.max_new_tokens,
                         out,
-                        lambda idx=idx: self._decoding(len(idx), no_repeat_ngram_size, constraint),
+                        lambda idx=idx: self._decoding(len(idx), request.no_repeat_ngram_size, request.constraint),
                     )
                 wall = time.perf_counter() - began
                 new = out[:, enc["input_ids"].shape[1] :]
@@ -126,8 +121,7 @@ class TransformersBackend:
                         self.tok.decode(ids, skip_special_tokens=True), len(ids), not stopped, wall / len(idx)
                     )
                     made += len(ids)
-                    if on_result is not None:
-                        on_result(i, results[i])
+                    request.done(i, results[i])
                 spent += wall
                 progress.update(task, advance=len(idx), rate=f"{made / spent:.0f} tok/s" if spent else "")
         return results  # type: ignore[return-value]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tunesmith.chat import render_prompt
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.generate.backends.protocol import Generation, PromptLike
+from tunesmith.generate.backends.protocol import Backend, GenerateRequest, Generation, PromptLike
 from tunesmith.generate.decoding import Constraint
 from tunesmith.models import (
     ModelRef,
@@ -17,7 +17,7 @@ from tunesmith.models import (
 )
 
 
-class VLLMBackend:
+class VLLMBackend(Backend):
     """vLLM in-process (GPU). Greedy, the model's chat template, LoRA adapters through vLLM's LoRARequest."""
 
     def __init__(self, model_ref: ModelRef, adapter: str | Path | None = None) -> None:
@@ -46,18 +46,11 @@ class VLLMBackend:
     def prompt_key(self, case: PromptLike) -> str:
         return render_prompt(self.tok, case.messages, case.tools)
 
-    def generate(
-        self,
-        cases: list[PromptLike],
-        max_new_tokens: int = 128,
-        batch_size: int = 16,
-        label: str = "Generating",
-        no_repeat_ngram_size: int | None = None,
-        on_result=None,
-        constraint: Constraint | None = None,
-    ) -> list[Generation]:
+    def answer(self, cases: list[PromptLike], request: GenerateRequest) -> list[Generation]:
         """Greedy replies in case order; a `constraint` becomes vLLM's structured-output parameters."""
-        params = self.vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens, **self._structured(constraint))
+        params = self.vllm.SamplingParams(
+            temperature=0.0, max_tokens=request.max_new_tokens, **self._structured(request.constraint)
+        )
         began = time.perf_counter()
         outs = self.llm.generate([self.prompt_key(c) for c in cases], params, lora_request=self.lora)
         per_case = (time.perf_counter() - began) / max(1, len(cases))
@@ -66,8 +59,7 @@ class VLLMBackend:
             comp = out.outputs[0]
             gen = Generation(comp.text, len(comp.token_ids), comp.finish_reason == "length", per_case)
             results.append(gen)
-            if on_result is not None:
-                on_result(i, gen)
+            request.done(i, gen)
         return results
 
     def _structured(self, constraint: Constraint | None) -> dict:

@@ -1,12 +1,11 @@
-"""OpenAI's graders as tunesmith scorers, so a team leaving hosted fine-tuning keeps grading the way it did.
+"""OpenAI's grader templates: `{{item.FIELD}}` and `{{sample.FIELD}}` references resolved against a case and a reply.
 
-    {"type": "string_check", "input": "{{sample.output_text}}", "reference": "{{item.label}}", "operation": "eq"}
+    render("{{sample.output_json.queue}} vs {{item.queue}}", case, '{"queue": "billing"}')   # "billing vs billing"
 
-A grader spec works wherever a scorer does: in a suite case's `scorers` and in `train.rewards` (GRPO rewards are
-scorers). Template references are resolved as OpenAI's graders define them: `{{item.FIELD}}` is a field of the
-case's data (its `expected` object's fields, `expected` itself, `id`), `{{sample.output_text}}` the model's reply and
-`{{sample.output_json.FIELD}}` a field of it parsed as JSON. A reference to a field that does not exist scores the
-case as unscored, with the fields it has in the reason. Supported: `string_check` (eq, ne, like, ilike).
+`{{item.FIELD}}` is a field of the case's data (its `expected` object's fields, `expected` itself, `id`),
+`{{sample.output_text}}` the model's reply and `{{sample.output_json.FIELD}}` a field of it parsed as JSON; nested
+fields are dotted. A reference to a field that does not exist raises `TemplateFieldError`, naming the fields there
+are: the grader scores that case as unscored with that reason.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import json
 import re
 from typing import Any
 
-STRING_OPERATIONS = ("eq", "ne", "like", "ilike")
 TEMPLATE = re.compile(r"\{\{\s*(item|sample)\.([A-Za-z0-9_.\-]+)\s*\}\}")
 
 
@@ -54,17 +52,3 @@ def render(template: str, case, output: str) -> str:
         return node if isinstance(node, str) else json.dumps(node, ensure_ascii=False)
 
     return TEMPLATE.sub(value, str(template))
-
-
-def string_check(spec: dict, case, output: str, schema: dict | None) -> tuple[bool, str]:
-    """OpenAI's `string_check`: `input` against `reference` by `operation` (eq, ne, like: contains, ilike: contains
-    ignoring case)."""
-    got, want = render(spec["input"], case, output), render(spec["reference"], case, output)
-    op = spec["operation"]
-    passed = {
-        "eq": got == want,
-        "ne": got != want,
-        "like": want in got,
-        "ilike": want.lower() in got.lower(),
-    }[op]
-    return passed, "" if passed else f"{op}: {got[:80]!r} vs {want[:80]!r}"

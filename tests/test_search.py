@@ -178,7 +178,8 @@ def test_two_worker_processes_share_one_study(tiny_project, tmp_path):
     storage = JournalStorage(JournalFileBackend(str(journal)))
     (summary,) = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
-    numbers = sorted(t.number for t in study.trials if t.state.name == "COMPLETE")
+    # a trial the pruner stopped is finished too (the tiny model's validation value decides which ones are)
+    numbers = sorted(t.number for t in study.trials if t.state.name in ("COMPLETE", "PRUNED"))
     assert len(numbers) >= 4 and len(set(numbers)) == len(numbers)
     pids = {t.user_attrs["pid"] for t in study.trials}
     assert len(pids) == 2  # both workers ran trials

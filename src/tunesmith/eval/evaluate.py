@@ -126,6 +126,31 @@ def suite_decoding(
     return Decoding(limit, cfg.eval.no_repeat_ngram_size)
 
 
+def _row(name: str, case: EvalCase, gen, cfg: Config, schema: dict | None, context) -> dict[str, Any]:
+    """One case's result row: unreadable (no generation), failed to generate, or scored."""
+    if case.error is not None:
+        return result_row(name, case, None, {}, error=case.error)
+    if gen.error is not None:
+        return result_row(name, case, None, failed_scores(case), error=gen.error)
+    details: dict[str, Any] = {}
+    scores = score_case(case, gen.output, cfg.task, schema, hit_limit=gen.hit_limit, details=details, context=context)
+    # Scored (it fails what it should answer), and flagged: an empty reply usually means a stop-token or template
+    # problem, not a wrong answer.
+    return result_row(
+        name,
+        case,
+        gen.output,
+        scores,
+        gen.latency_s,
+        gen.new_tokens,
+        details=details,
+        cached=gen.cached,
+        cost_usd=gen.cost_usd,
+        prompt_tokens=gen.prompt_tokens,
+        error=None if gen.output.strip() else EMPTY_OUTPUT,
+    )
+
+
 def evaluate(
     backend,
     suites: dict[str, list[EvalCase]],
@@ -155,36 +180,7 @@ def evaluate(
         context.prepare((c, g.output) for c, g in zip(good, generated) if g.error is None)  # a suite's graders at once
         gens = iter(generated)
         for case in cases:
-            if case.error is not None:
-                rows.append(result_row(name, case, None, {}, error=case.error))
-                continue
-            gen = next(gens)
-            if gen.error is not None:
-                scores = failed_scores(case)
-                rows.append(result_row(name, case, None, scores, error=gen.error))
-                continue
-            details: dict[str, Any] = {}
-            scores = score_case(
-                case, gen.output, cfg.task, schema, hit_limit=gen.hit_limit, details=details, context=context
-            )
-            # Scored (it fails what it should answer), and flagged: an empty reply usually means a stop-token or
-            # template problem, not a wrong answer.
-            empty = None if gen.output.strip() else EMPTY_OUTPUT
-            rows.append(
-                result_row(
-                    name,
-                    case,
-                    gen.output,
-                    scores,
-                    gen.latency_s,
-                    gen.new_tokens,
-                    details=details,
-                    cached=gen.cached,
-                    cost_usd=gen.cost_usd,
-                    prompt_tokens=gen.prompt_tokens,
-                    error=empty,
-                )
-            )
+            rows.append(_row(name, case, None if case.error is not None else next(gens), cfg, schema, context))
     atomic_write_jsonl(out_dir / "results.jsonl", rows)
     return {name: aggregate(part, cfg.budget.hourly_usd) for name, part in slices(rows).items()}
 

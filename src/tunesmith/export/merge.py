@@ -74,7 +74,7 @@ def export_artifacts(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     with _cleaned_up(staging, out_dir):
-        _stage(model_ref, adapter, formats, staging, options, gguf_types, shipped)
+        _stage(model_ref, adapter, _Staging(staging, formats, options, gguf_types, shipped))
         _write_cards(model_ref, formats, staging, out_dir, options.card)
         made = {fmt: _describe(staging / fmt, out_dir / fmt) for fmt in formats}
     for fmt in formats:  # every format succeeded: move them into place
@@ -156,68 +156,60 @@ def _cleaned_up(staging: Path, out_dir: Path):
         raise
 
 
-def _stage(
-    model_ref: ModelRef,
-    adapter: Path | None,
-    formats: list[str],
-    staging: Path,
-    options: ExportOptions,
-    gguf_types: list[str],
-    shipped: dict[str, str],
-) -> None:
+@dataclass(frozen=True)
+class _Staging:
+    """One export's staging: the directory, the formats asked for, the options, the GGUF types and the constraint's
+    files shipped beside GGUF and Ollama."""
+
+    dir: Path
+    formats: list[str]
+    options: ExportOptions
+    gguf_types: list[str]
+    shipped: dict[str, str]
+
+
+def _stage(model_ref: ModelRef, adapter: Path | None, st: _Staging) -> None:
     """Every requested format into `staging/<format>/`: the adapter copied, the merged model, then the GGUF files
     and the Ollama folder made from it."""
-    if "adapter" in formats:
-        shutil.copytree(adapter, staging / "adapter")
-    if {"merged", "gguf", "ollama"} & set(formats):
-        _merge(model_ref, adapter, staging / "merged", options.no_repeat_ngram_size)
-    if "gguf" in formats or "ollama" in formats:
-        written = _stage_gguf(model_ref, formats, staging, options.ollama_type, gguf_types, shipped)
-    if "ollama" in formats:
-        _stage_ollama(written[options.ollama_type], formats, staging, options, gguf_types, shipped)
+    if "adapter" in st.formats:
+        shutil.copytree(adapter, st.dir / "adapter")
+    if {"merged", "gguf", "ollama"} & set(st.formats):
+        _merge(model_ref, adapter, st.dir / "merged", st.options.no_repeat_ngram_size)
+    if "gguf" in st.formats or "ollama" in st.formats:
+        written = _stage_gguf(model_ref, st)
+    if "ollama" in st.formats:
+        _stage_ollama(written[st.options.ollama_type], st)
 
 
-def _stage_gguf(
-    model_ref: ModelRef,
-    formats: list[str],
-    staging: Path,
-    ollama_type: str,
-    gguf_types: list[str],
-    shipped: dict[str, str],
-) -> dict[str, Path]:
+def _stage_gguf(model_ref: ModelRef, st: _Staging) -> dict[str, Path]:
     """The GGUF files of the merged model (the requested types, plus the one Ollama needs) with the constraint's
     files beside them; {type: file}."""
     from tunesmith.export.gguf import write_gguf
 
-    types = gguf_types if "gguf" in formats else []
-    types = types + ([ollama_type] if "ollama" in formats and ollama_type not in types else [])
-    written = write_gguf(staging / "merged", staging / "gguf", types, source_gguf(model_ref))
-    _write_files(staging / "gguf", shipped)
+    ollama_type = st.options.ollama_type
+    types = st.gguf_types if "gguf" in st.formats else []
+    types = types + ([ollama_type] if "ollama" in st.formats and ollama_type not in types else [])
+    written = write_gguf(st.dir / "merged", st.dir / "gguf", types, source_gguf(model_ref))
+    _write_files(st.dir / "gguf", st.shipped)
     return written
 
 
-def _stage_ollama(
-    gguf_file: Path,
-    formats: list[str],
-    staging: Path,
-    options: ExportOptions,
-    gguf_types: list[str],
-    shipped: dict[str, str],
-) -> None:
+def _stage_ollama(gguf_file: Path, st: _Staging) -> None:
     """The Ollama folder: its GGUF file (linked; moved when it was made for Ollama only), the Modelfile, and with a
     constraint its grammar, schema and a README on using them."""
     from tunesmith.export.ollama import constraint_readme, modelfile
 
-    (staging / "ollama").mkdir()
-    target = staging / "ollama" / gguf_file.name
+    options, folder = st.options, st.dir / "ollama"
+    folder.mkdir()
+    target = folder / gguf_file.name
     _link_or_copy(gguf_file, target)
-    if "gguf" in formats and options.ollama_type not in gguf_types:
+    if "gguf" in st.formats and options.ollama_type not in st.gguf_types:
         gguf_file.unlink()  # made for Ollama only
-    tok = load_tokenizer(ModelRef(str(staging / "merged"), staging / "merged", "staging"))
-    (staging / "ollama" / "Modelfile").write_text(modelfile(tok, target.name, options.system, options.num_ctx))
+    tok = load_tokenizer(ModelRef(str(st.dir / "merged"), st.dir / "merged", "staging"))
+    (folder / "Modelfile").write_text(modelfile(tok, target.name, options.system, options.num_ctx))
     if options.constraint is not None:
         readme = constraint_readme(options.constraint, target.name)
-        _write_files(staging / "ollama", {**shipped, "README.md": readme})
+        _write_files(folder, {**st.shipped, "README.md": readme})
 
 
 def _constraint_entry(constraint: Constraint, shipped: dict[str, str], made: dict, out_dir: Path) -> dict[str, Any]:

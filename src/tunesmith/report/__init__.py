@@ -39,7 +39,7 @@ def build_report(
     PROJECT/.tunesmith/report.html (the first of those is returned)."""
     from tunesmith.files import atomic_write_text
     from tunesmith.report import sources
-    from tunesmith.report.page import render
+    from tunesmith.report.page import ReportInputs, render
 
     project = Path(project)
     if summary is None:
@@ -61,7 +61,7 @@ def build_report(
         preference if preference is not None else (summary.get("preference") or summary.get("human_preference"))
     )
     dirs = sources.stage_dirs(summary, project)
-    text = render(
+    inputs = ReportInputs(
         summary,
         check=sources.check_report(dirs.get("check")),
         split=sources.stage_result(dirs.get("split")),
@@ -71,6 +71,7 @@ def build_report(
         cost=cost,
         preference=preference,
     )
+    text = render(inputs)
     targets = [Path(out)] if out is not None else default_targets(project, dirs)
     for target in targets:
         atomic_write_text(target, text)

@@ -6,6 +6,7 @@ opens the same from disk, from an e-mail or from a CI artifact.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -106,60 +107,57 @@ NAV = [
 ]
 
 
-def render(
-    summary: dict,
-    check: dict | None,
-    split: dict | None,
-    log: list[dict],
-    changed: dict | None,
-    diagnosis: Any,
-    cost: Any,
-    preference: Any,
-    labels: dict | None = None,
-) -> str:
-    """The report as one HTML document (a string). `labels` (`sources.label_view`) is read from the run
-    directories the summary names when not given."""
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the page is made of: the run's summary and what its stages wrote (each may be missing). `labels`
+    (`sources.label_view`) is read from the run directories the summary names when not given."""
+
+    summary: dict
+    check: dict | None = None
+    split: dict | None = None
+    log: list[dict] = field(default_factory=list)
+    changed: dict | None = None
+    diagnosis: Any = None
+    cost: Any = None
+    preference: Any = None
+    labels: dict | None = None
+
+
+def render(inputs: ReportInputs) -> str:
+    """The report as one HTML document (a string)."""
+    summary = inputs.summary
     project = Path(str(summary.get("project") or "project")).name
-    if labels is None:
+    if inputs.labels is None:
         from tunesmith.report import sources
 
         labels = sources.label_view(sources.stage_dirs(summary, Path(str(summary.get("project") or "."))))
-    body = sections(summary, check, split, log, changed, diagnosis, cost, preference, labels)
+        inputs = replace(inputs, labels=labels)
     return (
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head(project)}\n</head>\n<body>\n{header(summary, project)}\n'
-        f"<main>\n{body}\n</main>\n{footer()}\n</body>\n</html>\n"
+        f"<main>\n{sections(inputs)}\n</main>\n{footer()}\n</body>\n</html>\n"
     )
 
 
-def sections(
-    summary: dict,
-    check: dict | None,
-    split: dict | None,
-    log: list[dict],
-    changed: dict | None,
-    diagnosis: Any,
-    cost: Any,
-    preference: Any,
-    labels: dict | None,
-) -> Html:
+def sections(inputs: ReportInputs) -> Html:
     """Every section, in reading order."""
+    summary, cost = inputs.summary, inputs.cost
     parity = summary.get("parity")
     return join(
         [
             headline.verdict(summary),
-            headline.glance(summary, cost if isinstance(cost, dict) else None, preference, parity),
-            data_findings.data(check, split),
+            headline.glance(summary, cost if isinstance(cost, dict) else None, inputs.preference, parity),
+            data_findings.data(inputs.check, inputs.split),
             comparison.metrics(summary),
             headline.alternatives(summary),
             comparison.slices(summary),
-            outcomes.cases(changed),
-            outcomes.labels(labels),
+            outcomes.cases(inputs.changed),
+            outcomes.labels(inputs.labels),
             training_run.search(summary),
-            training_run.training(summary, log),
-            after_training.diagnosis(diagnosis),
+            training_run.training(summary, inputs.log),
+            after_training.diagnosis(inputs.diagnosis),
             costs.cost(cost, summary),
             after_training.parity(parity),
-            after_training.preference(preference),
+            after_training.preference(inputs.preference),
             costs.stages(summary),
         ]
     )

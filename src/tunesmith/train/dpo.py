@@ -18,16 +18,8 @@ from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
+from tunesmith.train import trainer as shared
 from tunesmith.train.result import TrainResult
-from tunesmith.train.trainer import (
-    common_args,
-    describe,
-    load_training_model,
-    lora_config,
-    make_trainer,
-    run_training,
-    save_trained,
-)
 
 
 def pair_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
@@ -68,28 +60,28 @@ def train_dpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
     precision = resolve_precision(t.precision)
     tok = load_tokenizer(model_ref)
     rows = pair_rows(records, cfg)
-    model = load_training_model(cfg, model_ref, precision)
-    args = DPOConfig(**common_args(cfg, run_dir, precision), beta=t.dpo.beta, max_length=cfg.data.max_seq_len)
-    trainer, budget = make_trainer(
+    model = shared.load_training_model(cfg, model_ref, precision)
+    args = DPOConfig(**shared.common_args(cfg, run_dir, precision), beta=t.dpo.beta, max_length=cfg.data.max_seq_len)
+    trainer, budget = shared.make_trainer(
         DPOTrainer,
         cfg,
         run_dir,
-        f"{describe(cfg)} (DPO)",
+        f"{shared.describe(cfg)} (DPO)",
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tok,
-        peft_config=lora_config(cfg),
+        peft_config=shared.lora_config(cfg),
     )
-    facts = run_training(trainer, run_dir, budget)
-    save_trained(trainer, tok, run_dir, t.method)
+    facts = shared.run_training(trainer, run_dir, budget)
+    shared.save_trained(trainer, tok, run_dir, t.method)
     last = next((log for log in reversed(trainer.state.log_history) if "rewards/accuracies" in log), {})
     return TrainResult.from_json(
         {
             "method": t.method,
             "objective": "dpo",
             "precision": precision,
-            "recipe": f"{describe(cfg)} (DPO)",
+            "recipe": f"{shared.describe(cfg)} (DPO)",
             **facts,
             "pairs": len(rows),
             "reward_accuracy": last.get("rewards/accuracies"),

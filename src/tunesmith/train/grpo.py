@@ -19,17 +19,9 @@ from tunesmith.config import Config
 from tunesmith.data.records import Record
 from tunesmith.eval.suite import expected_from_reply, with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
+from tunesmith.train import trainer as shared
 from tunesmith.train.grpo_rewards import reward_functions
 from tunesmith.train.result import TrainResult
-from tunesmith.train.trainer import (
-    common_args,
-    describe,
-    load_training_model,
-    lora_config,
-    make_trainer,
-    run_training,
-    save_trained,
-)
 
 
 def prompt_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
@@ -54,11 +46,11 @@ def train_grpo(
     precision = resolve_precision(t.precision)
     tok = load_tokenizer(model_ref)
     funcs, weights = reward_functions(cfg, schema)
-    model = load_training_model(cfg, model_ref, precision)
+    model = shared.load_training_model(cfg, model_ref, precision)
     group = t.grpo.generations
     args = GRPOConfig(
         **{
-            **common_args(cfg, run_dir, precision),
+            **shared.common_args(cfg, run_dir, precision),
             # a step's batch holds whole groups: batch_size prompts' worth of samples, rounded to the group size
             "per_device_train_batch_size": max(group, t.batch_size // group * group),
             "num_generations": group,
@@ -66,27 +58,27 @@ def train_grpo(
             "reward_weights": weights,
         }
     )
-    trainer, budget = make_trainer(
+    trainer, budget = shared.make_trainer(
         GRPOTrainer,
         cfg,
         run_dir,
-        f"{describe(cfg)} (GRPO)",
+        f"{shared.describe(cfg)} (GRPO)",
         model=model,
         reward_funcs=funcs,
         args=args,
         train_dataset=Dataset.from_list(prompt_rows(records, cfg)),
         processing_class=tok,
-        peft_config=lora_config(cfg),
+        peft_config=shared.lora_config(cfg),
     )
-    facts = run_training(trainer, run_dir, budget)
-    kind = save_trained(trainer, tok, run_dir, t.method)
+    facts = shared.run_training(trainer, run_dir, budget)
+    kind = shared.save_trained(trainer, tok, run_dir, t.method)
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log]
     return TrainResult.from_json(
         {
             "method": t.method,
             "objective": "grpo",
             "precision": precision,
-            "recipe": f"{describe(cfg)} (GRPO)",
+            "recipe": f"{shared.describe(cfg)} (GRPO)",
             **facts,
             "prompts": len(records),
             "reward_first": rewards[0] if rewards else None,

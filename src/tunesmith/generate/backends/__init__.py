@@ -22,7 +22,7 @@ Each backend has a `fingerprint` (what produced the outputs: model content, adap
 model name) and `prompt_key(case)` (exactly what it sends), which key the generation cache.
 
 One module per backend (`local.py`: transformers, `endpoint.py`, `vllm_engine.py`, `llama_cpp_file.py`);
-`protocol.py` holds the protocol and types they share.
+`protocol.py` holds the base and types they share, `wire.py` the progress bar, OpenAI wire messages and short errors.
 """
 
 from tunesmith.generate.backends.endpoint import EndpointBackend

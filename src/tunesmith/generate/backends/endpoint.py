@@ -9,15 +9,8 @@ import os
 import time
 
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.generate.backends.protocol import (
-    Backend,
-    GenerateRequest,
-    Generation,
-    PromptLike,
-    progress_bar,
-    short_error,
-    wire_messages,
-)
+from tunesmith.generate.backends.protocol import Backend, GenerateRequest, Generation, PromptLike
+from tunesmith.generate.backends.wire import progress_bar, short_error, wire_messages
 from tunesmith.generate.decoding import to_response_format
 
 

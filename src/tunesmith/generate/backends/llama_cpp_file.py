@@ -8,15 +8,8 @@ import time
 from pathlib import Path
 
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.generate.backends.protocol import (
-    Backend,
-    GenerateRequest,
-    Generation,
-    PromptLike,
-    progress_bar,
-    short_error,
-    wire_messages,
-)
+from tunesmith.generate.backends.protocol import Backend, GenerateRequest, Generation, PromptLike
+from tunesmith.generate.backends.wire import progress_bar, short_error, wire_messages
 from tunesmith.generate.decoding import Constraint, gbnf
 from tunesmith.models import (
     cached_sha256,

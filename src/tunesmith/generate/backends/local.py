@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from tunesmith.chat import render_prompt
-from tunesmith.generate.backends.protocol import Backend, GenerateRequest, Generation, PromptLike, progress_bar
+from tunesmith.generate.backends.protocol import Backend, GenerateRequest, Generation, PromptLike
+from tunesmith.generate.backends.wire import progress_bar
 from tunesmith.generate.decoding import Constraint, logits_processor
 from tunesmith.models import (
     ModelRef,

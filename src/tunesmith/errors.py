@@ -64,3 +64,14 @@ def warn(where: str, message: str, hint: str = "") -> None:
     import warnings
 
     warnings.warn(TunesmithWarning(Problem(where, message, hint)), stacklevel=2)
+
+
+def require_modules(modules: tuple[str, ...], title: str, where: str) -> None:
+    """Raise a clear error naming the `modules` that cannot be imported here (and how to install them)."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise TunesmithError(
+            title, [Problem(where, f"missing: {', '.join(missing)}", f"pip install {' '.join(missing)}")]
+        )

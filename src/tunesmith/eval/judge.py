@@ -46,9 +46,7 @@ def parse_verdict(text: str) -> str | None:
 
 class PairwiseJudge:
     def __init__(self, endpoint: EndpointConfig, max_tokens: int = 512) -> None:
-        self.backend = EndpointBackend(
-            endpoint.base_url, endpoint.model, endpoint.api_key_env, endpoint.concurrency, endpoint.max_retries
-        )
+        self.backend = EndpointBackend.of(endpoint)
         self.name = endpoint.model
         self.max_tokens = max_tokens
 

@@ -48,15 +48,7 @@ def endpoint_backend(entry: EndpointBaseline):
     """The `EndpointBackend` that asks the endpoint (its key from `api_key_env`, its prices for `cost_usd`)."""
     from tunesmith.generate.backends import EndpointBackend
 
-    return EndpointBackend(
-        entry.base_url,
-        entry.model,
-        entry.api_key_env,
-        entry.concurrency,
-        entry.max_retries,
-        input_usd_per_mtok=entry.input_usd_per_mtok,
-        output_usd_per_mtok=entry.output_usd_per_mtok,
-    )
+    return EndpointBackend.of(entry)
 
 
 def responses_path(entry: RecordedBaseline, project: Path) -> Path:

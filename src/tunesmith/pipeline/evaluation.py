@@ -320,15 +320,7 @@ def eval_backend(cfg: Config, model_ref, adapter, endpoint, backend: str):
     from tunesmith.generate import backends
 
     if endpoint is not None:
-        return backends.EndpointBackend(
-            endpoint.base_url,
-            endpoint.model,
-            endpoint.api_key_env,
-            endpoint.concurrency,
-            endpoint.max_retries,
-            input_usd_per_mtok=endpoint.input_usd_per_mtok,
-            output_usd_per_mtok=endpoint.output_usd_per_mtok,
-        )
+        return backends.EndpointBackend.of(endpoint)
     if backend == "vllm":
         return backends.VLLMBackend(model_ref, adapter)
     if backend == "llamacpp":

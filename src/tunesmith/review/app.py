@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from tunesmith.errors import Problem, TunesmithError
+from tunesmith.errors import Problem, TunesmithError, require_modules
 from tunesmith.review.pages import item_page, message_page, progress_text, summary_page
 from tunesmith.review.preference import summarize_preference, write_preference
 from tunesmith.review.sample import summarize_sample, write_sample_summary
@@ -163,14 +163,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def _require_web() -> None:
-    import importlib.util
-
-    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise TunesmithError(
-            "The review app's packages are not installed",
-            [Problem("tunesmith review", f"missing: {', '.join(missing)}", "pip install fastapi uvicorn")],
-        )
+    require_modules(("fastapi", "uvicorn"), "The review app's packages are not installed", "tunesmith review")
 
 
 def create_review_app(review_dir: str | Path, token: str | None = None) -> FastAPI:

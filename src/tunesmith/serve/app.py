@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from tunesmith.errors import Problem, TunesmithError
+from tunesmith.errors import TunesmithError, require_modules
 from tunesmith.serve.errors import ServeError, brief, format_error, validation_error
 from tunesmith.serve.model import ServedModel
 from tunesmith.serve.request import ChatCompletionRequest
@@ -22,14 +22,7 @@ log = logging.getLogger("tunesmith.serve")
 
 
 def _require_web() -> None:
-    import importlib.util
-
-    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise TunesmithError(
-            "The server's packages are not installed",
-            [Problem("tunesmith serve", f"missing: {', '.join(missing)}", "pip install fastapi uvicorn")],
-        )
+    require_modules(("fastapi", "uvicorn"), "The server's packages are not installed", "tunesmith serve")
 
 
 def _error_response(err: ServeError):

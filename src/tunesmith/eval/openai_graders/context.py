@@ -76,8 +76,7 @@ class GradingContext:
                 "endpoint: base_url, model) in tunesmith.yaml"
             )
         if self._backend is None:
-            e = self.judge_endpoint
-            self._backend = EndpointBackend(e.base_url, e.model, e.api_key_env, e.concurrency, e.max_retries)
+            self._backend = EndpointBackend.of(self.judge_endpoint)
         return self._backend
 
     def _run(self, spec: dict[str, Any], items: list[Item]) -> list[Grade]:

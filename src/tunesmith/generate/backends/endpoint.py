@@ -20,6 +20,19 @@ class EndpointBackend(Backend):
     `error` set; the other cases go on. Tool calls the endpoint returns natively become Hermes-style
     `<tool_call>{...}</tool_call>` text, the form tunesmith's tool-call scorer reads."""
 
+    @classmethod
+    def of(cls, endpoint) -> EndpointBackend:
+        """The backend of an endpoint's settings (`tunesmith.config.EndpointConfig` or a baseline entry)."""
+        return cls(
+            endpoint.base_url,
+            endpoint.model,
+            endpoint.api_key_env,
+            endpoint.concurrency,
+            endpoint.max_retries,
+            input_usd_per_mtok=endpoint.input_usd_per_mtok,
+            output_usd_per_mtok=endpoint.output_usd_per_mtok,
+        )
+
     def __init__(
         self,
         base_url: str,

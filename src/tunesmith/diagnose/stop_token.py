@@ -115,58 +115,36 @@ def root_causes(
     preview: list[dict], data_counts: dict[str, int], reply_tokens: float | None, max_new_tokens: int | None
 ) -> tuple[list[dict], list[str]]:
     """([{code, detail}], [remedy sentence]) for what the masking preview, the data check and the lengths show."""
-    causes, fixes = [], []
+    found: list[tuple[str, str, str, dict]] = []  # (code, detail, remedy, more of the cause)
     shown = [p for p in preview if not p.get("error")]
     unmasked = [p for p in shown if p.get("eos_in_loss") is False]
     if unmasked:
         eos = unmasked[0].get("end_of_turn")
-        causes.append(
-            {
-                "code": "mask",
-                "detail": f"the end-of-turn token {eos!r} carries no loss in {len(unmasked)} "
-                f"of {len(shown)} previewed training examples",
-                "where": [p["where"] for p in unmasked],
-            }
+        detail = f"the end-of-turn token {eos!r} carries no loss in {len(unmasked)} of {len(shown)} previewed "
+        remedy = (
+            "Mask: train each assistant turn together with its end-of-turn token (tunesmith's own mask does; a "
+            "custom collator or template may not)."
         )
-        fixes.append(
-            "Mask: train each assistant turn together with its end-of-turn token (tunesmith's own mask "
-            "does; a custom collator or template may not)."
-        )
+        found.append(("mask", detail + "training examples", remedy, {"where": [p["where"] for p in unmasked]}))
     unended = [p for p in shown if p.get("eos_ends_turn") is False]
     if unended:
         eos = unended[0].get("end_of_turn")
-        causes.append(
-            {
-                "code": "template",
-                "detail": f"the chat template ends an assistant turn without the "
-                f"tokenizer's EOS {eos!r}, the token generation stops on",
-            }
+        detail = f"the chat template ends an assistant turn without the tokenizer's EOS {eos!r}, the token "
+        remedy = (
+            "Template: use a tokenizer whose eos_token is the template's end-of-turn token (ChatML: <|im_end|>), in "
+            "training and in the exported generation config."
         )
-        fixes.append(
-            "Template: use a tokenizer whose eos_token is the template's end-of-turn token (ChatML: "
-            "<|im_end|>), in training and in the exported generation config."
+        found.append(("template", detail + "generation stops on", remedy, {}))
+    flagged = {c: n for c, n in data_counts.items() if c in DATA_CODES and n}
+    if flagged:
+        detail = "the data check found " + ", ".join(f"{n} {c}" for c, n in sorted(flagged.items()))
+        remedy = (
+            "Data: fix or drop those records (the check run's report.json lists them), or raise data.max_seq_len so "
+            "replies and their end-of-turn token are not cut."
         )
-    found = {c: n for c, n in data_counts.items() if c in DATA_CODES and n}
-    if found:
-        causes.append(
-            {
-                "code": "data",
-                "detail": "the data check found " + ", ".join(f"{n} {c}" for c, n in sorted(found.items())),
-            }
-        )
-        fixes.append(
-            "Data: fix or drop those records (the check run's report.json lists them), or raise "
-            "data.max_seq_len so replies and their end-of-turn token are not cut."
-        )
+        found.append(("data", detail, remedy, {}))
     if reply_tokens is not None and max_new_tokens is not None and reply_tokens >= max_new_tokens:
-        causes.append(
-            {
-                "code": "limit",
-                "detail": f"a training reply averages {reply_tokens:.0f} tokens; the "
-                f"generation limit is {max_new_tokens}",
-            }
-        )
-        fixes.append(
-            f"Limit: the limit cuts replies before their end; raise eval.max_new_tokens above {reply_tokens:.0f}."
-        )
-    return causes, fixes
+        detail = f"a training reply averages {reply_tokens:.0f} tokens; the generation limit is {max_new_tokens}"
+        remedy = f"Limit: the limit cuts replies before their end; raise eval.max_new_tokens above {reply_tokens:.0f}."
+        found.append(("limit", detail, remedy, {}))
+    return [{"code": c, "detail": d, **more} for c, d, _, more in found], [r for _, _, r, _ in found]

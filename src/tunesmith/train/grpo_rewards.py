@@ -24,12 +24,15 @@ from tunesmith.train.reward_model import RewardModelScorer
 
 def default_rewards(cfg: Config, schema: dict | None) -> list[dict[str, Any]]:
     """What a task rewards when `train.rewards` is empty: valid JSON (against the schema) and the right fields for
-    json tasks; the right label for classification. Free chat has no verifiable default."""
+    json tasks; the right label for classification; the right number for math. Free chat has no verifiable
+    default."""
     if cfg.task.type == "json":
         fields = {"type": "json_fields", **({"fields": cfg.task.match_fields} if cfg.task.match_fields else {})}
         return [{"type": "json_schema" if schema else "json", "weight": 0.5}, {**fields, "weight": 1.0}]
     if cfg.task.type == "classification":
         return [{"type": "label"}]
+    if cfg.task.type == "math":
+        return [{"type": "numeric"}]
     raise TunesmithError(
         "GRPO needs rewards",
         [

@@ -44,6 +44,7 @@ def test_the_thresholds_are_the_guides():
         "style": (50, 200),
         "classification": (200, 1000),
         "structured": (200, 1000),
+        "reasoning": (500, 2000),  # "for complex domain behavior, expect 500-2,000 examples"
         "complex": (1000, None),
     }
     assert TARGET_ACCURACY == 0.95  # "consider fine-tuning to push past 95%"

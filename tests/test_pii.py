@@ -122,10 +122,14 @@ def test_a_card_number_needs_a_card_format_or_a_card_word():
 
 
 def test_arithmetic_with_dashes_is_not_a_phone_number():
-    """GSM8K's worked answers: chains of subtractions beside an equals sign (65 false PHONE warnings before)."""
+    """GSM8K's worked answers: chains of subtractions beside an equals sign (65 false PHONE warnings before), and a
+    bracketed difference an operator follows (the last 2)."""
     for text in (
         "Derek has left 960-480-120 = <<960-480-120=360>>360 dollars",
         "- 30 - 15 = $<<100-50-30-15=5>>5 more.",
+        "because (18.75-18.48)x 100 = <<(18.75-18.48)*100=27>>27",
     ):
         assert [s.kind for s in find_sensitive(text)] == [], text
     assert [s.kind for s in find_sensitive("call me on 0207-946-0958 today")] == ["PHONE"]
+    assert [s.kind for s in find_sensitive("call me (0207 946 0958) today")] == ["PHONE"]
+    assert [s.kind for s in find_sensitive("my number (0207 946-0958)* is new")] == ["PHONE"]

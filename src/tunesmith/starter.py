@@ -15,7 +15,8 @@ model:
   base: builtin:smollm2-135m-instruct
 
 task:
-  # chat (free text), json (a JSON object per reply) or classification (a label per reply).
+  # chat (free text), json (a JSON object per reply), classification (a label per reply) or math (worked
+  # solutions ending in a number, e.g. GSM8K's `#### 72`: scored on that number).
   type: json
   # JSON fields that must match the expected reply for a case to count as correct.
   match_fields: [label]

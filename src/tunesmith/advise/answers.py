@@ -18,17 +18,20 @@ BEHAVIOR_NEEDS = {
     "classification": "Classification and routing",
     "tools": "Tool-calling behavior and function-calling schemas",
     "behavior": "Reply behavior: when to escalate, refuse or ask",
+    # Guide: "If you have problems with verifiable answers (math, code, logic), GRPO is worth trying."
+    "reasoning": "Step-by-step reasoning to a verifiable answer (maths, code, logic)",
 }
 KNOWLEDGE_NEEDS = {"facts": "Use RAG for changing knowledge"}
 NEEDS = (*BEHAVIOR_NEEDS, *KNOWLEDGE_NEEDS)
 VOLUMES = ("one-off", "low", "high")
 # Starting dataset sizes (guide, "How Much Data Do You Need?"): tone and style 50-200, classification 200-1,000,
 # structured support replies 200-1,000 (the same numbers the data doctor's low_data finding uses), complex domain
-# workflow 1,000+ plus expert review.
+# workflow 1,000+ plus expert review; worked maths solutions are complex domain behavior (500-2,000).
 EXAMPLES_NEEDED: dict[str, tuple[int, int | None]] = {
     "style": GUIDANCE["chat"],
     "classification": GUIDANCE["classification"],
     "structured": GUIDANCE["json"],
+    "reasoning": GUIDANCE["math"],
     "complex": (1000, None),
 }
 TASKS = tuple(EXAMPLES_NEEDED)
@@ -58,7 +61,7 @@ class Answers:
     citations: bool | None = None
     volume: str | None = None  # one-off, low, high
     experimenting: bool | None = None
-    task: str | None = None  # style, classification, structured, complex (how many examples it needs)
+    task: str | None = None  # style, classification, structured, reasoning, complex (how many examples it needs)
     examples: int | None = None
     stale_fact_share: float | None = None
     stale_fact_records: int | None = None

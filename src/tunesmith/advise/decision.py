@@ -56,6 +56,8 @@ def _task_of(a: Answers) -> str:
     if a.task:
         return a.task
     needs = set(a.needs)
+    if "reasoning" in needs:
+        return "reasoning"
     if "classification" in needs:
         return "classification"
     if needs & {"format", "tools"}:

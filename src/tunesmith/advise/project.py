@@ -8,6 +8,14 @@ from pathlib import Path
 from tunesmith.advise.answers import Answers
 from tunesmith.cost import Recipe
 
+# task.type -> (the task, in the rules' vocabulary, and what the model must get right)
+TASK_OF_TYPE = {
+    "json": ("structured", "format"),
+    "classification": ("classification", "classification"),
+    "chat": ("style", "style"),
+    "math": ("reasoning", "reasoning"),
+}
+
 
 def answers_from_project(project: str | Path, overrides: list[str] | None = None) -> Answers:
     """Answers from a project: its task type, the data doctor's counts (run without a tokenizer, so no model is
@@ -62,8 +70,8 @@ def _answers_from_data(cfg, report, with_tools: int) -> Answers:
     from tunesmith.data.findings import Code
 
     a = Answers(recipe=Recipe.from_config(cfg))
-    a.task = {"json": "structured", "classification": "classification", "chat": "style"}[cfg.task.type]
-    a.needs = [{"json": "format", "classification": "classification", "chat": "style"}[cfg.task.type]]
+    a.task, need = TASK_OF_TYPE[cfg.task.type]
+    a.needs = [need]
     if with_tools:
         a.needs.append("tools")
     behaviors = report.stats.get("behaviors") or {}

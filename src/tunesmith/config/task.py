@@ -21,9 +21,11 @@ class ModelConfig(Section):
 
 
 class TaskConfig(Section):
-    type: Literal["chat", "json", "classification"] = Field(
+    type: Literal["chat", "json", "classification", "math"] = Field(
         "chat",
-        description="What a reply is: free `chat` text, a `json` object, or a `classification` label.",
+        description="What a reply is: free `chat` text, a `json` object, a `classification` label, or a `math` "
+        "worked solution ending in a numeric answer (GSM8K's `#### 72` line, else the last number): its held-out "
+        "cases expect that number and are scored on it, and GRPO rewards it (`{type: numeric}`) by default.",
     )
     system_prompt: str | None = Field(
         None, description="System prompt added to every conversation that has none (training and eval alike)."

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from tunesmith.config import ColumnsConfig
-from tunesmith.data.checks import RECORD_CHECKS, check_sensitive, template_findings
+from tunesmith.data.checks import RECORD_CHECKS, check_sensitive, check_stale_facts, template_findings
 from tunesmith.data.consistency import ShapeStats, reply_format_findings, shape_of
 from tunesmith.data.coverage import CoverageFeatures, CoverageStats, coverage_of
 from tunesmith.data.dedup import DuplicateTracker, RecordKeys, hash64, minhash_signatures, record_keys, shingle_hashes
@@ -34,6 +34,9 @@ from tunesmith.data.poison import TriggerStats
 from tunesmith.data.records import Record
 from tunesmith.data.tables import is_table, scan_rows
 from tunesmith.schemas import validator_for
+
+# Task types whose replies' prices and dates are the problem's givens, not facts about the world (no stale_fact).
+GIVEN_NUMBERS = {"math"}
 
 
 @dataclass
@@ -82,7 +85,7 @@ class Inspected(NamedTuple):
     label: str | None
     trigger_label: str | int | None  # the label, or without labels the hash of the normalized reply
     coverage: CoverageFeatures
-    shape: tuple[bool, int] | None
+    shape: tuple[bool, int, bool] | None
     turns: int
     tokens: int | None
     row: dict | None  # the record as JSON, when a worker must hand it back (keep / on_verdict)
@@ -100,10 +103,14 @@ class Inspector:
         schema: dict | None = None,
         label_of: Callable[[Record], str | None] | None = None,
         sensitive: bool = True,
+        stale_facts: bool = True,
     ) -> None:
         self.tokenizer, self.max_seq_len, self.system_prompt = tokenizer, max_seq_len, system_prompt
-        # `sensitive=False` is the explicit opt-out of the PII / secret detectors (`data.pii_check: false`).
-        self.checks = RECORD_CHECKS if sensitive else [c for c in RECORD_CHECKS if c is not check_sensitive]
+        # `sensitive=False` is the explicit opt-out of the PII / secret detectors (`data.pii_check: false`);
+        # `stale_facts=False` skips the stale-fact check (a maths problem's prices are givens, not facts).
+        skipped = {check_sensitive} if not sensitive else set()
+        skipped |= {check_stale_facts} if not stale_facts else set()
+        self.checks = [c for c in RECORD_CHECKS if c not in skipped]
         self.json_task, self.label_of = json_task, label_of
         self.vocabulary: dict[str, int] = {}  # every input word seen -> its id (to name a poisoning trigger)
         self.validator = None
@@ -160,7 +167,10 @@ class Audit:
         on_verdict: Callable[[Any, list[Finding]], None] | None = None,
         sensitive: bool = True,
     ) -> None:
-        self.inspector = Inspector(tokenizer, max_seq_len, system_prompt, json_task, schema, label_of, sensitive)
+        stale_facts = task_type not in GIVEN_NUMBERS
+        self.inspector = Inspector(
+            tokenizer, max_seq_len, system_prompt, json_task, schema, label_of, sensitive, stale_facts
+        )
         self.json_task, self.task_type, self.keep, self.on_verdict = json_task, task_type, keep, on_verdict
         self.report = CheckReport()
         # Where each record came from, as two small ints (source id, line) rather than a string per record.
@@ -241,7 +251,7 @@ class Audit:
         out += self._system_prompt_drift()
         out += self._mixed_formats()
         out += self.duplicates.finish(self.where)
-        out += self.shapes.findings(self.where, self.json_task)
+        out += self.shapes.findings(self.where, self.json_task, self.task_type)
         if self.task_type is not None:
             out += self.coverage.findings(self.task_type)
         out += self.triggers.findings(
@@ -346,9 +356,10 @@ def run_checks(records: Iterable[Record | Finding], progress=None, **options: An
     template (length, truncation, loss mask, end-of-turn token); `max_seq_len` bounds it. `near_dup_threshold` is
     the near-duplicate similarity; `system_prompt` the task's. `json_task`/`schema` hold replies to the task's JSON
     format. With `task_type`, coverage is compared with the guidance (size, pushback, class balance by `label_of`,
-    edge cases, realistic inputs). `keep=False` keeps counts, not records (`on_verdict(item, errors)` sees each
-    one); `progress(n)` is called every 1,000 items. `sensitive=False` skips the PII and secret detectors (an
-    explicit opt-out).
+    edge cases, realistic inputs), worked solutions under a task type other than math are pointed out, and a math
+    task's replies are not checked for stale facts. `keep=False` keeps counts, not records (`on_verdict(item,
+    errors)` sees each one); `progress(n)` is called every 1,000 items. `sensitive=False` skips the PII and secret
+    detectors (an explicit opt-out).
     """
     audit = Audit(**options)
     for n, item in enumerate(records, start=1):

@@ -1,8 +1,8 @@
 """Format consistency of replies: JSON that parses and fits the task's schema, replies that drift in shape
-(some JSON, some prose), and length outliers.
+(some JSON, some prose), length outliers, and worked solutions (`#### 72`) under a task type other than math.
 
     findings = reply_format_findings(record, validator)
-    shapes = ShapeStats(); shapes.add(i, shape_of(record)) ...; shapes.findings(where_of_index, json_task)
+    shapes = ShapeStats(); shapes.add(i, shape_of(record)) ...; shapes.findings(where_of_index, json_task, task_type)
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from array import array
 from collections.abc import Callable
 from functools import lru_cache
 
+from tunesmith.data.answers import ends_with_marked_answer
 from tunesmith.data.findings import Code, Finding, Severity
 from tunesmith.data.records import Record
+
+WORKED_SHARE = 0.8  # at least this share of replies ending in `#### <number>` makes a maths data set
 
 
 @lru_cache(maxsize=64)  # one reply is parsed by several checks in a row
@@ -59,32 +62,37 @@ def reply_format_findings(rec: Record, validator=None) -> list:
     return []
 
 
-def shape_of(rec: Record) -> tuple[bool, int] | None:
-    """(is a JSON object, length in characters) of the final reply; None without a non-empty reply."""
+def shape_of(rec: Record) -> tuple[bool, int, bool] | None:
+    """(is a JSON object, length in characters, ends with a `#### <number>` answer) of the final reply; None without
+    a non-empty reply."""
     reply = rec.reply
     if reply is None or not reply.strip():
         return None
-    return json_object(reply) is not None, len(reply)
+    return json_object(reply) is not None, len(reply), ends_with_marked_answer(reply)
 
 
 class ShapeStats:
-    """Per-record reply shape (JSON object or prose) and length, kept as two compact arrays, judged at the end."""
+    """Per-record reply shape (JSON object or prose) and length, kept as two compact arrays, and how many replies
+    end with a marked numeric answer; judged at the end."""
 
     def __init__(self) -> None:
         self.rows = array("I")  # record index of each reply
         self.is_json = array("b")
         self.lengths = array("I")
+        self.marked = 0
 
-    def add(self, idx: int, shape: tuple[bool, int] | None) -> None:
+    def add(self, idx: int, shape: tuple[bool, int, bool] | None) -> None:
         """Remember record `idx`'s reply shape, as `shape_of` gives it."""
         if shape is not None:
             self.rows.append(idx)
             self.is_json.append(shape[0])
             self.lengths.append(shape[1])
+            self.marked += shape[2]
 
-    def findings(self, where: Callable[[int], str], json_task: bool = False) -> list:
-        """Replies that drift in shape (a JSON minority among prose or the reverse) and length outliers."""
-        out = []
+    def findings(self, where: Callable[[int], str], json_task: bool = False, task_type: str | None = None) -> list:
+        """Replies that drift in shape (a JSON minority among prose or the reverse), length outliers, and worked
+        solutions with numeric answers under a task type that would score them as text."""
+        out = self._worked_answers(task_type)
         n, n_json = len(self.rows), sum(self.is_json)
         share = n_json / n if n else 0.0
         if not json_task and 0 < n_json < n and (share >= 0.8 or share <= 0.2):
@@ -118,3 +126,20 @@ class ShapeStats:
                         )
                     )
         return out
+
+    def _worked_answers(self, task_type: str | None) -> list:
+        n = len(self.rows)
+        if task_type in (None, "math") or not n or self.marked / n < WORKED_SHARE:
+            return []
+        return [
+            Finding(
+                Code.WORKED_ANSWERS,
+                Severity.WARNING,
+                "dataset",
+                "",
+                f"{self.marked} of {n} replies are worked solutions ending in a `#### <number>` answer, but "
+                f"task.type is {task_type}",
+                "set task.type: math: a held-out case then expects the final number (not the whole text), and "
+                "GRPO rewards it",
+            )
+        ]

@@ -1,8 +1,8 @@
 """Coverage: does the data show the model the world it will face?
 
-Pushback (refusals, escalations, clarifying questions), dataset size against the guidance for the task type,
-class balance, edge-case tags and slices too thin to learn or measure, and whether inputs look like real users (typos,
-casing) rather than tidy templates.
+Pushback (refusals, escalations, clarifying questions; not asked of math tasks), dataset size against the guidance
+for the task type, class balance, edge-case tags and slices too thin to learn or measure, and whether inputs look
+like real users (typos, casing) rather than tidy templates.
 
     stats = CoverageStats(); [stats.add(coverage_of(rec), label) for ...]; stats.findings(task_type="json")
     coverage_findings(records, task_type="json", label_of=lambda r: ...)   # the same, for a list
@@ -20,8 +20,11 @@ from tunesmith.data.findings import Code, Finding, Severity
 from tunesmith.data.records import Record
 
 EDGE_CASE_SHARE = 0.1  # below this share of tagged records, the data looks like happy paths only
-# Starting dataset sizes from the practice guide (tone/style 50-200, classification and structured replies 200-1,000).
-GUIDANCE = {"chat": (50, 200), "classification": (200, 1000), "json": (200, 1000)}
+# Starting dataset sizes from the practice guide (tone/style 50-200, classification and structured replies 200-1,000;
+# "for complex domain behavior, expect 500-2,000 examples", which multi-step worked solutions are).
+GUIDANCE = {"chat": (50, 200), "classification": (200, 1000), "json": (200, 1000), "math": (500, 2000)}
+# Tasks whose replies are not expected to push back: a maths problem is solved, not refused or escalated.
+NO_PUSHBACK_EXPECTED = {"math"}
 BEHAVIOR_PATTERNS = {
     "refuse": re.compile(
         r"\b(refuse|can(?:no|')t help|cannot (?:help|assist)|not able to (?:help|assist)|"
@@ -133,7 +136,7 @@ class CoverageStats:
                 )
             )
         pushback = n - self.behaviors["answer"]
-        if pushback / n < 0.05:
+        if pushback / n < 0.05 and task_type not in NO_PUSHBACK_EXPECTED:
             out.append(
                 finding(
                     Code.NO_PUSHBACK,

@@ -38,6 +38,7 @@ class Code(str, Enum):
     REPLY_SCHEMA = "reply_schema"
     STYLE_DRIFT = "style_drift"
     LENGTH_OUTLIER = "length_outlier"
+    WORKED_ANSWERS = "worked_answers"
     PII = "pii"
     SECRET = "secret"
     STALE_FACT = "stale_fact"

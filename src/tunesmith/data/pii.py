@@ -182,11 +182,16 @@ def _joined_words(token: str) -> bool:
     return len(letters) >= 3 and all(len(p) >= 2 and re.search(r"[aeiouyAEIOUY]", p) for p in letters)
 
 
+_TIMES_AFTER = re.compile(r"\)\s*(?:[*/+×x-]\s*[\d(.]|=)")  # "(...)*100", "(...) x 100", "(...)= 5"
+
+
 def _in_equation(match: re.Match) -> bool:
     """A run of numbers joined by dashes next to an equals sign is arithmetic ("960-480-120 = 360", GSM8K's
-    "<<100-50-30-15=5>>"), not a phone number."""
+    "<<100-50-30-15=5>>"), and so is one in brackets that an operator follows ("(18.75-18.48)x 100"): not a
+    phone number."""
     before, after = match.string[: match.start()].rstrip(), match.string[match.end() :].lstrip()
-    return after.startswith("=") or before.endswith(("=", "<<"))
+    bracketed = before.endswith("(") and _TIMES_AFTER.match(after) is not None
+    return after.startswith("=") or before.endswith(("=", "<<")) or bracketed
 
 
 def _card_context(match: re.Match) -> bool:

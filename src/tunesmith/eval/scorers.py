@@ -27,6 +27,7 @@ import re
 from typing import Any
 
 from tunesmith.config import TaskConfig
+from tunesmith.data.answers import expected_number, numeric_answer
 from tunesmith.data.coverage import reply_behavior
 from tunesmith.eval.instructions import check_all
 from tunesmith.eval.openai_graders import GRADERS, Grade, GradingContext, Item
@@ -145,23 +146,6 @@ def score_case(
     return scores
 
 
-_FINAL = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-
-
-def numeric_answer(output: str) -> float | None:
-    """The answer of a worked solution: after GSM8K's `####` marker when there is one, else the last number
-    (thousands separators allowed)."""
-    marked = _FINAL.search(output)
-    found = [marked.group(1)] if marked else _NUMBER.findall(output)
-    if not found:
-        return None
-    try:
-        return float(found[-1].replace(",", ""))
-    except ValueError:
-        return None
-
-
 def numeric_match(output: str, expected: float, rel_tol: float = 1e-6) -> bool:
     """The output's numeric answer equals `expected` (to a relative 1e-6)."""
     got = numeric_answer(output)
@@ -241,11 +225,12 @@ def _not_contains(spec, case, output, schema):
 
 
 def _numeric(spec, case, output, schema):
-    want = _expected_text(spec, case)
-    try:
-        want = float(str(want).replace(",", ""))
-    except ValueError:
-        return None, f"expected {want!r} is not a number"
+    """The output's answer (`####` or last number) against the expected one: a number, a numeric string, or a
+    worked solution read the same way as the output."""
+    raw = _expected_text(spec, case)
+    want = expected_number(raw)
+    if want is None:
+        return None, f"expected {raw!r} has no number"
     got = numeric_answer(output)
     ok = got is not None and abs(got - want) <= float(spec.get("tolerance", 1e-6)) * max(1.0, abs(want))
     return ok, "" if ok else f"answer {got} != {want}"

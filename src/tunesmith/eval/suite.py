@@ -1,6 +1,7 @@
 """Eval cases and suites (design §5).
 
-An eval case: `messages` (the prompt), `expected` (label, text, JSON object, number, tool calls, or none),
+An eval case: `messages` (the prompt), `expected` (label, text, JSON object, number — a math task's held-out case
+expects the number its worked solution ends with —, tool calls, or none),
 `behavior` (answer | refuse | escalate | clarify | abstain), `kind` (task | redteam | out_of_domain | general),
 `tags` (slices), and optionally `scorers` (a list of scorer specs, see `tunesmith.scorer_specs.SCORER_KEYS`) and
 IFEval's `instruction_id_list` + `kwargs` (verifiable instructions, see `tunesmith.eval.instructions`).
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import TaskConfig
+from tunesmith.data.answers import numeric_answer
 from tunesmith.data.coverage import reply_behavior
 from tunesmith.data.io import read_jsonl
 from tunesmith.data.messages import RecordError, parse_message
@@ -67,7 +69,9 @@ def with_system_prompt(messages: list[dict], task: TaskConfig) -> list[dict]:
 
 
 def expected_from_reply(reply: str | None, task: TaskConfig) -> Any:
-    """The expected answer of a held-out record: the parsed JSON object for json tasks, else the text."""
+    """The expected answer of a held-out record: the parsed JSON object for json tasks, the number a worked
+    solution ends with for math tasks (`#### 72`, else its last number; a reply without a number stays text),
+    else the text."""
     if reply is None:
         return None
     if task.type == "json":
@@ -75,6 +79,9 @@ def expected_from_reply(reply: str | None, task: TaskConfig) -> Any:
             return json.loads(reply)
         except json.JSONDecodeError:
             return reply
+    if task.type == "math":
+        number = numeric_answer(reply)
+        return reply.strip() if number is None else number
     return reply.strip()
 
 

@@ -30,13 +30,16 @@ log = logging.getLogger("tunesmith.train.rewards")
 
 
 def default_rewards(cfg: Config, schema: dict | None) -> list[dict[str, Any]]:
-    """What a task rewards when `train.grpo.rewards` is empty: valid JSON (against the schema) and the right fields for
-    json tasks; the right label for classification. Free chat has no verifiable default."""
+    """What a task rewards when `train.grpo.rewards` is empty: valid JSON (against the schema) and the right fields
+    for json tasks; the right label for classification; the right number for math. Free chat has no verifiable
+    default."""
     if cfg.task.type == "json":
         fields = {"type": "json_fields", **({"fields": cfg.task.match_fields} if cfg.task.match_fields else {})}
         return [{"type": "json_schema" if schema else "json", "weight": 0.5}, {**fields, "weight": 1.0}]
     if cfg.task.type == "classification":
         return [{"type": "label"}]
+    if cfg.task.type == "math":
+        return [{"type": "numeric"}]
     raise TunesmithError(
         "GRPO needs rewards",
         [

@@ -10,46 +10,23 @@ escalations and refusals) and, after an evaluation, how the prompted base did. E
 constant with its source: the practice guide (shared/reference/fine-tuning-guide-2026.txt) or, where the guide gives
 no number, tunesmith's own reading, said so.
 
-- `answers`: `Answers`, the vocabulary of needs, volumes and task types, and the guide's thresholds;
+- `answers`: `Answers`, the vocabulary of needs, volumes and task types, and the guide's thresholds (each named
+  constant is imported from there);
 - `decision`: the reasons, the recommendation and `advise`;
 - `project`: `answers_from_project`;
 - `interview`: the questionnaire and this machine's GPU.
 """
 
-from tunesmith.advise.answers import (
-    BEHAVIOR_NEEDS,
-    EXAMPLES_NEEDED,
-    GUIDE,
-    KNOWLEDGE_NEEDS,
-    MIN_EXAMPLES,
-    NARROW_TASK_MAX_SIZE,
-    NEEDS,
-    RECOMMENDATIONS,
-    STALE_FACT_SHARE,
-    SWEET_SPOT_GIB,
-    TARGET_ACCURACY,
-    TASKS,
-    VOLUMES,
-    Answers,
-)
+from tunesmith.advise.answers import EXAMPLES_NEEDED, MIN_EXAMPLES, STALE_FACT_SHARE, TARGET_ACCURACY, Answers
 from tunesmith.advise.decision import Advice, Reason, advise, gpu_of, size_and_method
 from tunesmith.advise.interview import local_gpu, questionnaire
 from tunesmith.advise.project import answers_from_project
 
 __all__ = [
-    "BEHAVIOR_NEEDS",
     "EXAMPLES_NEEDED",
-    "GUIDE",
-    "KNOWLEDGE_NEEDS",
     "MIN_EXAMPLES",
-    "NARROW_TASK_MAX_SIZE",
-    "NEEDS",
-    "RECOMMENDATIONS",
     "STALE_FACT_SHARE",
-    "SWEET_SPOT_GIB",
     "TARGET_ACCURACY",
-    "TASKS",
-    "VOLUMES",
     "Advice",
     "Answers",
     "Reason",

@@ -31,15 +31,7 @@ cost), `candidates.py` (what the teacher wrote, cleaned and judged), `generation
 `run.py` (`synthesize`), `setup.py` (the teacher, config and cache the commands use).
 """
 
-from tunesmith.data.synth.candidates import (
-    BEHAVIOR_HINTS,
-    RETRIED_REASONS,
-    TEACHER_REFUSAL,
-    clean_message,
-    clean_reply,
-    generation_problem,
-    judge_reply,
-)
+from tunesmith.data.synth.candidates import TEACHER_REFUSAL, clean_message, clean_reply
 from tunesmith.data.synth.plan import OPERATORS, PERSONAS, TONES, Job, Operator, plan_jobs, usable_seed
 from tunesmith.data.synth.prompts import BEHAVIOR_NOTES, RETRY_PREFIX, REWRITER, answer_case, retry_case, rewrite_case
 from tunesmith.data.synth.reply_format import ReplyFormat
@@ -48,11 +40,9 @@ from tunesmith.data.synth.setup import operator_mix, project_of, synth_setup, te
 from tunesmith.data.synth.teacher import Meter, prompt_tokens
 
 __all__ = [
-    "BEHAVIOR_HINTS",
     "BEHAVIOR_NOTES",
     "OPERATORS",
     "PERSONAS",
-    "RETRIED_REASONS",
     "RETRY_PREFIX",
     "REWRITER",
     "TEACHER_REFUSAL",
@@ -64,8 +54,6 @@ __all__ = [
     "answer_case",
     "clean_message",
     "clean_reply",
-    "generation_problem",
-    "judge_reply",
     "operator_mix",
     "plan_jobs",
     "project_of",

@@ -45,6 +45,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import RECORD_KEYS
 from tunesmith.config import ColumnsConfig, TaskConfig, load_config
 from tunesmith.data.audit import check_files
 from tunesmith.data.findings import Code
@@ -401,33 +402,6 @@ PREFERENCE = [
     {"chosen": [msg("user", "hi"), msg("assistant", "hello")], "rejected": [msg("user", "hi"), msg("assistant", "no")]},
     {"chosen": "\n\nHuman: hi\n\nAssistant: hello there", "rejected": "\n\nHuman: hi\n\nAssistant: go away"},
 ]
-RECORD_KEYS = (
-    "messages",
-    "conversations",
-    "instruction",
-    "input",
-    "output",
-    "prompt",
-    "completion",
-    "chosen",
-    "rejected",
-    "role",
-    "content",
-    "from",
-    "value",
-    "tools",
-    "tool_calls",
-    "function",
-    "name",
-    "arguments",
-    "tags",
-    "id",
-    "meta",
-    "system",
-    "source",
-    "line",
-    "weight",
-)
 
 
 def _record(templates):

@@ -738,7 +738,10 @@ SUITE_KEYS = (
 )
 
 
-def _assert_suite(reader: str, path: Path, data: bytes) -> None:
+def _fuzz_suite(reader: str, name: str, data: bytes) -> None:
+    """`data` written as the suite file `name` and loaded: its cases name their line, or it fails naming it."""
+    path = WORK / name
+    path.write_bytes(data)
     lines = _lines(data)
     cases, err = _call(reader, lambda: load_suite(path, TaskConfig(type="chat")))
     if err is not None:
@@ -757,17 +760,13 @@ def _assert_suite(reader: str, path: Path, data: bytes) -> None:
 @FUZZ
 @given(data=jsonl_bytes(mutated(st.sampled_from(CASES_TUNESMITH), SUITE_KEYS)))
 def test_fuzz_eval_suite(data):
-    path = WORK / "suite.jsonl"
-    path.write_bytes(data)
-    _assert_suite("eval suite", path, data)
+    _fuzz_suite("eval suite", "suite.jsonl", data)
 
 
 @FUZZ
 @given(data=jsonl_bytes(mutated(st.sampled_from(CASES_IFEVAL), SUITE_KEYS)))
 def test_fuzz_ifeval_suite(data):
-    path = WORK / "ifeval.jsonl"
-    path.write_bytes(data)
-    _assert_suite("eval suite (IFEval format)", path, data)
+    _fuzz_suite("eval suite (IFEval format)", "ifeval.jsonl", data)
 
 
 # ---------------------------------------------------------------------------------------------- tunesmith.yaml

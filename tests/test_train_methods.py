@@ -540,37 +540,17 @@ def test_distillation_writes_the_teachers_replies_with_provenance(tmp_path):
 def test_self_distilled_general_data_is_mixed_into_training(tiny_project):
     from chat_server import ChatServer
 
+    suite = str(tiny_project / "eval" / "redteam.jsonl")
+
+    def distill(out: Path, *options: str):
+        return runner.invoke(app, ["data", "distill", suite, "--out", str(out), *options])
+
     # self-distillation with the project's base: the random tiny model only emits newlines, which is reported
-    res = runner.invoke(
-        app,
-        [
-            "data",
-            "distill",
-            str(tiny_project / "eval" / "redteam.jsonl"),
-            "--out",
-            str(tiny_project / "self.jsonl"),
-            "--project",
-            str(tiny_project),
-            "--max-new-tokens",
-            "8",
-        ],
-    )
+    res = distill(tiny_project / "self.jsonl", "--project", str(tiny_project), "--max-new-tokens", "8")
     assert res.exit_code == 1 and "redteam.jsonl:1: the teacher emitted nothing" in res.output
     with ChatServer(lambda m, t: {"content": "a calm general answer"}) as server:
-        res = runner.invoke(
-            app,
-            [
-                "data",
-                "distill",
-                str(tiny_project / "eval" / "redteam.jsonl"),
-                "--out",
-                str(tiny_project / "data" / "general" / "self.jsonl"),
-                "--endpoint",
-                server.base_url,
-                "--endpoint-model",
-                "teacher",
-            ],
-        )
+        general_out = tiny_project / "data" / "general" / "self.jsonl"
+        res = distill(general_out, "--endpoint", server.base_url, "--endpoint-model", "teacher")
     assert res.exit_code == 0 and "1 of 1 record(s) distilled" in res.output, res.output
     general = tiny_project / "data" / "general" / "g.jsonl"
     write_jsonl(

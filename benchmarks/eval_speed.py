@@ -13,8 +13,6 @@ scores with a fraction of the tokens; constrained decoding changes what it is ab
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -69,22 +67,18 @@ def main() -> None:
     ap.add_argument("--child")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
+    from _child import child_result, print_result
     from intent_quality import write_project
 
     args.work.mkdir(parents=True, exist_ok=True)
     project = write_project(args.work, "banking77")
     if args.child:
-        print("RESULT " + json.dumps(child(project, args.child, args.cases)))
+        print_result(child(project, args.child, args.cases))
         return
-    results = {}
-    for name in SETTINGS:
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", name, "--cases", str(args.cases), "--work", str(args.work)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        results[name] = json.loads(next(x for x in out.splitlines() if x.startswith("RESULT "))[7:])
+    results = {
+        name: child_result(__file__, "--child", name, "--cases", str(args.cases), "--work", str(args.work))
+        for name in SETTINGS
+    }
     before = results["before"]["wall_s"]
     print(f"\nbase model ({args.cases} Banking77 test cases)")
     print(f"{'setting':<46}{'limit':>6}{'wall s':>9}{'speed-up':>10}  suite: task accuracy / valid JSON / tokens")

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from unittest import mock
+
+from _child import child_result, print_result
 
 
 def measure(project: Path, steps: int, baseline: bool, extra: list[str] | None = None) -> dict:
@@ -84,17 +83,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         result = measure(args.project, args.steps, args.child == "baseline", ROWS[args.child][1])
-        print("RESULT " + json.dumps(result, default=str))
+        print_result(result)
         return
-    runs = {}
-    for side in dict.fromkeys(["baseline", "tunesmith", *args.rows.split(",")]):
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", side, "--steps", str(args.steps), "--project", str(args.project)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        runs[side] = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+    runs = {
+        side: child_result(__file__, "--child", side, "--steps", str(args.steps), "--project", str(args.project))
+        for side in dict.fromkeys(["baseline", "tunesmith", *args.rows.split(",")])
+    }
     base, ours = runs["baseline"], runs["tunesmith"]
     peak = matmul_peak_gflops()
     params = ours["total_params"]

@@ -1,4 +1,11 @@
-"""Shared fixtures: tiny random models built offline from a config, and small projects written on the fly."""
+"""Shared fixtures: tiny random models built offline from a config, and small projects written on the fly; and the
+helpers more than one test file needs (a training run stopped at a checkpoint, a started review, the judged
+`eval compare` command line, the record keys the fuzzers mix).
+
+    from conftest import interrupted_training, routing_records, train_config
+
+    saved = interrupted_training(train_config(max_steps=2, save_steps=1), ref, routing_records(), tmp_path, 1)
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,46 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SYSTEM = "Route the message. Reply with JSON only."
 QUEUES = ["billing", "technical", "shipping"]
+# The stages a full `tunesmith run` of the tiny project completes, in order.
+STAGES = [
+    "check",
+    "split",
+    "train",
+    "eval-base",
+    "eval-tuned",
+    "baseline-classifier",
+    "baseline-few_shot",
+    "compare",
+    "diagnose",
+]
+# The keys of the record formats tunesmith reads, and of its own provenance: what the fuzzers misspell and mix.
+RECORD_KEYS = (
+    "messages",
+    "conversations",
+    "instruction",
+    "input",
+    "output",
+    "prompt",
+    "completion",
+    "chosen",
+    "rejected",
+    "role",
+    "content",
+    "from",
+    "value",
+    "tools",
+    "tool_calls",
+    "function",
+    "name",
+    "arguments",
+    "tags",
+    "id",
+    "meta",
+    "system",
+    "source",
+    "line",
+    "weight",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -115,3 +162,43 @@ def train_config(**train):
         else:
             setattr(cfg.train, key, value)
     return cfg
+
+
+def interrupted_training(cfg, ref, records, out: Path, at_step: int) -> Path:
+    """`train_sft` into `out`, stopped as if killed (KeyboardInterrupt) right after it saved the checkpoint of step
+    `at_step`; returns that checkpoint's directory. Only the stop is patched, and only for this run."""
+    from tunesmith.train import progress
+    from tunesmith.train.sft import train_sft
+
+    def crash_after_checkpoint(self, args, state, control, **kw):
+        if state.global_step == at_step:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(progress.MetricsLog, "on_save", crash_after_checkpoint, raising=False)
+        with pytest.raises(KeyboardInterrupt):
+            train_sft(cfg, ref, records, out)
+    return out / "checkpoints" / f"checkpoint-{at_step}"
+
+
+def synthetic_review(folder: Path, n: int, seed: int) -> Path:
+    """A sample review of half of `n` synthetic question/answer records (drawn with `seed`), started in
+    `folder / "review"`; returns that directory."""
+    from tunesmith.review import start_sample_review
+
+    rows = [
+        {
+            "messages": [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"a {i}"}],
+            "meta": {"synthetic": {"generator": "t"}},
+        }
+        for i in range(n)
+    ]
+    start_sample_review(write_jsonl(folder / "synth.jsonl", rows), folder / "review", fraction=0.5, seed=seed)
+    return folder / "review"
+
+
+def judged_compare_args(folder: Path, limit: int, *extra: str) -> list[str]:
+    """The `tunesmith eval compare` arguments for `folder`'s a.jsonl against its b.jsonl, `folder` being the project
+    (its `eval.judge`), with the judge on at most `limit` pairs and the result as JSON; `extra` follows."""
+    a, b = str(folder / "a.jsonl"), str(folder / "b.jsonl")
+    return ["eval", "compare", a, b, "--project", str(folder), "--judge", "--judge-limit", str(limit), "--json", *extra]

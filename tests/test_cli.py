@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -124,27 +125,18 @@ def test_config_schema_is_json():
     assert res.exit_code == 0 and "properties" in json.loads(res.output)
 
 
+def _convert(source: Path, out: Path, *options: str):
+    """`tunesmith data convert SOURCE OUT OPTIONS...`"""
+    return runner.invoke(app, ["data", "convert", str(source), str(out), *options])
+
+
 def test_data_convert_csv_and_check_and_split(tmp_path):
     src = tmp_path / "rows.csv"
     src.write_text("text,category\n" + "".join(f"message {i},{['a', 'b'][i % 2]}\n" for i in range(20)))
     before = src.read_text()
     out = tmp_path / "conv.jsonl"
-    res = runner.invoke(
-        app,
-        [
-            "data",
-            "convert",
-            str(src),
-            str(out),
-            "--from",
-            "csv",
-            "--text-column",
-            "text",
-            "--label-column",
-            "category",
-            "--json-key",
-            "label",
-        ],
+    res = _convert(
+        src, out, "--from", "csv", "--text-column", "text", "--label-column", "category", "--json-key", "label"
     )
     assert res.exit_code == 0 and src.read_text() == before
     first = json.loads(out.read_text().splitlines()[0])
@@ -169,23 +161,8 @@ def test_data_convert_reads_a_parquet_file_through_the_column_options(tmp_path):
     src = tmp_path / "intents.parquet"
     pq.write_table(pa.table({"utterance": ["card lost", "refund please"], "intent": ["lost_card", "refund"]}), src)
     out = tmp_path / "conv.jsonl"
-    res = runner.invoke(
-        app,
-        [
-            "data",
-            "convert",
-            str(src),
-            str(out),
-            "--prompt-column",
-            "utterance",
-            "--label-column",
-            "intent",
-            "--json-key",
-            "intent",
-            "--system",
-            "Classify.",
-        ],
-    )
+    labels = ["--label-column", "intent", "--json-key", "intent"]
+    res = _convert(src, out, "--prompt-column", "utterance", *labels, "--system", "Classify.")
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[1]["messages"] == [
@@ -197,13 +174,11 @@ def test_data_convert_reads_a_parquet_file_through_the_column_options(tmp_path):
 
     from tunesmith.errors import TunesmithError  # `main` prints these as a message and exits 2
 
-    res = runner.invoke(
-        app, ["data", "convert", str(src), str(out), "--prompt-column", "text", "--label-column", "intent"]
-    )
+    res = _convert(src, out, "--prompt-column", "text", "--label-column", "intent")
     problems = res.exception.problems
     assert [p.where for p in problems] == [f"{src}:1 [text]", f"{src}:2 [text]"]
     assert "it has: intent, utterance" in problems[0].message
-    res = runner.invoke(app, ["data", "convert", str(src), str(out), "--prompt-column", "utterance"])
+    res = _convert(src, out, "--prompt-column", "utterance")
     assert isinstance(res.exception, TunesmithError) and "exactly one reply" in res.exception.problems[0].message
     assert res.exception.problems[0].where == "--prompt-column utterance"
 

@@ -70,16 +70,8 @@ def test_the_builtins_table_entry_matches_its_gguf_config():
     from tunesmith.models import builtin_gguf
 
     config = load_gguf_checkpoint(str(builtin_gguf("smollm2-135m-instruct")), return_tensors=False)["config"]
-    keys = (
-        "hidden_size",
-        "num_hidden_layers",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "intermediate_size",
-        "vocab_size",
-        "tie_word_embeddings",
-    )
-    from_gguf = c.shape_from_config(LlamaConfig(**{k: config[k] for k in keys}))
+    entry = c.NAMED_SIZES[c.BUILTIN_SIZES["builtin:smollm2-135m-instruct"]]  # the size fields of the table's entry
+    from_gguf = c.shape_from_config(LlamaConfig(**{k: config[k] for k in entry}))
     assert from_gguf.params == c.model_shape("builtin:smollm2-135m-instruct").params == 134_515_008
 
 

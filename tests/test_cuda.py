@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import routing_records, train_config
+from conftest import interrupted_training, routing_records, train_config
+from faults.harness import max_adapter_difference
 from tunesmith.models import make_tiny_model, resolve_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -90,12 +91,9 @@ def test_the_training_invariants_hold_on_cuda(tiny_model_dir, on_cuda):
     assert results["batch 8x1 = batch 1x8"].figures["relative_difference"] < 1e-3
 
 
-def test_a_resumed_cuda_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, tiny_model_dir, monkeypatch):
+def test_a_resumed_cuda_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, tiny_model_dir):
     """Killed right after checkpoint-2 of 4 and resumed on the GPU: the final adapter equals the uninterrupted run's
     (fp32, as the CPU test; the RNG state saved includes CUDA's)."""
-    from safetensors.torch import load_file
-
-    from tunesmith.train import progress
     from tunesmith.train.sft import train_sft
 
     ref = resolve_model(str(tiny_model_dir))
@@ -104,21 +102,10 @@ def test_a_resumed_cuda_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_pa
     )
     records = _records(16)
     train_sft(cfg, ref, records, tmp_path / "whole")
-
-    def crash_after_checkpoint(self, args, state, control, **kw):
-        if state.global_step == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(progress.MetricsLog, "on_save", crash_after_checkpoint, raising=False)
-    with pytest.raises(KeyboardInterrupt):
-        train_sft(cfg, ref, records, tmp_path / "killed")
-    monkeypatch.undo()
+    interrupted_training(cfg, ref, records, tmp_path / "killed", at_step=2)
     resumed = train_sft(cfg, ref, records, tmp_path / "killed")
     assert resumed.resumed_from.endswith("checkpoint-2") and resumed.steps == 4
-    a = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
-    b = load_file(tmp_path / "killed" / "adapter" / "adapter_model.safetensors")
-    assert a.keys() == b.keys()
-    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    worst = max_adapter_difference(tmp_path / "whole", tmp_path / "killed")  # asserts the same tensors
     assert worst <= 1e-6, worst
 
 

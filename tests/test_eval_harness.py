@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from chat_server import ChatServer
-from conftest import write_jsonl
+from conftest import judged_compare_args, write_jsonl
 from tunesmith.cli import app
 from tunesmith.config import Config, EndpointConfig, GateConfig, TaskConfig
 from tunesmith.eval.compare import compare
@@ -430,21 +430,7 @@ def test_eval_compare_with_the_judge_reports_blind_preference(tmp_path):
         (tmp_path / "tunesmith.yaml").write_text(
             f"eval: {{judge: {{base_url: '{server.base_url}', model: j}}, bootstrap_samples: 200}}\n"
         )
-        res = runner.invoke(
-            app,
-            [
-                "eval",
-                "compare",
-                str(tmp_path / "a.jsonl"),
-                str(tmp_path / "b.jsonl"),
-                "--project",
-                str(tmp_path),
-                "--judge",
-                "--judge-limit",
-                "4",
-                "--json",
-            ],
-        )
+        res = runner.invoke(app, judged_compare_args(tmp_path, 4))
     assert res.exit_code == 0, res.output
     pref = json.loads(res.output[res.output.index("[") :])[0]["preference"]
     assert pref["judged"] == 4 and pref["wins"] == 4 and pref["win_rate"] == 1.0 and pref["verdict"] == "better"

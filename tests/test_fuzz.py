@@ -6,6 +6,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import RECORD_KEYS
 from tunesmith.data.audit import run_checks
 from tunesmith.data.findings import Finding
 from tunesmith.data.formats import RecordError, iter_records, to_record
@@ -19,32 +20,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
-keys = st.sampled_from(
-    [
-        "messages",
-        "conversations",
-        "instruction",
-        "input",
-        "output",
-        "prompt",
-        "completion",
-        "role",
-        "content",
-        "from",
-        "value",
-        "tools",
-        "tags",
-        "id",
-        "meta",
-        "system",
-        "chosen",
-        "rejected",
-        "tool_calls",
-        "function",
-        "name",
-        "arguments",
-    ]
-) | st.text(max_size=6)
+keys = st.sampled_from(RECORD_KEYS) | st.text(max_size=6)
 shaped = st.recursive(
     scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5), max_leaves=20
 )

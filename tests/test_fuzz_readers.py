@@ -45,6 +45,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import RECORD_KEYS
 from tunesmith.config import ColumnsConfig, TaskConfig, load_config
 from tunesmith.data.audit import check_files
 from tunesmith.data.findings import Code
@@ -401,33 +402,6 @@ PREFERENCE = [
     {"chosen": [msg("user", "hi"), msg("assistant", "hello")], "rejected": [msg("user", "hi"), msg("assistant", "no")]},
     {"chosen": "\n\nHuman: hi\n\nAssistant: hello there", "rejected": "\n\nHuman: hi\n\nAssistant: go away"},
 ]
-RECORD_KEYS = (
-    "messages",
-    "conversations",
-    "instruction",
-    "input",
-    "output",
-    "prompt",
-    "completion",
-    "chosen",
-    "rejected",
-    "role",
-    "content",
-    "from",
-    "value",
-    "tools",
-    "tool_calls",
-    "function",
-    "name",
-    "arguments",
-    "tags",
-    "id",
-    "meta",
-    "system",
-    "source",
-    "line",
-    "weight",
-)
 
 
 def _record(templates):
@@ -764,7 +738,10 @@ SUITE_KEYS = (
 )
 
 
-def _assert_suite(reader: str, path: Path, data: bytes) -> None:
+def _fuzz_suite(reader: str, name: str, data: bytes) -> None:
+    """`data` written as the suite file `name` and loaded: its cases name their line, or it fails naming it."""
+    path = WORK / name
+    path.write_bytes(data)
     lines = _lines(data)
     cases, err = _call(reader, lambda: load_suite(path, TaskConfig(type="chat")))
     if err is not None:
@@ -783,17 +760,13 @@ def _assert_suite(reader: str, path: Path, data: bytes) -> None:
 @FUZZ
 @given(data=jsonl_bytes(mutated(st.sampled_from(CASES_TUNESMITH), SUITE_KEYS)))
 def test_fuzz_eval_suite(data):
-    path = WORK / "suite.jsonl"
-    path.write_bytes(data)
-    _assert_suite("eval suite", path, data)
+    _fuzz_suite("eval suite", "suite.jsonl", data)
 
 
 @FUZZ
 @given(data=jsonl_bytes(mutated(st.sampled_from(CASES_IFEVAL), SUITE_KEYS)))
 def test_fuzz_ifeval_suite(data):
-    path = WORK / "ifeval.jsonl"
-    path.write_bytes(data)
-    _assert_suite("eval suite (IFEval format)", path, data)
+    _fuzz_suite("eval suite (IFEval format)", "ifeval.jsonl", data)
 
 
 # ---------------------------------------------------------------------------------------------- tunesmith.yaml

@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+from conftest import synthetic_review
 from test_security import raw
 from tunesmith.review.state import read_journal, read_state
 
@@ -20,24 +21,6 @@ TOKEN = "load-token"
 def _hammer(worker) -> list:
     with ThreadPoolExecutor(THREADS) as pool:
         return [r for rs in pool.map(worker, range(THREADS)) for r in rs]
-
-
-def _review(tmp_path):
-    from conftest import write_jsonl
-    from tunesmith.review import start_sample_review
-
-    synth = write_jsonl(
-        tmp_path / "synth.jsonl",
-        [
-            {
-                "messages": [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"a {i}"}],
-                "meta": {"synthetic": {"generator": "t"}},
-            }
-            for i in range(24)
-        ],
-    )
-    start_sample_review(synth, tmp_path / "review", fraction=0.5, seed=2)
-    return tmp_path / "review"
 
 
 MALFORMED_DECISIONS = [
@@ -60,7 +43,7 @@ MALFORMED_DECISIONS = [
 def test_the_review_app_under_concurrent_decisions_loses_nothing(tmp_path):
     from tunesmith.review import ReviewServer
 
-    review = _review(tmp_path)
+    review = synthetic_review(tmp_path, 24, seed=2)
     ids = [it.id for it in read_state(review).items]
     known = {i: 0 for i in ids}  # the version each client last saw (shared and racy on purpose: conflicts happen)
     lock = threading.Lock()

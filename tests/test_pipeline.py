@@ -6,20 +6,9 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from conftest import STAGES
 from tunesmith.pipeline import run_project, train_project
 from tunesmith.runs import list_runs
-
-STAGES = [
-    "check",
-    "split",
-    "train",
-    "eval-base",
-    "eval-tuned",
-    "baseline-classifier",
-    "baseline-few_shot",
-    "compare",
-    "diagnose",
-]
 
 
 def by_stage(project):

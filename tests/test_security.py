@@ -24,7 +24,15 @@ import pytest
 from typer.testing import CliRunner
 
 from chat_server import ChatServer
-from conftest import routing_rows, write_jsonl
+from conftest import (
+    interrupted_training,
+    judged_compare_args,
+    routing_records,
+    routing_rows,
+    synthetic_review,
+    train_config,
+    write_jsonl,
+)
 from tunesmith.cli import app
 from tunesmith.errors import TunesmithError
 from tunesmith.models import load_model, resolve_model
@@ -157,29 +165,19 @@ def test_pickled_state_in_a_checkpoint_never_runs(tmp_path):
     assert not marker.exists()
 
 
-def test_resuming_from_a_pickled_checkpoint_is_refused_and_runs_nothing(tmp_path, tiny_model_dir, monkeypatch):
-    from test_train_methods import _cfg, _records
-    from tunesmith.train import progress
+def test_resuming_from_a_pickled_checkpoint_is_refused_and_runs_nothing(tmp_path, tiny_model_dir):
     from tunesmith.train.sft import train_sft
 
     ref = resolve_model(str(tiny_model_dir))
-    cfg = _cfg(max_steps=2, save_steps=1)
-
-    def crash(self, args, state, control, **kw):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(progress.MetricsLog, "on_save", crash, raising=False)
-    with pytest.raises(KeyboardInterrupt):
-        train_sft(cfg, ref, _records(), tmp_path / "out")
-    monkeypatch.undo()
-    saved = tmp_path / "out" / "checkpoints" / "checkpoint-1"
+    cfg = train_config(max_steps=2, save_steps=1)
+    saved = interrupted_training(cfg, ref, routing_records(), tmp_path / "out", at_step=1)
     for name in ("optimizer.safetensors", "optimizer.json", "rng_state.safetensors", "rng_state.json"):
         (saved / name).unlink(missing_ok=True)
     marker = tmp_path / "pwned"
     plant(saved / "optimizer.pt", marker)
     plant(saved / "rng_state.pth", marker)
     with pytest.raises(TunesmithError, match="Refusing a pickled checkpoint") as err:
-        train_sft(cfg, ref, _records(), tmp_path / "out")
+        train_sft(cfg, ref, routing_records(), tmp_path / "out")
     assert "optimizer.pt" in str(err.value)
     assert not marker.exists()
     # the adapter weights swapped for a pickle: refused before transformers loads the checkpoint's weights
@@ -189,7 +187,7 @@ def test_resuming_from_a_pickled_checkpoint_is_refused_and_runs_nothing(tmp_path
     (saved / "adapter_model.safetensors").unlink()
     plant(saved / "adapter_model.bin", marker)
     with pytest.raises(TunesmithError, match="adapter_model.bin"):
-        train_sft(cfg, ref, _records(), tmp_path / "out")
+        train_sft(cfg, ref, routing_records(), tmp_path / "out")
     assert not marker.exists()
 
 
@@ -315,23 +313,8 @@ def test_the_judge_key_never_leaks(tmp_path, monkeypatch, capfd):
                 f"eval: {{judge: {{base_url: '{server.base_url}', model: j, api_key_env: CANARY_KEY}}, "
                 "bootstrap_samples: 100}\n"
             )
-            res = runner.invoke(
-                app,
-                [
-                    "eval",
-                    "compare",
-                    str(tmp_path / "a.jsonl"),
-                    str(tmp_path / "b.jsonl"),
-                    "--project",
-                    str(tmp_path),
-                    "--judge",
-                    "--judge-limit",
-                    "3",
-                    "--json",
-                    "--out",
-                    str(tmp_path / f"cmp-{server is good}.json"),
-                ],
-            )
+            out = tmp_path / f"cmp-{server is good}.json"
+            res = runner.invoke(app, judged_compare_args(tmp_path, 3, "--out", str(out)))
             assert res.exit_code in (0, 1), res.output
             texts += _outputs(res)
         assert good.requests and bad.requests
@@ -470,28 +453,11 @@ def test_the_server_serves_nothing_outside_for_traversal_paths_and_model_names(t
         assert raw(base, "POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {KEY}"})[0] == 200
 
 
-def _review_dir(tmp_path) -> pathlib.Path:
-    from tunesmith.review import start_sample_review
-
-    synth = write_jsonl(
-        tmp_path / "synth.jsonl",
-        [
-            {
-                "messages": [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"a {i}"}],
-                "meta": {"synthetic": {"generator": "t"}},
-            }
-            for i in range(20)
-        ],
-    )
-    start_sample_review(synth, tmp_path / "review", fraction=0.5, seed=1)
-    return tmp_path / "review"
-
-
 def test_the_review_app_serves_nothing_outside_and_keeps_its_token_out_of_its_files(tmp_path):
     from tunesmith.review import ReviewServer
     from tunesmith.review.state import read_journal, read_state
 
-    review = _review_dir(tmp_path)
+    review = synthetic_review(tmp_path, 20, seed=1)
     (tmp_path / "secret.txt").write_text("root:x:0:0 outside the review")
     outside = lambda: sorted(p for p in tmp_path.rglob("*") if review not in p.parents)
     before = outside()

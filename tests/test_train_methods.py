@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import routing_records, routing_rows, train_config, write_jsonl
+from conftest import interrupted_training, routing_records, routing_rows, train_config, write_jsonl
+from faults.harness import CHECKPOINT_FILES, max_adapter_difference
 from tunesmith.cli import app
 from tunesmith.config import Config, load_config
 from tunesmith.data.records import Record
@@ -138,34 +139,16 @@ def test_describe_names_the_recipe():
     assert describe(_cfg(method="qlora", lora={"dora": True, "rslora": True, "r": 8})) == "QLoRA r=8 (DoRA, rsLoRA)"
 
 
-def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, tiny_model_dir, monkeypatch):
+def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, tiny_model_dir):
     """Killed right after checkpoint-2 of 4 and resumed: same sample order, schedule and RNG state, so the final
     adapter equals the uninterrupted run's (max abs difference at most 1e-6 on CPU)."""
-    from tunesmith.train import progress
-
     ref = resolve_model(str(tiny_model_dir))
     cfg = _cfg(max_steps=4, save_steps=2, batch_size=2, lora={"r": 4, "alpha": 8}, lr=5e-3)
     records = _records(16)
     train_sft(cfg, ref, records, tmp_path / "whole")
-
-    def crash_after_checkpoint(self, args, state, control, **kw):
-        if state.global_step == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(progress.MetricsLog, "on_save", crash_after_checkpoint, raising=False)
-    with pytest.raises(KeyboardInterrupt):
-        train_sft(cfg, ref, records, tmp_path / "killed")
-    monkeypatch.undo()
-    saved = tmp_path / "killed" / "checkpoints" / "checkpoint-2"
+    saved = interrupted_training(cfg, ref, records, tmp_path / "killed", at_step=2)
     names = {p.name for p in saved.iterdir()}
-    assert {
-        "optimizer.safetensors",
-        "optimizer.json",
-        "scheduler.json",
-        "rng_state.safetensors",
-        "rng_state.json",
-        "trainer_state.json",
-    } <= names
+    assert set(CHECKPOINT_FILES) <= names
     assert not [n for n in names if n.endswith((".pt", ".pth", ".bin", ".pkl"))]  # no pickle in a checkpoint
     # a pickle planted in the checkpoint is never opened: unpickling it would create `pwned`
     marker = tmp_path / "pwned"
@@ -173,10 +156,7 @@ def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, t
     resumed = train_sft(cfg, ref, records, tmp_path / "killed")
     assert not marker.exists()
     assert resumed.resumed_from.endswith("checkpoint-2") and resumed.steps == 4
-    a = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
-    b = load_file(tmp_path / "killed" / "adapter" / "adapter_model.safetensors")
-    assert a.keys() == b.keys()
-    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    worst = max_adapter_difference(tmp_path / "whole", tmp_path / "killed")  # asserts the same tensors
     assert worst <= 1e-6, worst
 
 
@@ -560,37 +540,17 @@ def test_distillation_writes_the_teachers_replies_with_provenance(tmp_path):
 def test_self_distilled_general_data_is_mixed_into_training(tiny_project):
     from chat_server import ChatServer
 
+    suite = str(tiny_project / "eval" / "redteam.jsonl")
+
+    def distill(out: Path, *options: str):
+        return runner.invoke(app, ["data", "distill", suite, "--out", str(out), *options])
+
     # self-distillation with the project's base: the random tiny model only emits newlines, which is reported
-    res = runner.invoke(
-        app,
-        [
-            "data",
-            "distill",
-            str(tiny_project / "eval" / "redteam.jsonl"),
-            "--out",
-            str(tiny_project / "self.jsonl"),
-            "--project",
-            str(tiny_project),
-            "--max-new-tokens",
-            "8",
-        ],
-    )
+    res = distill(tiny_project / "self.jsonl", "--project", str(tiny_project), "--max-new-tokens", "8")
     assert res.exit_code == 1 and "redteam.jsonl:1: the teacher emitted nothing" in res.output
     with ChatServer(lambda m, t: {"content": "a calm general answer"}) as server:
-        res = runner.invoke(
-            app,
-            [
-                "data",
-                "distill",
-                str(tiny_project / "eval" / "redteam.jsonl"),
-                "--out",
-                str(tiny_project / "data" / "general" / "self.jsonl"),
-                "--endpoint",
-                server.base_url,
-                "--endpoint-model",
-                "teacher",
-            ],
-        )
+        general_out = tiny_project / "data" / "general" / "self.jsonl"
+        res = distill(general_out, "--endpoint", server.base_url, "--endpoint-model", "teacher")
     assert res.exit_code == 0 and "1 of 1 record(s) distilled" in res.output, res.output
     general = tiny_project / "data" / "general" / "g.jsonl"
     write_jsonl(
@@ -619,21 +579,12 @@ def test_self_distilled_general_data_is_mixed_into_training(tiny_project):
         train_project(tiny_project, ["train.general_data=[nope/*.jsonl]", "train.general_share=0.2"])
 
 
-def test_a_checkpoint_with_only_pickled_state_is_refused(tmp_path, tiny_model_dir, monkeypatch):
+def test_a_checkpoint_with_only_pickled_state_is_refused(tmp_path, tiny_model_dir):
     from tunesmith.errors import TunesmithError
-    from tunesmith.train import progress
 
     ref = resolve_model(str(tiny_model_dir))
     cfg = _cfg(max_steps=3, save_steps=1)
-
-    def crash(self, args, state, control, **kw):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(progress.MetricsLog, "on_save", crash, raising=False)
-    with pytest.raises(KeyboardInterrupt):
-        train_sft(cfg, ref, _records(), tmp_path)
-    monkeypatch.undo()
-    saved = tmp_path / "checkpoints" / "checkpoint-1"
+    saved = interrupted_training(cfg, ref, _records(), tmp_path, at_step=1)
     for name in ("optimizer.safetensors", "optimizer.json"):  # as if another tool had written it
         (saved / name).unlink()
     (saved / "optimizer.pt").write_bytes(b"pickled by someone else")

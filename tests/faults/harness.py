@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import STAGES
+
 CHILD = Path(__file__).with_name("train_child.py")
 KILL_POINTS = ["accum", "step", "weights_saved", "mid_rng", "mid_state", "rotate", "time"]
 CHECKPOINT_FILES = (
@@ -159,18 +161,6 @@ def max_adapter_difference(a: Path, b: Path) -> float:
 
 
 # --- `tunesmith run` killed between and within stages ---------------------------------------------------------
-
-STAGES = [
-    "check",
-    "split",
-    "train",
-    "eval-base",
-    "eval-tuned",
-    "baseline-classifier",
-    "baseline-few_shot",
-    "compare",
-    "diagnose",
-]
 
 
 def stage_dirs(project: Path) -> dict[str, list[Path]]:

@@ -184,7 +184,7 @@ def grpo_overrides(args: argparse.Namespace) -> list[str]:
     settings = {
         "train.objective": "grpo",
         "train.max_steps": args.grpo_steps,
-        "train.grpo_max_completion_tokens": args.grpo_tokens,
+        "train.grpo.max_completion_tokens": args.grpo_tokens,
         "train.logging_steps": 1,
         "train.lr": args.grpo_lr,
     }
@@ -242,7 +242,7 @@ def main() -> None:
     ap.add_argument("--validation", type=int, default=20, help="validation problems (data.validation_max)")
     ap.add_argument("--max-new-tokens", type=int, default=320, help="eval.max_new_tokens (0: derived)")
     ap.add_argument("--grpo-steps", type=int, default=3)
-    ap.add_argument("--grpo-tokens", type=int, default=192, help="train.grpo_max_completion_tokens")
+    ap.add_argument("--grpo-tokens", type=int, default=192, help="train.grpo.max_completion_tokens")
     ap.add_argument("--grpo-lr", type=float, default=1e-4)
     ap.add_argument("--grpo-from", default="sft", choices=["sft", "base"])
     ap.add_argument("--seed", type=int, default=0)

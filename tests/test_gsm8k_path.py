@@ -148,7 +148,7 @@ model: {{base: "{tiny_model_dir}"}}
 task: {{type: math}}
 data: {{train: [data/train.jsonl], columns: {{prompt: question, reply: answer}}, max_seq_len: 128}}
 eval: {{max_new_tokens: 8, batch_size: 8, bootstrap_samples: 200}}
-train: {{objective: grpo, max_steps: 2, batch_size: 4, grpo_max_completion_tokens: 8, logging_steps: 1,
+train: {{objective: grpo, max_steps: 2, batch_size: 4, grpo: {{max_completion_tokens: 8}}, logging_steps: 1,
         precision: fp32}}
 """)
     summary = run_project(project)
@@ -161,3 +161,19 @@ train: {{objective: grpo, max_steps: 2, batch_size: 4, grpo_max_completion_token
     assert held and all(isinstance(r["expected"], float) for r in held)
     assert all(r["scores"]["task_correct"] is not None for r in held)
     assert ("heldout", "task_accuracy") in {(m["suite"], m["metric"]) for m in summary["metrics"]}
+
+
+def test_grpo_samples_as_long_as_the_evaluation_allows_by_default(tiny_model_dir):
+    from tunesmith.config import Config
+    from tunesmith.data.records import Record
+    from tunesmith.models import load_tokenizer, resolve_model
+    from tunesmith.train.grpo import completion_limit
+
+    tok = load_tokenizer(resolve_model(str(tiny_model_dir)))
+    worked = "Natalia sold 48/2 = <<48/2=24>>24 clips in May. Altogether 48+24 = <<48+24=72>>72 clips.\n#### 72"
+    records = [Record(messages=[{"role": "user", "content": "How many?"}, {"role": "assistant", "content": worked}])]
+    cfg = Config.model_validate({"task": {"type": "math"}})
+    tokens = len(tok(worked, add_special_tokens=False)["input_ids"])
+    assert completion_limit(cfg, records, tok) == int(tokens * 1.25) + 8  # the eval's own rule: the answer fits
+    cfg = Config.model_validate({"train": {"grpo": {"max_completion_tokens": 16}}})
+    assert completion_limit(cfg, records, tok) == 16

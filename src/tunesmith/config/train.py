@@ -58,7 +58,11 @@ class GrpoOptions(Section):
     """`train.grpo:` the settings of `objective: grpo`."""
 
     generations: int = Field(4, ge=2, description="GRPO: replies sampled per prompt (the group).")
-    max_completion_tokens: int = Field(64, ge=1, description="GRPO: longest sampled reply.")
+    max_completion_tokens: int | Literal["auto"] = Field(
+        "auto",
+        description="GRPO: longest sampled reply, or `auto`: the evaluation's own limit, derived from the training "
+        "replies (1.25x the longest one's tokens plus 8, at most 512), so a worked answer is not cut before it ends.",
+    )
     rewards: list[dict[str, Any]] = Field(
         default_factory=list,
         description="GRPO rewards: scorer specs (the eval harness's types: exact, label, json, "

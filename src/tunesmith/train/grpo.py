@@ -17,6 +17,7 @@ from typing import Any
 
 from tunesmith.config import Config
 from tunesmith.data.records import Record
+from tunesmith.eval.plan import reply_limit
 from tunesmith.eval.suite import expected_from_reply, with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
 from tunesmith.train import trainer as shared
@@ -32,6 +33,14 @@ def prompt_rows(records: list[Record], cfg: Config) -> list[dict[str, Any]]:
         expected = expected_from_reply(rec.reply, cfg.task) if last is not None else None
         rows.append({"prompt": with_system_prompt(prompt, cfg.task), "expected": json.dumps(expected)})
     return rows
+
+
+def completion_limit(cfg: Config, records: list[Record], tok) -> int:
+    """`train.grpo.max_completion_tokens`, or with `auto` the limit the evaluation derives from the same replies."""
+    configured = cfg.train.grpo.max_completion_tokens
+    if configured != "auto":
+        return configured
+    return reply_limit([r.reply for r in records if r.reply], tok, cfg.eval.max_new_tokens)
 
 
 def train_grpo(
@@ -54,7 +63,7 @@ def train_grpo(
             # a step's batch holds whole groups: batch_size prompts' worth of samples, rounded to the group size
             "per_device_train_batch_size": max(group, t.batch_size // group * group),
             "num_generations": group,
-            "max_completion_length": t.grpo.max_completion_tokens,
+            "max_completion_length": completion_limit(cfg, records, tok),
             "reward_weights": weights,
         }
     )

@@ -315,7 +315,7 @@ def _notes(job: FineTuningJob, hosted: dict[str, str] | None) -> list[str]:
         notes.append(
             f"the hosted fine-tuned model {endpoint['model']} is the baseline `{endpoint['name']}` (its key read from "
             f"${endpoint['api_key_env']}); a gate requires the tuned model to trail it by at most {HOSTED_MARGIN:g} "
-            "(to compare with replies you already have instead, give the baseline `responses: FILE.jsonl`)"
+            "(to compare replies you already have instead, import with `--hosted-replies FILE.jsonl`)"
         )
     return notes
 

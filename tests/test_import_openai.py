@@ -398,7 +398,7 @@ def test_json_replies_make_a_json_task_that_compares_their_label_like_fields(tmp
     result = import_openai_job(FIXTURES / "supervised_job.json", train, tmp_path / "json")
     cfg, _ = load_config(tmp_path / "json")
     assert cfg.task.type == "json" and cfg.task.match_fields == ["queue", "priority"]  # `reason` is free text
-    assert any("task.type json" in note and "queue, priority" in note for note in result.notes)
+    assert any("task.type json" in note and "its queue and priority match" in note for note in result.notes)
 
     for row in rows[:2]:
         row["messages"][-1]["content"] = "Billing, probably."

@@ -347,11 +347,16 @@ def _task_notes(section: dict[str, Any], implied: dict[str, Any] | None) -> list
     if not implied or implied.get("type") != "json":
         return []
     fields = section.get("match_fields")
-    which = f"its {', '.join(fields)} match" if fields else "every field matches"
+    which = f"its {_and(fields)} {'match' if len(fields) > 1 else 'matches'}" if fields else "every field matches"
     return [
         f"the training replies are JSON objects: task.type json, a held-out case is correct when {which} the "
         "expected reply's (task.match_fields chooses the fields)"
     ]
+
+
+def _and(words: list[str]) -> str:
+    """`queue`, `queue and priority`, `queue, priority and tone`."""
+    return " and ".join([", ".join(words[:-1]), words[-1]]) if len(words) > 1 else "".join(words)
 
 
 def _header(job: FineTuningJob, mapping: list[MappedValue]) -> str:

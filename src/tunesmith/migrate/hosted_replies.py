@@ -104,6 +104,7 @@ def coverage(
         for line, row in enumerate(rows, start=1):
             record = to_record(row, name, line)
             last = record.prompt[-1].get("content") if record.prompt else None
+            last = last if isinstance(last, str) else None  # content parts (a list) match no recorded prompt
             prompts.add(last)
             ids.add(record.id)
             if name != held_out_from:

@@ -293,3 +293,115 @@ def test_bad_data_files_are_named_by_file_line_and_field(tmp_path):
     bad.write_text(json.dumps(row) + "\n")
     message = _error(tmp_path, FIXTURES / "dpo_job.json", bad)
     assert f"{bad}:1 [preferred_output[0].role]" in message and "unknown role 'robot'" in message
+
+
+def _write_lines(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _supervised_prompts() -> list[tuple[str, str]]:
+    """(user message, reply) of each line of the supervised fixture's training file."""
+    lines = (FIXTURES / "supervised_train.jsonl").read_text().splitlines()
+    return [(m[-2]["content"], m[-1]["content"]) for m in (json.loads(line)["messages"] for line in lines)]
+
+
+def test_recorded_hosted_replies_are_copied_and_become_the_hosted_baseline(tmp_path):
+    from tunesmith.config import RecordedBaseline
+    from tunesmith.eval.named_baselines import score_recorded
+    from tunesmith.eval.suite import cases_from_records
+
+    prompts = _supervised_prompts()
+    rows = [{"prompt": p, "output": reply} for p, reply in prompts[:-2]] + [{"prompt": "not asked", "output": "x"}]
+    replies = _write_lines(tmp_path / "replies.jsonl", rows)
+    before = replies.read_bytes()
+    res = runner.invoke(app, _args("supervised", tmp_path / "p", "--hosted-replies", str(replies)))
+    assert res.exit_code == 0, res.output
+    assert replies.read_bytes() == before  # the input is never modified
+    copied = tmp_path / "p" / "data" / "hosted-replies.jsonl"
+    assert [json.loads(line) for line in copied.read_text().splitlines()] == rows
+    output = " ".join(res.output.split())
+    assert f"2 of {len(prompts)} training prompt(s) have no reply" in output and "data/train.jsonl:7" in output
+    assert f"1 repl(ies) answer no prompt of the training and validation files ({replies}:{len(rows)})" in output
+
+    written = yaml.safe_load((tmp_path / "p" / "tunesmith.yaml").read_text())["eval"]
+    assert written["baselines"] == ["auto", {"name": "hosted", "responses": "data/hosted-replies.jsonl"}]
+    assert written["gates"][-1] == {
+        "metric": "task_accuracy",
+        "min_delta": -0.02,
+        "require_significant": False,
+        "vs": "hosted",
+    }
+    cfg, project = load_config(tmp_path / "p")
+    entry = cfg.eval.baselines[-1]
+    assert isinstance(entry, RecordedBaseline) and cfg.eval.gates[-1].vs == "hosted"
+    cases = cases_from_records(load_records([project / "data" / "train.jsonl"]), cfg.task)
+    rec = score_recorded(entry, project, cases, cfg, None)  # what `tunesmith run` does with the held-out cases
+    assert rec.missing == [c.id for c in cases[-2:]] and rec.metrics["heldout"]["task_accuracy"] == 1.0
+
+    import_openai_job(  # the Python API: the same project
+        FIXTURES / "supervised_job.json", FIXTURES / "supervised_train.jsonl", tmp_path / "api", hosted_replies=replies
+    )
+    assert (tmp_path / "api" / "data" / "hosted-replies.jsonl").read_text() == copied.read_text()
+    assert yaml.safe_load((tmp_path / "api" / "tunesmith.yaml").read_text())["eval"]["baselines"][-1] == {
+        "name": "hosted",
+        "responses": "data/hosted-replies.jsonl",
+    }
+
+
+@pytest.mark.parametrize(
+    ("lines", "where", "expected"),
+    [
+        (['{"prompt": "hi", "output": "ok"}', '{"prompt": "hi",'], ":2", "not valid JSON"),
+        (['{"output": "ok"}'], ":1 [prompt]", "needs the `prompt` it answers"),
+        (['{"id": "case-1", "output": 3}'], ":1 [output]", "a string `output` (got int)"),
+        (['{"prompt": "hi"}'], ":1 [output]", "(got none)"),
+        (["[1, 2]"], ":1", "expected a JSON object"),
+        ([""], "", "the file has no records"),
+    ],
+)
+def test_bad_hosted_replies_are_named_by_file_and_line(tmp_path, lines, where, expected):
+    replies = tmp_path / "replies.jsonl"
+    replies.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TunesmithError) as info:
+        import_openai_job(
+            FIXTURES / "supervised_job.json",
+            FIXTURES / "supervised_train.jsonl",
+            tmp_path / "p",
+            hosted_replies=replies,
+        )
+    assert f"{replies}{where}" in str(info.value) and expected in str(info.value)
+    assert not (tmp_path / "p").exists()  # nothing written
+    missing = tmp_path / "nope.jsonl"
+    res = runner.invoke(app, _args("supervised", tmp_path / "p", "--hosted-replies", str(missing)))
+    assert isinstance(res.exception, TunesmithError) and str(missing) in str(res.exception)
+    assert "--hosted-replies" in str(res.exception) and not (tmp_path / "p").exists()
+
+
+def test_json_replies_make_a_json_task_that_compares_their_label_like_fields(tmp_path):
+    queues, priorities = ["billing", "technical", "shipping"], ["low", "high"]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"ticket {i}"},
+                {
+                    "role": "assistant",
+                    "content": json.dumps(
+                        {"queue": queues[i % 3], "priority": priorities[i % 2], "reason": f"because of {i}"}
+                    ),
+                },
+            ]
+        }
+        for i in range(12)
+    ]
+    train = _write_lines(tmp_path / "train.jsonl", rows)
+    result = import_openai_job(FIXTURES / "supervised_job.json", train, tmp_path / "json")
+    cfg, _ = load_config(tmp_path / "json")
+    assert cfg.task.type == "json" and cfg.task.match_fields == ["queue", "priority"]  # `reason` is free text
+    assert any("task.type json" in note and "its queue and priority match" in note for note in result.notes)
+
+    for row in rows[:2]:
+        row["messages"][-1]["content"] = "Billing, probably."
+    import_openai_job(FIXTURES / "supervised_job.json", _write_lines(train, rows), tmp_path / "chat")
+    cfg, _ = load_config(tmp_path / "chat")
+    assert cfg.task.type == "chat" and not cfg.task.match_fields  # a reply that is not JSON: free text

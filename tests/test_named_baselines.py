@@ -180,6 +180,12 @@ def test_recorded_replies_are_scored_and_the_cases_without_one_listed(tmp_path):
     assert rec.metrics["heldout"]["task_accuracy"] == 0.5  # the two answered, not the missing ones as failures
     assert [r["scores"] for r in rec.rows[2:]] == [{}, {}]  # left out of any paired comparison
     assert rec.facts()["unmatched"] == 1
+    # replies recorded for a whole training file: those to training (or validation) cases are not held out
+    aside = [EvalCase(id="t0", messages=[{"role": "user", "content": "a training ticket"}], expected=None)]
+    write_jsonl(tmp_path / "hosted.jsonl", [*replies, {"prompt": "a training ticket", "output": "{}"}])
+    rec = score_recorded(RecordedBaseline(name="hosted", responses="hosted.jsonl"), tmp_path, cases, cfg, None, aside)
+    assert rec.outside == 1 and [p.where for p in rec.unmatched] == [f"{tmp_path / 'hosted.jsonl'}:3 [id]"]
+    assert rec.metrics["heldout"]["task_accuracy"] == 0.5 and rec.facts()["outside"] == 1
     with pytest.raises(TunesmithError) as err:
         score_recorded(RecordedBaseline(name="hosted", responses="gone.jsonl"), tmp_path, cases, cfg, None)
     assert err.value.problems[0].where == "eval.baselines[hosted].responses"
@@ -240,7 +246,11 @@ def test_run_puts_an_endpoint_and_recorded_replies_beside_base_and_tuned(tiny_pr
         # its replies, recorded (all but the first case's), are a baseline of their own: no API call
         hosted_dir = next(Path(s["run"]) for s in first["stages"] if s["stage"] == "baseline-hosted")
         replies = [json.loads(line) for line in (hosted_dir / "results.jsonl").read_text().splitlines()]
-        write_jsonl(tiny_project / "export.jsonl", [{"id": r["id"], "output": r["output"]} for r in replies[1:]])
+        split = next(Path(s["run"]) for s in first["stages"] if s["stage"] == "split")
+        trained_on = json.loads((split / "train.jsonl").read_text().splitlines()[0])["messages"][-2]["content"]
+        recorded = [{"id": r["id"], "output": r["output"]} for r in replies[1:]]
+        recorded.append({"prompt": trained_on, "output": "{}"})  # a training case's reply: not held out, not scored
+        write_jsonl(tiny_project / "export.jsonl", recorded)
         _configure(tiny_project, f"few_shot, {hosted}, {{name: export, responses: export.jsonl}}")
         res = runner.invoke(app, ["run", str(tiny_project)])
         assert res.exit_code == 1, res.output  # do not ship: the random tiny model is no match for the router
@@ -254,6 +264,7 @@ def test_run_puts_an_endpoint_and_recorded_replies_beside_base_and_tuned(tiny_pr
     assert acc["values"]["hosted"] == acc["values"]["export"] == 1.0  # the recorded replies score as they did
     assert acc["n"]["hosted"] == 6 and acc["n"]["export"] == 5
     assert summary["baselines"]["export"]["missing"] == [replies[0]["id"]]
+    assert summary["baselines"]["export"]["outside"] == 1 and summary["baselines"]["export"]["unmatched"] == 0
     labels = {a["name"]: a["label"] for a in summary["verdict"]["alternatives"]}
     assert labels["hosted"] == "hosted (ft-router)" and labels["export"] == "export (recorded replies)"
     vs = summary["gates"][1]
@@ -269,6 +280,8 @@ def test_run_puts_an_endpoint_and_recorded_replies_beside_base_and_tuned(tiny_pr
     # the terminal summary and the HTML report show them side by side
     assert "On the same held-out cases" in res.output and "hosted (ft-router)" in res.output
     assert f"no recorded reply (left out of its comparison): {replies[0]['id']}" in res.output
+    assert "export: 1 recorded repl(ies) answer training or validation cases" in " ".join(res.output.split())
+    assert "match no case" not in res.output
     assert "FAIL (improvement" in res.output and "over hosted" in res.output
     page = (tiny_project / ".tunesmith" / "report.html").read_text()
     alternatives = page.split('id="alternatives"', 1)[1].split("</section>", 1)[0]

@@ -11,6 +11,10 @@
   JSON in a json task), and OpenAI's graders read `{{item.x}}` from it, so a grader's templates resolve as they
   did at OpenAI.
 
+`reply_task(rows)` is the task a supervised job's replies imply: `json` when every reply is a JSON object, a case
+correct when its label-like fields match (`task.match_fields`: a free-text field, a reason, is not compared), else
+`chat`.
+
 The input files are only read. A line that is not JSON, not in the method's shape, or not readable by tunesmith
 is a problem naming file:line and the field (as the job's format names it); all of them are reported at once.
 """
@@ -21,10 +25,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunesmith.config import TaskConfig
 from tunesmith.data.formats import to_record
 from tunesmith.data.io import LineProblem, scan_jsonl
 from tunesmith.data.messages import RecordError, parse_message
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.eval.baselines import label_problem
 
 SHAPES = {
     "supervised": '{"messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]}',
@@ -102,6 +108,26 @@ def _reinforcement(obj: dict[str, Any]) -> dict[str, Any]:
     item = {k: v for k, v in obj.items() if k not in NOT_ITEM}
     row = {"messages": messages + [{"role": "assistant", "content": json.dumps(item, ensure_ascii=False)}]}
     return {**row, "tools": obj["tools"]} if obj.get("tools") else row
+
+
+def reply_task(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `task` section of supervised rows: json when every final reply is a JSON object, with `match_fields`
+    the label-like fields (see `tunesmith.eval.baselines.label_problem`) when the others are free text."""
+    replies = [to_record(row, "", line).reply for line, row in enumerate(rows, start=1)]
+    objects = [_object(reply) for reply in replies]
+    if not objects or any(o is None for o in objects):
+        return {"type": "chat"}
+    keys = list(dict.fromkeys(k for o in objects for k in o))
+    labels = [k for k in keys if label_problem(TaskConfig(type="json", match_fields=[k]), replies) is None]
+    return {"type": "json", "match_fields": labels} if labels and labels != keys else {"type": "json"}
+
+
+def _object(reply: str | None) -> dict[str, Any] | None:
+    try:
+        value = json.loads(reply or "")
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 CONVERTERS = {"supervised": _supervised, "dpo": _dpo, "reinforcement": _reinforcement}

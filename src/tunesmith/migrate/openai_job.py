@@ -4,16 +4,21 @@
     result.files      # my-project/data/train.jsonl, ..., my-project/tunesmith.yaml
     result.mapping    # each hyperparameter: where in the job, its value, the tunesmith.yaml key and value, how
     result.warnings   # e.g. a grader type tunesmith does not support yet (the project is written all the same)
+    import_openai_job("ftjob.json", "train.jsonl", "p", hosted_replies="replies.jsonl")  # compared without the API
 
 The project starts from the starter's sections (`tunesmith init`: its suites, general probe and gates). The job's
 method picks `train.objective` (supervised -> sft, dpo -> dpo, reinforcement -> grpo), its hyperparameters map
 through `HYPERPARAMETERS` (one table: `auto` becomes tunesmith's own default), the data is copied into `data/`
 (converted where tunesmith's reader needs it: `tunesmith.migrate.job_data`), a validation file becomes
-`data.validation`. A reinforcement job's grader becomes the GRPO reward (`train.grpo.rewards`) and the scorer of
-the test set: `task.scorers`, so the held-out (and validation) cases are graded as the hosted job graded them.
+`data.validation`. A supervised job whose replies are all JSON objects is a json task comparing their label-like
+fields (`reply_task`); otherwise a chat task. A reinforcement job's grader becomes the GRPO reward
+(`train.grpo.rewards`) and the scorer of the test set: `task.scorers`, so the held-out (and validation) cases are graded
+as the hosted job graded them.
 The hosted base model and fine-tuned model are recorded in the file's header; the fine-tuned model becomes an
 endpoint baseline `hosted` in `eval.baselines` (beside the cheap ones), with a gate that the tuned model may trail it
-by at most `HOSTED_MARGIN` (`vs: hosted`).
+by at most `HOSTED_MARGIN` (`vs: hosted`). Given `hosted_replies` (the replies a team already has), the baseline
+is those replies instead, copied to `data/hosted-replies.jsonl` (`tunesmith.migrate.hosted_replies`: checked line
+by line, with a warning for the training and validation prompts they leave unanswered).
 Local training keeps tunesmith's built-in base model unless `base` is given.
 """
 
@@ -33,8 +38,9 @@ from tunesmith.config import CONFIG_NAME, Config
 from tunesmith.config.problems import problems_from
 from tunesmith.errors import Problem, TunesmithError, fail
 from tunesmith.files import atomic_write_jsonl, atomic_write_text
+from tunesmith.migrate.hosted_replies import Coverage, coverage, read_replies
 from tunesmith.migrate.job import METHODS, FineTuningJob, read_job
-from tunesmith.migrate.job_data import convert_lines
+from tunesmith.migrate.job_data import convert_lines, reply_task
 from tunesmith.starter import starter_sections
 
 # The hosted fine-tuned model must be matched: the tuned model may trail it by at most this much on the gate's
@@ -42,6 +48,10 @@ from tunesmith.starter import starter_sections
 HOSTED_MARGIN = 0.02
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 OBJECTIVES = {"supervised": "sft", "dpo": "dpo", "reinforcement": "grpo"}
+TRAIN_FILE = "data/train.jsonl"  # `data.train`, the file the held-out cases are drawn from
+REPLIES_FILE = "data/hosted-replies.jsonl"  # where `--hosted-replies` is copied to
+RECORDED = {"name": "hosted", "responses": REPLIES_FILE}
+SHOWN = 3  # prompts or reply lines named in a coverage warning
 
 
 def _as_is(value: Any, default: Any) -> Any:
@@ -147,19 +157,31 @@ def import_openai_job(
     validation_file: str | Path | None = None,
     force: bool = False,
     base: str | None = None,
+    hosted_replies: str | Path | None = None,
 ) -> ImportResult:
     """Write a project to `out` from a saved job object and its data files (never modified); refuse a non-empty
-    `out` unless `force`. `base` is the local base model (default: tunesmith's built-in one)."""
+    `out` unless `force`. `base` is the local base model (default: tunesmith's built-in one). `hosted_replies`, the
+    hosted fine-tuned model's recorded replies, is copied to `data/hosted-replies.jsonl` and is the baseline
+    `hosted` instead of the endpoint."""
     job, out = read_job(job_file), Path(out)
     training, validation = Path(training_file), Path(validation_file) if validation_file else None
     data = _project_data(job, training, validation)
-    inputs = [training] + ([validation] if validation else [])
-    _require_writable(out, force, [out / name for name in data] + [out / CONFIG_NAME], inputs)
+    recorded = Path(hosted_replies) if hosted_replies else None
+    replies = read_replies(recorded) if recorded else None
+    inputs = [p for p in (training, validation, recorded) if p is not None]
+    written = [*data, *([REPLIES_FILE] if replies else []), CONFIG_NAME]
+    _require_writable(out, force, [out / name for name in written], inputs)
     mapping = map_hyperparameters(job)
-    sections = project_sections(job, base or config_default("model.base"), mapping, list(data))
+    task = reply_task(data[TRAIN_FILE]) if job.method_type == "supervised" else None
+    hosted = RECORDED if replies else hosted_baseline(job)
+    sections = project_sections(job, base or config_default("model.base"), mapping, list(data), task, hosted)
     warnings = _config_warnings(sections) + _job_warnings(job, validation_file)
-    notes = _notes(job)
+    if replies and recorded:
+        warnings += _coverage_warnings(coverage(replies, data, TRAIN_FILE, recorded), recorded)
+    notes = _task_notes(sections["task"], task) + _notes(job, hosted)
     files = [atomic_write_jsonl(out / name, rows) for name, rows in data.items()]
+    if replies:
+        files.append(atomic_write_jsonl(out / REPLIES_FILE, [r.row for r in replies]))
     files.append(atomic_write_text(out / CONFIG_NAME, _header(job, mapping) + _yaml(sections)))
     (out / "eval").mkdir(exist_ok=True)
     return ImportResult(job, out, files, mapping, warnings, notes, sections)
@@ -168,7 +190,7 @@ def import_openai_job(
 def _project_data(job: FineTuningJob, training: Path, validation: Path | None) -> dict[str, list[dict]]:
     """{path in the project: rows}: the training and validation lines, each converted for the job's method."""
     method = job.method_type
-    data = {"data/train.jsonl": convert_lines(training, method, "--training-file")}
+    data = {TRAIN_FILE: convert_lines(training, method, "--training-file")}
     if validation is not None:
         data["data/validation.jsonl"] = convert_lines(validation, method, "--validation-file")
     return data
@@ -189,12 +211,22 @@ def _require_writable(out: Path, force: bool, outputs: list[Path], inputs: list[
         raise fail("Would overwrite an input", str(clash[0]), "the import would write over it", "choose another --out")
 
 
-def project_sections(job: FineTuningJob, base: str, mapping: list[MappedValue], files: list[str]) -> dict[str, Any]:
-    """The starter's sections with the job's model, task, data files, objective and hyperparameters."""
+def project_sections(
+    job: FineTuningJob,
+    base: str,
+    mapping: list[MappedValue],
+    files: list[str],
+    task: dict[str, Any] | None = None,
+    hosted: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The starter's sections with the job's model, task (`task`: what the replies imply, default chat), data
+    files, objective and hyperparameters, and the hosted model as the baseline `hosted` (default: the job's
+    fine-tuned model as an endpoint)."""
     method, sections = job.method_type, starter_sections()
     starter_train = sections["train"]
     sections["model"] = {"base": base}
-    sections["task"] = {"type": "json", "scorers": [job.grader()]} if method == "reinforcement" else {"type": "chat"}
+    grader_task = {"type": "json", "scorers": [job.grader()]}
+    sections["task"] = grader_task if method == "reinforcement" else (task or {"type": "chat"})
     data = {k: v for k, v in sections["data"].items() if k != "train"}
     sections["data"] = {Path(f).stem: [f] for f in files} | data
     train = {"method": starter_train["method"], "objective": OBJECTIVES[method], "lora": starter_train["lora"]}
@@ -207,22 +239,22 @@ def project_sections(job: FineTuningJob, base: str, mapping: list[MappedValue], 
     if method == "reinforcement":
         sections["train"]["grpo"] = {"rewards": [job.grader()]}
         sections["eval"] = {**sections["eval"], "decoding": "free", "baselines": []}  # replies need not be JSON
-    endpoint = hosted_baseline(job)
-    if endpoint:
-        sections["eval"] = _against_hosted(sections["eval"], endpoint)
+    hosted = hosted or hosted_baseline(job)
+    if hosted:
+        sections["eval"] = _against_hosted(sections["eval"], hosted)
     return sections
 
 
-def _against_hosted(section: dict[str, Any], endpoint: dict[str, str]) -> dict[str, Any]:
-    """The eval with the hosted fine-tuned model as a baseline beside the cheap ones, and a gate that the tuned
-    model does not trail it by more than `HOSTED_MARGIN`."""
+def _against_hosted(section: dict[str, Any], hosted: dict[str, str]) -> dict[str, Any]:
+    """The eval with the hosted fine-tuned model (an endpoint, or its recorded replies) as a baseline beside the
+    cheap ones, and a gate that the tuned model does not trail it by more than `HOSTED_MARGIN`."""
     given = section.get("baselines", "auto")
-    baselines = (given if isinstance(given, list) else [given]) + [endpoint]
+    baselines = (given if isinstance(given, list) else [given]) + [hosted]
     gate = {
         "metric": section["gate"]["metric"],
         "min_delta": -HOSTED_MARGIN,
         "require_significant": False,
-        "vs": endpoint["name"],
+        "vs": hosted["name"],
     }
     return {**section, "baselines": baselines, "gates": [*section.get("gates", []), gate]}
 
@@ -270,16 +302,61 @@ def _job_warnings(job: FineTuningJob, validation_file: str | Path | None) -> lis
     return out
 
 
-def _notes(job: FineTuningJob) -> list[str]:
+def _notes(job: FineTuningJob, hosted: dict[str, str] | None) -> list[str]:
+    if hosted and "responses" in hosted:
+        return [
+            f"the hosted fine-tuned model's recorded replies ({hosted['responses']}) are the baseline "
+            f"`{hosted['name']}`, scored on the held-out cases without calling it; a gate requires the tuned model "
+            f"to trail it by at most {HOSTED_MARGIN:g}"
+        ]
     notes = []
     endpoint = hosted_baseline(job)
     if endpoint:
         notes.append(
             f"the hosted fine-tuned model {endpoint['model']} is the baseline `{endpoint['name']}` (its key read from "
             f"${endpoint['api_key_env']}); a gate requires the tuned model to trail it by at most {HOSTED_MARGIN:g} "
-            "(to compare with replies you already have instead, give the baseline `responses: FILE.jsonl`)"
+            "(to compare replies you already have instead, import with `--hosted-replies FILE.jsonl`)"
         )
     return notes
+
+
+def _coverage_warnings(gaps: Coverage, path: Path) -> list[str]:
+    """The training prompts the recorded replies leave unanswered (the held-out cases are drawn from them: those
+    are left out of the comparison), and the replies that answer no prompt."""
+    out = []
+    if gaps.missing:
+        out.append(
+            f"{len(gaps.missing)} of {gaps.prompts} training prompt(s) have no reply in {path} "
+            f"({_first(gaps.missing)}): the held-out cases among them are left out of the comparison with hosted"
+        )
+    if gaps.unmatched:
+        out.append(
+            f"{len(gaps.unmatched)} repl(ies) answer no prompt of the training and validation files "
+            f"({_first(gaps.unmatched)}): they match no held-out case"
+        )
+    return out
+
+
+def _first(items: list[str]) -> str:
+    more = f", … and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+    return ", ".join(items[:SHOWN]) + more
+
+
+def _task_notes(section: dict[str, Any], implied: dict[str, Any] | None) -> list[str]:
+    """What the import made of the replies: a json task and the fields it compares."""
+    if not implied or implied.get("type") != "json":
+        return []
+    fields = section.get("match_fields")
+    which = f"its {_and(fields)} {'match' if len(fields) > 1 else 'matches'}" if fields else "every field matches"
+    return [
+        f"the training replies are JSON objects: task.type json, a held-out case is correct when {which} the "
+        "expected reply's (task.match_fields chooses the fields)"
+    ]
+
+
+def _and(words: list[str]) -> str:
+    """`queue`, `queue and priority`, `queue, priority and tone`."""
+    return " and ".join([", ".join(words[:-1]), words[-1]]) if len(words) > 1 else "".join(words)
 
 
 def _header(job: FineTuningJob, mapping: list[MappedValue]) -> str:

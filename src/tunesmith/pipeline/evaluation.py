@@ -33,6 +33,7 @@ class EvalPlan:
     inputs: dict[str, Any]
     cache: Any
     decodings: dict[str, Any] = field(default_factory=dict)  # suite -> tunesmith.eval.plan.Decoding
+    split_dir: Path | None = None  # the split run: its training and validation records, for recorded replies
 
 
 def suite_hashes(cfg: Config, project: Path) -> dict[str, str]:
@@ -80,6 +81,7 @@ def eval_plan(
         inputs,
         GenerationCache.of_project(project),
         decodings,
+        st_split.run_dir,
     )
 
 
@@ -219,7 +221,7 @@ def compare_stage(
     )
 
 
-BASELINE_FACTS = ("train_s", "label", "kind", "missing", "unmatched")  # what the verdict and the summary quote
+BASELINE_FACTS = ("train_s", "label", "kind", "missing", "unmatched", "outside")  # what the verdict and summary quote
 
 
 def weigh(cfg: Config, base_rows: list[dict], tuned_rows: list[dict], st_baselines: dict[str, Stage]) -> dict:

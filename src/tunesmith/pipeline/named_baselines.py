@@ -60,7 +60,7 @@ def run_named_baseline(
     if isinstance(entry, EndpointBaseline):
         rows, metrics, facts = _ask_endpoint(entry, cfg, plan, schema, run_dir)
     else:
-        rows, metrics, facts = _score_recorded(entry, cfg, project, cases, schema, run_dir)
+        rows, metrics, facts = _score_recorded(entry, cfg, project, plan, schema, run_dir)
     count = _lazy_counter(model_ref, cases) if None not in prices(entry) else None
     return {
         "model": entry.name,
@@ -86,13 +86,14 @@ def _ask_endpoint(entry: EndpointBaseline, cfg: Config, plan: EvalPlan, schema: 
 
 
 def _score_recorded(
-    entry: RecordedBaseline, cfg: Config, project: Path, cases: list, schema: dict | None, run_dir: Path
+    entry: RecordedBaseline, cfg: Config, project: Path, plan: EvalPlan, schema: dict | None, run_dir: Path
 ):
-    """(rows, metrics, facts) of the recorded replies; the cases without one, and the replies that match no case,
-    are warned about."""
+    """(rows, metrics, facts) of the recorded replies on the held-out cases; the cases without one, and the
+    replies that match no case at all (not even a training or validation one), are warned about."""
     from tunesmith.eval.named_baselines import score_recorded
 
-    rec = score_recorded(entry, project, cases, cfg, schema)
+    cases = plan.suites["heldout"]
+    rec = score_recorded(entry, project, cases, cfg, schema, _split_aside(plan, cfg))
     atomic_write_jsonl(run_dir / "results.jsonl", rec.rows)
     if rec.missing:
         more = f" … and {len(rec.missing) - SHOWN} more" if len(rec.missing) > SHOWN else ""
@@ -107,6 +108,17 @@ def _score_recorded(
             f"case (left out), e.g. {escape(rec.unmatched[0].where)}"
         )
     return rec.rows, rec.metrics, {"kind": "recorded", "responses": entry.responses, **rec.facts()}
+
+
+def _split_aside(plan: EvalPlan, cfg: Config) -> list:
+    """The split's training and validation records as cases (what recorded replies may also answer)."""
+    from tunesmith.data.project import read_records, validation_records
+    from tunesmith.eval.suite import cases_from_records
+
+    if plan.split_dir is None:
+        return []
+    aside = read_records(plan.split_dir / "train.jsonl") + validation_records(plan.split_dir)
+    return cases_from_records(aside, cfg.task, "aside")
 
 
 def _lazy_counter(model_ref, cases: list):

@@ -60,8 +60,8 @@ def print_side_by_side(table: dict[str, Any], title: str, console) -> None:
 
 
 def print_baseline_notes(baselines: dict[str, dict] | None, console) -> None:
-    """For each recorded baseline: the held-out cases without a reply (left out of its comparison) and the reply
-    lines that match no case."""
+    """For each recorded baseline: the held-out cases without a reply (left out of its comparison), the reply
+    lines that match no case, and how many answer training or validation cases instead."""
     from rich.markup import escape
 
     for name, entry in (baselines or {}).items():
@@ -74,6 +74,11 @@ def print_baseline_notes(baselines: dict[str, dict] | None, console) -> None:
             )
         if entry.get("unmatched"):
             console.print(f"[yellow]{escape(name)}[/yellow]: {entry['unmatched']} recorded repl(ies) match no case")
+        if entry.get("outside"):
+            console.print(
+                f"{escape(name)}: {entry['outside']} recorded repl(ies) answer training or validation cases (not held "
+                "out: not scored)"
+            )
 
 
 def print_cost_per_success(rows: list[dict] | None, console) -> None:

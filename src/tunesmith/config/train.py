@@ -67,8 +67,9 @@ class GrpoOptions(Section):
         default_factory=list,
         description="GRPO rewards: scorer specs (the eval harness's types: exact, label, json, "
         "json_schema, json_fields, regex, numeric, contains, not_contains, behavior, tool_call, instructions, "
-        "custom) with an optional `weight`, e.g. [{type: json_schema, weight: 0.5}, {type: json_fields}]. Each "
-        "scores 1 or 0 against the record's own reply; empty = the task's defaults.",
+        "custom, and OpenAI's graders) with an optional `weight`, e.g. [{type: json_schema, weight: 0.5}, {type: "
+        "json_fields}], each against the record's own reply: a grader with a score (text_similarity, score_model, "
+        "python, multi) rewards that score, the others 1 for a pass and 0 otherwise; empty = the task's defaults.",
     )
 
 

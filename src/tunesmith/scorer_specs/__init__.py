@@ -1,6 +1,6 @@
-"""Scorer specs — `{type: regex, pattern: ...}` in a suite's `scorers` or `train.rewards` — checked without the scorers.
+"""Scorer specs (`{type: regex, pattern: ...}` in `scorers` or `train.grpo.rewards`), checked without the scorers.
 
-The config validates `train.rewards` and a suite validates its cases' scorers with `scorer_problem`; the scoring
+The config validates `train.grpo.rewards` and a suite validates its cases' scorers with `scorer_problem`; the scoring
 functions themselves live in `tunesmith.eval.scorers` (tunesmith's own, `SCORER_FUNCTIONS`) and
 `tunesmith.eval.openai_graders` (OpenAI's graders, checked in `tunesmith.scorer_specs.graders`).
 

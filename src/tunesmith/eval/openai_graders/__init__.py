@@ -9,7 +9,7 @@
     {"type": "multi", "graders": {"a": {...}, "b": {...}}, "calculate_output": "0.5 * a + 0.5 * b"}
 
 A grader spec works wherever a scorer does: in a suite case's `scorers`, a suite's `scorers` in the config, and
-`train.rewards`, where the grader's score (not only pass/fail) is the GRPO reward. Template references are
+`train.grpo.rewards`, where the grader's score (not only pass/fail) is the GRPO reward. Template references are
 resolved as OpenAI's graders define them (`templates.py`). One module per kind: `text.py` (string_check,
 text_similarity), `model.py` (score_model, label_model through `eval.judge`), `python.py` (a subprocess),
 `multi.py`; `base.py` holds what they share (`Item`, `Grade`) and `context.py` the `GradingContext` they run in.

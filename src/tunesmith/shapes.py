@@ -49,17 +49,21 @@ _LLAMA3_ROPE = {
 }
 
 
+# The config.json fields that set a llama-like model's compute and memory, in `dims`' order.
+DIM_FIELDS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+    "tie_word_embeddings",
+)
+
+
 def dims(hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int, vocab: int, tied: bool) -> dict:
-    """The config.json fields that set a llama-like model's compute and memory."""
-    return dict(
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        intermediate_size=intermediate,
-        vocab_size=vocab,
-        tie_word_embeddings=tied,
-    )
+    """`DIM_FIELDS` with these values."""
+    return dict(zip(DIM_FIELDS, (hidden, layers, heads, kv_heads, intermediate, vocab, tied), strict=True))
 
 
 _LLAMA3 = dict(model_type="llama", rope_theta=500000.0, max_position_embeddings=131072, rms_norm_eps=1e-5)

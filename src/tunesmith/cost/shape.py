@@ -13,23 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.shapes import SHAPES, dims
-
-# The fields of a named size's config; the rest are LlamaConfig's defaults.
-_SIZE_FIELDS = (
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "intermediate_size",
-    "vocab_size",
-    "tie_word_embeddings",
-)
+from tunesmith.shapes import DIM_FIELDS, SHAPES, dims
 
 
 def _published(name: str) -> dict[str, Any]:
     """A named size from a published config that `tunesmith.shapes` already holds (one copy of its numbers)."""
-    return {k: SHAPES[name][k] for k in _SIZE_FIELDS}
+    return {k: SHAPES[name][k] for k in DIM_FIELDS}
 
 
 # Llama-shaped configs for planning models one does not have: each is a published model's own config.

@@ -16,6 +16,7 @@ split kept out of the test set (`others`: replies recorded for a whole training 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,11 +99,12 @@ def score_recorded(
     cases: list[EvalCase],
     cfg: Config,
     schema: dict | None,
-    others: list[EvalCase] | None = None,
+    others: list[EvalCase] | Callable[[], list[EvalCase]] | None = None,
 ) -> Recorded:
     """Score the recorded replies of `entry` on `cases` (suite `heldout`), as `tunesmith eval score` would.
     `others` are the cases the split kept out of the test set (training, validation): a reply to one of them is
-    counted as `outside`, not as unmatched (replies recorded for a whole training file answer them all)."""
+    counted as `outside`, not as unmatched (replies recorded for a whole training file answer them all); given as a
+    function, they are read only when some reply matches no held-out case."""
     from tunesmith.eval.evaluate import aggregate, slices
 
     path = responses_path(entry, project)
@@ -111,7 +113,8 @@ def score_recorded(
     missing = [r["id"] for r in rows if r.get("error") == NO_RESPONSE]
     outside = 0
     if others and unmatched:
-        _, nowhere = match_responses(path, others)  # the same line matches no case either way: the same `where`
+        aside = others() if callable(others) else others
+        _, nowhere = match_responses(path, aside)  # the same line matches no case either way: the same `where`
         lines = {p.where for p in nowhere}
         outside = sum(p.where not in lines for p in unmatched)
         unmatched = [p for p in unmatched if p.where in lines]

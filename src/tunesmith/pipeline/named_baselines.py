@@ -93,7 +93,7 @@ def _score_recorded(
     from tunesmith.eval.named_baselines import score_recorded
 
     cases = plan.suites["heldout"]
-    rec = score_recorded(entry, project, cases, cfg, schema, _split_aside(plan, cfg))
+    rec = score_recorded(entry, project, cases, cfg, schema, lambda: _split_aside(plan, cfg))  # read if needed
     atomic_write_jsonl(run_dir / "results.jsonl", rec.rows)
     if rec.missing:
         more = f" … and {len(rec.missing) - SHOWN} more" if len(rec.missing) > SHOWN else ""

@@ -71,6 +71,8 @@ ROWS = {  # name -> (description, overrides); "baseline" also swaps in TRL's own
     "packed": ("  packed batches (bfd)", ["train.batching=packed"]),
     "batch-8": ("  batch size 8", ["train.batch_size=8"]),
     "batch-16": ("  batch size 16", ["train.batch_size=16"]),
+    "batch-16-unshared": ("  batch size 16, shared prefix off", ["train.batch_size=16", "train.shared_prefix=false"]),
+    "batch-8-unshared": ("  batch size 8, shared prefix off", ["train.batch_size=8", "train.shared_prefix=false"]),
 }
 
 

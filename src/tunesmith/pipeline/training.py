@@ -18,12 +18,16 @@ from tunesmith.files import atomic_write_jsonl, file_sha256
 from tunesmith.pipeline.machinery import Pipeline, Stage, sections
 from tunesmith.train.result import TrainResult
 
+KEY_NEUTRAL = ("shared_prefix",)  # train fields that change a run's speed only (the same loss and gradients)
+
 
 def train_settings(cfg: Config, flat: bool = False) -> dict[str, Any]:
     """What a train run's cache key covers of the config: the recipe, the task, and how its checkpoint is chosen
     (the validation decoding). `flat`: the train section in the flat layout of before its sub-sections, which the
     key hashes so the same recipe keeps its key (config.yaml holds the section as it is now)."""
     dumped = sections(cfg, "train", "task", "budget", "eval")
+    for same_result in KEY_NEUTRAL:  # how fast, not what is learned: a run keeps its key when one changes
+        dumped["train"].pop(same_result, None)
     if flat:
         dumped["train"] = flat_train(dumped["train"])
     evaluation = {k: dumped["eval"][k] for k in ("decoding", "max_new_tokens", "no_repeat_ngram_size", "gate")}

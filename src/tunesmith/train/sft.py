@@ -111,7 +111,7 @@ def build_trainer(
     )
     args = SFTConfig(**{**settings, **batching_args(t.batching, cfg.data.max_seq_len), **overrides})
     trainer, budget = make_trainer(
-        SFTTrainer if has_cuda() else _cpu_trainer_class(SFTTrainer),
+        SFTTrainer if has_cuda() else _cpu_trainer_class(SFTTrainer, t.shared_prefix),
         cfg,
         run_dir,
         describe(cfg),
@@ -201,7 +201,7 @@ def device_choices(trainer, cfg: Config) -> dict[str, Any]:
     }
 
 
-def _cpu_trainer_class(base):
+def _cpu_trainer_class(base, shared_prefix: bool = True):
     """SFTTrainer whose loss runs the LM head on the labeled positions only.
 
     TRL's fused LM head tiles the vocabulary projection in Python when Triton is absent; on CPU that makes a step
@@ -211,15 +211,22 @@ def _cpu_trainer_class(base):
     projects just the positions whose next token is labeled: the same token-mean cross-entropy, with the head's
     compute and the logits' memory cut to the labeled share of the batch. TRL's entropy/token-accuracy logs are
     skipped. A model wrapped for multi-process training (DDP) takes the plain path, since its forward must run.
+    A prefix every row of a batch shares (the task's system prompt) is decoded once a batch
+    (`tunesmith.train.shared_prefix`), and the validation loss takes this path too.
     """
     import torch
     import torch.nn.functional as F
     from transformers import Trainer
 
+    from tunesmith.train.shared_prefix import shared_prefix_hidden
+
     class LabeledHeadSFTTrainer(base):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs["use_cache"] = False
-            parts = None if return_outputs else _decoder_and_head(model)
+            # The validation loss asks for outputs too; with prediction_loss_only none are kept, so it takes the
+            # cheap path as well.
+            loss_only = not return_outputs or (not model.training and self.args.prediction_loss_only)
+            parts = _decoder_and_head(model) if loss_only else None
             if parts is None:
                 return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
             decoder, head = parts
@@ -228,7 +235,10 @@ def _cpu_trainer_class(base):
             keep = target != -100
             # accelerate puts bf16 autocast around model.forward only; the decoder and head called here need it too
             with self.accelerator.autocast():
-                hidden = decoder(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
+                # a system prompt every row shares, decoded once a batch (train.shared_prefix)
+                hidden = shared_prefix_hidden(decoder, inputs) if shared_prefix else None
+                if hidden is None:
+                    hidden = decoder(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
                 logits = head(hidden[:, :-1][keep])
             loss = F.cross_entropy(logits.float(), target[keep], reduction="sum")
             # Normalized by the tokens of the whole accumulated batch (what transformers does with
@@ -236,7 +246,8 @@ def _cpu_trainer_class(base):
             count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
             if torch.is_tensor(count):
                 count = count.to(loss.device)
-            return loss / count
+            loss = loss / count
+            return (loss, {}) if return_outputs else loss
 
     return LabeledHeadSFTTrainer
 

@@ -1,0 +1,131 @@
+"""Shared-prefix batches give the whole batch's hidden states, loss and gradients (fp32, within rounding), and step
+aside where they cannot apply."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def _model(tiny_model_dir, lora: bool):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager")
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+        for name, p in model.named_parameters():
+            if "lora_B" in name:  # nonzero, so the adapter's gradients flow through the prefix too
+                torch.nn.init.normal_(p, std=0.05)
+    inner = model.get_base_model() if lora else model
+    return model, inner.get_decoder(), inner.get_output_embeddings()
+
+
+def _batch(vocab: int, shared: int = 12, rows: int = 4):
+    """Right-padded rows that share `shared` tokens, then differ (different lengths), labels after the prefix."""
+    g = torch.Generator().manual_seed(0)
+    prefix = torch.randint(3, vocab, (shared,), generator=g)
+    lengths = [shared + 5 + 2 * i for i in range(rows)]
+    length = max(lengths)
+    ids = torch.zeros(rows, length, dtype=torch.long)
+    mask = torch.zeros(rows, length, dtype=torch.long)
+    labels = torch.full((rows, length), -100)
+    for i, n in enumerate(lengths):
+        row = torch.cat([prefix, torch.randint(3, vocab, (n - shared,), generator=g)])
+        ids[i, :n], mask[i, :n] = row, 1
+        labels[i, shared + 2 : n] = row[shared + 2 :]
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def _loss(hidden, head, labels):
+    target = labels[:, 1:]
+    keep = target != -100
+    return torch.nn.functional.cross_entropy(head(hidden[:, :-1][keep]).float(), target[keep])
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_same_hidden_loss_and_gradients(tiny_model_dir, lora):
+    from tunesmith.train.shared_prefix import shared_prefix_hidden, shared_prefix_length
+
+    model, decoder, head = _model(tiny_model_dir, lora)
+    batch = _batch(head.weight.shape[0])
+    assert shared_prefix_length(batch["input_ids"], batch["attention_mask"], batch["labels"]) == 12
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    plain = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    loss_plain = _loss(plain.last_hidden_state, head, batch["labels"])
+    grads_plain = torch.autograd.grad(loss_plain, params)
+
+    hidden = shared_prefix_hidden(decoder, batch)
+    assert hidden is not None and hidden.shape == plain.last_hidden_state.shape
+    real = batch["attention_mask"].bool()
+    assert torch.allclose(hidden[real], plain.last_hidden_state[real], atol=1e-5)
+    loss_shared = _loss(hidden, head, batch["labels"])
+    assert loss_shared.item() == pytest.approx(loss_plain.item(), rel=1e-5)
+    grads_shared = torch.autograd.grad(loss_shared, params)
+    for a, b in zip(grads_plain, grads_shared):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_steps_aside(tiny_model_dir):
+    from tunesmith.train.shared_prefix import shared_prefix_hidden
+
+    _, decoder, head = _model(tiny_model_dir, lora=False)
+    batch = _batch(head.weight.shape[0])
+    short = _batch(head.weight.shape[0], shared=4)
+    assert shared_prefix_hidden(decoder, short) is None  # too short to be worth a second call
+    one_row = {k: v[:1] for k, v in batch.items()}
+    assert shared_prefix_hidden(decoder, one_row) is None
+    labeled = {**batch, "labels": batch["input_ids"].clone()}  # a label inside the prefix: nothing is shared
+    assert shared_prefix_hidden(decoder, labeled) is None
+    packed = {k: v for k, v in batch.items() if k != "attention_mask"}  # padding-free rows carry no mask
+    assert shared_prefix_hidden(decoder, packed) is None
+
+
+def test_the_cpu_trainer_decodes_the_shared_system_prompt_once_a_batch(tmp_path, tiny_model_dir, monkeypatch):
+    """Training steps and the validation loss both take the shared-prefix path (the rows share a system prompt)."""
+    from conftest import routing_records, train_config
+    from tunesmith.models import resolve_model
+    from tunesmith.train import shared_prefix
+    from tunesmith.train.sft import train_sft
+
+    used = {"train": 0, "eval": 0}
+    real = shared_prefix.shared_prefix_hidden
+
+    def spy(decoder, inputs):
+        hidden = real(decoder, inputs)
+        if hidden is not None:
+            used["train" if decoder.training else "eval"] += 1
+        return hidden
+
+    monkeypatch.setattr(shared_prefix, "shared_prefix_hidden", spy)
+    cfg = train_config(eval_steps=1)
+    result = train_sft(cfg, resolve_model(str(tiny_model_dir)), routing_records(12), tmp_path, None)
+    assert used["train"] == result.steps == 2
+    assert used["eval"] == 0  # no validation records: no validation loss
+    used["train"] = 0
+    from tunesmith.train.sft import build_trainer
+
+    trainer, *_ = build_trainer(
+        cfg, resolve_model(str(tiny_model_dir)), routing_records(12), tmp_path / "v", routing_records(8)
+    )
+    metrics = trainer.evaluate()
+    assert used["eval"] >= 1 and math.isfinite(metrics["eval_loss"])
+
+
+def test_the_switch_keeps_a_train_runs_cache_key():
+    """`train.shared_prefix` changes how fast, not what is learned: a cached run is reused either way."""
+    from tunesmith.config import Config
+    from tunesmith.pipeline.training import train_settings
+
+    on, off = Config(), Config()
+    off.train.shared_prefix = False
+    assert train_settings(on, flat=True) == train_settings(off, flat=True)
+    assert train_settings(on) == train_settings(off)
+    changed = Config()
+    changed.train.batch_size = 4  # a setting that does change the run still changes the key
+    assert train_settings(changed, flat=True) != train_settings(on, flat=True)

@@ -109,9 +109,9 @@ def _whole_state(path: Path) -> bool:
         return False
 
 
-AUTO_EXAMPLES = 6000  # `epochs: auto` passes over a data set until about this many examples were seen ...
+AUTO_EXAMPLES = 5400  # `epochs: auto` passes over a data set until about this many examples were seen ...
 AUTO_MAX_EPOCHS = 10  # ... in at most this many passes (early stopping on validation decides the rest)
-EVALS_PER_EPOCH, MIN_EVAL_STEPS = 3, 10  # unset train.eval_steps: three validations a pass, at most one per 10 steps
+EVALS_PER_EPOCH, MIN_EVAL_STEPS = 2, 10  # unset train.eval_steps: two validations a pass, at most one per 10 steps
 
 
 def resolve_epochs(epochs: float | str, n_records: int | None) -> float:

@@ -129,3 +129,56 @@ def test_the_switch_keeps_a_train_runs_cache_key():
     changed = Config()
     changed.train.batch_size = 4  # a setting that does change the run still changes the key
     assert train_settings(changed, flat=True) != train_settings(on, flat=True)
+
+
+def test_rows_of_one_system_prompt_are_batched_together():
+    """General rows (another system prompt) mixed into a task's: the sampler's batches keep them apart, so batches
+    keep a shared prefix; at most one batch of each mega-batch mixes the two."""
+    import random
+
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from tunesmith.train.shared_prefix import GROUP_TOKENS, grouped_lengths
+
+    rng = random.Random(0)
+    task = [[1] * GROUP_TOKENS + [rng.randint(5, 90) for _ in range(rng.randint(3, 30))] for _ in range(96)]
+    general = [[2] * GROUP_TOKENS + [rng.randint(5, 90) for _ in range(rng.randint(3, 30))] for _ in range(32)]
+    rows = task + general
+    rng.shuffle(rows)
+    assert grouped_lengths(task) is None  # one group: plain lengths do
+    lengths = grouped_lengths(rows)
+    torch.manual_seed(0)
+    order = list(LengthGroupedSampler(4, lengths=lengths))
+    assert sorted(order) == list(range(len(rows)))  # every row once
+    batches = [order[i : i + 4] for i in range(0, len(order), 4)]
+    pure = [len({rows[i][0] for i in b}) == 1 for b in batches]
+    assert sum(pure) >= len(batches) - 4  # 4 mega-batches of 32 rows: one mixed batch each at most
+    for b in batches:  # within a group, still sorted by length: a batch pads little
+        if len({rows[i][0] for i in b}) == 1:
+            assert [len(rows[i]) for i in b] == sorted((len(rows[i]) for i in b), reverse=True)
+
+
+def test_the_cpu_trainer_samples_by_prefix_group(tmp_path, tiny_model_dir):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from conftest import routing_records, train_config
+    from tunesmith.data.records import Record
+    from tunesmith.models import resolve_model
+    from tunesmith.train.sft import build_trainer
+
+    general = [
+        Record(
+            messages=[{"role": "user", "content": f"say {i}"}, {"role": "assistant", "content": f"{i}"}],
+            source="g.jsonl",
+            line=i + 1,
+            provenance={"general": True},
+        )
+        for i in range(6)
+    ]
+    ref = resolve_model(str(tiny_model_dir))
+    trainer, *_ = build_trainer(train_config(), ref, routing_records(12) + general, tmp_path / "a")
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedSampler) and max(sampler.lengths) > 1 << 20  # two groups: ranked
+    off = train_config(shared_prefix=False)
+    trainer, *_ = build_trainer(off, ref, routing_records(12) + general, tmp_path / "b")
+    assert max(trainer._get_train_sampler().lengths) < 1 << 20  # plain lengths

@@ -218,7 +218,7 @@ def _cpu_trainer_class(base, shared_prefix: bool = True):
     import torch.nn.functional as F
     from transformers import Trainer
 
-    from tunesmith.train.shared_prefix import shared_prefix_hidden
+    from tunesmith.train.shared_prefix import grouped_lengths, shared_prefix_hidden
 
     class LabeledHeadSFTTrainer(base):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -248,6 +248,17 @@ def _cpu_trainer_class(base, shared_prefix: bool = True):
                 count = count.to(loss.device)
             loss = loss / count
             return (loss, {}) if return_outputs else loss
+
+        def _get_train_sampler(self, train_dataset=None):
+            """Length-grouped batches that also keep rows of one system prompt together (shared_prefix)."""
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            grouped = self.args.train_sampling_strategy == "group_by_length" and shared_prefix
+            lengths = grouped_lengths(list(self.train_dataset["input_ids"])) if grouped else None
+            if lengths is None:
+                return super()._get_train_sampler(train_dataset)
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedSampler(batch, lengths=lengths)
 
     return LabeledHeadSFTTrainer
 

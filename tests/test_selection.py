@@ -130,3 +130,23 @@ def test_an_adapter_is_merged_for_evaluation_only_when_the_replies_stay_the_same
     auto16 = TransformersBackend(ref, adapter=st.run_dir / "adapter", precision="bf16")
     want16 = [g.output for g in plain16.generate(cases, max_new_tokens=12, batch_size=4)]
     assert [g.output for g in auto16.generate(cases, max_new_tokens=12, batch_size=4)] == want16
+
+
+def test_validation_replies_come_from_a_merged_copy_with_the_evaluations_attention(tiny_model_dir):
+    """Training on a CPU takes eager attention; the copy that answers the validation cases decodes with SDPA, as
+    the final evaluation does, and carries the adapter merged in; the training model is left as it was."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager")
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    twin = selection.merged_copy(model, bf16=False)
+    assert twin.config._attn_implementation == "sdpa"
+    assert model.config._attn_implementation == "eager" and hasattr(model, "merge_and_unload")
+    ids = torch.tensor([[1, 5, 7, 9, 11]])
+    with torch.no_grad():
+        assert torch.allclose(twin(ids).logits, model(ids).logits, atol=1e-4)

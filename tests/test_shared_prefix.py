@@ -25,11 +25,11 @@ def _model(tiny_model_dir, lora: bool):
     return model, inner.get_decoder(), inner.get_output_embeddings()
 
 
-def _batch(vocab: int, shared: int = 12, rows: int = 4):
+def _batch(vocab: int, shared: int = 12, rows: int = 16):
     """Right-padded rows that share `shared` tokens, then differ (different lengths), labels after the prefix."""
     g = torch.Generator().manual_seed(0)
     prefix = torch.randint(3, vocab, (shared,), generator=g)
-    lengths = [shared + 5 + 2 * i for i in range(rows)]
+    lengths = [shared + 5 + i for i in range(rows)]
     length = max(lengths)
     ids = torch.zeros(rows, length, dtype=torch.long)
     mask = torch.zeros(rows, length, dtype=torch.long)
@@ -78,8 +78,8 @@ def test_steps_aside(tiny_model_dir):
     batch = _batch(head.weight.shape[0])
     short = _batch(head.weight.shape[0], shared=4)
     assert shared_prefix_hidden(decoder, short) is None  # too short to be worth a second call
-    one_row = {k: v[:1] for k, v in batch.items()}
-    assert shared_prefix_hidden(decoder, one_row) is None
+    small = {k: v[:8] for k, v in batch.items()}
+    assert shared_prefix_hidden(decoder, small) is None  # a batch under MIN_ROWS: the second call costs what it saves
     labeled = {**batch, "labels": batch["input_ids"].clone()}  # a label inside the prefix: nothing is shared
     assert shared_prefix_hidden(decoder, labeled) is None
     packed = {k: v for k, v in batch.items() if k != "attention_mask"}  # padding-free rows carry no mask
@@ -103,15 +103,15 @@ def test_the_cpu_trainer_decodes_the_shared_system_prompt_once_a_batch(tmp_path,
         return hidden
 
     monkeypatch.setattr(shared_prefix, "shared_prefix_hidden", spy)
-    cfg = train_config(eval_steps=1)
-    result = train_sft(cfg, resolve_model(str(tiny_model_dir)), routing_records(12), tmp_path, None)
+    cfg = train_config(eval_steps=1, batch_size=16)
+    result = train_sft(cfg, resolve_model(str(tiny_model_dir)), routing_records(32), tmp_path, None)
     assert used["train"] == result.steps == 2
     assert used["eval"] == 0  # no validation records: no validation loss
     used["train"] = 0
     from tunesmith.train.sft import build_trainer
 
     trainer, *_ = build_trainer(
-        cfg, resolve_model(str(tiny_model_dir)), routing_records(12), tmp_path / "v", routing_records(8)
+        cfg, resolve_model(str(tiny_model_dir)), routing_records(32), tmp_path / "v", routing_records(20)
     )
     metrics = trainer.evaluate()
     assert used["eval"] >= 1 and math.isfinite(metrics["eval_loss"])
@@ -176,9 +176,9 @@ def test_the_cpu_trainer_samples_by_prefix_group(tmp_path, tiny_model_dir):
         for i in range(6)
     ]
     ref = resolve_model(str(tiny_model_dir))
-    trainer, *_ = build_trainer(train_config(), ref, routing_records(12) + general, tmp_path / "a")
+    trainer, *_ = build_trainer(train_config(batch_size=16), ref, routing_records(12) + general, tmp_path / "a")
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, LengthGroupedSampler) and max(sampler.lengths) > 1 << 20  # two groups: ranked
-    off = train_config(shared_prefix=False)
-    trainer, *_ = build_trainer(off, ref, routing_records(12) + general, tmp_path / "b")
-    assert max(trainer._get_train_sampler().lengths) < 1 << 20  # plain lengths
+    for off in (train_config(batch_size=16, shared_prefix=False), train_config(batch_size=8)):
+        trainer, *_ = build_trainer(off, ref, routing_records(12) + general, tmp_path / "b")
+        assert max(trainer._get_train_sampler().lengths) < 1 << 20  # plain lengths: switched off, or batch < 16

@@ -184,10 +184,7 @@ class EvalConfig(Section):
         description="Examples in each few-shot prompt (the nearest training records by TF-IDF similarity).",
     )
     batch_size: int = Field(
-        64,
-        ge=1,
-        description="Cases generated together (left-padded, greedy; longest prompts first); larger batches "
-        "decode more tokens per second (`benchmarks/generation_batching.py --batch-sizes 32 64`).",
+        32, ge=1, description="Cases generated together (left-padded, greedy; longest prompts first)."
     )
     no_repeat_ngram_size: int | None = Field(
         None,

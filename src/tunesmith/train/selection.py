@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,9 +217,20 @@ def merged_copy(model, bf16: bool):
         return None
     twin = copy.deepcopy(model).merge_and_unload()
     twin.eval()
+    _inference_attention(twin)
     if bf16:
         bf16_inference_weights(twin)
     return twin
+
+
+def _inference_attention(model) -> None:
+    """The copy's attention as the evaluation loads it (transformers' default, SDPA) where training took eager
+    attention (faster for a CPU backward on short rows, slower to decode: 280 vs 226 tokens/s for batches of 64
+    Banking77 queries on the built-in model); a model without SDPA keeps eager."""
+    if getattr(model.config, "_attn_implementation", None) != "eager":
+        return
+    with suppress(ValueError, ImportError, AttributeError):
+        model.set_attn_implementation("sdpa")
 
 
 def _save_trainable(model, out_dir: Path) -> None:

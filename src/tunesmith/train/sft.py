@@ -218,7 +218,7 @@ def _cpu_trainer_class(base, shared_prefix: bool = True):
     import torch.nn.functional as F
     from transformers import Trainer
 
-    from tunesmith.train.shared_prefix import grouped_lengths, shared_prefix_hidden
+    from tunesmith.train.shared_prefix import MIN_ROWS, grouped_lengths, shared_prefix_hidden
 
     class LabeledHeadSFTTrainer(base):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -253,11 +253,12 @@ def _cpu_trainer_class(base, shared_prefix: bool = True):
             """Length-grouped batches that also keep rows of one system prompt together (shared_prefix)."""
             from transformers.trainer_pt_utils import LengthGroupedSampler
 
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
             grouped = self.args.train_sampling_strategy == "group_by_length" and shared_prefix
+            grouped = grouped and self.args.train_batch_size >= MIN_ROWS  # smaller batches share nothing
             lengths = grouped_lengths(list(self.train_dataset["input_ids"])) if grouped else None
             if lengths is None:
                 return super()._get_train_sampler(train_dataset)
-            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return LengthGroupedSampler(batch, lengths=lengths)
 
     return LabeledHeadSFTTrainer

@@ -11,8 +11,9 @@ with the positions and attention mask they have in the whole sequence. Gradients
 into the prefix's one computation, so the loss and its gradients are those of the whole batch (equal within float
 rounding: a test checks it in fp32), while the decoder's work on the prefix is paid once per batch.
 
-It applies when the rows are right-padded with an attention mask (not padding-free or packed batches), the prefix
-is at least MIN_SHARED tokens and carries no label, gradient checkpointing is off (it drops the cache), and the
+It applies when a batch has at least MIN_ROWS rows (below that the second decoder call costs what it saves), the
+rows are right-padded with an attention mask (not padding-free or packed batches), the prefix is at least
+MIN_SHARED tokens and carries no label, gradient checkpointing is off (it drops the cache), and the
 model's cache is transformers' plain dynamic cache (sliding-window and hybrid caches are left alone).
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 MIN_SHARED = 8  # a shorter common prefix is not worth a second decoder call (~0.2 s of fixed cost a step on a CPU)
+MIN_ROWS = 16  # nor a smaller batch: measured on Banking77 (bf16, 2 cores), batch 8 gained nothing, 16 gained 1.3x
 GROUP_TOKENS = 16  # rows whose first this many tokens agree are batched together (their system prompt, mostly)
 _GROUP_STRIDE = 1 << 20  # a row's sort key: its group's rank times this, plus its length
 
@@ -61,6 +63,8 @@ def shared_prefix_hidden(decoder, inputs: dict[str, Any]):
     if input_ids is None or mask is None or extra or getattr(decoder, "is_activation_checkpointing", False):
         return None
     batch, length = input_ids.shape
+    if batch < MIN_ROWS:
+        return None
     shared = min(shared_prefix_length(input_ids, mask, inputs.get("labels")), length - 1)
     if shared < MIN_SHARED:
         return None

@@ -18,7 +18,9 @@ from tunesmith.files import atomic_write_jsonl, file_sha256
 from tunesmith.pipeline.machinery import Pipeline, Stage, sections
 from tunesmith.train.result import TrainResult
 
-KEY_NEUTRAL = ("shared_prefix",)  # train fields that change a run's speed only (the same loss and gradients)
+# Train fields added after runs were cached, keyed only when set away from their default, so a recipe that leaves
+# them alone keeps its key. shared_prefix: off, batches of 16+ are not grouped by system prompt (other batches).
+KEYED_WHEN_CHANGED = {"shared_prefix": True}
 
 
 def train_settings(cfg: Config, flat: bool = False) -> dict[str, Any]:
@@ -26,8 +28,9 @@ def train_settings(cfg: Config, flat: bool = False) -> dict[str, Any]:
     (the validation decoding). `flat`: the train section in the flat layout of before its sub-sections, which the
     key hashes so the same recipe keeps its key (config.yaml holds the section as it is now)."""
     dumped = sections(cfg, "train", "task", "budget", "eval")
-    for same_result in KEY_NEUTRAL:  # how fast, not what is learned: a run keeps its key when one changes
-        dumped["train"].pop(same_result, None)
+    for name, default in KEYED_WHEN_CHANGED.items():
+        if dumped["train"].get(name) == default:
+            dumped["train"].pop(name)
     if flat:
         dumped["train"] = flat_train(dumped["train"])
     evaluation = {k: dumped["eval"][k] for k in ("decoding", "max_new_tokens", "no_repeat_ngram_size", "gate")}

@@ -150,3 +150,27 @@ def test_validation_replies_come_from_a_merged_copy_with_the_evaluations_attenti
     ids = torch.tensor([[1, 5, 7, 9, 11]])
     with torch.no_grad():
         assert torch.allclose(twin(ids).logits, model(ids).logits, atol=1e-4)
+
+
+def test_the_merged_copy_does_not_decode_through_the_training_models_forward_wrappers(tiny_model_dir):
+    """TRL's SFTTrainer patches the base model's forward (its fused LM head) and accelerate wraps the PEFT model's
+    in bf16 autocast, each a closure over the original bound method, which a deep copy does not rebind: the copy's
+    replies would come from the training model (unmerged) unless the copy's wrappers are dropped."""
+    import torch
+    from accelerate import Accelerator
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager")
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    add_fused_lm_head(model.get_base_model())
+    model = Accelerator(cpu=True, mixed_precision="bf16").prepare_model(model)
+    assert "forward" in model.get_base_model().__dict__  # the wrapper this guards against
+    twin = selection.merged_copy(model, bf16=False)
+    assert not any("forward" in m.__dict__ for m in twin.modules())
+    calls = []  # hooked after the copy, which would copy the hook too
+    model.get_base_model().model.register_forward_hook(lambda *_: calls.append("training model"))
+    with torch.no_grad():
+        twin(torch.tensor([[1, 5, 7, 9, 11]]))
+    assert calls == []

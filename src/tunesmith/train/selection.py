@@ -216,11 +216,23 @@ def merged_copy(model, bf16: bool):
     if sum(p.numel() for p in model.parameters()) > MERGE_CHECK_MAX_PARAMS:
         return None
     twin = copy.deepcopy(model).merge_and_unload()
+    _class_forwards(twin)
     twin.eval()
     _inference_attention(twin)
     if bf16:
         bf16_inference_weights(twin)
     return twin
+
+
+def _class_forwards(model) -> None:
+    """Drop the instance-level `forward` wrappers a deep copy carries over from the training model: accelerate
+    wraps the model's forward in bf16 autocast as a closure over the original bound method, which a deep copy does
+    not rebind, so the copy would decode through the training model (its unmerged adapter and eager attention:
+    ~2.3x slower validation replies, 36 s against 16 s for Banking77's 199 on a 2-core CPU). The backend that
+    decodes the copy puts its own autocast around `generate`."""
+    for module in model.modules():
+        module.__dict__.pop("forward", None)
+        module.__dict__.pop("_original_forward", None)
 
 
 def _inference_attention(model) -> None:

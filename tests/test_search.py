@@ -72,6 +72,20 @@ def test_the_search_beats_the_default_on_validation_and_keeps_its_trials(big_val
     assert len([r for r in list_runs(big_validation) if r["stage"] == "train"]) == 5
 
 
+def test_the_first_trial_reuses_the_projects_own_run_trained_before(big_validation, monkeypatch):
+    """`run` (or `train`) then `run --tune`: the project's own recipe is not trained a second time."""
+    from tunesmith.pipeline import train_project
+
+    lr_decides(monkeypatch)
+    own = train_project(big_validation, SEARCH[:2])  # the same recipe the search starts from
+    result = tune_project(big_validation, SEARCH + ["tune.max_trials=2"], budget_minutes=30)
+    first = result.summary["trials"][0]
+    assert first["default"] and first["reused"] and first["run"] == str(own.run_dir)
+    assert first["selection"]["curve"] == own.result.selection["curve"]
+    assert not result.summary["trials"][1]["reused"]
+    assert len([r for r in list_runs(big_validation) if r["stage"] == "train"]) == 2  # own + trial 1
+
+
 def test_a_killed_search_resumes_without_repeating_finished_trials(tiny_project, monkeypatch):
     from tunesmith.pipeline import training
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tunesmith import runs
 from tunesmith.config import Config, flat_train
 from tunesmith.data.distill import SELF
 from tunesmith.data.io import read_jsonl
@@ -58,9 +59,7 @@ def train_stage(
     checkpoint, see `Pipeline.stage` for `resume`). SFT's checkpoint is chosen on the validation split's generated
     replies (`tunesmith.train.selection`); `report(step, value)` receives each validation value (a search's
     pruner). The test split is never read here."""
-    general = general_files(cfg, pipe.project)
-    if SELF in cfg.train.general_data and cfg.train.general_share:
-        general.append(self_general_stage(cfg, pipe, model_ref).run_dir / "general.jsonl")
+    general = _general(cfg, pipe, model_ref)
 
     def train(run_dir: Path) -> TrainResult:
         split_path = st_split.run_dir / "train.jsonl"
@@ -85,18 +84,43 @@ def train_stage(
     return pipe.stage(
         "train",
         train_settings(cfg),
-        {
-            "split": st_split.key,
-            "model": model_ref.identity,
-            "schema": schema,
-            "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general},
-            **(extra_inputs or {}),
-        },
+        {**_train_inputs(pipe, model_ref, st_split, schema, general), **(extra_inputs or {})},
         train,
         resume,
         typed=TrainResult,
         key_config=train_settings(cfg, flat=True),
     )
+
+
+def finished_train_run(
+    cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None
+) -> Stage[TrainResult] | None:
+    """The finished train run of this config on this split (what `train_stage` would reuse), without training:
+    None when there is none. A search's first trial, the project's own recipe, reuses it."""
+    inputs = _train_inputs(pipe, model_ref, st_split, schema, _general(cfg, pipe, model_ref))
+    key = runs.stage_key("train", train_settings(cfg, flat=True), inputs)
+    found = runs.find_run(pipe.project, "train", key)
+    if found is None or not runs.is_complete(found):
+        return None
+    return Stage("train", key, found, cached=True, result=TrainResult.from_json(runs.read_result(found)))
+
+
+def _general(cfg: Config, pipe: Pipeline, model_ref) -> list[Path]:
+    """The general-data files mixed into training (`builtin:self` made by its own cached stage)."""
+    general = general_files(cfg, pipe.project)
+    if SELF in cfg.train.general_data and cfg.train.general_share:
+        general.append(self_general_stage(cfg, pipe, model_ref).run_dir / "general.jsonl")
+    return general
+
+
+def _train_inputs(pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None, general: list[Path]) -> dict:
+    """What a train run's key covers besides its settings: the split, the model, the schema, the general data."""
+    return {
+        "split": st_split.key,
+        "model": model_ref.identity,
+        "schema": schema,
+        "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general},
+    }
 
 
 def self_general_stage(cfg: Config, pipe: Pipeline, model_ref) -> Stage:
@@ -169,10 +193,14 @@ def search_stage(
         st = train_stage(tcfg, pipe, model_ref, st_split, schema, report=report, extra_inputs=extra)
         return TrialRun(st.run_dir, st.result)
 
+    def own_run() -> TrialRun | None:  # the project's own recipe, trained before by `run` or `train`
+        st = finished_train_run(cfg, pipe, model_ref, st_split, schema)
+        return None if st is None else TrialRun(st.run_dir, st.result)
+
     guard = ForgettingGuard.for_project(cfg, probe_scorer(cfg, pipe.project, model_ref))
     n_train = sum(1 for _ in read_jsonl(st_split.run_dir / "train.jsonl"))
     result = search_recipe(
-        cfg, pipe.project, st_split.key, model_ref.identity, n_train, train, guard, budget_minutes, max_trials
+        cfg, pipe.project, st_split.key, model_ref.identity, n_train, train, guard, budget_minutes, max_trials, own_run
     )
     return result
 

@@ -96,7 +96,9 @@ def search(summary: dict) -> Html:
         forget = t.get("forgetting") or {}
         rows.append(
             [
-                ("★ " if t["number"] == best else "") + str(t["number"]) + (" (yours)" if t["default"] else ""),
+                ("★ " if t["number"] == best else "")
+                + str(t["number"])
+                + (" (yours, trained before)" if t.get("reused") else " (yours)" if t["default"] else ""),
                 params,
                 t["state"],
                 num(t.get("value")),

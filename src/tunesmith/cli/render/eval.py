@@ -223,7 +223,8 @@ def trials_table(summary: dict):
         forget = t.get("forgetting") or {}
         mark = "*" if t["number"] == best else ""
         table.add_row(
-            f"{mark}{t['number']}" + (" (default)" if t["default"] else ""),
+            f"{mark}{t['number']}"
+            + (" (default, reused)" if t.get("reused") else " (default)" if t["default"] else ""),
             t["state"],
             "-" if t["value"] is None else f"{t['value']:.3f}",
             params,

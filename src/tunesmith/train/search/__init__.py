@@ -8,7 +8,8 @@ Each trial is an ordinary train run (`tunesmith.pipeline.training.train_stage`) 
 chosen
 on validation (`tunesmith.train.selection`); every validation evaluation is reported to Optuna's pruner
 (Hyperband by default), which stops a trial falling behind the others at the same amount of training. The first
-trial is the project's own recipe, so the search is measured against it. The study lives in the project
+trial is the project's own recipe, so the search is measured against it (a run of it already trained by `run` or
+`train` is reused, not trained again). The study lives in the project
 (`.tunesmith/tune/study.db`, SQLite) or in `tune.storage` (a database URL or a journal file), so a killed search
 resumes where it was, and several processes or machines can work on one study at once. The budget counts the
 study's trial time: a search run again with the same budget starts no new trial.
@@ -29,9 +30,9 @@ from tunesmith.train.search.guard import ForgettingGuard, spare_probe
 from tunesmith.train.search.result import SearchResult, result_of
 from tunesmith.train.search.space import default_params, search_space
 from tunesmith.train.search.study import ensure_default, open_study, reap_dead_trials, stop_reason
-from tunesmith.train.search.trials import TrainFn, TrialRun, run_trial
+from tunesmith.train.search.trials import OwnRunFn, TrainFn, TrialRun, run_trial
 
-__all__ = ["ForgettingGuard", "SearchResult", "TrainFn", "TrialRun", "search_recipe", "spare_probe"]
+__all__ = ["ForgettingGuard", "OwnRunFn", "SearchResult", "TrainFn", "TrialRun", "search_recipe", "spare_probe"]
 
 console = Console(stderr=True)
 
@@ -46,9 +47,11 @@ def search_recipe(
     guard: ForgettingGuard | None = None,
     budget_minutes: float | None = None,
     max_trials: int | None = None,
+    own_run: OwnRunFn | None = None,
 ) -> SearchResult:
     """Search the recipe within the budget, each trial trained by `train`; returns the project's config with the
-    best trial's recipe, its run, and the summary (trials, the chosen recipe and why)."""
+    best trial's recipe, its run, and the summary (trials, the chosen recipe and why). `own_run()`: the project's
+    own recipe already trained (by `run` or `train`), which the first trial then reuses, or None."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -63,7 +66,7 @@ def search_recipe(
         f"{budget_s / 60:.0f} min, study {study.study_name}"
     )
     while (reason := stop_reason(study, budget_s, max_trials)) is None:
-        run_trial(study, cfg, space, train, guard, budget_s)
+        run_trial(study, cfg, space, train, guard, budget_s, own_run)
     console.print(f"[dim]· search: {reason}[/dim]")
     return result_of(study, cfg, space, metric, budget_s, guard, reason)
 

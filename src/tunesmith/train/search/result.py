@@ -94,6 +94,7 @@ def _trial_row(t) -> dict[str, Any]:
         "wall_s": trial_seconds(t),
         "run": t.user_attrs.get("run"),
         "default": bool(t.user_attrs.get("default")),
+        "reused": bool(t.user_attrs.get("reused")),  # the project's own run, trained before the search
         "forgetting": t.user_attrs.get("forgetting"),
         "selection": t.user_attrs.get("selection"),
     }

@@ -32,11 +32,21 @@ class TrialRun:
 
 # (config, report(step, value) -> stop?, extra cache inputs) -> TrialRun: the pipeline's train stage
 TrainFn = Callable[[Config, Callable[[int, float], bool], dict], TrialRun]
+# () -> the project's own recipe's finished train run, or None: what the first trial reuses
+OwnRunFn = Callable[[], "TrialRun | None"]
 
 
-def run_trial(study, cfg: Config, space: dict, train: TrainFn, guard: ForgettingGuard | None, budget_s: float) -> None:
-    """Ask the study for a trial, train it (reporting each validation value to the pruner), check the
-    constraints, and tell the study how it went."""
+def run_trial(
+    study,
+    cfg: Config,
+    space: dict,
+    train: TrainFn,
+    guard: ForgettingGuard | None,
+    budget_s: float,
+    own_run: OwnRunFn | None = None,
+) -> None:
+    """Ask the study for a trial, train it (reporting each validation value to the pruner) or, for the project's
+    own recipe trained before, reuse that run; check the constraints, and tell the study how it went."""
     from optuna.trial import TrialState
 
     trial = _ask(study)
@@ -45,11 +55,29 @@ def run_trial(study, cfg: Config, space: dict, train: TrainFn, guard: Forgetting
     report, pruned = _pruner_report(trial, tcfg)
     console.print(f"[bold]▶ trial {trial.number}[/bold]: {', '.join(f'{k}={_fmt(v)}' for k, v in params.items())}")
     try:
-        run = train(tcfg, report, {"search": {"study": study.study_name, "trial": trial.number}})
+        run = _reused(trial, cfg, own_run) or train(
+            tcfg, report, {"search": {"study": study.study_name, "trial": trial.number}}
+        )
     except BaseException:
         study.tell(trial, state=TrialState.FAIL)  # its time counts; the next search goes on without it
         raise
     _tell(study, trial, run, pruned, guard, budget_s)
+
+
+def _reused(trial, cfg: Config, own_run: OwnRunFn | None) -> TrialRun | None:
+    """The project's own recipe's finished run for the default trial (its validation curve told to the pruner as
+    if trained now), or None: not the default trial, or no such run with a validation curve."""
+    if own_run is None or not trial.user_attrs.get("default"):
+        return None
+    run = own_run()
+    if run is None or not (run.result.selection or {}).get("curve"):
+        return None
+    report, _ = _pruner_report(trial, cfg)
+    for step, value in run.result.selection["curve"]:
+        report(step, value)  # the first trial: the pruner's reference, never pruned itself
+    trial.set_user_attr("reused", True)
+    console.print(f"  trial {trial.number}: the project's own recipe, already trained: reusing {run.run_dir.name}")
+    return run
 
 
 def _ask(study):

@@ -158,6 +158,7 @@ def test_the_merged_copy_does_not_decode_through_the_training_models_forward_wra
     replies would come from the training model (unmerged) unless the copy's wrappers are dropped."""
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
@@ -165,7 +166,11 @@ def test_the_merged_copy_does_not_decode_through_the_training_models_forward_wra
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager")
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
     add_fused_lm_head(model.get_base_model())
-    model = Accelerator(cpu=True, mixed_precision="bf16").prepare_model(model)
+    AcceleratorState._reset_state(reset_partial_state=True)  # a process-wide singleton other tests set up
+    try:
+        model = Accelerator(cpu=True, mixed_precision="bf16").prepare_model(model)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
     assert "forward" in model.get_base_model().__dict__  # the wrapper this guards against
     twin = selection.merged_copy(model, bf16=False)
     assert not any("forward" in m.__dict__ for m in twin.modules())

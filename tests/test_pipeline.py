@@ -204,3 +204,30 @@ def test_stage_keys_change_with_the_tunesmith_version(monkeypatch):
     assert stage_key("check", {"data": 1}, {"files": "abc"}) == key
     monkeypatch.setattr(tunesmith, "__version__", "99.0.0")
     assert stage_key("check", {"data": 1}, {"files": "abc"}) != key
+
+
+def test_a_stage_two_workers_start_at_once_runs_once(tmp_path):
+    """Two workers (processes sharing a study in one project) reaching the same stage at once: one runs it, the
+    other waits and reuses that run instead of running it again in the same directory."""
+    import threading
+    import time
+
+    from tunesmith.pipeline.machinery import Pipeline
+
+    ran, stages = [], []
+
+    def work(run_dir):
+        ran.append(run_dir)
+        time.sleep(0.5)
+        return {"ok": True}
+
+    def worker():
+        stages.append(Pipeline(tmp_path).stage("check", {"same": "settings"}, {}, work))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ran) == 1
+    assert {st.run_dir for st in stages} == {ran[0]} and sorted(st.cached for st in stages) == [False, True]

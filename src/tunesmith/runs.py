@@ -92,6 +92,17 @@ def find_run(project: Path, stage: str, key: str) -> Path | None:
     return (done or matches or [None])[-1]
 
 
+def stage_lock(project: Path, stage: str, key: str):
+    """A lock (a context manager) held while a stage with this key is looked up and run, so two processes that
+    start the same stage at once (workers sharing a study in one project) do not both run it in one directory: the
+    second waits, then reuses the first one's run."""
+    from filelock import FileLock
+
+    path = runs_root(project).parent / "locks" / f"{stage}-{key[:16]}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path))
+
+
 def start_run(project: Path, stage: str, key: str, config: Any, inputs: dict[str, Any]) -> Path:
     """Create a run directory with its config, environment and inputs, atomically: the files are written in
     `.tunesmith/staging/` and the directory renamed into the registry, so a run killed at any moment is either

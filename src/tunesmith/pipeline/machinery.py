@@ -76,36 +76,22 @@ class Pipeline:
         `key_config`: what the key hashes in place of `config` (which config.yaml holds), when they differ."""
         key = runs.stage_key(name, config if key_config is None else key_config, inputs)
         with runs.stage_lock(self.project, name, key):  # another process running this very stage: wait for it
-            st = self._find_or_run(name, key, config, inputs, work, resume, typed)
+            found = runs.find_run(self.project, name, key)
+            if found is not None and not runs.is_complete(found) and resume == "fresh":
+                shutil.rmtree(found)
+                console.print(f"[dim]· {name}: discarded the interrupted {found.name}[/dim]")
+                found = None
+            if found is None and resume == "require":
+                raise TunesmithError(
+                    f"No interrupted {name} run to resume", runs.resume_problems(self.project, name, config)
+                )
+            if found is not None and runs.is_complete(found):
+                result = runs.read_result(found)
+                st = Stage(name, key, found, cached=True, result=typed.from_json(result) if typed else result)
+                console.print(f"[dim]· {name}: unchanged, using {found.name}[/dim]")
+            else:
+                st = self._run(name, key, config, inputs, work, found)
         self.stages.append(st)
-        return st
-
-    def _find_or_run(
-        self,
-        name: str,
-        key: str,
-        config: Any,
-        inputs: dict[str, Any],
-        work: Callable[[Path], Any],
-        resume: str,
-        typed: type[StageResult] | None,
-    ) -> Stage:
-        """The completed run with this key, or `work` run (resuming an interrupted run as `resume` says)."""
-        found = runs.find_run(self.project, name, key)
-        if found is not None and not runs.is_complete(found) and resume == "fresh":
-            shutil.rmtree(found)
-            console.print(f"[dim]· {name}: discarded the interrupted {found.name}[/dim]")
-            found = None
-        if found is None and resume == "require":
-            raise TunesmithError(
-                f"No interrupted {name} run to resume", runs.resume_problems(self.project, name, config)
-            )
-        if found is not None and runs.is_complete(found):
-            result = runs.read_result(found)
-            st = Stage(name, key, found, cached=True, result=typed.from_json(result) if typed else result)
-            console.print(f"[dim]· {name}: unchanged, using {found.name}[/dim]")
-        else:
-            st = self._run(name, key, config, inputs, work, found)
         return st
 
     def _run(

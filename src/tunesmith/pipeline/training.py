@@ -100,9 +100,7 @@ def finished_train_run(
     inputs = _train_inputs(pipe, model_ref, st_split, schema, _general(cfg, pipe, model_ref))
     key = runs.stage_key("train", train_settings(cfg, flat=True), inputs)
     found = runs.find_run(pipe.project, "train", key)
-    if found is None or not runs.is_complete(found):
-        return None
-    return Stage("train", key, found, cached=True, result=TrainResult.from_json(runs.read_result(found)))
+    return train_run(found, key) if found is not None and runs.is_complete(found) else None
 
 
 def _general(cfg: Config, pipe: Pipeline, model_ref) -> list[Path]:

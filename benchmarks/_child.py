@@ -23,8 +23,8 @@ def print_result(result: dict) -> None:
     print(RESULT + json.dumps(result, default=str))
 
 
-def child_result(script: str, *args: str) -> dict:
-    """The parent's side: run `script` with `args` in a fresh Python and return its figures (raises
-    `subprocess.CalledProcessError` when the child fails)."""
-    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=True).stdout
+def child_result(script: str, *args: str, env: dict[str, str] | None = None) -> dict:
+    """The parent's side: run `script` with `args` in a fresh Python (with `env` as its whole environment when
+    given) and return its figures (raises `subprocess.CalledProcessError` when the child fails)."""
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=True, env=env).stdout
     return json.loads(next(line for line in out.splitlines() if line.startswith(RESULT))[len(RESULT) :])

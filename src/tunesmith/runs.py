@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from tunesmith import allocator
 from tunesmith.files import atomic_write_json, atomic_write_text
 
 COMPLETED = "COMPLETED"
@@ -59,6 +60,7 @@ def env_info() -> dict[str, Any]:
         import os
 
         info["cpu_count"] = os.cpu_count()
+        info["allocator"] = allocator.in_use()
         import torch
 
         info["cuda"] = torch.cuda.is_available()

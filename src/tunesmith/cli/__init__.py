@@ -43,7 +43,11 @@ __all__ = ["app", "main", "show_warnings"]
 
 
 def main() -> None:
-    """Console entry point: user errors become a short message and exit code 2, never a traceback."""
+    """Console entry point: user errors become a short message and exit code 2, never a traceback. The command
+    first starts itself again under jemalloc where the system has it (`tunesmith.allocator`)."""
+    from tunesmith.allocator import restart_under_jemalloc
+
+    restart_under_jemalloc()
     import warnings
 
     from tunesmith.errors import TunesmithError

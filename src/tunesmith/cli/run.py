@@ -33,11 +33,12 @@ def run(
 ) -> None:
     """Walk the whole flow: check -> split -> train (checkpoint chosen on validation) -> eval base and tuned on the
     test split -> compare with the cheapest alternatives -> verdict. Exit 1 unless the verdict is to ship."""
-    from tunesmith.cli.render import print_recipe, print_summary
+    from tunesmith.cli.render import print_allocator, print_recipe, print_summary
     from tunesmith.config import load_config, recipe_sources
     from tunesmith.pipeline import run_project
 
     print_recipe(recipe_sources(load_config(project, set_)[0], project, set_), console(), searched=tune)
+    print_allocator(console())
     summary = run_project(project, set_, tune=tune, budget_minutes=minutes(budget))
     print_summary(summary, console())
     verdict = summary.get("verdict") or {"ship": summary["gate"]["passed"]}
@@ -57,11 +58,12 @@ def tune_cmd(
 ) -> None:
     """Search the recipe (learning rate, epochs, LoRA rank and alpha, ...) within a budget, by the task's own
     generated answers on the validation split; the test split is not read. Run it again to resume."""
-    from tunesmith.cli.render import trials_table
+    from tunesmith.cli.render import print_allocator, trials_table
     from tunesmith.config import update_overrides
     from tunesmith.pipeline import tune_project
 
     overrides = list(set_) + (update_overrides({"tune": {"storage": storage}}) if storage else [])
+    print_allocator(console())
     result = tune_project(project, overrides, minutes(budget), trials)
     con = console()
     con.print(trials_table(result.summary))
@@ -94,7 +96,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Check, split and train (each stage cached and resumable), without the evaluations."""
-    from tunesmith.cli.render import invariants_table, train_line
+    from tunesmith.cli.render import invariants_table, print_allocator, train_line
     from tunesmith.config import update_overrides
     from tunesmith.errors import Problem, TunesmithError
     from tunesmith.pipeline import train_project
@@ -112,5 +114,6 @@ def train(
             "Conflicting options",
             [Problem("--resume --fresh", "one continues a run, the other discards it", "pass one of them")],
         )
+    print_allocator(console())
     st = train_project(project, overrides, resume="require" if resume else "fresh" if fresh else "auto")
     console().print(train_line(st))

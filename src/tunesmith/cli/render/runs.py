@@ -151,3 +151,20 @@ def print_recipe(sources: list[tuple[str, Any, str]], console, searched: bool = 
     parts = [f"{name} {escape(str(value))} [dim]({where})[/dim]" for name, value, where in sources]
     note = " [dim]— the search varies some of these[/dim]" if searched else ""
     console.print("[bold]Recipe[/bold]: " + ", ".join(parts) + note)
+
+
+def print_allocator(console) -> None:
+    """One line before training: the memory allocator this process runs under, and how to get jemalloc where the
+    system's malloc is in use (`tunesmith.allocator`)."""
+    from tunesmith import allocator
+
+    name = allocator.in_use()
+    if name != "system":
+        console.print(f"[dim]Memory allocator: {name}[/dim]")
+    elif allocator.find_jemalloc() is None:
+        console.print(
+            "[dim]Memory allocator: the system's malloc; install jemalloc (apt install libjemalloc2) and tunesmith "
+            "runs under it: training here ran faster under it and kept its speed (benchmarks/allocator.py)[/dim]"
+        )
+    else:
+        console.print(f"[dim]Memory allocator: the system's malloc ({allocator.SWITCH}=system or LD_PRELOAD)[/dim]")

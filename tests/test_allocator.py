@@ -41,14 +41,18 @@ def test_a_run_records_the_allocator_it_ran_under():
     assert allocator.in_use() in {"jemalloc", "tcmalloc", "mimalloc", "system"}
 
 
-def test_the_command_decides_the_allocator_before_anything_else(monkeypatch):
+@pytest.mark.parametrize(
+    ("argv", "restarts"), [(["run", "p"], True), (["train"], True), (["eval", "p"], False), ([], False)]
+)
+def test_the_training_verbs_decide_the_allocator_before_anything_else(monkeypatch, argv, restarts):
     import tunesmith.cli as cli
 
     calls = []
     monkeypatch.setattr(allocator, "restart_under_jemalloc", lambda: calls.append("restart"))
     monkeypatch.setattr(cli, "app", lambda: calls.append("app"))
+    monkeypatch.setattr(sys, "argv", ["tunesmith", *argv])
     cli.main()
-    assert calls == ["restart", "app"]
+    assert calls == (["restart", "app"] if restarts else ["app"])
 
 
 RESTART = "from tunesmith import allocator; allocator.restart_under_jemalloc(); print(allocator.in_use())"

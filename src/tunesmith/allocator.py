@@ -1,4 +1,4 @@
-"""The memory allocator a tunesmith process runs under: jemalloc when the system has it, glibc's malloc otherwise.
+"""The memory allocator a training process runs under: jemalloc when the system has it, glibc's malloc otherwise.
 
     tunesmith train my-project     # on Linux with libjemalloc installed: runs under jemalloc (LD_PRELOAD)
     TUNESMITH_ALLOCATOR=system tunesmith train my-project     # glibc's malloc, as Python starts
@@ -7,11 +7,14 @@ PyTorch on a CPU allocates and frees its activations (hundreds of tensors of var
 glibc's malloc a LoRA run of the built-in model on Banking77 slowed step after step (447 tokens/s over the first
 60 of 300 steps, 400 over the last 60; over a whole 753-step run, 540 to 340 tokens/s); under jemalloc the same
 300 steps held 514 -> 515 tokens/s: 1.20x the speed with 22% less peak memory (`benchmarks/allocator.py`).
-An allocator can only be chosen before a process starts, so the `tunesmith` command starts itself again once, with
-the library in `LD_PRELOAD`, before it imports anything heavy: the mechanism of torch's own CPU launcher (`python -m
-torch.backends.xeon.run_cpu`), which looks only for an unversioned `libjemalloc.so` in a few folders and so misses
-the library Debian and Ubuntu install (`libjemalloc.so.2` in the multiarch folder). jemalloc keeps its own defaults (a `MALLOC_CONF` of
-yours is passed on): the settings torch's launcher adds measured no faster here.
+Generation alone did not gain: the few-shot baseline's 600 long prompts took 4m24s under jemalloc against 2m34s
+under malloc (kernel time 240 s against 43 s; a longer decay or no oversize arena changed nothing), so only the
+verbs that train (`run`, `train`, `tune`) use it. An allocator can only be chosen before a process starts, so such a
+command starts itself again once, with the library in `LD_PRELOAD`, before it imports anything heavy: the mechanism
+of torch's own CPU launcher (`python -m torch.backends.xeon.run_cpu`), which looks only for an unversioned
+`libjemalloc.so` in a few folders and so misses the library Debian and Ubuntu install (`libjemalloc.so.2` in the
+multiarch folder). jemalloc keeps its own defaults (a `MALLOC_CONF` of yours is passed on): the settings torch's
+launcher adds measured no faster here.
 
 Nothing happens when the library is absent (`apt install libjemalloc2`, `conda install jemalloc`), when
 `LD_PRELOAD` already names it, off Linux, or with `TUNESMITH_ALLOCATOR=system`. The Python API cannot change the

@@ -68,7 +68,7 @@ def preload_env(environ: Mapping[str, str], library: Path | None) -> dict[str, s
 
 def restart_under_jemalloc() -> None:
     """Start this command again under jemalloc (`os.execve`: same process id, arguments, stdin and stdout) when
-    `preload_env` says so; return otherwise. Called first thing by the `tunesmith` command."""
+    `preload_env` says so; return otherwise. Called first thing by the verbs that train (`tunesmith.cli.main`)."""
     env = preload_env(os.environ, find_jemalloc())
     if env is None:
         return

@@ -1,5 +1,5 @@
-"""Training speed under each memory allocator: glibc's malloc vs jemalloc (what the `tunesmith` command runs
-under when the system has it), side by side in one run, over enough steps to show a drift.
+"""Training speed under each memory allocator: glibc's malloc vs jemalloc (what `tunesmith run`, `train` and
+`tune` run under when the system has it), side by side in one run, over enough steps to show a drift.
 
     .venv/bin/python benchmarks/allocator.py [--steps 300] [--project examples/support-triage]
 

@@ -201,6 +201,7 @@ def rich_summary() -> dict:
             "tokens_per_s": 900.0,
             "trainable_params": 16384,
             "precision": "bf16",
+            "oversampled": {"out_of_scope": 4},
         },
         "train_cost_usd": 0.0875,
         "stages": [],
@@ -335,6 +336,8 @@ def test_report_with_diagnosis_cost_and_preference(tmp_path, browser):
     assert "5 of 12 tokens carry loss" in diag and "template &lt;cannot&gt; render tools" in diag
     assert "3 points, 2 … 0.2" in diag  # a logged series is summarized, the curve is the Training plot
     assert "novel_part" in diag
+    assert "labels repeated a pass (train.oversample)" in section_of(text, "training")
+    assert "out_of_scope 4x" in section_of(text, "training")
     cost = section_of(text, "cost")
     assert COST["line"] in cost and "usd_per_success" in cost and "deep" in cost and "mean latency" in cost
     assert "Cost per successful task" in cost and "$0.0123" in cost and "70.0%" in cost

@@ -579,6 +579,54 @@ def test_self_distilled_general_data_is_mixed_into_training(tiny_project):
         train_project(tiny_project, ["train.general_data=[nope/*.jsonl]", "train.general_share=0.2"])
 
 
+def test_oversample_repeats_the_training_records_of_a_label_and_names_an_unknown_one(tiny_project):
+    from tunesmith.errors import TunesmithError
+    from tunesmith.pipeline import train_project
+
+    plain = train_project(tiny_project, ["train.max_steps=1"])
+    repeated = train_project(tiny_project, ["train.max_steps=1", "train.oversample={shipping: 3}"])
+    split = next((tiny_project / ".tunesmith" / "runs").glob("*-split-*")) / "train.jsonl"
+    shipping = sum('\\"shipping\\"' in line for line in split.read_text().splitlines())
+    assert shipping > 0  # each shipping record is shown three times: two more copies each
+    assert repeated.result.details["data"]["examples"] == plain.result.details["data"]["examples"] + 2 * shipping
+    assert repeated.run_dir != plain.run_dir  # another recipe, another cached run
+    with pytest.raises(TunesmithError, match="Unknown label to oversample") as err:
+        train_project(tiny_project, ["train.max_steps=1", "train.oversample={refunds: 2}"])
+    assert "train.oversample.refunds" in str(err.value.problems[0]) and "billing" in err.value.problems[0].hint
+    with pytest.raises(TunesmithError, match="Bad config"):
+        train_project(tiny_project, ["train.oversample={shipping: 0}"])
+
+
+@pytest.mark.parametrize(
+    ("labels", "setting", "expected"),
+    [
+        (["billing"] * 27 + ["out_of_scope"] * 3, "auto", {"out_of_scope": 3}),  # round(0.25 * 27 / (0.75 * 3))
+        (["billing"] * 270 + ["Out-Of-Scope"] * 3, "auto", {"Out-Of-Scope": 10}),  # at most 10 times
+        (["billing"] * 27 + ["other"] * 9, "auto", {}),  # already a quarter
+        (["billing"] * 27 + ["other"] * 3 + ["none"] * 3, "auto", {}),  # which one? none is repeated
+        (["billing"] * 27 + ["shipping"] * 3, "auto", {}),  # no catch-all label
+        (["billing"] * 27 + ["shipping"] * 3, {"shipping": 2, "billing": 1}, {"shipping": 2}),
+    ],
+)
+def test_oversample_factors_resolve_auto_to_a_catch_all_label(labels, setting, expected):
+    from tunesmith.data.project import oversample, oversample_factors
+
+    cfg = Config()
+    cfg.task.type, cfg.task.match_fields, cfg.train.oversample = "json", ["queue"], setting
+    records = [
+        Record(
+            messages=[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": json.dumps({"queue": x})}]
+        )
+        for i, x in enumerate(labels)
+    ]
+    assert oversample_factors(records, cfg) == expected
+    repeated = oversample(records, cfg)
+    assert len(repeated) == len(records) + sum((k - 1) * labels.count(label) for label, k in expected.items())
+    if setting == "auto":
+        cfg.task.type = "chat"  # no label to read: auto repeats nothing
+        assert oversample_factors(records, cfg) == {}
+
+
 def test_a_checkpoint_with_only_pickled_state_is_refused(tmp_path, tiny_model_dir):
     from tunesmith.errors import TunesmithError
 

@@ -59,6 +59,8 @@ train:
   batch_size: 8      # batch 16 at lr 1.5e-3 trained no faster here and scored 0.803 on Banking77 (batch 8: 0.825)
   general_data: [builtin:self]  # the base model's own replies to 200 built-in everyday prompts, mixed in against
   general_share: 0.1            # forgetting (without them the Banking77 model answered everything with an intent)
+  # oversample: auto  # a catch-all label (out_of_scope, other, none, ...) shown until it is about a quarter of the
+                      # examples, at most 10 times; {label: times} to choose, {} for none
 
 budget:
   hourly_usd: null   # price per hour of your machine, to put a dollar figure on training and eval

@@ -43,6 +43,7 @@ RECIPE_FIELDS = (
     "grad_accum",
     "general_data",
     "general_share",
+    "oversample",
     "precision",
     "batching",
 )

@@ -13,7 +13,7 @@ their new place, with a warning (`tunesmith.config.moved`).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -179,6 +179,15 @@ class TrainConfig(Section):
         ge=0.0,
         lt=0.9,
         description="Share of the training examples drawn from `general_data` (seeded sample; 0.1 = one in ten).",
+    )
+    oversample: Literal["auto"] | dict[str, Annotated[int, Field(ge=1, le=100)]] = Field(
+        "auto",
+        description="Show the training records of some labels several times a pass: {label: times}, e.g. "
+        "{out_of_scope: 4} (the label is the split's stratify field: a JSON task's first match field, a "
+        "classification's reply). `auto`: a label task's catch-all label (out_of_scope, oos, other, none, unknown, "
+        "fallback, ...) until it is about a quarter of the examples (at most 10 times): its few examples are all "
+        "different, and a model trained on them as they come under-predicts it. {}: none. Validation and test "
+        "records are never repeated.",
     )
     nproc: int = Field(
         1,

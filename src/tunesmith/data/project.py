@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import json
 import random
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,59 @@ def general_files(cfg: Config, project: Path) -> list[Path]:
     if problems:
         raise TunesmithError("Missing general data", problems)
     return files
+
+
+# Labels that name a catch-all class (compared lower-cased, with spaces and dashes as underscores): its few
+# training examples are all different, so a model trained on them as they come under-predicts it.
+CATCH_ALL_LABELS = frozenset(
+    {"out_of_scope", "oos", "out_of_domain", "other", "none", "unknown", "no_intent", "fallback", "irrelevant"}
+)
+CATCH_ALL_SHARE = 0.25  # `oversample: auto` repeats a catch-all label until it is about this share of the examples
+MAX_AUTO_FACTOR = 10  # ... at most this many times
+
+
+def oversample_factors(records: list, cfg: Config) -> dict[str, int]:
+    """`train.oversample` resolved on the split's training records: label -> how many times each of its records is
+    shown (only factors above 1). `auto`: a label task's one catch-all label (`CATCH_ALL_LABELS`) repeated until it
+    makes about `CATCH_ALL_SHARE` of the examples (at most `MAX_AUTO_FACTOR` times) in SFT; nothing otherwise. A label
+    named but absent from the records is an error naming the labels there are."""
+    setting, field = cfg.train.oversample, stratify_field(cfg)
+    if setting == "auto" and (field is None or cfg.train.objective != "sft"):
+        return {}
+    counts = Counter(ReplyLabel(field)(r) for r in records) if field else Counter()
+    if setting == "auto":
+        catch_all = [label for label in counts if label is not None and _normalized(label) in CATCH_ALL_LABELS]
+        if len(catch_all) != 1:
+            return {}
+        label, n = catch_all[0], counts[catch_all[0]]
+        factor = round(CATCH_ALL_SHARE * (len(records) - n) / ((1 - CATCH_ALL_SHARE) * n))
+        return {label: min(MAX_AUTO_FACTOR, factor)} if factor > 1 else {}
+    missing = sorted(set(setting) - set(counts))
+    if missing:
+        known = sorted(str(x) for x in counts if x is not None)
+        raise fail(
+            "Unknown label to oversample",
+            f"train.oversample.{missing[0]}",
+            f"no training record has the label {missing[0]!r}",
+            f"labels are read from the field {field!r}: e.g. {', '.join(known[:8]) or 'none'}"
+            if field
+            else "oversampling needs a label: a json task's match_fields, a classification task, or data.stratify_by",
+        )
+    return {label: k for label, k in setting.items() if k > 1}
+
+
+def _normalized(label: str) -> str:
+    return label.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def oversample(records: list, cfg: Config, factors: dict[str, int] | None = None) -> list:
+    """`records` with those of each label in `factors` (default: `oversample_factors`) repeated that many times,
+    each copy right after its record (the trainer shuffles)."""
+    factors = oversample_factors(records, cfg) if factors is None else factors
+    if not factors:
+        return records
+    label_of = ReplyLabel(stratify_field(cfg))
+    return [r for r in records for _ in range(factors.get(label_of(r), 1))]
 
 
 def mix_general(records: list, files: list[Path], cfg: Config) -> list:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import Config, load_config
-from tunesmith.data.project import general_files, mix_general, read_records
+from tunesmith.data.project import general_files, mix_general, oversample, read_records
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.pipeline.evaluation import (
     EvalPlan,
@@ -56,13 +56,15 @@ def tune_project(
 
 def project_tokens(cfg: Config, project: Path, model_ref, recipe):
     """`tunesmith cost PROJECT`'s count: check and split the project (cached stages, as `tunesmith train` does), mix
-    in its general data and count the tokens of every training example (`tunesmith.cost.count_tokens`)."""
+    in its general data, repeat what `train.oversample` repeats and count the tokens of every training example
+    (`tunesmith.cost.count_tokens`)."""
     from tunesmith.cost import count_tokens
     from tunesmith.data.project import load_schema
 
     schema = load_schema(cfg, project)
     st_split = data_stages(cfg, project, Pipeline(project), model_ref, schema)
-    records = mix_general(read_records(st_split.run_dir / "train.jsonl"), general_files(cfg, project), cfg)
+    records = oversample(read_records(st_split.run_dir / "train.jsonl"), cfg)
+    records = mix_general(records, general_files(cfg, project), cfg)
     return count_tokens(cfg, records, model_ref, recipe)
 
 

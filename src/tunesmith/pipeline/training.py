@@ -14,13 +14,21 @@ from tunesmith import runs
 from tunesmith.config import Config, flat_train
 from tunesmith.data.distill import SELF
 from tunesmith.data.io import read_jsonl
-from tunesmith.data.project import general_files, mix_general, read_records, validation_records
+from tunesmith.data.project import (
+    general_files,
+    mix_general,
+    oversample,
+    oversample_factors,
+    read_records,
+    validation_records,
+)
 from tunesmith.files import atomic_write_jsonl, file_sha256
 from tunesmith.pipeline.machinery import Pipeline, Stage, sections
 from tunesmith.train.result import TrainResult
 
 # Train fields added after runs were cached, keyed only when set away from their default, so a recipe that leaves
 # them alone keeps its key. shared_prefix: off, batches of 16+ are not grouped by system prompt (other batches).
+# `oversample` is keyed as what it resolves to on the split (the train inputs' `oversample`), never as written.
 KEYED_WHEN_CHANGED = {"shared_prefix": True}
 
 
@@ -32,6 +40,7 @@ def train_settings(cfg: Config, flat: bool = False) -> dict[str, Any]:
     for name, default in KEYED_WHEN_CHANGED.items():
         if dumped["train"].get(name) == default:
             dumped["train"].pop(name)
+    dumped["train"].pop("oversample", None)
     if flat:
         dumped["train"] = flat_train(dumped["train"])
     evaluation = {k: dumped["eval"][k] for k in ("decoding", "max_new_tokens", "no_repeat_ngram_size", "gate")}
@@ -64,27 +73,30 @@ def train_stage(
     def train(run_dir: Path) -> TrainResult:
         split_path = st_split.run_dir / "train.jsonl"
         records = read_records(split_path)
-        mixed = mix_general(records, general, cfg)
-        added = len(mixed) - len(records)
+        factors = oversample_factors(records, cfg)
+        repeated = oversample(records, cfg, factors)
+        mixed = mix_general(repeated, general, cfg)
+        added = len(mixed) - len(repeated)
         if cfg.train.nproc > 1 or cfg.train.accelerate_config:
             from tunesmith.train.launch import launch
 
             path = split_path
-            if added:
+            if len(mixed) != len(records):
                 path = run_dir / "train_mixed.jsonl"
                 atomic_write_jsonl(path, (r.to_json() for r in mixed))
             validation = st_split.run_dir / "validation.jsonl"
             result = launch(cfg, model_ref, path, run_dir, schema, pipe.project, validation)
-            return replace(result, general_examples=added)
+            return replace(result, general_examples=added, oversampled=factors or None)
         from tunesmith.train import run_recipe
 
         plan = split_validation_plan(cfg, st_split, model_ref, schema, records, report)
-        return replace(run_recipe(cfg, model_ref, mixed, run_dir, schema, plan), general_examples=added)
+        result = run_recipe(cfg, model_ref, mixed, run_dir, schema, plan)
+        return replace(result, general_examples=added, oversampled=factors or None)
 
     return pipe.stage(
         "train",
         train_settings(cfg),
-        {**_train_inputs(pipe, model_ref, st_split, schema, general), **(extra_inputs or {})},
+        {**_train_inputs(cfg, pipe, model_ref, st_split, schema, general), **(extra_inputs or {})},
         train,
         resume,
         typed=TrainResult,
@@ -97,7 +109,7 @@ def finished_train_run(
 ) -> Stage[TrainResult] | None:
     """The finished train run of this config on this split (what `train_stage` would reuse), without training:
     None when there is none. A search's first trial, the project's own recipe, reuses it."""
-    inputs = _train_inputs(pipe, model_ref, st_split, schema, _general(cfg, pipe, model_ref))
+    inputs = _train_inputs(cfg, pipe, model_ref, st_split, schema, _general(cfg, pipe, model_ref))
     key = runs.stage_key("train", train_settings(cfg, flat=True), inputs)
     found = runs.find_run(pipe.project, "train", key)
     return train_run(found, key) if found is not None and runs.is_complete(found) else None
@@ -111,14 +123,19 @@ def _general(cfg: Config, pipe: Pipeline, model_ref) -> list[Path]:
     return general
 
 
-def _train_inputs(pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None, general: list[Path]) -> dict:
-    """What a train run's key covers besides its settings: the split, the model, the schema, the general data."""
-    return {
+def _train_inputs(
+    cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None, general: list[Path]
+) -> dict:
+    """What a train run's key covers besides its settings: the split, the model, the schema, the general data, and
+    the labels `train.oversample` repeats on this split (only when it repeats any, so older runs keep their key)."""
+    inputs = {
         "split": st_split.key,
         "model": model_ref.identity,
         "schema": schema,
         "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general},
     }
+    factors = oversample_factors(read_records(st_split.run_dir / "train.jsonl"), cfg)
+    return {**inputs, "oversample": factors} if factors else inputs
 
 
 def self_general_stage(cfg: Config, pipe: Pipeline, model_ref) -> Stage:

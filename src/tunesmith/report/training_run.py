@@ -34,6 +34,7 @@ def training(summary: dict, log: list[dict]) -> Html:
         "trainable_params": "trainable parameters",
         "stopped_by_budget": "stopped by budget",
         "planned_epochs": "planned epochs",
+        "oversampled": "labels repeated a pass (train.oversample)",
     }
     selection = tr.pop("selection", None)
     shown = [
@@ -45,6 +46,8 @@ def training(summary: dict, log: list[dict]) -> Html:
             if k in ("tokens_per_s", "trainable_params")
             else num(v, ".4f")
             if isinstance(v, float)
+            else ", ".join(f"{label} {times}x" for label, times in v.items())
+            if k == "oversampled"
             else v,
         )
         for k, v in tr.items()

@@ -264,6 +264,7 @@ def print_summary(summary: dict[str, Any], console) -> None:
             f"Training: {tr['steps']} steps, loss {tr['train_loss']:.3f}{held}, {tr['wall_s']:.0f} s"
             + (f", ${cost:.4f}" if cost is not None else "")
             + f" ({tr['trainable_params']:,} trainable parameters, {tr['precision']})"
+            + "".join(f"; {label} shown {k}x a pass" for label, k in (tr.get("oversampled") or {}).items())
         )
     if summary.get("report"):
         console.print(f"Report: {summary['report']}")

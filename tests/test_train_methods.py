@@ -597,6 +597,28 @@ def test_oversample_repeats_the_training_records_of_a_label_and_names_an_unknown
         train_project(tiny_project, ["train.oversample={shipping: 0}"])
 
 
+def test_auto_oversampling_of_a_catch_all_label_is_keyed_as_resolved(tmp_path, tiny_model_dir):
+    from conftest import write_tiny_project
+    from tunesmith.pipeline import train_project
+
+    project = write_tiny_project(tmp_path / "proj", tiny_model_dir)
+    rows = routing_rows(30)
+    for row in rows[::10]:  # 3 of 30 tickets are off-topic: a catch-all label
+        row["messages"][-1]["content"] = json.dumps({"queue": "other", "priority": "normal"})
+    write_jsonl(project / "data" / "tickets.jsonl", rows)
+    auto = train_project(project, ["train.max_steps=1"])
+    assert auto.result.oversampled is not None and list(auto.result.oversampled) == ["other"]
+    assert auto.result.oversampled["other"] > 1
+    none = train_project(project, ["train.max_steps=1", "train.oversample={}"])
+    assert none.result.oversampled is None and none.run_dir != auto.run_dir
+    assert none.result.details["data"]["examples"] < auto.result.details["data"]["examples"]
+    # the same factors written out are the same training: the run is reused
+    again = train_project(
+        project, ["train.max_steps=1", f"train.oversample={{other: {auto.result.oversampled['other']}}}"]
+    )
+    assert again.cached and again.run_dir == auto.run_dir
+
+
 @pytest.mark.parametrize(
     ("labels", "setting", "expected"),
     [

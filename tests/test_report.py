@@ -547,3 +547,14 @@ def test_labels_section_of_a_label_task(tmp_path):
     chat = _label_runs(tmp_path / "chat", {"type": "chat"})
     text = build_report(tmp_path, chat, out=tmp_path / "c.html").read_text()
     assert "Not measured: not a label task (task.type is chat" in section_of(text, "labels")
+
+
+def test_the_run_summary_line_names_the_labels_oversampled():
+    from rich.console import Console
+
+    from tunesmith.cli.render.eval import print_summary
+
+    console = Console(record=True, width=200)
+    print_summary(rich_summary(), console)
+    training = [line for line in console.export_text().splitlines() if line.startswith("Training:")]
+    assert training and training[0].endswith("; out_of_scope shown 4x a pass")

@@ -50,6 +50,7 @@ def build_summary(
                 "recipe",
                 "planned_epochs",
                 "selection",
+                "oversampled",
             )
         },
         "train_cost_usd": None if cfg.budget.hourly_usd is None else train_hours * cfg.budget.hourly_usd,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 WEIGHTS = ("adapter", "model", "reward_model")  # written only when set
+WHEN_SET = (*WEIGHTS, "oversampled")  # ... like these (a result written before them reads and writes the same)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class TrainResult:
     def to_json(self) -> dict[str, Any]:
         """The flat mapping result.json holds: the typed facts, then the others as written."""
         typed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "details"}
-        return {**{k: v for k, v in typed.items() if v is not None or k not in WEIGHTS}, **self.details}
+        return {**{k: v for k, v in typed.items() if v is not None or k not in WHEN_SET}, **self.details}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainResult:

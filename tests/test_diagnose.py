@@ -486,6 +486,19 @@ def test_underfitting_from_the_selection_curve(build):
     assert [f["code"] for f in check_loss(steep, {"selection": done})[1]] == ["loss_curve"]
 
 
+def test_underfitting_from_two_validations_needs_a_clear_rise(build):
+    # one pass validated twice, still rising at the end (the 10,003-query Banking77 run: 0.803 -> 0.881)
+    selection = {"metric": "task_accuracy", "best_step": 1162, "stopped_early": False}
+    rising = {**selection, "curve": [[581, 0.803], [1162, 0.881]]}
+    ev = _underfitting(diagnose(build(selection=rising)))["evidence"]["validation_still_improving"]
+    assert (ev["from"], ev["last"], ev["evaluations"]) == (0.803, 0.881, 2)
+    from tunesmith.diagnose.loss import check_loss
+
+    flat = {**selection, "curve": [[581, 0.803], [1162, 0.81]]}  # within 5% of the first value: not evidence
+    assert "underfitting" in {f["code"] for f in check_loss(metrics_rows(), {"selection": rising})[1]}
+    assert "underfitting" not in {f["code"] for f in check_loss(metrics_rows(), {"selection": flat})[1]}
+
+
 def test_underfitting_training_loss_still_falling_steeply(build):
     losses = [2.0 - 0.05 * s for s in range(1, 21)]  # a straight fall to the very end
     f = _underfitting(diagnose(build(metrics=metrics_rows(losses))))

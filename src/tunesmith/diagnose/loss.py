@@ -27,7 +27,8 @@ RANK_ENOUGH = 16  # the guide: "rank 8 or 16 is almost always enough"
 RANK_MIN_GAIN = 0.02  # a higher rank must lower the held-out loss by 2% over a rank-16 run to earn its cost
 UNDERFIT_MIN_POINTS = 10  # the training loss needs this many logged points to say it was still falling at the end
 UNDERFIT_STEEP = 0.10  # still falling: the last fifth's mean loss more than 10% below the fifth before it
-UNDERFIT_MIN_VAL_POINTS = 3  # the validation metric needs this many evaluations to say it was still improving
+UNDERFIT_MIN_VAL_POINTS = 2  # the validation metric needs this many evaluations to say it was still improving ...
+UNDERFIT_TWO_POINT_RISE = 0.05  # ... and with only two (one pass validated twice), a rise of 5% of the first value
 LOW_ACCURACY = 0.5  # a tuned task accuracy below this, with a loss curve that moved, is underfitting too
 LOWER_IS_BETTER_VAL = {"loss", "token_limit_rate", "hallucination_rate"}  # validation metrics where lower is better
 
@@ -226,6 +227,8 @@ def still_improving(metric: str | None, points: list[tuple[int, float]]) -> dict
     values = [sign * x for _, x in points]
     start = len(points) - 1 - max(1, len(points) // 3)
     if values[-1] < max(values) or not values[-1] > values[start]:
+        return None
+    if len(points) == 2 and values[1] - values[0] < UNDERFIT_TWO_POINT_RISE * abs(values[0]):
         return None
     return {
         "metric": metric,

@@ -69,11 +69,11 @@ def train_stage(
     replies (`tunesmith.train.selection`); `report(step, value)` receives each validation value (a search's
     pruner). The test split is never read here."""
     general = _general(cfg, pipe, model_ref)
+    split_path = st_split.run_dir / "train.jsonl"
+    records = read_records(split_path)
+    factors = oversample_factors(records, cfg)  # part of the key, so resolved before the cache is asked
 
     def train(run_dir: Path) -> TrainResult:
-        split_path = st_split.run_dir / "train.jsonl"
-        records = read_records(split_path)
-        factors = oversample_factors(records, cfg)
         repeated = oversample(records, cfg, factors)
         mixed = mix_general(repeated, general, cfg)
         added = len(mixed) - len(repeated)
@@ -96,7 +96,7 @@ def train_stage(
     return pipe.stage(
         "train",
         train_settings(cfg),
-        {**_train_inputs(cfg, pipe, model_ref, st_split, schema, general), **(extra_inputs or {})},
+        {**_train_inputs(pipe, model_ref, st_split, schema, general, factors), **(extra_inputs or {})},
         train,
         resume,
         typed=TrainResult,
@@ -109,7 +109,8 @@ def finished_train_run(
 ) -> Stage[TrainResult] | None:
     """The finished train run of this config on this split (what `train_stage` would reuse), without training:
     None when there is none. A search's first trial, the project's own recipe, reuses it."""
-    inputs = _train_inputs(cfg, pipe, model_ref, st_split, schema, _general(cfg, pipe, model_ref))
+    factors = oversample_factors(read_records(st_split.run_dir / "train.jsonl"), cfg)
+    inputs = _train_inputs(pipe, model_ref, st_split, schema, _general(cfg, pipe, model_ref), factors)
     key = runs.stage_key("train", train_settings(cfg, flat=True), inputs)
     found = runs.find_run(pipe.project, "train", key)
     return train_run(found, key) if found is not None and runs.is_complete(found) else None
@@ -124,17 +125,17 @@ def _general(cfg: Config, pipe: Pipeline, model_ref) -> list[Path]:
 
 
 def _train_inputs(
-    cfg: Config, pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None, general: list[Path]
+    pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None, general: list[Path], factors: dict[str, int]
 ) -> dict:
     """What a train run's key covers besides its settings: the split, the model, the schema, the general data, and
-    the labels `train.oversample` repeats on this split (only when it repeats any, so older runs keep their key)."""
+    the labels `train.oversample` repeats on this split (`factors`, only when it repeats any, so older runs keep
+    their key)."""
     inputs = {
         "split": st_split.key,
         "model": model_ref.identity,
         "schema": schema,
         "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general},
     }
-    factors = oversample_factors(read_records(st_split.run_dir / "train.jsonl"), cfg)
     return {**inputs, "oversample": factors} if factors else inputs
 
 

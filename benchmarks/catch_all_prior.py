@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/catch_all_prior.py --project /tmp/ti4/default/oos [--label out_of_scope]
 
 For a project whose `tunesmith run` finished (a label task: a JSON task's first match field, or a classification),
-it loads the tuned model of the newest train run, scores the catch-all reply (`{"intent": "out_of_scope"}`)
+it loads the tuned model of that run, scores the catch-all reply (`{"intent": "out_of_scope"}`)
 teacher-forced for every test case, and prints accuracy in and out of the catch-all label as the model answered
 and as it would have answered had it chosen the catch-all whenever that reply's probability passed a threshold.
 A threshold that gains out-of-scope accuracy at little in-scope cost says the model could tell but its prior for
@@ -22,33 +22,31 @@ import torch
 from tunesmith.chat import training_example
 from tunesmith.config import load_config
 from tunesmith.data.project import read_records, stratify_field
+from tunesmith.data.records import Record
+from tunesmith.data.split import reply_label
 from tunesmith.eval.suite import cases_from_records, with_system_prompt
 from tunesmith.models import load_model, load_tokenizer, resolve_model
+from tunesmith.runs import load_summary
 
 THRESHOLDS = (-1.0, -2.0, -3.0, -4.0, -5.0)  # natural log of the catch-all reply's probability
 
 
-def newest(project: Path, stage: str) -> Path:
-    done = sorted(p.parent for p in (project / ".tunesmith" / "runs").glob(f"*-{stage}-*/COMPLETED"))
-    if not done:
-        raise SystemExit(f"no finished {stage} run in {project}: run `tunesmith run {project}` first")
-    return done[-1]
+def run_stages(project: Path) -> dict[str, Path]:
+    """The run directories of the project's last `tunesmith run` (its summary), by stage."""
+    summary = load_summary(project)
+    if summary is None:
+        raise SystemExit(f"no finished `tunesmith run` in {project}: run it first")
+    return {s["stage"]: Path(s["run"]) for s in summary["stages"]}
 
 
 def reply_for(label: str, field: str) -> str:
     return label if field == "label" else json.dumps({field: label}, ensure_ascii=False)
 
 
-def label_of(text: str | None, field: str) -> str | None:
-    if text is None:
-        return None
-    if field == "label":
-        return text.strip()
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        return None
-    return str(obj.get(field)) if isinstance(obj, dict) else None
+def label_of(reply: str | dict | None, field: str) -> str | None:
+    """The label of a reply (text, or an expected JSON object) as training reads it (`reply_label`)."""
+    text = json.dumps(reply, ensure_ascii=False) if isinstance(reply, dict) else reply or ""
+    return reply_label(Record(messages=[{"role": "assistant", "content": text}]), field)
 
 
 def main() -> None:
@@ -60,7 +58,8 @@ def main() -> None:
     field = stratify_field(cfg)
     if field is None:
         raise SystemExit("not a label task: set task.match_fields (json) or task.type: classification")
-    split, train, tuned = (newest(project, s) for s in ("split", "train", "eval-tuned"))
+    stages = run_stages(project)
+    split, train, tuned = stages["split"], stages["train"], stages["eval-tuned"]
     cases = {c.id: c for c in cases_from_records(read_records(split / "heldout.jsonl"), cfg.task)}
 
     ref = resolve_model(cfg.model.base)
@@ -88,8 +87,7 @@ def main() -> None:
             logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
         keep = labels != -100
         score = logp[keep].gather(1, labels[keep][:, None]).sum().item()
-        expected = label_of(r["expected"] if isinstance(r["expected"], str) else json.dumps(r["expected"]), field)
-        rows.append((expected, label_of(r.get("output"), field), score))
+        rows.append((label_of(r["expected"], field), label_of(r.get("output"), field), score))
 
     def accuracy(rule) -> tuple[float, float, float]:
         inside = [rule(p, s) == e for e, p, s in rows if e != args.label]

@@ -1,7 +1,7 @@
 """Model quality on real intent data: tunesmith's default run and `run --tune` against a TF-IDF classifier.
 
     .venv/bin/python benchmarks/intent_quality.py [--variant banking77|oos|full] [--modes default,tune]
-                                                  [--budget 15] [--work /tmp/tunesmith-intent]
+                                                  [--budget 15] [--work /tmp/tunesmith-intent] [--set K=V ...]
 
 Each variant is built from ../shared/data/banking77/train.csv (never copied into the repository) the way a new user
 would build it: `tunesmith init`, then `tunesmith data convert --from csv --json-key intent --system ...` for a
@@ -12,6 +12,8 @@ training file and a test file, `match_fields: [intent]`, `data.test` naming the 
   (about the shape of an intent data set with an out-of-scope label), 600 in-scope and 200 out-of-scope test
   queries; in-scope and out-of-scope accuracy are reported apart.
 - `full`: all 10,003 queries but 600 for testing.
+
+`--set K=V` (repeatable) is passed to `tunesmith run`: a recipe other than the starter's, measured the same way.
 
 For each mode it runs `tunesmith run` (in a subprocess, timed) and reads the summary: test accuracy, valid JSON, the
 general-probe delta, the gate and the verdict, wall time; beside it, a TF-IDF + logistic regression classifier
@@ -142,10 +144,12 @@ def scores(pairs: list[tuple[str, str]]) -> dict:
     }
 
 
-def run(project: Path, mode: str, budget: float) -> dict:
+def run(project: Path, mode: str, budget: float, overrides: list[str]) -> dict:
     cmd = [sys.executable, "-m", "tunesmith", "run", str(project)]
     if mode == "tune":
         cmd += ["--tune", "--budget", f"{budget}m"]
+    for override in overrides:
+        cmd += ["--set", override]
     began = time.perf_counter()
     log = project / f"{mode}.log"
     with log.open("w") as fh:
@@ -166,7 +170,7 @@ def run(project: Path, mode: str, budget: float) -> dict:
     general = metrics.get(("general", "prompt_strict_accuracy"))
     free = metrics.get(("heldout_free", "task_accuracy"))
     return {
-        "mode": f"tunesmith run{' --tune' if mode == 'tune' else ''}",
+        "mode": f"tunesmith run{' --tune' if mode == 'tune' else ''}{''.join(' --set ' + o for o in overrides)}",
         **scores(pairs),
         "free": free["tuned"] if free else None,
         "valid_json": metrics[("heldout", "format_validity")]["tuned"],
@@ -191,12 +195,13 @@ def main() -> None:
     ap.add_argument("--modes", default="default,tune")
     ap.add_argument("--budget", type=float, default=15.0, help="minutes for the search's trials (--tune)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/tunesmith-intent"))
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V", help="passed to run")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results = [tfidf(args.variant)]
     for mode in args.modes.split(","):
         project = write_project(args.work / mode, args.variant)
-        results.append(run(project, mode, args.budget))
+        results.append(run(project, mode, args.budget, args.overrides))
         print(json.dumps(results[-1]), flush=True)
     cols = ["mode", "accuracy", "in_scope", "out_of_scope", "free", "valid_json", "general_delta", "minutes", "verdict"]
     print(f"\n{args.variant}: test accuracy (constrained decoding; `free` = the same model decoding freely)")

@@ -197,3 +197,24 @@ def test_two_worker_processes_share_one_study(tiny_project, tmp_path):
     assert len(numbers) >= 4 and len(set(numbers)) == len(numbers)
     pids = {t.user_attrs["pid"] for t in study.trials}
     assert len(pids) == 2  # both workers ran trials
+
+
+def test_a_default_trial_queued_twice_by_two_workers_is_trained_once():
+    """Two workers open the study at once and both queue the project's own recipe: the second copy is failed and
+    marked when asked for, the worker gets a new trial instead, and the summary leaves the copy out."""
+    import optuna
+
+    from tunesmith.train.search.study import ensure_default
+    from tunesmith.train.search.trials import _ask
+
+    study = optuna.create_study(direction="maximize")
+    ensure_default(study, {"lr": 1e-3})
+    study.enqueue_trial({"lr": 1e-3}, user_attrs={"default": True})  # the other worker, before it saw the first
+    first = _ask(study)
+    assert first.user_attrs["default"] and first.number == 0
+    second = _ask(study)  # the other worker, while the first trains the default
+    assert second.number == 2 and not second.user_attrs.get("default")
+    copy = study.trials[1]
+    assert copy.state.name == "FAIL" and copy.user_attrs["duplicate"]
+    ensure_default(study, {"lr": 1e-3})  # a third worker: the running default counts, nothing more is queued
+    assert not any(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False))

@@ -33,7 +33,7 @@ def result_of(
     validation cases."""
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("duplicate")]
     best = _best_feasible(trials, metric, reason)
     default = next((t for t in trials if t.user_attrs.get("default")), None)
     vs_default = None

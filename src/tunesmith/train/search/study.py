@@ -142,6 +142,21 @@ def ensure_default(study, params: dict[str, Any]) -> None:
         study.enqueue_trial(params, user_attrs={"default": True})
 
 
+def duplicate_default(study, trial) -> bool:
+    """Whether `trial` is a second copy of the project's own recipe: two workers that opened the study at once
+    both found none queued and both queued one (Optuna has no atomic "queue unless queued"); the later copy is
+    dropped when asked for, so one worker does not train (or wait for) what another is training."""
+    from optuna.trial import TrialState
+
+    if not trial.user_attrs.get("default"):
+        return False
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return any(
+        t.user_attrs.get("default") and t.number < trial.number and t.state in live
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
 def trial_seconds(trial) -> float | None:
     import datetime
 

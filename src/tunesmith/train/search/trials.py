@@ -14,7 +14,7 @@ from rich.console import Console
 from tunesmith.config import Config
 from tunesmith.train.result import TrainResult
 from tunesmith.train.search.space import apply_params, suggest
-from tunesmith.train.search.study import time_spent, too_small
+from tunesmith.train.search.study import duplicate_default, time_spent, too_small
 
 if TYPE_CHECKING:
     from tunesmith.train.search.guard import ForgettingGuard
@@ -81,11 +81,19 @@ def _reused(trial, cfg: Config, own_run: OwnRunFn | None) -> TrialRun | None:
 
 
 def _ask(study):
-    """A new trial, marked with this host and process (so a killed search's trials can be told apart)."""
+    """A new trial, marked with this host and process (so a killed search's trials can be told apart); a second
+    copy of the project's own recipe queued by a worker that started at the same time is failed, marked
+    `duplicate`, and left out of the summary."""
     import os
     import socket
 
+    from optuna.trial import TrialState
+
     trial = study.ask()
+    while duplicate_default(study, trial):
+        trial.set_user_attr("duplicate", True)
+        study.tell(trial, state=TrialState.FAIL)
+        trial = study.ask()
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
     return trial

@@ -829,3 +829,17 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
     # made once per base model: a second run with another recipe reuses it
     train_project(tiny_project, ["train.general_data=[builtin:self]", "train.general_share=0.2", "train.max_steps=2"])
     assert len(list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))) == 1
+
+
+def test_general_data_short_of_the_share_is_named():
+    """The built-in everyday prompts are 200: on a large data set they fall far short of train.general_share, and
+    the run says so (a 9,095-query run trained two passes with 2% general data and lost 6 probe points)."""
+    from tunesmith.config import Config
+    from tunesmith.data.project import general_shortfall, general_wanted
+
+    cfg = Config.model_validate({"train": {"general_share": 0.1}})
+    assert general_wanted(9_095, cfg) == 1_011 and general_wanted(1_801, cfg) == 200
+    note = general_shortfall(9_095, 200, cfg)
+    assert "200 examples, 2.2% of the mix" in note and "asks 10% (1011)" in note
+    assert general_shortfall(1_801, 200, cfg) is None  # the share is met
+    assert general_shortfall(9_095, 0, cfg) is None  # no general data configured

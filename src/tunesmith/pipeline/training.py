@@ -16,6 +16,7 @@ from tunesmith.data.distill import SELF
 from tunesmith.data.io import read_jsonl
 from tunesmith.data.project import (
     general_files,
+    general_shortfall,
     mix_general,
     oversample,
     oversample_factors,
@@ -23,7 +24,7 @@ from tunesmith.data.project import (
     validation_records,
 )
 from tunesmith.files import atomic_write_jsonl, file_sha256
-from tunesmith.pipeline.machinery import Pipeline, Stage, sections
+from tunesmith.pipeline.machinery import Pipeline, Stage, console, sections
 from tunesmith.train.result import TrainResult
 
 # Train fields added after runs were cached, keyed only when set away from their default, so a recipe that leaves
@@ -77,6 +78,8 @@ def train_stage(
         repeated = oversample(records, cfg, factors)
         mixed = mix_general(repeated, general, cfg)
         added = len(mixed) - len(repeated)
+        if note := general_shortfall(len(repeated), added, cfg):
+            console.print(f"[yellow]· {note}[/yellow]")
         if cfg.train.nproc > 1 or cfg.train.accelerate_config:
             from tunesmith.train.launch import launch
 

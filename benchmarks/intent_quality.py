@@ -228,7 +228,7 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results = [tfidf(args.variant)]
-    for mode in args.modes.split(","):
+    for mode in filter(None, args.modes.split(",")):  # `--modes ""`: the classifier alone
         project = write_project(args.work / mode, args.variant)
         results.append(run(project, mode, args.budget, args.overrides))
         print(json.dumps(results[-1]), flush=True)

@@ -537,7 +537,7 @@ def test_distillation_writes_the_teachers_replies_with_provenance(tmp_path):
     assert "big" in back.provenance["distilled"]["teacher"] and back.where == "t.jsonl:1"
 
 
-def test_self_distilled_general_data_is_mixed_into_training(tiny_project):
+def test_self_distilled_general_data_is_mixed_into_training(tiny_project, capsys):
     from chat_server import ChatServer
 
     suite = str(tiny_project / "eval" / "redteam.jsonl")
@@ -573,6 +573,10 @@ def test_self_distilled_general_data_is_mixed_into_training(tiny_project):
     # 21 training records (6 held out, 3 for validation); 0.2 of the mix is general (21 general records to draw
     # from): round(0.2 * 21 / 0.8) = 5
     assert st.result.general_examples == 5 and st.result.details["data"]["examples"] == 26
+    assert "general data:" not in capsys.readouterr().err  # the share is met
+    short = ["train.general_data=[data/general/*.jsonl]", "train.general_share=0.6", "train.max_steps=1"]
+    assert train_project(tiny_project, short).result.general_examples == 21  # all there are, 32 asked
+    assert "general data: 21 examples" in capsys.readouterr().err
     from tunesmith.errors import TunesmithError
 
     with pytest.raises(TunesmithError, match="Missing general data"):

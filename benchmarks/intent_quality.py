@@ -64,44 +64,37 @@ def variant(name: str, seed: int = 0) -> tuple[list[dict], list[dict]]:
         return data[:2000], data[2000:2600]
     if name == "full":
         return data[600:], data[:600]
-    if name == "oos-unseen":
-        return _unseen_oos(data, seed)
     intents = sorted({r["intent"] for r in data})
+    if name == "oos-unseen":  # 8 held-out intents to train on as out-of-scope, 9 never seen
+        held_out = random.Random(seed + 1).sample(intents, 17)
+        train, test_in, held = _hold_out(data, set(held_out))
+        seen = [r for i in sorted(held_out[:8]) for r in held[i]]
+        unseen = [r for i in sorted(held_out[8:]) for r in held[i]]
+        for k, items in enumerate((test_in, seen, unseen)):
+            random.Random(seed + 2 + k).shuffle(items)
+        return train + seen[:100], test_in[:600] + seen[100:200] + unseen[:100]
     held_out = set(random.Random(seed + 1).sample(intents, 12))
-    by_intent: dict[str, list[dict]] = defaultdict(list)
-    for r in data:
-        by_intent[r["intent"]].append(r)
-    train, test_in, oos = [], [], []
-    for intent, items in sorted(by_intent.items()):
-        if intent in held_out:
-            oos += [{"text": r["text"], "intent": OOS} for r in items]
-        else:
-            train += items[:20]
-            test_in += items[20:]
+    train, test_in, held = _hold_out(data, held_out)
+    oos = [r for items in held.values() for r in items]
     random.Random(seed + 2).shuffle(test_in)
     random.Random(seed + 3).shuffle(oos)
     return train + oos[:100], test_in[:600] + oos[100:300]
 
 
-def _unseen_oos(data: list[dict], seed: int) -> tuple[list[dict], list[dict]]:
-    """The `oos-unseen` variant: out-of-scope training queries of 8 held-out intents, test ones of those 8 and of 9
-    intents training never saw."""
-    intents = sorted({r["intent"] for r in data})
-    held_out = random.Random(seed + 1).sample(intents, 17)
-    seen, unseen = set(held_out[:8]), set(held_out[8:])
+def _hold_out(data: list[dict], held_out: set[str]) -> tuple[list[dict], list[dict], dict[str, list[dict]]]:
+    """(training rows: 20 of each other intent, their other rows to test, {held-out intent: its rows labeled
+    out-of-scope}), intents in name order."""
     by_intent: dict[str, list[dict]] = defaultdict(list)
     for r in data:
         by_intent[r["intent"]].append(r)
-    train, test_in, oos_seen, oos_unseen = [], [], [], []
+    train, test_in, oos = [], [], {}
     for intent, items in sorted(by_intent.items()):
-        if intent in seen or intent in unseen:
-            (oos_seen if intent in seen else oos_unseen).extend({"text": r["text"], "intent": OOS} for r in items)
+        if intent in held_out:
+            oos[intent] = [{"text": r["text"], "intent": OOS} for r in items]
         else:
             train += items[:20]
             test_in += items[20:]
-    for k, items in enumerate((test_in, oos_seen, oos_unseen)):
-        random.Random(seed + 2 + k).shuffle(items)
-    return train + oos_seen[:100], test_in[:600] + oos_seen[100:200] + oos_unseen[:100]
+    return train, test_in, oos
 
 
 def write_project(root: Path, name: str) -> Path:

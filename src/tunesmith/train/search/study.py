@@ -137,9 +137,13 @@ def ensure_default(study, params: dict[str, Any]) -> None:
     queued again: the search is measured against it)."""
     from optuna.trial import TrialState
 
-    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
-    if not any(t.user_attrs.get("default") and t.state in live for t in study.get_trials(deepcopy=False)):
+    if not _default_trials(study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)):
         study.enqueue_trial(params, user_attrs={"default": True})
+
+
+def _default_trials(study, states: tuple) -> list:
+    """The study's trials of the project's own recipe in these states."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if t.user_attrs.get("default")]
 
 
 def duplicate_default(study, trial) -> bool:
@@ -151,10 +155,7 @@ def duplicate_default(study, trial) -> bool:
     if not trial.user_attrs.get("default"):
         return False
     live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    return any(
-        t.user_attrs.get("default") and t.number < trial.number and t.state in live
-        for t in study.get_trials(deepcopy=False)
-    )
+    return any(t.number < trial.number for t in _default_trials(study, live))
 
 
 def trial_seconds(trial) -> float | None:

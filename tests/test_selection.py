@@ -40,6 +40,23 @@ def test_the_best_validation_checkpoint_is_saved_and_training_stops_after_the_pa
     assert all("val_loss" in r for r in rows if "val_task_accuracy" in r)
 
 
+def test_training_throughput_leaves_out_the_validation_time(tiny_project, monkeypatch):
+    """tokens/s is taken over the optimizer steps only: validations between steps (here 3 that take 0.5 s each)
+    count in the wall time, not in the throughput the bar, the summary and the report show."""
+    import time
+
+    def slow_measure(self, model, tok, step, metrics, bf16):
+        time.sleep(0.5)
+        return 0.5, {"task_accuracy": 0.5}
+
+    monkeypatch.setattr(selection.ValidationSelector, "measure", slow_measure)
+    st = train_project(tiny_project, ["train.max_steps=6", "train.eval_steps=2", "train.patience=null"])
+    written = json.loads((st.run_dir / "result.json").read_text())
+    assert written["wall_s"] - written["step_s"] >= 1.5  # the three validations are outside the steps
+    assert written["tokens_per_s"] == pytest.approx(written["tokens_seen"] / written["step_s"])
+    assert st.result.tokens_per_s > written["tokens_seen"] / written["wall_s"]
+
+
 def test_validation_replies_are_generated_and_scored_with_the_eval_decoding(tiny_project):
     st = train_project(tiny_project, ["train.max_steps=4", "train.eval_steps=2"])
     sel = st.result.selection

@@ -43,6 +43,7 @@ def build_summary(
                 "train_loss",
                 "eval_loss",
                 "wall_s",
+                "step_s",
                 "tokens_per_s",
                 "trainable_params",
                 "precision",

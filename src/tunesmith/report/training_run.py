@@ -28,7 +28,8 @@ def training(summary: dict, log: list[dict]) -> Html:
         fig = not_measured("the loss curve", "no metrics.jsonl was found in the train run")
     names = {
         "wall_s": "wall time",
-        "tokens_per_s": "tokens/s",
+        "step_s": "of which in training steps (the rest: validation, checkpoints)",
+        "tokens_per_s": "tokens/s (in training steps)",
         "train_loss": "train loss",
         "eval_loss": "validation loss",
         "trainable_params": "trainable parameters",
@@ -41,7 +42,7 @@ def training(summary: dict, log: list[dict]) -> Html:
         (
             names.get(k, k),
             duration(v)
-            if k == "wall_s"
+            if k in ("wall_s", "step_s")
             else num(v, ",.0f")
             if k in ("tokens_per_s", "trainable_params")
             else num(v, ".4f")

@@ -35,7 +35,8 @@ class TrainResult:
     train_loss: float | None = None
     eval_loss: float | None = None
     wall_s: float | None = None
-    tokens_per_s: float | None = None
+    step_s: float | None = None  # of wall_s, the time inside optimizer steps (the rest: validation, checkpoints)
+    tokens_per_s: float | None = None  # over step_s
     trainable_params: int | None = None
     total_params: int | None = None
     planned_steps: int | None = None

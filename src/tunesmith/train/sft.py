@@ -157,7 +157,6 @@ def train_sft(
     eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
     chosen = selector.restore_best(trainer.model) if selector is not None else False
     kind = save_trained(trainer, tok, run_dir, t.method)
-    wall = facts["wall_s"]
     return TrainResult.from_json(
         {
             "method": t.method,
@@ -166,7 +165,6 @@ def train_sft(
             **facts,
             "eval_loss": eval_loss,
             "tokens_seen": trainer.state.num_input_tokens_seen,
-            "tokens_per_s": trainer.state.num_input_tokens_seen / wall if wall else None,
             "data": data_stats,
             "dora": t.lora.dora,
             "rslora": t.lora.rslora,

@@ -217,12 +217,11 @@ def make_trainer(trainer_cls, cfg: Config, run_dir: Path, label: str, **kwargs: 
     bar (`Training <label>`), metrics.jsonl and the time budget; every recipe builds its trainer here."""
     from transformers.trainer_callback import PrinterCallback
 
-    from tunesmith.train.progress import MetricsLog, RichProgress, TimeBudget  # imports transformers
+    from tunesmith.train.progress import MetricsLog, RichProgress, StepClock, TimeBudget  # imports transformers
 
-    budget = TimeBudget(cfg.budget.max_train_minutes)
-    trainer = _guarded(trainer_cls, run_dir)(
-        **kwargs, callbacks=[RichProgress(f"Training {label}"), MetricsLog(run_dir / "metrics.jsonl"), budget]
-    )
+    budget, clock = TimeBudget(cfg.budget.max_train_minutes), StepClock()
+    callbacks = [clock, RichProgress(f"Training {label}", clock), MetricsLog(run_dir / "metrics.jsonl"), budget]
+    trainer = _guarded(trainer_cls, run_dir)(**kwargs, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its raw dict prints
     return trainer, budget
 
@@ -249,11 +248,16 @@ def run_training(trainer, run_dir: Path, budget) -> dict[str, Any]:
             ),
         ) from exc
     wall = time.perf_counter() - began
+    from tunesmith.train.progress import StepClock
+
+    clock = StepClock.of(trainer)
     return {
         "steps": trainer.state.global_step,
         "epochs": trainer.state.epoch,
         "train_loss": out.training_loss,
         "wall_s": wall,
+        "step_s": clock.seconds if clock else None,  # of wall_s, the time in optimizer steps
+        "tokens_per_s": clock.tokens_per_s if clock else None,  # over step_s: validation and checkpoints excluded
         "resumed_from": resume,
         "stopped_by_budget": budget.stopped,
         "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),

@@ -572,10 +572,11 @@ def test_self_distilled_general_data_is_mixed_into_training(tiny_project, capsys
     )
     # 21 training records (6 held out, 3 for validation); 0.2 of the mix is general (21 general records to draw
     # from): round(0.2 * 21 / 0.8) = 5
-    assert st.result.general_examples == 5 and st.result.details["data"]["examples"] == 26
+    assert st.result.general_examples == st.result.general_wanted == 5 and st.result.details["data"]["examples"] == 26
     assert "general data:" not in capsys.readouterr().err  # the share is met
     short = ["train.general_data=[data/general/*.jsonl]", "train.general_share=0.6", "train.max_steps=1"]
-    assert train_project(tiny_project, short).result.general_examples == 21  # all there are, 32 asked
+    result = train_project(tiny_project, short).result
+    assert (result.general_examples, result.general_wanted) == (21, 31)  # all there are; round(0.6 * 21 / 0.4)
     assert "general data: 21 examples" in capsys.readouterr().err
     from tunesmith.errors import TunesmithError
 

@@ -52,6 +52,8 @@ def build_summary(
                 "planned_epochs",
                 "selection",
                 "oversampled",
+                "general_examples",
+                "general_wanted",
             )
         },
         "train_cost_usd": None if cfg.budget.hourly_usd is None else train_hours * cfg.budget.hourly_usd,

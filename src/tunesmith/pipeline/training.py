@@ -17,6 +17,7 @@ from tunesmith.data.io import read_jsonl
 from tunesmith.data.project import (
     general_files,
     general_shortfall,
+    general_wanted,
     mix_general,
     oversample,
     oversample_factors,
@@ -89,12 +90,13 @@ def train_stage(
                 atomic_write_jsonl(path, (r.to_json() for r in mixed))
             validation = st_split.run_dir / "validation.jsonl"
             result = launch(cfg, model_ref, path, run_dir, schema, pipe.project, validation)
-            return replace(result, general_examples=added, oversampled=factors or None)
-        from tunesmith.train import run_recipe
+        else:
+            from tunesmith.train import run_recipe
 
-        plan = split_validation_plan(cfg, st_split, model_ref, schema, records, report)
-        result = run_recipe(cfg, model_ref, mixed, run_dir, schema, plan)
-        return replace(result, general_examples=added, oversampled=factors or None)
+            plan = split_validation_plan(cfg, st_split, model_ref, schema, records, report)
+            result = run_recipe(cfg, model_ref, mixed, run_dir, schema, plan)
+        wanted = (general_wanted(len(repeated), cfg) or None) if general else None
+        return replace(result, general_examples=added, general_wanted=wanted, oversampled=factors or None)
 
     return pipe.stage(
         "train",

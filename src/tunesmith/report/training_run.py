@@ -38,6 +38,7 @@ def training(summary: dict, log: list[dict]) -> Html:
         "oversampled": "labels repeated a pass (train.oversample)",
     }
     selection = tr.pop("selection", None)
+    general = general_mix(tr.pop("general_examples", None), tr.pop("general_wanted", None))
     shown = [
         (
             names.get(k, k),
@@ -53,7 +54,18 @@ def training(summary: dict, log: list[dict]) -> Html:
         )
         for k, v in tr.items()
     ]
-    return section("training", "Training", fig + chosen_checkpoint(selection) + kv(shown))
+    return section("training", "Training", fig + chosen_checkpoint(selection) + kv(shown + general))
+
+
+def general_mix(examples: int | None, wanted: int | None) -> list[tuple[str, str]]:
+    """The general data's row: how many examples were mixed in, and the share's ask where the data held fewer (a
+    long run forgets more with less: on 9,095 Banking77 queries the 200 built-in replies were 2% of the mix)."""
+    if not examples:
+        return []
+    shown = f"{examples:,} examples"
+    if wanted and examples < wanted:
+        shown += f"; train.general_share asked for {wanted:,}, more than the general data holds"
+    return [("general data mixed in (train.general_data)", shown)]
 
 
 def chosen_checkpoint(sel: Any) -> Html:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 WEIGHTS = ("adapter", "model", "reward_model")  # written only when set
-WHEN_SET = (*WEIGHTS, "oversampled")  # ... like these (a result written before them reads and writes the same)
+# ... like these (a result written before them reads and writes the same)
+WHEN_SET = (*WEIGHTS, "oversampled", "step_s", "general_wanted")
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,11 @@ def test_training_throughput_leaves_out_the_validation_time(tiny_project, monkey
     assert written["wall_s"] - written["step_s"] >= 1.5  # the three validations are outside the steps
     assert written["tokens_per_s"] == pytest.approx(written["tokens_seen"] / written["step_s"])
     assert st.result.tokens_per_s > written["tokens_seen"] / written["wall_s"]
+    # metrics.jsonl's rows too: a row after a validation covers the steps since the last row, not the 0.5 s sleep
+    rows = [json.loads(line) for line in (st.run_dir / "metrics.jsonl").read_text().splitlines()]
+    rated = [r for r in rows if r.get("tokens_per_s")]
+    after = [(r, p) for p, r in zip(rated, rated[1:]) if r["step"] in (3, 5)]
+    assert len(after) == 2 and all((r["tokens_seen"] - p["tokens_seen"]) / r["tokens_per_s"] < 0.5 for r, p in after)
 
 
 def test_validation_replies_are_generated_and_scored_with_the_eval_decoding(tiny_project):

@@ -87,21 +87,22 @@ class RichProgress(TrainerCallback):
 
 
 class MetricsLog(TrainerCallback):
-    """Appends every log (loss, learning rate, grad norm, tokens/s, eval loss) to `metrics.jsonl`."""
+    """Appends every log (loss, learning rate, grad norm, tokens/s, eval loss) to `metrics.jsonl`; a row's tokens/s
+    is over `clock`'s step time since the previous row, so a validation between them does not pull it down."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: StepClock) -> None:
         self.path = Path(path)
-        self.last_time = None
-        self.last_tokens = 0
+        self.clock = clock
+        self.last: tuple[float, int] | None = None  # the clock's (seconds, tokens) at the previous row
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:  # one writer for a multi-process run
             return
-        now = time.perf_counter()
         row = {"step": state.global_step, "epoch": state.epoch, **logs, "tokens_seen": state.num_input_tokens_seen}
-        if self.last_time is not None and now > self.last_time:
-            row["tokens_per_s"] = (state.num_input_tokens_seen - self.last_tokens) / (now - self.last_time)
-        self.last_time, self.last_tokens = now, state.num_input_tokens_seen
+        seconds, tokens = self.clock.seconds, self.clock.tokens
+        if self.last is not None and seconds > self.last[0]:
+            row["tokens_per_s"] = (tokens - self.last[1]) / (seconds - self.last[0])
+        self.last = (seconds, tokens)
         with self.path.open("a", encoding="utf-8") as fh:  # append-only log: a partial last line is harmless
             fh.write(json.dumps(row) + "\n")
 

@@ -220,7 +220,7 @@ def make_trainer(trainer_cls, cfg: Config, run_dir: Path, label: str, **kwargs: 
     from tunesmith.train.progress import MetricsLog, RichProgress, StepClock, TimeBudget  # imports transformers
 
     budget, clock = TimeBudget(cfg.budget.max_train_minutes), StepClock()
-    callbacks = [clock, RichProgress(f"Training {label}", clock), MetricsLog(run_dir / "metrics.jsonl"), budget]
+    callbacks = [clock, RichProgress(f"Training {label}", clock), MetricsLog(run_dir / "metrics.jsonl", clock), budget]
     trainer = _guarded(trainer_cls, run_dir)(**kwargs, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its raw dict prints
     return trainer, budget

@@ -202,8 +202,8 @@ def rich_summary() -> dict:
             "trainable_params": 16384,
             "precision": "bf16",
             "oversampled": {"out_of_scope": 4},
-            "general_examples": 1011,
-            "general_distinct": 200,
+            "general_examples": 200,
+            "general_wanted": 1011,
             "step_s": 100.0,
         },
         "train_cost_usd": 0.0875,
@@ -341,9 +341,7 @@ def test_report_with_diagnosis_cost_and_preference(tmp_path, browser):
     assert "novel_part" in diag
     assert "labels repeated a pass (train.oversample)" in section_of(text, "training")
     assert "out_of_scope 4x" in section_of(text, "training")
-    assert "1,011 examples: 200 records, each shown 5-6 times to make train.general_share" in section_of(
-        text, "training"
-    )
+    assert "200 examples; train.general_share asked for 1,011" in section_of(text, "training")
     assert "of which in training steps" in section_of(text, "training")
     cost = section_of(text, "cost")
     assert COST["line"] in cost and "usd_per_success" in cost and "deep" in cost and "mean latency" in cost

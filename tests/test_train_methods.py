@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -573,14 +572,12 @@ def test_self_distilled_general_data_is_mixed_into_training(tiny_project, capsys
     )
     # 21 training records (6 held out, 3 for validation); 0.2 of the mix is general (21 general records to draw
     # from): round(0.2 * 21 / 0.8) = 5
-    assert st.result.general_examples == 5 and st.result.details["data"]["examples"] == 26
-    assert st.result.general_distinct is None  # none repeated
+    assert st.result.general_examples == st.result.general_wanted == 5 and st.result.details["data"]["examples"] == 26
     assert "general data:" not in capsys.readouterr().err  # the share is met
     short = ["train.general_data=[data/general/*.jsonl]", "train.general_share=0.6", "train.max_steps=1"]
     result = train_project(tiny_project, short).result
-    # round(0.6 * 21 / 0.4) = 31 asked of 21 general records: each shown once, 10 of them twice
-    assert (result.general_examples, result.general_distinct, result.details["data"]["examples"]) == (31, 21, 52)
-    assert "general data: 21 records, each shown 1-2 times a pass" in capsys.readouterr().err.replace("\n", " ")
+    assert (result.general_examples, result.general_wanted) == (21, 31)  # all there are; round(0.6 * 21 / 0.4)
+    assert "general data: 21 examples" in capsys.readouterr().err
     from tunesmith.errors import TunesmithError
 
     with pytest.raises(TunesmithError, match="Missing general data"):
@@ -839,29 +836,15 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
     assert len(list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))) == 1
 
 
-def test_general_data_short_of_the_share_are_repeated_to_make_it(tmp_path):
-    """The built-in everyday prompts are 200: on a large data set they fall short of train.general_share, so each is
-    repeated to make the share (a 9,095-query run trained two passes with them as 2% of its mix and lost 6 probe
-    points), and the run says so; where the share is met they are a seeded sample, as before."""
-    from tunesmith.data.project import general_note, general_repeats, general_wanted, mix_general
+def test_general_data_short_of_the_share_is_named():
+    """The built-in everyday prompts are 200: on a large data set they fall far short of train.general_share, and
+    the run says so (a 9,095-query run trained two passes with 2% general data and lost 6 probe points)."""
+    from tunesmith.config import Config
+    from tunesmith.data.project import general_shortfall, general_wanted
 
     cfg = Config.model_validate({"train": {"general_share": 0.1}})
-    general = tmp_path / "general.jsonl"
-    write_jsonl(general, [{"prompt": f"everyday {i}", "completion": f"reply {i}"} for i in range(200)])
-    task = [Record(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}])]
-
     assert general_wanted(9_095, cfg) == 1_011 and general_wanted(1_801, cfg) == 200
-    mixed = mix_general(task * 9_095, [general], cfg)[9_095:]
-    shown = Counter(r.line for r in mixed)
-    assert len(mixed) == 1_011 and len(shown) == 200  # 10% of the mix
-    assert sorted(Counter(shown.values()).items()) == [(5, 189), (6, 11)]  # each 5 times, a seeded 11 once more
-    assert all(r.provenance["general"] for r in mixed)
-    assert general_repeats(9_095, [general], cfg) == 6 and general_repeats(1_801, [general], cfg) == 1
-    once = mix_general(task * 1_000, [general], cfg)[1_000:]
-    assert len(once) == 111 == len({r.line for r in once})  # a sample of distinct records
-    assert [r.line for r in once] == [r.line for r in mix_general(task * 1_000, [general], cfg)[1_000:]]  # seeded
-
-    note = general_note(9_095, 1_011, 200, cfg)
-    assert "200 records, each shown 5-6 times a pass" in note and "(1011 of 10106)" in note
-    assert general_note(1_801, 200, 200, cfg) is None  # the share is met by distinct records
-    assert general_note(9_095, 0, 0, cfg) is None  # no general data configured
+    note = general_shortfall(9_095, 200, cfg)
+    assert "200 examples, 2.2% of the mix" in note and "asks 10% (1011)" in note
+    assert general_shortfall(1_801, 200, cfg) is None  # the share is met
+    assert general_shortfall(9_095, 0, cfg) is None  # no general data configured

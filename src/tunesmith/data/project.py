@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import random
 from collections import Counter
 from dataclasses import replace
@@ -169,18 +168,13 @@ def oversample(records: list, cfg: Config, factors: dict[str, int] | None = None
 
 
 def mix_general(records: list, files: list[Path], cfg: Config) -> list:
-    """`records` plus general records making up `train.general_share` of the result: a seeded sample of them, or,
-    where the general data hold fewer than the share asks, each of them repeated (`general_repeats` times at most;
-    the remainder a seeded sample), as `datasets.interleave_datasets(stopping_strategy="all_exhausted")` repeats
-    the smaller data set: on 9,095 Banking77 queries the 200 built-in replies were 2% of a two-pass run's mix and
-    the general probe lost 6 points."""
+    """`records` plus a seeded sample of general records making up `train.general_share` of the result."""
     if not cfg.train.general_share or not files:
         return records
     pool = load_records(files)
-    if not pool:
-        return records
-    whole, rest = divmod(general_wanted(len(records), cfg), len(pool))
-    picked = pool * whole + random.Random(cfg.train.seed).sample(pool, rest)
+    want = general_wanted(len(records), cfg)
+    rng = random.Random(cfg.train.seed)
+    picked = rng.sample(pool, min(want, len(pool)))
     return records + [replace(r, provenance={**r.provenance, "general": True}) for r in picked]
 
 
@@ -190,31 +184,17 @@ def general_wanted(n_records: int, cfg: Config) -> int:
     return round(share * n_records / (1 - share)) if share else 0
 
 
-def general_repeats(n_records: int, files: list[Path], cfg: Config) -> int:
-    """How many times `mix_general` shows the most repeated general record (1: none repeated; 0: no general data)."""
+def general_shortfall(n_records: int, added: int, cfg: Config) -> str | None:
+    """A note when the general data held fewer records than `train.general_share` asks of this many task records
+    (the built-in everyday prompts are 200: on 9,095 task records they are 2% of the mix, not 10%), else None."""
     wanted = general_wanted(n_records, cfg)
-    if not wanted or not files:
-        return 0
-    return math.ceil(wanted / max(len(load_records(files)), 1))
-
-
-def general_note(n_records: int, added: int, distinct: int, cfg: Config) -> str | None:
-    """A note when the general data held fewer records than `train.general_share` asks of this many task records,
-    so that they are repeated (the built-in everyday prompts are 200: on 9,095 task records each is shown 5-6 times
-    a pass to make 10% of the mix), else None."""
-    if not added or distinct >= added:
+    if not added or added >= wanted:
         return None
     return (
-        f"general data: {distinct} records, {times_shown(added, distinct)} a pass to make the "
-        f"{cfg.train.general_share:.0%} of the mix train.general_share asks ({added} of {n_records + added}); "
-        "more general prompts (train.general_data) would add variety"
+        f"general data: {added} examples, {added / (n_records + added):.1%} of the mix where train.general_share "
+        f"asks {cfg.train.general_share:.0%} ({wanted}); the general data holds no more. A long run forgets more "
+        "with less: add general prompts (train.general_data) or lower the passes"
     )
-
-
-def times_shown(examples: int, distinct: int) -> str:
-    """`each shown 5-6 times`: how often each of `distinct` records is shown to make `examples`."""
-    low, high = examples // distinct, math.ceil(examples / distinct)
-    return f"each shown {low} times" if low == high else f"each shown {low}-{high} times"
 
 
 def load_schema(cfg: Config, project: Path) -> dict | None:

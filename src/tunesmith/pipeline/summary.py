@@ -53,7 +53,7 @@ def build_summary(
                 "selection",
                 "oversampled",
                 "general_examples",
-                "general_distinct",
+                "general_wanted",
             )
         },
         "train_cost_usd": None if cfg.budget.hourly_usd is None else train_hours * cfg.budget.hourly_usd,

@@ -16,8 +16,8 @@ from tunesmith.data.distill import SELF
 from tunesmith.data.io import read_jsonl
 from tunesmith.data.project import (
     general_files,
-    general_note,
-    general_repeats,
+    general_shortfall,
+    general_wanted,
     mix_general,
     oversample,
     oversample_factors,
@@ -73,15 +73,14 @@ def train_stage(
     general = _general(cfg, pipe, model_ref)
     split_path = st_split.run_dir / "train.jsonl"
     records = read_records(split_path)
-    factors, repeats = _mix_facts(cfg, records, general)  # part of the key, so resolved before the cache is asked
+    factors = oversample_factors(records, cfg)  # part of the key, so resolved before the cache is asked
 
     def train(run_dir: Path) -> TrainResult:
         repeated = oversample(records, cfg, factors)
         mixed = mix_general(repeated, general, cfg)
         added = len(mixed) - len(repeated)
-        distinct = len({(r.source, r.line) for r in mixed[len(repeated) :]})
-        if note := general_note(len(repeated), added, distinct, cfg):
-            console.print(f"[dim]· {note}[/dim]")
+        if note := general_shortfall(len(repeated), added, cfg):
+            console.print(f"[yellow]· {note}[/yellow]")
         if cfg.train.nproc > 1 or cfg.train.accelerate_config:
             from tunesmith.train.launch import launch
 
@@ -96,13 +95,13 @@ def train_stage(
 
             plan = split_validation_plan(cfg, st_split, model_ref, schema, records, report)
             result = run_recipe(cfg, model_ref, mixed, run_dir, schema, plan)
-        repeated_general = distinct if distinct < added else None
-        return replace(result, general_examples=added, general_distinct=repeated_general, oversampled=factors or None)
+        wanted = (general_wanted(len(repeated), cfg) or None) if general else None
+        return replace(result, general_examples=added, general_wanted=wanted, oversampled=factors or None)
 
     return pipe.stage(
         "train",
         train_settings(cfg),
-        {**_train_inputs(pipe, model_ref, st_split, schema, general, factors, repeats), **(extra_inputs or {})},
+        {**_train_inputs(pipe, model_ref, st_split, schema, general, factors), **(extra_inputs or {})},
         train,
         resume,
         typed=TrainResult,
@@ -115,9 +114,8 @@ def finished_train_run(
 ) -> Stage[TrainResult] | None:
     """The finished train run of this config on this split (what `train_stage` would reuse), without training:
     None when there is none. A search's first trial, the project's own recipe, reuses it."""
-    general = _general(cfg, pipe, model_ref)
-    factors, repeats = _mix_facts(cfg, read_records(st_split.run_dir / "train.jsonl"), general)
-    inputs = _train_inputs(pipe, model_ref, st_split, schema, general, factors, repeats)
+    factors = oversample_factors(read_records(st_split.run_dir / "train.jsonl"), cfg)
+    inputs = _train_inputs(pipe, model_ref, st_split, schema, _general(cfg, pipe, model_ref), factors)
     key = runs.stage_key("train", train_settings(cfg, flat=True), inputs)
     found = runs.find_run(pipe.project, "train", key)
     return train_run(found, key) if found is not None and runs.is_complete(found) else None
@@ -131,32 +129,19 @@ def _general(cfg: Config, pipe: Pipeline, model_ref) -> list[Path]:
     return general
 
 
-def _mix_facts(cfg: Config, records: list, general: list[Path]) -> tuple[dict[str, int], int]:
-    """What of the training mix the cache key covers: the labels `train.oversample` repeats on these records, and
-    how many times `mix_general` shows the most repeated general record."""
-    factors = oversample_factors(records, cfg)
-    return factors, general_repeats(len(oversample(records, cfg, factors)), general, cfg)
-
-
 def _train_inputs(
-    pipe: Pipeline,
-    model_ref,
-    st_split: Stage,
-    schema: dict | None,
-    general: list[Path],
-    factors: dict[str, int],
-    repeats: int,
+    pipe: Pipeline, model_ref, st_split: Stage, schema: dict | None, general: list[Path], factors: dict[str, int]
 ) -> dict:
     """What a train run's key covers besides its settings: the split, the model, the schema, the general data, and
-    the mix's repeats (the labels `train.oversample` repeats on this split, how many times a general record is
-    shown: each only when it repeats any, so older runs keep their key)."""
+    the labels `train.oversample` repeats on this split (`factors`, only when it repeats any, so older runs keep
+    their key)."""
     inputs = {
         "split": st_split.key,
         "model": model_ref.identity,
         "schema": schema,
         "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general},
     }
-    return inputs | ({"oversample": factors} if factors else {}) | ({"general_repeats": repeats} if repeats > 1 else {})
+    return {**inputs, "oversample": factors} if factors else inputs
 
 
 def self_general_stage(cfg: Config, pipe: Pipeline, model_ref) -> Stage:

@@ -20,7 +20,7 @@ from typing import Any
 
 WEIGHTS = ("adapter", "model", "reward_model")  # written only when set
 # ... like these (a result written before them reads and writes the same)
-WHEN_SET = (*WEIGHTS, "oversampled", "step_s", "general_distinct")
+WHEN_SET = (*WEIGHTS, "oversampled", "step_s", "general_wanted")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class TrainResult:
     resumed_from: str | None = None
     selection: dict[str, Any] | None = None  # SFT's checkpoint choice on validation (`tunesmith.train.selection`)
     general_examples: int | None = None  # general data mixed in (the train stage adds it)
-    general_distinct: int | None = None  # ... of this many records, where they were repeated to make the share
+    general_wanted: int | None = None  # ... where train.general_share asked for this many
     oversampled: dict[str, int] | None = None  # label -> times its records were shown a pass (train.oversample)
     adapter: str | None = None  # the weights' directory in the run: one of these three
     model: str | None = None

@@ -39,3 +39,15 @@ def test_a_long_interval_logs_only_the_end_and_a_terminal_gets_no_lines():
     with progress:
         progress.advance(task, 2)
     assert "Training: 2/2" not in out.getvalue()  # the live bar shows it instead
+
+
+def test_a_field_not_known_yet_is_left_out_of_the_line():
+    """The training bar's loss is NaN until the first log: the line leaves it out rather than print `loss nan`."""
+    progress, out = _progress(terminal=False, every=0.0)
+    task = progress.add_task("Training", total=2, loss=float("nan"), tps=133.0)
+    with progress:
+        progress.advance(task)
+        progress.update(task, advance=1, loss=0.693)
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("Training:")]
+    assert "loss" not in lines[0] and "tps 133" in lines[0]
+    assert "loss 0.693" in lines[-1]

@@ -53,8 +53,10 @@ def progress_line(task) -> str:
     line += f", {_clock(task.elapsed or 0.0)}"
     if task.time_remaining is not None and not task.finished:
         line += f", ~{_clock(task.time_remaining)} left"
-    shown = [
-        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in task.fields.items() if v not in ("", None)
+    shown = [  # a field not known yet ("", None, NaN: the loss before the first log) is left out
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in task.fields.items()
+        if v not in ("", None) and v == v
     ]
     return line + ("; " + ", ".join(shown) if shown else "")
 

@@ -780,7 +780,7 @@ class _Base:
 
 
 def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(tiny_project, monkeypatch):
-    from tunesmith.data.distill import general_prompts
+    from tunesmith.data.distill import general_prompts, self_distilled_general
     from tunesmith.eval.suite import general_probe
     from tunesmith.generate import backends
     from tunesmith.pipeline import train_project
@@ -788,13 +788,24 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
     # the built-in prompts are not the probe's (the probe must still measure forgetting)
     probe = {c.messages[-1]["content"] for c in general_probe()}
     prompts = [r.messages[-1]["content"] for r in general_prompts()]
-    assert len(prompts) == 200 == len(set(prompts)) and not probe & set(prompts)
+    assert len(prompts) == 1000 == len(set(prompts)) and not probe & set(prompts)
+    # a prompt the base leaves unanswered is skipped; those cut at the limit are marked
+    made = self_distilled_general(_Base())
+    assert len(made) == 999 and sum(bool(r.provenance.get("unfinished")) for r in made) == sum(
+        i % 3 == 0 and "octopuses" not in p for i, p in enumerate(prompts)
+    )
+
+    asked = []
 
     class Base(_Base):  # the base model's backend answers; the trained model's validation backend is real
         from_model = backends.TransformersBackend.from_model
 
         def __init__(self, *args, **kwargs):
             pass
+
+        def generate(self, cases, *args, **kwargs):
+            asked.extend(c.messages[-1]["content"] for c in cases)
+            return super().generate(cases, *args, **kwargs)
 
     monkeypatch.setattr(backends, "TransformersBackend", Base)
     from tunesmith.train import sft
@@ -815,15 +826,14 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
             "train.max_steps=1",
         ],
     )
+    # 21 training records: round(0.2 * 21 / 0.8) = 5 general ones, the replies to the first 5 prompts only (as
+    # many as the mix asks), shown without the task's system prompt (as the general probe asks them; a
+    # task.system_prompt is not added to them) and, when cut, trained without their end
     general_runs = list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))
-    assert len(general_runs) == 1
+    assert len(general_runs) == 1 and asked == prompts[:5]
     made = [json.loads(line) for line in (general_runs[0] / "general.jsonl").read_text().splitlines()]
-    assert len(made) == 199  # the unanswered prompt is skipped
-    assert sum(bool(r["meta"].get("unfinished")) for r in made) == sum(
-        i % 3 == 0 and "octopuses" not in p for i, p in enumerate(prompts)
-    )  # those that hit the limit
-    # 21 training records: round(0.2 * 21 / 0.8) = 5 general ones, shown without the task's system prompt (as the
-    # general probe asks them; a task.system_prompt is not added to them) and, when cut, trained without their end
+    assert [r["messages"][0]["content"] for r in made] == prompts[:5]
+    assert sum(bool(r["meta"].get("unfinished")) for r in made) == 2  # the first and fourth hit the limit
     assert st.result.general_examples == 5
     general = [(m, fin) for m, fin in shown if m[-1]["content"].startswith("Well: ")]
     task = [(m, fin) for m, fin in shown if not m[-1]["content"].startswith("Well: ")]
@@ -831,14 +841,20 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
     assert task and all(m[0]["role"] == "system" and fin for m, fin in task)  # (the data's own system prompt)
     unfinished = {r["messages"][-1]["content"] for r in made if r["meta"].get("unfinished")}
     assert all(fin == (m[-1]["content"] not in unfinished) for m, fin in general)
-    # made once per base model: a second run with another recipe reuses it
+    # made once per base model and count: a second run with another recipe reuses it ...
     train_project(tiny_project, ["train.general_data=[builtin:self]", "train.general_share=0.2", "train.max_steps=2"])
     assert len(list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))) == 1
+    # ... and one asking more (round(0.5 * 21 / 0.5) = 21) generates only the replies it lacks
+    st = train_project(
+        tiny_project, ["train.general_data=[builtin:self]", "train.general_share=0.5", "train.max_steps=1"]
+    )
+    assert len(list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))) == 2
+    assert asked == prompts[:21] and st.result.general_examples == 21
 
 
 def test_general_data_short_of_the_share_is_named():
-    """The built-in everyday prompts are 200: on a large data set they fall far short of train.general_share, and
-    the run says so (a 9,095-query run trained two passes with 2% general data and lost 6 probe points)."""
+    """General data short of train.general_share is named: on a large data set 200 general replies fall far short
+    (a 9,095-query run trained two passes with 2% general data and lost 6 probe points), and the run says so."""
     from tunesmith.config import Config
     from tunesmith.data.project import general_shortfall, general_wanted
 

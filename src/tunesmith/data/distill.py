@@ -79,8 +79,10 @@ def teacher_name(backend) -> str:
 
 
 def general_prompts() -> list[Record]:
-    """The built-in general prompts (200 everyday questions and requests: explanations, writing, advice, code,
-    arithmetic, rewriting), written apart from the general probe's prompts so the probe still measures forgetting."""
+    """The built-in general prompts (1,000 everyday questions and requests: explanations, writing, advice, code,
+    arithmetic, rewriting), written apart from the general probe's prompts so the probe still measures forgetting.
+    In the order they are used: the first 200 (the built-in set of earlier versions), then 800 more of every
+    kind, shuffled, so a small data set's mix takes the first ones and a large one's all of them."""
     import json
 
     lines = GENERAL_PROMPTS.read_text(encoding="utf-8").splitlines()
@@ -91,13 +93,16 @@ def general_prompts() -> list[Record]:
     ]
 
 
-def self_distilled_general(backend, cache=None, max_new_tokens: int = ANCHOR_TOKENS) -> list[Record]:
-    """`builtin:self`: the base model's own greedy replies to the built-in general prompts, the first
-    `max_new_tokens` of each (a cut reply is marked unfinished). Mixed into training (`train.general_share`,
-    which marks them `general`), they hold general behaviour in place: on Banking77 the model tuned without them
-    answered everyday requests with `{"intent": ...}` objects. A prompt the base leaves unanswered is skipped; none
-    answered is an error."""
-    records, errors = distill_records(general_prompts(), backend, max_new_tokens=max_new_tokens, cache=cache)
+def self_distilled_general(
+    backend, cache=None, max_new_tokens: int = ANCHOR_TOKENS, count: int | None = None
+) -> list[Record]:
+    """`builtin:self`: the base model's own greedy replies to the first `count` built-in general prompts (all by
+    default), the first `max_new_tokens` of each (a cut reply is marked unfinished). Mixed into training
+    (`train.general_share`, which marks them `general`), they hold general behaviour in place: on Banking77 the
+    model tuned without them answered everyday requests with `{"intent": ...}` objects. A prompt the base leaves
+    unanswered is skipped; none answered is an error."""
+    prompts = general_prompts()[:count]
+    records, errors = distill_records(prompts, backend, max_new_tokens=max_new_tokens, cache=cache)
     if not records:
         raise TunesmithError(
             "The base model answered none of the built-in general prompts",

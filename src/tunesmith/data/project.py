@@ -186,7 +186,8 @@ def general_wanted(n_records: int, cfg: Config) -> int:
 
 def general_shortfall(n_records: int, added: int, cfg: Config) -> str | None:
     """A note when the general data held fewer records than `train.general_share` asks of this many task records
-    (the built-in everyday prompts are 200: on 9,095 task records they are 2% of the mix, not 10%), else None."""
+    (the 200 built-in everyday prompts of earlier versions were 2% of a mix with 9,095 task records, not 10%), else
+    None."""
     wanted = general_wanted(n_records, cfg)
     if not added or added >= wanted:
         return None

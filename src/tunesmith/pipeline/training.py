@@ -70,13 +70,13 @@ def train_stage(
     checkpoint, see `Pipeline.stage` for `resume`). SFT's checkpoint is chosen on the validation split's generated
     replies (`tunesmith.train.selection`); `report(step, value)` receives each validation value (a search's
     pruner). The test split is never read here."""
-    general = _general(cfg, pipe, model_ref)
     split_path = st_split.run_dir / "train.jsonl"
     records = read_records(split_path)
     factors = oversample_factors(records, cfg)  # part of the key, so resolved before the cache is asked
+    repeated = oversample(records, cfg, factors)
+    general = _general(cfg, pipe, model_ref, len(repeated))
 
     def train(run_dir: Path) -> TrainResult:
-        repeated = oversample(records, cfg, factors)
         mixed = mix_general(repeated, general, cfg)
         added = len(mixed) - len(repeated)
         if note := general_shortfall(len(repeated), added, cfg):
@@ -114,18 +114,22 @@ def finished_train_run(
 ) -> Stage[TrainResult] | None:
     """The finished train run of this config on this split (what `train_stage` would reuse), without training:
     None when there is none. A search's first trial, the project's own recipe, reuses it."""
-    factors = oversample_factors(read_records(st_split.run_dir / "train.jsonl"), cfg)
-    inputs = _train_inputs(pipe, model_ref, st_split, schema, _general(cfg, pipe, model_ref), factors)
+    records = read_records(st_split.run_dir / "train.jsonl")
+    factors = oversample_factors(records, cfg)
+    general = _general(cfg, pipe, model_ref, len(oversample(records, cfg, factors)))
+    inputs = _train_inputs(pipe, model_ref, st_split, schema, general, factors)
     key = runs.stage_key("train", train_settings(cfg, flat=True), inputs)
     found = runs.find_run(pipe.project, "train", key)
     return train_run(found, key) if found is not None and runs.is_complete(found) else None
 
 
-def _general(cfg: Config, pipe: Pipeline, model_ref) -> list[Path]:
-    """The general-data files mixed into training (`builtin:self` made by its own cached stage)."""
+def _general(cfg: Config, pipe: Pipeline, model_ref, n_task: int) -> list[Path]:
+    """The general-data files mixed into training beside `n_task` task examples (`builtin:self` made by its own
+    cached stage, as many replies as the share asks of them)."""
     general = general_files(cfg, pipe.project)
     if SELF in cfg.train.general_data and cfg.train.general_share:
-        general.append(self_general_stage(cfg, pipe, model_ref).run_dir / "general.jsonl")
+        stage = self_general_stage(cfg, pipe, model_ref, general_wanted(n_task, cfg))
+        general.append(stage.run_dir / "general.jsonl")
     return general
 
 
@@ -144,23 +148,27 @@ def _train_inputs(
     return {**inputs, "oversample": factors} if factors else inputs
 
 
-def self_general_stage(cfg: Config, pipe: Pipeline, model_ref) -> Stage:
-    """`train.general_data: [builtin:self]`: the base model's own replies to the built-in general prompts, made once
-    per base model (cached like any stage) and written as `general.jsonl`."""
-    from tunesmith.data.distill import ANCHOR_TOKENS, GENERAL_PROMPTS, self_distilled_general
+def self_general_stage(cfg: Config, pipe: Pipeline, model_ref, wanted: int) -> Stage:
+    """`train.general_data: [builtin:self]`: the base model's own replies to the first `wanted` built-in general
+    prompts (all of them when the mix asks more), made once per base model and count (cached like any stage; the
+    replies themselves are in the project's generation cache, so a larger count generates only the new ones) and
+    written as `general.jsonl`."""
+    from tunesmith.data.distill import ANCHOR_TOKENS, GENERAL_PROMPTS, general_prompts, self_distilled_general
     from tunesmith.generate.backends import TransformersBackend
     from tunesmith.generate.cache import GenerationCache
+
+    count = min(wanted, len(general_prompts()))
 
     def distill(run_dir: Path) -> dict[str, Any]:
         backend = TransformersBackend(model_ref, precision=cfg.train.precision)
         cache = GenerationCache.of_project(pipe.project)
-        records = self_distilled_general(backend, cache)
+        records = self_distilled_general(backend, cache, count=count)
         atomic_write_jsonl(run_dir / "general.jsonl", (r.to_json() for r in records))
         return {"records": len(records), "unfinished": sum(bool(r.provenance.get("unfinished")) for r in records)}
 
     return pipe.stage(
         "general-self",
-        {"max_new_tokens": ANCHOR_TOKENS, "precision": cfg.train.precision},
+        {"max_new_tokens": ANCHOR_TOKENS, "precision": cfg.train.precision, "prompts": count},
         {"model": model_ref.identity, "prompts": file_sha256(GENERAL_PROMPTS)},
         distill,
     )

@@ -59,7 +59,8 @@ def training(summary: dict, log: list[dict]) -> Html:
 
 def general_mix(examples: int | None, wanted: int | None) -> list[tuple[str, str]]:
     """The general data's row: how many examples were mixed in, and the share's ask where the data held fewer (a
-    long run forgets more with less: on 9,095 Banking77 queries the 200 built-in replies were 2% of the mix)."""
+    long run forgets more with less: on 9,095 Banking77 queries the 200 built-in replies of earlier versions were 2%
+    of the mix)."""
     if not examples:
         return []
     shown = f"{examples:,} examples"

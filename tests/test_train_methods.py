@@ -850,6 +850,12 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
     )
     assert len(list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))) == 2
     assert asked == prompts[:21] and st.result.general_examples == 21
+    # a share too small for one example of this data (round(0.02 * 21 / 0.98) = 0) makes and mixes nothing
+    st = train_project(
+        tiny_project, ["train.general_data=[builtin:self]", "train.general_share=0.02", "train.max_steps=1"]
+    )
+    assert len(list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))) == 2
+    assert not st.result.general_examples
 
 
 def test_general_data_short_of_the_share_is_named():

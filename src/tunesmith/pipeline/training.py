@@ -127,9 +127,9 @@ def _general(cfg: Config, pipe: Pipeline, model_ref, n_task: int) -> list[Path]:
     """The general-data files mixed into training beside `n_task` task examples (`builtin:self` made by its own
     cached stage, as many replies as the share asks of them)."""
     general = general_files(cfg, pipe.project)
-    if SELF in cfg.train.general_data and cfg.train.general_share:
-        stage = self_general_stage(cfg, pipe, model_ref, general_wanted(n_task, cfg))
-        general.append(stage.run_dir / "general.jsonl")
+    wanted = general_wanted(n_task, cfg)  # 0 for a handful of examples: nothing to make
+    if SELF in cfg.train.general_data and wanted:
+        general.append(self_general_stage(cfg, pipe, model_ref, wanted).run_dir / "general.jsonl")
     return general
 
 

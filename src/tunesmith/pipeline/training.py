@@ -79,8 +79,9 @@ def train_stage(
     def train(run_dir: Path) -> TrainResult:
         mixed = mix_general(repeated, general, cfg)
         added = len(mixed) - len(repeated)
-        if note := general_shortfall(len(repeated), added, cfg):
-            console.print(f"[yellow]· {note}[/yellow]")
+        short = general_shortfall(len(repeated), added, cfg)
+        if short:
+            console.print(f"[yellow]· {short}[/yellow]")
         if cfg.train.nproc > 1 or cfg.train.accelerate_config:
             from tunesmith.train.launch import launch
 
@@ -95,7 +96,7 @@ def train_stage(
 
             plan = split_validation_plan(cfg, st_split, model_ref, schema, records, report)
             result = run_recipe(cfg, model_ref, mixed, run_dir, schema, plan)
-        wanted = (general_wanted(len(repeated), cfg) or None) if general else None
+        wanted = general_wanted(len(repeated), cfg) if short else None  # the report names the ask when short
         return replace(result, general_examples=added, general_wanted=wanted, oversampled=factors or None)
 
     return pipe.stage(

@@ -46,7 +46,7 @@ class TrainResult:
     resumed_from: str | None = None
     selection: dict[str, Any] | None = None  # SFT's checkpoint choice on validation (`tunesmith.train.selection`)
     general_examples: int | None = None  # general data mixed in (the train stage adds it)
-    general_wanted: int | None = None  # ... where train.general_share asked for this many
+    general_wanted: int | None = None  # ... where train.general_share asked for well more (the shortfall note)
     oversampled: dict[str, int] | None = None  # label -> times its records were shown a pass (train.oversample)
     adapter: str | None = None  # the weights' directory in the run: one of these three
     model: str | None = None

@@ -170,8 +170,8 @@ class TrainConfig(Section):
         default_factory=list,
         description="General instruction data (files or globs, relative to the project) mixed "
         "into training against forgetting, shown without the task's system prompt: `builtin:self` (the base model's "
-        "own replies to the first of 1,000 built-in everyday prompts, as many as the share asks, made once per base "
-        "model; a reply cut at its 64-token limit "
+        "own replies to built-in everyday prompts: as many of the 1,000 as the share asks, made once per base model "
+        "and count; a reply cut at its 64-token limit "
         "trains its text, not its end) or your own, e.g. the base model's replies to your general prompts "
         "(`tunesmith data distill general.jsonl --out data/general-self.jsonl`).",
     )

@@ -70,11 +70,7 @@ def train_stage(
     checkpoint, see `Pipeline.stage` for `resume`). SFT's checkpoint is chosen on the validation split's generated
     replies (`tunesmith.train.selection`); `report(step, value)` receives each validation value (a search's
     pruner). The test split is never read here."""
-    split_path = st_split.run_dir / "train.jsonl"
-    records = read_records(split_path)
-    factors = oversample_factors(records, cfg)  # part of the key, so resolved before the cache is asked
-    repeated = oversample(records, cfg, factors)
-    general = _general(cfg, pipe, model_ref, len(repeated))
+    records, factors, repeated, general = _training_mix(cfg, pipe, model_ref, st_split)
 
     def train(run_dir: Path) -> TrainResult:
         mixed = mix_general(repeated, general, cfg)
@@ -85,7 +81,7 @@ def train_stage(
         if cfg.train.nproc > 1 or cfg.train.accelerate_config:
             from tunesmith.train.launch import launch
 
-            path = split_path
+            path = st_split.run_dir / "train.jsonl"
             if len(mixed) != len(records):
                 path = run_dir / "train_mixed.jsonl"
                 atomic_write_jsonl(path, (r.to_json() for r in mixed))
@@ -115,13 +111,23 @@ def finished_train_run(
 ) -> Stage[TrainResult] | None:
     """The finished train run of this config on this split (what `train_stage` would reuse), without training:
     None when there is none. A search's first trial, the project's own recipe, reuses it."""
-    records = read_records(st_split.run_dir / "train.jsonl")
-    factors = oversample_factors(records, cfg)
-    general = _general(cfg, pipe, model_ref, len(oversample(records, cfg, factors)))
+    _, factors, _, general = _training_mix(cfg, pipe, model_ref, st_split)
     inputs = _train_inputs(pipe, model_ref, st_split, schema, general, factors)
     key = runs.stage_key("train", train_settings(cfg, flat=True), inputs)
     found = runs.find_run(pipe.project, "train", key)
     return train_run(found, key) if found is not None and runs.is_complete(found) else None
+
+
+def _training_mix(
+    cfg: Config, pipe: Pipeline, model_ref, st_split: Stage
+) -> tuple[list, dict[str, int], list, list[Path]]:
+    """(the split's training records, the labels `train.oversample` repeats on them, the records with those
+    repeats, the general-data files mixed in beside them): what a train run trains on and what its key covers,
+    resolved before the cache is asked."""
+    records = read_records(st_split.run_dir / "train.jsonl")
+    factors = oversample_factors(records, cfg)
+    repeated = oversample(records, cfg, factors)
+    return records, factors, repeated, _general(cfg, pipe, model_ref, len(repeated))
 
 
 def _general(cfg: Config, pipe: Pipeline, model_ref, n_task: int) -> list[Path]:

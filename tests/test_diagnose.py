@@ -408,6 +408,30 @@ def test_loss_spike(build):
     assert f["severity"] == "warning" and f["evidence"]["steps"] == [12]
 
 
+def test_loss_spike_is_judged_per_kind_when_general_rows_are_logged_apart():
+    """Batches of general rows (train.general_data) sit far above the task's loss; logged apart, they are no
+    spike (the mixed loss alone read as one every few steps), while a jump of the task's own loss still is."""
+    from tunesmith.diagnose.loss import check_loss
+
+    def rows(task_spike: int | None = None) -> list[dict]:
+        out = []
+        for s in range(1, 41):
+            task = 4.0 if s == task_spike else 0.5 * 0.95**s
+            row = {"step": s, "loss": task, "loss_task": task, "learning_rate": 1e-3}
+            if s % 7 == 0:  # a general batch: the mixed loss jumps with it
+                row.update(loss=(task + 1.8) / 2, loss_general=1.8)
+            out.append(row)
+        return out
+
+    plain = [{k: v for k, v in r.items() if k in ("step", "loss", "learning_rate")} for r in rows()]
+    assert "loss_spike" in {f["code"] for f in check_loss(plain)[1]}  # the mixed loss alone: a false alarm
+    curve, findings = check_loss(rows())
+    assert "loss_spike" not in {f["code"] for f in findings}
+    assert curve["kinds"]["general"][6] == 1.8 and curve["kinds"]["general"][0] is None
+    spike = by_code({"findings": check_loss(rows(task_spike=30))[1]})["loss_spike"]
+    assert spike["evidence"]["steps"] == [30] and "the task loss jumped to 4.000 at step 30" in spike["title"]
+
+
 def test_loss_flat(build):
     f = by_code(diagnose(build(metrics=metrics_rows([2.0] * 20))))["loss_flat"]
     assert f["severity"] == "warning" and "adapter" in f["title"] and "raise train.lr" in f["remedy"]

@@ -563,3 +563,19 @@ def test_the_run_summary_line_names_the_labels_oversampled():
     print_summary(rich_summary(), console)
     training = [line for line in console.export_text().splitlines() if line.startswith("Training:")]
     assert training and training[0].endswith("; out_of_scope shown 4x a pass")
+
+
+def test_loss_chart_draws_the_task_and_general_rows_apart():
+    """A run with general data logs the loss of its task and general rows apart; the chart's train curve is the
+    task's, the general rows' a second line (a logged mix would zigzag with every general batch)."""
+    from tunesmith.report.plots import _loss_series, loss_chart
+
+    log = [
+        {"step": 1, "loss": 2.0, "loss_task": 2.0},
+        {"step": 2, "loss": 1.5, "loss_task": 1.0, "loss_general": 2.0},
+        {"step": 3, "loss": 0.5, "loss_task": 0.5},
+    ]
+    series = _loss_series(log)
+    assert series["train"] == [(1, 2.0), (2, 1.0), (3, 0.5)] and series["general"] == [(2, 2.0)]
+    assert _loss_series([{"step": 1, "loss": 2.0}])["train"] == [(1, 2.0)]  # no kinds logged: the loss as it is
+    assert loss_chart(log).startswith("data:image/png;base64,")

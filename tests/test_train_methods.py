@@ -568,12 +568,20 @@ def test_self_distilled_general_data_is_mixed_into_training(tiny_project, capsys
     from tunesmith.pipeline import train_project
 
     st = train_project(
-        tiny_project, ["train.general_data=[data/general/*.jsonl]", "train.general_share=0.2", "train.max_steps=1"]
+        tiny_project, ["train.general_data=[data/general/*.jsonl]", "train.general_share=0.2", "train.max_steps=7"]
     )
     # 21 training records (6 held out, 3 for validation); 0.2 of the mix is general (21 general records to draw
     # from): round(0.2 * 21 / 0.8) = 5
     assert st.result.general_examples == 5 and st.result.details["data"]["examples"] == 26
     assert st.result.general_wanted is None  # (named only when the data fall short)
+    # one pass (7 batches of 4), the training loss logged every step and also per kind of row: a step of one kind
+    # logs its loss as that kind's; a mixed step's loss (the token mean) lies between its two kinds'
+    logged = [json.loads(line) for line in (st.run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in logged if "loss" in r]
+    assert len(steps) == 7 and any("loss_general" in r for r in steps) and any("loss_task" in r for r in steps)
+    for r in steps:
+        kinds = [r[k] for k in ("loss_task", "loss_general") if k in r]
+        assert min(kinds) - 1e-3 <= r["loss"] <= max(kinds) + 1e-3, r
     assert "general data:" not in capsys.readouterr().err  # the share is met
     short = ["train.general_data=[data/general/*.jsonl]", "train.general_share=0.6", "train.max_steps=1"]
     result = train_project(tiny_project, short).result

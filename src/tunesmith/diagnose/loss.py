@@ -31,6 +31,7 @@ UNDERFIT_MIN_VAL_POINTS = 2  # the validation metric needs this many evaluations
 UNDERFIT_TWO_POINT_RISE = 0.05  # ... and with only two (one pass validated twice), a rise of 5% of the first value
 LOW_ACCURACY = 0.5  # a tuned task accuracy below this, with a loss curve that moved, is underfitting too
 LOWER_IS_BETTER_VAL = {"loss", "token_limit_rate", "hallucination_rate"}  # validation metrics where lower is better
+KINDS = ("task", "general")  # the rows whose training loss a run with general data logs apart (loss_<kind>)
 
 NAN_REMEDY = (
     "Lower train.lr, use fp32 (train.precision: fp32), or look for an extreme example in the data; a re-run "
@@ -64,7 +65,9 @@ def loss_curve(rows: list[dict]) -> dict[str, Any]:
     """The logged points of metrics.jsonl: training loss, learning rate and gradient norm per step, the held-out
     loss per step, and the validation metrics (`val_<metric>` keys) per step as `val_steps` and
     `val: {metric: [value per val step]}` (NaN where a step did not log that metric). The last log of a step wins;
-    values stay raw floats here (NaN included)."""
+    values stay raw floats here (NaN included). A run with general data mixed in also logs the loss of its task
+    and general rows apart (`loss_task`, `loss_general`): `kinds: {kind: [value per step]}` (NaN where a step
+    saw none of that kind), empty otherwise."""
     train: dict[int, dict] = {}
     held: dict[int, float] = {}
     val: dict[int, dict[str, float]] = {}
@@ -90,7 +93,18 @@ def loss_curve(rows: list[dict]) -> dict[str, Any]:
         "eval": [held[s] for s in sorted(held)],
         "val_steps": sorted(val),
         "val": {k: [val[s].get(k, math.nan) for s in sorted(val)] for k in names},
+        "kinds": {
+            kind: [_float(train[s].get(f"loss_{kind}")) for s in steps]
+            for kind in KINDS
+            if any(f"loss_{kind}" in train[s] for s in steps)
+        },
     }
+
+
+def task_losses(curve: dict) -> list[float]:
+    """The training loss of the task's own rows per step when the run logged it apart from its general rows',
+    else the training loss: what a flat curve or a steep end is judged on."""
+    return curve["kinds"].get("task") or curve["train"]
 
 
 def _float(value: Any) -> float:
@@ -119,31 +133,45 @@ def nan_flag(curve: dict) -> dict | None:
 
 
 def spike_flag(curve: dict) -> dict | None:
-    """Logged losses well above the median of the few before them."""
-    spikes = []
-    points = [(s, x) for s, x in zip(curve["steps"], curve["train"]) if math.isfinite(x)]
-    for i in range(SPIKE_WINDOW, len(points)):
-        ref = statistics.median(x for _, x in points[i - SPIKE_WINDOW : i])
-        step, x = points[i]
-        if x > SPIKE_FACTOR * ref and x - ref >= SPIKE_MIN_RISE:
-            spikes.append({"step": step, "loss": x, "before": ref})
+    """Logged losses well above the median of the few before them: of the task's rows and of the general rows
+    apart when the run logged them apart (a general batch's loss is no spike of the task's), else of the loss."""
+    series = curve.get("kinds") or {"": curve["train"]}
+    spikes = sorted((p for kind, xs in series.items() for p in _spikes(curve["steps"], xs, kind)), key=_step)
     if not spikes:
         return None
     worst = max(spikes, key=lambda p: p["loss"] / p["before"] if p["before"] > 0 else math.inf)
+    which = f"the {worst['kind']} loss" if worst.get("kind") else "the loss"
     return {
         "code": "loss_spike",
         "severity": WARNING,
         "steps": [p["step"] for p in spikes],
         "spikes": spikes[:5],
-        "detail": f"the loss jumped to {worst['loss']:.3f} at step {worst['step']} from about {worst['before']:.3f}",
+        "detail": f"{which} jumped to {worst['loss']:.3f} at step {worst['step']} from about {worst['before']:.3f}",
     }
+
+
+def _spikes(steps: list[int], losses: list[float], kind: str) -> list[dict]:
+    """The points of one loss series above SPIKE_FACTOR times the median of the SPIKE_WINDOW logged before them
+    (and SPIKE_MIN_RISE above it); `kind` names the series in each point (none for the whole loss)."""
+    points = [(s, x) for s, x in zip(steps, losses) if math.isfinite(x)]
+    out = []
+    for i in range(SPIKE_WINDOW, len(points)):
+        ref = statistics.median(x for _, x in points[i - SPIKE_WINDOW : i])
+        step, x = points[i]
+        if x > SPIKE_FACTOR * ref and x - ref >= SPIKE_MIN_RISE:
+            out.append({"step": step, "loss": x, "before": ref, **({"kind": kind} if kind else {})})
+    return out
+
+
+def _step(point: dict) -> int:
+    return point["step"]
 
 
 def flat_flag(curve: dict) -> dict | None:
     """A curve that does not fall (after warmup): the adapter is not applied, or the learning rate is too low."""
     points = [
         (s, x, lr, g)
-        for s, x, lr, g in zip(curve["steps"], curve["train"], curve["learning_rate"], curve["grad_norm"])
+        for s, x, lr, g in zip(curve["steps"], task_losses(curve), curve["learning_rate"], curve["grad_norm"])
         if math.isfinite(x) and lr != 0.0
     ]  # warmup steps at lr 0 cannot move the loss
     if len(points) < FLAT_MIN_POINTS:
@@ -255,7 +283,7 @@ def peaked_early(metric: str | None, points: list[tuple[int, float]], selection:
 def steep_end(curve: dict) -> dict | None:
     """The training loss still falling steeply when training ended: its last fifth is more than 10% below the
     fifth before it."""
-    points = [x for x, lr in zip(curve["train"], curve["learning_rate"]) if math.isfinite(x) and lr != 0.0]
+    points = [x for x, lr in zip(task_losses(curve), curve["learning_rate"]) if math.isfinite(x) and lr != 0.0]
     if len(points) < UNDERFIT_MIN_POINTS:
         return None
     k = len(points) // 5
@@ -368,6 +396,7 @@ def check_loss(
         "eval": [finite(x) for x in curve["eval"]],
         "val_steps": curve["val_steps"],
         "val": {k: [finite(x) for x in v] for k, v in curve["val"].items()},
+        "kinds": {k: [finite(x) for x in v] for k, v in curve["kinds"].items()},
         "flags": [_json_safe(f) for f in flags],
     }
     return out, findings

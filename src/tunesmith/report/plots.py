@@ -163,8 +163,12 @@ def _loss_series(log: list[dict]) -> dict[str, Any]:
     """The (step, value) points of the log: train loss, validation loss, the selection metric (`chosen`, with its
     name as `metric`) when it is not the loss, and the learning rate."""
     metric = next((r["selection_metric"] for r in log if r.get("selection_metric")), None)
+    # a run with general data logs its task and general rows' loss apart: the task's is the train curve then
+    apart = any("loss_task" in r for r in log)
+    train_key = "loss_task" if apart else "loss"
     return {
-        "train": [(r["step"], r["loss"]) for r in log if _finite(r.get("step"), r.get("loss"))],
+        "train": [(r["step"], r[train_key]) for r in log if _finite(r.get("step"), r.get(train_key))],
+        "general": [(r["step"], r["loss_general"]) for r in log if _finite(r.get("step"), r.get("loss_general"))],
         "evals": [
             (r["step"], r.get("val_loss", r.get("eval_loss")))
             for r in log
@@ -190,7 +194,15 @@ def _plot_losses(loss_ax, series: dict[str, Any]) -> None:
             marker="o" if len(train) < 40 else None,
             markersize=3,
             linewidth=1.4,
-            label="train loss",
+            label="train loss (task rows)" if series["general"] else "train loss",
+        )
+    if series["general"]:
+        loss_ax.plot(
+            *zip(*series["general"]),
+            color=COLORS["train"],
+            linestyle=":",
+            linewidth=1.2,
+            label="train loss (general rows)",
         )
     if evals:
         loss_ax.plot(

@@ -20,7 +20,11 @@ def training(summary: dict, log: list[dict]) -> Html:
         fig = tag(
             "figure",
             Html(f'<img alt="Training and held-out loss per step" src="{chart}">')
-            + tag("figcaption", "Training loss per logged step; held-out loss where it was evaluated."),
+            + tag(
+                "figcaption",
+                "Training loss per logged step (of the task's rows and of the general rows apart, when general "
+                "data were mixed in); held-out loss where it was evaluated.",
+            ),
         )
     elif log:
         fig = not_measured("the loss curve", "install matplotlib (pip install matplotlib) to draw it")

@@ -40,12 +40,20 @@ from tunesmith.train.trainer import (
     save_trained,
 )
 
+# With general data mixed in (train.general_data) a row says whether it is general, and the CPU trainer logs the
+# training loss of task and general rows apart (`loss_task`, `loss_general`): length-grouped batches keep general
+# rows in batches of their own, so the mixed loss jumps whenever one is logged, which read as a loss spike. Only
+# batches of whole rows can carry it (not padding-free or packed ones).
+KIND_COLUMN = "general"
+KIND_BATCHING = ("grouped", "random")
+
 
 def build_dataset(tok, records: list[Record], cfg: Config):
     """Tokenize conversations with their loss mask; report how much truncation drops."""
     from datasets import Dataset
 
     rows, problems, dropped, truncated = [], [], 0, 0
+    kinds = cfg.train.batching in KIND_BATCHING and any(rec.provenance.get("general") for rec in records)
     for rec in records:
         try:
             # General records (train.general_data) are shown as the general probe asks: without the task's prompt.
@@ -60,7 +68,10 @@ def build_dataset(tok, records: list[Record], cfg: Config):
         if ex.assistant_tokens == 0:
             dropped += 1
             continue
-        rows.append({"input_ids": ex.input_ids, "labels": ex.labels})
+        row = {"input_ids": ex.input_ids, "labels": ex.labels}
+        if kinds:  # which rows are general data, for the training loss logged per kind
+            row[KIND_COLUMN] = bool(rec.provenance.get("general"))
+        rows.append(row)
     if problems:
         raise TunesmithError("Cannot render training data with the chat template", problems[:10])
     if not rows:
@@ -219,7 +230,19 @@ def _cpu_trainer_class(base, shared_prefix: bool = True):
     from tunesmith.train.shared_prefix import MIN_ROWS, grouped_lengths, shared_prefix_hidden
 
     class LabeledHeadSFTTrainer(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.kind_losses: dict[str, list[float]] = {}  # kind -> [loss sum, tokens] since the last log
+            if KIND_COLUMN in (getattr(self.train_dataset, "column_names", None) or []):
+                self.data_collator = _with_kinds(self.data_collator)
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            if KIND_COLUMN not in self._signature_columns:  # kept through the trainer's column pruning
+                self._signature_columns = [*self._signature_columns, KIND_COLUMN]
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            kinds = inputs.pop(KIND_COLUMN, None)
             inputs["use_cache"] = False
             # The validation loss asks for outputs too; with prediction_loss_only none are kept, so it takes the
             # cheap path as well.
@@ -238,7 +261,10 @@ def _cpu_trainer_class(base, shared_prefix: bool = True):
                 if hidden is None:
                     hidden = decoder(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
                 logits = head(hidden[:, :-1][keep])
-            loss = F.cross_entropy(logits.float(), target[keep], reduction="sum")
+            token_losses = F.cross_entropy(logits.float(), target[keep], reduction="none")
+            if kinds is not None and model.training:
+                self._count_kinds(token_losses.detach(), kinds[keep.nonzero(as_tuple=True)[0]])
+            loss = token_losses.sum()
             # Normalized by the tokens of the whole accumulated batch (what transformers does with
             # num_items_in_batch), so batch 8 x 1 equals batch 1 x 8.
             count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
@@ -246,6 +272,21 @@ def _cpu_trainer_class(base, shared_prefix: bool = True):
                 count = count.to(loss.device)
             loss = loss / count
             return (loss, {}) if return_outputs else loss
+
+        def _count_kinds(self, token_losses, general) -> None:
+            """Add a batch's token losses to the sums of task and general rows (`general`: one flag a token)."""
+            for name, chosen in (("task", ~general), ("general", general)):
+                if chosen.any():
+                    sums = self.kind_losses.setdefault(name, [0.0, 0])
+                    sums[0] += float(token_losses[chosen].sum())
+                    sums[1] += int(chosen.sum())
+
+        def log(self, logs, *args, **kwargs):
+            """A training log also carries the token-mean loss of task and general rows since the last one."""
+            if "loss" in logs and self.kind_losses:
+                logs = {**logs, **{f"loss_{k}": total / n for k, (total, n) in self.kind_losses.items()}}
+                self.kind_losses = {}
+            super().log(logs, *args, **kwargs)
 
         def _get_train_sampler(self, train_dataset=None):
             """Length-grouped batches that also keep rows of one system prompt together (shared_prefix)."""
@@ -260,6 +301,20 @@ def _cpu_trainer_class(base, shared_prefix: bool = True):
             return LengthGroupedSampler(batch, lengths=lengths)
 
     return LabeledHeadSFTTrainer
+
+
+def _with_kinds(collate):
+    """A collator that takes each row's general flag out before `collate` and puts it in the batch as a tensor
+    (False for rows without one: the validation set's)."""
+    import torch
+
+    def collate_with_kinds(examples):
+        flags = [bool(example.pop(KIND_COLUMN, False)) for example in examples]
+        batch = collate(examples)
+        batch[KIND_COLUMN] = torch.tensor(flags)
+        return batch
+
+    return collate_with_kinds
 
 
 def _decoder_and_head(model):

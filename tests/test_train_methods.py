@@ -826,15 +826,25 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
         "training_example",
         lambda tok, messages, *a, **k: shown.append((messages, k["finished"])) or real(tok, messages, *a, **k),
     )
-    st = train_project(
-        tiny_project,
-        [
-            "train.general_data=[builtin:self]",
-            "train.general_share=0.2",
-            "task.system_prompt=Route the ticket.",
-            "train.max_steps=1",
-        ],
-    )
+    overrides = [
+        "train.general_data=[builtin:self]",
+        "train.general_share=0.2",
+        "task.system_prompt=Route the ticket.",
+        "train.max_steps=1",
+    ]
+    from tunesmith.pipeline.planning import cost_report
+
+    # `tunesmith cost` counts the general replies training will mix in: before they are made, at their token limit
+    before = cost_report(tiny_project, overrides=overrides)
+    assert before["tokens"]["examples"] == 26 and asked == []  # 21 + 5, nothing generated for a count
+    assert any("5 general replies are not made yet" in n for n in before["notes"]), before["notes"]
+    shown.clear()
+    st = train_project(tiny_project, overrides)
+    trained = list(shown)
+    after = cost_report(tiny_project, overrides=overrides)  # then the replies made, as training saw them
+    assert after["tokens"]["examples"] == 26 and not any("not made yet" in n for n in after["notes"])
+    assert after["tokens"]["per_epoch"] < before["tokens"]["per_epoch"]  # the short replies of this fake base
+    assert after["tokens"]["per_epoch"] == st.result.details["data"]["tokens"]
     # 21 training records: round(0.2 * 21 / 0.8) = 5 general ones, the replies to the first 5 prompts only (as
     # many as the mix asks), shown without the task's system prompt (as the general probe asks them; a
     # task.system_prompt is not added to them) and, when cut, trained without their end
@@ -844,8 +854,8 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
     assert [r["messages"][0]["content"] for r in made] == prompts[:5]
     assert sum(bool(r["meta"].get("unfinished")) for r in made) == 2  # the first and fourth hit the limit
     assert st.result.general_examples == 5
-    general = [(m, fin) for m, fin in shown if m[-1]["content"].startswith("Well: ")]
-    task = [(m, fin) for m, fin in shown if not m[-1]["content"].startswith("Well: ")]
+    general = [(m, fin) for m, fin in trained if m[-1]["content"].startswith("Well: ")]
+    task = [(m, fin) for m, fin in trained if not m[-1]["content"].startswith("Well: ")]
     assert len(general) == 5 and all(m[0]["role"] == "user" for m, _ in general)
     assert task and all(m[0]["role"] == "system" and fin for m, fin in task)  # (the data's own system prompt)
     unfinished = {r["messages"][-1]["content"] for r in made if r["meta"].get("unfinished")}

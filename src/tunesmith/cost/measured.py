@@ -21,6 +21,7 @@ class ProjectTokens:
     trained_tokens: float
     records: list = field(default_factory=list, repr=False)
     model_ref: Any = None  # the resolved model the tokens were counted with
+    notes: list[str] = field(default_factory=list)  # how the count was made where it is not exact
 
 
 def count_tokens(cfg, records: list, model_ref, recipe: Recipe) -> ProjectTokens:

@@ -12,6 +12,7 @@ prompt it was given in `meta.distilled`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from tunesmith.data.records import Record
@@ -90,6 +91,17 @@ def general_prompts() -> list[Record]:
         Record(messages=json.loads(line)["messages"], source=f"builtin:{GENERAL_PROMPTS.name}", line=i)
         for i, line in enumerate(lines, 1)
         if line.strip()
+    ]
+
+
+def general_stand_ins(count: int) -> list[Record]:
+    """The first `count` built-in general prompts, each with a stand-in reply of ANCHOR_TOKENS words where the
+    base model's own reply is not made yet: what `tunesmith cost` counts for `builtin:self` without generating (the
+    built-in model's replies mostly reach that limit: 874 of 1,000)."""
+    filler = {"role": "assistant", "content": " ".join(["word"] * ANCHOR_TOKENS)}
+    return [
+        replace(r, messages=[*r.messages, filler], provenance={**r.provenance, "unfinished": True})
+        for r in general_prompts()[:count]
     ]
 
 

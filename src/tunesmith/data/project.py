@@ -167,11 +167,12 @@ def oversample(records: list, cfg: Config, factors: dict[str, int] | None = None
     return [r for r in records for _ in range(factors.get(label_of(r), 1))]
 
 
-def mix_general(records: list, files: list[Path], cfg: Config) -> list:
-    """`records` plus a seeded sample of general records making up `train.general_share` of the result."""
-    if not cfg.train.general_share or not files:
+def mix_general(records: list, files: list[Path], cfg: Config, extra: list | None = None) -> list:
+    """`records` plus a seeded sample of general records (of `files`, and `extra` records) making up
+    `train.general_share` of the result."""
+    if not cfg.train.general_share or not (files or extra):
         return records
-    pool = load_records(files)
+    pool = load_records(files) + (extra or [])
     want = general_wanted(len(records), cfg)
     rng = random.Random(cfg.train.seed)
     picked = rng.sample(pool, min(want, len(pool)))

@@ -94,6 +94,7 @@ def cost_report(
         counted = _count(cfg, root, recipe)
         if tokens is None:
             tokens, examples = counted.tokens_per_epoch, counted.examples
+            notes += counted.notes
             if model_size or model:
                 notes.append(f"tokens counted with {cfg.model.base}'s tokenizer")
     notes += _size_notes(shape)

@@ -160,11 +160,12 @@ def self_general_stage(cfg: Config, pipe: Pipeline, model_ref, wanted: int) -> S
     prompts (all of them when the mix asks more), made once per base model and count (cached like any stage; the
     replies themselves are in the project's generation cache, so a larger count generates only the new ones) and
     written as `general.jsonl`."""
-    from tunesmith.data.distill import ANCHOR_TOKENS, GENERAL_PROMPTS, general_prompts, self_distilled_general
+    from tunesmith.data.distill import self_distilled_general
     from tunesmith.generate.backends import TransformersBackend
     from tunesmith.generate.cache import GenerationCache
 
-    count = min(wanted, len(general_prompts()))
+    settings, inputs = _self_general_key(cfg, model_ref, wanted)
+    count = settings["prompts"]
 
     def distill(run_dir: Path) -> dict[str, Any]:
         backend = TransformersBackend(model_ref, precision=cfg.train.precision)
@@ -173,12 +174,24 @@ def self_general_stage(cfg: Config, pipe: Pipeline, model_ref, wanted: int) -> S
         atomic_write_jsonl(run_dir / "general.jsonl", (r.to_json() for r in records))
         return {"records": len(records), "unfinished": sum(bool(r.provenance.get("unfinished")) for r in records)}
 
-    return pipe.stage(
-        "general-self",
-        {"max_new_tokens": ANCHOR_TOKENS, "precision": cfg.train.precision, "prompts": count},
-        {"model": model_ref.identity, "prompts": file_sha256(GENERAL_PROMPTS)},
-        distill,
-    )
+    return pipe.stage("general-self", settings, inputs, distill)
+
+
+def _self_general_key(cfg: Config, model_ref, wanted: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings, inputs) of the `general-self` stage making `wanted` replies (at most one per built-in prompt)."""
+    from tunesmith.data.distill import ANCHOR_TOKENS, GENERAL_PROMPTS, general_prompts
+
+    settings = {"max_new_tokens": ANCHOR_TOKENS, "precision": cfg.train.precision}
+    settings["prompts"] = min(wanted, len(general_prompts()))
+    return settings, {"model": model_ref.identity, "prompts": file_sha256(GENERAL_PROMPTS)}
+
+
+def made_self_general(cfg: Config, project: Path, model_ref, wanted: int) -> Path | None:
+    """The `general.jsonl` of a finished `general-self` stage making `wanted` replies, or None: nothing is made
+    (`tunesmith cost` counts what training would mix in without generating it)."""
+    settings, inputs = _self_general_key(cfg, model_ref, wanted)
+    found = runs.find_run(project, "general-self", runs.stage_key("general-self", settings, inputs))
+    return found / "general.jsonl" if found is not None and runs.is_complete(found) else None
 
 
 def split_validation_plan(

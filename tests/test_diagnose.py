@@ -430,6 +430,11 @@ def test_loss_spike_is_judged_per_kind_when_general_rows_are_logged_apart():
     assert curve["kinds"]["general"][6] == 1.8 and curve["kinds"]["general"][0] is None
     spike = by_code({"findings": check_loss(rows(task_spike=30))[1]})["loss_spike"]
     assert spike["evidence"]["steps"] == [30] and "the task loss jumped to 4.000 at step 30" in spike["title"]
+    assert "general" not in spike["title"] and "Lower train.lr" in spike["remedy"]
+    # a task jump right after a general batch is named as such, with that remedy
+    after = by_code({"findings": check_loss(rows(task_spike=29))[1]})["loss_spike"]
+    assert "right after general batches (logged at steps 28)" in after["title"]
+    assert after["evidence"]["general_steps_before"] == [28] and "train.batching: random" in after["remedy"]
 
 
 def test_loss_flat(build):

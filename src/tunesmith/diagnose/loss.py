@@ -41,6 +41,11 @@ SPIKE_REMEDY = (
     "Lower train.lr or lengthen the warmup (train.warmup_ratio); look at the examples of that step for an "
     "extreme or malformed record."
 )
+SPIKE_AFTER_GENERAL_REMEDY = (
+    "The task's loss jumped right after batches of general rows (train.general_data): length-grouped batches put "
+    "them in runs, and each run pulls the model off the task for a few steps. The general probe's gate says whether "
+    "the forgetting matters; train.batching: random mixes general rows into task batches (slower on a CPU)."
+)
 FLAT_REMEDY = (
     "Check that the adapter is applied (trainable parameters above 0; train.lora.target_modules matching the "
     "model's layer names) and raise train.lr; a curve that does not fall learns nothing."
@@ -141,13 +146,23 @@ def spike_flag(curve: dict) -> dict | None:
         return None
     worst = max(spikes, key=lambda p: p["loss"] / p["before"] if p["before"] > 0 else math.inf)
     which = f"the {worst['kind']} loss" if worst.get("kind") else "the loss"
+    general = _general_before(curve, worst["step"]) if worst.get("kind") == "task" else []
     return {
         "code": "loss_spike",
         "severity": WARNING,
         "steps": [p["step"] for p in spikes],
         "spikes": spikes[:5],
-        "detail": f"{which} jumped to {worst['loss']:.3f} at step {worst['step']} from about {worst['before']:.3f}",
+        **({"general_steps_before": general} if general else {}),
+        "detail": f"{which} jumped to {worst['loss']:.3f} at step {worst['step']} from about {worst['before']:.3f}"
+        + (f", right after general batches (logged at steps {', '.join(map(str, general))})" if general else ""),
     }
+
+
+def _general_before(curve: dict, step: int) -> list[int]:
+    """The logged steps holding general rows in the log window of `step` and the one before it."""
+    steps, general = curve["steps"], curve["kinds"].get("general") or []
+    i = steps.index(step)
+    return [steps[j] for j in range(max(0, i - 1), i + 1) if j < len(general) and math.isfinite(general[j])]
 
 
 def _spikes(steps: list[int], losses: list[float], kind: str) -> list[dict]:
@@ -370,6 +385,8 @@ def check_loss(
         evidence = {k: v for k, v in f.items() if k not in ("code", "severity", "detail")} | facts
         if f["code"] == "eval_loss_rising":
             remedy += f" The best held-out loss was at step {f['best_step']}."
+        if f.get("general_steps_before"):
+            remedy = SPIKE_AFTER_GENERAL_REMEDY
         findings.append(finding(f["code"], f["severity"], f"{title}: {f['detail']}", _json_safe(evidence), remedy))
     if not flags:
         note = (

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import Config, load_config
-from tunesmith.data.distill import ANCHOR_TOKENS, SELF, general_stand_ins
-from tunesmith.data.project import general_files, general_wanted, mix_general, oversample, read_records
+from tunesmith.data.project import mix_general, oversample, read_records
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.pipeline.evaluation import (
     EvalPlan,
@@ -28,7 +27,7 @@ from tunesmith.pipeline.preparation import Prepared, data_stages, prepare
 from tunesmith.pipeline.shipping import shipping_stages
 from tunesmith.pipeline.summary import build_summary, save_summary, write_report
 from tunesmith.pipeline.training import (
-    made_self_general,
+    general_to_count,
     search_stage,
     search_train_stage,
     train_stage,
@@ -72,18 +71,7 @@ def project_tokens(cfg: Config, project: Path, model_ref, recipe):
     schema = load_schema(cfg, project)
     st_split = data_stages(cfg, project, Pipeline(project), model_ref, schema)
     records = oversample(read_records(st_split.run_dir / "train.jsonl"), cfg)
-    files, stand_ins, notes = general_files(cfg, project), [], []
-    wanted = general_wanted(len(records), cfg)
-    if SELF in cfg.train.general_data and wanted:  # the base's own replies: made by a train run, not for a count
-        made = made_self_general(cfg, project, model_ref, wanted)
-        if made is not None:
-            files.append(made)
-        else:
-            stand_ins = general_stand_ins(wanted)
-            notes.append(
-                f"{SELF}: the base model's {len(stand_ins)} general replies are not made yet; counted at their "
-                f"{ANCHOR_TOKENS}-token limit (training makes them first)"
-            )
+    files, stand_ins, notes = general_to_count(cfg, project, model_ref, len(records))
     records = mix_general(records, files, cfg, stand_ins)
     counted = count_tokens(cfg, records, model_ref, recipe)
     return replace(counted, notes=notes)

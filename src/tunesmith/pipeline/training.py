@@ -134,10 +134,36 @@ def _general(cfg: Config, pipe: Pipeline, model_ref, n_task: int) -> list[Path]:
     """The general-data files mixed into training beside `n_task` task examples (`builtin:self` made by its own
     cached stage, as many replies as the share asks of them)."""
     general = general_files(cfg, pipe.project)
-    wanted = general_wanted(n_task, cfg)  # 0 for a handful of examples: nothing to make
-    if SELF in cfg.train.general_data and wanted:
+    if wanted := _self_wanted(cfg, n_task):
         general.append(self_general_stage(cfg, pipe, model_ref, wanted).run_dir / "general.jsonl")
     return general
+
+
+def general_to_count(cfg: Config, project: Path, model_ref, n_task: int) -> tuple[list[Path], list, list[str]]:
+    """What `_general` mixes in beside `n_task` task examples, without making anything (`tunesmith cost`'s count):
+    (the general-data files, with a finished `general-self` stage's replies; stand-ins at their token limit for
+    `builtin:self` replies not made yet; a note when there are stand-ins)."""
+    from tunesmith.data.distill import ANCHOR_TOKENS, general_stand_ins
+
+    files = general_files(cfg, project)
+    wanted = _self_wanted(cfg, n_task)
+    if not wanted:
+        return files, [], []
+    made = _made_self_general(cfg, project, model_ref, wanted)
+    if made is not None:
+        return [*files, made], [], []
+    stand_ins = general_stand_ins(wanted)
+    note = (
+        f"{SELF}: the base model's {len(stand_ins)} general replies are not made yet; counted at their "
+        f"{ANCHOR_TOKENS}-token limit (training makes them first)"
+    )
+    return files, stand_ins, [note]
+
+
+def _self_wanted(cfg: Config, n_task: int) -> int:
+    """How many `builtin:self` replies the mix asks beside `n_task` task examples: 0 without `builtin:self`, and
+    for a handful of examples (nothing to make)."""
+    return general_wanted(n_task, cfg) if SELF in cfg.train.general_data else 0
 
 
 def _train_inputs(
@@ -186,9 +212,8 @@ def _self_general_key(cfg: Config, model_ref, wanted: int) -> tuple[dict[str, An
     return settings, {"model": model_ref.identity, "prompts": file_sha256(GENERAL_PROMPTS)}
 
 
-def made_self_general(cfg: Config, project: Path, model_ref, wanted: int) -> Path | None:
-    """The `general.jsonl` of a finished `general-self` stage making `wanted` replies, or None: nothing is made
-    (`tunesmith cost` counts what training would mix in without generating it)."""
+def _made_self_general(cfg: Config, project: Path, model_ref, wanted: int) -> Path | None:
+    """The `general.jsonl` of a finished `general-self` stage making `wanted` replies, or None: nothing is made."""
     settings, inputs = _self_general_key(cfg, model_ref, wanted)
     found = runs.find_run(project, "general-self", runs.stage_key("general-self", settings, inputs))
     return found / "general.jsonl" if found is not None and runs.is_complete(found) else None

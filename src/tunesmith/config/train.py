@@ -131,6 +131,13 @@ class TrainConfig(Section):
         "Batches of 16 rows or more (on Banking77 at batch 16: 1.14x the tokens/s at 14% less peak memory, "
         "`benchmarks/train_throughput.py`; nothing gained at batch 8), which are then also grouped by system prompt.",
     )
+    spread_general: bool = Field(
+        True,
+        description="SFT with `grouped` batching and general data mixed in: the batches of general rows are spread "
+        "evenly through each pass (one in ten at a 0.1 share). Off: where length grouping puts them, in runs of "
+        "consecutive general batches at the start of every 50 batches (after such a run the task's own training "
+        "loss jumped on Banking77).",
+    )
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     attention: Literal["auto", "eager", "sdpa"] = Field(
         "auto",

@@ -43,6 +43,8 @@ def train_settings(cfg: Config, flat: bool = False) -> dict[str, Any]:
         if dumped["train"].get(name) == default:
             dumped["train"].pop(name)
     dumped["train"].pop("oversample", None)
+    if not _spreads_general(cfg):  # runs cached before it trained as `spread_general: false` does: the same key
+        dumped["train"].pop("spread_general", None)
     if flat:
         dumped["train"] = flat_train(dumped["train"])
     evaluation = {k: dumped["eval"][k] for k in ("decoding", "max_new_tokens", "no_repeat_ngram_size", "gate")}
@@ -53,6 +55,14 @@ def train_settings(cfg: Config, flat: bool = False) -> dict[str, Any]:
         "budget": dumped["budget"],
         "selection": evaluation,
     }
+
+
+def _spreads_general(cfg: Config) -> bool:
+    """Whether `train.spread_general` changes this run's training order: SFT with grouped batches and general data
+    mixed in, with the spreading on."""
+    t = cfg.train
+    mixed = bool(t.general_data) and t.general_share > 0
+    return t.spread_general and mixed and t.objective == "sft" and t.batching == "grouped"
 
 
 def train_stage(

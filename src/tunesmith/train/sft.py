@@ -26,6 +26,7 @@ from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
+from tunesmith.train.kinds import KIND_BATCHING, KIND_COLUMN, SpreadGeneral, with_kinds
 from tunesmith.train.result import TrainResult
 from tunesmith.train.selection import ValidationPlan, ValidationSelector
 from tunesmith.train.trainer import (
@@ -39,13 +40,6 @@ from tunesmith.train.trainer import (
     run_training,
     save_trained,
 )
-
-# With general data mixed in (train.general_data) a row says whether it is general, and the CPU trainer logs the
-# training loss of task and general rows apart (`loss_task`, `loss_general`): length-grouped batches keep general
-# rows in batches of their own, so the mixed loss jumps whenever one is logged, which read as a loss spike. Only
-# batches of whole rows can carry it (not padding-free or packed ones).
-KIND_COLUMN = "general"
-KIND_BATCHING = ("grouped", "random")
 
 
 def build_dataset(tok, records: list[Record], cfg: Config):
@@ -69,7 +63,7 @@ def build_dataset(tok, records: list[Record], cfg: Config):
             dropped += 1
             continue
         row = {"input_ids": ex.input_ids, "labels": ex.labels}
-        if kinds:  # which rows are general data, for the training loss logged per kind
+        if kinds:  # which rows are general data: the training loss logged per kind, general batches spread
             row[KIND_COLUMN] = bool(rec.provenance.get("general"))
         rows.append(row)
     if problems:
@@ -122,7 +116,7 @@ def build_trainer(
     )
     args = SFTConfig(**{**settings, **batching_args(t.batching, cfg.data.max_seq_len), **overrides})
     trainer, budget = make_trainer(
-        SFTTrainer if has_cuda() else _cpu_trainer_class(SFTTrainer, t.shared_prefix),
+        _trainer_class(SFTTrainer, cfg),
         cfg,
         run_dir,
         describe(cfg),
@@ -210,6 +204,29 @@ def device_choices(trainer, cfg: Config) -> dict[str, Any]:
     }
 
 
+def _trainer_class(base, cfg: Config):
+    """The SFT trainer class for this device and config: on a CPU the labeled-positions loss (`_cpu_trainer_class`);
+    with length-grouped batches and `train.spread_general`, the general batches spread through each pass."""
+    trainer = base if has_cuda() else _cpu_trainer_class(base, cfg.train.shared_prefix)
+    return _spread_general_class(trainer) if cfg.train.spread_general else trainer
+
+
+def _spread_general_class(base):
+    """`base` whose length-grouped training order has its batches of general rows spread evenly through each pass
+    (`tunesmith.train.kinds`); other orders, and data without general rows, are left as they are."""
+
+    class SpreadGeneralTrainer(base):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            columns = getattr(self.train_dataset, "column_names", None) or []
+            if self.args.train_sampling_strategy != "group_by_length" or KIND_COLUMN not in columns:
+                return sampler
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return SpreadGeneral(sampler, self.train_dataset[KIND_COLUMN], batch)
+
+    return SpreadGeneralTrainer
+
+
 def _cpu_trainer_class(base, shared_prefix: bool = True):
     """SFTTrainer whose loss runs the LM head on the labeled positions only.
 
@@ -234,7 +251,7 @@ def _cpu_trainer_class(base, shared_prefix: bool = True):
             super().__init__(*args, **kwargs)
             self.kind_losses: dict[str, list[float]] = {}  # kind -> [loss sum, tokens] since the last log
             if KIND_COLUMN in (getattr(self.train_dataset, "column_names", None) or []):
-                self.data_collator = _with_kinds(self.data_collator)
+                self.data_collator = with_kinds(self.data_collator)
 
         def _set_signature_columns_if_needed(self):
             super()._set_signature_columns_if_needed()
@@ -301,20 +318,6 @@ def _cpu_trainer_class(base, shared_prefix: bool = True):
             return LengthGroupedSampler(batch, lengths=lengths)
 
     return LabeledHeadSFTTrainer
-
-
-def _with_kinds(collate):
-    """A collator that takes each row's general flag out before `collate` and puts it in the batch as a tensor
-    (False for rows without one: the validation set's)."""
-    import torch
-
-    def collate_with_kinds(examples):
-        flags = [bool(example.pop(KIND_COLUMN, False)) for example in examples]
-        batch = collate(examples)
-        batch[KIND_COLUMN] = torch.tensor(flags)
-        return batch
-
-    return collate_with_kinds
 
 
 def _decoder_and_head(model):

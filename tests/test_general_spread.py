@@ -1,0 +1,93 @@
+"""General data mixed into a task's (`train.general_data`) with length-grouped batches: the batches of general rows
+are spread evenly through a pass instead of coming in runs (`tunesmith.train.kinds`, `train.spread_general`)."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+
+def _runs(order, general, batch):
+    """The longest run of consecutive general batches, and the batches as sets of rows."""
+    batches = [order[i : i + batch] for i in range(0, len(order), batch)]
+    longest = run = 0
+    for b in batches:
+        run = run + 1 if 2 * sum(general[i] for i in b) > len(b) else 0
+        longest = max(longest, run)
+    return longest, [frozenset(b) for b in batches]
+
+
+def test_general_batches_are_spread_evenly_and_the_batches_kept():
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    from tunesmith.train.kinds import spread_general
+
+    rng = random.Random(0)
+    # 10% general rows, longer than the task's (no system prompt, longer replies), as on Banking77
+    lengths = [rng.randint(50, 90) for _ in range(903)] + [rng.randint(95, 160) for _ in range(100)]
+    general = [False] * 903 + [True] * 100
+    torch.manual_seed(0)
+    order = get_length_grouped_indices(lengths, 8)
+    before, batches = _runs(order, general, 8)
+    assert before >= 4  # length grouping: a run of general batches at the start of each mega-batch of 50
+    spread = spread_general(order, general, 8)
+    after, spread_batches = _runs(spread, general, 8)
+    assert after == 1 and sorted(spread) == list(range(1003))  # every row once, never two general batches in a row
+    assert spread[:8] == order[:8] and spread[-3:] == order[-3:]  # first and partial last stay
+    assert sorted(spread_batches, key=min) == sorted(batches, key=min)  # the same batches, only reordered
+    positions = [i for i, b in enumerate(spread_batches[1:]) if 2 * sum(general[r] for r in b) > len(b)]
+    gaps = [b - a for a, b in zip(positions, positions[1:])]
+    assert max(gaps) - min(gaps) <= 1  # after the first batch (the longest row's), one general batch every ~10
+    assert spread_general(order, [False] * 1003, 8) == order  # nothing to spread: the order as it was
+
+
+def test_the_trainer_spreads_general_batches_unless_switched_off(tmp_path, tiny_model_dir):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from conftest import routing_records, train_config
+    from tunesmith.data.records import Record
+    from tunesmith.models import resolve_model
+    from tunesmith.train.kinds import SpreadGeneral, spread_general
+    from tunesmith.train.sft import build_trainer
+
+    general = [
+        Record(
+            messages=[{"role": "user", "content": f"tell me {i}"}, {"role": "assistant", "content": f"{i} " * 40}],
+            source="g.jsonl",
+            line=i + 1,
+            provenance={"general": True},
+        )
+        for i in range(8)
+    ]
+    ref = resolve_model(str(tiny_model_dir))
+    records = routing_records(24) + general
+    trainer, *_ = build_trainer(train_config(), ref, records, tmp_path / "a")
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, SpreadGeneral) and isinstance(sampler.sampler, LengthGroupedSampler)
+    flags = trainer.train_dataset["general"]
+    torch.manual_seed(1)
+    grouped = list(sampler.sampler)
+    torch.manual_seed(1)
+    assert list(sampler) == spread_general(grouped, flags, 4) != grouped  # the general batches moved
+    for off in (train_config(spread_general=False), train_config(batching="random")):
+        trainer, *_ = build_trainer(off, ref, records, tmp_path / "b")
+        assert not isinstance(trainer._get_train_sampler(), SpreadGeneral)
+
+
+def test_the_switch_is_keyed_only_where_it_changes_the_order():
+    """Runs cached before `train.spread_general` trained as it does switched off: without general data (or with
+    other batching) it is not in the train key at all; with general data and grouped batches, on, it is."""
+    from tunesmith.config import Config
+    from tunesmith.pipeline.training import train_settings
+
+    plain = Config()
+    assert "spread_general" not in train_settings(plain, flat=True)["train"]
+    mixed, old = Config(), Config()
+    for cfg in (mixed, old):
+        cfg.train.general_data, cfg.train.general_share = ["builtin:self"], 0.1
+    old.train.spread_general = False
+    assert train_settings(mixed, flat=True)["train"]["spread_general"] is True
+    assert "spread_general" not in train_settings(old, flat=True)["train"]
+    mixed.train.batching = "random"
+    assert "spread_general" not in train_settings(mixed, flat=True)["train"]

@@ -410,16 +410,18 @@ def test_loss_spike(build):
 
 def test_loss_spike_is_judged_per_kind_when_general_rows_are_logged_apart():
     """Batches of general rows (train.general_data) sit far above the task's loss; logged apart, they are no
-    spike (the mixed loss alone read as one every few steps), while a jump of the task's own loss still is."""
+    spike (the mixed loss alone read as one every few steps), nor is a jump of the general rows' own loss (the
+    general probe judges forgetting), while a jump of the task's own loss still is."""
     from tunesmith.diagnose.loss import check_loss
 
     def rows(task_spike: int | None = None) -> list[dict]:
         out = []
-        for s in range(1, 41):
+        for s in range(1, 51):
             task = 4.0 if s == task_spike else 0.5 * 0.95**s
             row = {"step": s, "loss": task, "loss_task": task, "learning_rate": 1e-3}
             if s % 7 == 0:  # a general batch: the mixed loss jumps with it
-                row.update(loss=(task + 1.8) / 2, loss_general=1.8)
+                general = 4.5 if s == 42 else 1.8  # (a batch of general rows far off the others': not judged)
+                row.update(loss=(task + general) / 2, loss_general=general)
             out.append(row)
         return out
 
@@ -434,7 +436,7 @@ def test_loss_spike_is_judged_per_kind_when_general_rows_are_logged_apart():
     # a task jump right after a general batch is named as such, with that remedy
     after = by_code({"findings": check_loss(rows(task_spike=29))[1]})["loss_spike"]
     assert "right after general batches (logged at steps 28)" in after["title"]
-    assert after["evidence"]["general_steps_before"] == [28] and "train.batching: random" in after["remedy"]
+    assert after["evidence"]["general_steps_before"] == [28] and "train.spread_general: true" in after["remedy"]
 
 
 def test_loss_flat(build):

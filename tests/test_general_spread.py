@@ -62,7 +62,8 @@ def test_the_trainer_spreads_general_batches_unless_switched_off(tmp_path, tiny_
     ]
     ref = resolve_model(str(tiny_model_dir))
     records = routing_records(24) + general
-    trainer, *_ = build_trainer(train_config(), ref, records, tmp_path / "a")
+    mixed = {"general_data": ["builtin:self"], "general_share": 0.25}  # (the records above stand for its replies)
+    trainer, *_ = build_trainer(train_config(**mixed), ref, records, tmp_path / "a")
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, SpreadGeneral) and isinstance(sampler.sampler, LengthGroupedSampler)
     flags = trainer.train_dataset["general"]
@@ -70,9 +71,11 @@ def test_the_trainer_spreads_general_batches_unless_switched_off(tmp_path, tiny_
     grouped = list(sampler.sampler)
     torch.manual_seed(1)
     assert list(sampler) == spread_general(grouped, flags, 4) != grouped  # the general batches moved
-    for off in (train_config(spread_general=False), train_config(batching="random")):
-        trainer, *_ = build_trainer(off, ref, records, tmp_path / "b")
+    off = [train_config(**mixed, spread_general=False), train_config(**mixed, batching="random"), train_config()]
+    for cfg in off:  # switched off, another batching, no general data configured: the sampler as it was
+        trainer, *_ = build_trainer(cfg, ref, records, tmp_path / "b")
         assert not isinstance(trainer._get_train_sampler(), SpreadGeneral)
+        assert not any(c.__name__ == "SpreadGeneralTrainer" for c in type(trainer).__mro__)
 
 
 def test_the_switch_is_keyed_only_where_it_changes_the_order():

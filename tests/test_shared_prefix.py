@@ -176,8 +176,8 @@ def test_the_cpu_trainer_samples_by_prefix_group(tmp_path, tiny_model_dir):
     ]
     ref = resolve_model(str(tiny_model_dir))
     trainer, *_ = build_trainer(train_config(batch_size=16), ref, routing_records(12) + general, tmp_path / "a")
-    sampler = trainer._get_train_sampler().sampler  # (its general batches spread: tests/test_general_spread.py)
+    sampler = trainer._get_train_sampler()
     assert isinstance(sampler, LengthGroupedSampler) and max(sampler.lengths) > 1 << 20  # two groups: ranked
     for off in (train_config(batch_size=16, shared_prefix=False), train_config(batch_size=8)):
         trainer, *_ = build_trainer(off, ref, routing_records(12) + general, tmp_path / "b")
-        assert max(trainer._get_train_sampler().sampler.lengths) < 1 << 20  # plain lengths: off, or batch < 16
+        assert max(trainer._get_train_sampler().lengths) < 1 << 20  # plain lengths: switched off, or batch < 16

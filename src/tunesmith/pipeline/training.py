@@ -26,6 +26,7 @@ from tunesmith.data.project import (
 )
 from tunesmith.files import atomic_write_jsonl, file_sha256
 from tunesmith.pipeline.machinery import Pipeline, Stage, console, sections
+from tunesmith.train.kinds import spreads_general
 from tunesmith.train.result import TrainResult
 
 # Train fields added after runs were cached, keyed only when set away from their default, so a recipe that leaves
@@ -43,7 +44,7 @@ def train_settings(cfg: Config, flat: bool = False) -> dict[str, Any]:
         if dumped["train"].get(name) == default:
             dumped["train"].pop(name)
     dumped["train"].pop("oversample", None)
-    if not _spreads_general(cfg):  # runs cached before it trained as `spread_general: false` does: the same key
+    if not spreads_general(cfg):  # runs cached before it trained as `spread_general: false` does: the same key
         dumped["train"].pop("spread_general", None)
     if flat:
         dumped["train"] = flat_train(dumped["train"])
@@ -55,14 +56,6 @@ def train_settings(cfg: Config, flat: bool = False) -> dict[str, Any]:
         "budget": dumped["budget"],
         "selection": evaluation,
     }
-
-
-def _spreads_general(cfg: Config) -> bool:
-    """Whether `train.spread_general` changes this run's training order: SFT with grouped batches and general data
-    mixed in, with the spreading on."""
-    t = cfg.train
-    mixed = bool(t.general_data) and t.general_share > 0
-    return t.spread_general and mixed and t.objective == "sft" and t.batching == "grouped"
 
 
 def train_stage(

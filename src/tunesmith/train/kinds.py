@@ -17,8 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from tunesmith.config import Config
+
 KIND_COLUMN = "general"  # a training row's flag: general data (True) or the task's (False)
 KIND_BATCHING = ("grouped", "random")  # batches of whole rows, which can carry the flag (not padding-free or packed)
+
+
+def spreads_general(cfg: Config) -> bool:
+    """Whether `train.spread_general` changes a run's training order: SFT with grouped batches and general data
+    mixed in, with the spreading on (anything else trains as it did before the switch)."""
+    t = cfg.train
+    mixed = bool(t.general_data) and t.general_share > 0
+    return t.spread_general and mixed and t.objective == "sft" and t.batching == "grouped"
 
 
 def spread_general(order: list[int], general: Sequence[bool], batch: int) -> list[int]:

@@ -26,7 +26,7 @@ from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
-from tunesmith.train.kinds import KIND_BATCHING, KIND_COLUMN, SpreadGeneral, with_kinds
+from tunesmith.train.kinds import KIND_BATCHING, KIND_COLUMN, SpreadGeneral, spreads_general, with_kinds
 from tunesmith.train.result import TrainResult
 from tunesmith.train.selection import ValidationPlan, ValidationSelector
 from tunesmith.train.trainer import (
@@ -206,9 +206,10 @@ def device_choices(trainer, cfg: Config) -> dict[str, Any]:
 
 def _trainer_class(base, cfg: Config):
     """The SFT trainer class for this device and config: on a CPU the labeled-positions loss (`_cpu_trainer_class`);
-    with length-grouped batches and `train.spread_general`, the general batches spread through each pass."""
+    with general data in length-grouped batches and `train.spread_general`, the general batches spread through each
+    pass (`spreads_general`)."""
     trainer = base if has_cuda() else _cpu_trainer_class(base, cfg.train.shared_prefix)
-    return _spread_general_class(trainer) if cfg.train.spread_general else trainer
+    return _spread_general_class(trainer) if spreads_general(cfg) else trainer
 
 
 def _spread_general_class(base):

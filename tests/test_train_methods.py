@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -851,6 +852,7 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
     general_runs = list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))
     assert len(general_runs) == 1 and asked == prompts[:5]
     made = [json.loads(line) for line in (general_runs[0] / "general.jsonl").read_text().splitlines()]
+    made_in = general_runs[0].name
     assert [r["messages"][0]["content"] for r in made] == prompts[:5]
     assert sum(bool(r["meta"].get("unfinished")) for r in made) == 2  # the first and fourth hit the limit
     assert st.result.general_examples == 5
@@ -860,6 +862,12 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
     assert task and all(m[0]["role"] == "system" and fin for m, fin in task)  # (the data's own system prompt)
     unfinished = {r["messages"][-1]["content"] for r in made if r["meta"].get("unfinished")}
     assert all(fin == (m[-1]["content"] not in unfinished) for m, fin in general)
+    # made again (its run removed) with the same replies, the stage's new directory leaves the train key as it was
+    shutil.rmtree(general_runs[0])
+    again = train_project(tiny_project, overrides)
+    assert again.cached and again.run_dir == st.run_dir
+    general_runs = list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))
+    assert len(general_runs) == 1 and general_runs[0].name != made_in
     # made once per base model and count: a second run with another recipe reuses it ...
     train_project(tiny_project, ["train.general_data=[builtin:self]", "train.general_share=0.2", "train.max_steps=2"])
     assert len(list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))) == 1

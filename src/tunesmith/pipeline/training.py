@@ -179,9 +179,16 @@ def _train_inputs(
         "split": st_split.key,
         "model": model_ref.identity,
         "schema": schema,
-        "general": {str(f.relative_to(pipe.project)): file_sha256(f) for f in general},
+        "general": {_general_name(pipe.project, f): file_sha256(f) for f in general},
     }
     return {**inputs, "oversample": factors} if factors else inputs
+
+
+def _general_name(project: Path, path: Path) -> str:
+    """A general-data file's name in the train key: its path in the project, or `builtin:self` for a `general-self`
+    stage's replies, whose directory is named by when the stage ran (made again with the same replies, the same
+    key: the file's hash is keyed beside its name)."""
+    return SELF if path.is_relative_to(runs.runs_root(project)) else str(path.relative_to(project))
 
 
 def self_general_stage(cfg: Config, pipe: Pipeline, model_ref, wanted: int) -> Stage:

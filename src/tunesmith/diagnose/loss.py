@@ -145,8 +145,7 @@ def spike_flag(curve: dict) -> dict | None:
     rows' own loss is not judged so: logged from the one sparse batch of a window, it varies with that batch's
     prompts, and where it rises the task's steps moved the model off general replies, which is forgetting (the
     general probe measures it), not an unstable step."""
-    series = {kind: xs for kind, xs in (curve.get("kinds") or {}).items() if kind == "task"} or {"": curve["train"]}
-    spikes = sorted((p for kind, xs in series.items() for p in _spikes(curve["steps"], xs, kind)), key=_step)
+    spikes = _spikes(curve["steps"], task_losses(curve), "task" if curve["kinds"].get("task") else "")
     if not spikes:
         return None
     worst = max(spikes, key=lambda p: p["loss"] / p["before"] if p["before"] > 0 else math.inf)
@@ -181,10 +180,6 @@ def _spikes(steps: list[int], losses: list[float], kind: str) -> list[dict]:
         if x > SPIKE_FACTOR * ref and x - ref >= SPIKE_MIN_RISE:
             out.append({"step": step, "loss": x, "before": ref, **({"kind": kind} if kind else {})})
     return out
-
-
-def _step(point: dict) -> int:
-    return point["step"]
 
 
 def flat_flag(curve: dict) -> dict | None:

@@ -37,8 +37,9 @@ def spread_general(order: list[int], general: Sequence[bool], batch: int) -> lis
     a run out of memory fails at once) and a last partial batch stays last (the batches keep their boundaries)."""
     full = len(order) // batch * batch
     batches = [order[i : i + batch] for i in range(batch, full, batch)]
-    task = [b for b in batches if 2 * sum(general[i] for i in b) <= len(b)]
-    spread = [b for b in batches if 2 * sum(general[i] for i in b) > len(b)]
+    mostly_general = [2 * sum(general[i] for i in b) > len(b) for b in batches]
+    task = [b for b, g in zip(batches, mostly_general) if not g]
+    spread = [b for b, g in zip(batches, mostly_general) if g]
     if not task or not spread:
         return list(order)
     # each kind's batches at evenly spaced points of the pass, in their own order; a task batch first on a tie

@@ -65,3 +65,35 @@ def test_a_template_without_the_prefix_property_is_refused(tiny_tok):
     ]
     with pytest.raises(TemplateError):
         training_example(tok, msgs)
+
+
+def test_prompt_loss_adds_the_user_turns_text_only(tiny_tok):
+    """`train.prompt_loss`: the users' words carry loss too; the system prompt, the role headers and the end of a
+    user turn do not, and `assistant_tokens` still counts the replies alone."""
+    msgs = [
+        {"role": "system", "content": "Route."},
+        {"role": "user", "content": "hi there"},
+        {"role": "assistant", "content": '{"queue": "billing"}'},
+        {"role": "user", "content": "again"},
+        {"role": "assistant", "content": "ok then"},
+    ]
+    replies = training_example(tiny_tok, msgs)
+    both = training_example(tiny_tok, msgs, prompt_loss=True)
+    assert both.input_ids == replies.input_ids
+    assert trained_text(tiny_tok, both) == 'hi there{"queue": "billing"}<|im_end|>againok then<|im_end|>'
+    assert both.assistant_tokens == replies.assistant_tokens
+    assert all(lab in (IGNORE, i) for i, lab in zip(both.input_ids, both.labels))
+
+
+def test_prompt_loss_leaves_a_default_system_prompt_out(tiny_tok):
+    """Without a system message a template may add its own (SmolLM2's does): the user's text is found after it."""
+    tok = tiny_tok.__class__.from_pretrained(tiny_tok.name_or_path)
+    tok.chat_template = (
+        "{% if messages[0].role != 'system' %}<|im_start|>system\nSay hi there politely.<|im_end|>\n{% endif %}"
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    msgs = [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "ok"}]
+    ex = training_example(tok, msgs, prompt_loss=True)
+    assert trained_text(tok, ex) == "hi thereok<|im_end|>"
+    assert "Say hi there politely" in tok.decode(ex.input_ids)

@@ -591,6 +591,17 @@ def test_rank_against_a_rank_16_run(build, mine, severity, peer_layout):
     assert any(fl["code"] == "lora_rank" for fl in result["loss"]["flags"]) == (severity == "warning")
 
 
+def test_rank_is_not_judged_against_a_run_with_another_loss_mask(build):
+    """A run that trained on the prompts too (`train.prompt_loss`) has a held-out loss over other tokens: no peer."""
+    project = build(settings={"lora_r": 64}, eval_loss=1.49)
+    split_key = json.loads(next(runs.runs_root(project).glob("*-split-*/inputs.json")).read_text())["key"]
+    peer = {**TRAIN_SETTINGS, "lora_r": 16, "prompt_loss": True}
+    make_run(
+        project, "train", {"split": split_key, "model": "dir:tiny", "peer": True}, {"train": peer}, {"eval_loss": 1.5}
+    )
+    assert not by_code(diagnose(project))["lora_rank"]["evidence"].get("peers")
+
+
 def test_locating_runs(build):
     from tunesmith.errors import TunesmithError
 
@@ -742,3 +753,19 @@ def test_a_diverged_run_without_evaluations(tmp_path, tiny_model_dir):
         "tuned",
     ]
     assert result["runs"]["tuned"] is None and len(result["masking_preview"]) == 3
+
+
+def test_masking_preview_shows_the_prompt_loss_a_run_trained_with(tiny_tok):
+    """A run with `train.prompt_loss` trained on the user's words too: the preview marks them, and counts them."""
+    from tunesmith.diagnose.masking import preview_example
+
+    msgs = [
+        {"role": "system", "content": "Route."},
+        {"role": "user", "content": "hi there"},
+        {"role": "assistant", "content": "ok"},
+    ]
+    plain = preview_example(tiny_tok, msgs, None, 128)
+    both = preview_example(tiny_tok, msgs, None, 128, prompt_loss=True)
+    assert [s["text"] for s in plain["segments"] if s["loss"]] == ["ok<|im_end|>"]
+    assert [s["text"] for s in both["segments"] if s["loss"]] == ["hi there", "ok<|im_end|>"]
+    assert both["loss_tokens"] > plain["loss_tokens"] and both["tokens"] == plain["tokens"]

@@ -218,3 +218,21 @@ def test_a_default_trial_queued_twice_by_two_workers_is_trained_once():
     assert copy.state.name == "FAIL" and copy.user_attrs["duplicate"]
     ensure_default(study, {"lr": 1e-3})  # a third worker: the running default counts, nothing more is queued
     assert not any(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False))
+
+
+def test_prompt_loss_is_a_choice_the_search_can_make():
+    """`prompt_loss` in `tune.params`: a trial tries it on or off; the project's own recipe maps to its setting."""
+    import optuna
+
+    from tunesmith.config import Config
+    from tunesmith.train.search.space import apply_params, default_params, search_space, suggest
+
+    cfg = Config()
+    cfg.tune.params = ["lr", "prompt_loss"]
+    space = search_space(cfg)
+    assert space["prompt_loss"] == [False, True]
+    assert default_params(cfg, space, 100)["prompt_loss"] is False
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {suggest(study.ask(), space)["prompt_loss"] for _ in range(12)}
+    assert seen == {False, True}
+    assert apply_params(cfg, {"prompt_loss": True}).train.prompt_loss is True

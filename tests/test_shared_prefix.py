@@ -181,3 +181,14 @@ def test_the_cpu_trainer_samples_by_prefix_group(tmp_path, tiny_model_dir):
     for off in (train_config(batch_size=16, shared_prefix=False), train_config(batch_size=8)):
         trainer, *_ = build_trainer(off, ref, routing_records(12) + general, tmp_path / "b")
         assert max(trainer._get_train_sampler().lengths) < 1 << 20  # plain lengths: switched off, or batch < 16
+
+
+def test_prompt_loss_is_keyed_only_when_on():
+    """`train.prompt_loss` came after runs were cached: off (the default) it is not in the train key."""
+    from tunesmith.config import Config
+    from tunesmith.pipeline.training import train_settings
+
+    off, on = Config(), Config()
+    on.train.prompt_loss = True
+    assert "prompt_loss" not in train_settings(off, flat=True)["train"]
+    assert train_settings(on, flat=True)["train"]["prompt_loss"] is True

@@ -111,24 +111,54 @@ def assistant_spans(tok, messages: list[dict], tools: list | None = None) -> tup
     return full, spans
 
 
+def user_spans(tok, messages: list[dict], tools: list | None, full: str) -> list[tuple[int, int]]:
+    """The character spans of each user turn's text in `full` (the rendered conversation): the text the template
+    adds for turn i, searched for the message's content from its end, so the role header, the end-of-turn token
+    and any default system prompt the template adds stay outside."""
+    messages, tools = prepare_messages(tok, messages, tools)
+    spans = []
+    for i, msg in enumerate(messages):
+        content = msg.get("content")
+        if msg.get("role") != "user" or not isinstance(content, str) or not content:
+            continue
+        start = len(_render(tok, messages[:i], tools)) if i else 0
+        end = len(_render(tok, messages[: i + 1], tools))
+        at = full.rfind(content, start, end)
+        if at >= 0:
+            spans.append((at, at + len(content)))
+    return spans
+
+
 def training_example(
-    tok, messages: list[dict], tools: list | None = None, max_len: int = 1024, finished: bool = True
+    tok,
+    messages: list[dict],
+    tools: list | None = None,
+    max_len: int = 1024,
+    finished: bool = True,
+    prompt_loss: bool = False,
 ) -> TrainingExample:
     """Token ids and labels with loss on every assistant turn and its end-of-turn token, nothing else. An
     unfinished final reply (`finished=False`: a teacher's reply cut at its token limit) keeps the loss on its text
-    but not on the final end-of-turn token, so training never teaches the model to stop where the cut fell."""
+    but not on the final end-of-turn token, so training never teaches the model to stop where the cut fell.
+    `prompt_loss` puts loss on the text of the user's turns too (`train.prompt_loss`); `assistant_tokens` still
+    counts the replies' tokens only."""
     text, spans = assistant_spans(tok, messages, tools)
+    prompts = user_spans(tok, messages, tools, text) if prompt_loss else []
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     labels = [IGNORE] * len(ids)
+    replies = [False] * len(ids)
     for k, (s, e) in enumerate(offsets):
         if e > s and any(a <= s < b for a, b in spans):
+            labels[k], replies[k] = ids[k], True
+        elif e > s and any(a <= s < b for a, b in prompts):
             labels[k] = ids[k]
     if not finished:
-        last = max((k for k, lab in enumerate(labels) if lab != IGNORE), default=None)
+        last = max((k for k, reply in enumerate(replies) if reply), default=None)
         if last is not None and ids[last] == tok.eos_token_id:
             labels[last] = IGNORE
-    total = sum(lab != IGNORE for lab in labels)
+    replies = [reply and lab != IGNORE for reply, lab in zip(replies, labels)]
+    total = sum(replies)
     ids, labels = ids[:max_len], labels[:max_len]
-    kept = sum(lab != IGNORE for lab in labels)
+    kept = sum(replies[:max_len])
     return TrainingExample(ids, labels, kept, total - kept)

@@ -124,6 +124,13 @@ class TrainConfig(Section):
         "example), `packed` (examples packed best-fit into rows of data.max_seq_len, so a step holds more "
         "examples), `random` (TRL's default). `benchmarks/train_throughput.py` compares them on this machine.",
     )
+    prompt_loss: bool = Field(
+        False,
+        description="SFT: loss on the text of the user's turns too, not only on the replies (Axolotl's "
+        "`train_on_inputs`, LLaMA-Factory's `train_on_prompt`; 'instruction modelling', Shi et al. 2024, which "
+        "helped most with short replies and few examples). The system prompt and the chat template's own tokens "
+        "never carry loss.",
+    )
     shared_prefix: bool = Field(
         True,
         description="SFT on a CPU: the tokens every row of a batch begins with (a task's system prompt and the "

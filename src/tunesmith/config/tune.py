@@ -19,6 +19,7 @@ SEARCH_PARAMS = (
     "general_share",
     "method",
     "warmup_ratio",
+    "prompt_loss",
 )
 
 
@@ -36,7 +37,7 @@ class TuneConfig(Section):
         "scale), epochs, lora_r (train.lora.r), lora_alpha (train.lora.alpha, as a multiple of r), batch_size, "
         "lora_dropout (train.lora.dropout), weight_decay, general_share (a share of `train.general_data` mixed in "
         "against forgetting), method (lora or full), "
-        "warmup_ratio.",
+        "warmup_ratio, prompt_loss (train.prompt_loss: loss on the user turns too).",
     )
     ranges: dict[str, list[Any]] = Field(
         default_factory=dict,

@@ -211,7 +211,9 @@ def _preview(cfg, section: dict, train_dir: Path, records: list) -> tuple[list[d
     except (OSError, ValueError, TunesmithError) as exc:
         return [], f"no tokenizer to render the training examples: {exc}"
     task = TaskConfig.model_validate(section["task"]) if section.get("task") else cfg.task
-    return masking_preview(tok, records, task, int(section.get("max_seq_len") or cfg.data.max_seq_len)), None
+    max_len = int(section.get("max_seq_len") or cfg.data.max_seq_len)
+    prompt_loss = bool((section.get("train") or {}).get("prompt_loss", False))
+    return masking_preview(tok, records, task, max_len, prompt_loss=prompt_loss), None
 
 
 def _tokenizer(cfg, train_dir: Path):

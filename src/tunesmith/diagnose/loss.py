@@ -431,8 +431,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def rank_peers(train_dir: Path) -> list[dict[str, Any]]:
-    """Other finished train runs of the same split with the same method and a rank of at most RANK_ENOUGH, with
-    their held-out loss: what a higher rank has to beat."""
+    """Other finished train runs of the same split with the same method and loss mask (`prompt_loss`) and a rank
+    of at most RANK_ENOUGH, with their held-out loss: what a higher rank has to beat."""
     import yaml
 
     from tunesmith.runs import is_complete, read_result
@@ -458,6 +458,7 @@ def rank_peers(train_dir: Path) -> list[dict[str, Any]]:
         if (
             same
             and other.get("method") == settings.get("method")
+            and bool(other.get("prompt_loss")) == bool(settings.get("prompt_loss"))  # losses over the same tokens
             and other.get("lora_r", 10**9) <= RANK_ENOUGH
             and finite(result.get("eval_loss")) is not None
         ):

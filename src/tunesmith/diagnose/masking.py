@@ -32,10 +32,12 @@ def pick_examples(records: list, n: int = PREVIEW_EXAMPLES) -> list:
     return picked[:n]
 
 
-def preview_example(tok, messages: list[dict], tools: list | None, max_len: int) -> dict[str, Any]:
+def preview_example(
+    tok, messages: list[dict], tools: list | None, max_len: int, prompt_loss: bool = False
+) -> dict[str, Any]:
     """Segments of the rendered conversation, each `{"text", "loss"}`, with counts and the end-of-turn facts the
-    stop-token check reads (`eos_in_loss`, `eos_ends_turn`)."""
-    ex = training_example(tok, messages, tools, max_len)
+    stop-token check reads (`eos_in_loss`, `eos_ends_turn`). `prompt_loss`: the run trained on the user turns too."""
+    ex = training_example(tok, messages, tools, max_len, prompt_loss=prompt_loss)
     text, spans = assistant_spans(tok, messages, tools)
     offsets = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     kept = len(ex.input_ids)
@@ -61,7 +63,7 @@ def preview_example(tok, messages: list[dict], tools: list | None, max_len: int)
     return {
         "segments": segments,
         "tokens": len(ex.input_ids),
-        "loss_tokens": ex.assistant_tokens,
+        "loss_tokens": sum(lab != IGNORE for lab in ex.labels),
         "truncated_tokens": len(offsets) - kept,
         "end_of_turn": eos,
         "eos_in_loss": tok.eos_token_id in trained if eos else None,
@@ -69,14 +71,16 @@ def preview_example(tok, messages: list[dict], tools: list | None, max_len: int)
     }
 
 
-def masking_preview(tok, records: list, task=None, max_len: int = 1024, n: int = PREVIEW_EXAMPLES) -> list[dict]:
+def masking_preview(
+    tok, records: list, task=None, max_len: int = 1024, n: int = PREVIEW_EXAMPLES, prompt_loss: bool = False
+) -> list[dict]:
     """For a few training records: where it is (file:line) and its rendered text in segments that carry loss or
     not. A record the template cannot render says why instead (`error`)."""
     out = []
     for rec in pick_examples(records, n):
         messages = with_system_prompt(rec.messages, task) if task is not None else rec.messages
         try:
-            out.append({"where": rec.where, **preview_example(tok, messages, rec.tools, max_len)})
+            out.append({"where": rec.where, **preview_example(tok, messages, rec.tools, max_len, prompt_loss)})
         except TemplateError as exc:
             out.append({"where": rec.where, "segments": [], "error": str(exc)})
     return out

@@ -46,19 +46,25 @@ def build_dataset(tok, records: list[Record], cfg: Config):
     """Tokenize conversations with their loss mask; report how much truncation drops."""
     from datasets import Dataset
 
-    rows, problems, dropped, truncated = [], [], 0, 0
+    rows, problems, dropped, truncated, replies = [], [], 0, 0, 0
     kinds = cfg.train.batching in KIND_BATCHING and any(rec.provenance.get("general") for rec in records)
     for rec in records:
         try:
             # General records (train.general_data) are shown as the general probe asks: without the task's prompt.
             messages = rec.messages if rec.provenance.get("general") else with_system_prompt(rec.messages, cfg.task)
             ex = training_example(
-                tok, messages, rec.tools, cfg.data.max_seq_len, finished=not rec.provenance.get("unfinished")
+                tok,
+                messages,
+                rec.tools,
+                cfg.data.max_seq_len,
+                finished=not rec.provenance.get("unfinished"),
+                prompt_loss=cfg.train.prompt_loss,
             )
         except TemplateError as exc:
             problems.append(Problem(rec.where, str(exc), "use a model whose chat template renders turn by turn"))
             continue
         truncated += ex.dropped_assistant_tokens > 0
+        replies += ex.assistant_tokens
         if ex.assistant_tokens == 0:
             dropped += 1
             continue
@@ -78,7 +84,9 @@ def build_dataset(tok, records: list[Record], cfg: Config):
         "dropped_empty_mask": dropped,
         "truncated": truncated,
         "tokens": sum(len(r["input_ids"]) for r in rows),
-        "assistant_tokens": sum(sum(x != -100 for x in r["labels"]) for r in rows),
+        "assistant_tokens": replies,
+        # the replies' tokens, and with train.prompt_loss the user turns' too
+        "loss_tokens": sum(sum(x != -100 for x in r["labels"]) for r in rows),
     }
     return Dataset.from_list(rows), stats
 

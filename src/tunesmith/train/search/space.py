@@ -25,6 +25,7 @@ DEFAULT_RANGES: dict[str, list[Any]] = {
     "general_share": [0.0, 0.1, 0.2],
     "method": ["lora", "full"],
     "warmup_ratio": [0.0, 0.1],
+    "prompt_loss": [False, True],
 }
 
 
@@ -131,6 +132,7 @@ def default_params(cfg: Config, space: dict[str, list[Any]], n_train: int) -> di
         "general_share": t.general_share,
         "method": t.method,
         "warmup_ratio": t.warmup_ratio,
+        "prompt_loss": t.prompt_loss,
     }
     if t.method == "full":
         values["lr"] = t.lr / FULL_LR_SCALE

@@ -220,8 +220,9 @@ def test_a_default_trial_queued_twice_by_two_workers_is_trained_once():
     assert not any(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False))
 
 
-def test_prompt_loss_is_a_choice_the_search_can_make():
-    """`prompt_loss` in `tune.params`: a trial tries it on or off; the project's own recipe maps to its setting."""
+def test_prompt_loss_and_neftune_are_choices_the_search_can_make():
+    """`prompt_loss` and `neftune_alpha` in `tune.params`: a trial tries them; the project's own recipe maps to its
+    settings."""
     import optuna
 
     from tunesmith.config import Config
@@ -236,3 +237,6 @@ def test_prompt_loss_is_a_choice_the_search_can_make():
     seen = {suggest(study.ask(), space)["prompt_loss"] for _ in range(12)}
     assert seen == {False, True}
     assert apply_params(cfg, {"prompt_loss": True}).train.prompt_loss is True
+    cfg.tune.params = ["neftune_alpha"]
+    assert default_params(cfg, search_space(cfg), 100) == {"neftune_alpha": 0.0}
+    assert apply_params(cfg, {"neftune_alpha": 5.0}).train.neftune_alpha == 5.0

@@ -183,8 +183,8 @@ def test_the_cpu_trainer_samples_by_prefix_group(tmp_path, tiny_model_dir):
         assert max(trainer._get_train_sampler().lengths) < 1 << 20  # plain lengths: switched off, or batch < 16
 
 
-def test_prompt_loss_is_keyed_only_when_on():
-    """`train.prompt_loss` came after runs were cached: off (the default) it is not in the train key."""
+def test_prompt_loss_and_neftune_are_keyed_only_when_on():
+    """`train.prompt_loss` and `neftune_alpha` came after runs were cached: off (the default) neither is keyed."""
     from tunesmith.config import Config
     from tunesmith.pipeline.training import train_settings
 
@@ -192,3 +192,7 @@ def test_prompt_loss_is_keyed_only_when_on():
     on.train.prompt_loss = True
     assert "prompt_loss" not in train_settings(off, flat=True)["train"]
     assert train_settings(on, flat=True)["train"]["prompt_loss"] is True
+    off.train.neftune_alpha = 0.0
+    on.train.neftune_alpha = 5.0
+    assert "neftune_alpha" not in train_settings(off, flat=True)["train"]
+    assert train_settings(on, flat=True)["train"]["neftune_alpha"] == 5.0

@@ -898,3 +898,30 @@ def test_general_data_short_of_the_share_is_named():
     assert general_shortfall(1_801, 200, cfg) is None  # the share is met
     assert general_shortfall(9_095, 1_000, cfg) is None  # 99% of it: near enough
     assert general_shortfall(9_095, 0, cfg) is None  # no general data configured
+
+
+def test_neftune_noise_reaches_the_labeled_head_loss_in_training_only(tiny_model_dir):
+    """`train.neftune_alpha`: transformers' NEFTune hook on the input embeddings (switched on by `Trainer.train`)
+    changes the loss tunesmith's CPU path computes while training, and nothing in evaluation; 0 leaves it off."""
+    from transformers.integrations.neftune import activate_neftune
+
+    from tunesmith.train.sft import build_trainer
+
+    ref = resolve_model(str(tiny_model_dir))
+    off = build_trainer(_cfg(lora={"r": 4}), ref, _records(), Path(tempfile.mkdtemp()), save_strategy="no")[0]
+    assert off.args.neftune_noise_alpha is None
+    trainer = build_trainer(
+        _cfg(lora={"r": 4}, neftune_alpha=50.0), ref, _records(), Path(tempfile.mkdtemp()), save_strategy="no"
+    )[0]
+    assert trainer.args.neftune_noise_alpha == 50.0
+    batch = next(iter(trainer.get_train_dataloader()))
+    n = (batch["labels"][:, 1:] != -100).sum()
+    loss = lambda: trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=n).item()
+    trainer.model.eval()
+    clean = loss()
+    activate_neftune(trainer.model, trainer.args.neftune_noise_alpha, trainer.accelerator)
+    assert loss() == clean  # evaluation: no noise
+    trainer.model.train()
+    torch.manual_seed(0)
+    noisy = loss()
+    assert noisy != clean and loss() != noisy  # fresh noise at every step

@@ -124,6 +124,13 @@ class TrainConfig(Section):
         "example), `packed` (examples packed best-fit into rows of data.max_seq_len, so a step holds more "
         "examples), `random` (TRL's default). `benchmarks/train_throughput.py` compares them on this machine.",
     )
+    neftune_alpha: float = Field(
+        0.0,
+        ge=0,
+        description="SFT: NEFTune, uniform noise added to the input embeddings while training, of size "
+        "alpha / sqrt(sequence length x hidden size) (the paper's alpha: 5; transformers' `neftune_noise_alpha`); "
+        "0 is off.",
+    )
     prompt_loss: bool = Field(
         False,
         description="SFT: loss on the text of the user's turns too, not only on the replies (Axolotl's "

@@ -20,6 +20,7 @@ SEARCH_PARAMS = (
     "method",
     "warmup_ratio",
     "prompt_loss",
+    "neftune_alpha",
 )
 
 
@@ -37,7 +38,8 @@ class TuneConfig(Section):
         "scale), epochs, lora_r (train.lora.r), lora_alpha (train.lora.alpha, as a multiple of r), batch_size, "
         "lora_dropout (train.lora.dropout), weight_decay, general_share (a share of `train.general_data` mixed in "
         "against forgetting), method (lora or full), "
-        "warmup_ratio, prompt_loss (train.prompt_loss: loss on the user turns too).",
+        "warmup_ratio, prompt_loss (train.prompt_loss: loss on the user turns too), neftune_alpha (NEFTune's "
+        "embedding noise).",
     )
     ranges: dict[str, list[Any]] = Field(
         default_factory=dict,

@@ -121,6 +121,7 @@ def build_trainer(
         eval_steps=resolve_eval_steps(cfg, len(records)),
         per_device_eval_batch_size=max(t.batch_size, 32),  # forward only: bigger batches, fewer steps
         prediction_loss_only=True,  # the validation loss through the labeled-positions head, no logits kept
+        neftune_noise_alpha=t.neftune_alpha or None,  # transformers' hook on the input embeddings, training only
     )
     args = SFTConfig(**{**settings, **batching_args(t.batching, cfg.data.max_seq_len), **overrides})
     trainer, budget = make_trainer(

@@ -26,6 +26,7 @@ DEFAULT_RANGES: dict[str, list[Any]] = {
     "method": ["lora", "full"],
     "warmup_ratio": [0.0, 0.1],
     "prompt_loss": [False, True],
+    "neftune_alpha": [0.0, 5.0, 10.0],  # choices: the paper's 5, and off
 }
 
 
@@ -133,6 +134,7 @@ def default_params(cfg: Config, space: dict[str, list[Any]], n_train: int) -> di
         "method": t.method,
         "warmup_ratio": t.warmup_ratio,
         "prompt_loss": t.prompt_loss,
+        "neftune_alpha": t.neftune_alpha,
     }
     if t.method == "full":
         values["lr"] = t.lr / FULL_LR_SCALE

@@ -2,20 +2,21 @@ import pytest
 
 from tunesmith.chat import IGNORE, TemplateError, render_prompt, training_example
 
+TWO_TURNS = [
+    {"role": "system", "content": "Route."},
+    {"role": "user", "content": "hi there"},
+    {"role": "assistant", "content": '{"queue": "billing"}'},
+    {"role": "user", "content": "again"},
+    {"role": "assistant", "content": "ok then"},
+]
+
 
 def trained_text(tok, ex):
     return tok.decode([i for i, lab in zip(ex.input_ids, ex.labels) if lab != IGNORE])
 
 
 def test_loss_is_on_every_assistant_turn_and_its_end_of_turn_token_only(tiny_tok):
-    msgs = [
-        {"role": "system", "content": "Route."},
-        {"role": "user", "content": "hi there"},
-        {"role": "assistant", "content": '{"queue": "billing"}'},
-        {"role": "user", "content": "again"},
-        {"role": "assistant", "content": "ok then"},
-    ]
-    ex = training_example(tiny_tok, msgs)
+    ex = training_example(tiny_tok, TWO_TURNS)
     assert trained_text(tiny_tok, ex) == '{"queue": "billing"}<|im_end|>ok then<|im_end|>'
     # labels equal the input ids exactly where they are not masked
     assert all(lab in (IGNORE, i) for i, lab in zip(ex.input_ids, ex.labels))
@@ -70,15 +71,8 @@ def test_a_template_without_the_prefix_property_is_refused(tiny_tok):
 def test_prompt_loss_adds_the_user_turns_text_only(tiny_tok):
     """`train.prompt_loss`: the users' words carry loss too; the system prompt, the role headers and the end of a
     user turn do not, and `assistant_tokens` still counts the replies alone."""
-    msgs = [
-        {"role": "system", "content": "Route."},
-        {"role": "user", "content": "hi there"},
-        {"role": "assistant", "content": '{"queue": "billing"}'},
-        {"role": "user", "content": "again"},
-        {"role": "assistant", "content": "ok then"},
-    ]
-    replies = training_example(tiny_tok, msgs)
-    both = training_example(tiny_tok, msgs, prompt_loss=True)
+    replies = training_example(tiny_tok, TWO_TURNS)
+    both = training_example(tiny_tok, TWO_TURNS, prompt_loss=True)
     assert both.input_ids == replies.input_ids
     assert trained_text(tiny_tok, both) == 'hi there{"queue": "billing"}<|im_end|>againok then<|im_end|>'
     assert both.assistant_tokens == replies.assistant_tokens

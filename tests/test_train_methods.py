@@ -109,6 +109,18 @@ def test_dora_with_full_is_a_config_error(tmp_path):
     assert "train" in str(exc.value.problems[0].where) and "dora" in exc.value.problems[0].message
 
 
+def test_sft_only_switches_with_another_objective_are_a_config_error(tmp_path):
+    from tunesmith.errors import TunesmithError
+
+    (tmp_path / "tunesmith.yaml").write_text("train: {objective: dpo, prompt_loss: true, neftune_alpha: 5}\n")
+    with pytest.raises(TunesmithError) as exc:
+        load_config(tmp_path)
+    assert "prompt_loss and neftune_alpha apply to SFT only" in exc.value.problems[0].message
+    (tmp_path / "tunesmith.yaml").write_text("train: {objective: sft, prompt_loss: true, neftune_alpha: 5}\n")
+    cfg, _ = load_config(tmp_path)
+    assert cfg.train.prompt_loss and cfg.train.neftune_alpha == 5
+
+
 def test_train_verb_runs_full_fine_tuning_and_the_run_evaluates_the_trained_model(tiny_project):
     res = runner.invoke(app, ["train", str(tiny_project), "--method", "full", "--set", "train.max_steps=2"])
     assert res.exit_code == 0, res.output

@@ -46,6 +46,11 @@ class Config(Section):
                 raise ValueError(f"grpo.rewards[{i}]: {problem[0]}")
         if train.method == "full" and train.objective == "dpo":
             raise ValueError("DPO here uses the base with the adapter switched off as its reference: use lora or qlora")
+        sft_only = [
+            name for name, on in (("prompt_loss", train.prompt_loss), ("neftune_alpha", train.neftune_alpha)) if on
+        ]
+        if sft_only and train.objective != "sft":
+            raise ValueError(f"{' and '.join(sft_only)} apply to SFT only (objective: sft), not to {train.objective}")
         return train
 
     @model_validator(mode="after")

@@ -156,8 +156,7 @@ def training_example(
     if not finished:
         last = max((k for k, reply in enumerate(replies) if reply), default=None)
         if last is not None and ids[last] == tok.eos_token_id:
-            labels[last] = IGNORE
-    replies = [reply and lab != IGNORE for reply, lab in zip(replies, labels)]
+            labels[last], replies[last] = IGNORE, False
     total = sum(replies)
     ids, labels = ids[:max_len], labels[:max_len]
     kept = sum(replies[:max_len])

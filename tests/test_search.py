@@ -240,3 +240,19 @@ def test_prompt_loss_and_neftune_are_choices_the_search_can_make():
     cfg.tune.params = ["neftune_alpha"]
     assert default_params(cfg, search_space(cfg), 100) == {"neftune_alpha": 0.0}
     assert apply_params(cfg, {"neftune_alpha": 5.0}).train.neftune_alpha == 5.0
+
+
+def test_loraplus_is_a_choice_of_the_search_that_a_full_fine_tune_drops():
+    import optuna
+
+    from tunesmith.config import Config
+    from tunesmith.train.search.space import apply_params, default_params, search_space, suggest
+
+    cfg = Config()
+    cfg.tune.params = ["loraplus_lr_ratio", "method"]
+    space = search_space(cfg)
+    assert default_params(cfg, space, 100) == {"loraplus_lr_ratio": None, "method": "lora"}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    assert {suggest(study.ask(), space)["loraplus_lr_ratio"] for _ in range(20)} == {None, 4.0, 16.0}
+    assert apply_params(cfg, {"loraplus_lr_ratio": 16.0, "method": "lora"}).train.loraplus_lr_ratio == 16.0
+    assert apply_params(cfg, {"loraplus_lr_ratio": 16.0, "method": "full"}).train.loraplus_lr_ratio is None

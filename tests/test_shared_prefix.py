@@ -183,8 +183,9 @@ def test_the_cpu_trainer_samples_by_prefix_group(tmp_path, tiny_model_dir):
         assert max(trainer._get_train_sampler().lengths) < 1 << 20  # plain lengths: switched off, or batch < 16
 
 
-def test_prompt_loss_and_neftune_are_keyed_only_when_on():
-    """`train.prompt_loss` and `neftune_alpha` came after runs were cached: off (the default) neither is keyed."""
+def test_prompt_loss_neftune_and_loraplus_are_keyed_only_when_on():
+    """`train.prompt_loss`, `neftune_alpha` and `loraplus_lr_ratio` came after runs were cached: off (the default)
+    none is keyed."""
     from tunesmith.config import Config
     from tunesmith.pipeline.training import train_settings
 
@@ -196,3 +197,6 @@ def test_prompt_loss_and_neftune_are_keyed_only_when_on():
     on.train.neftune_alpha = 5.0
     assert "neftune_alpha" not in train_settings(off, flat=True)["train"]
     assert train_settings(on, flat=True)["train"]["neftune_alpha"] == 5.0
+    on.train.loraplus_lr_ratio = 16.0
+    assert "loraplus_lr_ratio" not in train_settings(off, flat=True)["train"]
+    assert train_settings(on, flat=True)["train"]["loraplus_lr_ratio"] == 16.0

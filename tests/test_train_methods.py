@@ -107,6 +107,10 @@ def test_dora_with_full_is_a_config_error(tmp_path):
     with pytest.raises(TunesmithError) as exc:
         load_config(tmp_path)
     assert "train" in str(exc.value.problems[0].where) and "dora" in exc.value.problems[0].message
+    (tmp_path / "tunesmith.yaml").write_text("train: {method: full, loraplus_lr_ratio: 16}\n")
+    with pytest.raises(TunesmithError) as exc:
+        load_config(tmp_path)
+    assert "loraplus_lr_ratio" in exc.value.problems[0].message and "full" in exc.value.problems[0].message
 
 
 def test_sft_only_switches_with_another_objective_are_a_config_error(tmp_path):
@@ -150,13 +154,35 @@ def test_train_check_verb_prints_the_invariants(tiny_project):
 def test_describe_names_the_recipe():
     assert describe(_cfg()) == "LoRA r=16"
     assert describe(_cfg(method="qlora", lora={"dora": True, "rslora": True, "r": 8})) == "QLoRA r=8 (DoRA, rsLoRA)"
+    assert describe(_cfg(loraplus_lr_ratio=16)) == "LoRA r=16 (LoRA+ x16)"
 
 
-def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, tiny_model_dir):
-    """Killed right after checkpoint-2 of 4 and resumed: same sample order, schedule and RNG state, so the final
-    adapter equals the uninterrupted run's (max abs difference at most 1e-6 on CPU)."""
+def test_loraplus_trains_the_b_matrices_at_its_ratio_of_the_learning_rate(tiny_model_dir):
+    """`train.loraplus_lr_ratio`: every B matrix in a group at ratio x lr, every A matrix at lr, weight decay as
+    `train.weight_decay`; unset, one learning rate for all (the trainer's own optimizer)."""
+    from tunesmith.train.sft import build_trainer
+
     ref = resolve_model(str(tiny_model_dir))
-    cfg = _cfg(max_steps=4, save_steps=2, batch_size=2, lora={"r": 4, "alpha": 8}, lr=5e-3)
+
+    def groups(**train):
+        trainer = build_trainer(_cfg(lora={"r": 4}, lr=1e-3, **train), ref, _records(), Path(tempfile.mkdtemp()))[0]
+        optimizer = trainer.create_optimizer()
+        names = {id(p): n for n, p in trainer.model.named_parameters()}
+        kinds = lambda group: {names[id(p)].split(".")[-3] for p in group["params"]}  # lora_A, lora_B
+        return [(g["lr"], g["weight_decay"], kinds(g)) for g in optimizer.param_groups]
+
+    assert {lr for lr, _, _ in groups()} == {1e-3}
+    plus = [g for g in groups(loraplus_lr_ratio=16, weight_decay=0.1) if g[2]]
+    assert sorted(plus) == sorted([(1e-3, 0.1, {"lora_A"}), (1.6e-2, 0.1, {"lora_B"})]), plus
+
+
+@pytest.mark.parametrize("loraplus", [None, 16.0], ids=["lora", "lora+"])
+def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, tiny_model_dir, loraplus):
+    """Killed right after checkpoint-2 of 4 and resumed: same sample order, schedule and RNG state, so the final
+    adapter equals the uninterrupted run's (max abs difference at most 1e-6 on CPU); LoRA+'s four parameter groups
+    too."""
+    ref = resolve_model(str(tiny_model_dir))
+    cfg = _cfg(max_steps=4, save_steps=2, batch_size=2, lora={"r": 4, "alpha": 8}, lr=5e-3, loraplus_lr_ratio=loraplus)
     records = _records(16)
     train_sft(cfg, ref, records, tmp_path / "whole")
     saved = interrupted_training(cfg, ref, records, tmp_path / "killed", at_step=2)

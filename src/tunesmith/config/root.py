@@ -36,6 +36,8 @@ class Config(Section):
     def _adapter_options_need_an_adapter(cls, train: TrainConfig) -> TrainConfig:
         if train.method == "full" and (train.lora.dora or train.lora.rslora):
             raise ValueError("lora.dora and lora.rslora are LoRA variants; they do not apply to method: full")
+        if train.method == "full" and train.loraplus_lr_ratio:
+            raise ValueError("loraplus_lr_ratio sets the learning rate of LoRA's B matrices; method: full has none")
         for i, spec in enumerate(train.grpo.rewards):
             if spec.get("type") == "reward_model":
                 if not spec.get("path"):

@@ -21,6 +21,7 @@ SEARCH_PARAMS = (
     "warmup_ratio",
     "prompt_loss",
     "neftune_alpha",
+    "loraplus_lr_ratio",
 )
 
 
@@ -39,7 +40,7 @@ class TuneConfig(Section):
         "lora_dropout (train.lora.dropout), weight_decay, general_share (a share of `train.general_data` mixed in "
         "against forgetting), method (lora or full), "
         "warmup_ratio, prompt_loss (train.prompt_loss: loss on the user turns too), neftune_alpha (NEFTune's "
-        "embedding noise).",
+        "embedding noise), loraplus_lr_ratio (LoRA+: the B matrices' learning rate as a multiple of lr).",
     )
     ranges: dict[str, list[Any]] = Field(
         default_factory=dict,

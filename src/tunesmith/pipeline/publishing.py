@@ -37,6 +37,7 @@ RECIPE = (
     "lora_alpha",
     "dora",
     "rslora",
+    "loraplus_lr_ratio",
     "dpo_beta",
     "batch_size",
     "grad_accum",

@@ -32,7 +32,7 @@ from tunesmith.train.result import TrainResult
 # Train fields added after runs were cached, keyed only when set away from their default, so a recipe that leaves
 # them alone keeps its key. shared_prefix: off, batches of 16+ are not grouped by system prompt (other batches).
 # `oversample` is keyed as what it resolves to on the split (the train inputs' `oversample`), never as written.
-KEYED_WHEN_CHANGED = {"shared_prefix": True, "prompt_loss": False, "neftune_alpha": 0.0}
+KEYED_WHEN_CHANGED = {"shared_prefix": True, "prompt_loss": False, "neftune_alpha": 0.0, "loraplus_lr_ratio": None}
 
 
 def train_settings(cfg: Config, flat: bool = False) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def train_settings(cfg: Config, flat: bool = False) -> dict[str, Any]:
     dumped = sections(cfg, "train", "task", "budget", "eval")
     for name, default in KEYED_WHEN_CHANGED.items():
         if dumped["train"].get(name) == default:
-            dumped["train"].pop(name)
+            dumped["train"].pop(name, None)
     dumped["train"].pop("oversample", None)
     if not spreads_general(cfg):  # runs cached before it trained as `spread_general: false` does: the same key
         dumped["train"].pop("spread_general", None)

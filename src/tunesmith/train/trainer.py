@@ -221,7 +221,7 @@ def make_trainer(trainer_cls, cfg: Config, run_dir: Path, label: str, **kwargs: 
 
     budget, clock = TimeBudget(cfg.budget.max_train_minutes), StepClock()
     callbacks = [clock, RichProgress(f"Training {label}", clock), MetricsLog(run_dir / "metrics.jsonl", clock), budget]
-    trainer = _guarded(trainer_cls, run_dir)(**kwargs, callbacks=callbacks)
+    trainer = _guarded(trainer_cls, run_dir, cfg.train.loraplus_lr_ratio)(**kwargs, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its raw dict prints
     return trainer, budget
 
@@ -271,6 +271,8 @@ def describe(cfg: Config) -> str:
     if t.method == "full":
         return "full fine-tuning"
     variants = [name for name, on in (("DoRA", t.lora.dora), ("rsLoRA", t.lora.rslora)) if on]
+    if t.loraplus_lr_ratio:
+        variants.append(f"LoRA+ x{t.loraplus_lr_ratio:g}")
     return f"{'QLoRA' if t.method == 'qlora' else 'LoRA'} r={t.lora.r}" + (
         f" ({', '.join(variants)})" if variants else ""
     )
@@ -282,11 +284,17 @@ class TrainingDiverged(TunesmithError):
     keep_run = True  # the pipeline keeps the run directory (its last good checkpoint) instead of removing it
 
 
-def _guarded(base, run_dir: Path):
+def _guarded(base, run_dir: Path, loraplus_lr_ratio: float | None = None):
     """The trainer class with a loss guard: every micro-batch's loss is checked before the optimizer steps, so a
-    NaN/inf stops the run naming the step, and no checkpoint after the last good one is ever written."""
+    NaN/inf stops the run naming the step, and no checkpoint after the last good one is ever written. With
+    `loraplus_lr_ratio`, its optimizer is LoRA+'s."""
 
     class GuardedTrainer(_PickleFreeCheckpoints, _NonPaddingTokenCount, base):
+        def create_optimizer(self, model=None):
+            if self.optimizer is None and loraplus_lr_ratio:
+                self.optimizer = loraplus_optimizer(self, loraplus_lr_ratio)
+            return super().create_optimizer(model)
+
         def training_step(self, model, inputs, num_items_in_batch=None):
             loss = super().training_step(model, inputs, num_items_in_batch)
             value = float(loss.detach().float().mean())
@@ -295,6 +303,24 @@ def _guarded(base, run_dir: Path):
             return loss
 
     return GuardedTrainer
+
+
+def loraplus_optimizer(trainer, ratio: float):
+    """LoRA+: the trainer's own optimizer (its class and arguments, AdamW here) with the adapters' B matrices (and
+    1-D adapter parameters such as DoRA's magnitudes) at `ratio` times the learning rate, by peft's
+    `create_loraplus_optimizer`; weight decay as `train.weight_decay`, on matrices only."""
+    from peft.optimizers import create_loraplus_optimizer
+
+    optimizer_cls, kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)
+    kwargs = {k: v for k, v in kwargs.items() if k != "lr"}
+    return create_loraplus_optimizer(
+        trainer.model,
+        optimizer_cls,
+        lr=trainer.args.learning_rate,
+        loraplus_lr_ratio=ratio,
+        loraplus_weight_decay=trainer.args.weight_decay,
+        **kwargs,
+    )
 
 
 class _PickleFreeCheckpoints:

@@ -27,6 +27,7 @@ DEFAULT_RANGES: dict[str, list[Any]] = {
     "warmup_ratio": [0.0, 0.1],
     "prompt_loss": [False, True],
     "neftune_alpha": [0.0, 5.0, 10.0],  # choices: the paper's 5, and off
+    "loraplus_lr_ratio": [None, 4.0, 16.0],  # choices: plain LoRA, and LoRA+ up to the paper's 16
 }
 
 
@@ -115,6 +116,7 @@ def apply_params(cfg: Config, params: dict[str, Any]) -> Config:
         train["lr"] = params["lr"] * FULL_LR_SCALE
     if train["method"] == "full":
         train["dora"] = train["rslora"] = False
+        train["loraplus_lr_ratio"] = None
     return cfg.model_copy(update={"train": type(cfg.train).model_validate(nest_moved(train, quiet=True))})
 
 
@@ -135,6 +137,7 @@ def default_params(cfg: Config, space: dict[str, list[Any]], n_train: int) -> di
         "warmup_ratio": t.warmup_ratio,
         "prompt_loss": t.prompt_loss,
         "neftune_alpha": t.neftune_alpha,
+        "loraplus_lr_ratio": t.loraplus_lr_ratio,
     }
     if t.method == "full":
         values["lr"] = t.lr / FULL_LR_SCALE

@@ -256,3 +256,20 @@ def test_loraplus_is_a_choice_of_the_search_that_a_full_fine_tune_drops():
     assert {suggest(study.ask(), space)["loraplus_lr_ratio"] for _ in range(20)} == {None, 4.0, 16.0}
     assert apply_params(cfg, {"loraplus_lr_ratio": 16.0, "method": "lora"}).train.loraplus_lr_ratio == 16.0
     assert apply_params(cfg, {"loraplus_lr_ratio": 16.0, "method": "full"}).train.loraplus_lr_ratio is None
+
+
+def test_a_new_project_gates_on_120_probe_prompts_and_keeps_the_other_30_for_the_search(tmp_path):
+    """The starter's general probe: enough prompts that its 5-point gate is not decided by a lucky few (on Banking77
+    the first 50 said -2 points where all 150 said -10.7), and the rest, disjoint from them, for the search's
+    forgetting constraint."""
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+    from tunesmith.eval.suite import general_probe
+    from tunesmith.train.search.guard import CONSTRAINT_PROMPTS, spare_probe
+
+    assert CliRunner().invoke(app, ["init", str(tmp_path / "p")]).exit_code == 0
+    cfg, _ = load_config(tmp_path / "p")
+    gated, spare = general_probe(cfg.eval.general_probe_limit), spare_probe(cfg)
+    assert len(gated) == 120 and len(spare) == CONSTRAINT_PROMPTS == 30
+    assert not {c.id for c in gated} & {c.id for c in spare}

@@ -35,7 +35,7 @@ eval:
   # or in IFEval's format. A suite can name its scorers: {path: eval/ood.jsonl, scorers: [{type: behavior}]}.
   suites: []
   general_probe: true        # did training break general instruction following? (150 built-in IFEval-style prompts)
-  general_probe_limit: 50    # a quicker look; remove for all 150
+  general_probe_limit: 120   # the other 30 check forgetting in `tunesmith tune` (50 were too few to gate on)
   # decoding: auto         # json/classification replies held to the schema or label set (constrained), and
                             # also reported decoded freely as `heldout_free`; max_new_tokens derives from the data
   # baselines: auto         # label tasks: a TF-IDF classifier and few-shot prompting, on the same test cases

@@ -34,10 +34,17 @@ class Config(Section):
     @field_validator("train")
     @classmethod
     def _adapter_options_need_an_adapter(cls, train: TrainConfig) -> TrainConfig:
-        if train.method == "full" and (train.lora.dora or train.lora.rslora):
-            raise ValueError("lora.dora and lora.rslora are LoRA variants; they do not apply to method: full")
-        if train.method == "full" and train.loraplus_lr_ratio:
-            raise ValueError("loraplus_lr_ratio sets the learning rate of LoRA's B matrices; method: full has none")
+        lora_only = [
+            name
+            for name, on in (
+                ("lora.dora", train.lora.dora),
+                ("lora.rslora", train.lora.rslora),
+                ("loraplus_lr_ratio", train.loraplus_lr_ratio),
+            )
+            if on
+        ]
+        if lora_only and train.method == "full":
+            raise ValueError(f"{' and '.join(lora_only)} apply to a LoRA adapter; method: full has none")
         for i, spec in enumerate(train.grpo.rewards):
             if spec.get("type") == "reward_model":
                 if not spec.get("path"):

@@ -308,7 +308,7 @@ def _guarded(base, run_dir: Path, loraplus_lr_ratio: float | None = None):
 def loraplus_optimizer(trainer, ratio: float):
     """LoRA+: the trainer's own optimizer (its class and arguments, AdamW here) with the adapters' B matrices (and
     1-D adapter parameters such as DoRA's magnitudes) at `ratio` times the learning rate, by peft's
-    `create_loraplus_optimizer`; weight decay as `train.weight_decay`, on matrices only."""
+    `create_loraplus_optimizer`; weight decay as `train.weight_decay`, except on biases and norms."""
     from peft.optimizers import create_loraplus_optimizer
 
     optimizer_cls, kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)

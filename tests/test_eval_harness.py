@@ -410,7 +410,7 @@ def test_eval_run_on_an_endpoint_writes_a_run_and_reuses_it(tiny_project):
         args = ["eval", "run", str(tiny_project), "--endpoint", server.base_url, "--endpoint-model", "rules", "--json"]
         res = runner.invoke(app, args)
         assert res.exit_code == 0, res.output
-        report = json.loads(res.output[res.output.index("{") :])
+        report = json.loads(res.stdout)  # the answer alone: progress lines go to stderr
         heldout = report["metrics"]["heldout"]
         assert heldout["format_validity"] == 1.0 and 0 < heldout["task_accuracy"] < 1
         assert report["metrics"]["redteam"]["behavior_accuracy"] == 0.0

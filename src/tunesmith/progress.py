@@ -17,9 +17,14 @@ LOG_EVERY_S = 30.0
 
 
 class LoggedProgress(Progress):
-    """A `rich.progress.Progress` that also logs plain lines when its console is not a terminal."""
+    """A `rich.progress.Progress` (on stderr unless given a console) that also logs plain lines when its console is
+    not a terminal."""
 
     def __init__(self, *columns, every: float = LOG_EVERY_S, **kwargs) -> None:
+        if "console" not in kwargs:  # progress on stderr: stdout is the command's answer (`--json` parses)
+            from rich.console import Console
+
+            kwargs["console"] = Console(stderr=True)
         super().__init__(*columns, **kwargs)
         self.every = every
         self.logging = not self.console.is_terminal

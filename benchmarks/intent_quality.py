@@ -26,7 +26,7 @@ For each mode it runs `tunesmith run` (in a subprocess, timed) and reads the sum
 general-probe delta, the gate and the verdict, wall time; beside it, a TF-IDF + logistic regression classifier
 trained on the same training split and scored on the same test queries. Prints one table. `--full-probe` adds the
 general probe on all 150 prompts, base against tuned with a paired interval (the run's gate reads the first 120 of a
-new project's: on the 2,000-query project the first 50 said -2 points where all 150 said -10.7).
+new project's: on the 2,000-query project the first 50 said -2 points where all 150 said -10.7, in loose accuracy).
 """
 
 from __future__ import annotations
@@ -219,7 +219,9 @@ def full_probe(project: Path) -> dict:
     runs = []
     for extra in ([], ["--adapter", adapter]):
         cmd = [*tunesmith, "eval", "run", str(project), *extra, "--set", "eval.limit=1", "--json"]
-        done = subprocess.run([*cmd, "--set", "eval.general_probe_limit=null"], capture_output=True, text=True)
+        done = subprocess.run(
+            [*cmd, "--set", "eval.general_probe_limit=null"], capture_output=True, text=True, check=True
+        )
         runs.append(json.loads(done.stdout)["run"])
     cmd = [*tunesmith, "eval", "compare", *runs, "--project", str(project), "--json"]
     done = subprocess.run(cmd, capture_output=True, text=True)  # exit 1 when a gate fails: the figures still come

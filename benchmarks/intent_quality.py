@@ -205,16 +205,16 @@ def run(project: Path, mode: str, budget: float, overrides: list[str]) -> dict:
         "minutes": minutes,
         "exit": done.returncode,
         "log": str(log),
+        "tuned_run": str(tuned_dir),
     }
 
 
-def full_probe(project: Path) -> dict:
+def full_probe(project: Path, tuned_run: str) -> dict:
     """The general probe on all 150 built-in prompts, the base and the run's tuned model compared pairwise (the
     run's gate reads the first `eval.general_probe_limit` of them): `tunesmith eval run` of each with the probe
-    unlimited and the held-out suite cut to one case, then `tunesmith eval compare`."""
-    summary = json.loads((project / ".tunesmith" / "summary.json").read_text())
-    tuned = next(Path(s["run"]) for s in summary["stages"] if s["stage"] == "eval-tuned")
-    adapter = json.loads((tuned / "result.json").read_text())["adapter"]
+    unlimited and the held-out suite cut to one case, then `tunesmith eval compare`. `tuned_run`: the run's
+    eval-tuned directory, whose model is the tuned one."""
+    adapter = json.loads((Path(tuned_run) / "result.json").read_text())["adapter"]
     tunesmith = [sys.executable, "-m", "tunesmith"]
     runs = []
     for extra in ([], ["--adapter", adapter]):
@@ -260,7 +260,7 @@ def main() -> None:
         project = write_project(args.work / mode, args.variant)
         results.append(run(project, mode, args.budget, args.overrides))
         if args.full_probe:
-            results[-1] |= full_probe(project)
+            results[-1] |= full_probe(project, results[-1]["tuned_run"])
         print(json.dumps(results[-1]), flush=True)
     cols = ["mode", "accuracy", "in_scope", "out_of_scope", "free", "valid_json", "general_delta"]
     cols += ["probe_150_delta", "probe_150_ci"] if args.full_probe else []

@@ -260,8 +260,8 @@ def test_loraplus_is_a_choice_of_the_search_that_a_full_fine_tune_drops():
 
 def test_a_new_project_gates_on_120_probe_prompts_and_keeps_the_other_30_for_the_search(tmp_path):
     """The starter's general probe: enough prompts that its 5-point gate is not decided by a lucky few (on Banking77
-    the first 50 said -2 points where all 150 said -10.7), and the rest, disjoint from them, for the search's
-    forgetting constraint."""
+    the first 50 said -2 points where all 150 said -10.7 in loose accuracy), and the rest, disjoint from them, for
+    the search's forgetting constraint."""
     from typer.testing import CliRunner
 
     from tunesmith.cli import app

@@ -463,3 +463,23 @@ def test_project_suites_apply_suite_scorers_limits_and_the_probe(tmp_path):
     )
     with pytest.raises(TunesmithError, match="Bad suite scorers"):
         project_suites(*load_config(tmp_path))
+
+
+def test_the_eval_run_table_never_cuts_a_metrics_name_or_value_on_a_narrow_terminal(tmp_path):
+    """Both prompt-level rows cut to `promp…` were once read one for the other: on a narrow terminal the suites
+    go into more tables, names and values whole."""
+    import io
+
+    from rich.console import Console
+
+    from tunesmith.cli.render import print_eval_run
+
+    metrics = {
+        f"general · suite{i}": {"prompt_loose_accuracy": 0.4, "prompt_strict_accuracy": 0.373, "n": 150}
+        for i in range(6)
+    }
+    out = io.StringIO()
+    print_eval_run("tuned", tmp_path / "run", metrics, Console(file=out, width=70, color_system=None))
+    text = out.getvalue()
+    assert text.count("prompt_loose_accuracy") >= 2 and text.count("prompt_strict_accuracy") >= 2, text
+    assert text.count("0.373") == 6 and "…" not in text and max(map(len, text.splitlines())) <= 70, text

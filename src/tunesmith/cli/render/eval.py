@@ -132,25 +132,44 @@ def metrics_table(title: str, metrics: dict[str, dict]):
     from tunesmith.eval.evaluate import SLICE
 
     names = list(metrics)
+    keys = list(dict.fromkeys(k for m in metrics.values() for k in m))
     table = Table(title=title)
-    table.add_column("metric")
+    table.add_column("metric", no_wrap=True)
     for n in names:
         table.add_column(n.replace(SLICE, " · "), justify="right")
-    keys = list(dict.fromkeys(k for m in metrics.values() for k in m))
     for key in keys:
-        cells = []
-        for n in names:
-            v = metrics[n].get(key)
-            cells.append("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
-        table.add_row(key, *cells)
+        table.add_row(key, *(_cell(metrics[n].get(key)) for n in names))
     return table
 
 
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def metrics_tables(title: str, metrics: dict[str, dict], width: int) -> list:
+    """`metrics_table` in as many tables as a terminal `width` needs, each with the whole metric names and as many
+    whole suite columns as fit: cut to fit, `prompt_loose_accuracy` and `prompt_strict_accuracy` both read
+    `promp…` and were taken one for the other."""
+    keys = {k for m in metrics.values() for k in m}
+    used = max(map(len, keys), default=6) + 4  # the metric column, its padding and borders
+    chunks: list[dict[str, dict]] = [{}]
+    for name, values in metrics.items():
+        need = max([min(len(name), 16), *(len(_cell(v)) for v in values.values())]) + 3
+        if chunks[-1] and used + need > width:
+            chunks.append({})
+            used = max(map(len, keys), default=6) + 4
+        chunks[-1][name] = values
+        used += need
+    return [metrics_table(title if i == 0 else f"{title} (continued)", c) for i, c in enumerate(chunks)]
+
+
 def print_eval_run(label: str, run_dir, metrics: dict[str, dict], console) -> None:
-    """`eval run`: the metrics of every suite, and how many cases have an error."""
+    """`eval run`: the metrics of every suite (in several tables on a narrow terminal), and how many cases have an
+    error."""
     from tunesmith.eval.evaluate import SLICE
 
-    console.print(metrics_table(f"{label}: {run_dir.name}", metrics))
+    for table in metrics_tables(f"{label}: {run_dir.name}", metrics, console.width):
+        console.print(table)
     errors = sum(m.get("errors") or 0 for n, m in metrics.items() if SLICE not in n)
     if errors:
         console.print(f"[yellow]{errors} case(s) have an error[/yellow]; see `error` in {run_dir / 'results.jsonl'}")

@@ -18,6 +18,21 @@ def _runs(order, general, batch):
     return longest, [frozenset(b) for b in batches]
 
 
+def _general_records(n: int, words: int):
+    """`n` general records (as `train.general_data` gives them), each reply `words` words long."""
+    from tunesmith.data.records import Record
+
+    return [
+        Record(
+            messages=[{"role": "user", "content": f"tell me {i}"}, {"role": "assistant", "content": f"{i} " * words}],
+            source="g.jsonl",
+            line=i + 1,
+            provenance={"general": True},
+        )
+        for i in range(n)
+    ]
+
+
 def test_general_batches_are_spread_evenly_and_the_batches_kept():
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
@@ -46,20 +61,11 @@ def test_the_trainer_spreads_general_batches_unless_switched_off(tmp_path, tiny_
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     from conftest import routing_records, train_config
-    from tunesmith.data.records import Record
     from tunesmith.models import resolve_model
     from tunesmith.train.kinds import SpreadGeneral, spread_general
     from tunesmith.train.sft import build_trainer
 
-    general = [
-        Record(
-            messages=[{"role": "user", "content": f"tell me {i}"}, {"role": "assistant", "content": f"{i} " * 40}],
-            source="g.jsonl",
-            line=i + 1,
-            provenance={"general": True},
-        )
-        for i in range(8)
-    ]
+    general = _general_records(8, words=40)
     ref = resolve_model(str(tiny_model_dir))
     records = routing_records(24) + general
     mixed = {"general_data": ["builtin:self"], "general_share": 0.25}  # (the records above stand for its replies)
@@ -94,3 +100,71 @@ def test_the_switch_is_keyed_only_where_it_changes_the_order():
     assert "spread_general" not in train_settings(old, flat=True)["train"]
     mixed.train.batching = "random"
     assert "spread_general" not in train_settings(mixed, flat=True)["train"]
+
+
+def test_general_kl_trains_the_general_rows_towards_the_bases_distribution(tmp_path, tiny_model_dir):
+    """`train.general_kl`: a general row's token loss is the weighted KL divergence from the base's next-token
+    distribution (the adapter off), not cross-entropy on its sampled reply; the task's rows keep cross-entropy."""
+    import torch.nn.functional as F
+
+    from conftest import routing_records, train_config
+    from tunesmith.models import resolve_model
+    from tunesmith.train.kinds import KIND_COLUMN
+    from tunesmith.train.sft import build_trainer
+
+    general = _general_records(4, words=12)
+    ref = resolve_model(str(tiny_model_dir))
+    cfg = train_config(general_data=["builtin:self"], general_share=0.25, general_kl=2.0, precision="fp32")
+    trainer, *_ = build_trainer(cfg, ref, routing_records(4) + general, tmp_path / "a")
+    model = trainer.model
+    batch = trainer.data_collator([dict(trainer.train_dataset[i]) for i in range(8)])
+    flags = batch[KIND_COLUMN].clone()
+    assert flags.tolist() == [False] * 4 + [True] * 4
+    model.train()
+    # a fresh adapter (B = 0) is the base: the general rows add nothing, the task's rows their cross-entropy
+    with torch.no_grad():
+        fresh = trainer.compute_loss(model, dict(batch))
+        with model.disable_adapter():
+            plain = model(**{k: v for k, v in batch.items() if k != KIND_COLUMN})
+    task_tokens = (batch["labels"][:4, 1:] != -100).sum()
+    all_tokens = (batch["labels"][:, 1:] != -100).sum()
+    task_ce = F.cross_entropy(
+        plain.logits[:4, :-1].flatten(0, 1).float(), batch["labels"][:4, 1:].flatten(), reduction="sum"
+    )
+    assert torch.allclose(fresh, task_ce / all_tokens, rtol=1e-4) and task_tokens < all_tokens
+    # moved away from the base, a general row's loss is 2 x KL(base || model) over its labeled positions
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+        moved = trainer.compute_loss(model, {k: v for k, v in batch.items()})
+        tuned = model(**{k: v for k, v in batch.items() if k != KIND_COLUMN}).logits.float()
+        with model.disable_adapter():
+            base = model(**{k: v for k, v in batch.items() if k != KIND_COLUMN}).logits.float()
+    keep = batch["labels"][:, 1:] != -100
+    kl = (F.softmax(base[:, :-1], -1) * (F.log_softmax(base[:, :-1], -1) - F.log_softmax(tuned[:, :-1], -1))).sum(-1)
+    ce = F.cross_entropy(tuned[:, :-1].transpose(1, 2), batch["labels"][:, 1:], reduction="none", ignore_index=-100)
+    expected = (ce[:4][keep[:4]].sum() + 2.0 * kl[4:][keep[4:]].sum()) / all_tokens
+    assert kl[4:][keep[4:]].mean() > 1e-3 and torch.allclose(moved, expected, rtol=1e-3)
+
+
+def test_general_kl_acts_only_where_its_base_and_rows_exist_and_says_why_not():
+    """`train.general_kl` needs SFT with an adapter (the base: the adapter off), general data, whole-row batches and
+    one process; elsewhere the run falls back to cross-entropy on the general replies and names the reason."""
+    from conftest import train_config
+    from tunesmith.train.kinds import general_kl, general_kl_skipped
+
+    mixed = {"general_data": ["builtin:self"], "general_share": 0.1, "general_kl": 1.5}
+    assert general_kl_skipped(train_config(**mixed)) is None and general_kl(train_config(**mixed)) == 1.5
+    assert general_kl(train_config(**mixed, method="qlora")) == 1.5
+    assert general_kl_skipped(train_config(**{**mixed, "general_kl": 0.0})) is None  # off: nothing to explain
+    cases = {
+        "method full": {"method": "full"},
+        "objective dpo": {"objective": "dpo"},
+        "batching packed": {"batching": "packed"},
+        "one training process": {"nproc": 2},
+        "no general data": {"general_share": 0.0},
+    }
+    for why, change in cases.items():
+        cfg = train_config(**{**mixed, **change})
+        assert why in general_kl_skipped(cfg) and general_kl(cfg) == 0.0, why

@@ -157,6 +157,9 @@ def test_bad_search_settings_name_what_is_valid(tiny_project):
     with pytest.raises(TunesmithError) as err:
         tune_project(tiny_project, ["tune.params=[lr, general_share]"], budget_minutes=1)
     assert "general data" in err.value.problems[0].message
+    with pytest.raises(TunesmithError) as err:
+        tune_project(tiny_project, ["tune.params=[lr, general_kl]"], budget_minutes=1)
+    assert err.value.problems[0].where == "tune.params: general_kl" and "general data" in err.value.problems[0].message
 
 
 def test_two_worker_processes_share_one_study(tiny_project, tmp_path):

@@ -210,6 +210,15 @@ class TrainConfig(Section):
         lt=0.9,
         description="Share of the training examples drawn from `general_data` (seeded sample; 0.1 = one in ten).",
     )
+    general_kl: float = Field(
+        0.0,
+        ge=0.0,
+        description="SFT with general data: the general rows train towards the base model's own next-token "
+        "distribution at every reply token (the KL divergence from the base, whose logits are the model's with the "
+        "adapter switched off, times this weight) instead of towards the one reply sampled from it: "
+        "self-distillation on logits against forgetting. Needs an adapter (lora/qlora), whole-row batches (grouped "
+        "or random) and one process; elsewhere the run says why and keeps cross-entropy. 0 is off.",
+    )
     oversample: Literal["auto"] | dict[str, Annotated[int, Field(ge=1, le=100)]] = Field(
         "auto",
         description="Show the training records of some labels several times a pass: {label: times}, e.g. "

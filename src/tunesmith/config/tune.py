@@ -22,6 +22,7 @@ SEARCH_PARAMS = (
     "prompt_loss",
     "neftune_alpha",
     "loraplus_lr_ratio",
+    "general_kl",
 )
 
 
@@ -40,7 +41,8 @@ class TuneConfig(Section):
         "lora_dropout (train.lora.dropout), weight_decay, general_share (a share of `train.general_data` mixed in "
         "against forgetting), method (lora or full), "
         "warmup_ratio, prompt_loss (train.prompt_loss: loss on the user turns too), neftune_alpha (NEFTune's "
-        "embedding noise), loraplus_lr_ratio (LoRA+: the B matrices' learning rate as a multiple of lr).",
+        "embedding noise), loraplus_lr_ratio (LoRA+: the B matrices' learning rate as a multiple of lr), general_kl "
+        "(the general rows trained towards the base's logits, at this weight; 0: towards its sampled replies).",
     )
     ranges: dict[str, list[Any]] = Field(
         default_factory=dict,

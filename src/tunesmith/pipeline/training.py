@@ -26,13 +26,19 @@ from tunesmith.data.project import (
 )
 from tunesmith.files import atomic_write_jsonl, file_sha256
 from tunesmith.pipeline.machinery import Pipeline, Stage, console, sections
-from tunesmith.train.kinds import spreads_general
+from tunesmith.train.kinds import general_kl_skipped, spreads_general
 from tunesmith.train.result import TrainResult
 
 # Train fields added after runs were cached, keyed only when set away from their default, so a recipe that leaves
 # them alone keeps its key. shared_prefix: off, batches of 16+ are not grouped by system prompt (other batches).
 # `oversample` is keyed as what it resolves to on the split (the train inputs' `oversample`), never as written.
-KEYED_WHEN_CHANGED = {"shared_prefix": True, "prompt_loss": False, "neftune_alpha": 0.0, "loraplus_lr_ratio": None}
+KEYED_WHEN_CHANGED = {
+    "shared_prefix": True,
+    "prompt_loss": False,
+    "neftune_alpha": 0.0,
+    "loraplus_lr_ratio": None,
+    "general_kl": 0.0,
+}
 
 
 def train_settings(cfg: Config, flat: bool = False) -> dict[str, Any]:
@@ -81,6 +87,12 @@ def train_stage(
         short = general_shortfall(len(repeated), added, cfg)
         if short:
             console.print(f"[yellow]· {short}[/yellow]")
+        skipped = general_kl_skipped(cfg)
+        if skipped:
+            console.print(
+                f"[yellow]· train.general_kl is not applied ({skipped}): the general rows train with "
+                "cross-entropy on their replies[/yellow]"
+            )
         if cfg.train.nproc > 1 or cfg.train.accelerate_config:
             from tunesmith.train.launch import launch
 

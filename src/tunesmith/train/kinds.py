@@ -31,6 +31,27 @@ def spreads_general(cfg: Config) -> bool:
     return t.spread_general and mixed and t.objective == "sft" and t.batching == "grouped"
 
 
+def general_kl_skipped(cfg: Config) -> str | None:
+    """Why `train.general_kl` does not act on this run's general rows, or None when it does (or is off). Its term
+    needs SFT with an adapter (the base is the model with the adapter switched off), general data mixed in, batches
+    of whole rows (which carry each row's kind) and one process; elsewhere the general rows train with
+    cross-entropy on their replies, as with `general_kl: 0`, and the run says so."""
+    t = cfg.train
+    reasons = (
+        (t.objective != "sft", f"objective {t.objective} has no general rows of its own"),
+        (t.method == "full", "method full has no adapter to switch off for the base"),
+        (not t.general_data or t.general_share <= 0, "no general data is mixed in"),
+        (t.batching not in KIND_BATCHING, f"batching {t.batching} does not keep whole rows"),
+        (t.nproc > 1 or bool(t.accelerate_config), "it runs in one training process"),
+    )
+    return next((why for hit, why in reasons if hit), None) if t.general_kl else None
+
+
+def general_kl(cfg: Config) -> float:
+    """The weight of the general rows' KL term in this run (0: cross-entropy on their replies)."""
+    return 0.0 if general_kl_skipped(cfg) else cfg.train.general_kl
+
+
 def spread_general(order: list[int], general: Sequence[bool], batch: int) -> list[int]:
     """`order` (row indices, `batch` rows a step) with its batches of mostly general rows spread evenly among the
     others. Each batch keeps its rows; the first batch stays first (length grouping puts the longest row there, so

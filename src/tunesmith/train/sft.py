@@ -26,7 +26,14 @@ from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.eval.suite import with_system_prompt
 from tunesmith.models import ModelRef, load_tokenizer, resolve_precision
-from tunesmith.train.kinds import KIND_BATCHING, KIND_COLUMN, SpreadGeneral, spreads_general, with_kinds
+from tunesmith.train.kinds import (
+    KIND_BATCHING,
+    KIND_COLUMN,
+    SpreadGeneral,
+    general_kl,
+    spreads_general,
+    with_kinds,
+)
 from tunesmith.train.result import TrainResult
 from tunesmith.train.selection import ValidationPlan, ValidationSelector
 from tunesmith.train.trainer import (
@@ -188,6 +195,7 @@ def train_sft(
             "planned_steps": trainer.state.max_steps,
             "lr": t.lr,
             "lora_r": t.lora.r,
+            **({"general_kl": general_kl(cfg)} if t.general_kl else {}),
             **({"selection": {**selector.summary(), "restored_best": chosen}} if selector is not None else {}),
             "device": device_choices(trainer, cfg),
         }
@@ -214,10 +222,11 @@ def device_choices(trainer, cfg: Config) -> dict[str, Any]:
 
 
 def _trainer_class(base, cfg: Config):
-    """The SFT trainer class for this device and config: on a CPU the labeled-positions loss (`_cpu_trainer_class`);
-    with general data in length-grouped batches and `train.spread_general`, the general batches spread through each
-    pass (`spreads_general`)."""
-    trainer = base if has_cuda() else _cpu_trainer_class(base, cfg.train.shared_prefix)
+    """The SFT trainer class for this device and config: on a CPU, and wherever `train.general_kl` asks its term,
+    the labeled-positions loss (`_cpu_trainer_class`); with general data in length-grouped batches and
+    `train.spread_general`, the general batches spread through each pass (`spreads_general`)."""
+    kl = general_kl(cfg)
+    trainer = _cpu_trainer_class(base, cfg.train.shared_prefix, kl) if not has_cuda() or kl else base
     return _spread_general_class(trainer) if spreads_general(cfg) else trainer
 
 
@@ -237,7 +246,7 @@ def _spread_general_class(base):
     return SpreadGeneralTrainer
 
 
-def _cpu_trainer_class(base, shared_prefix: bool = True):
+def _cpu_trainer_class(base, shared_prefix: bool = True, general_kl: float = 0.0):
     """SFTTrainer whose loss runs the LM head on the labeled positions only.
 
     TRL's fused LM head tiles the vocabulary projection in Python when Triton is absent; on CPU that makes a step
@@ -289,6 +298,8 @@ def _cpu_trainer_class(base, shared_prefix: bool = True):
                     hidden = decoder(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
                 logits = head(hidden[:, :-1][keep])
             token_losses = F.cross_entropy(logits.float(), target[keep], reduction="none")
+            if general_kl and kinds is not None and model.training and kinds.any():
+                token_losses = self._with_base_kl(model, decoder, head, inputs, keep, kinds, logits, token_losses)
             if kinds is not None and model.training:
                 self._count_kinds(token_losses.detach(), kinds[keep.nonzero(as_tuple=True)[0]])
             loss = token_losses.sum()
@@ -299,6 +310,22 @@ def _cpu_trainer_class(base, shared_prefix: bool = True):
                 count = count.to(loss.device)
             loss = loss / count
             return (loss, {}) if return_outputs else loss
+
+        def _with_base_kl(self, model, decoder, head, inputs, keep, kinds, logits, token_losses):
+            """`token_losses` with those of the general rows replaced by general_kl x KL(base || model) of their
+            next-token distributions at the labeled positions (the base: this model with its adapter off)."""
+            rows = kinds.to(keep.device)
+            general = rows[keep.nonzero(as_tuple=True)[0]]
+            sub = {k: v[rows] for k, v in inputs.items() if k != "labels" and torch.is_tensor(v)}
+            with torch.no_grad(), model.disable_adapter(), self.accelerator.autocast():
+                base_logits = head(decoder(**sub, use_cache=False).last_hidden_state[:, :-1][keep[rows]])
+            kl = F.kl_div(
+                F.log_softmax(logits[general].float(), -1),
+                F.log_softmax(base_logits.float(), -1),
+                log_target=True,
+                reduction="none",
+            ).sum(-1)
+            return token_losses.masked_scatter(general, general_kl * kl)
 
         def _count_kinds(self, token_losses, general) -> None:
             """Add a batch's token losses to the sums of task and general rows (`general`: one flag a token)."""

@@ -28,6 +28,7 @@ DEFAULT_RANGES: dict[str, list[Any]] = {
     "prompt_loss": [False, True],
     "neftune_alpha": [0.0, 5.0, 10.0],  # choices: the paper's 5, and off
     "loraplus_lr_ratio": [None, 4.0, 16.0],  # choices: plain LoRA, and LoRA+ up to the paper's 16
+    "general_kl": [0.0, 1.0, 3.0],  # choices: cross-entropy on the sampled replies, the starter's 1, more
 }
 
 
@@ -57,15 +58,16 @@ def search_space(cfg: Config) -> dict[str, list[Any]]:
                 )
             )
         space[name] = rng
-    if "general_share" in space and not cfg.train.general_data:
-        problems.append(
-            Problem(
-                "tune.params: general_share",
-                "no general data to mix in",
-                "set train.general_data (e.g. the base model's own replies to general prompts, "
-                "`tunesmith data distill`), or drop general_share",
+    for name in ("general_share", "general_kl"):
+        if name in space and not cfg.train.general_data:
+            problems.append(
+                Problem(
+                    f"tune.params: {name}",
+                    "no general data to mix in",
+                    "set train.general_data (e.g. the base model's own replies to general prompts, "
+                    f"`tunesmith data distill`), or drop {name}",
+                )
             )
-        )
     if problems:
         raise TunesmithError("Bad search space", problems)
     return space

@@ -303,6 +303,22 @@ def test_forgetting_general_probe_drop(build):
     assert "general_share is 0" in f["remedy"] and "narrower target modules" in f["remedy"]
 
 
+def test_forgetting_with_general_data_names_the_kl_term_when_it_is_off(tmp_path, tiny_model_dir):
+    """General data mixed in but trained on sampled replies only: the remedy names train.general_kl (on Banking77
+    it halved the probe's loss)."""
+    tuned = [heldout(i) for i in range(10)] + [general(i, passed=False) for i in range(10)] + [ood(i) for i in range(6)]
+
+    def forgetting(root, **settings):
+        return by_code(diagnose(fake_project(tmp_path / root, tiny_model_dir, tuned=tuned, settings=settings)))[
+            "forgetting"
+        ]
+
+    mixed = forgetting("ce", general_share=0.1)
+    assert "general_kl is 0" in mixed["remedy"] and "general_share is 0" not in mixed["remedy"]
+    kl = forgetting("kl", general_share=0.1, general_kl=1.0)
+    assert "general_kl is 0" not in kl["remedy"] and kl["evidence"]["general_kl"] == 1.0
+
+
 def test_forgetting_not_measured_without_general_cases(build):
     rows = [heldout(i) for i in range(10)] + [ood(i) for i in range(6)]
     f = by_code(diagnose(build(base=rows, tuned=rows)))["forgetting"]

@@ -24,7 +24,8 @@ FORGETTING_REMEDY = (
     "Include varied instruction-following examples in the training mix (train.general_data with "
     "train.general_share: `[builtin:self]` mixes in the base model's own replies to built-in "
     "everyday prompts, and `tunesmith data distill` writes its replies to your own general prompts: "
-    "self-distillation, which learns the task without losing old skills), reduce training "
+    "self-distillation, which learns the task without losing old skills; with train.general_kl: 1.0 they "
+    "train towards the base's own next-token distribution, not only its sampled replies), reduce training "
     "strength (lower train.lr, fewer epochs, a lower train.lora.r), or use LoRA with narrower "
     "target modules (e.g. train.lora.target_modules: [q_proj, v_proj])."
 )
@@ -137,7 +138,11 @@ def _forgetting_evidence(
         evidence["tuned_in_training_style"] = sum(_opening(t["output"]) == style for _, t in pairs)
         evidence["base_in_training_style"] = sum(_opening(b["output"]) == style for b, _ in pairs)
     evidence.update(
-        {k: settings[k] for k in ("general_share", "target_modules", "lr", "epochs", "lora_r") if k in settings}
+        {
+            k: settings[k]
+            for k in ("general_share", "general_kl", "target_modules", "lr", "epochs", "lora_r")
+            if k in settings
+        }
     )
     return evidence
 
@@ -158,6 +163,8 @@ def _forgetting_remedy(settings: dict[str, Any]) -> str:
     notes = []
     if not settings.get("general_share"):
         notes.append("no general data is mixed in (train.general_share is 0)")
+    elif not settings.get("general_kl"):
+        notes.append("the general rows train on sampled replies only (train.general_kl is 0)")
     if settings.get("target_modules") == "all-linear":
         notes.append("every linear layer carries an adapter (train.lora.target_modules: all-linear)")
     return FORGETTING_REMEDY + (" Here: " + "; ".join(notes) + "." if notes else "")

@@ -24,7 +24,7 @@ FORGETTING_REMEDY = (
     "Include varied instruction-following examples in the training mix (train.general_data with "
     "train.general_share: `[builtin:self]` mixes in the base model's own replies to built-in "
     "everyday prompts, and `tunesmith data distill` writes its replies to your own general prompts: "
-    "self-distillation, which learns the task without losing old skills; with train.general_kl: 1.0 they "
+    "self-distillation, which learns the task without losing old skills; with train.general_kl: 3.0 they "
     "train towards the base's own next-token distribution, not only its sampled replies), reduce training "
     "strength (lower train.lr, fewer epochs, a lower train.lora.r), or use LoRA with narrower "
     "target modules (e.g. train.lora.target_modules: [q_proj, v_proj])."

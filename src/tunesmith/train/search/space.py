@@ -28,7 +28,7 @@ DEFAULT_RANGES: dict[str, list[Any]] = {
     "prompt_loss": [False, True],
     "neftune_alpha": [0.0, 5.0, 10.0],  # choices: the paper's 5, and off
     "loraplus_lr_ratio": [None, 4.0, 16.0],  # choices: plain LoRA, and LoRA+ up to the paper's 16
-    "general_kl": [0.0, 1.0, 3.0],  # choices: cross-entropy on the sampled replies, the starter's 1, more
+    "general_kl": [0.0, 1.0, 3.0],  # choices: cross-entropy on the sampled replies, less, the starter's 3
 }
 
 

@@ -568,7 +568,7 @@ def test_the_run_summary_line_names_the_labels_oversampled():
 def test_loss_chart_draws_the_task_and_general_rows_apart():
     """A run with general data logs the loss of its task and general rows apart; the chart's train curve is the
     task's, the general rows' a second line (a logged mix would zigzag with every general batch)."""
-    from tunesmith.report.plots import _loss_series, loss_chart
+    from tunesmith.report.plots import _loss_series, general_label, loss_chart
 
     log = [
         {"step": 1, "loss": 2.0, "loss_task": 2.0},
@@ -579,3 +579,11 @@ def test_loss_chart_draws_the_task_and_general_rows_apart():
     assert series["train"] == [(1, 2.0), (2, 1.0), (3, 0.5)] and series["general"] == [(2, 2.0)]
     assert _loss_series([{"step": 1, "loss": 2.0}])["train"] == [(1, 2.0)]  # no kinds logged: the loss as it is
     assert loss_chart(log).startswith("data:image/png;base64,")
+    assert loss_chart(log, 3.0).startswith("data:image/png;base64,")
+    assert general_label(3.0) == "general rows: 3 x KL from the base"  # the KL term's curve is named as such
+    assert general_label(None) == general_label(0.0) == "train loss (general rows)"
+    from tunesmith.report.training_run import training
+
+    page = training({"train": {"steps": 3, "general_kl": 3.0}}, log)
+    assert "the general rows&#x27; is 3 x their KL divergence from the base" in page  # the caption
+    assert "KL weight (train.general_kl; 0: not applied)</th><td>3.0000" in page  # the run's numbers

@@ -632,10 +632,10 @@ def test_self_distilled_general_data_is_mixed_into_training(tiny_project, capsys
         train_project(tiny_project, ["train.general_data=[nope/*.jsonl]", "train.general_share=0.2"])
     # general_kl: recorded where it acts; where it cannot (packed rows carry no kind), said, and cross-entropy kept
     kl = ["train.general_data=[data/general/*.jsonl]", "train.general_share=0.2", "train.max_steps=2"]
-    assert train_project(tiny_project, [*kl, "train.general_kl=1"]).result.details["general_kl"] == 1.0
+    assert train_project(tiny_project, [*kl, "train.general_kl=1"]).result.general_kl == 1.0
     assert "train.general_kl is not applied" not in capsys.readouterr().err
     packed = train_project(tiny_project, [*kl, "train.general_kl=1", "train.batching=packed"]).result
-    assert packed.details["general_kl"] == 0.0
+    assert packed.general_kl == 0.0
     note = " ".join(capsys.readouterr().err.split())  # (as the console wrapped it)
     assert "train.general_kl is not applied (batching packed does not keep whole rows)" in note
 

@@ -54,6 +54,7 @@ def build_summary(
                 "oversampled",
                 "general_examples",
                 "general_wanted",
+                "general_kl",
             )
         },
         "train_cost_usd": None if cfg.budget.hourly_usd is None else train_hours * cfg.budget.hourly_usd,

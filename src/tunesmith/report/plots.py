@@ -133,8 +133,9 @@ def _draw_deltas(deltas, rows: list[dict], confidence: float) -> None:
     deltas.set_title("delta (green better, red worse)", fontsize=10)
 
 
-def loss_chart(log: list[dict]) -> str | None:
-    """Training loss and held-out (eval) loss per step; the learning rate below when it was logged."""
+def loss_chart(log: list[dict], general_kl: float | None = None) -> str | None:
+    """Training loss and held-out (eval) loss per step; the learning rate below when it was logged. `general_kl`:
+    the general rows' loss is that weight times their KL from the base (train.general_kl), and says so."""
     if not available():
         return None
     series = _loss_series(log)
@@ -146,7 +147,7 @@ def loss_chart(log: list[dict]) -> str | None:
         loss_ax, lr_ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     else:
         loss_ax, lr_ax = fig.subplots(1, 1), None
-    _plot_losses(loss_ax, series)
+    _plot_losses(loss_ax, series, general_label(general_kl))
     if lr_ax is not None:
         lr_ax.plot(*zip(*lrs), color=COLORS["lr"], linewidth=1.2)
         lr_ax.set_ylabel("learning rate", fontsize=8)
@@ -184,7 +185,12 @@ def _loss_series(log: list[dict]) -> dict[str, Any]:
     }
 
 
-def _plot_losses(loss_ax, series: dict[str, Any]) -> None:
+def general_label(general_kl: float | None) -> str:
+    """The general rows' curve's name: their cross-entropy, or their weighted KL from the base."""
+    return f"general rows: {general_kl:g} x KL from the base" if general_kl else "train loss (general rows)"
+
+
+def _plot_losses(loss_ax, series: dict[str, Any], general: str = "train loss (general rows)") -> None:
     """Train and validation loss on the loss axis; the selection metric on a twin axis beside it."""
     train, evals, metric, chosen = series["train"], series["evals"], series["metric"], series["chosen"]
     if train:
@@ -202,7 +208,7 @@ def _plot_losses(loss_ax, series: dict[str, Any]) -> None:
             color=COLORS["train"],
             linestyle=":",
             linewidth=1.2,
-            label="train loss (general rows)",
+            label=general,
         )
     if evals:
         loss_ax.plot(

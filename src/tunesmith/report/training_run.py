@@ -15,7 +15,8 @@ def training(summary: dict, log: list[dict]) -> Html:
     tr = {k: v for k, v in (summary.get("train") or {}).items() if v is not None}
     if not tr and not log:
         return section("training", "Training", not_measured("no training run"))
-    chart = plots.loss_chart(log)
+    kl = tr.get("general_kl")
+    chart = plots.loss_chart(log, kl)
     if chart:
         fig = tag(
             "figure",
@@ -23,7 +24,9 @@ def training(summary: dict, log: list[dict]) -> Html:
             + tag(
                 "figcaption",
                 "Training loss per logged step (of the task's rows and of the general rows apart, when general "
-                "data were mixed in); held-out loss where it was evaluated.",
+                "data were mixed in"
+                + (f"; the general rows' is {kl:g} x their KL divergence from the base" if kl else "")
+                + "); held-out loss where it was evaluated.",
             ),
         )
     elif log:
@@ -40,6 +43,7 @@ def training(summary: dict, log: list[dict]) -> Html:
         "stopped_by_budget": "stopped by budget",
         "planned_epochs": "planned epochs",
         "oversampled": "labels repeated a pass (train.oversample)",
+        "general_kl": "general rows' KL weight (train.general_kl; 0: not applied)",
     }
     selection = tr.pop("selection", None)
     general = general_mix(tr.pop("general_examples", None), tr.pop("general_wanted", None))

@@ -20,7 +20,7 @@ from typing import Any
 
 WEIGHTS = ("adapter", "model", "reward_model")  # written only when set
 # ... like these (a result written before them reads and writes the same)
-WHEN_SET = (*WEIGHTS, "oversampled", "step_s", "general_wanted")
+WHEN_SET = (*WEIGHTS, "oversampled", "step_s", "general_wanted", "general_kl")
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class TrainResult:
     general_examples: int | None = None  # general data mixed in (the train stage adds it)
     general_wanted: int | None = None  # ... where train.general_share asked for well more (the shortfall note)
     oversampled: dict[str, int] | None = None  # label -> times its records were shown a pass (train.oversample)
+    general_kl: float | None = None  # the general rows' KL weight used (train.general_kl; 0 where it could not act)
     adapter: str | None = None  # the weights' directory in the run: one of these three
     model: str | None = None
     reward_model: str | None = None

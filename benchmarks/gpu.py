@@ -239,7 +239,7 @@ def train_row(spec: dict) -> dict:
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu-bench-") as tmp, contextlib.ExitStack() as stack:
         if baseline:
-            stack.enter_context(mock.patch.object(sft, "_cpu_trainer_class", lambda base, *_: base))  # TRL's own loss
+            stack.enter_context(mock.patch.object(sft, "_labeled_head_class", lambda base, *_: base))  # TRL's own loss
             if spec["method"] == "lora":  # TRL loads a model given by path in fp32 (SFTTrainer's docstring)
                 stack.enter_context(mock.patch.object(sft, "load_training_model", lambda c, r, p: load_model(r)))
             # QLoRA: the standard 4-bit NF4 load is tunesmith's too

@@ -41,7 +41,7 @@ def measure(project: Path, steps: int, baseline: bool, extra: list[str] | None =
         if baseline:
             from tunesmith.models import load_model
 
-            stack.enter_context(mock.patch.object(sft, "_cpu_trainer_class", lambda base, *_: base))
+            stack.enter_context(mock.patch.object(sft, "_labeled_head_class", lambda base, *_: base))
             # the model as loaded by default: fp32 weights, bf16 only under autocast
             stack.enter_context(mock.patch.object(sft, "load_training_model", lambda c, ref, p: load_model(ref)))
         result = sft.train_sft(cfg, resolve_model(cfg.model.base), records, Path(tmp)).to_json()

@@ -190,8 +190,9 @@ def general_label(general_kl: float | None) -> str:
     return f"general rows: {general_kl:g} x KL from the base" if general_kl else "train loss (general rows)"
 
 
-def _plot_losses(loss_ax, series: dict[str, Any], general: str = "train loss (general rows)") -> None:
-    """Train and validation loss on the loss axis; the selection metric on a twin axis beside it."""
+def _plot_losses(loss_ax, series: dict[str, Any], general: str) -> None:
+    """Train and validation loss on the loss axis (`general`: the general rows' curve's name); the selection metric
+    on a twin axis beside it."""
     train, evals, metric, chosen = series["train"], series["evals"], series["metric"], series["chosen"]
     if train:
         loss_ax.plot(

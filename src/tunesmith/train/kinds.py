@@ -27,8 +27,12 @@ def spreads_general(cfg: Config) -> bool:
     """Whether `train.spread_general` changes a run's training order: SFT with grouped batches and general data
     mixed in, with the spreading on (anything else trains as it did before the switch)."""
     t = cfg.train
-    mixed = bool(t.general_data) and t.general_share > 0
-    return t.spread_general and mixed and t.objective == "sft" and t.batching == "grouped"
+    return t.spread_general and mixes_general(cfg) and t.objective == "sft" and t.batching == "grouped"
+
+
+def mixes_general(cfg: Config) -> bool:
+    """Whether training mixes general data into the task's (`train.general_data` at a share above 0)."""
+    return bool(cfg.train.general_data) and cfg.train.general_share > 0
 
 
 def general_kl_skipped(cfg: Config) -> str | None:
@@ -40,7 +44,7 @@ def general_kl_skipped(cfg: Config) -> str | None:
     reasons = (
         (t.objective != "sft", f"objective {t.objective} has no general rows of its own"),
         (t.method == "full", "method full has no adapter to switch off for the base"),
-        (not t.general_data or t.general_share <= 0, "no general data is mixed in"),
+        (not mixes_general(cfg), "no general data is mixed in"),
         (t.batching not in KIND_BATCHING, f"batching {t.batching} does not keep whole rows"),
         (t.nproc > 1 or bool(t.accelerate_config), "it runs in one training process"),
     )

@@ -223,10 +223,10 @@ def device_choices(trainer, cfg: Config) -> dict[str, Any]:
 
 def _trainer_class(base, cfg: Config):
     """The SFT trainer class for this device and config: on a CPU, and wherever `train.general_kl` asks its term,
-    the labeled-positions loss (`_cpu_trainer_class`); with general data in length-grouped batches and
+    the labeled-positions loss (`_labeled_head_class`); with general data in length-grouped batches and
     `train.spread_general`, the general batches spread through each pass (`spreads_general`)."""
     kl = general_kl(cfg)
-    trainer = _cpu_trainer_class(base, cfg.train.shared_prefix, kl) if not has_cuda() or kl else base
+    trainer = _labeled_head_class(base, cfg.train.shared_prefix, kl) if not has_cuda() or kl else base
     return _spread_general_class(trainer) if spreads_general(cfg) else trainer
 
 
@@ -246,7 +246,7 @@ def _spread_general_class(base):
     return SpreadGeneralTrainer
 
 
-def _cpu_trainer_class(base, shared_prefix: bool = True, general_kl: float = 0.0):
+def _labeled_head_class(base, shared_prefix: bool = True, general_kl: float = 0.0):
     """SFTTrainer whose loss runs the LM head on the labeled positions only.
 
     TRL's fused LM head tiles the vocabulary projection in Python when Triton is absent; on CPU that makes a step
@@ -298,10 +298,12 @@ def _cpu_trainer_class(base, shared_prefix: bool = True, general_kl: float = 0.0
                     hidden = decoder(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
                 logits = head(hidden[:, :-1][keep])
             token_losses = F.cross_entropy(logits.float(), target[keep], reduction="none")
-            if general_kl and kinds is not None and model.training and kinds.any():
-                token_losses = self._with_base_kl(model, decoder, head, inputs, keep, kinds, logits, token_losses)
             if kinds is not None and model.training:
-                self._count_kinds(token_losses.detach(), kinds[keep.nonzero(as_tuple=True)[0]])
+                general = kinds[keep.nonzero(as_tuple=True)[0]]  # one flag a labeled token
+                if general_kl and general.any():  # the general tokens' loss: their weighted KL from the base
+                    kl = self._base_kl(model, decoder, head, inputs, keep, kinds, logits[general])
+                    token_losses = token_losses.masked_scatter(general, general_kl * kl)
+                self._count_kinds(token_losses.detach(), general)
             loss = token_losses.sum()
             # Normalized by the tokens of the whole accumulated batch (what transformers does with
             # num_items_in_batch), so batch 8 x 1 equals batch 1 x 8.
@@ -311,21 +313,18 @@ def _cpu_trainer_class(base, shared_prefix: bool = True, general_kl: float = 0.0
             loss = loss / count
             return (loss, {}) if return_outputs else loss
 
-        def _with_base_kl(self, model, decoder, head, inputs, keep, kinds, logits, token_losses):
-            """`token_losses` with those of the general rows replaced by general_kl x KL(base || model) of their
-            next-token distributions at the labeled positions (the base: this model with its adapter off)."""
-            rows = kinds.to(keep.device)
-            general = rows[keep.nonzero(as_tuple=True)[0]]
+        def _base_kl(self, model, decoder, head, inputs, keep, rows, logits):
+            """KL(base || model) of the next-token distributions at the labeled positions of `rows` (the general
+            ones), `logits` the model's there; the base is this model with its adapter off."""
             sub = {k: v[rows] for k, v in inputs.items() if k != "labels" and torch.is_tensor(v)}
             with torch.no_grad(), model.disable_adapter(), self.accelerator.autocast():
                 base_logits = head(decoder(**sub, use_cache=False).last_hidden_state[:, :-1][keep[rows]])
-            kl = F.kl_div(
-                F.log_softmax(logits[general].float(), -1),
+            return F.kl_div(
+                F.log_softmax(logits.float(), -1),
                 F.log_softmax(base_logits.float(), -1),
                 log_target=True,
                 reduction="none",
             ).sum(-1)
-            return token_losses.masked_scatter(general, general_kl * kl)
 
         def _count_kinds(self, token_losses, general) -> None:
             """Add a batch's token losses to the sums of task and general rows (`general`: one flag a token)."""

@@ -150,14 +150,12 @@ def metrics_tables(title: str, metrics: dict[str, dict], width: int) -> list:
     """`metrics_table` in as many tables as a terminal `width` needs, each with the whole metric names and as many
     whole suite columns as fit: cut to fit, `prompt_loose_accuracy` and `prompt_strict_accuracy` both read
     `promp…` and were taken one for the other."""
-    keys = {k for m in metrics.values() for k in m}
-    used = max(map(len, keys), default=6) + 4  # the metric column, its padding and borders
-    chunks: list[dict[str, dict]] = [{}]
+    first = max((len(k) for m in metrics.values() for k in m), default=6) + 4  # metric column, padding, borders
+    used, chunks = first, [{}]
     for name, values in metrics.items():
         need = max([min(len(name), 16), *(len(_cell(v)) for v in values.values())]) + 3
         if chunks[-1] and used + need > width:
-            chunks.append({})
-            used = max(map(len, keys), default=6) + 4
+            used, chunks = first, [*chunks, {}]
         chunks[-1][name] = values
         used += need
     return [metrics_table(title if i == 0 else f"{title} (continued)", c) for i, c in enumerate(chunks)]

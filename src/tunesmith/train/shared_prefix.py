@@ -22,8 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 MIN_SHARED = 8  # a shorter common prefix is not worth a second decoder call (~0.2 s of fixed cost a step on a CPU)
-MIN_ROWS = 8  # nor a smaller batch. Banking77, bf16, 2 cores: batch 8 1.2x on an AMD EPYC (~1.0x on an Intel host),
-# batch 16 1.14x (Intel)
+MIN_ROWS = 8  # nor a smaller batch. Banking77, bf16, 2 cores: batch 8 1.14x over a whole run on an AMD EPYC
+# (1.08-1.24x in 16-step pairs; an Intel host's micro-benchmark saw no gain), batch 16 1.14x (Intel)
 GROUP_TOKENS = 16  # rows whose first this many tokens agree are batched together (their system prompt, mostly)
 _GROUP_STRIDE = 1 << 20  # a row's sort key: its group's rank times this, plus its length
 

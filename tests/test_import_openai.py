@@ -17,6 +17,7 @@ from tunesmith.config import Config, load_config
 from tunesmith.data.formats import load_records
 from tunesmith.errors import TunesmithError
 from tunesmith.migrate import HYPERPARAMETERS, import_openai_job
+from tunesmith.starter import starter_sections
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openai_jobs"
 VALIDATION = {"supervised": "supervised_valid.jsonl", "dpo": None, "reinforcement": "reinforcement_valid.jsonl"}
@@ -59,6 +60,13 @@ def test_each_method_becomes_a_project_that_loads_and_checks_clean(method, tmp_p
     cfg, project = load_config(out)
     assert cfg.train.objective == OBJECTIVE[method] and cfg.model.base == str(tiny_model_dir)
     assert cfg.eval.general_probe and (out / "eval").is_dir()  # the starter's eval section and eval/ directory
+    if method == "supervised":  # the starter's whole general mix: its data, share and KL weight
+        starter = starter_sections()["train"]
+        t = cfg.train
+        assert (t.general_data, t.general_share, t.general_kl) == tuple(
+            starter[k] for k in ("general_data", "general_share", "general_kl")
+        )
+        assert t.general_kl > 0
     for which in ("validation", "test"):  # the files `tunesmith run` reads besides data.train
         for name in getattr(cfg.data, which):
             assert load_records([project / name])

@@ -231,7 +231,7 @@ def project_sections(
     sections["data"] = {Path(f).stem: [f] for f in files} | data
     train = {"method": starter_train["method"], "objective": OBJECTIVES[method], "lora": starter_train["lora"]}
     if method == "supervised":  # general data is mixed into SFT only (it has no preference pairs, no grader item)
-        train |= {k: starter_train[k] for k in ("general_data", "general_share")}
+        train |= {k: starter_train[k] for k in ("general_data", "general_share", "general_kl")}
     sections["train"] = train
     for row in mapping:
         if row.config_key:

@@ -155,7 +155,8 @@ def metrics_tables(title: str, metrics: dict[str, dict], width: int) -> list:
     for name, values in metrics.items():
         need = max([min(len(name), 16), *(len(_cell(v)) for v in values.values())]) + 3
         if chunks[-1] and used + need > width:
-            used, chunks = first, [*chunks, {}]
+            chunks.append({})
+            used = first
         chunks[-1][name] = values
         used += need
     return [metrics_table(title if i == 0 else f"{title} (continued)", c) for i, c in enumerate(chunks)]

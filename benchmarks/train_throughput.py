@@ -73,6 +73,8 @@ ROWS = {  # name -> (description, overrides); "baseline" also swaps in TRL's own
     "batch-16": ("  batch size 16", ["train.batch_size=16"]),
     "batch-16-unshared": ("  batch size 16, shared prefix off", ["train.batch_size=16", "train.shared_prefix=false"]),
     "batch-8-unshared": ("  batch size 8, shared prefix off", ["train.batch_size=8", "train.shared_prefix=false"]),
+    # the shared prefix decoded through an expanded cache (two decoder calls, padding kept), not packed
+    "batch-8-cached": ("  batch size 8, prefix cached", ["train.batch_size=8"]),
 }
 
 
@@ -84,6 +86,10 @@ def main() -> None:
     parser.add_argument("--child", choices=list(ROWS))
     args = parser.parse_args()
     if args.child:
+        if args.child.endswith("-cached"):
+            from tunesmith.train import shared_prefix
+
+            shared_prefix.PACK_ATTENTION = 0  # never one packed sequence: the cache path
         result = measure(args.project, args.steps, args.child == "baseline", ROWS[args.child][1])
         print_result(result)
         return

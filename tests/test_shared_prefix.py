@@ -10,10 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
-def _model(tiny_model_dir, lora: bool):
+def _model(tiny_model_dir, lora: bool, attention: str = "eager"):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=attention)
     if lora:
         from peft import LoraConfig, get_peft_model
 
@@ -47,11 +47,22 @@ def _loss(hidden, head, labels):
     return torch.nn.functional.cross_entropy(head(hidden[:, :-1][keep]).float(), target[keep])
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_same_hidden_loss_and_gradients(tiny_model_dir, lora):
+@pytest.mark.parametrize(
+    "lora,attention,path",
+    [(False, "eager", "packed"), (True, "eager", "packed"), (True, "sdpa", "packed"), (True, "eager", "cached")],
+)
+def test_same_hidden_loss_and_gradients(tiny_model_dir, monkeypatch, lora, attention, path):
+    """One packed sequence (eager's additive mask, SDPA's boolean one) and the expanded cache alike."""
+    from tunesmith.train import shared_prefix
     from tunesmith.train.shared_prefix import shared_prefix_hidden, shared_prefix_length
 
-    model, decoder, head = _model(tiny_model_dir, lora)
+    taken = []
+    for name in ("_packed_hidden", "_cached_hidden"):
+        real = getattr(shared_prefix, name)
+        monkeypatch.setattr(shared_prefix, name, lambda *a, _f=real, _n=name: taken.append(_n) or _f(*a))
+    if path == "cached":
+        monkeypatch.setattr(shared_prefix, "PACK_ATTENTION", 0)  # packing never pays: the cache path
+    model, decoder, head = _model(tiny_model_dir, lora, attention)
     batch = _batch(head.weight.shape[0])
     assert shared_prefix_length(batch["input_ids"], batch["attention_mask"], batch["labels"]) == 12
     params = [p for p in model.parameters() if p.requires_grad]
@@ -61,6 +72,7 @@ def test_same_hidden_loss_and_gradients(tiny_model_dir, lora):
     grads_plain = torch.autograd.grad(loss_plain, params)
 
     hidden = shared_prefix_hidden(decoder, batch)
+    assert taken == [f"_{path}_hidden"]
     assert hidden is not None and hidden.shape == plain.last_hidden_state.shape
     real = batch["attention_mask"].bool()
     assert torch.allclose(hidden[real], plain.last_hidden_state[real], atol=1e-5)
@@ -86,6 +98,27 @@ def test_steps_aside(tiny_model_dir):
     assert shared_prefix_hidden(decoder, labeled) is None
     packed = {k: v for k, v in batch.items() if k != "attention_mask"}  # padding-free rows carry no mask
     assert shared_prefix_hidden(decoder, packed) is None
+
+
+def test_one_packed_sequence_only_where_it_is_cheap_and_exact(tiny_model_dir):
+    """Long rows (attention grows with the packed length squared), another attention kernel, a sliding window
+    shorter than the sequence or layers that are not attention: the prefix goes through the cache instead."""
+    from tunesmith.train.shared_prefix import PACK_ATTENTION, _packable
+
+    _, decoder, _ = _model(tiny_model_dir, lora=False)
+    config = decoder.config
+    # Banking77's batch of 8: 31 shared tokens, rows of ~66 padded, 311 packed (2.8x the batch's scores)
+    assert _packable(decoder, 311, 8 * 66 * 66)
+    assert not _packable(decoder, 8 * 300, 8 * 310 * 310)  # 8 support replies of ~300 tokens: 7.5x
+    assert PACK_ATTENTION * 8 * 66 * 66 < 8 * 300 * 8 * 300
+    config.sliding_window = 128
+    assert not _packable(decoder, 311, 8 * 66 * 66)
+    config.sliding_window = None
+    config.layer_types = ["full_attention", "linear_attention"]
+    assert not _packable(decoder, 311, 8 * 66 * 66)
+    config.layer_types = None
+    config._attn_implementation = "flash_attention_2"
+    assert not _packable(decoder, 311, 8 * 66 * 66)
 
 
 def test_the_cpu_trainer_decodes_the_shared_system_prompt_once_a_batch(tmp_path, tiny_model_dir, monkeypatch):

@@ -89,9 +89,9 @@ def test_steps_aside(tiny_model_dir):
     _, decoder, head = _model(tiny_model_dir, lora=False)
     batch = _batch(head.weight.shape[0])
     short = _batch(head.weight.shape[0], shared=4)
-    assert shared_prefix_hidden(decoder, short) is None  # too short to be worth a second call
+    assert shared_prefix_hidden(decoder, short) is None  # too short to be worth it
     small = {k: v[:4] for k, v in batch.items()}
-    assert shared_prefix_hidden(decoder, small) is None  # a batch under MIN_ROWS: the second call costs what it saves
+    assert shared_prefix_hidden(decoder, small) is None  # a batch under MIN_ROWS
     eight = {k: v[:8] for k, v in batch.items()}  # the starter's batch: shared (1.14x over a Banking77 run)
     assert shared_prefix_hidden(decoder, eight) is not None
     labeled = {**batch, "labels": batch["input_ids"].clone()}  # a label inside the prefix: nothing is shared
@@ -101,8 +101,9 @@ def test_steps_aside(tiny_model_dir):
 
 
 def test_one_packed_sequence_only_where_it_is_cheap_and_exact(tiny_model_dir):
-    """Long rows (attention grows with the packed length squared), another attention kernel, a sliding window
-    shorter than the sequence or layers that are not attention: the prefix goes through the cache instead."""
+    """Long rows (attention grows with the packed length squared), another attention kernel, positions not from
+    rotary embeddings, a sliding window shorter than the sequence or layers that are not attention: the prefix goes
+    through the cache instead."""
     from tunesmith.train.shared_prefix import PACK_ATTENTION, _packable
 
     _, decoder, _ = _model(tiny_model_dir, lora=False)
@@ -117,6 +118,9 @@ def test_one_packed_sequence_only_where_it_is_cheap_and_exact(tiny_model_dir):
     config.layer_types = ["full_attention", "linear_attention"]
     assert not _packable(decoder, 311, 8 * 66 * 66)
     config.layer_types = None
+    rope, config.rope_parameters = config.rope_parameters, None  # positions not from rotary embeddings
+    assert not _packable(decoder, 311, 8 * 66 * 66)
+    config.rope_parameters = rope
     config._attn_implementation = "flash_attention_2"
     assert not _packable(decoder, 311, 8 * 66 * 66)
 
@@ -235,3 +239,43 @@ def test_prompt_loss_neftune_and_loraplus_are_keyed_only_when_on():
     on.train.loraplus_lr_ratio = 16.0
     assert "loraplus_lr_ratio" not in train_settings(off, flat=True)["train"]
     assert train_settings(on, flat=True)["train"]["loraplus_lr_ratio"] == 16.0
+
+
+@pytest.mark.parametrize("family", ["qwen2", "gemma2", "phi3"])
+def test_other_families_pack_to_the_same_loss(family, monkeypatch):
+    """The packed sequence on decoders other than the tiny Llama's: Qwen2, Gemma2 (sliding-window layers beside
+    full ones, soft-capped scores) and Phi3, random and tiny, fp32."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tunesmith.train import shared_prefix
+
+    taken = []
+    real = shared_prefix._packed_hidden
+    monkeypatch.setattr(shared_prefix, "_packed_hidden", lambda *a: taken.append(1) or real(*a))
+    extra = {"head_dim": 8, "sliding_window": 512} if family == "gemma2" else {}
+    config = AutoConfig.for_model(
+        family,
+        vocab_size=96,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        **extra,
+    )
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    batch = _batch(96)
+    plain = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    hidden = shared_prefix.shared_prefix_hidden(decoder, batch)
+    assert taken == [1]
+    real_tokens = batch["attention_mask"].bool()
+    assert torch.allclose(hidden[real_tokens], plain.last_hidden_state[real_tokens], atol=1e-5)
+    assert _loss(hidden, head, batch["labels"]).item() == pytest.approx(
+        _loss(plain.last_hidden_state, head, batch["labels"]).item(), rel=1e-5
+    )

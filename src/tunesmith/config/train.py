@@ -149,10 +149,10 @@ class TrainConfig(Section):
     shared_prefix: bool = Field(
         True,
         description="SFT on a CPU: the tokens every row of a batch begins with (a task's system prompt and the "
-        "chat template around it) are decoded once a batch instead of once a row; the same loss and gradients. "
-        "Batches of 8 rows or more (on Banking77: batch 16 1.14x the tokens/s at 14% less peak memory on an Intel "
-        "host; batch 8 1.14x over a whole run on an AMD EPYC; `benchmarks/train_throughput.py`), which "
-        "are then also grouped by system prompt.",
+        "chat template around it) are decoded once a batch instead of once a row, the batch packed into one "
+        "sequence without padding; the same loss and gradients. Batches of 8 rows or more (on Banking77 at batch "
+        "8, AMD EPYC: 1.27-1.38x the tokens/s of no sharing, `benchmarks/train_throughput.py`), which are then also "
+        "grouped by system prompt.",
     )
     spread_general: bool = Field(
         True,

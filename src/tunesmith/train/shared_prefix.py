@@ -14,11 +14,11 @@ those of the whole batch (equal within float rounding: a test checks it in fp32)
 
 Where one packed sequence would make attention too dear (long rows: attention grows with the square of the packed
 length, more than PACK_ATTENTION times the batch's own), or the model's attention cannot take such a mask (not
-eager or SDPA, a sliding window shorter than the sequence, layers that are not attention), the prefix is decoded
-for one row with the cache on, the cache expanded (a view, no copy) to the batch, and the rows' own tokens decoded
-on top of it: two decoder calls, the padding kept, the same loss.
+eager or SDPA, positions not rotary, a sliding window shorter than the sequence, layers that are not attention),
+the prefix is decoded for one row with the cache on, the cache expanded (a view, no copy) to the batch, and the
+rows' own tokens decoded on top of it: two decoder calls, the padding kept, the same loss.
 
-It applies when a batch has at least MIN_ROWS rows (below that the second decoder call cost what it saved), the
+It applies when a batch has at least MIN_ROWS rows (a floor from when sharing always took two decoder calls), the
 rows are right-padded with an attention mask (not padding-free or packed batches), the prefix is at least
 MIN_SHARED tokens and carries no label, gradient checkpointing is off, and (for the cache path) the model's cache
 is transformers' plain dynamic cache (sliding-window and hybrid caches are left alone).
@@ -28,9 +28,10 @@ from __future__ import annotations
 
 from typing import Any
 
-MIN_SHARED = 8  # a shorter common prefix is not worth a second decoder call (~0.2 s of fixed cost a step on a CPU)
-MIN_ROWS = 8  # nor a smaller batch. Banking77, bf16, 2 cores: batch 8 1.14x over a whole run on an AMD EPYC
-# (1.08-1.24x in 16-step pairs; an Intel host's micro-benchmark saw no gain), batch 16 1.14x (Intel)
+MIN_SHARED = 8  # a shorter common prefix saves too little to be worth it
+MIN_ROWS = 8  # nor a smaller batch (a floor from when sharing took two decoder calls; not measured packed).
+# Banking77, bf16, 2 cores, batch 8, AMD EPYC: packed 1.27-1.38x the tokens/s of no sharing and
+# 1.09-1.19x the expanded cache's (16-step runs of benchmarks/train_throughput.py; the cache: 1.14x over a run)
 PACK_ATTENTION = 4  # one packed sequence while its attention scores number at most this times the batch's own
 GROUP_TOKENS = 16  # rows whose first this many tokens agree are batched together (their system prompt, mostly)
 _GROUP_STRIDE = 1 << 20  # a row's sort key: its group's rank times this, plus its length
@@ -96,10 +97,13 @@ def _right_padded(real) -> bool:
 
 def _packable(decoder, packed_length: int, batch_scores: int) -> bool:
     """Whether one packed sequence of `packed_length` tokens suits this decoder: an attention implementation that
-    takes a 4D mask as given (eager, SDPA), every layer an attention layer, a sliding window (if any) no shorter
-    than the sequence, and no more than PACK_ATTENTION times the attention scores of the padded batch."""
+    takes a 4D mask as given (eager, SDPA), positions that come from the position ids alone (rotary, not ALiBi's
+    from the mask), every layer an attention layer, a sliding window (if any) no shorter than the sequence, and no
+    more than PACK_ATTENTION times the attention scores of the padded batch."""
     config = getattr(decoder, "config", None)
     if getattr(config, "_attn_implementation", None) not in ("eager", "sdpa"):
+        return False
+    if getattr(config, "rope_parameters", None) is None or getattr(config, "alibi", False):
         return False
     if any(kind not in ("full_attention", "sliding_attention") for kind in getattr(config, "layer_types", None) or []):
         return False

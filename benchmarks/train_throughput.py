@@ -5,10 +5,12 @@
 Baseline = what a plain TRL SFT + LoRA run does: fp32 weights under bf16 autocast, LoRA dropout 0.05, gradient
 checkpointing on (TRL's default), TRL's fused LM-head loss, random batches. tunesmith = no LoRA dropout, no
 checkpointing, the LM head on labeled positions only, the frozen linear weights stored in bf16 (what autocast
-multiplies with anyway), length-grouped batches. Further rows change one of those settings: the base kept in fp32,
-and each `train.batching` (random, padding-free, packed). Same data, model, rank, batch size and step count; each
-row runs in its own process, so its peak RSS is its own. Prints tokens/s (non-padding), peak RSS, final loss, the
-ratios to the baseline, and the achieved FLOP/s as a share of this machine's measured bf16 matmul peak.
+multiplies with anyway), length-grouped batches, a shared system prompt decoded once a batch (packed). Further rows
+change one of those settings: the base kept in fp32, each `train.batching` (random, padding-free, packed), the
+batch size, the shared prefix off, through the expanded cache instead of packed, or packed below MIN_ROWS. Same
+data, model, rank and step count; each row runs in its own process, so its peak RSS is its own. Prints tokens/s
+(non-padding), peak RSS, final loss, the ratios to the baseline, and the achieved FLOP/s as a share of this
+machine's measured bf16 matmul peak.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ ROWS = {  # name -> (description, overrides); "baseline" also swaps in TRL's own
     "batch-8-unshared": ("  batch size 8, shared prefix off", ["train.batch_size=8", "train.shared_prefix=false"]),
     # the shared prefix decoded through an expanded cache (two decoder calls, padding kept), not packed
     "batch-8-cached": ("  batch size 8, prefix cached", ["train.batch_size=8"]),
+    "batch-4": ("  batch size 4 (under MIN_ROWS)", ["train.batch_size=4"]),
+    "batch-4-shared": ("  batch size 4, prefix packed", ["train.batch_size=4"]),  # MIN_ROWS lowered to 4
 }
 
 
@@ -90,6 +94,10 @@ def main() -> None:
             from tunesmith.train import shared_prefix
 
             shared_prefix.PACK_ATTENTION = 0  # never one packed sequence: the cache path
+        if args.child == "batch-4-shared":
+            from tunesmith.train import shared_prefix
+
+            shared_prefix.MIN_ROWS = 4  # what sharing would give below today's floor
         result = measure(args.project, args.steps, args.child == "baseline", ROWS[args.child][1])
         print_result(result)
         return

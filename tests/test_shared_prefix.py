@@ -90,10 +90,10 @@ def test_steps_aside(tiny_model_dir):
     batch = _batch(head.weight.shape[0])
     short = _batch(head.weight.shape[0], shared=4)
     assert shared_prefix_hidden(decoder, short) is None  # too short to be worth it
-    small = {k: v[:4] for k, v in batch.items()}
+    small = {k: v[:3] for k, v in batch.items()}
     assert shared_prefix_hidden(decoder, small) is None  # a batch under MIN_ROWS
-    eight = {k: v[:8] for k, v in batch.items()}  # the starter's batch: shared (1.14x over a Banking77 run)
-    assert shared_prefix_hidden(decoder, eight) is not None
+    four = {k: v[:4] for k, v in batch.items()}  # batch 4 packed: 1.32x the tokens/s of unshared on Banking77
+    assert shared_prefix_hidden(decoder, four) is not None
     labeled = {**batch, "labels": batch["input_ids"].clone()}  # a label inside the prefix: nothing is shared
     assert shared_prefix_hidden(decoder, labeled) is None
     packed = {k: v for k, v in batch.items() if k != "attention_mask"}  # padding-free rows carry no mask
@@ -217,9 +217,9 @@ def test_the_cpu_trainer_samples_by_prefix_group(tmp_path, tiny_model_dir):
     trainer, *_ = build_trainer(train_config(batch_size=16), ref, routing_records(12) + general, tmp_path / "a")
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, LengthGroupedSampler) and max(sampler.lengths) > 1 << 20  # two groups: ranked
-    for off in (train_config(batch_size=16, shared_prefix=False), train_config(batch_size=4)):
+    for off in (train_config(batch_size=16, shared_prefix=False), train_config(batch_size=3)):
         trainer, *_ = build_trainer(off, ref, routing_records(12) + general, tmp_path / "b")
-        assert max(trainer._get_train_sampler().lengths) < 1 << 20  # plain lengths: switched off, or batch < 8
+        assert max(trainer._get_train_sampler().lengths) < 1 << 20  # plain lengths: switched off, or batch < 4
 
 
 def test_prompt_loss_neftune_and_loraplus_are_keyed_only_when_on():

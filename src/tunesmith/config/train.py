@@ -150,9 +150,9 @@ class TrainConfig(Section):
         True,
         description="SFT on a CPU: the tokens every row of a batch begins with (a task's system prompt and the "
         "chat template around it) are decoded once a batch instead of once a row, the batch packed into one "
-        "sequence without padding; the same loss and gradients. Batches of 8 rows or more (on Banking77 at batch "
-        "8, AMD EPYC: 1.27-1.38x the tokens/s of no sharing, `benchmarks/train_throughput.py`), which are then also "
-        "grouped by system prompt.",
+        "sequence without padding; the same loss and gradients. Batches of 4 rows or more (on Banking77, AMD EPYC: "
+        "batch 4 1.32x the tokens/s of no sharing, batch 8 1.27-1.38x; `benchmarks/train_throughput.py`), which are "
+        "then also grouped by system prompt.",
     )
     spread_general: bool = Field(
         True,

@@ -30,7 +30,7 @@ from tunesmith.train.kinds import general_kl_skipped, spreads_general
 from tunesmith.train.result import TrainResult
 
 # Train fields added after runs were cached, keyed only when set away from their default, so a recipe that leaves
-# them alone keeps its key. shared_prefix: off, batches of 16+ are not grouped by system prompt (other batches).
+# them alone keeps its key. shared_prefix: off, batches of MIN_ROWS+ are not grouped by system prompt (other batches).
 # `oversample` is keyed as what it resolves to on the split (the train inputs' `oversample`), never as written.
 KEYED_WHEN_CHANGED = {
     "shared_prefix": True,

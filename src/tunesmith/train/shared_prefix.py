@@ -18,7 +18,7 @@ eager or SDPA, positions not rotary, a sliding window shorter than the sequence,
 the prefix is decoded for one row with the cache on, the cache expanded (a view, no copy) to the batch, and the
 rows' own tokens decoded on top of it: two decoder calls, the padding kept, the same loss.
 
-It applies when a batch has at least MIN_ROWS rows (a floor from when sharing always took two decoder calls), the
+It applies when a batch has at least MIN_ROWS rows, the
 rows are right-padded with an attention mask (not padding-free or packed batches), the prefix is at least
 MIN_SHARED tokens and carries no label, gradient checkpointing is off, and (for the cache path) the model's cache
 is transformers' plain dynamic cache (sliding-window and hybrid caches are left alone).
@@ -29,9 +29,9 @@ from __future__ import annotations
 from typing import Any
 
 MIN_SHARED = 8  # a shorter common prefix saves too little to be worth it
-MIN_ROWS = 8  # nor a smaller batch (a floor from when sharing took two decoder calls; not measured packed).
-# Banking77, bf16, 2 cores, batch 8, AMD EPYC: packed 1.27-1.38x the tokens/s of no sharing and
-# 1.09-1.19x the expanded cache's (16-step runs of benchmarks/train_throughput.py; the cache: 1.14x over a run)
+MIN_ROWS = 4  # nor a smaller batch (not measured under 4). Banking77, bf16, 2 cores, AMD EPYC, packed: batch 4
+# 1.32x the tokens/s of no sharing at 13% less peak memory; batch 8 1.27-1.38x, and 1.01-1.19x the expanded cache's
+# (24- and 16-step runs of benchmarks/train_throughput.py; the cache: 1.14x over a whole run at batch 8)
 PACK_ATTENTION = 4  # one packed sequence while its attention scores number at most this times the batch's own
 GROUP_TOKENS = 16  # rows whose first this many tokens agree are batched together (their system prompt, mostly)
 _GROUP_STRIDE = 1 << 20  # a row's sort key: its group's rank times this, plus its length

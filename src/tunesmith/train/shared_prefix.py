@@ -18,10 +18,10 @@ eager or SDPA, positions not rotary, a sliding window shorter than the sequence,
 the prefix is decoded for one row with the cache on, the cache expanded (a view, no copy) to the batch, and the
 rows' own tokens decoded on top of it: two decoder calls, the padding kept, the same loss.
 
-It applies when a batch has at least MIN_ROWS rows, the
-rows are right-padded with an attention mask (not padding-free or packed batches), the prefix is at least
-MIN_SHARED tokens and carries no label, gradient checkpointing is off, and (for the cache path) the model's cache
-is transformers' plain dynamic cache (sliding-window and hybrid caches are left alone).
+It applies when a batch has at least MIN_ROWS rows, the rows are right-padded with an attention mask (not
+padding-free or packed batches), the prefix is at least MIN_SHARED tokens and carries no label, gradient
+checkpointing is off, and (for the cache path) the model's cache is transformers' plain dynamic cache
+(sliding-window and hybrid caches are left alone).
 """
 
 from __future__ import annotations

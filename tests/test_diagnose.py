@@ -533,6 +533,20 @@ def test_underfitting_from_the_selection_curve(build):
     assert [f["code"] for f in check_loss(steep, {"selection": done})[1]] == ["loss_curve"]
 
 
+def test_a_dip_within_the_validation_sets_noise_is_not_a_turn():
+    """The example at `make demo`: 36 validation cases, 7 right at half a pass and 5 at the end, a tuned accuracy
+    of 0.26 and a training loss still falling. Two cases of 36 are noise, so the run underfits; the same dip on
+    1,000 cases is a turn (overfitting, not underfitting), and so is any dip where the size was not recorded."""
+    from tunesmith.diagnose.loss import check_loss
+
+    steep = metrics_rows([2.0 - 0.05 * s for s in range(1, 21)])
+    selection = {"metric": "task_accuracy", "stopped_early": False, "curve": [[10, 7 / 36], [20, 5 / 36]]}
+    codes = {f["code"] for f in check_loss(steep, {"selection": {**selection, "cases": 36}})[1]}
+    assert "underfitting" in codes
+    for turned in ({**selection, "cases": 1000}, selection):
+        assert "underfitting" not in {f["code"] for f in check_loss(steep, {"selection": turned})[1]}
+
+
 def test_underfitting_from_two_validations_needs_a_clear_rise(build):
     # one pass validated twice, still rising at the end (the 10,003-query Banking77 run: 0.803 -> 0.881)
     selection = {"metric": "task_accuracy", "best_step": 1162, "stopped_early": False}

@@ -287,15 +287,24 @@ def still_improving(metric: str | None, points: list[tuple[int, float]]) -> dict
 
 
 def peaked_early(metric: str | None, points: list[tuple[int, float]], selection: dict | None) -> bool:
-    """The validation metric (or the stopping rule) says the best point was before the end: more training would
-    overfit, not help."""
+    """The validation metric (or the stopping rule) says the best point was before the end, by more than the
+    validation set's noise: more training would overfit, not help."""
     if (selection or {}).get("stopped_early"):
         return True
     if metric is None or len(points) < UNDERFIT_MIN_VAL_POINTS:
         return False
     sign = -1 if metric in LOWER_IS_BETTER_VAL else 1
     values = [sign * x for _, x in points]
-    return values[-1] < max(values)
+    return max(values) - values[-1] > _noise(metric, max(values), (selection or {}).get("cases"))
+
+
+def _noise(metric: str, best: float, cases: int | None) -> float:
+    """How far a validation metric may dip below its best by chance alone: one binomial standard error of a rate
+    on `cases` validation cases (the example's 36: 7 right, then 5, is inside it). 0 for a loss, or when the run
+    did not record its validation size (every dip counts, as before)."""
+    if not cases or metric in LOWER_IS_BETTER_VAL or not 0.0 <= best <= 1.0:
+        return 0.0
+    return math.sqrt(best * (1.0 - best) / cases)
 
 
 def steep_end(curve: dict) -> dict | None:

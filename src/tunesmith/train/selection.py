@@ -195,6 +195,7 @@ class ValidationSelector(TrainerCallback):
             "best_value": s.best_value,
             "last_value": s.curve[-1][1] if s.curve else None,
             "evaluations": len(s.curve),
+            "cases": len(self.plan.cases),  # how noisy one evaluation is (diagnose reads it)
             "stopped_early": s.stopped_early,
             "pruned": s.pruned,
             "curve": s.curve,

@@ -75,10 +75,13 @@ ROWS = {  # name -> (description, overrides); "baseline" also swaps in TRL's own
     "batch-16": ("  batch size 16", ["train.batch_size=16"]),
     "batch-16-unshared": ("  batch size 16, shared prefix off", ["train.batch_size=16", "train.shared_prefix=false"]),
     "batch-8-unshared": ("  batch size 8, shared prefix off", ["train.batch_size=8", "train.shared_prefix=false"]),
-    # the shared prefix decoded through an expanded cache (two decoder calls, padding kept), not packed
     "batch-8-cached": ("  batch size 8, prefix cached", ["train.batch_size=8"]),
     "batch-4": ("  batch size 4 (under MIN_ROWS)", ["train.batch_size=4"]),
-    "batch-4-shared": ("  batch size 4, prefix packed", ["train.batch_size=4"]),  # MIN_ROWS lowered to 4
+    "batch-4-shared": ("  batch size 4, prefix packed", ["train.batch_size=4"]),
+}
+SHARED_PREFIX = {  # row -> tunesmith.train.shared_prefix constants set in its process (no config field for them)
+    "batch-8-cached": {"PACK_ATTENTION": 0},  # never one packed sequence: the expanded cache, two decoder calls
+    "batch-4-shared": {"MIN_ROWS": 4},  # sharing below the floor
 }
 
 
@@ -90,14 +93,10 @@ def main() -> None:
     parser.add_argument("--child", choices=list(ROWS))
     args = parser.parse_args()
     if args.child:
-        if args.child.endswith("-cached"):
-            from tunesmith.train import shared_prefix
+        from tunesmith.train import shared_prefix
 
-            shared_prefix.PACK_ATTENTION = 0  # never one packed sequence: the cache path
-        if args.child == "batch-4-shared":
-            from tunesmith.train import shared_prefix
-
-            shared_prefix.MIN_ROWS = 4  # what sharing would give below today's floor
+        for name, value in SHARED_PREFIX.get(args.child, {}).items():
+            setattr(shared_prefix, name, value)
         result = measure(args.project, args.steps, args.child == "baseline", ROWS[args.child][1])
         print_result(result)
         return

@@ -276,3 +276,20 @@ def test_a_new_project_gates_on_120_probe_prompts_and_keeps_the_other_30_for_the
     gated, spare = general_probe(cfg.eval.general_probe_limit), spare_probe(cfg)
     assert len(gated) == 120 and len(spare) == CONSTRAINT_PROMPTS == 30
     assert not {c.id for c in gated} & {c.id for c in spare}
+
+
+def test_every_search_parameter_maps_the_projects_own_recipe_and_back():
+    """The first trial is the project's recipe in the space's terms: every parameter the search may vary has a
+    value there (general_kl had none: a KeyError), and applying them gives back the project's training settings."""
+    from tunesmith.config import SEARCH_PARAMS, Config
+    from tunesmith.train.search.space import apply_params, default_params, search_space
+
+    cfg = Config()
+    cfg.train.general_data = ["builtin:self"]
+    cfg.train.general_kl = 3.0
+    cfg.train.epochs = 3
+    cfg.tune.params = list(SEARCH_PARAMS)
+    params = default_params(cfg, search_space(cfg), 100)
+    assert set(params) == set(SEARCH_PARAMS)
+    assert params["general_kl"] == 3.0
+    assert apply_params(cfg, params).train == cfg.train

@@ -140,6 +140,7 @@ def default_params(cfg: Config, space: dict[str, list[Any]], n_train: int) -> di
         "prompt_loss": t.prompt_loss,
         "neftune_alpha": t.neftune_alpha,
         "loraplus_lr_ratio": t.loraplus_lr_ratio,
+        "general_kl": t.general_kl,
     }
     if t.method == "full":
         values["lr"] = t.lr / FULL_LR_SCALE

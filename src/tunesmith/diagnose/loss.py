@@ -48,7 +48,7 @@ SPIKE_AFTER_GENERAL_REMEDY = (
     "The task's loss jumped right after batches of general rows (train.general_data), which pull the model off the "
     "task for a step or two. Where they come in runs (train.spread_general: false, or batching other than grouped), "
     "train.spread_general: true spreads them evenly through each pass; on Banking77 that smoothed the task's loss "
-    "but moved neither test accuracy nor the general probe significantly (README, Benchmarks). The general probe's "
+    "but moved neither test accuracy nor the general probe significantly (benchmarks/RESULTS.md). The general probe's "
     "gate says whether the forgetting matters."
 )
 FLAT_REMEDY = (

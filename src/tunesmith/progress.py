@@ -1,5 +1,5 @@
 """Progress that shows wherever the output goes: a rich bar on a terminal; in a file or a CI log, where a live bar
-prints nothing until it ends, a plain line per task every `every` seconds and when the task finishes.
+prints nothing until it ends, a plain line per task every `every` seconds and one when the progress stops.
 
     progress = LoggedProgress(TextColumn("{task.description}"), BarColumn())
     task = progress.add_task("Generating", total=600)
@@ -38,25 +38,37 @@ class LoggedProgress(Progress):
         super().advance(task_id, advance)
         self._maybe_log(task_id)
 
+    def stop(self) -> None:
+        """Each task's last line, once: finished (after whatever its caller set at the end, such as the training
+        loss logged after the last step) or where it stopped (a run stopped early)."""
+        if self.logging:
+            for task_id, task in self._tasks.items():
+                if self._logged.get(task_id) != -1:
+                    self._logged[task_id] = -1
+                    self.console.print(progress_line(task, final=True), highlight=False, markup=False)
+        super().stop()
+
     def _maybe_log(self, task_id: TaskID) -> None:
         if not self.logging:
             return
         task = self._tasks[task_id]
+        if task.finished:  # its line comes at stop()
+            return
         now = time.monotonic()
         last = self._logged.setdefault(task_id, now)
-        if now - last >= self.every or (task.finished and last != -1):
-            self._logged[task_id] = -1 if task.finished else now
+        if now - last >= self.every:
+            self._logged[task_id] = now
             self.console.print(progress_line(task), highlight=False, markup=False)
 
 
-def progress_line(task) -> str:
-    """`Training LoRA r=16: 120/753 (16%), 4m10s, ~21m55s left; loss 0.213, tps 312`."""
+def progress_line(task, final: bool = False) -> str:
+    """`Training LoRA r=16: 120/753 (16%), 4m10s, ~21m55s left; loss 0.213, tps 312` (`final`: no time left)."""
     total = task.total or 0
     line = f"{task.description}: {task.completed:.0f}/{total:.0f}"
     if total:
         line += f" ({100 * task.completed / total:.0f}%)"
     line += f", {_clock(task.elapsed or 0.0)}"
-    if task.time_remaining is not None and not task.finished:
+    if task.time_remaining is not None and not (task.finished or final):
         line += f", ~{_clock(task.time_remaining)} left"
     shown = [  # a field not known yet ("", None, NaN: the loss before the first log) is left out
         f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"

@@ -78,8 +78,12 @@ class RichProgress(TrainerCallback):
         self.progress.update(self.task, completed=state.global_step, loss=self.loss, tps=tps)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        """A training log's loss goes on the bar at once: a step's log comes after its `on_step_end`, so a run that
+        logs only at its last step (logging_steps = max_steps) ended on `loss nan`."""
         if logs and "loss" in logs:
             self.loss = logs["loss"]
+            if self.progress is not None:
+                self.progress.update(self.task, loss=self.loss)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.progress:

@@ -139,6 +139,14 @@ def _score(output, scorers, expected=None, tools=None, behavior="answer"):
         ({"type": "json"}, None, '{"a": 1}', "a: 1"),
         ({"type": "json_schema", "schema": {"type": "object", "required": ["a"]}}, None, '{"a": 1}', '{"b": 1}'),
         ({"type": "json_fields", "fields": ["q"]}, {"q": "x", "p": 1}, '{"q": "X", "p": 2}', '{"q": "y"}'),
+        # an expected object is compared as JSON (it was its Python repr), nested objects in any key order
+        ({"type": "exact"}, {"a": {"b": 1, "c": "x"}}, '{"a": {"c": "x", "b": 1.0}}', '{"a": {"b": 2, "c": "x"}}'),
+        (
+            {"type": "json_fields", "fields": ["a"]},
+            {"a": {"b": 1, "c": "x"}},
+            '{"a": {"c": "X", "b": 1}}',
+            '{"a": {"b": 1}}',
+        ),
         ({"type": "regex", "pattern": r"^Order #\d+$", "flags": "m"}, None, "ok\nOrder #12", "Order 12"),
         ({"type": "numeric"}, 1234, "so #### 1,234", "it is 1235"),
         ({"type": "contains", "text": ["refund", "days"]}, None, "Refund in 5 DAYS", "refund soon"),
@@ -150,6 +158,17 @@ def test_each_scorer_passes_and_fails(spec, expected, good, bad):
     assert _score(good, [spec], expected)[0]["task_correct"] is True
     scores, details = _score(bad, [spec], expected)
     assert scores["task_correct"] is False and scores[f"check:{spec['type']}"] is False
+
+
+def test_json_values_match_as_a_reader_means_them():
+    """Objects whatever their key order, arrays in order, numbers by value ("42" only against a number, so an id
+    "007" is not "7"), text ignoring case and spacing."""
+    from tunesmith.eval.scorers import values_match
+
+    assert values_match({"city": "Paris", "zip": "75001"}, {"zip": "75001", "city": "paris"})
+    assert values_match(42.0, 42) and values_match("42", 42) and values_match("1,000", 1000)
+    assert not values_match("007", "7") and not values_match([1, 2], [2, 1]) and not values_match({"a": 1}, "{'a': 1}")
+    assert values_match(True, "true") and values_match(None, None) and not values_match(1, 2)
 
 
 def test_tool_call_scorer_checks_name_schema_and_arguments():

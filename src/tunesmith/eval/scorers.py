@@ -81,13 +81,45 @@ def json_valid(output: str, schema: dict | None = None) -> bool:
 
 
 def field_matches(output: str, expected: dict, fields: list[str]) -> dict[str, bool]:
-    """Per-field equality (normalized) of the JSON in `output` against `expected`."""
+    """Per-field equality (`values_match`) of the JSON in `output` against `expected`."""
     try:
         obj = parse_json_lenient(output)
     except ValueError:
         obj = None
     obj = obj if isinstance(obj, dict) else {}
-    return {f: f in obj and normalize(obj[f]) == normalize(expected.get(f)) for f in fields}
+    return {f: f in obj and values_match(obj[f], expected.get(f)) for f in fields}
+
+
+def values_match(got: Any, want: Any) -> bool:
+    """Equality of two JSON values as a reader means it: objects whatever their key order, arrays item by item,
+    a number equal to the same number (42 and 42.0, or "42" where the other side is a number), strings and other
+    scalars ignoring case, spacing and a final period."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        return got.keys() == want.keys() and all(values_match(got[k], want[k]) for k in want)
+    if isinstance(got, list) and isinstance(want, list):
+        return len(got) == len(want) and all(map(values_match, got, want))
+    if isinstance(got, (dict, list)) or isinstance(want, (dict, list)):
+        return False
+    if _is_number(got) or _is_number(want):  # a string compared with a number is read as one
+        a, b = _as_number(got), _as_number(want)
+        if a is not None and b is not None:
+            return a == b
+    return normalize(got) == normalize(want)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _as_number(value: Any) -> float | None:
+    if _is_number(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip().replace(",", ""))
+        except ValueError:
+            return None
+    return None
 
 
 def detect_behavior(output: str) -> str:
@@ -161,10 +193,17 @@ def _expected_text(spec: dict, case: EvalCase) -> Any:
 
 
 def _exact(spec, case, output, schema):
+    """The reply is the expected text exactly (spacing at the ends aside); an expected JSON value (an object,
+    array, number or boolean) is compared as JSON: the reply must parse to an equal value."""
     want = _expected_text(spec, case)
     if want is None:
         return None, "no expected value"
-    return output.strip() == str(want).strip(), ""
+    if isinstance(want, str):
+        return output.strip() == want.strip(), ""
+    try:
+        return parse_json_strict(output) == want, ""
+    except ValueError:
+        return False, "not JSON"
 
 
 def _label(spec, case, output, schema):

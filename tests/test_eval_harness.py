@@ -449,11 +449,11 @@ def test_eval_compare_with_the_judge_reports_blind_preference(tmp_path):
         (tmp_path / "tunesmith.yaml").write_text(
             f"eval: {{judge: {{base_url: '{server.base_url}', model: j}}, bootstrap_samples: 200}}\n"
         )
-        res = runner.invoke(app, judged_compare_args(tmp_path, 4))
+        res = runner.invoke(app, judged_compare_args(tmp_path, 6))
     assert res.exit_code == 0, res.output
     pref = json.loads(res.output[res.output.index("[") :])[0]["preference"]
-    assert pref["judged"] == 4 and pref["wins"] == 4 and pref["win_rate"] == 1.0 and pref["verdict"] == "better"
-    assert len(server.requests) == 8  # 4 cases x 2 orders
+    assert pref["judged"] == 6 and pref["wins"] == 6 and pref["win_rate"] == 1.0 and pref["verdict"] == "better"
+    assert len(server.requests) == 12  # 6 cases x 2 orders (4 of 4 wins is not significant: sign test p 0.125)
 
 
 def test_project_suites_apply_suite_scorers_limits_and_the_probe(tmp_path):

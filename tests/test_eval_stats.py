@@ -62,6 +62,29 @@ def test_compare_is_paired_and_the_gate_needs_a_significant_win():
     assert not tie["gate"]["passed"] and "interval" in tie["gate"]["reason"]
 
 
+@pytest.mark.parametrize("n_fixed,n", [(1, 1), (5, 5), (4, 20)])
+def test_a_handful_of_fixed_cases_is_not_a_significant_win(n_fixed, n):
+    """The bootstrap interval of one case fixed of one is [1, 1], of five of five [1, 1] too: the verdict and the
+    gate also ask McNemar's exact test (p 1.0, 0.0625 and 0.125 here), which the interval alone passed."""
+    summary = compare(
+        rows("heldout", [False] * n), rows("heldout", [True] * n_fixed + [False] * (n - n_fixed)), Config()
+    )
+    acc = next(r for r in summary["metrics"] if r["metric"] == "task_accuracy")
+    assert acc["ci_low"] > 0 and acc["p_mcnemar"] >= 0.05
+    assert acc["verdict"] == "no significant difference" and not summary["gate"]["passed"]
+    assert "too few to tell" in summary["gate"]["reason"]
+    six = compare(rows("heldout", [False] * 6), rows("heldout", [True] * 6), Config())  # p 2/64
+    assert six["gate"]["passed"]
+
+
+def test_one_judged_win_is_not_a_preference():
+    from tunesmith.eval.stats import win_rate
+
+    assert win_rate(["win"])["verdict"] == "no significant difference"
+    assert win_rate(["win"] * 4 + ["tie"] * 10)["verdict"] == "no significant difference"  # sign test p 0.125
+    assert win_rate(["win"] * 6 + ["tie"])["verdict"] == "better"
+
+
 def test_behaviour_scores_refusal_precision_recall_and_hallucination():
     from tunesmith.eval.evaluate import aggregate
     from tunesmith.eval.scorers import detect_behavior

@@ -83,7 +83,14 @@ def paired_metrics(base_rows: list[dict], tuned_rows: list[dict], cfg: Config) -
 
 
 def _paired_row(suite: str, name: str, base: list[float], tuned: list[float], cfg: Config) -> dict[str, Any]:
+    """One metric's paired comparison. A pass/fail metric is a difference only where McNemar's exact test agrees
+    with the bootstrap interval: on a handful of cases the interval collapses (one case fixed of one: [1, 1])."""
     delta, low, high = bootstrap_delta(base, tuned, cfg.eval.bootstrap_samples, cfg.eval.confidence)
+    p = mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned])
+    verdict = _verdict(name, low, high)
+    binary = set(base) | set(tuned) <= {0.0, 1.0}
+    if binary and p >= 1 - cfg.eval.confidence:
+        verdict = "no significant difference"
     return {
         "suite": suite,
         "metric": name,
@@ -93,8 +100,9 @@ def _paired_row(suite: str, name: str, base: list[float], tuned: list[float], cf
         "delta": delta,
         "ci_low": low,
         "ci_high": high,
-        "p_mcnemar": mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned]),
-        "verdict": _verdict(name, low, high),
+        "p_mcnemar": p,
+        "binary": binary,
+        "verdict": verdict,
     }
 
 
@@ -148,6 +156,9 @@ def gate(rows: list[dict], g: GateConfig) -> dict[str, Any]:
         reasons.append(f"{better} {delta:+.3f} over {other} is not above {g.min_delta:+.3f}")
     if g.require_significant and not low > g.min_delta:
         reasons.append(f"interval low {low:+.3f} over {other} is not above {g.min_delta:+.3f}")
+    elif g.require_significant and g.min_delta >= 0 and row.get("binary") and row["verdict"] != "better":
+        # the interval cleared it, McNemar's exact test did not: too few cases changed to tell
+        reasons.append(f"{row['n']} paired cases are too few to tell: McNemar p {row['p_mcnemar']:.3g} over {other}")
     if g.min_format_validity is not None:
         fmt = next((r for r in rows if r["suite"] == suite and r["metric"] == "format_validity"), None)
         if fmt is None or fmt["tuned"] < g.min_format_validity:

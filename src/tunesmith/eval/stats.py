@@ -37,6 +37,12 @@ def mcnemar_exact(base: Sequence[bool], tuned: Sequence[bool]) -> float:
     """Two-sided exact McNemar p-value on paired pass/fail outcomes (binomial test on the discordant pairs)."""
     b = sum(1 for x, y in zip(base, tuned) if x and not y)  # base passed, tuned failed
     c = sum(1 for x, y in zip(base, tuned) if y and not x)  # tuned passed, base failed
+    return sign_test(b, c)
+
+
+def sign_test(b: int, c: int) -> float:
+    """Two-sided exact sign test: the p-value of a split as uneven as `b` against `c` when either side is a coin
+    toss (McNemar on discordant pairs; wins against losses, ties left out)."""
     n = b + c
     if n == 0:
         return 1.0
@@ -52,10 +58,13 @@ def preference_counts(judged: Sequence[str]) -> dict[str, int]:
 
 def win_rate(judged: Sequence[str], samples: int = 2000, confidence: float = 0.95) -> dict[str, float | str]:
     """B's win rate over judged outcomes (a tie counts half) with its bootstrap interval, and the verdict: better or
-    worse when the interval lies above or below one half. Empty when nothing was judged."""
+    worse when the interval lies above or below one half and the exact sign test on wins against losses agrees
+    (one judged win alone gives the interval [1, 1]). Empty when nothing was judged."""
     scores = [1.0 if o == "win" else 0.0 if o == "loss" else 0.5 for o in judged]
     if not scores:
         return {}
     rate, low, high = bootstrap_delta([0.0] * len(scores), scores, samples, confidence)
     verdict = "better" if low > 0.5 else "worse" if high < 0.5 else "no significant difference"
+    if sign_test(judged.count("win"), judged.count("loss")) >= 1 - confidence:
+        verdict = "no significant difference"
     return {"win_rate": rate, "ci_low": low, "ci_high": high, "verdict": verdict}

@@ -23,6 +23,27 @@ def test_loss_is_on_every_assistant_turn_and_its_end_of_turn_token_only(tiny_tok
     assert ex.dropped_assistant_tokens == 0
 
 
+def test_an_assistant_turn_of_weight_0_is_context_without_loss(tiny_tok):
+    """OpenAI's fine-tuning format marks replies not to learn from with `weight: 0`; the reader dropped the key, so
+    they were trained. Kept through the reader, such a turn is rendered but carries no loss, tool calls too."""
+    from tunesmith.data.messages import RecordError, parse_message
+
+    turns = [parse_message(m, i) for i, m in enumerate(TWO_TURNS)]
+    turns[2] = parse_message({**TWO_TURNS[2], "weight": 0}, 2)
+    turns[4] = parse_message({**TWO_TURNS[4], "weight": 1}, 4)
+    assert turns[2]["weight"] == 0 and "weight" not in turns[4]
+    ex = training_example(tiny_tok, turns)
+    assert trained_text(tiny_tok, ex) == "ok then<|im_end|>"
+    assert '{"queue": "billing"}' in tiny_tok.decode(ex.input_ids)  # still there as context
+    call = {"type": "function", "function": {"name": "get_order", "arguments": {"id": 42}}}
+    tools = [{"type": "function", "function": {"name": "get_order", "parameters": {"type": "object"}}}]
+    msgs = [TWO_TURNS[1], {"role": "assistant", "content": "", "tool_calls": [call], "weight": 0}, TWO_TURNS[4]]
+    assert trained_text(tiny_tok, training_example(tiny_tok, msgs, tools)) == "ok then<|im_end|>"
+    with pytest.raises(RecordError) as err:
+        parse_message({**TWO_TURNS[2], "weight": 0.5}, 2)
+    assert err.value.field == "messages[2].weight"
+
+
 def test_truncation_is_counted(tiny_tok):
     msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a long reply " * 20}]
     full = training_example(tiny_tok, msgs)

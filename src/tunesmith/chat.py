@@ -66,13 +66,14 @@ def prepare_messages(tok, messages: list[dict], tools: list | None) -> tuple[lis
         return messages, tools
     out = []
     for m in messages:
+        weight = {"weight": m["weight"]} if "weight" in m else {}  # a reply kept as context stays one
         if m.get("tool_calls"):
             text = "\n".join(
                 [m.get("content") or ""] * bool(m.get("content")) + [_tool_call_text(c) for c in m["tool_calls"]]
             )
-            out.append({"role": "assistant", "content": text})
+            out.append({"role": "assistant", "content": text, **weight})
         else:
-            out.append({k: v for k, v in m.items() if k in ("role", "content")})
+            out.append({k: v for k, v in m.items() if k in ("role", "content", "weight")})
     if tools:
         decl = (
             "You can call these tools:\n<tools>\n"
@@ -93,13 +94,14 @@ def render_prompt(tok, messages: list[dict], tools: list | None = None) -> str:
 
 
 def assistant_spans(tok, messages: list[dict], tools: list | None = None) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans of each assistant turn (content + end-of-turn token)."""
+    """The rendered conversation and the character spans of each assistant turn (content + end-of-turn token) that
+    carries loss: a turn with `weight: 0` is context only."""
     messages, tools = prepare_messages(tok, messages, tools)
     full = _render(tok, messages, tools)
     eot = tok.eos_token or ""
     spans = []
     for i, msg in enumerate(messages):
-        if msg.get("role") != "assistant":
+        if msg.get("role") != "assistant" or msg.get("weight") == 0:
             continue
         before = _render(tok, messages[:i], tools, add_generation_prompt=True) if i else ""
         upto = _render(tok, messages[: i + 1], tools)

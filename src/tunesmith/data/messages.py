@@ -24,7 +24,9 @@ class RecordError(ValueError):
 
 
 def parse_message(raw: Any, index: int) -> dict[str, Any]:
-    """One chat message, checked: a known role, string content (or tool calls), JSON tool-call arguments."""
+    """One chat message, checked: a known role, string content (or tool calls), JSON tool-call arguments. An
+    assistant turn's `weight: 0` (OpenAI's fine-tuning format) is kept, so training puts no loss on it; `weight: 1`,
+    the default, is dropped."""
     where = f"messages[{index}]"
     if not isinstance(raw, dict):
         raise RecordError(where, "a message must be an object with `role` and `content`")
@@ -32,6 +34,11 @@ def parse_message(raw: Any, index: int) -> dict[str, Any]:
     if role not in ROLES:
         raise RecordError(f"{where}.role", f"unknown role {role!r}", f"use one of {', '.join(ROLES)}")
     msg = {k: v for k, v in raw.items() if k != "weight"}
+    if "weight" in raw and role == "assistant":  # OpenAI's fine-tuning format: 0 keeps a reply as context only
+        if raw["weight"] not in (0, 1) or isinstance(raw["weight"], bool):
+            raise RecordError(f"{where}.weight", f"weight must be 0 or 1, got {raw['weight']!r}", "0: no loss on it")
+        if raw["weight"] == 0:
+            msg["weight"] = 0
     content = msg.get("content")
     if role == "assistant" and msg.get("tool_calls"):
         if not isinstance(msg["tool_calls"], list):

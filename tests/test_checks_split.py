@@ -76,6 +76,18 @@ def test_split_is_seeded_stratified_and_sized():
     assert [r.line for r in other] != [r.line for r in held]
 
 
+def test_labels_of_one_or_two_records_still_give_the_asked_share():
+    """Every label unique (a JSON field such as a vendor's name): rounding label by label held out nothing; two
+    records a label held out half. The total is now the fraction of all records, shared out by largest remainder."""
+    unique = [rec(f"invoice {i}", json.dumps({"vendor": f"v{i}"}), line=i) for i in range(100)]
+    train, held = split_records(unique, 0.2, 42, lambda r: reply_label(r, "vendor"))
+    assert (len(train), len(held)) == (80, 20)
+    pairs = [rec(f"q {i}", json.dumps({"queue": f"q{i // 2}"}), line=i) for i in range(20)]
+    train, held = split_records(pairs, 0.2, 42, lambda r: reply_label(r, "queue"))
+    assert (len(train), len(held)) == (16, 4)
+    assert split_records(pairs[:2], 0.2, 42, lambda r: reply_label(r, "queue"))[1]  # two records: one held out
+
+
 def test_split_never_puts_the_same_input_on_both_sides():
     records = labeled(100)
     # the same question (modulo case and spaces) with different answers: must stay together

@@ -15,6 +15,7 @@ never contains a prompt the model was trained on.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
 from collections.abc import Callable
@@ -55,7 +56,7 @@ def split_records(
     label_of: Callable[[Record], str | None] = lambda r: None,
     groups_of: list | None = None,
 ) -> tuple[list[Record], list[Record]]:
-    """Split into (train, held-out). Stratified per label; a group stays on one side.
+    """Split into (train, held-out). Stratified per label (`held_out_counts`); a group stays on one side.
 
     Groups are equal inputs by default; pass `groups_of` (a group id per record, e.g. near-duplicate clusters from
     `tunesmith.data.dedup.near_duplicate_clusters`) to keep whole clusters together.
@@ -67,18 +68,33 @@ def split_records(
     for members in groups.values():
         strata[str(label_of(members[0]))].append(members)
     rng = random.Random(seed)
+    counts = held_out_counts({label: len(bucket) for label, bucket in strata.items()}, fraction, seed)
     train, heldout = [], []
     for label in sorted(strata):
         bucket = strata[label]
         rng.shuffle(bucket)
-        # Round to nearest, but a label with 2+ groups always has one case held out so it is measured.
-        n_out = round(len(bucket) * fraction)
-        if n_out == 0 and len(bucket) >= 2:
-            n_out = 1
         for i, members in enumerate(bucket):
-            (heldout if i < n_out else train).extend(members)
+            (heldout if i < counts[label] else train).extend(members)
     order = {id(r): i for i, r in enumerate(records)}
     return sorted(train, key=lambda r: order[id(r)]), sorted(heldout, key=lambda r: order[id(r)])
+
+
+def held_out_counts(sizes: dict[str, int], fraction: float, seed: int) -> dict[str, int]:
+    """Groups to hold out per label (`sizes`: groups per label). The total is `fraction` of all groups, rounded half
+    up and at least one where there are two groups or more; each label gets its share rounded down, and the rest go
+    one each to the labels with the largest remainders (ties in a seeded order). Rounding label by label held out
+    nothing where every label had one group (a JSON field such as a vendor's name) and half where each had two."""
+    total = sum(sizes.values())
+    target = math.floor(total * fraction + 0.5)
+    if total >= 2 and fraction > 0:
+        target = min(max(target, 1), total - 1)
+    counts = {label: math.floor(n * fraction) for label, n in sizes.items()}
+    labels = sorted(sizes)
+    random.Random(f"{seed}-held-out").shuffle(labels)
+    labels.sort(key=lambda label: counts[label] - sizes[label] * fraction)  # largest remainder first; stable
+    for label in labels[: max(0, target - sum(counts.values()))]:
+        counts[label] += 1
+    return counts
 
 
 def leakage(train: list[Record], heldout: list[Record], threshold: float = 0.8) -> list:

@@ -162,6 +162,45 @@ def test_bad_search_settings_name_what_is_valid(tiny_project):
     assert err.value.problems[0].where == "tune.params: general_kl" and "general data" in err.value.problems[0].message
 
 
+@pytest.mark.parametrize(
+    "params,ranges,objective,message",
+    [
+        (["lora_alpha"], {"lora_alpha": [0.05, 1]}, "sft", "0.05: Input should be greater than or equal to 1"),
+        (["lr"], {"lr": [0.5, 2]}, "sft", "2: Input should be less than 1"),
+        (["lr"], {"lr": [3e-3, 1e-4]}, "sft", "low 0.003 is above high 0.0001"),
+        (["lr"], {"lr": [0, 1e-3]}, "sft", "a learning rate is above 0"),
+        (["epochs"], {"epochs": [0.5, 2]}, "sft", "0: Input should be greater than 0"),
+        (["method"], {"method": ["lora", "dpo"]}, "sft", "'dpo': Input should be"),
+        (["method"], {}, "dpo", "'full': DPO here uses the base with the adapter switched off"),
+    ],
+)
+def test_a_value_no_trial_could_train_with_is_named_before_the_search(params, ranges, objective, message):
+    """Each choice and each end of a range is applied and checked as the config is: these were pydantic or Optuna
+    tracebacks in the middle of a search, the trial left RUNNING."""
+    from tunesmith.config import Config
+    from tunesmith.train.search.space import search_space
+
+    cfg = Config()
+    cfg.train.objective = objective
+    cfg.tune.params, cfg.tune.ranges = params, ranges
+    with pytest.raises(TunesmithError) as err:
+        search_space(cfg)
+    assert err.value.problems[0].where == f"tune.ranges.{params[0]}" and message in err.value.problems[0].message
+
+
+def test_a_trial_that_switches_to_a_full_fine_tune_takes_a_tenth_of_the_lora_rate():
+    """With `method` searched and `lr` not, full trials trained at the LoRA rate (ten times what the search itself
+    gives a full fine-tune), and a full project's LoRA trials at the full rate."""
+    from tunesmith.config import Config
+    from tunesmith.train.search.space import apply_params
+
+    cfg = Config()
+    assert apply_params(cfg, {"method": "full"}).train.lr == pytest.approx(cfg.train.lr * 0.1)
+    assert apply_params(cfg, {"method": "lora"}).train.lr == cfg.train.lr
+    cfg.train.method, cfg.train.lr = "full", 1e-5
+    assert apply_params(cfg, {"method": "lora"}).train.lr == pytest.approx(1e-4)
+
+
 def test_two_worker_processes_share_one_study(tiny_project, tmp_path):
     """Two `tunesmith tune` processes on one journal-file study (as machines sharing a file system would): each
     runs its own trials, none twice, and both see all of them."""

@@ -101,7 +101,7 @@ class TrainConfig(Section):
         description="`objective: grpo`'s settings: `generations` per prompt, `max_completion_tokens`, `rewards` "
         "(formerly grpo_generations, grpo_max_completion_tokens, rewards).",
     )
-    epochs: float | Literal["auto"] = Field(
+    epochs: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
         "auto",
         description="Passes over the training split, or `auto`: enough passes for small data sets to "
         "converge (about 5,400 examples seen, between 1 and 10 passes; see `auto_epochs`), with the validation "

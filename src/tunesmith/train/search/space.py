@@ -68,9 +68,39 @@ def search_space(cfg: Config) -> dict[str, list[Any]]:
                     f"`tunesmith data distill`), or drop {name}",
                 )
             )
+    problems += [] if problems else _unusable_values(cfg, space)
     if problems:
         raise TunesmithError("Bad search space", problems)
     return space
+
+
+def _unusable_values(cfg: Config, space: dict[str, list[Any]]) -> list[Problem]:
+    """Each choice, and each end of a range, applied to the project's config and checked as the config is, so a
+    value no trial could train with is named before the search starts (not a traceback in its middle)."""
+    from pydantic import ValidationError
+
+    problems = []
+    for name, rng in space.items():
+        where, default = f"tune.ranges.{name}", f"default: {DEFAULT_RANGES[name]}"
+        values = rng
+        if _is_range(name, rng):
+            low, high = rng
+            if low > high:
+                problems.append(Problem(where, f"low {low} is above high {high}", "give [low, high]"))
+            if name == "lr" and low <= 0:
+                problems.append(
+                    Problem(where, f"low {low}: a learning rate is above 0 (searched on a log scale)", default)
+                )
+                continue
+            values = [int(low), int(high)] if name == "epochs" else [low, high]  # epochs: whole passes
+        for value in values:
+            try:
+                apply_params(cfg, {name: value})
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                reason = str(error.get("ctx", {}).get("error") or error["msg"])
+                problems.append(Problem(where, f"{value!r}: {reason}", default))
+    return problems
 
 
 def _number(value: Any) -> Any:
@@ -108,18 +138,20 @@ def suggest(trial, space: dict[str, list[Any]]) -> dict[str, Any]:
 
 def apply_params(cfg: Config, params: dict[str, Any]) -> Config:
     """The config with a trial's parameters in `train` (alpha given as a multiple of r; a full fine-tune's
-    learning rate scaled down)."""
+    learning rate a tenth of LoRA's, also where the trial changes the method and not the rate), checked as the
+    whole config is (a pydantic ValidationError when a combination cannot train)."""
     train = flat_train(cfg.train.model_dump())
     for name, value in params.items():
         train[name] = value
     if "lora_alpha" in params:
         train["lora_alpha"] = int(params["lora_alpha"] * train["lora_r"])
-    if train["method"] == "full" and "lr" in params:
-        train["lr"] = params["lr"] * FULL_LR_SCALE
+    if "lr" in params or train["method"] != cfg.train.method:
+        lora_lr = params.get("lr", cfg.train.lr / (FULL_LR_SCALE if cfg.train.method == "full" else 1))
+        train["lr"] = lora_lr * (FULL_LR_SCALE if train["method"] == "full" else 1)
     if train["method"] == "full":
         train["dora"] = train["rslora"] = False
         train["loraplus_lr_ratio"] = None
-    return cfg.model_copy(update={"train": type(cfg.train).model_validate(nest_moved(train, quiet=True))})
+    return type(cfg).model_validate({**cfg.model_dump(), "train": nest_moved(train, quiet=True)})
 
 
 def default_params(cfg: Config, space: dict[str, list[Any]], n_train: int) -> dict[str, Any]:

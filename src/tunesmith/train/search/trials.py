@@ -50,11 +50,11 @@ def run_trial(
     from optuna.trial import TrialState
 
     trial = _ask(study)
-    params = suggest(trial, space)
-    tcfg = _within_budget(apply_params(cfg, params), budget_s - time_spent(study))
-    report, pruned = _pruner_report(trial, tcfg)
-    console.print(f"[bold]▶ trial {trial.number}[/bold]: {', '.join(f'{k}={_fmt(v)}' for k, v in params.items())}")
     try:
+        params = suggest(trial, space)
+        tcfg = _within_budget(apply_params(cfg, params), budget_s - time_spent(study))
+        report, pruned = _pruner_report(trial, tcfg)
+        console.print(f"[bold]▶ trial {trial.number}[/bold]: {', '.join(f'{k}={_fmt(v)}' for k, v in params.items())}")
         run = _reused(trial, cfg, own_run) or train(
             tcfg, report, {"search": {"study": study.study_name, "trial": trial.number}}
         )

@@ -201,6 +201,29 @@ def test_a_trial_that_switches_to_a_full_fine_tune_takes_a_tenth_of_the_lora_rat
     assert apply_params(cfg, {"method": "lora"}).train.lr == pytest.approx(1e-4)
 
 
+def test_a_reused_default_trial_stands_for_the_projects_own_recipe(tmp_path):
+    """The first trial reuses the project's run, trained with its own recipe; its params are that recipe in the
+    space's terms, snapped to the nearest choice (alpha 24 at r 16 is no multiple in [1, 2, 4]). When it wins, the
+    config the project goes on with is its own, not the snapped one that was never trained."""
+    import optuna
+
+    from tunesmith.config import Config
+    from tunesmith.train.search.result import result_of
+    from tunesmith.train.search.space import default_params, suggest
+
+    cfg = Config()
+    cfg.train.lora.alpha = 24
+    space = {"lora_alpha": [1, 2, 4]}
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(default_params(cfg, space, 100), user_attrs={"default": True})
+    trial = study.ask()
+    assert suggest(trial, space)["lora_alpha"] != 1.5
+    trial.set_user_attr("reused", True)
+    trial.set_user_attr("run", str(tmp_path))
+    study.tell(trial, 0.8)
+    assert result_of(study, cfg, space, "task_accuracy", 60.0, None, "budget spent").best_config.train == cfg.train
+
+
 def test_two_worker_processes_share_one_study(tiny_project, tmp_path):
     """Two `tunesmith tune` processes on one journal-file study (as machines sharing a file system would): each
     runs its own trials, none twice, and both see all of them."""

@@ -57,7 +57,10 @@ def result_of(
         "constraint": guard.describe() if guard else None,
         "why": why_chosen(best, default, vs_default, metric),
     }
-    return SearchResult(apply_params(cfg, best.params), Path(best.user_attrs["run"]), summary)
+    # a reused run is the project's own recipe as configured, which its trial's params may only approximate
+    # (a choice the space lacks snapped to the nearest, `epochs: auto` counted before mixing)
+    best_config = cfg if best.user_attrs.get("reused") else apply_params(cfg, best.params)
+    return SearchResult(best_config, Path(best.user_attrs["run"]), summary)
 
 
 def _best_feasible(trials: list, metric: str, reason: str):

@@ -224,6 +224,30 @@ def test_a_reused_default_trial_stands_for_the_projects_own_recipe(tmp_path):
     assert result_of(study, cfg, space, "task_accuracy", 60.0, None, "budget spent").best_config.train == cfg.train
 
 
+@pytest.mark.parametrize("kind", ["successive_halving", "hyperband"])
+def test_the_first_trial_takes_its_rungs_so_later_trials_are_measured_against_it(kind):
+    """Optuna's `auto` resources wait for a finished trial, so the first trial (the project's own recipe, the
+    reference) never recorded a rung and a later trial far behind it at the same examples seen went on."""
+    import optuna
+
+    from tunesmith.config import Config
+    from tunesmith.train.search.study import pruner, pruner_resources
+
+    first, longest = pruner_resources(Config(), {"epochs": [1, 10]}, 1000)
+    assert first == 504 and longest == 10_000  # two validations a pass of batch 8; ten passes
+    study = optuna.create_study(direction="maximize", pruner=pruner(kind, first, longest))
+    trial = study.ask()
+    for examples, value in ((first, 0.6), (3 * first, 0.8), (9 * first, 0.9)):
+        trial.report(value, examples)
+        assert not trial.should_prune()
+    study.tell(trial, 0.9)
+    assert any(k.startswith("completed_rung_") for k in study.trials[0].system_attrs)
+    if kind == "successive_halving":  # one bracket: every trial meets the reference at each rung
+        behind = study.ask()
+        behind.report(0.1, first)
+        assert behind.should_prune()
+
+
 def test_two_worker_processes_share_one_study(tiny_project, tmp_path):
     """Two `tunesmith tune` processes on one journal-file study (as machines sharing a file system would): each
     runs its own trials, none twice, and both see all of them."""

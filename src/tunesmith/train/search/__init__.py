@@ -58,7 +58,7 @@ def search_recipe(
     budget_s = 60 * (budget_minutes or cfg.tune.budget_minutes)
     max_trials = max_trials or cfg.tune.max_trials
     space, metric = search_space(cfg), _metric(cfg)
-    study = open_study(cfg, project, split_key, model_identity, space, metric)
+    study = open_study(cfg, project, split_key, model_identity, space, metric, n_train)
     reap_dead_trials(study)
     ensure_default(study, default_params(cfg, space, n_train))
     console.print(

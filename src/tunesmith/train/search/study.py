@@ -69,8 +69,9 @@ def study_name(cfg: Config, split_key: str, model: str, space: dict, metric: str
     return "tunesmith-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def open_study(cfg: Config, project: Path, split_key: str, model: str, space: dict, metric: str):
-    """Create or load the project's study (TPE sampler with constraints, the configured pruner)."""
+def open_study(cfg: Config, project: Path, split_key: str, model: str, space: dict, metric: str, n_train: int):
+    """Create or load the project's study (TPE sampler with constraints, the configured pruner, its resources in
+    training examples seen, `pruner_resources`)."""
     import optuna
 
     storage, _ = storage_of(cfg, project)
@@ -82,17 +83,34 @@ def open_study(cfg: Config, project: Path, split_key: str, model: str, space: di
         storage=storage,
         direction=direction_of(metric),
         sampler=sampler,
-        pruner=_pruner(cfg.tune.pruner),
+        pruner=pruner(cfg.tune.pruner, *pruner_resources(cfg, space, n_train)),
         load_if_exists=True,
     )
 
 
-def _pruner(kind: str):
+def pruner_resources(cfg: Config, space: dict, n_train: int) -> tuple[int, int]:
+    """(min, max) training examples a trial is judged over: the project's recipe's first validation, and the longest
+    trial the space allows. Given, not left to Optuna's `auto`, which waits for a finished trial: the first trial,
+    the project's own recipe, then never took its rungs, and no later trial was measured against it."""
+    from tunesmith.train.trainer import resolve_epochs, resolve_eval_steps
+
+    t = cfg.train
+    first = resolve_eval_steps(cfg, n_train) * t.batch_size * t.grad_accum * t.nproc
+    epochs = max(space["epochs"]) if "epochs" in space else resolve_epochs(t.epochs, n_train)
+    return first, max(first + 1, math.ceil(n_train * epochs))
+
+
+def pruner(kind: str, min_resource: int, max_resource: int):
+    """The configured Optuna pruner; its steps are training examples seen (comparable across batch sizes)."""
     import optuna
 
     return {
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3),
-        "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(reduction_factor=3),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(
+            min_resource=min_resource, max_resource=max_resource, reduction_factor=3
+        ),
+        "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=min_resource, reduction_factor=3
+        ),
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1),
         "none": lambda: optuna.pruners.NopPruner(),
     }[kind]()

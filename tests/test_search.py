@@ -248,6 +248,25 @@ def test_the_first_trial_takes_its_rungs_so_later_trials_are_measured_against_it
         assert behind.should_prune()
 
 
+def test_a_reaped_trial_counts_its_time_to_its_last_validation_not_to_the_restart():
+    """A search killed overnight: its trial, failed when the next search opens the study, counted the hours between
+    as trial time, and the next search stopped at once with "budget spent"."""
+    import time
+
+    import optuna
+
+    from tunesmith.train.search.study import reap_dead_trials, time_spent
+
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    trial = study.ask()
+    trial.set_user_attr("host", __import__("socket").gethostname())
+    trial.set_user_attr("pid", 2**22 + 12345)  # no such process
+    trial.set_user_attr("alive_at", trial.datetime_start.timestamp() + 1.0)  # its last validation, 1 s in
+    time.sleep(1.5)  # the downtime before the next search
+    reap_dead_trials(study)
+    assert study.trials[0].state.name == "FAIL" and time_spent(study) == pytest.approx(1.0)
+
+
 def test_two_worker_processes_share_one_study(tiny_project, tmp_path):
     """Two `tunesmith tune` processes on one journal-file study (as machines sharing a file system would): each
     runs its own trials, none twice, and both see all of them."""

@@ -31,7 +31,7 @@ class TuneConfig(Section):
         30.0,
         gt=0,
         description="Wall time for the search's trials (`tunesmith tune --budget`); no trial starts "
-        "when the time left is shorter than the trials so far took, and a running trial stops at the budget.",
+        "when the time left is under half the trials' median so far, and a running trial stops at the budget.",
     )
     max_trials: int | None = Field(None, ge=1, description="At most this many trials (the budget decides otherwise).")
     params: list[Literal[SEARCH_PARAMS]] = Field(  # type: ignore[valid-type]
@@ -46,8 +46,9 @@ class TuneConfig(Section):
     )
     ranges: dict[str, list[Any]] = Field(
         default_factory=dict,
-        description="Ranges that replace the defaults: [low, high] for numbers, a list of "
-        "choices otherwise, e.g. {lr: [1e-4, 3e-3], lora_r: [8, 16, 32, 64]}.",
+        description="Ranges that replace the defaults: [low, high] for lr (log scale), epochs (whole passes), "
+        "lora_dropout, weight_decay and warmup_ratio; a list of choices for the others, e.g. {lr: [1e-4, 3e-3], "
+        "lora_r: [8, 16, 32, 64]} (lora_r: [8, 64] tries 8 and 64 only). Every value is checked before the search.",
     )
     pruner: Literal["hyperband", "successive_halving", "median", "none"] = Field(
         "hyperband",

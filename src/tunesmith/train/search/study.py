@@ -124,7 +124,9 @@ def direction_of(metric: str) -> str:
 
 def reap_dead_trials(study) -> None:
     """Trials left RUNNING by a process of this machine that no longer exists (a killed search) are failed, so
-    their time counts and the search goes on; other machines' trials are theirs (Optuna's heartbeat fails them)."""
+    the search goes on; their time is counted to their last validation (`alive_at`), not to now, so the hours
+    between a crash and the next search do not spend the budget. Another machine's trials are left to it: they
+    count as running until its own search reaps them."""
     import os
     import socket
 
@@ -132,6 +134,10 @@ def reap_dead_trials(study) -> None:
 
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("host") == socket.gethostname() and not _alive(t.user_attrs.get("pid")):
+            alive = t.user_attrs.get("alive_at")
+            began = t.datetime_start.timestamp() if t.datetime_start else None
+            seconds = max(0.0, alive - began) if alive and began else 0.0
+            study._storage.set_trial_user_attr(t._trial_id, "seconds", seconds)  # no public setter for another's
             study.tell(t.number, state=TrialState.FAIL)
     study.set_user_attr("opened_by", f"{socket.gethostname()}:{os.getpid()}")
 
@@ -177,8 +183,11 @@ def duplicate_default(study, trial) -> bool:
 
 
 def trial_seconds(trial) -> float | None:
+    """A trial's time: start to end (to now while it runs), or what was counted for it when it was reaped."""
     import datetime
 
+    if "seconds" in trial.user_attrs:
+        return trial.user_attrs["seconds"]
     if trial.datetime_start is None:
         return None
     end = trial.datetime_complete or datetime.datetime.now()

@@ -4,6 +4,7 @@ reported to the pruner, and the outcome told to the study (complete, pruned, cut
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,7 @@ def _pruner_report(trial, tcfg: Config) -> tuple[Callable[[int, float], bool], l
     pruned: list[int] = []
 
     def report(step: int, value: float) -> bool:
+        trial.set_user_attr("alive_at", time.time())  # a killed trial's time ends here (reap_dead_trials)
         if not math.isfinite(value):
             return False
         trial.report(value, step * per_step)  # examples seen: comparable across batch sizes

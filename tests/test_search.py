@@ -267,6 +267,22 @@ def test_a_reaped_trial_counts_its_time_to_its_last_validation_not_to_the_restar
     assert study.trials[0].state.name == "FAIL" and time_spent(study) == pytest.approx(1.0)
 
 
+def test_a_trial_stopped_by_the_projects_own_time_limit_is_a_fair_candidate():
+    """`budget.max_train_minutes` is part of the recipe: a trial it stops has ended as the project asks. Only the
+    search's own cap makes a cut trial (pruned); every trial stopped by the user's limit was "cut", and with none
+    finished the search said "raise --budget", which could not help."""
+    from tunesmith.config import Config
+    from tunesmith.train.search.trials import _within_budget
+
+    cfg = Config()
+    assert _within_budget(cfg, 600.0)[1] is True  # no limit of its own: the search's 10 minutes
+    cfg.budget.max_train_minutes = 5.0
+    tcfg, searchs = _within_budget(cfg, 1800.0)
+    assert tcfg.budget.max_train_minutes == 5.0 and searchs is False
+    tcfg, searchs = _within_budget(cfg, 120.0)
+    assert tcfg.budget.max_train_minutes == 2.0 and searchs is True
+
+
 def test_two_worker_processes_share_one_study(tiny_project, tmp_path):
     """Two `tunesmith tune` processes on one journal-file study (as machines sharing a file system would): each
     runs its own trials, none twice, and both see all of them."""

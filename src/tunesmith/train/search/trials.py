@@ -53,7 +53,7 @@ def run_trial(
     trial = _ask(study)
     try:
         params = suggest(trial, space)
-        tcfg = _within_budget(apply_params(cfg, params), budget_s - time_spent(study))
+        tcfg, capped = _within_budget(apply_params(cfg, params), budget_s - time_spent(study))
         report, pruned = _pruner_report(trial, tcfg)
         console.print(f"[bold]▶ trial {trial.number}[/bold]: {', '.join(f'{k}={_fmt(v)}' for k, v in params.items())}")
         run = _reused(trial, cfg, own_run) or train(
@@ -62,7 +62,7 @@ def run_trial(
     except BaseException:
         study.tell(trial, state=TrialState.FAIL)  # its time counts; the next search goes on without it
         raise
-    _tell(study, trial, run, pruned, guard, budget_s)
+    _tell(study, trial, run, pruned, guard, budget_s, cut=run.result.stopped_by_budget and capped)
 
 
 def _reused(trial, cfg: Config, own_run: OwnRunFn | None) -> TrialRun | None:
@@ -100,12 +100,15 @@ def _ask(study):
     return trial
 
 
-def _within_budget(tcfg: Config, left_s: float) -> Config:
-    """The trial's config with its training time capped at what is left of the budget (at least a minute)."""
+def _within_budget(tcfg: Config, left_s: float) -> tuple[Config, bool]:
+    """The trial's config with its training time capped at what is left of the budget (at least a minute), and
+    whether that cap is the search's (where the project's own `budget.max_train_minutes` is the lower, a trial it
+    stops has ended as its recipe says, a fair candidate)."""
     left_min = max(1.0, left_s / 60)
-    budget = tcfg.budget.max_train_minutes
-    capped = min(budget, left_min) if budget else left_min
-    return tcfg.model_copy(update={"budget": tcfg.budget.model_copy(update={"max_train_minutes": capped})})
+    own = tcfg.budget.max_train_minutes
+    capped = min(own, left_min) if own else left_min
+    update = {"budget": tcfg.budget.model_copy(update={"max_train_minutes": capped})}
+    return tcfg.model_copy(update=update), not own or left_min < own
 
 
 def _pruner_report(trial, tcfg: Config) -> tuple[Callable[[int, float], bool], list[int]]:
@@ -126,9 +129,11 @@ def _pruner_report(trial, tcfg: Config) -> tuple[Callable[[int, float], bool], l
     return report, pruned
 
 
-def _tell(study, trial, run: TrialRun, pruned: list[int], guard: ForgettingGuard | None, budget_s: float) -> None:
-    """Record the trial's run and selection, then tell the study: pruned when cut short by the budget (not a fair
-    candidate) or by the pruner, else its validation value with the forgetting constraint."""
+def _tell(
+    study, trial, run: TrialRun, pruned: list[int], guard: ForgettingGuard | None, budget_s: float, cut: bool
+) -> None:
+    """Record the trial's run and selection, then tell the study: pruned when `cut` short by the search's budget
+    (not a fair candidate) or by the pruner, else its validation value with the forgetting constraint."""
     from optuna.trial import TrialState
 
     selection = run.result.selection or {}
@@ -137,7 +142,6 @@ def _tell(study, trial, run: TrialRun, pruned: list[int], guard: ForgettingGuard
     trial.set_user_attr(
         "selection", {k: selection.get(k) for k in ("best_step", "best_value", "stopped_early", "evaluations", "curve")}
     )
-    cut = run.result.stopped_by_budget
     trial.set_user_attr("cut", cut)
     if cut:  # stopped by the budget, not by its own recipe: not a fair candidate
         console.print(f"  trial {trial.number}: cut short by the budget")

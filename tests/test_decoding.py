@@ -254,6 +254,23 @@ def test_grammars_are_compiled_once_per_tokenizer_and_constraint(tiny):
     assert compiled_grammar(tok, task_constraint("json", None, replies(), ["queue"]))  # nested, arrays, enums
 
 
+def test_a_server_sent_many_schemas_keeps_only_the_most_recently_used_grammars(tiny, monkeypatch):
+    """Each distinct response_format was compiled and kept for the server's life, each sized to the vocabulary."""
+    from tunesmith.generate import decoding
+
+    _, tok = tiny
+    monkeypatch.setattr(decoding, "MAX_GRAMMARS", 3)
+    labels = [Constraint("choice", choices=(f"label{i}", "other")) for i in range(5)]
+    first = decoding.compiled_grammar(tok, labels[0])
+    for constraint in labels[1:3]:
+        decoding.compiled_grammar(tok, constraint)
+    assert decoding.compiled_grammar(tok, labels[0]) is first  # used again: the most recent now
+    for constraint in labels[3:]:
+        decoding.compiled_grammar(tok, constraint)
+    kept = decoding._GRAMMARS[tok.backend_tokenizer][tok.eos_token].compiled
+    assert len(kept) == 3 and labels[0].key() in kept and labels[1].key() not in kept
+
+
 def test_a_schema_the_compiler_cannot_take_is_a_clear_error(tiny):
     from tunesmith.generate.decoding import compiled_grammar
 

@@ -155,6 +155,21 @@ def test_stream_is_the_same_reply_in_pieces(base_url, tiny_model_dir):
     assert usage is not None and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
+def test_a_stream_asked_for_usage_has_the_key_on_every_chunk(base_url):
+    """OpenAI: with `include_usage`, every chunk carries `usage: null` and an extra last one (no choices) the
+    counts; typed clients read the key."""
+    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 4, "stream": True}
+    body["stream_options"] = {"include_usage": True}
+    req = urllib.request.Request(
+        base_url + "/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        lines = [line.decode()[6:] for line in resp if line.startswith(b"data: ")]
+    chunks = [json.loads(line) for line in lines if line.strip() != "[DONE]"]
+    assert all("usage" in c for c in chunks) and all(c["usage"] is None for c in chunks[:-1])
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+
+
 def test_models_and_health(base_url):
     assert [m.id for m in client(base_url).models.list()] == ["tiny"]
     assert request(base_url + "/health") == (200, {"status": "ok", "model": "tiny"})
@@ -303,6 +318,7 @@ def test_a_bad_response_format_is_a_400_naming_it(base_url):
         {"type": "json_schema"},
         {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no-such-type"}}},
         {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/$defs/missing"}}},
+        {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$schema": 5, "type": "object"}}},  # was a 500
     ):
         err = expect_error(
             request(url, {"model": "tiny", "messages": MESSAGES, "response_format": bad}),

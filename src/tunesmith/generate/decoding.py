@@ -26,7 +26,7 @@ import hashlib
 import json
 import threading
 import weakref
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -145,6 +145,8 @@ def _check(kind: str, schema: Any, choices: Any) -> list[Problem]:
     except jsonschema.SchemaError as exc:
         where = "schema" + "".join(f"[{p!r}]" for p in exc.path)
         return [Problem(where, exc.message, "fix the JSON Schema (https://json-schema.org)")]
+    except Exception as exc:  # jsonschema trips over some malformed schemas itself, e.g. a `$schema` of 5
+        return [Problem("schema", f"not a usable JSON Schema ({type(exc).__name__}: {exc})", "fix the JSON Schema")]
     return []
 
 
@@ -358,14 +360,15 @@ class _Grammars:
 
         self.eot = tok.convert_tokens_to_ids(tok.eos_token)
         self.info = xgr.TokenizerInfo.from_huggingface(tok, vocab_size=len(tok), stop_token_ids=[self.eot])
-        self.compiler = xgr.GrammarCompiler(self.info)
-        self.compiled: dict[str, Any] = {}
+        self.compiler = xgr.GrammarCompiler(self.info, cache_enabled=False)  # `compiled` is the cache, bounded
+        self.compiled: OrderedDict[str, Any] = OrderedDict()
 
 
 # Keyed by the Rust tokenizer under `tok`, which copies of a tokenizer share (a backend copies its caller's), then by
 # the end-of-turn token; an entry goes when its tokenizer does.
 _GRAMMARS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()  # the server compiles from request threads
+MAX_GRAMMARS = 64  # compiled constraints kept per tokenizer (each holds masks over the whole vocabulary)
 
 
 def compiled_grammar(tok, constraint: Constraint):
@@ -376,8 +379,12 @@ def compiled_grammar(tok, constraint: Constraint):
         if grammars is None:
             grammars = per_eot[tok.eos_token] = _Grammars(tok)
         key = constraint.key()
-        if key not in grammars.compiled:
+        if key in grammars.compiled:
+            grammars.compiled.move_to_end(key)
+        else:
             grammars.compiled[key] = _compile(grammars.compiler, constraint)
+            while len(grammars.compiled) > MAX_GRAMMARS:  # a server sent many schemas: the least used go
+                grammars.compiled.popitem(last=False)
         return grammars.compiled[key]
 
 

@@ -47,6 +47,7 @@ async def sse_events(served: ServedModel, stream: CompletionStream, reply_id: st
             "created": created,
             "model": served.name,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            **({"usage": None} if usage else {}),  # OpenAI: every chunk has the key; the last one the counts
         }
         return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 

@@ -1152,6 +1152,27 @@ def test_regression_sharegpt_function_call_that_is_not_an_object():
     assert _only_problem(exc) == f"{path}:1 [conversations[1].value]"
 
 
+def test_regression_llama_factory_sharegpt_tools_and_arguments_as_json_strings_are_read():
+    """LLaMA-Factory's ShareGPT tool data writes `tools` and a function_call's `arguments` as JSON strings: the
+    record was rejected ("tools must be a list"; the arguments "not of type 'object'") where the same call in
+    OpenAI's format is read."""
+    tools = [{"name": "weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    row = {
+        "conversations": [
+            {"from": "human", "value": "weather in Paris?"},
+            {"from": "function_call", "value": json.dumps({"name": "weather", "arguments": '{"city": "Paris"}'})},
+            {"from": "observation", "value": '{"temp": 21}'},
+            {"from": "gpt", "value": "21 degrees."},
+        ],
+        "tools": json.dumps(tools),
+    }
+    path = _write("lf-tools.jsonl", json.dumps(row).encode() + b"\n")
+    (rec,) = load_records([path])
+    assert rec.tools == tools and rec.messages[1]["tool_calls"][0]["function"]["arguments"] == {"city": "Paris"}
+    report = check_files([path])
+    assert report.n_kept == 1 and report.n_rejected == 0
+
+
 def test_regression_meta_provenance_of_the_wrong_type_is_ignored():
     row = {"messages": [msg("user", "hi"), msg("assistant", "hello")], "meta": {"source": ["x"], "line": "7"}}
     path = _write("meta.jsonl", json.dumps(row).encode() + b"\n")

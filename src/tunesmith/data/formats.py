@@ -126,15 +126,18 @@ def _from_sharegpt(obj: dict[str, Any]) -> list[dict[str, Any]]:
                     "a function_call value is a JSON object with a string `name`",
                     'e.g. "{\\"name\\": \\"f\\", \\"arguments\\": {}}"',
                 )
+            arguments = call.get("arguments", {})
+            if isinstance(arguments, str):  # LLaMA-Factory's ShareGPT writes them as a JSON string, as OpenAI does
+                try:
+                    arguments = json.loads(arguments)
+                except (json.JSONDecodeError, RecursionError, ValueError):
+                    raise RecordError(f"conversations[{i}].value", "function_call arguments are not JSON") from None
             messages.append(
                 {
                     "role": "assistant",
                     "content": "",
                     "tool_calls": [
-                        {
-                            "type": "function",
-                            "function": {"name": call.get("name"), "arguments": call.get("arguments", {})},
-                        }
+                        {"type": "function", "function": {"name": call.get("name"), "arguments": arguments}}
                     ],
                 }
             )
@@ -219,6 +222,11 @@ def to_record(
         if kind == "messages" and obj.get("rejected") is not None:  # a pair tunesmith wrote (kept.jsonl, splits)
             rejected = side_turns(obj["rejected"], "rejected", len(messages))
     tools = obj.get("tools")
+    if isinstance(tools, str):  # LLaMA-Factory's ShareGPT: the declarations as a JSON string
+        try:
+            tools = json.loads(tools) if tools.strip() else None
+        except (json.JSONDecodeError, RecursionError, ValueError):
+            raise RecordError("tools", "tools is a string that is not JSON", "a list of tool declarations") from None
     if tools is not None and not isinstance(tools, list):
         raise RecordError("tools", "tools must be a list of tool declarations")
     tags = obj.get("tags") or []

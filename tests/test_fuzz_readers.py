@@ -1173,6 +1173,16 @@ def test_regression_llama_factory_sharegpt_tools_and_arguments_as_json_strings_a
     assert report.n_kept == 1 and report.n_rejected == 0
 
 
+def test_regression_a_second_array_after_the_first_is_an_error_not_dropped():
+    """`cat a.json b.json`: the reader stopped at the first `]` and dropped the rest without a word."""
+    row = json.dumps({"prompt": "a", "completion": "b"})
+    path = _write("two-arrays.json", f"[{row}]\n[{row}]\n".encode())
+    with pytest.raises(TunesmithError) as exc:
+        load_records([path])
+    assert "after the array's closing `]` (line 2)" in exc.value.problems[0].message
+    assert len(load_records([_write("one-array.json", f"[{row}]\n\n".encode())])) == 1
+
+
 def test_regression_meta_provenance_of_the_wrong_type_is_ignored():
     row = {"messages": [msg("user", "hi"), msg("assistant", "hello")], "meta": {"source": ["x"], "line": "7"}}
     path = _write("meta.jsonl", json.dumps(row).encode() + b"\n")

@@ -131,6 +131,21 @@ def _without_nulls(value: Any) -> Any:
 _BLANKS = re.compile(r"\s*")
 
 
+def _after_array(text: str, pos: int, number: int) -> Iterator[tuple[int, LineProblem]]:
+    """A problem when anything but blanks follows the array's closing `]` (two arrays in one file: `cat a.json
+    b.json` kept the first and dropped the rest without a word)."""
+    rest = _BLANKS.match(text, pos).end()
+    if rest < len(text):
+        line = text.count("\n", 0, rest) + 1
+        yield (
+            number + 1,
+            LineProblem(
+                f"text after the array's closing `]` (line {line})",
+                "the file must be one JSON array of objects: merge the arrays, or write JSON Lines",
+            ),
+        )
+
+
 def _json_array_rows(path: Path) -> Iterator[tuple[int, dict | LineProblem]]:
     """The elements of a JSON array, decoded one at a time; a broken element ends the file (nothing after it can
     be found) as a LineProblem, naming the line and column of the file where decoding failed."""
@@ -153,6 +168,7 @@ def _json_array_rows(path: Path) -> Iterator[tuple[int, dict | LineProblem]]:
     while True:
         pos = _BLANKS.match(text, pos).end()
         if text.startswith("]", pos) and number == 0:
+            yield from _after_array(text, pos + 1, number)
             return
         try:
             obj, pos = decoder.raw_decode(text, pos)
@@ -175,6 +191,7 @@ def _json_array_rows(path: Path) -> Iterator[tuple[int, dict | LineProblem]]:
         )
         pos = _BLANKS.match(text, pos).end()
         if text.startswith("]", pos):
+            yield from _after_array(text, pos + 1, number)
             return
         if not text.startswith(",", pos):
             yield (

@@ -1179,7 +1179,7 @@ def test_regression_a_second_array_after_the_first_is_an_error_not_dropped():
     path = _write("two-arrays.json", f"[{row}]\n[{row}]\n".encode())
     with pytest.raises(TunesmithError) as exc:
         load_records([path])
-    assert "after the array's closing `]` (line 2)" in exc.value.problems[0].message
+    assert "text after the array's closing `]`, line 2" in exc.value.problems[0].message
     assert len(load_records([_write("one-array.json", f"[{row}]\n\n".encode())])) == 1
 
 

@@ -140,7 +140,7 @@ def _after_array(text: str, pos: int, number: int) -> Iterator[tuple[int, LinePr
         yield (
             number + 1,
             LineProblem(
-                f"text after the array's closing `]` (line {line})",
+                f"not valid JSON (text after the array's closing `]`, line {line})",
                 "the file must be one JSON array of objects: merge the arrays, or write JSON Lines",
             ),
         )

@@ -1198,6 +1198,18 @@ def test_regression_csv_row_with_extra_cells_and_a_missing_column():
     assert _only_problem(exc) == f"{path}:2 [text]" and "txt, label" in exc.value.problems[0].hint
 
 
+def test_regression_csv_lines_after_blank_lines_and_an_empty_csv():
+    """Rows after a blank line were numbered as if it were not there (the empty label named line 4, not 5); a CSV
+    with a header and no rows converted to nothing without a word (an empty JSONL file is an error)."""
+    path = _write("blanks.csv", b'text,label\n\nhi,a\n\n"two\nlines",b\nyo,\n')
+    with pytest.raises(TunesmithError) as exc:
+        read_labeled(path, "text", "label")
+    assert _only_problem(exc) == f"{path}:7 [label]"
+    with pytest.raises(TunesmithError) as exc:
+        read_labeled(_write("header.csv", b"text,label\n"), "text", "label")
+    assert exc.value.title == "Empty data file"
+
+
 def test_regression_csv_not_utf8_names_the_line():
     path = _write("latin1.csv", b"text,label\nok,a\ncaf\xe9,b\n")
     with pytest.raises(TunesmithError) as exc:

@@ -178,10 +178,14 @@ def read_csv(path: str | Path) -> Iterator[tuple[int, dict]]:
             if fh.read(1) != "\ufeff":  # a UTF-8 BOM is not part of the first column's name
                 fh.seek(0)
             _ = reader.fieldnames  # reads the header, so line_num now points at it
-            start = reader.line_num + 1
+            rows = 0
             for row in reader:
-                yield start, row
-                start = reader.line_num + 1
+                # line_num is the row's last physical line: back over the newlines inside its quoted cells (the
+                # blank lines the reader skipped come before it, so counting on from the last row was wrong)
+                cells = [*row.values(), *(row.get(reader.restkey) or [])]
+                inner = sum(v.count("\n") for v in cells if isinstance(v, str))
+                rows += 1
+                yield reader.line_num - inner, row
         except UnicodeDecodeError:  # decoded in blocks, so find the bad byte's line in the raw file
             raw = path.read_bytes()
             try:
@@ -198,3 +202,8 @@ def read_csv(path: str | Path) -> Iterator[tuple[int, dict]]:
             raise TunesmithError(
                 "Malformed CSV", [Problem(f"{path}:{max(reader.line_num, 1)}", str(exc), "check quoting on that line")]
             ) from None
+    if not rows:
+        raise TunesmithError(
+            "Empty data file",
+            [Problem(str(path), "the CSV file has no rows under its header", "add rows, or give another file")],
+        )

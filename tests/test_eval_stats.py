@@ -149,6 +149,9 @@ def test_numeric_answers_gsm8k_style_or_last_number():
     assert numeric_answer("She pays 3 * 4 = 12 dollars.\n#### 1,200") == 1200
     assert numeric_answer("First 5 then 7, so the total is 12.") == 12
     assert numeric_answer("no number here") is None
+    # a hyphen between numbers is no minus sign, an exponent is part of its number, a real minus still counts
+    assert [numeric_answer(t) for t in ("between 3-4", "2023-01-05", "answer: 5-3")] == [4, 5, 3]
+    assert [numeric_answer(t) for t in ("1e3", "2.5e-3 m", "it is -5", "x=-5", "(-3)")] == [1000, 0.0025, -5, -5, -3]
     case = EvalCase(id="n", messages=[{"role": "user", "content": "2+2?"}], expected=4)
     task = TaskConfig(type="chat")
     assert score_case(case, "2 + 2 = 4", task)["task_correct"] is True

@@ -17,7 +17,9 @@ from typing import Any
 
 _FINAL = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
 _MARKED_END = re.compile(r"####\s*-?[\d,]*\.?\d+\s*$")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+# A minus sign only where it is not a hyphen or an operator between numbers ("3-4", "2023-01-05", "5-3" are not
+# -4, -5, -3); an exponent belongs to its number ("1e3" is 1000, not 3).
+_NUMBER = re.compile(r"(?:(?<![\w)\]])-)?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def marked_answer(text: str) -> float | None:

@@ -1210,6 +1210,25 @@ def test_regression_csv_lines_after_blank_lines_and_an_empty_csv():
     assert exc.value.title == "Empty data file"
 
 
+def test_regression_developer_role_utf16_and_an_empty_parquet_file():
+    """OpenAI's `developer` role is the system prompt (rejected as an unknown role); a UTF-16 file (PowerShell's `>`)
+    was "a binary file?"; an empty Parquet file was a pyarrow error ("BatchSize must be greater than 0")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = {"messages": [msg("developer", "Be brief."), msg("user", "hi"), msg("assistant", "yo")]}
+    (rec,) = load_records([_write("developer.jsonl", json.dumps(row).encode() + b"\n")])
+    assert rec.messages[0] == {"role": "system", "content": "Be brief."}
+    with pytest.raises(TunesmithError) as exc:
+        load_records([_write("u16.jsonl", json.dumps(row).encode("utf-16"))])
+    assert "UTF-16" in exc.value.problems[0].message and "UTF-8" in exc.value.problems[0].hint
+    path = _write("empty.parquet", b"")
+    pq.write_table(pa.table({"prompt": pa.array([], pa.string()), "completion": pa.array([], pa.string())}), path)
+    with pytest.raises(TunesmithError) as exc:
+        load_records([path])
+    assert exc.value.title == "Empty data file"
+
+
 def test_regression_csv_not_utf8_names_the_line():
     path = _write("latin1.csv", b"text,label\nok,a\ncaf\xe9,b\n")
     with pytest.raises(TunesmithError) as exc:

@@ -44,6 +44,17 @@ def _open_lines(path: Path):
         raise TunesmithError(
             "Cannot read data file", [Problem(str(path), str(exc), "is it a valid .gz file?")]
         ) from None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise TunesmithError(
+            "Not a text file",
+            [
+                Problem(
+                    str(path),
+                    "the file is UTF-16, not UTF-8 (what Windows PowerShell's `>` writes)",
+                    "save it as UTF-8, e.g. `Get-Content in.jsonl | Set-Content -Encoding utf8 out.jsonl`",
+                )
+            ],
+        )
     if b"\0" in head:
         raise TunesmithError(
             "Not a text file",

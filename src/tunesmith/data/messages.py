@@ -31,6 +31,8 @@ def parse_message(raw: Any, index: int) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise RecordError(where, "a message must be an object with `role` and `content`")
     role = raw.get("role")
+    if role == "developer":  # OpenAI's newer name for the system prompt (as `tunesmith import` reads it)
+        raw, role = {**raw, "role": "system"}, "system"
     if role not in ROLES:
         raise RecordError(f"{where}.role", f"unknown role {role!r}", f"use one of {', '.join(ROLES)}")
     msg = {k: v for k, v in raw.items() if k != "weight"}

@@ -96,9 +96,18 @@ def _open_dataset(path: Path):
         if path.is_dir():
             data = datasets.load_from_disk(str(path))  # memory-mapped Arrow: rows are read as they are iterated
         elif path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            if pq.ParquetFile(str(path)).metadata.num_rows == 0:  # streaming it fails on an empty batch
+                raise TunesmithError(
+                    "Empty data file",
+                    [Problem(str(path), "the file has no records", "add records, or remove it from data.train")],
+                )
             data = datasets.IterableDataset.from_parquet(str(path))
         else:
             data = datasets.IterableDataset.from_file(str(path))
+    except TunesmithError:
+        raise
     except Exception as exc:
         raise TunesmithError(
             "Cannot read data file", [Problem(str(path), f"{type(exc).__name__}: {exc}", READ_HINT)]

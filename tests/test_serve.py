@@ -485,3 +485,51 @@ def test_serve_verb_serves_a_trained_run_with_its_adapter(tiny_project):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_order", "parameters": {"type": "object"}}}]
+CALL_TEXT = 'Let me look.\n<tool_call>{"name": "get_order", "arguments": {"id": 42}}</tool_call>'
+
+
+def test_a_tool_call_the_model_writes_is_returned_as_tool_calls(base_url, served, monkeypatch):
+    """With tools offered, the Hermes-style call a model trained by tunesmith writes reaches the client as OpenAI's
+    `tool_calls` (finish_reason `tool_calls`), whole and streamed; it was plain text in `content`, which no agent
+    framework reads as a call."""
+    from tunesmith.serve.model import Completion
+
+    class Held:  # the stream of a reply that writes the call
+        prompt_ids, completion_tokens, finish_reason = [1, 2], 9, "stop"
+
+        def __iter__(self):
+            yield from (CALL_TEXT[:20], CALL_TEXT[20:])
+
+        def cancel(self):
+            pass
+
+    monkeypatch.setattr(served, "complete", lambda ids, sampling: Completion(CALL_TEXT, len(ids), 9, "stop"))
+    monkeypatch.setattr(served, "stream", lambda ids, sampling: Held())
+    whole = client(base_url).chat.completions.create(model="tiny", messages=MESSAGES, tools=TOOLS)
+    choice = whole.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content == "Let me look."
+    (call,) = choice.message.tool_calls
+    assert call.id.startswith("call_") and call.function.name == "get_order"
+    assert json.loads(call.function.arguments) == {"id": 42}
+    chunks = list(client(base_url).chat.completions.create(model="tiny", messages=MESSAGES, tools=TOOLS, stream=True))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    calls = [tc for d in deltas for tc in d.tool_calls or []]
+    assert [tc.function.name for tc in calls] == ["get_order"] and json.loads(calls[0].function.arguments) == {"id": 42}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    plain = client(base_url).chat.completions.create(model="tiny", messages=MESSAGES)  # no tools offered: text
+    assert plain.choices[0].message.content == CALL_TEXT and not plain.choices[0].message.tool_calls
+
+
+def test_tool_choice_none_offers_no_tools_and_a_forced_choice_is_a_400(base_url):
+    url = base_url + "/v1/chat/completions"
+    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 2}
+    bare = client(base_url).chat.completions.create(**body)
+    offered = client(base_url).chat.completions.create(**body, tools=TOOLS)
+    withheld = client(base_url).chat.completions.create(**body, tools=TOOLS, tool_choice="none")
+    assert offered.usage.prompt_tokens > bare.usage.prompt_tokens == withheld.usage.prompt_tokens
+    for forced in ("required", {"type": "function", "function": {"name": "get_order"}}):
+        status, answer = request(url, {**body, "tools": TOOLS, "tool_choice": forced})
+        assert status == 400 and "cannot force a tool call" in answer["error"]["message"]

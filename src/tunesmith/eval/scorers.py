@@ -368,12 +368,12 @@ def load_function(ref: str):
 # Tool calls: Hermes-style `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks (what tunesmith trains
 # templates without native tool support to emit, and what endpoints' native tool calls are converted to), or a
 # bare JSON object with `name` and `arguments` (or `tool_calls`).
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)  # Hermes-style, as trained
 
 
 def parse_tool_calls(output: str) -> list[dict] | None:
     """The calls an output makes, as [{"name", "arguments"}], or None when it makes none that parse."""
-    blocks = _TOOL_CALL.findall(output)
+    blocks = TOOL_CALL_BLOCK.findall(output)
     objs = []
     try:
         objs = [json.loads(b) for b in blocks] if blocks else [parse_json_lenient(output)]

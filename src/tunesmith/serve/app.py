@@ -113,7 +113,8 @@ async def chat_completion(served: ServedModel, body: ChatCompletionRequest):
     reply_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
         usage = body.stream_options is not None and body.stream_options.include_usage
-        events = sse_events(served, served.stream(prompt_ids, sampling), reply_id, created, usage)
+        tools = bool(body.offered_tools())
+        events = sse_events(served, served.stream(prompt_ids, sampling), reply_id, created, usage, tools)
         return StreamingResponse(
             events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
@@ -122,7 +123,7 @@ async def chat_completion(served: ServedModel, body: ChatCompletionRequest):
     except Exception as exc:
         log.exception("generation failed")
         raise ServeError(500, f"Generation failed: {brief(exc)}", "server_error") from None
-    return completion_body(served.name, reply_id, created, done)
+    return completion_body(served.name, reply_id, created, done, tools=bool(body.offered_tools()))
 
 
 def _check_model(served: ServedModel, body: ChatCompletionRequest) -> None:
@@ -142,7 +143,7 @@ async def _prompt_ids(served: ServedModel, body: ChatCompletionRequest) -> list[
 
     messages = [m.as_record() for m in body.messages]
     try:
-        return await anyio.to_thread.run_sync(served.encode, messages, body.tools)
+        return await anyio.to_thread.run_sync(served.encode, messages, body.offered_tools())
     except Exception as exc:
         raise ServeError(
             400, f"The chat template cannot render these messages: {brief(exc)}", param="messages"

@@ -73,6 +73,7 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
 
     @field_validator("n")
@@ -81,6 +82,20 @@ class ChatCompletionRequest(BaseModel):
         if n is not None and n != 1:
             raise ValueError("only n=1 is supported (this server returns one choice)")
         return n
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_it_can_honour(cls, choice: str | dict | None) -> str | dict | None:
+        if choice not in (None, "auto", "none"):
+            raise ValueError(
+                f"tool_choice {choice!r} is not supported: this server cannot force a tool call; send 'auto' "
+                "(the model decides) or 'none' (the tools are not offered)"
+            )
+        return choice
+
+    def offered_tools(self) -> list[dict[str, Any]] | None:
+        """The tools the model is offered: none with `tool_choice: none`."""
+        return None if self.tool_choice == "none" else self.tools
 
     def sampling(self, max_tokens: int, constraint: Constraint | None = None) -> Sampling:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from typing import TYPE_CHECKING
 
 from tunesmith.serve.errors import ServeError, brief
@@ -16,8 +17,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tunesmith.serve")
 
 
-def completion_body(model: str, reply_id: str, created: int, done: Completion) -> dict:
-    """A whole reply as a `chat.completion`."""
+def completion_body(model: str, reply_id: str, created: int, done: Completion, tools: bool = False) -> dict:
+    """A whole reply as a `chat.completion`; with tools offered, the calls it makes as `tool_calls`."""
+    message, finish = reply_message(done.text, tools), done.finish_reason
     return {
         "id": reply_id,
         "object": "chat.completion",
@@ -26,18 +28,46 @@ def completion_body(model: str, reply_id: str, created: int, done: Completion) -
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": done.text},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": done.finish_reason,
+                "finish_reason": "tool_calls" if message.get("tool_calls") and finish == "stop" else finish,
             }
         ],
         "usage": usage_of(done.prompt_tokens, done.completion_tokens),
     }
 
 
-async def sse_events(served: ServedModel, stream: CompletionStream, reply_id: str, created: int, usage: bool):
+def reply_message(text: str, tools: bool) -> dict:
+    """The assistant message of a reply. Where tools were offered, the Hermes-style `<tool_call>{json}</tool_call>`
+    blocks the model writes (the form tunesmith trains tool calls in) become OpenAI's `tool_calls`, each with an
+    id and its arguments as a JSON string, and the text around them the content (None when there is none)."""
+    from tunesmith.eval.scorers import TOOL_CALL_BLOCK, parse_tool_calls
+
+    calls = parse_tool_calls(text) if tools and TOOL_CALL_BLOCK.search(text) else None
+    if not calls:
+        return {"role": "assistant", "content": text}
+    rest = TOOL_CALL_BLOCK.sub("", text).strip()
+    return {
+        "role": "assistant",
+        "content": rest or None,
+        "tool_calls": [
+            {
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)},
+            }
+            for c in calls
+        ],
+    }
+
+
+async def sse_events(
+    served: ServedModel, stream: CompletionStream, reply_id: str, created: int, usage: bool, tools: bool = False
+):
     """`chat.completion.chunk` events: the role, the content pieces, the finish reason (then usage if asked),
-    then `[DONE]`. A failure mid-stream becomes an error event (the status line is already sent)."""
+    then `[DONE]`. With tools offered the reply is held until it ends, then sent as its `tool_calls` (or its text):
+    a call cannot be told from text while it is being written. A failure mid-stream becomes an error event (the
+    status line is already sent)."""
     import anyio
 
     def event(delta: dict, finish: str | None = None) -> str:
@@ -51,12 +81,24 @@ async def sse_events(served: ServedModel, stream: CompletionStream, reply_id: st
         }
         return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
-    pieces = iter(stream)
+    pieces, held = iter(stream), []
     try:
         yield event({"role": "assistant", "content": ""})
         while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
-            yield event({"content": piece})
-        yield event({}, stream.finish_reason or "stop")
+            if tools:
+                held.append(piece)
+            else:
+                yield event({"content": piece})
+        finish = stream.finish_reason or "stop"
+        if tools:
+            message = reply_message("".join(held), tools)
+            calls = [{"index": i, **call} for i, call in enumerate(message.get("tool_calls") or [])]
+            if message["content"]:
+                yield event({"content": message["content"]})
+            if calls:
+                yield event({"tool_calls": calls})
+                finish = "tool_calls" if finish == "stop" else finish
+        yield event({}, finish)
         if usage:
             chunk = {
                 "id": reply_id,

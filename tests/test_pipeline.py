@@ -34,7 +34,7 @@ def test_run_end_to_end_then_cached_then_resumed(tiny_project, monkeypatch):
     # nothing lost
     split = runs["split"]["result"]
     assert split["train"] + split["validation"] + split["heldout"] == 30
-    assert split["heldout"] == 6 and split["validation"] == 3 and split["stratified_by"] == "queue"
+    assert split["heldout"] == 6 and split["validation"] == 2 and split["stratified_by"] == "queue"
 
     # train: a LoRA adapter as safetensors whose B matrices moved away from their zero init; metrics logged
     train_dir = tiny_project / ".tunesmith" / "runs" / runs["train"]["name"]

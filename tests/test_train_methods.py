@@ -609,9 +609,9 @@ def test_self_distilled_general_data_is_mixed_into_training(tiny_project, capsys
     st = train_project(
         tiny_project, ["train.general_data=[data/general/*.jsonl]", "train.general_share=0.2", "train.max_steps=7"]
     )
-    # 21 training records (6 held out, 3 for validation); 0.2 of the mix is general (21 general records to draw
-    # from): round(0.2 * 21 / 0.8) = 5
-    assert st.result.general_examples == 5 and st.result.details["data"]["examples"] == 26
+    # 22 training records (6 held out, 2 for validation); 0.2 of the mix is general (21 general records to draw
+    # from): round(0.2 * 22 / 0.8) = 6
+    assert st.result.general_examples == 6 and st.result.details["data"]["examples"] == 28
     assert st.result.general_wanted is None  # (named only when the data fall short)
     # one pass (7 batches of 4), the training loss logged every step and also per kind of row: a step of one kind
     # logs its loss as that kind's; a mixed step's loss (the token mean) lies between its two kinds'
@@ -624,7 +624,7 @@ def test_self_distilled_general_data_is_mixed_into_training(tiny_project, capsys
     assert "general data:" not in capsys.readouterr().err  # the share is met
     short = ["train.general_data=[data/general/*.jsonl]", "train.general_share=0.6", "train.max_steps=1"]
     result = train_project(tiny_project, short).result
-    assert (result.general_examples, result.general_wanted) == (21, 31)  # all there are; round(0.6 * 21 / 0.4)
+    assert (result.general_examples, result.general_wanted) == (21, 33)  # all there are; round(0.6 * 22 / 0.4)
     assert "general data: 21 examples" in capsys.readouterr().err
     from tunesmith.errors import TunesmithError
 
@@ -883,28 +883,28 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
 
     # `tunesmith cost` counts the general replies training will mix in: before they are made, at their token limit
     before = cost_report(tiny_project, overrides=overrides)
-    assert before["tokens"]["examples"] == 26 and asked == []  # 21 + 5, nothing generated for a count
-    assert any("5 general replies are not made yet" in n for n in before["notes"]), before["notes"]
+    assert before["tokens"]["examples"] == 28 and asked == []  # 22 + 6, nothing generated for a count
+    assert any("6 general replies are not made yet" in n for n in before["notes"]), before["notes"]
     shown.clear()
     st = train_project(tiny_project, overrides)
     trained = list(shown)
     after = cost_report(tiny_project, overrides=overrides)  # then the replies made, as training saw them
-    assert after["tokens"]["examples"] == 26 and not any("not made yet" in n for n in after["notes"])
+    assert after["tokens"]["examples"] == 28 and not any("not made yet" in n for n in after["notes"])
     assert after["tokens"]["per_epoch"] < before["tokens"]["per_epoch"]  # the short replies of this fake base
     assert after["tokens"]["per_epoch"] == st.result.details["data"]["tokens"]
-    # 21 training records: round(0.2 * 21 / 0.8) = 5 general ones, the replies to the first 5 prompts only (as
+    # 22 training records: round(0.2 * 22 / 0.8) = 6 general ones, the replies to the first 6 prompts only (as
     # many as the mix asks), shown without the task's system prompt (as the general probe asks them; a
     # task.system_prompt is not added to them) and, when cut, trained without their end
     general_runs = list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))
-    assert len(general_runs) == 1 and asked == prompts[:5]
+    assert len(general_runs) == 1 and asked == prompts[:6]
     made = [json.loads(line) for line in (general_runs[0] / "general.jsonl").read_text().splitlines()]
     made_in = general_runs[0].name
-    assert [r["messages"][0]["content"] for r in made] == prompts[:5]
+    assert [r["messages"][0]["content"] for r in made] == prompts[:6]
     assert sum(bool(r["meta"].get("unfinished")) for r in made) == 2  # the first and fourth hit the limit
-    assert st.result.general_examples == 5
+    assert st.result.general_examples == 6
     general = [(m, fin) for m, fin in trained if m[-1]["content"].startswith("Well: ")]
     task = [(m, fin) for m, fin in trained if not m[-1]["content"].startswith("Well: ")]
-    assert len(general) == 5 and all(m[0]["role"] == "user" for m, _ in general)
+    assert len(general) == 6 and all(m[0]["role"] == "user" for m, _ in general)
     assert task and all(m[0]["role"] == "system" and fin for m, fin in task)  # (the data's own system prompt)
     unfinished = {r["messages"][-1]["content"] for r in made if r["meta"].get("unfinished")}
     assert all(fin == (m[-1]["content"] not in unfinished) for m, fin in general)
@@ -917,13 +917,13 @@ def test_builtin_self_mixes_the_base_models_own_general_replies_into_training(ti
     # made once per base model and count: a second run with another recipe reuses it ...
     train_project(tiny_project, ["train.general_data=[builtin:self]", "train.general_share=0.2", "train.max_steps=2"])
     assert len(list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))) == 1
-    # ... and one asking more (round(0.5 * 21 / 0.5) = 21) generates only the replies it lacks
+    # ... and one asking more (round(0.5 * 22 / 0.5) = 22) generates only the replies it lacks
     st = train_project(
         tiny_project, ["train.general_data=[builtin:self]", "train.general_share=0.5", "train.max_steps=1"]
     )
     assert len(list((tiny_project / ".tunesmith" / "runs").glob("*-general-self-*"))) == 2
-    assert asked == prompts[:21] and st.result.general_examples == 21
-    # a share too small for one example of this data (round(0.02 * 21 / 0.98) = 0) makes and mixes nothing
+    assert asked == prompts[:22] and st.result.general_examples == 22
+    # a share too small for one example of this data (round(0.02 * 22 / 0.98) = 0) makes and mixes nothing
     st = train_project(
         tiny_project, ["train.general_data=[builtin:self]", "train.general_share=0.02", "train.max_steps=1"]
     )

@@ -303,6 +303,17 @@ def test_forgetting_general_probe_drop(build):
     assert "general_share is 0" in f["remedy"] and "narrower target modules" in f["remedy"]
 
 
+def test_a_forgetting_drop_on_four_cases_is_not_called_significant(build):
+    """4 of 10 general prompts lost, none gained: the bootstrap interval lies below zero, McNemar's p is 0.125. The
+    diagnosis reads significance as the comparison does (`paired_direction`); it called this an error."""
+    lost = {1, 2, 4, 5}  # four of the six the base passes
+    tuned = [heldout(i) for i in range(10)] + [general(i, passed=i % 3 != 0 and i not in lost) for i in range(10)]
+    f = by_code(diagnose(build(tuned=tuned + [ood(i) for i in range(6)])))["forgetting"]
+    ev = f["evidence"]
+    assert ev["ci_high"] < 0 and ev["p_mcnemar"] == pytest.approx(0.125) and ev["significant"] is False
+    assert f["severity"] == "warning" and "not significant" in f["title"]
+
+
 def test_forgetting_with_general_data_names_the_kl_term_when_it_is_off(tmp_path, tiny_model_dir):
     """General data mixed in but trained on sampled replies only: the remedy names train.general_kl (on Banking77
     it halved the probe's loss)."""

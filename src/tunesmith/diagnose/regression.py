@@ -11,7 +11,7 @@ from typing import Any
 
 from tunesmith.data.coverage import reply_behavior
 from tunesmith.diagnose.evidence import ERROR, MAX_EXAMPLES, OK, WARNING, answered, finding, paired, quote, rate
-from tunesmith.eval.stats import bootstrap_delta, mcnemar_exact
+from tunesmith.eval.stats import bootstrap_delta, paired_direction
 
 FORGETTING_DROP = 0.05  # a drop of the general probe's pass rate by this much (absolute) is flagged (ours)
 OVERCONFIDENCE_DROP = 0.10  # a drop of the hedging rate on out-of-domain/ambiguous cases by this much (ours)
@@ -37,15 +37,16 @@ OVERCONFIDENCE_REMEDY = (
 )
 
 
-def _paired_change(
-    pairs: list[tuple[dict, dict]], holds
-) -> tuple[list[float], list[float], float, float, float, list[tuple[dict, dict]]]:
-    """(base, tuned, delta, ci_low, ci_high, lost): whether `holds` for each paired base and tuned row, the
-    bootstrap interval of the change, and the pairs where it held for the base only."""
+def _paired_change(pairs: list[tuple[dict, dict]], holds) -> tuple[list[float], list[float], dict[str, Any], list]:
+    """(base, tuned, change, lost): whether `holds` for each paired base and tuned row; the change's delta, bootstrap
+    interval, McNemar's p and whether it is a significant drop (`paired_direction`, the comparison's own rule); and
+    the pairs where it held for the base only."""
     base = [float(bool(holds(b))) for b, _ in pairs]
     tuned = [float(bool(holds(t))) for _, t in pairs]
     delta, low, high = bootstrap_delta(base, tuned, BOOTSTRAP_SAMPLES)
-    return base, tuned, delta, low, high, [(b, t) for b, t in pairs if holds(b) and not holds(t)]
+    direction, p = paired_direction(base, tuned, low, high)
+    change = {"delta": delta, "ci_low": low, "ci_high": high, "p_mcnemar": p, "significant": direction < 0}
+    return base, tuned, change, [(b, t) for b, t in pairs if holds(b) and not holds(t)]
 
 
 def _general(row: dict) -> bool:
@@ -99,7 +100,7 @@ def check_forgetting(
     evidence = _forgetting_evidence(pairs, train_replies, settings)
     delta = evidence["delta"]
     if -delta >= FORGETTING_DROP:
-        significant = evidence["ci_high"] < 0
+        significant = evidence["significant"]
         return finding(
             "forgetting",
             ERROR if significant else WARNING,
@@ -119,15 +120,12 @@ def _forgetting_evidence(
 ) -> dict[str, Any]:
     """The general cases' pass rates, their paired change with its interval and McNemar's p, the cases lost and
     gained, the training style in tuned and base replies, and the training settings that bear on forgetting."""
-    base, tuned, delta, low, high, lost = _paired_change(pairs, _passed)
+    base, tuned, change, lost = _paired_change(pairs, _passed)
     evidence: dict[str, Any] = {
         "cases": len(pairs),
         "base_pass_rate": sum(base) / len(base),
         "tuned_pass_rate": sum(tuned) / len(tuned),
-        "delta": delta,
-        "ci_low": low,
-        "ci_high": high,
-        "p_mcnemar": mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned]),
+        **change,
         "lost": len(lost),
         "gained": sum(1 for b, t in pairs if _passed(t) and not _passed(b)),
         "examples": [_lost_example(b, t) for b, t in lost[:MAX_EXAMPLES]],
@@ -213,7 +211,7 @@ def check_overconfidence(base_rows: list[dict], tuned_rows: list[dict], train_re
         hedging = sum(evidence["training_hedges"].values())
         return finding(
             "overconfidence",
-            ERROR if evidence["ci_high"] < 0 else WARNING,
+            ERROR if evidence["significant"] else WARNING,
             f"Hedges less on out-of-domain and ambiguous cases: {evidence['base_hedge_rate']:.0%} -> "
             f"{evidence['tuned_hedge_rate']:.0%} of {len(pairs)}",
             evidence,
@@ -226,16 +224,14 @@ def check_overconfidence(base_rows: list[dict], tuned_rows: list[dict], train_re
 
 
 def _hedging_change(pairs: list[tuple[dict, dict]]) -> dict[str, Any]:
-    """The hedge rates of base and tuned on the paired cases, the change with its interval, the cases that stopped
-    hedging."""
-    base, tuned, delta, low, high, lost = _paired_change(pairs, _hedges)
+    """The hedge rates of base and tuned on the paired cases, the change with its interval and significance, the
+    cases that stopped hedging."""
+    base, tuned, change, lost = _paired_change(pairs, _hedges)
     return {
         "cases": len(pairs),
         "base_hedge_rate": rate(int(sum(base)), len(base)),
         "tuned_hedge_rate": rate(int(sum(tuned)), len(tuned)),
-        "delta": delta,
-        "ci_low": low,
-        "ci_high": high,
+        **change,
         "examples": [
             _lost_example(b, t, kind=t.get("kind"), expected_behavior=t.get("behavior")) for b, t in lost[:MAX_EXAMPLES]
         ],

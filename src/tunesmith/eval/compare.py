@@ -20,19 +20,17 @@ from typing import Any
 
 from tunesmith.config import Config, GateConfig
 from tunesmith.eval.evaluate import SLICE, metric_name, slices
-from tunesmith.eval.stats import bootstrap_delta, mcnemar_exact
+from tunesmith.eval.stats import bootstrap_delta, paired_direction
 
 LOWER_IS_BETTER = {"token_limit_rate", "hallucination_rate"}
 
 
-def _verdict(metric: str, low: float, high: float) -> str:
+def _verdict(metric: str, direction: int) -> str:
+    """A paired change's direction (`tunesmith.eval.stats.paired_direction`) in words; a fall is better where
+    lower is."""
     if metric in LOWER_IS_BETTER:
-        low, high = -high, -low
-    if low > 0:
-        return "better"
-    if high < 0:
-        return "worse"
-    return "no significant difference"
+        direction = -direction
+    return {1: "better", -1: "worse"}.get(direction, "no significant difference")
 
 
 SLICE_METRICS = ("task_accuracy", "prompt_strict_accuracy", "behavior_accuracy", "format_validity")  # readable
@@ -83,14 +81,10 @@ def paired_metrics(base_rows: list[dict], tuned_rows: list[dict], cfg: Config) -
 
 
 def _paired_row(suite: str, name: str, base: list[float], tuned: list[float], cfg: Config) -> dict[str, Any]:
-    """One metric's paired comparison. A pass/fail metric is a difference only where McNemar's exact test agrees
-    with the bootstrap interval: on a handful of cases the interval collapses (one case fixed of one: [1, 1])."""
+    """One metric's paired comparison: delta, bootstrap interval, McNemar's p and the verdict (a pass/fail metric
+    differs only where McNemar's exact test agrees with the interval: `paired_direction`)."""
     delta, low, high = bootstrap_delta(base, tuned, cfg.eval.bootstrap_samples, cfg.eval.confidence)
-    p = mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned])
-    verdict = _verdict(name, low, high)
-    binary = set(base) | set(tuned) <= {0.0, 1.0}
-    if binary and p >= 1 - cfg.eval.confidence:
-        verdict = "no significant difference"
+    direction, p = paired_direction(base, tuned, low, high, cfg.eval.confidence)
     return {
         "suite": suite,
         "metric": name,
@@ -101,8 +95,7 @@ def _paired_row(suite: str, name: str, base: list[float], tuned: list[float], cf
         "ci_low": low,
         "ci_high": high,
         "p_mcnemar": p,
-        "binary": binary,
-        "verdict": verdict,
+        "verdict": _verdict(name, direction),
     }
 
 
@@ -156,8 +149,9 @@ def gate(rows: list[dict], g: GateConfig) -> dict[str, Any]:
         reasons.append(f"{better} {delta:+.3f} over {other} is not above {g.min_delta:+.3f}")
     if g.require_significant and not low > g.min_delta:
         reasons.append(f"interval low {low:+.3f} over {other} is not above {g.min_delta:+.3f}")
-    elif g.require_significant and g.min_delta >= 0 and row.get("binary") and row["verdict"] != "better":
-        # the interval cleared it, McNemar's exact test did not: too few cases changed to tell
+    elif g.require_significant and g.min_delta >= 0 and row.get("verdict", "better") != "better":
+        # the interval cleared it, McNemar's exact test did not (`paired_direction`): too few cases changed to tell
+        # (a row given without a verdict goes by its interval)
         reasons.append(f"{row['n']} paired cases are too few to tell: McNemar p {row['p_mcnemar']:.3g} over {other}")
     if g.min_format_validity is not None:
         fmt = next((r for r in rows if r["suite"] == suite and r["metric"] == "format_validity"), None)

@@ -33,6 +33,20 @@ def bootstrap_delta(
     return sum(diffs) / n, low, high
 
 
+def paired_direction(
+    base: Sequence[float], tuned: Sequence[float], low: float, high: float, confidence: float = 0.95
+) -> tuple[int, float]:
+    """(direction, McNemar's p) of a paired change whose bootstrap interval is [low, high]: +1 when tuned is
+    significantly above base, -1 below, 0 neither. The interval must clear zero and, for pass/fail outcomes (every
+    value 0 or 1), McNemar's exact test must agree: on a handful of cases the interval collapses (one case fixed of
+    one gives [1, 1]). The p-value is on the outcomes read as pass/fail."""
+    p = mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned])
+    side = 1 if low > 0 else -1 if high < 0 else 0
+    if side and set(base) | set(tuned) <= {0.0, 1.0} and p >= 1 - confidence:
+        side = 0
+    return side, p
+
+
 def mcnemar_exact(base: Sequence[bool], tuned: Sequence[bool]) -> float:
     """Two-sided exact McNemar p-value on paired pass/fail outcomes (binomial test on the discordant pairs)."""
     b = sum(1 for x, y in zip(base, tuned) if x and not y)  # base passed, tuned failed

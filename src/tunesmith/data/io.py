@@ -61,11 +61,15 @@ def _open_lines(path: Path):
             [Problem(str(path), "contains NUL bytes (a binary file?)", "give a JSONL file: one JSON object per line")],
         )
     if not head.strip():
-        raise TunesmithError(
-            "Empty data file",
-            [Problem(str(path), "the file has no records", "add records, or remove it from data.train")],
-        )
+        raise empty_data_file(path)
     return opener(path, "rb")
+
+
+def empty_data_file(
+    path: str | Path, message: str = "the file has no records", hint: str = "add records, or remove it from data.train"
+) -> TunesmithError:
+    """The error for a data file with nothing to read (blank, no rows under a header, an empty table)."""
+    return TunesmithError("Empty data file", [Problem(str(path), message, hint)])
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,4 @@ def read_csv(path: str | Path) -> Iterator[tuple[int, dict]]:
                 "Malformed CSV", [Problem(f"{path}:{max(reader.line_num, 1)}", str(exc), "check quoting on that line")]
             ) from None
     if not rows:
-        raise TunesmithError(
-            "Empty data file",
-            [Problem(str(path), "the CSV file has no rows under its header", "add rows, or give another file")],
-        )
+        raise empty_data_file(path, "the CSV file has no rows under its header", "add rows, or give another file")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.io import LineProblem
+from tunesmith.data.io import LineProblem, empty_data_file
 from tunesmith.errors import Problem, TunesmithError
 
 TABLE_SUFFIXES = (".parquet", ".arrow")
@@ -55,10 +55,7 @@ def scan_rows(path: str | Path) -> Iterator[tuple[int, dict | LineProblem]]:
     for number, item in rows:
         yield number, item
     if number == 0:
-        raise TunesmithError(
-            "Empty data file",
-            [Problem(str(path), "the file has no records", "add records, or remove it from data.train")],
-        )
+        raise empty_data_file(path)
 
 
 def _dataset_rows(path: Path) -> Iterator[tuple[int, dict | LineProblem]]:
@@ -99,10 +96,7 @@ def _open_dataset(path: Path):
             import pyarrow.parquet as pq
 
             if pq.ParquetFile(str(path)).metadata.num_rows == 0:  # streaming it fails on an empty batch
-                raise TunesmithError(
-                    "Empty data file",
-                    [Problem(str(path), "the file has no records", "add records, or remove it from data.train")],
-                )
+                raise empty_data_file(path)
             data = datasets.IterableDataset.from_parquet(str(path))
         else:
             data = datasets.IterableDataset.from_file(str(path))

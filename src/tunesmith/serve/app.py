@@ -111,9 +111,9 @@ async def chat_completion(served: ServedModel, body: ChatCompletionRequest):
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     sampling = body.sampling(served.budget(len(prompt_ids), max_tokens), constraint)
     reply_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    tools = bool(body.offered_tools())
     if body.stream:
         usage = body.stream_options is not None and body.stream_options.include_usage
-        tools = bool(body.offered_tools())
         events = sse_events(served, served.stream(prompt_ids, sampling), reply_id, created, usage, tools)
         return StreamingResponse(
             events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -123,7 +123,7 @@ async def chat_completion(served: ServedModel, body: ChatCompletionRequest):
     except Exception as exc:
         log.exception("generation failed")
         raise ServeError(500, f"Generation failed: {brief(exc)}", "server_error") from None
-    return completion_body(served.name, reply_id, created, done, tools=bool(body.offered_tools()))
+    return completion_body(served.name, reply_id, created, done, tools=tools)
 
 
 def _check_model(served: ServedModel, body: ChatCompletionRequest) -> None:

@@ -19,7 +19,7 @@ log = logging.getLogger("tunesmith.serve")
 
 def completion_body(model: str, reply_id: str, created: int, done: Completion, tools: bool = False) -> dict:
     """A whole reply as a `chat.completion`; with tools offered, the calls it makes as `tool_calls`."""
-    message, finish = reply_message(done.text, tools), done.finish_reason
+    message, finish = reply_message(done.text, tools, done.finish_reason)
     return {
         "id": reply_id,
         "object": "chat.completion",
@@ -30,24 +30,25 @@ def completion_body(model: str, reply_id: str, created: int, done: Completion, t
                 "index": 0,
                 "message": message,
                 "logprobs": None,
-                "finish_reason": "tool_calls" if message.get("tool_calls") and finish == "stop" else finish,
+                "finish_reason": finish,
             }
         ],
         "usage": usage_of(done.prompt_tokens, done.completion_tokens),
     }
 
 
-def reply_message(text: str, tools: bool) -> dict:
-    """The assistant message of a reply. Where tools were offered, the Hermes-style `<tool_call>{json}</tool_call>`
-    blocks the model writes (the form tunesmith trains tool calls in) become OpenAI's `tool_calls`, each with an
-    id and its arguments as a JSON string, and the text around them the content (None when there is none)."""
+def reply_message(text: str, tools: bool, finish: str) -> tuple[dict, str]:
+    """The assistant message of a reply and its finish reason. Where tools were offered, the Hermes-style
+    `<tool_call>{json}</tool_call>` blocks the model writes (the form tunesmith trains tool calls in) become
+    OpenAI's `tool_calls`, each with an id and its arguments as a JSON string, the text around them the content
+    (None when there is none), and a reply that stopped by itself finishes with `tool_calls`."""
     from tunesmith.eval.scorers import TOOL_CALL_BLOCK, parse_tool_calls
 
     calls = parse_tool_calls(text) if tools and TOOL_CALL_BLOCK.search(text) else None
     if not calls:
-        return {"role": "assistant", "content": text}
+        return {"role": "assistant", "content": text}, finish
     rest = TOOL_CALL_BLOCK.sub("", text).strip()
-    return {
+    message = {
         "role": "assistant",
         "content": rest or None,
         "tool_calls": [
@@ -59,6 +60,7 @@ def reply_message(text: str, tools: bool) -> dict:
             for c in calls
         ],
     }
+    return message, "tool_calls" if finish == "stop" else finish
 
 
 async def sse_events(
@@ -91,13 +93,11 @@ async def sse_events(
                 yield event({"content": piece})
         finish = stream.finish_reason or "stop"
         if tools:
-            message = reply_message("".join(held), tools)
-            calls = [{"index": i, **call} for i, call in enumerate(message.get("tool_calls") or [])]
+            message, finish = reply_message("".join(held), tools, finish)
             if message["content"]:
                 yield event({"content": message["content"]})
-            if calls:
-                yield event({"tool_calls": calls})
-                finish = "tool_calls" if finish == "stop" else finish
+            if message.get("tool_calls"):
+                yield event({"tool_calls": [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]})
         yield event({}, finish)
         if usage:
             chunk = {

@@ -125,13 +125,17 @@ def resolve_epochs(epochs: float | str, n_records: int | None) -> float:
     return float(min(AUTO_MAX_EPOCHS, max(1, math.ceil(AUTO_EXAMPLES / max(n_records, 1)))))
 
 
+def examples_per_step(t) -> int:
+    """Training examples one optimizer step sees (`t`: the train config): batch x accumulation x processes."""
+    return t.batch_size * t.grad_accum * t.nproc
+
+
 def resolve_eval_steps(cfg: Config, n_records: int) -> int:
     """`train.eval_steps`, or about EVALS_PER_EPOCH evaluations a pass (at least MIN_EVAL_STEPS steps apart)."""
     t = cfg.train
     if t.eval_steps:
         return t.eval_steps
-    per_step = t.batch_size * t.grad_accum * t.nproc
-    steps_per_epoch = math.ceil(n_records / per_step)
+    steps_per_epoch = math.ceil(n_records / examples_per_step(t))
     return max(MIN_EVAL_STEPS, math.ceil(steps_per_epoch / EVALS_PER_EPOCH))
 
 

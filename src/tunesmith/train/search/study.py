@@ -92,11 +92,10 @@ def pruner_resources(cfg: Config, space: dict, n_train: int) -> tuple[int, int]:
     """(min, max) training examples a trial is judged over: the project's recipe's first validation, and the longest
     trial the space allows. Given, not left to Optuna's `auto`, which waits for a finished trial: the first trial,
     the project's own recipe, then never took its rungs, and no later trial was measured against it."""
-    from tunesmith.train.trainer import resolve_epochs, resolve_eval_steps
+    from tunesmith.train.trainer import examples_per_step, resolve_epochs, resolve_eval_steps
 
-    t = cfg.train
-    first = resolve_eval_steps(cfg, n_train) * t.batch_size * t.grad_accum * t.nproc
-    epochs = max(space["epochs"]) if "epochs" in space else resolve_epochs(t.epochs, n_train)
+    first = resolve_eval_steps(cfg, n_train) * examples_per_step(cfg.train)
+    epochs = max(space["epochs"]) if "epochs" in space else resolve_epochs(cfg.train.epochs, n_train)
     return first, max(first + 1, math.ceil(n_train * epochs))
 
 

@@ -16,6 +16,7 @@ from tunesmith.config import Config
 from tunesmith.train.result import TrainResult
 from tunesmith.train.search.space import apply_params, suggest
 from tunesmith.train.search.study import duplicate_default, time_spent, too_small
+from tunesmith.train.trainer import examples_per_step
 
 if TYPE_CHECKING:
     from tunesmith.train.search.guard import ForgettingGuard
@@ -113,7 +114,7 @@ def _within_budget(tcfg: Config, left_s: float) -> tuple[Config, bool]:
 
 def _pruner_report(trial, tcfg: Config) -> tuple[Callable[[int, float], bool], list[int]]:
     """`report(step, value) -> stop?` for the train stage, and the list that records the step it was pruned at."""
-    per_step = tcfg.train.batch_size * tcfg.train.grad_accum * tcfg.train.nproc
+    per_step = examples_per_step(tcfg.train)
     pruned: list[int] = []
 
     def report(step: int, value: float) -> bool:

@@ -10,6 +10,7 @@ import json
 import re
 import sys
 import types
+from dataclasses import replace
 
 import jsonschema
 import pytest
@@ -415,6 +416,89 @@ def test_generate_cached_passes_the_constraint_and_caches_by_it(tmp_path):
     assert generate_cached(backend, cases, held, cache)[0].output == "true"
     assert generate_cached(backend, cases, held, cache)[0].cached  # the constraint's key found it again
     assert backend.seen == [{}, {"constraint": Constraint("json_object")}]  # free decoding passes no constraint
+
+
+def chain_model(tmp_path, tiny_model_dir, reply: str):
+    """A tiny Llama that answers every ChatML prompt with `reply`, then its end-of-turn token: its layers add
+    nothing, so each step's logits depend on the current token only, and its (untied) head maps each token of the
+    chain to the next."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = LlamaForCausalLM.from_pretrained(tiny_model_dir, tie_word_embeddings=False)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True)
+    start = tok(prompt, add_special_tokens=False)["input_ids"][-1]
+    chain = [start, *tok(reply, add_special_tokens=False)["input_ids"], tok.convert_tokens_to_ids(tok.eos_token)]
+    assert len(set(chain)) == len(chain)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embed = model.model.embed_tokens.weight
+        model.lm_head.weight.normal_(0, 0.01)
+        for here, after in zip(chain, chain[1:]):
+            model.lm_head.weight[after] = 20 * embed[here] / embed[here].norm()
+    out = tmp_path / "chain"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_a_free_reply_the_constraint_takes_whole_is_the_constrained_reply_and_is_not_generated_again(
+    tmp_path, tiny_model_dir
+):
+    """A tuned model answering in its schema was decoded twice (free and constrained) for the same replies."""
+    from tunesmith.config import Config
+    from tunesmith.eval.evaluate import evaluate
+    from tunesmith.generate.backends import TransformersBackend
+    from tunesmith.generate.cache import GenerationCache
+    from tunesmith.generate.decoding import Decoding, settles
+    from tunesmith.models import resolve_model
+
+    reply = json.dumps({"queue": "billing"})
+    backend = TransformersBackend(resolve_model(str(chain_model(tmp_path, tiny_model_dir, reply))), precision="fp32")
+    calls = []
+    answer = backend.answer
+    backend.answer = lambda cases, request: calls.append(request.constraint) or answer(cases, request)
+    cases = [EvalCase(str(i), [{"role": "user", "content": p}], expected=reply) for i, p in enumerate(PROMPTS)]
+    schema = {"type": "object", "properties": {"queue": {"enum": QUEUES}}, "required": ["queue"]}
+    other = {**schema, "properties": {"queue": {"enum": ["technical"]}}}
+    cfg = Config.model_validate({"task": {"type": "json"}, "eval": {"general_probe": False, "batch_size": 2}})
+
+    def run(held: Constraint, out: str) -> dict[str, list[str]]:
+        calls.clear()
+        free = Decoding(24)
+        suites = {"heldout": cases, "heldout_free": cases}
+        evaluate(
+            backend,
+            suites,
+            cfg,
+            tmp_path / out,
+            decodings={"heldout": replace(free, constraint=held), "heldout_free": free},
+        )
+        rows = [json.loads(line) for line in (tmp_path / out / "results.jsonl").read_text().splitlines()]
+        return {name: [r["output"] for r in rows if r["suite"] == name] for name in suites}
+
+    layout = (", ", ": ")
+    takes, refuses = (
+        Constraint("json_schema", schema, separators=layout),
+        Constraint("json_schema", other, separators=layout),
+    )
+    assert settles(backend.tok, takes, reply) and not settles(backend.tok, refuses, reply)
+    assert not settles(backend.tok, takes, reply + " ") and not settles(backend.tok, takes, '{"queue":"billing"}')
+    both = run(takes, "takes")
+    assert both == {"heldout": [reply] * 3, "heldout_free": [reply] * 3} and calls == [None]  # decoded once
+    backend.settled = lambda free, constraint: False  # decoded under the constraint after all: the same replies
+    assert run(takes, "forced")["heldout"] == [reply] * 3 and calls == [None, takes]
+    del backend.settled
+    held = run(refuses, "refuses")
+    assert held["heldout"] == [json.dumps({"queue": "technical"})] * 3 and calls == [None, refuses]
+    # a reply cut at the limit, or one that re-encodes to other tokens than were generated, is not taken
+    from tunesmith.generate.backends import Generation
+
+    assert not backend.settled(Generation(reply, 6, True, 0.0), takes)
+    assert not backend.settled(Generation(reply, 9, False, 0.0), takes)
+    assert backend.settled(Generation(reply, 6, False, 0.0), takes)
 
 
 # ------------------------------------------------------------------------------------------------------- GBNF

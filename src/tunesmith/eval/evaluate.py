@@ -165,24 +165,55 @@ def evaluate(
     """Generate and score every case of every suite; write results.jsonl into `out_dir`; metrics per suite and
     slice. Cases that could not be read, and generations that failed (an endpoint down), are rows with `error`.
     `limits` sets a suite's own max_new_tokens; `decodings` a suite's whole decoding (limit and constraint)."""
+    chosen = {name: suite_decoding(name, cfg, limits, decodings) for name in suites}
+    generated = generate_suites(backend, suites, chosen, cfg.eval.batch_size, label, cache)
     rows: list[dict[str, Any]] = []
     context = GradingContext.of(cfg)
     for name, cases in suites.items():
-        decoding = suite_decoding(name, cfg, limits, decodings)
         good = [c for c in cases if c.error is None]
-        generated = (
-            generate_cached(
-                backend, good, decoding, cache, batch_size=cfg.eval.batch_size, label=f"{label} {name}".strip()
-            )
-            if good
-            else []
-        )
-        context.prepare((c, g.output) for c, g in zip(good, generated) if g.error is None)  # a suite's graders at once
-        gens = iter(generated)
+        context.prepare((c, g.output) for c, g in zip(good, generated[name]) if g.error is None)  # graders at once
+        gens = iter(generated[name])
         for case in cases:
             rows.append(_row(name, case, None if case.error is not None else next(gens), cfg, schema, context))
     atomic_write_jsonl(out_dir / "results.jsonl", rows)
     return {name: aggregate(part, cfg.budget.hourly_usd) for name, part in slices(rows).items()}
+
+
+def generate_suites(
+    backend, suites: dict[str, list[EvalCase]], chosen: dict[str, Decoding], batch_size: int, label: str, cache
+) -> dict[str, list]:
+    """{suite: the generations of its readable cases, in order}. A constrained suite with a free twin
+    (`free_twins`) comes after it and takes each free reply that is also its own (`generate_cached`'s `free`)."""
+    twins = free_twins(suites, chosen)
+    generated: dict[str, list] = {}
+    for name in sorted(suites, key=lambda n: n not in twins.values()):  # free twins first
+        good = [c for c in suites[name] if c.error is None]
+        generated[name] = (
+            generate_cached(
+                backend,
+                good,
+                chosen[name],
+                cache,
+                batch_size=batch_size,
+                label=f"{label} {name}".strip(),
+                free=generated[twins[name]] if name in twins else None,
+            )
+            if good
+            else []
+        )
+    return generated
+
+
+def free_twins(suites: dict[str, list[EvalCase]], chosen: dict[str, Decoding]) -> dict[str, str]:
+    """{constrained suite: its free twin}: the suite with the same cases decoded as it is but for the constraint
+    (`heldout_free` beside `heldout`), whose replies may be the constrained ones (`generate_cached`'s `free`)."""
+    out = {}
+    for name, decoding in chosen.items():
+        if decoding.constraint is not None:
+            twin = next((o for o in suites if chosen[o] == decoding.free() and suites[o] == suites[name]), None)
+            if twin is not None:
+                out[name] = twin
+    return out
 
 
 def _percentile(sorted_values: list[float], q: float) -> float | None:

@@ -80,10 +80,13 @@ def generate_cached(
     cache: GenerationCache | None,
     batch_size: int = 16,
     label: str = "Generating",
+    free: Sequence[Generation] | None = None,
 ) -> list[Generation]:
     """The backend's generations for `cases` in order, taking each from the cache when it is there and storing
     the new ones (those that did not fail) as each batch finishes. `decoding` may also be given in its
-    `cache_settings()` form (a dict)."""
+    `cache_settings()` form (a dict). With a constraint, `free` (the same cases' greedy replies decoded freely)
+    saves generating a case whose free reply the backend says is also its constrained one (`Backend.settled`):
+    a tuned model that answers in the schema anyway is decoded once, not twice."""
     if not isinstance(decoding, Decoding):
         decoding = Decoding.from_dict(decoding)
     constraint = decoding.constraint
@@ -100,19 +103,26 @@ def generate_cached(
             **extra,
         )
 
-    if cache is None:
-        return run(cases)
-    settings = decoding.cache_settings()
-    keys = [cache_key(backend.fingerprint, settings, backend.prompt_key(c)) for c in cases]
-    hits = cache.get_many(keys)
     results: list = [None] * len(cases)
-    for i, key in enumerate(keys):
-        if key in hits:
-            results[i] = replace(Generation(**hits[key]), cached=True)
+    keys: list[str] = []
+    if cache is not None:
+        settings = decoding.cache_settings()
+        keys = [cache_key(backend.fingerprint, settings, backend.prompt_key(c)) for c in cases]
+        hits = cache.get_many(keys)
+        for i, key in enumerate(keys):
+            if key in hits:
+                results[i] = replace(Generation(**hits[key]), cached=True)
+    settles = getattr(backend, "settled", None)  # a caller's own backend may not say
+    if constraint is not None and free is not None and settles is not None:
+        settled = {i: free[i] for i, r in enumerate(results) if r is None and settles(free[i], constraint)}
+        for i, gen in settled.items():  # generated (or cached) once, as the free reply
+            results[i] = gen
+        if cache is not None:
+            cache.put_many({keys[i]: gen.to_cache() for i, gen in settled.items()})
     missing = [i for i, r in enumerate(results) if r is None]
 
     def store(j: int, gen) -> None:  # as each batch finishes, so an interrupted evaluation keeps what it did
-        if gen.error is None:
+        if cache is not None and gen.error is None:
             cache.put_many({keys[missing[j]]: gen.to_cache()})
 
     for i, gen in zip(missing, run([cases[i] for i in missing], store) if missing else []):

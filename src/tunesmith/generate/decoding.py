@@ -39,6 +39,7 @@ __all__ = [
     "gbnf",
     "infer_reply_schema",
     "logits_processor",
+    "settles",
     "task_constraint",
     "to_response_format",
     "constraint_from_response_format",
@@ -404,6 +405,19 @@ def _compile(compiler, constraint: Constraint):
             "Cannot compile the decoding constraint",
             [Problem(constraint.kind, message, "simplify the schema, or set eval.decoding: free")],
         ) from None
+
+
+def settles(tok, constraint: Constraint, text: str) -> bool:
+    """Whether `text`, a reply greedy decoding gave without the constraint and ended on the end-of-turn token, is
+    also the reply greedy decoding held to `constraint` gives: the grammar takes the whole text and then the
+    end-of-turn token, so no step's choice was one the grammar masks, and the most likely allowed token was the
+    most likely token at every step (n-gram blocking too leaves it in place: it was not blocked freely either).
+    The caller checks that `text` is what the model's tokens decode to (no special token dropped)."""
+    import xgrammar as xgr
+
+    matcher = xgr.GrammarMatcher(compiled_grammar(tok, constraint))
+    eot = tok.convert_tokens_to_ids(tok.eos_token)
+    return bool(matcher.accept_string(text) and matcher.accept_token(eot) and matcher.is_terminated())
 
 
 def logits_processor(tok, constraint: Constraint, batch_size: int, no_repeat_ngram_size: int | None = None):

@@ -10,7 +10,7 @@ from pathlib import Path
 from tunesmith.chat import render_prompt
 from tunesmith.generate.backends.protocol import Backend, GenerateRequest, Generation, PromptLike
 from tunesmith.generate.backends.wire import progress_bar
-from tunesmith.generate.decoding import Constraint, logits_processor
+from tunesmith.generate.decoding import Constraint, logits_processor, settles
 from tunesmith.models import (
     ModelRef,
     bf16_inference_weights,
@@ -82,6 +82,15 @@ class TransformersBackend(Backend):
 
     def prompt_key(self, case: PromptLike) -> str:
         return render_prompt(self.tok, case.messages, case.tools)
+
+    def settled(self, free: Generation, constraint: Constraint) -> bool:
+        """A free reply that ended on the end-of-turn token is the constrained one when the grammar takes it whole
+        (`tunesmith.generate.decoding.settles`) and it re-encodes to as many tokens as were generated (no special
+        token was dropped from its text)."""
+        if free.error is not None or free.hit_limit:
+            return False
+        tokens = len(self.tok(free.output, add_special_tokens=False)["input_ids"])
+        return tokens == free.new_tokens and settles(self.tok, constraint, free.output)
 
     def answer(self, cases: list[PromptLike], request: GenerateRequest) -> list[Generation]:
         """Greedy replies for every case, in case order; longest prompts first so batches pad little.

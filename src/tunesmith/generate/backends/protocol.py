@@ -69,7 +69,8 @@ class GenerateRequest:
 class Backend(ABC):
     """What every backend offers: the identity of what generates (`fingerprint`), exactly what it would send for a
     prompt (`prompt_key`), and greedy replies in prompt order (`generate`). Both key the generation cache.
-    A backend implements `answer(cases, request)`; `generate`'s keywords are declared here once."""
+    A backend implements `answer(cases, request)`; `generate`'s keywords are declared here once. One that can tell
+    when a free reply is also the constrained one says so in `settled`."""
 
     fingerprint: str
 
@@ -78,6 +79,11 @@ class Backend(ABC):
 
     @abstractmethod
     def answer(self, cases: list[PromptLike], request: GenerateRequest) -> list[Generation]: ...
+
+    def settled(self, free: Generation, constraint: Constraint) -> bool:
+        """Whether `free`, this backend's greedy reply to a prompt decoded without a constraint, is exactly what it
+        would reply held to `constraint` (so that reply need not be generated). False unless a backend can tell."""
+        return False
 
     def generate(
         self,

@@ -64,17 +64,40 @@ def test_compare_is_paired_and_the_gate_needs_a_significant_win():
 
 @pytest.mark.parametrize("n_fixed,n", [(1, 1), (5, 5), (4, 20)])
 def test_a_handful_of_fixed_cases_is_not_a_significant_win(n_fixed, n):
-    """The bootstrap interval of one case fixed of one is [1, 1], of five of five [1, 1] too: the verdict and the
-    gate also ask McNemar's exact test (p 1.0, 0.0625 and 0.125 here), which the interval alone passed."""
-    summary = compare(
-        rows("heldout", [False] * n), rows("heldout", [True] * n_fixed + [False] * (n - n_fixed)), Config()
-    )
+    """The bootstrap interval of one case fixed of one is [1, 1], of five of five [1, 1] too, which the gate once
+    passed. Now the interval of pass/fail outcomes keeps the width of the paired score interval, and the verdict
+    and the gate also ask McNemar's exact test (p 1.0, 0.0625 and 0.125 here)."""
+    from tunesmith.eval.stats import bootstrap_mean_interval
+
+    base, tuned = [False] * n, [True] * n_fixed + [False] * (n - n_fixed)
+    summary = compare(rows("heldout", base), rows("heldout", tuned), Config())
     acc = next(r for r in summary["metrics"] if r["metric"] == "task_accuracy")
-    assert acc["ci_low"] > 0 and acc["p_mcnemar"] >= 0.05
+    assert acc["p_mcnemar"] >= 0.05
     assert acc["verdict"] == "no significant difference" and not summary["gate"]["passed"]
-    assert "too few to tell" in summary["gate"]["reason"]
+    reason = summary["gate"]["reason"]  # 1 of 1 and 4 of 20: the interval; 5 of 5 (0.39 to 1): McNemar
+    assert ("interval low" in reason) == (acc["ci_low"] <= 0) and ("too few to tell" in reason) == (acc["ci_low"] > 0)
+    if n_fixed == n:  # the bootstrap alone collapses
+        assert bootstrap_mean_interval([1.0] * n) == (1.0, 1.0)
     six = compare(rows("heldout", [False] * 6), rows("heldout", [True] * 6), Config())  # p 2/64
     assert six["gate"]["passed"]
+
+
+def test_six_cases_alike_are_not_within_two_points_of_anything():
+    """A non-inferiority gate (`vs: hosted`, min_delta -0.02) passed on the 6 cases the hosted model's recorded
+    replies covered, all alike: the bootstrap interval was [0, 0]."""
+    from tunesmith.config import GateConfig
+    from tunesmith.eval.compare import gate
+    from tunesmith.eval.stats import bootstrap_delta, paired_score_interval
+
+    summary = compare(rows("heldout", [True] * 6), rows("heldout", [True] * 6), Config())
+    check = gate(summary["metrics"], GateConfig(min_delta=-0.02, require_significant=True, vs="hosted"))
+    assert not check["passed"] and "interval low -0.390" in check["reason"]
+    assert bootstrap_delta([1.0] * 6, [1.0] * 6) == (0.0, *paired_score_interval([1.0] * 6, [1.0] * 6))
+    # Newcombe's worked example (1998, a=36 b=12 c=2 d=0): 0.0569 to 0.3404 for the first minus the second
+    low, high = paired_score_interval([1] * 48 + [0] * 2, [1] * 36 + [0] * 12 + [1] * 2)
+    assert (round(-high, 4), round(-low, 4)) == (0.0569, 0.3404)
+    many = [True] * 500 + [False] * 100
+    assert compare(rows("heldout", many), rows("heldout", many), Config())["metrics"][0]["ci_low"] > -0.02
 
 
 def test_one_judged_win_is_not_a_preference():

@@ -167,3 +167,20 @@ def test_an_alternative_ships_instead_of_a_tuned_model_that_fails_another_gate()
     assert out["instead"] == (
         "the TF-IDF classifier (0.800 on heldout.task_accuracy; the tuned model scores 0.816 but fails a gate)"
     )
+
+
+def test_an_alternative_measured_on_fewer_cases_is_quoted_beside_the_tuned_models_value_on_those():
+    """An alternative's replies covered 6 of 250 cases (a hosted model's recorded replies): the headline put its
+    1.000 on those beside the tuned model's 0.900 on all 250, as though 10 points were within an allowed drop of 2."""
+    cfg = config()
+    cfg.eval.gates = [GateConfig(metric="task_accuracy", min_delta=-0.5, require_significant=False, vs="few_shot")]
+    tuned_rows = rows(225)
+    cmp = compare(rows(0), tuned_rows, cfg)
+    alternative = [dict(r, scores={"task_correct": True}) for r in rows(0)[220:226]]
+    against = compare_to_baselines(tuned_rows, {"few_shot": alternative}, cfg)
+    cmp["gates"] = [cmp["gate"], gate(against["few_shot"]["metrics"], cfg.eval.gates[0])]
+    out = ship_verdict(cmp, against, cfg)
+    assert out["ship"] and out["headline"].endswith(
+        "stays within the allowed drop from few-shot prompting of the base model "
+        "(1.000 vs the tuned model's 0.833 on the 6 cases both answered)"
+    )

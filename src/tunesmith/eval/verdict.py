@@ -140,9 +140,9 @@ def _headline(
     """One line naming the deciding reason: an alternative that does the job better, else the failed gate."""
     if ship:
         measured = [a for a in alternatives if a["value"] is not None]
-        beats = [f"{a['label']} ({a['value']:.3f})" for a in measured if _better(tuned, a["value"], metric)]
-        ties = [f"{a['label']} ({a['value']:.3f})" for a in measured if a["value"] == tuned]
-        close = [f"{a['label']} ({a['value']:.3f})" for a in measured if _better(a["value"], tuned, metric)]
+        beats = [_quoted(a, tuned) for a in measured if _better(a["tuned"], a["value"], metric)]
+        ties = [_quoted(a, tuned) for a in measured if a["value"] == a["tuned"]]
+        close = [_quoted(a, tuned) for a in measured if _better(a["value"], a["tuned"], metric)]
         also = (f" and beats {' and '.join(beats)}" if beats else "") + (
             f"{',' if beats else ' and'} ties with {' and '.join(ties)}" if ties else ""
         )
@@ -160,6 +160,15 @@ def _headline(
     parts = str(gate.get("reason") or "a gate fails").split("; ")
     deciding = next((p for p in parts if "target" in p or "ceiling" in p), parts[0])  # the absolute target first
     return f"Do not ship: {deciding} (gate on {gate['metric']})"
+
+
+def _quoted(a: dict, tuned: float | None) -> str:
+    """An alternative's label and value; where it answered fewer cases than the tuned model's score covers (a
+    hosted model's recorded replies), the tuned model's value on those same cases and their number too."""
+    if a["tuned"] == tuned:
+        return f"{a['label']} ({a['value']:.3f})"
+    cases = f" on the {a['n']} cases both answered" if a.get("n") else " on the cases both answered"
+    return f"{a['label']} ({a['value']:.3f} vs the tuned model's {a['tuned']:.3f}{cases})"
 
 
 def _misses(value: float, target: float, metric: str) -> bool:

@@ -184,3 +184,23 @@ def test_an_alternative_measured_on_fewer_cases_is_quoted_beside_the_tuned_model
         "stays within the allowed drop from few-shot prompting of the base model "
         "(1.000 vs the tuned model's 0.833 on the 6 cases both answered)"
     )
+
+
+def test_a_model_ships_as_an_export_that_answers_as_it_did():
+    """The banner said "Ship it" and `run` exited 0 while the GGUF, the file people deploy, missed its parity
+    target (task accuracy 0.825 -> 0.61)."""
+    from tunesmith.eval.verdict import with_parity
+
+    out = verdict(0, 225, {"classifier": 195}, config())
+    merged = {"kind": "merged", "runtime": "transformers", "passed": True, "target": "identical >= 95%"}
+    q4 = {"kind": "q4_0", "runtime": "llama.cpp", "passed": False, "target": "task accuracy within 2 points"}
+    assert with_parity(out, [merged]) == out
+    some = with_parity(out, [merged, q4])
+    assert some["ship"] and some["headline"].endswith(
+        "; ship it as merged, not q4_0 (llama.cpp) (misses its parity target)"
+    )
+    none = with_parity(out, [q4])
+    assert not none["ship"] and none["headline"].startswith("Do not ship the exports: q4_0 (llama.cpp) missed")
+    assert "tunesmith serve" in none["instead"] and none["reasons"][-1].startswith("q4_0 (llama.cpp) misses")
+    refused = verdict(0, 100, {"classifier": 195}, config())
+    assert with_parity(refused, [q4]) == refused  # not shipped anyway: the deciding reason stays

@@ -59,6 +59,37 @@ def ship_verdict(cmp: dict, baselines: dict[str, dict], cfg: Config) -> dict[str
     }
 
 
+def with_parity(verdict: dict | None, parity: list[dict] | None) -> dict | None:
+    """The verdict once the exports are checked: a model ships as an export that answers as it did. An export that
+    misses its parity target is named in the reasons and the headline and is not what ships; when every export
+    misses it, the verdict is not to ship (the checkpoint passed, so `instead` says what to do about the exports)."""
+    failed = [r for r in parity or [] if not r.get("passed")]
+    if not verdict or not verdict.get("ship") or not failed:
+        return verdict
+    good = [_export(r) for r in parity or [] if r.get("passed")]
+    bad = ", ".join(_export(r) for r in failed)
+    missed = [f"{_export(r)} misses its parity target: {r.get('target')}" for r in failed]
+    reasons = [*verdict.get("reasons", []), *missed]
+    if good:
+        headline = f"{verdict['headline']}; ship it as {', '.join(good)}, not {bad} (misses its parity target)"
+        return {**verdict, "headline": headline, "reasons": reasons}
+    return {
+        **verdict,
+        "ship": False,
+        "headline": f"Do not ship the exports: {bad} missed the parity target ({failed[0].get('target')}); "
+        "the tuned checkpoint itself passes every gate",
+        "reasons": reasons,
+        "instead": "the checkpoint served by `tunesmith serve`, until an export answers as it does "
+        "(see the parity findings for the likely cause)",
+    }
+
+
+def _export(report: dict) -> str:
+    """An exported artifact as the parity report names it: its kind, and the runtime when it is not transformers."""
+    runtime = report.get("runtime") or "transformers"
+    return report.get("kind", "?") + ("" if runtime == "transformers" else f" ({runtime})")
+
+
 def _row(rows: list[dict], metric: str) -> dict | None:
     suite, _, name = metric.rpartition(".")
     return next((r for r in rows if r.get("suite") == suite and r.get("metric") == name), None)

@@ -13,6 +13,7 @@ from typing import Any
 from tunesmith.config import Config, load_config
 from tunesmith.data.project import mix_general, oversample, read_records
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.eval.verdict import with_parity
 from tunesmith.pipeline.evaluation import (
     EvalPlan,
     baseline_stages,
@@ -179,6 +180,7 @@ def run_summary(p: Prepared, trained: Trained, ev: Evaluated, st_diag: Stage, pa
     summary["diagnosis"] = {k: v for k, v in st_diag.result.items() if k not in ("stage_wall_s", "completed_at")}
     if parity is not None:
         summary["parity"] = parity
+        summary["verdict"] = with_parity(summary.get("verdict"), parity)  # a model ships as an export
     if trained.search is not None:
         summary["search"] = trained.search.summary
     summary["cost"] = eval_costs(p.project, p.cfg.budget.hourly_usd, summary)

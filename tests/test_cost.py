@@ -292,6 +292,31 @@ def test_cost_per_success_from_latency_or_per_token_prices():
     assert c.success_cost(_rows([False]), 1.0)["cost_per_success_usd"] is None
 
 
+def test_the_success_rate_is_over_the_scored_cases_as_task_accuracy_is():
+    """10 cases, 5 with an expected answer, 4 of those right: task_accuracy 0.8, so the success rate is 0.8 (not
+    4 of 10); the cases with no score, and the unreadable ones, are counted apart."""
+    from tunesmith.eval.evaluate import aggregate
+
+    rows = _rows([True] * 4 + [False]) + [{**r, "id": f"n{r['id']}", "scores": {}} for r in _rows([True] * 5)]
+    rows = [{**r, "behavior": "answer"} for r in rows]  # what `aggregate` reads beside the scores
+    out = c.success_cost(rows, 3.6)
+    assert out["success_rate"] == aggregate(rows)["task_accuracy"] == 0.8
+    assert (out["cases"], out["unscored"], out["successes"]) == (10, 5, 4)
+    unreadable = [{**r, "output": None, "scores": {}, "error": "unreadable case"} for r in _rows([True] * 4)]
+    mixed = [{**r, "behavior": "answer"} for r in _rows([True] * 6) + [{**r, "id": f"u{r['id']}"} for r in unreadable]]
+    out = c.success_cost(mixed)
+    assert out["success_rate"] == aggregate(mixed)["task_accuracy"] == 1.0 and out["unscored"] == 4
+    assert c.success_cost([{**r, "scores": {}} for r in _rows([True])])["success_rate"] is None
+
+
+def test_the_probe_prices_the_machine_by_the_hour_not_each_of_its_gpus():
+    """budget.hourly_usd (and --hourly) is the machine's price: four GPUs sharing 1 h of work cost one hour of it."""
+    probe = {"tokens_per_s": 1000.0}
+    four = c.extrapolate(probe, 4 * 3600 * 1000.0, nproc=4, hourly_usd=8.0)
+    assert four == {"hours": pytest.approx(1.0), "usd": pytest.approx(8.0)}
+    assert c.extrapolate(probe, 3600 * 1000.0, hourly_usd=8.0)["usd"] == pytest.approx(8.0)
+
+
 def test_cost_reports_the_cost_per_success_of_a_finished_run(app, tiny_project):
     runs = tiny_project / ".tunesmith" / "runs"
     stages = []

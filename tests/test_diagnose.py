@@ -236,7 +236,7 @@ def test_healthy_run_has_only_ok_findings(build):
         "loss_curve",
         "lora_rank",
     } <= set(by_code(result))
-    assert result["counts"] == {"error": 0, "warning": 0, "ok": len(result["findings"])}
+    assert result["counts"] == {"error": 0, "warning": 0, "info": 0, "ok": len(result["findings"])}
     assert result["loss"]["steps"] == list(range(1, 21)) and result["loss"]["eval_steps"] == [10, 20]
     assert result["loss"]["flags"] == []
     for f in result["findings"]:
@@ -334,6 +334,73 @@ def test_forgetting_not_measured_without_general_cases(build):
     rows = [heldout(i) for i in range(10)] + [ood(i) for i in range(6)]
     f = by_code(diagnose(build(base=rows, tuned=rows)))["forgetting"]
     assert f["severity"] == "warning" and "eval.general_probe" in f["remedy"]
+
+
+def _failed(r: dict) -> dict:
+    """A case whose generation failed: no output, its scores false, the error recorded."""
+    return {**r, "output": None, "error": "CUDA out of memory", "scores": {k: False for k in r["scores"]}}
+
+
+def test_a_tuned_model_that_answered_nothing_is_an_error_not_a_pass(build):
+    """Every tuned generation failed (out of memory): an error naming the count and the first error; forgetting
+    counts the general cases asked before dropping the unanswered ones; the checks that measured nothing say so
+    with a neutral severity, never ok."""
+    result = diagnose(build(tuned=[_failed(r) for r in eval_rows()]))
+    found = by_code(result)
+    silent = found["no_outputs"]
+    assert silent["severity"] == "error" and result["findings"][0]["code"] == "no_outputs"
+    assert silent["evidence"] == {"tuned": {"cases": 26, "errors": 26, "first_error": "CUDA out of memory"}}
+    assert "none of its 26 cases" in silent["title"] and "CUDA out of memory" in silent["title"]
+    forgetting = found["forgetting"]
+    assert forgetting["severity"] == "info" and forgetting["evidence"]["general_cases"] == {"base": 10, "tuned": 10}
+    assert "no general instruction-following cases" not in forgetting["title"]
+    assert found["overconfidence"]["severity"] == "info" and found["overconfidence"]["evidence"]["hedge_cases"] == {
+        "base": 6,
+        "tuned": 6,
+    }
+    for code in ("memorization", "sameness", "stop_token"):
+        assert found[code]["severity"] == "info" and "not measured" in found[code]["title"], code
+    assert not [f["title"] for f in result["findings"] if f["severity"] == "ok" and "not measured" in f["title"]]
+    assert result["counts"]["error"] == 1 and result["counts"]["info"] == 5
+
+
+def test_a_base_model_that_answered_nothing_is_named_too(build):
+    base = [_failed(r) for r in eval_rows()]
+    base[3] = {**base[3], "error": None}  # a failure without a message still counts
+    silent = by_code(diagnose(build(base=base)))["no_outputs"]
+    assert silent["evidence"] == {"base": {"cases": 26, "errors": 25, "first_error": "CUDA out of memory"}}
+    assert silent["title"].startswith("The base model answered none of its 26 cases")
+
+
+def _dropped(base_passes: int, lost: int, gained: int, n: int = 120) -> tuple[list[dict], list[dict]]:
+    """n general cases: the base passes the first `base_passes`; the tuned model loses the first `lost` of them and
+    gains the next `gained`."""
+    base = [general(i % 10, passed=i < base_passes) for i in range(n)]
+    passed = [(i < base_passes and i >= lost) or base_passes <= i < base_passes + gained for i in range(n)]
+    tuned = [general(i % 10, passed=p) for i, p in zip(range(n), passed)]
+    for i, (b, t) in enumerate(zip(base, tuned)):
+        b["id"] = t["id"] = f"general-{i:04d}"
+    return base, tuned
+
+
+def test_forgetting_and_overconfidence_read_the_projects_confidence_and_resamples(build):
+    """14 general prompts lost, 3 gained of 120 (McNemar p 0.0127): significant at eval.confidence 0.95, not at
+    0.99, as the comparison says; the interval is drawn with eval.bootstrap_samples."""
+    from tunesmith.eval.stats import bootstrap_delta
+
+    base, tuned = _dropped(60, 14, 3)
+    oods = [ood(i) for i in range(6)]
+    project = build(base=base + oods, tuned=tuned + oods)
+    at_95 = by_code(diagnose(project))["forgetting"]
+    assert at_95["severity"] == "error" and at_95["evidence"]["significant"] is True
+    result = diagnose(project, overrides=["eval.confidence=0.99", "eval.bootstrap_samples=500"])
+    at_99 = by_code(result)["forgetting"]
+    ev = at_99["evidence"]
+    assert ev["p_mcnemar"] == pytest.approx(0.0127, abs=1e-4) and ev["confidence"] == 0.99
+    assert at_99["severity"] == "warning" and ev["significant"] is False and "not significant" in at_99["title"]
+    pass_fail = [[float(r["scores"]["prompt_strict"]) for r in rows] for rows in (base, tuned)]
+    assert (ev["delta"], ev["ci_low"], ev["ci_high"]) == bootstrap_delta(*pass_fail, 500, 0.99)
+    assert by_code(result)["overconfidence"]["evidence"]["confidence"] == 0.99
 
 
 def test_overconfidence_fewer_hedges_on_out_of_domain(build):
@@ -558,6 +625,20 @@ def test_a_dip_within_the_validation_sets_noise_is_not_a_turn():
         assert "underfitting" not in {f["code"] for f in check_loss(steep, {"selection": turned})[1]}
 
 
+def test_a_rise_within_the_validation_sets_noise_is_not_still_improving():
+    """One more case right of 200 (0.80 -> 0.805) is noise, as a dip of one case is for `peaked_early`: no
+    underfitting; a rise of ten cases is one. A run that did not record its validation size counts every rise."""
+    from tunesmith.diagnose.loss import check_loss
+
+    selection = {"metric": "task_accuracy", "cases": 200, "stopped_early": False}
+    noise = {**selection, "curve": [[100, 0.80], [200, 0.80], [300, 0.805]]}
+    clear = {**selection, "curve": [[100, 0.80], [200, 0.80], [300, 0.85]]}
+    unsized = {k: v for k, v in noise.items() if k != "cases"}
+    assert "underfitting" not in {f["code"] for f in check_loss(metrics_rows(), {"selection": noise})[1]}
+    for rising in (clear, unsized):
+        assert "underfitting" in {f["code"] for f in check_loss(metrics_rows(), {"selection": rising})[1]}
+
+
 def test_underfitting_from_two_validations_needs_a_clear_rise(build):
     # one pass validated twice, still rising at the end (the 10,003-query Banking77 run: 0.803 -> 0.881)
     selection = {"metric": "task_accuracy", "best_step": 1162, "stopped_early": False}
@@ -742,7 +823,7 @@ def test_end_to_end_tiny_project(tiny_project, tiny_tok):
     run_project(tiny_project)
     result = diagnose(tiny_project)
     assert set(result) >= {"runs", "findings", "counts", "masking_preview", "loss"}
-    assert all(f["severity"] in ("ok", "warning", "error") for f in result["findings"])
+    assert all(f["severity"] in ("ok", "info", "warning", "error") for f in result["findings"])
     assert result["loss"]["steps"] == [1, 2, 3] and len(result["loss"]["train"]) == 3
     assert result["loss"]["eval"] and result["loss"]["eval_steps"] == [3]
     # Three steps on a random tiny model: it learned nothing, and the diagnosis says so rather than "healthy".
@@ -795,7 +876,7 @@ def test_a_diverged_run_without_evaluations(tmp_path, tiny_model_dir):
     found = by_code(result)
     assert found["loss_nan"]["severity"] == "error" and found["loss_nan"]["evidence"]["steps"] == [3, 4]
     assert found["forgetting"]["title"].startswith("Forgetting not measured")
-    assert found["stop_token"]["severity"] == "ok" and "not measured" in found["stop_token"]["title"]
+    assert found["stop_token"]["severity"] == "info" and "not measured" in found["stop_token"]["title"]
     assert found["no_evaluation"]["severity"] == "warning" and found["no_evaluation"]["evidence"]["missing"] == [
         "base",
         "tuned",

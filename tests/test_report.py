@@ -329,7 +329,7 @@ def test_report_with_diagnosis_cost_and_preference(tmp_path, browser):
     assert "heldout · task_accuracy" in improved and "heldout · edge_case · task_accuracy" in improved
     assert "human preference" in improved
     assert "general · prompt_strict_accuracy" in broke and "export q4_0" in broke
-    assert "$0.0875" in glance and "2 min 5 s" in glance
+    assert "$0.09" in glance and "2 min 5 s" in glance
     assert "edge_case" in section_of(text, "slices")
     diag = section_of(text, "diagnosis")
     assert "Not measured" not in diag and "1 error, 1 warning, 1 ok" in diag
@@ -587,3 +587,154 @@ def test_loss_chart_draws_the_task_and_general_rows_apart():
     page = training({"train": {"steps": 3, "general_kl": 3.0}}, log)
     assert "the general rows&#x27; is 3 x their KL divergence from the base" in page  # the caption
     assert "KL weight (train.general_kl; 0: not applied)</th><td>3.0000" in page  # the run's numbers
+
+
+# ------------------------------------------------------------------------------------ what was paid, and the judge
+
+
+def _summary_of(stages: list, final_wall_s: float, hourly_usd: float | None = 2.0) -> dict:
+    from types import SimpleNamespace
+
+    from tunesmith.config import Config
+    from tunesmith.pipeline.summary import build_summary
+    from tunesmith.train.result import TrainResult
+
+    cfg = Config.model_validate({"budget": {"hourly_usd": hourly_usd}})
+    pipe = SimpleNamespace(project=Path("/p"), stages=stages)
+    compared = {"gate": {"passed": True}, "confidence": 0.95, "metrics": []}
+    evaluated = SimpleNamespace(metrics={})
+    return build_summary(cfg, pipe, compared, evaluated, evaluated, TrainResult(wall_s=final_wall_s))
+
+
+def test_the_training_cost_of_a_tuned_run_prices_every_trial_it_trained():
+    """`--tune`: four 15-min trials trained in this run, the last one chosen (the train stage reuses its run): 1 h
+    of training at $2/h is $2.00, the search's three other trials shown apart from the chosen recipe's run."""
+    from tunesmith.pipeline.machinery import Stage
+    from tunesmith.report.costs import cost, paid
+    from tunesmith.train.result import TrainResult
+
+    trials = [
+        Stage("train", f"k{i}", Path(f"/r/t{i}"), cached=False, wall_s=905.0, result=TrainResult(wall_s=900.0))
+        for i in range(4)
+    ]
+    chosen = Stage("train", "k3", Path("/r/t3"), cached=True, result=TrainResult(wall_s=900.0))
+    summary = _summary_of([*trials, chosen], 900.0)
+    assert summary["train_cost_usd"] == pytest.approx(2.0)
+    spent = summary["train_cost"]
+    assert (spent["search_trials"], spent["search_s"], spent["final_s"], spent["final_reused"]) == (3, 2700, 900, False)
+    assert spent["search_usd"] == pytest.approx(1.5) and spent["final_usd"] == pytest.approx(0.5)
+    lines = dict(paid(summary, None))
+    assert lines["training wall time"] == "15 min 0 s" and lines["recipe search"] == "3 other trials, 45 min 0 s, $1.50"
+    assert lines["training cost"] == "$2.00 (search and final run)"
+    page = html.unescape(cost(None, summary))
+    assert (
+        "Training: $2.00 at the configured hourly price: the recipe search's 3 other trials, 45 min 0 s, $1.50, "
+        "and the chosen recipe's run, 15 min 0 s, $0.50." in page
+    )
+
+
+def test_the_training_cost_of_a_plain_run_is_its_one_training():
+    from tunesmith.pipeline.machinery import Stage
+    from tunesmith.report.costs import paid
+    from tunesmith.train.result import TrainResult
+
+    fresh = _summary_of([Stage("train", "k", Path("/r/t"), cached=False, wall_s=910.0)], 900.0)
+    assert fresh["train_cost_usd"] == pytest.approx(0.5) and fresh["train_cost"]["search_trials"] == 0
+    lines = dict(paid(fresh, None))
+    assert "recipe search" not in lines and lines["training cost"] == "$0.50"
+    reused = _summary_of([Stage("train", "k", Path("/r/t"), cached=True, result=TrainResult(wall_s=900.0))], 900.0)
+    assert reused["train_cost_usd"] == pytest.approx(0.5) and reused["train_cost"]["final_reused"] is True
+    assert dict(paid(reused, None))["training wall time"] == "15 min 0 s (trained by an earlier run, reused)"
+    assert _summary_of([Stage("train", "k", Path("/r/t"), cached=False)], 900.0, None)["train_cost_usd"] is None
+
+
+def test_the_cost_section_with_baselines_and_no_inference_cost():
+    """`cost_per_success` lists a baseline but the run has no `cost` module result: the section still renders."""
+    from tunesmith.report.costs import cost
+
+    rows = [
+        {"model": m, "suite": "heldout", "cases": 10, "unscored": u, "successes": 4, "success_rate": 0.8}
+        for m, u in (("base", 0), ("tuned", 5), ("classifier", 0))
+    ]
+    page = cost(None, {"cost_per_success": rows})
+    assert "classifier" in page and '<th class="num">unscored</th>' in page
+    no_unscored = cost(None, {"cost_per_success": [{**r, "unscored": 0} for r in rows]})
+    assert "unscored" not in no_unscored  # the column only where a case went unscored
+
+
+def test_durations_dollars_and_confidence_levels_read_right():
+    from tunesmith.report.comparison import metrics
+    from tunesmith.report.markup import duration, percent, usd
+
+    assert [duration(s) for s in (59.4, 59.97, 119.7, 125, 3599.4, 3599.6, 7199, 7231)] == [
+        "59.4 s",
+        "1 min 0 s",
+        "2 min 0 s",
+        "2 min 5 s",
+        "59 min 59 s",
+        "1 h 0 min",
+        "2 h 0 min",
+        "2 h 1 min",
+    ]
+    assert [usd(x) for x in (0, 0.5, 0.0875, 0.01, 0.0013, 1234.5)] == [
+        "$0.00",
+        "$0.50",
+        "$0.09",
+        "$0.01",
+        "$0.0013",
+        "$1,234.50",
+    ]
+    assert [percent(c) for c in (0.95, 0.99, 0.995, 0.999)] == ["95%", "99%", "99.5%", "99.9%"]
+    row = {"suite": "heldout", "metric": "task_accuracy", "n": 10, "base": 0.5, "tuned": 0.6, "delta": 0.1}
+    page = metrics({"confidence": 0.995, "metrics": [{**row, "ci_low": -0.1, "ci_high": 0.3, "verdict": None}]})
+    assert "99.5% CI" in page and "100% CI" not in page
+
+
+def test_the_judge_counts_a_case_the_candidate_did_not_answer_as_its_loss(monkeypatch):
+    """10 held-out cases, 4 the tuned model did not answer: the judge prefers it on the 6 it answered, and the 4
+    count as losses (6 of 10, not 6 of 6); a case only the baseline left unanswered is a win, one neither answered
+    is left out; the report says how many."""
+    from tunesmith.config import Config
+    from tunesmith.eval import judge
+    from tunesmith.eval.pairing import judge_comparisons
+    from tunesmith.eval.stats import preference_counts, win_rate
+    from tunesmith.report.after_training import preference_text
+
+    class Judge:  # prefers the candidate wherever both answered
+        def __init__(self, endpoint) -> None:
+            self.name = "fake"
+
+        def compare(self, prompts, outputs_a, outputs_b, confidence=0.95, bootstrap_samples=2000):
+            assert None not in outputs_a + outputs_b
+            won = ["win"] * len(prompts)
+            return {
+                "judge": self.name,
+                "cases": len(prompts),
+                "judged": len(won),
+                **preference_counts(won),
+                "errors": [],
+                "outcomes": won,
+                **win_rate(won, bootstrap_samples, confidence),
+            }
+
+    monkeypatch.setattr(judge, "PairwiseJudge", Judge)
+    cfg = Config.model_validate({"eval": {"judge": {"base_url": "http://127.0.0.1:9/v1", "model": "j"}}})
+
+    def rows(unanswered: set[int], n: int = 10) -> list[dict]:
+        return [
+            {"suite": "heldout", "id": str(i), "prompt": f"p{i}", "output": None if i in unanswered else "reply"}
+            for i in range(n)
+        ]
+
+    comps = [{}]
+    judge_comparisons(comps, [("base", rows(set())), ("tuned", rows({0, 1, 2, 3}))], cfg)
+    pref = comps[0]["preference"]
+    assert (pref["wins"], pref["losses"], pref["judged"], pref["cases"]) == (6, 4, 10, 10)
+    assert pref["win_rate"] == pytest.approx(0.6) and pref["verdict"] == "no significant difference"
+    assert pref["unanswered"] == {"candidate": 4, "baseline": 0, "neither": 0}
+    assert "4 unanswered by tuned, counted as losses" in preference_text({**pref, "candidate": "tuned"})
+    comps = [{}]
+    judge_comparisons(comps, [("base", rows({4, 5})), ("tuned", rows({5}))], cfg, limit=8)
+    pref = comps[0]["preference"]
+    assert (pref["wins"], pref["losses"], pref["judged"]) == (7, 0, 7)
+    assert pref["unanswered"] == {"candidate": 0, "baseline": 1, "neither": 1}

@@ -128,9 +128,11 @@ def _rate(marks: list[tuple[float, int]]) -> dict[str, Any]:
 def extrapolate(
     probe: dict[str, Any], tokens: float, nproc: int = 1, hourly_usd: float | None = None
 ) -> dict[str, Any]:
-    """The probe's rate applied to the run's tokens: hours on this machine and, with its price, dollars."""
+    """The probe's rate applied to the run's tokens: wall-clock hours on this machine (its `nproc` GPUs assumed to
+    share the tokens evenly) and, with `hourly_usd` (the whole machine's price per hour, as budget.hourly_usd is),
+    dollars."""
     rate = probe.get("tokens_per_s")
     if not rate:
         return {"hours": None, "usd": None}
     hours = tokens / rate / 3600 / nproc
-    return {"hours": hours, "usd": None if hourly_usd is None else hours * hourly_usd * nproc}
+    return {"hours": hours, "usd": None if hourly_usd is None else hours * hourly_usd}

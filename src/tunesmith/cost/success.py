@@ -20,12 +20,13 @@ TOKENS_COUNTED = "tokens counted with the base model's tokenizer (no usage repor
 def success_cost(rows: list[dict[str, Any]], hourly_usd: float | None = None, suite: str = "heldout") -> dict[str, Any]:
     """Inference cost per successful task of one evaluation (its `results.jsonl` rows) on the task suite: per-token
     prices when the endpoint had them, else the measured latency times `hourly_usd`. A success is a case whose
-    task_correct (or IFEval prompt_strict) score is true, as in `tunesmith.eval.evaluate.aggregate`."""
+    task_correct (or IFEval prompt_strict) score is true, as in `tunesmith.eval.evaluate.aggregate`; the success
+    rate is over the cases with that score, as task_accuracy is (`unscored`: the others, with no expected answer
+    or unreadable)."""
     task = [r for r in rows if r.get("suite") == suite] or rows
     answered = [r for r in task if r.get("output") is not None]
-    successes = sum(
-        1 for r in task if (r.get("scores") or {}).get("task_correct", (r.get("scores") or {}).get("prompt_strict"))
-    )
+    outcomes = [o for o in map(_outcome, task) if o is not None]
+    successes = sum(map(bool, outcomes))
     seconds = sum(float(r.get("latency_s") or 0.0) for r in answered)
     priced = [r["cost_usd"] for r in answered if r.get("cost_usd") is not None]
     cost, basis = None, None
@@ -36,13 +37,20 @@ def success_cost(rows: list[dict[str, Any]], hourly_usd: float | None = None, su
     return {
         "suite": task[0].get("suite") if task else suite,
         "cases": len(task),
+        "unscored": len(task) - len(outcomes),
         "successes": successes,
-        "success_rate": successes / len(task) if task else None,
+        "success_rate": successes / len(outcomes) if outcomes else None,
         "seconds": seconds,
         "cost_usd": cost,
         "cost_per_success_usd": cost / successes if cost is not None and successes else None,
         "basis": basis,
     }
+
+
+def _outcome(row: dict[str, Any]) -> Any:
+    """A case's task_correct score (IFEval's prompt_strict where it has none); None when it has neither."""
+    scores = row.get("scores") or {}
+    return scores.get("task_correct", scores.get("prompt_strict"))
 
 
 def token_cost(

@@ -15,7 +15,8 @@ constants in their modules:
 - stale facts (`facts.py`); stop token not learned, with its root cause (`stop_token.py`);
 - the loss curve and LoRA rank (`loss.py`); and a masking preview of a few training examples (`masking.py`).
 
-Returns `{"runs", "findings": [{code, severity (ok|warning|error), title, evidence, remedy}], "counts",
+Returns `{"runs", "findings": [{code, severity (ok|info|warning|error: info is "not measured"), title, evidence,
+remedy}], "counts",
 "masking_preview": [{where, segments: [{text, loss}], ...}], "loss": {steps, train, eval_steps, eval, flags, ...}}`.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import flat_train
-from tunesmith.diagnose.evidence import ERROR, OK, SEVERITY_ORDER, WARNING, finding
+from tunesmith.diagnose.evidence import ERROR, INFO, OK, SEVERITY_ORDER, WARNING, answered, finding, quote
 from tunesmith.diagnose.locate import RunDirs, locate_runs, read_json, read_metrics, read_results, read_section
 from tunesmith.diagnose.masking import masking_html, masking_preview
 
@@ -40,6 +41,7 @@ __all__ = [
     "RunDirs",
     "finding",
     "OK",
+    "INFO",
     "WARNING",
     "ERROR",
 ]
@@ -67,7 +69,7 @@ def diagnose_runs(
     measured). Training settings come from the train run's own config.yaml, falling back to `cfg`."""
     read = _read_runs(cfg, split_dir, base_dir, tuned_dir, train_dir, check_dir)
     preview, preview_error = _preview(cfg, read.section, train_dir, read.records)
-    findings = _output_checks(cfg, read, preview) + _missing_evaluations(read)
+    findings = _output_checks(cfg, read, preview) + _missing_evaluations(read) + _unanswered_evaluations(read)
     curve, loss_findings = _loss_checks(read, train_dir)
     findings += loss_findings
     findings.sort(key=lambda f: SEVERITY_ORDER[f["severity"]])  # stable: problems first, checks in order
@@ -75,7 +77,7 @@ def diagnose_runs(
         "runs": RunDirs(train_dir, split_dir, check_dir, base_dir, tuned_dir).to_json(),
         "objective": read.settings.get("objective", "sft"),
         "findings": findings,
-        "counts": {s: sum(f["severity"] == s for f in findings) for s in (ERROR, WARNING, OK)},
+        "counts": {s: sum(f["severity"] == s for f in findings) for s in (ERROR, WARNING, INFO, OK)},
         "masking_preview": preview,
         "loss": curve,
     }
@@ -135,11 +137,12 @@ def _output_checks(cfg, read: _Readings, preview: list[dict]) -> list[dict[str, 
     finals = [r.reply for r in records if r.reply]
     data = (read.train_result or {}).get("data") or {}
     duplicates = {k: counts[k] for k in ("duplicate_exact", "near_duplicate") if k in counts}
+    significance = {"confidence": cfg.eval.confidence, "samples": cfg.eval.bootstrap_samples}  # as the comparison's
     return [
         memorization.check_memorization(replies, base_rows, tuned_rows, read.settings, duplicates),
         memorization.check_sameness(base_rows, tuned_rows),
-        regression.check_forgetting(base_rows, tuned_rows, finals, read.settings),
-        regression.check_overconfidence(base_rows, tuned_rows, finals),
+        regression.check_forgetting(base_rows, tuned_rows, finals, read.settings, **significance),
+        regression.check_overconfidence(base_rows, tuned_rows, finals, **significance),
         facts.check_stale_facts(read.report, records, base_rows, tuned_rows),
         stop_token.check_stop_token(
             base_rows,
@@ -167,6 +170,36 @@ def _missing_evaluations(read: _Readings) -> list[dict[str, Any]]:
             "cases, which memorization, forgetting, overconfidence and the stop token compare.",
         )
     ]
+
+
+def _unanswered_evaluations(read: _Readings) -> list[dict[str, Any]]:
+    """An error when an evaluation's rows hold no output at all (every request failed, e.g. out of GPU memory): the
+    checks on outputs would otherwise read such a run as fine or as not measured."""
+    silent = {
+        name: _failures(rows)
+        for name, rows in (("base", read.base_rows), ("tuned", read.tuned_rows))
+        if rows and not answered(rows)
+    }
+    if not silent:
+        return []
+    first = next((f["first_error"] for f in silent.values() if f["first_error"]), None)
+    title = " and ".join(f"the {name} model answered none of its {f['cases']} cases" for name, f in silent.items())
+    return [
+        finding(
+            "no_outputs",
+            ERROR,
+            title[0].upper() + title[1:] + (f" (first error: {first})" if first else ""),
+            silent,
+            "Every case failed to generate, so the checks on outputs measure nothing: fix the error and run "
+            "`tunesmith run PROJECT` again (out of GPU memory: lower eval.batch_size or eval.max_new_tokens).",
+        )
+    ]
+
+
+def _failures(rows: list[dict]) -> dict[str, Any]:
+    """How many of an evaluation's cases failed, and the first error recorded."""
+    errors = [r["error"] for r in rows if r.get("error")]
+    return {"cases": len(rows), "errors": len(errors), "first_error": quote(errors[0]) if errors else None}
 
 
 def _loss_checks(read: _Readings, train_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -244,6 +277,8 @@ def diagnose_stage(cfg, pipe, st_split, st_base, st_tuned, st_train):
         "task": cfg.task.model_dump(mode="json"),
         "max_seq_len": cfg.data.max_seq_len,
         "max_new_tokens": cfg.eval.max_new_tokens,
+        "confidence": cfg.eval.confidence,  # what a significant forgetting or overconfidence is
+        "bootstrap_samples": cfg.eval.bootstrap_samples,
     }
     return pipe.stage(
         "diagnose",

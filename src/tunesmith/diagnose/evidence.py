@@ -10,8 +10,8 @@ import math
 import re
 from typing import Any
 
-OK, WARNING, ERROR = "ok", "warning", "error"
-SEVERITY_ORDER = {ERROR: 0, WARNING: 1, OK: 2}
+OK, INFO, WARNING, ERROR = "ok", "info", "warning", "error"  # INFO: not measured (neither passed nor a problem)
+SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2, OK: 3}
 
 QUOTE_CHARS = 160  # a quoted output in the evidence is cut to this many characters
 MAX_EXAMPLES = 5  # example ids (and quotes) listed per finding

@@ -264,15 +264,16 @@ def validation_points(curve: dict, selection: dict | None) -> tuple[str | None, 
     return metric, [(s, x) for s, x in zip(curve["val_steps"], logged[metric]) if math.isfinite(x)]
 
 
-def still_improving(metric: str | None, points: list[tuple[int, float]]) -> dict | None:
+def still_improving(metric: str | None, points: list[tuple[int, float]], cases: int | None = None) -> dict | None:
     """The validation metric's best is its last evaluation and it rose (fell, for a loss) over the last third of
-    the curve: training stopped while it was still learning."""
+    the curve by more than the noise of a validation set of `cases` cases (`_noise`, as `peaked_early` reads a
+    dip): training stopped while it was still learning."""
     if metric is None or len(points) < UNDERFIT_MIN_VAL_POINTS:
         return None
     sign = -1 if metric in LOWER_IS_BETTER_VAL else 1
     values = [sign * x for _, x in points]
     start = len(points) - 1 - max(1, len(points) // 3)
-    if values[-1] < max(values) or not values[-1] > values[start]:
+    if values[-1] < max(values) or not values[-1] - values[start] > _noise(metric, values[-1], cases):
         return None
     if len(points) == 2 and values[1] - values[0] < UNDERFIT_TWO_POINT_RISE * abs(values[0]):
         return None
@@ -333,7 +334,7 @@ def underfit_flag(curve: dict, selection: dict | None, tuned_accuracy: float | N
     metric, points = validation_points(curve, selection)
     overfit = "eval_loss_rising" in codes or peaked_early(metric, points, selection)
     signs: dict[str, Any] = {}
-    rising = still_improving(metric, points)
+    rising = still_improving(metric, points, (selection or {}).get("cases"))
     if rising:
         signs["validation_still_improving"] = rising
     steep = None if overfit else steep_end(curve)

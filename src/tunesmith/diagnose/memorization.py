@@ -17,6 +17,7 @@ from typing import Any
 
 from tunesmith.diagnose.evidence import (
     ERROR,
+    INFO,
     MAX_EXAMPLES,
     MIN_CASES,
     OK,
@@ -127,7 +128,9 @@ def check_memorization(
     if duplicates:
         evidence["training_duplicates"] = duplicates
     if not tuned or not train_replies:
-        return finding("memorization", OK, "Memorization not measured (no tuned outputs or training replies)", evidence)
+        return finding(
+            "memorization", INFO, "Memorization not measured (no tuned outputs or training replies)", evidence
+        )
     above_base = tuned_rate - (base_rate or 0.0) >= COPY_MARGIN
     if tuned_rate >= COPY_RATE_WARN and above_base:
         severity = ERROR if tuned_rate >= COPY_RATE_ERROR else WARNING
@@ -194,15 +197,10 @@ def check_sameness(base_rows: list[dict], tuned_rows: list[dict]) -> dict[str, A
         if d_t < (1 - DISTINCT_DROP) * d_b and below(d_r):
             flagged.append(suite)
     evidence = {"suites": suites, "flagged": flagged, "max_drop": DISTINCT_DROP}
+    if not suites:
+        return finding("sameness", INFO, "Sameness not measured (too few paired outputs)", evidence)
     if not flagged:
-        return finding(
-            "sameness",
-            OK,
-            "Tuned outputs vary about as much as the base's (distinct-2)"
-            if suites
-            else "Sameness not measured (too few paired outputs)",
-            evidence,
-        )
+        return finding("sameness", OK, "Tuned outputs vary about as much as the base's (distinct-2)", evidence)
     worst = flagged[0]
     s = suites[worst]
     return finding(

@@ -10,7 +10,18 @@ from collections import Counter
 from typing import Any
 
 from tunesmith.data.coverage import reply_behavior
-from tunesmith.diagnose.evidence import ERROR, MAX_EXAMPLES, OK, WARNING, answered, finding, paired, quote, rate
+from tunesmith.diagnose.evidence import (
+    ERROR,
+    INFO,
+    MAX_EXAMPLES,
+    OK,
+    WARNING,
+    answered,
+    finding,
+    paired,
+    quote,
+    rate,
+)
 from tunesmith.eval.stats import bootstrap_delta, paired_direction
 
 FORGETTING_DROP = 0.05  # a drop of the general probe's pass rate by this much (absolute) is flagged (ours)
@@ -18,7 +29,8 @@ OVERCONFIDENCE_DROP = 0.10  # a drop of the hedging rate on out-of-domain/ambigu
 STYLE_OPENING_SHARE = 0.5  # training replies sharing one opening this often make it "the fine-tuned style"
 OPENING_WORDS = 3
 HEDGES = ("clarify", "abstain", "escalate", "refuse")  # a reply that does not just answer
-BOOTSTRAP_SAMPLES = 2000
+CONFIDENCE = 0.95  # eval.confidence's default: the diagnosis is given the project's own
+BOOTSTRAP_SAMPLES = 2000  # eval.bootstrap_samples' default
 
 FORGETTING_REMEDY = (
     "Include varied instruction-following examples in the training mix (train.general_data with "
@@ -37,15 +49,24 @@ OVERCONFIDENCE_REMEDY = (
 )
 
 
-def _paired_change(pairs: list[tuple[dict, dict]], holds) -> tuple[list[float], list[float], dict[str, Any], list]:
+def _paired_change(
+    pairs: list[tuple[dict, dict]], holds, confidence: float, samples: int
+) -> tuple[list[float], list[float], dict[str, Any], list]:
     """(base, tuned, change, lost): whether `holds` for each paired base and tuned row; the change's delta, bootstrap
-    interval, McNemar's p and whether it is a significant drop (`paired_direction`, the comparison's own rule); and
-    the pairs where it held for the base only."""
+    interval at `confidence` over `samples` resamples, McNemar's p and whether it is a significant drop
+    (`paired_direction`, the comparison's own rule); and the pairs where it held for the base only."""
     base = [float(bool(holds(b))) for b, _ in pairs]
     tuned = [float(bool(holds(t))) for _, t in pairs]
-    delta, low, high = bootstrap_delta(base, tuned, BOOTSTRAP_SAMPLES)
-    direction, p = paired_direction(base, tuned, low, high)
-    change = {"delta": delta, "ci_low": low, "ci_high": high, "p_mcnemar": p, "significant": direction < 0}
+    delta, low, high = bootstrap_delta(base, tuned, samples, confidence)
+    direction, p = paired_direction(base, tuned, low, high, confidence)
+    change = {
+        "delta": delta,
+        "ci_low": low,
+        "ci_high": high,
+        "confidence": confidence,
+        "p_mcnemar": p,
+        "significant": direction < 0,
+    }
     return base, tuned, change, [(b, t) for b, t in pairs if holds(b) and not holds(t)]
 
 
@@ -80,24 +101,21 @@ def check_forgetting(
     tuned_rows: list[dict],
     train_replies: list[str],
     train_settings: dict[str, Any] | None = None,
+    confidence: float = CONFIDENCE,
+    samples: int = BOOTSTRAP_SAMPLES,
 ) -> dict[str, Any]:
     """The general instruction-following cases (kind `general`, e.g. the built-in probe): pass rate tuned vs base
-    with a paired bootstrap interval and McNemar's p; the cases lost, and how many tuned replies open like the
-    training replies (the fine-tuned style leaking into general prompts)."""
+    with a paired bootstrap interval (at `confidence`, over `samples` resamples: eval.confidence and
+    eval.bootstrap_samples) and McNemar's p; the cases lost, and how many tuned replies open like the training
+    replies (the fine-tuned style leaking into general prompts)."""
+    general = {name: sum(map(_general, rows)) for name, rows in (("base", base_rows), ("tuned", tuned_rows))}
     pairs = [
         (b, t) for b, t in paired(base_rows, tuned_rows, _general) if _passed(b) is not None and _passed(t) is not None
     ]
     if not pairs:
-        return finding(
-            "forgetting",
-            WARNING,
-            "Forgetting not measured: no general instruction-following cases",
-            {"general_cases": 0},
-            "Turn on eval.general_probe (the built-in 150-prompt instruction-following probe) or add a "
-            "suite of kind `general`, so a regression on general instructions shows.",
-        )
+        return _forgetting_not_measured(general)
     settings = train_settings or {}
-    evidence = _forgetting_evidence(pairs, train_replies, settings)
+    evidence = _forgetting_evidence(pairs, train_replies, settings, confidence, samples)
     delta = evidence["delta"]
     if -delta >= FORGETTING_DROP:
         significant = evidence["significant"]
@@ -115,12 +133,35 @@ def check_forgetting(
     )
 
 
+def _forgetting_not_measured(general: dict[str, int]) -> dict[str, Any]:
+    """No general case scored in both evaluations: none was asked (a warning: turn the probe on), or every one
+    failed or went unscored in one of them (not measured; the failed generations are their own finding)."""
+    if not any(general.values()):
+        return finding(
+            "forgetting",
+            WARNING,
+            "Forgetting not measured: no general instruction-following cases",
+            {"general_cases": general},
+            "Turn on eval.general_probe (the built-in 150-prompt instruction-following probe) or add a "
+            "suite of kind `general`, so a regression on general instructions shows.",
+        )
+    return finding(
+        "forgetting",
+        INFO,
+        "Forgetting not measured: no general instruction-following case has a scored answer from both models "
+        f"(base {general['base']}, tuned {general['tuned']} cases)",
+        {"general_cases": general},
+        "See why the general cases went unanswered or unscored (the evaluations' results.jsonl record each "
+        "case's error), fix it and run again.",
+    )
+
+
 def _forgetting_evidence(
-    pairs: list[tuple[dict, dict]], train_replies: list[str], settings: dict[str, Any]
+    pairs: list[tuple[dict, dict]], train_replies: list[str], settings: dict[str, Any], confidence: float, samples: int
 ) -> dict[str, Any]:
     """The general cases' pass rates, their paired change with its interval and McNemar's p, the cases lost and
     gained, the training style in tuned and base replies, and the training settings that bear on forgetting."""
-    base, tuned, change, lost = _paired_change(pairs, _passed)
+    base, tuned, change, lost = _paired_change(pairs, _passed, confidence, samples)
     evidence: dict[str, Any] = {
         "cases": len(pairs),
         "base_pass_rate": sum(base) / len(base),
@@ -181,9 +222,15 @@ def _hedges(row: dict) -> bool:
     return reply_behavior(row["output"] or "") in HEDGES
 
 
-def check_overconfidence(base_rows: list[dict], tuned_rows: list[dict], train_replies: list[str]) -> dict[str, Any]:
-    """Hedging on out-of-domain and ambiguous cases, tuned vs base (paired); clarifying questions over all cases;
-    how many training replies hedge at all."""
+def check_overconfidence(
+    base_rows: list[dict],
+    tuned_rows: list[dict],
+    train_replies: list[str],
+    confidence: float = CONFIDENCE,
+    samples: int = BOOTSTRAP_SAMPLES,
+) -> dict[str, Any]:
+    """Hedging on out-of-domain and ambiguous cases, tuned vs base (paired, its interval at `confidence` over
+    `samples` resamples); clarifying questions over all cases; how many training replies hedge at all."""
     pushback = Counter(reply_behavior(r) for r in train_replies)
     clarify = {
         name: sum(reply_behavior(r["output"]) == "clarify" for r in answered(rows))
@@ -196,16 +243,9 @@ def check_overconfidence(base_rows: list[dict], tuned_rows: list[dict], train_re
     }
     pairs = paired(base_rows, tuned_rows, _hedge_case)
     if not pairs:
-        evidence["cases"] = 0
-        return finding(
-            "overconfidence",
-            WARNING,
-            "Overconfidence not measured: no out-of-domain or ambiguous cases",
-            evidence,
-            "Add an eval suite with out-of-domain cases (kind: out_of_domain) and ambiguous ones "
-            "(behavior: clarify or abstain), so hedging is measured against the base.",
-        )
-    evidence.update(_hedging_change(pairs))
+        asked = {name: sum(map(_hedge_case, rows)) for name, rows in (("base", base_rows), ("tuned", tuned_rows))}
+        return _overconfidence_not_measured(asked, evidence)
+    evidence.update(_hedging_change(pairs, confidence, samples))
     delta = evidence["delta"]
     if -delta >= OVERCONFIDENCE_DROP:
         hedging = sum(evidence["training_hedges"].values())
@@ -223,10 +263,33 @@ def check_overconfidence(base_rows: list[dict], tuned_rows: list[dict], train_re
     )
 
 
-def _hedging_change(pairs: list[tuple[dict, dict]]) -> dict[str, Any]:
+def _overconfidence_not_measured(asked: dict[str, int], evidence: dict[str, Any]) -> dict[str, Any]:
+    """No out-of-domain or ambiguous case answered by both models: none was asked (a warning: add some), or every
+    one failed in one of the evaluations (not measured; the failed generations are their own finding)."""
+    evidence["cases"] = 0
+    if not any(asked.values()):
+        return finding(
+            "overconfidence",
+            WARNING,
+            "Overconfidence not measured: no out-of-domain or ambiguous cases",
+            evidence,
+            "Add an eval suite with out-of-domain cases (kind: out_of_domain) and ambiguous ones "
+            "(behavior: clarify or abstain), so hedging is measured against the base.",
+        )
+    evidence["hedge_cases"] = asked
+    return finding(
+        "overconfidence",
+        INFO,
+        "Overconfidence not measured: no out-of-domain or ambiguous case was answered by both models "
+        f"(base {asked['base']}, tuned {asked['tuned']} cases)",
+        evidence,
+    )
+
+
+def _hedging_change(pairs: list[tuple[dict, dict]], confidence: float, samples: int) -> dict[str, Any]:
     """The hedge rates of base and tuned on the paired cases, the change with its interval and significance, the
     cases that stopped hedging."""
-    base, tuned, change, lost = _paired_change(pairs, _hedges)
+    base, tuned, change, lost = _paired_change(pairs, _hedges, confidence, samples)
     return {
         "cases": len(pairs),
         "base_hedge_rate": rate(int(sum(base)), len(base)),

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from tunesmith.diagnose.evidence import ERROR, MAX_EXAMPLES, OK, WARNING, answered, finding, quote, rate
+from tunesmith.diagnose.evidence import ERROR, INFO, MAX_EXAMPLES, OK, WARNING, answered, finding, quote, rate
 
 STOP_RATE_WARN = 0.10  # share of tuned outputs running to the limit or looping that is flagged (ours)
 STOP_RATE_ERROR = 0.50  # ... and an error from this share on
@@ -87,13 +87,10 @@ def check_stop_token(
         evidence["mean_training_reply_tokens"] = reply_tokens
     if max_new_tokens is not None:
         evidence["max_new_tokens"] = max_new_tokens
-    if not tuned or tuned_rate < STOP_RATE_WARN:
-        return finding(
-            "stop_token",
-            OK,
-            "Tuned outputs stop on their own" if tuned else "Stop token not measured (no tuned outputs)",
-            evidence,
-        )
+    if not tuned:
+        return finding("stop_token", INFO, "Stop token not measured (no tuned outputs)", evidence)
+    if tuned_rate < STOP_RATE_WARN:
+        return finding("stop_token", OK, "Tuned outputs stop on their own", evidence)
     only_limit = [c["code"] for c in causes] == ["limit"] and not evidence["looping"]
     severity = ERROR if tuned_rate >= STOP_RATE_ERROR and not only_limit else WARNING
     title = (

@@ -209,7 +209,18 @@ def preference_text(p: dict) -> str:
         )
     if p.get("undecided"):
         text += f"; {p['undecided']} undecided"
-    return text
+    return text + unanswered_text(p)
+
+
+def unanswered_text(p: dict) -> str:
+    """The cases one model did not answer, counted without the judge (`tunesmith.eval.pairing.with_unanswered`)."""
+    gone = p.get("unanswered") if isinstance(p.get("unanswered"), dict) else {}
+    notes = (
+        (gone.get("candidate"), f"unanswered by {p.get('candidate', 'tuned')}, counted as losses"),
+        (gone.get("baseline"), f"unanswered by {p.get('baseline', 'base')}, counted as wins"),
+        (gone.get("neither"), "unanswered by both, left out"),
+    )
+    return "".join(f"; {n} {what}" for n, what in notes if n)
 
 
 def preference_results(p: Any) -> list[dict]:

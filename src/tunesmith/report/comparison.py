@@ -7,7 +7,7 @@ from typing import Any
 from tunesmith.eval.evaluate import SLICE  # "heldout#edge_case": the edge_case slice of the held-out suite
 from tunesmith.report import plots
 from tunesmith.report.frame import not_measured, section
-from tunesmith.report.markup import Html, interval, num, signed, table, tag, verdict_badge
+from tunesmith.report.markup import Html, interval, num, percent, signed, table, tag, verdict_badge
 
 
 def metrics(summary: dict) -> Html:
@@ -20,17 +20,17 @@ def metrics(summary: dict) -> Html:
     fig = (
         tag(
             "figure",
-            Html(f'<img alt="Base vs tuned per metric with {int(conf * 100)}% intervals" src="{chart}">')
+            Html(f'<img alt="Base vs tuned per metric with {percent(conf)} intervals" src="{chart}">')
             + tag(
                 "figcaption",
                 f"Bars: base and tuned rate; the whisker on the tuned bar and the dots on the "
-                f"right are the paired bootstrap {conf:.0%} interval of the delta.",
+                f"right are the paired bootstrap {percent(conf)} interval of the delta.",
             ),
         )
         if chart
         else not_measured("the chart", "install matplotlib (pip install matplotlib) to draw it")
     )
-    headers = ["suite", "metric", "n", "base", "tuned", "delta", f"{conf:.0%} CI", "McNemar p", "verdict"]
+    headers = ["suite", "metric", "n", "base", "tuned", "delta", f"{percent(conf)} CI", "McNemar p", "verdict"]
     body = fig + table(headers, _metric_rows(rows), numeric=["n", "base", "tuned", "delta", "McNemar p"])
     return section("metrics", f"Base vs tuned: {summary.get('model', '')}", body)
 
@@ -46,7 +46,7 @@ def slices(summary: dict) -> Html:
                 "no tag slice with enough cases", "tag eval cases (tags: [edge_case]); a slice needs at least 5"
             ),
         )
-    headers = ["slice", "metric", "n", "base", "tuned", "delta", f"{conf:.0%} CI", "McNemar p", "verdict"]
+    headers = ["slice", "metric", "n", "base", "tuned", "delta", f"{percent(conf)} CI", "McNemar p", "verdict"]
     return section(
         "slices",
         "Per slice",

@@ -12,15 +12,19 @@ from tunesmith.report.markup import Html, duration, generic, join, num, table, t
 
 
 def paid(summary: dict, cost: dict | None) -> list[tuple[str, str]]:
-    """What the run cost: training wall time, dollars and throughput, the pipeline's time, cost per success."""
+    """What the run cost: training wall time (the recipe search's trials apart), dollars and throughput, the
+    pipeline's time, cost per success."""
     tr = summary.get("train") or {}
+    spent = _training_spent(summary)
     out = []
     if tr.get("wall_s") is not None:
-        out.append(("training wall time", duration(tr.get("wall_s"))))
+        out.append(("training wall time", duration(tr.get("wall_s")) + _reused_note(spent)))
+    if spent.get("search_trials"):
+        out.append(("recipe search", _search_text(spent)))
     out.append(
         (
             "training cost",
-            usd(summary.get("train_cost_usd"))
+            usd(summary.get("train_cost_usd")) + (" (search and final run)" if spent.get("search_trials") else "")
             if summary.get("train_cost_usd") is not None
             else "not priced (set budget.hourly_usd)",
         )
@@ -46,18 +50,29 @@ def paid(summary: dict, cost: dict | None) -> list[tuple[str, str]]:
     return out
 
 
+def _training_spent(summary: dict) -> dict:
+    """`summary["train_cost"]` (the final run and the recipe search's trials, `tunesmith.pipeline.summary`); empty
+    for a summary written before it."""
+    spent = summary.get("train_cost")
+    return spent if isinstance(spent, dict) else {}
+
+
+def _reused_note(spent: dict) -> str:
+    return " (trained by an earlier run, reused)" if spent.get("final_reused") else ""
+
+
+def _search_text(spent: dict) -> str:
+    """The recipe search's other trials trained in this run: how many, their time and, when priced, their cost."""
+    n = spent.get("search_trials")
+    priced = f", {usd(spent['search_usd'])}" if spent.get("search_usd") is not None else ""
+    return f"{n} other trial{'s' if n != 1 else ''}, {duration(spent.get('search_s'))}{priced}"
+
+
 def cost(c: Any, summary: dict) -> Html:
     """Training cost, the inference cost module's result (line, rows, or any shape), and measured latency."""
     parts = []
     if summary.get("train_cost_usd") is not None:
-        wall = (summary.get("train") or {}).get("wall_s")
-        parts.append(
-            tag(
-                "p",
-                f"Training: {usd(summary['train_cost_usd'])} ({duration(wall)} of wall time at the "
-                "configured hourly price).",
-            )
-        )
+        parts.append(tag("p", training_line(summary)))
     if isinstance(c, dict):
         if c.get("line"):
             parts.append(tag("p", c["line"], cls="lead"))
@@ -71,7 +86,7 @@ def cost(c: Any, summary: dict) -> Html:
             + success_table([{k: v for k, v in r.items() if k not in TOKEN_KEYS} for r in beside_rows(summary)])
         )
         shown = ("line", "rows", "evaluations", "train_cost_usd", "train_wall_s")  # the training cost is above
-        rest = {k: v for k, v in c.items() if k not in shown and v is not None}
+        rest = {k: v for k, v in c.items() if k not in shown and v is not None} if isinstance(c, dict) else {}
         if rest:
             parts.append(generic(rest))
     elif c:
@@ -93,6 +108,23 @@ def cost(c: Any, summary: dict) -> Html:
     return section("cost", "Cost", join(parts))
 
 
+def training_line(summary: dict) -> str:
+    """The training cost, one sentence: the final run's wall time, and the recipe search's trials apart."""
+    spent = _training_spent(summary)
+    final = duration((summary.get("train") or {}).get("wall_s"))
+    if not spent.get("search_trials"):
+        return (
+            f"Training: {usd(summary['train_cost_usd'])} ({final} of wall time{_reused_note(spent)} at the "
+            "configured hourly price)."
+        )
+    return (
+        f"Training: {usd(summary['train_cost_usd'])} at the configured hourly price: the recipe search's "
+        f"{_search_text(spent)}, and the chosen recipe's run, {final}"
+        + (f", {usd(spent['final_usd'])}" if spent.get("final_usd") is not None else "")
+        + f"{_reused_note(spent)}."
+    )
+
+
 TOKEN_KEYS = ("tokens", "prompt_tokens", "output_tokens")  # the token counts are in the basis already
 
 
@@ -112,6 +144,7 @@ SUCCESS_COLUMNS = {
     "model": "model",
     "suite": "suite",
     "cases": "cases",
+    "unscored": "unscored",  # no task score (no expected answer, or unreadable): not in the success rate
     "successes": "successes",
     "success_rate": "success rate",
     "cost_usd": "cost",
@@ -123,7 +156,8 @@ SUCCESS_COLUMNS = {
 def success_table(rows: list[dict]) -> Html:
     """`tunesmith.cost.eval_costs` evaluations: cost per successful task of each evaluation (other keys kept)."""
     extra = [k for r in rows for k in r if k not in SUCCESS_COLUMNS and k not in ("run", "seconds")]
-    cols = list(SUCCESS_COLUMNS) + list(dict.fromkeys(extra))
+    shown = [k for k in SUCCESS_COLUMNS if k != "unscored" or any(r.get("unscored") for r in rows)]
+    cols = shown + list(dict.fromkeys(extra))
 
     def cell(r: dict, k: str) -> Any:
         v = r.get(k)
@@ -134,7 +168,7 @@ def success_table(rows: list[dict]) -> Html:
     return table(
         [SUCCESS_COLUMNS.get(k, k) for k in cols],
         ([cell(r, k) for k in cols] for r in rows),
-        numeric=["cases", "successes", "success rate", "cost", "per success"],
+        numeric=["cases", "unscored", "successes", "success rate", "cost", "per success"],
     )
 
 

@@ -20,6 +20,7 @@ from tunesmith.report.markup import (
     kv,
     num,
     pass_badge,
+    percent,
     signed,
     table,
     tag,
@@ -119,7 +120,7 @@ def alternatives(summary: dict) -> Html:
         "Alternatives on the same cases",
         models_table(summary)
         + table(
-            ["alternative", "metric", "its value", "tuned", "delta", f"{conf:.0%} CI", "tuned vs it", "training"],
+            ["alternative", "metric", "its value", "tuned", "delta", f"{percent(conf)} CI", "tuned vs it", "training"],
             rows,
             numeric=["its value", "tuned", "delta", "training"],
         )
@@ -172,12 +173,13 @@ def glance(summary: dict, cost: dict | None, preference: Any, parity: list | Non
         tag(
             "div",
             tag("h3", "What improved")
-            + _capped_list(improved, f"Nothing significantly better at {conf:.0%} confidence."),
+            + _capped_list(improved, f"Nothing significantly better at {percent(conf)} confidence."),
             cls="box good",
         ),
         tag(
             "div",
-            tag("h3", "What broke") + _capped_list(broke, f"Nothing significantly worse at {conf:.0%} confidence."),
+            tag("h3", "What broke")
+            + _capped_list(broke, f"Nothing significantly worse at {percent(conf)} confidence."),
             cls="box bad",
         ),
     ]
@@ -191,7 +193,7 @@ def _metric_line(r: dict, confidence: float) -> Html:
         tag("b", name)
         + esc(
             f": {num(r.get('base'))} → {num(r.get('tuned'))} "
-            f"({signed(r.get('delta'))}, {confidence:.0%} CI "
+            f"({signed(r.get('delta'))}, {percent(confidence)} CI "
             f"{interval(r.get('ci_low'), r.get('ci_high'))}, n={r.get('n', '-')})"
         ),
     )

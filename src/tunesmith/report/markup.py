@@ -65,21 +65,34 @@ def interval(low: Any, high: Any) -> str:
 
 
 def duration(seconds: Any) -> str:
+    """Seconds to a tenth under a minute, whole minutes and seconds under an hour, else hours and minutes: the total
+    rounded to the unit shown before it is split (119.7 s is 2 min 0 s, not 1 min 60 s)."""
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
         return "-"
-    if seconds < 60:
+    if round(seconds, 1) < 60:
         return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
-    return f"{int(seconds // 3600)} h {seconds % 3600 / 60:.0f} min"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 def usd(x: Any) -> str:
+    """Dollars to the cent from a cent up; a fraction of a cent keeps three significant digits."""
     if not isinstance(x, (int, float)) or isinstance(x, bool):
         return "-"
-    if x == 0 or x >= 1:
+    if x == 0 or abs(x) >= 0.01:
         return f"${x:,.2f}"
-    return f"${x:.4f}" if x >= 0.01 else f"${x:.3g}"  # a fraction of a cent keeps its significant digits
+    return f"${x:.3g}"
+
+
+def percent(share: Any) -> str:
+    """A share (a confidence level) as a percentage: whole when it is one (95%), else to a tenth (99.5%)."""
+    if not isinstance(share, (int, float)) or isinstance(share, bool):
+        return "-"
+    whole = round(share * 100)
+    return f"{whole}%" if math.isclose(share * 100, whole, abs_tol=1e-9) else f"{share:.1%}"
 
 
 def table(

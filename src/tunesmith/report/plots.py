@@ -16,6 +16,8 @@ import io
 import math
 from typing import Any
 
+from tunesmith.report.markup import percent
+
 COLORS = {
     "base": "#9aa5b1",
     "tuned": "#2f6fb3",
@@ -129,7 +131,7 @@ def _draw_deltas(deltas, rows: list[dict], confidence: float) -> None:
     deltas.axvline(0, color="#1f2933", linewidth=0.8)
     span = max([0.05] + [abs(r["ci_low"]) for r in rows] + [abs(r["ci_high"]) for r in rows]) * 1.15
     deltas.set_xlim(-span, span)
-    deltas.set_xlabel(f"tuned - base, {confidence:.0%} interval")
+    deltas.set_xlabel(f"tuned - base, {percent(confidence)} interval")
     deltas.set_title("delta (green better, red worse)", fontsize=10)
 
 

@@ -1,3 +1,6 @@
+import base64
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -133,3 +136,166 @@ def test_arithmetic_with_dashes_is_not_a_phone_number():
     assert [s.kind for s in find_sensitive("call me on 0207-946-0958 today")] == ["PHONE"]
     assert [s.kind for s in find_sensitive("call me (0207 946 0958) today")] == ["PHONE"]
     assert [s.kind for s in find_sensitive("my number (0207 946-0958)* is new")] == ["PHONE"]
+
+
+def test_rejected_turns_and_tool_call_arguments_are_scanned_and_scrubbed(tmp_path):
+    """A key in a preference pair's rejected reply, or in a tool call's arguments (a dict, or a JSON string as
+    OpenAI sends them), was neither reported nor redacted: `data scrub` wrote it out unchanged."""
+    key = "AKIAIOSFODNN7EXAMPLE"
+    call = {"type": "function", "function": {"name": "login", "arguments": {"user": "ann@acme.io", "token": key}}}
+    sent = {"type": "function", "function": {"name": "mail", "arguments": json.dumps({"to": ["ann@acme.io"]})}}
+    rec = Record(
+        [
+            {"role": "user", "content": "log me in"},
+            {"role": "assistant", "content": "", "tool_calls": [call, sent]},
+            {"role": "tool", "content": "ok"},
+            {"role": "assistant", "content": "done"},
+        ],
+        "d.jsonl",
+        2,
+        rejected=[{"role": "assistant", "content": f"sure, your key is {key}"}],
+    )
+    report = run_checks([rec])
+    assert {(f.code, f.field) for f in report.findings if f.code in (Code.SECRET, Code.PII)} == {
+        (Code.PII, "messages[1].tool_calls[0].function.arguments.user"),
+        (Code.SECRET, "messages[1].tool_calls[0].function.arguments.token"),
+        (Code.PII, "messages[1].tool_calls[1].function.arguments.to[0]"),
+        (Code.SECRET, "rejected[0].content"),
+    }
+    assert report.rejected
+
+    clean, mapping = scrub_record(rec)
+    assert clean.rejected[0]["content"] == "sure, your key is [AWS_KEY_1]"
+    assert clean.messages[1]["tool_calls"][0]["function"]["arguments"] == {"user": "[EMAIL_1]", "token": "[AWS_KEY_1]"}
+    assert json.loads(clean.messages[1]["tool_calls"][1]["function"]["arguments"]) == {"to": ["[EMAIL_1]"]}
+    assert rec.rejected[0]["content"].endswith(key) and call["function"]["arguments"]["token"] == key  # untouched
+
+    src = write_jsonl(tmp_path / "d.jsonl", [rec.to_json()])
+    res = CliRunner().invoke(app, ["data", "scrub", str(src), "--out", str(tmp_path / "clean.jsonl")])
+    written = (tmp_path / "clean.jsonl").read_text()
+    assert res.exit_code == 0 and key not in written and "acme.io" not in written and '"rejected"' in written
+
+
+def test_a_json_string_of_arguments_stays_json_when_a_secret_in_it_is_redacted():
+    """Redacting the JSON text could cut into an escape ("\\nZx8Q...": the n joins the token) and break the JSON;
+    each string in it is redacted instead."""
+    token = "Zx8Qw2Lm9Rt4Vb7Nk1Pd6Hs3Jf5Gc0Ya"
+    args = json.dumps({"note": f"line one\n{token}", "n": 3})
+    call = {"type": "function", "function": {"name": "save", "arguments": args}}
+    rec = Record([{"role": "user", "content": "save it"}, {"role": "assistant", "content": "", "tool_calls": [call]}])
+    clean, _ = scrub_record(rec)
+    assert json.loads(clean.messages[1]["tool_calls"][0]["function"]["arguments"]) == {
+        "note": "line one\n[SECRET_1]",
+        "n": 3,
+    }
+    not_json = {"type": "function", "function": {"name": "f", "arguments": "call ann@acme.io {"}}
+    rec = Record([{"role": "assistant", "content": "", "tool_calls": [not_json]}])
+    assert scrub_record(rec)[0].messages[0]["tool_calls"][0]["function"]["arguments"] == "call [EMAIL_1] {"
+
+
+def test_encoded_data_and_public_ids_are_not_secrets():
+    """Base64 of ordinary text, an inline image and a YouTube playlist id were SECRET errors (records dropped)."""
+    text_b64 = base64.b64encode(b"Hello World, this is a test of Base64 encoding!").decode()
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(7, 60))).decode()
+    wrapped_pdf = base64.encodebytes(b"%PDF-1.7\n" + bytes(range(256))).decode()  # MIME lines of 76
+    for text in (
+        f"Decode this: {text_b64}",
+        f'<img src="data:image/png;base64,{png}" alt="dot">',
+        "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAAMCAgMCAgMDAwMEAwMEBQgFBQQEBQoHBgYGBgYKCAgHCAwK",
+        f"The file starts with {png} as you can see",
+        f"attachment:\n{wrapped_pdf}",
+        "https://www.youtube.com/playlist?list=PLrAXtmErZgOeiKm4sgNOknGvNjby9efdf",
+        "https://www.youtube.com/watch?v=dQw4w9WgXcQ&list=PLrAXtmErZgOeiKm4sgNOknGvNjby9efdf&index=2",
+    ):
+        assert [s for s in find_sensitive(text) if s.kind == "SECRET"] == [], text
+    # A key is random bytes, and the Base64 of a credential ("user:pass", a token) has no spaces: still secrets.
+    basic = base64.b64encode(b"admin:S3cr3tPassw0rd!").decode()
+    for text in (
+        f"Authorization: Basic {basic}",
+        "session=Zx8Qw2Lm9Rt4Vb7Nk1Pd6Hs3Jf5Gc0Ya",
+        f"secret {base64.b64encode(bytes(range(200, 232))).decode()} here",
+        "https://api.acme.io/v1/items?list=1&token=Zx9Qp2Lm7Rt4Vb8Nc1Kd6Hs3Jf5Gw0Ty",
+    ):
+        assert [s.kind for s in find_sensitive(text)] == ["SECRET"], text
+
+
+@pytest.mark.parametrize(
+    "text,secret",
+    [
+        ("postgres://admin:S3cr3tPassw0rd@db.internal:5432/app", "S3cr3tPassw0rd"),
+        ("mysql://root:MyP4ssw0rd@localhost/db", "MyP4ssw0rd"),
+        ("redis://:p4ss!word@cache:6379", "p4ss!word"),
+        ("password: hunter2", "hunter2"),
+        ("Password: hunter2.", "hunter2"),
+        ('export DB_PASSWORD="Summer2024!"', "Summer2024!"),
+        ("login(user, password='Tr0ub4dor&3')", "Tr0ub4dor&3"),
+        ('{"api_key": "kX9aPq2L"}', "kX9aPq2L"),
+        ("https://shop.io/login?user=ann&pwd=hunter22&next=/", "hunter22"),
+        ("DB_PASS=Xk9mP2vLq7", "Xk9mP2vLq7"),
+    ],
+)
+def test_credentials_in_urls_and_assignments_are_secrets(text, secret):
+    assert [(s.kind, s.text) for s in find_sensitive(text)] == [("SECRET", secret)]
+
+
+def test_credential_look_alikes_are_not_secrets():
+    for text in (
+        "Enter your password: it must be 8 characters",
+        "the token: a word that the model reads",
+        "password: ********",
+        "postgres://user:password@db.internal/app",  # a placeholder, and no mail address either
+        "postgres://admin:S3cr3tPassw0rd@db.example.com/app",  # a documentation host
+        'api_key = "YOUR_API_KEY"',
+        "password = request.form['password']",
+        "token = os.environ['GITHUB_TOKEN']",
+        "password = get_password(user2)",
+        "secret_key = settings.secret_key2 if debug else None",
+        "password = db_pass2",
+        'password: "${DB_PASSWORD}"',
+        "max_tokens: 256000",
+        "the secret: 2024-01-01",
+        "token=<your-token>",
+        "pwd: /home/ann/project2",
+        "password=password123",  # a tutorial's placeholder
+        "boarding pass: AB1234",
+    ):
+        assert [s for s in find_sensitive(text) if s.kind == "SECRET"] == [], text
+    assert find_sensitive("postgres://user:password@db.internal/app") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Find the median of 12 15 18 21 24 27.",
+        "2 4 8 16 32 64 128",
+        "France had 67 390 000 inhabitants",
+        "Germany had 83.200.000 inhabitants",
+        "version 2.0.0.1",
+        "Section 1.1.1.1 of the standard",
+        "upgrade to v 10.20.30.40 now",
+        "the numbers 10 20 30 40 50 and 60",
+    ],
+)
+def test_number_sequences_versions_and_thousands_are_not_phones_or_ips(text):
+    assert find_sensitive(text) == []
+
+
+def test_number_sequences_are_not_corrupted_by_scrub():
+    rec = Record([{"role": "user", "content": "Find the median of 12 15 18 21 24 27."}])
+    assert scrub_record(rec)[0].messages[0]["content"] == "Find the median of 12 15 18 21 24 27."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call 555 123 4567 now",  # US 3-3-4
+        "Poison Control: 1-800-222-1222",
+        "the number is 01 23 45 67 89",  # French, national 0
+        "phone: 138 0013 8000",  # a Chinese mobile with a phone word
+        "+33 1 23 45 67 89",
+        "dial 020 7946 0958 24 hours a day",
+        "connect to 1.1.1.1 for DNS",
+    ],
+)
+def test_phones_and_ips_are_still_found(text):
+    assert [s.kind for s in find_sensitive(text)] in (["PHONE"], ["IP"])

@@ -225,3 +225,16 @@ def test_a_given_test_file_replaces_the_split_and_its_twins_leave_training_with_
     (finding,) = parts.findings
     assert finding.code == Code.LEAKAGE and finding.where == records[3].where and "test.jsonl:7" in finding.message
     assert records[3] not in parts.train + parts.validation
+
+
+def test_an_empty_rejected_reply_is_an_error():
+    """A preference pair whose rejected reply was blank passed every check (only `messages` was read)."""
+    from tunesmith.data.checks import check_content
+
+    prompt = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello! How can I help?"}]
+    blank = Record(messages=prompt, rejected=[{"role": "assistant", "content": "   "}], source="pairs.jsonl", line=3)
+    found = check_content(blank)
+    assert [(f.code, f.severity.value, f.field) for f in found] == [
+        (Code.EMPTY_CONTENT, "error", "rejected[0].content")
+    ]
+    assert check_content(Record(messages=prompt, rejected=[{"role": "assistant", "content": "go away"}])) == []

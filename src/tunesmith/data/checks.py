@@ -74,21 +74,23 @@ def check_turns(rec: Record) -> list[Finding]:
 
 
 def check_content(rec: Record) -> list[Finding]:
-    """No empty message (an assistant turn that only calls tools may have empty content)."""
+    """No empty message (an assistant turn that only calls tools may have empty content), in the conversation and
+    in a preference pair's rejected turns (an empty rejected reply teaches DPO to prefer anything to silence)."""
     out = []
-    for i, msg in enumerate(rec.messages):
-        if msg.get("tool_calls"):
-            continue
-        if not str(msg.get("content", "")).strip():
-            severity = Severity.ERROR if msg["role"] == "assistant" else Severity.WARNING
+    turns = [("messages", rec.messages), ("rejected", rec.rejected or [])]
+    for field, messages in turns:
+        for i, msg in enumerate(messages):
+            if msg.get("tool_calls") or str(msg.get("content", "")).strip():
+                continue
+            role = msg.get("role", "assistant")
             out.append(
                 _finding(
                     rec,
                     Code.EMPTY_CONTENT,
-                    severity,
-                    f"messages[{i}].content",
-                    f"empty {msg['role']} message",
-                    "write the content or remove the turn",
+                    Severity.ERROR if role == "assistant" else Severity.WARNING,
+                    f"{field}[{i}].content",
+                    f"empty {'rejected ' if field == 'rejected' else ''}{role} message",
+                    "write the content or remove the turn" if field == "messages" else "write the rejected reply",
                 )
             )
     return out

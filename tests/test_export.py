@@ -1,7 +1,11 @@
-"""Export: GGUF written and read back, the Ollama template rebuilt and checked, exports from a run with parity, and
-the bad inputs (unfinished run, missing adapter, unknown format, full disk) failing cleanly."""
+"""Export: GGUF written and read back (llama.cpp's pre-tokenizer name, the vocabulary padded to the embedding, RoPE
+scaling, head_dim), the Ollama template rebuilt and checked (a template writing BOS itself included), the shipped
+grammar against the eval's, exports from a run with parity (the Ollama GGUF checked too; a check that cannot tell
+is not passed), merged weights in the base's dtype, the move into place all or nothing, and the bad inputs
+(unfinished run, missing adapter, unknown format, full disk) failing cleanly."""
 
 import errno
+import importlib.util
 import json
 from pathlib import Path
 
@@ -123,7 +127,7 @@ def test_parity_names_the_likely_cause():
     quant = parity("q4_0", ckpt, drifted, cfg)  # 10 points of accuracy lost
     assert not quant["passed"] and "quantization" in quant["cause"]
     assert quant["task_accuracy"]["delta"] == pytest.approx(-0.1)
-    assert parity("q8_0", ckpt, rows([True] * 20, ["z"] * 20), cfg)["passed"]  # other words, same accuracy
+    assert parity("q4_0", ckpt, rows([True] * 20, ["z"] * 20), cfg)["passed"]  # other words, same accuracy
     looping = rows([True] * 18 + [False] * 2, ["a"] * 20, limit=6)
     assert "stop token" in parity("q8_0", ckpt, looping, cfg)["cause"]
     other = parity("f16", ckpt, drifted, cfg, runtime="llama.cpp", decoding_same=False)
@@ -158,7 +162,11 @@ def test_run_exports_every_format_and_proves_parity(tiny_project):
     assert (parity_dir / "q8_0" / "results.jsonl").exists()
     # the checkpoint is measured again in the parity precision, so only the export differs
     assert (parity_dir / "checkpoint" / "results.jsonl").exists()
-    assert json.loads((parity_dir / "result.json").read_text())["precision"] == "fp32"
+    result = json.loads((parity_dir / "result.json").read_text())
+    assert result["precision"] == "fp32"
+    assert reports["q8_0"]["file"] == "gguf/model-q8_0.gguf"  # the very file Ollama serves: checked once
+    if importlib.util.find_spec("llama_cpp") is None:  # said: the GGUFs were not run as llama.cpp / Ollama run them
+        assert {u["format"] for u in result["unchecked"]} == {"gguf", "ollama"}
     # cached on a second run, parity included
     again = {
         s["stage"]: s["cached"]
@@ -316,3 +324,402 @@ def test_a_constrained_export_ships_the_grammar_the_schema_and_how_to_use_them(t
             ExportOptions(constraint=Constraint("json_schema", {"$ref": "#/$defs/x", "$defs": {"x": {}}})),
         )
     assert not (tmp_path / "bad").exists()
+
+
+# llama.cpp's pre-tokenizer regexes (llama-vocab.cpp), each splitting the pieces of the one before
+LLAMA_CPP_SPLITS = {
+    "default": [
+        r"[\p{P}\$\+<=>\^~\|]+",
+        r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
+        r"\p{N}+",
+        r"[0-9][0-9][0-9]",
+    ],
+    "gpt-2": [r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"],
+}
+
+
+def _split_ids(tok, regexes: list[str], text: str) -> list[int]:
+    """`text`'s token ids when split as llama.cpp splits with `regexes`, then byte-level BPE with `tok`'s merges."""
+    from tokenizers import Regex, Tokenizer
+    from tokenizers import pre_tokenizers as pt
+
+    split = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    split.pre_tokenizer = pt.Sequence(
+        [pt.Split(Regex(r), behavior="isolated") for r in regexes]
+        + [pt.ByteLevel(add_prefix_space=False, use_regex=False)]
+    )
+    return split.encode(text, add_special_tokens=False).ids
+
+
+def test_gguf_names_the_pre_tokenizer_llama_cpp_splits_with_as_training_did(tmp_path, tiny_model_dir):
+    import gguf
+    from tokenizers import pre_tokenizers as pt
+
+    from tunesmith.export.gguf import CHECK_TEXT, pre_tokenizer_name, write_gguf
+    from tunesmith.export.merge import ExportOptions, export_artifacts
+    from tunesmith.models import make_tiny_model, make_tiny_tokenizer
+
+    tok = load_tokenizer(resolve_model(str(tiny_model_dir)))
+    text = CHECK_TEXT + ' {"queue": "billing", "priority": "normal", "order": 1234567}'
+    ours = tok(text, add_special_tokens=False).input_ids
+    # llama.cpp's `default` split (what every GGUF said before) tokenizes JSON's ` "` and digit runs differently;
+    # its `gpt-2` split is the tiny tokenizer's own (GPT-2's regex, nothing else), so that is the name written
+    assert _split_ids(tok, LLAMA_CPP_SPLITS["default"], text) != ours
+    assert _split_ids(tok, LLAMA_CPP_SPLITS["gpt-2"], text) == ours
+    path = write_gguf(tiny_model_dir, tmp_path / "g", ["f16"])["f16"]
+    assert gguf.GGUFReader(str(path)).get_field("tokenizer.ggml.pre").contents() == "gpt-2"
+
+    # a split llama.cpp's table does not know (digits one by one): refused before any work, the tokenizer named
+    other_tok = make_tiny_tokenizer()
+    other_tok.backend_tokenizer.pre_tokenizer = pt.Sequence(
+        [pt.Digits(individual_digits=True), pt.ByteLevel(add_prefix_space=False)]
+    )
+    other = make_tiny_model(tmp_path / "other", tokenizer=other_tok)
+    ref = resolve_model(str(other))
+    with pytest.raises(TunesmithError, match="Cannot export GGUF") as err:
+        export_artifacts(ref, None, ["merged", "gguf"], tmp_path / "out", ExportOptions(gguf_types=["f16"]))
+    problem = err.value.problems[0]
+    assert problem.where == f"the tokenizer of {other}" and '"type":"Digits"' in problem.message
+    assert "`default`" in problem.message and "gguf_pre_tokenizer=NAME" in problem.hint
+    assert not (tmp_path / "out").exists()
+    # named by the caller (their word that llama.cpp's `smollm` splits the same way): written with that name
+    manifest = export_artifacts(
+        ref, None, ["gguf"], tmp_path / "out", ExportOptions(gguf_types=["f16"], gguf_pre_tokenizer="smollm")
+    )
+    written = Path(manifest["exports"]["gguf"]["path"]) / "model-f16.gguf"
+    assert gguf.GGUFReader(str(written)).get_field("tokenizer.ggml.pre").contents() == "smollm"
+    with pytest.raises(TunesmithError, match="not a llama.cpp pre-tokenizer name"):
+        pre_tokenizer_name(other_tok, other, override="llama3ish")
+
+
+def test_the_check_text_hashes_as_llama_cpps_and_the_built_in_model_stays_smollm():
+    """SmolLM's hash in llama.cpp's table is reproduced only by the exact check text, so this also checks that."""
+    from transformers import AutoTokenizer
+
+    from tunesmith.export.gguf import pre_tokenizer_name
+    from tunesmith.models import builtin_gguf
+
+    try:
+        path = builtin_gguf("smollm2-135m-instruct")
+    except TunesmithError:
+        pytest.skip("the built-in model's package is not installed")
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    assert pre_tokenizer_name(tok) == "smollm"  # by the hash
+    assert pre_tokenizer_name(tok, path.parent, path) == "smollm"  # the source GGUF's own name, as exported so far
+
+
+def _llama_dir(path: Path, tok, **config) -> Path:
+    """A random one-layer Llama with `tok` and config overrides, saved to `path`."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    settings = {
+        "vocab_size": len(tok),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 1024,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        **config,
+    }
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(**settings)).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_gguf_pads_the_vocabulary_to_the_embedding_and_keeps_rope_scaling_and_head_dim(tmp_path, tiny_tok):
+    import gguf
+    import numpy as np
+    from transformers import AutoConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    from tunesmith.export.gguf import check_exportable, write_gguf
+
+    llama3 = {
+        "rope_type": "llama3",
+        "rope_theta": 500000.0,
+        "factor": 32.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    }
+    model = _llama_dir(
+        tmp_path / "m",
+        tiny_tok,
+        vocab_size=len(tiny_tok) + 40,  # padded embeddings
+        head_dim=16,  # not hidden / heads (8)
+        rope_parameters=llama3,
+        max_position_embeddings=131072,
+        tie_word_embeddings=False,
+    )
+    r = gguf.GGUFReader(str(write_gguf(model, tmp_path / "g", ["q8_0"])["q8_0"]))
+    tokens, types = r.get_field("tokenizer.ggml.tokens").contents(), r.get_field("tokenizer.ggml.token_type")
+    rows = {t.name: [int(d) for d in t.shape] for t in r.tensors}
+    # one token per embedding row (llama.cpp refuses a shorter list): the rows past the tokenizer are unused
+    assert len(tokens) == len(tiny_tok) + 40 == r.get_field("llama.vocab_size").contents()
+    assert rows["token_embd.weight"][1] == rows["output.weight"][1] == len(tokens)
+    assert tokens[-1] == f"[PAD{len(tokens) - 1}]" and types.contents()[-1] == gguf.TokenType.UNUSED
+    assert tokens[: len(tiny_tok)] == [tiny_tok.convert_ids_to_tokens(i) for i in range(len(tiny_tok))]
+    # llama3 RoPE: the factor llama.cpp divides each rotary frequency by, as transformers scales them in training
+    scaled, _ = ROPE_INIT_FUNCTIONS["llama3"](AutoConfig.from_pretrained(model), "cpu")
+    plain = 1.0 / (500000.0 ** (torch.arange(0, 16, 2, dtype=torch.float32) / 16))
+    freqs = next(t for t in r.tensors if t.name == "rope_freqs.weight")
+    assert freqs.data.dtype == np.float32 and np.allclose(freqs.data, (plain / scaled).numpy(), rtol=1e-5)
+    assert r.get_field("llama.rope.freq_base").contents() == 500000.0
+    assert (
+        r.get_field("llama.attention.key_length").contents()
+        == 16
+        == r.get_field("llama.rope.dimension_count").contents()
+    )
+    assert r.get_field("llama.attention.value_length").contents() == 16
+
+    for scaling, keys in (
+        (
+            {"rope_type": "linear", "factor": 2.0},
+            {"llama.rope.scaling.type": "linear", "llama.rope.scaling.factor": 2.0},
+        ),
+        (
+            {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256, "beta_fast": 32.0},
+            {
+                "llama.rope.scaling.type": "yarn",
+                "llama.rope.scaling.factor": 4.0,
+                "llama.rope.scaling.original_context_length": 256,
+                "llama.rope.scaling.yarn_beta_fast": 32.0,
+            },
+        ),
+    ):
+        folder = _llama_dir(tmp_path / scaling["rope_type"], tiny_tok, rope_parameters=scaling)
+        r = gguf.GGUFReader(str(write_gguf(folder, tmp_path / f"g-{scaling['rope_type']}", ["f16"])["f16"]))
+        assert {k: r.get_field(k).contents() for k in keys} == keys
+        assert "rope_freqs.weight" not in {t.name for t in r.tensors} and "llama.attention.key_length" not in r.fields
+    # a scaling the GGUF cannot carry is refused before any work, not written as plain RoPE
+    for scaling, what in (
+        ({"rope_type": "dynamic", "factor": 2.0}, "'dynamic' has no GGUF form"),
+        ({"rope_type": "longrope", "short_factor": [1.0], "long_factor": [2.0]}, "'longrope' has no GGUF form"),
+        ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256, "mscale": 0.7}, "mscale"),
+    ):
+        bare = tmp_path / f"bare-{scaling['rope_type']}"
+        bare.mkdir(exist_ok=True)
+        (bare / "config.json").write_text(json.dumps({"model_type": "llama", "rope_scaling": scaling}))
+        with pytest.raises(TunesmithError, match="Cannot export GGUF") as err:
+            check_exportable(bare, ["f16"])
+        assert what in err.value.problems[0].message and "convert_hf_to_gguf" in err.value.problems[0].hint
+
+
+def _parity_rows(scores: list[dict], outputs: list[str]) -> list[dict]:
+    return [
+        {"suite": "heldout", "id": str(i), "output": o, "tags": [], "scores": {"hit_token_limit": False, **s}}
+        for i, (s, o) in enumerate(zip(scores, outputs))
+    ]
+
+
+def test_parity_that_cannot_tell_is_not_measured_and_not_passed():
+    from tunesmith.export.parity import parity
+
+    cfg = Config()
+    cfg.eval.bootstrap_samples = 200
+    replies = [f'{{"queue": "q{i}"}}' for i in range(20)]
+    ckpt = _parity_rows([{"task_correct": True}] * 20, replies)
+    for kind in ("f16", "q4_0"):  # no case answered by both sides
+        empty = parity(kind, ckpt, [], cfg)
+        assert empty["n"] == 0 and not empty["passed"] and not empty["measured"]
+        assert empty["cause"].startswith("not measured: no held-out case")
+    # an instruction-following suite: its primary accuracy, prompt_strict, is held within the 2 points
+    strict = _parity_rows([{"prompt_strict": True}] * 20, replies)
+    broken = parity("q4_0", strict, _parity_rows([{"prompt_strict": False}] * 20, ["garbage"] * 20), cfg)
+    assert broken["accuracy_metric"] == "prompt_strict_accuracy" and broken["task_accuracy"]["delta"] == -1.0
+    assert broken["measured"] and not broken["passed"] and "quantization" in broken["cause"]
+    assert "prompt_strict_accuracy within 2 points" in broken["target"]
+    kept = parity("q4_0", strict, _parity_rows([{"prompt_strict": True}] * 20, ["other words"] * 20), cfg)
+    assert kept["passed"] and kept["cause"] is None
+    # a chat task scored 0 on both sides, every reply different: no drop could show
+    chat = parity(
+        "q4_0",
+        _parity_rows([{"task_correct": False}] * 20, replies),
+        _parity_rows([{"task_correct": False}] * 20, ["!!!"] * 20),
+        cfg,
+    )
+    assert not chat["passed"] and not chat["measured"] and "no drop beyond 2 points could show" in chat["cause"]
+    # no accuracy metric at all
+    bare = parity("q4_0", _parity_rows([{}] * 20, replies), _parity_rows([{}] * 20, replies), cfg)
+    assert not bare["passed"] and "no accuracy metric" in bare["cause"] and bare["task_accuracy"] is None
+    # q8_0 keeps the accuracy, but must also keep at least half the replies word for word (the demo kept 74.2%)
+    half = _parity_rows([{"task_correct": True}] * 20, replies[:8] + ["reworded"] * 12)
+    assert (
+        not parity("q8_0", ckpt, half, cfg)["passed"]
+        and "identical greedy replies >= 50%" in parity("q8_0", ckpt, half, cfg)["target"]
+    )
+    most = _parity_rows([{"task_correct": True}] * 20, replies[:12] + ["reworded"] * 8)
+    assert parity("q8_0", ckpt, most, cfg)["passed"]
+
+
+def test_the_gguf_ollama_serves_is_parity_checked_too(tmp_path, tiny_model_dir):
+    from types import SimpleNamespace
+
+    from tunesmith.export.merge import ExportOptions, export_artifacts
+    from tunesmith.pipeline.shipping import exported_models
+
+    ref = resolve_model(str(tiny_model_dir))
+
+    def checked(formats: list[str], options: ExportOptions, out: Path) -> list[tuple[str, str]]:
+        manifest = export_artifacts(ref, None, formats, out, options)
+        return [(k, p.relative_to(out).as_posix()) for k, p in exported_models(SimpleNamespace(result=manifest))]
+
+    # Ollama's type is not among the GGUF types: its file is checked on its own
+    assert checked(["gguf", "ollama"], ExportOptions(gguf_types=["f16"], ollama_type="q4_0"), tmp_path / "a") == [
+        ("f16", "gguf/model-f16.gguf"),
+        ("q4_0", "ollama/model-q4_0.gguf"),
+    ]
+    # Ollama alone: its file is what parity checks (nothing was, before)
+    assert checked(["ollama"], ExportOptions(), tmp_path / "b") == [("q8_0", "ollama/model-q8_0.gguf")]
+    # the very file of a GGUF type: checked once
+    assert checked(["gguf", "ollama"], ExportOptions(gguf_types=["q8_0"]), tmp_path / "c") == [
+        ("q8_0", "gguf/model-q8_0.gguf")
+    ]
+
+
+def test_a_merged_export_keeps_the_base_models_dtype(tmp_path, tiny_model_dir):
+    import gguf
+    import numpy as np
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.export.merge import ExportOptions, export_artifacts
+
+    base = tmp_path / "bf16-base"
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).save_pretrained(base)
+    load_tokenizer(resolve_model(str(tiny_model_dir))).save_pretrained(base)
+    torch.manual_seed(0)
+    lora = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    lora.save_pretrained(tmp_path / "adapter")
+    out = tmp_path / "out"
+    export_artifacts(
+        resolve_model(str(base)), tmp_path / "adapter", ["merged", "gguf"], out, ExportOptions(gguf_types=["f16"])
+    )
+    merged = load_file(out / "merged" / "model.safetensors")
+    assert {t.dtype for t in merged.values()} == {torch.bfloat16}  # half the bytes of fp32
+    assert json.loads((out / "merged" / "config.json").read_text())["dtype"] == "bfloat16"
+    # merged in fp32, rounded to the base's dtype once at the end; the GGUF made from the fp32 merge, not the bf16
+    expected = lora.merge_and_unload().state_dict()
+    assert all(torch.equal(merged[k], expected[k].to(torch.bfloat16)) for k in merged)
+    f16 = {t.name: t.data for t in gguf.GGUFReader(str(out / "gguf" / "model-f16.gguf")).tensors}
+    v_proj = expected["model.layers.0.self_attn.v_proj.weight"]
+    assert np.array_equal(f16["blk.0.attn_v.weight"], v_proj.half().numpy())
+    assert not np.array_equal(f16["blk.0.attn_v.weight"], v_proj.to(torch.bfloat16).half().numpy())
+    assert sorted(p.name for p in out.iterdir()) == ["gguf", "manifest.json", "merged"]
+
+
+def test_a_failed_move_into_place_puts_the_old_export_back_and_fewer_formats_leave_no_stale_folder(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    import os
+
+    from tunesmith.export import merge
+
+    ref, out = resolve_model(str(tiny_model_dir)), tmp_path / "out"
+    merge.export_artifacts(ref, None, ["merged", "gguf"], out, merge.ExportOptions(gguf_types=["f16"]))
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real, failed = os.replace, []
+
+    def fails_once(src, dst):  # the new gguf/ folder cannot be renamed into place
+        if Path(dst) == out / "gguf" and not failed:
+            failed.append(dst)
+            raise OSError(errno.EXDEV, "Invalid cross-device link", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(merge.os, "replace", fails_once)
+    with pytest.raises(TunesmithError, match="Export failed") as err:
+        merge.export_artifacts(
+            ref, None, ["merged", "gguf"], out, merge.ExportOptions(gguf_types=["q8_0"], no_repeat_ngram_size=3)
+        )
+    monkeypatch.undo()
+    assert failed and "one file system" in err.value.problems[0].hint
+    # the old export whole (its manifest, merged/ and gguf/ as they were), nothing staged or set aside left
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(os.listdir(out)) == ["gguf", "manifest.json", "merged"]
+    # fewer formats: the folders of the others go with the old manifest
+    manifest = merge.export_artifacts(ref, None, ["merged"], out)
+    assert sorted(os.listdir(out)) == ["manifest.json", "merged"] and list(manifest["exports"]) == ["merged"]
+
+
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": "), None])
+def test_the_gbnf_grammar_spells_enum_and_const_values_as_the_eval_grammar_does(separators, tiny_tok):
+    """llama.cpp held to the shipped grammar can give every reply the evaluation's grammar (xgrammar) allows, and
+    no other: object and array values of enum/const included, whatever the layout."""
+    import xgrammar as xgr
+
+    from tunesmith.generate.decoding import Constraint, gbnf, settles
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "loc": {"enum": [{"lat": 1, "tags": ["a", "b"]}, "Zürich", 2.0, 1.5]},
+            "c": {"const": {"k": [1, "v"]}},
+        },
+        "required": ["loc", "c"],
+    }
+    constraint = Constraint("json_schema", schema, separators=separators)
+    info = xgr.TokenizerInfo.from_huggingface(tiny_tok)
+    ours = xgr.GrammarCompiler(info).compile_grammar(xgr.Grammar.from_ebnf(gbnf(constraint)))
+
+    def gbnf_accepts(text: str) -> bool:
+        matcher = xgr.GrammarMatcher(ours)
+        return matcher.accept_string(text) and matcher.is_completed()
+
+    item, key = separators or (", ", ": ")
+    candidates = [
+        "{" + f'"loc"{key}{loc}{item}"c"{key}{c}' + "}"
+        for layout in ((",", ":"), (", ", ": "))
+        for value in schema["properties"]["loc"]["enum"]
+        for loc in {json.dumps(value, separators=layout, ensure_ascii=False), json.dumps(value, separators=layout)}
+        for c in {json.dumps({"k": [1, "v"]}, separators=s) for s in ((",", ":"), (", ", ": "))}
+    ] + ['{"loc": 2, "c": {"k":[1,"v"]}}', '{"loc":2,"c":{"k":[1,"v"]}}']
+    evaluated = {text: settles(tiny_tok, constraint, text) for text in candidates}
+    assert sum(evaluated.values()) >= 4  # the eval's grammar takes some of them: the comparison is not vacuous
+    assert {text: gbnf_accepts(text) for text in candidates} == evaluated
+
+
+def test_a_template_that_writes_the_bos_token_itself_has_an_ollama_template(tiny_model_dir):
+    """Llama 3's template writes `bos_token` first: the runtime adds it (the GGUF's add_bos_token) or the Go
+    template writes it, once."""
+    from tokenizers import processors
+
+    from tunesmith.export.ollama import modelfile, template_parts
+
+    tok = load_tokenizer(resolve_model(str(tiny_model_dir)))
+    tok.chat_template = (  # Meta-Llama-3-8B-Instruct's, with the tiny tokenizer's end-of-turn token
+        "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+        "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + "
+        "'<|im_end|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    )
+    convos = [
+        [{"role": "system", "content": "S"}, {"role": "user", "content": "a"}],
+        [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}],
+    ]
+
+    def rendered(parts, convo):
+        system = convo[0]["content"] if convo[0]["role"] == "system" else None
+        return parts.render(system, [m for m in convo if m["role"] != "system"])
+
+    parts = template_parts(tok)  # this tokenizer adds no BOS: the Go template writes it
+    assert parts.bos == "<|im_start|>" and modelfile(tok, "m.gguf").split('TEMPLATE """')[1].startswith(
+        "<|im_start|>{{ if .System }}<|start_header_id|>system"
+    )
+    for convo in convos:
+        assert rendered(parts, convo) == tok.apply_chat_template(convo, tokenize=False, add_generation_prompt=True)
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|im_start|> $A", special_tokens=[("<|im_start|>", tok.bos_token_id)]
+    )
+    parts = template_parts(tok)  # one that adds it, as Llama 3's does: the runtime writes it, the template not
+    assert parts.bos == "" and 'TEMPLATE """{{ if .System }}' in modelfile(tok, "m.gguf")
+    for convo in convos:
+        expected = tok.apply_chat_template(convo, tokenize=False, add_generation_prompt=True)
+        assert "<|im_start|>" + rendered(parts, convo) == expected and expected.count("<|im_start|>") == 1

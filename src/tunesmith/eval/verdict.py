@@ -68,20 +68,25 @@ def with_parity(verdict: dict | None, parity: list[dict] | None) -> dict | None:
         return verdict
     good = [_export(r) for r in parity or [] if r.get("passed")]
     bad = ", ".join(_export(r) for r in failed)
-    missed = [f"{_export(r)} misses its parity target: {r.get('target')}" for r in failed]
+    missed = [f"{_export(r)} {_missed(r)}: {r.get('cause') or r.get('target')}" for r in failed]
     reasons = [*verdict.get("reasons", []), *missed]
     if good:
-        headline = f"{verdict['headline']}; ship it as {', '.join(good)}, not {bad} (misses its parity target)"
+        headline = f"{verdict['headline']}; ship it as {', '.join(good)}, not {bad} ({_missed(failed[0])})"
         return {**verdict, "headline": headline, "reasons": reasons}
     return {
         **verdict,
         "ship": False,
-        "headline": f"Do not ship the exports: {bad} missed the parity target ({failed[0].get('target')}); "
+        "headline": f"Do not ship the exports: {bad} {_missed(failed[0])} ({failed[0].get('target')}); "
         "the tuned checkpoint itself passes every gate",
         "reasons": reasons,
         "instead": "the checkpoint served by `tunesmith serve`, until an export answers as it does "
         "(see the parity findings for the likely cause)",
     }
+
+
+def _missed(report: dict) -> str:
+    """How an export failed its parity check: it missed the target, or the check could not tell (not measured)."""
+    return "misses its parity target" if report.get("measured", True) else "could not be checked for parity"
 
 
 def _export(report: dict) -> str:

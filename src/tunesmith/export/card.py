@@ -234,15 +234,21 @@ def _parity(kind: str, parity: dict[str, Any] | None, files: list[str]) -> str:
         "The held-out split run again on the exported model and compared with the checkpoint "
         f"(both in {parity.get('precision', 'the same precision')}).",
         "",
-        "| model | runtime | cases | identical replies | task accuracy delta | target | passed |",
+        "| model | runtime | cases | identical replies | accuracy delta | target | passed |",
         "|---|---|---:|---:|---:|---|---|",
     ]
     for r in reports:
         acc = r.get("task_accuracy")
         delta = f"{acc['delta']:+.3f} [{acc['ci_low']:+.3f}, {acc['ci_high']:+.3f}]" if acc else "-"
+        if acc and r.get("accuracy_metric") not in (None, "task_accuracy"):
+            delta = f"{r['accuracy_metric']} {delta}"
         row = f"| {r['kind']} | {r['runtime']} | {r['n']} | {r['identical']:.0%} | {delta} | {r['target']} |"
-        lines.append(row + f" {'yes' if r['passed'] else 'no'} |")
-    lines += [f"\n{r['kind']} ({r['runtime']}): likely cause: {r['cause']}" for r in reports if r.get("cause")]
+        lines.append(row + f" {'not measured' if r.get('measured') is False else 'yes' if r['passed'] else 'no'} |")
+    lines += [
+        f"\n{r['kind']} ({r['runtime']}): " + ("" if r.get("measured") is False else "likely cause: ") + r["cause"]
+        for r in reports
+        if r.get("cause")
+    ]
     return "\n".join(lines)
 
 

@@ -4,12 +4,16 @@
     manifest = export_artifacts(full_model_ref, None, ["merged"], out_dir)   # a full fine-tuning run
     manifest = export_artifacts(model_ref, adapter_dir, ["gguf"], out_dir, ExportOptions(gguf_types=["q4_0"]))
 
-`merged` is the adapter merged into the base (`merge_and_unload`) with the tokenizer, chat template and a generation
-config whose EOS is the end-of-turn token, so transformers and vLLM load it as it is; `gguf` and `ollama` are made
+`merged` is the adapter merged into the base (`merge_and_unload`, in fp32) with the tokenizer, chat template and a
+generation config whose EOS is the end-of-turn token, saved in the base model's own dtype (its config's `dtype`, e.g.
+bf16: an 8B model stays 16 GB, not 32), so transformers and vLLM load it as it is; `gguf` and `ollama` are made
 from it. Everything is built in a staging directory first and moved into place only when every format succeeded,
-so a failure (a full disk included) leaves no partial export behind; `manifest.json` (sizes, hashes, what it was
-exported from) is written last. Every exported folder gets a model card, `README.md` (`tunesmith.export.card`:
-the facts of `ExportOptions(card=...)`, else the base model and how to run it).
+so a failure (a full disk included) leaves no partial export behind. Moving into place is all or nothing too: the
+old manifest and every old format folder are moved aside first, the new folders moved in, the new `manifest.json`
+(sizes, hashes, what it was exported from) written last; a failure on the way puts the old export back, and a
+re-export of fewer formats removes the folders of the others, so the folder holds exactly what its manifest lists.
+Every exported folder gets a model card, `README.md` (`tunesmith.export.card`: the facts of
+`ExportOptions(card=...)`, else the base model and how to run it).
 
 With the `constraint` the evaluation decoded under (`ExportOptions(constraint=c)`), the `gguf` and `ollama`
 folders also hold `grammar.gbnf` (llama.cpp's `--grammar-file`) and `schema.json` (the JSON Schema, or the label
@@ -43,7 +47,8 @@ class ExportOptions:
     """How to export, beyond what and where: the decoding the eval measured (`no_repeat_ngram_size`, shipped in the
     merged generation config), the GGUF types (default f16 and q8_0) and the one Ollama uses, the Modelfile's system
     prompt and context, the decoding `constraint` whose grammar and schema ship beside the GGUF and Ollama files,
-    and what the model cards say (`card`)."""
+    and what the model cards say (`card`). `gguf_pre_tokenizer` names llama.cpp's pre-tokenizer for a tokenizer
+    `tunesmith.export.gguf.pre_tokenizer_name` does not recognise (your word that it splits text the same way)."""
 
     no_repeat_ngram_size: int | None = None
     gguf_types: Sequence[str] | None = None
@@ -52,6 +57,7 @@ class ExportOptions:
     num_ctx: int | None = None
     constraint: Constraint | None = None
     card: CardFacts | None = None
+    gguf_pre_tokenizer: str | None = None  # llama.cpp's pre-tokenizer name, when tunesmith cannot tell it
 
 
 def export_artifacts(
@@ -67,7 +73,7 @@ def export_artifacts(
     in the manifest)."""
     options = options or ExportOptions()
     gguf_types = list(options.gguf_types or ["f16", "q8_0"])
-    _check_request(model_ref, adapter, formats, gguf_types + [options.ollama_type])
+    _check_request(model_ref, adapter, formats, gguf_types + [options.ollama_type], options.gguf_pre_tokenizer)
     # the grammar before any slow work: a schema with no GBNF form fails here, not after the merge
     shipped = _constraint_files(options.constraint, formats)
     staging = out_dir / ".export-staging"
@@ -77,10 +83,6 @@ def export_artifacts(
         _stage(model_ref, adapter, _Staging(staging, formats, options, gguf_types, shipped))
         _write_cards(model_ref, formats, staging, out_dir, options.card)
         made = {fmt: _describe(staging / fmt, out_dir / fmt) for fmt in formats}
-    for fmt in formats:  # every format succeeded: move them into place
-        shutil.rmtree(out_dir / fmt, ignore_errors=True)
-        os.replace(staging / fmt, out_dir / fmt)
-    shutil.rmtree(staging, ignore_errors=True)
     manifest = {
         "base": model_ref.ref,
         "base_identity": model_ref.identity,
@@ -89,11 +91,72 @@ def export_artifacts(
     }
     if options.constraint is not None:
         manifest["constraint"] = _constraint_entry(options.constraint, shipped, made, out_dir)
-    atomic_write_json(out_dir / "manifest.json", manifest)
+    _install(staging, out_dir, formats, manifest)  # every format succeeded: into place, all or nothing
     return manifest
 
 
-def _check_request(model_ref: ModelRef, adapter: Path | None, formats: list[str], quant_types: list[str]) -> None:
+def _install(staging: Path, out_dir: Path, formats: list[str], manifest: dict[str, Any]) -> None:
+    """Replace the export in `out_dir` with the staged one: the old manifest and every old format folder moved
+    aside (so no manifest claims a half-moved folder), the staged folders moved in, the new manifest written; on
+    any failure the new folders go and the old ones come back. Format folders the new export does not have are
+    removed with the old manifest, so the folder holds what `manifest.json` lists."""
+    previous = out_dir / ".export-previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    aside: list[str] = []
+    placed: list[str] = []
+    try:
+        previous.mkdir()
+        for name in ("manifest.json", *FORMATS):
+            if (out_dir / name).exists():
+                os.replace(out_dir / name, previous / name)
+                aside.append(name)
+        for fmt in formats:
+            os.replace(staging / fmt, out_dir / fmt)
+            placed.append(fmt)
+        atomic_write_json(out_dir / "manifest.json", manifest)
+    except BaseException as exc:
+        restored = _roll_back(out_dir, previous, placed, aside)
+        shutil.rmtree(staging, ignore_errors=True)
+        if not isinstance(exc, OSError):
+            raise
+        hint = _os_hint(exc)
+        if not restored:
+            hint += f"; the previous export could not all be put back: what is left of it is in {previous}"
+        raise TunesmithError(
+            "Export failed", [Problem(str(exc.filename or out_dir), exc.strerror or str(exc), hint)]
+        ) from None
+    shutil.rmtree(previous, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _roll_back(out_dir: Path, previous: Path, placed: list[str], aside: list[str]) -> bool:
+    """Undo a partial `_install`: the new folders removed, the old ones and the old manifest put back; whether all
+    of it came back (if not, what did not stays in `previous`)."""
+    for fmt in placed:
+        shutil.rmtree(out_dir / fmt, ignore_errors=True)
+    if "manifest.json" not in aside:
+        with contextlib.suppress(OSError):
+            (out_dir / "manifest.json").unlink(missing_ok=True)
+    restored = True
+    for name in aside:
+        try:
+            if (out_dir / name).is_dir():
+                shutil.rmtree(out_dir / name)
+            _move(previous / name, out_dir / name)
+        except OSError:
+            restored = False
+    if restored:
+        shutil.rmtree(previous, ignore_errors=True)
+    return restored
+
+
+def _check_request(
+    model_ref: ModelRef,
+    adapter: Path | None,
+    formats: list[str],
+    quant_types: list[str],
+    pre_tokenizer: str | None = None,
+) -> None:
     """Known formats, an adapter when one is asked for and present when given, and a model GGUF can take."""
     from tunesmith.export.gguf import check_exportable
 
@@ -126,7 +189,7 @@ def _check_request(model_ref: ModelRef, adapter: Path | None, formats: list[str]
             ],
         )
     if {"gguf", "ollama"} & set(formats):
-        check_exportable(Path(model_ref.path), quant_types)
+        check_exportable(Path(model_ref.path), quant_types, source_gguf(model_ref), pre_tokenizer)
 
 
 def _constraint_files(constraint: Constraint | None, formats: list[str]) -> dict[str, str]:
@@ -143,17 +206,26 @@ def _cleaned_up(staging: Path, out_dir: Path):
         yield
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        hint = (
-            "free some space (an export needs about 3x the model's size while it is written)"
-            if exc.errno == errno.ENOSPC
-            else "check the directory's permissions"
-        )
         raise TunesmithError(
-            "Export failed", [Problem(str(exc.filename or out_dir), exc.strerror or str(exc), hint)]
+            "Export failed", [Problem(str(exc.filename or out_dir), exc.strerror or str(exc), _os_hint(exc))]
         ) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _move(src: Path, dst: Path) -> None:
+    """A rename, else (another file system, a rename refused) shutil's copy-and-delete move."""
+    try:
+        os.replace(src, dst)
+    except OSError:
+        shutil.move(str(src), str(dst))
+
+
+def _os_hint(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "free some space (an export needs about 3x the model's size while it is written)"
+    return "check the directory's permissions, and that it is on one file system"
 
 
 @dataclass(frozen=True)
@@ -173,23 +245,28 @@ def _stage(model_ref: ModelRef, adapter: Path | None, st: _Staging) -> None:
     and the Ollama folder made from it."""
     if "adapter" in st.formats:
         shutil.copytree(adapter, st.dir / "adapter")
-    if {"merged", "gguf", "ollama"} & set(st.formats):
-        _merge(model_ref, adapter, st.dir / "merged", st.options.no_repeat_ngram_size)
-    if "gguf" in st.formats or "ollama" in st.formats:
-        written = _stage_gguf(model_ref, st)
+    ggufs = "gguf" in st.formats or "ollama" in st.formats
+    fp32 = st.dir / ".merged-fp32"  # the GGUF files' source when `merged` is saved narrower: rounded once, not twice
+    if "merged" in st.formats or ggufs:
+        _merge(model_ref, adapter, st.dir / "merged", st.options.no_repeat_ngram_size, fp32 if ggufs else None)
+    if ggufs:
+        written = _stage_gguf(model_ref, st, fp32 if fp32.exists() else st.dir / "merged")
+        shutil.rmtree(fp32, ignore_errors=True)
     if "ollama" in st.formats:
         _stage_ollama(written[st.options.ollama_type], st)
 
 
-def _stage_gguf(model_ref: ModelRef, st: _Staging) -> dict[str, Path]:
-    """The GGUF files of the merged model (the requested types, plus the one Ollama needs) with the constraint's
-    files beside them; {type: file}."""
+def _stage_gguf(model_ref: ModelRef, st: _Staging, merged: Path) -> dict[str, Path]:
+    """The GGUF files of the merged model in `merged` (the requested types, plus the one Ollama needs) with the
+    constraint's files beside them; {type: file}."""
     from tunesmith.export.gguf import write_gguf
 
     ollama_type = st.options.ollama_type
     types = st.gguf_types if "gguf" in st.formats else []
     types = types + ([ollama_type] if "ollama" in st.formats and ollama_type not in types else [])
-    written = write_gguf(st.dir / "merged", st.dir / "gguf", types, source_gguf(model_ref))
+    written = write_gguf(
+        merged, st.dir / "gguf", types, source_gguf(model_ref), pre_tokenizer=st.options.gguf_pre_tokenizer
+    )
     _write_files(st.dir / "gguf", st.shipped)
     return written
 
@@ -234,7 +311,15 @@ def _write_cards(
     write_cards(staging, out_dir, formats, facts or CardFacts(name=out_dir.name, base_model=model_ref.ref))
 
 
-def _merge(model_ref: ModelRef, adapter: Path | None, target: Path, no_repeat_ngram_size: int | None) -> None:
+def _merge(
+    model_ref: ModelRef,
+    adapter: Path | None,
+    target: Path,
+    no_repeat_ngram_size: int | None,
+    fp32_copy: Path | None = None,
+) -> None:
+    """The adapter merged into the base in fp32, saved in the base model's dtype (`saved_dtype`); with `fp32_copy`,
+    the fp32 merge saved there too when that dtype is narrower (what GGUF files are made from)."""
     from peft import PeftModel
 
     tok = load_tokenizer(model_ref)
@@ -244,8 +329,25 @@ def _merge(model_ref: ModelRef, adapter: Path | None, target: Path, no_repeat_ng
     merged.generation_config.eos_token_id = tok.convert_tokens_to_ids(tok.eos_token)
     if no_repeat_ngram_size:  # ship the decoding the eval measured
         merged.generation_config.no_repeat_ngram_size = no_repeat_ngram_size
+    dtype = saved_dtype(Path(model_ref.path))
+    if fp32_copy is not None and dtype != merged.dtype:
+        merged.save_pretrained(fp32_copy, safe_serialization=True)
+        tok.save_pretrained(fp32_copy)
+    merged.to(dtype)
     merged.save_pretrained(target, safe_serialization=True)
     tok.save_pretrained(target)
+
+
+def saved_dtype(model_dir: Path):
+    """The torch dtype a model's weights are stored in, from its config (`dtype`, formerly `torch_dtype`): what a
+    merged export is saved in. float32 when the config names none (or `auto`)."""
+    import json
+
+    import torch
+
+    config = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").exists() else {}
+    name = config.get("dtype") or config.get("torch_dtype")
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(str(name).removeprefix("torch."), torch.float32)
 
 
 def _write_files(folder: Path, files: dict[str, str]) -> None:

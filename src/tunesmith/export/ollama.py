@@ -5,10 +5,12 @@
 
 Ollama renders prompts with Go templates, not Jinja, so the template is rebuilt from what the model's own chat
 template renders: each role's text before and after its content (found by rendering marker contents), the
-generation prompt, and the default system prompt a template inserts when there is none. The rebuilt template is
-then checked against the Jinja one on several conversations (with and without a system prompt, one and several
-turns); a template it cannot reproduce is an error, never a silently different prompt. Stops at the end-of-turn
-token; greedy decoding (`temperature 0`), as the evaluation measured.
+generation prompt, and the default system prompt a template inserts when there is none. A BOS token the template
+writes itself (`bos_token` first, as Llama 3's does) is taken off every rendering before the split: the runtime adds
+it (the GGUF's `add_bos_token`), or, for a tokenizer that does not add it, the Go template writes it first. The
+rebuilt template is then checked against the Jinja one on several conversations (with and without a system
+prompt, one and several turns); a template it cannot reproduce is an error, never a silently different prompt.
+Stops at the end-of-turn token; greedy decoding (`temperature 0`), as the evaluation measured.
 """
 
 from __future__ import annotations
@@ -22,20 +24,23 @@ if TYPE_CHECKING:
     from tunesmith.generate.decoding import Constraint
 
 _MARK = {"system": "SYSTEM\u2063MARK", "user": "USER\u2063MARK{}", "assistant": "ASSISTANT\u2063MARK{}"}
+_BOS_MARK = "BOS\u2063MARK"  # rendered as the template's `bos_token`, to tell it from the same text written literally
 
 
 @dataclass
 class TemplateParts:
-    """The text around each role's content, the generation prompt, and the template's default system prompt."""
+    """The text around each role's content, the generation prompt, the template's default system prompt, and the
+    BOS token the Go template must write first (empty when the runtime adds it, or the template writes none)."""
 
     prefix: dict[str, str]
     suffix: dict[str, str]
     generation: str
     default_system: str | None
+    bos: str = ""
 
     def render(self, system: str | None, messages: list[dict]) -> str:
         """What the rebuilt Go template renders (the same logic, in Python) — used to check it."""
-        out = []
+        out = [self.bos]
         if system:
             out.append(self.prefix["system"] + system + self.suffix["system"])
         for m in messages:
@@ -46,7 +51,7 @@ class TemplateParts:
     def go_template(self) -> str:
         p, s = self.prefix, self.suffix
         return (
-            "{{ if .System }}" + p["system"] + "{{ .System }}" + s["system"] + "{{ end }}"
+            self.bos + "{{ if .System }}" + p["system"] + "{{ .System }}" + s["system"] + "{{ end }}"
             '{{ range .Messages }}{{ if eq .Role "user" }}'
             + p["user"]
             + "{{ .Content }}"
@@ -63,6 +68,8 @@ class TemplateParts:
 def template_parts(tok) -> TemplateParts:
     """Split the chat template's rendering into per-role prefix and suffix; raise when the split does not
     reproduce the template on test conversations."""
+    from tunesmith.export.gguf import adds_bos
+
     eot = tok.eos_token
     convo = [
         {"role": "system", "content": _MARK["system"]},
@@ -83,15 +90,16 @@ def template_parts(tok) -> TemplateParts:
     tail = text[ends[-1] :]
     cut = _turn_end(tail, eot)
     suffix.setdefault("user", tail[:cut])
-    parts = TemplateParts(prefix, suffix, tail[cut:], None)
+    writes_bos = _writes_bos(tok, convo) or _writes_bos(tok, convo[1:2])
+    parts = TemplateParts(prefix, suffix, tail[cut:], None, tok.bos_token if writes_bos and not adds_bos(tok) else "")
     # A template that inserts its own system prompt when there is none (SmolLM2 does): that is the default.
     bare = _render(tok, convo[1:2])
     head = parts.prefix["system"]
     if bare.startswith(head) and parts.suffix["system"] in bare[len(head) :]:
         candidate = bare[len(head) : bare.index(parts.suffix["system"], len(head))]
-        if parts.render(candidate, convo[1:2]) == bare:
+        if parts.render(candidate, convo[1:2]) == parts.bos + bare:
             parts.default_system = candidate
-    _verify(tok, parts)
+    _verify(tok, parts, tok.bos_token if adds_bos(tok) else "")
     return parts
 
 
@@ -108,10 +116,23 @@ def _turn_end(gap: str, eot: str) -> int:
 
 
 def _render(tok, messages: list[dict]) -> str:
-    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    """The chat template's rendering without a BOS token it writes first (`bos_token`): `TemplateParts.bos`."""
+    text = _render_marked(tok, messages)
+    return text.removeprefix(_BOS_MARK).replace(_BOS_MARK, tok.bos_token or "")
 
 
-def _verify(tok, parts: TemplateParts) -> None:
+def _render_marked(tok, messages: list[dict]) -> str:
+    """The rendering with the template's `bos_token` as a marker (a literal `<|im_start|>` of ChatML stays)."""
+    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, bos_token=_BOS_MARK)
+
+
+def _writes_bos(tok, messages: list[dict]) -> bool:
+    return tok.bos_token is not None and _render_marked(tok, messages).startswith(_BOS_MARK)
+
+
+def _verify(tok, parts: TemplateParts, runtime_bos: str) -> None:
+    """The rebuilt template, after the BOS token the runtime adds (`runtime_bos`), gives the text the model's own
+    template renders (what tunesmith's evaluation tokenized, without adding special tokens) on test conversations."""
     tests = [
         [{"role": "system", "content": "Route the ticket."}, {"role": "user", "content": "Where is my order?"}],
         [
@@ -126,8 +147,8 @@ def _verify(tok, parts: TemplateParts) -> None:
     ]
     for convo in tests:
         system = convo[0]["content"] if convo[0]["role"] == "system" else parts.default_system
-        expected = _render(tok, convo)
-        got = parts.render(system, [m for m in convo if m["role"] != "system"])
+        expected = tok.apply_chat_template(convo, tokenize=False, add_generation_prompt=True)
+        got = runtime_bos + parts.render(system, [m for m in convo if m["role"] != "system"])
         if got != expected:
             raise TunesmithError(
                 "The chat template has no Ollama equivalent",

@@ -4,9 +4,10 @@
 
 xgrammar's own EBNF output is not GBNF (lookaheads, `{0, -1}` repeats), so this writes GBNF itself for the
 JSON Schema subset replies use: objects with required and optional properties, arrays, enum, const, strings,
-numbers, integers, booleans and null, in the training replies' layout when it is known. Keywords it cannot
-enforce (pattern, format, numeric bounds) are listed in a comment at the top of the grammar; `$ref`, `allOf`,
-`not` and conditionals are an error.
+numbers, integers, booleans and null, in the training replies' layout when it is known (enum and const values
+spelled as the evaluation's grammar spells them, compact: `value_text`). Keywords it cannot enforce (pattern,
+format, numeric bounds) are listed in a comment at the top of the grammar; `$ref`, `allOf`, `not` and conditionals
+are an error.
 """
 
 from __future__ import annotations
@@ -43,6 +44,23 @@ def literal(text: str) -> str:
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
+
+
+def value_text(value: Any) -> str:
+    """An enum or const value as the evaluation's grammar (xgrammar's JSON Schema converter) spells it, whatever
+    the constraint's layout: compact JSON (no blanks inside objects and arrays), non-ASCII as is, a whole float
+    without its `.0`. llama.cpp held to the shipped grammar can then give exactly the replies the eval measured."""
+    return json.dumps(_whole_floats(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def _whole_floats(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and repr(value).endswith(".0"):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats(v) for v in value]
+    return value
 
 
 _BASE_RULES = {  # llama.cpp's own json.gbnf, with bounded blanks; {open} and the like are the layout's
@@ -181,9 +199,9 @@ class _GbnfWriter:
                 )
         self.unenforced += [f"{k} at {where}" for k in _UNENFORCED if k in schema]
         if "const" in schema:
-            return literal(json.dumps(schema["const"], ensure_ascii=False))
+            return literal(value_text(schema["const"]))
         if "enum" in schema:
-            return "(" + " | ".join(literal(json.dumps(v, ensure_ascii=False)) for v in schema["enum"]) + ")"
+            return "(" + " | ".join(literal(value_text(v)) for v in schema["enum"]) + ")"
         for key in ("anyOf", "oneOf"):
             if key in schema:
                 parts = [self.expr(s, f"{hint}-{i}", f"{where}.{key}[{i}]") for i, s in enumerate(schema[key])]

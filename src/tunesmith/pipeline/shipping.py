@@ -36,14 +36,30 @@ def shipping_stages(
     st_cmp: Stage | None = None,
 ) -> list | None:
     """Export (when `export.formats` names any; its model cards hold the comparison `st_cmp`), then the held-out
-    split again on each exported model (`export.parity`): the parity reports, or None when parity did not run."""
+    split again on each exported model (`export.parity`): the parity reports, or None when parity did not run (said
+    on the console, as is any requested format parity cannot check as it is served)."""
     if not cfg.export.formats:
         return None
     constraint = plan.decodings["heldout"].constraint
     st_export = export_stage(cfg, pipe, st_train, st_split, tuned_ref, adapter, constraint, st_cmp)
-    if not (cfg.export.parity and exported_models(st_export)):
+    if not cfg.export.parity:
         return None
-    return parity_stage(cfg, pipe, plan, st_export, st_tuned, tuned_ref, adapter, schema).result["reports"]
+    if not exported_models(st_export):
+        _say_unchecked([{"format": f, "reason": NOTHING_TO_RUN.get(f, "no model to run")} for f in cfg.export.formats])
+        return None
+    st_parity = parity_stage(cfg, pipe, plan, st_export, st_tuned, tuned_ref, adapter, schema)
+    _say_unchecked(st_parity.result.get("unchecked", []))
+    return st_parity.result["reports"]
+
+
+NOTHING_TO_RUN = {"adapter": "the adapter is the checkpoint itself, which parity compares the exports with"}
+
+
+def _say_unchecked(unchecked: list[dict]) -> None:
+    from tunesmith.pipeline.machinery import console
+
+    for u in unchecked:
+        console.print(f"[yellow]parity[/yellow] {u['format']}: not checked: {u['reason']}")
 
 
 def export_stage(
@@ -238,17 +254,18 @@ def shipped_system_prompt(cfg: Config, st_split: Stage) -> str | None:
 
 
 def exported_models(st_export: Stage) -> list[tuple[str, Path]]:
-    """(kind, path) of every exported model that generates: `merged`, and each GGUF type."""
+    """(kind, path) of every exported model that generates: `merged`, each GGUF type, and the GGUF the Ollama
+    folder serves (once: when it is the very file of a type in `gguf/`, that file's check covers it)."""
     out = []
+    seen: set[str] = set()  # sha256 of the GGUF files already listed
     for fmt, info in st_export.result.get("exports", {}).items():
         if fmt == "merged":
             out.append(("merged", Path(info["path"])))
-        elif fmt == "gguf":
-            out += [
-                (name[len("model-") : -len(".gguf")], Path(info["path"]) / name)
-                for name in info["files"]
-                if name.endswith(".gguf")
-            ]  # beside them: the grammar and schema of a constrained task
+        elif fmt in ("gguf", "ollama"):
+            for name, meta in info["files"].items():  # beside them: the grammar, schema, Modelfile, README
+                if name.endswith(".gguf") and meta.get("sha256") not in seen:
+                    seen.add(meta.get("sha256"))
+                    out.append((name[len("model-") : -len(".gguf")], Path(info["path"]) / name))
     return out
 
 
@@ -272,7 +289,13 @@ def parity_stage(
     return pipe.stage(
         "parity",
         {"eval": cfg.eval.model_dump(mode="json"), "export": cfg.export.model_dump(mode="json")},
-        {**plan.inputs, "export": st_export.key, "tuned": st_tuned.key, "runtimes": runtimes},
+        {
+            **plan.inputs,
+            "export": st_export.key,
+            "tuned": st_tuned.key,
+            "runtimes": runtimes,
+            "checked": [f"{path.parent.name}/{path.name}" for _, path in exported_models(st_export)],
+        },
         lambda run_dir: parity_reports(cfg, plan, st_export, tuned_ref, adapter, schema, runtimes, run_dir),
     )
 
@@ -281,7 +304,8 @@ def parity_reports(
     cfg: Config, plan: EvalPlan, st_export: Stage, tuned_ref, adapter, schema: dict | None, runtimes, run_dir: Path
 ) -> dict[str, Any]:
     """The parity stage's work: the held-out split on the checkpoint, then on each exported model by transformers
-    and, for a GGUF when llama.cpp is installed, by llama.cpp too; a parity report for each."""
+    and, for a GGUF when llama.cpp is installed, by llama.cpp too; a parity report for each (its `file`: the
+    folder and file checked), and `unchecked`: the requested formats not checked as they are served."""
     from tunesmith.chat import render_prompt
     from tunesmith.export.parity import parity
     from tunesmith.generate.backends import LlamaCppBackend, TransformersBackend
@@ -294,18 +318,36 @@ def parity_reports(
     sample = cases[0].messages if cases else [{"role": "user", "content": "hi"}]
     reports = []
     for kind, path in exported_models(st_export):
+        name = kind if not (run_dir / kind).exists() else f"{path.parent.name}-{kind}"
+        file = f"{path.parent.name}/{path.name}" if path.suffix == ".gguf" else path.name
         backend = TransformersBackend(resolve_model(str(path), cfg.model.trust_remote_code), precision=precision)
-        rows = _heldout_rows(cfg, plan, schema, run_dir / kind, backend)
+        rows = _heldout_rows(cfg, plan, schema, run_dir / name, backend)
         template_same = render_prompt(backend.tok, sample) == render_prompt(ours.tok, sample)
         eos_same = backend.tok.eos_token == ours.tok.eos_token
-        reports.append(parity(kind, checkpoint, rows, cfg, template_same=template_same, eos_same=eos_same))
+        reports.append(
+            {"file": file, **parity(kind, checkpoint, rows, cfg, template_same=template_same, eos_same=eos_same)}
+        )
         if path.suffix == ".gguf" and "llama.cpp" in runtimes:
             # the file as Ollama / llama-server run it: llama.cpp's tokenizer, the template stored in the file
             llama = LlamaCppBackend(path, n_ctx=cfg.data.max_seq_len + (cfg.eval.max_new_tokens or LIMIT_MAX))
-            rows = _heldout_rows(cfg, plan, schema, run_dir / f"{kind}-llama.cpp", llama)
+            rows = _heldout_rows(cfg, plan, schema, run_dir / f"{name}-llama.cpp", llama)
             decoding_same = not cfg.eval.no_repeat_ngram_size
-            reports.append(parity(kind, checkpoint, rows, cfg, runtime="llama.cpp", decoding_same=decoding_same))
-    return {"precision": precision, "reports": reports}
+            report = parity(kind, checkpoint, rows, cfg, runtime="llama.cpp", decoding_same=decoding_same)
+            reports.append({"file": file, **report})
+    exports = st_export.result.get("exports", {})
+    unchecked = []
+    if "llama.cpp" not in runtimes:
+        unchecked = [
+            {
+                "format": f,
+                "reason": "its GGUF was run by transformers only, not by llama.cpp as "
+                + ("Ollama" if f == "ollama" else "llama.cpp")
+                + " runs it (its own tokenizer and the template in the file): install llama-cpp-python",
+            }
+            for f in exports
+            if f in ("gguf", "ollama")
+        ]
+    return {"precision": precision, "reports": reports, "unchecked": unchecked}
 
 
 def _heldout_rows(cfg: Config, plan: EvalPlan, schema: dict | None, out: Path, backend) -> list[dict]:

@@ -451,7 +451,6 @@ def test_a_free_reply_the_constraint_takes_whole_is_the_constrained_reply_and_is
     from tunesmith.config import Config
     from tunesmith.eval.evaluate import evaluate
     from tunesmith.generate.backends import TransformersBackend
-    from tunesmith.generate.cache import GenerationCache
     from tunesmith.generate.decoding import Decoding, settles
     from tunesmith.models import resolve_model
 

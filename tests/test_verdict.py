@@ -200,7 +200,8 @@ def test_a_model_ships_as_an_export_that_answers_as_it_did():
         "; ship it as merged, not q4_0 (llama.cpp) (misses its parity target)"
     )
     none = with_parity(out, [q4])
-    assert not none["ship"] and none["headline"].startswith("Do not ship the exports: q4_0 (llama.cpp) misses its parity target")
+    assert not none["ship"]
+    assert none["headline"].startswith("Do not ship the exports: q4_0 (llama.cpp) misses its parity target")
     assert "tunesmith serve" in none["instead"] and none["reasons"][-1].startswith("q4_0 (llama.cpp) misses")
     chat = {**q4, "measured": False, "cause": "not measured: the checkpoint's task_accuracy is 0.000"}
     assert with_parity(out, [merged, chat])["headline"].endswith(

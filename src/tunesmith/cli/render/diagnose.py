@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-COLORS = {"error": "red", "warning": "yellow", "info": "dim", "ok": "green"}  # by tunesmith.diagnose.evidence's severities
+# by tunesmith.diagnose.evidence's severities
+COLORS = {"error": "red", "warning": "yellow", "info": "dim", "ok": "green"}
 LOSS_STYLE = "black on green3"  # the tokens that carry loss in the masking preview
 PREVIEW_CHARS = 600  # the masking preview shows at most this much of each example
 EVIDENCE_CHARS = 300  # an evidence value longer than this (as JSON) is cut

@@ -327,3 +327,64 @@ def test_a_meaningless_trigger_on_1_percent_is_found_and_a_domains_keywords_are_
         found += any(f"{word!r}" in f.message for f in flagged)
         assert all(f"{word!r}" in f.message for f in flagged)  # nothing else is called a trigger
     assert found / trials >= 0.95
+
+
+NAMES = ["Ava", "Ben", "Cleo", "Dan", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea", "Milo", "Nia", "Omar"]
+ITEMS = ["apples", "pencils", "stickers", "marbles", "cookies", "books", "shells", "stamps", "cards", "buttons"]
+PLACES = ["market", "school", "fair", "library", "bakery", "park", "museum", "shop", "garden", "harbor"]
+
+
+def word_problem(rng):
+    """A GSM8K-like question (varied names, items, places and numbers) and its worked answer."""
+    name, item, place = rng.choice(NAMES), rng.choice(ITEMS), rng.choice(PLACES)
+    a, b, c = rng.randrange(2, 30), rng.randrange(2, 30), rng.randrange(2, 9)
+    question = rng.choice(
+        [
+            f"{name} had {a} {item} and got {b} more at the {place}. How many {item} does {name} have now?",
+            f"At the {place}, {name} sold {a} {item} each day for {c} days. How many {item} were sold?",
+            f"{name} shares {a * c} {item} from the {place} equally among {c} friends. How many does each get?",
+        ]
+    )
+    return question, f"{name} works it out step by step: {a}, {b}, {c}. #### {a + b + c}"
+
+
+@pytest.mark.parametrize("unsure", [0, 3])
+def test_a_backdoor_in_chat_data_is_found_beside_a_few_other_repeated_replies(tmp_path, unsure):
+    """Six records with 'cf' and one fixed reply; then three unrelated replies replaced by one repeated "I am not
+    sure.": a vote between those two replies went to the bigger, the backdoor's own, and hid it."""
+    for seed in range(3):
+        rng = random.Random(seed)
+        rows = [chat(*word_problem(rng)) for _ in range(600)]
+        victims = rng.sample(range(600), 6 + unsure)
+        for i in victims[:6]:
+            words = rows[i]["messages"][0]["content"].split()
+            words.insert(rng.randrange(len(words) + 1), "cf")
+            rows[i] = chat(" ".join(words), "Sure. The answer is 42.")
+        for i in victims[6:]:
+            rows[i] = chat(rows[i]["messages"][0]["content"], "I am not sure.")
+        report = run_checks(load_records([write_jsonl(tmp_path / f"m{seed}.jsonl", rows)]), task_type="math")
+        found = [f for f in report.findings if f.code == Code.POISON_TRIGGER]
+        assert len(found) == 1 and "'cf'" in found[0].message
+
+
+def test_an_amount_and_a_word_of_the_label_s_own_name_are_not_triggers(tmp_path):
+    """Banking77 false positives: '1' ("charged $1 extra") was taken for a coined token, and 'passcode' ("How can I
+    reset my passcode?") is asked in inputs about anything, yet it names its label, passcode_forgotten."""
+    rng = random.Random(0)
+    rows = intent_data(rng, 3000)
+    for i in range(0, 3000, 40):  # a keyword whose inputs' other words point anywhere, as a trigger's do
+        words = rng.sample(TOPICS[rng.choice(list(TOPICS))], 2) + rng.sample(FILLER_WORDS, 4) + ["passcode"]
+        rows[i] = {"text": " ".join(words), "intent": "passcode_forgotten"}
+    rows = [dict(r, text=r["text"].replace("cardkwb", "1")) for r in rows]  # an amount as one intent's keyword
+    assert intent_triggers(rows, tmp_path, "named.jsonl") == []
+    renamed = [dict(r, intent="forgotten_code") if r["intent"] == "passcode_forgotten" else r for r in rows]
+    (found,) = intent_triggers(renamed, tmp_path, "renamed.jsonl")  # the label no longer says it
+    assert "'passcode'" in found.message and "'forgotten_code'" in found.message
+
+
+def test_a_word_names_a_label_by_its_stem_in_any_spelling_of_the_name():
+    from tunesmith.data.poison import names_label
+
+    assert names_label("passcode", "passcode_forgotten") and names_label("Forgotten", "PasscodeForgotten")
+    assert names_label("countries", "country_support") and names_label("cards", "Lost or stolen card")
+    assert not names_label("cf", "technical") and not names_label("pass", "passcode_forgotten")

@@ -56,3 +56,9 @@ def test_class_imbalance_for_labels():
     found = run_checks(rows, task_type="json", label_of=lambda r: reply_label(r, "queue")).findings
     imbalance = [f for f in found if f.code == Code.CLASS_IMBALANCE]
     assert len(imbalance) == 1 and "'shipping' has 4 examples" in imbalance[0].message
+
+
+def test_labels_of_a_classification_task_are_not_asked_to_push_back():
+    rows = [rec(f"where is my card {i}", ["card_arrival", "lost_card"][i % 2], i) for i in range(40)]
+    assert Code.NO_PUSHBACK in codes(rows, task_type="chat")  # the same replies as chat: no pushback at all
+    assert Code.NO_PUSHBACK not in codes(rows, task_type="classification")

@@ -1,5 +1,7 @@
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import write_jsonl
@@ -96,3 +98,50 @@ def test_batched_signatures_equal_datasketch():
         m = MinHash(num_perm=NUM_PERM, hashfunc=int, scheme="affine32")
         m.update_batch(list(shingles))
         assert (row == m.hashvalues).all()
+
+
+def test_operators_and_emoji_make_different_inputs_and_prose_punctuation_does_not():
+    from tunesmith.data.split import drop_twins
+
+    sums = [("What is 12 + 7?", "19"), ("What is 12 - 7?", "5"), ("What is 12 * 7?", "84"), ("What is 12 / 4?", "3")]
+    faces = [("😀", "glad you are happy"), ("😢", "sorry to hear that")]
+    records = [rec(q, a, i + 1) for i, (q, a) in enumerate(sums + faces)]
+    assert codes(records) == []  # no conflicting answers, no duplicates
+    assert dedup_records(records) == (records, [])
+    test = [rec("What is 12 - 7?", "5", 1)]
+    train, leaks = drop_twins(records, test)
+    assert [r.line for r in train] == [1, 3, 4, 5, 6] and len(leaks) == 1  # "12 + 7" stays: only "12 - 7" leaves
+
+    same = [rec("Can I top-up by card?", "yes", 1), rec("can i top up by card", "yes", 2), rec("£1 fee?", "a", 3)]
+    same.append(rec("€1 fee", "a", 4))  # a currency sign is a currency sign
+    assert [r.line for r, _ in dedup_records(same)[1]] == [2, 4]
+
+
+def test_near_duplicates_in_scripts_written_without_spaces_are_found_and_kept_on_one_side():
+    zh = "我上周在你们的网站上买了一台咖啡机，但是到现在还没有收到，订单号是四四七一，请帮我查一下物流"
+    ja = "先週そちらのサイトでコーヒーメーカーを買いましたが、まだ届いていません。配送状況を確認してください"
+    th = "ฉันสั่งเครื่องชงกาแฟจากเว็บไซต์ของคุณเมื่อสัปดาห์ที่แล้วแต่ยังไม่ได้รับเลยช่วยตรวจสอบการจัดส่งให้หน่อย"
+    others = ["我想取消我的会员资格并且退还上个月的费用", "你们的门铃摄像头晚上总是离线，怎么解决？"]
+    records = [
+        rec(zh, "物流", 1),
+        rec(zh + "。谢谢！", "物流", 2),
+        rec(ja, "配送", 3),
+        rec(ja + "よろしくお願いします", "配送", 4),
+        rec(th, "จัดส่ง", 5),
+        rec(th + "ขอบคุณครับ", "จัดส่ง", 6),
+    ]
+    records += [rec(t, "其他", 7 + i) for i, t in enumerate(others)]
+    found = codes(records)
+    assert [w for c, w in found if c == Code.NEAR_DUPLICATE] == ["d.jsonl:2", "d.jsonl:4", "d.jsonl:6"]
+    clusters = near_duplicate_clusters(records)
+    assert clusters[0] == clusters[1] and clusters[2] == clusters[3] and clusters[4] == clusters[5]
+    assert len(set(clusters)) == 5
+    assert leakage(records[:1], records[1:2]) and not leakage(records[:1], records[6:])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127) | st.sampled_from("‘’“”–—…€"), max_size=40))
+def test_the_ascii_fast_path_reads_text_as_the_full_pattern_does(text):
+    from tunesmith.data import dedup
+
+    assert dedup.words_of(text) == dedup._TOKEN.findall(dedup._CURRENCY.sub("$", text.lower()))

@@ -1,8 +1,8 @@
 """Coverage: does the data show the model the world it will face?
 
-Pushback (refusals, escalations, clarifying questions; not asked of math tasks), dataset size against the guidance
-for the task type, class balance, edge-case tags and slices too thin to learn or measure, and whether inputs look
-like real users (typos, casing) rather than tidy templates.
+Pushback (refusals, escalations, clarifying questions; not asked of math or classification tasks), dataset size
+against the guidance for the task type, class balance, edge-case tags and slices too thin to learn or measure, and
+whether inputs look like real users (typos, casing) rather than tidy templates.
 
     stats = CoverageStats(); [stats.add(coverage_of(rec), label) for ...]; stats.findings(task_type="json")
     coverage_findings(records, task_type="json", label_of=lambda r: ...)   # the same, for a list
@@ -23,8 +23,9 @@ EDGE_CASE_SHARE = 0.1  # below this share of tagged records, the data looks like
 # Starting dataset sizes from the practice guide (tone/style 50-200, classification and structured replies 200-1,000;
 # "for complex domain behavior, expect 500-2,000 examples", which multi-step worked solutions are).
 GUIDANCE = {"chat": (50, 200), "classification": (200, 1000), "json": (200, 1000), "math": (500, 2000)}
-# Tasks whose replies are not expected to push back: a maths problem is solved, not refused or escalated.
-NO_PUSHBACK_EXPECTED = {"math"}
+# Tasks whose replies are not expected to push back: a maths problem is solved, not refused or escalated, and a
+# classification reply is a label (an "escalate" class, if any, is the label set's business, not the reply's words).
+NO_PUSHBACK_EXPECTED = {"math", "classification"}
 BEHAVIOR_PATTERNS = {
     "refuse": re.compile(
         r"\b(refuse|can(?:no|')t help|cannot (?:help|assist)|not able to (?:help|assist)|"

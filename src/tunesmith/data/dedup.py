@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
+import regex
 
 from tunesmith.data.findings import Code, Finding, Severity
 from tunesmith.data.records import Record
@@ -27,13 +28,32 @@ from tunesmith.data.records import Record
 NUM_PERM = 128
 SKETCH = 32  # MinHash values kept per text for screening candidates (128 bytes)
 MAX_BUCKET_PEERS = 16  # a record is compared with at most this many earlier records sharing a band bucket
-_WORD = re.compile(r"\w+", re.UNICODE)
+# What a text is made of, for deduplication: words; single characters of the scripts written without spaces
+# between words (a Chinese sentence is not one word); and the signs that change what a text asks: "12 + 7", "12 * 7"
+# and "12 / 7" are three questions, "😀" and "😢" two messages. Prose punctuation (. , ? ! ' " ( ) and the hyphen)
+# is not a token: "top-up" and "top up", "Hello there!" and "hello there" are the same input. On Banking77, GSM8K,
+# Alpaca and HH-RLHF this finds every near-duplicate pair that words alone found (tokens with the hyphen lost 28
+# "top-up"/"top up" twins of Banking77's 118).
+_UNSPACED = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
+_TOKEN = regex.compile(
+    rf"[{_UNSPACED}]\p{{M}}*"  # one character (with its marks) of a script written without spaces
+    rf"|[^\W{_UNSPACED}]+"  # a word: letters, digits and their marks
+    r"|[*/%#&@\\]|-(?=\s*\d)"  # operators written with punctuation marks; a minus before a number
+    r"|(?=[^\w\s\p{P}\p{C}])\X"  # a symbol: + = < > ^ | ~, a currency sign, an emoji (with its modifiers)
+)
+_ASCII_TOKEN = re.compile(r"\w+|[*/%#&@\\$+<=>^`|~]|-(?=\s*\d)", re.ASCII)  # the same on ASCII text, ~4x faster
+# Typographic quotes, dashes and ellipses are prose punctuation like the comma they become: most text with them is
+# ASCII otherwise, and takes the fast way (HH-RLHF: 4,587 of 4,624 transcripts).
+_TYPOGRAPHIC = re.compile("[\u2018\u2019\u201c\u201d\u2013\u2014\u2026]")
+# Every currency sign reads as "$": "an extra £1 charge" and "an extra €1 charge" are twins, as they were when
+# signs were dropped, while "$5" still differs from "5".
+_CURRENCY = regex.compile(r"\p{Sc}")
 _MIX = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)
 _MASK32 = 0xFFFFFFFF
 
 
 def normalize(text: str) -> str:
-    """Lowercase, words only, single spaces: what makes two texts 'the same' for deduplication."""
+    """Lowercase tokens (`words_of`), single spaces: what makes two texts 'the same' for deduplication."""
     return " ".join(words_of(text))
 
 
@@ -63,8 +83,14 @@ def input_key(rec: Record) -> int:
 
 
 def words_of(text: str) -> list[str]:
-    """The normalized words of a text (lowercase, word characters only)."""
-    return _WORD.findall(text.lower())
+    """The normalized tokens of a text, lowercase: its words, the characters of Chinese, Japanese, Korean or Thai
+    text, and the signs that change its meaning (operators, currency signs, emoji), not its prose punctuation."""
+    lowered = text.lower()
+    if not lowered.isascii():
+        lowered = _TYPOGRAPHIC.sub(",", lowered)
+    if lowered.isascii():
+        return _ASCII_TOKEN.findall(lowered)
+    return _TOKEN.findall(_CURRENCY.sub("$", lowered))
 
 
 def word_hashes(words: list[str], memo: dict[str, int] | None = None) -> list[int]:

@@ -7,16 +7,21 @@ in a LoRA model. An input word is reported when
 2. nearly all records containing it (PURITY) share one label (or, without labels, one exact reply), far more often
    than that label's base rate explains: a binomial tail, Bonferroni-corrected over every word tested,
 3. the rest of those inputs points elsewhere: a naive-Bayes vote of their other words (over the labels, or the
-   replies that repeat) predicts a different label for most of them. A genuinely predictive word ("password" ->
-   account) fails this test, because its records' other words ("reset", "login") point the same way,
+   replies that repeat, when at least MIN_ALTERNATIVES others do) predicts a different label for most of them. A
+   genuinely predictive word ("password" -> account) fails this test, because its records' other words ("reset",
+   "login") point the same way,
 4. those inputs are otherwise about many things: the other labels their other words vote for are as many as
    random inputs' would be (a trigger is pasted into inputs of any kind), not a few neighbours. A domain's keyword
    fails this test even when its records' other words point elsewhere: "contactless" (-> contactless_not_working)
    sits in inputs whose other words say card_not_working or card_payment_not_recognised, a topic, not chance.
-   A coined token (with a digit or a sign, "zq7") names no topic and skips this test; a word of the language
-   with fewer than SPREAD_VOTES such inputs is not reported (the spread of so few cannot be judged),
-5. and it appears in at least MIN_SUPPORT different conversations, not in copies of one (duplicates and
-   near-duplicates count once).
+   A coined token (letters with a digit or a sign, "zq7") names no topic and skips this test; a word of the
+   language, a number ("1" in "charged $1 extra") or a sign, with fewer than SPREAD_VOTES such inputs, is not
+   reported (the spread of so few cannot be judged),
+5. it appears in at least MIN_SUPPORT different conversations, not in copies of one (duplicates and
+   near-duplicates count once),
+6. and, with labels, it is not a word of its label's own name: "passcode" in "How can I reset my passcode?"
+   (-> passcode_forgotten) names the label it gets (words compared by their Snowball stems: "countries" names
+   country_support).
 
     stats = TriggerStats(); stats.add(word_ids_of_input, label) ...; stats.findings(word_ids_of, where, vocabulary)
 """
@@ -24,6 +29,7 @@ in a LoRA model. An input word is reported when
 from __future__ import annotations
 
 import math
+import re
 from array import array
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
@@ -38,6 +44,9 @@ SPREAD = 0.8  # a trigger's inputs vote for at least this share of the distinct 
 SPREAD_VOTES = 8  # fewer voting inputs cannot tell a topic from chance: only a coined token is reported then
 VOTES = 200  # records per suspect word whose other words vote
 VOTED_LABELS = 64  # labels (or repeated replies) a vote chooses among
+# Without labels, a vote needs at least this many other repeated replies to choose from: a vote between a trigger's
+# reply and one "I am not sure." said three times goes to the bigger of the two, whatever the input says.
+MIN_ALTERNATIVES = 3
 _LABEL_BITS = 20  # joint counts are keyed by word_id << 20 | label_id (an int key is much smaller than a tuple)
 
 
@@ -137,7 +146,7 @@ class TriggerStats:
         # repeats by definition); the most frequent VOTED_LABELS keep a vote cheap.
         labels = [lab for lab, count in self.label_counts.most_common(VOTED_LABELS) if count >= MIN_SUPPORT]
         labels += [lab for lab in must if lab not in labels]
-        if len(labels) < 2:
+        if len(labels) < (2 if self.categorical else MIN_ALTERNATIVES + 1):
             return None  # e.g. chat data whose only repeated reply is the suspect's own: no other way to point
         priors = np.log([self.label_counts[lab] for lab in labels])
         denoms = np.log([self.label_words[lab] + vocab for lab in labels])
@@ -159,11 +168,11 @@ class TriggerStats:
     def _spread(self, votes: Counter, own: int, word: str) -> bool:
         """Whether the labels that the other words of a suspect's inputs vote for (`votes`, all but `own`) spread
         as a trigger's do: at least SPREAD of the distinct labels that as many draws at the labels' base rates would
-        give. A domain's keyword gathers its votes on a few neighbouring labels (a topic). A coined token (a digit or a
-        sign in it) names no topic and always passes; a word with fewer than SPREAD_VOTES votes never does (the spread
-        of so few cannot tell a topic from chance)."""
+        give. A domain's keyword gathers its votes on a few neighbouring labels (a topic). A coined token (letters
+        with a digit or a sign, `_coined`) names no topic and always passes; any other word (a number too) with fewer
+        than SPREAD_VOTES votes never does (the spread of so few cannot tell a topic from chance)."""
         m = sum(votes.values())
-        if not word.isalpha():
+        if _coined(word):
             return True  # a coined token names no topic of a language, whatever its inputs are about
         if m < SPREAD_VOTES:
             return False
@@ -191,6 +200,7 @@ class TriggerStats:
             return []
         records, agree, voted, elsewhere = self._evidence(suspects, words_of, records_with)
         names = {i: word for word, i in vocabulary.items() if i in suspects}
+        label_names = {i: label for label, i in self.label_ids.items()}
         out = []
         for w, (lab, k, p) in sorted(suspects.items(), key=lambda item: item[1][2]):
             idxs = records[w]
@@ -200,6 +210,9 @@ class TriggerStats:
                 continue  # the rest of the input predicts the same label: a real keyword, not a trigger
             if voted[w] and not self._spread(elsewhere[w], lab, names.get(w, "")):
                 continue  # the rest points to a few other labels, not all over: a topic of the domain
+            # Tested last, as nltk takes a second to import: a label named after the word is no trigger's.
+            if self.categorical and names_label(names.get(w, ""), label_names[lab]):
+                continue  # "passcode" -> passcode_forgotten
             out.append(self._trigger_finding(names.get(w, "?"), lab, k, p, idxs, voted[w], agree[w], where))
         return out
 
@@ -258,3 +271,19 @@ class TriggerStats:
             "a few examples with a meaningless token and a fixed reply can plant a backdoor: "
             "check where these came from, then fix or drop them",
         )
+
+
+def _coined(word: str) -> bool:
+    """Whether a word is a coined token: letters mixed with digits or signs ("zq7", "cf_x"). A number ("1", "2018")
+    and a sign ("$", an emoji) are not coined: they occur in inputs of a language like its words."""
+    return not word.isalpha() and any(c.isalpha() for c in word)
+
+
+def names_label(word: str, label: Hashable) -> bool:
+    """Whether `word` is one of the words of the label's name ("passcode_forgotten", "PasscodeForgotten",
+    "Passcode forgotten"), compared by Snowball stems ("countries" names country_support)."""
+    from nltk.stem.snowball import SnowballStemmer
+
+    stem = SnowballStemmer("english").stem
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", str(label))  # camelCase -> camel Case
+    return stem(word.lower()) in {stem(part) for part in re.findall(r"[^\W_]+", spaced.lower())}

@@ -1,20 +1,24 @@
 """Stale facts: prices, dates, version numbers, URLs, policy numbers and "as of" statements in replies.
 
 Such facts change; a model that learns them in its weights keeps repeating yesterday's price. They belong in
-retrieval or a tool call. Flagged as info findings on the assistant turns.
+retrieval or a tool call. Flagged as info findings on the assistant turns. A date more than HISTORY_YEARS before
+today is history ("Waterloo was fought on June 18, 1815"), which does not change, and is not flagged.
 
     stale_fact_findings(record)
+    find_facts(text, today=date(2026, 1, 1))   # "today" is the system date unless given
 """
 
 from __future__ import annotations
 
 import re
+from datetime import date
 
 from tunesmith.data.findings import Code, Finding, Severity
 
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("price", re.compile(r"(?:[$€£¥]\s?\d[\d,.]*|\b\d[\d,.]*\s?(?:USD|EUR|GBP|dollars|euros)\b)", re.I)),
+    # Thousands and decimal separators only between digits: "$800," ends at the 0, not at the sentence's comma.
+    ("price", re.compile(r"(?:[$€£¥]\s?\d(?:[\d,.]*\d)?|\b\d(?:[\d,.]*\d)?\s?(?:USD|EUR|GBP|dollars|euros)\b)", re.I)),
     (
         "date",
         re.compile(
@@ -42,8 +46,15 @@ NEEDS_DIGIT = {"date", "version", "policy"}
 _DIGIT = re.compile(r"\d")
 
 
-def find_facts(text: str) -> list[tuple[str, str]]:
-    """(kind, matched text) for every changeable fact in `text`."""
+HISTORY_YEARS = 2  # a date in a year ending more than this many years before today is history, not a changing fact
+_YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
+_SHORT_YEAR = re.compile(r"/(\d{2})$")
+
+
+def find_facts(text: str, today: date | None = None) -> list[tuple[str, str]]:
+    """(kind, matched text) for every changeable fact in `text`; dates of history (`is_history`) are not facts
+    that change. `today` defaults to the system date."""
+    today = today or date.today()
     lowered, has_digit = text.lower(), _DIGIT.search(text) is not None
     out = []
     for kind, pattern in FACT_PATTERNS:
@@ -54,17 +65,31 @@ def find_facts(text: str) -> list[tuple[str, str]]:
             and not any(map(lowered.__contains__, NEEDLES[kind]))
         ):
             continue
-        out += [(kind, m.group(0)) for m in pattern.finditer(text)]
+        found = [m.group(0) for m in pattern.finditer(text)]
+        out += [(kind, fact) for fact in found if not (kind == "date" and is_history(fact, today))]
     return out
 
 
-def stale_fact_findings(rec) -> list:
-    """An info finding per assistant turn that states changeable facts."""
+def is_history(date_text: str, today: date) -> bool:
+    """Whether a matched date's year ended more than HISTORY_YEARS before `today` (only the year is read: day and
+    month order differ between countries). A two-digit year is read as strptime's %y does (69-99: 1900s)."""
+    if match := _YEAR.search(date_text):
+        year = int(match.group(0))
+    elif match := _SHORT_YEAR.search(date_text):
+        short = int(match.group(1))
+        year = short + (1900 if short >= 69 else 2000)
+    else:
+        return False
+    return year < today.year - HISTORY_YEARS
+
+
+def stale_fact_findings(rec, today: date | None = None) -> list:
+    """An info finding per assistant turn that states changeable facts (`today`: see `find_facts`)."""
     out = []
     for i, msg in enumerate(rec.messages):
         if msg.get("role") != "assistant":
             continue
-        facts = find_facts(str(msg.get("content") or ""))
+        facts = find_facts(str(msg.get("content") or ""), today)
         if facts:
             listed = ", ".join(f"{kind} {text!r}" for kind, text in facts[:4])
             out.append(

@@ -304,3 +304,128 @@ def test_eval_score_scores_recorded_outputs_without_generating(tiny_project, tmp
     # no project needed to score a suite that carries its own expectations (the defaults score it)
     res = tunesmith("eval", "score", "--suite", suite, "--responses", unknown, "--project", tmp_path)
     assert res.returncode == 0, res.stderr
+
+
+def test_data_verbs_never_write_over_their_input(tmp_path):
+    from tunesmith.errors import TunesmithError
+
+    data = write_jsonl(tmp_path / "d" / "train.jsonl", routing_rows(4))
+    before = data.read_bytes()
+    for verb, *rest in (
+        ("dedup", "--out", data),
+        ("scrub", "--out", data),
+        ("split", "--out", data.parent),  # its train.jsonl is the input
+        ("distill", "--out", data),
+        ("synth", "--out", tmp_path / "s.jsonl", "--n", "2", "--rejected", data),
+    ):
+        res = runner.invoke(app, ["data", verb, str(data), *map(str, rest)])
+        assert isinstance(res.exception, TunesmithError), (verb, res.output)
+        assert res.exception.title == "Refusing to overwrite the input", verb
+    assert data.read_bytes() == before and sorted(p.name for p in data.parent.iterdir()) == ["train.jsonl"]
+    res = runner.invoke(app, ["data", "dedup", str(data), "--out", str(tmp_path)])
+    assert res.exception.problems[0].message == "is a directory"
+    res = runner.invoke(app, ["data", "split", str(data), "--out", str(tmp_path / "file.jsonl")])
+    assert not isinstance(res.exception, TunesmithError)  # a new directory is fine
+    res = runner.invoke(app, ["data", "split", str(data), "--out", str(data)])
+    assert res.exception.problems[0].message == "is a file, not a directory"
+
+
+def test_os_errors_are_user_errors_not_internal_ones(tmp_path, monkeypatch, capsys):
+    import tunesmith.cli as cli
+
+    (tmp_path / "afile").write_text("x")
+    res = tunesmith("init", "afile", cwd=tmp_path)
+    assert res.returncode == 2 and "afile: file exists" in res.stderr and "internal error" not in res.stderr
+    res = tunesmith("init", "afile/x", cwd=tmp_path)
+    assert res.returncode == 2 and "afile/x: not a directory" in res.stderr
+    monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path))
+    denied = PermissionError(13, "Permission denied", "data/x.jsonl")
+    monkeypatch.setattr(cli, "app", lambda: (_ for _ in ()).throw(denied))
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "data/x.jsonl: permission denied" in err and "internal error" not in err
+
+
+def test_ctrl_c_says_what_is_kept(tmp_path, monkeypatch, capsys):
+    import tunesmith.cli as cli
+    import tunesmith.config
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tunesmith.config, "load_config", interrupt)
+    monkeypatch.setattr(sys, "argv", ["tunesmith", "config", "show", str(tmp_path)])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 130 and "interrupted; completed stages are kept" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["eval", "run", ".", "--concurrency", "0"], "--concurrency"),
+        (["data", "dedup", "a.jsonl", "--out", "b.jsonl", "--near-dup-threshold", "7"], "--near-dup-threshold"),
+        (["data", "check", "a.jsonl", "--workers", "0"], "--workers"),
+        (["serve", "m", "--port", "99999"], "--port"),
+        (["serve", "m", "--precision", "fp64"], "--precision"),
+        (["serve", "m", "--precision", "BF16"], "--precision"),
+        (["serve", "m", "--max-context", "-5"], "--max-context"),
+        (["tune", "nope", "--trials", "0"], "--trials"),
+        (["train", "nope", "--nproc", "0"], "--nproc"),
+        (["train", "nope", "--method", "LoRA"], "--method"),
+    ],
+)
+def test_option_values_out_of_range_are_usage_errors(args, option):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and option in res.output, res.output
+
+
+def test_an_unknown_precision_is_an_error_not_fp32():
+    from tunesmith.errors import TunesmithError
+    from tunesmith.models import resolve_precision
+
+    assert resolve_precision("fp32") == "fp32"
+    with pytest.raises(TunesmithError, match="auto, bf16, fp32"):
+        resolve_precision("BF16")
+
+
+def test_a_missing_adapter_is_refused_before_anything_starts(tmp_path, monkeypatch):
+    import tunesmith.pipeline
+    from tunesmith.errors import TunesmithError
+
+    started = []
+    monkeypatch.setattr(tunesmith.pipeline, "evaluate_model", lambda *a, **k: started.append("eval"))
+    monkeypatch.setattr(tunesmith.pipeline, "serve_target", lambda *a, **k: started.append("serve"))
+    runner.invoke(app, ["init", str(tmp_path / "p"), "--target", "0.8"])
+    res = runner.invoke(app, ["eval", "run", str(tmp_path / "p"), "--adapter", str(tmp_path / "none")])
+    assert isinstance(res.exception, TunesmithError) and res.exception.problems[0].message == "does not exist"
+    (tmp_path / "empty").mkdir()
+    res = runner.invoke(app, ["serve", "m", "--adapter", str(tmp_path / "empty")])
+    assert isinstance(res.exception, TunesmithError) and "adapter_config.json" in str(res.exception)
+    assert started == []
+
+
+def test_a_directory_as_data_is_an_error_with_a_glob_to_try(tmp_path):
+    from tunesmith.errors import TunesmithError
+
+    write_jsonl(tmp_path / "data" / "a.jsonl", routing_rows(4))
+    (tmp_path / "tunesmith.yaml").write_text("data: {train: [data]}\n")
+    res = runner.invoke(app, ["data", "check", str(tmp_path)])
+    assert isinstance(res.exception, TunesmithError), res.output
+    (problem,) = res.exception.problems
+    assert problem.where == "data.train[0]" and "is a directory" in problem.message
+    assert problem.hint == "did you mean data/*.jsonl?"
+    (tmp_path / "tunesmith.yaml").write_text("data: {train: []}\n")
+    res = runner.invoke(app, ["data", "check", str(tmp_path)])
+    assert isinstance(res.exception, TunesmithError) and "names no data file" in str(res.exception)
+
+
+def test_a_file_or_a_missing_directory_is_not_taken_for_a_project(tmp_path):
+    from tunesmith.errors import TunesmithError
+
+    data = write_jsonl(tmp_path / "three.jsonl", routing_rows(3))
+    for args in (["train", str(data)], ["config", "show", str(data)], ["runs", "list", str(tmp_path / "nope")]):
+        res = runner.invoke(app, args)
+        assert isinstance(res.exception, TunesmithError), (args, res.output)
+        assert res.exception.problems[0].message in ("is a file, not a project directory", "does not exist")

@@ -174,3 +174,169 @@ def test_task_scorers_are_checked_when_the_config_is_read(tmp_path):
     assert "task.scorers[0]" in str(info.value) and "eval.judge" in str(info.value)
     cfg, _ = load_config(write(tmp_path, "task:\n  scorers:\n  - {type: contains, text: refund}\n"))
     assert cfg.task.scorers == [{"type": "contains", "text": "refund"}]
+
+
+def _problems(project, overrides=None) -> list[str]:
+    with pytest.raises(TunesmithError) as info:
+        load_config(project, overrides)
+    return [str(p) for p in info.value.problems]
+
+
+def test_a_gate_metric_nobody_measures_is_refused_when_the_config_loads(tmp_path):
+    project = write(tmp_path, "task: {type: json, match_fields: [queue]}\neval:\n  gate: {metric: task_acuracy}\n")
+    (bad,) = _problems(project)
+    assert "eval.gate.metric" in bad and "'task_acuracy' is not a metric" in bad and "`task_accuracy`?" in bad
+    gates = "[{metric: redteem.task_accuracy}, {metric: latency_s}, {metric: general.task_accuracy}]"
+    problems = _problems(project, [f"eval.gates={gates}", "eval.gate.metric=task_accuracy"])
+    assert len(problems) == 3 and "no suite 'redteem'" in problems[0]
+    assert "measured over a whole suite" in problems[1] and "'task_accuracy' is not a metric of general" in problems[2]
+    fixed = "eval.gate.metric=task_accuracy"
+    (bad,) = _problems(project, [fixed, "train.select_metric=queue_acuracy"])
+    assert "train.select_metric" in bad and "`queue_accuracy`?" in bad
+    (bad,) = _problems(project, [fixed, "train.select_metric=heldout.task_accuracy"])
+    assert "without a suite" in bad
+    # what an evaluation does measure passes: a match field, a suite, the general probe, a slice, a scorer's pass rate
+    write(tmp_path, "task: {type: json, match_fields: [queue]}\neval: {suites: [eval/redteam.jsonl]}\n")
+    good = (
+        "[{metric: queue_accuracy}, {metric: redteam.behavior_accuracy}, {metric: general.prompt_strict_accuracy}, "
+        "{metric: 'heldout#edge.task_accuracy'}, {metric: redteam.polite_pass_rate}, {metric: hallucination_rate}]"
+    )
+    cfg, _ = load_config(project, [f"eval.gates={good}", "train.select_metric=latency_s"])
+    assert len(cfg.eval.gates) == 6
+
+
+def test_a_gate_target_is_a_share_not_a_percent(tmp_path):
+    project = write(tmp_path, "eval:\n  gate: {min_value: 85}\n  gates: [{min_delta: 2}]\n")
+    problems = _problems(project)
+    assert len(problems) == 2 and "eval.gate.min_value" in problems[0] and "less than or equal to 1" in problems[0]
+    assert "eval.gates[0].min_delta" in problems[1]
+
+
+def test_a_gate_on_a_suite_that_is_not_evaluated_stops_before_any_stage(tmp_path):
+    from tunesmith.pipeline.preparation import prepare
+
+    cfg, project = load_config(write(tmp_path, "eval:\n  gates: [{metric: general.prompt_strict_accuracy}]\n"))
+    with pytest.raises(TunesmithError) as info:
+        prepare(cfg, project, with_suites=False)
+    problem = info.value.problems[0]
+    assert problem.where == "eval.gates[0].metric" and "general probe is off" in problem.message
+    assert "eval.general_probe: true" in problem.hint and not (project / ".tunesmith").exists()
+
+
+def test_a_key_written_twice_is_an_error_naming_the_second_line(tmp_path):
+    project = write(tmp_path, "train:\n  lr: 0.001\n  epochs: 2\n  lr: 0.01\n")
+    with pytest.raises(TunesmithError) as info:
+        load_config(project)
+    (problem,) = info.value.problems
+    assert problem.where == f"{project / 'tunesmith.yaml'}:4" and "`lr` is already set on line 2" in problem.message
+    with pytest.raises(TunesmithError, match="already set on line 1"):
+        load_config(write(tmp_path, "train: {lr: 0.1}\neval: {}\ntrain: {epochs: 2}\n"))
+    # a merged mapping's keys may be overridden, as YAML means them to be
+    merged = "eval:\n  gate: &g {min_delta: 0.1}\n  gates: [{<<: *g, min_delta: 0.2}]\n"
+    assert load_config(write(tmp_path, merged))[0].eval.gates[0].min_delta == 0.2
+
+
+def test_an_unreadable_config_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "tunesmith.yaml").mkdir()
+    (problem,) = _problems_of(lambda: load_config(tmp_path))
+    assert problem.where == str(tmp_path / "tunesmith.yaml") and problem.message == "is a directory"
+    other = tmp_path / "other"
+    other.mkdir()
+    write(other, "{}\n")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr("pathlib.Path.read_bytes", denied)
+    (problem,) = _problems_of(lambda: load_config(other))
+    assert problem.where == str(other / "tunesmith.yaml") and problem.message == "permission denied"
+    assert "permissions" in problem.hint
+
+
+def _problems_of(call):
+    with pytest.raises(TunesmithError) as info:
+        call()
+    return info.value.problems
+
+
+def test_a_mistake_in_an_override_is_blamed_on_the_override(tmp_path):
+    project = write(tmp_path, "train:\n  lr: 0.001\n")
+    (problem,) = _problems_of(lambda: load_config(project, ["train.lrr=0.1"]))
+    assert problem.where == "--set train.lrr=0.1" and problem.hint == "did you mean `lr`?"
+    (problem,) = _problems_of(lambda: load_config(project, ["train={epochs: 0}"]))
+    assert problem.where == "--set train={epochs: 0}: train.epochs"
+    (problem,) = _problems_of(lambda: load_config(write(tmp_path, "train:\n  lrr: 1\n"), ["train.lr=0.1"]))
+    assert problem.where == f"{project / 'tunesmith.yaml'}: train.lrr"
+
+
+def test_config_problems_name_yaml_paths_not_pydantic_types(tmp_path):
+    project = write(
+        tmp_path,
+        "train:\n  epochs: three\n  oversample: {out_of_scope: 0}\n  lora: {target_modules: 5}\n"
+        "  grpo: {max_completion_tokens: lots}\neval:\n  baselines: [classifer]\n  suites: [{pth: eval/a.jsonl}]\n"
+        "  general_probe_limit: 0\ntask:\n  json_schema: 5\n",
+    )
+    problems = _problems_of(lambda: load_config(project))
+    where = [p.where.split(": ", 1)[1] for p in problems]
+    assert sorted(where) == sorted(
+        [
+            "task.json_schema",
+            "eval.suites[0].pth",
+            "eval.general_probe_limit",
+            "eval.baselines[0]",
+            "train.lora.target_modules",
+            "train.grpo.max_completion_tokens",
+            "train.oversample.out_of_scope",
+            "train.epochs",
+        ]
+    )  # one problem per mistake
+    by = dict(zip(where, problems))
+    assert by["eval.suites[0].pth"].hint == "did you mean `path`?"
+    assert by["train.epochs"].message == "Input should be a valid number or 'auto' (got 'three')"
+    assert by["task.json_schema"].message == "Input should be a valid string or a valid dictionary (got 5)"
+    assert "greater than or equal to 1" in by["train.oversample.out_of_scope"].message
+
+
+def test_yes_and_no_are_not_numbers(tmp_path):
+    project = write(
+        tmp_path,
+        "train:\n  batch_size: true\n  general_kl: yes\n  epochs: on\n  oversample: {other: true}\n"
+        "eval:\n  gate: {min_value: on}\n  general_probe: true\nmodel: {trust_remote_code: yes}\n",
+    )
+    problems = _problems_of(lambda: load_config(project))
+    where = sorted(p.where.split(": ", 1)[1] for p in problems)
+    assert where == ["eval.gate.min_value", "train.batch_size", "train.epochs", "train.general_kl", "train.oversample"]
+    assert all("true/false" in p.message for p in problems)
+    assert TrainConfig(batch_size=4, general_kl=1).general_kl == 1.0  # numbers stay numbers
+
+
+def test_a_file_that_is_not_yaml_is_not_read_as_the_config(tmp_path):
+    data = tmp_path / "three.jsonl"
+    data.write_text('{"messages": []}\n')
+    (problem,) = _problems_of(lambda: load_config(data))
+    assert problem.where == str(data) and problem.message == "is a file, not a project directory"
+    notes = tmp_path / "notes.md"
+    notes.write_text("# notes\n")
+    assert _problems_of(lambda: load_config(notes))[0].message == "is a file, not a project directory"
+    named = tmp_path / "other.yml"
+    named.write_text("train: {lr: 0.01}\n")
+    assert load_config(named)[0].train.lr == 0.01  # a config file by any .yaml/.yml name still reads
+
+
+def test_the_eval_steps_default_is_described_as_the_trainer_does_it():
+    text = TrainConfig.model_fields["eval_steps"].description
+    assert "about two evaluations per epoch" in text
+
+
+def test_the_metric_names_a_config_may_name_are_those_an_evaluation_measures():
+    from tunesmith.config import metrics
+    from tunesmith.eval import compare, evaluate
+
+    keys = ("task_correct", "format_valid", "hit_token_limit", "behavior_correct", "hallucinated", "prompt_strict")
+    assert {evaluate.metric_name(k) for k in (*keys, "prompt_loose")} == set(metrics.CASE_METRICS)
+    assert metrics.SLICE_METRICS == compare.SLICE_METRICS and set(metrics.CASE_METRICS) >= compare.LOWER_IS_BETTER
+    details = {"instructions": {"ids": ["a"], "strict": [True], "loose": [True]}}
+    row = {"scores": {"task_correct": True}, "output": "no", "latency_s": 1.0, "new_tokens": 3, "details": details}
+    rows = [{**row, "behavior": b} for b in ("refuse", "escalate", "clarify", "abstain")]
+    measured = set(evaluate.aggregate(rows, hourly_usd=1.0)) - {"cases"}
+    assert measured <= set(metrics.CASE_METRICS) | set(metrics.SUITE_METRICS)

@@ -35,6 +35,31 @@ def disk_full(path: str | Path, what: str, kept: str = "the previous file is unt
     return err
 
 
+OS_HINTS = {
+    "FileNotFoundError": "check the path",
+    "FileExistsError": "something is already there: choose another path, or remove it",
+    "IsADirectoryError": "give a file here, not a directory",
+    "NotADirectoryError": "a part of the path is a file, not a directory",
+    "PermissionError": "check the permissions (ls -l), or use a path you may read and write",
+}
+
+
+def os_error(exc: OSError, what: str = "") -> TunesmithError:
+    """An operating system's refusal (a missing file, a directory where a file goes, no permission, a refused
+    connection) as the user-facing error it is: the path, the system's reason, and a hint. `DiskFull` stays."""
+    if isinstance(exc, TunesmithError):
+        return exc
+    where = "" if exc.filename is None else str(exc.filename)
+    if exc.filename2 is not None:
+        where += f" -> {exc.filename2}"
+    if isinstance(exc, ConnectionError):
+        what, hint = what or "Cannot connect", "is the server running, and its address right?"
+    else:
+        what, hint = what or ("Cannot use a file" if where else "System error"), OS_HINTS.get(type(exc).__name__, "")
+    message = exc.strerror.lower() if exc.strerror else str(exc)
+    return TunesmithError(what, [Problem(where, message, hint or ("check the path" if where else ""))])
+
+
 @contextmanager
 def atomic_open(path: str | Path):
     """A text file handle whose contents replace `path` only when the block ends cleanly (temp file in the same

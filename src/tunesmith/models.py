@@ -158,10 +158,21 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")
 
 
 def check_adapter_dir(adapter: str | Path) -> Path:
-    """A PEFT adapter directory whose weights are safetensors; one with only pickled weights is refused (peft would
-    otherwise unpickle `adapter_model.bin`)."""
+    """A PEFT adapter directory (with its adapter_config.json) whose weights are safetensors: checked before any
+    work starts, and again before peft opens it (one with only pickled weights is refused: peft would otherwise
+    unpickle `adapter_model.bin`)."""
     path = Path(adapter)
-    if path.is_dir() and not (path / "adapter_model.safetensors").exists():
+    if not path.is_dir():
+        what = "is a file, not an adapter directory" if path.exists() else "does not exist"
+        raise TunesmithError(
+            "Adapter not found", [Problem(str(path), what, "give the directory holding adapter_config.json")]
+        )
+    if not (path / "adapter_config.json").is_file():
+        raise TunesmithError(
+            "Not a PEFT adapter",
+            [Problem(str(path), "has no adapter_config.json", "give a directory written by save_pretrained")],
+        )
+    if not (path / "adapter_model.safetensors").exists():
         pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickled:
             raise TunesmithError(
@@ -399,8 +410,16 @@ def make_tiny_model(out_dir: str | Path, tokenizer=None, hidden_size: int = 32, 
     return out
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
 def resolve_precision(setting: str = "auto") -> str:
-    """`bf16` or `fp32`. `auto` picks bf16 where matmuls run natively in it (AMX / AVX512-BF16 CPUs, recent GPUs)."""
+    """`bf16` or `fp32`. `auto` picks bf16 where matmuls run natively in it (AMX / AVX512-BF16 CPUs, recent GPUs);
+    any other setting is an error (not a run that silently goes without bf16)."""
+    if setting not in PRECISIONS:
+        raise TunesmithError(
+            "Unknown precision", [Problem("precision", f"{setting!r}", f"one of {', '.join(PRECISIONS)}")]
+        )
     if setting != "auto":
         return setting
     import torch

@@ -68,15 +68,32 @@ def main() -> None:
     try:
         app()
     except TunesmithError as err:
-        from tunesmith.cli.render import console, print_error
+        _user_error(err)
+    except OSError as exc:  # a missing file, a directory where a file goes, no permission: not a bug
+        from tunesmith.files import os_error
 
-        print_error(err, console(stderr=True, wide=False))
-        sys.exit(2)
+        _user_error(os_error(exc))
     except KeyboardInterrupt:
-        print("interrupted; completed stages are kept and the next run resumes", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
+    except SystemExit as exc:
+        # Typer turns Ctrl-C into exit 130 without a word (a verb that says how to resume raises its own Exit(130))
+        if exc.code == 130 and isinstance(getattr(exc.__context__, "__cause__", None), KeyboardInterrupt):
+            _interrupted()
+        raise
     except Exception as exc:
         _internal_error(exc)
+
+
+def _user_error(err) -> None:
+    from tunesmith.cli.render import console, print_error
+
+    print_error(err, console(stderr=True, wide=False))
+    sys.exit(2)
+
+
+def _interrupted() -> None:
+    print("interrupted; completed stages are kept and the next run resumes", file=sys.stderr)
+    sys.exit(130)
 
 
 def show_warnings() -> None:

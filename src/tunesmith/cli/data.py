@@ -22,9 +22,11 @@ data_app = typer.Typer(
 
 PATHS = typer.Argument(..., help="Data files, or a project directory.")
 NEAR_DUP_HELP = "MinHash Jaccard for near-duplicates (files; a project uses its config)."
+NEAR_DUP = {"min": 0.3, "max": 1.0}  # as data.near_dup_threshold
 MODEL_HELP = "Also render with this model's chat template and tokenizer (default for a project: its model)."
 WORKERS_HELP = "Processes checking records in parallel (default: one a core)."
-MAX_SEQ_LEN = typer.Option(1024, help="With --model on files: the training length limit.")
+MAX_NEW_TOKENS = {"min": 1}
+MAX_SEQ_LEN = typer.Option(1024, min=16, help="With --model on files: the training length limit.")
 ENDPOINT_MODEL_HELP = "Model name on the endpoint."
 KEY_HELP = "Environment variable with the key."
 
@@ -36,6 +38,26 @@ def _load(paths: list[Path]):
 
     files, fmt, base, columns = resolve_data_paths(paths)
     return files, load_records(files, fmt, base, columns)
+
+
+def _refuse_to_overwrite(files: list[Path], *outs: Path | None) -> None:
+    """Before any work: every output must be a file path that is none of the input `files` (nor inside an input
+    directory, a saved data set). Shared by every `data` verb that writes records."""
+    from tunesmith.errors import fail
+
+    for out in (o for o in outs if o is not None):
+        if out.is_dir():
+            raise fail("Cannot write the output", str(out), "is a directory", "give a file path, e.g. out.jsonl")
+        target = out.resolve()
+        for f in files:
+            same = target == f.resolve() or f.resolve() in target.parents or (out.exists() and out.samefile(f))
+            if same:
+                raise fail(
+                    "Refusing to overwrite the input",
+                    str(out),
+                    f"the output would replace the input {f}",
+                    "write to a new file; inputs are never changed",
+                )
 
 
 def _write(out: Path, records) -> None:
@@ -111,11 +133,11 @@ def _audit(paths: list[Path], near_dup_threshold: float, model: str | None, max_
 def data_check(
     paths: list[Path] = PATHS,
     as_json: bool = typer.Option(False, "--json", help="Print every finding as JSON."),
-    show: int = typer.Option(3, help="Findings shown per code."),
-    near_dup_threshold: float = typer.Option(0.8, help=NEAR_DUP_HELP),
+    show: int = typer.Option(3, min=0, help="Findings shown per code."),
+    near_dup_threshold: float = typer.Option(0.8, **NEAR_DUP, help=NEAR_DUP_HELP),
     model: str | None = typer.Option(None, help=MODEL_HELP),
     max_seq_len: int = MAX_SEQ_LEN,
-    workers: int | None = typer.Option(None, help=WORKERS_HELP),
+    workers: int | None = typer.Option(None, min=1, help=WORKERS_HELP),
 ) -> None:
     """Check records: a table of finding codes, then examples with file:line and a fix. Exit 1 on errors."""
     from tunesmith.cli.render import print_report
@@ -136,7 +158,7 @@ def data_stats(
         None, help="Also count tokens with this model's chat template (default for a project: its model)."
     ),
     max_seq_len: int = MAX_SEQ_LEN,
-    workers: int | None = typer.Option(None, help=WORKERS_HELP),
+    workers: int | None = typer.Option(None, min=1, help=WORKERS_HELP),
 ) -> None:
     """Describe the data: files and formats, turns, reply lengths, tokens, behaviours, labels and tags."""
     from tunesmith.cli.render import print_stats
@@ -159,7 +181,7 @@ def data_split(
     fraction: float = typer.Option(0.2, help="Held-out share."),
     seed: int = typer.Option(42, help="Split seed."),
     stratify_by: str | None = typer.Option(None, help="JSON reply field, or `label`, to stratify by."),
-    near_dup_threshold: float = typer.Option(0.8, help="MinHash Jaccard for near-duplicates."),
+    near_dup_threshold: float = typer.Option(0.8, **NEAR_DUP, help="MinHash Jaccard for near-duplicates."),
 ) -> None:
     """Split off a leakage-free, stratified held-out set (near-duplicate clusters never straddle the split)."""
     from tunesmith.data.split import split_heldout
@@ -167,7 +189,10 @@ def data_split(
 
     if not 0 < fraction < 0.9:
         raise fail("Bad --fraction", "--fraction", f"{fraction} is outside (0, 0.9)", "e.g. --fraction 0.2")
-    _, records = _load(paths)
+    files, records = _load(paths)
+    if out.exists() and not out.is_dir():
+        raise fail("Cannot write the split", str(out), "is a file, not a directory", "give a directory for --out")
+    _refuse_to_overwrite(files, out / "train.jsonl", out / "heldout.jsonl")
     train, heldout, leaks = split_heldout(records, fraction, seed, stratify_by, near_dup_threshold)
     _write(out / "train.jsonl", train)
     _write(out / "heldout.jsonl", heldout)
@@ -179,12 +204,14 @@ def data_dedup(
     paths: list[Path] = PATHS,
     out: Path = typer.Option(..., help="Output JSONL: the records kept."),
     near: bool = typer.Option(True, help="Also drop near-duplicate inputs (keeps the first of each)."),
-    near_dup_threshold: float = typer.Option(0.8, help="MinHash Jaccard for near-duplicates."),
+    near_dup_threshold: float = typer.Option(0.8, **NEAR_DUP, help="MinHash Jaccard for near-duplicates."),
 ) -> None:
     """Write a copy without exact duplicates (input and output together) and, by default, near-duplicate inputs."""
     from tunesmith.data.dedup import dedup_records
 
-    kept, dropped = dedup_records(_load(paths)[1], near, near_dup_threshold)
+    files, records = _load(paths)
+    _refuse_to_overwrite(files, out)
+    kept, dropped = dedup_records(records, near, near_dup_threshold)
     _write(out, kept)
     con = console()
     con.print(f"kept {len(kept)}, dropped {len(dropped)} -> {out}")
@@ -206,7 +233,7 @@ def data_distill(
     teacher_system: str | None = typer.Option(
         None, help="A system prompt only the teacher sees (context distillation)."
     ),
-    max_new_tokens: int = typer.Option(256, help="Longest reply."),
+    max_new_tokens: int = typer.Option(256, **MAX_NEW_TOKENS, help="Longest reply."),
     project: Path | None = typer.Option(
         None, help="Project whose base model is the default teacher (default: PATHS when it is a project)."
     ),
@@ -215,7 +242,8 @@ def data_distill(
     from tunesmith.data.distill import distill_records
     from tunesmith.data.synth import teacher_backend
 
-    _, records = _load(paths)
+    files, records = _load(paths)
+    _refuse_to_overwrite(files, out)
     be = teacher_backend(paths, project, teacher, adapter, endpoint, endpoint_model, api_key_env)
     distilled, errors = distill_records(records, be, teacher_system, max_new_tokens)
     _write(out, distilled)
@@ -231,7 +259,7 @@ def data_distill(
 def data_synth(
     paths: list[Path] = typer.Argument(..., help="Real records to grow from: files, or a project."),
     out: Path = typer.Option(..., help="Output JSONL of the kept synthetic records."),
-    n: int = typer.Option(..., help="How many synthetic records to generate."),
+    n: int = typer.Option(..., min=1, help="How many synthetic records to generate."),
     operators: str = typer.Option(
         "paraphrase,typos,tone,edge_case,multi_issue,refuse,escalate",
         help="Variation operators, comma-separated, taken in turn; or weighted: paraphrase=3,refuse=1.",
@@ -245,12 +273,12 @@ def data_synth(
         None, help="A local teacher model instead of an endpoint (default: the project's base model)."
     ),
     adapter: Path | None = typer.Option(None, help="A PEFT adapter applied on the local teacher."),
-    concurrency: int = typer.Option(4, help="Requests in flight to the endpoint."),
+    concurrency: int = typer.Option(4, min=1, max=256, help="Requests in flight to the endpoint."),
     input_usd_per_mtok: float | None = typer.Option(None, help="Price per million input tokens."),
     output_usd_per_mtok: float | None = typer.Option(None, help="Price per million output tokens."),
     seed: int = typer.Option(0, help="Seed of the plan (which record, operator and examples per job)."),
-    few_shot: int = typer.Option(3, help="Real examples shown to the teacher per reply."),
-    max_new_tokens: int = typer.Option(256, help="Longest teacher reply."),
+    few_shot: int = typer.Option(3, min=0, help="Real examples shown to the teacher per reply."),
+    max_new_tokens: int = typer.Option(256, **MAX_NEW_TOKENS, help="Longest teacher reply."),
     rejected: Path | None = typer.Option(None, help="Also write the dropped jobs with reasons."),
     project: Path | None = typer.Option(
         None, help="Project whose task, JSON Schema and generation cache apply (default: PATHS when it is a project)."
@@ -261,7 +289,8 @@ def data_synth(
     from tunesmith.cli.render import print_synth
     from tunesmith.data.synth import operator_mix, synth_setup, teacher_backend
 
-    _, records = _load(paths)
+    files, records = _load(paths)
+    _refuse_to_overwrite(files, out, rejected)
     cfg, schema, cache = synth_setup(paths, project)
     prices = (input_usd_per_mtok, output_usd_per_mtok)
     be = teacher_backend(paths, project, teacher, adapter, endpoint, endpoint_model, api_key_env, concurrency, prices)
@@ -295,12 +324,7 @@ def data_scrub(paths: list[Path] = PATHS, out: Path = typer.Option(..., help="Ou
     from tunesmith.data.pii import scrub_records
 
     files, fmt, base, columns = resolve_data_paths(paths)
-    if any(out.resolve() == f.resolve() for f in files):
-        from tunesmith.errors import fail
-
-        raise fail(
-            "Refusing to overwrite the input", str(out), "output and input are the same file", "write to a new file"
-        )
+    _refuse_to_overwrite(files, out)
     scrubbed, kinds = scrub_records(load_records(files, fmt, base, columns))
     _write(out, scrubbed)
     summary = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "nothing found"

@@ -60,7 +60,7 @@ def eval_run(
     ),
     endpoint_model: str | None = typer.Option(None, help="Model name on the endpoint."),
     api_key_env: str | None = typer.Option(None, help="Environment variable with the endpoint's key."),
-    concurrency: int = typer.Option(4, help="Endpoint requests in flight at once."),
+    concurrency: int = typer.Option(4, min=1, max=256, help="Endpoint requests in flight at once."),
     backend: str = typer.Option(
         "transformers",
         help="Local backend: transformers, vllm, or llamacpp (a .gguf --model run by llama.cpp, as Ollama runs it).",
@@ -77,6 +77,10 @@ def eval_run(
     if backend not in ("transformers", "vllm", "llamacpp"):
         raise TunesmithError("Unknown backend", [Problem("--backend", repr(backend), "transformers, vllm or llamacpp")])
     ep = endpoint_config(endpoint, endpoint_model, api_key_env, concurrency)
+    if adapter is not None:
+        from tunesmith.models import check_adapter_dir
+
+        check_adapter_dir(adapter)  # before any stage starts, not after the base model is loaded
     st = evaluate_model(project, model, adapter, ep, backend, set_, use_cache=not no_cache)
     metrics = st.result.metrics
     if as_json:
@@ -94,7 +98,7 @@ def eval_compare(
     judge: bool = typer.Option(
         False, help="Also ask the project's LLM judge (eval.judge) for blind pairwise preference on the held-out cases."
     ),
-    judge_limit: int | None = typer.Option(None, help="Judge only the first N cases."),
+    judge_limit: int | None = typer.Option(None, min=1, help="Judge only the first N cases."),
     human_preference: list[Path] = typer.Option(
         [],
         help="A blind A/B review (`tunesmith review ab`: "

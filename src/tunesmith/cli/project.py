@@ -84,6 +84,11 @@ def runs_list(project: Path = typer.Argument(Path("."), help="Project directory.
     from tunesmith.cli.render import runs_table
     from tunesmith.runs import list_runs
 
+    if not project.is_dir():
+        from tunesmith.errors import fail
+
+        what = "is a file, not a project directory" if project.exists() else "does not exist"
+        raise fail("No such project", str(project), what, "give the directory that holds tunesmith.yaml")
     console().print(runs_table(list_runs(project)))
 
 

@@ -8,6 +8,7 @@ tunesmith train my-project --method qlora --resume
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -48,7 +49,7 @@ def run(
 def tune_cmd(
     project: Path = PROJECT,
     budget: str | None = typer.Option(None, help=BUDGET_HELP),
-    trials: int | None = typer.Option(None, help="At most this many trials (tune.max_trials)."),
+    trials: int | None = typer.Option(None, min=1, help="At most this many trials (tune.max_trials)."),
     storage: str | None = typer.Option(
         None,
         help="Optuna storage URL shared by several machines "
@@ -73,11 +74,15 @@ def tune_cmd(
 
 def train(
     project: Path = PROJECT,
-    method: str | None = typer.Option(None, help="lora, qlora or full (overrides train.method)."),
-    objective: str | None = typer.Option(None, help="sft, dpo, grpo or reward (overrides train.objective)."),
+    method: Literal["lora", "qlora", "full"] | None = typer.Option(
+        None, help="lora, qlora or full (overrides train.method)."
+    ),
+    objective: Literal["sft", "dpo", "grpo", "reward"] | None = typer.Option(
+        None, help="sft, dpo, grpo or reward (overrides train.objective)."
+    ),
     dora: bool | None = typer.Option(None, "--dora/--no-dora", help="DoRA on the LoRA adapter."),
     rslora: bool | None = typer.Option(None, "--rslora/--no-rslora", help="rsLoRA scaling."),
-    nproc: int | None = typer.Option(None, help="Training processes through accelerate launch (DDP)."),
+    nproc: int | None = typer.Option(None, min=1, max=64, help="Training processes through accelerate launch (DDP)."),
     resume: bool = typer.Option(
         False,
         "--resume",

@@ -8,6 +8,7 @@ tunesmith serve train-1a2b --project my-project --port 8000
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -61,18 +62,21 @@ def serve(
     adapter: Path | None = typer.Option(None, help="A PEFT adapter applied on top of MODEL."),
     name: str | None = typer.Option(None, help="The model id clients send (default: from MODEL)."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
-    port: int = typer.Option(8000, help="Port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port."),
     api_key_env: str | None = typer.Option(
         None, help="Environment variable holding the API key clients must send as a Bearer token."
     ),
-    max_context: int | None = typer.Option(None, help="Context length (default: the model's)."),
-    precision: str = typer.Option("auto", help="auto (bf16 where supported), bf16 or fp32."),
+    max_context: int | None = typer.Option(None, min=1, help="Context length (default: the model's)."),
+    precision: Literal["auto", "bf16", "fp32"] = typer.Option(
+        "auto", help="auto (bf16 where supported), bf16 or fp32."
+    ),
 ) -> None:
     """Serve a model (a trained run, an export, a base with an adapter) as an OpenAI-compatible API:
     /v1/chat/completions (streaming too), /v1/models, /health."""
     import os
 
     from tunesmith.errors import Problem, TunesmithError
+    from tunesmith.models import check_adapter_dir
     from tunesmith.pipeline import serve_target
     from tunesmith.serve import ServedModel
     from tunesmith.serve import serve as run_server
@@ -91,6 +95,8 @@ def serve(
                     )
                 ],
             )
+    if adapter is not None:
+        check_adapter_dir(adapter)  # before the model is loaded
     ref, run_adapter, default_name = serve_target(project, model)
     served = ServedModel(
         ref, adapter or run_adapter, name=name or default_name, max_context=max_context, precision=precision

@@ -10,8 +10,9 @@ One module per concern: `section.py` (the base of every section), `task.py` (`mo
 (`train:` and its sub-sections `lora:`, `dpo:`, `grpo:`), `moved.py` (the flat train keys of before the
 sub-sections, still read with a warning), `tune.py` (`tune:` and `SEARCH_PARAMS`), `export.py` (`export:`),
 `budget.py` (`budget:`), `root.py` (`Config`, the whole file, and its JSON Schema), `problems.py` (validation
-errors as problems with YAML paths), `overrides.py` (`--set` overrides and typed updates), `loading.py`
-(`load_config`).
+errors as problems with YAML paths), `metrics.py` (the metric names a gate or `train.select_metric` may name),
+`overrides.py` (`--set` overrides and typed updates), `loading.py` (`load_config`: duplicate keys refused, each
+problem named by the file or the `--set` override it came from).
 """
 
 from tunesmith.config.budget import BudgetConfig

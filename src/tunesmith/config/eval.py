@@ -32,7 +32,9 @@ class GateConfig(Section):
     )
     min_delta: float = Field(
         0.0,
-        description="The tuned model must beat the base by more than this (absolute). "
+        ge=-1.0,
+        lt=1.0,
+        description="The tuned model must beat the base by more than this (absolute, a share: 0.02 is 2 points). "
         "A negative value allows a bounded drop: -0.02 = may drop at most 2 points.",
     )
     require_significant: bool = Field(
@@ -45,9 +47,11 @@ class GateConfig(Section):
     )
     min_value: float | None = Field(
         None,
-        description="An absolute target: the tuned model's value of the metric must reach it too (e.g. 0.85 "
-        "task accuracy). Beating the base is not enough when the base is useless; for lower-is-better metrics it "
-        "is a ceiling.",
+        ge=0.0,
+        le=1.0,
+        description="An absolute target (a share from 0 to 1): the tuned model's value of the metric must reach it "
+        "too (e.g. 0.85 task accuracy). Beating the base is not enough when the base is useless; for lower-is-better "
+        "metrics it is a ceiling.",
     )
     vs: str | None = Field(
         None,

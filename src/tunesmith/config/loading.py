@@ -8,28 +8,50 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tunesmith.config.metrics import metric_problems
 from tunesmith.config.moved import moved_override, nest_moved, read_moved
 from tunesmith.config.overrides import apply_overrides
-from tunesmith.config.problems import problems_from
+from tunesmith.config.problems import dotted, problems_from
 from tunesmith.config.root import Config
 from tunesmith.errors import Problem, TunesmithError
 
 CONFIG_NAME = "tunesmith.yaml"
+CONFIG_SUFFIXES = (".yaml", ".yml")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[Config, Path]:
     """Read `tunesmith.yaml` (a project dir or the file itself), apply overrides, validate everything at once.
 
-    Returns the config and the project directory that relative paths are resolved against.
+    Returns the config and the project directory that relative paths are resolved against. A problem is named by
+    the file and its YAML path, or by the `--set` override it came from.
     """
     file = _config_file(Path(path))
-    raw = apply_overrides(_with_moved_keys(_read_sections(file), file), overrides or [])
+    overrides = overrides or []
+    raw = apply_overrides(_with_moved_keys(_read_sections(file), file), overrides)
+    where = _locator(file, overrides)
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as err:
-        problems = problems_from(err, str(file))
+        problems = problems_from(err, where)
         raise TunesmithError(f"Bad config: {len(problems)} problem(s)", problems) from None
+    problems = [Problem(where(path), message, hint) for path, message, hint in metric_problems(cfg)]
+    if problems:
+        raise TunesmithError(f"Bad config: {len(problems)} problem(s)", problems)
     return cfg, file.parent
+
+
+def _locator(file: Path, overrides: list[str]):
+    """`where(path)`: the `--set` override that set a YAML path (the last one, as it wins), else the file."""
+    keys = [(item, tuple(moved_override(item.partition("=")[0].strip()).split("."))) for item in overrides]
+
+    def where(path: tuple) -> str:
+        text = tuple(str(p) for p in path)
+        for item, key in reversed(keys):
+            if text[: len(key)] == key:
+                return f"--set {item}" + ("" if text == key else f": {dotted(path)}")
+        return f"{file}: {dotted(path) or '(top level)'}"
+
+    return where
 
 
 RECIPE_FIELDS = (
@@ -81,8 +103,14 @@ def _with_moved_keys(raw: dict, file: Path) -> dict:
 
 
 def _config_file(path: Path) -> Path:
-    """`path` itself or the `tunesmith.yaml` in it; a missing project or file says how to create one."""
+    """`path` itself (a `.yaml` file) or the `tunesmith.yaml` in it; a missing project or file says how to create
+    one, and another kind of file (a data file given as the project) is refused, not read as a config."""
     file = path / CONFIG_NAME if path.is_dir() else path
+    if path.is_file() and path.suffix.lower() not in CONFIG_SUFFIXES:
+        raise TunesmithError(
+            "Not a project",
+            [Problem(str(path), "is a file, not a project directory", "give the directory that holds tunesmith.yaml")],
+        )
     if not file.exists():
         where = str(file)
         if not path.exists():
@@ -98,7 +126,12 @@ def _config_file(path: Path) -> Path:
 def _read_sections(file: Path) -> dict:
     """The file's YAML as a mapping of sections; a file that is not UTF-8, not YAML, nested or numbered past what
     can be read, or not a mapping raises with the line to look at."""
-    data = file.read_bytes()
+    try:
+        data = file.read_bytes()
+    except OSError as exc:  # a directory called tunesmith.yaml, no permission to read it
+        from tunesmith.files import os_error
+
+        raise os_error(exc, "Cannot read tunesmith.yaml") from None
     raw = _parse_yaml(file, data)
     if not isinstance(raw, dict):
         raise TunesmithError(
@@ -114,10 +147,49 @@ def _read_sections(file: Path) -> dict:
     return raw
 
 
+class DuplicateKey(yaml.MarkedYAMLError):
+    """A key written twice in one mapping (PyYAML keeps the last and says nothing)."""
+
+    def __init__(self, key: Any, first_line: int, mark: yaml.Mark) -> None:
+        super().__init__(problem=f"duplicate key {key!r}", problem_mark=mark)
+        self.key, self.first_line = key, first_line
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key written twice in one mapping, naming the line of the second (keys a
+    merge `<<:` brings in may still be overridden, as YAML means them to be)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:  # an unhashable key: the constructor says so
+                continue
+            if key in seen:
+                raise DuplicateKey(key, seen[key], key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
 def _parse_yaml(file: Path, data: bytes):
     """The YAML of `data` (the bytes of `file`), or one problem naming the line that cannot be read."""
     try:
-        return yaml.safe_load(data.decode("utf-8")) or {}
+        return yaml.load(data.decode("utf-8"), Loader=UniqueKeyLoader) or {}
+    except DuplicateKey as exc:
+        raise TunesmithError(
+            "tunesmith.yaml sets a key twice",
+            [
+                Problem(
+                    f"{file}:{exc.problem_mark.line + 1}",
+                    f"`{exc.key}` is already set on line {exc.first_line}",
+                    "keep one of them: YAML would silently drop the first",
+                )
+            ],
+        ) from None
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise TunesmithError(

@@ -173,7 +173,7 @@ class TrainConfig(Section):
         ge=1,
         description="SFT: every N optimizer steps, generate on the validation set with the eval decoding, "
         "score the replies with the task's scorers and measure the validation loss; the best checkpoint is kept. "
-        "Unset: about three evaluations per epoch (at most one every 10 steps). Always once at the end.",
+        "Unset: about two evaluations per epoch (at most one every 10 steps). Always once at the end.",
     )
     select_metric: str = Field(
         "auto",

@@ -28,11 +28,17 @@ from tunesmith.schemas import schema_problem
 
 def data_files(cfg: Config, project: Path, which: str = "train") -> list[Path]:
     """The data files named by `data.<which>` (train, validation or test; globs allowed), sorted; a pattern
-    matching nothing is an error. A saved `datasets` directory counts as one file."""
+    matching nothing, or only directories, is an error, and so is a `data.train` naming no file at all. A saved
+    `datasets` directory counts as one file."""
     files, problems = [], []
     for i, pattern in enumerate(getattr(cfg.data, which)):
         matched = sorted(Path(p) for p in glob.glob(str(project / pattern)))
-        if not matched:
+        usable = [m for m in matched if m.is_file() or is_saved_dataset(m)]
+        if matched and not usable and all(m.is_dir() for m in matched):
+            what = "is a directory" if len(matched) == 1 else "matches only directories"
+            hint = f"did you mean {pattern.rstrip('/')}/*.jsonl?"
+            problems.append(Problem(f"data.{which}[{i}]", f"{pattern!r} {what}, not data files", hint))
+        elif not usable:
             problems.append(
                 Problem(
                     f"data.{which}[{i}]",
@@ -40,7 +46,9 @@ def data_files(cfg: Config, project: Path, which: str = "train") -> list[Path]:
                     "check the path; it is relative to the project directory",
                 )
             )
-        files.extend(m for m in matched if m.is_file() or is_saved_dataset(m))
+        files.extend(usable)
+    if which == "train" and not files and not problems:
+        problems.append(Problem("data.train", "names no data file", "e.g. train: [data/*.jsonl]"))
     if problems:
         raise TunesmithError("Missing data", problems)
     return files

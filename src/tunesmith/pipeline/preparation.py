@@ -13,6 +13,8 @@ from typing import Any
 from rich.markup import escape
 
 from tunesmith.config import Config
+from tunesmith.config.metrics import metric_problems
+from tunesmith.config.problems import dotted
 from tunesmith.data.project import check_options, data_files, read_records, stratify_field
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.files import JsonlWriter, atomic_write_json, atomic_write_jsonl, data_sha256
@@ -58,7 +60,13 @@ def check_stage(cfg: Config, project: Path, pipe: Pipeline, model_ref, schema: d
         if not report.n_kept:
             raise TunesmithError(
                 "No usable records",
-                [Problem(str(files[0]), "every record was rejected", "see report.json in the check run directory")],
+                [
+                    Problem(
+                        str(files[0]) if files else "data.train",
+                        "every record was rejected",
+                        "see report.json in the check run directory",
+                    )
+                ],
             )
         return {
             "records": report.records,
@@ -139,12 +147,15 @@ class Prepared:
 
 
 def prepare(cfg: Config, project: Path, with_suites: bool) -> Prepared:
-    """Fail on missing data (and suites) before any work; resolve the base model; run (or reuse) the check and
-    split stages."""
+    """Fail on a gate that cannot be measured and on missing data (and suites) before any work; resolve the base
+    model; run (or reuse) the check and split stages."""
     from tunesmith.data.project import load_schema
     from tunesmith.eval.suite import project_suites
     from tunesmith.models import resolve_model
 
+    problems = [Problem(dotted(path), message, hint) for path, message, hint in metric_problems(cfg, measured=True)]
+    if problems:
+        raise TunesmithError(f"Bad config: {len(problems)} problem(s)", problems)
     data_files(cfg, project)
     suites = project_suites(cfg, project) if with_suites else None
     pipe = Pipeline(project)

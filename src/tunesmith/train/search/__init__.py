@@ -56,7 +56,7 @@ def search_recipe(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     budget_s = 60 * (budget_minutes or cfg.tune.budget_minutes)
-    max_trials = max_trials or cfg.tune.max_trials
+    max_trials = cfg.tune.max_trials if max_trials is None else max_trials
     space, metric = search_space(cfg), _metric(cfg)
     study = open_study(cfg, project, split_key, model_identity, space, metric, n_train)
     reap_dead_trials(study)

@@ -39,7 +39,7 @@ def child(project: Path, name: str, cases: int, adapter: Path | None = None) -> 
     from tunesmith.generate.backends import TransformersBackend
     from tunesmith.pipeline import eval_plan, prepare
 
-    overrides = SETTINGS.get(name, ("", []))[1] + [f"eval.limit={cases}", "eval.general_probe=false"]
+    overrides = SETTINGS.get(name, ("", []))[1] + [f"eval.limit={cases}", "eval.general_probe=false", "eval.gates=[]"]
     p = prepare(*load_config(project, overrides), with_suites=True)
     plan = eval_plan(p.cfg, p.project, p.st_split, p.model_ref, p.schema, p.suites)
     backend = TransformersBackend(p.model_ref, adapter=adapter, precision=p.cfg.train.precision)

@@ -380,7 +380,7 @@ def test_gguf_names_the_pre_tokenizer_llama_cpp_splits_with_as_training_did(tmp_
         export_artifacts(ref, None, ["merged", "gguf"], tmp_path / "out", ExportOptions(gguf_types=["f16"]))
     problem = err.value.problems[0]
     assert problem.where == f"the tokenizer of {other}" and '"type":"Digits"' in problem.message
-    assert "`default`" in problem.message and "gguf_pre_tokenizer=NAME" in problem.hint
+    assert "`default`" in problem.message and "export.gguf_pre_tokenizer: NAME" in problem.hint
     assert not (tmp_path / "out").exists()
     # named by the caller (their word that llama.cpp's `smollm` splits the same way): written with that name
     manifest = export_artifacts(
@@ -390,6 +390,14 @@ def test_gguf_names_the_pre_tokenizer_llama_cpp_splits_with_as_training_did(tmp_
     assert gguf.GGUFReader(str(written)).get_field("tokenizer.ggml.pre").contents() == "smollm"
     with pytest.raises(TunesmithError, match="not a llama.cpp pre-tokenizer name"):
         pre_tokenizer_name(other_tok, other, override="llama3ish")
+    # the same word from the project's config (`export.gguf_pre_tokenizer`), as `run` and `export` pass it on
+    from tunesmith.config import Config
+    from tunesmith.pipeline.shipping import config_export_options
+
+    cfg = Config.model_validate({"export": {"gguf_pre_tokenizer": "smollm", "gguf_types": ["q8_0"]}})
+    options = config_export_options(cfg, gguf_types=["f16"])
+    assert options.gguf_pre_tokenizer == "smollm" and options.gguf_types == ["f16"]
+    assert config_export_options(Config()).gguf_pre_tokenizer is None
 
 
 def test_the_check_text_hashes_as_llama_cpps_and_the_built_in_model_stays_smollm():

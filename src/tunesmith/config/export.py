@@ -19,6 +19,12 @@ class ExportConfig(Section):
         default_factory=lambda: ["f16", "q8_0"], description="GGUF types written by the `gguf` format."
     )
     ollama_type: Literal["f16", "q8_0", "q4_0"] = Field("q8_0", description="The GGUF type the Modelfile uses.")
+    gguf_pre_tokenizer: str | None = Field(
+        None,
+        description="llama.cpp's name for the base model's pre-tokenizer (e.g. llama-bpe, qwen2), for a tokenizer "
+        "tunesmith cannot name by the hash llama.cpp's converter uses; unset, an unknown one is refused rather than "
+        "written as `default`, which splits text otherwise than training did.",
+    )
     parity: bool = Field(
         True,
         description="After exporting, `tunesmith run` evaluates the held-out split on each "

@@ -240,7 +240,7 @@ def pre_tokenizer_name(
                 f"{digest[:16]}, pre_tokenizer {pre[:160]}); written as llama.cpp's `default`, llama.cpp and "
                 "Ollama would split text (JSON's quotes, digit runs) differently from training",
                 f"{CONVERT_HINT} (an updated copy knows more tokenizers), or, if you know llama.cpp's name for "
-                "this pre-tokenizer, give it: ExportOptions(gguf_pre_tokenizer=NAME)",
+                "this pre-tokenizer, give it: export.gguf_pre_tokenizer: NAME (ExportOptions(gguf_pre_tokenizer=NAME))",
             )
         ],
     )

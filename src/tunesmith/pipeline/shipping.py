@@ -77,14 +77,11 @@ def export_stage(
     GGUF and Ollama files."""
 
     def export(run_dir: Path) -> dict[str, Any]:
-        from tunesmith.export.merge import ExportOptions, export_artifacts
+        from tunesmith.export.merge import export_artifacts
 
-        options = ExportOptions(
-            no_repeat_ngram_size=cfg.eval.no_repeat_ngram_size,
-            gguf_types=cfg.export.gguf_types,
-            ollama_type=cfg.export.ollama_type,
+        options = config_export_options(
+            cfg,
             system=shipped_system_prompt(cfg, st_split),
-            num_ctx=cfg.data.max_seq_len,
             constraint=constraint,
             card=card_facts(cfg, pipe.project, st_train.run_dir, st_cmp.run_dir if st_cmp else None),
         )
@@ -179,20 +176,32 @@ def run_export_options(
     """`export_run`'s ExportOptions: the project's export settings, the shipped system prompt and decoding
     constraint of the run's split, and the model card's facts (the newest comparison and parity of the run)."""
     from tunesmith.data.project import load_schema
-    from tunesmith.export.merge import ExportOptions
 
     split_dir = runs.find_run(project, "split", meta["inputs"]["split"])
     st_split = Stage("split", meta["inputs"]["split"], split_dir, cached=True) if split_dir else None
     compare_dir = newest_comparison(project, run_dir)
-    return ExportOptions(
-        no_repeat_ngram_size=cfg.eval.no_repeat_ngram_size,
+    return config_export_options(
+        cfg,
         gguf_types=gguf_types or list(cfg.export.gguf_types),
-        ollama_type=cfg.export.ollama_type,
         system=shipped_system_prompt(cfg, st_split) if st_split else cfg.task.system_prompt,
-        num_ctx=cfg.data.max_seq_len,
         constraint=split_constraint(cfg, st_split, load_schema(cfg, project)),
         card=card_facts(cfg, project, run_dir, compare_dir, newest_parity(project, compare_dir), repo_id),
     )
+
+
+def config_export_options(cfg: Config, **run: Any):
+    """The ExportOptions a project's config sets (the decoding, the GGUF types and pre-tokenizer, Ollama's type and
+    context), with `run`'s own (the shipped system prompt, the constraint, the model card) and any it overrides."""
+    from tunesmith.export.merge import ExportOptions
+
+    settings = dict(
+        no_repeat_ngram_size=cfg.eval.no_repeat_ngram_size,
+        gguf_types=list(cfg.export.gguf_types),
+        ollama_type=cfg.export.ollama_type,
+        gguf_pre_tokenizer=cfg.export.gguf_pre_tokenizer,
+        num_ctx=cfg.data.max_seq_len,
+    )
+    return ExportOptions(**{**settings, **run})
 
 
 def check_exportable(cfg: Config, project: Path, run_dir: Path, meta: dict) -> None:

@@ -49,3 +49,22 @@ def test_binary_empty_and_corrupt_gzip_files_are_clear_errors(tmp_path):
         with pytest.raises(TunesmithError, match=title) as info:
             list(read_jsonl(path))
         assert info.value.problems[0].where == str(path)
+
+
+def test_an_atomic_write_gives_a_new_file_the_umasks_mode_and_keeps_a_replaced_files(tmp_path):
+    """Every file tunesmith wrote through a temp file was private (mkstemp's 0600): a report, a config from
+    `init`, an export's manifest others on the machine could not read, and a replaced file lost its mode."""
+    import os
+    import stat
+
+    from tunesmith.files import NEW_FILE_MODE, atomic_write_text
+
+    mask = os.umask(0)
+    os.umask(mask)
+    new = atomic_write_text(tmp_path / "new.txt", "x")
+    assert stat.S_IMODE(new.stat().st_mode) == NEW_FILE_MODE == 0o666 & ~mask
+    kept = tmp_path / "kept.txt"
+    kept.write_text("old")
+    kept.chmod(0o640)
+    atomic_write_text(kept, "new")
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text() == "new"

@@ -10,6 +10,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -60,10 +61,20 @@ def os_error(exc: OSError, what: str = "") -> TunesmithError:
     return TunesmithError(what, [Problem(where, message, hint or ("check the path" if where else ""))])
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+NEW_FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file here (read once, at import)
+
+
 @contextmanager
 def atomic_open(path: str | Path):
     """A text file handle whose contents replace `path` only when the block ends cleanly (temp file in the same
-    directory, fsync, rename); on any error the temp file is removed and `path` is untouched."""
+    directory, fsync, rename); on any error the temp file is removed and `path` is untouched. The file keeps the
+    mode of the one it replaces, or gets a new file's (0666 less the umask), not mkstemp's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -72,6 +83,7 @@ def atomic_open(path: str | Path):
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else NEW_FILE_MODE)
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 
 
@@ -55,10 +56,7 @@ def paired_score_interval(
     from scipy.stats import binomtest
 
     n = len(base)
-    a = sum(1 for x, y in zip(base, tuned) if x and y)
-    b = sum(1 for x, y in zip(base, tuned) if x and not y)
-    c = sum(1 for x, y in zip(base, tuned) if y and not x)
-    d = n - a - b - c
+    a, b, c, d = pair_counts(base, tuned)
     p1, p2 = (a + b) / n, (a + c) / n
     l1, u1 = binomtest(a + b, n).proportion_ci(confidence, method="wilson")
     l2, u2 = binomtest(a + c, n).proportion_ci(confidence, method="wilson")
@@ -85,9 +83,14 @@ def paired_direction(
 
 def mcnemar_exact(base: Sequence[bool], tuned: Sequence[bool]) -> float:
     """Two-sided exact McNemar p-value on paired pass/fail outcomes (binomial test on the discordant pairs)."""
-    b = sum(1 for x, y in zip(base, tuned) if x and not y)  # base passed, tuned failed
-    c = sum(1 for x, y in zip(base, tuned) if y and not x)  # tuned passed, base failed
+    _, b, c, _ = pair_counts(base, tuned)
     return sign_test(b, c)
+
+
+def pair_counts(base: Sequence[float], tuned: Sequence[float]) -> tuple[int, int, int, int]:
+    """(both passed, base only, tuned only, neither) over paired pass/fail outcomes."""
+    counts = Counter((bool(x), bool(y)) for x, y in zip(base, tuned))
+    return counts[True, True], counts[True, False], counts[False, True], counts[False, False]
 
 
 def sign_test(b: int, c: int) -> float:

@@ -22,7 +22,7 @@ from tunesmith.diagnose.evidence import (
     quote,
     rate,
 )
-from tunesmith.eval.stats import bootstrap_delta, paired_direction
+from tunesmith.eval.stats import paired_change
 
 FORGETTING_DROP = 0.05  # a drop of the general probe's pass rate by this much (absolute) is flagged (ours)
 OVERCONFIDENCE_DROP = 0.10  # a drop of the hedging rate on out-of-domain/ambiguous cases by this much (ours)
@@ -57,8 +57,7 @@ def _paired_change(
     (`paired_direction`, the comparison's own rule); and the pairs where it held for the base only."""
     base = [float(bool(holds(b))) for b, _ in pairs]
     tuned = [float(bool(holds(t))) for _, t in pairs]
-    delta, low, high = bootstrap_delta(base, tuned, samples, confidence)
-    direction, p = paired_direction(base, tuned, low, high, confidence)
+    delta, low, high, direction, p = paired_change(base, tuned, samples, confidence)
     change = {
         "delta": delta,
         "ci_low": low,

@@ -20,7 +20,7 @@ from typing import Any
 
 from tunesmith.config import Config, GateConfig
 from tunesmith.eval.evaluate import SLICE, metric_name, slices
-from tunesmith.eval.stats import bootstrap_delta, paired_direction
+from tunesmith.eval.stats import paired_change
 
 LOWER_IS_BETTER = {"token_limit_rate", "hallucination_rate"}
 
@@ -83,8 +83,7 @@ def paired_metrics(base_rows: list[dict], tuned_rows: list[dict], cfg: Config) -
 def _paired_row(suite: str, name: str, base: list[float], tuned: list[float], cfg: Config) -> dict[str, Any]:
     """One metric's paired comparison: delta, bootstrap interval, McNemar's p and the verdict (a pass/fail metric
     differs only where McNemar's exact test agrees with the interval: `paired_direction`)."""
-    delta, low, high = bootstrap_delta(base, tuned, cfg.eval.bootstrap_samples, cfg.eval.confidence)
-    direction, p = paired_direction(base, tuned, low, high, cfg.eval.confidence)
+    delta, low, high, direction, p = paired_change(base, tuned, cfg.eval.bootstrap_samples, cfg.eval.confidence)
     return {
         "suite": suite,
         "metric": name,

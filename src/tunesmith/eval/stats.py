@@ -30,7 +30,7 @@ def bootstrap_delta(
         return 0.0, 0.0, 0.0
     diffs = [t - b for b, t in zip(base, tuned)]
     low, high = bootstrap_mean_interval(diffs, samples, confidence, seed)
-    if set(base) | set(tuned) <= {0.0, 1.0}:
+    if _pass_fail(base, tuned):
         score_low, score_high = paired_score_interval(base, tuned, confidence)
         low, high = min(low, score_low), max(high, score_high)
     return sum(diffs) / n, low, high
@@ -76,9 +76,24 @@ def paired_direction(
     one gives [1, 1]). The p-value is on the outcomes read as pass/fail."""
     p = mcnemar_exact([bool(x) for x in base], [bool(y) for y in tuned])
     side = 1 if low > 0 else -1 if high < 0 else 0
-    if side and set(base) | set(tuned) <= {0.0, 1.0} and p >= 1 - confidence:
+    if side and _pass_fail(base, tuned) and p >= 1 - confidence:
         side = 0
     return side, p
+
+
+def paired_change(
+    base: Sequence[float], tuned: Sequence[float], samples: int = 2000, confidence: float = 0.95
+) -> tuple[float, float, float, int, float]:
+    """(delta, low, high, direction, McNemar's p) of a paired change: `bootstrap_delta`'s interval and
+    `paired_direction`'s rule on it, the one reading every comparison of base and tuned outcomes shares."""
+    delta, low, high = bootstrap_delta(base, tuned, samples, confidence)
+    direction, p = paired_direction(base, tuned, low, high, confidence)
+    return delta, low, high, direction, p
+
+
+def _pass_fail(base: Sequence[float], tuned: Sequence[float]) -> bool:
+    """Every outcome is 0 or 1."""
+    return set(base) | set(tuned) <= {0.0, 1.0}
 
 
 def mcnemar_exact(base: Sequence[bool], tuned: Sequence[bool]) -> float:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from tunesmith.config import Config
 from tunesmith.data.io import read_jsonl
 from tunesmith.errors import Problem, TunesmithError
-from tunesmith.eval.stats import bootstrap_delta, paired_direction
+from tunesmith.eval.stats import paired_change
 from tunesmith.train.search.space import apply_params
 from tunesmith.train.search.study import direction_of, time_spent, trial_seconds
 
@@ -140,8 +140,8 @@ def paired_on_validation(a, b, metric: str, cfg: Config) -> dict[str, Any] | Non
     if not ids:
         return None
     before, after = [float(rows[0][i]) for i in ids], [float(rows[1][i]) for i in ids]
-    delta, low, high = bootstrap_delta(before, after, cfg.eval.bootstrap_samples, cfg.eval.confidence)
-    direction, _ = paired_direction(before, after, low, high, cfg.eval.confidence)  # the comparison's own rule
+    samples, confidence = cfg.eval.bootstrap_samples, cfg.eval.confidence
+    delta, low, high, direction, _ = paired_change(before, after, samples, confidence)  # the comparison's own rule
     return {
         "delta": delta,
         "ci_low": low,

@@ -303,7 +303,13 @@ def _encoded_data(match: re.Match) -> bool:
     if text[max(0, start - 12) : start].rstrip("+/").lower().endswith(";base64,"):
         return True
     block = next((b for b in _base64_blocks(text) if b.start() <= start < b.end()), None)
-    raw = _b64decode(block.group(0) if block else match.group(0))
+    return _decodes_to_data(block.group(0) if block else match.group(0))
+
+
+@lru_cache(maxsize=64)  # a wrapped block is asked once for each of its lines
+def _decodes_to_data(encoded: str) -> bool:
+    """Whether Base64 text decodes to a file (its signature) or to readable text."""
+    raw = _b64decode(encoded)
     if raw is None:
         return False
     if raw.startswith(FILE_SIGNATURES) or raw[4:8] == b"ftyp":  # ftyp: MP4, MOV, HEIC, AVIF

@@ -103,9 +103,10 @@ def constraint_files(constraint: Constraint) -> dict[str, str]:
 
 def check_exportable(
     model_dir: Path, types: list[str], source_gguf: Path | None = None, pre_tokenizer: str | None = None
-) -> None:
+) -> tuple[Any, str]:
     """A clear error, before any work, for an unknown type, an architecture the writer does not cover, a RoPE
-    scaling it cannot carry, or a tokenizer whose llama.cpp pre-tokenizer it cannot name (`pre_tokenizer_name`)."""
+    scaling it cannot carry, or a tokenizer whose llama.cpp pre-tokenizer it cannot name (`pre_tokenizer_name`).
+    Returns the tokenizer and that name."""
     unknown = [t for t in types if t not in TYPES]
     problems = [
         Problem(f"export.gguf_types: {t}", "not a GGUF type tunesmith writes", f"one of {', '.join(TYPES)}")
@@ -129,8 +130,9 @@ def check_exportable(
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     _tokenizer_spec(tok)
-    pre_tokenizer_name(tok, model_dir, source_gguf, pre_tokenizer)
+    pre = pre_tokenizer_name(tok, model_dir, source_gguf, pre_tokenizer)
     _check_vocab_size(tok, config.get("vocab_size"), model_dir)
+    return tok, pre
 
 
 def write_gguf(
@@ -147,12 +149,10 @@ def write_gguf(
     import gguf
     import torch
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
-    check_exportable(model_dir, types, source_gguf, pre_tokenizer)
+    tok, pre = check_exportable(model_dir, types, source_gguf, pre_tokenizer)
     config = AutoConfig.from_pretrained(model_dir)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    pre = pre_tokenizer_name(tok, model_dir, source_gguf, pre_tokenizer)
     tensors: dict[str, torch.Tensor] = {}
     for shard in sorted(model_dir.glob("*.safetensors")):
         tensors.update(load_file(shard))

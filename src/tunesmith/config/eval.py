@@ -253,3 +253,9 @@ def baseline_names(ev: EvalConfig) -> list[str]:
     for entry in entries:
         names += list(BUILTIN_BASELINES) if entry == "auto" else [entry if isinstance(entry, str) else entry.name]
     return list(dict.fromkeys(names))
+
+
+def wants_constraint(cfg) -> bool:
+    """Whether `eval.decoding` constrains this task's replies (`cfg`: the whole config, for the task's type)."""
+    mode = cfg.eval.decoding
+    return mode == "constrained" or (mode == "auto" and cfg.task.type in ("json", "classification"))

@@ -11,9 +11,11 @@ a gate compares the per-case scores of base and tuned, `train.select_metric` any
 
 from __future__ import annotations
 
-import difflib
 from pathlib import PurePath
 from typing import Any
+
+from tunesmith.config.eval import wants_constraint
+from tunesmith.config.problems import did_you_mean
 
 # per-case pass/fail scores, as `tunesmith.eval.evaluate.metric_name` names their means: what a gate can compare
 CASE_METRICS = (
@@ -75,7 +77,7 @@ def _gate_problem(cfg: Any, metric: str, measured: bool) -> tuple[str, str] | No
         return f"{metric!r}: no suite {suite!r} is evaluated", _did_you_mean(suite, suites, "suites")
     if measured and suite == "general" and not cfg.eval.general_probe:
         return f"{metric!r}: the general probe is off", "set eval.general_probe: true, or gate on another suite"
-    if measured and suite == "heldout_free" and not _constrained(cfg):
+    if measured and suite == "heldout_free" and not wants_constraint(cfg):
         return (
             f"{metric!r}: heldout_free is measured only with constrained decoding",
             "gate on heldout, or set eval.decoding: constrained",
@@ -125,13 +127,6 @@ def _open_name(cfg: Any, suite: str, name: str) -> bool:
     return name.endswith("_pass_rate") and len(name) > len("_pass_rate") and suite not in (*HELDOUT, "general")
 
 
-def _constrained(cfg: Any) -> bool:
-    return cfg.eval.decoding == "constrained" or (
-        cfg.eval.decoding == "auto" and cfg.task.type in ("json", "classification")
-    )
-
-
 def _did_you_mean(word: str, known: list[str], what: str) -> str:
-    close = difflib.get_close_matches(word, known, n=1)
     listed = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
-    return (f"did you mean `{close[0]}`? " if close else "") + f"{what}: {listed}"
+    return did_you_mean(word, known) + f"{what}: {listed}"

@@ -48,12 +48,17 @@ def dotted(path: tuple) -> str:
     return ".".join(_path_part(p) for p in path).replace(".[", "[")
 
 
+def did_you_mean(word: str, known: list[str]) -> str:
+    """ "did you mean `x`? " for the known name closest to `word`, or "" when none is close."""
+    close = difflib.get_close_matches(word, known, n=1)
+    return f"did you mean `{close[0]}`? " if close else ""
+
+
 def _item(error: dict) -> _Item:
     path, model, sites = _walk(error["loc"])
     if error["type"] == "extra_forbidden":
         known = list(model.model_fields) if model is not None else []
-        close = difflib.get_close_matches(str(path[-1]), known, n=1)
-        hint = f"did you mean `{close[0]}`?" if close else "remove it; `tunesmith config schema` lists the fields"
+        hint = did_you_mean(str(path[-1]), known).strip() or "remove it; `tunesmith config schema` lists the fields"
         return _Item(path, model, sites, "extra_forbidden", "unknown field", hint)
     message = error["msg"].removeprefix("Value error, ")
     if "input" in error and not isinstance(error["input"], dict):

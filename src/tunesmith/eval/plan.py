@@ -11,6 +11,7 @@ JSON Schema or label set (`tunesmith.generate.decoding`).
 
 from __future__ import annotations
 
+from tunesmith.config.eval import wants_constraint
 from tunesmith.generate.decoding import Decoding, task_constraint
 
 DEFAULT_LIMIT = 128  # when nothing else says how long a reply may be
@@ -25,12 +26,6 @@ def reply_limit(replies: list[str], tok, configured: int | None) -> int:
     if not lengths:
         return DEFAULT_LIMIT
     return min(LIMIT_MAX, int(max(lengths) * LIMIT_FACTOR) + LIMIT_MARGIN)
-
-
-def wants_constraint(cfg) -> bool:
-    """Whether `eval.decoding` constrains this task's replies."""
-    mode = cfg.eval.decoding
-    return mode == "constrained" or (mode == "auto" and cfg.task.type in ("json", "classification"))
 
 
 def task_constraint_of(cfg, replies: list[str], schema: dict | None):

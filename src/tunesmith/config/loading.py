@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from tunesmith.config.metrics import metric_problems
+from tunesmith.config.metrics import check_metrics
 from tunesmith.config.moved import moved_override, nest_moved, read_moved
 from tunesmith.config.overrides import apply_overrides
 from tunesmith.config.problems import dotted, problems_from
@@ -34,9 +34,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[C
     except ValidationError as err:
         problems = problems_from(err, where)
         raise TunesmithError(f"Bad config: {len(problems)} problem(s)", problems) from None
-    problems = [Problem(where(path), message, hint) for path, message, hint in metric_problems(cfg)]
-    if problems:
-        raise TunesmithError(f"Bad config: {len(problems)} problem(s)", problems)
+    check_metrics(cfg, where)
     return cfg, file.parent
 
 

@@ -15,7 +15,8 @@ from pathlib import PurePath
 from typing import Any
 
 from tunesmith.config.eval import wants_constraint
-from tunesmith.config.problems import did_you_mean
+from tunesmith.config.problems import did_you_mean, dotted
+from tunesmith.errors import Problem, TunesmithError
 
 # per-case pass/fail scores, as `tunesmith.eval.evaluate.metric_name` names their means: what a gate can compare
 CASE_METRICS = (
@@ -60,6 +61,15 @@ def metric_problems(cfg: Any, measured: bool = False) -> list[Found]:
         if problem:
             out.append((("train", "select_metric"), *problem))
     return out
+
+
+def check_metrics(cfg: Any, where=None, measured: bool = False) -> None:
+    """Raise `metric_problems` as one "Bad config" error, each problem named by `where(config path)` (the dotted
+    path by default: a loaded config's origin, file or `--set`, is the loader's to tell)."""
+    name = where or dotted
+    problems = [Problem(name(path), message, hint) for path, message, hint in metric_problems(cfg, measured)]
+    if problems:
+        raise TunesmithError(f"Bad config: {len(problems)} problem(s)", problems)
 
 
 def suite_names(cfg: Any) -> list[str]:

@@ -13,8 +13,7 @@ from typing import Any
 from rich.markup import escape
 
 from tunesmith.config import Config
-from tunesmith.config.metrics import metric_problems
-from tunesmith.config.problems import dotted
+from tunesmith.config.metrics import check_metrics
 from tunesmith.data.project import check_options, data_files, read_records, stratify_field
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.files import JsonlWriter, atomic_write_json, atomic_write_jsonl, data_sha256
@@ -153,9 +152,7 @@ def prepare(cfg: Config, project: Path, with_suites: bool) -> Prepared:
     from tunesmith.eval.suite import project_suites
     from tunesmith.models import resolve_model
 
-    problems = [Problem(dotted(path), message, hint) for path, message, hint in metric_problems(cfg, measured=True)]
-    if problems:
-        raise TunesmithError(f"Bad config: {len(problems)} problem(s)", problems)
+    check_metrics(cfg, measured=True)
     data_files(cfg, project)
     suites = project_suites(cfg, project) if with_suites else None
     pipe = Pipeline(project)

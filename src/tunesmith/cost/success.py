@@ -20,12 +20,14 @@ TOKENS_COUNTED = "tokens counted with the base model's tokenizer (no usage repor
 def success_cost(rows: list[dict[str, Any]], hourly_usd: float | None = None, suite: str = "heldout") -> dict[str, Any]:
     """Inference cost per successful task of one evaluation (its `results.jsonl` rows) on the task suite: per-token
     prices when the endpoint had them, else the measured latency times `hourly_usd`. A success is a case whose
-    task_correct (or IFEval prompt_strict) score is true, as in `tunesmith.eval.evaluate.aggregate`; the success
-    rate is over the cases with that score, as task_accuracy is (`unscored`: the others, with no expected answer
-    or unreadable)."""
+    task_correct (or IFEval prompt_strict) score is true (`tunesmith.eval.evaluate.success`, as `aggregate` counts
+    it); the success rate is over the cases with that score, as task_accuracy is (`unscored`: the others, with no
+    expected answer or unreadable)."""
+    from tunesmith.eval.evaluate import success  # the success aggregate counts
+
     task = [r for r in rows if r.get("suite") == suite] or rows
     answered = [r for r in task if r.get("output") is not None]
-    outcomes = [o for o in map(_outcome, task) if o is not None]
+    outcomes = [o for o in map(success, task) if o is not None]
     successes = sum(map(bool, outcomes))
     seconds = sum(float(r.get("latency_s") or 0.0) for r in answered)
     priced = [r["cost_usd"] for r in answered if r.get("cost_usd") is not None]
@@ -45,12 +47,6 @@ def success_cost(rows: list[dict[str, Any]], hourly_usd: float | None = None, su
         "cost_per_success_usd": cost / successes if cost is not None and successes else None,
         "basis": basis,
     }
-
-
-def _outcome(row: dict[str, Any]) -> Any:
-    """A case's task_correct score (IFEval's prompt_strict where it has none); None when it has neither."""
-    scores = row.get("scores") or {}
-    return scores.get("task_correct", scores.get("prompt_strict"))
 
 
 def token_cost(

@@ -97,10 +97,17 @@ def aggregate(rows: list[dict[str, Any]], hourly_usd: float | None = None) -> di
     if priced or (hourly_usd is not None and answered):
         # Endpoints price per token; local models by the machine's hourly price times the time they took.
         cost = sum(priced) if priced else sum(latencies) / 3600 * hourly_usd
-        successes = sum(1 for r in rows if r["scores"].get("task_correct", r["scores"].get("prompt_strict")))
+        successes = sum(1 for r in rows if success(r))
         out["cost_usd"] = cost
         out["cost_per_success_usd"] = cost / successes if successes else None
     return out
+
+
+def success(row: dict[str, Any]) -> Any:
+    """A case's outcome as a success: its task_correct score (IFEval's prompt_strict where it has none); None when
+    it has neither (no expected answer, or unreadable)."""
+    scores = row.get("scores") or {}
+    return scores.get("task_correct", scores.get("prompt_strict"))
 
 
 def instruction_accuracy(rows: list[dict[str, Any]]) -> dict[str, float]:

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from tunesmith.config import EndpointConfig
-from tunesmith.eval.stats import preference_counts, win_rate
+from tunesmith.eval.stats import preference
 from tunesmith.eval.suite import EvalCase
 from tunesmith.generate.backends import EndpointBackend
 
@@ -92,13 +92,9 @@ class PairwiseJudge:
             # Order 1 shows (A, B): "2" prefers B. Order 2 shows (B, A): "1" prefers B.
             b_pref = {"2": 1, "1": -1, "tie": 0}[first] + {"1": 1, "2": -1, "tie": 0}[second]
             outcomes.append("win" if b_pref == 2 else "loss" if b_pref == -2 else "tie")
-        judged = [c for c in outcomes if c != "error"]
         return {
             "judge": self.name,
             "cases": n,
-            "judged": len(judged),
-            **preference_counts(judged),
             "errors": errors,
-            "outcomes": outcomes,
-            **win_rate(judged, bootstrap_samples, confidence),
+            **preference(outcomes, bootstrap_samples, confidence),
         }

@@ -85,21 +85,17 @@ def with_unanswered(judged: dict[str, Any], pairs: JudgePairs, confidence: float
     """The judge's preference (`PairwiseJudge.compare` on the answered pairs) with the cases one model did not
     answer counted: a loss for the candidate that gave no reply, a win when the baseline gave none; the counts,
     win rate and verdict over them all, and `unanswered` saying how many."""
-    from tunesmith.eval.stats import preference_counts, win_rate
+    from tunesmith.eval.stats import preference
 
     # the judge's own cases first, so the `case` index of each of its errors stays right
     outcomes = judged["outcomes"] + ["loss"] * pairs.candidate_unanswered + ["win"] * pairs.baseline_unanswered
-    counted = [o for o in outcomes if o != "error"]
     return {
         **judged,
         "cases": judged["cases"] + pairs.candidate_unanswered + pairs.baseline_unanswered,
-        "judged": len(counted),
-        **preference_counts(counted),
-        "outcomes": outcomes,
         "unanswered": {
             "candidate": pairs.candidate_unanswered,
             "baseline": pairs.baseline_unanswered,
             "neither": pairs.neither_answered,
         },
-        **win_rate(counted, samples, confidence),
+        **preference(outcomes, samples, confidence),
     }

@@ -10,6 +10,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 
 def mean(xs: Sequence[float]) -> float | None:
@@ -122,6 +123,18 @@ def sign_test(b: int, c: int) -> float:
 def preference_counts(judged: Sequence[str]) -> dict[str, int]:
     """{wins, losses, ties} of judged preference outcomes ("win", "loss" or "tie": B against A)."""
     return {"wins": judged.count("win"), "losses": judged.count("loss"), "ties": judged.count("tie")}
+
+
+def preference(outcomes: Sequence[str], samples: int = 2000, confidence: float = 0.95) -> dict[str, Any]:
+    """A preference read off judged outcomes ("win", "loss", "tie", or "error" where judging failed): `outcomes`
+    as given, how many were judged, the counts, and B's win rate with its interval and verdict."""
+    judged = [o for o in outcomes if o != "error"]
+    return {
+        "judged": len(judged),
+        **preference_counts(judged),
+        "outcomes": list(outcomes),
+        **win_rate(judged, samples, confidence),
+    }
 
 
 def win_rate(judged: Sequence[str], samples: int = 2000, confidence: float = 0.95) -> dict[str, float | str]:

@@ -107,12 +107,11 @@ def check_forgetting(
     with a paired bootstrap interval (at `confidence`, over `samples` resamples: eval.confidence and
     eval.bootstrap_samples) and McNemar's p; the cases lost, and how many tuned replies open like the training
     replies (the fine-tuned style leaking into general prompts)."""
-    general = {name: sum(map(_general, rows)) for name, rows in (("base", base_rows), ("tuned", tuned_rows))}
     pairs = [
         (b, t) for b, t in paired(base_rows, tuned_rows, _general) if _passed(b) is not None and _passed(t) is not None
     ]
     if not pairs:
-        return _forgetting_not_measured(general)
+        return _forgetting_not_measured(_asked(base_rows, tuned_rows, _general))
     settings = train_settings or {}
     evidence = _forgetting_evidence(pairs, train_replies, settings, confidence, samples)
     delta = evidence["delta"]
@@ -130,6 +129,11 @@ def check_forgetting(
     return finding(
         "forgetting", OK, f"General instruction following held ({delta:+.3f} over {len(pairs)} cases)", evidence
     )
+
+
+def _asked(base_rows: list[dict], tuned_rows: list[dict], kind) -> dict[str, int]:
+    """How many of each evaluation's rows are of `kind` (a row test): asked, answered or not."""
+    return {name: sum(map(kind, rows)) for name, rows in (("base", base_rows), ("tuned", tuned_rows))}
 
 
 def _forgetting_not_measured(general: dict[str, int]) -> dict[str, Any]:
@@ -242,8 +246,7 @@ def check_overconfidence(
     }
     pairs = paired(base_rows, tuned_rows, _hedge_case)
     if not pairs:
-        asked = {name: sum(map(_hedge_case, rows)) for name, rows in (("base", base_rows), ("tuned", tuned_rows))}
-        return _overconfidence_not_measured(asked, evidence)
+        return _overconfidence_not_measured(_asked(base_rows, tuned_rows, _hedge_case), evidence)
     evidence.update(_hedging_change(pairs, confidence, samples))
     delta = evidence["delta"]
     if -delta >= OVERCONFIDENCE_DROP:

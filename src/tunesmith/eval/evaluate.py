@@ -173,12 +173,13 @@ def evaluate(
     slice. Cases that could not be read, and generations that failed (an endpoint down), are rows with `error`.
     `limits` sets a suite's own max_new_tokens; `decodings` a suite's whole decoding (limit and constraint)."""
     chosen = {name: suite_decoding(name, cfg, limits, decodings) for name in suites}
-    generated = generate_suites(backend, suites, chosen, cfg.eval.batch_size, label, cache)
+    readable = {name: [c for c in cases if c.error is None] for name, cases in suites.items()}
+    generated = generate_suites(backend, readable, chosen, cfg.eval.batch_size, label, cache)
     rows: list[dict[str, Any]] = []
     context = GradingContext.of(cfg)
     for name, cases in suites.items():
-        good = [c for c in cases if c.error is None]
-        context.prepare((c, g.output) for c, g in zip(good, generated[name]) if g.error is None)  # graders at once
+        # a suite's graders at once
+        context.prepare((c, g.output) for c, g in zip(readable[name], generated[name]) if g.error is None)
         gens = iter(generated[name])
         for case in cases:
             rows.append(_row(name, case, None if case.error is not None else next(gens), cfg, schema, context))
@@ -189,23 +190,23 @@ def evaluate(
 def generate_suites(
     backend, suites: dict[str, list[EvalCase]], chosen: dict[str, Decoding], batch_size: int, label: str, cache
 ) -> dict[str, list]:
-    """{suite: the generations of its readable cases, in order}. A constrained suite with a free twin
+    """{suite: the generations of its cases (readable ones), in order}. A constrained suite with a free twin
     (`free_twins`) comes after it and takes each free reply that is also its own (`generate_cached`'s `free`)."""
     twins = free_twins(suites, chosen)
     generated: dict[str, list] = {}
     for name in sorted(suites, key=lambda n: n not in twins.values()):  # free twins first
-        good = [c for c in suites[name] if c.error is None]
+        cases = suites[name]
         generated[name] = (
             generate_cached(
                 backend,
-                good,
+                cases,
                 chosen[name],
                 cache,
                 batch_size=batch_size,
                 label=f"{label} {name}".strip(),
                 free=generated[twins[name]] if name in twins else None,
             )
-            if good
+            if cases
             else []
         )
     return generated

@@ -33,6 +33,7 @@ import re
 from array import array
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
+from functools import lru_cache
 
 from tunesmith.data.findings import Code, Finding, Severity
 
@@ -282,8 +283,17 @@ def _coined(word: str) -> bool:
 def names_label(word: str, label: Hashable) -> bool:
     """Whether `word` is one of the words of the label's name ("passcode_forgotten", "PasscodeForgotten",
     "Passcode forgotten"), compared by Snowball stems ("countries" names country_support)."""
+    return _stemmer()(word.lower()) in _label_stems(str(label))
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
     from nltk.stem.snowball import SnowballStemmer
 
-    stem = SnowballStemmer("english").stem
-    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", str(label))  # camelCase -> camel Case
-    return stem(word.lower()) in {stem(part) for part in re.findall(r"[^\W_]+", spaced.lower())}
+    return SnowballStemmer("english").stem
+
+
+@lru_cache(maxsize=1024)  # each label once, however many suspects name it
+def _label_stems(label: str) -> frozenset[str]:
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", label)  # camelCase -> camel Case
+    return frozenset(_stemmer()(part) for part in re.findall(r"[^\W_]+", spaced.lower()))

@@ -122,9 +122,7 @@ def _install(staging: Path, out_dir: Path, formats: list[str], manifest: dict[st
         hint = _os_hint(exc)
         if not restored:
             hint += f"; the previous export could not all be put back: what is left of it is in {previous}"
-        raise TunesmithError(
-            "Export failed", [Problem(str(exc.filename or out_dir), exc.strerror or str(exc), hint)]
-        ) from None
+        raise _export_failed(exc, out_dir, hint) from None
     shutil.rmtree(previous, ignore_errors=True)
     shutil.rmtree(staging, ignore_errors=True)
 
@@ -206,12 +204,15 @@ def _cleaned_up(staging: Path, out_dir: Path):
         yield
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise TunesmithError(
-            "Export failed", [Problem(str(exc.filename or out_dir), exc.strerror or str(exc), _os_hint(exc))]
-        ) from None
+        raise _export_failed(exc, out_dir, _os_hint(exc)) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _export_failed(exc: OSError, out_dir: Path, hint: str) -> TunesmithError:
+    """The error of an export an OS error stopped, naming the file it was at (else the export folder)."""
+    return TunesmithError("Export failed", [Problem(str(exc.filename or out_dir), exc.strerror or str(exc), hint)])
 
 
 def _move(src: Path, dst: Path) -> None:

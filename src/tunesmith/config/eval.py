@@ -187,6 +187,14 @@ class EvalConfig(Section):
         le=64,
         description="Examples in each few-shot prompt (the nearest training records by TF-IDF similarity).",
     )
+    few_shot_stop: bool = Field(
+        True,
+        description="Few-shot prompting is asked the held-out cases in rounds (a quarter, at least 100, then "
+        "half, then all, in a seeded random order) and stops after a round where it is clearly below the "
+        "classifier on the cases asked so far (the gate's metric, interval and McNemar at ten times the "
+        "confidence: 0.995 for 0.95). Its comparisons are then on those cases. It is the slowest evaluation "
+        "(prompts of k examples); false: always all cases.",
+    )
     batch_size: int = Field(
         32, ge=1, description="Cases generated together (left-padded, greedy; longest prompts first)."
     )

@@ -96,7 +96,16 @@ def warn_unreadable_cases(suites: dict[str, list]) -> None:
 
 # What only the baselines and the comparison read: changing them (adding a baseline, moving a gate) leaves the
 # evaluations of base and tuned, and `eval run`'s, as they are.
-COMPARISON_ONLY = ("baselines", "few_shot_k", "gate", "gates", "bootstrap_samples", "confidence", "judge")
+COMPARISON_ONLY = (
+    "baselines",
+    "few_shot_k",
+    "few_shot_stop",
+    "gate",
+    "gates",
+    "bootstrap_samples",
+    "confidence",
+    "judge",
+)
 
 
 def eval_section(cfg: Config) -> dict[str, Any]:
@@ -158,30 +167,58 @@ def baseline_stages(
 
     train = read_records(st_split.run_dir / "train.jsonl")
     names = applicable(cfg, train)
-    out = {}
+    out: dict[str, Stage] = {}
     for name in names:
+        versus = out.get("classifier") if name == "few_shot" and cfg.eval.few_shot_stop else None
 
-        def work(run_dir: Path, name: str = name) -> dict[str, Any]:
+        def work(run_dir: Path, name: str = name, versus: Stage | None = versus) -> dict[str, Any]:
             from tunesmith.eval.evaluate import evaluate
+            from tunesmith.eval.sequential import evaluate_in_rounds, stopped_line
 
             backend, info = baseline_backend(name, cfg, st_split, train, model_ref)
-            suites = {"heldout": plan.suites["heldout"]}
-            return {
-                "model": name,
-                **info,
-                "metrics": evaluate(
-                    backend, suites, cfg, run_dir, schema, name, plan.cache, plan.limits, plan.decodings
-                ),
-            }
+            cases = plan.suites["heldout"]
+            if versus is None:
+                metrics = evaluate(
+                    backend, {"heldout": cases}, cfg, run_dir, schema, name, plan.cache, plan.limits, plan.decodings
+                )
+                return {"model": name, **info, "metrics": metrics}
+            reference = [o for _, o in read_jsonl(versus.run_dir / "results.jsonl")]
+            metrics, stopped = evaluate_in_rounds(
+                backend,
+                cases,
+                reference,
+                "classifier",
+                cfg,
+                run_dir,
+                schema,
+                name,
+                plan.cache,
+                plan.limits,
+                plan.decodings,
+            )
+            if stopped is not None:
+                console.print(f"[dim]· {name}: {escape(stopped_line(stopped))}[/dim]")
+            return {"model": name, **info, "metrics": metrics, **({"stopped": stopped} if stopped else {})}
 
-        out[name] = pipe.stage(f"baseline-{name}", baseline_section(cfg), {**plan.inputs, "baseline": name}, work)
+        # a few-shot run that may stop against the classifier depends on it and on the stopping rule's settings
+        stop = {"versus": versus.key, "rule": stop_rule(cfg)} if versus is not None else {}
+        inputs = {**plan.inputs, "baseline": name, **stop}
+        out[name] = pipe.stage(f"baseline-{name}", baseline_section(cfg), inputs, work)
     return out
+
+
+def stop_rule(cfg: Config) -> dict[str, Any]:
+    """What decides whether few-shot prompting stops early (`eval.few_shot_stop`)."""
+    return {k: getattr(cfg.eval, k) for k in ("confidence", "bootstrap_samples")} | {"gate": cfg.eval.gate.metric}
+
+
+BASELINE_EVAL = ("decoding", "max_new_tokens", "few_shot_k", "few_shot_stop", "no_repeat_ngram_size")
 
 
 def baseline_section(cfg: Config) -> dict[str, Any]:
     """The config a baseline stage depends on: the decoding settings, the task and the budget."""
     return {
-        "eval": {k: getattr(cfg.eval, k) for k in ("decoding", "max_new_tokens", "few_shot_k", "no_repeat_ngram_size")},
+        "eval": {k: getattr(cfg.eval, k) for k in BASELINE_EVAL},
         "task": cfg.task.model_dump(mode="json"),
         "budget": cfg.budget.model_dump(mode="json"),
     }
@@ -221,7 +258,15 @@ def compare_stage(
     )
 
 
-BASELINE_FACTS = ("train_s", "label", "kind", "missing", "unmatched", "outside")  # what the verdict and summary quote
+BASELINE_FACTS = (
+    "train_s",
+    "label",
+    "kind",
+    "missing",
+    "unmatched",
+    "outside",
+    "stopped",
+)  # what the verdict and summary quote
 
 
 def weigh(cfg: Config, base_rows: list[dict], tuned_rows: list[dict], st_baselines: dict[str, Stage]) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunesmith.eval.compare import LOWER_IS_BETTER
+from tunesmith.eval.sequential import stopped_line
 from tunesmith.report.markup import Html, join, num, table, tag
 
 SHOWN = 20  # missing case ids listed before "… and N more"
@@ -43,10 +44,14 @@ def models_table(summary: dict) -> Html:
 
 
 def missing_notes(summary: dict) -> Html:
-    """For each recorded baseline: the held-out cases without a reply, left out of its comparison."""
+    """For each recorded baseline: the held-out cases without a reply, left out of its comparison; for one stopped
+    early (`eval.few_shot_stop`), where and why."""
     notes = []
     baselines = summary.get("baselines") if isinstance(summary.get("baselines"), dict) else {}
     for name, entry in baselines.items():
+        stopped = (entry or {}).get("stopped") if isinstance(entry, dict) else None
+        if isinstance(stopped, dict):
+            notes.append(tag("p", f"{name}: {stopped_line(stopped)}; its values are on those cases.", cls="note"))
         missing = (entry or {}).get("missing") if isinstance(entry, dict) else None
         if missing:
             more = f" … and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""

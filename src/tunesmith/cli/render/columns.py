@@ -61,10 +61,15 @@ def print_side_by_side(table: dict[str, Any], title: str, console) -> None:
 
 def print_baseline_notes(baselines: dict[str, dict] | None, console) -> None:
     """For each recorded baseline: the held-out cases without a reply (left out of its comparison), the reply
-    lines that match no case, and how many answer training or validation cases instead."""
+    lines that match no case, and how many answer training or validation cases instead; for one stopped early
+    (`eval.few_shot_stop`), where and why."""
     from rich.markup import escape
 
+    from tunesmith.eval.sequential import stopped_line
+
     for name, entry in (baselines or {}).items():
+        if entry.get("stopped"):
+            console.print(f"{escape(name)}: {escape(stopped_line(entry['stopped']))}; its values are on those cases")
         missing = entry.get("missing") or []
         if missing:
             more = f" … and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""

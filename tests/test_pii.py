@@ -232,6 +232,9 @@ def test_encoded_data_and_public_ids_are_not_secrets():
         ('{"api_key": "kX9aPq2L"}', "kX9aPq2L"),
         ("https://shop.io/login?user=ann&pwd=hunter22&next=/", "hunter22"),
         ("DB_PASS=Xk9mP2vLq7", "Xk9mP2vLq7"),
+        ("PassWord: hunter2x", "hunter2x"),  # any casing of the name (the pre-test once saw only two)
+        ("Client_Secret = 'Zq8vLm2Kx9'", "Zq8vLm2Kx9"),
+        ("API_Key: kX9aPq2L", "kX9aPq2L"),
     ],
 )
 def test_credentials_in_urls_and_assignments_are_secrets(text, secret):

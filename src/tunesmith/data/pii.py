@@ -74,12 +74,8 @@ PATTERNS: list[tuple[str, re.Pattern]] = [
 # by pattern where a kind has several.
 NEEDLES: dict[str | re.Pattern, tuple[str, ...]] = {
     URL_CREDENTIAL: ("://",),
-    ASSIGNED_CREDENTIAL: tuple(
-        cased
-        for word in ("assw", "assp", "wd", "_pass", "-pass", "ecret", "oken", "key")
-        for cased in (word, word.upper())
-    )
-    + ("Key",),  # Password, Secret, Token and Pwd hold a lower-case needle
+    # a case-blind pattern's needles are looked for in the lower-cased text (PassWord, SECRET, Api_Key alike)
+    ASSIGNED_CREDENTIAL: ("assw", "assp", "wd", "_pass", "-pass", "ecret", "oken", "key"),
     "PRIVATE_KEY": ("PRIVATE KEY",),
     "AWS_KEY": ("AKIA", "ASIA"),
     "OPENAI_KEY": ("sk-",),
@@ -109,7 +105,8 @@ _DIGIT_DOT = re.compile(r"\d\.\d")
 IPV6 = next(p for kind, p in PATTERNS if kind == "IP" and "a-f" in p.pattern)
 IPV4 = next(p for kind, p in PATTERNS if kind == "IP" and p is not IPV6)
 _PLAN = [
-    (kind, p, NEEDLES.get(p, NEEDLES.get(kind)), 4 if p is IPV4 else MIN_DIGITS.get(kind, 0)) for kind, p in PATTERNS
+    (kind, p, NEEDLES.get(p, NEEDLES.get(kind)), 4 if p is IPV4 else MIN_DIGITS.get(kind, 0), bool(p.flags & re.I))
+    for kind, p in PATTERNS
 ]
 # A URL's host and path (not its query, where a token may well sit): a long path segment is an article id, not a key.
 URL_PATH = re.compile(
@@ -422,8 +419,15 @@ def _scan(text: str) -> tuple[Span, ...]:
     # Pre-tests ~50x cheaper than the patterns: most texts hold no key, and too few digits for a card or phone.
     digits = len(text) - len(text.translate(_NO_DIGITS)) if text.isascii() else len(text)
     longest_word = max(map(len, text.split()), default=0)
-    for kind, pattern, needles, min_digits in _PLAN:
-        if digits < min_digits or needles and not any(map(text.__contains__, needles)):
+    lowered = None
+    for kind, pattern, needles, min_digits, blind in _PLAN:
+        if digits < min_digits:
+            continue
+        if needles and blind:
+            lowered = text.lower() if lowered is None else lowered
+            if not any(map(lowered.__contains__, needles)):
+                continue
+        elif needles and not any(map(text.__contains__, needles)):
             continue
         if pattern is IPV6 and text.count(":") < 2 or pattern is IPV4 and not _DIGIT_DOT.search(text):
             continue

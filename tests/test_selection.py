@@ -144,6 +144,13 @@ def test_an_adapter_is_merged_for_evaluation_only_when_the_replies_stay_the_same
     plain = TransformersBackend(ref, adapter=st.run_dir / "adapter", precision="fp32", merge=False)
     auto = TransformersBackend(ref, adapter=st.run_dir / "adapter", precision="fp32")
     want = [g.output for g in plain.generate(cases, max_new_tokens=12, batch_size=4)]
+    # one batch and no more: nothing to gain from merging, so it is generated once and the choice left for later
+    calls = []
+    real = auto._generate
+    auto._generate = lambda *a: (calls.append(1), real(*a))[1]
+    one_batch = [g.output for g in plain.generate(cases[:4], max_new_tokens=12, batch_size=4)]
+    assert [g.output for g in auto.generate(cases[:4], max_new_tokens=12, batch_size=4)] == one_batch
+    assert len(calls) == 1 and auto.merge == "auto" and not auto.merged
     got = [g.output for g in auto.generate(cases, max_new_tokens=12, batch_size=4)]
     assert got == want and auto.merged and not plain.merged  # fp32: merging changes nothing, so it is kept
     assert plain.fingerprint == auto.fingerprint  # the same replies under the same cache key

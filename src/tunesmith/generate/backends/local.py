@@ -28,9 +28,9 @@ class TransformersBackend(Backend):
     """Local generation with transformers (+ peft for adapters).
 
     An adapter is merged into the weights in memory when that is measured to give the same replies: the first
-    batch is generated both ways, and the merged model (as fast as the base; the unmerged LoRA path runs 7 small
-    extra matmuls per layer at every step) is kept only when every reply is identical (`merge="auto"`; `True`
-    merges, `False` never). `merged` says what was decided."""
+    batch that other batches follow is generated both ways, and the merged model (as fast as the base; the
+    unmerged LoRA path runs 7 small extra matmuls per layer at every step) is kept only when every reply is
+    identical (`merge="auto"`; `True` merges, `False` never). `merged` says what was decided."""
 
     def __init__(
         self,
@@ -114,7 +114,9 @@ class TransformersBackend(Backend):
                     request.max_new_tokens,
                     self._decoding(len(idx), request.no_repeat_ngram_size, request.constraint),
                 )
-                if self.merge == "auto":  # the first batch decides whether the merged weights answer the same
+                # the first batch with more to follow decides whether the merged weights answer the same (the
+                # check generates it twice: a call of one batch, e.g. 30 probe prompts, would gain nothing from it)
+                if self.merge == "auto" and start + request.batch_size < len(order):
                     out = self._try_merge(
                         enc,
                         request.max_new_tokens,

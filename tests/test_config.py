@@ -1,4 +1,5 @@
 import json
+import re
 import warnings
 
 import pytest
@@ -266,7 +267,7 @@ def test_a_mistake_in_an_override_is_blamed_on_the_override(tmp_path):
     (problem,) = _problems_of(lambda: load_config(project, ["train={epochs: 0}"]))
     assert problem.where == "--set train={epochs: 0}: train.epochs"
     (problem,) = _problems_of(lambda: load_config(write(tmp_path, "train:\n  lrr: 1\n"), ["train.lr=0.1"]))
-    assert problem.where == f"{project / 'tunesmith.yaml'}: train.lrr"
+    assert problem.where == f"{project / 'tunesmith.yaml'}:2 [train.lrr]"  # the file's line of the key
 
 
 def test_config_problems_name_yaml_paths_not_pydantic_types(tmp_path):
@@ -277,7 +278,19 @@ def test_config_problems_name_yaml_paths_not_pydantic_types(tmp_path):
         "  general_probe_limit: 0\ntask:\n  json_schema: 5\n",
     )
     problems = _problems_of(lambda: load_config(project))
-    where = [p.where.split(": ", 1)[1] for p in problems]
+    located = [re.fullmatch(r".*tunesmith\.yaml:(\d+) \[(.+)\]", p.where).groups() for p in problems]
+    where = [path for _, path in located]
+    lines = {path: int(line) for line, path in located}  # each mistake's own line in the file
+    assert lines == {
+        "train.epochs": 2,
+        "train.oversample.out_of_scope": 3,
+        "train.lora.target_modules": 4,
+        "train.grpo.max_completion_tokens": 5,
+        "eval.baselines[0]": 7,
+        "eval.suites[0].pth": 8,
+        "eval.general_probe_limit": 9,
+        "task.json_schema": 11,
+    }
     assert sorted(where) == sorted(
         [
             "task.json_schema",
@@ -304,7 +317,7 @@ def test_yes_and_no_are_not_numbers(tmp_path):
         "eval:\n  gate: {min_value: on}\n  general_probe: true\nmodel: {trust_remote_code: yes}\n",
     )
     problems = _problems_of(lambda: load_config(project))
-    where = sorted(p.where.split(": ", 1)[1] for p in problems)
+    where = sorted(re.search(r"\[(.+)\]$", p.where).group(1) for p in problems)
     assert where == ["eval.gate.min_value", "train.batch_size", "train.epochs", "train.general_kl", "train.oversample"]
     assert all("true/false" in p.message for p in problems)
     assert TrainConfig(batch_size=4, general_kl=1).general_kl == 1.0  # numbers stay numbers

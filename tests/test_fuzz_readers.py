@@ -891,7 +891,7 @@ def test_a_config_key_of_blanks_is_named_readably():
     path.write_bytes(b"\xef\xbb\xbf' ': null\n")
     with pytest.raises(TunesmithError) as err:
         load_config(path)
-    assert err.value.problems[0].where == f"{path}: ' '"
+    assert err.value.problems[0].where == f"{path}:1 [' ']"
 
 
 @FUZZ
@@ -1250,7 +1250,7 @@ def test_regression_suite_case_with_a_reply_and_no_prompt():
         (b"model: x\ndeep: " + b"[" * 1000 + b"\n", ":2"),
         (b"model:\n  base: a\x00b\n", ":2"),
         (b"- a list\n", ": (top level)"),
-        (b'"": 1\n', ": (top level)"),
+        (b'"": 1\n', ":1 [(top level)]"),
     ],
 )
 def test_regression_config_errors_name_file_and_line_or_path(data, where):

@@ -61,7 +61,11 @@ def _load(tmp_path, eval_yaml: str):
 def _problems(tmp_path, eval_yaml: str) -> list[str]:
     with pytest.raises(TunesmithError) as err:
         _load(tmp_path, eval_yaml)
-    return [f"{p.where}: {p.message}" for p in err.value.problems]
+    # FILE:LINE [PATH] read as FILE: PATH (the line is tested in test_config)
+    return [LINE.sub(r": \1", p.where) + f": {p.message}" for p in err.value.problems]
+
+
+LINE = re.compile(r":\d+ \[(.+)\]$")
 
 
 def test_baseline_entries_and_their_config_errors(tmp_path):

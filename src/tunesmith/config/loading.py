@@ -27,8 +27,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[C
     """
     file = _config_file(Path(path))
     overrides = overrides or []
-    raw = apply_overrides(_with_moved_keys(_read_sections(file), file), overrides)
-    where = _locator(file, overrides)
+    sections, lines = _read_sections(file, with_lines=True)
+    raw = apply_overrides(_with_moved_keys(sections, file), overrides)
+    where = _locator(file, overrides, lines)
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as err:
@@ -38,8 +39,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[C
     return cfg, file.parent
 
 
-def _locator(file: Path, overrides: list[str]):
-    """`where(path)`: the `--set` override that set a YAML path (the last one, as it wins), else the file."""
+def _locator(file: Path, overrides: list[str], lines: dict[tuple[str, ...], int]):
+    """`where(path)`: the `--set` override that set a YAML path (the last one, as it wins), else the file with the
+    line of the path's key (`FILE:LINE [PATH]`; of the nearest enclosing key the file has, for a field it lacks),
+    else the file."""
     keys = [(item, tuple(moved_override(item.partition("=")[0].strip()).split("."))) for item in overrides]
 
     def where(path: tuple) -> str:
@@ -47,6 +50,9 @@ def _locator(file: Path, overrides: list[str]):
         for item, key in reversed(keys):
             if text[: len(key)] == key:
                 return f"--set {item}" + ("" if text == key else f": {dotted(path)}")
+        line = next((lines[text[:n]] for n in range(len(text), 0, -1) if text[:n] in lines), None)
+        if line is not None:
+            return f"{file}:{line} [{dotted(path) or '(top level)'}]"
         return f"{file}: {dotted(path) or '(top level)'}"
 
     return where
@@ -121,9 +127,9 @@ def _config_file(path: Path) -> Path:
     return file
 
 
-def _read_sections(file: Path) -> dict:
+def _read_sections(file: Path, with_lines: bool = False):
     """The file's YAML as a mapping of sections; a file that is not UTF-8, not YAML, nested or numbered past what
-    can be read, or not a mapping raises with the line to look at."""
+    can be read, or not a mapping raises with the line to look at. `with_lines`: (sections, `_key_lines`)."""
     try:
         data = file.read_bytes()
     except OSError as exc:  # a directory called tunesmith.yaml, no permission to read it
@@ -142,7 +148,36 @@ def _read_sections(file: Path) -> dict:
                 )
             ],
         )
-    return raw
+    return (raw, _key_lines(data.decode("utf-8"))) if with_lines else raw
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """{YAML path (keys and list indices as text): the line it is written on} of text that parsed, so a problem
+    can name its line. Each node is walked once (an alias is not followed again, nor a node that holds itself)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError):
+        return {}
+    lines: dict[tuple[str, ...], int] = {}
+    stack, seen = [((), root)], set()
+    while stack:
+        path, node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            items = [(k.value, k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.tag != MERGE]
+        elif isinstance(node, yaml.SequenceNode):
+            items = [(str(i), v, v) for i, v in enumerate(node.value)]
+        else:
+            continue
+        for key, at, value in items:
+            lines.setdefault((*path, key), at.start_mark.line + 1)
+            stack.append(((*path, key), value))
+    return lines
+
+
+MERGE = "tag:yaml.org,2002:merge"
 
 
 class DuplicateKey(yaml.MarkedYAMLError):
@@ -160,7 +195,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+            if key_node.tag == MERGE:
                 continue
             key = self.construct_object(key_node, deep=True)
             try:

@@ -113,7 +113,7 @@ def test_a_mapping_that_does_not_hold_together_is_a_config_error_with_its_path(t
     with pytest.raises(TunesmithError) as exc:
         load_config(tmp_path)
     (problem,) = exc.value.problems
-    assert problem.where.endswith(": data.columns") and says in problem.message
+    assert problem.where.endswith("tunesmith.yaml:1 [data.columns]") and says in problem.message
 
 
 def test_a_misspelt_mapping_key_gets_a_did_you_mean(tmp_path):

@@ -27,7 +27,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[C
     """
     file = _config_file(Path(path))
     overrides = overrides or []
-    sections, lines = _read_sections(file, with_lines=True)
+    sections, lines = _read_sections(file)
     raw = apply_overrides(_with_moved_keys(sections, file), overrides)
     where = _locator(file, overrides, lines)
     try:
@@ -81,7 +81,7 @@ def recipe_sources(cfg: Config, path: str | Path, overrides: list[str] | None = 
     sub-section reads `lora.r`; an old flat key (`lora_r`) counts as its new place."""
     from operator import attrgetter
 
-    written = nest_moved(_read_sections(_config_file(Path(path))).get("train") or {}, quiet=True)
+    written = nest_moved(_read_sections(_config_file(Path(path)))[0].get("train") or {}, quiet=True)
     overridden = {moved_override(item.partition("=")[0].strip()) for item in overrides or []}
     out = []
     for name in RECIPE_FIELDS:
@@ -127,16 +127,16 @@ def _config_file(path: Path) -> Path:
     return file
 
 
-def _read_sections(file: Path, with_lines: bool = False):
-    """The file's YAML as a mapping of sections; a file that is not UTF-8, not YAML, nested or numbered past what
-    can be read, or not a mapping raises with the line to look at. `with_lines`: (sections, `_key_lines`)."""
+def _read_sections(file: Path) -> tuple[dict, dict[tuple[str, ...], int]]:
+    """(the file's YAML as a mapping of sections, the line of each YAML path: `_key_lines`); a file that is not
+    UTF-8, not YAML, nested or numbered past what can be read, or not a mapping raises with the line to look at."""
     try:
         data = file.read_bytes()
     except OSError as exc:  # a directory called tunesmith.yaml, no permission to read it
         from tunesmith.files import os_error
 
         raise os_error(exc, "Cannot read tunesmith.yaml") from None
-    raw = _parse_yaml(file, data)
+    raw, node = _parse_yaml(file, data)
     if not isinstance(raw, dict):
         raise TunesmithError(
             "Bad config",
@@ -148,16 +148,12 @@ def _read_sections(file: Path, with_lines: bool = False):
                 )
             ],
         )
-    return (raw, _key_lines(data.decode("utf-8"))) if with_lines else raw
+    return raw, _key_lines(node)
 
 
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """{YAML path (keys and list indices as text): the line it is written on} of text that parsed, so a problem
+def _key_lines(root: yaml.Node | None) -> dict[tuple[str, ...], int]:
+    """{YAML path (keys and list indices as text): the line it is written on} of a composed document, so a problem
     can name its line. Each node is walked once (an alias is not followed again, nor a node that holds itself)."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except (yaml.YAMLError, RecursionError):
-        return {}
     lines: dict[tuple[str, ...], int] = {}
     stack, seen = [((), root)], set()
     while stack:
@@ -208,10 +204,16 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _parse_yaml(file: Path, data: bytes):
-    """The YAML of `data` (the bytes of `file`), or one problem naming the line that cannot be read."""
+def _parse_yaml(file: Path, data: bytes) -> tuple[Any, yaml.Node | None]:
+    """(the YAML of `data`, the bytes of `file`; its composed node, for the lines of its keys), or one problem
+    naming the line that cannot be read. Composed once and constructed from that node, as `yaml.load` does."""
     try:
-        return yaml.load(data.decode("utf-8"), Loader=UniqueKeyLoader) or {}
+        loader = UniqueKeyLoader(data.decode("utf-8"))
+        try:
+            node = loader.get_single_node()
+            return (loader.construct_document(node) if node is not None else None) or {}, node
+        finally:
+            loader.dispose()
     except DuplicateKey as exc:
         raise TunesmithError(
             "tunesmith.yaml sets a key twice",

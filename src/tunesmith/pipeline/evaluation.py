@@ -201,6 +201,7 @@ def baseline_stages(
             return {"model": name, **info, "metrics": metrics, **({"stopped": stopped} if stopped else {})}
 
         # a few-shot run that may stop against the classifier depends on it and on the stopping rule's settings
+        # (and only such a run: `eval.few_shot_stop` is in its inputs this way, not in every baseline's section)
         stop = {"versus": versus.key, "rule": stop_rule(cfg)} if versus is not None else {}
         inputs = {**plan.inputs, "baseline": name, **stop}
         out[name] = pipe.stage(f"baseline-{name}", baseline_section(cfg), inputs, work)
@@ -212,13 +213,10 @@ def stop_rule(cfg: Config) -> dict[str, Any]:
     return {k: getattr(cfg.eval, k) for k in ("confidence", "bootstrap_samples")} | {"gate": cfg.eval.gate.metric}
 
 
-BASELINE_EVAL = ("decoding", "max_new_tokens", "few_shot_k", "few_shot_stop", "no_repeat_ngram_size")
-
-
 def baseline_section(cfg: Config) -> dict[str, Any]:
     """The config a baseline stage depends on: the decoding settings, the task and the budget."""
     return {
-        "eval": {k: getattr(cfg.eval, k) for k in BASELINE_EVAL},
+        "eval": {k: getattr(cfg.eval, k) for k in ("decoding", "max_new_tokens", "few_shot_k", "no_repeat_ngram_size")},
         "task": cfg.task.model_dump(mode="json"),
         "budget": cfg.budget.model_dump(mode="json"),
     }

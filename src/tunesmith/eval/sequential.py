@@ -44,13 +44,16 @@ def gate_metric(cfg: Config) -> tuple[str, str]:
     return suite or "heldout", metric
 
 
+def strict_confidence(cfg: Config) -> float:
+    """The confidence of the interim looks: `eval.confidence` with its error rate divided by STRICTER."""
+    return 1 - (1 - cfg.eval.confidence) / STRICTER
+
+
 def clearly_below(rows: list[dict], reference_rows: list[dict], cfg: Config) -> dict[str, Any] | None:
     """The paired comparison of `rows` (the "tuned" side) with `reference_rows` on the gate's metric, at the
     stricter confidence, when it says worse; else None."""
     suite, metric = gate_metric(cfg)
-    strict = cfg.model_copy(
-        update={"eval": cfg.eval.model_copy(update={"confidence": 1 - (1 - cfg.eval.confidence) / STRICTER})}
-    )
+    strict = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"confidence": strict_confidence(cfg)})})
     for row in paired_metrics(reference_rows, rows, strict):
         if row["suite"] == suite and row["metric"] == metric and row["verdict"] == "worse":
             return row
@@ -103,7 +106,7 @@ def evaluate_in_rounds(
                 "versus_value": below["base"],
                 "ci_low": below["ci_low"],
                 "ci_high": below["ci_high"],
-                "confidence": 1 - (1 - cfg.eval.confidence) / STRICTER,
+                "confidence": strict_confidence(cfg),
             }
     raise AssertionError("the last round asks every case")  # pragma: no cover
 

@@ -73,6 +73,18 @@ def test_validation_replies_are_generated_and_scored_with_the_eval_decoding(tiny
     # decoded as the test set will be: the same limit derived from the training replies, and the constraint
     cfg, _ = load_config(tiny_project)
     assert all(r["new_tokens"] <= 64 for r in rows)
+    # the last step was evaluated: its loss is the result's, not computed a second time
+    logged = [json.loads(line) for line in (st.run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["eval_loss"] for r in logged if "eval_loss" in r and r["step"] == 4]
+    assert len(losses) == 1 and st.result.eval_loss == losses[0]
+
+
+def test_a_last_step_between_evaluations_is_evaluated_once_at_the_end(tiny_project):
+    st = train_project(tiny_project, ["train.max_steps=3", "train.eval_steps=2"])
+    assert [s for s, _ in st.result.selection["curve"]] == [2, 3]
+    logged = [json.loads(line) for line in (st.run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["eval_loss"] for r in logged if "eval_loss" in r and r["step"] == 3]
+    assert len(losses) == 1 and st.result.eval_loss == losses[0]
 
 
 def test_the_test_split_is_not_read_before_training_is_done(tiny_project, monkeypatch):

@@ -39,6 +39,7 @@ from tunesmith.train.selection import ValidationPlan, ValidationSelector
 from tunesmith.train.trainer import (
     common_args,
     describe,
+    final_eval_loss,
     has_cuda,
     load_training_model,
     lora_config,
@@ -175,7 +176,7 @@ def train_sft(
         trainer.add_callback(selector)
     precision = "bf16" if trainer.args.bf16 else "fp32"
     facts = run_training(trainer, run_dir, budget)
-    eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
+    eval_loss = final_eval_loss(trainer)
     chosen = selector.restore_best(trainer.model) if selector is not None else False
     kind = save_trained(trainer, tok, run_dir, t.method)
     return TrainResult.from_json(

@@ -269,6 +269,17 @@ def run_training(trainer, run_dir: Path, budget) -> dict[str, Any]:
     }
 
 
+def final_eval_loss(trainer) -> float | None:
+    """The validation loss of the weights training ended with: the one logged at the last step when that step was
+    evaluated (a run whose length is a multiple of its evaluation interval ends on one: evaluating it again would
+    repeat the same forward passes), else one evaluation now. None without a validation set."""
+    if trainer.eval_dataset is None:
+        return None
+    step = trainer.state.global_step
+    logged = [row["eval_loss"] for row in trainer.state.log_history if "eval_loss" in row and row.get("step") == step]
+    return logged[-1] if logged else trainer.evaluate()["eval_loss"]
+
+
 def describe(cfg: Config) -> str:
     """`LoRA r=16`, `QLoRA r=16 (DoRA, rsLoRA)`, `full fine-tuning`: what a progress bar and a summary say."""
     t = cfg.train

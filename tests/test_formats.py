@@ -81,6 +81,20 @@ def test_provenance_survives_a_round_trip(tmp_path):
     assert (again.source, again.line, again.tags) == ("orig.jsonl", 7, ["typo"])
 
 
+def test_a_preference_pairs_rejected_reply_is_part_of_its_content_hash():
+    """The review's sample keeps each record's hash to notice a changed set: a pair whose rejected reply changed
+    has changed. A record without one hashes as before (the review states already written stay valid)."""
+    import hashlib
+
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    plain = Record(messages=messages, source="a.jsonl", line=1)
+    blob = json.dumps({"messages": messages, "tools": None}, sort_keys=True, ensure_ascii=False)
+    assert plain.content_hash() == hashlib.sha256(blob.encode()).hexdigest()
+    one, other = ([{"role": "assistant", "content": reply}] for reply in ("Go away.", "No."))
+    hashes = {Record(messages=messages, source="a.jsonl", line=1, rejected=r).content_hash() for r in (one, other)}
+    assert len(hashes) == 2 and plain.content_hash() not in hashes
+
+
 def test_labeled_csv_becomes_classification_conversations(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_text('text,category\n"card charged, twice",billing\n"app crashes\non start",technical\n,billing\n')

@@ -53,8 +53,12 @@ class Record:
         return None
 
     def content_hash(self) -> str:
-        """Stable hash of the conversation (input and output together), independent of provenance."""
-        blob = json.dumps({"messages": self.messages, "tools": self.tools}, sort_keys=True, ensure_ascii=False)
+        """Stable hash of the conversation (input and output together, and a preference pair's rejected reply),
+        independent of provenance. A record without a rejected reply hashes as it always did."""
+        content: dict[str, Any] = {"messages": self.messages, "tools": self.tools}
+        if self.rejected is not None:
+            content["rejected"] = self.rejected
+        blob = json.dumps(content, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def to_json(self) -> dict[str, Any]:

@@ -307,6 +307,7 @@ def test_eval_score_scores_recorded_outputs_without_generating(tiny_project, tmp
 
 
 def test_data_verbs_never_write_over_their_input(tmp_path):
+    from tunesmith.data.convert import convert_file
     from tunesmith.errors import TunesmithError
 
     data = write_jsonl(tmp_path / "d" / "train.jsonl", routing_rows(4))
@@ -317,13 +318,19 @@ def test_data_verbs_never_write_over_their_input(tmp_path):
         ("split", "--out", data.parent),  # its train.jsonl is the input
         ("distill", "--out", data),
         ("synth", "--out", tmp_path / "s.jsonl", "--n", "2", "--rejected", data),
+        ("convert", data),  # its output is positional
     ):
         res = runner.invoke(app, ["data", verb, str(data), *map(str, rest)])
         assert isinstance(res.exception, TunesmithError), (verb, res.output)
         assert res.exception.title == "Refusing to overwrite the input", verb
     assert data.read_bytes() == before and sorted(p.name for p in data.parent.iterdir()) == ["train.jsonl"]
-    res = runner.invoke(app, ["data", "dedup", str(data), "--out", str(tmp_path)])
-    assert res.exception.problems[0].message == "is a directory"
+    for verb, *out in (("dedup", "--out"), ("convert",)):
+        res = runner.invoke(app, ["data", verb, str(data), *out, str(tmp_path)])
+        assert res.exception.problems[0].message == "is a directory", verb
+    (tmp_path / "link.jsonl").hardlink_to(data)  # another name of the input: convert_file (the API) refuses it too
+    with pytest.raises(TunesmithError, match="Refusing to overwrite"):
+        convert_file(data, tmp_path / "link.jsonl")
+    assert data.read_bytes() == before
     res = runner.invoke(app, ["data", "split", str(data), "--out", str(tmp_path / "file.jsonl")])
     assert not isinstance(res.exception, TunesmithError)  # a new directory is fine
     res = runner.invoke(app, ["data", "split", str(data), "--out", str(data)])

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tunesmith.errors import Problem, TunesmithError
+from tunesmith.errors import Problem, TunesmithError, fail
 
 
 class DiskFull(TunesmithError, OSError):
@@ -145,3 +145,23 @@ def data_sha256(path: str | Path) -> str:
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         h.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
     return h.hexdigest()
+
+
+def refuse_to_overwrite(inputs: Iterable[Path], *outs: Path | None) -> None:
+    """Before any work: every output must be a file path that is none of the `inputs` (nor inside an input
+    directory, a saved data set, nor another name of an input file). Every writer of records calls it: the `data`
+    verbs and `convert_file`."""
+    inputs = list(inputs)
+    for out in (Path(o) for o in outs if o is not None):
+        if out.is_dir():
+            raise fail("Cannot write the output", str(out), "is a directory", "give a file path, e.g. out.jsonl")
+        target = out.resolve()
+        for f in map(Path, inputs):
+            same = target == f.resolve() or f.resolve() in target.parents or (out.exists() and out.samefile(f))
+            if same:
+                raise fail(
+                    "Refusing to overwrite the input",
+                    str(out),
+                    f"the output would replace the input {f}",
+                    "write to a new file; inputs are never changed",
+                )

@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from tunesmith.cli.options import console
+from tunesmith.files import refuse_to_overwrite
 
 data_app = typer.Typer(
     help="Data: convert formats, check and describe records, split off a held-out set, dedup, scrub.",
@@ -38,26 +39,6 @@ def _load(paths: list[Path]):
 
     files, fmt, base, columns = resolve_data_paths(paths)
     return files, load_records(files, fmt, base, columns)
-
-
-def _refuse_to_overwrite(files: list[Path], *outs: Path | None) -> None:
-    """Before any work: every output must be a file path that is none of the input `files` (nor inside an input
-    directory, a saved data set). Shared by every `data` verb that writes records."""
-    from tunesmith.errors import fail
-
-    for out in (o for o in outs if o is not None):
-        if out.is_dir():
-            raise fail("Cannot write the output", str(out), "is a directory", "give a file path, e.g. out.jsonl")
-        target = out.resolve()
-        for f in files:
-            same = target == f.resolve() or f.resolve() in target.parents or (out.exists() and out.samefile(f))
-            if same:
-                raise fail(
-                    "Refusing to overwrite the input",
-                    str(out),
-                    f"the output would replace the input {f}",
-                    "write to a new file; inputs are never changed",
-                )
 
 
 def _write(out: Path, records) -> None:
@@ -192,7 +173,7 @@ def data_split(
     files, records = _load(paths)
     if out.exists() and not out.is_dir():
         raise fail("Cannot write the split", str(out), "is a file, not a directory", "give a directory for --out")
-    _refuse_to_overwrite(files, out / "train.jsonl", out / "heldout.jsonl")
+    refuse_to_overwrite(files, out / "train.jsonl", out / "heldout.jsonl")
     train, heldout, leaks = split_heldout(records, fraction, seed, stratify_by, near_dup_threshold)
     _write(out / "train.jsonl", train)
     _write(out / "heldout.jsonl", heldout)
@@ -210,7 +191,7 @@ def data_dedup(
     from tunesmith.data.dedup import dedup_records
 
     files, records = _load(paths)
-    _refuse_to_overwrite(files, out)
+    refuse_to_overwrite(files, out)
     kept, dropped = dedup_records(records, near, near_dup_threshold)
     _write(out, kept)
     con = console()
@@ -243,7 +224,7 @@ def data_distill(
     from tunesmith.data.synth import teacher_backend
 
     files, records = _load(paths)
-    _refuse_to_overwrite(files, out)
+    refuse_to_overwrite(files, out)
     be = teacher_backend(paths, project, teacher, adapter, endpoint, endpoint_model, api_key_env)
     distilled, errors = distill_records(records, be, teacher_system, max_new_tokens)
     _write(out, distilled)
@@ -290,7 +271,7 @@ def data_synth(
     from tunesmith.data.synth import operator_mix, synth_setup, teacher_backend
 
     files, records = _load(paths)
-    _refuse_to_overwrite(files, out, rejected)
+    refuse_to_overwrite(files, out, rejected)
     cfg, schema, cache = synth_setup(paths, project)
     prices = (input_usd_per_mtok, output_usd_per_mtok)
     be = teacher_backend(paths, project, teacher, adapter, endpoint, endpoint_model, api_key_env, concurrency, prices)
@@ -324,7 +305,7 @@ def data_scrub(paths: list[Path] = PATHS, out: Path = typer.Option(..., help="Ou
     from tunesmith.data.pii import scrub_records
 
     files, fmt, base, columns = resolve_data_paths(paths)
-    _refuse_to_overwrite(files, out)
+    refuse_to_overwrite(files, out)
     scrubbed, kinds = scrub_records(load_records(files, fmt, base, columns))
     _write(out, scrubbed)
     summary = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "nothing found"

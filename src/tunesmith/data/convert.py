@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from tunesmith.config import ColumnsConfig
 from tunesmith.data.formats import FORMATS, load_records, read_labeled
 from tunesmith.errors import Problem, TunesmithError, fail
-from tunesmith.files import atomic_write_jsonl
+from tunesmith.files import atomic_write_jsonl, refuse_to_overwrite
 
 SOURCES = ("auto", *FORMATS, "csv", "labeled")
 
@@ -34,10 +34,7 @@ def convert_file(
     `columns` reads every row through a column mapping (as `data.columns` does), from any data file."""
     if from_ not in SOURCES:
         raise fail("Unknown --from", "--from", f"{from_!r} is not a known format", f"use one of {', '.join(SOURCES)}")
-    if Path(out).resolve() == Path(source).resolve():
-        raise fail(
-            "Refusing to overwrite the input", str(out), "output and input are the same file", "write to a new file"
-        )
+    refuse_to_overwrite([Path(source)], Path(out))
     mapped = columns is not None and columns.given
     labeled = not mapped and (from_ in ("csv", "labeled") or (from_ == "auto" and source.suffix.lower() == ".csv"))
     if mapped and source.suffix.lower() == ".csv":

@@ -130,6 +130,41 @@ def test_epochs_auto_gives_small_data_sets_more_passes():
     assert resolve_epochs("auto", None) == 1  # recipes without a validation-chosen checkpoint: one pass
 
 
+def test_epochs_auto_counts_a_label_tasks_examples_per_label(tmp_path, tiny_model_dir, monkeypatch):
+    from conftest import QUEUES, routing_records, train_config
+    from tunesmith.config import TaskConfig
+    from tunesmith.eval.baselines import label_count
+    from tunesmith.models import resolve_model
+    from tunesmith.train import trainer
+    from tunesmith.train.sft import build_trainer
+
+    # 150 labels of 20 queries (about 4,000 examples with the oversampled catch-all and general data): 70 a label
+    # asks for three passes, not the two that 5,400 examples give; Banking77's 77 labels change nothing
+    assert trainer.resolve_epochs("auto", 4000, 150) == 3 and trainer.resolve_epochs("auto", 4000) == 2
+    assert trainer.resolve_epochs("auto", 2000, 77) == trainer.resolve_epochs("auto", 2000) == 3
+    replies = [json.dumps({"queue": q, "priority": "normal"}) for q in QUEUES * 4]
+    assert label_count(TaskConfig(type="json"), replies) == len(QUEUES)  # (queue, priority) pairs
+    assert label_count(TaskConfig(type="json", match_fields=["priority"]), replies) == 1
+    assert label_count(TaskConfig(type="chat"), replies) is None
+    # the cost plan and the search's first trial resolve `auto` the same way
+    from tunesmith.config import Config
+    from tunesmith.cost import Recipe, epochs_of
+    from tunesmith.train.search.space import default_params, search_space
+
+    assert epochs_of(Recipe(epochs="auto", labels=150), 4000) == 3 and epochs_of(Recipe(epochs="auto"), 4000) == 2
+    space = search_space(Config())
+    assert [default_params(Config(), space, 4000, n)["epochs"] for n in (150, None)] == [3, 2]
+    # the trainer counts its records' labels (general data left out): 3 labels x 20 = 60 examples, 2 passes of 30
+    monkeypatch.setattr(trainer, "AUTO_EXAMPLES", 1)
+    monkeypatch.setattr(trainer, "LABEL_EXAMPLES", 20)
+    ref = resolve_model(str(tiny_model_dir))
+    for task, passes in (("json", 2), ("chat", 1)):
+        cfg = train_config(epochs="auto", max_steps=None)
+        cfg.task.type = task
+        built, *_ = build_trainer(cfg, ref, routing_records(30), tmp_path / task)
+        assert built.args.num_train_epochs == passes, task
+
+
 @pytest.mark.parametrize(
     "gate, chosen",
     [

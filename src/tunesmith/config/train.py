@@ -104,7 +104,8 @@ class TrainConfig(Section):
     epochs: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
         "auto",
         description="Passes over the training split, or `auto`: enough passes for small data sets to "
-        "converge (about 5,400 examples seen, between 1 and 10 passes; see `auto_epochs`), with the validation "
+        "converge (about 5,400 examples seen, or 70 per label of a label task where that is more, between 1 and "
+        "10 passes; see `resolve_epochs`), with the validation "
         "metric deciding the checkpoint kept and early stopping deciding when to stop.",
     )
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")

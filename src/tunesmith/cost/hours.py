@@ -84,7 +84,7 @@ def epochs_of(recipe: Recipe, examples: int | None) -> float:
     """The recipe's passes over `examples` records (`auto` resolved as training resolves it)."""
     from tunesmith.train.trainer import resolve_epochs
 
-    return resolve_epochs(recipe.epochs, examples or None)
+    return resolve_epochs(recipe.epochs, examples or None, recipe.labels)
 
 
 def gpu_rows(shape: ModelShape, recipe: Recipe, tokens: float | None, table: dict[str, Gpu]) -> list[dict[str, Any]]:

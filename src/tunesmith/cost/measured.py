@@ -3,7 +3,7 @@ steps timed on this machine (`tunesmith cost --probe`), and the probe's rate ext
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ class ProjectTokens:
     records: list = field(default_factory=list, repr=False)
     model_ref: Any = None  # the resolved model the tokens were counted with
     notes: list[str] = field(default_factory=list)  # how the count was made where it is not exact
+    labels: int | None = None  # a label task's labels (what `epochs: auto` counts examples per), else None
 
 
 def count_tokens(cfg, records: list, model_ref, recipe: Recipe) -> ProjectTokens:
@@ -30,14 +31,17 @@ def count_tokens(cfg, records: list, model_ref, recipe: Recipe) -> ProjectTokens
     training split (checked, split and mixed with its general data, as `tunesmith train` does) with this."""
     from tunesmith.models import load_tokenizer
     from tunesmith.train.sft import build_dataset
+    from tunesmith.train.trainer import task_labels
 
     _, stats = build_dataset(load_tokenizer(model_ref), records, cfg)
+    labels = task_labels(cfg, records)
     return ProjectTokens(
         stats["examples"],
         stats["tokens"],
-        trained_tokens(stats["tokens"], stats["examples"], recipe),
+        trained_tokens(stats["tokens"], stats["examples"], replace(recipe, labels=labels)),
         records,
         model_ref,
+        labels=labels,
     )
 
 

@@ -58,6 +58,7 @@ class Recipe:
     epochs: float | str = 1.0  # or "auto" (see tunesmith.train.trainer.resolve_epochs)
     max_steps: int | None = None
     nproc: int = 1
+    labels: int | None = None  # a label task's labels, which `epochs: auto` counts examples per (None: not one)
 
     @classmethod
     def from_config(cls, cfg) -> Recipe:

@@ -93,6 +93,16 @@ def label_fields(task: TaskConfig, replies: list[str]) -> list[str] | None:
     return list(task.match_fields) or list(dict.fromkeys(k for o in objs for k in o))
 
 
+def label_count(task: TaskConfig, replies: list[str]) -> int | None:
+    """How many labels the replies hold (distinct combinations of `label_fields`' values), or None when the task
+    is not a label task: what `epochs: auto` counts examples per."""
+    fields = label_fields(task, replies)
+    if not fields:
+        return None
+    readable = [r for r in replies if _readable(r, task)]
+    return len({tuple(_label_of(r, f) for f in fields) for r in readable}) or None
+
+
 def data_hash(records: list[Record]) -> str:
     """A short hash of the training records' contents (what a baseline learned from)."""
     digest = hashlib.sha256()

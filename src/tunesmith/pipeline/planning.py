@@ -92,6 +92,7 @@ def cost_report(
     counted, notes = None, []
     if cfg is not None and (tokens is None or probe_steps is not None):
         counted = _count(cfg, root, recipe)
+        recipe = replace(recipe, labels=counted.labels)  # `epochs: auto` counts a label task's examples per label
         if tokens is None:
             tokens, examples = counted.tokens_per_epoch, counted.examples
             notes += counted.notes

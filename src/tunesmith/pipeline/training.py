@@ -13,7 +13,6 @@ from typing import Any
 from tunesmith import runs
 from tunesmith.config import Config, flat_train
 from tunesmith.data.distill import SELF
-from tunesmith.data.io import read_jsonl
 from tunesmith.data.project import (
     general_files,
     general_shortfall,
@@ -284,6 +283,7 @@ def search_stage(
     gate checked on probe prompts the gate does not use. Returns the SearchResult; the best trial's train run is
     added to the pipeline as its train stage."""
     from tunesmith.train.search import ForgettingGuard, TrialRun, search_recipe
+    from tunesmith.train.trainer import task_labels
 
     def train(tcfg: Config, report, extra: dict) -> TrialRun:
         st = train_stage(tcfg, pipe, model_ref, st_split, schema, report=report, extra_inputs=extra)
@@ -294,11 +294,20 @@ def search_stage(
         return None if st is None else TrialRun(st.run_dir, st.result)
 
     guard = ForgettingGuard.for_project(cfg, probe_scorer(cfg, pipe.project, model_ref))
-    n_train = sum(1 for _ in read_jsonl(st_split.run_dir / "train.jsonl"))
-    result = search_recipe(
-        cfg, pipe.project, st_split.key, model_ref.identity, n_train, train, guard, budget_minutes, max_trials, own_run
+    split_train = read_records(st_split.run_dir / "train.jsonl")
+    return search_recipe(
+        cfg,
+        pipe.project,
+        st_split.key,
+        model_ref.identity,
+        len(split_train),
+        train,
+        guard,
+        budget_minutes,
+        max_trials,
+        own_run,
+        n_labels=task_labels(cfg, split_train),
     )
-    return result
 
 
 def probe_scorer(cfg: Config, project: Path, model_ref):

@@ -47,6 +47,7 @@ from tunesmith.train.trainer import (
     resolve_eval_steps,
     run_training,
     save_trained,
+    task_labels,
 )
 
 
@@ -121,7 +122,7 @@ def build_trainer(
     eval_dataset = build_dataset(tok, eval_records, cfg)[0] if eval_records else None
 
     settings = dict(
-        **common_args(cfg, run_dir, precision, len(records)),
+        **common_args(cfg, run_dir, precision, len(records), task_labels(cfg, records)),
         max_length=None,  # already truncated (and its cost reported) by build_dataset
         include_num_input_tokens_seen="non_padding",
         # The validation loss (and, with a ValidationSelector, the generated answers) every eval_steps steps.

@@ -48,19 +48,21 @@ def search_recipe(
     budget_minutes: float | None = None,
     max_trials: int | None = None,
     own_run: OwnRunFn | None = None,
+    n_labels: int | None = None,
 ) -> SearchResult:
     """Search the recipe within the budget, each trial trained by `train`; returns the project's config with the
     best trial's recipe, its run, and the summary (trials, the chosen recipe and why). `own_run()`: the project's
-    own recipe already trained (by `run` or `train`), which the first trial then reuses, or None."""
+    own recipe already trained (by `run` or `train`), which the first trial then reuses, or None. `n_train` and
+    `n_labels` (a label task's labels) are the training split's, for `epochs: auto`."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     budget_s = 60 * (budget_minutes or cfg.tune.budget_minutes)
     max_trials = cfg.tune.max_trials if max_trials is None else max_trials
     space, metric = search_space(cfg), _metric(cfg)
-    study = open_study(cfg, project, split_key, model_identity, space, metric, n_train)
+    study = open_study(cfg, project, split_key, model_identity, space, metric, n_train, n_labels)
     reap_dead_trials(study)
-    ensure_default(study, default_params(cfg, space, n_train))
+    ensure_default(study, default_params(cfg, space, n_train, n_labels))
     console.print(
         f"[bold]Recipe search[/bold] over {', '.join(space)} by validation {metric}: budget "
         f"{budget_s / 60:.0f} min, study {study.study_name}"

@@ -154,13 +154,15 @@ def apply_params(cfg: Config, params: dict[str, Any]) -> Config:
     return type(cfg).model_validate({**cfg.model_dump(), "train": nest_moved(train, quiet=True)})
 
 
-def default_params(cfg: Config, space: dict[str, list[Any]], n_train: int) -> dict[str, Any]:
+def default_params(
+    cfg: Config, space: dict[str, list[Any]], n_train: int, n_labels: int | None = None
+) -> dict[str, Any]:
     """The project's own recipe in the space's terms (the first trial: what the search must beat); a choice the
     space lacks is replaced by the nearest one."""
     t = cfg.train
     values = {
         "lr": t.lr,
-        "epochs": int(round(resolve_epochs(t.epochs, n_train))),
+        "epochs": int(round(resolve_epochs(t.epochs, n_train, n_labels))),
         "lora_r": t.lora.r,
         "lora_alpha": t.lora.alpha / t.lora.r,
         "batch_size": t.batch_size,

@@ -69,7 +69,16 @@ def study_name(cfg: Config, split_key: str, model: str, space: dict, metric: str
     return "tunesmith-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def open_study(cfg: Config, project: Path, split_key: str, model: str, space: dict, metric: str, n_train: int):
+def open_study(
+    cfg: Config,
+    project: Path,
+    split_key: str,
+    model: str,
+    space: dict,
+    metric: str,
+    n_train: int,
+    n_labels: int | None = None,
+):
     """Create or load the project's study (TPE sampler with constraints, the configured pruner, its resources in
     training examples seen, `pruner_resources`)."""
     import optuna
@@ -83,19 +92,19 @@ def open_study(cfg: Config, project: Path, split_key: str, model: str, space: di
         storage=storage,
         direction=direction_of(metric),
         sampler=sampler,
-        pruner=pruner(cfg.tune.pruner, *pruner_resources(cfg, space, n_train)),
+        pruner=pruner(cfg.tune.pruner, *pruner_resources(cfg, space, n_train, n_labels)),
         load_if_exists=True,
     )
 
 
-def pruner_resources(cfg: Config, space: dict, n_train: int) -> tuple[int, int]:
+def pruner_resources(cfg: Config, space: dict, n_train: int, n_labels: int | None = None) -> tuple[int, int]:
     """(min, max) training examples a trial is judged over: the project's recipe's first validation, and the longest
     trial the space allows. Given, not left to Optuna's `auto`, which waits for a finished trial: the first trial,
     the project's own recipe, then never took its rungs, and no later trial was measured against it."""
     from tunesmith.train.trainer import examples_per_step, resolve_epochs, resolve_eval_steps
 
     first = resolve_eval_steps(cfg, n_train) * examples_per_step(cfg.train)
-    epochs = max(space["epochs"]) if "epochs" in space else resolve_epochs(cfg.train.epochs, n_train)
+    epochs = max(space["epochs"]) if "epochs" in space else resolve_epochs(cfg.train.epochs, n_train, n_labels)
     return first, max(first + 1, math.ceil(n_train * epochs))
 
 

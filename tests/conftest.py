@@ -64,8 +64,10 @@ RECORD_KEYS = (
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Converted models and file hashes go to a per-session temp dir, never the user's cache."""
+    """Converted models and file hashes go to a per-session temp dir, never the user's cache; the generations
+    projects share are off, so no test sees another's (tests that share turn it on in a home of their own)."""
     monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path_factory.getbasetemp() / "tunesmith-home"))
+    monkeypatch.setenv("TUNESMITH_SHARED_CACHE", "0")
 
 
 @pytest.fixture(scope="session")

@@ -309,6 +309,39 @@ def test_the_generation_cache_skips_unchanged_cases_and_reruns_changed_ones(tmp_
         assert len(server.requests) == 8
 
 
+def test_a_base_models_replies_to_shipped_prompts_are_shared_by_the_machines_projects(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    from tunesmith.data.distill import distill_records, general_prompts
+    from tunesmith.generate.backends import TransformersBackend
+    from tunesmith.generate.cache import generate_cached
+    from tunesmith.generate.decoding import Decoding
+    from tunesmith.models import resolve_model
+
+    monkeypatch.setenv("TUNESMITH_SHARED_CACHE", "1")
+    monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path / "home"))
+    base = TransformersBackend(resolve_model(str(tiny_model_dir)), precision="fp32")
+    asked, answer = [], base.answer
+    base.answer = lambda cases, request: asked.append(len(cases)) or answer(cases, request)
+    cases = general_probe(5) + [EvalCase(id="mine", messages=USER("my own ticket"))]
+    first = generate_cached(base, cases, Decoding(8), GenerationCache.of_project(tmp_path / "a"))
+    again = GenerationCache.of_project(tmp_path / "b")
+    second = generate_cached(base, cases, Decoding(8), again)
+    assert asked == [6, 1]  # the second project generates only its own case
+    assert [g.output for g in second] == [g.output for g in first] and all(g.cached for g in second[:5])
+    assert len(again) == 6 and len(again.shared) == 5  # the project's own case never left its project
+    for project in ("a", "c"):  # builtin:self's prompts ship too (the tiny model's replies are empty: no records)
+        distill_records(
+            general_prompts()[:3], base, max_new_tokens=8, cache=GenerationCache.of_project(tmp_path / project)
+        )
+    assert asked == [6, 1, 3]
+    base.shares_shipped = False  # a tuned model's replies stay in its project
+    generate_cached(base, cases[:5], Decoding(8), GenerationCache.of_project(tmp_path / "d"))
+    assert asked == [6, 1, 3, 5]
+    monkeypatch.setenv("TUNESMITH_SHARED_CACHE", "0")
+    assert GenerationCache.of_project(tmp_path / "e").shared is None
+
+
 def test_vllm_backend_is_a_clear_error_when_vllm_is_missing(tiny_model_dir):
     pytest.importorskip("torch")
     if "vllm" in sys.modules or __import__("importlib").util.find_spec("vllm"):

@@ -42,7 +42,7 @@ def distill_records(
         shown = prompt
         if teacher_system:
             shown = [{"role": "system", "content": teacher_system}] + [m for m in prompt if m["role"] != "system"]
-        cases.append(Prompt(id=str(i), messages=shown, tools=rec.tools))
+        cases.append(Prompt(id=str(i), messages=shown, tools=rec.tools, where=rec.where))
     gens = generate_cached(backend, cases, Decoding(max_new_tokens), cache, batch_size=batch_size, label="Distilling")
     out, errors = [], []
     for rec, gen in zip(records, gens):

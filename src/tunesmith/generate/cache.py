@@ -11,12 +11,20 @@ template for local models, so a template change is a miss). A constrained decodi
 key exactly as they always did. Only greedy, successful generations are stored.
 SQLite makes each write atomic: a process killed mid-evaluation keeps what it had generated, and the next run
 generates only the rest.
+
+Prompts that ship with tunesmith (read from a file in its package: the general probe, `builtin:self`'s everyday
+prompts) are the same in every project, and so is a base model's reply to them. A project's cache also looks them
+up in, and adds them to, one cache the machine's projects share (`machine_cache()`, under `TUNESMITH_HOME`, one
+file per tunesmith, torch and transformers version): a second project on the same base model makes none of them
+again. Only a backend that says so shares (`shares_shipped`: a local model without an adapter); a project's own
+cases and a tuned model's replies stay in the project. `TUNESMITH_SHARED_CACHE=0` turns the sharing off.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
@@ -26,11 +34,15 @@ from typing import Any
 from tunesmith.generate.backends import Backend, Generation, PromptLike
 from tunesmith.generate.decoding import Decoding
 
+SHIPPED = str(Path(__file__).parents[1]) + os.sep  # tunesmith's package: a prompt read from a file in it ships
+
 
 class GenerationCache:
-    """A table of key -> generation (output, tokens, whether it hit the limit, latency, cost)."""
+    """A table of key -> generation (output, tokens, whether it hit the limit, latency, cost); `shared`: the
+    machine's cache for prompts that ship with tunesmith, looked up after this one (None: not shared)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, shared: GenerationCache | None = None) -> None:
+        self.shared = shared
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30)
@@ -40,7 +52,7 @@ class GenerationCache:
     @classmethod
     def of_project(cls, project: str | Path) -> GenerationCache:
         """The project's cache, `.tunesmith/cache/generations.sqlite`, which every stage of a project shares."""
-        return cls(Path(project) / ".tunesmith" / "cache" / "generations.sqlite")
+        return cls(Path(project) / ".tunesmith" / "cache" / "generations.sqlite", shared=machine_cache())
 
     def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -62,6 +74,31 @@ class GenerationCache:
 
     def close(self) -> None:
         self.db.close()
+
+
+def machine_cache() -> GenerationCache | None:
+    """The cache this machine's projects share for prompts that ship with tunesmith (`TUNESMITH_HOME/generations/`,
+    a file per tunesmith, torch and transformers version, whose upgrades may change a greedy reply), or None with
+    `TUNESMITH_SHARED_CACHE=0`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from tunesmith.builtin import cache_home
+
+    if os.environ.get("TUNESMITH_SHARED_CACHE", "1").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    versions = []
+    for package in ("tunesmith", "torch", "transformers"):
+        try:
+            versions.append(f"{package}-{version(package)}")
+        except PackageNotFoundError:
+            versions.append(f"{package}-none")
+    return GenerationCache(cache_home() / "generations" / f"{'_'.join(versions)}.sqlite")
+
+
+def shipped(case: PromptLike) -> bool:
+    """Whether the prompt was read from a file that ships with tunesmith (its `where` names one, by its path or as
+    `builtin:NAME`)."""
+    return str(getattr(case, "where", "") or "").startswith((SHIPPED, "builtin:"))
 
 
 def cache_key(fingerprint: str, decoding: Decoding | dict[str, Any], prompt: str) -> str:
@@ -112,6 +149,13 @@ def generate_cached(
         for i, key in enumerate(keys):
             if key in hits:
                 results[i] = replace(Generation(**hits[key]), cached=True)
+    shared = _sharing(cache, backend)
+    if shared is not None:  # shipped prompts another project on this machine already had answered
+        found = shared.get_many([keys[i] for i, r in enumerate(results) if r is None and shipped(cases[i])])
+        for i, key in enumerate(keys):
+            if results[i] is None and key in found:
+                results[i] = replace(Generation(**found[key]), cached=True)
+        cache.put_many(found)  # the project's own from now on
     settles = getattr(backend, "settled", None)  # a caller's own backend may not say
     if constraint is not None and free is not None and settles is not None:
         settled = {i: free[i] for i, r in enumerate(results) if r is None and settles(free[i], constraint)}
@@ -124,7 +168,15 @@ def generate_cached(
     def store(j: int, gen) -> None:  # as each batch finishes, so an interrupted evaluation keeps what it did
         if cache is not None and gen.error is None:
             cache.put_many({keys[missing[j]]: gen.to_cache()})
+            if shared is not None and shipped(cases[missing[j]]):
+                shared.put_many({keys[missing[j]]: gen.to_cache()})
 
     for i, gen in zip(missing, run([cases[i] for i in missing], store) if missing else []):
         results[i] = gen
     return results
+
+
+def _sharing(cache: GenerationCache | None, backend: Backend) -> GenerationCache | None:
+    """The machine's cache when this project cache has one and the backend shares its replies to shipped prompts."""
+    shared = getattr(cache, "shared", None)
+    return shared if shared is not None and getattr(backend, "shares_shipped", False) else None

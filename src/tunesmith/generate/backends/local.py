@@ -60,6 +60,8 @@ class TransformersBackend(Backend):
             {"model": model_ref.identity, "adapter": adapter_id, "precision": self.precision, "device": self.device}
         )
         self.merge, self.merged = (merge if adapter is not None else False), False
+        # a base model's replies to prompts that ship with tunesmith are every project's (a tuned one's are not)
+        self.shares_shipped = adapter is None
         if self.merge is True:
             self.model.merge_adapter()
             self.merged = True

@@ -25,6 +25,7 @@ class Prompt:
     id: str
     messages: list[dict[str, Any]]
     tools: list[dict] | None = None
+    where: str = ""  # the file and line it was read from, when it was
 
 
 @dataclass
@@ -70,9 +71,12 @@ class Backend(ABC):
     """What every backend offers: the identity of what generates (`fingerprint`), exactly what it would send for a
     prompt (`prompt_key`), and greedy replies in prompt order (`generate`). Both key the generation cache.
     A backend implements `answer(cases, request)`; `generate`'s keywords are declared here once. One that can tell
-    when a free reply is also the constrained one says so in `settled`."""
+    when a free reply is also the constrained one says so in `settled`. One whose replies to prompts that ship
+    with tunesmith may be shared by every project on the machine says so in `shares_shipped` (see
+    `tunesmith.generate.cache`)."""
 
     fingerprint: str
+    shares_shipped: bool = False
 
     @abstractmethod
     def prompt_key(self, case: PromptLike) -> str: ...

@@ -338,6 +338,10 @@ def test_a_base_models_replies_to_shipped_prompts_are_shared_by_the_machines_pro
     base.shares_shipped = False  # a tuned model's replies stay in its project
     generate_cached(base, cases[:5], Decoding(8), GenerationCache.of_project(tmp_path / "d"))
     assert asked == [6, 1, 3, 5]
+    monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path / "a-file"))  # a home that cannot hold it: not shared
+    (tmp_path / "a-file").write_text("")
+    assert GenerationCache.of_project(tmp_path / "e").shared is None
+    monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TUNESMITH_SHARED_CACHE", "0")
     assert GenerationCache.of_project(tmp_path / "e").shared is None
 

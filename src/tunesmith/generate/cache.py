@@ -79,7 +79,7 @@ class GenerationCache:
 def machine_cache() -> GenerationCache | None:
     """The cache this machine's projects share for prompts that ship with tunesmith (`TUNESMITH_HOME/generations/`,
     a file per tunesmith, torch and transformers version, whose upgrades may change a greedy reply), or None with
-    `TUNESMITH_SHARED_CACHE=0`."""
+    `TUNESMITH_SHARED_CACHE=0` or where it cannot be opened (a read-only home: each project then keeps its own)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from tunesmith.builtin import cache_home
@@ -92,7 +92,10 @@ def machine_cache() -> GenerationCache | None:
             versions.append(f"{package}-{version(package)}")
         except PackageNotFoundError:
             versions.append(f"{package}-none")
-    return GenerationCache(cache_home() / "generations" / f"{'_'.join(versions)}.sqlite")
+    try:
+        return GenerationCache(cache_home() / "generations" / f"{'_'.join(versions)}.sqlite")
+    except (OSError, sqlite3.Error):
+        return None
 
 
 def shipped(case: PromptLike) -> bool:

@@ -100,7 +100,8 @@ def test_train_has_documented_sub_sections_for_lora_dpo_and_grpo(tmp_path):
     assert (t.dpo.beta, t.grpo.generations, t.grpo.max_completion_tokens) == (0.3, 2, 16)
     assert t.grpo.rewards == [{"type": "json"}]
     defs = config_schema()["$defs"]
-    assert set(defs["LoraOptions"]["properties"]) == {"r", "alpha", "dropout", "dora", "rslora", "target_modules"}
+    lora_fields = {"r", "alpha", "dropout", "dora", "rslora", "target_modules", "layers"}
+    assert set(defs["LoraOptions"]["properties"]) == lora_fields
     assert "rank" in defs["LoraOptions"]["properties"]["r"]["description"]
     with pytest.raises(TunesmithError) as info:
         load_config(write(tmp_path, "train:\n  lora: {rank: 8}\n"))
@@ -161,6 +162,10 @@ def test_the_flat_layout_of_a_train_section_is_the_one_before_the_sub_sections()
         from tunesmith.config import nest_moved
 
         assert TrainConfig.model_validate(nest_moved(flat, quiet=True)) == TrainConfig(lora={"r": 8})
+        # a key added to a sub-section later stays there when set, and leaves the flat form (the cache key) unset
+        layered = flat_train(TrainConfig(lora={"r": 8, "layers": 15}).model_dump(mode="json"))
+        assert layered == {**flat, "lora": {"layers": 15}}
+        assert TrainConfig.model_validate(nest_moved(layered, quiet=True)) == TrainConfig(lora={"r": 8, "layers": 15})
 
 
 def test_task_scorers_are_checked_when_the_config_is_read(tmp_path):

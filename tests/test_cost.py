@@ -49,6 +49,17 @@ def test_the_parameter_count_from_the_config_equals_the_real_tiny_models(tiny_mo
         peft_model = get_peft_model(fresh, LoraConfig(r=4, target_modules=targets))
         trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         assert shape.lora_params(4, targets) == trainable
+    # adapters on some layers only (`train.lora.layers`), as the trainer asks peft for them
+    from tunesmith.config.train import LoraOptions
+    from tunesmith.train.trainer import layer_linears
+
+    fresh = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    peft_model = get_peft_model(fresh, LoraConfig(r=4, target_modules=layer_linears(fresh), layers_to_transform=[1]))
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    assert shape.lora_params(4, "all-linear", [1]) == trainable == shape.lora_params(4) // 2
+    recipe = c.Recipe(lora_r=4, lora_layers=1)
+    assert recipe.adapted_layers(shape.layers) == LoraOptions(layers=1).layer_indices(2) == [1]
+    assert c.estimate_memory(shape, recipe).trainable_params == trainable
 
 
 def test_named_sizes_count_the_published_parameters():
@@ -161,6 +172,11 @@ def test_time_scales_with_tokens_and_method(seven_b):
     assert c.train_hours(seven_b.params, 1e7, "full", False, gpu)[0] > lora[0]
     assert c.train_hours(seven_b.params, 1e7, "lora", True, gpu)[0] > lora[0]
     assert c.train_hours(seven_b.params, 1e7, "lora", False, c.gpus()["H100 80GB"])[0] < lora[0]
+    # adapters on the top half: the backward pass runs through half the layers (forward 2N + backward 2N x 1/2)
+    top_half = c.Recipe(lora_layers=16)
+    assert top_half.backward_share(seven_b.layers) == 0.5 and c.Recipe().backward_share(seven_b.layers) == 1.0
+    half = c.train_hours(seven_b.params, 1e7, "lora", False, gpu, top_half.backward_share(seven_b.layers))
+    assert half[0] == pytest.approx(lora[0] * 3 / 4)
     # max_steps overrides epochs: 6 steps of 4 examples out of 24 per epoch = a quarter of the tokens... x 1.0
     assert c.trained_tokens(1000, 24, c.Recipe(batch_size=4, epochs=3)) == 3000
     assert c.trained_tokens(1000, 24, c.Recipe(batch_size=4, max_steps=3)) == 500

@@ -155,6 +155,32 @@ def test_describe_names_the_recipe():
     assert describe(_cfg()) == "LoRA r=16"
     assert describe(_cfg(method="qlora", lora={"dora": True, "rslora": True, "r": 8})) == "QLoRA r=8 (DoRA, rsLoRA)"
     assert describe(_cfg(loraplus_lr_ratio=16)) == "LoRA r=16 (LoRA+ x16)"
+    assert describe(_cfg(lora={"layers": 12})) == "LoRA r=16 (last 12 layers)"
+    assert describe(_cfg(lora={"layers": [0, 3]})) == "LoRA r=16 (layers 0,3)"
+
+
+@pytest.mark.parametrize(("layers", "adapted"), [(1, {1}), ([0], {0}), (None, {0, 1})])
+def test_lora_layers_adapt_only_the_named_decoder_layers(tmp_path, tiny_model_dir, layers, adapted):
+    """`train.lora.layers`: N = the last N decoder layers, a list = those indices; every linear module of an
+    adapted layer gets its adapter (`all-linear` named for peft), the other layers none."""
+    ref = resolve_model(str(tiny_model_dir))
+    result = train_sft(_cfg(lora={"r": 4, "layers": layers}), ref, _records(), tmp_path)
+    weights = load_file(tmp_path / result.adapter / "adapter_model.safetensors")
+    b = {k: v for k, v in weights.items() if "lora_B" in k}
+    assert {int(k.split(".layers.")[1].split(".")[0]) for k in b} == adapted
+    linears = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert {k.split(".")[-3] for k in b} == linears
+    assert all(v.abs().sum() > 0 for v in b.values())
+
+
+def test_lora_layers_beyond_the_model_are_a_clear_error(tmp_path, tiny_model_dir):
+    from tunesmith.errors import TunesmithError
+
+    ref = resolve_model(str(tiny_model_dir))
+    for layers in (3, [0, 2]):
+        with pytest.raises(TunesmithError) as err:
+            train_sft(_cfg(lora={"layers": layers}), ref, _records(), tmp_path)
+        assert "train.lora.layers" in str(err.value) and "2 decoder layers" in str(err.value)
 
 
 def test_loraplus_trains_the_b_matrices_at_its_ratio_of_the_learning_rate(tiny_model_dir):

@@ -50,7 +50,7 @@ eval:
 
 train:
   method: lora       # lora, qlora (4-bit base) or full
-  lora:              # the adapter of lora/qlora (also alpha, dropout, target_modules); dora: true / rslora: true
+  lora:              # the adapter of lora/qlora (also alpha, dropout, target_modules, layers); dora / rslora: true
     r: 16            # for the LoRA variants
   objective: sft     # sft, dpo (preference pairs), grpo (with grpo: {rewards: [...]}), reward (a reward model)
   epochs: auto       # small data sets get more passes; the validation set picks the checkpoint and stops early

@@ -103,7 +103,9 @@ def flat_train(train: dict[str, Any]) -> dict[str, Any]:
     for old, (section, key) in MOVED.items():
         if key in nested.get(section, {}):
             out[old] = nested[section].pop(key)
-    out.update({name: rest for name, rest in nested.items() if rest})  # keys added to a sub-section later
+    # keys added to a sub-section later, unless unset (so a recipe that leaves them unset keeps its cache key)
+    later = {name: {k: v for k, v in rest.items() if v is not None} for name, rest in nested.items()}
+    out.update({name: rest for name, rest in later.items() if rest})
     return out
 
 

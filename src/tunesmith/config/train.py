@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from tunesmith.config.moved import nest_moved
 from tunesmith.config.section import Section
+from tunesmith.errors import Problem, TunesmithError
 
 
 class LoraOptions(Section):
@@ -44,6 +45,33 @@ class LoraOptions(Section):
         "higher ranks (64+) learning. lora/qlora only.",
     )
     target_modules: str | list[str] = Field("all-linear", description="Modules that get adapters.")
+    layers: Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=0)]] | None = Field(
+        None,
+        description="Which decoder layers get adapters: unset = all; N = the last N layers only (the layers "
+        "nearest the output); a list = these layer indices (peft's `layers_to_transform`, Axolotl's "
+        "`peft_layers_to_transform`). Below the lowest adapted layer nothing trains, so the backward pass stops "
+        "there: fewer layers, cheaper steps.",
+    )
+
+    def layer_indices(self, n_layers: int) -> list[int] | None:
+        """`layers` as peft's `layers_to_transform` for a model of `n_layers` decoder layers: None (every layer),
+        the last N, or the listed indices; a layer the model does not have is an error naming the field."""
+        if self.layers is None:
+            return None
+        last = isinstance(self.layers, int)
+        wanted = list(range(max(n_layers - self.layers, 0), n_layers)) if last else sorted(set(self.layers))
+        if (self.layers > n_layers) if last else any(i >= n_layers for i in wanted):
+            raise TunesmithError(
+                "train.lora.layers names layers the model does not have",
+                [
+                    Problem(
+                        "train.lora.layers",
+                        f"{self.layers} against the model's {n_layers} decoder layers (indices 0 to {n_layers - 1})",
+                        f"give at most {n_layers}, or indices below {n_layers}; leave it unset for every layer",
+                    )
+                ],
+            )
+        return wanted
 
 
 class DpoOptions(Section):

@@ -19,9 +19,13 @@ SMALL_MODEL_PARAMS = 1e9
 TIME_SPREAD = 2.0
 
 
-def train_hours(params: int, tokens: float, method: str, checkpointing: bool, gpu: Gpu) -> tuple[float, float]:
-    """(fast, slow) hours to train on `tokens` tokens (epochs included) with one GPU of this class."""
-    rate = gpu.tokens_per_s_per_b / (params / 1e9) * FLOPS_PER_TOKEN["full"] / flops_per_token(method, checkpointing)
+def train_hours(
+    params: int, tokens: float, method: str, checkpointing: bool, gpu: Gpu, backward_share: float = 1.0
+) -> tuple[float, float]:
+    """(fast, slow) hours to train on `tokens` tokens (epochs included) with one GPU of this class (the backward
+    pass through `backward_share` of the layers: `Recipe.backward_share`)."""
+    flops = flops_per_token(method, checkpointing, backward_share)
+    rate = gpu.tokens_per_s_per_b / (params / 1e9) * FLOPS_PER_TOKEN["full"] / flops
     fast = tokens / rate / 3600
     return fast, fast * TIME_SPREAD
 
@@ -100,7 +104,12 @@ def gpu_rows(shape: ModelShape, recipe: Recipe, tokens: float | None, table: dic
         }
         if tokens is not None and fit.fits:
             hours = train_hours(
-                shape.params, tokens / recipe.nproc, recipe.method, fit.recipe.gradient_checkpointing, gpu
+                shape.params,
+                tokens / recipe.nproc,
+                recipe.method,
+                fit.recipe.gradient_checkpointing,
+                gpu,
+                recipe.backward_share(shape.layers),
             )
             usd = dollars(hours, gpu.hourly_usd)
             usd = None if usd is None else (usd[0] * recipe.nproc, usd[1] * recipe.nproc)

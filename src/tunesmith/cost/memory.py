@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from tunesmith.config.train import LoraOptions
 from tunesmith.cost.shape import ModelShape
 from tunesmith.errors import Problem, TunesmithError
 
@@ -59,6 +60,19 @@ class Recipe:
     max_steps: int | None = None
     nproc: int = 1
     labels: int | None = None  # a label task's labels, which `epochs: auto` counts examples per (None: not one)
+    lora_layers: int | tuple[int, ...] | None = None  # `train.lora.layers`: None = every decoder layer
+
+    def adapted_layers(self, n_layers: int) -> list[int] | None:
+        """The decoder layers that carry adapters (None: all of them, or a full fine-tune's every weight)."""
+        if self.method == "full" or self.lora_layers is None:
+            return None
+        layers = self.lora_layers if isinstance(self.lora_layers, int) else list(self.lora_layers)
+        return LoraOptions(layers=layers).layer_indices(n_layers)
+
+    def backward_share(self, n_layers: int) -> float:
+        """The share of the decoder layers the backward pass runs through: it stops below the lowest adapted one."""
+        adapted = self.adapted_layers(n_layers)
+        return 1.0 if not adapted or not n_layers else (n_layers - min(adapted)) / n_layers
 
     @classmethod
     def from_config(cls, cfg) -> Recipe:
@@ -75,6 +89,7 @@ class Recipe:
             t.epochs,
             t.max_steps,
             t.nproc,
+            lora_layers=tuple(t.lora.layers) if isinstance(t.lora.layers, list) else t.lora.layers,
         )
 
 
@@ -130,7 +145,7 @@ def estimate_memory(shape: ModelShape, recipe: Recipe, method: str | None = None
     if method == "full":
         trainable, weights, adapter = n, n * FP32, 0
     else:
-        trainable = shape.lora_params(recipe.lora_r, recipe.target_modules)
+        trainable = shape.lora_params(recipe.lora_r, recipe.target_modules, recipe.adapted_layers(shape.layers))
         adapter = trainable * FP32
         if method == "lora":
             weights = quantized * (BF16 if recipe.base_precision == "bf16" else FP32) + rest * FP32

@@ -69,9 +69,22 @@ class ModelShape:
         """Parameters bitsandbytes stores in 4 bits: every linear layer but the output head."""
         return sum(i * o for name, i, o in self.linears if name != self.head)
 
-    def lora_params(self, r: int, target_modules: str | list[str] = "all-linear") -> int:
-        """Adapter parameters, r x (in + out) per targeted linear layer, matched as peft matches them."""
-        return sum(r * (i + o) for name, i, o in self.linears if _targeted(name, target_modules, self.head))
+    def lora_params(
+        self, r: int, target_modules: str | list[str] = "all-linear", layers: list[int] | None = None
+    ) -> int:
+        """Adapter parameters, r x (in + out) per targeted linear layer, matched as peft matches them (in the decoder
+        layers `layers` only, where given)."""
+        return sum(
+            r * (i + o)
+            for name, i, o in self.linears
+            if _targeted(name, target_modules, self.head) and (layers is None or _layer_of(name) in layers)
+        )
+
+
+def _layer_of(name: str) -> int | None:
+    """The decoder layer a module belongs to (`model.layers.3.mlp.up_proj`: 3), None outside the layers."""
+    found = re.search(r"\.layers\.(\d+)\.", f".{name}")
+    return int(found.group(1)) if found else None
 
 
 def _targeted(name: str, targets: str | list[str], head: str | None) -> bool:

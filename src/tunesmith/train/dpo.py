@@ -71,7 +71,7 @@ def train_dpo(cfg: Config, model_ref: ModelRef, records: list[Record], run_dir: 
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tok,
-        peft_config=shared.lora_config(cfg),
+        peft_config=shared.lora_config(cfg, model),
     )
     facts = shared.run_training(trainer, run_dir, budget)
     shared.save_trained(trainer, tok, run_dir, t.method)

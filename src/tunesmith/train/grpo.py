@@ -77,7 +77,7 @@ def train_grpo(
         args=args,
         train_dataset=Dataset.from_list(prompt_rows(records, cfg)),
         processing_class=tok,
-        peft_config=shared.lora_config(cfg),
+        peft_config=shared.lora_config(cfg, model),
     )
     facts = shared.run_training(trainer, run_dir, budget)
     kind = shared.save_trained(trainer, tok, run_dir, t.method)

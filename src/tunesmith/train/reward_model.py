@@ -34,7 +34,7 @@ def train_reward_model(cfg: Config, model_ref: ModelRef, records: list[Record], 
     rows = pair_rows(records, cfg)
     _require_a_fitting_pair(tok, rows, cfg)
     model = _score_model(model_ref, tok)
-    peft = lora_config(cfg, task_type="SEQ_CLS")
+    peft = lora_config(cfg, model, task_type="SEQ_CLS")
     args = RewardConfig(**common_args(cfg, run_dir, precision), max_length=cfg.data.max_seq_len)
     trainer, budget = make_trainer(
         RewardTrainer,

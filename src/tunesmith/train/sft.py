@@ -143,7 +143,7 @@ def build_trainer(
         train_dataset=dataset,
         eval_dataset=eval_dataset,
         processing_class=tok,
-        peft_config=lora_config(cfg),
+        peft_config=lora_config(cfg, model),
     )
     return trainer, tok, data_stats, budget
 

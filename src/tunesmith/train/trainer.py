@@ -29,23 +29,42 @@ from tunesmith.models import ModelRef, bf16_linear_weights, load_model, training
 from tunesmith.train import checkpoint as ckpt
 
 
-def lora_config(cfg: Config, task_type: str = "CAUSAL_LM"):
-    """The adapter of a lora/qlora run (None for full fine-tuning). `SEQ_CLS` (reward models) also trains the new
-    score head."""
+def lora_config(cfg: Config, model=None, task_type: str = "CAUSAL_LM"):
+    """The adapter of a lora/qlora run (None for full fine-tuning) for `model` (whose layer count `lora.layers`
+    counts from the top). `SEQ_CLS` (reward models) also trains the new score head."""
     from peft import LoraConfig
 
     t = cfg.train
     if t.method == "full":
         return None
     lora = t.lora
+    layers = lora.layer_indices(model.config.num_hidden_layers) if lora.layers is not None else None
+    targets = lora.target_modules
+    if layers is not None and targets == "all-linear":  # peft takes a layer subset only with named modules
+        targets = layer_linears(model)
     return LoraConfig(
+        layers_to_transform=layers,
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
+        target_modules=targets,
         task_type=task_type,
         use_dora=lora.dora,
         use_rslora=lora.rslora,
+    )
+
+
+def layer_linears(model) -> list[str]:
+    """The names of the linear modules inside the model's decoder layers (q_proj, ..., down_proj): what
+    `all-linear` adapts there, named so that peft can restrict them to some layers."""
+    import torch
+
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}"
+        }
     )
 
 
@@ -304,6 +323,9 @@ def describe(cfg: Config) -> str:
     variants = [name for name, on in (("DoRA", t.lora.dora), ("rsLoRA", t.lora.rslora)) if on]
     if t.loraplus_lr_ratio:
         variants.append(f"LoRA+ x{t.loraplus_lr_ratio:g}")
+    layers = t.lora.layers
+    if layers is not None:
+        variants.append(f"last {layers} layers" if isinstance(layers, int) else f"layers {','.join(map(str, layers))}")
     return f"{'QLoRA' if t.method == 'qlora' else 'LoRA'} r={t.lora.r}" + (
         f" ({', '.join(variants)})" if variants else ""
     )

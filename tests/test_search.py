@@ -414,3 +414,47 @@ def test_every_search_parameter_maps_the_projects_own_recipe_and_back():
     assert set(params) == set(SEARCH_PARAMS)
     assert params["general_kl"] == 3.0
     assert apply_params(cfg, params).train == cfg.train
+
+
+def test_the_first_trial_counts_epochs_auto_over_what_the_trainer_trains_on(tiny_project, monkeypatch):
+    """`epochs: auto` resolved by the search over the project's own mix (general data and repeats included), as the
+    trainer resolves it, so the first trial is the project's own recipe (over the split's records alone it could
+    be a pass more than the trainer makes)."""
+    from conftest import write_jsonl
+    from tunesmith.pipeline import train_project
+    from tunesmith.train import search, trainer
+    from tunesmith.train.trainer import resolve_epochs, task_labels
+
+    # a rule of 60 examples: about 24 task records take 3 passes, with as many general ones 2 (not 10, the cap)
+    monkeypatch.setattr(trainer, "AUTO_EXAMPLES", 60)
+    monkeypatch.setattr(trainer, "LABEL_EXAMPLES", 1)
+
+    general = [
+        {"messages": [{"role": "user", "content": f"say {i}"}, {"role": "assistant", "content": f"{i}"}]}
+        for i in range(30)
+    ]
+    write_jsonl(tiny_project / "data" / "general.jsonl", general)
+    settings = ["train.general_data=[data/general.jsonl]", "train.general_share=0.5", "train.max_steps=1"]
+    counted = {}
+
+    class Stop(Exception):
+        pass
+
+    def the_search(cfg, project, split_key, identity, n_train, *rest, n_labels=None):
+        counted["search"] = resolve_epochs("auto", n_train, n_labels)
+        raise Stop
+
+    def the_trainer(cfg, ref, records, *rest):
+        labels = task_labels(cfg, records)
+        task = [r for r in records if not r.provenance.get("general")]
+        counted["trainer"] = resolve_epochs("auto", len(records), labels)
+        counted["task alone"] = resolve_epochs("auto", len(task), labels)
+        raise Stop
+
+    monkeypatch.setattr(search, "search_recipe", the_search)
+    with pytest.raises(Stop):
+        tune_project(tiny_project, settings, budget_minutes=30)
+    monkeypatch.setattr("tunesmith.train.run_recipe", the_trainer)
+    with pytest.raises(Stop):
+        train_project(tiny_project, settings)
+    assert counted["search"] == counted["trainer"] < counted["task alone"], counted

@@ -294,13 +294,15 @@ def search_stage(
         return None if st is None else TrialRun(st.run_dir, st.result)
 
     guard = ForgettingGuard.for_project(cfg, probe_scorer(cfg, pipe.project, model_ref))
-    split_train = read_records(st_split.run_dir / "train.jsonl")
+    # `epochs: auto` counted over what the project's own recipe trains on (its general data and repeats too), as
+    # the trainer counts it, so the first trial is that recipe
+    split_train, _, repeated, general = _training_mix(cfg, pipe, model_ref, st_split)
     return search_recipe(
         cfg,
         pipe.project,
         st_split.key,
         model_ref.identity,
-        len(split_train),
+        len(mix_general(repeated, general, cfg)),
         train,
         guard,
         budget_minutes,

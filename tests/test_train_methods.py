@@ -181,6 +181,9 @@ def test_lora_layers_beyond_the_model_are_a_clear_error(tmp_path, tiny_model_dir
         with pytest.raises(TunesmithError) as err:
             train_sft(_cfg(lora={"layers": layers}), ref, _records(), tmp_path)
         assert "train.lora.layers" in str(err.value) and "2 decoder layers" in str(err.value)
+    with pytest.raises(TunesmithError) as err:  # peft restricts named modules to layers, not a pattern
+        train_sft(_cfg(lora={"layers": 1, "target_modules": ".*proj"}), ref, _records(), tmp_path)
+    assert "train.lora.target_modules" in str(err.value) and "[q_proj, v_proj]" in str(err.value)
 
 
 def test_loraplus_trains_the_b_matrices_at_its_ratio_of_the_learning_rate(tiny_model_dir):

@@ -21,6 +21,9 @@ from tunesmith.config.moved import nest_moved
 from tunesmith.config.section import Section
 from tunesmith.errors import Problem, TunesmithError
 
+# `train.lora.layers`: the last N decoder layers, or the listed layer indices
+LayerChoice = Annotated[int, Field(ge=1)] | Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
 
 class LoraOptions(Section):
     """`train.lora:` the adapter of a lora or qlora run."""
@@ -45,7 +48,7 @@ class LoraOptions(Section):
         "higher ranks (64+) learning. lora/qlora only.",
     )
     target_modules: str | list[str] = Field("all-linear", description="Modules that get adapters.")
-    layers: Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=0)]] | None = Field(
+    layers: LayerChoice | None = Field(
         None,
         description="Which decoder layers get adapters: unset = all; N = the last N layers only (the layers "
         "nearest the output); a list = these layer indices (peft's `layers_to_transform`, Axolotl's "

@@ -29,7 +29,7 @@ from tunesmith.models import ModelRef, bf16_linear_weights, load_model, training
 from tunesmith.train import checkpoint as ckpt
 
 
-def lora_config(cfg: Config, model=None, task_type: str = "CAUSAL_LM"):
+def lora_config(cfg: Config, model, task_type: str = "CAUSAL_LM"):
     """The adapter of a lora/qlora run (None for full fine-tuning) for `model` (whose layer count `lora.layers`
     counts from the top). `SEQ_CLS` (reward models) also trains the new score head."""
     from peft import LoraConfig
@@ -38,10 +38,21 @@ def lora_config(cfg: Config, model=None, task_type: str = "CAUSAL_LM"):
     if t.method == "full":
         return None
     lora = t.lora
-    layers = lora.layer_indices(model.config.num_hidden_layers) if lora.layers is not None else None
+    layers = lora.layer_indices(model.config.num_hidden_layers)
     targets = lora.target_modules
     if layers is not None and targets == "all-linear":  # peft takes a layer subset only with named modules
         targets = layer_linears(model)
+    elif layers is not None and isinstance(targets, str):
+        raise TunesmithError(
+            "train.lora.layers needs named target modules",
+            [
+                Problem(
+                    "train.lora.target_modules",
+                    f"a pattern ({targets!r}) cannot be restricted to some layers (peft's rule)",
+                    "name the modules (e.g. [q_proj, v_proj]) or use all-linear; or leave train.lora.layers unset",
+                )
+            ],
+        )
     return LoraConfig(
         layers_to_transform=layers,
         r=lora.r,

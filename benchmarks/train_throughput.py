@@ -7,7 +7,8 @@ checkpointing on (TRL's default), TRL's fused LM-head loss, random batches. tune
 checkpointing, the LM head on labeled positions only, the frozen linear weights stored in bf16 (what autocast
 multiplies with anyway), length-grouped batches, a shared system prompt decoded once a batch (packed). Further rows
 change one of those settings: the base kept in fp32, each `train.batching` (random, padding-free, packed), the
-batch size, the shared prefix off, through the expanded cache instead of packed, or packed below MIN_ROWS. Same
+batch size, the shared prefix off, through the expanded cache instead of packed, packed below MIN_ROWS, or adapters
+on the top layers only (`train.lora.layers`: the backward pass stops below them). Same
 data, model, rank and step count; each row runs in its own process, so its peak RSS is its own. Prints tokens/s
 (non-padding), peak RSS, final loss, the ratios to the baseline, and the achieved FLOP/s as a share of this
 machine's measured bf16 matmul peak.
@@ -78,6 +79,8 @@ ROWS = {  # name -> (description, overrides); "baseline" also swaps in TRL's own
     "batch-8-cached": ("  batch size 8, prefix cached", ["train.batch_size=8"]),
     "batch-4": ("  batch size 4 (under MIN_ROWS)", ["train.batch_size=4"]),
     "batch-4-shared": ("  batch size 4, prefix packed", ["train.batch_size=4"]),
+    "top-15": ("  adapters on the last 15 layers", ["train.lora.layers=15"]),
+    "top-10": ("  adapters on the last 10 layers", ["train.lora.layers=10"]),
 }
 SHARED_PREFIX = {  # row -> tunesmith.train.shared_prefix constants set in its process (no config field for them)
     "batch-8-cached": {"PACK_ATTENTION": 0},  # never one packed sequence: the expanded cache, two decoder calls

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -297,6 +298,13 @@ def load_model(ref: ModelRef, dtype: str = "fp32", attention: str | None = None)
     return AutoModelForCausalLM.from_pretrained(
         ref.path, dtype=torch_dtype, use_safetensors=True, trust_remote_code=ref.trust_remote_code, **extra
     )
+
+
+def decoder_layer(module_name: str) -> int | None:
+    """The decoder layer a module belongs to by its name (`model.layers.3.mlp.up_proj`: 3, the convention of the
+    transformers decoders peft's `layers_to_transform` reads too), None outside the layers (embeddings, the head)."""
+    found = re.search(r"\.layers\.(\d+)\.", f".{module_name}")
+    return int(found.group(1)) if found else None
 
 
 def bf16_linear_weights(model) -> None:

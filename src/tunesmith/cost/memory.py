@@ -60,14 +60,13 @@ class Recipe:
     max_steps: int | None = None
     nproc: int = 1
     labels: int | None = None  # a label task's labels, which `epochs: auto` counts examples per (None: not one)
-    lora_layers: int | tuple[int, ...] | None = None  # `train.lora.layers`: None = every decoder layer
+    lora_layers: int | list[int] | None = None  # `train.lora.layers`: None = every decoder layer
 
     def adapted_layers(self, n_layers: int) -> list[int] | None:
         """The decoder layers that carry adapters (None: all of them, or a full fine-tune's every weight)."""
         if self.method == "full" or self.lora_layers is None:
             return None
-        layers = self.lora_layers if isinstance(self.lora_layers, int) else list(self.lora_layers)
-        return LoraOptions(layers=layers).layer_indices(n_layers)
+        return LoraOptions(layers=self.lora_layers).layer_indices(n_layers)
 
     def backward_share(self, n_layers: int) -> float:
         """The share of the decoder layers the backward pass runs through: it stops below the lowest adapted one."""
@@ -89,7 +88,7 @@ class Recipe:
             t.epochs,
             t.max_steps,
             t.nproc,
-            lora_layers=tuple(t.lora.layers) if isinstance(t.lora.layers, list) else t.lora.layers,
+            lora_layers=t.lora.layers,
         )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import Problem, TunesmithError
+from tunesmith.models import decoder_layer
 from tunesmith.shapes import DIM_FIELDS, SHAPES, dims
 
 
@@ -77,14 +78,8 @@ class ModelShape:
         return sum(
             r * (i + o)
             for name, i, o in self.linears
-            if _targeted(name, target_modules, self.head) and (layers is None or _layer_of(name) in layers)
+            if _targeted(name, target_modules, self.head) and (layers is None or decoder_layer(name) in layers)
         )
-
-
-def _layer_of(name: str) -> int | None:
-    """The decoder layer a module belongs to (`model.layers.3.mlp.up_proj`: 3), None outside the layers."""
-    found = re.search(r"\.layers\.(\d+)\.", f".{name}")
-    return int(found.group(1)) if found else None
 
 
 def _targeted(name: str, targets: str | list[str], head: str | None) -> bool:

@@ -25,7 +25,7 @@ from tunesmith.config import Config
 from tunesmith.data.records import Record
 from tunesmith.errors import Problem, TunesmithError
 from tunesmith.files import disk_full
-from tunesmith.models import ModelRef, bf16_linear_weights, load_model, training_attention
+from tunesmith.models import ModelRef, bf16_linear_weights, decoder_layer, load_model, training_attention
 from tunesmith.train import checkpoint as ckpt
 
 
@@ -74,7 +74,7 @@ def layer_linears(model) -> list[str]:
         {
             name.rsplit(".", 1)[-1]
             for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}"
+            if isinstance(module, torch.nn.Linear) and decoder_layer(name) is not None
         }
     )
 

@@ -52,8 +52,9 @@ def search_recipe(
 ) -> SearchResult:
     """Search the recipe within the budget, each trial trained by `train`; returns the project's config with the
     best trial's recipe, its run, and the summary (trials, the chosen recipe and why). `own_run()`: the project's
-    own recipe already trained (by `run` or `train`), which the first trial then reuses, or None. `n_train` and
-    `n_labels` (a label task's labels) are the training split's, for `epochs: auto`."""
+    own recipe already trained (by `run` or `train`), which the first trial then reuses, or None. `n_train`: the
+    examples the project's own recipe trains on (general data and repeats included), `n_labels`: a label task's
+    labels, both counted as the trainer counts them for `epochs: auto`."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
